@@ -1,0 +1,488 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The disk handle: turns a parsed spec into a tree of nodes (one per plugin
+ * instance, plus the core's layered disk), validates and snapshots metadata,
+ * and carries resize notification from any node up to the consumer.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+void dc__implicit_free(struct dc_disk *d);
+
+static atomic_uint_fast64_t disk_serial;
+
+static bool is_pow2(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+/* Reference §1.5: what every disk must report, checked where it is reported so
+ * the message names the plugin at fault. */
+static int node_validate(struct dc_node *n)
+{
+	struct dc_info *i = &n->info;
+
+	if (!is_pow2(i->sector_size) || i->sector_size < 512)
+		return dc__fail(-EINVAL, "invalid sector size %u (must be a power of two >= 512)",
+				i->sector_size);
+	if (!is_pow2(i->physical_sector_size) || i->physical_sector_size < i->sector_size)
+		return dc__fail(-EINVAL,
+				"invalid physical sector size %u (must be a power of two >= the sector size %u)",
+				i->physical_sector_size, i->sector_size);
+	if (i->unmap_behavior > DC_UNMAP_ZEROES)
+		return dc__fail(-EINVAL, "invalid unmap behaviour %u", i->unmap_behavior);
+	if (!i->disk_type[0])
+		snprintf(i->disk_type, sizeof(i->disk_type), "%s", n->plugin->name);
+	return 0;
+}
+
+int dc__disk_add_node(struct dc_disk *disk, struct dc_node *n)
+{
+	struct dc_node **nodes = realloc(disk->nodes, (disk->nnodes + 1) * sizeof(*nodes));
+
+	if (!nodes)
+		return -ENOMEM;
+	disk->nodes = nodes;
+	n->index = disk->nnodes;
+	nodes[disk->nnodes++] = n;
+	return 0;
+}
+
+/* Slot layout: [core request][ctx][embedded child slot, single-child nodes]. */
+static void node_layout(struct dc_node *n)
+{
+	n->ctx_off = DC_ALIGN_UP(sizeof(struct dc_ireq), 16);
+	n->slot_size = n->ctx_off + DC_ALIGN_UP(n->plugin->ctx_size, 16);
+	n->embed_child = n->nchildren == 1;
+	if (n->embed_child)
+		n->slot_size += n->children[0]->slot_size;
+}
+
+static struct dc_node *node_new(struct dc_disk *disk, const struct dc_plugin *p,
+				const struct dc_form *form, const char *label,
+				struct dc_node **children, unsigned nchildren)
+{
+	struct dc_node *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return NULL;
+	n->plugin = p;
+	n->form = form;
+	n->disk = disk;
+	n->label = strdup(label ? label : p->name);
+	if (nchildren) {
+		n->children = calloc(nchildren, sizeof(*children));
+		if (!n->children) {
+			free(n->label);
+			free(n);
+			return NULL;
+		}
+		memcpy(n->children, children, nchildren * sizeof(*children));
+	}
+	n->nchildren = nchildren;
+	for (unsigned i = 0; i < nchildren; i++)
+		children[i]->parent = n;
+	if (!n->label || dc__disk_add_node(disk, n) < 0) {
+		free(n->children);
+		free(n->label);
+		free(n);
+		return NULL;
+	}
+	return n;
+}
+
+/* Forget a node that never opened: its children stay with the caller. */
+static void node_discard(struct dc_node *n)
+{
+	struct dc_disk *d = n->disk;
+
+	if (d->nnodes && d->nodes[d->nnodes - 1] == n)
+		d->nnodes--;
+	else
+		d->nodes[n->index] = NULL;
+	free(n->children);
+	free(n->label);
+	free(n);
+}
+
+int dc__node_create(struct dc_disk *disk, struct dc_spec *s, bool read_only,
+		    struct dc_node **children, unsigned nchildren, struct dc_node **out)
+{
+	struct dc_open_args a = {
+		.struct_size = sizeof(a),
+		.form = s->form->name,
+		.fields = (const char *const *)s->fields,
+		.nfields = s->nfields,
+		.opts = s->opts,
+		.nopts = s->nopts,
+		.read_only = read_only,
+		.nchildren = nchildren,
+	};
+	struct dc_node *n = node_new(disk, s->plugin, s->form, s->text, children, nchildren);
+	int rc;
+
+	if (!n)
+		return dc__fail(-ENOMEM, "%s: out of memory", s->form->name);
+	a.node = n;
+	/* A decorator starts from its child's metadata; the plugin adjusts it. */
+	if (nchildren)
+		n->info = children[0]->info;
+	dc__error_clear();
+	dc__error_push_prefix(s->form->name);
+	rc = s->plugin->open(&a, &n->inst, &n->info);
+	if (rc == 0 && s->plugin->kind != DC_KIND_LAYER)
+		rc = node_validate(n);
+	dc__error_pop_prefix();
+	if (rc < 0) {
+		if (n->inst && s->plugin->close)
+			s->plugin->close(n->inst);
+		node_discard(n);
+		if (!dc__error_isset())
+			dc__error_raw("%s: open failed: %s", s->form->name, strerror(-rc));
+		return rc;
+	}
+	node_layout(n);
+	*out = n;
+	return 0;
+}
+
+int dc__node_wrap(struct dc_disk *disk, const struct dc_plugin *p, void *inst,
+		  const struct dc_info *info, const char *label, struct dc_node **children,
+		  unsigned nchildren, struct dc_node **out)
+{
+	struct dc_node *n = node_new(disk, p, NULL, label, children, nchildren);
+	int rc;
+
+	if (!n)
+		return dc__fail(-ENOMEM, "out of memory");
+	n->inst = inst;
+	n->info = *info;
+	rc = node_validate(n);
+	if (rc < 0) {
+		node_discard(n);
+		return rc;
+	}
+	node_layout(n);
+	*out = n;
+	return 0;
+}
+
+void dc__node_close(struct dc_node *n)
+{
+	if (!n)
+		return;
+	if (n->plugin->close)
+		n->plugin->close(n->inst);
+	for (unsigned i = 0; i < n->nchildren; i++)
+		dc__node_close(n->children[i]);
+	if (n->disk->nodes[n->index] == n)
+		n->disk->nodes[n->index] = NULL;
+	free(n->children);
+	free(n->label);
+	free(n);
+}
+
+int dc__node_open(struct dc_disk *disk, struct dc_spec *s, bool read_only,
+		  struct dc_node **out)
+{
+	struct dc_node **children = NULL;
+	unsigned i;
+	int rc = 0;
+
+	if (s->plugin->kind == DC_KIND_LAYER)
+		return dc__layered_open(disk, s, read_only, out);
+	if (s->nchildren) {
+		children = calloc(s->nchildren, sizeof(*children));
+		if (!children)
+			return dc__fail(-ENOMEM, "out of memory");
+	}
+	for (i = 0; i < s->nchildren; i++) {
+		rc = dc__node_open(disk, s->children[i], read_only, &children[i]);
+		if (rc < 0)
+			break;
+	}
+	if (rc == 0)
+		rc = dc__node_create(disk, s, read_only, children, s->nchildren, out);
+	if (rc < 0) {
+		while (i-- > 0)
+			dc__node_close(children[i]);
+	}
+	free(children);
+	return rc;
+}
+
+uint64_t dc__node_live_count(struct dc_node *n)
+{
+	const struct dc_plugin *p = n->plugin;
+
+	if (p->sector_count)
+		return p->sector_count(n->inst);
+	if (p->kind == DC_KIND_DECORATOR && n->nchildren)
+		return dc__node_live_count(n->children[0]);
+	return n->info.sector_count;
+}
+
+/* --- Public disk API ---------------------------------------------------------- */
+
+static void disk_free(struct dc_disk *d)
+{
+	if (d->resize_fd >= 0)
+		close(d->resize_fd);
+	pthread_mutex_destroy(&d->resize_lock);
+	pthread_cond_destroy(&d->resize_cond);
+	pthread_mutex_destroy(&d->implicit_lock);
+	free(d->nodes);
+	free(d);
+}
+
+DC_EXPORT int dc_open(const char *spec, uint32_t flags, dc_disk **out)
+{
+	struct dc_spec *s = NULL;
+	struct dc_disk *d;
+	pthread_condattr_t ca;
+	int rc;
+
+	if (!spec || !out || (flags & ~DC_OPEN_READ_ONLY))
+		return dc__fail(-EINVAL, "dc_open: invalid arguments");
+	*out = NULL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return dc__fail(-ENOMEM, "dc_open: out of memory");
+	pthread_mutex_init(&d->resize_lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->resize_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&d->implicit_lock, NULL);
+	d->serial = atomic_fetch_add(&disk_serial, 1) + 1;
+	d->resize_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d->resize_fd < 0) {
+		rc = dc__fail(-errno, "dc_open: eventfd: %s", strerror(errno));
+		goto fail;
+	}
+
+	rc = dc__spec_parse(spec, &s);
+	if (rc < 0)
+		goto fail;
+	rc = dc__node_open(d, s, flags & DC_OPEN_READ_ONLY, &d->top);
+	dc__spec_free(s);
+	if (rc < 0)
+		goto fail;
+
+	d->info = d->top->info;
+	if (flags & DC_OPEN_READ_ONLY)
+		d->info.flags |= DC_INFO_READ_ONLY;
+	d->sector_shift = __builtin_ctz(d->info.sector_size);
+	d->max_sector = (uint64_t)INT64_MAX >> d->sector_shift;
+	*out = d;
+	return 0;
+fail:
+	disk_free(d);
+	return rc;
+}
+
+DC_EXPORT void dc_close(dc_disk *d)
+{
+	if (!d)
+		return;
+	dc__implicit_free(d);
+	dc__node_close(d->top);
+	disk_free(d);
+}
+
+DC_EXPORT void dc_get_info(dc_disk *d, struct dc_info *info)
+{
+	*info = d->info;
+	info->sector_count = dc__node_live_count(d->top);
+}
+
+DC_EXPORT uint64_t dc_sector_count(dc_disk *d)
+{
+	return dc__node_live_count(d->top);
+}
+
+DC_EXPORT uint32_t dc_sector_size(dc_disk *d)
+{
+	return d->info.sector_size;
+}
+
+/* --- Plugin services ------------------------------------------------------------ */
+
+DC_EXPORT unsigned dc_node_nchildren(struct dc_node *n)
+{
+	return n->nchildren;
+}
+
+DC_EXPORT struct dc_node *dc_node_child(struct dc_node *n, unsigned i)
+{
+	return i < n->nchildren ? n->children[i] : NULL;
+}
+
+DC_EXPORT void dc_node_info(struct dc_node *n, struct dc_info *info)
+{
+	*info = n->info;
+	info->sector_count = dc__node_live_count(n);
+}
+
+DC_EXPORT uint64_t dc_node_sector_count(struct dc_node *n)
+{
+	return dc__node_live_count(n);
+}
+
+DC_EXPORT void dc_node_notify_resize(struct dc_node *n)
+{
+	struct dc_disk *d = n->disk;
+
+	/* Every node belongs to one disk; the whole chain above sees the live count
+	 * through its sector_count callbacks, so waking the disk's waiters is the
+	 * forwarding. */
+	pthread_mutex_lock(&d->resize_lock);
+	d->resize_epoch++;
+	pthread_cond_broadcast(&d->resize_cond);
+	pthread_mutex_unlock(&d->resize_lock);
+	eventfd_write(d->resize_fd, 1);
+}
+
+DC_EXPORT bool dc_opt_flag(const struct dc_open_args *a, const char *name)
+{
+	for (uint32_t i = 0; i < a->nopts; i++)
+		if (strcmp(a->opts[i].name, name) == 0)
+			return true;
+	return false;
+}
+
+DC_EXPORT const char *dc_opt_str(const struct dc_open_args *a, const char *name)
+{
+	for (uint32_t i = 0; i < a->nopts; i++)
+		if (strcmp(a->opts[i].name, name) == 0)
+			return a->opts[i].value ? a->opts[i].value : "";
+	return NULL;
+}
+
+DC_EXPORT bool dc_opt_num(const struct dc_open_args *a, const char *name, uint64_t *out)
+{
+	for (uint32_t i = 0; i < a->nopts; i++) {
+		if (strcmp(a->opts[i].name, name) == 0) {
+			*out = a->opts[i].num;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* --- Resize ----------------------------------------------------------------------- */
+
+DC_EXPORT int dc_resize_fd(dc_disk *d)
+{
+	return d->resize_fd;
+}
+
+DC_EXPORT int dc_wait_resize(dc_disk *d, uint64_t known, int timeout_ms, uint64_t *count)
+{
+	struct timespec deadline;
+	uint64_t epoch, now;
+	int rc = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	if (timeout_ms >= 0) {
+		deadline.tv_sec += timeout_ms / 1000;
+		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+		if (deadline.tv_nsec >= 1000000000) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000;
+		}
+	}
+	for (;;) {
+		pthread_mutex_lock(&d->resize_lock);
+		epoch = d->resize_epoch;
+		pthread_mutex_unlock(&d->resize_lock);
+		/* Read the live count after taking the epoch: a change in between
+		 * bumps the epoch, so the wait below cannot miss it. */
+		now = dc__node_live_count(d->top);
+		if (now != known) {
+			if (count)
+				*count = now;
+			return 0;
+		}
+		pthread_mutex_lock(&d->resize_lock);
+		while (d->resize_epoch == epoch && rc == 0) {
+			if (timeout_ms < 0)
+				rc = pthread_cond_wait(&d->resize_cond, &d->resize_lock);
+			else
+				rc = pthread_cond_timedwait(&d->resize_cond, &d->resize_lock,
+							    &deadline);
+		}
+		pthread_mutex_unlock(&d->resize_lock);
+		if (rc == ETIMEDOUT)
+			return -ETIMEDOUT;
+	}
+}
+
+DC_EXPORT int dc_resize(dc_disk *d, uint64_t new_count)
+{
+	struct dc_node *n = d->top;
+	int rc;
+
+	if (d->info.flags & DC_INFO_READ_ONLY)
+		return dc__fail(-EROFS, "resize: the disk is read-only");
+	while (!n->plugin->resize && n->plugin->kind == DC_KIND_DECORATOR && n->nchildren)
+		n = n->children[0];
+	if (!n->plugin->resize)
+		return dc__fail(-EOPNOTSUPP, "%s: resize is not supported", n->plugin->name);
+	dc__error_push_prefix(n->plugin->name);
+	rc = n->plugin->resize(n->inst, new_count);
+	dc__error_pop_prefix();
+	if (rc == 0)
+		dc_node_notify_resize(n);
+	return rc;
+}
+
+/* --- Describe ----------------------------------------------------------------------- */
+
+struct describe_ctx {
+	dc_describe_fn visit;
+	void *arg;
+	int depth;
+	struct dc_node *node;
+	struct dc_info info;
+	int rc;
+};
+
+static void describe_kv(void *arg, const char *key, const char *value)
+{
+	struct describe_ctx *c = arg;
+	struct dc_node *n = c->node;
+
+	if (c->rc == 0)
+		c->rc = c->visit(c->arg, c->depth, n->plugin->name,
+				 n->form ? n->form->name : n->plugin->name, &c->info, key,
+				 value);
+}
+
+static int describe_node(struct describe_ctx *c, struct dc_node *n, int depth)
+{
+	c->node = n;
+	c->depth = depth;
+	dc_node_info(n, &c->info);
+	describe_kv(c, NULL, NULL);
+	if (c->rc == 0)
+		describe_kv(c, "spec", n->label);
+	if (c->rc == 0 && n->plugin->describe)
+		n->plugin->describe(n->inst, describe_kv, c);
+	for (unsigned i = 0; c->rc == 0 && i < n->nchildren; i++)
+		describe_node(c, n->children[i], depth + 1);
+	return c->rc;
+}
+
+DC_EXPORT int dc_describe(dc_disk *d, dc_describe_fn visit, void *arg)
+{
+	struct describe_ctx c = { .visit = visit, .arg = arg };
+
+	return describe_node(&c, d->top, 0);
+}

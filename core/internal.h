@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/* Core-internal interfaces between the files of libdiskcore. Nothing here is ABI. */
+#ifndef DISKCORE_INTERNAL_H
+#define DISKCORE_INTERNAL_H
+
+#include <diskcore/plugin.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define DC_EXPORT __attribute__((visibility("default")))
+#define DC_ALIGN_UP(x, a) (((x) + (a) - 1) & ~((size_t)(a) - 1))
+#define DC_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* --- error.c: thread-local control-path messages ------------------------ */
+
+/* Messages are prefixed with the spec element at fault: the core pushes the
+ * element ("crypt") around each plugin call, and dc_error() prepends it. */
+void dc__error_push_prefix(const char *prefix);
+void dc__error_pop_prefix(void);
+void dc__error_clear(void);
+bool dc__error_isset(void);
+/* Set the message with no prefix. */
+void dc__error_raw(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Returns -err after setting the message (with prefix): `return dc__fail(-EINVAL, ...)`. */
+int dc__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* --- registry.c: plugin discovery and trust ----------------------------- */
+
+/* Find (loading on demand) the plugin that claims spec form `name`.
+ * Returns 0, -ENOENT ("unknown disk kind"), or the refusal's -errno; the message
+ * says which files were refused and why. */
+int dc__registry_lookup(const char *name, const struct dc_plugin **plugin,
+			const struct dc_form **form);
+/* Find a form in a plugin's descriptor. */
+const struct dc_form *dc__plugin_form(const struct dc_plugin *p, const char *name);
+
+/* --- spec.c: spec-string parsing ---------------------------------------- */
+
+struct dc_spec {
+	const struct dc_plugin *plugin;
+	const struct dc_form *form;
+	char *text;        /* this element's whole spec text, from its kind on */
+	size_t pos;        /* byte offset of this element in the full spec */
+	char **fields;
+	uint32_t nfields;
+	struct dc_optval *opts;
+	uint32_t nopts;
+	struct dc_spec **children;
+	uint32_t nchildren;
+};
+
+/* Parse a spec, resolving each kind through the registry and validating options
+ * against the plugin's declared options. Returns 0 or -errno with a message that
+ * names the element, its position and what was expected. */
+int dc__spec_parse(const char *spec, struct dc_spec **out);
+void dc__spec_free(struct dc_spec *s);
+
+/* --- req.c / disk.c: nodes, requests, queues ---------------------------- */
+
+struct dc_layered;
+
+struct dc_node {
+	const struct dc_plugin *plugin;
+	const struct dc_form *form;  /* NULL for core nodes */
+	char *label;                 /* spec element text, for messages and describe */
+	void *inst;
+	struct dc_info info;         /* snapshot after open/attach */
+	struct dc_node **children;
+	unsigned nchildren;
+	struct dc_node *parent;
+	struct dc_disk *disk;
+	unsigned index;              /* position in disk->nodes: qctx slot */
+	size_t slot_size;            /* bytes of a request addressed to this node */
+	size_t ctx_off;              /* offset of ctx within the slot */
+	bool embed_child;            /* slot embeds one child slot (single child) */
+};
+
+/* A request as the core keeps it; `pub` is what plugins see. */
+struct dc_ireq {
+	struct dc_req pub;
+	struct dc_ireq *parent;
+	dc_child_done_fn done;
+	struct dc_queue *queue;
+	struct dc_ireq *next;        /* free lists, completion lists */
+	uint8_t kind;                /* DC_IREQ_* */
+	atomic_bool embedded_busy;   /* the embedded child slot is taken */
+	/* Top-level requests only. */
+	dc_complete_fn cb;
+	void *user_data;
+};
+enum { DC_IREQ_TOP = 0, DC_IREQ_EMBEDDED = 1, DC_IREQ_HEAP = 2 };
+
+struct dc_disk {
+	struct dc_node *top;
+	struct dc_info info;         /* snapshot at open */
+	unsigned sector_shift;
+	uint64_t max_sector;         /* INT64_MAX >> sector_shift */
+	struct dc_node **nodes;      /* every node, top first */
+	unsigned nnodes;
+	uint64_t serial;
+	/* Resize notification. */
+	pthread_mutex_t resize_lock;
+	pthread_cond_t resize_cond;
+	uint64_t resize_epoch;
+	int resize_fd;
+	/* Implicit per-thread queues of the blocking calls. */
+	pthread_mutex_t implicit_lock;
+	struct dc_implicit *implicit;
+};
+
+/* Open the node tree a parsed spec describes (disk.c): a layer form becomes a
+ * layered disk (dc__layered_open); anything else opens its children, then itself. */
+int dc__node_open(struct dc_disk *disk, struct dc_spec *s, bool read_only,
+		  struct dc_node **out);
+/* Open one plugin node over already-open children (no recursion): calls the
+ * plugin's open() with the element's fields and options. Layers are created
+ * with no children; the layered disk attaches them afterwards. */
+int dc__node_create(struct dc_disk *disk, struct dc_spec *s, bool read_only,
+		    struct dc_node **children, unsigned nchildren,
+		    struct dc_node **out);
+/* Make a node for an instance the core created itself (the layered disk). */
+int dc__node_wrap(struct dc_disk *disk, const struct dc_plugin *p, void *inst,
+		  const struct dc_info *info, const char *label,
+		  struct dc_node **children, unsigned nchildren,
+		  struct dc_node **out);
+/* Close a node and its children (calls the plugin's close). */
+void dc__node_close(struct dc_node *n);
+/* Dispatch a request to the plugin of its node, honouring ops/passthrough. */
+void dc__dispatch(struct dc_ireq *r);
+uint64_t dc__node_live_count(struct dc_node *n);
+
+/* --- layered.c: the layered disk ---------------------------------------- */
+
+/* Open the layered disk whose top layer is spec `s` (a DC_KIND_LAYER form):
+ * collect and flatten the layers (inner specs, lower_spec() parents), open them
+ * with the resolver's read-only rules, attach bottom-up and validate (reference
+ * §4.2). Returns the layered node. */
+int dc__layered_open(struct dc_disk *disk, struct dc_spec *s, bool read_only,
+		     struct dc_node **out);
+/* The core's layered-disk plugin descriptor (kind backend, children = layers). */
+extern const struct dc_plugin dc__layered_plugin;
+
+/* --- pool.c: worker pool and timers ------------------------------------- */
+
+int dc__pool_submit(void (*fn)(void *arg), void *arg);
+int dc__timer_after(uint64_t delay_ns, void (*fn)(void *arg), void *arg);
+
+/* --- size.c --------------------------------------------------------------- */
+/* dc_parse_size() is public; see diskcore.h. */
+
+#endif

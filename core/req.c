@@ -1,0 +1,809 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The request engine: queues, request slots, dispatch to plugins, completion.
+ *
+ * A request slot for node N holds the core's request, N's scratch (ctx_size) and,
+ * when N has exactly one child, an embedded slot for that child, recursively. So a
+ * decorator chain gets every level's request from one allocation that the queue
+ * recycles: the hot path does not allocate. Fan-out (striped, layered over several
+ * layers, a decorator splitting a request) takes extra child slots from the heap.
+ *
+ * Slots go back to their queue through a lock-free list that completing threads
+ * push to and the submitting thread drains wholesale, so completion on a worker or
+ * timer thread needs no lock.
+ */
+#include "internal.h"
+
+#include <linux/futex.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct dc_queue {
+	struct dc_disk *disk;
+	uint32_t flags;
+	void **qctx;                          /* per node index */
+	bool *qctx_open;                      /* which qctx slots were opened */
+	struct dc_ireq *free_local;           /* owned by the submitting thread */
+	_Atomic(struct dc_ireq *) free_remote; /* pushed by completing threads */
+	atomic_uint inflight;
+	/* DC_QUEUE_POLL */
+	int efd;
+	pthread_mutex_t lock;
+	struct dc_ireq *done_head, *done_tail;
+};
+
+#define CONSUMER_FLAGS (DC_IO_FUA | DC_IO_BLOCK_LEVEL_ONLY)
+/* How many consumer callbacks may nest on one thread before further
+ * completions are deferred to the outermost one (bounds the stack when a
+ * consumer resubmits from its callback and completions are inline). */
+#define DELIVER_DEPTH_MAX 4
+
+static __thread int deliver_depth;
+static __thread struct dc_ireq *deferred_head, *deferred_tail;
+
+/* --- Slots ------------------------------------------------------------------ */
+
+static inline struct dc_ireq *ireq(struct dc_req *r)
+{
+	return (struct dc_ireq *)r;
+}
+
+static void slot_init(struct dc_ireq *r, struct dc_node *node, struct dc_queue *q)
+{
+	r->pub.node = node;
+	r->pub.ctx = (char *)r + node->ctx_off;
+	r->pub.qctx = q->qctx[node->index];
+	r->pub.marker = NULL;
+	r->pub.result = 0;
+	r->pub.detail = 0;
+	r->queue = q;
+	atomic_store_explicit(&r->embedded_busy, false, memory_order_relaxed);
+}
+
+static void slot_push_remote(struct dc_queue *q, struct dc_ireq *r)
+{
+	struct dc_ireq *head = atomic_load_explicit(&q->free_remote, memory_order_relaxed);
+
+	do {
+		r->next = head;
+	} while (!atomic_compare_exchange_weak_explicit(&q->free_remote, &head, r,
+							memory_order_release,
+							memory_order_relaxed));
+}
+
+static struct dc_ireq *slot_get(struct dc_queue *q)
+{
+	struct dc_ireq *r = q->free_local;
+
+	if (!r) {
+		/* Only this thread pops, and it takes the whole list: no ABA. */
+		r = atomic_exchange_explicit(&q->free_remote, NULL, memory_order_acquire);
+		if (!r) {
+			r = aligned_alloc(64, DC_ALIGN_UP(q->disk->top->slot_size, 64));
+			if (!r)
+				return NULL;
+			r->kind = DC_IREQ_TOP;
+			return r;
+		}
+	}
+	q->free_local = r->next;
+	return r;
+}
+
+/* --- Queues ----------------------------------------------------------------- */
+
+static void queue_close_qctx(struct dc_queue *q)
+{
+	for (unsigned i = 0; i < q->disk->nnodes; i++) {
+		struct dc_node *n = q->disk->nodes[i];
+
+		if (q->qctx_open[i] && n->plugin->queue_close)
+			n->plugin->queue_close(n->inst, q->qctx[i]);
+		q->qctx_open[i] = false;
+	}
+}
+
+/* Open per-queue plugin state for node and its subtree. */
+static int queue_open_subtree(struct dc_queue *q, struct dc_node *n)
+{
+	int rc;
+
+	for (unsigned i = 0; i < n->nchildren; i++) {
+		rc = queue_open_subtree(q, n->children[i]);
+		if (rc < 0)
+			return rc;
+	}
+	if (n->plugin->queue_open && !q->qctx_open[n->index]) {
+		dc__error_push_prefix(n->plugin->name);
+		rc = n->plugin->queue_open(n->inst, &q->qctx[n->index]);
+		dc__error_pop_prefix();
+		if (rc < 0)
+			return rc;
+		q->qctx_open[n->index] = true;
+	}
+	return 0;
+}
+
+static struct dc_queue *queue_new(struct dc_disk *disk, uint32_t flags)
+{
+	struct dc_queue *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return NULL;
+	q->disk = disk;
+	q->flags = flags;
+	q->efd = -1;
+	q->qctx = calloc(disk->nnodes, sizeof(*q->qctx));
+	q->qctx_open = calloc(disk->nnodes, sizeof(*q->qctx_open));
+	pthread_mutex_init(&q->lock, NULL);
+	if (!q->qctx || !q->qctx_open) {
+		free(q->qctx);
+		free(q->qctx_open);
+		free(q);
+		return NULL;
+	}
+	return q;
+}
+
+static void queue_free(struct dc_queue *q)
+{
+	struct dc_ireq *r, *next;
+
+	queue_close_qctx(q);
+	r = atomic_exchange(&q->free_remote, NULL);
+	for (; r; r = next) {
+		next = r->next;
+		free(r);
+	}
+	for (r = q->free_local; r; r = next) {
+		next = r->next;
+		free(r);
+	}
+	if (q->efd >= 0)
+		close(q->efd);
+	pthread_mutex_destroy(&q->lock);
+	free(q->qctx);
+	free(q->qctx_open);
+	free(q);
+}
+
+DC_EXPORT int dc_queue_open(dc_disk *disk, uint32_t flags, dc_queue **out)
+{
+	struct dc_queue *q;
+	int rc;
+
+	if (!disk || !out || (flags & ~DC_QUEUE_POLL))
+		return dc__fail(-EINVAL, "dc_queue_open: invalid arguments");
+	q = queue_new(disk, flags);
+	if (!q)
+		return dc__fail(-ENOMEM, "dc_queue_open: out of memory");
+	if (flags & DC_QUEUE_POLL) {
+		q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (q->efd < 0) {
+			rc = -errno;
+			queue_free(q);
+			return dc__fail(rc, "dc_queue_open: eventfd: %s", strerror(-rc));
+		}
+	}
+	rc = queue_open_subtree(q, disk->top);
+	if (rc < 0) {
+		queue_free(q);
+		return rc;
+	}
+	*out = q;
+	return 0;
+}
+
+DC_EXPORT void dc_queue_close(dc_queue *q)
+{
+	if (q)
+		queue_free(q);
+}
+
+DC_EXPORT int dc_queue_fd(dc_queue *q)
+{
+	return q->efd >= 0 ? q->efd : -EINVAL;
+}
+
+DC_EXPORT unsigned dc_queue_inflight(dc_queue *q)
+{
+	return atomic_load(&q->inflight);
+}
+
+DC_EXPORT int dc_queue_reap(dc_queue *q, struct dc_completion *out, int max)
+{
+	struct dc_ireq *r;
+	uint64_t v;
+	int n = 0;
+
+	if (!(q->flags & DC_QUEUE_POLL) || max < 0)
+		return -EINVAL;
+	/* Clear the eventfd first: a completion after this re-arms it. */
+	if (read(q->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return -errno;
+	pthread_mutex_lock(&q->lock);
+	while (n < max && (r = q->done_head)) {
+		q->done_head = r->next;
+		out[n].user_data = r->user_data;
+		out[n].result = r->pub.result;
+		out[n].detail = r->pub.detail;
+		n++;
+		slot_push_remote(q, r);
+	}
+	if (!q->done_head)
+		q->done_tail = NULL;
+	else
+		eventfd_write(q->efd, 1); /* more left: stay readable */
+	pthread_mutex_unlock(&q->lock);
+	return n;
+}
+
+/* --- Completion ------------------------------------------------------------- */
+
+static void deliver_one(struct dc_ireq *r)
+{
+	struct dc_queue *q = r->queue;
+	struct dc_completion c = {
+		.user_data = r->user_data,
+		.result = r->pub.result,
+		.detail = r->pub.detail,
+	};
+	dc_complete_fn cb = r->cb;
+
+	if (q->flags & DC_QUEUE_POLL && !cb) {
+		bool was_empty;
+
+		pthread_mutex_lock(&q->lock);
+		r->next = NULL;
+		was_empty = !q->done_head;
+		if (q->done_tail)
+			q->done_tail->next = r;
+		else
+			q->done_head = r;
+		q->done_tail = r;
+		atomic_fetch_sub_explicit(&q->inflight, 1, memory_order_release);
+		pthread_mutex_unlock(&q->lock);
+		if (was_empty)
+			eventfd_write(q->efd, 1);
+		return;
+	}
+	/* Recycle the slot before the callback so a resubmission can reuse it. */
+	slot_push_remote(q, r);
+	atomic_fetch_sub_explicit(&q->inflight, 1, memory_order_release);
+	cb(&c);
+}
+
+static void deliver(struct dc_ireq *r)
+{
+	if (deliver_depth >= DELIVER_DEPTH_MAX) {
+		r->next = NULL;
+		if (deferred_tail)
+			deferred_tail->next = r;
+		else
+			deferred_head = r;
+		deferred_tail = r;
+		return;
+	}
+	deliver_depth++;
+	deliver_one(r);
+	/* The outermost frame delivers what deeper frames deferred. */
+	while (deliver_depth == 1 && deferred_head) {
+		struct dc_ireq *d = deferred_head;
+
+		deferred_head = d->next;
+		if (!deferred_head)
+			deferred_tail = NULL;
+		deliver_one(d);
+	}
+	deliver_depth--;
+}
+
+static bool result_known(int result)
+{
+	switch (result) {
+	case 0:
+	case DC_E_ILLEGAL_BLOCK:
+	case DC_E_INVALID_INPUT:
+	case DC_E_IO:
+	case DC_E_MEDIUM:
+	case DC_E_MEMORY_ACCESS:
+	case DC_E_READ_ONLY:
+	case DC_E_RESERVATION_CONFLICT:
+	case DC_E_ABORTED_PREEMPT:
+	case DC_E_UNSUPPORTED_EJECT:
+	case DC_E_UNSUPPORTED:
+		return true;
+	default:
+		return false;
+	}
+}
+
+DC_EXPORT void dc_complete_detail(struct dc_req *req, int result, int detail)
+{
+	struct dc_ireq *r = ireq(req);
+
+	if (!result_known(result)) {
+		/* Any other errno is an I/O error; keep the errno as its detail. */
+		detail = result < 0 ? -result : EIO;
+		result = DC_E_IO;
+	}
+	req->result = result;
+	req->detail = detail;
+	if (r->kind == DC_IREQ_TOP)
+		deliver(r);
+	else
+		r->done(&r->parent->pub, req);
+}
+
+DC_EXPORT void dc_complete(struct dc_req *req, int result)
+{
+	dc_complete_detail(req, result, 0);
+}
+
+/* --- Dispatch --------------------------------------------------------------- */
+
+static void dispatch_pool_run(void *arg)
+{
+	struct dc_req *req = arg;
+	struct dc_node *n = req->node;
+
+	dc_complete(req, n->plugin->io(n->inst, req));
+}
+
+static void dispatch_passthrough_done(struct dc_req *parent, struct dc_req *child)
+{
+	int result = child->result, detail = child->detail;
+
+	dc_child_free(parent, child);
+	dc_complete_detail(parent, result, detail);
+}
+
+void dc__dispatch(struct dc_ireq *r)
+{
+	struct dc_node *n = r->pub.node;
+	const struct dc_plugin *p = n->plugin;
+	uint64_t bit = DC_OP_BIT(r->pub.op);
+
+	if (p->ops & bit) {
+		if (p->submit) {
+			p->submit(n->inst, &r->pub);
+		} else if (dc__pool_submit(dispatch_pool_run, &r->pub) < 0) {
+			dc_complete_detail(&r->pub, DC_E_IO, ENOMEM);
+		}
+		return;
+	}
+	if ((p->passthrough_ops & bit) && n->nchildren > 0) {
+		struct dc_req *c = dc_child_req(&r->pub, 0);
+
+		if (!c)
+			dc_complete_detail(&r->pub, DC_E_IO, ENOMEM);
+		else
+			dc_child_submit(&r->pub, c, dispatch_passthrough_done);
+		return;
+	}
+	/* Fail closed: an op this plugin neither handles nor forwards stops here. */
+	dc_complete(&r->pub, r->pub.op == DC_OP_EJECT ? DC_E_UNSUPPORTED_EJECT
+						     : DC_E_UNSUPPORTED);
+}
+
+/* --- Child requests --------------------------------------------------------- */
+
+DC_EXPORT struct dc_req *dc_child_req(struct dc_req *parent, unsigned i)
+{
+	struct dc_ireq *p = ireq(parent);
+	struct dc_node *n = parent->node;
+	struct dc_node *child;
+	struct dc_ireq *c;
+
+	if (i >= n->nchildren)
+		return NULL;
+	child = n->children[i];
+	if (n->embed_child && !atomic_exchange_explicit(&p->embedded_busy, true,
+							 memory_order_acquire)) {
+		c = (struct dc_ireq *)((char *)p + n->slot_size - child->slot_size);
+		c->kind = DC_IREQ_EMBEDDED;
+	} else {
+		c = aligned_alloc(64, DC_ALIGN_UP(child->slot_size, 64));
+		if (!c)
+			return NULL;
+		c->kind = DC_IREQ_HEAP;
+	}
+	slot_init(c, child, p->queue);
+	c->pub.op = parent->op;
+	c->pub.flags = parent->flags;
+	c->pub.sector = parent->sector;
+	c->pub.count = parent->count;
+	c->pub.buf = parent->buf;
+	c->pub.pr = parent->pr;
+	c->parent = p;
+	return &c->pub;
+}
+
+DC_EXPORT void dc_child_submit(struct dc_req *parent, struct dc_req *child,
+			       dc_child_done_fn done)
+{
+	(void)parent;
+	ireq(child)->done = done;
+	dc__dispatch(ireq(child));
+}
+
+DC_EXPORT void dc_child_free(struct dc_req *parent, struct dc_req *child)
+{
+	struct dc_ireq *c = ireq(child);
+
+	if (c->kind == DC_IREQ_EMBEDDED)
+		atomic_store_explicit(&ireq(parent)->embedded_busy, false,
+				      memory_order_release);
+	else
+		free(c);
+}
+
+/* --- Submission ------------------------------------------------------------- */
+
+static bool representable(struct dc_disk *d, uint64_t sector, uint64_t count)
+{
+	return sector <= d->max_sector && count <= d->max_sector - sector;
+}
+
+/* The disk handle's guard (reference §1.4-1.5): returns a result to complete
+ * with before any plugin sees the request, or 1 to dispatch it. */
+static int submit_guard(struct dc_disk *d, const struct dc_req *r)
+{
+	switch (r->op) {
+	case DC_OP_READ:
+	case DC_OP_WRITE:
+		if (!representable(d, r->sector, r->count))
+			return DC_E_ILLEGAL_BLOCK;
+		if (r->count == 0)
+			return r->sector > dc__node_live_count(d->top) ? DC_E_ILLEGAL_BLOCK : 0;
+		if (r->op == DC_OP_WRITE && (d->info.flags & DC_INFO_READ_ONLY))
+			return DC_E_READ_ONLY;
+		return 1;
+	case DC_OP_UNMAP:
+		if (!representable(d, r->sector, r->count))
+			return DC_E_ILLEGAL_BLOCK;
+		if (d->info.unmap_behavior == DC_UNMAP_IGNORED)
+			return r->sector + r->count > dc__node_live_count(d->top)
+				       ? DC_E_ILLEGAL_BLOCK
+				       : 0;
+		if (d->info.flags & DC_INFO_READ_ONLY)
+			return DC_E_READ_ONLY;
+		return 1;
+	default:
+		return 1;
+	}
+}
+
+DC_EXPORT int dc_submit(dc_queue *q, const struct dc_io *io)
+{
+	struct dc_disk *d = q->disk;
+	struct dc_ireq *r;
+	size_t len = 0;
+	int g;
+
+	if (!io || io->op >= DC_OP__COUNT || (io->flags & ~CONSUMER_FLAGS))
+		return -EINVAL;
+	if (!io->cb && !(q->flags & DC_QUEUE_POLL))
+		return -EINVAL;
+	if (io->op == DC_OP_READ || io->op == DC_OP_WRITE) {
+		if (io->iovcnt < 0 || (io->iovcnt > 0 && !io->iov))
+			return -EINVAL;
+		for (int i = 0; i < io->iovcnt; i++) {
+			if (io->iov[i].iov_len && !io->iov[i].iov_base)
+				return -EINVAL;
+			len += io->iov[i].iov_len;
+		}
+		if (len & (d->info.sector_size - 1))
+			return -EINVAL;
+	} else if (io->op >= DC_OP_PR_CAPS && !io->pr) {
+		return -EINVAL;
+	}
+
+	r = slot_get(q);
+	if (!r)
+		return -ENOMEM;
+	slot_init(r, d->top, q);
+	r->kind = DC_IREQ_TOP;
+	r->pub.op = io->op;
+	r->pub.flags = io->flags;
+	r->pub.sector = io->sector;
+	r->pub.count = io->op == DC_OP_UNMAP ? io->count : len >> d->sector_shift;
+	r->pub.buf = (struct dc_buf){ .iov = io->iov, .iovcnt = io->iovcnt, .len = len };
+	r->pub.pr = io->pr;
+	r->cb = io->cb;
+	r->user_data = io->user_data;
+	r->parent = NULL;
+	atomic_fetch_add_explicit(&q->inflight, 1, memory_order_relaxed);
+
+	g = submit_guard(d, &r->pub);
+	if (g <= 0)
+		dc_complete(&r->pub, g);
+	else
+		dc__dispatch(r);
+	return 0;
+}
+
+/* --- Blocking calls ----------------------------------------------------------- */
+
+struct sync_wait {
+	atomic_int done;
+	int result;
+	int detail;
+};
+
+static void sync_done(const struct dc_completion *c)
+{
+	struct sync_wait *w = c->user_data;
+
+	w->result = c->result;
+	w->detail = c->detail;
+	atomic_store_explicit(&w->done, 1, memory_order_release);
+	syscall(SYS_futex, &w->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static int sync_wait(struct sync_wait *w, int *detail)
+{
+	while (!atomic_load_explicit(&w->done, memory_order_acquire))
+		syscall(SYS_futex, &w->done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+	if (detail)
+		*detail = w->detail;
+	return w->result;
+}
+
+struct dc_implicit {
+	pthread_t thread;
+	struct dc_queue *q;
+	struct dc_implicit *next;
+};
+
+static __thread struct {
+	uint64_t serial;
+	struct dc_queue *q;
+} implicit_cache;
+
+static struct dc_queue *implicit_queue(struct dc_disk *d)
+{
+	pthread_t self = pthread_self();
+	struct dc_implicit *im;
+	struct dc_queue *q = NULL;
+
+	if (implicit_cache.serial == d->serial)
+		return implicit_cache.q;
+	pthread_mutex_lock(&d->implicit_lock);
+	for (im = d->implicit; im; im = im->next) {
+		if (pthread_equal(im->thread, self)) {
+			q = im->q;
+			break;
+		}
+	}
+	if (!q) {
+		im = calloc(1, sizeof(*im));
+		if (im && dc_queue_open(d, 0, &q) == 0) {
+			im->thread = self;
+			im->q = q;
+			im->next = d->implicit;
+			d->implicit = im;
+		} else {
+			free(im);
+			q = NULL;
+		}
+	}
+	pthread_mutex_unlock(&d->implicit_lock);
+	if (q) {
+		implicit_cache.serial = d->serial;
+		implicit_cache.q = q;
+	}
+	return q;
+}
+
+void dc__implicit_free(struct dc_disk *d)
+{
+	struct dc_implicit *im, *next;
+
+	for (im = d->implicit; im; im = next) {
+		next = im->next;
+		dc_queue_close(im->q);
+		free(im);
+	}
+	d->implicit = NULL;
+	if (implicit_cache.serial == d->serial)
+		implicit_cache.serial = 0;
+}
+
+DC_EXPORT int dc_execute(dc_disk *disk, const struct dc_io *io, int *detail)
+{
+	struct dc_queue *q = implicit_queue(disk);
+	struct sync_wait w = { 0 };
+	struct dc_io copy = *io;
+	int rc;
+
+	if (!q)
+		return -ENOMEM;
+	copy.cb = sync_done;
+	copy.user_data = &w;
+	rc = dc_submit(q, &copy);
+	if (rc < 0)
+		return rc;
+	return sync_wait(&w, detail);
+}
+
+/* Blocking I/O straight to a node, for plugins on their control path (reading a
+ * header at open). A private queue covers the node's subtree. */
+DC_EXPORT int dc_node_execute(struct dc_node *node, const struct dc_io *io)
+{
+	struct dc_disk *d = node->disk;
+	struct dc_queue *q;
+	struct dc_ireq *r;
+	struct sync_wait w = { 0 };
+	size_t len = 0;
+	int rc;
+
+	if (!io || io->op >= DC_OP__COUNT)
+		return -EINVAL;
+	for (int i = 0; i < io->iovcnt; i++)
+		len += io->iov[i].iov_len;
+	if (len & (node->info.sector_size - 1))
+		return -EINVAL;
+	/* Nodes may still be opening: size the qctx table for every node so far. */
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
+	q->disk = d;
+	q->efd = -1;
+	q->qctx = calloc(d->nnodes, sizeof(*q->qctx));
+	q->qctx_open = calloc(d->nnodes, sizeof(*q->qctx_open));
+	pthread_mutex_init(&q->lock, NULL);
+	r = aligned_alloc(64, DC_ALIGN_UP(node->slot_size, 64));
+	rc = -ENOMEM;
+	if (!q->qctx || !q->qctx_open || !r)
+		goto out;
+	rc = queue_open_subtree(q, node);
+	if (rc < 0)
+		goto out;
+	slot_init(r, node, q);
+	r->kind = DC_IREQ_TOP;
+	r->pub.op = io->op;
+	r->pub.flags = io->flags;
+	r->pub.sector = io->sector;
+	r->pub.count = io->op == DC_OP_UNMAP ? io->count
+					     : len / node->info.sector_size;
+	r->pub.buf = (struct dc_buf){ .iov = io->iov, .iovcnt = io->iovcnt, .len = len };
+	r->pub.pr = io->pr;
+	r->cb = sync_done;
+	r->user_data = &w;
+	r->parent = NULL;
+	atomic_fetch_add(&q->inflight, 1);
+	dc__dispatch(r);
+	rc = sync_wait(&w, NULL);
+	r = NULL; /* delivered: the slot is on q's free list */
+out:
+	free(r);
+	queue_free(q);
+	return rc;
+}
+
+static int exec_rw(dc_disk *d, uint32_t op, uint64_t sector, const struct iovec *iov,
+		   int iovcnt, uint32_t flags)
+{
+	struct dc_io io = {
+		.op = op, .flags = flags, .sector = sector, .iov = iov, .iovcnt = iovcnt,
+	};
+
+	return dc_execute(d, &io, NULL);
+}
+
+DC_EXPORT int dc_read(dc_disk *d, uint64_t sector, void *buf, size_t len)
+{
+	struct iovec iov = { buf, len };
+
+	return exec_rw(d, DC_OP_READ, sector, &iov, 1, 0);
+}
+
+DC_EXPORT int dc_write(dc_disk *d, uint64_t sector, const void *buf, size_t len,
+		       uint32_t flags)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return exec_rw(d, DC_OP_WRITE, sector, &iov, 1, flags);
+}
+
+DC_EXPORT int dc_readv(dc_disk *d, uint64_t sector, const struct iovec *iov, int iovcnt)
+{
+	return exec_rw(d, DC_OP_READ, sector, iov, iovcnt, 0);
+}
+
+DC_EXPORT int dc_writev(dc_disk *d, uint64_t sector, const struct iovec *iov, int iovcnt,
+			uint32_t flags)
+{
+	return exec_rw(d, DC_OP_WRITE, sector, iov, iovcnt, flags);
+}
+
+DC_EXPORT int dc_flush(dc_disk *d)
+{
+	struct dc_io io = { .op = DC_OP_FLUSH };
+
+	return dc_execute(d, &io, NULL);
+}
+
+DC_EXPORT int dc_unmap(dc_disk *d, uint64_t sector, uint64_t count, uint32_t flags)
+{
+	struct dc_io io = { .op = DC_OP_UNMAP, .sector = sector, .count = count,
+			    .flags = flags };
+
+	return dc_execute(d, &io, NULL);
+}
+
+DC_EXPORT int dc_eject(dc_disk *d)
+{
+	struct dc_io io = { .op = DC_OP_EJECT };
+
+	return dc_execute(d, &io, NULL);
+}
+
+static int exec_pr(dc_disk *d, uint32_t op, struct dc_pr_args *pr)
+{
+	struct dc_io io = { .op = op, .pr = pr };
+
+	return dc_execute(d, &io, NULL);
+}
+
+DC_EXPORT int dc_pr_caps(dc_disk *d, struct dc_pr_caps *caps)
+{
+	struct dc_pr_args pr = { .caps = caps };
+
+	return exec_pr(d, DC_OP_PR_CAPS, &pr);
+}
+
+DC_EXPORT int dc_pr_report(dc_disk *d, struct dc_pr_report *report)
+{
+	struct dc_pr_args pr = { .report = report };
+
+	return exec_pr(d, DC_OP_PR_REPORT, &pr);
+}
+
+DC_EXPORT int dc_pr_register(dc_disk *d, const uint64_t *current_key, uint64_t new_key,
+			     int ptpl)
+{
+	struct dc_pr_args pr = {
+		.key = current_key ? *current_key : 0,
+		.ignore_key = !current_key,
+		.new_key = new_key,
+		.ptpl = (int8_t)ptpl,
+	};
+
+	return exec_pr(d, DC_OP_PR_REGISTER, &pr);
+}
+
+DC_EXPORT int dc_pr_reserve(dc_disk *d, uint64_t key, uint32_t type)
+{
+	struct dc_pr_args pr = { .key = key, .type = type };
+
+	return exec_pr(d, DC_OP_PR_RESERVE, &pr);
+}
+
+DC_EXPORT int dc_pr_release(dc_disk *d, uint64_t key, uint32_t type)
+{
+	struct dc_pr_args pr = { .key = key, .type = type };
+
+	return exec_pr(d, DC_OP_PR_RELEASE, &pr);
+}
+
+DC_EXPORT int dc_pr_clear(dc_disk *d, uint64_t key)
+{
+	struct dc_pr_args pr = { .key = key };
+
+	return exec_pr(d, DC_OP_PR_CLEAR, &pr);
+}
+
+DC_EXPORT int dc_pr_preempt(dc_disk *d, uint64_t key, uint64_t preempt_key,
+			    uint32_t type, bool abort)
+{
+	struct dc_pr_args pr = { .key = key, .new_key = preempt_key, .type = type,
+				 .abort = abort };
+
+	return exec_pr(d, DC_OP_PR_PREEMPT, &pr);
+}
