@@ -234,6 +234,8 @@ DC_EXPORT int dc_queue_reap(dc_queue *q, struct dc_completion *out, int max)
 		n++;
 		slot_push_remote(q, r);
 	}
+	/* Reaped is delivered: inflight == 0 means the queue may be closed. */
+	atomic_fetch_sub_explicit(&q->inflight, n, memory_order_release);
 	if (!q->done_head)
 		q->done_tail = NULL;
 	else
@@ -265,7 +267,6 @@ static void deliver_one(struct dc_ireq *r)
 		else
 			q->done_head = r;
 		q->done_tail = r;
-		atomic_fetch_sub_explicit(&q->inflight, 1, memory_order_release);
 		pthread_mutex_unlock(&q->lock);
 		if (was_empty)
 			eventfd_write(q->efd, 1);
@@ -449,6 +450,11 @@ static bool representable(struct dc_disk *d, uint64_t sector, uint64_t count)
 	return sector <= d->max_sector && count <= d->max_sector - sector;
 }
 
+static bool in_range(struct dc_disk *d, const struct dc_req *r)
+{
+	return r->sector + r->count <= dc__node_live_count(d->top);
+}
+
 /* The disk handle's guard (reference §1.4-1.5): returns a result to complete
  * with before any plugin sees the request, or 1 to dispatch it. */
 static int submit_guard(struct dc_disk *d, const struct dc_req *r)
@@ -461,17 +467,16 @@ static int submit_guard(struct dc_disk *d, const struct dc_req *r)
 		if (r->count == 0)
 			return r->sector > dc__node_live_count(d->top) ? DC_E_ILLEGAL_BLOCK : 0;
 		if (r->op == DC_OP_WRITE && (d->info.flags & DC_INFO_READ_ONLY))
-			return DC_E_READ_ONLY;
+			return in_range(d, r) ? DC_E_READ_ONLY : DC_E_ILLEGAL_BLOCK;
 		return 1;
 	case DC_OP_UNMAP:
 		if (!representable(d, r->sector, r->count))
 			return DC_E_ILLEGAL_BLOCK;
+		/* Unmap is a no-op: only the range check is left (reference §1.5). */
 		if (d->info.unmap_behavior == DC_UNMAP_IGNORED)
-			return r->sector + r->count > dc__node_live_count(d->top)
-				       ? DC_E_ILLEGAL_BLOCK
-				       : 0;
+			return in_range(d, r) ? 0 : DC_E_ILLEGAL_BLOCK;
 		if (d->info.flags & DC_INFO_READ_ONLY)
-			return DC_E_READ_ONLY;
+			return in_range(d, r) ? DC_E_READ_ONLY : DC_E_ILLEGAL_BLOCK;
 		return 1;
 	default:
 		return 1;

@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: MIT
+# Shared helpers for the bench/ scripts (sourced, not run).
+# Benchmarks are not tests: they print a table of IOPS and ratios that goes into
+# docs/performance.md. Always run the peer and diskctl in the same script,
+# alternating, so background noise (page-cache reclaim, other load) hits both.
+
+bench_find_diskctl() {
+	# DISKCTL may name the binary; otherwise look in $BUILD (default ./build).
+	if [ -n "${DISKCTL:-}" ]; then
+		:
+	elif [ -n "${BUILD:-}" ]; then
+		DISKCTL="$BUILD/tools/diskctl"
+	else
+		DISKCTL="$(pwd)/build/tools/diskctl"
+	fi
+	if [ ! -x "$DISKCTL" ]; then
+		echo "error: diskctl not found at $DISKCTL (set BUILD=builddir or DISKCTL=path)" >&2
+		exit 1
+	fi
+	# Plugins: from the build tree unless the caller set a path.
+	if [ -z "${DISKCORE_PLUGIN_PATH:-}" ]; then
+		root=$(dirname "$(dirname "$DISKCTL")")
+		DISKCORE_PLUGIN_PATH=$(find "$root/plugins" -name '*.so' -printf '%h\n' \
+			2>/dev/null | sort -u | paste -sd: -)
+		export DISKCORE_PLUGIN_PATH
+	fi
+}
+
+# The system python starts fast; a pyenv shim first in PATH takes seconds.
+if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ]; then
+	PYTHON=/usr/bin/python3
+fi
+
+bench_need() {
+	for t in "$@"; do
+		if ! command -v "$t" >/dev/null 2>&1; then
+			echo "error: $t is needed (apt-get install ...)" >&2
+			exit 1
+		fi
+	done
+}
+
+# A JSON field of a file: bench_json FILE EXPR (python expression over d).
+bench_json() {
+	"${PYTHON:-python3}" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+# Median of the numbers given as arguments.
+bench_median() {
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+		END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# ratio A B: A / B with two decimals.
+bench_ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "n/a" }'
+}
+
+# A table row: NAME then the per-round values, then the median.
+bench_row() {
+	name=$1
+	shift
+	printf '| %-44s |' "$name"
+	for v in "$@"; do
+		printf ' %9.0f |' "$v"
+	done
+	printf ' %9.0f |\n' "$(bench_median "$@")"
+}
+
+bench_header() {
+	awk -v n="$1" 'BEGIN {
+		head = sprintf("| %-44s |", "IOPS"); rule = "|" sprintf("%46s", "") "|"
+		for (i = 1; i <= n + 1; i++) {
+			head = head sprintf(" %9s |", i <= n ? "round " i : "median")
+			rule = rule "-----------|"
+		}
+		gsub(" ", "-", rule)
+		print head; print rule
+	}'
+}
+
+bench_machine() {
+	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) cores," \
+		"$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
+		"$(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//');" \
+		"load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+}

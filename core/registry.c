@@ -1,0 +1,688 @@
+/* SPDX-License-Identifier: MIT */
+/* Plugin discovery and trust. A spec form F is served by F.so on the search
+ * path, or else by the one plugin on the path that claims F. Before dlopen the
+ * file and its directory must be owned by root or by us and writable by nobody
+ * else; loaded plugins stay loaded for the life of the process. */
+#include "internal.h"
+#include "config.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Bounds on descriptor lists, so an unterminated array is refused, not walked. */
+#define REG_MAX_FORMS 64
+#define REG_MAX_OPTIONS 64
+#define REG_MAX_NAME 63
+
+/* One plugin file, keyed by its real path, loaded or refused. */
+struct reg_entry {
+	char *real;
+	char *why; /* NULL when loaded */
+	int err;
+	struct dc_plugin desc; /* the core's copy, zero-filled past struct_size */
+	struct reg_entry *next;
+};
+
+struct reg_dirs {
+	char **v;
+	size_t n;
+};
+
+/* A plugin file found on the path. */
+struct reg_found {
+	char *path;
+	char *real;
+	const struct reg_entry *entry; /* NULL: refused before loading */
+	char *why;		       /* that refusal */
+	int err;
+};
+
+struct reg_list {
+	struct reg_found *v;
+	size_t n;
+	size_t cap;
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct reg_entry *reg_cache;
+/* Every string dc_plugin_path() returned; kept so the pointers stay valid. */
+struct reg_pathstr {
+	char *s;
+	struct reg_pathstr *next;
+};
+static struct reg_pathstr *reg_paths;
+
+static const char *reg_path_locked(void);
+
+/* Plugin and form names: [a-z0-9-]+; option names may also hold '_'. */
+static bool reg_word_ok(const char *s, bool underscore)
+{
+	size_t n = 0;
+
+	if (!s)
+		return false;
+	for (; s[n]; n++)
+		if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') ||
+		      s[n] == '-' || (underscore && s[n] == '_')))
+			return false;
+	return n > 0 && n <= REG_MAX_NAME;
+}
+
+static bool reg_name_ok(const char *s)
+{
+	return reg_word_ok(s, false);
+}
+
+static char *__attribute__((format(printf, 1, 2))) reg_fmt(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+static void reg_dirs_free(struct reg_dirs *d)
+{
+	size_t i;
+
+	for (i = 0; i < d->n; i++)
+		free(d->v[i]);
+	free(d->v);
+	d->v = NULL;
+	d->n = 0;
+}
+
+static int reg_dirs_add(struct reg_dirs *d, const char *dir, size_t len)
+{
+	char **v;
+
+	/* Only absolute directories: never the current directory by accident. */
+	if (!len || dir[0] != '/')
+		return 0;
+	v = realloc(d->v, (d->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	d->v = v;
+	/* "/a/b/" and "/a/b" name the same directory. */
+	while (len > 1 && dir[len - 1] == '/')
+		len--;
+	d->v[d->n] = strndup(dir, len);
+	if (!d->v[d->n])
+		return -ENOMEM;
+	d->n++;
+	return 0;
+}
+
+/* $DISKCORE_PLUGIN_PATH, then the built-in directory. */
+static int reg_dirs_get(struct reg_dirs *d)
+{
+	const char *env = getenv("DISKCORE_PLUGIN_PATH");
+	int r = 0;
+
+	d->v = NULL;
+	d->n = 0;
+	while (env && *env && r == 0) {
+		size_t len = strcspn(env, ":");
+
+		r = reg_dirs_add(d, env, len);
+		env += len + (env[len] == ':');
+	}
+	if (r == 0)
+		r = reg_dirs_add(d, DC_PLUGINDIR, strlen(DC_PLUGINDIR));
+	if (r < 0)
+		reg_dirs_free(d);
+	return r;
+}
+
+/* Owned by root or by us, and writable by nobody else. `what` names the
+ * object when it is not the plugin file itself ("directory /d is "). */
+static bool reg_check_owner(const char *plugin, const char *what, const struct stat *st,
+			    char **why)
+{
+	if (st->st_uid != 0 && st->st_uid != geteuid())
+		*why = reg_fmt("plugin %s: %sowned by uid %u, expected root or uid %u",
+			       plugin, what, (unsigned)st->st_uid, (unsigned)geteuid());
+	else if (st->st_mode & (S_IWGRP | S_IWOTH))
+		*why = reg_fmt("plugin %s: %swritable by group or others (mode %04o)",
+			       plugin, what, (unsigned)(st->st_mode & 07777));
+	else
+		return true;
+	return false;
+}
+
+/* The directory of a plugin, checked like the plugin itself. */
+static bool reg_check_dir(const char *plugin, const char *dir, char **why)
+{
+	char what[PATH_MAX + 32];
+	struct stat st;
+
+	if (stat(dir, &st) < 0) {
+		*why = reg_fmt("plugin %s: cannot stat directory %s: %s", plugin, dir,
+			       strerror(errno));
+		return false;
+	}
+	snprintf(what, sizeof(what), "directory %s is ", dir);
+	return reg_check_owner(plugin, what, &st, why);
+}
+
+/* Check the descriptor the core copied; returns a refusal or NULL. */
+static char *reg_validate(const char *path, const struct dc_plugin *p)
+{
+	const struct dc_form *f;
+	const struct dc_option *o;
+	unsigned i, j;
+
+	if (!reg_name_ok(p->name))
+		return reg_fmt("plugin %s: invalid plugin name '%s' (expected "
+			       "[a-z0-9-]+)",
+			       path, p->name ? p->name : "(null)");
+	if (p->kind < DC_KIND_BACKEND || p->kind > DC_KIND_LAYER)
+		return reg_fmt("plugin %s: invalid kind %u", path, p->kind);
+	if (!p->forms || !p->forms[0].name)
+		return reg_fmt("plugin %s: claims no spec forms", path);
+	for (i = 0, f = p->forms; f->name; i++, f++) {
+		if (i == REG_MAX_FORMS)
+			return reg_fmt("plugin %s: more than %d forms (is the list "
+				       "NULL-terminated?)",
+				       path, REG_MAX_FORMS);
+		if (!reg_name_ok(f->name))
+			return reg_fmt("plugin %s: form %u: invalid name '%s' "
+				       "(expected [a-z0-9-]+)",
+				       path, i + 1, f->name);
+		if (f->child > DC_CHILD_LIST)
+			return reg_fmt("plugin %s: form '%s': invalid child value %u",
+				       path, f->name, f->child);
+		for (j = 0, o = f->options; o && o->name; j++, o++) {
+			if (j == REG_MAX_OPTIONS)
+				return reg_fmt("plugin %s: form '%s': more than %d "
+					       "options",
+					       path, f->name, REG_MAX_OPTIONS);
+			if (!reg_word_ok(o->name, true))
+				return reg_fmt("plugin %s: form '%s': invalid option "
+					       "name '%s'",
+					       path, f->name, o->name);
+			if (o->type < DC_OPT_FLAG || o->type > DC_OPT_UINT)
+				return reg_fmt("plugin %s: form '%s': option '%s' has "
+					       "invalid type %u",
+					       path, f->name, o->name, o->type);
+		}
+	}
+	if (!p->open)
+		return reg_fmt("plugin %s: no open callback", path);
+	if (!p->submit && !p->io)
+		return reg_fmt("plugin %s: neither a submit nor an io callback", path);
+	return NULL;
+}
+
+/* Trust checks, dlopen, entry call, validation. Sets e->why and e->err on
+ * refusal. A library once opened is never closed: its code may have run. */
+static void reg_open(struct reg_entry *e)
+{
+	const struct dc_plugin *(*entry)(void);
+	const struct dc_plugin *d;
+	const size_t min_size = offsetof(struct dc_plugin, open) + sizeof(void *);
+	struct stat st;
+	char *dir;
+	bool ok;
+	void *h;
+
+	e->err = -EPERM;
+	if (stat(e->real, &st) < 0) {
+		e->err = -errno;
+		e->why = reg_fmt("plugin %s: %s", e->real, strerror(errno));
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		e->why = reg_fmt("plugin %s: not a regular file", e->real);
+		return;
+	}
+	if (!reg_check_owner(e->real, "", &st, &e->why))
+		return;
+	dir = strdup(e->real);
+	if (!dir) {
+		e->err = -ENOMEM;
+		return;
+	}
+	*strrchr(dir, '/') = '\0';
+	ok = reg_check_dir(e->real, dir[0] ? dir : "/", &e->why);
+	free(dir);
+	if (!ok)
+		return;
+
+	e->err = -ENOEXEC;
+	h = dlopen(e->real, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		e->why = reg_fmt("plugin %s: cannot load: %s", e->real, dlerror());
+		return;
+	}
+	entry = (const struct dc_plugin *(*)(void))dlsym(h, DC_PLUGIN_ENTRY_NAME);
+	if (!entry) {
+		e->why = reg_fmt("plugin %s: no entry symbol " DC_PLUGIN_ENTRY_NAME,
+				 e->real);
+		return;
+	}
+	d = entry();
+	if (!d) {
+		e->why = reg_fmt("plugin %s: " DC_PLUGIN_ENTRY_NAME
+				 " returned no descriptor",
+				 e->real);
+		return;
+	}
+	/* struct_size and the ABI version come first in every ABI. */
+	if (d->struct_size < offsetof(struct dc_plugin, kind)) {
+		e->why = reg_fmt("plugin %s: malformed descriptor (struct_size %u)",
+				 e->real, d->struct_size);
+		return;
+	}
+	if (d->abi_major != DC_ABI_MAJOR) {
+		e->why = reg_fmt("plugin %s: built for ABI %u.x, this core speaks %u.x",
+				 e->real, d->abi_major, DC_ABI_MAJOR);
+		return;
+	}
+	if (d->abi_minor > DC_ABI_MINOR) {
+		e->why = reg_fmt("plugin %s: built for ABI %u.%u, newer than this "
+				 "core's %u.%u",
+				 e->real, d->abi_major, d->abi_minor, DC_ABI_MAJOR,
+				 DC_ABI_MINOR);
+		return;
+	}
+	if (d->struct_size < min_size) {
+		e->why = reg_fmt("plugin %s: malformed descriptor (struct_size %u, "
+				 "at least %zu expected)",
+				 e->real, d->struct_size, min_size);
+		return;
+	}
+	/* An older plugin's descriptor is shorter: the rest stays zero. */
+	memcpy(&e->desc, d,
+	       d->struct_size < sizeof(e->desc) ? d->struct_size : sizeof(e->desc));
+	if ((e->why = reg_validate(e->real, &e->desc)))
+		return;
+	e->err = 0;
+	dc_debug("loaded plugin %s (%s %s)", e->real, e->desc.name,
+		 e->desc.version ? e->desc.version : "");
+}
+
+/* The cached entry for a real path, loading it on first use. Lock held. */
+static struct reg_entry *reg_load(const char *real)
+{
+	struct reg_entry *e;
+
+	for (e = reg_cache; e; e = e->next)
+		if (strcmp(e->real, real) == 0)
+			return e;
+	e = calloc(1, sizeof(*e));
+	if (!e || !(e->real = strdup(real))) {
+		free(e);
+		return NULL;
+	}
+	reg_open(e);
+	if (e->err && !e->why) {
+		free(e->real);
+		free(e);
+		return NULL; /* out of memory: do not cache */
+	}
+	if (e->err)
+		dc_debug("%s", e->why);
+	e->next = reg_cache;
+	reg_cache = e;
+	return e;
+}
+
+static void reg_list_free(struct reg_list *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++) {
+		free(l->v[i].path);
+		free(l->v[i].real);
+		free(l->v[i].why);
+	}
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Check and load dir/name; append the outcome to l. The search directory is
+ * checked too: the directory a name lives in decides what the name means,
+ * even when it is a symlink to elsewhere. */
+static int reg_find(struct reg_list *l, const char *dir, const char *name)
+{
+	struct reg_found *f;
+	char real[PATH_MAX];
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		void *v = realloc(l->v, cap * sizeof(*l->v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	f = &l->v[l->n];
+	memset(f, 0, sizeof(*f));
+	f->path = reg_fmt("%s/%s", dir, name);
+	if (!f->path)
+		return -ENOMEM;
+	l->n++;
+	if (!realpath(f->path, real)) {
+		f->err = -errno;
+		f->why = reg_fmt("plugin %s: %s", f->path, strerror(errno));
+	} else if (!(f->real = strdup(real))) {
+		return -ENOMEM;
+	} else if (!reg_check_dir(f->path, dir, &f->why)) {
+		f->err = -EPERM;
+	} else if (!(f->entry = reg_load(real))) {
+		return -ENOMEM;
+	}
+	if (f->err && !f->why)
+		return -ENOMEM;
+	return 0;
+}
+
+static int reg_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool reg_is_so(const char *name)
+{
+	size_t n = strlen(name);
+
+	return name[0] != '.' && n > 3 && strcmp(name + n - 3, ".so") == 0;
+}
+
+/* The *.so names in dir, sorted. */
+static int reg_listdir(const char *dir, char ***out, size_t *count)
+{
+	DIR *dp = opendir(dir);
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+
+	*out = NULL;
+	*count = 0;
+	if (!dp)
+		return 0;
+	while (r == 0 && (de = readdir(dp))) {
+		if (!reg_is_so(de->d_name))
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			void *v = realloc(names, ncap * sizeof(*names));
+
+			if (!v) {
+				r = -ENOMEM;
+				break;
+			}
+			names = v;
+			cap = ncap;
+		}
+		if (!(names[n] = strdup(de->d_name)))
+			r = -ENOMEM;
+		else
+			n++;
+	}
+	closedir(dp);
+	if (n)
+		qsort(names, n, sizeof(*names), reg_cmp);
+	*out = names;
+	*count = n;
+	return r;
+}
+
+/* Every *.so of every search directory, sorted within a directory. */
+static int reg_scan(const struct reg_dirs *dirs, struct reg_list *l)
+{
+	size_t i, j, n;
+	char **names;
+	int r = 0;
+
+	for (i = 0; i < dirs->n && r == 0; i++) {
+		r = reg_listdir(dirs->v[i], &names, &n);
+		for (j = 0; j < n; j++) {
+			if (r == 0)
+				r = reg_find(l, dirs->v[i], names[j]);
+			free(names[j]);
+		}
+		free(names);
+	}
+	return r;
+}
+
+static bool reg_claims(const struct reg_entry *e, const char *form)
+{
+	return e && !e->err && dc__plugin_form(&e->desc, form);
+}
+
+/* "invalid disk kind 'foo'; known kinds: a, b, c", plus why plugin files on
+ * the path were refused (the plugin meant may be one of them). */
+static int reg_unknown(const char *name, const struct reg_list *l)
+{
+	const char **kinds = NULL;
+	size_t nk = 0, i, len = 0;
+	char *msg = NULL;
+	FILE *m = open_memstream(&msg, &len);
+	int r = -ENOMEM;
+
+	if (!m)
+		return r;
+	for (i = 0; i < l->n; i++) {
+		const struct dc_form *f;
+
+		if (!l->v[i].entry || l->v[i].entry->err)
+			continue;
+		for (f = l->v[i].entry->desc.forms; f->name; f++) {
+			const char **k = realloc(kinds, (nk + 1) * sizeof(*kinds));
+
+			if (!k)
+				goto out;
+			kinds = k;
+			kinds[nk++] = f->name;
+		}
+	}
+	qsort(kinds, nk, sizeof(*kinds), reg_cmp);
+	fprintf(m, "invalid disk kind '%s'; ", name);
+	if (!nk)
+		fprintf(m, "no plugins found (searched %s)", reg_path_locked());
+	else
+		fputs("known kinds: ", m);
+	for (i = 0; i < nk; i++)
+		if (!i || strcmp(kinds[i], kinds[i - 1]) != 0)
+			fprintf(m, "%s%s", i ? ", " : "", kinds[i]);
+	for (i = 0; i < l->n; i++) {
+		const char *why = l->v[i].entry ? l->v[i].entry->why : l->v[i].why;
+
+		if (why)
+			fprintf(m, "; refused %s", why);
+	}
+	if (fflush(m) == 0) {
+		dc__error_raw("%s", msg);
+		r = -ENOENT;
+	}
+out:
+	fclose(m);
+	free(msg);
+	free(kinds);
+	return r;
+}
+
+static int reg_duplicate(const char *name, const char *a, const char *b)
+{
+	dc__error_raw("two plugins claim '%s': %s and %s; remove one of them", name, a,
+		      b);
+	return -EEXIST;
+}
+
+/* Look for name.so in each directory. Returns 1 with *out set when found and
+ * claiming the form, 0 when there is none (or it does not claim it). */
+static int reg_lookup_direct(const struct reg_dirs *dirs, const char *name,
+			     const struct reg_entry **out)
+{
+	struct reg_list l = { 0 };
+	char *file = reg_fmt("%s.so", name);
+	size_t i;
+	int r = 0;
+
+	if (!file)
+		return -ENOMEM;
+	for (i = 0; i < dirs->n && r == 0; i++) {
+		char *path = reg_fmt("%s/%s", dirs->v[i], file);
+		struct stat st;
+
+		if (!path)
+			r = -ENOMEM;
+		else if (stat(path, &st) == 0)
+			r = reg_find(&l, dirs->v[i], file);
+		free(path);
+	}
+	/* Symlinks to one real file are one plugin. */
+	for (i = 1; i < l.n && r == 0; i++)
+		if (!l.v[i].real || !l.v[0].real || strcmp(l.v[i].real, l.v[0].real))
+			r = reg_duplicate(name, l.v[0].path, l.v[i].path);
+	if (r == 0 && l.n) {
+		const struct reg_found *f = &l.v[0];
+		const char *why = f->entry ? f->entry->why : f->why;
+
+		if (why) {
+			dc__error_raw("%s", why);
+			r = f->entry ? f->entry->err : f->err;
+		} else if (reg_claims(f->entry, name)) {
+			*out = f->entry;
+			r = 1;
+		}
+	}
+	reg_list_free(&l);
+	free(file);
+	return r;
+}
+
+int dc__registry_lookup(const char *name, const struct dc_plugin **plugin,
+			const struct dc_form **form)
+{
+	const struct reg_entry *found = NULL;
+	struct reg_dirs dirs;
+	struct reg_list l = { 0 };
+	size_t i, hit = 0;
+	int r;
+
+	pthread_mutex_lock(&reg_lock);
+	r = reg_dirs_get(&dirs);
+	/* Only a well-formed name may become a file name. */
+	if (r == 0 && reg_name_ok(name))
+		r = reg_lookup_direct(&dirs, name, &found);
+	if (r == 0)
+		r = reg_scan(&dirs, &l);
+	for (i = 0; i < l.n && r == 0; i++) {
+		if (!reg_claims(l.v[i].entry, name) || l.v[i].entry == found)
+			continue;
+		if (found)
+			r = reg_duplicate(name, l.v[hit].path, l.v[i].path);
+		found = l.v[i].entry;
+		hit = i;
+	}
+	if (r == 0 && !found)
+		r = reg_unknown(name ? name : "", &l);
+	if (r >= 0) {
+		*plugin = &found->desc;
+		*form = dc__plugin_form(&found->desc, name);
+		r = 0;
+	}
+	reg_list_free(&l);
+	reg_dirs_free(&dirs);
+	pthread_mutex_unlock(&reg_lock);
+	if (r == -ENOMEM)
+		dc__error_raw("out of memory looking up plugin '%s'", name);
+	return r;
+}
+
+const struct dc_form *dc__plugin_form(const struct dc_plugin *p, const char *name)
+{
+	const struct dc_form *f;
+
+	if (!p || !p->forms || !name)
+		return NULL;
+	for (f = p->forms; f->name; f++)
+		if (strcmp(f->name, name) == 0)
+			return f;
+	return NULL;
+}
+
+DC_EXPORT int dc_plugins_foreach(dc_plugin_visit_fn visit, void *arg)
+{
+	struct reg_dirs dirs;
+	struct reg_list l = { 0 };
+	size_t i;
+	int r;
+
+	pthread_mutex_lock(&reg_lock);
+	r = reg_dirs_get(&dirs);
+	if (r == 0)
+		r = reg_scan(&dirs, &l);
+	reg_dirs_free(&dirs);
+	pthread_mutex_unlock(&reg_lock);
+	if (r < 0) {
+		reg_list_free(&l);
+		dc__error_raw("out of memory listing plugins");
+		return r;
+	}
+	/* Unlocked: the visitor may open disks. Entries are never freed. */
+	for (i = 0; i < l.n && r == 0; i++) {
+		const struct reg_entry *e = l.v[i].entry;
+
+		r = visit(arg, l.v[i].path, e && !e->err ? &e->desc : NULL,
+			  e ? e->why : l.v[i].why);
+	}
+	reg_list_free(&l);
+	return r;
+}
+
+/* The search path as a string that stays valid for the process. Lock held. */
+static const char *reg_path_locked(void)
+{
+	struct reg_dirs dirs;
+	struct reg_pathstr *p;
+	char *s = NULL;
+	size_t len = 0, i;
+	FILE *m;
+
+	if (reg_dirs_get(&dirs) < 0)
+		return DC_PLUGINDIR;
+	m = open_memstream(&s, &len);
+	for (i = 0; m && i < dirs.n; i++)
+		fprintf(m, "%s%s", i ? ":" : "", dirs.v[i]);
+	if (m)
+		fclose(m);
+	reg_dirs_free(&dirs);
+	for (p = reg_paths; p && s; p = p->next)
+		if (strcmp(p->s, s) == 0)
+			break;
+	if (!p && s && (p = calloc(1, sizeof(*p)))) {
+		p->s = s;
+		s = NULL;
+		p->next = reg_paths;
+		reg_paths = p;
+	}
+	free(s);
+	return p ? p->s : DC_PLUGINDIR;
+}
+
+DC_EXPORT const char *dc_plugin_path(void)
+{
+	const char *s;
+
+	pthread_mutex_lock(&reg_lock);
+	s = reg_path_locked();
+	pthread_mutex_unlock(&reg_lock);
+	return s;
+}

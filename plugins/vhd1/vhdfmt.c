@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: MIT */
+/* vhdfmt: VHD footer, checksum, geometry, ids and file I/O shared by vhd1 and vhd. */
+#include "vhdfmt.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define VHDFMT_MAX_IOV 256
+
+static const char vhdfmt_cookie[8] = { 'c', 'o', 'n', 'e', 'c', 't', 'i', 'x' };
+
+uint32_t vhdfmt_checksum(const uint8_t *buf, size_t len, size_t csum_off)
+{
+	uint32_t sum = 0;
+
+	for (size_t i = 0; i < len; i++)
+		if (i < csum_off || i >= csum_off + 4)
+			sum += buf[i];
+	return ~sum;
+}
+
+enum vhdfmt_footer_status vhdfmt_footer_decode(const uint8_t buf[VHD_FOOTER_SIZE],
+					       struct vhd_footer *f)
+{
+	f->features = vhd_get32(buf + 8);
+	f->version = vhd_get32(buf + 12);
+	f->data_offset = vhd_get64(buf + 16);
+	f->timestamp = vhd_get32(buf + 24);
+	f->creator_app = vhd_get32(buf + 28);
+	f->creator_version = vhd_get32(buf + 32);
+	f->creator_os = vhd_get32(buf + 36);
+	f->original_size = vhd_get64(buf + 40);
+	f->current_size = vhd_get64(buf + 48);
+	f->geometry = vhd_get32(buf + 56);
+	f->disk_type = vhd_get32(buf + 60);
+	f->checksum = vhd_get32(buf + VHD_FOOTER_CHECKSUM_OFF);
+	memcpy(f->unique_id, buf + 68, 16);
+	f->saved_state = buf[84];
+
+	if (memcmp(buf, vhdfmt_cookie, sizeof(vhdfmt_cookie)) != 0)
+		return VHDFMT_FOOTER_BAD_COOKIE;
+	if (f->checksum != vhdfmt_checksum(buf, VHD_FOOTER_SIZE, VHD_FOOTER_CHECKSUM_OFF))
+		return VHDFMT_FOOTER_BAD_CHECKSUM;
+	if (f->version != VHD_VERSION)
+		return VHDFMT_FOOTER_BAD_VERSION;
+	return VHDFMT_FOOTER_OK;
+}
+
+void vhdfmt_footer_encode(struct vhd_footer *f, uint8_t buf[VHD_FOOTER_SIZE])
+{
+	memset(buf, 0, VHD_FOOTER_SIZE);
+	memcpy(buf, vhdfmt_cookie, sizeof(vhdfmt_cookie));
+	vhd_put32(buf + 8, f->features);
+	vhd_put32(buf + 12, f->version);
+	vhd_put64(buf + 16, f->data_offset);
+	vhd_put32(buf + 24, f->timestamp);
+	vhd_put32(buf + 28, f->creator_app);
+	vhd_put32(buf + 32, f->creator_version);
+	vhd_put32(buf + 36, f->creator_os);
+	vhd_put64(buf + 40, f->original_size);
+	vhd_put64(buf + 48, f->current_size);
+	vhd_put32(buf + 56, f->geometry);
+	vhd_put32(buf + 60, f->disk_type);
+	memcpy(buf + 68, f->unique_id, 16);
+	buf[84] = f->saved_state;
+	f->checksum = vhdfmt_checksum(buf, VHD_FOOTER_SIZE, VHD_FOOTER_CHECKSUM_OFF);
+	vhd_put32(buf + VHD_FOOTER_CHECKSUM_OFF, f->checksum);
+}
+
+void vhdfmt_footer_fixed(struct vhd_footer *f, uint64_t size, const uint8_t uid[16])
+{
+	memset(f, 0, sizeof(*f));
+	f->features = 2;
+	f->version = VHD_VERSION;
+	f->data_offset = UINT64_MAX;
+	f->creator_version = 0x000a0000;
+	f->original_size = size;
+	f->current_size = size;
+	f->disk_type = VHD_TYPE_FIXED;
+	memcpy(f->unique_id, uid, 16);
+}
+
+int vhdfmt_write_fixed(int fd, uint64_t size)
+{
+	uint8_t buf[VHD_FOOTER_SIZE], uid[16];
+	struct vhd_footer f;
+	int ret = vhdfmt_new_uid(uid);
+
+	if (ret < 0)
+		return ret;
+	vhdfmt_footer_fixed(&f, size, uid);
+	vhdfmt_footer_encode(&f, buf);
+	if (ftruncate(fd, (off_t)size) < 0)
+		return -errno;
+	ret = vhdfmt_pwrite(fd, buf, sizeof(buf), size);
+	if (ret == 0 && fsync(fd) < 0)
+		ret = -errno;
+	return ret;
+}
+
+int vhdfmt_new_uid(uint8_t uid[16])
+{
+	size_t got = 0;
+
+	while (got < 16) {
+		ssize_t n = getrandom(uid + got, 16 - got, 0);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)n;
+	}
+	/* Version 4 (random): the high nibble of data3, which Windows stores
+	 * little-endian, so it sits in byte 7; the RFC 4122 variant in byte 8. */
+	uid[7] = (uint8_t)((uid[7] & 0x0f) | 0x40);
+	uid[8] = (uint8_t)((uid[8] & 0x3f) | 0x80);
+	return 0;
+}
+
+void vhdfmt_uid_str(const uint8_t u[16], char out[37])
+{
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[3], u[2], u[1], u[0], u[5], u[4], u[7], u[6], u[8], u[9], u[10], u[11],
+		 u[12], u[13], u[14], u[15]);
+}
+
+uint32_t vhdfmt_geometry(uint64_t size)
+{
+	uint64_t total = size / VHD_SECTOR, cth;
+	uint32_t spt, heads;
+
+	if (total > 65535ull * 16 * 255)
+		total = 65535ull * 16 * 255;
+	if (total >= 65535ull * 16 * 63) {
+		spt = 255;
+		heads = 16;
+		cth = total / spt;
+	} else {
+		spt = 17;
+		cth = total / spt;
+		heads = (uint32_t)((cth + 1023) / 1024);
+		if (heads < 4)
+			heads = 4;
+		if (cth >= heads * 1024ull || heads > 16) {
+			spt = 31;
+			heads = 16;
+			cth = total / spt;
+		}
+		if (cth >= heads * 1024ull) {
+			spt = 63;
+			heads = 16;
+			cth = total / spt;
+		}
+	}
+	return (uint32_t)(cth / heads) << 16 | heads << 8 | spt;
+}
+
+int vhdfmt_pread(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ENODATA;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int vhdfmt_pwrite(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ENOSPC;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Loop over short transfers: signals and RLIMIT_FSIZE can cut one anywhere. */
+static int vhdfmt_xfer_iov(int fd, struct iovec *iov, int cnt, uint64_t off,
+			   bool write, int rwflags)
+{
+	while (cnt > 0) {
+		ssize_t n = write ? pwritev2(fd, iov, cnt, (off_t)off, rwflags)
+				  : preadv(fd, iov, cnt, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return write ? -ENOSPC : -ENODATA;
+		off += (uint64_t)n;
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+int vhdfmt_xfer(int fd, const struct dc_buf *b, uint64_t off, bool write, int rwflags)
+{
+	struct iovec iov[VHDFMT_MAX_IOV];
+	void *bounce;
+	int cnt, ret;
+
+	if (b->len == 0)
+		return 0;
+	cnt = dc_buf_iov(b, iov, VHDFMT_MAX_IOV);
+	if (cnt >= 0)
+		return vhdfmt_xfer_iov(fd, iov, cnt, off, write, rwflags);
+	bounce = malloc(b->len);
+	if (!bounce)
+		return -ENOMEM;
+	if (write)
+		dc_buf_copy_from(b, 0, bounce, b->len);
+	iov[0].iov_base = bounce;
+	iov[0].iov_len = b->len;
+	ret = vhdfmt_xfer_iov(fd, iov, 1, off, write, rwflags);
+	if (!write && ret == 0)
+		dc_buf_copy_to(b, 0, bounce, b->len);
+	free(bounce);
+	return ret;
+}
+
+int vhdfmt_result(struct dc_req *req, int neg_errno)
+{
+	int err = -neg_errno;
+
+	switch (err) {
+	case 0:
+		return 0;
+	case EFAULT:
+		return DC_E_MEMORY_ACCESS;
+	case ENOMEM:
+		return -ENOMEM;
+	default:
+		/* Errnos that share a value with a result class (ERANGE, EINVAL,
+		 * EROFS, ...) must not be read as that class: they are I/O errors. */
+		req->detail = err;
+		return DC_E_IO;
+	}
+}

@@ -1,0 +1,30 @@
+#!/bin/bash
+# Install everything diskcore needs on Debian 12, build it into ./build and run
+# the demo. Safe to run again: it reconfigures an existing build directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build tools and the libraries plugins link.
+build_pkgs=(meson ninja-build pkg-config gcc clang-14 libclang-rt-14-dev
+	liburing-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev libudev-dev check)
+# Independent tools the tests compare against.
+oracle_pkgs=(qemu-utils fio python3)
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "setup.sh: run as root (or install sudo)" >&2; exit 1; }
+	sudo_cmd=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update
+"${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${build_pkgs[@]}" "${oracle_pkgs[@]}"
+
+if [ -f build/meson-private/coredata.dat ]; then
+	meson setup --reconfigure build || meson setup --wipe build
+else
+	rm -rf build
+	meson setup build
+fi
+ninja -C build
+
+./scripts/demo.sh

@@ -1,0 +1,81 @@
+#!/bin/bash
+# Run the test suite twice: the normal build (./build) and a build with
+# AddressSanitizer + UndefinedBehaviorSanitizer (./build-asan). Exits non-zero
+# on any failure; the last line sums up both runs: "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+root=$PWD
+
+total_pass=0
+total_fail=0
+summaries=()
+
+# Add the results of one meson test run (its testlog.json) to the totals.
+tally() {
+	local name=$1 log=$2/meson-logs/testlog.json counts pass fail skip
+	if [ ! -s "$log" ]; then
+		summaries+=("$name: no test results (the build failed)")
+		total_fail=$((total_fail + 1))
+		return
+	fi
+	counts=$(python3 - "$log" <<'PY'
+import json, sys
+ok = bad = skip = 0
+for line in open(sys.argv[1]):
+    if not line.strip():
+        continue
+    r = json.loads(line).get("result", "")
+    if r in ("OK", "EXPECTEDFAIL"):
+        ok += 1
+    elif r == "SKIP":
+        skip += 1
+    else:
+        bad += 1
+print(ok, bad, skip)
+PY
+) || counts="0 1 0"
+	read -r pass fail skip <<<"$counts"
+	summaries+=("$name: $pass passed, $fail failed, $skip skipped")
+	total_pass=$((total_pass + pass))
+	total_fail=$((total_fail + fail))
+}
+
+# 1. The normal build.
+if [ ! -f build/meson-private/coredata.dat ]; then
+	meson setup build
+fi
+rm -f build/meson-logs/testlog.json
+if ninja -C build; then
+	meson test -C build --print-errorlogs
+fi
+tally build build
+
+# 2. Sanitizers. Everything is instrumented, the plugins too, so the runtime
+# in the test program covers the dlopen'ed code. clang links its ASan runtime
+# into executables only, so shared objects are linked without -z defs.
+cc=gcc
+command -v clang-14 >/dev/null && cc=clang-14
+# shellcheck disable=SC2054 # the comma belongs to the meson option
+asan_opts=(-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug)
+if [ -f build-asan/meson-private/coredata.dat ]; then
+	meson setup --reconfigure build-asan "${asan_opts[@]}" ||
+		CC=$cc meson setup --wipe build-asan "${asan_opts[@]}"
+else
+	rm -rf build-asan
+	CC=$cc meson setup build-asan "${asan_opts[@]}"
+fi
+rm -f build-asan/meson-logs/testlog.json
+# Leaks fail the run; one-time allocations inside system libraries are
+# suppressed in scripts/lsan.supp, never our own code.
+export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=23:check_initialization_order=1:strict_init_order=1"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=24"
+export LSAN_OPTIONS="suppressions=$root/scripts/lsan.supp:print_suppressions=0"
+if ninja -C build-asan; then
+	meson test -C build-asan --print-errorlogs --timeout-multiplier 3
+fi
+tally build-asan build-asan
+
+echo
+printf '%s\n' "${summaries[@]}"
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]

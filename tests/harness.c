@@ -1,0 +1,173 @@
+/* SPDX-License-Identifier: MIT */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static char harness_dir[256];
+static pid_t harness_owner;
+static unsigned harness_serial;
+
+static int harness_rm_one(const char *path, const struct stat *st, int type,
+			  struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Only the process that made the directory removes it: Check forks a child per
+ * test case, and the children's exit handlers must not delete the parent's files. */
+static void harness_cleanup(void)
+{
+	if (harness_dir[0] && getpid() == harness_owner)
+		nftw(harness_dir, harness_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *h_tmpdir(void)
+{
+	const char *base;
+
+	if (harness_dir[0])
+		return harness_dir;
+	base = getenv("TMPDIR");
+	if (!base || !*base)
+		base = "/tmp";
+	snprintf(harness_dir, sizeof(harness_dir), "%s/diskcore-test-XXXXXX", base);
+	if (!mkdtemp(harness_dir)) {
+		fprintf(stderr, "harness: mkdtemp in %s: %s\n", base, strerror(errno));
+		abort();
+	}
+	harness_owner = getpid();
+	atexit(harness_cleanup);
+	return harness_dir;
+}
+
+char *h_tmppath(const char *suffix)
+{
+	char *path;
+
+	/* The pid keeps names unique across forked test cases. */
+	if (asprintf(&path, "%s/t%d-%u%s", h_tmpdir(), (int)getpid(), harness_serial++,
+		     suffix ? suffix : "") < 0)
+		abort();
+	return path;
+}
+
+char *h_tmpfile(uint64_t size, const char *suffix)
+{
+	char *path = h_tmppath(suffix);
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0) {
+		fprintf(stderr, "harness: create %s: %s\n", path, strerror(errno));
+		abort();
+	}
+	close(fd);
+	return path;
+}
+
+char *h_tmpsubdir(void)
+{
+	char *path = h_tmppath(".d");
+
+	if (mkdir(path, 0700) < 0) {
+		fprintf(stderr, "harness: mkdir %s: %s\n", path, strerror(errno));
+		abort();
+	}
+	return path;
+}
+
+static uint64_t harness_mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+static uint8_t harness_byte(uint64_t seed, size_t i)
+{
+	return (uint8_t)(harness_mix(seed * 0x100000001b3ull + i / 8) >> (8 * (i % 8)));
+}
+
+void h_fill(void *buf, size_t len, uint64_t seed)
+{
+	uint8_t *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		p[i] = harness_byte(seed, i);
+}
+
+long h_check(const void *buf, size_t len, uint64_t seed)
+{
+	const uint8_t *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != harness_byte(seed, i))
+			return (long)i;
+	return -1;
+}
+
+long h_check_zero(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return (long)i;
+	return -1;
+}
+
+void *h_alloc(size_t len)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, 4096, len ? len : 1))
+		abort();
+	memset(p, 0, len);
+	return p;
+}
+
+void h_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "SKIP: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	exit(H_SKIP);
+}
+
+int h_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	/* Made here, before the forks, so the parent owns and removes it. */
+	h_tmpdir();
+	srunner_run_all(sr, CK_ENV); /* CK_VERBOSITY=verbose lists every case */
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+uint64_t h_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/* pattern: an example diskcore plugin, built out of tree against the installed
+ * headers only (see docs/plugin-guide.md):
+ *
+ *   cc -shared -fPIC -fvisibility=hidden $(pkg-config --cflags diskcore) \
+ *      -o pattern.so pattern.c
+ *
+ * Spec: pattern:SIZE[;seed=N]. A read-only disk whose sector s is filled with
+ * the byte (s + seed) & 0xff. */
+#include <diskcore/plugin.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pattern {
+	uint64_t sectors;
+	uint8_t seed;
+};
+
+static int pattern_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
+{
+	struct pattern *p;
+	uint64_t size, seed = 0;
+
+	/* fields[0] is SIZE; the core already checked the option types. */
+	if (dc_parse_size(a->fields[0], &size) < 0 || size == 0 || size % 512) {
+		dc_error("size '%s': expected a non-zero multiple of 512 such as 1M",
+			 a->fields[0]);
+		return -EINVAL;
+	}
+	if (dc_opt_num(a, "seed", &seed) && seed > 255) {
+		dc_error("seed=%llu: expected 0 to 255", (unsigned long long)seed);
+		return -EINVAL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->sectors = size / 512;
+	p->seed = (uint8_t)seed;
+
+	info->sector_count = p->sectors;
+	info->sector_size = 512;
+	info->physical_sector_size = 512;
+	info->optimal_unmap_sectors = 1;
+	info->unmap_behavior = DC_UNMAP_IGNORED;
+	info->flags = DC_INFO_READ_ONLY;
+	strcpy(info->disk_type, "pattern");
+	*inst = p;
+	return 0;
+}
+
+static void pattern_close(void *inst)
+{
+	free(inst);
+}
+
+/* Blocking I/O: the core runs this on its worker pool. Sector numbers come
+ * from the guest, so check the range before anything else. */
+static int pattern_io(void *inst, struct dc_req *req)
+{
+	struct pattern *p = inst;
+	uint8_t sector[512];
+
+	if (req->sector > p->sectors || req->count > p->sectors - req->sector)
+		return DC_E_ILLEGAL_BLOCK;
+	switch (req->op) {
+	case DC_OP_READ:
+		for (uint64_t i = 0; i < req->count; i++) {
+			memset(sector, (uint8_t)(req->sector + i + p->seed),
+			       sizeof(sector));
+			dc_buf_copy_to(&req->buf, i * 512, sector, sizeof(sector));
+		}
+		return 0;
+	case DC_OP_FLUSH:
+		return 0;
+	default:
+		return DC_E_READ_ONLY;
+	}
+}
+
+static void pattern_describe(void *inst, dc_kv_fn kv, void *arg)
+{
+	struct pattern *p = inst;
+	char seed[8];
+
+	snprintf(seed, sizeof(seed), "%u", p->seed);
+	kv(arg, "seed", seed);
+}
+
+static const struct dc_option pattern_options[] = {
+	{ "seed", DC_OPT_UINT, "added to the sector number (0-255, default 0)" },
+	{ NULL, 0, NULL },
+};
+
+static const struct dc_form pattern_forms[] = {
+	{ .name = "pattern",
+	  .nfields = 1,
+	  .child = DC_CHILD_NONE,
+	  .syntax = "pattern:SIZE[;seed=N]",
+	  .help = "read-only disk; sector s holds the byte (s + seed) & 0xff",
+	  .options = pattern_options },
+	{ .name = NULL },
+};
+
+static const struct dc_plugin pattern_plugin = {
+	.struct_size = sizeof(struct dc_plugin),
+	.abi_major = DC_ABI_MAJOR,
+	.abi_minor = DC_ABI_MINOR,
+	.kind = DC_KIND_BACKEND,
+	.name = "pattern",
+	.version = "1.0",
+	.summary = "example out-of-tree plugin: a read-only pattern disk",
+	.forms = pattern_forms,
+	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH),
+	.open = pattern_open,
+	.close = pattern_close,
+	.io = pattern_io,
+	.describe = pattern_describe,
+};
+
+DC_PLUGIN_REGISTER(pattern_plugin)

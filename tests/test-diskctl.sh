@@ -1,0 +1,201 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# diskctl end to end: info, plugins, read/write, cp, bench, usage errors.
+# Needs DISKCORE_BUILD_ROOT (diskctl at tools/diskctl) and DISKCORE_PLUGIN_PATH.
+set -u
+
+: "${DISKCORE_BUILD_ROOT:?DISKCORE_BUILD_ROOT is not set}"
+DISKCTL="$DISKCORE_BUILD_ROOT/tools/diskctl"
+if [ ! -x "$DISKCTL" ]; then
+	echo "skip: $DISKCTL was not built" >&2
+	exit 77
+fi
+# The system python starts fast; a pyenv shim first in PATH takes seconds.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3) || {
+	echo "skip: python3 is needed to check the JSON output" >&2
+	exit 77
+}
+
+T=$(mktemp -d /tmp/test-diskctl.XXXXXX)
+trap 'rm -rf "$T"' EXIT INT TERM
+fails=0
+n=0
+
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+fail() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
+# check NAME CMD...: the command must succeed
+check() { name=$1; shift; if "$@"; then ok "$name"; else fail "$name"; fi; }
+# run CMD...: diskctl with stdout in $T/out, stderr in $T/err, status in $rc
+run() { "$DISKCTL" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
+has() { grep -q -- "$1" "$2"; }
+json() { "$PY" -m json.tool "$1" >/dev/null; }
+
+# --- top level usage ---
+run --help
+check "--help exits 0" [ "$rc" -eq 0 ]
+cp "$T/out" "$T/help"
+for c in info plugins cp read write bench serve; do
+	check "--help lists $c" has "^  $c " "$T/help"
+	run "$c" --help
+	check "$c --help exits 0" [ "$rc" -eq 0 ]
+done
+run nosuchcommand
+check "unknown command exits 2" [ "$rc" -eq 2 ]
+run
+check "no command exits 2" [ "$rc" -eq 2 ]
+run info
+check "info without SPEC exits 2" [ "$rc" -eq 2 ]
+check "info without SPEC says what is missing" has "missing SPEC" "$T/err"
+run bench --rw sideways mem:1M
+check "bench bad --rw exits 2" [ "$rc" -eq 2 ]
+run serve mem:1M
+check "serve exits 2" [ "$rc" -eq 2 ]
+check "serve says not implemented" has "not implemented" "$T/err"
+
+# --- info ---
+truncate -s 4M "$T/a.img"
+run info "file:$T/a.img"
+check "info file: succeeds" [ "$rc" -eq 0 ]
+check "info shows size" has "4194304 bytes" "$T/out"
+check "info shows sectors" has "8192 x 512" "$T/out"
+check "info shows the chain" has "^chain:" "$T/out"
+run info --json mem:1M
+check "info --json succeeds" [ "$rc" -eq 0 ]
+check "info --json is valid JSON" json "$T/out"
+check "info --json sector_count" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["bytes"] == 1048576, d
+assert d["sector_count"] * d["sector_size"] == d["bytes"]
+assert d["unmap_behavior"] in ("zeroes", "unspecified", "ignored")
+assert isinstance(d["chain"], list) and d["chain"], d
+' "$T/out"
+run info --json --ro "file:$T/a.img"
+check "info --ro --json read_only" "$PY" -c '
+import json, sys
+assert json.load(open(sys.argv[1]))["read_only"] is True
+' "$T/out"
+# A path with characters JSON must escape.
+q="$T/we\"ird\\name.img"
+truncate -s 1M "$q"
+run info --json "file:$q"
+check "info --json escapes strings" json "$T/out"
+
+# --- bad specs name the element at fault ---
+run info nosuchkind:foo
+check "unknown kind fails with 1" [ "$rc" -eq 1 ]
+check "unknown kind is named" has "nosuchkind" "$T/err"
+run info "delay:notanumber:mem:1M"
+check "bad delay spec fails" [ "$rc" -eq 1 ]
+check "bad delay spec names delay" has "delay" "$T/err"
+run info "file:$T/does-not-exist.img"
+check "missing file fails" [ "$rc" -eq 1 ]
+check "missing file is named" has "does-not-exist.img" "$T/err"
+
+# --- plugins ---
+run plugins
+check "plugins succeeds" [ "$rc" -eq 0 ]
+check "plugins prints the search path" has "search path" "$T/out"
+check "plugins lists file" has "^file " "$T/out"
+check "plugins lists the mem: form" has "mem:" "$T/out"
+run plugins --json
+check "plugins --json is valid JSON" json "$T/out"
+check "plugins --json has file and ram" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = {p.get("name") for p in d["plugins"]}
+assert {"file", "ram"} <= names, names
+forms = [f["name"] for p in d["plugins"] if "forms" in p for f in p["forms"]]
+assert "mem" in forms and "file" in forms, forms
+' "$T/out"
+
+# --- write, then read back ---
+run write "file:$T/a.img" 8 --pattern 0xab --count 2
+check "write pattern succeeds" [ "$rc" -eq 0 ]
+run read "file:$T/a.img" 8 2 --raw
+check "read --raw succeeds" [ "$rc" -eq 0 ]
+"$PY" -c 'import sys; sys.stdout.buffer.write(b"\xab" * 1024)' >"$T/expect"
+check "read back the pattern" cmp -s "$T/out" "$T/expect"
+check "pattern is in the file" sh -c \
+	"dd if='$T/a.img' bs=512 skip=8 count=2 status=none | cmp -s - '$T/expect'"
+run read "file:$T/a.img" 7 2 --hex
+check "read --hex succeeds" [ "$rc" -eq 0 ]
+check "hex dump has the offset of sector 8" has "^00001000: abab abab" "$T/out"
+check "hex dump has zero sector 7" has "^00000e00: 0000 0000" "$T/out"
+head -c 512 /dev/urandom >"$T/blk"
+run write "file:$T/a.img" 100 --file "$T/blk" --fua
+check "write --file succeeds" [ "$rc" -eq 0 ]
+run read "file:$T/a.img" 100 1 --raw
+check "read back --file data" cmp -s "$T/out" "$T/blk"
+run write "file:$T/a.img" 8192 --pattern 1 --count 1
+check "write past the end fails" [ "$rc" -eq 1 ]
+check "write past the end says illegal block" has "illegal block" "$T/err"
+run read "file:$T/a.img" 8191 2
+check "read past the end fails" [ "$rc" -eq 1 ]
+run write "file:$T/a.img" 0 --pattern 1
+check "--pattern without --count exits 2" [ "$rc" -eq 2 ]
+
+# --- cp ---
+# Source: random data, a zero hole, more data.
+head -c 1M /dev/urandom >"$T/src.img"
+head -c 2M /dev/zero >>"$T/src.img"
+head -c 1536K /dev/urandom >>"$T/src.img"
+truncate -s 4608K "$T/dst1.img"
+run cp "file:$T/src.img" "file:$T/dst1.img"
+check "cp file->file succeeds" [ "$rc" -eq 0 ]
+check "cp prints bytes copied" has "copied 4718592 bytes" "$T/out"
+check "cp file->file preserves content" cmp -s "$T/src.img" "$T/dst1.img"
+# Stale data in the destination must be overwritten, sparse or not.
+head -c 4608K /dev/urandom >"$T/dst2.img"
+run cp --sparse "file:$T/src.img" "file:$T/dst2.img"
+check "cp --sparse over stale data preserves content" cmp -s "$T/src.img" "$T/dst2.img"
+head -c 4608K /dev/urandom >"$T/dst3.img"
+run cp --no-sparse -q "file:$T/src.img" "file:$T/dst3.img"
+check "cp --no-sparse preserves content" cmp -s "$T/src.img" "$T/dst3.img"
+check "cp -q prints nothing" [ ! -s "$T/out" ]
+# Through mem: layers: a RAM diff over the file, and into a RAM disk.
+truncate -s 4608K "$T/dst4.img"
+run cp "memdiff:file:$T/src.img" "file:$T/dst4.img"
+check "cp memdiff:file: -> file: preserves content" cmp -s "$T/src.img" "$T/dst4.img"
+run cp "file:$T/src.img" mem:8M
+check "cp file: -> mem: succeeds" [ "$rc" -eq 0 ]
+head -c 4608K /dev/urandom >"$T/dst5.img"
+run cp mem:4608K "file:$T/dst5.img"
+check "cp mem: -> file: succeeds" [ "$rc" -eq 0 ]
+check "cp mem: -> file: content is all zero" "$PY" -c '
+import sys
+assert open(sys.argv[1], "rb").read() == bytes(4608 * 1024)
+' "$T/dst5.img"
+# Refuse a smaller destination.
+truncate -s 1M "$T/small.img"
+run cp "file:$T/src.img" "file:$T/small.img"
+check "cp to a smaller destination fails" [ "$rc" -eq 1 ]
+check "cp says the destination is smaller" has "smaller than the source" "$T/err"
+run cp "file:$T/src.img" mem:1M
+check "cp to a smaller mem: fails" [ "$rc" -eq 1 ]
+
+# --- bench ---
+run bench --time 1 mem:64M
+check "bench 1 s succeeds" [ "$rc" -eq 0 ]
+check "bench prints IOPS" has "^IOPS:" "$T/out"
+check "bench prints p99" has "p99" "$T/out"
+run bench --rw randwrite --bs 8K --qd 4 --count 2000 --json mem:16M
+check "bench --count --json succeeds" [ "$rc" -eq 0 ]
+check "bench --json is valid and counted" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["requests"] == 2000 and d["iops"] > 0, d
+' "$T/out"
+run bench --rw read --threads 2 --poll --count 1000 --ro "file:$T/src.img"
+check "bench poll mode, 2 threads on file:" [ "$rc" -eq 0 ]
+check "bench poll mode counted" has "requests: 1000 " "$T/out"
+run bench --bs 1000 --count 10 mem:1M
+check "bench --bs not a sector multiple fails" [ "$rc" -eq 1 ]
+
+echo "1..$n"
+if [ "$fails" -ne 0 ]; then
+	echo "$fails of $n checks failed" >&2
+	exit 1
+fi
+exit 0

@@ -1,0 +1,87 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# A third-party plugin, built out of the meson tree the way its author would:
+# install diskcore into a scratch root, then compile tests/out-of-tree/pattern.c
+# and a tiny consumer with nothing but `pkg-config diskcore` and cc. The plugin
+# must load from DISKCORE_PLUGIN_PATH, show up in `diskctl plugins` and read
+# back its pattern through dc_open().
+set -eu
+
+skip() { echo "SKIP: $*" >&2; exit 77; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+command -v cc >/dev/null 2>&1 || skip "no C compiler (cc) on PATH"
+command -v pkg-config >/dev/null 2>&1 || skip "pkg-config is not installed"
+command -v meson >/dev/null 2>&1 || skip "meson is not on PATH"
+build=${DISKCORE_BUILD_ROOT:?run this through meson test}
+src=${DISKCORE_SOURCE_ROOT:?run this through meson test}/tests/out-of-tree
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+root=$tmp/root
+
+# --no-rebuild: meson test already built everything; do not start ninja here.
+meson install -C "$build" --no-rebuild --destdir "$root" >"$tmp/install.log" 2>&1 ||
+	{ cat "$tmp/install.log" >&2; fail "meson install --destdir failed"; }
+pc=$(find "$root" -name diskcore.pc | head -n 1)
+[ -n "$pc" ] || fail "diskcore.pc was not installed"
+
+# The sysroot makes pkg-config point into the scratch root.
+PKG_CONFIG_PATH=$(dirname "$pc")
+PKG_CONFIG_SYSROOT_DIR=$root
+export PKG_CONFIG_PATH PKG_CONFIG_SYSROOT_DIR
+cflags=$(pkg-config --cflags diskcore)
+libs=$(pkg-config --libs diskcore)
+# pkgconf adds the sysroot to --variable output and pkg-config does not: -L is
+# the same with both.
+libdir=$(pkg-config --libs-only-L diskcore | sed 's/^ *-L//; s/ .*//')
+case $cflags in *"$root"*) ;; *) fail "pkg-config cflags '$cflags' miss $root" ;; esac
+
+mkdir -m 0755 "$tmp/plugins"
+# shellcheck disable=SC2086
+cc -shared -fPIC -fvisibility=hidden -std=gnu11 -Wall -Wextra -Werror $cflags \
+	-o "$tmp/plugins/pattern.so" "$src/pattern.c" ||
+	fail "the example plugin does not build against the installed headers"
+# shellcheck disable=SC2086
+cc -std=gnu11 -Wall -Wextra -Werror $cflags -o "$tmp/consumer" "$src/consumer.c" \
+	$libs || fail "the consumer does not build against the installed library"
+chmod 0755 "$tmp/plugins/pattern.so"
+
+if command -v nm >/dev/null 2>&1; then
+	syms=$(nm -D --defined-only "$tmp/plugins/pattern.so" | awk '$2 == "T" { print $3 }')
+	[ "$syms" = diskcore_plugin_init ] ||
+		fail "pattern.so exports '$syms', expected only diskcore_plugin_init"
+fi
+
+DISKCORE_PLUGIN_PATH=$tmp/plugins
+LD_LIBRARY_PATH=$libdir
+export DISKCORE_PLUGIN_PATH LD_LIBRARY_PATH
+
+out=$("$tmp/consumer" 7) || fail "consumer: $out"
+[ "$out" = ok ] || fail "consumer printed '$out'"
+
+diskctl=$(find "$root" -name diskctl -type f | head -n 1)
+if [ -n "$diskctl" ] && [ -x "$diskctl" ]; then
+	"$diskctl" plugins >"$tmp/plugins.txt" 2>&1 ||
+		{ cat "$tmp/plugins.txt" >&2; fail "diskctl plugins failed"; }
+	for want in "^pattern 1.0 (backend" "$tmp/plugins/pattern.so" \
+		"pattern:SIZE\[;seed=N\]"; do
+		if ! grep -q "$want" "$tmp/plugins.txt"; then
+			cat "$tmp/plugins.txt" >&2
+			fail "diskctl plugins does not show '$want'"
+		fi
+	done
+else
+	echo "note: diskctl was not built; skipped the 'diskctl plugins' check" >&2
+fi
+
+# The trust checks apply to third-party plugins too.
+chmod 0777 "$tmp/plugins"
+if out=$("$tmp/consumer" 7 2>&1); then
+	fail "a plugin in a world-writable directory was loaded"
+fi
+case $out in
+*"writable by group or others (mode 0777)"*) ;;
+*) fail "unexpected refusal message: $out" ;;
+esac
+echo "out-of-tree plugin: ok"
