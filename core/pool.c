@@ -37,7 +37,7 @@ struct pool_worker {
 	pthread_cond_t cond;
 	struct pool_worker *next;     /* idle stack or free list */
 	struct pool_worker *all_next; /* every record ever made */
-	void (*fn)(void *arg);        /* job handed over while idle */
+	void (*fn)(void *arg);	      /* job handed over while idle */
 	void *arg;
 };
 
@@ -154,8 +154,9 @@ static void pool_init_locked(void)
 		if (*end == '\0' && v >= 1 && v <= POOL_MAX_THREADS)
 			cap = v;
 		else
-			dc_debug("pool: ignoring DISKCORE_POOL_THREADS=%s (expected 1..%d)",
-				 env, POOL_MAX_THREADS);
+			dc_debug(
+				"pool: ignoring DISKCORE_POOL_THREADS=%s (expected 1..%d)",
+				env, POOL_MAX_THREADS);
 	}
 	pool.cap = cap;
 	pthread_condattr_init(&pool.condattr);
@@ -308,7 +309,8 @@ int dc__pool_submit(void (*fn)(void *arg), void *arg)
 
 static bool timer_before(const struct pool_timer *a, const struct pool_timer *b)
 {
-	return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+	return a->deadline < b->deadline ||
+	       (a->deadline == b->deadline && a->seq < b->seq);
 }
 
 static void timer_sift_up(size_t i)
@@ -336,7 +338,8 @@ static void timer_pop(void)
 
 		if (c >= timers.n)
 			break;
-		if (c + 1 < timers.n && timer_before(&timers.heap[c + 1], &timers.heap[c]))
+		if (c + 1 < timers.n &&
+		    timer_before(&timers.heap[c + 1], &timers.heap[c]))
 			c++;
 		if (!timer_before(&timers.heap[c], &t))
 			break;

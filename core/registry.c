@@ -491,7 +491,8 @@ static int reg_unknown(const char *name, const struct reg_list *l)
 			kinds[nk++] = f->name;
 		}
 	}
-	qsort(kinds, nk, sizeof(*kinds), reg_cmp);
+	if (nk)
+		qsort(kinds, nk, sizeof(*kinds), reg_cmp);
 	fprintf(m, "invalid disk kind '%s'; ", name);
 	if (!nk)
 		fprintf(m, "no plugins found (searched %s)", reg_path_locked());

@@ -162,19 +162,26 @@ END_TEST
 
 /* --- Data path ------------------------------------------------------------- */
 
+/* Write len bytes of seed at sector and read them back. */
+static void tc_round_trip(dc_disk *d, uint64_t sector, size_t len, uint64_t seed)
+{
+	uint8_t *buf = h_alloc(len), *back = h_alloc(len);
+
+	h_fill(buf, len, seed);
+	ck_assert_int_eq(dc_write(d, sector, buf, len, 0), 0);
+	ck_assert_int_eq(dc_read(d, sector, back, len), 0);
+	ck_assert(memcmp(buf, back, len) == 0);
+	free(buf);
+	free(back);
+}
+
 /* OpenVMM's test_basic_read_write: 64 KiB written at sector 10 reads back. */
 START_TEST(basic_read_write)
 {
 	dc_disk *d = tc_open("crypt:xts-aes-256:%s:mem:1M", tc_key2);
-	uint8_t *buf = h_alloc(64 * KIB), *back = h_alloc(64 * KIB);
 
-	h_fill(buf, 64 * KIB, 10);
-	ck_assert_int_eq(dc_write(d, 10, buf, 64 * KIB, 0), 0);
-	ck_assert_int_eq(dc_read(d, 10, back, 64 * KIB), 0);
-	ck_assert(memcmp(buf, back, 64 * KIB) == 0);
+	tc_round_trip(d, 10, 64 * KIB, 10);
 	dc_close(d);
-	free(buf);
-	free(back);
 }
 END_TEST
 
@@ -287,20 +294,15 @@ END_TEST
 START_TEST(sector_4k)
 {
 	dc_disk *d = tc_open("crypt:xts-aes-256:%s:mem:1M;sector=4096", tc_key);
-	uint8_t *buf = h_alloc(64 * KIB), *back = h_alloc(64 * KIB);
+	uint8_t buf[4096];
 	struct dc_info info;
 
 	dc_get_info(d, &info);
 	ck_assert_uint_eq(info.sector_size, 4096);
 	ck_assert_uint_eq(info.sector_count, 256);
-	h_fill(buf, 64 * KIB, 4);
-	ck_assert_int_eq(dc_write(d, 7, buf, 64 * KIB, 0), 0);
-	ck_assert_int_eq(dc_read(d, 7, back, 64 * KIB), 0);
-	ck_assert(memcmp(buf, back, 64 * KIB) == 0);
-	ck_assert_int_eq(dc_read(d, 256, back, 4096), DC_E_ILLEGAL_BLOCK);
+	tc_round_trip(d, 7, 64 * KIB, 4);
+	ck_assert_int_eq(dc_read(d, 256, buf, 4096), DC_E_ILLEGAL_BLOCK);
 	dc_close(d);
-	free(buf);
-	free(back);
 }
 END_TEST
 
@@ -321,6 +323,44 @@ START_TEST(wrong_key_reads_noise)
 	dc_close(d);
 	free(buf);
 	free(back);
+	free(path);
+}
+END_TEST
+
+/* The inner disk's errors come back unchanged, and the queue keeps working. */
+START_TEST(inner_errors)
+{
+	char *path = h_tmpfile(MIB, NULL);
+	uint8_t *buf = h_alloc(256 * KIB);
+	dc_disk *d =
+		tc_open("crypt;threads=2;split=64K:xts-aes-256:%s:file:%s", tc_key, path);
+	struct dc_io io = { .op = DC_OP_READ, .sector = 0, .iovcnt = 1 };
+	struct iovec iov = { buf, 256 * KIB };
+	int detail = 0;
+
+	h_fill(buf, 256 * KIB, 6);
+	ck_assert_int_eq(dc_write(d, 0, buf, 256 * KIB, 0), 0);
+	ck_assert_int_eq(truncate(path, 128 * KIB), 0);
+	io.iov = &iov;
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(dc_execute(d, &io, &detail), DC_E_IO);
+	ck_assert_int_eq(dc_read(d, 0, buf, 128 * KIB), 0);
+	ck_assert_int_eq(h_check(buf, 128 * KIB, 6), -1);
+	dc_close(d);
+
+	d = NULL;
+	ck_assert_int_eq(truncate(path, MIB), 0);
+	{
+		char *spec = tc_fmt("crypt:xts-aes-256:%s:file:%s", tc_key, path);
+
+		ck_assert_int_eq(dc_open(spec, DC_OPEN_READ_ONLY, &d), 0);
+		free(spec);
+	}
+	ck_assert_int_eq(dc_write(d, 0, buf, 4096, 0), DC_E_READ_ONLY);
+	ck_assert_int_eq(dc_read(d, 0, buf, 128 * KIB), 0);
+	ck_assert_int_eq(h_check(buf, 128 * KIB, 6), -1);
+	dc_close(d);
+	free(buf);
 	free(path);
 }
 END_TEST
@@ -668,6 +708,7 @@ int main(void)
 	tcase_add_test(tc, read_shapes);
 	tcase_add_test(tc, sector_4k);
 	tcase_add_test(tc, wrong_key_reads_noise);
+	tcase_add_test(tc, inner_errors);
 	tcase_add_test(tc, describe_never_shows_key);
 	tcase_add_test(tc, metadata);
 	tcase_add_test(tc, eject_not_forwarded);

@@ -98,7 +98,8 @@ static void td_wait_for(struct td_wait *w, int n)
 	ts.tv_sec += 30;
 	pthread_mutex_lock(&w->lock);
 	while (w->done < n)
-		ck_assert_int_ne(pthread_cond_timedwait(&w->cond, &w->lock, &ts), ETIMEDOUT);
+		ck_assert_int_ne(pthread_cond_timedwait(&w->cond, &w->lock, &ts),
+				 ETIMEDOUT);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -186,8 +187,11 @@ START_TEST(delay_concurrent_requests_overlap)
 	ck_assert_int_eq(dc_queue_open(d, 0, &q), 0);
 	t0 = td_now();
 	for (int i = 0; i < N; i++) {
-		struct dc_io io = { .op = DC_OP_READ, .sector = (uint64_t)i * 8,
-				    .iovcnt = 1, .cb = td_cb, .user_data = &w };
+		struct dc_io io = { .op = DC_OP_READ,
+				    .sector = (uint64_t)i * 8,
+				    .iovcnt = 1,
+				    .cb = td_cb,
+				    .user_data = &w };
 
 		iov[i] = (struct iovec){ bufs + i * 4096, 4096 };
 		io.iov = &iov[i];
@@ -220,8 +224,9 @@ START_TEST(delay_p99_every_100th)
 		ck_assert_int_eq(dc_read(d, (uint64_t)i, buf, 512), 0);
 		dt = td_now() - t0;
 		if (i % 100 == 0)
-			ck_assert_msg(dt >= 100 * MS, "I/O %d took %llu us, expected >= 100 ms",
-				      i, (unsigned long long)(dt / 1000));
+			ck_assert_msg(dt >= 100 * MS,
+				      "I/O %d took %llu us, expected >= 100 ms", i,
+				      (unsigned long long)(dt / 1000));
 		else
 			fast += dt;
 	}
@@ -361,7 +366,8 @@ static void td_timer_wait(int n)
 	ts.tv_sec += 30;
 	pthread_mutex_lock(&tt.lock);
 	while (tt.nfired < n)
-		ck_assert_int_ne(pthread_cond_timedwait(&tt.cond, &tt.lock, &ts), ETIMEDOUT);
+		ck_assert_int_ne(pthread_cond_timedwait(&tt.cond, &tt.lock, &ts),
+				 ETIMEDOUT);
 	pthread_mutex_unlock(&tt.lock);
 }
 
@@ -388,7 +394,8 @@ START_TEST(timer_order_and_thread)
 	for (int i = 0; i < N; i++) {
 		lo[i] = td_now() + (uint64_t)ms[i] * MS;
 		ck_assert_int_eq(dc_timer_after((uint64_t)ms[i] * MS, td_timer_cb,
-						(void *)(intptr_t)i), 0);
+						(void *)(intptr_t)i),
+				 0);
 		hi[i] = td_now() + (uint64_t)ms[i] * MS;
 	}
 	/* Holding tt.lock: a callback run inline would have deadlocked here. */
@@ -406,8 +413,10 @@ START_TEST(timer_order_and_thread)
 	for (int a = 0; a < N; a++)
 		for (int b = 0; b < N; b++)
 			if (hi[a] < lo[b])
-				ck_assert_msg(pos[a] < pos[b], "timer %d (%d ms) fired after "
-					      "timer %d (%d ms)", a, ms[a], b, ms[b]);
+				ck_assert_msg(pos[a] < pos[b],
+					      "timer %d (%d ms) fired after "
+					      "timer %d (%d ms)",
+					      a, ms[a], b, ms[b]);
 	ck_assert_int_eq(dc_timer_after(0, NULL, NULL), -EINVAL);
 }
 END_TEST

@@ -110,6 +110,21 @@ forms = [f["name"] for p in d["plugins"] if "forms" in p for f in p["forms"]]
 assert "mem" in forms and "file" in forms, forms
 ' "$T/out"
 
+# A file that is not a plugin is listed as refused, with the reason.
+mkdir "$T/bad"
+chmod 755 "$T/bad"
+echo "not a shared object" >"$T/bad/bogus.so"
+chmod 644 "$T/bad/bogus.so"
+DISKCORE_PLUGIN_PATH="$T/bad:${DISKCORE_PLUGIN_PATH:-}" run plugins --json
+check "plugins with a refused file succeeds" [ "$rc" -eq 0 ]
+check "plugins --json says why a file was refused" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+bad = [p for p in d["plugins"] if p["path"].endswith("/bogus.so")]
+assert len(bad) == 1 and bad[0]["refused"], d["plugins"]
+assert any(p.get("name") == "ram" for p in d["plugins"])
+' "$T/out"
+
 # --- write, then read back ---
 run write "file:$T/a.img" 8 --pattern 0xab --count 2
 check "write pattern succeeds" [ "$rc" -eq 0 ]

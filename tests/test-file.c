@@ -203,8 +203,8 @@ static void tf_direct_open(struct tf_direct *t, const char *path, bool read_only
 	ck_assert_int_eq(t->p->open(&a, &t->inst, &t->info), 0);
 }
 
-static int tf_direct_io(struct tf_direct *t, uint32_t op, uint64_t sector,
-			void *buf, size_t len, uint64_t count)
+static int tf_direct_io(struct tf_direct *t, uint32_t op, uint64_t sector, void *buf,
+			size_t len, uint64_t count)
 {
 	struct iovec iov = { buf, len };
 	struct dc_req req = {
@@ -545,7 +545,8 @@ START_TEST(file_direct)
 	/* Unaligned address: bounced. */
 	ck_assert_int_eq(dc_read(d, 8, unaligned, 3 * 4096), 0);
 	for (int b = 0; b < 3; b++)
-		ck_assert_int_eq(h_check(unaligned + b * 4096, 4096, 31 + (uint64_t)b), -1);
+		ck_assert_int_eq(h_check(unaligned + b * 4096, 4096, 31 + (uint64_t)b),
+				 -1);
 	h_fill(unaligned, 4096, 91);
 	ck_assert_int_eq(dc_write(d, 16, unaligned, 4096, 0), 0);
 
@@ -584,7 +585,8 @@ START_TEST(file_unmap_punches_holes)
 
 	dc_get_info(d, &info);
 	if (info.unmap_behavior != DC_UNMAP_ZEROES) {
-		fprintf(stderr, "note: %s cannot punch holes; unmap test not run\n", path);
+		fprintf(stderr, "note: %s cannot punch holes; unmap test not run\n",
+			path);
 		dc_close(d);
 		return;
 	}
@@ -682,7 +684,8 @@ START_TEST(file_qd32_random_reads)
 	dc_queue *q;
 
 	for (int i = 0; i < TF_QD; i++) {
-		slots[i] = (struct tf_slot){ .qd = &qd, .index = i, .buf = h_alloc(4096) };
+		slots[i] =
+			(struct tf_slot){ .qd = &qd, .index = i, .buf = h_alloc(4096) };
 		qd.free_slots[qd.nfree++] = i;
 	}
 	ck_assert_int_eq(dc_queue_open(d, 0, &q), 0);
@@ -691,7 +694,9 @@ START_TEST(file_qd32_random_reads)
 		/* Keep every free slot busy until all reads are submitted. */
 		while (submitted < TOTAL && qd.nfree > 0) {
 			struct tf_slot *s = &slots[qd.free_slots[--qd.nfree]];
-			struct dc_io io = { .op = DC_OP_READ, .iovcnt = 1, .cb = tf_qd_cb };
+			struct dc_io io = { .op = DC_OP_READ,
+					    .iovcnt = 1,
+					    .cb = tf_qd_cb };
 
 			s->block = (uint64_t)rand_r(&seed) % BLOCKS;
 			memset(s->buf, 0, 4096);
@@ -736,7 +741,7 @@ START_TEST(file_block_device)
 	dev[strcspn(dev, "\n")] = '\0';
 	if (!dev[0]) {
 		fprintf(stderr, "note: no loop device (needs root and losetup); block "
-			"device test not run\n");
+				"device test not run\n");
 		free(cmd);
 		free(buf);
 		free(path);
@@ -787,18 +792,18 @@ struct tf_pool {
 };
 
 static struct tf_pool tp = { .lock = PTHREAD_MUTEX_INITIALIZER,
-			      .cond = PTHREAD_COND_INITIALIZER };
+			     .cond = PTHREAD_COND_INITIALIZER };
 
 /* Wait on tp.cond until pred holds, failing after 10 s (a deadline, not a sleep). */
-#define TF_WAIT_UNTIL(pred)                                                        \
-	do {                                                                       \
-		struct timespec ts_;                                               \
-		clock_gettime(CLOCK_REALTIME, &ts_);                               \
-		ts_.tv_sec += 10;                                                  \
-		while (!(pred))                                                    \
+#define TF_WAIT_UNTIL(pred)                                                         \
+	do {                                                                        \
+		struct timespec ts_;                                                \
+		clock_gettime(CLOCK_REALTIME, &ts_);                                \
+		ts_.tv_sec += 10;                                                   \
+		while (!(pred))                                                     \
 			ck_assert_int_ne(pthread_cond_timedwait(&tp.cond, &tp.lock, \
-								&ts_),             \
-					 ETIMEDOUT);                               \
+								&ts_),              \
+					 ETIMEDOUT);                                \
 	} while (0)
 
 static void tf_job_block(void *arg)

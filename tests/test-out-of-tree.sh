@@ -37,6 +37,15 @@ libs=$(pkg-config --libs diskcore)
 libdir=$(pkg-config --libs-only-L diskcore | sed 's/^ *-L//; s/ .*//')
 case $cflags in *"$root"*) ;; *) fail "pkg-config cflags '$cflags' miss $root" ;; esac
 
+# A sanitizer build of libdiskcore needs its runtime in the consumer too.
+san=
+if command -v readelf >/dev/null 2>&1; then
+	needed=$(readelf -d "$libdir/libdiskcore.so" 2>/dev/null || true)
+	case $needed in *libasan*) san="$san -fsanitize=address" ;; esac
+	case $needed in *libubsan*) san="$san -fsanitize=undefined" ;; esac
+fi
+cflags="$cflags$san"
+
 mkdir -m 0755 "$tmp/plugins"
 # shellcheck disable=SC2086
 cc -shared -fPIC -fvisibility=hidden -std=gnu11 -Wall -Wextra -Werror $cflags \

@@ -50,12 +50,29 @@ static char *tmp_dir(void)
 	return d;
 }
 
+/* Strings a test keeps until its process exits. */
+static char *kept[64];
+static int nkept;
+
+static void free_kept(void)
+{
+	while (nkept)
+		free(kept[--nkept]);
+}
+
+static char *keep(char *s)
+{
+	if (!s || nkept == 64)
+		abort();
+	if (!nkept)
+		atexit(free_kept);
+	return kept[nkept++] = s;
+}
+
 static char *path_of(const char *dir, const char *name)
 {
-	char *p = malloc(PATH_MAX);
+	char *p = keep(malloc(PATH_MAX));
 
-	if (!p)
-		abort();
 	snprintf(p, PATH_MAX, "%s/%s.so", dir, name);
 	return p;
 }
@@ -77,12 +94,11 @@ static char *install(const char *dir, const char *name, const char *as)
 	ck_assert_int_eq(n, 0);
 	close(in);
 	close(out);
-	free(src);
 	ck_assert_int_eq(chmod(dst, 0755), 0);
 	return dst;
 }
 
-/* A message to expect; freed with the test process. */
+/* A message to expect. */
 static char *__attribute__((format(printf, 1, 2))) fmt(const char *f, ...)
 {
 	char *s;
@@ -90,9 +106,9 @@ static char *__attribute__((format(printf, 1, 2))) fmt(const char *f, ...)
 
 	va_start(ap, f);
 	if (vasprintf(&s, f, ap) < 0)
-		abort();
+		s = NULL;
 	va_end(ap);
-	return s;
+	return keep(s);
 }
 
 static void use_path(const char *path)

@@ -16,6 +16,7 @@
  * the queue's own thread. */
 #include <diskcore/plugin.h>
 
+#include <endian.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <openssl/crypto.h>
@@ -191,12 +192,10 @@ static void crypt_pool_free(struct crypt_pool *pool)
 static int crypt_sector(EVP_CIPHER_CTX *ctx, uint64_t sector, uint8_t *out,
 			const uint8_t *in, int len)
 {
-	uint8_t iv[16] = { 0 };
+	uint64_t iv[2] = { htole64(sector), 0 }; /* 16 bytes, little-endian */
 	int outl;
 
-	for (int i = 0; i < 8; i++)
-		iv[i] = (uint8_t)(sector >> (8 * i));
-	if (!EVP_CipherInit_ex2(ctx, NULL, NULL, iv, -1, NULL) ||
+	if (!EVP_CipherInit_ex2(ctx, NULL, NULL, (const uint8_t *)iv, -1, NULL) ||
 	    !EVP_CipherUpdate(ctx, out, &outl, in, len) || outl != len)
 		return -EIO;
 	return 0;
@@ -290,14 +289,15 @@ static void crypt_piece_job(void *arg)
 static void crypt_pieces(struct dc_req *req)
 {
 	struct crypt_ctx *c = req->ctx;
-	uint8_t *stage = req->op == DC_OP_WRITE ? c->unit[0]->stage : NULL;
+	bool write = req->op == DC_OP_WRITE;
+	uint8_t *stage = write ? c->unit[0]->stage : NULL;
 
 	if (c->npieces == 1) {
 		atomic_store_explicit(&c->failed,
 				      crypt_run(c->d, c->unit[0], req, 0, req->count,
 						stage) < 0,
 				      memory_order_relaxed);
-		if (req->op == DC_OP_READ)
+		if (!write)
 			crypt_finish_read(req);
 		return;
 	}
@@ -311,11 +311,9 @@ static void crypt_pieces(struct dc_req *req)
 	for (unsigned i = 1; i < c->npieces; i++)
 		if (dc_pool_run(crypt_piece_job, &c->piece[i]) < 0)
 			crypt_piece_run(&c->piece[i]);
-	if (req->op == DC_OP_READ) {
-		crypt_piece_run(&c->piece[0]);
-		return;
-	}
 	crypt_piece_run(&c->piece[0]);
+	if (!write)
+		return; /* req may be complete already: touch nothing */
 	while (!atomic_load_explicit(&c->wdone, memory_order_acquire))
 		syscall(SYS_futex, &c->wdone, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
 }

@@ -85,8 +85,10 @@ static int delay_parse_ms(const char *what, const char *s, uint64_t *out)
 		v = v * 10 + (uint64_t)(*p - '0');
 	}
 	if (!s[0] || *p || v > DELAY_MAX_MS) {
-		dc_error("%s \"%s\" is not a delay: expected whole milliseconds from 0 to %u "
-			 "(delay:MS[;p99=MS]:SPEC)", what, s, DELAY_MAX_MS);
+		dc_error(
+			"%s \"%s\" is not a delay: expected whole milliseconds from 0 to %u "
+			"(delay:MS[;p99=MS]:SPEC)",
+			what, s, DELAY_MAX_MS);
 		return -EINVAL;
 	}
 	*out = v;

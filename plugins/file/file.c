@@ -29,10 +29,10 @@
 struct file_disk {
 	int fd;
 	char *path;
-	uint64_t size;     /* bytes, at open */
-	unsigned shift;    /* log2 of the logical sector size */
-	size_t align;      /* O_DIRECT buffer alignment (address and length) */
-	uint32_t unmap;    /* enum dc_unmap_behavior */
+	uint64_t size;	/* bytes, at open */
+	unsigned shift; /* log2 of the logical sector size */
+	size_t align;	/* O_DIRECT buffer alignment (address and length) */
+	uint32_t unmap; /* enum dc_unmap_behavior */
 	bool direct;
 	bool read_only;
 	bool blockdev;
@@ -80,8 +80,8 @@ static bool file_range(const struct file_disk *f, uint64_t sector, uint64_t coun
 
 /* Transfer until done: regular files return short counts only at EOF, but
  * block devices, signals and RLIMIT_FSIZE can cut a transfer anywhere. */
-static int file_xfer(struct file_disk *f, struct dc_req *req, struct iovec *iov,
-		     int cnt, uint64_t off, bool write, int rwflags)
+static int file_xfer(struct file_disk *f, struct dc_req *req, struct iovec *iov, int cnt,
+		     uint64_t off, bool write, int rwflags)
 {
 	while (cnt > 0) {
 		ssize_t n;
@@ -230,7 +230,8 @@ static int file_probe_blockdev(struct file_disk *f, const struct stat *st,
 	    ioctl(f->fd, BLKSSZGET, &lbsz) < 0 || ioctl(f->fd, BLKPBSZGET, &pbsz) < 0) {
 		int err = errno;
 
-		dc_error("%s: block device size query failed: %s", f->path, strerror(err));
+		dc_error("%s: block device size query failed: %s", f->path,
+			 strerror(err));
 		return -err;
 	}
 	shift = file_log2((uint64_t)lbsz);
@@ -241,13 +242,14 @@ static int file_probe_blockdev(struct file_disk *f, const struct stat *st,
 	}
 	f->shift = (unsigned)shift;
 	f->align = (size_t)lbsz;
-	info->physical_sector_size = pbsz > (unsigned)lbsz && file_log2(pbsz) > 0
-					     ? pbsz : (uint32_t)lbsz;
+	info->physical_sector_size =
+		pbsz > (unsigned)lbsz && file_log2(pbsz) > 0 ? pbsz : (uint32_t)lbsz;
 	f->unmap = DC_UNMAP_IGNORED;
 	if (!f->read_only && file_sysfs_queue(st->st_rdev, "discard_max_bytes")) {
 		f->unmap = DC_UNMAP_UNSPECIFIED;
 		gran = file_sysfs_queue(st->st_rdev, "discard_granularity") >> f->shift;
-		info->optimal_unmap_sectors = gran && gran <= UINT32_MAX ? (uint32_t)gran : 1;
+		info->optimal_unmap_sectors =
+			gran && gran <= UINT32_MAX ? (uint32_t)gran : 1;
 	}
 	return 0;
 }
@@ -278,8 +280,9 @@ static void file_probe_regular(struct file_disk *f, const struct stat *st,
 #endif
 	if (f->align < (1u << f->shift))
 		f->align = 1u << f->shift;
-	info->physical_sector_size = FILE_PHYSICAL_SECTOR > (1u << f->shift)
-					     ? FILE_PHYSICAL_SECTOR : 1u << f->shift;
+	info->physical_sector_size = FILE_PHYSICAL_SECTOR > (1u << f->shift) ?
+					     FILE_PHYSICAL_SECTOR :
+					     1u << f->shift;
 	/* Punching a hole just past the end changes nothing, and tells whether
 	 * the filesystem can (the probe OpenVMM's Linux blockdev path uses). */
 	f->unmap = DC_UNMAP_IGNORED;
@@ -300,8 +303,10 @@ static int file_create(struct file_disk *f, uint64_t size)
 	int fd;
 
 	if (size == 0 || size % 512 || size > (uint64_t)INT64_MAX) {
-		dc_error("%s: create=%llu: expected a size that is a non-zero multiple of "
-			 "512 bytes", f->path, (unsigned long long)size);
+		dc_error(
+			"%s: create=%llu: expected a size that is a non-zero multiple of "
+			"512 bytes",
+			f->path, (unsigned long long)size);
 		return -EINVAL;
 	}
 	if (stat(f->path, &st) == 0 && !S_ISREG(st.st_mode)) {
@@ -362,7 +367,8 @@ static int file_open(const struct dc_open_args *a, void **inst, struct dc_info *
 			goto fail;
 	}
 
-	flags = (f->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (f->direct ? O_DIRECT : 0);
+	flags = (f->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+		(f->direct ? O_DIRECT : 0);
 	f->fd = open(f->path, flags);
 	if (f->fd < 0) {
 		ret = -errno;
@@ -371,7 +377,8 @@ static int file_open(const struct dc_open_args *a, void **inst, struct dc_info *
 				 f->path);
 		else
 			dc_error("%s: cannot open %s: %s", f->path,
-				 f->read_only ? "read-only" : "read-write", strerror(errno));
+				 f->read_only ? "read-only" : "read-write",
+				 strerror(errno));
 		goto fail;
 	}
 	if (fstat(f->fd, &st) < 0) {
@@ -423,7 +430,8 @@ static void file_describe(void *inst, dc_kv_fn kv, void *arg)
 
 static const struct dc_option file_options[] = {
 	{ "direct", DC_OPT_FLAG, "open with O_DIRECT (bypass the page cache)" },
-	{ "create", DC_OPT_SIZE, "create the file, or truncate it, to SIZE bytes of zeroes" },
+	{ "create", DC_OPT_SIZE,
+	  "create the file, or truncate it, to SIZE bytes of zeroes" },
 	{ NULL, 0, NULL },
 };
 

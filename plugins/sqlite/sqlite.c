@@ -30,13 +30,18 @@
 #include <unistd.h>
 
 #define SQ_BUSY_MS 10000
-/* Readers map the database instead of copying pages through a cache. */
-#define SQ_MMAP_BYTES (INT64_C(0))
+/* Page caches. Readers' caches are dropped whenever the database changes, so
+ * they help read-mostly disks (caches); mmap was slower here (page faults). */
 #define SQ_WRITER_CACHE_KIB 32768
+#define SQ_READER_CACHE_KIB 16384
 #define SQ_MAX_SECTOR_SIZE 65536
 #define SQ_CACHE_FILE "cache.dbhd"
 /* Most requests one transaction carries. */
 #define SQ_BATCH_MAX 64
+/* WAL frames that start a background checkpoint, and that make the writer
+ * checkpoint itself because the background ones fall behind. */
+#define SQ_CKPT_FRAMES 1000
+#define SQ_CKPT_FORCE (8 * SQ_CKPT_FRAMES)
 
 enum sq_form { SQ_SQL, SQ_DIFF, SQ_AUTO };
 
@@ -95,18 +100,18 @@ struct sq_conn {
 
 struct sq_layer {
 	enum sq_form form;
-	char *path;       /* the database (autocache: known after attach) */
-	char *key;        /* autocache: the key given, or NULL for the disk id */
+	char *path;	  /* the database (autocache: known after attach) */
+	char *key;	  /* autocache: the key given, or NULL for the disk id */
 	char *cache_root; /* autocache: the cache directory from the environment */
-	bool read_only;   /* opened read-only */
+	bool read_only;	  /* opened read-only */
 	bool logical_ro;  /* meta: read-only to normal writes (read caches) */
-	bool create;      /* sqldiff;create: format at attach */
+	bool create;	  /* sqldiff;create: format at attach */
 	bool created;
 	uint32_t ss;
 	uint64_t count;
 
 	struct sq_conn *writer; /* NULL when read-only; used by the writer job only */
-	bool dirty;             /* committed since the last sync (writer job) */
+	bool dirty;		/* committed since the last sync (writer job) */
 
 	/* Write-type requests wait here for the writer job. */
 	pthread_mutex_t qlock;
@@ -114,11 +119,17 @@ struct sq_layer {
 	struct dc_req *qhead, *qtail;
 	bool qactive; /* a writer job is queued or running */
 
+	/* Checkpoints run beside the writer, on a connection of their own. */
+	struct sq_conn *ckpt; /* checkpoint job only */
+	bool ckactive;        /* a checkpoint job is queued or running (qlock) */
+
 	pthread_mutex_t rlock;
 	struct sq_conn *idle; /* reader connections not in use */
 	struct sq_conn *all;  /* every reader connection */
 	unsigned nreaders;
 };
+
+static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
 
 /* --- Connections ------------------------------------------------------------- */
 
@@ -157,13 +168,18 @@ static int sq_conn_open(const char *path, bool writer, struct sq_conn **out)
 #endif
 	rc = sqlite3_open_v2(path, &c->db, flags, NULL);
 	if (rc != SQLITE_OK) {
-		dc_error("%s: cannot open %s: %s", path, writer ? "read-write" : "read-only",
+		dc_error("%s: cannot open %s: %s", path,
+			 writer ? "read-write" : "read-only",
 			 c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
 		goto fail;
 	}
 	sqlite3_busy_timeout(c->db, SQ_BUSY_MS);
-	snprintf(pragma, sizeof(pragma), "PRAGMA mmap_size=%lld", (long long)SQ_MMAP_BYTES);
-	sq_exec(c->db, pragma); /* an optimisation: a build without mmap ignores it */
+	snprintf(pragma, sizeof(pragma), "PRAGMA cache_size=-%d",
+		 writer ? SQ_WRITER_CACHE_KIB : SQ_READER_CACHE_KIB);
+	if (sq_exec(c->db, pragma) != SQLITE_OK) {
+		dc_error("%s: %s", path, sqlite3_errmsg(c->db));
+		goto fail;
+	}
 	if (writer) {
 		/* journal_mode returns the mode in force, which must be WAL. */
 		rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
@@ -178,19 +194,19 @@ static int sq_conn_open(const char *path, bool writer, struct sq_conn **out)
 				 sqlite3_errmsg(c->db));
 			goto fail;
 		}
-		snprintf(pragma, sizeof(pragma), "PRAGMA cache_size=-%d", SQ_WRITER_CACHE_KIB);
-		if (sq_exec(c->db, "PRAGMA synchronous=NORMAL") != SQLITE_OK ||
-		    sq_exec(c->db, pragma) != SQLITE_OK) {
+		if (sq_exec(c->db, "PRAGMA synchronous=NORMAL") != SQLITE_OK) {
 			dc_error("%s: %s", path, sqlite3_errmsg(c->db));
 			goto fail;
 		}
 	}
 	for (int i = 0; i < (writer ? SQ_NSTMT : 1); i++) {
-		rc = sqlite3_prepare_v3(c->db, sq_stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-					&c->st[i], NULL);
+		rc = sqlite3_prepare_v3(c->db, sq_stmt_sql[i], -1,
+					SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL);
 		if (rc != SQLITE_OK) {
-			dc_error("%s: not a sqlite disk layer (expected OpenVMM's schema with "
-				 "a 'sectors' table): %s", path, sqlite3_errmsg(c->db));
+			dc_error(
+				"%s: not a sqlite disk layer (expected OpenVMM's schema with "
+				"a 'sectors' table): %s",
+				path, sqlite3_errmsg(c->db));
 			goto fail;
 		}
 	}
@@ -261,20 +277,22 @@ static int sq_read_meta(struct sq_layer *l, struct sq_conn *c)
 	sqlite3_int64 count, ss;
 	int rc;
 
-	rc = sqlite3_prepare_v2(c->db,
-				"SELECT json_extract(metadata, '$.sector_count'), "
-				"json_extract(metadata, '$.sector_size'), "
-				"json_extract(metadata, '$.logically_read_only') FROM meta",
-				-1, &st, NULL);
+	rc = sqlite3_prepare_v2(
+		c->db,
+		"SELECT json_extract(metadata, '$.sector_count'), "
+		"json_extract(metadata, '$.sector_size'), "
+		"json_extract(metadata, '$.logically_read_only') FROM meta",
+		-1, &st, NULL);
 	if (rc != SQLITE_OK) {
-		dc_error("%s: missing `meta` table (not a sqlite disk layer): %s", l->path,
-			 sqlite3_errmsg(c->db));
+		dc_error("%s: missing `meta` table (not a sqlite disk layer): %s",
+			 l->path, sqlite3_errmsg(c->db));
 		return -EINVAL;
 	}
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
-		dc_error("%s: %s", l->path, rc == SQLITE_DONE ? "the `meta` table is empty"
-							     : sqlite3_errmsg(c->db));
+		dc_error("%s: %s", l->path,
+			 rc == SQLITE_DONE ? "the `meta` table is empty" :
+					     sqlite3_errmsg(c->db));
 		sqlite3_finalize(st);
 		return -EINVAL;
 	}
@@ -282,7 +300,8 @@ static int sq_read_meta(struct sq_layer *l, struct sq_conn *c)
 	    sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
 	    sqlite3_column_type(st, 2) != SQLITE_INTEGER) {
 		dc_error("%s: meta JSON lacks sector_count, sector_size or "
-			 "logically_read_only", l->path);
+			 "logically_read_only",
+			 l->path);
 		sqlite3_finalize(st);
 		return -EINVAL;
 	}
@@ -292,9 +311,10 @@ static int sq_read_meta(struct sq_layer *l, struct sq_conn *c)
 	sqlite3_finalize(st);
 	if (count <= 0 || ss <= 0 || ss > UINT32_MAX ||
 	    !sq_size_ok((uint64_t)count, (uint32_t)ss)) {
-		dc_error("%s: meta says %lld sectors of %lld bytes (expected a power-of-two "
-			 "sector size of 512..%d bytes and a non-zero, addressable count)",
-			 l->path, (long long)count, (long long)ss, SQ_MAX_SECTOR_SIZE);
+		dc_error(
+			"%s: meta says %lld sectors of %lld bytes (expected a power-of-two "
+			"sector size of 512..%d bytes and a non-zero, addressable count)",
+			l->path, (long long)count, (long long)ss, SQ_MAX_SECTOR_SIZE);
 		return -EINVAL;
 	}
 	l->count = (uint64_t)count;
@@ -319,6 +339,7 @@ static int sq_open_db(struct sq_layer *l)
 	} else {
 		l->writer = c;
 		l->dirty = true; /* a crashed predecessor's commits may be unsynced */
+		sqlite3_wal_hook(c->db, sq_wal_hook, l);
 	}
 	return sq_read_meta(l, c);
 }
@@ -344,9 +365,9 @@ static int sq_format_file(const char *file, uint64_t count, uint32_t ss, bool lo
 	char pragma[64], json[128];
 	int rc;
 
-	rc = sqlite3_open_v2(file, &db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-			     NULL);
+	rc = sqlite3_open_v2(
+		file, &db,
+		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK)
 		goto fail;
 	/* A sector must fit in a B-tree leaf, so big sectors get big pages. */
@@ -494,8 +515,9 @@ static int sq_auto_attach(struct sq_layer *l, const struct dc_info *lower)
 	}
 	if (!k) {
 		if (!(lower->flags & DC_INFO_HAS_DISK_ID)) {
-			dc_error("the disk below has no disk id to name the cache by; give a "
-				 "key (autocache:KEY:SPEC)");
+			dc_error(
+				"the disk below has no disk id to name the cache by; give a "
+				"key (autocache:KEY:SPEC)");
 			return -EINVAL;
 		}
 		for (int i = 0; i < 16; i++)
@@ -510,8 +532,9 @@ static int sq_auto_attach(struct sq_layer *l, const struct dc_info *lower)
 	}
 	if (!sq_exists(l->path)) {
 		if (l->read_only) {
-			dc_error("%s: no cache yet, and a read-only disk cannot create one",
-				 l->path);
+			dc_error(
+				"%s: no cache yet, and a read-only disk cannot create one",
+				l->path);
 			free(dir);
 			return -ENOENT;
 		}
@@ -534,10 +557,12 @@ static int sq_auto_attach(struct sq_layer *l, const struct dc_info *lower)
 	if (ret < 0)
 		return ret;
 	if (l->count != lower->sector_count || l->ss != lower->sector_size) {
-		dc_error("%s: the cache holds %llu sectors of %u bytes but the disk below "
-			 "has %llu of %u; it belongs to another disk (remove it, or give "
-			 "another key)", l->path, (unsigned long long)l->count, l->ss,
-			 (unsigned long long)lower->sector_count, lower->sector_size);
+		dc_error(
+			"%s: the cache holds %llu sectors of %u bytes but the disk below "
+			"has %llu of %u; it belongs to another disk (remove it, or give "
+			"another key)",
+			l->path, (unsigned long long)l->count, l->ss,
+			(unsigned long long)lower->sector_count, lower->sector_size);
 		return -EINVAL;
 	}
 	return 0;
@@ -633,11 +658,13 @@ static int sq_read(struct sq_layer *l, struct dc_req *req)
 		}
 		if (type == SQLITE_NULL) {
 			dc_buf_zero(&rest, 0, l->ss);
-		} else if (type == SQLITE_BLOB && sqlite3_column_bytes(st, 1) == (int)l->ss) {
+		} else if (type == SQLITE_BLOB &&
+			   sqlite3_column_bytes(st, 1) == (int)l->ss) {
 			dc_buf_copy_to(&rest, 0, sqlite3_column_blob(st, 1), l->ss);
 		} else {
-			dc_debug("sqlite: %s: sector %llu holds %d bytes, expected %u", l->path,
-				 (unsigned long long)s, sqlite3_column_bytes(st, 1), l->ss);
+			dc_debug("sqlite: %s: sector %llu holds %d bytes, expected %u",
+				 l->path, (unsigned long long)s,
+				 sqlite3_column_bytes(st, 1), l->ss);
 			ret = DC_E_IO;
 			break;
 		}
@@ -724,7 +751,8 @@ static int sq_apply(struct sq_layer *l, struct sq_conn *w, struct dc_req *req)
 /* Requests that must be durable when they complete. */
 static bool sq_needs_sync(const struct dc_req *req)
 {
-	return req->op == DC_OP_FLUSH || (req->op == DC_OP_WRITE && (req->flags & DC_IO_FUA));
+	return req->op == DC_OP_FLUSH ||
+	       (req->op == DC_OP_WRITE && (req->flags & DC_IO_FUA));
 }
 
 /* Run reqs[0..n) in one transaction and complete them. Anything synced commits
@@ -771,6 +799,52 @@ static void sq_commit_batch(struct sq_layer *l, struct dc_req **reqs, unsigned n
 	}
 	for (unsigned i = 0; i < n; i++)
 		dc_complete(reqs[i], result);
+}
+
+/* Copy the WAL back into the database while the writer goes on writing
+ * (a passive checkpoint blocks neither writers nor readers). */
+static void sq_ckpt_job(void *arg)
+{
+	struct sq_layer *l = arg;
+
+	if (!l->ckpt && sq_conn_open(l->path, true, &l->ckpt) < 0)
+		dc_debug("sqlite: %s: checkpoint connection failed", l->path);
+	if (l->ckpt) {
+		sqlite3_wal_autocheckpoint(l->ckpt->db, 0);
+		if (sqlite3_wal_checkpoint_v2(l->ckpt->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+					      NULL, NULL) != SQLITE_OK)
+			dc_debug("sqlite: %s: checkpoint: %s", l->path,
+				 sqlite3_errmsg(l->ckpt->db));
+	}
+	pthread_mutex_lock(&l->qlock);
+	l->ckactive = false;
+	pthread_cond_broadcast(&l->qidle);
+	pthread_mutex_unlock(&l->qlock);
+}
+
+/* After each commit of the writer (replaces SQLite's auto-checkpoint). */
+static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct sq_layer *l = arg;
+	bool start;
+
+	if (frames < SQ_CKPT_FRAMES)
+		return SQLITE_OK;
+	if (frames >= SQ_CKPT_FORCE) {
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		return SQLITE_OK;
+	}
+	pthread_mutex_lock(&l->qlock);
+	start = !l->ckactive;
+	l->ckactive = true;
+	pthread_mutex_unlock(&l->qlock);
+	if (start && dc_pool_run(sq_ckpt_job, l) < 0) {
+		pthread_mutex_lock(&l->qlock);
+		l->ckactive = false;
+		pthread_cond_broadcast(&l->qidle);
+		pthread_mutex_unlock(&l->qlock);
+	}
+	return SQLITE_OK;
 }
 
 /* The writer: one pool job at a time drains the queue, a batch per
@@ -896,17 +970,18 @@ static void sq_close(void *inst)
 
 	if (!l)
 		return;
+	/* The writer and checkpoint jobs may still be finishing their last step. */
+	pthread_mutex_lock(&l->qlock);
+	while (l->qactive || l->ckactive)
+		pthread_cond_wait(&l->qidle, &l->qlock);
+	pthread_mutex_unlock(&l->qlock);
 	/* Readers first: the writer's close, as the last, checkpoints the WAL. */
 	for (c = l->all; c; c = next) {
 		next = c->next_all;
 		sq_conn_close(c);
 	}
+	sq_conn_close(l->ckpt);
 	sq_conn_close(l->writer);
-	/* The writer job may still be returning from its last completion. */
-	pthread_mutex_lock(&l->qlock);
-	while (l->qactive)
-		pthread_cond_wait(&l->qidle, &l->qlock);
-	pthread_mutex_unlock(&l->qlock);
 	pthread_mutex_destroy(&l->qlock);
 	pthread_cond_destroy(&l->qidle);
 	pthread_mutex_destroy(&l->rlock);
@@ -933,7 +1008,8 @@ static int sq_open_auto(struct sq_layer *l, const struct dc_open_args *a)
 
 		if (strchr(k, '/') || k[0] == '.') {
 			dc_error("key '%s': expected a name without '/' that does not "
-				 "start with '.'", k);
+				 "start with '.'",
+				 k);
 			return -EINVAL;
 		}
 		if (!(l->key = strdup(k)))
@@ -960,8 +1036,9 @@ static int sq_open(const struct dc_open_args *a, void **inst, struct dc_info *in
 	pthread_cond_init(&l->qidle, NULL);
 	pthread_mutex_init(&l->rlock, NULL);
 	l->read_only = a->read_only;
-	l->form = !strcmp(a->form, "autocache") ? SQ_AUTO
-		  : !strcmp(a->form, "sqldiff") ? SQ_DIFF : SQ_SQL;
+	l->form = !strcmp(a->form, "autocache") ? SQ_AUTO :
+		  !strcmp(a->form, "sqldiff")	? SQ_DIFF :
+						  SQ_SQL;
 	if (l->form == SQ_AUTO) {
 		ret = sq_open_auto(l, a);
 		if (ret == -ENOMEM)
@@ -972,8 +1049,9 @@ static int sq_open(const struct dc_open_args *a, void **inst, struct dc_info *in
 	}
 
 	if (a->nfields < 1 || !a->fields[0][0]) {
-		dc_error("missing path (expected %s)", l->form == SQ_SQL
-				 ? "sql:PATH[;create=SIZE]" : "sqldiff:PATH[;create]:SPEC");
+		dc_error("missing path (expected %s)",
+			 l->form == SQ_SQL ? "sql:PATH[;create=SIZE]" :
+					     "sqldiff:PATH[;create]:SPEC");
 		ret = -EINVAL;
 		goto fail;
 	}
@@ -988,7 +1066,8 @@ static int sq_open(const struct dc_open_args *a, void **inst, struct dc_info *in
 		create = dc_opt_flag(a, "create");
 	if (create && sq_exists(l->path)) {
 		dc_error("%s: already exists (create makes a new disk and never "
-			 "overwrites one; drop ;create to open it)", l->path);
+			 "overwrites one; drop ;create to open it)",
+			 l->path);
 		ret = -EEXIST;
 		goto fail;
 	}
@@ -1003,7 +1082,8 @@ static int sq_open(const struct dc_open_args *a, void **inst, struct dc_info *in
 		goto done;
 	}
 	if (create) {
-		if (create_len == 0 || create_len % 512 || !sq_size_ok(create_len / 512, 512)) {
+		if (create_len == 0 || create_len % 512 ||
+		    !sq_size_ok(create_len / 512, 512)) {
 			dc_error("create=%llu: expected a non-zero multiple of 512 bytes",
 				 (unsigned long long)create_len);
 			ret = -EINVAL;
@@ -1043,8 +1123,8 @@ static int sq_attach(void *inst, const struct dc_info *lower, struct dc_info *in
 
 		if (!sq_size_ok(count, ss)) {
 			dc_error("%s: cannot size a new diff layer from the disk below "
-				 "(%llu sectors of %u bytes)", l->path,
-				 (unsigned long long)count, ss);
+				 "(%llu sectors of %u bytes)",
+				 l->path, (unsigned long long)count, ss);
 			return -EINVAL;
 		}
 		ret = sq_create(l->path, count, ss, false);
@@ -1091,7 +1171,8 @@ static void sq_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option sq_sql_options[] = {
-	{ "create", DC_OPT_SIZE, "create a new database of SIZE bytes (it must not exist)" },
+	{ "create", DC_OPT_SIZE,
+	  "create a new database of SIZE bytes (it must not exist)" },
 	{ NULL, 0, NULL },
 };
 
@@ -1107,8 +1188,7 @@ static const struct dc_form sq_forms[] = {
 	{ "sqldiff", 1, DC_CHILD_ONE, 0, "sqldiff:PATH[;create]:SPEC",
 	  "a persistent diff layer in a SQLite database over SPEC", sq_diff_options },
 	{ "autocache", 1, DC_CHILD_ONE, DC_FORM_READ_CACHE, "autocache:[KEY]:SPEC",
-	  "a persistent read cache over SPEC in $DISKCORE_AUTO_CACHE_PATH/KEY",
-	  NULL },
+	  "a persistent read cache over SPEC in $DISKCORE_AUTO_CACHE_PATH/KEY", NULL },
 	{ NULL, 0, 0, 0, NULL, NULL, NULL },
 };
 
@@ -1119,15 +1199,17 @@ static const struct dc_plugin sq_plugin = {
 	.kind = DC_KIND_LAYER,
 	.name = "sqlite",
 	.version = "0.1.0",
-	.summary = "persistent sparse layer in a SQLite database (sql:, sqldiff:, autocache:)",
-	.usage = "sql:PATH[;create=SIZE]       a disk of its own (512-byte sectors)\n"
-		 "sqldiff:PATH[;create]:SPEC   a diff layer over SPEC, sized from it\n"
-		 "autocache:[KEY]:SPEC         a read cache over SPEC in\n"
-		 "    $DISKCORE_AUTO_CACHE_PATH (or $OPENVMM_AUTO_CACHE_PATH)/KEY/cache.dbhd;\n"
-		 "    an empty KEY uses the disk id of SPEC as 32 hex digits.\n"
-		 "  The format is OpenVMM's: a row per sector (NULL = zeroes), JSON meta,\n"
-		 "  WAL journal. Without ;create the database must exist; with it, it must\n"
-		 "  not. Flush and FUA sync the WAL; unmap reads back zeroes.",
+	.summary =
+		"persistent sparse layer in a SQLite database (sql:, sqldiff:, autocache:)",
+	.usage =
+		"sql:PATH[;create=SIZE]       a disk of its own (512-byte sectors)\n"
+		"sqldiff:PATH[;create]:SPEC   a diff layer over SPEC, sized from it\n"
+		"autocache:[KEY]:SPEC         a read cache over SPEC in\n"
+		"    $DISKCORE_AUTO_CACHE_PATH (or $OPENVMM_AUTO_CACHE_PATH)/KEY/cache.dbhd;\n"
+		"    an empty KEY uses the disk id of SPEC as 32 hex digits.\n"
+		"  The format is OpenVMM's: a row per sector (NULL = zeroes), JSON meta,\n"
+		"  WAL journal. Without ;create the database must exist; with it, it must\n"
+		"  not. Flush and FUA sync the WAL; unmap reads back zeroes.",
 	.forms = sq_forms,
 	.ctx_size = sizeof(struct sq_rctx),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
