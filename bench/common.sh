@@ -67,9 +67,10 @@ bench_row() {
 	printf ' %9.0f |\n' "$(bench_median "$@")"
 }
 
+# bench_header ROUNDS [TITLE]: the head of a table of ROUNDS rounds and a median.
 bench_header() {
-	awk -v n="$1" 'BEGIN {
-		head = sprintf("| %-44s |", "IOPS"); rule = "|" sprintf("%46s", "") "|"
+	awk -v n="$1" -v t="${2:-IOPS}" 'BEGIN {
+		head = sprintf("| %-44s |", t); rule = "|" sprintf("%46s", "") "|"
 		for (i = 1; i <= n + 1; i++) {
 			head = head sprintf(" %9s |", i <= n ? "round " i : "median")
 			rule = rule "-----------|"

@@ -15,10 +15,12 @@
 #   scattered:  qemu-img bench (step 4K * 40009)     vs diskctl --rw randread
 # The odd step visits every 4 KiB block of the power-of-two-sized file once, in
 # an order with no locality, which is what random reads measure.
+# A second table gives requests per CPU-second of each process (user + system,
+# from /usr/bin/time), which moves less than IOPS when the machine is busy.
 set -eu
 . "$(dirname "$0")/common.sh"
 bench_find_diskctl
-bench_need qemu-img python3
+bench_need qemu-img python3 /usr/bin/time
 
 DIR=${BENCH_DIR:-/var/tmp}
 ROUNDS=${ROUNDS:-3}
@@ -36,49 +38,71 @@ if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" -ne 1073741824 ]; then
 	sync "$FILE"
 fi
 
-# IOPS of one qemu-img bench run with step $1.
-qemu_iops() {
-	qemu-img bench -f raw -t none -i "$AIO" -c "$COUNT" -d 32 -s 4k -S "$1" \
-		"$FILE" >"$OUT/q" 2>&1 || { cat "$OUT/q" >&2; exit 1; }
+# Requests per CPU-second of the run whose /usr/bin/time output is in $OUT/t.
+per_cpu() {
+	awk -v n="$COUNT" '{ c = $1 + $2 } END { printf "%.0f\n", (c > 0 ? n / c : 0) }' "$OUT/t"
+}
+
+# "IOPS PER_CPU" of one qemu-img bench run with step $1.
+qemu_run() {
+	/usr/bin/time -f "%U %S" -o "$OUT/t" qemu-img bench -f raw -t none -i "$AIO" \
+		-c "$COUNT" -d 32 -s 4k -S "$1" "$FILE" >"$OUT/q" 2>&1 ||
+		{ cat "$OUT/q" >&2; exit 1; }
 	secs=$(sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p' "$OUT/q")
-	awk -v n="$COUNT" -v s="$secs" 'BEGIN { printf "%.0f\n", n / s }'
+	echo "$(awk -v n="$COUNT" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')" \
+		"$(per_cpu)"
 }
 
-# IOPS of one diskctl bench run with --rw $1.
-diskctl_iops() {
-	"$DISKCTL" bench --rw "$1" --bs 4k --qd 32 --count "$COUNT" --ro --json \
-		"file:$FILE;direct" >"$OUT/d" || exit 1
-	bench_json "$OUT/d" 'round(d["iops"])'
+# "IOPS PER_CPU" of one diskctl bench run with --rw $1.
+diskctl_run() {
+	/usr/bin/time -f "%U %S" -o "$OUT/t" "$DISKCTL" bench --rw "$1" --bs 4k --qd 32 \
+		--count "$COUNT" --ro --json "file:$FILE;direct" >"$OUT/d" || exit 1
+	echo "$(bench_json "$OUT/d" 'round(d["iops"])')" "$(per_cpu)"
 }
 
-q_seq=""; d_seq=""; q_rnd=""; d_rnd=""
+# Results go to files named after the row: $OUT/iops.NAME and $OUT/cpu.NAME.
+record() {
+	echo "$2" | cut -d' ' -f1 >>"$OUT/iops.$1"
+	echo "$2" | cut -d' ' -f2 >>"$OUT/cpu.$1"
+}
+
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
 	echo "round $r/$ROUNDS..." >&2
-	q_seq="$q_seq $(qemu_iops 4096)"
-	d_seq="$d_seq $(diskctl_iops read)"
-	q_rnd="$q_rnd $(qemu_iops $STEP)"
-	d_rnd="$d_rnd $(diskctl_iops randread)"
+	record q_seq "$(qemu_run 4096)"
+	record d_seq "$(diskctl_run read)"
+	record q_rnd "$(qemu_run $STEP)"
+	record d_rnd "$(diskctl_run randread)"
 	r=$((r + 1))
 done
+
+# table KIND TITLE: one table of $OUT/KIND.* rows.
+table() {
+	echo "$2"
+	echo
+	bench_header "$ROUNDS" "$3"
+	# shellcheck disable=SC2046
+	{
+		bench_row "qemu-img bench -t none, sequential" $(cat "$OUT/$1.q_seq")
+		bench_row "diskctl bench file:;direct --rw read" $(cat "$OUT/$1.d_seq")
+		bench_row "qemu-img bench -t none, step 4K*40009" $(cat "$OUT/$1.q_rnd")
+		bench_row "diskctl bench file:;direct --rw randread" $(cat "$OUT/$1.d_rnd")
+	}
+	echo
+	# shellcheck disable=SC2046
+	echo "ratio diskctl/qemu-img, sequential: $(bench_ratio \
+		"$(bench_median $(cat "$OUT/$1.d_seq"))" "$(bench_median $(cat "$OUT/$1.q_seq"))")"
+	# shellcheck disable=SC2046
+	echo "ratio diskctl/qemu-img, scattered:  $(bench_ratio \
+		"$(bench_median $(cat "$OUT/$1.d_rnd"))" "$(bench_median $(cat "$OUT/$1.q_rnd"))")"
+	echo
+}
 
 bench_machine
 echo "file: $FILE, $COUNT requests per run, qemu-img -i $AIO"
 echo
-# shellcheck disable=SC2086
-{
-	bench_header "$ROUNDS"
-	bench_row "qemu-img bench -t none, sequential" $q_seq
-	bench_row "diskctl bench file:;direct --rw read" $d_seq
-	bench_row "qemu-img bench -t none, step 4K*40009" $q_rnd
-	bench_row "diskctl bench file:;direct --rw randread" $d_rnd
-}
-echo
-# shellcheck disable=SC2086
-echo "ratio diskctl/qemu-img, sequential: $(bench_ratio "$(bench_median $d_seq)" "$(bench_median $q_seq)")"
-# shellcheck disable=SC2086
-echo "ratio diskctl/qemu-img, scattered:  $(bench_ratio "$(bench_median $d_rnd)" "$(bench_median $q_rnd)")"
-echo
+table iops "IOPS:" IOPS
+table cpu "Requests per CPU-second (user + system time of the process):" "requests / CPU-s"
 echo "commands:"
 echo "  qemu-img bench -f raw -t none -i $AIO -c $COUNT -d 32 -s 4k [-S 4096 | -S $STEP] FILE"
 echo "  diskctl bench --rw read|randread --bs 4k --qd 32 --count $COUNT --ro --json 'file:FILE;direct'"

@@ -297,39 +297,45 @@ static uint64_t conf_block(const struct conf_disk *c)
 
 /* --- Reference §7.1 -------------------------------------------------------- */
 
-void conformance_check_representability(dc_disk *disk, const char *what)
+struct conf_range {
+	uint64_t sector, count;
+};
+
+/* Read, write (skipped on read-only disks) and unmap (never skipped) of each
+ * range must fail with exactly DC_E_ILLEGAL_BLOCK. */
+static void conf_expect_illegal(struct conf_disk *c, const struct conf_range *r, size_t n)
 {
 	static const int ops[] = { DC_OP_READ, DC_OP_WRITE, DC_OP_UNMAP };
-	struct conf_disk c;
-	uint8_t *buf;
+	uint8_t *buf = h_alloc(2 * c->ss);
 
-	conf_describe(&c, disk, what);
-	const struct {
-		uint64_t sector, count;
-	} cases[] = {
-		{ UINT64_MAX, 1 },
-		{ UINT64_MAX - 1, 2 },
-		{ c.max_sector, 1 },
-		{ c.max_sector - 1, 2 },
-		{ UINT64_C(1) << (64 - c.shift), 1 },
-	};
-
-	buf = h_alloc(2 * c.ss);
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		for (size_t o = 0; o < sizeof(ops) / sizeof(ops[0]); o++) {
-			/* Writes are skipped on read-only disks; unmap never is. */
-			if (ops[o] == DC_OP_WRITE && c.ro)
+			if (ops[o] == DC_OP_WRITE && c->ro)
 				continue;
-			conf_expect(&c, ops[o], cases[i].sector, cases[i].count, buf,
+			conf_expect(c, ops[o], r[i].sector, r[i].count, buf,
 				    DC_E_ILLEGAL_BLOCK);
 		}
 	}
 	free(buf);
 }
 
+void conformance_check_representability(dc_disk *disk, const char *what)
+{
+	struct conf_disk c;
+
+	conf_describe(&c, disk, what);
+	const struct conf_range cases[] = {
+		{ UINT64_MAX, 1 },
+		{ UINT64_MAX - 1, 2 },
+		{ c.max_sector, 1 },
+		{ c.max_sector - 1, 2 },
+		{ UINT64_C(1) << (64 - c.shift), 1 },
+	};
+	conf_expect_illegal(&c, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
 void conformance_check_sector_range(dc_disk *disk, const char *what)
 {
-	static const int ops[] = { DC_OP_READ, DC_OP_WRITE, DC_OP_UNMAP };
 	struct conf_disk c;
 	uint8_t *buf;
 
@@ -337,24 +343,14 @@ void conformance_check_sector_range(dc_disk *disk, const char *what)
 	ck_assert_msg(c.count >= 2,
 		      "%s: the range suite needs >= 2 sectors, disk has %llu", what,
 		      (unsigned long long)c.count);
-	const struct {
-		uint64_t sector, count;
-	} cases[] = {
+	const struct conf_range cases[] = {
 		{ c.count, 1 },
 		{ c.count - 1, 2 },
 		{ c.max_sector - 1, 1 },
 	};
-
-	buf = h_alloc(2 * c.ss);
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		for (size_t o = 0; o < sizeof(ops) / sizeof(ops[0]); o++) {
-			if (ops[o] == DC_OP_WRITE && c.ro)
-				continue;
-			conf_expect(&c, ops[o], cases[i].sector, cases[i].count, buf,
-				    DC_E_ILLEGAL_BLOCK);
-		}
-	}
+	conf_expect_illegal(&c, cases, sizeof(cases) / sizeof(cases[0]));
 	/* Sanity: the last sector reads, and so does nothing at sector 0. */
+	buf = h_alloc(c.ss);
 	conf_expect(&c, DC_OP_READ, c.count - 1, 1, buf, 0);
 	conf_expect(&c, DC_OP_READ, 0, 0, buf, 0);
 	free(buf);

@@ -24,6 +24,15 @@ if [ ! -e "$lib" ]; then
 	exit 1
 fi
 
+found=""
+for dir in $(echo "${DISKCORE_PLUGIN_PATH:-}" | tr ':' ' '); do
+	[ -e "$dir/crypt.so" ] && found=1
+done
+if [ -z "$found" ]; then
+	echo "SKIP: the crypt plugin was not built (no libcrypto?)" >&2
+	exit 77
+fi
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/diskcore-crypt-oracle-XXXXXX")
 loops="$work/loops"
 : >"$loops"

@@ -6,6 +6,8 @@
 #include "conformance.h"
 #include "harness.h"
 
+#include <diskcore/plugin.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -475,6 +477,22 @@ START_TEST(pr_and_unmap_forwarded)
 }
 END_TEST
 
+/* Resize goes to the inner disk; crypt's size follows it live. */
+START_TEST(resize_forwarded)
+{
+	dc_disk *d = tc_open("crypt:xts-aes-256:%s:mem:1M", tc_key);
+	uint64_t count = 0;
+	uint8_t buf[512];
+
+	ck_assert_int_eq(dc_resize(d, 1024), 0);
+	ck_assert_int_eq(dc_wait_resize(d, 2048, 5000, &count), 0);
+	ck_assert_uint_eq(count, 1024);
+	tc_round_trip(d, 1000, 24 * 512, 11);
+	ck_assert_int_eq(dc_read(d, 1024, buf, sizeof(buf)), DC_E_ILLEGAL_BLOCK);
+	dc_close(d);
+}
+END_TEST
+
 /* --- Key files ------------------------------------------------------------- */
 
 static void tc_open_fails(const char *needle, const char *fmt, ...)
@@ -685,13 +703,28 @@ START_TEST(threads_pool_completions)
 }
 END_TEST
 
+static int tc_find_crypt(void *arg, const char *path, const struct dc_plugin *p,
+			 const char *why)
+{
+	(void)path;
+	(void)why;
+	if (p && p->name && !strcmp(p->name, "crypt"))
+		*(bool *)arg = true;
+	return 0;
+}
+
 int main(void)
 {
 	Suite *s = suite_create("crypt");
 	TCase *tc = tcase_create("crypt");
 	uint8_t key2[64];
+	bool have_crypt = false;
 	char *t;
 
+	/* The plugin is built only with OpenSSL (meson option crypt). */
+	dc_plugins_foreach(tc_find_crypt, &have_crypt);
+	if (!have_crypt)
+		h_skip("the crypt plugin was not built (no libcrypto?)");
 	tc_key = tc_key_file(tc_kat_key, sizeof(tc_kat_key), 0600);
 	memset(key2, 0, 32);
 	memset(key2 + 32, 1, 32);
@@ -713,6 +746,7 @@ int main(void)
 	tcase_add_test(tc, metadata);
 	tcase_add_test(tc, eject_not_forwarded);
 	tcase_add_test(tc, pr_and_unmap_forwarded);
+	tcase_add_test(tc, resize_forwarded);
 	tcase_add_test(tc, bad_key_files);
 	tcase_add_test(tc, bad_specs);
 	tcase_add_test(tc, key_file_mode_warning);

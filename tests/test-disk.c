@@ -349,6 +349,52 @@ START_TEST(disk_fail_closed)
 }
 END_TEST
 
+/* PR reaches prwrap through decorators that forward it, and stops (fails
+ * closed) at elements that do not: the layered disk and striped. Whatever the
+ * chain answers, info's DC_INFO_PR agrees with it. */
+static const struct {
+	const char *spec;
+	bool pr;
+} pr_chains[] = {
+	{ "prwrap:mem:1M", true },
+	{ "delay:0:prwrap:mem:1M", true },
+	{ "prwrap:delay:0:mem:1M", true },
+	{ "memdiff:prwrap:mem:1M", false },
+	{ "striped:[prwrap:mem:1M,prwrap:mem:1M]", false },
+	{ "delay:0:memdiff:prwrap:file:@TMP@", false },
+};
+
+START_TEST(disk_fail_closed_pr)
+{
+	dc_disk *d = disk_open_ok(pr_chains[_i].spec, 0);
+	const char *spec = pr_chains[_i].spec;
+	struct dc_info info;
+	struct dc_pr_caps caps;
+	int r;
+
+	dc_get_info(d, &info);
+	ck_assert_msg(!!(info.flags & DC_INFO_PR) == pr_chains[_i].pr,
+		      "%s: DC_INFO_PR is %s", spec,
+		      info.flags & DC_INFO_PR ? "set" : "clear");
+	r = dc_pr_register(d, NULL, 0x1234, -1);
+	if (pr_chains[_i].pr) {
+		ck_assert_msg(r == 0, "%s: register = %d (%s)", spec, r, dc_strerror(r));
+		ck_assert_int_eq(dc_pr_caps(d, &caps), 0);
+		ck_assert_int_eq(dc_pr_reserve(d, 0x1234, DC_PR_WRITE_EXCLUSIVE), 0);
+		ck_assert_int_eq(dc_pr_release(d, 0x1234, DC_PR_WRITE_EXCLUSIVE), 0);
+	} else {
+		ck_assert_msg(r == DC_E_UNSUPPORTED,
+			      "%s: register = %d (%s), expected "
+			      "unsupported",
+			      spec, r, dc_strerror(r));
+		ck_assert_int_eq(dc_pr_caps(d, &caps), DC_E_UNSUPPORTED);
+		ck_assert_int_eq(dc_pr_clear(d, 0x1234), DC_E_UNSUPPORTED);
+	}
+	ck_assert_int_eq(dc_eject(d), DC_E_UNSUPPORTED_EJECT);
+	dc_close(d);
+}
+END_TEST
+
 /* --- Control path --------------------------------------------------------------- */
 
 START_TEST(disk_open_errors)
@@ -492,6 +538,8 @@ int main(void)
 	tcase_add_test(tc, disk_resize_unsupported);
 	tcase_add_loop_test(tc, disk_fail_closed, 0,
 			    (int)(sizeof(closed_specs) / sizeof(closed_specs[0])));
+	tcase_add_loop_test(tc, disk_fail_closed_pr, 0,
+			    (int)(sizeof(pr_chains) / sizeof(pr_chains[0])));
 	tcase_add_test(tc, disk_open_errors);
 	tcase_add_test(tc, disk_strerror);
 	tcase_add_test(tc, disk_describe);

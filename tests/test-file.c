@@ -903,6 +903,89 @@ START_TEST(pool_fifo)
 }
 END_TEST
 
+static int tf_nthreads(void)
+{
+	char line[256];
+	int n = -1;
+	FILE *fp = fopen("/proc/self/status", "r");
+
+	while (fp && fgets(line, sizeof(line), fp))
+		if (sscanf(line, "Threads: %d", &n) == 1)
+			break;
+	if (fp)
+		fclose(fp);
+	return n;
+}
+
+/* Idle workers exit after a few seconds. Polled against a deadline: the exit is
+ * on the pool's clock, so there is nothing to wait on but time. */
+START_TEST(pool_idle_threads_exit)
+{
+	int base = tf_nthreads();
+	uint64_t deadline;
+
+	ck_assert_int_gt(base, 0);
+	pthread_mutex_lock(&tp.lock);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(dc_pool_run(tf_job_block, NULL), 0);
+	TF_WAIT_UNTIL(tp.running == 8);
+	ck_assert_int_ge(tf_nthreads(), base + 8);
+	tp.release = true;
+	pthread_cond_broadcast(&tp.cond);
+	TF_WAIT_UNTIL(tp.done == 8);
+	pthread_mutex_unlock(&tp.lock);
+	deadline = h_now_ms() + 15000;
+	while (tf_nthreads() > base && h_now_ms() < deadline) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	ck_assert_int_eq(tf_nthreads(), base);
+	/* And the pool starts again afterwards. */
+	pthread_mutex_lock(&tp.lock);
+	ck_assert_int_eq(dc_pool_run(tf_job_record, (void *)7), 0);
+	TF_WAIT_UNTIL(tp.norder == 1);
+	ck_assert_int_eq(tp.order[0], 7);
+	pthread_mutex_unlock(&tp.lock);
+}
+END_TEST
+
+/* A forked child has none of the parent's pool or timer threads; the pool must
+ * notice and start fresh ones rather than hand work to threads that are gone. */
+START_TEST(pool_after_fork)
+{
+	int status;
+	pid_t pid;
+
+	pthread_mutex_lock(&tp.lock);
+	ck_assert_int_eq(dc_pool_run(tf_job_record, (void *)1), 0);
+	ck_assert_int_eq(dc_timer_after(0, tf_job_record, (void *)2), 0);
+	TF_WAIT_UNTIL(tp.norder == 2);
+	pthread_mutex_unlock(&tp.lock);
+	/* The parent's workers are idle now, parked on their condvars. */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct timespec ts;
+		int rc = 0;
+
+		pthread_mutex_lock(&tp.lock);
+		tp.norder = 0;
+		if (dc_pool_run(tf_job_record, (void *)3) ||
+		    dc_timer_after(MIB, tf_job_record, (void *)4))
+			_exit(2);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 10;
+		while (tp.norder < 2 && rc != ETIMEDOUT)
+			rc = pthread_cond_timedwait(&tp.cond, &tp.lock, &ts);
+		_exit(tp.norder == 2 ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("file");
@@ -931,6 +1014,8 @@ int main(void)
 	tcase_add_test(tp_case, pool_runs_jobs_concurrently);
 	tcase_add_test(tp_case, pool_cap);
 	tcase_add_test(tp_case, pool_fifo);
+	tcase_add_test(tp_case, pool_idle_threads_exit);
+	tcase_add_test(tp_case, pool_after_fork);
 	suite_add_tcase(s, tp_case);
 	return h_run(s);
 }

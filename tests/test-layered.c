@@ -12,6 +12,7 @@
  */
 #include "conformance.h"
 #include "harness.h"
+#include "layers/testlayers.h"
 
 #include <check.h>
 #include <diskcore/diskcore.h>
@@ -22,21 +23,6 @@
 #include <time.h>
 
 /* --- helpers ------------------------------------------------------------ */
-
-/* tlayer's counting pattern: word at byte offset o is o/4 | seed << 24. */
-static uint32_t pat_word(uint64_t sector, unsigned w, uint32_t ss, uint32_t seed)
-{
-	return (uint32_t)((sector * ss) / 4 + w) | (seed << 24);
-}
-
-static void pat_fill(void *buf, uint64_t sector, uint64_t n, uint32_t ss, uint32_t seed)
-{
-	uint32_t *w = buf;
-
-	for (uint64_t s = 0; s < n; s++)
-		for (unsigned i = 0; i < ss / 4; i++)
-			w[s * ss / 4 + i] = pat_word(sector + s, i, ss, seed);
-}
 
 /* OpenVMM's test_read_cache pattern (tlayer ;mul). */
 static void mul_fill(uint8_t *out, uint64_t sector)
@@ -49,29 +35,6 @@ static void mul_fill(uint8_t *out, uint64_t sector)
 	}
 }
 
-static dc_disk *open_ok(const char *spec, uint32_t flags)
-{
-	dc_disk *d = NULL;
-	int rc = dc_open(spec, flags, &d);
-
-	ck_assert_msg(rc == 0, "open %s: %d %s", spec, rc, dc_last_error());
-	return d;
-}
-
-static void open_fails(const char *spec, uint32_t flags, int err, const char *needle)
-{
-	dc_disk *d = NULL;
-	int rc = dc_open(spec, flags, &d);
-
-	ck_assert_msg(rc < 0, "open %s succeeded, expected an error with '%s'", spec,
-		      needle);
-	if (err)
-		ck_assert_msg(rc == err, "open %s: %d, expected %d (%s)", spec, rc, err,
-			      dc_last_error());
-	ck_assert_msg(strstr(dc_last_error(), needle), "open %s: message '%s' lacks '%s'",
-		      spec, dc_last_error(), needle);
-}
-
 /* Sector s of the disk holds pattern `seed`, or zeroes when seed < 0. */
 static void expect_sector(dc_disk *d, uint64_t s, int seed, const uint8_t *got)
 {
@@ -80,7 +43,7 @@ static void expect_sector(dc_disk *d, uint64_t s, int seed, const uint8_t *got)
 
 	/* One assertion per sector: Check records every assertion it passes. */
 	for (unsigned i = 0; i < ss / 4; i++) {
-		uint32_t want = seed < 0 ? 0 : pat_word(s, i, ss, (uint32_t)seed);
+		uint32_t want = seed < 0 ? 0 : tl_pat_word(s, i, ss, (uint32_t)seed);
 
 		if (w[i] != want)
 			ck_abort_msg("sector %llu word %u: %#x, expected %#x",
@@ -88,73 +51,14 @@ static void expect_sector(dc_disk *d, uint64_t s, int seed, const uint8_t *got)
 	}
 }
 
-static void write_pattern(dc_disk *d, uint64_t sector, uint64_t n, uint32_t seed)
-{
-	uint32_t ss = dc_sector_size(d);
-	uint8_t *buf = h_alloc(n * ss);
-
-	pat_fill(buf, sector, n, ss, seed);
-	ck_assert_int_eq(dc_write(d, sector, buf, n * ss, 0), 0);
-	free(buf);
-}
-
-struct kv_find {
-	const char *form, *key;
-	int nth; /* which node of that form, top first */
-	int seen;
-	char value[256];
-	bool found;
-};
-
-static int kv_visit(void *arg, int depth, const char *plugin, const char *form,
-		    const struct dc_info *info, const char *key, const char *value)
-{
-	struct kv_find *f = arg;
-
-	(void)depth;
-	(void)plugin;
-	(void)info;
-	if (f->found || strcmp(form, f->form))
-		return 0;
-	if (!key) {
-		f->seen++;
-		return 0;
-	}
-	if (f->seen == f->nth + 1 && !strcmp(key, f->key)) {
-		snprintf(f->value, sizeof(f->value), "%s", value);
-		f->found = true;
-	}
-	return 0;
-}
-
-/* The value of key for the nth node (0: topmost) whose form is `form`. */
-static const char *describe_str(dc_disk *d, const char *form, int nth, const char *key)
-{
-	static struct kv_find f;
-
-	memset(&f, 0, sizeof(f));
-	f.form = form;
-	f.key = key;
-	f.nth = nth;
-	dc_describe(d, kv_visit, &f);
-	ck_assert_msg(f.found, "no %s[%d]/%s in describe", form, nth, key);
-	return f.value;
-}
-
-static unsigned long long describe_num(dc_disk *d, const char *form, int nth,
-				       const char *key)
-{
-	return strtoull(describe_str(d, form, nth, key), NULL, 10);
-}
-
 /* --- read path ------------------------------------------------------------ */
 
 /* reference §7.2 disk_layered test_read_cache. */
 static void read_cache_case(const char *spec, uint32_t flags)
 {
-	dc_disk *d = open_ok(spec, flags);
+	dc_disk *d = tl_open_ok(spec, flags);
 	uint8_t *mem = h_alloc(0x10000), want[512];
-	const uint64_t reads_before = describe_num(d, "tpat", 0, "reads");
+	const uint64_t reads_before = tl_describe_num(d, "tpat", 0, "reads");
 
 	for (int round = 0; round < 2; round++) {
 		for (uint64_t i = 0; i <= 8; i += 2) {
@@ -164,12 +68,13 @@ static void read_cache_case(const char *spec, uint32_t flags)
 				      (unsigned long long)i);
 		}
 		/* The second round is served by the cache. */
-		ck_assert_uint_eq(describe_num(d, "tpat", 0, "reads"), reads_before + 5);
+		ck_assert_uint_eq(tl_describe_num(d, "tpat", 0, "reads"),
+				  reads_before + 5);
 	}
-	ck_assert_uint_eq(describe_num(d, "tcache", 0, "present"), 5);
+	ck_assert_uint_eq(tl_describe_num(d, "tcache", 0, "present"), 5);
 	memset(mem, 0, 0x10000);
 	ck_assert_int_eq(dc_read(d, 1, mem, 15 * 512), 0);
-	ck_assert_uint_eq(describe_num(d, "tcache", 0, "present"), 16);
+	ck_assert_uint_eq(tl_describe_num(d, "tcache", 0, "present"), 16);
 	for (uint64_t i = 0; i < 15; i++) {
 		mul_fill(want, i + 1);
 		ck_assert_msg(!memcmp(mem + i * 512, want, 512), "%s: sector %llu", spec,
@@ -199,27 +104,27 @@ END_TEST
  * through the bounce buffer, including hits in a second cache. */
 START_TEST(test_read_cache_bounce)
 {
-	dc_disk *d = open_ok("tcache;unmapall:tcache:tpat:64K;seed=3", 0);
+	dc_disk *d = tl_open_ok("tcache;unmapall:tcache:tpat:64K;seed=3", 0);
 	uint8_t *buf = h_alloc(16 * 512);
 
 	ck_assert_int_eq(dc_read(d, 0, buf, 16 * 512), 0);
 	for (uint64_t s = 0; s < 16; s++)
 		expect_sector(d, s, 3, buf + s * 512);
-	ck_assert_uint_eq(describe_num(d, "tcache", 0, "present"), 16);
-	ck_assert_uint_eq(describe_num(d, "tcache", 1, "present"), 16);
+	ck_assert_uint_eq(tl_describe_num(d, "tcache", 0, "present"), 16);
+	ck_assert_uint_eq(tl_describe_num(d, "tcache", 1, "present"), 16);
 	/* Empty part of the upper cache and write into the gap: the upper
 	 * cache then hits in several runs around misses that the lower cache
 	 * serves, through the bounce buffer. */
 	ck_assert_int_eq(dc_unmap(d, 0, 8, 0), 0);
-	ck_assert_uint_eq(describe_num(d, "tcache", 0, "present"), 8);
-	write_pattern(d, 5, 1, 9);
+	ck_assert_uint_eq(tl_describe_num(d, "tcache", 0, "present"), 8);
+	tl_write_pattern(d, 5, 1, 9);
 	memset(buf, 0, 16 * 512);
 	ck_assert_int_eq(dc_read(d, 0, buf, 16 * 512), 0);
 	for (uint64_t s = 0; s < 16; s++)
 		expect_sector(d, s, s == 5 ? 9 : 3, buf + s * 512);
-	ck_assert_uint_eq(describe_num(d, "tpat", 0, "reads"), 1);
-	ck_assert_uint_eq(describe_num(d, "tcache", 0, "present"), 16);
-	ck_assert_uint_eq(describe_num(d, "tcache", 1, "nowrites"), 1);
+	ck_assert_uint_eq(tl_describe_num(d, "tpat", 0, "reads"), 1);
+	ck_assert_uint_eq(tl_describe_num(d, "tcache", 0, "present"), 16);
+	ck_assert_uint_eq(tl_describe_num(d, "tcache", 1, "nowrites"), 1);
 	free(buf);
 	dc_close(d);
 }
@@ -228,8 +133,8 @@ END_TEST
 /* A cache hit in the upper cache followed by misses, then a second cache. */
 START_TEST(test_read_cache_two_levels)
 {
-	dc_disk *d = open_ok("tcache;size=64K:tcache;size=32K:tpat:64K;seed=4",
-			     DC_OPEN_READ_ONLY);
+	dc_disk *d = tl_open_ok("tcache;size=64K:tcache;size=32K:tpat:64K;seed=4",
+				DC_OPEN_READ_ONLY);
 	uint8_t *buf = h_alloc(128 * 512);
 
 	ck_assert_int_eq(dc_read(d, 10, buf, 512), 0);
@@ -239,8 +144,8 @@ START_TEST(test_read_cache_two_levels)
 	ck_assert_int_eq(dc_read(d, 0, buf, 128 * 512), 0);
 	for (uint64_t s = 0; s < 128; s++)
 		expect_sector(d, s, s < 64 ? 4 : -1, buf + s * 512);
-	ck_assert_uint_eq(describe_num(d, "tcache", 0, "present"), 128);
-	ck_assert_uint_eq(describe_num(d, "tcache", 1, "present"), 64);
+	ck_assert_uint_eq(tl_describe_num(d, "tcache", 0, "present"), 128);
+	ck_assert_uint_eq(tl_describe_num(d, "tcache", 1, "present"), 64);
 	free(buf);
 	dc_close(d);
 }
@@ -250,13 +155,13 @@ START_TEST(test_fall_through)
 {
 	/* Sector s: top if written, else s%2==0 -> seed 1, s%3==0 -> seed 2,
 	 * s%5==0 -> seed 3, else zero. */
-	dc_disk *d = open_ok("memdiff:tpatdiff;every=2;seed=1:tpatdiff;every=3;seed=2:"
-			     "tpat:64K;every=5;seed=3",
-			     0);
+	dc_disk *d = tl_open_ok("memdiff:tpatdiff;every=2;seed=1:tpatdiff;every=3;seed=2:"
+				"tpat:64K;every=5;seed=3",
+				0);
 	const uint64_t n = 128;
 	uint8_t *buf = h_alloc(n * 512);
 
-	write_pattern(d, 7, 3, 9);
+	tl_write_pattern(d, 7, 3, 9);
 	memset(buf, 0xee, n * 512);
 	ck_assert_int_eq(dc_read(d, 0, buf, n * 512), 0);
 	for (uint64_t s = 0; s < n; s++) {
@@ -269,7 +174,7 @@ START_TEST(test_fall_through)
 		expect_sector(d, s, seed, buf + s * 512);
 	}
 	/* One read per run of unfilled sectors and layer: not per sector. */
-	ck_assert_uint_eq(describe_num(d, "tpatdiff", 0, "reads"), 2);
+	ck_assert_uint_eq(tl_describe_num(d, "tpatdiff", 0, "reads"), 2);
 	free(buf);
 	dc_close(d);
 }
@@ -278,7 +183,7 @@ END_TEST
 /* A plain disk at the bottom is full: nothing is zero-filled over it. */
 START_TEST(test_disk_bottom)
 {
-	dc_disk *d = open_ok("memdiff:tpatdiff;every=2;seed=1:tdisk:64K;seed=4", 0);
+	dc_disk *d = tl_open_ok("memdiff:tpatdiff;every=2;seed=1:tdisk:64K;seed=4", 0);
 	struct dc_info info;
 	uint8_t *buf = h_alloc(128 * 512);
 
@@ -287,7 +192,7 @@ START_TEST(test_disk_bottom)
 	ck_assert_int_eq(dc_read(d, 0, buf, 128 * 512), 0);
 	for (uint64_t s = 0; s < 128; s++)
 		expect_sector(d, s, s % 2 == 0 ? 1 : 4, buf + s * 512);
-	ck_assert_uint_eq(describe_num(d, "tdisk", 0, "reads"), 64);
+	ck_assert_uint_eq(tl_describe_num(d, "tdisk", 0, "reads"), 64);
 	free(buf);
 	dc_close(d);
 }
@@ -295,12 +200,12 @@ END_TEST
 
 START_TEST(test_zero_fill_and_vectors)
 {
-	dc_disk *d = open_ok("tlay:tbase:64K", 0);
+	dc_disk *d = tl_open_ok("tlay:tbase:64K", 0);
 	uint8_t a[512 * 3], b[512 * 5];
 	struct iovec iov[2] = { { a, sizeof(a) }, { b, sizeof(b) } };
 	uint8_t *flat = h_alloc(8 * 512);
 
-	write_pattern(d, 2, 2, 6);
+	tl_write_pattern(d, 2, 2, 6);
 	memset(a, 0xee, sizeof(a));
 	memset(b, 0xee, sizeof(b));
 	ck_assert_int_eq(dc_readv(d, 0, iov, 2), 0);
@@ -318,11 +223,11 @@ END_TEST
 /* A read larger than the request's inline bitmap. */
 START_TEST(test_large_read)
 {
-	dc_disk *d = open_ok("memdiff:tpatdiff;every=3;seed=1:tpat:2M;seed=2", 0);
+	dc_disk *d = tl_open_ok("memdiff:tpatdiff;every=3;seed=1:tpat:2M;seed=2", 0);
 	const uint64_t n = 4096;
 	uint8_t *buf = h_alloc(n * 512);
 
-	write_pattern(d, 1000, 1500, 7);
+	tl_write_pattern(d, 1000, 1500, 7);
 	ck_assert_int_eq(dc_read(d, 0, buf, n * 512), 0);
 	for (uint64_t s = 0; s < n; s++)
 		expect_sector(d, s,
@@ -339,14 +244,14 @@ END_TEST
  * layer above) read as zero even if a lower layer has data there. */
 START_TEST(test_visible_sector_count)
 {
-	dc_disk *d = open_ok("tlay;size=32K:tlay;size=8K:tpat:32K;seed=2", 0);
+	dc_disk *d = tl_open_ok("tlay;size=32K:tlay;size=8K:tpat:32K;seed=2", 0);
 	uint8_t *buf = h_alloc(64 * 512);
 
 	ck_assert_uint_eq(dc_sector_count(d), 64);
 	ck_assert_int_eq(dc_read(d, 0, buf, 64 * 512), 0);
 	for (uint64_t s = 0; s < 64; s++)
 		expect_sector(d, s, s < 16 ? 2 : -1, buf + s * 512);
-	ck_assert_uint_eq(describe_num(d, "tpat", 0, "reads"), 1);
+	ck_assert_uint_eq(tl_describe_num(d, "tpat", 0, "reads"), 1);
 	free(buf);
 	dc_close(d);
 }
@@ -356,24 +261,24 @@ END_TEST
 
 START_TEST(test_write_through)
 {
-	dc_disk *d = open_ok("twt:tdisk:64K;zero", 0);
+	dc_disk *d = tl_open_ok("twt:tdisk:64K;zero", 0);
 	struct dc_info info;
 	uint8_t buf[512];
 
 	dc_get_info(d, &info);
 	ck_assert(!(info.flags & DC_INFO_READ_ONLY));
-	write_pattern(d, 3, 1, 5);
-	ck_assert_uint_eq(describe_num(d, "twt", 0, "present"), 1);
-	ck_assert_uint_eq(describe_num(d, "tdisk", 0, "writes"), 1);
+	tl_write_pattern(d, 3, 1, 5);
+	ck_assert_uint_eq(tl_describe_num(d, "twt", 0, "present"), 1);
+	ck_assert_uint_eq(tl_describe_num(d, "tdisk", 0, "writes"), 1);
 	ck_assert_int_eq(dc_write(d, 4, buf, 512, DC_IO_FUA), 0);
 	/* The disk below sees FUA, never layer-only flags. */
-	ck_assert_uint_eq(describe_num(d, "tdisk", 0, "last_flags"), DC_IO_FUA);
+	ck_assert_uint_eq(tl_describe_num(d, "tdisk", 0, "last_flags"), DC_IO_FUA);
 	ck_assert_int_eq(dc_flush(d), 0);
-	ck_assert_uint_eq(describe_num(d, "twt", 0, "flushes"), 1);
-	ck_assert_uint_eq(describe_num(d, "tdisk", 0, "flushes"), 1);
+	ck_assert_uint_eq(tl_describe_num(d, "twt", 0, "flushes"), 1);
+	ck_assert_uint_eq(tl_describe_num(d, "tdisk", 0, "flushes"), 1);
 	/* Out of range: exactly illegal block, from the top layer. */
 	ck_assert_int_eq(dc_write(d, 128, buf, 512, 0), DC_E_ILLEGAL_BLOCK);
-	ck_assert_uint_eq(describe_num(d, "tdisk", 0, "writes"), 2);
+	ck_assert_uint_eq(tl_describe_num(d, "tdisk", 0, "writes"), 2);
 	dc_close(d);
 }
 END_TEST
@@ -381,22 +286,22 @@ END_TEST
 /* Writes and flushes stop at the first layer that is not write-through. */
 START_TEST(test_write_stops)
 {
-	dc_disk *d = open_ok("twt:tlay:tdisk:64K", 0);
+	dc_disk *d = tl_open_ok("twt:tlay:tdisk:64K", 0);
 
-	write_pattern(d, 0, 4, 1);
+	tl_write_pattern(d, 0, 4, 1);
 	ck_assert_int_eq(dc_flush(d), 0);
-	ck_assert_uint_eq(describe_num(d, "twt", 0, "present"), 4);
-	ck_assert_uint_eq(describe_num(d, "tlay", 0, "present"), 4);
-	ck_assert_uint_eq(describe_num(d, "tlay", 0, "flushes"), 1);
-	ck_assert_uint_eq(describe_num(d, "tdisk", 0, "writes"), 0);
-	ck_assert_uint_eq(describe_num(d, "tdisk", 0, "flushes"), 0);
+	ck_assert_uint_eq(tl_describe_num(d, "twt", 0, "present"), 4);
+	ck_assert_uint_eq(tl_describe_num(d, "tlay", 0, "present"), 4);
+	ck_assert_uint_eq(tl_describe_num(d, "tlay", 0, "flushes"), 1);
+	ck_assert_uint_eq(tl_describe_num(d, "tdisk", 0, "writes"), 0);
+	ck_assert_uint_eq(tl_describe_num(d, "tdisk", 0, "flushes"), 0);
 	dc_close(d);
 }
 END_TEST
 
 START_TEST(test_read_only_disk)
 {
-	dc_disk *d = open_ok("memdiff:tdisk:64K", DC_OPEN_READ_ONLY);
+	dc_disk *d = tl_open_ok("memdiff:tdisk:64K", DC_OPEN_READ_ONLY);
 	struct dc_info info;
 	uint8_t buf[512];
 
@@ -413,38 +318,38 @@ END_TEST
  * visible count. */
 START_TEST(test_unmap_next_is_zero)
 {
-	dc_disk *d = open_ok("tlay;size=32K:tlay;size=8K:tpat:32K", 0);
+	dc_disk *d = tl_open_ok("tlay;size=32K:tlay;size=8K:tpat:32K", 0);
 
 	ck_assert_int_eq(dc_unmap(d, 2, 4, 0), 0);
-	ck_assert_str_eq(describe_str(d, "tlay", 0, "last_unmap"), "2+4 nz=0");
+	ck_assert_str_eq(tl_describe_str(d, "tlay", 0, "last_unmap"), "2+4 nz=0");
 	ck_assert_int_eq(dc_unmap(d, 20, 4, 0), 0);
-	ck_assert_str_eq(describe_str(d, "tlay", 0, "last_unmap"), "20+4 nz=1");
+	ck_assert_str_eq(tl_describe_str(d, "tlay", 0, "last_unmap"), "20+4 nz=1");
 	ck_assert_int_eq(dc_unmap(d, 15, 4, 0), 0);
-	ck_assert_str_eq(describe_str(d, "tlay", 0, "last_unmap"), "15+4 nz=0");
+	ck_assert_str_eq(tl_describe_str(d, "tlay", 0, "last_unmap"), "15+4 nz=0");
 	/* Not write-through: the layers below never see it. */
-	ck_assert_uint_eq(describe_num(d, "tlay", 1, "unmaps"), 0);
+	ck_assert_uint_eq(tl_describe_num(d, "tlay", 1, "unmaps"), 0);
 	ck_assert_int_eq(dc_unmap(d, 60, 5, 0), DC_E_ILLEGAL_BLOCK);
 	dc_close(d);
 
-	d = open_ok("tbase:64K", 0);
+	d = tl_open_ok("tbase:64K", 0);
 	ck_assert_int_eq(dc_unmap(d, 2, 4, 0), 0);
-	ck_assert_str_eq(describe_str(d, "tbase", 0, "last_unmap"), "2+4 nz=1");
+	ck_assert_str_eq(tl_describe_str(d, "tbase", 0, "last_unmap"), "2+4 nz=1");
 	dc_close(d);
 
 	/* Through write-through layers, to a disk that never sees the flag. */
-	d = open_ok(
+	d = tl_open_ok(
 		"twt;unmap=zeroes;size=64K:twt;unmap=zeroes;size=16K:tdisk:64K;zeroes",
 		0);
 	ck_assert_int_eq(dc_unmap(d, 4, 4, DC_IO_BLOCK_LEVEL_ONLY), 0);
-	ck_assert_str_eq(describe_str(d, "twt", 0, "last_unmap"), "4+4 nz=0");
-	ck_assert_str_eq(describe_str(d, "twt", 1, "last_unmap"), "4+4 nz=0");
-	ck_assert_uint_eq(describe_num(d, "tdisk", 0, "unmaps"), 1);
-	ck_assert_uint_eq(describe_num(d, "tdisk", 0, "last_flags"),
+	ck_assert_str_eq(tl_describe_str(d, "twt", 0, "last_unmap"), "4+4 nz=0");
+	ck_assert_str_eq(tl_describe_str(d, "twt", 1, "last_unmap"), "4+4 nz=0");
+	ck_assert_uint_eq(tl_describe_num(d, "tdisk", 0, "unmaps"), 1);
+	ck_assert_uint_eq(tl_describe_num(d, "tdisk", 0, "last_flags"),
 			  DC_IO_BLOCK_LEVEL_ONLY);
 	/* Past the next layer's visible count; that layer then range-checks. */
 	ck_assert_int_eq(dc_unmap(d, 40, 4, 0), DC_E_ILLEGAL_BLOCK);
-	ck_assert_str_eq(describe_str(d, "twt", 0, "last_unmap"), "40+4 nz=1");
-	ck_assert_uint_eq(describe_num(d, "twt", 1, "unmaps"), 1);
+	ck_assert_str_eq(tl_describe_str(d, "twt", 0, "last_unmap"), "40+4 nz=1");
+	ck_assert_uint_eq(tl_describe_num(d, "twt", 1, "unmaps"), 1);
 	dc_close(d);
 }
 END_TEST
@@ -453,7 +358,7 @@ END_TEST
 
 static uint32_t unmap_of(const char *spec, uint32_t flags)
 {
-	dc_disk *d = open_ok(spec, flags);
+	dc_disk *d = tl_open_ok(spec, flags);
 	struct dc_info info;
 
 	dc_get_info(d, &info);
@@ -479,11 +384,11 @@ END_TEST
 
 START_TEST(test_unmap_ignored)
 {
-	dc_disk *d = open_ok("tlay;unmap=ignored:tbase:64K", 0);
+	dc_disk *d = tl_open_ok("tlay;unmap=ignored:tbase:64K", 0);
 
 	ck_assert_int_eq(dc_unmap(d, 0, 128, 0), 0);
 	ck_assert_int_eq(dc_unmap(d, 100, 29, 0), DC_E_ILLEGAL_BLOCK);
-	ck_assert_uint_eq(describe_num(d, "tlay", 0, "unmaps"), 0);
+	ck_assert_uint_eq(tl_describe_num(d, "tlay", 0, "unmaps"), 0);
 	dc_close(d);
 }
 END_TEST
@@ -495,7 +400,7 @@ START_TEST(test_metadata_merge)
 
 	/* FUA: AND over the write path; optimal unmap: max over it; physical
 	 * sector size: the top layer's; disk id: first one top-down. */
-	d = open_ok(
+	d = tl_open_ok(
 		"twt;optunmap=8;phys=4096:tlay;nofua;optunmap=16:tdisk:64K;id=7;nofua",
 		0);
 	dc_get_info(d, &info);
@@ -508,13 +413,13 @@ START_TEST(test_metadata_merge)
 	ck_assert_str_eq(info.disk_type, "layered");
 	dc_close(d);
 
-	d = open_ok("twt:tlay;id=3:tdisk:64K;id=7;nofua", 0);
+	d = tl_open_ok("twt:tlay;id=3:tdisk:64K;id=7;nofua", 0);
 	dc_get_info(d, &info);
 	ck_assert(info.flags & DC_INFO_FUA_RESPECTED);
 	ck_assert_uint_eq(info.disk_id[15], 3);
 	dc_close(d);
 
-	d = open_ok("memdiff:tdisk:64K", 0);
+	d = tl_open_ok("memdiff:tdisk:64K", 0);
 	dc_get_info(d, &info);
 	ck_assert(!(info.flags & DC_INFO_HAS_DISK_ID));
 	ck_assert(!(info.flags & DC_INFO_READ_ONLY));
@@ -526,19 +431,19 @@ END_TEST
 
 START_TEST(test_flatten)
 {
-	dc_disk *d = open_ok("memdiff:memdiff:tdisk:64K", 0);
+	dc_disk *d = tl_open_ok("memdiff:memdiff:tdisk:64K", 0);
 
-	ck_assert_uint_eq(describe_num(d, "layered", 0, "layers"), 3);
-	ck_assert_str_eq(describe_str(d, "layered", 0, "layer0"),
+	ck_assert_uint_eq(tl_describe_num(d, "layered", 0, "layers"), 3);
+	ck_assert_str_eq(tl_describe_str(d, "layered", 0, "layer0"),
 			 "memdiff visible_sectors=128");
-	ck_assert_str_eq(describe_str(d, "layered", 0, "layer2"),
+	ck_assert_str_eq(tl_describe_str(d, "layered", 0, "layer2"),
 			 "tdisk (disk) visible_sectors=128");
 	dc_close(d);
-	d = open_ok("twt:tcache:tpat:64K", DC_OPEN_READ_ONLY);
-	ck_assert_uint_eq(describe_num(d, "layered", 0, "layers"), 3);
-	ck_assert_str_eq(describe_str(d, "layered", 0, "layer0"),
+	d = tl_open_ok("twt:tcache:tpat:64K", DC_OPEN_READ_ONLY);
+	ck_assert_uint_eq(tl_describe_num(d, "layered", 0, "layers"), 3);
+	ck_assert_str_eq(tl_describe_str(d, "layered", 0, "layer0"),
 			 "twt write-through visible_sectors=128");
-	ck_assert_str_eq(describe_str(d, "layered", 0, "layer1"),
+	ck_assert_str_eq(tl_describe_str(d, "layered", 0, "layer1"),
 			 "tcache read-cache visible_sectors=128");
 	dc_close(d);
 }
@@ -546,56 +451,57 @@ END_TEST
 
 START_TEST(test_lower_spec_chain)
 {
-	dc_disk *d = open_ok("tchain:3", 0);
+	dc_disk *d = tl_open_ok("tchain:3", 0);
 	uint8_t buf[512];
 
 	/* tchain:3 -> tchain:2 -> tchain:1 -> tchain:0 -> tpat:64K */
-	ck_assert_uint_eq(describe_num(d, "layered", 0, "layers"), 5);
+	ck_assert_uint_eq(tl_describe_num(d, "layered", 0, "layers"), 5);
 	ck_assert_int_eq(dc_read(d, 9, buf, 512), 0);
 	expect_sector(d, 9, 0, buf);
 	dc_close(d);
-	open_fails("tchain:100", 0, -ELOOP, "more than 64 layers");
+	tl_open_fails("tchain:100", 0, -ELOOP, "more than 64 layers");
 }
 END_TEST
 
 START_TEST(test_construction_errors)
 {
-	open_fails("tcache;nocache:tpat:64K", 0, -EINVAL, "read caching was requested");
-	open_fails("memdiff:tcache;nocache:tpat:64K", 0, -EINVAL, "layer 1 (tcache)");
+	tl_open_fails("tcache;nocache:tpat:64K", 0, -EINVAL,
+		      "read caching was requested");
+	tl_open_fails("memdiff:tcache;nocache:tpat:64K", 0, -EINVAL, "layer 1 (tcache)");
 	/* A logically read-only layer in the write path of a writable disk. */
-	open_fails("tlay;ro:tpat:64K", 0, -EROFS, "layer 0 (tlay) is read-only");
-	open_fails("tcache;ro:tpat:64K", 0, -EROFS, "is read-only");
-	open_fails("twt:tdisk:64K;ro", 0, -EROFS, "layer 1 (tdisk) is read-only");
+	tl_open_fails("tlay;ro:tpat:64K", 0, -EROFS, "layer 0 (tlay) is read-only");
+	tl_open_fails("tcache;ro:tpat:64K", 0, -EROFS, "is read-only");
+	tl_open_fails("twt:tdisk:64K;ro", 0, -EROFS, "layer 1 (tdisk) is read-only");
 	/* Write-through below a layer that is not, or at the bottom. */
-	open_fails("memdiff:twt:tpat:64K", 0, -EINVAL, "write-through is useless");
-	open_fails("twt0:64K", 0, -EINVAL, "write-through on the bottom layer");
-	open_fails("twt:twt0:64K", 0, -EINVAL, "write-through on the bottom layer");
+	tl_open_fails("memdiff:twt:tpat:64K", 0, -EINVAL, "write-through is useless");
+	tl_open_fails("twt0:64K", 0, -EINVAL, "write-through on the bottom layer");
+	tl_open_fails("twt:twt0:64K", 0, -EINVAL, "write-through on the bottom layer");
 	/* Sector sizes: valid, and equal to the bottom layer's. */
-	open_fails("tlay;sector=1000;size=64000:tpat:64K", 0, -EINVAL,
-		   "sector size 1000 is invalid");
-	open_fails("tlay;sector=4096:tpat:64K", 0, -EINVAL,
-		   "sector size 4096 does not match the bottom layer's 512");
-	open_fails("tlay;sector=512:tpat:64K;sector=4096", 0, -EINVAL,
-		   "sector size 512 does not match the bottom layer's 4096");
-	open_fails("memdiff:tlay;sector=4096:tdisk:64K", 0, -EINVAL,
-		   "layer 1 (tlay): sector size 4096");
+	tl_open_fails("tlay;sector=1000;size=64000:tpat:64K", 0, -EINVAL,
+		      "sector size 1000 is invalid");
+	tl_open_fails("tlay;sector=4096:tpat:64K", 0, -EINVAL,
+		      "sector size 4096 does not match the bottom layer's 512");
+	tl_open_fails("tlay;sector=512:tpat:64K;sector=4096", 0, -EINVAL,
+		      "sector size 512 does not match the bottom layer's 4096");
+	tl_open_fails("memdiff:tlay;sector=4096:tdisk:64K", 0, -EINVAL,
+		      "layer 1 (tlay): sector size 4096");
 	/* An attach failure keeps the layer's own message. */
-	open_fails("tlay;size=1000:tpat:64K", 0, 0, "not a positive multiple");
+	tl_open_fails("tlay;size=1000:tpat:64K", 0, 0, "not a positive multiple");
 	/* The same stacks are fine where the rules allow them. */
-	dc_close(open_ok("tlay;ro:tpat:64K", DC_OPEN_READ_ONLY));
-	dc_close(open_ok("twt:tdisk:64K", 0));
-	dc_close(open_ok("tlay;sector=4096:tpat:64K;sector=4096", 0));
+	dc_close(tl_open_ok("tlay;ro:tpat:64K", DC_OPEN_READ_ONLY));
+	dc_close(tl_open_ok("twt:tdisk:64K", 0));
+	dc_close(tl_open_ok("tlay;sector=4096:tpat:64K;sector=4096", 0));
 }
 END_TEST
 
 START_TEST(test_resize_forwarding)
 {
-	dc_disk *d = open_ok("memdiff:tdisk:64K", 0);
+	dc_disk *d = tl_open_ok("memdiff:tdisk:64K", 0);
 
 	ck_assert_int_eq(dc_resize(d, 64), 0);
 	ck_assert_uint_eq(dc_sector_count(d), 64);
 	dc_close(d);
-	d = open_ok("tlay:tdisk:64K", 0);
+	d = tl_open_ok("tlay:tdisk:64K", 0);
 	ck_assert_int_eq(dc_resize(d, 64), -EOPNOTSUPP);
 	ck_assert_msg(strstr(dc_last_error(), "cannot be resized"), "%s",
 		      dc_last_error());
@@ -623,9 +529,9 @@ static void async_cb(const struct dc_completion *c)
  * each with runs in several layers and a read cache to populate. */
 START_TEST(test_async_layers)
 {
-	dc_disk *d = open_ok("memdiff:tcache;async:tpatdiff;every=2;seed=1;async:"
-			     "tpat:1M;seed=2;async",
-			     0);
+	dc_disk *d = tl_open_ok("memdiff:tcache;async:tpatdiff;every=2;seed=1;async:"
+				"tpat:1M;seed=2;async",
+				0);
 	enum { N = 64, LEN = 16 };
 	struct async_ctx ctx[N];
 	uint8_t *bufs = h_alloc((size_t)N * LEN * 512);
@@ -634,7 +540,7 @@ START_TEST(test_async_layers)
 	sem_t sem;
 	struct timespec ts;
 
-	write_pattern(d, 100, 50, 9);
+	tl_write_pattern(d, 100, 50, 9);
 	sem_init(&sem, 0, 0);
 	ck_assert_int_eq(dc_queue_open(d, 0, &q), 0);
 	for (int i = 0; i < N; i++) {
@@ -691,14 +597,14 @@ static uint64_t fuzz_rand(uint64_t *s)
  * an unmap that reaches the zero point (or has zero below) clears. */
 static void fuzz_case(const char *spec, int lower_seed, bool nothing_below)
 {
-	dc_disk *d = open_ok(spec, 0);
+	dc_disk *d = tl_open_ok(spec, 0);
 	const uint64_t n = 2048;
 	uint8_t *model = h_alloc(n * 512), *buf = h_alloc(80 * 512);
 	uint64_t rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)strlen(spec), za = n;
 
 	ck_assert_uint_eq(dc_sector_count(d), n);
 	if (lower_seed >= 0)
-		pat_fill(model, 0, n, 512, (uint32_t)lower_seed);
+		tl_pat_fill(model, 0, n, 512, (uint32_t)lower_seed);
 	for (int iter = 0; iter < 3000; iter++) {
 		uint64_t r = fuzz_rand(&rng), s, c, end;
 		int op = (int)(r % 3), rc, want;
@@ -735,7 +641,7 @@ static void fuzz_case(const char *spec, int lower_seed, bool nothing_below)
 					      spec, (unsigned long long)s,
 					      (unsigned long long)c, iter);
 		} else if (op == 1) {
-			pat_fill(buf, s < n ? s : 0, c, 512, (uint32_t)(iter & 0x7f));
+			tl_pat_fill(buf, s < n ? s : 0, c, 512, (uint32_t)(iter & 0x7f));
 			rc = dc_write(d, s, buf, c * 512, 0);
 			ck_assert_msg(rc == want, "%s: write %llu+%llu = %d, want %d",
 				      spec, (unsigned long long)s, (unsigned long long)c,
@@ -776,26 +682,13 @@ END_TEST
 
 /* --- main ---------------------------------------------------------------- */
 
-static void add_test_layers(void)
-{
-	const char *root = getenv("DISKCORE_BUILD_ROOT");
-	const char *path = getenv("DISKCORE_PLUGIN_PATH");
-	char buf[8192];
-
-	if (!root)
-		h_skip("DISKCORE_BUILD_ROOT is not set (run through meson test)");
-	snprintf(buf, sizeof(buf), "%s/tests/layers%s%s", root, path ? ":" : "",
-		 path ? path : "");
-	setenv("DISKCORE_PLUGIN_PATH", buf, 1);
-}
-
 int main(void)
 {
 	static const struct conformance_opts ro = { .open_flags = DC_OPEN_READ_ONLY };
 	Suite *s = suite_create("layered");
 	TCase *tc = tcase_create("read");
 
-	add_test_layers();
+	tl_use_test_layers();
 	tcase_add_test(tc, test_read_cache);
 	tcase_add_test(tc, test_read_cache_read_only);
 	tcase_add_test(tc, test_read_cache_bounce);

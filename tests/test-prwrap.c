@@ -324,6 +324,24 @@ START_TEST(state_per_disk)
 }
 END_TEST
 
+/* Resize requests go down to the disk that can resize, and the new size is
+ * seen (and waited for) through prwrap. */
+START_TEST(resize_forwarded)
+{
+	dc_disk *d = tp_open("prwrap:mem:1M");
+	uint64_t count = 0;
+	uint8_t buf[512];
+
+	ck_assert_int_eq(dc_resize(d, 4096), 0);
+	ck_assert_int_eq(dc_wait_resize(d, 2048, 5000, &count), 0);
+	ck_assert_uint_eq(count, 4096);
+	ck_assert_uint_eq(dc_sector_count(d), 4096);
+	ck_assert_int_eq(dc_read(d, 4095, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(dc_read(d, 4096, buf, sizeof(buf)), DC_E_ILLEGAL_BLOCK);
+	dc_close(d);
+}
+END_TEST
+
 struct tp_kv {
 	const char *key;
 	char value[64];
@@ -382,6 +400,7 @@ int main(void)
 	tcase_add_test(tc, report_truncation);
 	tcase_add_test(tc, io_not_enforced);
 	tcase_add_test(tc, state_per_disk);
+	tcase_add_test(tc, resize_forwarded);
 	tcase_add_test(tc, describe_state);
 	suite_add_tcase(s, tc);
 

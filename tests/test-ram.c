@@ -11,6 +11,7 @@
 #include "../core/internal.h"
 #include "conformance.h"
 #include "harness.h"
+#include "layers/testlayers.h"
 
 #include <check.h>
 #include <diskcore/diskcore.h>
@@ -25,47 +26,6 @@
 
 /* --- helpers ------------------------------------------------------------ */
 
-/* tlayer's counting pattern: word at byte offset o is o/4 | seed << 24. */
-static void pat_fill(void *buf, uint64_t sector, uint64_t n, uint32_t ss, uint32_t seed)
-{
-	uint32_t *w = buf;
-
-	for (uint64_t i = 0; i < n * ss / 4; i++)
-		w[i] = (uint32_t)((sector * ss) / 4 + i) | (seed << 24);
-}
-
-/* Index of the first word that differs from the pattern, or -1. */
-static long pat_check(const void *buf, uint64_t sector, uint64_t n, uint32_t ss,
-		      uint32_t seed)
-{
-	const uint32_t *w = buf;
-
-	for (uint64_t i = 0; i < n * ss / 4; i++)
-		if (w[i] != ((uint32_t)((sector * ss) / 4 + i) | (seed << 24)))
-			return (long)i;
-	return -1;
-}
-
-static dc_disk *open_ok(const char *spec, uint32_t flags)
-{
-	dc_disk *d = NULL;
-	int rc = dc_open(spec, flags, &d);
-
-	ck_assert_msg(rc == 0, "open %s: %d %s", spec, rc, dc_last_error());
-	return d;
-}
-
-static void open_fails(const char *spec, const char *needle)
-{
-	dc_disk *d = NULL;
-	int rc = dc_open(spec, 0, &d);
-
-	ck_assert_msg(rc < 0, "open %s succeeded, expected an error with '%s'", spec,
-		      needle);
-	ck_assert_msg(strstr(dc_last_error(), needle), "open %s: message '%s' lacks '%s'",
-		      spec, dc_last_error(), needle);
-}
-
 static void expect_pattern(dc_disk *d, uint64_t sector, uint64_t n, uint32_t seed)
 {
 	uint32_t ss = dc_sector_size(d);
@@ -74,7 +34,7 @@ static void expect_pattern(dc_disk *d, uint64_t sector, uint64_t n, uint32_t see
 
 	memset(buf, 0xee, n * ss);
 	ck_assert_int_eq(dc_read(d, sector, buf, n * ss), 0);
-	bad = pat_check(buf, sector, n, ss, seed);
+	bad = tl_pat_check(buf, sector, n, ss, seed);
 	ck_assert_msg(bad < 0, "sector %llu: word %ld is %#x, expected seed %u",
 		      (unsigned long long)(sector + (uint64_t)bad * 4 / ss), bad,
 		      ((uint32_t *)buf)[bad], seed);
@@ -95,56 +55,15 @@ static void expect_zero(dc_disk *d, uint64_t sector, uint64_t n)
 	free(buf);
 }
 
-static void write_pattern(dc_disk *d, uint64_t sector, uint64_t n, uint32_t seed)
-{
-	uint32_t ss = dc_sector_size(d);
-	uint8_t *buf = h_alloc(n * ss);
-
-	pat_fill(buf, sector, n, ss, seed);
-	ck_assert_int_eq(dc_write(d, sector, buf, n * ss, 0), 0);
-	free(buf);
-}
-
-struct kv_find {
-	const char *plugin, *key;
-	char value[128];
-	bool found;
-};
-
-static int kv_visit(void *arg, int depth, const char *plugin, const char *form,
-		    const struct dc_info *info, const char *key, const char *value)
-{
-	struct kv_find *f = arg;
-
-	(void)depth;
-	(void)form;
-	(void)info;
-	if (!f->found && key && !strcmp(plugin, f->plugin) && !strcmp(key, f->key)) {
-		snprintf(f->value, sizeof(f->value), "%s", value);
-		f->found = true;
-	}
-	return 0;
-}
-
-/* The first value of key that a node of this plugin describes. */
-static unsigned long long describe_num(dc_disk *d, const char *plugin, const char *key)
-{
-	struct kv_find f = { .plugin = plugin, .key = key };
-
-	dc_describe(d, kv_visit, &f);
-	ck_assert_msg(f.found, "no %s/%s in describe", plugin, key);
-	return strtoull(f.value, NULL, 10);
-}
-
 /* --- OpenVMM disklayer_ram tests ---------------------------------------- */
 
 START_TEST(test_diff)
 {
-	dc_disk *d = open_ok("memdiff:tpat:1M", 0);
+	dc_disk *d = tl_open_ok("memdiff:tpat:1M", 0);
 
 	expect_pattern(d, 10, 2, 0);
-	write_pattern(d, 10, 2, 1);
-	write_pattern(d, 11, 1, 2);
+	tl_write_pattern(d, 10, 2, 1);
+	tl_write_pattern(d, 11, 1, 2);
 	expect_pattern(d, 9, 1, 0);
 	expect_pattern(d, 10, 1, 1);
 	expect_pattern(d, 11, 1, 2);
@@ -156,7 +75,7 @@ END_TEST
 START_TEST(test_resize)
 {
 	const uint64_t n = MIB / 512;
-	dc_disk *d = open_ok("memdiff:tpat:1M", 0);
+	dc_disk *d = tl_open_ok("memdiff:tpat:1M", 0);
 	uint8_t buf[512];
 	uint64_t count = 0;
 
@@ -177,13 +96,13 @@ END_TEST
 
 START_TEST(test_resize_errors)
 {
-	dc_disk *d = open_ok("mem:1M", 0);
+	dc_disk *d = tl_open_ok("mem:1M", 0);
 
 	ck_assert_int_eq(dc_resize(d, 0), -EINVAL);
 	ck_assert_msg(strstr(dc_last_error(), "sector count 0"), "%s", dc_last_error());
 	ck_assert_uint_eq(dc_sector_count(d), MIB / 512);
 	dc_close(d);
-	d = open_ok("mem:1M", DC_OPEN_READ_ONLY);
+	d = tl_open_ok("mem:1M", DC_OPEN_READ_ONLY);
 	ck_assert_int_lt(dc_resize(d, 10), 0);
 	dc_close(d);
 }
@@ -193,17 +112,17 @@ END_TEST
 START_TEST(test_resize_mem)
 {
 	const uint64_t n = MIB / 512;
-	dc_disk *d = open_ok("mem:1M", 0);
+	dc_disk *d = tl_open_ok("mem:1M", 0);
 
-	write_pattern(d, 0, n, 5);
-	ck_assert_uint_eq(describe_num(d, "ram", "committed_size"), MIB);
+	tl_write_pattern(d, 0, n, 5);
+	ck_assert_uint_eq(tl_describe_num(d, "mem", 0, "committed_size"), MIB);
 	ck_assert_int_eq(dc_resize(d, 100), 0);
-	ck_assert_uint_eq(describe_num(d, "ram", "committed_size"), 100 * 512);
+	ck_assert_uint_eq(tl_describe_num(d, "mem", 0, "committed_size"), 100 * 512);
 	ck_assert_int_eq(dc_resize(d, 4 * n), 0);
 	ck_assert_uint_eq(dc_sector_count(d), 4 * n);
 	expect_pattern(d, 0, 100, 5);
 	expect_zero(d, 100, 4 * n - 100);
-	write_pattern(d, 4 * n - 8, 8, 6);
+	tl_write_pattern(d, 4 * n - 8, 8, 6);
 	expect_pattern(d, 4 * n - 8, 8, 6);
 	dc_close(d);
 }
@@ -212,7 +131,7 @@ END_TEST
 START_TEST(test_unmap)
 {
 	const uint64_t n = MIB / 512;
-	dc_disk *d = open_ok("memdiff:tpat:1M", 0);
+	dc_disk *d = tl_open_ok("memdiff:tpat:1M", 0);
 
 	/* Unmapping all but the last sector with data below does nothing: a
 	 * hole of zeroes cannot be represented. */
@@ -223,7 +142,7 @@ START_TEST(test_unmap)
 	expect_pattern(d, 0, n / 2, 0);
 	expect_zero(d, n / 2, n / 2);
 	/* Written data past the zero point reads back. */
-	write_pattern(d, n - 4, 2, 3);
+	tl_write_pattern(d, n - 4, 2, 3);
 	expect_pattern(d, n - 4, 2, 3);
 	expect_zero(d, n - 2, 2);
 	dc_close(d);
@@ -233,20 +152,21 @@ END_TEST
 /* With nothing below, unmap drops the data at once. */
 START_TEST(test_unmap_mem)
 {
-	dc_disk *d = open_ok("mem:1M", 0);
+	dc_disk *d = tl_open_ok("mem:1M", 0);
 	struct dc_info info;
 
 	dc_get_info(d, &info);
 	ck_assert_uint_eq(info.unmap_behavior, DC_UNMAP_UNSPECIFIED);
-	write_pattern(d, 0, 256, 4);
+	tl_write_pattern(d, 0, 256, 4);
 	ck_assert_int_eq(dc_unmap(d, 10, 20, 0), 0);
 	expect_pattern(d, 0, 10, 4);
 	expect_zero(d, 10, 20);
 	expect_pattern(d, 30, 226, 4);
-	ck_assert_uint_eq(describe_num(d, "ram", "committed_size"), (256 - 20) * 512);
+	ck_assert_uint_eq(tl_describe_num(d, "mem", 0, "committed_size"),
+			  (256 - 20) * 512);
 	ck_assert_int_eq(dc_unmap(d, 0, 0, 0), 0);
 	ck_assert_int_eq(dc_unmap(d, 0, 256, 0), 0);
-	ck_assert_uint_eq(describe_num(d, "ram", "committed_size"), 0);
+	ck_assert_uint_eq(tl_describe_num(d, "mem", 0, "committed_size"), 0);
 	expect_zero(d, 0, 256);
 	dc_close(d);
 }
@@ -254,15 +174,15 @@ END_TEST
 
 START_TEST(test_4096_sector_write_read)
 {
-	dc_disk *d = open_ok("mem:1M;sector=4096", 0);
+	dc_disk *d = tl_open_ok("mem:1M;sector=4096", 0);
 
 	ck_assert_uint_eq(dc_sector_size(d), 4096);
-	write_pattern(d, 3, 5, 7);
+	tl_write_pattern(d, 3, 5, 7);
 	expect_pattern(d, 3, 5, 7);
 	expect_zero(d, 0, 3);
 	expect_zero(d, 8, 248);
 	/* Across a 64 KiB chunk boundary (16 sectors of 4 KiB). */
-	write_pattern(d, 14, 6, 8);
+	tl_write_pattern(d, 14, 6, 8);
 	expect_pattern(d, 14, 6, 8);
 	dc_close(d);
 }
@@ -270,7 +190,7 @@ END_TEST
 
 START_TEST(test_sector_count_4096)
 {
-	dc_disk *d = open_ok("mem:1M;sector=4096", 0);
+	dc_disk *d = tl_open_ok("mem:1M;sector=4096", 0);
 	struct dc_info info;
 
 	dc_get_info(d, &info);
@@ -283,29 +203,29 @@ END_TEST
 
 START_TEST(test_invalid_sector_size)
 {
-	open_fails("mem:1M;sector=1000", "sector size 1000");
-	open_fails("mem:1M;sector=256", "sector size 256");
-	open_fails("memdiff;sector=1000:mem:1M", "sector size 1000");
+	tl_open_fails("mem:1M;sector=1000", 0, 0, "sector size 1000");
+	tl_open_fails("mem:1M;sector=256", 0, 0, "sector size 256");
+	tl_open_fails("memdiff;sector=1000:mem:1M", 0, 0, "sector size 1000");
 }
 END_TEST
 
 START_TEST(test_size_errors)
 {
-	open_fails("mem:5000;sector=4096", "not a multiple of the sector size");
-	open_fails("mem:1000", "not a multiple of the sector size");
-	open_fails("mem:0", "no sectors");
-	open_fails("mem:invalid", "invalid");
+	tl_open_fails("mem:5000;sector=4096", 0, 0, "not a multiple of the sector size");
+	tl_open_fails("mem:1000", 0, 0, "not a multiple of the sector size");
+	tl_open_fails("mem:0", 0, 0, "no sectors");
+	tl_open_fails("mem:invalid", 0, 0, "invalid");
 }
 END_TEST
 
 START_TEST(test_lazy_inherits_sector_size)
 {
-	dc_disk *d = open_ok("memdiff:mem:1M;sector=4096", 0);
+	dc_disk *d = tl_open_ok("memdiff:mem:1M;sector=4096", 0);
 
 	ck_assert_uint_eq(dc_sector_size(d), 4096);
 	ck_assert_uint_eq(dc_sector_count(d), 256);
 	dc_close(d);
-	d = open_ok("memdiff:tdisk:64K;sector=4096", 0);
+	d = tl_open_ok("memdiff:tdisk:64K;sector=4096", 0);
 	ck_assert_uint_eq(dc_sector_size(d), 4096);
 	ck_assert_uint_eq(dc_sector_count(d), 16);
 	dc_close(d);
@@ -314,15 +234,15 @@ END_TEST
 
 START_TEST(test_mismatched_sector_sizes_rejected)
 {
-	open_fails("memdiff;sector=4096:mem:1M", "does not match");
-	open_fails("memdiff;sector=512:mem:1M;sector=4096", "does not match");
-	open_fails("memdiff;sector=4096:tdisk:1M", "does not match");
+	tl_open_fails("memdiff;sector=4096:mem:1M", 0, 0, "does not match");
+	tl_open_fails("memdiff;sector=512:mem:1M;sector=4096", 0, 0, "does not match");
+	tl_open_fails("memdiff;sector=4096:tdisk:1M", 0, 0, "does not match");
 }
 END_TEST
 
 START_TEST(test_info)
 {
-	dc_disk *d = open_ok("mem:1M", 0);
+	dc_disk *d = tl_open_ok("mem:1M", 0);
 	struct dc_info info;
 
 	dc_get_info(d, &info);
@@ -341,7 +261,7 @@ END_TEST
 
 START_TEST(test_read_only)
 {
-	dc_disk *d = open_ok("mem:1M", DC_OPEN_READ_ONLY);
+	dc_disk *d = tl_open_ok("mem:1M", DC_OPEN_READ_ONLY);
 	uint8_t buf[512] = { 1 };
 
 	ck_assert_int_eq(dc_write(d, 0, buf, sizeof(buf), 0), DC_E_READ_ONLY);
@@ -355,17 +275,17 @@ END_TEST
 /* A large disk only allocates what is written. */
 START_TEST(test_sparse_large)
 {
-	dc_disk *d = open_ok("mem:1T", 0);
+	dc_disk *d = tl_open_ok("mem:1T", 0);
 	uint64_t last = dc_sector_count(d) - 1;
 
 	ck_assert_uint_eq(dc_sector_count(d), (UINT64_C(1) << 40) / 512);
-	write_pattern(d, last, 1, 9);
-	write_pattern(d, last / 2, 1, 9);
+	tl_write_pattern(d, last, 1, 9);
+	tl_write_pattern(d, last / 2, 1, 9);
 	expect_pattern(d, last, 1, 9);
 	expect_zero(d, last - 7, 7);
-	ck_assert_uint_eq(describe_num(d, "ram", "committed_size"), 1024);
+	ck_assert_uint_eq(tl_describe_num(d, "mem", 0, "committed_size"), 1024);
 	ck_assert_int_eq(dc_unmap(d, 0, last + 1, 0), 0);
-	ck_assert_uint_eq(describe_num(d, "ram", "committed_size"), 0);
+	ck_assert_uint_eq(tl_describe_num(d, "mem", 0, "committed_size"), 0);
 	dc_close(d);
 }
 END_TEST
@@ -480,23 +400,23 @@ START_TEST(test_layer_write_no_overwrite)
 	uint8_t a[8 * 512], b[8 * 512], got[8 * 512];
 
 	direct_open(&x, "64K", false);
-	pat_fill(a, 0, 8, 512, 1);
-	pat_fill(b, 0, 8, 512, 2);
+	tl_pat_fill(a, 0, 8, 512, 1);
+	tl_pat_fill(b, 0, 8, 512, 2);
 	ck_assert_int_eq(direct_io(&x, DC_OP_WRITE, 0, 0, 4, a, NULL), 0);
 	/* Nothing written yet in 4..7: unmarked, and the buffer left alone. */
 	memset(got, 0xee, sizeof(got));
 	ck_assert_uint_eq(direct_read(&x, 0, 8, got), 0x0f);
-	ck_assert_int_eq(pat_check(got, 0, 4, 512, 1), -1);
+	ck_assert_int_eq(tl_pat_check(got, 0, 4, 512, 1), -1);
 	ck_assert_uint_eq(got[4 * 512], 0xee);
 	ck_assert_int_eq(direct_io(&x, DC_OP_WRITE, DC_IO_NO_OVERWRITE, 0, 8, b, NULL),
 			 0);
 	ck_assert_uint_eq(direct_read(&x, 0, 8, got), 0xff);
-	ck_assert_int_eq(pat_check(got, 0, 4, 512, 1), -1);
-	ck_assert_int_eq(pat_check(got + 4 * 512, 4, 4, 512, 2), -1);
+	ck_assert_int_eq(tl_pat_check(got, 0, 4, 512, 1), -1);
+	ck_assert_int_eq(tl_pat_check(got + 4 * 512, 4, 4, 512, 2), -1);
 	/* A plain write overwrites. */
 	ck_assert_int_eq(direct_io(&x, DC_OP_WRITE, DC_IO_FUA, 0, 8, b, NULL), 0);
 	ck_assert_uint_eq(direct_read(&x, 0, 8, got), 0xff);
-	ck_assert_int_eq(pat_check(got, 0, 8, 512, 2), -1);
+	ck_assert_int_eq(tl_pat_check(got, 0, 8, 512, 2), -1);
 	direct_close(&x);
 }
 END_TEST
@@ -507,7 +427,7 @@ START_TEST(test_layer_read_only)
 	uint8_t a[512];
 
 	direct_open(&x, "64K", true);
-	pat_fill(a, 0, 1, 512, 1);
+	tl_pat_fill(a, 0, 1, 512, 1);
 	ck_assert_int_eq(direct_io(&x, DC_OP_WRITE, 0, 0, 1, a, NULL), DC_E_READ_ONLY);
 	/* A read cache opened read-only is still populated. */
 	ck_assert_int_eq(direct_io(&x, DC_OP_WRITE, DC_IO_NO_OVERWRITE, 0, 1, a, NULL),
@@ -524,7 +444,7 @@ START_TEST(test_layer_unmap_zero_after)
 	const uint64_t n = 128; /* 64K */
 
 	direct_open(&x, "64K", false);
-	pat_fill(a, 0, 8, 512, 1);
+	tl_pat_fill(a, 0, 8, 512, 1);
 	ck_assert_int_eq(direct_io(&x, DC_OP_WRITE, 0, 0, 8, a, NULL), 0);
 	/* Not reaching the end, with data below: ignored. */
 	ck_assert_int_eq(direct_io(&x, DC_OP_UNMAP, 0, 2, 2, NULL, NULL), 0);
@@ -539,7 +459,7 @@ START_TEST(test_layer_unmap_zero_after)
 	memset(got, 0xee, sizeof(got));
 	ck_assert_uint_eq(direct_read(&x, 0, 8, got), 0xf3);
 	ck_assert_int_eq(h_check_zero(got + 6 * 512, 2 * 512), -1);
-	ck_assert_int_eq(pat_check(got, 0, 2, 512, 1), -1);
+	ck_assert_int_eq(tl_pat_check(got, 0, 2, 512, 1), -1);
 	big = h_alloc(64 * 512);
 	ck_assert_uint_eq(direct_read(&x, n - 64, 64, big), ~UINT64_C(0));
 	ck_assert_int_eq(h_check_zero(big, 64 * 512), -1);
@@ -613,7 +533,7 @@ static void *conc_writer(void *arg)
 
 		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
 		b = (seed >> 20) % (blocks / CONC_SLOTS) * CONC_SLOTS + c->id;
-		pat_fill(buf, b * 8, 8, 512, (uint32_t)(i & 0x7f));
+		tl_pat_fill(buf, b * 8, 8, 512, (uint32_t)(i & 0x7f));
 		if (dc_write(c->d, b * 8, buf, sizeof(buf), 0) ||
 		    dc_read(c->d, b * 8, got, sizeof(got)) || memcmp(buf, got, 4096))
 			c->failures++;
@@ -637,7 +557,7 @@ static void *conc_reader(void *arg)
 		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
 		b = (seed >> 20) % (blocks / CONC_SLOTS) * CONC_SLOTS + CONC_THREADS;
 		if (b < blocks / 2)
-			pat_fill(want, b * 8, 8, 512, CONC_SEED);
+			tl_pat_fill(want, b * 8, 8, 512, CONC_SEED);
 		else
 			memset(want, 0, sizeof(want));
 		if (dc_read(c->d, b * 8, got, sizeof(got)) || memcmp(got, want, 4096))
@@ -648,13 +568,13 @@ static void *conc_reader(void *arg)
 
 START_TEST(test_concurrent)
 {
-	dc_disk *d = open_ok("mem:8M", 0);
+	dc_disk *d = tl_open_ok("mem:8M", 0);
 	pthread_t th[CONC_SLOTS];
 	struct conc c[CONC_SLOTS];
 	uint64_t blocks = dc_sector_count(d) / 8;
 
 	for (uint64_t b = CONC_THREADS; b < blocks / 2; b += CONC_SLOTS)
-		write_pattern(d, b * 8, 8, CONC_SEED);
+		tl_write_pattern(d, b * 8, 8, CONC_SEED);
 	for (unsigned i = 0; i < CONC_SLOTS; i++) {
 		c[i] = (struct conc){ .d = d, .id = i, .sectors = dc_sector_count(d) };
 		ck_assert_int_eq(pthread_create(&th[i], NULL,
@@ -674,26 +594,13 @@ END_TEST
 
 /* --- main ---------------------------------------------------------------- */
 
-static void add_test_layers(void)
-{
-	const char *root = getenv("DISKCORE_BUILD_ROOT");
-	const char *path = getenv("DISKCORE_PLUGIN_PATH");
-	char buf[8192];
-
-	if (!root)
-		h_skip("DISKCORE_BUILD_ROOT is not set (run through meson test)");
-	snprintf(buf, sizeof(buf), "%s/tests/layers%s%s", root, path ? ":" : "",
-		 path ? path : "");
-	setenv("DISKCORE_PLUGIN_PATH", buf, 1);
-}
-
 int main(void)
 {
 	static const struct conformance_opts ro = { .open_flags = DC_OPEN_READ_ONLY };
 	Suite *s = suite_create("ram");
 	TCase *tc = tcase_create("ram");
 
-	add_test_layers();
+	tl_use_test_layers();
 	tcase_add_test(tc, test_diff);
 	tcase_add_test(tc, test_resize);
 	tcase_add_test(tc, test_resize_errors);

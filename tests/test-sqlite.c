@@ -1420,6 +1420,7 @@ int main(int argc, char **argv)
 	mkdir(root, 0700);
 	setenv("DISKCORE_AUTO_CACHE_PATH", root, 1);
 	unsetenv("OPENVMM_AUTO_CACHE_PATH");
+	free(root);
 
 	s = suite_create("sqlite");
 	conformance_add(s, "sql", "sql:@NEW.dbhd@;create=1M");

@@ -543,6 +543,25 @@ START_TEST(all_members_awaited)
 }
 END_TEST
 
+/* Member I/O is issued at once: four chunks on four members that each take
+ * 100 ms finish together, well before the 400 ms one after another would take. */
+START_TEST(members_concurrent)
+{
+	dc_disk *d = ts_open("striped;chunk=4K:[delay:100:mem:1M,delay:100:mem:1M,"
+			     "delay:100:mem:1M,delay:100:mem:1M]");
+	uint8_t *buf = h_alloc(16 * KIB);
+	uint64_t t0 = ts_now_ms(), ms;
+
+	ck_assert_int_eq(dc_read(d, 0, buf, 16 * KIB), 0);
+	ms = ts_now_ms() - t0;
+	ck_assert_uint_ge(ms, 100);
+	ck_assert_msg(ms < 350, "4 concurrent 100 ms member reads took %llu ms",
+		      (unsigned long long)ms);
+	dc_close(d);
+	free(buf);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("striped");
@@ -581,6 +600,7 @@ int main(void)
 	tcase_add_test(tc, describe_layout);
 	tcase_add_test(tc, member_error_is_io);
 	tcase_add_test(tc, all_members_awaited);
+	tcase_add_test(tc, members_concurrent);
 	suite_add_tcase(s, tc);
 
 	/* OpenVMM: 2 x 1 MiB RAM disks. */

@@ -74,8 +74,8 @@ static void tv_footer(uint8_t f[512], const struct tv_footer *t)
 }
 
 static const struct tv_footer tv_good = {
-	"conectix", 0x00010000, 2, 0, 0,
-	{ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 },
+	"conectix", 0x00010000, 2,
+	0,	    0,		{ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 },
 };
 
 /* Append a footer for the whole file (OpenVMM's make_fixed). */
@@ -136,8 +136,9 @@ static void tv_open_fails(const char *spec, int rc, const char *needle)
 
 	ck_assert_msg(r == rc, "dc_open(%s) = %d (%s), expected %d", spec, r,
 		      dc_last_error(), rc);
-	ck_assert_msg(strstr(dc_last_error(), needle), "dc_open(%s): message '%s' lacks '%s'",
-		      spec, dc_last_error(), needle);
+	ck_assert_msg(strstr(dc_last_error(), needle),
+		      "dc_open(%s): message '%s' lacks '%s'", spec, dc_last_error(),
+		      needle);
 }
 
 /* A file of data_len bytes of a u32 counting pattern, then footer t. */

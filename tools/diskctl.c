@@ -128,12 +128,17 @@ static char *ctl_strdup(const char *s)
 	return d;
 }
 
-static uint64_t ctl_now_ns(void)
+static uint64_t ctl_clock_ns(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t ctl_now_ns(void)
+{
+	return ctl_clock_ns(CLOCK_MONOTONIC);
 }
 
 /* A plain non-negative integer (decimal, or 0x hex); no sign, no junk. */
@@ -1338,6 +1343,7 @@ struct ctl_bench {
 	double seconds;
 	bool poll_mode;
 	uint64_t start_ns, deadline; /* deadline in ticks */
+	uint64_t cpu_ns;	     /* CPU time of the whole process in the run */
 	pthread_barrier_t barrier;
 	atomic_bool stop;
 };
@@ -1700,7 +1706,7 @@ static void ctl_bench_report(struct ctl_bench *b, struct ctl_bthread *ts, bool j
 {
 	uint64_t hist[CTL_HBUCKETS] = { 0 }, done = 0, sum = 0, maxl = 0,
 		 end = b->start_ns;
-	double secs, iops, mbs, p50 = 0, p99 = 0, mean;
+	double secs, iops, mbs, p50 = 0, p99 = 0, mean, cpu, per_cpu;
 	uint64_t acc = 0;
 
 	for (unsigned i = 0; i < b->nthreads; i++) {
@@ -1726,6 +1732,10 @@ static void ctl_bench_report(struct ctl_bench *b, struct ctl_bthread *ts, bool j
 	}
 	secs = (end - b->start_ns) / 1e9;
 	iops = secs > 0 ? done / secs : 0;
+	/* Requests per CPU-second of the process (submitters, workers, timers):
+	 * what one core sustains, whatever else the machine is running. */
+	cpu = b->cpu_ns / 1e9;
+	per_cpu = cpu > 0 ? done / cpu : 0;
 	mbs = iops * b->bs / 1e6;
 	/* A bucket's midpoint can lie above the largest value seen. */
 	if (p50 > maxl)
@@ -1742,11 +1752,13 @@ static void ctl_bench_report(struct ctl_bench *b, struct ctl_bthread *ts, bool j
 		       ", \"threads\": %" PRIu64
 		       ", \"mode\": \"%s\", \"requests\": %" PRIu64
 		       ", \"seconds\": %.6f, \"iops\": %.0f, \"mb_per_s\": %.1f"
+		       ", \"cpu_seconds\": %.6f, \"iops_per_cpu_second\": %.0f"
 		       ", \"latency_us\": {\"mean\": %.2f, \"p50\": %.2f, \"p99\": %.2f"
 		       ", \"max\": %.2f}}\n",
 		       ctl_rw_names[b->rw], b->bs, b->qd, b->nthreads,
-		       b->poll_mode ? "poll" : "callback", done, secs, iops, mbs,
-		       mean / 1e3, p50 / 1e3, p99 / 1e3, maxl / ctl_ticks_per_ns / 1e3);
+		       b->poll_mode ? "poll" : "callback", done, secs, iops, mbs, cpu,
+		       per_cpu, mean / 1e3, p50 / 1e3, p99 / 1e3,
+		       maxl / ctl_ticks_per_ns / 1e3);
 		return;
 	}
 	printf("%s %s bs=%" PRIu64 " qd=%" PRIu64 " threads=%" PRIu64 " (%s)\n", b->spec,
@@ -1755,6 +1767,8 @@ static void ctl_bench_report(struct ctl_bench *b, struct ctl_bthread *ts, bool j
 	printf("requests: %" PRIu64 " in %.3f s\n", done, secs);
 	printf("IOPS:     %.0f\n", iops);
 	printf("MB/s:     %.1f\n", mbs);
+	printf("CPU:      %.3f s (%.0f%% of one core), %.0f requests per CPU-second\n",
+	       cpu, secs > 0 ? 100 * cpu / secs : 0.0, per_cpu);
 	printf("latency:  mean %.2f us, p50 %.2f us, p99 %.2f us, max %.2f us\n",
 	       mean / 1e3, p50 / 1e3, p99 / 1e3, maxl / ctl_ticks_per_ns / 1e3);
 }
@@ -1913,6 +1927,7 @@ static int ctl_bench(int argc, char **argv)
 			exit(CTL_EXIT_FAIL);
 		}
 	}
+	b.cpu_ns = ctl_clock_ns(CLOCK_PROCESS_CPUTIME_ID);
 	b.start_ns = ctl_now_ns();
 	b.deadline = b.count ?
 			     UINT64_MAX :
@@ -1922,6 +1937,7 @@ static int ctl_bench(int argc, char **argv)
 	rc = 0;
 	for (unsigned i = 0; i < b.nthreads; i++)
 		pthread_join(ts[i].tid, NULL);
+	b.cpu_ns = ctl_clock_ns(CLOCK_PROCESS_CPUTIME_ID) - b.cpu_ns;
 	for (unsigned i = 0; i < b.nthreads; i++) {
 		struct ctl_bthread *t = &ts[i];
 

@@ -33,11 +33,15 @@
 #define CRYPT_CIPHER "xts-aes-256"
 #define CRYPT_KEY_LEN 64
 #define CRYPT_MAX_PIECES 8
-/* Splitting a request across threads pays only when each piece is large
- * enough to outweigh a pool hand-off (a few microseconds). */
-#define CRYPT_SPLIT_DEFAULT (256 * 1024)
+/* Splitting a request across threads pays only when each piece outweighs a
+ * pool hand-off. Measured on 2 vCPUs with 512-byte sectors: 256 KiB reads
+ * lose a third when split, 1 MiB reads gain a fifth, 4 MiB reads three
+ * quarters; writes break even at 1 MiB. */
+#define CRYPT_SPLIT_DEFAULT (1024 * 1024)
 #define CRYPT_PIECE_MIN (64 * 1024)
 #define CRYPT_STAGE_ALIGN 4096
+/* Pause loops a writer waits for its other pieces before sleeping (~0.1 ms). */
+#define CRYPT_SPIN 20000
 
 struct crypt_disk {
 	char *key_path;
@@ -314,6 +318,13 @@ static void crypt_pieces(struct dc_req *req)
 	crypt_piece_run(&c->piece[0]);
 	if (!write)
 		return; /* req may be complete already: touch nothing */
+	/* The other pieces started together with ours and end about when it
+	 * does: spin a while before paying for a sleep and a wake-up. */
+	for (unsigned spin = 0; spin < CRYPT_SPIN; spin++) {
+		if (atomic_load_explicit(&c->wdone, memory_order_acquire))
+			return;
+		__builtin_ia32_pause();
+	}
 	while (!atomic_load_explicit(&c->wdone, memory_order_acquire))
 		syscall(SYS_futex, &c->wdone, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
 }
@@ -634,7 +645,7 @@ static const struct dc_option crypt_options[] = {
 	{ "threads", DC_OPT_UINT,
 	  "most threads one large request is split across (default: CPUs, up to 8)" },
 	{ "split", DC_OPT_SIZE,
-	  "requests of at least this size may be split (default 256K)" },
+	  "requests of at least this size may be split (default 1M)" },
 	{ NULL, 0, NULL },
 };
 

@@ -121,7 +121,7 @@ struct sq_layer {
 
 	/* Checkpoints run beside the writer, on a connection of their own. */
 	struct sq_conn *ckpt; /* checkpoint job only */
-	bool ckactive;        /* a checkpoint job is queued or running (qlock) */
+	bool ckactive;	      /* a checkpoint job is queued or running (qlock) */
 
 	pthread_mutex_t rlock;
 	struct sq_conn *idle; /* reader connections not in use */
@@ -811,8 +811,9 @@ static void sq_ckpt_job(void *arg)
 		dc_debug("sqlite: %s: checkpoint connection failed", l->path);
 	if (l->ckpt) {
 		sqlite3_wal_autocheckpoint(l->ckpt->db, 0);
-		if (sqlite3_wal_checkpoint_v2(l->ckpt->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-					      NULL, NULL) != SQLITE_OK)
+		if (sqlite3_wal_checkpoint_v2(l->ckpt->db, NULL,
+					      SQLITE_CHECKPOINT_PASSIVE, NULL,
+					      NULL) != SQLITE_OK)
 			dc_debug("sqlite: %s: checkpoint: %s", l->path,
 				 sqlite3_errmsg(l->ckpt->db));
 	}
@@ -831,7 +832,8 @@ static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	if (frames < SQ_CKPT_FRAMES)
 		return SQLITE_OK;
 	if (frames >= SQ_CKPT_FORCE) {
-		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
+					  NULL);
 		return SQLITE_OK;
 	}
 	pthread_mutex_lock(&l->qlock);

@@ -55,8 +55,9 @@ static int vhd1_io(void *inst, struct dc_req *req)
 		if (!vhd1_range(v, req->sector, req->buf.len / VHD_SECTOR, &off, &len))
 			return DC_E_ILLEGAL_BLOCK;
 		return vhdfmt_result(req, vhdfmt_xfer(v->fd, &req->buf, off, write,
-						      write && (req->flags & DC_IO_FUA)
-							      ? RWF_DSYNC : 0));
+						      write && (req->flags & DC_IO_FUA) ?
+							      RWF_DSYNC :
+							      0));
 	case DC_OP_FLUSH:
 		if (v->read_only)
 			return 0;
@@ -81,8 +82,10 @@ static int vhd1_create(struct vhd1_disk *v, uint64_t size)
 	int fd, ret;
 
 	if (size == 0 || size % VHD_SECTOR || size > (uint64_t)INT64_MAX - VHD_SECTOR) {
-		dc_error("%s: create=%llu: expected a size that is a non-zero multiple of "
-			 "512 bytes", v->path, (unsigned long long)size);
+		dc_error(
+			"%s: create=%llu: expected a size that is a non-zero multiple of "
+			"512 bytes",
+			v->path, (unsigned long long)size);
 		return -EINVAL;
 	}
 	if (stat(v->path, &st) == 0 && !S_ISREG(st.st_mode)) {
@@ -115,8 +118,8 @@ static int vhd1_validate(struct vhd1_disk *v, uint64_t file_len)
 
 	if (file_len < VHD_FOOTER_SIZE || file_len % VHD_SECTOR) {
 		dc_error("%s: invalid file size %llu: a fixed VHD is a multiple of 512 "
-			 "bytes and at least its 512-byte footer", v->path,
-			 (unsigned long long)file_len);
+			 "bytes and at least its 512-byte footer",
+			 v->path, (unsigned long long)file_len);
 		return -EINVAL;
 	}
 	ret = vhdfmt_pread(v->fd, buf, sizeof(buf), file_len - VHD_FOOTER_SIZE);
@@ -129,31 +132,36 @@ static int vhd1_validate(struct vhd1_disk *v, uint64_t file_len)
 		break;
 	case VHDFMT_FOOTER_BAD_COOKIE:
 		dc_error("%s: invalid footer cookie: the last 512 bytes do not start "
-			 "with \"conectix\" (not a fixed VHD)", v->path);
+			 "with \"conectix\" (not a fixed VHD)",
+			 v->path);
 		return -EINVAL;
 	case VHDFMT_FOOTER_BAD_CHECKSUM:
 		dc_error("%s: invalid footer checksum 0x%08x, expected 0x%08x", v->path,
-			 f.checksum, vhdfmt_checksum(buf, sizeof(buf),
-						     VHD_FOOTER_CHECKSUM_OFF));
+			 f.checksum,
+			 vhdfmt_checksum(buf, sizeof(buf), VHD_FOOTER_CHECKSUM_OFF));
 		return -EINVAL;
 	case VHDFMT_FOOTER_BAD_VERSION:
 		dc_error("%s: unsupported file format version 0x%08x, expected "
-			 "0x00010000", v->path, f.version);
+			 "0x00010000",
+			 v->path, f.version);
 		return -EINVAL;
 	}
 	if (f.disk_type != VHD_TYPE_FIXED) {
-		dc_error("%s: not a fixed VHD (disk type %u%s); vhd1 opens fixed VHDs only, "
-			 "use vhd:PATH for dynamic and differencing ones", v->path,
-			 f.disk_type,
-			 f.disk_type == VHD_TYPE_DYNAMIC ? ", dynamic"
-			 : f.disk_type == VHD_TYPE_DIFF  ? ", differencing" : "");
+		dc_error(
+			"%s: not a fixed VHD (disk type %u%s); vhd1 opens fixed VHDs only, "
+			"use vhd:PATH for dynamic and differencing ones",
+			v->path, f.disk_type,
+			f.disk_type == VHD_TYPE_DYNAMIC ? ", dynamic" :
+			f.disk_type == VHD_TYPE_DIFF	? ", differencing" :
+							  "");
 		return -EINVAL;
 	}
 	if (f.current_size > file_len - VHD_FOOTER_SIZE || f.current_size % VHD_SECTOR) {
-		dc_error("%s: invalid disk size %llu: expected a multiple of 512 of at most "
-			 "%llu (the file without its footer)", v->path,
-			 (unsigned long long)f.current_size,
-			 (unsigned long long)(file_len - VHD_FOOTER_SIZE));
+		dc_error(
+			"%s: invalid disk size %llu: expected a multiple of 512 of at most "
+			"%llu (the file without its footer)",
+			v->path, (unsigned long long)f.current_size,
+			(unsigned long long)(file_len - VHD_FOOTER_SIZE));
 		return -EINVAL;
 	}
 	v->size = f.current_size;

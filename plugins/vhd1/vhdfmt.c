@@ -206,12 +206,12 @@ int vhdfmt_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 }
 
 /* Loop over short transfers: signals and RLIMIT_FSIZE can cut one anywhere. */
-static int vhdfmt_xfer_iov(int fd, struct iovec *iov, int cnt, uint64_t off,
-			   bool write, int rwflags)
+static int vhdfmt_xfer_iov(int fd, struct iovec *iov, int cnt, uint64_t off, bool write,
+			   int rwflags)
 {
 	while (cnt > 0) {
-		ssize_t n = write ? pwritev2(fd, iov, cnt, (off_t)off, rwflags)
-				  : preadv(fd, iov, cnt, (off_t)off);
+		ssize_t n = write ? pwritev2(fd, iov, cnt, (off_t)off, rwflags) :
+				    preadv(fd, iov, cnt, (off_t)off);
 
 		if (n < 0) {
 			if (errno == EINTR)

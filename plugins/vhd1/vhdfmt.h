@@ -112,8 +112,7 @@ int vhdfmt_pread(int fd, void *buf, size_t len, uint64_t off);
 int vhdfmt_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 /* Move a buffer view to or from the file at off, straight into its segments
  * (bounced when it has too many); -errno, -ENODATA/-ENOSPC at an early EOF. */
-int vhdfmt_xfer(int fd, const struct dc_buf *b, uint64_t off, bool write,
-		int rwflags);
+int vhdfmt_xfer(int fd, const struct dc_buf *b, uint64_t off, bool write, int rwflags);
 /* Map an errno from the helpers above onto a request result. */
 int vhdfmt_result(struct dc_req *req, int neg_errno);
 
