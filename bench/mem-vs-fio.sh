@@ -11,6 +11,9 @@
 #
 # fio psync is one synchronous pread per request (queue depth 1); diskctl runs
 # at qd 1 (the same shape) and at qd 32 (how a VMM would drive it).
+# A second table gives requests per CPU-second (fio: its usr_cpu + sys_cpu;
+# diskctl: the process's CPU time during the run), which moves less than IOPS
+# when the machine is busy and is the per-core figure.
 set -eu
 . "$(dirname "$0")/common.sh"
 bench_find_diskctl
@@ -28,45 +31,62 @@ if [ "$(stat -f -c %T "$SHM")" != tmpfs ]; then
 	exit 1
 fi
 
-fio_iops() {
+# "IOPS PER_CPU" of one fio run.
+fio_run() {
 	fio --name=memread --filename="$FILE" --size=1G --rw=randread --bs=4k \
 		--ioengine=psync --numjobs=1 --time_based --runtime="$SECS" \
 		--output-format=json >"$OUT/f" 2>"$OUT/fe" || { cat "$OUT/fe" >&2; exit 1; }
-	bench_json "$OUT/f" 'round(d["jobs"][0]["read"]["iops"])'
+	bench_json "$OUT/f" '"%d %d" % (round(d["jobs"][0]["read"]["iops"]), round(d["jobs"][0]["read"]["iops"] * 100 / max(d["jobs"][0]["usr_cpu"] + d["jobs"][0]["sys_cpu"], 1e-9)))'
 }
 
-diskctl_iops() {
+# "IOPS PER_CPU" of one diskctl run at queue depth $1.
+diskctl_run() {
 	"$DISKCTL" bench --rw randread --bs 4k --qd "$1" --time "$SECS" --prefill \
 		--json mem:1G >"$OUT/d" || exit 1
-	bench_json "$OUT/d" 'round(d["iops"])'
+	bench_json "$OUT/d" '"%d %d" % (round(d["iops"]), round(d["iops_per_cpu_second"]))'
 }
 
-f=""; d1=""; d32=""
+# Results go to files named after the row: $OUT/iops.NAME and $OUT/cpu.NAME.
+record() {
+	echo "$2" | cut -d' ' -f1 >>"$OUT/iops.$1"
+	echo "$2" | cut -d' ' -f2 >>"$OUT/cpu.$1"
+}
+
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
 	echo "round $r/$ROUNDS..." >&2
-	f="$f $(fio_iops)"
-	d1="$d1 $(diskctl_iops 1)"
-	d32="$d32 $(diskctl_iops 32)"
+	record fio "$(fio_run)"
+	record d1 "$(diskctl_run 1)"
+	record d32 "$(diskctl_run 32)"
 	r=$((r + 1))
 done
+
+# table KIND TITLE HEAD: one table of $OUT/KIND.* rows.
+table() {
+	echo "$2"
+	echo
+	bench_header "$ROUNDS" "$3"
+	# shellcheck disable=SC2046
+	{
+		bench_row "fio psync, tmpfs file" $(cat "$OUT/$1.fio")
+		bench_row "diskctl bench mem:1G --qd 1" $(cat "$OUT/$1.d1")
+		bench_row "diskctl bench mem:1G --qd 32" $(cat "$OUT/$1.d32")
+	}
+	echo
+	# shellcheck disable=SC2046
+	f=$(bench_median $(cat "$OUT/$1.fio"))
+	# shellcheck disable=SC2046
+	echo "ratio diskctl qd1/fio:  $(bench_ratio "$(bench_median $(cat "$OUT/$1.d1"))" "$f")"
+	# shellcheck disable=SC2046
+	echo "ratio diskctl qd32/fio: $(bench_ratio "$(bench_median $(cat "$OUT/$1.d32"))" "$f")"
+	echo
+}
 
 bench_machine
 echo "$SECS s per run, 4 KiB random reads over 1 GiB, one thread"
 echo
-# shellcheck disable=SC2086
-{
-	bench_header "$ROUNDS"
-	bench_row "fio psync, tmpfs file" $f
-	bench_row "diskctl bench mem:1G --qd 1" $d1
-	bench_row "diskctl bench mem:1G --qd 32" $d32
-}
-echo
-# shellcheck disable=SC2086
-echo "ratio diskctl qd1/fio:  $(bench_ratio "$(bench_median $d1)" "$(bench_median $f)")"
-# shellcheck disable=SC2086
-echo "ratio diskctl qd32/fio: $(bench_ratio "$(bench_median $d32)" "$(bench_median $f)")"
-echo
+table iops "IOPS:" IOPS
+table cpu "Requests per CPU-second:" "requests / CPU-s"
 echo "commands:"
 echo "  fio --name=memread --filename=$SHM/FILE --size=1G --rw=randread --bs=4k --ioengine=psync --numjobs=1 --time_based --runtime=$SECS"
 echo "  diskctl bench --rw randread --bs 4k --qd 1|32 --time $SECS --prefill --json mem:1G"

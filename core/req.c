@@ -47,6 +47,86 @@ static __thread struct dc_ireq *deferred_head, *deferred_tail;
 
 /* --- Slots ------------------------------------------------------------------ */
 
+/*
+ * Heap slots (fan-out children, top-level slots) are recycled through a small
+ * per-thread cache by power-of-two size class. Children are allocated and freed
+ * on whichever thread drives the parent, so a per-queue list would need a lock;
+ * the thread cache needs none, and a slot freed on a worker is reused there.
+ */
+#define SLOT_CLASS_MIN 8  /* 256 bytes */
+#define SLOT_CLASS_MAX 16 /* 64 KiB; larger slots go straight to malloc */
+#define SLOT_CACHE_DEPTH 32
+
+struct slot_cache {
+	void *slots[SLOT_CLASS_MAX - SLOT_CLASS_MIN + 1][SLOT_CACHE_DEPTH];
+	uint8_t count[SLOT_CLASS_MAX - SLOT_CLASS_MIN + 1];
+};
+
+static __thread struct slot_cache *slot_cache;
+static pthread_key_t slot_cache_key;
+static pthread_once_t slot_cache_once = PTHREAD_ONCE_INIT;
+
+static void slot_cache_destroy(void *arg)
+{
+	struct slot_cache *c = arg;
+
+	for (unsigned k = 0; k < DC_ARRAY_SIZE(c->count); k++)
+		for (unsigned i = 0; i < c->count[k]; i++)
+			free(c->slots[k][i]);
+	free(c);
+}
+
+static void slot_cache_init(void)
+{
+	pthread_key_create(&slot_cache_key, slot_cache_destroy);
+}
+
+static int slot_class(size_t size)
+{
+	int k = SLOT_CLASS_MIN;
+
+	while (((size_t)1 << k) < size)
+		k++;
+	return k;
+}
+
+static struct slot_cache *slot_cache_get(void)
+{
+	if (!slot_cache) {
+		pthread_once(&slot_cache_once, slot_cache_init);
+		slot_cache = calloc(1, sizeof(*slot_cache));
+		if (slot_cache)
+			pthread_setspecific(slot_cache_key, slot_cache);
+	}
+	return slot_cache;
+}
+
+static void *slot_alloc(size_t size)
+{
+	int k = slot_class(size);
+	struct slot_cache *c;
+
+	if (k > SLOT_CLASS_MAX)
+		return malloc(size);
+	c = slot_cache_get();
+	if (c && c->count[k - SLOT_CLASS_MIN])
+		return c->slots[k - SLOT_CLASS_MIN][--c->count[k - SLOT_CLASS_MIN]];
+	return malloc((size_t)1 << k);
+}
+
+static void slot_release(void *p, size_t size)
+{
+	int k = slot_class(size);
+	struct slot_cache *c;
+
+	if (k <= SLOT_CLASS_MAX && (c = slot_cache_get()) &&
+	    c->count[k - SLOT_CLASS_MIN] < SLOT_CACHE_DEPTH) {
+		c->slots[k - SLOT_CLASS_MIN][c->count[k - SLOT_CLASS_MIN]++] = p;
+		return;
+	}
+	free(p);
+}
+
 static inline struct dc_ireq *ireq(struct dc_req *r)
 {
 	return (struct dc_ireq *)r;
@@ -83,7 +163,7 @@ static struct dc_ireq *slot_get(struct dc_queue *q)
 		/* Only this thread pops, and it takes the whole list: no ABA. */
 		r = atomic_exchange_explicit(&q->free_remote, NULL, memory_order_acquire);
 		if (!r) {
-			r = aligned_alloc(64, DC_ALIGN_UP(q->disk->top->slot_size, 64));
+			r = malloc(q->disk->top->slot_size);
 			if (!r)
 				return NULL;
 			r->kind = DC_IREQ_TOP;
@@ -352,7 +432,8 @@ static void dispatch_pool_run(void *arg)
 	struct dc_req *req = arg;
 	struct dc_node *n = req->node;
 
-	dc_complete(req, n->plugin->io(n->inst, req));
+	/* io() may leave an errno detail in req->detail (zeroed at dispatch). */
+	dc_complete_detail(req, n->plugin->io(n->inst, req), req->detail);
 }
 
 static void dispatch_passthrough_done(struct dc_req *parent, struct dc_req *child)
@@ -408,7 +489,7 @@ DC_EXPORT struct dc_req *dc_child_req(struct dc_req *parent, unsigned i)
 		c = (struct dc_ireq *)((char *)p + n->slot_size - child->slot_size);
 		c->kind = DC_IREQ_EMBEDDED;
 	} else {
-		c = aligned_alloc(64, DC_ALIGN_UP(child->slot_size, 64));
+		c = slot_alloc(child->slot_size);
 		if (!c)
 			return NULL;
 		c->kind = DC_IREQ_HEAP;
@@ -440,7 +521,7 @@ DC_EXPORT void dc_child_free(struct dc_req *parent, struct dc_req *child)
 		atomic_store_explicit(&ireq(parent)->embedded_busy, false,
 				      memory_order_release);
 	else
-		free(c);
+		slot_release(c, child->node->slot_size);
 }
 
 /* --- Submission ------------------------------------------------------------- */
@@ -534,8 +615,10 @@ DC_EXPORT int dc_submit(dc_queue *q, const struct dc_io *io)
 
 /* --- Blocking calls ----------------------------------------------------------- */
 
+/* state: 0 pending, 1 done, 2 the waiter sleeps (only then is a wake needed,
+ * so an inline completion costs no system call). */
 struct sync_wait {
-	atomic_int done;
+	atomic_int state;
 	int result;
 	int detail;
 };
@@ -546,14 +629,18 @@ static void sync_done(const struct dc_completion *c)
 
 	w->result = c->result;
 	w->detail = c->detail;
-	atomic_store_explicit(&w->done, 1, memory_order_release);
-	syscall(SYS_futex, &w->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	if (atomic_exchange_explicit(&w->state, 1, memory_order_acq_rel) == 2)
+		syscall(SYS_futex, &w->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 static int sync_wait(struct sync_wait *w, int *detail)
 {
-	while (!atomic_load_explicit(&w->done, memory_order_acquire))
-		syscall(SYS_futex, &w->done, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+	int expect = 0;
+
+	if (atomic_compare_exchange_strong(&w->state, &expect, 2) || expect == 2) {
+		while (atomic_load_explicit(&w->state, memory_order_acquire) == 2)
+			syscall(SYS_futex, &w->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+	}
 	if (detail)
 		*detail = w->detail;
 	return w->result;
@@ -662,7 +749,7 @@ DC_EXPORT int dc_node_execute(struct dc_node *node, const struct dc_io *io)
 	q->qctx = calloc(d->nnodes, sizeof(*q->qctx));
 	q->qctx_open = calloc(d->nnodes, sizeof(*q->qctx_open));
 	pthread_mutex_init(&q->lock, NULL);
-	r = aligned_alloc(64, DC_ALIGN_UP(node->slot_size, 64));
+	r = malloc(node->slot_size);
 	rc = -ENOMEM;
 	if (!q->qctx || !q->qctx_open || !r)
 		goto out;

@@ -171,7 +171,7 @@ START_TEST(file_bad_inputs)
 	ck_assert_int_eq(dc_open(spec, 0, &d), -ENOENT);
 	ck_assert_msg(strstr(dc_last_error(), "missing"), "%s", dc_last_error());
 	free(spec);
-	spec = tb_fmt("blockdev:%s", h_tmpdir());
+	spec = tb_fmt("blockdev:/dev/null");
 	ck_assert_int_eq(dc_open(spec, 0, &d), -EINVAL);
 	ck_assert_msg(strstr(dc_last_error(), "not a block device or regular file"), "%s",
 		      dc_last_error());
@@ -257,7 +257,8 @@ START_TEST(file_illegal_lba)
 	ck_assert_int_eq(dc_read(d, 127, buf, 512), 0);
 	ck_assert_int_eq(truncate(path, 32 * KIB), 0);
 	ck_assert_int_eq(dc_read(d, 100, buf, 512), DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(dc_read(d, 60, buf, 4 * 512), DC_E_ILLEGAL_BLOCK);
+	ck_assert_int_eq(dc_read(d, 62, buf, 4 * 512), DC_E_ILLEGAL_BLOCK);
+	ck_assert_int_eq(dc_read(d, 60, buf, 4 * 512), 0);
 	/* A write would extend the file: refused against the size at open. */
 	ck_assert_int_eq(dc_write(d, 128, buf, 512, 0), DC_E_ILLEGAL_BLOCK);
 	ck_assert_int_eq(dc_read(d, 0, buf, 512), 0);
@@ -623,6 +624,7 @@ START_TEST(loop_pr_unsupported)
 	struct dc_pr_caps caps;
 	struct dc_info info;
 	uint64_t key = 1;
+	char *buf = h_alloc(512);
 
 	dc_get_info(d, &info);
 	ck_assert(!(info.flags & DC_INFO_PR));
@@ -638,8 +640,9 @@ START_TEST(loop_pr_unsupported)
 	ck_assert(!(info.flags & DC_INFO_EJECT));
 	ck_assert_int_eq(dc_eject(d), DC_E_UNSUPPORTED_EJECT);
 	/* And the device still works. */
-	ck_assert_int_eq(dc_read(d, 0, ctl, 512), 0);
+	ck_assert_int_eq(dc_read(d, 0, buf, 512), 0);
 	dc_close(d);
+	free(buf);
 	free(spec);
 }
 END_TEST

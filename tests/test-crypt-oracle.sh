@@ -38,7 +38,9 @@ loops="$work/loops"
 : >"$loops"
 cleanup() {
 	while read -r dev; do
-		[ -n "$dev" ] && losetup -d "$dev" 2>/dev/null || true
+		if [ -n "$dev" ]; then
+			losetup -d "$dev" 2>/dev/null || true
+		fi
 	done <"$loops"
 	rm -rf "$work"
 }

@@ -417,7 +417,9 @@ START_TEST(format_persists)
 	d = sqt_open(spec, 0);
 	sqt_write(d, 100, 24, 77);
 	sqt_write(d, 2047, 1, 77);
-	ck_assert_int_eq(dc_write(d, 0, h_alloc(SS), SS, DC_IO_FUA), 0);
+	uint8_t *zero = h_alloc(SS);
+	ck_assert_int_eq(dc_write(d, 0, zero, SS, DC_IO_FUA), 0);
+	free(zero);
 	dc_close(d);
 	d = sqt_open(spec, DC_OPEN_READ_ONLY);
 	sqt_expect(d, 100, 24, 77);
@@ -768,7 +770,9 @@ START_TEST(spec_sql)
 	char *ro = sqt_fmt("sql:%s.ro;create=1M", db);
 	d = sqt_open(ro, DC_OPEN_READ_ONLY);
 	ck_assert_uint_eq(dc_sector_count(d), 2048);
-	ck_assert_int_eq(dc_write(d, 0, h_alloc(SS), SS, 0), DC_E_READ_ONLY);
+	uint8_t *zero = h_alloc(SS);
+	ck_assert_int_eq(dc_write(d, 0, zero, SS, 0), DC_E_READ_ONLY);
+	free(zero);
 	dc_close(d);
 	free(ro);
 	sqt_integrity(db);

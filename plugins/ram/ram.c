@@ -9,9 +9,11 @@
  *
  * Readers take no lock: a writer copies the data in first and then publishes
  * the presence bits with release ordering. Writers to one chunk serialise on a
- * striped mutex, so that write-no-overwrite can test and fill as one step. Sectors at or past zero_after that are not present read
- * as zero and are marked, so that after a shrink, or an unmap that reaches the
- * end, the layer hides whatever lies below instead of exposing stale data.
+ * striped mutex, so that write-no-overwrite can test and fill as one step.
+ *
+ * Sectors at or past zero_after that are not present read as zero and are
+ * marked, so that after a shrink, or an unmap that reaches the end, the layer
+ * hides whatever lies below instead of exposing stale data.
  */
 #include <diskcore/plugin.h>
 #include <pthread.h>
