@@ -45,6 +45,13 @@ bench_json() {
 	"${PYTHON:-python3}" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
 }
 
+# bench_record ROW "IOPS PER_CPU": append one round's results to $OUT/iops.ROW and
+# $OUT/cpu.ROW ($OUT is the calling script's scratch directory).
+bench_record() {
+	echo "$2" | cut -d' ' -f1 >>"$OUT/iops.$1"
+	echo "$2" | cut -d' ' -f2 >>"$OUT/cpu.$1"
+}
+
 # Median of the numbers given as arguments.
 bench_median() {
 	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }

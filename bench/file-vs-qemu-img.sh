@@ -60,19 +60,13 @@ diskctl_run() {
 	echo "$(bench_json "$OUT/d" 'round(d["iops"])')" "$(per_cpu)"
 }
 
-# Results go to files named after the row: $OUT/iops.NAME and $OUT/cpu.NAME.
-record() {
-	echo "$2" | cut -d' ' -f1 >>"$OUT/iops.$1"
-	echo "$2" | cut -d' ' -f2 >>"$OUT/cpu.$1"
-}
-
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
 	echo "round $r/$ROUNDS..." >&2
-	record q_seq "$(qemu_run 4096)"
-	record d_seq "$(diskctl_run read)"
-	record q_rnd "$(qemu_run $STEP)"
-	record d_rnd "$(diskctl_run randread)"
+	bench_record q_seq "$(qemu_run 4096)"
+	bench_record d_seq "$(diskctl_run read)"
+	bench_record q_rnd "$(qemu_run $STEP)"
+	bench_record d_rnd "$(diskctl_run randread)"
 	r=$((r + 1))
 done
 

@@ -46,18 +46,12 @@ diskctl_run() {
 	bench_json "$OUT/d" '"%d %d" % (round(d["iops"]), round(d["iops_per_cpu_second"]))'
 }
 
-# Results go to files named after the row: $OUT/iops.NAME and $OUT/cpu.NAME.
-record() {
-	echo "$2" | cut -d' ' -f1 >>"$OUT/iops.$1"
-	echo "$2" | cut -d' ' -f2 >>"$OUT/cpu.$1"
-}
-
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
 	echo "round $r/$ROUNDS..." >&2
-	record fio "$(fio_run)"
-	record d1 "$(diskctl_run 1)"
-	record d32 "$(diskctl_run 32)"
+	bench_record fio "$(fio_run)"
+	bench_record d1 "$(diskctl_run 1)"
+	bench_record d32 "$(diskctl_run 32)"
 	r=$((r + 1))
 done
 

@@ -164,6 +164,21 @@ int h_run(Suite *s)
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+void h_plugin_path_add(const char *subdir)
+{
+	const char *root = getenv("DISKCORE_BUILD_ROOT");
+	const char *old = getenv("DISKCORE_PLUGIN_PATH");
+	char *path;
+
+	if (!root)
+		h_skip("DISKCORE_BUILD_ROOT is not set (run through meson test)");
+	if (asprintf(&path, "%s/%s%s%s", root, subdir, old && *old ? ":" : "",
+		     old ? old : "") < 0)
+		abort();
+	setenv("DISKCORE_PLUGIN_PATH", path, 1);
+	free(path);
+}
+
 uint64_t h_now_ms(void)
 {
 	struct timespec ts;

@@ -40,6 +40,11 @@ void h_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
  * for main(): 0 when every case passed. */
 int h_run(Suite *s);
 
+/* Put $DISKCORE_BUILD_ROOT/SUBDIR (e.g. "tests/plugins/probe", where a test-only
+ * plugin is built) in front of $DISKCORE_PLUGIN_PATH. Call from main(), before
+ * the first dc_open(); exits 77 when not run through meson test. */
+void h_plugin_path_add(const char *subdir);
+
 /* Wall-clock milliseconds, for deadlines in waits (never for sleeping). */
 uint64_t h_now_ms(void);
 

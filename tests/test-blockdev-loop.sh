@@ -38,7 +38,8 @@ DEV=$(losetup -f --show "$IMG" 2>"$TMP/err") || skip "losetup: $(cat "$TMP/err")
 # "size COUNT MS" (or "timeout MS").
 cat >"$TMP/waiter.py" <<'EOF'
 import ctypes, sys, time
-lib = ctypes.CDLL(sys.argv[1])
+# Plugins resolve dc_* from the library: load it globally, as a linked program would.
+lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
 lib.dc_open.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_void_p)]
 lib.dc_last_error.restype = ctypes.c_char_p
 lib.dc_sector_count.argtypes = [ctypes.c_void_p]

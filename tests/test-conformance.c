@@ -47,6 +47,9 @@ int main(void)
 	Suite *s = suite_create("conformance");
 	struct conformance_opts ro = { .open_flags = DC_OPEN_READ_ONLY };
 
+	/* The probe test plugin reports unmap behaviour "zeroes" on request. */
+	h_plugin_path_add("tests/plugins/probe");
+
 	conformance_add(s, "file", "file:@TMP@");
 	conformance_add(s, "bare-path", "@TMP@");
 	conformance_add_opts(s, "file-ro", "file:@TMP@", &ro);
@@ -65,5 +68,8 @@ int main(void)
 		fprintf(stderr, "note: mem: declares no 'sector' option; 4 KiB case "
 				"not run\n");
 	}
+	conformance_add(s, "probe-zeroes", "probe;unmap=zeroes;count=2048");
+	conformance_add(s, "probe-4k", "probe;ss=4096;pss=4096;count=256;unmap=zeroes");
+	conformance_add(s, "delay-probe-ro", "delay:0:probe;ro;unmap=unspecified");
 	return h_run(s);
 }

@@ -501,29 +501,14 @@ START_TEST(disk_describe)
 }
 END_TEST
 
-/* The probe test plugin is built in its own directory, off the default path. */
-static void disk_add_probe_path(void)
-{
-	const char *root = getenv("DISKCORE_BUILD_ROOT");
-	const char *old = getenv("DISKCORE_PLUGIN_PATH");
-	char *path;
-
-	if (!root)
-		h_skip("DISKCORE_BUILD_ROOT is not set (run through meson test)");
-	if (asprintf(&path, "%s/tests/plugins/probe%s%s", root, old ? ":" : "",
-		     old ? old : "") < 0)
-		abort();
-	setenv("DISKCORE_PLUGIN_PATH", path, 1);
-	free(path);
-}
-
 int main(void)
 {
 	Suite *s = suite_create("disk");
 	TCase *tc = tcase_create("disk");
 	TCase *probe = tcase_create("probe");
 
-	disk_add_probe_path();
+	/* The probe test plugin is built in its own directory. */
+	h_plugin_path_add("tests/plugins/probe");
 
 	tcase_add_test(probe, disk_validates_metadata);
 	tcase_add_test(probe, disk_representability_guard);

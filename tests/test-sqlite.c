@@ -929,6 +929,77 @@ START_TEST(concurrent_reads_see_whole_writes)
 }
 END_TEST
 
+/* Writers on several threads (their requests share commits) with flushes, and
+ * enough data that checkpoints run beside them; everything reads back after a
+ * reopen. Thread t owns blocks t, t + SQT_WRITERS, ... and writes each block
+ * with the seed of its pass. */
+#define SQT_WRITERS 4
+#define SQT_BLOCKS 256 /* of 8 sectors: 1 MiB */
+#define SQT_PASSES 3
+
+struct sqt_writer {
+	dc_disk *disk;
+	int t;
+	int failed;
+};
+
+static void *sqt_writer_thread(void *arg)
+{
+	struct sqt_writer *w = arg;
+	uint8_t *buf = h_alloc(8 * SS);
+
+	for (int pass = 1; pass <= SQT_PASSES; pass++) {
+		for (int b = w->t; b < SQT_BLOCKS; b += SQT_WRITERS) {
+			uint64_t sector = (uint64_t)b * 8;
+
+			for (int i = 0; i < 8; i++)
+				h_fill(buf + i * SS, SS,
+				       (uint64_t)pass * 100000 + sector + i);
+			if (dc_write(w->disk, sector, buf, 8 * SS, 0) < 0)
+				w->failed++;
+			if (b % 16 == w->t && dc_flush(w->disk) < 0)
+				w->failed++;
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
+START_TEST(concurrent_writers_and_checkpoints)
+{
+	char *db = h_tmppath(".dbhd");
+	char *spec = sqt_fmt("sql:%s", db);
+	char *wal = sqt_fmt("%s-wal", db);
+	struct sqt_writer w[SQT_WRITERS];
+	pthread_t th[SQT_WRITERS];
+	dc_disk *d;
+
+	sqt_make_db(db, SQT_BLOCKS * 8 * SS);
+	d = sqt_open(spec, 0);
+	for (int t = 0; t < SQT_WRITERS; t++) {
+		w[t] = (struct sqt_writer){ .disk = d, .t = t };
+		ck_assert_int_eq(pthread_create(&th[t], NULL, sqt_writer_thread, &w[t]),
+				 0);
+	}
+	for (int t = 0; t < SQT_WRITERS; t++) {
+		pthread_join(th[t], NULL);
+		ck_assert_msg(w[t].failed == 0, "writer %d: %d requests failed", t,
+			      w[t].failed);
+	}
+	sqt_expect(d, 0, SQT_BLOCKS * 8, (uint64_t)SQT_PASSES * 100000);
+	dc_close(d);
+	ck_assert_msg(access(wal, F_OK) != 0, "%s remains after close", wal);
+	d = sqt_open(spec, DC_OPEN_READ_ONLY);
+	sqt_expect(d, 0, SQT_BLOCKS * 8, (uint64_t)SQT_PASSES * 100000);
+	dc_close(d);
+	ck_assert_int_eq(sqt_rows(db, NULL), SQT_BLOCKS * 8);
+	sqt_integrity(db);
+	free(wal);
+	free(spec);
+	free(db);
+}
+END_TEST
+
 /* --- Every database the tests left behind is intact ----------------------------- */
 
 static int sqt_integrity_bad;
@@ -1303,6 +1374,17 @@ static double bench_run(const char *spec, uint32_t flags, bool write, uint64_t s
 	return (double)done / (t1 - t0);
 }
 
+static int bench_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Each workload on file: and on the sqlite layer, back to back, REPS times;
+ * prints every pair and the median ratio. */
+#define BENCH_REPS 5
+
 static int bench_main(const char *dir, uint64_t mib)
 {
 	char *base = sqt_fmt("%s/bench-base.img", dir);
@@ -1332,28 +1414,35 @@ static int bench_main(const char *dir, uint64_t mib)
 			return 1;
 	dc_close(d);
 
-	for (int qd = 1; qd <= 16; qd *= 16) {
-		double fw = 0, sw = 0, fr = 0, sr = 0;
+	printf("4 KiB random I/O over %llu MiB, %d pairs of 3 s runs, file: first\n",
+	       (unsigned long long)mib, BENCH_REPS);
+	for (int w = 1; w >= 0; w--) {
+		for (int qd = 1; qd <= 16; qd *= 16) {
+			double ratio[BENCH_REPS];
 
-		/* Alternate, so drift in the page cache hits both sides alike. */
-		for (int rep = 0; rep < 2; rep++) {
-			char *db = sqt_fmt("%s/bench-%d-%d.dbhd", dir, qd, rep);
-			char *diff = sqt_fmt("sqldiff:%s;create:file:%s", db, base);
+			printf("%s qd %2d:",
+			       w ? "randwrite, flush/256, sqldiff vs file" :
+				   "randread of cached sectors, autocache vs file",
+			       qd);
+			for (int rep = 0; rep < BENCH_REPS; rep++) {
+				char *db = sqt_fmt("%s/bench-w.dbhd", dir);
+				char *diff =
+					sqt_fmt("sqldiff:%s;create:file:%s", db, base);
+				uint32_t fl = w ? 0 : DC_OPEN_READ_ONLY;
+				double a = bench_run(file, fl, w, span, qd, 3);
+				double b =
+					bench_run(w ? diff : cache, fl, w, span, qd, 3);
 
-			fw += bench_run(file, 0, true, span, qd, 2);
-			sw += bench_run(diff, 0, true, span, qd, 2);
-			fr += bench_run(file, DC_OPEN_READ_ONLY, false, span, qd, 2);
-			sr += bench_run(cache, DC_OPEN_READ_ONLY, false, span, qd, 2);
-			unlink(db);
-			free(diff);
-			free(db);
+				ratio[rep] = b / a;
+				printf(" %.0f/%.0f", b, a);
+				fflush(stdout);
+				unlink(db);
+				free(diff);
+				free(db);
+			}
+			qsort(ratio, BENCH_REPS, sizeof(ratio[0]), bench_cmp);
+			printf("  median ratio %.2f\n", ratio[BENCH_REPS / 2]);
 		}
-		printf("qd %2d  randwrite+flush/256: file %8.0f  sqldiff %8.0f IOPS  "
-		       "ratio %.2f\n",
-		       qd, fw / 2, sw / 2, sw / fw);
-		printf("qd %2d  randread (cached):   file %8.0f  autocache %6.0f IOPS  "
-		       "ratio %.2f\n",
-		       qd, fr / 2, sr / 2, sr / fr);
 	}
 	free(chunk);
 	free(cache);
@@ -1470,6 +1559,7 @@ int main(int argc, char **argv)
 
 	tc = tcase_create("concurrency");
 	tcase_add_test(tc, concurrent_reads_see_whole_writes);
+	tcase_add_test(tc, concurrent_writers_and_checkpoints);
 	suite_add_tcase(s, tc);
 
 	/* Last: the cases run in order, so this sees every database. */

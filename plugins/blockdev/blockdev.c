@@ -42,6 +42,7 @@
 #define BDEV_CQ_ENTRIES 256
 #define BDEV_INLINE_IOV 16
 #define BDEV_RETRIES 8
+#define BDEV_BATCH 16 /* SQEs worth one io_uring_enter */
 #define BDEV_PR_CONFLICT_SAM 0x18  /* SAM status / PR_STS_RESERVATION_CONFLICT */
 #define BDEV_PR_CONFLICT_NVME 0x83 /* NVMe generic status: reservation conflict */
 
@@ -111,6 +112,7 @@ struct bq {
 	int file;	      /* fixed-file index or fd */
 	uint8_t sqe_flags;
 	bool on_retry;
+	bool delivering; /* the plugin thread is delivering this ring's completions */
 	struct bdev_list parked;
 	struct bq *next; /* loop->dead or loop->retry */
 };
@@ -119,7 +121,7 @@ static pthread_mutex_t bdev_life = PTHREAD_MUTEX_INITIALIZER;
 static struct bdev_loop *bdev_cur; /* under bdev_life */
 static unsigned bdev_refs;	   /* under bdev_life */
 static char bdev_tag_ctl, bdev_tag_udev;
-static int bdev_flush_mode = -1;
+static int bdev_defer_min = -1;
 
 /* --- Lists ------------------------------------------------------------------ */
 
@@ -374,7 +376,34 @@ static void bq_reap(struct bq *q, struct bdev_list *done)
 		bdev_list_pop(&q->parked);
 }
 
-/* Reap, refill and flush a ring, then deliver what finished. Any thread. */
+/* Submissions made while a ring's completions are being delivered (a callback
+ * that resubmits, or the owner refilling while the plugin thread delivers) go
+ * to the kernel together when the delivery ends. */
+static __thread struct bq *bdev_delivering;
+static __thread bool bdev_flush_later;
+
+static void bq_deliver(struct bq *q, struct bdev_list *done)
+{
+	struct bq *outer = bdev_delivering;
+	bool outer_later = bdev_flush_later;
+
+	bdev_delivering = q;
+	bdev_flush_later = false;
+	bdev_deliver(done);
+	bdev_delivering = outer;
+	/* Set only by a deferred submission on q, which is still in flight:
+	 * q cannot have been closed. */
+	if (bdev_flush_later) {
+		pthread_mutex_lock(&q->lock);
+		bq_flush(q);
+		pthread_mutex_unlock(&q->lock);
+	}
+	bdev_flush_later = outer_later;
+}
+
+/* The plugin thread: reap, refill and flush a ring, deliver what finished.
+ * queue_close() waits for the thread's batch to end, so q may be touched after
+ * the delivery. */
 static void bq_kick(struct bq *q)
 {
 	struct bdev_list done;
@@ -384,29 +413,45 @@ static void bq_kick(struct bq *q)
 	bq_reap(q, &done);
 	if (q->unsubmitted)
 		bq_flush(q);
+	if (!done.head) {
+		pthread_mutex_unlock(&q->lock);
+		return;
+	}
+	q->delivering = true;
 	pthread_mutex_unlock(&q->lock);
-	bdev_deliver(&done);
+	bq_deliver(q, &done);
+	pthread_mutex_lock(&q->lock);
+	q->delivering = false;
+	if (q->unsubmitted)
+		bq_flush(q);
+	pthread_mutex_unlock(&q->lock);
 }
 
-/* Start a prepared request on the submitting thread's ring. */
+/* Start a prepared request on the submitting thread's ring. The SQE waits for
+ * company while a delivery on this ring is under way (that flushes it), or
+ * while the kernel already holds enough of this ring's requests that the next
+ * completion is near (the plugin thread flushes it then); else it goes now. */
 static void bq_start(struct bq *q, struct bdev_rq *r)
 {
 	struct bdev_list done;
+	bool nested = bdev_delivering == q;
+	unsigned kernel;
 
 	bdev_list_init(&done);
 	pthread_mutex_lock(&q->lock);
 	if (q->parked.head || !bq_push(q, r))
 		bdev_list_add(&q->parked, r);
-	if (bdev_flush_mode == 0)
-		bq_flush(q);
 	if (io_uring_cq_ready(&q->ring))
 		bq_reap(q, &done);
-	/* Nothing in the kernel would wake the ring: flush now. */
-	if (q->unsubmitted && (q->inflight == q->unsubmitted ||
-			       q->unsubmitted >= (unsigned)bdev_flush_mode))
+	kernel = q->inflight - q->unsubmitted;
+	if (q->unsubmitted >= BDEV_BATCH ||
+	    !(nested || q->delivering || (bdev_defer_min > 0 && kernel >= (unsigned)bdev_defer_min)))
 		bq_flush(q);
+	if (nested && q->unsubmitted)
+		bdev_flush_later = true;
 	pthread_mutex_unlock(&q->lock);
-	bdev_deliver(&done);
+	if (done.head)
+		bq_deliver(q, &done);
 }
 
 /* --- The plugin thread -------------------------------------------------------- */
@@ -542,10 +587,10 @@ static struct bdev_loop *bdev_loop_get(void)
 		pthread_mutex_unlock(&bdev_life);
 		return L;
 	}
-	if (bdev_flush_mode < 0) {
-		const char *e = getenv("BDEV_FLUSH");
+	if (bdev_defer_min < 0) {
+		const char *e = getenv("BDEV_DEFER");
 
-		bdev_flush_mode = e ? atoi(e) : 0;
+		bdev_defer_min = e ? atoi(e) : 8;
 	}
 	L = calloc(1, sizeof(*L));
 	if (!L) {

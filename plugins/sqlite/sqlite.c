@@ -33,7 +33,7 @@
 /* Page caches. Readers' caches are dropped whenever the database changes, so
  * they help read-mostly disks (caches); mmap was slower here (page faults). */
 #define SQ_WRITER_CACHE_KIB 32768
-#define SQ_READER_CACHE_KIB 16384
+#define SQ_READER_CACHE_KIB 2048
 #define SQ_MAX_SECTOR_SIZE 65536
 #define SQ_CACHE_FILE "cache.dbhd"
 /* Most requests one transaction carries. */
@@ -41,7 +41,7 @@
 /* WAL frames that start a background checkpoint, and that make the writer
  * checkpoint itself because the background ones fall behind. */
 #define SQ_CKPT_FRAMES 1000
-#define SQ_CKPT_FORCE (8 * SQ_CKPT_FRAMES)
+#define SQ_CKPT_FORCE (4 * SQ_CKPT_FRAMES)
 
 enum sq_form { SQ_SQL, SQ_DIFF, SQ_AUTO };
 
@@ -840,6 +840,8 @@ static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	start = !l->ckactive;
 	l->ckactive = true;
 	pthread_mutex_unlock(&l->qlock);
+	if (start)
+		dc_debug("sqlite: %s: checkpointing %d WAL frames", l->path, frames);
 	if (start && dc_pool_run(sq_ckpt_job, l) < 0) {
 		pthread_mutex_lock(&l->qlock);
 		l->ckactive = false;

@@ -53,7 +53,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	if (vhd_plugin.open(&a, &inst, &info) == 0) {
+	int rc = vhd_plugin.open(&a, &inst, &info);
+
+	if (getenv("FUZZ_VERBOSE"))
+		fprintf(stderr, "open(%s) = %d: %s\n", a.read_only ? "ro" : "rw", rc,
+			rc ? dc_last_error() : "ok");
+	if (rc == 0) {
 		vhd_plugin.lower_spec(inst, lower, sizeof(lower));
 		n = info.sector_count;
 		for (uint64_t s = 0; s < n && s < 8192; s += 61) {

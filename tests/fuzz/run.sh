@@ -45,7 +45,6 @@ export DISKCORE_PLUGIN_PATH="${DISKCORE_PLUGIN_PATH:-$(ls -d "$build"/plugins/*/
 "$ctl" info "vhd1:$img/fixed.vhd;create=16K" >/dev/null
 if command -v qemu-img >/dev/null 2>&1; then
 	qemu-img create -q -f vpc -o subformat=dynamic,force_size=on "$img/q.vhd" 64K
-	qemu-io -f vpc -c "write -P 0x33 0 4k" "$img/q.vhd" >/dev/null
 fi
 for f in "$img"/*.vhd; do
 	n=$(basename "$f" .vhd)
@@ -57,7 +56,7 @@ done
 status=0
 for t in vhd vhd1; do
 	echo "fuzz-$t: $secs s" >&2
-	if ! "$out/fuzz-$t" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=200000 \
+	if ! "$out/fuzz-$t" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=300000 \
 		-print_final_stats=1 "$out/corpus-$t" "$seeds/$t" \
 		-artifact_prefix="$out/crash-$t-" 2>"$out/fuzz-$t.log"; then
 		tail -40 "$out/fuzz-$t.log" >&2
