@@ -116,7 +116,7 @@ int dc__node_create(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 {
 	struct dc_open_args a = {
 		.struct_size = sizeof(a),
-		.form = s->form->name,
+		.form = s->written ? s->written : s->form->name,
 		.fields = (const char *const *)s->fields,
 		.nfields = s->nfields,
 		.opts = s->opts,

@@ -39,6 +39,8 @@ const struct dc_form *dc__plugin_form(const struct dc_plugin *p, const char *nam
 struct dc_spec {
 	const struct dc_plugin *plugin;
 	const struct dc_form *form;
+	const char *written; /* the kind as written when it differs from form->name:
+				"file" for a path dispatched by extension */
 	char *text;        /* this element's whole spec text, from its kind on */
 	size_t pos;        /* byte offset of this element in the full spec */
 	char **fields;

@@ -341,6 +341,10 @@ static int spec_file_form(struct spec_ctx *c, struct dc_spec *s, size_t at)
 				 why);
 	}
 	c->form = s->form;
+	/* The plugin learns the file was named as a path ("file:x.vhd;create=" makes
+	 * a fixed VHD, as OpenVMM does). */
+	if (strcmp(s->form->name, "file") != 0)
+		s->written = "file";
 	if (s->form->nfields != 1 || s->form->child != DC_CHILD_NONE)
 		return spec_fail(c, at, -EINVAL,
 				 "plugin %s claims '%s' but not as a one-field leaf",

@@ -1000,6 +1000,44 @@ START_TEST(concurrent_writers_and_checkpoints)
 }
 END_TEST
 
+/* Readers keep a snapshot between reads, but an idle disk lets it go, so
+ * another process can checkpoint and truncate the WAL. */
+START_TEST(snapshot_released_when_idle)
+{
+	char *db = h_tmppath(".dbhd");
+	char *spec = sqt_fmt("sql:%s", db);
+	uint64_t deadline;
+	const char *last;
+	dc_disk *d;
+
+	sqt_make_db(db, 64 * 1024);
+	d = sqt_open(spec, 0);
+	sqt_write(d, 0, 16, 5);
+	sqt_expect(d, 0, 16, 5);
+	sqt_expect(d, 8, 8, 5);
+	deadline = h_now_ms() + 10000;
+	for (;;) {
+		char *r = sqt_query(
+			db, "PRAGMA busy_timeout=0; PRAGMA wal_checkpoint(TRUNCATE);");
+
+		last = strrchr(r, '\n');
+		last = last ? last + 1 : r;
+		if (!strncmp(last, "0|", 2))
+			break;
+		ck_assert_msg(h_now_ms() < deadline,
+			      "the WAL stays pinned while the disk is idle: %s", last);
+	}
+	/* The disk goes on working, and sees its data. */
+	sqt_expect(d, 0, 16, 5);
+	sqt_write(d, 100, 1, 6);
+	sqt_expect(d, 100, 1, 6);
+	dc_close(d);
+	sqt_integrity(db);
+	free(spec);
+	free(db);
+}
+END_TEST
+
 /* --- Every database the tests left behind is intact ----------------------------- */
 
 static int sqt_integrity_bad;
@@ -1560,6 +1598,7 @@ int main(int argc, char **argv)
 	tc = tcase_create("concurrency");
 	tcase_add_test(tc, concurrent_reads_see_whole_writes);
 	tcase_add_test(tc, concurrent_writers_and_checkpoints);
+	tcase_add_test(tc, snapshot_released_when_idle);
 	suite_add_tcase(s, tc);
 
 	/* Last: the cases run in order, so this sees every database. */

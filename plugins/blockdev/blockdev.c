@@ -2,17 +2,22 @@
 /* blockdev: a Linux block device or a regular file through io_uring
  * (reference §2.5).
  *
- * Each consumer queue gets its own ring, so the submit path only takes that
- * queue's lock, which nobody else holds unless the plugin thread is reaping the
- * same ring. One plugin thread serves every instance: it sleeps in epoll on all
- * rings (a ring's fd is readable when it has completions) and on a libudev
- * monitor of kernel uevents, which tells us when a device was resized.
+ * Each consumer queue gets its own ring. submit() prepares SQEs under the
+ * queue's lock, which only the plugin thread ever contends, and does not enter
+ * the kernel itself: once per burst it asks the plugin thread, through the
+ * ring's eventfd, to flush. That thread hands everything that accumulated to
+ * the kernel in one io_uring_enter, so the device sees batches (one plug, one
+ * notification), and the completion work io_uring runs in the submitter's
+ * context lands on the thread that reaps rather than on the consumer. Bursts of
+ * BDEV_BATCH SQEs are flushed by the submitter directly.
  *
- * Completions are reaped by whichever side gets there first: submit() takes the
- * ones that are already posted, and the plugin thread takes the rest when the
- * consumer is idle. Requests never fail for lack of ring space: beyond the
- * completion ring's size they wait on the queue's parked list and go out from
- * the completion path. */
+ * One plugin thread serves every instance: it sleeps in epoll on the rings'
+ * eventfds (registered with io_uring, so a posted CQE wakes it) and on a
+ * libudev monitor of kernel uevents, which says when a device was resized.
+ * Completions already posted when the consumer submits are reaped inline.
+ * Requests never fail for lack of ring space: beyond the completion ring's
+ * size they wait on the queue's parked list and go out from the completion
+ * path. */
 #include <diskcore/plugin.h>
 
 #include <errno.h>
@@ -113,6 +118,8 @@ struct bq {
 	uint8_t sqe_flags;
 	bool on_retry;
 	bool delivering; /* the plugin thread is delivering this ring's completions */
+	bool armed;	 /* the plugin thread was asked to flush */
+	int efd;	 /* eventfd: completions posted, or a flush wanted */
 	struct bdev_list parked;
 	struct bq *next; /* loop->dead or loop->retry */
 };
@@ -121,7 +128,7 @@ static pthread_mutex_t bdev_life = PTHREAD_MUTEX_INITIALIZER;
 static struct bdev_loop *bdev_cur; /* under bdev_life */
 static unsigned bdev_refs;	   /* under bdev_life */
 static char bdev_tag_ctl, bdev_tag_udev;
-static int bdev_defer_min = -1;
+
 
 /* --- Lists ------------------------------------------------------------------ */
 
@@ -410,6 +417,7 @@ static void bq_kick(struct bq *q)
 
 	bdev_list_init(&done);
 	pthread_mutex_lock(&q->lock);
+	q->armed = false;
 	bq_reap(q, &done);
 	if (q->unsubmitted)
 		bq_flush(q);
@@ -427,15 +435,14 @@ static void bq_kick(struct bq *q)
 	pthread_mutex_unlock(&q->lock);
 }
 
-/* Start a prepared request on the submitting thread's ring. The SQE waits for
- * company while a delivery on this ring is under way (that flushes it), or
- * while the kernel already holds enough of this ring's requests that the next
- * completion is near (the plugin thread flushes it then); else it goes now. */
+/* Start a prepared request on the submitting thread's ring. The SQE is left
+ * for the plugin thread to flush with whatever else the consumer submits
+ * meanwhile (one eventfd write per burst), unless a delivery on this ring is
+ * under way (it flushes at its end) or the burst is already big. */
 static void bq_start(struct bq *q, struct bdev_rq *r)
 {
 	struct bdev_list done;
-	bool nested = bdev_delivering == q;
-	unsigned kernel;
+	bool nested = bdev_delivering == q, kick = false;
 
 	bdev_list_init(&done);
 	pthread_mutex_lock(&q->lock);
@@ -443,13 +450,17 @@ static void bq_start(struct bq *q, struct bdev_rq *r)
 		bdev_list_add(&q->parked, r);
 	if (io_uring_cq_ready(&q->ring))
 		bq_reap(q, &done);
-	kernel = q->inflight - q->unsubmitted;
-	if (q->unsubmitted >= BDEV_BATCH ||
-	    !(nested || q->delivering || (bdev_defer_min > 0 && kernel >= (unsigned)bdev_defer_min)))
+	if (q->unsubmitted >= BDEV_BATCH) {
 		bq_flush(q);
+	} else if (q->unsubmitted && !nested && !q->delivering && !q->armed) {
+		q->armed = true;
+		kick = true;
+	}
 	if (nested && q->unsubmitted)
 		bdev_flush_later = true;
 	pthread_mutex_unlock(&q->lock);
+	if (kick)
+		eventfd_write(q->efd, 1);
 	if (done.head)
 		bq_deliver(q, &done);
 }
@@ -503,6 +514,8 @@ static void bdev_uevents(struct bdev_loop *L)
 static void bq_destroy(struct bq *q)
 {
 	io_uring_queue_exit(&q->ring);
+	if (q->efd >= 0)
+		close(q->efd);
 	pthread_mutex_destroy(&q->lock);
 	free(q);
 }
@@ -560,6 +573,7 @@ static void *bdev_thread(void *arg)
 
 static void bdev_loop_free(struct bdev_loop *L)
 {
+
 	if (L->mon)
 		udev_monitor_unref(L->mon);
 	if (L->udev)
@@ -586,11 +600,6 @@ static struct bdev_loop *bdev_loop_get(void)
 		L = bdev_cur;
 		pthread_mutex_unlock(&bdev_life);
 		return L;
-	}
-	if (bdev_defer_min < 0) {
-		const char *e = getenv("BDEV_DEFER");
-
-		bdev_defer_min = e ? atoi(e) : 8;
 	}
 	L = calloc(1, sizeof(*L));
 	if (!L) {
@@ -739,6 +748,7 @@ static int bdev_queue_open(void *inst, void **qctx)
 		return rc;
 	}
 	q->b = b;
+	q->efd = -1;
 	q->max_inflight = q->ring.cq.ring_entries;
 	bdev_list_init(&q->parked);
 	pthread_mutex_init(&q->lock, NULL);
@@ -749,10 +759,15 @@ static int bdev_queue_open(void *inst, void **qctx)
 	} else {
 		q->file = b->fd;
 	}
+	/* One eventfd both for the kernel (a CQE was posted) and for submitters
+	 * (please flush); edge-triggered, so it is never read. */
 	ev.data.ptr = q;
-	if (epoll_ctl(b->loop->epfd, EPOLL_CTL_ADD, q->ring.ring_fd, &ev) < 0) {
-		rc = -errno;
-		dc_error("epoll_ctl on the ring: %s", strerror(errno));
+	q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (q->efd < 0 || io_uring_register_eventfd(&q->ring, q->efd) < 0 ||
+	    epoll_ctl(b->loop->epfd, EPOLL_CTL_ADD, q->efd, &ev) < 0) {
+		rc = q->efd < 0 ? -errno : -EIO;
+		dc_error("cannot set up completion notification for the ring: %s",
+			 strerror(-rc));
 		bq_destroy(q);
 		return rc;
 	}
@@ -770,7 +785,7 @@ static void bdev_queue_close(void *inst, void *qctx)
 	uint64_t gen;
 
 	pthread_mutex_lock(&L->lock);
-	epoll_ctl(L->epfd, EPOLL_CTL_DEL, q->ring.ring_fd, NULL);
+	epoll_ctl(L->epfd, EPOLL_CTL_DEL, q->efd, NULL);
 	if (pthread_equal(pthread_self(), L->thread)) {
 		q->next = L->dead;
 		L->dead = q;

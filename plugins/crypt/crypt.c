@@ -8,12 +8,8 @@
  * buffer is never touched. Reads land in the caller's buffers and are decrypted
  * there in place. The key is read once into locked memory and wiped at close.
  *
- * The hot path does not allocate: each queue keeps a pool of cipher units (an
- * EVP context keyed once, a staging buffer that only grows), taken by the
- * submitting thread and given back by whichever thread completes. Large
- * requests are split across the core's worker pool; the pieces of a write all
- * finish before the write goes down, so the child is only ever submitted from
- * the queue's own thread. */
+ * The data path (per-queue cipher units, staging buffers, splitting large
+ * requests across the worker pool) is xts.c, shared with the luks plugin. */
 #include "xts.h"
 
 #include <fcntl.h>
@@ -58,11 +54,7 @@ static void crypt_queue_close(void *inst, void *qctx)
 
 static void crypt_key_wipe(struct crypt_disk *d)
 {
-	if (!d->key)
-		return;
-	OPENSSL_cleanse(d->key, d->key_map);
-	munlock(d->key, d->key_map);
-	munmap(d->key, d->key_map);
+	xts_secret_free(d->key, CRYPT_KEY_LEN + 1);
 	d->key = NULL;
 }
 
@@ -96,18 +88,12 @@ static int crypt_key_load(struct crypt_disk *d, const char *path)
 				"group or others (mode %03o); chmod 600 it\n",
 				path, (unsigned)(st.st_mode & 0777));
 	}
-	d->key_map = (size_t)sysconf(_SC_PAGESIZE);
-	d->key = mmap(NULL, d->key_map, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (d->key == MAP_FAILED) {
-		d->key = NULL;
+	d->key = xts_secret_alloc(CRYPT_KEY_LEN + 1);
+	if (!d->key) {
 		rc = -ENOMEM;
 		dc_error("out of memory for the key");
 		goto out;
 	}
-	if (mlock(d->key, d->key_map) < 0)
-		dc_debug("crypt: mlock of the key failed: %s", strerror(errno));
-	madvise(d->key, d->key_map, MADV_DONTDUMP);
 	/* One byte more than a key, to tell "too long" from "exact". */
 	while (got <= CRYPT_KEY_LEN) {
 		ssize_t r = read(fd, d->key + got, CRYPT_KEY_LEN + 1 - got);
@@ -163,7 +149,6 @@ static int crypt_open(const struct dc_open_args *a, void **inst, struct dc_info 
 {
 	struct crypt_disk *d;
 	uint64_t v;
-	long ncpu;
 	int rc;
 
 	if (a->nfields != 2 || a->nchildren != 1) {
@@ -187,28 +172,24 @@ static int crypt_open(const struct dc_open_args *a, void **inst, struct dc_info 
 		return -ENOMEM;
 	}
 	*inst = d;
-	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	d->threads = ncpu < 1		     ? 1 :
-		     ncpu > CRYPT_MAX_PIECES ? CRYPT_MAX_PIECES :
-					       (unsigned)ncpu;
-	d->split = CRYPT_SPLIT_DEFAULT;
+	xts_defaults(&d->x);
 	if (dc_opt_num(a, "threads", &v)) {
-		if (v < 1 || v > CRYPT_MAX_PIECES) {
+		if (v < 1 || v > XTS_MAX_PIECES) {
 			dc_error("threads=%llu: expected 1 to %d", (unsigned long long)v,
-				 CRYPT_MAX_PIECES);
+				 XTS_MAX_PIECES);
 			return -EINVAL;
 		}
-		d->threads = (unsigned)v;
+		d->x.threads = (unsigned)v;
 	}
 	if (dc_opt_num(a, "split", &v)) {
-		if (v < CRYPT_PIECE_MIN) {
+		if (v < XTS_PIECE_MIN) {
 			dc_error("split=%llu: expected at least %d bytes",
-				 (unsigned long long)v, CRYPT_PIECE_MIN);
+				 (unsigned long long)v, XTS_PIECE_MIN);
 			return -EINVAL;
 		}
-		d->split = v;
+		d->x.split = v;
 	}
-	d->sector_size = info->sector_size;
+	d->x.sector_size = info->sector_size;
 	rc = crypt_key_load(d, d->key_path);
 	if (rc < 0)
 		return rc;
@@ -217,6 +198,8 @@ static int crypt_open(const struct dc_open_args *a, void **inst, struct dc_info 
 		dc_error("OpenSSL has no AES-256-XTS");
 		return -ENOTSUP;
 	}
+	d->x.cipher = d->cipher;
+	d->x.key = d->key;
 	/* Inner zeroes decrypt to noise; an ignored unmap stays ignored. */
 	if (info->unmap_behavior != DC_UNMAP_IGNORED)
 		info->unmap_behavior = DC_UNMAP_UNSPECIFIED;
@@ -232,9 +215,9 @@ static void crypt_describe(void *inst, dc_kv_fn kv, void *arg)
 
 	kv(arg, "cipher", CRYPT_CIPHER);
 	kv(arg, "key_file", d->key_path);
-	snprintf(buf, sizeof(buf), "%u", d->sector_size);
+	snprintf(buf, sizeof(buf), "%u", d->x.sector_size);
 	kv(arg, "data_unit", buf);
-	snprintf(buf, sizeof(buf), "%u", d->threads);
+	snprintf(buf, sizeof(buf), "%u", d->x.threads);
 	kv(arg, "threads", buf);
 }
 
@@ -274,7 +257,7 @@ static const struct dc_plugin crypt_plugin = {
 		"  unspecified data. Options: ;threads=N caps how many threads one large\n"
 		"  request is split across, ;split=SIZE is the smallest request split.",
 	.forms = crypt_forms,
-	.ctx_size = sizeof(struct crypt_ctx),
+	.ctx_size = sizeof(struct xts_ctx),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE),
 	.passthrough_ops = DC_OP_BIT(DC_OP_FLUSH) | DC_OP_BIT(DC_OP_UNMAP) | DC_OPS_PR,
 	.open = crypt_open,

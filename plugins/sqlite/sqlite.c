@@ -22,11 +22,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SQ_BUSY_MS 10000
@@ -42,14 +44,18 @@
  * checkpoint itself because the background ones fall behind. */
 #define SQ_CKPT_FRAMES 1000
 #define SQ_CKPT_FORCE (4 * SQ_CKPT_FRAMES)
+/* How long a reader may keep a snapshot. */
+#define SQ_SNAPSHOT_NS (100 * 1000000ull)
 
 enum sq_form { SQ_SQL, SQ_DIFF, SQ_AUTO };
 
-/* Prepared statements. Reader connections prepare only SQ_READ. */
+/* Prepared statements. Reader connections prepare the first SQ_NREADER. */
 enum {
 	SQ_READ,
-	SQ_BEGIN,
+	SQ_BEGIN_READ,
 	SQ_COMMIT,
+	SQ_NREADER,
+	SQ_BEGIN = SQ_NREADER,
 	SQ_ROLLBACK,
 	SQ_PUT,
 	SQ_PUT_NEW,
@@ -64,8 +70,9 @@ enum {
 static const char *const sq_stmt_sql[SQ_NSTMT] = {
 	[SQ_READ] = "SELECT sector, data FROM sectors WHERE sector >= ?1 AND sector < ?2 "
 		    "ORDER BY sector",
-	[SQ_BEGIN] = "BEGIN IMMEDIATE",
+	[SQ_BEGIN_READ] = "BEGIN",
 	[SQ_COMMIT] = "COMMIT",
+	[SQ_BEGIN] = "BEGIN IMMEDIATE",
 	[SQ_ROLLBACK] = "ROLLBACK",
 	[SQ_PUT] = "INSERT OR REPLACE INTO sectors (sector, data) VALUES (?1, ?2)",
 	[SQ_PUT_NEW] = "INSERT OR IGNORE INTO sectors (sector, data) VALUES (?1, ?2)",
@@ -85,6 +92,13 @@ static const char sq_schema[] =
 	"CREATE TABLE sectors (sector INTEGER NOT NULL, data BLOB, PRIMARY KEY (sector));"
 	"CREATE TABLE meta (metadata TEXT NOT NULL);";
 
+/* What the snapshot release timer holds on to: the layer, until it closes. */
+struct sq_handle {
+	pthread_mutex_t lock;
+	struct sq_layer *l; /* NULL once closed */
+	int refs;
+};
+
 /* Per-request scratch. */
 struct sq_rctx {
 	struct sq_layer *l;
@@ -94,6 +108,9 @@ struct sq_rctx {
 struct sq_conn {
 	sqlite3 *db;
 	sqlite3_stmt *st[SQ_NSTMT];
+	bool in_txn;	   /* reader: holds a read transaction (a snapshot) */
+	uint64_t txn_gen;  /* reader: the writer's generation when it began */
+	uint64_t txn_time; /* reader: when it began (ns) */
 	struct sq_conn *next_idle;
 	struct sq_conn *next_all;
 };
@@ -110,8 +127,9 @@ struct sq_layer {
 	uint32_t ss;
 	uint64_t count;
 
-	struct sq_conn *writer; /* NULL when read-only; used by the writer job only */
-	bool dirty;		/* committed since the last sync (writer job) */
+	struct sq_conn *writer;	  /* NULL when read-only; used by the writer job only */
+	atomic_uint_fast64_t gen; /* commits by the writer */
+	bool dirty;		  /* committed since the last sync (writer job) */
 
 	/* Write-type requests wait here for the writer job. */
 	pthread_mutex_t qlock;
@@ -127,6 +145,8 @@ struct sq_layer {
 	struct sq_conn *idle; /* reader connections not in use */
 	struct sq_conn *all;  /* every reader connection */
 	unsigned nreaders;
+	bool timer_pending; /* a release timer is armed (rlock) */
+	struct sq_handle *handle;
 };
 
 static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
@@ -199,7 +219,7 @@ static int sq_conn_open(const char *path, bool writer, struct sq_conn **out)
 			goto fail;
 		}
 	}
-	for (int i = 0; i < (writer ? SQ_NSTMT : 1); i++) {
+	for (int i = 0; i < (writer ? SQ_NSTMT : SQ_NREADER); i++) {
 		rc = sqlite3_prepare_v3(c->db, sq_stmt_sql[i], -1,
 					SQLITE_PREPARE_PERSISTENT, &c->st[i], NULL);
 		if (rc != SQLITE_OK) {
@@ -215,6 +235,23 @@ static int sq_conn_open(const char *path, bool writer, struct sq_conn **out)
 fail:
 	sq_conn_close(c);
 	return -EIO;
+}
+
+/* Run one statement to completion. */
+static int sq_step(struct sq_conn *c, int idx)
+{
+	int rc = sqlite3_step(c->st[idx]);
+
+	sqlite3_reset(c->st[idx]);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* End a reader's read transaction, releasing its snapshot. */
+static void sq_reader_end(struct sq_conn *c)
+{
+	if (c->in_txn)
+		sq_step(c, SQ_COMMIT);
+	c->in_txn = false;
 }
 
 /* An idle reader connection, or a new one. I/O path: no dc_error(). */
@@ -241,12 +278,83 @@ static struct sq_conn *sq_reader_get(struct sq_layer *l)
 	return c;
 }
 
+static uint64_t sq_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The release timer: ends the snapshots of idle readers. It holds a reference
+ * to the handle, not to the layer, so closing never waits for it. */
+static void sq_release_timer(void *arg)
+{
+	struct sq_handle *h = arg;
+	struct sq_layer *l;
+	bool last;
+
+	pthread_mutex_lock(&h->lock);
+	l = h->l;
+	if (l) {
+		pthread_mutex_lock(&l->rlock);
+		l->timer_pending = false;
+		for (struct sq_conn *c = l->idle; c; c = c->next_idle)
+			sq_reader_end(c);
+		pthread_mutex_unlock(&l->rlock);
+	}
+	last = --h->refs == 0;
+	pthread_mutex_unlock(&h->lock);
+	if (last) {
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+	}
+}
+
+/* Drop a reference to the handle (the layer's, at close). */
+static void sq_handle_put(struct sq_handle *h, bool closing)
+{
+	bool last;
+
+	pthread_mutex_lock(&h->lock);
+	if (closing)
+		h->l = NULL;
+	last = --h->refs == 0;
+	pthread_mutex_unlock(&h->lock);
+	if (last) {
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+	}
+}
+
+/* An idle reader keeps its snapshot for the next read, but not for long: a
+ * timer releases idle snapshots SQ_SNAPSHOT_NS after one is kept, so a quiet
+ * disk holds back no checkpoint, ours or another process's. */
 static void sq_reader_put(struct sq_layer *l, struct sq_conn *c)
 {
+	bool arm;
+
 	pthread_mutex_lock(&l->rlock);
 	c->next_idle = l->idle;
 	l->idle = c;
+	arm = c->in_txn && !l->timer_pending;
+	if (arm)
+		l->timer_pending = true;
 	pthread_mutex_unlock(&l->rlock);
+	if (!arm)
+		return;
+	pthread_mutex_lock(&l->handle->lock);
+	l->handle->refs++;
+	pthread_mutex_unlock(&l->handle->lock);
+	if (dc_timer_after(SQ_SNAPSHOT_NS, sq_release_timer, l->handle) < 0) {
+		/* No timer: keep no snapshots. */
+		pthread_mutex_lock(&l->rlock);
+		l->timer_pending = false;
+		for (c = l->idle; c; c = c->next_idle)
+			sq_reader_end(c);
+		pthread_mutex_unlock(&l->rlock);
+		sq_handle_put(l->handle, false);
+	}
 }
 
 /* --- Database files ---------------------------------------------------------- */
@@ -619,6 +727,38 @@ static const uint8_t *sq_buf_sector(const struct dc_buf *b, size_t ss, uint8_t *
 	return tmp;
 }
 
+/* A reader keeps its read transaction across requests while the writer has
+ * committed nothing since it began: the snapshot is still the newest, and each
+ * read saves the locking (and file size check) of starting a transaction. A
+ * read submitted after a write completed always sees it: the writer counts the
+ * commit before completing the write. */
+static void sq_reader_begin(struct sq_layer *l, struct sq_conn *c)
+{
+	uint64_t gen = atomic_load(&l->gen), now = sq_now_ns();
+
+	if (c->in_txn && c->txn_gen == gen && now - c->txn_time < SQ_SNAPSHOT_NS)
+		return;
+	sq_reader_end(c);
+	if (sq_step(c, SQ_BEGIN_READ) == SQLITE_OK) {
+		c->in_txn = true;
+		c->txn_gen = gen;
+		c->txn_time = now;
+	}
+}
+
+/* Release the snapshots of idle readers that are out of date, so they do not
+ * hold back checkpoints. */
+static void sq_readers_release(struct sq_layer *l)
+{
+	uint64_t gen = atomic_load(&l->gen);
+
+	pthread_mutex_lock(&l->rlock);
+	for (struct sq_conn *c = l->idle; c; c = c->next_idle)
+		if (c->in_txn && c->txn_gen != gen)
+			sq_reader_end(c);
+	pthread_mutex_unlock(&l->rlock);
+}
+
 static int sq_read(struct sq_layer *l, struct dc_req *req)
 {
 	uint64_t n = req->buf.len / l->ss, next = req->sector, run = req->sector;
@@ -636,6 +776,7 @@ static int sq_read(struct sq_layer *l, struct dc_req *req)
 	c = sq_reader_get(l);
 	if (!c)
 		return DC_E_IO;
+	sq_reader_begin(l, c);
 	st = c->st[SQ_READ];
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)req->sector);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)(req->sector + n));
@@ -675,6 +816,8 @@ static int sq_read(struct sq_layer *l, struct dc_req *req)
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		ret = sq_io_error(l, c->db, rc);
 	sqlite3_reset(st);
+	if (ret)
+		sq_reader_end(c);
 	sq_reader_put(l, c);
 	if (ret == 0) {
 		if (req->marker && next > run)
@@ -683,15 +826,6 @@ static int sq_read(struct sq_layer *l, struct dc_req *req)
 			dc_buf_zero(&rest, 0, (req->sector + n - next) * l->ss);
 	}
 	return ret;
-}
-
-/* Run one statement to completion on the writer. */
-static int sq_step(struct sq_conn *w, int idx)
-{
-	int rc = sqlite3_step(w->st[idx]);
-
-	sqlite3_reset(w->st[idx]);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
 static int sq_put_sectors(struct sq_layer *l, struct dc_req *req, sqlite3_stmt *st)
@@ -790,8 +924,10 @@ static void sq_commit_batch(struct sq_layer *l, struct dc_req **reqs, unsigned n
 	result = rc == SQLITE_OK ? 0 : sq_io_error(l, w->db, rc);
 	if (sync && sq_step(w, SQ_SYNC_NORMAL) != SQLITE_OK && result == 0)
 		result = sq_io_error(l, w->db, SQLITE_ERROR);
-	if (result == 0)
+	if (result == 0) {
 		l->dirty = !sync;
+		atomic_fetch_add(&l->gen, 1);
+	}
 	if (result != 0 && n > 1) {
 		for (unsigned i = 0; i < n; i++)
 			sq_commit_batch(l, &reqs[i], 1);
@@ -807,6 +943,7 @@ static void sq_ckpt_job(void *arg)
 {
 	struct sq_layer *l = arg;
 
+	sq_readers_release(l);
 	if (!l->ckpt && sq_conn_open(l->path, true, &l->ckpt) < 0)
 		dc_debug("sqlite: %s: checkpoint connection failed", l->path);
 	if (l->ckpt) {
@@ -979,6 +1116,7 @@ static void sq_close(void *inst)
 	while (l->qactive || l->ckactive)
 		pthread_cond_wait(&l->qidle, &l->qlock);
 	pthread_mutex_unlock(&l->qlock);
+	sq_handle_put(l->handle, true);
 	/* Readers first: the writer's close, as the last, checkpoints the WAL. */
 	for (c = l->all; c; c = next) {
 		next = c->next_all;
@@ -1036,6 +1174,15 @@ static int sq_open(const struct dc_open_args *a, void **inst, struct dc_info *in
 		dc_error("out of memory");
 		return -ENOMEM;
 	}
+	l->handle = calloc(1, sizeof(*l->handle));
+	if (!l->handle) {
+		free(l);
+		dc_error("out of memory");
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&l->handle->lock, NULL);
+	l->handle->l = l;
+	l->handle->refs = 1;
 	pthread_mutex_init(&l->qlock, NULL);
 	pthread_cond_init(&l->qidle, NULL);
 	pthread_mutex_init(&l->rlock, NULL);

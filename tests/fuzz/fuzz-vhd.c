@@ -67,8 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			bits[0] = 0;
 			fuzz_io(inst, DC_OP_READ, 0, s, buf, len, bits);
 			if (!a.read_only && s % 7 == 0)
-				fuzz_io(inst, DC_OP_WRITE, s % 2 ? DC_IO_FUA : 0, s, buf, len,
-					NULL);
+				fuzz_io(inst, DC_OP_WRITE, s % 2 ? DC_IO_FUA : 0, s, buf,
+					len, NULL);
 		}
 		fuzz_io(inst, DC_OP_READ, 0, n, buf, 512, bits);
 		vhd_plugin.close(inst);

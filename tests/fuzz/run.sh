@@ -17,7 +17,10 @@ if ! command -v "$cc" >/dev/null 2>&1; then
 fi
 lib="$build/core/libdiskcore.so"
 ctl="$build/tools/diskctl"
-[ -e "$lib" ] && [ -x "$ctl" ] || { echo "FAIL: build $build first" >&2; exit 1; }
+if [ ! -e "$lib" ] || [ ! -x "$ctl" ]; then
+	echo "FAIL: build $build first" >&2
+	exit 1
+fi
 
 out="$build/fuzz"
 mkdir -p "$out"
@@ -35,7 +38,11 @@ rm -rf "$seeds"
 mkdir -p "$seeds/vhd" "$seeds/vhd1" "$out/corpus-vhd" "$out/corpus-vhd1"
 img="$seeds/img"
 mkdir -p "$img"
-export DISKCORE_PLUGIN_PATH="${DISKCORE_PLUGIN_PATH:-$(ls -d "$build"/plugins/*/ | tr '\n' ':')}"
+if [ -z "${DISKCORE_PLUGIN_PATH:-}" ]; then
+	DISKCORE_PLUGIN_PATH=$(find "$build/plugins" -mindepth 1 -maxdepth 1 -type d |
+		tr '\n' ':')
+	export DISKCORE_PLUGIN_PATH
+fi
 "$ctl" info "vhd:$img/dyn.vhd;create=64K;block=4K" >/dev/null
 "$ctl" write "vhd:$img/dyn.vhd" 3 --pattern 0xab --count 9 >/dev/null
 "$ctl" info "vhd:$img/base.vhd;create=64K;block=8K" >/dev/null

@@ -1,0 +1,1273 @@
+/* SPDX-License-Identifier: MIT */
+/* The vhd plugin: dynamic and differencing VHD read-write, fixed VHD through the
+ * same plugin, parent chains as layers, and bad input. Image structures are read
+ * and broken here by code independent of the plugin's. */
+#include "conformance.h"
+#include "harness.h"
+
+#include <diskcore/plugin.h>
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KIB 1024
+#define MIB (1024 * 1024)
+
+/* --- Helpers ------------------------------------------------------------------ */
+
+static char *tv_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *tv_fmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	return s;
+}
+
+static dc_disk *tv_open(const char *spec, uint32_t flags)
+{
+	dc_disk *d = NULL;
+	int rc = dc_open(spec, flags, &d);
+
+	ck_assert_msg(rc == 0, "dc_open(%s): %d %s", spec, rc, dc_last_error());
+	return d;
+}
+
+static dc_disk *tv_openf(uint32_t flags, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static dc_disk *tv_openf(uint32_t flags, const char *fmt, ...)
+{
+	va_list ap;
+	char *spec;
+	dc_disk *d;
+
+	va_start(ap, fmt);
+	if (vasprintf(&spec, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	d = tv_open(spec, flags);
+	free(spec);
+	return d;
+}
+
+static void tv_open_fails(const char *spec, uint32_t flags, const char *needle)
+{
+	dc_disk *d = NULL;
+	int r = dc_open(spec, flags, &d);
+
+	ck_assert_msg(r < 0, "dc_open(%s) succeeded; expected a failure about '%s'", spec,
+		      needle);
+	ck_assert_msg(strstr(dc_last_error(), needle),
+		      "dc_open(%s): message '%s' lacks '%s'", spec, dc_last_error(),
+		      needle);
+}
+
+/* Create a VHD with the plugin: "vhd:PATH;OPTS". */
+static void tv_create(const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void tv_create(const char *path, const char *fmt, ...)
+{
+	char *opts, *spec;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&opts, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	spec = tv_fmt("vhd:%s;%s", path, opts);
+	dc_close(tv_open(spec, 0));
+	free(spec);
+	free(opts);
+}
+
+static void tv_write(dc_disk *d, uint64_t sector, uint64_t count, uint64_t seed)
+{
+	size_t len = (size_t)count * 512;
+	void *buf = h_alloc(len);
+
+	h_fill(buf, len, seed);
+	ck_assert_int_eq(dc_write(d, sector, buf, len, 0), 0);
+	free(buf);
+}
+
+/* Check [sector, sector+count) against a model image `model` (whole disk). */
+static void tv_check(dc_disk *d, const uint8_t *model, uint64_t sector, uint64_t count)
+{
+	size_t len = (size_t)count * 512;
+	uint8_t *buf = h_alloc(len);
+
+	ck_assert_int_eq(dc_read(d, sector, buf, len), 0);
+	for (size_t i = 0; i < len; i += 512)
+		ck_assert_msg(memcmp(buf + i, model + sector * 512 + i, 512) == 0,
+			      "sector %llu differs from the model",
+			      (unsigned long long)(sector + i / 512));
+	free(buf);
+}
+
+static void tv_model_write(uint8_t *model, uint64_t sector, uint64_t count, uint64_t seed)
+{
+	h_fill(model + sector * 512, (size_t)count * 512, seed);
+}
+
+/* The same write to the disk and to its model. */
+static void tv_put(dc_disk *d, uint8_t *model, uint64_t sector, uint64_t count,
+		   uint64_t seed)
+{
+	tv_write(d, sector, count, seed);
+	tv_model_write(model, sector, count, seed);
+}
+
+static uint32_t tv_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t tv_get64(const uint8_t *p)
+{
+	return (uint64_t)tv_get32(p) << 32 | tv_get32(p + 4);
+}
+
+static void tv_put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static void tv_put64(uint8_t *p, uint64_t v)
+{
+	tv_put32(p, (uint32_t)(v >> 32));
+	tv_put32(p + 4, (uint32_t)v);
+}
+
+static uint32_t tv_sum(const uint8_t *b, size_t len, size_t skip)
+{
+	uint32_t s = 0;
+
+	for (size_t i = 0; i < len; i++)
+		if (i < skip || i >= skip + 4)
+			s += b[i];
+	return ~s;
+}
+
+/* An image's layout as read straight from the file. */
+struct tv_img {
+	int fd;
+	uint64_t size;
+	uint8_t foot[512], copy[512], hdr[1024];
+	uint64_t hdr_off, bat_off;
+	uint32_t entries, block;
+};
+
+static void tv_img_open(struct tv_img *m, const char *path)
+{
+	struct stat st;
+
+	m->fd = open(path, O_RDWR);
+	ck_assert(m->fd >= 0 && fstat(m->fd, &st) == 0);
+	m->size = (uint64_t)st.st_size;
+	ck_assert_int_eq(pread(m->fd, m->foot, 512, (off_t)m->size - 512), 512);
+	ck_assert_int_eq(pread(m->fd, m->copy, 512, 0), 512);
+	m->hdr_off = tv_get64(m->foot + 16);
+	ck_assert_int_eq(pread(m->fd, m->hdr, 1024, (off_t)m->hdr_off), 1024);
+	m->bat_off = tv_get64(m->hdr + 16);
+	m->entries = tv_get32(m->hdr + 28);
+	m->block = tv_get32(m->hdr + 32);
+}
+
+static uint32_t tv_bat(struct tv_img *m, uint32_t b)
+{
+	uint8_t e[4];
+
+	ck_assert_int_eq(pread(m->fd, e, 4, (off_t)(m->bat_off + 4 * b)), 4);
+	return tv_get32(e);
+}
+
+static void tv_set_bat(struct tv_img *m, uint32_t b, uint32_t v)
+{
+	uint8_t e[4];
+
+	tv_put32(e, v);
+	ck_assert_int_eq(pwrite(m->fd, e, 4, (off_t)(m->bat_off + 4 * b)), 4);
+}
+
+/* Rewrite the header with a new checksum after fields were changed. */
+static void tv_put_hdr(struct tv_img *m)
+{
+	tv_put32(m->hdr + 36, tv_sum(m->hdr, 1024, 36));
+	ck_assert_int_eq(pwrite(m->fd, m->hdr, 1024, (off_t)m->hdr_off), 1024);
+}
+
+/* Rewrite both footers with a new checksum. */
+static void tv_put_footers(struct tv_img *m, uint8_t *f)
+{
+	tv_put32(f + 64, tv_sum(f, 512, 64));
+	ck_assert_int_eq(pwrite(m->fd, f, 512, 0), 512);
+	ck_assert_int_eq(pwrite(m->fd, f, 512, (off_t)m->size - 512), 512);
+}
+
+static void tv_img_close(struct tv_img *m)
+{
+	close(m->fd);
+}
+
+/* Describe values of a disk's chain, "key=value\n" per line. */
+static int tv_describe_visit(void *arg, int depth, const char *plugin, const char *form,
+			     const struct dc_info *info, const char *key,
+			     const char *value)
+{
+	char **out = arg, *n;
+
+	(void)depth;
+	(void)plugin;
+	(void)form;
+	(void)info;
+	if (!key)
+		return 0;
+	n = tv_fmt("%s%s=%s\n", *out ? *out : "", key, value);
+	free(*out);
+	*out = n;
+	return 0;
+}
+
+static char *tv_describe(dc_disk *d)
+{
+	char *out = NULL;
+
+	dc_describe(d, tv_describe_visit, &out);
+	return out ? out : strdup("");
+}
+
+/* --- Dynamic images ----------------------------------------------------------- */
+
+/* A new dynamic image: both footers, the header, an empty BAT; small file. */
+START_TEST(vhd_create_dynamic)
+{
+	char *path = h_tmppath(".vhd");
+	struct tv_img m;
+	struct dc_info info;
+	dc_disk *d;
+	char *spec = tv_fmt("vhd:%s;create=5M;block=1M", path);
+
+	d = tv_open(spec, 0);
+	dc_get_info(d, &info);
+	ck_assert_uint_eq(info.sector_count, 5 * MIB / 512);
+	ck_assert_uint_eq(info.sector_size, 512);
+	ck_assert_uint_eq(info.physical_sector_size, 512);
+	ck_assert_uint_eq(info.unmap_behavior, DC_UNMAP_IGNORED);
+	ck_assert(info.flags & DC_INFO_HAS_DISK_ID);
+	dc_close(d);
+	tv_img_open(&m, path);
+	ck_assert_uint_lt(m.size, 64 * KIB);
+	ck_assert_int_eq(memcmp(m.foot, m.copy, 512), 0);
+	ck_assert_int_eq(memcmp(m.foot, "conectix", 8), 0);
+	ck_assert_uint_eq(tv_get32(m.foot + 60), 3);
+	ck_assert_uint_eq(tv_get64(m.foot + 48), 5 * MIB);
+	ck_assert_uint_eq(tv_get32(m.foot + 64), tv_sum(m.foot, 512, 64));
+	ck_assert_int_eq(memcmp(m.foot + 68, info.disk_id, 16), 0);
+	ck_assert_int_eq(memcmp(m.hdr, "cxsparse", 8), 0);
+	ck_assert_uint_eq(tv_get32(m.hdr + 36), tv_sum(m.hdr, 1024, 36));
+	ck_assert_uint_eq(m.entries, 5);
+	ck_assert_uint_eq(m.block, MIB);
+	for (uint32_t b = 0; b < 5; b++)
+		ck_assert_uint_eq(tv_bat(&m, b), 0xffffffff);
+	tv_img_close(&m);
+	free(spec);
+	/* Bad creation options. */
+	spec = tv_fmt("vhd:%s;create=1M;block=3000", path);
+	tv_open_fails(spec, 0, "power of two");
+	free(spec);
+	spec = tv_fmt("vhd:%s;create=1000", path);
+	tv_open_fails(spec, 0, "multiple of 512");
+	free(spec);
+	spec = tv_fmt("vhd:%s;block=1M", path);
+	tv_open_fails(spec, 0, "only when creating");
+	free(spec);
+	spec = tv_fmt("vhd:%s;create=3T", path);
+	tv_open_fails(spec, 0, "2040 GiB");
+	free(spec);
+	free(path);
+}
+END_TEST
+
+/* Writes allocate blocks (and only as many as touched); data reads back across
+ * block boundaries, unwritten space reads as zero, and everything persists. */
+START_TEST(vhd_dynamic_read_write)
+{
+	char *path = h_tmppath(".vhd");
+	char *spec = tv_fmt("vhd:%s", path);
+	uint64_t n = 6 * MIB / 512 + 3, spb = 64 * KIB / 512;
+	uint8_t *model = calloc(1, n * 512);
+	struct tv_img m;
+	dc_disk *d;
+
+	tv_create(path, "create=6292992;block=64K");
+	d = tv_open(spec, 0);
+	ck_assert_uint_eq(dc_sector_count(d), n);
+	tv_check(d, model, 0, n);
+	tv_put(d, model, 0, 1, 1);
+	tv_write(d, spb - 3, 10, 2); /* straddles blocks 0 and 1 */
+	tv_model_write(model, spb - 3, 10, 2);
+	tv_write(d, 40 * spb + 5, 3 * spb, 3); /* four blocks */
+	tv_model_write(model, 40 * spb + 5, 3 * spb, 3);
+	tv_write(d, n - 1, 1, 4); /* the partial last block */
+	tv_model_write(model, n - 1, 1, 4);
+	tv_check(d, model, 0, n);
+	tv_write(d, spb - 1, 2, 5); /* overwrite inside allocated blocks */
+	tv_model_write(model, spb - 1, 2, 5);
+	tv_check(d, model, 0, n);
+	ck_assert_int_eq(dc_flush(d), 0);
+	dc_close(d);
+
+	tv_img_open(&m, path);
+	{
+		uint32_t alloc = 0;
+
+		for (uint32_t b = 0; b < m.entries; b++)
+			alloc += tv_bat(&m, b) != 0xffffffff;
+		ck_assert_uint_eq(alloc, 2 + 4 + 1);
+		/* The footer followed the blocks and still matches its copy. */
+		ck_assert_int_eq(memcmp(m.foot, m.copy, 512), 0);
+		ck_assert_uint_ge(m.size, m.bat_off + 7 * (64 * KIB + 512));
+		/* A dynamic image's bitmaps are all ones. */
+		uint8_t bm[512];
+
+		ck_assert_int_eq(pread(m.fd, bm, 512, (off_t)tv_bat(&m, 0) * 512), 512);
+		for (int i = 0; i < 16; i++)
+			ck_assert_uint_eq(bm[i], 0xff);
+	}
+	tv_img_close(&m);
+	d = tv_open(spec, DC_OPEN_READ_ONLY);
+	tv_check(d, model, 0, n);
+	ck_assert_int_eq(dc_read(d, n, model, 512), DC_E_ILLEGAL_BLOCK);
+	dc_close(d);
+	free(model);
+	free(spec);
+	free(path);
+}
+END_TEST
+
+/* Many threads allocating in the same blocks at once. */
+struct tv_thread {
+	dc_disk *d;
+	int id;
+};
+
+static void *tv_writer(void *arg)
+{
+	struct tv_thread *t = arg;
+	uint8_t buf[1024];
+
+	for (int i = 0; i < 64; i++) {
+		uint64_t sector = (uint64_t)i * 16 + (uint64_t)t->id * 2;
+
+		h_fill(buf, sizeof(buf), sector);
+		if (dc_write(t->d, sector, buf, sizeof(buf), 0) != 0)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+START_TEST(vhd_concurrent_allocation)
+{
+	char *path = h_tmppath(".vhd");
+	char *spec = tv_fmt("vhd:%s", path);
+	pthread_t th[8];
+	struct tv_thread t[8];
+	uint8_t buf[1024];
+	dc_disk *d;
+
+	tv_create(path, "create=1M;block=4K");
+	d = tv_open(spec, 0);
+	for (int i = 0; i < 8; i++) {
+		t[i] = (struct tv_thread){ d, i };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, tv_writer, &t[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		void *r;
+
+		pthread_join(th[i], &r);
+		ck_assert_ptr_null(r);
+	}
+	dc_close(d);
+	d = tv_open(spec, 0);
+	for (int i = 0; i < 64; i++)
+		for (int id = 0; id < 8; id++) {
+			uint64_t sector = (uint64_t)i * 16 + (uint64_t)id * 2;
+
+			ck_assert_int_eq(dc_read(d, sector, buf, sizeof(buf)), 0);
+			ck_assert_int_lt(h_check(buf, sizeof(buf), sector), 0);
+		}
+	dc_close(d);
+	free(spec);
+	free(path);
+}
+END_TEST
+
+/* A fixed VHD opens through the vhd plugin too, and file:X.vhd picks the vhd
+ * plugin for every type. */
+START_TEST(vhd_fixed_and_file_dispatch)
+{
+	char *fixed = h_tmppath(".vhd"), *dyn = h_tmppath(".vhd");
+	char *spec;
+	struct dc_info info, info2;
+	uint8_t buf[4096];
+	dc_disk *d;
+
+	d = tv_openf(0, "vhd1:%s;create=1M", fixed);
+	dc_get_info(d, &info);
+	tv_write(d, 8, 8, 42);
+	dc_close(d);
+	d = tv_openf(0, "vhd:%s", fixed);
+	dc_get_info(d, &info2);
+	ck_assert_uint_eq(info2.sector_count, 2048);
+	ck_assert_int_eq(memcmp(info.disk_id, info2.disk_id, 16), 0);
+	ck_assert_int_eq(dc_read(d, 8, buf, sizeof(buf)), 0);
+	ck_assert_int_lt(h_check(buf, sizeof(buf), 42), 0);
+	ck_assert_int_eq(dc_read(d, 2048, buf, 512), DC_E_ILLEGAL_BLOCK);
+	tv_write(d, 2047, 1, 43);
+	dc_close(d);
+	spec = tv_fmt("vhd1:%s", fixed); /* the footer is intact */
+	dc_close(tv_open(spec, 0));
+	free(spec);
+
+	tv_create(dyn, "create=2M");
+	d = tv_openf(0, "file:%s", dyn);
+	tv_write(d, 100, 8, 44);
+	dc_close(d);
+	spec = dyn; /* a bare absolute path is file: */
+	d = tv_open(spec, 0);
+	ck_assert_int_eq(dc_read(d, 100, buf, sizeof(buf)), 0);
+	ck_assert_int_lt(h_check(buf, sizeof(buf), 44), 0);
+	dc_close(d);
+	free(fixed);
+	free(dyn);
+}
+END_TEST
+
+/* file:X.vhd;create=SIZE makes a fixed VHD, as OpenVMM does. */
+START_TEST(vhd_file_create_is_fixed)
+{
+	char *path = h_tmppath(".vhd");
+	char *spec = tv_fmt("file:%s;create=1M", path);
+	struct stat st;
+	uint8_t f[512];
+	int fd;
+
+	dc_close(tv_open(spec, 0));
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, MIB + 512);
+	fd = open(path, O_RDONLY);
+	ck_assert_int_eq(pread(fd, f, 512, MIB), 512);
+	close(fd);
+	ck_assert_int_eq(memcmp(f, "conectix", 8), 0);
+	ck_assert_uint_eq(tv_get32(f + 60), 2);
+	free(spec);
+	free(path);
+}
+END_TEST
+
+/* --- Differencing images ------------------------------------------------------- */
+
+/* A base of 2 MiB with a pattern in every 4 KiB; returns its model. */
+static uint8_t *tv_base(const char *path, const char *opts)
+{
+	char *spec = tv_fmt("vhd:%s;%s", path, opts);
+	uint8_t *model = calloc(1, 2 * MIB);
+	dc_disk *d = tv_open(spec, 0);
+
+	for (uint64_t s = 0; s < 4096; s += 8) {
+		tv_put(d, model, s, 8, 1000 + s);
+	}
+	dc_close(d);
+	free(spec);
+	return model;
+}
+
+/* The child reads the parent where it has nothing, its own sectors where it
+ * wrote, at sector granularity; the parent is never written. */
+START_TEST(vhd_diff_basic)
+{
+	char *base = h_tmppath(".vhd"), *child = h_tmppath(".vhd");
+	uint8_t *model = tv_base(base, "create=2M;block=64K");
+	uint8_t *orig = malloc(2 * MIB);
+	char *spec = tv_fmt("vhd:%s;parent=%s", child, base), *desc;
+	struct tv_img m;
+	dc_disk *d;
+
+	memcpy(orig, model, 2 * MIB);
+	d = tv_open(spec, 0);
+	free(spec);
+	ck_assert_uint_eq(dc_sector_count(d), 4096);
+	tv_check(d, model, 0, 4096);
+	/* Odd runs: inside a byte of the bitmap, across bytes, across blocks. */
+	tv_put(d, model, 3, 3, 1);
+	tv_put(d, model, 100, 101, 2);
+	tv_put(d, model, 127, 2, 3);
+	tv_put(d, model, 4095, 1, 4);
+	tv_check(d, model, 0, 4096);
+	desc = tv_describe(d);
+	ck_assert_msg(strstr(desc, "format=differencing VHD"), "%s", desc);
+	ck_assert_msg(strstr(desc, "format=dynamic VHD"), "%s", desc);
+	ck_assert_msg(strstr(desc, "parent="), "%s", desc);
+	free(desc);
+	dc_close(d);
+
+	/* The child's bitmap holds exactly the written sectors. */
+	tv_img_open(&m, child);
+	{
+		uint8_t bm[512];
+		uint32_t e = tv_bat(&m, 0);
+
+		ck_assert_uint_ne(e, 0xffffffff);
+		ck_assert_int_eq(pread(m.fd, bm, 512, (off_t)e * 512), 512);
+		for (uint32_t s = 0; s < 128; s++) {
+			bool set = bm[s / 8] & (0x80 >> (s % 8));
+			bool want = (s >= 3 && s < 6) || (s >= 100 && s < 128);
+
+			ck_assert_msg(set == want, "bit of sector %u is %d", s, set);
+		}
+		ck_assert_uint_eq(tv_bat(&m, 2), 0xffffffff);
+	}
+	tv_img_close(&m);
+
+	d = tv_openf(DC_OPEN_READ_ONLY, "vhd:%s", child);
+	tv_check(d, model, 0, 4096);
+	dc_close(d);
+	d = tv_openf(DC_OPEN_READ_ONLY, "vhd:%s", base);
+	tv_check(d, orig, 0, 4096);
+	dc_close(d);
+	free(orig);
+	free(model);
+	free(base);
+	free(child);
+}
+END_TEST
+
+/* base (fixed) <- mid <- top: each level's writes show through. */
+START_TEST(vhd_diff_chain)
+{
+	char *base = h_tmppath(".vhd"), *mid = h_tmppath(".vhd"),
+	     *top = h_tmppath(".vhd");
+	uint8_t *model = calloc(1, 2 * MIB);
+	char *spec;
+	dc_disk *d;
+
+	d = tv_openf(0, "vhd1:%s;create=2M", base);
+	tv_put(d, model, 0, 4096, 1);
+	dc_close(d);
+	tv_create(mid, "parent=%s", base);
+	d = tv_openf(0, "vhd:%s", mid);
+	tv_put(d, model, 10, 20, 2);
+	dc_close(d);
+	tv_create(top, "parent=%s;block=4K", mid);
+	spec = tv_fmt("vhd:%s", top);
+	d = tv_open(spec, 0);
+	tv_check(d, model, 0, 4096);
+	tv_put(d, model, 15, 3, 3);
+	tv_put(d, model, 4000, 90, 4);
+	tv_check(d, model, 0, 4096);
+	dc_close(d);
+	/* memdiff over the chain: writes stay in memory. */
+	free(spec);
+	spec = tv_fmt("memdiff:vhd:%s", top);
+	d = tv_open(spec, 0);
+	tv_check(d, model, 0, 4096);
+	tv_write(d, 0, 4096, 5);
+	dc_close(d);
+	free(spec);
+	d = tv_openf(DC_OPEN_READ_ONLY, "vhd:%s", top);
+	tv_check(d, model, 0, 4096);
+	dc_close(d);
+	free(model);
+	free(base);
+	free(mid);
+	free(top);
+}
+END_TEST
+
+/* The relative locator finds a moved pair; the absolute one a moved child. */
+START_TEST(vhd_diff_locators)
+{
+	char *dir = h_tmpsubdir(), *dir2 = h_tmpsubdir(), *moved;
+	char *base = tv_fmt("%s/sub/base.vhd", dir), *child = tv_fmt("%s/child.vhd", dir);
+	char *sub = tv_fmt("%s/sub", dir);
+	uint8_t *model;
+	char *spec, *desc;
+	dc_disk *d;
+
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	model = tv_base(base, "create=2M");
+	tv_create(child, "parent=%s/sub/../sub/base.vhd", dir);
+	/* Relative: move the whole directory. */
+	moved = tv_fmt("%s/moved", dir2);
+	ck_assert_int_eq(rename(dir, moved), 0);
+	free(child);
+	child = tv_fmt("%s/child.vhd", moved);
+	d = tv_openf(DC_OPEN_READ_ONLY, "vhd:%s", child);
+	tv_check(d, model, 0, 4096);
+	desc = tv_describe(d);
+	ck_assert_msg(strstr(desc, "/moved/sub/base.vhd"), "%s", desc);
+	free(desc);
+	dc_close(d);
+	/* Absolute: move only the child away from its parent. */
+	free(base);
+	base = tv_fmt("%s/sub/base.vhd", moved);
+	free(child);
+	child = tv_fmt("%s/c2.vhd", dir2);
+	tv_create(child, "parent=%s", base);
+	{
+		char *other = h_tmpsubdir(), *c3 = tv_fmt("%s/c3.vhd", other);
+
+		ck_assert_int_eq(rename(child, c3), 0);
+		spec = tv_fmt("vhd:%s", c3);
+		d = tv_open(spec, DC_OPEN_READ_ONLY);
+		tv_check(d, model, 0, 4096);
+		dc_close(d);
+		free(spec);
+		free(c3);
+		free(other);
+	}
+	free(model);
+	free(moved);
+	free(sub);
+	free(base);
+	free(child);
+	free(dir);
+	free(dir2);
+}
+END_TEST
+
+/* A parent replaced by another image, a missing parent, a chain that loops. */
+START_TEST(vhd_diff_bad_parent)
+{
+	char *base = h_tmppath(".vhd"), *child = h_tmppath(".vhd"),
+	     *c2 = h_tmppath(".vhd");
+	char *spec = tv_fmt("vhd:%s", child);
+
+	tv_create(base, "create=1M");
+	tv_create(child, "parent=%s", base);
+	dc_close(tv_open(spec, 0));
+	/* Same name, new unique id. */
+	tv_create(base, "create=1M");
+	tv_open_fails(spec, 0, "unique id");
+	/* Gone. */
+	ck_assert_int_eq(unlink(base), 0);
+	tv_open_fails(spec, 0, "parent image not found");
+	/* base <- child <- c2, then c2 takes base's place: child -> c2 -> child. */
+	tv_create(base, "create=1M");
+	tv_create(child, "parent=%s", base);
+	tv_create(c2, "parent=%s", child);
+	ck_assert_int_eq(rename(c2, base), 0);
+	tv_open_fails(spec, 0, "loops");
+	free(spec);
+	/* Creating a child over a file its own parent chain needs is refused. */
+	tv_create(base, "create=1M");
+	tv_create(child, "parent=%s", base);
+	tv_create(c2, "parent=%s", child);
+	spec = tv_fmt("vhd:%s;parent=%s", child, c2);
+	tv_open_fails(spec, 0, "depends on it");
+	free(spec);
+	spec = tv_fmt("vhd:%s;parent=%s", base, base);
+	tv_open_fails(spec, 0, "depends on it");
+	free(spec);
+	spec = tv_fmt("vhd:%s;parent=%s;create=1M", c2, base);
+	tv_open_fails(spec, 0, "without create");
+	free(spec);
+	free(base);
+	free(child);
+	free(c2);
+}
+END_TEST
+
+/* A writable child over a read-only parent: the parent file's bytes never
+ * change, even through flush and FUA. */
+START_TEST(vhd_diff_parent_untouched)
+{
+	char *base = h_tmppath(".vhd"), *child = h_tmppath(".vhd");
+	uint8_t *model = tv_base(base, "create=2M;block=512K");
+	uint8_t *before = malloc(3 * MIB), *after = malloc(3 * MIB);
+	char *spec = tv_fmt("vhd:%s", child);
+	struct stat st;
+	dc_disk *d;
+	int fd;
+
+	fd = open(base, O_RDONLY);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_int_le(st.st_size, 3 * MIB);
+	ck_assert_int_eq(pread(fd, before, (size_t)st.st_size, 0), st.st_size);
+	tv_create(child, "parent=%s", base);
+	d = tv_open(spec, 0);
+	tv_write(d, 0, 4096, 9);
+	ck_assert_int_eq(dc_flush(d), 0);
+	ck_assert_int_eq(dc_write(d, 0, model, 4096, DC_IO_FUA), 0);
+	dc_close(d);
+	ck_assert_int_eq(pread(fd, after, (size_t)st.st_size, 0), st.st_size);
+	ck_assert_int_eq(memcmp(before, after, (size_t)st.st_size), 0);
+	close(fd);
+	free(before);
+	free(after);
+	free(model);
+	free(spec);
+	free(base);
+	free(child);
+}
+END_TEST
+
+/* --- The layer contract, below the core ------------------------------------------ */
+
+struct tv_direct {
+	void *so;
+	const struct dc_plugin *p;
+	void *inst;
+	struct dc_info info;
+};
+
+static void tv_direct_open(struct tv_direct *t, const char *path, bool ro)
+{
+	const char *env = getenv("DISKCORE_PLUGIN_PATH");
+	char *dirs = strdup(env ? env : ""), *save = NULL;
+	const struct dc_plugin *(*entry)(void);
+	const char *fields[1] = { path };
+	struct dc_open_args a = {
+		.struct_size = sizeof(a),
+		.form = "vhd",
+		.fields = fields,
+		.nfields = 1,
+		.read_only = ro,
+	};
+
+	t->so = NULL;
+	for (char *dir = strtok_r(dirs, ":", &save); dir && !t->so;
+	     dir = strtok_r(NULL, ":", &save)) {
+		char *so = tv_fmt("%s/vhd.so", dir);
+
+		if (access(so, R_OK) == 0)
+			t->so = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+		free(so);
+	}
+	free(dirs);
+	ck_assert_msg(t->so, "vhd.so not found on DISKCORE_PLUGIN_PATH");
+	*(void **)&entry = dlsym(t->so, DC_PLUGIN_ENTRY_NAME);
+	ck_assert_ptr_nonnull(entry);
+	t->p = entry();
+	ck_assert_int_eq(t->p->kind, DC_KIND_LAYER);
+	ck_assert_int_eq(t->p->open(&a, &t->inst, &t->info), 0);
+}
+
+/* One request; marker bits (one per sector) returned in *bits when non-NULL. */
+static int tv_direct_io(struct tv_direct *t, uint32_t op, uint32_t flags, uint64_t sector,
+			void *buf, size_t len, uint64_t *bits)
+{
+	struct iovec iov = { buf, len };
+	struct dc_marker mk = { bits, 0, sector, len / 512 };
+	struct dc_req req = {
+		.op = op,
+		.flags = flags,
+		.sector = sector,
+		.count = len / 512,
+		.buf = { .iov = &iov, .iovcnt = 1, .len = len },
+		.marker = bits ? &mk : NULL,
+	};
+
+	return t->p->io(t->inst, &req);
+}
+
+static void tv_direct_close(struct tv_direct *t)
+{
+	t->p->close(t->inst);
+	dlclose(t->so);
+}
+
+static bool tv_bit(const uint64_t *bits, unsigned i)
+{
+	return bits[i / 64] >> (i % 64) & 1;
+}
+
+/* A differencing layer marks only the sectors it holds; a dynamic layer marks
+ * everything; no-overwrite writes skip held sectors; ranges are checked. */
+START_TEST(vhd_layer_marks)
+{
+	char *base = h_tmppath(".vhd"), *child = h_tmppath(".vhd");
+	uint8_t buf[64 * 512], want[64 * 512];
+	uint64_t bits[1];
+	struct tv_direct t;
+	char lower[4096];
+
+	tv_create(base, "create=1M");
+	tv_create(child, "parent=%s;block=16K", base);
+	tv_direct_open(&t, child, false);
+	ck_assert_int_eq(t.p->lower_spec(t.inst, lower, sizeof(lower)), 1);
+	ck_assert_msg(!strncmp(lower, "vhd:/", 5), "%s", lower);
+	h_fill(buf, 5 * 512, 1);
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, 30, buf, 5 * 512, NULL), 0);
+	memset(bits, 0, sizeof(bits));
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_READ, 0, 0, buf, 64 * 512, bits), 0);
+	for (unsigned i = 0; i < 64; i++)
+		ck_assert_msg(tv_bit(bits, i) == (i >= 30 && i < 35), "sector %u", i);
+	ck_assert_int_lt(h_check(buf + 30 * 512, 5 * 512, 1), 0);
+	/* No-overwrite: only the sectors not held are written. */
+	h_fill(want, sizeof(want), 2);
+	memcpy(buf, want, sizeof(buf));
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, DC_IO_NO_OVERWRITE, 28, buf,
+				      10 * 512, NULL),
+			 0);
+	memset(bits, 0, sizeof(bits));
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_READ, 0, 0, buf, 64 * 512, bits), 0);
+	for (unsigned i = 0; i < 64; i++)
+		ck_assert_msg(tv_bit(bits, i) == (i >= 28 && i < 38), "sector %u", i);
+	ck_assert_int_eq(memcmp(buf + 28 * 512, want, 2 * 512), 0);
+	ck_assert_int_lt(h_check(buf + 30 * 512, 5 * 512, 1), 0);
+	ck_assert_int_eq(memcmp(buf + 35 * 512, want + 7 * 512, 3 * 512), 0);
+	/* No-overwrite into an unallocated block writes it all. */
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, DC_IO_NO_OVERWRITE, 64, want,
+				      4 * 512, NULL),
+			 0);
+	/* Range checks of the layer itself. */
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_READ, 0, 2048, buf, 512, bits),
+			 DC_E_ILLEGAL_BLOCK);
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, 2047, buf, 1024, NULL),
+			 DC_E_ILLEGAL_BLOCK);
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, UINT64_C(1) << 55, buf, 512,
+				      NULL),
+			 DC_E_ILLEGAL_BLOCK);
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, UINT64_MAX, buf, 512, NULL),
+			 DC_E_ILLEGAL_BLOCK);
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, 2047, buf, 512, NULL), 0);
+	{
+		struct dc_req u = { .op = DC_OP_UNMAP, .sector = 2047, .count = 2 };
+
+		ck_assert_int_eq(t.p->io(t.inst, &u), DC_E_ILLEGAL_BLOCK);
+		u.count = 1;
+		ck_assert_int_eq(t.p->io(t.inst, &u), 0);
+	}
+	/* attach: the parent's id is required. */
+	{
+		struct dc_info lower_info = { 0 }, out;
+
+		lower_info.sector_size = 512;
+		lower_info.sector_count = 2048;
+		ck_assert_int_lt(t.p->attach(t.inst, NULL, &out), 0);
+		ck_assert_int_lt(t.p->attach(t.inst, &lower_info, &out), 0);
+		lower_info.flags = DC_INFO_HAS_DISK_ID;
+		ck_assert_int_lt(t.p->attach(t.inst, &lower_info, &out), 0);
+	}
+	tv_direct_close(&t);
+
+	tv_direct_open(&t, base, true);
+	ck_assert_int_eq(t.p->lower_spec(t.inst, lower, sizeof(lower)), 0);
+	memset(bits, 0, sizeof(bits));
+	memset(buf, 0x77, sizeof(buf));
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_READ, 0, 0, buf, 64 * 512, bits), 0);
+	ck_assert_uint_eq(bits[0], UINT64_MAX);
+	ck_assert_int_lt(h_check_zero(buf, sizeof(buf)), 0);
+	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, 0, buf, 512, NULL),
+			 DC_E_READ_ONLY);
+	tv_direct_close(&t);
+	free(base);
+	free(child);
+}
+END_TEST
+
+/* --- Bad input ------------------------------------------------------------------ */
+
+/* A dynamic image with blocks 0 and 2 allocated (64 KiB blocks). */
+static char *tv_bad_base(void)
+{
+	char *path = h_tmppath(".vhd"),
+	     *spec = tv_fmt("vhd:%s;create=1M;block=64K", path);
+	dc_disk *d = tv_open(spec, 0);
+
+	tv_write(d, 0, 8, 1);
+	tv_write(d, 256, 8, 2);
+	dc_close(d);
+	free(spec);
+	return path;
+}
+
+static void tv_expect_bad(const char *path, const char *needle)
+{
+	char *spec = tv_fmt("vhd:%s", path);
+
+	tv_open_fails(spec, DC_OPEN_READ_ONLY, needle);
+	tv_open_fails(spec, 0, needle);
+	free(spec);
+}
+
+/* A fresh tv_bad_base() opened for damage ... */
+static char *tv_bad_begin(struct tv_img *m)
+{
+	char *p = tv_bad_base();
+
+	tv_img_open(m, p);
+	return p;
+}
+
+/* ... which makes the open fail with a message containing needle. */
+static void tv_bad_end(struct tv_img *m, char *p, const char *needle)
+{
+	tv_img_close(m);
+	tv_expect_bad(p, needle);
+	free(p);
+}
+
+START_TEST(vhd_bad_headers)
+{
+	struct tv_img m;
+	char *p;
+	uint8_t f[512];
+
+	p = tv_bad_begin(&m);
+	m.hdr[100] ^= 1; /* checksum no longer matches */
+	ck_assert_int_eq(pwrite(m.fd, m.hdr, 1024, (off_t)m.hdr_off), 1024);
+	tv_bad_end(&m, p, "checksum");
+
+	p = tv_bad_begin(&m);
+	memcpy(m.hdr, "cxsparsE", 8);
+	tv_put_hdr(&m);
+	tv_bad_end(&m, p, "cxsparse");
+
+	p = tv_bad_begin(&m);
+	tv_put32(m.hdr + 32, 3 * 512);
+	tv_put_hdr(&m);
+	tv_bad_end(&m, p, "block size");
+
+	p = tv_bad_begin(&m);
+	tv_put32(m.hdr + 28, 3);
+	tv_put_hdr(&m);
+	tv_bad_end(&m, p, "needs");
+
+	p = tv_bad_begin(&m);
+	tv_put64(m.hdr + 16, m.size + 4096);
+	tv_put_hdr(&m);
+	tv_bad_end(&m, p, "outside the image");
+
+	p = tv_bad_begin(&m);
+	tv_put64(m.hdr + 16, 0); /* the BAT on the footer copy */
+	tv_put_hdr(&m);
+	tv_bad_end(&m, p, "outside the image");
+
+	p = tv_bad_begin(&m);
+	memcpy(f, m.foot, 512);
+	tv_put64(f + 16, m.size); /* header past the end */
+	tv_put_footers(&m, f);
+	tv_bad_end(&m, p, "outside the image");
+
+	p = tv_bad_begin(&m);
+	memcpy(f, m.foot, 512);
+	tv_put32(f + 60, 5);
+	tv_put_footers(&m, f);
+	tv_bad_end(&m, p, "disk type");
+
+	p = tv_bad_begin(&m);
+	memcpy(f, m.foot, 512);
+	tv_put64(f + 48, MIB - 100);
+	tv_put_footers(&m, f);
+	tv_bad_end(&m, p, "multiple of 512");
+
+	/* Both footers broken. */
+	p = tv_bad_begin(&m);
+	memcpy(f, m.foot, 512);
+	f[0] = 'C';
+	ck_assert_int_eq(pwrite(m.fd, f, 512, 0), 512);
+	ck_assert_int_eq(pwrite(m.fd, f, 512, (off_t)m.size - 512), 512);
+	tv_bad_end(&m, p, "not a VHD");
+
+	/* Valid footers that disagree. */
+	p = tv_bad_begin(&m);
+	memcpy(f, m.foot, 512);
+	tv_put64(f + 48, 2 * MIB);
+	tv_put32(f + 64, tv_sum(f, 512, 64));
+	ck_assert_int_eq(pwrite(m.fd, f, 512, 0), 512);
+	tv_bad_end(&m, p, "disagree");
+
+	/* Too small to be anything. */
+	p = h_tmpfile(100, ".vhd");
+	tv_expect_bad(p, "too small");
+	free(p);
+}
+END_TEST
+
+START_TEST(vhd_bad_bat)
+{
+	struct tv_img m;
+	char *p;
+
+	p = tv_bad_begin(&m);
+	tv_set_bat(&m, 5, (uint32_t)(m.size / 512)); /* past the end */
+	tv_bad_end(&m, p, "outside the image");
+
+	p = tv_bad_begin(&m);
+	tv_set_bat(&m, 5, 1); /* on the dynamic header */
+	tv_bad_end(&m, p, "dynamic header");
+
+	p = tv_bad_begin(&m);
+	tv_set_bat(&m, 5, (uint32_t)(m.bat_off / 512)); /* on the BAT */
+	tv_bad_end(&m, p, "BAT");
+
+	p = tv_bad_begin(&m);
+	tv_set_bat(&m, 5, tv_bat(&m, 0) + 1); /* inside block 0 */
+	tv_bad_end(&m, p, "overlap");
+
+	p = tv_bad_begin(&m);
+	tv_set_bat(&m, 5, 0xfffffffe);
+	tv_bad_end(&m, p, "outside the image");
+
+	/* Truncated inside the last block: footer gone, copy at 0 valid, the
+	 * block now runs past the end. */
+	p = tv_bad_base();
+	{
+		struct stat st;
+
+		ck_assert_int_eq(stat(p, &st), 0);
+		ck_assert_int_eq(truncate(p, st.st_size - 4096), 0);
+	}
+	tv_expect_bad(p, "outside the image");
+	free(p);
+}
+END_TEST
+
+/* A damaged end footer: the copy at offset 0 is used, and a writable open
+ * puts the footer back; a damaged copy is put back too. */
+START_TEST(vhd_footer_repair)
+{
+	char *p = tv_bad_base(), *spec = tv_fmt("vhd:%s", p);
+	struct tv_img m;
+	uint8_t f[512], buf[4096];
+	dc_disk *d;
+
+	tv_img_open(&m, p);
+	memcpy(f, m.foot, 512);
+	f[0] ^= 0xff;
+	ck_assert_int_eq(pwrite(m.fd, f, 512, (off_t)m.size - 512), 512);
+	tv_img_close(&m);
+	d = tv_open(spec, DC_OPEN_READ_ONLY);
+	ck_assert_int_eq(dc_read(d, 0, buf, sizeof(buf)), 0);
+	ck_assert_int_lt(h_check(buf, sizeof(buf), 1), 0);
+	dc_close(d);
+	d = tv_open(spec, 0);
+	tv_write(d, 1000, 8, 3); /* allocates: the footer moves again */
+	dc_close(d);
+	tv_img_open(&m, p);
+	ck_assert_int_eq(memcmp(m.foot, m.copy, 512), 0);
+	ck_assert_int_eq(memcmp(m.foot, "conectix", 8), 0);
+	/* Now the copy. */
+	f[0] = 'X';
+	ck_assert_int_eq(pwrite(m.fd, f, 512, 0), 512);
+	tv_img_close(&m);
+	dc_close(tv_open(spec, 0));
+	tv_img_open(&m, p);
+	ck_assert_int_eq(memcmp(m.foot, m.copy, 512), 0);
+	tv_img_close(&m);
+	d = tv_open(spec, 0);
+	ck_assert_int_eq(dc_read(d, 1000, buf, sizeof(buf)), 0);
+	ck_assert_int_lt(h_check(buf, sizeof(buf), 3), 0);
+	dc_close(d);
+	free(spec);
+	free(p);
+}
+END_TEST
+
+/* Differencing metadata: locators out of the file, too long, on the BAT. */
+START_TEST(vhd_bad_locators)
+{
+	char *base = h_tmppath(".vhd");
+	struct tv_img m;
+
+	tv_create(base, "create=1M");
+	for (int k = 0; k < 3; k++) {
+		char *child = h_tmppath(".vhd");
+		uint8_t *e;
+
+		tv_create(child, "parent=%s", base);
+		tv_img_open(&m, child);
+		e = m.hdr + 576; /* locator 0 */
+		ck_assert_uint_ne(tv_get32(e), 0);
+		if (k == 0)
+			tv_put64(e + 16, m.size);
+		else if (k == 1)
+			tv_put32(e + 8, 1u << 30);
+		else
+			tv_put64(e + 16, m.bat_off);
+		tv_put_hdr(&m);
+		tv_img_close(&m);
+		tv_expect_bad(child, k == 0 ? "outside the image" :
+				     k == 1 ? "bytes long" :
+					      "overlaps the BAT");
+		free(child);
+	}
+	free(base);
+}
+END_TEST
+
+/* Random damage to the metadata never crashes the plugin and never makes it
+ * write outside the image: opens fail cleanly or reads work. */
+START_TEST(vhd_fuzz_metadata)
+{
+	char *good = tv_bad_base(), *p = h_tmppath(".vhd");
+	uint64_t rng = 0x9e3779b97f4a7c15ull;
+	struct stat st;
+	uint8_t *img, *buf = h_alloc(64 * KIB);
+	int fd;
+
+	ck_assert_int_eq(stat(good, &st), 0);
+	img = malloc((size_t)st.st_size);
+	fd = open(good, O_RDONLY);
+	ck_assert_int_eq(pread(fd, img, (size_t)st.st_size, 0), st.st_size);
+	close(fd);
+	for (int iter = 0; iter < 150; iter++) {
+		char *spec = tv_fmt("vhd:%s", p);
+		dc_disk *d = NULL;
+		uint64_t nflips;
+
+		fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		ck_assert_int_eq(pwrite(fd, img, (size_t)st.st_size, 0), st.st_size);
+		rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+		nflips = 1 + (rng >> 60);
+		for (uint64_t k = 0; k < nflips; k++) {
+			uint64_t off;
+			uint8_t v;
+
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			/* Header, BAT and both footers; re-checksum half the time
+			 * so that the deeper checks are reached. */
+			off = (rng >> 33) % 3072;
+			if (rng & 1)
+				off = (uint64_t)st.st_size - 512 + (rng >> 40) % 512;
+			v = (uint8_t)(rng >> 20);
+			ck_assert_int_eq(pwrite(fd, &v, 1, (off_t)off), 1);
+		}
+		if (rng & 2) {
+			uint8_t f[512], h[1024];
+
+			ck_assert_int_eq(pread(fd, f, 512, st.st_size - 512), 512);
+			tv_put32(f + 64, tv_sum(f, 512, 64));
+			ck_assert_int_eq(pwrite(fd, f, 512, st.st_size - 512), 512);
+			ck_assert_int_eq(pread(fd, h, 1024, 512), 1024);
+			tv_put32(h + 36, tv_sum(h, 1024, 36));
+			ck_assert_int_eq(pwrite(fd, h, 1024, 512), 1024);
+		}
+		close(fd);
+		if (dc_open(spec, 0, &d) == 0) {
+			uint64_t n = dc_sector_count(d);
+
+			for (uint64_t s = 0; s < n && s < 4096; s += 128) {
+				uint64_t c = n - s < 128 ? n - s : 128;
+
+				dc_read(d, s, buf, c * 512);
+				if (s % 1024 == 0)
+					dc_write(d, s, buf, c * 512, 0);
+			}
+			dc_close(d);
+			/* Whatever was allocated, the image still opens. */
+			d = NULL;
+			ck_assert_msg(
+				dc_open(spec, DC_OPEN_READ_ONLY, &d) == 0,
+				"iteration %d: an image that opened and was written "
+				"no longer opens: %s",
+				iter, dc_last_error());
+			dc_close(d);
+		}
+		free(spec);
+	}
+	free(img);
+	free(buf);
+	free(p);
+	free(good);
+}
+END_TEST
+
+/* --- Conformance --------------------------------------------------------------- */
+
+static int tv_prepare(const char *path, uint64_t size, void *arg)
+{
+	const char *how = arg;
+	char *spec;
+	dc_disk *d = NULL;
+	int r;
+
+	if (!strcmp(how, "fixed")) {
+		/* Append a fixed footer to the zero-filled file. */
+		uint8_t f[512] = { 0 };
+		int fd = open(path, O_WRONLY);
+
+		memcpy(f, "conectix", 8);
+		tv_put32(f + 8, 2);
+		tv_put32(f + 12, 0x00010000);
+		tv_put64(f + 16, UINT64_MAX);
+		tv_put64(f + 40, size);
+		tv_put64(f + 48, size);
+		tv_put32(f + 60, 2);
+		f[68] = 0x42;
+		tv_put32(f + 64, tv_sum(f, 512, 64));
+		r = fd >= 0 && pwrite(fd, f, 512, (off_t)size) == 512 ? 0 : -EIO;
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	spec = tv_fmt("vhd:%s;create=%llu;block=%s", path, (unsigned long long)size, how);
+	r = dc_open(spec, 0, &d);
+	if (r == 0)
+		dc_close(d);
+	free(spec);
+	return r;
+}
+
+int main(void)
+{
+	Suite *s = suite_create("vhd");
+	TCase *tc = tcase_create("vhd");
+	TCase *bad = tcase_create("vhd-bad-input");
+	static const struct conformance_opts dyn = { .prepare = tv_prepare, .arg = "2M" };
+	static const struct conformance_opts dyn_small = { .prepare = tv_prepare,
+							   .arg = "4K" };
+	static const struct conformance_opts dyn_ro = { .open_flags = DC_OPEN_READ_ONLY,
+							.prepare = tv_prepare,
+							.arg = "2M" };
+	static const struct conformance_opts fixed = { .prepare = tv_prepare,
+						       .arg = "fixed" };
+
+	tcase_add_test(tc, vhd_create_dynamic);
+	tcase_add_test(tc, vhd_dynamic_read_write);
+	tcase_add_test(tc, vhd_concurrent_allocation);
+	tcase_add_test(tc, vhd_fixed_and_file_dispatch);
+	tcase_add_test(tc, vhd_file_create_is_fixed);
+	tcase_add_test(tc, vhd_diff_basic);
+	tcase_add_test(tc, vhd_diff_chain);
+	tcase_add_test(tc, vhd_diff_locators);
+	tcase_add_test(tc, vhd_diff_bad_parent);
+	tcase_add_test(tc, vhd_diff_parent_untouched);
+	tcase_add_test(tc, vhd_layer_marks);
+	suite_add_tcase(s, tc);
+	tcase_add_test(bad, vhd_bad_headers);
+	tcase_add_test(bad, vhd_bad_bat);
+	tcase_add_test(bad, vhd_footer_repair);
+	tcase_add_test(bad, vhd_bad_locators);
+	tcase_add_test(bad, vhd_fuzz_metadata);
+	suite_add_tcase(s, bad);
+
+	conformance_add(s, "vhd-dynamic", "vhd:@NEW.vhd@;create=1M");
+	conformance_add(s, "vhd-dynamic-4k", "vhd:@NEW.vhd@;create=1M;block=4K");
+	conformance_add_opts(s, "vhd-dynamic-ro", "vhd:@TMP:1M.vhd@", &dyn_ro);
+	conformance_add_opts(s, "vhd-fixed", "vhd:@TMP:1M.vhd@", &fixed);
+	conformance_add_opts(s, "vhd-file", "file:@TMP:1M.vhd@", &dyn);
+	conformance_add_opts(s, "vhd-diff", "vhd:@NEW.vhd@;parent=@TMP:1M.vhd@", &dyn);
+	conformance_add_opts(s, "vhd-diff-4k", "vhd:@NEW.vhd@;parent=@TMP:1M.vhd@",
+			     &dyn_small);
+	conformance_add_opts(s, "memdiff-vhd", "memdiff:vhd:@TMP:1M.vhd@", &dyn);
+	conformance_add_opts(s, "memdiff-vhd-diff",
+			     "memdiff:vhd:@NEW.vhd@;parent=@TMP:1M.vhd@", &dyn);
+	return h_run(s);
+}
