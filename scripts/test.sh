@@ -75,6 +75,21 @@ if ninja -C build-asan; then
 fi
 tally build-asan build-asan
 
+# 3. Fuzz the image-format open paths for a bounded time (libFuzzer, clang).
+fuzz_secs=${DISKCORE_FUZZ_SECONDS:-20}
+tests/fuzz/run.sh build "$fuzz_secs"
+case $? in
+0)
+	summaries+=("fuzz: passed (${fuzz_secs}s per target)")
+	total_pass=$((total_pass + 1))
+	;;
+77) summaries+=("fuzz: skipped (see above)") ;;
+*)
+	summaries+=("fuzz: FAILED")
+	total_fail=$((total_fail + 1))
+	;;
+esac
+
 echo
 printf '%s\n' "${summaries[@]}"
 echo "$total_pass passed, $total_fail failed"
