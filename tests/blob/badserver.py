@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""A small HTTP/1.1 server for the blob plugin's tests: it serves one file at
+/MODE/NAME, well or badly depending on MODE, on 127.0.0.1.
+
+    badserver.py FILE [--cert PEM --key PEM]
+
+It binds free ports and prints "PORT" (or "PORT TLSPORT" with --cert) on one
+line on stdout, then serves until it is killed. HEAD always answers well
+(Content-Length, Accept-Ranges: bytes) unless MODE says otherwise, so that the
+open succeeds and the bad behaviour shows on reads.
+
+Modes (GET with "Range: bytes=A-B"):
+  ok           206 with the exact Content-Range; 416 past the end; 400 without Range
+  short        206, Content-Range as asked, but 100 bytes less body
+  long         206, Content-Range as asked, but 100 bytes more body
+  badrange     206 with the range 512 bytes further on (and a Content-Range saying so)
+  norange      200 with the whole file (the Range header ignored)
+  416          416 Range Not Satisfiable for every GET
+  close        206, full Content-Length, half the body, then the connection closes
+  hang         reads the request and never answers (the connection stays open)
+  flaky-KEY    503 for the first two GETs of each KEY, then as ok
+  redirect-N   HEAD and GET answer 302 to redirect-(N-1), and redirect-0 to ok
+               (N + 1 redirects in all)
+  nolength     HEAD without Content-Length
+  tohttp       (TLS listener only) 302 to the same path on the plain listener, as ok
+"""
+import http.server
+import os
+import re
+import socket
+import ssl
+import sys
+import threading
+
+DATA = b""
+PLAIN_PORT = 0
+FLAKY = {}
+FLAKY_LOCK = threading.Lock()
+STOP = threading.Event()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "badserver/1"
+
+    def log_message(self, fmt, *args):  # quiet: tests read stdout only
+        pass
+
+    def split(self):
+        parts = self.path.split("?", 1)[0].lstrip("/").split("/", 1)
+        return parts[0], (parts[1] if len(parts) > 1 else "")
+
+    def send(self, status, body=b"", headers=(), length=None, close=False):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
+
+    def redirect(self, mode, rest):
+        n = int(mode[len("redirect-"):])
+        target = "ok" if n == 0 else "redirect-%d" % (n - 1)
+        self.send(302, headers=[("Location", "/%s/%s" % (target, rest))])
+
+    def do_HEAD(self):
+        mode, rest = self.split()
+        if mode.startswith("redirect-"):
+            return self.redirect(mode, rest)
+        if mode == "tohttp":
+            loc = "http://127.0.0.1:%d/ok/%s" % (PLAIN_PORT, rest)
+            return self.send(302, headers=[("Location", loc)])
+        if mode == "nolength":
+            self.send_response(200)
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Connection", "close")
+            self.close_connection = True
+            self.end_headers()
+            return
+        self.send(200, headers=[("Accept-Ranges", "bytes")], length=len(DATA))
+
+    def do_GET(self):
+        mode, rest = self.split()
+        if mode.startswith("redirect-"):
+            return self.redirect(mode, rest)
+        if mode == "hang":
+            STOP.wait(120)
+            self.close_connection = True
+            return
+        if mode == "416":
+            return self.send(416, headers=[("Content-Range", "bytes */%d" % len(DATA))])
+        if mode.startswith("flaky-"):
+            with FLAKY_LOCK:
+                n = FLAKY.get(mode, 0)
+                FLAKY[mode] = n + 1
+            if n < 2:
+                return self.send(503, b"busy, try again\n")
+        if mode == "norange":
+            return self.send(200, DATA)
+        m = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+        if not m:
+            return self.send(400, b"a Range header is required\n")
+        a, b = int(m.group(1)), int(m.group(2))
+        if a >= len(DATA) or b < a:
+            return self.send(416, headers=[("Content-Range", "bytes */%d" % len(DATA))])
+        b = min(b, len(DATA) - 1)
+        body = DATA[a:b + 1]
+        crange = [("Content-Range", "bytes %d-%d/%d" % (a, b, len(DATA)))]
+        if mode == "short":
+            return self.send(206, body[:-100], crange)
+        if mode == "long":
+            return self.send(206, body + b"\0" * 100, crange)
+        if mode == "badrange":
+            a2, b2 = a + 512, min(b + 512, len(DATA) - 1)
+            return self.send(206, DATA[a2:b2 + 1],
+                             [("Content-Range", "bytes %d-%d/%d" % (a2, b2, len(DATA)))])
+        if mode == "close":
+            self.send(206, headers=crange, length=len(body), close=True)
+            self.wfile.write(body[:len(body) // 2])
+            self.wfile.flush()
+            return
+        return self.send(206, body, crange)
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        pass  # clients that time out or hang up are part of the tests
+
+
+def main():
+    global DATA, PLAIN_PORT
+    args = sys.argv[1:]
+    if not args:
+        sys.exit(__doc__)
+    with open(args[0], "rb") as f:
+        DATA = f.read()
+    cert = key = None
+    if "--cert" in args:
+        cert = args[args.index("--cert") + 1]
+        key = args[args.index("--key") + 1]
+    plain = Server(("127.0.0.1", 0), Handler)
+    PLAIN_PORT = plain.server_address[1]
+    servers = [plain]
+    if cert:
+        tls = Server(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        tls.socket = ctx.wrap_socket(tls.socket, server_side=True)
+        servers.append(tls)
+    print(" ".join(str(s.server_address[1]) for s in servers), flush=True)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    # Serve until stdin closes or the process is killed.
+    try:
+        sys.stdin.read()
+    except (OSError, ValueError):
+        pass
+    STOP.set()
+    for s in servers:
+        s.shutdown()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
