@@ -76,6 +76,8 @@ static struct dc_node *node_new(struct dc_disk *disk, const struct dc_plugin *p,
 	n->form = form;
 	n->disk = disk;
 	n->label = strdup(label ? label : p->name);
+	if (n->label)
+		dc__redact_urls(n->label);
 	if (nchildren) {
 		n->children = calloc(nchildren, sizeof(*children));
 		if (!n->children) {

@@ -29,6 +29,32 @@ void dc__error_pop_prefix(void)
 		error_depth--;
 }
 
+/* URL query strings carry credentials (Azure SAS signatures): never echo them
+ * in a message or a description. "https://h/p?sig=x;opt" → "https://h/p?…;opt". */
+void dc__redact_urls(char *s)
+{
+	char *u = s;
+
+	while ((u = strstr(u, "://")) != NULL) {
+		char *q = u + 3, *end;
+
+		while (*q && !strchr("?;,] '\"", *q))
+			q++;
+		if (*q != '?') {
+			u = q;
+			continue;
+		}
+		end = q + 1;
+		while (*end && !strchr(";,] '\"", *end))
+			end++;
+		if (end - q > 4) {
+			memcpy(q + 1, "...", 3);
+			memmove(q + 4, end, strlen(end) + 1);
+		}
+		u = q + 1;
+	}
+}
+
 static void error_vset(bool prefixed, const char *fmt, va_list ap)
 {
 	char tmp[ERROR_MAX];
@@ -44,6 +70,7 @@ static void error_vset(bool prefixed, const char *fmt, va_list ap)
 	if (n < 0 || n >= ERROR_MAX)
 		n = 0;
 	snprintf(error_msg + n, sizeof(error_msg) - n, "%s", tmp);
+	dc__redact_urls(error_msg);
 }
 
 DC_EXPORT void dc_verror(const char *fmt, va_list ap)

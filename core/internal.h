@@ -18,6 +18,8 @@
 void dc__error_push_prefix(const char *prefix);
 void dc__error_pop_prefix(void);
 void dc__error_clear(void);
+/* Replace URL query strings (credentials) in s with "...", in place. */
+void dc__redact_urls(char *s);
 bool dc__error_isset(void);
 /* Set the message with no prefix. */
 void dc__error_raw(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
