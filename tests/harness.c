@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include "harness.h"
 
+#include <diskcore/plugin.h>
+
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -185,4 +188,143 @@ uint64_t h_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+char *h_fmt(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	return s;
+}
+
+dc_disk *h_open(const char *spec, uint32_t flags)
+{
+	dc_disk *d = NULL;
+	int rc = dc_open(spec, flags, &d);
+
+	ck_assert_msg(rc == 0, "dc_open(%s): %d %s", spec, rc, dc_last_error());
+	return d;
+}
+
+dc_disk *h_openf(uint32_t flags, const char *fmt, ...)
+{
+	va_list ap;
+	char *spec;
+	dc_disk *d;
+
+	va_start(ap, fmt);
+	if (vasprintf(&spec, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	d = h_open(spec, flags);
+	free(spec);
+	return d;
+}
+
+void h_open_fails(uint32_t flags, int rc, const char *needle, const char *fmt, ...)
+{
+	dc_disk *d = NULL;
+	va_list ap;
+	char *spec;
+	int r;
+
+	va_start(ap, fmt);
+	if (vasprintf(&spec, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	r = dc_open(spec, flags, &d);
+	if (rc)
+		ck_assert_msg(r == rc, "dc_open(%s) = %d (%s), expected %d", spec, r,
+			      dc_last_error(), rc);
+	else
+		ck_assert_msg(r < 0,
+			      "dc_open(%s) succeeded; expected a failure about '%s'",
+			      spec, needle);
+	ck_assert_msg(strstr(dc_last_error(), needle),
+		      "dc_open(%s): message '%s' lacks '%s'", spec, dc_last_error(),
+		      needle);
+	free(spec);
+}
+
+const struct dc_plugin *h_plugin_open(const char *name, void **so)
+{
+	const char *env = getenv("DISKCORE_PLUGIN_PATH");
+	char *dirs = strdup(env ? env : ""), *save = NULL;
+	const struct dc_plugin *(*entry)(void);
+	const struct dc_plugin *p;
+
+	*so = NULL;
+	for (char *dir = strtok_r(dirs, ":", &save); dir && !*so;
+	     dir = strtok_r(NULL, ":", &save)) {
+		char *file = h_fmt("%s/%s.so", dir, name);
+
+		if (access(file, R_OK) == 0)
+			*so = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+		free(file);
+	}
+	free(dirs);
+	ck_assert_msg(*so, "%s.so not found on DISKCORE_PLUGIN_PATH", name);
+	*(void **)&entry = dlsym(*so, DC_PLUGIN_ENTRY_NAME);
+	ck_assert_ptr_nonnull(entry);
+	p = entry();
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+void h_direct_open(struct h_direct *t, const char *name, const char *arg, bool ro)
+{
+	const char *fields[1] = { arg };
+	struct dc_open_args a = {
+		.struct_size = sizeof(a),
+		.form = name,
+		.fields = fields,
+		.nfields = 1,
+		.read_only = ro,
+	};
+
+	t->p = h_plugin_open(name, &t->so);
+	ck_assert_int_eq(t->p->open(&a, &t->inst, &t->info), 0);
+}
+
+void h_direct_close(struct h_direct *t)
+{
+	t->p->close(t->inst);
+	dlclose(t->so);
+}
+
+uint32_t h_get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+uint64_t h_get_be64(const uint8_t *p)
+{
+	return (uint64_t)h_get_be32(p) << 32 | h_get_be32(p + 4);
+}
+
+void h_put_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+void h_put_be64(uint8_t *p, uint64_t v)
+{
+	h_put_be32(p, (uint32_t)(v >> 32));
+	h_put_be32(p + 4, (uint32_t)v);
+}
+
+uint32_t h_vhd_checksum(const uint8_t *b, size_t len, size_t skip)
+{
+	uint32_t s = 0;
+
+	for (size_t i = 0; i < len; i++)
+		if (i < skip || i >= skip + 4)
+			s += b[i];
+	return ~s;
 }

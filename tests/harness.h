@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Small helpers shared by the Check test programs: temporary files that clean up
- * after themselves, deterministic data patterns, skipping, and running a suite. */
+ * after themselves, deterministic data patterns, opening specs, loading a plugin by
+ * hand, byte-order helpers, skipping, and running a suite. */
 #ifndef DISKCORE_TESTS_HARNESS_H
 #define DISKCORE_TESTS_HARNESS_H
 
 #include <check.h>
+#include <diskcore/diskcore.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,6 +34,46 @@ long h_check_zero(const void *buf, size_t len);
 
 /* page-aligned, zeroed memory (free with free()); aborts on failure. */
 void *h_alloc(size_t len);
+
+/* printf into a malloc'd string; aborts on failure. */
+char *h_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* dc_open(spec, flags), failing the test (with dc_last_error()) unless it opens. */
+dc_disk *h_open(const char *spec, uint32_t flags);
+/* The same, with the spec built by printf. */
+dc_disk *h_openf(uint32_t flags, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* The spec built by printf must fail to open, with exactly `rc` (or, when rc is 0,
+ * any negative code), and dc_last_error() must contain `needle`. */
+void h_open_fails(uint32_t flags, int rc, const char *needle, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Load NAME.so from the first directory on $DISKCORE_PLUGIN_PATH that has it and
+ * return its descriptor, to call the plugin's callbacks below the core's checks.
+ * *so receives the handle for dlclose(). Fails the test when it cannot. */
+struct dc_plugin;
+const struct dc_plugin *h_plugin_open(const char *name, void **so);
+
+/* An instance of a plugin opened by hand (h_direct_open). */
+struct h_direct {
+	void *so;
+	const struct dc_plugin *p;
+	void *inst;
+	struct dc_info info;
+};
+/* h_plugin_open(name), then open its form `name` with the one field `arg`; fails
+ * the test unless open() returns 0. */
+void h_direct_open(struct h_direct *t, const char *name, const char *arg, bool ro);
+void h_direct_close(struct h_direct *t);
+
+/* Big-endian fields, as in VHD footers and headers. */
+uint32_t h_get_be32(const uint8_t *p);
+uint64_t h_get_be64(const uint8_t *p);
+void h_put_be32(uint8_t *p, uint32_t v);
+void h_put_be64(uint8_t *p, uint64_t v);
+/* VHD's checksum: the one's complement of the sum of the len bytes of b, leaving
+ * out the 4-byte checksum field at offset `skip`. */
+uint32_t h_vhd_checksum(const uint8_t *b, size_t len, size_t skip);
 
 /* Print "SKIP: reason" on stderr and exit 77 (only outside a Check test case). */
 void h_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

@@ -6,12 +6,10 @@
 
 #include <diskcore/plugin.h>
 
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,28 +20,6 @@
 #include <unistd.h>
 
 #define MIB (1024 * 1024)
-
-static char *tf_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *tf_fmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
-static dc_disk *tf_open(const char *spec, uint32_t flags)
-{
-	dc_disk *d = NULL;
-	int rc = dc_open(spec, flags, &d);
-
-	ck_assert_msg(rc == 0, "dc_open(%s): %d %s", spec, rc, dc_last_error());
-	return d;
-}
 
 /* A file of `size` bytes whose 4 KiB block b holds h_fill(seed + b). */
 static char *tf_patterned(uint64_t size, uint64_t seed)
@@ -97,8 +73,7 @@ static char *tf_describe(dc_disk *d, const char *key)
 START_TEST(file_info)
 {
 	char *path = h_tmpfile(MIB + 100, NULL);
-	char *spec = tf_fmt("file:%s", path);
-	dc_disk *d = tf_open(spec, 0);
+	dc_disk *d = h_openf(0, "file:%s", path);
 	struct dc_info info;
 	char *v;
 
@@ -119,7 +94,6 @@ START_TEST(file_info)
 	ck_assert_str_eq(v, "no");
 	free(v);
 	dc_close(d);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -127,8 +101,8 @@ END_TEST
 START_TEST(file_conformance)
 {
 	char *path = h_tmpfile(MIB, NULL);
-	char *spec = tf_fmt("file:%s", path);
-	dc_disk *d = tf_open(spec, 0);
+	char *spec = h_fmt("file:%s", path);
+	dc_disk *d = h_open(spec, 0);
 
 	conformance_check_representability(d, spec);
 	conformance_check_sector_range(d, spec);
@@ -142,8 +116,7 @@ END_TEST
 START_TEST(file_sector_does_not_wrap)
 {
 	char *path = tf_patterned(MIB, 1);
-	char *spec = tf_fmt("file:%s", path);
-	dc_disk *d = tf_open(spec, 0);
+	dc_disk *d = h_openf(0, "file:%s", path);
 	char *buf = h_alloc(512), *sector0 = h_alloc(512);
 
 	tf_pread(path, sector0, 512, 0);
@@ -157,53 +130,19 @@ START_TEST(file_sector_does_not_wrap)
 	dc_close(d);
 	free(buf);
 	free(sector0);
-	free(spec);
 	free(path);
 }
 END_TEST
 
 /* The plugin itself, below the core's guard: load file.so and call io() with
  * requests the core would never pass, to prove the plugin's own checks. */
-struct tf_direct {
-	void *so;
-	const struct dc_plugin *p;
-	void *inst;
-	struct dc_info info;
-};
-
-static void tf_direct_open(struct tf_direct *t, const char *path, bool read_only)
+static void tf_direct_open(struct h_direct *t, const char *path, bool read_only)
 {
-	const char *env = getenv("DISKCORE_PLUGIN_PATH");
-	char *dirs = strdup(env ? env : ""), *save = NULL;
-	const struct dc_plugin *(*entry)(void);
-	const char *fields[1] = { path };
-	struct dc_open_args a = {
-		.struct_size = sizeof(a),
-		.form = "file",
-		.fields = fields,
-		.nfields = 1,
-		.read_only = read_only,
-	};
-
-	t->so = NULL;
-	for (char *dir = strtok_r(dirs, ":", &save); dir && !t->so;
-	     dir = strtok_r(NULL, ":", &save)) {
-		char *so = tf_fmt("%s/file.so", dir);
-
-		if (access(so, R_OK) == 0)
-			t->so = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-		free(so);
-	}
-	free(dirs);
-	ck_assert_msg(t->so, "file.so not found on DISKCORE_PLUGIN_PATH");
-	*(void **)&entry = dlsym(t->so, DC_PLUGIN_ENTRY_NAME);
-	ck_assert_ptr_nonnull(entry);
-	t->p = entry();
+	h_direct_open(t, "file", path, read_only);
 	ck_assert_ptr_nonnull(t->p->io);
-	ck_assert_int_eq(t->p->open(&a, &t->inst, &t->info), 0);
 }
 
-static int tf_direct_io(struct tf_direct *t, uint32_t op, uint64_t sector, void *buf,
+static int tf_direct_io(struct h_direct *t, uint32_t op, uint64_t sector, void *buf,
 			size_t len, uint64_t count)
 {
 	struct iovec iov = { buf, len };
@@ -217,17 +156,11 @@ static int tf_direct_io(struct tf_direct *t, uint32_t op, uint64_t sector, void 
 	return t->p->io(t->inst, &req);
 }
 
-static void tf_direct_close(struct tf_direct *t)
-{
-	t->p->close(t->inst);
-	dlclose(t->so);
-}
-
 START_TEST(file_plugin_range_check)
 {
 	char *path = tf_patterned(MIB, 7);
 	char *buf = h_alloc(4096);
-	struct tf_direct t;
+	struct h_direct t;
 
 	tf_direct_open(&t, path, false);
 	/* Sectors whose byte offset wraps, or is past the end, or straddles it. */
@@ -254,7 +187,7 @@ START_TEST(file_plugin_range_check)
 		ck_assert_int_eq((unsigned char)buf[i], 0x5a);
 	/* The last sector is inside. */
 	ck_assert_int_eq(tf_direct_io(&t, DC_OP_READ, 2047, buf, 512, 0), 0);
-	tf_direct_close(&t);
+	h_direct_close(&t);
 	free(buf);
 	free(path);
 }
@@ -264,7 +197,7 @@ START_TEST(file_plugin_read_only)
 {
 	char *path = tf_patterned(64 * 1024, 3);
 	char *buf = h_alloc(512);
-	struct tf_direct t;
+	struct h_direct t;
 
 	tf_direct_open(&t, path, true);
 	ck_assert(t.info.flags & DC_INFO_READ_ONLY);
@@ -275,7 +208,7 @@ START_TEST(file_plugin_read_only)
 	ck_assert_int_eq(tf_direct_io(&t, DC_OP_READ, 0, buf, 512, 0), 0);
 	ck_assert_int_eq(h_check(buf, 512, 3), -1);
 	ck_assert_int_eq(tf_direct_io(&t, DC_OP_EJECT, 0, NULL, 0, 0), DC_E_UNSUPPORTED);
-	tf_direct_close(&t);
+	h_direct_close(&t);
 	free(buf);
 	free(path);
 }
@@ -284,8 +217,7 @@ END_TEST
 START_TEST(file_read_only)
 {
 	char *path = tf_patterned(64 * 1024, 3);
-	char *spec = tf_fmt("file:%s", path);
-	dc_disk *d = tf_open(spec, DC_OPEN_READ_ONLY);
+	dc_disk *d = h_openf(DC_OPEN_READ_ONLY, "file:%s", path);
 	char *buf = h_alloc(4096);
 	struct dc_info info;
 
@@ -301,7 +233,6 @@ START_TEST(file_read_only)
 	ck_assert_int_eq(dc_flush(d), 0);
 	dc_close(d);
 	free(buf);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -311,8 +242,7 @@ END_TEST
 static void tf_scatter_roundtrip(int nseg_write, int nseg_read)
 {
 	char *path = h_tmpfile(MIB, NULL);
-	char *spec = tf_fmt("file:%s", path);
-	dc_disk *d = tf_open(spec, 0);
+	dc_disk *d = h_openf(0, "file:%s", path);
 	size_t len = 8192;
 	char *src = h_alloc(len), *dst = h_alloc(len), *check = h_alloc(len);
 	struct iovec *wiov = calloc((size_t)nseg_write, sizeof(*wiov));
@@ -345,7 +275,6 @@ static void tf_scatter_roundtrip(int nseg_write, int nseg_read)
 	free(src);
 	free(dst);
 	free(check);
-	free(spec);
 	free(path);
 }
 
@@ -366,8 +295,7 @@ END_TEST
 START_TEST(file_short_write_is_continued)
 {
 	char *path = h_tmpfile(MIB, NULL);
-	char *spec = tf_fmt("file:%s", path);
-	dc_disk *d = tf_open(spec, 0);
+	dc_disk *d = h_openf(0, "file:%s", path);
 	char *buf = h_alloc(8192), *check = h_alloc(8192);
 	struct rlimit lim = { 4096 + 1024, RLIM_INFINITY };
 	int detail = 0;
@@ -388,7 +316,6 @@ START_TEST(file_short_write_is_continued)
 	dc_close(d);
 	free(buf);
 	free(check);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -398,8 +325,7 @@ END_TEST
 START_TEST(file_shrunk_read_fails)
 {
 	char *path = tf_patterned(MIB, 5);
-	char *spec = tf_fmt("file:%s", path);
-	dc_disk *d = tf_open(spec, 0);
+	dc_disk *d = h_openf(0, "file:%s", path);
 	char *buf = h_alloc(8192);
 
 	ck_assert_int_eq(truncate(path, MIB / 2), 0);
@@ -411,7 +337,6 @@ START_TEST(file_shrunk_read_fails)
 	ck_assert_uint_eq(dc_sector_count(d), MIB / 512);
 	dc_close(d);
 	free(buf);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -419,8 +344,7 @@ END_TEST
 START_TEST(file_create)
 {
 	char *path = h_tmppath(".img");
-	char *spec = tf_fmt("file:%s;create=2M", path);
-	dc_disk *d = tf_open(spec, 0);
+	dc_disk *d = h_openf(0, "file:%s;create=2M", path);
 	char *buf = h_alloc(4096);
 	struct stat st;
 	char *v;
@@ -436,9 +360,7 @@ START_TEST(file_create)
 	dc_close(d);
 
 	/* create= over an existing image: truncated, then sized, so all zeroes. */
-	free(spec);
-	spec = tf_fmt("file:%s;create=64K", path);
-	d = tf_open(spec, 0);
+	d = h_openf(0, "file:%s;create=64K", path);
 	ck_assert_uint_eq(dc_sector_count(d), 128);
 	ck_assert_int_eq(dc_read(d, 100, buf, 4096), 0);
 	ck_assert_int_eq(h_check_zero(buf, 4096), -1);
@@ -446,7 +368,6 @@ START_TEST(file_create)
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_int_eq(st.st_size, 64 * 1024);
 	free(buf);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -454,13 +375,9 @@ END_TEST
 START_TEST(file_create_bad_size)
 {
 	char *path = h_tmppath(".img");
-	char *spec = tf_fmt("file:%s;create=1000", path);
-	dc_disk *d = NULL;
 
-	ck_assert_int_lt(dc_open(spec, 0, &d), 0);
-	ck_assert_msg(strstr(dc_last_error(), "512"), "message: %s", dc_last_error());
+	h_open_fails(0, 0, "512", "file:%s;create=1000", path);
 	ck_assert_int_ne(access(path, F_OK), 0);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -469,17 +386,9 @@ START_TEST(file_open_errors)
 {
 	char *missing = h_tmppath(".img");
 	char *dir = h_tmpsubdir();
-	char *spec = tf_fmt("file:%s", missing);
-	dc_disk *d = NULL;
 
-	ck_assert_int_eq(dc_open(spec, 0, &d), -ENOENT);
-	ck_assert_msg(strstr(dc_last_error(), missing), "message: %s", dc_last_error());
-	free(spec);
-	spec = tf_fmt("file:%s", dir);
-	ck_assert_int_lt(dc_open(spec, DC_OPEN_READ_ONLY, &d), 0);
-	ck_assert_msg(strstr(dc_last_error(), "not a regular file"), "message: %s",
-		      dc_last_error());
-	free(spec);
+	h_open_fails(0, -ENOENT, missing, "file:%s", missing);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "not a regular file", "file:%s", dir);
 	free(dir);
 	free(missing);
 }
@@ -523,8 +432,7 @@ START_TEST(file_direct)
 {
 	char *path = tf_patterned(MIB, 30);
 	char *real = realpath(path, NULL);
-	char *spec = tf_fmt("file:%s;direct", path);
-	dc_disk *d = tf_open(spec, 0);
+	dc_disk *d = h_openf(0, "file:%s;direct", path);
 	char *aligned = h_alloc(3 * 4096), *raw = h_alloc(3 * 4096 + 64);
 	char *unaligned = raw + 3, *check = h_alloc(3 * 4096);
 	struct iovec iov[3];
@@ -568,7 +476,6 @@ START_TEST(file_direct)
 	free(raw);
 	free(check);
 	free(real);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -577,8 +484,7 @@ END_TEST
 START_TEST(file_unmap_punches_holes)
 {
 	char *path = h_tmpfile(MIB, NULL);
-	char *spec = tf_fmt("file:%s", path);
-	dc_disk *d = tf_open(spec, 0);
+	dc_disk *d = h_openf(0, "file:%s", path);
 	char *buf = h_alloc(8192);
 	struct dc_info info;
 	struct stat before, after;
@@ -608,7 +514,6 @@ START_TEST(file_unmap_punches_holes)
 	ck_assert_int_eq(dc_unmap(d, 100, 0, DC_IO_BLOCK_LEVEL_ONLY), 0);
 	dc_close(d);
 	free(buf);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -616,8 +521,7 @@ END_TEST
 START_TEST(file_fua_and_flush)
 {
 	char *path = h_tmpfile(MIB, NULL);
-	char *spec = tf_fmt("file:%s", path);
-	dc_disk *d = tf_open(spec, 0);
+	dc_disk *d = h_openf(0, "file:%s", path);
 	char *buf = h_alloc(4096), *check = h_alloc(4096);
 	struct dc_info info;
 
@@ -632,7 +536,6 @@ START_TEST(file_fua_and_flush)
 	dc_close(d);
 	free(buf);
 	free(check);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -674,8 +577,7 @@ START_TEST(file_qd32_random_reads)
 {
 	enum { BLOCKS = 1024, TOTAL = 4096 };
 	char *path = tf_patterned((uint64_t)BLOCKS * 4096, 50);
-	char *spec = tf_fmt("file:%s", path);
-	dc_disk *d = tf_open(spec, 0);
+	dc_disk *d = h_openf(0, "file:%s", path);
 	struct tf_qd qd = { .lock = PTHREAD_MUTEX_INITIALIZER,
 			    .cond = PTHREAD_COND_INITIALIZER };
 	struct tf_slot slots[TF_QD];
@@ -718,7 +620,6 @@ START_TEST(file_qd32_random_reads)
 	for (int i = 0; i < TF_QD; i++)
 		free(slots[i].buf);
 	dc_close(d);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -727,7 +628,7 @@ END_TEST
 START_TEST(file_block_device)
 {
 	char *path = tf_patterned(2 * MIB, 60);
-	char *cmd = tf_fmt("losetup -f --show %s 2>/dev/null", path);
+	char *cmd = h_fmt("losetup -f --show %s 2>/dev/null", path);
 	char dev[64] = "", *spec, *buf = h_alloc(4096);
 	FILE *fp = geteuid() == 0 ? popen(cmd, "r") : NULL;
 	struct dc_info info;
@@ -747,7 +648,7 @@ START_TEST(file_block_device)
 		free(path);
 		return;
 	}
-	spec = tf_fmt("file:%s", dev);
+	spec = h_fmt("file:%s", dev);
 	d = NULL;
 	if (dc_open(spec, 0, &d) == 0) {
 		char *v = tf_describe(d, "type");
@@ -768,7 +669,7 @@ START_TEST(file_block_device)
 		dc_close(d);
 	}
 	free(cmd);
-	cmd = tf_fmt("losetup -d %s", dev);
+	cmd = h_fmt("losetup -d %s", dev);
 	ck_assert_int_eq(system(cmd), 0);
 	ck_assert_msg(d != NULL, "dc_open(%s): %s", spec, dc_last_error());
 	tf_pread(path, buf, 4096, 0);

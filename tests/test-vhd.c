@@ -7,7 +7,6 @@
 
 #include <diskcore/plugin.h>
 
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -24,72 +23,19 @@
 
 /* --- Helpers ------------------------------------------------------------------ */
 
-static char *tv_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *tv_fmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
-static dc_disk *tv_open(const char *spec, uint32_t flags)
-{
-	dc_disk *d = NULL;
-	int rc = dc_open(spec, flags, &d);
-
-	ck_assert_msg(rc == 0, "dc_open(%s): %d %s", spec, rc, dc_last_error());
-	return d;
-}
-
-static dc_disk *tv_openf(uint32_t flags, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static dc_disk *tv_openf(uint32_t flags, const char *fmt, ...)
-{
-	va_list ap;
-	char *spec;
-	dc_disk *d;
-
-	va_start(ap, fmt);
-	if (vasprintf(&spec, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	d = tv_open(spec, flags);
-	free(spec);
-	return d;
-}
-
-static void tv_open_fails(const char *spec, uint32_t flags, const char *needle)
-{
-	dc_disk *d = NULL;
-	int r = dc_open(spec, flags, &d);
-
-	ck_assert_msg(r < 0, "dc_open(%s) succeeded; expected a failure about '%s'", spec,
-		      needle);
-	ck_assert_msg(strstr(dc_last_error(), needle),
-		      "dc_open(%s): message '%s' lacks '%s'", spec, dc_last_error(),
-		      needle);
-}
-
 /* Create a VHD with the plugin: "vhd:PATH;OPTS". */
 static void tv_create(const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void tv_create(const char *path, const char *fmt, ...)
 {
-	char *opts, *spec;
 	va_list ap;
+	char *opts;
 
 	va_start(ap, fmt);
 	if (vasprintf(&opts, fmt, ap) < 0)
 		abort();
 	va_end(ap);
-	spec = tv_fmt("vhd:%s;%s", path, opts);
-	dc_close(tv_open(spec, 0));
-	free(spec);
+	dc_close(h_openf(0, "vhd:%s;%s", path, opts));
 	free(opts);
 }
 
@@ -130,38 +76,6 @@ static void tv_put(dc_disk *d, uint8_t *model, uint64_t sector, uint64_t count,
 	tv_model_write(model, sector, count, seed);
 }
 
-static uint32_t tv_get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t tv_get64(const uint8_t *p)
-{
-	return (uint64_t)tv_get32(p) << 32 | tv_get32(p + 4);
-}
-
-static void tv_put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-static void tv_put64(uint8_t *p, uint64_t v)
-{
-	tv_put32(p, (uint32_t)(v >> 32));
-	tv_put32(p + 4, (uint32_t)v);
-}
-
-static uint32_t tv_sum(const uint8_t *b, size_t len, size_t skip)
-{
-	uint32_t s = 0;
-
-	for (size_t i = 0; i < len; i++)
-		if (i < skip || i >= skip + 4)
-			s += b[i];
-	return ~s;
-}
-
 /* An image's layout as read straight from the file. */
 struct tv_img {
 	int fd;
@@ -180,11 +94,11 @@ static void tv_img_open(struct tv_img *m, const char *path)
 	m->size = (uint64_t)st.st_size;
 	ck_assert_int_eq(pread(m->fd, m->foot, 512, (off_t)m->size - 512), 512);
 	ck_assert_int_eq(pread(m->fd, m->copy, 512, 0), 512);
-	m->hdr_off = tv_get64(m->foot + 16);
+	m->hdr_off = h_get_be64(m->foot + 16);
 	ck_assert_int_eq(pread(m->fd, m->hdr, 1024, (off_t)m->hdr_off), 1024);
-	m->bat_off = tv_get64(m->hdr + 16);
-	m->entries = tv_get32(m->hdr + 28);
-	m->block = tv_get32(m->hdr + 32);
+	m->bat_off = h_get_be64(m->hdr + 16);
+	m->entries = h_get_be32(m->hdr + 28);
+	m->block = h_get_be32(m->hdr + 32);
 }
 
 static uint32_t tv_bat(struct tv_img *m, uint32_t b)
@@ -192,28 +106,28 @@ static uint32_t tv_bat(struct tv_img *m, uint32_t b)
 	uint8_t e[4];
 
 	ck_assert_int_eq(pread(m->fd, e, 4, (off_t)(m->bat_off + 4 * b)), 4);
-	return tv_get32(e);
+	return h_get_be32(e);
 }
 
 static void tv_set_bat(struct tv_img *m, uint32_t b, uint32_t v)
 {
 	uint8_t e[4];
 
-	tv_put32(e, v);
+	h_put_be32(e, v);
 	ck_assert_int_eq(pwrite(m->fd, e, 4, (off_t)(m->bat_off + 4 * b)), 4);
 }
 
 /* Rewrite the header with a new checksum after fields were changed. */
 static void tv_put_hdr(struct tv_img *m)
 {
-	tv_put32(m->hdr + 36, tv_sum(m->hdr, 1024, 36));
+	h_put_be32(m->hdr + 36, h_vhd_checksum(m->hdr, 1024, 36));
 	ck_assert_int_eq(pwrite(m->fd, m->hdr, 1024, (off_t)m->hdr_off), 1024);
 }
 
 /* Rewrite both footers with a new checksum. */
 static void tv_put_footers(struct tv_img *m, uint8_t *f)
 {
-	tv_put32(f + 64, tv_sum(f, 512, 64));
+	h_put_be32(f + 64, h_vhd_checksum(f, 512, 64));
 	ck_assert_int_eq(pwrite(m->fd, f, 512, 0), 512);
 	ck_assert_int_eq(pwrite(m->fd, f, 512, (off_t)m->size - 512), 512);
 }
@@ -236,7 +150,7 @@ static int tv_describe_visit(void *arg, int depth, const char *plugin, const cha
 	(void)info;
 	if (!key)
 		return 0;
-	n = tv_fmt("%s%s=%s\n", *out ? *out : "", key, value);
+	n = h_fmt("%s%s=%s\n", *out ? *out : "", key, value);
 	free(*out);
 	*out = n;
 	return 0;
@@ -259,9 +173,8 @@ START_TEST(vhd_create_dynamic)
 	struct tv_img m;
 	struct dc_info info;
 	dc_disk *d;
-	char *spec = tv_fmt("vhd:%s;create=5M;block=1M", path);
 
-	d = tv_open(spec, 0);
+	d = h_openf(0, "vhd:%s;create=5M;block=1M", path);
 	dc_get_info(d, &info);
 	ck_assert_uint_eq(info.sector_count, 5 * MIB / 512);
 	ck_assert_uint_eq(info.sector_size, 512);
@@ -273,31 +186,22 @@ START_TEST(vhd_create_dynamic)
 	ck_assert_uint_lt(m.size, 64 * KIB);
 	ck_assert_int_eq(memcmp(m.foot, m.copy, 512), 0);
 	ck_assert_int_eq(memcmp(m.foot, "conectix", 8), 0);
-	ck_assert_uint_eq(tv_get32(m.foot + 60), 3);
-	ck_assert_uint_eq(tv_get64(m.foot + 48), 5 * MIB);
-	ck_assert_uint_eq(tv_get32(m.foot + 64), tv_sum(m.foot, 512, 64));
+	ck_assert_uint_eq(h_get_be32(m.foot + 60), 3);
+	ck_assert_uint_eq(h_get_be64(m.foot + 48), 5 * MIB);
+	ck_assert_uint_eq(h_get_be32(m.foot + 64), h_vhd_checksum(m.foot, 512, 64));
 	ck_assert_int_eq(memcmp(m.foot + 68, info.disk_id, 16), 0);
 	ck_assert_int_eq(memcmp(m.hdr, "cxsparse", 8), 0);
-	ck_assert_uint_eq(tv_get32(m.hdr + 36), tv_sum(m.hdr, 1024, 36));
+	ck_assert_uint_eq(h_get_be32(m.hdr + 36), h_vhd_checksum(m.hdr, 1024, 36));
 	ck_assert_uint_eq(m.entries, 5);
 	ck_assert_uint_eq(m.block, MIB);
 	for (uint32_t b = 0; b < 5; b++)
 		ck_assert_uint_eq(tv_bat(&m, b), 0xffffffff);
 	tv_img_close(&m);
-	free(spec);
 	/* Bad creation options. */
-	spec = tv_fmt("vhd:%s;create=1M;block=3000", path);
-	tv_open_fails(spec, 0, "power of two");
-	free(spec);
-	spec = tv_fmt("vhd:%s;create=1000", path);
-	tv_open_fails(spec, 0, "multiple of 512");
-	free(spec);
-	spec = tv_fmt("vhd:%s;block=1M", path);
-	tv_open_fails(spec, 0, "only when creating");
-	free(spec);
-	spec = tv_fmt("vhd:%s;create=3T", path);
-	tv_open_fails(spec, 0, "2040 GiB");
-	free(spec);
+	h_open_fails(0, 0, "power of two", "vhd:%s;create=1M;block=3000", path);
+	h_open_fails(0, 0, "multiple of 512", "vhd:%s;create=1000", path);
+	h_open_fails(0, 0, "only when creating", "vhd:%s;block=1M", path);
+	h_open_fails(0, 0, "2040 GiB", "vhd:%s;create=3T", path);
 	free(path);
 }
 END_TEST
@@ -307,14 +211,14 @@ END_TEST
 START_TEST(vhd_dynamic_read_write)
 {
 	char *path = h_tmppath(".vhd");
-	char *spec = tv_fmt("vhd:%s", path);
+	char *spec = h_fmt("vhd:%s", path);
 	uint64_t n = 6 * MIB / 512 + 3, spb = 64 * KIB / 512;
 	uint8_t *model = calloc(1, n * 512);
 	struct tv_img m;
 	dc_disk *d;
 
 	tv_create(path, "create=6292992;block=64K");
-	d = tv_open(spec, 0);
+	d = h_open(spec, 0);
 	ck_assert_uint_eq(dc_sector_count(d), n);
 	tv_check(d, model, 0, n);
 	tv_put(d, model, 0, 1, 1);
@@ -349,7 +253,7 @@ START_TEST(vhd_dynamic_read_write)
 			ck_assert_uint_eq(bm[i], 0xff);
 	}
 	tv_img_close(&m);
-	d = tv_open(spec, DC_OPEN_READ_ONLY);
+	d = h_open(spec, DC_OPEN_READ_ONLY);
 	tv_check(d, model, 0, n);
 	ck_assert_int_eq(dc_read(d, n, model, 512), DC_E_ILLEGAL_BLOCK);
 	dc_close(d);
@@ -383,14 +287,14 @@ static void *tv_writer(void *arg)
 START_TEST(vhd_concurrent_allocation)
 {
 	char *path = h_tmppath(".vhd");
-	char *spec = tv_fmt("vhd:%s", path);
+	char *spec = h_fmt("vhd:%s", path);
 	pthread_t th[8];
 	struct tv_thread t[8];
 	uint8_t buf[1024];
 	dc_disk *d;
 
 	tv_create(path, "create=1M;block=4K");
-	d = tv_open(spec, 0);
+	d = h_open(spec, 0);
 	for (int i = 0; i < 8; i++) {
 		t[i] = (struct tv_thread){ d, i };
 		ck_assert_int_eq(pthread_create(&th[i], NULL, tv_writer, &t[i]), 0);
@@ -402,7 +306,7 @@ START_TEST(vhd_concurrent_allocation)
 		ck_assert_ptr_null(r);
 	}
 	dc_close(d);
-	d = tv_open(spec, 0);
+	d = h_open(spec, 0);
 	for (int i = 0; i < 64; i++)
 		for (int id = 0; id < 8; id++) {
 			uint64_t sector = (uint64_t)i * 16 + (uint64_t)id * 2;
@@ -421,16 +325,15 @@ END_TEST
 START_TEST(vhd_fixed_and_file_dispatch)
 {
 	char *fixed = h_tmppath(".vhd"), *dyn = h_tmppath(".vhd");
-	char *spec;
 	struct dc_info info, info2;
 	uint8_t buf[4096];
 	dc_disk *d;
 
-	d = tv_openf(0, "vhd1:%s;create=1M", fixed);
+	d = h_openf(0, "vhd1:%s;create=1M", fixed);
 	dc_get_info(d, &info);
 	tv_write(d, 8, 8, 42);
 	dc_close(d);
-	d = tv_openf(0, "vhd:%s", fixed);
+	d = h_openf(0, "vhd:%s", fixed);
 	dc_get_info(d, &info2);
 	ck_assert_uint_eq(info2.sector_count, 2048);
 	ck_assert_int_eq(memcmp(info.disk_id, info2.disk_id, 16), 0);
@@ -439,16 +342,13 @@ START_TEST(vhd_fixed_and_file_dispatch)
 	ck_assert_int_eq(dc_read(d, 2048, buf, 512), DC_E_ILLEGAL_BLOCK);
 	tv_write(d, 2047, 1, 43);
 	dc_close(d);
-	spec = tv_fmt("vhd1:%s", fixed); /* the footer is intact */
-	dc_close(tv_open(spec, 0));
-	free(spec);
+	dc_close(h_openf(0, "vhd1:%s", fixed)); /* the footer is intact */
 
 	tv_create(dyn, "create=2M");
-	d = tv_openf(0, "file:%s", dyn);
+	d = h_openf(0, "file:%s", dyn);
 	tv_write(d, 100, 8, 44);
 	dc_close(d);
-	spec = dyn; /* a bare absolute path is file: */
-	d = tv_open(spec, 0);
+	d = h_open(dyn, 0); /* a bare absolute path is file: */
 	ck_assert_int_eq(dc_read(d, 100, buf, sizeof(buf)), 0);
 	ck_assert_int_lt(h_check(buf, sizeof(buf), 44), 0);
 	dc_close(d);
@@ -461,20 +361,18 @@ END_TEST
 START_TEST(vhd_file_create_is_fixed)
 {
 	char *path = h_tmppath(".vhd");
-	char *spec = tv_fmt("file:%s;create=1M", path);
 	struct stat st;
 	uint8_t f[512];
 	int fd;
 
-	dc_close(tv_open(spec, 0));
+	dc_close(h_openf(0, "file:%s;create=1M", path));
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_int_eq(st.st_size, MIB + 512);
 	fd = open(path, O_RDONLY);
 	ck_assert_int_eq(pread(fd, f, 512, MIB), 512);
 	close(fd);
 	ck_assert_int_eq(memcmp(f, "conectix", 8), 0);
-	ck_assert_uint_eq(tv_get32(f + 60), 2);
-	free(spec);
+	ck_assert_uint_eq(h_get_be32(f + 60), 2);
 	free(path);
 }
 END_TEST
@@ -484,15 +382,13 @@ END_TEST
 /* A base of 2 MiB with a pattern in every 4 KiB; returns its model. */
 static uint8_t *tv_base(const char *path, const char *opts)
 {
-	char *spec = tv_fmt("vhd:%s;%s", path, opts);
 	uint8_t *model = calloc(1, 2 * MIB);
-	dc_disk *d = tv_open(spec, 0);
+	dc_disk *d = h_openf(0, "vhd:%s;%s", path, opts);
 
 	for (uint64_t s = 0; s < 4096; s += 8) {
 		tv_put(d, model, s, 8, 1000 + s);
 	}
 	dc_close(d);
-	free(spec);
 	return model;
 }
 
@@ -503,13 +399,12 @@ START_TEST(vhd_diff_basic)
 	char *base = h_tmppath(".vhd"), *child = h_tmppath(".vhd");
 	uint8_t *model = tv_base(base, "create=2M;block=64K");
 	uint8_t *orig = malloc(2 * MIB);
-	char *spec = tv_fmt("vhd:%s;parent=%s", child, base), *desc;
 	struct tv_img m;
 	dc_disk *d;
+	char *desc;
 
 	memcpy(orig, model, 2 * MIB);
-	d = tv_open(spec, 0);
-	free(spec);
+	d = h_openf(0, "vhd:%s;parent=%s", child, base);
 	ck_assert_uint_eq(dc_sector_count(d), 4096);
 	tv_check(d, model, 0, 4096);
 	/* Odd runs: inside a byte of the bitmap, across bytes, across blocks. */
@@ -543,10 +438,10 @@ START_TEST(vhd_diff_basic)
 	}
 	tv_img_close(&m);
 
-	d = tv_openf(DC_OPEN_READ_ONLY, "vhd:%s", child);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", child);
 	tv_check(d, model, 0, 4096);
 	dc_close(d);
-	d = tv_openf(DC_OPEN_READ_ONLY, "vhd:%s", base);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", base);
 	tv_check(d, orig, 0, 4096);
 	dc_close(d);
 	free(orig);
@@ -562,33 +457,28 @@ START_TEST(vhd_diff_chain)
 	char *base = h_tmppath(".vhd"), *mid = h_tmppath(".vhd"),
 	     *top = h_tmppath(".vhd");
 	uint8_t *model = calloc(1, 2 * MIB);
-	char *spec;
 	dc_disk *d;
 
-	d = tv_openf(0, "vhd1:%s;create=2M", base);
+	d = h_openf(0, "vhd1:%s;create=2M", base);
 	tv_put(d, model, 0, 4096, 1);
 	dc_close(d);
 	tv_create(mid, "parent=%s", base);
-	d = tv_openf(0, "vhd:%s", mid);
+	d = h_openf(0, "vhd:%s", mid);
 	tv_put(d, model, 10, 20, 2);
 	dc_close(d);
 	tv_create(top, "parent=%s;block=4K", mid);
-	spec = tv_fmt("vhd:%s", top);
-	d = tv_open(spec, 0);
+	d = h_openf(0, "vhd:%s", top);
 	tv_check(d, model, 0, 4096);
 	tv_put(d, model, 15, 3, 3);
 	tv_put(d, model, 4000, 90, 4);
 	tv_check(d, model, 0, 4096);
 	dc_close(d);
 	/* memdiff over the chain: writes stay in memory. */
-	free(spec);
-	spec = tv_fmt("memdiff:vhd:%s", top);
-	d = tv_open(spec, 0);
+	d = h_openf(0, "memdiff:vhd:%s", top);
 	tv_check(d, model, 0, 4096);
 	tv_write(d, 0, 4096, 5);
 	dc_close(d);
-	free(spec);
-	d = tv_openf(DC_OPEN_READ_ONLY, "vhd:%s", top);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", top);
 	tv_check(d, model, 0, 4096);
 	dc_close(d);
 	free(model);
@@ -602,21 +492,21 @@ END_TEST
 START_TEST(vhd_diff_locators)
 {
 	char *dir = h_tmpsubdir(), *dir2 = h_tmpsubdir(), *moved;
-	char *base = tv_fmt("%s/sub/base.vhd", dir), *child = tv_fmt("%s/child.vhd", dir);
-	char *sub = tv_fmt("%s/sub", dir);
+	char *base = h_fmt("%s/sub/base.vhd", dir), *child = h_fmt("%s/child.vhd", dir);
+	char *sub = h_fmt("%s/sub", dir);
 	uint8_t *model;
-	char *spec, *desc;
 	dc_disk *d;
+	char *desc;
 
 	ck_assert_int_eq(mkdir(sub, 0700), 0);
 	model = tv_base(base, "create=2M");
 	tv_create(child, "parent=%s/sub/../sub/base.vhd", dir);
 	/* Relative: move the whole directory. */
-	moved = tv_fmt("%s/moved", dir2);
+	moved = h_fmt("%s/moved", dir2);
 	ck_assert_int_eq(rename(dir, moved), 0);
 	free(child);
-	child = tv_fmt("%s/child.vhd", moved);
-	d = tv_openf(DC_OPEN_READ_ONLY, "vhd:%s", child);
+	child = h_fmt("%s/child.vhd", moved);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", child);
 	tv_check(d, model, 0, 4096);
 	desc = tv_describe(d);
 	ck_assert_msg(strstr(desc, "/moved/sub/base.vhd"), "%s", desc);
@@ -624,19 +514,17 @@ START_TEST(vhd_diff_locators)
 	dc_close(d);
 	/* Absolute: move only the child away from its parent. */
 	free(base);
-	base = tv_fmt("%s/sub/base.vhd", moved);
+	base = h_fmt("%s/sub/base.vhd", moved);
 	free(child);
-	child = tv_fmt("%s/c2.vhd", dir2);
+	child = h_fmt("%s/c2.vhd", dir2);
 	tv_create(child, "parent=%s", base);
 	{
-		char *other = h_tmpsubdir(), *c3 = tv_fmt("%s/c3.vhd", other);
+		char *other = h_tmpsubdir(), *c3 = h_fmt("%s/c3.vhd", other);
 
 		ck_assert_int_eq(rename(child, c3), 0);
-		spec = tv_fmt("vhd:%s", c3);
-		d = tv_open(spec, DC_OPEN_READ_ONLY);
+		d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", c3);
 		tv_check(d, model, 0, 4096);
 		dc_close(d);
-		free(spec);
 		free(c3);
 		free(other);
 	}
@@ -655,37 +543,31 @@ START_TEST(vhd_diff_bad_parent)
 {
 	char *base = h_tmppath(".vhd"), *child = h_tmppath(".vhd"),
 	     *c2 = h_tmppath(".vhd");
-	char *spec = tv_fmt("vhd:%s", child);
+	char *spec = h_fmt("vhd:%s", child);
 
 	tv_create(base, "create=1M");
 	tv_create(child, "parent=%s", base);
-	dc_close(tv_open(spec, 0));
+	dc_close(h_open(spec, 0));
 	/* Same name, new unique id. */
 	tv_create(base, "create=1M");
-	tv_open_fails(spec, 0, "unique id");
+	h_open_fails(0, 0, "unique id", "%s", spec);
 	/* Gone. */
 	ck_assert_int_eq(unlink(base), 0);
-	tv_open_fails(spec, 0, "parent image not found");
+	h_open_fails(0, 0, "parent image not found", "%s", spec);
 	/* base <- child <- c2, then c2 takes base's place: child -> c2 -> child. */
 	tv_create(base, "create=1M");
 	tv_create(child, "parent=%s", base);
 	tv_create(c2, "parent=%s", child);
 	ck_assert_int_eq(rename(c2, base), 0);
-	tv_open_fails(spec, 0, "loops");
+	h_open_fails(0, 0, "loops", "%s", spec);
 	free(spec);
 	/* Creating a child over a file its own parent chain needs is refused. */
 	tv_create(base, "create=1M");
 	tv_create(child, "parent=%s", base);
 	tv_create(c2, "parent=%s", child);
-	spec = tv_fmt("vhd:%s;parent=%s", child, c2);
-	tv_open_fails(spec, 0, "depends on it");
-	free(spec);
-	spec = tv_fmt("vhd:%s;parent=%s", base, base);
-	tv_open_fails(spec, 0, "depends on it");
-	free(spec);
-	spec = tv_fmt("vhd:%s;parent=%s;create=1M", c2, base);
-	tv_open_fails(spec, 0, "without create");
-	free(spec);
+	h_open_fails(0, 0, "depends on it", "vhd:%s;parent=%s", child, c2);
+	h_open_fails(0, 0, "depends on it", "vhd:%s;parent=%s", base, base);
+	h_open_fails(0, 0, "without create", "vhd:%s;parent=%s;create=1M", c2, base);
 	free(base);
 	free(child);
 	free(c2);
@@ -699,7 +581,7 @@ START_TEST(vhd_diff_parent_untouched)
 	char *base = h_tmppath(".vhd"), *child = h_tmppath(".vhd");
 	uint8_t *model = tv_base(base, "create=2M;block=512K");
 	uint8_t *before = malloc(3 * MIB), *after = malloc(3 * MIB);
-	char *spec = tv_fmt("vhd:%s", child);
+	char *spec = h_fmt("vhd:%s", child);
 	struct stat st;
 	dc_disk *d;
 	int fd;
@@ -709,7 +591,7 @@ START_TEST(vhd_diff_parent_untouched)
 	ck_assert_int_le(st.st_size, 3 * MIB);
 	ck_assert_int_eq(pread(fd, before, (size_t)st.st_size, 0), st.st_size);
 	tv_create(child, "parent=%s", base);
-	d = tv_open(spec, 0);
+	d = h_open(spec, 0);
 	tv_write(d, 0, 4096, 9);
 	ck_assert_int_eq(dc_flush(d), 0);
 	ck_assert_int_eq(dc_write(d, 0, model, 4096, DC_IO_FUA), 0);
@@ -728,47 +610,14 @@ END_TEST
 
 /* --- The layer contract, below the core ------------------------------------------ */
 
-struct tv_direct {
-	void *so;
-	const struct dc_plugin *p;
-	void *inst;
-	struct dc_info info;
-};
-
-static void tv_direct_open(struct tv_direct *t, const char *path, bool ro)
+static void tv_direct_open(struct h_direct *t, const char *path, bool ro)
 {
-	const char *env = getenv("DISKCORE_PLUGIN_PATH");
-	char *dirs = strdup(env ? env : ""), *save = NULL;
-	const struct dc_plugin *(*entry)(void);
-	const char *fields[1] = { path };
-	struct dc_open_args a = {
-		.struct_size = sizeof(a),
-		.form = "vhd",
-		.fields = fields,
-		.nfields = 1,
-		.read_only = ro,
-	};
-
-	t->so = NULL;
-	for (char *dir = strtok_r(dirs, ":", &save); dir && !t->so;
-	     dir = strtok_r(NULL, ":", &save)) {
-		char *so = tv_fmt("%s/vhd.so", dir);
-
-		if (access(so, R_OK) == 0)
-			t->so = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-		free(so);
-	}
-	free(dirs);
-	ck_assert_msg(t->so, "vhd.so not found on DISKCORE_PLUGIN_PATH");
-	*(void **)&entry = dlsym(t->so, DC_PLUGIN_ENTRY_NAME);
-	ck_assert_ptr_nonnull(entry);
-	t->p = entry();
+	h_direct_open(t, "vhd", path, ro);
 	ck_assert_int_eq(t->p->kind, DC_KIND_LAYER);
-	ck_assert_int_eq(t->p->open(&a, &t->inst, &t->info), 0);
 }
 
 /* One request; marker bits (one per sector) returned in *bits when non-NULL. */
-static int tv_direct_io(struct tv_direct *t, uint32_t op, uint32_t flags, uint64_t sector,
+static int tv_direct_io(struct h_direct *t, uint32_t op, uint32_t flags, uint64_t sector,
 			void *buf, size_t len, uint64_t *bits)
 {
 	struct iovec iov = { buf, len };
@@ -785,12 +634,6 @@ static int tv_direct_io(struct tv_direct *t, uint32_t op, uint32_t flags, uint64
 	return t->p->io(t->inst, &req);
 }
 
-static void tv_direct_close(struct tv_direct *t)
-{
-	t->p->close(t->inst);
-	dlclose(t->so);
-}
-
 static bool tv_bit(const uint64_t *bits, unsigned i)
 {
 	return bits[i / 64] >> (i % 64) & 1;
@@ -803,7 +646,7 @@ START_TEST(vhd_layer_marks)
 	char *base = h_tmppath(".vhd"), *child = h_tmppath(".vhd");
 	uint8_t buf[64 * 512], want[64 * 512];
 	uint64_t bits[1];
-	struct tv_direct t;
+	struct h_direct t;
 	char lower[4096];
 
 	tv_create(base, "create=1M");
@@ -864,7 +707,7 @@ START_TEST(vhd_layer_marks)
 		lower_info.flags = DC_INFO_HAS_DISK_ID;
 		ck_assert_int_lt(t.p->attach(t.inst, &lower_info, &out), 0);
 	}
-	tv_direct_close(&t);
+	h_direct_close(&t);
 
 	tv_direct_open(&t, base, true);
 	ck_assert_int_eq(t.p->lower_spec(t.inst, lower, sizeof(lower)), 0);
@@ -875,7 +718,7 @@ START_TEST(vhd_layer_marks)
 	ck_assert_int_lt(h_check_zero(buf, sizeof(buf)), 0);
 	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, 0, buf, 512, NULL),
 			 DC_E_READ_ONLY);
-	tv_direct_close(&t);
+	h_direct_close(&t);
 	free(base);
 	free(child);
 }
@@ -886,24 +729,19 @@ END_TEST
 /* A dynamic image with blocks 0 and 2 allocated (64 KiB blocks). */
 static char *tv_bad_base(void)
 {
-	char *path = h_tmppath(".vhd"),
-	     *spec = tv_fmt("vhd:%s;create=1M;block=64K", path);
-	dc_disk *d = tv_open(spec, 0);
+	char *path = h_tmppath(".vhd");
+	dc_disk *d = h_openf(0, "vhd:%s;create=1M;block=64K", path);
 
 	tv_write(d, 0, 8, 1);
 	tv_write(d, 256, 8, 2);
 	dc_close(d);
-	free(spec);
 	return path;
 }
 
 static void tv_expect_bad(const char *path, const char *needle)
 {
-	char *spec = tv_fmt("vhd:%s", path);
-
-	tv_open_fails(spec, DC_OPEN_READ_ONLY, needle);
-	tv_open_fails(spec, 0, needle);
-	free(spec);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, needle, "vhd:%s", path);
+	h_open_fails(0, 0, needle, "vhd:%s", path);
 }
 
 /* A fresh tv_bad_base() opened for damage ... */
@@ -940,40 +778,40 @@ START_TEST(vhd_bad_headers)
 	tv_bad_end(&m, p, "cxsparse");
 
 	p = tv_bad_begin(&m);
-	tv_put32(m.hdr + 32, 3 * 512);
+	h_put_be32(m.hdr + 32, 3 * 512);
 	tv_put_hdr(&m);
 	tv_bad_end(&m, p, "block size");
 
 	p = tv_bad_begin(&m);
-	tv_put32(m.hdr + 28, 3);
+	h_put_be32(m.hdr + 28, 3);
 	tv_put_hdr(&m);
 	tv_bad_end(&m, p, "needs");
 
 	p = tv_bad_begin(&m);
-	tv_put64(m.hdr + 16, m.size + 4096);
+	h_put_be64(m.hdr + 16, m.size + 4096);
 	tv_put_hdr(&m);
 	tv_bad_end(&m, p, "outside the image");
 
 	p = tv_bad_begin(&m);
-	tv_put64(m.hdr + 16, 0); /* the BAT on the footer copy */
+	h_put_be64(m.hdr + 16, 0); /* the BAT on the footer copy */
 	tv_put_hdr(&m);
 	tv_bad_end(&m, p, "outside the image");
 
 	p = tv_bad_begin(&m);
 	memcpy(f, m.foot, 512);
-	tv_put64(f + 16, m.size); /* header past the end */
+	h_put_be64(f + 16, m.size); /* header past the end */
 	tv_put_footers(&m, f);
 	tv_bad_end(&m, p, "outside the image");
 
 	p = tv_bad_begin(&m);
 	memcpy(f, m.foot, 512);
-	tv_put32(f + 60, 5);
+	h_put_be32(f + 60, 5);
 	tv_put_footers(&m, f);
 	tv_bad_end(&m, p, "disk type");
 
 	p = tv_bad_begin(&m);
 	memcpy(f, m.foot, 512);
-	tv_put64(f + 48, MIB - 100);
+	h_put_be64(f + 48, MIB - 100);
 	tv_put_footers(&m, f);
 	tv_bad_end(&m, p, "multiple of 512");
 
@@ -988,8 +826,8 @@ START_TEST(vhd_bad_headers)
 	/* Valid footers that disagree. */
 	p = tv_bad_begin(&m);
 	memcpy(f, m.foot, 512);
-	tv_put64(f + 48, 2 * MIB);
-	tv_put32(f + 64, tv_sum(f, 512, 64));
+	h_put_be64(f + 48, 2 * MIB);
+	h_put_be32(f + 64, h_vhd_checksum(f, 512, 64));
 	ck_assert_int_eq(pwrite(m.fd, f, 512, 0), 512);
 	tv_bad_end(&m, p, "disagree");
 
@@ -1043,7 +881,7 @@ END_TEST
  * puts the footer back; a damaged copy is put back too. */
 START_TEST(vhd_footer_repair)
 {
-	char *p = tv_bad_base(), *spec = tv_fmt("vhd:%s", p);
+	char *p = tv_bad_base(), *spec = h_fmt("vhd:%s", p);
 	struct tv_img m;
 	uint8_t f[512], buf[4096];
 	dc_disk *d;
@@ -1053,11 +891,11 @@ START_TEST(vhd_footer_repair)
 	f[0] ^= 0xff;
 	ck_assert_int_eq(pwrite(m.fd, f, 512, (off_t)m.size - 512), 512);
 	tv_img_close(&m);
-	d = tv_open(spec, DC_OPEN_READ_ONLY);
+	d = h_open(spec, DC_OPEN_READ_ONLY);
 	ck_assert_int_eq(dc_read(d, 0, buf, sizeof(buf)), 0);
 	ck_assert_int_lt(h_check(buf, sizeof(buf), 1), 0);
 	dc_close(d);
-	d = tv_open(spec, 0);
+	d = h_open(spec, 0);
 	tv_write(d, 1000, 8, 3); /* allocates: the footer moves again */
 	dc_close(d);
 	tv_img_open(&m, p);
@@ -1067,11 +905,11 @@ START_TEST(vhd_footer_repair)
 	f[0] = 'X';
 	ck_assert_int_eq(pwrite(m.fd, f, 512, 0), 512);
 	tv_img_close(&m);
-	dc_close(tv_open(spec, 0));
+	dc_close(h_open(spec, 0));
 	tv_img_open(&m, p);
 	ck_assert_int_eq(memcmp(m.foot, m.copy, 512), 0);
 	tv_img_close(&m);
-	d = tv_open(spec, 0);
+	d = h_open(spec, 0);
 	ck_assert_int_eq(dc_read(d, 1000, buf, sizeof(buf)), 0);
 	ck_assert_int_lt(h_check(buf, sizeof(buf), 3), 0);
 	dc_close(d);
@@ -1094,13 +932,13 @@ START_TEST(vhd_bad_locators)
 		tv_create(child, "parent=%s", base);
 		tv_img_open(&m, child);
 		e = m.hdr + 576; /* locator 0 */
-		ck_assert_uint_ne(tv_get32(e), 0);
+		ck_assert_uint_ne(h_get_be32(e), 0);
 		if (k == 0)
-			tv_put64(e + 16, m.size);
+			h_put_be64(e + 16, m.size);
 		else if (k == 1)
-			tv_put32(e + 8, 1u << 30);
+			h_put_be32(e + 8, 1u << 30);
 		else
-			tv_put64(e + 16, m.bat_off);
+			h_put_be64(e + 16, m.bat_off);
 		tv_put_hdr(&m);
 		tv_img_close(&m);
 		tv_expect_bad(child, k == 0 ? "outside the image" :
@@ -1128,7 +966,7 @@ START_TEST(vhd_fuzz_metadata)
 	ck_assert_int_eq(pread(fd, img, (size_t)st.st_size, 0), st.st_size);
 	close(fd);
 	for (int iter = 0; iter < 150; iter++) {
-		char *spec = tv_fmt("vhd:%s", p);
+		char *spec = h_fmt("vhd:%s", p);
 		dc_disk *d = NULL;
 		uint64_t nflips;
 
@@ -1153,10 +991,10 @@ START_TEST(vhd_fuzz_metadata)
 			uint8_t f[512], h[1024];
 
 			ck_assert_int_eq(pread(fd, f, 512, st.st_size - 512), 512);
-			tv_put32(f + 64, tv_sum(f, 512, 64));
+			h_put_be32(f + 64, h_vhd_checksum(f, 512, 64));
 			ck_assert_int_eq(pwrite(fd, f, 512, st.st_size - 512), 512);
 			ck_assert_int_eq(pread(fd, h, 1024, 512), 1024);
-			tv_put32(h + 36, tv_sum(h, 1024, 36));
+			h_put_be32(h + 36, h_vhd_checksum(h, 1024, 36));
 			ck_assert_int_eq(pwrite(fd, h, 1024, 512), 1024);
 		}
 		close(fd);
@@ -1204,20 +1042,20 @@ static int tv_prepare(const char *path, uint64_t size, void *arg)
 		int fd = open(path, O_WRONLY);
 
 		memcpy(f, "conectix", 8);
-		tv_put32(f + 8, 2);
-		tv_put32(f + 12, 0x00010000);
-		tv_put64(f + 16, UINT64_MAX);
-		tv_put64(f + 40, size);
-		tv_put64(f + 48, size);
-		tv_put32(f + 60, 2);
+		h_put_be32(f + 8, 2);
+		h_put_be32(f + 12, 0x00010000);
+		h_put_be64(f + 16, UINT64_MAX);
+		h_put_be64(f + 40, size);
+		h_put_be64(f + 48, size);
+		h_put_be32(f + 60, 2);
 		f[68] = 0x42;
-		tv_put32(f + 64, tv_sum(f, 512, 64));
+		h_put_be32(f + 64, h_vhd_checksum(f, 512, 64));
 		r = fd >= 0 && pwrite(fd, f, 512, (off_t)size) == 512 ? 0 : -EIO;
 		if (fd >= 0)
 			close(fd);
 		return r;
 	}
-	spec = tv_fmt("vhd:%s;create=%llu;block=%s", path, (unsigned long long)size, how);
+	spec = h_fmt("vhd:%s;create=%llu;block=%s", path, (unsigned long long)size, how);
 	r = dc_open(spec, 0, &d);
 	if (r == 0)
 		dc_close(d);

@@ -7,7 +7,6 @@
 #include "harness.h"
 
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,38 +14,6 @@
 #include <unistd.h>
 
 #define MIB (1024 * 1024)
-
-static void tv_put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-static void tv_put64(uint8_t *p, uint64_t v)
-{
-	tv_put32(p, (uint32_t)(v >> 32));
-	tv_put32(p + 4, (uint32_t)v);
-}
-
-static uint32_t tv_get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t tv_get64(const uint8_t *p)
-{
-	return (uint64_t)tv_get32(p) << 32 | tv_get32(p + 4);
-}
-
-static uint32_t tv_sum(const uint8_t *f)
-{
-	uint32_t s = 0;
-
-	for (int i = 0; i < 512; i++)
-		if (i < 64 || i >= 68)
-			s += f[i];
-	return ~s;
-}
 
 /* What a footer should hold; the test breaks fields on purpose. */
 struct tv_footer {
@@ -62,15 +29,15 @@ static void tv_footer(uint8_t f[512], const struct tv_footer *t)
 {
 	memset(f, 0, 512);
 	memcpy(f, t->cookie, 8);
-	tv_put32(f + 8, 2);
-	tv_put32(f + 12, t->version);
-	tv_put64(f + 16, UINT64_MAX);
-	tv_put32(f + 32, 0x000a0000);
-	tv_put64(f + 40, t->size);
-	tv_put64(f + 48, t->size);
-	tv_put32(f + 60, t->type);
+	h_put_be32(f + 8, 2);
+	h_put_be32(f + 12, t->version);
+	h_put_be64(f + 16, UINT64_MAX);
+	h_put_be32(f + 32, 0x000a0000);
+	h_put_be64(f + 40, t->size);
+	h_put_be64(f + 48, t->size);
+	h_put_be32(f + 60, t->type);
 	memcpy(f + 68, t->uid, 16);
-	tv_put32(f + 64, tv_sum(f) + (uint32_t)t->checksum_delta);
+	h_put_be32(f + 64, h_vhd_checksum(f, 512, 64) + (uint32_t)t->checksum_delta);
 }
 
 static const struct tv_footer tv_good = {
@@ -106,41 +73,6 @@ static int tv_prepare_fixed(const char *path, uint64_t size, void *arg)
 	return tv_make_fixed_footer(path, &tv_good) ? -EIO : 0;
 }
 
-static char *tv_spec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *tv_spec(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
-static dc_disk *tv_open(const char *spec, uint32_t flags)
-{
-	dc_disk *d = NULL;
-	int rc = dc_open(spec, flags, &d);
-
-	ck_assert_msg(rc == 0, "dc_open(%s): %d %s", spec, rc, dc_last_error());
-	return d;
-}
-
-/* dc_open must fail with rc and a message containing `needle`. */
-static void tv_open_fails(const char *spec, int rc, const char *needle)
-{
-	dc_disk *d = NULL;
-	int r = dc_open(spec, 0, &d);
-
-	ck_assert_msg(r == rc, "dc_open(%s) = %d (%s), expected %d", spec, r,
-		      dc_last_error(), rc);
-	ck_assert_msg(strstr(dc_last_error(), needle),
-		      "dc_open(%s): message '%s' lacks '%s'", spec, dc_last_error(),
-		      needle);
-}
-
 /* A file of data_len bytes of a u32 counting pattern, then footer t. */
 static char *tv_image(uint64_t data_len, const struct tv_footer *t)
 {
@@ -168,8 +100,7 @@ static char *tv_image(uint64_t data_len, const struct tv_footer *t)
 START_TEST(vhd1_open_fixed)
 {
 	char *path = tv_image(4 * MIB, &tv_good);
-	char *spec = tv_spec("vhd1:%s", path);
-	dc_disk *d = tv_open(spec, 0);
+	dc_disk *d = h_openf(0, "vhd1:%s", path);
 	uint32_t words[128];
 	struct dc_info info;
 
@@ -185,7 +116,6 @@ START_TEST(vhd1_open_fixed)
 	ck_assert_int_eq(memcmp(info.disk_id, tv_good.uid, 16), 0);
 	ck_assert_str_eq(info.disk_type, "vhd1");
 	dc_close(d);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -195,8 +125,8 @@ END_TEST
 START_TEST(vhd1_footer_out_of_reach)
 {
 	char *path = tv_image(MIB, &tv_good);
-	char *spec = tv_spec("vhd1:%s", path);
-	dc_disk *d = tv_open(spec, 0);
+	char *spec = h_fmt("vhd1:%s", path);
+	dc_disk *d = h_open(spec, 0);
 	uint8_t buf[1024], foot[512], after[512];
 	uint64_t n = dc_sector_count(d);
 	int fd = open(path, O_RDONLY);
@@ -219,7 +149,7 @@ START_TEST(vhd1_footer_out_of_reach)
 	close(fd);
 	dc_close(d);
 	/* Still a valid fixed VHD. */
-	d = tv_open(spec, 0);
+	d = h_open(spec, 0);
 	dc_close(d);
 	free(spec);
 	free(path);
@@ -231,93 +161,73 @@ END_TEST
 START_TEST(vhd1_smaller_disk)
 {
 	struct tv_footer t = tv_good;
-	char *path, *spec;
+	char *path;
 	dc_disk *d;
 	uint8_t buf[512];
 
 	t.size = MIB - 4096;
 	path = tv_image(MIB, &t);
-	spec = tv_spec("vhd1:%s", path);
-	d = tv_open(spec, 0);
+	d = h_openf(0, "vhd1:%s", path);
 	ck_assert_uint_eq(dc_sector_count(d), (MIB - 4096) / 512);
 	ck_assert_int_eq(dc_read(d, (MIB - 4096) / 512, buf, 512), DC_E_ILLEGAL_BLOCK);
 	dc_close(d);
-	free(spec);
 	free(path);
 }
 END_TEST
+
+/* An image of 1 MiB of data and footer t fails to open with a message containing
+ * needle. */
+static void tv_footer_fails(const struct tv_footer *t, const char *needle)
+{
+	char *path = tv_image(MIB, t);
+
+	h_open_fails(0, -EINVAL, needle, "vhd1:%s", path);
+	free(path);
+}
 
 /* Each check of §2.2, and that they run in order: an image that breaks checks
  * k and k+1 fails with check k's complaint. */
 START_TEST(vhd1_validation_order)
 {
 	struct tv_footer t;
-	char *path, *spec;
+	char *path;
 
 	/* 1: length not a multiple of 512 (and no footer at all). */
 	path = h_tmpfile(MIB + 100, ".vhd");
-	spec = tv_spec("vhd1:%s", path);
-	tv_open_fails(spec, -EINVAL, "invalid file size");
-	free(spec);
+	h_open_fails(0, -EINVAL, "invalid file size", "vhd1:%s", path);
 	free(path);
 	/* 1: shorter than a footer. */
 	path = h_tmpfile(0, ".vhd");
-	spec = tv_spec("vhd1:%s", path);
-	tv_open_fails(spec, -EINVAL, "invalid file size");
-	free(spec);
+	h_open_fails(0, -EINVAL, "invalid file size", "vhd1:%s", path);
 	free(path);
 	/* 3 before 4: bad cookie and bad checksum. */
 	t = tv_good;
 	t.cookie = "conectiX";
 	t.checksum_delta = 1;
-	path = tv_image(MIB, &t);
-	spec = tv_spec("vhd1:%s", path);
-	tv_open_fails(spec, -EINVAL, "cookie");
-	free(spec);
-	free(path);
+	tv_footer_fails(&t, "cookie");
 	/* 4 before 5: bad checksum and bad version. */
 	t = tv_good;
 	t.checksum_delta = 1;
 	t.version = 0x00020000;
-	path = tv_image(MIB, &t);
-	spec = tv_spec("vhd1:%s", path);
-	tv_open_fails(spec, -EINVAL, "checksum");
-	free(spec);
-	free(path);
+	tv_footer_fails(&t, "checksum");
 	/* 5 before 6: bad version and dynamic. */
 	t = tv_good;
 	t.version = 0x00020000;
 	t.type = 3;
-	path = tv_image(MIB, &t);
-	spec = tv_spec("vhd1:%s", path);
-	tv_open_fails(spec, -EINVAL, "version");
-	free(spec);
-	free(path);
+	tv_footer_fails(&t, "version");
 	/* 6 before 7: dynamic, and a size the file cannot hold. */
 	t = tv_good;
 	t.type = 3;
 	t.size = 8 * MIB;
-	path = tv_image(MIB, &t);
-	spec = tv_spec("vhd1:%s", path);
-	tv_open_fails(spec, -EINVAL, "not a fixed VHD");
-	free(spec);
-	free(path);
+	tv_footer_fails(&t, "not a fixed VHD");
 	/* 7: current size larger than the data. */
 	t = tv_good;
 	t.size = MIB + 512;
-	path = tv_image(MIB, &t);
-	spec = tv_spec("vhd1:%s", path);
-	tv_open_fails(spec, -EINVAL, "invalid disk size");
-	free(spec);
-	free(path);
+	tv_footer_fails(&t, "invalid disk size");
 	/* 7: current size not a multiple of 512. */
 	t = tv_good;
 	t.size = MIB - 100;
-	path = tv_image(MIB, &t);
-	spec = tv_spec("vhd1:%s", path);
-	tv_open_fails(spec, -EINVAL, "invalid disk size");
-	free(spec);
-	free(path);
+	tv_footer_fails(&t, "invalid disk size");
 	/* Not validated (as upstream): features, data offset, geometry. */
 	path = tv_image(MIB, &tv_good);
 	{
@@ -325,22 +235,18 @@ START_TEST(vhd1_validation_order)
 		uint8_t f[512];
 
 		ck_assert_int_eq(pread(fd, f, 512, MIB), 512);
-		tv_put32(f + 8, 0);
-		tv_put64(f + 16, 1234);
-		tv_put32(f + 56, 0xdeadbeef);
-		tv_put32(f + 64, tv_sum(f));
+		h_put_be32(f + 8, 0);
+		h_put_be64(f + 16, 1234);
+		h_put_be32(f + 56, 0xdeadbeef);
+		h_put_be32(f + 64, h_vhd_checksum(f, 512, 64));
 		ck_assert_int_eq(pwrite(fd, f, 512, MIB), 512);
 		close(fd);
 	}
-	spec = tv_spec("vhd1:%s", path);
-	dc_close(tv_open(spec, 0));
-	free(spec);
+	dc_close(h_openf(0, "vhd1:%s", path));
 	free(path);
 	/* Missing file. */
 	path = h_tmppath(".vhd");
-	spec = tv_spec("vhd1:%s", path);
-	tv_open_fails(spec, -ENOENT, path);
-	free(spec);
+	h_open_fails(0, -ENOENT, path, "vhd1:%s", path);
 	free(path);
 }
 END_TEST
@@ -350,11 +256,11 @@ END_TEST
 START_TEST(vhd1_create)
 {
 	char *path = h_tmppath(".vhd");
-	char *spec = tv_spec("vhd1:%s;create=3M", path);
+	char *spec = h_fmt("vhd1:%s;create=3M", path);
 	uint8_t f[512], f2[512], buf[4096];
 	struct dc_info info;
 	struct stat st;
-	dc_disk *d = tv_open(spec, 0);
+	dc_disk *d = h_open(spec, 0);
 	int fd;
 
 	dc_get_info(d, &info);
@@ -368,36 +274,32 @@ START_TEST(vhd1_create)
 	ck_assert_int_eq(pread(fd, f, 512, 3 * MIB), 512);
 	close(fd);
 	ck_assert_int_eq(memcmp(f, "conectix", 8), 0);
-	ck_assert_uint_eq(tv_get32(f + 8), 2);
-	ck_assert_uint_eq(tv_get32(f + 12), 0x00010000);
-	ck_assert_uint_eq(tv_get64(f + 16), UINT64_MAX);
-	ck_assert_uint_eq(tv_get32(f + 24), 0);
-	ck_assert_uint_eq(tv_get32(f + 28), 0);
-	ck_assert_uint_eq(tv_get32(f + 32), 0x000a0000);
-	ck_assert_uint_eq(tv_get32(f + 36), 0);
-	ck_assert_uint_eq(tv_get64(f + 40), 3 * MIB);
-	ck_assert_uint_eq(tv_get64(f + 48), 3 * MIB);
-	ck_assert_uint_eq(tv_get32(f + 56), 0);
-	ck_assert_uint_eq(tv_get32(f + 60), 2);
-	ck_assert_uint_eq(tv_get32(f + 64), tv_sum(f));
+	ck_assert_uint_eq(h_get_be32(f + 8), 2);
+	ck_assert_uint_eq(h_get_be32(f + 12), 0x00010000);
+	ck_assert_uint_eq(h_get_be64(f + 16), UINT64_MAX);
+	ck_assert_uint_eq(h_get_be32(f + 24), 0);
+	ck_assert_uint_eq(h_get_be32(f + 28), 0);
+	ck_assert_uint_eq(h_get_be32(f + 32), 0x000a0000);
+	ck_assert_uint_eq(h_get_be32(f + 36), 0);
+	ck_assert_uint_eq(h_get_be64(f + 40), 3 * MIB);
+	ck_assert_uint_eq(h_get_be64(f + 48), 3 * MIB);
+	ck_assert_uint_eq(h_get_be32(f + 56), 0);
+	ck_assert_uint_eq(h_get_be32(f + 60), 2);
+	ck_assert_uint_eq(h_get_be32(f + 64), h_vhd_checksum(f, 512, 64));
 	ck_assert_int_eq(memcmp(f + 68, info.disk_id, 16), 0);
 	ck_assert_uint_eq(f[75] >> 4, 4);
 	ck_assert_uint_eq(f[76] >> 6, 2);
 	ck_assert_int_lt(h_check_zero(f + 84, 428), 0);
 	/* A second create truncates and picks a new id. */
-	dc_close(tv_open(spec, 0));
+	dc_close(h_open(spec, 0));
 	fd = open(path, O_RDONLY);
 	ck_assert_int_eq(pread(fd, f2, 512, 3 * MIB), 512);
 	close(fd);
 	ck_assert_int_ne(memcmp(f + 68, f2 + 68, 16), 0);
 	free(spec);
 	/* Sizes create= refuses. */
-	spec = tv_spec("vhd1:%s;create=1000", path);
-	tv_open_fails(spec, -EINVAL, "multiple of 512");
-	free(spec);
-	spec = tv_spec("vhd1:%s;create=0", path);
-	tv_open_fails(spec, -EINVAL, "multiple of 512");
-	free(spec);
+	h_open_fails(0, -EINVAL, "multiple of 512", "vhd1:%s;create=1000", path);
+	h_open_fails(0, -EINVAL, "multiple of 512", "vhd1:%s;create=0", path);
 	free(path);
 }
 END_TEST
@@ -405,8 +307,8 @@ END_TEST
 START_TEST(vhd1_read_only)
 {
 	char *path = tv_image(MIB, &tv_good);
-	char *spec = tv_spec("vhd1:%s", path);
-	dc_disk *d = tv_open(spec, DC_OPEN_READ_ONLY);
+	char *spec = h_fmt("vhd1:%s", path);
+	dc_disk *d = h_open(spec, DC_OPEN_READ_ONLY);
 	uint8_t buf[512] = { 0 };
 	struct dc_info info;
 
@@ -419,7 +321,7 @@ START_TEST(vhd1_read_only)
 	/* A read-only file opens read-only. */
 	ck_assert_int_eq(chmod(path, 0444), 0);
 	if (geteuid() != 0) {
-		d = tv_open(spec, DC_OPEN_READ_ONLY);
+		d = h_open(spec, DC_OPEN_READ_ONLY);
 		dc_close(d);
 	}
 	free(spec);
@@ -431,8 +333,7 @@ END_TEST
 START_TEST(vhd1_write_through_file)
 {
 	char *path = tv_image(MIB, &tv_good);
-	char *spec = tv_spec("vhd1:%s", path);
-	dc_disk *d = tv_open(spec, 0);
+	dc_disk *d = h_openf(0, "vhd1:%s", path);
 	uint8_t buf[8192], got[8192];
 	int fd = open(path, O_RDONLY);
 
@@ -443,7 +344,6 @@ START_TEST(vhd1_write_through_file)
 	ck_assert_int_eq(memcmp(buf, got, sizeof(buf)), 0);
 	close(fd);
 	dc_close(d);
-	free(spec);
 	free(path);
 }
 END_TEST
