@@ -51,7 +51,7 @@ run bench --rw sideways mem:1M
 check "bench bad --rw exits 2" [ "$rc" -eq 2 ]
 run serve mem:1M
 check "serve exits 2" [ "$rc" -eq 2 ]
-check "serve says not implemented" has "not implemented" "$T/err"
+check "serve without a listener says how to give one" has "unix PATH" "$T/err"
 
 # --- info ---
 truncate -s 4M "$T/a.img"

@@ -9,6 +9,8 @@
 #include <diskcore/diskcore.h>
 #include <diskcore/plugin.h>
 
+#include "serve.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -261,7 +263,9 @@ static dc_disk *ctl_open(const char *spec, uint32_t flags)
 	int rc = dc_open(spec, flags, &d);
 
 	if (rc < 0) {
-		ctl_err("cannot open '%s': %s", spec, ctl_last_error(rc));
+		/* The core's message names the element at fault, with any URL
+		 * credentials removed; the spec itself is not echoed. */
+		ctl_err("cannot open: %s", ctl_last_error(rc));
 		if (!(flags & DC_OPEN_READ_ONLY) &&
 		    (rc == -EROFS || rc == -EACCES || rc == -EPERM))
 			fprintf(stderr, "(open it read-only with --ro)\n");
@@ -1966,21 +1970,6 @@ static int ctl_bench(int argc, char **argv)
 	return rc;
 }
 
-/* --- serve (later) -------------------------------------------------------- */
-
-static int ctl_serve(int argc, char **argv)
-{
-	static const struct option lo[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-
-	while (ctl_getopt(argc, argv, "h", lo) != -1)
-		;
-	fprintf(stderr, "diskctl serve: not implemented yet\n");
-	return CTL_EXIT_USAGE;
-}
-
 /* --- main ----------------------------------------------------------------- */
 
 static const struct ctl_cmd ctl_cmds[] = {
@@ -2040,8 +2029,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "  --prefill     first write data over the whole disk (not timed)\n"
 	  "  --json        print one JSON object\n",
 	  ctl_bench },
-	{ "serve", "serve a disk over NBD (not implemented yet)",
-	  "serve SPEC\n\nNot implemented yet.\n", ctl_serve },
+	{ "serve", SERVE_SUMMARY, SERVE_USAGE, serve_main }, /* tools/serve.c */
 };
 
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

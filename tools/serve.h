@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/* diskctl serve: export a disk over the NBD protocol (tools/serve.c). */
+#ifndef DISKCTL_SERVE_H
+#define DISKCTL_SERVE_H
+
+#define SERVE_SUMMARY "serve a disk over NBD"
+#define SERVE_USAGE                                                                       \
+	"serve [--ro] (--unix PATH | --port N [--bind ADDR]) [--export NAME]\n"           \
+	"             [--once] [-v] SPEC\n\n"                                             \
+	"Open SPEC once and export it to NBD clients (nbdinfo, nbdcopy, qemu-img,\n"      \
+	"qemu-io, libnbd) until SIGINT or SIGTERM. Each connection is served by its\n"    \
+	"own thread and queue; requests are pipelined and answered as they complete.\n\n" \
+	"  --unix PATH    listen on a unix socket (nbd+unix:///?socket=PATH)\n"           \
+	"  --port N       listen on TCP port N (0: any free port, printed on stderr)\n"   \
+	"  --bind ADDR    TCP address to listen on (default 127.0.0.1)\n"                 \
+	"  --export NAME  the export's name (default \"\"; \"\" is always accepted)\n"    \
+	"  --ro           open SPEC read-only and export it read-only\n"                  \
+	"  --once         serve one connection, then exit\n"                              \
+	"  -v, --verbose  also log connections and refused options\n"
+
+/* argv[0] is "serve". Returns the exit status (0, 1 failure, 2 usage). */
+int serve_main(int argc, char **argv);
+
+#endif
