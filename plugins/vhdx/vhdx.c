@@ -1,0 +1,950 @@
+/* SPDX-License-Identifier: MIT */
+/* vhdx: fixed, dynamic and differencing VHDX images ([MS-VHDX]) as a layer of the
+ * core's layered disk, read-write.
+ *
+ * Layout: the file identifier, two headers (the current one is the valid one
+ * with the larger sequence number; CRC-32C), two region tables naming the BAT
+ * and metadata regions, the log named by the header, then 1 MiB-aligned payload
+ * blocks and (differencing images) 1 MiB sector bitmap blocks, one per chunk of
+ * 2^23 sectors, whose BAT entry follows the chunk's payload entries.
+ *
+ * Reads: a fixed or dynamic image marks every sector; blocks that are not
+ * present, zero, unmapped or undefined read as zeroes. A differencing image
+ * marks fully present blocks, the sectors of partially present blocks whose
+ * bitmap bit is set, and zero/unmapped/undefined blocks (as zeroes: their
+ * content is defined here, not in the parent); the rest falls through to the
+ * parent, which lower_spec() names so that the core opens it read-only below.
+ *
+ * Metadata goes through the log, as [MS-VHDX] 2.3 requires:
+ *   - A write to an unallocated block (lock held) takes new space at the end
+ *     of the file (extended with ftruncate, so it reads as zeroes), writes the
+ *     data there, and only then changes the BAT entry in memory. Bitmap bits
+ *     are set in memory after their data is written. The 4 KiB BAT and bitmap
+ *     sectors that changed are queued.
+ *   - Flush (and FUA, and close): fdatasync, so that all data and new space is
+ *     durable; then per log entry (at most a quarter of the log, so it never
+ *     overwrites the entry before it): write the entry, fdatasync, write its
+ *     sectors in place, fdatasync. Each entry's tail is itself, because the
+ *     ones before are already applied. The header gets this open's LogGuid
+ *     only after the first entry is durable (so a header never names a log
+ *     without a valid entry), and LogGuid is cleared again on close.
+ *   - Headers are never logged: the non-current one is rewritten with the next
+ *     sequence number and flushed, twice. The first change of an open renews
+ *     FileWriteGuid, the first user-visible one DataWriteGuid.
+ * After a crash every flushed write reads back (an unflushed one may or may
+ * not), and space taken by unflushed allocations is unreferenced at the end of
+ * the file (trimmed by the next writable open). Opening replays a log whose
+ * header names it: writable opens replay into the file, read-only opens replay
+ * in memory over every read. Freed space is never reused within one open, so a
+ * write racing an unmap of the same block can only be lost, never misplaced.
+ *
+ * Unmap: a whole block goes to PAYLOAD_BLOCK_ZERO (reads zero in every reader;
+ * a differencing image whose parent reads zero there frees it to NOT_PRESENT);
+ * a partial block is zeroed in place (hole punched), or for an absent block of
+ * a differencing image allocated as zeroes. Unmapped sectors read as zero.
+ * Fixed images (LeaveBlockAllocated) ignore unmap. Images are locked (flock).
+ */
+#include "vhdx.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define VHDX_RESERVE 40 /* queue room a single change may need */
+
+__thread int vhdx_quiet;
+
+void vhdx_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (vhdx_quiet)
+		return;
+	va_start(ap, fmt);
+	dc_verror(fmt, ap);
+	va_end(ap);
+}
+
+/* --- BAT ------------------------------------------------------------------------- */
+
+static uint64_t vhdx_pidx(const struct vhdx *v, uint64_t b)
+{
+	return b + b / v->chunk_ratio;
+}
+
+static uint64_t vhdx_sbidx(const struct vhdx *v, uint64_t c)
+{
+	return c * (v->chunk_ratio + 1) + v->chunk_ratio;
+}
+
+static uint64_t vhdx_bat_get(const struct vhdx *v, uint64_t i)
+{
+	return __atomic_load_n(&v->bat[i], __ATOMIC_ACQUIRE);
+}
+
+/* Sectors in block b (the last one may be short). */
+static uint32_t vhdx_block_secs(const struct vhdx *v, uint64_t b)
+{
+	uint64_t left = (v->disk_size >> v->ss_shift) - (b << v->spb_shift);
+
+	return left < v->spb ? (uint32_t)left : v->spb;
+}
+
+struct vhdx_span {
+	uint64_t off, len;
+	int64_t what; /* BAT index, or one of the negative names below */
+};
+
+static const char *const vhdx_span_names[] = { "",
+					       "the header section",
+					       "the log",
+					       "the BAT region",
+					       "the metadata region",
+					       "a region" };
+
+static int vhdx_span_cmp(const void *a, const void *b)
+{
+	const struct vhdx_span *x = a, *y = b;
+
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static void vhdx_span_what(const struct vhdx_span *s, char *buf, size_t len)
+{
+	if (s->what < 0)
+		snprintf(buf, len, "%s", vhdx_span_names[-s->what]);
+	else
+		snprintf(buf, len, "the block of BAT entry %lld", (long long)s->what);
+}
+
+/* Every allocated block inside the file, on 1 MiB, overlapping nothing. */
+static int vhdx_check_spans(struct vhdx *v, struct vhdx_span *sp, size_t n)
+{
+	char a[64], b[64];
+
+	sp[n++] = (struct vhdx_span){ 0, VHDX_MB, -1 };
+	if (v->hdr.log_len)
+		sp[n++] = (struct vhdx_span){ v->hdr.log_off, v->hdr.log_len, -2 };
+	sp[n++] = (struct vhdx_span){ v->bat_off, v->bat_len, -3 };
+	sp[n++] = (struct vhdx_span){ v->meta_off, v->meta_len, -4 };
+	for (uint32_t i = 0; i < v->nxreg; i++)
+		sp[n++] = (struct vhdx_span){ v->xreg[2 * i], v->xreg[2 * i + 1], -5 };
+	qsort(sp, n, sizeof(*sp), vhdx_span_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (sp[i].off > v->file_size || sp[i].len > v->file_size - sp[i].off) {
+			vhdx_span_what(&sp[i], a, sizeof(a));
+			vhdx_err("%s: %s at offset %llu (+%llu) lies past the end of the "
+				 "file (%llu bytes)",
+				 v->path, a, (unsigned long long)sp[i].off,
+				 (unsigned long long)sp[i].len,
+				 (unsigned long long)v->file_size);
+			return -EINVAL;
+		}
+		if (i && sp[i - 1].off + sp[i - 1].len > sp[i].off) {
+			vhdx_span_what(&sp[i - 1], a, sizeof(a));
+			vhdx_span_what(&sp[i], b, sizeof(b));
+			vhdx_err("%s: %s overlaps %s (at offset %llu)", v->path, a, b,
+				 (unsigned long long)sp[i].off);
+			return -EINVAL;
+		}
+		if (sp[i].off + sp[i].len > v->file_end)
+			v->file_end = sp[i].off + sp[i].len;
+	}
+	return 0;
+}
+
+static int vhdx_load_bat(struct vhdx *v)
+{
+	uint64_t cr1 = (uint64_t)v->chunk_ratio + 1;
+	struct vhdx_span *sp = NULL;
+	uint8_t *raw = malloc(v->nbat_mem * 8);
+	size_t nsp = 0;
+	int ret = -ENOMEM;
+
+	v->bat = malloc(v->nbat_mem * sizeof(*v->bat));
+	v->bat_dirty = calloc(v->nbat_mem / 512 / 8 + 1, 1);
+	v->sbc = calloc(v->nchunks + 1, sizeof(*v->sbc));
+	if (!raw || !v->bat || !v->bat_dirty || !v->sbc)
+		goto out;
+	ret = vhdx_pread(v, raw, v->nbat_mem * 8, v->bat_off);
+	if (ret < 0) {
+		vhdx_err("%s: cannot read the BAT: %s", v->path, strerror(-ret));
+		goto out;
+	}
+	for (uint64_t i = 0; i < v->nbat_mem; i++)
+		v->bat[i] = vhdx_get64(raw + 8 * i);
+	for (uint64_t i = 0; i < v->nbat; i++) {
+		unsigned st = VHDX_BAT_STATE(v->bat[i]);
+		bool sb = i % cr1 == v->chunk_ratio, bad;
+		uint64_t len = sb ? VHDX_MB : v->block_size;
+
+		if (sb && !v->diff)
+			continue; /* unused in fixed and dynamic images */
+		bad = sb ? st != 0 && st != VHDX_SB_PRESENT :
+			   st == 4 || (st == VHDX_PB_PARTIAL && !v->diff);
+		if (!bad && st == VHDX_PB_PARTIAL)
+			bad = VHDX_BAT_STATE(v->bat[i / cr1 * cr1 + v->chunk_ratio]) !=
+			      VHDX_SB_PRESENT;
+		if (bad) {
+			vhdx_err(
+				"%s: BAT entry %llu has state %u, which is invalid for a "
+				"%s entry of a%s image%s",
+				v->path, (unsigned long long)i, st,
+				sb ? "sector bitmap" : "payload",
+				v->diff ? " differencing" : " non-differencing",
+				st == VHDX_PB_PARTIAL ? " (or its chunk has no bitmap)" :
+							"");
+			ret = -EINVAL;
+			goto out;
+		}
+		if (st != VHDX_PB_FULL && st != VHDX_PB_PARTIAL)
+			continue;
+		if (!sp && !(sp = malloc((v->nbat + 8 + v->nxreg) * sizeof(*sp)))) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		sp[nsp++] =
+			(struct vhdx_span){ VHDX_BAT_OFF(v->bat[i]), len, (int64_t)i };
+	}
+	if (!sp && !(sp = malloc((8 + v->nxreg) * sizeof(*sp)))) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	v->file_end = 0;
+	ret = vhdx_check_spans(v, sp, nsp);
+	v->file_end = vhdx_round_up(v->file_end, VHDX_MB);
+out:
+	if (ret == -ENOMEM)
+		vhdx_err("%s: out of memory for a BAT of %llu entries", v->path,
+			 (unsigned long long)v->nbat);
+	free(sp);
+	free(raw);
+	return ret;
+}
+
+/* --- Queued metadata and sector bitmaps (lock held) ------------------------------ */
+
+static int vhdx_reserve(struct vhdx *v)
+{
+	if (v->keys_cap - v->nkeys < VHDX_RESERVE) {
+		size_t cap = v->keys_cap * 2 + VHDX_RESERVE * 2;
+		uint64_t *k = realloc(v->keys, cap * sizeof(*k));
+
+		if (!k)
+			return -ENOMEM;
+		v->keys = k;
+		v->keys_cap = cap;
+	}
+	return 0;
+}
+
+static void vhdx_bat_set(struct vhdx *v, uint64_t i, uint64_t e)
+{
+	uint64_t sec = i / (VHDX_LSEC / 8);
+
+	__atomic_store_n(&v->bat[i], e, __ATOMIC_RELEASE);
+	if (!(v->bat_dirty[sec / 8] & (1u << (sec % 8)))) {
+		v->bat_dirty[sec / 8] |= (uint8_t)(1u << (sec % 8));
+		v->keys[v->nkeys++] = sec;
+	}
+}
+
+int vhdx_key_sector(struct vhdx *v, uint64_t key, uint8_t *out, uint64_t *off)
+{
+	if (key & VHDX_KEY_SB) {
+		uint64_t c = (key & ~VHDX_KEY_SB) >> 8;
+		unsigned idx = key & 0xff;
+		uint64_t e = v->bat[vhdx_sbidx(v, c)];
+
+		if (VHDX_BAT_STATE(e) != VHDX_SB_PRESENT)
+			return -EIO;
+		*off = VHDX_BAT_OFF(e) + (uint64_t)idx * VHDX_LSEC;
+		memcpy(out, v->sbc[c]->sec[idx], VHDX_LSEC);
+		return 0;
+	}
+	*off = v->bat_off + key * VHDX_LSEC;
+	for (unsigned j = 0; j < VHDX_LSEC / 8; j++)
+		vhdx_put64(out + 8 * j, v->bat[key * (VHDX_LSEC / 8) + j]);
+	return 0;
+}
+
+/* The cached 4 KiB bitmap sector holding sector s's bit. */
+static int vhdx_sb_sec(struct vhdx *v, uint64_t s, uint8_t **out)
+{
+	uint64_t c = s >> 23;
+	unsigned idx = (unsigned)((s & (VHDX_CHUNK_SECTORS - 1)) >> 15);
+	struct vhdx_sbc *sbc = v->sbc[c];
+
+	if (!sbc && !(sbc = v->sbc[c] = calloc(1, sizeof(*sbc))))
+		return -ENOMEM;
+	if (!sbc->sec[idx]) {
+		uint64_t e = v->bat[vhdx_sbidx(v, c)];
+		uint8_t *p = malloc(VHDX_LSEC);
+		int ret = 0;
+
+		if (!p)
+			return -ENOMEM;
+		if (VHDX_BAT_STATE(e) == VHDX_SB_PRESENT)
+			ret = vhdx_pread(v, p, VHDX_LSEC,
+					 VHDX_BAT_OFF(e) + (uint64_t)idx * VHDX_LSEC);
+		else
+			memset(p, 0, VHDX_LSEC);
+		if (ret < 0) {
+			free(p);
+			return ret;
+		}
+		sbc->sec[idx] = p;
+	}
+	*out = sbc->sec[idx];
+	return 0;
+}
+
+/* Bits of sectors [s, s+n) into out (bit k = sector s+k); n <= 32768. */
+static int vhdx_bits_get(struct vhdx *v, uint64_t s, uint32_t n, uint8_t *out)
+{
+	memset(out, 0, (n + 7) / 8);
+	for (uint32_t k = 0; k < n;) {
+		uint8_t *sec;
+		uint32_t bit = (uint32_t)(s + k) & 32767;
+		int ret = vhdx_sb_sec(v, s + k, &sec);
+
+		if (ret < 0)
+			return ret;
+		for (; k < n && bit < 32768; k++, bit++)
+			if (sec[bit >> 3] & (1u << (bit & 7)))
+				out[k >> 3] |= (uint8_t)(1u << (k & 7));
+	}
+	return 0;
+}
+
+/* Set (or clear) the bits of sectors [s, s+n) and queue their sectors. */
+static int vhdx_bits_put(struct vhdx *v, uint64_t s, uint32_t n, bool set)
+{
+	for (uint32_t k = 0; k < n;) {
+		uint64_t c = (s + k) >> 23;
+		unsigned idx = (unsigned)(((s + k) & (VHDX_CHUNK_SECTORS - 1)) >> 15);
+		uint32_t bit = (uint32_t)(s + k) & 32767;
+		struct vhdx_sbc *sbc;
+		uint8_t *sec;
+		int ret = vhdx_sb_sec(v, s + k, &sec);
+
+		if (ret < 0)
+			return ret;
+		for (; k < n && bit < 32768; k++, bit++) {
+			if (set)
+				sec[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+			else
+				sec[bit >> 3] &= (uint8_t) ~(1u << (bit & 7));
+		}
+		sbc = v->sbc[c];
+		if (!(sbc->dirty[idx / 64] & (UINT64_C(1) << (idx % 64)))) {
+			sbc->dirty[idx / 64] |= UINT64_C(1) << (idx % 64);
+			v->keys[v->nkeys++] = vhdx_key_sb(c, idx);
+		}
+	}
+	return 0;
+}
+
+/* --- Allocation (lock held) ---------------------------------------------------------- */
+
+static int vhdx_alloc_space(struct vhdx *v, uint64_t len, uint64_t *off)
+{
+	int ret = vhdx_fix_end(v);
+
+	if (ret < 0)
+		return ret;
+	if (v->file_end + len > VHDX_MAX_FILE)
+		return -ENOSPC;
+	if (ftruncate(v->fd, (off_t)(v->file_end + len)) < 0)
+		return -errno;
+	*off = v->file_end;
+	v->file_end += len;
+	v->real_size = v->file_size = v->file_end;
+	return 0;
+}
+
+/* Give block b (in state st) space holding sectors [o, o+n) from sub, or
+ * zeroes (fresh space) when sub is NULL. */
+static int vhdx_alloc_block(struct vhdx *v, uint64_t b, uint32_t o, uint32_t n,
+			    const struct dc_buf *sub, int rwf, unsigned st)
+{
+	uint64_t c = b / v->chunk_ratio, s0 = b << v->spb_shift, off, sb;
+	bool part = v->diff && st == VHDX_PB_NOT_PRESENT &&
+		    !(o == 0 && n == vhdx_block_secs(v, b));
+	int ret;
+
+	if (part && VHDX_BAT_STATE(v->bat[vhdx_sbidx(v, c)]) != VHDX_SB_PRESENT) {
+		/* Fresh space reads as zero, as did the chunk's absent bitmap. */
+		ret = vhdx_alloc_space(v, VHDX_MB, &sb);
+		if (ret < 0)
+			return ret;
+		vhdx_bat_set(v, vhdx_sbidx(v, c), sb | VHDX_SB_PRESENT);
+	}
+	ret = vhdx_alloc_space(v, v->block_size, &off);
+	if (ret == 0 && sub)
+		ret = vhdfmt_xfer(v->fd, sub, off + ((uint64_t)o << v->ss_shift), true,
+				  rwf);
+	/* Bits left over from an earlier life of the block must go. */
+	if (ret == 0 && part)
+		ret = vhdx_bits_put(v, s0, vhdx_block_secs(v, b), false);
+	if (ret == 0 && part)
+		ret = vhdx_bits_put(v, s0 + o, n, true);
+	if (ret < 0)
+		return ret;
+	vhdx_bat_set(v, vhdx_pidx(v, b), off | (part ? VHDX_PB_PARTIAL : VHDX_PB_FULL));
+	return 0;
+}
+
+/* --- I/O ----------------------------------------------------------------------------- */
+
+static void vhdx_mark(struct dc_req *req, uint64_t sector, uint64_t count)
+{
+	if (req->marker && count)
+		dc_marker_set(req->marker, sector, count);
+}
+
+/* Sectors of a partially present block: those with their bit set. */
+static int vhdx_read_partial(struct vhdx *v, struct dc_req *req, uint64_t b, uint32_t o,
+			     uint32_t n, const struct dc_buf *sub, bool *changed)
+{
+	uint64_t s0 = (b << v->spb_shift) + o, e;
+	uint8_t bits[512];
+	int ret = 0;
+
+	for (uint32_t done = 0; done < n && ret == 0;) {
+		uint32_t chunk = n - done < 4096 ? n - done : 4096;
+
+		/* Copy the bits under the lock, read the data without it. */
+		pthread_mutex_lock(&v->lock);
+		e = v->bat[vhdx_pidx(v, b)];
+		if (VHDX_BAT_STATE(e) == VHDX_PB_PARTIAL)
+			ret = vhdx_bits_get(v, s0 + done, chunk, bits);
+		pthread_mutex_unlock(&v->lock);
+		if (VHDX_BAT_STATE(e) != VHDX_PB_PARTIAL) {
+			*changed = true; /* unmapped meanwhile: start over */
+			return 0;
+		}
+		for (uint32_t i = 0; i < chunk && ret == 0;) {
+			uint32_t j = i + 1;
+			bool set = bits[i >> 3] & (1u << (i & 7));
+			struct dc_buf part;
+
+			while (j < chunk && !!(bits[j >> 3] & (1u << (j & 7))) == set)
+				j++;
+			part = dc_buf_sub(sub, (size_t)(done + i) << v->ss_shift,
+					  (size_t)(j - i) << v->ss_shift);
+			if (set) {
+				ret = vhdx_read_buf(v, &part,
+						    VHDX_BAT_OFF(e) +
+							    ((uint64_t)(o + done + i)
+							     << v->ss_shift));
+				if (ret == 0)
+					vhdx_mark(req, s0 + done + i, j - i);
+			} else if (!req->marker) {
+				dc_buf_zero(&part, 0, part.len);
+			}
+			i = j;
+		}
+		done += chunk;
+	}
+	return ret;
+}
+
+static int vhdx_read_block(struct vhdx *v, struct dc_req *req, uint64_t b, uint32_t o,
+			   uint32_t n, const struct dc_buf *sub)
+{
+	uint64_t s0 = (b << v->spb_shift) + o;
+
+	for (;;) {
+		uint64_t e = vhdx_bat_get(v, vhdx_pidx(v, b));
+		bool changed = false;
+		int ret;
+
+		switch (VHDX_BAT_STATE(e)) {
+		case VHDX_PB_FULL:
+			ret = vhdx_read_buf(
+				v, sub, VHDX_BAT_OFF(e) + ((uint64_t)o << v->ss_shift));
+			if (ret == 0)
+				vhdx_mark(req, s0, n);
+			return ret;
+		case VHDX_PB_PARTIAL:
+			ret = vhdx_read_partial(v, req, b, o, n, sub, &changed);
+			if (ret || !changed)
+				return ret;
+			continue;
+		case VHDX_PB_NOT_PRESENT:
+			if (v->diff && req->marker)
+				return 0; /* the parent's */
+			break;
+		default: /* zero, unmapped, undefined: zeroes */
+			break;
+		}
+		dc_buf_zero(sub, 0, sub->len);
+		vhdx_mark(req, s0, n);
+		return 0;
+	}
+}
+
+static int vhdx_write_block(struct vhdx *v, uint64_t b, uint32_t o, uint32_t n,
+			    const struct dc_buf *sub, int rwf)
+{
+	uint64_t pi = vhdx_pidx(v, b), s0 = (b << v->spb_shift) + o;
+	uint64_t e = vhdx_bat_get(v, pi);
+	uint8_t bits[4096];
+	bool all = true;
+	int ret;
+
+	if (VHDX_BAT_STATE(e) == VHDX_PB_FULL)
+		goto direct;
+	pthread_mutex_lock(&v->lock);
+	e = v->bat[pi];
+	ret = vhdx_reserve(v);
+	if (ret == 0 && VHDX_BAT_STATE(e) == VHDX_PB_PARTIAL) {
+		for (uint32_t k = 0; k < n && all && ret == 0; k += 32768) {
+			uint32_t m = n - k < 32768 ? n - k : 32768;
+
+			ret = vhdx_bits_get(v, s0 + k, m, bits);
+			for (uint32_t i = 0; i < m && all; i++)
+				all = bits[i >> 3] & (1u << (i & 7));
+		}
+		if (ret == 0 && !all) {
+			/* Data before bits; under the lock, so nothing else sets
+			 * bits over data not yet written. */
+			ret = vhdfmt_xfer(v->fd, sub,
+					  VHDX_BAT_OFF(e) + ((uint64_t)o << v->ss_shift),
+					  true, rwf);
+			if (ret == 0)
+				ret = vhdx_bits_put(v, s0, n, true);
+		}
+	} else if (ret == 0 && VHDX_BAT_STATE(e) != VHDX_PB_FULL) {
+		all = false;
+		ret = vhdx_alloc_block(v, b, o, n, sub, rwf, VHDX_BAT_STATE(e));
+	}
+	pthread_mutex_unlock(&v->lock);
+	if (ret || !all)
+		return ret;
+direct:
+	/* Present sectors never become absent while a write is possible,
+	 * except through unmap, whose space is never reused. */
+	return vhdfmt_xfer(v->fd, sub, VHDX_BAT_OFF(e) + ((uint64_t)o << v->ss_shift),
+			   true, rwf);
+}
+
+static bool vhdx_range(const struct vhdx *v, uint64_t sector, uint64_t count)
+{
+	uint64_t n = v->disk_size >> v->ss_shift;
+
+	return sector <= n && count <= n - sector;
+}
+
+/* The first user-visible change of this open renews DataWriteGuid. */
+static int vhdx_begin_change(struct vhdx *v)
+{
+	int ret;
+
+	if (__atomic_load_n(&v->data_changed, __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_mutex_lock(&v->lock);
+	ret = vhdx_session(v, true);
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+static int vhdx_flush(struct vhdx *v)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&v->lock);
+	if (v->nkeys)
+		ret = vhdx_log_commit(v);
+	else if (fdatasync(v->fd) < 0)
+		ret = -errno;
+	pthread_mutex_unlock(&v->lock);
+	return ret;
+}
+
+static int vhdx_rw(struct vhdx *v, struct dc_req *req)
+{
+	bool write = req->op == DC_OP_WRITE;
+	int rwf = write && (req->flags & DC_IO_FUA) ? RWF_DSYNC : 0;
+	uint64_t count, done = 0;
+	int ret = 0;
+
+	if (write && v->ro)
+		return DC_E_READ_ONLY;
+	if (req->flags & DC_IO_NO_OVERWRITE)
+		return DC_E_UNSUPPORTED; /* not a read cache */
+	if (req->buf.len & (v->lss - 1))
+		return DC_E_INVALID_INPUT;
+	count = req->buf.len >> v->ss_shift;
+	if (!vhdx_range(v, req->sector, count))
+		return DC_E_ILLEGAL_BLOCK;
+	if (count == 0)
+		return 0;
+	if (write && (ret = vhdx_begin_change(v)) < 0)
+		return vhdfmt_result(req, ret);
+	while (done < count && ret == 0) {
+		uint64_t s = req->sector + done, b = s >> v->spb_shift;
+		uint32_t o = (uint32_t)(s & (v->spb - 1)), n = v->spb - o;
+		struct dc_buf sub;
+
+		if (n > count - done)
+			n = (uint32_t)(count - done);
+		sub = dc_buf_sub(&req->buf, done << v->ss_shift,
+				 (size_t)n << v->ss_shift);
+		ret = write ? vhdx_write_block(v, b, o, n, &sub, rwf) :
+			      vhdx_read_block(v, req, b, o, n, &sub);
+		done += n;
+	}
+	if (ret == 0 && rwf && __atomic_load_n(&v->nkeys, __ATOMIC_RELAXED))
+		ret = vhdx_flush(v);
+	return vhdfmt_result(req, ret);
+}
+
+/* Unmap all of block b (lock held). */
+static int vhdx_unmap_block(struct vhdx *v, uint64_t b, bool next_zero)
+{
+	uint64_t pi = vhdx_pidx(v, b), e = v->bat[pi];
+	unsigned st = VHDX_BAT_STATE(e), to = VHDX_PB_ZERO;
+	bool present = st == VHDX_PB_FULL || st == VHDX_PB_PARTIAL;
+
+	if (v->diff && next_zero)
+		to = VHDX_PB_NOT_PRESENT; /* the parent reads zero there */
+	else if (!present && (!v->diff || st != VHDX_PB_NOT_PRESENT))
+		return 0; /* reads as zero already */
+	if (st == to)
+		return 0;
+	vhdx_bat_set(v, pi, to);
+	/* The space is never reused in this open; give it back to the host. */
+	if (present)
+		vhdx_zero_file(v->fd, VHDX_BAT_OFF(e), v->block_size);
+	return 0;
+}
+
+/* Unmap sectors [o, o+n) of block b, not all of it (lock held). */
+static int vhdx_unmap_part(struct vhdx *v, uint64_t b, uint32_t o, uint32_t n,
+			   bool next_zero)
+{
+	uint64_t e = v->bat[vhdx_pidx(v, b)];
+	unsigned st = VHDX_BAT_STATE(e);
+	int ret = 0;
+
+	if (st == VHDX_PB_FULL || st == VHDX_PB_PARTIAL) {
+		ret = vhdx_zero_file(v->fd,
+				     VHDX_BAT_OFF(e) + ((uint64_t)o << v->ss_shift),
+				     (uint64_t)n << v->ss_shift);
+		/* Zeroes in this file, not the parent's data. */
+		if (ret == 0 && st == VHDX_PB_PARTIAL && !next_zero)
+			ret = vhdx_bits_put(v, (b << v->spb_shift) + o, n, true);
+	} else if (st == VHDX_PB_NOT_PRESENT && v->diff && !next_zero) {
+		ret = vhdx_alloc_block(v, b, o, n, NULL, 0, st);
+	}
+	return ret;
+}
+
+static int vhdx_unmap(struct vhdx *v, struct dc_req *req)
+{
+	bool next_zero = req->flags & DC_IO_NEXT_IS_ZERO;
+	uint64_t done = 0;
+	int ret;
+
+	if (v->ro)
+		return DC_E_READ_ONLY;
+	if (!vhdx_range(v, req->sector, req->count))
+		return DC_E_ILLEGAL_BLOCK;
+	if (!req->count || (v->leave_alloc && !v->diff))
+		return 0; /* fixed: blocks stay allocated */
+	ret = vhdx_begin_change(v);
+	while (ret == 0 && done < req->count) {
+		uint64_t s = req->sector + done, b = s >> v->spb_shift;
+		uint32_t o = (uint32_t)(s & (v->spb - 1)), n = v->spb - o;
+
+		if (n > req->count - done)
+			n = (uint32_t)(req->count - done);
+		pthread_mutex_lock(&v->lock);
+		ret = vhdx_reserve(v);
+		if (ret == 0 && o == 0 && n == vhdx_block_secs(v, b))
+			ret = vhdx_unmap_block(v, b, next_zero);
+		else if (ret == 0)
+			ret = vhdx_unmap_part(v, b, o, n, next_zero);
+		pthread_mutex_unlock(&v->lock);
+		done += n;
+	}
+	return vhdfmt_result(req, ret);
+}
+
+static int vhdx_io(void *inst, struct dc_req *req)
+{
+	struct vhdx *v = inst;
+
+	switch (req->op) {
+	case DC_OP_READ:
+	case DC_OP_WRITE:
+		return vhdx_rw(v, req);
+	case DC_OP_FLUSH:
+		return v->ro ? 0 : vhdfmt_result(req, vhdx_flush(v));
+	case DC_OP_UNMAP:
+		return vhdx_unmap(v, req);
+	default:
+		return DC_E_UNSUPPORTED;
+	}
+}
+
+/* --- Open, attach, close --------------------------------------------------------------- */
+
+static void vhdx_close(void *inst)
+{
+	struct vhdx *v = inst;
+
+	if (v->fd >= 0 && !v->ro && v->session) {
+		pthread_mutex_lock(&v->lock);
+		/* A failed commit leaves LogGuid set: the next open replays. */
+		if (vhdx_log_commit(v) == 0)
+			vhdx_log_close(v);
+		pthread_mutex_unlock(&v->lock);
+	}
+	vhdx_free(v);
+}
+
+static int vhdx_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
+{
+	struct vhdx_create c;
+	struct vhdx *v;
+	bool want;
+	int ret;
+
+	if (a->nfields < 1 || !a->fields[0][0]) {
+		vhdx_err("missing path (expected vhdx:PATH)");
+		return -EINVAL;
+	}
+	v = vhdx_new(a->fields[0], a->read_only);
+	if (!v) {
+		vhdx_err("out of memory");
+		return -ENOMEM;
+	}
+	/* A new image may be opened read-only, e.g. under memdiff:. */
+	ret = vhdx_create_opts(a, v->path, &c, &want);
+	if (ret == 0 && want)
+		ret = vhdx_create(v, &c);
+	if (ret)
+		goto fail;
+	v->fd = open(v->path, (v->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (v->fd < 0) {
+		ret = -errno;
+		vhdx_err("%s: cannot open %s: %s", v->path,
+			 v->ro ? "read-only" : "read-write", strerror(errno));
+		goto fail;
+	}
+	if (flock(v->fd, (v->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
+		ret = -errno;
+		vhdx_err("%s: the image is in use by another open (it is locked%s)",
+			 v->path, v->ro ? " for writing" : "");
+		goto fail;
+	}
+	v->dir = vhdx_dirname(v->path);
+	if (!v->dir) {
+		ret = -ENOMEM;
+		vhdx_err("%s: cannot resolve the image's directory", v->path);
+		goto fail;
+	}
+	ret = vhdx_parse(v);
+	if (ret == 0 && !v->ro && !v->hdr.log_len) {
+		vhdx_err("%s: the image has no log, so it cannot be written safely; open "
+			 "it read-only",
+			 v->path);
+		ret = -EROFS;
+	}
+	if (ret == 0)
+		ret = vhdx_load_bat(v);
+	if (ret)
+		goto fail;
+	memset(info, 0, sizeof(*info));
+	info->sector_count = v->disk_size >> v->ss_shift;
+	info->sector_size = v->lss;
+	info->physical_sector_size = v->pss < v->lss ? v->lss : v->pss;
+	if (v->leave_alloc && !v->diff) {
+		info->optimal_unmap_sectors = 1;
+		info->unmap_behavior = DC_UNMAP_IGNORED;
+	} else {
+		info->optimal_unmap_sectors = v->spb;
+		info->unmap_behavior = DC_UNMAP_ZEROES;
+	}
+	info->flags = DC_INFO_HAS_DISK_ID | DC_INFO_FUA_RESPECTED |
+		      (v->ro ? DC_INFO_READ_ONLY : 0);
+	memcpy(info->disk_id, v->page83, 16);
+	snprintf(info->disk_type, sizeof(info->disk_type), "vhdx");
+	v->info = *info;
+	*inst = v;
+	return 0;
+fail:
+	vhdx_free(v);
+	return ret;
+}
+
+static int vhdx_lower_spec(void *inst, char *buf, size_t len)
+{
+	struct vhdx *v = inst;
+	struct stat st;
+	int ret, n;
+
+	if (!v->diff)
+		return 0;
+	free(v->parent_path);
+	v->parent_path = NULL;
+	ret = vhdx_resolve_parent(v, true, &v->parent_path, v->parent_page83);
+	if (ret)
+		return ret;
+	v->parent_known = true;
+	if (strchr(v->parent_path, ';')) {
+		vhdx_err(
+			"%s: the parent's path %s contains ';', which a spec cannot hold",
+			v->path, v->parent_path);
+		return -EINVAL;
+	}
+	if (fstat(v->fd, &st) < 0)
+		return -errno;
+	ret = vhdx_check_chain(v->path, st.st_dev, st.st_ino, v->parent_path);
+	if (ret)
+		return ret;
+	n = snprintf(buf, len, "vhdx:%s", v->parent_path);
+	if (n < 0 || (size_t)n >= len) {
+		vhdx_err("%s: the parent's path is too long for a spec", v->path);
+		return -ENAMETOOLONG;
+	}
+	return 1;
+}
+
+static int vhdx_attach(void *inst, const struct dc_info *lower, struct dc_info *info)
+{
+	struct vhdx *v = inst;
+	char want[39], got[39];
+
+	*info = v->info;
+	if (!v->diff)
+		return 0;
+	if (!lower || !v->parent_known) {
+		vhdx_err("%s: a differencing VHDX needs its parent below it", v->path);
+		return -EINVAL;
+	}
+	if (lower->sector_size != v->lss) {
+		vhdx_err("%s: the parent has %u-byte sectors, this image %u", v->path,
+			 lower->sector_size, v->lss);
+		return -EINVAL;
+	}
+	if (!(lower->flags & DC_INFO_HAS_DISK_ID) ||
+	    memcmp(lower->disk_id, v->parent_page83, 16) != 0) {
+		vhdx_guid_str(v->parent_page83, want);
+		vhdx_guid_str(lower->disk_id, got);
+		vhdx_err("%s: the layer below has disk id %s, not the parent %s (%s) "
+			 "whose linkage was checked",
+			 v->path, lower->flags & DC_INFO_HAS_DISK_ID ? got : "(none)",
+			 v->parent_path, want);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void vhdx_describe(void *inst, dc_kv_fn kv, void *arg)
+{
+	static const char *const logs[] = { "clean", "replayed at open",
+					    "replayed in memory (read-only open)" };
+	struct vhdx *v = inst;
+	char buf[64];
+	uint64_t n = 0;
+
+	kv(arg, "path", v->path);
+	kv(arg, "format",
+	   v->diff	  ? "differencing VHDX" :
+	   v->leave_alloc ? "fixed VHDX" :
+			    "dynamic VHDX");
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v->disk_size);
+	kv(arg, "virtual size", buf);
+	snprintf(buf, sizeof(buf), "%u", v->block_size);
+	kv(arg, "block size", buf);
+	snprintf(buf, sizeof(buf), "%u", v->lss);
+	kv(arg, "logical sector size", buf);
+	snprintf(buf, sizeof(buf), "%u", v->pss);
+	kv(arg, "physical sector size", buf);
+	vhdx_guid_str(v->page83, buf);
+	kv(arg, "disk id (page 83)", buf);
+	for (uint64_t b = 0; b < v->nblocks; b++) {
+		unsigned st = VHDX_BAT_STATE(vhdx_bat_get(v, vhdx_pidx(v, b)));
+
+		n += st == VHDX_PB_FULL || st == VHDX_PB_PARTIAL;
+	}
+	snprintf(buf, sizeof(buf), "%llu of %llu", (unsigned long long)n,
+		 (unsigned long long)v->nblocks);
+	kv(arg, "allocated blocks", buf);
+	kv(arg, "log", logs[v->log_state]);
+	kv(arg, "unmap",
+	   v->leave_alloc && !v->diff ?
+		   "ignored (fixed image)" :
+		   "whole blocks to PAYLOAD_BLOCK_ZERO, parts zeroed; reads zero");
+	if (v->diff) {
+		vhdx_guid_str(v->linkage, buf);
+		kv(arg, "parent linkage", buf);
+		if (v->parent_path)
+			kv(arg, "parent", v->parent_path);
+	}
+	if (v->created)
+		kv(arg, "created", "yes");
+}
+
+static const struct dc_option vhdx_options[] = {
+	{ "create", DC_OPT_SIZE, "create (or truncate) a dynamic VHDX of SIZE bytes" },
+	{ "block", DC_OPT_SIZE,
+	  "block size of a new image, 1M to 256M (default 32M; a child: its parent's)" },
+	{ "sector", DC_OPT_UINT, "logical sector size of a new image: 512 or 4096" },
+	{ "fixed", DC_OPT_FLAG, "with create=: a fixed (fully allocated) image" },
+	{ "parent", DC_OPT_STRING,
+	  "create (or truncate) a differencing VHDX over the parent image PATH" },
+	{ NULL, 0, NULL },
+};
+
+static const struct dc_form vhdx_forms[] = {
+	{ "vhdx", 1, DC_CHILD_NONE, 0,
+	  "vhdx:PATH[;create=SIZE[;block=SIZE][;sector=N][;fixed]|;parent=PATH]",
+	  "a fixed, dynamic or differencing VHDX (a chain opens as layers)",
+	  vhdx_options },
+	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+};
+
+static const struct dc_plugin vhdx_plugin = {
+	.struct_size = sizeof(struct dc_plugin),
+	.abi_major = DC_ABI_MAJOR,
+	.abi_minor = DC_ABI_MINOR,
+	.kind = DC_KIND_LAYER,
+	.name = "vhdx",
+	.version = "0.1.0",
+	.summary = "fixed, dynamic and differencing VHDX images (read-write)",
+	.usage = "vhdx:PATH[;create=SIZE[;block=SIZE][;sector=512|4096][;fixed]]\n"
+		 "vhdx:PATH;parent=BASE.vhdx\n"
+		 "  A VHDX image ([MS-VHDX]). A differencing image opens its parent\n"
+		 "  (relative_path first) read-only as the layer below, after checking\n"
+		 "  the parent's DataWriteGuid against parent_linkage. Metadata changes\n"
+		 "  go through the image's log; a log left by a crash is replayed at\n"
+		 "  open (in memory when read-only). New images: dynamic, 32M blocks,\n"
+		 "  512-byte logical and 4096-byte physical sectors unless told.\n"
+		 "  Unmap frees whole blocks (PAYLOAD_BLOCK_ZERO) and zeroes parts;\n"
+		 "  fixed images ignore it. The image is locked (flock) while open.",
+	.forms = vhdx_forms,
+	.ctx_size = 0,
+	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
+	       DC_OP_BIT(DC_OP_UNMAP),
+	.open = vhdx_open,
+	.close = vhdx_close,
+	.io = vhdx_io,
+	.attach = vhdx_attach,
+	.lower_spec = vhdx_lower_spec,
+	.describe = vhdx_describe,
+};
+
+DC_PLUGIN_REGISTER(vhdx_plugin)

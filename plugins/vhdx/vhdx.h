@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+/* vhdx: what vhdx.c (regions, metadata, BAT, I/O, creation, parent chains) and
+ * vhdx_log.c (CRC-32C, the two headers, log replay and log writes) share.
+ * Layouts and rules are from [MS-VHDX]; nothing here is exported (plugins.map). */
+#ifndef DISKCORE_VHDX_H
+#define DISKCORE_VHDX_H
+
+#include "../vhd1/vhdfmt.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define VHDX_KB 1024u
+#define VHDX_MB (UINT64_C(1) << 20)
+#define VHDX_LSEC 4096u /* log sector: the unit of every metadata update */
+#define VHDX_HDR_OFF(slot) ((uint64_t)(64u + 64u * (slot)) * VHDX_KB)
+#define VHDX_RT_OFF(copy) ((uint64_t)(192u + 64u * (copy)) * VHDX_KB)
+#define VHDX_RT_SIZE (64u * VHDX_KB)
+#define VHDX_MAX_FILE (UINT64_C(1) << 47) /* 128 TiB: a 64 TiB disk and more */
+#define VHDX_MAX_DISK (UINT64_C(64) << 40)
+#define VHDX_CHUNK_SECTORS (UINT64_C(1) << 23) /* sectors one bitmap block covers */
+#define VHDX_SB_SECS 256u		       /* 4 KiB sectors in a 1 MiB bitmap block */
+#define VHDX_MAX_LOG (1u << 30)		       /* Hyper-V and qemu make 1 MiB logs */
+#define VHDX_MAX_ENTRIES (UINT64_C(1) << 23)   /* BAT entries we agree to load */
+
+/* BAT entry states ([MS-VHDX] 2.5.1.1 and 2.5.1.2). */
+#define VHDX_PB_NOT_PRESENT 0u
+#define VHDX_PB_UNDEFINED 1u
+#define VHDX_PB_ZERO 2u
+#define VHDX_PB_UNMAPPED 3u
+#define VHDX_PB_UNMAPPED_V095 5u /* the 0.95 draft's value, still found in images */
+#define VHDX_PB_FULL 6u
+#define VHDX_PB_PARTIAL 7u
+#define VHDX_SB_PRESENT 6u
+#define VHDX_BAT_STATE(e) ((unsigned)((e)&7))
+#define VHDX_BAT_OFF(e) ((e) & ~(VHDX_MB - 1))
+
+static inline uint16_t vhdx_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t vhdx_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t vhdx_get64(const uint8_t *p)
+{
+	return (uint64_t)vhdx_get32(p) | (uint64_t)vhdx_get32(p + 4) << 32;
+}
+
+static inline void vhdx_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void vhdx_put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void vhdx_put64(uint8_t *p, uint64_t v)
+{
+	vhdx_put32(p, (uint32_t)v);
+	vhdx_put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static inline bool vhdx_guid_zero(const uint8_t g[16])
+{
+	for (int i = 0; i < 16; i++)
+		if (g[i])
+			return false;
+	return true;
+}
+
+static inline uint64_t vhdx_round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+/* [a, a+alen) and [b, b+blen) overlap. */
+static inline bool vhdx_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
+/* The current header, decoded ([MS-VHDX] 2.2.2). */
+struct vhdx_hdr {
+	uint64_t seq;
+	uint8_t file_write[16];
+	uint8_t data_write[16];
+	uint8_t log_guid[16];
+	uint16_t log_version;
+	uint16_t version;
+	uint32_t log_len;
+	uint64_t log_off;
+};
+
+/* One update from a replayed log, kept in memory by a read-only open. */
+struct vhdx_ovl {
+	uint64_t off, len;
+	uint8_t *data; /* len bytes, or NULL for zeroes */
+};
+
+/* The cached 4 KiB sectors of one chunk's sector bitmap block. */
+struct vhdx_sbc {
+	uint8_t *sec[VHDX_SB_SECS];
+	uint64_t dirty[VHDX_SB_SECS / 64];
+};
+
+struct vhdx {
+	int fd;
+	char *path;
+	char *dir; /* the image's directory, absolute */
+	bool ro;
+	bool created;
+	uint64_t file_size; /* as the (replayed) image sees it */
+	uint64_t real_size; /* bytes in the file; reads past it are zeroes */
+
+	struct vhdx_hdr hdr;  /* the current header */
+	int hdr_slot;	      /* where it is: 0 at 64 KiB, 1 at 128 KiB */
+	struct vhdx_ovl *ovl; /* read-only replay: applied over every read */
+	size_t novl;
+	int log_state; /* enum vhdx_log_state, for describe */
+
+	uint64_t bat_off, bat_len, meta_off, meta_len;
+	uint64_t *xreg; /* other regions (offset, length pairs), kept as they are */
+	uint32_t nxreg;
+	uint32_t block_size, lss, pss;
+	bool leave_alloc, diff;
+	uint64_t disk_size;
+	uint8_t page83[16];
+	uint8_t linkage[16], linkage2[16];
+	bool has_linkage2;
+	char *loc_rel, *loc_abs, *loc_win32, *loc_vol; /* UTF-8, NULL if absent */
+
+	uint32_t chunk_ratio;
+	uint64_t nblocks;  /* payload blocks */
+	uint64_t nchunks;  /* sector bitmap blocks */
+	uint64_t nbat;	   /* BAT entries the disk needs */
+	uint64_t nbat_mem; /* entries kept: nbat rounded up to whole 4 KiB sectors */
+	uint32_t spb;	   /* sectors per block */
+	unsigned spb_shift, ss_shift;
+	uint64_t *bat; /* host order; entries change under lock, atomically */
+
+	pthread_mutex_t lock; /* allocation, bitmaps, dirty lists, headers, log */
+	bool session;	      /* FileWriteGuid renewed (first change this open) */
+	bool data_changed;    /* DataWriteGuid renewed */
+	bool log_live;	      /* the header carries this session's LogGuid */
+	bool end_fixed;	      /* the file's end was trimmed to file_end */
+	uint64_t file_end;    /* 1 MiB-aligned end of everything: new blocks go here */
+	uint64_t log_head, log_seq;
+	uint8_t *bat_dirty; /* bit per 4 KiB BAT sector queued for the log */
+	uint64_t *keys;	    /* queued 4 KiB sectors, see vhdx_key_*() */
+	size_t nkeys, keys_cap;
+	struct vhdx_sbc **sbc; /* per chunk, NULL until used */
+
+	struct dc_info info;
+	char *parent_path;	   /* as resolved by lower_spec() */
+	uint8_t parent_page83[16]; /* the parent lower_spec() checked */
+	bool parent_known;
+};
+
+enum vhdx_log_state {
+	VHDX_LOG_CLEAN = 0,
+	VHDX_LOG_REPLAYED,  /* replayed into the file at open */
+	VHDX_LOG_IN_MEMORY, /* read-only: replayed over reads */
+};
+
+/* A queued metadata sector: a BAT sector, or a sector of a bitmap block. */
+#define VHDX_KEY_SB (UINT64_C(1) << 63)
+static inline uint64_t vhdx_key_sb(uint64_t chunk, unsigned idx)
+{
+	return VHDX_KEY_SB | chunk << 8 | idx;
+}
+
+/* What create=, parent= and friends ask for. */
+struct vhdx_create {
+	uint64_t size;
+	uint32_t block, lss, pss;
+	bool fixed, has_block;
+	const char *parent;
+};
+
+/* vhdx.c */
+void vhdx_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+extern __thread int vhdx_quiet;
+
+/* vhdx_meta.c */
+/* "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" */
+void vhdx_guid_str(const uint8_t g[16], char out[39]);
+/* An instance for path (no file open yet), and its release. */
+struct vhdx *vhdx_new(const char *path, bool ro);
+void vhdx_free(struct vhdx *v);
+/* The real directory of path, malloc'd. */
+char *vhdx_dirname(const char *path);
+/* Everything up to the BAT: identifier, headers, log, regions, metadata. */
+int vhdx_parse(struct vhdx *v);
+/* v's parent (with check: its DataWriteGuid matches the linkage) and its id. */
+int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t page83[16]);
+/* Refuse a loop or too deep a chain above the file dev/ino whose parent is parent. */
+int vhdx_check_chain(const char *path, dev_t dev, ino_t ino, const char *parent);
+/* The options, and creating the image they describe at v->path. */
+int vhdx_create_opts(const struct dc_open_args *a, const char *path,
+		     struct vhdx_create *c, bool *want);
+int vhdx_create(struct vhdx *v, struct vhdx_create *c);
+
+/* vhdx_log.c */
+uint32_t vhdx_crc32c(const void *buf, size_t len);
+/* The checksum of buf with its 4-byte checksum field at `at` read as zero. */
+uint32_t vhdx_crc_skip(const uint8_t *buf, size_t len, size_t at);
+/* A fresh random GUID. */
+int vhdx_new_guid(uint8_t g[16]);
+/* Encode header h as 4 KiB with its checksum. */
+void vhdx_hdr_encode(const struct vhdx_hdr *h, uint8_t out[VHDX_LSEC]);
+/* Read both headers and pick the current one. */
+int vhdx_read_headers(struct vhdx *v);
+/* Write the header twice (both copies current), each with a new sequence number. */
+int vhdx_update_headers(struct vhdx *v);
+/* First change this open: new FileWriteGuid (and DataWriteGuid if data). */
+int vhdx_session(struct vhdx *v, bool data);
+/* Find and replay the log: into the file (writable), or in memory. */
+int vhdx_log_open(struct vhdx *v);
+/* Write the queued metadata sectors through the log (lock held). */
+int vhdx_log_commit(struct vhdx *v);
+/* Close: the log is empty again; clear LogGuid. */
+int vhdx_log_close(struct vhdx *v);
+/* The 4 KiB content and file offset of a queued sector (lock held). */
+int vhdx_key_sector(struct vhdx *v, uint64_t key, uint8_t *out, uint64_t *off);
+/* Zero [off, off+len) of the file (holes where possible), extending it if needed. */
+int vhdx_zero_file(int fd, uint64_t off, uint64_t len);
+/* Free the in-memory replay. */
+void vhdx_log_free(struct vhdx *v);
+/* Trim or extend the file to file_end before its first change (lock held). */
+int vhdx_fix_end(struct vhdx *v);
+/* Reads that see a read-only replay: flat buffers and request buffers. */
+int vhdx_pread(struct vhdx *v, void *buf, size_t len, uint64_t off);
+int vhdx_read_buf(struct vhdx *v, const struct dc_buf *b, uint64_t off);
+
+#endif

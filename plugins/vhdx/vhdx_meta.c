@@ -1,0 +1,1114 @@
+/* SPDX-License-Identifier: MIT */
+/* vhdx_meta: parsing a VHDX image up to its BAT (identifier, headers and log via
+ * vhdx_log.c, region table, metadata items, parent locator), finding parents,
+ * and creating new images ([MS-VHDX] 2.2.3, 2.6). */
+#include "vhdx.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define VHDX_MAX_CHAIN 64 /* the core's layer limit */
+#define VHDX_DEFAULT_BLOCK (32u << 20)
+
+/* Known GUIDs, as text (stored with the first three fields little-endian). */
+#define VHDX_G_BAT "{2dc27766-f623-4200-9d64-115e9bfd4a08}"
+#define VHDX_G_META "{8b7ca206-4790-4b9a-b8fe-575f050f886e}"
+#define VHDX_G_LOC_TYPE "{b04aefb7-d19e-4a81-b789-25b8e9445913}"
+
+/* Known metadata items, in the order of vhdx_items[]. */
+enum {
+	VHDX_MI_PARAMS,
+	VHDX_MI_SIZE,
+	VHDX_MI_PAGE83,
+	VHDX_MI_LSS,
+	VHDX_MI_PSS,
+	VHDX_MI_LOC,
+	VHDX_MI_COUNT
+};
+static const struct {
+	uint32_t len;	/* exact length, 0: variable */
+	uint32_t flags; /* as written: IsVirtualDisk (2), IsRequired (4) */
+	const char *name;
+	const char *guid;
+} vhdx_items[VHDX_MI_COUNT] = {
+	{ 8, 4, "file parameters", "{caa16737-fa36-4d43-b3b6-33f0aa44e76b}" },
+	{ 8, 6, "virtual disk size", "{2fa54224-cd1b-4876-b211-5dbed83bf4b8}" },
+	{ 16, 6, "virtual disk id (page 83)", "{beca12ab-b2e6-4523-93ef-c309e000c746}" },
+	{ 4, 6, "logical sector size", "{8141bf1d-a96f-4709-ba47-f233a8faab5f}" },
+	{ 4, 6, "physical sector size", "{cda348c7-445d-4471-9cc9-e9885251c556}" },
+	{ 0, 4, "parent locator", "{a8d35f2d-b30b-454d-abf7-d3d84834ab0c}" },
+};
+
+/* The parent locator key for a Linux path: the standard keys hold Windows
+ * paths only. Readers ignore keys they do not know. */
+#define VHDX_KEY_ABS "diskcore_absolute_path"
+
+/* "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" */
+void vhdx_guid_str(const uint8_t g[16], char out[39])
+{
+	out[0] = '{';
+	vhdfmt_uid_str(g, out + 1);
+	out[37] = '}';
+	out[38] = '\0';
+}
+
+static bool vhdx_guid_parse(const char *s, uint8_t g[16])
+{
+	/* Text position of each stored byte. */
+	static const uint8_t at[16] = { 7,  5,	3,  1,	12, 10, 17, 15,
+					20, 22, 25, 27, 29, 31, 33, 35 };
+
+	if (strlen(s) != 38 || s[0] != '{' || s[37] != '}' || s[9] != '-' ||
+	    s[14] != '-' || s[19] != '-' || s[24] != '-')
+		return false;
+	for (int i = 0; i < 16; i++) {
+		char hex[3] = { s[at[i]], s[at[i] + 1], 0 };
+
+		if (!isxdigit((unsigned char)hex[0]) || !isxdigit((unsigned char)hex[1]))
+			return false;
+		g[i] = (uint8_t)strtoul(hex, NULL, 16);
+	}
+	return true;
+}
+
+/* A GUID constant in its stored form. */
+static void vhdx_guid_bin(const char *s, uint8_t *out)
+{
+	bool ok = vhdx_guid_parse(s, out);
+
+	(void)ok; /* constants of this file */
+}
+
+/* UTF-16LE (no NUL inside) to a malloc'd UTF-8 string; NULL if malformed. */
+static char *vhdx_from16(const uint8_t *b, size_t bytes)
+{
+	size_t n = bytes / 2, o = 0;
+	char *out = malloc(n * 3 + 1);
+
+	if (!out || bytes % 2)
+		goto bad;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t c = vhdx_get16(b + 2 * i);
+
+		if (c == 0 || (c >= 0xdc00 && c < 0xe000))
+			goto bad;
+		if (c >= 0xd800 && c < 0xdc00) {
+			uint32_t lo = ++i < n ? vhdx_get16(b + 2 * i) : 0;
+
+			if (lo < 0xdc00 || lo >= 0xe000)
+				goto bad;
+			c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+			out[o++] = (char)(0xf0 | c >> 18);
+			out[o++] = (char)(0x80 | ((c >> 12) & 0x3f));
+		} else if (c >= 0x800) {
+			out[o++] = (char)(0xe0 | c >> 12);
+		}
+		if (c >= 0x800)
+			out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
+		else if (c >= 0x80)
+			out[o++] = (char)(0xc0 | c >> 6);
+		out[o++] = (char)(c < 0x80 ? c : 0x80 | (c & 0x3f));
+	}
+	out[o] = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+/* UTF-8 to UTF-16LE bytes in out (room for max bytes); the byte count, or -1. */
+static int vhdx_to16(const char *s, uint8_t *out, size_t max)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = 0;
+
+	while (*p) {
+		uint32_t c = *p, need = c < 0x80 ? 0 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
+
+		if ((c >= 0x80 && c < 0xc2) || c > 0xf4)
+			return -1;
+		c &= need ? 0x3fu >> need : 0x7f;
+		for (p++; need; need--, p++) {
+			if ((*p & 0xc0) != 0x80)
+				return -1;
+			c = c << 6 | (*p & 0x3f);
+		}
+		if (c == 0 || (c >= 0xd800 && c < 0xe000) || c > 0x10ffff)
+			return -1;
+		if (n + (c >= 0x10000 ? 4 : 2) > max)
+			return -1;
+		if (c >= 0x10000) {
+			c -= 0x10000;
+			vhdx_put16(out + n, (uint16_t)(0xd800 | c >> 10));
+			n += 2;
+			c = 0xdc00 | (c & 0x3ff);
+		}
+		vhdx_put16(out + n, (uint16_t)c);
+		n += 2;
+	}
+	return (int)n;
+}
+
+/* --- Region table and metadata ------------------------------------------------- */
+
+static int vhdx_check_region(struct vhdx *v, const char *what, uint64_t off, uint64_t len)
+{
+	if (off % VHDX_MB || len % VHDX_MB || off < VHDX_MB || !len ||
+	    off > v->file_size || len > v->file_size - off) {
+		vhdx_err(
+			"%s: %s (%llu bytes at offset %llu) is not a 1 MiB-aligned range "
+			"inside the file of %llu bytes",
+			v->path, what, (unsigned long long)len, (unsigned long long)off,
+			(unsigned long long)v->file_size);
+		return -EINVAL;
+	}
+	if (v->hdr.log_len && vhdx_overlap(off, len, v->hdr.log_off, v->hdr.log_len)) {
+		vhdx_err("%s: %s at offset %llu overlaps the log", v->path, what,
+			 (unsigned long long)off);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int vhdx_parse_regions(struct vhdx *v)
+{
+	uint8_t *rt = malloc(VHDX_RT_SIZE);
+	uint32_t n = 0;
+	int copy, ret = -EINVAL;
+
+	if (!rt) {
+		vhdx_err("out of memory");
+		return -ENOMEM;
+	}
+	for (copy = 0; copy < 2; copy++) {
+		if (vhdx_pread(v, rt, VHDX_RT_SIZE, VHDX_RT_OFF(copy)) == 0 &&
+		    !memcmp(rt, "regi", 4) &&
+		    vhdx_get32(rt + 4) == vhdx_crc_skip(rt, VHDX_RT_SIZE, 4) &&
+		    (n = vhdx_get32(rt + 8)) <= 2047)
+			break;
+		dc_debug("%s: region table %d is damaged", v->path, copy + 1);
+	}
+	if (copy == 2) {
+		vhdx_err("%s: no valid region table: both copies (at 192 and 256 KiB) "
+			 "have a bad signature, checksum or entry count",
+			 v->path);
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *e = rt + 16 + 32 * i;
+		uint64_t off = vhdx_get64(e + 16), len = vhdx_get32(e + 24);
+		char gs[39];
+
+		vhdx_guid_str(e, gs);
+		for (uint32_t k = 0; k < i; k++)
+			if (!memcmp(rt + 16 + 32 * k, e, 16)) {
+				vhdx_err("%s: region %s is listed twice", v->path, gs);
+				goto out;
+			}
+		if (!strcmp(gs, VHDX_G_BAT)) {
+			v->bat_off = off;
+			v->bat_len = len;
+		} else if (!strcmp(gs, VHDX_G_META)) {
+			v->meta_off = off;
+			v->meta_len = len;
+		} else if (vhdx_get32(e + 28) & 1) {
+			vhdx_err("%s: unknown region %s is marked required; refusing to "
+				 "open an image this implementation cannot understand",
+				 v->path, gs);
+			goto out;
+		} else {
+			uint64_t *x = realloc(v->xreg, (v->nxreg + 1) * 2 * sizeof(*x));
+
+			if (!x) {
+				ret = -ENOMEM;
+				goto out;
+			}
+			v->xreg = x;
+			x[2 * v->nxreg] = off;
+			x[2 * v->nxreg++ + 1] = len;
+		}
+		if (vhdx_check_region(v, gs, off, len))
+			goto out;
+	}
+	if (!v->bat_len || !v->meta_len) {
+		vhdx_err("%s: the region table lacks the %s region", v->path,
+			 v->bat_len ? "metadata" : "BAT");
+		goto out;
+	}
+	if (vhdx_overlap(v->bat_off, v->bat_len, v->meta_off, v->meta_len)) {
+		vhdx_err("%s: the BAT and metadata regions overlap", v->path);
+		goto out;
+	}
+	for (uint32_t i = 0; i < v->nxreg; i++) {
+		uint64_t o = v->xreg[2 * i], l = v->xreg[2 * i + 1];
+
+		if (vhdx_overlap(o, l, v->bat_off, v->bat_len) ||
+		    vhdx_overlap(o, l, v->meta_off, v->meta_len)) {
+			vhdx_err(
+				"%s: a region at offset %llu overlaps the BAT or metadata",
+				v->path, (unsigned long long)o);
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	free(rt);
+	return ret;
+}
+
+/* One key/value of the parent locator. */
+static int vhdx_loc_pair(struct vhdx *v, const char *key, char *val)
+{
+	char **slot = NULL;
+
+	if (!strcmp(key, "parent_linkage") || !strcmp(key, "parent_linkage2")) {
+		bool two = key[14] == '2';
+
+		if (!vhdx_guid_parse(val, two ? v->linkage2 : v->linkage)) {
+			vhdx_err("%s: parent locator: %s '%s' is not a GUID", v->path,
+				 key, val);
+			free(val);
+			return -EINVAL;
+		}
+		v->has_linkage2 |= two;
+		free(val);
+		return 0;
+	}
+	if (!strcmp(key, "relative_path"))
+		slot = &v->loc_rel;
+	else if (!strcmp(key, VHDX_KEY_ABS))
+		slot = &v->loc_abs;
+	else if (!strcmp(key, "absolute_win32_path"))
+		slot = &v->loc_win32;
+	else if (!strcmp(key, "volume_path"))
+		slot = &v->loc_vol;
+	if (slot) {
+		free(*slot);
+		*slot = val;
+	} else {
+		free(val);
+	}
+	return 0;
+}
+
+static int vhdx_parse_locator(struct vhdx *v, const uint8_t *p, uint32_t len)
+{
+	uint32_t n = len >= 20 ? vhdx_get16(p + 18) : 0;
+	bool linkage = false;
+
+	char gs[39];
+
+	if (len >= 20)
+		vhdx_guid_str(p, gs);
+	if (len < 20 || strcmp(gs, VHDX_G_LOC_TYPE) != 0) {
+		vhdx_err(
+			"%s: the parent locator is not of the VHDX type " VHDX_G_LOC_TYPE,
+			v->path);
+		return -EINVAL;
+	}
+	if (20 + 12 * (uint64_t)n > len) {
+		vhdx_err("%s: the parent locator's %u entries do not fit its %u bytes",
+			 v->path, n, len);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *e = p + 20 + 12 * i;
+		uint32_t ko = vhdx_get32(e), vo = vhdx_get32(e + 4);
+		uint32_t kl = vhdx_get16(e + 8), vl = vhdx_get16(e + 10);
+		char *key, *val;
+		int ret;
+
+		if (!ko || !vo || !kl || !vl || ko > len || kl > len - ko || vo > len ||
+		    vl > len - vo) {
+			vhdx_err("%s: parent locator entry %u lies outside the item",
+				 v->path, i);
+			return -EINVAL;
+		}
+		key = vhdx_from16(p + ko, kl);
+		val = vhdx_from16(p + vo, vl);
+		if (!key || !val) {
+			vhdx_err("%s: parent locator entry %u is not valid UTF-16",
+				 v->path, i);
+			free(key);
+			free(val);
+			return -EINVAL;
+		}
+		for (uint32_t k = 0; k < i; k++) {
+			const uint8_t *o = p + 20 + 12 * k;
+
+			if (vhdx_get16(o + 8) == kl &&
+			    !memcmp(p + vhdx_get32(o), p + ko, kl)) {
+				vhdx_err("%s: parent locator key '%s' appears twice",
+					 v->path, key);
+				free(key);
+				free(val);
+				return -EINVAL;
+			}
+		}
+		linkage |= !strcmp(key, "parent_linkage");
+		ret = vhdx_loc_pair(v, key, val);
+		free(key);
+		if (ret)
+			return ret;
+	}
+	if (!linkage) {
+		vhdx_err("%s: the parent locator has no parent_linkage", v->path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The known items' values, checked. */
+static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
+			    const uint32_t *len)
+{
+	uint32_t bs = vhdx_get32(val[VHDX_MI_PARAMS]);
+	uint32_t flags = vhdx_get32(val[VHDX_MI_PARAMS] + 4);
+
+	if (bs < VHDX_MB || bs > 256 * VHDX_MB || (bs & (bs - 1))) {
+		vhdx_err("%s: block size %u: expected a power of two from 1 MiB to "
+			 "256 MiB",
+			 v->path, bs);
+		return -EINVAL;
+	}
+	v->block_size = bs;
+	v->leave_alloc = flags & 1;
+	v->diff = flags & 2;
+	v->lss = vhdx_get32(val[VHDX_MI_LSS]);
+	v->pss = vhdx_get32(val[VHDX_MI_PSS]);
+	if ((v->lss != 512 && v->lss != 4096) || (v->pss != 512 && v->pss != 4096)) {
+		vhdx_err("%s: sector sizes %u (logical) and %u (physical): each must be "
+			 "512 or 4096",
+			 v->path, v->lss, v->pss);
+		return -EINVAL;
+	}
+	v->disk_size = vhdx_get64(val[VHDX_MI_SIZE]);
+	if (!v->disk_size || v->disk_size % v->lss || v->disk_size > VHDX_MAX_DISK) {
+		vhdx_err("%s: virtual disk size %llu: expected a non-zero multiple of "
+			 "the %u-byte sector of at most 64 TiB",
+			 v->path, (unsigned long long)v->disk_size, v->lss);
+		return -EINVAL;
+	}
+	memcpy(v->page83, val[VHDX_MI_PAGE83], 16);
+	if (!v->diff)
+		return 0;
+	if (!val[VHDX_MI_LOC]) {
+		vhdx_err("%s: a differencing image (HasParent) without a parent locator",
+			 v->path);
+		return -EINVAL;
+	}
+	return vhdx_parse_locator(v, val[VHDX_MI_LOC], len[VHDX_MI_LOC]);
+}
+
+static int vhdx_parse_metadata(struct vhdx *v)
+{
+	uint8_t *tbl = malloc(64 * VHDX_KB), *val[VHDX_MI_COUNT] = { 0 };
+	uint32_t len[VHDX_MI_COUNT] = { 0 }, n;
+	int ret = -EINVAL;
+
+	if (!tbl || vhdx_pread(v, tbl, 64 * VHDX_KB, v->meta_off) < 0) {
+		vhdx_err("%s: cannot read the metadata table", v->path);
+		ret = tbl ? -EIO : -ENOMEM;
+		goto out;
+	}
+	n = vhdx_get16(tbl + 10);
+	if (memcmp(tbl, "metadata", 8) != 0 || n > 2047) {
+		vhdx_err("%s: the metadata region has no valid table (signature or %u "
+			 "entries)",
+			 v->path, n);
+		goto out;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *e = tbl + 32 + 32 * i;
+		uint32_t off = vhdx_get32(e + 16), l = vhdx_get32(e + 20);
+		uint32_t flags = vhdx_get32(e + 24);
+		int known = -1;
+		char gs[39];
+
+		vhdx_guid_str(e, gs);
+		if (l == 0 ? off != 0 :
+			     off < 64 * VHDX_KB || l > VHDX_MB || off > v->meta_len ||
+				     l > v->meta_len - off) {
+			vhdx_err("%s: metadata item %s (%u bytes at %u) lies outside the "
+				 "metadata region",
+				 v->path, gs, l, off);
+			goto out;
+		}
+		for (uint32_t k = 0; k < i; k++) {
+			const uint8_t *o = tbl + 32 + 32 * k;
+			uint32_t ol = vhdx_get32(o + 20);
+
+			if (l && ol && vhdx_overlap(off, l, vhdx_get32(o + 16), ol)) {
+				vhdx_err("%s: metadata items %u and %u overlap", v->path,
+					 k, i);
+				goto out;
+			}
+		}
+		for (int k = 0; !(flags & 1) && k < VHDX_MI_COUNT; k++)
+			if (!strcmp(gs, vhdx_items[k].guid))
+				known = k;
+		if (known < 0) {
+			if (flags & 4) {
+				vhdx_err(
+					"%s: unknown metadata item %s is marked required; "
+					"refusing to open an image this implementation "
+					"cannot understand",
+					v->path, gs);
+				goto out;
+			}
+			continue;
+		}
+		if (val[known]) {
+			vhdx_err("%s: metadata item '%s' appears twice", v->path,
+				 vhdx_items[known].name);
+			goto out;
+		}
+		if (vhdx_items[known].len ? l != vhdx_items[known].len : l < 20) {
+			vhdx_err("%s: metadata item '%s' is %u bytes long; expected %u",
+				 v->path, vhdx_items[known].name, l,
+				 vhdx_items[known].len ? vhdx_items[known].len : 20);
+			goto out;
+		}
+		val[known] = malloc(l);
+		len[known] = l;
+		if (!val[known]) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		ret = vhdx_pread(v, val[known], l, v->meta_off + off);
+		if (ret < 0) {
+			vhdx_err("%s: cannot read metadata item '%s': %s", v->path,
+				 vhdx_items[known].name, strerror(-ret));
+			goto out;
+		}
+		ret = -EINVAL;
+	}
+	for (int k = 0; k < VHDX_MI_LOC; k++) {
+		if (!val[k]) {
+			vhdx_err("%s: required metadata item '%s' is missing", v->path,
+				 vhdx_items[k].name);
+			goto out;
+		}
+	}
+	ret = vhdx_meta_values(v, val, len);
+out:
+	for (int k = 0; k < VHDX_MI_COUNT; k++)
+		free(val[k]);
+	free(tbl);
+	return ret;
+}
+
+/* Everything up to the BAT: identifier, headers, log, regions, metadata. */
+int vhdx_parse(struct vhdx *v)
+{
+	uint8_t sig[8];
+	struct stat st;
+	int ret;
+
+	if (fstat(v->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		vhdx_err("%s: not a regular file", v->path);
+		return -EINVAL;
+	}
+	v->real_size = v->file_size = (uint64_t)st.st_size;
+	if (v->file_size < VHDX_MB || vhdfmt_pread(v->fd, sig, 8, 0) < 0 ||
+	    memcmp(sig, "vhdxfile", 8) != 0) {
+		vhdx_err("%s: not a VHDX image (no \"vhdxfile\" identifier, or shorter "
+			 "than its 1 MiB header section)",
+			 v->path);
+		return -EINVAL;
+	}
+	ret = vhdx_read_headers(v);
+	if (ret == 0)
+		ret = vhdx_log_open(v);
+	if (ret)
+		return ret;
+	if (!v->novl && fstat(v->fd, &st) == 0)
+		v->real_size = v->file_size = (uint64_t)st.st_size;
+	ret = vhdx_parse_regions(v);
+	if (ret == 0)
+		ret = vhdx_parse_metadata(v);
+	if (ret)
+		return ret;
+	v->ss_shift = (unsigned)__builtin_ctz(v->lss);
+	v->spb = v->block_size >> v->ss_shift;
+	v->spb_shift = (unsigned)__builtin_ctz(v->spb);
+	v->chunk_ratio = (uint32_t)((VHDX_CHUNK_SECTORS << v->ss_shift) / v->block_size);
+	v->nblocks = (v->disk_size + v->block_size - 1) / v->block_size;
+	v->nchunks = (v->nblocks + v->chunk_ratio - 1) / v->chunk_ratio;
+	v->nbat = v->diff ? v->nchunks * (v->chunk_ratio + 1) :
+			    v->nblocks + (v->nblocks - 1) / v->chunk_ratio;
+	if (v->nbat > VHDX_MAX_ENTRIES) {
+		vhdx_err("%s: the BAT has %llu entries; at most %llu are supported (a "
+			 "larger block size needs fewer)",
+			 v->path, (unsigned long long)v->nbat,
+			 (unsigned long long)VHDX_MAX_ENTRIES);
+		return -EINVAL;
+	}
+	if (v->bat_len < v->nbat * 8) {
+		vhdx_err("%s: the BAT region (%llu bytes) is too small for the %llu "
+			 "entries a disk of %llu bytes needs",
+			 v->path, (unsigned long long)v->bat_len,
+			 (unsigned long long)v->nbat, (unsigned long long)v->disk_size);
+		return -EINVAL;
+	}
+	v->nbat_mem = vhdx_round_up(v->nbat, VHDX_LSEC / 8);
+	return 0;
+}
+
+/* --- Instances, peeking at other images ------------------------------------------- */
+
+void vhdx_free(struct vhdx *v)
+{
+	if (v->fd >= 0)
+		close(v->fd);
+	if (v->sbc) {
+		for (uint64_t c = 0; c < v->nchunks; c++) {
+			for (unsigned i = 0; v->sbc[c] && i < VHDX_SB_SECS; i++)
+				free(v->sbc[c]->sec[i]);
+			free(v->sbc[c]);
+		}
+		free(v->sbc);
+	}
+	vhdx_log_free(v);
+	pthread_mutex_destroy(&v->lock);
+	free(v->bat);
+	free(v->bat_dirty);
+	free(v->keys);
+	free(v->xreg);
+	free(v->loc_rel);
+	free(v->loc_abs);
+	free(v->loc_win32);
+	free(v->loc_vol);
+	free(v->parent_path);
+	free(v->dir);
+	free(v->path);
+	free(v);
+}
+
+char *vhdx_dirname(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir, *real;
+
+	/* The file itself may not exist yet. */
+	if (!slash)
+		dir = strdup(".");
+	else
+		dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+	real = dir ? realpath(dir, NULL) : NULL;
+	free(dir);
+	return real;
+}
+
+struct vhdx *vhdx_new(const char *path, bool ro)
+{
+	struct vhdx *v = calloc(1, sizeof(*v));
+
+	if (!v)
+		return NULL;
+	v->fd = -1;
+	v->ro = ro;
+	pthread_mutex_init(&v->lock, NULL);
+	v->path = strdup(path);
+	if (!v->path) {
+		vhdx_free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* Parse the image at path up to its metadata (read-only, unlocked). */
+static int vhdx_peek(const char *path, bool quiet, struct vhdx **out)
+{
+	struct vhdx *v = vhdx_new(path, true);
+	int ret;
+
+	if (!v) {
+		vhdx_err("out of memory");
+		return -ENOMEM;
+	}
+	vhdx_quiet += quiet;
+	v->fd = open(path, O_RDONLY | O_CLOEXEC);
+	v->dir = vhdx_dirname(path);
+	if (v->fd < 0 || !v->dir) {
+		ret = -errno;
+		vhdx_err("%s: %s", path, strerror(errno));
+	} else {
+		ret = vhdx_parse(v);
+	}
+	vhdx_quiet -= quiet;
+	close(v->fd);
+	v->fd = -1;
+	if (ret)
+		vhdx_free(v);
+	else
+		*out = v;
+	return ret;
+}
+
+/* --- Parent chains ------------------------------------------------------------------ */
+
+/* A locator path as a path on this system, or NULL if it cannot be one. */
+static char *vhdx_here(const char *dir, const char *val, bool relative)
+{
+	char *p = strdup(val), *out = NULL;
+
+	if (!p)
+		return NULL;
+	for (char *c = p; *c; c++)
+		if (*c == '\\')
+			*c = '/';
+	if (relative && p[0] != '/') {
+		if (asprintf(&out, "%s/%s", dir, p) < 0)
+			out = NULL;
+	} else if (!relative && p[0] == '/') {
+		out = strdup(p);
+	}
+	free(p);
+	return out;
+}
+
+/* Find v's parent: relative_path, then the absolute path this plugin stores
+ * (volume_path and absolute_win32_path name Windows volumes). With check, the
+ * parent's DataWriteGuid must match parent_linkage or parent_linkage2. */
+int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t page83[16])
+{
+	const char *vals[2] = { v->loc_rel, v->loc_abs };
+	char tried[1024] = "", *bad = NULL, want[39], got[39];
+	uint8_t bad_dw[16];
+
+	*out = NULL;
+	for (int i = 0; i < 2; i++) {
+		char *cand = vals[i] ? vhdx_here(v->dir, vals[i], i == 0) : NULL, *real;
+		struct vhdx *p = NULL;
+		size_t tl = strlen(tried);
+
+		if (!cand)
+			continue;
+		snprintf(tried + tl, sizeof(tried) - tl, "%s%s", tl ? ", " : "", cand);
+		real = realpath(cand, NULL);
+		free(cand);
+		if (!real || vhdx_peek(real, true, &p) < 0) {
+			free(real);
+			continue;
+		}
+		if (!check || !memcmp(p->hdr.data_write, v->linkage, 16) ||
+		    (v->has_linkage2 && !memcmp(p->hdr.data_write, v->linkage2, 16))) {
+			memcpy(page83, p->page83, 16);
+			vhdx_free(p);
+			free(bad);
+			*out = real;
+			return 0;
+		}
+		if (!bad) {
+			bad = real;
+			memcpy(bad_dw, p->hdr.data_write, 16);
+		} else {
+			free(real);
+		}
+		vhdx_free(p);
+	}
+	if (bad) {
+		vhdx_guid_str(v->linkage, want);
+		vhdx_guid_str(bad_dw, got);
+		vhdx_err("%s: parent %s has DataWriteGuid %s, but this image's "
+			 "parent_linkage is %s (the parent was modified or replaced)",
+			 v->path, bad, got, want);
+		free(bad);
+		return -EINVAL;
+	}
+	if (!tried[0])
+		vhdx_err("%s: the parent locator has no path usable here (relative_path "
+			 "or " VHDX_KEY_ABS "; volume_path/absolute_win32_path: %s)",
+			 v->path,
+			 v->loc_win32 ? v->loc_win32 :
+			 v->loc_vol   ? v->loc_vol :
+					"none");
+	else
+		vhdx_err("%s: parent image not found or not a valid VHDX (tried %s)",
+			 v->path, tried);
+	return -ENOENT;
+}
+
+/* Follow the chain up from parent (the parent of the file dev/ino) and refuse
+ * a loop or a chain deeper than the core takes. */
+int vhdx_check_chain(const char *path, dev_t dev, ino_t ino, const char *parent)
+{
+	struct {
+		dev_t dev;
+		ino_t ino;
+	} seen[VHDX_MAX_CHAIN + 1];
+	char *cur = strdup(parent);
+	unsigned n = 0;
+	int ret = 0;
+
+	seen[n].dev = dev;
+	seen[n++].ino = ino;
+	while (cur && ret == 0) {
+		struct vhdx *p = NULL;
+		char *next = NULL;
+		uint8_t id[16];
+		struct stat st;
+
+		if (stat(cur, &st) < 0)
+			break; /* opening it will say what is wrong */
+		for (unsigned i = 0; i < n && ret == 0; i++) {
+			if (seen[i].dev == st.st_dev && seen[i].ino == st.st_ino) {
+				vhdx_err("%s: the parent chain loops: %s is its own "
+					 "ancestor",
+					 path, cur);
+				ret = -ELOOP;
+			}
+		}
+		if (ret == 0 && n > VHDX_MAX_CHAIN) {
+			vhdx_err("%s: the parent chain is deeper than %d images", path,
+				 VHDX_MAX_CHAIN);
+			ret = -ELOOP;
+		}
+		if (ret == 0) {
+			seen[n].dev = st.st_dev;
+			seen[n++].ino = st.st_ino;
+			if (vhdx_peek(cur, true, &p) == 0) {
+				vhdx_quiet++;
+				if (p->diff &&
+				    vhdx_resolve_parent(p, false, &next, id) < 0)
+					next = NULL;
+				vhdx_quiet--;
+				vhdx_free(p);
+			}
+		}
+		free(cur);
+		cur = next;
+	}
+	free(cur);
+	return ret;
+}
+
+/* --- Creating images ------------------------------------------------------------------ */
+
+/* Path of file `to` relative to directory `from` (both real), with Windows
+ * separators: ".\p.vhdx", "..\d\p.vhdx". */
+static char *vhdx_relpath(const char *from, const char *to)
+{
+	size_t common = 0, ups = 0, i;
+	char *out, *p;
+
+	/* The longest common prefix that ends at a directory boundary. */
+	for (i = 0; from[i] && from[i] == to[i]; i++)
+		if (to[i] == '/')
+			common = i + 1;
+	if (!from[i] && to[i] == '/')
+		common = i + 1;
+	for (i = common; from[i]; i++)
+		if (from[i] == '/' || i == common)
+			ups += from[i] != '/' || (from[i + 1] && from[i + 1] != '/');
+	out = malloc(3 * ups + strlen(to + common) + 3);
+	if (!out)
+		return NULL;
+	p = out;
+	if (!ups)
+		p += sprintf(p, ".\\");
+	while (ups--)
+		p += sprintf(p, "..\\");
+	for (const char *s = to + common; *s; s++)
+		*p++ = *s == '/' ? '\\' : *s;
+	*p = '\0';
+	return out;
+}
+
+/* The parent locator item of a new child: linkage and paths. */
+static int vhdx_make_locator(uint8_t *out, size_t max, const uint8_t link[16],
+			     const char *rel, const char *abs, uint32_t *len)
+{
+	char gs[39];
+	const char *kv[3][2] = { { "parent_linkage", gs },
+				 { "relative_path", rel },
+				 { VHDX_KEY_ABS, abs } };
+	size_t pos = 20 + 12 * 3;
+
+	vhdx_guid_str(link, gs);
+	memset(out, 0, max);
+	vhdx_guid_bin(VHDX_G_LOC_TYPE, out);
+	vhdx_put16(out + 18, 3);
+	for (int i = 0; i < 3; i++) {
+		uint8_t *e = out + 20 + 12 * i;
+
+		for (int k = 0; k < 2; k++) {
+			int n = vhdx_to16(kv[i][k], out + pos, max - pos);
+
+			if (n <= 0 || n > 65534)
+				return -1;
+			vhdx_put32(e + 4 * k, (uint32_t)pos);
+			vhdx_put16(e + 8 + 2 * k, (uint16_t)n);
+			pos += (size_t)n;
+		}
+	}
+	*len = (uint32_t)pos;
+	return 0;
+}
+
+/* Write a new image into the empty file fd. A child has a locator. */
+static int vhdx_write_new(int fd, const char *path, const struct vhdx_create *c,
+			  const uint8_t page83[16], const uint8_t *loc, uint32_t loclen)
+{
+	unsigned ss = (unsigned)__builtin_ctz(c->lss);
+	uint64_t nblocks = (c->size + c->block - 1) / c->block;
+	uint64_t cr = (VHDX_CHUNK_SECTORS << ss) / c->block;
+	uint64_t nchunks = (nblocks + cr - 1) / cr, nbat, bat_len, data, end;
+	uint8_t *buf = NULL, *bat = NULL, *it;
+	struct vhdx_hdr h = { .version = 1, .log_len = VHDX_MB, .log_off = VHDX_MB };
+	uint32_t nitems = loc ? 6 : 5, params[2] = { c->block, 0 };
+	int ret;
+
+	nbat = loc ? nchunks * (cr + 1) : nblocks + (nblocks - 1) / cr;
+	if (nbat > VHDX_MAX_ENTRIES) {
+		vhdx_err("%s: %llu BAT entries are too many (at most %llu); use a larger "
+			 "block size",
+			 path, (unsigned long long)nbat,
+			 (unsigned long long)VHDX_MAX_ENTRIES);
+		return -EINVAL;
+	}
+	bat_len = vhdx_round_up(nbat * 8, VHDX_MB);
+	data = 3 * VHDX_MB + bat_len;
+	end = c->fixed ? data + nblocks * c->block : data;
+	buf = calloc(1, 2 * VHDX_RT_SIZE);
+	if (!buf || (c->fixed && !(bat = calloc(1, nbat * 8)))) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* Identifier, then the two headers. */
+	memcpy(buf, "vhdxfile", 8);
+	vhdx_to16("diskcore", buf + 8, 512);
+	ret = vhdfmt_pwrite(fd, buf, VHDX_RT_SIZE, 0);
+	if (ret == 0)
+		ret = vhdx_new_guid(h.file_write);
+	if (ret == 0)
+		ret = vhdx_new_guid(h.data_write);
+	for (int slot = 0; ret == 0 && slot < 2; slot++) {
+		h.seq = (uint64_t)slot + 1;
+		vhdx_hdr_encode(&h, buf);
+		ret = vhdfmt_pwrite(fd, buf, VHDX_LSEC, VHDX_HDR_OFF(slot));
+	}
+	/* Region table (both copies): metadata at 2 MiB, BAT at 3 MiB. */
+	memset(buf, 0, VHDX_RT_SIZE);
+	memcpy(buf, "regi", 4);
+	vhdx_put32(buf + 8, 2);
+	vhdx_guid_bin(VHDX_G_BAT, buf + 16);
+	vhdx_put64(buf + 32, 3 * VHDX_MB);
+	vhdx_put32(buf + 40, (uint32_t)bat_len);
+	vhdx_put32(buf + 44, 1);
+	vhdx_guid_bin(VHDX_G_META, buf + 48);
+	vhdx_put64(buf + 64, 2 * VHDX_MB);
+	vhdx_put32(buf + 72, (uint32_t)VHDX_MB);
+	vhdx_put32(buf + 76, 1);
+	vhdx_put32(buf + 4, vhdx_crc_skip(buf, VHDX_RT_SIZE, 4));
+	for (int copy = 0; ret == 0 && copy < 2; copy++)
+		ret = vhdfmt_pwrite(fd, buf, VHDX_RT_SIZE, VHDX_RT_OFF(copy));
+	/* Metadata: the table, then the items from 64 KiB on. */
+	memset(buf, 0, 2 * VHDX_RT_SIZE);
+	memcpy(buf, "metadata", 8);
+	vhdx_put16(buf + 10, (uint16_t)nitems);
+	it = buf + VHDX_RT_SIZE;
+	if (c->fixed)
+		params[1] = 1; /* LeaveBlockAllocated */
+	if (loc)
+		params[1] = 2; /* HasParent */
+	vhdx_put32(it, params[0]);
+	vhdx_put32(it + 4, params[1]);
+	vhdx_put64(it + 8, c->size);
+	memcpy(it + 16, page83, 16);
+	vhdx_put32(it + 32, c->lss);
+	vhdx_put32(it + 36, c->pss);
+	if (loc)
+		memcpy(it + 40, loc, loclen);
+	for (uint32_t i = 0, off = VHDX_RT_SIZE; i < nitems; i++) {
+		uint8_t *e = buf + 32 + 32 * i;
+		uint32_t l = i == VHDX_MI_LOC ? loclen : vhdx_items[i].len;
+
+		vhdx_guid_bin(vhdx_items[i].guid, e);
+		vhdx_put32(e + 16, off);
+		vhdx_put32(e + 20, l);
+		vhdx_put32(e + 24, vhdx_items[i].flags);
+		off += l;
+	}
+	if (ret == 0)
+		ret = vhdfmt_pwrite(fd, buf, VHDX_RT_SIZE + 40 + (loc ? loclen : 0),
+				    2 * VHDX_MB);
+	/* A fixed image's blocks, all present and in order. */
+	for (uint64_t b = 0; bat && b < nblocks; b++)
+		vhdx_put64(bat + 8 * (b + b / cr), (data + b * c->block) | VHDX_PB_FULL);
+	if (ret == 0 && bat)
+		ret = vhdfmt_pwrite(fd, bat, nbat * 8, 3 * VHDX_MB);
+	if (ret == 0 && ftruncate(fd, (off_t)end) < 0)
+		ret = -errno;
+	if (ret == 0 && c->fixed)
+		(void)fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)data,
+				(off_t)(end - data));
+	if (ret == 0 && fsync(fd) < 0)
+		ret = -errno;
+	if (ret < 0)
+		vhdx_err("%s: cannot write the new image: %s", path, strerror(-ret));
+out:
+	if (ret == -ENOMEM)
+		vhdx_err("out of memory");
+	free(bat);
+	free(buf);
+	return ret;
+}
+
+/* A differencing child's size, sectors, id and locator, from its parent. */
+static int vhdx_create_child(struct vhdx *v, struct vhdx_create *c, uint8_t page83[16],
+			     uint8_t *loc, uint32_t *loclen)
+{
+	char *real = realpath(c->parent, NULL), *dir = NULL, *rel = NULL;
+	struct vhdx *p = NULL;
+	int ret;
+
+	if (!real) {
+		ret = -errno;
+		vhdx_err("%s: parent %s: %s", v->path, c->parent, strerror(errno));
+		goto out;
+	}
+	dir = vhdx_dirname(v->path);
+	if (!dir) {
+		ret = -errno;
+		vhdx_err("%s: its directory: %s", v->path, strerror(errno));
+		goto out;
+	}
+	ret = vhdx_peek(real, false, &p);
+	if (ret)
+		goto out;
+	c->size = p->disk_size;
+	c->lss = p->lss;
+	c->pss = p->pss;
+	if (!c->has_block)
+		c->block = p->block_size;
+	memcpy(page83, p->page83, 16); /* virtual-disk metadata is inherited */
+	rel = vhdx_relpath(dir, real);
+	if (!rel || vhdx_make_locator(loc, 65536, p->hdr.data_write, rel, real, loclen)) {
+		vhdx_err("%s: parent path %s is not valid UTF-8 or is too long", v->path,
+			 real);
+		ret = -EINVAL;
+	}
+out:
+	if (p)
+		vhdx_free(p);
+	free(rel);
+	free(dir);
+	free(real);
+	return ret;
+}
+
+int vhdx_create(struct vhdx *v, struct vhdx_create *c)
+{
+	uint8_t page83[16], *loc = NULL;
+	uint32_t loclen = 0;
+	struct stat st;
+	int fd, ret;
+
+	if (stat(v->path, &st) == 0) {
+		char *real = c->parent ? realpath(c->parent, NULL) : NULL;
+
+		if (!S_ISREG(st.st_mode)) {
+			vhdx_err("%s: create needs a regular file (this is not one)",
+				 v->path);
+			free(real);
+			return -EINVAL;
+		}
+		ret = real ? vhdx_check_chain(v->path, st.st_dev, st.st_ino, real) : 0;
+		free(real);
+		if (ret) {
+			vhdx_err(
+				"%s: refusing to overwrite it: the parent %s depends on it",
+				v->path, c->parent);
+			return ret;
+		}
+	}
+	if (c->parent) {
+		loc = malloc(65536);
+		ret = loc ? vhdx_create_child(v, c, page83, loc, &loclen) : -ENOMEM;
+	} else {
+		ret = vhdx_new_guid(page83);
+	}
+	if (ret)
+		goto out;
+	fd = open(v->path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+	if (fd < 0) {
+		ret = -errno;
+		vhdx_err("%s: cannot create: %s", v->path, strerror(errno));
+		goto out;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		ret = -errno;
+		vhdx_err("%s: cannot create: the image is in use (locked)", v->path);
+	} else if (ftruncate(fd, 0) < 0) {
+		ret = -errno;
+		vhdx_err("%s: cannot truncate: %s", v->path, strerror(errno));
+	} else {
+		ret = vhdx_write_new(fd, v->path, c, page83, loc, loclen);
+	}
+	close(fd);
+	v->created = ret == 0;
+out:
+	free(loc);
+	return ret;
+}
+
+int vhdx_create_opts(const struct dc_open_args *a, const char *path,
+		     struct vhdx_create *c, bool *want)
+{
+	uint64_t size = 0, block = VHDX_DEFAULT_BLOCK, lss = 512;
+	bool has_size = dc_opt_num(a, "create", &size);
+	bool has_lss = dc_opt_num(a, "sector", &lss);
+
+	memset(c, 0, sizeof(*c));
+	c->has_block = dc_opt_num(a, "block", &block);
+	c->fixed = dc_opt_flag(a, "fixed");
+	c->parent = dc_opt_str(a, "parent");
+	*want = has_size || c->parent;
+	if (!*want) {
+		if (c->has_block || has_lss || c->fixed) {
+			vhdx_err("%s: block=, sector= and fixed apply only when creating "
+				 "(create= or parent=)",
+				 path);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (c->parent && (!c->parent[0] || has_size || has_lss || c->fixed)) {
+		vhdx_err("%s: parent= needs the parent's path, and a differencing image "
+			 "takes its size and sectors from it (no create=, sector= or "
+			 "fixed)",
+			 path);
+		return -EINVAL;
+	}
+	if (block < VHDX_MB || block > 256 * VHDX_MB || (block & (block - 1))) {
+		vhdx_err("%s: block=%llu: expected a power of two from 1M to 256M", path,
+			 (unsigned long long)block);
+		return -EINVAL;
+	}
+	if (lss != 512 && lss != 4096) {
+		vhdx_err("%s: sector=%llu: expected 512 or 4096", path,
+			 (unsigned long long)lss);
+		return -EINVAL;
+	}
+	c->block = (uint32_t)block;
+	c->lss = (uint32_t)lss;
+	c->pss = 4096;
+	c->size = size;
+	if (!c->parent && (size == 0 || size % lss || size > VHDX_MAX_DISK)) {
+		vhdx_err("%s: create=%llu: expected a non-zero multiple of the %llu-byte "
+			 "sector, at most 64T",
+			 path, (unsigned long long)size, (unsigned long long)lss);
+		return -EINVAL;
+	}
+	return 0;
+}
