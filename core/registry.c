@@ -619,6 +619,20 @@ const struct dc_form *dc__plugin_form(const struct dc_plugin *p, const char *nam
 	return NULL;
 }
 
+/* Is item i a symlink to a plugin file that the list also holds? */
+static bool reg_is_alias(const struct reg_list *l, size_t i)
+{
+	struct stat st;
+
+	if (lstat(l->v[i].path, &st) < 0 || !S_ISLNK(st.st_mode))
+		return false;
+	for (size_t j = 0; j < l->n; j++)
+		if (j != i && l->v[j].entry == l->v[i].entry &&
+		    lstat(l->v[j].path, &st) == 0 && !S_ISLNK(st.st_mode))
+			return true;
+	return false;
+}
+
 DC_EXPORT int dc_plugins_foreach(dc_plugin_visit_fn visit, void *arg)
 {
 	struct reg_dirs dirs;
@@ -641,6 +655,9 @@ DC_EXPORT int dc_plugins_foreach(dc_plugin_visit_fn visit, void *arg)
 	for (i = 0; i < l.n && r == 0; i++) {
 		const struct reg_entry *e = l.v[i].entry;
 
+		/* FORM.so -> NAME.so links are lookup shortcuts: list the plugin once. */
+		if (e && reg_is_alias(&l, i))
+			continue;
 		r = visit(arg, l.v[i].path, e && !e->err ? &e->desc : NULL,
 			  e ? e->why : l.v[i].why);
 	}

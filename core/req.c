@@ -60,16 +60,29 @@ static __thread struct dc_ireq *deferred_head, *deferred_tail;
 struct slot_cache {
 	void *slots[SLOT_CLASS_MAX - SLOT_CLASS_MIN + 1][SLOT_CACHE_DEPTH];
 	uint8_t count[SLOT_CLASS_MAX - SLOT_CLASS_MIN + 1];
+	struct slot_cache *prev, *next;
 };
 
 static __thread struct slot_cache *slot_cache;
 static pthread_key_t slot_cache_key;
 static pthread_once_t slot_cache_once = PTHREAD_ONCE_INIT;
+/* Every live cache is also on this list, so memory the caches hold stays
+ * reachable from a global: leak checkers need not scan thread-local storage. */
+static struct slot_cache *slot_caches;
+static pthread_mutex_t slot_caches_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void slot_cache_destroy(void *arg)
 {
 	struct slot_cache *c = arg;
 
+	pthread_mutex_lock(&slot_caches_lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		slot_caches = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	pthread_mutex_unlock(&slot_caches_lock);
 	for (unsigned k = 0; k < DC_ARRAY_SIZE(c->count); k++)
 		for (unsigned i = 0; i < c->count[k]; i++)
 			free(c->slots[k][i]);
@@ -95,8 +108,15 @@ static struct slot_cache *slot_cache_get(void)
 	if (!slot_cache) {
 		pthread_once(&slot_cache_once, slot_cache_init);
 		slot_cache = calloc(1, sizeof(*slot_cache));
-		if (slot_cache)
+		if (slot_cache) {
 			pthread_setspecific(slot_cache_key, slot_cache);
+			pthread_mutex_lock(&slot_caches_lock);
+			slot_cache->next = slot_caches;
+			if (slot_caches)
+				slot_caches->prev = slot_cache;
+			slot_caches = slot_cache;
+			pthread_mutex_unlock(&slot_caches_lock);
+		}
 	}
 	return slot_cache;
 }
