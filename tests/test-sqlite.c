@@ -7,7 +7,9 @@
  * test case checks all of them).
  *
  * Helper modes (not tests): `test-sqlite crash-init|crash-writer|crash-verify`
- * for tests/test-sqlite-crash.sh, and `test-sqlite bench DIR` to measure. */
+ * for tests/test-sqlite-crash.sh, and `test-sqlite bench DIR [MiB]` (the issue's
+ * targets: sqldiff writes and cached reads against file:, in one run) and
+ * `test-sqlite bench-one SPEC read|write QD SECONDS SPAN_MiB` to measure. */
 #include "conformance.h"
 #include "harness.h"
 
@@ -128,6 +130,37 @@ static void sqt_open_fails(const char *spec, uint32_t flags, const char *want)
 	ck_assert_msg(strstr(dc_last_error(), want),
 		      "dc_open(%s): message '%s' does not mention '%s'", spec,
 		      dc_last_error(), want);
+}
+
+/* Open and close `spec` in a child process (so that the caller, the test
+ * runner, starts no library threads before it forks the test cases); returns
+ * whether it opened, or with `want`, whether the error mentions it. */
+static bool sqt_probe(const char *spec, const char *want)
+{
+	int st = 0;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		dc_disk *d = NULL;
+
+		if (dc_open(spec, DC_OPEN_READ_ONLY, &d) == 0) {
+			dc_close(d);
+			_exit(0);
+		}
+		_exit(want && strstr(dc_last_error(), want) ? 0 : 1);
+	}
+	if (pid < 0)
+		return false;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* Is the sqlite plugin there? A missing database is its error, a missing
+ * plugin the registry's. */
+static bool sqt_have_plugin(void)
+{
+	return sqt_probe("sql:/nonexistent/x.dbhd", "no such database");
 }
 
 /* A raw file of `size` bytes whose sector s holds h_fill(seed + s). */
@@ -486,7 +519,7 @@ START_TEST(layered_diff_over_file)
 }
 END_TEST
 
-/* sqldiff over a memdiff-less RAM disk takes its sector size from below. */
+/* sqldiff over a RAM disk of 4 KiB sectors takes its sector size from below. */
 START_TEST(layered_diff_sector_size)
 {
 	char *db = h_tmppath(".dbhd");
@@ -600,6 +633,30 @@ END_TEST
 /* Concurrent creators of one cache all succeed and share one database. */
 #define SQT_RACERS 6
 
+/* A racer (test-sqlite race-open SPEC FD I): waits until FD reads EOF, then
+ * opens the cache and checks 64 sectors from I * 64 (base pattern 5000). */
+static int sqt_racer(const char *spec, int go, int i)
+{
+	uint8_t *buf = h_alloc(64 * SS);
+	dc_disk *d = NULL;
+	char c;
+
+	if (read(go, &c, 1) < 0)
+		return 3;
+	if (dc_open(spec, DC_OPEN_READ_ONLY, &d) < 0) {
+		fprintf(stderr, "racer %d: %s\n", i, dc_last_error());
+		return 1;
+	}
+	if (dc_read(d, (uint64_t)i * 64, buf, 64 * SS) < 0)
+		return 2;
+	for (int s = 0; s < 64; s++)
+		if (h_check(buf + s * SS, SS, 5000 + (uint64_t)i * 64 + s) >= 0)
+			return 2;
+	dc_close(d);
+	free(buf);
+	return 0;
+}
+
 START_TEST(layered_cache_race)
 {
 	char *base = sqt_base(256 * 1024, 5000);
@@ -612,29 +669,18 @@ START_TEST(layered_cache_race)
 
 	ck_assert_int_eq(pipe(go), 0);
 	for (int i = 0; i < SQT_RACERS; i++) {
+		char fd[16], idx[16];
+
+		snprintf(fd, sizeof(fd), "%d", go[0]);
+		snprintf(idx, sizeof(idx), "%d", i);
+		/* Each racer is a process of its own, as concurrent VMs would be. */
 		pids[i] = fork();
 		ck_assert_int_ge(pids[i], 0);
 		if (pids[i] == 0) {
-			char c;
-			dc_disk *d = NULL;
-			uint8_t *buf = h_alloc(64 * SS);
-
 			close(go[1]);
-			/* All start together when the pipe closes. */
-			if (read(go[0], &c, 1) < 0)
-				_exit(3);
-			if (dc_open(spec, DC_OPEN_READ_ONLY, &d) < 0) {
-				fprintf(stderr, "racer %d: %s\n", i, dc_last_error());
-				_exit(1);
-			}
-			if (dc_read(d, (uint64_t)i * 64, buf, 64 * SS) < 0)
-				_exit(2);
-			for (int s = 0; s < 64; s++)
-				if (h_check(buf + s * SS, SS,
-					    5000 + (uint64_t)i * 64 + s) >= 0)
-					_exit(2);
-			dc_close(d);
-			_exit(0);
+			execl("/proc/self/exe", "test-sqlite", "race-open", spec, fd, idx,
+			      (char *)NULL);
+			_exit(127);
 		}
 	}
 	close(go[0]);
@@ -646,8 +692,13 @@ START_TEST(layered_cache_race)
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 			      "racer %d failed (status %#x)", i, st);
 	}
-	/* One database with every racer's sectors; no temporary leftovers. */
+	/* One database with every racer's sectors, which a new opener reads from
+	 * it (the base below is garbage by then); no temporary leftovers. */
 	ck_assert_int_eq(sqt_rows(db, NULL), SQT_RACERS * 64);
+	sqt_garble(base);
+	dc_disk *d = sqt_open(spec, DC_OPEN_READ_ONLY);
+	sqt_expect(d, 0, SQT_RACERS * 64, 5000);
+	dc_close(d);
 	char *ls = sqt_fmt("ls -A %s | grep -v '^cache.dbhd' | grep -q .", dir);
 	ck_assert_msg(system(ls) != 0, "%s holds more than the cache", dir);
 	sqt_integrity(db);
@@ -1147,17 +1198,11 @@ static bool cr_decode(const uint8_t *p, uint64_t sector, struct cr_tag *t)
 	       h_check(p + 24, SS - 24, cr_seed(t->iter, t->seq, sector)) < 0;
 }
 
-static int sqt_found_plugin(void *arg, const char *path, const struct dc_plugin *p,
-			    const char *why);
-
 static int cr_init(const char *db)
 {
 	char *spec = sqt_fmt("sql:%s;create=%d", db, CR_SECTORS * SS);
 	dc_disk *d = NULL;
-	bool have = false;
-
-	dc_plugins_foreach(sqt_found_plugin, &have);
-	if (!have)
+	if (!sqt_have_plugin())
 		return H_SKIP;
 	if (dc_open(spec, 0, &d) < 0) {
 		fprintf(stderr, "crash-init: %s\n", dc_last_error());
@@ -1492,16 +1537,6 @@ static int bench_main(const char *dir, uint64_t mib)
 
 /* --- Main ------------------------------------------------------------------------- */
 
-static int sqt_found_plugin(void *arg, const char *path, const struct dc_plugin *p,
-			    const char *why)
-{
-	(void)path;
-	(void)why;
-	if (p && !strcmp(p->name, "sqlite"))
-		*(bool *)arg = true;
-	return 0;
-}
-
 static bool sqt_form_has_option(const char *form, const char *option);
 
 int main(int argc, char **argv)
@@ -1511,7 +1546,6 @@ int main(int argc, char **argv)
 					  .open_flags = DC_OPEN_READ_ONLY };
 	struct conformance_opts ro = { .open_flags = DC_OPEN_READ_ONLY };
 	char out[256];
-	bool have = false;
 	Suite *s;
 	TCase *tc;
 
@@ -1523,6 +1557,8 @@ int main(int argc, char **argv)
 		return cr_verify(argv[2], argv[3], argv[4], (uint32_t)atoi(argv[5]));
 	if ((argc == 3 || argc == 4) && !strcmp(argv[1], "bench"))
 		return bench_main(argv[2], argc == 4 ? strtoull(argv[3], NULL, 10) : 256);
+	if (argc == 5 && !strcmp(argv[1], "race-open"))
+		return sqt_racer(argv[2], atoi(argv[3]), atoi(argv[4]));
 	if (argc == 7 && !strcmp(argv[1], "bench-one")) {
 		bool w = !strcmp(argv[3], "write");
 		double iops = bench_run(argv[2], w ? 0 : DC_OPEN_READ_ONLY, w,
@@ -1535,14 +1571,14 @@ int main(int argc, char **argv)
 	if (argc != 1) {
 		fprintf(stderr,
 			"usage: %s [crash-init DB | crash-writer DB LOG ITER | "
-			"crash-verify DB LOG STATE ITER | bench DIR [MiB] |\n"
+			"crash-verify DB LOG STATE ITER | race-open SPEC FD I |\n"
+			"  bench DIR [MiB] |\n"
 			"  bench-one SPEC read|write QD SECONDS SPAN_MiB]\n",
 			argv[0]);
 		return 2;
 	}
 
-	dc_plugins_foreach(sqt_found_plugin, &have);
-	if (!have)
+	if (!sqt_have_plugin())
 		h_skip("the sqlite plugin is not built (meson -Dsqlite=enabled, libsqlite3-dev)");
 	if (sqt_shell(":memory:", "SELECT 1;", out, sizeof(out)) != 0)
 		h_skip("the sqlite3 shell is needed as the oracle (apt-get install sqlite3)");
@@ -1608,33 +1644,13 @@ int main(int argc, char **argv)
 	return h_run(s);
 }
 
-/* Does the plugin claiming `form` declare `option`? */
-struct sqt_optq {
-	const char *form, *option;
-	bool found;
-};
-
-static int sqt_optq_visit(void *arg, const char *path, const struct dc_plugin *p,
-			  const char *why)
-{
-	struct sqt_optq *q = arg;
-
-	(void)path;
-	(void)why;
-	if (!p || !p->forms)
-		return 0;
-	for (const struct dc_form *f = p->forms; f->name; f++)
-		if (!strcmp(f->name, q->form) && f->options)
-			for (const struct dc_option *o = f->options; o->name; o++)
-				if (!strcmp(o->name, q->option))
-					q->found = true;
-	return 0;
-}
-
+/* Does mem: take ;sector=? Asked of the spec parser, so only the plugins a
+ * spec names get loaded. */
 static bool sqt_form_has_option(const char *form, const char *option)
 {
-	struct sqt_optq q = { form, option, false };
+	char *spec = sqt_fmt("%s:1M;%s=4096", form, option);
+	bool ok = sqt_probe(spec, NULL);
 
-	dc_plugins_foreach(sqt_optq_visit, &q);
-	return q.found;
+	free(spec);
+	return ok;
 }

@@ -11,10 +11,14 @@
  * Concurrency: SQLite admits one writer at a time, so one writer connection is
  * driven by one pool job at a time that drains a queue of write-type requests,
  * committing whatever has queued up in one transaction (group commit). Reads run
- * as pool jobs on a pool of read-only connections, one per concurrent reader, so
- * they see the last committed write and never wait for the writer. A completed
- * write is committed to the WAL (safe from a process crash); flush and FUA
- * commit with synchronous=FULL, which fsyncs the WAL (safe from power loss).
+ * as pool jobs on a pool of read-only connections, one per concurrent reader,
+ * and never wait for the writer; a reader keeps its snapshot between reads until
+ * the writer commits (or for at most SQ_SNAPSHOT_NS). Checkpoints run as pool
+ * jobs beside the writer, on a connection of their own.
+ *
+ * Durability: a completed write is committed to the WAL (safe from a process
+ * crash); flush and FUA commit with synchronous=FULL, which fsyncs the WAL and
+ * with it every earlier commit (safe from power loss).
  */
 #include <diskcore/plugin.h>
 
@@ -32,8 +36,9 @@
 #include <unistd.h>
 
 #define SQ_BUSY_MS 10000
-/* Page caches. Readers' caches are dropped whenever the database changes, so
- * they help read-mostly disks (caches); mmap was slower here (page faults). */
+/* Page caches. A reader's cache is dropped whenever the database changes, so it
+ * helps read-mostly disks; the OS page cache does the rest. (mmap measured
+ * slower than pread here: page faults are dear in a paravirtualised guest.) */
 #define SQ_WRITER_CACHE_KIB 32768
 #define SQ_READER_CACHE_KIB 2048
 #define SQ_MAX_SECTOR_SIZE 65536
@@ -969,6 +974,7 @@ static int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 	if (frames < SQ_CKPT_FRAMES)
 		return SQLITE_OK;
 	if (frames >= SQ_CKPT_FORCE) {
+		sq_readers_release(l);
 		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL,
 					  NULL);
 		return SQLITE_OK;
