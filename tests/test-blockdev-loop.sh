@@ -94,7 +94,9 @@ resize 3M 6144
 resize 512K 1024
 resize 64M 131072
 
-exec {WAITER[1]}>&-
+# End of input: the waiter closes the disk and exits.
+wfd=${WAITER[1]}
+exec {wfd}>&-
 wait "$WAITER_PID"
 
 # A fresh open agrees.

@@ -136,7 +136,8 @@ START_TEST(file_metadata)
 	ck_assert_uint_eq(info.physical_sector_size,
 			  st.st_blksize > 512 ? (uint32_t)st.st_blksize : 512);
 	ck_assert_str_eq(info.disk_type, "block_device");
-	ck_assert(!(info.flags & (DC_INFO_FUA_RESPECTED | DC_INFO_PR | DC_INFO_READ_ONLY)));
+	ck_assert(
+		!(info.flags & (DC_INFO_FUA_RESPECTED | DC_INFO_PR | DC_INFO_READ_ONLY)));
 	/* ext4, xfs, btrfs, tmpfs all punch holes. */
 	ck_assert_uint_eq(info.unmap_behavior, DC_UNMAP_ZEROES);
 	ck_assert_uint_eq(info.optimal_unmap_sectors, (uint32_t)st.st_blksize / 512);
@@ -236,6 +237,55 @@ START_TEST(file_async_io)
 		tb_async_io(spec, true);
 		free(spec);
 	}
+	free(path);
+}
+END_TEST
+
+/* More segments than a request keeps inline (the iovec array goes on the
+ * heap), and more than preadv takes (bounced), buffered and O_DIRECT. */
+START_TEST(file_many_segments)
+{
+	static const int counts[] = { 17, 64, 1100 };
+	static const char *const opts[] = { "", ";direct" };
+	char *path = h_tmpfile(2 * MIB, NULL);
+	char *mem = h_alloc(1100 * 512), *chk = h_alloc(1100 * 512);
+	struct iovec *iov = calloc(1100, sizeof(*iov));
+
+	ck_assert_ptr_nonnull(iov);
+	for (int o = 0; o < 2; o++) {
+		char *spec = tb_fmt("blockdev:%s%s", path, opts[o]);
+		dc_disk *d = tb_open(spec, 0);
+
+		for (int k = 0; k < 3; k++) {
+			int n = counts[k];
+			uint64_t seed = 300 + (uint64_t)(o * 10 + k);
+
+			/* Segment i is sector i of the pattern, scattered in memory. */
+			h_fill(chk, (size_t)n * 512, seed);
+			for (int i = 0; i < n; i++) {
+				iov[i].iov_base = mem + (size_t)((i * 7) % n) * 512;
+				iov[i].iov_len = 512;
+				memcpy(iov[i].iov_base, chk + (size_t)i * 512, 512);
+			}
+			ck_assert_int_eq(dc_writev(d, 100, iov, n, 0), 0);
+			memset(mem, 0, (size_t)n * 512);
+			ck_assert_int_eq(dc_readv(d, 100, iov, n), 0);
+			for (int i = 0; i < n; i++)
+				ck_assert_msg(!memcmp(iov[i].iov_base,
+						      chk + (size_t)i * 512, 512),
+					      "%s: %d segments: segment %d differs", spec,
+					      n, i);
+			/* Contiguously, the same bytes in order. */
+			memset(mem, 0, (size_t)n * 512);
+			ck_assert_int_eq(dc_read(d, 100, mem, (size_t)n * 512), 0);
+			ck_assert(h_check(mem, (size_t)n * 512, seed) < 0);
+		}
+		dc_close(d);
+		free(spec);
+	}
+	free(iov);
+	free(mem);
+	free(chk);
 	free(path);
 }
 END_TEST
@@ -346,8 +396,8 @@ static void tb_count_cb(const struct dc_completion *c)
 
 struct tb_job {
 	dc_disk *disk;
-	uint64_t first;	 /* first sector of this job's region */
-	unsigned nreq;	 /* 4 KiB requests, all in flight at once */
+	uint64_t first; /* first sector of this job's region */
+	unsigned nreq;	/* 4 KiB requests, all in flight at once */
 	uint64_t seed;
 	int rc;
 	char msg[200];
@@ -389,7 +439,8 @@ static void *tb_job_run(void *arg)
 				h_fill(iov[i].iov_base, PAGE, j->seed + i);
 			j->rc = dc_submit(q, &io);
 			if (j->rc) {
-				snprintf(j->msg, sizeof(j->msg), "dc_submit %u: %d", i, j->rc);
+				snprintf(j->msg, sizeof(j->msg), "dc_submit %u: %d", i,
+					 j->rc);
 				break;
 			}
 		}
@@ -411,7 +462,8 @@ static void *tb_job_run(void *arg)
 	}
 	if (dc_queue_inflight(q) != 0 && !j->rc) {
 		j->rc = -EBUSY;
-		snprintf(j->msg, sizeof(j->msg), "%u still in flight", dc_queue_inflight(q));
+		snprintf(j->msg, sizeof(j->msg), "%u still in flight",
+			 dc_queue_inflight(q));
 	}
 	dc_queue_close(q);
 	free(iov);
@@ -428,8 +480,10 @@ static void tb_threads(const char *spec, unsigned nthreads, unsigned nreq)
 	ck_assert(jobs && tids);
 	ck_assert_uint_ge(dc_sector_count(d), (uint64_t)nthreads * nreq * 8);
 	for (unsigned t = 0; t < nthreads; t++) {
-		jobs[t] = (struct tb_job){ .disk = d, .first = (uint64_t)t * nreq * 8,
-					   .nreq = nreq, .seed = 1000 * (t + 1) };
+		jobs[t] = (struct tb_job){ .disk = d,
+					   .first = (uint64_t)t * nreq * 8,
+					   .nreq = nreq,
+					   .seed = 1000 * (t + 1) };
 		ck_assert_int_eq(pthread_create(&tids[t], NULL, tb_job_run, &jobs[t]), 0);
 	}
 	for (unsigned t = 0; t < nthreads; t++) {
@@ -737,6 +791,7 @@ int main(void)
 	tcase_add_test(tc, file_metadata);
 	tcase_add_test(tc, file_bad_inputs);
 	if (direct) {
+		tcase_add_test(tc, file_many_segments);
 		tcase_add_test(tc, file_async_io);
 		tcase_add_test(tc, file_punch_hole);
 		tcase_add_test(tc, file_two_queues);
@@ -750,7 +805,8 @@ int main(void)
 	suite_add_tcase(s, tc);
 
 	if (geteuid() == 0)
-		loopfd = tb_loop_new(MIB, tb_loop, sizeof(tb_loop), NULL, why, sizeof(why));
+		loopfd = tb_loop_new(MIB, tb_loop, sizeof(tb_loop), NULL, why,
+				     sizeof(why));
 	if (loopfd >= 0) {
 		char *spec = tb_loop_spec("");
 		char *dspec = tb_loop_spec(";direct");

@@ -2,22 +2,22 @@
 /* blockdev: a Linux block device or a regular file through io_uring
  * (reference §2.5).
  *
- * Each consumer queue gets its own ring. submit() prepares SQEs under the
- * queue's lock, which only the plugin thread ever contends, and does not enter
- * the kernel itself: once per burst it asks the plugin thread, through the
- * ring's eventfd, to flush. That thread hands everything that accumulated to
- * the kernel in one io_uring_enter, so the device sees batches (one plug, one
- * notification), and the completion work io_uring runs in the submitter's
- * context lands on the thread that reaps rather than on the consumer. Bursts of
- * BDEV_BATCH SQEs are flushed by the submitter directly.
+ * Each consumer queue gets its own ring, and submit() only takes that queue's
+ * lock, which nobody contends but the plugin thread. While the ring is busy
+ * (BDEV_INLINE_DEPTH or more of its requests in the kernel), submit() does not
+ * enter the kernel: once per burst it asks the plugin thread, through the
+ * ring's eventfd, to flush, and that thread hands everything that accumulated
+ * to the kernel in one io_uring_enter. The device then sees batches (one plug,
+ * one notification), and the completion work io_uring runs in the submitter's
+ * context lands on the thread that reaps. An idle ring has nothing to batch
+ * with, so there submit() enters the kernel itself, for latency.
  *
  * One plugin thread serves every instance: it sleeps in epoll on the rings'
  * eventfds (registered with io_uring, so a posted CQE wakes it) and on a
  * libudev monitor of kernel uevents, which says when a device was resized.
  * Completions already posted when the consumer submits are reaped inline.
- * Requests never fail for lack of ring space: beyond the completion ring's
- * size they wait on the queue's parked list and go out from the completion
- * path. */
+ * Requests never fail for lack of ring space: beyond the rings' size they wait
+ * on the queue's parked list and go out from the completion path. */
 #include <diskcore/plugin.h>
 
 #include <errno.h>
@@ -31,6 +31,7 @@
 #include <linux/nvme_ioctl.h>
 #include <linux/pr.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +48,7 @@
 #define BDEV_CQ_ENTRIES 256
 #define BDEV_INLINE_IOV 16
 #define BDEV_RETRIES 8
-#define BDEV_BATCH 16 /* SQEs worth one io_uring_enter */
+#define BDEV_INLINE_DEPTH 4	   /* fewer in the kernel: submit without batching */
 #define BDEV_PR_CONFLICT_SAM 0x18  /* SAM status / PR_STS_RESERVATION_CONFLICT */
 #define BDEV_PR_CONFLICT_NVME 0x83 /* NVMe generic status: reservation conflict */
 
@@ -58,15 +59,16 @@ struct bdev_loop {
 	pthread_cond_t cond;
 	pthread_t thread;
 	int epfd;
-	int ctlfd;		 /* eventfd: wake the thread */
+	int ctlfd; /* eventfd: wake the thread */
 	struct udev *udev;
 	struct udev_monitor *mon;
 	bool mon_tried;
 	bool stop;
-	uint64_t gen;		 /* bumped between epoll batches */
-	struct bdev *devs;	 /* block devices watched for resize */
-	struct bq *dead;	 /* queues closed on the thread itself */
-	struct bq *retry;	 /* queues whose ring refused a submission */
+	bool detached;	   /* stopped from its own thread: frees itself */
+	uint64_t gen;	   /* bumped between epoll batches */
+	struct bdev *devs; /* block devices watched for resize */
+	struct bq *dead;   /* queues closed on the thread itself */
+	struct bq *retry;  /* queues whose ring refused a submission */
 };
 
 struct bdev {
@@ -78,9 +80,9 @@ struct bdev {
 	dev_t rdev;
 	bool blk, direct, read_only, nvme, pr, watched;
 	unsigned shift;
-	size_t align;		/* O_DIRECT: address and length alignment */
+	size_t align;		  /* O_DIRECT: address and length alignment */
 	_Atomic uint64_t sectors; /* live for devices, fixed for files */
-	uint32_t gran;		/* discard granularity in sectors, 0: none */
+	uint32_t gran;		  /* discard granularity in sectors, 0: none */
 	uint32_t nsid;
 	uint8_t rescap;
 };
@@ -92,7 +94,7 @@ struct bdev_rq {
 	struct bdev *b;
 	struct iovec *iov; /* where the transfer stands */
 	int iovcnt;
-	uint8_t op;	   /* IORING_OP_* */
+	uint8_t op; /* IORING_OP_* */
 	uint8_t tries;
 	int rwflags;
 	void *bounce;
@@ -101,6 +103,9 @@ struct bdev_rq {
 	int result, detail;
 	struct iovec inl[BDEV_INLINE_IOV];
 };
+
+/* What preparing a request decided (else a result to complete with). */
+enum { BDEV_TO_RING = 0, BDEV_DONE = 1, BDEV_HANDED_OFF = 2 };
 
 struct bdev_list {
 	struct bdev_rq *head, **tail;
@@ -114,7 +119,7 @@ struct bq {
 	unsigned inflight;    /* requests with an SQE, not yet reaped */
 	unsigned unsubmitted; /* SQEs the kernel has not taken yet */
 	unsigned max_inflight;
-	int file;	      /* fixed-file index or fd */
+	int file; /* fixed-file index or fd */
 	uint8_t sqe_flags;
 	bool on_retry;
 	bool delivering; /* the plugin thread is delivering this ring's completions */
@@ -128,7 +133,6 @@ static pthread_mutex_t bdev_life = PTHREAD_MUTEX_INITIALIZER;
 static struct bdev_loop *bdev_cur; /* under bdev_life */
 static unsigned bdev_refs;	   /* under bdev_life */
 static char bdev_tag_ctl, bdev_tag_udev;
-
 
 /* --- Lists ------------------------------------------------------------------ */
 
@@ -263,6 +267,12 @@ static void bq_prep(struct bq *q, struct io_uring_sqe *sqe, struct bdev_rq *r)
 	io_uring_sqe_set_data(sqe, r);
 }
 
+/* Is this the plugin thread? */
+static bool bdev_on_thread(struct bq *q)
+{
+	return pthread_equal(pthread_self(), q->b->loop->thread);
+}
+
 /* Ask the plugin thread to retry a submission the kernel refused (out of
  * memory): nothing else would wake this ring. */
 static void bq_want_retry(struct bq *q)
@@ -276,7 +286,9 @@ static void bq_want_retry(struct bq *q)
 	q->next = L->retry;
 	L->retry = q;
 	pthread_mutex_unlock(&L->lock);
-	eventfd_write(L->ctlfd, 1);
+	/* The plugin thread looks at its list before it sleeps again. */
+	if (!bdev_on_thread(q))
+		eventfd_write(L->ctlfd, 1);
 }
 
 /* Hand the prepared SQEs to the kernel. Under q->lock. */
@@ -286,8 +298,8 @@ static void bq_flush(struct bq *q)
 		int n = io_uring_submit(&q->ring);
 
 		if (n > 0) {
-			q->unsubmitted -= (unsigned)n < q->unsubmitted ? (unsigned)n
-								  : q->unsubmitted;
+			q->unsubmitted -= (unsigned)n < q->unsubmitted ? (unsigned)n :
+									 q->unsubmitted;
 			continue;
 		}
 		if (n == -EINTR)
@@ -305,16 +317,19 @@ static bool bq_push(struct bq *q, struct bdev_rq *r)
 	if (q->inflight >= q->max_inflight)
 		return false;
 	sqe = io_uring_get_sqe(&q->ring);
-	if (!sqe) {
-		bq_flush(q);
-		sqe = io_uring_get_sqe(&q->ring);
-		if (!sqe)
-			return false;
-	}
+	if (!sqe)
+		return false; /* the SQ is full of unflushed entries */
 	bq_prep(q, sqe, r);
 	q->inflight++;
 	q->unsubmitted++;
 	return true;
+}
+
+/* Move parked requests onto the ring while there is room. Under q->lock. */
+static void bq_unpark(struct bq *q)
+{
+	while (q->parked.head && bq_push(q, q->parked.head))
+		bdev_list_pop(&q->parked);
 }
 
 /* A CQE for r: true when r is finished, false when the rest of it must go out
@@ -379,33 +394,76 @@ static void bq_reap(struct bq *q, struct bdev_list *done)
 		if (!bq_push(q, r))
 			bdev_list_push_front(&q->parked, r);
 	}
-	while (q->parked.head && bq_push(q, q->parked.head))
-		bdev_list_pop(&q->parked);
+	bq_unpark(q);
+}
+
+/* Flush, and refill from the parked list what a full SQ held back. The
+ * plugin thread only. */
+static void bq_flush_all(struct bq *q)
+{
+	for (;;) {
+		if (q->unsubmitted) {
+			bq_flush(q);
+			if (q->unsubmitted)
+				return; /* refused: retried later */
+		}
+		if (!q->parked.head)
+			return;
+		bq_unpark(q);
+		if (!q->unsubmitted)
+			return; /* no room: completions will make some */
+	}
+}
+
+/* Ask the plugin thread to flush q, unless it is about to anyway. Returns
+ * true when the caller must write q->efd (after dropping q->lock). */
+static bool bq_arm(struct bq *q)
+{
+	if (!q->unsubmitted || q->delivering || q->armed)
+		return false;
+	q->armed = true;
+	return true;
 }
 
 /* Submissions made while a ring's completions are being delivered (a callback
- * that resubmits, or the owner refilling while the plugin thread delivers) go
- * to the kernel together when the delivery ends. */
-static __thread struct bq *bdev_delivering;
-static __thread bool bdev_flush_later;
+ * that resubmits) go to the kernel together when the delivery ends. The
+ * delivering frame is found through a pthread key rather than __thread: the
+ * sanitizers' leak checker trips over dynamic TLS in dlopen'ed modules. */
+struct bdev_frame {
+	struct bq *q;
+	bool later; /* a submission on q was deferred to the end */
+	struct bdev_frame *outer;
+};
+
+static pthread_key_t bdev_frame_key;
+static pthread_once_t bdev_frame_once = PTHREAD_ONCE_INIT;
+
+static void bdev_frame_init(void)
+{
+	if (pthread_key_create(&bdev_frame_key, NULL))
+		abort();
+}
 
 static void bq_deliver(struct bq *q, struct bdev_list *done)
 {
-	struct bq *outer = bdev_delivering;
-	bool outer_later = bdev_flush_later;
+	struct bdev_frame f = { .q = q, .outer = pthread_getspecific(bdev_frame_key) };
+	bool kick = false;
 
-	bdev_delivering = q;
-	bdev_flush_later = false;
+	pthread_setspecific(bdev_frame_key, &f);
 	bdev_deliver(done);
-	bdev_delivering = outer;
+	pthread_setspecific(bdev_frame_key, f.outer);
 	/* Set only by a deferred submission on q, which is still in flight:
 	 * q cannot have been closed. */
-	if (bdev_flush_later) {
+	if (f.later) {
 		pthread_mutex_lock(&q->lock);
-		bq_flush(q);
+		if (bdev_on_thread(q))
+			bq_flush_all(q);
+		else
+			kick = bq_arm(q);
 		pthread_mutex_unlock(&q->lock);
+		if (kick)
+			eventfd_write(q->efd, 1);
 	}
-	bdev_flush_later = outer_later;
 }
 
 /* The plugin thread: reap, refill and flush a ring, deliver what finished.
@@ -419,8 +477,7 @@ static void bq_kick(struct bq *q)
 	pthread_mutex_lock(&q->lock);
 	q->armed = false;
 	bq_reap(q, &done);
-	if (q->unsubmitted)
-		bq_flush(q);
+	bq_flush_all(q);
 	if (!done.head) {
 		pthread_mutex_unlock(&q->lock);
 		return;
@@ -430,19 +487,21 @@ static void bq_kick(struct bq *q)
 	bq_deliver(q, &done);
 	pthread_mutex_lock(&q->lock);
 	q->delivering = false;
-	if (q->unsubmitted)
-		bq_flush(q);
+	bq_flush_all(q);
 	pthread_mutex_unlock(&q->lock);
 }
 
-/* Start a prepared request on the submitting thread's ring. The SQE is left
- * for the plugin thread to flush with whatever else the consumer submits
- * meanwhile (one eventfd write per burst), unless a delivery on this ring is
- * under way (it flushes at its end) or the burst is already big. */
+/* Start a prepared request on the submitting thread's ring. With fewer than
+ * BDEV_INLINE_DEPTH of the ring's requests in the kernel there is nothing to
+ * batch with and latency is what counts: the submitter enters the kernel
+ * itself. Otherwise the SQE waits for the plugin thread, which flushes it with
+ * whatever else the consumer submits meanwhile (one eventfd write per burst),
+ * or for the end of a delivery on this ring that is under way. */
 static void bq_start(struct bq *q, struct bdev_rq *r)
 {
+	struct bdev_frame *f = pthread_getspecific(bdev_frame_key);
+	bool nested = f && f->q == q, kick = false;
 	struct bdev_list done;
-	bool nested = bdev_delivering == q, kick = false;
 
 	bdev_list_init(&done);
 	pthread_mutex_lock(&q->lock);
@@ -450,14 +509,15 @@ static void bq_start(struct bq *q, struct bdev_rq *r)
 		bdev_list_add(&q->parked, r);
 	if (io_uring_cq_ready(&q->ring))
 		bq_reap(q, &done);
-	if (q->unsubmitted >= BDEV_BATCH) {
-		bq_flush(q);
-	} else if (q->unsubmitted && !nested && !q->delivering && !q->armed) {
-		q->armed = true;
-		kick = true;
+	if (nested) {
+		if (q->unsubmitted)
+			f->later = true;
+	} else if (q->unsubmitted && !q->delivering) {
+		if (q->inflight - q->unsubmitted < BDEV_INLINE_DEPTH)
+			bq_flush(q);
+		else
+			kick = bq_arm(q);
 	}
-	if (nested && q->unsubmitted)
-		bdev_flush_later = true;
 	pthread_mutex_unlock(&q->lock);
 	if (kick)
 		eventfd_write(q->efd, 1);
@@ -493,21 +553,35 @@ static void bdev_uevents(struct bdev_loop *L)
 {
 	struct udev_device *d;
 
-	while ((d = udev_monitor_receive_device(L->mon))) {
-		const char *action = udev_device_get_action(d);
-		bool rescan = bdev_prop_true(d, "RESCAN");
-		dev_t devnum = udev_device_get_devnum(d);
+	for (;;) {
+		const char *action;
+		bool all;
+		dev_t devnum;
 
-		if (rescan ||
-		    (action && !strcmp(action, "change") && bdev_prop_true(d, "RESIZE"))) {
-			pthread_mutex_lock(&L->lock);
-			for (struct bdev *b = L->devs; b; b = b->next) {
-				if (rescan || b->rdev == devnum)
-					bdev_resized(b);
+		d = udev_monitor_receive_device(L->mon);
+		if (!d) {
+			/* Events were dropped: any of ours may have been one. */
+			if (errno != ENOBUFS)
+				break;
+			all = true;
+			devnum = 0;
+		} else {
+			action = udev_device_get_action(d);
+			all = bdev_prop_true(d, "RESCAN");
+			devnum = udev_device_get_devnum(d);
+			if (!all && !(action && !strcmp(action, "change") &&
+				      bdev_prop_true(d, "RESIZE"))) {
+				udev_device_unref(d);
+				continue;
 			}
-			pthread_mutex_unlock(&L->lock);
+			udev_device_unref(d);
 		}
-		udev_device_unref(d);
+		pthread_mutex_lock(&L->lock);
+		for (struct bdev *b = L->devs; b; b = b->next) {
+			if (all || b->rdev == devnum)
+				bdev_resized(b);
+		}
+		pthread_mutex_unlock(&L->lock);
 	}
 }
 
@@ -520,6 +594,8 @@ static void bq_destroy(struct bq *q)
 	free(q);
 }
 
+static void bdev_loop_free(struct bdev_loop *L);
+
 static void *bdev_thread(void *arg)
 {
 	struct bdev_loop *L = arg;
@@ -530,20 +606,10 @@ static void *bdev_thread(void *arg)
 		bool stop;
 		int n;
 
-		/* Between batches: nothing from the last epoll_wait is held. */
 		pthread_mutex_lock(&L->lock);
-		L->gen++;
-		pthread_cond_broadcast(&L->cond);
-		dead = L->dead;
-		L->dead = NULL;
 		retry = L->retry;
 		L->retry = NULL;
-		stop = L->stop;
 		pthread_mutex_unlock(&L->lock);
-		while ((q = dead)) {
-			dead = q->next;
-			bq_destroy(q);
-		}
 		while ((q = retry)) {
 			retry = q->next;
 			pthread_mutex_lock(&q->lock);
@@ -551,9 +617,24 @@ static void *bdev_thread(void *arg)
 			pthread_mutex_unlock(&q->lock);
 			bq_kick(q);
 		}
+		/* Between batches: no ring from an earlier epoll_wait or retry
+		 * list is held any more (queue_close() waits for this). */
+		pthread_mutex_lock(&L->lock);
+		L->gen++;
+		pthread_cond_broadcast(&L->cond);
+		dead = L->dead;
+		L->dead = NULL;
+		stop = L->stop;
+		/* A refused submission is retried after a millisecond. */
+		n = L->retry ? 1 : -1;
+		pthread_mutex_unlock(&L->lock);
+		while ((q = dead)) {
+			dead = q->next;
+			bq_destroy(q);
+		}
 		if (stop)
 			break;
-		n = epoll_wait(L->epfd, ev, 64, L->retry ? 1 : -1);
+		n = epoll_wait(L->epfd, ev, 64, n);
 		for (int i = 0; i < n; i++) {
 			void *p = ev[i].data.ptr;
 
@@ -568,12 +649,13 @@ static void *bdev_thread(void *arg)
 			}
 		}
 	}
+	if (L->detached)
+		bdev_loop_free(L);
 	return NULL;
 }
 
 static void bdev_loop_free(struct bdev_loop *L)
 {
-
 	if (L->mon)
 		udev_monitor_unref(L->mon);
 	if (L->udev)
@@ -592,8 +674,10 @@ static struct bdev_loop *bdev_loop_get(void)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &bdev_tag_ctl };
 	struct bdev_loop *L;
+	sigset_t all, old;
 	int rc;
 
+	pthread_once(&bdev_frame_once, bdev_frame_init);
 	pthread_mutex_lock(&bdev_life);
 	if (bdev_cur) {
 		bdev_refs++;
@@ -616,7 +700,11 @@ static struct bdev_loop *bdev_loop_get(void)
 		dc_error("cannot set up the completion thread: %s", strerror(errno));
 		goto fail;
 	}
+	/* The thread takes no signals: they belong to the application. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = pthread_create(&L->thread, NULL, bdev_thread, L);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
 		dc_error("cannot start the completion thread: %s", strerror(rc));
 		goto fail;
@@ -648,8 +736,9 @@ static void bdev_loop_put(struct bdev_loop *L)
 	eventfd_write(L->ctlfd, 1);
 	self = pthread_equal(pthread_self(), L->thread);
 	if (self) {
-		/* Closed from a completion callback on the thread itself; it
-		 * leaks its loop rather than free what it runs on. */
+		/* The last disk was closed from a completion callback on the
+		 * thread itself: it frees the loop when it leaves. */
+		L->detached = true;
 		pthread_detach(L->thread);
 		return;
 	}
@@ -671,12 +760,14 @@ static void bdev_watch(struct bdev *b)
 		L->udev = udev_new();
 		if (L->udev)
 			L->mon = udev_monitor_new_from_netlink(L->udev, "kernel");
+		if (L->mon)
+			udev_monitor_set_receive_buffer_size(L->mon, 1 << 20);
 		if (!L->mon ||
 		    udev_monitor_filter_add_match_subsystem_devtype(L->mon, "block",
 								    NULL) < 0 ||
 		    udev_monitor_enable_receiving(L->mon) < 0 ||
-		    epoll_ctl(L->epfd, EPOLL_CTL_ADD, udev_monitor_get_fd(L->mon),
-			      &ev) < 0) {
+		    epoll_ctl(L->epfd, EPOLL_CTL_ADD, udev_monitor_get_fd(L->mon), &ev) <
+			    0) {
 			dc_debug("blockdev: no uevent monitor, resizes go unnoticed");
 			if (L->mon)
 				udev_monitor_unref(L->mon);
@@ -712,7 +803,8 @@ static void bdev_unwatch(struct bdev *b)
 static int bdev_ring_init(struct io_uring *ring, unsigned entries, unsigned cq)
 {
 	struct io_uring_params p = {
-		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP | IORING_SETUP_SUBMIT_ALL,
+		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+			 IORING_SETUP_SUBMIT_ALL,
 		.cq_entries = cq,
 	};
 	int rc = io_uring_queue_init_params(entries, ring, &p);
@@ -763,9 +855,10 @@ static int bdev_queue_open(void *inst, void **qctx)
 	 * (please flush); edge-triggered, so it is never read. */
 	ev.data.ptr = q;
 	q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (q->efd < 0 || io_uring_register_eventfd(&q->ring, q->efd) < 0 ||
-	    epoll_ctl(b->loop->epfd, EPOLL_CTL_ADD, q->efd, &ev) < 0) {
-		rc = q->efd < 0 ? -errno : -EIO;
+	rc = q->efd < 0 ? -errno : io_uring_register_eventfd(&q->ring, q->efd);
+	if (rc == 0 && epoll_ctl(b->loop->epfd, EPOLL_CTL_ADD, q->efd, &ev) < 0)
+		rc = -errno;
+	if (rc < 0) {
 		dc_error("cannot set up completion notification for the ring: %s",
 			 strerror(-rc));
 		bq_destroy(q);
@@ -816,9 +909,15 @@ static bool bdev_in_range(struct bdev *b, uint64_t sector, uint64_t count)
 	return sector <= n && count <= n - sector;
 }
 
+/* Hand a request to the worker pool (blocking ioctls). */
+static int bdev_to_pool(struct bdev_rq *r, void (*fn)(void *))
+{
+	return dc_pool_run(fn, r) < 0 ? -ENOMEM : BDEV_HANDED_OFF;
+}
+
 /* Reads and writes: straight into the request's buffers, bounced through an
- * aligned copy when O_DIRECT cannot take them. Returns 0 to go on the ring,
- * or a result. */
+ * aligned copy when O_DIRECT cannot take them. Returns BDEV_TO_RING,
+ * BDEV_DONE or a result. */
 static int bdev_rw(struct bdev *b, struct bdev_rq *r)
 {
 	struct dc_req *req = r->req;
@@ -833,7 +932,7 @@ static int bdev_rw(struct bdev *b, struct bdev_rq *r)
 	if (!bdev_in_range(b, req->sector, len >> b->shift))
 		return DC_E_ILLEGAL_BLOCK;
 	if (len == 0)
-		return 1;
+		return BDEV_DONE;
 	r->off = req->sector << b->shift;
 	r->left = len;
 	r->rwflags = write && (req->flags & DC_IO_FUA) ? RWF_DSYNC : 0;
@@ -864,7 +963,7 @@ static int bdev_rw(struct bdev *b, struct bdev_rq *r)
 		r->op = write ? IORING_OP_WRITE : IORING_OP_READ;
 	else
 		r->op = write ? IORING_OP_WRITEV : IORING_OP_READV;
-	return 0;
+	return BDEV_TO_RING;
 }
 
 static void bdev_pool_discard(void *arg)
@@ -881,7 +980,7 @@ static void bdev_pool_discard(void *arg)
 }
 
 /* Unmap: files punch holes through the ring, devices discard on the pool.
- * Returns 0 to go on the ring, 1 when handed off, or a result. */
+ * Returns BDEV_TO_RING, BDEV_DONE, BDEV_HANDED_OFF or a result. */
 static int bdev_unmap(struct bdev *b, struct bdev_rq *r)
 {
 	struct dc_req *req = r->req;
@@ -892,16 +991,13 @@ static int bdev_unmap(struct bdev *b, struct bdev_rq *r)
 	if (!bdev_in_range(b, req->sector, req->count))
 		return DC_E_ILLEGAL_BLOCK;
 	if (req->count == 0 || b->gran == 0)
-		return 1;
+		return BDEV_DONE;
 	r->off = req->sector << b->shift;
 	r->left = req->count << b->shift;
-	if (!b->blk) {
-		r->op = IORING_OP_FALLOCATE;
-		return 0;
-	}
-	if (dc_pool_run(bdev_pool_discard, r) < 0)
-		return -ENOMEM;
-	return 2;
+	if (b->blk)
+		return bdev_to_pool(r, bdev_pool_discard);
+	r->op = IORING_OP_FALLOCATE;
+	return BDEV_TO_RING;
 }
 
 static void bdev_pool_eject(void *arg)
@@ -998,7 +1094,8 @@ static void bdev_nvme_report(struct bdev_rq *r, struct dc_pr_report *rep)
 		rep->reservation_type = buf[4];
 		rep->persist_through_power_loss = buf[9] & 1;
 		rep->ncontrollers = nreg;
-		for (i = 0; i < nreg && i < rep->max_controllers && 64 + (i + 1) * 64 <= len;
+		for (i = 0;
+		     i < nreg && i < rep->max_controllers && 64 + (i + 1) * 64 <= len;
 		     i++) {
 			const uint8_t *e = buf + 64 + i * 64;
 			struct dc_pr_controller *ctl = &rep->controllers[i];
@@ -1050,7 +1147,8 @@ static void bdev_pool_pr(void *arg)
 	case DC_OP_PR_RELEASE: {
 		struct pr_reservation res = { .key = pr->key, .type = pr->type };
 
-		rc = ioctl(fd, req->op == DC_OP_PR_RESERVE ? IOC_PR_RESERVE : IOC_PR_RELEASE,
+		rc = ioctl(fd,
+			   req->op == DC_OP_PR_RESERVE ? IOC_PR_RESERVE : IOC_PR_RELEASE,
 			   &res);
 		break;
 	}
@@ -1061,9 +1159,9 @@ static void bdev_pool_pr(void *arg)
 		break;
 	}
 	case DC_OP_PR_PREEMPT: {
-		struct pr_preempt pre = {
-			.old_key = pr->key, .new_key = pr->new_key, .type = pr->type
-		};
+		struct pr_preempt pre = { .old_key = pr->key,
+					  .new_key = pr->new_key,
+					  .type = pr->type };
 
 		rc = ioctl(fd, pr->abort ? IOC_PR_PREEMPT_ABORT : IOC_PR_PREEMPT, &pre);
 		break;
@@ -1077,7 +1175,7 @@ static void bdev_submit(void *inst, struct dc_req *req)
 {
 	struct bdev *b = inst;
 	struct bdev_rq *r = req->ctx;
-	int rc = 0;
+	int rc = BDEV_TO_RING;
 
 	r->req = req;
 	r->b = b;
@@ -1098,25 +1196,19 @@ static void bdev_submit(void *inst, struct dc_req *req)
 		rc = bdev_unmap(b, r);
 		break;
 	case DC_OP_EJECT:
-		rc = !b->blk			      ? DC_E_UNSUPPORTED_EJECT :
-		     dc_pool_run(bdev_pool_eject, r) < 0 ? -ENOMEM :
-							   2;
+		rc = b->blk ? bdev_to_pool(r, bdev_pool_eject) : DC_E_UNSUPPORTED_EJECT;
 		break;
 	default:
-		rc = !b->pr || !req->pr			? DC_E_UNSUPPORTED :
-		     dc_pool_run(bdev_pool_pr, r) < 0 ? -ENOMEM :
-							2;
+		rc = b->pr && req->pr ? bdev_to_pool(r, bdev_pool_pr) : DC_E_UNSUPPORTED;
 		break;
 	}
-	if (rc == 0) {
+	if (rc == BDEV_TO_RING) {
 		bq_start(req->qctx, r);
-	} else if (rc == 1) {
-		bdev_rq_done(r);
-	} else if (rc < 0) {
+	} else if (rc != BDEV_HANDED_OFF) {
 		if (rc == -ENOMEM) {
 			r->result = DC_E_IO;
 			r->detail = ENOMEM;
-		} else {
+		} else if (rc < 0) {
 			r->result = rc;
 		}
 		bdev_rq_done(r);
@@ -1138,7 +1230,8 @@ static bool bdev_sysfs(const struct bdev *b, const char *name, uint64_t *out)
 		FILE *f;
 		int ok;
 
-		snprintf(path, sizeof(path), fmt[i], major(b->rdev), minor(b->rdev), name);
+		snprintf(path, sizeof(path), fmt[i], major(b->rdev), minor(b->rdev),
+			 name);
 		f = fopen(path, "re");
 		if (!f)
 			continue;
@@ -1251,8 +1344,8 @@ static int bdev_probe_blk(struct bdev *b, const struct stat *st, struct dc_info 
 	b->shift = (unsigned)__builtin_ctzll(lbs);
 	b->align = (size_t)lbs;
 	atomic_store(&b->sectors, bytes >> b->shift);
-	b->gran = (uint32_t)((gran >> b->shift) < UINT32_MAX ? gran >> b->shift
-							       : UINT32_MAX);
+	b->gran = (uint32_t)((gran >> b->shift) < UINT32_MAX ? gran >> b->shift :
+							       UINT32_MAX);
 	info->physical_sector_size = (uint32_t)(pbs > lbs ? pbs : lbs);
 	info->unmap_behavior = b->gran ? DC_UNMAP_UNSPECIFIED : DC_UNMAP_IGNORED;
 	if (fua)
@@ -1282,7 +1375,8 @@ static int bdev_probe_file(struct bdev *b, const struct stat *st, bool can_fallo
 			if (bdev_pow2(stx.stx_dio_offset_align) &&
 			    stx.stx_dio_offset_align > 512 &&
 			    stx.stx_dio_offset_align <= 65536)
-				b->shift = (unsigned)__builtin_ctz(stx.stx_dio_offset_align);
+				b->shift =
+					(unsigned)__builtin_ctz(stx.stx_dio_offset_align);
 			if (bdev_pow2(stx.stx_dio_mem_align) &&
 			    stx.stx_dio_mem_align > b->align)
 				b->align = stx.stx_dio_mem_align;
@@ -1297,7 +1391,8 @@ static int bdev_probe_file(struct bdev *b, const struct stat *st, bool can_fallo
 	}
 	atomic_store(&b->sectors, bytes >> b->shift);
 	info->physical_sector_size = bdev_pow2((uint64_t)st->st_blksize) &&
-					     (uint32_t)st->st_blksize > (1u << b->shift) ?
+						     (uint32_t)st->st_blksize >
+							     (1u << b->shift) ?
 					     (uint32_t)st->st_blksize :
 					     1u << b->shift;
 	/* Punching a hole at the end changes nothing and tells whether the
@@ -1317,9 +1412,8 @@ static int bdev_probe_file(struct bdev *b, const struct stat *st, bool can_fallo
 /* io_uring must exist and know the opcodes we use; FALLOCATE is optional. */
 static int bdev_probe_uring(bool *can_fallocate)
 {
-	static const uint8_t need[] = { IORING_OP_READV, IORING_OP_WRITEV,
-					IORING_OP_READ,	 IORING_OP_WRITE,
-					IORING_OP_FSYNC };
+	static const uint8_t need[] = { IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_READ,
+					IORING_OP_WRITE, IORING_OP_FSYNC };
 	struct io_uring_probe *p;
 	struct io_uring ring;
 	int rc = bdev_ring_init(&ring, 4, 8);
@@ -1380,8 +1474,8 @@ static int bdev_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	b->node = a->node;
 	b->direct = dc_opt_flag(a, "direct");
 	b->read_only = a->read_only;
-	b->fd = open(b->path,
-		     (b->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (b->direct ? O_DIRECT : 0));
+	b->fd = open(b->path, (b->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+				      (b->direct ? O_DIRECT : 0));
 	if (b->fd < 0) {
 		rc = -errno;
 		if (errno == EINVAL && b->direct)
@@ -1389,7 +1483,8 @@ static int bdev_open(const struct dc_open_args *a, void **inst, struct dc_info *
 				 b->path);
 		else
 			dc_error("%s: cannot open %s: %s", b->path,
-				 b->read_only ? "read-only" : "read-write", strerror(errno));
+				 b->read_only ? "read-only" : "read-write",
+				 strerror(errno));
 		goto fail;
 	}
 	if (fstat(b->fd, &st) < 0) {
@@ -1443,7 +1538,9 @@ static void bdev_describe(void *inst, dc_kv_fn kv, void *arg)
 		kv(arg, "device", v);
 		kv(arg, "resize", b->watched ? "kernel uevents" : "not watched");
 		kv(arg, "pr",
-		   !b->pr ? "no" : b->nvme ? "nvme passthrough" : "passthrough");
+		   !b->pr  ? "no" :
+		   b->nvme ? "nvme passthrough" :
+			     "passthrough");
 	}
 	kv(arg, "io", "io_uring, one ring per queue");
 }
@@ -1467,15 +1564,16 @@ static const struct dc_plugin bdev_plugin = {
 	.name = "blockdev",
 	.version = "0.1.0",
 	.summary = "Linux block device or file through io_uring (resize, unmap, PR)",
-	.usage = "blockdev:PATH[;direct]\n"
-		 "  Devices: sector sizes, FUA and discard granularity from sysfs; the\n"
-		 "  size follows online resizes (kernel uevents); unmap discards\n"
-		 "  (contents unspecified); persistent reservations pass through where\n"
-		 "  the driver has them (NVMe, SCSI). Files: 512-byte sectors (with\n"
-		 "  ;direct, the filesystem's O_DIRECT alignment), fixed size, unmap\n"
-		 "  punches holes (reads back zeroes) when the filesystem can.\n"
-		 "  One io_uring per queue; FUA writes use RWF_DSYNC; flush is fdatasync.\n"
-		 "  Needs io_uring (Linux 5.6+, kernel.io_uring_disabled=0).",
+	.usage =
+		"blockdev:PATH[;direct]\n"
+		"  Devices: sector sizes, FUA and discard granularity from sysfs; the\n"
+		"  size follows online resizes (kernel uevents); unmap discards\n"
+		"  (contents unspecified); persistent reservations pass through where\n"
+		"  the driver has them (NVMe, SCSI). Files: 512-byte sectors (with\n"
+		"  ;direct, the filesystem's O_DIRECT alignment), fixed size, unmap\n"
+		"  punches holes (reads back zeroes) when the filesystem can.\n"
+		"  One io_uring per queue; FUA writes use RWF_DSYNC; flush is fdatasync.\n"
+		"  Needs io_uring (Linux 5.6+, kernel.io_uring_disabled=0).",
 	.forms = bdev_forms,
 	.ctx_size = sizeof(struct bdev_rq),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
