@@ -2,15 +2,14 @@
 /* blockdev: a Linux block device or a regular file through io_uring
  * (reference §2.5).
  *
- * Each consumer queue gets its own ring, and submit() only takes that queue's
- * lock, which nobody contends but the plugin thread. While the ring is busy
- * (BDEV_INLINE_DEPTH or more of its requests in the kernel), submit() does not
- * enter the kernel: once per burst it asks the plugin thread, through the
- * ring's eventfd, to flush, and that thread hands everything that accumulated
- * to the kernel in one io_uring_enter. The device then sees batches (one plug,
- * one notification), and the completion work io_uring runs in the submitter's
- * context lands on the thread that reaps. An idle ring has nothing to batch
- * with, so there submit() enters the kernel itself, for latency.
+ * Each consumer queue gets its own ring. submit() prepares SQEs under the
+ * queue's lock, which only the plugin thread ever contends, and never enters
+ * the kernel: once per burst it asks the plugin thread, through the ring's
+ * eventfd, to flush. That thread hands everything that accumulated to the
+ * kernel in one io_uring_enter, so the device sees batches (one plug, one
+ * notification), and the completion work io_uring runs in the submitter's
+ * context, and its io-wq workers, belong to the thread that reaps rather than
+ * to the consumer's threads.
  *
  * One plugin thread serves every instance: it sleeps in epoll on the rings'
  * eventfds (registered with io_uring, so a posted CQE wakes it) and on a
@@ -48,7 +47,6 @@
 #define BDEV_CQ_ENTRIES 256
 #define BDEV_INLINE_IOV 16
 #define BDEV_RETRIES 8
-#define BDEV_INLINE_DEPTH 4	   /* fewer in the kernel: submit without batching */
 #define BDEV_PR_CONFLICT_SAM 0x18  /* SAM status / PR_STS_RESERVATION_CONFLICT */
 #define BDEV_PR_CONFLICT_NVME 0x83 /* NVMe generic status: reservation conflict */
 
@@ -491,16 +489,14 @@ static void bq_kick(struct bq *q)
 	pthread_mutex_unlock(&q->lock);
 }
 
-/* Start a prepared request on the submitting thread's ring. With fewer than
- * BDEV_INLINE_DEPTH of the ring's requests in the kernel there is nothing to
- * batch with and latency is what counts: the submitter enters the kernel
- * itself. Otherwise the SQE waits for the plugin thread, which flushes it with
- * whatever else the consumer submits meanwhile (one eventfd write per burst),
- * or for the end of a delivery on this ring that is under way. */
+/* Start a prepared request on the submitting thread's ring. The consumer
+ * never enters the kernel: the SQE waits for the plugin thread, which flushes
+ * it with whatever else the consumer submits meanwhile (one eventfd write per
+ * burst), or for the end of a delivery on this ring that is under way. */
 static void bq_start(struct bq *q, struct bdev_rq *r)
 {
 	struct bdev_frame *f = pthread_getspecific(bdev_frame_key);
-	bool nested = f && f->q == q, kick = false;
+	bool nested = f && f->q == q, kick;
 	struct bdev_list done;
 
 	bdev_list_init(&done);
@@ -509,15 +505,9 @@ static void bq_start(struct bq *q, struct bdev_rq *r)
 		bdev_list_add(&q->parked, r);
 	if (io_uring_cq_ready(&q->ring))
 		bq_reap(q, &done);
-	if (nested) {
-		if (q->unsubmitted)
-			f->later = true;
-	} else if (q->unsubmitted && !q->delivering) {
-		if (q->inflight - q->unsubmitted < BDEV_INLINE_DEPTH)
-			bq_flush(q);
-		else
-			kick = bq_arm(q);
-	}
+	if (nested && q->unsubmitted)
+		f->later = true;
+	kick = !nested && bq_arm(q);
 	pthread_mutex_unlock(&q->lock);
 	if (kick)
 		eventfd_write(q->efd, 1);
