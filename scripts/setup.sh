@@ -14,7 +14,7 @@ build_pkgs=(meson ninja-build pkg-config gcc clang-14 libclang-rt-14-dev
 # (losetup). Azurite comes from npm (which the machine has) in its test.
 oracle_pkgs=(qemu-utils qemu-block-extra fio python3 python3-cryptography
 	libvhdi-utils python3-libvhdi cryptsetup-bin nginx-light libnbd-bin
-	sqlite3 curl util-linux)
+	sqlite3 curl openssl util-linux)
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
