@@ -4,7 +4,7 @@
 
 #include <endian.h>
 #include <linux/futex.h>
-#include <openssl/crypto.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,11 +15,12 @@
 /* Pause loops a writer waits for its other pieces before sleeping (~0.1 ms). */
 #define XTS_SPIN 20000
 
-/* One EVP context keyed for one direction, with what a request needs beside it. */
+/* One keyed cipher handle, with what a request needs beside it. */
 struct xts_unit {
 	struct xts_unit *next;	   /* free list */
 	struct xts_unit *all_next; /* every unit of the pool, for queue_close */
-	EVP_CIPHER_CTX *ctx;
+	gcry_cipher_hd_t h;
+	int enc;
 	uint8_t *bounce; /* a data unit that straddles iovec segments */
 	uint8_t *stage;	 /* write units: the ciphertext going down */
 	size_t stage_cap;
@@ -49,9 +50,51 @@ void xts_defaults(struct xts_disk *d)
 
 /* --- Cipher units ---------------------------------------------------------- */
 
+static pthread_once_t xts_gcry_once = PTHREAD_ONCE_INIT;
+static bool xts_gcry_ok;
+
+/* libgcrypt wants its version checked once before first use; that also sets
+ * it up. A library must not finish the application's initialisation, so this
+ * is all we do. */
+static void xts_gcry_init(void)
+{
+	xts_gcry_ok = gcry_check_version(GCRYPT_VERSION) != NULL;
+}
+
+/* A handle for AES-XTS with key_len bytes of key, or NULL (and why in dc_error). */
+static gcry_cipher_hd_t xts_handle(uint32_t key_len, const uint8_t *key)
+{
+	int algo = key_len == 32 ? GCRY_CIPHER_AES128 : GCRY_CIPHER_AES256;
+	gcry_cipher_hd_t h;
+	gcry_error_t e;
+
+	pthread_once(&xts_gcry_once, xts_gcry_init);
+	if (!xts_gcry_ok) {
+		dc_error("libgcrypt is older than the %s this was built with",
+			 GCRYPT_VERSION);
+		return NULL;
+	}
+	if (key_len != 32 && key_len != 64) {
+		dc_error("XTS key of %u bytes: expected 32 or 64", key_len);
+		return NULL;
+	}
+	e = gcry_cipher_open(&h, algo, GCRY_CIPHER_MODE_XTS, 0);
+	if (e) {
+		dc_error("libgcrypt: AES-XTS: %s", gcry_strerror(e));
+		return NULL;
+	}
+	e = gcry_cipher_setkey(h, key, key_len);
+	if (e) {
+		gcry_cipher_close(h);
+		dc_error("libgcrypt refused the XTS key: %s", gcry_strerror(e));
+		return NULL;
+	}
+	return h;
+}
+
 static void xts_unit_free(struct xts_unit *u)
 {
-	EVP_CIPHER_CTX_free(u->ctx); /* OpenSSL wipes the key schedule */
+	gcry_cipher_close(u->h); /* libgcrypt wipes the key schedule */
 	free(u->bounce);
 	free(u->stage);
 	free(u);
@@ -61,12 +104,14 @@ static struct xts_unit *xts_unit_new(const struct xts_disk *d, struct xts_pool *
 {
 	struct xts_unit *u = calloc(1, sizeof(*u));
 
-	if (!u)
+	if (!u || !(u->bounce = malloc(d->sector_size >> d->unit_shift))) {
+		free(u);
+		dc_error("out of memory for a cipher unit");
 		return NULL;
-	u->ctx = EVP_CIPHER_CTX_new();
-	u->bounce = malloc(d->sector_size >> d->unit_shift);
-	if (!u->ctx || !u->bounce ||
-	    !EVP_CipherInit_ex2(u->ctx, d->cipher, d->key, NULL, pool->enc, NULL)) {
+	}
+	u->enc = pool->enc;
+	u->h = xts_handle(d->key_len, d->key);
+	if (!u->h) {
 		xts_unit_free(u);
 		return NULL;
 	}
@@ -148,32 +193,36 @@ static void xts_pool_free(struct xts_pool *pool)
 
 /* --- Data units ------------------------------------------------------------ */
 
-static int xts_one(EVP_CIPHER_CTX *ctx, uint64_t unit, uint8_t *out, const uint8_t *in,
-		   int len)
+static int xts_one(gcry_cipher_hd_t h, int enc, uint64_t unit, uint8_t *out,
+		   const uint8_t *in, size_t len)
 {
 	uint64_t iv[2] = { htole64(unit), 0 }; /* 16 bytes, little-endian */
-	int outl;
+	gcry_error_t e;
 
-	if (!EVP_CipherInit_ex2(ctx, NULL, NULL, (const uint8_t *)iv, -1, NULL) ||
-	    !EVP_CipherUpdate(ctx, out, &outl, in, len) || outl != len)
-		return -EIO;
-	return 0;
+	if (out == in) /* libgcrypt's way of saying "in place" */
+		in = NULL;
+	e = gcry_cipher_setiv(h, iv, sizeof(iv));
+	if (!e)
+		e = enc ? gcry_cipher_encrypt(h, out, len, in, in ? len : 0) :
+			  gcry_cipher_decrypt(h, out, len, in, in ? len : 0);
+	return e ? -EIO : 0;
 }
 
-int xts_crypt_buf(const EVP_CIPHER *cipher, const uint8_t *key, int enc,
-		  uint64_t first_unit, uint32_t unit_size, uint8_t *out,
-		  const uint8_t *in, size_t len)
+int xts_crypt_buf(uint32_t key_len, const uint8_t *key, int enc, uint64_t first_unit,
+		  uint32_t unit_size, uint8_t *out, const uint8_t *in, size_t len)
 {
-	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	gcry_cipher_hd_t h;
 	int rc = 0;
 
-	if (!ctx || len % unit_size ||
-	    !EVP_CipherInit_ex2(ctx, cipher, key, NULL, enc, NULL))
-		rc = -EIO;
+	if (!unit_size || len % unit_size)
+		return -EIO;
+	h = xts_handle(key_len, key);
+	if (!h)
+		return -EIO;
 	for (size_t off = 0; !rc && off < len; off += unit_size)
-		rc = xts_one(ctx, first_unit + off / unit_size, out + off, in + off,
-			     (int)unit_size);
-	EVP_CIPHER_CTX_free(ctx);
+		rc = xts_one(h, enc, first_unit + off / unit_size, out + off, in + off,
+			     unit_size);
+	gcry_cipher_close(h);
 	return rc;
 }
 
@@ -206,12 +255,12 @@ static int xts_run(const struct xts_disk *d, struct xts_unit *u, struct dc_req *
 			return -EIO;
 		p = (uint8_t *)iov->iov_base + off;
 		if (iov->iov_len - off >= us) {
-			rc = xts_one(u->ctx, unit0 + k, out ? out : p, p, (int)us);
+			rc = xts_one(u->h, u->enc, unit0 + k, out ? out : p, p, us);
 		} else {
 			/* The unit spans segments: work on a copy. */
 			dc_buf_copy_from(&b, k * us, u->bounce, us);
-			rc = xts_one(u->ctx, unit0 + k, out ? out : u->bounce, u->bounce,
-				     (int)us);
+			rc = xts_one(u->h, u->enc, unit0 + k, out ? out : u->bounce,
+				     u->bounce, us);
 			if (!rc && !out)
 				dc_buf_copy_to(&b, k * us, u->bounce, us);
 		}
@@ -407,10 +456,7 @@ int xts_queue_open(const struct xts_disk *d, void **qctx)
 	q->rd.local = xts_unit_new(d, &q->rd);
 	q->wr.local = xts_unit_new(d, &q->wr);
 	if (!q->rd.local || !q->wr.local) {
-		xts_queue_close(q);
-		dc_error("cannot set up an %s context (out of memory or OpenSSL "
-			 "refused the key)",
-			 EVP_CIPHER_get0_name(d->cipher));
+		xts_queue_close(q); /* xts_unit_new said why */
 		return -ENOMEM;
 	}
 	*qctx = q;
@@ -452,13 +498,23 @@ void *xts_secret_alloc(size_t len)
 	return p;
 }
 
+bool xts_secret_equal(const void *a, const void *b, size_t len)
+{
+	const volatile uint8_t *x = a, *y = b;
+	uint8_t diff = 0;
+
+	for (size_t i = 0; i < len; i++)
+		diff |= x[i] ^ y[i];
+	return diff == 0;
+}
+
 void xts_secret_free(void *p, size_t len)
 {
 	size_t span = xts_secret_span(len);
 
 	if (!p)
 		return;
-	OPENSSL_cleanse(p, span);
+	explicit_bzero(p, span);
 	munlock(p, span);
 	munmap(p, span);
 }

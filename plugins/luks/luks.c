@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,7 +110,6 @@ struct luks_hdr {
 struct luks_disk {
 	struct xts_disk x;
 	struct dc_node *child;
-	EVP_CIPHER *cipher;
 	uint8_t *vkey; /* locked memory */
 	uint32_t vkey_len;
 	uint32_t child_ss;
@@ -345,29 +345,23 @@ out:
 	return rc;
 }
 
-/* The cipher of a "aes-xts-plain64" spec with a key of key_len bytes. */
-static EVP_CIPHER *luks_cipher(const char *spec, uint32_t key_len, const char *what)
+/* 0 if a "aes-xts-plain64" spec with a key of key_len bytes is what we run. */
+static int luks_cipher(const char *spec, uint32_t key_len, const char *what)
 {
-	EVP_CIPHER *c;
-
 	if (strcmp(spec, LUKS_CIPHER) != 0) {
 		dc_error("unsupported cipher \"%s\" for %s: only " LUKS_CIPHER
 			 " is supported",
 			 spec, what);
-		return NULL;
+		return -ENOTSUP;
 	}
 	if (key_len != 32 && key_len != 64) {
 		dc_error(
 			"unsupported key size for %s: %u bits, expected 256 (AES-128) or "
 			"512 (AES-256) for " LUKS_CIPHER,
 			what, key_len * 8);
-		return NULL;
+		return -ENOTSUP;
 	}
-	c = EVP_CIPHER_fetch(NULL, key_len == 32 ? "AES-128-XTS" : "AES-256-XTS", NULL);
-	if (!c)
-		dc_error("OpenSSL has no %s",
-			 key_len == 32 ? "AES-128-XTS" : "AES-256-XTS");
-	return c;
+	return 0;
 }
 
 /* --- LUKS1 ----------------------------------------------------------------- */
@@ -962,13 +956,12 @@ static int luks_try_slot(struct luks_disk *d, const struct luks_hdr *h, unsigned
 		(mat_len + LUKS_AREA_SECTOR - 1) / LUKS_AREA_SECTOR * LUKS_AREA_SECTOR;
 	uint8_t *dkey = NULL, *plain = NULL, *cand = NULL, *enc = NULL, check[64];
 	char what[32];
-	EVP_CIPHER *c;
 	int rc;
 
 	snprintf(what, sizeof(what), "key slot %u", i);
-	c = luks_cipher(s->area_cipher, s->area_key_size, what);
-	if (!c)
-		return -ENOTSUP;
+	rc = luks_cipher(s->area_cipher, s->area_key_size, what);
+	if (rc)
+		return rc;
 	dkey = xts_secret_alloc(s->area_key_size);
 	plain = xts_secret_alloc(area_len);
 	cand = xts_secret_alloc(s->key_size);
@@ -984,9 +977,10 @@ static int luks_try_slot(struct luks_disk *d, const struct luks_hdr *h, unsigned
 	rc = luks_kdf(&s->kdf, pass, plen, dkey, s->area_key_size);
 	if (rc)
 		goto out;
-	rc = xts_crypt_buf(c, dkey, 0, 0, LUKS_AREA_SECTOR, plain, enc, area_len);
+	rc = xts_crypt_buf(s->area_key_size, dkey, 0, 0, LUKS_AREA_SECTOR, plain, enc,
+			   area_len);
 	if (rc) {
-		dc_error("decrypting %s failed in OpenSSL", what);
+		dc_error("decrypting %s failed", what);
 		goto out;
 	}
 	rc = luks_af_merge(s->af_hash, plain, s->key_size, s->stripes, cand);
@@ -996,7 +990,7 @@ static int luks_try_slot(struct luks_disk *d, const struct luks_hdr *h, unsigned
 			 dg->iterations, check, dg->len);
 	if (rc)
 		goto out;
-	if (CRYPTO_memcmp(check, dg->value, dg->len) == 0) {
+	if (xts_secret_equal(check, dg->value, dg->len)) {
 		d->vkey = cand;
 		d->vkey_len = s->key_size;
 		cand = NULL;
@@ -1008,7 +1002,6 @@ out:
 	xts_secret_free(plain, area_len);
 	xts_secret_free(dkey, s->area_key_size);
 	free(enc);
-	EVP_CIPHER_free(c);
 	return rc;
 }
 
@@ -1244,7 +1237,6 @@ static void luks_close(void *inst)
 	if (!d)
 		return;
 	xts_secret_free(d->vkey, d->vkey_len);
-	EVP_CIPHER_free(d->cipher);
 	free(d->secret_path);
 	free(d);
 }
@@ -1392,11 +1384,9 @@ static int luks_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	xts_secret_free(pass, pcap);
 	if (rc)
 		goto out;
-	d->cipher = luks_cipher(h->cipher, d->vkey_len, "the data segment");
-	if (!d->cipher) {
-		rc = -ENOTSUP;
+	rc = luks_cipher(h->cipher, d->vkey_len, "the data segment");
+	if (rc)
 		goto out;
-	}
 	d->version = h->version;
 	d->luks_ss = h->sector_size;
 	d->offset = h->offset;
@@ -1405,7 +1395,7 @@ static int luks_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	memcpy(d->uuid, h->uuid, sizeof(d->uuid));
 
 	/* A disk sector is the larger of an encryption unit and a child sector. */
-	d->x.cipher = d->cipher;
+	d->x.key_len = d->vkey_len;
 	d->x.key = d->vkey;
 	d->x.sector_size = d->luks_ss > d->child_ss ? d->luks_ss : d->child_ss;
 	d->x.unit_shift = (uint32_t)__builtin_ctz(d->x.sector_size / d->luks_ss);
