@@ -38,14 +38,14 @@
 #define XTS_PIECE_MIN (64 * 1024)
 
 struct xts_disk {
-	uint32_t key_len;	  /* 32: AES-128-XTS, 64: AES-256-XTS */
-	const uint8_t *key;	  /* the owner's locked copy, valid until close */
-	uint32_t sector_size;	  /* this disk's */
-	uint32_t unit_shift;	  /* sector_size >> unit_shift = one data unit */
-	uint32_t child_shift;	  /* sector_size >> child_shift = a child sector */
-	uint64_t child_offset;	  /* child sectors before the first data sector */
-	unsigned threads;	  /* most pieces one request is split into */
-	uint64_t split;		  /* requests of at least this many bytes may be split */
+	uint32_t key_len;      /* 32: AES-128-XTS, 64: AES-256-XTS */
+	const uint8_t *key;    /* the owner's locked copy, valid until close */
+	uint32_t sector_size;  /* this disk's */
+	uint32_t unit_shift;   /* sector_size >> unit_shift = one data unit */
+	uint32_t child_shift;  /* sector_size >> child_shift = a child sector */
+	uint64_t child_offset; /* child sectors before the first data sector */
+	unsigned threads;      /* most pieces one request is split into */
+	uint64_t split;	       /* requests of at least this many bytes may be split */
 };
 
 struct xts_unit;
@@ -83,9 +83,8 @@ void xts_submit(const struct xts_disk *d, struct dc_req *req);
 /* One-shot: en- or decrypt len bytes of consecutive units of unit_size bytes,
  * the first tweaked with first_unit, with a key of key_len (32 or 64) bytes.
  * Returns 0 or -EIO. */
-int xts_crypt_buf(uint32_t key_len, const uint8_t *key, int enc,
-		  uint64_t first_unit, uint32_t unit_size, uint8_t *out,
-		  const uint8_t *in, size_t len);
+int xts_crypt_buf(uint32_t key_len, const uint8_t *key, int enc, uint64_t first_unit,
+		  uint32_t unit_size, uint8_t *out, const uint8_t *in, size_t len);
 
 /* Memory for secrets: page-granular, locked (best effort), kept out of core
  * dumps, zeroed. xts_secret_free() wipes it first. NULL when out of memory. */

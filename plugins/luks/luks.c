@@ -1408,10 +1408,11 @@ static int luks_open(const struct dc_open_args *a, void **inst, struct dc_info *
 		info->physical_sector_size = info->sector_size;
 	info->sector_count = luks_sector_count(d);
 	if (!info->sector_count) {
-		dc_error("the inner disk (%llu bytes) ends before the LUKS payload, which "
-			 "starts at byte %llu",
-			 (unsigned long long)luks_child_bytes(d),
-			 (unsigned long long)d->offset);
+		dc_error(
+			"the inner disk (%llu bytes) ends before the LUKS payload, which "
+			"starts at byte %llu",
+			(unsigned long long)luks_child_bytes(d),
+			(unsigned long long)d->offset);
 		rc = -EINVAL;
 		goto out;
 	}
