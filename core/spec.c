@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 /* Guards the recursion against hostile input ("memdiff:" x 100000). */
 #define SPEC_MAX_DEPTH 64
@@ -305,15 +306,19 @@ static int spec_lookup(struct spec_ctx *c, struct dc_spec *s, const char *kind, 
 }
 
 /* A file path picks its format by extension, as OpenVMM does: a VHD opened as
- * raw would expose its footer as data, so there is no fallback to raw. */
+ * raw would expose its footer as data, so there is no fallback to raw. A block
+ * device is what OpenVMM opens through its io_uring block device backend on
+ * Linux: blockdev, or file when blockdev is not installed. */
 static int spec_file_form(struct spec_ctx *c, struct dc_spec *s, size_t at)
 {
 	const char *path = s->fields[0];
 	const char *const *try;
 	static const char *const vhd[] = { "vhd", "vhd1", NULL };
 	static const char *const vhdx[] = { "vhdx", NULL };
+	static const char *const bdev[] = { "blockdev", "file", NULL };
 	static const char *const raw[] = { "file", NULL };
 	const char *what = NULL, *why = NULL;
+	struct stat st;
 	int r;
 
 	if (spec_ends_with(path, ".vhd")) {
@@ -325,6 +330,10 @@ static int spec_file_form(struct spec_ctx *c, struct dc_spec *s, size_t at)
 		what = "'.vhdx' images need the vhdx plugin";
 		why = "a VHDX is never opened as a raw file: its headers would show as "
 		      "data";
+	} else if (stat(path, &st) == 0 && S_ISBLK(st.st_mode)) {
+		try = bdev;
+		what = "block devices need the blockdev or file plugin";
+		why = "a block device is opened as a raw disk";
 	} else {
 		try = raw;
 	}
