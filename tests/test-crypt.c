@@ -9,9 +9,7 @@
 #include <diskcore/plugin.h>
 
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,66 +38,6 @@ static char *tc_key;  /* the KAT key, mode 0600 */
 static char *tc_key2; /* [0; 32] + [1; 32], as OpenVMM's test_basic_read_write */
 static char *tc_key3; /* [0xab; 32] + [0xcd; 32], as OpenVMM's conformance run */
 
-static char *tc_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *tc_fmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
-static char *tc_key_file(const void *key, size_t len, mode_t mode)
-{
-	char *path = h_tmppath(".key");
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-
-	if (fd < 0 || write(fd, key, len) != (ssize_t)len || fchmod(fd, mode) < 0)
-		abort();
-	close(fd);
-	return path;
-}
-
-static dc_disk *tc_open(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static dc_disk *tc_open(const char *fmt, ...)
-{
-	va_list ap;
-	char *spec;
-	dc_disk *d = NULL;
-	int rc;
-
-	va_start(ap, fmt);
-	if (vasprintf(&spec, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	rc = dc_open(spec, 0, &d);
-	ck_assert_msg(rc == 0, "dc_open(%s): %d %s", spec, rc, dc_last_error());
-	free(spec);
-	return d;
-}
-
-static void tc_pread(const char *path, off_t off, void *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pread(fd, buf, len, off), (ssize_t)len);
-	close(fd);
-}
-
-static void tc_pwrite(const char *path, off_t off, const void *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(pwrite(fd, buf, len, off), (ssize_t)len);
-	close(fd);
-}
-
 /* --- Known answer ---------------------------------------------------------- */
 
 START_TEST(kat_through_plugin)
@@ -110,14 +48,14 @@ START_TEST(kat_through_plugin)
 
 	for (int i = 0; i < 32; i++)
 		pt[i] = (uint8_t)i;
-	d = tc_open("crypt:xts-aes-256:%s:file:%s", tc_key, path);
+	d = h_openf(0, "crypt:xts-aes-256:%s:file:%s", tc_key, path);
 	ck_assert_int_eq(dc_sector_size(d), 512);
 	ck_assert_int_eq(dc_write(d, 0, pt, sizeof(pt), 0), 0);
 	ck_assert_int_eq(dc_write(d, 1, pt, sizeof(pt), 0), 0);
 	ck_assert_int_eq(dc_flush(d), 0);
 	dc_close(d);
 
-	tc_pread(path, 0, raw, sizeof(raw));
+	h_pread_file(path, 0, raw, sizeof(raw));
 	/* XTS blocks do not depend on later blocks of the data unit, so the
 	 * first 32 bytes of a 512-byte unit are the 32-byte vector's. */
 	ck_assert_msg(memcmp(raw, tc_kat_ct, 32) == 0,
@@ -126,7 +64,7 @@ START_TEST(kat_through_plugin)
 	ck_assert(memcmp(raw + 512, tc_kat_ct, 32) != 0);
 	ck_assert(memcmp(raw + 512, raw, 512) != 0);
 
-	d = tc_open("crypt:xts-aes-256:%s:file:%s", tc_key, path);
+	d = h_openf(0, "crypt:xts-aes-256:%s:file:%s", tc_key, path);
 	ck_assert_int_eq(dc_read(d, 0, back, sizeof(back)), 0);
 	ck_assert(memcmp(back, pt, 512) == 0);
 	ck_assert(memcmp(back + 512, pt, 512) == 0);
@@ -146,15 +84,15 @@ START_TEST(kat_decrypt)
 		pt[i] = (uint8_t)i;
 	/* Encrypt once through the plugin to get the whole sector, then put it
 	 * at sector 0 of a fresh file with the vector's first 32 bytes. */
-	d = tc_open("crypt:xts-aes-256:%s:file:%s", tc_key, path);
+	d = h_openf(0, "crypt:xts-aes-256:%s:file:%s", tc_key, path);
 	ck_assert_int_eq(dc_write(d, 0, pt, sizeof(pt), 0), 0);
 	dc_close(d);
-	tc_pread(path, 0, raw, sizeof(raw));
+	h_pread_file(path, 0, raw, sizeof(raw));
 	free(path);
 	path = h_tmpfile(MIB, NULL);
 	memcpy(raw, tc_kat_ct, 32);
-	tc_pwrite(path, 0, raw, sizeof(raw));
-	d = tc_open("crypt:xts-aes-256:%s:file:%s", tc_key, path);
+	h_pwrite_file(path, 0, raw, sizeof(raw));
+	d = h_openf(0, "crypt:xts-aes-256:%s:file:%s", tc_key, path);
 	ck_assert_int_eq(dc_read(d, 0, back, sizeof(back)), 0);
 	ck_assert(memcmp(back, pt, 32) == 0);
 	dc_close(d);
@@ -180,7 +118,7 @@ static void tc_round_trip(dc_disk *d, uint64_t sector, size_t len, uint64_t seed
 /* OpenVMM's test_basic_read_write: 64 KiB written at sector 10 reads back. */
 START_TEST(basic_read_write)
 {
-	dc_disk *d = tc_open("crypt:xts-aes-256:%s:mem:1M", tc_key2);
+	dc_disk *d = h_openf(0, "crypt:xts-aes-256:%s:mem:1M", tc_key2);
 
 	tc_round_trip(d, 10, 64 * KIB, 10);
 	dc_close(d);
@@ -190,7 +128,8 @@ END_TEST
 /* The caller's buffer is never modified by a write, whatever its shape. */
 START_TEST(write_keeps_buffer)
 {
-	dc_disk *d = tc_open("crypt;threads=4;split=64K:xts-aes-256:%s:mem:4M", tc_key);
+	dc_disk *d =
+		h_openf(0, "crypt;threads=4;split=64K:xts-aes-256:%s:mem:4M", tc_key);
 	size_t len = 1 * MIB;
 	uint8_t *buf = h_alloc(len);
 	struct iovec iov[3];
@@ -221,7 +160,7 @@ static uint8_t *tc_cipher_image(const char *crypt_prefix, uint64_t sector, size_
 
 	ck_assert(img && nshape <= 16);
 	h_fill(buf, len, 77);
-	d = tc_open("%s:xts-aes-256:%s:file:%s", crypt_prefix, tc_key, path);
+	d = h_openf(0, "%s:xts-aes-256:%s:file:%s", crypt_prefix, tc_key, path);
 	if (shape) {
 		for (int i = 0; i < nshape; i++)
 			iov[i] = (struct iovec){ buf + (size_t)shape[i].iov_base,
@@ -231,7 +170,7 @@ static uint8_t *tc_cipher_image(const char *crypt_prefix, uint64_t sector, size_
 		ck_assert_int_eq(dc_write(d, sector, buf, len, 0), 0);
 	}
 	dc_close(d);
-	tc_pread(path, 0, img, 4 * MIB);
+	h_pread_file(path, 0, img, 4 * MIB);
 	free(buf);
 	free(path);
 	return img;
@@ -271,7 +210,8 @@ END_TEST
 /* Reads decrypt in place, in scattered and split buffers too. */
 START_TEST(read_shapes)
 {
-	dc_disk *d = tc_open("crypt;threads=4;split=64K:xts-aes-256:%s:mem:4M", tc_key);
+	dc_disk *d =
+		h_openf(0, "crypt;threads=4;split=64K:xts-aes-256:%s:mem:4M", tc_key);
 	size_t len = 2 * MIB;
 	uint8_t *buf = h_alloc(len), *back = h_alloc(len);
 	struct iovec iov[4];
@@ -295,7 +235,7 @@ END_TEST
 
 START_TEST(sector_4k)
 {
-	dc_disk *d = tc_open("crypt:xts-aes-256:%s:mem:1M;sector=4096", tc_key);
+	dc_disk *d = h_openf(0, "crypt:xts-aes-256:%s:mem:1M;sector=4096", tc_key);
 	uint8_t buf[4096];
 	struct dc_info info;
 
@@ -316,10 +256,10 @@ START_TEST(wrong_key_reads_noise)
 	dc_disk *d;
 
 	h_fill(buf, 8 * KIB, 5);
-	d = tc_open("crypt:xts-aes-256:%s:file:%s", tc_key, path);
+	d = h_openf(0, "crypt:xts-aes-256:%s:file:%s", tc_key, path);
 	ck_assert_int_eq(dc_write(d, 0, buf, 8 * KIB, 0), 0);
 	dc_close(d);
-	d = tc_open("crypt:xts-aes-256:%s:file:%s", tc_key2, path);
+	d = h_openf(0, "crypt:xts-aes-256:%s:file:%s", tc_key2, path);
 	ck_assert_int_eq(dc_read(d, 0, back, 8 * KIB), 0);
 	ck_assert(memcmp(buf, back, 8 * KIB) != 0);
 	dc_close(d);
@@ -334,8 +274,8 @@ START_TEST(inner_errors)
 {
 	char *path = h_tmpfile(MIB, NULL);
 	uint8_t *buf = h_alloc(256 * KIB);
-	dc_disk *d =
-		tc_open("crypt;threads=2;split=64K:xts-aes-256:%s:file:%s", tc_key, path);
+	dc_disk *d = h_openf(0, "crypt;threads=2;split=64K:xts-aes-256:%s:file:%s",
+			     tc_key, path);
 	struct dc_io io = { .op = DC_OP_READ, .sector = 0, .iovcnt = 1 };
 	struct iovec iov = { buf, 256 * KIB };
 	int detail = 0;
@@ -350,14 +290,8 @@ START_TEST(inner_errors)
 	ck_assert_int_eq(h_check(buf, 128 * KIB, 6), -1);
 	dc_close(d);
 
-	d = NULL;
 	ck_assert_int_eq(truncate(path, MIB), 0);
-	{
-		char *spec = tc_fmt("crypt:xts-aes-256:%s:file:%s", tc_key, path);
-
-		ck_assert_int_eq(dc_open(spec, DC_OPEN_READ_ONLY, &d), 0);
-		free(spec);
-	}
+	d = h_openf(DC_OPEN_READ_ONLY, "crypt:xts-aes-256:%s:file:%s", tc_key, path);
 	ck_assert_int_eq(dc_write(d, 0, buf, 4096, 0), DC_E_READ_ONLY);
 	ck_assert_int_eq(dc_read(d, 0, buf, 128 * KIB), 0);
 	ck_assert_int_eq(h_check(buf, 128 * KIB, 6), -1);
@@ -369,52 +303,18 @@ END_TEST
 
 /* --- Metadata and forwarding ----------------------------------------------- */
 
-struct tc_desc {
-	char values[32][256];
-	char keys[32][32];
-	int n;
-	bool crypt_seen;
-};
-
-static int tc_desc_visit(void *arg, int depth, const char *plugin, const char *form,
-			 const struct dc_info *info, const char *key, const char *value)
-{
-	struct tc_desc *t = arg;
-
-	(void)depth;
-	(void)form;
-	(void)info;
-	if (strcmp(plugin, "crypt") || !key)
-		return 0;
-	t->crypt_seen = true;
-	if (t->n < 32) {
-		snprintf(t->keys[t->n], sizeof(t->keys[0]), "%s", key);
-		snprintf(t->values[t->n], sizeof(t->values[0]), "%s", value ? value : "");
-		t->n++;
-	}
-	return 0;
-}
-
-static const char *tc_desc_get(const struct tc_desc *t, const char *key)
-{
-	for (int i = 0; i < t->n; i++)
-		if (!strcmp(t->keys[i], key))
-			return t->values[i];
-	return NULL;
-}
-
 START_TEST(describe_never_shows_key)
 {
-	dc_disk *d = tc_open("crypt:xts-aes-256:%s:mem:1M", tc_key);
-	struct tc_desc t = { 0 };
+	dc_disk *d = h_openf(0, "crypt:xts-aes-256:%s:mem:1M", tc_key);
+	struct h_desc t;
 	char hex[129];
 
 	for (int i = 0; i < 64; i++)
 		snprintf(hex + 2 * i, 3, "%02x", tc_kat_key[i]);
-	ck_assert_int_eq(dc_describe(d, tc_desc_visit, &t), 0);
-	ck_assert(t.crypt_seen);
-	ck_assert_str_eq(tc_desc_get(&t, "cipher"), "xts-aes-256");
-	ck_assert_str_eq(tc_desc_get(&t, "key_file"), tc_key);
+	h_describe(d, "crypt", &t);
+	ck_assert(t.seen);
+	ck_assert_pstr_eq(h_desc_get(&t, "cipher"), "xts-aes-256");
+	ck_assert_pstr_eq(h_desc_get(&t, "key_file"), tc_key);
 	for (int i = 0; i < t.n; i++) {
 		/* Neither raw bytes nor hex of either half, in any value. */
 		ck_assert(!memmem(t.values[i], strlen(t.values[i]), tc_kat_key, 8));
@@ -428,7 +328,7 @@ END_TEST
 
 START_TEST(metadata)
 {
-	dc_disk *d = tc_open("crypt:xts-aes-256:%s:mem:1M", tc_key);
+	dc_disk *d = h_openf(0, "crypt:xts-aes-256:%s:mem:1M", tc_key);
 	struct dc_info info;
 
 	dc_get_info(d, &info);
@@ -445,7 +345,7 @@ END_TEST
 
 START_TEST(eject_not_forwarded)
 {
-	dc_disk *d = tc_open("crypt:xts-aes-256:%s:mem:1M", tc_key);
+	dc_disk *d = h_openf(0, "crypt:xts-aes-256:%s:mem:1M", tc_key);
 
 	ck_assert_int_eq(dc_eject(d), DC_E_UNSUPPORTED_EJECT);
 	dc_close(d);
@@ -454,7 +354,7 @@ END_TEST
 
 START_TEST(pr_and_unmap_forwarded)
 {
-	dc_disk *d = tc_open("crypt:xts-aes-256:%s:prwrap:mem:1M", tc_key);
+	dc_disk *d = h_openf(0, "crypt:xts-aes-256:%s:prwrap:mem:1M", tc_key);
 	struct dc_pr_caps caps = { 0 };
 	struct dc_pr_report rep = { 0 };
 	struct dc_info info;
@@ -471,7 +371,7 @@ START_TEST(pr_and_unmap_forwarded)
 	ck_assert_int_eq(dc_flush(d), 0);
 	dc_close(d);
 
-	d = tc_open("crypt:xts-aes-256:%s:mem:1M", tc_key);
+	d = h_openf(0, "crypt:xts-aes-256:%s:mem:1M", tc_key);
 	ck_assert_int_eq(dc_pr_caps(d, &caps), DC_E_UNSUPPORTED);
 	dc_close(d);
 }
@@ -480,7 +380,7 @@ END_TEST
 /* Resize goes to the inner disk; crypt's size follows it live. */
 START_TEST(resize_forwarded)
 {
-	dc_disk *d = tc_open("crypt:xts-aes-256:%s:mem:1M", tc_key);
+	dc_disk *d = h_openf(0, "crypt:xts-aes-256:%s:mem:1M", tc_key);
 	uint64_t count = 0;
 	uint8_t buf[512];
 
@@ -495,76 +395,57 @@ END_TEST
 
 /* --- Key files ------------------------------------------------------------- */
 
-static void tc_open_fails(const char *needle, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void tc_open_fails(const char *needle, const char *fmt, ...)
-{
-	va_list ap;
-	char *spec;
-	dc_disk *d = NULL;
-	int rc;
-
-	va_start(ap, fmt);
-	if (vasprintf(&spec, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	rc = dc_open(spec, 0, &d);
-	ck_assert_msg(rc < 0, "dc_open(%s) succeeded", spec);
-	ck_assert_ptr_null(d);
-	ck_assert_msg(strstr(dc_last_error(), needle),
-		      "dc_open(%s): message '%s' lacks '%s'", spec, dc_last_error(),
-		      needle);
-	free(spec);
-}
-
 START_TEST(bad_key_files)
 {
+	static const struct {
+		size_t len;
+		const char *needle;
+	} sizes[] = {
+		{ 32, "32 bytes, expected exactly 64" },
+		{ 65, "65 bytes, expected exactly 64" },
+		{ 128, "128 bytes, expected exactly 64" },
+		{ 0, "0 bytes, expected exactly 64" },
+	};
 	uint8_t key[128];
 	char *p;
 
 	for (int i = 0; i < 128; i++)
 		key[i] = (uint8_t)(i * 37 + 11);
-	p = tc_key_file(key, 32, 0600);
-	tc_open_fails("32 bytes, expected exactly 64", "crypt:xts-aes-256:%s:mem:1M", p);
-	free(p);
-	p = tc_key_file(key, 65, 0600);
-	tc_open_fails("65 bytes, expected exactly 64", "crypt:xts-aes-256:%s:mem:1M", p);
-	free(p);
-	p = tc_key_file(key, 128, 0600);
-	tc_open_fails("128 bytes, expected exactly 64", "crypt:xts-aes-256:%s:mem:1M", p);
-	free(p);
-	p = tc_key_file(key, 0, 0600);
-	tc_open_fails("0 bytes, expected exactly 64", "crypt:xts-aes-256:%s:mem:1M", p);
-	free(p);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		p = h_tmpfile_data(key, sizes[i].len, 0600, ".key");
+		h_open_fails(0, 0, sizes[i].needle, "crypt:xts-aes-256:%s:mem:1M", p);
+		free(p);
+	}
 	memcpy(key + 32, key, 32);
-	p = tc_key_file(key, 64, 0600);
-	tc_open_fails("halves are equal", "crypt:xts-aes-256:%s:mem:1M", p);
+	p = h_tmpfile_data(key, 64, 0600, ".key");
+	h_open_fails(0, 0, "halves are equal", "crypt:xts-aes-256:%s:mem:1M", p);
 	free(p);
 	p = h_tmppath(".missing");
-	tc_open_fails("No such file", "crypt:xts-aes-256:%s:mem:1M", p);
+	h_open_fails(0, 0, "No such file", "crypt:xts-aes-256:%s:mem:1M", p);
 	free(p);
 	p = h_tmpsubdir();
-	tc_open_fails("not a regular file", "crypt:xts-aes-256:%s:mem:1M", p);
+	h_open_fails(0, 0, "not a regular file", "crypt:xts-aes-256:%s:mem:1M", p);
 	free(p);
 }
 END_TEST
 
 START_TEST(bad_specs)
 {
-	tc_open_fails("unsupported cipher", "crypt:aes-xts-plain64:%s:mem:1M", tc_key);
-	tc_open_fails("unsupported cipher", "crypt:XTS-AES-256:%s:mem:1M", tc_key);
-	tc_open_fails("missing", "crypt:xts-aes-256:%s", tc_key);
-	tc_open_fails("threads", "crypt;threads=0:xts-aes-256:%s:mem:1M", tc_key);
-	tc_open_fails("threads", "crypt;threads=99:xts-aes-256:%s:mem:1M", tc_key);
-	tc_open_fails("split", "crypt;split=4K:xts-aes-256:%s:mem:1M", tc_key);
+	h_open_fails(0, 0, "unsupported cipher", "crypt:aes-xts-plain64:%s:mem:1M",
+		     tc_key);
+	h_open_fails(0, 0, "unsupported cipher", "crypt:XTS-AES-256:%s:mem:1M", tc_key);
+	h_open_fails(0, 0, "missing", "crypt:xts-aes-256:%s", tc_key);
+	h_open_fails(0, 0, "threads", "crypt;threads=0:xts-aes-256:%s:mem:1M", tc_key);
+	h_open_fails(0, 0, "threads", "crypt;threads=99:xts-aes-256:%s:mem:1M", tc_key);
+	h_open_fails(0, 0, "split", "crypt;split=4K:xts-aes-256:%s:mem:1M", tc_key);
 	/* The inner disk's own error comes through. */
-	tc_open_fails("mem", "crypt:xts-aes-256:%s:mem:banana", tc_key);
+	h_open_fails(0, 0, "mem", "crypt:xts-aes-256:%s:mem:banana", tc_key);
 }
 END_TEST
 
 START_TEST(key_file_mode_warning)
 {
-	char *loose = tc_key_file(tc_kat_key, 64, 0644);
+	char *loose = h_tmpfile_data(tc_kat_key, 64, 0644, ".key");
 	char *log = h_tmppath(".log");
 	int fd = open(log, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	int saved = dup(2);
@@ -574,7 +455,7 @@ START_TEST(key_file_mode_warning)
 	ck_assert(fd >= 0 && saved >= 0);
 	fflush(stderr);
 	dup2(fd, 2);
-	d = tc_open("crypt:xts-aes-256:%s:mem:1M", loose);
+	d = h_openf(0, "crypt:xts-aes-256:%s:mem:1M", loose);
 	fflush(stderr);
 	dup2(saved, 2);
 	close(saved);
@@ -645,17 +526,12 @@ static void *tc_worker_run(void *arg)
 				inflight++;
 		}
 		while (inflight) {
-			int n = dc_queue_reap(q, comp, 8);
+			int n = h_reap(q, comp, 8, 30000);
 
 			for (int k = 0; k < n; k++)
 				if (comp[k].result)
 					w->failures++;
-			inflight -= n;
-			if (!n) {
-				struct pollfd pfd = { dc_queue_fd(q), POLLIN, 0 };
-
-				poll(&pfd, 1, 1000);
-			}
+			inflight -= (unsigned)n;
 		}
 		if (rd)
 			for (unsigned i = 0; i < depth; i++)
@@ -671,7 +547,7 @@ static void *tc_worker_run(void *arg)
 
 static void tc_threads(const char *inner)
 {
-	dc_disk *d = tc_open("crypt:xts-aes-256:%s:%s", tc_key, inner);
+	dc_disk *d = h_openf(0, "crypt:xts-aes-256:%s:%s", tc_key, inner);
 	struct tc_worker w[4];
 	pthread_t t[4];
 
@@ -703,35 +579,23 @@ START_TEST(threads_pool_completions)
 }
 END_TEST
 
-static int tc_find_crypt(void *arg, const char *path, const struct dc_plugin *p,
-			 const char *why)
-{
-	(void)path;
-	(void)why;
-	if (p && p->name && !strcmp(p->name, "crypt"))
-		*(bool *)arg = true;
-	return 0;
-}
-
 int main(void)
 {
 	Suite *s = suite_create("crypt");
 	TCase *tc = tcase_create("crypt");
 	uint8_t key2[64];
-	bool have_crypt = false;
 	char *t;
 
-	/* The plugin is built only with OpenSSL (meson option crypt). */
-	dc_plugins_foreach(tc_find_crypt, &have_crypt);
-	if (!have_crypt)
-		h_skip("the crypt plugin was not built (no libcrypto?)");
-	tc_key = tc_key_file(tc_kat_key, sizeof(tc_kat_key), 0600);
+	/* The plugin is built only with libgcrypt (meson option crypt). */
+	if (!h_have_plugin("crypt"))
+		h_skip("the crypt plugin was not built (no libgcrypt?)");
+	tc_key = h_tmpfile_data(tc_kat_key, sizeof(tc_kat_key), 0600, ".key");
 	memset(key2, 0, 32);
 	memset(key2 + 32, 1, 32);
-	tc_key2 = tc_key_file(key2, sizeof(key2), 0600);
+	tc_key2 = h_tmpfile_data(key2, sizeof(key2), 0600, ".key");
 	memset(key2, 0xab, 32);
 	memset(key2 + 32, 0xcd, 32);
-	tc_key3 = tc_key_file(key2, sizeof(key2), 0600);
+	tc_key3 = h_tmpfile_data(key2, sizeof(key2), 0600, ".key");
 
 	tcase_add_test(tc, kat_through_plugin);
 	tcase_add_test(tc, kat_decrypt);
@@ -756,17 +620,17 @@ int main(void)
 
 	/* OpenVMM's disk_crypt conformance: key halves 0xab / 0xcd over 1 MiB. */
 	conformance_add(s, "crypt-mem",
-			(t = tc_fmt("crypt:xts-aes-256:%s:mem:1M", tc_key3)));
+			(t = h_fmt("crypt:xts-aes-256:%s:mem:1M", tc_key3)));
 	free(t);
 	conformance_add(s, "crypt-file",
-			(t = tc_fmt("crypt:xts-aes-256:%s:file:@TMP@", tc_key)));
+			(t = h_fmt("crypt:xts-aes-256:%s:file:@TMP@", tc_key)));
 	free(t);
 	conformance_add(s, "crypt-mem-4k",
-			(t = tc_fmt("crypt:xts-aes-256:%s:mem:1M;sector=4096", tc_key)));
+			(t = h_fmt("crypt:xts-aes-256:%s:mem:1M;sector=4096", tc_key)));
 	free(t);
 	conformance_add(
 		s, "crypt-split-memdiff-file",
-		(t = tc_fmt(
+		(t = h_fmt(
 			 "crypt;threads=2;split=64K:xts-aes-256:%s:memdiff:file:@TMP:4M@",
 			 tc_key)));
 	free(t);

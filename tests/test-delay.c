@@ -8,99 +8,30 @@
 #include <diskcore/plugin.h>
 
 #include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MIB (1024 * 1024)
 #define MS 1000000ull
 #define TD_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-static uint64_t td_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static char *td_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *td_fmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
 /* Open "PREFIX:file:TMPFILE" over a fresh 1 MiB file whose bytes are h_fill(seed
  * 1); *pathp gets the file. */
 static dc_disk *td_open(const char *prefix, char **pathp)
 {
-	char *path = h_tmpfile(MIB, NULL);
-	char *buf = malloc(MIB);
-	FILE *fp = fopen(path, "r+");
-	char *spec = td_fmt("%s%sfile:%s", prefix, *prefix ? ":" : "", path);
-	dc_disk *d = NULL;
-	int rc;
+	char *buf = h_alloc(MIB);
+	char *path;
+	dc_disk *d;
 
-	ck_assert(buf && fp);
 	h_fill(buf, MIB, 1);
-	ck_assert_uint_eq(fwrite(buf, 1, MIB, fp), MIB);
-	fclose(fp);
+	path = h_tmpfile_data(buf, MIB, 0600, ".img");
 	free(buf);
-	rc = dc_open(spec, 0, &d);
-	ck_assert_msg(rc == 0, "dc_open(%s): %d %s", spec, rc, dc_last_error());
-	free(spec);
+	d = h_openf(0, "%s:file:%s", prefix, path);
 	if (pathp)
 		*pathp = path;
 	else
 		free(path);
 	return d;
-}
-
-/* --- Completion tracking for asynchronous submissions --------------------- */
-
-struct td_wait {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	int done, failed;
-	uint64_t last_ns;
-};
-
-static void td_cb(const struct dc_completion *c)
-{
-	struct td_wait *w = c->user_data;
-	uint64_t now = td_now();
-
-	pthread_mutex_lock(&w->lock);
-	w->done++;
-	if (c->result)
-		w->failed++;
-	if (now > w->last_ns)
-		w->last_ns = now;
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-}
-
-/* Wait for n completions, failing after 30 s (a deadline, not a sleep). */
-static void td_wait_for(struct td_wait *w, int n)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 30;
-	pthread_mutex_lock(&w->lock);
-	while (w->done < n)
-		ck_assert_int_ne(pthread_cond_timedwait(&w->cond, &w->lock, &ts),
-				 ETIMEDOUT);
-	pthread_mutex_unlock(&w->lock);
 }
 
 /* --- Tests ----------------------------------------------------------------- */
@@ -109,11 +40,9 @@ START_TEST(delay_metadata)
 {
 	char *path;
 	dc_disk *d = td_open("delay:0", &path);
-	char *spec = td_fmt("file:%s", path);
-	dc_disk *f = NULL;
+	dc_disk *f = h_openf(0, "file:%s", path);
 	struct dc_info di, fi;
 
-	ck_assert_int_eq(dc_open(spec, 0, &f), 0);
 	dc_get_info(d, &di);
 	dc_get_info(f, &fi);
 	ck_assert_str_eq(di.disk_type, "delay");
@@ -125,7 +54,6 @@ START_TEST(delay_metadata)
 	ck_assert_uint_eq(di.flags, fi.flags);
 	dc_close(f);
 	dc_close(d);
-	free(spec);
 	free(path);
 }
 END_TEST
@@ -155,14 +83,14 @@ START_TEST(delay_waits_at_least_ms)
 	char *buf = h_alloc(4096);
 	uint64_t t0;
 
-	t0 = td_now();
+	t0 = h_now_ns();
 	ck_assert_int_eq(dc_read(d, 0, buf, 4096), 0);
-	ck_assert_uint_ge(td_now() - t0, 20 * MS);
+	ck_assert_uint_ge(h_now_ns() - t0, 20 * MS);
 	ck_assert_int_eq(h_check(buf, 4096, 1), -1);
 	h_fill(buf, 4096, 3);
-	t0 = td_now();
+	t0 = h_now_ns();
 	ck_assert_int_eq(dc_write(d, 8, buf, 4096, 0), 0);
-	ck_assert_uint_ge(td_now() - t0, 20 * MS);
+	ck_assert_uint_ge(h_now_ns() - t0, 20 * MS);
 	/* Errors come back through the delay too. */
 	ck_assert_int_eq(dc_read(d, 4096, buf, 512), DC_E_ILLEGAL_BLOCK);
 	dc_close(d);
@@ -177,28 +105,27 @@ START_TEST(delay_concurrent_requests_overlap)
 {
 	enum { N = 32 };
 	dc_disk *d = td_open("delay:100", NULL);
-	struct td_wait w = { .lock = PTHREAD_MUTEX_INITIALIZER,
-			     .cond = PTHREAD_COND_INITIALIZER };
+	struct h_count w = H_COUNT_INIT;
 	struct iovec iov[N];
 	char *bufs = h_alloc(N * 4096);
 	dc_queue *q;
 	uint64_t t0;
 
 	ck_assert_int_eq(dc_queue_open(d, 0, &q), 0);
-	t0 = td_now();
+	t0 = h_now_ns();
 	for (int i = 0; i < N; i++) {
 		struct dc_io io = { .op = DC_OP_READ,
 				    .sector = (uint64_t)i * 8,
 				    .iovcnt = 1,
-				    .cb = td_cb,
+				    .cb = h_count_cb,
 				    .user_data = &w };
 
 		iov[i] = (struct iovec){ bufs + i * 4096, 4096 };
 		io.iov = &iov[i];
 		ck_assert_int_eq(dc_submit(q, &io), 0);
 	}
-	td_wait_for(&w, N);
-	ck_assert_int_eq(w.failed, 0);
+	h_count_wait(&w, N, 30000);
+	ck_assert_uint_eq(w.failed, 0);
 	ck_assert_uint_ge(w.last_ns - t0, 100 * MS);
 	ck_assert_msg(w.last_ns - t0 < N * 100 * MS / 2,
 		      "32 x 100 ms delays took %llu ms: they did not overlap",
@@ -220,9 +147,9 @@ START_TEST(delay_p99_every_100th)
 	for (int i = 1; i <= 200; i++) {
 		uint64_t dt;
 
-		t0 = td_now();
+		t0 = h_now_ns();
 		ck_assert_int_eq(dc_read(d, (uint64_t)i, buf, 512), 0);
-		dt = td_now() - t0;
+		dt = h_now_ns() - t0;
 		if (i % 100 == 0)
 			ck_assert_msg(dt >= 100 * MS,
 				      "I/O %d took %llu us, expected >= 100 ms", i,
@@ -241,13 +168,8 @@ END_TEST
 static void td_expect_rejected(const char *prefix, const char *needle)
 {
 	char *path = h_tmpfile(MIB, NULL);
-	char *spec = td_fmt("%s:file:%s", prefix, path);
-	dc_disk *d = NULL;
 
-	ck_assert_msg(dc_open(spec, 0, &d) < 0, "%s opened", spec);
-	ck_assert_msg(strstr(dc_last_error(), needle), "%s: message \"%s\" lacks \"%s\"",
-		      spec, dc_last_error(), needle);
-	free(spec);
+	h_open_fails(0, 0, needle, "%s:file:%s", prefix, path);
 	free(path);
 }
 
@@ -284,11 +206,9 @@ START_TEST(delay_eject_pr_are_the_childs)
 {
 	char *path;
 	dc_disk *d = td_open("delay:1", &path);
-	char *spec = td_fmt("file:%s", path);
-	dc_disk *f = NULL;
+	dc_disk *f = h_openf(0, "file:%s", path);
 	struct dc_pr_caps dcaps = { 0 }, fcaps = { 0 };
 
-	ck_assert_int_eq(dc_open(spec, 0, &f), 0);
 	ck_assert_int_eq(dc_eject(d), dc_eject(f));
 	ck_assert_int_eq(dc_eject(d), DC_E_UNSUPPORTED_EJECT);
 	ck_assert_int_eq(dc_pr_caps(d, &dcaps), dc_pr_caps(f, &fcaps));
@@ -296,41 +216,18 @@ START_TEST(delay_eject_pr_are_the_childs)
 	ck_assert_int_eq(dc_pr_reserve(d, 1, DC_PR_WRITE_EXCLUSIVE), DC_E_UNSUPPORTED);
 	dc_close(f);
 	dc_close(d);
-	free(spec);
 	free(path);
 }
 END_TEST
 
-struct td_kv {
-	char delay[32], p99[32];
-};
-
-static int td_describe_visit(void *arg, int depth, const char *plugin, const char *form,
-			     const struct dc_info *info, const char *key,
-			     const char *value)
-{
-	struct td_kv *kv = arg;
-
-	(void)depth;
-	(void)form;
-	(void)info;
-	if (!key || strcmp(plugin, "delay"))
-		return 0;
-	if (!strcmp(key, "delay_ms"))
-		snprintf(kv->delay, sizeof(kv->delay), "%s", value);
-	if (!strcmp(key, "p99_ms"))
-		snprintf(kv->p99, sizeof(kv->p99), "%s", value);
-	return 0;
-}
-
 START_TEST(delay_describe)
 {
 	dc_disk *d = td_open("delay:5;p99=50", NULL);
-	struct td_kv kv = { "", "" };
+	struct h_desc t;
 
-	ck_assert_int_eq(dc_describe(d, td_describe_visit, &kv), 0);
-	ck_assert_str_eq(kv.delay, "5");
-	ck_assert_str_eq(kv.p99, "50");
+	h_describe(d, "delay", &t);
+	ck_assert_pstr_eq(h_desc_get(&t, "delay_ms"), "5");
+	ck_assert_pstr_eq(h_desc_get(&t, "p99_ms"), "50");
 	dc_close(d);
 }
 END_TEST
@@ -340,7 +237,8 @@ END_TEST
 struct td_timer {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	int fired[16], nfired;
+	int fired[16];
+	unsigned nfired;
 	uint64_t at[16];
 	pthread_t thread[16];
 };
@@ -351,23 +249,17 @@ static struct td_timer tt = { .lock = PTHREAD_MUTEX_INITIALIZER,
 static void td_timer_cb(void *arg)
 {
 	pthread_mutex_lock(&tt.lock);
-	tt.at[tt.nfired] = td_now();
+	tt.at[tt.nfired] = h_now_ns();
 	tt.thread[tt.nfired] = pthread_self();
 	tt.fired[tt.nfired++] = (int)(intptr_t)arg;
 	pthread_cond_broadcast(&tt.cond);
 	pthread_mutex_unlock(&tt.lock);
 }
 
-static void td_timer_wait(int n)
+static void td_timer_wait(unsigned n)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 30;
 	pthread_mutex_lock(&tt.lock);
-	while (tt.nfired < n)
-		ck_assert_int_ne(pthread_cond_timedwait(&tt.cond, &tt.lock, &ts),
-				 ETIMEDOUT);
+	h_cond_wait_count(&tt.lock, &tt.cond, &tt.nfired, n, 30000);
 	pthread_mutex_unlock(&tt.lock);
 }
 
@@ -392,14 +284,14 @@ START_TEST(timer_order_and_thread)
 	td_timer_reset();
 	pthread_mutex_lock(&tt.lock);
 	for (int i = 0; i < N; i++) {
-		lo[i] = td_now() + (uint64_t)ms[i] * MS;
+		lo[i] = h_now_ns() + (uint64_t)ms[i] * MS;
 		ck_assert_int_eq(dc_timer_after((uint64_t)ms[i] * MS, td_timer_cb,
 						(void *)(intptr_t)i),
 				 0);
-		hi[i] = td_now() + (uint64_t)ms[i] * MS;
+		hi[i] = h_now_ns() + (uint64_t)ms[i] * MS;
 	}
 	/* Holding tt.lock: a callback run inline would have deadlocked here. */
-	ck_assert_int_eq(tt.nfired, 0);
+	ck_assert_uint_eq(tt.nfired, 0);
 	pthread_mutex_unlock(&tt.lock);
 	td_timer_wait(N);
 	for (int i = 0; i < N; i++) {
@@ -424,14 +316,14 @@ END_TEST
 /* A later, earlier deadline wakes the sleeping timer thread early. */
 START_TEST(timer_earlier_deadline_preempts)
 {
-	uint64_t t0 = td_now();
+	uint64_t t0 = h_now_ns();
 
 	td_timer_reset();
 	ck_assert_int_eq(dc_timer_after(10000 * MS, td_timer_cb, (void *)1), 0);
 	ck_assert_int_eq(dc_timer_after(5 * MS, td_timer_cb, (void *)2), 0);
 	td_timer_wait(1);
 	ck_assert_int_eq(tt.fired[0], 2);
-	ck_assert_uint_lt(td_now() - t0, 5000 * MS);
+	ck_assert_uint_lt(h_now_ns() - t0, 5000 * MS);
 }
 END_TEST
 

@@ -13,15 +13,6 @@
 #define K1 0x1111222233334444ull
 #define K2 0x5555666677778888ull
 
-static dc_disk *tp_open(const char *spec)
-{
-	dc_disk *d = NULL;
-	int rc = dc_open(spec, 0, &d);
-
-	ck_assert_msg(rc == 0, "dc_open(%s): %d %s", spec, rc, dc_last_error());
-	return d;
-}
-
 struct tp_state {
 	uint32_t generation;
 	uint32_t type;
@@ -77,7 +68,7 @@ static void tp_expect(dc_disk *d, uint32_t gen, uint32_t type, uint64_t key, int
 START_TEST(compliance_sequence)
 {
 	uint32_t type = (uint32_t)_i;
-	dc_disk *d = tp_open("prwrap:mem:1M");
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
 	uint64_t k1 = K1, k2 = K2;
 
 	EXPECT(d, 0, 0, 0);
@@ -110,7 +101,7 @@ END_TEST
 
 START_TEST(capabilities)
 {
-	dc_disk *d = tp_open("prwrap:mem:1M");
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
 	struct dc_pr_caps caps = { 0 };
 	struct dc_info info;
 
@@ -130,7 +121,7 @@ END_TEST
 
 START_TEST(register_rules)
 {
-	dc_disk *d = tp_open("prwrap:mem:1M");
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
 	uint64_t zero = 0, k1 = K1, k2 = K2;
 
 	/* Key 0 stands for "not registered": REGISTER from 0 succeeds. */
@@ -154,7 +145,7 @@ END_TEST
 
 START_TEST(ptpl)
 {
-	dc_disk *d = tp_open("prwrap:mem:1M");
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
 	uint64_t k1 = K1;
 
 	ck_assert(!tp_report(d).ptpl);
@@ -176,7 +167,7 @@ END_TEST
 
 START_TEST(reserve_rules)
 {
-	dc_disk *d = tp_open("prwrap:mem:1M");
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
 
 	/* Unregistered: conflict, whatever the key. */
 	ck_assert_int_eq(dc_pr_reserve(d, 0, DC_PR_WRITE_EXCLUSIVE),
@@ -202,7 +193,7 @@ END_TEST
 
 START_TEST(release_rules)
 {
-	dc_disk *d = tp_open("prwrap:mem:1M");
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
 
 	ck_assert_int_eq(dc_pr_release(d, 0, DC_PR_WRITE_EXCLUSIVE),
 			 DC_E_RESERVATION_CONFLICT);
@@ -225,7 +216,7 @@ END_TEST
 
 START_TEST(clear_rules)
 {
-	dc_disk *d = tp_open("prwrap:mem:1M");
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
 
 	ck_assert_int_eq(dc_pr_clear(d, 0), DC_E_RESERVATION_CONFLICT);
 	ck_assert_int_eq(dc_pr_clear(d, K1), DC_E_RESERVATION_CONFLICT);
@@ -242,7 +233,7 @@ END_TEST
 
 START_TEST(preempt_rules)
 {
-	dc_disk *d = tp_open("prwrap:mem:1M");
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
 
 	ck_assert_int_eq(dc_pr_preempt(d, 0, 0, DC_PR_WRITE_EXCLUSIVE, false),
 			 DC_E_RESERVATION_CONFLICT);
@@ -271,7 +262,7 @@ END_TEST
 
 START_TEST(report_truncation)
 {
-	dc_disk *d = tp_open("prwrap:mem:1M");
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
 	struct dc_pr_report r = { 0 };
 
 	ck_assert_int_eq(dc_pr_register(d, NULL, K1, -1), 0);
@@ -285,7 +276,7 @@ END_TEST
 /* Reservations are not enforced: I/O from anyone goes through. */
 START_TEST(io_not_enforced)
 {
-	dc_disk *d = tp_open("prwrap:mem:1M");
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
 	uint8_t *buf = h_alloc(4096), *back = h_alloc(4096);
 	int inner, outer;
 	dc_disk *m;
@@ -300,7 +291,7 @@ START_TEST(io_not_enforced)
 	ck_assert_int_eq(dc_unmap(d, 8, 8, 0), 0);
 	ck_assert_int_eq(dc_read(d, 2048, back, 512), DC_E_ILLEGAL_BLOCK);
 	/* Eject is forwarded: prwrap answers what its inner disk answers. */
-	m = tp_open("mem:1M");
+	m = h_open("mem:1M", 0);
 	inner = dc_eject(m);
 	outer = dc_eject(d);
 	ck_assert_int_eq(outer, inner);
@@ -314,7 +305,7 @@ END_TEST
 /* Each open starts from nothing; state is per disk. */
 START_TEST(state_per_disk)
 {
-	dc_disk *a = tp_open("prwrap:mem:1M"), *b = tp_open("prwrap:mem:1M");
+	dc_disk *a = h_open("prwrap:mem:1M", 0), *b = h_open("prwrap:mem:1M", 0);
 
 	ck_assert_int_eq(dc_pr_register(a, NULL, K1, -1), 0);
 	EXPECT(a, 1, 0, K1);
@@ -328,7 +319,7 @@ END_TEST
  * seen (and waited for) through prwrap. */
 START_TEST(resize_forwarded)
 {
-	dc_disk *d = tp_open("prwrap:mem:1M");
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
 	uint64_t count = 0;
 	uint8_t buf[512];
 
@@ -342,43 +333,22 @@ START_TEST(resize_forwarded)
 }
 END_TEST
 
-struct tp_kv {
-	const char *key;
-	char value[64];
-};
-
-static int tp_visit(void *arg, int depth, const char *plugin, const char *form,
-		    const struct dc_info *info, const char *key, const char *value)
-{
-	struct tp_kv *kv = arg;
-
-	(void)depth;
-	(void)form;
-	(void)info;
-	for (; kv->key; kv++)
-		if (!strcmp(plugin, "prwrap") && key && !strcmp(key, kv->key))
-			snprintf(kv->value, sizeof(kv->value), "%s", value);
-	return 0;
-}
-
 START_TEST(describe_state)
 {
-	dc_disk *d = tp_open("prwrap:mem:1M");
-	struct tp_kv kv[] = { { "registered_key", "" },
-			      { "reservation", "" },
-			      { "generation", "" },
-			      { NULL, "" } };
+	dc_disk *d = h_open("prwrap:mem:1M", 0);
+	struct h_desc t;
 
-	ck_assert_int_eq(dc_describe(d, tp_visit, kv), 0);
-	ck_assert_str_eq(kv[0].value, "none");
-	ck_assert_str_eq(kv[1].value, "none");
-	ck_assert_str_eq(kv[2].value, "0");
+	h_describe(d, "prwrap", &t);
+	ck_assert_pstr_eq(h_desc_get(&t, "registered_key"), "none");
+	ck_assert_pstr_eq(h_desc_get(&t, "reservation"), "none");
+	ck_assert_pstr_eq(h_desc_get(&t, "generation"), "0");
 	ck_assert_int_eq(dc_pr_register(d, NULL, 0xabcdef, -1), 0);
 	ck_assert_int_eq(dc_pr_reserve(d, 0xabcdef, DC_PR_WRITE_EXCLUSIVE_REG_ONLY), 0);
-	ck_assert_int_eq(dc_describe(d, tp_visit, kv), 0);
-	ck_assert_str_eq(kv[0].value, "0x0000000000abcdef");
-	ck_assert_str_eq(kv[1].value, "write-exclusive-registrants-only");
-	ck_assert_str_eq(kv[2].value, "1");
+	h_describe(d, "prwrap", &t);
+	ck_assert_pstr_eq(h_desc_get(&t, "registered_key"), "0x0000000000abcdef");
+	ck_assert_pstr_eq(h_desc_get(&t, "reservation"),
+			  "write-exclusive-registrants-only");
+	ck_assert_pstr_eq(h_desc_get(&t, "generation"), "1");
 	dc_close(d);
 }
 END_TEST

@@ -15,6 +15,7 @@
 
 #include <diskcore/diskcore.h>
 #include <diskcore/plugin.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -95,87 +96,15 @@ static void sqt_integrity(const char *path)
 
 /* --- Helpers ----------------------------------------------------------------- */
 
-static char *sqt_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *sqt_fmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
-static dc_disk *sqt_open(const char *spec, uint32_t flags)
-{
-	dc_disk *d = NULL;
-	int r = dc_open(spec, flags, &d);
-
-	ck_assert_msg(r == 0, "dc_open(%s) = %d: %s", spec, r, dc_last_error());
-	return d;
-}
-
-/* dc_open must fail with a message that contains `want`. */
-static void sqt_open_fails(const char *spec, uint32_t flags, const char *want)
-{
-	dc_disk *d = NULL;
-	int r = dc_open(spec, flags, &d);
-
-	if (r == 0)
-		dc_close(d);
-	ck_assert_msg(r < 0, "dc_open(%s) succeeded; expected an error about '%s'", spec,
-		      want);
-	ck_assert_msg(strstr(dc_last_error(), want),
-		      "dc_open(%s): message '%s' does not mention '%s'", spec,
-		      dc_last_error(), want);
-}
-
-/* Open and close `spec` in a child process (so that the caller, the test
- * runner, starts no library threads before it forks the test cases); returns
- * whether it opened, or with `want`, whether the error mentions it. */
-static bool sqt_probe(const char *spec, const char *want)
-{
-	int st = 0;
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		dc_disk *d = NULL;
-
-		if (dc_open(spec, DC_OPEN_READ_ONLY, &d) == 0) {
-			dc_close(d);
-			_exit(0);
-		}
-		_exit(want && strstr(dc_last_error(), want) ? 0 : 1);
-	}
-	if (pid < 0)
-		return false;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
-
-/* Is the sqlite plugin there? A missing database is its error, a missing
- * plugin the registry's. */
-static bool sqt_have_plugin(void)
-{
-	return sqt_probe("sql:/nonexistent/x.dbhd", "no such database");
-}
-
 /* A raw file of `size` bytes whose sector s holds h_fill(seed + s). */
 static char *sqt_base(uint64_t size, uint64_t seed)
 {
-	char *path = h_tmpfile(size, ".img");
-	uint8_t *buf = h_alloc(SS);
-	int fd = open(path, O_WRONLY);
+	uint8_t *buf = h_alloc(size);
+	char *path;
 
-	ck_assert_int_ge(fd, 0);
-	for (uint64_t s = 0; s < size / SS; s++) {
-		h_fill(buf, SS, seed + s);
-		ck_assert_int_eq(pwrite(fd, buf, SS, (off_t)(s * SS)), SS);
-	}
-	close(fd);
+	for (uint64_t s = 0; s < size / SS; s++)
+		h_fill(buf + s * SS, SS, seed + s);
+	path = h_tmpfile_data(buf, size, 0600, ".img");
 	free(buf);
 	return path;
 }
@@ -185,14 +114,11 @@ static void sqt_garble(const char *path)
 {
 	struct stat st;
 	uint8_t *buf;
-	int fd = open(path, O_WRONLY);
 
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_int_eq(stat(path, &st), 0);
 	buf = h_alloc((size_t)st.st_size);
 	memset(buf, 0xe7, (size_t)st.st_size);
-	ck_assert_int_eq(pwrite(fd, buf, (size_t)st.st_size, 0), st.st_size);
-	close(fd);
+	h_pwrite_file(path, 0, buf, (size_t)st.st_size);
 	free(buf);
 }
 
@@ -230,8 +156,8 @@ static void sqt_expect(dc_disk *d, uint64_t sector, uint64_t n, uint64_t seed)
 
 static long sqt_rows(const char *db, const char *where)
 {
-	char *q = sqt_fmt("SELECT count(*) FROM sectors%s%s;", where ? " WHERE " : "",
-			  where ? where : "");
+	char *q = h_fmt("SELECT count(*) FROM sectors%s%s;", where ? " WHERE " : "",
+			where ? where : "");
 	long n = strtol(sqt_query(db, q), NULL, 10);
 
 	free(q);
@@ -241,10 +167,7 @@ static long sqt_rows(const char *db, const char *where)
 /* A new, empty sqlite disk at `path`. */
 static void sqt_make_db(const char *path, uint64_t size)
 {
-	char *spec = sqt_fmt("sql:%s;create=%llu", path, (unsigned long long)size);
-
-	dc_close(sqt_open(spec, 0));
-	free(spec);
+	dc_close(h_openf(0, "sql:%s;create=%llu", path, (unsigned long long)size));
 }
 
 /* Conformance: a @TMP:SIZE.dbhd@ file becomes an empty sqlite disk of SIZE. */
@@ -260,7 +183,7 @@ static int sqt_prepare(const char *path, uint64_t size, void *arg)
 		return 0;
 	if (unlink(path) < 0)
 		return -errno;
-	spec = sqt_fmt("sql:%s;create=%llu", path, (unsigned long long)size);
+	spec = h_fmt("sql:%s;create=%llu", path, (unsigned long long)size);
 	r = dc_open(spec, 0, &d);
 	if (r == 0)
 		dc_close(d);
@@ -280,9 +203,8 @@ static char *sqt_cache_root(void)
 START_TEST(format_like_openvmm)
 {
 	char *db = h_tmppath(".dbhd");
-	char *spec = sqt_fmt("sql:%s;create=2M", db);
-	char *wal = sqt_fmt("%s-wal", db);
-	dc_disk *d = sqt_open(spec, 0);
+	char *wal = h_fmt("%s-wal", db);
+	dc_disk *d = h_openf(0, "sql:%s;create=2M", db);
 	struct dc_info info;
 
 	dc_get_info(d, &info);
@@ -306,7 +228,6 @@ START_TEST(format_like_openvmm)
 	ck_assert_int_ne(access(wal, F_OK), 0);
 	sqt_integrity(db);
 	free(wal);
-	free(spec);
 	free(db);
 }
 END_TEST
@@ -316,7 +237,6 @@ END_TEST
 START_TEST(format_openvmm_file)
 {
 	char *db = h_tmppath(".dbhd");
-	char *spec = sqt_fmt("sql:%s", db);
 	uint8_t *buf = h_alloc(4 * SS);
 	dc_disk *d;
 
@@ -329,7 +249,7 @@ START_TEST(format_openvmm_file)
 		      "INSERT INTO sectors VALUES "
 		      "(3, CAST(replace(hex(zeroblob(256)), '0', 'Z') AS BLOB));"
 		      "INSERT INTO sectors VALUES (4, NULL);");
-	d = sqt_open(spec, 0);
+	d = h_openf(0, "sql:%s", db);
 	ck_assert_uint_eq(dc_sector_count(d), 100);
 	memset(buf, 0xcc, 4 * SS);
 	ck_assert_int_eq(dc_read(d, 2, buf, 4 * SS), 0);
@@ -351,7 +271,6 @@ START_TEST(format_openvmm_file)
 			 "01");
 	sqt_integrity(db);
 	free(buf);
-	free(spec);
 	free(db);
 }
 END_TEST
@@ -360,21 +279,19 @@ END_TEST
 START_TEST(format_bad_row)
 {
 	char *db = h_tmppath(".dbhd");
-	char *spec = sqt_fmt("sql:%s", db);
 	uint8_t *buf = h_alloc(4 * SS);
 	dc_disk *d;
 
 	sqt_make_db(db, 64 * 1024);
 	sqt_query(db, "INSERT INTO sectors VALUES (9, zeroblob(100));"
 		      "INSERT INTO sectors VALUES (12, 42);");
-	d = sqt_open(spec, 0);
+	d = h_openf(0, "sql:%s", db);
 	ck_assert_int_eq(dc_read(d, 8, buf, SS), 0);
 	ck_assert_int_eq(dc_read(d, 8, buf, 2 * SS), DC_E_IO);
 	ck_assert_int_eq(dc_read(d, 12, buf, SS), DC_E_IO);
 	dc_close(d);
 	sqt_integrity(db);
 	free(buf);
-	free(spec);
 	free(db);
 }
 END_TEST
@@ -382,33 +299,26 @@ END_TEST
 START_TEST(format_bad_meta)
 {
 	char *db = h_tmppath(".dbhd");
-	char *spec = sqt_fmt("sql:%s", db);
 	char *junk = h_tmpfile(8192, ".dbhd");
-	char *junkspec = sqt_fmt("sql:%s", junk);
-	int fd;
 
 	sqt_make_db(db, 64 * 1024);
 	sqt_query(db, "UPDATE meta SET metadata = json('{\"sector_count\": 128}');");
-	sqt_open_fails(spec, 0, "sector_size");
+	h_open_fails(0, 0, "sector_size", "sql:%s", db);
 	sqt_query(db, "UPDATE meta SET metadata = json('{\"logically_read_only\": false, "
 		      "\"sector_count\": 128, \"sector_size\": 1000}');");
-	sqt_open_fails(spec, 0, "sector");
+	h_open_fails(0, 0, "sector", "sql:%s", db);
 	sqt_query(db, "UPDATE meta SET metadata = json('{\"logically_read_only\": false, "
 		      "\"sector_count\": 0, \"sector_size\": 512}');");
-	sqt_open_fails(spec, 0, "sector");
+	h_open_fails(0, 0, "sector", "sql:%s", db);
 	sqt_query(db, "DELETE FROM meta;");
-	sqt_open_fails(spec, 0, "meta");
+	h_open_fails(0, 0, "meta", "sql:%s", db);
 	sqt_query(db, "DROP TABLE meta;");
-	sqt_open_fails(spec, 0, "meta");
+	h_open_fails(0, 0, "meta", "sql:%s", db);
 	sqt_integrity(db);
 	/* Not a database at all. */
-	fd = open(junk, O_WRONLY);
-	ck_assert_int_eq(pwrite(fd, "not a database, just some text", 30, 0), 30);
-	close(fd);
-	sqt_open_fails(junkspec, 0, junk);
-	free(junkspec);
+	h_pwrite_file(junk, 0, "not a database, just some text", 30);
+	h_open_fails(0, 0, junk, "sql:%s", junk);
 	free(junk);
-	free(spec);
 	free(db);
 }
 END_TEST
@@ -417,7 +327,6 @@ END_TEST
 START_TEST(format_logically_read_only)
 {
 	char *db = h_tmppath(".dbhd");
-	char *spec = sqt_fmt("sql:%s", db);
 	uint8_t *buf = h_alloc(SS);
 	struct dc_info info;
 	dc_disk *d;
@@ -425,8 +334,8 @@ START_TEST(format_logically_read_only)
 	sqt_make_db(db, 64 * 1024);
 	sqt_query(db, "UPDATE meta SET metadata = json('{\"logically_read_only\": true, "
 		      "\"sector_count\": 128, \"sector_size\": 512}');");
-	sqt_open_fails(spec, 0, "");
-	d = sqt_open(spec, DC_OPEN_READ_ONLY);
+	h_open_fails(0, -EROFS, "read-only but writes reach it", "sql:%s", db);
+	d = h_openf(DC_OPEN_READ_ONLY, "sql:%s", db);
 	dc_get_info(d, &info);
 	ck_assert(info.flags & DC_INFO_READ_ONLY);
 	ck_assert_int_eq(dc_read(d, 0, buf, SS), 0);
@@ -434,7 +343,6 @@ START_TEST(format_logically_read_only)
 	dc_close(d);
 	sqt_integrity(db);
 	free(buf);
-	free(spec);
 	free(db);
 }
 END_TEST
@@ -443,25 +351,23 @@ END_TEST
 START_TEST(format_persists)
 {
 	char *db = h_tmppath(".dbhd");
-	char *spec = sqt_fmt("sql:%s", db);
 	dc_disk *d;
 
 	sqt_make_db(db, 1024 * 1024);
-	d = sqt_open(spec, 0);
+	d = h_openf(0, "sql:%s", db);
 	sqt_write(d, 100, 24, 77);
 	sqt_write(d, 2047, 1, 77);
 	uint8_t *zero = h_alloc(SS);
 	ck_assert_int_eq(dc_write(d, 0, zero, SS, DC_IO_FUA), 0);
 	free(zero);
 	dc_close(d);
-	d = sqt_open(spec, DC_OPEN_READ_ONLY);
+	d = h_openf(DC_OPEN_READ_ONLY, "sql:%s", db);
 	sqt_expect(d, 100, 24, 77);
 	sqt_expect(d, 2047, 1, 77);
 	sqt_expect(d, 124, 10, 0);
 	dc_close(d);
 	ck_assert_int_eq(sqt_rows(db, NULL), 26);
 	sqt_integrity(db);
-	free(spec);
 	free(db);
 }
 END_TEST
@@ -474,13 +380,11 @@ START_TEST(layered_diff_over_file)
 {
 	char *base = sqt_base(256 * 1024, 1000);
 	char *db = h_tmppath(".dbhd");
-	char *create = sqt_fmt("sqldiff:%s;create:file:%s", db, base);
-	char *reopen = sqt_fmt("sqldiff:%s:file:%s", db, base);
-	char *plain = sqt_fmt("file:%s", base);
+	char *create = h_fmt("sqldiff:%s;create:file:%s", db, base);
 	struct dc_info info;
 	dc_disk *d;
 
-	d = sqt_open(create, 0);
+	d = h_open(create, 0);
 	dc_get_info(d, &info);
 	ck_assert_uint_eq(info.sector_count, 512);
 	ck_assert(!(info.flags & DC_INFO_READ_ONLY));
@@ -499,20 +403,18 @@ START_TEST(layered_diff_over_file)
 	ck_assert_int_eq(sqt_rows(db, "data IS NULL"), 3);
 	ck_assert_int_eq(sqt_rows(db, "data IS NOT NULL"), 4);
 
-	d = sqt_open(plain, DC_OPEN_READ_ONLY);
+	d = h_openf(DC_OPEN_READ_ONLY, "file:%s", base);
 	sqt_expect(d, 0, 512, 1000);
 	dc_close(d);
 
-	d = sqt_open(reopen, 0);
+	d = h_openf(0, "sqldiff:%s:file:%s", db, base);
 	sqt_expect(d, 10, 4, 2000);
 	sqt_expect(d, 100, 3, 0);
 	sqt_expect(d, 200, 8, 1000);
 	dc_close(d);
 	/* ;create on an existing diff refuses rather than overwriting it. */
-	sqt_open_fails(create, 0, "already exists");
+	h_open_fails(0, 0, "already exists", "%s", create);
 	sqt_integrity(db);
-	free(plain);
-	free(reopen);
 	free(create);
 	free(db);
 	free(base);
@@ -523,19 +425,9 @@ END_TEST
 START_TEST(layered_diff_sector_size)
 {
 	char *db = h_tmppath(".dbhd");
-	char *spec = sqt_fmt("sqldiff:%s;create:mem:1M;sector=4096", db);
-	dc_disk *d = NULL;
+	dc_disk *d = h_openf(0, "sqldiff:%s;create:mem:1M;sector=4096", db);
 	uint8_t *buf = h_alloc(8192);
-	int r = dc_open(spec, 0, &d);
 
-	if (r < 0 && strstr(dc_last_error(), "sector")) {
-		/* mem: has no sector option in this build. */
-		free(buf);
-		free(spec);
-		free(db);
-		return;
-	}
-	ck_assert_msg(r == 0, "%s: %s", spec, dc_last_error());
 	ck_assert_uint_eq(dc_sector_size(d), 4096);
 	ck_assert_uint_eq(dc_sector_count(d), 256);
 	h_fill(buf, 8192, 9);
@@ -551,7 +443,6 @@ START_TEST(layered_diff_sector_size)
 			 "4096");
 	sqt_integrity(db);
 	free(buf);
-	free(spec);
 	free(db);
 }
 END_TEST
@@ -562,12 +453,12 @@ END_TEST
 START_TEST(layered_read_cache)
 {
 	char *base = sqt_base(512 * 1024, 3000);
-	char *spec = sqt_fmt("autocache:rc-%d:file:%s", (int)getpid(), base);
-	char *db = sqt_fmt("%s/rc-%d/cache.dbhd", sqt_cache_root(), (int)getpid());
+	char *spec = h_fmt("autocache:rc-%d:file:%s", (int)getpid(), base);
+	char *db = h_fmt("%s/rc-%d/cache.dbhd", sqt_cache_root(), (int)getpid());
 	struct dc_info info;
 	dc_disk *d;
 
-	d = sqt_open(spec, DC_OPEN_READ_ONLY);
+	d = h_open(spec, DC_OPEN_READ_ONLY);
 	dc_get_info(d, &info);
 	ck_assert_uint_eq(info.sector_count, 1024);
 	ck_assert(info.flags & DC_INFO_READ_ONLY);
@@ -584,7 +475,7 @@ START_TEST(layered_read_cache)
 			 "\"sector_size\":512}");
 
 	sqt_garble(base);
-	d = sqt_open(spec, DC_OPEN_READ_ONLY);
+	d = h_open(spec, DC_OPEN_READ_ONLY);
 	sqt_expect(d, 0, 64, 3000);
 	sqt_expect(d, 500, 3, 3000);
 	sqt_expect(d, 600, 16, 3000);
@@ -597,15 +488,13 @@ START_TEST(layered_read_cache)
 	free(buf);
 
 	/* A writable disk needs a layer above the read-only cache. */
-	sqt_open_fails(spec, 0, "");
-	char *over = sqt_fmt("memdiff:%s", spec);
-	d = sqt_open(over, 0);
+	h_open_fails(0, -EROFS, "read-only but writes reach it", "%s", spec);
+	d = h_openf(0, "memdiff:%s", spec);
 	sqt_write(d, 0, 1, 4000);
 	sqt_expect(d, 0, 1, 4000);
 	sqt_expect(d, 1, 63, 3000);
 	dc_close(d);
 	sqt_integrity(db);
-	free(over);
 	free(db);
 	free(spec);
 	free(base);
@@ -617,14 +506,13 @@ START_TEST(layered_cache_size_mismatch)
 {
 	char *small = sqt_base(64 * 1024, 1);
 	char *big = sqt_base(128 * 1024, 1);
-	char *a = sqt_fmt("autocache:mm-%d:file:%s", (int)getpid(), small);
-	char *b = sqt_fmt("autocache:mm-%d:file:%s", (int)getpid(), big);
 
-	dc_close(sqt_open(a, DC_OPEN_READ_ONLY));
-	sqt_open_fails(b, DC_OPEN_READ_ONLY, "belongs to another disk");
-	dc_close(sqt_open(a, DC_OPEN_READ_ONLY));
-	free(b);
-	free(a);
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "autocache:mm-%d:file:%s", (int)getpid(),
+			 small));
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "belongs to another disk",
+		     "autocache:mm-%d:file:%s", (int)getpid(), big);
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "autocache:mm-%d:file:%s", (int)getpid(),
+			 small));
 	free(big);
 	free(small);
 }
@@ -657,13 +545,27 @@ static int sqt_racer(const char *spec, int go, int i)
 	return 0;
 }
 
+/* dir holds the cache database (and its -wal, -shm) and nothing else. */
+static void sqt_only_cache_in(const char *dir)
+{
+	DIR *dh = opendir(dir);
+	struct dirent *e;
+
+	ck_assert_msg(dh, "%s: %s", dir, strerror(errno));
+	while ((e = readdir(dh)))
+		ck_assert_msg(!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+				      !strncmp(e->d_name, "cache.dbhd", 10),
+			      "%s holds more than the cache: %s", dir, e->d_name);
+	closedir(dh);
+}
+
 START_TEST(layered_cache_race)
 {
 	char *base = sqt_base(256 * 1024, 5000);
-	char *key = sqt_fmt("race-%d", (int)getpid());
-	char *spec = sqt_fmt("autocache:%s:file:%s", key, base);
-	char *dir = sqt_fmt("%s/%s", sqt_cache_root(), key);
-	char *db = sqt_fmt("%s/cache.dbhd", dir);
+	char *key = h_fmt("race-%d", (int)getpid());
+	char *spec = h_fmt("autocache:%s:file:%s", key, base);
+	char *dir = h_fmt("%s/%s", sqt_cache_root(), key);
+	char *db = h_fmt("%s/cache.dbhd", dir);
 	pid_t pids[SQT_RACERS];
 	int go[2];
 
@@ -696,13 +598,11 @@ START_TEST(layered_cache_race)
 	 * it (the base below is garbage by then); no temporary leftovers. */
 	ck_assert_int_eq(sqt_rows(db, NULL), SQT_RACERS * 64);
 	sqt_garble(base);
-	dc_disk *d = sqt_open(spec, DC_OPEN_READ_ONLY);
+	dc_disk *d = h_open(spec, DC_OPEN_READ_ONLY);
 	sqt_expect(d, 0, SQT_RACERS * 64, 5000);
 	dc_close(d);
-	char *ls = sqt_fmt("ls -A %s | grep -v '^cache.dbhd' | grep -q .", dir);
-	ck_assert_msg(system(ls) != 0, "%s holds more than the cache", dir);
+	sqt_only_cache_in(dir);
 	sqt_integrity(db);
-	free(ls);
 	free(db);
 	free(dir);
 	free(spec);
@@ -714,43 +614,35 @@ END_TEST
 /* An empty key names the cache by the disk id of the disk below. */
 START_TEST(layered_cache_disk_id_key)
 {
-	char *vhd = h_tmppath(".vhd");
-	char *cmd = sqt_fmt("qemu-img create -q -f vpc -o subformat=fixed,force_size=on "
-			    "%s 1M >/dev/null 2>&1",
-			    vhd);
-	char *plain = sqt_fmt("vhd1:%s", vhd);
-	char *spec = sqt_fmt("autocache::vhd1:%s", vhd);
-	char hex[33], *db;
+	static const uint8_t uid[16] = { 0x5a, 1, 2,  3,  4,  5,  6,  7,
+					 8,    9, 10, 11, 12, 13, 14, 15 };
+	uint8_t *img = h_alloc(1024 * 1024 + 512);
+	char hex[33], *vhd, *db;
 	struct dc_info info;
-	dc_disk *d = NULL;
+	dc_disk *d;
 
-	if (system(cmd) != 0 || dc_open(plain, DC_OPEN_READ_ONLY, &d) < 0) {
-		fprintf(stderr,
-			"note: no qemu-img or vhd1 plugin; disk-id key not tested\n");
-		goto out;
-	}
+	/* A fixed VHD: 1 MiB of zeroes and a footer with a unique id. */
+	h_vhd_footer(img + 1024 * 1024, 1024 * 1024, 2, uid);
+	vhd = h_tmpfile_data(img, 1024 * 1024 + 512, 0600, ".vhd");
+	d = h_openf(DC_OPEN_READ_ONLY, "vhd1:%s", vhd);
 	dc_get_info(d, &info);
 	dc_close(d);
 	ck_assert(info.flags & DC_INFO_HAS_DISK_ID);
+	ck_assert(memcmp(info.disk_id, uid, 16) == 0);
 	for (int i = 0; i < 16; i++)
 		snprintf(hex + 2 * i, 3, "%02x", info.disk_id[i]);
-	d = sqt_open(spec, DC_OPEN_READ_ONLY);
+	d = h_openf(DC_OPEN_READ_ONLY, "autocache::vhd1:%s", vhd);
 	sqt_expect(d, 0, 8, 0);
 	dc_close(d);
-	db = sqt_fmt("%s/%s/cache.dbhd", sqt_cache_root(), hex);
+	db = h_fmt("%s/%s/cache.dbhd", sqt_cache_root(), hex);
 	ck_assert_msg(access(db, F_OK) == 0, "no cache at %s", db);
 	ck_assert_int_eq(sqt_rows(db, NULL), 8);
 	sqt_integrity(db);
-	free(db);
 	/* A disk without an id needs a key. */
-	free(spec);
-	spec = sqt_fmt("autocache::mem:1M");
-	sqt_open_fails(spec, DC_OPEN_READ_ONLY, "key");
-out:
-	free(spec);
-	free(plain);
-	free(cmd);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "key", "autocache::mem:1M");
+	free(db);
 	free(vhd);
+	free(img);
 }
 END_TEST
 
@@ -760,18 +652,17 @@ START_TEST(layered_cache_env)
 {
 	char *base = sqt_base(64 * 1024, 1);
 	char *root = h_tmpsubdir();
-	char *spec = sqt_fmt("autocache:env:file:%s", base);
-	char *db = sqt_fmt("%s/env/cache.dbhd", root);
+	char *db = h_fmt("%s/env/cache.dbhd", root);
 
 	unsetenv("DISKCORE_AUTO_CACHE_PATH");
 	unsetenv("OPENVMM_AUTO_CACHE_PATH");
-	sqt_open_fails(spec, DC_OPEN_READ_ONLY, "DISKCORE_AUTO_CACHE_PATH");
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "DISKCORE_AUTO_CACHE_PATH",
+		     "autocache:env:file:%s", base);
 	setenv("OPENVMM_AUTO_CACHE_PATH", root, 1);
-	dc_close(sqt_open(spec, DC_OPEN_READ_ONLY));
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "autocache:env:file:%s", base));
 	ck_assert_msg(access(db, F_OK) == 0, "no cache at %s", db);
 	sqt_integrity(db);
 	free(db);
-	free(spec);
 	free(root);
 	free(base);
 }
@@ -780,13 +671,11 @@ END_TEST
 START_TEST(layered_cache_bad_key)
 {
 	char *base = sqt_base(64 * 1024, 1);
-	char *a = sqt_fmt("autocache:a/b:file:%s", base);
-	char *b = sqt_fmt("autocache:..:file:%s", base);
+	char *b = h_fmt("autocache:..:file:%s", base);
 
-	sqt_open_fails(a, DC_OPEN_READ_ONLY, "key");
-	sqt_open_fails(b, DC_OPEN_READ_ONLY, "key");
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "key", "autocache:a/b:file:%s", base);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "key", "%s", b);
 	free(b);
-	free(a);
 	free(base);
 }
 END_TEST
@@ -796,42 +685,32 @@ END_TEST
 START_TEST(spec_sql)
 {
 	char *db = h_tmppath(".sqlite");
-	char *create = sqt_fmt("sql:%s;create=2G", db);
-	char *open = sqt_fmt("sql:%s", db);
-	char *direct = sqt_fmt("sql:%s;direct", db);
-	char *empty = sqt_fmt("sql:%s;create=", db);
-	char *odd = sqt_fmt("sql:%s;create=1000", db);
-	char *missing = sqt_fmt("sql:%s.none", db);
+	char *create = h_fmt("sql:%s;create=2G", db);
+	char *direct = h_fmt("sql:%s;direct", db);
 	dc_disk *d;
 
-	sqt_open_fails(direct, 0, "direct");
-	sqt_open_fails(empty, 0, "create");
-	sqt_open_fails(odd, 0, "512");
-	sqt_open_fails(missing, 0, "no such");
-	sqt_open_fails("sql:", 0, "");
-	sqt_open_fails("sqlite:", 0, "sqlite");
-	d = sqt_open(create, 0);
+	h_open_fails(0, 0, "direct", "%s", direct);
+	h_open_fails(0, 0, "create", "sql:%s;create=", db);
+	h_open_fails(0, 0, "512", "sql:%s;create=1000", db);
+	h_open_fails(0, 0, "no such", "sql:%s.none", db);
+	h_open_fails(0, 0, "sql: missing path", "sql:");
+	h_open_fails(0, 0, "invalid disk kind 'sqlite'", "sqlite:");
+	d = h_open(create, 0);
 	ck_assert_uint_eq(dc_sector_count(d), UINT64_C(2) << 30 >> 9);
 	dc_close(d);
-	sqt_open_fails(create, 0, "already exists");
-	d = sqt_open(open, 0);
+	h_open_fails(0, 0, "already exists", "%s", create);
+	d = h_openf(0, "sql:%s", db);
 	ck_assert_uint_eq(dc_sector_count(d), UINT64_C(2) << 30 >> 9);
 	dc_close(d);
 	/* create makes the file even for a read-only disk (under memdiff:, say). */
-	char *ro = sqt_fmt("sql:%s.ro;create=1M", db);
-	d = sqt_open(ro, DC_OPEN_READ_ONLY);
+	d = h_openf(DC_OPEN_READ_ONLY, "sql:%s.ro;create=1M", db);
 	ck_assert_uint_eq(dc_sector_count(d), 2048);
 	uint8_t *zero = h_alloc(SS);
 	ck_assert_int_eq(dc_write(d, 0, zero, SS, 0), DC_E_READ_ONLY);
 	free(zero);
 	dc_close(d);
-	free(ro);
 	sqt_integrity(db);
-	free(missing);
-	free(odd);
-	free(empty);
 	free(direct);
-	free(open);
 	free(create);
 	free(db);
 }
@@ -841,28 +720,20 @@ START_TEST(spec_sqldiff)
 {
 	char *base = sqt_base(64 * 1024, 1);
 	char *db = h_tmppath(".sqlite");
-	char *create = sqt_fmt("sqldiff:%s;create:file:%s", db, base);
-	char *open = sqt_fmt("sqldiff:%s:file:%s", db, base);
-	char *noinner = sqt_fmt("sqldiff:%s", db);
-	char *value = sqt_fmt("sqldiff:%s;create=1M:file:%s", db, base);
-	char *bogus = sqt_fmt("sqldiff:%s;direct:file:%s", db, base);
+	char *create = h_fmt("sqldiff:%s;create:file:%s", db, base);
 	dc_disk *d;
 
-	sqt_open_fails(open, 0, "no such");
-	sqt_open_fails(noinner, 0, "inner");
-	sqt_open_fails(value, 0, "create");
-	sqt_open_fails(bogus, 0, "direct");
-	d = sqt_open(create, 0);
+	h_open_fails(0, 0, "no such", "sqldiff:%s:file:%s", db, base);
+	h_open_fails(0, 0, "inner", "sqldiff:%s", db);
+	h_open_fails(0, 0, "create", "sqldiff:%s;create=1M:file:%s", db, base);
+	h_open_fails(0, 0, "direct", "sqldiff:%s;direct:file:%s", db, base);
+	d = h_open(create, 0);
 	ck_assert_uint_eq(dc_sector_count(d), 128);
 	dc_close(d);
-	d = sqt_open(open, 0);
+	d = h_openf(0, "sqldiff:%s:file:%s", db, base);
 	ck_assert_uint_eq(dc_sector_count(d), 128);
 	dc_close(d);
 	sqt_integrity(db);
-	free(bogus);
-	free(value);
-	free(noinner);
-	free(open);
 	free(create);
 	free(db);
 	free(base);
@@ -872,24 +743,22 @@ END_TEST
 START_TEST(spec_autocache)
 {
 	char *base = sqt_base(64 * 1024, 1);
-	char *key = sqt_fmt("autocache:mykey-%d:file:%s", (int)getpid(), base);
-	char *nokey = sqt_fmt("autocache::file:%s", base);
-	char *db = sqt_fmt("%s/mykey-%d/cache.dbhd", sqt_cache_root(), (int)getpid());
+	char *key = h_fmt("autocache:mykey-%d:file:%s", (int)getpid(), base);
+	char *db = h_fmt("%s/mykey-%d/cache.dbhd", sqt_cache_root(), (int)getpid());
 	dc_disk *d;
 
-	d = sqt_open(key, DC_OPEN_READ_ONLY);
+	d = h_open(key, DC_OPEN_READ_ONLY);
 	ck_assert_uint_eq(dc_sector_count(d), 128);
 	dc_close(d);
 	ck_assert_msg(access(db, F_OK) == 0, "no cache at %s", db);
 	/* A file has no disk id, so an empty key cannot name its cache. */
-	sqt_open_fails(nokey, DC_OPEN_READ_ONLY, "disk id");
-	sqt_open_fails("autocache:k", DC_OPEN_READ_ONLY, "inner");
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "disk id", "autocache::file:%s", base);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "inner", "%s", "autocache:k");
 	unsetenv("DISKCORE_AUTO_CACHE_PATH");
 	unsetenv("OPENVMM_AUTO_CACHE_PATH");
-	sqt_open_fails(key, DC_OPEN_READ_ONLY, "AUTO_CACHE_PATH");
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "AUTO_CACHE_PATH", "%s", key);
 	sqt_integrity(db);
 	free(db);
-	free(nokey);
 	free(key);
 	free(base);
 }
@@ -948,13 +817,12 @@ static void *sqt_conc_reader(void *arg)
 START_TEST(concurrent_reads_see_whole_writes)
 {
 	char *db = h_tmppath(".dbhd");
-	char *spec = sqt_fmt("sql:%s", db);
 	struct sqt_conc c = { 0 };
 	pthread_t th[3];
 	uint8_t *buf = h_alloc(SQT_BLOCK * SS);
 
 	sqt_make_db(db, 64 * 1024);
-	c.disk = sqt_open(spec, 0);
+	c.disk = h_openf(0, "sql:%s", db);
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(pthread_create(&th[i], NULL, sqt_conc_reader, &c), 0);
 	for (uint64_t g = 1; g <= SQT_GENS; g++) {
@@ -975,7 +843,6 @@ START_TEST(concurrent_reads_see_whole_writes)
 	sqt_integrity(db);
 	free(want);
 	free(buf);
-	free(spec);
 	free(db);
 }
 END_TEST
@@ -1019,14 +886,13 @@ static void *sqt_writer_thread(void *arg)
 START_TEST(concurrent_writers_and_checkpoints)
 {
 	char *db = h_tmppath(".dbhd");
-	char *spec = sqt_fmt("sql:%s", db);
-	char *wal = sqt_fmt("%s-wal", db);
+	char *wal = h_fmt("%s-wal", db);
 	struct sqt_writer w[SQT_WRITERS];
 	pthread_t th[SQT_WRITERS];
 	dc_disk *d;
 
 	sqt_make_db(db, SQT_BLOCKS * 8 * SS);
-	d = sqt_open(spec, 0);
+	d = h_openf(0, "sql:%s", db);
 	for (int t = 0; t < SQT_WRITERS; t++) {
 		w[t] = (struct sqt_writer){ .disk = d, .t = t };
 		ck_assert_int_eq(pthread_create(&th[t], NULL, sqt_writer_thread, &w[t]),
@@ -1040,13 +906,12 @@ START_TEST(concurrent_writers_and_checkpoints)
 	sqt_expect(d, 0, SQT_BLOCKS * 8, (uint64_t)SQT_PASSES * 100000);
 	dc_close(d);
 	ck_assert_msg(access(wal, F_OK) != 0, "%s remains after close", wal);
-	d = sqt_open(spec, DC_OPEN_READ_ONLY);
+	d = h_openf(DC_OPEN_READ_ONLY, "sql:%s", db);
 	sqt_expect(d, 0, SQT_BLOCKS * 8, (uint64_t)SQT_PASSES * 100000);
 	dc_close(d);
 	ck_assert_int_eq(sqt_rows(db, NULL), SQT_BLOCKS * 8);
 	sqt_integrity(db);
 	free(wal);
-	free(spec);
 	free(db);
 }
 END_TEST
@@ -1056,13 +921,12 @@ END_TEST
 START_TEST(snapshot_released_when_idle)
 {
 	char *db = h_tmppath(".dbhd");
-	char *spec = sqt_fmt("sql:%s", db);
 	uint64_t deadline;
 	const char *last;
 	dc_disk *d;
 
 	sqt_make_db(db, 64 * 1024);
-	d = sqt_open(spec, 0);
+	d = h_openf(0, "sql:%s", db);
 	sqt_write(d, 0, 16, 5);
 	sqt_expect(d, 0, 16, 5);
 	sqt_expect(d, 8, 8, 5);
@@ -1084,7 +948,6 @@ START_TEST(snapshot_released_when_idle)
 	sqt_expect(d, 100, 1, 6);
 	dc_close(d);
 	sqt_integrity(db);
-	free(spec);
 	free(db);
 }
 END_TEST
@@ -1143,18 +1006,10 @@ struct cr_tag {
 	uint64_t seq;
 };
 
-static uint64_t cr_mix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 /* Operation `seq` (from 1) of iteration `iter`: a pure function of both. */
 static struct cr_op cr_op(uint32_t iter, uint64_t seq)
 {
-	uint64_t r = cr_mix(((uint64_t)iter << 40) ^ seq);
+	uint64_t r = h_mix64(((uint64_t)iter << 40) ^ seq);
 	struct cr_op op;
 
 	op.unmap = (r & 15) == 0;
@@ -1165,7 +1020,7 @@ static struct cr_op cr_op(uint32_t iter, uint64_t seq)
 
 static uint64_t cr_seed(uint32_t iter, uint64_t seq, uint64_t sector)
 {
-	return cr_mix(((uint64_t)iter << 48) ^ (seq << 16) ^ sector);
+	return h_mix64(((uint64_t)iter << 48) ^ (seq << 16) ^ sector);
 }
 
 static void cr_fill(uint8_t *p, uint32_t iter, uint64_t seq, uint64_t sector)
@@ -1200,9 +1055,9 @@ static bool cr_decode(const uint8_t *p, uint64_t sector, struct cr_tag *t)
 
 static int cr_init(const char *db)
 {
-	char *spec = sqt_fmt("sql:%s;create=%d", db, CR_SECTORS * SS);
+	char *spec = h_fmt("sql:%s;create=%d", db, CR_SECTORS * SS);
 	dc_disk *d = NULL;
-	if (!sqt_have_plugin())
+	if (!h_have_plugin("sqlite"))
 		return H_SKIP;
 	if (dc_open(spec, 0, &d) < 0) {
 		fprintf(stderr, "crash-init: %s\n", dc_last_error());
@@ -1220,7 +1075,7 @@ static void *cr_killer(void *arg)
 
 	(void)arg;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ns = cr_mix((uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32)) % 150000000;
+	ns = h_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32)) % 150000000;
 	ts.tv_sec = (time_t)(ns / 1000000000);
 	ts.tv_nsec = (long)(ns % 1000000000);
 	nanosleep(&ts, NULL);
@@ -1231,7 +1086,7 @@ static void *cr_killer(void *arg)
 /* Write, unmap and flush until killed; after each flush, log how far it got. */
 static int cr_writer(const char *db, const char *log, uint32_t iter)
 {
-	char *spec = sqt_fmt("sql:%s", db);
+	char *spec = h_fmt("sql:%s", db);
 	uint8_t *buf = h_alloc(16 * SS);
 	pthread_t killer;
 	dc_disk *d = NULL;
@@ -1303,7 +1158,7 @@ static int cr_verify(const char *db, const char *log, const char *statefile,
 {
 	struct cr_tag *base = calloc(CR_SECTORS, sizeof(*base));
 	struct cr_tag *got = calloc(CR_SECTORS, sizeof(*got));
-	char *spec = sqt_fmt("sql:%s", db);
+	char *spec = h_fmt("sql:%s", db);
 	uint8_t *buf = h_alloc(CR_SECTORS * SS);
 	uint64_t flushed = 0, first = 0, ndiff;
 	struct cr_tag t;
@@ -1375,10 +1230,7 @@ static int cr_verify(const char *db, const char *log, const char *statefile,
 
 static double bench_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)h_now_ns() / 1e9;
 }
 
 /* 4 KiB requests at random 4 KiB offsets below `span` sectors, `qd` in flight on
@@ -1417,7 +1269,7 @@ static double bench_run(const char *spec, uint32_t flags, bool write, uint64_t s
 
 			/* Slot i is free when fewer than qd are in flight: use a ring. */
 			slot = (int)((done + (uint64_t)inflight) % (uint64_t)qd);
-			rng = cr_mix(rng);
+			rng = h_mix64(rng);
 			struct dc_io io = {
 				.op = write ? DC_OP_WRITE : DC_OP_READ,
 				.sector = (rng % (span / 8)) * 8,
@@ -1470,10 +1322,10 @@ static int bench_cmp(const void *a, const void *b)
 
 static int bench_main(const char *dir, uint64_t mib)
 {
-	char *base = sqt_fmt("%s/bench-base.img", dir);
-	char *cachedir = sqt_fmt("%s/bench-cache", dir);
-	char *file = sqt_fmt("file:%s", base);
-	char *cache = sqt_fmt("autocache:bench:file:%s", base);
+	char *base = h_fmt("%s/bench-base.img", dir);
+	char *cachedir = h_fmt("%s/bench-cache", dir);
+	char *file = h_fmt("file:%s", base);
+	char *cache = h_fmt("autocache:bench:file:%s", base);
 	uint64_t span = mib << 11;
 	uint8_t *chunk = h_alloc(1 << 20);
 	dc_disk *d = NULL;
@@ -1508,9 +1360,8 @@ static int bench_main(const char *dir, uint64_t mib)
 				   "randread of cached sectors, autocache vs file",
 			       qd);
 			for (int rep = 0; rep < BENCH_REPS; rep++) {
-				char *db = sqt_fmt("%s/bench-w.dbhd", dir);
-				char *diff =
-					sqt_fmt("sqldiff:%s;create:file:%s", db, base);
+				char *db = h_fmt("%s/bench-w.dbhd", dir);
+				char *diff = h_fmt("sqldiff:%s;create:file:%s", db, base);
 				uint32_t fl = w ? 0 : DC_OPEN_READ_ONLY;
 				double a = bench_run(file, fl, w, span, qd, 3);
 				double b =
@@ -1536,8 +1387,6 @@ static int bench_main(const char *dir, uint64_t mib)
 }
 
 /* --- Main ------------------------------------------------------------------------- */
-
-static bool sqt_form_has_option(const char *form, const char *option);
 
 int main(int argc, char **argv)
 {
@@ -1578,12 +1427,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	if (!sqt_have_plugin())
-		h_skip("the sqlite plugin is not built (meson -Dsqlite=enabled, libsqlite3-dev)");
+	if (!h_have_plugin("sqlite"))
+		h_skip("the sqlite plugin is not built "
+		       "(meson -Dsqlite=enabled, libsqlite3-dev)");
 	if (sqt_shell(":memory:", "SELECT 1;", out, sizeof(out)) != 0)
-		h_skip("the sqlite3 shell is needed as the oracle (apt-get install sqlite3)");
+		h_skip("the sqlite3 shell is needed as the oracle "
+		       "(apt-get install sqlite3)");
 	/* Every autocache case shares one cache root inside the test directory. */
-	char *root = sqt_fmt("%s/autocache", h_tmpdir());
+	char *root = h_fmt("%s/autocache", h_tmpdir());
 	mkdir(root, 0700);
 	setenv("DISKCORE_AUTO_CACHE_PATH", root, 1);
 	unsetenv("OPENVMM_AUTO_CACHE_PATH");
@@ -1601,9 +1452,8 @@ int main(int argc, char **argv)
 	/* Caches are keyed per case; what lies below is always a fresh zero file. */
 	conformance_add_opts(s, "autocache-ro", "autocache:conf-ro:file:@TMP@", &ro);
 	conformance_add(s, "memdiff-autocache-file", "memdiff:autocache:conf:file:@TMP@");
-	if (sqt_form_has_option("mem", "sector"))
-		conformance_add(s, "sqldiff-mem-4k",
-				"sqldiff:@NEW.dbhd@;create:mem:1M;sector=4096");
+	conformance_add(s, "sqldiff-mem-4k",
+			"sqldiff:@NEW.dbhd@;create:mem:1M;sector=4096");
 
 	tc = tcase_create("format");
 	tcase_add_test(tc, format_like_openvmm);
@@ -1642,15 +1492,4 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, all_databases_intact);
 	suite_add_tcase(s, tc);
 	return h_run(s);
-}
-
-/* Does mem: take ;sector=? Asked of the spec parser, so only the plugins a
- * spec names get loaded. */
-static bool sqt_form_has_option(const char *form, const char *option)
-{
-	char *spec = sqt_fmt("%s:1M;%s=4096", form, option);
-	bool ok = sqt_probe(spec, NULL);
-
-	free(spec);
-	return ok;
 }
