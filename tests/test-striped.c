@@ -511,6 +511,12 @@ START_TEST(member_error_is_io)
 	ck_assert_int_eq(dc_read(d, 0, buf, 4096), 0);
 	ck_assert_int_eq(dc_read(d, 16, buf, 4096), 0);
 	ck_assert_int_eq(dc_read(d, 8, buf, 4096), DC_E_IO);
+	/* A request within one chunk keeps the member's errno as its detail too. */
+	iov.iov_len = 4096;
+	io.sector = 8;
+	detail = 0;
+	ck_assert_int_eq(dc_execute(d, &io, &detail), DC_E_IO);
+	ck_assert_int_ne(detail, 0);
 	dc_close(d);
 	free(buf);
 	free(spec);

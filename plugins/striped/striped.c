@@ -4,9 +4,10 @@
  * Global chunk i lives on member i % n at member chunk i / n. A read or write
  * becomes one child request per chunk piece, all issued at once; the request
  * completes when every piece has, never earlier, with the first failing piece
- * (in disk order) reported as an I/O error. Flush and eject go to every member;
- * unmap sends each member one range, since the chunks a request covers on one
- * member are consecutive there. */
+ * (in disk order) reported as an I/O error. A request within one chunk (most
+ * small I/O) skips the fan-out bookkeeping: its one piece finishes it. Flush
+ * and eject go to every member; unmap sends each member one range, since the
+ * chunks a request covers on one member are consecutive there. */
 #include <diskcore/plugin.h>
 
 #include <stdatomic.h>
@@ -87,28 +88,49 @@ static unsigned striped_member_of(const struct striped_disk *d, const struct dc_
 	return 0;
 }
 
+/* The error of a read or write piece: every lower error is an I/O error here
+ * (reference §2.7); the lower errno, or its class, stays as the detail. Returns
+ * the piece's global chunk, its position in disk order. */
+static uint64_t striped_piece_error(struct striped_disk *d, struct dc_req *req,
+				    struct dc_req *child, int *detail)
+{
+	unsigned m = striped_member_of(d, child->node);
+
+	*detail = child->result == DC_E_IO && child->detail ? child->detail :
+							      -child->result;
+	dc_debug("striped: error in member %u (%s at member sector %llu): %s, detail %d",
+		 m, req->op == DC_OP_READ ? "read" : "write",
+		 (unsigned long long)child->sector, dc_strerror(child->result),
+		 child->detail);
+	return child->sector / d->per_chunk * d->n + m;
+}
+
 static void striped_rw_done(struct dc_req *req, struct dc_req *child)
 {
 	struct striped_ctx *c = req->ctx;
-	struct striped_disk *d = c->d;
 
 	if (child->result) {
-		unsigned m = striped_member_of(d, child->node);
-		uint64_t chunk = child->sector / d->per_chunk * d->n + m;
-		int detail = child->result == DC_E_IO && child->detail ? child->detail :
-									 -child->result;
+		int detail;
+		uint64_t chunk = striped_piece_error(c->d, req, child, &detail);
 
-		dc_debug("striped: error in member %u (%s at member sector %llu): %s, "
-			 "detail %d",
-			 m, req->op == DC_OP_READ ? "read" : "write",
-			 (unsigned long long)child->sector, dc_strerror(child->result),
-			 child->detail);
-		/* Every lower error is an I/O error here (reference §2.7); the
-		 * lower errno, or its class, stays as the detail. */
 		striped_fail(req, chunk, DC_E_IO, detail);
 	}
 	dc_child_free(req, child);
 	striped_put(req);
+}
+
+/* A request within one chunk has one piece: it completes with that piece. */
+static void striped_one_done(struct dc_req *req, struct dc_req *child)
+{
+	struct striped_ctx *c = req->ctx;
+	int result = child->result, detail = 0;
+
+	if (result) {
+		striped_piece_error(c->d, req, child, &detail);
+		result = DC_E_IO;
+	}
+	dc_child_free(req, child);
+	dc_complete_detail(req, result, detail);
 }
 
 static void striped_fan_done(struct dc_req *req, struct dc_req *child)
@@ -156,19 +178,36 @@ static void striped_rw(struct striped_disk *d, struct dc_req *req)
 {
 	uint64_t sector = req->sector, end = req->sector + req->count;
 	size_t ss = d->sector_size;
-	struct dc_buf rest = req->buf;
+	uint64_t first = sector / d->per_chunk, in = sector % d->per_chunk;
+	struct dc_buf rest;
 
+	if (in + req->count <= d->per_chunk) {
+		/* The common small request: no fan-out to count, no buffer to
+		 * split (the child starts as a copy of req). */
+		struct striped_ctx *c = req->ctx;
+		struct dc_req *child = dc_child_req(req, first % d->n);
+
+		if (!child) {
+			dc_complete_detail(req, DC_E_IO, ENOMEM);
+			return;
+		}
+		c->d = d;
+		child->sector = first / d->n * d->per_chunk + in;
+		dc_child_submit(req, child, striped_one_done);
+		return;
+	}
 	striped_begin(d, req);
+	rest = req->buf;
 	while (sector < end) {
-		uint64_t chunk = sector / d->per_chunk, in = sector % d->per_chunk;
-		uint64_t n = d->per_chunk - in;
+		uint64_t chunk = sector / d->per_chunk, off = sector % d->per_chunk;
+		uint64_t n = d->per_chunk - off;
 		struct dc_buf piece;
 
 		if (n > end - sector)
 			n = end - sector;
 		piece = dc_buf_sub(&rest, 0, n * ss);
 		rest = dc_buf_sub(&rest, n * ss, rest.len - n * ss);
-		striped_issue(req, chunk % d->n, chunk / d->n * d->per_chunk + in, n,
+		striped_issue(req, chunk % d->n, chunk / d->n * d->per_chunk + off, n,
 			      &piece, striped_rw_done, chunk);
 		sector += n;
 	}
