@@ -3,7 +3,9 @@
  * iovec array: a child request sees a byte range of its parent's buffers. */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Find the segment holding byte `off` of the view; *in is the offset within it. */
 static int buf_seek(const struct dc_buf *b, size_t off, size_t *in)
@@ -117,6 +119,83 @@ DC_EXPORT bool dc_buf_aligned(const struct dc_buf *b, size_t align)
 			ok = false;
 	});
 	return ok;
+}
+
+/* Segments passed to the kernel from the stack; a longer view is bounced. */
+#define BUF_MAX_IOV 256
+
+/* preadv/pwritev2 until iov is done, the file ends (a zero count) or an error
+ * other than EINTR: block devices, signals and RLIMIT_FSIZE cut transfers
+ * anywhere. Returns the bytes moved or -errno. */
+static ssize_t buf_rw_iov(int fd, struct iovec *iov, int cnt, uint64_t off, bool write,
+			  int rwflags)
+{
+	size_t done = 0;
+
+	while (cnt > 0) {
+		ssize_t n = write ? pwritev2(fd, iov, cnt, (off_t)off, rwflags) :
+				    preadv(fd, iov, cnt, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		off += (uint64_t)n;
+		done += (size_t)n;
+		while (cnt > 0 && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return (ssize_t)done;
+}
+
+static ssize_t buf_rw(int fd, const struct dc_buf *b, uint64_t off, size_t align,
+		      bool write, int rwflags)
+{
+	struct iovec iov[BUF_MAX_IOV];
+	void *bounce;
+	ssize_t n;
+	int cnt = -E2BIG;
+
+	if (b->len == 0)
+		return 0;
+	if (align <= 1 || dc_buf_aligned(b, align))
+		cnt = dc_buf_iov(b, iov, BUF_MAX_IOV);
+	if (cnt >= 0)
+		return buf_rw_iov(fd, iov, cnt, off, write, rwflags);
+
+	/* Too many segments, or unaligned for O_DIRECT: one aligned buffer. */
+	if (posix_memalign(&bounce, align > 4096 ? align : 4096, b->len))
+		return -ENOMEM;
+	if (write)
+		dc_buf_copy_from(b, 0, bounce, b->len);
+	iov[0].iov_base = bounce;
+	iov[0].iov_len = b->len;
+	n = buf_rw_iov(fd, iov, 1, off, write, rwflags);
+	if (!write && n > 0)
+		dc_buf_copy_to(b, 0, bounce, (size_t)n);
+	free(bounce);
+	return n;
+}
+
+DC_EXPORT ssize_t dc_buf_pread(int fd, const struct dc_buf *b, uint64_t off, size_t align)
+{
+	return buf_rw(fd, b, off, align, false, 0);
+}
+
+DC_EXPORT ssize_t dc_buf_pwrite(int fd, const struct dc_buf *b, uint64_t off,
+				size_t align, int rwflags)
+{
+	return buf_rw(fd, b, off, align, true, rwflags);
 }
 
 DC_EXPORT void dc_marker_set(struct dc_marker *m, uint64_t sector, uint64_t count)

@@ -4,13 +4,13 @@
  * and broken here by code independent of the plugin's. */
 #include "conformance.h"
 #include "harness.h"
+#include "vhdtest.h"
 
 #include <diskcore/plugin.h>
 
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,57 +23,9 @@
 
 /* --- Helpers ------------------------------------------------------------------ */
 
-/* Create a VHD with the plugin: "vhd:PATH;OPTS". */
-static void tv_create(const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void tv_create(const char *path, const char *fmt, ...)
-{
-	va_list ap;
-	char *opts;
-
-	va_start(ap, fmt);
-	if (vasprintf(&opts, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	dc_close(h_openf(0, "vhd:%s;%s", path, opts));
-	free(opts);
-}
-
-static void tv_write(dc_disk *d, uint64_t sector, uint64_t count, uint64_t seed)
-{
-	size_t len = (size_t)count * 512;
-	void *buf = h_alloc(len);
-
-	h_fill(buf, len, seed);
-	ck_assert_int_eq(dc_write(d, sector, buf, len, 0), 0);
-	free(buf);
-}
-
-/* Check [sector, sector+count) against a model image `model` (whole disk). */
-static void tv_check(dc_disk *d, const uint8_t *model, uint64_t sector, uint64_t count)
-{
-	size_t len = (size_t)count * 512;
-	uint8_t *buf = h_alloc(len);
-
-	ck_assert_int_eq(dc_read(d, sector, buf, len), 0);
-	for (size_t i = 0; i < len; i += 512)
-		ck_assert_msg(memcmp(buf + i, model + sector * 512 + i, 512) == 0,
-			      "sector %llu differs from the model",
-			      (unsigned long long)(sector + i / 512));
-	free(buf);
-}
-
 static void tv_model_write(uint8_t *model, uint64_t sector, uint64_t count, uint64_t seed)
 {
 	h_fill(model + sector * 512, (size_t)count * 512, seed);
-}
-
-/* The same write to the disk and to its model. */
-static void tv_put(dc_disk *d, uint8_t *model, uint64_t sector, uint64_t count,
-		   uint64_t seed)
-{
-	tv_write(d, sector, count, seed);
-	tv_model_write(model, sector, count, seed);
 }
 
 /* An image's layout as read straight from the file. */
@@ -137,33 +89,6 @@ static void tv_img_close(struct tv_img *m)
 	close(m->fd);
 }
 
-/* Describe values of a disk's chain, "key=value\n" per line. */
-static int tv_describe_visit(void *arg, int depth, const char *plugin, const char *form,
-			     const struct dc_info *info, const char *key,
-			     const char *value)
-{
-	char **out = arg, *n;
-
-	(void)depth;
-	(void)plugin;
-	(void)form;
-	(void)info;
-	if (!key)
-		return 0;
-	n = h_fmt("%s%s=%s\n", *out ? *out : "", key, value);
-	free(*out);
-	*out = n;
-	return 0;
-}
-
-static char *tv_describe(dc_disk *d)
-{
-	char *out = NULL;
-
-	dc_describe(d, tv_describe_visit, &out);
-	return out ? out : strdup("");
-}
-
 /* --- Dynamic images ----------------------------------------------------------- */
 
 /* A new dynamic image: both footers, the header, an empty BAT; small file. */
@@ -217,21 +142,21 @@ START_TEST(vhd_dynamic_read_write)
 	struct tv_img m;
 	dc_disk *d;
 
-	tv_create(path, "create=6292992;block=64K");
+	vt_create("vhd", path, "create=6292992;block=64K");
 	d = h_open(spec, 0);
 	ck_assert_uint_eq(dc_sector_count(d), n);
-	tv_check(d, model, 0, n);
-	tv_put(d, model, 0, 1, 1);
-	tv_write(d, spb - 3, 10, 2); /* straddles blocks 0 and 1 */
+	vt_check(d, model, 0, n);
+	vt_put(d, model, 0, 1, 1);
+	vt_write(d, spb - 3, 10, 2); /* straddles blocks 0 and 1 */
 	tv_model_write(model, spb - 3, 10, 2);
-	tv_write(d, 40 * spb + 5, 3 * spb, 3); /* four blocks */
+	vt_write(d, 40 * spb + 5, 3 * spb, 3); /* four blocks */
 	tv_model_write(model, 40 * spb + 5, 3 * spb, 3);
-	tv_write(d, n - 1, 1, 4); /* the partial last block */
+	vt_write(d, n - 1, 1, 4); /* the partial last block */
 	tv_model_write(model, n - 1, 1, 4);
-	tv_check(d, model, 0, n);
-	tv_write(d, spb - 1, 2, 5); /* overwrite inside allocated blocks */
+	vt_check(d, model, 0, n);
+	vt_write(d, spb - 1, 2, 5); /* overwrite inside allocated blocks */
 	tv_model_write(model, spb - 1, 2, 5);
-	tv_check(d, model, 0, n);
+	vt_check(d, model, 0, n);
 	ck_assert_int_eq(dc_flush(d), 0);
 	dc_close(d);
 
@@ -254,7 +179,7 @@ START_TEST(vhd_dynamic_read_write)
 	}
 	tv_img_close(&m);
 	d = h_open(spec, DC_OPEN_READ_ONLY);
-	tv_check(d, model, 0, n);
+	vt_check(d, model, 0, n);
 	ck_assert_int_eq(dc_read(d, n, model, 512), DC_E_ILLEGAL_BLOCK);
 	dc_close(d);
 	free(model);
@@ -264,57 +189,13 @@ START_TEST(vhd_dynamic_read_write)
 END_TEST
 
 /* Many threads allocating in the same blocks at once. */
-struct tv_thread {
-	dc_disk *d;
-	int id;
-};
-
-static void *tv_writer(void *arg)
-{
-	struct tv_thread *t = arg;
-	uint8_t buf[1024];
-
-	for (int i = 0; i < 64; i++) {
-		uint64_t sector = (uint64_t)i * 16 + (uint64_t)t->id * 2;
-
-		h_fill(buf, sizeof(buf), sector);
-		if (dc_write(t->d, sector, buf, sizeof(buf), 0) != 0)
-			return (void *)1;
-	}
-	return NULL;
-}
-
 START_TEST(vhd_concurrent_allocation)
 {
 	char *path = h_tmppath(".vhd");
 	char *spec = h_fmt("vhd:%s", path);
-	pthread_t th[8];
-	struct tv_thread t[8];
-	uint8_t buf[1024];
-	dc_disk *d;
 
-	tv_create(path, "create=1M;block=4K");
-	d = h_open(spec, 0);
-	for (int i = 0; i < 8; i++) {
-		t[i] = (struct tv_thread){ d, i };
-		ck_assert_int_eq(pthread_create(&th[i], NULL, tv_writer, &t[i]), 0);
-	}
-	for (int i = 0; i < 8; i++) {
-		void *r;
-
-		pthread_join(th[i], &r);
-		ck_assert_ptr_null(r);
-	}
-	dc_close(d);
-	d = h_open(spec, 0);
-	for (int i = 0; i < 64; i++)
-		for (int id = 0; id < 8; id++) {
-			uint64_t sector = (uint64_t)i * 16 + (uint64_t)id * 2;
-
-			ck_assert_int_eq(dc_read(d, sector, buf, sizeof(buf)), 0);
-			ck_assert_int_lt(h_check(buf, sizeof(buf), sector), 0);
-		}
-	dc_close(d);
+	vt_create("vhd", path, "create=1M;block=4K");
+	vt_concurrent_writes(spec, 16, 2, false, 0);
 	free(spec);
 	free(path);
 }
@@ -331,7 +212,7 @@ START_TEST(vhd_fixed_and_file_dispatch)
 
 	d = h_openf(0, "vhd1:%s;create=1M", fixed);
 	dc_get_info(d, &info);
-	tv_write(d, 8, 8, 42);
+	vt_write(d, 8, 8, 42);
 	dc_close(d);
 	d = h_openf(0, "vhd:%s", fixed);
 	dc_get_info(d, &info2);
@@ -340,13 +221,13 @@ START_TEST(vhd_fixed_and_file_dispatch)
 	ck_assert_int_eq(dc_read(d, 8, buf, sizeof(buf)), 0);
 	ck_assert_int_lt(h_check(buf, sizeof(buf), 42), 0);
 	ck_assert_int_eq(dc_read(d, 2048, buf, 512), DC_E_ILLEGAL_BLOCK);
-	tv_write(d, 2047, 1, 43);
+	vt_write(d, 2047, 1, 43);
 	dc_close(d);
 	dc_close(h_openf(0, "vhd1:%s", fixed)); /* the footer is intact */
 
-	tv_create(dyn, "create=2M");
+	vt_create("vhd", dyn, "create=2M");
 	d = h_openf(0, "file:%s", dyn);
-	tv_write(d, 100, 8, 44);
+	vt_write(d, 100, 8, 44);
 	dc_close(d);
 	d = h_open(dyn, 0); /* a bare absolute path is file: */
 	ck_assert_int_eq(dc_read(d, 100, buf, sizeof(buf)), 0);
@@ -386,7 +267,7 @@ static uint8_t *tv_base(const char *path, const char *opts)
 	dc_disk *d = h_openf(0, "vhd:%s;%s", path, opts);
 
 	for (uint64_t s = 0; s < 4096; s += 8) {
-		tv_put(d, model, s, 8, 1000 + s);
+		vt_put(d, model, s, 8, 1000 + s);
 	}
 	dc_close(d);
 	return model;
@@ -406,14 +287,14 @@ START_TEST(vhd_diff_basic)
 	memcpy(orig, model, 2 * MIB);
 	d = h_openf(0, "vhd:%s;parent=%s", child, base);
 	ck_assert_uint_eq(dc_sector_count(d), 4096);
-	tv_check(d, model, 0, 4096);
+	vt_check(d, model, 0, 4096);
 	/* Odd runs: inside a byte of the bitmap, across bytes, across blocks. */
-	tv_put(d, model, 3, 3, 1);
-	tv_put(d, model, 100, 101, 2);
-	tv_put(d, model, 127, 2, 3);
-	tv_put(d, model, 4095, 1, 4);
-	tv_check(d, model, 0, 4096);
-	desc = tv_describe(d);
+	vt_put(d, model, 3, 3, 1);
+	vt_put(d, model, 100, 101, 2);
+	vt_put(d, model, 127, 2, 3);
+	vt_put(d, model, 4095, 1, 4);
+	vt_check(d, model, 0, 4096);
+	desc = vt_describe(d);
 	ck_assert_msg(strstr(desc, "format=differencing VHD"), "%s", desc);
 	ck_assert_msg(strstr(desc, "format=dynamic VHD"), "%s", desc);
 	ck_assert_msg(strstr(desc, "parent="), "%s", desc);
@@ -439,10 +320,10 @@ START_TEST(vhd_diff_basic)
 	tv_img_close(&m);
 
 	d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", child);
-	tv_check(d, model, 0, 4096);
+	vt_check(d, model, 0, 4096);
 	dc_close(d);
 	d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", base);
-	tv_check(d, orig, 0, 4096);
+	vt_check(d, orig, 0, 4096);
 	dc_close(d);
 	free(orig);
 	free(model);
@@ -460,26 +341,26 @@ START_TEST(vhd_diff_chain)
 	dc_disk *d;
 
 	d = h_openf(0, "vhd1:%s;create=2M", base);
-	tv_put(d, model, 0, 4096, 1);
+	vt_put(d, model, 0, 4096, 1);
 	dc_close(d);
-	tv_create(mid, "parent=%s", base);
+	vt_create("vhd", mid, "parent=%s", base);
 	d = h_openf(0, "vhd:%s", mid);
-	tv_put(d, model, 10, 20, 2);
+	vt_put(d, model, 10, 20, 2);
 	dc_close(d);
-	tv_create(top, "parent=%s;block=4K", mid);
+	vt_create("vhd", top, "parent=%s;block=4K", mid);
 	d = h_openf(0, "vhd:%s", top);
-	tv_check(d, model, 0, 4096);
-	tv_put(d, model, 15, 3, 3);
-	tv_put(d, model, 4000, 90, 4);
-	tv_check(d, model, 0, 4096);
+	vt_check(d, model, 0, 4096);
+	vt_put(d, model, 15, 3, 3);
+	vt_put(d, model, 4000, 90, 4);
+	vt_check(d, model, 0, 4096);
 	dc_close(d);
 	/* memdiff over the chain: writes stay in memory. */
 	d = h_openf(0, "memdiff:vhd:%s", top);
-	tv_check(d, model, 0, 4096);
-	tv_write(d, 0, 4096, 5);
+	vt_check(d, model, 0, 4096);
+	vt_write(d, 0, 4096, 5);
 	dc_close(d);
 	d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", top);
-	tv_check(d, model, 0, 4096);
+	vt_check(d, model, 0, 4096);
 	dc_close(d);
 	free(model);
 	free(base);
@@ -500,15 +381,15 @@ START_TEST(vhd_diff_locators)
 
 	ck_assert_int_eq(mkdir(sub, 0700), 0);
 	model = tv_base(base, "create=2M");
-	tv_create(child, "parent=%s/sub/../sub/base.vhd", dir);
+	vt_create("vhd", child, "parent=%s/sub/../sub/base.vhd", dir);
 	/* Relative: move the whole directory. */
 	moved = h_fmt("%s/moved", dir2);
 	ck_assert_int_eq(rename(dir, moved), 0);
 	free(child);
 	child = h_fmt("%s/child.vhd", moved);
 	d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", child);
-	tv_check(d, model, 0, 4096);
-	desc = tv_describe(d);
+	vt_check(d, model, 0, 4096);
+	desc = vt_describe(d);
 	ck_assert_msg(strstr(desc, "/moved/sub/base.vhd"), "%s", desc);
 	free(desc);
 	dc_close(d);
@@ -517,13 +398,13 @@ START_TEST(vhd_diff_locators)
 	base = h_fmt("%s/sub/base.vhd", moved);
 	free(child);
 	child = h_fmt("%s/c2.vhd", dir2);
-	tv_create(child, "parent=%s", base);
+	vt_create("vhd", child, "parent=%s", base);
 	{
 		char *other = h_tmpsubdir(), *c3 = h_fmt("%s/c3.vhd", other);
 
 		ck_assert_int_eq(rename(child, c3), 0);
 		d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", c3);
-		tv_check(d, model, 0, 4096);
+		vt_check(d, model, 0, 4096);
 		dc_close(d);
 		free(c3);
 		free(other);
@@ -545,26 +426,26 @@ START_TEST(vhd_diff_bad_parent)
 	     *c2 = h_tmppath(".vhd");
 	char *spec = h_fmt("vhd:%s", child);
 
-	tv_create(base, "create=1M");
-	tv_create(child, "parent=%s", base);
+	vt_create("vhd", base, "create=1M");
+	vt_create("vhd", child, "parent=%s", base);
 	dc_close(h_open(spec, 0));
 	/* Same name, new unique id. */
-	tv_create(base, "create=1M");
+	vt_create("vhd", base, "create=1M");
 	h_open_fails(0, 0, "unique id", "%s", spec);
 	/* Gone. */
 	ck_assert_int_eq(unlink(base), 0);
 	h_open_fails(0, 0, "parent image not found", "%s", spec);
 	/* base <- child <- c2, then c2 takes base's place: child -> c2 -> child. */
-	tv_create(base, "create=1M");
-	tv_create(child, "parent=%s", base);
-	tv_create(c2, "parent=%s", child);
+	vt_create("vhd", base, "create=1M");
+	vt_create("vhd", child, "parent=%s", base);
+	vt_create("vhd", c2, "parent=%s", child);
 	ck_assert_int_eq(rename(c2, base), 0);
 	h_open_fails(0, 0, "loops", "%s", spec);
 	free(spec);
 	/* Creating a child over a file its own parent chain needs is refused. */
-	tv_create(base, "create=1M");
-	tv_create(child, "parent=%s", base);
-	tv_create(c2, "parent=%s", child);
+	vt_create("vhd", base, "create=1M");
+	vt_create("vhd", child, "parent=%s", base);
+	vt_create("vhd", c2, "parent=%s", child);
 	h_open_fails(0, 0, "depends on it", "vhd:%s;parent=%s", child, c2);
 	h_open_fails(0, 0, "depends on it", "vhd:%s;parent=%s", base, base);
 	h_open_fails(0, 0, "without create", "vhd:%s;parent=%s;create=1M", c2, base);
@@ -590,9 +471,9 @@ START_TEST(vhd_diff_parent_untouched)
 	ck_assert_int_eq(fstat(fd, &st), 0);
 	ck_assert_int_le(st.st_size, 3 * MIB);
 	ck_assert_int_eq(pread(fd, before, (size_t)st.st_size, 0), st.st_size);
-	tv_create(child, "parent=%s", base);
+	vt_create("vhd", child, "parent=%s", base);
 	d = h_open(spec, 0);
-	tv_write(d, 0, 4096, 9);
+	vt_write(d, 0, 4096, 9);
 	ck_assert_int_eq(dc_flush(d), 0);
 	ck_assert_int_eq(dc_write(d, 0, model, 4096, DC_IO_FUA), 0);
 	dc_close(d);
@@ -610,35 +491,6 @@ END_TEST
 
 /* --- The layer contract, below the core ------------------------------------------ */
 
-static void tv_direct_open(struct h_direct *t, const char *path, bool ro)
-{
-	h_direct_open(t, "vhd", path, ro);
-	ck_assert_int_eq(t->p->kind, DC_KIND_LAYER);
-}
-
-/* One request; marker bits (one per sector) returned in *bits when non-NULL. */
-static int tv_direct_io(struct h_direct *t, uint32_t op, uint32_t flags, uint64_t sector,
-			void *buf, size_t len, uint64_t *bits)
-{
-	struct iovec iov = { buf, len };
-	struct dc_marker mk = { bits, 0, sector, len / 512 };
-	struct dc_req req = {
-		.op = op,
-		.flags = flags,
-		.sector = sector,
-		.count = len / 512,
-		.buf = { .iov = &iov, .iovcnt = 1, .len = len },
-		.marker = bits ? &mk : NULL,
-	};
-
-	return t->p->io(t->inst, &req);
-}
-
-static bool tv_bit(const uint64_t *bits, unsigned i)
-{
-	return bits[i / 64] >> (i % 64) & 1;
-}
-
 /* A differencing layer marks only the sectors it holds; a dynamic layer marks
  * everything; no-overwrite writes skip held sectors; ranges are checked. */
 START_TEST(vhd_layer_marks)
@@ -649,46 +501,48 @@ START_TEST(vhd_layer_marks)
 	struct h_direct t;
 	char lower[4096];
 
-	tv_create(base, "create=1M");
-	tv_create(child, "parent=%s;block=16K", base);
-	tv_direct_open(&t, child, false);
+	vt_create("vhd", base, "create=1M");
+	vt_create("vhd", child, "parent=%s;block=16K", base);
+	vt_direct_open(&t, "vhd", child, false);
 	ck_assert_int_eq(t.p->lower_spec(t.inst, lower, sizeof(lower)), 1);
 	ck_assert_msg(!strncmp(lower, "vhd:/", 5), "%s", lower);
 	h_fill(buf, 5 * 512, 1);
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, 30, buf, 5 * 512, NULL), 0);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, 0, 30, buf, 5 * 512, NULL), 0);
 	memset(bits, 0, sizeof(bits));
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_READ, 0, 0, buf, 64 * 512, bits), 0);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_READ, 0, 0, buf, 64 * 512, bits), 0);
 	for (unsigned i = 0; i < 64; i++)
-		ck_assert_msg(tv_bit(bits, i) == (i >= 30 && i < 35), "sector %u", i);
+		ck_assert_msg(vt_marked(bits, i, i + 1) == (i >= 30 && i < 35),
+			      "sector %u", i);
 	ck_assert_int_lt(h_check(buf + 30 * 512, 5 * 512, 1), 0);
 	/* No-overwrite: only the sectors not held are written. */
 	h_fill(want, sizeof(want), 2);
 	memcpy(buf, want, sizeof(buf));
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, DC_IO_NO_OVERWRITE, 28, buf,
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, DC_IO_NO_OVERWRITE, 28, buf,
 				      10 * 512, NULL),
 			 0);
 	memset(bits, 0, sizeof(bits));
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_READ, 0, 0, buf, 64 * 512, bits), 0);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_READ, 0, 0, buf, 64 * 512, bits), 0);
 	for (unsigned i = 0; i < 64; i++)
-		ck_assert_msg(tv_bit(bits, i) == (i >= 28 && i < 38), "sector %u", i);
+		ck_assert_msg(vt_marked(bits, i, i + 1) == (i >= 28 && i < 38),
+			      "sector %u", i);
 	ck_assert_int_eq(memcmp(buf + 28 * 512, want, 2 * 512), 0);
 	ck_assert_int_lt(h_check(buf + 30 * 512, 5 * 512, 1), 0);
 	ck_assert_int_eq(memcmp(buf + 35 * 512, want + 7 * 512, 3 * 512), 0);
 	/* No-overwrite into an unallocated block writes it all. */
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, DC_IO_NO_OVERWRITE, 64, want,
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, DC_IO_NO_OVERWRITE, 64, want,
 				      4 * 512, NULL),
 			 0);
 	/* Range checks of the layer itself. */
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_READ, 0, 2048, buf, 512, bits),
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_READ, 0, 2048, buf, 512, bits),
 			 DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, 2047, buf, 1024, NULL),
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, 0, 2047, buf, 1024, NULL),
 			 DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, UINT64_C(1) << 55, buf, 512,
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, 0, UINT64_C(1) << 55, buf, 512,
 				      NULL),
 			 DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, UINT64_MAX, buf, 512, NULL),
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, 0, UINT64_MAX, buf, 512, NULL),
 			 DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, 2047, buf, 512, NULL), 0);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, 0, 2047, buf, 512, NULL), 0);
 	{
 		struct dc_req u = { .op = DC_OP_UNMAP, .sector = 2047, .count = 2 };
 
@@ -709,14 +563,14 @@ START_TEST(vhd_layer_marks)
 	}
 	h_direct_close(&t);
 
-	tv_direct_open(&t, base, true);
+	vt_direct_open(&t, "vhd", base, true);
 	ck_assert_int_eq(t.p->lower_spec(t.inst, lower, sizeof(lower)), 0);
 	memset(bits, 0, sizeof(bits));
 	memset(buf, 0x77, sizeof(buf));
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_READ, 0, 0, buf, 64 * 512, bits), 0);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_READ, 0, 0, buf, 64 * 512, bits), 0);
 	ck_assert_uint_eq(bits[0], UINT64_MAX);
 	ck_assert_int_lt(h_check_zero(buf, sizeof(buf)), 0);
-	ck_assert_int_eq(tv_direct_io(&t, DC_OP_WRITE, 0, 0, buf, 512, NULL),
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, 0, 0, buf, 512, NULL),
 			 DC_E_READ_ONLY);
 	h_direct_close(&t);
 	free(base);
@@ -732,8 +586,8 @@ static char *tv_bad_base(void)
 	char *path = h_tmppath(".vhd");
 	dc_disk *d = h_openf(0, "vhd:%s;create=1M;block=64K", path);
 
-	tv_write(d, 0, 8, 1);
-	tv_write(d, 256, 8, 2);
+	vt_write(d, 0, 8, 1);
+	vt_write(d, 256, 8, 2);
 	dc_close(d);
 	return path;
 }
@@ -896,7 +750,7 @@ START_TEST(vhd_footer_repair)
 	ck_assert_int_lt(h_check(buf, sizeof(buf), 1), 0);
 	dc_close(d);
 	d = h_open(spec, 0);
-	tv_write(d, 1000, 8, 3); /* allocates: the footer moves again */
+	vt_write(d, 1000, 8, 3); /* allocates: the footer moves again */
 	dc_close(d);
 	tv_img_open(&m, p);
 	ck_assert_int_eq(memcmp(m.foot, m.copy, 512), 0);
@@ -924,12 +778,12 @@ START_TEST(vhd_bad_locators)
 	char *base = h_tmppath(".vhd");
 	struct tv_img m;
 
-	tv_create(base, "create=1M");
+	vt_create("vhd", base, "create=1M");
 	for (int k = 0; k < 3; k++) {
 		char *child = h_tmppath(".vhd");
 		uint8_t *e;
 
-		tv_create(child, "parent=%s", base);
+		vt_create("vhd", child, "parent=%s", base);
 		tv_img_open(&m, child);
 		e = m.hdr + 576; /* locator 0 */
 		ck_assert_uint_ne(h_get_be32(e), 0);

@@ -5,12 +5,11 @@
  * checked and broken here by code independent of the plugin's ([MS-VHDX]). */
 #include "conformance.h"
 #include "harness.h"
+#include "vhdtest.h"
 
 #include <diskcore/plugin.h>
 
-#include <dlfcn.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,113 +23,6 @@
 
 /* --- Helpers ------------------------------------------------------------------ */
 
-static char *tx_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *tx_fmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
-static dc_disk *tx_open(uint32_t flags, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static dc_disk *tx_open(uint32_t flags, const char *fmt, ...)
-{
-	va_list ap;
-	char *spec;
-	dc_disk *d = NULL;
-	int rc;
-
-	va_start(ap, fmt);
-	if (vasprintf(&spec, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	rc = dc_open(spec, flags, &d);
-	ck_assert_msg(rc == 0, "dc_open(%s): %d %s", spec, rc, dc_last_error());
-	free(spec);
-	return d;
-}
-
-static void tx_open_fails(const char *needle, uint32_t flags, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void tx_open_fails(const char *needle, uint32_t flags, const char *fmt, ...)
-{
-	va_list ap;
-	char *spec;
-	dc_disk *d = NULL;
-	int r;
-
-	va_start(ap, fmt);
-	if (vasprintf(&spec, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	r = dc_open(spec, flags, &d);
-	ck_assert_msg(r < 0, "dc_open(%s) succeeded; expected a failure about '%s'", spec,
-		      needle);
-	ck_assert_msg(strstr(dc_last_error(), needle),
-		      "dc_open(%s): message '%s' lacks '%s'", spec, dc_last_error(),
-		      needle);
-	free(spec);
-}
-
-static void tx_create(const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void tx_create(const char *path, const char *fmt, ...)
-{
-	va_list ap;
-	char *opts;
-
-	va_start(ap, fmt);
-	if (vasprintf(&opts, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	dc_close(tx_open(0, "vhdx:%s;%s", path, opts));
-	free(opts);
-}
-
-static uint32_t tx_ss(dc_disk *d)
-{
-	return dc_sector_size(d);
-}
-
-static void tx_write(dc_disk *d, uint64_t sector, uint64_t count, uint64_t seed)
-{
-	size_t len = (size_t)count * tx_ss(d);
-	void *buf = h_alloc(len);
-
-	h_fill(buf, len, seed);
-	ck_assert_int_eq(dc_write(d, sector, buf, len, 0), 0);
-	free(buf);
-}
-
-/* Compare [sector, sector+count) with model (the whole disk's bytes). */
-static void tx_check(dc_disk *d, const uint8_t *model, uint64_t sector, uint64_t count)
-{
-	uint32_t ss = tx_ss(d);
-	size_t len = (size_t)count * ss;
-	uint8_t *buf = h_alloc(len);
-
-	ck_assert_int_eq(dc_read(d, sector, buf, len), 0);
-	if (memcmp(buf, model + sector * ss, len) != 0)
-		for (size_t i = 0; i < len; i += ss)
-			ck_assert_msg(memcmp(buf + i, model + sector * ss + i, ss) == 0,
-				      "sector %llu differs from the model",
-				      (unsigned long long)(sector + i / ss));
-	free(buf);
-}
-
-static void tx_put(dc_disk *d, uint8_t *model, uint64_t sector, uint64_t count,
-		   uint64_t seed)
-{
-	tx_write(d, sector, count, seed);
-	h_fill(model + sector * tx_ss(d), (size_t)count * tx_ss(d), seed);
-}
-
 static uint64_t tx_rand(uint64_t *s)
 {
 	*s ^= *s << 13;
@@ -139,41 +31,11 @@ static uint64_t tx_rand(uint64_t *s)
 	return *s;
 }
 
-/* Describe values of a disk's chain, "key=value\n" per line. */
-static int tx_describe_visit(void *arg, int depth, const char *plugin, const char *form,
-			     const struct dc_info *info, const char *key,
-			     const char *value)
-{
-	char **out = arg, *n;
-
-	(void)depth;
-	(void)form;
-	(void)info;
-	n = key ? tx_fmt("%s%s=%s\n", *out ? *out : "", key, value) :
-		  tx_fmt("%splugin=%s\n", *out ? *out : "", plugin);
-	free(*out);
-	*out = n;
-	return 0;
-}
-
-static char *tx_describe(dc_disk *d)
-{
-	char *out = NULL;
-
-	dc_describe(d, tx_describe_visit, &out);
-	return out ? out : strdup("");
-}
-
-static void tx_has(const char *text, const char *needle)
-{
-	ck_assert_msg(strstr(text, needle), "'%s' not in:\n%s", needle, text);
-}
-
 static void tx_has_parent(const char *text, const char *path)
 {
-	char *needle = tx_fmt("parent=%s", path);
+	char *needle = h_fmt("parent=%s", path);
 
-	tx_has(text, needle);
+	vt_has(text, needle);
 	free(needle);
 }
 
@@ -360,7 +222,7 @@ START_TEST(vhdx_create_layout)
 	dc_disk *d;
 	char *desc;
 
-	tx_create(path, "create=3M;block=1M");
+	vt_create("vhdx", path, "create=3M;block=1M");
 	tx_img_open(&m, path);
 	tx_pread(&m, ident, 16, 0);
 	ck_assert(!memcmp(ident, "vhdxfile", 8));
@@ -383,7 +245,7 @@ START_TEST(vhdx_create_layout)
 	ck_assert_uint_le(m.size, 8 * MIB);
 	tx_img_close(&m);
 
-	d = tx_open(0, "vhdx:%s", path);
+	d = h_openf(0, "vhdx:%s", path);
 	dc_get_info(d, &info);
 	ck_assert_uint_eq(info.sector_size, 512);
 	ck_assert_uint_eq(info.physical_sector_size, 4096);
@@ -391,16 +253,16 @@ START_TEST(vhdx_create_layout)
 	ck_assert(info.flags & DC_INFO_HAS_DISK_ID);
 	ck_assert(!memcmp(info.disk_id, m.page83, 16));
 	ck_assert_uint_eq(info.unmap_behavior, DC_UNMAP_ZEROES);
-	desc = tx_describe(d);
-	tx_has(desc, "format=dynamic VHDX");
-	tx_has(desc, "block size=1048576");
-	tx_has(desc, "log=clean");
+	desc = vt_describe(d);
+	vt_has(desc, "format=dynamic VHDX");
+	vt_has(desc, "block size=1048576");
+	vt_has(desc, "log=clean");
 	free(desc);
 	dc_close(d);
 
 	/* 4096-byte sectors. */
-	tx_create(path, "create=4M;sector=4096");
-	d = tx_open(0, "vhdx:%s", path);
+	vt_create("vhdx", path, "create=4M;sector=4096");
+	d = h_openf(0, "vhdx:%s", path);
 	dc_get_info(d, &info);
 	ck_assert_uint_eq(info.sector_size, 4096);
 	ck_assert_uint_eq(info.sector_count, 1024);
@@ -422,10 +284,10 @@ static void tx_read_write(uint32_t ss)
 	struct tx_img m;
 	dc_disk *d;
 	char *opts =
-		tx_fmt("create=%llu;block=1M;sector=%u", (unsigned long long)size, ss);
+		h_fmt("create=%llu;block=1M;sector=%u", (unsigned long long)size, ss);
 
-	tx_create(path, "%s", opts);
-	d = tx_open(0, "vhdx:%s", path);
+	vt_create("vhdx", path, "%s", opts);
+	d = h_openf(0, "vhdx:%s", path);
 	ck_assert_uint_eq(dc_sector_count(d), nsec);
 	for (int i = 0; i < 60; i++) {
 		uint64_t n = 1 + tx_rand(&seed) % (3 * MIB / ss);
@@ -433,15 +295,15 @@ static void tx_read_write(uint32_t ss)
 
 		if (s + n > nsec)
 			n = nsec - s;
-		tx_put(d, model, s, n, (uint64_t)i + 1);
+		vt_put(d, model, s, n, (uint64_t)i + 1);
 		if (i % 10 == 9)
 			ck_assert_int_eq(dc_flush(d), 0);
 	}
-	tx_put(d, model, nsec - 1, 1, 999);
-	tx_check(d, model, 0, nsec);
+	vt_put(d, model, nsec - 1, 1, 999);
+	vt_check(d, model, 0, nsec);
 	dc_close(d);
-	d = tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path);
-	tx_check(d, model, 0, nsec);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	vt_check(d, model, 0, nsec);
 	dc_close(d);
 	/* Every block that holds data is present, 1 MiB-aligned, in the file. */
 	tx_img_open(&m, path);
@@ -476,59 +338,15 @@ START_TEST(vhdx_read_write_4096)
 }
 END_TEST
 
-struct tx_thread {
-	dc_disk *d;
-	int id;
-};
-
-static void *tx_writer(void *arg)
-{
-	struct tx_thread *t = arg;
-	uint8_t buf[2048];
-
-	for (int i = 0; i < 64; i++) {
-		uint64_t sector = (uint64_t)i * 4096 + (uint64_t)t->id * 4;
-
-		h_fill(buf, sizeof(buf), sector);
-		if (dc_write(t->d, sector, buf, sizeof(buf), 0) != 0)
-			return (void *)1;
-		if (i % 16 == 15 && dc_flush(t->d) != 0)
-			return (void *)1;
-	}
-	return NULL;
-}
-
 /* Eight threads allocate the same blocks at once. */
 START_TEST(vhdx_concurrent_allocation)
 {
 	char *path = h_tmppath(".vhdx");
-	pthread_t th[8];
-	struct tx_thread t[8];
-	uint8_t buf[2048];
-	dc_disk *d;
+	char *spec = h_fmt("vhdx:%s", path);
 
-	tx_create(path, "create=128M;block=1M");
-	d = tx_open(0, "vhdx:%s", path);
-	for (int i = 0; i < 8; i++) {
-		t[i] = (struct tx_thread){ d, i };
-		ck_assert_int_eq(pthread_create(&th[i], NULL, tx_writer, &t[i]), 0);
-	}
-	for (int i = 0; i < 8; i++) {
-		void *r;
-
-		pthread_join(th[i], &r);
-		ck_assert_ptr_null(r);
-	}
-	dc_close(d);
-	d = tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path);
-	for (int i = 0; i < 64; i++)
-		for (int id = 0; id < 8; id++) {
-			uint64_t sector = (uint64_t)i * 4096 + (uint64_t)id * 4;
-
-			ck_assert_int_eq(dc_read(d, sector, buf, sizeof(buf)), 0);
-			ck_assert_int_lt(h_check(buf, sizeof(buf), sector), 0);
-		}
-	dc_close(d);
+	vt_create("vhdx", path, "create=128M;block=1M");
+	vt_concurrent_writes(spec, 4096, 4, true, DC_OPEN_READ_ONLY);
+	free(spec);
 	free(path);
 }
 END_TEST
@@ -543,7 +361,7 @@ START_TEST(vhdx_fixed)
 	dc_disk *d;
 	char *desc;
 
-	tx_create(path, "create=3M;block=1M;fixed");
+	vt_create("vhdx", path, "create=3M;block=1M;fixed");
 	tx_img_open(&m, path);
 	ck_assert_uint_eq(m.flags, 1); /* LeaveBlockAllocated */
 	for (uint64_t b = 0; b < 3; b++) {
@@ -554,15 +372,15 @@ START_TEST(vhdx_fixed)
 	}
 	ck_assert_uint_eq(m.size, (tx_bat(&m, 2) >> 20 << 20) + MIB);
 	tx_img_close(&m);
-	d = tx_open(0, "vhdx:%s", path);
+	d = h_openf(0, "vhdx:%s", path);
 	dc_get_info(d, &info);
 	ck_assert_uint_eq(info.unmap_behavior, DC_UNMAP_IGNORED);
-	desc = tx_describe(d);
-	tx_has(desc, "format=fixed VHDX");
+	desc = vt_describe(d);
+	vt_has(desc, "format=fixed VHDX");
 	free(desc);
-	tx_put(d, model, 100, 3000, 5);
+	vt_put(d, model, 100, 3000, 5);
 	ck_assert_int_eq(dc_unmap(d, 0, 6144, 0), 0);
-	tx_check(d, model, 0, 6144);
+	vt_check(d, model, 0, 6144);
 	dc_close(d);
 	tx_img_open(&m, path);
 	ck_assert_uint_eq(m.size, (tx_bat(&m, 2) >> 20 << 20) + MIB);
@@ -580,17 +398,17 @@ START_TEST(vhdx_file_dispatch)
 	dc_disk *d;
 	char *desc;
 
-	dc_close(tx_open(0, "file:%s;create=2M", path));
+	dc_close(h_openf(0, "file:%s;create=2M", path));
 	tx_img_open(&m, path);
 	ck_assert_uint_eq(m.disk, 2 * MIB);
 	ck_assert_uint_eq(m.flags, 0);
 	tx_img_close(&m);
-	d = tx_open(0, "%s", path);
-	desc = tx_describe(d);
-	tx_has(desc, "plugin=vhdx");
+	d = h_openf(0, "%s", path);
+	desc = vt_describe(d);
+	vt_has(desc, "plugin=vhdx");
 	free(desc);
 	dc_close(d);
-	tx_open_fails("vhdx", 0, "file:%s;direct", path);
+	h_open_fails(0, 0, "vhdx", "file:%s;direct", path);
 	free(path);
 }
 END_TEST
@@ -599,19 +417,19 @@ START_TEST(vhdx_create_errors)
 {
 	char *path = h_tmppath(".vhdx"), *base = h_tmppath(".vhdx");
 
-	tx_open_fails("block=", 0, "vhdx:%s;create=4M;block=3M", path);
-	tx_open_fails("sector=", 0, "vhdx:%s;create=4M;sector=1024", path);
-	tx_open_fails("create=", 0, "vhdx:%s;create=1000", path);
-	tx_open_fails("only when creating", 0, "vhdx:%s;fixed", path);
+	h_open_fails(0, 0, "block=", "vhdx:%s;create=4M;block=3M", path);
+	h_open_fails(0, 0, "sector=", "vhdx:%s;create=4M;sector=1024", path);
+	h_open_fails(0, 0, "create=", "vhdx:%s;create=1000", path);
+	h_open_fails(0, 0, "only when creating", "vhdx:%s;fixed", path);
 	/* Created, then opened read-only (as under memdiff:). */
-	dc_close(tx_open(DC_OPEN_READ_ONLY, "vhdx:%s;create=4M", path));
-	dc_close(tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path));
-	tx_create(base, "create=4M");
-	tx_open_fails("parent=", 0, "vhdx:%s;parent=%s;create=4M", path, base);
-	tx_open_fails("No such file", 0, "vhdx:%s;parent=%s.none", path, base);
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s;create=4M", path));
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path));
+	vt_create("vhdx", base, "create=4M");
+	h_open_fails(0, 0, "parent=", "vhdx:%s;parent=%s;create=4M", path, base);
+	h_open_fails(0, 0, "No such file", "vhdx:%s;parent=%s.none", path, base);
 	/* Never truncate the parent itself. */
-	tx_open_fails("depends on it", 0, "vhdx:%s;parent=%s", base, base);
-	dc_close(tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", base));
+	h_open_fails(0, 0, "depends on it", "vhdx:%s;parent=%s", base, base);
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", base));
 	free(base);
 	free(path);
 }
@@ -640,35 +458,35 @@ START_TEST(vhdx_diff_basic)
 	dc_disk *d;
 	char *desc;
 
-	tx_create(base, "create=4M;block=1M");
-	d = tx_open(0, "vhdx:%s", base);
-	tx_put(d, model, 0, 8192, 1);
+	vt_create("vhdx", base, "create=4M;block=1M");
+	d = h_openf(0, "vhdx:%s", base);
+	vt_put(d, model, 0, 8192, 1);
 	dc_get_info(d, &info);
 	memcpy(id, info.disk_id, 16);
 	dc_close(d);
 	memcpy(orig, model, 4 * MIB);
-	tx_create(child, "parent=%s", base);
-	d = tx_open(0, "vhdx:%s", child);
+	vt_create("vhdx", child, "parent=%s", base);
+	d = h_openf(0, "vhdx:%s", child);
 	dc_get_info(d, &info);
 	ck_assert_uint_eq(info.sector_count, 8192);
 	ck_assert(!memcmp(info.disk_id, id, 16)); /* virtual-disk metadata inherited */
-	tx_check(d, model, 0, 8192);
-	tx_put(d, model, 10, 11, 2);	     /* part of block 0 */
-	tx_put(d, model, 2 * 2048, 2048, 3); /* all of block 2 */
-	tx_put(d, model, 3 * 2048 + 2047, 1, 4);
-	tx_check(d, model, 0, 8192);
-	desc = tx_describe(d);
-	tx_has(desc, "format=differencing VHDX");
+	vt_check(d, model, 0, 8192);
+	vt_put(d, model, 10, 11, 2);	     /* part of block 0 */
+	vt_put(d, model, 2 * 2048, 2048, 3); /* all of block 2 */
+	vt_put(d, model, 3 * 2048 + 2047, 1, 4);
+	vt_check(d, model, 0, 8192);
+	desc = vt_describe(d);
+	vt_has(desc, "format=differencing VHDX");
 	tx_has_parent(desc, base);
 	free(desc);
 	dc_close(d);
-	d = tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", child);
-	tx_check(d, model, 0, 8192);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", child);
+	vt_check(d, model, 0, 8192);
 	dc_close(d);
 
 	/* The base is untouched. */
-	d = tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", base);
-	tx_check(d, orig, 0, 8192);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", base);
+	vt_check(d, orig, 0, 8192);
 	dc_close(d);
 
 	/* On disk: block states, the sector bitmap (LSB first), HasParent. */
@@ -701,32 +519,32 @@ START_TEST(vhdx_diff_chain)
 	dc_disk *d;
 	char *desc;
 
-	tx_create(base, "create=8M;block=1M;sector=4096");
-	d = tx_open(0, "vhdx:%s", base);
-	tx_put(d, model, 0, 2048, 1);
+	vt_create("vhdx", base, "create=8M;block=1M;sector=4096");
+	d = h_openf(0, "vhdx:%s", base);
+	vt_put(d, model, 0, 2048, 1);
 	dc_close(d);
-	tx_create(c1, "parent=%s;block=2M", base);
-	d = tx_open(0, "vhdx:%s", c1);
-	tx_put(d, model, 100, 300, 2);
-	tx_put(d, model, 1000, 24, 3);
+	vt_create("vhdx", c1, "parent=%s;block=2M", base);
+	d = h_openf(0, "vhdx:%s", c1);
+	vt_put(d, model, 100, 300, 2);
+	vt_put(d, model, 1000, 24, 3);
 	dc_close(d);
-	tx_create(c2, "parent=%s", c1);
-	d = tx_open(0, "vhdx:%s", c2);
+	vt_create("vhdx", c2, "parent=%s", c1);
+	d = h_openf(0, "vhdx:%s", c2);
 	ck_assert_uint_eq(dc_sector_size(d), 4096);
-	tx_put(d, model, 150, 10, 4);
-	tx_put(d, model, 2040, 8, 5);
-	tx_check(d, model, 0, 2048);
-	desc = tx_describe(d);
+	vt_put(d, model, 150, 10, 4);
+	vt_put(d, model, 2040, 8, 5);
+	vt_check(d, model, 0, 2048);
+	desc = vt_describe(d);
 	tx_has_parent(desc, c1);
 	tx_has_parent(desc, base);
 	free(desc);
 	dc_close(d);
-	d = tx_open(0, "memdiff:vhdx:%s", c2);
-	tx_check(d, model, 0, 2048);
-	tx_write(d, 0, 4, 9);
+	d = h_openf(0, "memdiff:vhdx:%s", c2);
+	vt_check(d, model, 0, 2048);
+	vt_write(d, 0, 4, 9);
 	dc_close(d);
-	d = tx_open(DC_OPEN_READ_ONLY, "%s", c2);
-	tx_check(d, model, 0, 2048);
+	d = h_openf(DC_OPEN_READ_ONLY, "%s", c2);
+	vt_check(d, model, 0, 2048);
 	dc_close(d);
 	free(model);
 	free(c2);
@@ -760,6 +578,62 @@ static void tx_patch_locator(const char *path, const char *from, const char *to)
 	tx_img_close(&m);
 }
 
+/* Fail unless text (ASCII) is in the child's parent locator. */
+static void tx_locator_has(const char *path, const char *text)
+{
+	tx_patch_locator(path, text, text);
+}
+
+/* The relative locators alone find a moved chain: a parent beside its child
+ * (".\base.vhdx") and one a directory up ("..\child.vhdx"). */
+START_TEST(vhdx_diff_relative)
+{
+	char *dir = h_tmpsubdir(), *dir2 = h_tmpsubdir();
+	char *sub = h_fmt("%s/sub", dir), *moved = h_fmt("%s/moved", dir2);
+	char *base = h_fmt("%s/base.vhdx", dir), *child = h_fmt("%s/child.vhdx", dir);
+	char *c2 = h_fmt("%s/c2.vhdx", sub), *p;
+	uint8_t *model = calloc(1, 2 * MIB);
+	dc_disk *d;
+	char *desc;
+
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	vt_create("vhdx", base, "create=2M;block=1M");
+	d = h_openf(0, "vhdx:%s", base);
+	vt_put(d, model, 0, 64, 1);
+	dc_close(d);
+	vt_create("vhdx", child, "parent=%s", base);
+	tx_locator_has(child, ".\\base.vhdx");
+	d = h_openf(0, "vhdx:%s", child);
+	vt_put(d, model, 32, 64, 2);
+	dc_close(d);
+	vt_create("vhdx", c2, "parent=%s", child);
+	tx_locator_has(c2, "..\\child.vhdx");
+	/* Moving the directory breaks every absolute path. */
+	ck_assert_int_eq(rename(dir, moved), 0);
+	p = h_fmt("%s/sub/c2.vhdx", moved);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", p);
+	vt_check(d, model, 0, 4096);
+	desc = vt_describe(d);
+	free(p);
+	p = h_fmt("%s/child.vhdx", moved);
+	tx_has_parent(desc, p);
+	free(p);
+	p = h_fmt("%s/base.vhdx", moved);
+	tx_has_parent(desc, p);
+	free(p);
+	free(desc);
+	dc_close(d);
+	free(model);
+	free(c2);
+	free(child);
+	free(base);
+	free(moved);
+	free(sub);
+	free(dir2);
+	free(dir);
+}
+END_TEST
+
 static void tx_guid_text(const uint8_t *g, char out[39])
 {
 	snprintf(out, 39,
@@ -771,28 +645,28 @@ static void tx_guid_text(const uint8_t *g, char out[39])
 START_TEST(vhdx_diff_bad_parent)
 {
 	char *dir = h_tmpsubdir();
-	char *base = tx_fmt("%s/aa.vhdx", dir), *child = tx_fmt("%s/bb.vhdx", dir);
-	char *moved = tx_fmt("%s/moved", dir), *mchild = tx_fmt("%s/bb.vhdx", moved);
+	char *base = h_fmt("%s/aa.vhdx", dir), *child = h_fmt("%s/bb.vhdx", dir);
+	char *moved = h_fmt("%s/moved", dir), *mchild = h_fmt("%s/bb.vhdx", moved);
 	char old[39], self[39];
 	struct tx_img m;
 	dc_disk *d;
 
-	tx_create(base, "create=2M;block=1M");
-	tx_create(child, "parent=%s", base);
-	dc_close(tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", child));
+	vt_create("vhdx", base, "create=2M;block=1M");
+	vt_create("vhdx", child, "parent=%s", base);
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", child));
 	/* Found through the absolute path when the relative one breaks. */
 	ck_assert_int_eq(mkdir(moved, 0700), 0);
 	ck_assert_int_eq(rename(child, mchild), 0);
-	dc_close(tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", mchild));
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", mchild));
 	ck_assert_int_eq(rename(mchild, child), 0);
 	/* Writing the parent changes its DataWriteGuid: the link breaks. */
 	tx_img_open(&m, base);
 	tx_guid_text(m.hdr + 32, old);
 	tx_img_close(&m);
-	d = tx_open(0, "vhdx:%s", base);
-	tx_write(d, 0, 1, 1);
+	d = h_openf(0, "vhdx:%s", base);
+	vt_write(d, 0, 1, 1);
 	dc_close(d);
-	tx_open_fails("modified or replaced", DC_OPEN_READ_ONLY, "vhdx:%s", child);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "modified or replaced", "vhdx:%s", child);
 	/* Put the old DataWriteGuid back (a header edit): it opens again. */
 	tx_img_open(&m, base);
 	{
@@ -804,11 +678,11 @@ START_TEST(vhdx_diff_bad_parent)
 		tx_img_close(&m);
 		tx_patch_locator(child, old, now);
 	}
-	dc_close(tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", child));
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", child));
 	/* A parent that is gone. */
 	ck_assert_int_eq(rmdir(moved), 0);
 	ck_assert_int_eq(rename(base, moved), 0);
-	tx_open_fails("not found", DC_OPEN_READ_ONLY, "vhdx:%s", child);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "not found", "vhdx:%s", child);
 	ck_assert_int_eq(rename(moved, base), 0);
 	/* A child that is its own parent. */
 	tx_img_open(&m, child);
@@ -819,7 +693,7 @@ START_TEST(vhdx_diff_bad_parent)
 	tx_img_close(&m);
 	tx_patch_locator(child, "aa.vhdx", "bb.vhdx");
 	tx_patch_locator(child, old, self);
-	tx_open_fails("loops", DC_OPEN_READ_ONLY, "vhdx:%s", child);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "loops", "vhdx:%s", child);
 	free(mchild);
 	free(moved);
 	free(child);
@@ -830,132 +704,61 @@ END_TEST
 
 /* --- The layer contract, on the plugin directly ----------------------------------- */
 
-struct tx_direct {
-	void *so;
-	const struct dc_plugin *p;
-	void *inst;
-	struct dc_info info;
-};
-
-static void tx_direct_open(struct tx_direct *t, const char *path, bool ro)
-{
-	const char *env = getenv("DISKCORE_PLUGIN_PATH");
-	char *dirs = strdup(env ? env : ""), *save = NULL;
-	const struct dc_plugin *(*entry)(void);
-	const char *fields[1] = { path };
-	struct dc_open_args a = {
-		.struct_size = sizeof(a),
-		.form = "vhdx",
-		.fields = fields,
-		.nfields = 1,
-		.read_only = ro,
-	};
-
-	t->so = NULL;
-	for (char *dir = strtok_r(dirs, ":", &save); dir && !t->so;
-	     dir = strtok_r(NULL, ":", &save)) {
-		char *so = tx_fmt("%s/vhdx.so", dir);
-
-		if (access(so, R_OK) == 0)
-			t->so = dlopen(so, RTLD_NOW | RTLD_LOCAL);
-		free(so);
-	}
-	free(dirs);
-	ck_assert_msg(t->so, "vhdx.so not found on DISKCORE_PLUGIN_PATH");
-	*(void **)&entry = dlsym(t->so, DC_PLUGIN_ENTRY_NAME);
-	ck_assert_ptr_nonnull(entry);
-	t->p = entry();
-	ck_assert_int_eq(t->p->kind, DC_KIND_LAYER);
-	ck_assert_int_eq(t->p->open(&a, &t->inst, &t->info), 0);
-}
-
-static int tx_direct_io(struct tx_direct *t, uint32_t op, uint32_t flags, uint64_t sector,
-			void *buf, size_t len, uint64_t *bits)
-{
-	struct iovec iov = { buf, len };
-	struct dc_marker mk = { bits, 0, sector, len / 512 };
-	struct dc_req req = {
-		.op = op,
-		.flags = flags,
-		.sector = sector,
-		.count = op == DC_OP_UNMAP ? len : len / 512,
-		.buf = { .iov = &iov, .iovcnt = 1, .len = op == DC_OP_UNMAP ? 0 : len },
-		.marker = bits ? &mk : NULL,
-	};
-
-	return t->p->io(t->inst, &req);
-}
-
-static void tx_direct_close(struct tx_direct *t)
-{
-	t->p->close(t->inst);
-	dlclose(t->so);
-}
-
-static unsigned tx_marked(const uint64_t *bits, unsigned from, unsigned to)
-{
-	unsigned n = 0;
-
-	for (unsigned i = from; i < to; i++)
-		n += bits[i / 64] >> (i % 64) & 1;
-	return n;
-}
-
 START_TEST(vhdx_layer_marks)
 {
 	char *base = h_tmppath(".vhdx"), *child = h_tmppath(".vhdx");
 	static uint8_t buf[4096 * 512];
 	uint64_t bits[4096 / 64];
-	struct tx_direct t;
+	struct h_direct t;
 	char lower[4096];
 
-	tx_create(base, "create=3M;block=1M");
-	tx_create(child, "parent=%s", base);
-	tx_direct_open(&t, child, false);
+	vt_create("vhdx", base, "create=3M;block=1M");
+	vt_create("vhdx", child, "parent=%s", base);
+	vt_direct_open(&t, "vhdx", child, false);
 	ck_assert_int_eq(t.p->lower_spec(t.inst, lower, sizeof(lower)), 1);
 	ck_assert_msg(!strncmp(lower, "vhdx:/", 6), "%s", lower);
 	ck_assert_msg(strstr(lower, base), "%s", lower);
 	/* Nothing held yet. */
 	memset(bits, 0, sizeof(bits));
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_READ, 0, 0, buf, 4096 * 512, bits), 0);
-	ck_assert_uint_eq(tx_marked(bits, 0, 4096), 0);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_READ, 0, 0, buf, 4096 * 512, bits), 0);
+	ck_assert_uint_eq(vt_marked(bits, 0, 4096), 0);
 	/* Five written sectors are the only ones held. */
 	h_fill(buf, 5 * 512, 1);
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_WRITE, 0, 30, buf, 5 * 512, NULL), 0);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, 0, 30, buf, 5 * 512, NULL), 0);
 	memset(bits, 0, sizeof(bits));
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_READ, 0, 0, buf, 64 * 512, bits), 0);
-	ck_assert_uint_eq(tx_marked(bits, 0, 64), 5);
-	ck_assert_uint_eq(tx_marked(bits, 30, 35), 5);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_READ, 0, 0, buf, 64 * 512, bits), 0);
+	ck_assert_uint_eq(vt_marked(bits, 0, 64), 5);
+	ck_assert_uint_eq(vt_marked(bits, 30, 35), 5);
 	ck_assert_int_lt(h_check(buf + 30 * 512, 5 * 512, 1), 0);
 	/* Unmap of a whole block: zero here, unless the parent reads zero. */
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_UNMAP, 0, 2048, NULL, 2048, NULL), 0);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_UNMAP, 0, 2048, NULL, 2048, NULL), 0);
 	memset(bits, 0, sizeof(bits));
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_READ, 0, 2048, buf, 2048 * 512, bits), 0);
-	ck_assert_uint_eq(tx_marked(bits, 0, 2048), 2048);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_READ, 0, 2048, buf, 2048 * 512, bits), 0);
+	ck_assert_uint_eq(vt_marked(bits, 0, 2048), 2048);
 	ck_assert_int_lt(h_check_zero(buf, 2048 * 512), 0);
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_UNMAP, DC_IO_NEXT_IS_ZERO, 2048, NULL,
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_UNMAP, DC_IO_NEXT_IS_ZERO, 2048, NULL,
 				      2048, NULL),
 			 0);
 	memset(bits, 0, sizeof(bits));
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_READ, 0, 2048, buf, 2048 * 512, bits), 0);
-	ck_assert_uint_eq(tx_marked(bits, 0, 2048), 0);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_READ, 0, 2048, buf, 2048 * 512, bits), 0);
+	ck_assert_uint_eq(vt_marked(bits, 0, 2048), 0);
 	/* Part of an absent block: allocated as zeroes over the parent. */
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_UNMAP, 0, 4096 + 7, NULL, 9, NULL), 0);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_UNMAP, 0, 4096 + 7, NULL, 9, NULL), 0);
 	memset(bits, 0, sizeof(bits));
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_READ, 0, 4096, buf, 64 * 512, bits), 0);
-	ck_assert_uint_eq(tx_marked(bits, 0, 64), 9);
-	ck_assert_uint_eq(tx_marked(bits, 7, 16), 9);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_READ, 0, 4096, buf, 64 * 512, bits), 0);
+	ck_assert_uint_eq(vt_marked(bits, 0, 64), 9);
+	ck_assert_uint_eq(vt_marked(bits, 7, 16), 9);
 	/* Range checks of the layer itself. */
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_READ, 0, 6144, buf, 512, bits),
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_READ, 0, 6144, buf, 512, bits),
 			 DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_WRITE, 0, 6143, buf, 1024, NULL),
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, 0, 6143, buf, 1024, NULL),
 			 DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_WRITE, 0, UINT64_C(1) << 55, buf, 512,
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, 0, UINT64_C(1) << 55, buf, 512,
 				      NULL),
 			 DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_UNMAP, 0, 6143, NULL, 2, NULL),
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_UNMAP, 0, 6143, NULL, 2, NULL),
 			 DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_WRITE, 0, 6143, buf, 512, NULL), 0);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, 0, 6143, buf, 512, NULL), 0);
 	/* attach: the parent that lower_spec() checked, by its disk id. */
 	{
 		struct dc_info lower_info = { 0 }, out;
@@ -971,17 +774,17 @@ START_TEST(vhdx_layer_marks)
 		lower_info.sector_size = 4096;
 		ck_assert_int_lt(t.p->attach(t.inst, &lower_info, &out), 0);
 	}
-	tx_direct_close(&t);
+	h_direct_close(&t);
 
 	/* A dynamic layer marks everything, holding data or not. */
-	tx_direct_open(&t, base, true);
+	vt_direct_open(&t, "vhdx", base, true);
 	ck_assert_int_eq(t.p->lower_spec(t.inst, lower, sizeof(lower)), 0);
 	memset(bits, 0, sizeof(bits));
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_READ, 0, 0, buf, 4096 * 512, bits), 0);
-	ck_assert_uint_eq(tx_marked(bits, 0, 4096), 4096);
-	ck_assert_int_eq(tx_direct_io(&t, DC_OP_WRITE, 0, 0, buf, 512, NULL),
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_READ, 0, 0, buf, 4096 * 512, bits), 0);
+	ck_assert_uint_eq(vt_marked(bits, 0, 4096), 4096);
+	ck_assert_int_eq(vt_direct_io(&t, DC_OP_WRITE, 0, 0, buf, 512, NULL),
 			 DC_E_READ_ONLY);
-	tx_direct_close(&t);
+	h_direct_close(&t);
 	free(child);
 	free(base);
 }
@@ -997,16 +800,16 @@ START_TEST(vhdx_unmap)
 	struct stat st1, st2;
 	dc_disk *d;
 
-	tx_create(path, "create=4M;block=1M");
-	d = tx_open(0, "vhdx:%s", path);
-	tx_put(d, model, 0, 8192, 1);
+	vt_create("vhdx", path, "create=4M;block=1M");
+	d = h_openf(0, "vhdx:%s", path);
+	vt_put(d, model, 0, 8192, 1);
 	ck_assert_int_eq(dc_flush(d), 0);
 	ck_assert_int_eq(stat(path, &st1), 0);
 	ck_assert_int_eq(dc_unmap(d, 2048, 2048, 0), 0); /* all of block 1 */
 	memset(model + MIB, 0, MIB);
 	ck_assert_int_eq(dc_unmap(d, 4096 + 100, 50, 0), 0); /* part of block 2 */
 	memset(model + (4096 + 100) * 512, 0, 50 * 512);
-	tx_check(d, model, 0, 8192);
+	vt_check(d, model, 0, 8192);
 	dc_close(d);
 	ck_assert_int_eq(stat(path, &st2), 0);
 	ck_assert_int_lt(st2.st_blocks, st1.st_blocks); /* space given back */
@@ -1014,36 +817,36 @@ START_TEST(vhdx_unmap)
 	ck_assert_uint_eq(tx_bat(&m, 1), 2); /* PAYLOAD_BLOCK_ZERO, offset 0 */
 	ck_assert_uint_eq(tx_bat(&m, 2) & 7, 6);
 	tx_img_close(&m);
-	d = tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path);
-	tx_check(d, model, 0, 8192);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	vt_check(d, model, 0, 8192);
 	dc_close(d);
 	/* Writing a ZERO block allocates it again. */
-	d = tx_open(0, "vhdx:%s", path);
-	tx_put(d, model, 2048 + 5, 1, 7);
-	tx_check(d, model, 0, 8192);
+	d = h_openf(0, "vhdx:%s", path);
+	vt_put(d, model, 2048 + 5, 1, 7);
+	vt_check(d, model, 0, 8192);
 	dc_close(d);
 
 	/* Differencing: unmapped sectors read zero, not the parent's data. */
 	memset(model, 0, 4 * MIB);
-	tx_create(base, "create=4M;block=1M");
-	d = tx_open(0, "vhdx:%s", base);
-	tx_put(d, model, 0, 8192, 3);
+	vt_create("vhdx", base, "create=4M;block=1M");
+	d = h_openf(0, "vhdx:%s", base);
+	vt_put(d, model, 0, 8192, 3);
 	dc_close(d);
 	child = h_tmppath(".vhdx");
-	tx_create(child, "parent=%s", base);
-	d = tx_open(0, "vhdx:%s", child);
+	vt_create("vhdx", child, "parent=%s", base);
+	d = h_openf(0, "vhdx:%s", child);
 	ck_assert_int_eq(dc_unmap(d, 0, 2048, 0), 0);
 	memset(model, 0, MIB);
 	ck_assert_int_eq(dc_unmap(d, 2048 + 10, 20, 0), 0);
 	memset(model + (2048 + 10) * 512, 0, 20 * 512);
-	tx_check(d, model, 0, 8192);
+	vt_check(d, model, 0, 8192);
 	dc_close(d);
 	tx_img_open(&m, child);
 	ck_assert_uint_eq(tx_bat(&m, 0), 2);
 	ck_assert_uint_eq(tx_bat(&m, 1) & 7, 7);
 	tx_img_close(&m);
-	d = tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", child);
-	tx_check(d, model, 0, 8192);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", child);
+	vt_check(d, model, 0, 8192);
 	dc_close(d);
 	free(child);
 	free(base);
@@ -1107,9 +910,9 @@ static uint64_t tx_dirty_image(const char *path, uint64_t *old_end)
 	uint64_t off;
 	dc_disk *d;
 
-	tx_create(path, "create=4M;block=1M");
-	d = tx_open(0, "vhdx:%s", path);
-	tx_write(d, 0, 2048, 1);
+	vt_create("vhdx", path, "create=4M;block=1M");
+	d = h_openf(0, "vhdx:%s", path);
+	vt_write(d, 0, 2048, 1);
 	dc_close(d);
 	tx_img_open(&m, path);
 	*old_end = m.size;
@@ -1136,12 +939,12 @@ START_TEST(vhdx_log_replay)
 
 	off = tx_dirty_image(path, &old_end);
 	/* Read-only: replayed in memory, the file stays as it is. */
-	d = tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path);
 	ck_assert_int_eq(dc_read(d, 0, buf, 2 * MIB), 0);
 	ck_assert_int_lt(h_check_zero(buf, MIB), 0);
 	ck_assert_int_lt(h_check(buf + MIB, MIB, 2), 0);
-	desc = tx_describe(d);
-	tx_has(desc, "log=replayed in memory");
+	desc = vt_describe(d);
+	vt_has(desc, "log=replayed in memory");
 	free(desc);
 	dc_close(d);
 	tx_img_open(&m, path);
@@ -1149,9 +952,9 @@ START_TEST(vhdx_log_replay)
 	ck_assert_uint_eq(tx_bat(&m, 0) & 7, 6);
 	tx_img_close(&m);
 	/* Writable: replayed into the file, and the log is empty afterwards. */
-	d = tx_open(0, "vhdx:%s", path);
-	desc = tx_describe(d);
-	tx_has(desc, "log=replayed at open");
+	d = h_openf(0, "vhdx:%s", path);
+	desc = vt_describe(d);
+	vt_has(desc, "log=replayed at open");
 	free(desc);
 	ck_assert_int_eq(dc_read(d, 0, buf, 2 * MIB), 0);
 	ck_assert_int_lt(h_check_zero(buf, MIB), 0);
@@ -1166,7 +969,7 @@ START_TEST(vhdx_log_replay)
 	/* A truncated file (shorter than the log says was flushed) is refused. */
 	off = tx_dirty_image(path, &old_end);
 	ck_assert_int_eq(truncate(path, (off_t)old_end), 0);
-	tx_open_fails("truncated", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "truncated", "vhdx:%s", path);
 
 	/* A LogGuid with no valid entry: nothing was applied, nothing to replay. */
 	off = tx_dirty_image(path, &old_end);
@@ -1178,11 +981,11 @@ START_TEST(vhdx_log_replay)
 		tx_pwrite(&m, junk, sizeof(junk), m.log_off);
 	}
 	tx_img_close(&m);
-	d = tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path);
 	ck_assert_int_eq(dc_read(d, 0, buf, MIB), 0);
 	ck_assert_int_lt(h_check(buf, MIB, 1), 0);
 	dc_close(d);
-	dc_close(tx_open(0, "vhdx:%s", path));
+	dc_close(h_openf(0, "vhdx:%s", path));
 	tx_img_open(&m, path);
 	ck_assert(tx_guid_zero(m.hdr + 48));
 	tx_img_close(&m);
@@ -1209,7 +1012,7 @@ START_TEST(vhdx_crash_after_flush)
 		dc_disk *w = NULL;
 		uint8_t b[64 * 512];
 
-		if (dc_open(tx_fmt("vhdx:%s;create=8M;block=1M", path), 0, &w))
+		if (dc_open(h_fmt("vhdx:%s;create=8M;block=1M", path), 0, &w))
 			_exit(2);
 		for (uint64_t i = 0; i < 8; i++) {
 			h_fill(b, sizeof(b), i + 1);
@@ -1229,11 +1032,11 @@ START_TEST(vhdx_crash_after_flush)
 	tx_img_open(&m, path);
 	ck_assert(!tx_guid_zero(m.hdr + 48)); /* the log is live */
 	tx_img_close(&m);
-	d = tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path);
-	tx_check(d, model, 74, 16384 - 74);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	vt_check(d, model, 74, 16384 - 74);
 	dc_close(d);
-	d = tx_open(0, "vhdx:%s", path);
-	tx_check(d, model, 74, 16384 - 74);
+	d = h_openf(0, "vhdx:%s", path);
+	vt_check(d, model, 74, 16384 - 74);
 	dc_close(d);
 	tx_img_open(&m, path);
 	ck_assert(tx_guid_zero(m.hdr + 48));
@@ -1254,7 +1057,7 @@ START_TEST(vhdx_bad_headers)
 
 	ck_assert_ptr_nonnull(path);
 
-	tx_create(path, "create=2M;block=1M");
+	vt_create("vhdx", path, "create=2M;block=1M");
 	tx_img_open(&m, path);
 	memcpy(cur, m.hdr, sizeof(cur));
 	tx_pread(&m, oth, sizeof(oth), (uint64_t)(64 + 64 * !m.slot) * KIB);
@@ -1262,29 +1065,29 @@ START_TEST(vhdx_bad_headers)
 	memcpy(h, cur, sizeof(h));
 	h[200] ^= 1;
 	tx_pwrite(&m, h, sizeof(h), (uint64_t)(64 + 64 * m.slot) * KIB);
-	dc_close(tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path));
-	dc_close(tx_open(0, "vhdx:%s", path)); /* no change made: no repair */
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path));
+	dc_close(h_openf(0, "vhdx:%s", path)); /* no change made: no repair */
 	/* Both bad. */
 	memcpy(h, oth, sizeof(h));
 	h[300] ^= 1;
 	tx_pwrite(&m, h, sizeof(h), (uint64_t)(64 + 64 * !m.slot) * KIB);
-	tx_open_fails("no valid VHDX header", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "no valid VHDX header", "vhdx:%s", path);
 	tx_pwrite(&m, oth, sizeof(oth), (uint64_t)(64 + 64 * !m.slot) * KIB);
 	tx_pwrite(&m, cur, sizeof(cur), (uint64_t)(64 + 64 * m.slot) * KIB);
-	dc_close(tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path));
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path));
 	/* An unknown version, with a valid checksum. */
 	memcpy(h, cur, sizeof(h));
 	h[66] = 2;
 	tx_put_hdr(&m, m.slot, h);
-	tx_open_fails("version 2", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "version 2", "vhdx:%s", path);
 	tx_pwrite(&m, cur, sizeof(cur), (uint64_t)(64 + 64 * m.slot) * KIB);
 	/* Region tables: one bad copy is fine, two are not. */
 	tx_pread(&m, rt, sizeof(rt), 192 * KIB);
 	rt[1000] ^= 1;
 	tx_pwrite(&m, rt, sizeof(rt), 192 * KIB);
-	dc_close(tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path));
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path));
 	tx_pwrite(&m, rt, sizeof(rt), 256 * KIB);
-	tx_open_fails("no valid region table", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "no valid region table", "vhdx:%s", path);
 	rt[1000] ^= 1;
 	tx_pwrite(&m, rt, sizeof(rt), 256 * KIB);
 	/* An unknown region marked required; then not required (kept, opens). */
@@ -1296,26 +1099,26 @@ START_TEST(vhdx_bad_headers)
 	tx_set32(rt + 4, tx_crc(rt, sizeof(rt), 4));
 	tx_pwrite(&m, rt, sizeof(rt), 192 * KIB);
 	ck_assert_int_eq(ftruncate(m.fd, (off_t)(m.size + MIB)), 0);
-	tx_open_fails("required", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "required", "vhdx:%s", path);
 	tx_set32(rt + 16 + 64 + 28, 0);
 	tx_set32(rt + 4, tx_crc(rt, sizeof(rt), 4));
 	tx_pwrite(&m, rt, sizeof(rt), 192 * KIB);
-	dc_close(tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path));
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path));
 	/* A region that overlaps the BAT. */
 	tx_set64(rt + 16 + 64 + 16, m.bat_off);
 	tx_set32(rt + 4, tx_crc(rt, sizeof(rt), 4));
 	tx_pwrite(&m, rt, sizeof(rt), 192 * KIB);
-	tx_open_fails("overlaps", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "overlaps", "vhdx:%s", path);
 	tx_img_close(&m);
 
 	/* Not a VHDX; a truncated one. */
 	fd = open(path, O_WRONLY);
 	ck_assert_int_eq(pwrite(fd, "vhdxfilf", 8, 0), 8);
 	close(fd);
-	tx_open_fails("not a VHDX", DC_OPEN_READ_ONLY, "vhdx:%s", path);
-	tx_create(path, "create=2M;block=1M");
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "not a VHDX", "vhdx:%s", path);
+	vt_create("vhdx", path, "create=2M;block=1M");
 	ck_assert_int_eq(truncate(path, 2 * MIB + 4096), 0);
-	tx_open_fails("inside the file", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "inside the file", "vhdx:%s", path);
 	free(path);
 }
 END_TEST
@@ -1326,7 +1129,7 @@ START_TEST(vhdx_bad_metadata)
 	uint8_t tbl[65536], save[65536], v[8];
 	struct tx_img m;
 
-	tx_create(path, "create=2M;block=1M");
+	vt_create("vhdx", path, "create=2M;block=1M");
 	tx_img_open(&m, path);
 	tx_pread(&m, save, sizeof(save), m.meta_off);
 	/* An unknown item marked required. */
@@ -1336,45 +1139,45 @@ START_TEST(vhdx_bad_metadata)
 	tx_set32(tbl + 32 + 32 * 5 + 16, 128 * KIB);
 	tbl[10] = 6;
 	tx_pwrite(&m, tbl, sizeof(tbl), m.meta_off);
-	tx_open_fails("required", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "required", "vhdx:%s", path);
 	/* Two items overlapping. */
 	tx_set32(tbl + 32 + 32 * 5 + 24, 0);
 	tx_set32(tbl + 32 + 32 * 5 + 16, m.item_off[1] + 4);
 	tx_pwrite(&m, tbl, sizeof(tbl), m.meta_off);
-	tx_open_fails("overlap", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "overlap", "vhdx:%s", path);
 	/* A missing required item. */
 	memcpy(tbl, save, sizeof(tbl));
 	tbl[10] = 4;
 	tx_pwrite(&m, tbl, sizeof(tbl), m.meta_off);
-	tx_open_fails("missing", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "missing", "vhdx:%s", path);
 	tx_pwrite(&m, save, sizeof(save), m.meta_off);
 	/* Values: block size, sector size, disk size. */
 	tx_set32(v, 3 * MIB);
 	tx_pwrite(&m, v, 4, m.meta_off + m.item_off[0]);
-	tx_open_fails("block size", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "block size", "vhdx:%s", path);
 	tx_set32(v, MIB);
 	tx_pwrite(&m, v, 4, m.meta_off + m.item_off[0]);
 	tx_set32(v, 1024);
 	tx_pwrite(&m, v, 4, m.meta_off + m.item_off[3]);
-	tx_open_fails("512 or 4096", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "512 or 4096", "vhdx:%s", path);
 	tx_set32(v, 512);
 	tx_pwrite(&m, v, 4, m.meta_off + m.item_off[3]);
 	tx_set64(v, 1000);
 	tx_pwrite(&m, v, 8, m.meta_off + m.item_off[1]);
-	tx_open_fails("virtual disk size", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "virtual disk size", "vhdx:%s", path);
 	/* A disk larger than the BAT region holds. */
 	tx_set64(v, UINT64_C(1) << 40);
 	tx_pwrite(&m, v, 8, m.meta_off + m.item_off[1]);
-	tx_open_fails("too small", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "too small", "vhdx:%s", path);
 	tx_set64(v, 2 * MIB);
 	tx_pwrite(&m, v, 8, m.meta_off + m.item_off[1]);
 	/* HasParent without a locator. */
 	tx_set32(v, 2);
 	tx_pwrite(&m, v, 4, m.meta_off + m.item_off[0] + 4);
-	tx_open_fails("parent locator", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "parent locator", "vhdx:%s", path);
 	tx_set32(v, 0);
 	tx_pwrite(&m, v, 4, m.meta_off + m.item_off[0] + 4);
-	dc_close(tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path));
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path));
 	tx_img_close(&m);
 	free(path);
 }
@@ -1387,29 +1190,29 @@ START_TEST(vhdx_bad_bat)
 	uint8_t buf[512];
 	dc_disk *d;
 
-	tx_create(path, "create=3M;block=1M");
-	d = tx_open(0, "vhdx:%s", path);
-	tx_write(d, 0, 2048, 1);
+	vt_create("vhdx", path, "create=3M;block=1M");
+	d = h_openf(0, "vhdx:%s", path);
+	vt_write(d, 0, 2048, 1);
 	dc_close(d);
 	tx_img_open(&m, path);
 	/* Past the end of the file. */
 	tx_set_bat(&m, 1, (m.size + 16 * MIB) | 6);
-	tx_open_fails("past the end", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "past the end", "vhdx:%s", path);
 	/* Over the metadata region, over another block, over the header. */
 	tx_set_bat(&m, 1, m.meta_off | 6);
-	tx_open_fails("overlaps", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "overlaps", "vhdx:%s", path);
 	tx_set_bat(&m, 1, tx_bat(&m, 0));
-	tx_open_fails("overlaps", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "overlaps", "vhdx:%s", path);
 	tx_set_bat(&m, 1, 6);
-	tx_open_fails("overlaps", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "overlaps", "vhdx:%s", path);
 	/* Reserved and differencing-only states. */
 	tx_set_bat(&m, 1, 4);
-	tx_open_fails("state 4", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "state 4", "vhdx:%s", path);
 	tx_set_bat(&m, 1, tx_bat(&m, 0) + MIB + 1);
-	tx_open_fails("state 7", DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, 0, "state 7", "vhdx:%s", path);
 	/* The 0.95 draft's UNMAPPED value reads as zero. */
 	tx_set_bat(&m, 1, 5);
-	d = tx_open(DC_OPEN_READ_ONLY, "vhdx:%s", path);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path);
 	ck_assert_int_eq(dc_read(d, 2048, buf, 512), 0);
 	ck_assert_int_lt(h_check_zero(buf, 512), 0);
 	dc_close(d);
@@ -1429,10 +1232,10 @@ static int tx_prepare(const char *path, uint64_t size, void *arg)
 	int r;
 
 	unlink(path);
-	spec = tx_fmt("vhdx:%s;create=%llu;block=1M%s", path, (unsigned long long)size,
-		      !strcmp(how, "fixed") ? ";fixed" :
-		      !strcmp(how, "dyn4k") ? ";sector=4096" :
-					      "");
+	spec = h_fmt("vhdx:%s;create=%llu;block=1M%s", path, (unsigned long long)size,
+		     !strcmp(how, "fixed") ? ";fixed" :
+		     !strcmp(how, "dyn4k") ? ";sector=4096" :
+					     "");
 	r = dc_open(spec, 0, &d);
 	free(spec);
 	if (r == 0)
@@ -1465,6 +1268,7 @@ int main(void)
 	tcase_add_test(tc, vhdx_create_errors);
 	tcase_add_test(tc, vhdx_diff_basic);
 	tcase_add_test(tc, vhdx_diff_chain);
+	tcase_add_test(tc, vhdx_diff_relative);
 	tcase_add_test(tc, vhdx_diff_bad_parent);
 	tcase_add_test(tc, vhdx_layer_marks);
 	tcase_add_test(tc, vhdx_unmap);

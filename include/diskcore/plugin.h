@@ -247,6 +247,16 @@ bool dc_buf_is_zero(const struct dc_buf *b, size_t off, size_t len);
 int dc_buf_iov(const struct dc_buf *b, struct iovec *out, int max);
 /** True if every segment's address and length are multiples of align. */
 bool dc_buf_aligned(const struct dc_buf *b, size_t align);
+/** Blocking positional I/O between file descriptor fd at byte off and the view:
+ *  preadv()/pwritev2() straight into its segments, repeated over short transfers
+ *  and EINTR. The view goes through one bounce buffer (aligned to align, at least
+ *  4096) when it has too many segments, or when align > 1 and a segment's
+ *  address or length is not a multiple of it (O_DIRECT). rwflags go to
+ *  pwritev2() (e.g. RWF_DSYNC). Returns the bytes moved: b->len, or fewer when
+ *  the file ended first (a zero-length transfer); -errno on error. */
+ssize_t dc_buf_pread(int fd, const struct dc_buf *b, uint64_t off, size_t align);
+ssize_t dc_buf_pwrite(int fd, const struct dc_buf *b, uint64_t off, size_t align,
+		      int rwflags);
 
 /** Layer read markers. */
 void dc_marker_set(struct dc_marker *m, uint64_t sector, uint64_t count);

@@ -22,8 +22,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* Segments we pass to the kernel from the stack; longer views are bounced. */
-#define FILE_MAX_IOV 256
 #define FILE_PHYSICAL_SECTOR 4096
 
 struct file_disk {
@@ -78,50 +76,12 @@ static bool file_range(const struct file_disk *f, uint64_t sector, uint64_t coun
 	return *off <= f->size && *len <= f->size - *off;
 }
 
-/* Transfer until done: regular files return short counts only at EOF, but
- * block devices, signals and RLIMIT_FSIZE can cut a transfer anywhere. */
-static int file_xfer(struct file_disk *f, struct dc_req *req, struct iovec *iov, int cnt,
-		     uint64_t off, bool write, int rwflags)
-{
-	while (cnt > 0) {
-		ssize_t n;
-
-		if (write)
-			n = pwritev2(f->fd, iov, cnt, (off_t)off, rwflags);
-		else
-			n = preadv(f->fd, iov, cnt, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return file_errno(req, errno);
-		}
-		if (n == 0) {
-			/* EOF inside the disk: the file shrank under us. */
-			req->detail = write ? ENOSPC : ENODATA;
-			return DC_E_IO;
-		}
-		off += (uint64_t)n;
-		while (cnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
 static int file_rw(struct file_disk *f, struct dc_req *req)
 {
 	bool write = req->op == DC_OP_WRITE;
-	int rwflags = write && (req->flags & DC_IO_FUA) ? RWF_DSYNC : 0;
-	struct iovec iov[FILE_MAX_IOV];
+	size_t align = f->direct ? f->align : 0;
 	uint64_t off, len;
-	void *bounce;
-	int cnt, ret;
+	ssize_t n;
 
 	if (write && f->read_only)
 		return DC_E_READ_ONLY;
@@ -132,24 +92,19 @@ static int file_rw(struct file_disk *f, struct dc_req *req)
 	if (len == 0)
 		return 0;
 
-	cnt = -E2BIG;
-	if (!f->direct || dc_buf_aligned(&req->buf, f->align))
-		cnt = dc_buf_iov(&req->buf, iov, FILE_MAX_IOV);
-	if (cnt >= 0)
-		return file_xfer(f, req, iov, cnt, off, write, rwflags);
-
-	/* Too many segments, or unaligned for O_DIRECT: one aligned buffer. */
-	if (posix_memalign(&bounce, f->align > 4096 ? f->align : 4096, len))
-		return -ENOMEM;
 	if (write)
-		dc_buf_copy_from(&req->buf, 0, bounce, len);
-	iov[0].iov_base = bounce;
-	iov[0].iov_len = len;
-	ret = file_xfer(f, req, iov, 1, off, write, rwflags);
-	if (!write && ret == 0)
-		dc_buf_copy_to(&req->buf, 0, bounce, len);
-	free(bounce);
-	return ret;
+		n = dc_buf_pwrite(f->fd, &req->buf, off, align,
+				  req->flags & DC_IO_FUA ? RWF_DSYNC : 0);
+	else
+		n = dc_buf_pread(f->fd, &req->buf, off, align);
+	if (n < 0)
+		return file_errno(req, (int)-n);
+	if ((uint64_t)n < len) {
+		/* EOF inside the disk: the file shrank under us. */
+		req->detail = write ? ENOSPC : ENODATA;
+		return DC_E_IO;
+	}
+	return 0;
 }
 
 static int file_unmap(struct file_disk *f, struct dc_req *req)

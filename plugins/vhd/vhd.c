@@ -62,7 +62,6 @@
 #define VHD_MAX_BLOCK (256u << 20)
 #define VHD_DEFAULT_BLOCK (2u << 20)
 #define VHD_MAX_DYNAMIC (2040ull << 30) /* the specification's limit */
-#define VHD_MAX_CHAIN 64		/* the core's layer limit */
 #define VHD_DATA_ALIGN 4096u		/* block data starts on this boundary */
 #define VHD_CODE(a, b, c, d) ((uint32_t)(a) << 24 | (b) << 16 | (c) << 8 | (d))
 #define VHD_W2KU VHD_CODE('W', '2', 'k', 'u')
@@ -129,22 +128,6 @@ struct vhd_img {
 /* A block whose every sector bit is set (no memory kept for it). */
 static uint8_t vhd_bm_full_marker;
 #define VHD_BM_FULL (&vhd_bm_full_marker)
-
-/* Probing other files (parent candidates, the chain walk) must not leave their
- * messages behind: errors are dropped while this is non-zero. */
-static __thread int vhd_quiet;
-
-static void vhd_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void vhd_err(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (vhd_quiet)
-		return;
-	va_start(ap, fmt);
-	dc_verror(fmt, ap);
-	va_end(ap);
-}
 
 static uint64_t vhd_round_up(uint64_t v, uint64_t a)
 {
@@ -281,16 +264,16 @@ static bool vhd_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 static int vhd_parse_fixed(const char *path, struct vhd_meta *m)
 {
 	if (m->file_size % VHD_SECTOR) {
-		vhd_err("%s: fixed VHD of %llu bytes: expected a multiple of 512", path,
-			(unsigned long long)m->file_size);
+		vhdfmt_err("%s: fixed VHD of %llu bytes: expected a multiple of 512",
+			   path, (unsigned long long)m->file_size);
 		return -EINVAL;
 	}
 	if (m->f.current_size > m->file_size - VHD_FOOTER_SIZE ||
 	    m->f.current_size % VHD_SECTOR) {
-		vhd_err("%s: invalid disk size %llu: expected a multiple of 512 of at "
-			"most %llu (the file without its footer)",
-			path, (unsigned long long)m->f.current_size,
-			(unsigned long long)(m->file_size - VHD_FOOTER_SIZE));
+		vhdfmt_err("%s: invalid disk size %llu: expected a multiple of 512 of at "
+			   "most %llu (the file without its footer)",
+			   path, (unsigned long long)m->f.current_size,
+			   (unsigned long long)(m->file_size - VHD_FOOTER_SIZE));
 		return -EINVAL;
 	}
 	m->limit = m->file_size - VHD_FOOTER_SIZE;
@@ -307,16 +290,16 @@ static int vhd_parse_footers(int fd, const char *path, struct vhd_meta *m)
 	int ret;
 
 	if (m->file_size < VHD_FOOTER_SIZE) {
-		vhd_err("%s: file of %llu bytes is too small for a VHD (a 512-byte "
-			"footer at least)",
-			path, (unsigned long long)m->file_size);
+		vhdfmt_err("%s: file of %llu bytes is too small for a VHD (a 512-byte "
+			   "footer at least)",
+			   path, (unsigned long long)m->file_size);
 		return -EINVAL;
 	}
 	ret = vhdfmt_pread(fd, end, sizeof(end), m->file_size - VHD_FOOTER_SIZE);
 	if (ret == 0)
 		ret = vhdfmt_pread(fd, copy, sizeof(copy), 0);
 	if (ret < 0) {
-		vhd_err("%s: cannot read the footer: %s", path, strerror(-ret));
+		vhdfmt_err("%s: cannot read the footer: %s", path, strerror(-ret));
 		return ret;
 	}
 	es = vhdfmt_footer_decode(end, &ef);
@@ -335,7 +318,8 @@ static int vhd_parse_footers(int fd, const char *path, struct vhd_meta *m)
 		    (cf.disk_type != ef.disk_type || cf.current_size != ef.current_size ||
 		     cf.data_offset != ef.data_offset ||
 		     memcmp(cf.unique_id, ef.unique_id, 16) != 0)) {
-			vhd_err("%s: the footer and its copy at offset 0 disagree (type "
+			vhdfmt_err(
+				"%s: the footer and its copy at offset 0 disagree (type "
 				"%u/%u, size %llu/%llu); refusing to guess which is right",
 				path, ef.disk_type, cf.disk_type,
 				(unsigned long long)ef.current_size,
@@ -353,8 +337,8 @@ static int vhd_parse_footers(int fd, const char *path, struct vhd_meta *m)
 			 vhd_footer_why(es));
 		return 0;
 	}
-	vhd_err("%s: not a VHD: the footer in the last 512 bytes has %s", path,
-		vhd_footer_why(es));
+	vhdfmt_err("%s: not a VHD: the footer in the last 512 bytes has %s", path,
+		   vhd_footer_why(es));
 	return -EINVAL;
 }
 
@@ -363,15 +347,16 @@ static int vhd_check_range(const char *path, const struct vhd_meta *m, const cha
 			   uint64_t off, uint64_t len)
 {
 	if (off < VHD_FOOTER_SIZE || off > m->limit || len > m->limit - off) {
-		vhd_err("%s: %s at offset %llu (+%llu bytes) lies outside the image "
-			"(data area 512..%llu)",
-			path, what, (unsigned long long)off, (unsigned long long)len,
-			(unsigned long long)m->limit);
+		vhdfmt_err("%s: %s at offset %llu (+%llu bytes) lies outside the image "
+			   "(data area 512..%llu)",
+			   path, what, (unsigned long long)off, (unsigned long long)len,
+			   (unsigned long long)m->limit);
 		return -EINVAL;
 	}
 	if (m->header_off && vhd_overlap(off, len, m->header_off, VHD_HEADER_SIZE)) {
-		vhd_err("%s: %s at offset %llu overlaps the dynamic header at %llu", path,
-			what, (unsigned long long)off, (unsigned long long)m->header_off);
+		vhdfmt_err("%s: %s at offset %llu overlaps the dynamic header at %llu",
+			   path, what, (unsigned long long)off,
+			   (unsigned long long)m->header_off);
 		return -EINVAL;
 	}
 	return 0;
@@ -390,24 +375,25 @@ static int vhd_parse_header(int fd, const char *path, struct vhd_meta *m)
 		return ret;
 	ret = vhdfmt_pread(fd, h, sizeof(h), m->f.data_offset);
 	if (ret < 0) {
-		vhd_err("%s: cannot read the dynamic header: %s", path, strerror(-ret));
+		vhdfmt_err("%s: cannot read the dynamic header: %s", path,
+			   strerror(-ret));
 		return ret;
 	}
 	if (memcmp(h, vhd_sparse_cookie, sizeof(vhd_sparse_cookie)) != 0) {
-		vhd_err("%s: no \"cxsparse\" dynamic header at offset %llu", path,
-			(unsigned long long)m->f.data_offset);
+		vhdfmt_err("%s: no \"cxsparse\" dynamic header at offset %llu", path,
+			   (unsigned long long)m->f.data_offset);
 		return -EINVAL;
 	}
 	csum = vhdfmt_checksum(h, sizeof(h), VHD_HEADER_CHECKSUM_OFF);
 	if (vhd_get32(h + VHD_HEADER_CHECKSUM_OFF) != csum) {
-		vhd_err("%s: dynamic header checksum 0x%08x, expected 0x%08x", path,
-			vhd_get32(h + VHD_HEADER_CHECKSUM_OFF), csum);
+		vhdfmt_err("%s: dynamic header checksum 0x%08x, expected 0x%08x", path,
+			   vhd_get32(h + VHD_HEADER_CHECKSUM_OFF), csum);
 		return -EINVAL;
 	}
 	version = vhd_get32(h + 24);
 	if (version != VHD_VERSION) {
-		vhd_err("%s: dynamic header version 0x%08x, expected 0x00010000", path,
-			version);
+		vhdfmt_err("%s: dynamic header version 0x%08x, expected 0x00010000", path,
+			   version);
 		return -EINVAL;
 	}
 	m->header_off = m->f.data_offset;
@@ -415,9 +401,9 @@ static int vhd_parse_header(int fd, const char *path, struct vhd_meta *m)
 	m->max_entries = vhd_get32(h + 28);
 	bs = vhd_get32(h + 32);
 	if (bs < VHD_MIN_BLOCK || bs > VHD_MAX_BLOCK || (bs & (bs - 1))) {
-		vhd_err("%s: block size %u: expected a power of two from 512 bytes to "
-			"256 MiB",
-			path, bs);
+		vhdfmt_err("%s: block size %u: expected a power of two from 512 bytes to "
+			   "256 MiB",
+			   path, bs);
 		return -EINVAL;
 	}
 	m->block_size = bs;
@@ -425,21 +411,22 @@ static int vhd_parse_header(int fd, const char *path, struct vhd_meta *m)
 	m->spb_shift = (unsigned)__builtin_ctz(m->spb);
 	m->bitmap_bytes = (uint32_t)vhd_round_up((m->spb + 7) / 8, VHD_SECTOR);
 	if (m->f.current_size % VHD_SECTOR) {
-		vhd_err("%s: disk size %llu is not a multiple of 512", path,
-			(unsigned long long)m->f.current_size);
+		vhdfmt_err("%s: disk size %llu is not a multiple of 512", path,
+			   (unsigned long long)m->f.current_size);
 		return -EINVAL;
 	}
 	need = m->f.current_size / bs + (m->f.current_size % bs != 0); /* no wrap */
 	if (need > m->max_entries) {
-		vhd_err("%s: the BAT has %u entries but a disk of %llu bytes needs %llu "
+		vhdfmt_err(
+			"%s: the BAT has %u entries but a disk of %llu bytes needs %llu "
 			"blocks of %u bytes",
 			path, m->max_entries, (unsigned long long)m->f.current_size,
 			(unsigned long long)need, bs);
 		return -EINVAL;
 	}
 	if (m->max_entries > VHD_MAX_ENTRIES) {
-		vhd_err("%s: the BAT has %u entries; at most %u are supported", path,
-			m->max_entries, VHD_MAX_ENTRIES);
+		vhdfmt_err("%s: the BAT has %u entries; at most %u are supported", path,
+			   m->max_entries, VHD_MAX_ENTRIES);
 		return -EINVAL;
 	}
 	m->nblocks = (uint32_t)need;
@@ -467,16 +454,16 @@ static int vhd_parse_header(int fd, const char *path, struct vhd_meta *m)
 		}
 		snprintf(what, sizeof(what), "parent locator %d", i);
 		if (l->len > VHD_LOC_MAX) {
-			vhd_err("%s: %s is %u bytes long; at most %u expected", path,
-				what, l->len, VHD_LOC_MAX);
+			vhdfmt_err("%s: %s is %u bytes long; at most %u expected", path,
+				   what, l->len, VHD_LOC_MAX);
 			return -EINVAL;
 		}
 		ret = vhd_check_range(path, m, what, l->off, l->len);
 		if (ret)
 			return ret;
 		if (vhd_overlap(l->off, l->len, m->bat_off, m->bat_bytes)) {
-			vhd_err("%s: %s at offset %llu overlaps the BAT", path, what,
-				(unsigned long long)l->off);
+			vhdfmt_err("%s: %s at offset %llu overlaps the BAT", path, what,
+				   (unsigned long long)l->off);
 			return -EINVAL;
 		}
 	}
@@ -493,11 +480,11 @@ static int vhd_parse(int fd, const char *path, struct vhd_meta *m)
 	memset(m, 0, sizeof(*m));
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
-		vhd_err("%s: stat failed: %s", path, strerror(errno));
+		vhdfmt_err("%s: stat failed: %s", path, strerror(errno));
 		return ret;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		vhd_err("%s: not a regular file", path);
+		vhdfmt_err("%s: not a regular file", path);
 		return -EINVAL;
 	}
 	m->file_size = (uint64_t)st.st_size;
@@ -511,7 +498,8 @@ static int vhd_parse(int fd, const char *path, struct vhd_meta *m)
 	case VHD_TYPE_DIFF:
 		return vhd_parse_header(fd, path, m);
 	default:
-		vhd_err("%s: unsupported disk type %u (expected 2 fixed, 3 dynamic or 4 "
+		vhdfmt_err(
+			"%s: unsupported disk type %u (expected 2 fixed, 3 dynamic or 4 "
 			"differencing)",
 			path, m->f.disk_type);
 		return -EINVAL;
@@ -543,14 +531,14 @@ static int vhd_load_bat(struct vhd_img *v)
 	v->bat_dirty = calloc(m->bat_bytes / VHD_SECTOR / 64 + 1, sizeof(*v->bat_dirty));
 	sorted = malloc((m->max_entries ? m->max_entries : 1) * sizeof(*sorted));
 	if (!raw || !v->bat || !v->bm || !v->dirty_bits || !v->bat_dirty || !sorted) {
-		vhd_err("%s: out of memory for a BAT of %u entries", v->path,
-			m->max_entries);
+		vhdfmt_err("%s: out of memory for a BAT of %u entries", v->path,
+			   m->max_entries);
 		ret = -ENOMEM;
 		goto out;
 	}
 	ret = vhdfmt_pread(v->fd, raw, m->bat_bytes, m->bat_off);
 	if (ret < 0) {
-		vhd_err("%s: cannot read the BAT: %s", v->path, strerror(-ret));
+		vhdfmt_err("%s: cannot read the BAT: %s", v->path, strerror(-ret));
 		goto out;
 	}
 	v->data_end = m->bat_off + m->bat_bytes;
@@ -572,15 +560,17 @@ static int vhd_load_bat(struct vhd_img *v)
 		if (ret)
 			goto out;
 		if (vhd_overlap(off, tsize, m->bat_off, m->bat_bytes)) {
-			vhd_err("%s: block %llu at offset %llu overlaps the BAT", v->path,
-				(unsigned long long)i, (unsigned long long)off);
+			vhdfmt_err("%s: block %llu at offset %llu overlaps the BAT",
+				   v->path, (unsigned long long)i,
+				   (unsigned long long)off);
 			ret = -EINVAL;
 			goto out;
 		}
 		for (int l = 0; l < VHD_NLOC; l++) {
 			if (m->loc[l].code &&
 			    vhd_overlap(off, tsize, m->loc[l].off, m->loc[l].len)) {
-				vhd_err("%s: block %llu at offset %llu overlaps parent "
+				vhdfmt_err(
+					"%s: block %llu at offset %llu overlaps parent "
 					"locator %d",
 					v->path, (unsigned long long)i,
 					(unsigned long long)off, l);
@@ -596,7 +586,8 @@ static int vhd_load_bat(struct vhd_img *v)
 	for (uint32_t i = 1; i < nalloc; i++) {
 		if ((uint64_t)sorted[i - 1] * VHD_SECTOR + tsize >
 		    (uint64_t)sorted[i] * VHD_SECTOR) {
-			vhd_err("%s: blocks at offsets %llu and %llu overlap (blocks are %llu "
+			vhdfmt_err(
+				"%s: blocks at offsets %llu and %llu overlap (blocks are %llu "
 				"bytes with their bitmap)",
 				v->path, (unsigned long long)sorted[i - 1] * VHD_SECTOR,
 				(unsigned long long)sorted[i] * VHD_SECTOR,
@@ -692,9 +683,9 @@ static int vhd_peek_uid(const char *path, uint8_t uid[16])
 		close(fd);
 		return -ENOMEM;
 	}
-	vhd_quiet++;
+	vhdfmt_quiet(1);
 	ret = vhd_parse(fd, path, m);
-	vhd_quiet--;
+	vhdfmt_quiet(-1);
 	if (ret == 0)
 		memcpy(uid, m->f.unique_id, 16);
 	free(m);
@@ -755,74 +746,29 @@ static int vhd_find_parent(int fd, const struct vhd_meta *m, const char *path,
 	if (*out)
 		return 0;
 	if (!n)
-		vhd_err("%s: differencing VHD without a usable parent locator or parent "
+		vhdfmt_err(
+			"%s: differencing VHD without a usable parent locator or parent "
 			"name",
 			path);
 	else
-		vhd_err("%s: parent image not found (tried %s)", path, tried);
+		vhdfmt_err("%s: parent image not found (tried %s)", path, tried);
 	return ret;
 }
 
-/* Follow the parent chain from `parent` (the parent of the image with identity
- * self_dev/self_ino) and refuse a loop or a chain deeper than the core takes. */
-static int vhd_check_chain(const char *path, dev_t self_dev, ino_t self_ino,
-			   const char *parent)
+/* vhdfmt_parent_fn: the parent of the VHD at path (open as fd), if it is a
+ * differencing image whose parent can be found. */
+static char *vhd_parent_of(int fd, const char *path)
 {
-	struct {
-		dev_t dev;
-		ino_t ino;
-	} seen[VHD_MAX_CHAIN + 1];
-	char *cur = strdup(parent);
-	unsigned n = 0;
-	int ret = 0;
+	struct vhd_meta *m = malloc(sizeof(*m));
+	char *next = NULL, *dir = NULL;
 
-	seen[n].dev = self_dev;
-	seen[n++].ino = self_ino;
-	while (cur && ret == 0) {
-		struct vhd_meta *m = malloc(sizeof(*m));
-		int fd = open(cur, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-		struct stat st;
-		char *next = NULL, *dir = NULL;
-
-		if (!m || fd < 0 || fstat(fd, &st) < 0) {
-			/* Opening the layer will say what is wrong with it. */
-			free(m);
-			if (fd >= 0)
-				close(fd);
-			break;
-		}
-		for (unsigned i = 0; i < n; i++) {
-			if (seen[i].dev == st.st_dev && seen[i].ino == st.st_ino) {
-				vhd_err("%s: the parent chain loops: %s is its own "
-					"ancestor",
-					path, cur);
-				ret = -ELOOP;
-			}
-		}
-		if (ret == 0 && n > VHD_MAX_CHAIN) {
-			vhd_err("%s: the parent chain is deeper than %d images", path,
-				VHD_MAX_CHAIN);
-			ret = -ELOOP;
-		}
-		if (ret == 0) {
-			seen[n].dev = st.st_dev;
-			seen[n++].ino = st.st_ino;
-			vhd_quiet++;
-			if (vhd_parse(fd, cur, m) == 0 &&
-			    m->f.disk_type == VHD_TYPE_DIFF &&
-			    (dir = vhd_dirname(cur)) != NULL &&
-			    vhd_find_parent(fd, m, cur, dir, &next) < 0)
-				next = NULL;
-			vhd_quiet--;
-		}
-		free(dir);
-		free(m);
-		close(fd);
-		free(cur);
-		cur = next;
-	}
-	free(cur);
-	return ret;
+	if (m && vhd_parse(fd, path, m) == 0 && m->f.disk_type == VHD_TYPE_DIFF &&
+	    (dir = vhd_dirname(path)) != NULL &&
+	    vhd_find_parent(fd, m, path, dir, &next) < 0)
+		next = NULL;
+	free(dir);
+	free(m);
+	return next;
 }
 
 /* --- Bitmaps ---------------------------------------------------------------------- */
@@ -1387,14 +1333,14 @@ static int vhd_put_locator(uint8_t *hdr, int idx, uint32_t code, const char *pat
 static int vhd_create_parent_info(const char *path, const char *parent_real,
 				  struct vhd_footer *pf, uint32_t *mtime)
 {
-	int fd = open(parent_real, O_RDONLY | O_CLOEXEC);
+	int fd = open(parent_real, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	struct vhd_meta *m;
 	struct stat st;
 	int ret;
 
 	if (fd < 0) {
 		ret = -errno;
-		vhd_err("%s: parent %s: %s", path, parent_real, strerror(errno));
+		vhdfmt_err("%s: parent %s: %s", path, parent_real, strerror(errno));
 		return ret;
 	}
 	m = malloc(sizeof(*m));
@@ -1425,7 +1371,7 @@ static int vhd_create_dynamic(const char *path, int fd, const struct vhd_create 
 		parent_real = realpath(c->parent, NULL);
 		if (!parent_real) {
 			ret = -errno;
-			vhd_err("%s: parent %s: %s", path, c->parent, strerror(errno));
+			vhdfmt_err("%s: parent %s: %s", path, c->parent, strerror(errno));
 			goto out;
 		}
 		tmp = strdup(path);
@@ -1441,8 +1387,8 @@ static int vhd_create_dynamic(const char *path, int fd, const struct vhd_create 
 		}
 		if (!child_dir) {
 			ret = -errno;
-			vhd_err("%s: cannot resolve the directory: %s", path,
-				strerror(errno));
+			vhdfmt_err("%s: cannot resolve the directory: %s", path,
+				   strerror(errno));
 			goto out;
 		}
 		ret = vhd_create_parent_info(path, parent_real, &pf, &pmtime);
@@ -1452,15 +1398,15 @@ static int vhd_create_dynamic(const char *path, int fd, const struct vhd_create 
 		rel = vhd_relpath(child_dir, parent_real);
 		if (!rel) {
 			ret = -ENOMEM;
-			vhd_err("out of memory");
+			vhdfmt_err("out of memory");
 			goto out;
 		}
 	}
 	ret = -EINVAL;
 	nblocks = (size + c->block - 1) / c->block;
 	if (nblocks > VHD_MAX_ENTRIES) {
-		vhd_err("%s: %llu blocks of %u bytes are too many (at most %u)", path,
-			(unsigned long long)nblocks, c->block, VHD_MAX_ENTRIES);
+		vhdfmt_err("%s: %llu blocks of %u bytes are too many (at most %u)", path,
+			   (unsigned long long)nblocks, c->block, VHD_MAX_ENTRIES);
 		goto out;
 	}
 	/* footer copy, header, locators (each up to 8 KiB), BAT, footer */
@@ -1469,7 +1415,7 @@ static int vhd_create_dynamic(const char *path, int fd, const struct vhd_create 
 	img = calloc(1, pos + 2 * 8192 + bat_bytes + VHD_FOOTER_SIZE);
 	if (!img) {
 		ret = -ENOMEM;
-		vhd_err("out of memory");
+		vhdfmt_err("out of memory");
 		goto out;
 	}
 	if (c->type == VHD_TYPE_DIFF) {
@@ -1481,8 +1427,8 @@ static int vhd_create_dynamic(const char *path, int fd, const struct vhd_create 
 			n = vhd_utf8_to_16(base, units, 256);
 		if (n < 0 || vhd_put_locator(hdr, 0, VHD_W2KU, parent_real, img, &pos) ||
 		    vhd_put_locator(hdr, 1, VHD_W2RU, rel, img, &pos)) {
-			vhd_err("%s: parent path %s is not valid UTF-8 or is too long",
-				path, parent_real);
+			vhdfmt_err("%s: parent path %s is not valid UTF-8 or is too long",
+				   path, parent_real);
 			goto out;
 		}
 		for (int i = 0; i < n; i++)
@@ -1496,7 +1442,7 @@ static int vhd_create_dynamic(const char *path, int fd, const struct vhd_create 
 
 	ret = vhdfmt_new_uid(uid);
 	if (ret < 0) {
-		vhd_err("%s: no random unique id: %s", path, strerror(-ret));
+		vhdfmt_err("%s: no random unique id: %s", path, strerror(-ret));
 		goto out;
 	}
 	memcpy(hdr, vhd_sparse_cookie, sizeof(vhd_sparse_cookie));
@@ -1533,7 +1479,7 @@ static int vhd_create_dynamic(const char *path, int fd, const struct vhd_create 
 	if (ret == 0 && fsync(fd) < 0)
 		ret = -errno;
 	if (ret < 0)
-		vhd_err("%s: cannot write the new image: %s", path, strerror(-ret));
+		vhdfmt_err("%s: cannot write the new image: %s", path, strerror(-ret));
 out:
 	free(img);
 	free(rel);
@@ -1552,7 +1498,7 @@ static int vhd_create_check_target(const char *path, const char *parent)
 	if (stat(path, &st) < 0)
 		return 0;
 	if (!S_ISREG(st.st_mode)) {
-		vhd_err("%s: create= needs a regular file (this is not one)", path);
+		vhdfmt_err("%s: create= needs a regular file (this is not one)", path);
 		return -EINVAL;
 	}
 	if (!parent)
@@ -1560,11 +1506,11 @@ static int vhd_create_check_target(const char *path, const char *parent)
 	real = realpath(parent, NULL);
 	if (!real)
 		return 0; /* reported when the parent is read */
-	ret = vhd_check_chain(path, st.st_dev, st.st_ino, real);
+	ret = vhdfmt_check_chain(path, st.st_dev, st.st_ino, real, vhd_parent_of);
 	free(real);
 	if (ret == -ELOOP)
-		vhd_err("%s: refusing to overwrite it: the parent %s depends on it", path,
-			parent);
+		vhdfmt_err("%s: refusing to overwrite it: the parent %s depends on it",
+			   path, parent);
 	return ret;
 }
 
@@ -1578,26 +1524,26 @@ static int vhd_create(struct vhd_img *v, const struct vhd_create *c)
 	fd = open(v->path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
 	if (fd < 0) {
 		ret = -errno;
-		vhd_err("%s: cannot create: %s", v->path, strerror(errno));
+		vhdfmt_err("%s: cannot create: %s", v->path, strerror(errno));
 		return ret;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		ret = -errno;
-		vhd_err("%s: cannot create: the image is in use (locked)", v->path);
+		vhdfmt_err("%s: cannot create: the image is in use (locked)", v->path);
 		close(fd);
 		return ret;
 	}
 	if (ftruncate(fd, 0) < 0) {
 		ret = -errno;
-		vhd_err("%s: cannot truncate: %s", v->path, strerror(errno));
+		vhdfmt_err("%s: cannot truncate: %s", v->path, strerror(errno));
 		close(fd);
 		return ret;
 	}
 	if (c->type == VHD_TYPE_FIXED) {
 		ret = vhdfmt_write_fixed(fd, c->size);
 		if (ret < 0)
-			vhd_err("%s: cannot write a fixed VHD: %s", v->path,
-				strerror(-ret));
+			vhdfmt_err("%s: cannot write a fixed VHD: %s", v->path,
+				   strerror(-ret));
 	} else {
 		ret = vhd_create_dynamic(v->path, fd, c);
 	}
@@ -1620,24 +1566,27 @@ static int vhd_create_opts(const struct dc_open_args *a, const char *path,
 	*want = has_size || c->parent;
 	if (!*want) {
 		if (has_block) {
-			vhd_err("%s: block= applies only when creating (create= or parent=)",
+			vhdfmt_err(
+				"%s: block= applies only when creating (create= or parent=)",
 				path);
 			return -EINVAL;
 		}
 		return 0;
 	}
 	if (c->parent && !c->parent[0]) {
-		vhd_err("%s: parent= needs the path of the parent image", path);
+		vhdfmt_err("%s: parent= needs the path of the parent image", path);
 		return -EINVAL;
 	}
 	if (c->parent && has_size) {
-		vhd_err("%s: a differencing image takes its parent's size; give parent= "
+		vhdfmt_err(
+			"%s: a differencing image takes its parent's size; give parent= "
 			"without create=",
 			path);
 		return -EINVAL;
 	}
 	if (block < VHD_MIN_BLOCK || block > VHD_MAX_BLOCK || (block & (block - 1))) {
-		vhd_err("%s: block=%llu: expected a power of two from 512 bytes to 256 MiB",
+		vhdfmt_err(
+			"%s: block=%llu: expected a power of two from 512 bytes to 256 MiB",
 			path, (unsigned long long)block);
 		return -EINVAL;
 	}
@@ -1653,14 +1602,15 @@ static int vhd_create_opts(const struct dc_open_args *a, const char *path,
 	if (c->parent)
 		return 0;
 	if (size == 0 || size % VHD_SECTOR || size > (uint64_t)INT64_MAX - VHD_SECTOR) {
-		vhd_err("%s: create=%llu: expected a size that is a non-zero multiple of "
+		vhdfmt_err(
+			"%s: create=%llu: expected a size that is a non-zero multiple of "
 			"512 bytes",
 			path, (unsigned long long)size);
 		return -EINVAL;
 	}
 	if (c->type == VHD_TYPE_DYNAMIC && size > VHD_MAX_DYNAMIC) {
-		vhd_err("%s: create=%llu: a dynamic VHD holds at most 2040 GiB", path,
-			(unsigned long long)size);
+		vhdfmt_err("%s: create=%llu: a dynamic VHD holds at most 2040 GiB", path,
+			   (unsigned long long)size);
 		return -EINVAL;
 	}
 	return 0;
@@ -1729,7 +1679,7 @@ static int vhd_repair(struct vhd_img *v)
 	if (ret == 0 && fdatasync(v->fd) < 0)
 		ret = -errno;
 	if (ret < 0)
-		vhd_err("%s: cannot repair the footer: %s", v->path, strerror(-ret));
+		vhdfmt_err("%s: cannot repair the footer: %s", v->path, strerror(-ret));
 	else
 		dc_debug("%s: footer repaired", v->path);
 	return ret;
@@ -1744,13 +1694,13 @@ static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	int ret;
 
 	if (a->nfields < 1 || !a->fields[0][0]) {
-		vhd_err("missing path (expected vhd:PATH)");
+		vhdfmt_err("missing path (expected vhd:PATH)");
 		return -EINVAL;
 	}
 	v = calloc(1, sizeof(*v));
 	if (!v || !(v->path = strdup(a->fields[0]))) {
 		free(v);
-		vhd_err("out of memory");
+		vhdfmt_err("out of memory");
 		return -ENOMEM;
 	}
 	v->fd = -1;
@@ -1761,17 +1711,20 @@ static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 		ret = vhd_create(v, &c);
 	if (ret)
 		goto fail;
-	v->fd = open(v->path, (v->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* O_NONBLOCK: a parent locator may name a FIFO, which vhd_parse() then
+	 * refuses; regular files ignore the flag. */
+	v->fd = open(v->path,
+		     (v->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
 	if (v->fd < 0) {
 		ret = -errno;
-		vhd_err("%s: cannot open %s: %s", v->path,
-			v->read_only ? "read-only" : "read-write", strerror(errno));
+		vhdfmt_err("%s: cannot open %s: %s", v->path,
+			   v->read_only ? "read-only" : "read-write", strerror(errno));
 		goto fail;
 	}
 	if (flock(v->fd, (v->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		ret = -errno;
-		vhd_err("%s: the image is in use by another open (it is locked%s)",
-			v->path, v->read_only ? " for writing" : "");
+		vhdfmt_err("%s: the image is in use by another open (it is locked%s)",
+			   v->path, v->read_only ? " for writing" : "");
 		goto fail;
 	}
 	/* Relative parent locators start here. A path that does not resolve
@@ -1788,7 +1741,7 @@ static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	free(real);
 	if (!v->dir) {
 		ret = -ENOMEM;
-		vhd_err("out of memory");
+		vhdfmt_err("out of memory");
 		goto fail;
 	}
 	ret = vhd_parse(v->fd, v->path, &v->m);
@@ -1827,8 +1780,7 @@ fail:
 static int vhd_lower_spec(void *inst, char *buf, size_t len)
 {
 	struct vhd_img *v = inst;
-	struct stat st;
-	int ret, n;
+	int ret;
 
 	if (!v->diff)
 		return 0;
@@ -1837,22 +1789,8 @@ static int vhd_lower_spec(void *inst, char *buf, size_t len)
 	ret = vhd_find_parent(v->fd, &v->m, v->path, v->dir, &v->parent_path);
 	if (ret)
 		return ret;
-	if (strchr(v->parent_path, ';')) {
-		vhd_err("%s: the parent's path %s contains ';', which a spec cannot hold",
-			v->path, v->parent_path);
-		return -EINVAL;
-	}
-	if (fstat(v->fd, &st) < 0)
-		return -errno;
-	ret = vhd_check_chain(v->path, st.st_dev, st.st_ino, v->parent_path);
-	if (ret)
-		return ret;
-	n = snprintf(buf, len, "vhd:%s", v->parent_path);
-	if (n < 0 || (size_t)n >= len) {
-		vhd_err("%s: the parent's path is too long for a spec", v->path);
-		return -ENAMETOOLONG;
-	}
-	return 1;
+	return vhdfmt_lower_spec("vhd", v->path, v->fd, v->parent_path, vhd_parent_of,
+				 buf, len);
 }
 
 static int vhd_attach(void *inst, const struct dc_info *lower, struct dc_info *info)
@@ -1864,24 +1802,25 @@ static int vhd_attach(void *inst, const struct dc_info *lower, struct dc_info *i
 	if (!v->diff)
 		return 0;
 	if (!lower) {
-		vhd_err("%s: a differencing VHD needs its parent below it", v->path);
+		vhdfmt_err("%s: a differencing VHD needs its parent below it", v->path);
 		return -EINVAL;
 	}
 	vhdfmt_uid_str(v->m.parent_uid, want);
 	if (!(lower->flags & DC_INFO_HAS_DISK_ID)) {
-		vhd_err("%s: the layer below has no unique id; expected the parent %s",
-			v->path, want);
+		vhdfmt_err("%s: the layer below has no unique id; expected the parent %s",
+			   v->path, want);
 		return -EINVAL;
 	}
 	if (memcmp(lower->disk_id, v->m.parent_uid, 16) != 0) {
 		vhdfmt_uid_str(lower->disk_id, got);
-		vhd_err("%s: parent %s has unique id %s, but this image expects %s "
-			"(the parent was replaced or modified)",
-			v->path, v->parent_path ? v->parent_path : "below", got, want);
+		vhdfmt_err("%s: parent %s has unique id %s, but this image expects %s "
+			   "(the parent was replaced or modified)",
+			   v->path, v->parent_path ? v->parent_path : "below", got, want);
 		return -EINVAL;
 	}
 	if (lower->sector_size != VHD_SECTOR) {
-		vhd_err("%s: the parent has %u-byte sectors; VHD sectors are 512 bytes",
+		vhdfmt_err(
+			"%s: the parent has %u-byte sectors; VHD sectors are 512 bytes",
 			v->path, lower->sector_size);
 		return -EINVAL;
 	}

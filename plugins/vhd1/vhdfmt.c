@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: MIT */
-/* vhdfmt: VHD footer, checksum, geometry, ids and file I/O shared by vhd1 and vhd. */
+/* vhdfmt: VHD footer, checksum, geometry, ids and file I/O shared by vhd1 and vhd;
+ * quiet probing and the parent chain check shared by vhd and vhdx. */
 #include "vhdfmt.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <sys/uio.h>
+#include <sys/stat.h>
 #include <unistd.h>
-
-#define VHDFMT_MAX_IOV 256
 
 static const char vhdfmt_cookie[8] = { 'c', 'o', 'n', 'e', 'c', 't', 'i', 'x' };
 
@@ -205,58 +207,16 @@ int vhdfmt_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-/* Loop over short transfers: signals and RLIMIT_FSIZE can cut one anywhere. */
-static int vhdfmt_xfer_iov(int fd, struct iovec *iov, int cnt, uint64_t off, bool write,
-			   int rwflags)
-{
-	while (cnt > 0) {
-		ssize_t n = write ? pwritev2(fd, iov, cnt, (off_t)off, rwflags) :
-				    preadv(fd, iov, cnt, (off_t)off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return write ? -ENOSPC : -ENODATA;
-		off += (uint64_t)n;
-		while (cnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
 int vhdfmt_xfer(int fd, const struct dc_buf *b, uint64_t off, bool write, int rwflags)
 {
-	struct iovec iov[VHDFMT_MAX_IOV];
-	void *bounce;
-	int cnt, ret;
+	ssize_t n = write ? dc_buf_pwrite(fd, b, off, 0, rwflags) :
+			    dc_buf_pread(fd, b, off, 0);
 
-	if (b->len == 0)
-		return 0;
-	cnt = dc_buf_iov(b, iov, VHDFMT_MAX_IOV);
-	if (cnt >= 0)
-		return vhdfmt_xfer_iov(fd, iov, cnt, off, write, rwflags);
-	bounce = malloc(b->len);
-	if (!bounce)
-		return -ENOMEM;
-	if (write)
-		dc_buf_copy_from(b, 0, bounce, b->len);
-	iov[0].iov_base = bounce;
-	iov[0].iov_len = b->len;
-	ret = vhdfmt_xfer_iov(fd, iov, 1, off, write, rwflags);
-	if (!write && ret == 0)
-		dc_buf_copy_to(b, 0, bounce, b->len);
-	free(bounce);
-	return ret;
+	if (n < 0)
+		return (int)n;
+	if ((size_t)n < b->len)
+		return write ? -ENOSPC : -ENODATA;
+	return 0;
 }
 
 int vhdfmt_result(struct dc_req *req, int neg_errno)
@@ -276,4 +236,129 @@ int vhdfmt_result(struct dc_req *req, int neg_errno)
 		req->detail = err;
 		return DC_E_IO;
 	}
+}
+
+/* --- Quiet probing ------------------------------------------------------------ */
+
+/* The quiet count lives in a pthread key rather than in __thread: LSan's
+ * tracer trips over the dynamic TLS of dlopen'ed modules (as blockdev found).
+ * Should the key be unavailable, messages are simply not dropped. */
+static pthread_key_t vhdfmt_quiet_key;
+static pthread_once_t vhdfmt_quiet_once = PTHREAD_ONCE_INIT;
+static bool vhdfmt_quiet_ok;
+
+static void vhdfmt_quiet_init(void)
+{
+	vhdfmt_quiet_ok = pthread_key_create(&vhdfmt_quiet_key, NULL) == 0;
+}
+
+/* Give the key back when the plugin is unloaded: it holds only counts. */
+__attribute__((destructor)) static void vhdfmt_quiet_fini(void)
+{
+	if (vhdfmt_quiet_ok)
+		pthread_key_delete(vhdfmt_quiet_key);
+}
+
+static intptr_t vhdfmt_quiet_get(void)
+{
+	pthread_once(&vhdfmt_quiet_once, vhdfmt_quiet_init);
+	return vhdfmt_quiet_ok ? (intptr_t)pthread_getspecific(vhdfmt_quiet_key) : 0;
+}
+
+void vhdfmt_quiet(int delta)
+{
+	intptr_t n = vhdfmt_quiet_get() + delta;
+
+	if (vhdfmt_quiet_ok)
+		pthread_setspecific(vhdfmt_quiet_key, (void *)n);
+}
+
+void vhdfmt_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (vhdfmt_quiet_get())
+		return;
+	va_start(ap, fmt);
+	dc_verror(fmt, ap);
+	va_end(ap);
+}
+
+/* --- Parent chains ------------------------------------------------------------- */
+
+int vhdfmt_check_chain(const char *path, dev_t dev, ino_t ino, const char *parent,
+		       vhdfmt_parent_fn parent_of)
+{
+	struct {
+		dev_t dev;
+		ino_t ino;
+	} seen[VHDFMT_MAX_CHAIN + 1];
+	char *cur = strdup(parent);
+	unsigned n = 0;
+	int ret = 0;
+
+	seen[n].dev = dev;
+	seen[n++].ino = ino;
+	while (cur && ret == 0) {
+		/* O_NONBLOCK: a locator may name a FIFO. */
+		int fd = open(cur, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		char *next = NULL;
+		struct stat st;
+
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
+		for (unsigned i = 0; i < n && ret == 0; i++) {
+			if (seen[i].dev == st.st_dev && seen[i].ino == st.st_ino) {
+				vhdfmt_err("%s: the parent chain loops: %s is its own "
+					   "ancestor",
+					   path, cur);
+				ret = -ELOOP;
+			}
+		}
+		if (ret == 0 && n > VHDFMT_MAX_CHAIN) {
+			vhdfmt_err("%s: the parent chain is deeper than %d images", path,
+				   VHDFMT_MAX_CHAIN);
+			ret = -ELOOP;
+		}
+		if (ret == 0) {
+			seen[n].dev = st.st_dev;
+			seen[n++].ino = st.st_ino;
+			vhdfmt_quiet(1);
+			next = parent_of(fd, cur);
+			vhdfmt_quiet(-1);
+		}
+		close(fd);
+		free(cur);
+		cur = next;
+	}
+	free(cur);
+	return ret;
+}
+
+int vhdfmt_lower_spec(const char *form, const char *path, int fd, const char *parent,
+		      vhdfmt_parent_fn parent_of, char *buf, size_t len)
+{
+	struct stat st;
+	int ret, n;
+
+	if (strchr(parent, ';')) {
+		vhdfmt_err("%s: the parent's path %s contains ';', which a spec cannot "
+			   "hold",
+			   path, parent);
+		return -EINVAL;
+	}
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	ret = vhdfmt_check_chain(path, st.st_dev, st.st_ino, parent, parent_of);
+	if (ret)
+		return ret;
+	n = snprintf(buf, len, "%s:%s", form, parent);
+	if (n < 0 || (size_t)n >= len) {
+		vhdfmt_err("%s: the parent's path is too long for a spec", path);
+		return -ENAMETOOLONG;
+	}
+	return 1;
 }

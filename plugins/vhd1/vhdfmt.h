@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* vhdfmt: the parts of the VHD format (Microsoft "Virtual Hard Disk Image Format
  * Specification") that the vhd1 and vhd plugins share: the 512-byte footer, the
- * one's-complement checksum, CHS geometry, unique ids, and full-length file I/O.
- * Compiled into both plugins; nothing here is exported (plugins.map). */
+ * one's-complement checksum, CHS geometry, unique ids, and full-length file I/O;
+ * and what vhd and vhdx share as differencing layers: quiet probing and the
+ * parent chain check behind lower_spec(). Compiled into vhd1, vhd and vhdx;
+ * nothing here is exported (plugins.map). */
 #ifndef DISKCORE_VHDFMT_H
 #define DISKCORE_VHDFMT_H
 
@@ -11,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define VHD_SECTOR 512u
 #define VHD_FOOTER_SIZE 512u
@@ -22,6 +25,8 @@
 #define VHD_FOOTER_CHECKSUM_OFF 64u
 /* Seconds from the Unix epoch to the VHD epoch (2000-01-01 00:00:00 UTC). */
 #define VHD_EPOCH 946684800u
+/* The deepest parent chain accepted: the core's layer limit. */
+#define VHDFMT_MAX_CHAIN 64
 
 struct vhd_footer {
 	uint32_t features;
@@ -110,10 +115,36 @@ uint32_t vhdfmt_geometry(uint64_t size);
 /* pread/pwrite the whole length; -ENODATA if the file ends first. */
 int vhdfmt_pread(int fd, void *buf, size_t len, uint64_t off);
 int vhdfmt_pwrite(int fd, const void *buf, size_t len, uint64_t off);
-/* Move a buffer view to or from the file at off, straight into its segments
- * (bounced when it has too many); -errno, -ENODATA/-ENOSPC at an early EOF. */
+/* Move a buffer view to or from the file at off (dc_buf_pread/dc_buf_pwrite);
+ * -errno, -ENODATA/-ENOSPC at an early EOF. */
 int vhdfmt_xfer(int fd, const struct dc_buf *b, uint64_t off, bool write, int rwflags);
 /* Map an errno from the helpers above onto a request result. */
 int vhdfmt_result(struct dc_req *req, int neg_errno);
+
+/* dc_error() unless this thread is probing quietly. Probing other files
+ * (parent candidates, the chain walk) must not leave their messages behind. */
+void vhdfmt_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Enter (+1) or leave (-1) a quiet stretch on this thread; they nest. */
+void vhdfmt_quiet(int delta);
+
+/* The parent of the image at path, open read-only (and non-blocking) as fd: a
+ * malloc'd real path, or NULL when it has none or it cannot be found. Called
+ * inside a quiet stretch. */
+typedef char *(*vhdfmt_parent_fn)(int fd, const char *path);
+
+/* Walk the parent chain up from parent, the parent of the image whose file is
+ * dev/ino, asking parent_of for each next link. A loop, or a chain deeper than
+ * VHDFMT_MAX_CHAIN, is refused with -ELOOP and a message about path. A link
+ * that cannot be opened or parsed ends the walk with 0: opening it as a layer
+ * reports what is wrong with it. */
+int vhdfmt_check_chain(const char *path, dev_t dev, ino_t ino, const char *parent,
+		       vhdfmt_parent_fn parent_of);
+
+/* The end of a differencing image's lower_spec(), once its parent resolved to
+ * the real path parent: refuse a path a spec cannot hold, check the chain above
+ * the image (path, open as fd), and write "form:parent" into buf (len bytes).
+ * Returns 1, or -errno after a message. */
+int vhdfmt_lower_spec(const char *form, const char *path, int fd, const char *parent,
+		      vhdfmt_parent_fn parent_of, char *buf, size_t len);
 
 #endif

@@ -60,19 +60,6 @@
 
 #define VHDX_RESERVE 40 /* queue room a single change may need */
 
-__thread int vhdx_quiet;
-
-void vhdx_err(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (vhdx_quiet)
-		return;
-	va_start(ap, fmt);
-	dc_verror(fmt, ap);
-	va_end(ap);
-}
-
 /* --- BAT ------------------------------------------------------------------------- */
 
 static uint64_t vhdx_pidx(const struct vhdx *v, uint64_t b)
@@ -141,18 +128,19 @@ static int vhdx_check_spans(struct vhdx *v, struct vhdx_span *sp, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		if (sp[i].off > v->file_size || sp[i].len > v->file_size - sp[i].off) {
 			vhdx_span_what(&sp[i], a, sizeof(a));
-			vhdx_err("%s: %s at offset %llu (+%llu) lies past the end of the "
-				 "file (%llu bytes)",
-				 v->path, a, (unsigned long long)sp[i].off,
-				 (unsigned long long)sp[i].len,
-				 (unsigned long long)v->file_size);
+			vhdfmt_err(
+				"%s: %s at offset %llu (+%llu) lies past the end of the "
+				"file (%llu bytes)",
+				v->path, a, (unsigned long long)sp[i].off,
+				(unsigned long long)sp[i].len,
+				(unsigned long long)v->file_size);
 			return -EINVAL;
 		}
 		if (i && sp[i - 1].off + sp[i - 1].len > sp[i].off) {
 			vhdx_span_what(&sp[i - 1], a, sizeof(a));
 			vhdx_span_what(&sp[i], b, sizeof(b));
-			vhdx_err("%s: %s overlaps %s (at offset %llu)", v->path, a, b,
-				 (unsigned long long)sp[i].off);
+			vhdfmt_err("%s: %s overlaps %s (at offset %llu)", v->path, a, b,
+				   (unsigned long long)sp[i].off);
 			return -EINVAL;
 		}
 		if (sp[i].off + sp[i].len > v->file_end)
@@ -176,7 +164,7 @@ static int vhdx_load_bat(struct vhdx *v)
 		goto out;
 	ret = vhdx_pread(v, raw, v->nbat_mem * 8, v->bat_off);
 	if (ret < 0) {
-		vhdx_err("%s: cannot read the BAT: %s", v->path, strerror(-ret));
+		vhdfmt_err("%s: cannot read the BAT: %s", v->path, strerror(-ret));
 		goto out;
 	}
 	for (uint64_t i = 0; i < v->nbat_mem; i++)
@@ -194,7 +182,7 @@ static int vhdx_load_bat(struct vhdx *v)
 			bad = VHDX_BAT_STATE(v->bat[i / cr1 * cr1 + v->chunk_ratio]) !=
 			      VHDX_SB_PRESENT;
 		if (bad) {
-			vhdx_err(
+			vhdfmt_err(
 				"%s: BAT entry %llu has state %u, which is invalid for a "
 				"%s entry of a%s image%s",
 				v->path, (unsigned long long)i, st,
@@ -223,8 +211,8 @@ static int vhdx_load_bat(struct vhdx *v)
 	v->file_end = vhdx_round_up(v->file_end, VHDX_MB);
 out:
 	if (ret == -ENOMEM)
-		vhdx_err("%s: out of memory for a BAT of %llu entries", v->path,
-			 (unsigned long long)v->nbat);
+		vhdfmt_err("%s: out of memory for a BAT of %llu entries", v->path,
+			   (unsigned long long)v->nbat);
 	free(sp);
 	free(raw);
 	return ret;
@@ -722,12 +710,12 @@ static int vhdx_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	int ret;
 
 	if (a->nfields < 1 || !a->fields[0][0]) {
-		vhdx_err("missing path (expected vhdx:PATH)");
+		vhdfmt_err("missing path (expected vhdx:PATH)");
 		return -EINVAL;
 	}
 	v = vhdx_new(a->fields[0], a->read_only);
 	if (!v) {
-		vhdx_err("out of memory");
+		vhdfmt_err("out of memory");
 		return -ENOMEM;
 	}
 	/* A new image may be opened read-only, e.g. under memdiff:. */
@@ -736,30 +724,33 @@ static int vhdx_open(const struct dc_open_args *a, void **inst, struct dc_info *
 		ret = vhdx_create(v, &c);
 	if (ret)
 		goto fail;
-	v->fd = open(v->path, (v->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO must not hang the open before vhdx_parse() refuses
+	 * it; regular files ignore the flag. */
+	v->fd = open(v->path, (v->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
 	if (v->fd < 0) {
 		ret = -errno;
-		vhdx_err("%s: cannot open %s: %s", v->path,
-			 v->ro ? "read-only" : "read-write", strerror(errno));
+		vhdfmt_err("%s: cannot open %s: %s", v->path,
+			   v->ro ? "read-only" : "read-write", strerror(errno));
 		goto fail;
 	}
 	if (flock(v->fd, (v->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
 		ret = -errno;
-		vhdx_err("%s: the image is in use by another open (it is locked%s)",
-			 v->path, v->ro ? " for writing" : "");
+		vhdfmt_err("%s: the image is in use by another open (it is locked%s)",
+			   v->path, v->ro ? " for writing" : "");
 		goto fail;
 	}
 	v->dir = vhdx_dirname(v->path);
 	if (!v->dir) {
 		ret = -ENOMEM;
-		vhdx_err("%s: cannot resolve the image's directory", v->path);
+		vhdfmt_err("%s: cannot resolve the image's directory", v->path);
 		goto fail;
 	}
 	ret = vhdx_parse(v);
 	if (ret == 0 && !v->ro && !v->hdr.log_len) {
-		vhdx_err("%s: the image has no log, so it cannot be written safely; open "
-			 "it read-only",
-			 v->path);
+		vhdfmt_err(
+			"%s: the image has no log, so it cannot be written safely; open "
+			"it read-only",
+			v->path);
 		ret = -EROFS;
 	}
 	if (ret == 0)
@@ -792,8 +783,7 @@ fail:
 static int vhdx_lower_spec(void *inst, char *buf, size_t len)
 {
 	struct vhdx *v = inst;
-	struct stat st;
-	int ret, n;
+	int ret;
 
 	if (!v->diff)
 		return 0;
@@ -803,23 +793,8 @@ static int vhdx_lower_spec(void *inst, char *buf, size_t len)
 	if (ret)
 		return ret;
 	v->parent_known = true;
-	if (strchr(v->parent_path, ';')) {
-		vhdx_err(
-			"%s: the parent's path %s contains ';', which a spec cannot hold",
-			v->path, v->parent_path);
-		return -EINVAL;
-	}
-	if (fstat(v->fd, &st) < 0)
-		return -errno;
-	ret = vhdx_check_chain(v->path, st.st_dev, st.st_ino, v->parent_path);
-	if (ret)
-		return ret;
-	n = snprintf(buf, len, "vhdx:%s", v->parent_path);
-	if (n < 0 || (size_t)n >= len) {
-		vhdx_err("%s: the parent's path is too long for a spec", v->path);
-		return -ENAMETOOLONG;
-	}
-	return 1;
+	return vhdfmt_lower_spec("vhdx", v->path, v->fd, v->parent_path, vhdx_parent_of,
+				 buf, len);
 }
 
 static int vhdx_attach(void *inst, const struct dc_info *lower, struct dc_info *info)
@@ -831,22 +806,22 @@ static int vhdx_attach(void *inst, const struct dc_info *lower, struct dc_info *
 	if (!v->diff)
 		return 0;
 	if (!lower || !v->parent_known) {
-		vhdx_err("%s: a differencing VHDX needs its parent below it", v->path);
+		vhdfmt_err("%s: a differencing VHDX needs its parent below it", v->path);
 		return -EINVAL;
 	}
 	if (lower->sector_size != v->lss) {
-		vhdx_err("%s: the parent has %u-byte sectors, this image %u", v->path,
-			 lower->sector_size, v->lss);
+		vhdfmt_err("%s: the parent has %u-byte sectors, this image %u", v->path,
+			   lower->sector_size, v->lss);
 		return -EINVAL;
 	}
 	if (!(lower->flags & DC_INFO_HAS_DISK_ID) ||
 	    memcmp(lower->disk_id, v->parent_page83, 16) != 0) {
 		vhdx_guid_str(v->parent_page83, want);
 		vhdx_guid_str(lower->disk_id, got);
-		vhdx_err("%s: the layer below has disk id %s, not the parent %s (%s) "
-			 "whose linkage was checked",
-			 v->path, lower->flags & DC_INFO_HAS_DISK_ID ? got : "(none)",
-			 v->parent_path, want);
+		vhdfmt_err("%s: the layer below has disk id %s, not the parent %s (%s) "
+			   "whose linkage was checked",
+			   v->path, lower->flags & DC_INFO_HAS_DISK_ID ? got : "(none)",
+			   v->parent_path, want);
 		return -EINVAL;
 	}
 	return 0;

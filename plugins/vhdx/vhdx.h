@@ -189,10 +189,6 @@ struct vhdx_create {
 	const char *parent;
 };
 
-/* vhdx.c */
-void vhdx_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-extern __thread int vhdx_quiet;
-
 /* vhdx_meta.c */
 /* "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" */
 void vhdx_guid_str(const uint8_t g[16], char out[39]);
@@ -205,8 +201,8 @@ char *vhdx_dirname(const char *path);
 int vhdx_parse(struct vhdx *v);
 /* v's parent (with check: its DataWriteGuid matches the linkage) and its id. */
 int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t page83[16]);
-/* Refuse a loop or too deep a chain above the file dev/ino whose parent is parent. */
-int vhdx_check_chain(const char *path, dev_t dev, ino_t ino, const char *parent);
+/* vhdfmt_parent_fn for vhdfmt_check_chain(): the parent of the VHDX at path. */
+char *vhdx_parent_of(int fd, const char *path);
 /* The options, and creating the image they describe at v->path. */
 int vhdx_create_opts(const struct dc_open_args *a, const char *path,
 		     struct vhdx_create *c, bool *want);

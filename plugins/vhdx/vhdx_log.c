@@ -157,23 +157,24 @@ int vhdx_read_headers(struct vhdx *v)
 	for (int i = 0; i < 2; i++) {
 		ret = vhdfmt_pread(v->fd, raw[i], VHDX_LSEC, VHDX_HDR_OFF(i));
 		if (ret < 0) {
-			vhdx_err("%s: cannot read the header at %u KiB: %s", v->path,
-				 64 + 64 * i, strerror(-ret));
+			vhdfmt_err("%s: cannot read the header at %u KiB: %s", v->path,
+				   64 + 64 * i, strerror(-ret));
 			return ret;
 		}
 		ok[i] = vhdx_hdr_decode(raw[i], &h[i]);
 	}
 	if (!ok[0] && !ok[1]) {
-		vhdx_err("%s: no valid VHDX header: both copies (at 64 and 128 KiB) have "
-			 "a bad signature or CRC-32C checksum",
-			 v->path);
+		vhdfmt_err(
+			"%s: no valid VHDX header: both copies (at 64 and 128 KiB) have "
+			"a bad signature or CRC-32C checksum",
+			v->path);
 		return -EINVAL;
 	}
 	if (ok[0] && ok[1] && h[0].seq == h[1].seq &&
 	    memcmp(raw[0] + 8, raw[1] + 8, VHDX_LSEC - 8) != 0) {
-		vhdx_err("%s: both headers have sequence number %llu but differ; "
-			 "neither is current",
-			 v->path, (unsigned long long)h[0].seq);
+		vhdfmt_err("%s: both headers have sequence number %llu but differ; "
+			   "neither is current",
+			   v->path, (unsigned long long)h[0].seq);
 		return -EINVAL;
 	}
 	cur = !ok[0] || (ok[1] && h[1].seq > h[0].seq);
@@ -183,28 +184,28 @@ int vhdx_read_headers(struct vhdx *v)
 	v->hdr = h[cur];
 	v->hdr_slot = cur;
 	if (v->hdr.version != 1) {
-		vhdx_err("%s: VHDX version %u, expected 1", v->path, v->hdr.version);
+		vhdfmt_err("%s: VHDX version %u, expected 1", v->path, v->hdr.version);
 		return -EINVAL;
 	}
 	if (v->hdr.log_version != 0 && !vhdx_guid_zero(v->hdr.log_guid)) {
-		vhdx_err("%s: log version %u, expected 0 (the log needs replay)", v->path,
-			 v->hdr.log_version);
+		vhdfmt_err("%s: log version %u, expected 0 (the log needs replay)",
+			   v->path, v->hdr.log_version);
 		return -EINVAL;
 	}
 	if (v->hdr.log_len == 0)
 		return 0;
 	if (v->hdr.log_len > VHDX_MAX_LOG) {
-		vhdx_err("%s: a log of %u bytes; at most %u are supported", v->path,
-			 v->hdr.log_len, VHDX_MAX_LOG);
+		vhdfmt_err("%s: a log of %u bytes; at most %u are supported", v->path,
+			   v->hdr.log_len, VHDX_MAX_LOG);
 		return -EINVAL;
 	}
 	if (v->hdr.log_len % VHDX_MB || v->hdr.log_off % VHDX_MB ||
 	    v->hdr.log_off < VHDX_MB || v->hdr.log_off > v->real_size ||
 	    v->hdr.log_len > v->real_size - v->hdr.log_off) {
-		vhdx_err("%s: the log (%u bytes at offset %llu) is not 1 MiB-aligned "
-			 "inside the file of %llu bytes",
-			 v->path, v->hdr.log_len, (unsigned long long)v->hdr.log_off,
-			 (unsigned long long)v->real_size);
+		vhdfmt_err("%s: the log (%u bytes at offset %llu) is not 1 MiB-aligned "
+			   "inside the file of %llu bytes",
+			   v->path, v->hdr.log_len, (unsigned long long)v->hdr.log_off,
+			   (unsigned long long)v->real_size);
 		return -EINVAL;
 	}
 	return 0;
@@ -503,12 +504,13 @@ int vhdx_log_open(struct vhdx *v)
 	if (vhdx_guid_zero(v->hdr.log_guid))
 		return 0;
 	if (v->hdr.log_len == 0) {
-		vhdx_err("%s: the header names a log (LogGuid set) of length 0", v->path);
+		vhdfmt_err("%s: the header names a log (LogGuid set) of length 0",
+			   v->path);
 		return -EINVAL;
 	}
 	ret = vhdx_log_find(v, &act, &n);
 	if (ret < 0) {
-		vhdx_err("%s: out of memory scanning the log", v->path);
+		vhdfmt_err("%s: out of memory scanning the log", v->path);
 		return ret;
 	}
 	if (!n) {
@@ -528,10 +530,10 @@ int vhdx_log_open(struct vhdx *v)
 	}
 	head = &act[n - 1];
 	if (head->flushed > v->real_size) {
-		vhdx_err("%s: the file is truncated: %llu bytes, but the log says at "
-			 "least %llu were written",
-			 v->path, (unsigned long long)v->real_size,
-			 (unsigned long long)head->flushed);
+		vhdfmt_err("%s: the file is truncated: %llu bytes, but the log says at "
+			   "least %llu were written",
+			   v->path, (unsigned long long)v->real_size,
+			   (unsigned long long)head->flushed);
 		free(act);
 		return -EINVAL;
 	}
@@ -541,7 +543,7 @@ int vhdx_log_open(struct vhdx *v)
 	v->ovl = ovl;
 	v->novl = novl;
 	if (ret < 0) {
-		vhdx_err("%s: cannot read the log: %s", v->path, strerror(-ret));
+		vhdfmt_err("%s: cannot read the log: %s", v->path, strerror(-ret));
 		return ret;
 	}
 	for (size_t i = 0; i < novl; i++)
@@ -575,7 +577,7 @@ int vhdx_log_open(struct vhdx *v)
 	v->log_state = VHDX_LOG_REPLAYED;
 done:
 	if (ret < 0)
-		vhdx_err("%s: cannot replay the log: %s", v->path, strerror(-ret));
+		vhdfmt_err("%s: cannot replay the log: %s", v->path, strerror(-ret));
 	return ret;
 }
 

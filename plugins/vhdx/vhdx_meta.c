@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define VHDX_MAX_CHAIN 64 /* the core's layer limit */
 #define VHDX_DEFAULT_BLOCK (32u << 20)
 
 /* Known GUIDs, as text (stored with the first three fields little-endian). */
@@ -163,7 +162,7 @@ static int vhdx_check_region(struct vhdx *v, const char *what, uint64_t off, uin
 {
 	if (off % VHDX_MB || len % VHDX_MB || off < VHDX_MB || !len ||
 	    off > v->file_size || len > v->file_size - off) {
-		vhdx_err(
+		vhdfmt_err(
 			"%s: %s (%llu bytes at offset %llu) is not a 1 MiB-aligned range "
 			"inside the file of %llu bytes",
 			v->path, what, (unsigned long long)len, (unsigned long long)off,
@@ -171,8 +170,8 @@ static int vhdx_check_region(struct vhdx *v, const char *what, uint64_t off, uin
 		return -EINVAL;
 	}
 	if (v->hdr.log_len && vhdx_overlap(off, len, v->hdr.log_off, v->hdr.log_len)) {
-		vhdx_err("%s: %s at offset %llu overlaps the log", v->path, what,
-			 (unsigned long long)off);
+		vhdfmt_err("%s: %s at offset %llu overlaps the log", v->path, what,
+			   (unsigned long long)off);
 		return -EINVAL;
 	}
 	return 0;
@@ -185,7 +184,7 @@ static int vhdx_parse_regions(struct vhdx *v)
 	int copy, ret = -EINVAL;
 
 	if (!rt) {
-		vhdx_err("out of memory");
+		vhdfmt_err("out of memory");
 		return -ENOMEM;
 	}
 	for (copy = 0; copy < 2; copy++) {
@@ -197,9 +196,9 @@ static int vhdx_parse_regions(struct vhdx *v)
 		dc_debug("%s: region table %d is damaged", v->path, copy + 1);
 	}
 	if (copy == 2) {
-		vhdx_err("%s: no valid region table: both copies (at 192 and 256 KiB) "
-			 "have a bad signature, checksum or entry count",
-			 v->path);
+		vhdfmt_err("%s: no valid region table: both copies (at 192 and 256 KiB) "
+			   "have a bad signature, checksum or entry count",
+			   v->path);
 		goto out;
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -210,7 +209,7 @@ static int vhdx_parse_regions(struct vhdx *v)
 		vhdx_guid_str(e, gs);
 		for (uint32_t k = 0; k < i; k++)
 			if (!memcmp(rt + 16 + 32 * k, e, 16)) {
-				vhdx_err("%s: region %s is listed twice", v->path, gs);
+				vhdfmt_err("%s: region %s is listed twice", v->path, gs);
 				goto out;
 			}
 		if (!strcmp(gs, VHDX_G_BAT)) {
@@ -220,9 +219,10 @@ static int vhdx_parse_regions(struct vhdx *v)
 			v->meta_off = off;
 			v->meta_len = len;
 		} else if (vhdx_get32(e + 28) & 1) {
-			vhdx_err("%s: unknown region %s is marked required; refusing to "
-				 "open an image this implementation cannot understand",
-				 v->path, gs);
+			vhdfmt_err(
+				"%s: unknown region %s is marked required; refusing to "
+				"open an image this implementation cannot understand",
+				v->path, gs);
 			goto out;
 		} else {
 			uint64_t *x = realloc(v->xreg, (v->nxreg + 1) * 2 * sizeof(*x));
@@ -239,12 +239,12 @@ static int vhdx_parse_regions(struct vhdx *v)
 			goto out;
 	}
 	if (!v->bat_len || !v->meta_len) {
-		vhdx_err("%s: the region table lacks the %s region", v->path,
-			 v->bat_len ? "metadata" : "BAT");
+		vhdfmt_err("%s: the region table lacks the %s region", v->path,
+			   v->bat_len ? "metadata" : "BAT");
 		goto out;
 	}
 	if (vhdx_overlap(v->bat_off, v->bat_len, v->meta_off, v->meta_len)) {
-		vhdx_err("%s: the BAT and metadata regions overlap", v->path);
+		vhdfmt_err("%s: the BAT and metadata regions overlap", v->path);
 		goto out;
 	}
 	for (uint32_t i = 0; i < v->nxreg; i++) {
@@ -252,7 +252,7 @@ static int vhdx_parse_regions(struct vhdx *v)
 
 		if (vhdx_overlap(o, l, v->bat_off, v->bat_len) ||
 		    vhdx_overlap(o, l, v->meta_off, v->meta_len)) {
-			vhdx_err(
+			vhdfmt_err(
 				"%s: a region at offset %llu overlaps the BAT or metadata",
 				v->path, (unsigned long long)o);
 			goto out;
@@ -273,8 +273,8 @@ static int vhdx_loc_pair(struct vhdx *v, const char *key, char *val)
 		bool two = key[14] == '2';
 
 		if (!vhdx_guid_parse(val, two ? v->linkage2 : v->linkage)) {
-			vhdx_err("%s: parent locator: %s '%s' is not a GUID", v->path,
-				 key, val);
+			vhdfmt_err("%s: parent locator: %s '%s' is not a GUID", v->path,
+				   key, val);
 			free(val);
 			return -EINVAL;
 		}
@@ -309,14 +309,14 @@ static int vhdx_parse_locator(struct vhdx *v, const uint8_t *p, uint32_t len)
 	if (len >= 20)
 		vhdx_guid_str(p, gs);
 	if (len < 20 || strcmp(gs, VHDX_G_LOC_TYPE) != 0) {
-		vhdx_err(
+		vhdfmt_err(
 			"%s: the parent locator is not of the VHDX type " VHDX_G_LOC_TYPE,
 			v->path);
 		return -EINVAL;
 	}
 	if (20 + 12 * (uint64_t)n > len) {
-		vhdx_err("%s: the parent locator's %u entries do not fit its %u bytes",
-			 v->path, n, len);
+		vhdfmt_err("%s: the parent locator's %u entries do not fit its %u bytes",
+			   v->path, n, len);
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -328,15 +328,15 @@ static int vhdx_parse_locator(struct vhdx *v, const uint8_t *p, uint32_t len)
 
 		if (!ko || !vo || !kl || !vl || ko > len || kl > len - ko || vo > len ||
 		    vl > len - vo) {
-			vhdx_err("%s: parent locator entry %u lies outside the item",
-				 v->path, i);
+			vhdfmt_err("%s: parent locator entry %u lies outside the item",
+				   v->path, i);
 			return -EINVAL;
 		}
 		key = vhdx_from16(p + ko, kl);
 		val = vhdx_from16(p + vo, vl);
 		if (!key || !val) {
-			vhdx_err("%s: parent locator entry %u is not valid UTF-16",
-				 v->path, i);
+			vhdfmt_err("%s: parent locator entry %u is not valid UTF-16",
+				   v->path, i);
 			free(key);
 			free(val);
 			return -EINVAL;
@@ -346,8 +346,8 @@ static int vhdx_parse_locator(struct vhdx *v, const uint8_t *p, uint32_t len)
 
 			if (vhdx_get16(o + 8) == kl &&
 			    !memcmp(p + vhdx_get32(o), p + ko, kl)) {
-				vhdx_err("%s: parent locator key '%s' appears twice",
-					 v->path, key);
+				vhdfmt_err("%s: parent locator key '%s' appears twice",
+					   v->path, key);
 				free(key);
 				free(val);
 				return -EINVAL;
@@ -360,7 +360,7 @@ static int vhdx_parse_locator(struct vhdx *v, const uint8_t *p, uint32_t len)
 			return ret;
 	}
 	if (!linkage) {
-		vhdx_err("%s: the parent locator has no parent_linkage", v->path);
+		vhdfmt_err("%s: the parent locator has no parent_linkage", v->path);
 		return -EINVAL;
 	}
 	return 0;
@@ -374,9 +374,9 @@ static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 	uint32_t flags = vhdx_get32(val[VHDX_MI_PARAMS] + 4);
 
 	if (bs < VHDX_MB || bs > 256 * VHDX_MB || (bs & (bs - 1))) {
-		vhdx_err("%s: block size %u: expected a power of two from 1 MiB to "
-			 "256 MiB",
-			 v->path, bs);
+		vhdfmt_err("%s: block size %u: expected a power of two from 1 MiB to "
+			   "256 MiB",
+			   v->path, bs);
 		return -EINVAL;
 	}
 	v->block_size = bs;
@@ -385,24 +385,26 @@ static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 	v->lss = vhdx_get32(val[VHDX_MI_LSS]);
 	v->pss = vhdx_get32(val[VHDX_MI_PSS]);
 	if ((v->lss != 512 && v->lss != 4096) || (v->pss != 512 && v->pss != 4096)) {
-		vhdx_err("%s: sector sizes %u (logical) and %u (physical): each must be "
-			 "512 or 4096",
-			 v->path, v->lss, v->pss);
+		vhdfmt_err(
+			"%s: sector sizes %u (logical) and %u (physical): each must be "
+			"512 or 4096",
+			v->path, v->lss, v->pss);
 		return -EINVAL;
 	}
 	v->disk_size = vhdx_get64(val[VHDX_MI_SIZE]);
 	if (!v->disk_size || v->disk_size % v->lss || v->disk_size > VHDX_MAX_DISK) {
-		vhdx_err("%s: virtual disk size %llu: expected a non-zero multiple of "
-			 "the %u-byte sector of at most 64 TiB",
-			 v->path, (unsigned long long)v->disk_size, v->lss);
+		vhdfmt_err("%s: virtual disk size %llu: expected a non-zero multiple of "
+			   "the %u-byte sector of at most 64 TiB",
+			   v->path, (unsigned long long)v->disk_size, v->lss);
 		return -EINVAL;
 	}
 	memcpy(v->page83, val[VHDX_MI_PAGE83], 16);
 	if (!v->diff)
 		return 0;
 	if (!val[VHDX_MI_LOC]) {
-		vhdx_err("%s: a differencing image (HasParent) without a parent locator",
-			 v->path);
+		vhdfmt_err(
+			"%s: a differencing image (HasParent) without a parent locator",
+			v->path);
 		return -EINVAL;
 	}
 	return vhdx_parse_locator(v, val[VHDX_MI_LOC], len[VHDX_MI_LOC]);
@@ -415,15 +417,15 @@ static int vhdx_parse_metadata(struct vhdx *v)
 	int ret = -EINVAL;
 
 	if (!tbl || vhdx_pread(v, tbl, 64 * VHDX_KB, v->meta_off) < 0) {
-		vhdx_err("%s: cannot read the metadata table", v->path);
+		vhdfmt_err("%s: cannot read the metadata table", v->path);
 		ret = tbl ? -EIO : -ENOMEM;
 		goto out;
 	}
 	n = vhdx_get16(tbl + 10);
 	if (memcmp(tbl, "metadata", 8) != 0 || n > 2047) {
-		vhdx_err("%s: the metadata region has no valid table (signature or %u "
-			 "entries)",
-			 v->path, n);
+		vhdfmt_err("%s: the metadata region has no valid table (signature or %u "
+			   "entries)",
+			   v->path, n);
 		goto out;
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -437,9 +439,10 @@ static int vhdx_parse_metadata(struct vhdx *v)
 		if (l == 0 ? off != 0 :
 			     off < 64 * VHDX_KB || l > VHDX_MB || off > v->meta_len ||
 				     l > v->meta_len - off) {
-			vhdx_err("%s: metadata item %s (%u bytes at %u) lies outside the "
-				 "metadata region",
-				 v->path, gs, l, off);
+			vhdfmt_err(
+				"%s: metadata item %s (%u bytes at %u) lies outside the "
+				"metadata region",
+				v->path, gs, l, off);
 			goto out;
 		}
 		for (uint32_t k = 0; k < i; k++) {
@@ -447,8 +450,8 @@ static int vhdx_parse_metadata(struct vhdx *v)
 			uint32_t ol = vhdx_get32(o + 20);
 
 			if (l && ol && vhdx_overlap(off, l, vhdx_get32(o + 16), ol)) {
-				vhdx_err("%s: metadata items %u and %u overlap", v->path,
-					 k, i);
+				vhdfmt_err("%s: metadata items %u and %u overlap",
+					   v->path, k, i);
 				goto out;
 			}
 		}
@@ -457,7 +460,7 @@ static int vhdx_parse_metadata(struct vhdx *v)
 				known = k;
 		if (known < 0) {
 			if (flags & 4) {
-				vhdx_err(
+				vhdfmt_err(
 					"%s: unknown metadata item %s is marked required; "
 					"refusing to open an image this implementation "
 					"cannot understand",
@@ -467,14 +470,14 @@ static int vhdx_parse_metadata(struct vhdx *v)
 			continue;
 		}
 		if (val[known]) {
-			vhdx_err("%s: metadata item '%s' appears twice", v->path,
-				 vhdx_items[known].name);
+			vhdfmt_err("%s: metadata item '%s' appears twice", v->path,
+				   vhdx_items[known].name);
 			goto out;
 		}
 		if (vhdx_items[known].len ? l != vhdx_items[known].len : l < 20) {
-			vhdx_err("%s: metadata item '%s' is %u bytes long; expected %u",
-				 v->path, vhdx_items[known].name, l,
-				 vhdx_items[known].len ? vhdx_items[known].len : 20);
+			vhdfmt_err("%s: metadata item '%s' is %u bytes long; expected %u",
+				   v->path, vhdx_items[known].name, l,
+				   vhdx_items[known].len ? vhdx_items[known].len : 20);
 			goto out;
 		}
 		val[known] = malloc(l);
@@ -485,16 +488,16 @@ static int vhdx_parse_metadata(struct vhdx *v)
 		}
 		ret = vhdx_pread(v, val[known], l, v->meta_off + off);
 		if (ret < 0) {
-			vhdx_err("%s: cannot read metadata item '%s': %s", v->path,
-				 vhdx_items[known].name, strerror(-ret));
+			vhdfmt_err("%s: cannot read metadata item '%s': %s", v->path,
+				   vhdx_items[known].name, strerror(-ret));
 			goto out;
 		}
 		ret = -EINVAL;
 	}
 	for (int k = 0; k < VHDX_MI_LOC; k++) {
 		if (!val[k]) {
-			vhdx_err("%s: required metadata item '%s' is missing", v->path,
-				 vhdx_items[k].name);
+			vhdfmt_err("%s: required metadata item '%s' is missing", v->path,
+				   vhdx_items[k].name);
 			goto out;
 		}
 	}
@@ -514,15 +517,15 @@ int vhdx_parse(struct vhdx *v)
 	int ret;
 
 	if (fstat(v->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		vhdx_err("%s: not a regular file", v->path);
+		vhdfmt_err("%s: not a regular file", v->path);
 		return -EINVAL;
 	}
 	v->real_size = v->file_size = (uint64_t)st.st_size;
 	if (v->file_size < VHDX_MB || vhdfmt_pread(v->fd, sig, 8, 0) < 0 ||
 	    memcmp(sig, "vhdxfile", 8) != 0) {
-		vhdx_err("%s: not a VHDX image (no \"vhdxfile\" identifier, or shorter "
-			 "than its 1 MiB header section)",
-			 v->path);
+		vhdfmt_err("%s: not a VHDX image (no \"vhdxfile\" identifier, or shorter "
+			   "than its 1 MiB header section)",
+			   v->path);
 		return -EINVAL;
 	}
 	ret = vhdx_read_headers(v);
@@ -546,17 +549,17 @@ int vhdx_parse(struct vhdx *v)
 	v->nbat = v->diff ? v->nchunks * (v->chunk_ratio + 1) :
 			    v->nblocks + (v->nblocks - 1) / v->chunk_ratio;
 	if (v->nbat > VHDX_MAX_ENTRIES) {
-		vhdx_err("%s: the BAT has %llu entries; at most %llu are supported (a "
-			 "larger block size needs fewer)",
-			 v->path, (unsigned long long)v->nbat,
-			 (unsigned long long)VHDX_MAX_ENTRIES);
+		vhdfmt_err("%s: the BAT has %llu entries; at most %llu are supported (a "
+			   "larger block size needs fewer)",
+			   v->path, (unsigned long long)v->nbat,
+			   (unsigned long long)VHDX_MAX_ENTRIES);
 		return -EINVAL;
 	}
 	if (v->bat_len < v->nbat * 8) {
-		vhdx_err("%s: the BAT region (%llu bytes) is too small for the %llu "
-			 "entries a disk of %llu bytes needs",
-			 v->path, (unsigned long long)v->bat_len,
-			 (unsigned long long)v->nbat, (unsigned long long)v->disk_size);
+		vhdfmt_err("%s: the BAT region (%llu bytes) is too small for the %llu "
+			   "entries a disk of %llu bytes needs",
+			   v->path, (unsigned long long)v->bat_len,
+			   (unsigned long long)v->nbat, (unsigned long long)v->disk_size);
 		return -EINVAL;
 	}
 	v->nbat_mem = vhdx_round_up(v->nbat, VHDX_LSEC / 8);
@@ -632,19 +635,19 @@ static int vhdx_peek(const char *path, bool quiet, struct vhdx **out)
 	int ret;
 
 	if (!v) {
-		vhdx_err("out of memory");
+		vhdfmt_err("out of memory");
 		return -ENOMEM;
 	}
-	vhdx_quiet += quiet;
-	v->fd = open(path, O_RDONLY | O_CLOEXEC);
+	vhdfmt_quiet(quiet);
+	v->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* may be a FIFO */
 	v->dir = vhdx_dirname(path);
 	if (v->fd < 0 || !v->dir) {
 		ret = -errno;
-		vhdx_err("%s: %s", path, strerror(errno));
+		vhdfmt_err("%s: %s", path, strerror(errno));
 	} else {
 		ret = vhdx_parse(v);
 	}
-	vhdx_quiet -= quiet;
+	vhdfmt_quiet(-(int)quiet);
 	close(v->fd);
 	v->fd = -1;
 	if (ret)
@@ -719,77 +722,39 @@ int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t pa
 	if (bad) {
 		vhdx_guid_str(v->linkage, want);
 		vhdx_guid_str(bad_dw, got);
-		vhdx_err("%s: parent %s has DataWriteGuid %s, but this image's "
-			 "parent_linkage is %s (the parent was modified or replaced)",
-			 v->path, bad, got, want);
+		vhdfmt_err("%s: parent %s has DataWriteGuid %s, but this image's "
+			   "parent_linkage is %s (the parent was modified or replaced)",
+			   v->path, bad, got, want);
 		free(bad);
 		return -EINVAL;
 	}
 	if (!tried[0])
-		vhdx_err("%s: the parent locator has no path usable here (relative_path "
-			 "or " VHDX_KEY_ABS "; volume_path/absolute_win32_path: %s)",
-			 v->path,
-			 v->loc_win32 ? v->loc_win32 :
-			 v->loc_vol   ? v->loc_vol :
-					"none");
+		vhdfmt_err(
+			"%s: the parent locator has no path usable here (relative_path "
+			"or " VHDX_KEY_ABS "; volume_path/absolute_win32_path: %s)",
+			v->path,
+			v->loc_win32 ? v->loc_win32 :
+			v->loc_vol   ? v->loc_vol :
+				       "none");
 	else
-		vhdx_err("%s: parent image not found or not a valid VHDX (tried %s)",
-			 v->path, tried);
+		vhdfmt_err("%s: parent image not found or not a valid VHDX (tried %s)",
+			   v->path, tried);
 	return -ENOENT;
 }
 
-/* Follow the chain up from parent (the parent of the file dev/ino) and refuse
- * a loop or a chain deeper than the core takes. */
-int vhdx_check_chain(const char *path, dev_t dev, ino_t ino, const char *parent)
+char *vhdx_parent_of(int fd, const char *path)
 {
-	struct {
-		dev_t dev;
-		ino_t ino;
-	} seen[VHDX_MAX_CHAIN + 1];
-	char *cur = strdup(parent);
-	unsigned n = 0;
-	int ret = 0;
+	struct vhdx *p = NULL;
+	char *next = NULL;
+	uint8_t id[16];
 
-	seen[n].dev = dev;
-	seen[n++].ino = ino;
-	while (cur && ret == 0) {
-		struct vhdx *p = NULL;
-		char *next = NULL;
-		uint8_t id[16];
-		struct stat st;
-
-		if (stat(cur, &st) < 0)
-			break; /* opening it will say what is wrong */
-		for (unsigned i = 0; i < n && ret == 0; i++) {
-			if (seen[i].dev == st.st_dev && seen[i].ino == st.st_ino) {
-				vhdx_err("%s: the parent chain loops: %s is its own "
-					 "ancestor",
-					 path, cur);
-				ret = -ELOOP;
-			}
-		}
-		if (ret == 0 && n > VHDX_MAX_CHAIN) {
-			vhdx_err("%s: the parent chain is deeper than %d images", path,
-				 VHDX_MAX_CHAIN);
-			ret = -ELOOP;
-		}
-		if (ret == 0) {
-			seen[n].dev = st.st_dev;
-			seen[n++].ino = st.st_ino;
-			if (vhdx_peek(cur, true, &p) == 0) {
-				vhdx_quiet++;
-				if (p->diff &&
-				    vhdx_resolve_parent(p, false, &next, id) < 0)
-					next = NULL;
-				vhdx_quiet--;
-				vhdx_free(p);
-			}
-		}
-		free(cur);
-		cur = next;
+	(void)fd; /* vhdx_peek() opens path itself */
+	if (vhdx_peek(path, true, &p) == 0) {
+		if (p->diff && vhdx_resolve_parent(p, false, &next, id) < 0)
+			next = NULL;
+		vhdx_free(p);
 	}
-	free(cur);
-	return ret;
+	return next;
 }
 
 /* --- Creating images ------------------------------------------------------------------ */
@@ -798,7 +763,7 @@ int vhdx_check_chain(const char *path, dev_t dev, ino_t ino, const char *parent)
  * separators: ".\p.vhdx", "..\d\p.vhdx". */
 static char *vhdx_relpath(const char *from, const char *to)
 {
-	size_t common = 0, ups = 0, i;
+	size_t common = 0, ups = 0, flen = strlen(from), i;
 	char *out, *p;
 
 	/* The longest common prefix that ends at a directory boundary. */
@@ -807,7 +772,9 @@ static char *vhdx_relpath(const char *from, const char *to)
 			common = i + 1;
 	if (!from[i] && to[i] == '/')
 		common = i + 1;
-	for (i = common; from[i]; i++)
+	/* Directories of from below the common prefix (none when to lies inside
+	 * from: common is then past from's end). */
+	for (i = common; i < flen; i++)
 		if (from[i] == '/' || i == common)
 			ups += from[i] != '/' || (from[i + 1] && from[i + 1] != '/');
 	out = malloc(3 * ups + strlen(to + common) + 3);
@@ -870,10 +837,11 @@ static int vhdx_write_new(int fd, const char *path, const struct vhdx_create *c,
 
 	nbat = loc ? nchunks * (cr + 1) : nblocks + (nblocks - 1) / cr;
 	if (nbat > VHDX_MAX_ENTRIES) {
-		vhdx_err("%s: %llu BAT entries are too many (at most %llu); use a larger "
-			 "block size",
-			 path, (unsigned long long)nbat,
-			 (unsigned long long)VHDX_MAX_ENTRIES);
+		vhdfmt_err(
+			"%s: %llu BAT entries are too many (at most %llu); use a larger "
+			"block size",
+			path, (unsigned long long)nbat,
+			(unsigned long long)VHDX_MAX_ENTRIES);
 		return -EINVAL;
 	}
 	bat_len = vhdx_round_up(nbat * 8, VHDX_MB);
@@ -955,10 +923,10 @@ static int vhdx_write_new(int fd, const char *path, const struct vhdx_create *c,
 	if (ret == 0 && fsync(fd) < 0)
 		ret = -errno;
 	if (ret < 0)
-		vhdx_err("%s: cannot write the new image: %s", path, strerror(-ret));
+		vhdfmt_err("%s: cannot write the new image: %s", path, strerror(-ret));
 out:
 	if (ret == -ENOMEM)
-		vhdx_err("out of memory");
+		vhdfmt_err("out of memory");
 	free(bat);
 	free(buf);
 	return ret;
@@ -974,13 +942,13 @@ static int vhdx_create_child(struct vhdx *v, struct vhdx_create *c, uint8_t page
 
 	if (!real) {
 		ret = -errno;
-		vhdx_err("%s: parent %s: %s", v->path, c->parent, strerror(errno));
+		vhdfmt_err("%s: parent %s: %s", v->path, c->parent, strerror(errno));
 		goto out;
 	}
 	dir = vhdx_dirname(v->path);
 	if (!dir) {
 		ret = -errno;
-		vhdx_err("%s: its directory: %s", v->path, strerror(errno));
+		vhdfmt_err("%s: its directory: %s", v->path, strerror(errno));
 		goto out;
 	}
 	ret = vhdx_peek(real, false, &p);
@@ -994,8 +962,8 @@ static int vhdx_create_child(struct vhdx *v, struct vhdx_create *c, uint8_t page
 	memcpy(page83, p->page83, 16); /* virtual-disk metadata is inherited */
 	rel = vhdx_relpath(dir, real);
 	if (!rel || vhdx_make_locator(loc, 65536, p->hdr.data_write, rel, real, loclen)) {
-		vhdx_err("%s: parent path %s is not valid UTF-8 or is too long", v->path,
-			 real);
+		vhdfmt_err("%s: parent path %s is not valid UTF-8 or is too long",
+			   v->path, real);
 		ret = -EINVAL;
 	}
 out:
@@ -1018,15 +986,17 @@ int vhdx_create(struct vhdx *v, struct vhdx_create *c)
 		char *real = c->parent ? realpath(c->parent, NULL) : NULL;
 
 		if (!S_ISREG(st.st_mode)) {
-			vhdx_err("%s: create needs a regular file (this is not one)",
-				 v->path);
+			vhdfmt_err("%s: create needs a regular file (this is not one)",
+				   v->path);
 			free(real);
 			return -EINVAL;
 		}
-		ret = real ? vhdx_check_chain(v->path, st.st_dev, st.st_ino, real) : 0;
+		ret = real ? vhdfmt_check_chain(v->path, st.st_dev, st.st_ino, real,
+						vhdx_parent_of) :
+			     0;
 		free(real);
 		if (ret) {
-			vhdx_err(
+			vhdfmt_err(
 				"%s: refusing to overwrite it: the parent %s depends on it",
 				v->path, c->parent);
 			return ret;
@@ -1043,15 +1013,15 @@ int vhdx_create(struct vhdx *v, struct vhdx_create *c)
 	fd = open(v->path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
 	if (fd < 0) {
 		ret = -errno;
-		vhdx_err("%s: cannot create: %s", v->path, strerror(errno));
+		vhdfmt_err("%s: cannot create: %s", v->path, strerror(errno));
 		goto out;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		ret = -errno;
-		vhdx_err("%s: cannot create: the image is in use (locked)", v->path);
+		vhdfmt_err("%s: cannot create: the image is in use (locked)", v->path);
 	} else if (ftruncate(fd, 0) < 0) {
 		ret = -errno;
-		vhdx_err("%s: cannot truncate: %s", v->path, strerror(errno));
+		vhdfmt_err("%s: cannot truncate: %s", v->path, strerror(errno));
 	} else {
 		ret = vhdx_write_new(fd, v->path, c, page83, loc, loclen);
 	}
@@ -1076,28 +1046,30 @@ int vhdx_create_opts(const struct dc_open_args *a, const char *path,
 	*want = has_size || c->parent;
 	if (!*want) {
 		if (c->has_block || has_lss || c->fixed) {
-			vhdx_err("%s: block=, sector= and fixed apply only when creating "
-				 "(create= or parent=)",
-				 path);
+			vhdfmt_err(
+				"%s: block=, sector= and fixed apply only when creating "
+				"(create= or parent=)",
+				path);
 			return -EINVAL;
 		}
 		return 0;
 	}
 	if (c->parent && (!c->parent[0] || has_size || has_lss || c->fixed)) {
-		vhdx_err("%s: parent= needs the parent's path, and a differencing image "
-			 "takes its size and sectors from it (no create=, sector= or "
-			 "fixed)",
-			 path);
+		vhdfmt_err(
+			"%s: parent= needs the parent's path, and a differencing image "
+			"takes its size and sectors from it (no create=, sector= or "
+			"fixed)",
+			path);
 		return -EINVAL;
 	}
 	if (block < VHDX_MB || block > 256 * VHDX_MB || (block & (block - 1))) {
-		vhdx_err("%s: block=%llu: expected a power of two from 1M to 256M", path,
-			 (unsigned long long)block);
+		vhdfmt_err("%s: block=%llu: expected a power of two from 1M to 256M",
+			   path, (unsigned long long)block);
 		return -EINVAL;
 	}
 	if (lss != 512 && lss != 4096) {
-		vhdx_err("%s: sector=%llu: expected 512 or 4096", path,
-			 (unsigned long long)lss);
+		vhdfmt_err("%s: sector=%llu: expected 512 or 4096", path,
+			   (unsigned long long)lss);
 		return -EINVAL;
 	}
 	c->block = (uint32_t)block;
@@ -1105,9 +1077,10 @@ int vhdx_create_opts(const struct dc_open_args *a, const char *path,
 	c->pss = 4096;
 	c->size = size;
 	if (!c->parent && (size == 0 || size % lss || size > VHDX_MAX_DISK)) {
-		vhdx_err("%s: create=%llu: expected a non-zero multiple of the %llu-byte "
-			 "sector, at most 64T",
-			 path, (unsigned long long)size, (unsigned long long)lss);
+		vhdfmt_err(
+			"%s: create=%llu: expected a non-zero multiple of the %llu-byte "
+			"sector, at most 64T",
+			path, (unsigned long long)size, (unsigned long long)lss);
 		return -EINVAL;
 	}
 	return 0;

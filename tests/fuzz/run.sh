@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Build the VHD fuzz targets with clang's libFuzzer (ASan + UBSan) against a
+# Build the VHD and VHDX fuzz targets with clang's libFuzzer (ASan + UBSan) against a
 # build tree's libdiskcore, seed them with images the plugins and qemu-img make,
 # and run each for a bounded time. Not part of `meson test` (too slow for it);
 # CI runs it with a small time budget.
@@ -24,7 +24,7 @@ fi
 
 out="$build/fuzz"
 mkdir -p "$out"
-for t in vhd vhd1; do
+for t in vhd vhd1 vhdx; do
 	"$cc" -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined -I"$src/include" \
 		"$src/tests/fuzz/fuzz-$t.c" -L"$build/core" -ldiskcore \
@@ -32,10 +32,12 @@ for t in vhd vhd1; do
 done
 
 # Seeds: small images of every kind. fuzz-vhd takes a leading mode byte
-# (bit 0: read-only), fuzz-vhd1 the bare image.
+# (bit 0: read-only), fuzz-vhd1 the bare image, fuzz-vhdx a sparse image (see
+# fuzz-vhdx.c).
 seeds="$out/seeds"
 rm -rf "$seeds"
-mkdir -p "$seeds/vhd" "$seeds/vhd1" "$out/corpus-vhd" "$out/corpus-vhd1"
+mkdir -p "$seeds/vhd" "$seeds/vhd1" "$seeds/vhdx" "$out/corpus-vhd" "$out/corpus-vhd1" \
+	"$out/corpus-vhdx"
 img="$seeds/img"
 mkdir -p "$img"
 if [ -z "${DISKCORE_PLUGIN_PATH:-}" ]; then
@@ -60,8 +62,62 @@ for f in "$img"/*.vhd; do
 	cp "$f" "$seeds/vhd1/$n"
 done
 
+"$ctl" info "vhdx:$img/dyn.vhdx;create=8M;block=1M" >/dev/null
+"$ctl" write "vhdx:$img/dyn.vhdx" 7 --pattern 0xab --count 9 >/dev/null
+"$ctl" write "vhdx:$img/dyn.vhdx" 4000 --pattern 0xcd --count 300 >/dev/null
+"$ctl" info "vhdx:$img/dyn4k.vhdx;create=4M;sector=4096" >/dev/null
+"$ctl" write "vhdx:$img/dyn4k.vhdx" 300 --pattern 0x5a --count 2 >/dev/null
+"$ctl" info "vhdx:$img/fixed.vhdx;create=2M;block=1M;fixed" >/dev/null
+"$ctl" info "vhdx:$img/base.vhdx;create=4M;block=1M" >/dev/null
+"$ctl" write "vhdx:$img/base.vhdx" 0 --pattern 0x11 --count 20 >/dev/null
+"$ctl" info "vhdx:$img/child.vhdx;parent=$img/base.vhdx" >/dev/null
+"$ctl" write "vhdx:$img/child.vhdx" 5 --pattern 0x22 --count 3 >/dev/null
+if command -v qemu-img >/dev/null 2>&1; then
+	qemu-img create -q -f vhdx "$img/q.vhdx" 4M
+	if command -v qemu-io >/dev/null 2>&1; then
+		qemu-io -f vhdx -c "write -P 0x5a 1M 64k" "$img/q.vhdx" >/dev/null
+	fi
+fi
+# An image whose header names a log to replay: what a writer killed after a
+# flush leaves (a copy taken before close clears the LogGuid). Needs an
+# uninstrumented libdiskcore (ctypes); without one there is just no such seed.
+cp "$img/dyn.vhdx" "$img/open.vhdx"
+python3 - "$lib" "$img/open.vhdx" "$img/dirty.vhdx" <<'EOF' ||
+import ctypes, os, shutil, sys
+lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
+d = ctypes.c_void_p()
+if lib.dc_open(("vhdx:" + sys.argv[2]).encode(), 0, ctypes.byref(d)) != 0:
+    sys.exit(1)
+buf = ctypes.create_string_buffer(b"\x77" * 8192)
+lib.dc_write.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p,
+                         ctypes.c_size_t, ctypes.c_uint32]
+if lib.dc_write(d, 12000, buf, 8192, 0) != 0 or lib.dc_flush(d) != 0:
+    sys.exit(1)
+shutil.copy(sys.argv[2], sys.argv[3])
+os._exit(0)
+EOF
+	echo "fuzz-vhdx: no seed with a log to replay (ctypes could not use $lib)" >&2
+rm -f "$img/open.vhdx"
+# Sparse images: mode byte, size in 64 KiB units, then each non-zero 4 KiB page.
+python3 - "$seeds/vhdx" "$img"/*.vhdx <<'EOF'
+import os, sys
+for path in sys.argv[2:]:
+    data = open(path, "rb").read()
+    runs = bytearray()
+    for off in range(0, len(data), 4096):
+        page = data[off:off + 4096]
+        if page.strip(b"\0"):
+            runs += (off // 4096).to_bytes(2, "little") + len(page).to_bytes(2, "little")
+            runs += page
+    size = ((len(data) + 65535) >> 16).to_bytes(2, "little")
+    name = os.path.join(sys.argv[1], os.path.basename(path)[:-5])
+    for mode, tag in ((7, "ro"), (6, "rw")):
+        with open("%s-%s" % (name, tag), "wb") as f:
+            f.write(bytes([mode]) + size + runs)
+EOF
+
 status=0
-for t in vhd vhd1; do
+for t in vhd vhd1 vhdx; do
 	echo "fuzz-$t: $secs s" >&2
 	if ! "$out/fuzz-$t" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=300000 \
 		-print_final_stats=1 "$out/corpus-$t" "$seeds/$t" \

@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers shared by the vhd and vhdx tests (see vhdtest.h). */
+#include "vhdtest.h"
+
+#include <diskcore/plugin.h>
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void vt_create(const char *form, const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	char *opts;
+
+	va_start(ap, fmt);
+	if (vasprintf(&opts, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	dc_close(h_openf(0, "%s:%s;%s", form, path, opts));
+	free(opts);
+}
+
+void vt_write(dc_disk *d, uint64_t sector, uint64_t count, uint64_t seed)
+{
+	size_t len = (size_t)count * dc_sector_size(d);
+	void *buf = h_alloc(len);
+
+	h_fill(buf, len, seed);
+	ck_assert_int_eq(dc_write(d, sector, buf, len, 0), 0);
+	free(buf);
+}
+
+void vt_check(dc_disk *d, const uint8_t *model, uint64_t sector, uint64_t count)
+{
+	uint32_t ss = dc_sector_size(d);
+	size_t len = (size_t)count * ss;
+	uint8_t *buf = h_alloc(len);
+
+	ck_assert_int_eq(dc_read(d, sector, buf, len), 0);
+	/* Sector by sector only to say which one differs. */
+	if (memcmp(buf, model + sector * ss, len) != 0)
+		for (size_t i = 0; i < len; i += ss)
+			ck_assert_msg(memcmp(buf + i, model + sector * ss + i, ss) == 0,
+				      "sector %llu differs from the model",
+				      (unsigned long long)(sector + i / ss));
+	free(buf);
+}
+
+void vt_put(dc_disk *d, uint8_t *model, uint64_t sector, uint64_t count, uint64_t seed)
+{
+	vt_write(d, sector, count, seed);
+	h_fill(model + sector * dc_sector_size(d), (size_t)count * dc_sector_size(d),
+	       seed);
+}
+
+struct vt_writer {
+	dc_disk *d;
+	uint64_t stride, count;
+	bool flush;
+	int id;
+};
+
+static void *vt_writer(void *arg)
+{
+	struct vt_writer *t = arg;
+	size_t len = (size_t)t->count * 512;
+	uint8_t *buf = h_alloc(len);
+	void *ret = NULL;
+
+	for (int i = 0; i < 64 && !ret; i++) {
+		uint64_t sector = (uint64_t)i * t->stride + (uint64_t)t->id * t->count;
+
+		h_fill(buf, len, sector);
+		if (dc_write(t->d, sector, buf, len, 0) != 0)
+			ret = (void *)1;
+		else if (t->flush && i % 16 == 15 && dc_flush(t->d) != 0)
+			ret = (void *)1;
+	}
+	free(buf);
+	return ret;
+}
+
+void vt_concurrent_writes(const char *spec, uint64_t stride, uint64_t count, bool flush,
+			  uint32_t open_flags)
+{
+	size_t len = (size_t)count * 512;
+	uint8_t *buf = h_alloc(len);
+	struct vt_writer t[8];
+	pthread_t th[8];
+	dc_disk *d = h_open(spec, 0);
+
+	for (int i = 0; i < 8; i++) {
+		t[i] = (struct vt_writer){ d, stride, count, flush, i };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, vt_writer, &t[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		void *r;
+
+		pthread_join(th[i], &r);
+		ck_assert_ptr_null(r);
+	}
+	dc_close(d);
+	d = h_open(spec, open_flags);
+	for (int i = 0; i < 64; i++)
+		for (int id = 0; id < 8; id++) {
+			uint64_t sector = (uint64_t)i * stride + (uint64_t)id * count;
+
+			ck_assert_int_eq(dc_read(d, sector, buf, len), 0);
+			ck_assert_int_lt(h_check(buf, len, sector), 0);
+		}
+	dc_close(d);
+	free(buf);
+}
+
+static int vt_describe_visit(void *arg, int depth, const char *plugin, const char *form,
+			     const struct dc_info *info, const char *key,
+			     const char *value)
+{
+	char **out = arg, *n;
+
+	(void)depth;
+	(void)form;
+	(void)info;
+	n = key ? h_fmt("%s%s=%s\n", *out ? *out : "", key, value) :
+		  h_fmt("%splugin=%s\n", *out ? *out : "", plugin);
+	free(*out);
+	*out = n;
+	return 0;
+}
+
+char *vt_describe(dc_disk *d)
+{
+	char *out = NULL;
+
+	dc_describe(d, vt_describe_visit, &out);
+	return out ? out : strdup("");
+}
+
+void vt_has(const char *text, const char *needle)
+{
+	ck_assert_msg(strstr(text, needle), "'%s' not in:\n%s", needle, text);
+}
+
+void vt_direct_open(struct h_direct *t, const char *form, const char *path, bool ro)
+{
+	h_direct_open(t, form, path, ro);
+	ck_assert_int_eq(t->p->kind, DC_KIND_LAYER);
+}
+
+int vt_direct_io(struct h_direct *t, uint32_t op, uint32_t flags, uint64_t sector,
+		 void *buf, size_t len, uint64_t *bits)
+{
+	bool unmap = op == DC_OP_UNMAP;
+	struct iovec iov = { buf, unmap ? 0 : len };
+	struct dc_marker mk = { bits, 0, sector, len / 512 };
+	struct dc_req req = {
+		.op = op,
+		.flags = flags,
+		.sector = sector,
+		.count = unmap ? len : len / 512,
+		.buf = { .iov = &iov, .iovcnt = 1, .len = unmap ? 0 : len },
+		.marker = bits ? &mk : NULL,
+	};
+
+	return t->p->io(t->inst, &req);
+}
+
+unsigned vt_marked(const uint64_t *bits, unsigned from, unsigned to)
+{
+	unsigned n = 0;
+
+	for (unsigned i = from; i < to; i++)
+		n += bits[i / 64] >> (i % 64) & 1;
+	return n;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers that test-vhd.c and test-vhdx.c share: images made through the
+ * plugin, writes checked against an in-memory model of the whole disk, the
+ * chain's describe() text, and a layer opened by hand below the core. */
+#ifndef DISKCORE_TESTS_VHDTEST_H
+#define DISKCORE_TESTS_VHDTEST_H
+
+#include "harness.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Create an image with the plugin: open and close "FORM:PATH;OPTS". */
+void vt_create(const char *form, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Write count sectors of h_fill(seed) at sector. */
+void vt_write(dc_disk *d, uint64_t sector, uint64_t count, uint64_t seed);
+/* Check [sector, sector + count) against model, the whole disk's bytes. */
+void vt_check(dc_disk *d, const uint8_t *model, uint64_t sector, uint64_t count);
+/* The same write to the disk and to its model. */
+void vt_put(dc_disk *d, uint8_t *model, uint64_t sector, uint64_t count, uint64_t seed);
+
+/* Eight threads write at once through one open of spec (an existing image):
+ * 64 writes each of count 512-byte sectors, write i of thread id at sector
+ * i * stride + id * count, with a flush after every 16th when asked. Then a
+ * fresh open (open_flags) must read every write back. */
+void vt_concurrent_writes(const char *spec, uint64_t stride, uint64_t count, bool flush,
+			  uint32_t open_flags);
+
+/* The describe() output of a disk's chain: "plugin=NAME\n" for each element,
+ * then its "key=value\n" lines. Free with free(). */
+char *vt_describe(dc_disk *d);
+/* Fail unless text contains needle. */
+void vt_has(const char *text, const char *needle);
+
+/* h_direct_open() of form's plugin, which must be a layer. */
+void vt_direct_open(struct h_direct *t, const char *form, const char *path, bool ro);
+/* One request on a layer opened by hand, in 512-byte sectors: len is bytes for
+ * reads and writes and a sector count for unmap. With bits, a read marks the
+ * sectors the layer holds (bit i for sector + i). */
+int vt_direct_io(struct h_direct *t, uint32_t op, uint32_t flags, uint64_t sector,
+		 void *buf, size_t len, uint64_t *bits);
+/* How many of bits [from, to) are set. */
+unsigned vt_marked(const uint64_t *bits, unsigned from, unsigned to);
+
+#endif
