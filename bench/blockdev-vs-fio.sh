@@ -4,7 +4,11 @@
 # io_uring with O_DIRECT, 4 KiB random reads at queue depth 32, alternating
 # round by round on the same 1 GiB file of random data; then the same on a loop
 # device over that file (as root); then two submitting threads against fio with
-# two jobs.
+# two jobs; then the low queue depths of QDS against fio.
+#
+# diskctl bench drives its queues with dc_queue_wait() on blockdev (completions
+# reaped on the submitting thread); the "--no-wait" rows take the plugin's
+# reaper thread instead, for comparison.
 #
 #   BUILD=/path/to/builddir bench/blockdev-vs-fio.sh
 #
@@ -12,7 +16,8 @@
 # must take O_DIRECT; default /var/tmp), ROUNDS (3), SECS (5, per fio and
 # diskctl run), COUNT (requests per qemu-img run, 200000), NICE (e.g. -20: run
 # every side at that priority, to keep other load on a shared machine out of
-# the comparison), LOOP=0 skips the loop device, KEEP=1 keeps the file.
+# the comparison), LOOP=0 skips the loop device, KEEP=1 keeps the file, QDS
+# (queue depths of the extra rows, default "1 8"; empty skips them).
 #
 # qemu-img bench has no random mode; it walks the image with a fixed step that
 # wraps. A step of 40009 blocks (odd, so coprime with the power-of-two block
@@ -27,6 +32,7 @@ DIR=${BENCH_DIR:-/var/tmp}
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-5}
 COUNT=${COUNT:-200000}
+QDS=${QDS-1 8}
 FILE="$DIR/diskcore-bench-blockdev-1g.img"
 STEP=$((4096 * 40009))
 OUT=$(mktemp -d)
@@ -53,10 +59,10 @@ if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" -ne 1073741824 ]; then
 	sync "$FILE"
 fi
 
-# IOPS of one fio run on $1 with $2 jobs.
+# IOPS of one fio run on $1 with $2 jobs (queue depth $3, default 32).
 fio_iops() {
 	run fio --name=bench --filename="$1" --readonly --ioengine=io_uring --direct=1 \
-		--rw=randread --bs=4k --iodepth=32 --numjobs="$2" --group_reporting \
+		--rw=randread --bs=4k --iodepth="${3:-32}" --numjobs="$2" --group_reporting \
 		--time_based --runtime="$SECS" --output-format=json >"$OUT/f" 2>"$OUT/fe" ||
 		{ cat "$OUT/fe" >&2; exit 1; }
 	bench_json "$OUT/f" 'round(d["jobs"][0]["read"]["iops"])'
@@ -70,10 +76,12 @@ qemu_iops() {
 	awk -v n="$COUNT" -v s="$secs" 'BEGIN { printf "%.0f\n", n / s }'
 }
 
-# IOPS of one diskctl bench run on blockdev:$1 with $2 threads.
+# IOPS of one diskctl bench run on blockdev:$1 with $2 threads (queue depth
+# $3, default 32; $4: more options, e.g. --no-wait).
 diskctl_iops() {
-	run "$DISKCTL" bench --rw randread --bs 4k --qd 32 --threads "$2" --time "$SECS" \
-		--ro --json "blockdev:$1;direct" >"$OUT/d" || exit 1
+	# shellcheck disable=SC2086
+	run "$DISKCTL" bench --rw randread --bs 4k --qd "${3:-32}" --threads "$2" \
+		--time "$SECS" --ro --json ${4:-} "blockdev:$1;direct" >"$OUT/d" || exit 1
 	bench_json "$OUT/d" 'round(d["iops"])'
 }
 
@@ -82,13 +90,18 @@ if [ "${LOOP:-1}" = 1 ] && [ "$(id -u)" = 0 ] && command -v losetup >/dev/null; 
 fi
 [ -n "$LOOPDEV" ] || echo "no loop device (needs root and losetup): loop rows skipped" >&2
 
-f_fio=""; f_qemu=""; f_dc=""; l_fio=""; l_qemu=""; l_dc=""; t_fio=""; t_dc=""
+f_fio=""; f_qemu=""; f_dc=""; f_nw=""; l_fio=""; l_qemu=""; l_dc=""; t_fio=""; t_dc=""
+t_nw=""
+for qd in $QDS; do
+	eval "q${qd}_fio=''; q${qd}_dc=''; q${qd}_nw=''"
+done
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
 	echo "round $r/$ROUNDS..." >&2
 	f_fio="$f_fio $(fio_iops "$FILE" 1)"
 	f_qemu="$f_qemu $(qemu_iops "$FILE")"
 	f_dc="$f_dc $(diskctl_iops "$FILE" 1)"
+	f_nw="$f_nw $(diskctl_iops "$FILE" 1 32 --no-wait)"
 	if [ -n "$LOOPDEV" ]; then
 		l_fio="$l_fio $(fio_iops "$LOOPDEV" 1)"
 		l_qemu="$l_qemu $(qemu_iops "$LOOPDEV")"
@@ -96,6 +109,12 @@ while [ "$r" -le "$ROUNDS" ]; do
 	fi
 	t_fio="$t_fio $(fio_iops "$FILE" 2)"
 	t_dc="$t_dc $(diskctl_iops "$FILE" 2)"
+	t_nw="$t_nw $(diskctl_iops "$FILE" 2 32 --no-wait)"
+	for qd in $QDS; do
+		eval "q${qd}_fio=\"\$q${qd}_fio $(fio_iops "$FILE" 1 "$qd")\""
+		eval "q${qd}_dc=\"\$q${qd}_dc $(diskctl_iops "$FILE" 1 "$qd")\""
+		eval "q${qd}_nw=\"\$q${qd}_nw $(diskctl_iops "$FILE" 1 "$qd" --no-wait)\""
+	done
 	r=$((r + 1))
 done
 
@@ -114,6 +133,7 @@ echo
 	bench_row "fio io_uring, file" $f_fio
 	bench_row "qemu-img bench -i io_uring, file" $f_qemu
 	bench_row "diskctl bench blockdev:file;direct" $f_dc
+	bench_row "diskctl ... --no-wait, file" $f_nw
 	if [ -n "$LOOPDEV" ]; then
 		bench_row "fio io_uring, loop" $l_fio
 		bench_row "qemu-img bench -i io_uring, loop" $l_qemu
@@ -121,6 +141,12 @@ echo
 	fi
 	bench_row "fio io_uring, file, 2 jobs" $t_fio
 	bench_row "diskctl blockdev:file;direct, 2 threads" $t_dc
+	bench_row "diskctl ... --no-wait, 2 threads" $t_nw
+	for qd in $QDS; do
+		eval "bench_row \"fio io_uring, file, QD$qd\" \$q${qd}_fio"
+		eval "bench_row \"diskctl blockdev:file;direct, QD$qd\" \$q${qd}_dc"
+		eval "bench_row \"diskctl ... --no-wait, QD$qd\" \$q${qd}_nw"
+	done
 }
 echo
 echo "ratio diskctl/fio, file:          $(bench_ratio "$(med "$f_dc")" "$(med "$f_fio")")"
@@ -129,11 +155,19 @@ if [ -n "$LOOPDEV" ]; then
 	echo "ratio diskctl/fio, loop:          $(bench_ratio "$(med "$l_dc")" "$(med "$l_fio")")"
 	echo "ratio diskctl/qemu-img, loop:     $(bench_ratio "$(med "$l_dc")" "$(med "$l_qemu")")"
 fi
+echo "ratio diskctl --no-wait/fio, file: $(bench_ratio "$(med "$f_nw")" "$(med "$f_fio")")"
 echo "ratio diskctl/fio, 2 threads:     $(bench_ratio "$(med "$t_dc")" "$(med "$t_fio")")"
+echo "ratio --no-wait/fio, 2 threads:   $(bench_ratio "$(med "$t_nw")" "$(med "$t_fio")")"
+a=""; b=""; c=""
+for qd in $QDS; do
+	eval "a=\$q${qd}_dc; b=\$q${qd}_fio; c=\$q${qd}_nw"
+	echo "ratio diskctl/fio, QD$qd:           $(bench_ratio "$(med "$a")" "$(med "$b")")" \
+		"(--no-wait $(bench_ratio "$(med "$c")" "$(med "$b")"))"
+done
 echo "scaling 1 -> 2 threads: diskctl $(bench_ratio "$(med "$t_dc")" "$(med "$f_dc")")," \
 	"fio $(bench_ratio "$(med "$t_fio")" "$(med "$f_fio")")"
 echo
 echo "commands:"
-echo "  fio --name=bench --filename=F --readonly --ioengine=io_uring --direct=1 --rw=randread --bs=4k --iodepth=32 --numjobs=1|2 --group_reporting --time_based --runtime=$SECS"
+echo "  fio --name=bench --filename=F --readonly --ioengine=io_uring --direct=1 --rw=randread --bs=4k --iodepth=32|QD --numjobs=1|2 --group_reporting --time_based --runtime=$SECS"
 echo "  qemu-img bench -f raw -t none -i io_uring -c $COUNT -d 32 -s 4k -S $STEP F"
-echo "  diskctl bench --rw randread --bs 4k --qd 32 --threads 1|2 --time $SECS --ro --json 'blockdev:F;direct'"
+echo "  diskctl bench --rw randread --bs 4k --qd 32|QD --threads 1|2 --time $SECS --ro --json [--no-wait] 'blockdev:F;direct'"

@@ -25,15 +25,25 @@
 struct dc_queue {
 	struct dc_disk *disk;
 	uint32_t flags;
-	void **qctx;                          /* per node index */
-	bool *qctx_open;                      /* which qctx slots were opened */
-	struct dc_ireq *free_local;           /* owned by the submitting thread */
+	void **qctx;			       /* per node index */
+	bool *qctx_open;		       /* which qctx slots were opened */
+	struct dc_ireq *free_local;	       /* owned by the submitting thread */
 	_Atomic(struct dc_ireq *) free_remote; /* pushed by completing threads */
 	atomic_uint inflight;
 	/* DC_QUEUE_POLL */
 	int efd;
 	pthread_mutex_t lock;
 	struct dc_ireq *done_head, *done_tail;
+	/* dc_queue_wait(): the one node that reaps on the waiting thread (NULL
+	 * when none does, or several: a thread cannot sleep in several rings,
+	 * so their own reapers stay in charge), and what a call delivered on
+	 * that thread (spliced onto done_* once, at its end) */
+	struct dc_node *poller;
+	struct dc_ireq *mine_head, *mine_tail;
+	unsigned mine_n;
+	atomic_bool waiting;  /* a call sleeps: off-thread callbacks wake it */
+	atomic_uint cb_seq;   /* callbacks run on other threads */
+	atomic_bool signaled; /* efd may be readable */
 };
 
 #define CONSUMER_FLAGS (DC_IO_FUA | DC_IO_BLOCK_LEVEL_ONLY)
@@ -44,6 +54,8 @@ struct dc_queue {
 
 static __thread int deliver_depth;
 static __thread struct dc_ireq *deferred_head, *deferred_tail;
+/* The queue this thread is inside dc_queue_wait() for. */
+static __thread struct dc_queue *wait_self;
 
 /* --- Slots ------------------------------------------------------------------ */
 
@@ -166,13 +178,13 @@ static void slot_init(struct dc_ireq *r, struct dc_node *node, struct dc_queue *
 
 static void slot_push_remote(struct dc_queue *q, struct dc_ireq *r)
 {
-	struct dc_ireq *head = atomic_load_explicit(&q->free_remote, memory_order_relaxed);
+	struct dc_ireq *head =
+		atomic_load_explicit(&q->free_remote, memory_order_relaxed);
 
 	do {
 		r->next = head;
-	} while (!atomic_compare_exchange_weak_explicit(&q->free_remote, &head, r,
-							memory_order_release,
-							memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(
+		&q->free_remote, &head, r, memory_order_release, memory_order_relaxed));
 }
 
 static struct dc_ireq *slot_get(struct dc_queue *q)
@@ -294,6 +306,15 @@ DC_EXPORT int dc_queue_open(dc_disk *disk, uint32_t flags, dc_queue **out)
 		queue_free(q);
 		return rc;
 	}
+	if (flags & DC_QUEUE_POLL) {
+		unsigned n = 0;
+
+		for (unsigned i = 0; i < disk->nnodes; i++)
+			if (disk->nodes[i]->plugin->queue_poll && n++ == 0)
+				q->poller = disk->nodes[i];
+		if (n > 1)
+			q->poller = NULL;
+	}
 	*out = q;
 	return 0;
 }
@@ -314,17 +335,101 @@ DC_EXPORT unsigned dc_queue_inflight(dc_queue *q)
 	return atomic_load(&q->inflight);
 }
 
+/* Make efd readable. The flag is set after the write, so a reader that misses
+ * it leaves at most one spurious wakeup, which its next look clears. */
+static void queue_signal(struct dc_queue *q)
+{
+	eventfd_write(q->efd, 1);
+	atomic_store(&q->signaled, true);
+}
+
+/* Clear efd unless nothing was written since the last clear (no system call
+ * then). */
+static int queue_unsignal(struct dc_queue *q)
+{
+	uint64_t v;
+
+	if (atomic_exchange(&q->signaled, false) && read(q->efd, &v, sizeof(v)) < 0 &&
+	    errno != EAGAIN)
+		return -errno;
+	return 0;
+}
+
+DC_EXPORT unsigned dc_queue_pollers(dc_queue *q)
+{
+	return q->poller != NULL;
+}
+
+/* Whether dc_queue_wait() may sleep: nothing to reap, no callback elsewhere
+ * since the call began (seq). Sets q->waiting, which the caller clears. */
+static bool queue_wait_may_sleep(struct dc_queue *q, unsigned seq)
+{
+	bool sleep;
+
+	pthread_mutex_lock(&q->lock);
+	sleep = !q->done_head;
+	/* A wake left over from an earlier call would end this one at once;
+	 * with nothing to reap, efd has nothing else to say. */
+	if (sleep)
+		queue_unsignal(q);
+	pthread_mutex_unlock(&q->lock);
+	/* Pairs with the callback path: it bumps cb_seq, then looks. */
+	atomic_store(&q->waiting, true);
+	return sleep && atomic_load(&q->cb_seq) == seq;
+}
+
+DC_EXPORT int dc_queue_wait(dc_queue *q, int timeout_ms)
+{
+	unsigned seq;
+	int rc = 0, n;
+
+	if (!(q->flags & DC_QUEUE_POLL) || wait_self)
+		return -EINVAL;
+	seq = atomic_load(&q->cb_seq);
+	wait_self = q;
+	q->mine_n = 0;
+	if (q->poller) {
+		/* One call: the element reaps, and sleeps only if it found
+		 * nothing; the rest of the chain wakes it through efd. */
+		struct dc_node *p = q->poller;
+		bool sleep = timeout_ms != 0 && queue_wait_may_sleep(q, seq);
+
+		rc = p->plugin->queue_poll(p->inst, q->qctx[p->index], q->efd,
+					   sleep ? timeout_ms : 0);
+	} else if (timeout_ms != 0 && queue_wait_may_sleep(q, seq)) {
+		/* Nobody reaps here: sleep until the chain signals efd. */
+		struct pollfd pfd = { .fd = q->efd, .events = POLLIN };
+
+		if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
+			rc = -errno;
+	}
+	atomic_store(&q->waiting, false);
+	wait_self = NULL;
+	n = (int)q->mine_n;
+	if (q->mine_head) {
+		pthread_mutex_lock(&q->lock);
+		if (q->done_tail)
+			q->done_tail->next = q->mine_head;
+		else
+			q->done_head = q->mine_head;
+		q->done_tail = q->mine_tail;
+		pthread_mutex_unlock(&q->lock);
+		q->mine_head = q->mine_tail = NULL;
+	}
+	return rc < 0 && !n ? rc : n;
+}
+
 DC_EXPORT int dc_queue_reap(dc_queue *q, struct dc_completion *out, int max)
 {
 	struct dc_ireq *r;
-	uint64_t v;
-	int n = 0;
+	int n = 0, rc;
 
 	if (!(q->flags & DC_QUEUE_POLL) || max < 0)
 		return -EINVAL;
 	/* Clear the eventfd first: a completion after this re-arms it. */
-	if (read(q->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		return -errno;
+	rc = queue_unsignal(q);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&q->lock);
 	while (n < max && (r = q->done_head)) {
 		q->done_head = r->next;
@@ -339,7 +444,7 @@ DC_EXPORT int dc_queue_reap(dc_queue *q, struct dc_completion *out, int max)
 	if (!q->done_head)
 		q->done_tail = NULL;
 	else
-		eventfd_write(q->efd, 1); /* more left: stay readable */
+		queue_signal(q); /* more left: stay readable */
 	pthread_mutex_unlock(&q->lock);
 	return n;
 }
@@ -356,21 +461,38 @@ static void deliver_one(struct dc_ireq *r)
 	};
 	dc_complete_fn cb = r->cb;
 
-	if (q->flags & DC_QUEUE_POLL && !cb) {
-		bool was_empty;
-
+	if (q->flags & DC_QUEUE_POLL && wait_self == q) {
+		/* Inside dc_queue_wait() on q's own thread: nobody to signal. */
+		q->mine_n++;
+		if (!cb) {
+			r->next = NULL;
+			if (q->mine_tail)
+				q->mine_tail->next = r;
+			else
+				q->mine_head = r;
+			q->mine_tail = r;
+			return;
+		}
+	} else if (q->flags & DC_QUEUE_POLL && !cb) {
 		pthread_mutex_lock(&q->lock);
 		r->next = NULL;
-		was_empty = !q->done_head;
+		/* Signal under the lock: once it is dropped, the consumer may
+		 * reap r and close q. */
+		if (!q->done_head)
+			queue_signal(q);
 		if (q->done_tail)
 			q->done_tail->next = r;
 		else
 			q->done_head = r;
 		q->done_tail = r;
 		pthread_mutex_unlock(&q->lock);
-		if (was_empty)
-			eventfd_write(q->efd, 1);
 		return;
+	} else if (q->flags & DC_QUEUE_POLL) {
+		/* A callback elsewhere wakes a sleeping dc_queue_wait(); before
+		 * the callback, since q may be closed once it has run. */
+		atomic_fetch_add(&q->cb_seq, 1);
+		if (atomic_load(&q->waiting))
+			queue_signal(q);
 	}
 	/* Recycle the slot before the callback so a resubmission can reuse it. */
 	slot_push_remote(q, r);
@@ -488,8 +610,8 @@ void dc__dispatch(struct dc_ireq *r)
 		return;
 	}
 	/* Fail closed: an op this plugin neither handles nor forwards stops here. */
-	dc_complete(&r->pub, r->pub.op == DC_OP_EJECT ? DC_E_UNSUPPORTED_EJECT
-						     : DC_E_UNSUPPORTED);
+	dc_complete(&r->pub,
+		    r->pub.op == DC_OP_EJECT ? DC_E_UNSUPPORTED_EJECT : DC_E_UNSUPPORTED);
 }
 
 /* --- Child requests --------------------------------------------------------- */
@@ -504,8 +626,8 @@ DC_EXPORT struct dc_req *dc_child_req(struct dc_req *parent, unsigned i)
 	if (i >= n->nchildren)
 		return NULL;
 	child = n->children[i];
-	if (n->embed_child && !atomic_exchange_explicit(&p->embedded_busy, true,
-							 memory_order_acquire)) {
+	if (n->embed_child &&
+	    !atomic_exchange_explicit(&p->embedded_busy, true, memory_order_acquire)) {
 		c = (struct dc_ireq *)((char *)p + n->slot_size - child->slot_size);
 		c->kind = DC_IREQ_EMBEDDED;
 	} else {
@@ -566,7 +688,9 @@ static int submit_guard(struct dc_disk *d, const struct dc_req *r)
 		if (!representable(d, r->sector, r->count))
 			return DC_E_ILLEGAL_BLOCK;
 		if (r->count == 0)
-			return r->sector > dc__node_live_count(d->top) ? DC_E_ILLEGAL_BLOCK : 0;
+			return r->sector > dc__node_live_count(d->top) ?
+				       DC_E_ILLEGAL_BLOCK :
+				       0;
 		if (r->op == DC_OP_WRITE && (d->info.flags & DC_INFO_READ_ONLY))
 			return in_range(d, r) ? DC_E_READ_ONLY : DC_E_ILLEGAL_BLOCK;
 		return 1;
@@ -659,7 +783,8 @@ static int sync_wait(struct sync_wait *w, int *detail)
 
 	if (atomic_compare_exchange_strong(&w->state, &expect, 2) || expect == 2) {
 		while (atomic_load_explicit(&w->state, memory_order_acquire) == 2)
-			syscall(SYS_futex, &w->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+			syscall(SYS_futex, &w->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL,
+				0);
 	}
 	if (detail)
 		*detail = w->detail;
@@ -781,8 +906,7 @@ DC_EXPORT int dc_node_execute(struct dc_node *node, const struct dc_io *io)
 	r->pub.op = io->op;
 	r->pub.flags = io->flags;
 	r->pub.sector = io->sector;
-	r->pub.count = io->op == DC_OP_UNMAP ? io->count
-					     : len / node->info.sector_size;
+	r->pub.count = io->op == DC_OP_UNMAP ? io->count : len / node->info.sector_size;
 	r->pub.buf = (struct dc_buf){ .iov = io->iov, .iovcnt = io->iovcnt, .len = len };
 	r->pub.pr = io->pr;
 	r->cb = sync_done;
@@ -802,7 +926,11 @@ static int exec_rw(dc_disk *d, uint32_t op, uint64_t sector, const struct iovec 
 		   int iovcnt, uint32_t flags)
 {
 	struct dc_io io = {
-		.op = op, .flags = flags, .sector = sector, .iov = iov, .iovcnt = iovcnt,
+		.op = op,
+		.flags = flags,
+		.sector = sector,
+		.iov = iov,
+		.iovcnt = iovcnt,
 	};
 
 	return dc_execute(d, &io, NULL);
@@ -843,8 +971,9 @@ DC_EXPORT int dc_flush(dc_disk *d)
 
 DC_EXPORT int dc_unmap(dc_disk *d, uint64_t sector, uint64_t count, uint32_t flags)
 {
-	struct dc_io io = { .op = DC_OP_UNMAP, .sector = sector, .count = count,
-			    .flags = flags };
+	struct dc_io io = {
+		.op = DC_OP_UNMAP, .sector = sector, .count = count, .flags = flags
+	};
 
 	return dc_execute(d, &io, NULL);
 }
@@ -911,11 +1040,12 @@ DC_EXPORT int dc_pr_clear(dc_disk *d, uint64_t key)
 	return exec_pr(d, DC_OP_PR_CLEAR, &pr);
 }
 
-DC_EXPORT int dc_pr_preempt(dc_disk *d, uint64_t key, uint64_t preempt_key,
-			    uint32_t type, bool abort)
+DC_EXPORT int dc_pr_preempt(dc_disk *d, uint64_t key, uint64_t preempt_key, uint32_t type,
+			    bool abort)
 {
-	struct dc_pr_args pr = { .key = key, .new_key = preempt_key, .type = type,
-				 .abort = abort };
+	struct dc_pr_args pr = {
+		.key = key, .new_key = preempt_key, .type = type, .abort = abort
+	};
 
 	return exec_pr(d, DC_OP_PR_PREEMPT, &pr);
 }

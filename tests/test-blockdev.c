@@ -519,6 +519,218 @@ START_TEST(file_deep_queue)
 }
 END_TEST
 
+/* --- dc_queue_wait(): reaping on the submitting thread ------------------------- */
+
+#define TW_BLOCKS 256 /* 4 KiB blocks of the test file, each h_fill(block) */
+
+struct tw_req {
+	struct tw_state *st;
+	unsigned id;
+	unsigned block;
+	uint32_t op;
+	struct iovec iov;
+};
+
+struct tw_state {
+	dc_queue *q;
+	pthread_t owner;
+	unsigned *hits; /* completions seen per request id */
+	unsigned ncb, nreaped, foreign_cb, bad;
+	int nested_rc;
+	char msg[200];
+};
+
+/* Counted last, with release: a callback on a reaper thread must be done
+ * with the buffer before the owner sees the hit and reuses it. */
+static void tw_finish(struct tw_state *st, struct tw_req *r, int result)
+{
+	if (result != 0 && !st->bad++)
+		snprintf(st->msg, sizeof(st->msg), "request %u: %s", r->id,
+			 dc_strerror(result));
+	if (result == 0 && r->op == DC_OP_READ &&
+	    h_check(r->iov.iov_base, PAGE, r->block) >= 0 && !st->bad++)
+		snprintf(st->msg, sizeof(st->msg), "block %u read back wrong", r->block);
+	__atomic_fetch_add(&st->hits[r->id], 1, __ATOMIC_RELEASE);
+}
+
+static void tw_cb(const struct dc_completion *c)
+{
+	struct tw_req *r = c->user_data;
+	struct tw_state *st = r->st;
+
+	__atomic_fetch_add(&st->ncb, 1, __ATOMIC_RELAXED); /* reapers race */
+	if (!pthread_equal(pthread_self(), st->owner))
+		__atomic_fetch_add(&st->foreign_cb, 1, __ATOMIC_RELAXED);
+	/* Not allowed from inside the call that delivers this. */
+	if (st->nested_rc == 1)
+		st->nested_rc = dc_queue_wait(st->q, 0);
+	tw_finish(st, r, c->result);
+}
+
+/* Push `total` requests through a DC_QUEUE_POLL queue driven by
+ * dc_queue_wait(), at most qd at a time: reads of known data, a flush now
+ * and then, every third with a callback and the rest reaped. Every request
+ * must complete exactly once, callbacks on this thread. */
+static void tw_run(const char *spec, unsigned total, unsigned qd, unsigned pollers)
+{
+	dc_disk *d = tb_open(spec, 0);
+	struct tw_state st = { .owner = pthread_self(), .nested_rc = 1 };
+	struct tw_req *reqs = calloc(total, sizeof(*reqs));
+	char *bufs = h_alloc((size_t)qd * PAGE);
+	struct dc_completion comp[16];
+	unsigned next = 0, done = 0, inflight = 0, *free_slots;
+	uint64_t progress_ns = h_now_ns();
+	unsigned nfree = qd, ncb_expect = 0;
+	int rc;
+
+	st.hits = calloc(total, sizeof(*st.hits));
+	free_slots = calloc(qd, sizeof(*free_slots));
+	ck_assert(reqs && st.hits && free_slots);
+	for (unsigned b = 0; b < TW_BLOCKS; b++) {
+		h_fill(bufs, PAGE, b);
+		ck_assert_int_eq(dc_write(d, (uint64_t)b * 8, bufs, PAGE, 0), 0);
+	}
+	for (unsigned i = 0; i < qd; i++)
+		free_slots[i] = i;
+	ck_assert_int_eq(dc_queue_open(d, DC_QUEUE_POLL, &st.q), 0);
+	ck_assert_uint_eq(dc_queue_pollers(st.q), pollers);
+	/* Driven from the first request on: nothing completes elsewhere. */
+	ck_assert_int_eq(dc_queue_wait(st.q, 0), 0);
+	while (done < total) {
+		while (next < total && nfree) {
+			struct tw_req *r = &reqs[next];
+			unsigned slot = free_slots[--nfree];
+			struct dc_io io = { .iovcnt = 1, .user_data = r };
+
+			r->st = &st;
+			r->id = next;
+			r->block = (next * 37) % TW_BLOCKS;
+			r->op = next % 50 == 7 ? DC_OP_FLUSH : DC_OP_READ;
+			r->iov = (struct iovec){ bufs + (size_t)slot * PAGE, PAGE };
+			memset(r->iov.iov_base, 0xa5, PAGE);
+			io.op = r->op;
+			io.sector = (uint64_t)r->block * 8;
+			io.iov = &r->iov;
+			io.iovcnt = r->op == DC_OP_READ;
+			if (next % 3 == 0) {
+				io.cb = tw_cb;
+				ncb_expect++;
+			}
+			ck_assert_int_eq(dc_submit(st.q, &io), 0);
+			next++;
+			inflight++;
+		}
+		rc = dc_queue_wait(st.q, 2000);
+		ck_assert_msg(rc >= 0, "%s: dc_queue_wait: %d", spec, rc);
+		/* Requests with callbacks are done once their callback ran. */
+		while ((rc = dc_queue_reap(st.q, comp, 16)) > 0) {
+			for (int i = 0; i < rc; i++) {
+				struct tw_req *r = comp[i].user_data;
+
+				st.nreaped++;
+				tw_finish(&st, r, comp[i].result);
+			}
+		}
+		ck_assert_int_eq(rc, 0);
+		/* Count what finished (hits) and recycle its buffer slot. */
+		{
+			unsigned now = 0;
+
+			for (unsigned i = 0; i < next; i++)
+				now += __atomic_load_n(&st.hits[i], __ATOMIC_ACQUIRE) > 0;
+			ck_assert_msg(now - done <= inflight,
+				      "%s: more completions than "
+				      "requests",
+				      spec);
+			/* By the clock: a wait may end early, when a callback
+			 * elsewhere has begun but not yet counted its hit. */
+			if (now != done)
+				progress_ns = h_now_ns();
+			ck_assert_msg(h_now_ns() - progress_ns < 20000000000ull,
+				      "%s: no progress in 20 s (%u of %u done)", spec,
+				      done, total);
+			for (unsigned i = 0; i < next && now > done; i++) {
+				if (st.hits[i] == 1 && reqs[i].st) {
+					free_slots[nfree++] =
+						(unsigned)(((char *)reqs[i].iov.iov_base -
+							    bufs) /
+							   PAGE);
+					reqs[i].st = NULL; /* slot given back */
+					inflight--;
+					done++;
+				}
+			}
+		}
+	}
+	ck_assert_msg(!st.bad, "%s: %s", spec, st.msg);
+	for (unsigned i = 0; i < total; i++)
+		ck_assert_msg(st.hits[i] == 1, "%s: request %u completed %u times", spec,
+			      i, st.hits[i]);
+	ck_assert_uint_eq(st.ncb, ncb_expect);
+	ck_assert_uint_eq(st.nreaped, total - ncb_expect);
+	/* Without a poller, blockdev's own reaper threads run the callbacks. */
+	if (pollers || !strstr(spec, "blockdev"))
+		ck_assert_uint_eq(st.foreign_cb, 0);
+	/* The first callback ran inside dc_queue_wait() where there is a poller
+	 * (elsewhere, inline in dc_submit(), where waiting is allowed). */
+	if (pollers)
+		ck_assert_int_eq(st.nested_rc, -EINVAL);
+	ck_assert_uint_eq(dc_queue_inflight(st.q), 0);
+	/* Nothing is delivered twice later. */
+	ck_assert_int_eq(dc_queue_wait(st.q, 0), 0);
+	ck_assert_int_eq(dc_queue_wait(st.q, 10), 0);
+	ck_assert_int_eq(dc_queue_reap(st.q, comp, 16), 0);
+	dc_queue_close(st.q);
+	dc_close(d);
+	free(free_slots);
+	free(st.hits);
+	free(bufs);
+	free(reqs);
+}
+
+START_TEST(file_queue_wait)
+{
+	char *path = h_tmpfile(TW_BLOCKS * PAGE, NULL);
+	char *spec = tb_fmt("blockdev:%s", path);
+
+	/* Deeper than a ring: requests park and go out from the poll. */
+	tw_run(spec, 3000, 300, 1);
+	tw_run(spec, 200, 1, 1);
+	free(spec);
+	free(path);
+}
+END_TEST
+
+/* A decorator that submits to blockdev from its timer thread while the
+ * consumer's thread sleeps in the ring; and a chain with no poller. */
+START_TEST(file_queue_wait_chain)
+{
+	char *path = h_tmpfile(TW_BLOCKS * PAGE, NULL);
+	char *spec = tb_fmt("delay:1:blockdev:%s", path);
+	char *mem = tb_fmt("mem:%u", TW_BLOCKS * PAGE);
+	char *path2 = h_tmpfile(TW_BLOCKS * PAGE, NULL);
+	char *stripe = tb_fmt("striped:[blockdev:%s,blockdev:%s]", path, path2);
+	dc_disk *d = tb_open(mem, 0);
+	dc_queue *q;
+
+	tw_run(spec, 400, 16, 1);
+	tw_run(mem, 400, 16, 0);
+	/* Two rings cannot both be waited in by one thread: no poller, and
+	 * their reapers must still deliver (they once went silent). */
+	tw_run(stripe, 400, 16, 0);
+	/* Only DC_QUEUE_POLL queues are driven this way. */
+	ck_assert_int_eq(dc_queue_open(d, 0, &q), 0);
+	ck_assert_int_eq(dc_queue_wait(q, 0), -EINVAL);
+	dc_queue_close(q);
+	dc_close(d);
+	free(stripe);
+	free(path2);
+	free(mem);
+	free(spec);
+	free(path);
+}
+END_TEST
+
 /* --- io_uring unavailable -------------------------------------------------------- */
 
 /* Make io_uring_setup fail with EPERM in this process, as
@@ -801,6 +1013,8 @@ int main(void)
 	tcase_add_test(tc, file_illegal_lba);
 	tcase_add_test(tc, file_eject_pr);
 	tcase_add_test(tc, file_deep_queue);
+	tcase_add_test(tc, file_queue_wait);
+	tcase_add_test(tc, file_queue_wait_chain);
 	tcase_add_test(tc, no_io_uring);
 	suite_add_tcase(s, tc);
 

@@ -1346,6 +1346,8 @@ struct ctl_bench {
 	uint64_t spb; /* sectors per block */
 	double seconds;
 	bool poll_mode;
+	bool no_wait;	/* --no-wait: never drive queues with dc_queue_wait() */
+	bool wait_mode; /* queues are driven by dc_queue_wait() */
 	uint64_t start_ns, deadline; /* deadline in ticks */
 	uint64_t cpu_ns;	     /* CPU time of the whole process in the run */
 	pthread_barrier_t barrier;
@@ -1609,6 +1611,42 @@ static void ctl_bench_loop_cb(struct ctl_bthread *t)
 	ctl_bself = NULL;
 }
 
+/* Callbacks on a queue driven by dc_queue_wait(): they run inside it, on
+ * this thread, and resubmit from the ready list between calls. */
+static void ctl_bench_loop_wait(struct ctl_bthread *t)
+{
+	ctl_bself = t;
+	for (;;) {
+		struct ctl_bslot *s, *l;
+		int rc;
+
+		while ((s = t->ready)) {
+			t->ready = s->next;
+			ctl_bench_submit(t, s);
+		}
+		if (!t->inflight)
+			break;
+		rc = dc_queue_wait(t->q, 50);
+		if (rc < 0) {
+			if (!t->err)
+				t->err = rc;
+			t->stop = true;
+			break;
+		}
+		/* Callbacks that ran elsewhere (a worker pool in the chain). */
+		l = atomic_exchange_explicit(&t->remote, NULL, memory_order_acquire);
+		while ((s = l)) {
+			l = l->next;
+			ctl_bench_account(t, s);
+		}
+		if (rc == 0 && ctl_ticks() >= t->b->deadline)
+			t->stop = true;
+	}
+	while (atomic_load(&t->foreign))
+		ctl_cpu_relax();
+	ctl_bself = NULL;
+}
+
 static void ctl_bench_loop_poll(struct ctl_bthread *t)
 {
 	struct dc_completion comps[64];
@@ -1620,11 +1658,22 @@ static void ctl_bench_loop_poll(struct ctl_bthread *t)
 		ctl_bench_submit(t, s);
 	}
 	while (t->inflight) {
-		int n = dc_queue_reap(t->q, comps, 64);
+		int n = 0;
 		uint64_t now;
 
-		if (n <= 0) {
-			ctl_queues_wait(&t->q, 1, 50);
+		if (t->b->wait_mode)
+			n = dc_queue_wait(t->q, 50);
+		if (n >= 0)
+			n = dc_queue_reap(t->q, comps, 64);
+		if (n < 0) {
+			if (!t->err)
+				t->err = n;
+			t->stop = true;
+			break;
+		}
+		if (n == 0) {
+			if (!t->b->wait_mode)
+				ctl_queues_wait(&t->q, 1, 50);
 			if (ctl_ticks() >= t->b->deadline)
 				t->stop = true;
 			continue;
@@ -1651,7 +1700,8 @@ static void *ctl_bench_thread(void *arg)
 {
 	struct ctl_bthread *t = arg;
 	struct ctl_bench *b = t->b;
-	int rc = dc_queue_open(b->disk, b->poll_mode ? DC_QUEUE_POLL : 0, &t->q);
+	int rc = dc_queue_open(b->disk, b->poll_mode || b->wait_mode ? DC_QUEUE_POLL : 0,
+			       &t->q);
 
 	if (rc < 0) {
 		t->open_err = rc;
@@ -1664,10 +1714,14 @@ static void *ctl_bench_thread(void *arg)
 	t->io.op = b->rw == CTL_READ || b->rw == CTL_RANDREAD ? DC_OP_READ : DC_OP_WRITE;
 	t->io.iovcnt = 1;
 	t->io.cb = b->poll_mode ? NULL : ctl_bench_cb;
+	if (b->wait_mode)
+		dc_queue_wait(t->q, 0); /* drive the queue from the first request */
 	/* Another thread's queue failed to open: run nothing, report that. */
 	t->stop = atomic_load(&b->stop);
 	if (b->poll_mode)
 		ctl_bench_loop_poll(t);
+	else if (b->wait_mode)
+		ctl_bench_loop_wait(t);
 	else
 		ctl_bench_loop_cb(t);
 	t->end_ns = ctl_now_ns();
@@ -1705,6 +1759,13 @@ static int ctl_bench_prefill(struct ctl_bench *b)
 }
 
 static const char *const ctl_rw_names[] = { "read", "write", "randread", "randwrite" };
+
+static const char *ctl_bench_mode(const struct ctl_bench *b)
+{
+	if (b->poll_mode)
+		return b->wait_mode ? "poll+wait" : "poll";
+	return b->wait_mode ? "callback+wait" : "callback";
+}
 
 static void ctl_bench_report(struct ctl_bench *b, struct ctl_bthread *ts, bool json)
 {
@@ -1759,15 +1820,13 @@ static void ctl_bench_report(struct ctl_bench *b, struct ctl_bthread *ts, bool j
 		       ", \"cpu_seconds\": %.6f, \"iops_per_cpu_second\": %.0f"
 		       ", \"latency_us\": {\"mean\": %.2f, \"p50\": %.2f, \"p99\": %.2f"
 		       ", \"max\": %.2f}}\n",
-		       ctl_rw_names[b->rw], b->bs, b->qd, b->nthreads,
-		       b->poll_mode ? "poll" : "callback", done, secs, iops, mbs, cpu,
-		       per_cpu, mean / 1e3, p50 / 1e3, p99 / 1e3,
-		       maxl / ctl_ticks_per_ns / 1e3);
+		       ctl_rw_names[b->rw], b->bs, b->qd, b->nthreads, ctl_bench_mode(b),
+		       done, secs, iops, mbs, cpu, per_cpu, mean / 1e3, p50 / 1e3,
+		       p99 / 1e3, maxl / ctl_ticks_per_ns / 1e3);
 		return;
 	}
 	printf("%s %s bs=%" PRIu64 " qd=%" PRIu64 " threads=%" PRIu64 " (%s)\n", b->spec,
-	       ctl_rw_names[b->rw], b->bs, b->qd, b->nthreads,
-	       b->poll_mode ? "poll" : "callbacks");
+	       ctl_rw_names[b->rw], b->bs, b->qd, b->nthreads, ctl_bench_mode(b));
 	printf("requests: %" PRIu64 " in %.3f s\n", done, secs);
 	printf("IOPS:     %.0f\n", iops);
 	printf("MB/s:     %.1f\n", mbs);
@@ -1788,6 +1847,7 @@ static int ctl_bench(int argc, char **argv)
 		{ "threads", required_argument, NULL, 'T' },
 		{ "ro", no_argument, NULL, 'r' },
 		{ "poll", no_argument, NULL, 'p' },
+		{ "no-wait", no_argument, NULL, 'W' },
 		{ "prefill", no_argument, NULL, 'P' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1844,6 +1904,9 @@ static int ctl_bench(int argc, char **argv)
 		case 'p':
 			b.poll_mode = true;
 			break;
+		case 'W':
+			b.no_wait = true;
+			break;
 		case 'P':
 			prefill = true;
 			break;
@@ -1885,6 +1948,16 @@ static int ctl_bench(int argc, char **argv)
 	if (prefill && ctl_bench_prefill(&b) < 0) {
 		dc_close(b.disk);
 		return CTL_EXIT_FAIL;
+	}
+	/* Drive the queues with dc_queue_wait() where the chain reaps on the
+	 * waiting thread (an io_uring backend): no completion crosses threads. */
+	if (!b.no_wait) {
+		dc_queue *probe;
+
+		if (dc_queue_open(b.disk, DC_QUEUE_POLL, &probe) == 0) {
+			b.wait_mode = dc_queue_pollers(probe) > 0;
+			dc_queue_close(probe);
+		}
 	}
 	ctl_ticks_calibrate();
 	ts = ctl_xalloc(b.nthreads * sizeof(*ts));
@@ -2012,8 +2085,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  ctl_write },
 	{ "bench", "measure IOPS, throughput and latency",
 	  "bench [--rw read|write|randread|randwrite] [--bs SIZE] [--qd N]\n"
-	  "             [--time SEC | --count N] [--threads N] [--ro] [--poll] [--prefill]\n"
-	  "             [--json] SPEC\n\n"
+	  "             [--time SEC | --count N] [--threads N] [--ro] [--poll] [--no-wait]\n"
+	  "             [--prefill] [--json] SPEC\n\n"
 	  "Keep QD requests of BS bytes in flight on each of N threads (one queue each)\n"
 	  "and print IOPS, MB/s (10^6 bytes) and latency percentiles. Random offsets\n"
 	  "are aligned to BS. Write workloads overwrite the disk.\n\n"
@@ -2024,8 +2097,11 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "  --count N     run N requests in all instead\n"
 	  "  --threads N   submitting threads (default 1)\n"
 	  "  --ro          open read-only\n"
-	  "  --poll        reap completions from the queue's eventfd instead of\n"
-	  "                taking callbacks\n"
+	  "  --poll        reap completions with dc_queue_reap() instead of taking\n"
+	  "                callbacks\n"
+	  "  --no-wait     never drive the queues with dc_queue_wait(); by default a\n"
+	  "                chain that can reap on the submitting thread (blockdev)\n"
+	  "                is driven by it, and the rest wait on the queue's eventfd\n"
 	  "  --prefill     first write data over the whole disk (not timed)\n"
 	  "  --json        print one JSON object\n",
 	  ctl_bench },

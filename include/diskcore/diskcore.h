@@ -227,6 +227,51 @@ int dc_submit(dc_queue *q, const struct dc_io *io);
 /** Requests submitted on q and not yet delivered. */
 unsigned dc_queue_inflight(dc_queue *q);
 
+/**
+ * Drive a DC_QUEUE_POLL queue from its own thread: reap completions here and,
+ * when there are none yet, sleep until one arrives.
+ *
+ * Elements of the chain that can (a backend on io_uring: blockdev) then take
+ * their completions on the calling thread, inside the system call that also
+ * hands them the requests submitted since the last call, instead of on a
+ * thread of their own; the rest of the chain delivers as usual and wakes the
+ * call. Completions it delivers run their dc_io.cb here (a request submitted
+ * with a callback) or wait for dc_queue_reap() (a request without one).
+ *
+ * Once dc_queue_wait() has been called on q, q is driven by it: requests
+ * submitted on q may wait for the next dc_queue_wait() call to reach the
+ * device, and their completions may only be found by one. Keep calling it
+ * (timeout_ms 0 polls without sleeping) while q has requests in flight; a
+ * consumer that waits on dc_queue_fd() instead must never call it. Requests
+ * submitted before the first call may complete on another thread: call
+ * dc_queue_wait(q, 0) once before the first dc_submit() to drive q from the
+ * start.
+ *
+ * @param q           a queue opened with DC_QUEUE_POLL
+ * @param timeout_ms  how long to sleep when nothing has completed: 0 never,
+ *                    -1 until something does
+ * @return the number of q's requests this call completed on the calling
+ *         thread (their callbacks have run, or they wait in dc_queue_reap());
+ *         0 when the timeout passed, or when it woke because completions
+ *         arrived on another thread (see dc_queue_reap()); -EINVAL when q is
+ *         not a DC_QUEUE_POLL queue or the call is made from inside a
+ *         callback that dc_queue_wait() runs; another -errno when an element
+ *         failed to wait.
+ *
+ * Threads: only the thread that submits on q may call it; a callback it runs
+ * may submit on q, but not close it. A callback that runs on another thread
+ * wakes a sleeping call; one that ran before the call began does not, so a
+ * consumer that mixes callbacks and reaping should look at its own state
+ * between calls. Completions this call queues for dc_queue_reap() do not make
+ * dc_queue_fd() readable: its return value says they are there.
+ */
+int dc_queue_wait(dc_queue *q, int timeout_ms);
+/** How many elements of q's chain reap inside dc_queue_wait() on the calling
+ *  thread: 1, or 0 when none can, or several could (one thread cannot sleep
+ *  in several rings; their own threads reap). With 0, dc_queue_wait() sleeps
+ *  on dc_queue_fd() and gains nothing over it. */
+unsigned dc_queue_pollers(dc_queue *q);
+
 /* --- Blocking convenience calls (an implicit queue per thread) ---------- */
 
 int dc_read(dc_disk *disk, uint64_t sector, void *buf, size_t len);

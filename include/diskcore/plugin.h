@@ -43,8 +43,9 @@
 extern "C" {
 #endif
 
+/* 1.1 added struct dc_plugin.queue_poll, dc_buf_pread() and dc_buf_pwrite(). */
 #define DC_ABI_MAJOR 1
-#define DC_ABI_MINOR 0
+#define DC_ABI_MINOR 1
 
 /** The one symbol a plugin exports. */
 #define DC_PLUGIN_ENTRY_NAME "diskcore_plugin_init"
@@ -198,6 +199,38 @@ struct dc_plugin {
 	void (*describe)(void *inst, dc_kv_fn kv, void *arg);
 	/** dc_resize(): change size. NULL: forwarded to child 0 for decorators. */
 	int (*resize)(void *inst, uint64_t new_sector_count);
+
+	/* --- Appended in ABI 1.1: zero in an older plugin's descriptor (the
+	 * core copies struct_size bytes and zero-fills the rest), and an older
+	 * core never reads them. --- */
+
+	/**
+	 * Per-queue polling, optional: reap this queue's completions on the
+	 * calling thread. The core calls it from dc_queue_wait(), only on the
+	 * queue's submitting thread, and never from inside a completion it
+	 * delivers.
+	 *
+	 * Finish with dc_complete() every request of this qctx that has
+	 * finished (the core runs callbacks inline and counts them). When
+	 * nothing has, start what submit() prepared since the last call, and
+	 * if timeout_ms is not 0 sleep until one of them finishes, wake_fd
+	 * becomes readable (wake_fd >= 0: the core's signal that a completion
+	 * arrived elsewhere in the chain), or timeout_ms passes (-1: no
+	 * limit). Spurious returns are allowed. submit() may still be called
+	 * on other threads meanwhile (a decorator forwarding from a timer or
+	 * worker): such a request must end a sleeping call, or reach the
+	 * device without one.
+	 *
+	 * After the first call the queue is driven by its thread (see
+	 * dc_queue_wait() in diskcore.h): the plugin may leave requests that
+	 * submit() prepares until the next call, and need not reap on any
+	 * other thread, except for requests it finishes off the queue (a
+	 * worker pool), which it completes as usual.
+	 *
+	 * @return how many requests it completed, or -errno (the core returns
+	 *         it from dc_queue_wait()).
+	 */
+	int (*queue_poll)(void *inst, void *qctx, int wake_fd, int timeout_ms);
 };
 
 /* --- Core services for plugins ------------------------------------------ */

@@ -16,7 +16,14 @@
  * libudev monitor of kernel uevents, which says when a device was resized.
  * Completions already posted when the consumer submits are reaped inline.
  * Requests never fail for lack of ring space: beyond the rings' size they wait
- * on the queue's parked list and go out from the completion path. */
+ * on the queue's parked list and go out from the completion path.
+ *
+ * A consumer that drives its queue with dc_queue_wait() takes the plugin
+ * thread out of the loop (queue_poll): the ring becomes "driven", its eventfd
+ * stops signalling, and the consumer's thread submits and waits in one
+ * io_uring_enter and delivers completions itself, so none crosses a thread.
+ * Submissions from other threads (a decorator's timer) are parked and poke
+ * the poller through efd, which it polls in the ring. */
 #include <diskcore/plugin.h>
 
 #include <errno.h>
@@ -29,6 +36,7 @@
 #include <linux/fs.h>
 #include <linux/nvme_ioctl.h>
 #include <linux/pr.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -120,9 +128,13 @@ struct bq {
 	int file; /* fixed-file index or fd */
 	uint8_t sqe_flags;
 	bool on_retry;
-	bool delivering; /* the plugin thread is delivering this ring's completions */
-	bool armed;	 /* the plugin thread was asked to flush */
-	int efd;	 /* eventfd: completions posted, or a flush wanted */
+	bool delivering;  /* the plugin thread is delivering this ring's completions */
+	bool armed;	  /* the plugin thread was asked to flush */
+	bool driven;	  /* the consumer's thread polls (dc_queue_wait) */
+	bool wake_armed;  /* a poll on the core's wake fd is in the ring */
+	bool poke_armed;  /* a poll on efd is in the ring (driven rings) */
+	pthread_t driver; /* the thread that polls a driven ring */
+	int efd;	  /* eventfd: completions posted, or a flush wanted */
 	struct bdev_list parked;
 	struct bq *next; /* loop->dead or loop->retry */
 };
@@ -277,8 +289,8 @@ static void bq_want_retry(struct bq *q)
 {
 	struct bdev_loop *L = q->b->loop;
 
-	if (q->on_retry)
-		return;
+	if (q->on_retry || q->driven)
+		return; /* a driven ring retries in its next poll */
 	q->on_retry = true;
 	pthread_mutex_lock(&L->lock);
 	q->next = L->retry;
@@ -365,6 +377,10 @@ static bool bq_result(struct bdev_rq *r, int res)
 	return false;
 }
 
+/* The user data of the polls on the core's wake fd and on efd. */
+#define BQ_WAKE_TAG(q) ((struct bdev_rq *)&(q)->wake_armed)
+#define BQ_POKE_TAG(q) ((struct bdev_rq *)&(q)->poke_armed)
+
 /* Take every posted completion; resubmit partial transfers and parked
  * requests while there is room. Finished requests go on done. Under q->lock. */
 static void bq_reap(struct bq *q, struct bdev_list *done)
@@ -379,6 +395,20 @@ static void bq_reap(struct bq *q, struct bdev_list *done)
 	{
 		r = io_uring_cqe_get_data(cqe);
 		n++;
+		if (r == BQ_WAKE_TAG(q) || r == BQ_POKE_TAG(q)) {
+			/* A wake of a driven ring's poller; not a request
+			 * (two CQEs are kept free for them). */
+			if (r == BQ_WAKE_TAG(q)) {
+				q->wake_armed = false;
+			} else {
+				eventfd_t v;
+
+				q->poke_armed = false;
+				eventfd_read(q->efd, &v);
+			}
+			q->inflight++; /* undoes its share of the -= n below */
+			continue;
+		}
 		if (bq_result(r, cqe->res))
 			bdev_list_add(done, r);
 		else
@@ -417,7 +447,7 @@ static void bq_flush_all(struct bq *q)
  * true when the caller must write q->efd (after dropping q->lock). */
 static bool bq_arm(struct bq *q)
 {
-	if (!q->unsubmitted || q->delivering || q->armed)
+	if (!q->unsubmitted || q->delivering || q->armed || q->driven)
 		return false;
 	q->armed = true;
 	return true;
@@ -454,7 +484,9 @@ static void bq_deliver(struct bq *q, struct bdev_list *done)
 	 * q cannot have been closed. */
 	if (f.later) {
 		pthread_mutex_lock(&q->lock);
-		if (bdev_on_thread(q))
+		if (q->driven)
+			; /* the consumer's next poll submits them */
+		else if (bdev_on_thread(q))
 			bq_flush_all(q);
 		else
 			kick = bq_arm(q);
@@ -474,6 +506,11 @@ static void bq_kick(struct bq *q)
 	bdev_list_init(&done);
 	pthread_mutex_lock(&q->lock);
 	q->armed = false;
+	if (q->driven) {
+		/* The consumer's thread reaps and submits now. */
+		pthread_mutex_unlock(&q->lock);
+		return;
+	}
 	bq_reap(q, &done);
 	bq_flush_all(q);
 	if (!done.head) {
@@ -485,7 +522,8 @@ static void bq_kick(struct bq *q)
 	bq_deliver(q, &done);
 	pthread_mutex_lock(&q->lock);
 	q->delivering = false;
-	bq_flush_all(q);
+	if (!q->driven)
+		bq_flush_all(q);
 	pthread_mutex_unlock(&q->lock);
 }
 
@@ -501,9 +539,21 @@ static void bq_start(struct bq *q, struct bdev_rq *r)
 
 	bdev_list_init(&done);
 	pthread_mutex_lock(&q->lock);
+	if (q->driven && !pthread_equal(pthread_self(), q->driver)) {
+		/* Another thread (a decorator's timer or worker) while the
+		 * poller may be inside io_uring_enter: only the poller touches
+		 * the SQ. Park the request and wake the poller through efd. */
+		bool poke = !q->parked.head;
+
+		bdev_list_add(&q->parked, r);
+		pthread_mutex_unlock(&q->lock);
+		if (poke)
+			eventfd_write(q->efd, 1);
+		return;
+	}
 	if (q->parked.head || !bq_push(q, r))
 		bdev_list_add(&q->parked, r);
-	if (io_uring_cq_ready(&q->ring))
+	if (!q->driven && io_uring_cq_ready(&q->ring))
 		bq_reap(q, &done);
 	if (nested && q->unsubmitted)
 		f->later = true;
@@ -831,7 +881,8 @@ static int bdev_queue_open(void *inst, void **qctx)
 	}
 	q->b = b;
 	q->efd = -1;
-	q->max_inflight = q->ring.cq.ring_entries;
+	/* Two CQEs stay free for the polls that wake a driven ring. */
+	q->max_inflight = q->ring.cq.ring_entries - 2;
 	bdev_list_init(&q->parked);
 	pthread_mutex_init(&q->lock, NULL);
 	/* A registered file saves a file table lookup per request. */
@@ -856,6 +907,76 @@ static int bdev_queue_open(void *inst, void **qctx)
 	}
 	*qctx = q;
 	return 0;
+}
+
+/* Wake a driven ring's poller when fd becomes readable. */
+static bool bq_arm_poll(struct bq *q, int fd, struct bdev_rq *tag)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+
+	if (!sqe)
+		return false; /* a full SQ: its completions will wake it */
+	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	io_uring_sqe_set_data(sqe, tag);
+	return true;
+}
+
+/* dc_queue_wait() on the consumer's thread: the ring becomes driven (the
+ * plugin thread is no longer told about its completions). Submit what was
+ * prepared and wait in the same io_uring_enter; reap; deliver here. A wake
+ * from the core (wake_fd) arrives as a poll completion in the ring. */
+static int bdev_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
+{
+	struct bq *q = qctx;
+	struct bdev_list done;
+	int n = 0, rc = 0;
+
+	(void)inst;
+	bdev_list_init(&done);
+	pthread_mutex_lock(&q->lock);
+	if (!q->driven) {
+		q->driven = true;
+		/* Only the polling thread touches a driven ring's queues; the
+		 * plugin thread still takes q->lock in bq_kick and leaves. */
+		io_uring_cq_eventfd_toggle(&q->ring, false);
+	}
+	q->driver = pthread_self();
+	bq_reap(q, &done);
+	bq_unpark(q);
+	if (!done.head && timeout_ms != 0) {
+		struct __kernel_timespec ts = {
+			.tv_sec = timeout_ms / 1000,
+			.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+		};
+		struct io_uring_cqe *cqe;
+
+		if (wake_fd >= 0 && !q->wake_armed)
+			q->wake_armed = bq_arm_poll(q, wake_fd, BQ_WAKE_TAG(q));
+		if (!q->poke_armed)
+			q->poke_armed = bq_arm_poll(q, q->efd, BQ_POKE_TAG(q));
+		pthread_mutex_unlock(&q->lock);
+		rc = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1,
+						      timeout_ms < 0 ? NULL : &ts, NULL);
+		pthread_mutex_lock(&q->lock);
+		q->unsubmitted = io_uring_sq_ready(&q->ring);
+		if (rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY)
+			rc = 0; /* timed out; or refused for now: retried next call */
+		bq_reap(q, &done);
+		bq_unpark(q);
+	} else if (!done.head && q->unsubmitted) {
+		/* (With completions in hand, new requests wait for the next
+		 * call, which submits them in the io_uring_enter it waits in.) */
+		rc = io_uring_submit(&q->ring);
+		q->unsubmitted = io_uring_sq_ready(&q->ring);
+		if (rc > 0 || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY)
+			rc = 0;
+	}
+	pthread_mutex_unlock(&q->lock);
+	for (struct bdev_rq *r = done.head; r; r = r->next)
+		n++;
+	if (done.head)
+		bq_deliver(q, &done);
+	return rc < 0 ? rc : n;
 }
 
 /* Every request has completed. The plugin thread may still hold q from its
@@ -1572,6 +1693,7 @@ static const struct dc_plugin bdev_plugin = {
 	.close = bdev_close,
 	.queue_open = bdev_queue_open,
 	.queue_close = bdev_queue_close,
+	.queue_poll = bdev_queue_poll,
 	.submit = bdev_submit,
 	.sector_count = bdev_sector_count,
 	.describe = bdev_describe,
