@@ -103,5 +103,8 @@ wait "$WAITER_PID"
 if [ -x "$DISKCTL" ]; then
 	"$DISKCTL" info "blockdev:$DEV" | grep -q '131072 x 512' ||
 		{ echo "FAIL: diskctl info does not show 131072 sectors" >&2; exit 1; }
+	# A bare device path opens through blockdev, as OpenVMM's raw paths do.
+	"$DISKCTL" info "$DEV" | grep -q '^  blockdev \[blockdev\]' ||
+		{ echo "FAIL: a bare $DEV did not open as blockdev" >&2; exit 1; }
 fi
 echo "PASS"
