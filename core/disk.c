@@ -59,9 +59,14 @@ static void node_layout(struct dc_node *n)
 {
 	n->ctx_off = DC_ALIGN_UP(sizeof(struct dc_ireq), 16);
 	n->slot_size = n->ctx_off + DC_ALIGN_UP(n->plugin->ctx_size, 16);
-	n->embed_child = n->nchildren == 1;
-	if (n->embed_child)
-		n->slot_size += n->children[0]->slot_size;
+	/* Room for the first child request, whichever child it goes to: a
+	 * decorator's, or the one member a striped or layered request often
+	 * touches, never takes a slot from the heap. */
+	n->embed_size = 0;
+	for (unsigned i = 0; i < n->nchildren; i++)
+		if (n->children[i]->slot_size > n->embed_size)
+			n->embed_size = n->children[i]->slot_size;
+	n->slot_size += n->embed_size;
 }
 
 static struct dc_node *node_new(struct dc_disk *disk, const struct dc_plugin *p,

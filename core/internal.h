@@ -76,7 +76,7 @@ struct dc_node {
 	unsigned index;              /* position in disk->nodes: qctx slot */
 	size_t slot_size;            /* bytes of a request addressed to this node */
 	size_t ctx_off;              /* offset of ctx within the slot */
-	bool embed_child;            /* slot embeds one child slot (single child) */
+	size_t embed_size;           /* child slot embedded at the end (0: none) */
 };
 
 /* A request as the core keeps it; `pub` is what plugins see. */

@@ -626,9 +626,9 @@ DC_EXPORT struct dc_req *dc_child_req(struct dc_req *parent, unsigned i)
 	if (i >= n->nchildren)
 		return NULL;
 	child = n->children[i];
-	if (n->embed_child &&
+	if (n->embed_size &&
 	    !atomic_exchange_explicit(&p->embedded_busy, true, memory_order_acquire)) {
-		c = (struct dc_ireq *)((char *)p + n->slot_size - child->slot_size);
+		c = (struct dc_ireq *)((char *)p + n->slot_size - n->embed_size);
 		c->kind = DC_IREQ_EMBEDDED;
 	} else {
 		c = slot_alloc(child->slot_size);
