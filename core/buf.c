@@ -37,18 +37,18 @@ DC_EXPORT struct dc_buf dc_buf_sub(const struct dc_buf *b, size_t off, size_t le
 }
 
 /* Walk the view's segments over [off, off+len), calling fn on each piece. */
-#define BUF_WALK(b, off, len, seg, seglen, body)                                   \
-	do {                                                                       \
-		size_t in_, left_ = (len);                                         \
-		int i_ = buf_seek((b), (off), &in_);                               \
-		for (; left_ && i_ < (b)->iovcnt; i_++, in_ = 0) {                 \
-			size_t seglen = (b)->iov[i_].iov_len - in_;                \
-			char *seg = (char *)(b)->iov[i_].iov_base + in_;           \
-			if (seglen > left_)                                        \
-				seglen = left_;                                    \
-			body;                                                      \
-			left_ -= seglen;                                           \
-		}                                                                  \
+#define BUF_WALK(b, off, len, seg, seglen, body)                         \
+	do {                                                             \
+		size_t in_, left_ = (len);                               \
+		int i_ = buf_seek((b), (off), &in_);                     \
+		for (; left_ && i_ < (b)->iovcnt; i_++, in_ = 0) {       \
+			size_t seglen = (b)->iov[i_].iov_len - in_;      \
+			char *seg = (char *)(b)->iov[i_].iov_base + in_; \
+			if (seglen > left_)                              \
+				seglen = left_;                          \
+			body;                                            \
+			left_ -= seglen;                                 \
+		}                                                        \
 	} while (0)
 
 DC_EXPORT void dc_buf_copy_to(const struct dc_buf *b, size_t off, const void *src,
@@ -202,7 +202,8 @@ DC_EXPORT void dc_marker_set(struct dc_marker *m, uint64_t sector, uint64_t coun
 {
 	uint64_t bit, end;
 
-	if (sector < m->sector || count > m->count || sector - m->sector > m->count - count)
+	if (sector < m->sector || count > m->count ||
+	    sector - m->sector > m->count - count)
 		return; /* outside the view: a plugin bug, never guest-reachable */
 	bit = m->bit0 + (sector - m->sector);
 	end = bit + count;

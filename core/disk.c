@@ -29,12 +29,14 @@ static int node_validate(struct dc_node *n)
 	struct dc_info *i = &n->info;
 
 	if (!is_pow2(i->sector_size) || i->sector_size < 512)
-		return dc__fail(-EINVAL, "invalid sector size %u (must be a power of two >= 512)",
+		return dc__fail(-EINVAL,
+				"invalid sector size %u (must be a power of two >= 512)",
 				i->sector_size);
 	if (!is_pow2(i->physical_sector_size) || i->physical_sector_size < i->sector_size)
-		return dc__fail(-EINVAL,
-				"invalid physical sector size %u (must be a power of two >= the sector size %u)",
-				i->physical_sector_size, i->sector_size);
+		return dc__fail(
+			-EINVAL,
+			"invalid physical sector size %u (must be a power of two >= the sector size %u)",
+			i->physical_sector_size, i->sector_size);
 	if (i->unmap_behavior > DC_UNMAP_ZEROES)
 		return dc__fail(-EINVAL, "invalid unmap behaviour %u", i->unmap_behavior);
 	if (!i->disk_type[0])
@@ -44,7 +46,8 @@ static int node_validate(struct dc_node *n)
 
 int dc__disk_add_node(struct dc_disk *disk, struct dc_node *n)
 {
-	struct dc_node **nodes = realloc(disk->nodes, (disk->nnodes + 1) * sizeof(*nodes));
+	struct dc_node **nodes =
+		realloc(disk->nodes, (disk->nnodes + 1) * sizeof(*nodes));
 
 	if (!nodes)
 		return -ENOMEM;
@@ -131,7 +134,8 @@ int dc__node_create(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 		.read_only = read_only,
 		.nchildren = nchildren,
 	};
-	struct dc_node *n = node_new(disk, s->plugin, s->form, s->text, children, nchildren);
+	struct dc_node *n =
+		node_new(disk, s->plugin, s->form, s->text, children, nchildren);
 	int rc;
 
 	if (!n)
@@ -151,7 +155,8 @@ int dc__node_create(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 			s->plugin->close(n->inst);
 		node_discard(n);
 		if (!dc__error_isset())
-			dc__error_raw("%s: open failed: %s", s->form->name, strerror(-rc));
+			dc__error_raw("%s: open failed: %s", s->form->name,
+				      strerror(-rc));
 		return rc;
 	}
 	node_layout(n);
@@ -160,8 +165,8 @@ int dc__node_create(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 }
 
 int dc__node_wrap(struct dc_disk *disk, const struct dc_plugin *p, void *inst,
-		  const struct dc_info *info, const char *label, struct dc_node **children,
-		  unsigned nchildren, struct dc_node **out)
+		  const struct dc_info *info, const char *label,
+		  struct dc_node **children, unsigned nchildren, struct dc_node **out)
 {
 	struct dc_node *n = node_new(disk, p, NULL, label, children, nchildren);
 	int rc;
@@ -422,8 +427,8 @@ DC_EXPORT int dc_wait_resize(dc_disk *d, uint64_t known, int timeout_ms, uint64_
 			if (timeout_ms < 0)
 				rc = pthread_cond_wait(&d->resize_cond, &d->resize_lock);
 			else
-				rc = pthread_cond_timedwait(&d->resize_cond, &d->resize_lock,
-							    &deadline);
+				rc = pthread_cond_timedwait(&d->resize_cond,
+							    &d->resize_lock, &deadline);
 		}
 		pthread_mutex_unlock(&d->resize_lock);
 		if (rc == ETIMEDOUT)
@@ -441,7 +446,8 @@ DC_EXPORT int dc_resize(dc_disk *d, uint64_t new_count)
 	while (!n->plugin->resize && n->plugin->kind == DC_KIND_DECORATOR && n->nchildren)
 		n = n->children[0];
 	if (!n->plugin->resize)
-		return dc__fail(-EOPNOTSUPP, "%s: resize is not supported", n->plugin->name);
+		return dc__fail(-EOPNOTSUPP, "%s: resize is not supported",
+				n->plugin->name);
 	dc__error_push_prefix(n->plugin->name);
 	rc = n->plugin->resize(n->inst, new_count);
 	dc__error_pop_prefix();

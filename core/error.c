@@ -163,7 +163,7 @@ DC_EXPORT const char *dc_strerror(int result)
 	case DC_E_UNSUPPORTED:
 		return "operation not supported by this disk";
 	default:
-		return result < 0 && strerrordesc_np(-result) ? strerrordesc_np(-result)
-						     : "unknown result";
+		return result < 0 && strerrordesc_np(-result) ? strerrordesc_np(-result) :
+								"unknown result";
 	}
 }
