@@ -77,22 +77,20 @@ name() {
 bench_machine
 echo "$SECS s per run, 64 KiB sequential requests, QD8, crypt:xts-aes-256:K:mem:256M"
 echo
-echo "MB/s per CPU-second (openssl: per user CPU-second, as it reports):"
-echo
-bench_header "$ROUNDS" "MB/s per CPU-s"
-for row in ossl $ROWS; do
-	# shellcheck disable=SC2046
-	bench_row "$(name "$row")" $(cat "$OUT/cpu.$row")
-done
-echo
-echo "MB/s (wall clock):"
-echo
-bench_header "$ROUNDS" "MB/s"
-for row in ossl $ROWS; do
-	# shellcheck disable=SC2046
-	bench_row "$(name "$row")" $(cat "$OUT/iops.$row")
-done
-echo
+# table KIND TITLE HEAD: every row's $OUT/KIND.ROW values.
+table() {
+	echo "$2"
+	echo
+	bench_header "$ROUNDS" "$3"
+	for row in ossl $ROWS; do
+		# shellcheck disable=SC2046
+		bench_row "$(name "$row")" $(cat "$OUT/$1.$row")
+	done
+	echo
+}
+table cpu "MB/s per CPU-second (openssl: per user CPU-second, as it reports):" \
+	"MB/s per CPU-s"
+table iops "MB/s (wall clock):" "MB/s"
 # shellcheck disable=SC2046
 o=$(bench_median $(cat "$OUT/cpu.ossl"))
 for row in r512 w512 r4096 w4096; do
