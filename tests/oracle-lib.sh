@@ -1,14 +1,19 @@
+# shellcheck shell=sh
 # SPDX-License-Identifier: MIT
 # Sourced (". tests/oracle-lib.sh") by the shell tests that drive libdiskcore
 # from Python through ctypes and compare with an oracle: test-crypt-oracle.sh
-# and test-luks-oracle.sh (python3-cryptography's AES-XTS). It holds what they
-# share, once:
+# and test-luks-oracle.sh (python3-cryptography's AES-XTS), test-vhd-oracle.sh,
+# test-vhdx-oracle.sh and test-vhd-crash.sh (qemu-img, libvhdi). It holds what
+# they share, once:
 #  - the preconditions, each a SKIP (exit 77) with its reason when unmet;
 #  - a scratch directory removed at exit, with any loop devices attached;
 #  - oracle_python, which runs a Python script after a common prelude: the
-#    libdiskcore API through ctypes, a Disk class, AES-XTS by data unit
-#    (tweak = unit index, little-endian), file and loop-device helpers, and
-#    failure counting. $ORACLE_PYTHON picks the interpreter (default python3).
+#    libdiskcore API through ctypes, Disk (sectors) and ByteDisk (bytes)
+#    classes, AES-XTS by data unit (tweak = unit index, little-endian; the
+#    cryptography import happens on first use), file, command and loop-device
+#    helpers, and failure counting. $ORACLE_PYTHON picks the interpreter
+#    (default python3; the libvhdi oracles set /usr/bin/python3, which
+#    python3-libvhdi installs for).
 
 oracle_skip() {
 	echo "SKIP: $*" >&2
@@ -29,6 +34,13 @@ oracle_need_lib() {
 	[ -e "$oracle_lib" ] || oracle_fail "$oracle_lib not found"
 }
 
+# An uninstrumented interpreter cannot load an ASan-built libdiskcore (it fails
+# in realpath()); the C tests cover the plugins under the sanitizers.
+oracle_need_unsanitized() {
+	[ -z "${DISKCORE_SANITIZED:-}" ] ||
+		oracle_skip "ctypes oracle does not run against a sanitizer build"
+}
+
 # python3-cryptography with its XTS mode.
 oracle_need_xts() {
 	"${ORACLE_PYTHON:-python3}" -c \
@@ -43,6 +55,17 @@ oracle_need_plugin() {
 		[ -e "$dir/$1.so" ] && return 0
 	done
 	oracle_skip "the $1 plugin was not built ($2)"
+}
+
+# oracle_need_tools WHERE TOOL...: each TOOL is on $PATH, or skip naming the
+# packages (WHERE) that provide them.
+oracle_need_tools() {
+	where=$1
+	shift
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null 2>&1 ||
+			oracle_skip "$tool is not installed ($where)"
+	done
 }
 
 # oracle_workdir NAME: sets $work to a fresh directory, removed at exit after
@@ -79,22 +102,28 @@ lib.dc_close.argtypes = [ctypes.c_void_p]
 lib.dc_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]
 lib.dc_write.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t,
                          ctypes.c_uint32]
+lib.dc_unmap.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint32]
 lib.dc_flush.argtypes = [ctypes.c_void_p]
 lib.dc_sector_size.argtypes = [ctypes.c_void_p]
 lib.dc_sector_size.restype = ctypes.c_uint32
 lib.dc_sector_count.argtypes = [ctypes.c_void_p]
 lib.dc_sector_count.restype = ctypes.c_uint64
 lib.dc_last_error.restype = ctypes.c_char_p
+RO = 1  # DC_OPEN_READ_ONLY
 
 work = os.environ["WORK"]
 failures = []
 
 
-def check(cond, what):
+def fail(what):
     """Count a failed check and go on, so one run reports every mismatch."""
+    failures.append(what)
+    print("FAIL:", what, file=sys.stderr)
+
+
+def check(cond, what):
     if not cond:
-        failures.append(what)
-        print("FAIL:", what, file=sys.stderr)
+        fail(what)
     return cond
 
 
@@ -110,13 +139,23 @@ def run(*cmd):
     return r.stdout.decode()
 
 
+def execute(*cmd, ok=(0,)):
+    """The finished process, stdout and stderr apart (bytes); the test ends
+    unless its exit status is in ok."""
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if r.returncode not in ok:
+        sys.exit("command failed: %s\n%s%s" % (" ".join(cmd), r.stdout.decode(),
+                                              r.stderr.decode()))
+    return r
+
+
 class Disk:
     """A disk opened through libdiskcore; any failed call ends the test."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, flags=0):
         self.spec = spec
         self.h = ctypes.c_void_p()
-        rc = lib.dc_open(spec.encode(), 0, ctypes.byref(self.h))
+        rc = lib.dc_open(spec.encode(), flags, ctypes.byref(self.h))
         if rc != 0:
             sys.exit("dc_open(%s): %d %s" % (spec, rc, lib.dc_last_error().decode()))
         self.ss = lib.dc_sector_size(self.h)
@@ -139,6 +178,40 @@ class Disk:
         lib.dc_close(self.h)
         if rc != 0:
             sys.exit("%s: dc_flush: %d" % (self.spec, rc))
+
+
+class ByteDisk(Disk):
+    """A Disk addressed in bytes (multiples of its sector size); close() is
+    dc_close() alone, and whole-disk reads go in requests of CHUNK bytes."""
+
+    CHUNK = 4 << 20
+
+    def size(self):
+        return lib.dc_sector_count(self.h) * self.ss
+
+    def read(self, off, n):
+        return Disk.read(self, off // self.ss, n // self.ss)
+
+    def read_all(self):
+        size = self.size()
+        return b"".join(self.read(o, min(self.CHUNK, size - o))
+                        for o in range(0, size, self.CHUNK))
+
+    def write(self, off, data):
+        Disk.write(self, off // self.ss, data)
+
+    def unmap(self, off, n):
+        rc = lib.dc_unmap(self.h, off // self.ss, n // self.ss, 0)
+        if rc != 0:
+            sys.exit("%s: dc_unmap(%d, %d bytes): %d" % (self.spec, off, n, rc))
+
+    def flush(self):
+        rc = lib.dc_flush(self.h)
+        if rc != 0:
+            sys.exit("%s: dc_flush: %d" % (self.spec, rc))
+
+    def close(self):
+        lib.dc_close(self.h)
 
 
 def xts(key, unit, data, enc):

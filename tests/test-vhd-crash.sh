@@ -5,33 +5,19 @@
 # every kill the image must open, every write that was flushed (or FUA) before
 # the kill must read back, and every other sector must hold a value some write
 # could have left there. Runs on a dynamic image and on a differencing child.
-# When qemu-img and libvhdi are installed, they must open the image too.
+# When qemu-img and libvhdi are installed, they must open the image too. The
+# checker drives libdiskcore by ctypes (tests/oracle-lib.sh).
 set -eu
+# shellcheck source=tests/oracle-lib.sh
+. "$(dirname "$0")/oracle-lib.sh"
 
-PY=python3
-if [ -x /usr/bin/python3 ]; then
-	PY=/usr/bin/python3
+# The libvhdi oracles' interpreter when there is one.
+if [ -z "${ORACLE_PYTHON:-}" ] && [ -x /usr/bin/python3 ]; then
+	ORACLE_PYTHON=/usr/bin/python3
 fi
-if ! command -v "$PY" >/dev/null 2>&1; then
-	echo "SKIP: python3 is not installed" >&2
-	exit 77
-fi
-: "${DISKCORE_BUILD_ROOT:?run through meson test}"
-if [ -n "${DISKCORE_SANITIZED:-}" ]; then
-	# The oracle drives libdiskcore from the system python through ctypes; an
-	# ASan-built library in an uninstrumented interpreter fails in realpath().
-	# The C tests cover this plugin under the sanitizers.
-	echo "SKIP: ctypes oracle does not run against a sanitizer build" >&2
-	exit 77
-fi
-lib="$DISKCORE_BUILD_ROOT/core/libdiskcore.so"
-if [ ! -e "$lib" ]; then
-	echo "FAIL: $lib not found" >&2
-	exit 1
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/diskcore-vhd-crash-XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
+oracle_need_unsanitized
+oracle_need_lib
+oracle_workdir vhd-crash
 
 cat >"$work/writer.py" <<'EOF'
 # writer.py LIB SPEC SEED: the writes of plan(SEED), printing "F n" once writes
@@ -77,41 +63,21 @@ def plan(seed):
     return out
 EOF
 
-LIB="$lib" WORK="$work" "$PY" - <<'EOF'
-import ctypes, os, random, shutil, signal, subprocess, sys, time
-sys.path.insert(0, os.environ["WORK"])
+oracle_python <<'EOF'
+import signal, time
+sys.path.insert(0, work)
 from plan import plan, SECTORS
 
-work = os.environ["WORK"]
 libpath = os.environ["LIB"]
-lib = ctypes.CDLL(libpath, mode=ctypes.RTLD_GLOBAL)
-lib.dc_open.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_void_p)]
-lib.dc_close.argtypes = [ctypes.c_void_p]
-lib.dc_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]
-lib.dc_write.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t,
-                         ctypes.c_uint32]
-lib.dc_last_error.restype = ctypes.c_char_p
 have_qemu = shutil.which("qemu-img") is not None
 have_vhdi = shutil.which("vhdiinfo") is not None
 
 
-def dc_open(spec, flags):
-    h = ctypes.c_void_p()
-    rc = lib.dc_open(spec.encode(), flags, ctypes.byref(h))
-    if rc != 0:
-        raise SystemExit("FAIL: dc_open(%s) = %d: %s"
-                         % (spec, rc, lib.dc_last_error().decode()))
-    return h
-
-
 def read_all(spec):
-    h = dc_open(spec, 1)
-    buf = ctypes.create_string_buffer(SECTORS * 512)
-    rc = lib.dc_read(h, 0, buf, SECTORS * 512)
-    lib.dc_close(h)
-    if rc != 0:
-        raise SystemExit("FAIL: reading %s: %d" % (spec, rc))
-    return buf.raw
+    d = ByteDisk(spec, RO)
+    data = d.read(0, SECTORS * 512)
+    d.close()
+    return data
 
 
 def campaign(name, spec, img, seconds, start_seed):
@@ -183,8 +149,7 @@ def campaign(name, spec, img, seconds, start_seed):
 
 
 dyn = os.path.join(work, "dyn.vhd")
-h = dc_open("vhd:%s;create=%d;block=64K" % (dyn, SECTORS * 512), 0)
-lib.dc_close(h)
+ByteDisk("vhd:%s;create=%d;block=64K" % (dyn, SECTORS * 512)).close()
 final = campaign("dynamic", "vhd:" + dyn, dyn, 2.0, 0)
 if have_qemu:
     raw = os.path.join(work, "dyn.raw")
@@ -195,13 +160,14 @@ if have_qemu:
     print("ok: qemu-img reads the crashed dynamic image as diskcore does")
 
 base = os.path.join(work, "base.vhd")
-h = dc_open("vhd:%s;create=%d;block=512K" % (base, SECTORS * 512), 0)
+d = ByteDisk("vhd:%s;create=%d;block=512K" % (base, SECTORS * 512))
 pattern = bytes(range(256)) * 2
 for s in range(0, SECTORS, 64):
-    lib.dc_write(h, s, pattern * 8, 4096, 0)
-lib.dc_close(h)
+    if lib.dc_write(d.h, s, pattern * 8, 4096, 0) != 0:
+        raise SystemExit("FAIL: filling the base at sector %d: %s"
+                         % (s, lib.dc_last_error().decode()))
+d.close()
 child = os.path.join(work, "child.vhd")
-h = dc_open("vhd:%s;parent=%s;block=128K" % (child, base), 0)
-lib.dc_close(h)
+ByteDisk("vhd:%s;parent=%s;block=128K" % (child, base)).close()
 campaign("differencing", "vhd:" + child, child, 2.0, 10000)
 EOF

@@ -18,118 +18,28 @@
 #    or its new content;
 #  - libvhdi (python3-libvhdi) is tried on a differencing chain diskcore makes;
 #    what it does is printed (qemu-img cannot read VHDX differencing images).
-# The disk is driven through libdiskcore by ctypes.
+# The disk is driven through libdiskcore by ctypes (tests/oracle-lib.sh).
 set -eu
+# shellcheck source=tests/oracle-lib.sh
+. "$(dirname "$0")/oracle-lib.sh"
 
-for tool in qemu-img qemu-io; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "SKIP: $tool is not installed (qemu-utils)" >&2
-		exit 77
-	fi
-done
-PY=/usr/bin/python3
-if [ ! -x "$PY" ]; then
-	echo "SKIP: $PY is not installed" >&2
-	exit 77
-fi
-: "${DISKCORE_BUILD_ROOT:?run through meson test}"
-if [ -n "${DISKCORE_SANITIZED:-}" ]; then
-	# The oracle drives libdiskcore from the system python through ctypes; an
-	# ASan-built library in an uninstrumented interpreter fails in realpath().
-	# The C tests cover this plugin under the sanitizers.
-	echo "SKIP: ctypes oracle does not run against a sanitizer build" >&2
-	exit 77
-fi
-lib="$DISKCORE_BUILD_ROOT/core/libdiskcore.so"
-if [ ! -e "$lib" ]; then
-	echo "FAIL: $lib not found" >&2
-	exit 1
-fi
+oracle_need_tools qemu-utils qemu-img qemu-io
+ORACLE_PYTHON=${ORACLE_PYTHON:-/usr/bin/python3}
+[ -x "$ORACLE_PYTHON" ] || oracle_skip "$ORACLE_PYTHON is not installed"
+oracle_need_unsanitized
+oracle_need_lib
+oracle_workdir vhdx-oracle
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/diskcore-vhdx-oracle-XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
+oracle_python <<'EOF'
+import struct, threading, time, uuid
 
-LIB="$lib" WORK="$work" "$PY" - <<'EOF'
-import ctypes, os, random, shutil, struct, subprocess, sys, threading, time, uuid
-
-work = os.environ["WORK"]
 LIBPATH = os.environ["LIB"]
-lib = ctypes.CDLL(LIBPATH, mode=ctypes.RTLD_GLOBAL)
-lib.dc_open.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_void_p)]
-lib.dc_close.argtypes = [ctypes.c_void_p]
-lib.dc_read.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]
-lib.dc_write.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t,
-                         ctypes.c_uint32]
-lib.dc_unmap.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint32]
-lib.dc_flush.argtypes = [ctypes.c_void_p]
-lib.dc_sector_count.argtypes = [ctypes.c_void_p]
-lib.dc_sector_count.restype = ctypes.c_uint64
-lib.dc_sector_size.argtypes = [ctypes.c_void_p]
-lib.dc_sector_size.restype = ctypes.c_uint32
-lib.dc_last_error.restype = ctypes.c_char_p
-RO = 1
 MIB = 1 << 20
-failures = 0
-
-
-def fail(msg):
-    global failures
-    failures += 1
-    print("FAIL: " + msg, file=sys.stderr)
-
-
-def run(*args, ok=(0,)):
-    r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if r.returncode not in ok:
-        raise SystemExit("FAIL: %s: %s%s" % (" ".join(args), r.stdout.decode(),
-                                              r.stderr.decode()))
-    return r
-
-
-class Disk:
-    def __init__(self, spec, flags=0):
-        self.h = ctypes.c_void_p()
-        rc = lib.dc_open(spec.encode(), flags, ctypes.byref(self.h))
-        if rc != 0:
-            raise SystemExit("FAIL: dc_open(%s) = %d: %s"
-                             % (spec, rc, lib.dc_last_error().decode()))
-        self.ss = lib.dc_sector_size(self.h)
-
-    def size(self):
-        return lib.dc_sector_count(self.h) * self.ss
-
-    def read(self, off, n):
-        buf = ctypes.create_string_buffer(n)
-        rc = lib.dc_read(self.h, off // self.ss, buf, n)
-        if rc != 0:
-            raise SystemExit("FAIL: read(%d, %d) = %d" % (off, n, rc))
-        return buf.raw
-
-    def read_all(self):
-        size = self.size()
-        return b"".join(self.read(o, min(4 * MIB, size - o)) for o in range(0, size, 4 * MIB))
-
-    def write(self, off, data):
-        rc = lib.dc_write(self.h, off // self.ss, data, len(data), 0)
-        if rc != 0:
-            raise SystemExit("FAIL: write(%d, %d) = %d" % (off, len(data), rc))
-
-    def unmap(self, off, n):
-        rc = lib.dc_unmap(self.h, off // self.ss, n // self.ss, 0)
-        if rc != 0:
-            raise SystemExit("FAIL: unmap(%d, %d) = %d" % (off, n, rc))
-
-    def flush(self):
-        if lib.dc_flush(self.h) != 0:
-            raise SystemExit("FAIL: flush")
-
-    def close(self):
-        lib.dc_close(self.h)
 
 
 def qemu_raw(img):
     out = os.path.join(work, "qemu.raw")
-    run("qemu-img", "convert", "-f", "vhdx", "-O", "raw", img, out)
+    execute("qemu-img", "convert", "-f", "vhdx", "-O", "raw", img, out)
     with open(out, "rb") as f:
         data = f.read()
     os.unlink(out)
@@ -137,12 +47,12 @@ def qemu_raw(img):
 
 
 def qemu_check(img, what):
-    r = run("qemu-img", "check", "-f", "vhdx", img, ok=(0, 1, 2, 3))
+    r = execute("qemu-img", "check", "-f", "vhdx", img, ok=(0, 1, 2, 3))
     if r.returncode != 0 or b"No errors" not in r.stdout:
         fail("%s: qemu-img check: %s%s" % (what, r.stdout.decode(), r.stderr.decode()))
 
 
-def first_diff(a, b, ss=512):
+def describe_diff(a, b, ss=512):
     if len(a) != len(b):
         return "sizes %d and %d" % (len(a), len(b))
     if a == b:
@@ -154,7 +64,7 @@ def first_diff(a, b, ss=512):
 
 
 def compare(what, got, want):
-    d = first_diff(got, want)
+    d = describe_diff(got, want)
     if d:
         fail("%s: %s" % (what, d))
 
@@ -170,11 +80,11 @@ T0 = time.time()
 def qemu_made(subformat, bs, size, extra=""):
     img = os.path.join(work, "q-%s-%s.vhdx" % (subformat, bs))
     opts = "subformat=%s,block_size=%s%s" % (subformat, bs, extra)
-    run("qemu-img", "create", "-q", "-f", "vhdx", "-o", opts, img, str(size))
+    execute("qemu-img", "create", "-q", "-f", "vhdx", "-o", opts, img, str(size))
     cmds = ["write -P 0xab 0 64k", "write -P 0x5c %d 1536" % (size - 1536),
             "write -P 0x21 %d 200k" % (MIB - 100 * 1024),
             "write -P 0x77 %d 4k" % (size // 2 // 4096 * 4096)]
-    run("qemu-io", "-f", "vhdx", *[a for c in cmds for a in ("-c", c)], img)
+    execute("qemu-io", "-f", "vhdx", *[a for c in cmds for a in ("-c", c)], img)
     return img
 
 
@@ -189,13 +99,13 @@ for subformat in ("dynamic", "fixed"):
             what = "qemu %s %s%s" % (subformat, bs, extra)
             img = qemu_made(subformat, bs, size, extra)
             want = qemu_raw(img)
-            d = Disk("vhdx:" + img, RO)
+            d = ByteDisk("vhdx:" + img, RO)
             if d.size() != size:
                 fail("%s: size %d, qemu says %d" % (what, d.size(), size))
             compare(what, d.read_all(), want)
             d.close()
             # A writable open that changes nothing leaves the image as it was.
-            d = Disk(img)
+            d = ByteDisk(img)
             d.close()
             qemu_check(img, what + " after a writable open")
             compare(what + " after a writable open", qemu_raw(img), want)
@@ -263,7 +173,7 @@ r = None
 for i, (opts, ss) in enumerate(variants):
     img = os.path.join(work, "dc%d.vhdx" % i)
     what = "diskcore %s" % opts
-    d = Disk("vhdx:%s;%s" % (img, opts))
+    d = ByteDisk("vhdx:%s;%s" % (img, opts))
     model = bytearray(d.size())
     rnd = random.Random(i)
     exercise(d, model, rnd, 40, 3 * MIB, "fixed" not in opts)
@@ -271,29 +181,29 @@ for i, (opts, ss) in enumerate(variants):
     d.close()
     independent_check(img, ss, model, what)
     if ss == 4096 and r is None:
-        r = run("qemu-img", "check", "-f", "vhdx", img, ok=(0, 1, 2, 3))
+        r = execute("qemu-img", "check", "-f", "vhdx", img, ok=(0, 1, 2, 3))
         print("qemu-img on 4096-byte sectors: %s" % r.stderr.decode().strip()[-80:])
     # Reopened and written again: the log is reused across opens.
-    d = Disk("vhdx:" + img)
+    d = ByteDisk("vhdx:" + img)
     exercise(d, model, rnd, 10, MIB, "fixed" not in opts)
     d.close()
     independent_check(img, ss, model, what + ", second open")
-    d = Disk("vhdx:" + img, RO)
+    d = ByteDisk("vhdx:" + img, RO)
     compare(what + ", second open (diskcore)", d.read_all(), bytes(model))
     d.close()
 
 # A qemu-made image (ZERO blocks) written and unmapped by diskcore.
 img = qemu_made("dynamic", "1M", 6 * MIB + 512)
 model = bytearray(qemu_raw(img))
-d = Disk("vhdx:" + img)
+d = ByteDisk("vhdx:" + img)
 exercise(d, model, random.Random(99), 30, 2 * MIB, True)
 d.close()
 qemu_check(img, "qemu-made, written by diskcore")
 compare("qemu-made, written by diskcore", qemu_raw(img), bytes(model))
 # ... and qemu writes after diskcore.
-run("qemu-io", "-f", "vhdx", "-c", "write -P 0x3d 1000k 300k", img)
+execute("qemu-io", "-f", "vhdx", "-c", "write -P 0x3d 1000k 300k", img)
 model[1000 * 1024:1300 * 1024] = b"\x3d" * (300 * 1024)
-d = Disk("vhdx:" + img, RO)
+d = ByteDisk("vhdx:" + img, RO)
 compare("qemu after diskcore", d.read_all(), bytes(model))
 d.close()
 print("diskcore-written images: qemu-img check clean, read identically (%.1f s)"
@@ -407,20 +317,20 @@ after = bytearray(before)
 after[0:MIB] = bytes(MIB)
 after[2 * MIB:3 * MIB] = blk
 after = bytes(after)
-d = Disk("vhdx:" + img, RO)
+d = ByteDisk("vhdx:" + img, RO)
 compare("crafted log, diskcore read-only (in memory)", d.read_all(), after)
 d.close()
 if log_guid(img) == bytes(16):
     fail("a read-only open changed the header")
-r = run("qemu-img", "convert", "-f", "vhdx", "-O", "raw", img, os.path.join(work, "x.raw"),
-        ok=(0, 1))
+r = execute("qemu-img", "convert", "-f", "vhdx", "-O", "raw", img,
+            os.path.join(work, "x.raw"), ok=(0, 1))
 print("qemu-img convert (read-only) on an image whose log needs replay: exit %d, %s"
       % (r.returncode, (r.stderr.decode().strip() or "no message")[:160]))
 qcopy = img + ".qemu.vhdx"
 shutil.copy(img, qcopy)
-run("qemu-img", "check", "-f", "vhdx", "-r", "all", qcopy, ok=(0, 1, 2, 3))
+execute("qemu-img", "check", "-f", "vhdx", "-r", "all", qcopy, ok=(0, 1, 2, 3))
 compare("crafted log, replayed by qemu-img check -r all", qemu_raw(qcopy), after)
-d = Disk("vhdx:" + img)
+d = ByteDisk("vhdx:" + img)
 compare("crafted log, diskcore writable (replayed)", d.read_all(), after)
 d.close()
 if log_guid(img) != bytes(16):
@@ -465,23 +375,23 @@ time.sleep(60)
 
 SLOT = 65536
 img = os.path.join(work, "killed.vhdx")
-d = Disk("vhdx:%s;create=16M;block=1M" % img)
+d = ByteDisk("vhdx:%s;create=16M;block=1M" % img)
 d.close()
 slots = random.Random(5).sample(range(16 * MIB // SLOT), 40)
-run(sys.executable, WRITER, LIBPATH, img, ",".join(map(str, slots)), "40", "exit")
+execute(sys.executable, WRITER, LIBPATH, img, ",".join(map(str, slots)), "40", "exit")
 if log_guid(img) == bytes(16):
     fail("a writer that exited without closing left no live log")
 model = bytearray(16 * MIB)
 for s in slots:
     model[s * SLOT:(s + 1) * SLOT] = random.Random(s).randbytes(SLOT)
-d = Disk("vhdx:" + img, RO)
+d = ByteDisk("vhdx:" + img, RO)
 compare("killed writer, diskcore read-only", d.read_all(), bytes(model))
 d.close()
 qcopy = img + ".qemu.vhdx"
 shutil.copy(img, qcopy)
-r = run("qemu-img", "check", "-f", "vhdx", "-r", "all", qcopy, ok=(0, 1, 2, 3))
+r = execute("qemu-img", "check", "-f", "vhdx", "-r", "all", qcopy, ok=(0, 1, 2, 3))
 compare("killed writer, replayed by qemu", qemu_raw(qcopy), bytes(model))
-d = Disk("vhdx:" + img)
+d = ByteDisk("vhdx:" + img)
 d.close()
 qemu_check(img, "killed writer, replayed by diskcore")
 compare("killed writer, replayed by diskcore, read by qemu", qemu_raw(img), bytes(model))
@@ -495,7 +405,7 @@ def crash_round(k):
     img = os.path.join(work, "crash.vhdx")
     if os.path.exists(img):
         os.unlink(img)
-    d = Disk("vhdx:%s;create=32M;block=1M" % img)
+    d = ByteDisk("vhdx:%s;create=32M;block=1M" % img)
     d.close()
     rnd = random.Random(1000 + k)
     slots = rnd.sample(range(32 * MIB // SLOT), 500)
@@ -523,11 +433,11 @@ def crash_round(k):
     t.join()
     n = flushed[0]
     # The image opens (replaying its log), qemu finds nothing wrong.
-    d = Disk("vhdx:" + img)
+    d = ByteDisk("vhdx:" + img)
     d.close()
     qemu_check(img, "crash round %d" % k)
     data = qemu_raw(img)
-    d = Disk("vhdx:" + img, RO)
+    d = ByteDisk("vhdx:" + img, RO)
     mine = d.read_all()
     d.close()
     compare("crash round %d: diskcore and qemu" % k, mine, data)
@@ -564,17 +474,17 @@ if flushed_total == 0:
 
 base = os.path.join(work, "base.vhdx")
 child = os.path.join(work, "child.vhdx")
-d = Disk("vhdx:%s;create=8M;block=1M" % base)
+d = ByteDisk("vhdx:%s;create=8M;block=1M" % base)
 model = bytearray(8 * MIB)
 exercise(d, model, random.Random(7), 10, MIB, False)
 d.close()
-d = Disk("vhdx:%s;parent=%s" % (child, base))
+d = ByteDisk("vhdx:%s;parent=%s" % (child, base))
 for off, ln, seed in ((4096, 8192, 1), (3 * MIB, MIB, 2), (5 * MIB + 512 * 3, 512 * 5, 3)):
     data = pattern(seed, ln)
     d.write(off, data)
     model[off:off + ln] = data
 d.close()
-d = Disk("vhdx:" + child, RO)
+d = ByteDisk("vhdx:" + child, RO)
 compare("diskcore chain", d.read_all(), bytes(model))
 d.close()
 try:
@@ -595,13 +505,12 @@ else:
         c.set_parent(p)
         got = b"".join(c.read_buffer_at_offset(min(MIB, 8 * MIB - o), o)
                        for o in range(0, 8 * MIB, MIB))
-        diff = first_diff(got, bytes(model))
+        diff = describe_diff(got, bytes(model))
         print("libvhdi: reading the chain with set_parent(): %s"
               % ("identical to diskcore" if not diff else "differs (%s)" % diff))
     except Exception as e:  # record what it does, whatever it is
         print("libvhdi: reading the chain failed: %s" % e)
 
-if failures:
-    sys.exit(1)
+finish()
 print("vhdx oracle: all checks passed")
 EOF
