@@ -39,6 +39,8 @@ struct dc_queue {
 	 * so their own reapers stay in charge), and what a call delivered on
 	 * that thread (spliced onto done_* once, at its end) */
 	struct dc_node *poller;
+	bool driven;   /* dc_queue_wait() has been called */
+	bool fd_given; /* dc_queue_fd() has been called */
 	struct dc_ireq *mine_head, *mine_tail;
 	unsigned mine_n;
 	atomic_bool waiting;  /* a call sleeps: off-thread callbacks wake it */
@@ -327,7 +329,14 @@ DC_EXPORT void dc_queue_close(dc_queue *q)
 
 DC_EXPORT int dc_queue_fd(dc_queue *q)
 {
-	return q->efd >= 0 ? q->efd : -EINVAL;
+	if (q->efd < 0)
+		return -EINVAL;
+	/* A driven ring does not signal efd: a consumer sleeping on it would
+	 * never wake. The two ways of waiting exclude each other. */
+	if (q->poller && q->driven)
+		return -EBUSY;
+	q->fd_given = true;
+	return q->efd;
 }
 
 DC_EXPORT unsigned dc_queue_inflight(dc_queue *q)
@@ -385,6 +394,9 @@ DC_EXPORT int dc_queue_wait(dc_queue *q, int timeout_ms)
 
 	if (!(q->flags & DC_QUEUE_POLL) || wait_self)
 		return -EINVAL;
+	if (q->poller && q->fd_given)
+		return -EBUSY; /* see dc_queue_fd() */
+	q->driven = true;
 	seq = atomic_load(&q->cb_seq);
 	wait_self = q;
 	q->mine_n = 0;

@@ -718,6 +718,22 @@ START_TEST(file_queue_wait_chain)
 	/* Two rings cannot both be waited in by one thread: no poller, and
 	 * their reapers must still deliver (they once went silent). */
 	tw_run(stripe, 400, 16, 0);
+	/* dc_queue_fd() and a driven queue exclude each other, either way round:
+	 * a driven ring never signals the eventfd. */
+	{
+		dc_disk *b = tb_open(spec, 0);
+		dc_queue *q1, *q2;
+
+		ck_assert_int_eq(dc_queue_open(b, DC_QUEUE_POLL, &q1), 0);
+		ck_assert_int_ge(dc_queue_fd(q1), 0);
+		ck_assert_int_eq(dc_queue_wait(q1, 0), -EBUSY);
+		ck_assert_int_eq(dc_queue_open(b, DC_QUEUE_POLL, &q2), 0);
+		ck_assert_int_eq(dc_queue_wait(q2, 0), 0);
+		ck_assert_int_eq(dc_queue_fd(q2), -EBUSY);
+		dc_queue_close(q2);
+		dc_queue_close(q1);
+		dc_close(b);
+	}
 	/* Only DC_QUEUE_POLL queues are driven this way. */
 	ck_assert_int_eq(dc_queue_open(d, 0, &q), 0);
 	ck_assert_int_eq(dc_queue_wait(q, 0), -EINVAL);

@@ -217,7 +217,9 @@ int dc_describe(dc_disk *disk, dc_describe_fn visit, void *arg);
 int dc_queue_open(dc_disk *disk, uint32_t flags, dc_queue **out);
 /** Close a queue; every request submitted on it must have completed. */
 void dc_queue_close(dc_queue *q);
-/** An eventfd that becomes readable when a DC_QUEUE_POLL queue has completions. */
+/** An eventfd that becomes readable when a DC_QUEUE_POLL queue has completions;
+ *  -EINVAL for a queue without DC_QUEUE_POLL, -EBUSY once dc_queue_wait() drives
+ *  q (dc_queue_pollers() > 0): the two ways of waiting exclude each other. */
 int dc_queue_fd(dc_queue *q);
 /** Take up to max completions; returns how many (0 when none). Never blocks. */
 int dc_queue_reap(dc_queue *q, struct dc_completion *out, int max);
@@ -255,7 +257,8 @@ unsigned dc_queue_inflight(dc_queue *q);
  *         0 when the timeout passed, or when it woke because completions
  *         arrived on another thread (see dc_queue_reap()); -EINVAL when q is
  *         not a DC_QUEUE_POLL queue or the call is made from inside a
- *         callback that dc_queue_wait() runs; another -errno when an element
+ *         callback that dc_queue_wait() runs; -EBUSY when q has a poller and
+ *         dc_queue_fd() was called on it; another -errno when an element
  *         failed to wait.
  *
  * Threads: only the thread that submits on q may call it; a callback it runs
