@@ -44,14 +44,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-run() {
-	if [ -n "${NICE:-}" ]; then
-		nice -n "$NICE" "$@"
-	else
-		"$@"
-	fi
-}
-
 if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" -ne 1073741824 ]; then
 	echo "creating $FILE (1 GiB of random data)..." >&2
 	head -c 1G /dev/urandom >"$FILE.tmp"
@@ -61,7 +53,7 @@ fi
 
 # IOPS of one fio run on $1 with $2 jobs (queue depth $3, default 32).
 fio_iops() {
-	run fio --name=bench --filename="$1" --readonly --ioengine=io_uring --direct=1 \
+	bench_run fio --name=bench --filename="$1" --readonly --ioengine=io_uring --direct=1 \
 		--rw=randread --bs=4k --iodepth="${3:-32}" --numjobs="$2" --group_reporting \
 		--time_based --runtime="$SECS" --output-format=json >"$OUT/f" 2>"$OUT/fe" ||
 		{ cat "$OUT/fe" >&2; exit 1; }
@@ -70,7 +62,7 @@ fio_iops() {
 
 # IOPS of one qemu-img bench run on $1.
 qemu_iops() {
-	run qemu-img bench -f raw -t none -i io_uring -c "$COUNT" -d 32 -s 4k -S "$STEP" \
+	bench_run qemu-img bench -f raw -t none -i io_uring -c "$COUNT" -d 32 -s 4k -S "$STEP" \
 		"$1" >"$OUT/q" 2>&1 || { cat "$OUT/q" >&2; exit 1; }
 	secs=$(sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p' "$OUT/q")
 	awk -v n="$COUNT" -v s="$secs" 'BEGIN { printf "%.0f\n", n / s }'
@@ -80,7 +72,7 @@ qemu_iops() {
 # $3, default 32; $4: more options, e.g. --no-wait).
 diskctl_iops() {
 	# shellcheck disable=SC2086
-	run "$DISKCTL" bench --rw randread --bs 4k --qd "${3:-32}" --threads "$2" \
+	bench_run "$DISKCTL" bench --rw randread --bs 4k --qd "${3:-32}" --threads "$2" \
 		--time "$SECS" --ro --json ${4:-} "blockdev:$1;direct" >"$OUT/d" || exit 1
 	bench_json "$OUT/d" 'round(d["iops"])'
 }

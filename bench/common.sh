@@ -31,6 +31,16 @@ if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ]; then
 	PYTHON=/usr/bin/python3
 fi
 
+# bench_run CMD...: run CMD at the priority $NICE names (e.g. -20), if set, so
+# that every side of a comparison runs at the same one.
+bench_run() {
+	if [ -n "${NICE:-}" ]; then
+		nice -n "$NICE" "$@"
+	else
+		"$@"
+	fi
+}
+
 bench_need() {
 	for t in "$@"; do
 		if ! command -v "$t" >/dev/null 2>&1; then

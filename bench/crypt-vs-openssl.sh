@@ -26,24 +26,16 @@ trap 'rm -rf "$OUT"' EXIT INT TERM
 head -c 64 /dev/urandom >"$KEY"
 chmod 600 "$KEY"
 
-run() {
-	if [ -n "${NICE:-}" ]; then
-		nice -n "$NICE" "$@"
-	else
-		"$@"
-	fi
-}
-
 # MB/s (10^6) of openssl speed over 64 KiB buffers.
 openssl_run() {
-	run openssl speed -evp aes-256-xts -bytes 65536 -seconds "$SECS" 2>/dev/null |
+	bench_run openssl speed -evp aes-256-xts -bytes 65536 -seconds "$SECS" 2>/dev/null |
 		awk '/^AES-256-XTS/ { sub("k$", "", $2); printf "%.0f\n", $2 * 1000 / 1e6 }'
 }
 
 # "MB/s MB/s-per-CPU-second" of one diskctl run: $1 read|write, $2 sector
 # size, $3 threads.
 diskctl_run() {
-	run "$DISKCTL" bench --rw "$1" --bs 64k --qd 8 --threads "$3" --time "$SECS" \
+	bench_run "$DISKCTL" bench --rw "$1" --bs 64k --qd 8 --threads "$3" --time "$SECS" \
 		--prefill --json "crypt:xts-aes-256:$KEY:mem:256M;sector=$2" >"$OUT/d" ||
 		exit 1
 	bench_json "$OUT/d" '"%d %d" % (round(d["mb_per_s"]), round(d["iops_per_cpu_second"] * d["bs"] / 1e6))'
@@ -56,7 +48,7 @@ while [ "$r" -le "$ROUNDS" ]; do
 	v=$(openssl_run)
 	bench_record ossl "$v $v"
 	for row in $ROWS; do
-		rw=read
+		rw="read"
 		case $row in w*) rw=write ;; esac
 		ss=$(echo "$row" | sed 's/^[rw]\([0-9]*\).*/\1/')
 		t=1

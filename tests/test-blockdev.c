@@ -15,7 +15,6 @@
 #include <linux/loop.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,28 +34,6 @@
 /* The loop device the loop cases share ("" when there is none). The parent
  * keeps it open; it goes away with the last descriptor (autoclear). */
 static char tb_loop[64];
-
-static char *tb_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *tb_fmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
-
-static dc_disk *tb_open(const char *spec, uint32_t flags)
-{
-	dc_disk *d = NULL;
-	int rc = dc_open(spec, flags, &d);
-
-	ck_assert_msg(rc == 0, "dc_open(%s): %d %s", spec, rc, dc_last_error());
-	return d;
-}
 
 /* A loop device over a fresh file of `size` bytes, detached automatically when
  * its last descriptor closes. Returns the open device fd (path in `path`), or
@@ -124,8 +101,8 @@ out:
 START_TEST(file_metadata)
 {
 	char *path = h_tmpfile(MIB, NULL);
-	char *spec = tb_fmt("blockdev:%s", path);
-	dc_disk *d = tb_open(spec, 0);
+	char *spec = h_fmt("blockdev:%s", path);
+	dc_disk *d = h_open(spec, 0);
 	struct dc_info info;
 	struct stat st;
 
@@ -145,8 +122,8 @@ START_TEST(file_metadata)
 	free(spec);
 
 	/* Read-only: no hole punching, no FUA, writes refused. */
-	spec = tb_fmt("blockdev:%s", path);
-	d = tb_open(spec, DC_OPEN_READ_ONLY);
+	spec = h_fmt("blockdev:%s", path);
+	d = h_open(spec, DC_OPEN_READ_ONLY);
 	dc_get_info(d, &info);
 	ck_assert(info.flags & DC_INFO_READ_ONLY);
 	ck_assert_uint_eq(info.unmap_behavior, DC_UNMAP_IGNORED);
@@ -159,24 +136,12 @@ END_TEST
 START_TEST(file_bad_inputs)
 {
 	char *odd = h_tmpfile(MIB + 100, NULL);
-	char *spec = tb_fmt("blockdev:%s", odd);
-	dc_disk *d = NULL;
-	int rc;
 
 	/* Reference §2.5: the size must be a whole number of sectors. */
-	rc = dc_open(spec, 0, &d);
-	ck_assert_int_eq(rc, -EINVAL);
-	ck_assert_msg(strstr(dc_last_error(), "not a multiple"), "%s", dc_last_error());
-	free(spec);
-	spec = tb_fmt("blockdev:%s/missing", h_tmpdir());
-	ck_assert_int_eq(dc_open(spec, 0, &d), -ENOENT);
-	ck_assert_msg(strstr(dc_last_error(), "missing"), "%s", dc_last_error());
-	free(spec);
-	spec = tb_fmt("blockdev:/dev/null");
-	ck_assert_int_eq(dc_open(spec, 0, &d), -EINVAL);
-	ck_assert_msg(strstr(dc_last_error(), "not a block device or regular file"), "%s",
-		      dc_last_error());
-	free(spec);
+	h_open_fails(0, -EINVAL, "not a multiple", "blockdev:%s", odd);
+	h_open_fails(0, -ENOENT, "missing", "blockdev:%s/missing", h_tmpdir());
+	h_open_fails(0, -EINVAL, "not a block device or regular file",
+		     "blockdev:/dev/null");
 	free(odd);
 }
 END_TEST
@@ -186,7 +151,7 @@ END_TEST
  * an odd offset (bounced when O_DIRECT cannot take it). */
 static void tb_async_io(const char *spec, bool fua)
 {
-	dc_disk *d = tb_open(spec, 0);
+	dc_disk *d = h_open(spec, 0);
 	char *mem = h_alloc(9 * PAGE), *chk = h_alloc(4 * PAGE);
 	uint32_t flags = fua ? DC_IO_FUA : 0;
 	struct iovec w[4], r[4];
@@ -231,7 +196,7 @@ START_TEST(file_async_io)
 	char *path = h_tmpfile(MIB, NULL);
 
 	for (int i = 0; i < 2; i++) {
-		char *spec = tb_fmt("blockdev:%s%s", path, opts[i]);
+		char *spec = h_fmt("blockdev:%s%s", path, opts[i]);
 
 		tb_async_io(spec, false);
 		tb_async_io(spec, true);
@@ -253,8 +218,8 @@ START_TEST(file_many_segments)
 
 	ck_assert_ptr_nonnull(iov);
 	for (int o = 0; o < 2; o++) {
-		char *spec = tb_fmt("blockdev:%s%s", path, opts[o]);
-		dc_disk *d = tb_open(spec, 0);
+		char *spec = h_fmt("blockdev:%s%s", path, opts[o]);
+		dc_disk *d = h_open(spec, 0);
 
 		for (int k = 0; k < 3; k++) {
 			int n = counts[k];
@@ -290,21 +255,28 @@ START_TEST(file_many_segments)
 }
 END_TEST
 
+/* §7.2 test_illegal_lba on a disk of `end` sectors: past the end and across
+ * it is refused, the last sector is not. */
+static void tb_illegal_lba(dc_disk *d, uint64_t end, char *buf)
+{
+	ck_assert_int_eq(dc_write(d, (uint64_t)INT64_MAX / 512, buf, 512, 0),
+			 DC_E_ILLEGAL_BLOCK);
+	ck_assert_int_eq(dc_write(d, end, buf, 512, 0), DC_E_ILLEGAL_BLOCK);
+	ck_assert_int_eq(dc_read(d, end - 1, buf, 1024), DC_E_ILLEGAL_BLOCK);
+	ck_assert_int_eq(dc_unmap(d, end - 8, 9, 0), DC_E_ILLEGAL_BLOCK);
+	ck_assert_int_eq(dc_read(d, end - 1, buf, 512), 0);
+}
+
 /* §7.2 test_illegal_lba, and a file that shrank under us: the read past its
  * new end meets EOF, which is an illegal block, not zeroes. */
 START_TEST(file_illegal_lba)
 {
 	char *path = h_tmpfile(64 * KIB, NULL);
-	char *spec = tb_fmt("blockdev:%s", path);
-	dc_disk *d = tb_open(spec, 0);
+	char *spec = h_fmt("blockdev:%s", path);
+	dc_disk *d = h_open(spec, 0);
 	char *buf = h_alloc(PAGE);
 
-	ck_assert_int_eq(dc_write(d, (uint64_t)INT64_MAX / 512, buf, 512, 0),
-			 DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(dc_write(d, 128, buf, 512, 0), DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(dc_read(d, 127, buf, 1024), DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(dc_unmap(d, 120, 9, 0), DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(dc_read(d, 127, buf, 512), 0);
+	tb_illegal_lba(d, 128, buf);
 	ck_assert_int_eq(truncate(path, 32 * KIB), 0);
 	ck_assert_int_eq(dc_read(d, 100, buf, 512), DC_E_ILLEGAL_BLOCK);
 	ck_assert_int_eq(dc_read(d, 62, buf, 4 * 512), DC_E_ILLEGAL_BLOCK);
@@ -323,8 +295,8 @@ END_TEST
 START_TEST(file_punch_hole)
 {
 	char *path = h_tmpfile(MIB, NULL);
-	char *spec = tb_fmt("blockdev:%s;direct", path);
-	dc_disk *d = tb_open(spec, 0);
+	char *spec = h_fmt("blockdev:%s;direct", path);
+	dc_disk *d = h_open(spec, 0);
 	char *buf = h_alloc(8 * KIB);
 	struct dc_info info;
 	int fd;
@@ -358,8 +330,8 @@ END_TEST
 START_TEST(file_eject_pr)
 {
 	char *path = h_tmpfile(MIB, NULL);
-	char *spec = tb_fmt("blockdev:%s", path);
-	dc_disk *d = tb_open(spec, 0);
+	char *spec = h_fmt("blockdev:%s", path);
+	dc_disk *d = h_open(spec, 0);
 	struct dc_pr_caps caps;
 
 	ck_assert_int_eq(dc_eject(d), DC_E_UNSUPPORTED_EJECT);
@@ -371,28 +343,6 @@ START_TEST(file_eject_pr)
 END_TEST
 
 /* --- Many requests, many queues ------------------------------------------------ */
-
-struct tb_counter {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	unsigned done;
-	unsigned failed;
-	int first_err;
-};
-
-static void tb_count_cb(const struct dc_completion *c)
-{
-	struct tb_counter *k = c->user_data;
-
-	pthread_mutex_lock(&k->lock);
-	if (c->result) {
-		if (!k->failed++)
-			k->first_err = c->result;
-	}
-	k->done++;
-	pthread_cond_broadcast(&k->cond);
-	pthread_mutex_unlock(&k->lock);
-}
 
 struct tb_job {
 	dc_disk *disk;
@@ -409,8 +359,7 @@ struct tb_job {
 static void *tb_job_run(void *arg)
 {
 	struct tb_job *j = arg;
-	struct tb_counter k = { .lock = PTHREAD_MUTEX_INITIALIZER,
-				.cond = PTHREAD_COND_INITIALIZER };
+	struct h_count k = H_COUNT_INIT;
 	struct iovec *iov = malloc(sizeof(*iov) * j->nreq);
 	char *bufs = h_alloc((size_t)j->nreq * PAGE);
 	dc_queue *q;
@@ -428,7 +377,7 @@ static void *tb_job_run(void *arg)
 				.sector = j->first + (uint64_t)i * 8,
 				.iov = &iov[i],
 				.iovcnt = 1,
-				.cb = tb_count_cb,
+				.cb = h_count_cb,
 				.user_data = &k,
 			};
 
@@ -473,7 +422,7 @@ static void *tb_job_run(void *arg)
 
 static void tb_threads(const char *spec, unsigned nthreads, unsigned nreq)
 {
-	dc_disk *d = tb_open(spec, 0);
+	dc_disk *d = h_open(spec, 0);
 	struct tb_job *jobs = calloc(nthreads, sizeof(*jobs));
 	pthread_t *tids = calloc(nthreads, sizeof(*tids));
 
@@ -498,7 +447,7 @@ static void tb_threads(const char *spec, unsigned nthreads, unsigned nreq)
 START_TEST(file_two_queues)
 {
 	char *path = h_tmpfile(8 * MIB, NULL);
-	char *spec = tb_fmt("blockdev:%s;direct", path);
+	char *spec = h_fmt("blockdev:%s;direct", path);
 
 	tb_threads(spec, 2, 200);
 	free(spec);
@@ -511,7 +460,7 @@ END_TEST
 START_TEST(file_deep_queue)
 {
 	char *path = h_tmpfile(8 * MIB, NULL);
-	char *spec = tb_fmt("blockdev:%s", path);
+	char *spec = h_fmt("blockdev:%s", path);
 
 	tb_threads(spec, 1, 600);
 	free(spec);
@@ -573,7 +522,7 @@ static void tw_cb(const struct dc_completion *c)
  * must complete exactly once, callbacks on this thread. */
 static void tw_run(const char *spec, unsigned total, unsigned qd, unsigned pollers)
 {
-	dc_disk *d = tb_open(spec, 0);
+	dc_disk *d = h_open(spec, 0);
 	struct tw_state st = { .owner = pthread_self(), .nested_rc = 1 };
 	struct tw_req *reqs = calloc(total, sizeof(*reqs));
 	char *bufs = h_alloc((size_t)qd * PAGE);
@@ -691,7 +640,7 @@ static void tw_run(const char *spec, unsigned total, unsigned qd, unsigned polle
 START_TEST(file_queue_wait)
 {
 	char *path = h_tmpfile(TW_BLOCKS * PAGE, NULL);
-	char *spec = tb_fmt("blockdev:%s", path);
+	char *spec = h_fmt("blockdev:%s", path);
 
 	/* Deeper than a ring: requests park and go out from the poll. */
 	tw_run(spec, 3000, 300, 1);
@@ -706,11 +655,11 @@ END_TEST
 START_TEST(file_queue_wait_chain)
 {
 	char *path = h_tmpfile(TW_BLOCKS * PAGE, NULL);
-	char *spec = tb_fmt("delay:1:blockdev:%s", path);
-	char *mem = tb_fmt("mem:%u", TW_BLOCKS * PAGE);
+	char *spec = h_fmt("delay:1:blockdev:%s", path);
+	char *mem = h_fmt("mem:%u", TW_BLOCKS * PAGE);
 	char *path2 = h_tmpfile(TW_BLOCKS * PAGE, NULL);
-	char *stripe = tb_fmt("striped:[blockdev:%s,blockdev:%s]", path, path2);
-	dc_disk *d = tb_open(mem, 0);
+	char *stripe = h_fmt("striped:[blockdev:%s,blockdev:%s]", path, path2);
+	dc_disk *d = h_open(mem, 0);
 	dc_queue *q;
 
 	tw_run(spec, 400, 16, 1);
@@ -721,7 +670,7 @@ START_TEST(file_queue_wait_chain)
 	/* dc_queue_fd() and a driven queue exclude each other, either way round:
 	 * a driven ring never signals the eventfd. */
 	{
-		dc_disk *b = tb_open(spec, 0);
+		dc_disk *b = h_open(spec, 0);
 		dc_queue *q1, *q2;
 
 		ck_assert_int_eq(dc_queue_open(b, DC_QUEUE_POLL, &q1), 0);
@@ -771,7 +720,7 @@ static int tb_deny_io_uring(void)
 START_TEST(no_io_uring)
 {
 	char *path = h_tmpfile(MIB, NULL);
-	char *spec = tb_fmt("blockdev:%s", path);
+	char *spec = h_fmt("blockdev:%s", path);
 	int pipefd[2], status;
 	char msg[512] = "";
 	ssize_t n;
@@ -808,13 +757,13 @@ END_TEST
 
 static char *tb_loop_spec(const char *opts)
 {
-	return tb_fmt("blockdev:%s%s", tb_loop, opts);
+	return h_fmt("blockdev:%s%s", tb_loop, opts);
 }
 
 START_TEST(loop_metadata)
 {
 	char *spec = tb_loop_spec("");
-	dc_disk *d = tb_open(spec, 0);
+	dc_disk *d = h_open(spec, 0);
 	struct dc_info info;
 	char path[128];
 	struct stat st;
@@ -859,15 +808,10 @@ END_TEST
 START_TEST(loop_illegal_lba)
 {
 	char *spec = tb_loop_spec(";direct");
-	dc_disk *d = tb_open(spec, 0);
+	dc_disk *d = h_open(spec, 0);
 	char *buf = h_alloc(PAGE);
 
-	ck_assert_int_eq(dc_write(d, (uint64_t)INT64_MAX / 512, buf, 512, 0),
-			 DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(dc_write(d, 2048, buf, 512, 0), DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(dc_read(d, 2047, buf, 1024), DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(dc_unmap(d, 2040, 9, 0), DC_E_ILLEGAL_BLOCK);
-	ck_assert_int_eq(dc_read(d, 2047, buf, 512), 0);
+	tb_illegal_lba(d, 2048, buf);
 	dc_close(d);
 	free(buf);
 	free(spec);
@@ -878,7 +822,7 @@ END_TEST
 START_TEST(loop_unmap)
 {
 	char *spec = tb_loop_spec("");
-	dc_disk *d = tb_open(spec, 0);
+	dc_disk *d = h_open(spec, 0);
 	char *buf = h_alloc(8 * KIB);
 
 	memset(buf, 0xcd, 8 * KIB);
@@ -900,7 +844,7 @@ END_TEST
 START_TEST(loop_pr_unsupported)
 {
 	char *spec = tb_loop_spec("");
-	dc_disk *d = tb_open(spec, 0);
+	dc_disk *d = h_open(spec, 0);
 	struct dc_pr_controller ctl[4];
 	struct dc_pr_report rep = { .max_controllers = 4, .controllers = ctl };
 	struct dc_pr_caps caps;
@@ -936,7 +880,7 @@ START_TEST(loop_two_queues)
 	char *spec;
 
 	ck_assert_msg(fd >= 0, "loop device: %s", why);
-	spec = tb_fmt("blockdev:%s;direct", dev);
+	spec = h_fmt("blockdev:%s;direct", dev);
 	tb_threads(spec, 2, 200);
 	free(spec);
 	close(fd);
@@ -955,8 +899,8 @@ START_TEST(loop_resize_chain)
 	int rc;
 
 	ck_assert_msg(fd >= 0, "loop device: %s", why);
-	spec = tb_fmt("delay:0:blockdev:%s", dev);
-	d = tb_open(spec, 0);
+	spec = h_fmt("delay:0:blockdev:%s", dev);
+	d = h_open(spec, 0);
 	ck_assert_uint_eq(dc_sector_count(d), 2048);
 	ck_assert_int_eq(dc_read(d, 2048, buf, 512), DC_E_ILLEGAL_BLOCK);
 	ck_assert_int_eq(truncate(backing, 3 * MIB), 0);

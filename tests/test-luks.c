@@ -112,6 +112,16 @@ static int tl_prepare(const char *path, uint64_t size, void *arg)
 	return h_sh("cp %s %s", im->path, path) == 0 ? 0 : -EIO;
 }
 
+/* Flip the low bit of the byte at off. */
+static void tl_flip(const char *path, off_t off)
+{
+	uint8_t c;
+
+	h_pread_file(path, off, &c, 1);
+	c ^= 0x01;
+	h_pwrite_file(path, off, &c, 1);
+}
+
 /* --- describe ------------------------------------------------------------- */
 
 /* The spec of a volume opened with the test passphrase. */
@@ -379,13 +389,10 @@ START_TEST(luks2_checksum)
 {
 	char *path = tl_clone(TL_LUKS2_4K);
 	struct h_desc t;
-	uint8_t c;
 	dc_disk *d;
 
 	/* A flipped byte in the primary's JSON area: the secondary copy opens. */
-	h_pread_file(path, 4096 + 20, &c, 1);
-	c ^= 0x01;
-	h_pwrite_file(path, 4096 + 20, &c, 1);
+	tl_flip(path, 4096 + 20);
 	d = tl_open(path);
 	h_describe(d, "luks", &t);
 	ck_assert_pstr_eq(h_desc_get(&t, "version"), "LUKS2");
@@ -395,13 +402,9 @@ START_TEST(luks2_checksum)
 	h_pwrite_file(path, 8, "\0\0\0\0\0\0\x80\0", 8);
 	dc_close(tl_open(path));
 	tl_copy(TL_LUKS2_4K->path, path);
-	h_pread_file(path, 4096 + 20, &c, 1);
-	c ^= 0x01;
-	h_pwrite_file(path, 4096 + 20, &c, 1);
+	tl_flip(path, 4096 + 20);
 	/* The same in the secondary (at 16 KiB) too: refused. */
-	h_pread_file(path, 16 * KIB + 4096 + 20, &c, 1);
-	c ^= 0x01;
-	h_pwrite_file(path, 16 * KIB + 4096 + 20, &c, 1);
+	tl_flip(path, 16 * KIB + 4096 + 20);
 	tl_refused("LUKS2 header checksum mismatch (sha256) in the primary header", path);
 	/* The label of the binary header is covered too. */
 	tl_copy(TL_LUKS2_4K->path, path);

@@ -8,7 +8,6 @@
 #include "harness.h"
 
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,19 +18,6 @@
 #define MIB (1024 * 1024)
 
 static bool ts_have_probe;
-
-static char *ts_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *ts_fmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	return s;
-}
 
 /* "striped[OPTS]:[M,M,...]" with n copies of member. */
 static char *ts_spec(const char *opts, unsigned n, const char *member)
@@ -104,7 +90,7 @@ static void ts_round_trip(dc_disk *d, uint64_t sector, size_t len, uint64_t seed
 static void ts_io_case(unsigned n, const char *member, const char *chunk,
 		       uint64_t expect_sectors, size_t len)
 {
-	char *opts = ts_fmt(";chunk=%s", chunk);
+	char *opts = h_fmt(";chunk=%s", chunk);
 	char *spec = ts_spec(opts, n, member);
 	dc_disk *d = ts_open(spec);
 	uint64_t count = dc_sector_count(d), nsec = len / 512;
@@ -148,7 +134,7 @@ START_TEST(io_3_files_default_chunk)
 {
 	char *a = h_tmpfile(MIB, NULL), *b = h_tmpfile(MIB, NULL),
 	     *c = h_tmpfile(MIB, NULL);
-	char *spec = ts_fmt("striped:[file:%s,file:%s,file:%s]", a, b, c);
+	char *spec = h_fmt("striped:[file:%s,file:%s,file:%s]", a, b, c);
 	dc_disk *d = ts_open(spec);
 
 	ck_assert_uint_eq(dc_sector_count(d), 3 * 2048);
@@ -256,7 +242,7 @@ START_TEST(layout_in_member_files)
 
 	for (int i = 0; i < N; i++)
 		f[i] = h_tmpfile(MEMBER, NULL);
-	spec = ts_fmt("striped;chunk=4K:[file:%s,file:%s,file:%s]", f[0], f[1], f[2]);
+	spec = h_fmt("striped;chunk=4K:[file:%s,file:%s,file:%s]", f[0], f[1], f[2]);
 	d = ts_open(spec);
 	h_fill(img, N * MEMBER, 42);
 	/* Written in odd pieces so that requests start and end mid-chunk. */
@@ -495,7 +481,7 @@ END_TEST
 START_TEST(member_error_is_io)
 {
 	char *a = h_tmpfile(MIB, NULL), *b = h_tmpfile(MIB, NULL);
-	char *spec = ts_fmt("striped;chunk=4K:[file:%s,file:%s]", a, b);
+	char *spec = h_fmt("striped;chunk=4K:[file:%s,file:%s]", a, b);
 	dc_disk *d = ts_open(spec);
 	uint8_t *buf = h_alloc(64 * KIB);
 	struct dc_io io = { .op = DC_OP_READ, .sector = 0 };
@@ -530,7 +516,7 @@ END_TEST
 START_TEST(all_members_awaited)
 {
 	char *b = h_tmpfile(MIB, NULL);
-	char *spec = ts_fmt("striped;chunk=4K:[delay:150:mem:1M,file:%s]", b);
+	char *spec = h_fmt("striped;chunk=4K:[delay:150:mem:1M,file:%s]", b);
 	dc_disk *d = ts_open(spec);
 	uint8_t *buf = h_alloc(16 * KIB);
 	uint64_t t0;
@@ -579,7 +565,7 @@ int main(void)
 	/* The test-only probe plugin gives members with chosen metadata. */
 	if (root && asprintf(&probe, "%s/tests/plugins/probe", root) > 0 &&
 	    access(probe, F_OK) == 0) {
-		char *p = ts_fmt("%s%s%s", path ? path : "", path ? ":" : "", probe);
+		char *p = h_fmt("%s%s%s", path ? path : "", path ? ":" : "", probe);
 
 		setenv("DISKCORE_PLUGIN_PATH", p, 1);
 		free(p);

@@ -112,12 +112,12 @@ for n, (sub, size) in enumerate(cases):
 # --- 2. diskcore writes, qemu and libvhdi read --------------------------------------
 
 
-def random_writes(d, model, seed, count, max_len):
+def random_writes(d, model, seed, count, max_len, unit=512):
     rnd = random.Random(seed)
     size = len(model)
     for i in range(count):
-        length = rnd.randrange(1, max_len // 512 + 1) * 512
-        off = rnd.randrange(0, (size - length) // 512 + 1) * 512
+        length = rnd.randrange(1, max_len // unit + 1) * unit
+        off = rnd.randrange(0, (size - length) // unit + 1) * unit
         data = pattern(seed * 1000 + i, length)
         d.write(off, data)
         model[off:off + length] = data
@@ -189,18 +189,6 @@ for spec in ["vhd1:%s;create=%d", "file:%s;create=%d"]:
 
 # --- 3. differencing chains, read by libvhdi ----------------------------------------
 
-
-def aligned_writes(d, model, seed, count, max_len):
-    rnd = random.Random(seed)
-    size = len(model)
-    for i in range(count):
-        length = rnd.randrange(1, max_len // 4096 + 1) * 4096
-        off = rnd.randrange(0, (size - length) // 4096 + 1) * 4096
-        data = pattern(seed * 1000 + i, length)
-        d.write(off, data)
-        model[off:off + length] = data
-
-
 size = 6 * MiB
 base = os.path.join(work, "base.vhd")
 execute("qemu-img", "create", "-q", "-f", "vpc", "-o", "subformat=dynamic,force_size=on",
@@ -210,13 +198,13 @@ execute("qemu-io", "-f", "vpc", "-c", "write -P 0x71 0 3M", "-c", "write -P 0x72
 model = bytearray(qemu_raw(base))
 mid = os.path.join(work, "mid.vhd")
 d = VhdDisk("vhd:%s;parent=%s;block=512K" % (mid, base))
-aligned_writes(d, model, 11, 30, 200 * 1024)
+random_writes(d, model, 11, 30, 200 * 1024, 4096)
 d.close()
 sub = os.path.join(work, "sub")
 os.mkdir(sub)
 top = os.path.join(sub, "top.vhd")
 d = VhdDisk("vhd:%s;parent=%s" % (top, mid))
-aligned_writes(d, model, 12, 30, 300 * 1024)
+random_writes(d, model, 12, 30, 300 * 1024, 4096)
 compare("3-level chain read by diskcore", d.read_all(), bytes(model))
 d.close()
 data, files = vhdi_read(top, (mid, base))

@@ -892,18 +892,11 @@ static int tv_prepare(const char *path, uint64_t size, void *arg)
 
 	if (!strcmp(how, "fixed")) {
 		/* Append a fixed footer to the zero-filled file. */
-		uint8_t f[512] = { 0 };
+		static const uint8_t uid[16] = { 0x42 };
+		uint8_t f[512];
 		int fd = open(path, O_WRONLY);
 
-		memcpy(f, "conectix", 8);
-		h_put_be32(f + 8, 2);
-		h_put_be32(f + 12, 0x00010000);
-		h_put_be64(f + 16, UINT64_MAX);
-		h_put_be64(f + 40, size);
-		h_put_be64(f + 48, size);
-		h_put_be32(f + 60, 2);
-		f[68] = 0x42;
-		h_put_be32(f + 64, h_vhd_checksum(f, 512, 64));
+		h_vhd_footer(f, size, 2, uid);
 		r = fd >= 0 && pwrite(fd, f, 512, (off_t)size) == 512 ? 0 : -EIO;
 		if (fd >= 0)
 			close(fd);

@@ -1346,8 +1346,7 @@ struct ctl_bench {
 	uint64_t spb; /* sectors per block */
 	double seconds;
 	bool poll_mode;
-	bool no_wait;	/* --no-wait: never drive queues with dc_queue_wait() */
-	bool wait_mode; /* queues are driven by dc_queue_wait() */
+	bool wait_mode;		     /* queues are driven by dc_queue_wait() */
 	uint64_t start_ns, deadline; /* deadline in ticks */
 	uint64_t cpu_ns;	     /* CPU time of the whole process in the run */
 	pthread_barrier_t barrier;
@@ -1855,7 +1854,7 @@ static int ctl_bench(int argc, char **argv)
 	};
 	struct ctl_bench b = { .rw = CTL_RANDREAD, .bs = 4096, .qd = 32, .nthreads = 1 };
 	struct ctl_bthread *ts;
-	bool json = false, timed = false, ro = false, prefill = false;
+	bool json = false, timed = false, ro = false, prefill = false, no_wait = false;
 	uint64_t ss, blocks_per_thread;
 	int c, rc = 0;
 	char *end;
@@ -1905,7 +1904,7 @@ static int ctl_bench(int argc, char **argv)
 			b.poll_mode = true;
 			break;
 		case 'W':
-			b.no_wait = true;
+			no_wait = true;
 			break;
 		case 'P':
 			prefill = true;
@@ -1951,7 +1950,7 @@ static int ctl_bench(int argc, char **argv)
 	}
 	/* Drive the queues with dc_queue_wait() where the chain reaps on the
 	 * waiting thread (an io_uring backend): no completion crosses threads. */
-	if (!b.no_wait) {
+	if (!no_wait) {
 		dc_queue *probe;
 
 		if (dc_queue_open(b.disk, DC_QUEUE_POLL, &probe) == 0) {

@@ -1466,6 +1466,14 @@ static void blob_submit(void *inst, struct dc_req *req)
 
 /* --- Open: HEAD, page list, footer --------------------------------------------- */
 
+/* Control path only: wait out a retry's backoff. */
+static void blob_sleep_ms(uint64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
 /* One blocking request on the control path, with the retry policy. The caller
  * has set the method, URL and body handling on e; headers are rebuilt for each
  * attempt (a Shared Key signature carries the time). Returns 0 with *resp filled
@@ -1519,8 +1527,6 @@ static int blob_ctl_perform(struct blob_disk *b, CURL *e, const char *verb,
 		}
 		{
 			uint64_t ms = blob_backoff_ms(&b->rng, attempt + 1);
-			struct timespec ts = { (time_t)(ms / 1000),
-					       (long)(ms % 1000) * 1000000L };
 
 			dc_debug(
 				"blob: %s %s: attempt %u failed (%s, HTTP %ld); retry in "
@@ -1528,7 +1534,7 @@ static int blob_ctl_perform(struct blob_disk *b, CURL *e, const char *verb,
 				verb, disp ? disp : "?", attempt + 1,
 				curl_easy_strerror(c), resp->status,
 				(unsigned long long)ms);
-			nanosleep(&ts, NULL);
+			blob_sleep_ms(ms);
 		}
 	}
 	free(disp);
@@ -1885,7 +1891,6 @@ static int blob_ctl_read(struct blob_disk *b, CURL *e, char *errbuf, void *dst,
 	bool retry;
 	int ret;
 
-	(void)errbuf;
 	curl_easy_setopt(e, CURLOPT_URL, b->url);
 	curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, blob_xfer_write);
@@ -1908,12 +1913,10 @@ static int blob_ctl_read(struct blob_disk *b, CURL *e, char *errbuf, void *dst,
 		}
 		{
 			uint64_t ms = blob_backoff_ms(&b->rng, ++x.attempt);
-			struct timespec ts = { (time_t)(ms / 1000),
-					       (long)(ms % 1000) * 1000000L };
 
 			dc_debug("blob: %s; retry in %llu ms", msg,
 				 (unsigned long long)ms);
-			nanosleep(&ts, NULL);
+			blob_sleep_ms(ms);
 		}
 	}
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);

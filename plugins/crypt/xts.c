@@ -20,7 +20,6 @@ struct xts_unit {
 	struct xts_unit *next;	   /* free list */
 	struct xts_unit *all_next; /* every unit of the pool, for queue_close */
 	gcry_cipher_hd_t h;
-	int enc;
 	uint8_t *bounce; /* a data unit that straddles iovec segments */
 	uint8_t *stage;	 /* write units: the ciphertext going down */
 	size_t stage_cap;
@@ -31,11 +30,6 @@ struct xts_pool {
 	struct xts_unit *local;		   /* the submitting thread's */
 	_Atomic(struct xts_unit *) remote; /* given back by completing threads */
 	struct xts_unit *all;
-	int enc;
-};
-
-struct xts_queue {
-	struct xts_pool rd, wr;
 };
 
 void xts_defaults(struct xts_disk *d)
@@ -109,7 +103,6 @@ static struct xts_unit *xts_unit_new(const struct xts_disk *d, struct xts_pool *
 		dc_error("out of memory for a cipher unit");
 		return NULL;
 	}
-	u->enc = pool->enc;
 	u->h = xts_handle(d->key_len, d->key);
 	if (!u->h) {
 		xts_unit_free(u);
@@ -179,18 +172,6 @@ static void xts_give(struct xts_ctx *c)
 		&pool->remote, &head, first, memory_order_release, memory_order_relaxed));
 }
 
-static void xts_pool_free(struct xts_pool *pool)
-{
-	struct xts_unit *u, *next;
-
-	for (u = pool->all; u; u = next) {
-		next = u->all_next;
-		xts_unit_free(u);
-	}
-	pool->all = pool->local = NULL;
-	atomic_store(&pool->remote, NULL);
-}
-
 /* --- Data units ------------------------------------------------------------ */
 
 static int xts_one(gcry_cipher_hd_t h, int enc, uint64_t unit, uint8_t *out,
@@ -226,8 +207,8 @@ int xts_crypt_buf(uint32_t key_len, const uint8_t *key, int enc, uint64_t first_
 	return rc;
 }
 
-/* Sectors [first, first + n) of req: a read is decrypted in the caller's
- * buffers, a write is encrypted from them into stage (at the same offset). */
+/* Sectors [first, first + n) of req: a read (no stage) is decrypted in the
+ * caller's buffers, a write is encrypted from them into stage (at the same offset). */
 static int xts_run(const struct xts_disk *d, struct xts_unit *u, struct dc_req *req,
 		   uint64_t first, uint64_t n, uint8_t *stage)
 {
@@ -236,7 +217,7 @@ static int xts_run(const struct xts_disk *d, struct xts_unit *u, struct dc_req *
 	const struct iovec *iov = b.iov;
 	uint64_t unit0 = (req->sector + first) << d->unit_shift;
 	uint64_t units = n << d->unit_shift;
-	int left = b.iovcnt;
+	int left = b.iovcnt, enc = stage != NULL;
 	size_t off = b.skip;
 
 	if (stage)
@@ -255,11 +236,11 @@ static int xts_run(const struct xts_disk *d, struct xts_unit *u, struct dc_req *
 			return -EIO;
 		p = (uint8_t *)iov->iov_base + off;
 		if (iov->iov_len - off >= us) {
-			rc = xts_one(u->h, u->enc, unit0 + k, out ? out : p, p, us);
+			rc = xts_one(u->h, enc, unit0 + k, out ? out : p, p, us);
 		} else {
 			/* The unit spans segments: work on a copy. */
 			dc_buf_copy_from(&b, k * us, u->bounce, us);
-			rc = xts_one(u->h, u->enc, unit0 + k, out ? out : u->bounce,
+			rc = xts_one(u->h, enc, unit0 + k, out ? out : u->bounce,
 				     u->bounce, us);
 			if (!rc && !out)
 				dc_buf_copy_to(&b, k * us, u->bounce, us);
@@ -392,21 +373,20 @@ static unsigned xts_npieces(const struct xts_disk *d, const struct dc_req *req)
 
 void xts_submit(const struct xts_disk *d, struct dc_req *req)
 {
-	struct xts_queue *q = req->qctx;
+	struct xts_pool *pool = req->qctx;
 	struct xts_ctx *c = req->ctx;
 	bool write = req->op == DC_OP_WRITE;
 	struct xts_unit *u;
 	struct dc_req *child;
 
-	if (!q) {
+	if (!pool) {
 		dc_complete_detail(req, DC_E_IO, EINVAL);
 		return;
 	}
 	c->d = d;
-	c->pool = write ? &q->wr : &q->rd;
+	c->pool = pool;
 	c->npieces = xts_npieces(d, req);
 	c->per_piece = req->count / c->npieces;
-	memset(c->unit, 0, sizeof(c->unit));
 	if (xts_take(d, c->pool, c->unit, c->npieces, write ? req->buf.len : 0) < 0) {
 		dc_complete_detail(req, DC_E_IO, ENOMEM);
 		return;
@@ -439,39 +419,40 @@ void xts_submit(const struct xts_disk *d, struct dc_req *req)
 
 /* --- Queues ---------------------------------------------------------------- */
 
-/* A queue starts with one keyed unit per direction, so a queue that keeps one
- * request in flight never allocates or expands a key after this. */
+/* A queue (its qctx is its pool) starts with one keyed unit: a queue that
+ * keeps one request in flight never allocates or expands a key after this.
+ * The cipher handle serves both directions; a unit's stage grows on its first
+ * write. */
 int xts_queue_open(const struct xts_disk *d, void **qctx)
 {
-	struct xts_queue *q = calloc(1, sizeof(*q));
+	struct xts_pool *pool = calloc(1, sizeof(*pool));
 
-	if (!q) {
+	if (!pool) {
 		dc_error("out of memory");
 		return -ENOMEM;
 	}
-	q->rd.enc = 0;
-	q->wr.enc = 1;
-	atomic_init(&q->rd.remote, NULL);
-	atomic_init(&q->wr.remote, NULL);
-	q->rd.local = xts_unit_new(d, &q->rd);
-	q->wr.local = xts_unit_new(d, &q->wr);
-	if (!q->rd.local || !q->wr.local) {
-		xts_queue_close(q); /* xts_unit_new said why */
+	atomic_init(&pool->remote, NULL);
+	pool->local = xts_unit_new(d, pool);
+	if (!pool->local) {
+		xts_queue_close(pool); /* xts_unit_new said why */
 		return -ENOMEM;
 	}
-	*qctx = q;
+	*qctx = pool;
 	return 0;
 }
 
 void xts_queue_close(void *qctx)
 {
-	struct xts_queue *q = qctx;
+	struct xts_pool *pool = qctx;
+	struct xts_unit *u, *next;
 
-	if (!q)
+	if (!pool)
 		return;
-	xts_pool_free(&q->rd);
-	xts_pool_free(&q->wr);
-	free(q);
+	for (u = pool->all; u; u = next) {
+		next = u->all_next;
+		xts_unit_free(u);
+	}
+	free(pool);
 }
 
 /* --- Secrets --------------------------------------------------------------- */

@@ -291,31 +291,6 @@ static uint64_t sq_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* The release timer: ends the snapshots of idle readers. It holds a reference
- * to the handle, not to the layer, so closing never waits for it. */
-static void sq_release_timer(void *arg)
-{
-	struct sq_handle *h = arg;
-	struct sq_layer *l;
-	bool last;
-
-	pthread_mutex_lock(&h->lock);
-	l = h->l;
-	if (l) {
-		pthread_mutex_lock(&l->rlock);
-		l->timer_pending = false;
-		for (struct sq_conn *c = l->idle; c; c = c->next_idle)
-			sq_reader_end(c);
-		pthread_mutex_unlock(&l->rlock);
-	}
-	last = --h->refs == 0;
-	pthread_mutex_unlock(&h->lock);
-	if (last) {
-		pthread_mutex_destroy(&h->lock);
-		free(h);
-	}
-}
-
 /* Drop a reference to the handle (the layer's, at close). */
 static void sq_handle_put(struct sq_handle *h, bool closing)
 {
@@ -330,6 +305,29 @@ static void sq_handle_put(struct sq_handle *h, bool closing)
 		pthread_mutex_destroy(&h->lock);
 		free(h);
 	}
+}
+
+/* End the snapshots of all idle readers; no release timer is armed after. */
+static void sq_readers_end_idle(struct sq_layer *l)
+{
+	pthread_mutex_lock(&l->rlock);
+	l->timer_pending = false;
+	for (struct sq_conn *c = l->idle; c; c = c->next_idle)
+		sq_reader_end(c);
+	pthread_mutex_unlock(&l->rlock);
+}
+
+/* The release timer: ends the snapshots of idle readers. It holds a reference
+ * to the handle, not to the layer, so closing never waits for it. */
+static void sq_release_timer(void *arg)
+{
+	struct sq_handle *h = arg;
+
+	pthread_mutex_lock(&h->lock);
+	if (h->l)
+		sq_readers_end_idle(h->l);
+	pthread_mutex_unlock(&h->lock);
+	sq_handle_put(h, false);
 }
 
 /* An idle reader keeps its snapshot for the next read, but not for long: a
@@ -353,11 +351,7 @@ static void sq_reader_put(struct sq_layer *l, struct sq_conn *c)
 	pthread_mutex_unlock(&l->handle->lock);
 	if (dc_timer_after(SQ_SNAPSHOT_NS, sq_release_timer, l->handle) < 0) {
 		/* No timer: keep no snapshots. */
-		pthread_mutex_lock(&l->rlock);
-		l->timer_pending = false;
-		for (c = l->idle; c; c = c->next_idle)
-			sq_reader_end(c);
-		pthread_mutex_unlock(&l->rlock);
+		sq_readers_end_idle(l);
 		sq_handle_put(l->handle, false);
 	}
 }

@@ -41,7 +41,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/falloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -184,58 +183,6 @@ static int vhd_utf8_to_16(const char *s, uint16_t *out, size_t max)
 		}
 	}
 	return (int)n;
-}
-
-/* UTF-16 bytes (big- or little-endian) to a malloc'd UTF-8 string, stopping at
- * a NUL unit; NULL if a surrogate is unpaired or memory runs out. */
-static char *vhd_utf16_to_8(const uint8_t *b, size_t bytes, bool big)
-{
-	size_t n = bytes / 2, o = 0;
-	char *out = malloc(n * 3 + 1);
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t c = big ? (uint32_t)(b[2 * i] << 8 | b[2 * i + 1]) :
-				   (uint32_t)(b[2 * i + 1] << 8 | b[2 * i]);
-
-		if (c == 0)
-			break;
-		if (c >= 0xdc00 && c < 0xe000)
-			goto bad;
-		if (c >= 0xd800 && c < 0xdc00) {
-			uint32_t lo;
-
-			if (++i >= n)
-				goto bad;
-			lo = big ? (uint32_t)(b[2 * i] << 8 | b[2 * i + 1]) :
-				   (uint32_t)(b[2 * i + 1] << 8 | b[2 * i]);
-			if (lo < 0xdc00 || lo >= 0xe000)
-				goto bad;
-			c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
-		}
-		if (c < 0x80) {
-			out[o++] = (char)c;
-		} else if (c < 0x800) {
-			out[o++] = (char)(0xc0 | c >> 6);
-			out[o++] = (char)(0x80 | (c & 0x3f));
-		} else if (c < 0x10000) {
-			out[o++] = (char)(0xe0 | c >> 12);
-			out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
-			out[o++] = (char)(0x80 | (c & 0x3f));
-		} else {
-			/* 4 bytes from a 2-unit pair: fits the 3-per-unit budget. */
-			out[o++] = (char)(0xf0 | c >> 18);
-			out[o++] = (char)(0x80 | ((c >> 12) & 0x3f));
-			out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
-			out[o++] = (char)(0x80 | (c & 0x3f));
-		}
-	}
-	out[o] = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
 }
 
 /* --- Parsing ------------------------------------------------------------------ */
@@ -636,7 +583,7 @@ static char *vhd_loc_path(int fd, const struct vhd_loc *l, const char *dir)
 		goto out;
 	raw[l->len] = 0;
 	if (l->code == VHD_W2KU || l->code == VHD_W2RU)
-		s = vhd_utf16_to_8(raw, l->len, false);
+		s = vhdfmt_utf16_to_8(raw, l->len, false);
 	else
 		s = strndup((char *)raw, l->len);
 	if (!s || !s[0])
@@ -712,7 +659,8 @@ static int vhd_find_parent(int fd, const struct vhd_meta *m, const char *path,
 			    (cands[n] = vhd_loc_path(fd, &m->loc[i], dir)))
 				n++;
 	{
-		char *name = vhd_utf16_to_8(m->parent_name, sizeof(m->parent_name), true);
+		char *name =
+			vhdfmt_utf16_to_8(m->parent_name, sizeof(m->parent_name), true);
 
 		if (name && name[0] && (cands[n] = vhd_join(dir, name)))
 			n++;
@@ -936,34 +884,12 @@ static int vhd_sync(struct vhd_img *v)
 
 /* --- Allocation ------------------------------------------------------------------- */
 
-/* Write zeroes over [off, off+len). */
-static int vhd_zero(struct vhd_img *v, uint64_t off, uint64_t len)
-{
-	static const uint8_t zeroes[65536];
-
-	if (len == 0)
-		return 0;
-	if (fallocate(v->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)len) == 0)
-		return 0;
-	while (len) {
-		size_t n = len < sizeof(zeroes) ? (size_t)len : sizeof(zeroes);
-		int ret = vhdfmt_pwrite(v->fd, zeroes, n, off);
-
-		if (ret < 0)
-			return ret;
-		off += n;
-		len -= n;
-	}
-	return 0;
-}
-
 /* Zero [off, off+len) where it overlaps [0, limit). */
 static int vhd_zero_below(struct vhd_img *v, uint64_t off, uint64_t len, uint64_t limit)
 {
 	if (off >= limit)
 		return 0;
-	return vhd_zero(v, off, off + len < limit ? len : limit - off);
+	return vhdfmt_zero(v->fd, off, off + len < limit ? len : limit - off);
 }
 
 /* Allocate block b holding the request's sectors [o, o+n) (lock held); see the
@@ -1002,7 +928,7 @@ static int vhd_alloc(struct vhd_img *v, uint32_t b, uint32_t o, uint32_t n,
 		v->footer_off = nf;
 		if (old >= v->junk_end && old + VHD_FOOTER_SIZE > start + bmb &&
 		    old < end)
-			ret = vhd_zero(v, old, VHD_FOOTER_SIZE);
+			ret = vhdfmt_zero(v->fd, old, VHD_FOOTER_SIZE);
 	}
 	/* Space that held something before (blocks whose BAT update a crash
 	 * lost, footers) must read as zero in the new block. */

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* vhdfmt: VHD footer, checksum, geometry, ids and file I/O shared by vhd1 and vhd;
- * quiet probing and the parent chain check shared by vhd and vhdx. */
+ * zeroing, UTF-16 names, quiet probing and the parent chain check shared by
+ * vhd and vhdx. */
 #include "vhdfmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -236,6 +238,81 @@ int vhdfmt_result(struct dc_req *req, int neg_errno)
 		req->detail = err;
 		return DC_E_IO;
 	}
+}
+
+int vhdfmt_zero(int fd, uint64_t off, uint64_t len)
+{
+	static const uint8_t zeroes[65536];
+
+	if (len == 0)
+		return 0;
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+		      (off_t)len) == 0)
+		return 0;
+	while (len) {
+		size_t n = len < sizeof(zeroes) ? (size_t)len : sizeof(zeroes);
+		int ret = vhdfmt_pwrite(fd, zeroes, n, off);
+
+		if (ret < 0)
+			return ret;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* --- UTF-16 ------------------------------------------------------------------ */
+
+/* UTF-16 bytes (big- or little-endian) to a malloc'd UTF-8 string, stopping at
+ * a NUL unit; NULL if a surrogate is unpaired or memory runs out. */
+char *vhdfmt_utf16_to_8(const uint8_t *b, size_t bytes, bool big)
+{
+	size_t n = bytes / 2, o = 0;
+	char *out = malloc(n * 3 + 1);
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t c = big ? (uint32_t)(b[2 * i] << 8 | b[2 * i + 1]) :
+				   (uint32_t)(b[2 * i + 1] << 8 | b[2 * i]);
+
+		if (c == 0)
+			break;
+		if (c >= 0xdc00 && c < 0xe000)
+			goto bad;
+		if (c >= 0xd800 && c < 0xdc00) {
+			uint32_t lo;
+
+			if (++i >= n)
+				goto bad;
+			lo = big ? (uint32_t)(b[2 * i] << 8 | b[2 * i + 1]) :
+				   (uint32_t)(b[2 * i + 1] << 8 | b[2 * i]);
+			if (lo < 0xdc00 || lo >= 0xe000)
+				goto bad;
+			c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+		}
+		if (c < 0x80) {
+			out[o++] = (char)c;
+		} else if (c < 0x800) {
+			out[o++] = (char)(0xc0 | c >> 6);
+			out[o++] = (char)(0x80 | (c & 0x3f));
+		} else if (c < 0x10000) {
+			out[o++] = (char)(0xe0 | c >> 12);
+			out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
+			out[o++] = (char)(0x80 | (c & 0x3f));
+		} else {
+			/* 4 bytes from a 2-unit pair: fits the 3-per-unit budget. */
+			out[o++] = (char)(0xf0 | c >> 18);
+			out[o++] = (char)(0x80 | ((c >> 12) & 0x3f));
+			out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
+			out[o++] = (char)(0x80 | (c & 0x3f));
+		}
+	}
+	out[o] = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
 }
 
 /* --- Quiet probing ------------------------------------------------------------ */

@@ -2,8 +2,9 @@
 /* vhdfmt: the parts of the VHD format (Microsoft "Virtual Hard Disk Image Format
  * Specification") that the vhd1 and vhd plugins share: the 512-byte footer, the
  * one's-complement checksum, CHS geometry, unique ids, and full-length file I/O;
- * and what vhd and vhdx share as differencing layers: quiet probing and the
- * parent chain check behind lower_spec(). Compiled into vhd1, vhd and vhdx;
+ * and what vhd and vhdx share: zeroing file ranges, UTF-16 names, and as
+ * differencing layers, quiet probing and the parent chain check behind
+ * lower_spec(). Compiled into vhd1, vhd and vhdx;
  * nothing here is exported (plugins.map). */
 #ifndef DISKCORE_VHDFMT_H
 #define DISKCORE_VHDFMT_H
@@ -120,6 +121,12 @@ int vhdfmt_pwrite(int fd, const void *buf, size_t len, uint64_t off);
 int vhdfmt_xfer(int fd, const struct dc_buf *b, uint64_t off, bool write, int rwflags);
 /* Map an errno from the helpers above onto a request result. */
 int vhdfmt_result(struct dc_req *req, int neg_errno);
+/* Zero [off, off+len) of the file: punch a hole, else write zeroes. */
+int vhdfmt_zero(int fd, uint64_t off, uint64_t len);
+
+/* UTF-16 bytes (big- or little-endian) to a malloc'd UTF-8 string, stopping at
+ * a NUL unit; NULL if a surrogate is unpaired or memory runs out. */
+char *vhdfmt_utf16_to_8(const uint8_t *b, size_t bytes, bool big);
 
 /* dc_error() unless this thread is probing quietly. Probing other files
  * (parent candidates, the chain walk) must not leave their messages behind. */

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -466,7 +465,6 @@ static void vhdx_ovl_free(struct vhdx *v)
  * its end. */
 int vhdx_zero_file(int fd, uint64_t off, uint64_t len)
 {
-	static const uint8_t zeroes[65536];
 	struct stat st;
 	uint64_t end = off + len;
 
@@ -478,19 +476,7 @@ int vhdx_zero_file(int fd, uint64_t off, uint64_t len)
 		return 0;
 	if (end > (uint64_t)st.st_size)
 		end = (uint64_t)st.st_size;
-	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)(end - off)) == 0)
-		return 0;
-	for (; off < end;) {
-		size_t n = end - off < sizeof(zeroes) ? (size_t)(end - off) :
-							sizeof(zeroes);
-		int ret = vhdfmt_pwrite(fd, zeroes, n, off);
-
-		if (ret < 0)
-			return ret;
-		off += n;
-	}
-	return 0;
+	return vhdfmt_zero(fd, off, end - off);
 }
 
 int vhdx_log_open(struct vhdx *v)

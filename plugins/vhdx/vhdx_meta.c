@@ -89,38 +89,12 @@ static void vhdx_guid_bin(const char *s, uint8_t *out)
 /* UTF-16LE (no NUL inside) to a malloc'd UTF-8 string; NULL if malformed. */
 static char *vhdx_from16(const uint8_t *b, size_t bytes)
 {
-	size_t n = bytes / 2, o = 0;
-	char *out = malloc(n * 3 + 1);
-
-	if (!out || bytes % 2)
-		goto bad;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t c = vhdx_get16(b + 2 * i);
-
-		if (c == 0 || (c >= 0xdc00 && c < 0xe000))
-			goto bad;
-		if (c >= 0xd800 && c < 0xdc00) {
-			uint32_t lo = ++i < n ? vhdx_get16(b + 2 * i) : 0;
-
-			if (lo < 0xdc00 || lo >= 0xe000)
-				goto bad;
-			c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
-			out[o++] = (char)(0xf0 | c >> 18);
-			out[o++] = (char)(0x80 | ((c >> 12) & 0x3f));
-		} else if (c >= 0x800) {
-			out[o++] = (char)(0xe0 | c >> 12);
-		}
-		if (c >= 0x800)
-			out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
-		else if (c >= 0x80)
-			out[o++] = (char)(0xc0 | c >> 6);
-		out[o++] = (char)(c < 0x80 ? c : 0x80 | (c & 0x3f));
-	}
-	out[o] = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
+	if (bytes % 2)
+		return NULL;
+	for (size_t i = 0; i < bytes; i += 2)
+		if (vhdx_get16(b + i) == 0)
+			return NULL;
+	return vhdfmt_utf16_to_8(b, bytes, false);
 }
 
 /* UTF-8 to UTF-16LE bytes in out (room for max bytes); the byte count, or -1. */
