@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/* diskctl serve: the export's description and one connection's life. */
+#include "serve-int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What every connection advertises, from the disk's metadata. */
+int serve_srv_init(struct serve_srv *s, dc_disk *disk, bool ro, const char *export_name)
+{
+	s->disk = disk;
+	dc_get_info(disk, &s->info);
+	s->ss = s->info.sector_size;
+	s->size = s->info.sector_count * s->ss;
+	s->ro = ro || (s->info.flags & DC_INFO_READ_ONLY);
+	s->export_name = export_name;
+	s->tflags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_CAN_MULTI_CONN;
+	if (s->ro) {
+		s->tflags |= NBD_FLAG_READ_ONLY;
+	} else {
+		s->tflags |= NBD_FLAG_SEND_WRITE_ZEROES;
+		if (s->info.flags & DC_INFO_FUA_RESPECTED)
+			s->tflags |= NBD_FLAG_SEND_FUA;
+		if (s->info.unmap_behavior != DC_UNMAP_IGNORED)
+			s->tflags |= NBD_FLAG_SEND_TRIM;
+	}
+	snprintf(s->desc, sizeof(s->desc), "diskcore %.24s disk", s->info.disk_type);
+	if (posix_memalign(&s->zeroes, SERVE_ALIGN, SERVE_ZERO_CHUNK))
+		return -ENOMEM;
+	memset(s->zeroes, 0, SERVE_ZERO_CHUNK);
+	pthread_mutex_init(&s->lock, NULL);
+	return 0;
+}
+
+void serve_srv_fini(struct serve_srv *s)
+{
+	free(s->zeroes);
+	s->zeroes = NULL;
+	pthread_mutex_destroy(&s->lock);
+}
+
+void serve_conn_run(struct serve_conn *c)
+{
+	struct serve_srv *s = c->srv;
+	int rc;
+
+	c->qfd = -1;
+	/* Only while haggling: an idle transmission connection keeps no 64 KiB. */
+	c->optbuf = malloc(SERVE_MAX_OPT);
+	if (!c->optbuf) {
+		serve_log(c, "out of memory for the handshake");
+		return;
+	}
+	rc = serve_handshake(c);
+	free(c->optbuf);
+	c->optbuf = NULL;
+	if (rc)
+		return;
+	pthread_mutex_lock(&s->lock);
+	c->transmitting = true;
+	pthread_mutex_unlock(&s->lock);
+
+	/* The queue only now: abandoned handshakes cost no queue. */
+	rc = dc_queue_open(s->disk, DC_QUEUE_POLL, &c->q);
+	if (rc < 0) {
+		serve_log(c, "queue: %s", dc_last_error());
+		return;
+	}
+	c->qfd = dc_queue_fd(c->q);
+	if (s->verbose)
+		serve_log(c, "transmission");
+	serve_transmit(c);
+	dc_queue_close(c->q);
+	c->q = NULL;
+	serve_bufs_free(c);
+}

@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * diskctl serve: request buffers, submission to the disk and completions.
+ *
+ * Memory: a connection holds at most SERVE_CONN_BUF_BYTES of request buffers,
+ * in flight and idle together. A request that needs more first evicts idle
+ * buffers, then waits for its connection's earlier requests to complete (and
+ * their replies to go out), so a client cannot grow the server beyond that by
+ * pipelining large requests and not reading the replies.
+ */
+#include "serve-int.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+
+#define SERVE_BUF_STEP (1u << 20)
+
+void serve_reply(struct serve_conn *c, uint64_t handle, uint32_t err, const void *data,
+		 size_t len)
+{
+	uint8_t h[16];
+	struct iovec iov[2] = {
+		{ .iov_base = h, .iov_len = sizeof(h) },
+		{ .iov_base = (void *)data, .iov_len = len },
+	};
+
+	serve_put32(h, NBD_SIMPLE_REPLY_MAGIC);
+	serve_put32(h + 4, err);
+	serve_put64(h + 8, handle);
+	serve_sendv(c, iov, !err && len ? 2 : 1);
+}
+
+uint32_t serve_nbd_error(int result, int detail, uint16_t cmd)
+{
+	bool write = cmd == NBD_CMD_WRITE || cmd == NBD_CMD_WRITE_ZEROES;
+
+	switch (result) {
+	case 0:
+		return 0;
+	case DC_E_ILLEGAL_BLOCK:
+		return write ? NBD_ENOSPC : NBD_EINVAL;
+	case DC_E_INVALID_INPUT:
+	case DC_E_UNSUPPORTED:
+		return NBD_EINVAL;
+	case DC_E_READ_ONLY:
+		return NBD_EPERM;
+	case -ENOMEM:
+		return NBD_ENOMEM;
+	case DC_E_IO:
+		if (detail == ENOSPC || detail == EDQUOT || detail == EFBIG)
+			return NBD_ENOSPC;
+		return NBD_EIO;
+	default:
+		return NBD_EIO;
+	}
+}
+
+/* Powers of two up to a step, whole steps above: little waste, good reuse. */
+static size_t serve_buf_round(size_t n)
+{
+	size_t cap = SERVE_MIN_BUF;
+
+	if (n > SERVE_BUF_STEP)
+		return (n + SERVE_BUF_STEP - 1) & ~(size_t)(SERVE_BUF_STEP - 1);
+	while (cap < n)
+		cap <<= 1;
+	return cap;
+}
+
+static void serve_cache_drop(struct serve_conn *c, int i)
+{
+	free(c->cache[i]);
+	c->buf_bytes -= c->cache_cap[i];
+	c->cache_bytes -= c->cache_cap[i];
+	c->ncache--;
+	c->cache[i] = c->cache[c->ncache];
+	c->cache_cap[i] = c->cache_cap[c->ncache];
+}
+
+/* Wait for completions of this connection and handle them. */
+static int serve_wait_one(struct serve_conn *c)
+{
+	struct pollfd p = { .fd = c->qfd, .events = POLLIN };
+
+	if (poll(&p, 1, -1) < 0 && errno != EINTR)
+		return -1; /* cannot happen with a valid fd; do not spin */
+	serve_reap(c);
+	return 0;
+}
+
+/* A buffer of at least n bytes: the smallest idle one that fits, or a new one
+ * within the connection's budget. */
+static void *serve_buf_get(struct serve_conn *c, size_t n, size_t *cap)
+{
+	size_t need = serve_buf_round(n);
+	void *p;
+
+	for (;;) {
+		int best = -1;
+
+		for (int i = 0; i < c->ncache; i++)
+			if (c->cache_cap[i] >= n &&
+			    (best < 0 || c->cache_cap[i] < c->cache_cap[best]))
+				best = i;
+		if (best >= 0) {
+			p = c->cache[best];
+			*cap = c->cache_cap[best];
+			c->cache_bytes -= *cap;
+			c->ncache--;
+			c->cache[best] = c->cache[c->ncache];
+			c->cache_cap[best] = c->cache_cap[c->ncache];
+			return p;
+		}
+		if (c->buf_bytes + need <= SERVE_CONN_BUF_BYTES || !c->inflight)
+			break;
+		if (c->ncache) {
+			serve_cache_drop(c, 0);
+			continue;
+		}
+		/* Over budget with everything in flight: let some complete. */
+		if (serve_wait_one(c))
+			break;
+	}
+	while (c->ncache && c->buf_bytes + need > SERVE_CONN_BUF_BYTES)
+		serve_cache_drop(c, 0);
+	if (posix_memalign(&p, SERVE_ALIGN, need))
+		return NULL;
+	*cap = need;
+	c->buf_bytes += need;
+	return p;
+}
+
+static void serve_buf_put(struct serve_conn *c, void *p, size_t cap)
+{
+	if (!p)
+		return;
+	if (c->ncache == SERVE_CACHE || c->cache_bytes + cap > SERVE_CACHE_BYTES) {
+		free(p);
+		c->buf_bytes -= cap;
+		return;
+	}
+	c->cache[c->ncache] = p;
+	c->cache_cap[c->ncache++] = cap;
+	c->cache_bytes += cap;
+}
+
+void serve_bufs_free(struct serve_conn *c)
+{
+	while (c->ncache)
+		serve_cache_drop(c, c->ncache - 1);
+}
+
+struct serve_req *serve_req_new(struct serve_conn *c, const struct serve_req *hdr,
+				size_t buflen)
+{
+	struct serve_req *r = malloc(sizeof(*r));
+
+	if (!r)
+		return NULL;
+	*r = *hdr;
+	r->buf = NULL;
+	r->buflen = buflen;
+	r->bufcap = 0;
+	if (buflen && !(r->buf = serve_buf_get(c, buflen, &r->bufcap))) {
+		free(r);
+		return NULL;
+	}
+	c->inflight++;
+	return r;
+}
+
+void serve_req_free(struct serve_conn *c, struct serve_req *r)
+{
+	c->inflight--;
+	serve_buf_put(c, r->buf, r->bufcap);
+	free(r);
+}
+
+/* Reply and forget the request. */
+void serve_finish(struct serve_conn *c, struct serve_req *r, uint32_t err)
+{
+	bool data = r->cmd == NBD_CMD_READ && !err;
+
+	serve_reply(c, r->handle, err, data ? (uint8_t *)r->buf + r->skip : NULL,
+		    data ? r->len : 0);
+	serve_req_free(c, r);
+}
+
+int serve_submit(struct serve_conn *c, struct serve_req *r, uint32_t op, uint32_t flags,
+		 uint64_t sector, uint64_t count, const struct iovec *iov, int iovcnt)
+{
+	struct dc_io io = {
+		.op = op,
+		.flags = flags,
+		.sector = sector,
+		.count = count,
+		.iov = iov,
+		.iovcnt = iovcnt,
+		.user_data = r,
+	};
+
+	return dc_submit(c->q, &io);
+}
+
+/* Submit the next (up to SERVE_MAX_REQ) chunk of a write-zeroes done by writing. */
+int serve_zero_next(struct serve_conn *c, struct serve_req *r)
+{
+	struct serve_srv *s = c->srv;
+	uint64_t bytes = (r->zend - r->zcur) * s->ss;
+	uint64_t sector = r->zcur;
+	int n = 0;
+
+	if (bytes > SERVE_MAX_REQ)
+		bytes = SERVE_MAX_REQ;
+	r->zcur += bytes / s->ss;
+	while (bytes) {
+		size_t k = bytes < SERVE_ZERO_CHUNK ? (size_t)bytes : SERVE_ZERO_CHUNK;
+
+		r->iov[n].iov_base = s->zeroes;
+		r->iov[n].iov_len = k;
+		n++;
+		bytes -= k;
+	}
+	return serve_submit(c, r, DC_OP_WRITE,
+			    r->flags & NBD_CMD_FLAG_FUA ? DC_IO_FUA : 0, sector, 0,
+			    r->iov, n);
+}
+
+/* A finished disk operation: chain the next step or reply. */
+static void serve_complete(struct serve_conn *c, struct serve_req *r, int result,
+			   int detail)
+{
+	int rc;
+
+	if (r->cmd == NBD_CMD_TRIM && result == DC_E_UNSUPPORTED) {
+		result = 0; /* trim is only a hint */
+		r->then_flush = false;
+	}
+	if (r->zero_unmap &&
+	    (result == DC_E_UNSUPPORTED || result == DC_E_INVALID_INPUT)) {
+		/* The chain would not unmap after all: write the zeroes. */
+		r->zero_unmap = false;
+		r->then_flush = false;
+		r->zcur = r->off / c->srv->ss;
+		rc = serve_zero_next(c, r);
+		goto submitted;
+	}
+	if (!result && r->zcur < r->zend) {
+		rc = serve_zero_next(c, r);
+		goto submitted;
+	}
+	if (!result && r->then_flush) {
+		r->then_flush = false;
+		rc = serve_submit(c, r, DC_OP_FLUSH, 0, 0, 0, NULL, 0);
+		goto submitted;
+	}
+	serve_finish(c, r, serve_nbd_error(result, detail, r->cmd));
+	return;
+submitted:
+	if (rc < 0)
+		serve_finish(c, r, serve_nbd_error(rc, 0, r->cmd));
+}
+
+void serve_start(struct serve_conn *c, struct serve_req *r, int rc)
+{
+	if (rc < 0)
+		serve_finish(c, r, serve_nbd_error(rc, 0, r->cmd));
+}
+
+void serve_reap(struct serve_conn *c)
+{
+	struct dc_completion done[SERVE_REAP];
+	int n;
+
+	while ((n = dc_queue_reap(c->q, done, SERVE_REAP)) > 0)
+		for (int i = 0; i < n; i++)
+			serve_complete(c, done[i].user_data, done[i].result,
+				       done[i].detail);
+}
+
+/* Wait until at most keep requests of this connection are left, sending replies. */
+void serve_drain(struct serve_conn *c, unsigned keep)
+{
+	while (c->inflight > keep && !serve_wait_one(c))
+		;
+}

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/* diskctl serve: logging, big-endian fields and whole-message socket I/O. */
+#include "serve-int.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+bool serve_quiet;
+
+void serve_log(const struct serve_conn *c, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (serve_quiet)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c)
+		fprintf(stderr, "diskctl serve: connection %u: %s\n", c->id, msg);
+	else
+		fprintf(stderr, "diskctl serve: %s\n", msg);
+}
+
+void serve_put16(uint8_t *p, uint16_t v)
+{
+	v = htobe16(v);
+	memcpy(p, &v, 2);
+}
+
+void serve_put32(uint8_t *p, uint32_t v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, 4);
+}
+
+void serve_put64(uint8_t *p, uint64_t v)
+{
+	v = htobe64(v);
+	memcpy(p, &v, 8);
+}
+
+uint16_t serve_get16(const uint8_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, 2);
+	return be16toh(v);
+}
+
+uint32_t serve_get32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
+uint64_t serve_get64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return be64toh(v);
+}
+
+/* 0 when all n bytes arrived; -1 on end of stream or error. */
+int serve_recv(struct serve_conn *c, void *buf, size_t n)
+{
+	uint8_t *p = buf;
+
+	while (n) {
+		ssize_t r = read(c->fd, p, n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Read and drop n bytes (a payload we refuse). */
+int serve_skip(struct serve_conn *c, uint64_t n)
+{
+	uint8_t sink[16384];
+
+	while (n) {
+		size_t k = n < sizeof(sink) ? (size_t)n : sizeof(sink);
+
+		if (serve_recv(c, sink, k))
+			return -1;
+		n -= k;
+	}
+	return 0;
+}
+
+/* Send all of iov; a failure marks the connection broken (later sends are dropped). */
+int serve_sendv(struct serve_conn *c, struct iovec *iov, int iovcnt)
+{
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+
+	if (c->broken)
+		return -1;
+	while (m.msg_iovlen) {
+		ssize_t r = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			if (c->srv->verbose)
+				serve_log(c, "send: %s", strerror(errno));
+			c->broken = true;
+			c->closing = true;
+			return -1;
+		}
+		while (m.msg_iovlen && (size_t)r >= m.msg_iov->iov_len) {
+			r -= (ssize_t)m.msg_iov->iov_len;
+			m.msg_iov++;
+			m.msg_iovlen--;
+		}
+		if (m.msg_iovlen) {
+			m.msg_iov->iov_base = (uint8_t *)m.msg_iov->iov_base + r;
+			m.msg_iov->iov_len -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+int serve_send(struct serve_conn *c, const void *buf, size_t n)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = n };
+
+	return serve_sendv(c, &iov, 1);
+}
