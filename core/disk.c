@@ -29,16 +29,16 @@ static int node_validate(struct dc_node *n)
 	struct dc_info *i = &n->info;
 
 	if (!is_pow2(i->sector_size) || i->sector_size < 512)
-		return dc__fail(-EINVAL,
-				"invalid sector size %u (must be a power of two >= 512)",
-				i->sector_size);
+		return dc_fail(-EINVAL,
+			       "invalid sector size %u (must be a power of two >= 512)",
+			       i->sector_size);
 	if (!is_pow2(i->physical_sector_size) || i->physical_sector_size < i->sector_size)
-		return dc__fail(
+		return dc_fail(
 			-EINVAL,
 			"invalid physical sector size %u (must be a power of two >= the sector size %u)",
 			i->physical_sector_size, i->sector_size);
 	if (i->unmap_behavior > DC_UNMAP_ZEROES)
-		return dc__fail(-EINVAL, "invalid unmap behaviour %u", i->unmap_behavior);
+		return dc_fail(-EINVAL, "invalid unmap behaviour %u", i->unmap_behavior);
 	if (!i->disk_type[0])
 		snprintf(i->disk_type, sizeof(i->disk_type), "%s", n->plugin->name);
 	return 0;
@@ -55,6 +55,41 @@ int dc__disk_add_node(struct dc_disk *disk, struct dc_node *n)
 	n->index = disk->nnodes;
 	nodes[disk->nnodes++] = n;
 	return 0;
+}
+
+/* Fail closed (plugin.h): a flag that promises an op survives only where the
+ * plugin handles the op, or forwards it to a child that keeps the promise; a
+ * node that cannot write is read-only, one that cannot unmap ignores unmap.
+ * Then the geometry the request guard checks against. Runs once the node's
+ * metadata is final: after open(), for a layer after attach(). */
+void dc__node_seal(struct dc_node *n)
+{
+	static const struct {
+		uint64_t ops;
+		uint32_t flag;
+	} promises[] = {
+		{ DC_OPS_PR, DC_INFO_PR },
+		{ DC_OP_BIT(DC_OP_EJECT), DC_INFO_EJECT },
+		{ DC_OP_BIT(DC_OP_WRITE), DC_INFO_FUA_RESPECTED },
+	};
+	const struct dc_plugin *p = n->plugin;
+	struct dc_info *i = &n->info;
+	uint64_t pass = n->nchildren ? p->passthrough_ops & ~p->ops : 0;
+	uint32_t child_flags = n->nchildren ? n->children[0]->info.flags : 0;
+
+	for (unsigned k = 0; k < DC_ARRAY_SIZE(promises); k++) {
+		uint64_t ops = promises[k].ops;
+
+		if ((ops & (p->ops | pass)) != ops ||
+		    ((ops & pass) && !(child_flags & promises[k].flag)))
+			i->flags &= ~promises[k].flag;
+	}
+	if (!((p->ops | pass) & DC_OP_BIT(DC_OP_WRITE)))
+		i->flags |= DC_INFO_READ_ONLY;
+	if (!((p->ops | pass) & DC_OP_BIT(DC_OP_UNMAP)))
+		i->unmap_behavior = DC_UNMAP_IGNORED;
+	n->shift = i->sector_size ? (unsigned)__builtin_ctz(i->sector_size) : 9;
+	n->max_sector = (uint64_t)INT64_MAX >> n->shift;
 }
 
 /* Slot layout: [core request][ctx][embedded child slot, single-child nodes]. */
@@ -139,7 +174,7 @@ int dc__node_create(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 	int rc;
 
 	if (!n)
-		return dc__fail(-ENOMEM, "%s: out of memory", s->form->name);
+		return dc_fail(-ENOMEM, "%s: out of memory", s->form->name);
 	a.node = n;
 	/* A decorator starts from its child's metadata; the plugin adjusts it. */
 	if (nchildren)
@@ -149,6 +184,8 @@ int dc__node_create(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 	rc = s->plugin->open(&a, &n->inst, &n->info);
 	if (rc == 0 && s->plugin->kind != DC_KIND_LAYER)
 		rc = node_validate(n);
+	if (rc == 0)
+		dc__node_seal(n);
 	dc__error_pop_prefix();
 	if (rc < 0) {
 		if (n->inst && s->plugin->close)
@@ -172,7 +209,7 @@ int dc__node_wrap(struct dc_disk *disk, const struct dc_plugin *p, void *inst,
 	int rc;
 
 	if (!n)
-		return dc__fail(-ENOMEM, "out of memory");
+		return dc_fail(-ENOMEM, "out of memory");
 	n->inst = inst;
 	n->info = *info;
 	rc = node_validate(n);
@@ -180,6 +217,7 @@ int dc__node_wrap(struct dc_disk *disk, const struct dc_plugin *p, void *inst,
 		node_discard(n);
 		return rc;
 	}
+	dc__node_seal(n);
 	node_layout(n);
 	*out = n;
 	return 0;
@@ -212,7 +250,7 @@ int dc__node_open(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 	if (s->nchildren) {
 		children = calloc(s->nchildren, sizeof(*children));
 		if (!children)
-			return dc__fail(-ENOMEM, "out of memory");
+			return dc_fail(-ENOMEM, "out of memory");
 	}
 	for (i = 0; i < s->nchildren; i++) {
 		rc = dc__node_open(disk, s->children[i], read_only, &children[i]);
@@ -261,11 +299,11 @@ DC_EXPORT int dc_open(const char *spec, uint32_t flags, dc_disk **out)
 	int rc;
 
 	if (!spec || !out || (flags & ~DC_OPEN_READ_ONLY))
-		return dc__fail(-EINVAL, "dc_open: invalid arguments");
+		return dc_fail(-EINVAL, "dc_open: invalid arguments");
 	*out = NULL;
 	d = calloc(1, sizeof(*d));
 	if (!d)
-		return dc__fail(-ENOMEM, "dc_open: out of memory");
+		return dc_fail(-ENOMEM, "dc_open: out of memory");
 	pthread_mutex_init(&d->resize_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -275,7 +313,7 @@ DC_EXPORT int dc_open(const char *spec, uint32_t flags, dc_disk **out)
 	d->serial = atomic_fetch_add(&disk_serial, 1) + 1;
 	d->resize_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (d->resize_fd < 0) {
-		rc = dc__fail(-errno, "dc_open: eventfd: %s", strerror(errno));
+		rc = dc_fail(-errno, "dc_open: eventfd: %s", strerror(errno));
 		goto fail;
 	}
 
@@ -442,12 +480,12 @@ DC_EXPORT int dc_resize(dc_disk *d, uint64_t new_count)
 	int rc;
 
 	if (d->info.flags & DC_INFO_READ_ONLY)
-		return dc__fail(-EROFS, "resize: the disk is read-only");
+		return dc_fail(-EROFS, "resize: the disk is read-only");
 	while (!n->plugin->resize && n->plugin->kind == DC_KIND_DECORATOR && n->nchildren)
 		n = n->children[0];
 	if (!n->plugin->resize)
-		return dc__fail(-EOPNOTSUPP, "%s: resize is not supported",
-				n->plugin->name);
+		return dc_fail(-EOPNOTSUPP, "%s: resize is not supported",
+			       n->plugin->name);
 	dc__error_push_prefix(n->plugin->name);
 	rc = n->plugin->resize(n->inst, new_count);
 	dc__error_pop_prefix();

@@ -106,7 +106,7 @@ void dc__error_raw(const char *fmt, ...)
 	va_end(ap);
 }
 
-int dc__fail(int err, const char *fmt, ...)
+DC_EXPORT int dc_fail(int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -114,6 +114,11 @@ int dc__fail(int err, const char *fmt, ...)
 	error_vset(true, fmt, ap);
 	va_end(ap);
 	return err;
+}
+
+DC_EXPORT uint32_t dc_version(void)
+{
+	return DC_VERSION(DC_VERSION_MAJOR, DC_VERSION_MINOR);
 }
 
 DC_EXPORT const char *dc_last_error(void)

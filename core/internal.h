@@ -23,8 +23,7 @@ void dc__redact_urls(char *s);
 bool dc__error_isset(void);
 /* Set the message with no prefix. */
 void dc__error_raw(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Returns -err after setting the message (with prefix): `return dc__fail(-EINVAL, ...)`. */
-int dc__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* dc_fail() (plugin.h) is the core's way too: `return dc_fail(-EINVAL, ...)`. */
 
 /* --- registry.c: plugin discovery and trust ----------------------------- */
 
@@ -77,6 +76,8 @@ struct dc_node {
 	size_t slot_size;            /* bytes of a request addressed to this node */
 	size_t ctx_off;              /* offset of ctx within the slot */
 	size_t embed_size;           /* child slot embedded at the end (0: none) */
+	unsigned shift;              /* log2 of info.sector_size */
+	uint64_t max_sector;         /* INT64_MAX >> shift: the representable limit */
 };
 
 /* A request as the core keeps it; `pub` is what plugins see. */
@@ -87,6 +88,7 @@ struct dc_ireq {
 	struct dc_queue *queue;
 	struct dc_ireq *next;        /* free lists, completion lists */
 	uint8_t kind;                /* DC_IREQ_* */
+	uint8_t hand;                /* queued for the queue's thread: HAND_* */
 	atomic_bool embedded_busy;   /* the embedded child slot is taken */
 	/* Top-level requests only. */
 	dc_complete_fn cb;
@@ -127,6 +129,9 @@ int dc__node_wrap(struct dc_disk *disk, const struct dc_plugin *p, void *inst,
 		  const struct dc_info *info, const char *label,
 		  struct dc_node **children, unsigned nchildren,
 		  struct dc_node **out);
+/* Settle a node's metadata once it is final: fail-closed info flags, request
+ * guard geometry (disk.c). */
+void dc__node_seal(struct dc_node *n);
 /* Close a node and its children (calls the plugin's close). */
 void dc__node_close(struct dc_node *n);
 /* Dispatch a request to the plugin of its node, honouring ops/passthrough. */

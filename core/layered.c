@@ -509,8 +509,8 @@ static int layered_resize(void *inst, uint64_t new_sector_count)
 	int rc;
 
 	if (!top->plugin->resize)
-		return dc__fail(-EOPNOTSUPP, "the top layer (%s) cannot be resized",
-				layered_name(top));
+		return dc_fail(-EOPNOTSUPP, "the top layer (%s) cannot be resized",
+			       layered_name(top));
 	dc__error_push_prefix(layered_name(top));
 	rc = top->plugin->resize(top->inst, new_sector_count);
 	dc__error_pop_prefix();
@@ -546,7 +546,7 @@ static void layered_close(void *inst)
 }
 
 static const struct dc_form layered_forms[] = {
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ 0 },
 };
 
 const struct dc_plugin dc__layered_plugin = {
@@ -598,10 +598,10 @@ static int layered_collect(struct dc_disk *disk, struct dc_spec *s, bool read_on
 		unsigned i = *ncfg;
 
 		if (i == LAYERED_MAX_LAYERS)
-			return dc__fail(-ELOOP,
-					"more than %d layers below '%s': is a "
-					"differencing image its own ancestor?",
-					LAYERED_MAX_LAYERS, s->text);
+			return dc_fail(-ELOOP,
+				       "more than %d layers below '%s': is a "
+				       "differencing image its own ancestor?",
+				       LAYERED_MAX_LAYERS, s->text);
 		if (cur->plugin->kind != DC_KIND_LAYER) {
 			/* A plain disk (maybe a chain of its own) is the full
 			 * bottom layer. */
@@ -628,18 +628,18 @@ static int layered_collect(struct dc_disk *disk, struct dc_spec *s, bool read_on
 			ro = true;
 		if (cur->form->child == DC_CHILD_ONE) {
 			if (cur->nchildren != 1 || !cur->children[0])
-				return dc__fail(-EINVAL,
-						"layer '%s' needs one inner spec after "
-						"its fields",
-						cur->form->name);
+				return dc_fail(-EINVAL,
+					       "layer '%s' needs one inner spec after "
+					       "its fields",
+					       cur->form->name);
 			cur = cur->children[0];
 			continue;
 		}
 		if (cur->form->child != DC_CHILD_NONE)
-			return dc__fail(-EINVAL,
-					"layer form '%s' takes a list; a layer sits "
-					"over one inner spec",
-					cur->form->name);
+			return dc_fail(-EINVAL,
+				       "layer form '%s' takes a list; a layer sits "
+				       "over one inner spec",
+				       cur->form->name);
 		cur = NULL;
 		if (node->plugin->lower_spec) {
 			char buf[LAYERED_SPEC_MAX];
@@ -689,29 +689,29 @@ static int layered_attach(struct layered_layer *cfg, unsigned n)
 			dc__error_pop_prefix();
 			if (rc < 0)
 				return rc;
+			dc__node_seal(nd);
 		}
 		if (cfg[i].read_cache &&
 		    !(cfg[i].is_layer && (info->flags & DC_INFO_CAN_READ_CACHE)))
-			return dc__fail(-EINVAL,
-					"layer %u (%s): read caching was requested, but "
-					"the layer cannot write without overwriting "
-					"(no write-no-overwrite support)",
-					i, name);
+			return dc_fail(-EINVAL,
+				       "layer %u (%s): read caching was requested, but "
+				       "the layer cannot write without overwriting "
+				       "(no write-no-overwrite support)",
+				       i, name);
 		ss = info->sector_size;
 		if (ss < 512 || (ss & (ss - 1)))
-			return dc__fail(-EINVAL,
-					"layer %u (%s): sector size %u is invalid: "
-					"expected a power of two >= 512",
-					i, name, ss);
+			return dc_fail(-EINVAL,
+				       "layer %u (%s): sector size %u is invalid: "
+				       "expected a power of two >= 512",
+				       i, name, ss);
 		if (i == n - 1)
 			bottom_ss = ss;
 		else if (ss != bottom_ss)
-			return dc__fail(
-				-EINVAL,
-				"layer %u (%s): sector size %u does not match the "
-				"bottom layer's %u; all layers must use one "
-				"sector size",
-				i, name, ss, bottom_ss);
+			return dc_fail(-EINVAL,
+				       "layer %u (%s): sector size %u does not match the "
+				       "bottom layer's %u; all layers must use one "
+				       "sector size",
+				       i, name, ss, bottom_ss);
 	}
 	return 0;
 }
@@ -732,12 +732,12 @@ static int layered_merge(struct layered_layer *cfg, unsigned n, bool read_only,
 
 		if (last_wt) {
 			if ((info->flags & DC_INFO_READ_ONLY) && !read_only)
-				return dc__fail(-EROFS,
-						"layer %u (%s) is read-only but writes "
-						"reach it; open the disk read-only, or "
-						"put a writable layer such as memdiff: "
-						"above it",
-						i, name);
+				return dc_fail(-EROFS,
+					       "layer %u (%s) is read-only but writes "
+					       "reach it; open the disk read-only, or "
+					       "put a writable layer such as memdiff: "
+					       "above it",
+					       i, name);
 			fua = fua && (info->flags & DC_INFO_FUA_RESPECTED);
 			must_zero = must_zero || cfg[i].write_through;
 			unmap = layered_merge_unmap(unmap, info->unmap_behavior,
@@ -745,11 +745,11 @@ static int layered_merge(struct layered_layer *cfg, unsigned n, bool read_only,
 			if (info->optimal_unmap_sectors > opt)
 				opt = info->optimal_unmap_sectors;
 		} else if (cfg[i].write_through) {
-			return dc__fail(-EINVAL,
-					"layer %u (%s): write-through is useless here: "
-					"the layer above it is not write-through, so "
-					"no writes reach it",
-					i, name);
+			return dc_fail(-EINVAL,
+				       "layer %u (%s): write-through is useless here: "
+				       "the layer above it is not write-through, so "
+				       "no writes reach it",
+				       i, name);
 		}
 		last_wt = cfg[i].write_through;
 		if (!has_id && (info->flags & DC_INFO_HAS_DISK_ID)) {
@@ -762,10 +762,10 @@ static int layered_merge(struct layered_layer *cfg, unsigned n, bool read_only,
 		cfg[i].visible = visible;
 	}
 	if (last_wt)
-		return dc__fail(-EINVAL,
-				"layer %u (%s): write-through on the bottom layer: "
-				"there is nothing below to write through to",
-				n - 1, layered_name(cfg[n - 1].node));
+		return dc_fail(-EINVAL,
+			       "layer %u (%s): write-through on the bottom layer: "
+			       "there is nothing below to write through to",
+			       n - 1, layered_name(cfg[n - 1].node));
 	out->sector_count = dc_node_sector_count(cfg[0].node);
 	out->sector_size = cfg[n - 1].node->info.sector_size;
 	out->physical_sector_size = cfg[0].node->info.physical_sector_size;
@@ -792,10 +792,10 @@ int dc__layered_open(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 	int rc;
 
 	if (!s || !s->plugin || s->plugin->kind != DC_KIND_LAYER)
-		return dc__fail(-EINVAL, "no layers: a layered disk needs a layer spec");
+		return dc_fail(-EINVAL, "no layers: a layered disk needs a layer spec");
 	rc = layered_collect(disk, s, read_only, cfg, &n, owned, &nowned);
 	if (rc == 0 && n == 0)
-		rc = dc__fail(-EINVAL, "no layers were configured");
+		rc = dc_fail(-EINVAL, "no layers were configured");
 	if (rc == 0)
 		rc = layered_attach(cfg, n);
 	if (rc == 0)
@@ -805,7 +805,7 @@ int dc__layered_open(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 		if (ld)
 			ld->layers = malloc(n * sizeof(*ld->layers));
 		if (!ld || !ld->layers)
-			rc = dc__fail(-ENOMEM, "out of memory");
+			rc = dc_fail(-ENOMEM, "out of memory");
 	}
 	if (rc == 0) {
 		memcpy(ld->layers, cfg, n * sizeof(*cfg));

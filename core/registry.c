@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Plugin discovery and trust. A spec form F is served by F.so on the search
- * path, or else by the one plugin on the path that claims F. Before dlopen the
- * file and its directory must be owned by root or by us and writable by nobody
- * else; loaded plugins stay loaded for the life of the process. */
+ * path (a plugin's alias forms are FORM.so symlinks): a lookup never loads a
+ * file that is not named after the form. Before dlopen the file, its directory
+ * and every directory above must be owned by root or by us and writable by
+ * nobody else; loaded plugins stay loaded for the life of the process. */
 #include "internal.h"
 #include "config.h"
 
@@ -126,7 +127,8 @@ static int reg_dirs_add(struct reg_dirs *d, const char *dir, size_t len)
 /* $DISKCORE_PLUGIN_PATH, then the built-in directory. */
 static int reg_dirs_get(struct reg_dirs *d)
 {
-	const char *env = getenv("DISKCORE_PLUGIN_PATH");
+	/* Not in a setuid or setgid host: its caller must not pick its code. */
+	const char *env = secure_getenv("DISKCORE_PLUGIN_PATH");
 	int r = 0;
 
 	d->v = NULL;
@@ -160,19 +162,89 @@ static bool reg_check_owner(const char *plugin, const char *what, const struct s
 	return false;
 }
 
-/* The directory of a plugin, checked like the plugin itself. */
+/* The directory of a plugin and every directory above it, checked like the
+ * plugin itself: whoever can rename an ancestor can swap the plugin. A sticky
+ * directory (/tmp) may be writable by all: others cannot rename our entries. */
 static bool reg_check_dir(const char *plugin, const char *dir, char **why)
 {
-	char what[PATH_MAX + 32];
+	char what[PATH_MAX + 32], path[PATH_MAX];
 	struct stat st;
+	size_t len = strlen(dir);
 
-	if (stat(dir, &st) < 0) {
-		*why = reg_fmt("plugin %s: cannot stat directory %s: %s", plugin, dir,
-			       strerror(errno));
+	if (len >= sizeof(path)) {
+		*why = reg_fmt("plugin %s: directory name too long", plugin);
 		return false;
 	}
-	snprintf(what, sizeof(what), "directory %s is ", dir);
-	return reg_check_owner(plugin, what, &st, why);
+	memcpy(path, dir, len + 1);
+	for (;;) {
+		if (stat(path, &st) < 0) {
+			*why = reg_fmt("plugin %s: cannot stat directory %s: %s", plugin,
+				       path, strerror(errno));
+			return false;
+		}
+		snprintf(what, sizeof(what), "directory %s is ", path);
+		if (!(st.st_mode & S_ISVTX) && !reg_check_owner(plugin, what, &st, why))
+			return false;
+		if ((st.st_mode & S_ISVTX) && st.st_uid != 0 && st.st_uid != geteuid() &&
+		    !reg_check_owner(plugin, what, &st, why))
+			return false;
+		if (len <= 1)
+			return true;
+		/* Up one level: strip the last component. */
+		while (len > 1 && path[len - 1] != '/')
+			len--;
+		while (len > 1 && path[len - 1] == '/')
+			len--;
+		path[len] = '\0';
+	}
+}
+
+static const char *const reg_op_names[DC_OP__COUNT] = {
+	"read",	     "write",	    "flush",	  "unmap",	"eject",    "pr-caps",
+	"pr-report", "pr-register", "pr-reserve", "pr-release", "pr-clear", "pr-preempt",
+};
+
+/* The masks must agree with the callbacks (plugin.h, "Fail closed"). */
+static char *reg_validate_ops(const char *path, const struct dc_plugin *p)
+{
+	const uint64_t known = DC_OP_BIT(DC_OP__COUNT) - 1;
+	uint64_t both = p->ops & p->passthrough_ops;
+	bool children = false;
+
+	for (const struct dc_form *f = p->forms; f->name; f++)
+		children = children || f->child != DC_CHILD_NONE;
+	if ((p->ops | p->passthrough_ops) & ~known)
+		return reg_fmt("plugin %s: ops name op bit %d, which this core does "
+			       "not know",
+			       path,
+			       __builtin_ctzll((p->ops | p->passthrough_ops) & ~known));
+	if (both)
+		return reg_fmt("plugin %s: op '%s' is both handled and passed through",
+			       path, reg_op_names[__builtin_ctzll(both)]);
+	if (p->ops && !p->submit && !p->io)
+		return reg_fmt("plugin %s: handles op '%s' but has neither a submit "
+			       "nor an io callback",
+			       path, reg_op_names[__builtin_ctzll(p->ops)]);
+	if (!p->ops && (p->submit || p->io))
+		return reg_fmt("plugin %s: has a submit or io callback but handles "
+			       "no op (ops is 0)",
+			       path);
+	if (p->passthrough_ops && !children)
+		return reg_fmt("plugin %s: passes op '%s' through but no form of it "
+			       "has a child",
+			       path, reg_op_names[__builtin_ctzll(p->passthrough_ops)]);
+	if ((p->ops & DC_OPS_PR) && (p->ops & DC_OPS_PR) != DC_OPS_PR)
+		return reg_fmt("plugin %s: handles some persistent-reservation ops "
+			       "but not '%s'",
+			       path, reg_op_names[__builtin_ctzll(~p->ops & DC_OPS_PR)]);
+	if (p->queue_poll && !p->submit)
+		return reg_fmt("plugin %s: has queue_poll but no submit callback", path);
+	if (!p->queue_open != !p->queue_close)
+		return reg_fmt("plugin %s: queue_open and queue_close come in pairs",
+			       path);
+	if (p->kind == DC_KIND_LAYER && !(p->ops & DC_OP_BIT(DC_OP_READ)))
+		return reg_fmt("plugin %s: a layer must handle 'read'", path);
+	return NULL;
 }
 
 /* Check the descriptor the core copied; returns a refusal or NULL. */
@@ -202,6 +274,10 @@ static char *reg_validate(const char *path, const struct dc_plugin *p)
 		if (f->child > DC_CHILD_LIST)
 			return reg_fmt("plugin %s: form '%s': invalid child value %u",
 				       path, f->name, f->child);
+		if (f->reserved[0] || f->reserved[1])
+			return reg_fmt("plugin %s: form '%s': reserved fields are not "
+				       "zero",
+				       path, f->name);
 		for (j = 0, o = f->options; o && o->name; j++, o++) {
 			if (j == REG_MAX_OPTIONS)
 				return reg_fmt("plugin %s: form '%s': more than %d "
@@ -215,20 +291,25 @@ static char *reg_validate(const char *path, const struct dc_plugin *p)
 				return reg_fmt("plugin %s: form '%s': option '%s' has "
 					       "invalid type %u",
 					       path, f->name, o->name, o->type);
+			if (o->reserved[0] || o->reserved[1])
+				return reg_fmt("plugin %s: form '%s': option '%s': "
+					       "reserved fields are not zero",
+					       path, f->name, o->name);
 		}
 	}
 	if (!p->open)
 		return reg_fmt("plugin %s: no open callback", path);
 	if (!p->submit && !p->io)
 		return reg_fmt("plugin %s: neither a submit nor an io callback", path);
-	return NULL;
+	return reg_validate_ops(path, p);
 }
 
 /* Trust checks, dlopen, entry call, validation. Sets e->why and e->err on
  * refusal. A library once opened is never closed: its code may have run. */
 static void reg_open(struct reg_entry *e)
 {
-	const struct dc_plugin *(*entry)(void);
+	const struct dc_plugin *(*entry)(struct dc_plugin_abi *);
+	struct dc_plugin_abi abi = { 0 };
 	const struct dc_plugin *d;
 	const size_t min_size = offsetof(struct dc_plugin, open) + sizeof(void *);
 	struct stat st;
@@ -265,46 +346,52 @@ static void reg_open(struct reg_entry *e)
 		e->why = reg_fmt("plugin %s: cannot load: %s", e->real, dlerror());
 		return;
 	}
-	entry = (const struct dc_plugin *(*)(void))dlsym(h, DC_PLUGIN_ENTRY_NAME);
+	entry = (const struct dc_plugin *(*)(struct dc_plugin_abi *))dlsym(
+		h, DC_PLUGIN_ENTRY_NAME);
+	if (!entry && dlsym(h, "diskcore_plugin_init")) {
+		/* Its forms table and thread rules differ: loading it would be
+		 * undefined behaviour, not compatibility (docs/abi.md). */
+		e->why = reg_fmt("plugin %s: built against the pre-release plugin ABI "
+				 "(diskcore 0.x); rebuild it against diskcore %d.%d",
+				 e->real, DC_ABI_MAJOR, DC_ABI_MINOR);
+		return;
+	}
 	if (!entry) {
 		e->why = reg_fmt("plugin %s: no entry symbol " DC_PLUGIN_ENTRY_NAME,
 				 e->real);
 		return;
 	}
-	d = entry();
+	d = entry(&abi);
 	if (!d) {
 		e->why = reg_fmt("plugin %s: " DC_PLUGIN_ENTRY_NAME
 				 " returned no descriptor",
 				 e->real);
 		return;
 	}
-	/* struct_size and the ABI version come first in every ABI. */
-	if (d->struct_size < offsetof(struct dc_plugin, kind)) {
-		e->why = reg_fmt("plugin %s: malformed descriptor (struct_size %u)",
-				 e->real, d->struct_size);
-		return;
-	}
-	if (d->abi_major != DC_ABI_MAJOR) {
+	if (abi.abi_major != DC_ABI_MAJOR) {
 		e->why = reg_fmt("plugin %s: built for ABI %u.x, this core speaks %u.x",
-				 e->real, d->abi_major, DC_ABI_MAJOR);
+				 e->real, abi.abi_major, DC_ABI_MAJOR);
 		return;
 	}
-	if (d->abi_minor > DC_ABI_MINOR) {
+	if (abi.abi_minor > DC_ABI_MINOR) {
 		e->why = reg_fmt("plugin %s: built for ABI %u.%u, newer than this "
 				 "core's %u.%u",
-				 e->real, d->abi_major, d->abi_minor, DC_ABI_MAJOR,
+				 e->real, abi.abi_major, abi.abi_minor, DC_ABI_MAJOR,
 				 DC_ABI_MINOR);
 		return;
 	}
-	if (d->struct_size < min_size) {
+	if (abi.struct_size < min_size) {
 		e->why = reg_fmt("plugin %s: malformed descriptor (struct_size %u, "
 				 "at least %zu expected)",
-				 e->real, d->struct_size, min_size);
+				 e->real, abi.struct_size, min_size);
 		return;
 	}
 	/* An older plugin's descriptor is shorter: the rest stays zero. */
 	memcpy(&e->desc, d,
-	       d->struct_size < sizeof(e->desc) ? d->struct_size : sizeof(e->desc));
+	       abi.struct_size < sizeof(e->desc) ? abi.struct_size : sizeof(e->desc));
+	e->desc.struct_size = abi.struct_size;
+	e->desc.abi_major = abi.abi_major;
+	e->desc.abi_minor = abi.abi_minor;
 	if ((e->why = reg_validate(e->real, &e->desc)))
 		return;
 	e->err = 0;
@@ -465,31 +552,35 @@ static bool reg_claims(const struct reg_entry *e, const char *form)
 	return e && !e->err && dc__plugin_form(&e->desc, form);
 }
 
-/* "invalid disk kind 'foo'; known kinds: a, b, c", plus why plugin files on
- * the path were refused (the plugin meant may be one of them). */
-static int reg_unknown(const char *name, const struct reg_list *l)
+/* "invalid disk kind 'foo'; known kinds: a, b, c". The kinds are the FORM.so
+ * names on the path: nothing is loaded to say so. */
+static int reg_unknown(const char *name, const struct reg_dirs *dirs)
 {
-	const char **kinds = NULL;
-	size_t nk = 0, i, len = 0;
+	char **kinds = NULL, **names;
+	size_t nk = 0, n, i, j, len = 0;
 	char *msg = NULL;
 	FILE *m = open_memstream(&msg, &len);
 	int r = -ENOMEM;
 
 	if (!m)
 		return r;
-	for (i = 0; i < l->n; i++) {
-		const struct dc_form *f;
+	for (i = 0; i < dirs->n; i++) {
+		if (reg_listdir(dirs->v[i], &names, &n) < 0)
+			goto out;
+		for (j = 0; j < n; j++) {
+			char **k = realloc(kinds, (nk + 1) * sizeof(*kinds));
 
-		if (!l->v[i].entry || l->v[i].entry->err)
-			continue;
-		for (f = l->v[i].entry->desc.forms; f->name; f++) {
-			const char **k = realloc(kinds, (nk + 1) * sizeof(*kinds));
-
-			if (!k)
+			if (!k) {
+				for (; j < n; j++)
+					free(names[j]);
+				free(names);
 				goto out;
+			}
 			kinds = k;
-			kinds[nk++] = f->name;
+			names[j][strlen(names[j]) - 3] = '\0';
+			kinds[nk++] = names[j];
 		}
+		free(names);
 	}
 	if (nk)
 		qsort(kinds, nk, sizeof(*kinds), reg_cmp);
@@ -501,12 +592,6 @@ static int reg_unknown(const char *name, const struct reg_list *l)
 	for (i = 0; i < nk; i++)
 		if (!i || strcmp(kinds[i], kinds[i - 1]) != 0)
 			fprintf(m, "%s%s", i ? ", " : "", kinds[i]);
-	for (i = 0; i < l->n; i++) {
-		const char *why = l->v[i].entry ? l->v[i].entry->why : l->v[i].why;
-
-		if (why)
-			fprintf(m, "; refused %s", why);
-	}
 	if (fflush(m) == 0) {
 		dc__error_raw("%s", msg);
 		r = -ENOENT;
@@ -514,6 +599,8 @@ static int reg_unknown(const char *name, const struct reg_list *l)
 out:
 	fclose(m);
 	free(msg);
+	for (i = 0; i < nk; i++)
+		free(kinds[i]);
 	free(kinds);
 	return r;
 }
@@ -573,8 +660,6 @@ int dc__registry_lookup(const char *name, const struct dc_plugin **plugin,
 {
 	const struct reg_entry *found = NULL;
 	struct reg_dirs dirs;
-	struct reg_list l = { 0 };
-	size_t i, hit = 0;
 	int r;
 
 	pthread_mutex_lock(&reg_lock);
@@ -583,23 +668,12 @@ int dc__registry_lookup(const char *name, const struct dc_plugin **plugin,
 	if (r == 0 && reg_name_ok(name))
 		r = reg_lookup_direct(&dirs, name, &found);
 	if (r == 0)
-		r = reg_scan(&dirs, &l);
-	for (i = 0; i < l.n && r == 0; i++) {
-		if (!reg_claims(l.v[i].entry, name) || l.v[i].entry == found)
-			continue;
-		if (found)
-			r = reg_duplicate(name, l.v[hit].path, l.v[i].path);
-		found = l.v[i].entry;
-		hit = i;
-	}
-	if (r == 0 && !found)
-		r = reg_unknown(name ? name : "", &l);
-	if (r >= 0) {
+		r = reg_unknown(name ? name : "", &dirs);
+	if (r > 0) {
 		*plugin = &found->desc;
 		*form = dc__plugin_form(&found->desc, name);
 		r = 0;
 	}
-	reg_list_free(&l);
 	reg_dirs_free(&dirs);
 	pthread_mutex_unlock(&reg_lock);
 	if (r == -ENOMEM)

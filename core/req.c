@@ -11,11 +11,19 @@
  * Slots go back to their queue through a lock-free list that completing threads
  * push to and the submitting thread drains wholesale, so completion on a worker or
  * timer thread needs no lock.
+ *
+ * Threads (plugin.h): plugin callbacks of a queue run on the queue's thread, one
+ * at a time. A completion or child submission made elsewhere is pushed onto the
+ * queue's hand-off list; the queue's thread runs it. A DC_QUEUE_POLL queue's
+ * thread is its consumer, woken through the eventfd. A callback queue has no
+ * thread to wake, so it is handed over: whoever finds it idle (the `busy` flag)
+ * becomes its thread until the hand-off list is empty.
  */
 #include "internal.h"
 
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -30,25 +38,28 @@ struct dc_queue {
 	struct dc_ireq *free_local;	       /* owned by the submitting thread */
 	_Atomic(struct dc_ireq *) free_remote; /* pushed by completing threads */
 	atomic_uint inflight;
-	/* DC_QUEUE_POLL */
+	/* Work that reached q off its thread: any thread pushes, q's thread
+	 * takes the whole list. */
+	_Atomic(struct dc_ireq *) handoff;
+	atomic_bool busy;  /* callback queues: some thread is q's thread now */
+	atomic_uint users; /* threads inside a hand-off: close waits for them */
+	/* DC_QUEUE_POLL: every field below is q's thread's alone, but efd and
+	 * signaled, which other threads raise. */
 	int efd;
-	pthread_mutex_t lock;
-	struct dc_ireq *done_head, *done_tail;
+	atomic_bool signaled;		       /* efd may be readable */
+	struct dc_ireq *done_head, *done_tail; /* delivered, not yet reaped */
 	/* dc_queue_wait(): the one node that reaps on the waiting thread (NULL
 	 * when none does, or several: a thread cannot sleep in several rings,
-	 * so their own reapers stay in charge), and what a call delivered on
-	 * that thread (spliced onto done_* once, at its end) */
+	 * so their own reapers stay in charge). */
 	struct dc_node *poller;
-	bool driven;   /* dc_queue_wait() has been called */
-	bool fd_given; /* dc_queue_fd() has been called */
-	struct dc_ireq *mine_head, *mine_tail;
-	unsigned mine_n;
-	atomic_bool waiting;  /* a call sleeps: off-thread callbacks wake it */
-	atomic_uint cb_seq;   /* callbacks run on other threads */
-	atomic_bool signaled; /* efd may be readable */
+	bool driven;	    /* dc_queue_wait() has been called */
+	bool fd_given;	    /* dc_queue_fd() has been called */
+	bool in_call;	    /* inside dc_queue_reap()/dc_queue_wait() */
+	unsigned delivered; /* deliveries since the current call began */
 };
 
 #define CONSUMER_FLAGS (DC_IO_FUA | DC_IO_BLOCK_LEVEL_ONLY)
+#define LAYER_FLAGS (DC_IO_NO_OVERWRITE | DC_IO_NEXT_IS_ZERO)
 /* How many consumer callbacks may nest on one thread before further
  * completions are deferred to the outermost one (bounds the stack when a
  * consumer resubmits from its callback and completions are inline). */
@@ -56,8 +67,11 @@ struct dc_queue {
 
 static __thread int deliver_depth;
 static __thread struct dc_ireq *deferred_head, *deferred_tail;
-/* The queue this thread is inside dc_queue_wait() for. */
-static __thread struct dc_queue *wait_self;
+/* The queue whose callbacks this thread runs now (innermost). */
+static __thread struct dc_queue *cur_q;
+
+/* What a hand-off item asks of the queue's thread. */
+enum { HAND_FINISH = 0, HAND_DISPATCH = 1 };
 
 /* --- Slots ------------------------------------------------------------------ */
 
@@ -169,6 +183,7 @@ static inline struct dc_ireq *ireq(struct dc_req *r)
 static void slot_init(struct dc_ireq *r, struct dc_node *node, struct dc_queue *q)
 {
 	r->pub.node = node;
+	r->pub.inst = node->inst;
 	r->pub.ctx = (char *)r + node->ctx_off;
 	r->pub.qctx = q->qctx[node->index];
 	r->pub.marker = NULL;
@@ -253,7 +268,6 @@ static struct dc_queue *queue_new(struct dc_disk *disk, uint32_t flags)
 	q->efd = -1;
 	q->qctx = calloc(disk->nnodes, sizeof(*q->qctx));
 	q->qctx_open = calloc(disk->nnodes, sizeof(*q->qctx_open));
-	pthread_mutex_init(&q->lock, NULL);
 	if (!q->qctx || !q->qctx_open) {
 		free(q->qctx);
 		free(q->qctx_open);
@@ -267,6 +281,10 @@ static void queue_free(struct dc_queue *q)
 {
 	struct dc_ireq *r, *next;
 
+	/* A thread that handed q its last completion may still be on its way
+	 * out of q (releasing it, waking efd). */
+	while (atomic_load(&q->users))
+		sched_yield();
 	queue_close_qctx(q);
 	r = atomic_exchange(&q->free_remote, NULL);
 	for (; r; r = next) {
@@ -279,7 +297,6 @@ static void queue_free(struct dc_queue *q)
 	}
 	if (q->efd >= 0)
 		close(q->efd);
-	pthread_mutex_destroy(&q->lock);
 	free(q->qctx);
 	free(q->qctx_open);
 	free(q);
@@ -291,16 +308,16 @@ DC_EXPORT int dc_queue_open(dc_disk *disk, uint32_t flags, dc_queue **out)
 	int rc;
 
 	if (!disk || !out || (flags & ~DC_QUEUE_POLL))
-		return dc__fail(-EINVAL, "dc_queue_open: invalid arguments");
+		return dc_fail(-EINVAL, "dc_queue_open: invalid arguments");
 	q = queue_new(disk, flags);
 	if (!q)
-		return dc__fail(-ENOMEM, "dc_queue_open: out of memory");
+		return dc_fail(-ENOMEM, "dc_queue_open: out of memory");
 	if (flags & DC_QUEUE_POLL) {
 		q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (q->efd < 0) {
 			rc = -errno;
 			queue_free(q);
-			return dc__fail(rc, "dc_queue_open: eventfd: %s", strerror(-rc));
+			return dc_fail(rc, "dc_queue_open: eventfd: %s", strerror(-rc));
 		}
 	}
 	rc = queue_open_subtree(q, disk->top);
@@ -369,85 +386,172 @@ DC_EXPORT unsigned dc_queue_pollers(dc_queue *q)
 	return q->poller != NULL;
 }
 
-/* Whether dc_queue_wait() may sleep: nothing to reap, no callback elsewhere
- * since the call began (seq). Sets q->waiting, which the caller clears. */
-static bool queue_wait_may_sleep(struct dc_queue *q, unsigned seq)
-{
-	bool sleep;
+/* --- The queue's thread --------------------------------------------------- */
 
-	pthread_mutex_lock(&q->lock);
-	sleep = !q->done_head;
-	/* A wake left over from an earlier call would end this one at once;
-	 * with nothing to reap, efd has nothing else to say. */
-	if (sleep)
-		queue_unsignal(q);
-	pthread_mutex_unlock(&q->lock);
-	/* Pairs with the callback path: it bumps cb_seq, then looks. */
-	atomic_store(&q->waiting, true);
-	return sleep && atomic_load(&q->cb_seq) == seq;
+static void deliver(struct dc_ireq *r);
+
+/* Run one item on q's thread: finish a completion, or dispatch a request. */
+static void run_item(struct dc_ireq *r)
+{
+	if (r->hand == HAND_DISPATCH)
+		dc__dispatch(r);
+	else if (r->kind == DC_IREQ_TOP)
+		deliver(r);
+	else
+		r->done(&r->parent->pub, &r->pub);
+}
+
+/* Run everything handed to q, oldest first, until nothing is left. */
+static void queue_drain(struct dc_queue *q)
+{
+	struct dc_ireq *r, *fifo, *next;
+
+	while (atomic_load_explicit(&q->handoff, memory_order_relaxed)) {
+		r = atomic_exchange_explicit(&q->handoff, NULL, memory_order_acquire);
+		for (fifo = NULL; r; r = next) {
+			next = r->next;
+			r->next = fifo;
+			fifo = r;
+		}
+		for (; fifo; fifo = next) {
+			next = fifo->next; /* run_item may recycle fifo */
+			run_item(fifo);
+		}
+	}
+}
+
+/* Callback queues: run first (may be NULL) and whatever is handed over
+ * meanwhile as q's thread, then give q up. The caller set busy. A hand-off
+ * that raced with the release finds busy clear and takes q itself, or is
+ * seen by the look after it (both sides are sequentially consistent). */
+static void queue_run(struct dc_queue *q, struct dc_ireq *first)
+{
+	struct dc_queue *saved = cur_q;
+
+	cur_q = q;
+	if (first)
+		dc__dispatch(first);
+	do {
+		queue_drain(q);
+		atomic_store(&q->busy, false);
+	} while (atomic_load(&q->handoff) && !atomic_exchange(&q->busy, true));
+	cur_q = saved;
+}
+
+/* Off q's thread: give r to it (to finish or to dispatch). */
+static void queue_handoff(struct dc_queue *q, struct dc_ireq *r, uint8_t hand)
+{
+	struct dc_ireq *head;
+
+	r->hand = hand;
+	atomic_fetch_add(&q->users, 1);
+	head = atomic_load_explicit(&q->handoff, memory_order_relaxed);
+	do {
+		r->next = head;
+	} while (!atomic_compare_exchange_weak(&q->handoff, &head, r));
+	if (q->flags & DC_QUEUE_POLL) {
+		/* The first item wakes the consumer; it takes the whole list. */
+		if (!head)
+			queue_signal(q);
+	} else if (!atomic_exchange(&q->busy, true)) {
+		queue_run(q, NULL);
+	}
+	atomic_fetch_sub_explicit(&q->users, 1, memory_order_release);
+}
+
+/* Dispatch a top-level request of q from the consumer's thread. */
+static void queue_submit(struct dc_queue *q, struct dc_ireq *r)
+{
+	struct dc_queue *saved = cur_q;
+
+	r->hand = HAND_DISPATCH;
+	if (q->flags & DC_QUEUE_POLL || cur_q == q) {
+		/* The consumer's thread is q's thread (a callback resubmitting
+		 * is inside q already). */
+		cur_q = q;
+		dc__dispatch(r);
+		cur_q = saved;
+	} else if (!atomic_exchange(&q->busy, true)) {
+		queue_run(q, r);
+	} else {
+		/* Another thread runs q's callbacks: it dispatches r too. */
+		queue_handoff(q, r, HAND_DISPATCH);
+	}
 }
 
 DC_EXPORT int dc_queue_wait(dc_queue *q, int timeout_ms)
 {
-	unsigned seq;
+	struct dc_queue *saved = cur_q;
 	int rc = 0, n;
 
-	if (!(q->flags & DC_QUEUE_POLL) || wait_self)
+	if (!(q->flags & DC_QUEUE_POLL) || q->in_call || cur_q == q)
 		return -EINVAL;
 	if (q->poller && q->fd_given)
 		return -EBUSY; /* see dc_queue_fd() */
 	q->driven = true;
-	seq = atomic_load(&q->cb_seq);
-	wait_self = q;
-	q->mine_n = 0;
-	if (q->poller) {
-		/* One call: the element reaps, and sleeps only if it found
-		 * nothing; the rest of the chain wakes it through efd. */
-		struct dc_node *p = q->poller;
-		bool sleep = timeout_ms != 0 && queue_wait_may_sleep(q, seq);
+	cur_q = q;
+	q->in_call = true;
+	q->delivered = 0;
+	queue_drain(q);
+	{
+		/* Sleep only with nothing to report: nothing delivered by
+		 * this call or waiting to be reaped, nothing handed over since
+		 * the drain (efd is cleared first, so a later hand-off wakes
+		 * the sleep). */
+		bool sleep = timeout_ms != 0 && !q->delivered && !q->done_head;
 
-		rc = p->plugin->queue_poll(p->inst, q->qctx[p->index], q->efd,
-					   sleep ? timeout_ms : 0);
-	} else if (timeout_ms != 0 && queue_wait_may_sleep(q, seq)) {
-		/* Nobody reaps here: sleep until the chain signals efd. */
-		struct pollfd pfd = { .fd = q->efd, .events = POLLIN };
+		if (sleep) {
+			queue_unsignal(q);
+			sleep = !atomic_load(&q->handoff);
+		}
+		if (q->poller) {
+			/* One call: the element reaps, and sleeps only if it
+			 * found nothing; the rest of the chain wakes it
+			 * through efd. */
+			struct dc_node *p = q->poller;
 
-		if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
-			rc = -errno;
+			rc = p->plugin->queue_poll(p->inst, q->qctx[p->index], q->efd,
+						   sleep ? timeout_ms : 0);
+		} else if (sleep) {
+			struct pollfd pfd = { .fd = q->efd, .events = POLLIN };
+
+			if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
+				rc = -errno;
+		}
 	}
-	atomic_store(&q->waiting, false);
-	wait_self = NULL;
-	n = (int)q->mine_n;
-	if (q->mine_head) {
-		pthread_mutex_lock(&q->lock);
-		if (q->done_tail)
-			q->done_tail->next = q->mine_head;
-		else
-			q->done_head = q->mine_head;
-		q->done_tail = q->mine_tail;
-		pthread_mutex_unlock(&q->lock);
-		q->mine_head = q->mine_tail = NULL;
-	}
+	queue_drain(q);
+	n = (int)q->delivered;
+	q->in_call = false;
+	cur_q = saved;
 	return rc < 0 && !n ? rc : n;
 }
 
 DC_EXPORT int dc_queue_reap(dc_queue *q, struct dc_completion *out, int max)
 {
+	struct dc_queue *saved = cur_q;
 	struct dc_ireq *r;
 	int n = 0, rc;
 
 	if (!(q->flags & DC_QUEUE_POLL) || max < 0)
 		return -EINVAL;
-	/* Clear the eventfd first: a completion after this re-arms it. */
+	/* Clear the eventfd first: a hand-off after this re-arms it. */
 	rc = queue_unsignal(q);
 	if (rc < 0)
 		return rc;
-	pthread_mutex_lock(&q->lock);
+	if (!q->in_call) {
+		cur_q = q;
+		q->in_call = true;
+		queue_drain(q);
+		q->in_call = false;
+		cur_q = saved;
+	}
 	while (n < max && (r = q->done_head)) {
 		q->done_head = r->next;
-		out[n].user_data = r->user_data;
-		out[n].result = r->pub.result;
-		out[n].detail = r->pub.detail;
+		out[n] = (struct dc_completion){
+			.user_data = r->user_data,
+			.result = r->pub.result,
+			.detail = r->pub.detail,
+		};
 		n++;
 		slot_push_remote(q, r);
 	}
@@ -457,12 +561,12 @@ DC_EXPORT int dc_queue_reap(dc_queue *q, struct dc_completion *out, int max)
 		q->done_tail = NULL;
 	else
 		queue_signal(q); /* more left: stay readable */
-	pthread_mutex_unlock(&q->lock);
 	return n;
 }
 
 /* --- Completion ------------------------------------------------------------- */
 
+/* On q's thread. */
 static void deliver_one(struct dc_ireq *r)
 {
 	struct dc_queue *q = r->queue;
@@ -473,38 +577,21 @@ static void deliver_one(struct dc_ireq *r)
 	};
 	dc_complete_fn cb = r->cb;
 
-	if (q->flags & DC_QUEUE_POLL && wait_self == q) {
-		/* Inside dc_queue_wait() on q's own thread: nobody to signal. */
-		q->mine_n++;
+	if (q->flags & DC_QUEUE_POLL) {
+		q->delivered++;
 		if (!cb) {
 			r->next = NULL;
-			if (q->mine_tail)
-				q->mine_tail->next = r;
+			/* Outside reap and wait (an inline completion in
+			 * dc_submit) the consumer learns of it through efd. */
+			if (!q->done_head && !q->in_call)
+				queue_signal(q);
+			if (q->done_tail)
+				q->done_tail->next = r;
 			else
-				q->mine_head = r;
-			q->mine_tail = r;
+				q->done_head = r;
+			q->done_tail = r;
 			return;
 		}
-	} else if (q->flags & DC_QUEUE_POLL && !cb) {
-		pthread_mutex_lock(&q->lock);
-		r->next = NULL;
-		/* Signal under the lock: once it is dropped, the consumer may
-		 * reap r and close q. */
-		if (!q->done_head)
-			queue_signal(q);
-		if (q->done_tail)
-			q->done_tail->next = r;
-		else
-			q->done_head = r;
-		q->done_tail = r;
-		pthread_mutex_unlock(&q->lock);
-		return;
-	} else if (q->flags & DC_QUEUE_POLL) {
-		/* A callback elsewhere wakes a sleeping dc_queue_wait(); before
-		 * the callback, since q may be closed once it has run. */
-		atomic_fetch_add(&q->cb_seq, 1);
-		if (atomic_load(&q->waiting))
-			queue_signal(q);
 	}
 	/* Recycle the slot before the callback so a resubmission can reuse it. */
 	slot_push_remote(q, r);
@@ -568,7 +655,9 @@ DC_EXPORT void dc_complete_detail(struct dc_req *req, int result, int detail)
 	}
 	req->result = result;
 	req->detail = detail;
-	if (r->kind == DC_IREQ_TOP)
+	if (r->queue != cur_q)
+		queue_handoff(r->queue, r, HAND_FINISH);
+	else if (r->kind == DC_IREQ_TOP)
 		deliver(r);
 	else
 		r->done(&r->parent->pub, req);
@@ -590,7 +679,7 @@ static void dispatch_pool_run(void *arg)
 	dc_complete_detail(req, n->plugin->io(n->inst, req), req->detail);
 }
 
-static void dispatch_passthrough_done(struct dc_req *parent, struct dc_req *child)
+DC_EXPORT void dc_child_done_complete(struct dc_req *parent, struct dc_req *child)
 {
 	int result = child->result, detail = child->detail;
 
@@ -598,12 +687,74 @@ static void dispatch_passthrough_done(struct dc_req *parent, struct dc_req *chil
 	dc_complete_detail(parent, result, detail);
 }
 
+/* Flags each op may carry; layers also get the layered disk's. */
+static uint32_t op_flags(uint32_t op, uint32_t kind)
+{
+	switch (op) {
+	case DC_OP_READ:
+		return 0;
+	case DC_OP_WRITE:
+		return DC_IO_FUA | (kind == DC_KIND_LAYER ? DC_IO_NO_OVERWRITE : 0);
+	case DC_OP_UNMAP:
+		return DC_IO_BLOCK_LEVEL_ONLY |
+		       (kind == DC_KIND_LAYER ? DC_IO_NEXT_IS_ZERO : 0);
+	default:
+		return 0;
+	}
+}
+
+/* The checks every request passes before a plugin sees it (plugin.h,
+ * "Validated before a plugin sees it"): returns the result to complete r with,
+ * or 1 to hand it to the plugin. Reference §1.4-1.5 for the top level. */
+static int req_guard(struct dc_node *n, const struct dc_req *r)
+{
+	uint64_t live;
+
+	if (r->op >= DC_OP__COUNT || (r->flags & ~op_flags(r->op, n->plugin->kind)))
+		return DC_E_INVALID_INPUT;
+	switch (r->op) {
+	case DC_OP_READ:
+	case DC_OP_WRITE:
+		if (r->buf.len != r->count << n->shift ||
+		    r->buf.len >> n->shift != r->count)
+			return DC_E_INVALID_INPUT;
+		/* fall through */
+	case DC_OP_UNMAP:
+		/* Representable: (sector + count) << shift fits in INT64_MAX. */
+		if (r->sector > n->max_sector || r->count > n->max_sector - r->sector)
+			return DC_E_ILLEGAL_BLOCK;
+		live = dc__node_live_count(n);
+		if (r->count == 0 && r->op != DC_OP_UNMAP)
+			return r->sector > live ? DC_E_ILLEGAL_BLOCK : 0;
+		if (r->sector + r->count > live)
+			return DC_E_ILLEGAL_BLOCK;
+		if (r->op == DC_OP_READ)
+			return 1;
+		/* Unmap is a no-op: only the range check is left (reference §1.5). */
+		if (r->op == DC_OP_UNMAP && n->info.unmap_behavior == DC_UNMAP_IGNORED)
+			return 0;
+		/* A read cache fills its layer even when the disk above is
+		 * read-only (reference §4): that write is the layer's business. */
+		if ((n->info.flags & DC_INFO_READ_ONLY) &&
+		    !(r->flags & DC_IO_NO_OVERWRITE))
+			return DC_E_READ_ONLY;
+		return 1;
+	default:
+		return 1;
+	}
+}
+
 void dc__dispatch(struct dc_ireq *r)
 {
 	struct dc_node *n = r->pub.node;
 	const struct dc_plugin *p = n->plugin;
 	uint64_t bit = DC_OP_BIT(r->pub.op);
+	int g = req_guard(n, &r->pub);
 
+	if (g <= 0) {
+		dc_complete(&r->pub, g);
+		return;
+	}
 	if (p->ops & bit) {
 		if (p->submit) {
 			p->submit(n->inst, &r->pub);
@@ -618,7 +769,7 @@ void dc__dispatch(struct dc_ireq *r)
 		if (!c)
 			dc_complete_detail(&r->pub, DC_E_IO, ENOMEM);
 		else
-			dc_child_submit(&r->pub, c, dispatch_passthrough_done);
+			dc_child_submit(&r->pub, c, dc_child_done_complete);
 		return;
 	}
 	/* Fail closed: an op this plugin neither handles nor forwards stops here. */
@@ -662,9 +813,14 @@ DC_EXPORT struct dc_req *dc_child_req(struct dc_req *parent, unsigned i)
 DC_EXPORT void dc_child_submit(struct dc_req *parent, struct dc_req *child,
 			       dc_child_done_fn done)
 {
+	struct dc_ireq *c = ireq(child);
+
 	(void)parent;
-	ireq(child)->done = done;
-	dc__dispatch(ireq(child));
+	c->done = done;
+	if (c->queue != cur_q)
+		queue_handoff(c->queue, c, HAND_DISPATCH);
+	else
+		dc__dispatch(c);
 }
 
 DC_EXPORT void dc_child_free(struct dc_req *parent, struct dc_req *child)
@@ -680,54 +836,14 @@ DC_EXPORT void dc_child_free(struct dc_req *parent, struct dc_req *child)
 
 /* --- Submission ------------------------------------------------------------- */
 
-static bool representable(struct dc_disk *d, uint64_t sector, uint64_t count)
-{
-	return sector <= d->max_sector && count <= d->max_sector - sector;
-}
-
-static bool in_range(struct dc_disk *d, const struct dc_req *r)
-{
-	return r->sector + r->count <= dc__node_live_count(d->top);
-}
-
-/* The disk handle's guard (reference §1.4-1.5): returns a result to complete
- * with before any plugin sees the request, or 1 to dispatch it. */
-static int submit_guard(struct dc_disk *d, const struct dc_req *r)
-{
-	switch (r->op) {
-	case DC_OP_READ:
-	case DC_OP_WRITE:
-		if (!representable(d, r->sector, r->count))
-			return DC_E_ILLEGAL_BLOCK;
-		if (r->count == 0)
-			return r->sector > dc__node_live_count(d->top) ?
-				       DC_E_ILLEGAL_BLOCK :
-				       0;
-		if (r->op == DC_OP_WRITE && (d->info.flags & DC_INFO_READ_ONLY))
-			return in_range(d, r) ? DC_E_READ_ONLY : DC_E_ILLEGAL_BLOCK;
-		return 1;
-	case DC_OP_UNMAP:
-		if (!representable(d, r->sector, r->count))
-			return DC_E_ILLEGAL_BLOCK;
-		/* Unmap is a no-op: only the range check is left (reference §1.5). */
-		if (d->info.unmap_behavior == DC_UNMAP_IGNORED)
-			return in_range(d, r) ? 0 : DC_E_ILLEGAL_BLOCK;
-		if (d->info.flags & DC_INFO_READ_ONLY)
-			return in_range(d, r) ? DC_E_READ_ONLY : DC_E_ILLEGAL_BLOCK;
-		return 1;
-	default:
-		return 1;
-	}
-}
-
 DC_EXPORT int dc_submit(dc_queue *q, const struct dc_io *io)
 {
 	struct dc_disk *d = q->disk;
 	struct dc_ireq *r;
 	size_t len = 0;
-	int g;
 
-	if (!io || io->op >= DC_OP__COUNT || (io->flags & ~CONSUMER_FLAGS))
+	if (!io || io->op >= DC_OP__COUNT || (io->flags & ~CONSUMER_FLAGS) ||
+	    io->reserved[0] || io->reserved[1])
 		return -EINVAL;
 	if (!io->cb && !(q->flags & DC_QUEUE_POLL))
 		return -EINVAL;
@@ -760,12 +876,7 @@ DC_EXPORT int dc_submit(dc_queue *q, const struct dc_io *io)
 	r->user_data = io->user_data;
 	r->parent = NULL;
 	atomic_fetch_add_explicit(&q->inflight, 1, memory_order_relaxed);
-
-	g = submit_guard(d, &r->pub);
-	if (g <= 0)
-		dc_complete(&r->pub, g);
-	else
-		dc__dispatch(r);
+	queue_submit(q, r);
 	return 0;
 }
 
@@ -905,7 +1016,6 @@ DC_EXPORT int dc_node_execute(struct dc_node *node, const struct dc_io *io)
 	q->efd = -1;
 	q->qctx = calloc(d->nnodes, sizeof(*q->qctx));
 	q->qctx_open = calloc(d->nnodes, sizeof(*q->qctx_open));
-	pthread_mutex_init(&q->lock, NULL);
 	r = malloc(node->slot_size);
 	rc = -ENOMEM;
 	if (!q->qctx || !q->qctx_open || !r)
@@ -925,7 +1035,7 @@ DC_EXPORT int dc_node_execute(struct dc_node *node, const struct dc_io *io)
 	r->user_data = &w;
 	r->parent = NULL;
 	atomic_fetch_add(&q->inflight, 1);
-	dc__dispatch(r);
+	queue_submit(q, r);
 	rc = sync_wait(&w, NULL);
 	r = NULL; /* delivered: the slot is on q's free list */
 out:

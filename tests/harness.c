@@ -379,7 +379,8 @@ bool h_have_plugin(const char *name)
 const struct dc_plugin *h_plugin_open(const char *name, void **so)
 {
 	char *file = harness_plugin_file(name);
-	const struct dc_plugin *(*entry)(void);
+	const struct dc_plugin *(*entry)(struct dc_plugin_abi *);
+	struct dc_plugin_abi abi;
 	const struct dc_plugin *p;
 
 	*so = file ? dlopen(file, RTLD_NOW | RTLD_LOCAL) : NULL;
@@ -387,7 +388,7 @@ const struct dc_plugin *h_plugin_open(const char *name, void **so)
 	ck_assert_msg(*so, "%s.so not found on DISKCORE_PLUGIN_PATH", name);
 	*(void **)&entry = dlsym(*so, DC_PLUGIN_ENTRY_NAME);
 	ck_assert_ptr_nonnull(entry);
-	p = entry();
+	p = entry(&abi);
 	ck_assert_ptr_nonnull(p);
 	return p;
 }

@@ -49,7 +49,7 @@ cflags="$cflags$san"
 mkdir -m 0755 "$tmp/plugins"
 # shellcheck disable=SC2086
 cc -shared -fPIC -fvisibility=hidden -std=gnu11 -Wall -Wextra -Werror $cflags \
-	-o "$tmp/plugins/pattern.so" "$src/pattern.c" ||
+	-o "$tmp/plugins/pattern.so" "$src/pattern.c" $libs ||
 	fail "the example plugin does not build against the installed headers"
 # shellcheck disable=SC2086
 cc -std=gnu11 -Wall -Wextra -Werror $cflags -o "$tmp/consumer" "$src/consumer.c" \
@@ -58,8 +58,13 @@ chmod 0755 "$tmp/plugins/pattern.so"
 
 if command -v nm >/dev/null 2>&1; then
 	syms=$(nm -D --defined-only "$tmp/plugins/pattern.so" | awk '$2 == "T" { print $3 }')
-	[ "$syms" = diskcore_plugin_init ] ||
-		fail "pattern.so exports '$syms', expected only diskcore_plugin_init"
+	[ "$syms" = diskcore_plugin_v1 ] ||
+		fail "pattern.so exports '$syms', expected only diskcore_plugin_v1"
+fi
+# It names libdiskcore, so it loads in a host that opened the core RTLD_LOCAL.
+if command -v readelf >/dev/null 2>&1; then
+	readelf -d "$tmp/plugins/pattern.so" | grep -q 'NEEDED.*libdiskcore\.so\.1' ||
+		fail "pattern.so does not link libdiskcore.so.1"
 fi
 
 DISKCORE_PLUGIN_PATH=$tmp/plugins

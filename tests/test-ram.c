@@ -332,7 +332,8 @@ static void *direct_find(void)
 /* Open mem:SIZE straight from the descriptor, with no layered disk on top. */
 static void direct_open(struct direct *x, const char *size, bool ro)
 {
-	const struct dc_plugin *(*entry)(void);
+	const struct dc_plugin *(*entry)(struct dc_plugin_abi *);
+	struct dc_plugin_abi abi;
 	const char *fields[] = { size };
 	struct dc_open_args a = {
 		.struct_size = sizeof(a),
@@ -346,7 +347,7 @@ static void direct_open(struct direct *x, const char *size, bool ro)
 	x->dl = direct_find();
 	*(void **)&entry = dlsym(x->dl, DC_PLUGIN_ENTRY_NAME);
 	ck_assert_ptr_nonnull(entry);
-	x->p = entry();
+	x->p = entry(&abi);
 	ck_assert_int_eq(x->p->kind, DC_KIND_LAYER);
 	ck_assert_int_eq(x->p->open(&a, &x->inst, &x->info), 0);
 	ck_assert_int_eq(x->p->attach(x->inst, NULL, &x->info), 0);

@@ -21,6 +21,8 @@ dir=$tmp/plugins
 mkdir -m 0755 "$dir"
 cp "$ram" "$dir/ram.so"
 chmod 0755 "$dir/ram.so"
+# The kind is the file name: mem.so is the alias an install makes.
+ln -s ram.so "$dir/mem.so"
 DISKCORE_PLUGIN_PATH=$dir
 export DISKCORE_PLUGIN_PATH
 
@@ -55,7 +57,7 @@ mkdir -m 0755 "$tmp/links" "$tmp/open"
 cp "$ram" "$tmp/open/ram.so"
 chmod 0755 "$tmp/open/ram.so"
 chmod 0777 "$tmp/open"
-ln -s "$tmp/open/ram.so" "$tmp/links/ram.so"
+ln -s "$tmp/open/ram.so" "$tmp/links/mem.so"
 DISKCORE_PLUGIN_PATH=$tmp/links
 refused mem:1M "directory $tmp/open is writable by group or others (mode 0777)"
 

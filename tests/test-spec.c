@@ -10,31 +10,31 @@
 /* --- Stub registry ------------------------------------------------------ */
 
 static const struct dc_option file_opts[] = {
-	{ "direct", DC_OPT_FLAG, "O_DIRECT" },
-	{ "create", DC_OPT_SIZE, "create with this size" },
-	{ NULL, 0, NULL },
+	{ .name = "direct", .type = DC_OPT_FLAG, .help = "O_DIRECT" },
+	{ .name = "create", .type = DC_OPT_SIZE, .help = "create with this size" },
+	{ 0 },
 };
 static const struct dc_option sql_opts[] = {
-	{ "create", DC_OPT_SIZE, "create with this size" },
-	{ NULL, 0, NULL },
+	{ .name = "create", .type = DC_OPT_SIZE, .help = "create with this size" },
+	{ 0 },
 };
 static const struct dc_option sqldiff_opts[] = {
-	{ "create", DC_OPT_FLAG, "create, sized from below" },
-	{ NULL, 0, NULL },
+	{ .name = "create", .type = DC_OPT_FLAG, .help = "create, sized from below" },
+	{ 0 },
 };
 static const struct dc_option delay_opts[] = {
-	{ "p99", DC_OPT_UINT, "99th percentile latency" },
-	{ NULL, 0, NULL },
+	{ .name = "p99", .type = DC_OPT_UINT, .help = "99th percentile latency" },
+	{ 0 },
 };
 static const struct dc_option striped_opts[] = {
-	{ "chunk", DC_OPT_SIZE, "stripe unit" },
-	{ "sectors", DC_OPT_UINT, "logical sector count" },
-	{ NULL, 0, NULL },
+	{ .name = "chunk", .type = DC_OPT_SIZE, .help = "stripe unit" },
+	{ .name = "sectors", .type = DC_OPT_UINT, .help = "logical sector count" },
+	{ 0 },
 };
 static const struct dc_option zero_opts[] = {
-	{ "ro", DC_OPT_FLAG, "read-only" },
-	{ "label", DC_OPT_STRING, "a label" },
-	{ NULL, 0, NULL },
+	{ .name = "ro", .type = DC_OPT_FLAG, .help = "read-only" },
+	{ .name = "label", .type = DC_OPT_STRING, .help = "a label" },
+	{ 0 },
 };
 
 #define FORM(n, nf, ch, syn, o)                                                    \
@@ -609,7 +609,7 @@ START_TEST(test_structure_errors)
 		  "crypt:xts-aes-256:key.bin: at 26: missing inner spec");
 	parse_err("prwrap:memdiff:sqlite:x", -ENOENT,
 		  "sqlite:x: at 15: invalid disk kind");
-	ck_assert_int_eq(dc__spec_parse(NULL, &(struct dc_spec *){ NULL }), -EINVAL);
+	ck_assert_int_eq(dc__spec_parse(NULL, &(struct dc_spec *){ 0 }), -EINVAL);
 }
 END_TEST
 

@@ -13,9 +13,19 @@
  *  - Sector numbers are 64-bit and come from the guest: any value is safe to pass.
  *
  * Threads: a dc_disk may be used from any number of threads at once. A dc_queue
- * must be used for submission by one thread at a time (one queue per vCPU or I/O
- * thread). Completion callbacks run exactly once, on any thread, possibly inline
- * inside dc_submit().
+ * is used by one thread at a time (one queue per vCPU or I/O thread): its
+ * dc_submit(), dc_queue_reap() and dc_queue_wait() calls never overlap.
+ * Completion callbacks run exactly once, possibly inline inside dc_submit().
+ * On a DC_QUEUE_POLL queue every completion, and all the chain's work behind
+ * it, runs inside the consumer's own calls on the queue (dc_queue_reap(),
+ * dc_queue_wait(), dc_submit()). On a callback queue a completion that ends
+ * on another thread runs there while the consumer is not inside a call on the
+ * queue, and is handed to the consumer's call otherwise; callbacks of one
+ * queue never run concurrently with each other.
+ *
+ * Growth: structs that cross the ABI end in reserved fields that must be zero
+ * (dc_io) or are zero-filled by the core (dc_info, dc_completion); a later
+ * minor version gives them meaning with zero as the old behaviour.
  */
 #ifndef DISKCORE_DISKCORE_H
 #define DISKCORE_DISKCORE_H
@@ -30,8 +40,11 @@
 extern "C" {
 #endif
 
-#define DC_VERSION_MAJOR 0
-#define DC_VERSION_MINOR 1
+/** The ABI this header describes: major = soname (libdiskcore.so.1), minor =
+ *  symbol-version node (DISKCORE_1.0). docs/abi.md. */
+#define DC_VERSION_MAJOR 1
+#define DC_VERSION_MINOR 0
+#define DC_VERSION(major, minor) (((uint32_t)(major) << 16) | (uint32_t)(minor))
 
 typedef struct dc_disk dc_disk;
 typedef struct dc_queue dc_queue;
@@ -148,6 +161,7 @@ struct dc_info {
 	uint32_t flags;                /**< DC_INFO_* */
 	uint8_t disk_id[16];           /**< valid with DC_INFO_HAS_DISK_ID */
 	char disk_type[24];            /**< diagnostic name: "file", "layered", ... */
+	uint32_t reserved[8];          /**< zero */
 };
 #define DC_INFO_READ_ONLY (1u << 0)
 #define DC_INFO_FUA_RESPECTED (1u << 1)
@@ -161,6 +175,7 @@ struct dc_completion {
 	void *user_data;
 	int result; /**< 0 or a DC_E_* value */
 	int detail; /**< errno for DC_E_IO, enum dc_medium_error for DC_E_MEDIUM */
+	uint32_t reserved[2]; /**< zero */
 };
 
 typedef void (*dc_complete_fn)(const struct dc_completion *c);
@@ -178,7 +193,12 @@ struct dc_io {
 	struct dc_pr_args *pr;
 	dc_complete_fn cb; /**< may be NULL for a DC_QUEUE_POLL queue */
 	void *user_data;
+	uint64_t reserved[2]; /**< must be zero (-EINVAL otherwise) */
 };
+
+/** The version of the running library, DC_VERSION(major, minor): a consumer
+ *  built against a newer minor checks it before using what that minor added. */
+uint32_t dc_version(void);
 
 /* --- Opening disks ------------------------------------------------------ */
 

@@ -4,9 +4,11 @@
  * The plugin ABI of libdiskcore: what a backend, decorator or layer implements.
  *
  * A plugin is a shared object that exports one symbol, DC_PLUGIN_ENTRY, which
- * returns a `struct dc_plugin` descriptor. The descriptor begins with its own size
- * and the ABI version it was built against; the core copies what the plugin
- * declared and zero-fills the rest, so fields are only ever appended.
+ * reports the size of `struct dc_plugin` and the ABI version the plugin was
+ * built against, and returns its descriptor; DC_PLUGIN() defines both. The
+ * core copies what the plugin's descriptor holds and zero-fills the rest, so
+ * fields are only ever appended (docs/abi.md has the rules). A plugin links libdiskcore (pkg-config diskcore), so it loads in a
+ * host that opened libdiskcore with RTLD_LOCAL.
  *
  * Kinds:
  *  - backend:   a leaf disk (file, blockdev, blob, nvme) or a disk over a list of
@@ -16,22 +18,40 @@
  *               The core reads top to bottom; each layer marks the sectors it holds.
  *
  * I/O: the core hands each plugin a `struct dc_req` and the plugin finishes it
- * exactly once with dc_complete(), from any thread, possibly inline in submit().
- * A plugin may instead provide the blocking `io` callback; the core then runs it on
- * its worker pool (OpenVMM's unblock()).
+ * exactly once with dc_complete(), possibly inline in submit(). A plugin may
+ * instead provide the blocking `io` callback; the core then runs it on its
+ * worker pool (OpenVMM's unblock()).
+ *
+ * Validated before a plugin sees it: the core checks every request it hands a
+ * plugin, top-level or child: op, flags (only those the op and kind allow),
+ * buffer length (count sectors of the node's sector size), range (inside the
+ * node's live size), and writes or unmaps to a read-only node. Zero-length
+ * reads and writes, and unmaps of a node whose unmap behaviour is "ignored",
+ * complete in the core. A plugin need not check these again.
  *
  * Fail closed: the core only gives a plugin the ops in its `ops` mask, and only
  * forwards to the child unchanged the ops in `passthrough_ops`. Every other op
  * completes with DC_E_UNSUPPORTED at that plugin; a new op added to the ABI can
- * never slip through an old decorator.
+ * never slip through an old decorator. The info flags that promise an op
+ * (DC_INFO_PR, DC_INFO_EJECT, DC_INFO_FUA_RESPECTED, unmap) are cleared by the
+ * core at a node that neither handles nor forwards it, and a node that cannot
+ * write is read-only, so what the consumer sees is the AND of every level.
  *
- * Concurrency: submit(), io() and sector_count() may be called concurrently from
- * many threads. queue_open()/queue_close() are called by the thread that opens or
- * closes a consumer queue; submit() is called with the qctx of the submitting
- * queue, and a queue is used by one submitting thread at a time, so per-queue state
- * needs no lock (its completions may still arrive on other threads). open(),
- * attach(), close() and resize() are never concurrent with anything on the same
- * instance.
+ * Threads (docs/plugin-guide.md, "Threads"): every callback a plugin receives
+ * for a queue -- submit(), the done callback of a child request, queue_poll()
+ * -- runs on that queue's thread, one at a time, so state reached from qctx or
+ * from a request needs no lock. A queue's thread is its consumer's: the
+ * thread inside dc_submit(), dc_queue_reap() or dc_queue_wait() for a
+ * DC_QUEUE_POLL queue; for a callback queue, the submitting thread or, while
+ * it is not inside the library, the thread whose completion found the queue
+ * idle (the core hands the queue over, so "one at a time" still holds).
+ * A plugin may call dc_complete() and dc_child_submit() from any thread (a
+ * worker, a timer, its own reaper): off the queue's thread the core queues the
+ * call and the queue's thread runs it. io() is the exception: it runs on a
+ * worker thread, concurrently with anything, and must not touch qctx.
+ * open(), attach(), close() and resize() are never concurrent with anything on
+ * the same instance; queue_open()/queue_close() run on the thread that opens or
+ * closes a consumer queue.
  */
 #ifndef DISKCORE_PLUGIN_H
 #define DISKCORE_PLUGIN_H
@@ -43,18 +63,46 @@
 extern "C" {
 #endif
 
-/* 1.1 added struct dc_plugin.queue_poll, dc_buf_pread() and dc_buf_pwrite(). */
+/* The plugin ABI version. Major: soname of libdiskcore (libdiskcore.so.1);
+ * minor: the symbol-version node (DISKCORE_1.0, ...). See docs/abi.md. */
 #define DC_ABI_MAJOR 1
-#define DC_ABI_MINOR 1
+#define DC_ABI_MINOR 0
 
-/** The one symbol a plugin exports. */
-#define DC_PLUGIN_ENTRY_NAME "diskcore_plugin_init"
-#define DC_PLUGIN_ENTRY diskcore_plugin_init
-/** Define the entry symbol of a plugin whose descriptor is `desc`. */
-#define DC_PLUGIN_REGISTER(desc)                                                   \
+/** The one symbol a plugin exports. Plugins of the pre-release ABI exported
+ *  "diskcore_plugin_init"; the core names them and refuses them. */
+#define DC_PLUGIN_ENTRY_NAME "diskcore_plugin_v1"
+#define DC_PLUGIN_ENTRY diskcore_plugin_v1
+
+/** What the entry reports about the headers the plugin was built with. */
+struct dc_plugin_abi {
+	uint32_t struct_size; /**< sizeof(struct dc_plugin) as built */
+	uint16_t abi_major;   /**< DC_ABI_MAJOR: must match the core's */
+	uint16_t abi_minor;   /**< DC_ABI_MINOR: may be older than the core's */
+};
+
+/**
+ * Define a plugin: the entry symbol, which reports the ABI the plugin was
+ * built against and returns the descriptor `var`, then the descriptor itself,
+ * whose initialiser follows:
+ *
+ *     DC_PLUGIN(delay_plugin) = {
+ *             .kind = DC_KIND_DECORATOR,
+ *             .name = "delay",
+ *             ...
+ *     };
+ */
+#define DC_PLUGIN(var)                                                             \
+	static const struct dc_plugin var;                                         \
 	__attribute__((visibility("default"))) const struct dc_plugin *            \
-	DC_PLUGIN_ENTRY(void);                                                     \
-	const struct dc_plugin *DC_PLUGIN_ENTRY(void) { return &(desc); }
+	DC_PLUGIN_ENTRY(struct dc_plugin_abi *abi);                                \
+	const struct dc_plugin *DC_PLUGIN_ENTRY(struct dc_plugin_abi *abi)         \
+	{                                                                          \
+		abi->struct_size = sizeof(struct dc_plugin);                       \
+		abi->abi_major = DC_ABI_MAJOR;                                     \
+		abi->abi_minor = DC_ABI_MINOR;                                     \
+		return &var;                                                       \
+	}                                                                          \
+	static const struct dc_plugin var
 
 enum dc_kind {
 	DC_KIND_BACKEND = 1,
@@ -71,10 +119,12 @@ enum dc_opt_type {
 	DC_OPT_UINT = 4,   /**< ";name=N" (decimal) */
 };
 
+/** One ";option" a form accepts. Lists end with a zeroed entry ({0}). */
 struct dc_option {
 	const char *name;
 	uint32_t type; /**< enum dc_opt_type */
 	const char *help;
+	const void *reserved[2]; /**< zero */
 };
 
 /** What follows a form's fields. */
@@ -96,7 +146,8 @@ struct dc_form {
 	uint32_t flags;      /**< DC_FORM_* */
 	const char *syntax;  /**< e.g. "crypt:xts-aes-256:KEYFILE:SPEC" */
 	const char *help;    /**< one line */
-	const struct dc_option *options; /**< accepted ";opt"s, {NULL} terminated; may be NULL */
+	const struct dc_option *options; /**< accepted ";opt"s, {0} terminated; may be NULL */
+	const void *reserved[2]; /**< zero: room for fields a later minor adds */
 };
 
 /** An option as given in the spec, validated against the form's declaration. */
@@ -145,6 +196,7 @@ struct dc_req {
 	struct dc_node *node;      /**< the node this request is addressed to */
 	int result;                /**< child requests: the result, set before done() */
 	int detail;                /**< child requests: errno / medium detail */
+	void *inst;                /**< the instance of node's plugin (open()'s *inst) */
 };
 
 /** Descriptor-level callbacks use `void *inst`, the instance open() created. */
@@ -163,15 +215,17 @@ struct dc_open_args {
 typedef void (*dc_kv_fn)(void *arg, const char *key, const char *value);
 
 struct dc_plugin {
-	uint32_t struct_size;    /**< sizeof(struct dc_plugin) as built */
-	uint16_t abi_major;      /**< DC_ABI_MAJOR: must match */
-	uint16_t abi_minor;      /**< DC_ABI_MINOR: may be older than the core's */
+	/* The core fills these in its copy from the entry's struct dc_plugin_abi;
+	 * a plugin leaves them zero. */
+	uint32_t struct_size;
+	uint16_t abi_major;
+	uint16_t abi_minor;
 	uint32_t kind;           /**< enum dc_kind */
 	const char *name;        /**< plugin name, [a-z0-9-]+ */
 	const char *version;
 	const char *summary;     /**< one line */
 	const char *usage;       /**< longer help, may be NULL */
-	const struct dc_form *forms; /**< {NULL} terminated */
+	const struct dc_form *forms; /**< {0} terminated, at most 64 */
 	uint32_t ctx_size;       /**< per-request scratch bytes */
 	uint64_t ops;            /**< DC_OP_BIT()s that submit()/io() handle */
 	uint64_t passthrough_ops; /**< DC_OP_BIT()s forwarded unchanged to child 0 */
@@ -200,15 +254,10 @@ struct dc_plugin {
 	/** dc_resize(): change size. NULL: forwarded to child 0 for decorators. */
 	int (*resize)(void *inst, uint64_t new_sector_count);
 
-	/* --- Appended in ABI 1.1: zero in an older plugin's descriptor (the
-	 * core copies struct_size bytes and zero-fills the rest), and an older
-	 * core never reads them. --- */
-
 	/**
 	 * Per-queue polling, optional: reap this queue's completions on the
-	 * calling thread. The core calls it from dc_queue_wait(), only on the
-	 * queue's submitting thread, and never from inside a completion it
-	 * delivers.
+	 * calling thread. The core calls it from dc_queue_wait(), on the
+	 * queue's thread, and never from inside a completion it delivers.
 	 *
 	 * Finish with dc_complete() every request of this qctx that has
 	 * finished (the core runs callbacks inline and counts them). When
@@ -216,10 +265,9 @@ struct dc_plugin {
 	 * if timeout_ms is not 0 sleep until one of them finishes, wake_fd
 	 * becomes readable (wake_fd >= 0: the core's signal that a completion
 	 * arrived elsewhere in the chain), or timeout_ms passes (-1: no
-	 * limit). Spurious returns are allowed. submit() may still be called
-	 * on other threads meanwhile (a decorator forwarding from a timer or
-	 * worker): such a request must end a sleeping call, or reach the
-	 * device without one.
+	 * limit). Spurious returns are allowed. Work handed to the queue from
+	 * other threads (a timer, a worker) makes wake_fd readable; the core
+	 * runs it once queue_poll() returns.
 	 *
 	 * After the first call the queue is driven by its thread (see
 	 * dc_queue_wait() in diskcore.h): the plugin may leave requests that
@@ -231,6 +279,10 @@ struct dc_plugin {
 	 *         it from dc_queue_wait()).
 	 */
 	int (*queue_poll)(void *inst, void *qctx, int wake_fd, int timeout_ms);
+
+	/* Appending a field: add it here, bump DC_ABI_MINOR, and make zero mean
+	 * "not provided" (an older plugin's descriptor is zero-filled past its
+	 * struct_size). docs/abi.md. */
 };
 
 /* --- Core services for plugins ------------------------------------------ */
@@ -238,6 +290,9 @@ struct dc_plugin {
 /** Set the control-path error message (the core prefixes the spec element). */
 void dc_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void dc_verror(const char *fmt, va_list ap);
+/** The one way to fail a control-path call: set the message and return err
+ *  (a negative errno), as in `return dc_fail(-EINVAL, "bad size %s", s);`. */
+int dc_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** Debug output on stderr when DISKCORE_DEBUG is set. */
 void dc_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -256,19 +311,26 @@ void dc_node_notify_resize(struct dc_node *node);
 /** Blocking I/O on a child from a control path (open, flush in close). */
 int dc_node_execute(struct dc_node *node, const struct dc_io *io);
 
-/** Finish a request (any thread). result is 0 or a DC_E_* / -errno value. */
+/** Finish a request. result is 0 or a DC_E_* / -errno value. Any thread: off
+ *  the queue's thread the rest of the completion (the parent's done callback,
+ *  the consumer's callback) runs on the queue's thread. */
 void dc_complete(struct dc_req *req, int result);
 void dc_complete_detail(struct dc_req *req, int result, int detail);
 
 /** Child requests. dc_child_req() gives a request addressed to child i of
  *  parent's node, initialised from parent (op, flags, sector, count, buf, pr);
- *  NULL when out of memory. Submit it with a done callback, which runs once with
- *  child->result set; release it there with dc_child_free(). */
+ *  NULL when out of memory. Submit it with a done callback, which runs once,
+ *  on the queue's thread, with child->result set (parent->inst is the
+ *  plugin's instance); release it there with dc_child_free(). The core checks
+ *  the child request like any other before the child's plugin sees it. */
 typedef void (*dc_child_done_fn)(struct dc_req *parent, struct dc_req *child);
 struct dc_req *dc_child_req(struct dc_req *parent, unsigned child);
 void dc_child_submit(struct dc_req *parent, struct dc_req *child,
 		     dc_child_done_fn done);
 void dc_child_free(struct dc_req *parent, struct dc_req *child);
+/** A done callback that finishes parent with child's result and detail (and
+ *  frees child): for a plugin that has nothing to do after its child. */
+void dc_child_done_complete(struct dc_req *parent, struct dc_req *child);
 
 /** Buffer views. */
 struct dc_buf dc_buf_sub(const struct dc_buf *b, size_t off, size_t len);
@@ -295,9 +357,11 @@ ssize_t dc_buf_pwrite(int fd, const struct dc_buf *b, uint64_t off, size_t align
 void dc_marker_set(struct dc_marker *m, uint64_t sector, uint64_t count);
 bool dc_marker_test(const struct dc_marker *m, uint64_t sector);
 
-/** Run fn(arg) on the core's worker pool. */
+/** Run fn(arg) on the core's worker pool. fn runs off the queue's thread: it
+ *  may finish requests (dc_complete) and submit children, but not touch qctx. */
 int dc_pool_run(void (*fn)(void *arg), void *arg);
-/** Run fn(arg) on the core's timer thread after delay_ns (never on the caller). */
+/** Run fn(arg) on the core's timer thread after delay_ns (never on the caller);
+ *  the same rules as dc_pool_run(). */
 int dc_timer_after(uint64_t delay_ns, void (*fn)(void *arg), void *arg);
 
 #ifdef __cplusplus

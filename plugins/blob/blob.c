@@ -1274,7 +1274,7 @@ static bool blob_ra_read(struct blob_disk *b, struct dc_req *req, uint64_t off,
 {
 	struct blob_rctx *rc = req->ctx;
 	uint64_t woff = off / b->ra * b->ra, nwoff = woff + b->ra;
-	struct blob_xfer *loads[2] = { NULL, NULL };
+	struct blob_xfer *loads[2] = { 0 };
 	struct blob_ra_win *w;
 	bool seq, hit = false, taken = false;
 
@@ -2471,55 +2471,68 @@ static void blob_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option blob_options_decl[] = {
-	{ "azure", DC_OPT_FLAG,
-	  "Azure Blob storage: send x-ms-version, read the blob type, skip page-blob "
-	  "ranges that hold no pages (automatic for *.blob.core.windows.net and the "
-	  "emulator's /devstoreaccount1/ paths)" },
-	{ "sharedkey", DC_OPT_STRING,
-	  "file holding ACCOUNT:BASE64KEY (or BASE64KEY) for Azure Shared Key auth; "
-	  "without it $DISKCORE_AZURE_KEY is used when the URL has no SAS" },
-	{ "cafile", DC_OPT_STRING,
-	  "PEM file of CA certificates to verify the server with" },
-	{ "cert", DC_OPT_STRING, "PEM client certificate for TLS client authentication" },
-	{ "key", DC_OPT_STRING, "PEM private key of the client certificate" },
-	{ "timeout", DC_OPT_UINT,
-	  "milliseconds one request may take before it fails or is retried (default "
-	  "30000)" },
-	{ "retries", DC_OPT_UINT,
-	  "retries after a 5xx, 429 or connection failure, with exponential backoff and "
-	  "jitter (default 4, at most 20)" },
-	{ "connections", DC_OPT_UINT,
-	  "requests in flight at once over reused connections (default 8, at most 64)" },
-	{ "readahead", DC_OPT_SIZE,
-	  "when reads run sequentially, fetch windows of this size ahead and serve "
-	  "smaller reads from them (default 0: off; 64K to 16M)" },
-	{ "split", DC_OPT_SIZE,
-	  "a larger read is fetched as parallel ranges of this size (default 1M)" },
-	{ NULL, 0, NULL },
+	{ .name = "azure",
+	  .type = DC_OPT_FLAG,
+	  .help = "Azure Blob storage: send x-ms-version, read the blob type, skip page-blob "
+		  "ranges that hold no pages (automatic for *.blob.core.windows.net and the "
+		  "emulator's /devstoreaccount1/ paths)" },
+	{ .name = "sharedkey",
+	  .type = DC_OPT_STRING,
+	  .help = "file holding ACCOUNT:BASE64KEY (or BASE64KEY) for Azure Shared Key auth; "
+		  "without it $DISKCORE_AZURE_KEY is used when the URL has no SAS" },
+	{ .name = "cafile",
+	  .type = DC_OPT_STRING,
+	  .help = "PEM file of CA certificates to verify the server with" },
+	{ .name = "cert",
+	  .type = DC_OPT_STRING,
+	  .help = "PEM client certificate for TLS client authentication" },
+	{ .name = "key",
+	  .type = DC_OPT_STRING,
+	  .help = "PEM private key of the client certificate" },
+	{ .name = "timeout",
+	  .type = DC_OPT_UINT,
+	  .help = "milliseconds one request may take before it fails or is retried (default "
+		  "30000)" },
+	{ .name = "retries",
+	  .type = DC_OPT_UINT,
+	  .help = "retries after a 5xx, 429 or connection failure, with exponential backoff and "
+		  "jitter (default 4, at most 20)" },
+	{ .name = "connections",
+	  .type = DC_OPT_UINT,
+	  .help = "requests in flight at once over reused connections (default 8, at most 64)" },
+	{ .name = "readahead",
+	  .type = DC_OPT_SIZE,
+	  .help = "when reads run sequentially, fetch windows of this size ahead and serve "
+		  "smaller reads from them (default 0: off; 64K to 16M)" },
+	{ .name = "split",
+	  .type = DC_OPT_SIZE,
+	  .help = "a larger read is fetched as parallel ranges of this size (default 1M)" },
+	{ 0 },
 };
 
 static const struct dc_form blob_forms[] = {
-	{ "blob", 2, DC_CHILD_NONE, 0, "blob:flat|vhd1:URL",
-	  "read-only disk over HTTP(S) or Azure Blob storage", blob_options_decl },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "blob",
+	  .nfields = 2,
+	  .child = DC_CHILD_NONE,
+	  .flags = 0,
+	  .syntax = "blob:flat|vhd1:URL",
+	  .help = "read-only disk over HTTP(S) or Azure Blob storage",
+	  .options = blob_options_decl },
+	{ 0 },
 };
 
-static const struct dc_plugin blob_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(blob_plugin) = {
 	.kind = DC_KIND_BACKEND,
 	.name = "blob",
 	.version = "0.1.0",
 	.summary = "read-only disk over HTTP(S) and Azure Blob storage (libcurl)",
-	.usage =
-		"blob:flat:URL serves the blob as a raw disk; blob:vhd1:URL serves a "
-		"fixed VHD, hiding its footer and taking the disk id from it.\n"
-		"Reads are Range GETs: only a 206 with the exact Content-Range counts; "
-		"5xx and connection failures are retried. The disk is read-only: put a "
-		"layer on top to write (memdiff:blob:flat:URL).\n"
-		"Azure: SAS URLs work as they are; Shared Key auth with ;sharedkey=FILE "
-		"or DISKCORE_AZURE_KEY=ACCOUNT:BASE64KEY. TLS peers are always verified.",
+	.usage = "blob:flat:URL serves the blob as a raw disk; blob:vhd1:URL serves a "
+		 "fixed VHD, hiding its footer and taking the disk id from it.\n"
+		 "Reads are Range GETs: only a 206 with the exact Content-Range counts; "
+		 "5xx and connection failures are retried. The disk is read-only: put a "
+		 "layer on top to write (memdiff:blob:flat:URL).\n"
+		 "Azure: SAS URLs work as they are; Shared Key auth with ;sharedkey=FILE "
+		 "or DISKCORE_AZURE_KEY=ACCOUNT:BASE64KEY. TLS peers are always verified.",
 	.forms = blob_forms,
 	.ctx_size = sizeof(struct blob_rctx),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
@@ -2529,5 +2542,3 @@ static const struct dc_plugin blob_plugin = {
 	.submit = blob_submit,
 	.describe = blob_describe,
 };
-
-DC_PLUGIN_REGISTER(blob_plugin)

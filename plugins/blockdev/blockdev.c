@@ -1657,34 +1657,37 @@ static void bdev_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option bdev_options[] = {
-	{ "direct", DC_OPT_FLAG, "open with O_DIRECT (bypass the page cache)" },
-	{ NULL, 0, NULL },
+	{ .name = "direct",
+	  .type = DC_OPT_FLAG,
+	  .help = "open with O_DIRECT (bypass the page cache)" },
+	{ 0 },
 };
 
 static const struct dc_form bdev_forms[] = {
-	{ "blockdev", 1, DC_CHILD_NONE, 0, "blockdev:PATH[;direct]",
-	  "a Linux block device or regular file through io_uring", bdev_options },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "blockdev",
+	  .nfields = 1,
+	  .child = DC_CHILD_NONE,
+	  .flags = 0,
+	  .syntax = "blockdev:PATH[;direct]",
+	  .help = "a Linux block device or regular file through io_uring",
+	  .options = bdev_options },
+	{ 0 },
 };
 
-static const struct dc_plugin bdev_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(bdev_plugin) = {
 	.kind = DC_KIND_BACKEND,
 	.name = "blockdev",
 	.version = "0.1.0",
 	.summary = "Linux block device or file through io_uring (resize, unmap, PR)",
-	.usage =
-		"blockdev:PATH[;direct]\n"
-		"  Devices: sector sizes, FUA and discard granularity from sysfs; the\n"
-		"  size follows online resizes (kernel uevents); unmap discards\n"
-		"  (contents unspecified); persistent reservations pass through where\n"
-		"  the driver has them (NVMe, SCSI). Files: 512-byte sectors (with\n"
-		"  ;direct, the filesystem's O_DIRECT alignment), fixed size, unmap\n"
-		"  punches holes (reads back zeroes) when the filesystem can.\n"
-		"  One io_uring per queue; FUA writes use RWF_DSYNC; flush is fdatasync.\n"
-		"  Needs io_uring (Linux 5.6+, kernel.io_uring_disabled=0).",
+	.usage = "blockdev:PATH[;direct]\n"
+		 "  Devices: sector sizes, FUA and discard granularity from sysfs; the\n"
+		 "  size follows online resizes (kernel uevents); unmap discards\n"
+		 "  (contents unspecified); persistent reservations pass through where\n"
+		 "  the driver has them (NVMe, SCSI). Files: 512-byte sectors (with\n"
+		 "  ;direct, the filesystem's O_DIRECT alignment), fixed size, unmap\n"
+		 "  punches holes (reads back zeroes) when the filesystem can.\n"
+		 "  One io_uring per queue; FUA writes use RWF_DSYNC; flush is fdatasync.\n"
+		 "  Needs io_uring (Linux 5.6+, kernel.io_uring_disabled=0).",
 	.forms = bdev_forms,
 	.ctx_size = sizeof(struct bdev_rq),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
@@ -1698,5 +1701,3 @@ static const struct dc_plugin bdev_plugin = {
 	.sector_count = bdev_sector_count,
 	.describe = bdev_describe,
 };
-
-DC_PLUGIN_REGISTER(bdev_plugin)

@@ -214,25 +214,27 @@ static void crypt_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option crypt_options[] = {
-	{ "threads", DC_OPT_UINT,
-	  "most threads one large request is split across (default: CPUs, up to 8)" },
-	{ "split", DC_OPT_SIZE,
-	  "requests of at least this size may be split (default 1M)" },
-	{ NULL, 0, NULL },
+	{ .name = "threads",
+	  .type = DC_OPT_UINT,
+	  .help = "most threads one large request is split across (default: CPUs, up to 8)" },
+	{ .name = "split",
+	  .type = DC_OPT_SIZE,
+	  .help = "requests of at least this size may be split (default 1M)" },
+	{ 0 },
 };
 
 static const struct dc_form crypt_forms[] = {
-	{ "crypt", 2, DC_CHILD_ONE, 0,
-	  "crypt[;threads=N][;split=SIZE]:xts-aes-256:KEYFILE:SPEC",
-	  "XTS-AES-256 encryption (dm-crypt aes-xts-plain64), 64-byte key file",
-	  crypt_options },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "crypt",
+	  .nfields = 2,
+	  .child = DC_CHILD_ONE,
+	  .flags = 0,
+	  .syntax = "crypt[;threads=N][;split=SIZE]:xts-aes-256:KEYFILE:SPEC",
+	  .help = "XTS-AES-256 encryption (dm-crypt aes-xts-plain64), 64-byte key file",
+	  .options = crypt_options },
+	{ 0 },
 };
 
-static const struct dc_plugin crypt_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(crypt_plugin) = {
 	.kind = DC_KIND_DECORATOR,
 	.name = "crypt",
 	.version = "0.1.0",
@@ -259,5 +261,3 @@ static const struct dc_plugin crypt_plugin = {
 	.submit = crypt_submit,
 	.describe = crypt_describe,
 };
-
-DC_PLUGIN_REGISTER(crypt_plugin)

@@ -146,20 +146,24 @@ static void delay_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option delay_options[] = {
-	{ "p99", DC_OPT_UINT, "every 100th read or write waits this many ms instead" },
-	{ NULL, 0, NULL },
+	{ .name = "p99",
+	  .type = DC_OPT_UINT,
+	  .help = "every 100th read or write waits this many ms instead" },
+	{ 0 },
 };
 
 static const struct dc_form delay_forms[] = {
-	{ "delay", 1, DC_CHILD_ONE, 0, "delay:MS[;p99=MS]:SPEC",
-	  "adds MS milliseconds of latency to every read and write", delay_options },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "delay",
+	  .nfields = 1,
+	  .child = DC_CHILD_ONE,
+	  .flags = 0,
+	  .syntax = "delay:MS[;p99=MS]:SPEC",
+	  .help = "adds MS milliseconds of latency to every read and write",
+	  .options = delay_options },
+	{ 0 },
 };
 
-static const struct dc_plugin delay_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(delay_plugin) = {
 	.kind = DC_KIND_DECORATOR,
 	.name = "delay",
 	.version = "0.1.0",
@@ -179,5 +183,3 @@ static const struct dc_plugin delay_plugin = {
 	.submit = delay_submit,
 	.describe = delay_describe,
 };
-
-DC_PLUGIN_REGISTER(delay_plugin)

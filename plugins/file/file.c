@@ -384,22 +384,27 @@ static void file_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option file_options[] = {
-	{ "direct", DC_OPT_FLAG, "open with O_DIRECT (bypass the page cache)" },
-	{ "create", DC_OPT_SIZE,
-	  "create the file, or truncate it, to SIZE bytes of zeroes" },
-	{ NULL, 0, NULL },
+	{ .name = "direct",
+	  .type = DC_OPT_FLAG,
+	  .help = "open with O_DIRECT (bypass the page cache)" },
+	{ .name = "create",
+	  .type = DC_OPT_SIZE,
+	  .help = "create the file, or truncate it, to SIZE bytes of zeroes" },
+	{ 0 },
 };
 
 static const struct dc_form file_forms[] = {
-	{ "file", 1, DC_CHILD_NONE, 0, "file:PATH[;direct][;create=SIZE]",
-	  "a raw image file or block device", file_options },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "file",
+	  .nfields = 1,
+	  .child = DC_CHILD_NONE,
+	  .flags = 0,
+	  .syntax = "file:PATH[;direct][;create=SIZE]",
+	  .help = "a raw image file or block device",
+	  .options = file_options },
+	{ 0 },
 };
 
-static const struct dc_plugin file_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(file_plugin) = {
 	.kind = DC_KIND_BACKEND,
 	.name = "file",
 	.version = "0.1.0",
@@ -419,5 +424,3 @@ static const struct dc_plugin file_plugin = {
 	.io = file_io,
 	.describe = file_describe,
 };
-
-DC_PLUGIN_REGISTER(file_plugin)

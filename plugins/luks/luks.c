@@ -1451,25 +1451,30 @@ static void luks_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option luks_options[] = {
-	{ "keyfile", DC_OPT_STRING,
-	  "file whose whole content is the passphrase (cryptsetup --key-file)" },
-	{ "passphrase-file", DC_OPT_STRING,
-	  "file whose first line (without the newline) is the passphrase" },
-	{ "slot", DC_OPT_UINT, "try only this key slot (default: every active slot)" },
-	{ NULL, 0, NULL },
+	{ .name = "keyfile",
+	  .type = DC_OPT_STRING,
+	  .help = "file whose whole content is the passphrase (cryptsetup --key-file)" },
+	{ .name = "passphrase-file",
+	  .type = DC_OPT_STRING,
+	  .help = "file whose first line (without the newline) is the passphrase" },
+	{ .name = "slot",
+	  .type = DC_OPT_UINT,
+	  .help = "try only this key slot (default: every active slot)" },
+	{ 0 },
 };
 
 static const struct dc_form luks_forms[] = {
-	{ "luks", 0, DC_CHILD_ONE, 0,
-	  "luks;keyfile=PATH|passphrase-file=PATH[;slot=N]:SPEC",
-	  "a LUKS1 or LUKS2 volume (aes-xts-plain64) on SPEC", luks_options },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "luks",
+	  .nfields = 0,
+	  .child = DC_CHILD_ONE,
+	  .flags = 0,
+	  .syntax = "luks;keyfile=PATH|passphrase-file=PATH[;slot=N]:SPEC",
+	  .help = "a LUKS1 or LUKS2 volume (aes-xts-plain64) on SPEC",
+	  .options = luks_options },
+	{ 0 },
 };
 
-static const struct dc_plugin luks_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(luks_plugin) = {
 	.kind = DC_KIND_DECORATOR,
 	.name = "luks",
 	.version = "0.1.0",
@@ -1498,5 +1503,3 @@ static const struct dc_plugin luks_plugin = {
 	.describe = luks_describe,
 	.resize = luks_resize,
 };
-
-DC_PLUGIN_REGISTER(luks_plugin)

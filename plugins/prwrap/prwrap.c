@@ -200,27 +200,28 @@ static void prwrap_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_form prwrap_forms[] = {
-	{ "prwrap", 0, DC_CHILD_ONE, 0, "prwrap:SPEC",
-	  "in-memory SCSI persistent reservations over SPEC (testing)", NULL },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "prwrap",
+	  .nfields = 0,
+	  .child = DC_CHILD_ONE,
+	  .flags = 0,
+	  .syntax = "prwrap:SPEC",
+	  .help = "in-memory SCSI persistent reservations over SPEC (testing)",
+	  .options = NULL },
+	{ 0 },
 };
 
-static const struct dc_plugin prwrap_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(prwrap_plugin) = {
 	.kind = DC_KIND_DECORATOR,
 	.name = "prwrap",
 	.version = "0.1.0",
 	.summary = "in-memory SCSI persistent reservations (one registrant, for tests)",
-	.usage =
-		"prwrap:SPEC\n"
-		"  Emulates persistent reservations in memory, as OpenVMM's prwrap:\n"
-		"  a single registrant; write-exclusive, exclusive-access and their\n"
-		"  registrants-only variants; persist-through-power-loss accepted but\n"
-		"  not kept (state lives as long as the disk is open). Reservations are\n"
-		"  not enforced on I/O. Reads, writes, flush, unmap and eject pass\n"
-		"  through to SPEC.",
+	.usage = "prwrap:SPEC\n"
+		 "  Emulates persistent reservations in memory, as OpenVMM's prwrap:\n"
+		 "  a single registrant; write-exclusive, exclusive-access and their\n"
+		 "  registrants-only variants; persist-through-power-loss accepted but\n"
+		 "  not kept (state lives as long as the disk is open). Reservations are\n"
+		 "  not enforced on I/O. Reads, writes, flush, unmap and eject pass\n"
+		 "  through to SPEC.",
 	.forms = prwrap_forms,
 	.ops = DC_OPS_PR,
 	.passthrough_ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) |
@@ -231,5 +232,3 @@ static const struct dc_plugin prwrap_plugin = {
 	.submit = prwrap_submit,
 	.describe = prwrap_describe,
 };
-
-DC_PLUGIN_REGISTER(prwrap_plugin)

@@ -65,19 +65,29 @@ struct ram_arena {
 };
 
 static const struct dc_option ram_options[] = {
-	{ "sector", DC_OPT_UINT,
-	  "logical sector size in bytes, a power of two from 512 (default: 512, or "
-	  "for memdiff the size of the layer below)" },
-	{ NULL, 0, NULL },
+	{ .name = "sector",
+	  .type = DC_OPT_UINT,
+	  .help = "logical sector size in bytes, a power of two from 512 (default: 512, or "
+		  "for memdiff the size of the layer below)" },
+	{ 0 },
 };
 
 static const struct dc_form ram_forms[] = {
-	{ "mem", 1, DC_CHILD_NONE, 0, "mem:SIZE[;sector=N]",
-	  "RAM disk of SIZE bytes, zero-filled, lost on close", ram_options },
-	{ "memdiff", 0, DC_CHILD_ONE, 0, "memdiff[;sector=N]:SPEC",
-	  "RAM diff layer over SPEC: writes stay in memory, SPEC is opened read-only",
-	  ram_options },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "mem",
+	  .nfields = 1,
+	  .child = DC_CHILD_NONE,
+	  .flags = 0,
+	  .syntax = "mem:SIZE[;sector=N]",
+	  .help = "RAM disk of SIZE bytes, zero-filled, lost on close",
+	  .options = ram_options },
+	{ .name = "memdiff",
+	  .nfields = 0,
+	  .child = DC_CHILD_ONE,
+	  .flags = 0,
+	  .syntax = "memdiff[;sector=N]:SPEC",
+	  .help = "RAM diff layer over SPEC: writes stay in memory, SPEC is opened read-only",
+	  .options = ram_options },
+	{ 0 },
 };
 
 /* First position in [pos, end) whose bit equals want, or end. */
@@ -695,10 +705,7 @@ static void ram_describe(void *inst, dc_kv_fn kv, void *arg)
 	kv(arg, "zero_after", v);
 }
 
-static const struct dc_plugin ram_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(ram_plugin) = {
 	.kind = DC_KIND_LAYER,
 	.name = "ram",
 	.version = "0.1.0",
@@ -720,5 +727,3 @@ static const struct dc_plugin ram_plugin = {
 	.describe = ram_describe,
 	.resize = ram_resize,
 };
-
-DC_PLUGIN_REGISTER(ram_plugin)

@@ -1322,31 +1322,45 @@ static void sq_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option sq_sql_options[] = {
-	{ "create", DC_OPT_SIZE,
-	  "create a new database of SIZE bytes (it must not exist)" },
-	{ NULL, 0, NULL },
+	{ .name = "create",
+	  .type = DC_OPT_SIZE,
+	  .help = "create a new database of SIZE bytes (it must not exist)" },
+	{ 0 },
 };
 
 static const struct dc_option sq_diff_options[] = {
-	{ "create", DC_OPT_FLAG,
-	  "create a new database sized from the disk below (it must not exist)" },
-	{ NULL, 0, NULL },
+	{ .name = "create",
+	  .type = DC_OPT_FLAG,
+	  .help = "create a new database sized from the disk below (it must not exist)" },
+	{ 0 },
 };
 
 static const struct dc_form sq_forms[] = {
-	{ "sql", 1, DC_CHILD_NONE, 0, "sql:PATH[;create=SIZE]",
-	  "a disk in a SQLite database (OpenVMM's .dbhd format)", sq_sql_options },
-	{ "sqldiff", 1, DC_CHILD_ONE, 0, "sqldiff:PATH[;create]:SPEC",
-	  "a persistent diff layer in a SQLite database over SPEC", sq_diff_options },
-	{ "autocache", 1, DC_CHILD_ONE, DC_FORM_READ_CACHE, "autocache:[KEY]:SPEC",
-	  "a persistent read cache over SPEC in $DISKCORE_AUTO_CACHE_PATH/KEY", NULL },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "sql",
+	  .nfields = 1,
+	  .child = DC_CHILD_NONE,
+	  .flags = 0,
+	  .syntax = "sql:PATH[;create=SIZE]",
+	  .help = "a disk in a SQLite database (OpenVMM's .dbhd format)",
+	  .options = sq_sql_options },
+	{ .name = "sqldiff",
+	  .nfields = 1,
+	  .child = DC_CHILD_ONE,
+	  .flags = 0,
+	  .syntax = "sqldiff:PATH[;create]:SPEC",
+	  .help = "a persistent diff layer in a SQLite database over SPEC",
+	  .options = sq_diff_options },
+	{ .name = "autocache",
+	  .nfields = 1,
+	  .child = DC_CHILD_ONE,
+	  .flags = DC_FORM_READ_CACHE,
+	  .syntax = "autocache:[KEY]:SPEC",
+	  .help = "a persistent read cache over SPEC in $DISKCORE_AUTO_CACHE_PATH/KEY",
+	  .options = NULL },
+	{ 0 },
 };
 
-static const struct dc_plugin sq_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(sq_plugin) = {
 	.kind = DC_KIND_LAYER,
 	.name = "sqlite",
 	.version = "0.1.0",
@@ -1371,5 +1385,3 @@ static const struct dc_plugin sq_plugin = {
 	.attach = sq_attach,
 	.describe = sq_describe,
 };
-
-DC_PLUGIN_REGISTER(sq_plugin)

@@ -445,23 +445,27 @@ static void striped_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option striped_options[] = {
-	{ "chunk", DC_OPT_SIZE,
-	  "stripe unit (default 128K; a multiple of the sector size)" },
-	{ "sectors", DC_OPT_UINT,
-	  "logical sector count (default: all; a multiple of members x chunk)" },
-	{ NULL, 0, NULL },
+	{ .name = "chunk",
+	  .type = DC_OPT_SIZE,
+	  .help = "stripe unit (default 128K; a multiple of the sector size)" },
+	{ .name = "sectors",
+	  .type = DC_OPT_UINT,
+	  .help = "logical sector count (default: all; a multiple of members x chunk)" },
+	{ 0 },
 };
 
 static const struct dc_form striped_forms[] = {
-	{ "striped", 0, DC_CHILD_LIST, 0, STRIPED_SYNTAX,
-	  "RAID 0 across member disks of equal size", striped_options },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "striped",
+	  .nfields = 0,
+	  .child = DC_CHILD_LIST,
+	  .flags = 0,
+	  .syntax = STRIPED_SYNTAX,
+	  .help = "RAID 0 across member disks of equal size",
+	  .options = striped_options },
+	{ 0 },
 };
 
-static const struct dc_plugin striped_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(striped_plugin) = {
 	.kind = DC_KIND_BACKEND,
 	.name = "striped",
 	.version = "0.1.0",
@@ -483,5 +487,3 @@ static const struct dc_plugin striped_plugin = {
 	.submit = striped_submit,
 	.describe = striped_describe,
 };
-
-DC_PLUGIN_REGISTER(striped_plugin)

@@ -1788,24 +1788,30 @@ static void vhd_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option vhd_options[] = {
-	{ "create", DC_OPT_SIZE,
-	  "create (or truncate) a dynamic VHD of SIZE bytes (file:X.vhd: a fixed one)" },
-	{ "block", DC_OPT_SIZE, "block size of a new image (default 2M)" },
-	{ "parent", DC_OPT_STRING,
-	  "create (or truncate) a differencing VHD over the parent image PATH" },
-	{ NULL, 0, NULL },
+	{ .name = "create",
+	  .type = DC_OPT_SIZE,
+	  .help = "create (or truncate) a dynamic VHD of SIZE bytes (file:X.vhd: a fixed one)" },
+	{ .name = "block",
+	  .type = DC_OPT_SIZE,
+	  .help = "block size of a new image (default 2M)" },
+	{ .name = "parent",
+	  .type = DC_OPT_STRING,
+	  .help = "create (or truncate) a differencing VHD over the parent image PATH" },
+	{ 0 },
 };
 
 static const struct dc_form vhd_forms[] = {
-	{ "vhd", 1, DC_CHILD_NONE, 0, "vhd:PATH[;create=SIZE[;block=SIZE]|;parent=PATH]",
-	  "a fixed, dynamic or differencing VHD (a chain opens as layers)", vhd_options },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "vhd",
+	  .nfields = 1,
+	  .child = DC_CHILD_NONE,
+	  .flags = 0,
+	  .syntax = "vhd:PATH[;create=SIZE[;block=SIZE]|;parent=PATH]",
+	  .help = "a fixed, dynamic or differencing VHD (a chain opens as layers)",
+	  .options = vhd_options },
+	{ 0 },
 };
 
-static const struct dc_plugin vhd_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(vhd_plugin) = {
 	.kind = DC_KIND_LAYER,
 	.name = "vhd",
 	.version = "0.1.0",
@@ -1830,5 +1836,3 @@ static const struct dc_plugin vhd_plugin = {
 	.lower_spec = vhd_lower_spec,
 	.describe = vhd_describe,
 };
-
-DC_PLUGIN_REGISTER(vhd_plugin)

@@ -257,21 +257,24 @@ static void vhd1_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option vhd1_options[] = {
-	{ "create", DC_OPT_SIZE,
-	  "create the file (or truncate it) as a fixed VHD of SIZE bytes of zeroes" },
-	{ NULL, 0, NULL },
+	{ .name = "create",
+	  .type = DC_OPT_SIZE,
+	  .help = "create the file (or truncate it) as a fixed VHD of SIZE bytes of zeroes" },
+	{ 0 },
 };
 
 static const struct dc_form vhd1_forms[] = {
-	{ "vhd1", 1, DC_CHILD_NONE, 0, "vhd1:PATH[;create=SIZE]",
-	  "a fixed VHD (raw data and a 512-byte footer)", vhd1_options },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "vhd1",
+	  .nfields = 1,
+	  .child = DC_CHILD_NONE,
+	  .flags = 0,
+	  .syntax = "vhd1:PATH[;create=SIZE]",
+	  .help = "a fixed VHD (raw data and a 512-byte footer)",
+	  .options = vhd1_options },
+	{ 0 },
 };
 
-static const struct dc_plugin vhd1_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(vhd1_plugin) = {
 	.kind = DC_KIND_BACKEND,
 	.name = "vhd1",
 	.version = "0.1.0",
@@ -291,5 +294,3 @@ static const struct dc_plugin vhd1_plugin = {
 	.io = vhd1_io,
 	.describe = vhd1_describe,
 };
-
-DC_PLUGIN_REGISTER(vhd1_plugin)

@@ -874,28 +874,37 @@ static void vhdx_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option vhdx_options[] = {
-	{ "create", DC_OPT_SIZE, "create (or truncate) a dynamic VHDX of SIZE bytes" },
-	{ "block", DC_OPT_SIZE,
-	  "block size of a new image, 1M to 256M (default 32M; a child: its parent's)" },
-	{ "sector", DC_OPT_UINT, "logical sector size of a new image: 512 or 4096" },
-	{ "fixed", DC_OPT_FLAG, "with create=: a fixed (fully allocated) image" },
-	{ "parent", DC_OPT_STRING,
-	  "create (or truncate) a differencing VHDX over the parent image PATH" },
-	{ NULL, 0, NULL },
+	{ .name = "create",
+	  .type = DC_OPT_SIZE,
+	  .help = "create (or truncate) a dynamic VHDX of SIZE bytes" },
+	{ .name = "block",
+	  .type = DC_OPT_SIZE,
+	  .help = "block size of a new image, 1M to 256M (default 32M; a child: its parent's)" },
+	{ .name = "sector",
+	  .type = DC_OPT_UINT,
+	  .help = "logical sector size of a new image: 512 or 4096" },
+	{ .name = "fixed",
+	  .type = DC_OPT_FLAG,
+	  .help = "with create=: a fixed (fully allocated) image" },
+	{ .name = "parent",
+	  .type = DC_OPT_STRING,
+	  .help = "create (or truncate) a differencing VHDX over the parent image PATH" },
+	{ 0 },
 };
 
 static const struct dc_form vhdx_forms[] = {
-	{ "vhdx", 1, DC_CHILD_NONE, 0,
-	  "vhdx:PATH[;create=SIZE[;block=SIZE][;sector=N][;fixed]|;parent=PATH]",
-	  "a fixed, dynamic or differencing VHDX (a chain opens as layers)",
-	  vhdx_options },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "vhdx",
+	  .nfields = 1,
+	  .child = DC_CHILD_NONE,
+	  .flags = 0,
+	  .syntax =
+		  "vhdx:PATH[;create=SIZE[;block=SIZE][;sector=N][;fixed]|;parent=PATH]",
+	  .help = "a fixed, dynamic or differencing VHDX (a chain opens as layers)",
+	  .options = vhdx_options },
+	{ 0 },
 };
 
-static const struct dc_plugin vhdx_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(vhdx_plugin) = {
 	.kind = DC_KIND_LAYER,
 	.name = "vhdx",
 	.version = "0.1.0",
@@ -921,5 +930,3 @@ static const struct dc_plugin vhdx_plugin = {
 	.lower_spec = vhdx_lower_spec,
 	.describe = vhdx_describe,
 };
-
-DC_PLUGIN_REGISTER(vhdx_plugin)

@@ -28,19 +28,27 @@ struct td {
 };
 
 static const struct dc_option td_opts[] = {
-	{ "sector", DC_OPT_UINT, "sector size" },
-	{ "seed", DC_OPT_UINT, "pattern seed" },
-	{ "zero", DC_OPT_FLAG, "start zero-filled" },
-	{ "ro", DC_OPT_FLAG, "read-only" },
-	{ "id", DC_OPT_UINT, "disk id: 16 bytes of this value" },
-	{ "zeroes", DC_OPT_FLAG, "unmap zeroes (default: unspecified, no-op)" },
-	{ "nofua", DC_OPT_FLAG, "FUA not respected" },
-	{ NULL, 0, NULL },
+	{ .name = "sector", .type = DC_OPT_UINT, .help = "sector size" },
+	{ .name = "seed", .type = DC_OPT_UINT, .help = "pattern seed" },
+	{ .name = "zero", .type = DC_OPT_FLAG, .help = "start zero-filled" },
+	{ .name = "ro", .type = DC_OPT_FLAG, .help = "read-only" },
+	{ .name = "id", .type = DC_OPT_UINT, .help = "disk id: 16 bytes of this value" },
+	{ .name = "zeroes",
+	  .type = DC_OPT_FLAG,
+	  .help = "unmap zeroes (default: unspecified, no-op)" },
+	{ .name = "nofua", .type = DC_OPT_FLAG, .help = "FUA not respected" },
+	{ 0 },
 };
 
 static const struct dc_form td_forms[] = {
-	{ "tdisk", 1, DC_CHILD_NONE, 0, "tdisk:SIZE", "test disk", td_opts },
-	{ NULL, 0, 0, 0, NULL, NULL, NULL },
+	{ .name = "tdisk",
+	  .nfields = 1,
+	  .child = DC_CHILD_NONE,
+	  .flags = 0,
+	  .syntax = "tdisk:SIZE",
+	  .help = "test disk",
+	  .options = td_opts },
+	{ 0 },
 };
 
 static void td_close(void *inst)
@@ -160,10 +168,7 @@ static void td_describe(void *inst, dc_kv_fn kv, void *arg)
 	TD_KV("last_flags", t->last_flags);
 }
 
-static const struct dc_plugin td_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(td_plugin) = {
 	.kind = DC_KIND_BACKEND,
 	.name = "tdisk",
 	.version = "0",
@@ -176,5 +181,3 @@ static const struct dc_plugin td_plugin = {
 	.submit = td_submit,
 	.describe = td_describe,
 };
-
-DC_PLUGIN_REGISTER(td_plugin)

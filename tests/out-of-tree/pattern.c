@@ -89,8 +89,10 @@ static void pattern_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option pattern_options[] = {
-	{ "seed", DC_OPT_UINT, "added to the sector number (0-255, default 0)" },
-	{ NULL, 0, NULL },
+	{ .name = "seed",
+	  .type = DC_OPT_UINT,
+	  .help = "added to the sector number (0-255, default 0)" },
+	{ 0 },
 };
 
 static const struct dc_form pattern_forms[] = {
@@ -100,13 +102,10 @@ static const struct dc_form pattern_forms[] = {
 	  .syntax = "pattern:SIZE[;seed=N]",
 	  .help = "read-only disk; sector s holds the byte (s + seed) & 0xff",
 	  .options = pattern_options },
-	{ .name = NULL },
+	{ 0 },
 };
 
-static const struct dc_plugin pattern_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(pattern_plugin) = {
 	.kind = DC_KIND_BACKEND,
 	.name = "pattern",
 	.version = "1.0",
@@ -118,5 +117,3 @@ static const struct dc_plugin pattern_plugin = {
 	.io = pattern_io,
 	.describe = pattern_describe,
 };
-
-DC_PLUGIN_REGISTER(pattern_plugin)

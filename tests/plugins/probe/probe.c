@@ -164,15 +164,25 @@ static void probe_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option probe_options[] = {
-	{ "ss", DC_OPT_UINT, "logical sector size in bytes (default 512)" },
-	{ "pss", DC_OPT_UINT, "physical sector size in bytes (default: ss)" },
-	{ "count", DC_OPT_UINT, "sector count (default 2048)" },
-	{ "ro", DC_OPT_FLAG, "report read-only and refuse writes" },
-	{ "fua", DC_OPT_FLAG, "report FUA as respected" },
-	{ "id", DC_OPT_FLAG, "report the disk id 00 01 02 ... 0f" },
-	{ "unmap", DC_OPT_STRING, "zeroes, ignored (default) or unspecified" },
-	{ "fail", DC_OPT_STRING, "fail=open makes open fail" },
-	{ NULL, 0, NULL },
+	{ .name = "ss",
+	  .type = DC_OPT_UINT,
+	  .help = "logical sector size in bytes (default 512)" },
+	{ .name = "pss",
+	  .type = DC_OPT_UINT,
+	  .help = "physical sector size in bytes (default: ss)" },
+	{ .name = "count", .type = DC_OPT_UINT, .help = "sector count (default 2048)" },
+	{ .name = "ro",
+	  .type = DC_OPT_FLAG,
+	  .help = "report read-only and refuse writes" },
+	{ .name = "fua", .type = DC_OPT_FLAG, .help = "report FUA as respected" },
+	{ .name = "id",
+	  .type = DC_OPT_FLAG,
+	  .help = "report the disk id 00 01 02 ... 0f" },
+	{ .name = "unmap",
+	  .type = DC_OPT_STRING,
+	  .help = "zeroes, ignored (default) or unspecified" },
+	{ .name = "fail", .type = DC_OPT_STRING, .help = "fail=open makes open fail" },
+	{ 0 },
 };
 
 static const struct dc_form probe_forms[] = {
@@ -183,13 +193,10 @@ static const struct dc_form probe_forms[] = {
 		    "[;fail=open]",
 	  .help = "configurable in-memory test disk",
 	  .options = probe_options },
-	{ .name = NULL },
+	{ 0 },
 };
 
-static const struct dc_plugin probe_plugin = {
-	.struct_size = sizeof(struct dc_plugin),
-	.abi_major = DC_ABI_MAJOR,
-	.abi_minor = DC_ABI_MINOR,
+DC_PLUGIN(probe_plugin) = {
 	.kind = DC_KIND_BACKEND,
 	.name = "probe",
 	.version = "1.0",
@@ -204,5 +211,3 @@ static const struct dc_plugin probe_plugin = {
 	.io = probe_io,
 	.describe = probe_describe,
 };
-
-DC_PLUGIN_REGISTER(probe_plugin)

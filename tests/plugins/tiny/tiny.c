@@ -3,19 +3,25 @@
  * drops writes. One source, built once per variant; TINY_<VARIANT> says what
  * is wrong with this copy:
  *   GOOD      nothing (plugin "good", form "good")
- *   NOENTRY   no diskcore_plugin_init symbol
+ *   NOENTRY   no entry symbol
+ *   PRERELEASE the pre-release ABI's entry symbol, diskcore_plugin_init
  *   BADABI    ABI major one above the core's
  *   NEWMINOR  ABI minor one above the core's
  *   DUP_A/B   two plugins that both claim form "dup"
  *   OLD       an older, shorter descriptor that ends after `io`; the fields
  *             past it hold traps the core must never copy or call
  *   SMALL     struct_size too small to reach `open`
- *   NOIO      neither submit nor io */
+ *   NOIO      neither submit nor io
+ *   BADOPS    flush both handled and passed through, with no child
+ * Every variant creates the file $DC_TINY_LOADED names when it is loaded, so a
+ * test can tell that a lookup never loaded it. */
 #include <diskcore/plugin.h>
 
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define TINY_SECTORS 2048
 
@@ -35,6 +41,15 @@
 #ifndef TINY_FORM
 #define TINY_FORM TINY_NAME
 #endif
+
+__attribute__((constructor)) static void tiny_loaded(void)
+{
+	const char *mark = getenv("DC_TINY_LOADED");
+	int fd = mark ? open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600) : -1;
+
+	if (fd >= 0)
+		close(fd);
+}
 
 static int tiny_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
@@ -82,27 +97,10 @@ static void tiny_trap_describe(void *inst, dc_kv_fn kv, void *arg)
 
 static const struct dc_form tiny_forms[] = {
 	{ .name = TINY_FORM, .syntax = TINY_FORM, .help = "a zero disk for tests" },
-	{ .name = NULL },
+	{ 0 },
 };
 
 static const struct dc_plugin tiny_plugin = {
-#if defined(TINY_OLD)
-	.struct_size = offsetof(struct dc_plugin, io) + sizeof(void *),
-#elif defined(TINY_SMALL)
-	.struct_size = offsetof(struct dc_plugin, open),
-#else
-	.struct_size = sizeof(struct dc_plugin),
-#endif
-#ifdef TINY_BADABI
-	.abi_major = DC_ABI_MAJOR + 1,
-#else
-	.abi_major = DC_ABI_MAJOR,
-#endif
-#ifdef TINY_NEWMINOR
-	.abi_minor = DC_ABI_MINOR + 1,
-#else
-	.abi_minor = DC_ABI_MINOR,
-#endif
 	.kind = DC_KIND_BACKEND,
 	.name = TINY_NAME,
 	.version = "1.0",
@@ -113,19 +111,43 @@ static const struct dc_plugin tiny_plugin = {
 #ifndef TINY_NOIO
 	.io = tiny_io,
 #endif
+#ifdef TINY_BADOPS
+	.passthrough_ops = DC_OP_BIT(DC_OP_FLUSH), /* also in ops, and no child */
+#endif
 #ifdef TINY_OLD
 	.sector_count = tiny_trap_count,
 	.describe = tiny_trap_describe,
 #endif
 };
 
-#ifdef TINY_NOENTRY
-/* Built, but exported under the wrong name. */
-__attribute__((visibility("default"))) const struct dc_plugin *tiny_init(void);
-const struct dc_plugin *tiny_init(void)
+/* Written out by hand, not with DC_PLUGIN(): the variants break its fields. */
+#if defined(TINY_NOENTRY)
+#define TINY_ENTRY tiny_init /* built, but exported under the wrong name */
+#elif defined(TINY_PRERELEASE)
+#define TINY_ENTRY diskcore_plugin_init /* the pre-release ABI's entry */
+#else
+#define TINY_ENTRY DC_PLUGIN_ENTRY
+#endif
+__attribute__((visibility("default"))) const struct dc_plugin *
+TINY_ENTRY(struct dc_plugin_abi *abi);
+const struct dc_plugin *TINY_ENTRY(struct dc_plugin_abi *abi)
 {
+#if defined(TINY_OLD)
+	abi->struct_size = offsetof(struct dc_plugin, io) + sizeof(void *);
+#elif defined(TINY_SMALL)
+	abi->struct_size = offsetof(struct dc_plugin, open);
+#else
+	abi->struct_size = sizeof(struct dc_plugin);
+#endif
+#ifdef TINY_BADABI
+	abi->abi_major = DC_ABI_MAJOR + 1;
+#else
+	abi->abi_major = DC_ABI_MAJOR;
+#endif
+#ifdef TINY_NEWMINOR
+	abi->abi_minor = DC_ABI_MINOR + 1;
+#else
+	abi->abi_minor = DC_ABI_MINOR;
+#endif
 	return &tiny_plugin;
 }
-#else
-DC_PLUGIN_REGISTER(tiny_plugin)
-#endif
