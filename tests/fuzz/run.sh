@@ -1,6 +1,6 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Build the VHD and VHDX fuzz targets with clang's libFuzzer (ASan + UBSan) against a
+# Build the VHD, VHDX and NBD fuzz targets with clang's libFuzzer (ASan + UBSan) against a
 # build tree's libdiskcore, seed them with images the plugins and qemu-img make,
 # and run each for a bounded time. Not part of `meson test` (too slow for it);
 # CI runs it with a small time budget.
@@ -24,7 +24,7 @@ fi
 
 out="$build/fuzz"
 mkdir -p "$out"
-for t in vhd vhd1 vhdx; do
+for t in vhd vhd1 vhdx serve; do
 	"$cc" -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 		-fno-sanitize-recover=undefined -I"$src/include" \
 		"$src/tests/fuzz/fuzz-$t.c" -L"$build/core" -ldiskcore \
@@ -38,6 +38,9 @@ seeds="$out/seeds"
 rm -rf "$seeds"
 mkdir -p "$seeds/vhd" "$seeds/vhd1" "$seeds/vhdx" "$out/corpus-vhd" "$out/corpus-vhd1" \
 	"$out/corpus-vhdx"
+# fuzz-serve: committed client streams (tests/fuzz/serve-seeds.py writes them).
+cp -r "$src/tests/fuzz/corpus/serve" "$seeds/serve"
+mkdir -p "$out/corpus-serve"
 img="$seeds/img"
 mkdir -p "$img"
 if [ -z "${DISKCORE_PLUGIN_PATH:-}" ]; then
@@ -117,7 +120,7 @@ for path in sys.argv[2:]:
 EOF
 
 status=0
-for t in vhd vhd1 vhdx; do
+for t in vhd vhd1 vhdx serve; do
 	echo "fuzz-$t: $secs s" >&2
 	if ! "$out/fuzz-$t" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=300000 \
 		-print_final_stats=1 "$out/corpus-$t" "$seeds/$t" \
