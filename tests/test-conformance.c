@@ -71,5 +71,8 @@ int main(void)
 	conformance_add(s, "probe-zeroes", "probe;unmap=zeroes;count=2048");
 	conformance_add(s, "probe-4k", "probe;ss=4096;pss=4096;count=256;unmap=zeroes");
 	conformance_add(s, "delay-probe-ro", "delay:0:probe;ro;unmap=unspecified");
+	/* fault: with rules that never fire is a plain pass-through ("@@" is '@'). */
+	conformance_add(s, "fault-mem", "fault:read=EIO@@0%:mem:1M");
+	conformance_add(s, "fault-memdiff-file", "fault:any=EIO@@0%:memdiff:file:@TMP@");
 	return h_run(s);
 }

@@ -74,11 +74,15 @@ __attribute__((format(printf, 1, 2))) static void ctl_err(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* An I/O result with its errno detail, e.g. "I/O error: No space left on device". */
+/* An I/O result with its errno detail, e.g. "I/O error: No space left on device
+ * (ENOSPC)": the name too, which scripts and bug reports can match. */
 static const char *ctl_io_error(int result, int detail, char *buf, size_t len)
 {
+	const char *name = detail > 0 ? strerrorname_np(detail) : NULL;
+
 	if (result == DC_E_IO && detail > 0)
-		snprintf(buf, len, "%s: %s", dc_strerror(result), strerror(detail));
+		snprintf(buf, len, "%s: %s (%s)", dc_strerror(result), strerror(detail),
+			 name ? name : "?");
 	else
 		snprintf(buf, len, "%s", dc_strerror(result));
 	return buf;
@@ -1152,15 +1156,21 @@ static int ctl_read(int argc, char **argv)
 	buf = ctl_aligned(1 << 20);
 	while (done < count) {
 		uint64_t n = count - done;
+		struct iovec iov;
+		struct dc_io io = { .op = DC_OP_READ, .iov = &iov, .iovcnt = 1 };
+		char msg[128];
+		int detail = 0;
 
 		if (n > (1 << 20) / ss)
 			n = (1 << 20) / ss;
-		rc = dc_read(d, sector + done, buf, n * ss);
+		iov = (struct iovec){ buf, n * ss };
+		io.sector = sector + done;
+		rc = dc_execute(d, &io, &detail);
 		if (rc < 0) {
 			ctl_err("read '%s' sectors %" PRIu64 "+%" PRIu64
 				" (disk has %" PRIu64 "): %s",
 				spec, sector + done, n, dc_sector_count(d),
-				dc_strerror(rc));
+				ctl_io_error(rc, detail, msg, sizeof(msg)));
 			break;
 		}
 		if (raw)
@@ -1234,9 +1244,12 @@ static int ctl_write(int argc, char **argv)
 	uint64_t sector, ss, count = 0, byte = 0;
 	uint32_t flags = 0;
 	unsigned char *buf;
+	struct iovec iov;
+	struct dc_io io;
+	char msg[128];
 	size_t len;
 	dc_disk *d;
-	int c, rc;
+	int c, rc, detail = 0;
 
 	while ((c = ctl_getopt(argc, argv, "h", lo)) != -1) {
 		switch (c) {
@@ -1290,12 +1303,18 @@ static int ctl_write(int argc, char **argv)
 			return CTL_EXIT_FAIL;
 		}
 	}
-	rc = dc_write(d, sector, buf, len, flags);
+	iov = (struct iovec){ buf, len };
+	io = (struct dc_io){ .op = DC_OP_WRITE,
+			     .flags = flags,
+			     .sector = sector,
+			     .iov = &iov,
+			     .iovcnt = 1 };
+	rc = dc_execute(d, &io, &detail);
 	if (rc < 0)
 		ctl_err("write '%s' sectors %" PRIu64 "+%" PRIu64 " (disk has %" PRIu64
 			"): %s",
 			spec, sector, (uint64_t)len / ss, dc_sector_count(d),
-			dc_strerror(rc));
+			ctl_io_error(rc, detail, msg, sizeof(msg)));
 	else
 		rc = ctl_flush(d, spec);
 	if (rc == 0)
