@@ -1,10 +1,13 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# A third-party plugin, built out of the meson tree the way its author would:
+# Third-party plugins, built out of the meson tree the way their authors would:
 # install diskcore into a scratch root, then compile tests/out-of-tree/pattern.c
-# and a tiny consumer with nothing but `pkg-config diskcore` and cc. The plugin
-# must load from DISKCORE_PLUGIN_PATH, show up in `diskctl plugins` and read
-# back its pattern through dc_open().
+# (a backend), passthru.c (a decorator, docs/plugin-guide.md) and a tiny
+# consumer with nothing but `pkg-config diskcore` and cc. The plugins must link
+# libdiskcore, export only the entry symbol, load from DISKCORE_PLUGIN_PATH,
+# show up in `diskctl plugins`, and read back their data through dc_open():
+# pattern alone, passthru over it (its per-queue counters checked), and
+# passthru over the installed ram plugin's memdiff layer over it.
 set -eu
 
 skip() { echo "SKIP: $*" >&2; exit 77; }
@@ -47,39 +50,54 @@ fi
 cflags="$cflags$san"
 
 mkdir -m 0755 "$tmp/plugins"
-# shellcheck disable=SC2086
-cc -shared -fPIC -fvisibility=hidden -std=gnu11 -Wall -Wextra -Werror $cflags \
-	-o "$tmp/plugins/pattern.so" "$src/pattern.c" $libs ||
-	fail "the example plugin does not build against the installed headers"
+for p in pattern passthru; do
+	# shellcheck disable=SC2086
+	cc -shared -fPIC -fvisibility=hidden -std=gnu11 -Wall -Wextra -Werror $cflags \
+		-o "$tmp/plugins/$p.so" "$src/$p.c" $libs ||
+		fail "the example plugin $p.c does not build against the installed headers"
+	chmod 0755 "$tmp/plugins/$p.so"
+	if command -v nm >/dev/null 2>&1; then
+		syms=$(nm -D --defined-only "$tmp/plugins/$p.so" | awk '$2 == "T" { print $3 }')
+		[ "$syms" = diskcore_plugin_v1 ] ||
+			fail "$p.so exports '$syms', expected only diskcore_plugin_v1"
+	fi
+	# It names libdiskcore, so it loads in a host that opened the core
+	# RTLD_LOCAL.
+	if command -v readelf >/dev/null 2>&1; then
+		readelf -d "$tmp/plugins/$p.so" | grep -q 'NEEDED.*libdiskcore\.so\.1' ||
+			fail "$p.so does not link libdiskcore.so.1"
+	fi
+done
 # shellcheck disable=SC2086
 cc -std=gnu11 -Wall -Wextra -Werror $cflags -o "$tmp/consumer" "$src/consumer.c" \
 	$libs || fail "the consumer does not build against the installed library"
-chmod 0755 "$tmp/plugins/pattern.so"
 
-if command -v nm >/dev/null 2>&1; then
-	syms=$(nm -D --defined-only "$tmp/plugins/pattern.so" | awk '$2 == "T" { print $3 }')
-	[ "$syms" = diskcore_plugin_v1 ] ||
-		fail "pattern.so exports '$syms', expected only diskcore_plugin_v1"
-fi
-# It names libdiskcore, so it loads in a host that opened the core RTLD_LOCAL.
-if command -v readelf >/dev/null 2>&1; then
-	readelf -d "$tmp/plugins/pattern.so" | grep -q 'NEEDED.*libdiskcore\.so\.1' ||
-		fail "pattern.so does not link libdiskcore.so.1"
-fi
-
-DISKCORE_PLUGIN_PATH=$tmp/plugins
+# The installed ram plugin (memdiff:), for a writable chain over pattern.
+ramdir=$(find "$root" -name ram.so -type f | head -n 1)
+ramdir=${ramdir%/*}
+DISKCORE_PLUGIN_PATH=$tmp/plugins${ramdir:+:$ramdir}
 LD_LIBRARY_PATH=$libdir
 export DISKCORE_PLUGIN_PATH LD_LIBRARY_PATH
 
-out=$("$tmp/consumer" 7) || fail "consumer: $out"
-[ "$out" = ok ] || fail "consumer printed '$out'"
+# consume PREFIX: the consumer over PREFIXpattern:1M;seed=7.
+consume() {
+	out=$("$tmp/consumer" 7 "$1" 2>&1) || fail "consumer over '$1pattern:1M': $out"
+	[ "$out" = ok ] || fail "consumer over '$1pattern:1M' printed '$out'"
+}
+consume ""
+consume passthru:
+if [ -n "$ramdir" ]; then
+	consume passthru:memdiff:
+else
+	echo "note: the ram plugin was not installed; skipped passthru:memdiff:" >&2
+fi
 
 diskctl=$(find "$root" -name diskctl -type f | head -n 1)
 if [ -n "$diskctl" ] && [ -x "$diskctl" ]; then
 	"$diskctl" plugins >"$tmp/plugins.txt" 2>&1 ||
 		{ cat "$tmp/plugins.txt" >&2; fail "diskctl plugins failed"; }
 	for want in "^pattern 1.0 (backend" "$tmp/plugins/pattern.so" \
-		"pattern:SIZE\[;seed=N\]"; do
+		"pattern:SIZE\[;seed=N\]" "^passthru 1.0 (decorator" "passthru:SPEC"; do
 		if ! grep -q "$want" "$tmp/plugins.txt"; then
 			cat "$tmp/plugins.txt" >&2
 			fail "diskctl plugins does not show '$want'"
@@ -98,4 +116,4 @@ case $out in
 *"writable by group or others (mode 0777)"*) ;;
 *) fail "unexpected refusal message: $out" ;;
 esac
-echo "out-of-tree plugin: ok"
+echo "out-of-tree plugins: ok"

@@ -3,7 +3,7 @@
  * headers only (see docs/plugin-guide.md):
  *
  *   cc -shared -fPIC -fvisibility=hidden $(pkg-config --cflags diskcore) \
- *      -o pattern.so pattern.c
+ *      -o pattern.so pattern.c $(pkg-config --libs diskcore)
  *
  * Spec: pattern:SIZE[;seed=N]. A read-only disk whose sector s is filled with
  * the byte (s + seed) & 0xff. */
@@ -24,15 +24,14 @@ static int pattern_open(const struct dc_open_args *a, void **inst, struct dc_inf
 	uint64_t size, seed = 0;
 
 	/* fields[0] is SIZE; the core already checked the option types. */
-	if (dc_parse_size(a->fields[0], &size) < 0 || size == 0 || size % 512) {
-		dc_error("size '%s': expected a non-zero multiple of 512 such as 1M",
-			 a->fields[0]);
-		return -EINVAL;
-	}
-	if (dc_opt_num(a, "seed", &seed) && seed > 255) {
-		dc_error("seed=%llu: expected 0 to 255", (unsigned long long)seed);
-		return -EINVAL;
-	}
+	if (dc_parse_size(a->fields[0], &size) < 0 || size == 0 || size % 512)
+		return dc_fail(
+			-EINVAL,
+			"size '%s': expected a non-zero multiple of 512 such as 1M",
+			a->fields[0]);
+	if (dc_opt_num(a, "seed", &seed) && seed > 255)
+		return dc_fail(-EINVAL, "seed=%llu: expected 0 to 255",
+			       (unsigned long long)seed);
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -55,28 +54,21 @@ static void pattern_close(void *inst)
 	free(inst);
 }
 
-/* Blocking I/O: the core runs this on its worker pool. Sector numbers come
- * from the guest, so check the range before anything else. */
+/* Blocking I/O: the core runs this on its worker pool. It only gets the ops
+ * in .ops, inside the disk and with a buffer of count sectors: the core
+ * checked (plugin.h, "Validated before a plugin sees it"). */
 static int pattern_io(void *inst, struct dc_req *req)
 {
 	struct pattern *p = inst;
 	uint8_t sector[512];
 
-	if (req->sector > p->sectors || req->count > p->sectors - req->sector)
-		return DC_E_ILLEGAL_BLOCK;
-	switch (req->op) {
-	case DC_OP_READ:
-		for (uint64_t i = 0; i < req->count; i++) {
-			memset(sector, (uint8_t)(req->sector + i + p->seed),
-			       sizeof(sector));
-			dc_buf_copy_to(&req->buf, i * 512, sector, sizeof(sector));
-		}
+	if (req->op == DC_OP_FLUSH)
 		return 0;
-	case DC_OP_FLUSH:
-		return 0;
-	default:
-		return DC_E_READ_ONLY;
+	for (uint64_t i = 0; i < req->count; i++) {
+		memset(sector, (uint8_t)(req->sector + i + p->seed), sizeof(sector));
+		dc_buf_copy_to(&req->buf, i * 512, sector, sizeof(sector));
 	}
+	return 0;
 }
 
 static void pattern_describe(void *inst, dc_kv_fn kv, void *arg)
@@ -111,7 +103,8 @@ DC_PLUGIN(pattern_plugin) = {
 	.version = "1.0",
 	.summary = "example out-of-tree plugin: a read-only pattern disk",
 	.forms = pattern_forms,
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH),
+	/* No write: the core makes the disk read-only and refuses writes. */
+	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_FLUSH),
 	.open = pattern_open,
 	.close = pattern_close,
 	.io = pattern_io,
