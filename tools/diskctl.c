@@ -2123,7 +2123,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "  --prefill     first write data over the whole disk (not timed)\n"
 	  "  --json        print one JSON object\n",
 	  ctl_bench },
-	{ "serve", SERVE_SUMMARY, SERVE_USAGE, serve_main }, /* tools/serve.c */
+	{ "serve", SERVE_SUMMARY, SERVE_USAGE, serve_main }, /* tools/serve/ */
 };
 
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

@@ -158,13 +158,13 @@ static void serve_start_conn(struct serve_loop *l, int fd)
 	pthread_mutex_unlock(&l->s->lock);
 }
 
-/* Take what is pending on the listening socket. Returns true when a
- * connection was started. */
-static bool serve_accept(struct serve_loop *l, int lfd)
+/* Take what is pending on the listening socket (with once, up to the first
+ * connection started). Returns true when a connection was started. */
+static bool serve_accept(struct serve_loop *l, int lfd, bool once)
 {
 	bool started = false;
 
-	for (int i = 0; i < SERVE_ACCEPT_BATCH; i++) {
+	for (int i = 0; i < SERVE_ACCEPT_BATCH && !(once && started); i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
 		if (fd < 0) {
@@ -241,7 +241,7 @@ static void serve_run(struct serve_loop *l, int lfd, int sfd, bool once,
 		}
 		serve_reap_conns(l);
 		if (lfd >= 0 && !paused && p[2].revents && !stopping &&
-		    serve_accept(l, lfd) && once)
+		    serve_accept(l, lfd, once) && once)
 			stopping = true;
 		if (stopping)
 			serve_close_listener(&lfd, u);
