@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/* What the fuzz targets that open disks through dc_open() share: a private
+ * scratch directory that is the working directory for the whole run (removed at
+ * exit), a check that nothing besides the files a target put there appeared in
+ * it, and little-endian readers of the input. tests/fuzz/run.sh points
+ * DISKCORE_PLUGIN_PATH at the plugins of its instrumented build. */
+#ifndef DISKCORE_FUZZ_ENV_H
+#define DISKCORE_FUZZ_ENV_H
+
+#include <diskcore/diskcore.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char fuzz_scratch[PATH_MAX];
+
+__attribute__((noreturn, format(printf, 1, 2))) static inline void
+fuzz_die(const char *fmt, ...);
+static inline void fuzz_die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("FUZZ CHECK FAILED: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	abort();
+}
+
+/* Remove every entry of the working directory (the scratch directory). */
+static inline void fuzz_clear_scratch(void)
+{
+	DIR *d = opendir(".");
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlink(e->d_name);
+	closedir(d);
+}
+
+static inline void fuzz_remove_scratch(void)
+{
+	if (!fuzz_scratch[0] || chdir(fuzz_scratch) < 0)
+		return;
+	fuzz_clear_scratch();
+	if (chdir("/") == 0)
+		rmdir(fuzz_scratch);
+}
+
+/* Make the scratch directory and enter it; the run ends if that fails. */
+static inline void fuzz_enter_scratch(const char *name)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(fuzz_scratch, sizeof(fuzz_scratch), "%s/diskcore-fuzz-%s-XXXXXX",
+		 tmp && *tmp ? tmp : "/tmp", name);
+	if (!mkdtemp(fuzz_scratch) || chdir(fuzz_scratch) < 0) {
+		perror(fuzz_scratch);
+		exit(1);
+	}
+	atexit(fuzz_remove_scratch);
+}
+
+/* Write len bytes to a new file name (mode 0600) in the scratch directory. */
+static inline void fuzz_put_file(const char *name, const void *data, size_t len)
+{
+	int fd = open(name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len || close(fd) < 0) {
+		perror(name);
+		exit(1);
+	}
+}
+
+/* The scratch directory holds exactly the names in allowed (NULL-terminated). */
+static inline void fuzz_check_scratch(const char *const *allowed, const char *spec)
+{
+	DIR *d = opendir(".");
+	struct dirent *e;
+
+	if (!d)
+		fuzz_die("cannot list the scratch directory: %s", strerror(errno));
+	while ((e = readdir(d))) {
+		bool ok = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+
+		for (const char *const *a = allowed; !ok && *a; a++)
+			ok = !strcmp(e->d_name, *a);
+		if (!ok)
+			fuzz_die("'%s' created '%s' in the scratch directory", spec,
+				 e->d_name);
+	}
+	closedir(d);
+}
+
+/* Little-endian input readers: missing bytes read as zero. */
+struct fuzz_in {
+	const uint8_t *p;
+	size_t left;
+};
+
+static inline uint64_t fuzz_take(struct fuzz_in *in, unsigned bytes)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < bytes; i++) {
+		if (!in->left)
+			break;
+		v |= (uint64_t)*in->p << (8 * i);
+		in->p++;
+		in->left--;
+	}
+	return v;
+}
+
+#endif
