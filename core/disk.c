@@ -88,6 +88,11 @@ void dc__node_seal(struct dc_node *n)
 		i->flags |= DC_INFO_READ_ONLY;
 	if (!((p->ops | pass) & DC_OP_BIT(DC_OP_UNMAP)))
 		i->unmap_behavior = DC_UNMAP_IGNORED;
+	atomic_store(&n->live, dc__node_live_count(n));
+	n->op_flags[DC_OP_WRITE] =
+		DC_IO_FUA | (p->kind == DC_KIND_LAYER ? DC_IO_NO_OVERWRITE : 0);
+	n->op_flags[DC_OP_UNMAP] =
+		DC_IO_BLOCK_LEVEL_ONLY | (p->kind == DC_KIND_LAYER ? DC_IO_NEXT_IS_ZERO : 0);
 	n->shift = i->sector_size ? (unsigned)__builtin_ctz(i->sector_size) : 9;
 	n->max_sector = (uint64_t)INT64_MAX >> n->shift;
 }
@@ -390,8 +395,11 @@ DC_EXPORT void dc_node_notify_resize(struct dc_node *n)
 	struct dc_disk *d = n->disk;
 
 	/* Every node belongs to one disk; the whole chain above sees the live count
-	 * through its sector_count callbacks, so waking the disk's waiters is the
-	 * forwarding. */
+	 * through its sector_count callbacks, so refreshing what the request
+	 * guard reads and waking the disk's waiters is the forwarding. */
+	for (unsigned i = 0; i < d->nnodes; i++)
+		if (d->nodes[i])
+			atomic_store(&d->nodes[i]->live, dc__node_live_count(d->nodes[i]));
 	pthread_mutex_lock(&d->resize_lock);
 	d->resize_epoch++;
 	pthread_cond_broadcast(&d->resize_cond);

@@ -8,6 +8,10 @@
 #include <stdatomic.h>
 
 #define DC_EXPORT __attribute__((visibility("default")))
+/* Thread-locals on the request path: a direct offset instead of a call to
+ * __tls_get_addr (the few bytes come from glibc's static TLS surplus, which
+ * also serves a libdiskcore loaded with dlopen). */
+#define DC_TLS __thread __attribute__((tls_model("initial-exec")))
 #define DC_ALIGN_UP(x, a) (((x) + (a) - 1) & ~((size_t)(a) - 1))
 #define DC_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -77,6 +81,8 @@ struct dc_node {
 	size_t ctx_off;              /* offset of ctx within the slot */
 	size_t embed_size;           /* child slot embedded at the end (0: none) */
 	unsigned shift;              /* log2 of info.sector_size */
+	_Atomic uint64_t live;       /* live sector count, refreshed on resize */
+	uint32_t op_flags[DC_OP_UNMAP + 1]; /* request flags each op may carry */
 	uint64_t max_sector;         /* INT64_MAX >> shift: the representable limit */
 };
 

@@ -65,10 +65,10 @@ struct dc_queue {
  * consumer resubmits from its callback and completions are inline). */
 #define DELIVER_DEPTH_MAX 4
 
-static __thread int deliver_depth;
-static __thread struct dc_ireq *deferred_head, *deferred_tail;
+static DC_TLS int deliver_depth;
+static DC_TLS struct dc_ireq *deferred_head, *deferred_tail;
 /* The queue whose callbacks this thread runs now (innermost). */
-static __thread struct dc_queue *cur_q;
+static DC_TLS struct dc_queue *cur_q;
 
 /* What a hand-off item asks of the queue's thread. */
 enum { HAND_FINISH = 0, HAND_DISPATCH = 1 };
@@ -91,7 +91,7 @@ struct slot_cache {
 	struct slot_cache *prev, *next;
 };
 
-static __thread struct slot_cache *slot_cache;
+static DC_TLS struct slot_cache *slot_cache;
 static pthread_key_t slot_cache_key;
 static pthread_once_t slot_cache_once = PTHREAD_ONCE_INIT;
 /* Every live cache is also on this list, so memory the caches hold stays
@@ -644,23 +644,27 @@ static bool result_known(int result)
 	}
 }
 
-DC_EXPORT void dc_complete_detail(struct dc_req *req, int result, int detail)
+/* Finish r with a result already in the DC_E_* set. */
+static void complete_known(struct dc_ireq *r, int result, int detail)
 {
-	struct dc_ireq *r = ireq(req);
-
-	if (!result_known(result)) {
-		/* Any other errno is an I/O error; keep the errno as its detail. */
-		detail = result < 0 ? -result : EIO;
-		result = DC_E_IO;
-	}
-	req->result = result;
-	req->detail = detail;
+	r->pub.result = result;
+	r->pub.detail = detail;
 	if (r->queue != cur_q)
 		queue_handoff(r->queue, r, HAND_FINISH);
 	else if (r->kind == DC_IREQ_TOP)
 		deliver(r);
 	else
-		r->done(&r->parent->pub, req);
+		r->done(&r->parent->pub, &r->pub);
+}
+
+DC_EXPORT void dc_complete_detail(struct dc_req *req, int result, int detail)
+{
+	if (!result_known(result)) {
+		/* Any other errno is an I/O error; keep the errno as its detail. */
+		detail = result < 0 ? -result : EIO;
+		result = DC_E_IO;
+	}
+	complete_known(ireq(req), result, detail);
 }
 
 DC_EXPORT void dc_complete(struct dc_req *req, int result)
@@ -684,54 +688,33 @@ DC_EXPORT void dc_child_done_complete(struct dc_req *parent, struct dc_req *chil
 	int result = child->result, detail = child->detail;
 
 	dc_child_free(parent, child);
-	dc_complete_detail(parent, result, detail);
-}
-
-/* Flags each op may carry; layers also get the layered disk's. */
-static uint32_t op_flags(uint32_t op, uint32_t kind)
-{
-	switch (op) {
-	case DC_OP_READ:
-		return 0;
-	case DC_OP_WRITE:
-		return DC_IO_FUA | (kind == DC_KIND_LAYER ? DC_IO_NO_OVERWRITE : 0);
-	case DC_OP_UNMAP:
-		return DC_IO_BLOCK_LEVEL_ONLY |
-		       (kind == DC_KIND_LAYER ? DC_IO_NEXT_IS_ZERO : 0);
-	default:
-		return 0;
-	}
+	/* The child's completion already folded its result into the set. */
+	complete_known(ireq(parent), result, detail);
 }
 
 /* The checks every request passes before a plugin sees it (plugin.h,
  * "Validated before a plugin sees it"): returns the result to complete r with,
- * or 1 to hand it to the plugin. Reference §1.4-1.5 for the top level. */
-static int req_guard(struct dc_node *n, const struct dc_req *r)
+ * or 1 to hand it to the plugin. Reference §1.4-1.5 for the top level. Reads
+ * and writes come first: they are nearly every request. */
+static inline int req_guard(struct dc_node *n, const struct dc_req *r)
 {
-	uint64_t live;
+	uint32_t op = r->op;
 
-	if (r->op >= DC_OP__COUNT || (r->flags & ~op_flags(r->op, n->plugin->kind)))
+	if (op > DC_OP_UNMAP || op == DC_OP_FLUSH)
+		return op < DC_OP__COUNT && !r->flags ? 1 : DC_E_INVALID_INPUT;
+	if (r->flags & ~n->op_flags[op])
 		return DC_E_INVALID_INPUT;
-	switch (r->op) {
-	case DC_OP_READ:
-	case DC_OP_WRITE:
-		if (r->buf.len != r->count << n->shift ||
-		    r->buf.len >> n->shift != r->count)
-			return DC_E_INVALID_INPUT;
-		/* fall through */
-	case DC_OP_UNMAP:
-		/* Representable: (sector + count) << shift fits in INT64_MAX. */
-		if (r->sector > n->max_sector || r->count > n->max_sector - r->sector)
-			return DC_E_ILLEGAL_BLOCK;
-		live = dc__node_live_count(n);
-		if (r->count == 0 && r->op != DC_OP_UNMAP)
-			return r->sector > live ? DC_E_ILLEGAL_BLOCK : 0;
-		if (r->sector + r->count > live)
-			return DC_E_ILLEGAL_BLOCK;
-		if (r->op == DC_OP_READ)
-			return 1;
-		/* Unmap is a no-op: only the range check is left (reference §1.5). */
-		if (r->op == DC_OP_UNMAP && n->info.unmap_behavior == DC_UNMAP_IGNORED)
+	/* Representable: (sector + count) << shift fits in INT64_MAX. */
+	if (r->sector > n->max_sector || r->count > n->max_sector - r->sector)
+		return DC_E_ILLEGAL_BLOCK;
+	if (op != DC_OP_UNMAP && r->buf.len != r->count << n->shift)
+		return DC_E_INVALID_INPUT;
+	if (r->sector + r->count > atomic_load_explicit(&n->live, memory_order_relaxed))
+		return DC_E_ILLEGAL_BLOCK;
+	if (op == DC_OP_READ)
+		return r->count ? 1 : 0;
+	if (op == DC_OP_WRITE) {
+		if (!r->count)
 			return 0;
 		/* A read cache fills its layer even when the disk above is
 		 * read-only (reference §4): that write is the layer's business. */
@@ -739,9 +722,11 @@ static int req_guard(struct dc_node *n, const struct dc_req *r)
 		    !(r->flags & DC_IO_NO_OVERWRITE))
 			return DC_E_READ_ONLY;
 		return 1;
-	default:
-		return 1;
 	}
+	/* Unmap is a no-op: only the range check is left (reference §1.5). */
+	if (n->info.unmap_behavior == DC_UNMAP_IGNORED)
+		return 0;
+	return n->info.flags & DC_INFO_READ_ONLY ? DC_E_READ_ONLY : 1;
 }
 
 void dc__dispatch(struct dc_ireq *r)

@@ -27,20 +27,12 @@ struct delay_ctx {
 	struct dc_req *child;
 };
 
-static void delay_done(struct dc_req *parent, struct dc_req *child)
-{
-	int result = child->result, detail = child->detail;
-
-	dc_child_free(parent, child);
-	dc_complete_detail(parent, result, detail);
-}
-
 static void delay_fire(void *arg)
 {
 	struct dc_req *req = arg;
 	struct delay_ctx *c = req->ctx;
 
-	dc_child_submit(req, c->child, delay_done);
+	dc_child_submit(req, c->child, dc_child_done_complete);
 }
 
 static void delay_submit(void *inst, struct dc_req *req)
@@ -58,7 +50,7 @@ static void delay_submit(void *inst, struct dc_req *req)
 		return;
 	}
 	if (ms == 0) {
-		dc_child_submit(req, c->child, delay_done);
+		dc_child_submit(req, c->child, dc_child_done_complete);
 		return;
 	}
 	ret = dc_timer_after(ms * DELAY_NS_PER_MS, delay_fire, req);

@@ -1170,14 +1170,6 @@ static uint64_t luks_sector_count(void *inst)
 	return bytes / d->x.sector_size;
 }
 
-static void luks_unmap_done(struct dc_req *req, struct dc_req *child)
-{
-	int result = child->result, detail = child->detail;
-
-	dc_child_free(req, child);
-	dc_complete_detail(req, result, detail);
-}
-
 static void luks_submit(void *inst, struct dc_req *req)
 {
 	struct luks_disk *d = inst;
@@ -1203,7 +1195,7 @@ static void luks_submit(void *inst, struct dc_req *req)
 	}
 	child->sector = (req->sector << d->x.child_shift) + d->x.child_offset;
 	child->count = req->count << d->x.child_shift;
-	dc_child_submit(req, child, luks_unmap_done);
+	dc_child_submit(req, child, dc_child_done_complete);
 }
 
 static int luks_queue_open(void *inst, void **qctx)
