@@ -13,7 +13,8 @@
 #    cryptography import happens on first use), file, command and loop-device
 #    helpers, and failure counting. $ORACLE_PYTHON picks the interpreter
 #    (default python3; the libvhdi oracles set /usr/bin/python3, which
-#    python3-libvhdi installs for).
+#    python3-libvhdi installs for). Under a sanitizer build it runs with the
+#    sanitizer runtime preloaded (oracle_need_lib says why).
 
 oracle_skip() {
 	echo "SKIP: $*" >&2
@@ -26,19 +27,45 @@ oracle_fail() {
 }
 
 # The interpreter, and the libdiskcore.so built in this tree ($oracle_lib).
+#
+# Under a sanitizer build ($DISKCORE_SANITIZED) the interpreter is not
+# instrumented, and an ASan runtime that arrives by dlopen() with libdiskcore
+# comes after libc: its interceptors stay unresolved and the first one called
+# (realpath(), in the plugins) fails. So the runtimes that libdiskcore.so links
+# (ldd: gcc's libasan and libubsan) are preloaded ($oracle_preload), into the
+# Python processes alone: oracle_python starts the real interpreter binary
+# ($oracle_py, not a wrapper such as pyenv's shim) with them, and the prelude
+# hands the tools it runs (qemu-img, cryptsetup, ...) the environment without
+# them (python_env() keeps them for Python children that load libdiskcore).
+# Leak detection is off in those Python processes only: the interpreter does
+# not free its own heap at exit, and LeakSanitizer cannot tell its blocks from
+# ours (every stack of ours runs through the interpreter too); the C tests and
+# diskctl still run with leaks failing the run. Address and undefined-behaviour
+# errors in libdiskcore and the plugins still end the process.
 oracle_need_lib() {
 	command -v "${ORACLE_PYTHON:-python3}" >/dev/null 2>&1 ||
 		oracle_skip "${ORACLE_PYTHON:-python3} is not installed"
 	: "${DISKCORE_BUILD_ROOT:?run through meson test}"
 	oracle_lib="$DISKCORE_BUILD_ROOT/core/libdiskcore.so"
 	[ -e "$oracle_lib" ] || oracle_fail "$oracle_lib not found"
-}
-
-# An uninstrumented interpreter cannot load an ASan-built libdiskcore (it fails
-# in realpath()); the C tests cover the plugins under the sanitizers.
-oracle_need_unsanitized() {
-	[ -z "${DISKCORE_SANITIZED:-}" ] ||
-		oracle_skip "ctypes oracle does not run against a sanitizer build"
+	oracle_py=${ORACLE_PYTHON:-python3}
+	oracle_preload=""
+	[ -n "${DISKCORE_SANITIZED:-}" ] || return 0
+	oracle_py=$("$oracle_py" -c 'import sys; print(sys.executable)') ||
+		oracle_fail "cannot run $oracle_py"
+	for rt in libasan libubsan; do
+		path=$(ldd "$oracle_lib" | awk -v rt="$rt" \
+			'index($1, rt ".so") == 1 && $3 ~ /^\// { print $3; exit }')
+		[ -z "$path" ] || oracle_preload="${oracle_preload:+$oracle_preload }$path"
+	done
+	case $DISKCORE_SANITIZED in
+	*address*)
+		case $oracle_preload in
+		*libasan*) ;;
+		*) oracle_fail "no libasan in \`ldd $oracle_lib\` (build with CC=gcc)" ;;
+		esac
+		;;
+	esac
 }
 
 # python3-cryptography with its XTS mode.
@@ -88,7 +115,15 @@ oracle_python() {
 	{
 		oracle_prelude
 		cat
-	} | LIB="$oracle_lib" WORK="$work" "${ORACLE_PYTHON:-python3}" -
+	} | if [ -n "$oracle_preload" ]; then
+		ORACLE_TOOL_LD_PRELOAD="${LD_PRELOAD-}" \
+			ORACLE_TOOL_ASAN_OPTIONS="${ASAN_OPTIONS-}" \
+			LD_PRELOAD="$oracle_preload${LD_PRELOAD:+ $LD_PRELOAD}" \
+			ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+			LIB="$oracle_lib" WORK="$work" "$oracle_py" -
+	else
+		LIB="$oracle_lib" WORK="$work" "$oracle_py" -
+	fi
 }
 
 oracle_prelude() {
@@ -110,6 +145,25 @@ lib.dc_sector_count.argtypes = [ctypes.c_void_p]
 lib.dc_sector_count.restype = ctypes.c_uint64
 lib.dc_last_error.restype = ctypes.c_char_p
 RO = 1  # DC_OPEN_READ_ONLY
+
+# Under a sanitizer build this interpreter runs with the sanitizer runtime
+# preloaded and leak detection off (oracle-lib.sh, oracle_need_lib). Python
+# children that load libdiskcore get the same (env=python_env()); every other
+# command it runs gets the environment the test itself had.
+_python_env = dict(os.environ)
+for _var in ("LD_PRELOAD", "ASAN_OPTIONS"):
+    _outer = os.environ.pop("ORACLE_TOOL_" + _var, None)
+    _python_env.pop("ORACLE_TOOL_" + _var, None)
+    if _outer is not None:
+        if _outer:
+            os.environ[_var] = _outer
+        else:
+            os.environ.pop(_var, None)
+
+
+def python_env():
+    """The environment for a Python child process that loads libdiskcore."""
+    return dict(_python_env)
 
 work = os.environ["WORK"]
 failures = []
@@ -139,10 +193,10 @@ def run(*cmd):
     return r.stdout.decode()
 
 
-def execute(*cmd, ok=(0,)):
+def execute(*cmd, ok=(0,), env=None):
     """The finished process, stdout and stderr apart (bytes); the test ends
     unless its exit status is in ok."""
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     if r.returncode not in ok:
         sys.exit("command failed: %s\n%s%s" % (" ".join(cmd), r.stdout.decode(),
                                               r.stderr.decode()))

@@ -15,7 +15,6 @@ set -eu
 if [ -z "${ORACLE_PYTHON:-}" ] && [ -x /usr/bin/python3 ]; then
 	ORACLE_PYTHON=/usr/bin/python3
 fi
-oracle_need_unsanitized
 oracle_need_lib
 oracle_workdir vhd-crash
 
@@ -89,7 +88,7 @@ def campaign(name, spec, img, seconds, start_seed):
     while rounds < 5 or time.time() < deadline:
         seed += 1
         p = subprocess.Popen([sys.executable, os.path.join(work, "writer.py"), libpath,
-                              spec, str(seed), work],
+                              spec, str(seed), work], env=python_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if p.stdout.readline().strip() != "S":
             p.wait()

@@ -23,7 +23,6 @@ oracle_need_tools "qemu-utils, libvhdi-utils" qemu-img qemu-io vhdiinfo
 ORACLE_PYTHON=${ORACLE_PYTHON:-/usr/bin/python3}
 "$ORACLE_PYTHON" -c 'import pyvhdi' 2>/dev/null ||
 	oracle_skip "python3-libvhdi is not installed for $ORACLE_PYTHON"
-oracle_need_unsanitized
 oracle_need_lib
 oracle_workdir vhd-oracle
 

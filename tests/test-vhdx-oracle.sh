@@ -26,7 +26,6 @@ set -eu
 oracle_need_tools qemu-utils qemu-img qemu-io
 ORACLE_PYTHON=${ORACLE_PYTHON:-/usr/bin/python3}
 [ -x "$ORACLE_PYTHON" ] || oracle_skip "$ORACLE_PYTHON is not installed"
-oracle_need_unsanitized
 oracle_need_lib
 oracle_workdir vhdx-oracle
 
@@ -378,7 +377,8 @@ img = os.path.join(work, "killed.vhdx")
 d = ByteDisk("vhdx:%s;create=16M;block=1M" % img)
 d.close()
 slots = random.Random(5).sample(range(16 * MIB // SLOT), 40)
-execute(sys.executable, WRITER, LIBPATH, img, ",".join(map(str, slots)), "40", "exit")
+execute(sys.executable, WRITER, LIBPATH, img, ",".join(map(str, slots)), "40", "exit",
+        env=python_env())
 if log_guid(img) == bytes(16):
     fail("a writer that exited without closing left no live log")
 model = bytearray(16 * MIB)
@@ -410,7 +410,7 @@ def crash_round(k):
     rnd = random.Random(1000 + k)
     slots = rnd.sample(range(32 * MIB // SLOT), 500)
     p = subprocess.Popen([sys.executable, WRITER, LIBPATH, img, ",".join(map(str, slots)),
-                          str(rnd.choice([1, 3, 8])), "sleep"],
+                          str(rnd.choice([1, 3, 8])), "sleep"], env=python_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     flushed = [0]
     ready = threading.Event()
