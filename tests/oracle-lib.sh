@@ -116,10 +116,11 @@ oracle_python() {
 		oracle_prelude
 		cat
 	} | if [ -n "$oracle_preload" ]; then
-		ORACLE_TOOL_LD_PRELOAD="${LD_PRELOAD-}" \
-			ORACLE_TOOL_ASAN_OPTIONS="${ASAN_OPTIONS-}" \
-			LD_PRELOAD="$oracle_preload${LD_PRELOAD:+ $LD_PRELOAD}" \
-			ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+		tool_preload=${LD_PRELOAD-}
+		tool_asan=${ASAN_OPTIONS-}
+		ORACLE_TOOL_LD_PRELOAD=$tool_preload ORACLE_TOOL_ASAN_OPTIONS=$tool_asan \
+			LD_PRELOAD="$oracle_preload${tool_preload:+ $tool_preload}" \
+			ASAN_OPTIONS="${tool_asan:+$tool_asan:}detect_leaks=0" \
 			LIB="$oracle_lib" WORK="$work" "$oracle_py" -
 	else
 		LIB="$oracle_lib" WORK="$work" "$oracle_py" -
