@@ -59,14 +59,13 @@ struct dc_queue {
 };
 
 #define CONSUMER_FLAGS (DC_IO_FUA | DC_IO_BLOCK_LEVEL_ONLY)
-#define LAYER_FLAGS (DC_IO_NO_OVERWRITE | DC_IO_NEXT_IS_ZERO)
 /* How many consumer callbacks may nest on one thread before further
- * completions are deferred to the outermost one (bounds the stack when a
- * consumer resubmits from its callback and completions are inline). */
+ * completions go through the queue's hand-off list, which the outermost
+ * frame drains (bounds the stack when a consumer resubmits from its callback
+ * and completions are inline). */
 #define DELIVER_DEPTH_MAX 4
 
 static DC_TLS int deliver_depth;
-static DC_TLS struct dc_ireq *deferred_head, *deferred_tail;
 /* The queue whose callbacks this thread runs now (innermost). */
 static DC_TLS struct dc_queue *cur_q;
 
@@ -599,28 +598,17 @@ static void deliver_one(struct dc_ireq *r)
 	cb(&c);
 }
 
+/* On q's thread. Too deep: the queue's own drain delivers it later, from a
+ * frame that is not inside a callback (the drain of a callback queue's
+ * queue_run(), or the consumer's next reap or wait). */
 static void deliver(struct dc_ireq *r)
 {
 	if (deliver_depth >= DELIVER_DEPTH_MAX) {
-		r->next = NULL;
-		if (deferred_tail)
-			deferred_tail->next = r;
-		else
-			deferred_head = r;
-		deferred_tail = r;
+		queue_handoff(r->queue, r, HAND_FINISH);
 		return;
 	}
 	deliver_depth++;
 	deliver_one(r);
-	/* The outermost frame delivers what deeper frames deferred. */
-	while (deliver_depth == 1 && deferred_head) {
-		struct dc_ireq *d = deferred_head;
-
-		deferred_head = d->next;
-		if (!deferred_head)
-			deferred_tail = NULL;
-		deliver_one(d);
-	}
 	deliver_depth--;
 }
 
