@@ -25,16 +25,16 @@ static int pattern_open(const struct dc_open_args *a, void **inst, struct dc_inf
 
 	/* fields[0] is SIZE; the core already checked the option types. */
 	if (dc_parse_size(a->fields[0], &size) < 0 || size == 0 || size % 512)
-		return dc_fail(
-			-EINVAL,
-			"size '%s': expected a non-zero multiple of 512 such as 1M",
-			a->fields[0]);
+		return dc_fail(-EINVAL,
+			       "size '%s': expected a non-zero multiple of 512 "
+			       "such as 1M",
+			       a->fields[0]);
 	if (dc_opt_num(a, "seed", &seed) && seed > 255)
 		return dc_fail(-EINVAL, "seed=%llu: expected 0 to 255",
 			       (unsigned long long)seed);
 	p = calloc(1, sizeof(*p));
 	if (!p)
-		return -ENOMEM;
+		return dc_fail(-ENOMEM, "out of memory");
 	p->sectors = size / 512;
 	p->seed = (uint8_t)seed;
 
