@@ -870,10 +870,8 @@ static int bdev_queue_open(void *inst, void **qctx)
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
 	int rc;
 
-	if (!q) {
-		dc_error("out of memory");
-		return -ENOMEM;
-	}
+	if (!q)
+		return dc_fail(-ENOMEM, "out of memory");
 	rc = bdev_ring_init(&q->ring, BDEV_SQ_ENTRIES, BDEV_CQ_ENTRIES);
 	if (rc < 0) {
 		free(q);
@@ -1435,23 +1433,21 @@ static int bdev_probe_blk(struct bdev *b, const struct stat *st, struct dc_info 
 	if (bdev_sysfs(b, "queue/discard_max_bytes", &max) && max)
 		bdev_sysfs(b, "queue/discard_granularity", &gran);
 	bdev_sysfs(b, "queue/fua", &fua);
-	if (lbs < 512 || lbs > (1u << 16) || !bdev_pow2(lbs)) {
-		dc_error("%s: logical block size %llu is not a power of two >= 512",
-			 b->path, (unsigned long long)lbs);
-		return -EINVAL;
-	}
-	if (pbs && !bdev_pow2(pbs)) {
-		dc_error("%s: physical block size %llu is not a power of two", b->path,
-			 (unsigned long long)pbs);
-		return -EINVAL;
-	}
-	if (bytes % lbs || gran % lbs) {
-		dc_error("%s: size %llu or discard granularity %llu is not a multiple of "
-			 "the %llu-byte logical block",
-			 b->path, (unsigned long long)bytes, (unsigned long long)gran,
-			 (unsigned long long)lbs);
-		return -EINVAL;
-	}
+	if (lbs < 512 || lbs > (1u << 16) || !bdev_pow2(lbs))
+		return dc_fail(-EINVAL,
+			       "%s: logical block size %llu is not a power of two >= 512",
+			       b->path, (unsigned long long)lbs);
+	if (pbs && !bdev_pow2(pbs))
+		return dc_fail(-EINVAL,
+			       "%s: physical block size %llu is not a power of two",
+			       b->path, (unsigned long long)pbs);
+	if (bytes % lbs || gran % lbs)
+		return dc_fail(
+			-EINVAL,
+			"%s: size %llu or discard granularity %llu is not a multiple of "
+			"the %llu-byte logical block",
+			b->path, (unsigned long long)bytes, (unsigned long long)gran,
+			(unsigned long long)lbs);
 	b->shift = (unsigned)__builtin_ctzll(lbs);
 	b->align = (size_t)lbs;
 	atomic_store(&b->sectors, bytes >> b->shift);
@@ -1495,11 +1491,10 @@ static int bdev_probe_file(struct bdev *b, const struct stat *st, bool can_fallo
 		if (b->align < (1u << b->shift))
 			b->align = 1u << b->shift;
 	}
-	if (bytes & ((1u << b->shift) - 1)) {
-		dc_error("%s: size %llu is not a multiple of the %u-byte sector", b->path,
-			 (unsigned long long)bytes, 1u << b->shift);
-		return -EINVAL;
-	}
+	if (bytes & ((1u << b->shift) - 1))
+		return dc_fail(-EINVAL,
+			       "%s: size %llu is not a multiple of the %u-byte sector",
+			       b->path, (unsigned long long)bytes, 1u << b->shift);
 	atomic_store(&b->sectors, bytes >> b->shift);
 	info->physical_sector_size = bdev_pow2((uint64_t)st->st_blksize) &&
 						     (uint32_t)st->st_blksize >
@@ -1533,18 +1528,19 @@ static int bdev_probe_uring(bool *can_fallocate)
 		return rc;
 	p = io_uring_get_probe_ring(&ring);
 	io_uring_queue_exit(&ring);
-	if (!p) {
-		dc_error("io_uring: cannot probe the supported operations (kernel too "
-			 "old? 5.6 or later is needed)");
-		return -ENOSYS;
-	}
+	if (!p)
+		return dc_fail(
+			-ENOSYS,
+			"io_uring: cannot probe the supported operations (kernel too "
+			"old? 5.6 or later is needed)");
 	for (size_t i = 0; i < sizeof(need); i++) {
 		if (!io_uring_opcode_supported(p, need[i])) {
 			io_uring_free_probe(p);
-			dc_error("io_uring: operation %u not supported (kernel too old? "
-				 "5.6 or later is needed)",
-				 need[i]);
-			return -ENOSYS;
+			return dc_fail(
+				-ENOSYS,
+				"io_uring: operation %u not supported (kernel too old? "
+				"5.6 or later is needed)",
+				need[i]);
 		}
 	}
 	*can_fallocate = io_uring_opcode_supported(p, IORING_OP_FALLOCATE);
@@ -1572,15 +1568,12 @@ static int bdev_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	struct stat st;
 	int rc;
 
-	if (a->nfields < 1 || !a->fields[0][0]) {
-		dc_error("missing path (expected blockdev:PATH)");
-		return -EINVAL;
-	}
+	if (a->nfields < 1 || !a->fields[0][0])
+		return dc_fail(-EINVAL, "missing path (expected blockdev:PATH)");
 	b = calloc(1, sizeof(*b));
 	if (!b || !(b->path = strdup(a->fields[0]))) {
 		free(b);
-		dc_error("out of memory");
-		return -ENOMEM;
+		return dc_fail(-ENOMEM, "out of memory");
 	}
 	b->node = a->node;
 	b->direct = dc_opt_flag(a, "direct");

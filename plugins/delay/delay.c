@@ -66,11 +66,11 @@ static int delay_parse_ms(const char *what, const char *s, uint64_t *out)
 	uint64_t v = 0;
 	const char *p;
 
-	if (s[0] == '-') {
-		dc_error("%s \"%s\" is negative: expected milliseconds from 0 to %u",
-			 what, s, DELAY_MAX_MS);
-		return -EINVAL;
-	}
+	if (s[0] == '-')
+		return dc_fail(
+			-EINVAL,
+			"%s \"%s\" is negative: expected milliseconds from 0 to %u", what,
+			s, DELAY_MAX_MS);
 	for (p = s; *p; p++) {
 		if (*p < '0' || *p > '9' || v > DELAY_MAX_MS)
 			break;
@@ -93,15 +93,11 @@ static int delay_open(const struct dc_open_args *a, void **inst, struct dc_info 
 	const char *p99;
 	int ret;
 
-	if (a->nfields < 1 || a->nchildren != 1) {
-		dc_error("expected delay:MS:SPEC");
-		return -EINVAL;
-	}
+	if (a->nfields < 1 || a->nchildren != 1)
+		return dc_fail(-EINVAL, "expected delay:MS:SPEC");
 	d = calloc(1, sizeof(*d));
-	if (!d) {
-		dc_error("out of memory");
-		return -ENOMEM;
-	}
+	if (!d)
+		return dc_fail(-ENOMEM, "out of memory");
 	ret = delay_parse_ms("delay", a->fields[0], &d->delay_ms);
 	p99 = dc_opt_str(a, "p99");
 	if (!ret && p99) {

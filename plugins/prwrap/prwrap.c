@@ -136,15 +136,11 @@ static int prwrap_open(const struct dc_open_args *a, void **inst, struct dc_info
 {
 	struct prwrap_disk *d;
 
-	if (a->nchildren != 1) {
-		dc_error("expected prwrap:SPEC");
-		return -EINVAL;
-	}
+	if (a->nchildren != 1)
+		return dc_fail(-EINVAL, "expected prwrap:SPEC");
 	d = calloc(1, sizeof(*d));
-	if (!d) {
-		dc_error("out of memory");
-		return -ENOMEM;
-	}
+	if (!d)
+		return dc_fail(-ENOMEM, "out of memory");
 	pthread_mutex_init(&d->lock, NULL);
 	info->flags |= DC_INFO_PR;
 	info->flags &= ~DC_INFO_CAN_READ_CACHE;

@@ -224,32 +224,30 @@ static int ram_setup(struct ram *r, uint64_t size, uint32_t ss)
 {
 	uint64_t count;
 
-	if (ss < 512 || ss > RAM_CHUNK || (ss & (ss - 1))) {
-		dc_error("sector size %u is invalid: expected a power of two from 512 "
-			 "to %u",
-			 ss, RAM_CHUNK);
-		return -EINVAL;
-	}
-	if (size == 0) {
-		dc_error("disk has no sectors: the size must be at least one sector");
-		return -EINVAL;
-	}
-	if (size % ss) {
-		dc_error("disk size %llu is not a multiple of the sector size %u",
-			 (unsigned long long)size, ss);
-		return -EINVAL;
-	}
+	if (ss < 512 || ss > RAM_CHUNK || (ss & (ss - 1)))
+		return dc_fail(
+			-EINVAL,
+			"sector size %u is invalid: expected a power of two from 512 "
+			"to %u",
+			ss, RAM_CHUNK);
+	if (size == 0)
+		return dc_fail(
+			-EINVAL,
+			"disk has no sectors: the size must be at least one sector");
+	if (size % ss)
+		return dc_fail(-EINVAL,
+			       "disk size %llu is not a multiple of the sector size %u",
+			       (unsigned long long)size, ss);
 	r->sector_size = ss;
 	r->shift = (unsigned)__builtin_ctz(ss);
 	r->spc_shift = RAM_CHUNK_SHIFT - r->shift;
 	count = size >> r->shift;
 	r->nl1 = ram_nl1(r, count);
 	r->l1 = calloc(r->nl1, sizeof(*r->l1));
-	if (!r->l1) {
-		dc_error("cannot allocate the chunk index of a %llu-byte disk",
-			 (unsigned long long)size);
-		return -ENOMEM;
-	}
+	if (!r->l1)
+		return dc_fail(-ENOMEM,
+			       "cannot allocate the chunk index of a %llu-byte disk",
+			       (unsigned long long)size);
 	atomic_store(&r->sector_count, count);
 	atomic_store(&r->zero_after, count);
 	return 0;
@@ -297,10 +295,8 @@ static int ram_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	uint64_t v;
 	int rc;
 
-	if (!r) {
-		dc_error("out of memory");
-		return -ENOMEM;
-	}
+	if (!r)
+		return dc_fail(-ENOMEM, "out of memory");
 	for (unsigned i = 0; i < RAM_NLOCKS; i++)
 		pthread_mutex_init(&r->locks[i], NULL);
 	pthread_mutex_init(&r->alloc_lock, NULL);
@@ -350,17 +346,17 @@ static int ram_attach(void *inst, const struct dc_info *lower, struct dc_info *i
 	if (r->l1) /* attached already */
 		return 0;
 	ss = r->opt_sector ? r->opt_sector : lower ? lower->sector_size : 512;
-	if (!lower) {
-		dc_error("disk has no sectors: memdiff takes its size from the layer "
-			 "below, and there is none");
-		return -EINVAL;
-	}
+	if (!lower)
+		return dc_fail(
+			-EINVAL,
+			"disk has no sectors: memdiff takes its size from the layer "
+			"below, and there is none");
 	if (__builtin_mul_overflow(lower->sector_count, (uint64_t)lower->sector_size,
-				   &len)) {
-		dc_error("the layer below is too large (%llu sectors of %u bytes)",
-			 (unsigned long long)lower->sector_count, lower->sector_size);
-		return -EINVAL;
-	}
+				   &len))
+		return dc_fail(-EINVAL,
+			       "the layer below is too large (%llu sectors of %u bytes)",
+			       (unsigned long long)lower->sector_count,
+			       lower->sector_size);
 	rc = ram_setup(r, len, ss);
 	if (rc < 0)
 		return rc;
@@ -622,30 +618,25 @@ static int ram_resize(void *inst, uint64_t n)
 	struct ram *r = inst;
 	uint64_t old, za, nl1, spc;
 
-	if (!r->l1) {
-		dc_error("cannot resize a layer that is not attached yet");
-		return -EINVAL;
-	}
-	if (n == 0) {
-		dc_error("sector count 0 is invalid: a RAM disk needs at least one "
-			 "sector");
-		return -EINVAL;
-	}
-	if (n > (UINT64_MAX >> r->shift)) {
-		dc_error("sector count %llu is too large for %u-byte sectors",
-			 (unsigned long long)n, r->sector_size);
-		return -EINVAL;
-	}
+	if (!r->l1)
+		return dc_fail(-EINVAL, "cannot resize a layer that is not attached yet");
+	if (n == 0)
+		return dc_fail(-EINVAL,
+			       "sector count 0 is invalid: a RAM disk needs at least one "
+			       "sector");
+	if (n > (UINT64_MAX >> r->shift))
+		return dc_fail(-EINVAL,
+			       "sector count %llu is too large for %u-byte sectors",
+			       (unsigned long long)n, r->sector_size);
 	spc = UINT64_C(1) << r->spc_shift;
 	nl1 = ram_nl1(r, n);
 	if (nl1 > r->nl1) {
 		_Atomic(struct ram_slot *) *l1 = realloc(r->l1, nl1 * sizeof(*l1));
 
-		if (!l1) {
-			dc_error("cannot grow the chunk index to %llu sectors",
-				 (unsigned long long)n);
-			return -ENOMEM;
-		}
+		if (!l1)
+			return dc_fail(-ENOMEM,
+				       "cannot grow the chunk index to %llu sectors",
+				       (unsigned long long)n);
 		memset((void *)(l1 + r->nl1), 0, (nl1 - r->nl1) * sizeof(*l1));
 		r->l1 = l1;
 		r->nl1 = nl1;

@@ -299,29 +299,27 @@ static int striped_members(struct striped_disk *d, struct dc_node *node,
 	for (unsigned i = 0; i < d->n; i++) {
 		d->members[i] = dc_node_child(node, i);
 		dc_node_info(d->members[i], &mi);
-		if (mi.sector_size != m0.sector_size) {
-			dc_error(
+		if (mi.sector_size != m0.sector_size)
+			return dc_fail(
+				-EINVAL,
 				"member %u is not compatible with member 0: sector size %u, "
 				"member 0 has %u",
 				i, mi.sector_size, m0.sector_size);
-			return -EINVAL;
-		}
-		if (mi.sector_count != m0.sector_count) {
-			dc_error(
+		if (mi.sector_count != m0.sector_count)
+			return dc_fail(
+				-EINVAL,
 				"member %u is not compatible with member 0: %llu sectors, "
 				"member 0 has %llu",
 				i, (unsigned long long)mi.sector_count,
 				(unsigned long long)m0.sector_count);
-			return -EINVAL;
-		}
-		if ((mi.flags ^ m0.flags) & DC_INFO_READ_ONLY) {
-			dc_error("member %u is not compatible with member 0: it is %s, "
-				 "member 0 is %s",
-				 i,
-				 mi.flags & DC_INFO_READ_ONLY ? "read-only" : "writable",
-				 m0.flags & DC_INFO_READ_ONLY ? "read-only" : "writable");
-			return -EINVAL;
-		}
+		if ((mi.flags ^ m0.flags) & DC_INFO_READ_ONLY)
+			return dc_fail(
+				-EINVAL,
+				"member %u is not compatible with member 0: it is %s, "
+				"member 0 is %s",
+				i,
+				mi.flags & DC_INFO_READ_ONLY ? "read-only" : "writable",
+				m0.flags & DC_INFO_READ_ONLY ? "read-only" : "writable");
 		if (mi.physical_sector_size > phys)
 			phys = mi.physical_sector_size;
 		if (mi.optimal_unmap_sectors > unmap_opt)
@@ -355,45 +353,44 @@ static int striped_geometry(struct striped_disk *d, const struct dc_open_args *a
 	d->chunk_bytes = STRIPED_CHUNK_DEFAULT;
 	dc_opt_num(a, "chunk", &d->chunk_bytes);
 	if (!d->chunk_bytes || d->chunk_bytes % d->sector_size ||
-	    d->chunk_bytes > UINT32_MAX) {
-		dc_error("invalid chunk size %llu: expected a non-zero multiple of the "
-			 "member sector size %u, below 4G",
-			 (unsigned long long)d->chunk_bytes, d->sector_size);
-		return -EINVAL;
-	}
+	    d->chunk_bytes > UINT32_MAX)
+		return dc_fail(
+			-EINVAL,
+			"invalid chunk size %llu: expected a non-zero multiple of the "
+			"member sector size %u, below 4G",
+			(unsigned long long)d->chunk_bytes, d->sector_size);
 	d->per_chunk = d->chunk_bytes / d->sector_size;
 	/* Each member counts in whole chunks. */
 	total = d->member_sectors / d->per_chunk * d->per_chunk * d->n;
 	stripe = d->per_chunk * d->n;
-	if (total % stripe) {
-		dc_error("invalid striped size: %llu sectors is not a multiple of the "
-			 "stripe (%u members x %llu sectors)",
-			 (unsigned long long)total, d->n,
-			 (unsigned long long)d->per_chunk);
-		return -EINVAL;
-	}
-	if (!total) {
-		dc_error("members of %llu sectors hold no whole chunk of %llu sectors",
-			 (unsigned long long)d->member_sectors,
-			 (unsigned long long)d->per_chunk);
-		return -EINVAL;
-	}
+	if (total % stripe)
+		return dc_fail(
+			-EINVAL,
+			"invalid striped size: %llu sectors is not a multiple of the "
+			"stripe (%u members x %llu sectors)",
+			(unsigned long long)total, d->n,
+			(unsigned long long)d->per_chunk);
+	if (!total)
+		return dc_fail(
+			-EINVAL,
+			"members of %llu sectors hold no whole chunk of %llu sectors",
+			(unsigned long long)d->member_sectors,
+			(unsigned long long)d->per_chunk);
 	logic = total;
 	if (dc_opt_num(a, "sectors", &logic)) {
-		if (logic > total) {
-			dc_error("invalid sectors=%llu: the members hold %llu sectors",
-				 (unsigned long long)logic, (unsigned long long)total);
-			return -EINVAL;
-		}
-		if (!logic || logic % stripe) {
-			dc_error(
+		if (logic > total)
+			return dc_fail(
+				-EINVAL,
+				"invalid sectors=%llu: the members hold %llu sectors",
+				(unsigned long long)logic, (unsigned long long)total);
+		if (!logic || logic % stripe)
+			return dc_fail(
+				-EINVAL,
 				"invalid sectors=%llu: expected a non-zero multiple of the "
 				"stripe (%u members x %llu sectors = %llu)",
 				(unsigned long long)logic, d->n,
 				(unsigned long long)d->per_chunk,
 				(unsigned long long)stripe);
-			return -EINVAL;
-		}
 	}
 	d->sector_count = logic;
 	return 0;
@@ -404,23 +401,17 @@ static int striped_open(const struct dc_open_args *a, void **inst, struct dc_inf
 	struct striped_disk *d;
 	int rc;
 
-	if (a->nchildren < 1) {
-		dc_error("no member disks: expected " STRIPED_SYNTAX);
-		return -EINVAL;
-	}
+	if (a->nchildren < 1)
+		return dc_fail(-EINVAL, "no member disks: expected " STRIPED_SYNTAX);
 	d = calloc(1, sizeof(*d));
-	if (!d) {
-		dc_error("out of memory");
-		return -ENOMEM;
-	}
+	if (!d)
+		return dc_fail(-ENOMEM, "out of memory");
 	*inst = d;
 	d->n = a->nchildren;
 	d->members = calloc(d->n, sizeof(*d->members));
 	d->unmap_ignored = calloc(d->n, sizeof(*d->unmap_ignored));
-	if (!d->members || !d->unmap_ignored) {
-		dc_error("out of memory");
-		return -ENOMEM;
-	}
+	if (!d->members || !d->unmap_ignored)
+		return dc_fail(-ENOMEM, "out of memory");
 	d->members[0] = dc_node_child(a->node, 0);
 	rc = striped_members(d, a->node, info);
 	if (rc == 0)
