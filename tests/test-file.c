@@ -359,8 +359,15 @@ START_TEST(file_create)
 	ck_assert_int_eq(dc_write(d, 100, buf, 4096, 0), 0);
 	dc_close(d);
 
-	/* create= over an existing image: truncated, then sized, so all zeroes. */
-	d = h_openf(0, "file:%s;create=64K", path);
+	/* create= names an existing image: opened unchanged at its size, refused at
+	 * another (tests/test-create.c covers the rule). */
+	h_open_fails(0, -EEXIST, "exists with 2097152 bytes", "file:%s;create=64K", path);
+	d = h_openf(0, "file:%s;create=2M", path);
+	ck_assert_int_eq(dc_read(d, 100, buf, 4096), 0);
+	ck_assert_int_eq(h_check(buf, 4096, 9), -1);
+	dc_close(d);
+	/* ;overwrite replaces it: truncated, then sized, so all zeroes. */
+	d = h_openf(0, "file:%s;create=64K;overwrite", path);
 	ck_assert_uint_eq(dc_sector_count(d), 128);
 	ck_assert_int_eq(dc_read(d, 100, buf, 4096), 0);
 	ck_assert_int_eq(h_check_zero(buf, 4096), -1);

@@ -430,24 +430,25 @@ START_TEST(vhd_diff_bad_parent)
 	vt_create("vhd", child, "parent=%s", base);
 	dc_close(h_open(spec, 0));
 	/* Same name, new unique id. */
-	vt_create("vhd", base, "create=1M");
+	vt_create("vhd", base, "create=1M;overwrite");
 	h_open_fails(0, 0, "unique id", "%s", spec);
 	/* Gone. */
 	ck_assert_int_eq(unlink(base), 0);
 	h_open_fails(0, 0, "parent image not found", "%s", spec);
 	/* base <- child <- c2, then c2 takes base's place: child -> c2 -> child. */
 	vt_create("vhd", base, "create=1M");
-	vt_create("vhd", child, "parent=%s", base);
+	vt_create("vhd", child, "parent=%s;overwrite", base);
 	vt_create("vhd", c2, "parent=%s", child);
 	ck_assert_int_eq(rename(c2, base), 0);
 	h_open_fails(0, 0, "loops", "%s", spec);
 	free(spec);
-	/* Creating a child over a file its own parent chain needs is refused. */
-	vt_create("vhd", base, "create=1M");
-	vt_create("vhd", child, "parent=%s", base);
+	/* Overwriting a file with a child whose own parent chain needs it is
+	 * refused. */
+	vt_create("vhd", base, "create=1M;overwrite");
+	vt_create("vhd", child, "parent=%s;overwrite", base);
 	vt_create("vhd", c2, "parent=%s", child);
-	h_open_fails(0, 0, "depends on it", "vhd:%s;parent=%s", child, c2);
-	h_open_fails(0, 0, "depends on it", "vhd:%s;parent=%s", base, base);
+	h_open_fails(0, 0, "depends on it", "vhd:%s;parent=%s;overwrite", child, c2);
+	h_open_fails(0, 0, "depends on it", "vhd:%s;parent=%s;overwrite", base, base);
 	h_open_fails(0, 0, "without create", "vhd:%s;parent=%s;create=1M", c2, base);
 	free(base);
 	free(child);
@@ -902,7 +903,20 @@ static int tv_prepare(const char *path, uint64_t size, void *arg)
 			close(fd);
 		return r;
 	}
-	spec = h_fmt("vhd:%s;create=%llu;block=%s", path, (unsigned long long)size, how);
+	if (!strcmp(how, "child")) {
+		/* A child of a new base beside it: "vhd:PATH" opens both. */
+		char *base = h_fmt("%s.base.vhd", path);
+
+		r = tv_prepare(base, size, "2M");
+		spec = h_fmt("vhd:%s;parent=%s;overwrite", path, base);
+		free(base);
+		if (r < 0)
+			return r;
+	} else {
+		/* The zero-filled file is replaced by the image. */
+		spec = h_fmt("vhd:%s;create=%llu;block=%s;overwrite", path,
+			     (unsigned long long)size, how);
+	}
 	r = dc_open(spec, 0, &d);
 	if (r == 0)
 		dc_close(d);
@@ -923,6 +937,8 @@ int main(void)
 							.arg = "2M" };
 	static const struct conformance_opts fixed = { .prepare = tv_prepare,
 						       .arg = "fixed" };
+	static const struct conformance_opts child = { .prepare = tv_prepare,
+						       .arg = "child" };
 
 	tcase_add_test(tc, vhd_create_dynamic);
 	tcase_add_test(tc, vhd_dynamic_read_write);
@@ -952,7 +968,7 @@ int main(void)
 	conformance_add_opts(s, "vhd-diff-4k", "vhd:@NEW.vhd@;parent=@TMP:1M.vhd@",
 			     &dyn_small);
 	conformance_add_opts(s, "memdiff-vhd", "memdiff:vhd:@TMP:1M.vhd@", &dyn);
-	conformance_add_opts(s, "memdiff-vhd-diff",
-			     "memdiff:vhd:@NEW.vhd@;parent=@TMP:1M.vhd@", &dyn);
+	/* A layer under memdiff: is read-only, so the child exists first. */
+	conformance_add_opts(s, "memdiff-vhd-diff", "memdiff:vhd:@TMP:1M.vhd@", &child);
 	return h_run(s);
 }

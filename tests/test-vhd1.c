@@ -290,8 +290,14 @@ START_TEST(vhd1_create)
 	ck_assert_uint_eq(f[75] >> 4, 4);
 	ck_assert_uint_eq(f[76] >> 6, 2);
 	ck_assert_int_lt(h_check_zero(f + 84, 428), 0);
-	/* A second create truncates and picks a new id. */
+	/* A second create opens the image unchanged; ;overwrite replaces it with a
+	 * new id. */
 	dc_close(h_open(spec, 0));
+	fd = open(path, O_RDONLY);
+	ck_assert_int_eq(pread(fd, f2, 512, 3 * MIB), 512);
+	close(fd);
+	ck_assert_int_eq(memcmp(f, f2, 512), 0);
+	dc_close(h_openf(0, "%s;overwrite", spec));
 	fd = open(path, O_RDONLY);
 	ck_assert_int_eq(pread(fd, f2, 512, 3 * MIB), 512);
 	close(fd);

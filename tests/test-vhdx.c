@@ -260,8 +260,8 @@ START_TEST(vhdx_create_layout)
 	free(desc);
 	dc_close(d);
 
-	/* 4096-byte sectors. */
-	vt_create("vhdx", path, "create=4M;sector=4096");
+	/* 4096-byte sectors, over the first image. */
+	vt_create("vhdx", path, "create=4M;sector=4096;overwrite");
 	d = h_openf(0, "vhdx:%s", path);
 	dc_get_info(d, &info);
 	ck_assert_uint_eq(info.sector_size, 4096);
@@ -421,14 +421,25 @@ START_TEST(vhdx_create_errors)
 	h_open_fails(0, 0, "sector=", "vhdx:%s;create=4M;sector=1024", path);
 	h_open_fails(0, 0, "create=", "vhdx:%s;create=1000", path);
 	h_open_fails(0, 0, "only when creating", "vhdx:%s;fixed", path);
-	/* Created, then opened read-only (as under memdiff:). */
+	/* A read-only open (as under memdiff:) never creates; a writable one does,
+	 * and then the read-only one opens it. */
+	h_open_fails(DC_OPEN_READ_ONLY, -ENOENT, "never creates", "vhdx:%s;create=4M",
+		     path);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	vt_create("vhdx", path, "create=4M");
 	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s;create=4M", path));
-	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path));
 	vt_create("vhdx", base, "create=4M");
 	h_open_fails(0, 0, "parent=", "vhdx:%s;parent=%s;create=4M", path, base);
+	/* A child that cannot be made leaves no file behind. */
+	free(path);
+	path = h_tmppath(".vhdx");
 	h_open_fails(0, 0, "No such file", "vhdx:%s;parent=%s.none", path, base);
-	/* Never truncate the parent itself. */
-	h_open_fails(0, 0, "depends on it", "vhdx:%s;parent=%s", base, base);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	/* Never truncate the parent itself; without ;overwrite it is opened and
+	 * found not to be a child of itself. */
+	h_open_fails(0, 0, "depends on it", "vhdx:%s;parent=%s;overwrite", base, base);
+	h_open_fails(0, -EEXIST, "not a differencing image", "vhdx:%s;parent=%s", base,
+		     base);
 	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", base));
 	free(base);
 	free(path);
@@ -910,7 +921,7 @@ static uint64_t tx_dirty_image(const char *path, uint64_t *old_end)
 	uint64_t off;
 	dc_disk *d;
 
-	vt_create("vhdx", path, "create=4M;block=1M");
+	vt_create("vhdx", path, "create=4M;block=1M;overwrite");
 	d = h_openf(0, "vhdx:%s", path);
 	vt_write(d, 0, 2048, 1);
 	dc_close(d);
@@ -1116,7 +1127,7 @@ START_TEST(vhdx_bad_headers)
 	ck_assert_int_eq(pwrite(fd, "vhdxfilf", 8, 0), 8);
 	close(fd);
 	h_open_fails(DC_OPEN_READ_ONLY, 0, "not a VHDX", "vhdx:%s", path);
-	vt_create("vhdx", path, "create=2M;block=1M");
+	vt_create("vhdx", path, "create=2M;block=1M;overwrite");
 	ck_assert_int_eq(truncate(path, 2 * MIB + 4096), 0);
 	h_open_fails(DC_OPEN_READ_ONLY, 0, "inside the file", "vhdx:%s", path);
 	free(path);
@@ -1205,17 +1216,26 @@ START_TEST(vhdx_bad_bat)
 	h_open_fails(DC_OPEN_READ_ONLY, 0, "overlaps", "vhdx:%s", path);
 	tx_set_bat(&m, 1, 6);
 	h_open_fails(DC_OPEN_READ_ONLY, 0, "overlaps", "vhdx:%s", path);
-	/* Reserved and differencing-only states. */
+	/* Reserved states, named with their entry, whether read-only or not; and a
+	 * differencing-only state. */
 	tx_set_bat(&m, 1, 4);
-	h_open_fails(DC_OPEN_READ_ONLY, 0, "state 4", "vhdx:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, -EINVAL,
+		     "BAT entry 1 (payload block 1) has state 4", "vhdx:%s", path);
+	tx_set_bat(&m, 1, 5);
+	h_open_fails(DC_OPEN_READ_ONLY, -EINVAL, "has state 5, which [MS-VHDX] reserves",
+		     "vhdx:%s", path);
+	h_open_fails(0, -EINVAL, "BAT entry 1 (payload block 1) has state 5", "vhdx:%s",
+		     path);
 	tx_set_bat(&m, 1, tx_bat(&m, 0) + MIB + 1);
 	h_open_fails(DC_OPEN_READ_ONLY, 0, "state 7", "vhdx:%s", path);
-	/* The 0.95 draft's UNMAPPED value reads as zero. */
-	tx_set_bat(&m, 1, 5);
-	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path);
-	ck_assert_int_eq(dc_read(d, 2048, buf, 512), 0);
-	ck_assert_int_lt(h_check_zero(buf, 512), 0);
-	dc_close(d);
+	/* The defined zero states read as zeroes. */
+	for (uint64_t st = 1; st <= 3; st++) {
+		tx_set_bat(&m, 1, st);
+		d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", path);
+		ck_assert_int_eq(dc_read(d, 2048, buf, 512), 0);
+		ck_assert_int_lt(h_check_zero(buf, 512), 0);
+		dc_close(d);
+	}
 	tx_img_close(&m);
 	free(path);
 }
@@ -1232,10 +1252,22 @@ static int tx_prepare(const char *path, uint64_t size, void *arg)
 	int r;
 
 	unlink(path);
-	spec = h_fmt("vhdx:%s;create=%llu;block=1M%s", path, (unsigned long long)size,
-		     !strcmp(how, "fixed") ? ";fixed" :
-		     !strcmp(how, "dyn4k") ? ";sector=4096" :
-					     "");
+	if (!strcmp(how, "child4k")) {
+		/* A child of a new base beside it: "vhdx:PATH" opens both. */
+		char *base = h_fmt("%s.base.vhdx", path);
+
+		r = tx_prepare(base, size, "dyn4k");
+		spec = h_fmt("vhdx:%s;parent=%s", path, base);
+		free(base);
+		if (r < 0)
+			return r;
+	} else {
+		spec = h_fmt("vhdx:%s;create=%llu;block=1M%s", path,
+			     (unsigned long long)size,
+			     !strcmp(how, "fixed") ? ";fixed" :
+			     !strcmp(how, "dyn4k") ? ";sector=4096" :
+						     "");
+	}
 	r = dc_open(spec, 0, &d);
 	free(spec);
 	if (r == 0)
@@ -1257,6 +1289,8 @@ int main(void)
 							.arg = "dyn" };
 	static const struct conformance_opts fixed = { .prepare = tx_prepare,
 						       .arg = "fixed" };
+	static const struct conformance_opts child4k = { .prepare = tx_prepare,
+							 .arg = "child4k" };
 
 	tcase_add_test(tc, vhdx_crc32c_vector);
 	tcase_add_test(tc, vhdx_create_layout);
@@ -1291,7 +1325,8 @@ int main(void)
 	conformance_add_opts(s, "vhdx-diff-4k", "vhdx:@NEW.vhdx@;parent=@TMP:1M.vhdx@",
 			     &dyn4k);
 	conformance_add_opts(s, "memdiff-vhdx", "memdiff:vhdx:@TMP:1M.vhdx@", &dyn);
-	conformance_add_opts(s, "memdiff-vhdx-diff",
-			     "memdiff:vhdx:@NEW.vhdx@;parent=@TMP:1M.vhdx@", &dyn4k);
+	/* A layer under memdiff: is read-only, so the child exists first. */
+	conformance_add_opts(s, "memdiff-vhdx-diff", "memdiff:vhdx:@TMP:1M.vhdx@",
+			     &child4k);
 	return h_run(s);
 }

@@ -301,6 +301,29 @@ bool dc_opt_flag(const struct dc_open_args *a, const char *name);
 const char *dc_opt_str(const struct dc_open_args *a, const char *name);
 bool dc_opt_num(const struct dc_open_args *a, const char *name, uint64_t *out);
 
+/**
+ * Open the image file of a plugin whose options can create one, under the one
+ * rule every such plugin follows (docs/spec-strings.md, "Creating images").
+ * flags: open(2) flags; O_CREAT when this open's options ask for the image to
+ * be made (create=, parent=, ...), O_DIRECT and O_NONBLOCK as wanted. The
+ * access mode comes from a->read_only; O_CLOEXEC is added.
+ *  - without O_CREAT: the file is opened as it is;
+ *  - a read-only open never creates, truncates or writes: a missing file is
+ *    -ENOENT, an existing one is opened unchanged;
+ *  - writable, O_CREAT: a missing file is created empty with O_EXCL; one that
+ *    exists (or appears meanwhile) is opened unchanged, and the plugin refuses
+ *    it unless it is what the options describe (its size, its parent);
+ *  - writable, O_CREAT and the spec's ";overwrite" flag (which the form must
+ *    declare): the file is created or, if it is a regular file no one holds
+ *    a flock on, locked (LOCK_EX, kept on the fd) and truncated to 0.
+ * ";overwrite" without O_CREAT, or on a read-only open, is refused.
+ * *created is true when the file is empty and the plugin writes the new image
+ * into it; if that fails, the plugin unlinks path.
+ * @return the fd, or -errno after dc_error().
+ */
+int dc_create_open(const struct dc_open_args *a, const char *path, int flags,
+		   bool *created);
+
 /** Children of a node (decorators: 1, striped: N), their metadata. */
 unsigned dc_node_nchildren(struct dc_node *node);
 struct dc_node *dc_node_child(struct dc_node *node, unsigned i);

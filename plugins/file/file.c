@@ -250,38 +250,17 @@ static void file_probe_regular(struct file_disk *f, const struct stat *st,
 	}
 }
 
-/* create=SIZE: a fresh, zeroed image of SIZE bytes (an existing file is
- * truncated first), as OpenVMM's create_disk_type does. */
+/* create=SIZE: SIZE bytes of zeroes in the empty file dc_create_open() made,
+ * as OpenVMM's create_disk_type sizes it. */
 static int file_create(struct file_disk *f, uint64_t size)
 {
-	struct stat st;
-	int fd;
-
-	if (size == 0 || size % 512 || size > (uint64_t)INT64_MAX) {
-		dc_error(
-			"%s: create=%llu: expected a size that is a non-zero multiple of "
-			"512 bytes",
-			f->path, (unsigned long long)size);
-		return -EINVAL;
-	}
-	if (stat(f->path, &st) == 0 && !S_ISREG(st.st_mode)) {
-		dc_error("%s: create= needs a regular file (this is not one)", f->path);
-		return -EINVAL;
-	}
-	fd = open(f->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-	if (fd < 0) {
-		dc_error("%s: cannot create: %s", f->path, strerror(errno));
-		return -errno;
-	}
-	if (ftruncate(fd, (off_t)size) < 0) {
+	if (ftruncate(f->fd, (off_t)size) < 0) {
 		int err = errno;
 
 		dc_error("%s: cannot set size to %llu bytes: %s", f->path,
 			 (unsigned long long)size, strerror(err));
-		close(fd);
 		return -err;
 	}
-	close(fd);
 	f->created = true;
 	return 0;
 }
@@ -299,12 +278,21 @@ static void file_close(void *inst)
 static int file_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
 	struct file_disk *f;
-	uint64_t create_size;
+	uint64_t create_size = 0;
+	bool want, created;
 	struct stat st;
-	int flags, ret;
+	int ret;
 
 	if (a->nfields < 1 || !a->fields[0][0]) {
 		dc_error("missing path (expected file:PATH)");
+		return -EINVAL;
+	}
+	want = dc_opt_num(a, "create", &create_size);
+	if (want && (create_size == 0 || create_size % 512 ||
+		     create_size > (uint64_t)INT64_MAX)) {
+		dc_error("%s: create=%llu: expected a size that is a non-zero multiple "
+			 "of 512 bytes",
+			 a->fields[0], (unsigned long long)create_size);
 		return -EINVAL;
 	}
 	f = calloc(1, sizeof(*f));
@@ -313,28 +301,20 @@ static int file_open(const struct dc_open_args *a, void **inst, struct dc_info *
 		dc_error("out of memory");
 		return -ENOMEM;
 	}
-	f->fd = -1;
 	f->direct = dc_opt_flag(a, "direct");
 	f->read_only = a->read_only;
-	if (dc_opt_num(a, "create", &create_size)) {
-		ret = file_create(f, create_size);
-		if (ret)
-			goto fail;
-	}
-
-	flags = (f->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
-		(f->direct ? O_DIRECT : 0);
-	f->fd = open(f->path, flags);
+	f->fd = dc_create_open(
+		a, f->path, (want ? O_CREAT : 0) | (f->direct ? O_DIRECT : 0), &created);
 	if (f->fd < 0) {
-		ret = -errno;
-		if (errno == EINVAL && f->direct)
-			dc_error("%s: the filesystem does not support O_DIRECT (;direct)",
-				 f->path);
-		else
-			dc_error("%s: cannot open %s: %s", f->path,
-				 f->read_only ? "read-only" : "read-write",
-				 strerror(errno));
+		ret = f->fd;
 		goto fail;
+	}
+	if (created) {
+		ret = file_create(f, create_size);
+		if (ret) {
+			unlink(f->path);
+			goto fail;
+		}
 	}
 	if (fstat(f->fd, &st) < 0) {
 		ret = -errno;
@@ -354,6 +334,14 @@ static int file_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	} else {
 		dc_error("%s: not a regular file or block device", f->path);
 		ret = -EINVAL;
+		goto fail;
+	}
+	if (want && !created && f->size != create_size) {
+		dc_error("%s: exists with %llu bytes, not the %llu of create= (it was "
+			 "opened, not replaced: add ;overwrite to replace it)",
+			 f->path, (unsigned long long)f->size,
+			 (unsigned long long)create_size);
+		ret = -EEXIST;
 		goto fail;
 	}
 
@@ -389,7 +377,11 @@ static const struct dc_option file_options[] = {
 	  .help = "open with O_DIRECT (bypass the page cache)" },
 	{ .name = "create",
 	  .type = DC_OPT_SIZE,
-	  .help = "create the file, or truncate it, to SIZE bytes of zeroes" },
+	  .help = "create a missing file of SIZE bytes of zeroes (an existing one "
+		  "opens unchanged)" },
+	{ .name = "overwrite",
+	  .type = DC_OPT_FLAG,
+	  .help = "with create=: replace an existing file" },
 	{ 0 },
 };
 
@@ -398,7 +390,7 @@ static const struct dc_form file_forms[] = {
 	  .nfields = 1,
 	  .child = DC_CHILD_NONE,
 	  .flags = 0,
-	  .syntax = "file:PATH[;direct][;create=SIZE]",
+	  .syntax = "file:PATH[;direct][;create=SIZE[;overwrite]]",
 	  .help = "a raw image file or block device",
 	  .options = file_options },
 	{ 0 },
@@ -409,12 +401,14 @@ DC_PLUGIN(file_plugin) = {
 	.name = "file",
 	.version = "0.1.0",
 	.summary = "raw image file or block device (blocking I/O on the worker pool)",
-	.usage = "file:PATH[;direct][;create=SIZE]\n"
+	.usage = "file:PATH[;direct][;create=SIZE[;overwrite]]\n"
 		 "  Sectors are 512 bytes (a block device's own logical size; with\n"
 		 "  ;direct, at least the filesystem's O_DIRECT offset alignment).\n"
 		 "  FUA writes use RWF_DSYNC; flush is fdatasync. Unmap punches holes\n"
 		 "  (reads back zeroes) when the filesystem supports it, else it is\n"
-		 "  ignored; on a block device it discards.",
+		 "  ignored; on a block device it discards. create=SIZE makes a\n"
+		 "  missing file; an existing one opens unchanged (;overwrite\n"
+		 "  replaces it); a read-only open never creates one.",
 	.forms = file_forms,
 	.ctx_size = 0,
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |

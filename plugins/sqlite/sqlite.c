@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,6 +130,9 @@ struct sq_layer {
 	bool logical_ro;  /* meta: read-only to normal writes (read caches) */
 	bool create;	  /* sqldiff;create: format at attach */
 	bool created;
+	bool fit_lower; /* sqldiff;create found it: it must fit the disk below */
+	int claim_fd;	/* the empty file dc_create_open() made, until formatted */
+	int lock_fd;	/* holds a shared flock: ;overwrite waits for no one */
 	uint32_t ss;
 	uint64_t count;
 
@@ -429,12 +433,23 @@ static int sq_read_meta(struct sq_layer *l, struct sq_conn *c)
 	return 0;
 }
 
-/* Open the existing database at l->path: the writer unless read-only, the meta. */
+/* Open the existing database at l->path: the writer unless read-only, the meta.
+ * Every open holds a shared flock on the file, which SQLite's own locks leave
+ * alone, so that ;overwrite (dc_create_open() takes LOCK_EX) is refused while
+ * the database is open anywhere through diskcore. */
 static int sq_open_db(struct sq_layer *l)
 {
 	struct sq_conn *c;
 	int ret;
 
+	l->lock_fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (l->lock_fd < 0 || flock(l->lock_fd, LOCK_SH | LOCK_NB) < 0) {
+		ret = -errno;
+		dc_error("%s: cannot %s: %s", l->path,
+			 l->lock_fd < 0 ? "open" : "lock (it is being overwritten)",
+			 strerror(errno));
+		return ret;
+	}
 	ret = sq_conn_open(l->path, !l->read_only, &c);
 	if (ret < 0)
 		return ret;
@@ -515,9 +530,12 @@ fail:
 }
 
 /* Create a new database at `path` atomically: format it in a private directory
- * next to it, then hard-link it into place. Returns 0 when ours is in place, 1
- * when `path` already existed (another creator won the race), or -errno. */
-static int sq_create(const char *path, uint64_t count, uint32_t ss, bool logical_ro)
+ * next to it, then hard-link it into place, or with `claimed` rename it over
+ * the empty file dc_create_open() made there for us. Returns 0 when ours is in
+ * place, 1 when `path` already existed (another creator won the race), or
+ * -errno. */
+static int sq_create(const char *path, uint64_t count, uint32_t ss, bool logical_ro,
+		     bool claimed)
 {
 	const char *slash = strrchr(path, '/');
 	char *dir, *tmpdir = NULL, *file = NULL;
@@ -546,7 +564,7 @@ static int sq_create(const char *path, uint64_t count, uint32_t ss, bool logical
 	ret = sq_format_file(file, count, ss, logical_ro);
 	if (ret < 0)
 		goto out;
-	if (link(file, path) == 0) {
+	if ((claimed ? rename(file, path) : link(file, path)) == 0) {
 		/* Make the new name durable too. */
 		sq_fsync_path(dir, O_RDONLY | O_DIRECTORY);
 		ret = 0;
@@ -609,6 +627,19 @@ static int sq_mkdirs(const char *dir)
 	return ret;
 }
 
+/* A database over a disk must hold as many sectors, of the same size. */
+static int sq_check_fit(const struct sq_layer *l, const struct dc_info *lower,
+			const char *what, const char *why, int err)
+{
+	if (l->count == lower->sector_count && l->ss == lower->sector_size)
+		return 0;
+	dc_error("%s: %s %llu sectors of %u bytes, but the disk below has %llu of "
+		 "%u%s",
+		 l->path, what, (unsigned long long)l->count, l->ss,
+		 (unsigned long long)lower->sector_count, lower->sector_size, why);
+	return err;
+}
+
 /* Find or create the cache for the disk below (reference §4.7 auto-cache). */
 static int sq_auto_attach(struct sq_layer *l, const struct dc_info *lower)
 {
@@ -652,7 +683,8 @@ static int sq_auto_attach(struct sq_layer *l, const struct dc_info *lower)
 			free(dir);
 			return ret;
 		}
-		ret = sq_create(l->path, lower->sector_count, lower->sector_size, true);
+		ret = sq_create(l->path, lower->sector_count, lower->sector_size, true,
+				false);
 		if (ret < 0) {
 			free(dir);
 			return ret;
@@ -663,16 +695,10 @@ static int sq_auto_attach(struct sq_layer *l, const struct dc_info *lower)
 	ret = sq_open_db(l);
 	if (ret < 0)
 		return ret;
-	if (l->count != lower->sector_count || l->ss != lower->sector_size) {
-		dc_error(
-			"%s: the cache holds %llu sectors of %u bytes but the disk below "
-			"has %llu of %u; it belongs to another disk (remove it, or give "
-			"another key)",
-			l->path, (unsigned long long)l->count, l->ss,
-			(unsigned long long)lower->sector_count, lower->sector_size);
-		return -EINVAL;
-	}
-	return 0;
+	return sq_check_fit(l, lower, "the cache holds",
+			    "; it belongs to another disk (remove it, or give another "
+			    "key)",
+			    -EINVAL);
 }
 
 /* --- I/O ----------------------------------------------------------------------- */
@@ -1104,6 +1130,51 @@ static void sq_fill_info(const struct sq_layer *l, struct dc_info *info)
 	snprintf(info->disk_type, sizeof(info->disk_type), "sqlite");
 }
 
+/* Give up the claim on the file dc_create_open() made; with remove, unlink it
+ * too if the name still leads to it (the database was never formatted). */
+static void sq_unclaim(struct sq_layer *l, bool remove)
+{
+	struct stat a, b;
+
+	if (l->claim_fd < 0)
+		return;
+	if (remove && fstat(l->claim_fd, &a) == 0 && stat(l->path, &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		unlink(l->path);
+	close(l->claim_fd);
+	l->claim_fd = -1;
+}
+
+/* Format the database into the claimed file's place. */
+static int sq_create_claimed(struct sq_layer *l, uint64_t count, uint32_t ss)
+{
+	int ret = sq_create(l->path, count, ss, false, true);
+
+	if (ret < 0)
+		return ret;
+	sq_unclaim(l, false);
+	l->created = true;
+	return sq_open_db(l);
+}
+
+/* ;overwrite replaces the file, but a WAL with frames in it (left by a writer
+ * that crashed, or a live one outside diskcore) would then be replayed into
+ * the new database. */
+static int sq_overwrite_ok(const char *path)
+{
+	char wal[PATH_MAX];
+	struct stat st;
+
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	if (stat(wal, &st) != 0 || st.st_size == 0)
+		return 0;
+	dc_error("%s: cannot overwrite: the database is open, or was not closed "
+		 "cleanly (%s holds commits; open it once without ;overwrite to "
+		 "recover them)",
+		 path, wal);
+	return -EBUSY;
+}
+
 static void sq_close(void *inst)
 {
 	struct sq_layer *l = inst;
@@ -1124,6 +1195,9 @@ static void sq_close(void *inst)
 	}
 	sq_conn_close(l->ckpt);
 	sq_conn_close(l->writer);
+	sq_unclaim(l, true);
+	if (l->lock_fd >= 0)
+		close(l->lock_fd);
 	pthread_mutex_destroy(&l->qlock);
 	pthread_cond_destroy(&l->qidle);
 	pthread_mutex_destroy(&l->rlock);
@@ -1166,14 +1240,16 @@ static int sq_open(const struct dc_open_args *a, void **inst, struct dc_info *in
 {
 	struct sq_layer *l;
 	uint64_t create_len = 0;
-	bool create;
-	int ret;
+	bool create, created;
+	int fd, ret;
 
 	l = calloc(1, sizeof(*l));
 	if (!l) {
 		dc_error("out of memory");
 		return -ENOMEM;
 	}
+	l->claim_fd = -1;
+	l->lock_fd = -1;
 	l->handle = calloc(1, sizeof(*l->handle));
 	if (!l->handle) {
 		free(l);
@@ -1215,41 +1291,47 @@ static int sq_open(const struct dc_open_args *a, void **inst, struct dc_info *in
 		create = dc_opt_num(a, "create", &create_len);
 	else
 		create = dc_opt_flag(a, "create");
-	if (create && sq_exists(l->path)) {
-		dc_error("%s: already exists (create makes a new disk and never "
-			 "overwrites one; drop ;create to open it)",
-			 l->path);
-		ret = -EEXIST;
+	if (create && l->form == SQ_SQL &&
+	    (create_len == 0 || create_len % 512 || !sq_size_ok(create_len / 512, 512))) {
+		dc_error("create=%llu: expected a non-zero multiple of 512 bytes",
+			 (unsigned long long)create_len);
+		ret = -EINVAL;
 		goto fail;
 	}
-	if (!create && !sq_exists(l->path)) {
-		dc_error("%s: no such database (add ;create%s to make one)", l->path,
-			 l->form == SQ_SQL ? "=SIZE" : "");
-		ret = -ENOENT;
-		goto fail;
-	}
-	if (create && l->form == SQ_DIFF) {
-		l->create = true; /* sized from the disk below, at attach */
-		goto done;
-	}
-	if (create) {
-		if (create_len == 0 || create_len % 512 ||
-		    !sq_size_ok(create_len / 512, 512)) {
-			dc_error("create=%llu: expected a non-zero multiple of 512 bytes",
-				 (unsigned long long)create_len);
-			ret = -EINVAL;
-			goto fail;
-		}
-		ret = sq_create(l->path, create_len / 512, 512, false);
-		if (ret == 1) {
-			dc_error("%s: created by someone else meanwhile", l->path);
-			ret = -EEXIST;
-		}
+	if (create && !l->read_only && dc_opt_flag(a, "overwrite")) {
+		ret = sq_overwrite_ok(l->path);
 		if (ret < 0)
 			goto fail;
-		l->created = true;
 	}
+	fd = dc_create_open(a, l->path, create ? O_CREAT : 0, &created);
+	if (fd == -ENOENT && !create)
+		dc_error("%s: no such database (add ;create%s to make one)", l->path,
+			 l->form == SQ_SQL ? "=SIZE" : "");
+	if (fd < 0) {
+		ret = fd;
+		goto fail;
+	}
+	if (created) {
+		l->claim_fd = fd;
+		if (l->form == SQ_DIFF) {
+			l->create = true; /* sized from the disk below, at attach */
+			goto done;
+		}
+		ret = sq_create_claimed(l, create_len / 512, 512);
+		if (ret < 0)
+			goto fail;
+		goto done;
+	}
+	close(fd);
+	l->fit_lower = create && l->form == SQ_DIFF;
 	ret = sq_open_db(l);
+	if (ret == 0 && create && l->form == SQ_SQL && l->count * l->ss != create_len) {
+		dc_error("%s: exists with %llu bytes, not the %llu of create= (it was "
+			 "opened, not replaced: add ;overwrite to replace it)",
+			 l->path, (unsigned long long)(l->count * l->ss),
+			 (unsigned long long)create_len);
+		ret = -EEXIST;
+	}
 	if (ret < 0)
 		goto fail;
 done:
@@ -1278,16 +1360,13 @@ static int sq_attach(void *inst, const struct dc_info *lower, struct dc_info *in
 				 l->path, (unsigned long long)count, ss);
 			return -EINVAL;
 		}
-		ret = sq_create(l->path, count, ss, false);
-		if (ret == 1) {
-			dc_error("%s: created by someone else meanwhile", l->path);
-			ret = -EEXIST;
-		}
-		if (ret < 0)
-			return ret;
+		ret = sq_create_claimed(l, count, ss);
 		l->create = false;
-		l->created = true;
-		ret = sq_open_db(l);
+	} else if (l->fit_lower && lower) {
+		ret = sq_check_fit(l, lower, "exists with",
+				   " (it was opened, not replaced: add ;overwrite to "
+				   "replace it)",
+				   -EEXIST);
 	}
 	if (ret < 0)
 		return ret;
@@ -1324,14 +1403,22 @@ static void sq_describe(void *inst, dc_kv_fn kv, void *arg)
 static const struct dc_option sq_sql_options[] = {
 	{ .name = "create",
 	  .type = DC_OPT_SIZE,
-	  .help = "create a new database of SIZE bytes (it must not exist)" },
+	  .help = "create a missing database of SIZE bytes (an existing one opens "
+		  "unchanged)" },
+	{ .name = "overwrite",
+	  .type = DC_OPT_FLAG,
+	  .help = "with create=: replace an existing database" },
 	{ 0 },
 };
 
 static const struct dc_option sq_diff_options[] = {
 	{ .name = "create",
 	  .type = DC_OPT_FLAG,
-	  .help = "create a new database sized from the disk below (it must not exist)" },
+	  .help = "create a missing database sized from the disk below (an existing "
+		  "one opens unchanged)" },
+	{ .name = "overwrite",
+	  .type = DC_OPT_FLAG,
+	  .help = "with create: replace an existing database" },
 	{ 0 },
 };
 
@@ -1340,14 +1427,14 @@ static const struct dc_form sq_forms[] = {
 	  .nfields = 1,
 	  .child = DC_CHILD_NONE,
 	  .flags = 0,
-	  .syntax = "sql:PATH[;create=SIZE]",
+	  .syntax = "sql:PATH[;create=SIZE[;overwrite]]",
 	  .help = "a disk in a SQLite database (OpenVMM's .dbhd format)",
 	  .options = sq_sql_options },
 	{ .name = "sqldiff",
 	  .nfields = 1,
 	  .child = DC_CHILD_ONE,
 	  .flags = 0,
-	  .syntax = "sqldiff:PATH[;create]:SPEC",
+	  .syntax = "sqldiff:PATH[;create[;overwrite]]:SPEC",
 	  .help = "a persistent diff layer in a SQLite database over SPEC",
 	  .options = sq_diff_options },
 	{ .name = "autocache",
@@ -1373,8 +1460,10 @@ DC_PLUGIN(sq_plugin) = {
 		"    $DISKCORE_AUTO_CACHE_PATH (or $OPENVMM_AUTO_CACHE_PATH)/KEY/cache.dbhd;\n"
 		"    an empty KEY uses the disk id of SPEC as 32 hex digits.\n"
 		"  The format is OpenVMM's: a row per sector (NULL = zeroes), JSON meta,\n"
-		"  WAL journal. Without ;create the database must exist; with it, it must\n"
-		"  not. Flush and FUA sync the WAL; unmap reads back zeroes.",
+		"  WAL journal. Without ;create the database must exist; with it, a\n"
+		"  missing one is made and an existing one opens unchanged (;overwrite\n"
+		"  replaces it); a read-only open never creates one. Flush and FUA\n"
+		"  sync the WAL; unmap reads back zeroes.",
 	.forms = sq_forms,
 	.ctx_size = sizeof(struct sq_rctx),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |

@@ -1414,68 +1414,38 @@ out:
 	return ret;
 }
 
-/* Refuse to truncate a file the new child's parent chain depends on. */
-static int vhd_create_check_target(const char *path, const char *parent)
-{
-	struct stat st;
-	char *real;
-	int ret;
-
-	if (stat(path, &st) < 0)
-		return 0;
-	if (!S_ISREG(st.st_mode)) {
-		vhdfmt_err("%s: create= needs a regular file (this is not one)", path);
-		return -EINVAL;
-	}
-	if (!parent)
-		return 0;
-	real = realpath(parent, NULL);
-	if (!real)
-		return 0; /* reported when the parent is read */
-	ret = vhdfmt_check_chain(path, st.st_dev, st.st_ino, real, vhd_parent_of);
-	free(real);
-	if (ret == -ELOOP)
-		vhdfmt_err("%s: refusing to overwrite it: the parent %s depends on it",
-			   path, parent);
-	return ret;
-}
-
+/* Write the new image into the empty file dc_create_open() made. */
 static int vhd_create(struct vhd_img *v, const struct vhd_create *c)
 {
-	int fd, ret;
+	int ret;
 
-	ret = vhd_create_check_target(v->path, c->parent);
-	if (ret)
-		return ret;
-	fd = open(v->path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-	if (fd < 0) {
-		ret = -errno;
-		vhdfmt_err("%s: cannot create: %s", v->path, strerror(errno));
-		return ret;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		ret = -errno;
-		vhdfmt_err("%s: cannot create: the image is in use (locked)", v->path);
-		close(fd);
-		return ret;
-	}
-	if (ftruncate(fd, 0) < 0) {
-		ret = -errno;
-		vhdfmt_err("%s: cannot truncate: %s", v->path, strerror(errno));
-		close(fd);
-		return ret;
-	}
 	if (c->type == VHD_TYPE_FIXED) {
-		ret = vhdfmt_write_fixed(fd, c->size);
+		ret = vhdfmt_write_fixed(v->fd, c->size);
 		if (ret < 0)
 			vhdfmt_err("%s: cannot write a fixed VHD: %s", v->path,
 				   strerror(-ret));
 	} else {
-		ret = vhd_create_dynamic(v->path, fd, c);
+		ret = vhd_create_dynamic(v->path, v->fd, c);
 	}
-	close(fd);
 	if (ret == 0)
 		v->created = true;
+	return ret;
+}
+
+/* create= or parent= named an image that exists: it must be what they say. */
+static int vhd_check_existing(struct vhd_img *v, const struct vhd_create *c)
+{
+	char *parent = NULL;
+	int ret;
+
+	if (c->parent && v->diff) {
+		vhdfmt_quiet(1);
+		vhd_find_parent(v->fd, &v->m, v->path, v->dir, &parent);
+		vhdfmt_quiet(-1);
+	}
+	ret = vhdfmt_check_existing(v->path, c->size, v->m.f.current_size, c->parent,
+				    parent);
+	free(parent);
 	return ret;
 }
 
@@ -1615,7 +1585,7 @@ static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 {
 	struct vhd_create c;
 	struct vhd_img *v;
-	bool want;
+	bool want, created;
 	char *real;
 	int ret;
 
@@ -1633,26 +1603,25 @@ static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	pthread_mutex_init(&v->lock, NULL);
 	v->read_only = a->read_only;
 	ret = vhd_create_opts(a, v->path, &c, &want);
-	if (ret == 0 && want)
-		ret = vhd_create(v, &c);
+	if (ret == 0 && want && dc_opt_flag(a, "overwrite"))
+		ret = vhdfmt_overwrite_guard(v->path, c.parent, vhd_parent_of);
 	if (ret)
 		goto fail;
 	/* O_NONBLOCK: a parent locator may name a FIFO, which vhd_parse() then
 	 * refuses; regular files ignore the flag. */
-	v->fd = open(v->path,
-		     (v->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
+	v->fd = dc_create_open(a, v->path, O_NONBLOCK | (want ? O_CREAT : 0), &created);
 	if (v->fd < 0) {
-		ret = -errno;
-		vhdfmt_err("%s: cannot open %s: %s", v->path,
-			   v->read_only ? "read-only" : "read-write", strerror(errno));
+		ret = v->fd;
 		goto fail;
 	}
-	if (flock(v->fd, (v->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) < 0) {
-		ret = -errno;
-		vhdfmt_err("%s: the image is in use by another open (it is locked%s)",
-			   v->path, v->read_only ? " for writing" : "");
-		goto fail;
+	ret = vhdfmt_lock(v->fd, v->path, v->read_only);
+	if (ret == 0 && created) {
+		ret = vhd_create(v, &c);
+		if (ret)
+			unlink(v->path);
 	}
+	if (ret)
+		goto fail;
 	/* Relative parent locators start here. A path that does not resolve
 	 * (an fd of a deleted file) still has the directory it names. */
 	real = realpath(v->path, NULL);
@@ -1681,6 +1650,11 @@ static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 		ret = vhd_load_bat(v);
 		if (ret == 0 && !v->read_only && (!v->m.end_ok || !v->m.copy_ok))
 			ret = vhd_repair(v);
+		if (ret)
+			goto fail;
+	}
+	if (want && !created) {
+		ret = vhd_check_existing(v, &c);
 		if (ret)
 			goto fail;
 	}
@@ -1790,13 +1764,18 @@ static void vhd_describe(void *inst, dc_kv_fn kv, void *arg)
 static const struct dc_option vhd_options[] = {
 	{ .name = "create",
 	  .type = DC_OPT_SIZE,
-	  .help = "create (or truncate) a dynamic VHD of SIZE bytes (file:X.vhd: a fixed one)" },
+	  .help = "create a missing file as a dynamic VHD of SIZE bytes (file:X.vhd: a "
+		  "fixed one); an existing one opens unchanged" },
 	{ .name = "block",
 	  .type = DC_OPT_SIZE,
 	  .help = "block size of a new image (default 2M)" },
 	{ .name = "parent",
 	  .type = DC_OPT_STRING,
-	  .help = "create (or truncate) a differencing VHD over the parent image PATH" },
+	  .help = "create a missing file as a differencing VHD over the parent image "
+		  "PATH; an existing one opens unchanged" },
+	{ .name = "overwrite",
+	  .type = DC_OPT_FLAG,
+	  .help = "with create= or parent=: replace an existing file" },
 	{ 0 },
 };
 
@@ -1805,7 +1784,7 @@ static const struct dc_form vhd_forms[] = {
 	  .nfields = 1,
 	  .child = DC_CHILD_NONE,
 	  .flags = 0,
-	  .syntax = "vhd:PATH[;create=SIZE[;block=SIZE]|;parent=PATH]",
+	  .syntax = "vhd:PATH[;create=SIZE[;block=SIZE]|;parent=PATH][;overwrite]",
 	  .help = "a fixed, dynamic or differencing VHD (a chain opens as layers)",
 	  .options = vhd_options },
 	{ 0 },
@@ -1823,6 +1802,8 @@ DC_PLUGIN(vhd_plugin) = {
 		 "  Writes allocate blocks in a crash-safe order; flush makes them\n"
 		 "  durable. create=SIZE makes a dynamic image (file:X.vhd;create=SIZE\n"
 		 "  a fixed one, as OpenVMM); parent=BASE makes a differencing child.\n"
+		 "  Both make a missing file only; an existing one opens unchanged\n"
+		 "  (;overwrite replaces it), and a read-only open never creates.\n"
 		 "  Sectors are 512 bytes; unmap is ignored; the image is locked\n"
 		 "  (flock) while open.",
 	.forms = vhd_forms,

@@ -7,7 +7,9 @@
  *
  * Differences from OpenVMM, on purpose: short transfers are retried; writes to a
  * read-only open fail with "read only"; FUA writes use RWF_DSYNC, so FUA is
- * reported as respected. Unmap is a no-op ("ignored"), as upstream. */
+ * reported as respected; the image is locked (flock) as vhd: locks it; create=
+ * never replaces an existing file (dc_create_open()). Unmap is a no-op
+ * ("ignored"), as upstream. */
 #include "vhdfmt.h"
 
 #include <errno.h>
@@ -74,32 +76,12 @@ static int vhd1_io(void *inst, struct dc_req *req)
 	}
 }
 
-/* create=SIZE: a zeroed file of SIZE bytes with a new fixed footer appended
- * (OpenVMM's create_disk_type + make_fixed). An existing file is truncated. */
+/* create=SIZE: SIZE bytes of zeroes with a new fixed footer appended (OpenVMM's
+ * create_disk_type + make_fixed), into the empty file dc_create_open() made. */
 static int vhd1_create(struct vhd1_disk *v, uint64_t size)
 {
-	struct stat st;
-	int fd, ret;
+	int ret = vhdfmt_write_fixed(v->fd, size);
 
-	if (size == 0 || size % VHD_SECTOR || size > (uint64_t)INT64_MAX - VHD_SECTOR) {
-		dc_error(
-			"%s: create=%llu: expected a size that is a non-zero multiple of "
-			"512 bytes",
-			v->path, (unsigned long long)size);
-		return -EINVAL;
-	}
-	if (stat(v->path, &st) == 0 && !S_ISREG(st.st_mode)) {
-		dc_error("%s: create= needs a regular file (this is not one)", v->path);
-		return -EINVAL;
-	}
-	fd = open(v->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-	if (fd < 0) {
-		ret = -errno;
-		dc_error("%s: cannot create: %s", v->path, strerror(errno));
-		return ret;
-	}
-	ret = vhdfmt_write_fixed(fd, size);
-	close(fd);
 	if (ret < 0) {
 		dc_error("%s: cannot write a %llu-byte fixed VHD: %s", v->path,
 			 (unsigned long long)size, strerror(-ret));
@@ -182,12 +164,21 @@ static void vhd1_close(void *inst)
 static int vhd1_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
 	struct vhd1_disk *v;
-	uint64_t create_size;
+	uint64_t create_size = 0;
+	bool want, created;
 	struct stat st;
 	int ret;
 
 	if (a->nfields < 1 || !a->fields[0][0]) {
 		dc_error("missing path (expected vhd1:PATH)");
+		return -EINVAL;
+	}
+	want = dc_opt_num(a, "create", &create_size);
+	if (want && (create_size == 0 || create_size % VHD_SECTOR ||
+		     create_size > (uint64_t)INT64_MAX - VHD_SECTOR)) {
+		dc_error("%s: create=%llu: expected a size that is a non-zero multiple "
+			 "of 512 bytes",
+			 a->fields[0], (unsigned long long)create_size);
 		return -EINVAL;
 	}
 	v = calloc(1, sizeof(*v));
@@ -196,20 +187,22 @@ static int vhd1_open(const struct dc_open_args *a, void **inst, struct dc_info *
 		dc_error("out of memory");
 		return -ENOMEM;
 	}
-	v->fd = -1;
 	v->read_only = a->read_only;
-	if (dc_opt_num(a, "create", &create_size)) {
-		ret = vhd1_create(v, create_size);
-		if (ret)
-			goto fail;
-	}
-	v->fd = open(v->path, (v->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	v->fd = dc_create_open(a, v->path, want ? O_CREAT : 0, &created);
 	if (v->fd < 0) {
-		ret = -errno;
-		dc_error("%s: cannot open %s: %s", v->path,
-			 v->read_only ? "read-only" : "read-write", strerror(errno));
+		ret = v->fd;
 		goto fail;
 	}
+	/* vhd:'s lock: a fixed VHD opens through vhd1: or vhd:, and two writers
+	 * must exclude each other whichever plugin each uses. */
+	ret = vhdfmt_lock(v->fd, v->path, v->read_only);
+	if (ret == 0 && created) {
+		ret = vhd1_create(v, create_size);
+		if (ret)
+			unlink(v->path);
+	}
+	if (ret)
+		goto fail;
 	if (fstat(v->fd, &st) < 0) {
 		ret = -errno;
 		dc_error("%s: stat failed: %s", v->path, strerror(errno));
@@ -221,6 +214,8 @@ static int vhd1_open(const struct dc_open_args *a, void **inst, struct dc_info *
 		goto fail;
 	}
 	ret = vhd1_validate(v, (uint64_t)st.st_size);
+	if (ret == 0 && want && !created)
+		ret = vhdfmt_check_existing(v->path, create_size, v->size, NULL, NULL);
 	if (ret)
 		goto fail;
 
@@ -259,7 +254,11 @@ static void vhd1_describe(void *inst, dc_kv_fn kv, void *arg)
 static const struct dc_option vhd1_options[] = {
 	{ .name = "create",
 	  .type = DC_OPT_SIZE,
-	  .help = "create the file (or truncate it) as a fixed VHD of SIZE bytes of zeroes" },
+	  .help = "create a missing file as a fixed VHD of SIZE bytes of zeroes (an "
+		  "existing one opens unchanged)" },
+	{ .name = "overwrite",
+	  .type = DC_OPT_FLAG,
+	  .help = "with create=: replace an existing file" },
 	{ 0 },
 };
 
@@ -268,7 +267,7 @@ static const struct dc_form vhd1_forms[] = {
 	  .nfields = 1,
 	  .child = DC_CHILD_NONE,
 	  .flags = 0,
-	  .syntax = "vhd1:PATH[;create=SIZE]",
+	  .syntax = "vhd1:PATH[;create=SIZE[;overwrite]]",
 	  .help = "a fixed VHD (raw data and a 512-byte footer)",
 	  .options = vhd1_options },
 	{ 0 },
@@ -279,11 +278,13 @@ DC_PLUGIN(vhd1_plugin) = {
 	.name = "vhd1",
 	.version = "0.1.0",
 	.summary = "fixed VHD image (OpenVMM's Vhd1Disk)",
-	.usage = "vhd1:PATH[;create=SIZE]\n"
+	.usage = "vhd1:PATH[;create=SIZE[;overwrite]]\n"
 		 "  A fixed VHD: the footer is checked (cookie, checksum, version,\n"
 		 "  type fixed, size) and is never readable or writable through the\n"
-		 "  disk. The disk id is the footer's unique id. create=SIZE writes\n"
-		 "  SIZE bytes of zeroes and a footer with a random unique id.\n"
+		 "  disk. The disk id is the footer's unique id. create=SIZE makes a\n"
+		 "  missing file SIZE bytes of zeroes and a footer with a random unique\n"
+		 "  id; an existing one opens unchanged (;overwrite replaces it).\n"
+		 "  The image is locked (flock) while open, as vhd: locks it.\n"
 		 "  Sectors are 512 bytes; unmap is ignored; FUA uses RWF_DSYNC.",
 	.forms = vhd1_forms,
 	.ctx_size = 0,

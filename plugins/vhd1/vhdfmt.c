@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* vhdfmt: VHD footer, checksum, geometry, ids and file I/O shared by vhd1 and vhd;
  * zeroing, UTF-16 names, quiet probing and the parent chain check shared by
- * vhd and vhdx. */
+ * vhd and vhdx; the image lock and the create rule's check of an existing
+ * image shared by all three. */
 #include "vhdfmt.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -438,4 +440,68 @@ int vhdfmt_lower_spec(const char *form, const char *path, int fd, const char *pa
 		return -ENAMETOOLONG;
 	}
 	return 1;
+}
+
+/* --- Locks and existing images ------------------------------------------------ */
+
+int vhdfmt_lock(int fd, const char *path, bool read_only)
+{
+	int err;
+
+	if (flock(fd, (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
+		return 0;
+	err = errno;
+	if (err == EWOULDBLOCK)
+		vhdfmt_err("%s: the image is in use by another open (it is locked%s)",
+			   path, read_only ? " for writing" : "");
+	else
+		vhdfmt_err("%s: cannot lock the image: %s", path, strerror(err));
+	return -err;
+}
+
+int vhdfmt_overwrite_guard(const char *path, const char *parent,
+			   vhdfmt_parent_fn parent_of)
+{
+	struct stat st;
+	char *real;
+	int ret;
+
+	if (!parent || stat(path, &st) < 0)
+		return 0;
+	real = realpath(parent, NULL);
+	if (!real)
+		return 0; /* reported when the parent is read */
+	ret = vhdfmt_check_chain(path, st.st_dev, st.st_ino, real, parent_of);
+	free(real);
+	if (ret)
+		vhdfmt_err("%s: refusing to overwrite it: the parent %s depends on it",
+			   path, parent);
+	return ret;
+}
+
+int vhdfmt_check_existing(const char *path, uint64_t want_size, uint64_t size,
+			  const char *want_parent, const char *parent)
+{
+	struct stat a, b;
+
+	if (want_size && want_size != size) {
+		vhdfmt_err(
+			"%s: exists with a virtual size of %llu bytes, not the %llu of "
+			"create= (it was opened, not replaced: add ;overwrite to "
+			"replace it)",
+			path, (unsigned long long)size, (unsigned long long)want_size);
+		return -EEXIST;
+	}
+	if (!want_parent)
+		return 0;
+	if (!parent || stat(parent, &a) < 0 || stat(want_parent, &b) < 0 ||
+	    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+		vhdfmt_err("%s: exists and is not a differencing image over %s (%s; it "
+			   "was opened, not replaced: add ;overwrite to replace it)",
+			   path, want_parent,
+			   parent ? "its parent is another file" :
+				    "it has no parent that can be found");
+		return -EEXIST;
+	}
+	return 0;
 }

@@ -4,7 +4,8 @@
  * one's-complement checksum, CHS geometry, unique ids, and full-length file I/O;
  * and what vhd and vhdx share: zeroing file ranges, UTF-16 names, and as
  * differencing layers, quiet probing and the parent chain check behind
- * lower_spec(). Compiled into vhd1, vhd and vhdx;
+ * lower_spec(); and what all three share: the image lock and the create
+ * rule's check of an existing image. Compiled into vhd1, vhd and vhdx;
  * nothing here is exported (plugins.map). */
 #ifndef DISKCORE_VHDFMT_H
 #define DISKCORE_VHDFMT_H
@@ -153,5 +154,24 @@ int vhdfmt_check_chain(const char *path, dev_t dev, ino_t ino, const char *paren
  * Returns 1, or -errno after a message. */
 int vhdfmt_lower_spec(const char *form, const char *path, int fd, const char *parent,
 		      vhdfmt_parent_fn parent_of, char *buf, size_t len);
+
+/* Lock an open image (flock, never waiting): shared for a read-only open,
+ * exclusive for a writable one, so no two opens write one image and none reads
+ * it while another writes. The lock goes with the fd. -errno after a message. */
+int vhdfmt_lock(int fd, const char *path, bool read_only);
+
+/* ;overwrite with parent=: refuse (-ELOOP after a message) to empty the file
+ * at path when the chain above parent runs through it. A guard against a
+ * mistake, run before dc_create_open() empties the file. */
+int vhdfmt_overwrite_guard(const char *path, const char *parent,
+			   vhdfmt_parent_fn parent_of);
+
+/* create= or parent= named an image that exists, so dc_create_open() opened it
+ * unchanged: refuse it (-EEXIST after a message) unless it is what they
+ * describe. want_size: create='s size (0: none), size: the image's virtual
+ * size; want_parent: parent= as given (NULL: none), parent: the parent the
+ * image names (NULL: it has none, or it cannot be found). */
+int vhdfmt_check_existing(const char *path, uint64_t want_size, uint64_t size,
+			  const char *want_parent, const char *parent);
 
 #endif

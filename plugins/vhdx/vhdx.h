@@ -26,12 +26,12 @@
 #define VHDX_MAX_LOG (1u << 30)		       /* Hyper-V and qemu make 1 MiB logs */
 #define VHDX_MAX_ENTRIES (UINT64_C(1) << 23)   /* BAT entries we agree to load */
 
-/* BAT entry states ([MS-VHDX] 2.5.1.1 and 2.5.1.2). */
+/* BAT entry states ([MS-VHDX] 2.5.1.1 and 2.5.1.2): payload 0-3, 6 and 7;
+ * 4 and 5 are reserved. Sector bitmap: 0 and 6. */
 #define VHDX_PB_NOT_PRESENT 0u
 #define VHDX_PB_UNDEFINED 1u
 #define VHDX_PB_ZERO 2u
 #define VHDX_PB_UNMAPPED 3u
-#define VHDX_PB_UNMAPPED_V095 5u /* the 0.95 draft's value, still found in images */
 #define VHDX_PB_FULL 6u
 #define VHDX_PB_PARTIAL 7u
 #define VHDX_SB_PRESENT 6u
@@ -203,10 +203,13 @@ int vhdx_parse(struct vhdx *v);
 int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t page83[16]);
 /* vhdfmt_parent_fn for vhdfmt_check_chain(): the parent of the VHDX at path. */
 char *vhdx_parent_of(int fd, const char *path);
-/* The options, and creating the image they describe at v->path. */
+/* The options; the image they describe, written into the empty file v->fd
+ * that dc_create_open() made; and the check of an existing image that create=
+ * or parent= named (it must be what they describe). */
 int vhdx_create_opts(const struct dc_open_args *a, const char *path,
 		     struct vhdx_create *c, bool *want);
 int vhdx_create(struct vhdx *v, struct vhdx_create *c);
+int vhdx_check_existing(struct vhdx *v, const struct vhdx_create *c);
 
 /* vhdx_log.c */
 uint32_t vhdx_crc32c(const void *buf, size_t len);

@@ -953,56 +953,36 @@ int vhdx_create(struct vhdx *v, struct vhdx_create *c)
 {
 	uint8_t page83[16], *loc = NULL;
 	uint32_t loclen = 0;
-	struct stat st;
-	int fd, ret;
+	int ret;
 
-	if (stat(v->path, &st) == 0) {
-		char *real = c->parent ? realpath(c->parent, NULL) : NULL;
-
-		if (!S_ISREG(st.st_mode)) {
-			vhdfmt_err("%s: create needs a regular file (this is not one)",
-				   v->path);
-			free(real);
-			return -EINVAL;
-		}
-		ret = real ? vhdfmt_check_chain(v->path, st.st_dev, st.st_ino, real,
-						vhdx_parent_of) :
-			     0;
-		free(real);
-		if (ret) {
-			vhdfmt_err(
-				"%s: refusing to overwrite it: the parent %s depends on it",
-				v->path, c->parent);
-			return ret;
-		}
-	}
 	if (c->parent) {
 		loc = malloc(65536);
 		ret = loc ? vhdx_create_child(v, c, page83, loc, &loclen) : -ENOMEM;
 	} else {
 		ret = vhdx_new_guid(page83);
 	}
-	if (ret)
-		goto out;
-	fd = open(v->path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-	if (fd < 0) {
-		ret = -errno;
-		vhdfmt_err("%s: cannot create: %s", v->path, strerror(errno));
-		goto out;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		ret = -errno;
-		vhdfmt_err("%s: cannot create: the image is in use (locked)", v->path);
-	} else if (ftruncate(fd, 0) < 0) {
-		ret = -errno;
-		vhdfmt_err("%s: cannot truncate: %s", v->path, strerror(errno));
-	} else {
-		ret = vhdx_write_new(fd, v->path, c, page83, loc, loclen);
-	}
-	close(fd);
+	if (ret == -ENOMEM)
+		vhdfmt_err("out of memory");
+	if (ret == 0)
+		ret = vhdx_write_new(v->fd, v->path, c, page83, loc, loclen);
 	v->created = ret == 0;
-out:
 	free(loc);
+	return ret;
+}
+
+int vhdx_check_existing(struct vhdx *v, const struct vhdx_create *c)
+{
+	char *parent = NULL;
+	uint8_t id[16];
+	int ret;
+
+	if (c->parent && v->diff) {
+		vhdfmt_quiet(1);
+		vhdx_resolve_parent(v, false, &parent, id);
+		vhdfmt_quiet(-1);
+	}
+	ret = vhdfmt_check_existing(v->path, c->size, v->disk_size, c->parent, parent);
+	free(parent);
 	return ret;
 }
 
