@@ -550,6 +550,7 @@ int main(void)
 {
 	Suite *s = suite_create("errpath");
 	uint8_t key[64];
+	char *cache;
 
 	if (!h_have_plugin("fault"))
 		h_skip("fault.so was not built");
@@ -557,7 +558,9 @@ int main(void)
 		key[i] = (uint8_t)(i * 7 + 1);
 	te_key = h_tmpfile_data(key, sizeof(key), 0600, ".key");
 	te_luks_pass = h_tmpfile_data("errpath", 7, 0600, ".key");
-	setenv("DISKCORE_AUTO_CACHE_PATH", h_tmpsubdir(), 1);
+	cache = h_tmpsubdir();
+	setenv("DISKCORE_AUTO_CACHE_PATH", cache, 1);
+	free(cache);
 	for (size_t i = 0; i < TE_NCHAINS; i++) {
 		const struct te_chain *c = &te_chains[i];
 		TCase *tc;
