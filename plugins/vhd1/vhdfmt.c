@@ -500,7 +500,7 @@ int vhdfmt_check_existing(const char *path, uint64_t want_size, uint64_t size,
 			   "was opened, not replaced: add ;overwrite to replace it)",
 			   path, want_parent,
 			   parent ? "its parent is another file" :
-				    "it has no parent that can be found");
+				    "it is not one, or its parent cannot be found");
 		return -EEXIST;
 	}
 	return 0;
