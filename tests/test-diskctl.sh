@@ -93,6 +93,36 @@ run info "file:$T/does-not-exist.img"
 check "missing file fails" [ "$rc" -eq 1 ]
 check "missing file is named" has "does-not-exist.img" "$T/err"
 
+# --- create= never destroys an image (docs/spec-strings.md, Creating images) ---
+sum() { cksum <"$1"; }
+printf 'precious' | dd of="$T/keep.img" bs=512 seek=7 conv=notrunc 2>/dev/null
+truncate -s 512K "$T/keep.img"
+before=$(sum "$T/keep.img")
+run info --ro "file:$T/keep.img;create=1M"
+check "info --ro with create= of another size fails" [ "$rc" -eq 1 ]
+check "... naming the file" has "keep.img: exists with 524288 bytes" "$T/err"
+check "... and leaves it byte-identical" [ "$(sum "$T/keep.img")" = "$before" ]
+run info --ro "file:$T/keep.img;create=512K"
+check "info --ro with create= of its size opens it" [ "$rc" -eq 0 ]
+check "... and leaves it byte-identical" [ "$(sum "$T/keep.img")" = "$before" ]
+run read "memdiff:file:$T/keep.img;create=512K" 7 1
+check "read through memdiff: with create= of its size succeeds" [ "$rc" -eq 0 ]
+check "... reads the data" has "precious" "$T/out"
+check "... and leaves the file byte-identical" [ "$(sum "$T/keep.img")" = "$before" ]
+run info "file:$T/keep.img;create=1M"
+check "info with create= of another size fails" [ "$rc" -eq 1 ]
+check "... and leaves the file byte-identical" [ "$(sum "$T/keep.img")" = "$before" ]
+run info --ro "file:$T/new.img;create=1M"
+check "info --ro with create= of a missing file fails" [ "$rc" -eq 1 ]
+check "... saying a read-only open never creates" has "never creates an image" "$T/err"
+check "... and creates nothing" [ ! -e "$T/new.img" ]
+run info --ro "file:$T/keep.img;create=1M;overwrite"
+check "info --ro with ;overwrite fails" [ "$rc" -eq 1 ]
+check "... and leaves the file byte-identical" [ "$(sum "$T/keep.img")" = "$before" ]
+run info "file:$T/keep.img;create=1M;overwrite"
+check "info with create= and ;overwrite replaces the file" [ "$rc" -eq 0 ]
+check "... at the new size" [ "$(stat -c %s "$T/keep.img")" -eq 1048576 ]
+
 # --- plugins ---
 run plugins
 check "plugins succeeds" [ "$rc" -eq 0 ]
