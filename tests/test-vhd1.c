@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The vhd1 plugin: fixed VHD as OpenVMM's Vhd1Disk (reference §2.2 and §7.2
  * disk_vhd1): footer validation and its order, the disk id, the footer out of
- * reach of I/O, create=, plus the shared conformance suite. Footers are built here
+ * reach of I/O, create=, the lock it shares with vhd:, plus the shared conformance
+ * suite. Footers are built here
  * independently of the plugin's code. */
 #include "conformance.h"
 #include "harness.h"
@@ -354,6 +355,33 @@ START_TEST(vhd1_write_through_file)
 }
 END_TEST
 
+/* The image is locked as vhd: locks it (flock): a writer excludes every other
+ * open, through vhd1: or vhd:, and readers share. flock locks belong to open
+ * files, so two opens in one process exclude each other as two processes do. */
+START_TEST(vhd1_lock)
+{
+	char *path = tv_image(MIB, &tv_good);
+	bool vhd = h_have_plugin("vhd");
+	dc_disk *w = h_openf(0, "vhd1:%s", path), *r1, *r2;
+
+	h_open_fails(0, -EAGAIN, "in use by another open", "vhd1:%s", path);
+	h_open_fails(DC_OPEN_READ_ONLY, -EAGAIN, "locked for writing", "vhd1:%s", path);
+	if (vhd)
+		h_open_fails(DC_OPEN_READ_ONLY, -EAGAIN, "in use", "vhd:%s", path);
+	dc_close(w);
+	r1 = h_openf(DC_OPEN_READ_ONLY, "vhd1:%s", path);
+	r2 = vhd ? h_openf(DC_OPEN_READ_ONLY, "vhd:%s", path) :
+		   h_openf(DC_OPEN_READ_ONLY, "vhd1:%s", path);
+	h_open_fails(0, -EAGAIN, "in use", "vhd1:%s", path);
+	if (vhd)
+		h_open_fails(0, -EAGAIN, "in use", "vhd:%s", path);
+	dc_close(r1);
+	dc_close(r2);
+	dc_close(h_openf(0, "vhd1:%s", path));
+	free(path);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("vhd1");
@@ -369,6 +397,7 @@ int main(void)
 	tcase_add_test(tc, vhd1_create);
 	tcase_add_test(tc, vhd1_read_only);
 	tcase_add_test(tc, vhd1_write_through_file);
+	tcase_add_test(tc, vhd1_lock);
 	suite_add_tcase(s, tc);
 	/* §7.2 sector_range_conformance: 1 MiB + make_fixed. */
 	conformance_add_opts(s, "vhd1", "vhd1:@TMP:1M.vhd@", &fixed);
