@@ -429,6 +429,24 @@ START_TEST(bad_key_files)
 }
 END_TEST
 
+/* A key file that is not a regular file is refused before anything is read:
+ * a FIFO with no writer would block the open, or the read, for ever (the alarm
+ * turns that hang into a failure); a device would feed endless bytes. */
+START_TEST(key_file_not_regular)
+{
+	char *fifo = h_tmppath(".fifo");
+
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	alarm(20);
+	h_open_fails(0, -EINVAL, "not a regular file (a FIFO)",
+		     "crypt:xts-aes-256:%s:mem:1M", fifo);
+	h_open_fails(0, -EINVAL, "not a regular file (a character device)",
+		     "crypt:xts-aes-256:/dev/zero:mem:1M");
+	alarm(0);
+	free(fifo);
+}
+END_TEST
+
 START_TEST(bad_specs)
 {
 	h_open_fails(0, 0, "unsupported cipher", "crypt:aes-xts-plain64:%s:mem:1M",
@@ -612,6 +630,7 @@ int main(void)
 	tcase_add_test(tc, pr_and_unmap_forwarded);
 	tcase_add_test(tc, resize_forwarded);
 	tcase_add_test(tc, bad_key_files);
+	tcase_add_test(tc, key_file_not_regular);
 	tcase_add_test(tc, bad_specs);
 	tcase_add_test(tc, key_file_mode_warning);
 	tcase_add_test(tc, threads_inline_completions);

@@ -317,6 +317,28 @@ START_TEST(keyfile_and_slots)
 }
 END_TEST
 
+/* Key and passphrase files that are not regular files are refused before
+ * anything is read: a FIFO with no writer would block for ever (the alarm turns
+ * that hang into a failure); a device would feed endless bytes. */
+START_TEST(secret_file_not_regular)
+{
+	const char *img = TL_LUKS1->path;
+	char *fifo = h_tmppath(".fifo");
+
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	alarm(20);
+	h_open_fails(0, -EINVAL, "key file", "luks;keyfile=%s:file:%s", fifo, img);
+	h_open_fails(0, -EINVAL, "not a regular file (a FIFO)", "luks;keyfile=%s:file:%s",
+		     fifo, img);
+	h_open_fails(0, -EINVAL, "not a regular file (a FIFO)",
+		     "luks;passphrase-file=%s:file:%s", fifo, img);
+	h_open_fails(0, -EINVAL, "not a regular file (a character device)",
+		     "luks;keyfile=/dev/zero:file:%s", img);
+	alarm(0);
+	free(fifo);
+}
+END_TEST
+
 START_TEST(bad_specs)
 {
 	const char *img = TL_LUKS1->path;
@@ -662,6 +684,7 @@ int main(void)
 	tcase_add_test(tc, wrong_passphrase);
 	tcase_add_test(tc, keyfile_and_slots);
 	tcase_add_test(tc, bad_specs);
+	tcase_add_test(tc, secret_file_not_regular);
 	tcase_add_test(tc, not_luks);
 	tcase_add_test(tc, corrupt_luks1);
 	tcase_add_test(tc, luks2_checksum);

@@ -65,18 +65,9 @@ static int crypt_key_load(struct crypt_disk *d, const char *path)
 	ssize_t got = 0;
 	int fd, rc = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		rc = -errno;
-		dc_error("key file %s: %s", path, strerror(errno));
-		return rc;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = -EINVAL;
-		dc_error("key file %s: not a regular file (expected %d raw key bytes)",
-			 path, CRYPT_KEY_LEN);
-		goto out;
-	}
+	fd = xts_secret_open("key file", path, &st);
+	if (fd < 0)
+		return fd;
 	if (st.st_mode & (S_IRGRP | S_IROTH)) {
 		dc_debug("crypt: key file %s is readable by group or others (mode %03o)",
 			 path, (unsigned)(st.st_mode & 0777));

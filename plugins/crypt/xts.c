@@ -3,6 +3,8 @@
 #include "xts.h"
 
 #include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -498,4 +500,38 @@ void xts_secret_free(void *p, size_t len)
 	explicit_bzero(p, span);
 	munlock(p, span);
 	munmap(p, span);
+}
+
+static const char *xts_file_type(mode_t m)
+{
+	return S_ISFIFO(m) ? "a FIFO" :
+	       S_ISCHR(m)  ? "a character device" :
+	       S_ISBLK(m)  ? "a block device" :
+	       S_ISDIR(m)  ? "a directory" :
+	       S_ISSOCK(m) ? "a socket" :
+			     "not a regular file";
+}
+
+int xts_secret_open(const char *what, const char *path, struct stat *st)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), err;
+
+	if (fd < 0) {
+		err = errno;
+		dc_error("%s %s: %s", what, path, strerror(err));
+		return -err;
+	}
+	if (fstat(fd, st) < 0) {
+		err = errno;
+		close(fd);
+		dc_error("%s %s: %s", what, path, strerror(err));
+		return -err;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		close(fd);
+		dc_error("%s %s: not a regular file (%s); expected a regular file", what,
+			 path, xts_file_type(st->st_mode));
+		return -EINVAL;
+	}
+	return fd;
 }

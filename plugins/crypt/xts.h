@@ -28,6 +28,7 @@
 
 #include <gcrypt.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 
 #define XTS_MAX_PIECES 8
 /* Splitting a request across threads pays only when each piece outweighs a
@@ -90,6 +91,13 @@ int xts_crypt_buf(uint32_t key_len, const uint8_t *key, int enc, uint64_t first_
  * dumps, zeroed. xts_secret_free() wipes it first. NULL when out of memory. */
 void *xts_secret_alloc(size_t len);
 void xts_secret_free(void *p, size_t len);
+
+/* Open a key or passphrase file to read it: `what` names it in messages ("key
+ * file"). The open never blocks and nothing is read unless it is a regular file
+ * (fstat into *st): a FIFO would hang the open or the read, a device feed
+ * endless bytes. Symbolic links are followed (secret stores link their files).
+ * Returns the fd, or -errno after dc_error(). */
+int xts_secret_open(const char *what, const char *path, struct stat *st);
 
 /* Compares in time that depends on len only. */
 bool xts_secret_equal(const void *a, const void *b, size_t len);

@@ -1095,15 +1095,12 @@ static int luks_secret_load(struct luks_disk *d, uint8_t **out, size_t *len, siz
 	uint8_t *p;
 	int fd, rc = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		rc = -errno;
-		dc_error("%s %s: %s", kind, path, strerror(errno));
-		return rc;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > LUKS_SECRET_MAX) {
-		dc_error("%s %s: expected a regular file of at most %u bytes", kind, path,
-			 LUKS_SECRET_MAX);
+	fd = xts_secret_open(kind, path, &st);
+	if (fd < 0)
+		return fd;
+	if (st.st_size > LUKS_SECRET_MAX) {
+		dc_error("%s %s: %lld bytes; expected at most %u", kind, path,
+			 (long long)st.st_size, LUKS_SECRET_MAX);
 		close(fd);
 		return -EINVAL;
 	}
