@@ -46,6 +46,7 @@ if command -v readelf >/dev/null 2>&1; then
 	needed=$(readelf -d "$libdir/libdiskcore.so" 2>/dev/null || true)
 	case $needed in *libasan*) san="$san -fsanitize=address" ;; esac
 	case $needed in *libubsan*) san="$san -fsanitize=undefined" ;; esac
+	case $needed in *libtsan*) san="$san -fsanitize=thread" ;; esac
 fi
 cflags="$cflags$san"
 

@@ -12,8 +12,9 @@ set -eu
 
 oracle_need_lib
 # Under a sanitizer build the uninstrumented interpreter needs the sanitizer
-# runtime preloaded; oracle-lib.sh finds it ($oracle_preload) where it can.
-if [ -n "${DISKCORE_SANITIZED:-}" ] && [ -z "${oracle_preload:-}" ]; then
+# runtime preloaded: oracle-lib.sh finds ASan's and UBSan's ($oracle_preload),
+# not TSan's.
+if [ -n "${DISKCORE_SANITIZED:-}" ] && [ -z "$oracle_preload" ]; then
 	oracle_skip "sanitizer build ($DISKCORE_SANITIZED): python3 cannot load" \
 		"libdiskcore without its runtime preloaded, and oracle-lib.sh has none for it"
 fi
@@ -23,14 +24,14 @@ for dir in $(echo "${DISKCORE_PLUGIN_PATH:-}" | tr ':' ' '); do
 	[ -e "$dir/crypt.so" ] && crypt=yes
 done
 
-if [ -n "${oracle_preload:-}" ]; then
+if [ -n "$oracle_preload" ]; then
 	# Leaks off in the interpreter alone: it never frees its own heap.
 	LD_PRELOAD="$oracle_preload${LD_PRELOAD:+ $LD_PRELOAD}"
 	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 	export LD_PRELOAD ASAN_OPTIONS
 fi
 LIB="$DISKCORE_BUILD_ROOT/core/libdiskcore.so.1" WORK="$work" CRYPT="$crypt" \
-	"${oracle_py:-${ORACLE_PYTHON:-python3}}" - <<'EOF'
+	"$oracle_py" - <<'EOF'
 import ctypes, os, random, sys
 
 lib = ctypes.CDLL(os.environ["LIB"], mode=os.RTLD_LOCAL)
