@@ -1,6 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# diskctl end to end: info, plugins, read/write, cp, bench, usage errors.
+# diskctl end to end: info, plugins, read/write, cp, bench, usage errors, create=
+# that never destroys, and I/O errors that name their errno (a full disk: a
+# 64 KiB tmpfs when run as root; a file size limit: RLIMIT_FSIZE).
 # Needs DISKCORE_BUILD_ROOT (diskctl at tools/diskctl) and DISKCORE_PLUGIN_PATH.
 set -u
 
@@ -18,7 +20,16 @@ PY=/usr/bin/python3
 }
 
 T=$(mktemp -d /tmp/test-diskctl.XXXXXX)
-trap 'rm -rf "$T"' EXIT INT TERM
+full="$T/full"
+mounted=false
+cleanup() {
+	if $mounted; then
+		umount "$full" || umount -l "$full"
+	fi
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
 fails=0
 n=0
 
@@ -237,6 +248,52 @@ check "bench poll mode, 2 threads on file:" [ "$rc" -eq 0 ]
 check "bench poll mode counted" has "requests: 1000 " "$T/out"
 run bench --bs 1000 --count 10 mem:1M
 check "bench --bs not a sector multiple fails" [ "$rc" -eq 1 ]
+
+# --- I/O errors name their errno (ENOSPC stays ENOSPC) ---
+# failed_with NAME ERRNO TEXT: the last run failed (exit 1), naming the errno
+failed_with() {
+	check "$1 fails" [ "$rc" -eq 1 ]
+	check "$1 names $2" has "($2)" "$T/err"
+	check "$1 says what it means" has "I/O error: $3" "$T/err"
+}
+mkdir "$full"
+if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=64k tmpfs "$full" 2>/dev/null; then
+	mounted=true
+	nospc="No space left on device"
+	truncate -s 1M "$full/x.img"
+	head -c 64 /dev/urandom >"$T/key"
+	chmod 600 "$T/key"
+	head -c 1M /dev/urandom >"$T/src1m.img"
+	run write "file:$full/x.img" 0 --pattern 0x5a --count 2048
+	failed_with "write to a full disk" ENOSPC "$nospc"
+	run cp "file:$T/src1m.img" "file:$full/x.img"
+	failed_with "cp to a full disk" ENOSPC "$nospc"
+	run write "crypt:xts-aes-256:$T/key:file:$full/x.img" 0 --pattern 1 --count 2048
+	failed_with "write through crypt: to a full disk" ENOSPC "$nospc"
+	run bench --rw write --prefill --count 1 "file:$full/x.img"
+	failed_with "bench --prefill of a full disk" ENOSPC "$nospc"
+	check "... in the prefill message" has "prefill '" "$T/err"
+	rm -f "$full/x.img"
+	run info "vhd:$full/y.vhd;create=1M;block=4K"
+	check "a dynamic VHD on a full disk is made" [ "$rc" -eq 0 ]
+	run write "vhd:$full/y.vhd" 0 --pattern 7 --count 2048
+	failed_with "write allocating VHD blocks on a full disk" ENOSPC "$nospc"
+	rm -f "$full/y.vhd"
+	run info "vhd1:$full/z.vhd;create=1M"
+	check "a fixed VHD (sparse) on a full disk is made" [ "$rc" -eq 0 ]
+	run write "vhd1:$full/z.vhd" 0 --pattern 7 --count 2048
+	failed_with "write to a fixed VHD on a full disk" ENOSPC "$nospc"
+else
+	echo "# no 64 KiB tmpfs (needs root and mount): ENOSPC not checked" >&2
+fi
+# RLIMIT_FSIZE below the end of the image, SIGXFSZ ignored: write() fails with
+# EFBIG. ulimit -f counts 512-byte blocks in POSIX sh, 1024 in bash: either is
+# below the 1 MiB the write reaches.
+truncate -s 1M "$T/big.img"
+(trap '' XFSZ && ulimit -f 256 && exec "$DISKCTL" write "file:$T/big.img" 0 \
+	--pattern 1 --count 2048) >"$T/out" 2>"$T/err"
+rc=$?
+failed_with "write past RLIMIT_FSIZE" EFBIG "File too large"
 
 echo "1..$n"
 if [ "$fails" -ne 0 ]; then

@@ -88,6 +88,24 @@ static const char *ctl_io_error(int result, int detail, char *buf, size_t len)
 	return buf;
 }
 
+/* One blocking request (buf NULL: a flush), keeping the completion's errno
+ * detail: on failure msg holds ctl_io_error()'s text. */
+static int ctl_io(dc_disk *d, uint32_t op, uint64_t sector, void *buf, size_t len,
+		  uint32_t flags, char *msg, size_t msglen)
+{
+	struct iovec iov = { buf, len };
+	struct dc_io io = { .op = op,
+			    .flags = flags,
+			    .sector = sector,
+			    .iov = buf ? &iov : NULL,
+			    .iovcnt = buf ? 1 : 0 };
+	int detail = 0, rc = dc_execute(d, &io, &detail);
+
+	if (rc < 0)
+		ctl_io_error(rc, detail, msg, msglen);
+	return rc;
+}
+
 /* A control-path failure: the core's message names the element at fault. */
 static const char *ctl_last_error(int rc)
 {
@@ -281,12 +299,13 @@ static dc_disk *ctl_open(const char *spec, uint32_t flags)
 /* Flush, treating a chain with nothing to flush as success. */
 static int ctl_flush(dc_disk *d, const char *spec)
 {
-	int rc = dc_flush(d);
+	char msg[128];
+	int rc = ctl_io(d, DC_OP_FLUSH, 0, NULL, 0, 0, msg, sizeof(msg));
 
 	if (rc == DC_E_UNSUPPORTED)
 		return 0;
 	if (rc < 0)
-		ctl_err("flush '%s': %s", spec, dc_strerror(rc));
+		ctl_err("flush '%s': %s", spec, msg);
 	return rc;
 }
 
@@ -1156,21 +1175,16 @@ static int ctl_read(int argc, char **argv)
 	buf = ctl_aligned(1 << 20);
 	while (done < count) {
 		uint64_t n = count - done;
-		struct iovec iov;
-		struct dc_io io = { .op = DC_OP_READ, .iov = &iov, .iovcnt = 1 };
 		char msg[128];
-		int detail = 0;
 
 		if (n > (1 << 20) / ss)
 			n = (1 << 20) / ss;
-		iov = (struct iovec){ buf, n * ss };
-		io.sector = sector + done;
-		rc = dc_execute(d, &io, &detail);
+		rc = ctl_io(d, DC_OP_READ, sector + done, buf, n * ss, 0, msg,
+			    sizeof(msg));
 		if (rc < 0) {
 			ctl_err("read '%s' sectors %" PRIu64 "+%" PRIu64
 				" (disk has %" PRIu64 "): %s",
-				spec, sector + done, n, dc_sector_count(d),
-				ctl_io_error(rc, detail, msg, sizeof(msg)));
+				spec, sector + done, n, dc_sector_count(d), msg);
 			break;
 		}
 		if (raw)
@@ -1244,12 +1258,10 @@ static int ctl_write(int argc, char **argv)
 	uint64_t sector, ss, count = 0, byte = 0;
 	uint32_t flags = 0;
 	unsigned char *buf;
-	struct iovec iov;
-	struct dc_io io;
 	char msg[128];
 	size_t len;
 	dc_disk *d;
-	int c, rc, detail = 0;
+	int c, rc;
 
 	while ((c = ctl_getopt(argc, argv, "h", lo)) != -1) {
 		switch (c) {
@@ -1303,18 +1315,11 @@ static int ctl_write(int argc, char **argv)
 			return CTL_EXIT_FAIL;
 		}
 	}
-	iov = (struct iovec){ buf, len };
-	io = (struct dc_io){ .op = DC_OP_WRITE,
-			     .flags = flags,
-			     .sector = sector,
-			     .iov = &iov,
-			     .iovcnt = 1 };
-	rc = dc_execute(d, &io, &detail);
+	rc = ctl_io(d, DC_OP_WRITE, sector, buf, len, flags, msg, sizeof(msg));
 	if (rc < 0)
 		ctl_err("write '%s' sectors %" PRIu64 "+%" PRIu64 " (disk has %" PRIu64
 			"): %s",
-			spec, sector, (uint64_t)len / ss, dc_sector_count(d),
-			ctl_io_error(rc, detail, msg, sizeof(msg)));
+			spec, sector, (uint64_t)len / ss, dc_sector_count(d), msg);
 	else
 		rc = ctl_flush(d, spec);
 	if (rc == 0)
@@ -1755,6 +1760,7 @@ static int ctl_bench_prefill(struct ctl_bench *b)
 	size_t chunk = 1 << 20;
 	unsigned char *buf = ctl_aligned(chunk);
 	uint64_t rng = 0x2545f4914f6cdd1dull;
+	char msg[128];
 	int rc = 0;
 
 	for (size_t k = 0; k < chunk; k += 8) {
@@ -1765,10 +1771,10 @@ static int ctl_bench_prefill(struct ctl_bench *b)
 	for (uint64_t off = 0; off < total; off += chunk) {
 		size_t n = total - off < chunk ? total - off : chunk;
 
-		rc = dc_write(b->disk, off / ss, buf, n, 0);
+		rc = ctl_io(b->disk, DC_OP_WRITE, off / ss, buf, n, 0, msg, sizeof(msg));
 		if (rc < 0) {
 			ctl_err("prefill '%s' at sector %" PRIu64 ": %s", b->spec,
-				off / ss, dc_strerror(rc));
+				off / ss, msg);
 			break;
 		}
 	}

@@ -232,13 +232,23 @@ int vhdfmt_result(struct dc_req *req, int neg_errno)
 		return 0;
 	case EFAULT:
 		return DC_E_MEMORY_ACCESS;
-	case ENOMEM:
-		return -ENOMEM;
-	default:
-		/* Errnos that share a value with a result class (ERANGE, EINVAL,
-		 * EROFS, ...) must not be read as that class: they are I/O errors. */
+	case ERANGE:
+	case EINVAL:
+	case EIO:
+	case EBADMSG:
+	case EROFS:
+	case EBADE:
+	case ECANCELED:
+	case ENOTTY:
+	case EOPNOTSUPP:
+		/* Errnos that share a value with a result class must not be read
+		 * as that class: they are I/O errors. */
 		req->detail = err;
 		return DC_E_IO;
+	default:
+		/* The core folds it into DC_E_IO, the errno kept as its detail
+		 * (ENOSPC stays ENOSPC). */
+		return -err;
 	}
 }
 
