@@ -219,8 +219,9 @@ sym=$(awk '$1 == "symbol" { print $2; exit }' "$tmp/symbols")
 node=$(awk '$1 == "node" { print $2; exit }' "$tmp/symbols")
 psize=$(awk '$1 == "struct" && $2 == "dc_plugin" { print $3 }' "$tmp/layout")
 isize=$(awk '$1 == "struct" && $2 == "dc_info" { print $3 }' "$tmp/layout")
-[ -n "$sym" ] && [ -n "$node" ] && [ -n "$psize" ] && [ -n "$isize" ] ||
+if [ -z "$sym" ] || [ -z "$node" ] || [ -z "$psize" ] || [ -z "$isize" ]; then
 	fail "unexpected printer or nm output: $(head -n 3 "$tmp/layout" "$tmp/symbols")"
+fi
 
 selftest pass "unchanged symbols" symbols
 selftest fail "symbol removed" symbols "!(\$2 == \"$sym\")"
@@ -296,8 +297,9 @@ echo "ok: abi-layout.c lists all $(wc -l <"$tmp/members") struct members of the 
 header=$(awk '$1 == "version" && $2 == "header" { print $3 }' "$tmp/layout")
 abi=$(awk '$1 == "version" && $2 == "abi" { print $3 }' "$tmp/layout")
 runtime=$(awk '$1 == "version" && $2 == "runtime" { print $3 }' "$tmp/layout")
-[ "$header" = "$abi" ] && [ "$abi" = "$runtime" ] ||
+if [ "$header" != "$abi" ] || [ "$abi" != "$runtime" ]; then
 	fail "versions disagree: DC_VERSION_* $header, DC_ABI_* $abi, dc_version() $runtime; they are one number (docs/abi.md)"
+fi
 major=${abi%.*}
 minor=${abi#*.}
 soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
