@@ -88,6 +88,8 @@ void dc__node_seal(struct dc_node *n)
 		i->flags |= DC_INFO_READ_ONLY;
 	if (!((p->ops | pass) & DC_OP_BIT(DC_OP_UNMAP)))
 		i->unmap_behavior = DC_UNMAP_IGNORED;
+	/* Reserved for later minors: what a consumer reads there is zero. */
+	memset(i->reserved, 0, sizeof(i->reserved));
 	atomic_store(&n->live, dc__node_live_count(n));
 	n->op_flags[DC_OP_WRITE] =
 		DC_IO_FUA | (p->kind == DC_KIND_LAYER ? DC_IO_NO_OVERWRITE : 0);

@@ -276,15 +276,31 @@ static struct dc_queue *queue_new(struct dc_disk *disk, uint32_t flags)
 	return q;
 }
 
+static void queue_drain(struct dc_queue *q);
+
 static void queue_free(struct dc_queue *q)
 {
 	struct dc_ireq *r, *next;
 
 	/* A thread that handed q its last completion may still be on its way
 	 * out of q (releasing it, waking efd). */
+	struct dc_queue *saved = cur_q;
+
 	while (atomic_load(&q->users))
 		sched_yield();
+	/* A plugin may give up requests it holds when its queue closes (fault:'s
+	 * hangs): they complete here, on q's thread, children's plugins first
+	 * (node index order puts children before parents). */
+	cur_q = q;
+	q->in_call = true;
 	queue_close_qctx(q);
+	queue_drain(q);
+	q->in_call = false;
+	cur_q = saved;
+	for (r = q->done_head; r; r = next) {
+		next = r->next;
+		free(r);
+	}
 	r = atomic_exchange(&q->free_remote, NULL);
 	for (; r; r = next) {
 		next = r->next;

@@ -235,7 +235,10 @@ int dc_describe(dc_disk *disk, dc_describe_fn visit, void *arg);
 #define DC_QUEUE_POLL (1u << 0)
 
 int dc_queue_open(dc_disk *disk, uint32_t flags, dc_queue **out);
-/** Close a queue; every request submitted on it must have completed. */
+/** Close a queue; every request submitted on it must have completed, but for
+ *  requests an element holds until its queue closes (fault:'s hang rules):
+ *  those complete inside dc_queue_close() (a callback runs there; a
+ *  DC_QUEUE_POLL queue's completion is discarded). */
 void dc_queue_close(dc_queue *q);
 /** An eventfd that becomes readable when a DC_QUEUE_POLL queue has completions;
  *  -EINVAL for a queue without DC_QUEUE_POLL, -EBUSY once dc_queue_wait() drives

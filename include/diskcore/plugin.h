@@ -234,7 +234,9 @@ struct dc_plugin {
 	 *  Return 0, or -errno after dc_error(). */
 	int (*open)(const struct dc_open_args *a, void **inst, struct dc_info *info);
 	void (*close)(void *inst);
-	/** Per-queue state; optional. */
+	/** Per-queue state; optional. queue_close() may finish requests the
+	 *  plugin still holds for the queue (dc_complete): they complete on the
+	 *  closing thread before it returns. Children close before parents. */
 	int (*queue_open)(void *inst, void **qctx);
 	void (*queue_close)(void *inst, void *qctx);
 	/** Asynchronous I/O: finish req with dc_complete(). */
