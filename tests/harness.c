@@ -463,6 +463,17 @@ const char *h_desc_get(const struct h_desc *t, const char *key)
 	return NULL;
 }
 
+uint64_t h_desc_num(dc_disk *d, const char *plugin, const char *key)
+{
+	struct h_desc t;
+	const char *v;
+
+	h_describe(d, plugin, &t);
+	v = h_desc_get(&t, key);
+	ck_assert_msg(v, "describe() of %s has no '%s'", plugin, key);
+	return strtoull(v, NULL, 10);
+}
+
 int h_reap(dc_queue *q, struct dc_completion *out, int max, int timeout_ms)
 {
 	uint64_t deadline = h_now_ms() + (uint64_t)timeout_ms;

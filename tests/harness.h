@@ -112,6 +112,9 @@ struct h_desc {
 void h_describe(dc_disk *d, const char *plugin, struct h_desc *t);
 /* The value of the first `key`, or NULL. */
 const char *h_desc_get(const struct h_desc *t, const char *key);
+/* The number `plugin`'s describe() reports under `key` (fails the test when
+ * the key is missing). */
+uint64_t h_desc_num(dc_disk *d, const char *plugin, const char *key);
 
 /* --- Waiting for completions (deadlines, never sleeps) --------------------- */
 

@@ -370,17 +370,6 @@ static void *te_worker_run(void *arg)
 
 /* --- The cases ------------------------------------------------------------- */
 
-static uint64_t te_counter(dc_disk *d, const char *key)
-{
-	struct h_desc t;
-	const char *v;
-
-	h_describe(d, "fault", &t);
-	v = h_desc_get(&t, key);
-	ck_assert_msg(v, "describe() of fault has no '%s'", key);
-	return strtoull(v, NULL, 10);
-}
-
 /* One blocking request; returns the result, *detail the detail. */
 static int te_exec(dc_disk *d, uint32_t op, uint64_t sector, void *buf, int *detail)
 {
@@ -422,7 +411,7 @@ START_TEST(errpath_faults)
 	}
 	ck_assert_uint_eq(faults, TE_THREADS * (TE_WRITES + 1));
 	/* Every fault the consumer saw was injected once: no retries below it. */
-	ck_assert_uint_eq(te_counter(d, "rule0_injected"), faults);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule0_injected"), faults);
 
 	/* The disk goes on working. A write over the faulty sectors fails the
 	 * same way where writes reach fault:, and lands where a layer takes it. */
@@ -431,12 +420,12 @@ START_TEST(errpath_faults)
 		ck_assert_int_eq(te_exec(d, DC_OP_WRITE, TE_BAD_FIRST, buf, &detail), 0);
 		ck_assert_int_eq(te_exec(d, DC_OP_READ, TE_BAD_FIRST, buf2, &detail), 0);
 		ck_assert_int_eq(h_check(buf2, TE_IO, 99), -1);
-		ck_assert_uint_eq(te_counter(d, "rule1_seen"), 0);
+		ck_assert_uint_eq(h_desc_num(d, "fault", "rule1_seen"), 0);
 	} else {
 		ck_assert_int_eq(te_exec(d, DC_OP_WRITE, TE_BAD_FIRST, buf, &detail),
 				 DC_E_IO);
 		ck_assert_int_eq(detail, ENOSPC);
-		ck_assert_uint_eq(te_counter(d, "rule1_injected"), 1);
+		ck_assert_uint_eq(h_desc_num(d, "fault", "rule1_injected"), 1);
 	}
 	/* A failed read left nothing behind: the sectors next to it still fail. */
 	ck_assert_int_eq(te_exec(d, DC_OP_READ, TE_BAD_FIRST + 8, buf2, &detail),
@@ -469,10 +458,10 @@ static void te_wait_held(dc_disk *d, uint64_t n)
 	uint64_t deadline = h_now_ms() + TE_DEADLINE_MS;
 	struct timespec ms = { 0, 1000000 };
 
-	while (te_counter(d, "held") != n) {
+	while (h_desc_num(d, "fault", "held") != n) {
 		ck_assert_msg(h_now_ms() < deadline,
 			      "fault: holds %llu requests, not %llu",
-			      (unsigned long long)te_counter(d, "held"),
+			      (unsigned long long)h_desc_num(d, "fault", "held"),
 			      (unsigned long long)n);
 		nanosleep(&ms, NULL); /* polling a counter no event signals */
 	}
@@ -512,7 +501,7 @@ static void te_hang(const struct te_chain *c, const char *opts, int want_detail)
 	ck_assert_int_eq(w.slots[0].result, DC_E_IO);
 	ck_assert_int_eq(w.slots[0].detail, want_detail);
 	ck_assert_int_eq(w.slots[1].result, 0);
-	ck_assert_uint_eq(te_counter(w.d, "held"), 0);
+	ck_assert_uint_eq(h_desc_num(w.d, "fault", "held"), 0);
 	dc_close(w.d);
 	free(spec);
 	free(rules);

@@ -32,17 +32,6 @@ static int tf_exec(dc_disk *d, uint32_t op, uint64_t sector, void *buf, size_t l
 }
 
 /* A counter of the fault element's describe(), as a number. */
-static uint64_t tf_counter(dc_disk *d, const char *key)
-{
-	struct h_desc t;
-	const char *v;
-
-	h_describe(d, "fault", &t);
-	v = h_desc_get(&t, key);
-	ck_assert_msg(v, "describe() has no '%s'", key);
-	return strtoull(v, NULL, 10);
-}
-
 /* Which of n one-sector reads fail, as 0/1 in out[]; returns how many did. */
 static unsigned tf_pattern(const char *spec, unsigned n, unsigned char *out)
 {
@@ -207,8 +196,8 @@ START_TEST(fault_after)
 		ck_assert_int_eq(detail, EIO);
 	}
 	ck_assert_int_eq(tf_exec(d, DC_OP_FLUSH, 0, NULL, 0, &detail), 0);
-	ck_assert_uint_eq(tf_counter(d, "rule0_seen"), 25);
-	ck_assert_uint_eq(tf_counter(d, "rule0_injected"), 20);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule0_seen"), 25);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule0_injected"), 20);
 	dc_close(d);
 	free(buf);
 }
@@ -234,8 +223,8 @@ START_TEST(fault_sectors)
 	/* The write before the range went through. */
 	ck_assert_int_eq(tf_exec(d, DC_OP_READ, 84, buf, 8192, &detail), 0);
 	ck_assert_int_eq(h_check(buf, 8192, 4), -1);
-	ck_assert_uint_eq(tf_counter(d, "rule0_seen"), 8);
-	ck_assert_uint_eq(tf_counter(d, "rule0_injected"), 3);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule0_seen"), 8);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule0_injected"), 3);
 	dc_close(d);
 	free(buf);
 }
@@ -292,10 +281,10 @@ START_TEST(fault_first_rule_wins)
 	}
 	ck_assert_int_eq(tf_exec(d, DC_OP_WRITE, 0, buf, 512, &detail), DC_E_IO);
 	ck_assert_int_eq(detail, ENOSPC);
-	ck_assert_uint_eq(tf_counter(d, "rule0_seen"), 10);
-	ck_assert_uint_eq(tf_counter(d, "rule0_injected"), 8);
-	ck_assert_uint_eq(tf_counter(d, "rule1_seen"), 11);
-	ck_assert_uint_eq(tf_counter(d, "rule1_injected"), 3);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule0_seen"), 10);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule0_injected"), 8);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule1_seen"), 11);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule1_injected"), 3);
 	dc_close(d);
 }
 END_TEST
@@ -380,8 +369,8 @@ START_TEST(fault_counters_many_queues)
 		got += t[i].failed;
 	}
 	ck_assert_uint_eq(got, want);
-	ck_assert_uint_eq(tf_counter(d, "rule0_seen"), T * N);
-	ck_assert_uint_eq(tf_counter(d, "rule0_injected"), want);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule0_seen"), T * N);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule0_injected"), want);
 	dc_close(d);
 }
 END_TEST
@@ -460,13 +449,13 @@ START_TEST(fault_hang_until_queue_close)
 	ck_assert_int_eq(w.result, 0);
 	ck_assert_uint_eq(tf_calls(&hung), 0);
 	ck_assert_uint_eq(dc_queue_inflight(q), 1);
-	ck_assert_uint_eq(tf_counter(d, "held"), 1);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "held"), 1);
 	dc_queue_close(q);
 	ck_assert_uint_eq(tf_calls(&hung), 1);
 	ck_assert_int_eq(hung.result, DC_E_IO);
 	ck_assert_int_eq(hung.detail, ECANCELED);
-	ck_assert_uint_eq(tf_counter(d, "held"), 0);
-	ck_assert_uint_eq(tf_counter(d, "rule0_injected"), 1);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "held"), 0);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule0_injected"), 1);
 	/* The disk still works, and kept the write. */
 	ck_assert_int_eq(dc_read(d, 16, buf, 4096), 0);
 	ck_assert_int_eq(h_check(buf, 4096, 5), -1);
@@ -498,7 +487,7 @@ START_TEST(fault_hang_ms_polled)
 	ck_assert_int_eq(c.result, DC_E_IO);
 	ck_assert_int_eq(c.detail, ETIMEDOUT);
 	ck_assert_uint_eq(dc_queue_inflight(q), 0);
-	ck_assert_uint_eq(tf_counter(d, "held"), 0);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "held"), 0);
 	dc_queue_close(q);
 	dc_close(d);
 	free(buf);
@@ -521,7 +510,7 @@ START_TEST(fault_delay)
 	ck_assert_int_eq(dc_read(d, 0, buf, 4096), 0);
 	ck_assert_uint_ge(h_now_ns() - t0, 30 * MS);
 	ck_assert_int_eq(h_check(buf, 4096, 6), -1);
-	ck_assert_uint_eq(tf_counter(d, "rule0_injected"), 1);
+	ck_assert_uint_eq(h_desc_num(d, "fault", "rule0_injected"), 1);
 	t0 = h_now_ns();
 	ck_assert_int_eq(tf_exec(e, DC_OP_WRITE, 0, buf, 4096, &detail), DC_E_IO);
 	ck_assert_uint_ge(h_now_ns() - t0, 30 * MS);
