@@ -38,25 +38,37 @@ DC_EXPORT int dc_parse_size(const char *s, uint64_t *out)
 		return 0;
 	}
 	len = strlen(s);
-	if (len && s[len - 1] == 'B')
+	/* OpenVMM's forms (64K, 1G, 4MB) plus what people type: lower case
+	 * suffixes (1g, 512k) and the binary unit names (1GiB, 64KiB). Every
+	 * suffix is a power of 1024, as in OpenVMM. */
+	bool binary = false;
+
+	if (len >= 3 && (s[len - 1] == 'B' || s[len - 1] == 'b') &&
+	    (s[len - 2] == 'i' || s[len - 2] == 'I')) {
+		len -= 2;
+		binary = true;
+	} else if (len >= 2 && (s[len - 1] == 'B' || s[len - 1] == 'b')) {
 		len--;
+	}
 	if (len) {
-		switch (s[len - 1]) {
-		case 'K':
+		switch (s[len - 1] | 0x20) {
+		case 'k':
 			mult = UINT64_C(1) << 10;
 			break;
-		case 'M':
+		case 'm':
 			mult = UINT64_C(1) << 20;
 			break;
-		case 'G':
+		case 'g':
 			mult = UINT64_C(1) << 30;
 			break;
-		case 'T':
+		case 't':
 			mult = UINT64_C(1) << 40;
 			break;
 		}
 		if (mult != 1)
 			len--;
+		else if (binary)
+			return spec_size_bad(s); /* "12iB": a unit without a scale */
 	}
 	if (!len)
 		return spec_size_bad(s);
@@ -270,7 +282,7 @@ static int spec_check_opts(struct spec_ctx *c, struct dc_spec *s)
 		if (d->type == DC_OPT_SIZE && dc_parse_size(o->value, &v->num) < 0)
 			return spec_fail(c, vpos, -EINVAL,
 					 "option '%s': invalid size '%s' (decimal with "
-					 "optional K/M/G/T and B, e.g. 64K, 1G)",
+					 "optional K/M/G/T, B or iB, e.g. 64K, 1G, 1GiB)",
 					 o->name, o->value);
 		if (d->type == DC_OPT_UINT &&
 		    (r = spec_parse_uint(o->value, &v->num)) < 0)

@@ -214,6 +214,15 @@ START_TEST(test_size_units)
 		{ "VMGS_DEFAULT", 4 << 20 },
 		{ "18446744073709551615", UINT64_MAX },
 		{ "16777215T", UINT64_C(16777215) << 40 },
+		/* What people type, as the CLI always accepted (issue 15). */
+		{ "1k", 1 << 10 },
+		{ "1g", UINT64_C(1) << 30 },
+		{ "1mb", 1 << 20 },
+		{ "1KiB", 1 << 10 },
+		{ "64MiB", 64 << 20 },
+		{ "1GiB", UINT64_C(1) << 30 },
+		{ "2tib", UINT64_C(2) << 40 },
+		{ "1024b", 1024 },
 	};
 	uint64_t v;
 
@@ -227,11 +236,11 @@ END_TEST
 
 START_TEST(test_size_errors)
 {
-	/* No lowercase, no hex, no sign, no fractions, no spaces. */
-	static const char *const bad[] = { "",	   "B",	  "K",		 "KB",	 "1k",
-					   "1g",   "1mb", "0x10",	 "1.5G", "-1",
-					   "+1",   " 1",  "1 ",		 "1BB",	 "1KK",
-					   "1KiB", "G1",  "vmgs_default" };
+	/* No hex, no sign, no fractions, no spaces, no unit without a number. */
+	static const char *const bad[] = { "",	    "B",   "K",	   "KB",	  "iB",
+					   "KiB",   "1iB", "0x10", "1.5G",	  "-1",
+					   "+1",    " 1",  "1 ",   "1BB",	  "1KK",
+					   "1KiBB", "G1",  "1Ki",  "vmgs_default" };
 	uint64_t v = 42;
 
 	for (size_t i = 0; i < DC_ARRAY_SIZE(bad); i++) {
@@ -564,7 +573,7 @@ START_TEST(test_option_errors)
 	parse_err("file:/x;direct;direct", -EINVAL, "at 15: option 'direct' given twice");
 	parse_err("file:/x;;direct", -EINVAL, "at 8: empty option name");
 	parse_err("file:/x;=5", -EINVAL, "at 8: empty option name");
-	parse_err("file:/x;create=1g", -EINVAL, "option 'create': invalid size '1g'");
+	parse_err("file:/x;create=1q", -EINVAL, "option 'create': invalid size '1q'");
 	parse_err("mem:1G;direct", -EINVAL,
 		  "at 7: unknown option 'direct' (mem takes no options)");
 	/* Options on the kind are collected with those on fields. */
