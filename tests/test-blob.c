@@ -17,6 +17,7 @@
 #include <diskcore/plugin.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -832,6 +833,47 @@ START_TEST(tls_is_verified)
 }
 END_TEST
 
+/* Azure page lists, parsed as XML: two parts joined by a NextMarker that must
+ * be escaped in the next request; only the listed pages are fetched, the rest
+ * reads as zeroes. */
+START_TEST(azure_page_list_is_parsed)
+{
+	dc_disk *d = h_openf(DC_OPEN_READ_ONLY,
+			     "blob:flat:http://127.0.0.1:%d/pages/x.img;azure",
+			     tb_bad_port);
+	size_t flen;
+	uint8_t *file = h_read_file(tb_flat, &flen), *buf = h_alloc(FLAT_SIZE);
+
+	ck_assert_str_eq(tb_describe(d, "blob_type"), "PageBlob");
+	ck_assert_str_eq(tb_describe(d, "page_ranges"), "2 (69632 bytes)");
+	ck_assert_int_eq(dc_read(d, 0, buf, FLAT_SIZE), 0);
+	ck_assert(memcmp(buf, file, 4096) == 0);
+	ck_assert_int_eq(h_check_zero(buf + 4096, 128 * KIB - 4096), -1);
+	ck_assert(memcmp(buf + 128 * KIB, file + 128 * KIB, 64 * KIB) == 0);
+	ck_assert_int_eq(h_check_zero(buf + 192 * KIB, FLAT_SIZE - 192 * KIB), -1);
+	ck_assert_msg(tb_requests(d) == 2, "stats: %s", tb_describe(d, "stats"));
+	dc_close(d);
+	free(buf);
+	free(file);
+}
+END_TEST
+
+START_TEST(azure_bad_page_lists_fail)
+{
+	static const char *const cases[][2] = {
+		{ "pages-dtd", "has a DTD" },
+		{ "pages-noend", "without a valid Start and End" },
+		{ "pages-cut", "not well-formed XML" },
+		{ "pages-other", "not a PageList" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		h_open_fails(DC_OPEN_READ_ONLY, -EPROTO, cases[i][1],
+			     "blob:flat:http://127.0.0.1:%d/%s/x.img;azure", tb_bad_port,
+			     cases[i][0]);
+}
+END_TEST
+
 /* --- Setup -------------------------------------------------------------------- */
 
 static void tb_make_images(void)
@@ -948,6 +990,8 @@ int main(void)
 		tcase_add_test(tb, unavailable_twice_then_succeeds);
 		tcase_add_test(tb, redirects_are_followed_and_bounded);
 		tcase_add_test(tb, head_without_length_fails);
+		tcase_add_test(tb, azure_page_list_is_parsed);
+		tcase_add_test(tb, azure_bad_page_lists_fail);
 		if (tb_cert)
 			tcase_add_test(tb, tls_is_verified);
 		else

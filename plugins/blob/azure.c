@@ -5,6 +5,7 @@
 #include "blob.h"
 
 #include <errno.h>
+#include <expat.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,39 +178,6 @@ int blob_auth_setup(struct blob_disk *b, const struct dc_open_args *a)
 /* --- Shared Key signatures ------------------------------------------------------ */
 
 #ifdef BLOB_HAVE_CRYPTO
-static int blob_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decode [s, s+n) into a new string. */
-static char *blob_pct_decode(const char *s, size_t n)
-{
-	char *out = malloc(n + 1), *o = out;
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		int hi, lo;
-
-		if (s[i] == '%' && i + 2 < n && (hi = blob_hexval(s[i + 1])) >= 0 &&
-		    (lo = blob_hexval(s[i + 2])) >= 0) {
-			*o++ = (char)(hi << 4 | lo);
-			i += 2;
-		} else {
-			*o++ = s[i];
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 struct blob_qparam {
 	char *name, *value;
 };
@@ -254,6 +222,62 @@ static void blob_str_adds(struct blob_str *s, const char *t)
 	blob_str_add(s, t, strlen(t));
 }
 
+static void blob_qparams_free(struct blob_qparam *qp, size_t nq)
+{
+	for (size_t i = 0; i < nq; i++) {
+		curl_free(qp[i].name);
+		curl_free(qp[i].value);
+	}
+	free(qp);
+}
+
+/* Percent-decode [s, s+n) with libcurl (free with curl_free); NULL when out of
+ * memory. curl_easy_unescape() reads a length of 0 as "up to the NUL". */
+static char *blob_unescape(const char *s, size_t n)
+{
+	return curl_easy_unescape(NULL, n ? s : "", (int)n, NULL);
+}
+
+/* The parameters of a query string, percent-decoded, names
+ * lowercased, sorted by name then value. */
+static int blob_qparams(const char *query, struct blob_qparam **out, size_t *nout)
+{
+	struct blob_qparam *qp = NULL;
+	size_t nq = 0;
+
+	for (const char *p = query; p && *p; p += *p == '&') {
+		size_t n = strcspn(p, "&");
+		const char *eq = memchr(p, '=', n);
+		size_t kn = eq ? (size_t)(eq - p) : n;
+		struct blob_qparam *t;
+
+		if (n) {
+			t = realloc(qp, (nq + 1) * sizeof(*qp));
+			if (!t)
+				goto oom;
+			qp = t;
+			qp[nq].name = blob_unescape(p, kn);
+			qp[nq].value =
+				blob_unescape(eq ? eq + 1 : p, eq ? n - kn - 1 : 0);
+			nq++;
+			if (!qp[nq - 1].name || !qp[nq - 1].value)
+				goto oom;
+			for (char *c = qp[nq - 1].name; *c; c++)
+				if (*c >= 'A' && *c <= 'Z')
+					*c = (char)(*c - 'A' + 'a');
+		}
+		p += n;
+	}
+	if (nq)
+		qsort(qp, nq, sizeof(*qp), blob_qparam_cmp);
+	*out = qp;
+	*nout = nq;
+	return 0;
+oom:
+	blob_qparams_free(qp, nq);
+	return -ENOMEM;
+}
+
 /* The canonicalized resource of the Shared Key scheme: "/ACCOUNT/PATH", then
  * each query parameter as "\nname:value", names lowercased and sorted, values
  * of a repeated name joined with ','. */
@@ -271,54 +295,18 @@ static int blob_canon_resource(const struct blob_disk *b, const char *url,
 	blob_str_adds(s, "/");
 	blob_str_adds(s, b->account);
 	blob_str_adds(s, path);
-	for (const char *p = query; p && *p;) {
-		size_t n = strcspn(p, "&");
-		const char *eq = memchr(p, '=', n);
-		size_t kn = eq ? (size_t)(eq - p) : n;
-		struct blob_qparam *t;
-
-		if (n) {
-			t = realloc(qp, (nq + 1) * sizeof(*qp));
-			if (!t) {
-				ret = -ENOMEM;
-				break;
-			}
-			qp = t;
-			qp[nq].name = blob_pct_decode(p, kn);
-			qp[nq].value = eq ? blob_pct_decode(eq + 1, n - kn - 1) :
-					    strdup("");
-			nq++;
-			if (!qp[nq - 1].name || !qp[nq - 1].value) {
-				ret = -ENOMEM;
-				break;
-			}
-			for (char *c = qp[nq - 1].name; *c; c++)
-				if (*c >= 'A' && *c <= 'Z')
-					*c = (char)(*c - 'A' + 'a');
+	ret = blob_qparams(query, &qp, &nq);
+	for (size_t i = 0; !ret && i < nq; i++) {
+		if (i && !strcmp(qp[i].name, qp[i - 1].name)) {
+			blob_str_adds(s, ",");
+		} else {
+			blob_str_adds(s, "\n");
+			blob_str_adds(s, qp[i].name);
+			blob_str_adds(s, ":");
 		}
-		p += n;
-		if (*p == '&')
-			p++;
+		blob_str_adds(s, qp[i].value);
 	}
-	if (!ret) {
-		if (nq)
-			qsort(qp, nq, sizeof(*qp), blob_qparam_cmp);
-		for (size_t i = 0; i < nq; i++) {
-			if (i && !strcmp(qp[i].name, qp[i - 1].name)) {
-				blob_str_adds(s, ",");
-			} else {
-				blob_str_adds(s, "\n");
-				blob_str_adds(s, qp[i].name);
-				blob_str_adds(s, ":");
-			}
-			blob_str_adds(s, qp[i].value);
-		}
-	}
-	for (size_t i = 0; i < nq; i++) {
-		free(qp[i].name);
-		free(qp[i].value);
-	}
-	free(qp);
+	blob_qparams_free(qp, nq);
 	curl_free(scheme);
 	curl_free(host);
 	curl_free(path);
@@ -373,24 +361,183 @@ int blob_sharedkey_header(const struct blob_disk *b, const char *verb, const cha
 
 /* --- Page range lists ----------------------------------------------------------- */
 
-static const char *blob_xml_elem(const char **pos, const char *limit, const char *tag,
-				 size_t *len)
-{
-	char open[40], close[40];
-	const char *s, *e;
+/* The parse of one Get Page Ranges answer:
+ *	<PageList><PageRange><Start>0</Start><End>511</End></PageRange>...
+ *	<ClearRange>...</ClearRange><NextMarker>...</NextMarker></PageList>
+ * Ranges are appended to b->pages as they end; anything else is skipped. */
+enum blob_pl_text { BLOB_PL_NONE, BLOB_PL_START, BLOB_PL_END, BLOB_PL_MARKER };
 
-	snprintf(open, sizeof(open), "<%s>", tag);
-	snprintf(close, sizeof(close), "</%s>", tag);
-	s = strstr(*pos, open);
-	if (!s || (limit && s >= limit))
-		return NULL;
-	s += strlen(open);
-	e = strstr(s, close);
-	if (!e || (limit && e > limit))
-		return NULL;
-	*len = (size_t)(e - s);
-	*pos = e + strlen(close);
-	return s;
+struct blob_pl {
+	struct blob_disk *b;
+	XML_Parser xp;
+	unsigned depth;
+	bool in_range, has_start, has_end;
+	enum blob_pl_text text; /* the element whose text is being collected */
+	char num[24];		/* Start or End, digits only */
+	size_t numlen;
+	bool numlong; /* more text than any number has: invalid */
+	uint64_t start, end;
+	char *marker;
+	size_t markerlen, cap;
+	int err; /* -EPROTO or -ENOMEM, after dc_error() */
+};
+
+#define BLOB_MARKER_MAX 4096u /* an opaque continuation token */
+
+static void blob_pl_fail(struct blob_pl *pl, int err, const char *what)
+{
+	if (!pl->err)
+		pl->err = dc_fail(err, "GET %s?comp=pagelist: %s", pl->b->display, what);
+	XML_StopParser(pl->xp, XML_FALSE);
+}
+
+/* Take in one <PageRange>, cut to the blob's size. */
+static void blob_pl_range(struct blob_pl *pl)
+{
+	struct blob_disk *b = pl->b;
+	uint64_t s = pl->start, e = pl->end;
+
+	if (!pl->has_start || !pl->has_end || e < s || e == UINT64_MAX) {
+		blob_pl_fail(pl, -EPROTO, "a PageRange without a valid Start and End");
+		return;
+	}
+	if (s >= b->blob_size)
+		return;
+	if (e >= b->blob_size)
+		e = b->blob_size - 1;
+	if (b->npages == pl->cap) {
+		size_t cap = pl->cap ? pl->cap * 2 : 64;
+		struct blob_range *t = realloc(b->pages, cap * sizeof(*t));
+
+		if (!t) {
+			blob_pl_fail(pl, -ENOMEM, "out of memory for the page ranges");
+			return;
+		}
+		b->pages = t;
+		pl->cap = cap;
+	}
+	b->pages[b->npages++] = (struct blob_range){ s, e + 1 };
+}
+
+static void XMLCALL blob_pl_open(void *arg, const XML_Char *name, const XML_Char **attr)
+{
+	struct blob_pl *pl = arg;
+	unsigned d = ++pl->depth;
+
+	(void)attr;
+	pl->text = BLOB_PL_NONE;
+	pl->numlen = 0;
+	pl->numlong = false;
+	if (d == 1 && strcmp(name, "PageList")) {
+		blob_pl_fail(pl, -EPROTO, "the answer is not a PageList");
+	} else if (d == 2 && !strcmp(name, "PageRange")) {
+		pl->in_range = true;
+		pl->has_start = pl->has_end = false;
+	} else if (d == 2 && !strcmp(name, "NextMarker")) {
+		pl->text = BLOB_PL_MARKER;
+		pl->markerlen = 0;
+	} else if (d == 3 && pl->in_range && !strcmp(name, "Start")) {
+		pl->text = BLOB_PL_START;
+	} else if (d == 3 && pl->in_range && !strcmp(name, "End")) {
+		pl->text = BLOB_PL_END;
+	}
+}
+
+static void XMLCALL blob_pl_close(void *arg, const XML_Char *name)
+{
+	struct blob_pl *pl = arg;
+	uint64_t v = 0;
+	bool ok = !pl->numlong && blob_parse_u64(pl->num, pl->num + pl->numlen, &v);
+
+	(void)name;
+	if (pl->text == BLOB_PL_START) {
+		pl->start = v;
+		pl->has_start = ok;
+	} else if (pl->text == BLOB_PL_END) {
+		pl->end = v;
+		pl->has_end = ok;
+	} else if (pl->depth == 2 && pl->in_range) {
+		blob_pl_range(pl);
+		pl->in_range = false;
+	}
+	pl->text = BLOB_PL_NONE;
+	pl->depth--;
+}
+
+static void XMLCALL blob_pl_chars(void *arg, const XML_Char *s, int len)
+{
+	struct blob_pl *pl = arg;
+	size_t n = (size_t)len;
+
+	if (pl->text == BLOB_PL_START || pl->text == BLOB_PL_END) {
+		if (n > sizeof(pl->num) - pl->numlen) {
+			pl->numlong = true;
+			return;
+		}
+		memcpy(pl->num + pl->numlen, s, n);
+		pl->numlen += n;
+	} else if (pl->text == BLOB_PL_MARKER) {
+		if (n > BLOB_MARKER_MAX - pl->markerlen) {
+			blob_pl_fail(pl, -EPROTO, "a NextMarker longer than 4 KiB");
+			return;
+		}
+		if (!pl->marker && !(pl->marker = malloc(BLOB_MARKER_MAX + 1))) {
+			blob_pl_fail(pl, -ENOMEM, "out of memory");
+			return;
+		}
+		memcpy(pl->marker + pl->markerlen, s, n);
+		pl->markerlen += n;
+		pl->marker[pl->markerlen] = '\0';
+	}
+}
+
+/* Azure never sends a DTD; refusing one keeps entity expansion out. */
+static void XMLCALL blob_pl_doctype(void *arg, const XML_Char *name,
+				    const XML_Char *sysid, const XML_Char *pubid,
+				    int internal)
+{
+	(void)name;
+	(void)sysid;
+	(void)pubid;
+	(void)internal;
+	blob_pl_fail(arg, -EPROTO, "the answer has a DTD");
+}
+
+/* Parse one page of a Get Page Ranges answer with expat; returns the
+ * NextMarker (malloc'd) or NULL in *marker. */
+static int blob_parse_pagelist(struct blob_disk *b, const char *xml, size_t len,
+			       size_t *cap, char **marker)
+{
+	struct blob_pl pl = { .b = b, .cap = *cap };
+	int ret;
+
+	*marker = NULL;
+	pl.xp = XML_ParserCreate(NULL);
+	if (!pl.xp)
+		return dc_fail(-ENOMEM, "cannot create an XML parser");
+	XML_SetUserData(pl.xp, &pl);
+	XML_SetElementHandler(pl.xp, blob_pl_open, blob_pl_close);
+	XML_SetCharacterDataHandler(pl.xp, blob_pl_chars);
+	XML_SetStartDoctypeDeclHandler(pl.xp, blob_pl_doctype);
+	if (XML_Parse(pl.xp, xml, (int)len, XML_TRUE) != XML_STATUS_OK && !pl.err) {
+		if (!len || XML_GetErrorCode(pl.xp) == XML_ERROR_NO_ELEMENTS)
+			blob_pl_fail(&pl, -EPROTO, "the answer is not a PageList");
+		else
+			pl.err = dc_fail(-EPROTO,
+					 "GET %s?comp=pagelist: the answer is not "
+					 "well-formed XML (line %lu: %s)",
+					 b->display,
+					 (unsigned long)XML_GetCurrentLineNumber(pl.xp),
+					 XML_ErrorString(XML_GetErrorCode(pl.xp)));
+	}
+	XML_ParserFree(pl.xp);
+	*cap = pl.cap;
+	ret = pl.err;
+	if (!ret && pl.markerlen)
+		*marker = pl.marker;
+	else
+		free(pl.marker);
+	return ret;
 }
 
 static int blob_range_cmp(const void *a, const void *b)
@@ -400,72 +547,13 @@ static int blob_range_cmp(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* Parse one page of a Get Page Ranges answer; returns the NextMarker (malloc'd)
- * or NULL in *marker. */
-static int blob_parse_pagelist(struct blob_disk *b, const char *xml, char **marker)
-{
-	const char *pos = xml, *v;
-	size_t n;
-
-	*marker = NULL;
-	if (!strstr(xml, "<PageList")) {
-		dc_error("GET %s?comp=pagelist: the answer is not a PageList",
-			 b->display);
-		return -EPROTO;
-	}
-	for (;;) {
-		const char *r = strstr(pos, "<PageRange>"), *rend, *p;
-		uint64_t s, e;
-		size_t sn, en;
-		const char *sv, *ev;
-
-		if (!r)
-			break;
-		rend = strstr(r, "</PageRange>");
-		if (!rend)
-			goto bad;
-		p = r;
-		sv = blob_xml_elem(&p, rend, "Start", &sn);
-		p = r;
-		ev = blob_xml_elem(&p, rend, "End", &en);
-		if (!sv || !ev || !blob_parse_u64(sv, sv + sn, &s) ||
-		    !blob_parse_u64(ev, ev + en, &e) || e < s || e == UINT64_MAX)
-			goto bad;
-		if (s < b->blob_size) {
-			struct blob_range *t;
-
-			if (e >= b->blob_size)
-				e = b->blob_size - 1;
-			t = realloc(b->pages, (b->npages + 1) * sizeof(*b->pages));
-			if (!t)
-				return -ENOMEM;
-			b->pages = t;
-			b->pages[b->npages].start = s;
-			b->pages[b->npages].end = e + 1;
-			b->npages++;
-		}
-		pos = rend + strlen("</PageRange>");
-	}
-	pos = xml;
-	v = blob_xml_elem(&pos, NULL, "NextMarker", &n);
-	if (v && n) {
-		*marker = strndup(v, n);
-		if (!*marker)
-			return -ENOMEM;
-	}
-	return 0;
-bad:
-	dc_error("GET %s?comp=pagelist: a PageRange without a valid Start and End",
-		 b->display);
-	return -EPROTO;
-}
-
 /* Get Page Ranges (all pages of the list), sorted and merged. */
 int blob_pagelist(struct blob_disk *b, CURL *e, char *errbuf)
 {
 	struct blob_membuf m = { .max = BLOB_PAGELIST_MAX };
 	char *marker = NULL, *url = NULL;
 	struct blob_resp r;
+	size_t cap = 0;
 	int ret = 0;
 
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, blob_mem_write);
@@ -505,7 +593,7 @@ int blob_pagelist(struct blob_disk *b, CURL *e, char *errbuf)
 			ret = r.status == 403 ? -EACCES : -EIO;
 			break;
 		}
-		ret = blob_parse_pagelist(b, m.p ? m.p : "", &marker);
+		ret = blob_parse_pagelist(b, m.p ? m.p : "", m.len, &cap, &marker);
 	} while (!ret && marker);
 	free(marker);
 	free(url);

@@ -24,6 +24,13 @@ Modes (GET with "Range: bytes=A-B"):
                (N + 1 redirects in all)
   nolength     HEAD without Content-Length
   tohttp       (TLS listener only) 302 to the same path on the plain listener, as ok
+  pages        an Azure page blob (x-ms-blob-type: PageBlob): GET ?comp=pagelist
+               answers in two parts joined by a NextMarker that needs escaping,
+               pages at [0, 4 KiB) and [128 KiB, 192 KiB); ranged GETs as ok
+  pages-dtd    the page list carries a DOCTYPE
+  pages-noend  a PageRange without an End
+  pages-cut    the page list is cut off mid-element (not well-formed)
+  pages-other  the page list answer is another XML document (an Error)
 """
 import http.server
 import os
@@ -32,12 +39,29 @@ import socket
 import ssl
 import sys
 import threading
+import urllib.parse
 
 DATA = b""
 PLAIN_PORT = 0
 FLAKY = {}
 FLAKY_LOCK = threading.Lock()
 STOP = threading.Event()
+
+MARKER = "m 2&x"  # the continuation token of the "pages" list: must be escaped
+PAGELIST = {
+    "pages": '<?xml version="1.0" encoding="utf-8"?><PageList>'
+             "<PageRange><Start>0</Start><End>4095</End></PageRange>"
+             "<ClearRange><Start>4096</Start><End>8191</End></ClearRange>"
+             "<NextMarker>m 2&amp;x</NextMarker></PageList>",
+    "pages+2": "<PageList>\n  <PageRange>\n    <Start>131072</Start>\n"
+               "    <End>196607</End>\n  </PageRange>\n  <NextMarker />\n</PageList>\n",
+    "pages-dtd": '<?xml version="1.0"?><!DOCTYPE PageList [<!ENTITY a "0">]>'
+                 "<PageList><PageRange><Start>&a;</Start><End>511</End></PageRange>"
+                 "</PageList>",
+    "pages-noend": "<PageList><PageRange><Start>0</Start></PageRange></PageList>",
+    "pages-cut": "<PageList><PageRange><Start>0</Start><End>511</E",
+    "pages-other": "<Error><Code>Nope</Code></Error>",
+}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -82,10 +106,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.end_headers()
             return
-        self.send(200, headers=[("Accept-Ranges", "bytes")], length=len(DATA))
+        headers = [("Accept-Ranges", "bytes")]
+        if mode.startswith("pages"):
+            headers.append(("x-ms-blob-type", "PageBlob"))
+        self.send(200, headers=headers, length=len(DATA))
+
+    def pagelist(self, mode, query):
+        if mode == "pages" and query.get("marker") == [MARKER]:
+            mode = "pages+2"
+        elif "marker" in query:
+            return self.send(400, b"unknown marker\n")
+        self.send(200, PAGELIST[mode].encode(), [("Content-Type", "application/xml")])
 
     def do_GET(self):
         mode, rest = self.split()
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if mode.startswith("pages") and query.get("comp") == ["pagelist"]:
+            return self.pagelist(mode, query)
         if mode.startswith("redirect-"):
             return self.redirect(mode, rest)
         if mode == "hang":
