@@ -13,8 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-void dc__implicit_free(struct dc_disk *d);
-
 static atomic_uint_fast64_t disk_serial;
 
 /* --- Public disk API ---------------------------------------------------------- */

@@ -140,6 +140,8 @@ int dc__node_wrap(struct dc_disk *disk, const struct dc_plugin *p, void *inst,
 void dc__node_seal(struct dc_node *n);
 /* Close a node and its children (calls the plugin's close). */
 void dc__node_close(struct dc_node *n);
+/* Close the implicit per-thread queues of the blocking calls (req.c). */
+void dc__implicit_free(struct dc_disk *d);
 /* Dispatch a request to the plugin of its node, honouring ops/passthrough. */
 void dc__dispatch(struct dc_ireq *r);
 uint64_t dc__node_live_count(struct dc_node *n);
