@@ -8,7 +8,8 @@
 #    ranges without pages are never fetched (counted in the emulator's log);
 #  - a fixed VHD stored as a page blob through blob:vhd1: (disk id, contents);
 #  - a block blob through blob:flat:;
-#  - a tampered SAS and a wrong key: a clear 403, and no signature in the message.
+#  - a tampered SAS and a wrong key: a clear 403, and no signature in the message;
+#  - a writable open (diskctl info without --ro): refused as OpenVMM refuses it.
 # Exits 77 when Azurite is not installed and cannot be installed.
 #
 # Azurite is looked up on PATH, then in $DISKCORE_AZURITE_DIR (default
@@ -88,8 +89,9 @@ copy() {
 	cmp "$tmp/out.raw" "$3" || fail "$1 does not read as $3"
 }
 
-# info SPEC: diskctl info, its output in $tmp/info.
-info() { "$diskctl" info "$1" >"$tmp/info" 2>&1 || { cat "$tmp/info" >&2; fail "diskctl info $1"; }; }
+# info SPEC: diskctl info --ro (blob disks open read-only only), its output in
+# $tmp/info.
+info() { "$diskctl" info --ro "$1" >"$tmp/info" 2>&1 || { cat "$tmp/info" >&2; fail "diskctl info $1"; }; }
 has() { grep -q -- "$1" "$tmp/info" || { cat "$tmp/info" >&2; fail "info lacks '$1'"; }; }
 
 # 1. Page blob through the account SAS: type, page ranges, contents.
@@ -139,7 +141,7 @@ ok "block blob reads match"
 sig=$(printf '%s' "$sas" | sed -n 's/.*sig=\([^&]*\).*/\1/p')
 bad=$(printf '%s' "$sas" | sed 's/sig=./sig=A/')
 [ "$bad" != "$sas" ] || bad=$(printf '%s' "$sas" | sed 's/sig=./sig=B/')
-if "$diskctl" info "blob:flat:$base/page.img?$bad" >"$tmp/info" 2>&1; then
+if "$diskctl" info --ro "blob:flat:$base/page.img?$bad" >"$tmp/info" 2>&1; then
 	fail "a tampered SAS opened"
 fi
 has "HTTP 403"
@@ -149,17 +151,24 @@ case "$msg" in *"${sig:1}"* | *sig=*) fail "the blob message shows the signature
 ok "tampered SAS: clear 403 error ($(grep -o 'HTTP 403[^:]*' "$tmp/info" | head -1))"
 
 wrong=devstoreaccount1:$(printf 'x%.0s' $(seq 1 64) | base64 -w0)
-if DISKCORE_AZURE_KEY=$wrong "$diskctl" info "blob:flat:$base/page.img" >"$tmp/info" 2>&1; then
+if DISKCORE_AZURE_KEY=$wrong "$diskctl" info --ro "blob:flat:$base/page.img" >"$tmp/info" 2>&1; then
 	fail "a wrong shared key opened"
 fi
 has "HTTP 403"
 ok "wrong shared key: clear 403 error"
 
 # 6. No credentials at all on a private container.
-if "$diskctl" info "blob:flat:$base/page.img" >"$tmp/info" 2>&1; then
+if "$diskctl" info --ro "blob:flat:$base/page.img" >"$tmp/info" 2>&1; then
 	fail "a private blob opened without credentials"
 fi
 grep -Eq "HTTP (401|403|404)" "$tmp/info" || { cat "$tmp/info" >&2; fail "no status in the message"; }
 ok "no credentials: refused with a status"
+
+# 7. A writable open fails before any request, saying to open read-only.
+if "$diskctl" info "blob:flat:$base/page.img?$sas" >"$tmp/info" 2>&1; then
+	fail "a blob opened writable"
+fi
+has "writable blob disks not supported: open it read-only"
+ok "writable open refused: $(grep -o 'writable blob disks not supported' "$tmp/info")"
 
 echo "$pass passed, 0 failed"

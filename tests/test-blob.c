@@ -50,10 +50,13 @@ static char *tb_cert;
 
 /* --- Helpers ------------------------------------------------------------------ */
 
-/* h_open_fails(0, 0, want, spec): and the message never shows the query. */
+/* blob: disks open read-only only (§2.4: the resolver refuses writable ones). */
+#define TB_RO DC_OPEN_READ_ONLY
+
+/* h_open_fails(TB_RO, 0, want, spec): and the message never shows the query. */
 #define tb_open_fails(want, ...)                                        \
 	do {                                                            \
-		h_open_fails(0, 0, want, __VA_ARGS__);                  \
+		h_open_fails(TB_RO, 0, want, __VA_ARGS__);              \
 		ck_assert_msg(!strstr(dc_last_error(), "SECRET"),       \
 			      "the message shows the query string: %s", \
 			      dc_last_error());                         \
@@ -333,7 +336,7 @@ static int tb_start_badserver(void)
 START_TEST(blob_flat_content)
 {
 	char *url = tb_url("flat.img");
-	dc_disk *d = h_openf(0, "blob:flat:%s;split=64K", url);
+	dc_disk *d = h_openf(TB_RO, "blob:flat:%s;split=64K", url);
 	struct dc_info info;
 
 	dc_get_info(d, &info);
@@ -359,7 +362,8 @@ END_TEST
 /* A partial last sector is not part of the disk (§2.4). */
 START_TEST(blob_flat_partial_tail)
 {
-	dc_disk *d = h_openf(0, "blob:flat:http://127.0.0.1:%d/tail.img", tb_nginx_port);
+	dc_disk *d =
+		h_openf(TB_RO, "blob:flat:http://127.0.0.1:%d/tail.img", tb_nginx_port);
 	uint8_t buf[1024];
 
 	ck_assert_uint_eq(dc_sector_count(d), TAIL_SIZE / 512);
@@ -371,7 +375,8 @@ END_TEST
 
 START_TEST(blob_vhd1_content_and_id)
 {
-	dc_disk *d = h_openf(0, "blob:vhd1:http://127.0.0.1:%d/disk.vhd", tb_nginx_port);
+	dc_disk *d =
+		h_openf(TB_RO, "blob:vhd1:http://127.0.0.1:%d/disk.vhd", tb_nginx_port);
 	struct dc_info info;
 
 	dc_get_info(d, &info);
@@ -389,7 +394,8 @@ END_TEST
  * the disk, not the blob, which is 512 bytes longer. */
 START_TEST(read_past_end_does_not_return_footer)
 {
-	dc_disk *d = h_openf(0, "blob:vhd1:http://127.0.0.1:%d/disk.vhd", tb_nginx_port);
+	dc_disk *d =
+		h_openf(TB_RO, "blob:vhd1:http://127.0.0.1:%d/disk.vhd", tb_nginx_port);
 	uint64_t n = dc_sector_count(d);
 	uint8_t *buf = h_alloc(1024);
 
@@ -422,7 +428,8 @@ END_TEST
 /* The vhd1 file plugin and blob:vhd1 agree on the same image. */
 START_TEST(blob_vhd1_matches_file_plugin)
 {
-	dc_disk *b = h_openf(0, "blob:vhd1:http://127.0.0.1:%d/disk.vhd", tb_nginx_port),
+	dc_disk *b = h_openf(TB_RO, "blob:vhd1:http://127.0.0.1:%d/disk.vhd",
+			     tb_nginx_port),
 		*f = h_openf(DC_OPEN_READ_ONLY, "vhd1:%s", tb_vhd);
 	struct dc_info bi, fi;
 	uint8_t *x = h_alloc(64 * KIB), *y = h_alloc(64 * KIB);
@@ -460,7 +467,7 @@ START_TEST(blob_memdiff_writable)
 	ck_assert_int_eq(dc_read(d, 16, r, 4096), 0);
 	ck_assert(memcmp(w, r, 4096) == 0);
 	tb_expect_file(d, 0, 8192, tb_flat, 0);
-	b = h_open(bspec, 0);
+	b = h_open(bspec, TB_RO);
 	ck_assert_int_eq(dc_write(b, 16, w, 4096, 0), DC_E_READ_ONLY);
 	tb_expect_file(b, 16, 4096, tb_flat, 16 * 512);
 	dc_close(b);
@@ -468,6 +475,26 @@ START_TEST(blob_memdiff_writable)
 	free(w);
 	free(r);
 	free(spec);
+}
+END_TEST
+
+/* A writable open fails, as OpenVMM's resolver does (§2.4), saying what to do;
+ * layers and decorators above a blob pass the same rule down. */
+START_TEST(blob_writable_open_fails)
+{
+	static const char *const specs[] = { "blob:flat:%s", "delay:0:blob:flat:%s",
+					     "striped:[blob:flat:%s]" };
+	char *url = tb_url("flat.img");
+
+	for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+		char *spec = h_fmt(specs[i], url);
+
+		h_open_fails(0, -EROFS, "writable blob disks not supported", "%s", spec);
+		h_open_fails(0, -EROFS, "open it read-only", "%s", spec);
+		dc_close(h_open(spec, TB_RO));
+		free(spec);
+	}
+	free(url);
 }
 END_TEST
 
@@ -490,7 +517,8 @@ static void tb_submit_slot(dc_queue *q, struct iovec *iov, uint64_t *where, unsi
 
 START_TEST(blob_queue_depth_32)
 {
-	dc_disk *d = h_openf(0, "blob:flat:http://127.0.0.1:%d/flat.img;connections=8",
+	dc_disk *d = h_openf(TB_RO,
+			     "blob:flat:http://127.0.0.1:%d/flat.img;connections=8",
 			     tb_nginx_port);
 	size_t flen;
 	uint8_t *file = h_read_file(tb_flat, &flen);
@@ -538,7 +566,8 @@ END_TEST
 START_TEST(blob_query_is_never_shown)
 {
 	char *url = tb_url("flat.img");
-	dc_disk *d = h_openf(0, "blob:flat:http://127.0.0.1:%d/flat.img?sv=1&sig=SECRET",
+	dc_disk *d = h_openf(TB_RO,
+			     "blob:flat:http://127.0.0.1:%d/flat.img?sv=1&sig=SECRET",
 			     tb_nginx_port);
 
 	ck_assert_str_eq(tb_describe(d, "url"), url);
@@ -565,7 +594,7 @@ START_TEST(blob_changed_after_open_fails)
 
 	h_fill(buf, 64 * KIB, 5);
 	h_write_file(path, buf, 64 * KIB, 0644);
-	d = h_openf(0, "blob:flat:http://127.0.0.1:%d/changing.img;retries=0",
+	d = h_openf(TB_RO, "blob:flat:http://127.0.0.1:%d/changing.img;retries=0",
 		    tb_nginx_port);
 	ck_assert_int_eq(dc_read(d, 0, buf, 4096), 0);
 	h_fill(buf, 64 * KIB, 6);
@@ -613,7 +642,8 @@ static unsigned long long tb_requests(dc_disk *d)
  * right data, and the windows stop at the disk's end (never the VHD footer). */
 START_TEST(blob_readahead_sequential)
 {
-	dc_disk *d = h_openf(0, "blob:vhd1:http://127.0.0.1:%d/disk.vhd;readahead=64K",
+	dc_disk *d = h_openf(TB_RO,
+			     "blob:vhd1:http://127.0.0.1:%d/disk.vhd;readahead=64K",
 			     tb_nginx_port);
 	size_t flen;
 	uint8_t *file = h_read_file(tb_vhd, &flen), *buf = h_alloc(4096);
@@ -637,7 +667,8 @@ END_TEST
 /* Random reads do not start windows: one request each. */
 START_TEST(blob_readahead_random_reads_direct)
 {
-	dc_disk *d = h_openf(0, "blob:flat:http://127.0.0.1:%d/flat.img;readahead=64K",
+	dc_disk *d = h_openf(TB_RO,
+			     "blob:flat:http://127.0.0.1:%d/flat.img;readahead=64K",
 			     tb_nginx_port);
 	unsigned seed = 7;
 
@@ -654,7 +685,8 @@ END_TEST
 /* Sequential reads 16 deep: waiters on a loading window get their own bytes. */
 START_TEST(blob_readahead_queue)
 {
-	dc_disk *d = h_openf(0, "blob:flat:http://127.0.0.1:%d/flat.img;readahead=128K",
+	dc_disk *d = h_openf(TB_RO,
+			     "blob:flat:http://127.0.0.1:%d/flat.img;readahead=128K",
 			     tb_nginx_port);
 	size_t flen;
 	uint8_t *file = h_read_file(tb_flat, &flen);
@@ -710,9 +742,9 @@ START_TEST(misbehaving_server_never_reports_success)
 {
 	const struct tb_bad_case *bc = &tb_bad_cases[_i];
 	char *where = h_fmt("http://127.0.0.1:%d/%s/x.img", tb_bad_port, bc->mode);
-	dc_disk *d =
-		h_openf(0, "blob:flat:http://127.0.0.1:%d/%s/x.img?sig=SECRET;retries=1",
-			tb_bad_port, bc->mode);
+	dc_disk *d = h_openf(
+		TB_RO, "blob:flat:http://127.0.0.1:%d/%s/x.img?sig=SECRET;retries=1",
+		tb_bad_port, bc->mode);
 	uint8_t *buf = h_alloc(8 * KIB);
 	const char *msg;
 	int r;
@@ -739,7 +771,7 @@ END_TEST
 START_TEST(readahead_window_errors_fail_waiters)
 {
 	dc_disk *d = h_openf(
-		0, "blob:flat:http://127.0.0.1:%d/416/x.img;readahead=64K;retries=0",
+		TB_RO, "blob:flat:http://127.0.0.1:%d/416/x.img;readahead=64K;retries=0",
 		tb_bad_port);
 	uint8_t buf[4096];
 
@@ -753,7 +785,7 @@ END_TEST
 START_TEST(never_answers_times_out)
 {
 	dc_disk *d = h_openf(
-		0, "blob:flat:http://127.0.0.1:%d/hang/x.img;timeout=300;retries=1",
+		TB_RO, "blob:flat:http://127.0.0.1:%d/hang/x.img;timeout=300;retries=1",
 		tb_bad_port);
 	uint8_t buf[4096];
 	uint64_t t0 = h_now_ms(), ms;
@@ -774,7 +806,7 @@ END_TEST
 
 START_TEST(unavailable_twice_then_succeeds)
 {
-	dc_disk *d = h_openf(0, "blob:flat:http://127.0.0.1:%d/flaky-%d/x.img",
+	dc_disk *d = h_openf(TB_RO, "blob:flat:http://127.0.0.1:%d/flaky-%d/x.img",
 			     tb_bad_port, (int)getpid());
 
 	tb_expect_file(d, 8, 8 * KIB, tb_flat, 8 * 512);
@@ -782,7 +814,7 @@ START_TEST(unavailable_twice_then_succeeds)
 		      tb_describe(d, "stats"));
 	dc_close(d);
 	/* With one retry allowed, the second 503 is the answer. */
-	d = h_openf(0, "blob:flat:http://127.0.0.1:%d/flaky-%d-b/x.img;retries=1",
+	d = h_openf(TB_RO, "blob:flat:http://127.0.0.1:%d/flaky-%d-b/x.img;retries=1",
 		    tb_bad_port, (int)getpid());
 	uint8_t buf[512];
 	ck_assert_int_eq(dc_read(d, 0, buf, sizeof(buf)), DC_E_IO);
@@ -795,8 +827,8 @@ START_TEST(redirects_are_followed_and_bounded)
 {
 	/* redirect-N redirects N + 1 times: 5 are allowed, 6 are too many. */
 	char *final = h_fmt("http://127.0.0.1:%d/ok/x.img", tb_bad_port);
-	dc_disk *d =
-		h_openf(0, "blob:flat:http://127.0.0.1:%d/redirect-4/x.img", tb_bad_port);
+	dc_disk *d = h_openf(TB_RO, "blob:flat:http://127.0.0.1:%d/redirect-4/x.img",
+			     tb_bad_port);
 
 	/* The final URL serves the reads (redirect-N would answer 302 to a GET). */
 	ck_assert_str_eq(tb_describe(d, "url"), final);
@@ -819,7 +851,7 @@ START_TEST(tls_is_verified)
 {
 	char *ok = h_fmt("blob:flat:https://127.0.0.1:%d/ok/x.img;cafile=%s", tb_tls_port,
 			 tb_cert);
-	dc_disk *d = h_open(ok, 0);
+	dc_disk *d = h_open(ok, TB_RO);
 
 	tb_expect_file(d, 0, 64 * KIB, tb_flat, 0);
 	dc_close(d);
@@ -926,6 +958,7 @@ int main(void)
 {
 	Suite *s = suite_create("blob");
 	TCase *tn = tcase_create("nginx"), *tb = tcase_create("badserver");
+	const struct conformance_opts ro = { .open_flags = TB_RO };
 	int nginx, bad;
 	char *url;
 
@@ -951,13 +984,13 @@ int main(void)
 	if (nginx) {
 		url = tb_url("flat.img");
 		char *t = h_fmt("blob:flat:%s", url);
-		conformance_add(s, "blob-flat", t);
+		conformance_add_opts(s, "blob-flat", t, &ro);
 		free(t);
 		t = h_fmt("blob:vhd1:http://127.0.0.1:%d/disk.vhd", tb_nginx_port);
-		conformance_add(s, "blob-vhd1", t);
+		conformance_add_opts(s, "blob-vhd1", t, &ro);
 		free(t);
 		t = h_fmt("blob:flat:%s;readahead=64K;split=64K", url);
-		conformance_add(s, "blob-flat-readahead", t);
+		conformance_add_opts(s, "blob-flat-readahead", t, &ro);
 		free(t);
 		t = h_fmt("memdiff:blob:flat:%s", url);
 		conformance_add(s, "memdiff-blob", t);
@@ -970,6 +1003,7 @@ int main(void)
 		tcase_add_test(tn, blob_vhd1_bad_footers);
 		tcase_add_test(tn, blob_vhd1_matches_file_plugin);
 		tcase_add_test(tn, blob_memdiff_writable);
+		tcase_add_test(tn, blob_writable_open_fails);
 		tcase_add_test(tn, blob_queue_depth_32);
 		tcase_add_test(tn, blob_query_is_never_shown);
 		tcase_add_test(tn, blob_changed_after_open_fails);

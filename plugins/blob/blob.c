@@ -5,7 +5,8 @@
  *	blob:flat:URL[;opt...]	the blob is the disk (a partial last sector is dropped)
  *	blob:vhd1:URL[;opt...]	the blob is a fixed VHD; its footer is checked and hidden
  *
- * Open: HEAD the URL (Content-Length required; at most 5 redirects, never from
+ * Open: read-only only (a writable open fails, as OpenVMM's resolver does). HEAD
+ * the URL (Content-Length required; at most 5 redirects, never from
  * https to http; the final URL serves the reads). Azure (";azure", a host under
  * .blob.core.windows.net, or the emulator's path style): x-ms-version on every
  * request, the blob type from x-ms-blob-type, and for a page blob the page range
@@ -474,6 +475,12 @@ static int blob_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	struct blob_disk *b;
 	int ret;
 
+	/* OpenVMM's resolver refuses these with this message (reference §2.4);
+	 * falling back to read-only would hide the caller's mistake. */
+	if (!a->read_only)
+		return dc_fail(-EROFS,
+			       "writable blob disks not supported: open it read-only, "
+			       "or put a writable layer above it (memdiff:blob:...)");
 	pthread_once(&blob_curl_once, blob_curl_init);
 	if (blob_curl_init_rc != CURLE_OK)
 		return dc_fail(-EIO, "cannot initialise libcurl: %s",
@@ -615,8 +622,9 @@ DC_PLUGIN(blob_plugin) = {
 	.usage = "blob:flat:URL serves the blob as a raw disk; blob:vhd1:URL serves a "
 		 "fixed VHD, hiding its footer and taking the disk id from it.\n"
 		 "Reads are Range GETs: only a 206 with the exact Content-Range counts; "
-		 "5xx and connection failures are retried. The disk is read-only: put a "
-		 "layer on top to write (memdiff:blob:flat:URL).\n"
+		 "5xx and connection failures are retried. The disk must be opened "
+		 "read-only (a writable open fails, as in OpenVMM); put a layer on top "
+		 "to write (memdiff:blob:flat:URL).\n"
 		 "Azure: SAS URLs work as they are; Shared Key auth with ;sharedkey=FILE "
 		 "or DISKCORE_AZURE_KEY=ACCOUNT:BASE64KEY. TLS peers are always verified.",
 	.forms = blob_forms,
