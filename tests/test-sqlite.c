@@ -688,7 +688,7 @@ START_TEST(spec_sql)
 {
 	char *db = h_tmppath(".sqlite");
 	char *create = h_fmt("sql:%s;create=2G", db);
-	char *direct = h_fmt("sql:%s;direct", db);
+	char *direct = h_fmt("sql:%s;direct", db), *ro;
 	dc_disk *d;
 
 	h_open_fails(0, 0, "direct", "%s", direct);
@@ -707,9 +707,10 @@ START_TEST(spec_sql)
 	ck_assert_uint_eq(dc_sector_count(d), UINT64_C(2) << 30 >> 9);
 	dc_close(d);
 	/* A read-only disk (under memdiff:, say) never creates one. */
-	h_open_fails(DC_OPEN_READ_ONLY, -ENOENT, "never creates", "sql:%s.ro;create=1M",
-		     db);
-	ck_assert_int_ne(access(h_fmt("%s.ro", db), F_OK), 0);
+	ro = h_fmt("%s.ro", db);
+	h_open_fails(DC_OPEN_READ_ONLY, -ENOENT, "never creates", "sql:%s;create=1M", ro);
+	ck_assert_int_ne(access(ro, F_OK), 0);
+	free(ro);
 	sqt_integrity(db);
 	free(direct);
 	free(create);
