@@ -111,6 +111,12 @@ static void tb_expect_file(dc_disk *d, uint64_t sector, size_t len, const char *
 	free(want);
 }
 
+/* The "N requests" figure of describe()'s stats. */
+static unsigned long long tb_requests(dc_disk *d)
+{
+	return strtoull(tb_describe(d, "stats"), NULL, 10);
+}
+
 static char *tb_url(const char *name)
 {
 	return h_fmt("http://127.0.0.1:%d/%s", tb_nginx_port, name);
@@ -221,11 +227,13 @@ static bool tb_try_nginx(const char *prog)
 		     "    listen 127.0.0.1:%d;\n"
 		     "    root %s;\n"
 		     "    location / { }\n"
+		     /* A server without range support: 200 and the whole file. */
+		     "    location /norange/ { max_ranges 0; alias %s/; }\n"
 		     "  }\n"
 		     "}\n",
 		     geteuid() == 0 ? "user root;\n" : "", h_tmpdir(), h_tmpdir(),
 		     h_tmpdir(), h_tmpdir(), h_tmpdir(), h_tmpdir(), h_tmpdir(),
-		     tb_nginx_port, tb_root);
+		     tb_nginx_port, tb_root, tb_root);
 	h_write_file(conf, text, strlen(text), 0644);
 	free(text);
 	tb_nginx_pid = tb_spawn(argv, NULL);
@@ -611,6 +619,32 @@ START_TEST(blob_changed_after_open_fails)
 }
 END_TEST
 
+/* nginx with max_ranges 0 answers every ranged GET with 200 and the whole
+ * file. A flat blob is kept from its first read; a VHD from the footer read at
+ * open, so its reads make no request at all. */
+START_TEST(nginx_without_ranges)
+{
+	dc_disk *d = h_openf(TB_RO,
+			     "blob:flat:http://127.0.0.1:%d/norange/flat.img;split=64K;"
+			     "readahead=64K",
+			     tb_nginx_port);
+
+	tb_expect_file(d, 3, 4096, tb_flat, 3 * 512);
+	tb_expect_file(d, 0, FLAT_SIZE, tb_flat, 0);
+	ck_assert_msg(tb_requests(d) == 1, "stats: %s", tb_describe(d, "stats"));
+	ck_assert_msg(strstr(tb_describe(d, "ranges"), "held in memory"), "ranges: %s",
+		      tb_describe(d, "ranges"));
+	dc_close(d);
+	d = h_openf(TB_RO, "blob:vhd1:http://127.0.0.1:%d/norange/disk.vhd",
+		    tb_nginx_port);
+	ck_assert_msg(strstr(tb_describe(d, "ranges"), "held in memory"), "ranges: %s",
+		      tb_describe(d, "ranges"));
+	tb_expect_file(d, 0, VHD_DATA, tb_vhd, 0);
+	ck_assert_msg(tb_requests(d) == 0, "stats: %s", tb_describe(d, "stats"));
+	dc_close(d);
+}
+END_TEST
+
 START_TEST(blob_bad_specs)
 {
 	tb_open_fails("expected blob:flat:URL", "blob:raw:http://127.0.0.1:1/x.img");
@@ -631,12 +665,6 @@ START_TEST(blob_bad_specs)
 	tb_open_fails("connect", "blob:flat:http://127.0.0.1:1/x.img;retries=0");
 }
 END_TEST
-
-/* The "N requests" figure of describe()'s stats. */
-static unsigned long long tb_requests(dc_disk *d)
-{
-	return strtoull(tb_describe(d, "stats"), NULL, 10);
-}
 
 /* Sequential 4 KiB reads are served from read-ahead windows: few requests, the
  * right data, and the windows stop at the disk's end (never the VHD footer). */
@@ -733,8 +761,13 @@ struct tb_bad_case {
 };
 
 static const struct tb_bad_case tb_bad_cases[] = {
-	{ "short", "short body" }, { "long", "more than" }, { "badrange", "asked for" },
-	{ "norange", "HTTP 200" }, { "416", "HTTP 416" },   { "close", "partial" },
+	{ "short", "short body" },
+	{ "long", "more than" },
+	{ "badrange", "asked for" },
+	{ "416", "HTTP 416" },
+	{ "close", "partial" },
+	/* A 200 is taken as the whole blob only when it is all of it. */
+	{ "norange-short", "HTTP 200 with 1048064 bytes, but the blob is 1048576" },
 };
 
 /* §7.2 misbehaving_server_never_reports_success, one mode per loop index. */
@@ -865,6 +898,54 @@ START_TEST(tls_is_verified)
 }
 END_TEST
 
+/* A server that ignores Range (200 and the whole blob; noaccept also says
+ * Accept-Ranges: none): reads take their bytes out of the whole body, and the
+ * first whole body is kept, so later reads make no request. */
+START_TEST(server_without_ranges_is_read_whole)
+{
+	const char *mode = _i ? "noaccept" : "norange";
+	dc_disk *d = h_openf(TB_RO, "blob:flat:http://127.0.0.1:%d/%s/x.img;split=64K",
+			     tb_bad_port, mode);
+
+	/* Accept-Ranges: none is known from HEAD; a 200 only once it comes. */
+	ck_assert_str_eq(tb_describe(d, "ranges"),
+			 _i ? "not supported by the server: reads take their bytes out "
+			      "of the whole blob (1048576 bytes), not held yet" :
+			      "");
+	tb_expect_file(d, 8, 8 * KIB, tb_flat, 8 * 512);
+	ck_assert_msg(strstr(tb_describe(d, "ranges"), "held in memory"),
+		      "%s: ranges: %s", mode, tb_describe(d, "ranges"));
+	tb_expect_file(d, 0, FLAT_SIZE, tb_flat, 0);
+	tb_expect_file(d, FLAT_SIZE / 512 - 1, 512, tb_flat, FLAT_SIZE - 512);
+	ck_assert_msg(tb_requests(d) == 1, "%s: stats: %s", mode,
+		      tb_describe(d, "stats"));
+	dc_close(d);
+}
+END_TEST
+
+/* Over BLOB_WHOLE_MAX a server without ranges cannot be used: said at open when
+ * HEAD tells (Accept-Ranges: none), else at the first read. */
+START_TEST(no_ranges_over_limit_fails_clearly)
+{
+	uint8_t buf[4096];
+	dc_disk *d;
+
+	h_open_fails(TB_RO, -EOPNOTSUPP,
+		     "does not support range requests (Accept-Ranges: none)",
+		     "blob:flat:http://127.0.0.1:%d/bignoaccept/x.img", tb_bad_port);
+	h_open_fails(TB_RO, -EOPNOTSUPP, "more than the 64 MiB that are read whole",
+		     "blob:flat:http://127.0.0.1:%d/bignoaccept/x.img", tb_bad_port);
+	d = h_openf(TB_RO, "blob:flat:http://127.0.0.1:%d/bignorange/x.img;retries=0",
+		    tb_bad_port);
+	ck_assert_int_eq(dc_read(d, 0, buf, sizeof(buf)), DC_E_IO);
+	tb_expect_last_error(d,
+			     "the server does not support range requests (it answered "
+			     "200 with the whole blob), and the blob is 67109376 bytes: "
+			     "more than the 64 MiB that are read whole");
+	dc_close(d);
+}
+END_TEST
+
 /* Azure page lists, parsed as XML: two parts joined by a NextMarker that must
  * be escaped in the next request; only the listed pages are fetched, the rest
  * reads as zeroes. */
@@ -992,6 +1073,10 @@ int main(void)
 		t = h_fmt("blob:flat:%s;readahead=64K;split=64K", url);
 		conformance_add_opts(s, "blob-flat-readahead", t, &ro);
 		free(t);
+		t = h_fmt("blob:vhd1:http://127.0.0.1:%d/norange/disk.vhd",
+			  tb_nginx_port);
+		conformance_add_opts(s, "blob-vhd1-norange", t, &ro);
+		free(t);
 		t = h_fmt("memdiff:blob:flat:%s", url);
 		conformance_add(s, "memdiff-blob", t);
 		free(t);
@@ -1008,6 +1093,7 @@ int main(void)
 		tcase_add_test(tn, blob_query_is_never_shown);
 		tcase_add_test(tn, blob_changed_after_open_fails);
 		tcase_add_test(tn, blob_bad_specs);
+		tcase_add_test(tn, nginx_without_ranges);
 		tcase_add_test(tn, blob_readahead_sequential);
 		tcase_add_test(tn, blob_readahead_random_reads_direct);
 		tcase_add_test(tn, blob_readahead_queue);
@@ -1024,6 +1110,8 @@ int main(void)
 		tcase_add_test(tb, unavailable_twice_then_succeeds);
 		tcase_add_test(tb, redirects_are_followed_and_bounded);
 		tcase_add_test(tb, head_without_length_fails);
+		tcase_add_loop_test(tb, server_without_ranges_is_read_whole, 0, 2);
+		tcase_add_test(tb, no_ranges_over_limit_fails_clearly);
 		tcase_add_test(tb, azure_page_list_is_parsed);
 		tcase_add_test(tb, azure_bad_page_lists_fail);
 		if (tb_cert)

@@ -18,11 +18,13 @@
  * loop on a thread of the instance, with a pool of reused connections. Each
  * read becomes one or more Range GETs (a large read is split into parallel
  * ranges); concurrent reads run as concurrent requests, at most `connections`
- * at a time. Only a 206 whose Content-Range names exactly the
- * bytes asked for, with exactly that many bytes of body, is success: a 200 (the
- * whole blob), a 416, a short or long body, a dropped connection are all errors
- * naming the status and the URL without its query (which may hold a SAS
- * signature). 5xx answers, 429 and connection failures are retried with
+ * at a time. A 206 must name exactly the bytes asked for in its Content-Range
+ * and carry exactly that many; a 416, a short or long body, a dropped
+ * connection are errors naming the status and the URL without its query
+ * (which may hold a SAS signature). A 200 is a server without range support:
+ * its body must be the whole blob, and up to BLOB_WHOLE_MAX the read takes its
+ * bytes out of it; the instance then stops splitting reads and keeps the first
+ * whole body in memory for every later read. 5xx answers, 429 and connection failures are retried with
  * exponential backoff and jitter, a bounded number of times; every request has a
  * timeout. When the server gave a strong ETag, reads carry If-Match, so a blob
  * that changed after open fails reads instead of mixing two versions (page
@@ -65,12 +67,12 @@ static size_t blob_page_find(const struct blob_disk *b, uint64_t off)
 	return lo;
 }
 
-/* Emit the pieces of [off, off+len): split at b->split. */
-static size_t blob_plan_seg(const struct blob_disk *b, uint64_t off, uint64_t len,
+/* Emit the pieces of [off, off+len): split at `split` bytes. */
+static size_t blob_plan_seg(uint64_t split, uint64_t off, uint64_t len,
 			    struct blob_xfer *out, size_t n, size_t cap, uint64_t base)
 {
 	while (len) {
-		uint64_t l = len < b->split ? len : b->split;
+		uint64_t l = len < split ? len : split;
 
 		if (out && n < cap) {
 			out[n].off = off;
@@ -84,17 +86,18 @@ static size_t blob_plan_seg(const struct blob_disk *b, uint64_t off, uint64_t le
 	return n;
 }
 
-/* The Range GETs a read of [off, off+len) needs; fills out[0..cap) and, for a
- * page blob when zero is set, zeroes the parts of buf that no page covers.
- * Returns how many pieces there are. */
+/* The Range GETs a read of [off, off+len) needs, at most `split` bytes each;
+ * fills out[0..cap) and, for a page blob when zero is set, zeroes the parts of
+ * buf that no page covers. Returns how many pieces there are. */
 static size_t blob_plan(const struct blob_disk *b, uint64_t off, uint64_t len,
-			struct blob_xfer *out, size_t cap, const struct dc_buf *zero)
+			uint64_t split, struct blob_xfer *out, size_t cap,
+			const struct dc_buf *zero)
 {
 	uint64_t end = off + len, pos = off;
 	size_t n = 0;
 
 	if (!b->page_blob)
-		return blob_plan_seg(b, off, len, out, 0, cap, off);
+		return blob_plan_seg(split, off, len, out, 0, cap, off);
 	for (size_t i = blob_page_find(b, off);
 	     i < b->npages && b->pages[i].start < end;) {
 		uint64_t s = b->pages[i].start > off ? b->pages[i].start : off;
@@ -108,7 +111,7 @@ static size_t blob_plan(const struct blob_disk *b, uint64_t off, uint64_t len,
 			e = end;
 		if (zero && s > pos)
 			dc_buf_zero(zero, (size_t)(pos - off), (size_t)(s - pos));
-		n = blob_plan_seg(b, s, e - s, out, n, cap, off);
+		n = blob_plan_seg(split, s, e - s, out, n, cap, off);
 		pos = e;
 	}
 	if (zero && pos < end)
@@ -120,6 +123,11 @@ static void blob_read(struct blob_disk *b, struct dc_req *req)
 {
 	struct blob_rctx *rc = req->ctx;
 	uint64_t off = req->sector * BLOB_SECTOR, len = req->buf.len;
+	uint8_t *whole = atomic_load_explicit(&b->whole, memory_order_acquire);
+	/* Read once: both plans below must agree. Without range support every
+	 * piece fetches the whole blob, so a read is one piece. */
+	bool no_ranges = atomic_load(&b->no_ranges);
+	uint64_t split = no_ranges ? len : b->split;
 	struct blob_xfer *xs;
 	size_t n;
 
@@ -136,13 +144,18 @@ static void blob_read(struct blob_disk *b, struct dc_req *req)
 		dc_complete(req, 0);
 		return;
 	}
-	n = blob_plan(b, off, len, NULL, 0, NULL);
+	if (whole) {
+		dc_buf_copy_to(&req->buf, 0, whole + off, len);
+		dc_complete(req, 0);
+		return;
+	}
+	n = blob_plan(b, off, len, split, NULL, 0, NULL);
 	if (n == 0) {
 		dc_buf_zero(&req->buf, 0, req->buf.len);
 		dc_complete(req, 0);
 		return;
 	}
-	if (b->ra && len < b->ra && blob_ra_read(b, req, off, len))
+	if (b->ra && !no_ranges && len < b->ra && blob_ra_read(b, req, off, len))
 		return;
 	rc->req = req;
 	rc->extra = NULL;
@@ -160,7 +173,7 @@ static void blob_read(struct blob_disk *b, struct dc_req *req)
 	} else {
 		memset(xs, 0, sizeof(*xs));
 	}
-	blob_plan(b, off, len, xs, n, &req->buf);
+	blob_plan(b, off, len, split, xs, n, &req->buf);
 	for (size_t i = 0; i < n; i++) {
 		struct blob_xfer *x = &xs[i];
 
@@ -356,6 +369,7 @@ static void blob_close(void *inst)
 	pthread_mutex_destroy(&b->msg_lock);
 	pthread_mutex_destroy(&b->ra_lock);
 	blob_ra_free(b);
+	free(atomic_load(&b->whole));
 	explicit_bzero(b->sk, sizeof(b->sk));
 	free(b->pages);
 	free(b->url);
@@ -544,6 +558,14 @@ static void blob_describe(void *inst, dc_kv_fn kv, void *arg)
 		 b->retries, (unsigned long long)b->split);
 	kv(arg, "policy", v);
 	kv(arg, "if_match", b->etag[0] ? "yes" : "no (no strong ETag)");
+	if (atomic_load(&b->no_ranges)) {
+		snprintf(v, sizeof(v),
+			 "not supported by the server: reads take their bytes out of "
+			 "the whole blob (%llu bytes), %s",
+			 (unsigned long long)b->blob_size,
+			 atomic_load(&b->whole) ? "held in memory" : "not held yet");
+		kv(arg, "ranges", v);
+	}
 	if (b->ra) {
 		snprintf(v, sizeof(v), "%llu bytes x %u windows, %llu hits",
 			 (unsigned long long)b->ra, BLOB_RA_WINDOWS,
@@ -621,8 +643,10 @@ DC_PLUGIN(blob_plugin) = {
 	.summary = "read-only disk over HTTP(S) and Azure Blob storage (libcurl)",
 	.usage = "blob:flat:URL serves the blob as a raw disk; blob:vhd1:URL serves a "
 		 "fixed VHD, hiding its footer and taking the disk id from it.\n"
-		 "Reads are Range GETs: only a 206 with the exact Content-Range counts; "
-		 "5xx and connection failures are retried. The disk must be opened "
+		 "Reads are Range GETs: a 206 must carry exactly the bytes asked for; "
+		 "a server without range support (200 and the whole blob) works for "
+		 "blobs up to 64 MiB, held in memory. 5xx and connection failures are "
+		 "retried. The disk must be opened "
 		 "read-only (a writable open fails, as in OpenVMM); put a layer on top "
 		 "to write (memdiff:blob:flat:URL).\n"
 		 "Azure: SAS URLs work as they are; Shared Key auth with ;sharedkey=FILE "

@@ -46,6 +46,10 @@
  * zeroes from the service too, and one request costs more than 64 KiB. */
 #define BLOB_MERGE_GAP (64u << 10)
 #define BLOB_PAGELIST_MAX (64u << 20)
+/* A server without range support answers a ranged GET with 200 and the whole
+ * blob: up to this size the wanted bytes are taken out of it, and the first
+ * whole body read in full is kept to serve every later read. */
+#define BLOB_WHOLE_MAX (64u << 20)
 #define BLOB_AZURE_VERSION "2021-12-02"
 #define BLOB_USER_AGENT "diskcore-blob/0.1"
 #define BLOB_MSG 320
@@ -69,11 +73,13 @@ struct blob_resp {
 /* Why a read attempt failed, beyond libcurl's own code. */
 enum blob_fail {
 	BLOB_OK = 0,
-	BLOB_F_STATUS, /* not 206 */
-	BLOB_F_RANGE,  /* 206 without the Content-Range asked for */
-	BLOB_F_LONG,   /* more body than asked for */
-	BLOB_F_SHORT,  /* less body than asked for */
-	BLOB_F_CURL,   /* transport: see code */
+	BLOB_F_STATUS,	/* not 206 */
+	BLOB_F_RANGE,	/* 206 without the Content-Range asked for */
+	BLOB_F_LONG,	/* more body than asked for */
+	BLOB_F_SHORT,	/* less body than asked for */
+	BLOB_F_CURL,	/* transport: see code */
+	BLOB_F_WHOLE,	/* 200 whose Content-Length is not the blob's size */
+	BLOB_F_NORANGE, /* 200, and the blob is over BLOB_WHOLE_MAX */
 };
 
 struct blob_disk;
@@ -107,7 +113,10 @@ struct blob_xfer {
 	unsigned attempt;
 	enum blob_fail fail;
 	CURLcode code;
-	bool checked; /* status and Content-Range looked at */
+	bool checked;  /* status and Content-Range looked at */
+	bool whole;    /* the body is the whole blob (a 200) */
+	uint64_t pos;  /* whole: body bytes seen */
+	uint8_t *keep; /* whole: where the body is kept for b->whole, or NULL */
 	struct blob_conn *conn;
 	struct blob_resp resp;
 };
@@ -185,6 +194,14 @@ struct blob_disk {
 	struct blob_conn *idle;
 	unsigned active;
 	uint64_t rng;
+
+	/* A server that ignores ranges (BLOB_WHOLE_MAX): known from Accept-Ranges:
+	 * none or a 200 answer; then the blob in memory, once a whole body was
+	 * read. `filling` (one body at a time is kept) belongs to the thread that
+	 * runs transfers: the opener, then the I/O thread. */
+	atomic_bool no_ranges;
+	_Atomic(uint8_t *) whole;
+	bool filling;
 
 	/* Read-ahead (readahead=SIZE; 0: off), under ra_lock. */
 	uint64_t ra;

@@ -155,11 +155,13 @@ static int blob_head_check(const struct blob_resp *r, const char *disp)
 			       "HEAD %s: the response has %s Content-Length; the blob's "
 			       "size must be known",
 			       disp, r->content_length == -1 ? "no" : "an invalid");
-	if (r->no_ranges)
-		return dc_fail(-EPROTO,
-			       "HEAD %s: the server says Accept-Ranges: none; reads need "
-			       "Range requests",
-			       disp);
+	/* Without ranges a blob is read whole, which is bounded. */
+	if (r->no_ranges && (uint64_t)r->content_length > BLOB_WHOLE_MAX)
+		return dc_fail(-EOPNOTSUPP,
+			       "HEAD %s: the server does not support range requests "
+			       "(Accept-Ranges: none), and the blob is %lld bytes: more "
+			       "than the %u MiB that are read whole",
+			       disp, (long long)r->content_length, BLOB_WHOLE_MAX >> 20);
 	return 0;
 }
 
@@ -188,6 +190,7 @@ int blob_head(struct blob_disk *b, CURL *e, char *errbuf)
 		ret = blob_head_check(&r, disp);
 	if (!ret) {
 		b->blob_size = (uint64_t)r.content_length;
+		atomic_store(&b->no_ranges, r.no_ranges);
 		memcpy(b->blob_type, r.blob_type, sizeof(b->blob_type));
 		/* Only a strong ETag may be used with If-Match. */
 		if (r.etag[0] == '"')

@@ -406,17 +406,61 @@ void blob_conn_free(struct blob_conn *c)
 
 /* --- Range GETs --------------------------------------------------------------- */
 
-/* Status and Content-Range, once the headers are in. */
-static enum blob_fail blob_xfer_check_head(const struct blob_xfer *x)
+/* Status and Content-Range, once the headers are in. A 200 is the whole
+ * blob, taken when the blob is small enough (BLOB_WHOLE_MAX). */
+static enum blob_fail blob_xfer_check_head(struct blob_xfer *x)
 {
 	const struct blob_resp *r = &x->resp;
+	const struct blob_disk *b = x->b;
 
+	if (r->status == 200) {
+		if (r->content_length >= 0 && (uint64_t)r->content_length != b->blob_size)
+			return BLOB_F_WHOLE;
+		if (b->blob_size > BLOB_WHOLE_MAX)
+			return BLOB_F_NORANGE;
+		x->whole = true;
+		return BLOB_OK;
+	}
 	if (r->status != 206)
 		return BLOB_F_STATUS;
 	if (!r->has_range || r->range_bad || r->range_start != x->off ||
 	    r->range_end != x->off + x->len - 1)
 		return BLOB_F_RANGE;
 	return BLOB_OK;
+}
+
+/* A whole body's first bytes: keep it all for b->whole unless the blob is in
+ * memory already or another body is being kept. */
+static void blob_whole_begin(struct blob_xfer *x)
+{
+	struct blob_disk *b = x->b;
+
+	if (!b->blob_size || b->filling || atomic_load(&b->whole))
+		return;
+	x->keep = malloc(b->blob_size);
+	b->filling = x->keep != NULL;
+}
+
+/* Part of a whole body: copy what falls in [off, off + len), keep it all. */
+static size_t blob_whole_write(struct blob_xfer *x, const char *data, size_t len)
+{
+	uint64_t pos = x->pos, end = x->off + x->len, a, z;
+
+	if (len > x->b->blob_size - pos) {
+		x->fail = BLOB_F_LONG;
+		return 0;
+	}
+	if (x->keep)
+		memcpy(x->keep + pos, data, len);
+	a = pos > x->off ? pos : x->off;
+	z = pos + len < end ? pos + len : end;
+	if (a < z) {
+		dc_buf_copy_to(&x->buf, (size_t)(a - x->off), data + (a - pos),
+			       (size_t)(z - a));
+		x->got += z - a;
+	}
+	x->pos += len;
+	return len;
 }
 
 size_t blob_xfer_write(char *data, size_t size, size_t n, void *arg)
@@ -427,9 +471,13 @@ size_t blob_xfer_write(char *data, size_t size, size_t n, void *arg)
 	if (!x->checked) {
 		x->checked = true;
 		x->fail = blob_xfer_check_head(x);
+		if (!x->fail && x->whole)
+			blob_whole_begin(x);
 	}
 	if (x->fail)
 		return 0; /* stop reading a body we will not use */
+	if (x->whole)
+		return blob_whole_write(x, data, len);
 	if (len > x->len - x->got) {
 		x->fail = BLOB_F_LONG;
 		return 0;
@@ -439,16 +487,34 @@ size_t blob_xfer_write(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* What an attempt that read a whole body teaches the instance: the server
+ * ignores ranges, and (if it was kept and complete) here is the blob. */
+static void blob_whole_settle(struct blob_disk *b, struct blob_xfer *x, bool ok)
+{
+	if (x->keep) {
+		if (ok)
+			atomic_store_explicit(&b->whole, x->keep, memory_order_release);
+		else
+			free(x->keep);
+		x->keep = NULL;
+		b->filling = false;
+	}
+	if (ok && x->whole && !atomic_exchange(&b->no_ranges, true))
+		dc_debug("blob: %s: the server answers ranged GETs with the whole blob "
+			 "(%llu bytes); it is read whole and kept in memory",
+			 b->display, (unsigned long long)b->blob_size);
+}
+
 /* Per-attempt setup of a connection slot for x. */
 int blob_xfer_prepare(struct blob_disk *b, struct blob_xfer *x)
 {
 	CURL *e = x->conn->easy;
 	int ret;
 
-	x->got = 0;
+	x->got = x->pos = 0;
 	x->fail = BLOB_OK;
 	x->code = CURLE_OK;
-	x->checked = false;
+	x->checked = x->whole = false;
 	x->conn->errbuf[0] = '\0';
 	blob_resp_reset(&x->resp);
 	ret = blob_headers(b, "GET", b->url, x->off, x->len, true, x->conn->hdrs);
@@ -479,10 +545,24 @@ static int blob_xfer_explain(const struct blob_disk *b, const struct blob_xfer *
 			"Content%s",
 			b->display, a, z, r->status, blob_status_text(r->status),
 			r->error_code[0] ? ", " : "", r->error_code,
-			r->status == 200 ? ": the server ignored the Range header" :
-			r->status == 412 ? ": the blob changed since it was opened" :
-					   "");
+			r->status == 412 ? ": the blob changed since it was opened" : "");
 		return r->status == 412 ? -ESTALE : -EIO;
+	case BLOB_F_WHOLE:
+		snprintf(msg, msglen,
+			 "GET %s bytes=%llu-%llu: HTTP 200 with %lld bytes, but the blob "
+			 "is %llu bytes (the server ignored the Range header)",
+			 b->display, a, z, (long long)r->content_length,
+			 (unsigned long long)b->blob_size);
+		return -EPROTO;
+	case BLOB_F_NORANGE:
+		snprintf(
+			msg, msglen,
+			"GET %s bytes=%llu-%llu: the server does not support range "
+			"requests (it answered 200 with the whole blob), and the blob is "
+			"%llu bytes: more than the %u MiB that are read whole",
+			b->display, a, z, (unsigned long long)b->blob_size,
+			BLOB_WHOLE_MAX >> 20);
+		return -EOPNOTSUPP;
 	case BLOB_F_RANGE:
 		if (r->has_range && !r->range_bad)
 			snprintf(msg, msglen,
@@ -497,14 +577,18 @@ static int blob_xfer_explain(const struct blob_disk *b, const struct blob_xfer *
 	case BLOB_F_LONG:
 		snprintf(msg, msglen,
 			 "GET %s bytes=%llu-%llu: the server sent more than the %llu "
-			 "bytes asked for",
-			 b->display, a, z, (unsigned long long)x->len);
+			 "bytes %s",
+			 b->display, a, z,
+			 (unsigned long long)(x->whole ? b->blob_size : x->len),
+			 x->whole ? "of the whole blob (HTTP 200)" : "asked for");
 		return -EPROTO;
 	case BLOB_F_SHORT:
 		snprintf(msg, msglen,
-			 "GET %s bytes=%llu-%llu: short body, %llu of %llu bytes",
-			 b->display, a, z, (unsigned long long)x->got,
-			 (unsigned long long)x->len);
+			 "GET %s bytes=%llu-%llu: short body, %llu of %llu bytes%s",
+			 b->display, a, z,
+			 (unsigned long long)(x->whole ? x->pos : x->got),
+			 (unsigned long long)(x->whole ? b->blob_size : x->len),
+			 x->whole ? " of the whole blob (HTTP 200)" : "");
 		return -EPROTO;
 	default:
 		*retry = blob_curl_retryable(x->code);
@@ -516,7 +600,7 @@ static int blob_xfer_explain(const struct blob_disk *b, const struct blob_xfer *
 }
 
 /* How an attempt ended: 0, or -errno; *retry when another attempt may help.
- * Fills msg for a failure. */
+ * Fills msg for a failure. Call once per attempt: a whole body is settled. */
 int blob_xfer_classify(struct blob_disk *b, struct blob_xfer *x, bool *retry, char *msg,
 		       size_t msglen)
 {
@@ -524,12 +608,11 @@ int blob_xfer_classify(struct blob_disk *b, struct blob_xfer *x, bool *retry, ch
 	if (x->code == CURLE_OK || (x->code == CURLE_WRITE_ERROR && x->fail)) {
 		if (!x->fail && !x->checked)
 			x->fail = blob_xfer_check_head(x); /* no body at all */
-		if (!x->fail && x->got != x->len)
+		if (!x->fail && (x->whole ? x->pos != b->blob_size : x->got != x->len))
 			x->fail = BLOB_F_SHORT;
-		if (!x->fail)
-			return 0;
 	} else {
 		x->fail = BLOB_F_CURL;
 	}
-	return blob_xfer_explain(b, x, retry, msg, msglen);
+	blob_whole_settle(b, x, !x->fail);
+	return x->fail ? blob_xfer_explain(b, x, retry, msg, msglen) : 0;
 }

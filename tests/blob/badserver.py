@@ -16,6 +16,11 @@ Modes (GET with "Range: bytes=A-B"):
   long         206, Content-Range as asked, but 100 bytes more body
   badrange     206 with the range 512 bytes further on (and a Content-Range saying so)
   norange      200 with the whole file (the Range header ignored)
+  noaccept     HEAD says Accept-Ranges: none; GET as norange
+  norange-short  200 with the whole file but its last 512 bytes
+  bignorange   HEAD and GET say the file is 64 MiB + 512 bytes (over the limit of
+               a blob read whole); GET answers 200, sends 64 KiB and hangs up
+  bignoaccept  HEAD as bignorange, with Accept-Ranges: none
   416          416 Range Not Satisfiable for every GET
   close        206, full Content-Length, half the body, then the connection closes
   hang         reads the request and never answers (the connection stays open)
@@ -46,6 +51,7 @@ PLAIN_PORT = 0
 FLAKY = {}
 FLAKY_LOCK = threading.Lock()
 STOP = threading.Event()
+BIG = 64 * 1024 * 1024 + 512  # just over the plugin's limit for a blob read whole
 
 MARKER = "m 2&x"  # the continuation token of the "pages" list: must be escaped
 PAGELIST = {
@@ -106,10 +112,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.end_headers()
             return
-        headers = [("Accept-Ranges", "bytes")]
+        accept = "none" if mode in ("noaccept", "bignoaccept") else "bytes"
+        headers = [("Accept-Ranges", accept)]
         if mode.startswith("pages"):
             headers.append(("x-ms-blob-type", "PageBlob"))
-        self.send(200, headers=headers, length=len(DATA))
+        size = BIG if mode.startswith("big") else len(DATA)
+        self.send(200, headers=headers, length=size)
 
     def pagelist(self, mode, query):
         if mode == "pages" and query.get("marker") == [MARKER]:
@@ -137,8 +145,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 FLAKY[mode] = n + 1
             if n < 2:
                 return self.send(503, b"busy, try again\n")
-        if mode == "norange":
+        if mode in ("norange", "noaccept"):
             return self.send(200, DATA)
+        if mode == "norange-short":
+            return self.send(200, DATA[:-512])
+        if mode.startswith("big"):
+            self.send(200, length=BIG, close=True)
+            self.wfile.write(b"\0" * 65536)
+            self.wfile.flush()
+            return
         m = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
         if not m:
             return self.send(400, b"a Range header is required\n")
