@@ -61,11 +61,35 @@ static inline void fuzz_remove_scratch(void)
 		rmdir(fuzz_scratch);
 }
 
+/* libFuzzer reads the corpus directories and files named on the command line
+ * (and -artifact_prefix=) after LLVMFuzzerInitialize: make relative ones
+ * absolute before the working directory changes. */
+static inline void fuzz_absolute_args(int argc, char **argv)
+{
+	static const char prefix[] = "-artifact_prefix=";
+	const size_t plen = sizeof(prefix) - 1;
+	char cwd[PATH_MAX];
+
+	if (!getcwd(cwd, sizeof(cwd)))
+		return;
+	for (int i = 1; i < argc; i++) {
+		bool opt = !strncmp(argv[i], prefix, plen);
+		const char *path = opt ? argv[i] + plen : argv[i];
+		char *abs;
+
+		if ((argv[i][0] == '-' && !opt) || path[0] == '/' || !path[0])
+			continue;
+		if (asprintf(&abs, "%s%s/%s", opt ? prefix : "", cwd, path) >= 0)
+			argv[i] = abs; /* for the whole run */
+	}
+}
+
 /* Make the scratch directory and enter it; the run ends if that fails. */
-static inline void fuzz_enter_scratch(const char *name)
+static inline void fuzz_enter_scratch(const char *name, int *argc, char ***argv)
 {
 	const char *tmp = getenv("TMPDIR");
 
+	fuzz_absolute_args(*argc, *argv);
 	snprintf(fuzz_scratch, sizeof(fuzz_scratch), "%s/diskcore-fuzz-%s-XXXXXX",
 		 tmp && *tmp ? tmp : "/tmp", name);
 	if (!mkdtemp(fuzz_scratch) || chdir(fuzz_scratch) < 0) {

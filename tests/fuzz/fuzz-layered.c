@@ -44,7 +44,8 @@ static const struct fuzz_chain fuzz_chains[] = {
 	{ "memdiff:sql:base.dbhd", 512, true, NULL },
 	{ "sqldiff:diff.dbhd;create:sql:base.dbhd", 512, true,
 	  "sqldiff:diff.dbhd:sql:base.dbhd" },
-	{ "memdiff:sqldiff:diff.dbhd;create:memdiff:sql:base.dbhd", 512, true, NULL },
+	{ "sqldiff:diff.dbhd;create:memdiff:sql:base.dbhd", 512, true,
+	  "sqldiff:diff.dbhd:memdiff:sql:base.dbhd" },
 	{ "mem:%llu", 512, false, NULL },
 };
 #define FUZZ_NCHAINS (sizeof(fuzz_chains) / sizeof(fuzz_chains[0]))
@@ -213,9 +214,7 @@ static dc_disk *fuzz_open(const char *fmt, char *spec, size_t len)
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	(void)argc;
-	(void)argv;
-	fuzz_enter_scratch("layered");
+	fuzz_enter_scratch("layered", argc, argv);
 	return 0;
 }
 

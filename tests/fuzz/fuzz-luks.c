@@ -202,9 +202,7 @@ static void fuzz_io(dc_disk *d, const char *spec, bool ro)
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	(void)argc;
-	(void)argv;
-	fuzz_enter_scratch("luks");
+	fuzz_enter_scratch("luks", argc, argv);
 	fuzz_put_file("pass", "fuzz", 4);
 	return 0;
 }

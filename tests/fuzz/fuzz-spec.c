@@ -153,9 +153,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	uint8_t key[64];
 
-	(void)argc;
-	(void)argv;
-	fuzz_enter_scratch("spec");
+	fuzz_enter_scratch("spec", argc, argv);
 	for (int i = 0; i < 64; i++)
 		key[i] = (uint8_t)(i * 37 + 11);
 	fuzz_put_file("k", key, sizeof(key));

@@ -262,9 +262,7 @@ static void fuzz_write(dc_disk *d)
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	(void)argc;
-	(void)argv;
-	fuzz_enter_scratch("sqlite");
+	fuzz_enter_scratch("sqlite", argc, argv);
 	db.data = fuzz_win;
 	return 0;
 }

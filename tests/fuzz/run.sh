@@ -1,8 +1,10 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Build the VHD, VHDX and NBD fuzz targets with clang's libFuzzer (ASan + UBSan) against a
-# build tree's libdiskcore, seed them with images the plugins and qemu-img make,
-# and run each for a bounded time. Not part of `meson test` (too slow for it);
+# build tree's libdiskcore, and the spec, layered-disk, LUKS and SQLite targets
+# against an instrumented build of the tree (below); seed them with images the
+# plugins and qemu-img make, or the committed corpora (tests/fuzz/corpus/), and
+# run each for a bounded time. Not part of `meson test` (too slow for it);
 # CI runs it with a small time budget.
 #   usage: tests/fuzz/run.sh BUILD_DIR [SECONDS_PER_TARGET]
 set -eu
@@ -132,4 +134,66 @@ for t in vhd vhd1 vhdx serve; do
 			"$out/fuzz-$t.log" >&2 || true
 	fi
 done
+
+# The targets that open disks through dc_open() (fuzz-spec, fuzz-layered,
+# fuzz-luks, fuzz-sqlite) need the core and the plugins instrumented too, for
+# coverage and for the sanitizers: a build of the tree with this compiler, the
+# sanitizers and -fsanitize=fuzzer-no-link, in $out/lib, whose plugins they load
+# (DISKCORE_PLUGIN_PATH). Their seeds are committed (tests/fuzz/corpus/); each
+# works in a private scratch directory under $TMPDIR (tmpfs when there is one:
+# fuzz-layered and fuzz-sqlite make SQLite databases). fuzz-layered and
+# fuzz-sqlite run without leak checks between inputs (-detect_leaks=0): the
+# worker pool's threads make every input look leaky to libFuzzer, which then
+# runs LeakSanitizer after each one and gets 2 to 4 times fewer executions;
+# their leaks are the C tests' to find under ASan. -entropic=0 for them too: the threads' coverage
+# varies from run to run and entropic scheduling spends its time on it.
+dclib="$out/lib"
+# shellcheck disable=SC2054 # the comma is part of the meson option
+if { [ -f "$dclib/build.ninja" ] ||
+	CC="$cc" meson setup "$dclib" "$src" -Db_sanitize=address,undefined \
+		-Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link -Dtests=false \
+		-Dwerror=false -Dbuildtype=debugoptimized >"$out/lib-setup.log" 2>&1; } &&
+	ninja -C "$dclib" >"$out/lib-build.log" 2>&1; then
+	dcpath=$(find "$dclib/plugins" -mindepth 1 -maxdepth 1 -type d | tr '\n' ':')
+	tmp=$out/tmp
+	[ -d /dev/shm ] && [ -w /dev/shm ] && tmp=/dev/shm/diskcore-fuzz-$$
+	for t in spec layered luks sqlite; do
+		case $t in
+		luks) maxlen=65536 libs=-lcrypto ;;
+		sqlite) maxlen=4096 libs=-lsqlite3 ;;
+		*) maxlen=4096 libs="" ;;
+		esac
+		if ! "$cc" -g -O1 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror \
+			-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+			-I"$src/include" "$src/tests/fuzz/fuzz-$t.c" -L"$dclib/core" \
+			-ldiskcore -Wl,-rpath,"$dclib/core" ${libs:+"$libs"} -lpthread \
+			-o "$out/fuzz-$t"; then
+			status=1
+			continue
+		fi
+		case $t in
+		layered | sqlite) opts="-detect_leaks=0 -entropic=0" ;;
+		*) opts="" ;;
+		esac
+		mkdir -p "$out/corpus-$t" "$tmp"
+		echo "fuzz-$t: $secs s" >&2
+		# shellcheck disable=SC2086 # $opts is a list of options
+		if ! DISKCORE_PLUGIN_PATH=$dcpath TMPDIR=$tmp "$out/fuzz-$t" \
+			-max_total_time="$secs" -timeout=60 -rss_limit_mb=2048 \
+			-max_len=$maxlen $opts -print_final_stats=1 "$out/corpus-$t" \
+			"$src/tests/fuzz/corpus/$t" -artifact_prefix="$out/crash-$t-" \
+			2>"$out/fuzz-$t.log"; then
+			tail -40 "$out/fuzz-$t.log" >&2
+			status=1
+		else
+			grep -E "stat::number_of_executed_units|stat::new_units_added" \
+				"$out/fuzz-$t.log" >&2 || true
+		fi
+		rm -rf "$tmp"
+	done
+else
+	echo "FAIL: the instrumented build in $dclib failed:" >&2
+	tail -20 "$out/lib-setup.log" "$out/lib-build.log" 2>/dev/null >&2
+	status=1
+fi
 exit $status
