@@ -22,7 +22,7 @@
  * but a dangling symbolic link (O_EXCL never follows one). */
 #define CREATE_TRIES 8
 
-/* The file exists; ;overwrite empties it for the plugin's new image. */
+/* ;overwrite found the file: empty it for the plugin's new image. */
 static int create_overwrite(const char *path, int fd)
 {
 	struct stat st;
@@ -123,30 +123,28 @@ DC_EXPORT int dc_create_open(const struct dc_open_args *a, const char *path, int
 			       "under another): a read-only open never replaces an "
 			       "image",
 			       path);
-	if (want && !a->read_only && !overwrite) {
+	if (want && !a->read_only) {
 		fd = create_or_open(path, flags, &fresh);
 		if (fd < 0)
 			return fd;
 	} else {
-		fd = open(path, flags | (overwrite ? O_CREAT : 0), 0666);
+		fd = open(path, flags);
 		if (fd < 0) {
 			err = errno;
-			if (want && a->read_only && err == ENOENT)
+			if (want && err == ENOENT)
 				return dc_fail(-ENOENT,
 					       "%s: does not exist, and a read-only "
 					       "open (--ro, or a layer under another) "
 					       "never creates an image",
 					       path);
-			return dc_fail(-err, "%s: cannot %s: %s", path,
-				       overwrite    ? "create" :
-				       a->read_only ? "open read-only" :
-						      "open read-write",
+			return dc_fail(-err, "%s: cannot open %s: %s", path,
+				       a->read_only ? "read-only" : "read-write",
 				       strerror(err));
 		}
 	}
 	if (direct)
 		ret = create_set_direct(path, fd);
-	if (ret == 0 && overwrite)
+	if (ret == 0 && overwrite && !fresh)
 		ret = create_overwrite(path, fd);
 	if (ret < 0) {
 		close(fd);
