@@ -37,8 +37,8 @@ static int create_overwrite(const char *path, int fd)
 			       "%s: ;overwrite replaces regular files only (this is not "
 			       "one)",
 			       path);
-	/* An image that another open holds (vhd, vhd1 and vhdx lock theirs) is
-	 * never emptied under it; the lock stays with the fd. */
+	/* An image that another open holds (vhd1, vhd, vhdx and sqlite lock
+	 * theirs) is never emptied under it; the lock stays with the fd. */
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		err = errno;
 		return dc_fail(err == EWOULDBLOCK ? -EBUSY : -err,
