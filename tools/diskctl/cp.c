@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+/* diskctl cp: copy one disk to another with many chunks in flight. */
+#include "diskctl.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum ctl_cp_state { CTL_CP_IDLE, CTL_CP_READ, CTL_CP_WRITE, CTL_CP_UNMAP };
+static const char *const ctl_cp_names[] = { "idle", "read", "write", "unmap" };
+
+struct ctl_cp_slot {
+	enum ctl_cp_state state;
+	uint64_t off; /* byte offset of the chunk */
+	size_t len;
+	unsigned char *buf;
+	struct iovec iov;
+};
+
+struct ctl_cp {
+	const char *src_spec, *dst_spec;
+	dc_disk *src, *dst;
+	dc_queue *sq, *dq;
+	uint32_t sss, dss; /* sector sizes */
+	uint64_t total, next, done, unmapped;
+	uint64_t chunk, qd; /* chunk size, chunks in flight */
+	bool sparse, can_unmap, quiet, progress;
+	int err;
+	uint64_t start_ns, last_draw_ns;
+	double secs;
+};
+
+static bool ctl_is_zero(const unsigned char *buf, size_t len)
+{
+	const uint64_t *w = (const uint64_t *)buf;
+
+	/* Chunks are 4 KiB-aligned and a multiple of 512 bytes. */
+	for (size_t i = 0; i < len / 8; i += 8)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] |
+		    w[i + 6] | w[i + 7])
+			return false;
+	return true;
+}
+
+static int ctl_cp_submit(struct ctl_cp *cp, struct ctl_cp_slot *s, enum ctl_cp_state st)
+{
+	struct dc_io io = { 0 };
+	dc_queue *q = st == CTL_CP_READ ? cp->sq : cp->dq;
+	int rc;
+
+	s->state = st;
+	s->iov.iov_base = s->buf;
+	s->iov.iov_len = s->len;
+	io.user_data = s;
+	if (st == CTL_CP_READ) {
+		io.op = DC_OP_READ;
+		io.sector = s->off / cp->sss;
+	} else {
+		io.op = st == CTL_CP_WRITE ? DC_OP_WRITE : DC_OP_UNMAP;
+		io.sector = s->off / cp->dss;
+	}
+	if (st == CTL_CP_UNMAP) {
+		io.count = s->len / cp->dss;
+	} else {
+		io.iov = &s->iov;
+		io.iovcnt = 1;
+	}
+	rc = dc_submit(q, &io);
+	if (rc < 0) {
+		s->state = CTL_CP_IDLE;
+		ctl_err("submit to '%s': %s",
+			st == CTL_CP_READ ? cp->src_spec : cp->dst_spec, dc_strerror(rc));
+		if (!cp->err)
+			cp->err = rc;
+	}
+	return rc;
+}
+
+/* Give an idle slot the next chunk, unless done or failed. */
+static void ctl_cp_start(struct ctl_cp *cp, struct ctl_cp_slot *s, size_t chunk)
+{
+	if (cp->err || cp->next >= cp->total) {
+		s->state = CTL_CP_IDLE;
+		return;
+	}
+	s->off = cp->next;
+	s->len = cp->total - cp->next < chunk ? cp->total - cp->next : chunk;
+	cp->next += s->len;
+	ctl_cp_submit(cp, s, CTL_CP_READ);
+}
+
+static void ctl_cp_complete(struct ctl_cp *cp, const struct dc_completion *c,
+			    size_t chunk)
+{
+	struct ctl_cp_slot *s = c->user_data;
+	enum ctl_cp_state st = s->state;
+
+	s->state = CTL_CP_IDLE;
+	if (st == CTL_CP_UNMAP && c->result == DC_E_UNSUPPORTED) {
+		/* Unmap is a hint this chain does not take: write the zeroes. */
+		cp->can_unmap = false;
+		ctl_cp_submit(cp, s, CTL_CP_WRITE);
+		return;
+	}
+	if (c->result < 0) {
+		if (!cp->err)
+			cp->err = c->result;
+		ctl_err_io(c->result, c->detail,
+			   "%s '%s' at byte %" PRIu64 " (%zu bytes)", ctl_cp_names[st],
+			   st == CTL_CP_READ ? cp->src_spec : cp->dst_spec, s->off,
+			   s->len);
+		return;
+	}
+	if (st == CTL_CP_READ) {
+		if (cp->sparse && cp->can_unmap && ctl_is_zero(s->buf, s->len))
+			ctl_cp_submit(cp, s, CTL_CP_UNMAP);
+		else
+			ctl_cp_submit(cp, s, CTL_CP_WRITE);
+		return;
+	}
+	cp->done += s->len;
+	if (st == CTL_CP_UNMAP)
+		cp->unmapped += s->len;
+	ctl_cp_start(cp, s, chunk);
+}
+
+static void ctl_cp_draw(struct ctl_cp *cp, bool final)
+{
+	uint64_t now = ctl_now_ns();
+	double secs, pct;
+	char a[32], b[32];
+	int fill;
+
+	if (!cp->progress || (!final && now - cp->last_draw_ns < 100000000u))
+		return;
+	cp->last_draw_ns = now;
+	secs = (now - cp->start_ns) / 1e9;
+	pct = cp->total ? 100.0 * cp->done / cp->total : 100.0;
+	fill = (int)(pct * 30 / 100);
+	ctl_human_bytes(cp->done, a, sizeof(a));
+	ctl_human_bytes(cp->total, b, sizeof(b));
+	fprintf(stderr, "\r[%.*s%*s] %5.1f%% %s / %s %7.1f MB/s ", fill,
+		"##############################", 30 - fill, "", pct, a, b,
+		secs > 0 ? cp->done / secs / 1e6 : 0.0);
+	if (final)
+		fprintf(stderr, "\n");
+}
+
+static int ctl_cp_run(struct ctl_cp *cp, unsigned nslots, size_t chunk)
+{
+	struct ctl_cp_slot *slots = ctl_xalloc(nslots * sizeof(*slots));
+	struct dc_completion comps[32];
+	dc_queue *qs[2] = { cp->sq, cp->dq };
+	unsigned busy;
+
+	for (unsigned i = 0; i < nslots; i++)
+		slots[i].buf = ctl_aligned(chunk);
+	for (unsigned i = 0; i < nslots; i++)
+		ctl_cp_start(cp, &slots[i], chunk);
+	for (;;) {
+		int got = 0;
+
+		for (int qi = 0; qi < 2; qi++) {
+			int n = dc_queue_reap(qs[qi], comps, 32);
+
+			for (int i = 0; i < n; i++)
+				ctl_cp_complete(cp, &comps[i], chunk);
+			got += n > 0 ? n : 0;
+		}
+		ctl_cp_draw(cp, false);
+		if (got)
+			continue;
+		busy = 0;
+		for (unsigned i = 0; i < nslots; i++)
+			busy += slots[i].state != CTL_CP_IDLE;
+		if (!busy)
+			break;
+		ctl_queues_wait(qs, 2, 100);
+	}
+	for (unsigned i = 0; i < nslots; i++)
+		free(slots[i].buf);
+	free(slots);
+	return cp->err;
+}
+
+/* Check that DST can take SRC and open a polled queue on each; 0, or -1
+ * (reported). */
+static int ctl_cp_prepare(struct ctl_cp *cp)
+{
+	struct dc_info si, di;
+	uint64_t dbytes;
+	int rc;
+
+	dc_get_info(cp->src, &si);
+	dc_get_info(cp->dst, &di);
+	cp->sss = si.sector_size;
+	cp->dss = di.sector_size;
+	cp->total = dc_sector_count(cp->src) * cp->sss;
+	dbytes = dc_sector_count(cp->dst) * cp->dss;
+	if (dbytes < cp->total) {
+		ctl_err("destination '%s' is %" PRIu64
+			" bytes, smaller than the source '%s'"
+			" (%" PRIu64 " bytes); make it at least as large",
+			cp->dst_spec, dbytes, cp->src_spec, cp->total);
+		return -1;
+	}
+	if (cp->total % cp->dss) {
+		ctl_err("source size %" PRIu64 " is not a multiple of the destination's "
+			"%" PRIu32 "-byte sectors",
+			cp->total, cp->dss);
+		return -1;
+	}
+	if (cp->chunk < cp->sss)
+		cp->chunk = cp->sss;
+	if (cp->chunk < cp->dss)
+		cp->chunk = cp->dss;
+	cp->can_unmap = di.unmap_behavior == DC_UNMAP_ZEROES;
+	rc = dc_queue_open(cp->src, DC_QUEUE_POLL, &cp->sq);
+	if (rc < 0) {
+		ctl_err("queue on '%s': %s", cp->src_spec, ctl_last_error(rc));
+		return -1;
+	}
+	rc = dc_queue_open(cp->dst, DC_QUEUE_POLL, &cp->dq);
+	if (rc < 0) {
+		ctl_err("queue on '%s': %s", cp->dst_spec, ctl_last_error(rc));
+		dc_queue_close(cp->sq);
+		return -1;
+	}
+	return 0;
+}
+
+/* Copy SRC to DST and flush DST; 0, or -1 (reported). */
+static int ctl_cp_copy(struct ctl_cp *cp)
+{
+	int rc;
+
+	if (ctl_cp_prepare(cp) < 0)
+		return -1;
+	cp->progress = !cp->quiet && isatty(STDERR_FILENO);
+	cp->start_ns = ctl_now_ns();
+	rc = ctl_cp_run(cp, (unsigned)cp->qd, cp->chunk);
+	dc_queue_close(cp->sq);
+	dc_queue_close(cp->dq);
+	if (!rc)
+		rc = ctl_flush(cp->dst, cp->dst_spec);
+	cp->secs = (ctl_now_ns() - cp->start_ns) / 1e9;
+	if (cp->progress)
+		ctl_cp_draw(cp, true);
+	return rc < 0 ? -1 : 0;
+}
+
+static void ctl_cp_summary(const struct ctl_cp *cp)
+{
+	char hb[32];
+
+	if (cp->quiet)
+		return;
+	ctl_human_bytes(cp->done, hb, sizeof(hb));
+	printf("copied %" PRIu64 " bytes (%s) in %.3f s, %.1f MB/s; "
+	       "%" PRIu64 " bytes unmapped\n",
+	       cp->done, hb, cp->secs, cp->secs > 0 ? cp->done / cp->secs / 1e6 : 0.0,
+	       cp->unmapped);
+}
+
+static void ctl_cp_args(int argc, char **argv, struct ctl_cp *cp)
+{
+	static const struct option lo[] = {
+		{ "sparse", no_argument, NULL, 's' },
+		{ "no-sparse", no_argument, NULL, 'S' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "bs", required_argument, NULL, 'b' },
+		{ "qd", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	int c;
+
+	while ((c = ctl_getopt(argc, argv, "hq", lo)) != -1) {
+		switch (c) {
+		case 's':
+			cp->sparse = true;
+			break;
+		case 'S':
+			cp->sparse = false;
+			break;
+		case 'q':
+			cp->quiet = true;
+			break;
+		case 'b':
+			cp->chunk = ctl_arg_size("--bs", optarg);
+			if (cp->chunk < 512 || cp->chunk > (1u << 30) ||
+			    (cp->chunk & (cp->chunk - 1)))
+				ctl_usage("--bs must be a power of two from 512 to 1G");
+			break;
+		case 'd':
+			cp->qd = ctl_arg_u64("--qd", optarg, 1, 1024);
+			break;
+		}
+	}
+	ctl_operands(argc, argv, 2, 2, "SRC and DST");
+	cp->src_spec = argv[optind];
+	cp->dst_spec = argv[optind + 1];
+}
+
+int ctl_cp(int argc, char **argv)
+{
+	struct ctl_cp cp = { .sparse = true, .chunk = 1 << 20, .qd = 16 };
+	int rc = CTL_EXIT_FAIL;
+
+	ctl_cp_args(argc, argv, &cp);
+	cp.src = ctl_open(cp.src_spec, DC_OPEN_READ_ONLY);
+	if (!cp.src)
+		return CTL_EXIT_FAIL;
+	cp.dst = ctl_open(cp.dst_spec, 0);
+	if (cp.dst && ctl_cp_copy(&cp) == 0) {
+		ctl_cp_summary(&cp);
+		rc = 0;
+	}
+	if (cp.dst)
+		dc_close(cp.dst);
+	dc_close(cp.src);
+	return rc;
+}

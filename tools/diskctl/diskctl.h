@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * diskctl, internal interface: the helpers every subcommand shares (util.c)
+ * and the subcommands' entry points. diskctl uses only the public consumer
+ * API (diskcore.h); plugin.h is included where the descriptor layout is read
+ * (`diskctl plugins`), never for core services.
+ *
+ * Exit status: 0 success, 1 an operation failed, 2 wrong usage.
+ */
+#ifndef DISKCTL_DISKCTL_H
+#define DISKCTL_DISKCTL_H
+
+#include <diskcore/diskcore.h>
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#define CTL_EXIT_FAIL 1
+#define CTL_EXIT_USAGE 2
+#define CTL_ALIGN 4096
+
+struct ctl_cmd {
+	const char *name;
+	const char *summary;
+	const char *usage; /* full --help text after the "usage:" line */
+	int (*run)(int argc, char **argv);
+};
+
+/* The subcommand running, for messages ("diskctl cp: ..."). */
+extern const struct ctl_cmd *ctl_current;
+
+/* --- messages (util.c) ----------------------------------------------------- */
+
+void ctl_help(const struct ctl_cmd *c, FILE *f);
+/* Wrong usage: print the message and a pointer to --help, exit 2. */
+__attribute__((noreturn, format(printf, 1, 2))) void ctl_usage(const char *fmt, ...);
+/* "diskctl CMD: " and the message on stderr. */
+__attribute__((format(printf, 1, 2))) void ctl_err(const char *fmt, ...);
+/* An I/O result with its errno detail, as in "I/O error: No space left on
+ * device (ENOSPC)": the text ctl_err_io() ends with. */
+const char *ctl_io_error(int result, int detail, char *buf, size_t len);
+/* ctl_err() with ": " and ctl_io_error()'s text after the message. */
+__attribute__((format(printf, 3, 4))) void ctl_err_io(int result, int detail,
+						      const char *fmt, ...);
+/* A control-path failure: the core's message, or strerror(-rc). */
+const char *ctl_last_error(int rc);
+
+/* --- memory and time (util.c) --------------------------------------------- */
+
+void *ctl_xalloc(size_t n);  /* zeroed; exits on failure */
+void *ctl_aligned(size_t n); /* CTL_ALIGN-aligned; exits on failure */
+char *ctl_strdup(const char *s);
+uint64_t ctl_clock_ns(clockid_t id);
+uint64_t ctl_now_ns(void);
+
+/* --- arguments (util.c) ---------------------------------------------------- */
+
+/* Parse a subcommand's options (getopt_long; options may follow operands).
+ * Handles --help and errors; returns the option character, or -1 at the end. */
+int ctl_getopt(int argc, char **argv, const char *shortopts,
+	       const struct option *longopts);
+/* Exit with a usage error unless min..max operands follow the options. */
+void ctl_operands(int argc, char **argv, int min, int max, const char *what);
+/* A plain non-negative integer (decimal, or 0x hex); no sign, no junk. */
+bool ctl_parse_u64(const char *s, uint64_t *out);
+uint64_t ctl_arg_u64(const char *what, const char *s, uint64_t min, uint64_t max);
+/* A SIZE as the spec grammar reads it (dc_parse_size). */
+uint64_t ctl_arg_size(const char *what, const char *s);
+
+/* --- output (util.c) ------------------------------------------------------- */
+
+void ctl_human_bytes(uint64_t n, char *buf, size_t len);
+/* s as a JSON string (null for NULL). */
+void ctl_json_str(FILE *f, const char *s);
+const char *ctl_bool(bool b);
+
+/* --- disks (util.c) -------------------------------------------------------- */
+
+/* Open a spec, reporting the core's message on failure. */
+dc_disk *ctl_open(const char *spec, uint32_t flags);
+/* One blocking request (buf NULL: a flush); *detail gets the completion's
+ * errno detail (DC_E_IO). Returns 0 or the DC_E_* result. */
+int ctl_io(dc_disk *d, uint32_t op, uint64_t sector, void *buf, size_t len,
+	   uint32_t flags, int *detail);
+/* Flush, treating a chain with nothing to flush as success. */
+int ctl_flush(dc_disk *d, const char *spec);
+/* Wait until one of n (at most 4) DC_QUEUE_POLL queues may have completions. */
+void ctl_queues_wait(dc_queue *const *qs, int n, int timeout_ms);
+
+/* --- subcommands ----------------------------------------------------------- */
+
+int ctl_info(int argc, char **argv);
+int ctl_plugins(int argc, char **argv);
+int ctl_cp(int argc, char **argv);
+int ctl_read(int argc, char **argv);
+int ctl_write(int argc, char **argv);
+int ctl_bench(int argc, char **argv);
+
+#endif

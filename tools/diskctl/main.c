@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * diskctl: the command-line front end of diskcore, and its reference consumer
+ * (diskctl.h). This file dispatches to the subcommands and holds their help.
+ */
+#include "diskctl.h"
+
+#include "../serve.h"
+
+#include <string.h>
+
+const struct ctl_cmd *ctl_current;
+
+static const struct ctl_cmd ctl_cmds[] = {
+	{ "info", "show a disk's metadata and its chain",
+	  "info [--json] [--ro] SPEC\n\n"
+	  "Open SPEC and print its metadata (size, sector sizes, read-only, FUA,\n"
+	  "unmap behaviour, disk id, type) and every element of the chain with the\n"
+	  "details its plugin describes.\n\n"
+	  "  --json   print one JSON object\n"
+	  "  --ro     open read-only (needed for read-only files)\n",
+	  ctl_info },
+	{ "plugins", "list the plugins on the search path",
+	  "plugins [--json]\n\n"
+	  "Load every plugin file on the search path ($DISKCORE_PLUGIN_PATH, then the\n"
+	  "built-in directory) and print its name, kind, version, summary, usage and\n"
+	  "spec forms with their options; files that were refused say why.\n\n"
+	  "  --json   print one JSON object\n",
+	  ctl_plugins },
+	{ "cp", "copy one disk to another",
+	  "cp [--sparse|--no-sparse] [-q] [--bs SIZE] [--qd N] SRC DST\n\n"
+	  "Copy every sector of SRC (opened read-only) to the start of DST, which\n"
+	  "must be at least as large. DST is flushed at the end.\n\n"
+	  "  --sparse      all-zero chunks are unmapped on DST when DST's unmapped\n"
+	  "                sectors read as zero (the default)\n"
+	  "  --no-sparse   write every chunk\n"
+	  "  -q, --quiet   no progress bar, no summary\n"
+	  "  --bs SIZE     chunk size, a power of two (default 1M)\n"
+	  "  --qd N        chunks in flight (default 16)\n",
+	  ctl_cp },
+	{ "read", "dump sectors",
+	  "read SPEC SECTOR COUNT [--hex|--raw]\n\n"
+	  "Read COUNT sectors from SECTOR and print them as a hex dump (xxd style,\n"
+	  "offsets in bytes from the start of the disk) or as raw bytes.\n",
+	  ctl_read },
+	{ "write", "write sectors",
+	  "write SPEC SECTOR [--pattern BYTE --count N | --file F] [--fua]\n\n"
+	  "Write N sectors filled with BYTE (0..255, or 0xNN), or the contents of\n"
+	  "file F ('-' for stdin; a multiple of the sector size) at SECTOR, then flush.\n\n"
+	  "  --fua   write with force unit access\n",
+	  ctl_write },
+	{ "bench", "measure IOPS, throughput and latency",
+	  "bench [--rw read|write|randread|randwrite] [--bs SIZE] [--qd N]\n"
+	  "             [--time SEC | --count N] [--threads N] [--ro] [--poll] [--no-wait]\n"
+	  "             [--prefill] [--json] SPEC\n\n"
+	  "Keep QD requests of BS bytes in flight on each of N threads (one queue each)\n"
+	  "and print IOPS, MB/s (10^6 bytes) and latency percentiles. Random offsets\n"
+	  "are aligned to BS. Write workloads overwrite the disk.\n\n"
+	  "  --rw MODE     workload (default randread)\n"
+	  "  --bs SIZE     request size, a multiple of the sector size (default 4K)\n"
+	  "  --qd N        requests in flight per thread (default 32)\n"
+	  "  --time SEC    run this long (default 5)\n"
+	  "  --count N     run N requests in all instead\n"
+	  "  --threads N   submitting threads (default 1)\n"
+	  "  --ro          open read-only\n"
+	  "  --poll        reap completions with dc_queue_reap() instead of taking\n"
+	  "                callbacks\n"
+	  "  --no-wait     never drive the queues with dc_queue_wait(); by default a\n"
+	  "                chain that can reap on the submitting thread (blockdev)\n"
+	  "                is driven by it, and the rest wait on the queue's eventfd\n"
+	  "  --prefill     first write data over the whole disk (not timed)\n"
+	  "  --json        print one JSON object\n",
+	  ctl_bench },
+	{ "serve", SERVE_SUMMARY, SERVE_USAGE, serve_main }, /* tools/serve/ */
+};
+
+#define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
+
+static void ctl_main_help(FILE *f)
+{
+	fprintf(f, "usage: diskctl COMMAND [OPTIONS] ...\n\n"
+		   "diskcore disk tool. A SPEC is a disk spec string, e.g. mem:1G,\n"
+		   "'file:/x.img;direct' or memdiff:file:/x.img.\n\ncommands:\n");
+	for (size_t i = 0; i < CTL_NCMDS; i++)
+		fprintf(f, "  %-8s  %s\n", ctl_cmds[i].name, ctl_cmds[i].summary);
+	fprintf(f,
+		"\n'diskctl COMMAND --help' describes a command. Exit status: 0 success,\n"
+		"1 failure, 2 wrong usage.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *name;
+
+	if (argc < 2) {
+		ctl_main_help(stderr);
+		return CTL_EXIT_USAGE;
+	}
+	name = argv[1];
+	if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
+		ctl_main_help(stdout);
+		return 0;
+	}
+	if (!strcmp(name, "--version")) {
+		printf("diskctl (diskcore) %d.%d\n", DC_VERSION_MAJOR, DC_VERSION_MINOR);
+		return 0;
+	}
+	if (!strcmp(name, "help")) {
+		if (argc == 2) {
+			ctl_main_help(stdout);
+			return 0;
+		}
+		name = argv[2];
+	}
+	for (size_t i = 0; i < CTL_NCMDS; i++) {
+		if (strcmp(name, ctl_cmds[i].name))
+			continue;
+		ctl_current = &ctl_cmds[i];
+		if (!strcmp(argv[1], "help")) {
+			ctl_help(ctl_current, stdout);
+			return 0;
+		}
+		optind = 0;
+		return ctl_current->run(argc - 1, argv + 1);
+	}
+	fprintf(stderr, "diskctl: unknown command '%s'\nTry 'diskctl --help'.\n", name);
+	return CTL_EXIT_USAGE;
+}

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MIT */
+/* diskctl: what every subcommand shares: messages, option and size parsing,
+ * memory, JSON strings, opening and flushing disks. */
+#include "diskctl.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* --- messages -------------------------------------------------------------- */
+
+void ctl_help(const struct ctl_cmd *c, FILE *f)
+{
+	fprintf(f, "usage: diskctl %s", c->usage);
+}
+
+void ctl_usage(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "diskctl %s: ", ctl_current->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'diskctl %s --help'.\n", ctl_current->name);
+	exit(CTL_EXIT_USAGE);
+}
+
+static void ctl_verr(const char *tail, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "diskctl %s: ", ctl_current->name);
+	vfprintf(stderr, fmt, ap);
+	if (tail)
+		fprintf(stderr, ": %s", tail);
+	fputc('\n', stderr);
+}
+
+void ctl_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ctl_verr(NULL, fmt, ap);
+	va_end(ap);
+}
+
+/* The errno's name too, which scripts and bug reports can match. */
+const char *ctl_io_error(int result, int detail, char *buf, size_t len)
+{
+	const char *name = detail > 0 ? strerrorname_np(detail) : NULL;
+
+	if (result == DC_E_IO && detail > 0)
+		snprintf(buf, len, "%s: %s (%s)", dc_strerror(result), strerror(detail),
+			 name ? name : "?");
+	else
+		snprintf(buf, len, "%s", dc_strerror(result));
+	return buf;
+}
+
+void ctl_err_io(int result, int detail, const char *fmt, ...)
+{
+	char msg[128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	ctl_verr(ctl_io_error(result, detail, msg, sizeof(msg)), fmt, ap);
+	va_end(ap);
+}
+
+const char *ctl_last_error(int rc)
+{
+	const char *m = dc_last_error();
+
+	if (m && *m)
+		return m;
+	return strerror(-rc);
+}
+
+/* --- memory and time ------------------------------------------------------- */
+
+static void ctl_oom(size_t n)
+{
+	if (n)
+		fprintf(stderr, "diskctl: out of memory (%zu bytes)\n", n);
+	else
+		fprintf(stderr, "diskctl: out of memory\n");
+	exit(CTL_EXIT_FAIL);
+}
+
+void *ctl_xalloc(size_t n)
+{
+	void *p = calloc(1, n ? n : 1);
+
+	if (!p)
+		ctl_oom(0);
+	return p;
+}
+
+void *ctl_aligned(size_t n)
+{
+	void *p = NULL;
+
+	if (posix_memalign(&p, CTL_ALIGN, n ? n : CTL_ALIGN))
+		ctl_oom(n);
+	return p;
+}
+
+char *ctl_strdup(const char *s)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		ctl_oom(0);
+	return d;
+}
+
+uint64_t ctl_clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t ctl_now_ns(void)
+{
+	return ctl_clock_ns(CLOCK_MONOTONIC);
+}
+
+/* --- arguments ------------------------------------------------------------- */
+
+int ctl_getopt(int argc, char **argv, const char *shortopts,
+	       const struct option *longopts)
+{
+	char opts[16];
+	int c;
+
+	/* A leading ':' makes getopt report a missing argument as ':'. */
+	snprintf(opts, sizeof(opts), ":%s", shortopts);
+	opterr = 0;
+	c = getopt_long(argc, argv, opts, longopts, NULL);
+	if (c == 'h') {
+		ctl_help(ctl_current, stdout);
+		exit(0);
+	}
+	if (c == '?') {
+		if (optopt)
+			ctl_usage("unknown option '-%c'", optopt);
+		ctl_usage("unknown option '%s'", argv[optind - 1]);
+	}
+	if (c == ':')
+		ctl_usage("option '%s' needs an argument", argv[optind - 1]);
+	return c;
+}
+
+void ctl_operands(int argc, char **argv, int min, int max, const char *what)
+{
+	int n = argc - optind;
+
+	if (n < min)
+		ctl_usage("missing %s", what);
+	if (n > max)
+		ctl_usage("unexpected argument '%s'", argv[optind + max]);
+}
+
+bool ctl_parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+uint64_t ctl_arg_u64(const char *what, const char *s, uint64_t min, uint64_t max)
+{
+	uint64_t v;
+
+	if (!ctl_parse_u64(s, &v))
+		ctl_usage("%s: '%s' is not a non-negative integer", what, s);
+	if (v < min || v > max)
+		ctl_usage("%s: %s is out of range (%" PRIu64 "..%" PRIu64 ")", what, s,
+			  min, max);
+	return v;
+}
+
+/* One grammar for specs and the command line (docs/spec-strings.md, SIZE):
+ * dc_parse_size() takes 4k, 1G and 1GiB alike. */
+uint64_t ctl_arg_size(const char *what, const char *s)
+{
+	uint64_t v;
+
+	if (!s || !*s || dc_parse_size(s, &v) < 0)
+		ctl_usage("%s: '%s' is not a size (e.g. 4096, 4K, 1M)", what, s ? s : "");
+	return v;
+}
+
+/* --- output ---------------------------------------------------------------- */
+
+void ctl_human_bytes(uint64_t n, char *buf, size_t len)
+{
+	static const char *const units[] = {
+		"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"
+	};
+	double v = (double)n;
+	unsigned u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 " B", n);
+	else
+		snprintf(buf, len, "%.2f %s", v, units[u]);
+}
+
+void ctl_json_str(FILE *f, const char *s)
+{
+	if (!s) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		default:
+			if (*p < 0x20 || *p == 0x7f)
+				fprintf(f, "\\u%04x", *p);
+			else
+				fputc(*p, f);
+		}
+	}
+	fputc('"', f);
+}
+
+const char *ctl_bool(bool b)
+{
+	return b ? "true" : "false";
+}
+
+/* --- disks ----------------------------------------------------------------- */
+
+dc_disk *ctl_open(const char *spec, uint32_t flags)
+{
+	dc_disk *d = NULL;
+	int rc = dc_open(spec, flags, &d);
+
+	if (rc < 0) {
+		/* The core's message names the element at fault, with any URL
+		 * credentials removed; the spec itself is not echoed. */
+		ctl_err("cannot open: %s", ctl_last_error(rc));
+		if (!(flags & DC_OPEN_READ_ONLY) &&
+		    (rc == -EROFS || rc == -EACCES || rc == -EPERM))
+			fprintf(stderr, "(open it read-only with --ro)\n");
+		return NULL;
+	}
+	return d;
+}
+
+int ctl_io(dc_disk *d, uint32_t op, uint64_t sector, void *buf, size_t len,
+	   uint32_t flags, int *detail)
+{
+	struct iovec iov = { buf, len };
+	struct dc_io io = { .op = op,
+			    .flags = flags,
+			    .sector = sector,
+			    .iov = buf ? &iov : NULL,
+			    .iovcnt = buf ? 1 : 0 };
+
+	*detail = 0;
+	return dc_execute(d, &io, detail);
+}
+
+int ctl_flush(dc_disk *d, const char *spec)
+{
+	int detail, rc = ctl_io(d, DC_OP_FLUSH, 0, NULL, 0, 0, &detail);
+
+	if (rc == DC_E_UNSUPPORTED)
+		return 0;
+	if (rc < 0)
+		ctl_err_io(rc, detail, "flush '%s'", spec);
+	return rc;
+}
+
+/* The caller reaps each queue dry before waiting, so a wakeup is never lost:
+ * a completion after the last reap has already signalled its eventfd. */
+void ctl_queues_wait(dc_queue *const *qs, int n, int timeout_ms)
+{
+	struct pollfd pfd[4];
+	uint64_t v;
+
+	for (int i = 0; i < n; i++) {
+		pfd[i].fd = dc_queue_fd(qs[i]);
+		pfd[i].events = POLLIN;
+		pfd[i].revents = 0;
+	}
+	if (poll(pfd, n, timeout_ms) <= 0)
+		return;
+	for (int i = 0; i < n; i++)
+		if (pfd[i].revents & POLLIN) {
+			ssize_t r = read(pfd[i].fd, &v, sizeof(v));
+			(void)r;
+		}
+}
