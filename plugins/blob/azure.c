@@ -589,7 +589,7 @@ int blob_pagelist(struct blob_disk *b, CURL *e, char *errbuf)
 		}
 		if (r.status != 200) {
 			blob_status_error("GET", b->display, &r,
-					  "200 OK for the page range list");
+					  "200 OK for the page range list", "");
 			ret = r.status == 403 ? -EACCES : -EIO;
 			break;
 		}

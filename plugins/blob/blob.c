@@ -625,11 +625,21 @@ static const struct dc_option blob_options_decl[] = {
 	{ 0 },
 };
 
+/* A URL may carry ';' (OpenVMM takes the URL verbatim): with a core that
+ * offers it, only trailing ";NAME[=VALUE]" items naming blob options are
+ * options (docs/spec-strings.md, blob). Without it the first ';' starts them,
+ * and %3B is how a URL carries one. */
+#ifdef DC_FORM_TAIL_OPTIONS
+#define BLOB_FORM_FLAGS DC_FORM_TAIL_OPTIONS
+#else
+#define BLOB_FORM_FLAGS 0u
+#endif
+
 static const struct dc_form blob_forms[] = {
 	{ .name = "blob",
 	  .nfields = 2,
 	  .child = DC_CHILD_NONE,
-	  .flags = 0,
+	  .flags = BLOB_FORM_FLAGS,
 	  .syntax = "blob:flat|vhd1:URL",
 	  .help = "read-only disk over HTTP(S) or Azure Blob storage",
 	  .options = blob_options_decl },

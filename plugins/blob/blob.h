@@ -255,7 +255,7 @@ int blob_ctl_perform(struct blob_disk *b, CURL *e, const char *verb, const char 
 		     uint64_t off, uint64_t len, struct blob_resp *resp, char *errbuf,
 		     void (*rewind)(void *arg), void *arg);
 void blob_status_error(const char *verb, const char *disp, const struct blob_resp *r,
-		       const char *expected);
+		       const char *expected, const char *more);
 int blob_head(struct blob_disk *b, CURL *e, char *errbuf);
 int blob_ctl_read(struct blob_disk *b, CURL *e, char *errbuf, void *dst, uint64_t off,
 		  uint64_t len);

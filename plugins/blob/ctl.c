@@ -81,9 +81,10 @@ int blob_ctl_perform(struct blob_disk *b, CURL *e, const char *verb, const char 
 	return ret;
 }
 
-/* A clear message for a control-path status that is not the one expected. */
+/* A clear message for a control-path status that is not the one expected;
+ * more is appended. */
 void blob_status_error(const char *verb, const char *disp, const struct blob_resp *r,
-		       const char *expected)
+		       const char *expected, const char *more)
 {
 	const char *hint = "";
 
@@ -92,9 +93,9 @@ void blob_status_error(const char *verb, const char *disp, const struct blob_res
 		       "signature) or the shared key";
 	else if (r->status == 404)
 		hint = ": no such blob";
-	dc_error("%s %s: HTTP %ld (%s%s%s), expected %s%s", verb, disp, r->status,
+	dc_error("%s %s: HTTP %ld (%s%s%s), expected %s%s%s", verb, disp, r->status,
 		 blob_status_text(r->status), r->error_code[0] ? ", " : "", r->error_code,
-		 expected, hint);
+		 expected, hint, more);
 }
 
 static bool blob_scheme_is(const char *url, const char *scheme)
@@ -142,10 +143,17 @@ static int blob_head_redirect(CURL *e, char **url, const char *disp, long status
 }
 
 /* The final answer to HEAD must be a 200 that gives the size. */
-static int blob_head_check(const struct blob_resp *r, const char *disp)
+static int blob_head_check(const struct blob_resp *r, const char *url, const char *disp)
 {
+	/* A ';' stays in the URL unless blob options follow it
+	 * (docs/spec-strings.md, blob): a mistyped option lands here. */
+	bool semi = strchr(url, ';') && r->status >= 400 && r->status < 500;
+
 	if (r->status != 200) {
-		blob_status_error("HEAD", disp, r, "200 OK");
+		blob_status_error("HEAD", disp, r, "200 OK",
+				  semi ? " (the URL contains a ';': text after it that "
+					 "is not blob options is part of the URL)" :
+					 "");
 		return r->status == 404			    ? -ENOENT :
 		       r->status == 403 || r->status == 401 ? -EACCES :
 							      -EIO;
@@ -187,7 +195,7 @@ int blob_head(struct blob_disk *b, CURL *e, char *errbuf)
 		ret = blob_head_redirect(e, &url, disp, r.status, hops);
 	}
 	if (!ret)
-		ret = blob_head_check(&r, disp);
+		ret = blob_head_check(&r, url, disp);
 	if (!ret) {
 		b->blob_size = (uint64_t)r.content_length;
 		atomic_store(&b->no_ranges, r.no_ranges);

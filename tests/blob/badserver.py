@@ -29,6 +29,9 @@ Modes (GET with "Range: bytes=A-B"):
                (N + 1 redirects in all)
   nolength     HEAD without Content-Length
   tohttp       (TLS listener only) 302 to the same path on the plain listener, as ok
+  pct          as ok, but only when the raw request target holds "%3B" and no
+               ';' (a percent-encoded ';' must reach the server as written)
+  semi         as ok, but only when the raw request target holds a literal ';'
   pages        an Azure page blob (x-ms-blob-type: PageBlob): GET ?comp=pagelist
                answers in two parts joined by a NextMarker that needs escaping,
                pages at [0, 4 KiB) and [128 KiB, 192 KiB); ranged GETs as ok
@@ -98,8 +101,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         target = "ok" if n == 0 else "redirect-%d" % (n - 1)
         self.send(302, headers=[("Location", "/%s/%s" % (target, rest))])
 
+    def target_ok(self, mode):
+        """The raw request target as the pct and semi modes want it."""
+        if mode == "pct":
+            return ";" not in self.path and "%3B" in self.path.upper()
+        return mode != "semi" or ";" in self.path
+
     def do_HEAD(self):
         mode, rest = self.split()
+        if not self.target_ok(mode):
+            return self.send(400)
         if mode.startswith("redirect-"):
             return self.redirect(mode, rest)
         if mode == "tohttp":
@@ -128,6 +139,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         mode, rest = self.split()
+        if not self.target_ok(mode):
+            return self.send(400, b"unexpected request target %s\n" % self.path.encode())
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         if mode.startswith("pages") and query.get("comp") == ["pagelist"]:
             return self.pagelist(mode, query)
