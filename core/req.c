@@ -682,9 +682,11 @@ static void dispatch_pool_run(void *arg)
 {
 	struct dc_req *req = arg;
 	struct dc_node *n = req->node;
+	/* io() may leave an errno detail in req->detail (zeroed at dispatch):
+	 * read it after the call (argument evaluation order is unspecified). */
+	int rc = n->plugin->io(n->inst, req);
 
-	/* io() may leave an errno detail in req->detail (zeroed at dispatch). */
-	dc_complete_detail(req, n->plugin->io(n->inst, req), req->detail);
+	dc_complete_detail(req, rc, req->detail);
 }
 
 DC_EXPORT void dc_child_done_complete(struct dc_req *parent, struct dc_req *child)

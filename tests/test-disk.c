@@ -291,6 +291,24 @@ static void disk_check_resize(const char *spec)
 	dc_close(d);
 }
 
+START_TEST(disk_blocking_plugin_detail)
+{
+	/* A blocking plugin's io() leaves the detail in req->detail; the core
+	 * must read it after io() returns (this once read it before). */
+	dc_disk *d = disk_open_ok("probe;medium=9", 0);
+	char buf[4096];
+	struct iovec iov = { buf, sizeof(buf) };
+	struct dc_io io = { .op = DC_OP_READ, .sector = 8, .iov = &iov, .iovcnt = 1 };
+	int detail = -1;
+
+	ck_assert_int_eq(dc_execute(d, &io, &detail), DC_E_MEDIUM);
+	ck_assert_int_eq(detail, DC_MEDIUM_UNRECOVERED_READ);
+	io.sector = 16;
+	ck_assert_int_eq(dc_execute(d, &io, &detail), 0);
+	dc_close(d);
+}
+END_TEST
+
 START_TEST(disk_resize_mem)
 {
 	disk_check_resize("mem:1M");
@@ -513,6 +531,7 @@ int main(void)
 	tcase_add_test(probe, disk_validates_metadata);
 	tcase_add_test(probe, disk_representability_guard);
 	tcase_add_test(probe, disk_ignored_unmap_shortcut);
+	tcase_add_test(probe, disk_blocking_plugin_detail);
 	tcase_add_loop_test(tc, disk_zero_length, 0,
 			    (int)(sizeof(zl_specs) / sizeof(zl_specs[0])));
 	tcase_add_loop_test(tc, disk_read_only, 0,

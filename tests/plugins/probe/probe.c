@@ -20,7 +20,8 @@ struct probe {
 	uint32_t ss;
 	bool read_only;
 	uint32_t unmap;
-	uint8_t *mem; /* NULL: reads zero, writes are dropped */
+	uint8_t *mem;	 /* NULL: reads zero, writes are dropped */
+	uint64_t medium; /* a read of this sector is a medium error (0: none) */
 	pthread_mutex_t lock;
 };
 
@@ -63,6 +64,7 @@ static int probe_open(const struct dc_open_args *a, void **inst, struct dc_info 
 		return -ENOMEM;
 	p->count = count;
 	p->ss = ss;
+	dc_opt_num(a, "medium", &p->medium);
 	p->read_only = a->read_only || dc_opt_flag(a, "ro");
 	p->unmap = DC_UNMAP_IGNORED;
 	if (unmap && strcmp(unmap, "zeroes") == 0) {
@@ -125,6 +127,12 @@ static int probe_io(void *inst, struct dc_req *req)
 	len = req->count * p->ss;
 	switch (req->op) {
 	case DC_OP_READ:
+		/* The detail travels in req->detail, as a blocking plugin's does. */
+		if (p->medium && req->sector <= p->medium &&
+		    p->medium < req->sector + req->count) {
+			req->detail = DC_MEDIUM_UNRECOVERED_READ;
+			return DC_E_MEDIUM;
+		}
 		if (!p->mem) {
 			dc_buf_zero(&req->buf, 0, req->buf.len);
 			return 0;
@@ -171,6 +179,9 @@ static const struct dc_option probe_options[] = {
 	  .type = DC_OPT_UINT,
 	  .help = "physical sector size in bytes (default: ss)" },
 	{ .name = "count", .type = DC_OPT_UINT, .help = "sector count (default 2048)" },
+	{ .name = "medium",
+	  .type = DC_OPT_UINT,
+	  .help = "reads of this sector fail as an unrecovered read" },
 	{ .name = "ro",
 	  .type = DC_OPT_FLAG,
 	  .help = "report read-only and refuse writes" },
