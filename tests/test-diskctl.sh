@@ -120,8 +120,8 @@ run read "memdiff:file:$T/keep.img;create=512K" 7 1
 check "read through memdiff: with create= of its size succeeds" [ "$rc" -eq 0 ]
 check "... reads the data" has "precious" "$T/out"
 check "... and leaves the file byte-identical" [ "$(sum "$T/keep.img")" = "$before" ]
-run info "file:$T/keep.img;create=1M"
-check "info with create= of another size fails" [ "$rc" -eq 1 ]
+run info --rw "file:$T/keep.img;create=1M"
+check "info --rw with create= of another size fails" [ "$rc" -eq 1 ]
 check "... and leaves the file byte-identical" [ "$(sum "$T/keep.img")" = "$before" ]
 run info --ro "file:$T/new.img;create=1M"
 check "info --ro with create= of a missing file fails" [ "$rc" -eq 1 ]
@@ -130,8 +130,8 @@ check "... and creates nothing" [ ! -e "$T/new.img" ]
 run info --ro "file:$T/keep.img;create=1M;overwrite"
 check "info --ro with ;overwrite fails" [ "$rc" -eq 1 ]
 check "... and leaves the file byte-identical" [ "$(sum "$T/keep.img")" = "$before" ]
-run info "file:$T/keep.img;create=1M;overwrite"
-check "info with create= and ;overwrite replaces the file" [ "$rc" -eq 0 ]
+run info --rw "file:$T/keep.img;create=1M;overwrite"
+check "info --rw with create= and ;overwrite replaces the file" [ "$rc" -eq 0 ]
 check "... at the new size" [ "$(stat -c %s "$T/keep.img")" -eq 1048576 ]
 
 # --- plugins ---
@@ -274,12 +274,12 @@ if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=64k tmpfs "$full" 2>/dev/null;
 	failed_with "bench --prefill of a full disk" ENOSPC "$nospc"
 	check "... in the prefill message" has "prefill '" "$T/err"
 	rm -f "$full/x.img"
-	run info "vhd:$full/y.vhd;create=1M;block=4K"
+	run info --rw "vhd:$full/y.vhd;create=1M;block=4K"
 	check "a dynamic VHD on a full disk is made" [ "$rc" -eq 0 ]
 	run write "vhd:$full/y.vhd" 0 --pattern 7 --count 2048
 	failed_with "write allocating VHD blocks on a full disk" ENOSPC "$nospc"
 	rm -f "$full/y.vhd"
-	run info "vhd1:$full/z.vhd;create=1M"
+	run info --rw "vhd1:$full/z.vhd;create=1M"
 	check "a fixed VHD (sparse) on a full disk is made" [ "$rc" -eq 0 ]
 	run write "vhd1:$full/z.vhd" 0 --pattern 7 --count 2048
 	failed_with "write to a fixed VHD on a full disk" ENOSPC "$nospc"

@@ -225,11 +225,14 @@ int ctl_info(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "ro", no_argument, NULL, 'r' },
+		{ "rw", no_argument, NULL, 'w' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	bool json = false;
-	uint32_t flags = 0;
+	/* Looking never writes: read-only unless asked (an image another
+	 * process holds open read-only can be looked at too). */
+	uint32_t flags = DC_OPEN_READ_ONLY;
 	struct ctl_chain ch = { 0 };
 	struct dc_info in;
 	const char *spec;
@@ -240,7 +243,9 @@ int ctl_info(int argc, char **argv)
 		if (c == 'j')
 			json = true;
 		else if (c == 'r')
-			flags |= DC_OPEN_READ_ONLY;
+			flags = DC_OPEN_READ_ONLY;
+		else if (c == 'w')
+			flags = 0;
 	}
 	ctl_operands(argc, argv, 1, 1, "SPEC");
 	spec = argv[optind];

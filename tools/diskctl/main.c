@@ -13,12 +13,15 @@ const struct ctl_cmd *ctl_current;
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "info", "show a disk's metadata and its chain",
-	  "info [--json] [--ro] SPEC\n\n"
-	  "Open SPEC and print its metadata (size, sector sizes, read-only, FUA,\n"
-	  "unmap behaviour, disk id, type) and every element of the chain with the\n"
-	  "details its plugin describes.\n\n"
-	  "  --json   print one JSON object\n"
-	  "  --ro     open read-only (needed for read-only files)\n",
+	  "info [--json] [--rw] SPEC\n\n"
+	  "Open SPEC read-only and print its metadata (size, sector sizes, read-only,\n"
+	  "FUA, unmap behaviour, disk id, type) and every element of the chain with\n"
+	  "the details its plugin describes.\n\n"
+	  "  --json   print one JSON object; strings are valid UTF-8 (a byte that is\n"
+	  "           not part of valid UTF-8 is written as \\u00XX, XX its value)\n"
+	  "  --rw     open read-write, so that create= or ;overwrite in SPEC may\n"
+	  "           make or replace an image ('diskctl create' says it plainer)\n"
+	  "  --ro     open read-only (the default; the last of --ro and --rw counts)\n",
 	  ctl_info },
 	{ "plugins", "list the plugins on the search path",
 	  "plugins [--json]\n\n"

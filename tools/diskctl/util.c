@@ -228,6 +228,43 @@ void ctl_human_bytes(uint64_t n, char *buf, size_t len)
 		snprintf(buf, len, "%.2f %s", v, units[u]);
 }
 
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t ctl_utf8_len(const unsigned char *p)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	/* The second byte's range is narrower after E0, ED, F0 and F4. */
+	if (p[0] == 0xe0)
+		lo = 0xa0;
+	else if (p[0] == 0xed)
+		hi = 0x9f;
+	else if (p[0] == 0xf0)
+		lo = 0x90;
+	else if (p[0] == 0xf4)
+		hi = 0x8f;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* JSON text must be Unicode: well-formed UTF-8 is copied, and a byte that is
+ * not part of it (a path is any bytes) becomes \u00XX, the code point of its
+ * value, so the output stays valid and the byte can still be read off. */
 void ctl_json_str(FILE *f, const char *s)
 {
 	if (!s) {
@@ -236,6 +273,17 @@ void ctl_json_str(FILE *f, const char *s)
 	}
 	fputc('"', f);
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		size_t n = ctl_utf8_len(p);
+
+		if (n == 0) {
+			fprintf(f, "\\u%04x", *p);
+			continue;
+		}
+		if (n > 1) {
+			fwrite(p, 1, n, f);
+			p += n - 1;
+			continue;
+		}
 		switch (*p) {
 		case '"':
 			fputs("\\\"", f);
@@ -278,9 +326,6 @@ dc_disk *ctl_open(const char *spec, uint32_t flags)
 		/* The core's message names the element at fault, with any URL
 		 * credentials removed; the spec itself is not echoed. */
 		ctl_err("cannot open: %s", ctl_last_error(rc));
-		if (!(flags & DC_OPEN_READ_ONLY) &&
-		    (rc == -EROFS || rc == -EACCES || rc == -EPERM))
-			fprintf(stderr, "(open it read-only with --ro)\n");
 		return NULL;
 	}
 	return d;
