@@ -9,7 +9,7 @@
 #  - a fixed VHD stored as a page blob through blob:vhd1: (disk id, contents);
 #  - a block blob through blob:flat:;
 #  - a tampered SAS and a wrong key: a clear 403, and no signature in the message;
-#  - a writable open (diskctl info without --ro): refused as OpenVMM refuses it.
+#  - a writable open (diskctl info --rw): refused as OpenVMM refuses it.
 # Exits 77 when Azurite is not installed and cannot be installed.
 #
 # Azurite is looked up on PATH, then in $DISKCORE_AZURITE_DIR (default
@@ -89,8 +89,8 @@ copy() {
 	cmp "$tmp/out.raw" "$3" || fail "$1 does not read as $3"
 }
 
-# info SPEC: diskctl info --ro (blob disks open read-only only), its output in
-# $tmp/info.
+# info SPEC: diskctl info --ro (blob disks open read-only only; --ro is also
+# info's default now), its output in $tmp/info.
 info() { "$diskctl" info --ro "$1" >"$tmp/info" 2>&1 || { cat "$tmp/info" >&2; fail "diskctl info $1"; }; }
 has() { grep -q -- "$1" "$tmp/info" || { cat "$tmp/info" >&2; fail "info lacks '$1'"; }; }
 
@@ -165,7 +165,7 @@ grep -Eq "HTTP (401|403|404)" "$tmp/info" || { cat "$tmp/info" >&2; fail "no sta
 ok "no credentials: refused with a status"
 
 # 7. A writable open fails before any request, saying to open read-only.
-if "$diskctl" info "blob:flat:$base/page.img?$sas" >"$tmp/info" 2>&1; then
+if "$diskctl" info --rw "blob:flat:$base/page.img?$sas" >"$tmp/info" 2>&1; then
 	fail "a blob opened writable"
 fi
 has "writable blob disks not supported: open it read-only"
