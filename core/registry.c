@@ -274,6 +274,14 @@ static char *reg_validate(const char *path, const struct dc_plugin *p)
 		if (f->child > DC_CHILD_LIST)
 			return reg_fmt("plugin %s: form '%s': invalid child value %u",
 				       path, f->name, f->child);
+		if (f->flags &
+		    ~(DC_FORM_READ_CACHE | DC_FORM_WRITE_THROUGH | DC_FORM_TAIL_OPTIONS))
+			return reg_fmt("plugin %s: form '%s': unknown flags %#x", path,
+				       f->name, f->flags);
+		if ((f->flags & DC_FORM_TAIL_OPTIONS) && f->child != DC_CHILD_NONE)
+			return reg_fmt("plugin %s: form '%s': tail options need a leaf "
+				       "form",
+				       path, f->name);
 		if (f->reserved[0] || f->reserved[1])
 			return reg_fmt("plugin %s: form '%s': reserved fields are not "
 				       "zero",

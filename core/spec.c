@@ -427,6 +427,38 @@ static int spec_list(struct spec_ctx *c, struct dc_spec *s, size_t at, unsigned 
 	return 0;
 }
 
+/* Does the option item [p, p + len) ("NAME" or "NAME=VALUE") name an option
+ * the form declares? */
+static bool spec_declared(const struct dc_form *f, const char *p, size_t len)
+{
+	const char *eq = memchr(p, '=', len);
+	size_t n = eq ? (size_t)(eq - p) : len;
+
+	for (const struct dc_option *o = f->options; o && o->name; o++)
+		if (strlen(o->name) == n && memcmp(o->name, p, n) == 0)
+			return true;
+	return false;
+}
+
+/* DC_FORM_TAIL_OPTIONS: the ';' in [from, to) after which every ';'-separated
+ * item is a declared option, the leftmost such; NULL when the field does not
+ * end in options. Every other ';' belongs to the field. */
+static const char *spec_tail_opts(const struct spec_ctx *c, size_t from, size_t to)
+{
+	const char *start = NULL;
+	size_t end = to;
+
+	for (size_t i = to; i-- > from;) {
+		if (c->full[i] != ';')
+			continue;
+		if (!spec_declared(c->form, c->full + i + 1, end - i - 1))
+			break;
+		start = c->full + i;
+		end = i;
+	}
+	return start;
+}
+
 /* Fields and children of the element, from `p`, the first field (just after
  * the ':' that follows the kind and its options). */
 static int spec_body(struct spec_ctx *c, struct dc_spec *s, size_t p, unsigned depth,
@@ -460,7 +492,11 @@ static int spec_body(struct spec_ctx *c, struct dc_spec *s, size_t p, unsigned d
 			return spec_fail(c, p, -EINVAL, "missing %s",
 					 child == DC_CHILD_ONE ? "inner spec" :
 								 "bracketed list");
-		semi = memchr(e + p, ';', fend - p);
+		if (i + 1 == nfields && child == DC_CHILD_NONE && !file_leaf &&
+		    (c->form->flags & DC_FORM_TAIL_OPTIONS))
+			semi = spec_tail_opts(c, p, fend);
+		else
+			semi = memchr(e + p, ';', fend - p);
 		s->fields[i] = strndup(e + p, (semi ? (size_t)(semi - e) : fend) - p);
 		if (!s->fields[i])
 			return -ENOMEM;

@@ -137,6 +137,9 @@ enum dc_child {
 /** Form flags. */
 #define DC_FORM_READ_CACHE (1u << 0)    /**< layer: a read cache over its inner spec */
 #define DC_FORM_WRITE_THROUGH (1u << 1) /**< layer: writes also go to the layer below */
+/** leaf: the last field keeps its ';'s; the options are only the
+ *  trailing ";NAME[=VALUE]" items whose NAME the form declares (a URL) */
+#define DC_FORM_TAIL_OPTIONS (1u << 2)
 
 /** One spec-string form a plugin claims: "memdiff:SPEC", "crypt:CIPHER:KEY:SPEC". */
 struct dc_form {
