@@ -524,15 +524,6 @@ static int spec_body(struct spec_ctx *c, struct dc_spec *s, size_t p, unsigned d
 	return 0;
 }
 
-static bool spec_kind_ok(const char *k, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= '0' && k[i] <= '9') ||
-		      k[i] == '-'))
-			return false;
-	return true;
-}
-
 /* The kind, its options and the ':' before the fields; returns the position
  * of the first field, or end + 1 for a form that takes nothing. */
 static int spec_kind(struct spec_ctx *c, struct dc_spec *s, bool *file_leaf,
@@ -540,6 +531,7 @@ static int spec_kind(struct spec_ctx *c, struct dc_spec *s, bool *file_leaf,
 {
 	const char *e = c->full + c->start;
 	size_t len = c->len, end = c->start + c->len, kend, p;
+	bool pathlike;
 	char *kind;
 	int r;
 
@@ -554,17 +546,21 @@ static int spec_kind(struct spec_ctx *c, struct dc_spec *s, bool *file_leaf,
 	/* "file" resolves after the path is known (extension dispatch). */
 	*file_leaf = strcmp(kind, "file") == 0;
 	r = *file_leaf ? 0 : spec_lookup(c, s, kind, c->start);
+	pathlike = strpbrk(kind, "/.") != NULL;
 	free(kind);
-	if (r < 0) {
-		bool pathlike = r == -ENOENT && kend == len && !spec_kind_ok(e, kend);
-		char *msg = pathlike ? strdup(dc_last_error()) : NULL;
-
-		/* "disk.img": maybe meant as a relative path. */
-		if (msg)
-			dc__error_raw("%s (a relative path is written file:PATH)", msg);
-		free(msg);
-		return r;
+	if (r == -ENOENT && !memchr(e, ':', len) && pathlike) {
+		/* No ':' and no such kind, but a '/' or '.': a path, relative to
+		 * the working directory, as OpenVMM reads a string without ':'
+		 * ("memdiff:disks/base.img", "disk.vhd;create=1G"). A bare word
+		 * stays a kind, so a mistyped one is named as such. */
+		dc__error_clear();
+		*file_leaf = true;
+		c->hint = "PATH[;OPTION...]";
+		*first = c->start;
+		return 0;
 	}
+	if (r < 0)
+		return r;
 	if (*file_leaf)
 		c->hint = "file:PATH[;OPTION...]";
 	p = c->start + kend;

@@ -389,6 +389,34 @@ START_TEST(file_create_bad_size)
 }
 END_TEST
 
+START_TEST(file_relative_path)
+{
+	/* "memdiff:REL.img" and "sub/REL.img" open relative to the working
+	 * directory, as in OpenVMM (docs/spec-strings.md). */
+	char *dir = h_tmpsubdir(), *sub = h_fmt("%s/sub", dir), buf[512];
+	char cwd[4096];
+	dc_disk *d;
+
+	ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+	ck_assert_int_eq(mkdir(sub, 0755), 0);
+	ck_assert_int_eq(chdir(dir), 0);
+	memset(buf, 0x5a, sizeof(buf));
+	d = h_open("sub/rel.img;create=64K", 0);
+	ck_assert_int_eq(dc_write(d, 3, buf, sizeof(buf), 0), 0);
+	dc_close(d);
+	ck_assert_int_eq(access("sub/rel.img", F_OK), 0);
+	ck_assert_int_eq(chdir(sub), 0);
+	d = h_open("memdiff:rel.img", 0);
+	memset(buf, 0, sizeof(buf));
+	ck_assert_int_eq(dc_read(d, 3, buf, sizeof(buf)), 0);
+	ck_assert_int_eq((unsigned char)buf[511], 0x5a);
+	dc_close(d);
+	ck_assert_int_eq(chdir(cwd), 0);
+	free(sub);
+	free(dir);
+}
+END_TEST
+
 START_TEST(file_open_errors)
 {
 	char *missing = h_tmppath(".img");
@@ -964,6 +992,7 @@ int main(void)
 	tcase_add_test(tc, file_shrunk_read_fails);
 	tcase_add_test(tc, file_create);
 	tcase_add_test(tc, file_create_bad_size);
+	tcase_add_test(tc, file_relative_path);
 	tcase_add_test(tc, file_open_errors);
 	tcase_add_test(tc, file_direct);
 	tcase_add_test(tc, file_unmap_punches_holes);
