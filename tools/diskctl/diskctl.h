@@ -91,6 +91,38 @@ int ctl_flush(dc_disk *d, const char *spec);
 /* Wait until one of n (at most 4) DC_QUEUE_POLL queues may have completions. */
 void ctl_queues_wait(dc_queue *const *qs, int n, int timeout_ms);
 
+/* --- creating images (create.c) ------------------------------------------- */
+
+/* A spec's top element, as far as creating its image goes. */
+struct ctl_target {
+	char kind[32];	  /* "file" for a bare path */
+	char *path;	  /* the image file */
+	size_t opt_at;	  /* where creating options go in the spec's text */
+	bool has_inner;	  /* a layer with its inner spec written (sqldiff:P:S) */
+	bool create_size; /* the plugin declares ;create=SIZE */
+	bool create_flag; /* ;create (sized from the disk below) */
+	bool parent_opt;  /* ;parent=PATH */
+	bool sector_opt;  /* ;sector=N */
+};
+
+/* Parse SPEC's top element and look up what its plugin declares; 0, or -1
+ * (reported: not KIND:PATH, or a kind that creates nothing). */
+int ctl_target_parse(const char *spec, struct ctl_target *t);
+void ctl_target_free(struct ctl_target *t);
+bool ctl_target_exists(const struct ctl_target *t);
+
+struct ctl_create {
+	const char *spec;     /* the image, without creating options */
+	uint64_t size;	      /* bytes; 0 with a parent: the parent's */
+	uint32_t sector_size; /* 0: the format's default */
+	const char *parent;   /* a differencing image's parent, or NULL */
+	bool overwrite;	      /* replace an existing file */
+};
+
+/* Make the image and open it read-write; NULL when refused (reported). An
+ * existing file is refused unless c->overwrite. */
+dc_disk *ctl_create_open(const struct ctl_create *c);
+
 /* --- subcommands ----------------------------------------------------------- */
 
 int ctl_info(int argc, char **argv);
@@ -99,5 +131,6 @@ int ctl_cp(int argc, char **argv);
 int ctl_read(int argc, char **argv);
 int ctl_write(int argc, char **argv);
 int ctl_bench(int argc, char **argv);
+int ctl_create(int argc, char **argv);
 
 #endif

@@ -52,6 +52,26 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "file F ('-' for stdin; a multiple of the sector size) at SECTOR, then flush.\n\n"
 	  "  --fua   write with force unit access\n",
 	  ctl_write },
+	{ "create", "make a new image: raw, VHD, VHDX, SQLite, differencing",
+	  "create [--parent PARENT] [--overwrite] [-q] SPEC [SIZE]\n\n"
+	  "Make the image SPEC names, SIZE bytes of zeroes, through the options its\n"
+	  "plugin declares for creating ('diskctl plugins' lists them). The kind\n"
+	  "picks the format; options in SPEC shape it:\n"
+	  "  file:X.img, /X.img   raw file (sparse)\n"
+	  "  vhd:X.vhd            dynamic VHD (;block=SIZE); vhd1:X.vhd or file:X.vhd\n"
+	  "                       a fixed one\n"
+	  "  vhdx:X.vhdx          dynamic VHDX (;block=SIZE, ;sector=4096); with\n"
+	  "                       ;fixed a fixed one\n"
+	  "  sql:X.dbhd           a disk in SQLite (OpenVMM's .dbhd)\n"
+	  "With --parent, a differencing image over PARENT, of its size (SIZE may be\n"
+	  "left out): vhd: and vhdx: over an image of their own format (a path,\n"
+	  "relative to the current directory, or vhd:PATH / vhdx:PATH; the child\n"
+	  "stores where it is relative to itself, and absolute), sqldiff:X.dbhd over\n"
+	  "any spec. An existing file is never replaced without --overwrite.\n\n"
+	  "  --parent PARENT  make a differencing image over PARENT\n"
+	  "  --overwrite      replace an existing file (not one another open holds)\n"
+	  "  -q, --quiet      print nothing on success\n",
+	  ctl_create },
 	{ "bench", "measure IOPS, throughput and latency",
 	  "bench [--rw read|write|randread|randwrite] [--bs SIZE] [--qd N]\n"
 	  "             [--time SEC | --count N] [--threads N] [--ro] [--poll] [--no-wait]\n"
