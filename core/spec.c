@@ -317,7 +317,8 @@ static int spec_lookup(struct spec_ctx *c, struct dc_spec *s, const char *kind, 
 	return 0;
 }
 
-/* A file path picks its format by extension, as OpenVMM does: a VHD opened as
+/* A file path picks its format by extension, as OpenVMM does (.vhd, .vmgs,
+ * .vhdx; .iso stays raw and read-only, which the file plugin enforces): a VHD opened as
  * raw would expose its footer as data, so there is no fallback to raw. A block
  * device is what OpenVMM opens through its io_uring block device backend on
  * Linux: blockdev, or file when blockdev is not installed. */
@@ -327,6 +328,7 @@ static int spec_file_form(struct spec_ctx *c, struct dc_spec *s, size_t at)
 	const char *const *try;
 	static const char *const vhd[] = { "vhd", "vhd1", NULL };
 	static const char *const vhdx[] = { "vhdx", NULL };
+	static const char *const vhd1[] = { "vhd1", NULL };
 	static const char *const bdev[] = { "blockdev", "file", NULL };
 	static const char *const raw[] = { "file", NULL };
 	const char *what = NULL, *why = NULL;
@@ -337,6 +339,11 @@ static int spec_file_form(struct spec_ctx *c, struct dc_spec *s, size_t at)
 		try = vhd;
 		what = "'.vhd' images need the vhd or vhd1 plugin";
 		why = "a VHD is never opened as a raw file: its footer would show as data";
+	} else if (spec_ends_with(path, ".vmgs")) {
+		/* A VM guest state file is a fixed VHD (OpenVMM opens it as one). */
+		try = vhd1;
+		what = "'.vmgs' files need the vhd1 plugin";
+		why = "a VMGS file is a fixed VHD, never opened as a raw file";
 	} else if (spec_ends_with(path, ".vhdx")) {
 		try = vhdx;
 		what = "'.vhdx' images need the vhdx plugin";

@@ -417,6 +417,35 @@ START_TEST(file_relative_path)
 }
 END_TEST
 
+START_TEST(file_iso_and_vmgs)
+{
+	/* .iso is read-only media; .vmgs is a fixed VHD (issue 14). */
+	char *iso = h_tmpfile(MIB, ".iso"), *vmgs = h_tmppath(".vmgs"), *spec;
+	unsigned char foot[512];
+	struct stat st;
+	dc_disk *d;
+	int fd;
+
+	h_open_fails(0, -EROFS, "iso file cannot be opened as read/write", "%s", iso);
+	d = h_open(iso, DC_OPEN_READ_ONLY);
+	ck_assert_uint_eq(dc_sector_count(d), MIB / 512);
+	dc_close(d);
+	spec = h_fmt("file:%s;create=VMGS_DEFAULT", vmgs);
+	d = h_open(spec, 0);
+	ck_assert_uint_eq(dc_sector_count(d), 4 * MIB / 512);
+	dc_close(d);
+	free(spec);
+	ck_assert_int_eq(stat(vmgs, &st), 0);
+	ck_assert_int_eq(st.st_size, 4 * MIB + 512);
+	fd = open(vmgs, O_RDONLY);
+	ck_assert_int_eq(pread(fd, foot, 512, st.st_size - 512), 512);
+	close(fd);
+	ck_assert_int_eq(memcmp(foot, "conectix", 8), 0);
+	free(iso);
+	free(vmgs);
+}
+END_TEST
+
 START_TEST(file_open_errors)
 {
 	char *missing = h_tmppath(".img");
@@ -993,6 +1022,7 @@ int main(void)
 	tcase_add_test(tc, file_create);
 	tcase_add_test(tc, file_create_bad_size);
 	tcase_add_test(tc, file_relative_path);
+	tcase_add_test(tc, file_iso_and_vmgs);
 	tcase_add_test(tc, file_open_errors);
 	tcase_add_test(tc, file_direct);
 	tcase_add_test(tc, file_unmap_punches_holes);

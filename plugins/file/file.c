@@ -275,6 +275,13 @@ static void file_close(void *inst)
 	free(f);
 }
 
+static bool file_has_suffix(const char *path, const char *suffix)
+{
+	size_t a = strlen(path), b = strlen(suffix);
+
+	return a >= b && strcasecmp(path + a - b, suffix) == 0;
+}
+
 static int file_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
 	struct file_disk *f;
@@ -287,6 +294,14 @@ static int file_open(const struct dc_open_args *a, void **inst, struct dc_info *
 		dc_error("missing path (expected file:PATH)");
 		return -EINVAL;
 	}
+	/* A CD/DVD image is read-only media (OpenVMM refuses it the same way;
+	 * docs/spec-strings.md, "Format by extension"). */
+	if (!a->read_only && file_has_suffix(a->fields[0], ".iso"))
+		return dc_fail(-EROFS,
+			       "%s: iso file cannot be opened as read/write: open it "
+			       "read-only, or put a writable layer above it "
+			       "(memdiff:%s)",
+			       a->fields[0], a->fields[0]);
 	want = dc_opt_num(a, "create", &create_size);
 	if (want && (create_size == 0 || create_size % 512 ||
 		     create_size > (uint64_t)INT64_MAX)) {
