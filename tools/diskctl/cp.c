@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* diskctl cp: copy one disk to another with many chunks in flight. */
+/* diskctl cp, and the copy engine convert shares: one disk to another with
+ * many chunks in flight, stopping cleanly on SIGINT or SIGTERM. */
 #include "diskctl.h"
 
 #include <inttypes.h>
@@ -16,19 +17,6 @@ struct ctl_cp_slot {
 	size_t len;
 	unsigned char *buf;
 	struct iovec iov;
-};
-
-struct ctl_cp {
-	const char *src_spec, *dst_spec;
-	dc_disk *src, *dst;
-	dc_queue *sq, *dq;
-	uint32_t sss, dss; /* sector sizes */
-	uint64_t total, next, done, unmapped;
-	uint64_t chunk, qd; /* chunk size, chunks in flight */
-	bool sparse, can_unmap, quiet, progress;
-	int err;
-	uint64_t start_ns, last_draw_ns;
-	double secs;
 };
 
 static bool ctl_is_zero(const unsigned char *buf, size_t len)
@@ -77,10 +65,12 @@ static int ctl_cp_submit(struct ctl_cp *cp, struct ctl_cp_slot *s, enum ctl_cp_s
 	return rc;
 }
 
-/* Give an idle slot the next chunk, unless done or failed. */
+/* Give an idle slot the next chunk, unless done, failed or interrupted: so
+ * after an interruption, once the chunks in flight finish, DST holds exactly
+ * SRC's first cp->next bytes. */
 static void ctl_cp_start(struct ctl_cp *cp, struct ctl_cp_slot *s, size_t chunk)
 {
-	if (cp->err || cp->next >= cp->total) {
+	if (cp->err || cp->next >= cp->total || ctl_signal()) {
 		s->state = CTL_CP_IDLE;
 		return;
 	}
@@ -113,11 +103,16 @@ static void ctl_cp_complete(struct ctl_cp *cp, const struct dc_completion *c,
 		return;
 	}
 	if (st == CTL_CP_READ) {
-		if (cp->sparse && cp->can_unmap && ctl_is_zero(s->buf, s->len))
-			ctl_cp_submit(cp, s, CTL_CP_UNMAP);
-		else
-			ctl_cp_submit(cp, s, CTL_CP_WRITE);
-		return;
+		bool zero = cp->zeroes != CTL_ZEROES_WRITE && ctl_is_zero(s->buf, s->len);
+
+		if (zero && cp->zeroes == CTL_ZEROES_SKIP) {
+			cp->skipped += s->len;
+		} else {
+			ctl_cp_submit(cp, s,
+				      zero && cp->can_unmap ? CTL_CP_UNMAP :
+							      CTL_CP_WRITE);
+			return;
+		}
 	}
 	cp->done += s->len;
 	if (st == CTL_CP_UNMAP)
@@ -230,7 +225,8 @@ static int ctl_cp_prepare(struct ctl_cp *cp)
 	return 0;
 }
 
-/* Copy SRC to DST and flush DST; 0, or -1 (reported). */
+/* 0 done, 1 interrupted by a signal (DST holds SRC's first cp->done bytes),
+ * -1 failed (reported). */
 static int ctl_cp_copy(struct ctl_cp *cp)
 {
 	int rc;
@@ -242,25 +238,74 @@ static int ctl_cp_copy(struct ctl_cp *cp)
 	rc = ctl_cp_run(cp, (unsigned)cp->qd, cp->chunk);
 	dc_queue_close(cp->sq);
 	dc_queue_close(cp->dq);
+	/* Interrupted too: what was written is made durable. */
 	if (!rc)
 		rc = ctl_flush(cp->dst, cp->dst_spec);
 	cp->secs = (ctl_now_ns() - cp->start_ns) / 1e9;
 	if (cp->progress)
 		ctl_cp_draw(cp, true);
-	return rc < 0 ? -1 : 0;
+	if (rc < 0)
+		return -1;
+	return cp->done < cp->total ? 1 : 0;
 }
 
-static void ctl_cp_summary(const struct ctl_cp *cp)
+static void ctl_cp_interrupted(const struct ctl_cp *cp, const char *what)
+{
+	char a[32], b[32];
+
+	ctl_human_bytes(cp->done, a, sizeof(a));
+	ctl_human_bytes(cp->total, b, sizeof(b));
+	ctl_err("interrupted: '%s' holds the first %" PRIu64 " of %" PRIu64
+		" bytes (%s of %s, %.1f%%) of '%s'; %s",
+		cp->dst_spec, cp->done, cp->total, a, b,
+		cp->total ? 100.0 * cp->done / cp->total : 100.0, cp->src_spec, what);
+}
+
+static void ctl_cp_summary(const struct ctl_cp *cp, const char *verb)
 {
 	char hb[32];
 
 	if (cp->quiet)
 		return;
 	ctl_human_bytes(cp->done, hb, sizeof(hb));
-	printf("copied %" PRIu64 " bytes (%s) in %.3f s, %.1f MB/s; "
-	       "%" PRIu64 " bytes unmapped\n",
-	       cp->done, hb, cp->secs, cp->secs > 0 ? cp->done / cp->secs / 1e6 : 0.0,
-	       cp->unmapped);
+	printf("%s %" PRIu64 " bytes (%s) in %.3f s, %.1f MB/s; ", verb, cp->done, hb,
+	       cp->secs, cp->secs > 0 ? cp->done / cp->secs / 1e6 : 0.0);
+	if (cp->zeroes == CTL_ZEROES_SKIP)
+		printf("%" PRIu64 " bytes of zeroes skipped\n", cp->skipped);
+	else
+		printf("%" PRIu64 " bytes unmapped\n", cp->unmapped);
+}
+
+int ctl_cp_run_report(struct ctl_cp *cp, const char *verb, const char *left)
+{
+	switch (ctl_cp_copy(cp)) {
+	case 0:
+		ctl_cp_summary(cp, verb);
+		return 0;
+	case 1:
+		ctl_cp_interrupted(cp, left);
+		return 128 + ctl_signal();
+	}
+	return CTL_EXIT_FAIL;
+}
+
+bool ctl_cp_option(struct ctl_cp *cp, int c)
+{
+	switch (c) {
+	case 'q':
+		cp->quiet = true;
+		return true;
+	case 'b':
+		cp->chunk = ctl_arg_size("--bs", optarg);
+		if (cp->chunk < 512 || cp->chunk > (1u << 30) ||
+		    (cp->chunk & (cp->chunk - 1)))
+			ctl_usage("--bs must be a power of two from 512 to 1G");
+		return true;
+	case 'd':
+		cp->qd = ctl_arg_u64("--qd", optarg, 1, 1024);
+		return true;
+	}
+	return false;
 }
 
 static void ctl_cp_args(int argc, char **argv, struct ctl_cp *cp)
@@ -277,26 +322,12 @@ static void ctl_cp_args(int argc, char **argv, struct ctl_cp *cp)
 	int c;
 
 	while ((c = ctl_getopt(argc, argv, "hq", lo)) != -1) {
-		switch (c) {
-		case 's':
-			cp->sparse = true;
-			break;
-		case 'S':
-			cp->sparse = false;
-			break;
-		case 'q':
-			cp->quiet = true;
-			break;
-		case 'b':
-			cp->chunk = ctl_arg_size("--bs", optarg);
-			if (cp->chunk < 512 || cp->chunk > (1u << 30) ||
-			    (cp->chunk & (cp->chunk - 1)))
-				ctl_usage("--bs must be a power of two from 512 to 1G");
-			break;
-		case 'd':
-			cp->qd = ctl_arg_u64("--qd", optarg, 1, 1024);
-			break;
-		}
+		if (c == 's')
+			cp->zeroes = CTL_ZEROES_UNMAP;
+		else if (c == 'S')
+			cp->zeroes = CTL_ZEROES_WRITE;
+		else
+			ctl_cp_option(cp, c);
 	}
 	ctl_operands(argc, argv, 2, 2, "SRC and DST");
 	cp->src_spec = argv[optind];
@@ -305,20 +336,19 @@ static void ctl_cp_args(int argc, char **argv, struct ctl_cp *cp)
 
 int ctl_cp(int argc, char **argv)
 {
-	struct ctl_cp cp = { .sparse = true, .chunk = 1 << 20, .qd = 16 };
+	struct ctl_cp cp = { .zeroes = CTL_ZEROES_UNMAP, .chunk = 1 << 20, .qd = 16 };
 	int rc = CTL_EXIT_FAIL;
 
 	ctl_cp_args(argc, argv, &cp);
+	ctl_catch_signals();
 	cp.src = ctl_open(cp.src_spec, DC_OPEN_READ_ONLY);
 	if (!cp.src)
 		return CTL_EXIT_FAIL;
 	cp.dst = ctl_open(cp.dst_spec, 0);
-	if (cp.dst && ctl_cp_copy(&cp) == 0) {
-		ctl_cp_summary(&cp);
-		rc = 0;
-	}
-	if (cp.dst)
+	if (cp.dst) {
+		rc = ctl_cp_run_report(&cp, "copied", "the rest of it was not written");
 		dc_close(cp.dst);
+	}
 	dc_close(cp.src);
 	return rc;
 }

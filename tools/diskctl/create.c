@@ -81,9 +81,7 @@ static const char *ctl_kind_by_extension(const char *path, size_t len)
 	return "file";
 }
 
-/* Parse SPEC's top element: its kind and path, where the creating options go,
- * and what its plugin declares. 0, or -1 (reported). */
-int ctl_target_parse(const char *spec, struct ctl_target *t)
+int ctl_target_parse(const char *spec, struct ctl_target *t, bool report)
 {
 	struct ctl_form_caps caps = { 0 };
 	const char *p = spec, *path;
@@ -93,7 +91,9 @@ int ctl_target_parse(const char *spec, struct ctl_target *t)
 	if (*p != '/') {
 		klen = strcspn(p, ":;");
 		if (!klen || p[klen] != ':' || klen >= sizeof(t->kind)) {
-			ctl_err("'%s': expected KIND:PATH or an absolute path", spec);
+			if (report)
+				ctl_err("'%s': expected KIND:PATH or an absolute path",
+					spec);
 			return -1;
 		}
 		memcpy(t->kind, p, klen);
@@ -108,8 +108,10 @@ int ctl_target_parse(const char *spec, struct ctl_target *t)
 		caps.kind = ctl_kind_by_extension(path, plen);
 	dc_plugins_foreach(ctl_caps_visit, &caps);
 	if (!caps.found || !(caps.create_size || caps.create_flag || caps.parent)) {
-		ctl_err("'%s': %s: images cannot be created (kinds that create: %s)",
-			spec, caps.kind, caps.makers[0] ? caps.makers : "none installed");
+		if (report)
+			ctl_err("'%s': %s: images cannot be created (kinds that create: %s)",
+				spec, caps.kind,
+				caps.makers[0] ? caps.makers : "none installed");
 		return -1;
 	}
 	if (caps.child != DC_CHILD_NONE)
@@ -193,7 +195,7 @@ static char *ctl_create_spec(const struct ctl_create *c, const struct ctl_target
 		n += snprintf(out + n, cap - n, ";create");
 	else
 		n += snprintf(out + n, cap - n, ";create=%" PRIu64, c->size);
-	if (c->sector_size && t->sector_opt)
+	if (c->sector_size && t->sector_opt && !strstr(c->spec, ";sector="))
 		n += snprintf(out + n, cap - n, ";sector=%" PRIu32, c->sector_size);
 	if (c->overwrite)
 		n += snprintf(out + n, cap - n, ";overwrite");
@@ -234,7 +236,7 @@ dc_disk *ctl_create_open(const struct ctl_create *c)
 
 	const char *why;
 
-	if (ctl_target_parse(c->spec, &t) < 0)
+	if (ctl_target_parse(c->spec, &t, true) < 0)
 		return NULL;
 	why = ctl_create_refusal(c, &t);
 	if (why) {

@@ -91,6 +91,45 @@ int ctl_flush(dc_disk *d, const char *spec);
 /* Wait until one of n (at most 4) DC_QUEUE_POLL queues may have completions. */
 void ctl_queues_wait(dc_queue *const *qs, int n, int timeout_ms);
 
+/* Catch SIGINT and SIGTERM: ctl_signal() then says which came (0: none), and
+ * long operations stop cleanly. A second one ends the process at once. */
+void ctl_catch_signals(void);
+int ctl_signal(void);
+
+/* --- copying (cp.c) -------------------------------------------------------- */
+
+/* What an all-zero chunk of SRC becomes on DST. */
+enum ctl_zeroes {
+	CTL_ZEROES_WRITE, /* written like any other */
+	CTL_ZEROES_UNMAP, /* unmapped where DST reads unmapped sectors as zero */
+	CTL_ZEROES_SKIP,  /* nothing: DST is new, and reads zeroes already */
+};
+
+struct ctl_cp {
+	/* the caller's */
+	const char *src_spec, *dst_spec;
+	dc_disk *src, *dst;
+	uint64_t chunk, qd; /* chunk size, chunks in flight */
+	enum ctl_zeroes zeroes;
+	bool quiet; /* no progress bar, no summary */
+	/* the engine's */
+	dc_queue *sq, *dq;
+	uint32_t sss, dss; /* sector sizes */
+	uint64_t total, next, done, unmapped, skipped;
+	bool can_unmap, progress;
+	int err;
+	uint64_t start_ns, last_draw_ns;
+	double secs;
+};
+
+/* --bs, --qd and -q, the options cp and convert share; false for others. */
+bool ctl_cp_option(struct ctl_cp *cp, int c);
+/* Copy SRC to DST (a progress bar on a terminal) and flush DST, then say
+ * so: "VERB N bytes ..." on stdout, or after SIGINT/SIGTERM how much of SRC
+ * DST holds, and LEFT (what that leaves). Returns the exit status: 0, 1
+ * failed (reported), 128 + the signal's number. */
+int ctl_cp_run_report(struct ctl_cp *cp, const char *verb, const char *left);
+
 /* --- creating images (create.c) ------------------------------------------- */
 
 /* A spec's top element, as far as creating its image goes. */
@@ -106,15 +145,16 @@ struct ctl_target {
 };
 
 /* Parse SPEC's top element and look up what its plugin declares; 0, or -1
- * (reported: not KIND:PATH, or a kind that creates nothing). */
-int ctl_target_parse(const char *spec, struct ctl_target *t);
+ * (reported when report says so): not KIND:PATH, or a kind that creates
+ * nothing. */
+int ctl_target_parse(const char *spec, struct ctl_target *t, bool report);
 void ctl_target_free(struct ctl_target *t);
 bool ctl_target_exists(const struct ctl_target *t);
 
 struct ctl_create {
 	const char *spec;     /* the image, without creating options */
 	uint64_t size;	      /* bytes; 0 with a parent: the parent's */
-	uint32_t sector_size; /* 0: the format's default */
+	uint32_t sector_size; /* 0: the format's default (SPEC's ;sector= wins) */
 	const char *parent;   /* a differencing image's parent, or NULL */
 	bool overwrite;	      /* replace an existing file */
 };
@@ -132,5 +172,6 @@ int ctl_read(int argc, char **argv);
 int ctl_write(int argc, char **argv);
 int ctl_bench(int argc, char **argv);
 int ctl_create(int argc, char **argv);
+int ctl_convert(int argc, char **argv);
 
 #endif

@@ -33,7 +33,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "cp", "copy one disk to another",
 	  "cp [--sparse|--no-sparse] [-q] [--bs SIZE] [--qd N] SRC DST\n\n"
 	  "Copy every sector of SRC (opened read-only) to the start of DST, which\n"
-	  "must be at least as large. DST is flushed at the end.\n\n"
+	  "must be at least as large. DST is flushed at the end. SIGINT or SIGTERM\n"
+	  "stops the copy cleanly and says how much of SRC DST holds (exit status\n"
+	  "128 + the signal's number).\n\n"
 	  "  --sparse      all-zero chunks are unmapped on DST when DST's unmapped\n"
 	  "                sectors read as zero (the default)\n"
 	  "  --no-sparse   write every chunk\n"
@@ -72,6 +74,25 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "  --overwrite      replace an existing file (not one another open holds)\n"
 	  "  -q, --quiet      print nothing on success\n",
 	  ctl_create },
+	{ "convert", "copy a disk into a new image of any format",
+	  "convert [--sparse] [-q] [--bs SIZE] [--qd N] SRC DST\n\n"
+	  "Copy every sector of SRC (opened read-only) to DST. When DST's file does\n"
+	  "not exist it is made first, as 'diskctl create DST SIZE' makes it, with\n"
+	  "SRC's size (and SRC's sector size where DST's format has a choice), so\n"
+	  "'convert vhdx:A.vhdx vhd:B.vhd' needs nothing made beforehand; an existing\n"
+	  "DST must be at least as large. DST is flushed at the end. A progress bar\n"
+	  "shows on a terminal. SIGINT or SIGTERM stops the copy cleanly: the\n"
+	  "chunks in flight finish, DST is flushed, and the message says how much\n"
+	  "of SRC it holds (it is incomplete); the exit status is then 128 + the\n"
+	  "signal's number (130 for SIGINT).\n\n"
+	  "  --sparse      an all-zero chunk is not written to a DST made here (it\n"
+	  "                reads zeroes already, and a dynamic image stays small); on\n"
+	  "                an existing DST it is unmapped where DST's unmapped\n"
+	  "                sectors read as zero, else written\n"
+	  "  -q, --quiet   no progress bar, no summary\n"
+	  "  --bs SIZE     chunk size, a power of two (default 1M)\n"
+	  "  --qd N        chunks in flight (default 16)\n",
+	  ctl_convert },
 	{ "bench", "measure IOPS, throughput and latency",
 	  "bench [--rw read|write|randread|randwrite] [--bs SIZE] [--qd N]\n"
 	  "             [--time SEC | --count N] [--threads N] [--ro] [--poll] [--no-wait]\n"

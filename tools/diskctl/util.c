@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,4 +376,34 @@ void ctl_queues_wait(dc_queue *const *qs, int n, int timeout_ms)
 			ssize_t r = read(pfd[i].fd, &v, sizeof(v));
 			(void)r;
 		}
+}
+
+/* --- signals --------------------------------------------------------------- */
+
+static volatile sig_atomic_t ctl_sig;
+
+static void ctl_on_signal(int sig)
+{
+	if (ctl_sig) {
+		/* Asked twice: stop now, as without a handler. */
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	ctl_sig = sig;
+}
+
+void ctl_catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = ctl_on_signal };
+
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: a wait in poll() returns at once. */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+int ctl_signal(void)
+{
+	return ctl_sig;
 }
