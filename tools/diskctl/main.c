@@ -93,6 +93,18 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "  --bs SIZE     chunk size, a power of two (default 1M)\n"
 	  "  --qd N        chunks in flight (default 16)\n",
 	  ctl_convert },
+	{ "compare", "say whether two disks hold the same bytes",
+	  "compare [-s|--strict] [-q] [--bs SIZE] [--qd N] A B\n\n"
+	  "Read A and B (read-only) and print 'identical: N bytes', or 'differ at\n"
+	  "byte N' with the first byte that differs. Disks of different sizes\n"
+	  "compare equal when the larger holds only zeroes past the end of the\n"
+	  "smaller (as qemu-img compare). Exit status: 0 identical, 1 different,\n"
+	  "2 an error (or wrong usage), as qemu-img compare.\n\n"
+	  "  -s, --strict  disks of different sizes differ, at the smaller's end\n"
+	  "  -q, --quiet   print nothing; the exit status says\n"
+	  "  --bs SIZE     chunk size, a power of two (default 1M)\n"
+	  "  --qd N        chunks of each disk in flight (default 16)\n",
+	  ctl_compare },
 	{ "bench", "measure IOPS, throughput and latency",
 	  "bench [--rw read|write|randread|randwrite] [--bs SIZE] [--qd N]\n"
 	  "             [--time SEC | --count N] [--threads N] [--ro] [--poll] [--no-wait]\n"
