@@ -216,8 +216,10 @@ static uint64_t ctl_parent_size(const char *parent, const struct ctl_target *t)
 
 	if (path && path == parent && *path != '/') {
 		/* A relative path is a spec only with file: in front. */
-		spec = ctl_xalloc(strlen(path) + 6);
-		sprintf(spec, "file:%s", path);
+		size_t n = strlen(path) + 6;
+
+		spec = ctl_xalloc(n);
+		snprintf(spec, n, "file:%s", path);
 	}
 	d = ctl_open(spec ? spec : parent, DC_OPEN_READ_ONLY);
 	if (d) {

@@ -51,8 +51,10 @@ const char *ctl_last_error(int rc);
 
 /* --- memory and time (util.c) --------------------------------------------- */
 
-void *ctl_xalloc(size_t n);  /* zeroed; exits on failure */
-void *ctl_aligned(size_t n); /* CTL_ALIGN-aligned; exits on failure */
+/* Zeroed; exits on failure. */
+__attribute__((returns_nonnull, malloc)) void *ctl_xalloc(size_t n);
+/* CTL_ALIGN-aligned; exits on failure. */
+__attribute__((returns_nonnull, malloc)) void *ctl_aligned(size_t n);
 char *ctl_strdup(const char *s);
 uint64_t ctl_clock_ns(clockid_t id);
 uint64_t ctl_now_ns(void);
