@@ -84,12 +84,38 @@ static inline void fuzz_absolute_args(int argc, char **argv)
 	}
 }
 
+/* The same for the directories on DISKCORE_PLUGIN_PATH. */
+static inline void fuzz_absolute_plugin_path(void)
+{
+	const char *path = getenv("DISKCORE_PLUGIN_PATH");
+	char cwd[PATH_MAX], *copy, *dir, *save = NULL, *abs = NULL;
+	bool first = true, rel;
+	size_t len = 0;
+	FILE *f;
+
+	if (!path || !getcwd(cwd, sizeof(cwd)) || !(copy = strdup(path)))
+		return;
+	f = open_memstream(&abs, &len);
+	for (dir = strtok_r(copy, ":", &save); f && dir;
+	     dir = strtok_r(NULL, ":", &save)) {
+		rel = dir[0] != '/';
+		fprintf(f, "%s%s%s%s", first ? "" : ":", rel ? cwd : "", rel ? "/" : "",
+			dir);
+		first = false;
+	}
+	if (f && fclose(f) == 0)
+		setenv("DISKCORE_PLUGIN_PATH", abs, 1);
+	free(abs);
+	free(copy);
+}
+
 /* Make the scratch directory and enter it; the run ends if that fails. */
 static inline void fuzz_enter_scratch(const char *name, int *argc, char ***argv)
 {
 	const char *tmp = getenv("TMPDIR");
 
 	fuzz_absolute_args(*argc, *argv);
+	fuzz_absolute_plugin_path();
 	snprintf(fuzz_scratch, sizeof(fuzz_scratch), "%s/diskcore-fuzz-%s-XXXXXX",
 		 tmp && *tmp ? tmp : "/tmp", name);
 	if (!mkdtemp(fuzz_scratch) || chdir(fuzz_scratch) < 0) {

@@ -173,6 +173,7 @@ if { [ -f "$dclib/build.ninja" ] ||
 		fi
 		case $t in
 		layered | sqlite) opts="-detect_leaks=0 -entropic=0" ;;
+		spec) opts="-malloc_limit_mb=1048576" ;; # see fuzz-spec.c
 		*) opts="" ;;
 		esac
 		mkdir -p "$out/corpus-$t" "$tmp"
