@@ -50,6 +50,16 @@ run create "$T/bare.img" 1GiB
 made "raw, a bare path, SIZE 1GiB" raw "$T/bare.img" 1073741824
 run create "file:$T/lower.img" 3m
 made "raw, lower-case SIZE" raw "$T/lower.img" 3145728
+# A relative path needs no file: when it holds a '/' or '.', as the core
+# reads it; a bare word is a kind.
+(cd "$T" && "$DISKCTL" create rel.img 1M) >"$T/out" 2>"$T/err"
+rc=$?
+made "raw, a relative path" raw "$T/rel.img" 1048576
+(cd "$T" && "$DISKCTL" create bareword 1M) >"$T/out" 2>"$T/err"
+rc=$?
+check "a bare word is refused" [ "$rc" -eq 1 ]
+check "... saying how to name such a file" has "file:bareword for this one" "$T/err"
+check "... and makes nothing" [ ! -e "$T/bareword" ]
 
 # --- VHD ---
 run create "vhd:$T/d.vhd" 64M
@@ -73,6 +83,9 @@ check "fixed VHD: qemu-img info (current_size) reads 16 MiB" sh -c \
 if vhdi; then
 	check "fixed VHD: vhdiinfo says fixed, 16 MiB" vhdi_has "$T/f.vhd" "Fixed"
 fi
+run create "$T/g.vmgs" VMGS_DEFAULT
+check "a .vmgs file: created" [ "$rc" -eq 0 ]
+check "... a 4 MiB fixed VHD" [ "$(stat -c %s "$T/g.vmgs")" -eq $((4194304 + 512)) ]
 
 # --- VHDX ---
 run create "vhdx:$T/d.vhdx" 64M

@@ -78,6 +78,8 @@ static const char *ctl_kind_by_extension(const char *path, size_t len)
 		return "vhd";
 	if (len >= 5 && !strncasecmp(path + len - 5, ".vhdx", 5))
 		return "vhdx";
+	if (len >= 5 && !strncasecmp(path + len - 5, ".vmgs", 5))
+		return "vhd1"; /* a VM guest state file is a fixed VHD */
 	return "file";
 }
 
@@ -85,21 +87,26 @@ int ctl_target_parse(const char *spec, struct ctl_target *t, bool report)
 {
 	struct ctl_form_caps caps = { 0 };
 	const char *p = spec, *path;
-	size_t klen = 0, plen;
+	size_t klen, plen;
+	bool bare;
 
 	memset(t, 0, sizeof(*t));
-	if (*p != '/') {
-		klen = strcspn(p, ":;");
-		if (!klen || p[klen] != ':' || klen >= sizeof(t->kind)) {
-			if (report)
-				ctl_err("'%s': expected KIND:PATH or an absolute path",
-					spec);
-			return -1;
-		}
+	klen = strcspn(p, ":;");
+	/* A path as the core reads one: absolute, or without ':' but with a
+	 * '/' or '.' (docs/spec-strings.md, Bare paths). */
+	bare = *p == '/' ||
+	       (!strchr(p, ':') && (memchr(p, '/', klen) || memchr(p, '.', klen)));
+	if (bare) {
+		strcpy(t->kind, "file");
+	} else if (!klen || p[klen] != ':' || klen >= sizeof(t->kind)) {
+		if (report)
+			ctl_err("'%s': expected KIND:PATH, or a path with a '/' or a "
+				"'.' (file:%s for this one)",
+				spec, spec);
+		return -1;
+	} else {
 		memcpy(t->kind, p, klen);
 		p += klen + 1;
-	} else {
-		strcpy(t->kind, "file");
 	}
 	path = p;
 	plen = strcspn(path, ";");

@@ -59,7 +59,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "Make the image SPEC names, SIZE bytes of zeroes, through the options its\n"
 	  "plugin declares for creating ('diskctl plugins' lists them). The kind\n"
 	  "picks the format; options in SPEC shape it:\n"
-	  "  file:X.img, /X.img   raw file (sparse)\n"
+	  "  file:X.img, X.img    raw file (sparse); X.vmgs a fixed VHD\n"
 	  "  vhd:X.vhd            dynamic VHD (;block=SIZE); vhd1:X.vhd or file:X.vhd\n"
 	  "                       a fixed one\n"
 	  "  vhdx:X.vhdx          dynamic VHDX (;block=SIZE, ;sector=4096); with\n"
