@@ -318,7 +318,8 @@ static int spec_lookup(struct spec_ctx *c, struct dc_spec *s, const char *kind, 
 }
 
 /* A file path picks its format by extension, as OpenVMM does (.vhd, .vmgs,
- * .vhdx; .iso stays raw and read-only, which the file plugin enforces): a VHD opened as
+ * .vhdx, and .qcow2; .iso stays raw and read-only, which the file plugin
+ * enforces): a VHD opened as
  * raw would expose its footer as data, so there is no fallback to raw. A block
  * device is what OpenVMM opens through its io_uring block device backend on
  * Linux: blockdev, or file when blockdev is not installed. */
@@ -329,6 +330,7 @@ static int spec_file_form(struct spec_ctx *c, struct dc_spec *s, size_t at)
 	static const char *const vhd[] = { "vhd", "vhd1", NULL };
 	static const char *const vhdx[] = { "vhdx", NULL };
 	static const char *const vhd1[] = { "vhd1", NULL };
+	static const char *const qcow2[] = { "qcow2", NULL };
 	static const char *const bdev[] = { "blockdev", "file", NULL };
 	static const char *const raw[] = { "file", NULL };
 	const char *what = NULL, *why = NULL;
@@ -344,6 +346,11 @@ static int spec_file_form(struct spec_ctx *c, struct dc_spec *s, size_t at)
 		try = vhd1;
 		what = "'.vmgs' files need the vhd1 plugin";
 		why = "a VMGS file is a fixed VHD, never opened as a raw file";
+	} else if (spec_ends_with(path, ".qcow2")) {
+		try = qcow2;
+		what = "'.qcow2' images need the qcow2 plugin";
+		why = "a qcow2 image is never opened as a raw file: its tables would "
+		      "show as data";
 	} else if (spec_ends_with(path, ".vhdx")) {
 		try = vhdx;
 		what = "'.vhdx' images need the vhdx plugin";
