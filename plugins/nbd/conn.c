@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/* One NBD connection: a libnbd handle whose socket a reaper thread drives with
+ * poll() and nbd_aio_notify_read/write. Completion callbacks run on the reaper,
+ * which finishes requests with dc_complete(); the core hands them to the
+ * queue's thread (include/diskcore/plugin.h, "Threads"). The handle has its own
+ * lock, so any queue's thread may issue commands on it concurrently. */
+#include "nbd.h"
+
+#include <diskcore/plugin.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+const char *nbd_redact_uri(const char *uri, char *buf, size_t len)
+{
+	const char *auth = strstr(uri, "://");
+	const char *at, *colon, *slash;
+
+	snprintf(buf, len, "%s", uri);
+	if (!auth)
+		return buf;
+	auth += 3;
+	slash = auth + strcspn(auth, "/?#");
+	at = memchr(auth, '@', (size_t)(slash - auth));
+	colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+	if (colon)
+		snprintf(buf, len, "%.*s:***%s", (int)(colon - uri), uri, at);
+	return buf;
+}
+
+static void *conn_reap(void *arg)
+{
+	struct nbd_conn *c = arg;
+	int fd = nbd_aio_get_fd(c->h);
+
+	for (;;) {
+		unsigned dir = nbd_aio_get_direction(c->h);
+		bool live = fd >= 0 && !nbd_aio_is_dead(c->h) && !nbd_aio_is_closed(c->h);
+		struct pollfd p[2] = { { .fd = c->wake_fd, .events = POLLIN },
+				       { .fd = live ? fd : -1 } };
+		uint64_t v;
+
+		if (dir & LIBNBD_AIO_DIRECTION_READ)
+			p[1].events |= POLLIN;
+		if (dir & LIBNBD_AIO_DIRECTION_WRITE)
+			p[1].events |= POLLOUT;
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			dc_debug("nbd: poll: %s", strerror(errno));
+			break;
+		}
+		if (p[0].revents & POLLIN) {
+			if (read(c->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				break;
+			if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
+				break;
+		}
+		/* A hang-up or error is reported to libnbd through the direction it
+		 * waits for: the failing recv/send kills the handle, which fails
+		 * every command in flight (ENOTCONN) without a reconnect. */
+		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
+		    (dir & LIBNBD_AIO_DIRECTION_READ))
+			nbd_aio_notify_read(c->h);
+		else if (p[1].revents & (POLLOUT | POLLHUP | POLLERR))
+			nbd_aio_notify_write(c->h);
+	}
+	return NULL;
+}
+
+void nbd_conn_kick(struct nbd_conn *c)
+{
+	uint64_t one = 1;
+
+	if (!(nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE))
+		return;
+	if (write(c->wake_fd, &one, sizeof(one)) < 0)
+		dc_debug("nbd: wake: %s", strerror(errno));
+}
+
+static int conn_errno(int fallback)
+{
+	int e = nbd_get_errno();
+
+	return -(e > 0 ? e : fallback);
+}
+
+struct nbd_conn *nbd_conn_open(const char *uri, const char *shown_uri, int *err)
+{
+	struct nbd_conn *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		*err = dc_fail(-ENOMEM, "out of memory");
+		return NULL;
+	}
+	c->wake_fd = -1;
+	c->h = nbd_create();
+	if (!c->h) {
+		*err = dc_fail(conn_errno(ENOMEM), "%s: %s", shown_uri, nbd_get_error());
+		goto fail;
+	}
+	nbd_set_handle_name(c->h, "diskcore-nbd");
+	/* The URI is the operator's spec: its tls-psk-file= may name a file. */
+	nbd_set_uri_allow_local_file(c->h, true);
+	if (nbd_connect_uri(c->h, uri) < 0) {
+		*err = conn_errno(ECONNREFUSED);
+		dc_error("cannot connect to %s: %s", shown_uri, nbd_get_error());
+		goto fail;
+	}
+	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->wake_fd < 0) {
+		*err = dc_fail(-errno, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	*err = -pthread_create(&c->reaper, NULL, conn_reap, c);
+	if (*err) {
+		dc_error("cannot start the reaper thread: %s", strerror(-*err));
+		goto fail;
+	}
+	c->reaper_started = true;
+	return c;
+fail:
+	nbd_conn_close(c);
+	return NULL;
+}
+
+void nbd_conn_close(struct nbd_conn *c)
+{
+	uint64_t one = 1;
+
+	if (!c)
+		return;
+	if (c->reaper_started) {
+		__atomic_store_n(&c->stop, true, __ATOMIC_RELEASE);
+		while (write(c->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+		pthread_join(c->reaper, NULL);
+	}
+	/* NBD_CMD_DISC so the server ends cleanly; on a dead handle it fails at once. */
+	if (c->h && !nbd_aio_is_dead(c->h) && !nbd_aio_is_closed(c->h) &&
+	    nbd_aio_is_ready(c->h))
+		nbd_shutdown(c->h, 0);
+	if (c->h)
+		nbd_close(c->h);
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	free(c);
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/* The nbd plugin's connections: one libnbd handle and the reaper thread that
+ * drives its socket (docs/spec-strings.md, "nbd"). */
+#ifndef DC_NBD_H
+#define DC_NBD_H
+
+#include <libnbd.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct nbd_conn {
+	struct nbd_handle *h;
+	int wake_fd; /* eventfd: a command is waiting to be sent, or stop */
+	bool stop;   /* under the eventfd's ordering: read after the wake */
+	pthread_t reaper;
+	bool reaper_started;
+};
+
+/* Connect to uri (shown as shown_uri in errors) and start the reaper.
+ * Returns the connection or NULL after dc_error(); *err gets -errno. */
+struct nbd_conn *nbd_conn_open(const char *uri, const char *shown_uri, int *err);
+/* Stop the reaper, disconnect and free. The caller has no request in flight. */
+void nbd_conn_close(struct nbd_conn *c);
+/* After issuing a command from a thread other than the reaper: wake the reaper
+ * if the command is still waiting for the socket to accept it. */
+void nbd_conn_kick(struct nbd_conn *c);
+
+/* uri with the password of its user info replaced by "***", in buf. */
+const char *nbd_redact_uri(const char *uri, char *buf, size_t len);
+
+#endif
