@@ -24,6 +24,8 @@
  * io_uring_enter and delivers completions itself, so none crosses a thread.
  * Submissions from other threads (a decorator's timer) are parked and poke
  * the poller through efd, which it polls in the ring. */
+#include "endian/byteorder.h"
+
 #include <diskcore/plugin.h>
 
 #include <errno.h>
@@ -1127,21 +1129,6 @@ static void bdev_pool_eject(void *arg)
 
 /* --- Persistent reservations ---------------------------------------------------- */
 
-static uint16_t bdev_le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t bdev_le32(const uint8_t *p)
-{
-	return (uint32_t)bdev_le16(p) | (uint32_t)bdev_le16(p + 2) << 16;
-}
-
-static uint64_t bdev_le64(const uint8_t *p)
-{
-	return (uint64_t)bdev_le32(p) | (uint64_t)bdev_le32(p + 4) << 32;
-}
-
 /* A PR ioctl's return: -1/errno, or a positive SCSI/NVMe/PR_STS status. */
 static void bdev_pr_status(struct bdev_rq *r, int rc, int err)
 {
@@ -1192,14 +1179,14 @@ static void bdev_nvme_report(struct bdev_rq *r, struct dc_pr_report *rep)
 			free(buf);
 			return;
 		}
-		nreg = bdev_le16(buf + 5);
+		nreg = get_le16(buf + 5);
 		need = 64 + nreg * 64;
 		if (need > len && len < (1u << 20)) {
 			len = (need + 4095) & ~4095u;
 			free(buf);
 			continue;
 		}
-		rep->generation = bdev_le32(buf);
+		rep->generation = get_le32(buf);
 		rep->reservation_type = buf[4];
 		rep->persist_through_power_loss = buf[9] & 1;
 		rep->ncontrollers = nreg;
@@ -1209,9 +1196,9 @@ static void bdev_nvme_report(struct bdev_rq *r, struct dc_pr_report *rep)
 			const uint8_t *e = buf + 64 + i * 64;
 			struct dc_pr_controller *ctl = &rep->controllers[i];
 
-			ctl->controller_id = bdev_le16(e);
+			ctl->controller_id = get_le16(e);
 			ctl->holds_reservation = e[2] & 1;
-			ctl->key = bdev_le64(e + 8);
+			ctl->key = get_le64(e + 8);
 			memcpy(ctl->host_id, e + 16, 16);
 			ctl->host_id_len = 16;
 		}
@@ -1395,7 +1382,7 @@ static void bdev_probe_pr(struct bdev *b)
 		if (bdev_nvme_identify(b->fd, b->nsid, 0, buf) == 0) {
 			b->rescap = buf[153];
 			if (bdev_nvme_identify(b->fd, 0, 1, buf) == 0 &&
-			    (bdev_le16(buf + 520) & (1u << 5)))
+			    (get_le16(buf + 520) & (1u << 5)))
 				b->pr = b->rescap != 0;
 		}
 		free(buf);

@@ -10,7 +10,7 @@
  *
  * The data path (per-queue cipher units, staging buffers, splitting large
  * requests across the worker pool) is xts.c, shared with the luks plugin. */
-#include "xts.h"
+#include "xts/xts.h"
 
 #include <fcntl.h>
 #include <stdio.h>

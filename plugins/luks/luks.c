@@ -14,10 +14,11 @@
  *
  * The volume key lives in locked memory and is wiped at close; the passphrase is
  * wiped as soon as a slot opens. The data path is xts.c, shared with crypt. */
-#include "xts.h"
+#include "endian/byteorder.h"
+#include "luksfmt/luksfmt.h"
+#include "xts/xts.h"
 
 #include <argon2.h>
-#include <endian.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <openssl/crypto.h>
@@ -29,21 +30,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define LUKS_MAGIC_LEN 6
 #define LUKS_CIPHER "aes-xts-plain64"
 #define LUKS_AREA_SECTOR 512 /* key material is always in 512-byte units */
 
-#define LUKS1_HDR_LEN 592
-#define LUKS1_SLOTS 8
 #define LUKS1_SLOT_ACTIVE 0x00ac71f3u
 #define LUKS1_SLOT_INACTIVE 0x0000deadu
-#define LUKS1_DIGEST_LEN 20
 
-#define LUKS2_BIN_LEN 4096
 #define LUKS2_HDR_MIN 0x4000
 #define LUKS2_HDR_MAX 0x400000
-#define LUKS2_CSUM_OFF 448
-#define LUKS2_CSUM_LEN 64
 
 #define LUKS_SLOTS 32 /* LUKS2's most; LUKS1 uses 8 */
 #define LUKS_DIGESTS 8
@@ -125,9 +119,6 @@ struct luks_disk {
 	bool secret_is_keyfile;
 };
 
-static const uint8_t luks_magic1[LUKS_MAGIC_LEN] = { 'L', 'U', 'K', 'S', 0xba, 0xbe };
-static const uint8_t luks_magic2[LUKS_MAGIC_LEN] = { 'S', 'K', 'U', 'L', 0xba, 0xbe };
-
 /* A reason kept aside while another header copy is tried. */
 struct luks_why {
 	char msg[320];
@@ -143,22 +134,6 @@ static int luks_bad(struct luks_why *w, int rc, const char *fmt, ...)
 	vsnprintf(w->msg, sizeof(w->msg), fmt, ap);
 	va_end(ap);
 	return rc;
-}
-
-static uint32_t luks_be32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static uint64_t luks_be64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
 }
 
 /* Names from the header end up in messages: printable ASCII only. */
@@ -179,7 +154,7 @@ static const char *luks_shown(const char *s)
 }
 
 /* A NUL-terminated printable string field of a binary header, or false. */
-static bool luks_field(char *dst, const uint8_t *src, size_t len)
+static bool luks_field(char *dst, const char *src, size_t len)
 {
 	if (!memchr(src, 0, len))
 		return false;
@@ -304,9 +279,10 @@ static int luks_diffuse(const EVP_MD *md, EVP_MD_CTX *mc, uint8_t *buf, size_t l
 
 	for (uint32_t i = 0; (size_t)i * ds < len; i++) {
 		size_t n = len - (size_t)i * ds < ds ? len - (size_t)i * ds : ds;
-		uint32_t be = htobe32(i);
+		uint8_t be[4];
 
-		if (!EVP_DigestInit_ex(mc, md, NULL) || !EVP_DigestUpdate(mc, &be, 4) ||
+		put_be32(be, i);
+		if (!EVP_DigestInit_ex(mc, md, NULL) || !EVP_DigestUpdate(mc, be, 4) ||
 		    !EVP_DigestUpdate(mc, buf + (size_t)i * ds, n) ||
 		    !EVP_DigestFinal_ex(mc, h, NULL)) {
 			rc = -EIO;
@@ -366,83 +342,88 @@ static int luks_cipher(const char *spec, uint32_t key_len, const char *what)
 
 /* --- LUKS1 ----------------------------------------------------------------- */
 
-static int luks1_parse(const uint8_t *b, struct luks_hdr *h, struct luks_why *w)
+/* Key slot i of a LUKS1 header (its key material must end before the payload). */
+static int luks1_slot(const struct luks1_header *b, struct luks_hdr *h, unsigned i,
+		      struct luks_why *w)
+{
+	const struct luks1_keyslot *k = &b->slot[i];
+	struct luks_slot *s = &h->slot[i];
+	uint64_t len;
+
+	if (k->active == LUKS1_SLOT_INACTIVE)
+		return 0;
+	if (k->active != LUKS1_SLOT_ACTIVE)
+		return luks_bad(w, -EINVAL,
+				"corrupt LUKS1 header: key slot %u has the invalid state "
+				"0x%08x",
+				i, k->active);
+	s->active = true;
+	s->priority = 1;
+	s->digest = 0;
+	s->kdf.type = LUKS_PBKDF2;
+	memcpy(s->kdf.hash, h->digest[0].hash, LUKS_NAME_LEN);
+	s->kdf.iterations = k->iterations;
+	memcpy(s->kdf.salt, k->salt, sizeof(k->salt));
+	s->kdf.salt_len = sizeof(k->salt);
+	memcpy(s->af_hash, h->digest[0].hash, LUKS_NAME_LEN);
+	s->stripes = k->stripes;
+	s->key_size = s->area_key_size = b->key_bytes;
+	memcpy(s->area_cipher, h->cipher, sizeof(h->cipher));
+	len = (uint64_t)b->key_bytes * s->stripes;
+	s->area_offset = (uint64_t)k->key_material_offset * 512;
+	s->area_size = (len + 511) / 512 * 512;
+	if (s->kdf.iterations == 0 || s->kdf.iterations > INT32_MAX || s->stripes == 0 ||
+	    s->stripes > LUKS_STRIPES_MAX || k->key_material_offset == 0 ||
+	    s->area_offset + s->area_size > h->offset)
+		return luks_bad(w, -EINVAL,
+				"corrupt LUKS1 header: key slot %u (iterations %u, "
+				"stripes %u, key material at sector %u) does not fit "
+				"before the payload at sector %u",
+				i, s->kdf.iterations, s->stripes, k->key_material_offset,
+				b->payload_offset);
+	return 0;
+}
+
+static int luks1_parse(const uint8_t *raw, struct luks_hdr *h, struct luks_why *w)
 {
 	char name[LUKS_NAME_LEN], mode[LUKS_NAME_LEN];
-	uint32_t key_bytes, payload, iter;
+	struct luks1_header b;
+	int rc = 0;
 
+	luks1_header_decode(&b, raw);
 	h->version = 1;
 	h->sector_size = 512;
-	if (!luks_field(name, b + 8, 32) || !luks_field(mode, b + 40, 32) ||
-	    !luks_field(h->digest[0].hash, b + 72, 32) ||
-	    !luks_field(h->uuid, b + 168, 40))
+	if (!luks_field(name, b.cipher_name, 32) ||
+	    !luks_field(mode, b.cipher_mode, 32) ||
+	    !luks_field(h->digest[0].hash, b.hash_spec, 32) ||
+	    !luks_field(h->uuid, b.uuid, 40))
 		return luks_bad(w, -EINVAL,
 				"corrupt LUKS1 header: a text field is not terminated "
 				"or not printable");
 	snprintf(h->cipher, sizeof(h->cipher), "%s-%s", name, mode);
-	payload = luks_be32(b + 104);
-	key_bytes = luks_be32(b + 108);
-	iter = luks_be32(b + 164);
-	if (key_bytes == 0 || key_bytes > LUKS_KEY_MAX)
+	if (b.key_bytes == 0 || b.key_bytes > LUKS_KEY_MAX)
 		return luks_bad(w, -EINVAL, "corrupt LUKS1 header: key size %u bytes",
-				key_bytes);
-	if (payload == 0)
+				b.key_bytes);
+	if (b.payload_offset == 0)
 		return luks_bad(w, -ENOTSUP,
 				"payload offset 0: a detached LUKS1 header is not "
 				"supported");
-	if (iter == 0 || iter > INT32_MAX)
+	if (b.mk_digest_iter == 0 || b.mk_digest_iter > INT32_MAX)
 		return luks_bad(
 			w, -EINVAL,
 			"corrupt LUKS1 header: volume key digest has %u iterations",
-			iter);
-	h->offset = (uint64_t)payload * 512;
+			b.mk_digest_iter);
+	h->offset = (uint64_t)b.payload_offset * 512;
 	h->ndigests = 1;
-	h->digest[0].iterations = iter;
-	memcpy(h->digest[0].value, b + 112, LUKS1_DIGEST_LEN);
+	h->digest[0].iterations = b.mk_digest_iter;
+	memcpy(h->digest[0].value, b.mk_digest, LUKS1_DIGEST_LEN);
 	h->digest[0].len = LUKS1_DIGEST_LEN;
-	memcpy(h->digest[0].salt, b + 132, 32);
-	h->digest[0].salt_len = 32;
+	memcpy(h->digest[0].salt, b.mk_digest_salt, sizeof(b.mk_digest_salt));
+	h->digest[0].salt_len = sizeof(b.mk_digest_salt);
 	h->nslots = LUKS1_SLOTS;
-	for (unsigned i = 0; i < LUKS1_SLOTS; i++) {
-		const uint8_t *k = b + 208 + 48 * i;
-		struct luks_slot *s = &h->slot[i];
-		uint32_t state = luks_be32(k), off = luks_be32(k + 40);
-		uint64_t len;
-
-		if (state == LUKS1_SLOT_INACTIVE)
-			continue;
-		if (state != LUKS1_SLOT_ACTIVE)
-			return luks_bad(
-				w, -EINVAL,
-				"corrupt LUKS1 header: key slot %u has the invalid "
-				"state 0x%08x",
-				i, state);
-		s->active = true;
-		s->priority = 1;
-		s->digest = 0;
-		s->kdf.type = LUKS_PBKDF2;
-		memcpy(s->kdf.hash, h->digest[0].hash, LUKS_NAME_LEN);
-		s->kdf.iterations = luks_be32(k + 4);
-		memcpy(s->kdf.salt, k + 8, 32);
-		s->kdf.salt_len = 32;
-		memcpy(s->af_hash, h->digest[0].hash, LUKS_NAME_LEN);
-		s->stripes = luks_be32(k + 44);
-		s->key_size = s->area_key_size = key_bytes;
-		memcpy(s->area_cipher, h->cipher, sizeof(h->cipher));
-		len = (uint64_t)key_bytes * s->stripes;
-		s->area_offset = (uint64_t)off * 512;
-		s->area_size = (len + 511) / 512 * 512;
-		if (s->kdf.iterations == 0 || s->kdf.iterations > INT32_MAX ||
-		    s->stripes == 0 || s->stripes > LUKS_STRIPES_MAX || off == 0 ||
-		    s->area_offset + s->area_size > h->offset)
-			return luks_bad(
-				w, -EINVAL,
-				"corrupt LUKS1 header: key slot %u (iterations %u, "
-				"stripes %u, key material at sector %u) does not fit "
-				"before the payload at sector %u",
-				i, s->kdf.iterations, s->stripes, off, payload);
-	}
-	return 0;
+	for (unsigned i = 0; i < LUKS1_SLOTS && rc == 0; i++)
+		rc = luks1_slot(&b, h, i, w);
+	return rc;
 }
 
 /* --- LUKS2: JSON ----------------------------------------------------------- */
@@ -807,81 +788,75 @@ static int luks2_json(struct json_object *root, struct luks_hdr *h, struct luks_
 
 /* --- LUKS2: binary header -------------------------------------------------- */
 
-/* One copy of the header at off (0: primary). -EINVAL: damaged, try the other. */
-static int luks2_load(struct luks_disk *d, uint64_t off, struct luks_hdr *h,
-		      struct luks_why *w)
+/* The binary header of the copy at off (bin), checked: magic, version, size,
+ * offset and text fields; alg gets the checksum algorithm. */
+static int luks2_binary(const uint8_t *bin, uint64_t off, const char *which,
+			struct luks_hdr *h, char alg[LUKS_NAME_LEN], struct luks_why *w)
 {
-	const char *which = off ? "secondary" : "primary";
-	uint8_t bin[LUKS2_BIN_LEN], csum[LUKS2_CSUM_LEN], md_out[EVP_MAX_MD_SIZE];
-	char alg[LUKS_NAME_LEN];
-	struct json_tokener *tok = NULL;
-	struct json_object *root = NULL;
-	EVP_MD *md = NULL;
-	uint8_t *buf = NULL;
-	unsigned md_len;
-	size_t jlen, end;
-	int rc;
+	struct luks2_header b;
 
-	rc = luks_read(d, off, bin, sizeof(bin), "the LUKS2 header");
-	if (rc)
-		return luks_bad(w, rc, "cannot read the %s LUKS2 header", which);
-	if (memcmp(bin, off ? luks_magic2 : luks_magic1, LUKS_MAGIC_LEN) ||
-	    be16toh(*(uint16_t *)(bin + 6)) != 2)
+	if (luksfmt_version(bin, off != 0) != 2)
 		return luks_bad(w, -EINVAL, "no %s LUKS2 header at offset %llu", which,
 				(unsigned long long)off);
+	luks2_header_decode(&b, bin);
 	memset(h, 0, sizeof(*h));
 	h->version = 2;
-	h->seqid = luks_be64(bin + 16);
-	if (luks_be64(bin + 8) < LUKS2_HDR_MIN || luks_be64(bin + 8) > LUKS2_HDR_MAX ||
-	    !luks_power_of_two(luks_be64(bin + 8)) || luks_be64(bin + 256) != off)
+	h->seqid = b.seqid;
+	if (b.hdr_size < LUKS2_HDR_MIN || b.hdr_size > LUKS2_HDR_MAX ||
+	    !luks_power_of_two(b.hdr_size) || b.hdr_offset != off)
 		return luks_bad(
 			w, -EINVAL,
 			"corrupt LUKS2 header: %s header size %llu or offset %llu", which,
-			(unsigned long long)luks_be64(bin + 8),
-			(unsigned long long)luks_be64(bin + 256));
-	h->hdr_size = (uint32_t)luks_be64(bin + 8);
-	if (!luks_field(alg, bin + 72, 32) || !luks_field(h->uuid, bin + 168, 40))
+			(unsigned long long)b.hdr_size, (unsigned long long)b.hdr_offset);
+	h->hdr_size = (uint32_t)b.hdr_size;
+	if (!luks_field(alg, b.checksum_alg, 32) || !luks_field(h->uuid, b.uuid, 40))
 		return luks_bad(w, -EINVAL,
 				"corrupt LUKS2 header: a text field of the %s header is "
 				"not terminated",
 				which);
-	buf = malloc(h->hdr_size + 1);
-	if (!buf)
-		return luks_bad(w, -ENOMEM, "out of memory");
-	memcpy(buf, bin, sizeof(bin));
-	rc = luks_read(d, off + LUKS2_BIN_LEN, buf + LUKS2_BIN_LEN,
-		       h->hdr_size - LUKS2_BIN_LEN, "the LUKS2 JSON area");
-	if (rc) {
-		luks_bad(w, rc, "cannot read the %s LUKS2 JSON area", which);
-		goto out;
-	}
-	/* The checksum covers the whole header with its own field zeroed. */
+	return 0;
+}
+
+/* The checksum covers the whole header (buf, hdr_size bytes) with its own
+ * field zeroed (which this does). */
+static int luks2_checksum(uint8_t *buf, const struct luks_hdr *h, const char *alg,
+			  const char *which, uint64_t off, struct luks_why *w)
+{
+	uint8_t csum[LUKS2_CSUM_LEN], md_out[EVP_MAX_MD_SIZE];
+	EVP_MD *md = NULL;
+	unsigned md_len;
+	int rc = 0;
+
 	memcpy(csum, buf + LUKS2_CSUM_OFF, sizeof(csum));
 	memset(buf + LUKS2_CSUM_OFF, 0, LUKS2_CSUM_LEN);
 	md = EVP_MD_fetch(NULL, alg, NULL);
-	if (!md || EVP_MD_get_size(md) > LUKS2_CSUM_LEN) {
+	if (!md || EVP_MD_get_size(md) > LUKS2_CSUM_LEN)
 		rc = luks_bad(w, -ENOTSUP,
 			      "header checksum algorithm \"%s\" is not supported", alg);
-		goto out;
-	}
-	if (!EVP_Digest(buf, h->hdr_size, md_out, &md_len, md, NULL)) {
+	else if (!EVP_Digest(buf, h->hdr_size, md_out, &md_len, md, NULL))
 		rc = luks_bad(w, -EIO, "OpenSSL failed to compute %s", alg);
-		goto out;
-	}
-	if (memcmp(md_out, csum, md_len) != 0) {
+	else if (memcmp(md_out, csum, md_len) != 0)
 		rc = luks_bad(w, -EINVAL,
 			      "LUKS2 header checksum mismatch (%s) in the %s header at "
 			      "offset %llu: the header is corrupt",
 			      alg, which, (unsigned long long)off);
-		goto out;
-	}
+	EVP_MD_free(md);
+	return rc;
+}
+
+/* The JSON area after the binary header in buf (room for a NUL after it). */
+static int luks2_json_area(uint8_t *buf, struct luks_hdr *h, const char *which,
+			   struct luks_why *w)
+{
+	struct json_tokener *tok = json_tokener_new_ex(16);
+	struct json_object *root = NULL;
+	size_t jlen, end;
+	int rc;
+
+	if (!tok)
+		return luks_bad(w, -ENOMEM, "out of memory");
 	buf[h->hdr_size] = 0;
 	jlen = strnlen((char *)buf + LUKS2_BIN_LEN, h->hdr_size - LUKS2_BIN_LEN);
-	tok = json_tokener_new_ex(16);
-	if (!tok) {
-		rc = luks_bad(w, -ENOMEM, "out of memory");
-		goto out;
-	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT |
 					    JSON_TOKENER_ALLOW_TRAILING_CHARS |
 					    JSON_TOKENER_VALIDATE_UTF8);
@@ -889,20 +864,46 @@ static int luks2_load(struct luks_disk *d, uint64_t off, struct luks_hdr *h,
 	end = json_tokener_get_parse_end(tok);
 	while (root && end < jlen && strchr(" \t\r\n", buf[LUKS2_BIN_LEN + end]))
 		end++;
-	if (!root || !json_object_is_type(root, json_type_object) || end != jlen) {
+	if (!root || !json_object_is_type(root, json_type_object) || end != jlen)
 		rc = luks_bad(w, -EINVAL,
 			      "corrupt LUKS2 header: the %s JSON area is not a JSON "
 			      "object (%s)",
 			      which,
 			      json_tokener_error_desc(json_tokener_get_error(tok)));
-		goto out;
-	}
-	rc = luks2_json(root, h, w);
-out:
+	else
+		rc = luks2_json(root, h, w);
 	json_object_put(root);
-	if (tok)
-		json_tokener_free(tok);
-	EVP_MD_free(md);
+	json_tokener_free(tok);
+	return rc;
+}
+
+/* One copy of the header at off (0: primary). -EINVAL: damaged, try the other. */
+static int luks2_load(struct luks_disk *d, uint64_t off, struct luks_hdr *h,
+		      struct luks_why *w)
+{
+	const char *which = off ? "secondary" : "primary";
+	uint8_t bin[LUKS2_BIN_LEN], *buf;
+	char alg[LUKS_NAME_LEN];
+	int rc;
+
+	rc = luks_read(d, off, bin, sizeof(bin), "the LUKS2 header");
+	if (rc)
+		return luks_bad(w, rc, "cannot read the %s LUKS2 header", which);
+	rc = luks2_binary(bin, off, which, h, alg, w);
+	if (rc)
+		return rc;
+	buf = malloc(h->hdr_size + 1);
+	if (!buf)
+		return luks_bad(w, -ENOMEM, "out of memory");
+	memcpy(buf, bin, sizeof(bin));
+	rc = luks_read(d, off + LUKS2_BIN_LEN, buf + LUKS2_BIN_LEN,
+		       h->hdr_size - LUKS2_BIN_LEN, "the LUKS2 JSON area");
+	if (rc)
+		luks_bad(w, rc, "cannot read the %s LUKS2 JSON area", which);
+	if (rc == 0)
+		rc = luks2_checksum(buf, h, alg, which, off, w);
+	if (rc == 0)
+		rc = luks2_json_area(buf, h, which, w);
 	free(buf);
 	return rc;
 }
@@ -1292,27 +1293,26 @@ static int luks_check(struct luks_disk *d, const struct luks_hdr *h)
 
 static int luks_header(struct luks_disk *d, struct luks_hdr *h)
 {
-	uint8_t b[LUKS1_HDR_LEN];
+	uint8_t b[sizeof(struct luks1_header)];
 	struct luks_why w = { "" };
-	uint16_t version;
+	int version;
 	int rc;
 
 	rc = luks_read(d, 0, b, sizeof(b), "the LUKS header");
 	if (rc)
 		return rc;
-	if (memcmp(b, luks_magic1, LUKS_MAGIC_LEN) != 0) {
+	version = luksfmt_version(b, false);
+	if (version < 0) {
 		dc_error(
 			"not a LUKS volume: no LUKS magic at offset 0 of the inner disk");
 		return -EINVAL;
 	}
-	memcpy(&version, b + 6, 2);
-	version = be16toh(version);
 	if (version == 1)
 		rc = luks1_parse(b, h, &w);
 	else if (version == 2)
 		rc = luks2_parse(d, h, &w);
 	else
-		rc = luks_bad(&w, -ENOTSUP, "LUKS version %u is not supported (1 or 2)",
+		rc = luks_bad(&w, -ENOTSUP, "LUKS version %d is not supported (1 or 2)",
 			      version);
 	if (rc)
 		dc_error("%s", w.msg);

@@ -36,7 +36,9 @@
  *
  * Unmap is ignored (reported as such); blocks are never freed. Images are locked
  * with flock (exclusive when writable, shared when read-only). */
-#include "../vhd1/vhdfmt.h"
+#include "endian/byteorder.h"
+#include "utf16/utf16.h"
+#include "vhdfmt/vhd_format.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,10 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define VHD_HEADER_SIZE 1024u
-#define VHD_HEADER_CHECKSUM_OFF 36u
 #define VHD_UNALLOC 0xffffffffu
-#define VHD_NLOC 8
 #define VHD_LOC_MAX 65536u	   /* bytes of one parent locator's data */
 #define VHD_MAX_ENTRIES (1u << 24) /* BAT entries we agree to load */
 #define VHD_MIN_BLOCK 512u
@@ -62,20 +61,6 @@
 #define VHD_DEFAULT_BLOCK (2u << 20)
 #define VHD_MAX_DYNAMIC (2040ull << 30) /* the specification's limit */
 #define VHD_DATA_ALIGN 4096u		/* block data starts on this boundary */
-#define VHD_CODE(a, b, c, d) ((uint32_t)(a) << 24 | (b) << 16 | (c) << 8 | (d))
-#define VHD_W2KU VHD_CODE('W', '2', 'k', 'u')
-#define VHD_W2RU VHD_CODE('W', '2', 'r', 'u')
-#define VHD_WI2K VHD_CODE('W', 'i', '2', 'k')
-#define VHD_WI2R VHD_CODE('W', 'i', '2', 'r')
-#define VHD_MACX VHD_CODE('M', 'a', 'c', 'X')
-
-static const char vhd_sparse_cookie[8] = { 'c', 'x', 's', 'p', 'a', 'r', 's', 'e' };
-
-struct vhd_loc {
-	uint32_t code;
-	uint32_t len;
-	uint64_t off;
-};
 
 /* What an image's footer and dynamic header say, checked against the file. */
 struct vhd_meta {
@@ -94,10 +79,9 @@ struct vhd_meta {
 	uint32_t spb; /* sectors per block */
 	unsigned spb_shift;
 	uint32_t bitmap_bytes;
-	uint8_t parent_uid[16];
-	uint32_t parent_ts;
-	uint8_t parent_name[512]; /* UTF-16BE, as stored */
-	struct vhd_loc loc[VHD_NLOC];
+	/* Dynamic and differencing: the parent's id and name, and the parent
+	 * locators (code 0 for those never read). */
+	struct vhd_dyn_header dh;
 };
 
 struct vhd_img {
@@ -128,83 +112,20 @@ struct vhd_img {
 static uint8_t vhd_bm_full_marker;
 #define VHD_BM_FULL (&vhd_bm_full_marker)
 
-static uint64_t vhd_round_up(uint64_t v, uint64_t a)
-{
-	return (v + a - 1) / a * a;
-}
-
-/* --- UTF-16 paths ------------------------------------------------------------ */
-
-/* UTF-8 to UTF-16 code units; -1 if invalid or longer than max units. */
-static int vhd_utf8_to_16(const char *s, uint16_t *out, size_t max)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n = 0;
-
-	while (*p) {
-		uint32_t c;
-		int extra;
-
-		if (*p < 0x80) {
-			c = *p;
-			extra = 0;
-		} else if ((*p & 0xe0) == 0xc0) {
-			c = *p & 0x1f;
-			extra = 1;
-		} else if ((*p & 0xf0) == 0xe0) {
-			c = *p & 0x0f;
-			extra = 2;
-		} else if ((*p & 0xf8) == 0xf0) {
-			c = *p & 0x07;
-			extra = 3;
-		} else {
-			return -1;
-		}
-		p++;
-		for (int i = 0; i < extra; i++, p++) {
-			if ((*p & 0xc0) != 0x80)
-				return -1;
-			c = c << 6 | (*p & 0x3f);
-		}
-		if ((extra == 1 && c < 0x80) || (extra == 2 && c < 0x800) ||
-		    (extra == 3 && c < 0x10000) || c > 0x10ffff ||
-		    (c >= 0xd800 && c < 0xe000))
-			return -1;
-		if (c >= 0x10000) {
-			if (n + 2 > max)
-				return -1;
-			c -= 0x10000;
-			out[n++] = (uint16_t)(0xd800 | c >> 10);
-			out[n++] = (uint16_t)(0xdc00 | (c & 0x3ff));
-		} else {
-			if (n + 1 > max)
-				return -1;
-			out[n++] = (uint16_t)c;
-		}
-	}
-	return (int)n;
-}
-
 /* --- Parsing ------------------------------------------------------------------ */
 
-static const char *vhd_footer_why(enum vhdfmt_footer_status s)
+static const char *vhd_footer_why(enum vhdfmt_status s)
 {
 	switch (s) {
-	case VHDFMT_FOOTER_BAD_COOKIE:
+	case VHDFMT_BAD_COOKIE:
 		return "no \"conectix\" cookie";
-	case VHDFMT_FOOTER_BAD_CHECKSUM:
+	case VHDFMT_BAD_CHECKSUM:
 		return "bad checksum";
-	case VHDFMT_FOOTER_BAD_VERSION:
+	case VHDFMT_BAD_VERSION:
 		return "unsupported version (expected 0x00010000)";
 	default:
 		return "valid";
 	}
-}
-
-/* [a, a+alen) and [b, b+blen) overlap. */
-static bool vhd_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
-{
-	return a < b + blen && b < a + alen;
 }
 
 /* The footer of a fixed image, checked as vhd1 checks it (reference §2.2). */
@@ -232,7 +153,7 @@ static int vhd_parse_fixed(const char *path, struct vhd_meta *m)
 static int vhd_parse_footers(int fd, const char *path, struct vhd_meta *m)
 {
 	uint8_t end[VHD_FOOTER_SIZE], copy[VHD_FOOTER_SIZE];
-	enum vhdfmt_footer_status es, cs;
+	enum vhdfmt_status es, cs;
 	struct vhd_footer ef, cf;
 	int ret;
 
@@ -251,8 +172,8 @@ static int vhd_parse_footers(int fd, const char *path, struct vhd_meta *m)
 	}
 	es = vhdfmt_footer_decode(end, &ef);
 	cs = vhdfmt_footer_decode(copy, &cf);
-	m->end_ok = es == VHDFMT_FOOTER_OK;
-	m->copy_ok = cs == VHDFMT_FOOTER_OK &&
+	m->end_ok = es == VHDFMT_OK;
+	m->copy_ok = cs == VHDFMT_OK &&
 		     (cf.disk_type == VHD_TYPE_DYNAMIC || cf.disk_type == VHD_TYPE_DIFF);
 	if (m->end_ok) {
 		m->f = ef;
@@ -300,7 +221,7 @@ static int vhd_check_range(const char *path, const struct vhd_meta *m, const cha
 			   (unsigned long long)m->limit);
 		return -EINVAL;
 	}
-	if (m->header_off && vhd_overlap(off, len, m->header_off, VHD_HEADER_SIZE)) {
+	if (m->header_off && vhdfmt_overlap(off, len, m->header_off, VHD_HEADER_SIZE)) {
 		vhdfmt_err("%s: %s at offset %llu overlaps the dynamic header at %llu",
 			   path, what, (unsigned long long)off,
 			   (unsigned long long)m->header_off);
@@ -309,44 +230,76 @@ static int vhd_check_range(const char *path, const struct vhd_meta *m, const cha
 	return 0;
 }
 
+/* The parent locators of a differencing image: those this plugin reads must
+ * lie inside the image, clear of the header and the BAT. */
+static int vhd_parse_locators(const char *path, struct vhd_meta *m)
+{
+	for (int i = 0; i < VHD_NLOC; i++) {
+		struct vhd_parent_locator *l = &m->dh.loc[i];
+		char what[32];
+		int ret;
+
+		if (l->code != VHD_W2KU && l->code != VHD_W2RU && l->code != VHD_WI2K &&
+		    l->code != VHD_WI2R && l->code != VHD_MACX) {
+			l->code = 0; /* none, or a kind we never read (Mac alias) */
+			continue;
+		}
+		snprintf(what, sizeof(what), "parent locator %d", i);
+		if (l->len > VHD_LOC_MAX) {
+			vhdfmt_err("%s: %s is %u bytes long; at most %u expected", path,
+				   what, l->len, VHD_LOC_MAX);
+			return -EINVAL;
+		}
+		ret = vhd_check_range(path, m, what, l->offset, l->len);
+		if (ret)
+			return ret;
+		if (vhdfmt_overlap(l->offset, l->len, m->bat_off, m->bat_bytes)) {
+			vhdfmt_err("%s: %s at offset %llu overlaps the BAT", path, what,
+				   (unsigned long long)l->offset);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int vhd_parse_header(int fd, const char *path, struct vhd_meta *m)
 {
-	uint8_t h[VHD_HEADER_SIZE];
+	uint8_t raw[VHD_HEADER_SIZE];
 	uint64_t need;
-	uint32_t csum, bs, version;
+	uint32_t bs;
 	int ret;
 
 	ret = vhd_check_range(path, m, "dynamic header", m->f.data_offset,
 			      VHD_HEADER_SIZE);
 	if (ret)
 		return ret;
-	ret = vhdfmt_pread(fd, h, sizeof(h), m->f.data_offset);
+	ret = vhdfmt_pread(fd, raw, sizeof(raw), m->f.data_offset);
 	if (ret < 0) {
 		vhdfmt_err("%s: cannot read the dynamic header: %s", path,
 			   strerror(-ret));
 		return ret;
 	}
-	if (memcmp(h, vhd_sparse_cookie, sizeof(vhd_sparse_cookie)) != 0) {
+	switch (vhdfmt_dyn_decode(raw, &m->dh)) {
+	case VHDFMT_BAD_COOKIE:
 		vhdfmt_err("%s: no \"cxsparse\" dynamic header at offset %llu", path,
 			   (unsigned long long)m->f.data_offset);
 		return -EINVAL;
-	}
-	csum = vhdfmt_checksum(h, sizeof(h), VHD_HEADER_CHECKSUM_OFF);
-	if (vhd_get32(h + VHD_HEADER_CHECKSUM_OFF) != csum) {
+	case VHDFMT_BAD_CHECKSUM:
 		vhdfmt_err("%s: dynamic header checksum 0x%08x, expected 0x%08x", path,
-			   vhd_get32(h + VHD_HEADER_CHECKSUM_OFF), csum);
+			   m->dh.checksum,
+			   vhdfmt_checksum(raw, sizeof(raw), VHD_HEADER_CHECKSUM_OFF));
 		return -EINVAL;
-	}
-	version = vhd_get32(h + 24);
-	if (version != VHD_VERSION) {
+	case VHDFMT_BAD_VERSION:
 		vhdfmt_err("%s: dynamic header version 0x%08x, expected 0x00010000", path,
-			   version);
+			   m->dh.version);
 		return -EINVAL;
+	case VHDFMT_OK:
+		break;
 	}
 	m->header_off = m->f.data_offset;
-	m->bat_off = vhd_get64(h + 16);
-	m->max_entries = vhd_get32(h + 28);
-	bs = vhd_get32(h + 32);
+	m->bat_off = m->dh.table_offset;
+	m->max_entries = m->dh.max_entries;
+	bs = m->dh.block_size;
 	if (bs < VHD_MIN_BLOCK || bs > VHD_MAX_BLOCK || (bs & (bs - 1))) {
 		vhdfmt_err("%s: block size %u: expected a power of two from 512 bytes to "
 			   "256 MiB",
@@ -356,7 +309,7 @@ static int vhd_parse_header(int fd, const char *path, struct vhd_meta *m)
 	m->block_size = bs;
 	m->spb = bs / VHD_SECTOR;
 	m->spb_shift = (unsigned)__builtin_ctz(m->spb);
-	m->bitmap_bytes = (uint32_t)vhd_round_up((m->spb + 7) / 8, VHD_SECTOR);
+	m->bitmap_bytes = (uint32_t)vhdfmt_round_up((m->spb + 7) / 8, VHD_SECTOR);
 	if (m->f.current_size % VHD_SECTOR) {
 		vhdfmt_err("%s: disk size %llu is not a multiple of 512", path,
 			   (unsigned long long)m->f.current_size);
@@ -377,43 +330,14 @@ static int vhd_parse_header(int fd, const char *path, struct vhd_meta *m)
 		return -EINVAL;
 	}
 	m->nblocks = (uint32_t)need;
-	m->bat_bytes = vhd_round_up((uint64_t)m->max_entries * 4, VHD_SECTOR);
+	m->bat_bytes = vhdfmt_round_up((uint64_t)m->max_entries * 4, VHD_SECTOR);
 	ret = vhd_check_range(path, m, "BAT", m->bat_off, m->bat_bytes);
 	if (ret)
 		return ret;
-	memcpy(m->parent_uid, h + 40, 16);
-	m->parent_ts = vhd_get32(h + 56);
-	memcpy(m->parent_name, h + 64, sizeof(m->parent_name));
-	if (m->f.disk_type != VHD_TYPE_DIFF)
-		return 0;
-	for (int i = 0; i < VHD_NLOC; i++) {
-		const uint8_t *e = h + 576 + 24 * i;
-		struct vhd_loc *l = &m->loc[i];
-		char what[32];
-
-		l->code = vhd_get32(e);
-		l->len = vhd_get32(e + 8);
-		l->off = vhd_get64(e + 16);
-		if (l->code != VHD_W2KU && l->code != VHD_W2RU && l->code != VHD_WI2K &&
-		    l->code != VHD_WI2R && l->code != VHD_MACX) {
-			l->code = 0; /* none, or a kind we never read (Mac alias) */
-			continue;
-		}
-		snprintf(what, sizeof(what), "parent locator %d", i);
-		if (l->len > VHD_LOC_MAX) {
-			vhdfmt_err("%s: %s is %u bytes long; at most %u expected", path,
-				   what, l->len, VHD_LOC_MAX);
-			return -EINVAL;
-		}
-		ret = vhd_check_range(path, m, what, l->off, l->len);
-		if (ret)
-			return ret;
-		if (vhd_overlap(l->off, l->len, m->bat_off, m->bat_bytes)) {
-			vhdfmt_err("%s: %s at offset %llu overlaps the BAT", path, what,
-				   (unsigned long long)l->off);
-			return -EINVAL;
-		}
-	}
+	if (m->f.disk_type == VHD_TYPE_DIFF)
+		return vhd_parse_locators(path, m);
+	/* Only a differencing image's locators are ever read. */
+	memset(m->dh.loc, 0, sizeof(m->dh.loc));
 	return 0;
 }
 
@@ -492,10 +416,11 @@ static int vhd_load_bat(struct vhd_img *v)
 	if (m->header_off + VHD_HEADER_SIZE > v->data_end)
 		v->data_end = m->header_off + VHD_HEADER_SIZE;
 	for (int i = 0; i < VHD_NLOC; i++)
-		if (m->loc[i].code && m->loc[i].off + m->loc[i].len > v->data_end)
-			v->data_end = m->loc[i].off + m->loc[i].len;
+		if (m->dh.loc[i].code &&
+		    m->dh.loc[i].offset + m->dh.loc[i].len > v->data_end)
+			v->data_end = m->dh.loc[i].offset + m->dh.loc[i].len;
 	for (uint64_t i = 0; i < nent; i++) {
-		uint32_t e = vhd_get32(raw + 4 * i);
+		uint32_t e = get_be32(raw + 4 * i);
 		uint64_t off = (uint64_t)e * VHD_SECTOR;
 		char what[48];
 
@@ -506,7 +431,7 @@ static int vhd_load_bat(struct vhd_img *v)
 		ret = vhd_check_range(v->path, m, what, off, tsize);
 		if (ret)
 			goto out;
-		if (vhd_overlap(off, tsize, m->bat_off, m->bat_bytes)) {
+		if (vhdfmt_overlap(off, tsize, m->bat_off, m->bat_bytes)) {
 			vhdfmt_err("%s: block %llu at offset %llu overlaps the BAT",
 				   v->path, (unsigned long long)i,
 				   (unsigned long long)off);
@@ -514,8 +439,9 @@ static int vhd_load_bat(struct vhd_img *v)
 			goto out;
 		}
 		for (int l = 0; l < VHD_NLOC; l++) {
-			if (m->loc[l].code &&
-			    vhd_overlap(off, tsize, m->loc[l].off, m->loc[l].len)) {
+			if (m->dh.loc[l].code &&
+			    vhdfmt_overlap(off, tsize, m->dh.loc[l].offset,
+					   m->dh.loc[l].len)) {
 				vhdfmt_err(
 					"%s: block %llu at offset %llu overlaps parent "
 					"locator %d",
@@ -574,16 +500,16 @@ static char *vhd_join(const char *dir, const char *p)
 }
 
 /* The path a locator names, as a path on this system, or NULL. */
-static char *vhd_loc_path(int fd, const struct vhd_loc *l, const char *dir)
+static char *vhd_loc_path(int fd, const struct vhd_parent_locator *l, const char *dir)
 {
 	uint8_t *raw = malloc(l->len + 1);
 	char *s = NULL, *p, *out = NULL;
 
-	if (!raw || vhdfmt_pread(fd, raw, l->len, l->off) < 0)
+	if (!raw || vhdfmt_pread(fd, raw, l->len, l->offset) < 0)
 		goto out;
 	raw[l->len] = 0;
 	if (l->code == VHD_W2KU || l->code == VHD_W2RU)
-		s = vhdfmt_utf16_to_8(raw, l->len, false);
+		s = utf16_to_utf8(raw, l->len, false);
 	else
 		s = strndup((char *)raw, l->len);
 	if (!s || !s[0])
@@ -655,12 +581,12 @@ static int vhd_find_parent(int fd, const struct vhd_meta *m, const char *path,
 
 	for (unsigned k = 0; k < sizeof(order) / sizeof(order[0]); k++)
 		for (int i = 0; i < VHD_NLOC; i++)
-			if (m->loc[i].code == order[k] &&
-			    (cands[n] = vhd_loc_path(fd, &m->loc[i], dir)))
+			if (m->dh.loc[i].code == order[k] &&
+			    (cands[n] = vhd_loc_path(fd, &m->dh.loc[i], dir)))
 				n++;
 	{
 		char *name =
-			vhdfmt_utf16_to_8(m->parent_name, sizeof(m->parent_name), true);
+			utf16_to_utf8(m->dh.parent_name, sizeof(m->dh.parent_name), true);
 
 		if (name && name[0] && (cands[n] = vhd_join(dir, name)))
 			n++;
@@ -677,7 +603,8 @@ static int vhd_find_parent(int fd, const struct vhd_meta *m, const char *path,
 				 cands[i]);
 		if (!real)
 			continue;
-		if (vhd_peek_uid(real, uid) == 0 && memcmp(uid, m->parent_uid, 16) == 0) {
+		if (vhd_peek_uid(real, uid) == 0 &&
+		    memcmp(uid, m->dh.parent_uid, 16) == 0) {
 			*out = real;
 		} else if (!first) {
 			first = real;
@@ -811,7 +738,7 @@ static int vhd_write_bat_sector(struct vhd_img *v, uint64_t sec)
 	uint8_t buf[VHD_SECTOR];
 
 	for (uint32_t i = 0; i < VHD_SECTOR / 4; i++)
-		vhd_put32(buf + 4 * i, v->bat[sec * (VHD_SECTOR / 4) + i]);
+		put_be32(buf + 4 * i, v->bat[sec * (VHD_SECTOR / 4) + i]);
 	return vhdfmt_pwrite(v->fd, buf, sizeof(buf), v->m.bat_off + sec * VHD_SECTOR);
 }
 
@@ -898,7 +825,7 @@ static int vhd_alloc(struct vhd_img *v, uint32_t b, uint32_t o, uint32_t n,
 		     const struct dc_buf *data)
 {
 	uint64_t bmb = v->m.bitmap_bytes, tsize = bmb + v->m.block_size;
-	uint64_t start = vhd_round_up(v->data_end + bmb, VHD_DATA_ALIGN) - bmb;
+	uint64_t start = vhdfmt_round_up(v->data_end + bmb, VHD_DATA_ALIGN) - bmb;
 	uint64_t end = start + tsize, sec;
 	uint8_t *bm;
 	int ret = 0;
@@ -919,7 +846,7 @@ static int vhd_alloc(struct vhd_img *v, uint32_t b, uint32_t o, uint32_t n,
 
 		if (room > (64u << 20))
 			room = tsize > (64u << 20) ? tsize : (64u << 20);
-		nf = vhd_round_up(start + room, VHD_SECTOR);
+		nf = vhdfmt_round_up(start + room, VHD_SECTOR);
 		ret = vhdfmt_pwrite(v->fd, v->m.footer_raw, VHD_FOOTER_SIZE, nf);
 		if (ret == 0 && fdatasync(v->fd) < 0)
 			ret = -errno;
@@ -1230,103 +1157,143 @@ static char *vhd_relpath(const char *from, const char *to)
 	return out;
 }
 
-/* Fill a locator entry and its UTF-16LE data at *pos; returns -1 if the path
- * does not convert. */
-static int vhd_put_locator(uint8_t *hdr, int idx, uint32_t code, const char *path,
+/* Fill locator entry l and its UTF-16LE data at img + *pos (at most 8 KiB);
+ * returns -1 if the path does not convert. */
+static int vhd_put_locator(struct vhd_parent_locator *l, uint32_t code, const char *path,
 			   uint8_t *img, uint64_t *pos)
 {
-	uint16_t units[4096];
-	int n = vhd_utf8_to_16(path, units, sizeof(units) / sizeof(units[0]));
-	uint8_t *e = hdr + 576 + 24 * idx;
-	uint32_t space;
+	int n = utf8_to_utf16(path, img + *pos, 8192, false);
 
 	if (n <= 0)
 		return -1;
-	space = (uint32_t)vhd_round_up((uint64_t)n * 2, VHD_SECTOR);
-	for (int i = 0; i < n; i++) {
-		img[*pos + 2 * i] = (uint8_t)units[i];
-		img[*pos + 2 * i + 1] = (uint8_t)(units[i] >> 8);
-	}
-	vhd_put32(e, code);
-	vhd_put32(e + 4, space); /* bytes, as Hyper-V and Virtual PC store it */
-	vhd_put32(e + 8, (uint32_t)n * 2);
-	vhd_put64(e + 16, *pos);
-	*pos += space;
+	l->code = code;
+	/* bytes, as Hyper-V and Virtual PC store it */
+	l->space = (uint32_t)vhdfmt_round_up((uint64_t)n, VHD_SECTOR);
+	l->len = (uint32_t)n;
+	l->offset = *pos;
+	*pos += l->space;
 	return 0;
 }
 
-/* The parent's unique id, size and mtime for a new differencing child. */
-static int vhd_create_parent_info(const char *path, const char *parent_real,
-				  struct vhd_footer *pf, uint32_t *mtime)
-{
-	int fd = open(parent_real, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	struct vhd_meta *m;
-	struct stat st;
-	int ret;
+/* What a new differencing child records of its parent. */
+struct vhd_parent_info {
+	char *real; /* the parent's real path */
+	char *rel;  /* that path relative to the child's directory, Windows style */
+	struct vhd_footer f;
+	uint32_t mtime; /* VHD time */
+};
 
-	if (fd < 0) {
+static void vhd_parent_info_free(struct vhd_parent_info *p)
+{
+	free(p->real);
+	free(p->rel);
+}
+
+/* The parent's paths, footer and mtime for a new child at path. */
+static int vhd_create_parent_info(const char *path, const char *parent,
+				  struct vhd_parent_info *p)
+{
+	char *dir = NULL;
+	struct vhd_meta *m = NULL;
+	struct stat st;
+	int fd = -1, ret;
+
+	p->real = realpath(parent, NULL);
+	if (!p->real) {
 		ret = -errno;
-		vhdfmt_err("%s: parent %s: %s", path, parent_real, strerror(errno));
+		vhdfmt_err("%s: parent %s: %s", path, parent, strerror(errno));
 		return ret;
 	}
-	m = malloc(sizeof(*m));
-	ret = m ? vhd_parse(fd, parent_real, m) : -ENOMEM;
-	if (ret == 0) {
-		*pf = m->f;
-		*mtime = fstat(fd, &st) == 0 && st.st_mtime > (time_t)VHD_EPOCH ?
-				 (uint32_t)(st.st_mtime - (time_t)VHD_EPOCH) :
-				 0;
+	dir = vhdfmt_dirname(path);
+	if (!dir) {
+		ret = -errno;
+		vhdfmt_err("%s: cannot resolve the directory: %s", path, strerror(errno));
+		return ret;
 	}
+	fd = open(p->real, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		ret = -errno;
+		vhdfmt_err("%s: parent %s: %s", path, p->real, strerror(errno));
+		goto out;
+	}
+	m = malloc(sizeof(*m));
+	ret = m ? vhd_parse(fd, p->real, m) : -ENOMEM;
+	if (ret)
+		goto out;
+	p->f = m->f;
+	p->mtime = fstat(fd, &st) == 0 && st.st_mtime > (time_t)VHD_EPOCH ?
+			   (uint32_t)(st.st_mtime - (time_t)VHD_EPOCH) :
+			   0;
+	p->rel = vhd_relpath(dir, p->real);
+	if (!p->rel) {
+		ret = -ENOMEM;
+		vhdfmt_err("out of memory");
+	}
+out:
+	if (fd >= 0)
+		close(fd);
 	free(m);
-	close(fd);
+	free(dir);
 	return ret;
 }
 
-/* Write a new dynamic or differencing image to fd (locked, empty). */
+/* A child's header fields: the parent's id, mtime and name (its base name if
+ * the whole path does not fit), and its locators (absolute, relative) at
+ * img + *pos. -1 if a path does not convert. */
+static int vhd_diff_header(struct vhd_dyn_header *h, const struct vhd_parent_info *p,
+			   uint8_t *img, uint64_t *pos)
+{
+	const char *base = strrchr(p->real, '/') + 1;
+
+	if (utf8_to_utf16(p->real, h->parent_name, sizeof(h->parent_name), true) < 0) {
+		memset(h->parent_name, 0, sizeof(h->parent_name));
+		if (utf8_to_utf16(base, h->parent_name, sizeof(h->parent_name), true) < 0)
+			return -1;
+	}
+	memcpy(h->parent_uid, p->f.unique_id, 16);
+	h->parent_timestamp = p->mtime;
+	if (vhd_put_locator(&h->loc[0], VHD_W2KU, p->real, img, pos) ||
+	    vhd_put_locator(&h->loc[1], VHD_W2RU, p->rel, img, pos))
+		return -1;
+	return 0;
+}
+
+/* The footer of a new dynamic or differencing image. */
+static int vhd_dynamic_footer(struct vhd_footer *f, uint64_t size, uint32_t type)
+{
+	memset(f, 0, sizeof(*f));
+	f->features = 2;
+	f->version = VHD_VERSION;
+	f->data_offset = VHD_FOOTER_SIZE;
+	f->timestamp = (uint32_t)(time(NULL) - (time_t)VHD_EPOCH);
+	/* Readers such as qemu trust current_size over the CHS geometry only
+	 * for creators they know to mean it; Hyper-V's semantics are ours. */
+	f->creator_app = VHD_CODE('w', 'i', 'n', ' ');
+	f->creator_version = 0x000a0000;
+	f->creator_os = VHD_CODE('W', 'i', '2', 'k');
+	f->original_size = size;
+	f->current_size = size;
+	f->geometry = vhdfmt_geometry(size);
+	f->disk_type = type;
+	return vhdfmt_new_uid(f->unique_id);
+}
+
+/* Write a new dynamic or differencing image to fd (locked, empty): a footer
+ * copy, the header, the locators (each up to 8 KiB), the BAT, the footer. */
 static int vhd_create_dynamic(const char *path, int fd, const struct vhd_create *c)
 {
-	uint8_t hdr[VHD_HEADER_SIZE] = { 0 }, uid[16], foot[VHD_FOOTER_SIZE];
-	uint64_t size = c->size, nblocks, pos, bat_off, bat_bytes;
-	struct vhd_footer f, pf = { 0 };
-	char *parent_real = NULL, *child_dir = NULL, *rel = NULL, *tmp;
-	uint32_t pmtime = 0;
+	struct vhd_parent_info p = { 0 };
+	uint64_t size = c->size, nblocks, pos, bat_bytes;
+	struct vhd_dyn_header h;
+	struct vhd_footer f;
 	uint8_t *img = NULL;
 	int ret;
 
 	if (c->type == VHD_TYPE_DIFF) {
-		parent_real = realpath(c->parent, NULL);
-		if (!parent_real) {
-			ret = -errno;
-			vhdfmt_err("%s: parent %s: %s", path, c->parent, strerror(errno));
-			goto out;
-		}
-		tmp = strdup(path);
-		if (tmp) {
-			char *slash = strrchr(tmp, '/');
-
-			if (!slash)
-				strcpy(tmp, ".");
-			else
-				slash[slash == tmp] = '\0';
-			child_dir = realpath(tmp, NULL);
-			free(tmp);
-		}
-		if (!child_dir) {
-			ret = -errno;
-			vhdfmt_err("%s: cannot resolve the directory: %s", path,
-				   strerror(errno));
-			goto out;
-		}
-		ret = vhd_create_parent_info(path, parent_real, &pf, &pmtime);
+		ret = vhd_create_parent_info(path, c->parent, &p);
 		if (ret)
 			goto out;
-		size = pf.current_size;
-		rel = vhd_relpath(child_dir, parent_real);
-		if (!rel) {
-			ret = -ENOMEM;
-			vhdfmt_err("out of memory");
-			goto out;
-		}
+		size = p.f.current_size;
 	}
 	ret = -EINVAL;
 	nblocks = (size + c->block - 1) / c->block;
@@ -1335,70 +1302,36 @@ static int vhd_create_dynamic(const char *path, int fd, const struct vhd_create 
 			   (unsigned long long)nblocks, c->block, VHD_MAX_ENTRIES);
 		goto out;
 	}
-	/* footer copy, header, locators (each up to 8 KiB), BAT, footer */
 	pos = VHD_FOOTER_SIZE + VHD_HEADER_SIZE;
-	bat_bytes = vhd_round_up(nblocks * 4, VHD_SECTOR);
+	bat_bytes = vhdfmt_round_up(nblocks * 4, VHD_SECTOR);
 	img = calloc(1, pos + 2 * 8192 + bat_bytes + VHD_FOOTER_SIZE);
 	if (!img) {
 		ret = -ENOMEM;
 		vhdfmt_err("out of memory");
 		goto out;
 	}
-	if (c->type == VHD_TYPE_DIFF) {
-		uint16_t units[256];
-		const char *base = strrchr(parent_real, '/') + 1;
-		int n = vhd_utf8_to_16(parent_real, units, 256);
-
-		if (n < 0)
-			n = vhd_utf8_to_16(base, units, 256);
-		if (n < 0 || vhd_put_locator(hdr, 0, VHD_W2KU, parent_real, img, &pos) ||
-		    vhd_put_locator(hdr, 1, VHD_W2RU, rel, img, &pos)) {
-			vhdfmt_err("%s: parent path %s is not valid UTF-8 or is too long",
-				   path, parent_real);
-			goto out;
-		}
-		for (int i = 0; i < n; i++)
-			vhd_put16(hdr + 64 + 2 * i, units[i]);
-		memcpy(hdr + 40, pf.unique_id, 16);
-		vhd_put32(hdr + 56, pmtime);
+	memset(&h, 0, sizeof(h));
+	if (c->type == VHD_TYPE_DIFF && vhd_diff_header(&h, &p, img, &pos)) {
+		vhdfmt_err("%s: parent path %s is not valid UTF-8 or is too long", path,
+			   p.real);
+		goto out;
 	}
-	bat_off = pos;
-	memset(img + bat_off, 0xff, bat_bytes);
+	h.data_offset = UINT64_MAX;
+	h.table_offset = pos;
+	h.version = VHD_VERSION;
+	h.max_entries = (uint32_t)nblocks;
+	h.block_size = c->block;
+	vhdfmt_dyn_encode(&h, img + VHD_FOOTER_SIZE);
+	memset(img + pos, 0xff, bat_bytes);
 	pos += bat_bytes;
 
-	ret = vhdfmt_new_uid(uid);
+	ret = vhd_dynamic_footer(&f, size, c->type);
 	if (ret < 0) {
 		vhdfmt_err("%s: no random unique id: %s", path, strerror(-ret));
 		goto out;
 	}
-	memcpy(hdr, vhd_sparse_cookie, sizeof(vhd_sparse_cookie));
-	vhd_put64(hdr + 8, UINT64_MAX);
-	vhd_put64(hdr + 16, bat_off);
-	vhd_put32(hdr + 24, VHD_VERSION);
-	vhd_put32(hdr + 28, (uint32_t)nblocks);
-	vhd_put32(hdr + 32, c->block);
-	vhd_put32(hdr + VHD_HEADER_CHECKSUM_OFF,
-		  vhdfmt_checksum(hdr, sizeof(hdr), VHD_HEADER_CHECKSUM_OFF));
-	memcpy(img + VHD_FOOTER_SIZE, hdr, sizeof(hdr));
-
-	memset(&f, 0, sizeof(f));
-	f.features = 2;
-	f.version = VHD_VERSION;
-	f.data_offset = VHD_FOOTER_SIZE;
-	f.timestamp = (uint32_t)(time(NULL) - (time_t)VHD_EPOCH);
-	/* Readers such as qemu trust current_size over the CHS geometry only
-	 * for creators they know to mean it; Hyper-V's semantics are ours. */
-	f.creator_app = VHD_CODE('w', 'i', 'n', ' ');
-	f.creator_version = 0x000a0000;
-	f.creator_os = VHD_CODE('W', 'i', '2', 'k');
-	f.original_size = size;
-	f.current_size = size;
-	f.geometry = vhdfmt_geometry(size);
-	f.disk_type = c->type;
-	memcpy(f.unique_id, uid, 16);
-	vhdfmt_footer_encode(&f, foot);
-	memcpy(img, foot, sizeof(foot));
-	memcpy(img + pos, foot, sizeof(foot));
+	vhdfmt_footer_encode(&f, img);
+	memcpy(img + pos, img, VHD_FOOTER_SIZE);
 	pos += VHD_FOOTER_SIZE;
 
 	ret = vhdfmt_pwrite(fd, img, pos, 0);
@@ -1408,9 +1341,7 @@ static int vhd_create_dynamic(const char *path, int fd, const struct vhd_create 
 		vhdfmt_err("%s: cannot write the new image: %s", path, strerror(-ret));
 out:
 	free(img);
-	free(rel);
-	free(child_dir);
-	free(parent_real);
+	vhd_parent_info_free(&p);
 	return ret;
 }
 
@@ -1518,7 +1449,7 @@ static int vhd_create_opts(const struct dc_open_args *a, const char *path,
  * the data (written there first, so the file always ends in a footer). */
 static void vhd_trim(struct vhd_img *v)
 {
-	uint64_t at = vhd_round_up(v->data_end, VHD_SECTOR);
+	uint64_t at = vhdfmt_round_up(v->data_end, VHD_SECTOR);
 	bool move = at < v->footer_off;
 
 	if (!v->ndirty && !v->nbat_dirty && !move)
@@ -1565,7 +1496,7 @@ static int vhd_repair(struct vhd_img *v)
 	int ret = 0;
 
 	if (!v->m.end_ok) {
-		v->footer_off = vhd_round_up(v->m.file_size, VHD_SECTOR);
+		v->footer_off = vhdfmt_round_up(v->m.file_size, VHD_SECTOR);
 		ret = vhdfmt_pwrite(v->fd, v->m.footer_raw, VHD_FOOTER_SIZE,
 				    v->footer_off);
 		v->junk_end = v->footer_off + VHD_FOOTER_SIZE;
@@ -1603,25 +1534,20 @@ static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	pthread_mutex_init(&v->lock, NULL);
 	v->read_only = a->read_only;
 	ret = vhd_create_opts(a, v->path, &c, &want);
-	if (ret == 0 && want && dc_opt_flag(a, "overwrite"))
-		ret = vhdfmt_overwrite_guard(v->path, c.parent, vhd_parent_of);
 	if (ret)
 		goto fail;
-	/* O_NONBLOCK: a parent locator may name a FIFO, which vhd_parse() then
-	 * refuses; regular files ignore the flag. */
-	v->fd = dc_create_open(a, v->path, O_NONBLOCK | (want ? O_CREAT : 0), &created);
+	v->fd = vhdfmt_open(a, v->path, want, c.parent, vhd_parent_of, &created);
 	if (v->fd < 0) {
 		ret = v->fd;
 		goto fail;
 	}
-	ret = vhdfmt_lock(v->fd, v->path, v->read_only);
-	if (ret == 0 && created) {
+	if (created) {
 		ret = vhd_create(v, &c);
-		if (ret)
+		if (ret) {
 			unlink(v->path);
+			goto fail;
+		}
 	}
-	if (ret)
-		goto fail;
 	/* Relative parent locators start here. A path that does not resolve
 	 * (an fd of a deleted file) still has the directory it names. */
 	real = realpath(v->path, NULL);
@@ -1705,13 +1631,13 @@ static int vhd_attach(void *inst, const struct dc_info *lower, struct dc_info *i
 		vhdfmt_err("%s: a differencing VHD needs its parent below it", v->path);
 		return -EINVAL;
 	}
-	vhdfmt_uid_str(v->m.parent_uid, want);
+	vhdfmt_uid_str(v->m.dh.parent_uid, want);
 	if (!(lower->flags & DC_INFO_HAS_DISK_ID)) {
 		vhdfmt_err("%s: the layer below has no unique id; expected the parent %s",
 			   v->path, want);
 		return -EINVAL;
 	}
-	if (memcmp(lower->disk_id, v->m.parent_uid, 16) != 0) {
+	if (memcmp(lower->disk_id, v->m.dh.parent_uid, 16) != 0) {
 		vhdfmt_uid_str(lower->disk_id, got);
 		vhdfmt_err("%s: parent %s has unique id %s, but this image expects %s "
 			   "(the parent was replaced or modified)",
@@ -1752,7 +1678,7 @@ static void vhd_describe(void *inst, dc_kv_fn kv, void *arg)
 		kv(arg, "allocated blocks", buf);
 	}
 	if (v->diff) {
-		vhdfmt_uid_str(v->m.parent_uid, buf);
+		vhdfmt_uid_str(v->m.dh.parent_uid, buf);
 		kv(arg, "parent unique id", buf);
 		if (v->parent_path)
 			kv(arg, "parent", v->parent_path);

@@ -10,7 +10,7 @@
  * reported as respected; the image is locked (flock) as vhd: locks it; create=
  * never replaces an existing file (dc_create_open()). Unmap is a no-op
  * ("ignored"), as upstream. */
-#include "vhdfmt.h"
+#include "vhdfmt/vhd_format.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -110,19 +110,19 @@ static int vhd1_validate(struct vhd1_disk *v, uint64_t file_len)
 		return ret;
 	}
 	switch (vhdfmt_footer_decode(buf, &f)) {
-	case VHDFMT_FOOTER_OK:
+	case VHDFMT_OK:
 		break;
-	case VHDFMT_FOOTER_BAD_COOKIE:
+	case VHDFMT_BAD_COOKIE:
 		dc_error("%s: invalid footer cookie: the last 512 bytes do not start "
 			 "with \"conectix\" (not a fixed VHD)",
 			 v->path);
 		return -EINVAL;
-	case VHDFMT_FOOTER_BAD_CHECKSUM:
+	case VHDFMT_BAD_CHECKSUM:
 		dc_error("%s: invalid footer checksum 0x%08x, expected 0x%08x", v->path,
 			 f.checksum,
 			 vhdfmt_checksum(buf, sizeof(buf), VHD_FOOTER_CHECKSUM_OFF));
 		return -EINVAL;
-	case VHDFMT_FOOTER_BAD_VERSION:
+	case VHDFMT_BAD_VERSION:
 		dc_error("%s: unsupported file format version 0x%08x, expected "
 			 "0x00010000",
 			 v->path, f.version);

@@ -168,7 +168,7 @@ static int vhdx_load_bat(struct vhdx *v)
 		goto out;
 	}
 	for (uint64_t i = 0; i < v->nbat_mem; i++)
-		v->bat[i] = vhdx_get64(raw + 8 * i);
+		v->bat[i] = get_le64(raw + 8 * i);
 	for (uint64_t i = 0; i < v->nbat; i++) {
 		unsigned st = VHDX_BAT_STATE(v->bat[i]);
 		bool sb = i % cr1 == v->chunk_ratio, bad;
@@ -223,7 +223,7 @@ static int vhdx_load_bat(struct vhdx *v)
 	}
 	v->file_end = 0;
 	ret = vhdx_check_spans(v, sp, nsp);
-	v->file_end = vhdx_round_up(v->file_end, VHDX_MB);
+	v->file_end = vhdfmt_round_up(v->file_end, VHDX_MB);
 out:
 	if (ret == -ENOMEM)
 		vhdfmt_err("%s: out of memory for a BAT of %llu entries", v->path,
@@ -275,7 +275,7 @@ int vhdx_key_sector(struct vhdx *v, uint64_t key, uint8_t *out, uint64_t *off)
 	}
 	*off = v->bat_off + key * VHDX_LSEC;
 	for (unsigned j = 0; j < VHDX_LSEC / 8; j++)
-		vhdx_put64(out + 8 * j, v->bat[key * (VHDX_LSEC / 8) + j]);
+		put_le64(out + 8 * j, v->bat[key * (VHDX_LSEC / 8) + j]);
 	return 0;
 }
 
@@ -734,26 +734,21 @@ static int vhdx_open(const struct dc_open_args *a, void **inst, struct dc_info *
 		return -ENOMEM;
 	}
 	ret = vhdx_create_opts(a, v->path, &c, &want);
-	if (ret == 0 && want && dc_opt_flag(a, "overwrite"))
-		ret = vhdfmt_overwrite_guard(v->path, c.parent, vhdx_parent_of);
 	if (ret)
 		goto fail;
-	/* O_NONBLOCK: a FIFO must not hang the open before vhdx_parse() refuses
-	 * it; regular files ignore the flag. */
-	v->fd = dc_create_open(a, v->path, O_NONBLOCK | (want ? O_CREAT : 0), &created);
+	v->fd = vhdfmt_open(a, v->path, want, c.parent, vhdx_parent_of, &created);
 	if (v->fd < 0) {
 		ret = v->fd;
 		goto fail;
 	}
-	ret = vhdfmt_lock(v->fd, v->path, v->ro);
-	if (ret == 0 && created) {
+	if (created) {
 		ret = vhdx_create(v, &c);
-		if (ret)
+		if (ret) {
 			unlink(v->path);
+			goto fail;
+		}
 	}
-	if (ret)
-		goto fail;
-	v->dir = vhdx_dirname(v->path);
+	v->dir = vhdfmt_dirname(v->path);
 	if (!v->dir) {
 		ret = -ENOMEM;
 		vhdfmt_err("%s: cannot resolve the image's directory", v->path);

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* vhdx: what vhdx.c (regions, metadata, BAT, I/O, creation, parent chains) and
- * vhdx_log.c (CRC-32C, the two headers, log replay and log writes) share.
+ * vhdx_log.c (the two headers, log replay and log writes) share; the on-disk
+ * structures are common/vhdfmt/vhdx_format.h.
  * Layouts and rules are from [MS-VHDX]; nothing here is exported (plugins.map). */
 #ifndef DISKCORE_VHDX_H
 #define DISKCORE_VHDX_H
 
-#include "../vhd1/vhdfmt.h"
+#include "vhdfmt/vhdfmt.h"
+#include "vhdfmt/vhdx_format.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -15,10 +17,8 @@
 
 #define VHDX_KB 1024u
 #define VHDX_MB (UINT64_C(1) << 20)
-#define VHDX_LSEC 4096u /* log sector: the unit of every metadata update */
 #define VHDX_HDR_OFF(slot) ((uint64_t)(64u + 64u * (slot)) * VHDX_KB)
 #define VHDX_RT_OFF(copy) ((uint64_t)(192u + 64u * (copy)) * VHDX_KB)
-#define VHDX_RT_SIZE (64u * VHDX_KB)
 #define VHDX_MAX_FILE (UINT64_C(1) << 47) /* 128 TiB: a 64 TiB disk and more */
 #define VHDX_MAX_DISK (UINT64_C(64) << 40)
 #define VHDX_CHUNK_SECTORS (UINT64_C(1) << 23) /* sectors one bitmap block covers */
@@ -38,40 +38,6 @@
 #define VHDX_BAT_STATE(e) ((unsigned)((e)&7))
 #define VHDX_BAT_OFF(e) ((e) & ~(VHDX_MB - 1))
 
-static inline uint16_t vhdx_get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static inline uint32_t vhdx_get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t vhdx_get64(const uint8_t *p)
-{
-	return (uint64_t)vhdx_get32(p) | (uint64_t)vhdx_get32(p + 4) << 32;
-}
-
-static inline void vhdx_put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void vhdx_put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline void vhdx_put64(uint8_t *p, uint64_t v)
-{
-	vhdx_put32(p, (uint32_t)v);
-	vhdx_put32(p + 4, (uint32_t)(v >> 32));
-}
-
 static inline bool vhdx_guid_zero(const uint8_t g[16])
 {
 	for (int i = 0; i < 16; i++)
@@ -79,29 +45,6 @@ static inline bool vhdx_guid_zero(const uint8_t g[16])
 			return false;
 	return true;
 }
-
-static inline uint64_t vhdx_round_up(uint64_t v, uint64_t a)
-{
-	return (v + a - 1) / a * a;
-}
-
-/* [a, a+alen) and [b, b+blen) overlap. */
-static inline bool vhdx_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
-{
-	return a < b + blen && b < a + alen;
-}
-
-/* The current header, decoded ([MS-VHDX] 2.2.2). */
-struct vhdx_hdr {
-	uint64_t seq;
-	uint8_t file_write[16];
-	uint8_t data_write[16];
-	uint8_t log_guid[16];
-	uint16_t log_version;
-	uint16_t version;
-	uint32_t log_len;
-	uint64_t log_off;
-};
 
 /* One update from a replayed log, kept in memory by a read-only open. */
 struct vhdx_ovl {
@@ -124,9 +67,9 @@ struct vhdx {
 	uint64_t file_size; /* as the (replayed) image sees it */
 	uint64_t real_size; /* bytes in the file; reads past it are zeroes */
 
-	struct vhdx_hdr hdr;  /* the current header */
-	int hdr_slot;	      /* where it is: 0 at 64 KiB, 1 at 128 KiB */
-	struct vhdx_ovl *ovl; /* read-only replay: applied over every read */
+	struct vhdx_header hdr; /* the current header */
+	int hdr_slot;		/* where it is: 0 at 64 KiB, 1 at 128 KiB */
+	struct vhdx_ovl *ovl;	/* read-only replay: applied over every read */
 	size_t novl;
 	int log_state; /* enum vhdx_log_state, for describe */
 
@@ -195,8 +138,6 @@ void vhdx_guid_str(const uint8_t g[16], char out[39]);
 /* An instance for path (no file open yet), and its release. */
 struct vhdx *vhdx_new(const char *path, bool ro);
 void vhdx_free(struct vhdx *v);
-/* The real directory of path, malloc'd. */
-char *vhdx_dirname(const char *path);
 /* Everything up to the BAT: identifier, headers, log, regions, metadata. */
 int vhdx_parse(struct vhdx *v);
 /* v's parent (with check: its DataWriteGuid matches the linkage) and its id. */
@@ -212,13 +153,6 @@ int vhdx_create(struct vhdx *v, struct vhdx_create *c);
 int vhdx_check_existing(struct vhdx *v, const struct vhdx_create *c);
 
 /* vhdx_log.c */
-uint32_t vhdx_crc32c(const void *buf, size_t len);
-/* The checksum of buf with its 4-byte checksum field at `at` read as zero. */
-uint32_t vhdx_crc_skip(const uint8_t *buf, size_t len, size_t at);
-/* A fresh random GUID. */
-int vhdx_new_guid(uint8_t g[16]);
-/* Encode header h as 4 KiB with its checksum. */
-void vhdx_hdr_encode(const struct vhdx_hdr *h, uint8_t out[VHDX_LSEC]);
 /* Read both headers and pick the current one. */
 int vhdx_read_headers(struct vhdx *v);
 /* Write the header twice (both copies current), each with a new sequence number. */

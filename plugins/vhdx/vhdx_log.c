@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* vhdx_log: CRC-32C, the two headers and the log of a VHDX image ([MS-VHDX] 2.2.2,
- * 2.3). See vhdx.c for the order in which metadata reaches the file. */
+/* vhdx_log: the two headers and the log of a VHDX image ([MS-VHDX] 2.2.2, 2.3).
+ * See vhdx.c for the order in which metadata reaches the file. */
 #include "vhdx.h"
 
 #include <errno.h>
@@ -9,53 +9,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* --- CRC-32C (Castagnoli, reflected polynomial 0x82f63b78) -------------------- */
-
-static uint32_t vhdx_crc_table[256];
-static pthread_once_t vhdx_crc_once = PTHREAD_ONCE_INIT;
-
-static void vhdx_crc_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = c & 1 ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-		vhdx_crc_table[i] = c;
-	}
-}
-
-static uint32_t vhdx_crc_update(uint32_t crc, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len--)
-		crc = vhdx_crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return crc;
-}
-
-uint32_t vhdx_crc32c(const void *buf, size_t len)
-{
-	pthread_once(&vhdx_crc_once, vhdx_crc_init);
-	return ~vhdx_crc_update(~0u, buf, len);
-}
-
-uint32_t vhdx_crc_skip(const uint8_t *buf, size_t len, size_t at)
-{
-	static const uint8_t zero[4];
-	uint32_t c;
-
-	pthread_once(&vhdx_crc_once, vhdx_crc_init);
-	c = vhdx_crc_update(~0u, buf, at);
-	c = vhdx_crc_update(c, zero, 4);
-	return ~vhdx_crc_update(c, buf + at + 4, len - at - 4);
-}
-
-int vhdx_new_guid(uint8_t g[16])
-{
-	return vhdfmt_new_uid(g);
-}
 
 /* --- Reads over an in-memory replay ------------------------------------------- */
 
@@ -115,41 +68,10 @@ int vhdx_read_buf(struct vhdx *v, const struct dc_buf *b, uint64_t off)
 
 /* --- Headers ----------------------------------------------------------------------- */
 
-void vhdx_hdr_encode(const struct vhdx_hdr *h, uint8_t out[VHDX_LSEC])
-{
-	memset(out, 0, VHDX_LSEC);
-	memcpy(out, "head", 4);
-	vhdx_put64(out + 8, h->seq);
-	memcpy(out + 16, h->file_write, 16);
-	memcpy(out + 32, h->data_write, 16);
-	memcpy(out + 48, h->log_guid, 16);
-	vhdx_put16(out + 64, h->log_version);
-	vhdx_put16(out + 66, h->version);
-	vhdx_put32(out + 68, h->log_len);
-	vhdx_put64(out + 72, h->log_off);
-	vhdx_put32(out + 4, vhdx_crc_skip(out, VHDX_LSEC, 4));
-}
-
-static bool vhdx_hdr_decode(const uint8_t *b, struct vhdx_hdr *h)
-{
-	if (memcmp(b, "head", 4) != 0 ||
-	    vhdx_get32(b + 4) != vhdx_crc_skip(b, VHDX_LSEC, 4))
-		return false;
-	h->seq = vhdx_get64(b + 8);
-	memcpy(h->file_write, b + 16, 16);
-	memcpy(h->data_write, b + 32, 16);
-	memcpy(h->log_guid, b + 48, 16);
-	h->log_version = vhdx_get16(b + 64);
-	h->version = vhdx_get16(b + 66);
-	h->log_len = vhdx_get32(b + 68);
-	h->log_off = vhdx_get64(b + 72);
-	return true;
-}
-
 int vhdx_read_headers(struct vhdx *v)
 {
 	uint8_t raw[2][VHDX_LSEC];
-	struct vhdx_hdr h[2];
+	struct vhdx_header h[2];
 	bool ok[2];
 	int ret, cur;
 
@@ -160,7 +82,7 @@ int vhdx_read_headers(struct vhdx *v)
 				   64 + 64 * i, strerror(-ret));
 			return ret;
 		}
-		ok[i] = vhdx_hdr_decode(raw[i], &h[i]);
+		ok[i] = vhdxfmt_header_decode(raw[i], &h[i]);
 	}
 	if (!ok[0] && !ok[1]) {
 		vhdfmt_err(
@@ -213,11 +135,11 @@ int vhdx_read_headers(struct vhdx *v)
 static int vhdx_write_header(struct vhdx *v)
 {
 	uint8_t buf[VHDX_LSEC];
-	struct vhdx_hdr h = v->hdr;
+	struct vhdx_header h = v->hdr;
 	int slot = !v->hdr_slot, ret;
 
 	h.seq++;
-	vhdx_hdr_encode(&h, buf);
+	vhdxfmt_header_encode(&h, buf);
 	ret = vhdfmt_pwrite(v->fd, buf, sizeof(buf), VHDX_HDR_OFF(slot));
 	if (ret == 0 && fdatasync(v->fd) < 0)
 		ret = -errno;
@@ -243,8 +165,8 @@ int vhdx_session(struct vhdx *v, bool data)
 
 	if (!fw && !dw)
 		return 0;
-	if ((fw && (ret = vhdx_new_guid(v->hdr.file_write)) < 0) ||
-	    (dw && (ret = vhdx_new_guid(v->hdr.data_write)) < 0))
+	if ((fw && (ret = vhdfmt_new_uid(v->hdr.file_write)) < 0) ||
+	    (dw && (ret = vhdfmt_new_uid(v->hdr.data_write)) < 0))
 		return ret;
 	ret = vhdx_update_headers(v);
 	if (ret < 0)
@@ -279,7 +201,58 @@ static bool vhdx_log_target_ok(const struct vhdx *v, uint64_t off, uint64_t len)
 {
 	return off % VHDX_LSEC == 0 && len && off >= VHDX_RT_OFF(0) &&
 	       off < VHDX_MAX_FILE && len <= VHDX_MAX_FILE - off &&
-	       !vhdx_overlap(off, len, v->hdr.log_off, v->hdr.log_len);
+	       !vhdfmt_overlap(off, len, v->hdr.log_off, v->hdr.log_len);
+}
+
+/* Sectors of descriptors at the start of an entry of ndesc descriptors. */
+static uint64_t vhdx_log_dsec(uint32_t ndesc)
+{
+	return ((uint64_t)ndesc * sizeof(struct vhdx_log_desc) +
+		sizeof(struct vhdx_log_header) + VHDX_LSEC - 1) /
+	       VHDX_LSEC;
+}
+
+/* One update of a log entry: zeroes, or a 4 KiB sector whose middle lies in
+ * one of the entry's data sectors. */
+struct vhdx_update {
+	uint64_t off, len;
+	struct vhdx_log_desc d; /* a data update's descriptor */
+	const uint8_t *mid;	/* its sector's bytes 8..4092, NULL for zeroes */
+};
+
+/* Descriptor k of the whole entry buf (e), checked against the entry and the
+ * file; *ndata counts the data sectors the descriptors before it used. */
+static bool vhdx_log_update(const struct vhdx *v, const uint8_t *buf,
+			    const struct vhdx_lent *e, uint32_t k, uint64_t *ndata,
+			    struct vhdx_update *u)
+{
+	const uint8_t *raw = buf + sizeof(struct vhdx_log_header) +
+			     sizeof(struct vhdx_log_desc) * (uint64_t)k;
+	uint64_t at = (vhdx_log_dsec(e->ndesc) + *ndata) * VHDX_LSEC;
+	struct vhdx_log_zero z;
+	struct vhdx_log_data ds;
+
+	if (!memcmp(raw, "zero", 4)) {
+		vhdx_log_zero_decode(&z, raw);
+		*u = (struct vhdx_update){ .off = z.off, .len = z.len };
+		return z.seq == e->seq && vhdx_log_target_ok(v, z.off, z.len) &&
+		       z.len % VHDX_LSEC == 0;
+	}
+	if (memcmp(raw, "desc", 4) != 0)
+		return false;
+	vhdx_log_desc_decode(&u->d, raw);
+	if (u->d.seq != e->seq || !vhdx_log_target_ok(v, u->d.off, VHDX_LSEC) ||
+	    at + VHDX_LSEC > e->len)
+		return false;
+	vhdx_log_data_decode(&ds, buf + at);
+	if (memcmp(ds.signature, "data", 4) != 0 ||
+	    ds.seq_high != (uint32_t)(e->seq >> 32) || ds.seq_low != (uint32_t)e->seq)
+		return false;
+	u->off = u->d.off;
+	u->len = VHDX_LSEC;
+	u->mid = buf + at + offsetof(struct vhdx_log_data, data);
+	++*ndata;
+	return true;
 }
 
 /* Validate the entry at pos (every field, descriptor and data sector, and the
@@ -288,52 +261,35 @@ static bool vhdx_log_entry(struct vhdx *v, uint64_t pos, struct vhdx_lent *e,
 			   uint8_t **out)
 {
 	uint8_t h[VHDX_LSEC], *buf = NULL;
-	uint64_t dsec, ndata = 0;
+	struct vhdx_log_header lh;
+	struct vhdx_update u;
+	uint64_t ndata = 0;
 	bool ok = false;
 
-	if (vhdx_log_read(v, h, pos, VHDX_LSEC) < 0 || memcmp(h, "loge", 4) != 0 ||
-	    memcmp(h + 32, v->hdr.log_guid, 16) != 0)
+	if (vhdx_log_read(v, h, pos, VHDX_LSEC) < 0)
 		return false;
-	e->pos = pos;
-	e->len = vhdx_get32(h + 8);
-	e->tail = vhdx_get32(h + 12);
-	e->seq = vhdx_get64(h + 16);
-	e->ndesc = vhdx_get32(h + 24);
-	e->flushed = vhdx_get64(h + 48);
-	e->last = vhdx_get64(h + 56);
-	dsec = ((uint64_t)e->ndesc * 32 + 64 + VHDX_LSEC - 1) / VHDX_LSEC;
+	vhdx_log_header_decode(&lh, h);
+	if (memcmp(lh.signature, "loge", 4) != 0 ||
+	    memcmp(lh.log_guid, v->hdr.log_guid, 16) != 0)
+		return false;
+	*e = (struct vhdx_lent){ .pos = pos,
+				 .seq = lh.seq,
+				 .flushed = lh.flushed,
+				 .last = lh.last,
+				 .len = lh.len,
+				 .tail = lh.tail,
+				 .ndesc = lh.ndesc };
 	if (e->len % VHDX_LSEC || e->len < VHDX_LSEC || e->len > v->hdr.log_len ||
 	    e->tail % VHDX_LSEC || e->tail >= v->hdr.log_len || e->seq == 0 ||
-	    dsec * VHDX_LSEC > e->len || e->last > VHDX_MAX_FILE)
+	    vhdx_log_dsec(e->ndesc) * VHDX_LSEC > e->len || e->last > VHDX_MAX_FILE)
 		return false;
 	buf = malloc(e->len);
 	if (!buf || vhdx_log_read(v, buf, pos, e->len) < 0 ||
-	    vhdx_get32(buf + 4) != vhdx_crc_skip(buf, e->len, 4))
+	    !vhdxfmt_sealed(buf, e->len))
 		goto out;
-	for (uint32_t i = 0; i < e->ndesc; i++) {
-		const uint8_t *d = buf + 64 + 32 * (uint64_t)i;
-		uint64_t off = vhdx_get64(d + 16);
-
-		if (vhdx_get64(d + 24) != e->seq)
+	for (uint32_t i = 0; i < e->ndesc; i++)
+		if (!vhdx_log_update(v, buf, e, i, &ndata, &u))
 			goto out;
-		if (!memcmp(d, "zero", 4)) {
-			if (!vhdx_log_target_ok(v, off, vhdx_get64(d + 8)) ||
-			    vhdx_get64(d + 8) % VHDX_LSEC)
-				goto out;
-		} else if (!memcmp(d, "desc", 4)) {
-			const uint8_t *s = buf + (dsec + ndata) * VHDX_LSEC;
-
-			if (!vhdx_log_target_ok(v, off, VHDX_LSEC) ||
-			    (dsec + ndata + 1) * VHDX_LSEC > e->len ||
-			    memcmp(s, "data", 4) != 0 ||
-			    vhdx_get32(s + 4) != (uint32_t)(e->seq >> 32) ||
-			    vhdx_get32(s + 4092) != (uint32_t)e->seq)
-				goto out;
-			ndata++;
-		} else {
-			goto out;
-		}
-	}
 	ok = true;
 out:
 	if (ok && out)
@@ -407,18 +363,18 @@ static int vhdx_log_collect(struct vhdx *v, const struct vhdx_lent *act, size_t 
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		struct vhdx_lent e;
 		uint8_t *buf = NULL;
-		uint64_t dsec, ndata = 0;
+		uint64_t ndata = 0;
 
 		if (!vhdx_log_entry(v, act[i].pos, &e, &buf)) {
 			ret = -EIO; /* it was valid a moment ago */
 			break;
 		}
-		dsec = ((uint64_t)e.ndesc * 32 + 64 + VHDX_LSEC - 1) / VHDX_LSEC;
-		for (uint32_t k = 0; k < e.ndesc; k++) {
-			const uint8_t *d = buf + 64 + 32 * (uint64_t)k;
-			struct vhdx_ovl o = { vhdx_get64(d + 16), vhdx_get64(d + 8),
-					      NULL };
+		for (uint32_t k = 0; k < e.ndesc && ret == 0; k++) {
+			struct vhdx_update u;
+			struct vhdx_ovl o;
 
+			vhdx_log_update(v, buf, &e, k, &ndata, &u); /* checked above */
+			o = (struct vhdx_ovl){ u.off, u.len, NULL };
 			if (cnt == cap) {
 				struct vhdx_ovl *p;
 
@@ -430,18 +386,15 @@ static int vhdx_log_collect(struct vhdx *v, const struct vhdx_lent *act, size_t 
 				}
 				ovl = p;
 			}
-			if (!memcmp(d, "desc", 4)) {
-				const uint8_t *s = buf + (dsec + ndata++) * VHDX_LSEC;
-
-				o.len = VHDX_LSEC;
+			if (u.mid) {
 				o.data = malloc(VHDX_LSEC);
 				if (!o.data) {
 					ret = -ENOMEM;
 					break;
 				}
-				memcpy(o.data, d + 8, 8);
-				memcpy(o.data + 8, s + 8, VHDX_LSEC - 12);
-				memcpy(o.data + VHDX_LSEC - 4, d + 4, 4);
+				memcpy(o.data, u.d.leading, 8);
+				memcpy(o.data + 8, u.mid, VHDX_LSEC - 12);
+				memcpy(o.data + VHDX_LSEC - 4, u.d.trailing, 4);
 			}
 			ovl[cnt++] = o;
 		}
@@ -597,6 +550,47 @@ static void vhdx_key_done(struct vhdx *v, uint64_t key)
 	}
 }
 
+/* Entry seq at ring position pos for the first n queued sectors: their
+ * contents into raw, their file offsets into off, the sealed entry into ent. */
+static int vhdx_log_encode(struct vhdx *v, size_t n, uint64_t seq, uint64_t pos,
+			   uint8_t *ent, uint8_t *raw, uint64_t *off)
+{
+	uint64_t len = (1 + n) * VHDX_LSEC;
+	struct vhdx_log_header h = {
+		.signature = "loge",
+		.len = (uint32_t)len,
+		.tail = (uint32_t)pos, /* every earlier entry is applied */
+		.seq = seq,
+		.ndesc = (uint32_t)n,
+		.flushed = v->real_size,
+		.last = v->real_size,
+	};
+	struct vhdx_log_desc d = { .signature = "desc", .seq = seq };
+	struct vhdx_log_data ds = { .signature = "data",
+				    .seq_high = (uint32_t)(seq >> 32),
+				    .seq_low = (uint32_t)seq };
+	int ret;
+
+	memcpy(h.log_guid, v->hdr.log_guid, 16);
+	memset(ent, 0, VHDX_LSEC);
+	vhdx_log_header_encode(ent, &h);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *sec = raw + i * VHDX_LSEC;
+
+		ret = vhdx_key_sector(v, v->keys[i], sec, &off[i]);
+		if (ret < 0)
+			return ret;
+		memcpy(d.trailing, sec + VHDX_LSEC - 4, 4);
+		memcpy(d.leading, sec, 8);
+		d.off = off[i];
+		vhdx_log_desc_encode(ent + sizeof(h) + sizeof(d) * i, &d);
+		memcpy(ds.data, sec + 8, sizeof(ds.data));
+		vhdx_log_data_encode(ent + (1 + i) * VHDX_LSEC, &ds);
+	}
+	vhdxfmt_seal(ent, len);
+	return 0;
+}
+
 /* One entry of up to n queued sectors: log it, make it durable, apply it. */
 static int vhdx_log_round(struct vhdx *v, size_t n, uint8_t *ent, uint8_t *raw)
 {
@@ -606,35 +600,11 @@ static int vhdx_log_round(struct vhdx *v, size_t n, uint8_t *ent, uint8_t *raw)
 
 	if (pos + len > v->hdr.log_len)
 		pos = 0;
-	if (!v->log_live && (ret = vhdx_new_guid(v->hdr.log_guid)) < 0)
+	if (!v->log_live && (ret = vhdfmt_new_uid(v->hdr.log_guid)) < 0)
 		return ret;
-	memset(ent, 0, VHDX_LSEC);
-	memcpy(ent, "loge", 4);
-	vhdx_put32(ent + 8, (uint32_t)len);
-	vhdx_put32(ent + 12, (uint32_t)pos); /* every earlier entry is applied */
-	vhdx_put64(ent + 16, seq);
-	vhdx_put32(ent + 24, (uint32_t)n);
-	memcpy(ent + 32, v->hdr.log_guid, 16);
-	vhdx_put64(ent + 48, v->real_size);
-	vhdx_put64(ent + 56, v->real_size);
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *d = ent + 64 + 32 * i, *s = ent + (1 + i) * VHDX_LSEC;
-		uint8_t *sec = raw + i * VHDX_LSEC;
-
-		ret = vhdx_key_sector(v, v->keys[i], sec, &off[i]);
-		if (ret < 0)
-			return ret;
-		memcpy(d, "desc", 4);
-		memcpy(d + 4, sec + VHDX_LSEC - 4, 4);
-		memcpy(d + 8, sec, 8);
-		vhdx_put64(d + 16, off[i]);
-		vhdx_put64(d + 24, seq);
-		memcpy(s, "data", 4);
-		vhdx_put32(s + 4, (uint32_t)(seq >> 32));
-		memcpy(s + 8, sec + 8, VHDX_LSEC - 12);
-		vhdx_put32(s + VHDX_LSEC - 4, (uint32_t)seq);
-	}
-	vhdx_put32(ent + 4, vhdx_crc_skip(ent, len, 4));
+	ret = vhdx_log_encode(v, n, seq, pos, ent, raw, off);
+	if (ret < 0)
+		return ret;
 	/* The entry before the header names its LogGuid: until then it is not
 	 * part of the log, and the header's LogGuid is zero (replayed at open). */
 	ret = vhdfmt_pwrite(v->fd, ent, len, v->hdr.log_off + pos);

@@ -4,6 +4,8 @@
  * and creating new images ([MS-VHDX] 2.2.3, 2.6). */
 #include "vhdx.h"
 
+#include "utf16/utf16.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -92,42 +94,9 @@ static char *vhdx_from16(const uint8_t *b, size_t bytes)
 	if (bytes % 2)
 		return NULL;
 	for (size_t i = 0; i < bytes; i += 2)
-		if (vhdx_get16(b + i) == 0)
+		if (get_le16(b + i) == 0)
 			return NULL;
-	return vhdfmt_utf16_to_8(b, bytes, false);
-}
-
-/* UTF-8 to UTF-16LE bytes in out (room for max bytes); the byte count, or -1. */
-static int vhdx_to16(const char *s, uint8_t *out, size_t max)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n = 0;
-
-	while (*p) {
-		uint32_t c = *p, need = c < 0x80 ? 0 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
-
-		if ((c >= 0x80 && c < 0xc2) || c > 0xf4)
-			return -1;
-		c &= need ? 0x3fu >> need : 0x7f;
-		for (p++; need; need--, p++) {
-			if ((*p & 0xc0) != 0x80)
-				return -1;
-			c = c << 6 | (*p & 0x3f);
-		}
-		if (c == 0 || (c >= 0xd800 && c < 0xe000) || c > 0x10ffff)
-			return -1;
-		if (n + (c >= 0x10000 ? 4 : 2) > max)
-			return -1;
-		if (c >= 0x10000) {
-			c -= 0x10000;
-			vhdx_put16(out + n, (uint16_t)(0xd800 | c >> 10));
-			n += 2;
-			c = 0xdc00 | (c & 0x3ff);
-		}
-		vhdx_put16(out + n, (uint16_t)c);
-		n += 2;
-	}
-	return (int)n;
+	return utf16_to_utf8(b, bytes, false);
 }
 
 /* --- Region table and metadata ------------------------------------------------- */
@@ -143,7 +112,7 @@ static int vhdx_check_region(struct vhdx *v, const char *what, uint64_t off, uin
 			(unsigned long long)v->file_size);
 		return -EINVAL;
 	}
-	if (v->hdr.log_len && vhdx_overlap(off, len, v->hdr.log_off, v->hdr.log_len)) {
+	if (v->hdr.log_len && vhdfmt_overlap(off, len, v->hdr.log_off, v->hdr.log_len)) {
 		vhdfmt_err("%s: %s at offset %llu overlaps the log", v->path, what,
 			   (unsigned long long)off);
 		return -EINVAL;
@@ -162,11 +131,15 @@ static int vhdx_parse_regions(struct vhdx *v)
 		return -ENOMEM;
 	}
 	for (copy = 0; copy < 2; copy++) {
+		struct vhdx_region_table t;
+
 		if (vhdx_pread(v, rt, VHDX_RT_SIZE, VHDX_RT_OFF(copy)) == 0 &&
-		    !memcmp(rt, "regi", 4) &&
-		    vhdx_get32(rt + 4) == vhdx_crc_skip(rt, VHDX_RT_SIZE, 4) &&
-		    (n = vhdx_get32(rt + 8)) <= 2047)
-			break;
+		    !memcmp(rt, "regi", 4) && vhdxfmt_sealed(rt, VHDX_RT_SIZE)) {
+			vhdx_region_table_decode(&t, rt);
+			n = t.count;
+			if (n <= VHDX_MAX_TABLE_ENTRIES)
+				break;
+		}
 		dc_debug("%s: region table %d is damaged", v->path, copy + 1);
 	}
 	if (copy == 2) {
@@ -176,13 +149,20 @@ static int vhdx_parse_regions(struct vhdx *v)
 		goto out;
 	}
 	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *e = rt + 16 + 32 * i;
-		uint64_t off = vhdx_get64(e + 16), len = vhdx_get32(e + 24);
+		const uint8_t *raw = rt + sizeof(struct vhdx_region_table) +
+				     sizeof(struct vhdx_region) * i;
+		struct vhdx_region e;
+		uint64_t off, len;
 		char gs[39];
 
-		vhdx_guid_str(e, gs);
+		vhdx_region_decode(&e, raw);
+		off = e.off;
+		len = e.len;
+		vhdx_guid_str(e.guid, gs);
 		for (uint32_t k = 0; k < i; k++)
-			if (!memcmp(rt + 16 + 32 * k, e, 16)) {
+			if (!memcmp(rt + sizeof(struct vhdx_region_table) +
+					    sizeof(struct vhdx_region) * k,
+				    e.guid, 16)) {
 				vhdfmt_err("%s: region %s is listed twice", v->path, gs);
 				goto out;
 			}
@@ -192,7 +172,7 @@ static int vhdx_parse_regions(struct vhdx *v)
 		} else if (!strcmp(gs, VHDX_G_META)) {
 			v->meta_off = off;
 			v->meta_len = len;
-		} else if (vhdx_get32(e + 28) & 1) {
+		} else if (e.flags & 1) {
 			vhdfmt_err(
 				"%s: unknown region %s is marked required; refusing to "
 				"open an image this implementation cannot understand",
@@ -217,15 +197,15 @@ static int vhdx_parse_regions(struct vhdx *v)
 			   v->bat_len ? "metadata" : "BAT");
 		goto out;
 	}
-	if (vhdx_overlap(v->bat_off, v->bat_len, v->meta_off, v->meta_len)) {
+	if (vhdfmt_overlap(v->bat_off, v->bat_len, v->meta_off, v->meta_len)) {
 		vhdfmt_err("%s: the BAT and metadata regions overlap", v->path);
 		goto out;
 	}
 	for (uint32_t i = 0; i < v->nxreg; i++) {
 		uint64_t o = v->xreg[2 * i], l = v->xreg[2 * i + 1];
 
-		if (vhdx_overlap(o, l, v->bat_off, v->bat_len) ||
-		    vhdx_overlap(o, l, v->meta_off, v->meta_len)) {
+		if (vhdfmt_overlap(o, l, v->bat_off, v->bat_len) ||
+		    vhdfmt_overlap(o, l, v->meta_off, v->meta_len)) {
 			vhdfmt_err(
 				"%s: a region at offset %llu overlaps the BAT or metadata",
 				v->path, (unsigned long long)o);
@@ -273,60 +253,80 @@ static int vhdx_loc_pair(struct vhdx *v, const char *key, char *val)
 	return 0;
 }
 
+/* Entry i of the parent locator item p. */
+static struct vhdx_locator_entry vhdx_loc_entry(const uint8_t *p, uint32_t i)
+{
+	struct vhdx_locator_entry e;
+
+	vhdx_locator_entry_decode(&e, p + sizeof(struct vhdx_locator) + sizeof(e) * i);
+	return e;
+}
+
+/* Key i (of a locator of len bytes) as UTF-8 in *key, its value in *val. */
+static int vhdx_loc_strings(struct vhdx *v, const uint8_t *p, uint32_t len, uint32_t i,
+			    char **key, char **val)
+{
+	struct vhdx_locator_entry e = vhdx_loc_entry(p, i);
+
+	*key = *val = NULL;
+	if (!e.key_off || !e.value_off || !e.key_len || !e.value_len || e.key_off > len ||
+	    e.key_len > len - e.key_off || e.value_off > len ||
+	    e.value_len > len - e.value_off) {
+		vhdfmt_err("%s: parent locator entry %u lies outside the item", v->path,
+			   i);
+		return -EINVAL;
+	}
+	*key = vhdx_from16(p + e.key_off, e.key_len);
+	*val = vhdx_from16(p + e.value_off, e.value_len);
+	if (!*key || !*val) {
+		vhdfmt_err("%s: parent locator entry %u is not valid UTF-16", v->path, i);
+		goto fail;
+	}
+	for (uint32_t k = 0; k < i; k++) {
+		struct vhdx_locator_entry o = vhdx_loc_entry(p, k);
+
+		if (o.key_len == e.key_len &&
+		    !memcmp(p + o.key_off, p + e.key_off, e.key_len)) {
+			vhdfmt_err("%s: parent locator key '%s' appears twice", v->path,
+				   *key);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	free(*key);
+	free(*val);
+	*key = *val = NULL;
+	return -EINVAL;
+}
+
 static int vhdx_parse_locator(struct vhdx *v, const uint8_t *p, uint32_t len)
 {
-	uint32_t n = len >= 20 ? vhdx_get16(p + 18) : 0;
+	struct vhdx_locator h = { 0 };
 	bool linkage = false;
-
 	char gs[39];
 
-	if (len >= 20)
-		vhdx_guid_str(p, gs);
-	if (len < 20 || strcmp(gs, VHDX_G_LOC_TYPE) != 0) {
+	if (len >= sizeof(h)) {
+		vhdx_locator_decode(&h, p);
+		vhdx_guid_str(h.type, gs);
+	}
+	if (len < sizeof(h) || strcmp(gs, VHDX_G_LOC_TYPE) != 0) {
 		vhdfmt_err(
 			"%s: the parent locator is not of the VHDX type " VHDX_G_LOC_TYPE,
 			v->path);
 		return -EINVAL;
 	}
-	if (20 + 12 * (uint64_t)n > len) {
+	if (sizeof(h) + sizeof(struct vhdx_locator_entry) * (uint64_t)h.count > len) {
 		vhdfmt_err("%s: the parent locator's %u entries do not fit its %u bytes",
-			   v->path, n, len);
+			   v->path, h.count, len);
 		return -EINVAL;
 	}
-	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *e = p + 20 + 12 * i;
-		uint32_t ko = vhdx_get32(e), vo = vhdx_get32(e + 4);
-		uint32_t kl = vhdx_get16(e + 8), vl = vhdx_get16(e + 10);
+	for (uint32_t i = 0; i < h.count; i++) {
 		char *key, *val;
-		int ret;
+		int ret = vhdx_loc_strings(v, p, len, i, &key, &val);
 
-		if (!ko || !vo || !kl || !vl || ko > len || kl > len - ko || vo > len ||
-		    vl > len - vo) {
-			vhdfmt_err("%s: parent locator entry %u lies outside the item",
-				   v->path, i);
-			return -EINVAL;
-		}
-		key = vhdx_from16(p + ko, kl);
-		val = vhdx_from16(p + vo, vl);
-		if (!key || !val) {
-			vhdfmt_err("%s: parent locator entry %u is not valid UTF-16",
-				   v->path, i);
-			free(key);
-			free(val);
-			return -EINVAL;
-		}
-		for (uint32_t k = 0; k < i; k++) {
-			const uint8_t *o = p + 20 + 12 * k;
-
-			if (vhdx_get16(o + 8) == kl &&
-			    !memcmp(p + vhdx_get32(o), p + ko, kl)) {
-				vhdfmt_err("%s: parent locator key '%s' appears twice",
-					   v->path, key);
-				free(key);
-				free(val);
-				return -EINVAL;
-			}
-		}
+		if (ret)
+			return ret;
 		linkage |= !strcmp(key, "parent_linkage");
 		ret = vhdx_loc_pair(v, key, val);
 		free(key);
@@ -344,8 +344,12 @@ static int vhdx_parse_locator(struct vhdx *v, const uint8_t *p, uint32_t len)
 static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 			    const uint32_t *len)
 {
-	uint32_t bs = vhdx_get32(val[VHDX_MI_PARAMS]);
-	uint32_t flags = vhdx_get32(val[VHDX_MI_PARAMS] + 4);
+	struct vhdx_file_params fp;
+	uint32_t bs, flags;
+
+	vhdx_file_params_decode(&fp, val[VHDX_MI_PARAMS]);
+	bs = fp.block_size;
+	flags = fp.flags;
 
 	if (bs < VHDX_MB || bs > 256 * VHDX_MB || (bs & (bs - 1))) {
 		vhdfmt_err("%s: block size %u: expected a power of two from 1 MiB to "
@@ -356,8 +360,8 @@ static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 	v->block_size = bs;
 	v->leave_alloc = flags & 1;
 	v->diff = flags & 2;
-	v->lss = vhdx_get32(val[VHDX_MI_LSS]);
-	v->pss = vhdx_get32(val[VHDX_MI_PSS]);
+	v->lss = get_le32(val[VHDX_MI_LSS]);
+	v->pss = get_le32(val[VHDX_MI_PSS]);
 	if ((v->lss != 512 && v->lss != 4096) || (v->pss != 512 && v->pss != 4096)) {
 		vhdfmt_err(
 			"%s: sector sizes %u (logical) and %u (physical): each must be "
@@ -365,7 +369,7 @@ static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 			v->path, v->lss, v->pss);
 		return -EINVAL;
 	}
-	v->disk_size = vhdx_get64(val[VHDX_MI_SIZE]);
+	v->disk_size = get_le64(val[VHDX_MI_SIZE]);
 	if (!v->disk_size || v->disk_size % v->lss || v->disk_size > VHDX_MAX_DISK) {
 		vhdfmt_err("%s: virtual disk size %llu: expected a non-zero multiple of "
 			   "the %u-byte sector of at most 64 TiB",
@@ -384,65 +388,80 @@ static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 	return vhdx_parse_locator(v, val[VHDX_MI_LOC], len[VHDX_MI_LOC]);
 }
 
+/* Entry i of the metadata table tbl. */
+static struct vhdx_meta_entry vhdx_meta_at(const uint8_t *tbl, uint32_t i)
+{
+	struct vhdx_meta_entry e;
+
+	vhdx_meta_entry_decode(&e, tbl + sizeof(struct vhdx_meta_table) + sizeof(e) * i);
+	return e;
+}
+
+/* Entry i checked against the region and the entries before it; *known is
+ * its index in vhdx_items[], or -1 for an item this plugin does not read. */
+static int vhdx_meta_check(struct vhdx *v, const uint8_t *tbl, uint32_t i, int *known)
+{
+	struct vhdx_meta_entry e = vhdx_meta_at(tbl, i);
+	char gs[39];
+
+	*known = -1;
+	vhdx_guid_str(e.guid, gs);
+	if (e.len == 0 ? e.off != 0 :
+			 e.off < VHDX_META_TABLE || e.len > VHDX_MB ||
+				 e.off > v->meta_len || e.len > v->meta_len - e.off) {
+		vhdfmt_err("%s: metadata item %s (%u bytes at %u) lies outside the "
+			   "metadata region",
+			   v->path, gs, e.len, e.off);
+		return -EINVAL;
+	}
+	for (uint32_t k = 0; k < i; k++) {
+		struct vhdx_meta_entry o = vhdx_meta_at(tbl, k);
+
+		if (e.len && o.len && vhdfmt_overlap(e.off, e.len, o.off, o.len)) {
+			vhdfmt_err("%s: metadata items %u and %u overlap", v->path, k, i);
+			return -EINVAL;
+		}
+	}
+	for (int k = 0; !(e.flags & 1) && k < VHDX_MI_COUNT; k++)
+		if (!strcmp(gs, vhdx_items[k].guid))
+			*known = k;
+	if (*known < 0 && (e.flags & 4)) {
+		vhdfmt_err("%s: unknown metadata item %s is marked required; refusing to "
+			   "open an image this implementation cannot understand",
+			   v->path, gs);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int vhdx_parse_metadata(struct vhdx *v)
 {
-	uint8_t *tbl = malloc(64 * VHDX_KB), *val[VHDX_MI_COUNT] = { 0 };
-	uint32_t len[VHDX_MI_COUNT] = { 0 }, n;
+	uint8_t *tbl = malloc(VHDX_META_TABLE), *val[VHDX_MI_COUNT] = { 0 };
+	uint32_t len[VHDX_MI_COUNT] = { 0 };
+	struct vhdx_meta_table t;
 	int ret = -EINVAL;
 
-	if (!tbl || vhdx_pread(v, tbl, 64 * VHDX_KB, v->meta_off) < 0) {
+	if (!tbl || vhdx_pread(v, tbl, VHDX_META_TABLE, v->meta_off) < 0) {
 		vhdfmt_err("%s: cannot read the metadata table", v->path);
 		ret = tbl ? -EIO : -ENOMEM;
 		goto out;
 	}
-	n = vhdx_get16(tbl + 10);
-	if (memcmp(tbl, "metadata", 8) != 0 || n > 2047) {
+	vhdx_meta_table_decode(&t, tbl);
+	if (memcmp(t.signature, "metadata", 8) != 0 || t.count > VHDX_MAX_TABLE_ENTRIES) {
 		vhdfmt_err("%s: the metadata region has no valid table (signature or %u "
 			   "entries)",
-			   v->path, n);
+			   v->path, t.count);
 		goto out;
 	}
-	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *e = tbl + 32 + 32 * i;
-		uint32_t off = vhdx_get32(e + 16), l = vhdx_get32(e + 20);
-		uint32_t flags = vhdx_get32(e + 24);
-		int known = -1;
-		char gs[39];
+	for (uint32_t i = 0; i < t.count; i++) {
+		struct vhdx_meta_entry e = vhdx_meta_at(tbl, i);
+		uint32_t off = e.off, l = e.len;
+		int known;
 
-		vhdx_guid_str(e, gs);
-		if (l == 0 ? off != 0 :
-			     off < 64 * VHDX_KB || l > VHDX_MB || off > v->meta_len ||
-				     l > v->meta_len - off) {
-			vhdfmt_err(
-				"%s: metadata item %s (%u bytes at %u) lies outside the "
-				"metadata region",
-				v->path, gs, l, off);
+		if (vhdx_meta_check(v, tbl, i, &known))
 			goto out;
-		}
-		for (uint32_t k = 0; k < i; k++) {
-			const uint8_t *o = tbl + 32 + 32 * k;
-			uint32_t ol = vhdx_get32(o + 20);
-
-			if (l && ol && vhdx_overlap(off, l, vhdx_get32(o + 16), ol)) {
-				vhdfmt_err("%s: metadata items %u and %u overlap",
-					   v->path, k, i);
-				goto out;
-			}
-		}
-		for (int k = 0; !(flags & 1) && k < VHDX_MI_COUNT; k++)
-			if (!strcmp(gs, vhdx_items[k].guid))
-				known = k;
-		if (known < 0) {
-			if (flags & 4) {
-				vhdfmt_err(
-					"%s: unknown metadata item %s is marked required; "
-					"refusing to open an image this implementation "
-					"cannot understand",
-					v->path, gs);
-				goto out;
-			}
+		if (known < 0)
 			continue;
-		}
 		if (val[known]) {
 			vhdfmt_err("%s: metadata item '%s' appears twice", v->path,
 				   vhdx_items[known].name);
@@ -536,7 +555,7 @@ int vhdx_parse(struct vhdx *v)
 			   (unsigned long long)v->nbat, (unsigned long long)v->disk_size);
 		return -EINVAL;
 	}
-	v->nbat_mem = vhdx_round_up(v->nbat, VHDX_LSEC / 8);
+	v->nbat_mem = vhdfmt_round_up(v->nbat, VHDX_LSEC / 8);
 	return 0;
 }
 
@@ -570,21 +589,6 @@ void vhdx_free(struct vhdx *v)
 	free(v);
 }
 
-char *vhdx_dirname(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char *dir, *real;
-
-	/* The file itself may not exist yet. */
-	if (!slash)
-		dir = strdup(".");
-	else
-		dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
-	real = dir ? realpath(dir, NULL) : NULL;
-	free(dir);
-	return real;
-}
-
 struct vhdx *vhdx_new(const char *path, bool ro)
 {
 	struct vhdx *v = calloc(1, sizeof(*v));
@@ -614,7 +618,7 @@ static int vhdx_peek(const char *path, bool quiet, struct vhdx **out)
 	}
 	vhdfmt_quiet(quiet);
 	v->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* may be a FIFO */
-	v->dir = vhdx_dirname(path);
+	v->dir = vhdfmt_dirname(path);
 	if (v->fd < 0 || !v->dir) {
 		ret = -errno;
 		vhdfmt_err("%s: %s", path, strerror(errno));
@@ -773,27 +777,120 @@ static int vhdx_make_locator(uint8_t *out, size_t max, const uint8_t link[16],
 	const char *kv[3][2] = { { "parent_linkage", gs },
 				 { "relative_path", rel },
 				 { VHDX_KEY_ABS, abs } };
-	size_t pos = 20 + 12 * 3;
+	struct vhdx_locator h = { .count = 3 };
+	size_t pos = sizeof(h) + sizeof(struct vhdx_locator_entry) * 3;
 
 	vhdx_guid_str(link, gs);
 	memset(out, 0, max);
-	vhdx_guid_bin(VHDX_G_LOC_TYPE, out);
-	vhdx_put16(out + 18, 3);
+	vhdx_guid_bin(VHDX_G_LOC_TYPE, h.type);
+	vhdx_locator_encode(out, &h);
 	for (int i = 0; i < 3; i++) {
-		uint8_t *e = out + 20 + 12 * i;
+		struct vhdx_locator_entry e;
+		uint32_t at[2];
+		int n[2];
 
 		for (int k = 0; k < 2; k++) {
-			int n = vhdx_to16(kv[i][k], out + pos, max - pos);
-
-			if (n <= 0 || n > 65534)
+			n[k] = utf8_to_utf16(kv[i][k], out + pos, max - pos, false);
+			if (n[k] <= 0 || n[k] > 65534)
 				return -1;
-			vhdx_put32(e + 4 * k, (uint32_t)pos);
-			vhdx_put16(e + 8 + 2 * k, (uint16_t)n);
-			pos += (size_t)n;
+			at[k] = (uint32_t)pos;
+			pos += (size_t)n[k];
 		}
+		e = (struct vhdx_locator_entry){ at[0], at[1], (uint16_t)n[0],
+						 (uint16_t)n[1] };
+		vhdx_locator_entry_encode(out + sizeof(h) + sizeof(e) * i, &e);
 	}
 	*len = (uint32_t)pos;
 	return 0;
+}
+
+/* The identifier and both headers of a new image (buf: 64 KiB of scratch). */
+static int vhdx_new_headers(int fd, uint8_t *buf)
+{
+	struct vhdx_file_id id = { .signature = "vhdxfile" };
+	struct vhdx_header h = {
+		.signature = "head",
+		.version = 1,
+		.log_len = VHDX_MB,
+		.log_off = VHDX_MB,
+	};
+	int ret;
+
+	memset(buf, 0, VHDX_RT_SIZE);
+	memset(id.creator, 0, sizeof(id.creator));
+	utf8_to_utf16("diskcore", id.creator, sizeof(id.creator), false);
+	vhdx_file_id_encode(buf, &id);
+	ret = vhdfmt_pwrite(fd, buf, VHDX_RT_SIZE, 0);
+	if (ret == 0)
+		ret = vhdfmt_new_uid(h.file_write);
+	if (ret == 0)
+		ret = vhdfmt_new_uid(h.data_write);
+	for (int slot = 0; ret == 0 && slot < 2; slot++) {
+		h.seq = (uint64_t)slot + 1;
+		vhdxfmt_header_encode(&h, buf);
+		ret = vhdfmt_pwrite(fd, buf, VHDX_LSEC, VHDX_HDR_OFF(slot));
+	}
+	return ret;
+}
+
+/* Both copies of a new image's region table: metadata at 2 MiB, then the BAT. */
+static int vhdx_new_regions(int fd, uint8_t *buf, uint64_t bat_len)
+{
+	struct vhdx_region_table t = { .signature = "regi", .count = 2 };
+	struct vhdx_region bat = { .off = 3 * VHDX_MB,
+				   .len = (uint32_t)bat_len,
+				   .flags = 1 };
+	struct vhdx_region meta = { .off = 2 * VHDX_MB, .len = VHDX_MB, .flags = 1 };
+	int ret = 0;
+
+	memset(buf, 0, VHDX_RT_SIZE);
+	vhdx_guid_bin(VHDX_G_BAT, bat.guid);
+	vhdx_guid_bin(VHDX_G_META, meta.guid);
+	vhdx_region_table_encode(buf, &t);
+	vhdx_region_encode(buf + sizeof(t), &bat);
+	vhdx_region_encode(buf + sizeof(t) + sizeof(bat), &meta);
+	vhdxfmt_seal(buf, VHDX_RT_SIZE);
+	for (int copy = 0; ret == 0 && copy < 2; copy++)
+		ret = vhdfmt_pwrite(fd, buf, VHDX_RT_SIZE, VHDX_RT_OFF(copy));
+	return ret;
+}
+
+/* A new image's metadata region: the table, then the items from 64 KiB on
+ * (buf: 128 KiB of scratch). */
+static int vhdx_new_metadata(int fd, uint8_t *buf, const struct vhdx_create *c,
+			     const uint8_t page83[16], const uint8_t *loc,
+			     uint32_t loclen)
+{
+	struct vhdx_meta_table t = { .signature = "metadata", .count = loc ? 6 : 5 };
+	struct vhdx_file_params fp = { .block_size = c->block };
+	uint8_t *it = buf + VHDX_META_TABLE;
+
+	memset(buf, 0, 2 * VHDX_RT_SIZE);
+	vhdx_meta_table_encode(buf, &t);
+	if (c->fixed)
+		fp.flags = 1; /* LeaveBlockAllocated */
+	if (loc)
+		fp.flags = 2; /* HasParent */
+	vhdx_file_params_encode(it, &fp);
+	put_le64(it + 8, c->size);
+	memcpy(it + 16, page83, 16);
+	put_le32(it + 32, c->lss);
+	put_le32(it + 36, c->pss);
+	if (loc)
+		memcpy(it + 40, loc, loclen);
+	for (uint32_t i = 0, off = VHDX_META_TABLE; i < t.count; i++) {
+		struct vhdx_meta_entry e = {
+			.off = off,
+			.len = i == VHDX_MI_LOC ? loclen : vhdx_items[i].len,
+			.flags = vhdx_items[i].flags,
+		};
+
+		vhdx_guid_bin(vhdx_items[i].guid, e.guid);
+		vhdx_meta_entry_encode(buf + sizeof(t) + sizeof(e) * i, &e);
+		off += e.len;
+	}
+	return vhdfmt_pwrite(fd, buf, VHDX_META_TABLE + 40 + (loc ? loclen : 0),
+			     2 * VHDX_MB);
 }
 
 /* Write a new image into the empty file fd. A child has a locator. */
@@ -804,9 +901,7 @@ static int vhdx_write_new(int fd, const char *path, const struct vhdx_create *c,
 	uint64_t nblocks = (c->size + c->block - 1) / c->block;
 	uint64_t cr = (VHDX_CHUNK_SECTORS << ss) / c->block;
 	uint64_t nchunks = (nblocks + cr - 1) / cr, nbat, bat_len, data, end;
-	uint8_t *buf = NULL, *bat = NULL, *it;
-	struct vhdx_hdr h = { .version = 1, .log_len = VHDX_MB, .log_off = VHDX_MB };
-	uint32_t nitems = loc ? 6 : 5, params[2] = { c->block, 0 };
+	uint8_t *buf = NULL, *bat = NULL;
 	int ret;
 
 	nbat = loc ? nchunks * (cr + 1) : nblocks + (nblocks - 1) / cr;
@@ -818,7 +913,7 @@ static int vhdx_write_new(int fd, const char *path, const struct vhdx_create *c,
 			(unsigned long long)VHDX_MAX_ENTRIES);
 		return -EINVAL;
 	}
-	bat_len = vhdx_round_up(nbat * 8, VHDX_MB);
+	bat_len = vhdfmt_round_up(nbat * 8, VHDX_MB);
 	data = 3 * VHDX_MB + bat_len;
 	end = c->fixed ? data + nblocks * c->block : data;
 	buf = calloc(1, 2 * VHDX_RT_SIZE);
@@ -826,67 +921,14 @@ static int vhdx_write_new(int fd, const char *path, const struct vhdx_create *c,
 		ret = -ENOMEM;
 		goto out;
 	}
-	/* Identifier, then the two headers. */
-	memcpy(buf, "vhdxfile", 8);
-	vhdx_to16("diskcore", buf + 8, 512);
-	ret = vhdfmt_pwrite(fd, buf, VHDX_RT_SIZE, 0);
+	ret = vhdx_new_headers(fd, buf);
 	if (ret == 0)
-		ret = vhdx_new_guid(h.file_write);
+		ret = vhdx_new_regions(fd, buf, bat_len);
 	if (ret == 0)
-		ret = vhdx_new_guid(h.data_write);
-	for (int slot = 0; ret == 0 && slot < 2; slot++) {
-		h.seq = (uint64_t)slot + 1;
-		vhdx_hdr_encode(&h, buf);
-		ret = vhdfmt_pwrite(fd, buf, VHDX_LSEC, VHDX_HDR_OFF(slot));
-	}
-	/* Region table (both copies): metadata at 2 MiB, BAT at 3 MiB. */
-	memset(buf, 0, VHDX_RT_SIZE);
-	memcpy(buf, "regi", 4);
-	vhdx_put32(buf + 8, 2);
-	vhdx_guid_bin(VHDX_G_BAT, buf + 16);
-	vhdx_put64(buf + 32, 3 * VHDX_MB);
-	vhdx_put32(buf + 40, (uint32_t)bat_len);
-	vhdx_put32(buf + 44, 1);
-	vhdx_guid_bin(VHDX_G_META, buf + 48);
-	vhdx_put64(buf + 64, 2 * VHDX_MB);
-	vhdx_put32(buf + 72, (uint32_t)VHDX_MB);
-	vhdx_put32(buf + 76, 1);
-	vhdx_put32(buf + 4, vhdx_crc_skip(buf, VHDX_RT_SIZE, 4));
-	for (int copy = 0; ret == 0 && copy < 2; copy++)
-		ret = vhdfmt_pwrite(fd, buf, VHDX_RT_SIZE, VHDX_RT_OFF(copy));
-	/* Metadata: the table, then the items from 64 KiB on. */
-	memset(buf, 0, 2 * VHDX_RT_SIZE);
-	memcpy(buf, "metadata", 8);
-	vhdx_put16(buf + 10, (uint16_t)nitems);
-	it = buf + VHDX_RT_SIZE;
-	if (c->fixed)
-		params[1] = 1; /* LeaveBlockAllocated */
-	if (loc)
-		params[1] = 2; /* HasParent */
-	vhdx_put32(it, params[0]);
-	vhdx_put32(it + 4, params[1]);
-	vhdx_put64(it + 8, c->size);
-	memcpy(it + 16, page83, 16);
-	vhdx_put32(it + 32, c->lss);
-	vhdx_put32(it + 36, c->pss);
-	if (loc)
-		memcpy(it + 40, loc, loclen);
-	for (uint32_t i = 0, off = VHDX_RT_SIZE; i < nitems; i++) {
-		uint8_t *e = buf + 32 + 32 * i;
-		uint32_t l = i == VHDX_MI_LOC ? loclen : vhdx_items[i].len;
-
-		vhdx_guid_bin(vhdx_items[i].guid, e);
-		vhdx_put32(e + 16, off);
-		vhdx_put32(e + 20, l);
-		vhdx_put32(e + 24, vhdx_items[i].flags);
-		off += l;
-	}
-	if (ret == 0)
-		ret = vhdfmt_pwrite(fd, buf, VHDX_RT_SIZE + 40 + (loc ? loclen : 0),
-				    2 * VHDX_MB);
+		ret = vhdx_new_metadata(fd, buf, c, page83, loc, loclen);
 	/* A fixed image's blocks, all present and in order. */
 	for (uint64_t b = 0; bat && b < nblocks; b++)
-		vhdx_put64(bat + 8 * (b + b / cr), (data + b * c->block) | VHDX_PB_FULL);
+		put_le64(bat + 8 * (b + b / cr), (data + b * c->block) | VHDX_PB_FULL);
 	if (ret == 0 && bat)
 		ret = vhdfmt_pwrite(fd, bat, nbat * 8, 3 * VHDX_MB);
 	if (ret == 0 && ftruncate(fd, (off_t)end) < 0)
@@ -919,7 +961,7 @@ static int vhdx_create_child(struct vhdx *v, struct vhdx_create *c, uint8_t page
 		vhdfmt_err("%s: parent %s: %s", v->path, c->parent, strerror(errno));
 		goto out;
 	}
-	dir = vhdx_dirname(v->path);
+	dir = vhdfmt_dirname(v->path);
 	if (!dir) {
 		ret = -errno;
 		vhdfmt_err("%s: its directory: %s", v->path, strerror(errno));
@@ -959,7 +1001,7 @@ int vhdx_create(struct vhdx *v, struct vhdx_create *c)
 		loc = malloc(65536);
 		ret = loc ? vhdx_create_child(v, c, page83, loc, &loclen) : -ENOMEM;
 	} else {
-		ret = vhdx_new_guid(page83);
+		ret = vhdfmt_new_uid(page83);
 	}
 	if (ret == -ENOMEM)
 		vhdfmt_err("out of memory");

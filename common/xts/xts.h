@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The XTS data path shared at source level by the crypt and luks plugins (each
- * plugin is its own .so, so this file is compiled into both; nothing here is
- * exported).
+/* The XTS data path of the crypt and luks plugins: a static library each of
+ * them links (a copy in each .so; nothing here is exported).
  *
  * A disk is split into data units of 2^-unit_shift of its sector; each unit is
  * tweaked with its index (counted from the first data sector) as a 16-byte
@@ -21,8 +20,8 @@
  * on VAES/AVX2 where the CPU has it: twice the throughput at 512-byte units
  * (docs/performance.md). The ciphertext is the same; the tests check it
  * against OpenSSL (python3-cryptography) and cryptsetup. */
-#ifndef DISKCORE_PLUGINS_XTS_H
-#define DISKCORE_PLUGINS_XTS_H
+#ifndef DISKCORE_COMMON_XTS_H
+#define DISKCORE_COMMON_XTS_H
 
 #include <diskcore/plugin.h>
 

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* vhdfmt: VHD footer, checksum, geometry, ids and file I/O shared by vhd1 and vhd;
- * zeroing, UTF-16 names, quiet probing and the parent chain check shared by
- * vhd and vhdx; the image lock and the create rule's check of an existing
- * image shared by all three. */
+/* vhdfmt: GUIDs, file I/O, zeroing, quiet probing, parent chains, locks and
+ * existing images (see vhdfmt.h). */
 #include "vhdfmt.h"
 
 #include <errno.h>
@@ -17,97 +15,6 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static const char vhdfmt_cookie[8] = { 'c', 'o', 'n', 'e', 'c', 't', 'i', 'x' };
-
-uint32_t vhdfmt_checksum(const uint8_t *buf, size_t len, size_t csum_off)
-{
-	uint32_t sum = 0;
-
-	for (size_t i = 0; i < len; i++)
-		if (i < csum_off || i >= csum_off + 4)
-			sum += buf[i];
-	return ~sum;
-}
-
-enum vhdfmt_footer_status vhdfmt_footer_decode(const uint8_t buf[VHD_FOOTER_SIZE],
-					       struct vhd_footer *f)
-{
-	f->features = vhd_get32(buf + 8);
-	f->version = vhd_get32(buf + 12);
-	f->data_offset = vhd_get64(buf + 16);
-	f->timestamp = vhd_get32(buf + 24);
-	f->creator_app = vhd_get32(buf + 28);
-	f->creator_version = vhd_get32(buf + 32);
-	f->creator_os = vhd_get32(buf + 36);
-	f->original_size = vhd_get64(buf + 40);
-	f->current_size = vhd_get64(buf + 48);
-	f->geometry = vhd_get32(buf + 56);
-	f->disk_type = vhd_get32(buf + 60);
-	f->checksum = vhd_get32(buf + VHD_FOOTER_CHECKSUM_OFF);
-	memcpy(f->unique_id, buf + 68, 16);
-	f->saved_state = buf[84];
-
-	if (memcmp(buf, vhdfmt_cookie, sizeof(vhdfmt_cookie)) != 0)
-		return VHDFMT_FOOTER_BAD_COOKIE;
-	if (f->checksum != vhdfmt_checksum(buf, VHD_FOOTER_SIZE, VHD_FOOTER_CHECKSUM_OFF))
-		return VHDFMT_FOOTER_BAD_CHECKSUM;
-	if (f->version != VHD_VERSION)
-		return VHDFMT_FOOTER_BAD_VERSION;
-	return VHDFMT_FOOTER_OK;
-}
-
-void vhdfmt_footer_encode(struct vhd_footer *f, uint8_t buf[VHD_FOOTER_SIZE])
-{
-	memset(buf, 0, VHD_FOOTER_SIZE);
-	memcpy(buf, vhdfmt_cookie, sizeof(vhdfmt_cookie));
-	vhd_put32(buf + 8, f->features);
-	vhd_put32(buf + 12, f->version);
-	vhd_put64(buf + 16, f->data_offset);
-	vhd_put32(buf + 24, f->timestamp);
-	vhd_put32(buf + 28, f->creator_app);
-	vhd_put32(buf + 32, f->creator_version);
-	vhd_put32(buf + 36, f->creator_os);
-	vhd_put64(buf + 40, f->original_size);
-	vhd_put64(buf + 48, f->current_size);
-	vhd_put32(buf + 56, f->geometry);
-	vhd_put32(buf + 60, f->disk_type);
-	memcpy(buf + 68, f->unique_id, 16);
-	buf[84] = f->saved_state;
-	f->checksum = vhdfmt_checksum(buf, VHD_FOOTER_SIZE, VHD_FOOTER_CHECKSUM_OFF);
-	vhd_put32(buf + VHD_FOOTER_CHECKSUM_OFF, f->checksum);
-}
-
-void vhdfmt_footer_fixed(struct vhd_footer *f, uint64_t size, const uint8_t uid[16])
-{
-	memset(f, 0, sizeof(*f));
-	f->features = 2;
-	f->version = VHD_VERSION;
-	f->data_offset = UINT64_MAX;
-	f->creator_version = 0x000a0000;
-	f->original_size = size;
-	f->current_size = size;
-	f->disk_type = VHD_TYPE_FIXED;
-	memcpy(f->unique_id, uid, 16);
-}
-
-int vhdfmt_write_fixed(int fd, uint64_t size)
-{
-	uint8_t buf[VHD_FOOTER_SIZE], uid[16];
-	struct vhd_footer f;
-	int ret = vhdfmt_new_uid(uid);
-
-	if (ret < 0)
-		return ret;
-	vhdfmt_footer_fixed(&f, size, uid);
-	vhdfmt_footer_encode(&f, buf);
-	if (ftruncate(fd, (off_t)size) < 0)
-		return -errno;
-	ret = vhdfmt_pwrite(fd, buf, sizeof(buf), size);
-	if (ret == 0 && fsync(fd) < 0)
-		ret = -errno;
-	return ret;
-}
 
 int vhdfmt_new_uid(uint8_t uid[16])
 {
@@ -138,77 +45,50 @@ void vhdfmt_uid_str(const uint8_t u[16], char out[37])
 		 u[12], u[13], u[14], u[15]);
 }
 
-uint32_t vhdfmt_geometry(uint64_t size)
+char *vhdfmt_dirname(const char *path)
 {
-	uint64_t total = size / VHD_SECTOR, cth;
-	uint32_t spt, heads;
+	const char *slash = strrchr(path, '/');
+	char *dir, *real;
 
-	if (total > 65535ull * 16 * 255)
-		total = 65535ull * 16 * 255;
-	if (total >= 65535ull * 16 * 63) {
-		spt = 255;
-		heads = 16;
-		cth = total / spt;
-	} else {
-		spt = 17;
-		cth = total / spt;
-		heads = (uint32_t)((cth + 1023) / 1024);
-		if (heads < 4)
-			heads = 4;
-		if (cth >= heads * 1024ull || heads > 16) {
-			spt = 31;
-			heads = 16;
-			cth = total / spt;
+	if (!slash)
+		dir = strdup(".");
+	else
+		dir = strndup(path, slash == path ? 1 : (size_t)(slash - path));
+	real = dir ? realpath(dir, NULL) : NULL;
+	free(dir);
+	return real;
+}
+
+/* The whole length through EINTR and short transfers; an early end of file is
+ * -ENODATA for a read, -ENOSPC for a write. */
+static int vhdfmt_full(int fd, char *p, size_t len, uint64_t off, bool write)
+{
+	while (len) {
+		ssize_t n = write ? pwrite(fd, p, len, (off_t)off) :
+				    pread(fd, p, len, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
 		}
-		if (cth >= heads * 1024ull) {
-			spt = 63;
-			heads = 16;
-			cth = total / spt;
-		}
+		if (n == 0)
+			return write ? -ENOSPC : -ENODATA;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
 	}
-	return (uint32_t)(cth / heads) << 16 | heads << 8 | spt;
+	return 0;
 }
 
 int vhdfmt_pread(int fd, void *buf, size_t len, uint64_t off)
 {
-	char *p = buf;
-
-	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -ENODATA;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
+	return vhdfmt_full(fd, buf, len, off, false);
 }
 
 int vhdfmt_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -ENOSPC;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
+	return vhdfmt_full(fd, (char *)buf, len, off, true);
 }
 
 int vhdfmt_xfer(int fd, const struct dc_buf *b, uint64_t off, bool write, int rwflags)
@@ -271,60 +151,6 @@ int vhdfmt_zero(int fd, uint64_t off, uint64_t len)
 		len -= n;
 	}
 	return 0;
-}
-
-/* --- UTF-16 ------------------------------------------------------------------ */
-
-/* UTF-16 bytes (big- or little-endian) to a malloc'd UTF-8 string, stopping at
- * a NUL unit; NULL if a surrogate is unpaired or memory runs out. */
-char *vhdfmt_utf16_to_8(const uint8_t *b, size_t bytes, bool big)
-{
-	size_t n = bytes / 2, o = 0;
-	char *out = malloc(n * 3 + 1);
-
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		uint32_t c = big ? (uint32_t)(b[2 * i] << 8 | b[2 * i + 1]) :
-				   (uint32_t)(b[2 * i + 1] << 8 | b[2 * i]);
-
-		if (c == 0)
-			break;
-		if (c >= 0xdc00 && c < 0xe000)
-			goto bad;
-		if (c >= 0xd800 && c < 0xdc00) {
-			uint32_t lo;
-
-			if (++i >= n)
-				goto bad;
-			lo = big ? (uint32_t)(b[2 * i] << 8 | b[2 * i + 1]) :
-				   (uint32_t)(b[2 * i + 1] << 8 | b[2 * i]);
-			if (lo < 0xdc00 || lo >= 0xe000)
-				goto bad;
-			c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
-		}
-		if (c < 0x80) {
-			out[o++] = (char)c;
-		} else if (c < 0x800) {
-			out[o++] = (char)(0xc0 | c >> 6);
-			out[o++] = (char)(0x80 | (c & 0x3f));
-		} else if (c < 0x10000) {
-			out[o++] = (char)(0xe0 | c >> 12);
-			out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
-			out[o++] = (char)(0x80 | (c & 0x3f));
-		} else {
-			/* 4 bytes from a 2-unit pair: fits the 3-per-unit budget. */
-			out[o++] = (char)(0xf0 | c >> 18);
-			out[o++] = (char)(0x80 | ((c >> 12) & 0x3f));
-			out[o++] = (char)(0x80 | ((c >> 6) & 0x3f));
-			out[o++] = (char)(0x80 | (c & 0x3f));
-		}
-	}
-	out[o] = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
 }
 
 /* --- Quiet probing ------------------------------------------------------------ */
@@ -514,4 +340,25 @@ int vhdfmt_check_existing(const char *path, uint64_t want_size, uint64_t size,
 		return -EEXIST;
 	}
 	return 0;
+}
+
+int vhdfmt_open(const struct dc_open_args *a, const char *path, bool want,
+		const char *parent, vhdfmt_parent_fn parent_of, bool *created)
+{
+	int fd, ret;
+
+	if (want && dc_opt_flag(a, "overwrite")) {
+		ret = vhdfmt_overwrite_guard(path, parent, parent_of);
+		if (ret)
+			return ret;
+	}
+	fd = dc_create_open(a, path, O_NONBLOCK | (want ? O_CREAT : 0), created);
+	if (fd < 0)
+		return fd;
+	ret = vhdfmt_lock(fd, path, a->read_only);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	return fd;
 }

@@ -2,7 +2,8 @@
 /* The XTS data path of the crypt and luks plugins (see xts.h). */
 #include "xts.h"
 
-#include <endian.h>
+#include "endian/byteorder.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -179,9 +180,10 @@ static void xts_give(struct xts_ctx *c)
 static int xts_one(gcry_cipher_hd_t h, int enc, uint64_t unit, uint8_t *out,
 		   const uint8_t *in, size_t len)
 {
-	uint64_t iv[2] = { htole64(unit), 0 }; /* 16 bytes, little-endian */
+	uint8_t iv[16] = { 0 }; /* the unit number, little-endian */
 	gcry_error_t e;
 
+	put_le64(iv, unit);
 	if (out == in) /* libgcrypt's way of saying "in place" */
 		in = NULL;
 	e = gcry_cipher_setiv(h, iv, sizeof(iv));

@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: MIT */
+/* vhdfmt: every on-disk layout against its struct, the VHD footer and dynamic
+ * header and the VHDX header at their specified byte offsets, checksums and
+ * the checks in their order, CHS geometry, and the file helpers (full-length
+ * I/O, zeroing, GUIDs, the lock). */
+#include "vhdfmt/vhd_format.h"
+#include "vhdfmt/vhdx_format.h"
+
+#include "check-run.h"
+#include "crc32c/crc32c.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+START_TEST(layouts)
+{
+	const struct {
+		const char *layout;
+		size_t size;
+	} l[] = {
+		{ vhd_footer_layout(), sizeof(struct vhd_footer) },
+		{ vhd_dyn_header_layout(), sizeof(struct vhd_dyn_header) },
+		{ vhdx_file_id_layout(), sizeof(struct vhdx_file_id) },
+		{ vhdx_header_layout(), sizeof(struct vhdx_header) },
+		{ vhdx_region_table_layout(), sizeof(struct vhdx_region_table) },
+		{ vhdx_region_layout(), sizeof(struct vhdx_region) },
+		{ vhdx_log_header_layout(), sizeof(struct vhdx_log_header) },
+		{ vhdx_log_zero_layout(), sizeof(struct vhdx_log_zero) },
+		{ vhdx_log_desc_layout(), sizeof(struct vhdx_log_desc) },
+		{ vhdx_log_data_layout(), sizeof(struct vhdx_log_data) },
+		{ vhdx_meta_table_layout(), sizeof(struct vhdx_meta_table) },
+		{ vhdx_meta_entry_layout(), sizeof(struct vhdx_meta_entry) },
+		{ vhdx_file_params_layout(), sizeof(struct vhdx_file_params) },
+		{ vhdx_locator_layout(), sizeof(struct vhdx_locator) },
+		{ vhdx_locator_entry_layout(), sizeof(struct vhdx_locator_entry) },
+	};
+
+	for (size_t i = 0; i < sizeof(l) / sizeof(l[0]); i++)
+		ck_assert_msg(endian_layout_size(l[i].layout) == l[i].size,
+			      "layout %s: %zu bytes, struct %zu", l[i].layout,
+			      endian_layout_size(l[i].layout), l[i].size);
+}
+END_TEST
+
+START_TEST(vhd_footer)
+{
+	uint8_t raw[VHD_FOOTER_SIZE], uid[16];
+	struct vhd_footer f, g;
+
+	for (int i = 0; i < 16; i++)
+		uid[i] = (uint8_t)(i + 1);
+	vhdfmt_footer_fixed(&f, 0x123456000ull, uid);
+	f.timestamp = 0x01020304;
+	vhdfmt_footer_encode(&f, raw);
+	ck_assert_mem_eq(raw, "conectix", 8);
+	ck_assert_uint_eq(get_be32(raw + 8), 2);
+	ck_assert_uint_eq(get_be32(raw + 12), VHD_VERSION);
+	ck_assert_uint_eq(get_be64(raw + 16), UINT64_MAX);
+	ck_assert_uint_eq(get_be32(raw + 24), 0x01020304);
+	ck_assert_uint_eq(get_be64(raw + 40), 0x123456000ull);
+	ck_assert_uint_eq(get_be64(raw + 48), 0x123456000ull);
+	ck_assert_uint_eq(get_be32(raw + 60), VHD_TYPE_FIXED);
+	ck_assert_uint_eq(get_be32(raw + 64), f.checksum);
+	ck_assert_uint_eq(f.checksum, vhdfmt_checksum(raw, sizeof(raw), 64));
+	ck_assert_mem_eq(raw + 68, uid, 16);
+	ck_assert_int_eq(vhdfmt_footer_decode(raw, &g), VHDFMT_OK);
+	ck_assert_mem_eq(&g, &f, sizeof(f));
+
+	/* The checks run in order: cookie, checksum, version. */
+	raw[12] ^= 1;
+	ck_assert_int_eq(vhdfmt_footer_decode(raw, &g), VHDFMT_BAD_CHECKSUM);
+	put_be32(raw + 64, vhdfmt_checksum(raw, sizeof(raw), 64));
+	ck_assert_int_eq(vhdfmt_footer_decode(raw, &g), VHDFMT_BAD_VERSION);
+	raw[0] = 'C';
+	ck_assert_int_eq(vhdfmt_footer_decode(raw, &g), VHDFMT_BAD_COOKIE);
+	ck_assert_uint_eq(g.version, VHD_VERSION ^ (1u << 24)); /* filled anyway */
+}
+END_TEST
+
+START_TEST(vhd_dyn_header)
+{
+	uint8_t raw[VHD_HEADER_SIZE];
+	struct vhd_dyn_header h, g;
+
+	memset(&h, 0, sizeof(h));
+	h.data_offset = UINT64_MAX;
+	h.table_offset = 0x600;
+	h.version = VHD_VERSION;
+	h.max_entries = 5;
+	h.block_size = 2u << 20;
+	h.parent_uid[0] = 0xaa;
+	h.parent_timestamp = 77;
+	h.parent_name[1] = 'p';
+	h.loc[7].code = VHD_W2RU;
+	h.loc[7].space = 512;
+	h.loc[7].len = 10;
+	h.loc[7].offset = 0x1234;
+	vhdfmt_dyn_encode(&h, raw);
+	ck_assert_mem_eq(raw, "cxsparse", 8);
+	ck_assert_uint_eq(get_be64(raw + 16), 0x600);
+	ck_assert_uint_eq(get_be32(raw + 24), VHD_VERSION);
+	ck_assert_uint_eq(get_be32(raw + 28), 5);
+	ck_assert_uint_eq(get_be32(raw + 32), 2u << 20);
+	ck_assert_uint_eq(get_be32(raw + 36), vhdfmt_checksum(raw, sizeof(raw), 36));
+	ck_assert_uint_eq(raw[40], 0xaa);
+	ck_assert_uint_eq(get_be32(raw + 56), 77);
+	ck_assert_uint_eq(raw[65], 'p');
+	ck_assert_mem_eq(raw + 576 + 7 * 24, "W2ru", 4);
+	ck_assert_uint_eq(get_be32(raw + 576 + 7 * 24 + 4), 512);
+	ck_assert_uint_eq(get_be32(raw + 576 + 7 * 24 + 8), 10);
+	ck_assert_uint_eq(get_be64(raw + 576 + 7 * 24 + 16), 0x1234);
+	ck_assert_int_eq(vhdfmt_dyn_decode(raw, &g), VHDFMT_OK);
+	ck_assert_mem_eq(&g, &h, sizeof(h));
+	raw[1000] = 1;
+	ck_assert_int_eq(vhdfmt_dyn_decode(raw, &g), VHDFMT_BAD_CHECKSUM);
+}
+END_TEST
+
+START_TEST(vhd_geometry)
+{
+	/* 2 GiB: the 4161/16/63 every VHD tool writes. */
+	ck_assert_uint_eq(vhdfmt_geometry(2ull << 30), 4161u << 16 | 16 << 8 | 63);
+	/* Small disks keep 17 sectors per track and at least 4 heads. */
+	ck_assert_uint_eq(vhdfmt_geometry(1 << 20), 30u << 16 | 4 << 8 | 17);
+	/* The largest CHS geometry caps anything bigger. */
+	ck_assert_uint_eq(vhdfmt_geometry(1ull << 40), 65535u << 16 | 16 << 8 | 255);
+}
+END_TEST
+
+START_TEST(vhdx_header)
+{
+	uint8_t raw[VHDX_LSEC], copy[VHDX_LSEC];
+	struct vhdx_header h = { .seq = 9,
+				 .log_version = 0,
+				 .version = 1,
+				 .log_len = 1 << 20,
+				 .log_off = 1 << 20 },
+			   g;
+
+	memset(h.log_guid, 0x33, 16);
+	vhdxfmt_header_encode(&h, raw);
+	ck_assert_mem_eq(raw, "head", 4);
+	ck_assert_uint_eq(get_le64(raw + 8), 9);
+	ck_assert_uint_eq(raw[48], 0x33);
+	ck_assert_uint_eq(get_le16(raw + 66), 1);
+	ck_assert_uint_eq(get_le32(raw + 68), 1 << 20);
+	ck_assert_uint_eq(get_le64(raw + 72), 1 << 20);
+	/* The checksum is CRC-32C of the sector with its own field zero. */
+	memcpy(copy, raw, sizeof(raw));
+	memset(copy + 4, 0, 4);
+	ck_assert_uint_eq(get_le32(raw + 4), crc32c(0, copy, sizeof(copy)));
+	ck_assert(vhdxfmt_header_decode(raw, &g));
+	ck_assert_uint_eq(g.seq, 9);
+	ck_assert_uint_eq(g.log_len, 1 << 20);
+	ck_assert_mem_eq(g.log_guid, h.log_guid, 16);
+	raw[4000] = 1; /* reserved, but checksummed */
+	ck_assert(!vhdxfmt_header_decode(raw, &g));
+	vhdxfmt_seal(raw, sizeof(raw));
+	ck_assert(vhdxfmt_header_decode(raw, &g));
+	memcpy(raw, "HEAD", 4);
+	vhdxfmt_seal(raw, sizeof(raw));
+	ck_assert(!vhdxfmt_header_decode(raw, &g));
+}
+END_TEST
+
+START_TEST(vhdx_records)
+{
+	static const uint8_t r[32] = { [16] = 0, 0, 0x30, 0, 0, 0, 0, 0, /* off */
+				       0,	 0, 0x10, 0,		 /* len */
+				       1,	 0, 0,	  0 };		 /* flags */
+	struct vhdx_region e;
+	struct vhdx_log_desc d = { .off = 0x5000, .seq = 0x100000002ull };
+	uint8_t raw[32];
+
+	vhdx_region_decode(&e, r);
+	ck_assert_uint_eq(e.off, 3u << 20);
+	ck_assert_uint_eq(e.len, 1u << 20);
+	ck_assert_uint_eq(e.flags, 1);
+	memcpy(d.signature, "desc", 4);
+	memcpy(d.leading, "12345678", 8);
+	vhdx_log_desc_encode(raw, &d);
+	ck_assert_mem_eq(raw, "desc", 4);
+	ck_assert_mem_eq(raw + 8, "12345678", 8);
+	ck_assert_uint_eq(get_le64(raw + 16), 0x5000);
+	ck_assert_uint_eq(get_le64(raw + 24), 0x100000002ull);
+}
+END_TEST
+
+static int tmpfile_fd(char *path)
+{
+	const char *dir = getenv("TMPDIR");
+	int fd;
+
+	snprintf(path, 256, "%s/test-vhdfmt-XXXXXX", dir ? dir : "/tmp");
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	return fd;
+}
+
+START_TEST(file_helpers)
+{
+	char path[256], buf[8];
+	int fd = tmpfile_fd(path), fd2;
+
+	ck_assert_int_eq(vhdfmt_pwrite(fd, "abcdefgh", 8, 4096), 0);
+	ck_assert_int_eq(vhdfmt_pread(fd, buf, 8, 4096), 0);
+	ck_assert_mem_eq(buf, "abcdefgh", 8);
+	ck_assert_int_eq(vhdfmt_pread(fd, buf, 8, 4100), -ENODATA);
+	ck_assert_int_eq(vhdfmt_zero(fd, 4098, 4), 0);
+	ck_assert_int_eq(vhdfmt_pread(fd, buf, 8, 4096), 0);
+	ck_assert_mem_eq(buf, "ab\0\0\0\0gh", 8);
+
+	/* Exclusive for a writer: a second open is refused, even to read. */
+	fd2 = open(path, O_RDONLY);
+	ck_assert_int_ge(fd2, 0);
+	ck_assert_int_eq(vhdfmt_lock(fd, path, false), 0);
+	ck_assert_int_eq(vhdfmt_lock(fd2, path, true), -EWOULDBLOCK);
+	close(fd2);
+	close(fd);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(guids)
+{
+	static const uint8_t g[16] = { 0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66,
+				       0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff };
+	uint8_t u[16];
+	char s[37];
+
+	vhdfmt_uid_str(g, s);
+	ck_assert_str_eq(s, "00112233-4455-6677-8899-aabbccddeeff");
+	ck_assert_int_eq(vhdfmt_new_uid(u), 0);
+	ck_assert_uint_eq(u[7] >> 4, 4);      /* version 4 */
+	ck_assert_uint_eq(u[8] & 0xc0, 0x80); /* RFC 4122 variant */
+}
+END_TEST
+
+int main(void)
+{
+	const TTest *const tests[] = { layouts,	     vhd_footer,  vhd_dyn_header,
+				       vhd_geometry, vhdx_header, vhdx_records,
+				       file_helpers, guids,	  NULL };
+
+	return common_check_run("vhdfmt", tests);
+}

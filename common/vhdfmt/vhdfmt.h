@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/* vhdfmt: what the vhd1, vhd and vhdx plugins share beside the on-disk formats
+ * (vhd_format.h, vhdx_format.h): GUIDs, full-length file I/O and zeroing, the
+ * image lock, the create rule's check of an existing image, and for
+ * differencing layers quiet probing and the parent chain check behind
+ * lower_spec(). A static library each of them links (a copy in each .so;
+ * nothing here is exported). */
+#ifndef DISKCORE_COMMON_VHDFMT_H
+#define DISKCORE_COMMON_VHDFMT_H
+
+#include <diskcore/plugin.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The deepest parent chain accepted: the core's layer limit. */
+#define VHDFMT_MAX_CHAIN 64
+
+/* A random version-4 GUID, stored as Windows lays out a GUID in memory. */
+int vhdfmt_new_uid(uint8_t uid[16]);
+/* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" of a GUID in Windows memory layout. */
+void vhdfmt_uid_str(const uint8_t uid[16], char out[37]);
+
+/* The real directory of path (the file itself need not exist yet), malloc'd;
+ * NULL with errno set. */
+char *vhdfmt_dirname(const char *path);
+
+/* [a, a+alen) and [b, b+blen) overlap. */
+static inline bool vhdfmt_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+	return a < b + blen && b < a + alen;
+}
+
+static inline uint64_t vhdfmt_round_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) / a * a;
+}
+
+/* pread/pwrite the whole length; -ENODATA if the file ends first. */
+int vhdfmt_pread(int fd, void *buf, size_t len, uint64_t off);
+int vhdfmt_pwrite(int fd, const void *buf, size_t len, uint64_t off);
+/* Move a buffer view to or from the file at off (dc_buf_pread/dc_buf_pwrite);
+ * -errno, -ENODATA/-ENOSPC at an early EOF. */
+int vhdfmt_xfer(int fd, const struct dc_buf *b, uint64_t off, bool write, int rwflags);
+/* Map an errno from the helpers above onto a request result. */
+int vhdfmt_result(struct dc_req *req, int neg_errno);
+/* Zero [off, off+len) of the file: punch a hole, else write zeroes. */
+int vhdfmt_zero(int fd, uint64_t off, uint64_t len);
+
+/* dc_error() unless this thread is probing quietly. Probing other files
+ * (parent candidates, the chain walk) must not leave their messages behind. */
+void vhdfmt_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Enter (+1) or leave (-1) a quiet stretch on this thread; they nest. */
+void vhdfmt_quiet(int delta);
+
+/* The parent of the image at path, open read-only (and non-blocking) as fd: a
+ * malloc'd real path, or NULL when it has none or it cannot be found. Called
+ * inside a quiet stretch. */
+typedef char *(*vhdfmt_parent_fn)(int fd, const char *path);
+
+/* Walk the parent chain up from parent, the parent of the image whose file is
+ * dev/ino, asking parent_of for each next link. A loop, or a chain deeper than
+ * VHDFMT_MAX_CHAIN, is refused with -ELOOP and a message about path. A link
+ * that cannot be opened or parsed ends the walk with 0: opening it as a layer
+ * reports what is wrong with it. */
+int vhdfmt_check_chain(const char *path, dev_t dev, ino_t ino, const char *parent,
+		       vhdfmt_parent_fn parent_of);
+
+/* The end of a differencing image's lower_spec(), once its parent resolved to
+ * the real path parent: refuse a path a spec cannot hold, check the chain above
+ * the image (path, open as fd), and write "form:parent" into buf (len bytes).
+ * Returns 1, or -errno after a message. */
+int vhdfmt_lower_spec(const char *form, const char *path, int fd, const char *parent,
+		      vhdfmt_parent_fn parent_of, char *buf, size_t len);
+
+/* Lock an open image (flock, never waiting): shared for a read-only open,
+ * exclusive for a writable one, so no two opens write one image and none reads
+ * it while another writes. The lock goes with the fd. -errno after a message. */
+int vhdfmt_lock(int fd, const char *path, bool read_only);
+
+/* ;overwrite with parent=: refuse (-ELOOP after a message) to empty the file
+ * at path when the chain above parent runs through it. A guard against a
+ * mistake, run before dc_create_open() empties the file. */
+int vhdfmt_overwrite_guard(const char *path, const char *parent,
+			   vhdfmt_parent_fn parent_of);
+
+/* create= or parent= named an image that exists, so dc_create_open() opened it
+ * unchanged: refuse it (-EEXIST after a message) unless it is what they
+ * describe. want_size: create='s size (0: none), size: the image's virtual
+ * size; want_parent: parent= as given (NULL: none), parent: the parent the
+ * image names (NULL: it has none, or it cannot be found). */
+int vhdfmt_check_existing(const char *path, uint64_t want_size, uint64_t size,
+			  const char *want_parent, const char *parent);
+
+/* The start of vhd's and vhdx's open, in this order: with create= or parent=
+ * (want) and ;overwrite, refuse to empty an image the chain above parent runs
+ * through; open the file, creating it when wanted (dc_create_open(); *created
+ * says whether it did); lock it. O_NONBLOCK: a FIFO must not hang the open
+ * before the image is parsed and refused (regular files ignore the flag).
+ * Returns the fd, or -errno after a message. */
+int vhdfmt_open(const struct dc_open_args *a, const char *path, bool want,
+		const char *parent, vhdfmt_parent_fn parent_of, bool *created);
+
+#endif
