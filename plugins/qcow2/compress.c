@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/* Compressed clusters: raw deflate (zlib, no header, 4 KiB window as QEMU
+ * writes it) or a zstd stream when the header's compression type says so.
+ * Either must fill the whole cluster; the compressed length may include
+ * padding after the stream ends. */
+#include "qcow2.h"
+
+#include <errno.h>
+#include <zlib.h>
+#ifdef QCOW2_HAVE_ZSTD
+#include <zstd.h>
+#endif
+
+static int qcow2_inflate(const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen)
+{
+	z_stream z = { 0 };
+	int ret;
+
+	/* Negative window bits: raw deflate; 15 accepts any window a writer
+	 * chose. */
+	if (inflateInit2(&z, -15) != Z_OK)
+		return -ENOMEM;
+	z.next_in = (Bytef *)src;
+	z.avail_in = (uInt)slen;
+	z.next_out = dst;
+	z.avail_out = (uInt)dlen;
+	ret = inflate(&z, Z_FINISH);
+	inflateEnd(&z);
+	if ((ret == Z_STREAM_END || ret == Z_BUF_ERROR) && z.avail_out == 0)
+		return 0;
+	return -EIO;
+}
+
+#ifdef QCOW2_HAVE_ZSTD
+static int qcow2_unzstd(const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen)
+{
+	ZSTD_DCtx *dctx = ZSTD_createDCtx();
+	ZSTD_inBuffer in = { src, slen, 0 };
+	ZSTD_outBuffer out = { dst, dlen, 0 };
+	int ret = 0;
+
+	if (!dctx)
+		return -ENOMEM;
+	while (out.pos < out.size) {
+		size_t before = in.pos + out.pos,
+		       r = ZSTD_decompressStream(dctx, &out, &in);
+
+		if (ZSTD_isError(r) || (r == 0 && out.pos < out.size) ||
+		    in.pos + out.pos == before) {
+			ret = -EIO;
+			break;
+		}
+	}
+	ZSTD_freeDCtx(dctx);
+	return ret;
+}
+#endif
+
+int qcow2_decompress(enum qcow2_ctype type, const uint8_t *src, size_t slen, uint8_t *dst,
+		     size_t dlen)
+{
+	switch (type) {
+	case QCOW2_ZLIB:
+		return qcow2_inflate(src, slen, dst, dlen);
+	case QCOW2_ZSTD:
+#ifdef QCOW2_HAVE_ZSTD
+		return qcow2_unzstd(src, slen, dst, dlen);
+#else
+		return -ENOTSUP;
+#endif
+	}
+	return -EINVAL;
+}

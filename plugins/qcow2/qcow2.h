@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+/* qcow2: QEMU copy-on-write images, version 2 and 3, read-only, as a layer of
+ * the core's layered disk (docs/spec-strings.md, "qcow2"). What the files of
+ * this plugin share: the decoded header, the L2 cache and the entry points of
+ * each file (header.c, l2.c, compress.c, read.c, backing.c, qcow2.c). */
+#ifndef DISKCORE_PLUGIN_QCOW2_H
+#define DISKCORE_PLUGIN_QCOW2_H
+
+#include <diskcore/plugin.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QCOW2_MAGIC 0x514649fbu /* "QFI\xfb" */
+#define QCOW2_MIN_CLUSTER_BITS 9
+#define QCOW2_MAX_CLUSTER_BITS 21
+/* The largest L1 table read (QEMU's limit too): 32 MiB of entries. */
+#define QCOW2_MAX_L1_BYTES (32u << 20)
+#define QCOW2_MAX_BACKING_NAME 1023
+#define QCOW2_MAX_SNAPSHOTS 65536
+
+/* Incompatible feature bits. */
+#define QCOW2_INCOMPAT_DIRTY (1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT (1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2 (1ull << 4)
+#define QCOW2_INCOMPAT_KNOWN                                                        \
+	(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT | QCOW2_INCOMPAT_DATA_FILE | \
+	 QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_EXTL2)
+
+enum qcow2_ctype { QCOW2_ZLIB = 0, QCOW2_ZSTD = 1 };
+
+/* Table entry bits. */
+#define QCOW2_OFFSET_MASK 0x00fffffffffffe00ull /* bits 9-55 */
+#define QCOW2_L2_COMPRESSED (1ull << 62)
+#define QCOW2_L2_ZERO 1ull /* standard cluster, v3 */
+
+/* What one guest cluster (or subcluster) maps to. */
+enum qcow2_kind {
+	QCOW2_UNALLOC,	  /* falls through to the layer below */
+	QCOW2_ZERO,	  /* reads as zeroes, held by this layer */
+	QCOW2_DATA,	  /* at host offset off */
+	QCOW2_COMPRESSED, /* a compressed cluster at off, clen bytes */
+};
+
+struct qcow2_map {
+	enum qcow2_kind kind;
+	uint64_t off;  /* DATA: host offset of the guest offset asked for */
+	uint64_t clen; /* COMPRESSED: bytes of compressed data */
+	uint64_t len;  /* guest bytes from the asked offset with this mapping */
+};
+
+/* The header as on disk (big-endian there, host order once decoded by
+ * header.c); a version 2 header stops at incompat, which then reads as
+ * version 3's defaults. */
+struct qcow2_hdr {
+	uint32_t magic;
+	uint32_t version;
+	uint64_t backing_off;
+	uint32_t backing_len;
+	uint32_t cluster_bits;
+	uint64_t size;
+	uint32_t crypt_method;
+	uint32_t l1_size;
+	uint64_t l1_off;
+	uint64_t refcount_off;
+	uint32_t refcount_clusters;
+	uint32_t nb_snapshots;
+	uint64_t snapshots_off;
+	/* version 3 */
+	uint64_t incompat;
+	uint64_t compat;
+	uint64_t autoclear;
+	uint32_t refcount_order;
+	uint32_t header_len;
+	uint8_t compression; /* when header_len > 104 */
+	uint8_t pad[7];
+} __attribute__((packed));
+_Static_assert(sizeof(struct qcow2_hdr) == 112, "the v3 header is 112 bytes");
+
+struct qcow2_l2slot {
+	uint64_t l2_off; /* 0: empty */
+	uint64_t used;	 /* LRU clock */
+};
+
+struct qcow2 {
+	char *path;
+	char *dir; /* the real directory of the image */
+	int fd;
+	uint64_t file_size;
+	struct qcow2_hdr h;
+	uint32_t cluster_size;
+	uint32_t l2_entries;  /* entries per L2 table */
+	uint32_t entry_shift; /* log2 of an L2 entry's bytes: 3, or 4 (extended) */
+	bool extl2;
+	uint32_t sc_size; /* subcluster bytes (extended L2), else cluster_size */
+	uint64_t *l1;
+	char *backing;	   /* backing_file as stored, or NULL */
+	char *backing_fmt; /* the backing format extension, or NULL */
+	char *parent;	   /* the resolved real path of the backing file */
+	const char *parent_form;
+	bool parents_any;
+	char **snap_names;
+	uint32_t nsnap;
+
+	/* The L2 cache: nslots tables, looked up by offset under lock. */
+	pthread_mutex_t lock;
+	uint32_t nslots;
+	uint64_t clock;
+	struct qcow2_l2slot *slots;
+	uint8_t *l2buf; /* nslots * cluster_size */
+	uint64_t l2_cache_bytes;
+};
+
+/* header.c: read, decode and check the header, its extensions and the
+ * snapshot table; fills q->h, the geometry, backing names and snapshots. */
+int qcow2_read_header(struct qcow2 *q);
+/* Decode and check the header and its extensions from raw, the first len
+ * bytes of the file (up to one cluster), against q->file_size: what
+ * qcow2_read_header() does before the snapshot table; the fuzz target's entry. */
+int qcow2_parse_header(struct qcow2 *q, const uint8_t *raw, size_t len);
+
+/* l2.c: the L1 table and the L2 cache. */
+int qcow2_l1_load(struct qcow2 *q);
+int qcow2_l2_cache_init(struct qcow2 *q, uint64_t bytes);
+/* Map guest byte offset goff (inside the disk): fills *m. -errno on a read
+ * error or a corrupt entry (after a debug message). */
+int qcow2_map(struct qcow2 *q, uint64_t goff, struct qcow2_map *m);
+/* Decode one L2 entry (and its bitmap, extended L2) for guest offset goff. */
+int qcow2_decode_l2(const struct qcow2 *q, uint64_t entry, uint64_t bitmap, uint64_t goff,
+		    struct qcow2_map *m);
+
+/* compress.c: inflate a compressed cluster into dst (cluster_size bytes). */
+int qcow2_decompress(enum qcow2_ctype type, const uint8_t *src, size_t slen, uint8_t *dst,
+		     size_t dlen);
+
+/* read.c: the blocking read of a request. */
+int qcow2_read(struct qcow2 *q, struct dc_req *req);
+
+/* backing.c: resolve the backing file into q->parent and q->parent_form. */
+int qcow2_resolve_backing(struct qcow2 *q);
+/* parent_of for vhdfmt's chain check: the backing file of the qcow2 image at
+ * path open as fd, as a malloc'd real path; NULL when none. */
+char *qcow2_parent_of(int fd, const char *path);
+
+void qcow2_free(struct qcow2 *q);
+
+#endif

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/* The qcow2 data path: a read walks the request one mapping at a time (a
+ * cluster, or a run of like subclusters) and marks what this layer holds:
+ * data, zero clusters and compressed clusters. Unallocated ranges stay
+ * unmarked, so the core reads them from the backing layer below (or zeroes at
+ * the bottom). Bytes of a data cluster past the end of the file read as
+ * zeroes, as QEMU reads them. */
+#include "qcow2.h"
+
+#include "vhdfmt/vhdfmt.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#define QCOW2_SECTOR 512u
+
+/* One compressed cluster, inflated, then the part asked for copied out. */
+static int qcow2_read_compressed(struct qcow2 *q, const struct qcow2_map *m,
+				 uint64_t goff, const struct dc_buf *dst)
+{
+	uint8_t *src = malloc(m->clen ? m->clen : 1), *out = malloc(q->cluster_size);
+	int ret = -ENOMEM;
+
+	if (src && out) {
+		ret = vhdfmt_pread(q->fd, src, m->clen, m->off);
+		if (ret == 0)
+			ret = qcow2_decompress(q->h.compression, src, m->clen, out,
+					       q->cluster_size);
+		if (ret == 0)
+			dc_buf_copy_to(dst, 0, out + (goff & (q->cluster_size - 1)),
+				       dst->len);
+		else
+			dc_debug("qcow2: %s: compressed cluster at %llu (%llu bytes) "
+				 "does not decompress: %d",
+				 q->path, (unsigned long long)m->off,
+				 (unsigned long long)m->clen, ret);
+	}
+	free(src);
+	free(out);
+	return ret == -ENODATA || ret == -ENOTSUP ? -EIO : ret;
+}
+
+static int qcow2_read_data(struct qcow2 *q, const struct qcow2_map *m,
+			   const struct dc_buf *dst)
+{
+	ssize_t n = dc_buf_pread(q->fd, dst, m->off, 1);
+
+	if (n < 0)
+		return (int)n;
+	if ((size_t)n < dst->len)
+		dc_buf_zero(dst, (size_t)n, dst->len - (size_t)n);
+	return 0;
+}
+
+int qcow2_read(struct qcow2 *q, struct dc_req *req)
+{
+	uint64_t pos = req->sector * QCOW2_SECTOR, total = req->count * QCOW2_SECTOR;
+
+	for (uint64_t done = 0; done < total;) {
+		struct qcow2_map m;
+		struct dc_buf sub;
+		uint64_t n;
+		int ret = qcow2_map(q, pos + done, &m);
+
+		if (ret)
+			return vhdfmt_result(req, ret);
+		n = m.len < total - done ? m.len : total - done;
+		sub = dc_buf_sub(&req->buf, done, n);
+		switch (m.kind) {
+		case QCOW2_UNALLOC:
+			break;
+		case QCOW2_ZERO:
+			dc_buf_zero(&sub, 0, n);
+			break;
+		case QCOW2_DATA:
+			ret = qcow2_read_data(q, &m, &sub);
+			break;
+		case QCOW2_COMPRESSED:
+			ret = qcow2_read_compressed(q, &m, pos + done, &sub);
+			break;
+		}
+		if (ret)
+			return vhdfmt_result(req, ret);
+		if (m.kind != QCOW2_UNALLOC && req->marker)
+			dc_marker_set(req->marker, req->sector + done / QCOW2_SECTOR,
+				      n / QCOW2_SECTOR);
+		done += n;
+	}
+	return 0;
+}
