@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Build tools and the libraries plugins link.
 build_pkgs=(meson ninja-build pkg-config gcc clang-14 libclang-rt-14-dev
 	liburing-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev libudev-dev check
-	libargon2-dev libjson-c-dev libgcrypt20-dev libexpat1-dev libnbd-dev nbdkit)
+	libargon2-dev libjson-c-dev libgcrypt20-dev libexpat1-dev zlib1g-dev libzstd-dev libnbd-dev nbdkit)
 # Independent tools the tests compare against: qemu-img/qemu-io and libvhdi
 # (VHD, VHDX, LUKS images), python3-cryptography (XTS), cryptsetup (LUKS
 # headers), nginx (HTTP blobs), libnbd (NBD clients), sqlite3, util-linux
