@@ -13,6 +13,8 @@
  */
 #include "internal.h"
 
+#include "bitmap/bitmap.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,44 +76,6 @@ struct layered_rctx {
 	uint64_t inline_bits[LAYERED_INLINE_WORDS];
 };
 
-/* --- bitmaps -------------------------------------------------------------- */
-
-/* First position in [pos, end) whose bit equals want, or end. */
-static uint64_t layered_find(const uint64_t *w, uint64_t pos, uint64_t end, bool want)
-{
-	while (pos < end) {
-		uint64_t x = w[pos >> 6];
-
-		if (!want)
-			x = ~x;
-		x &= ~UINT64_C(0) << (pos & 63);
-		if (x) {
-			uint64_t p = (pos & ~UINT64_C(63)) + (uint64_t)__builtin_ctzll(x);
-
-			return p < end ? p : end;
-		}
-		pos = (pos & ~UINT64_C(63)) + 64;
-	}
-	return end;
-}
-
-static void layered_set(uint64_t *w, uint64_t a, uint64_t b)
-{
-	while (a < b) {
-		unsigned bit = a & 63;
-		uint64_t span = 64 - bit < b - a ? 64 - bit : b - a;
-
-		w[a >> 6] |= (span == 64 ? ~UINT64_C(0) : ((UINT64_C(1) << span) - 1))
-			     << bit;
-		a += span;
-	}
-}
-
-static size_t layered_words(uint64_t n)
-{
-	return (size_t)((n + 63) >> 6);
-}
-
 /* --- I/O ------------------------------------------------------------------ */
 
 static const char *layered_name(const struct dc_node *n)
@@ -151,7 +115,7 @@ static int layered_layer_done(struct dc_req *req)
 	struct layered_rctx *c = req->ctx;
 	struct layered *ld = c->ld;
 	struct layered_layer *L = &ld->layers[c->layer];
-	size_t words = layered_words(c->n);
+	size_t words = bitmap_words(c->n);
 	struct layered_slow *s;
 	uint64_t lim = c->n, *mask;
 
@@ -162,7 +126,7 @@ static int layered_layer_done(struct dc_req *req)
 		lim = 0;
 	else if (c->layer > 0 && L->visible - req->sector < c->n)
 		lim = L->visible - req->sector;
-	if (layered_find(c->bits, 0, lim, false) == lim)
+	if (bitmap_find(c->bits, 0, lim, false) == lim)
 		return 0;
 	if (!c->slow) {
 		s = calloc(1, sizeof(*s) + ld->nlayers * sizeof(s->cache[0]));
@@ -216,7 +180,7 @@ static struct dc_req *layered_read_next(struct dc_req *req)
 
 	while (!c->err && c->layer < ld->nlayers) {
 		struct layered_layer *L = &ld->layers[c->layer];
-		uint64_t a = layered_find(c->bits, c->pos, c->n, false), b;
+		uint64_t a = bitmap_find(c->bits, c->pos, c->n, false), b;
 		struct dc_req *child;
 		struct dc_buf target;
 		int rc;
@@ -229,11 +193,11 @@ static struct dc_req *layered_read_next(struct dc_req *req)
 			}
 			c->layer++;
 			c->pos = 0;
-			if (layered_find(c->bits, 0, c->n, false) == c->n)
+			if (bitmap_find(c->bits, 0, c->n, false) == c->n)
 				break;
 			continue;
 		}
-		b = layered_find(c->bits, a, c->n, true);
+		b = bitmap_find(c->bits, a, c->n, true);
 		if (c->layer > 0) {
 			/* Past a layer's visible count everything is logically
 			 * zero, here and below (visible counts only shrink).
@@ -286,7 +250,7 @@ static struct dc_req *layered_populate_next(struct dc_req *req)
 
 	while (!c->err && s && s->pop < s->ncache) {
 		struct layered_cache *e = &s->cache[s->pop];
-		uint64_t a = layered_find(e->mask, s->pop_pos, c->n, true), b;
+		uint64_t a = bitmap_find(e->mask, s->pop_pos, c->n, true), b;
 		struct dc_buf bb = { &s->iov, 1, 0, s->iov.iov_len };
 		struct dc_req *child;
 
@@ -295,7 +259,7 @@ static struct dc_req *layered_populate_next(struct dc_req *req)
 			s->pop_pos = 0;
 			continue;
 		}
-		b = layered_find(e->mask, a, c->n, false);
+		b = bitmap_find(e->mask, a, c->n, false);
 		child = dc_child_req(req, e->layer);
 		if (!child)
 			break; /* population is best effort */
@@ -323,15 +287,15 @@ static void layered_read_finish(struct dc_req *req)
 	if (!c->err && s && s->bounce) {
 		/* Everything not in the caller's buffer yet is in the bounce
 		 * buffer, which holds zeroes where no layer had data. */
-		for (a = 0; (a = layered_find(s->guest, a, c->n, false)) < c->n; a = b) {
-			b = layered_find(s->guest, a, c->n, true);
+		for (a = 0; (a = bitmap_find(s->guest, a, c->n, false)) < c->n; a = b) {
+			b = bitmap_find(s->guest, a, c->n, true);
 			dc_buf_copy_to(&req->buf, (size_t)a << shift,
 				       s->bounce + ((size_t)a << shift),
 				       (size_t)(b - a) << shift);
 		}
 	} else if (!c->err) {
-		for (a = 0; (a = layered_find(c->bits, a, c->n, false)) < c->n; a = b) {
-			b = layered_find(c->bits, a, c->n, true);
+		for (a = 0; (a = bitmap_find(c->bits, a, c->n, false)) < c->n; a = b) {
+			b = bitmap_find(c->bits, a, c->n, true);
 			dc_buf_zero(&req->buf, (size_t)a << shift,
 				    (size_t)(b - a) << shift);
 		}
@@ -414,7 +378,7 @@ static void layered_child_done(struct dc_req *req, struct dc_req *child)
 		c->detail = detail;
 	} else if (c->phase == LAYERED_READ && c->run_plain) {
 		/* A plain disk holds every sector. */
-		layered_set(c->bits, c->run_a, c->run_b);
+		bitmap_set(c->bits, c->run_a, c->run_b);
 	}
 	/* Whoever gets here second (submitter or completer) goes on. */
 	if (atomic_exchange_explicit(&c->sync, 1, memory_order_acq_rel) == 0)
@@ -457,7 +421,7 @@ static void layered_submit(void *inst, struct dc_req *req)
 			return;
 		}
 		c->n = req->count;
-		words = layered_words(c->n);
+		words = bitmap_words(c->n);
 		c->bits = words <= LAYERED_INLINE_WORDS ?
 				  c->inline_bits :
 				  malloc(words * sizeof(uint64_t));

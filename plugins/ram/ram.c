@@ -15,6 +15,8 @@
  * marked, so that after a shrink, or an unmap that reaches the end, the layer
  * hides whatever lies below instead of exposing stale data.
  */
+#include "bitmap/bitmap.h"
+
 #include <diskcore/plugin.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -90,39 +92,17 @@ static const struct dc_form ram_forms[] = {
 	{ 0 },
 };
 
-/* First position in [pos, end) whose bit equals want, or end. */
-static unsigned ram_find(const uint64_t *w, unsigned pos, unsigned end, bool want)
-{
-	while (pos < end) {
-		uint64_t x = w[pos >> 6];
-
-		if (!want)
-			x = ~x;
-		x &= ~UINT64_C(0) << (pos & 63);
-		if (x) {
-			unsigned p = (pos & ~63u) + (unsigned)__builtin_ctzll(x);
-
-			return p < end ? p : end;
-		}
-		pos = (pos & ~63u) + 64;
-	}
-	return end;
-}
-
-/* Bits [from, to) of a chunk's presence words. */
+/* Exactly the bits [from, to) of a chunk's presence words. */
 static void ram_mask(uint64_t *m, unsigned from, unsigned to)
 {
-	for (unsigned k = 0; k < RAM_PWORDS; k++) {
-		unsigned lo = k * 64, hi = lo + 64;
-		unsigned a = from > lo ? from : lo, b = to < hi ? to : hi;
+	memset(m, 0, RAM_PWORDS * sizeof(*m));
+	bitmap_set(m, from, to);
+}
 
-		if (a >= b) {
-			m[k] = 0;
-			continue;
-		}
-		m[k] = (b - a == 64) ? ~UINT64_C(0) :
-				       ((UINT64_C(1) << (b - a)) - 1) << (a - lo);
-	}
+/* First position in [pos, end) of a chunk whose bit equals want, or end. */
+static unsigned ram_find(const uint64_t *w, unsigned pos, unsigned end, bool want)
+{
+	return (unsigned)bitmap_find(w, pos, end, want);
 }
 
 static inline struct ram_slot *ram_slot(struct ram *r, uint64_t ci)

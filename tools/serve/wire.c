@@ -2,7 +2,8 @@
 /* diskctl serve: logging, big-endian fields and whole-message socket I/O. */
 #include "serve-int.h"
 
-#include <endian.h>
+#include "endian/byteorder.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,46 +29,35 @@ void serve_log(const struct serve_conn *c, const char *fmt, ...)
 		fprintf(stderr, "diskctl serve: %s\n", msg);
 }
 
+/* The NBD wire is big-endian; these forward to common/endian. */
 void serve_put16(uint8_t *p, uint16_t v)
 {
-	v = htobe16(v);
-	memcpy(p, &v, 2);
+	put_be16(p, v);
 }
 
 void serve_put32(uint8_t *p, uint32_t v)
 {
-	v = htobe32(v);
-	memcpy(p, &v, 4);
+	put_be32(p, v);
 }
 
 void serve_put64(uint8_t *p, uint64_t v)
 {
-	v = htobe64(v);
-	memcpy(p, &v, 8);
+	put_be64(p, v);
 }
 
 uint16_t serve_get16(const uint8_t *p)
 {
-	uint16_t v;
-
-	memcpy(&v, p, 2);
-	return be16toh(v);
+	return get_be16(p);
 }
 
 uint32_t serve_get32(const uint8_t *p)
 {
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
+	return get_be32(p);
 }
 
 uint64_t serve_get64(const uint8_t *p)
 {
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
+	return get_be64(p);
 }
 
 /* 0 when all n bytes arrived; -1 on end of stream or error. */
