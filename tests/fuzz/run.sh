@@ -32,6 +32,11 @@ for t in vhd vhd1 vhdx serve; do
 		"$src/tests/fuzz/fuzz-$t.c" -L"$build/core" -ldiskcore \
 		-Wl,-rpath,"$build/core" -lpthread -o "$out/fuzz-$t"
 done
+# fuzz-qcow2 compiles in the plugin and the common/ code it links.
+"$cc" -g -O1 -std=gnu11 -D_GNU_SOURCE -DQCOW2_HAVE_ZSTD -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=undefined -I"$src/include" -I"$src/common" \
+	"$src/tests/fuzz/fuzz-qcow2.c" -L"$build/core" -ldiskcore \
+	-Wl,-rpath,"$build/core" -lz -lzstd -lpthread -o "$out/fuzz-qcow2"
 
 # Seeds: small images of every kind. fuzz-vhd takes a leading mode byte
 # (bit 0: read-only), fuzz-vhd1 the bare image, fuzz-vhdx a sparse image (see
@@ -43,6 +48,9 @@ mkdir -p "$seeds/vhd" "$seeds/vhd1" "$seeds/vhdx" "$out/corpus-vhd" "$out/corpus
 # fuzz-serve: committed client streams (tests/fuzz/serve-seeds.py writes them).
 cp -r "$src/tests/fuzz/corpus/serve" "$seeds/serve"
 mkdir -p "$out/corpus-serve"
+# fuzz-qcow2: committed images qemu-img made.
+cp -r "$src/tests/fuzz/corpus/qcow2" "$seeds/qcow2"
+mkdir -p "$out/corpus-qcow2"
 img="$seeds/img"
 mkdir -p "$img"
 if [ -z "${DISKCORE_PLUGIN_PATH:-}" ]; then
@@ -122,7 +130,7 @@ for path in sys.argv[2:]:
 EOF
 
 status=0
-for t in vhd vhd1 vhdx serve; do
+for t in vhd vhd1 vhdx serve qcow2; do
 	echo "fuzz-$t: $secs s" >&2
 	if ! "$out/fuzz-$t" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=300000 \
 		-print_final_stats=1 "$out/corpus-$t" "$seeds/$t" \
