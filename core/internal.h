@@ -148,10 +148,10 @@ uint64_t dc__node_live_count(struct dc_node *n);
 
 /* --- layered.c: the layered disk ---------------------------------------- */
 
-/* Open the layered disk whose top layer is spec `s` (a DC_KIND_LAYER form):
- * collect and flatten the layers (inner specs, lower_spec() parents), open them
- * with the resolver's read-only rules, attach bottom-up and validate (reference
- * §4.2). Returns the layered node. */
+/* Open the layered disk whose top layer is spec `s` (a DC_KIND_LAYER form): collect and
+ * flatten the layers (inner specs, lower_spec() parents), open them with the resolver's
+ * read-only rules, attach bottom-up and validate (docs/openvmm-compat.md §4.2). Returns
+ * the layered node. */
 int dc__layered_open(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 		     struct dc_node **out);
 /* The core's layered-disk plugin descriptor (kind backend, children = layers). */

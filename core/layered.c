@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The layered disk (reference §4): a stack of layers, top first. Reads go top
- * to bottom; each layer fills and marks the sectors it holds, the rest fall
- * through, and what no layer holds reads as zero. Writes, flushes and unmaps go
+ * The layered disk (docs/openvmm-compat.md §4): a stack of layers, top first.
+ * Reads go top to bottom; each layer fills and marks the sectors it holds, the
+ * rest fall through, and what no layer holds reads as zero. Writes, flushes and unmaps go
  * to the top layer and on through write-through layers. Read-cache layers are
  * filled from a private bounce buffer with write-no-overwrite.
  *

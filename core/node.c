@@ -19,8 +19,8 @@ static bool is_pow2(uint32_t v)
 	return v && !(v & (v - 1));
 }
 
-/* Reference §1.5: what every disk must report, checked where it is reported so
- * the message names the plugin at fault. */
+/* docs/openvmm-compat.md §1.5: what every disk must report, checked where it is reported
+ * so the message names the plugin at fault. */
 static int node_validate(struct dc_node *n)
 {
 	struct dc_info *i = &n->info;

@@ -700,7 +700,7 @@ DC_EXPORT void dc_child_done_complete(struct dc_req *parent, struct dc_req *chil
 
 /* The checks every request passes before a plugin sees it (plugin.h,
  * "Validated before a plugin sees it"): returns the result to complete r with,
- * or 1 to hand it to the plugin. Reference §1.4-1.5 for the top level. Reads
+ * or 1 to hand it to the plugin. docs/openvmm-compat.md §1.4-1.5 for the top level. Reads
  * and writes come first: they are nearly every request. */
 static inline int req_guard(struct dc_node *n, const struct dc_req *r)
 {
@@ -722,14 +722,15 @@ static inline int req_guard(struct dc_node *n, const struct dc_req *r)
 	if (op == DC_OP_WRITE) {
 		if (!r->count)
 			return 0;
-		/* A read cache fills its layer even when the disk above is
-		 * read-only (reference §4): that write is the layer's business. */
+		/* A read cache fills its layer even when the disk above is read-only
+		 * (docs/openvmm-compat.md §4): that write is the layer's business. */
 		if ((n->info.flags & DC_INFO_READ_ONLY) &&
 		    !(r->flags & DC_IO_NO_OVERWRITE))
 			return DC_E_READ_ONLY;
 		return 1;
 	}
-	/* Unmap is a no-op: only the range check is left (reference §1.5). */
+	/* Unmap is a no-op: only the range check is left (docs/openvmm-compat.md
+	 * §1.5). */
 	if (n->info.unmap_behavior == DC_UNMAP_IGNORED)
 		return 0;
 	return n->info.flags & DC_INFO_READ_ONLY ? DC_E_READ_ONLY : 1;

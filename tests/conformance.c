@@ -295,7 +295,7 @@ static uint64_t conf_block(const struct conf_disk *c)
 	return n ? n : 1;
 }
 
-/* --- Reference §7.1 -------------------------------------------------------- */
+/* --- docs/openvmm-compat.md §7.1 ---------------------------------------------------- */
 
 struct conf_range {
 	uint64_t sector, count;

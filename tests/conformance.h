@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The shared conformance suite: what every disk, whatever plugin or chain it is,
- * must do (reference openvmm-storage.md §7.1, plus what a storage user expects).
+ * must do (docs/openvmm-compat.md §7.1, plus what a storage user expects).
  *
  *	Suite *s = suite_create("conformance");
  *	conformance_add(s, "file", "file:@TMP@");

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The blob plugin (reference §2.4 and §7.2 disk_blob) against real servers on
- * 127.0.0.1, started here and stopped at exit:
+/* The blob plugin (docs/openvmm-compat.md §2.4 and §7.2 disk_blob) against real servers
+ * on 127.0.0.1, started here and stopped at exit:
  *  - nginx (an independent HTTP server) serving a flat image and a fixed VHD:
  *    the conformance suite, content, the VHD footer out of reach, memdiff on top,
  *    concurrent reads, a blob that changes after open;

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The blockdev plugin (reference §2.5 and the disk_blockdevice cases of §7.2):
- * conformance on files and, as root, on a loop device; zero-copy and bounced
- * I/O with and without FUA; illegal LBAs; hole punching; PR and eject on a loop
- * device; online resize through a chain; many queues and deep queues; a clear
- * error when io_uring is unavailable. */
+/* The blockdev plugin (docs/openvmm-compat.md §2.5 and the disk_blockdevice cases of
+ * §7.2): conformance on files and, as root, on a loop device; zero-copy and bounced I/O
+ * with and without FUA; illegal LBAs; hole punching; PR and eject on a loop device;
+ * online resize through a chain; many queues and deep queues; a clear error when io_uring
+ * is unavailable. */
 #include "conformance.h"
 #include "harness.h"
 
@@ -137,7 +137,7 @@ START_TEST(file_bad_inputs)
 {
 	char *odd = h_tmpfile(MIB + 100, NULL);
 
-	/* Reference §2.5: the size must be a whole number of sectors. */
+	/* docs/openvmm-compat.md §2.5: the size must be a whole number of sectors. */
 	h_open_fails(0, -EINVAL, "not a multiple", "blockdev:%s", odd);
 	h_open_fails(0, -ENOENT, "missing", "blockdev:%s/missing", h_tmpdir());
 	h_open_fails(0, -EINVAL, "not a block device or regular file",

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The disk handle (reference §1.4-1.5): metadata validation at open, the
+/* The disk handle (docs/openvmm-compat.md §1.4-1.5): metadata validation at open, the
  * representability guard, zero-length requests, the ignored-unmap shortcut,
  * read-only disks, resize notification, and failing closed on unknown ops. */
 #include "conformance.h"

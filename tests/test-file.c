@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The file plugin (reference §2.1 and §7.2 disk_file, with the [NOTE]s fixed) and
- * the core's worker pool that runs it. */
+/* The file plugin (docs/openvmm-compat.md §2.1 and §7.2 disk_file, with the [NOTE]s
+ * fixed) and the core's worker pool that runs it. */
 #include "conformance.h"
 #include "harness.h"
 

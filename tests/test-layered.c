@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The core's layered disk (reference §4): fall-through and zero fill, read
+ * The core's layered disk (docs/openvmm-compat.md §4): fall-through and zero fill, read
  * caches (OpenVMM's test_read_cache), write-through, unmap and next_is_zero,
  * flattening, lower_spec() chains, construction errors, merged metadata,
  * visible sector counts, completions on other threads, and a random
@@ -53,7 +53,7 @@ static void expect_sector(dc_disk *d, uint64_t s, int seed, const uint8_t *got)
 
 /* --- read path ------------------------------------------------------------ */
 
-/* reference §7.2 disk_layered test_read_cache. */
+/* docs/openvmm-compat.md §7.2 disk_layered test_read_cache. */
 static void read_cache_case(const char *spec, uint32_t flags)
 {
 	dc_disk *d = tl_open_ok(spec, flags);
@@ -591,10 +591,10 @@ static uint64_t fuzz_rand(uint64_t *s)
 	return *s;
 }
 
-/* reference §7.2 fuzz_disk_layered: random (sector, count) over a 1 MiB disk;
- * in range is OK and matches the model, out of range is exactly illegal
- * block. The model: the top RAM layer over data `lower` (seed, or zero);
- * an unmap that reaches the zero point (or has zero below) clears. */
+/* docs/openvmm-compat.md §7.2 fuzz_disk_layered: random (sector, count) over a 1 MiB
+ * disk; in range is OK and matches the model, out of range is exactly illegal block. The
+ * model: the top RAM layer over data `lower` (seed, or zero); an unmap that reaches the
+ * zero point (or has zero below) clears. */
 static void fuzz_case(const char *spec, int lower_seed, bool nothing_below)
 {
 	dc_disk *d = tl_open_ok(spec, 0);
@@ -725,7 +725,7 @@ int main(void)
 	tcase_add_test(tc, test_fuzz);
 	suite_add_tcase(s, tc);
 
-	/* reference §7.2 layered_multi_sector_range_conformance and the read
+	/* docs/openvmm-compat.md §7.2 layered_multi_sector_range_conformance and the read
 	 * cache variant (the read cache is tlayer's: ram has no cache form). */
 	conformance_add(s, "ram-over-ram", "memdiff:mem:1M");
 	conformance_add(s, "cache-over-ram", "tcache:mem:1M");

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* prwrap: the persistent-reservation emulation of reference §3.3. The
+/* prwrap: the persistent-reservation emulation of docs/openvmm-compat.md §3.3. The
  * generation sequence of OpenVMM's SCSI compliance run for every reservation
  * type, each conflict and invalid-input rule, the report, and the I/O that
  * passes through untouched (conformance suite). */

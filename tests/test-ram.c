@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The ram layer plugin (mem:, memdiff:): OpenVMM's disklayer_ram tests
- * (reference §7.2) through dc_open/dc_resize, the layer contract checked on
+ * (docs/openvmm-compat.md §7.2) through dc_open/dc_resize, the layer contract checked on
  * the plugin directly (write-no-overwrite, markers, zero_after), the
  * conformance suite, and concurrent readers against writers.
  *
@@ -469,7 +469,7 @@ START_TEST(test_layer_unmap_zero_after)
 }
 END_TEST
 
-/* reference §7.1 test_layer_sector_range, on the layer itself. */
+/* docs/openvmm-compat.md §7.1 test_layer_sector_range, on the layer itself. */
 START_TEST(test_layer_sector_range)
 {
 	struct direct x;

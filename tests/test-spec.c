@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Spec-string parser tests (reference §5.1 and §5.4). The parser is compiled in
- * here together with a stub registry whose descriptors declare the OpenVMM
- * forms, so the grammar is tested without loading any plugin. */
+/* Spec-string parser tests (docs/openvmm-compat.md §5.1 and §5.4). The parser is compiled
+ * in here together with a stub registry whose descriptors declare the OpenVMM forms, so
+ * the grammar is tested without loading any plugin. */
 #include "../core/error.c"
 #include "../core/spec.c"
 
@@ -256,7 +256,7 @@ START_TEST(test_size_errors)
 }
 END_TEST
 
-/* --- OpenVMM cli_args tests (reference §5.4) ----------------------------- */
+/* --- OpenVMM cli_args tests (docs/openvmm-compat.md §5.4) --------------------------- */
 
 START_TEST(test_parse_file_opts)
 {

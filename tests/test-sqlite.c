@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* The sqlite layer: sql:, sqldiff:, autocache: (reference §4.7, §5.1-5.2, §5.4).
+/* The sqlite layer: sql:, sqldiff:, autocache: (docs/openvmm-compat.md §4.7, §5.1-5.2,
+ * §5.4).
  *
  * The sqlite3 command-line shell is the oracle for the file format: it writes
  * databases the way OpenVMM does, inspects what the plugin wrote, and runs
@@ -682,7 +683,7 @@ START_TEST(layered_cache_bad_key)
 }
 END_TEST
 
-/* --- Spec strings (reference §5.4) --------------------------------------------- */
+/* --- Spec strings (docs/openvmm-compat.md §5.4) ------------------------------------- */
 
 START_TEST(spec_sql)
 {

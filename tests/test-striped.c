@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* striped: OpenVMM's disk_striped cases (reference §7.2) — round trips at the
- * start, middle and end with aligned and unaligned buffers for 2-32 members and
- * 4K-128K chunks, the unmap patterns, the negative cases — plus the chunk
- * mapping as seen in the member files, the per-member unmap ranges against a
- * model, merged metadata, member errors, and "every member I/O is awaited". */
+/* striped: OpenVMM's disk_striped cases (docs/openvmm-compat.md §7.2) — round trips at
+ * the start, middle and end with aligned and unaligned buffers for 2-32 members and
+ * 4K-128K chunks, the unmap patterns, the negative cases — plus the chunk mapping as seen
+ * in the member files, the per-member unmap ranges against a model, merged metadata,
+ * member errors, and "every member I/O is awaited". */
 #include "conformance.h"
 #include "harness.h"
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The vhd1 plugin: fixed VHD as OpenVMM's Vhd1Disk (reference §2.2 and §7.2
+/* The vhd1 plugin: fixed VHD as OpenVMM's Vhd1Disk (docs/openvmm-compat.md §2.2 and §7.2
  * disk_vhd1): footer validation and its order, the disk id, the footer out of
  * reach of I/O, create=, the lock it shares with vhd:, plus the shared
  * conformance suite. Footers are built here independently of the plugin's code. */

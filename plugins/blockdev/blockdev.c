@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* blockdev: a Linux block device or a regular file through io_uring
- * (reference §2.5).
+ * (docs/openvmm-compat.md §2.5).
  *
  * Each consumer queue gets its own ring. submit() prepares SQEs under the
  * queue's lock, which only the plugin thread ever contends, and never enters
@@ -183,8 +183,8 @@ static void bdev_list_push_front(struct bdev_list *l, struct bdev_rq *r)
 
 /* --- Results ---------------------------------------------------------------- */
 
-/* An errno from the kernel as a result (reference §2.5): block devices enforce
- * their bounds with ENOSPC and report PR conflicts as EBADE. Errnos that share a
+/* An errno from the kernel as a result (docs/openvmm-compat.md §2.5): block devices
+ * enforce their bounds with ENOSPC and report PR conflicts as EBADE. Errnos that share a
  * value with a result class become DC_E_IO with the errno as detail. */
 static void bdev_rq_errno(struct bdev_rq *r, int err)
 {
@@ -360,7 +360,7 @@ static bool bq_result(struct bdev_rq *r, int res)
 		return true;
 	if (res == 0) {
 		/* End of file or device inside the range: it shrank, or a file
-		 * is shorter than the request (reference §2.5). */
+		 * is shorter than the request (docs/openvmm-compat.md §2.5). */
 		r->result = DC_E_ILLEGAL_BLOCK;
 		return true;
 	}
@@ -1489,7 +1489,7 @@ static int bdev_probe_file(struct bdev *b, const struct stat *st, bool can_fallo
 					     (uint32_t)st->st_blksize :
 					     1u << b->shift;
 	/* Punching a hole at the end changes nothing and tells whether the
-	 * filesystem can (reference §2.5). */
+	 * filesystem can (docs/openvmm-compat.md §2.5). */
 	info->unmap_behavior = DC_UNMAP_IGNORED;
 	if (!b->read_only && can_fallocate &&
 	    fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)bytes,

@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* crypt: XTS-AES-256 over an inner disk (reference §3.1), the same on disk as
- * dm-crypt's aes-xts-plain64: one data unit per inner sector, tweaked with the
- * sector number as a 16-byte little-endian value (with 4 KiB sectors that is
- * dm-crypt's iv_large_sectors convention).
+/* crypt: XTS-AES-256 over an inner disk (docs/openvmm-compat.md §3.1), the same on disk
+ * as dm-crypt's aes-xts-plain64: one data unit per inner sector, tweaked with the sector
+ * number as a 16-byte little-endian value (with 4 KiB sectors that is dm-crypt's
+ * iv_large_sectors convention).
  *
  * Writes encrypt into a staging buffer and send one write down; the caller's
  * buffer is never touched. Reads land in the caller's buffers and are decrypted
  * there in place. The key is read once into locked memory and wiped at close.
  *
  * The data path (per-queue cipher units, staging buffers, splitting large
- * requests across the worker pool) is xts.c, shared with the luks plugin. */
+ * requests across the worker pool) is common/xts, shared with the luks plugin. */
 #include "xts/xts.h"
 
 #include <fcntl.h>

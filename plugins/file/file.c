@@ -2,10 +2,10 @@
 /* file: a raw image file or block device, with blocking preadv/pwritev run on the
  * core's worker pool.
  *
- * Differences from OpenVMM's FileDisk (reference §2.1): transfers go straight
- * into the request's buffers and loop until complete; a read that meets EOF
- * early (the file shrank) fails instead of returning zeroes; read-only is enforced
- * here; FUA uses RWF_DSYNC; unmap punches holes when the filesystem can. */
+ * Differences from OpenVMM's FileDisk (docs/openvmm-compat.md §2.1): transfers go
+ * straight into the request's buffers and loop until complete; a read that meets EOF
+ * early (the file shrank) fails instead of returning zeroes; read-only is enforced here;
+ * FUA uses RWF_DSYNC; unmap punches holes when the filesystem can. */
 #include <diskcore/plugin.h>
 
 #include <errno.h>

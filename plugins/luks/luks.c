@@ -13,7 +13,7 @@
  * secondary copy. The header is never written.
  *
  * The volume key lives in locked memory and is wiped at close; the passphrase is
- * wiped as soon as a slot opens. The data path is xts.c, shared with crypt. */
+ * wiped as soon as a slot opens. The data path is common/xts, shared with crypt. */
 #include "endian/byteorder.h"
 #include "luksfmt/luksfmt.h"
 #include "xts/xts.h"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* prwrap: in-memory SCSI persistent reservations over any disk, for testing
- * (reference §3.3). One registrant at most, state lost at close, and no
+ * (docs/openvmm-compat.md §3.3). One registrant at most, state lost at close, and no
  * enforcement: reads, writes, flush, unmap and eject pass straight through.
  * The rules and the generation counter follow OpenVMM's DiskWithReservations
  * exactly, so a frontend's PR compliance sequence sees the same generations. */

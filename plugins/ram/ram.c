@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * ram: RAM disk layers, `mem:SIZE` and `memdiff:SPEC` (reference §4.6).
+ * ram: RAM disk layers, `mem:SIZE` and `memdiff:SPEC` (docs/openvmm-compat.md §4.6).
  *
  * Storage is a two-level table of 64 KiB chunks, allocated on first write, each
  * with a presence bitmap. Chunks are carved out of 2 MiB arenas that ask for

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* sqlite: a persistent, sparse disk layer in a SQLite database (reference §4.7).
+/* sqlite: a persistent, sparse disk layer in a SQLite database (docs/openvmm-compat.md
+ * §4.7).
  *
  * Forms: sql:PATH[;create=SIZE] (a disk of its own), sqldiff:PATH[;create]:SPEC
  * (a diff layer over SPEC) and autocache:[KEY]:SPEC (a read cache over SPEC, kept
@@ -640,7 +641,8 @@ static int sq_check_fit(const struct sq_layer *l, const struct dc_info *lower,
 	return err;
 }
 
-/* Find or create the cache for the disk below (reference §4.7 auto-cache). */
+/* Find or create the cache for the disk below (docs/openvmm-compat.md §4.7
+ * auto-cache). */
 static int sq_auto_attach(struct sq_layer *l, const struct dc_info *lower)
 {
 	char key[33], *dir = NULL;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* striped: RAID 0 over member disks of equal geometry (reference §2.7).
+/* striped: RAID 0 over member disks of equal geometry (docs/openvmm-compat.md §2.7).
  *
  * Global chunk i lives on member i % n at member chunk i / n. A read or write
  * becomes one child request per chunk piece, all issued at once; the request
@@ -89,8 +89,8 @@ static unsigned striped_member_of(const struct striped_disk *d, const struct dc_
 }
 
 /* The error of a read or write piece: every lower error is an I/O error here
- * (reference §2.7); the lower errno, or its class, stays as the detail. Returns
- * the piece's global chunk, its position in disk order. */
+ * (docs/openvmm-compat.md §2.7); the lower errno, or its class, stays as the detail.
+ * Returns the piece's global chunk, its position in disk order. */
 static uint64_t striped_piece_error(struct striped_disk *d, struct dc_req *req,
 				    struct dc_req *child, int *detail)
 {
@@ -287,7 +287,8 @@ static void striped_close(void *inst)
 	free(d);
 }
 
-/* Check the members against member 0 and merge their metadata (reference §2.7). */
+/* Check the members against member 0 and merge their metadata (docs/openvmm-compat.md
+ * §2.7). */
 static int striped_members(struct striped_disk *d, struct dc_node *node,
 			   struct dc_info *info)
 {

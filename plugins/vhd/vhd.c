@@ -128,7 +128,8 @@ static const char *vhd_footer_why(enum vhdfmt_status s)
 	}
 }
 
-/* The footer of a fixed image, checked as vhd1 checks it (reference §2.2). */
+/* The footer of a fixed image, checked as vhd1 checks it (docs/openvmm-compat.md
+ * §2.2). */
 static int vhd_parse_fixed(const char *path, struct vhd_meta *m)
 {
 	if (m->file_size % VHD_SECTOR) {

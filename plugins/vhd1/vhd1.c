@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* vhd1: a fixed VHD (raw data followed by a 512-byte footer), as OpenVMM's
- * Vhd1Disk (reference openvmm-storage.md §2.2): the same validation order, the
+ * Vhd1Disk (docs/openvmm-compat.md §2.2): the same validation order, the
  * disk id is the footer's unique id, and the footer lies past the disk's last
  * sector, so no request can read or overwrite it. Blocking preadv/pwritev on the
  * core's worker pool.
