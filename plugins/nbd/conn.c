@@ -33,6 +33,27 @@ const char *nbd_redact_uri(const char *uri, char *buf, size_t len)
 	return buf;
 }
 
+void nbd_conn_defer(struct nbd_conn *c, struct nbd_done *d)
+{
+	d->next = __atomic_load_n(&c->done, __ATOMIC_RELAXED);
+	while (!__atomic_compare_exchange_n(&c->done, &d->next, d, true, __ATOMIC_RELEASE,
+					    __ATOMIC_RELAXED))
+		;
+}
+
+/* Finish what the callbacks deferred, outside libnbd's lock. */
+static void conn_finish(struct nbd_conn *c)
+{
+	struct nbd_done *d = __atomic_exchange_n(&c->done, NULL, __ATOMIC_ACQUIRE);
+
+	while (d) {
+		struct nbd_done *next = d->next;
+
+		d->finish(d);
+		d = next;
+	}
+}
+
 static void *conn_reap(void *arg)
 {
 	struct nbd_conn *c = arg;
@@ -69,6 +90,7 @@ static void *conn_reap(void *arg)
 			nbd_aio_notify_read(c->h);
 		else if (p[1].revents & (POLLOUT | POLLHUP | POLLERR))
 			nbd_aio_notify_write(c->h);
+		conn_finish(c);
 	}
 	return NULL;
 }
@@ -77,7 +99,8 @@ void nbd_conn_kick(struct nbd_conn *c)
 {
 	uint64_t one = 1;
 
-	if (!(nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE))
+	if (!(nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE) &&
+	    !__atomic_load_n(&c->done, __ATOMIC_ACQUIRE))
 		return;
 	if (write(c->wake_fd, &one, sizeof(one)) < 0)
 		dc_debug("nbd: wake: %s", strerror(errno));

@@ -41,19 +41,20 @@ struct nbd_q {
 /* Per request: a request larger than a command is split; the last command
  * to finish completes it with the first error. */
 struct nbd_rctx {
+	struct nbd_done done; /* first: the reaper's deferred completion */
+	struct nbd_conn *conn;
 	struct dc_req *req;
 	void *bounce; /* a contiguous copy when the buffer has several segments */
 	unsigned pending;
 	int err;
 };
 
-static void rctx_put(struct nbd_rctx *r)
+static void rctx_finish(struct nbd_done *d)
 {
+	struct nbd_rctx *r = (struct nbd_rctx *)d;
 	struct dc_req *req = r->req;
 	int err;
 
-	if (__atomic_sub_fetch(&r->pending, 1, __ATOMIC_ACQ_REL))
-		return;
 	err = __atomic_load_n(&r->err, __ATOMIC_ACQUIRE);
 	if (r->bounce && req->op == DC_OP_READ && !err)
 		dc_buf_copy_to(&req->buf, 0, r->bounce, req->buf.len);
@@ -62,6 +63,18 @@ static void rctx_put(struct nbd_rctx *r)
 		dc_complete_detail(req, DC_E_IO, err);
 	else
 		dc_complete(req, 0);
+}
+
+/* Drop one reference; the last finishes the request: inline on the queue's
+ * thread (submit), deferred to the reaper from a libnbd callback. */
+static void rctx_put(struct nbd_rctx *r, bool in_callback)
+{
+	if (__atomic_sub_fetch(&r->pending, 1, __ATOMIC_ACQ_REL))
+		return;
+	if (in_callback)
+		nbd_conn_defer(r->conn, &r->done);
+	else
+		rctx_finish(&r->done);
 }
 
 static void rctx_fail(struct nbd_rctx *r, int err)
@@ -80,7 +93,7 @@ static int nbd_cmd_done(void *user_data, int *error)
 
 	if (*error)
 		rctx_fail(r, *error);
-	rctx_put(r);
+	rctx_put(r, true);
 	return 1;
 }
 
@@ -122,6 +135,8 @@ static void nbd_submit(void *inst, struct dc_req *req)
 		dc_complete(req, 0);
 		return;
 	}
+	r->done.finish = rctx_finish;
+	r->conn = c;
 	r->req = req;
 	r->bounce = NULL;
 	r->pending = 1; /* held until every command is issued */
@@ -157,8 +172,8 @@ static void nbd_submit(void *inst, struct dc_req *req)
 			break;
 		}
 	}
+	rctx_put(r, false);
 	nbd_conn_kick(c);
-	rctx_put(r);
 }
 
 static int nbd_queue_open(void *inst, void **qctx)

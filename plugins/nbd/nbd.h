@@ -8,10 +8,19 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+/* A finished request waiting for the reaper to complete it once libnbd's lock
+ * is released: dc_complete() may run the consumer's callback and its next
+ * submit() inline, which would issue a command under that lock. */
+struct nbd_done {
+	struct nbd_done *next;
+	void (*finish)(struct nbd_done *d);
+};
+
 struct nbd_conn {
 	struct nbd_handle *h;
-	int wake_fd; /* eventfd: a command is waiting to be sent, or stop */
-	bool stop;   /* under the eventfd's ordering: read after the wake */
+	struct nbd_done *done; /* a stack pushed by completion callbacks */
+	int wake_fd;	       /* eventfd: a command is waiting to be sent, or stop */
+	bool stop;	       /* under the eventfd's ordering: read after the wake */
 	pthread_t reaper;
 	bool reaper_started;
 };
@@ -24,6 +33,9 @@ void nbd_conn_close(struct nbd_conn *c);
 /* After issuing a command from a thread other than the reaper: wake the reaper
  * if the command is still waiting for the socket to accept it. */
 void nbd_conn_kick(struct nbd_conn *c);
+
+/* From a completion callback: have the reaper finish d after libnbd returns. */
+void nbd_conn_defer(struct nbd_conn *c, struct nbd_done *d);
 
 /* uri with the password of its user info replaced by "***", in buf. */
 const char *nbd_redact_uri(const char *uri, char *buf, size_t len);
