@@ -11,8 +11,10 @@
 #    when its magic says qcow2;
 #  - a writable open is refused with the message that names memdiff:, and
 #    memdiff:qcow2:IMG takes writes;
+#  - diskctl info lists internal snapshots (count and names);
 #  - hostile headers (truncated file, L1 table past the end, huge l1_size,
-#    cluster_bits out of range, an unknown incompatible bit, encryption) each
+#    cluster_bits out of range, an unknown incompatible bit, named from the
+#    feature table when it is there, encryption) each
 #    fail with a clear message: exit status 1, never a signal or a hang.
 set -eu
 # shellcheck source=tests/oracle-lib.sh
@@ -187,10 +189,23 @@ ln -s ../base.raw "$W/sub/link.raw"
 qemu-img create -q -f qcow2 -b link.raw -F raw -u "$W/sub/viasym.qcow2" 6M
 refused "a symlink that climbs out" "outside the image's directory" "qcow2:$W/sub/viasym.qcow2"
 
+# --- internal snapshots are listed ---
+cp "$W/c4k-1.1.qcow2" "$W/snap.qcow2"
+qemu-img snapshot -c first "$W/snap.qcow2"
+qemu-img snapshot -c second "$W/snap.qcow2"
+qio "$W/snap.qcow2" 'write -P 0x99 0 4k'
+"$D" info "qcow2:$W/snap.qcow2" >"$W/info" 2>&1 || true
+if grep -q "internal snapshots: *2" "$W/info" && grep -q "snapshot names: *first, second" "$W/info"; then
+	ok "info lists internal snapshots"
+else
+	bad "info lists internal snapshots: $(cat "$W/info")"
+fi
+same "an image with snapshots reads its current state" "qcow2:$W/snap.qcow2" "$W/snap.qcow2"
+
 # --- writes ---
 refused "a writable open" "qcow2 writing is not supported yet: put memdiff: above it" \
 	"qcow2:$W/top.qcow2" write 0 --pattern 1 --count 1
-if timeout 30 "$D" write "memdiff:qcow2:$W/top.qcow2" 0 --pattern 1 --count 8 2>"$W/err"; then
+if timeout 30 "$D" write "memdiff:qcow2:$W/top.qcow2" 0 --pattern 1 --count 8 >/dev/null 2>"$W/err"; then
 	ok "memdiff:qcow2: takes writes"
 else
 	bad "memdiff:qcow2: takes writes: $(cat "$W/err")"
@@ -229,6 +244,19 @@ refused "cluster_bits out of range" "cluster_bits 30" "qcow2:$W/h.qcow2"
 mk
 patch "$W/h.qcow2" 72 '>Q' 0x20
 refused "an unknown incompatible bit" "incompatible feature bit 5" "qcow2:$W/h.qcow2"
+# The feature-name table names the bit: rename its entry for bit 0 to bit 5.
+mk
+"$PY" -c 'import sys
+with open(sys.argv[1], "r+b") as f:
+    d = f.read(65536)
+    t = d.index(bytes.fromhex("6803f857")) + 8
+    while d[t] != 0 or d[t + 1] != 0:
+        t += 48
+    f.seek(t + 1)
+    f.write(bytes([5]))' "$W/h.qcow2"
+patch "$W/h.qcow2" 72 '>Q' 0x20
+refused "an unknown incompatible bit, named" "incompatible feature bit 5 \\('dirty bit'\\)" \
+	"qcow2:$W/h.qcow2"
 mk
 patch "$W/h.qcow2" 72 '>Q' 0x4
 refused "an external data file" "external data file" "qcow2:$W/h.qcow2"
