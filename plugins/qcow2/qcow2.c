@@ -35,6 +35,7 @@ void qcow2_free(struct qcow2 *q)
 	free(q->parent);
 	free(q->slots);
 	free(q->l2buf);
+	free(q->zc_buf);
 }
 
 static void qcow2_close(void *inst)
@@ -103,6 +104,7 @@ static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info 
 	if (!q)
 		return dc_fail(-ENOMEM, "out of memory");
 	q->fd = -1;
+	q->zc_off = UINT64_MAX;
 	pthread_mutex_init(&q->lock, NULL);
 	q->path = strdup(a->fields[0]);
 	ret = q->path ? qcow2_open_file(q) : dc_fail(-ENOMEM, "out of memory");

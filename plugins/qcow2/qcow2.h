@@ -113,6 +113,10 @@ struct qcow2 {
 	struct qcow2_l2slot *slots;
 	uint8_t *l2buf; /* nslots * cluster_size */
 	uint64_t l2_cache_bytes;
+	/* The last compressed cluster inflated (read.c), under lock: a reader
+	 * going through one in small requests inflates it once. */
+	uint64_t zc_off; /* its host offset; UINT64_MAX: none */
+	uint8_t *zc_buf; /* cluster_size bytes */
 };
 
 /* header.c: read, decode and check the header, its extensions and the

@@ -14,26 +14,53 @@
 
 #define QCOW2_SECTOR 512u
 
-/* One compressed cluster, inflated, then the part asked for copied out. */
+/* The cached copy of the compressed cluster at m->off, if it is the one. */
+static bool qcow2_zc_copy(struct qcow2 *q, const struct qcow2_map *m, uint64_t goff,
+			  const struct dc_buf *dst)
+{
+	bool hit;
+
+	pthread_mutex_lock(&q->lock);
+	hit = q->zc_buf && q->zc_off == m->off;
+	if (hit)
+		dc_buf_copy_to(dst, 0, q->zc_buf + (goff & (q->cluster_size - 1)),
+			       dst->len);
+	pthread_mutex_unlock(&q->lock);
+	return hit;
+}
+
+/* One compressed cluster, inflated (and kept), then the part asked for
+ * copied out. */
 static int qcow2_read_compressed(struct qcow2 *q, const struct qcow2_map *m,
 				 uint64_t goff, const struct dc_buf *dst)
 {
-	uint8_t *src = malloc(m->clen ? m->clen : 1), *out = malloc(q->cluster_size);
+	uint8_t *src, *out;
 	int ret = -ENOMEM;
 
+	if (qcow2_zc_copy(q, m, goff, dst))
+		return 0;
+	src = malloc(m->clen ? m->clen : 1);
+	out = malloc(q->cluster_size);
 	if (src && out) {
 		ret = vhdfmt_pread(q->fd, src, m->clen, m->off);
 		if (ret == 0)
 			ret = qcow2_decompress(q->h.compression, src, m->clen, out,
 					       q->cluster_size);
-		if (ret == 0)
+		if (ret == 0) {
 			dc_buf_copy_to(dst, 0, out + (goff & (q->cluster_size - 1)),
 				       dst->len);
-		else
+			pthread_mutex_lock(&q->lock);
+			free(q->zc_buf);
+			q->zc_buf = out;
+			q->zc_off = m->off;
+			out = NULL;
+			pthread_mutex_unlock(&q->lock);
+		} else {
 			dc_debug("qcow2: %s: compressed cluster at %llu (%llu bytes) "
 				 "does not decompress: %d",
 				 q->path, (unsigned long long)m->off,
 				 (unsigned long long)m->clen, ret);
+		}
 	}
 	free(src);
 	free(out);
