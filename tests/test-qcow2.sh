@@ -152,6 +152,7 @@ qio "$W/top.qcow2" 'write -P 0x72 512k 1M' 'write -z 3M 8k'
 same "qcow2 over raw" "qcow2:$W/mid.qcow2" "$W/mid.qcow2"
 same "qcow2 over qcow2 over raw" "qcow2:$W/top.qcow2" "$W/top.qcow2"
 same "memdiff over a chain" "memdiff:qcow2:$W/top.qcow2" "$W/top.qcow2"
+same "a bare .qcow2 path picks the plugin" "$W/top.qcow2" "$W/top.qcow2"
 if "$D" info "qcow2:$W/top.qcow2" 2>&1 | grep -q "backing format: qcow2"; then
 	ok "info names the backing format"
 else

@@ -34,8 +34,22 @@ static const char *qcow2_form_of(const char *fmt)
 	return NULL;
 }
 
+/* The real path of an open fd, malloc'd. */
+static char *qcow2_fd_path(int fd)
+{
+	char link[64], buf[4096];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, buf, sizeof(buf) - 1);
+	if (n <= 0 || n >= (ssize_t)sizeof(buf) - 1)
+		return NULL;
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
 /* Open name (relative to dirfd) without leaving the directory: RESOLVE_BENEATH
- * refuses "..", absolute symlinks and links that climb out. */
+ * refuses "..", absolute symlinks and links that climb out (-EXDEV). */
 static int qcow2_open_beneath(int dirfd, const char *name)
 {
 	struct open_how how = {
@@ -43,8 +57,26 @@ static int qcow2_open_beneath(int dirfd, const char *name)
 		.resolve = RESOLVE_BENEATH,
 	};
 	long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
+	char *dir, *joined = NULL, *real = NULL;
+	int ret;
 
-	return fd < 0 ? -errno : (int)fd;
+	if (fd >= 0 || errno != ENOSYS)
+		return fd < 0 ? -errno : (int)fd;
+	/* A kernel before 5.6: resolve, then check the prefix (racy against a
+	 * rename meanwhile, which openat2 is not). */
+	dir = qcow2_fd_path(dirfd);
+	if (dir && asprintf(&joined, "%s/%s", dir, name) >= 0)
+		real = realpath(joined, NULL);
+	if (!real)
+		ret = dir && joined ? -errno : -ENOMEM;
+	else if (strncmp(real, dir, strlen(dir)) != 0 || real[strlen(dir)] != '/')
+		ret = -EXDEV;
+	else if ((ret = open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
+		ret = -errno;
+	free(real);
+	free(joined);
+	free(dir);
+	return ret;
 }
 
 /* The backing file, open read-only: fd, or -errno after a message. */
@@ -97,20 +129,6 @@ escapes:
 		   "add ;parents=any to the spec to follow it",
 		   q->path, q->backing, q->dir);
 	return -EPERM;
-}
-
-/* The real path of an open fd, malloc'd. */
-static char *qcow2_fd_path(int fd)
-{
-	char link[64], buf[4096];
-	ssize_t n;
-
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	n = readlink(link, buf, sizeof(buf) - 1);
-	if (n <= 0 || n >= (ssize_t)sizeof(buf) - 1)
-		return NULL;
-	buf[n] = '\0';
-	return strdup(buf);
 }
 
 int qcow2_resolve_backing(struct qcow2 *q)

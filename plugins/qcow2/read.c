@@ -79,6 +79,20 @@ static int qcow2_read_data(struct qcow2 *q, const struct qcow2_map *m,
 	return 0;
 }
 
+/* Grow a data mapping m of n bytes at goff over the following mappings that
+ * continue it in the file, up to max bytes: one pread for a run of clusters
+ * the image laid out in order. */
+static uint64_t qcow2_extend_data(struct qcow2 *q, const struct qcow2_map *m,
+				  uint64_t goff, uint64_t n, uint64_t max)
+{
+	struct qcow2_map next;
+
+	while (n < max && qcow2_map(q, goff + n, &next) == 0 && next.kind == QCOW2_DATA &&
+	       next.off == m->off + n)
+		n += next.len < max - n ? next.len : max - n;
+	return n;
+}
+
 int qcow2_read(struct qcow2 *q, struct dc_req *req)
 {
 	uint64_t pos = req->sector * QCOW2_SECTOR, total = req->count * QCOW2_SECTOR;
@@ -92,6 +106,8 @@ int qcow2_read(struct qcow2 *q, struct dc_req *req)
 		if (ret)
 			return vhdfmt_result(req, ret);
 		n = m.len < total - done ? m.len : total - done;
+		if (m.kind == QCOW2_DATA)
+			n = qcow2_extend_data(q, &m, pos + done, n, total - done);
 		sub = dc_buf_sub(&req->buf, done, n);
 		switch (m.kind) {
 		case QCOW2_UNALLOC:
