@@ -53,12 +53,14 @@ qio() {
 	qemu-io -f qcow2 "$@" "$img" >/dev/null
 }
 
-# same NAME SPEC IMG: every byte of SPEC equals qemu-img's raw conversion of IMG.
+# same NAME SPEC IMG: every byte of SPEC equals qemu-img's raw conversion of IMG
+# (read with `diskctl cp $CPARGS`).
 same() {
 	rm -f "$W/ref.raw" "$W/got.raw"
 	qemu-img convert -O raw "$3" "$W/ref.raw"
 	truncate -s "$(stat -c %s "$W/ref.raw")" "$W/got.raw"
-	if ! timeout 120 "$D" cp -q --no-sparse "$2" "file:$W/got.raw" 2>"$W/err"; then
+	# shellcheck disable=SC2086 # $CPARGS is a list of options
+	if ! timeout 120 "$D" cp -q --no-sparse ${CPARGS:-} "$2" "file:$W/got.raw" 2>"$W/err"; then
 		bad "$1: diskctl cp failed: $(cat "$W/err")"
 	elif cmp -s "$W/ref.raw" "$W/got.raw"; then
 		ok "$1"
@@ -112,6 +114,9 @@ for cs in 512 4k 64k 2M; do
 	done
 done
 same "small l2-cache (one table)" "qcow2:$W/c4k-1.1.qcow2;l2-cache=4k" "$W/c4k-1.1.qcow2"
+# Many small requests in flight at once through one cache entry.
+CPARGS="--bs 4K --qd 32" same "512 B clusters, a one-table cache, 32 requests in flight" \
+	"qcow2:$W/c512-1.1.qcow2;l2-cache=512" "$W/c512-1.1.qcow2"
 
 # --- extended L2: subclusters allocated, zero and unallocated over a backing ---
 base="$W/base.raw"
@@ -141,6 +146,8 @@ for ct in zlib zstd; do
 		fi
 		qio "$img" 'write -P 0x66 8k 4k' 'write -z 1M 64k'
 		same "compressed $ct, $cs clusters (and overwrites)" "qcow2:$img" "$img"
+		CPARGS="--bs 4K --qd 32" same "compressed $ct, $cs clusters, 4K reads" \
+			"qcow2:$img" "$img"
 	done
 done
 
@@ -202,6 +209,11 @@ else
 	bad "info lists internal snapshots: $(cat "$W/info")"
 fi
 same "an image with snapshots reads its current state" "qcow2:$W/snap.qcow2" "$W/snap.qcow2"
+
+# A loop: each image the other's backing file.
+qemu-img create -q -f qcow2 -u -b loop2.qcow2 -F qcow2 "$W/loop1.qcow2" 1M
+qemu-img create -q -f qcow2 -u -b loop1.qcow2 -F qcow2 "$W/loop2.qcow2" 1M
+refused "a backing loop" "the parent chain loops" "qcow2:$W/loop1.qcow2"
 
 # --- writes ---
 refused "a writable open" "qcow2 writing is not supported yet: put memdiff: above it" \
