@@ -3,7 +3,8 @@
 # The nbd: backend against real NBD servers on unix sockets in a temporary
 # directory -- nbdkit (memory, read-only, TLS required, killed mid-copy),
 # qemu-nbd (qcow2) and diskctl serve -- with nbdcopy and qemu-io as the
-# independent side (docs/spec-strings.md, "nbd").
+# independent side (docs/spec-strings.md, "nbd"). tests/test-nbd.c runs the
+# shared conformance suite through nbd:.
 # Needs DISKCORE_BUILD_ROOT (diskctl at tools/diskctl) and DISKCORE_PLUGIN_PATH.
 set -u
 
@@ -77,6 +78,12 @@ check "unaligned to max block size: 40 MiB read splits" \
 check "bench --threads 2 --qd 16 --time 1 randwrite" \
 	dc bench --rw randwrite --threads 2 --qd 16 --time 1 "$M"
 check "bench randread" dc bench --threads 2 --qd 16 --time 1 --ro "$M"
+
+# --- FUA and flush reach the server (nbdkit's log filter) -----------------------
+nbdkit_start log --filter=log memory 1M logfile="$T/log.trace" || exit 1
+dc write "nbd:$(uri log)" 0 --pattern 1 --count 8 --fua >/dev/null
+check "FUA write sent with NBD_CMD_FLAG_FUA" grep -q "Write .*count=0x1000 fua=1" "$T/log.trace"
+check "flush sent as NBD_CMD_FLUSH" grep -q "Flush id=" "$T/log.trace"
 
 # --- a read-only export -----------------------------------------------------
 nbdkit_start ro --readonly memory 1M || exit 1
