@@ -21,7 +21,7 @@
  *    in-memory kinds below, a number, or a field value named below.
  * After every input the scratch directory must hold "k" alone. delay: can
  * make I/O wait for as long as its field says, so specs that name it are only
- * opened and closed. */
+ * opened and closed; RAM disks over 1 TiB are not opened (FUZZ_MAX_MEM). */
 #include "fuzz-env.h"
 
 #define FUZZ_MAX_SS 65536
