@@ -71,17 +71,17 @@ enum vhdfmt_status vhdfmt_footer_decode(const uint8_t buf[VHD_FOOTER_SIZE],
 	return vhd_check(&vhd_footer_fmt, buf);
 }
 
-void vhdfmt_footer_encode(struct vhd_footer *f, uint8_t buf[VHD_FOOTER_SIZE])
-{
-	vhd_footer_encode(buf, f);
-	vhd_seal(&vhd_footer_fmt, buf, f);
-}
-
 enum vhdfmt_status vhdfmt_dyn_decode(const uint8_t buf[VHD_HEADER_SIZE],
 				     struct vhd_dyn_header *h)
 {
 	vhd_dyn_header_decode(h, buf);
 	return vhd_check(&vhd_dyn_fmt, buf);
+}
+
+void vhdfmt_footer_encode(struct vhd_footer *f, uint8_t buf[VHD_FOOTER_SIZE])
+{
+	vhd_footer_encode(buf, f);
+	vhd_seal(&vhd_footer_fmt, buf, f);
 }
 
 void vhdfmt_dyn_encode(struct vhd_dyn_header *h, uint8_t buf[VHD_HEADER_SIZE])

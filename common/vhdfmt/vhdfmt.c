@@ -14,6 +14,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int vhdfmt_new_uid(uint8_t uid[16])
@@ -59,36 +60,23 @@ char *vhdfmt_dirname(const char *path)
 	return real;
 }
 
-/* The whole length through EINTR and short transfers; an early end of file is
- * -ENODATA for a read, -ENOSPC for a write. */
-static int vhdfmt_full(int fd, char *p, size_t len, uint64_t off, bool write)
+/* A flat buffer as a one-segment view, moved by vhdfmt_xfer(). */
+static int vhdfmt_flat(int fd, void *buf, size_t len, uint64_t off, bool write)
 {
-	while (len) {
-		ssize_t n = write ? pwrite(fd, p, len, (off_t)off) :
-				    pread(fd, p, len, (off_t)off);
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	struct dc_buf b = { .iov = &iov, .iovcnt = 1, .len = len };
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return write ? -ENOSPC : -ENODATA;
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
+	return vhdfmt_xfer(fd, &b, off, write, 0);
 }
 
 int vhdfmt_pread(int fd, void *buf, size_t len, uint64_t off)
 {
-	return vhdfmt_full(fd, buf, len, off, false);
+	return vhdfmt_flat(fd, buf, len, off, false);
 }
 
 int vhdfmt_pwrite(int fd, const void *buf, size_t len, uint64_t off)
 {
-	return vhdfmt_full(fd, (char *)buf, len, off, true);
+	return vhdfmt_flat(fd, (void *)buf, len, off, true);
 }
 
 int vhdfmt_xfer(int fd, const struct dc_buf *b, uint64_t off, bool write, int rwflags)

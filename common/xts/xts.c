@@ -427,8 +427,14 @@ void xts_submit(const struct xts_disk *d, struct dc_req *req)
  * keeps one request in flight never allocates or expands a key after this.
  * The cipher handle serves both directions; a unit's stage grows on its first
  * write. */
-int xts_queue_open(const struct xts_disk *d, void **qctx)
+void xts_plugin_submit(void *inst, struct dc_req *req)
 {
+	xts_submit(inst, req);
+}
+
+int xts_queue_open(void *inst, void **qctx)
+{
+	const struct xts_disk *d = inst;
 	struct xts_pool *pool = calloc(1, sizeof(*pool));
 
 	if (!pool) {
@@ -438,18 +444,19 @@ int xts_queue_open(const struct xts_disk *d, void **qctx)
 	atomic_init(&pool->remote, NULL);
 	pool->local = xts_unit_new(d, pool);
 	if (!pool->local) {
-		xts_queue_close(pool); /* xts_unit_new said why */
+		xts_queue_close(inst, pool); /* xts_unit_new said why */
 		return -ENOMEM;
 	}
 	*qctx = pool;
 	return 0;
 }
 
-void xts_queue_close(void *qctx)
+void xts_queue_close(void *inst, void *qctx)
 {
 	struct xts_pool *pool = qctx;
 	struct xts_unit *u, *next;
 
+	(void)inst;
 	if (!pool)
 		return;
 	for (u = pool->all; u; u = next) {

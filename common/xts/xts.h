@@ -72,13 +72,17 @@ struct xts_ctx {
 /* Threads: the CPU count capped at XTS_MAX_PIECES; split: XTS_SPLIT_DEFAULT. */
 void xts_defaults(struct xts_disk *d);
 
-/* Per-queue state; xts_queue_open() calls dc_error() when it fails. */
-int xts_queue_open(const struct xts_disk *d, void **qctx);
-void xts_queue_close(void *qctx);
+/* The queue_open and queue_close callbacks of a plugin whose instance starts
+ * with its struct xts_disk (crypt, luks): per-queue cipher units.
+ * xts_queue_open() calls dc_error() when it fails. */
+int xts_queue_open(void *inst, void **qctx);
+void xts_queue_close(void *inst, void *qctx);
 
 /* A read or a write (req->ctx is a struct xts_ctx, req->qctx the queue's). The
  * caller has range-checked it. */
 void xts_submit(const struct xts_disk *d, struct dc_req *req);
+/* The submit callback of such a plugin that only reads and writes through XTS. */
+void xts_plugin_submit(void *inst, struct dc_req *req);
 
 /* One-shot: en- or decrypt len bytes of consecutive units of unit_size bytes,
  * the first tweaked with first_unit, with a key of key_len (32 or 64) bytes.

@@ -23,30 +23,11 @@
 #define CRYPT_KEY_LEN 64
 
 struct crypt_disk {
-	struct xts_disk x;
+	struct xts_disk x; /* first: the xts callbacks take the instance */
 	char *key_path;
 	uint8_t *key; /* CRYPT_KEY_LEN bytes of locked memory */
 };
-
-static void crypt_submit(void *inst, struct dc_req *req)
-{
-	struct crypt_disk *d = inst;
-
-	xts_submit(&d->x, req);
-}
-
-static int crypt_queue_open(void *inst, void **qctx)
-{
-	struct crypt_disk *d = inst;
-
-	return xts_queue_open(&d->x, qctx);
-}
-
-static void crypt_queue_close(void *inst, void *qctx)
-{
-	(void)inst;
-	xts_queue_close(qctx);
-}
+_Static_assert(offsetof(struct crypt_disk, x) == 0, "xts_disk comes first");
 
 /* --- Open and close -------------------------------------------------------- */
 
@@ -247,8 +228,8 @@ DC_PLUGIN(crypt_plugin) = {
 	.passthrough_ops = DC_OP_BIT(DC_OP_FLUSH) | DC_OP_BIT(DC_OP_UNMAP) | DC_OPS_PR,
 	.open = crypt_open,
 	.close = crypt_close,
-	.queue_open = crypt_queue_open,
-	.queue_close = crypt_queue_close,
-	.submit = crypt_submit,
+	.queue_open = xts_queue_open,
+	.queue_close = xts_queue_close,
+	.submit = xts_plugin_submit,
 	.describe = crypt_describe,
 };

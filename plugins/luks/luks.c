@@ -102,7 +102,7 @@ struct luks_hdr {
 };
 
 struct luks_disk {
-	struct xts_disk x;
+	struct xts_disk x; /* first: the xts callbacks take the instance */
 	struct dc_node *child;
 	uint8_t *vkey; /* locked memory */
 	uint32_t vkey_len;
@@ -118,6 +118,7 @@ struct luks_disk {
 	char *secret_path;
 	bool secret_is_keyfile;
 };
+_Static_assert(offsetof(struct luks_disk, x) == 0, "xts_disk comes first");
 
 /* A reason kept aside while another header copy is tried. */
 struct luks_why {
@@ -1196,19 +1197,6 @@ static void luks_submit(void *inst, struct dc_req *req)
 	dc_child_submit(req, child, dc_child_done_complete);
 }
 
-static int luks_queue_open(void *inst, void **qctx)
-{
-	struct luks_disk *d = inst;
-
-	return xts_queue_open(&d->x, qctx);
-}
-
-static void luks_queue_close(void *inst, void *qctx)
-{
-	(void)inst;
-	xts_queue_close(qctx);
-}
-
 static int luks_resize(void *inst, uint64_t new_sector_count)
 {
 	(void)inst;
@@ -1485,8 +1473,8 @@ DC_PLUGIN(luks_plugin) = {
 	.passthrough_ops = DC_OP_BIT(DC_OP_FLUSH) | DC_OPS_PR,
 	.open = luks_open,
 	.close = luks_close,
-	.queue_open = luks_queue_open,
-	.queue_close = luks_queue_close,
+	.queue_open = xts_queue_open,
+	.queue_close = xts_queue_close,
 	.submit = luks_submit,
 	.sector_count = luks_sector_count,
 	.describe = luks_describe,
