@@ -241,11 +241,37 @@ START_TEST(guids)
 }
 END_TEST
 
+/* Relative parent paths as Windows writes them: inside, beside, above, and
+ * names that share a prefix without sharing a directory. */
+START_TEST(relpaths)
+{
+	static const char *const c[][3] = {
+		{ "/a/b", "/a/b/p.vhd", ".\\p.vhd" },
+		{ "/a/b", "/a/c/p.vhd", "..\\c\\p.vhd" },
+		{ "/a/b/c", "/a/p.vhd", "..\\..\\p.vhd" },
+		{ "/", "/a/p.vhd", ".\\a\\p.vhd" },
+		{ "/a", "/p.vhd", "..\\p.vhd" },
+		{ "/a/bc", "/a/b/p", "..\\b\\p" },
+		{ "/ab", "/a/p", "..\\a\\p" },
+		{ "/x/y/z", "/q/r/p", "..\\..\\..\\q\\r\\p" },
+		{ "/a/b", "/a/b/c/d/p", ".\\c\\d\\p" },
+	};
+
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char *r = vhdfmt_relpath(c[i][0], c[i][1]);
+
+		ck_assert_str_eq(r, c[i][2]);
+		free(r);
+	}
+}
+END_TEST
+
 int main(void)
 {
-	const TTest *const tests[] = { layouts,	     vhd_footer,  vhd_dyn_header,
-				       vhd_geometry, vhdx_header, vhdx_records,
-				       file_helpers, guids,	  NULL };
+	const TTest *const tests[] = {
+		layouts,      vhd_footer,   vhd_dyn_header, vhd_geometry, vhdx_header,
+		vhdx_records, file_helpers, guids,	    relpaths,	  NULL,
+	};
 
 	return common_check_run("vhdfmt", tests);
 }

@@ -60,6 +60,40 @@ char *vhdfmt_dirname(const char *path)
 	return real;
 }
 
+char *vhdfmt_relpath(const char *from, const char *to)
+{
+	size_t i = 0, common = 0, ups = 0, flen = strlen(from);
+	const char *rest;
+	char *out, *p;
+
+	while (from[i] && from[i] == to[i])
+		if (from[i++] == '/')
+			common = i;
+	if (!from[i] && to[i] == '/')
+		common = i + 1; /* `to` is inside `from` */
+	rest = common <= flen ? from + common : "";
+	if (*rest) {
+		ups = 1;
+		for (p = (char *)rest; *p; p++)
+			ups += *p == '/';
+	}
+	out = malloc(ups * 3 + strlen(to + common) + 3);
+	if (!out)
+		return NULL;
+	p = out;
+	if (!ups) {
+		memcpy(p, ".\\", 2);
+		p += 2;
+	}
+	for (i = 0; i < ups; i++, p += 3)
+		memcpy(p, "..\\", 3);
+	strcpy(p, to + common);
+	for (; *p; p++)
+		if (*p == '/')
+			*p = '\\';
+	return out;
+}
+
 /* A flat buffer as a one-segment view, moved by vhdfmt_xfer(). */
 static int vhdfmt_flat(int fd, void *buf, size_t len, uint64_t off, bool write)
 {

@@ -27,6 +27,11 @@ void vhdfmt_uid_str(const uint8_t uid[16], char out[37]);
  * NULL with errno set. */
 char *vhdfmt_dirname(const char *path);
 
+/* The path of file `to` relative to directory `from` (both absolute and real)
+ * with Windows separators, as relative parent locators store it:
+ * ".\\p.vhd", "..\\d\\p.vhd". malloc'd; NULL when out of memory. */
+char *vhdfmt_relpath(const char *from, const char *to);
+
 /* [a, a+alen) and [b, b+blen) overlap. */
 static inline bool vhdfmt_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
 {

@@ -1122,42 +1122,6 @@ struct vhd_create {
 	const char *parent; /* differencing: the parent as given */
 };
 
-/* Relative path from directory `from` to file `to` (both absolute, real), with
- * Windows separators as the W2ru locator stores it: ".\\p.vhd", "..\\d\\p.vhd". */
-static char *vhd_relpath(const char *from, const char *to)
-{
-	size_t i = 0, common = 0, ups = 0, flen = strlen(from);
-	const char *rest;
-	char *out, *p;
-
-	while (from[i] && from[i] == to[i])
-		if (from[i++] == '/')
-			common = i;
-	if (!from[i] && to[i] == '/')
-		common = i + 1; /* `to` is inside `from` */
-	rest = common <= flen ? from + common : "";
-	if (*rest) {
-		ups = 1;
-		for (p = (char *)rest; *p; p++)
-			ups += *p == '/';
-	}
-	out = malloc(ups * 3 + strlen(to + common) + 3);
-	if (!out)
-		return NULL;
-	p = out;
-	if (!ups) {
-		memcpy(p, ".\\", 2);
-		p += 2;
-	}
-	for (i = 0; i < ups; i++, p += 3)
-		memcpy(p, "..\\", 3);
-	strcpy(p, to + common);
-	for (; *p; p++)
-		if (*p == '/')
-			*p = '\\';
-	return out;
-}
-
 /* Fill locator entry l and its UTF-16LE data at img + *pos (at most 8 KiB);
  * returns -1 if the path does not convert. */
 static int vhd_put_locator(struct vhd_parent_locator *l, uint32_t code, const char *path,
@@ -1225,7 +1189,7 @@ static int vhd_create_parent_info(const char *path, const char *parent,
 	p->mtime = fstat(fd, &st) == 0 && st.st_mtime > (time_t)VHD_EPOCH ?
 			   (uint32_t)(st.st_mtime - (time_t)VHD_EPOCH) :
 			   0;
-	p->rel = vhd_relpath(dir, p->real);
+	p->rel = vhdfmt_relpath(dir, p->real);
 	if (!p->rel) {
 		ret = -ENOMEM;
 		vhdfmt_err("out of memory");

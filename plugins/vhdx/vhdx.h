@@ -124,6 +124,33 @@ static inline uint64_t vhdx_key_sb(uint64_t chunk, unsigned idx)
 	return VHDX_KEY_SB | chunk << 8 | idx;
 }
 
+/* Known GUIDs, as text (stored with the first three fields little-endian). */
+#define VHDX_G_BAT "{2dc27766-f623-4200-9d64-115e9bfd4a08}"
+#define VHDX_G_META "{8b7ca206-4790-4b9a-b8fe-575f050f886e}"
+#define VHDX_G_LOC_TYPE "{b04aefb7-d19e-4a81-b789-25b8e9445913}"
+
+/* Known metadata items, in the order of vhdx_items[]. */
+enum {
+	VHDX_MI_PARAMS,
+	VHDX_MI_SIZE,
+	VHDX_MI_PAGE83,
+	VHDX_MI_LSS,
+	VHDX_MI_PSS,
+	VHDX_MI_LOC,
+	VHDX_MI_COUNT
+};
+
+/* The parent locator key for a Linux path: the standard keys hold Windows
+ * paths only. Readers ignore keys they do not know. */
+#define VHDX_KEY_ABS "diskcore_absolute_path"
+struct vhdx_item {
+	uint32_t len;	/* exact length, 0: variable */
+	uint32_t flags; /* as written: IsVirtualDisk (2), IsRequired (4) */
+	const char *name;
+	const char *guid;
+};
+extern const struct vhdx_item vhdx_items[VHDX_MI_COUNT];
+
 /* What create=, parent= and friends ask for. */
 struct vhdx_create {
 	uint64_t size;
@@ -135,15 +162,22 @@ struct vhdx_create {
 /* vhdx_meta.c */
 /* "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" */
 void vhdx_guid_str(const uint8_t g[16], char out[39]);
+/* A GUID constant (text as above) in its stored form. */
+void vhdx_guid_bin(const char *s, uint8_t *out);
 /* An instance for path (no file open yet), and its release. */
 struct vhdx *vhdx_new(const char *path, bool ro);
 void vhdx_free(struct vhdx *v);
 /* Everything up to the BAT: identifier, headers, log, regions, metadata. */
 int vhdx_parse(struct vhdx *v);
+/* Parse the image at path up to its metadata (read-only, unlocked; with quiet,
+ * without messages). */
+int vhdx_peek(const char *path, bool quiet, struct vhdx **out);
 /* v's parent (with check: its DataWriteGuid matches the linkage) and its id. */
 int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t page83[16]);
 /* vhdfmt_parent_fn for vhdfmt_check_chain(): the parent of the VHDX at path. */
 char *vhdx_parent_of(int fd, const char *path);
+
+/* vhdx_create.c */
 /* The options; the image they describe, written into the empty file v->fd
  * that dc_create_open() made; and the check of an existing image that create=
  * or parent= named (it must be what they describe). */
