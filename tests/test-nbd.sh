@@ -85,6 +85,22 @@ dc write "nbd:$(uri log)" 0 --pattern 1 --count 8 --fua >/dev/null
 check "FUA write sent with NBD_CMD_FLAG_FUA" grep -q "Write .*count=0x1000 fua=1" "$T/log.trace"
 check "flush sent as NBD_CMD_FLUSH" grep -q "Flush id=" "$T/log.trace"
 
+# --- block-size constraints (nbdkit's blocksize-policy filter) -------------------
+head -c $((1 << 20)) /dev/zero >"$T/bs.img"
+nbdkit_start bs4k --filter=blocksize-policy file "$T/bs.img" blocksize-minimum=4096 \
+	blocksize-preferred=4096 blocksize-maximum=65536 || exit 1
+dc info "nbd:$(uri bs4k)" >"$T/bs.info" 2>&1
+check "minimum block size 4096: 4096-byte sectors" has 'sectors: *256 x 4096 bytes' "$T/bs.info"
+dc write "nbd:$(uri bs4k)" 1 --pattern 7 --count 32 >/dev/null
+{ head -c 4096 /dev/zero; head -c $((32 * 4096)) /dev/zero | tr '\0' '\7'; } >"$T/bs.want"
+nbdcopy "$(uri bs4k)" "$T/bs.got"
+check "128 KiB write split at the 64 KiB maximum, read back by nbdcopy" \
+	cmp -s -n $((33 * 4096)) "$T/bs.got" "$T/bs.want"
+nbdkit_start bs8k --filter=blocksize-policy file "$T/bs.img" blocksize-minimum=8192 \
+	blocksize-preferred=8192 blocksize-maximum=65536 || exit 1
+dc info "nbd:$(uri bs8k)" >/dev/null 2>"$T/bs8k.err" && fail "minimum 8192 refused" ||
+	check "minimum block size 8192 refused clearly" has "minimum block size 8192 is larger than 4096" "$T/bs8k.err"
+
 # --- a read-only export -----------------------------------------------------
 nbdkit_start ro --readonly memory 1M || exit 1
 dc info "nbd:$(uri ro)" >"$T/ro.info" 2>&1

@@ -252,11 +252,16 @@ static int nbd_probe(struct nbd_inst *in, const struct dc_open_args *a,
 	in->bs_min = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
 	in->bs_pref = nbd_get_block_size(h, LIBNBD_SIZE_PREFERRED);
 	in->bs_max = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
-	if (in->bs_min > 4096 || (in->bs_min > 512 && !pow2(in->bs_min)))
+	if (in->bs_min > 4096)
 		return dc_fail(-EINVAL,
-			       "%s: the server's minimum block size %lld is not a "
-			       "power of two up to 4096",
+			       "%s: the server's minimum block size %lld is larger than "
+			       "4096, the largest sector size supported",
 			       in->shown, (long long)in->bs_min);
+	if (in->bs_min > 512 && !pow2(in->bs_min))
+		return dc_fail(
+			-EINVAL,
+			"%s: the server's minimum block size %lld is not a power of two",
+			in->shown, (long long)in->bs_min);
 	if (in->bs_min > 512)
 		ss = (uint32_t)in->bs_min;
 	in->shift = (unsigned)__builtin_ctz(ss);
