@@ -173,5 +173,23 @@ check "killed server: cp fails ($rc), no hang" sh -c "[ $rc -ne 0 ] && [ $rc -ne
 cat "$T/kill.err"
 check "killed server: the error says why" grep -qiE "ENOTCONN|ECONNRESET|not connected|connection reset|Input/output" "$T/kill.err"
 
+# --- killed under a multi-queue bench: each queue's own connection, driven by
+# queue_poll() on the bench threads ---------------------------------------------
+nbdkit_start slow2 --filter=log --filter=delay memory 64M rdelay=200ms \
+	logfile="$T/slow2.trace" || exit 1
+timeout 30 "$DISKCTL" bench --rw read --bs 64K --qd 4 --threads 2 --time 10 \
+	"nbd:$(uri slow2)" >"$T/bench.out" 2>&1 &
+B=$!
+i=0
+while ! grep -q "connection=3 Read" "$T/slow2.trace" 2>/dev/null && [ $i -lt 200 ]; do
+	sleep 0.05
+	i=$((i + 1))
+done
+kill -9 "$(cat "$T/slow2.pid")"
+wait "$B"
+rc=$?
+check "killed server under bench: fails ($rc), no hang" sh -c "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
+check "killed server under bench: ENOTCONN" grep -q "ENOTCONN" "$T/bench.out"
+
 echo "1..$n"
 [ "$fails" -eq 0 ]

@@ -42,65 +42,108 @@ void nbd_conn_defer(struct nbd_conn *c, struct nbd_done *d)
 }
 
 /* Finish what the callbacks deferred, outside libnbd's lock. */
-static void conn_finish(struct nbd_conn *c)
+static int conn_finish(struct nbd_conn *c)
 {
 	struct nbd_done *d = __atomic_exchange_n(&c->done, NULL, __ATOMIC_ACQUIRE);
+	int n = 0;
 
 	while (d) {
 		struct nbd_done *next = d->next;
 
 		d->finish(d);
 		d = next;
+		n++;
 	}
+	return n;
+}
+
+/* One round: wait up to timeout_ms for the socket in the direction libnbd
+ * needs, or for other_fd, and move the state machine on. Returns poll()'s
+ * result; *other tells whether other_fd became readable. */
+static int conn_step(struct nbd_conn *c, int other_fd, int timeout_ms, bool *other)
+{
+	int fd = nbd_aio_get_fd(c->h);
+	unsigned dir = nbd_aio_get_direction(c->h);
+	bool live = fd >= 0 && !nbd_aio_is_dead(c->h) && !nbd_aio_is_closed(c->h);
+	struct pollfd p[2] = { { .fd = other_fd, .events = POLLIN },
+			       { .fd = live ? fd : -1 } };
+	int rc;
+
+	if (dir & LIBNBD_AIO_DIRECTION_READ)
+		p[1].events |= POLLIN;
+	if (dir & LIBNBD_AIO_DIRECTION_WRITE)
+		p[1].events |= POLLOUT;
+	rc = poll(p, 2, timeout_ms);
+	*other = rc > 0 && (p[0].revents & POLLIN);
+	/* A hang-up or error is reported to libnbd through the direction it
+	 * waits for: the failing recv/send kills the handle, which fails every
+	 * command in flight (ENOTCONN) without a reconnect. */
+	if (rc > 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
+	    (dir & LIBNBD_AIO_DIRECTION_READ))
+		nbd_aio_notify_read(c->h);
+	else if (rc > 0 && (p[1].revents & (POLLOUT | POLLHUP | POLLERR)))
+		nbd_aio_notify_write(c->h);
+	return rc;
 }
 
 static void *conn_reap(void *arg)
 {
 	struct nbd_conn *c = arg;
-	int fd = nbd_aio_get_fd(c->h);
+	bool woken;
+	uint64_t v;
 
 	for (;;) {
-		unsigned dir = nbd_aio_get_direction(c->h);
-		bool live = fd >= 0 && !nbd_aio_is_dead(c->h) && !nbd_aio_is_closed(c->h);
-		struct pollfd p[2] = { { .fd = c->wake_fd, .events = POLLIN },
-				       { .fd = live ? fd : -1 } };
-		uint64_t v;
-
-		if (dir & LIBNBD_AIO_DIRECTION_READ)
-			p[1].events |= POLLIN;
-		if (dir & LIBNBD_AIO_DIRECTION_WRITE)
-			p[1].events |= POLLOUT;
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
+		if (conn_step(c, c->wake_fd, -1, &woken) < 0 && errno != EINTR) {
 			dc_debug("nbd: poll: %s", strerror(errno));
 			break;
 		}
-		if (p[0].revents & POLLIN) {
+		conn_finish(c);
+		if (woken) {
 			if (read(c->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 				break;
 			if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
 				break;
 		}
-		/* A hang-up or error is reported to libnbd through the direction it
-		 * waits for: the failing recv/send kills the handle, which fails
-		 * every command in flight (ENOTCONN) without a reconnect. */
-		if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
-		    (dir & LIBNBD_AIO_DIRECTION_READ))
-			nbd_aio_notify_read(c->h);
-		else if (p[1].revents & (POLLOUT | POLLHUP | POLLERR))
-			nbd_aio_notify_write(c->h);
-		conn_finish(c);
 	}
 	return NULL;
+}
+
+static void conn_stop_reaper(struct nbd_conn *c)
+{
+	uint64_t one = 1;
+
+	if (!c->reaper_started)
+		return;
+	__atomic_store_n(&c->stop, true, __ATOMIC_RELEASE);
+	while (write(c->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+	pthread_join(c->reaper, NULL);
+	c->reaper_started = false;
+}
+
+int nbd_conn_poll(struct nbd_conn *c, int wake_fd, int timeout_ms)
+{
+	bool woken;
+	int n;
+
+	/* From now on the queue's thread drives the socket (plugin.h,
+	 * queue_poll): the reaper finishes its round and leaves. */
+	conn_stop_reaper(c);
+	n = conn_finish(c);
+	if (n)
+		return n;
+	if (conn_step(c, wake_fd, timeout_ms, &woken) < 0 && errno != EINTR)
+		return -errno;
+	return conn_finish(c);
 }
 
 void nbd_conn_kick(struct nbd_conn *c)
 {
 	uint64_t one = 1;
 
-	if (!(nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE) &&
-	    !__atomic_load_n(&c->done, __ATOMIC_ACQUIRE))
+	if (!c->reaper_started ||
+	    (!(nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE) &&
+	     !__atomic_load_n(&c->done, __ATOMIC_ACQUIRE)))
 		return;
 	if (write(c->wake_fd, &one, sizeof(one)) < 0)
 		dc_debug("nbd: wake: %s", strerror(errno));
@@ -154,16 +197,9 @@ fail:
 
 void nbd_conn_close(struct nbd_conn *c)
 {
-	uint64_t one = 1;
-
 	if (!c)
 		return;
-	if (c->reaper_started) {
-		__atomic_store_n(&c->stop, true, __ATOMIC_RELEASE);
-		while (write(c->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
-			;
-		pthread_join(c->reaper, NULL);
-	}
+	conn_stop_reaper(c);
 	/* NBD_CMD_DISC so the server ends cleanly; on a dead handle it fails at once. */
 	if (c->h && !nbd_aio_is_dead(c->h) && !nbd_aio_is_closed(c->h) &&
 	    nbd_aio_is_ready(c->h))

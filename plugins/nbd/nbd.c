@@ -9,6 +9,7 @@
 
 #include <diskcore/plugin.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +223,21 @@ static void nbd_queue_close(void *inst, void *qctx)
 	free(q);
 }
 
+/* A shared connection stays on its reaper, whose completions the core hands
+ * to this queue and signals on wake_fd; an owned one is driven here. */
+static int nbd_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
+{
+	struct nbd_q *q = qctx;
+	struct pollfd p = { .fd = wake_fd, .events = POLLIN };
+
+	(void)inst;
+	if (q->own)
+		return nbd_conn_poll(q->conn, wake_fd, timeout_ms);
+	if (timeout_ms != 0 && poll(&p, 1, timeout_ms) < 0 && errno != EINTR)
+		return -errno;
+	return 0;
+}
+
 static void nbd_close_inst(void *inst)
 {
 	struct nbd_inst *in = inst;
@@ -393,5 +409,6 @@ DC_PLUGIN(nbd_plugin) = {
 	.queue_open = nbd_queue_open,
 	.queue_close = nbd_queue_close,
 	.submit = nbd_submit,
+	.queue_poll = nbd_queue_poll,
 	.describe = nbd_describe,
 };

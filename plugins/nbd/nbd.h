@@ -34,6 +34,10 @@ void nbd_conn_close(struct nbd_conn *c);
  * if the command is still waiting for the socket to accept it. */
 void nbd_conn_kick(struct nbd_conn *c);
 
+/* queue_poll() for a connection one queue owns: the first call stops the
+ * reaper; finishes deferred requests, else waits up to timeout_ms for the
+ * socket or wake_fd. Returns the requests finished, or -errno. */
+int nbd_conn_poll(struct nbd_conn *c, int wake_fd, int timeout_ms);
 /* From a completion callback: have the reaper finish d after libnbd returns. */
 void nbd_conn_defer(struct nbd_conn *c, struct nbd_done *d);
 
