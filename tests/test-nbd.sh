@@ -52,6 +52,16 @@ nbdkit_start() {
 	PIDS="$PIDS $(cat "$T/$name.pid")"
 }
 uri() { echo "nbd+unix:///${2:-}?socket=$T/$1.sock"; }
+# kill_when NAME PATTERN: SIGKILL nbdkit NAME once its log filter's trace
+# ($T/NAME.trace) shows PATTERN (at most 10 s)
+kill_when() {
+	i=0
+	while ! grep -q "$2" "$T/$1.trace" 2>/dev/null && [ $i -lt 200 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
+	kill -9 "$(cat "$T/$1.pid")"
+}
 
 # --- nbdkit memory: both directions against nbdcopy -------------------------
 nbdkit_start mem memory 64M || { echo "nbdkit did not start" >&2; exit 1; }
@@ -161,12 +171,7 @@ nbdkit_start slow --filter=log --filter=delay memory 64M rdelay=500ms \
 	logfile="$T/slow.trace" || exit 1
 timeout 30 "$DISKCTL" cp -q "nbd:$(uri slow);connections=1" "mem:64M" 2>"$T/kill.err" &
 CP=$!
-i=0
-while ! grep -q "connection=1 Read" "$T/slow.trace" 2>/dev/null && [ $i -lt 200 ]; do
-	sleep 0.05
-	i=$((i + 1))
-done
-kill -9 "$(cat "$T/slow.pid")"
+kill_when slow "connection=1 Read"
 wait "$CP"
 rc=$?
 check "killed server: cp fails ($rc), no hang" sh -c "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
@@ -180,12 +185,7 @@ nbdkit_start slow2 --filter=log --filter=delay memory 64M rdelay=200ms \
 timeout 30 "$DISKCTL" bench --rw read --bs 64K --qd 4 --threads 2 --time 10 \
 	"nbd:$(uri slow2)" >"$T/bench.out" 2>&1 &
 B=$!
-i=0
-while ! grep -q "connection=3 Read" "$T/slow2.trace" 2>/dev/null && [ $i -lt 200 ]; do
-	sleep 0.05
-	i=$((i + 1))
-done
-kill -9 "$(cat "$T/slow2.pid")"
+kill_when slow2 "connection=3 Read"
 wait "$B"
 rc=$?
 check "killed server under bench: fails ($rc), no hang" sh -c "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
