@@ -52,6 +52,10 @@ struct ram {
 	_Atomic uint64_t committed; /* present sectors */
 	_Atomic(struct ram_slot *) *l1;
 	uint64_t nl1;
+	/* One past the highest l1 slot ever filled: what close must walk. The
+	 * index is sized by the disk, so a huge sparse disk (mem:1E) would
+	 * otherwise cost a walk of its whole index. */
+	atomic_uint_fast64_t l1_hi;
 	pthread_mutex_t locks[RAM_NLOCKS];
 	/* Chunk allocator: arenas, the one being carved, and freed chunks. */
 	pthread_mutex_t alloc_lock;
@@ -127,10 +131,17 @@ static struct ram_slot *ram_slot_get(struct ram *r, uint64_t ci)
 		if (!fresh)
 			return NULL;
 		if (atomic_compare_exchange_strong_explicit(
-			    p, &l2, fresh, memory_order_acq_rel, memory_order_acquire))
+			    p, &l2, fresh, memory_order_acq_rel, memory_order_acquire)) {
+			uint64_t hi = (ci >> RAM_L2_SHIFT) + 1;
+			uint_fast64_t cur = atomic_load(&r->l1_hi);
+
 			l2 = fresh;
-		else
+			while (cur < hi &&
+			       !atomic_compare_exchange_weak(&r->l1_hi, &cur, hi))
+				;
+		} else {
 			free(fresh);
+		}
 	}
 	return &l2[ci & (RAM_L2N - 1)];
 }
@@ -250,7 +261,7 @@ static void ram_close(void *inst)
 {
 	struct ram *r = inst;
 
-	for (uint64_t i = 0; r->l1 && i < r->nl1; i++) {
+	for (uint64_t i = 0; r->l1 && i < r->nl1 && i < atomic_load(&r->l1_hi); i++) {
 		struct ram_slot *l2 = atomic_load(&r->l1[i]);
 
 		free(l2);
@@ -627,8 +638,10 @@ static int ram_resize(void *inst, uint64_t n)
 		atomic_store(&r->zero_after, n);
 	if (n < old) {
 		/* Drop everything at or past the new end. */
-		for (uint64_t i1 = (n >> r->spc_shift) >> RAM_L2_SHIFT; i1 < r->nl1;
-		     i1++) {
+		uint64_t hi = atomic_load(&r->l1_hi);
+
+		for (uint64_t i1 = (n >> r->spc_shift) >> RAM_L2_SHIFT;
+		     i1 < r->nl1 && i1 < hi; i1++) {
 			struct ram_slot *l2 = atomic_load(&r->l1[i1]);
 			bool keep = false;
 
