@@ -86,22 +86,28 @@ static void rctx_fail(struct nbd_rctx *r, int err)
 				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
-/* Runs on the thread driving the handle (the reaper), under libnbd's lock:
- * it must not call libnbd on the same handle. */
+/* Both run on the thread driving the handle (the reaper, or the queue's in
+ * queue_poll), under libnbd's lock: they must not call libnbd. The reference
+ * a command holds is dropped in .free, which libnbd calls exactly once even
+ * when the command is refused before it is issued. */
 static int nbd_cmd_done(void *user_data, int *error)
 {
-	struct nbd_rctx *r = user_data;
-
 	if (*error)
-		rctx_fail(r, *error);
-	rctx_put(r, true);
+		rctx_fail(user_data, *error);
 	return 1;
+}
+
+static void nbd_cmd_free(void *user_data)
+{
+	rctx_put(user_data, true);
 }
 
 static int64_t nbd_issue(struct nbd_inst *in, struct nbd_conn *c, struct nbd_rctx *r,
 			 void *data, uint64_t off, uint64_t len)
 {
-	nbd_completion_callback cb = { .callback = nbd_cmd_done, .user_data = r };
+	nbd_completion_callback cb = { .callback = nbd_cmd_done,
+				       .user_data = r,
+				       .free = nbd_cmd_free };
 	struct dc_req *req = r->req;
 
 	switch (req->op) {
@@ -163,13 +169,16 @@ static void nbd_submit(void *inst, struct dc_req *req)
 
 		__atomic_add_fetch(&r->pending, 1, __ATOMIC_ACQ_REL);
 		if (nbd_issue(in, c, r, data ? data + done : NULL, off + done, n) < 0) {
-			/* Not issued: libnbd does not call the callback. A dead
-			 * handle fails here with ENOTCONN, never reconnecting. */
+			/* Not issued (.free has dropped its reference; the
+			 * guard keeps r alive). A dead handle fails here with
+			 * ENOTCONN, never reconnecting. */
 			int e = nbd_get_errno();
 
 			dc_debug("nbd: %s: %s", in->shown, nbd_get_error());
-			rctx_fail(r, e > 0 ? e : ENOTCONN);
-			__atomic_sub_fetch(&r->pending, 1, __ATOMIC_ACQ_REL);
+			/* libnbd says EINVAL ("invalid state") on a dead handle. */
+			if (e <= 0 || nbd_aio_is_dead(c->h) || nbd_aio_is_closed(c->h))
+				e = ENOTCONN;
+			rctx_fail(r, e);
 			break;
 		}
 	}
