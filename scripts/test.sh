@@ -1,7 +1,8 @@
 #!/bin/bash
 # Run the test suite twice: the normal build (./build) and a build with
-# AddressSanitizer + UndefinedBehaviorSanitizer (./build-asan). Exits non-zero
-# on any failure; the last line sums up both runs: "N passed, N failed".
+# AddressSanitizer + UndefinedBehaviorSanitizer (./build-asan); then the
+# concurrency tests with ThreadSanitizer (./build-tsan). Exits non-zero
+# on any failure; the last line sums up every stage: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 root=$PWD
@@ -94,6 +95,37 @@ case $? in
 	total_fail=$((total_fail + 1))
 	;;
 esac
+
+# 4. ThreadSanitizer over the tests that drive many queues at once, the
+# concurrency matrix and the model test among them, and diskctl bench over the
+# delay/crypt chains (docs/reliability.md, "ThreadSanitizer"). Any report
+# fails its test (exitcode=66); scripts/tsan.supp names system libraries
+# only. DISKCORE_SANITIZED=thread (tests/meson.build) scales the iterations.
+tsan_opts=(-Db_sanitize=thread -Dbuildtype=debugoptimized)
+if [ -f build-tsan/meson-private/coredata.dat ]; then
+	meson setup --reconfigure build-tsan "${tsan_opts[@]}" ||
+		CC=gcc meson setup --wipe build-tsan "${tsan_opts[@]}"
+else
+	rm -rf build-tsan
+	CC=gcc meson setup build-tsan "${tsan_opts[@]}"
+fi
+rm -f build-tsan/meson-logs/testlog.json
+if ninja -C build-tsan; then
+	# Only the names this build defines (a test whose file is absent is
+	# not); --list prints "project[:suite] / name".
+	tsan_tests=()
+	tsan_known=$(meson test -C build-tsan --list 2>/dev/null | sed 's|^.* / ||')
+	for t in concurrency queue matrix model delay crypt striped blockdev tsan-bench; do
+		if grep -qx "$t" <<<"$tsan_known"; then
+			tsan_tests+=("$t")
+		fi
+	done
+	if [ ${#tsan_tests[@]} -gt 0 ]; then
+		TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:exitcode=66:suppressions=$root/scripts/tsan.supp" \
+			meson test -C build-tsan --print-errorlogs --timeout-multiplier 3 "${tsan_tests[@]}"
+	fi
+fi
+tally build-tsan build-tsan
 
 echo
 printf '%s\n' "${summaries[@]}"
