@@ -58,13 +58,13 @@ if [ -z "${DISKCORE_PLUGIN_PATH:-}" ]; then
 		tr '\n' ':')
 	export DISKCORE_PLUGIN_PATH
 fi
-"$ctl" info "vhd:$img/dyn.vhd;create=64K;block=4K" >/dev/null
+"$ctl" info --rw "vhd:$img/dyn.vhd;create=64K;block=4K" >/dev/null
 "$ctl" write "vhd:$img/dyn.vhd" 3 --pattern 0xab --count 9 >/dev/null
-"$ctl" info "vhd:$img/base.vhd;create=64K;block=8K" >/dev/null
+"$ctl" info --rw "vhd:$img/base.vhd;create=64K;block=8K" >/dev/null
 "$ctl" write "vhd:$img/base.vhd" 0 --pattern 0x11 --count 20 >/dev/null
-"$ctl" info "vhd:$img/child.vhd;parent=$img/base.vhd;block=4K" >/dev/null
+"$ctl" info --rw "vhd:$img/child.vhd;parent=$img/base.vhd;block=4K" >/dev/null
 "$ctl" write "vhd:$img/child.vhd" 5 --pattern 0x22 --count 3 >/dev/null
-"$ctl" info "vhd1:$img/fixed.vhd;create=16K" >/dev/null
+"$ctl" info --rw "vhd1:$img/fixed.vhd;create=16K" >/dev/null
 if command -v qemu-img >/dev/null 2>&1; then
 	qemu-img create -q -f vpc -o subformat=dynamic,force_size=on "$img/q.vhd" 64K
 fi
@@ -75,15 +75,15 @@ for f in "$img"/*.vhd; do
 	cp "$f" "$seeds/vhd1/$n"
 done
 
-"$ctl" info "vhdx:$img/dyn.vhdx;create=8M;block=1M" >/dev/null
+"$ctl" info --rw "vhdx:$img/dyn.vhdx;create=8M;block=1M" >/dev/null
 "$ctl" write "vhdx:$img/dyn.vhdx" 7 --pattern 0xab --count 9 >/dev/null
 "$ctl" write "vhdx:$img/dyn.vhdx" 4000 --pattern 0xcd --count 300 >/dev/null
-"$ctl" info "vhdx:$img/dyn4k.vhdx;create=4M;sector=4096" >/dev/null
+"$ctl" info --rw "vhdx:$img/dyn4k.vhdx;create=4M;sector=4096" >/dev/null
 "$ctl" write "vhdx:$img/dyn4k.vhdx" 300 --pattern 0x5a --count 2 >/dev/null
-"$ctl" info "vhdx:$img/fixed.vhdx;create=2M;block=1M;fixed" >/dev/null
-"$ctl" info "vhdx:$img/base.vhdx;create=4M;block=1M" >/dev/null
+"$ctl" info --rw "vhdx:$img/fixed.vhdx;create=2M;block=1M;fixed" >/dev/null
+"$ctl" info --rw "vhdx:$img/base.vhdx;create=4M;block=1M" >/dev/null
 "$ctl" write "vhdx:$img/base.vhdx" 0 --pattern 0x11 --count 20 >/dev/null
-"$ctl" info "vhdx:$img/child.vhdx;parent=$img/base.vhdx" >/dev/null
+"$ctl" info --rw "vhdx:$img/child.vhdx;parent=$img/base.vhdx" >/dev/null
 "$ctl" write "vhdx:$img/child.vhdx" 5 --pattern 0x22 --count 3 >/dev/null
 if command -v qemu-img >/dev/null 2>&1; then
 	qemu-img create -q -f vhdx "$img/q.vhdx" 4M
