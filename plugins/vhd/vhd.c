@@ -36,6 +36,7 @@
  *
  * Unmap is ignored (reported as such); blocks are never freed. Images are locked
  * with flock (exclusive when writable, shared when read-only). */
+#include "bitmap/bitmap.h"
 #include "endian/byteorder.h"
 #include "utf16/utf16.h"
 #include "vhdfmt/vhd_format.h"
@@ -913,8 +914,7 @@ static int vhd_read_block(struct vhd_img *v, struct dc_req *req, uint64_t sector
 			  uint32_t b, uint32_t o, uint32_t n, const struct dc_buf *sub)
 {
 	uint32_t e = vhd_bat_get(v, b);
-	uint64_t base;
-	uint8_t bits[512];
+	uint64_t base, bits[64]; /* the bits of 4096 sectors at a time */
 	uint8_t *bm;
 	int ret;
 
@@ -935,9 +935,7 @@ static int vhd_read_block(struct vhd_img *v, struct dc_req *req, uint64_t sector
 		return ret;
 	}
 	for (uint32_t done = 0; done < n;) {
-		uint32_t chunk = n - done < sizeof(bits) * 8 ? n - done :
-							       sizeof(bits) * 8;
-		uint32_t i = 0;
+		uint32_t chunk = n - done < 64 * 64 ? n - done : 64 * 64;
 
 		/* Copy the bits under the lock, read the data without it. */
 		pthread_mutex_lock(&v->lock);
@@ -946,34 +944,28 @@ static int vhd_read_block(struct vhd_img *v, struct dc_req *req, uint64_t sector
 			memset(bits, 0, sizeof(bits));
 			for (uint32_t k = 0; k < chunk; k++)
 				if (vhd_bit(bm, o + done + k))
-					bits[k >> 3] |= (uint8_t)(1u << (k & 7));
+					bits[k >> 6] |= UINT64_C(1) << (k & 63);
 		}
 		pthread_mutex_unlock(&v->lock);
 		if (ret < 0)
 			return ret;
-		while (i < chunk) {
-			uint32_t j;
+		for (uint32_t i = 0, j; i < chunk; i = j) {
+			bool set = bitmap_test(bits, i);
+			size_t at = (size_t)(done + i) * VHD_SECTOR;
 			struct dc_buf part;
 
-			if (!(bits[i >> 3] & (1u << (i & 7)))) {
+			j = (uint32_t)bitmap_find(bits, i, chunk, !set);
+			if (!set) {
 				if (!req->marker)
-					dc_buf_zero(sub, (size_t)(done + i) * VHD_SECTOR,
-						    VHD_SECTOR);
-				i++;
+					dc_buf_zero(sub, at,
+						    (size_t)(j - i) * VHD_SECTOR);
 				continue;
 			}
-			for (j = i + 1; j < chunk && (bits[j >> 3] & (1u << (j & 7)));
-			     j++)
-				;
-			part = dc_buf_sub(sub, (size_t)(done + i) * VHD_SECTOR,
-					  (size_t)(j - i) * VHD_SECTOR);
-			ret = vhdfmt_xfer(v->fd, &part,
-					  base + (uint64_t)(done + i) * VHD_SECTOR, false,
-					  0);
+			part = dc_buf_sub(sub, at, (size_t)(j - i) * VHD_SECTOR);
+			ret = vhdfmt_xfer(v->fd, &part, base + at, false, 0);
 			if (ret < 0)
 				return ret;
 			vhd_mark(req, sector + done + i, j - i);
-			i = j;
 		}
 		done += chunk;
 	}

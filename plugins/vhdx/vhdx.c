@@ -46,6 +46,8 @@
  */
 #include "vhdx.h"
 
+#include "bitmap/bitmap.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -310,10 +312,10 @@ static int vhdx_sb_sec(struct vhdx *v, uint64_t s, uint8_t **out)
 	return 0;
 }
 
-/* Bits of sectors [s, s+n) into out (bit k = sector s+k); n <= 32768. */
-static int vhdx_bits_get(struct vhdx *v, uint64_t s, uint32_t n, uint8_t *out)
+/* Bits of sectors [s, s+n) into the bitmap out (bit k = sector s+k); n <= 32768. */
+static int vhdx_bits_get(struct vhdx *v, uint64_t s, uint32_t n, uint64_t *out)
 {
-	memset(out, 0, (n + 7) / 8);
+	memset(out, 0, bitmap_words(n) * sizeof(*out));
 	for (uint32_t k = 0; k < n;) {
 		uint8_t *sec;
 		uint32_t bit = (uint32_t)(s + k) & 32767;
@@ -323,7 +325,7 @@ static int vhdx_bits_get(struct vhdx *v, uint64_t s, uint32_t n, uint8_t *out)
 			return ret;
 		for (; k < n && bit < 32768; k++, bit++)
 			if (sec[bit >> 3] & (1u << (bit & 7)))
-				out[k >> 3] |= (uint8_t)(1u << (k & 7));
+				out[k >> 6] |= UINT64_C(1) << (k & 63);
 	}
 	return 0;
 }
@@ -419,7 +421,7 @@ static int vhdx_read_partial(struct vhdx *v, struct dc_req *req, uint64_t b, uin
 			     uint32_t n, const struct dc_buf *sub, bool *changed)
 {
 	uint64_t s0 = (b << v->spb_shift) + o, e;
-	uint8_t bits[512];
+	uint64_t bits[64]; /* the bits of 4096 sectors at a time */
 	int ret = 0;
 
 	for (uint32_t done = 0; done < n && ret == 0;) {
@@ -435,13 +437,11 @@ static int vhdx_read_partial(struct vhdx *v, struct dc_req *req, uint64_t b, uin
 			*changed = true; /* unmapped meanwhile: start over */
 			return 0;
 		}
-		for (uint32_t i = 0; i < chunk && ret == 0;) {
-			uint32_t j = i + 1;
-			bool set = bits[i >> 3] & (1u << (i & 7));
+		for (uint32_t i = 0, j; i < chunk && ret == 0; i = j) {
+			bool set = bitmap_test(bits, i);
 			struct dc_buf part;
 
-			while (j < chunk && !!(bits[j >> 3] & (1u << (j & 7))) == set)
-				j++;
+			j = (uint32_t)bitmap_find(bits, i, chunk, !set);
 			part = dc_buf_sub(sub, (size_t)(done + i) << v->ss_shift,
 					  (size_t)(j - i) << v->ss_shift);
 			if (set) {
@@ -454,7 +454,6 @@ static int vhdx_read_partial(struct vhdx *v, struct dc_req *req, uint64_t b, uin
 			} else if (!req->marker) {
 				dc_buf_zero(&part, 0, part.len);
 			}
-			i = j;
 		}
 		done += chunk;
 	}
@@ -501,7 +500,7 @@ static int vhdx_write_block(struct vhdx *v, uint64_t b, uint32_t o, uint32_t n,
 {
 	uint64_t pi = vhdx_pidx(v, b), s0 = (b << v->spb_shift) + o;
 	uint64_t e = vhdx_bat_get(v, pi);
-	uint8_t bits[4096];
+	uint64_t bits[512]; /* the bits of 32768 sectors at a time */
 	bool all = true;
 	int ret;
 
@@ -515,8 +514,7 @@ static int vhdx_write_block(struct vhdx *v, uint64_t b, uint32_t o, uint32_t n,
 			uint32_t m = n - k < 32768 ? n - k : 32768;
 
 			ret = vhdx_bits_get(v, s0 + k, m, bits);
-			for (uint32_t i = 0; i < m && all; i++)
-				all = bits[i >> 3] & (1u << (i & 7));
+			all = ret == 0 && bitmap_find(bits, 0, m, false) == m;
 		}
 		if (ret == 0 && !all) {
 			/* Data before bits; under the lock, so nothing else sets
