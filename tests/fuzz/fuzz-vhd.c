@@ -4,7 +4,11 @@
  * The plugin is compiled in; core services come from libdiskcore. The first
  * input byte picks read-only or read-write; the rest is the image file. */
 #include "../../plugins/vhd/vhd.c"
-#include "../../plugins/vhd1/vhdfmt.c"
+#include "../../common/endian/layout.c"
+#include "../../common/utf16/utf16.c"
+#include "../../common/bitmap/bitmap.c"
+#include "../../common/vhdfmt/vhdfmt.c"
+#include "../../common/vhdfmt/vhd_format.c"
 
 #include <sys/mman.h>
 

@@ -2,7 +2,9 @@
 /* libFuzzer target: the vhd1 plugin's footer validation and I/O on an image made
  * of the input. The plugin is compiled in; core services come from libdiskcore. */
 #include "../../plugins/vhd1/vhd1.c"
-#include "../../plugins/vhd1/vhdfmt.c"
+#include "../../common/endian/layout.c"
+#include "../../common/vhdfmt/vhdfmt.c"
+#include "../../common/vhdfmt/vhd_format.c"
 
 #include <sys/mman.h>
 

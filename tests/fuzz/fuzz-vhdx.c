@@ -15,7 +15,14 @@
 #include "../../plugins/vhdx/vhdx.c"
 #include "../../plugins/vhdx/vhdx_meta.c"
 #include "../../plugins/vhdx/vhdx_log.c"
-#include "../../plugins/vhd1/vhdfmt.c"
+#include "../../plugins/vhdx/vhdx_create.c"
+#include "../../common/endian/layout.c"
+#include "../../common/utf16/utf16.c"
+#include "../../common/bitmap/bitmap.c"
+#include "../../common/vhdfmt/vhdfmt.c"
+#include "../../common/vhdfmt/vhd_format.c"
+#include "../../common/crc32c/crc32c.c"
+#include "../../common/vhdfmt/vhdx_format.c"
 
 #include <sys/mman.h>
 
@@ -47,7 +54,7 @@ static void fuzz_fix_crc(int fd, uint64_t off, size_t len)
 
 	if (pread(fd, buf, len, (off_t)off) != (ssize_t)len)
 		return;
-	vhdx_put32(buf + 4, vhdx_crc_skip(buf, len, 4));
+	vhdxfmt_seal(buf, len);
 	if (pwrite(fd, buf, len, (off_t)off) != (ssize_t)len)
 		return;
 }
@@ -61,8 +68,8 @@ static void fuzz_fix_log(int fd, uint64_t hdr_off)
 
 	if (pread(fd, h, sizeof(h), (off_t)hdr_off) != (ssize_t)sizeof(h))
 		return;
-	log_len = vhdx_get32(h + 68);
-	log_off = vhdx_get64(h + 72);
+	log_len = get_le32(h + 68);
+	log_off = get_le64(h + 72);
 	if (log_len > 16 * VHDX_MB || log_off > FUZZ_MAX_FILE)
 		return;
 	for (uint64_t pos = 0; pos + VHDX_LSEC <= log_len; pos += VHDX_LSEC) {
@@ -72,7 +79,7 @@ static void fuzz_fix_log(int fd, uint64_t hdr_off)
 			    (ssize_t)sizeof(h) ||
 		    memcmp(h, "loge", 4) != 0)
 			continue;
-		len = vhdx_get32(h + 8);
+		len = get_le32(h + 8);
 		if (len % VHDX_LSEC || len < VHDX_LSEC || len > log_len - pos ||
 		    len > 64 * 1024)
 			continue;

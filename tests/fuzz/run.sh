@@ -28,7 +28,7 @@ out="$build/fuzz"
 mkdir -p "$out"
 for t in vhd vhd1 vhdx serve; do
 	"$cc" -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-		-fno-sanitize-recover=undefined -I"$src/include" \
+		-fno-sanitize-recover=undefined -I"$src/include" -I"$src/common" \
 		"$src/tests/fuzz/fuzz-$t.c" -L"$build/core" -ldiskcore \
 		-Wl,-rpath,"$build/core" -lpthread -o "$out/fuzz-$t"
 done
