@@ -22,6 +22,7 @@ static void disk_free(struct dc_disk *d)
 	if (d->resize_fd >= 0)
 		close(d->resize_fd);
 	pthread_mutex_destroy(&d->resize_lock);
+	pthread_mutex_destroy(&d->resizing);
 	pthread_cond_destroy(&d->resize_cond);
 	pthread_mutex_destroy(&d->implicit_lock);
 	free(d->nodes);
@@ -42,6 +43,7 @@ DC_EXPORT int dc_open(const char *spec, uint32_t flags, dc_disk **out)
 	if (!d)
 		return dc_fail(-ENOMEM, "dc_open: out of memory");
 	pthread_mutex_init(&d->resize_lock, NULL);
+	pthread_mutex_init(&d->resizing, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&d->resize_cond, &ca);
@@ -159,9 +161,11 @@ DC_EXPORT int dc_resize(dc_disk *d, uint64_t new_count)
 	if (!n->plugin->resize)
 		return dc_fail(-EOPNOTSUPP, "%s: resize is not supported",
 			       n->plugin->name);
+	pthread_mutex_lock(&d->resizing);
 	dc__error_push_prefix(n->plugin->name);
 	rc = n->plugin->resize(n->inst, new_count);
 	dc__error_pop_prefix();
+	pthread_mutex_unlock(&d->resizing);
 	if (rc == 0)
 		dc_node_notify_resize(n);
 	return rc;

@@ -110,6 +110,8 @@ struct dc_disk {
 	struct dc_node **nodes;      /* every node, top first */
 	unsigned nnodes;
 	uint64_t serial;
+	/* dc_resize() calls one at a time (plugin.h: resize() never overlaps). */
+	pthread_mutex_t resizing;
 	/* Resize notification. */
 	pthread_mutex_t resize_lock;
 	pthread_cond_t resize_cond;

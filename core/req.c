@@ -35,7 +35,7 @@ struct dc_queue {
 	uint32_t flags;
 	void **qctx;			       /* per node index */
 	bool *qctx_open;		       /* which qctx slots were opened */
-	struct dc_ireq *free_local;	       /* owned by the submitting thread */
+	struct dc_ireq *free_local;	       /* q's thread's alone (queue_claim) */
 	_Atomic(struct dc_ireq *) free_remote; /* pushed by completing threads */
 	atomic_uint inflight;
 	/* Work that reached q off its thread: any thread pushes, q's thread
@@ -474,19 +474,31 @@ static void queue_handoff(struct dc_queue *q, struct dc_ireq *r, uint8_t hand)
 	atomic_fetch_sub_explicit(&q->users, 1, memory_order_release);
 }
 
-/* Dispatch a top-level request of q from the consumer's thread. */
-static void queue_submit(struct dc_queue *q, struct dc_ireq *r)
+/* How a submission reaches q. INSIDE: this thread is q's thread (a polled
+ * queue's consumer, or a callback resubmitting); TOOK: it took an idle
+ * callback queue; ELSEWHERE: another thread runs q's callbacks, and a
+ * callback of q may be submitting there at the same time, so only q's thread
+ * may touch q's local slot list. */
+enum { CLAIM_INSIDE, CLAIM_TOOK, CLAIM_ELSEWHERE };
+
+static int queue_claim(struct dc_queue *q)
+{
+	if (q->flags & DC_QUEUE_POLL || cur_q == q)
+		return CLAIM_INSIDE;
+	return atomic_exchange(&q->busy, true) ? CLAIM_ELSEWHERE : CLAIM_TOOK;
+}
+
+/* Dispatch a top-level request of q as its claim allows. */
+static void queue_submit(struct dc_queue *q, struct dc_ireq *r, int claim)
 {
 	struct dc_queue *saved = cur_q;
 
 	r->hand = HAND_DISPATCH;
-	if (q->flags & DC_QUEUE_POLL || cur_q == q) {
-		/* The consumer's thread is q's thread (a callback resubmitting
-		 * is inside q already). */
+	if (claim == CLAIM_INSIDE) {
 		cur_q = q;
 		dc__dispatch(r);
 		cur_q = saved;
-	} else if (!atomic_exchange(&q->busy, true)) {
+	} else if (claim == CLAIM_TOOK) {
 		queue_run(q, r);
 	} else {
 		/* Another thread runs q's callbacks: it dispatches r too. */
@@ -833,6 +845,7 @@ DC_EXPORT int dc_submit(dc_queue *q, const struct dc_io *io)
 	struct dc_disk *d = q->disk;
 	struct dc_ireq *r;
 	size_t len = 0;
+	int claim;
 
 	if (!io || io->op >= DC_OP__COUNT || (io->flags & ~CONSUMER_FLAGS) ||
 	    io->reserved[0] || io->reserved[1])
@@ -853,9 +866,18 @@ DC_EXPORT int dc_submit(dc_queue *q, const struct dc_io *io)
 		return -EINVAL;
 	}
 
-	r = slot_get(q);
-	if (!r)
+	claim = queue_claim(q);
+	if (claim == CLAIM_ELSEWHERE) {
+		/* Not q's thread: a fresh slot; it joins q's list when it ends. */
+		r = malloc(d->top->slot_size);
+	} else {
+		r = slot_get(q);
+	}
+	if (!r) {
+		if (claim == CLAIM_TOOK)
+			queue_run(q, NULL); /* gives q up again */
 		return -ENOMEM;
+	}
 	slot_init(r, d->top, q);
 	r->kind = DC_IREQ_TOP;
 	r->pub.op = io->op;
@@ -868,7 +890,7 @@ DC_EXPORT int dc_submit(dc_queue *q, const struct dc_io *io)
 	r->user_data = io->user_data;
 	r->parent = NULL;
 	atomic_fetch_add_explicit(&q->inflight, 1, memory_order_relaxed);
-	queue_submit(q, r);
+	queue_submit(q, r, claim);
 	return 0;
 }
 
@@ -1027,7 +1049,7 @@ DC_EXPORT int dc_node_execute(struct dc_node *node, const struct dc_io *io)
 	r->user_data = &w;
 	r->parent = NULL;
 	atomic_fetch_add(&q->inflight, 1);
-	queue_submit(q, r);
+	queue_submit(q, r, queue_claim(q)); /* a private queue: always taken */
 	rc = sync_wait(&w, NULL);
 	r = NULL; /* delivered: the slot is on q's free list */
 out:

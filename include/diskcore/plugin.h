@@ -49,9 +49,12 @@
  * worker, a timer, its own reaper): off the queue's thread the core queues the
  * call and the queue's thread runs it. io() is the exception: it runs on a
  * worker thread, concurrently with anything, and must not touch qctx.
- * open(), attach(), close() and resize() are never concurrent with anything on
- * the same instance; queue_open()/queue_close() run on the thread that opens or
- * closes a consumer queue.
+ * open(), attach() and close() are never concurrent with anything on the same
+ * instance. resize() is never concurrent with another resize(), but I/O of
+ * other queues may be in flight (dc_resize() does not stop the disk): a plugin
+ * that resizes keeps what readers hold valid (plugins/ram publishes a new
+ * index and retires the old one). queue_open()/queue_close() run on the
+ * thread that opens or closes a consumer queue.
  */
 #ifndef DISKCORE_PLUGIN_H
 #define DISKCORE_PLUGIN_H

@@ -627,9 +627,22 @@ static void bdev_uevents(struct bdev_loop *L)
 	}
 }
 
+/* liburing maps and unmaps a ring with raw system calls that ThreadSanitizer
+ * does not see; a new ring mapped where a closed one was would look like a
+ * race with the thread that last used the old one. Ordering ring set-up and
+ * tear-down through one lock tells it what the kernel already guarantees. */
+static pthread_mutex_t bdev_ring_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void bdev_ring_exit(struct io_uring *ring)
+{
+	pthread_mutex_lock(&bdev_ring_lock);
+	io_uring_queue_exit(ring);
+	pthread_mutex_unlock(&bdev_ring_lock);
+}
+
 static void bq_destroy(struct bq *q)
 {
-	io_uring_queue_exit(&q->ring);
+	bdev_ring_exit(&q->ring);
 	if (q->efd >= 0)
 		close(q->efd);
 	pthread_mutex_destroy(&q->lock);
@@ -849,8 +862,10 @@ static int bdev_ring_init(struct io_uring *ring, unsigned entries, unsigned cq)
 			 IORING_SETUP_SUBMIT_ALL,
 		.cq_entries = cq,
 	};
-	int rc = io_uring_queue_init_params(entries, ring, &p);
+	int rc;
 
+	pthread_mutex_lock(&bdev_ring_lock);
+	rc = io_uring_queue_init_params(entries, ring, &p);
 	if (rc == -EINVAL) {
 		/* SUBMIT_ALL is 5.18+. */
 		memset(&p, 0, sizeof(p));
@@ -858,6 +873,7 @@ static int bdev_ring_init(struct io_uring *ring, unsigned entries, unsigned cq)
 		p.cq_entries = cq;
 		rc = io_uring_queue_init_params(entries, ring, &p);
 	}
+	pthread_mutex_unlock(&bdev_ring_lock);
 	if (rc < 0)
 		dc_error("io_uring_queue_init: %s (is io_uring disabled? see "
 			 "/proc/sys/kernel/io_uring_disabled)",
@@ -1514,7 +1530,7 @@ static int bdev_probe_uring(bool *can_fallocate)
 	if (rc < 0)
 		return rc;
 	p = io_uring_get_probe_ring(&ring);
-	io_uring_queue_exit(&ring);
+	bdev_ring_exit(&ring);
 	if (!p)
 		return dc_fail(
 			-ENOSYS,

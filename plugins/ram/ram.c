@@ -39,6 +39,16 @@ struct ram_slot {
 	uint64_t pad;
 };
 
+/* The first-level index, published whole so a reader sees a size with the
+ * array it belongs to. dc_resize() may run while I/O is in flight: a grown
+ * index replaces the old one, which stays (on `retired`) until close because
+ * a reader may still hold it. */
+struct ram_index {
+	struct ram_index *retired;
+	uint64_t n;
+	_Atomic(struct ram_slot *) slot[];
+};
+
 struct ram {
 	struct dc_node *node;
 	bool lazy; /* memdiff: size taken from the layer below at attach */
@@ -50,8 +60,8 @@ struct ram {
 	_Atomic uint64_t sector_count;
 	_Atomic uint64_t zero_after;
 	_Atomic uint64_t committed; /* present sectors */
-	_Atomic(struct ram_slot *) *l1;
-	uint64_t nl1;
+	_Atomic(struct ram_index *) idx;
+	pthread_mutex_t index_lock; /* new second-level blocks, a grown index */
 	/* One past the highest l1 slot ever filled: what close must walk. The
 	 * index is sized by the disk, so a huge sparse disk (mem:1E) would
 	 * otherwise cost a walk of its whole index. */
@@ -109,39 +119,49 @@ static unsigned ram_find(const uint64_t *w, unsigned pos, unsigned end, bool wan
 	return (unsigned)bitmap_find(w, pos, end, want);
 }
 
+static inline struct ram_index *ram_idx(struct ram *r)
+{
+	return atomic_load_explicit(&r->idx, memory_order_acquire);
+}
+
+/* The second-level block of chunk ci, or NULL when none was ever made. */
+static inline struct ram_slot *ram_l2(struct ram *r, uint64_t ci)
+{
+	struct ram_index *idx = ram_idx(r);
+	uint64_t i1 = ci >> RAM_L2_SHIFT;
+
+	return i1 < idx->n ? atomic_load_explicit(&idx->slot[i1], memory_order_acquire) :
+			     NULL;
+}
+
 static inline struct ram_slot *ram_slot(struct ram *r, uint64_t ci)
 {
-	uint64_t i1 = ci >> RAM_L2_SHIFT;
-	struct ram_slot *l2;
+	struct ram_slot *l2 = ram_l2(r, ci);
 
-	if (i1 >= r->nl1)
-		return NULL;
-	l2 = atomic_load_explicit(&r->l1[i1], memory_order_acquire);
 	return l2 ? &l2[ci & (RAM_L2N - 1)] : NULL;
 }
 
 static struct ram_slot *ram_slot_get(struct ram *r, uint64_t ci)
 {
-	_Atomic(struct ram_slot *) *p = &r->l1[ci >> RAM_L2_SHIFT];
-	struct ram_slot *l2 = atomic_load_explicit(p, memory_order_acquire);
+	uint64_t i1 = ci >> RAM_L2_SHIFT;
+	struct ram_slot *l2 = ram_l2(r, ci);
 
 	if (!l2) {
-		struct ram_slot *fresh = calloc(RAM_L2N, sizeof(*fresh));
+		/* Under the lock, in the index that is current now: a block put
+		 * into an index that a resize is replacing would be lost. */
+		struct ram_index *idx;
 
-		if (!fresh)
-			return NULL;
-		if (atomic_compare_exchange_strong_explicit(
-			    p, &l2, fresh, memory_order_acq_rel, memory_order_acquire)) {
-			uint64_t hi = (ci >> RAM_L2_SHIFT) + 1;
-			uint_fast64_t cur = atomic_load(&r->l1_hi);
-
-			l2 = fresh;
-			while (cur < hi &&
-			       !atomic_compare_exchange_weak(&r->l1_hi, &cur, hi))
-				;
-		} else {
-			free(fresh);
+		pthread_mutex_lock(&r->index_lock);
+		idx = ram_idx(r);
+		l2 = i1 < idx->n ? atomic_load(&idx->slot[i1]) : NULL;
+		if (!l2 && i1 < idx->n && (l2 = calloc(RAM_L2N, sizeof(*l2)))) {
+			atomic_store_explicit(&idx->slot[i1], l2, memory_order_release);
+			if (atomic_load(&r->l1_hi) < i1 + 1)
+				atomic_store(&r->l1_hi, i1 + 1);
 		}
+		pthread_mutex_unlock(&r->index_lock);
+		if (!l2)
+			return NULL;
 	}
 	return &l2[ci & (RAM_L2N - 1)];
 }
@@ -210,9 +230,27 @@ static uint64_t ram_nl1(const struct ram *r, uint64_t sectors)
 	return (chunks >> RAM_L2_SHIFT) + ((chunks & (RAM_L2N - 1)) != 0);
 }
 
+/* An index of n entries holding old's (NULL: none), with old retired. */
+static struct ram_index *ram_index_new(uint64_t n, struct ram_index *old)
+{
+	struct ram_index *idx;
+
+	if (n > (SIZE_MAX - sizeof(*idx)) / sizeof(idx->slot[0]))
+		return NULL;
+	idx = calloc(1, sizeof(*idx) + n * sizeof(idx->slot[0]));
+	if (!idx)
+		return NULL;
+	idx->n = n;
+	idx->retired = old;
+	for (uint64_t i = 0; old && i < old->n; i++)
+		atomic_init(&idx->slot[i], atomic_load(&old->slot[i]));
+	return idx;
+}
+
 /* Validate geometry and allocate the index (OpenVMM's new_with_sector_size). */
 static int ram_setup(struct ram *r, uint64_t size, uint32_t ss)
 {
+	struct ram_index *idx;
 	uint64_t count;
 
 	if (ss < 512 || ss > RAM_CHUNK || (ss & (ss - 1)))
@@ -233,9 +271,9 @@ static int ram_setup(struct ram *r, uint64_t size, uint32_t ss)
 	r->shift = (unsigned)__builtin_ctz(ss);
 	r->spc_shift = RAM_CHUNK_SHIFT - r->shift;
 	count = size >> r->shift;
-	r->nl1 = ram_nl1(r, count);
-	r->l1 = calloc(r->nl1, sizeof(*r->l1));
-	if (!r->l1)
+	idx = ram_index_new(ram_nl1(r, count), NULL);
+	atomic_store(&r->idx, idx);
+	if (!idx)
 		return dc_fail(-ENOMEM,
 			       "cannot allocate the chunk index of a %llu-byte disk",
 			       (unsigned long long)size);
@@ -261,12 +299,14 @@ static void ram_close(void *inst)
 {
 	struct ram *r = inst;
 
-	for (uint64_t i = 0; r->l1 && i < r->nl1 && i < atomic_load(&r->l1_hi); i++) {
-		struct ram_slot *l2 = atomic_load(&r->l1[i]);
+	struct ram_index *idx = atomic_load(&r->idx), *next;
 
-		free(l2);
+	for (uint64_t i = 0; idx && i < idx->n && i < atomic_load(&r->l1_hi); i++)
+		free(atomic_load(&idx->slot[i]));
+	for (; idx; idx = next) {
+		next = idx->retired;
+		free(idx);
 	}
-	free(r->l1);
 	while (r->arenas) {
 		struct ram_arena *a = r->arenas;
 
@@ -275,6 +315,7 @@ static void ram_close(void *inst)
 		free(a);
 	}
 	pthread_mutex_destroy(&r->alloc_lock);
+	pthread_mutex_destroy(&r->index_lock);
 	for (unsigned i = 0; i < RAM_NLOCKS; i++)
 		pthread_mutex_destroy(&r->locks[i]);
 	free(r);
@@ -291,6 +332,7 @@ static int ram_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	for (unsigned i = 0; i < RAM_NLOCKS; i++)
 		pthread_mutex_init(&r->locks[i], NULL);
 	pthread_mutex_init(&r->alloc_lock, NULL);
+	pthread_mutex_init(&r->index_lock, NULL);
 	r->node = a->node;
 	r->read_only = a->read_only;
 	r->lazy = strcmp(a->form, "memdiff") == 0;
@@ -334,7 +376,7 @@ static int ram_attach(void *inst, const struct dc_info *lower, struct dc_info *i
 
 	if (!r->lazy)
 		return 0;
-	if (r->l1) /* attached already */
+	if (atomic_load(&r->idx)) /* attached already */
 		return 0;
 	ss = r->opt_sector ? r->opt_sector : lower ? lower->sector_size : 512;
 	if (!lower)
@@ -550,9 +592,7 @@ static int ram_unmap(struct ram *r, struct dc_req *req)
 		pthread_mutex_t *lock;
 		uint64_t m[RAM_PWORDS];
 
-		if ((ci >> RAM_L2_SHIFT) < r->nl1)
-			l2 = atomic_load_explicit(&r->l1[ci >> RAM_L2_SHIFT],
-						  memory_order_acquire);
+		l2 = ram_l2(r, ci);
 		if (!l2) {
 			/* Skip the whole unallocated second-level block. */
 			s = ((ci >> RAM_L2_SHIFT) + 1) << (RAM_L2_SHIFT + r->spc_shift);
@@ -608,8 +648,9 @@ static int ram_resize(void *inst, uint64_t n)
 {
 	struct ram *r = inst;
 	uint64_t old, za, nl1, spc;
+	struct ram_index *idx = atomic_load(&r->idx);
 
-	if (!r->l1)
+	if (!idx)
 		return dc_fail(-EINVAL, "cannot resize a layer that is not attached yet");
 	if (n == 0)
 		return dc_fail(-EINVAL,
@@ -621,16 +662,19 @@ static int ram_resize(void *inst, uint64_t n)
 			       (unsigned long long)n, r->sector_size);
 	spc = UINT64_C(1) << r->spc_shift;
 	nl1 = ram_nl1(r, n);
-	if (nl1 > r->nl1) {
-		_Atomic(struct ram_slot *) *l1 = realloc(r->l1, nl1 * sizeof(*l1));
+	pthread_mutex_lock(&r->index_lock);
+	idx = atomic_load(&r->idx);
+	if (nl1 > idx->n) {
+		struct ram_index *grown = ram_index_new(nl1, idx);
 
-		if (!l1)
+		if (!grown) {
+			pthread_mutex_unlock(&r->index_lock);
 			return dc_fail(-ENOMEM,
 				       "cannot grow the chunk index to %llu sectors",
 				       (unsigned long long)n);
-		memset((void *)(l1 + r->nl1), 0, (nl1 - r->nl1) * sizeof(*l1));
-		r->l1 = l1;
-		r->nl1 = nl1;
+		}
+		atomic_store_explicit(&r->idx, grown, memory_order_release);
+		idx = grown;
 	}
 	old = atomic_load(&r->sector_count);
 	za = atomic_load(&r->zero_after);
@@ -641,9 +685,8 @@ static int ram_resize(void *inst, uint64_t n)
 		uint64_t hi = atomic_load(&r->l1_hi);
 
 		for (uint64_t i1 = (n >> r->spc_shift) >> RAM_L2_SHIFT;
-		     i1 < r->nl1 && i1 < hi; i1++) {
-			struct ram_slot *l2 = atomic_load(&r->l1[i1]);
-			bool keep = false;
+		     i1 < idx->n && i1 < hi; i1++) {
+			struct ram_slot *l2 = atomic_load(&idx->slot[i1]);
 
 			if (!l2)
 				continue;
@@ -652,26 +695,21 @@ static int ram_resize(void *inst, uint64_t n)
 						 << r->spc_shift;
 				uint64_t m[RAM_PWORDS];
 
-				if (start + spc <= n) {
-					keep = true;
+				if (start + spc <= n)
 					continue;
-				}
 				ram_mask(m, start >= n ? 0 : (unsigned)(n - start),
 					 (unsigned)spc);
 				ram_drop(r, &l2[j], m);
-				if (start < n) {
-					keep = true;
+				if (start < n)
 					continue;
-				}
 				ram_chunk_free(r, atomic_load(&l2[j].data));
 				atomic_store(&l2[j].data, NULL);
 			}
-			if (!keep) {
-				free(l2);
-				atomic_store(&r->l1[i1], NULL);
-			}
+			/* The emptied block stays (freed at close): a request in
+			 * flight may still be looking at it. */
 		}
 	}
+	pthread_mutex_unlock(&r->index_lock);
 	atomic_store(&r->sector_count, n);
 	dc_node_notify_resize(r->node);
 	return 0;

@@ -258,7 +258,9 @@ static void vhdx_bat_set(struct vhdx *v, uint64_t i, uint64_t e)
 	__atomic_store_n(&v->bat[i], e, __ATOMIC_RELEASE);
 	if (!(v->bat_dirty[sec / 8] & (1u << (sec % 8)))) {
 		v->bat_dirty[sec / 8] |= (uint8_t)(1u << (sec % 8));
-		v->keys[v->nkeys++] = sec;
+		v->keys[v->nkeys] = sec;
+		/* Atomic: vhdx_rw() peeks at it without the lock. */
+		__atomic_store_n(&v->nkeys, v->nkeys + 1, __ATOMIC_RELAXED);
 	}
 }
 
@@ -352,7 +354,8 @@ static int vhdx_bits_put(struct vhdx *v, uint64_t s, uint32_t n, bool set)
 		sbc = v->sbc[c];
 		if (!(sbc->dirty[idx / 64] & (UINT64_C(1) << (idx % 64)))) {
 			sbc->dirty[idx / 64] |= UINT64_C(1) << (idx % 64);
-			v->keys[v->nkeys++] = vhdx_key_sb(c, idx);
+			v->keys[v->nkeys] = vhdx_key_sb(c, idx);
+			__atomic_store_n(&v->nkeys, v->nkeys + 1, __ATOMIC_RELAXED);
 		}
 	}
 	return 0;

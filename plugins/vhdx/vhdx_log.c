@@ -655,7 +655,7 @@ int vhdx_log_commit(struct vhdx *v)
 		for (size_t i = 0; i < n; i++)
 			vhdx_key_done(v, v->keys[i]);
 		memmove(v->keys, v->keys + n, (v->nkeys - n) * sizeof(*v->keys));
-		v->nkeys -= n;
+		__atomic_store_n(&v->nkeys, v->nkeys - n, __ATOMIC_RELAXED);
 	}
 	free(ent);
 	free(raw);
