@@ -583,7 +583,17 @@ DC_EXPORT int dc_queue_reap(dc_queue *q, struct dc_completion *out, int max)
 		slot_push_remote(q, r);
 	}
 	/* Reaped is delivered: inflight == 0 means the queue may be closed. */
-	atomic_fetch_sub_explicit(&q->inflight, n, memory_order_release);
+	if (atomic_fetch_sub_explicit(&q->inflight, n, memory_order_release) ==
+		    (unsigned)n &&
+	    n) {
+		/* The last one: a thread that handed it over may still be
+		 * between its eventfd write and its flag (queue_signal); let
+		 * it finish, then clear, so an idle queue's fd is not left
+		 * readable. */
+		while (atomic_load(&q->users))
+			sched_yield();
+		queue_unsignal(q);
+	}
 	if (!q->done_head)
 		q->done_tail = NULL;
 	else
