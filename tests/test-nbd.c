@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The shared conformance suite through nbd: (docs/spec-strings.md, "nbd"): each
  * case gets a fresh image file served by its own nbdkit on a unix socket beside
- * it, so no case sees another's data. tests/test-nbd.sh covers the servers and
+ * it, so no case sees another's data. tests/test-nbd-servers.sh covers the servers and
  * failures the suite does not (qemu-nbd, diskctl serve, a killed server). */
 #include "conformance.h"
 #include "harness.h"
