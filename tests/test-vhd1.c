@@ -277,13 +277,15 @@ START_TEST(vhd1_create)
 	ck_assert_uint_eq(h_get_be32(f + 8), 2);
 	ck_assert_uint_eq(h_get_be32(f + 12), 0x00010000);
 	ck_assert_uint_eq(h_get_be64(f + 16), UINT64_MAX);
-	ck_assert_uint_eq(h_get_be32(f + 24), 0);
-	ck_assert_uint_eq(h_get_be32(f + 28), 0);
+	/* Written as Hyper-V does (a timestamp, creator "win " on "Wi2k", CHS
+	 * geometry), so qemu sizes it from current_size (issue 14). */
+	ck_assert_uint_ne(h_get_be32(f + 24), 0);
+	ck_assert_int_eq(memcmp(f + 28, "win ", 4), 0);
 	ck_assert_uint_eq(h_get_be32(f + 32), 0x000a0000);
-	ck_assert_uint_eq(h_get_be32(f + 36), 0);
+	ck_assert_int_eq(memcmp(f + 36, "Wi2k", 4), 0);
 	ck_assert_uint_eq(h_get_be64(f + 40), 3 * MIB);
 	ck_assert_uint_eq(h_get_be64(f + 48), 3 * MIB);
-	ck_assert_uint_eq(h_get_be32(f + 56), 0);
+	ck_assert_uint_eq(h_get_be32(f + 56), 90u << 16 | 4 << 8 | 17);
 	ck_assert_uint_eq(h_get_be32(f + 60), 2);
 	ck_assert_uint_eq(h_get_be32(f + 64), h_vhd_checksum(f, 512, 64));
 	ck_assert_int_eq(memcmp(f + 68, info.disk_id, 16), 0);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* What the two checksummed structures differ in. */
@@ -96,9 +97,16 @@ void vhdfmt_footer_fixed(struct vhd_footer *f, uint64_t size, const uint8_t uid[
 	f->features = 2;
 	f->version = VHD_VERSION;
 	f->data_offset = UINT64_MAX;
+	f->timestamp = (uint32_t)(time(NULL) - (time_t)VHD_EPOCH);
+	/* As Hyper-V writes it, not OpenVMM's zero geometry and creator: qemu
+	 * sizes a VHD from its CHS geometry unless the creator is one it knows
+	 * to mean current_size, and read ours as 0 bytes (issue 14). */
+	f->creator_app = VHD_CODE('w', 'i', 'n', ' ');
 	f->creator_version = 0x000a0000;
+	f->creator_os = VHD_CODE('W', 'i', '2', 'k');
 	f->original_size = size;
 	f->current_size = size;
+	f->geometry = vhdfmt_geometry(size);
 	f->disk_type = VHD_TYPE_FIXED;
 	memcpy(f->unique_id, uid, 16);
 }

@@ -104,8 +104,9 @@ enum vhdfmt_status vhdfmt_dyn_decode(const uint8_t buf[VHD_HEADER_SIZE],
 				     struct vhd_dyn_header *h);
 void vhdfmt_dyn_encode(struct vhd_dyn_header *h, uint8_t buf[VHD_HEADER_SIZE]);
 
-/* The footer OpenVMM's new_fixed() writes: geometry 0, creator fields per its
- * table, a fixed disk of `size` bytes with the given unique id. */
+/* The footer of a new fixed disk of `size` bytes with the given unique id,
+ * as Hyper-V writes it (CHS geometry, creator "win ", a timestamp), so qemu
+ * and Windows size it from current_size. */
 void vhdfmt_footer_fixed(struct vhd_footer *f, uint64_t size, const uint8_t uid[16]);
 /* Make the (empty) file fd a fixed VHD of size bytes: zeroes, then a
  * vhdfmt_footer_fixed() footer with a random unique id; fsync. -errno. */
