@@ -1215,24 +1215,17 @@ static int vhd_diff_header(struct vhd_dyn_header *h, const struct vhd_parent_inf
 	return 0;
 }
 
-/* The footer of a new dynamic or differencing image. */
+/* The footer of a new dynamic or differencing image: a fixed disk's (as
+ * Hyper-V writes it), with the header after it. */
 static int vhd_dynamic_footer(struct vhd_footer *f, uint64_t size, uint32_t type)
 {
-	memset(f, 0, sizeof(*f));
-	f->features = 2;
-	f->version = VHD_VERSION;
+	uint8_t uid[16];
+	int ret = vhdfmt_new_uid(uid);
+
+	vhdfmt_footer_fixed(f, size, uid);
 	f->data_offset = VHD_FOOTER_SIZE;
-	f->timestamp = (uint32_t)(time(NULL) - (time_t)VHD_EPOCH);
-	/* Readers such as qemu trust current_size over the CHS geometry only
-	 * for creators they know to mean it; Hyper-V's semantics are ours. */
-	f->creator_app = VHD_CODE('w', 'i', 'n', ' ');
-	f->creator_version = 0x000a0000;
-	f->creator_os = VHD_CODE('W', 'i', '2', 'k');
-	f->original_size = size;
-	f->current_size = size;
-	f->geometry = vhdfmt_geometry(size);
 	f->disk_type = type;
-	return vhdfmt_new_uid(f->unique_id);
+	return ret;
 }
 
 /* Write a new dynamic or differencing image to fd (locked, empty): a footer
