@@ -51,7 +51,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define VHD_UNALLOC 0xffffffffu
