@@ -216,6 +216,17 @@ static int vhdx_load_bat(struct vhdx *v)
 			ret = -ENOMEM;
 			goto out;
 		}
+		/* The last payload block holds only what is left of the disk, and
+		 * a file may end with the disk (qemu-img's fixed images whose size
+		 * is not a multiple of the block size; reads past the file are
+		 * zeroes anyway). */
+		if (!sb) {
+			uint64_t start = (i - i / cr1) * v->block_size;
+
+			if (start < v->disk_size && v->disk_size - start < len)
+				len = vhdfmt_round_up(v->disk_size - start,
+						      (uint64_t)1 << v->ss_shift);
+		}
 		sp[nsp++] =
 			(struct vhdx_span){ VHDX_BAT_OFF(v->bat[i]), len, (int64_t)i };
 	}
