@@ -228,6 +228,7 @@ static int xts_run(const struct xts_disk *d, struct xts_unit *u, struct dc_req *
 		stage += first * ss;
 	for (uint64_t k = 0; k < units; k++) {
 		uint8_t *out = stage ? stage + k * us : NULL;
+		uint64_t tweak = d->iv32 ? (unit0 + k) & UINT32_MAX : unit0 + k;
 		uint8_t *p;
 		int rc;
 
@@ -240,12 +241,12 @@ static int xts_run(const struct xts_disk *d, struct xts_unit *u, struct dc_req *
 			return -EIO;
 		p = (uint8_t *)iov->iov_base + off;
 		if (iov->iov_len - off >= us) {
-			rc = xts_one(u->h, enc, unit0 + k, out ? out : p, p, us);
+			rc = xts_one(u->h, enc, tweak, out ? out : p, p, us);
 		} else {
 			/* The unit spans segments: work on a copy. */
 			dc_buf_copy_from(&b, k * us, u->bounce, us);
-			rc = xts_one(u->h, enc, unit0 + k, out ? out : u->bounce,
-				     u->bounce, us);
+			rc = xts_one(u->h, enc, tweak, out ? out : u->bounce, u->bounce,
+				     us);
 			if (!rc && !out)
 				dc_buf_copy_to(&b, k * us, u->bounce, us);
 		}

@@ -46,6 +46,8 @@ struct xts_disk {
 	uint64_t child_offset; /* child sectors before the first data sector */
 	unsigned threads;      /* most pieces one request is split into */
 	uint64_t split;	       /* requests of at least this many bytes may be split */
+	bool iv32;	       /* "plain" IV: the tweak is the unit index mod 2^32
+				* (cryptsetup's aes-xts-plain), not plain64 */
 };
 
 struct xts_unit;

@@ -31,6 +31,9 @@
 #include <unistd.h>
 
 #define LUKS_CIPHER "aes-xts-plain64"
+/* The same with dm-crypt's 32-bit "plain" IV (qemu's and old cryptsetup's
+ * aes-xts-plain): identical below 2^32 sectors, wrapping above. */
+#define LUKS_CIPHER_PLAIN "aes-xts-plain"
 #define LUKS_AREA_SECTOR 512 /* key material is always in 512-byte units */
 
 #define LUKS1_SLOT_ACTIVE 0x00ac71f3u
@@ -325,9 +328,9 @@ out:
 /* 0 if a "aes-xts-plain64" spec with a key of key_len bytes is what we run. */
 static int luks_cipher(const char *spec, uint32_t key_len, const char *what)
 {
-	if (strcmp(spec, LUKS_CIPHER) != 0) {
+	if (strcmp(spec, LUKS_CIPHER) != 0 && strcmp(spec, LUKS_CIPHER_PLAIN) != 0) {
 		dc_error("unsupported cipher \"%s\" for %s: only " LUKS_CIPHER
-			 " is supported",
+			 " and " LUKS_CIPHER_PLAIN " are supported",
 			 spec, what);
 		return -ENOTSUP;
 	}
@@ -1252,8 +1255,10 @@ static int luks_check(struct luks_disk *d, const struct luks_hdr *h)
 {
 	uint64_t bytes = luks_child_bytes(d);
 
-	if (strcmp(h->cipher, LUKS_CIPHER) != 0) {
-		dc_error("unsupported cipher \"%s\": only " LUKS_CIPHER " is supported",
+	if (strcmp(h->cipher, LUKS_CIPHER) != 0 &&
+	    strcmp(h->cipher, LUKS_CIPHER_PLAIN) != 0) {
+		dc_error("unsupported cipher \"%s\": only " LUKS_CIPHER
+			 " and " LUKS_CIPHER_PLAIN " are supported",
 			 h->cipher);
 		return -ENOTSUP;
 	}
@@ -1364,6 +1369,7 @@ static int luks_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	rc = luks_cipher(h->cipher, d->vkey_len, "the data segment");
 	if (rc)
 		goto out;
+	d->x.iv32 = strcmp(h->cipher, LUKS_CIPHER_PLAIN) == 0;
 	d->version = h->version;
 	d->luks_ss = h->sector_size;
 	d->offset = h->offset;
@@ -1462,7 +1468,8 @@ DC_PLUGIN(luks_plugin) = {
 		"  writes the payload behind it, as dm-crypt does after cryptsetup open.\n"
 		"  keyfile=PATH: the whole file is the passphrase (cryptsetup --key-file);\n"
 		"  passphrase-file=PATH: its first line is. slot=N tries only that key\n"
-		"  slot. Key slots: PBKDF2, Argon2i, Argon2id. Data: aes-xts-plain64 with\n"
+		"  slot. Key slots: PBKDF2, Argon2i, Argon2id. Data: aes-xts-plain64 (or\n"
+		"  aes-xts-plain, the 32-bit IV) with\n"
 		"  256- or 512-bit keys, 512- to 4096-byte sectors. The disk's sector is\n"
 		"  the larger of the LUKS sector and SPEC's; its size is SPEC's minus the\n"
 		"  payload offset. The header is never written. Flush, unmap and\n"
