@@ -6,40 +6,19 @@
 # Needs DISKCORE_BUILD_ROOT (diskctl at tools/diskctl) and DISKCORE_PLUGIN_PATH.
 set -u
 
-: "${DISKCORE_BUILD_ROOT:?DISKCORE_BUILD_ROOT is not set}"
-DISKCTL="$DISKCORE_BUILD_ROOT/tools/diskctl"
-if [ ! -x "$DISKCTL" ]; then
-	echo "skip: $DISKCTL was not built" >&2
-	exit 77
-fi
+. "$(dirname "$0")/tap-lib.sh"
 # The system python starts fast; a pyenv shim first in PATH takes seconds.
 PY=/usr/bin/python3
-[ -x "$PY" ] || PY=$(command -v python3) || {
-	echo "skip: python3 is needed to check the JSON output" >&2
-	exit 77
-}
+[ -x "$PY" ] || PY=$(command -v python3) || skip "python3 is needed to check the JSON output"
 
-T=$(mktemp -d /tmp/test-diskctl.XXXXXX)
+tap_tmpdir diskctl
 full="$T/full"
 mounted=false
-cleanup() {
+tap_cleanup_hook() {
 	if $mounted; then
 		umount "$full" || umount -l "$full"
 	fi
-	rm -rf "$T"
 }
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-fails=0
-n=0
-
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-fail() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
-# check NAME CMD...: the command must succeed
-check() { name=$1; shift; if "$@"; then ok "$name"; else fail "$name"; fi; }
-# run CMD...: diskctl with stdout in $T/out, stderr in $T/err, status in $rc
-run() { "$DISKCTL" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
-has() { grep -q -- "$1" "$2"; }
 json() { "$PY" -m json.tool "$1" >/dev/null; }
 
 # --- top level usage ---

@@ -6,29 +6,9 @@
 # Needs DISKCORE_BUILD_ROOT (diskctl at tools/diskctl) and DISKCORE_PLUGIN_PATH.
 set -u
 
-: "${DISKCORE_BUILD_ROOT:?DISKCORE_BUILD_ROOT is not set}"
-DISKCTL="$DISKCORE_BUILD_ROOT/tools/diskctl"
-if [ ! -x "$DISKCTL" ]; then
-	echo "skip: $DISKCTL was not built" >&2
-	exit 77
-fi
-if [ ! -e "$DISKCORE_BUILD_ROOT/plugins/fault/fault.so" ]; then
-	echo "skip: the fault plugin was not built" >&2
-	exit 77
-fi
-
-T=$(mktemp -d /tmp/test-fault-cli.XXXXXX)
-trap 'rm -rf "$T"' EXIT INT TERM
-fails=0
-n=0
-
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-fail() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
-# check NAME CMD...: the command must succeed
-check() { name=$1; shift; if "$@"; then ok "$name"; else fail "$name"; fi; }
-# run CMD...: diskctl with stdout in $T/out, stderr in $T/err, status in $rc
-run() { "$DISKCTL" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
-has() { grep -q -- "$1" "$2"; }
+. "$(dirname "$0")/tap-lib.sh"
+[ -e "$DISKCORE_BUILD_ROOT/plugins/fault/fault.so" ] || skip "the fault plugin was not built"
+tap_tmpdir fault-cli
 count() { grep -c -- "$1" "$2"; }
 
 head -c 16M /dev/urandom >"$T/src.img"

@@ -8,29 +8,13 @@
 # Needs DISKCORE_BUILD_ROOT (diskctl at tools/diskctl) and DISKCORE_PLUGIN_PATH.
 set -u
 
-: "${DISKCORE_BUILD_ROOT:?DISKCORE_BUILD_ROOT is not set}"
-DISKCTL="$DISKCORE_BUILD_ROOT/tools/diskctl"
-skip() { echo "skip: $*" >&2; exit 77; }
-[ -x "$DISKCTL" ] || skip "$DISKCTL was not built"
+. "$(dirname "$0")/tap-lib.sh"
 [ -f "$DISKCORE_BUILD_ROOT/plugins/nbd/nbd.so" ] || skip "the nbd plugin was not built (libnbd-dev missing)"
 for t in nbdkit nbdcopy timeout cmp; do
 	command -v "$t" >/dev/null || skip "$t is missing (apt-get install nbdkit libnbd-bin)"
 done
 
-T=$(mktemp -d /tmp/test-nbd.XXXXXX)
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-fails=0
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-fail() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
-check() { name=$1; shift; if "$@"; then ok "$name"; else fail "$name"; fi; }
-has() { grep -q -- "$1" "$2"; }
+tap_tmpdir nbd
 # all FILE PATTERN...: every pattern matches a line of FILE
 all() { f=$1; shift; for p; do grep -q -- "$p" "$f" || return 1; done; }
 dc() { timeout 60 "$DISKCTL" "$@"; }
@@ -191,5 +175,4 @@ rc=$?
 check "killed server under bench: fails ($rc), no hang" sh -c "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
 check "killed server under bench: ENOTCONN" grep -q "ENOTCONN" "$T/bench.out"
 
-echo "1..$n"
-[ "$fails" -eq 0 ]
+tap_done

@@ -6,31 +6,14 @@
 # Needs DISKCORE_BUILD_ROOT (diskctl at tools/diskctl) and DISKCORE_PLUGIN_PATH.
 set -u
 
-: "${DISKCORE_BUILD_ROOT:?DISKCORE_BUILD_ROOT is not set}"
-DISKCTL="$DISKCORE_BUILD_ROOT/tools/diskctl"
-skip() { echo "skip: $*" >&2; exit 77; }
-[ -x "$DISKCTL" ] || skip "$DISKCTL was not built"
+. "$(dirname "$0")/tap-lib.sh"
 for t in nbdinfo nbdcopy qemu-img qemu-io timeout cmp; do
 	command -v "$t" >/dev/null || skip "$t is missing (apt-get install libnbd-bin qemu-utils)"
 done
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=$(command -v python3) || skip "python3 is needed for the raw client"
 
-T=$(mktemp -d /tmp/test-serve.XXXXXX)
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	for p in $PIDS; do wait "$p" 2>/dev/null; done
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-fails=0
-n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-fail() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
-check() { name=$1; shift; if "$@"; then ok "$name"; else fail "$name"; fi; }
-has() { grep -q -- "$1" "$2"; }
+tap_tmpdir serve
 # pattern BYTE_OCTAL N: N bytes of one value on stdout
 pattern() { head -c "$2" /dev/zero | tr '\0' "\\$1"; }
 
@@ -488,5 +471,4 @@ else
 	fail "serve --once starts"
 fi
 
-echo "1..$n"
-[ "$fails" -eq 0 ]
+tap_done
