@@ -7,14 +7,17 @@ cd "$(dirname "$0")/.."
 # Build tools and the libraries plugins link.
 build_pkgs=(meson ninja-build pkg-config gcc clang-14 libclang-rt-14-dev
 	liburing-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev libudev-dev check
-	libargon2-dev libjson-c-dev libgcrypt20-dev libexpat1-dev zlib1g-dev libzstd-dev libnbd-dev nbdkit)
+	libargon2-dev libjson-c-dev libgcrypt20-dev libexpat1-dev zlib1g-dev libzstd-dev libnbd-dev nbdkit
+	nbdkit-plugin-dev librbd-dev)
 # Independent tools the tests compare against: qemu-img/qemu-io and libvhdi
 # (VHD, VHDX, LUKS images), python3-cryptography (XTS), cryptsetup (LUKS
 # headers), nginx (HTTP blobs), libnbd (NBD clients), sqlite3, util-linux
-# (losetup). Azurite comes from npm (which the machine has) in its test.
+# (losetup), gnutls-bin (TLS certificates for NBD), a throwaway Ceph (rbd:).
+# Azurite comes from npm (which the machine has) in its test.
 oracle_pkgs=(qemu-utils qemu-block-extra fio python3 python3-cryptography
 	libvhdi-utils python3-libvhdi cryptsetup-bin nginx-light libnbd-bin
-	sqlite3 curl openssl util-linux)
+	sqlite3 curl openssl util-linux gnutls-bin
+	ceph-mon ceph-osd ceph-common)
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
