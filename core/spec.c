@@ -181,6 +181,19 @@ static int spec_fail_registry(const struct spec_ctx *c, size_t at, int err)
 	return err;
 }
 
+/* A bare word that is neither a kind nor a file: the registry's message (in
+ * dc_last_error()) says so for the kind; add that no such file exists. */
+static int spec_fail_nofile(const char *word)
+{
+	char *msg = strdup(dc_last_error());
+
+	if (!msg)
+		return -ENOMEM;
+	dc__error_raw("%s; nor is there a file '%s'", msg, word);
+	free(msg);
+	return -ENOENT;
+}
+
 /* Collect the ';'-separated options in [from, to) of the full spec. */
 static int spec_collect_opts(struct spec_ctx *c, size_t from, size_t to)
 {
@@ -560,13 +573,23 @@ static int spec_kind(struct spec_ctx *c, struct dc_spec *s, bool *file_leaf,
 	/* "file" resolves after the path is known (extension dispatch). */
 	*file_leaf = strcmp(kind, "file") == 0;
 	r = *file_leaf ? 0 : spec_lookup(c, s, kind, c->start);
-	pathlike = strpbrk(kind, "/.") != NULL;
+	/* OpenVMM reads a string without ':' as a path relative to the working
+	 * directory ("memdiff:disks/base.img", "disk;create=1G", "disk"), and
+	 * so does diskcore when no kind has that name: if it looks like a path
+	 * ('/' or '.'), carries options, or names a file that exists
+	 * (docs/openvmm-compat.md §5.1). A bare word naming nothing stays an
+	 * unknown kind, so a mistyped kind is reported as one. */
+	if (r == -ENOENT && !memchr(e, ':', len)) {
+		struct stat st;
+
+		pathlike = strpbrk(kind, "/.") || kend < len || stat(kind, &st) == 0;
+		if (!pathlike)
+			r = spec_fail_nofile(kind);
+	} else {
+		pathlike = false;
+	}
 	free(kind);
-	if (r == -ENOENT && !memchr(e, ':', len) && pathlike) {
-		/* No ':' and no such kind, but a '/' or '.': a path, relative to
-		 * the working directory, as OpenVMM reads a string without ':'
-		 * ("memdiff:disks/base.img", "disk.vhd;create=1G"). A bare word
-		 * stays a kind, so a mistyped one is named as such. */
+	if (pathlike) {
 		dc__error_clear();
 		*file_leaf = true;
 		c->hint = "PATH[;OPTION...]";

@@ -5,7 +5,10 @@
 #include "../core/error.c"
 #include "../core/spec.c"
 
+#include "harness.h"
+
 #include <check.h>
+#include <unistd.h>
 
 /* --- Stub registry ------------------------------------------------------ */
 
@@ -486,7 +489,39 @@ START_TEST(test_bare_paths)
 	parse_err("foo", -ENOENT,
 		  "known kinds: file, mem, memdiff, sql, sqldiff, "
 		  "autocache, prwrap, blob, crypt, delay, striped, vhd, "
-		  "vhd1, vhdx, zero");
+		  "vhd1, vhdx, zero; nor is there a file 'foo'");
+}
+END_TEST
+
+/* A bare word is a file when a file of that name exists or options follow
+ * (OpenVMM opens any string without ':' as a path); a kind of that name
+ * wins, as the word is then not a path (docs/openvmm-compat.md §5.1). */
+START_TEST(test_bare_word_file)
+{
+	char *dir = h_tmpsubdir(), *cwd = getcwd(NULL, 0);
+	struct dc_spec *s;
+
+	ck_assert_int_eq(chdir(dir), 0);
+	h_write_file("plain", "x", 1, 0644);
+	h_write_file("zero", "x", 1, 0644);
+	s = parse_ok("plain");
+	check_leaf(s, "file", "plain");
+	dc__spec_free(s);
+	s = parse_ok("memdiff:plain");
+	check_leaf(s->children[0], "file", "plain");
+	dc__spec_free(s);
+	s = parse_ok("newdisk;create=1M");
+	check_leaf(s, "file", "newdisk");
+	ck_assert_uint_eq(opt(s, "create")->num, 1 << 20);
+	dc__spec_free(s);
+	s = parse_ok("zero");
+	ck_assert_str_eq(s->form->name, "zero");
+	dc__spec_free(s);
+	parse_err("memdiff:missing", -ENOENT,
+		  "invalid disk kind 'missing'; known kinds: file, ");
+	ck_assert_int_eq(chdir(cwd), 0);
+	free(cwd);
+	free(dir);
 }
 END_TEST
 
@@ -741,6 +776,7 @@ static Suite *spec_suite(void)
 
 	tc = tcase_create("grammar");
 	tcase_add_test(tc, test_bare_paths);
+	tcase_add_test(tc, test_bare_word_file);
 	tcase_add_test(tc, test_delay);
 	tcase_add_test(tc, test_lists);
 	tcase_add_test(tc, test_option_errors);
