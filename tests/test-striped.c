@@ -393,6 +393,46 @@ START_TEST(metadata_merge)
 }
 END_TEST
 
+/* The unmap behaviour of every pair of members: zeroes when all zero, ignored
+ * when all ignore (docs/openvmm-compat.md §2.7 row R05: the reference's rule,
+ * where OpenVMM's code folds from "zeroes" and so reports "unspecified"),
+ * unspecified otherwise. An unmap of an all-ignoring disk is range-checked
+ * and completes in the core. */
+START_TEST(unmap_behavior_fold)
+{
+	static const char *const mode[] = { "zeroes", "unspecified", "ignored" };
+	static const unsigned val[] = { DC_UNMAP_ZEROES, DC_UNMAP_UNSPECIFIED,
+					DC_UNMAP_IGNORED };
+	struct dc_info info;
+	dc_disk *d;
+
+	if (!ts_have_probe)
+		return;
+	for (int a = 0; a < 3; a++) {
+		for (int b = 0; b < 3; b++) {
+			char *spec = h_fmt("striped:[probe;unmap=%s,probe;unmap=%s]",
+					   mode[a], mode[b]);
+
+			d = ts_open(spec);
+			dc_get_info(d, &info);
+			ck_assert_msg(info.unmap_behavior ==
+					      (a == b ? val[a] : DC_UNMAP_UNSPECIFIED),
+				      "%s: unmap behaviour %u", spec,
+				      info.unmap_behavior);
+			dc_close(d);
+			free(spec);
+		}
+	}
+	d = ts_open("striped:[probe;unmap=ignored,probe;unmap=ignored,"
+		    "probe;unmap=ignored]");
+	dc_get_info(d, &info);
+	ck_assert_uint_eq(info.unmap_behavior, DC_UNMAP_IGNORED);
+	ck_assert_int_eq(dc_unmap(d, 0, info.sector_count, 0), 0);
+	ck_assert_int_eq(dc_unmap(d, info.sector_count - 1, 2, 0), DC_E_ILLEGAL_BLOCK);
+	dc_close(d);
+}
+END_TEST
+
 /* A member whose unmap is ignored is not asked; the others still are. */
 START_TEST(unmap_skips_ignoring_member)
 {
@@ -588,6 +628,7 @@ int main(void)
 	tcase_add_test(tc, metadata_mem);
 	tcase_add_test(tc, metadata_merge);
 	tcase_add_test(tc, unmap_skips_ignoring_member);
+	tcase_add_test(tc, unmap_behavior_fold);
 	tcase_add_test(tc, ops_forwarding);
 	tcase_add_test(tc, describe_layout);
 	tcase_add_test(tc, member_error_is_io);
