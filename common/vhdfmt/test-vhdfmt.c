@@ -36,6 +36,8 @@ START_TEST(layouts)
 		{ vhdx_meta_table_layout(), sizeof(struct vhdx_meta_table) },
 		{ vhdx_meta_entry_layout(), sizeof(struct vhdx_meta_entry) },
 		{ vhdx_file_params_layout(), sizeof(struct vhdx_file_params) },
+		{ vhdx_disk_size_layout(), sizeof(struct vhdx_disk_size) },
+		{ vhdx_sector_size_layout(), sizeof(struct vhdx_sector_size) },
 		{ vhdx_locator_layout(), sizeof(struct vhdx_locator) },
 		{ vhdx_locator_entry_layout(), sizeof(struct vhdx_locator_entry) },
 	};

@@ -143,6 +143,20 @@ struct vhdx_file_params {
 _Static_assert(sizeof(struct vhdx_file_params) == 8, "the file parameters are 8 bytes");
 ENDIAN_CODEC(vhdx_file_params, "<2I")
 
+/* The virtual disk size item. */
+struct vhdx_disk_size {
+	uint64_t size;
+} __attribute__((packed));
+_Static_assert(sizeof(struct vhdx_disk_size) == 8, "the virtual disk size is 8 bytes");
+ENDIAN_CODEC(vhdx_disk_size, "<Q")
+
+/* The logical and physical sector size items. */
+struct vhdx_sector_size {
+	uint32_t size;
+} __attribute__((packed));
+_Static_assert(sizeof(struct vhdx_sector_size) == 4, "a sector size item is 4 bytes");
+ENDIAN_CODEC(vhdx_sector_size, "<I")
+
 /* The parent locator metadata item (2.6.2.6): this header, count entries, then
  * the UTF-16LE keys and values they point at. */
 struct vhdx_locator {

@@ -60,24 +60,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define VHDX_RESERVE 40 /* queue room a single change may need */
-
 /* --- BAT ------------------------------------------------------------------------- */
-
-static uint64_t vhdx_pidx(const struct vhdx *v, uint64_t b)
-{
-	return b + b / v->chunk_ratio;
-}
-
-static uint64_t vhdx_sbidx(const struct vhdx *v, uint64_t c)
-{
-	return c * (v->chunk_ratio + 1) + v->chunk_ratio;
-}
-
-static uint64_t vhdx_bat_get(const struct vhdx *v, uint64_t i)
-{
-	return __atomic_load_n(&v->bat[i], __ATOMIC_ACQUIRE);
-}
 
 /* Sectors in block b (the last one may be short). */
 static uint32_t vhdx_block_secs(const struct vhdx *v, uint64_t b)
@@ -151,6 +134,59 @@ static int vhdx_check_spans(struct vhdx *v, struct vhdx_span *sp, size_t n)
 	return 0;
 }
 
+/* The state of BAT entry i (sb: a sector bitmap entry) is one this image may
+ * hold. */
+static int vhdx_check_entry(const struct vhdx *v, uint64_t i, bool sb, unsigned st)
+{
+	uint64_t cr1 = (uint64_t)v->chunk_ratio + 1;
+	bool bad;
+
+	/* A reserved payload state (4, 5) is refused in every image, so that a
+	 * state this plugin does not know is never read as one it does. QEMU's
+	 * block/vhdx.c instead reads 5 as zeroes (it defines it as
+	 * PAYLOAD_BLOCK_UNMAPPED_v095, from the 0.95 draft) and fails only the
+	 * I/O that meets a 4; neither is checked at its open. */
+	if (!sb && (st == 4 || st == 5)) {
+		vhdfmt_err("%s: BAT entry %llu (payload block %llu) has state %u, which "
+			   "[MS-VHDX] reserves (payload states are 0-3, 6 and 7)",
+			   v->path, (unsigned long long)i,
+			   (unsigned long long)(i - i / cr1), st);
+		return -EINVAL;
+	}
+	if (sb && !v->diff)
+		return 0; /* unused in fixed and dynamic images */
+	bad = sb ? st != 0 && st != VHDX_SB_PRESENT : st == VHDX_PB_PARTIAL && !v->diff;
+	if (!bad && st == VHDX_PB_PARTIAL)
+		bad = VHDX_BAT_STATE(v->bat[i / cr1 * cr1 + v->chunk_ratio]) !=
+		      VHDX_SB_PRESENT;
+	if (bad) {
+		vhdfmt_err("%s: BAT entry %llu has state %u, which is invalid for a %s "
+			   "entry of a%s image%s",
+			   v->path, (unsigned long long)i, st,
+			   sb ? "sector bitmap" : "payload",
+			   v->diff ? " differencing" : " non-differencing",
+			   st == VHDX_PB_PARTIAL ? " (or its chunk has no bitmap)" : "");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The bytes the block of BAT entry i occupies. The last payload block holds
+ * only what is left of the disk, and a file may end with the disk (qemu-img's
+ * fixed images whose size is not a multiple of the block size; reads past the
+ * file are zeroes anyway). */
+static uint64_t vhdx_entry_len(const struct vhdx *v, uint64_t i, bool sb)
+{
+	uint64_t cr1 = (uint64_t)v->chunk_ratio + 1, start;
+
+	if (sb)
+		return VHDX_MB;
+	start = (i - i / cr1) * v->block_size;
+	if (start < v->disk_size && v->disk_size - start < v->block_size)
+		return vhdfmt_round_up(v->disk_size - start, (uint64_t)1 << v->ss_shift);
+	return v->block_size;
+}
+
 static int vhdx_load_bat(struct vhdx *v)
 {
 	uint64_t cr1 = (uint64_t)v->chunk_ratio + 1;
@@ -173,62 +209,19 @@ static int vhdx_load_bat(struct vhdx *v)
 		v->bat[i] = get_le64(raw + 8 * i);
 	for (uint64_t i = 0; i < v->nbat; i++) {
 		unsigned st = VHDX_BAT_STATE(v->bat[i]);
-		bool sb = i % cr1 == v->chunk_ratio, bad;
-		uint64_t len = sb ? VHDX_MB : v->block_size;
+		bool sb = i % cr1 == v->chunk_ratio;
 
-		/* A reserved payload state (4, 5) is refused in every image, so
-		 * that a state this plugin does not know is never read as one it
-		 * does. QEMU's block/vhdx.c instead reads 5 as zeroes (it defines it
-		 * as PAYLOAD_BLOCK_UNMAPPED_v095, from the 0.95 draft) and fails
-		 * only the I/O that meets a 4; neither is checked at its open. */
-		if (!sb && (st == 4 || st == 5)) {
-			vhdfmt_err(
-				"%s: BAT entry %llu (payload block %llu) has state %u, "
-				"which [MS-VHDX] reserves (payload states are 0-3, 6 "
-				"and 7)",
-				v->path, (unsigned long long)i,
-				(unsigned long long)(i - i / cr1), st);
-			ret = -EINVAL;
+		ret = vhdx_check_entry(v, i, sb, st);
+		if (ret)
 			goto out;
-		}
-		if (sb && !v->diff)
-			continue; /* unused in fixed and dynamic images */
-		bad = sb ? st != 0 && st != VHDX_SB_PRESENT :
-			   st == VHDX_PB_PARTIAL && !v->diff;
-		if (!bad && st == VHDX_PB_PARTIAL)
-			bad = VHDX_BAT_STATE(v->bat[i / cr1 * cr1 + v->chunk_ratio]) !=
-			      VHDX_SB_PRESENT;
-		if (bad) {
-			vhdfmt_err(
-				"%s: BAT entry %llu has state %u, which is invalid for a "
-				"%s entry of a%s image%s",
-				v->path, (unsigned long long)i, st,
-				sb ? "sector bitmap" : "payload",
-				v->diff ? " differencing" : " non-differencing",
-				st == VHDX_PB_PARTIAL ? " (or its chunk has no bitmap)" :
-							"");
-			ret = -EINVAL;
-			goto out;
-		}
-		if (st != VHDX_PB_FULL && st != VHDX_PB_PARTIAL)
+		if ((sb && !v->diff) || (st != VHDX_PB_FULL && st != VHDX_PB_PARTIAL))
 			continue;
 		if (!sp && !(sp = malloc((v->nbat + 8 + v->nxreg) * sizeof(*sp)))) {
 			ret = -ENOMEM;
 			goto out;
 		}
-		/* The last payload block holds only what is left of the disk, and
-		 * a file may end with the disk (qemu-img's fixed images whose size
-		 * is not a multiple of the block size; reads past the file are
-		 * zeroes anyway). */
-		if (!sb) {
-			uint64_t start = (i - i / cr1) * v->block_size;
-
-			if (start < v->disk_size && v->disk_size - start < len)
-				len = vhdfmt_round_up(v->disk_size - start,
-						      (uint64_t)1 << v->ss_shift);
-		}
-		sp[nsp++] =
-			(struct vhdx_span){ VHDX_BAT_OFF(v->bat[i]), len, (int64_t)i };
+		sp[nsp++] = (struct vhdx_span){ VHDX_BAT_OFF(v->bat[i]),
+						vhdx_entry_len(v, i, sb), (int64_t)i };
 	}
 	if (!sp && !(sp = malloc((8 + v->nxreg) * sizeof(*sp)))) {
 		ret = -ENOMEM;
@@ -244,132 +237,6 @@ out:
 	free(sp);
 	free(raw);
 	return ret;
-}
-
-/* --- Queued metadata and sector bitmaps (lock held) ------------------------------ */
-
-static int vhdx_reserve(struct vhdx *v)
-{
-	if (v->keys_cap - v->nkeys < VHDX_RESERVE) {
-		size_t cap = v->keys_cap * 2 + VHDX_RESERVE * 2;
-		uint64_t *k = realloc(v->keys, cap * sizeof(*k));
-
-		if (!k)
-			return -ENOMEM;
-		v->keys = k;
-		v->keys_cap = cap;
-	}
-	return 0;
-}
-
-static void vhdx_bat_set(struct vhdx *v, uint64_t i, uint64_t e)
-{
-	uint64_t sec = i / (VHDX_LSEC / 8);
-
-	__atomic_store_n(&v->bat[i], e, __ATOMIC_RELEASE);
-	if (!(v->bat_dirty[sec / 8] & (1u << (sec % 8)))) {
-		v->bat_dirty[sec / 8] |= (uint8_t)(1u << (sec % 8));
-		v->keys[v->nkeys] = sec;
-		/* Atomic: vhdx_rw() peeks at it without the lock. */
-		__atomic_store_n(&v->nkeys, v->nkeys + 1, __ATOMIC_RELAXED);
-	}
-}
-
-int vhdx_key_sector(struct vhdx *v, uint64_t key, uint8_t *out, uint64_t *off)
-{
-	if (key & VHDX_KEY_SB) {
-		uint64_t c = (key & ~VHDX_KEY_SB) >> 8;
-		unsigned idx = key & 0xff;
-		uint64_t e = v->bat[vhdx_sbidx(v, c)];
-
-		if (VHDX_BAT_STATE(e) != VHDX_SB_PRESENT)
-			return -EIO;
-		*off = VHDX_BAT_OFF(e) + (uint64_t)idx * VHDX_LSEC;
-		memcpy(out, v->sbc[c]->sec[idx], VHDX_LSEC);
-		return 0;
-	}
-	*off = v->bat_off + key * VHDX_LSEC;
-	for (unsigned j = 0; j < VHDX_LSEC / 8; j++)
-		put_le64(out + 8 * j, v->bat[key * (VHDX_LSEC / 8) + j]);
-	return 0;
-}
-
-/* The cached 4 KiB bitmap sector holding sector s's bit. */
-static int vhdx_sb_sec(struct vhdx *v, uint64_t s, uint8_t **out)
-{
-	uint64_t c = s >> 23;
-	unsigned idx = (unsigned)((s & (VHDX_CHUNK_SECTORS - 1)) >> 15);
-	struct vhdx_sbc *sbc = v->sbc[c];
-
-	if (!sbc && !(sbc = v->sbc[c] = calloc(1, sizeof(*sbc))))
-		return -ENOMEM;
-	if (!sbc->sec[idx]) {
-		uint64_t e = v->bat[vhdx_sbidx(v, c)];
-		uint8_t *p = malloc(VHDX_LSEC);
-		int ret = 0;
-
-		if (!p)
-			return -ENOMEM;
-		if (VHDX_BAT_STATE(e) == VHDX_SB_PRESENT)
-			ret = vhdx_pread(v, p, VHDX_LSEC,
-					 VHDX_BAT_OFF(e) + (uint64_t)idx * VHDX_LSEC);
-		else
-			memset(p, 0, VHDX_LSEC);
-		if (ret < 0) {
-			free(p);
-			return ret;
-		}
-		sbc->sec[idx] = p;
-	}
-	*out = sbc->sec[idx];
-	return 0;
-}
-
-/* Bits of sectors [s, s+n) into the bitmap out (bit k = sector s+k); n <= 32768. */
-static int vhdx_bits_get(struct vhdx *v, uint64_t s, uint32_t n, uint64_t *out)
-{
-	memset(out, 0, bitmap_words(n) * sizeof(*out));
-	for (uint32_t k = 0; k < n;) {
-		uint8_t *sec;
-		uint32_t bit = (uint32_t)(s + k) & 32767;
-		int ret = vhdx_sb_sec(v, s + k, &sec);
-
-		if (ret < 0)
-			return ret;
-		for (; k < n && bit < 32768; k++, bit++)
-			if (sec[bit >> 3] & (1u << (bit & 7)))
-				out[k >> 6] |= UINT64_C(1) << (k & 63);
-	}
-	return 0;
-}
-
-/* Set (or clear) the bits of sectors [s, s+n) and queue their sectors. */
-static int vhdx_bits_put(struct vhdx *v, uint64_t s, uint32_t n, bool set)
-{
-	for (uint32_t k = 0; k < n;) {
-		uint64_t c = (s + k) >> 23;
-		unsigned idx = (unsigned)(((s + k) & (VHDX_CHUNK_SECTORS - 1)) >> 15);
-		uint32_t bit = (uint32_t)(s + k) & 32767;
-		struct vhdx_sbc *sbc;
-		uint8_t *sec;
-		int ret = vhdx_sb_sec(v, s + k, &sec);
-
-		if (ret < 0)
-			return ret;
-		for (; k < n && bit < 32768; k++, bit++) {
-			if (set)
-				sec[bit >> 3] |= (uint8_t)(1u << (bit & 7));
-			else
-				sec[bit >> 3] &= (uint8_t) ~(1u << (bit & 7));
-		}
-		sbc = v->sbc[c];
-		if (!(sbc->dirty[idx / 64] & (UINT64_C(1) << (idx % 64)))) {
-			sbc->dirty[idx / 64] |= UINT64_C(1) << (idx % 64);
-			v->keys[v->nkeys] = vhdx_key_sb(c, idx);
-			__atomic_store_n(&v->nkeys, v->nkeys + 1, __ATOMIC_RELAXED);
-		}
-	}
-	return 0;
 }
 
 /* --- Allocation (lock held) ---------------------------------------------------------- */

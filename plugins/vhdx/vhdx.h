@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* vhdx: what vhdx.c (regions, metadata, BAT, I/O, creation, parent chains) and
- * vhdx_log.c (the two headers, log replay and log writes) share; the on-disk
- * structures are common/vhdfmt/vhdx_format.h.
+/* vhdx: what the plugin's files share; the on-disk structures are
+ * common/vhdfmt/vhdx_format.h. The files call each other one way only:
+ *   vhdx.c         BAT check, allocation, I/O, open/close, the descriptor
+ *     -> vhdx_create.c  new images, create= and parent=
+ *     -> vhdx_meta.c    parsing up to the BAT, parents
+ *          -> vhdx_log.c    headers, log replay, log writes
+ *               -> vhdx_io.c     replayed reads, zeroing, the queue of
+ *                                metadata sectors the log writes
  * Layouts and rules are from [MS-VHDX]; nothing here is exported (plugins.map). */
 #ifndef DISKCORE_VHDX_H
 #define DISKCORE_VHDX_H
@@ -124,6 +129,22 @@ static inline uint64_t vhdx_key_sb(uint64_t chunk, unsigned idx)
 	return VHDX_KEY_SB | chunk << 8 | idx;
 }
 
+/* BAT index of payload block b, and of chunk c's sector bitmap block. */
+static inline uint64_t vhdx_pidx(const struct vhdx *v, uint64_t b)
+{
+	return b + b / v->chunk_ratio;
+}
+
+static inline uint64_t vhdx_sbidx(const struct vhdx *v, uint64_t c)
+{
+	return c * (v->chunk_ratio + 1) + v->chunk_ratio;
+}
+
+static inline uint64_t vhdx_bat_get(const struct vhdx *v, uint64_t i)
+{
+	return __atomic_load_n(&v->bat[i], __ATOMIC_ACQUIRE);
+}
+
 /* Known GUIDs, as text (stored with the first three fields little-endian). */
 #define VHDX_G_BAT "{2dc27766-f623-4200-9d64-115e9bfd4a08}"
 #define VHDX_G_META "{8b7ca206-4790-4b9a-b8fe-575f050f886e}"
@@ -199,16 +220,27 @@ int vhdx_log_open(struct vhdx *v);
 int vhdx_log_commit(struct vhdx *v);
 /* Close: the log is empty again; clear LogGuid. */
 int vhdx_log_close(struct vhdx *v);
-/* The 4 KiB content and file offset of a queued sector (lock held). */
-int vhdx_key_sector(struct vhdx *v, uint64_t key, uint8_t *out, uint64_t *off);
-/* Zero [off, off+len) of the file (holes where possible), extending it if needed. */
-int vhdx_zero_file(int fd, uint64_t off, uint64_t len);
-/* Free the in-memory replay. */
-void vhdx_log_free(struct vhdx *v);
-/* Trim or extend the file to file_end before its first change (lock held). */
-int vhdx_fix_end(struct vhdx *v);
+
+/* vhdx_io.c */
 /* Reads that see a read-only replay: flat buffers and request buffers. */
 int vhdx_pread(struct vhdx *v, void *buf, size_t len, uint64_t off);
 int vhdx_read_buf(struct vhdx *v, const struct dc_buf *b, uint64_t off);
+/* Free the in-memory replay. */
+void vhdx_ovl_free(struct vhdx *v);
+/* Zero [off, off+len) of the file (holes where possible), extending it if needed. */
+int vhdx_zero_file(int fd, uint64_t off, uint64_t len);
+/* Trim or extend the file to file_end before its first change (lock held). */
+int vhdx_fix_end(struct vhdx *v);
+/* The rest, lock held. Room in the queue for one change's sectors. */
+int vhdx_reserve(struct vhdx *v);
+/* Set BAT entry i and queue its sector. */
+void vhdx_bat_set(struct vhdx *v, uint64_t i, uint64_t e);
+/* The 4 KiB content and file offset of a queued sector; and its dequeue. */
+int vhdx_key_sector(struct vhdx *v, uint64_t key, uint8_t *out, uint64_t *off);
+void vhdx_key_done(struct vhdx *v, uint64_t key);
+/* Bits of sectors [s, s+n) into the bitmap out (bit k = sector s+k); n <= 32768. */
+int vhdx_bits_get(struct vhdx *v, uint64_t s, uint32_t n, uint64_t *out);
+/* Set (or clear) the bits of sectors [s, s+n) and queue their sectors. */
+int vhdx_bits_put(struct vhdx *v, uint64_t s, uint32_t n, bool set);
 
 #endif

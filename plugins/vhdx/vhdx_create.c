@@ -101,15 +101,17 @@ static int vhdx_new_regions(int fd, uint8_t *buf, uint64_t bat_len)
 	return ret;
 }
 
-/* A new image's metadata region: the table, then the items from 64 KiB on
- * (buf: 128 KiB of scratch). */
+/* A new image's metadata region: the table, then the items one after another
+ * from 64 KiB on, each through its codec (buf: 128 KiB of scratch). */
 static int vhdx_new_metadata(int fd, uint8_t *buf, const struct vhdx_create *c,
 			     const uint8_t page83[16], const uint8_t *loc,
 			     uint32_t loclen)
 {
 	struct vhdx_meta_table t = { .signature = "metadata", .count = loc ? 6 : 5 };
 	struct vhdx_file_params fp = { .block_size = c->block };
-	uint8_t *it = buf + VHDX_META_TABLE;
+	struct vhdx_disk_size ds = { .size = c->size };
+	struct vhdx_sector_size ls = { .size = c->lss }, ps = { .size = c->pss };
+	uint32_t off = VHDX_META_TABLE;
 
 	memset(buf, 0, 2 * VHDX_RT_SIZE);
 	vhdx_meta_table_encode(buf, &t);
@@ -117,26 +119,31 @@ static int vhdx_new_metadata(int fd, uint8_t *buf, const struct vhdx_create *c,
 		fp.flags = 1; /* LeaveBlockAllocated */
 	if (loc)
 		fp.flags = 2; /* HasParent */
-	vhdx_file_params_encode(it, &fp);
-	put_le64(it + 8, c->size);
-	memcpy(it + 16, page83, 16);
-	put_le32(it + 32, c->lss);
-	put_le32(it + 36, c->pss);
-	if (loc)
-		memcpy(it + 40, loc, loclen);
-	for (uint32_t i = 0, off = VHDX_META_TABLE; i < t.count; i++) {
+	for (uint32_t i = 0; i < t.count; i++) {
 		struct vhdx_meta_entry e = {
 			.off = off,
 			.len = i == VHDX_MI_LOC ? loclen : vhdx_items[i].len,
 			.flags = vhdx_items[i].flags,
 		};
+		uint8_t *it = buf + off;
 
+		if (i == VHDX_MI_PARAMS)
+			vhdx_file_params_encode(it, &fp);
+		else if (i == VHDX_MI_SIZE)
+			vhdx_disk_size_encode(it, &ds);
+		else if (i == VHDX_MI_PAGE83)
+			memcpy(it, page83, 16);
+		else if (i == VHDX_MI_LSS)
+			vhdx_sector_size_encode(it, &ls);
+		else if (i == VHDX_MI_PSS)
+			vhdx_sector_size_encode(it, &ps);
+		else
+			memcpy(it, loc, loclen);
 		vhdx_guid_bin(vhdx_items[i].guid, e.guid);
 		vhdx_meta_entry_encode(buf + sizeof(t) + sizeof(e) * i, &e);
 		off += e.len;
 	}
-	return vhdfmt_pwrite(fd, buf, VHDX_META_TABLE + 40 + (loc ? loclen : 0),
-			     2 * VHDX_MB);
+	return vhdfmt_pwrite(fd, buf, off, 2 * VHDX_MB);
 }
 
 /* Write a new image into the empty file fd. A child has a locator. */

@@ -10,62 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* --- Reads over an in-memory replay ------------------------------------------- */
-
-static void vhdx_ovl_apply(const struct vhdx *v, uint8_t *buf, size_t len, uint64_t off)
-{
-	for (size_t i = 0; i < v->novl; i++) {
-		const struct vhdx_ovl *o = &v->ovl[i];
-		uint64_t a = o->off > off ? o->off : off;
-		uint64_t b = o->off + o->len < off + len ? o->off + o->len : off + len;
-
-		if (a >= b)
-			continue;
-		if (o->data)
-			memcpy(buf + (a - off), o->data + (a - o->off), b - a);
-		else
-			memset(buf + (a - off), 0, b - a);
-	}
-}
-
-int vhdx_pread(struct vhdx *v, void *buf, size_t len, uint64_t off)
-{
-	size_t got = len;
-	int ret = 0;
-
-	if (!v->novl)
-		return vhdfmt_pread(v->fd, buf, len, off);
-	/* The replay may have extended the file: past its real end is zeroes. */
-	if (off >= v->real_size)
-		got = 0;
-	else if (len > v->real_size - off)
-		got = (size_t)(v->real_size - off);
-	if (got)
-		ret = vhdfmt_pread(v->fd, buf, got, off);
-	if (ret < 0)
-		return ret;
-	memset((uint8_t *)buf + got, 0, len - got);
-	vhdx_ovl_apply(v, buf, len, off);
-	return 0;
-}
-
-int vhdx_read_buf(struct vhdx *v, const struct dc_buf *b, uint64_t off)
-{
-	uint8_t *bounce;
-	int ret;
-
-	if (!v->novl)
-		return vhdfmt_xfer(v->fd, b, off, false, 0);
-	bounce = malloc(b->len ? b->len : 1);
-	if (!bounce)
-		return -ENOMEM;
-	ret = vhdx_pread(v, bounce, b->len, off);
-	if (ret == 0)
-		dc_buf_copy_to(b, 0, bounce, b->len);
-	free(bounce);
-	return ret;
-}
-
 /* --- Headers ----------------------------------------------------------------------- */
 
 int vhdx_read_headers(struct vhdx *v)
@@ -405,39 +349,61 @@ static int vhdx_log_collect(struct vhdx *v, const struct vhdx_lent *act, size_t 
 	return ret;
 }
 
-static void vhdx_ovl_free(struct vhdx *v)
+/* LogGuid is set but the log holds no valid entry. Entries are made durable
+ * before anything is applied, so such a log never changed the file (as qemu
+ * reads it): a writable open just clears LogGuid. */
+static int vhdx_log_none(struct vhdx *v)
 {
-	for (size_t i = 0; i < v->novl; i++)
-		free(v->ovl[i].data);
-	free(v->ovl);
-	v->ovl = NULL;
-	v->novl = 0;
+	int ret;
+
+	dc_debug("%s: LogGuid is set but the log holds no valid entry; nothing to "
+		 "replay",
+		 v->path);
+	if (v->ro)
+		return 0;
+	memset(v->hdr.log_guid, 0, 16);
+	ret = vhdx_session(v, false);
+	if (ret == 0 && !v->session)
+		ret = vhdx_update_headers(v);
+	if (ret < 0)
+		vhdfmt_err("%s: cannot replay the log: %s", v->path, strerror(-ret));
+	return ret;
 }
 
-/* Zero [off, off+len) of the file, extending it when the range reaches past
- * its end. */
-int vhdx_zero_file(int fd, uint64_t off, uint64_t len)
+/* A writable open replays the collected updates into the file, with a new
+ * FileWriteGuid first (2.2.2), then clears LogGuid. end: the file's end after
+ * the replay. */
+static int vhdx_log_apply(struct vhdx *v, uint64_t end)
 {
-	struct stat st;
-	uint64_t end = off + len;
+	int ret = vhdx_session(v, false);
 
-	if (fstat(fd, &st) < 0)
-		return -errno;
-	if (end > (uint64_t)st.st_size && ftruncate(fd, (off_t)end) < 0)
-		return -errno;
-	if (off >= (uint64_t)st.st_size)
-		return 0;
-	if (end > (uint64_t)st.st_size)
-		end = (uint64_t)st.st_size;
-	return vhdfmt_zero(fd, off, end - off);
+	for (size_t i = 0; ret == 0 && i < v->novl; i++)
+		ret = v->ovl[i].data ?
+			      vhdfmt_pwrite(v->fd, v->ovl[i].data, v->ovl[i].len,
+					    v->ovl[i].off) :
+			      vhdx_zero_file(v->fd, v->ovl[i].off, v->ovl[i].len);
+	if (ret == 0 && end > v->real_size && ftruncate(v->fd, (off_t)end) < 0)
+		ret = -errno;
+	if (ret == 0 && fdatasync(v->fd) < 0)
+		ret = -errno;
+	if (ret == 0) {
+		memset(v->hdr.log_guid, 0, 16);
+		ret = vhdx_update_headers(v);
+	}
+	vhdx_ovl_free(v);
+	if (ret == 0 && end > v->real_size)
+		v->real_size = v->file_size = end;
+	v->log_state = VHDX_LOG_REPLAYED;
+	if (ret < 0)
+		vhdfmt_err("%s: cannot replay the log: %s", v->path, strerror(-ret));
+	return ret;
 }
 
 int vhdx_log_open(struct vhdx *v)
 {
 	struct vhdx_lent *act = NULL, *head;
-	struct vhdx_ovl *ovl = NULL;
 	uint64_t end;
-	size_t n = 0, novl = 0;
+	size_t n = 0;
 	int ret;
 
 	if (vhdx_guid_zero(v->hdr.log_guid))
@@ -453,19 +419,8 @@ int vhdx_log_open(struct vhdx *v)
 		return ret;
 	}
 	if (!n) {
-		/* Entries are made durable before anything is applied, so a log
-		 * without a valid entry never changed the file (as qemu reads it). */
-		dc_debug("%s: LogGuid is set but the log holds no valid entry; nothing "
-			 "to replay",
-			 v->path);
 		free(act);
-		if (v->ro)
-			return 0;
-		memset(v->hdr.log_guid, 0, 16);
-		ret = vhdx_session(v, false);
-		if (ret == 0 && !v->session)
-			ret = vhdx_update_headers(v);
-		goto done;
+		return vhdx_log_none(v);
 	}
 	head = &act[n - 1];
 	if (head->flushed > v->real_size) {
@@ -477,78 +432,26 @@ int vhdx_log_open(struct vhdx *v)
 		return -EINVAL;
 	}
 	end = head->last;
-	ret = vhdx_log_collect(v, act, n, &ovl, &novl);
+	ret = vhdx_log_collect(v, act, n, &v->ovl, &v->novl);
 	free(act);
-	v->ovl = ovl;
-	v->novl = novl;
 	if (ret < 0) {
 		vhdfmt_err("%s: cannot read the log: %s", v->path, strerror(-ret));
 		return ret;
 	}
-	for (size_t i = 0; i < novl; i++)
-		if (ovl[i].off + ovl[i].len > end)
-			end = ovl[i].off + ovl[i].len;
-	if (v->ro) {
-		dc_debug("%s: replaying %zu log updates in memory (opened read-only)",
-			 v->path, novl);
-		if (end > v->file_size)
-			v->file_size = end;
-		v->log_state = VHDX_LOG_IN_MEMORY;
-		return 0;
-	}
-	/* Writable: into the file, with a new FileWriteGuid first (2.2.2). */
-	ret = vhdx_session(v, false);
-	for (size_t i = 0; ret == 0 && i < novl; i++)
-		ret = ovl[i].data ?
-			      vhdfmt_pwrite(v->fd, ovl[i].data, ovl[i].len, ovl[i].off) :
-			      vhdx_zero_file(v->fd, ovl[i].off, ovl[i].len);
-	if (ret == 0 && end > v->real_size && ftruncate(v->fd, (off_t)end) < 0)
-		ret = -errno;
-	if (ret == 0 && fdatasync(v->fd) < 0)
-		ret = -errno;
-	if (ret == 0) {
-		memset(v->hdr.log_guid, 0, 16);
-		ret = vhdx_update_headers(v);
-	}
-	vhdx_ovl_free(v);
-	if (ret == 0 && end > v->real_size)
-		v->real_size = v->file_size = end;
-	v->log_state = VHDX_LOG_REPLAYED;
-done:
-	if (ret < 0)
-		vhdfmt_err("%s: cannot replay the log: %s", v->path, strerror(-ret));
-	return ret;
-}
-
-void vhdx_log_free(struct vhdx *v)
-{
-	vhdx_ovl_free(v);
-}
-
-/* --- Writing through the log --------------------------------------------------------- */
-
-int vhdx_fix_end(struct vhdx *v)
-{
-	if (v->end_fixed)
-		return 0;
-	if (v->real_size != v->file_end && ftruncate(v->fd, (off_t)v->file_end) < 0)
-		return -errno;
-	v->real_size = v->file_size = v->file_end;
-	v->end_fixed = true;
+	for (size_t i = 0; i < v->novl; i++)
+		if (v->ovl[i].off + v->ovl[i].len > end)
+			end = v->ovl[i].off + v->ovl[i].len;
+	if (!v->ro)
+		return vhdx_log_apply(v, end);
+	dc_debug("%s: replaying %zu log updates in memory (opened read-only)", v->path,
+		 v->novl);
+	if (end > v->file_size)
+		v->file_size = end;
+	v->log_state = VHDX_LOG_IN_MEMORY;
 	return 0;
 }
 
-static void vhdx_key_done(struct vhdx *v, uint64_t key)
-{
-	if (key & VHDX_KEY_SB) {
-		uint64_t c = (key & ~VHDX_KEY_SB) >> 8;
-		unsigned idx = key & 0xff;
-
-		v->sbc[c]->dirty[idx / 64] &= ~(UINT64_C(1) << (idx % 64));
-	} else {
-		v->bat_dirty[key / 8] &= (uint8_t) ~(1u << (key % 8));
-	}
-}
+/* --- Writing through the log --------------------------------------------------------- */
 
 /* Entry seq at ring position pos for the first n queued sectors: their
  * contents into raw, their file offsets into off, the sealed entry into ent. */

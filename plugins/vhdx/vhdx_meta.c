@@ -91,6 +91,71 @@ static int vhdx_check_region(struct vhdx *v, const char *what, uint64_t off, uin
 	return 0;
 }
 
+/* Entry i of the region table rt: the BAT, the metadata, or another region
+ * (kept as it is unless marked required). */
+static int vhdx_region_entry(struct vhdx *v, const uint8_t *rt, uint32_t i)
+{
+	const uint8_t *ents = rt + sizeof(struct vhdx_region_table);
+	struct vhdx_region e;
+	char gs[39];
+
+	vhdx_region_decode(&e, ents + sizeof(e) * i);
+	vhdx_guid_str(e.guid, gs);
+	for (uint32_t k = 0; k < i; k++) {
+		if (!memcmp(ents + sizeof(e) * k, e.guid, 16)) {
+			vhdfmt_err("%s: region %s is listed twice", v->path, gs);
+			return -EINVAL;
+		}
+	}
+	if (!strcmp(gs, VHDX_G_BAT)) {
+		v->bat_off = e.off;
+		v->bat_len = e.len;
+	} else if (!strcmp(gs, VHDX_G_META)) {
+		v->meta_off = e.off;
+		v->meta_len = e.len;
+	} else if (e.flags & 1) {
+		vhdfmt_err("%s: unknown region %s is marked required; refusing to open "
+			   "an image this implementation cannot understand",
+			   v->path, gs);
+		return -EINVAL;
+	} else {
+		uint64_t *x = realloc(v->xreg, (v->nxreg + 1) * 2 * sizeof(*x));
+
+		if (!x)
+			return -ENOMEM;
+		v->xreg = x;
+		x[2 * v->nxreg] = e.off;
+		x[2 * v->nxreg++ + 1] = e.len;
+	}
+	return vhdx_check_region(v, gs, e.off, e.len);
+}
+
+/* The BAT and metadata regions are present, and no two regions overlap. */
+static int vhdx_regions_disjoint(struct vhdx *v)
+{
+	if (!v->bat_len || !v->meta_len) {
+		vhdfmt_err("%s: the region table lacks the %s region", v->path,
+			   v->bat_len ? "metadata" : "BAT");
+		return -EINVAL;
+	}
+	if (vhdfmt_overlap(v->bat_off, v->bat_len, v->meta_off, v->meta_len)) {
+		vhdfmt_err("%s: the BAT and metadata regions overlap", v->path);
+		return -EINVAL;
+	}
+	for (uint32_t i = 0; i < v->nxreg; i++) {
+		uint64_t o = v->xreg[2 * i], l = v->xreg[2 * i + 1];
+
+		if (vhdfmt_overlap(o, l, v->bat_off, v->bat_len) ||
+		    vhdfmt_overlap(o, l, v->meta_off, v->meta_len)) {
+			vhdfmt_err(
+				"%s: a region at offset %llu overlaps the BAT or metadata",
+				v->path, (unsigned long long)o);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int vhdx_parse_regions(struct vhdx *v)
 {
 	uint8_t *rt = malloc(VHDX_RT_SIZE);
@@ -119,71 +184,11 @@ static int vhdx_parse_regions(struct vhdx *v)
 			   v->path);
 		goto out;
 	}
-	for (uint32_t i = 0; i < n; i++) {
-		const uint8_t *raw = rt + sizeof(struct vhdx_region_table) +
-				     sizeof(struct vhdx_region) * i;
-		struct vhdx_region e;
-		uint64_t off, len;
-		char gs[39];
-
-		vhdx_region_decode(&e, raw);
-		off = e.off;
-		len = e.len;
-		vhdx_guid_str(e.guid, gs);
-		for (uint32_t k = 0; k < i; k++)
-			if (!memcmp(rt + sizeof(struct vhdx_region_table) +
-					    sizeof(struct vhdx_region) * k,
-				    e.guid, 16)) {
-				vhdfmt_err("%s: region %s is listed twice", v->path, gs);
-				goto out;
-			}
-		if (!strcmp(gs, VHDX_G_BAT)) {
-			v->bat_off = off;
-			v->bat_len = len;
-		} else if (!strcmp(gs, VHDX_G_META)) {
-			v->meta_off = off;
-			v->meta_len = len;
-		} else if (e.flags & 1) {
-			vhdfmt_err(
-				"%s: unknown region %s is marked required; refusing to "
-				"open an image this implementation cannot understand",
-				v->path, gs);
-			goto out;
-		} else {
-			uint64_t *x = realloc(v->xreg, (v->nxreg + 1) * 2 * sizeof(*x));
-
-			if (!x) {
-				ret = -ENOMEM;
-				goto out;
-			}
-			v->xreg = x;
-			x[2 * v->nxreg] = off;
-			x[2 * v->nxreg++ + 1] = len;
-		}
-		if (vhdx_check_region(v, gs, off, len))
-			goto out;
-	}
-	if (!v->bat_len || !v->meta_len) {
-		vhdfmt_err("%s: the region table lacks the %s region", v->path,
-			   v->bat_len ? "metadata" : "BAT");
-		goto out;
-	}
-	if (vhdfmt_overlap(v->bat_off, v->bat_len, v->meta_off, v->meta_len)) {
-		vhdfmt_err("%s: the BAT and metadata regions overlap", v->path);
-		goto out;
-	}
-	for (uint32_t i = 0; i < v->nxreg; i++) {
-		uint64_t o = v->xreg[2 * i], l = v->xreg[2 * i + 1];
-
-		if (vhdfmt_overlap(o, l, v->bat_off, v->bat_len) ||
-		    vhdfmt_overlap(o, l, v->meta_off, v->meta_len)) {
-			vhdfmt_err(
-				"%s: a region at offset %llu overlaps the BAT or metadata",
-				v->path, (unsigned long long)o);
-			goto out;
-		}
-	}
 	ret = 0;
+	for (uint32_t i = 0; i < n && ret == 0; i++)
+		ret = vhdx_region_entry(v, rt, i);
+	if (ret == 0)
+		ret = vhdx_regions_disjoint(v);
 out:
 	free(rt);
 	return ret;
@@ -316,9 +321,14 @@ static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 			    const uint32_t *len)
 {
 	struct vhdx_file_params fp;
+	struct vhdx_sector_size ls, ps;
+	struct vhdx_disk_size ds;
 	uint32_t bs, flags;
 
 	vhdx_file_params_decode(&fp, val[VHDX_MI_PARAMS]);
+	vhdx_sector_size_decode(&ls, val[VHDX_MI_LSS]);
+	vhdx_sector_size_decode(&ps, val[VHDX_MI_PSS]);
+	vhdx_disk_size_decode(&ds, val[VHDX_MI_SIZE]);
 	bs = fp.block_size;
 	flags = fp.flags;
 
@@ -331,8 +341,8 @@ static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 	v->block_size = bs;
 	v->leave_alloc = flags & 1;
 	v->diff = flags & 2;
-	v->lss = get_le32(val[VHDX_MI_LSS]);
-	v->pss = get_le32(val[VHDX_MI_PSS]);
+	v->lss = ls.size;
+	v->pss = ps.size;
 	if ((v->lss != 512 && v->lss != 4096) || (v->pss != 512 && v->pss != 4096)) {
 		vhdfmt_err(
 			"%s: sector sizes %u (logical) and %u (physical): each must be "
@@ -340,7 +350,7 @@ static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 			v->path, v->lss, v->pss);
 		return -EINVAL;
 	}
-	v->disk_size = get_le64(val[VHDX_MI_SIZE]);
+	v->disk_size = ds.size;
 	if (!v->disk_size || v->disk_size % v->lss || v->disk_size > VHDX_MAX_DISK) {
 		vhdfmt_err("%s: virtual disk size %llu: expected a non-zero multiple of "
 			   "the %u-byte sector of at most 64 TiB",
@@ -544,7 +554,7 @@ void vhdx_free(struct vhdx *v)
 		}
 		free(v->sbc);
 	}
-	vhdx_log_free(v);
+	vhdx_ovl_free(v);
 	pthread_mutex_destroy(&v->lock);
 	free(v->bat);
 	free(v->bat_dirty);

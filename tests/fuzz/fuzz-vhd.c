@@ -4,6 +4,10 @@
  * The plugin is compiled in; core services come from libdiskcore. The first
  * input byte picks read-only or read-write; the rest is the image file. */
 #include "../../plugins/vhd/vhd.c"
+#include "../../plugins/vhd/vhd_parse.c"
+#include "../../plugins/vhd/vhd_parent.c"
+#include "../../plugins/vhd/vhd_io.c"
+#include "../../plugins/vhd/vhd_create.c"
 #include "../../common/endian/layout.c"
 #include "../../common/utf16/utf16.c"
 #include "../../common/bitmap/bitmap.c"

@@ -16,6 +16,7 @@
 #include "../../plugins/vhdx/vhdx_meta.c"
 #include "../../plugins/vhdx/vhdx_log.c"
 #include "../../plugins/vhdx/vhdx_create.c"
+#include "../../plugins/vhdx/vhdx_io.c"
 #include "../../common/endian/layout.c"
 #include "../../common/utf16/utf16.c"
 #include "../../common/bitmap/bitmap.c"
