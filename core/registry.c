@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Plugin discovery and trust. A spec form F is served by F.so on the search
- * path (a plugin's alias forms are FORM.so symlinks): a lookup never loads a
- * file that is not named after the form. Before dlopen the file, its directory
+/* Plugin discovery and trust. A spec form F is served by F.so in the first
+ * directory of the search path that holds one (a plugin's alias forms are
+ * FORM.so symlinks): a lookup never loads a file that is not named after the
+ * form, nor an F.so that an earlier directory shadows. Before dlopen the file, its directory
  * and every directory above must be owned by root or by us and writable by
  * nobody else; loaded plugins stay loaded for the life of the process. */
 #include "internal.h"
@@ -110,13 +111,17 @@ static int reg_dirs_add(struct reg_dirs *d, const char *dir, size_t len)
 	/* Only absolute directories: never the current directory by accident. */
 	if (!len || dir[0] != '/')
 		return 0;
+	/* "/a/b/" and "/a/b" name the same directory. */
+	while (len > 1 && dir[len - 1] == '/')
+		len--;
+	/* A directory listed twice is searched once, at its first place. */
+	for (size_t i = 0; i < d->n; i++)
+		if (strlen(d->v[i]) == len && strncmp(d->v[i], dir, len) == 0)
+			return 0;
 	v = realloc(d->v, (d->n + 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	d->v = v;
-	/* "/a/b/" and "/a/b" name the same directory. */
-	while (len > 1 && dir[len - 1] == '/')
-		len--;
 	d->v[d->n] = strndup(dir, len);
 	if (!d->v[d->n])
 		return -ENOMEM;
@@ -124,7 +129,11 @@ static int reg_dirs_add(struct reg_dirs *d, const char *dir, size_t len)
 	return 0;
 }
 
-/* $DISKCORE_PLUGIN_PATH, then the built-in directory. */
+/* The search path (docs/plugin-guide.md, "Install it where the core looks"):
+ * unset or empty $DISKCORE_PLUGIN_PATH means the built-in directory alone; set,
+ * its directories replace it, and an empty element ("/a:", ":/a", "/a::/b")
+ * stands for the built-in directory at that place, as in MANPATH. A build
+ * tree's tests then load the build's plugins only, whatever is installed. */
 static int reg_dirs_get(struct reg_dirs *d)
 {
 	/* Not in a setuid or setgid host: its caller must not pick its code. */
@@ -133,14 +142,17 @@ static int reg_dirs_get(struct reg_dirs *d)
 
 	d->v = NULL;
 	d->n = 0;
-	while (env && *env && r == 0) {
+	if (!env || !*env)
+		env = ""; /* one empty element: the built-in directory */
+	for (;;) {
 		size_t len = strcspn(env, ":");
 
-		r = reg_dirs_add(d, env, len);
-		env += len + (env[len] == ':');
+		r = len ? reg_dirs_add(d, env, len) :
+			  reg_dirs_add(d, DC_PLUGINDIR, strlen(DC_PLUGINDIR));
+		if (r < 0 || !env[len])
+			break;
+		env += len + 1;
 	}
-	if (r == 0)
-		r = reg_dirs_add(d, DC_PLUGINDIR, strlen(DC_PLUGINDIR));
 	if (r < 0)
 		reg_dirs_free(d);
 	return r;
@@ -446,20 +458,18 @@ static void reg_list_free(struct reg_list *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Check and load dir/name; append the outcome to l. The search directory is
- * checked too: the directory a name lives in decides what the name means,
- * even when it is a symlink to elsewhere. */
-static int reg_find(struct reg_list *l, const char *dir, const char *name)
+/* A new item for dir/name at the end of l, or NULL when out of memory. */
+static struct reg_found *reg_list_add(struct reg_list *l, const char *dir,
+				      const char *name)
 {
 	struct reg_found *f;
-	char real[PATH_MAX];
 
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 16;
 		void *v = realloc(l->v, cap * sizeof(*l->v));
 
 		if (!v)
-			return -ENOMEM;
+			return NULL;
 		l->v = v;
 		l->cap = cap;
 	}
@@ -467,8 +477,47 @@ static int reg_find(struct reg_list *l, const char *dir, const char *name)
 	memset(f, 0, sizeof(*f));
 	f->path = reg_fmt("%s/%s", dir, name);
 	if (!f->path)
-		return -ENOMEM;
+		return NULL;
 	l->n++;
+	return f;
+}
+
+/* Within one directory each form has one plugin: every form of p whose
+ * FORM.so is in dir must be p's own file (real). Two files of a directory that
+ * claim a form are an installation error, whichever one a lookup opened. */
+static int reg_check_siblings(const char *dir, const char *path, const char *real,
+			      const struct dc_plugin *p, char **why)
+{
+	char other[PATH_MAX];
+
+	for (const struct dc_form *f = p->forms; f->name; f++) {
+		char *sib = reg_fmt("%s/%s.so", dir, f->name);
+		bool clash;
+
+		if (!sib)
+			return -ENOMEM;
+		clash = realpath(sib, other) && strcmp(other, real) != 0;
+		if (clash)
+			*why = reg_fmt("two plugins in %s claim '%s': %s and %s; remove "
+				       "one of them",
+				       dir, f->name, sib, path);
+		free(sib);
+		if (clash)
+			return *why ? -EEXIST : -ENOMEM;
+	}
+	return 0;
+}
+
+/* Check and load dir/name; append the outcome to l. The search directory is
+ * checked too: the directory a name lives in decides what the name means,
+ * even when it is a symlink to elsewhere. */
+static int reg_find(struct reg_list *l, const char *dir, const char *name)
+{
+	struct reg_found *f = reg_list_add(l, dir, name);
+	char real[PATH_MAX];
+
+	if (!f)
+		return -ENOMEM;
 	if (!realpath(f->path, real)) {
 		f->err = -errno;
 		f->why = reg_fmt("plugin %s: %s", f->path, strerror(errno));
@@ -478,10 +527,40 @@ static int reg_find(struct reg_list *l, const char *dir, const char *name)
 		f->err = -EPERM;
 	} else if (!(f->entry = reg_load(real))) {
 		return -ENOMEM;
+	} else if (!f->entry->err) {
+		f->err = reg_check_siblings(dir, f->path, real, &f->entry->desc, &f->why);
+		if (f->err == -ENOMEM)
+			return -ENOMEM;
 	}
 	if (f->err && !f->why)
 		return -ENOMEM;
 	return 0;
+}
+
+/* Files shadowed by an earlier directory's file of the same name, each
+ * warned about once per process. */
+static struct reg_pathstr *reg_warned;
+
+/* The first directory on the path wins: warn on stderr (a lookup succeeds,
+ * so dc_last_error() is not the place), naming both files. Lock held. */
+static void reg_warn_shadowed(const char *name, const char *used, const char *ignored)
+{
+	struct reg_pathstr *w;
+
+	for (w = reg_warned; w; w = w->next)
+		if (strcmp(w->s, ignored) == 0)
+			return;
+	w = calloc(1, sizeof(*w));
+	if (w && (w->s = strdup(ignored))) {
+		w->next = reg_warned;
+		reg_warned = w;
+	} else {
+		free(w);
+	}
+	fprintf(stderr,
+		"diskcore: warning: two plugins claim '%s': %s and %s; using %s, "
+		"the first on the plugin search path\n",
+		name, used, ignored, used);
 }
 
 static int reg_cmp(const void *a, const void *b)
@@ -536,9 +615,51 @@ static int reg_listdir(const char *dir, char ***out, size_t *count)
 	return r;
 }
 
+/* dir/name, where an earlier directory holds a file of that name: the same
+ * file (a symlink) is the same plugin; another file is never loaded, and is
+ * listed as not used. */
+static int reg_find_again(struct reg_list *l, const struct reg_found *first,
+			  const char *dir, const char *name)
+{
+	const char *used = first->path, *used_real = first->real;
+	char real[PATH_MAX], *kind;
+	struct reg_found *f;
+
+	f = reg_list_add(l, dir, name); /* may move first */
+	if (!f)
+		return -ENOMEM;
+	if (realpath(f->path, real) && used_real && strcmp(real, used_real) == 0) {
+		l->n--;
+		free(f->path);
+		return reg_find(l, dir, name);
+	}
+	f->err = -EEXIST;
+	f->why = reg_fmt("plugin %s: not used: %s, earlier on the search path, has "
+			 "its name",
+			 f->path, used);
+	kind = strndup(name, strlen(name) - 3);
+	if (!f->why || !kind) {
+		free(kind);
+		return -ENOMEM;
+	}
+	reg_warn_shadowed(kind, used, f->path);
+	free(kind);
+	return 0;
+}
+
+/* The item of l for a file called name, or NULL. */
+static const struct reg_found *reg_named(const struct reg_list *l, const char *name)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(strrchr(l->v[i].path, '/') + 1, name) == 0)
+			return &l->v[i];
+	return NULL;
+}
+
 /* Every *.so of every search directory, sorted within a directory. */
 static int reg_scan(const struct reg_dirs *dirs, struct reg_list *l)
 {
+	const struct reg_found *first;
 	size_t i, j, n;
 	char **names;
 	int r = 0;
@@ -546,7 +667,9 @@ static int reg_scan(const struct reg_dirs *dirs, struct reg_list *l)
 	for (i = 0; i < dirs->n && r == 0; i++) {
 		r = reg_listdir(dirs->v[i], &names, &n);
 		for (j = 0; j < n; j++) {
-			if (r == 0)
+			if (r == 0 && (first = reg_named(l, names[j])))
+				r = reg_find_again(l, first, dirs->v[i], names[j]);
+			else if (r == 0)
 				r = reg_find(l, dirs->v[i], names[j]);
 			free(names[j]);
 		}
@@ -613,20 +736,15 @@ out:
 	return r;
 }
 
-static int reg_duplicate(const char *name, const char *a, const char *b)
-{
-	dc__error_raw("two plugins claim '%s': %s and %s; remove one of them", name, a,
-		      b);
-	return -EEXIST;
-}
-
-/* Look for name.so in each directory. Returns 1 with *out set when found and
- * claiming the form, 0 when there is none (or it does not claim it). */
+/* Look for name.so in each directory: the first that holds one decides, and
+ * a different file of that name further on is only warned about, never
+ * loaded. Returns 1 with *out set when found and claiming the form, 0 when
+ * there is none (or it does not claim it). */
 static int reg_lookup_direct(const struct reg_dirs *dirs, const char *name,
 			     const struct reg_entry **out)
 {
 	struct reg_list l = { 0 };
-	char *file = reg_fmt("%s.so", name);
+	char *file = reg_fmt("%s.so", name), real[PATH_MAX];
 	size_t i;
 	int r = 0;
 
@@ -638,21 +756,24 @@ static int reg_lookup_direct(const struct reg_dirs *dirs, const char *name,
 
 		if (!path)
 			r = -ENOMEM;
-		else if (stat(path, &st) == 0)
+		else if (stat(path, &st) != 0)
+			; /* not here */
+		else if (!l.n)
 			r = reg_find(&l, dirs->v[i], file);
+		else if (!realpath(path, real) || !l.v[0].real ||
+			 strcmp(real, l.v[0].real))
+			reg_warn_shadowed(name, l.v[0].path, path);
 		free(path);
 	}
-	/* Symlinks to one real file are one plugin. */
-	for (i = 1; i < l.n && r == 0; i++)
-		if (!l.v[i].real || !l.v[0].real || strcmp(l.v[i].real, l.v[0].real))
-			r = reg_duplicate(name, l.v[0].path, l.v[i].path);
 	if (r == 0 && l.n) {
 		const struct reg_found *f = &l.v[0];
-		const char *why = f->entry ? f->entry->why : f->why;
 
-		if (why) {
-			dc__error_raw("%s", why);
-			r = f->entry ? f->entry->err : f->err;
+		if (f->why) {
+			dc__error_raw("%s", f->why);
+			r = f->err;
+		} else if (f->entry->why) {
+			dc__error_raw("%s", f->entry->why);
+			r = f->entry->err;
 		} else if (reg_claims(f->entry, name)) {
 			*out = f->entry;
 			r = 1;
@@ -740,8 +861,10 @@ DC_EXPORT int dc_plugins_foreach(dc_plugin_visit_fn visit, void *arg)
 		/* FORM.so -> NAME.so links are lookup shortcuts: list the plugin once. */
 		if (e && reg_is_alias(&l, i))
 			continue;
-		r = visit(arg, l.v[i].path, e && !e->err ? &e->desc : NULL,
-			  e ? e->why : l.v[i].why);
+		r = visit(arg, l.v[i].path, e && !e->err && !l.v[i].err ? &e->desc : NULL,
+			  l.v[i].why ? l.v[i].why :
+			  e	     ? e->why :
+				       NULL);
 	}
 	reg_list_free(&l);
 	return r;

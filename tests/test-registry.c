@@ -77,10 +77,10 @@ static char *path_of(const char *dir, const char *name)
 	return p;
 }
 
-/* Copy tiny/<name>.so to dir/<as>.so with mode 0755; returns the new path. */
-static char *install(const char *dir, const char *name, const char *as)
+/* Copy src to dir/<as>.so with mode 0755; returns the new path. */
+static char *install_from(const char *src, const char *dir, const char *as)
 {
-	char *src = path_of(tiny_dir, name), *dst = path_of(dir, as ? as : name);
+	char *dst = path_of(dir, as);
 	char buf[65536];
 	ssize_t n;
 	int in, out;
@@ -96,6 +96,12 @@ static char *install(const char *dir, const char *name, const char *as)
 	close(out);
 	ck_assert_int_eq(chmod(dst, 0755), 0);
 	return dst;
+}
+
+/* Copy tiny/<name>.so to dir/<as>.so with mode 0755; returns the new path. */
+static char *install(const char *dir, const char *name, const char *as)
+{
+	return install_from(path_of(tiny_dir, name), dir, as ? as : name);
 }
 
 /* A message to expect. */
@@ -254,17 +260,238 @@ START_TEST(test_old_descriptor_loads)
 }
 END_TEST
 
-START_TEST(test_duplicate_file_name)
+struct seen {
+	int n;
+	char name[8][64];
+	bool loaded[8];
+	char why[8][256];
+};
+
+static int visit(void *arg, const char *path, const struct dc_plugin *p, const char *why)
 {
+	struct seen *s = arg;
+	const char *base = strrchr(path, '/');
+
+	if (s->n == 8)
+		return 0; /* the built-in directory may hold more */
+	snprintf(s->name[s->n], sizeof(s->name[0]), "%s", base ? base + 1 : path);
+	s->loaded[s->n] = p != NULL;
+	snprintf(s->why[s->n], sizeof(s->why[0]), "%s", why ? why : "");
+	ck_assert(p ? why == NULL : why != NULL);
+	if (p)
+		ck_assert_uint_eq(p->abi_major, DC_ABI_MAJOR);
+	s->n++;
+	return 0;
+}
+
+/* Send this process's stderr to a fresh file; returns its path. */
+static char *stderr_to_file(void)
+{
+	char *p = fmt("%s/stderr", tmp_dir());
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(dup2(fd, 2), 2);
+	close(fd);
+	return p;
+}
+
+/* The file's text (up to 64 KiB). */
+static char *slurp(const char *path)
+{
+	char *buf = keep(calloc(1, 65536));
+	int fd = open(path, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(read(fd, buf, 65535), 0);
+	close(fd);
+	return buf;
+}
+
+static int count(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+/* The name of the plugin that serves spec (from dc_describe). */
+static int name_visit(void *arg, int depth, const char *plugin, const char *form,
+		      const struct dc_info *info, const char *key, const char *value)
+{
+	(void)depth;
+	(void)form;
+	(void)info;
+	(void)key;
+	(void)value;
+	snprintf(arg, 64, "%s", plugin);
+	return 0;
+}
+
+static void served_by(const char *spec, const char *want)
+{
+	char name[64] = "";
+	dc_disk *d = NULL;
+
+	ck_assert_msg(dc_open(spec, 0, &d) == 0, "dc_open(%s): %s", spec,
+		      dc_last_error());
+	ck_assert_int_eq(dc_describe(d, name_visit, name), 0);
+	ck_assert_str_eq(name, want);
+	dc_close(d);
+}
+
+/* Is a file with this path mapped into the process (was it dlopen'ed)? */
+static bool mapped(const char *path)
+{
+	char line[PATH_MAX + 128];
+	FILE *f = fopen("/proc/self/maps", "r");
+	bool found = false;
+
+	ck_assert_ptr_nonnull(f);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, path) != NULL;
+	fclose(f);
+	return found;
+}
+
+START_TEST(test_duplicate_first_wins)
+{
+	/* dup.so in two directories, different files: the first on the path
+	 * serves 'dup', the other is named in one warning and never loaded. */
 	char *a = tmp_dir(), *b = tmp_dir(), *pa, *pb, path[2 * PATH_MAX];
-	char *want;
+	char *err = stderr_to_file(), *text;
+
+	pa = install(a, "dup-a", "dup");
+	pb = install(b, "dup-b", "dup");
+	snprintf(path, sizeof(path), "%s:%s", a, b);
+	use_path(path);
+	served_by("dup", "dup-a");
+	served_by("dup", "dup-a");
+	text = slurp(err);
+	ck_assert_msg(count(text, fmt("diskcore: warning: two plugins claim 'dup': %s "
+				      "and %s; using %s, the first on the plugin "
+				      "search path\n",
+				      pa, pb, pa)) == 1,
+		      "stderr: '%s'", text);
+	ck_assert(mapped(pa));
+	ck_assert(!mapped(pb));
+
+	/* The other order, the other plugin. */
+	snprintf(path, sizeof(path), "%s:%s", b, a);
+	use_path(path);
+	served_by("dup", "dup-b");
+	text = slurp(err);
+	ck_assert_msg(strstr(text, fmt("two plugins claim 'dup': %s and %s; using %s", pb,
+				       pa, pb)),
+		      "stderr: '%s'", text);
+}
+END_TEST
+
+START_TEST(test_duplicate_refused_first_decides)
+{
+	/* The first file decides even when it is refused: a broken plugin of
+	 * the developer's is an error, not a silent fall-back to another. */
+	char *a = tmp_dir(), *b = tmp_dir(), *pa, path[2 * PATH_MAX];
+
+	stderr_to_file();
+	pa = install(a, "noentry", "good");
+	install(b, "good", NULL);
+	snprintf(path, sizeof(path), "%s:%s", a, b);
+	use_path(path);
+	open_fails("good", -ENOEXEC, fmt("plugin %s: no entry symbol", pa));
+}
+END_TEST
+
+START_TEST(test_duplicate_foreach)
+{
+	/* The listing shows the shadowed file as not used, without loading it. */
+	char *a = tmp_dir(), *b = tmp_dir(), *pa, *pb, path[2 * PATH_MAX];
+	char *err = stderr_to_file();
+	struct seen s = { 0 };
 
 	pa = install(a, "good", NULL);
 	pb = install(b, "good", NULL);
 	snprintf(path, sizeof(path), "%s:%s", a, b);
 	use_path(path);
-	want = fmt("two plugins claim 'good': %s and %s", pa, pb);
-	open_fails("good", -EEXIST, want);
+	ck_assert_int_eq(dc_plugins_foreach(visit, &s), 0);
+	ck_assert_int_eq(s.n, 2);
+	ck_assert(s.loaded[0]);
+	ck_assert(!s.loaded[1]);
+	ck_assert_str_eq(s.why[1], fmt("plugin %s: not used: %s, earlier on the search "
+				       "path, has its name",
+				       pb, pa));
+	ck_assert(!mapped(pb));
+	ck_assert(strstr(slurp(err), fmt("two plugins claim 'good': %s and %s", pa, pb)));
+}
+END_TEST
+
+START_TEST(test_duplicate_same_dir)
+{
+	/* Within one directory a form has one plugin. dup-b.so claims 'dup',
+	 * which dup.so (dup-a) serves: the listing refuses dup-b. */
+	char *d = tmp_dir(), *dup, *other;
+	struct seen s = { 0 };
+
+	dup = install(d, "dup-a", "dup");
+	other = install(d, "dup-b", NULL);
+	use_path(d);
+	ck_assert_int_eq(dc_plugins_foreach(visit, &s), 0);
+	ck_assert_int_eq(s.n, 2);
+	ck_assert_str_eq(s.name[0], "dup-b.so");
+	ck_assert(!s.loaded[0]);
+	ck_assert_str_eq(
+		s.why[0],
+		fmt("two plugins in %s claim 'dup': %s and %s; remove one of them", d,
+		    dup, other));
+	ck_assert(s.loaded[1]);
+}
+END_TEST
+
+START_TEST(test_duplicate_same_dir_alias)
+{
+	/* ram.so claims mem and memdiff; memdiff.so beside it is another plugin:
+	 * opening mem: (through the mem.so alias) is refused, naming both. */
+	const char *root = getenv("DISKCORE_BUILD_ROOT");
+	char *ram = fmt("%s/plugins/ram/ram.so", root), *d = tmp_dir(), *link;
+	char *want;
+
+	if (access(ram, R_OK) != 0)
+		return; /* the ram plugin is always built; nothing to check without */
+	install_from(ram, d, "ram");
+	link = path_of(d, "mem");
+	ck_assert_int_eq(symlink("ram.so", link), 0);
+	install(d, "good", "memdiff");
+	use_path(d);
+	want = fmt("two plugins in %s claim 'memdiff': %s and %s; remove one of them", d,
+		   path_of(d, "memdiff"), link);
+	open_fails("mem:1M", -EEXIST, want);
+}
+END_TEST
+
+START_TEST(test_path_replaces_default)
+{
+	/* Set, the variable replaces the built-in directory; an empty element
+	 * puts it back at that place (docs/plugin-guide.md). */
+	char *d = tmp_dir(), *builtin;
+
+	unsetenv("DISKCORE_PLUGIN_PATH");
+	builtin = keep(strdup(dc_plugin_path()));
+	ck_assert_msg(builtin[0] == '/' && !strchr(builtin, ':'), "'%s'", builtin);
+	use_path("");
+	ck_assert_str_eq(dc_plugin_path(), builtin);
+	use_path(d);
+	ck_assert_str_eq(dc_plugin_path(), d);
+	use_path(fmt("%s:", d));
+	ck_assert_str_eq(dc_plugin_path(), fmt("%s:%s", d, builtin));
+	use_path(fmt(":%s/", d));
+	ck_assert_str_eq(dc_plugin_path(), fmt("%s:%s", builtin, d));
+	/* Each directory once, at its first place. */
+	use_path(fmt("%s::%s:%s", d, d, builtin));
+	ck_assert_str_eq(dc_plugin_path(), fmt("%s:%s", d, builtin));
+	use_path(":");
+	ck_assert_str_eq(dc_plugin_path(), builtin);
 }
 END_TEST
 
@@ -399,30 +626,6 @@ START_TEST(test_unknown_kind_lists_known)
 }
 END_TEST
 
-struct seen {
-	int n;
-	char name[8][64];
-	bool loaded[8];
-	char why[8][256];
-};
-
-static int visit(void *arg, const char *path, const struct dc_plugin *p, const char *why)
-{
-	struct seen *s = arg;
-	const char *base = strrchr(path, '/');
-
-	if (s->n == 8)
-		return 0; /* the built-in directory may hold more */
-	snprintf(s->name[s->n], sizeof(s->name[0]), "%s", base ? base + 1 : path);
-	s->loaded[s->n] = p != NULL;
-	snprintf(s->why[s->n], sizeof(s->why[0]), "%s", why ? why : "");
-	ck_assert(p ? why == NULL : why != NULL);
-	if (p)
-		ck_assert_uint_eq(p->abi_major, DC_ABI_MAJOR);
-	s->n++;
-	return 0;
-}
-
 static int visit_stop(void *arg, const char *path, const struct dc_plugin *p,
 		      const char *why)
 {
@@ -518,6 +721,7 @@ static Suite *registry_suite(void)
 	tcase_add_test(tc, test_foreach);
 	tcase_add_test(tc, test_unknown_kind_lists_known);
 	tcase_add_test(tc, test_relative_entries_ignored);
+	tcase_add_test(tc, test_path_replaces_default);
 	tcase_add_test(tc, test_concurrent_lookups);
 	suite_add_tcase(s, tc);
 
@@ -525,7 +729,11 @@ static Suite *registry_suite(void)
 	tcase_add_test(tc, test_no_entry_symbol);
 	tcase_add_test(tc, test_wrong_abi);
 	tcase_add_test(tc, test_malformed);
-	tcase_add_test(tc, test_duplicate_file_name);
+	tcase_add_test(tc, test_duplicate_first_wins);
+	tcase_add_test(tc, test_duplicate_refused_first_decides);
+	tcase_add_test(tc, test_duplicate_foreach);
+	tcase_add_test(tc, test_duplicate_same_dir);
+	tcase_add_test(tc, test_duplicate_same_dir_alias);
 	tcase_add_test(tc, test_claim_needs_file);
 	tcase_add_test(tc, test_prerelease_refused);
 	tcase_add_test(tc, test_ancestor_writable);
