@@ -50,16 +50,16 @@ typedef struct dc_disk dc_disk;
 typedef struct dc_queue dc_queue;
 
 /** I/O result classes (negative errnos). They map 1:1 onto OpenVMM's DiskError. */
-#define DC_E_ILLEGAL_BLOCK (-ERANGE)     /**< sector range outside the disk */
-#define DC_E_INVALID_INPUT (-EINVAL)     /**< invalid request field */
-#define DC_E_IO (-EIO)                   /**< unrecovered I/O error (detail: errno) */
-#define DC_E_MEDIUM (-EBADMSG)           /**< reportable medium error (detail: DC_MEDIUM_*) */
-#define DC_E_MEMORY_ACCESS (-EFAULT)     /**< buffer could not be accessed */
-#define DC_E_READ_ONLY (-EROFS)          /**< write to a read-only disk */
+#define DC_E_ILLEGAL_BLOCK (-ERANGE) /**< sector range outside the disk */
+#define DC_E_INVALID_INPUT (-EINVAL) /**< invalid request field */
+#define DC_E_IO (-EIO)		     /**< unrecovered I/O error (detail: errno) */
+#define DC_E_MEDIUM (-EBADMSG)	     /**< reportable medium error (detail: DC_MEDIUM_*) */
+#define DC_E_MEMORY_ACCESS (-EFAULT) /**< buffer could not be accessed */
+#define DC_E_READ_ONLY (-EROFS)	     /**< write to a read-only disk */
 #define DC_E_RESERVATION_CONFLICT (-EBADE) /**< persistent-reservation conflict */
-#define DC_E_ABORTED_PREEMPT (-ECANCELED) /**< aborted by PREEMPT AND ABORT */
-#define DC_E_UNSUPPORTED_EJECT (-ENOTTY) /**< eject not supported */
-#define DC_E_UNSUPPORTED (-EOPNOTSUPP)   /**< operation not supported by this chain */
+#define DC_E_ABORTED_PREEMPT (-ECANCELED)  /**< aborted by PREEMPT AND ABORT */
+#define DC_E_UNSUPPORTED_EJECT (-ENOTTY)   /**< eject not supported */
+#define DC_E_UNSUPPORTED (-EOPNOTSUPP)	   /**< operation not supported by this chain */
 
 /** Medium error details (dc_completion.detail when result == DC_E_MEDIUM). */
 enum dc_medium_error {
@@ -77,8 +77,8 @@ enum dc_op {
 	DC_OP_FLUSH = 2,
 	DC_OP_UNMAP = 3,
 	DC_OP_EJECT = 4,
-	DC_OP_PR_CAPS = 5,    /**< fill pr->caps */
-	DC_OP_PR_REPORT = 6,  /**< fill pr->report */
+	DC_OP_PR_CAPS = 5,   /**< fill pr->caps */
+	DC_OP_PR_REPORT = 6, /**< fill pr->report */
 	DC_OP_PR_REGISTER = 7,
 	DC_OP_PR_RESERVE = 8,
 	DC_OP_PR_RELEASE = 9,
@@ -87,21 +87,25 @@ enum dc_op {
 	DC_OP__COUNT
 };
 #define DC_OP_BIT(op) (UINT64_C(1) << (op))
-#define DC_OPS_PR                                                                  \
-	(DC_OP_BIT(DC_OP_PR_CAPS) | DC_OP_BIT(DC_OP_PR_REPORT) |                   \
-	 DC_OP_BIT(DC_OP_PR_REGISTER) | DC_OP_BIT(DC_OP_PR_RESERVE) |              \
-	 DC_OP_BIT(DC_OP_PR_RELEASE) | DC_OP_BIT(DC_OP_PR_CLEAR) |                 \
+#define DC_OPS_PR                                                     \
+	(DC_OP_BIT(DC_OP_PR_CAPS) | DC_OP_BIT(DC_OP_PR_REPORT) |      \
+	 DC_OP_BIT(DC_OP_PR_REGISTER) | DC_OP_BIT(DC_OP_PR_RESERVE) | \
+	 DC_OP_BIT(DC_OP_PR_RELEASE) | DC_OP_BIT(DC_OP_PR_CLEAR) |    \
 	 DC_OP_BIT(DC_OP_PR_PREEMPT))
+/** The data ops of a read-write disk. */
+#define DC_OPS_RW                                                                  \
+	(DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) | \
+	 DC_OP_BIT(DC_OP_UNMAP))
 
 /** Request flags. */
-#define DC_IO_FUA (1u << 0)              /**< write: force unit access */
+#define DC_IO_FUA (1u << 0)		 /**< write: force unit access */
 #define DC_IO_BLOCK_LEVEL_ONLY (1u << 1) /**< unmap: SCSI block-level-only hint */
 
 /** How unmapped sectors read back. */
 enum dc_unmap_behavior {
 	DC_UNMAP_UNSPECIFIED = 0, /**< contents may change, not necessarily to zero */
-	DC_UNMAP_IGNORED = 1,     /**< unmap is a no-op ("not supported") */
-	DC_UNMAP_ZEROES = 2,      /**< unmapped sectors read as zero */
+	DC_UNMAP_IGNORED = 1,	  /**< unmap is a no-op ("not supported") */
+	DC_UNMAP_ZEROES = 2,	  /**< unmapped sectors read as zero */
 };
 
 /** Persistent reservation types (Linux PR_* values). */
@@ -141,12 +145,12 @@ struct dc_pr_report {
 
 /** Arguments of the DC_OP_PR_* operations. */
 struct dc_pr_args {
-	uint64_t key;         /**< current reservation key */
-	uint64_t new_key;     /**< register: new key (0 unregisters); preempt: key to preempt */
-	uint32_t type;        /**< enum dc_pr_type */
-	bool ignore_key;      /**< register: REGISTER AND IGNORE EXISTING KEY */
-	int8_t ptpl;          /**< register: -1 no change, 0 clear, 1 set */
-	bool abort;           /**< preempt: PREEMPT AND ABORT */
+	uint64_t key;	  /**< current reservation key */
+	uint64_t new_key; /**< register: new key (0 unregisters); preempt: key to preempt */
+	uint32_t type;	  /**< enum dc_pr_type */
+	bool ignore_key; /**< register: REGISTER AND IGNORE EXISTING KEY */
+	int8_t ptpl;	 /**< register: -1 no change, 0 clear, 1 set */
+	bool abort;	 /**< preempt: PREEMPT AND ABORT */
 	struct dc_pr_caps *caps;
 	struct dc_pr_report *report;
 };
@@ -154,21 +158,21 @@ struct dc_pr_args {
 /** Disk metadata. Everything but sector_count is constant for the disk's life. */
 struct dc_info {
 	uint64_t sector_count;
-	uint32_t sector_size;          /**< logical, power of two >= 512 */
+	uint32_t sector_size;	       /**< logical, power of two >= 512 */
 	uint32_t physical_sector_size; /**< power of two >= sector_size */
 	uint32_t optimal_unmap_sectors;
-	uint32_t unmap_behavior;       /**< enum dc_unmap_behavior */
-	uint32_t flags;                /**< DC_INFO_* */
-	uint8_t disk_id[16];           /**< valid with DC_INFO_HAS_DISK_ID */
-	char disk_type[24];            /**< diagnostic name: "file", "layered", ... */
-	uint32_t reserved[8];          /**< zero */
+	uint32_t unmap_behavior; /**< enum dc_unmap_behavior */
+	uint32_t flags;		 /**< DC_INFO_* */
+	uint8_t disk_id[16];	 /**< valid with DC_INFO_HAS_DISK_ID */
+	char disk_type[24];	 /**< diagnostic name: "file", "layered", ... */
+	uint32_t reserved[8];	 /**< zero */
 };
 #define DC_INFO_READ_ONLY (1u << 0)
 #define DC_INFO_FUA_RESPECTED (1u << 1)
 #define DC_INFO_HAS_DISK_ID (1u << 2)
-#define DC_INFO_PR (1u << 3)             /**< persistent reservations available */
+#define DC_INFO_PR (1u << 3)		 /**< persistent reservations available */
 #define DC_INFO_CAN_READ_CACHE (1u << 4) /**< layers: supports write-no-overwrite */
-#define DC_INFO_EJECT (1u << 5)          /**< eject is implemented */
+#define DC_INFO_EJECT (1u << 5)		 /**< eject is implemented */
 
 /** One finished request, as dc_queue_reap() returns it. */
 struct dc_completion {
@@ -184,10 +188,10 @@ typedef void (*dc_complete_fn)(const struct dc_completion *c);
  *  the struct may be reused once dc_submit() returns; the iovec array and the
  *  buffers (and pr) must stay valid until completion. */
 struct dc_io {
-	uint32_t op;     /**< enum dc_op */
-	uint32_t flags;  /**< DC_IO_* */
+	uint32_t op;	 /**< enum dc_op */
+	uint32_t flags;	 /**< DC_IO_* */
 	uint64_t sector; /**< first sector */
-	uint64_t count;  /**< unmap: sector count; read/write: derived from the iovecs */
+	uint64_t count;	 /**< unmap: sector count; read/write: derived from the iovecs */
 	const struct iovec *iov;
 	int iovcnt;
 	struct dc_pr_args *pr;
@@ -223,9 +227,9 @@ uint32_t dc_sector_size(dc_disk *disk);
 /** Visit the chain top-down (depth first), for diagnostics: depth, the plugin
  *  name, the spec form that opened it, its metadata, and key/value details the
  *  plugin chose to describe (never secrets). Returns what visit returns, if not 0. */
-typedef int (*dc_describe_fn)(void *arg, int depth, const char *plugin,
-			      const char *form, const struct dc_info *info,
-			      const char *key, const char *value);
+typedef int (*dc_describe_fn)(void *arg, int depth, const char *plugin, const char *form,
+			      const struct dc_info *info, const char *key,
+			      const char *value);
 int dc_describe(dc_disk *disk, dc_describe_fn visit, void *arg);
 
 /* --- Queues and asynchronous I/O ---------------------------------------- */
@@ -301,8 +305,7 @@ unsigned dc_queue_pollers(dc_queue *q);
 /* --- Blocking convenience calls (an implicit queue per thread) ---------- */
 
 int dc_read(dc_disk *disk, uint64_t sector, void *buf, size_t len);
-int dc_write(dc_disk *disk, uint64_t sector, const void *buf, size_t len,
-	     uint32_t flags);
+int dc_write(dc_disk *disk, uint64_t sector, const void *buf, size_t len, uint32_t flags);
 int dc_readv(dc_disk *disk, uint64_t sector, const struct iovec *iov, int iovcnt);
 int dc_writev(dc_disk *disk, uint64_t sector, const struct iovec *iov, int iovcnt,
 	      uint32_t flags);
@@ -326,8 +329,7 @@ int dc_pr_preempt(dc_disk *disk, uint64_t key, uint64_t preempt_key, uint32_t ty
 
 /** Wait until the sector count differs from known_count or timeout_ms passes
  *  (-1: forever). Returns 0 with *count set, or -ETIMEDOUT. */
-int dc_wait_resize(dc_disk *disk, uint64_t known_count, int timeout_ms,
-		   uint64_t *count);
+int dc_wait_resize(dc_disk *disk, uint64_t known_count, int timeout_ms, uint64_t *count);
 /** An eventfd that becomes readable each time the disk's size changes (read it
  *  to rearm). Owned by the disk. */
 int dc_resize_fd(dc_disk *disk);

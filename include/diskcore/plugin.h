@@ -61,6 +61,7 @@
 
 #include <diskcore/diskcore.h>
 #include <stdarg.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -94,17 +95,17 @@ struct dc_plugin_abi {
  *             ...
  *     };
  */
-#define DC_PLUGIN(var)                                                             \
-	static const struct dc_plugin var;                                         \
-	__attribute__((visibility("default"))) const struct dc_plugin *            \
-	DC_PLUGIN_ENTRY(struct dc_plugin_abi *abi);                                \
-	const struct dc_plugin *DC_PLUGIN_ENTRY(struct dc_plugin_abi *abi)         \
-	{                                                                          \
-		abi->struct_size = sizeof(struct dc_plugin);                       \
-		abi->abi_major = DC_ABI_MAJOR;                                     \
-		abi->abi_minor = DC_ABI_MINOR;                                     \
-		return &var;                                                       \
-	}                                                                          \
+#define DC_PLUGIN(var)                                                                  \
+	static const struct dc_plugin var;                                              \
+	__attribute__((visibility("default"))) const struct dc_plugin *DC_PLUGIN_ENTRY( \
+		struct dc_plugin_abi *abi);                                             \
+	const struct dc_plugin *DC_PLUGIN_ENTRY(struct dc_plugin_abi *abi)              \
+	{                                                                               \
+		abi->struct_size = sizeof(struct dc_plugin);                            \
+		abi->abi_major = DC_ABI_MAJOR;                                          \
+		abi->abi_minor = DC_ABI_MINOR;                                          \
+		return &var;                                                            \
+	}                                                                               \
 	static const struct dc_plugin var
 
 enum dc_kind {
@@ -138,7 +139,7 @@ enum dc_child {
 };
 
 /** Form flags. */
-#define DC_FORM_READ_CACHE (1u << 0)    /**< layer: a read cache over its inner spec */
+#define DC_FORM_READ_CACHE (1u << 0)	/**< layer: a read cache over its inner spec */
 #define DC_FORM_WRITE_THROUGH (1u << 1) /**< layer: writes also go to the layer below */
 /** leaf: the last field keeps its ';'s; the options are only the
  *  trailing ";NAME[=VALUE]" items whose NAME the form declares (a URL) */
@@ -146,21 +147,62 @@ enum dc_child {
 
 /** One spec-string form a plugin claims: "memdiff:SPEC", "crypt:CIPHER:KEY:SPEC". */
 struct dc_form {
-	const char *name;    /**< [a-z0-9-]+, the KIND before the first ':' */
-	uint32_t nfields;    /**< ':'-separated fields after the name */
-	uint32_t child;      /**< enum dc_child */
-	uint32_t flags;      /**< DC_FORM_* */
-	const char *syntax;  /**< e.g. "crypt:xts-aes-256:KEYFILE:SPEC" */
-	const char *help;    /**< one line */
-	const struct dc_option *options; /**< accepted ";opt"s, {0} terminated; may be NULL */
+	const char *name;   /**< [a-z0-9-]+, the KIND before the first ':' */
+	uint32_t nfields;   /**< ':'-separated fields after the name */
+	uint32_t child;	    /**< enum dc_child */
+	uint32_t flags;	    /**< DC_FORM_* */
+	const char *syntax; /**< e.g. "crypt:xts-aes-256:KEYFILE:SPEC" */
+	const char *help;   /**< one line */
+	const struct dc_option
+		*options;	 /**< accepted ";opt"s, {0} terminated; may be NULL */
 	const void *reserved[2]; /**< zero: room for fields a later minor adds */
 };
+
+/**
+ * One-line table entries, so a plugin's option and form tables read as lists:
+ *
+ *     static const struct dc_option file_options[] = {
+ *             DC_OPTION_FLAG("direct", "open with O_DIRECT"),
+ *             DC_OPTION_SIZE("create", "create a missing file of SIZE bytes"),
+ *             DC_OPTIONS_END,
+ *     };
+ *     static const struct dc_form file_forms[] = {
+ *             DC_FORM("file", 1, DC_CHILD_NONE, "file:PATH[;direct]",
+ *                     "a raw image file", file_options),
+ *             DC_FORMS_END,
+ *     };
+ */
+#define DC_OPTION(name_, type_, help_)                            \
+	{                                                         \
+		.name = (name_), .type = (type_), .help = (help_) \
+	}
+#define DC_OPTION_FLAG(name_, help_) DC_OPTION(name_, DC_OPT_FLAG, help_)
+#define DC_OPTION_STRING(name_, help_) DC_OPTION(name_, DC_OPT_STRING, help_)
+#define DC_OPTION_SIZE(name_, help_) DC_OPTION(name_, DC_OPT_SIZE, help_)
+#define DC_OPTION_UINT(name_, help_) DC_OPTION(name_, DC_OPT_UINT, help_)
+#define DC_OPTIONS_END \
+	{              \
+		0      \
+	}
+/** A form with DC_FORM_* flags; DC_FORM() is the same with none. */
+#define DC_FORM_FLAGS(name_, nfields_, child_, flags_, syntax_, help_, options_) \
+	{                                                                        \
+		.name = (name_), .nfields = (nfields_), .child = (child_),       \
+		.flags = (flags_), .syntax = (syntax_), .help = (help_),         \
+		.options = (options_)                                            \
+	}
+#define DC_FORM(name_, nfields_, child_, syntax_, help_, options_) \
+	DC_FORM_FLAGS(name_, nfields_, child_, 0, syntax_, help_, options_)
+#define DC_FORMS_END \
+	{            \
+		0    \
+	}
 
 /** An option as given in the spec, validated against the form's declaration. */
 struct dc_optval {
 	const char *name;
 	const char *value; /**< NULL for a flag */
-	uint64_t num;      /**< parsed value of a SIZE or UINT option */
+	uint64_t num;	   /**< parsed value of a SIZE or UINT option */
 };
 
 /* --- Nodes, requests, buffers ------------------------------------------- */
@@ -179,7 +221,7 @@ struct dc_buf {
 /** Which sectors of a layer read the layer holds. Set bits for every sector the
  *  layer filled; the rest fall through to the layer below. */
 struct dc_marker {
-	uint64_t *bits;  /**< bit (bit0 + s - sector) stands for sector s */
+	uint64_t *bits; /**< bit (bit0 + s - sector) stands for sector s */
 	uint64_t bit0;
 	uint64_t sector; /**< first sector of the view */
 	uint64_t count;
@@ -190,35 +232,62 @@ struct dc_marker {
 #define DC_IO_NEXT_IS_ZERO (1u << 17) /**< unmap: everything below reads as zero */
 
 struct dc_req {
-	uint32_t op;     /**< enum dc_op */
-	uint32_t flags;  /**< DC_IO_* */
+	uint32_t op;	/**< enum dc_op */
+	uint32_t flags; /**< DC_IO_* */
 	uint64_t sector;
-	uint64_t count;  /**< sectors; read/write: buf.len / sector size */
-	struct dc_buf buf;         /**< read/write data */
-	struct dc_marker *marker;  /**< layer reads: mark what the layer holds */
-	struct dc_pr_args *pr;     /**< DC_OP_PR_* */
-	void *ctx;                 /**< ctx_size bytes of scratch, uninitialised */
-	void *qctx;                /**< this plugin's per-queue state, or NULL */
-	struct dc_node *node;      /**< the node this request is addressed to */
-	int result;                /**< child requests: the result, set before done() */
-	int detail;                /**< child requests: errno / medium detail */
-	void *inst;                /**< the instance of node's plugin (open()'s *inst) */
+	uint64_t count;		  /**< sectors; read/write: buf.len / sector size */
+	struct dc_buf buf;	  /**< read/write data */
+	struct dc_marker *marker; /**< layer reads: mark what the layer holds */
+	struct dc_pr_args *pr;	  /**< DC_OP_PR_* */
+	void *ctx;		  /**< ctx_size bytes of scratch, uninitialised */
+	void *qctx;		  /**< this plugin's per-queue state, or NULL */
+	struct dc_node *node;	  /**< the node this request is addressed to */
+	int result;		  /**< child requests: the result, set before done() */
+	int detail;		  /**< child requests: errno / medium detail */
+	void *inst;		  /**< the instance of node's plugin (open()'s *inst) */
 };
 
 /** Descriptor-level callbacks use `void *inst`, the instance open() created. */
 struct dc_open_args {
 	uint32_t struct_size;
-	struct dc_node *node;    /**< this instance's node: children, resize notify */
-	const char *form;        /**< the form name the spec used */
+	struct dc_node *node; /**< this instance's node: children, resize notify */
+	const char *form;     /**< the form name the spec used */
 	const char *const *fields;
 	uint32_t nfields;
 	const struct dc_optval *opts;
 	uint32_t nopts;
 	bool read_only;
-	uint32_t nchildren;      /**< children, opened before this plugin */
+	uint32_t nchildren; /**< children, opened before this plugin */
 };
 
 typedef void (*dc_kv_fn)(void *arg, const char *key, const char *value);
+
+/* Typed describe() helpers: one line per detail. A value longer than the
+ * buffer is cut (describe() output is for people, not parsers of paths). */
+static inline void dc_kv_printf(dc_kv_fn kv, void *arg, const char *key, const char *fmt,
+				...) __attribute__((format(printf, 4, 5)));
+static inline void dc_kv_printf(dc_kv_fn kv, void *arg, const char *key, const char *fmt,
+				...)
+{
+	char v[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(v, sizeof(v), fmt, ap);
+	va_end(ap);
+	kv(arg, key, v);
+}
+
+static inline void dc_kv_u64(dc_kv_fn kv, void *arg, const char *key, uint64_t value)
+{
+	dc_kv_printf(kv, arg, key, "%llu", (unsigned long long)value);
+}
+
+/** "yes" or "no". */
+static inline void dc_kv_bool(dc_kv_fn kv, void *arg, const char *key, bool value)
+{
+	kv(arg, key, value ? "yes" : "no");
+}
 
 struct dc_plugin {
 	/* The core fills these in its copy from the entry's struct dc_plugin_abi;
@@ -226,15 +295,15 @@ struct dc_plugin {
 	uint32_t struct_size;
 	uint16_t abi_major;
 	uint16_t abi_minor;
-	uint32_t kind;           /**< enum dc_kind */
-	const char *name;        /**< plugin name, [a-z0-9-]+ */
+	uint32_t kind;	  /**< enum dc_kind */
+	const char *name; /**< plugin name, [a-z0-9-]+ */
 	const char *version;
-	const char *summary;     /**< one line */
-	const char *usage;       /**< longer help, may be NULL */
+	const char *summary;	     /**< one line */
+	const char *usage;	     /**< longer help, may be NULL */
 	const struct dc_form *forms; /**< {0} terminated, at most 64 */
-	uint32_t ctx_size;       /**< per-request scratch bytes */
-	uint64_t ops;            /**< DC_OP_BIT()s that submit()/io() handle */
-	uint64_t passthrough_ops; /**< DC_OP_BIT()s forwarded unchanged to child 0 */
+	uint32_t ctx_size;	     /**< per-request scratch bytes */
+	uint64_t ops;		     /**< DC_OP_BIT()s that submit()/io() handle */
+	uint64_t passthrough_ops;    /**< DC_OP_BIT()s forwarded unchanged to child 0 */
 
 	/** Create an instance. Fill info (decorators start from their child's).
 	 *  Return 0, or -errno after dc_error(). */
@@ -356,8 +425,7 @@ void dc_complete_detail(struct dc_req *req, int result, int detail);
  *  the child request like any other before the child's plugin sees it. */
 typedef void (*dc_child_done_fn)(struct dc_req *parent, struct dc_req *child);
 struct dc_req *dc_child_req(struct dc_req *parent, unsigned child);
-void dc_child_submit(struct dc_req *parent, struct dc_req *child,
-		     dc_child_done_fn done);
+void dc_child_submit(struct dc_req *parent, struct dc_req *child, dc_child_done_fn done);
 void dc_child_free(struct dc_req *parent, struct dc_req *child);
 /** A done callback that finishes parent with child's result and detail (and
  *  frees child): for a plugin that has nothing to do after its child. */

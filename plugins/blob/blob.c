@@ -586,43 +586,38 @@ static void blob_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option blob_options_decl[] = {
-	{ .name = "azure",
-	  .type = DC_OPT_FLAG,
-	  .help = "Azure Blob storage: send x-ms-version, read the blob type, skip page-blob "
-		  "ranges that hold no pages (automatic for *.blob.core.windows.net and the "
-		  "emulator's /devstoreaccount1/ paths)" },
-	{ .name = "sharedkey",
-	  .type = DC_OPT_STRING,
-	  .help = "file holding ACCOUNT:BASE64KEY (or BASE64KEY) for Azure Shared Key auth; "
-		  "without it $DISKCORE_AZURE_KEY is used when the URL has no SAS" },
-	{ .name = "cafile",
-	  .type = DC_OPT_STRING,
-	  .help = "PEM file of CA certificates to verify the server with" },
-	{ .name = "cert",
-	  .type = DC_OPT_STRING,
-	  .help = "PEM client certificate for TLS client authentication" },
-	{ .name = "key",
-	  .type = DC_OPT_STRING,
-	  .help = "PEM private key of the client certificate" },
-	{ .name = "timeout",
-	  .type = DC_OPT_UINT,
-	  .help = "milliseconds one request may take before it fails or is retried (default "
-		  "30000)" },
-	{ .name = "retries",
-	  .type = DC_OPT_UINT,
-	  .help = "retries after a 5xx, 429 or connection failure, with exponential backoff and "
-		  "jitter (default 4, at most 20)" },
-	{ .name = "connections",
-	  .type = DC_OPT_UINT,
-	  .help = "requests in flight at once over reused connections (default 8, at most 64)" },
-	{ .name = "readahead",
-	  .type = DC_OPT_SIZE,
-	  .help = "when reads run sequentially, fetch windows of this size ahead and serve "
-		  "smaller reads from them (default 0: off; 64K to 16M)" },
-	{ .name = "split",
-	  .type = DC_OPT_SIZE,
-	  .help = "a larger read is fetched as parallel ranges of this size (default 1M)" },
-	{ 0 },
+	DC_OPTION_FLAG(
+		"azure",
+		"Azure Blob storage: send x-ms-version, read the blob type, skip page-blob "
+		"ranges that hold no pages (automatic for *.blob.core.windows.net and the "
+		"emulator's /devstoreaccount1/ paths)"),
+	DC_OPTION_STRING(
+		"sharedkey",
+		"file holding ACCOUNT:BASE64KEY (or BASE64KEY) for Azure Shared Key auth; "
+		"without it $DISKCORE_AZURE_KEY is used when the URL has no SAS"),
+	DC_OPTION_STRING("cafile",
+			 "PEM file of CA certificates to verify the server with"),
+	DC_OPTION_STRING("cert", "PEM client certificate for TLS client authentication"),
+	DC_OPTION_STRING("key", "PEM private key of the client certificate"),
+	DC_OPTION_UINT(
+		"timeout",
+		"milliseconds one request may take before it fails or is retried (default "
+		"30000)"),
+	DC_OPTION_UINT(
+		"retries",
+		"retries after a 5xx, 429 or connection failure, with exponential backoff and "
+		"jitter (default 4, at most 20)"),
+	DC_OPTION_UINT(
+		"connections",
+		"requests in flight at once over reused connections (default 8, at most 64)"),
+	DC_OPTION_SIZE(
+		"readahead",
+		"when reads run sequentially, fetch windows of this size ahead and serve "
+		"smaller reads from them (default 0: off; 64K to 16M)"),
+	DC_OPTION_SIZE(
+		"split",
+		"a larger read is fetched as parallel ranges of this size (default 1M)"),
+	DC_OPTIONS_END,
 };
 
 /* A URL may carry ';' (OpenVMM takes the URL verbatim): with a core that
@@ -636,14 +631,10 @@ static const struct dc_option blob_options_decl[] = {
 #endif
 
 static const struct dc_form blob_forms[] = {
-	{ .name = "blob",
-	  .nfields = 2,
-	  .child = DC_CHILD_NONE,
-	  .flags = BLOB_FORM_FLAGS,
-	  .syntax = "blob:flat|vhd1:URL",
-	  .help = "read-only disk over HTTP(S) or Azure Blob storage",
-	  .options = blob_options_decl },
-	{ 0 },
+	DC_FORM_FLAGS("blob", 2, DC_CHILD_NONE, BLOB_FORM_FLAGS, "blob:flat|vhd1:URL",
+		      "read-only disk over HTTP(S) or Azure Blob storage",
+		      blob_options_decl),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(blob_plugin) = {
@@ -663,8 +654,7 @@ DC_PLUGIN(blob_plugin) = {
 		 "or DISKCORE_AZURE_KEY=ACCOUNT:BASE64KEY. TLS peers are always verified.",
 	.forms = blob_forms,
 	.ctx_size = sizeof(struct blob_rctx),
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.open = blob_open,
 	.close = blob_close,
 	.submit = blob_submit,

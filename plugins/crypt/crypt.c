@@ -186,24 +186,20 @@ static void crypt_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option crypt_options[] = {
-	{ .name = "threads",
-	  .type = DC_OPT_UINT,
-	  .help = "most threads one large request is split across (default: CPUs, up to 8)" },
-	{ .name = "split",
-	  .type = DC_OPT_SIZE,
-	  .help = "requests of at least this size may be split (default 1M)" },
-	{ 0 },
+	DC_OPTION_UINT(
+		"threads",
+		"most threads one large request is split across (default: CPUs, up to 8)"),
+	DC_OPTION_SIZE("split",
+		       "requests of at least this size may be split (default 1M)"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form crypt_forms[] = {
-	{ .name = "crypt",
-	  .nfields = 2,
-	  .child = DC_CHILD_ONE,
-	  .flags = 0,
-	  .syntax = "crypt[;threads=N][;split=SIZE]:xts-aes-256:KEYFILE:SPEC",
-	  .help = "XTS-AES-256 encryption (dm-crypt aes-xts-plain64), 64-byte key file",
-	  .options = crypt_options },
-	{ 0 },
+	DC_FORM("crypt", 2, DC_CHILD_ONE,
+		"crypt[;threads=N][;split=SIZE]:xts-aes-256:KEYFILE:SPEC",
+		"XTS-AES-256 encryption (dm-crypt aes-xts-plain64), 64-byte key file",
+		crypt_options),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(crypt_plugin) = {

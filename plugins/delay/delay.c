@@ -134,21 +134,14 @@ static void delay_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option delay_options[] = {
-	{ .name = "p99",
-	  .type = DC_OPT_UINT,
-	  .help = "every 100th read or write waits this many ms instead" },
-	{ 0 },
+	DC_OPTION_UINT("p99", "every 100th read or write waits this many ms instead"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form delay_forms[] = {
-	{ .name = "delay",
-	  .nfields = 1,
-	  .child = DC_CHILD_ONE,
-	  .flags = 0,
-	  .syntax = "delay:MS[;p99=MS]:SPEC",
-	  .help = "adds MS milliseconds of latency to every read and write",
-	  .options = delay_options },
-	{ 0 },
+	DC_FORM("delay", 1, DC_CHILD_ONE, "delay:MS[;p99=MS]:SPEC",
+		"adds MS milliseconds of latency to every read and write", delay_options),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(delay_plugin) = {

@@ -253,25 +253,21 @@ static void fault_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option fault_options[] = {
-	{ .name = "seed",
-	  .type = DC_OPT_UINT,
-	  .help = "seed of the rate rules' draws (default: from the clock, see info)" },
-	{ .name = "hang-ms",
-	  .type = DC_OPT_UINT,
-	  .help = "a hung request fails with ETIMEDOUT after this many ms "
-		  "(default: when its queue closes)" },
-	{ 0 },
+	DC_OPTION_UINT(
+		"seed",
+		"seed of the rate rules' draws (default: from the clock, see info)"),
+	DC_OPTION_UINT("hang-ms",
+		       "a hung request fails with ETIMEDOUT after this many ms "
+		       "(default: when its queue closes)"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form fault_forms[] = {
-	{ .name = "fault",
-	  .nfields = 1,
-	  .child = DC_CHILD_ONE,
-	  .flags = 0,
-	  .syntax = "fault:RULE[,RULE...][;seed=N][;hang-ms=N]:SPEC",
-	  .help = "injects errors, hangs and delays into requests, as rules say",
-	  .options = fault_options },
-	{ 0 },
+	DC_FORM("fault", 1, DC_CHILD_ONE,
+		"fault:RULE[,RULE...][;seed=N][;hang-ms=N]:SPEC",
+		"injects errors, hangs and delays into requests, as rules say",
+		fault_options),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(fault_plugin) = {
@@ -290,8 +286,7 @@ DC_PLUGIN(fault_plugin) = {
 		 "  ETIMEDOUT after hang-ms, or with ECANCELED when its queue closes.",
 	.forms = fault_forms,
 	.ctx_size = sizeof(struct fault_ctx),
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.passthrough_ops = DC_OP_BIT(DC_OP_EJECT) | DC_OPS_PR,
 	.open = fault_open,
 	.close = fault_close,

@@ -381,21 +381,17 @@ static void nbd_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option nbd_options[] = {
-	{ .name = "connections",
-	  .type = DC_OPT_UINT,
-	  .help = "connections at most, one per queue, when the server offers multi-conn (default 4)" },
-	{ 0 },
+	DC_OPTION_UINT(
+		"connections",
+		"connections at most, one per queue, when the server offers multi-conn (default 4)"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form nbd_forms[] = {
-	{ .name = "nbd",
-	  .nfields = 1,
-	  .child = DC_CHILD_NONE,
-	  .flags = DC_FORM_TAIL_OPTIONS,
-	  .syntax = "nbd:URI",
-	  .help = "a disk on an NBD server (nbd://, nbd+unix://, nbds://)",
-	  .options = nbd_options },
-	{ 0 },
+	DC_FORM_FLAGS("nbd", 1, DC_CHILD_NONE, DC_FORM_TAIL_OPTIONS, "nbd:URI",
+		      "a disk on an NBD server (nbd://, nbd+unix://, nbds://)",
+		      nbd_options),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(nbd_plugin) = {
@@ -411,8 +407,7 @@ DC_PLUGIN(nbd_plugin) = {
 		 "  away, requests fail with an I/O error.",
 	.forms = nbd_forms,
 	.ctx_size = sizeof(struct nbd_rctx),
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.open = nbd_open,
 	.close = nbd_close_inst,
 	.queue_open = nbd_queue_open,

@@ -196,14 +196,9 @@ static void prwrap_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_form prwrap_forms[] = {
-	{ .name = "prwrap",
-	  .nfields = 0,
-	  .child = DC_CHILD_ONE,
-	  .flags = 0,
-	  .syntax = "prwrap:SPEC",
-	  .help = "in-memory SCSI persistent reservations over SPEC (testing)",
-	  .options = NULL },
-	{ 0 },
+	DC_FORM("prwrap", 0, DC_CHILD_ONE, "prwrap:SPEC",
+		"in-memory SCSI persistent reservations over SPEC (testing)", NULL),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(prwrap_plugin) = {

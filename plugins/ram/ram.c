@@ -81,29 +81,20 @@ struct ram_arena {
 };
 
 static const struct dc_option ram_options[] = {
-	{ .name = "sector",
-	  .type = DC_OPT_UINT,
-	  .help = "logical sector size in bytes, a power of two from 512 (default: 512, or "
-		  "for memdiff the size of the layer below)" },
-	{ 0 },
+	DC_OPTION_UINT(
+		"sector",
+		"logical sector size in bytes, a power of two from 512 (default: 512, or "
+		"for memdiff the size of the layer below)"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form ram_forms[] = {
-	{ .name = "mem",
-	  .nfields = 1,
-	  .child = DC_CHILD_NONE,
-	  .flags = 0,
-	  .syntax = "mem:SIZE[;sector=N]",
-	  .help = "RAM disk of SIZE bytes, zero-filled, lost on close",
-	  .options = ram_options },
-	{ .name = "memdiff",
-	  .nfields = 0,
-	  .child = DC_CHILD_ONE,
-	  .flags = 0,
-	  .syntax = "memdiff[;sector=N]:SPEC",
-	  .help = "RAM diff layer over SPEC: writes stay in memory, SPEC is opened read-only",
-	  .options = ram_options },
-	{ 0 },
+	DC_FORM("mem", 1, DC_CHILD_NONE, "mem:SIZE[;sector=N]",
+		"RAM disk of SIZE bytes, zero-filled, lost on close", ram_options),
+	DC_FORM("memdiff", 0, DC_CHILD_ONE, "memdiff[;sector=N]:SPEC",
+		"RAM diff layer over SPEC: writes stay in memory, SPEC is opened read-only",
+		ram_options),
+	DC_FORMS_END,
 };
 
 /* Exactly the bits [from, to) of a chunk's presence words. */
@@ -739,8 +730,7 @@ DC_PLUGIN(ram_plugin) = {
 		 "dc_resize() changes the size of the top RAM layer.",
 	.forms = ram_forms,
 	.ctx_size = 0,
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.open = ram_open,
 	.close = ram_close,
 	.submit = ram_submit,

@@ -28,27 +28,19 @@ struct td {
 };
 
 static const struct dc_option td_opts[] = {
-	{ .name = "sector", .type = DC_OPT_UINT, .help = "sector size" },
-	{ .name = "seed", .type = DC_OPT_UINT, .help = "pattern seed" },
-	{ .name = "zero", .type = DC_OPT_FLAG, .help = "start zero-filled" },
-	{ .name = "ro", .type = DC_OPT_FLAG, .help = "read-only" },
-	{ .name = "id", .type = DC_OPT_UINT, .help = "disk id: 16 bytes of this value" },
-	{ .name = "zeroes",
-	  .type = DC_OPT_FLAG,
-	  .help = "unmap zeroes (default: unspecified, no-op)" },
-	{ .name = "nofua", .type = DC_OPT_FLAG, .help = "FUA not respected" },
-	{ 0 },
+	DC_OPTION_UINT("sector", "sector size"),
+	DC_OPTION_UINT("seed", "pattern seed"),
+	DC_OPTION_FLAG("zero", "start zero-filled"),
+	DC_OPTION_FLAG("ro", "read-only"),
+	DC_OPTION_UINT("id", "disk id: 16 bytes of this value"),
+	DC_OPTION_FLAG("zeroes", "unmap zeroes (default: unspecified, no-op)"),
+	DC_OPTION_FLAG("nofua", "FUA not respected"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form td_forms[] = {
-	{ .name = "tdisk",
-	  .nfields = 1,
-	  .child = DC_CHILD_NONE,
-	  .flags = 0,
-	  .syntax = "tdisk:SIZE",
-	  .help = "test disk",
-	  .options = td_opts },
-	{ 0 },
+	DC_FORM("tdisk", 1, DC_CHILD_NONE, "tdisk:SIZE", "test disk", td_opts),
+	DC_FORMS_END,
 };
 
 static void td_close(void *inst)
@@ -174,8 +166,7 @@ DC_PLUGIN(td_plugin) = {
 	.version = "0",
 	.summary = "in-memory test disk (tests only)",
 	.forms = td_forms,
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.open = td_open,
 	.close = td_close,
 	.submit = td_submit,

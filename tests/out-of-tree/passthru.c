@@ -148,12 +148,9 @@ static void pt_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_form pt_forms[] = {
-	{ .name = "passthru",
-	  .nfields = 0,
-	  .child = DC_CHILD_ONE,
-	  .syntax = "passthru:SPEC",
-	  .help = "passes every request to SPEC, counting them per queue" },
-	{ 0 },
+	DC_FORM("passthru", 0, DC_CHILD_ONE, "passthru:SPEC",
+		"passes every request to SPEC, counting them per queue", NULL),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(passthru_plugin) = {
@@ -162,8 +159,7 @@ DC_PLUGIN(passthru_plugin) = {
 	.version = "1.0",
 	.summary = "example out-of-tree decorator: forwards and counts requests",
 	.forms = pt_forms,
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.passthrough_ops = DC_OP_BIT(DC_OP_EJECT) | DC_OPS_PR,
 	.open = pt_open,
 	.close = pt_close,
