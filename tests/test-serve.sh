@@ -21,7 +21,8 @@ pattern() { head -c "$2" /dev/zero | tr '\0' "\\$1"; }
 # waits until the socket (--unix) or the "listening on" line (--port) appears.
 start() {
 	name=$1; shift
-	"$DISKCTL" serve "$@" 2>"$T/$name.log" &
+	: >"$T/$name.log"
+	"$DISKCTL" serve "$@" 2>>"$T/$name.log" &
 	SRV=$!
 	PIDS="$PIDS $SRV"
 	i=0
@@ -68,6 +69,8 @@ READ, WRITE, DISC, FLUSH, TRIM, WRITE_ZEROES = 0, 1, 2, 3, 4, 6
 MiB = 1 << 20
 
 path, mode, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+image = sys.argv[4] if len(sys.argv) > 4 else None  # mode "file": the file served
+ENOTSUP, NO_HOLE, FAST_ZERO = 95, 2, 0x10
 fails = 0
 
 
@@ -240,6 +243,9 @@ def rw_checks():
     check("aligned zeroes read back", err == 0 and d == b"\0" * 4096)
     check("write zeroes with NO_HOLE and FUA",
           call(s, WRITE_ZEROES, MiB, MiB, flags=3)[0] == 0)
+    # mem: does not promise that unmapped sectors read as zero: no fast zero.
+    check("fast zero where unmap does not zero: ENOTSUP",
+          call(s, WRITE_ZEROES, 0, MiB, flags=FAST_ZERO)[0] == ENOTSUP)
     check("trim", call(s, TRIM, 0, MiB)[0] == 0)
     check("trim, unaligned", call(s, TRIM, 100, 1000)[0] == 0)
     check("flush", call(s, FLUSH, 0, 0)[0] == 0)
@@ -298,9 +304,59 @@ def ro_checks():
     s.close()
 
 
+def allocated(off, length):
+    """Bytes of the image file's [off, off + length) that are not holes."""
+    import os
+    fd = os.open(image, os.O_RDONLY)
+    n, pos = 0, off
+    try:
+        while pos < off + length:
+            try:
+                data = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            if data >= off + length:
+                break
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+            n += min(hole, off + length) - data
+            pos = hole
+    finally:
+        os.close(fd)
+    return n
+
+
+def file_checks():
+    """Over file: (unmapped sectors read as zero): write-zeroes and trim
+    punch holes unless NO_HOLE, FAST_ZERO only when that is how it is done."""
+    s = session()
+    data = bytes(range(256)) * 4096  # 1 MiB, no zero page
+    check("file: write 4 MiB", all(call(s, WRITE, i * MiB, MiB, data=data)[0] == 0
+                                   for i in range(4)))
+    check("file: written blocks are allocated", allocated(0, 4 * MiB) == 4 * MiB)
+    check("file: write zeroes (holes allowed)", call(s, WRITE_ZEROES, 0, MiB)[0] == 0)
+    check("file: ... punched a hole", allocated(0, MiB) == 0)
+    check("file: fast zero", call(s, WRITE_ZEROES, MiB, MiB, flags=FAST_ZERO)[0] == 0)
+    check("file: ... punched a hole too", allocated(MiB, MiB) == 0)
+    check("file: write zeroes with NO_HOLE", call(s, WRITE_ZEROES, 2 * MiB, MiB,
+                                                 flags=NO_HOLE)[0] == 0)
+    check("file: ... stays allocated", allocated(2 * MiB, MiB) == MiB)
+    check("file: fast zero with NO_HOLE: ENOTSUP",
+          call(s, WRITE_ZEROES, 2 * MiB, MiB, flags=NO_HOLE | FAST_ZERO)[0] == ENOTSUP)
+    check("file: unaligned fast zero: ENOTSUP",
+          call(s, WRITE_ZEROES, 3 * MiB + 100, 4096, flags=FAST_ZERO)[0] == ENOTSUP)
+    check("file: trim", call(s, TRIM, 3 * MiB, MiB)[0] == 0)
+    check("file: ... punched a hole", allocated(3 * MiB, MiB) == 0)
+    err, d = call(s, READ, 0, 4 * MiB, datalen=4 * MiB)
+    check("file: everything zeroed reads as zero", err == 0 and d == bytes(4 * MiB))
+    s.close()
+
+
 try:
     handshake_checks()
-    rw_checks() if mode == "rw" else ro_checks()
+    if mode == "file":
+        file_checks()
+    else:
+        rw_checks() if mode == "rw" else ro_checks()
 except (OSError, EOFError, AssertionError, RuntimeError, struct.error) as e:
     check("client ran to the end (%s: %s)" % (type(e).__name__, e), False)
 sys.exit(1 if fails else 0)
@@ -388,6 +444,10 @@ fi
 # --- file:IMG: data lands in the file -------------------------------------
 truncate -s 16M "$T/file.img"
 if start file --unix "$T/file.sock" "file:$T/file.img"; then
+	$TO nbdinfo "$(uri file)" >"$T/info" 2>&1
+	check "file: fast zero offered" has "can_fast_zero: true" "$T/info"
+	$TO "$PY" "$T/client.py" "$T/file.sock" file 16777216 "$T/file.img"
+	check "raw protocol client (file: holes, NO_HOLE, FAST_ZERO)" [ $? -eq 0 ]
 	$TO qemu-io -f raw -c 'write -P 0xab 1M 64k' -c 'flush' "$(uri file)" >/dev/null 2>&1
 	check "qemu-io writes file:IMG" [ $? -eq 0 ]
 	$TO nbdcopy "$(uri file)" "$T/file.out"
@@ -458,6 +518,48 @@ if start tcp --port 0 --export disk0 mem:1M; then
 else
 	fail "serve --port 0 starts"
 fi
+# --- only loopback addresses without --insecure-listen ------------------------
+$TO "$DISKCTL" serve --port 0 --bind 0.0.0.0 mem:1M 2>"$T/err"
+check "--bind 0.0.0.0 refused (exit 1)" [ $? -eq 1 ]
+check "... pointing at the nbdkit plugin for TLS" sh -c "grep -q 'not a loopback address' '$T/err' &&
+	grep -q 'nbdkit --tls=require diskcore' '$T/err' && grep -q -- --insecure-listen '$T/err'"
+ext=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -v '^127\.\|^$\|:' | head -n 1)
+if [ -n "$ext" ]; then
+	$TO "$DISKCTL" serve --port 0 --bind "$ext" mem:1M 2>"$T/err"
+	check "--bind $ext (this host's address) refused" [ $? -eq 1 ]
+fi
+if start loop6 --port 0 --bind ::1 mem:1M; then
+	ok "--bind ::1 (loopback) accepted"
+	stop
+else
+	fail "--bind ::1 (loopback) accepted"
+fi
+if start insecure --port 0 --bind 0.0.0.0 --insecure-listen mem:1M; then
+	port=$(sed -n 's/.*listening on 0\.0\.0\.0:\([0-9]*\).*/\1/p' "$T/insecure.log")
+	$TO nbdinfo --size "nbd://127.0.0.1:$port" >"$T/out" 2>&1
+	check "--insecure-listen: 0.0.0.0 serves" grep -qx 1048576 "$T/out"
+	stop
+else
+	fail "--insecure-listen: 0.0.0.0 serves"
+fi
+
+# --- multi-conn only where a flush on one connection covers all ---------------
+if start mcro --ro --unix "$T/mcro.sock" "file:$T/file.img"; then
+	$TO nbdinfo "$(uri mcro)" >"$T/info" 2>&1
+	check "multi-conn: read-only export offers it" has "can_multi_conn: true" "$T/info"
+	stop
+else
+	fail "serve --ro file: starts"
+fi
+if start mcf --unix "$T/mcf.sock" "fault:flush=EIO@100%:mem:1M"; then
+	$TO nbdinfo "$(uri mcf)" >"$T/info" 2>&1
+	check "multi-conn: not offered by a chain whose flush fails" \
+		has "can_multi_conn: false" "$T/info"
+	stop
+else
+	fail "serve fault:flush=EIO starts"
+fi
+
 if start once --once --unix "$T/once.sock" mem:1M; then
 	$TO nbdinfo "$(uri once)" >/dev/null 2>&1
 	rc=$?

@@ -7,6 +7,7 @@
 #define SERVE_USAGE                                                                       \
 	"serve [--ro] (--unix PATH | --port N [--bind ADDR]) [--export NAME]\n"           \
 	"             [--max-connections N] [--handshake-timeout SECS] [--once] [-v]\n"   \
+	"             [--insecure-listen]\n"                                              \
 	"             SPEC\n\n"                                                           \
 	"Open SPEC once and export it to NBD clients (nbdinfo, nbdcopy, qemu-img,\n"      \
 	"qemu-io, libnbd) until SIGINT or SIGTERM. Each connection is served by its\n"    \
@@ -14,7 +15,9 @@
 	"  --unix PATH    listen on a unix socket (nbd+unix:///?socket=PATH); refused\n"  \
 	"                 while another server answers on PATH, replaced if stale\n"      \
 	"  --port N       listen on TCP port N (0: any free port, printed on stderr)\n"   \
-	"  --bind ADDR    TCP address to listen on (default 127.0.0.1)\n"                 \
+	"  --bind ADDR    TCP address to listen on (default 127.0.0.1); only loopback\n"  \
+	"                 addresses: there is no TLS (nbdkit's diskcore plugin has it)\n" \
+	"  --insecure-listen  allow a --bind address that is not loopback\n"              \
 	"  --export NAME  the export's name (default \"\"; \"\" is always accepted)\n"    \
 	"  --ro           open SPEC read-only and export it read-only\n"                  \
 	"  --max-connections N  serve at most N connections at once (default 16);\n"      \

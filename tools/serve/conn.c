@@ -16,11 +16,19 @@ int serve_srv_init(struct serve_srv *s, dc_disk *disk, bool ro, const char *expo
 	s->size = s->info.sector_count * s->ss;
 	s->ro = ro || (s->info.flags & DC_INFO_READ_ONLY);
 	s->export_name = export_name;
-	s->tflags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_CAN_MULTI_CONN;
+	s->tflags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH;
+	/* Multi-conn (docs/serve.md): every connection shares this one disk, so
+	 * what one connection wrote another reads, and a chain's flush is
+	 * disk-wide. Safe when read-only, or when the chain takes a flush; one
+	 * that refuses it cannot make a flush on one connection persist the
+	 * writes of another. */
+	if (s->ro || dc_flush(disk) == 0)
+		s->tflags |= NBD_FLAG_CAN_MULTI_CONN;
 	if (s->ro) {
 		s->tflags |= NBD_FLAG_READ_ONLY;
 	} else {
-		s->tflags |= NBD_FLAG_SEND_WRITE_ZEROES;
+		/* A fast zero is one done by unmap; otherwise ENOTSUP at once. */
+		s->tflags |= NBD_FLAG_SEND_WRITE_ZEROES | NBD_FLAG_SEND_FAST_ZERO;
 		if (s->info.flags & DC_INFO_FUA_RESPECTED)
 			s->tflags |= NBD_FLAG_SEND_FUA;
 		if (s->info.unmap_behavior != DC_UNMAP_IGNORED)

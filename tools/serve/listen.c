@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -185,7 +186,41 @@ void serve_unlink_unix(const struct serve_unix *u)
 	unlink(u->path);
 }
 
-int serve_listen_tcp(const char *addr, const char *port)
+static bool serve_loopback(const struct sockaddr *sa)
+{
+	const struct in6_addr *a6;
+
+	if (sa->sa_family == AF_INET)
+		return ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24 ==
+		       127;
+	if (sa->sa_family != AF_INET6)
+		return false;
+	a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	return IN6_IS_ADDR_LOOPBACK(a6) ||
+	       (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+}
+
+/* Without TLS or authentication anyone who reaches the port has the disk:
+ * only loopback addresses unless the operator insists (docs/serve.md). */
+static bool serve_may_listen(const char *addr, const struct addrinfo *res, bool insecure)
+{
+	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		if (insecure || serve_loopback(ai->ai_addr))
+			continue;
+		serve_log(NULL,
+			  "refusing to listen on '%s': not a loopback address, and this "
+			  "server has no TLS and no authentication (anyone who reaches "
+			  "the port could read and write the disk). For TLS, serve the "
+			  "chain with nbdkit's diskcore plugin: nbdkit --tls=require "
+			  "diskcore SPEC (docs/serve.md). To listen anyway, add "
+			  "--insecure-listen",
+			  addr);
+		return false;
+	}
+	return true;
+}
+
+int serve_listen_tcp(const char *addr, const char *port, bool insecure)
 {
 	struct addrinfo hints = {
 		.ai_family = AF_UNSPEC,
@@ -202,6 +237,10 @@ int serve_listen_tcp(const char *addr, const char *port)
 	if (rc) {
 		serve_log(NULL, "address '%s' port '%s': %s", addr, port,
 			  gai_strerror(rc));
+		return -1;
+	}
+	if (!serve_may_listen(addr, res, insecure)) {
+		freeaddrinfo(res);
 		return -1;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {

@@ -302,7 +302,7 @@ static unsigned serve_parse_timeout(const char *arg)
 
 int serve_main(int argc, char **argv)
 {
-	enum { OPT_MAX_CONNS = 256, OPT_TIMEOUT };
+	enum { OPT_MAX_CONNS = 256, OPT_TIMEOUT, OPT_INSECURE };
 	static const struct option lo[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "ro", no_argument, NULL, 'r' },
@@ -314,6 +314,7 @@ int serve_main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
 		{ "handshake-timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "insecure-listen", no_argument, NULL, OPT_INSECURE },
 		{ 0 },
 	};
 	const char *port = NULL, *bind_addr = NULL, *export_name = "";
@@ -324,7 +325,7 @@ int serve_main(int argc, char **argv)
 		.max_conns = SERVE_DEF_MAX_CONNS,
 		.timeout_ms = SERVE_DEF_TIMEOUT_MS,
 	};
-	bool once = false, ro = false;
+	bool once = false, ro = false, insecure = false;
 	dc_disk *disk;
 	sigset_t sigs;
 	int c, rc, lfd, sfd;
@@ -369,6 +370,9 @@ int serve_main(int argc, char **argv)
 			break;
 		case OPT_TIMEOUT:
 			l.timeout_ms = serve_parse_timeout(optarg);
+			break;
+		case OPT_INSECURE:
+			insecure = true;
 			break;
 		case ':':
 			serve_usage("option '%s' needs an argument", argv[optind - 1]);
@@ -415,7 +419,8 @@ int serve_main(int argc, char **argv)
 	}
 
 	lfd = u.path ? serve_listen_unix(&u) :
-		       serve_listen_tcp(bind_addr ? bind_addr : "127.0.0.1", port);
+		       serve_listen_tcp(bind_addr ? bind_addr : "127.0.0.1", port,
+					insecure);
 	rc = 1;
 	if (lfd >= 0) {
 		serve_log(NULL, "export '%s': %" PRIu64 " bytes, %s%s", s.export_name,

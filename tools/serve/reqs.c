@@ -237,6 +237,11 @@ static void serve_complete(struct serve_conn *c, struct serve_req *r, int result
 		result = 0; /* trim is only a hint */
 		r->then_flush = false;
 	}
+	if (r->zero_unmap && r->flags & NBD_CMD_FLAG_FAST_ZERO &&
+	    (result == DC_E_UNSUPPORTED || result == DC_E_INVALID_INPUT)) {
+		serve_finish(c, r, NBD_ENOTSUP); /* writing would not be fast */
+		return;
+	}
 	if (r->zero_unmap &&
 	    (result == DC_E_UNSUPPORTED || result == DC_E_INVALID_INPUT)) {
 		/* The chain would not unmap after all: write the zeroes. */

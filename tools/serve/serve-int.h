@@ -40,6 +40,7 @@
 #define NBD_FLAG_SEND_TRIM (1u << 5)
 #define NBD_FLAG_SEND_WRITE_ZEROES (1u << 6)
 #define NBD_FLAG_CAN_MULTI_CONN (1u << 8)
+#define NBD_FLAG_SEND_FAST_ZERO (1u << 11)
 
 enum {
 	NBD_OPT_EXPORT_NAME = 1,
@@ -73,6 +74,7 @@ enum {
 };
 #define NBD_CMD_FLAG_FUA (1u << 0)
 #define NBD_CMD_FLAG_NO_HOLE (1u << 1)
+#define NBD_CMD_FLAG_FAST_ZERO (1u << 4)
 
 /* error values on the wire (fixed by the protocol, not the host's errno) */
 #define NBD_EPERM 1
@@ -80,6 +82,7 @@ enum {
 #define NBD_ENOMEM 12
 #define NBD_EINVAL 22
 #define NBD_ENOSPC 28
+#define NBD_ENOTSUP 95
 
 /* --- limits --------------------------------------------------------------- */
 
@@ -218,6 +221,7 @@ struct serve_unix {
 };
 int serve_listen_unix(struct serve_unix *u);
 void serve_unlink_unix(const struct serve_unix *u);
-int serve_listen_tcp(const char *addr, const char *port);
+/* Only a loopback address unless insecure (--insecure-listen). */
+int serve_listen_tcp(const char *addr, const char *port, bool insecure);
 
 #endif

@@ -110,6 +110,14 @@ static void serve_refuse_write(struct serve_conn *c, const struct serve_req *h,
 	serve_reply(c, h->handle, err, NULL, 0);
 }
 
+/* Would write-zeroes be done by unmap (fast), not by writing? */
+static bool serve_zero_fast(const struct serve_srv *s, const struct serve_req *h,
+			    bool aligned)
+{
+	return aligned && !(h->flags & NBD_CMD_FLAG_NO_HOLE) &&
+	       s->info.unmap_behavior == DC_UNMAP_ZEROES;
+}
+
 /* Write-zeroes of whole sectors: by unmap when that reads back zero, else by
  * writing the shared zero buffer. */
 static void serve_zero_aligned(struct serve_conn *c, const struct serve_req *h)
@@ -124,8 +132,7 @@ static void serve_zero_aligned(struct serve_conn *c, const struct serve_req *h)
 	}
 	r->zcur = h->off / s->ss;
 	r->zend = r->zcur + h->len / s->ss;
-	if (!(h->flags & NBD_CMD_FLAG_NO_HOLE) &&
-	    s->info.unmap_behavior == DC_UNMAP_ZEROES) {
+	if (serve_zero_fast(s, h, true)) {
 		/* Unmapped sectors read as zero: no data to move. */
 		r->zero_unmap = true;
 		r->then_flush = h->flags & NBD_CMD_FLAG_FUA;
@@ -143,7 +150,8 @@ static void serve_cmd_write(struct serve_conn *c, const struct serve_req *h)
 {
 	struct serve_srv *s = c->srv;
 	bool zero = h->cmd == NBD_CMD_WRITE_ZEROES;
-	uint16_t allowed = NBD_CMD_FLAG_FUA | (zero ? NBD_CMD_FLAG_NO_HOLE : 0);
+	uint16_t allowed = NBD_CMD_FLAG_FUA |
+			   (zero ? NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO : 0);
 	uint32_t fua = h->flags & NBD_CMD_FLAG_FUA ? DC_IO_FUA : 0;
 	bool aligned = !((h->off | h->len) & (s->ss - 1));
 	uint32_t payload = zero ? 0 : h->len;
@@ -160,6 +168,8 @@ static void serve_cmd_write(struct serve_conn *c, const struct serve_req *h)
 		err = NBD_EINVAL;
 	else if (!serve_in_range(s, h->off, h->len))
 		err = NBD_ENOSPC;
+	else if (h->flags & NBD_CMD_FLAG_FAST_ZERO && !serve_zero_fast(s, h, aligned))
+		err = NBD_ENOTSUP; /* the client writes the zeroes itself */
 	if (err || !h->len) {
 		serve_refuse_write(c, h, payload, err);
 		return;
