@@ -161,8 +161,7 @@ static int bdev_probe_blk(struct bdev *b, const struct stat *st, struct dc_info 
 	return 0;
 }
 
-static int bdev_probe_file(struct bdev *b, const struct stat *st, bool can_fallocate,
-			   struct dc_info *info)
+static int bdev_probe_file(struct bdev *b, const struct stat *st, struct dc_info *info)
 {
 	uint64_t bytes = (uint64_t)st->st_size;
 
@@ -200,9 +199,8 @@ static int bdev_probe_file(struct bdev *b, const struct stat *st, bool can_fallo
 	/* Punching a hole at the end changes nothing and tells whether the
 	 * filesystem can (docs/openvmm-compat.md §2.5). */
 	info->unmap_behavior = DC_UNMAP_IGNORED;
-	if (!b->read_only && can_fallocate &&
-	    fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)bytes,
-		      1) == 0) {
+	if (!b->read_only && fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				       (off_t)bytes, 1) == 0) {
 		uint64_t gran = (uint64_t)st->st_blksize >> b->shift;
 
 		b->gran = gran ? (uint32_t)gran : 1;
@@ -211,46 +209,12 @@ static int bdev_probe_file(struct bdev *b, const struct stat *st, bool can_fallo
 	return 0;
 }
 
-/* io_uring must exist and know the opcodes we use; FALLOCATE is optional. */
-static int bdev_probe_uring(bool *can_fallocate)
-{
-	static const uint8_t need[] = { IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_READ,
-					IORING_OP_WRITE, IORING_OP_FSYNC };
-	struct io_uring_probe *p;
-	struct io_uring ring;
-	int rc = bdev_ring_init(&ring, 4, 8);
-
-	if (rc < 0)
-		return rc;
-	p = io_uring_get_probe_ring(&ring);
-	bdev_ring_exit(&ring);
-	if (!p)
-		return dc_fail(
-			-ENOSYS,
-			"io_uring: cannot probe the supported operations (kernel too "
-			"old? 5.6 or later is needed)");
-	for (size_t i = 0; i < sizeof(need); i++) {
-		if (!io_uring_opcode_supported(p, need[i])) {
-			io_uring_free_probe(p);
-			return dc_fail(
-				-ENOSYS,
-				"io_uring: operation %u not supported (kernel too old? "
-				"5.6 or later is needed)",
-				need[i]);
-		}
-	}
-	*can_fallocate = io_uring_opcode_supported(p, IORING_OP_FALLOCATE);
-	io_uring_free_probe(p);
-	return 0;
-}
-
 static void bdev_close(void *inst)
 {
 	struct bdev *b = inst;
 
 	bdev_unwatch(b);
-	if (b->loop)
-		bdev_loop_put(b->loop);
+	ioe_file_close(b->io);
 	if (b->fd >= 0)
 		close(b->fd);
 	free(b->path);
@@ -259,7 +223,6 @@ static void bdev_close(void *inst)
 
 static int bdev_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
-	bool can_fallocate = false;
 	struct bdev *b;
 	struct stat st;
 	int rc;
@@ -297,19 +260,15 @@ static int bdev_open(const struct dc_open_args *a, void **inst, struct dc_info *
 		rc = -EINVAL;
 		goto fail;
 	}
-	rc = bdev_probe_uring(&can_fallocate);
-	if (rc < 0)
-		goto fail;
 	memset(info, 0, sizeof(*info));
 	rc = S_ISBLK(st.st_mode) ? bdev_probe_blk(b, &st, info) :
-				   bdev_probe_file(b, &st, can_fallocate, info);
+				   bdev_probe_file(b, &st, info);
 	if (rc < 0)
 		goto fail;
-	b->loop = bdev_loop_get();
-	if (!b->loop) {
-		rc = -ENOMEM;
+	/* io_uring or nothing: blockdev does not fall back to the pool. */
+	rc = ioe_file_open(b->fd, b->direct, b->align, IOE_URING, &b->io);
+	if (rc < 0)
 		goto fail;
-	}
 	if (b->blk)
 		bdev_watch(b);
 	info->sector_count = atomic_load(&b->sectors);
@@ -342,7 +301,7 @@ static void bdev_describe(void *inst, dc_kv_fn kv, void *arg)
 		   b->nvme ? "nvme passthrough" :
 			     "passthrough");
 	}
-	kv(arg, "io", "io_uring, one ring per queue");
+	kv(arg, "io", ioe_file_describe(b->io));
 }
 
 static const struct dc_option bdev_options[] = {

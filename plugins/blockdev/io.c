@@ -1,17 +1,68 @@
 /* SPDX-License-Identifier: MIT */
-/* blockdev: preparing reads, writes, flushes and unmaps for the ring, the
- * blocking ones (discard, eject) for the worker pool; submit(). */
+/* blockdev: requests. Reads, writes, flushes, hole punches and discards go to
+ * the file engine; ejects and reservations are ioctls on the worker pool. */
 #include "blockdev.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <linux/cdrom.h>
-#include <linux/fs.h>
-#include <stdlib.h>
 #include <sys/ioctl.h>
-#include <sys/uio.h>
 
-/* --- Requests ------------------------------------------------------------------ */
+/* An errno from the kernel as a result (docs/openvmm-compat.md §2.5): block devices
+ * enforce their bounds with ENOSPC and report PR conflicts as EBADE. Errnos that share a
+ * value with a result class become DC_E_IO with the errno as detail. */
+void bdev_rq_errno(struct bdev_rq *r, int err)
+{
+	bool blk = r->b->blk;
+
+	r->detail = err;
+	switch (err) {
+	case ENOSPC:
+		r->result = blk ? DC_E_ILLEGAL_BLOCK : DC_E_IO;
+		break;
+	case EBADE:
+		r->result = blk ? DC_E_RESERVATION_CONFLICT : DC_E_IO;
+		break;
+	case EFAULT:
+		r->result = DC_E_MEMORY_ACCESS;
+		break;
+	case EROFS:
+		r->result = DC_E_READ_ONLY;
+		break;
+	case ENODATA: /* BLK_STS_MEDIUM */
+		r->result = blk ? DC_E_MEDIUM : DC_E_IO;
+		if (blk)
+			r->detail = r->req->op == DC_OP_READ ?
+					    DC_MEDIUM_UNRECOVERED_READ :
+					    DC_MEDIUM_WRITE_FAULT;
+		break;
+	default:
+		r->result = DC_E_IO;
+		break;
+	}
+}
+
+void bdev_rq_done(struct bdev_rq *r)
+{
+	dc_complete_detail(r->req, r->result, r->detail);
+}
+
+/* The engine finished r (any thread: only complete here). */
+static void bdev_io_done(struct ioe_req *io, int res)
+{
+	struct bdev_rq *r = (struct bdev_rq *)io;
+
+	if (res == IOE_EOF) {
+		/* End of file or device inside the range: it shrank, or a file
+		 * is shorter than the request (docs/openvmm-compat.md §2.5). */
+		r->result = DC_E_ILLEGAL_BLOCK;
+	} else if (res < 0) {
+		/* A device that cannot discard has nothing to forget. */
+		if (r->io.op != IOE_DISCARD ||
+		    (res != -ENOTTY && res != -EOPNOTSUPP && res != -ENOSYS))
+			bdev_rq_errno(r, -res);
+	}
+	bdev_rq_done(r);
+}
 
 uint64_t bdev_sector_count(void *inst)
 {
@@ -27,21 +78,15 @@ static bool bdev_in_range(struct bdev *b, uint64_t sector, uint64_t count)
 	return sector <= n && count <= n - sector;
 }
 
-/* Hand a request to the worker pool (blocking ioctls). */
-static int bdev_to_pool(struct bdev_rq *r, void (*fn)(void *))
-{
-	return dc_pool_run(fn, r) < 0 ? -ENOMEM : BDEV_HANDED_OFF;
-}
+/* What preparing a request decided (else a result to complete with). */
+enum { BDEV_ENGINE = 0, BDEV_DONE = 1, BDEV_HANDED_OFF = 2 };
 
-/* Reads and writes: straight into the request's buffers, bounced through an
- * aligned copy when O_DIRECT cannot take them. Returns BDEV_TO_RING,
- * BDEV_DONE or a result. */
+/* Reads and writes. Returns BDEV_ENGINE, BDEV_DONE or a result. */
 static int bdev_rw(struct bdev *b, struct bdev_rq *r)
 {
 	struct dc_req *req = r->req;
 	bool write = req->op == DC_OP_WRITE;
 	size_t len = req->buf.len;
-	int cnt = -E2BIG;
 
 	if (write && b->read_only)
 		return DC_E_READ_ONLY;
@@ -51,54 +96,14 @@ static int bdev_rw(struct bdev *b, struct bdev_rq *r)
 		return DC_E_ILLEGAL_BLOCK;
 	if (len == 0)
 		return BDEV_DONE;
-	r->off = req->sector << b->shift;
-	r->left = len;
-	r->rwflags = write && (req->flags & DC_IO_FUA) ? RWF_DSYNC : 0;
-	if (!b->direct || dc_buf_aligned(&req->buf, b->align)) {
-		cnt = dc_buf_iov(&req->buf, r->inl, BDEV_INLINE_IOV);
-		r->iov = r->inl;
-		if (cnt == -E2BIG && req->buf.iovcnt <= IOV_MAX) {
-			r->heap = malloc(sizeof(*r->heap) * (size_t)req->buf.iovcnt);
-			if (!r->heap)
-				return -ENOMEM;
-			cnt = dc_buf_iov(&req->buf, r->heap, req->buf.iovcnt);
-			r->iov = r->heap;
-		}
-	}
-	if (cnt < 0) {
-		/* Unaligned for O_DIRECT, or more segments than preadv takes. */
-		if (posix_memalign(&r->bounce, b->align > 4096 ? b->align : 4096, len))
-			return -ENOMEM;
-		if (write)
-			dc_buf_copy_from(&req->buf, 0, r->bounce, len);
-		r->inl[0].iov_base = r->bounce;
-		r->inl[0].iov_len = len;
-		r->iov = r->inl;
-		cnt = 1;
-	}
-	r->iovcnt = cnt;
-	if (cnt == 1 && r->iov[0].iov_len <= UINT_MAX)
-		r->op = write ? IORING_OP_WRITE : IORING_OP_READ;
-	else
-		r->op = write ? IORING_OP_WRITEV : IORING_OP_READV;
-	return BDEV_TO_RING;
+	r->io.op = write ? IOE_WRITE : IOE_READ;
+	r->io.fua = write && (req->flags & DC_IO_FUA);
+	r->io.off = req->sector << b->shift;
+	r->io.buf = req->buf;
+	return BDEV_ENGINE;
 }
 
-static void bdev_pool_discard(void *arg)
-{
-	struct bdev_rq *r = arg;
-	uint64_t range[2] = { r->off, r->left };
-
-	if (ioctl(r->b->fd, BLKDISCARD, range) < 0) {
-		/* A device that cannot discard has nothing to forget. */
-		if (errno != ENOTTY && errno != EOPNOTSUPP && errno != ENOSYS)
-			bdev_rq_errno(r, errno);
-	}
-	bdev_rq_done(r);
-}
-
-/* Unmap: files punch holes through the ring, devices discard on the pool.
- * Returns BDEV_TO_RING, BDEV_DONE, BDEV_HANDED_OFF or a result. */
+/* Unmap: files punch holes, devices discard. Returns as bdev_rw() does. */
 static int bdev_unmap(struct bdev *b, struct bdev_rq *r)
 {
 	struct dc_req *req = r->req;
@@ -110,12 +115,10 @@ static int bdev_unmap(struct bdev *b, struct bdev_rq *r)
 		return DC_E_ILLEGAL_BLOCK;
 	if (req->count == 0 || b->gran == 0)
 		return BDEV_DONE;
-	r->off = req->sector << b->shift;
-	r->left = req->count << b->shift;
-	if (b->blk)
-		return bdev_to_pool(r, bdev_pool_discard);
-	r->op = IORING_OP_FALLOCATE;
-	return BDEV_TO_RING;
+	r->io.op = b->blk ? IOE_DISCARD : IOE_PUNCH;
+	r->io.off = req->sector << b->shift;
+	r->io.len = req->count << b->shift;
+	return BDEV_ENGINE;
 }
 
 static void bdev_pool_eject(void *arg)
@@ -134,26 +137,34 @@ static void bdev_pool_eject(void *arg)
 	bdev_rq_done(r);
 }
 
+/* Hand a request to the worker pool (blocking ioctls). */
+static int bdev_to_pool(struct bdev_rq *r, void (*fn)(void *))
+{
+	if (dc_pool_run(fn, r) < 0) {
+		r->detail = ENOMEM;
+		return DC_E_IO;
+	}
+	return BDEV_HANDED_OFF;
+}
+
 void bdev_submit(void *inst, struct dc_req *req)
 {
 	struct bdev *b = inst;
 	struct bdev_rq *r = req->ctx;
-	int rc = BDEV_TO_RING;
+	int rc = BDEV_ENGINE;
 
 	r->req = req;
 	r->b = b;
-	r->bounce = NULL;
-	r->heap = NULL;
-	r->tries = 0;
 	r->result = 0;
 	r->detail = 0;
+	r->io.done = bdev_io_done;
 	switch (req->op) {
 	case DC_OP_READ:
 	case DC_OP_WRITE:
 		rc = bdev_rw(b, r);
 		break;
 	case DC_OP_FLUSH:
-		r->op = IORING_OP_FSYNC;
+		r->io.op = IOE_FLUSH;
 		break;
 	case DC_OP_UNMAP:
 		rc = bdev_unmap(b, r);
@@ -165,15 +176,30 @@ void bdev_submit(void *inst, struct dc_req *req)
 		rc = b->pr && req->pr ? bdev_to_pool(r, bdev_pool_pr) : DC_E_UNSUPPORTED;
 		break;
 	}
-	if (rc == BDEV_TO_RING) {
-		bq_start(req->qctx, r);
+	if (rc == BDEV_ENGINE) {
+		ioe_submit(req->qctx, &r->io);
 	} else if (rc != BDEV_HANDED_OFF) {
-		if (rc == -ENOMEM) {
-			r->result = DC_E_IO;
-			r->detail = ENOMEM;
-		} else if (rc < 0) {
+		if (rc < 0)
 			r->result = rc;
-		}
 		bdev_rq_done(r);
 	}
+}
+
+int bdev_queue_open(void *inst, void **qctx)
+{
+	struct bdev *b = inst;
+
+	return ioe_queue_open(b->io, (struct ioe_queue **)qctx);
+}
+
+void bdev_queue_close(void *inst, void *qctx)
+{
+	(void)inst;
+	ioe_queue_close(qctx);
+}
+
+int bdev_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
+{
+	(void)inst;
+	return ioe_queue_poll(qctx, wake_fd, timeout_ms);
 }

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/* ioengine: choosing the mode at open, queues, requests, and the worker-pool
+ * path (blocking calls on the core's pool) used when io_uring is unavailable
+ * or DISKCORE_IO_ENGINE=pool asks for it. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#ifndef IOE_HAVE_URING
+/* Built without liburing: every file takes the pool. */
+static int ioe_ring_probe(bool *can_fallocate)
+{
+	(void)can_fallocate;
+	return dc_fail(-ENOSYS, "built without liburing");
+}
+#define ioe_thread_get() NULL
+#define ioe_thread_put(t) ((void)(t))
+#define ioe_ring_queue_open(q) (-ENOSYS)
+#define ioe_ring_queue_close(q) ((void)(q))
+#define ioe_ring_poll(q, w, t) (-ENOSYS)
+#define ioe_ring_start(q, r) ((void)(q), (void)(r))
+#endif
+
+int ioe_file_open(int fd, bool direct, size_t align, enum ioe_mode mode,
+		  struct ioe_file **out)
+{
+	struct ioe_file *f = calloc(1, sizeof(*f));
+	const char *env = getenv("DISKCORE_IO_ENGINE");
+	int rc = 0;
+
+	if (!f)
+		return dc_fail(-ENOMEM, "out of memory");
+	f->fd = fd;
+	f->direct = direct;
+	f->align = direct ? align : 0;
+	f->fallback_ok = mode == IOE_AUTO;
+	if (f->fallback_ok && env && !strcmp(env, "pool")) {
+		snprintf(f->mode, sizeof(f->mode),
+			 "worker pool (DISKCORE_IO_ENGINE=pool)");
+	} else if ((rc = ioe_ring_probe(&f->can_fallocate)) < 0) {
+		if (!f->fallback_ok) {
+			free(f);
+			return rc;
+		}
+		/* The probe's message says why; keep it for describe(). */
+		snprintf(f->mode, sizeof(f->mode), "worker pool (%s)", dc_last_error());
+	} else if (!(f->t = ioe_thread_get())) {
+		free(f);
+		return -ENOMEM;
+	} else {
+		f->uring = true;
+		snprintf(f->mode, sizeof(f->mode), "io_uring, one ring per queue");
+	}
+	*out = f;
+	return 0;
+}
+
+void ioe_file_close(struct ioe_file *f)
+{
+	if (!f)
+		return;
+	if (f->t)
+		ioe_thread_put(f->t);
+	free(f);
+}
+
+const char *ioe_file_describe(const struct ioe_file *f)
+{
+	return f->mode;
+}
+
+bool ioe_file_uring(const struct ioe_file *f)
+{
+	return f->uring;
+}
+
+int ioe_queue_open(struct ioe_file *f, struct ioe_queue **out)
+{
+	struct ioe_queue *q = calloc(1, sizeof(*q));
+	int rc;
+
+	if (!q)
+		return dc_fail(-ENOMEM, "out of memory");
+	q->f = f;
+	q->pool = !f->uring;
+	if (f->uring) {
+		rc = ioe_ring_queue_open(q);
+		if (rc < 0 && !f->fallback_ok) {
+			free(q);
+			return rc;
+		}
+		/* Out of rings (memory, a limit): this queue blocks on the pool. */
+		q->pool = rc < 0;
+		if (q->pool)
+			dc_debug("ioengine: a queue on the worker pool: %s",
+				 dc_last_error());
+	}
+	*out = q;
+	return 0;
+}
+
+void ioe_queue_close(struct ioe_queue *q)
+{
+	if (!q)
+		return;
+	if (q->pool)
+		free(q);
+	else
+		ioe_ring_queue_close(q);
+}
+
+int ioe_queue_poll(struct ioe_queue *q, int wake_fd, int timeout_ms)
+{
+	struct pollfd p = { .fd = wake_fd, .events = POLLIN };
+
+	if (!q->pool)
+		return ioe_ring_poll(q, wake_fd, timeout_ms);
+	/* Pool completions reach the queue through the core, which makes
+	 * wake_fd readable: sleep on it. */
+	if (timeout_ms != 0 && wake_fd >= 0 && poll(&p, 1, timeout_ms) < 0 &&
+	    errno != EINTR)
+		return -errno;
+	return 0;
+}
+
+/* Off the ring: copy a bounced read out, free what the request allocated,
+ * tell the caller. */
+void ioe_finish(struct ioe_req *r, int res)
+{
+	if (r->bounce) {
+		if (res == 0 && r->op == IOE_READ)
+			dc_buf_copy_to(&r->buf, 0, r->bounce, r->buf.len);
+		free(r->bounce);
+		r->bounce = NULL;
+	}
+	free(r->heap);
+	r->heap = NULL;
+	r->done(r, res);
+}
+
+/* A read or write for the ring: straight into the caller's buffers, bounced
+ * through an aligned copy when O_DIRECT cannot take them or preadv could not
+ * take that many segments. */
+int ioe_prepare_rw(struct ioe_req *r)
+{
+	bool write = r->op == IOE_WRITE;
+	size_t len = r->buf.len, align = r->f->align;
+	int cnt = -E2BIG;
+
+	r->pos = r->off;
+	r->left = len;
+	r->rwflags = write && r->fua ? RWF_DSYNC : 0;
+	if (!r->f->direct || dc_buf_aligned(&r->buf, align)) {
+		cnt = dc_buf_iov(&r->buf, r->inl, IOE_INLINE_IOV);
+		r->iov = r->inl;
+		if (cnt == -E2BIG && r->buf.iovcnt <= IOV_MAX) {
+			r->heap = malloc(sizeof(*r->heap) * (size_t)r->buf.iovcnt);
+			if (!r->heap)
+				return -ENOMEM;
+			cnt = dc_buf_iov(&r->buf, r->heap, r->buf.iovcnt);
+			r->iov = r->heap;
+		}
+	}
+	if (cnt < 0) {
+		if (posix_memalign(&r->bounce, align > 4096 ? align : 4096, len))
+			return -ENOMEM;
+		if (write)
+			dc_buf_copy_from(&r->buf, 0, r->bounce, len);
+		r->inl[0].iov_base = r->bounce;
+		r->inl[0].iov_len = len;
+		r->iov = r->inl;
+		cnt = 1;
+	}
+	r->iovcnt = cnt;
+#ifdef IOE_HAVE_URING
+	if (cnt == 1 && r->iov[0].iov_len <= UINT_MAX)
+		r->uop = write ? IORING_OP_WRITE : IORING_OP_READ;
+	else
+		r->uop = write ? IORING_OP_WRITEV : IORING_OP_READV;
+#endif
+	return 0;
+}
+
+/* --- The worker pool ----------------------------------------------------------- */
+
+static int ioe_blocking(struct ioe_req *r)
+{
+	struct ioe_file *f = r->f;
+	ssize_t n;
+
+	switch (r->op) {
+	case IOE_READ:
+	case IOE_WRITE:
+		n = r->op == IOE_READ ? dc_buf_pread(f->fd, &r->buf, r->off, f->align) :
+					dc_buf_pwrite(f->fd, &r->buf, r->off, f->align,
+						      r->fua ? RWF_DSYNC : 0);
+		if (n < 0)
+			return (int)n;
+		return (size_t)n < r->buf.len ? IOE_EOF : 0;
+	case IOE_FLUSH:
+		return fdatasync(f->fd) < 0 ? -errno : 0;
+	case IOE_PUNCH:
+		return fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				 (off_t)r->off, (off_t)r->len) < 0 ?
+			       -errno :
+			       0;
+	case IOE_DISCARD: {
+		uint64_t range[2] = { r->off, r->len };
+
+		return ioctl(f->fd, BLKDISCARD, range) < 0 ? -errno : 0;
+	}
+	}
+	return -EINVAL;
+}
+
+static void ioe_pool_job(void *arg)
+{
+	struct ioe_req *r = arg;
+
+	r->done(r, ioe_blocking(r));
+}
+
+static void ioe_to_pool(struct ioe_req *r)
+{
+	if (dc_pool_run(ioe_pool_job, r) < 0)
+		r->done(r, -ENOMEM);
+}
+
+void ioe_submit(struct ioe_queue *q, struct ioe_req *r)
+{
+	struct ioe_file *f = q->f;
+	int rc;
+
+	r->f = f;
+	r->bounce = NULL;
+	r->heap = NULL;
+	if (q->pool || r->op == IOE_DISCARD ||
+	    (r->op == IOE_PUNCH && !f->can_fallocate)) {
+		ioe_to_pool(r);
+		return;
+	}
+	switch (r->op) {
+	case IOE_READ:
+	case IOE_WRITE:
+		if (r->buf.len == 0) {
+			r->done(r, 0);
+			return;
+		}
+		rc = ioe_prepare_rw(r);
+		if (rc < 0) {
+			ioe_finish(r, rc);
+			return;
+		}
+		break;
+#ifdef IOE_HAVE_URING
+	case IOE_FLUSH:
+		r->uop = IORING_OP_FSYNC;
+		break;
+	case IOE_PUNCH:
+		r->uop = IORING_OP_FALLOCATE;
+		r->pos = r->off;
+		r->left = r->len;
+		break;
+#endif
+	default:
+		r->done(r, -EINVAL);
+		return;
+	}
+	ioe_ring_start(q, r);
+}

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/* ioengine on a real file, in both modes (io_uring and the forced worker
+ * pool), completions reaped by the engine thread and by a driven poll:
+ * scattered writes read back, short reads at the end of the file, more
+ * requests than a ring holds, O_DIRECT with unaligned buffers, flush, punch,
+ * and a watch on the engine thread. */
+#include "ioengine.h"
+
+#include "check-run.h"
+
+#include <check.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define FILE_SIZE (2u << 20)
+#define NREQ 300 /* more than a ring's CQ holds */
+#define BLK 4096
+
+struct tio {
+	struct ioe_req r;
+	int res;
+};
+
+static atomic_int t_done;
+static pthread_mutex_t t_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t t_cond = PTHREAD_COND_INITIALIZER;
+
+static void t_done_fn(struct ioe_req *r, int res)
+{
+	((struct tio *)r)->res = res;
+	pthread_mutex_lock(&t_lock);
+	atomic_fetch_add(&t_done, 1);
+	pthread_cond_broadcast(&t_cond);
+	pthread_mutex_unlock(&t_lock);
+}
+
+/* Wait until n requests are done: by polling q (driven) or on the cond,
+ * within 10 s. */
+static void t_wait(struct ioe_queue *q, bool driven, int n)
+{
+	struct timespec end;
+
+	clock_gettime(CLOCK_REALTIME, &end);
+	end.tv_sec += 10;
+	while (atomic_load(&t_done) < n) {
+		if (driven) {
+			ck_assert_int_ge(ioe_queue_poll(q, -1, 100), 0);
+			continue;
+		}
+		pthread_mutex_lock(&t_lock);
+		if (atomic_load(&t_done) < n)
+			ck_assert_int_eq(pthread_cond_timedwait(&t_cond, &t_lock, &end),
+					 0);
+		pthread_mutex_unlock(&t_lock);
+	}
+}
+
+static void t_rw(struct ioe_queue *q, bool driven, struct tio *t, int op, uint64_t off,
+		 const struct iovec *iov, int iovcnt, size_t len)
+{
+	memset(t, 0, sizeof(*t));
+	t->r.op = (uint8_t)op;
+	t->r.off = off;
+	t->r.len = len;
+	t->r.buf = (struct dc_buf){ .iov = iov, .iovcnt = iovcnt, .len = len };
+	t->r.done = t_done_fn;
+	atomic_store(&t_done, 0);
+	ioe_submit(q, &t->r);
+	t_wait(q, driven, 1);
+}
+
+static char *t_tmpfile(void)
+{
+	char *path = strdup("/tmp/test-ioengine-XXXXXX");
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, FILE_SIZE), 0);
+	close(fd);
+	return path;
+}
+
+/* Many blocks in flight, each written through 32 small segments (beyond the
+ * inline iovecs), then read back in one vector per block. */
+static void t_many(struct ioe_queue *q, bool driven)
+{
+	static struct tio t[NREQ];
+	static struct iovec iov[NREQ][32];
+	char *data = malloc((size_t)NREQ * BLK), *back = calloc(NREQ, BLK);
+
+	for (size_t i = 0; i < (size_t)NREQ * BLK; i++)
+		data[i] = (char)(i * 7 + i / BLK);
+	atomic_store(&t_done, 0);
+	for (int i = 0; i < NREQ; i++) {
+		for (int s = 0; s < 32; s++)
+			iov[i][s] = (struct iovec){ data + i * BLK + s * 128, 128 };
+		memset(&t[i], 0, sizeof(t[i]));
+		t[i].r.op = IOE_WRITE;
+		t[i].r.off = (uint64_t)i * BLK;
+		t[i].r.buf = (struct dc_buf){ .iov = iov[i], .iovcnt = 32, .len = BLK };
+		t[i].r.done = t_done_fn;
+		ioe_submit(q, &t[i].r);
+	}
+	t_wait(q, driven, NREQ);
+	atomic_store(&t_done, 0);
+	for (int i = 0; i < NREQ; i++) {
+		ck_assert_int_eq(t[i].res, 0);
+		iov[i][0] = (struct iovec){ back + i * BLK, BLK };
+		t[i].r.op = IOE_READ;
+		t[i].r.buf = (struct dc_buf){ .iov = iov[i], .iovcnt = 1, .len = BLK };
+		ioe_submit(q, &t[i].r);
+	}
+	t_wait(q, driven, NREQ);
+	for (int i = 0; i < NREQ; i++)
+		ck_assert_int_eq(t[i].res, 0);
+	ck_assert(memcmp(data, back, (size_t)NREQ * BLK) == 0);
+	free(data);
+	free(back);
+}
+
+static void t_one_mode(bool pool, bool driven, bool direct)
+{
+	char *path = t_tmpfile(), *buf;
+	struct ioe_file *f;
+	struct ioe_queue *q;
+	struct iovec iov;
+	struct tio t;
+	int fd = open(path, O_RDWR | (direct ? O_DIRECT : 0));
+
+	ck_assert_int_ge(fd, 0);
+	if (pool)
+		setenv("DISKCORE_IO_ENGINE", "pool", 1);
+	ck_assert_int_eq(ioe_file_open(fd, direct, 4096, IOE_AUTO, &f), 0);
+	unsetenv("DISKCORE_IO_ENGINE");
+	ck_assert_int_eq(ioe_file_uring(f), !pool);
+	ck_assert_ptr_nonnull(strstr(ioe_file_describe(f), pool ? "pool" : "io_uring"));
+	ck_assert_int_eq(ioe_queue_open(f, &q), 0);
+	if (driven)
+		ck_assert_int_ge(ioe_queue_poll(q, -1, 0), 0);
+	t_many(q, driven);
+
+	/* Unaligned for O_DIRECT: bounced. A read across the end is short. */
+	buf = malloc(2 * BLK + 1);
+	memset(buf, 0x5a, 2 * BLK + 1);
+	iov = (struct iovec){ buf + 1, 2 * BLK };
+	t_rw(q, driven, &t, IOE_WRITE, FILE_SIZE - 2 * BLK, &iov, 1, 2 * BLK);
+	ck_assert_int_eq(t.res, 0);
+	memset(buf, 0, 2 * BLK + 1);
+	t_rw(q, driven, &t, IOE_READ, FILE_SIZE - BLK, &iov, 1, 2 * BLK);
+	ck_assert_int_eq(t.res, IOE_EOF);
+	t_rw(q, driven, &t, IOE_READ, FILE_SIZE - 2 * BLK, &iov, 1, 2 * BLK);
+	ck_assert_int_eq(t.res, 0);
+	ck_assert(buf[1] == 0x5a && buf[2 * BLK] == 0x5a);
+
+	t_rw(q, driven, &t, IOE_FLUSH, 0, NULL, 0, 0);
+	ck_assert_int_eq(t.res, 0);
+	t_rw(q, driven, &t, IOE_PUNCH, FILE_SIZE - 2 * BLK, NULL, 0, 2 * BLK);
+	ck_assert_int_eq(t.res, 0);
+	t_rw(q, driven, &t, IOE_READ, FILE_SIZE - 2 * BLK, &iov, 1, 2 * BLK);
+	ck_assert_int_eq(t.res, 0);
+	ck_assert(buf[1] == 0 && buf[2 * BLK] == 0);
+
+	ioe_queue_close(q);
+	ioe_file_close(f);
+	close(fd);
+	unlink(path);
+	free(path);
+	free(buf);
+}
+
+START_TEST(uring_thread)
+{
+	t_one_mode(false, false, false);
+}
+END_TEST
+
+START_TEST(uring_driven)
+{
+	t_one_mode(false, true, false);
+}
+END_TEST
+
+START_TEST(uring_direct)
+{
+	t_one_mode(false, false, true);
+}
+END_TEST
+
+START_TEST(pool)
+{
+	t_one_mode(true, false, false);
+}
+END_TEST
+
+START_TEST(pool_driven_direct)
+{
+	t_one_mode(true, true, true);
+}
+END_TEST
+
+/* IOE_URING ignores the forced pool. */
+START_TEST(uring_only)
+{
+	struct ioe_file *f;
+
+	setenv("DISKCORE_IO_ENGINE", "pool", 1);
+	ck_assert_int_eq(ioe_file_open(0, false, 0, IOE_URING, &f), 0);
+	unsetenv("DISKCORE_IO_ENGINE");
+	ck_assert(ioe_file_uring(f));
+	ioe_file_close(f);
+}
+END_TEST
+
+static void t_watch_fn(void *arg)
+{
+	eventfd_t v;
+
+	eventfd_read(*(int *)arg, &v);
+	t_done_fn(&(struct tio){ 0 }.r, 0);
+}
+
+START_TEST(watch)
+{
+	int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	struct ioe_watch *w = ioe_watch_add(efd, t_watch_fn, &efd);
+
+	ck_assert_ptr_nonnull(w);
+	atomic_store(&t_done, 0);
+	eventfd_write(efd, 1);
+	t_wait(NULL, false, 1);
+	ioe_watch_del(w);
+	close(efd);
+}
+END_TEST
+
+int main(void)
+{
+	const TTest *const tests[] = {
+		uring_thread,	    uring_driven, uring_direct, pool,
+		pool_driven_direct, uring_only,	  watch,	NULL
+	};
+
+	return common_check_run("ioengine", tests);
+}
