@@ -320,21 +320,33 @@ int qcow2_parse_header(struct qcow2 *q, const uint8_t *raw, size_t len)
 	return 0;
 }
 
-/* Snapshot names, for describe(): each entry's size checked before reading. */
+/* One snapshot table entry's strings: n bytes at off, NUL-terminated. */
+static int qcow2_read_str(struct qcow2 *q, uint64_t off, size_t n, char **out)
+{
+	*out = malloc(n + 1);
+	if (!*out)
+		return -ENOMEM;
+	(*out)[n] = '\0';
+	return vhdfmt_pread(q->fd, *out, n, off);
+}
+
+/* The snapshot table (names, ids, L1 tables, sizes), each entry's size
+ * checked before reading. */
 static int qcow2_read_snapshots(struct qcow2 *q)
 {
 	uint64_t off = q->h.snapshots_off;
-	uint8_t raw[sizeof(struct qcow2_raw_snap)];
+	uint8_t raw[sizeof(struct qcow2_raw_snap)], extra[16];
 	struct qcow2_raw_snap s;
 	int ret;
 
 	if (!q->h.nb_snapshots)
 		return 0;
-	q->snap_names = calloc(q->h.nb_snapshots, sizeof(*q->snap_names));
-	if (!q->snap_names)
+	q->snaps = calloc(q->h.nb_snapshots, sizeof(*q->snaps));
+	if (!q->snaps)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < q->h.nb_snapshots; i++) {
-		uint64_t elen;
+		struct qcow2_snap *sn = &q->snaps[i];
+		uint64_t elen, at;
 
 		if (!qcow2_in_file(q, off, sizeof(raw)))
 			goto corrupt;
@@ -345,15 +357,23 @@ static int qcow2_read_snapshots(struct qcow2 *q)
 		elen = sizeof(raw) + (uint64_t)s.extra_len + s.id_len + s.name_len;
 		if (!qcow2_in_file(q, off, elen) || s.extra_len > (1u << 20))
 			goto corrupt;
-		q->snap_names[i] = malloc((size_t)s.name_len + 1);
-		if (!q->snap_names[i])
-			return -ENOMEM;
-		ret = vhdfmt_pread(q->fd, q->snap_names[i], s.name_len,
-				   off + sizeof(raw) + s.extra_len + s.id_len);
+		q->nsnap = i + 1;
+		sn->l1_off = s.l1_off;
+		sn->l1_size = s.l1_size;
+		at = off + sizeof(raw);
+		/* Version 3's extra data: the VM state size, then the disk size. */
+		if (s.extra_len >= 16) {
+			ret = vhdfmt_pread(q->fd, extra, 16, at);
+			if (ret)
+				return ret;
+			sn->size = get_be64(extra + 8);
+		}
+		at += s.extra_len;
+		ret = qcow2_read_str(q, at, s.id_len, &sn->id);
+		if (ret == 0)
+			ret = qcow2_read_str(q, at + s.id_len, s.name_len, &sn->name);
 		if (ret)
 			return ret;
-		q->snap_names[i][s.name_len] = '\0';
-		q->nsnap = i + 1;
 		off += (elen + 7) & ~7ull;
 	}
 	return 0;
@@ -362,6 +382,11 @@ corrupt:
 		   "the file",
 		   q->path, q->nsnap);
 	return -EINVAL;
+}
+
+void qcow2_encode_hdr(uint8_t *raw, const struct qcow2_hdr *h)
+{
+	endian_encode(raw, h, sizeof(*h), QCOW2_HDR_LAYOUT);
 }
 
 int qcow2_read_header(struct qcow2 *q)

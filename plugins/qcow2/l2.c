@@ -85,12 +85,14 @@ int qcow2_decode_l2(const struct qcow2 *q, uint64_t entry, uint64_t bitmap, uint
 
 		m->kind = QCOW2_COMPRESSED;
 		m->off = entry & ((1ull << shift) - 1);
+		uint64_t fsize = __atomic_load_n(&q->file_size, __ATOMIC_RELAXED);
+
 		m->clen = nsec * 512 - (m->off & 511);
 		/* The last compressed cluster may end with the file. */
-		if (m->off >= q->file_size)
+		if (m->off >= fsize)
 			return -EIO;
-		if (m->clen > q->file_size - m->off)
-			m->clen = q->file_size - m->off;
+		if (m->clen > fsize - m->off)
+			m->clen = fsize - m->off;
 		return 0;
 	}
 	host = entry & QCOW2_OFFSET_MASK;
@@ -118,28 +120,64 @@ int qcow2_decode_l2(const struct qcow2 *q, uint64_t entry, uint64_t bitmap, uint
 	return 0;
 }
 
-/* The cached copy of the L2 table at l2_off, read on a miss; under q->lock. */
-static int qcow2_l2_get(struct qcow2 *q, uint64_t l2_off, const uint8_t **tab)
+/* The slot to hold a table not in the cache: the least recently used, its
+ * table written first if dirty (a flush: write.c's ordering rules). */
+static int qcow2_l2_victim(struct qcow2 *q, uint32_t *victim)
 {
-	uint32_t victim = 0;
+	int ret;
+
+	*victim = 0;
+	for (uint32_t i = 1; i < q->nslots; i++)
+		if (q->slots[i].used < q->slots[*victim].used)
+			*victim = i;
+	if (q->slots[*victim].dirty) {
+		ret = qcow2_flush_locked(q);
+		if (ret)
+			return ret;
+	}
+	q->slots[*victim].l2_off = 0;
+	return 0;
+}
+
+int qcow2_l2_get(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot)
+{
+	uint32_t victim;
 	int ret;
 
 	for (uint32_t i = 0; i < q->nslots; i++) {
 		if (q->slots[i].l2_off == l2_off) {
 			q->slots[i].used = ++q->clock;
 			*tab = q->l2buf + (size_t)i * q->cluster_size;
+			*slot = i;
 			return 0;
 		}
-		if (q->slots[i].used < q->slots[victim].used)
-			victim = i;
 	}
-	q->slots[victim].l2_off = 0;
+	ret = qcow2_l2_victim(q, &victim);
+	if (ret)
+		return ret;
 	ret = vhdfmt_pread(q->fd, q->l2buf + (size_t)victim * q->cluster_size,
 			   q->cluster_size, l2_off);
 	if (ret)
 		return ret == -ENODATA ? -EIO : ret;
 	q->slots[victim] = (struct qcow2_l2slot){ .l2_off = l2_off, .used = ++q->clock };
 	*tab = q->l2buf + (size_t)victim * q->cluster_size;
+	*slot = victim;
+	return 0;
+}
+
+int qcow2_l2_new(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot)
+{
+	uint32_t victim;
+	int ret = qcow2_l2_victim(q, &victim);
+
+	if (ret)
+		return ret;
+	q->slots[victim] = (struct qcow2_l2slot){ .l2_off = l2_off,
+						  .used = ++q->clock,
+						  .dirty = true };
+	*tab = q->l2buf + (size_t)victim * q->cluster_size;
+	memset(*tab, 0, q->cluster_size);
+	*slot = victim;
 	return 0;
 }
 
@@ -149,25 +187,29 @@ int qcow2_map(struct qcow2 *q, uint64_t goff, struct qcow2_map *m)
 	uint64_t l1i = goff >> (q->h.cluster_bits + l2_bits);
 	uint64_t l2i = (goff >> q->h.cluster_bits) & (q->l2_entries - 1);
 	uint64_t span = 1ull << (q->h.cluster_bits + l2_bits), l2_off, entry, bitmap = 0;
-	const uint8_t *tab;
+	uint8_t *tab;
+	uint32_t slot;
 	int ret;
 
 	*m = (struct qcow2_map){ .kind = QCOW2_UNALLOC,
 				 .len = span - (goff & (span - 1)) };
 	if (l1i >= q->h.l1_size)
 		return 0;
+	pthread_mutex_lock(&q->lock);
 	l2_off = q->l1[l1i] & QCOW2_OFFSET_MASK;
-	if (!l2_off)
+	if (!l2_off) {
+		pthread_mutex_unlock(&q->lock);
 		return 0;
+	}
 	if ((l2_off & (q->cluster_size - 1)) || l2_off > q->file_size ||
 	    q->file_size - l2_off < q->cluster_size) {
+		pthread_mutex_unlock(&q->lock);
 		dc_debug("qcow2: %s: L1 entry %llu names an L2 table at %llu, outside "
 			 "the file",
 			 q->path, (unsigned long long)l1i, (unsigned long long)l2_off);
 		return -EIO;
 	}
-	pthread_mutex_lock(&q->lock);
-	ret = qcow2_l2_get(q, l2_off, &tab);
+	ret = qcow2_l2_get(q, l2_off, &tab, &slot);
 	if (ret == 0) {
 		entry = get_be64(tab + (l2i << q->entry_shift));
 		if (q->extl2)

@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* qcow2: QEMU copy-on-write images (version 2 and 3) as a read-only layer of
- * the core's layered disk. A backing file becomes the layer below, as a
- * differencing VHD's parent does; sectors this image does not hold fall
- * through to it. Writing is not supported yet: a writable open is refused,
- * and `memdiff:qcow2:PATH` puts a writable layer above. This file: options,
- * open, describe and the descriptor (header.c, l2.c, read.c, compress.c and
- * backing.c do the rest). */
+/* qcow2: QEMU copy-on-write images (version 2 and 3) as a layer of the core's
+ * layered disk. A backing file becomes the layer below, as a differencing
+ * VHD's parent does; sectors this image does not hold fall through to it.
+ * This file: options, open, close, describe and the descriptor (header.c,
+ * l2.c, read.c, compress.c, backing.c read; write.c, refcount.c and below.c
+ * write; create.c makes new images). */
 #include "qcow2.h"
 
 #include "vhdfmt/vhdfmt.h"
@@ -24,9 +23,11 @@ void qcow2_free(struct qcow2 *q)
 {
 	if (q->fd >= 0)
 		close(q->fd);
-	for (uint32_t i = 0; i < q->nsnap; i++)
-		free(q->snap_names[i]);
-	free(q->snap_names);
+	for (uint32_t i = 0; i < q->nsnap; i++) {
+		free(q->snaps[i].name);
+		free(q->snaps[i].id);
+	}
+	free(q->snaps);
 	free(q->path);
 	free(q->dir);
 	free(q->l1);
@@ -36,14 +37,22 @@ void qcow2_free(struct qcow2 *q)
 	free(q->slots);
 	free(q->l2buf);
 	free(q->zc_buf);
+	free(q->busy);
+	qcow2_rc_free(q);
 }
 
 static void qcow2_close(void *inst)
 {
 	struct qcow2 *q = inst;
 
+	/* A clean close: everything on disk, then the dirty bit cleared. */
+	if (q->writable && qcow2_flush(q) == 0)
+		qcow2_set_dirty(q, false);
+	qcow2_below_close(q);
 	qcow2_free(q);
 	pthread_mutex_destroy(&q->lock);
+	pthread_mutex_destroy(&q->below_lock);
+	pthread_cond_destroy(&q->busy_cond);
 	free(q);
 }
 
@@ -54,36 +63,164 @@ static int qcow2_options(const struct dc_open_args *a, struct qcow2 *q, uint64_t
 	if (p && strcmp(p, "any") != 0 && strcmp(p, "beneath") != 0)
 		return dc_fail(-EINVAL, "parents=%s: expected 'any' or 'beneath'", p);
 	q->parents_any = p && strcmp(p, "any") == 0;
-	if (!dc_opt_num(a, "l2-cache", cache)) {
-		/* Enough for the whole disk, up to the default. */
-		uint64_t all = (uint64_t)q->h.l1_size * q->cluster_size;
-
-		*cache = all < QCOW2_DEFAULT_L2_CACHE ? all : QCOW2_DEFAULT_L2_CACHE;
-	}
+	q->snapshot = dc_opt_str(a, "snapshot");
+	if (q->snapshot && !a->read_only)
+		return dc_fail(-EROFS, "snapshot=%s: a snapshot opens read-only",
+			       q->snapshot);
+	if (!dc_opt_num(a, "l2-cache", cache))
+		*cache = 0;
 	return 0;
 }
 
-static int qcow2_open_file(struct qcow2 *q)
+/* The image file, opened (and made, when the options ask) by the core's
+ * rule for creating plugins (plugin.h, dc_create_open()). */
+static int qcow2_open_file(const struct dc_open_args *a, struct qcow2 *q)
 {
+	bool make = dc_opt_str(a, "create") || dc_opt_str(a, "parent"), created = false;
 	struct stat st;
+	int ret;
 
-	q->fd = open(q->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	q->fd = dc_create_open(a, q->path, O_NONBLOCK | (make ? O_CREAT : 0), &created);
 	if (q->fd < 0) {
-		int err = errno;
-
+		ret = q->fd;
 		q->fd = -1;
-		return dc_fail(-err, "%s: %s", q->path, strerror(err));
+		return ret;
+	}
+	if (created) {
+		ret = qcow2_create(a, q->path, q->fd);
+		if (ret) {
+			unlink(q->path);
+			return ret;
+		}
 	}
 	if (fstat(q->fd, &st) < 0)
 		return dc_fail(-errno, "%s: %s", q->path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
 		return dc_fail(-EINVAL, "%s: not a regular file", q->path);
 	q->file_size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* Use snapshot q->snapshot (a name, else an id) instead of the active L1. */
+static int qcow2_pick_snapshot(struct qcow2 *q)
+{
+	const struct qcow2_snap *sn = NULL;
+
+	for (uint32_t i = 0; i < q->nsnap && !sn; i++)
+		if (strcmp(q->snaps[i].name, q->snapshot) == 0)
+			sn = &q->snaps[i];
+	for (uint32_t i = 0; i < q->nsnap && !sn; i++)
+		if (strcmp(q->snaps[i].id, q->snapshot) == 0)
+			sn = &q->snaps[i];
+	if (!sn)
+		return dc_fail(-ENOENT,
+			       "%s: no internal snapshot named '%s' (diskctl info "
+			       "lists them)",
+			       q->path, q->snapshot);
+	if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES ||
+	    (sn->l1_off & (q->cluster_size - 1)) || sn->l1_off > q->file_size ||
+	    (uint64_t)sn->l1_size * 8 > q->file_size - sn->l1_off)
+		return dc_fail(-EINVAL,
+			       "%s: corrupt snapshot '%s': its L1 table is not "
+			       "inside the file",
+			       q->path, q->snapshot);
+	q->h.l1_off = sn->l1_off;
+	q->h.l1_size = sn->l1_size;
+	if (sn->size)
+		q->h.size = sn->size;
+	/* Its L1 table must still cover its disk. */
+	if ((uint64_t)q->h.l1_size * q->l2_entries * q->cluster_size < q->h.size)
+		q->h.size = (uint64_t)q->h.l1_size * q->l2_entries * q->cluster_size;
+	return 0;
+}
+
+/* What a writable open needs of the image (docs/spec-strings.md, "qcow2"). */
+static int qcow2_check_writable(struct qcow2 *q)
+{
+	if (q->h.incompat & QCOW2_INCOMPAT_CORRUPT)
+		return dc_fail(-EROFS,
+			       "%s: QEMU marked the image corrupt; repair it with "
+			       "`qemu-img check -r all` first",
+			       q->path);
+	if ((q->h.incompat & QCOW2_INCOMPAT_DIRTY) &&
+	    (q->h.compat & QCOW2_COMPAT_LAZY_REFCOUNTS))
+		return dc_fail(-EROFS,
+			       "%s: the image was not closed cleanly and uses "
+			       "lazy refcounts, so its refcounts need rebuilding: "
+			       "run `qemu-img check -r all %s` first",
+			       q->path, q->path);
+	if (q->nsnap)
+		return dc_fail(-EROFS,
+			       "%s: the image has %u internal snapshots; writing "
+			       "one is not supported (open it read-only, or put "
+			       "memdiff: above it)",
+			       q->path, q->nsnap);
+	return 0;
+}
+
+int qcow2_load(struct qcow2 *q, uint64_t cache)
+{
+	int ret = 0;
+
 	q->dir = vhdfmt_dirname(q->path);
 	if (!q->dir)
 		return dc_fail(-ENOMEM, "%s: cannot resolve the image's directory",
 			       q->path);
-	return vhdfmt_lock(q->fd, q->path, true);
+	if (q->fd < 0) {
+		struct stat st;
+
+		q->fd = open(q->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (q->fd < 0 || fstat(q->fd, &st) < 0)
+			return dc_fail(-errno, "%s: %s", q->path, strerror(errno));
+		q->file_size = (uint64_t)st.st_size;
+	}
+	ret = vhdfmt_lock(q->fd, q->path, !q->writable);
+	if (ret == 0)
+		ret = qcow2_read_header(q);
+#ifndef QCOW2_HAVE_ZSTD
+	if (ret == 0 && q->h.compression == QCOW2_ZSTD)
+		ret = dc_fail(-ENOTSUP,
+			      "%s: the image's clusters are compressed with zstd, and "
+			      "this build of the qcow2 plugin has no zstd",
+			      q->path);
+#endif
+	if (ret == 0 && q->snapshot)
+		ret = qcow2_pick_snapshot(q);
+	if (ret == 0 && q->writable)
+		ret = qcow2_check_writable(q);
+	if (ret == 0 && !cache) {
+		/* Enough for the whole disk, up to the default. */
+		uint64_t all = (uint64_t)q->h.l1_size * q->cluster_size;
+
+		cache = all < QCOW2_DEFAULT_L2_CACHE ? all : QCOW2_DEFAULT_L2_CACHE;
+	}
+	if (ret == 0)
+		ret = qcow2_l1_load(q);
+	if (ret == 0)
+		ret = qcow2_l2_cache_init(q, cache);
+	if (ret == 0 && q->writable)
+		ret = qcow2_rc_load(q);
+	if (ret == 0 && q->writable) {
+		ret = qcow2_set_dirty(q, true);
+		if (ret)
+			dc_error("%s: cannot mark the image in use: %s", q->path,
+				 strerror(-ret));
+	}
+	return ret;
+}
+
+static struct qcow2 *qcow2_new(void)
+{
+	struct qcow2 *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return NULL;
+	q->fd = -1;
+	q->zc_off = UINT64_MAX;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_mutex_init(&q->below_lock, NULL);
+	pthread_cond_init(&q->busy_cond, NULL);
+	return q;
 }
 
 static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
@@ -94,36 +231,18 @@ static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info 
 
 	if (a->nfields < 1 || !a->fields[0][0])
 		return dc_fail(-EINVAL, "missing path (expected qcow2:PATH)");
-	if (!a->read_only)
-		return dc_fail(
-			-EROFS,
-			"qcow2 writing is not supported yet: put memdiff: above it "
-			"(memdiff:qcow2:%s) or open the disk read-only",
-			a->fields[0]);
-	q = calloc(1, sizeof(*q));
+	q = qcow2_new();
 	if (!q)
 		return dc_fail(-ENOMEM, "out of memory");
-	q->fd = -1;
-	q->zc_off = UINT64_MAX;
-	pthread_mutex_init(&q->lock, NULL);
+	q->writable = !a->read_only;
 	q->path = strdup(a->fields[0]);
-	ret = q->path ? qcow2_open_file(q) : dc_fail(-ENOMEM, "out of memory");
+	ret = q->path ? qcow2_options(a, q, &cache) : dc_fail(-ENOMEM, "out of memory");
 	if (ret == 0)
-		ret = qcow2_read_header(q);
-#ifndef QCOW2_HAVE_ZSTD
-	if (ret == 0 && q->h.compression == QCOW2_ZSTD)
-		ret = dc_fail(-ENOTSUP,
-			      "%s: the image's clusters are compressed with zstd, and "
-			      "this build of the qcow2 plugin has no zstd",
-			      q->path);
-#endif
+		ret = qcow2_open_file(a, q);
 	if (ret == 0)
-		ret = qcow2_options(a, q, &cache);
-	if (ret == 0)
-		ret = qcow2_l1_load(q);
-	if (ret == 0)
-		ret = qcow2_l2_cache_init(q, cache);
+		ret = qcow2_load(q, cache);
 	if (ret) {
+		q->writable = false; /* nothing to flush or mark clean */
 		qcow2_close(q);
 		return ret;
 	}
@@ -131,9 +250,10 @@ static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info 
 	info->sector_count = q->h.size / 512;
 	info->sector_size = 512;
 	info->physical_sector_size = 512;
-	info->optimal_unmap_sectors = 1;
-	info->unmap_behavior = DC_UNMAP_UNSPECIFIED;
-	info->flags = DC_INFO_READ_ONLY;
+	info->optimal_unmap_sectors = q->cluster_size / 512;
+	info->unmap_behavior = qcow2_unmap_zeroes(q) ? DC_UNMAP_ZEROES :
+						       DC_UNMAP_UNSPECIFIED;
+	info->flags = q->writable ? DC_INFO_FUA_RESPECTED : DC_INFO_READ_ONLY;
 	snprintf(info->disk_type, sizeof(info->disk_type), "qcow2");
 	*inst = q;
 	return 0;
@@ -184,7 +304,20 @@ static int qcow2_attach(void *inst, const struct dc_info *lower, struct dc_info 
 
 static int qcow2_io(void *inst, struct dc_req *req)
 {
-	return req->op == DC_OP_READ ? qcow2_read(inst, req) : DC_E_UNSUPPORTED;
+	struct qcow2 *q = inst;
+
+	switch (req->op) {
+	case DC_OP_READ:
+		return qcow2_read(q, req);
+	case DC_OP_WRITE:
+		return qcow2_write(q, req);
+	case DC_OP_UNMAP:
+		return qcow2_unmap(q, req);
+	case DC_OP_FLUSH:
+		return q->writable ? vhdfmt_result(req, qcow2_flush(q)) : 0;
+	default:
+		return DC_E_UNSUPPORTED;
+	}
 }
 
 static void qcow2_kv_num(dc_kv_fn kv, void *arg, const char *key, uint64_t v)
@@ -225,10 +358,23 @@ static void qcow2_describe(void *inst, dc_kv_fn kv, void *arg)
 	buf[0] = '\0';
 	for (uint32_t i = 0; i < q->nsnap && n < sizeof(buf); i++)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? ", " : "",
-				      q->snap_names[i]);
+				      q->snaps[i].name);
 	if (q->nsnap)
 		kv(arg, "snapshot names", buf);
-	kv(arg, "writes", "not supported yet (read-only layer)");
+	for (uint32_t i = 0; i < q->nsnap; i++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "snapshot %u", i + 1);
+		snprintf(buf, sizeof(buf), "id %s, name %s, disk size %llu",
+			 q->snaps[i].id, q->snaps[i].name,
+			 (unsigned long long)q->snaps[i].size);
+		kv(arg, key, buf);
+	}
+	if (q->snapshot)
+		kv(arg, "snapshot opened", q->snapshot);
+	kv(arg, "writes",
+	   q->writable ? "yes (refcounts kept, dirty bit set while open)" :
+			 "no (opened read-only)");
 }
 
 static const struct dc_option qcow2_options_decl[] = {
@@ -240,6 +386,22 @@ static const struct dc_option qcow2_options_decl[] = {
 	  .type = DC_OPT_STRING,
 	  .help = "'beneath' (default): a backing file must lie inside the image's "
 		  "directory; 'any': follow it anywhere" },
+	{ .name = "create",
+	  .type = DC_OPT_SIZE,
+	  .help = "make a new image of this virtual size when PATH does not exist" },
+	{ .name = "cluster",
+	  .type = DC_OPT_SIZE,
+	  .help = "cluster size of a new image, 512 to 2M (default 64K)" },
+	{ .name = "parent",
+	  .type = DC_OPT_STRING,
+	  .help = "make a new image over this backing file (qcow2, raw, vhd, vhdx), "
+		  "sized as it" },
+	{ .name = "overwrite",
+	  .type = DC_OPT_FLAG,
+	  .help = "with create= or parent=: replace an existing file" },
+	{ .name = "snapshot",
+	  .type = DC_OPT_STRING,
+	  .help = "open this internal snapshot (name or id), read-only" },
 	{ 0 },
 };
 
@@ -248,8 +410,9 @@ static const struct dc_form qcow2_forms[] = {
 	  .nfields = 1,
 	  .child = DC_CHILD_NONE,
 	  .flags = 0,
-	  .syntax = "qcow2:PATH[;l2-cache=SIZE][;parents=any]",
-	  .help = "a qcow2 image, v2 or v3, read-only (a backing chain opens as layers)",
+	  .syntax = "qcow2:PATH[;create=SIZE][;cluster=SIZE][;parent=PATH][;overwrite]"
+		    "[;snapshot=NAME][;l2-cache=SIZE][;parents=any]",
+	  .help = "a qcow2 image, v2 or v3, read-write (a backing chain opens as layers)",
 	  .options = qcow2_options_decl },
 	{ 0 },
 };
@@ -257,19 +420,24 @@ static const struct dc_form qcow2_forms[] = {
 DC_PLUGIN(qcow2_plugin) = {
 	.kind = DC_KIND_LAYER,
 	.name = "qcow2",
-	.version = "0.1.0",
-	.summary = "QEMU qcow2 images, version 2 and 3 (read-only)",
-	.usage = "qcow2:PATH[;l2-cache=SIZE][;parents=any]\n"
+	.version = "0.2.0",
+	.summary = "QEMU qcow2 images, version 2 and 3, read-write",
+	.usage = "qcow2:PATH[;create=SIZE][;cluster=SIZE][;parent=PATH][;snapshot=NAME]\n"
 		 "  A qcow2 image: any cluster size from 512 B to 2 MiB, extended L2\n"
 		 "  entries (subclusters), zero clusters, zlib or zstd compressed\n"
-		 "  clusters. A backing file opens read-only as the layer below, in\n"
-		 "  the format the image names (qcow2, raw, vpc, vhdx); it must lie\n"
-		 "  inside the image's directory unless ;parents=any. Encrypted images\n"
-		 "  and external data files are refused. Writing is not supported\n"
-		 "  yet: open read-only, or put memdiff: above it.",
+		 "  clusters, any refcount width. A backing file opens read-only as\n"
+		 "  the layer below, in the format the image names (qcow2, raw, vpc,\n"
+		 "  vhdx); it must lie inside the image's directory unless\n"
+		 "  ;parents=any. Writes allocate clusters with refcounts kept\n"
+		 "  on disk, copy partial clusters from the backing file, and rewrite\n"
+		 "  compressed clusters; unmap makes zero clusters. create= makes a\n"
+		 "  new v3 image, parent= one over a backing file; snapshot= opens an\n"
+		 "  internal snapshot read-only. Encrypted images, external data\n"
+		 "  files and writing images that hold internal snapshots are refused.",
 	.forms = qcow2_forms,
 	.ctx_size = 0,
-	.ops = DC_OP_BIT(DC_OP_READ),
+	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
+	       DC_OP_BIT(DC_OP_UNMAP),
 	.open = qcow2_open,
 	.close = qcow2_close,
 	.io = qcow2_io,

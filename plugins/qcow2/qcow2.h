@@ -36,7 +36,12 @@ enum qcow2_ctype { QCOW2_ZLIB = 0, QCOW2_ZSTD = 1 };
 /* Table entry bits. */
 #define QCOW2_OFFSET_MASK 0x00fffffffffffe00ull /* bits 9-55 */
 #define QCOW2_L2_COMPRESSED (1ull << 62)
-#define QCOW2_L2_ZERO 1ull /* standard cluster, v3 */
+#define QCOW2_L2_ZERO 1ull	  /* standard cluster, v3 */
+#define QCOW2_COPIED (1ull << 63) /* L1/L2: the cluster's refcount is exactly 1 */
+#define QCOW2_COMPAT_LAZY_REFCOUNTS 1ull
+/* Header field offsets the write path updates in place. */
+#define QCOW2_HDR_RCT_OFF 48	  /* refcount_table_offset, then _clusters */
+#define QCOW2_HDR_INCOMPAT_OFF 72 /* incompat, compat, autoclear */
 
 /* What one guest cluster (or subcluster) maps to. */
 enum qcow2_kind {
@@ -84,6 +89,24 @@ _Static_assert(sizeof(struct qcow2_hdr) == 112, "the v3 header is 112 bytes");
 struct qcow2_l2slot {
 	uint64_t l2_off; /* 0: empty */
 	uint64_t used;	 /* LRU clock */
+	bool dirty;	 /* changed in memory, written at the next flush */
+};
+
+/* A cluster run whose refcount drops once the L2 change that stopped
+ * referencing it is on disk (write.c flushes, then frees). */
+struct qcow2_free {
+	uint64_t off;
+	uint64_t n;
+};
+
+struct qcow2_below;
+
+struct qcow2_snap {
+	char *name;
+	char *id;
+	uint64_t l1_off;
+	uint32_t l1_size;
+	uint64_t size; /* the disk size when taken (v3 extra data), else 0 */
 };
 
 struct qcow2 {
@@ -103,8 +126,10 @@ struct qcow2 {
 	char *parent;	   /* the resolved real path of the backing file */
 	const char *parent_form;
 	bool parents_any;
-	char **snap_names;
+	struct qcow2_snap *snaps;
 	uint32_t nsnap;
+	const char *snapshot; /* the snapshot opened (read-only), or NULL */
+	bool writable;
 
 	/* The L2 cache: nslots tables, looked up by offset under lock. */
 	pthread_mutex_t lock;
@@ -117,6 +142,25 @@ struct qcow2 {
 	 * going through one in small requests inflates it once. */
 	uint64_t zc_off; /* its host offset; UINT64_MAX: none */
 	uint8_t *zc_buf; /* cluster_size bytes */
+
+	/* Writing (refcount.c, write.c), all under lock. */
+	pthread_cond_t busy_cond;
+	uint64_t *busy; /* guest clusters being allocated: others wait */
+	uint32_t nbusy, busy_cap;
+	bool l1_dirty;
+	bool need_sync;	       /* data or refcounts written since the last flush */
+	uint32_t rc_bits;      /* 1 << refcount_order */
+	uint64_t rc_per_block; /* refcounts in one refcount block */
+	uint64_t rct_cap;      /* entries the refcount table holds */
+	uint64_t *rct;	       /* the refcount table, host order */
+	uint8_t **rcb;	       /* loaded refcount blocks, by table index */
+	uint64_t free_hint;    /* no free cluster below this index */
+	struct qcow2_free *frees;
+	uint32_t nfrees, frees_cap;
+
+	/* The layer below, read for copy-on-write (below.c). */
+	pthread_mutex_t below_lock;
+	struct qcow2_below *below;
 };
 
 /* header.c: read, decode and check the header, its extensions and the
@@ -127,9 +171,21 @@ int qcow2_read_header(struct qcow2 *q);
  * qcow2_read_header() does before the snapshot table; the fuzz target's entry. */
 int qcow2_parse_header(struct qcow2 *q, const uint8_t *raw, size_t len);
 
+/* header.c: a v3 header as on disk (112 bytes). */
+void qcow2_encode_hdr(uint8_t *raw, const struct qcow2_hdr *h);
+
+/* create.c: write a new image into the empty file fd, as the options of a
+ * (create=SIZE, cluster=SIZE, parent=PATH) ask; -errno after a message. */
+int qcow2_create(const struct dc_open_args *a, const char *path, int fd);
+
 /* l2.c: the L1 table and the L2 cache. */
 int qcow2_l1_load(struct qcow2 *q);
 int qcow2_l2_cache_init(struct qcow2 *q, uint64_t bytes);
+/* The cached L2 table at l2_off, read on a miss (a dirty victim is flushed
+ * first); under lock. */
+int qcow2_l2_get(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot);
+/* A new, zeroed, dirty L2 table at l2_off in the cache; under lock. */
+int qcow2_l2_new(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot);
 /* Map guest byte offset goff (inside the disk): fills *m. -errno on a read
  * error or a corrupt entry (after a debug message). */
 int qcow2_map(struct qcow2 *q, uint64_t goff, struct qcow2_map *m);
@@ -143,6 +199,38 @@ int qcow2_decompress(enum qcow2_ctype type, const uint8_t *src, size_t slen, uin
 
 /* read.c: the blocking read of a request. */
 int qcow2_read(struct qcow2 *q, struct dc_req *req);
+/* Guest bytes [goff, goff+len) into buf as this image and its backing chain
+ * hold them (zeroes past the disk's end): the copy-on-write source. */
+int qcow2_read_buf(struct qcow2 *q, uint64_t goff, uint8_t *buf, size_t len);
+/* len bytes at guest offset goff as mapping m gives them (unallocated: from
+ * the layer below). */
+int qcow2_read_map(struct qcow2 *q, const struct qcow2_map *m, uint64_t goff,
+		   uint8_t *buf, size_t len);
+
+/* refcount.c: refcounts, kept on disk as they change (under lock). */
+int qcow2_rc_load(struct qcow2 *q);
+void qcow2_rc_free(struct qcow2 *q);
+int qcow2_rc_get(struct qcow2 *q, uint64_t ci, uint64_t *val);
+/* Add delta to the refcount of the clusters [ci, ci+n), on disk. */
+int qcow2_rc_add(struct qcow2 *q, uint64_t ci, uint64_t n, int delta);
+/* n free clusters in a row, refcount 1, the file grown over them: *off. */
+int qcow2_alloc(struct qcow2 *q, uint64_t n, uint64_t *off);
+
+/* write.c: writes, unmaps, flush; the header's dirty bit. */
+int qcow2_write(struct qcow2 *q, struct dc_req *req);
+int qcow2_unmap(struct qcow2 *q, struct dc_req *req);
+/* Whether unmapped sectors read as zero (version 3, or nothing below). */
+bool qcow2_unmap_zeroes(const struct qcow2 *q);
+int qcow2_flush(struct qcow2 *q);
+int qcow2_flush_locked(struct qcow2 *q);
+int qcow2_set_dirty(struct qcow2 *q, bool dirty);
+
+/* below.c: the layer below for copy-on-write, opened on first use. */
+int qcow2_below_read(struct qcow2 *q, uint64_t goff, uint8_t *buf, size_t len);
+void qcow2_below_close(struct qcow2 *q);
+
+/* qcow2.c: load an image (header, L1, L2 cache) from q->path. */
+int qcow2_load(struct qcow2 *q, uint64_t cache);
 
 /* backing.c: resolve the backing file into q->parent and q->parent_form. */
 int qcow2_resolve_backing(struct qcow2 *q);

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define QCOW2_SECTOR 512u
 
@@ -128,6 +129,52 @@ int qcow2_read(struct qcow2 *q, struct dc_req *req)
 			dc_marker_set(req->marker, req->sector + done / QCOW2_SECTOR,
 				      n / QCOW2_SECTOR);
 		done += n;
+	}
+	return 0;
+}
+
+int qcow2_read_map(struct qcow2 *q, const struct qcow2_map *m, uint64_t goff,
+		   uint8_t *buf, size_t len)
+{
+	struct iovec iov = { buf, len };
+	struct dc_buf b = { .iov = &iov, .iovcnt = 1, .len = len };
+
+	switch (m->kind) {
+	case QCOW2_UNALLOC:
+		return qcow2_below_read(q, goff, buf, len);
+	case QCOW2_ZERO:
+		memset(buf, 0, len);
+		return 0;
+	case QCOW2_DATA:
+		return qcow2_read_data(q, m, &b);
+	default:
+		return qcow2_read_compressed(q, m, goff, &b);
+	}
+}
+
+int qcow2_read_buf(struct qcow2 *q, uint64_t goff, uint8_t *buf, size_t len)
+{
+	while (len) {
+		struct qcow2_map m;
+		size_t n;
+		int ret;
+
+		if (goff >= q->h.size) {
+			memset(buf, 0, len);
+			return 0;
+		}
+		ret = qcow2_map(q, goff, &m);
+		if (ret)
+			return ret;
+		n = m.len < len ? (size_t)m.len : len;
+		if (n > q->h.size - goff)
+			n = (size_t)(q->h.size - goff);
+		ret = qcow2_read_map(q, &m, goff, buf, n);
+		if (ret)
+			return ret;
+		goff += n;
+		buf += n;
+		len -= n;
 	}
 	return 0;
 }

@@ -6,11 +6,15 @@
  * compiled in; core services come from libdiskcore. Seeds: tests/fuzz/corpus/
  * qcow2 (small images qemu-img made). */
 #include "../../plugins/qcow2/backing.c"
+#include "../../plugins/qcow2/below.c"
 #include "../../plugins/qcow2/compress.c"
+#include "../../plugins/qcow2/create.c"
 #include "../../plugins/qcow2/header.c"
 #include "../../plugins/qcow2/l2.c"
 #include "../../plugins/qcow2/qcow2.c"
 #include "../../plugins/qcow2/read.c"
+#include "../../plugins/qcow2/refcount.c"
+#include "../../plugins/qcow2/write.c"
 #include "../../common/endian/layout.c"
 #include "../../common/vhdfmt/vhdfmt.c"
 

@@ -1,0 +1,494 @@
+/* SPDX-License-Identifier: MIT */
+/* The qcow2 write path (docs/spec-strings.md, "qcow2"), blocking, on the
+ * core's worker pool: several writers at once, metadata under q->lock, data
+ * I/O outside it.
+ *
+ * A write to a cluster this image holds as data with refcount 1 (COPIED) goes
+ * straight to it. Any other write allocates: the guest cluster is marked busy
+ * (other writers of it wait; readers keep seeing the old mapping), a cluster
+ * is taken (refcount 1, written at once), the lock is dropped, the cluster's
+ * data is written whole (copy-on-write: the bytes the write does not cover
+ * come from the old mapping, the backing file, an inflated compressed
+ * cluster, or zeroes), and the new L2 entry goes into the cached table,
+ * which is marked dirty. With extended L2 only the subclusters written are
+ * allocated, and only partial subclusters are copied.
+ *
+ * Crash safety (the order QEMU's refcount rules need): refcount increments
+ * and data reach the disk before any L2 entry naming them; an L2 table before
+ * the L1 entry naming it; a cluster's refcount drops only once no L2 entry on
+ * disk names it. So a flush is: fdatasync (data, refcounts), write the dirty
+ * L2 tables, fdatasync, write the L1 table and the deferred refcount
+ * decrements, fdatasync. A crash loses only unflushed writes and leaks
+ * clusters at worst. The dirty bit (v3) is set while the image is open
+ * writable and cleared on a clean close. */
+#include "qcow2.h"
+
+#include "endian/byteorder.h"
+#include "vhdfmt/vhdfmt.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define QCOW2_SC_ALL 0xffffffffull
+
+int qcow2_set_dirty(struct qcow2 *q, bool dirty)
+{
+	uint64_t inc = dirty ? q->h.incompat | QCOW2_INCOMPAT_DIRTY :
+			       q->h.incompat & ~QCOW2_INCOMPAT_DIRTY;
+	uint8_t raw[24];
+	int ret;
+
+	if (q->h.version < 3)
+		return 0;
+	/* Autoclear bits name extensions (bitmaps) this writer does not keep
+	 * up to date: a writer clears them, as the format asks. */
+	put_be64(raw, inc);
+	put_be64(raw + 8, q->h.compat);
+	put_be64(raw + 16, 0);
+	ret = vhdfmt_pwrite(q->fd, raw, sizeof(raw), QCOW2_HDR_INCOMPAT_OFF);
+	if (ret == 0 && fdatasync(q->fd) < 0)
+		ret = -errno;
+	if (ret == 0) {
+		q->h.incompat = inc;
+		q->h.autoclear = 0;
+	}
+	return ret;
+}
+
+/* --- busy clusters and deferred frees (under lock) ------------------------- */
+
+static bool w_busy(const struct qcow2 *q, uint64_t ci)
+{
+	for (uint32_t i = 0; i < q->nbusy; i++)
+		if (q->busy[i] == ci)
+			return true;
+	return false;
+}
+
+static void w_wait(struct qcow2 *q, uint64_t ci)
+{
+	while (w_busy(q, ci))
+		pthread_cond_wait(&q->busy_cond, &q->lock);
+}
+
+static int w_busy_add(struct qcow2 *q, uint64_t ci)
+{
+	if (q->nbusy == q->busy_cap) {
+		uint32_t cap = q->busy_cap ? q->busy_cap * 2 : 16;
+		uint64_t *b = realloc(q->busy, cap * sizeof(*b));
+
+		if (!b)
+			return -ENOMEM;
+		q->busy = b;
+		q->busy_cap = cap;
+	}
+	q->busy[q->nbusy++] = ci;
+	return 0;
+}
+
+static void w_busy_del(struct qcow2 *q, uint64_t ci)
+{
+	for (uint32_t i = 0; i < q->nbusy; i++)
+		if (q->busy[i] == ci) {
+			q->busy[i] = q->busy[--q->nbusy];
+			break;
+		}
+	pthread_cond_broadcast(&q->busy_cond);
+}
+
+/* Queue the clusters an L2 entry held, to free at the next flush. */
+static int w_defer_free(struct qcow2 *q, uint64_t entry)
+{
+	uint64_t cs = q->cluster_size, first, last;
+
+	if (entry & QCOW2_L2_COMPRESSED) {
+		unsigned shift = 62 - (q->h.cluster_bits - 8);
+		uint64_t off = entry & ((1ull << shift) - 1);
+		uint64_t nsec =
+			((entry >> shift) & ((1ull << (q->h.cluster_bits - 8)) - 1)) + 1;
+
+		first = off / cs;
+		last = ((off & ~511ull) + nsec * 512 - 1) / cs;
+	} else if (entry & QCOW2_OFFSET_MASK) {
+		first = last = (entry & QCOW2_OFFSET_MASK) / cs;
+	} else {
+		return 0;
+	}
+	if (q->nfrees == q->frees_cap) {
+		uint32_t cap = q->frees_cap ? q->frees_cap * 2 : 64;
+		struct qcow2_free *f = realloc(q->frees, cap * sizeof(*f));
+
+		if (!f)
+			return -ENOMEM;
+		q->frees = f;
+		q->frees_cap = cap;
+	}
+	q->frees[q->nfrees++] = (struct qcow2_free){ first, last - first + 1 };
+	return 0;
+}
+
+/* The L2 entry of guest offset goff, for writing; alloc: make an L2 table
+ * when the L1 entry has none (else *ent is NULL then). Under lock. */
+static int w_l2(struct qcow2 *q, uint64_t goff, bool alloc, uint8_t **ent, uint32_t *slot)
+{
+	unsigned l2_bits = q->h.cluster_bits - q->entry_shift;
+	uint64_t l1i = goff >> (q->h.cluster_bits + l2_bits);
+	uint64_t l2i = (goff >> q->h.cluster_bits) & (q->l2_entries - 1), l2_off;
+	uint8_t *tab;
+	int ret;
+
+	*ent = NULL;
+	if (l1i >= q->h.l1_size)
+		return -EIO;
+	l2_off = q->l1[l1i] & QCOW2_OFFSET_MASK;
+	if (!l2_off) {
+		if (!alloc)
+			return 0;
+		ret = qcow2_alloc(q, 1, &l2_off);
+		if (ret == 0)
+			ret = qcow2_l2_new(q, l2_off, &tab, slot);
+		if (ret)
+			return ret;
+		q->l1[l1i] = l2_off | QCOW2_COPIED;
+		q->l1_dirty = true;
+	} else if (!(q->l1[l1i] & QCOW2_COPIED) || (l2_off & (q->cluster_size - 1)) ||
+		   l2_off > q->file_size || q->file_size - l2_off < q->cluster_size) {
+		dc_debug("qcow2: %s: L1 entry %llu (0x%016llx) cannot be written "
+			 "(shared or outside the file)",
+			 q->path, (unsigned long long)l1i,
+			 (unsigned long long)q->l1[l1i]);
+		return -EIO;
+	} else {
+		ret = qcow2_l2_get(q, l2_off, &tab, slot);
+		if (ret)
+			return ret;
+	}
+	*ent = tab + (l2i << q->entry_shift);
+	return 0;
+}
+
+/* Set the entry of goff (and its bitmap) in the cached table; the old one's
+ * clusters are freed at the next flush when free_old. Under lock. */
+static int w_set(struct qcow2 *q, uint64_t goff, uint64_t entry, uint64_t bitmap,
+		 uint64_t old, bool free_old)
+{
+	uint8_t *ent;
+	uint32_t slot;
+	int ret = w_l2(q, goff, true, &ent, &slot);
+
+	if (ret)
+		return ret;
+	put_be64(ent, entry);
+	if (q->extl2)
+		put_be64(ent + 8, bitmap);
+	q->slots[slot].dirty = true;
+	return free_old ? w_defer_free(q, old) : 0;
+}
+
+/* --- writes ------------------------------------------------------------------ */
+
+/* Bytes [a, b) of the guest cluster at base as the old entry maps them. */
+static int w_fill(struct qcow2 *q, uint64_t base, uint64_t entry, uint64_t bitmap,
+		  uint64_t a, uint64_t b, uint8_t *dst)
+{
+	while (a < b) {
+		struct qcow2_map m;
+		uint64_t n;
+		int ret = qcow2_decode_l2(q, entry, bitmap, base + a, &m);
+
+		if (ret)
+			return ret;
+		n = m.len < b - a ? m.len : b - a;
+		ret = qcow2_read_map(q, &m, base + a, dst, n);
+		if (ret)
+			return ret;
+		a += n;
+		dst += n;
+	}
+	return 0;
+}
+
+/* The subclusters [in, in+len) touches, as a bitmap's allocation bits. */
+static uint64_t w_sc_mask(const struct qcow2 *q, uint64_t in, uint64_t len)
+{
+	uint64_t sa = in / q->sc_size, sb = (in + len + q->sc_size - 1) / q->sc_size;
+
+	return (sb - sa == 32 ? QCOW2_SC_ALL : ((1ull << (sb - sa)) - 1)) << sa;
+}
+
+struct w_alloc {
+	uint64_t base, in, len; /* guest cluster, the bytes written in it */
+	uint64_t old, old_bm;	/* its entry and bitmap before */
+	uint64_t host;		/* the cluster the data goes to */
+	uint64_t u0, u1;	/* bytes of it written: [u0, u1) */
+	uint64_t bm;		/* the new bitmap (extended L2) */
+};
+
+/* Decide what an allocating write writes, and the new bitmap. */
+static void w_plan(const struct qcow2 *q, struct w_alloc *w, bool fresh)
+{
+	uint64_t mask = w_sc_mask(q, w->in, w->len);
+	uint64_t host = w->old & QCOW2_OFFSET_MASK;
+
+	w->u0 = 0;
+	w->u1 = q->cluster_size;
+	if (!q->extl2)
+		return;
+	if (w->old & QCOW2_L2_COMPRESSED) {
+		w->bm = QCOW2_SC_ALL;
+		return;
+	}
+	w->bm = (w->old_bm | mask) & QCOW2_SC_ALL;
+	w->bm |= ((w->old_bm >> 32) & ~w->bm & QCOW2_SC_ALL) << 32;
+	if (fresh && host)
+		return; /* moving a shared cluster: copy all of it */
+	w->u0 = w->in / q->sc_size * q->sc_size;
+	w->u1 = (w->in + w->len + q->sc_size - 1) / q->sc_size * q->sc_size;
+}
+
+/* Write the data of an allocating write (outside the lock). */
+static int w_data(struct qcow2 *q, const struct w_alloc *w, const struct dc_buf *src)
+{
+	uint64_t span = w->u1 - w->u0;
+	uint8_t *buf;
+	int ret;
+
+	if (w->u0 == w->in && span == w->len)
+		return vhdfmt_xfer(q->fd, src, w->host + w->in, true, 0);
+	buf = malloc(span);
+	if (!buf)
+		return -ENOMEM;
+	ret = w_fill(q, w->base, w->old, w->old_bm, w->u0, w->in, buf);
+	if (ret == 0)
+		ret = w_fill(q, w->base, w->old, w->old_bm, w->in + w->len, w->u1,
+			     buf + (w->in + w->len - w->u0));
+	if (ret == 0) {
+		dc_buf_copy_from(src, 0, buf + (w->in - w->u0), w->len);
+		ret = vhdfmt_pwrite(q->fd, buf, span, w->host + w->u0);
+	}
+	free(buf);
+	return ret;
+}
+
+/* Whether the write can go straight to the cluster the entry names. */
+static bool w_in_place(const struct qcow2 *q, uint64_t e, uint64_t bm, uint64_t in,
+		       uint64_t len)
+{
+	uint64_t mask;
+
+	if ((e & QCOW2_L2_COMPRESSED) || !(e & QCOW2_COPIED) || !(e & QCOW2_OFFSET_MASK))
+		return false;
+	if (!q->extl2)
+		return !(e & QCOW2_L2_ZERO);
+	mask = w_sc_mask(q, in, len);
+	return (bm & mask) == mask;
+}
+
+/* One cluster's part of a write: [goff, goff + src->len). */
+static int w_cluster(struct qcow2 *q, uint64_t goff, const struct dc_buf *src)
+{
+	uint64_t cmask = q->cluster_size - 1, ci = goff >> q->h.cluster_bits;
+	struct w_alloc w = { .base = goff & ~cmask, .in = goff & cmask, .len = src->len };
+	bool fresh;
+	uint8_t *ent;
+	uint32_t slot;
+	int ret;
+
+	pthread_mutex_lock(&q->lock);
+	w_wait(q, ci);
+	ret = w_l2(q, goff, true, &ent, &slot);
+	if (ret)
+		goto out;
+	w.old = get_be64(ent);
+	w.old_bm = q->extl2 ? get_be64(ent + 8) : 0;
+	w.host = w.old & QCOW2_OFFSET_MASK;
+	if (w_in_place(q, w.old, w.old_bm, w.in, w.len)) {
+		pthread_mutex_unlock(&q->lock);
+		return vhdfmt_xfer(q->fd, src, w.host + w.in, true, 0);
+	}
+	/* A whole cluster of zeroes becomes a zero cluster (version 3). */
+	if (!q->extl2 && q->h.version >= 3 && w.len == q->cluster_size &&
+	    dc_buf_is_zero(src, 0, w.len)) {
+		ret = w_set(q, goff, QCOW2_L2_ZERO, 0, w.old, true);
+		goto out;
+	}
+	fresh = (w.old & QCOW2_L2_COMPRESSED) || !w.host || !(w.old & QCOW2_COPIED);
+	ret = w_busy_add(q, ci);
+	if (ret)
+		goto out;
+	if (fresh)
+		ret = qcow2_alloc(q, 1, &w.host);
+	if (ret) {
+		w_busy_del(q, ci);
+		goto out;
+	}
+	w_plan(q, &w, fresh);
+	pthread_mutex_unlock(&q->lock);
+	ret = w_data(q, &w, src);
+	pthread_mutex_lock(&q->lock);
+	if (ret == 0)
+		ret = w_set(q, goff, w.host | QCOW2_COPIED, w.bm, w.old,
+			    fresh && (w.old & (QCOW2_OFFSET_MASK | QCOW2_L2_COMPRESSED)));
+	else if (fresh)
+		qcow2_rc_add(q, w.host / q->cluster_size, 1, -1);
+	q->need_sync = true;
+	w_busy_del(q, ci);
+out:
+	pthread_mutex_unlock(&q->lock);
+	return ret;
+}
+
+int qcow2_write(struct qcow2 *q, struct dc_req *req)
+{
+	uint64_t pos = req->sector * 512, total = req->count * 512;
+	int ret = 0;
+
+	for (uint64_t done = 0; ret == 0 && done < total;) {
+		uint64_t goff = pos + done, in = goff & (q->cluster_size - 1);
+		uint64_t n = q->cluster_size - in < total - done ? q->cluster_size - in :
+								   total - done;
+		struct dc_buf sub = dc_buf_sub(&req->buf, done, n);
+
+		ret = w_cluster(q, goff, &sub);
+		done += n;
+	}
+	if (ret == 0 && (req->flags & DC_IO_FUA))
+		ret = qcow2_flush(q);
+	return vhdfmt_result(req, ret);
+}
+
+/* Write zeroes over [off, off+len), inside one cluster. */
+static int w_zero_part(struct qcow2 *q, uint64_t off, uint64_t len)
+{
+	uint8_t *z = calloc(1, len ? len : 1);
+	struct iovec iov = { z, len };
+	struct dc_buf b = { .iov = &iov, .iovcnt = 1, .len = len };
+	int ret;
+
+	if (!z)
+		return -ENOMEM;
+	ret = len ? w_cluster(q, off, &b) : 0;
+	free(z);
+	return ret;
+}
+
+bool qcow2_unmap_zeroes(const struct qcow2 *q)
+{
+	return q->h.version >= 3 || !q->backing;
+}
+
+/* Unmap: whole clusters become unallocated when everything below reads as
+ * zero, else zero clusters; the partial clusters at the ends are written
+ * with zeroes, so unmapped sectors read as zero (unmap_behavior "zeroes").
+ * A version 2 image over a backing file has no zero clusters: there only
+ * whole clusters over zeroes below are unmapped. */
+int qcow2_unmap(struct qcow2 *q, struct dc_req *req)
+{
+	uint64_t cs = q->cluster_size, start = req->sector * 512;
+	uint64_t end = (req->sector + req->count) * 512;
+	uint64_t a = (start + cs - 1) / cs * cs, b = end / cs * cs;
+	bool below_zero = (req->flags & DC_IO_NEXT_IS_ZERO) || !q->backing;
+	bool zeroes = qcow2_unmap_zeroes(q);
+	int ret = 0;
+
+	if (a > b) /* inside one cluster */
+		return vhdfmt_result(req,
+				     zeroes ? w_zero_part(q, start, end - start) : 0);
+	if (zeroes)
+		ret = w_zero_part(q, start, a - start);
+	if (ret == 0 && zeroes)
+		ret = w_zero_part(q, b, end - b);
+	if (!below_zero && !zeroes)
+		return 0;
+	for (uint64_t goff = a; ret == 0 && goff < b; goff += cs) {
+		uint64_t e = 0, bm = 0, old, old_bm;
+		uint8_t *ent;
+		uint32_t slot;
+
+		if (!below_zero && q->extl2)
+			bm = QCOW2_SC_ALL << 32;
+		else if (!below_zero)
+			e = QCOW2_L2_ZERO;
+		pthread_mutex_lock(&q->lock);
+		w_wait(q, goff / cs);
+		ret = w_l2(q, goff, !below_zero, &ent, &slot);
+		if (ret == 0 && ent) {
+			old = get_be64(ent);
+			old_bm = q->extl2 ? get_be64(ent + 8) : 0;
+			if (old != e || old_bm != bm)
+				ret = w_set(q, goff, e, bm, old, true);
+		}
+		pthread_mutex_unlock(&q->lock);
+	}
+	return vhdfmt_result(req, ret);
+}
+
+/* --- flush ------------------------------------------------------------------- */
+
+static int w_sync(struct qcow2 *q)
+{
+	return fdatasync(q->fd) < 0 ? -errno : 0;
+}
+
+static int w_write_l1(struct qcow2 *q)
+{
+	size_t n = q->h.l1_size;
+	uint8_t *raw = malloc(n * 8 + 1);
+	int ret;
+
+	if (!raw)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		put_be64(raw + 8 * i, q->l1[i]);
+	ret = vhdfmt_pwrite(q->fd, raw, n * 8, q->h.l1_off);
+	free(raw);
+	return ret;
+}
+
+int qcow2_flush_locked(struct qcow2 *q)
+{
+	bool l2 = false;
+	int ret;
+
+	for (uint32_t i = 0; i < q->nslots; i++)
+		l2 |= q->slots[i].dirty;
+	if (!q->need_sync && !l2 && !q->l1_dirty && !q->nfrees)
+		return 0;
+	ret = w_sync(q);
+	for (uint32_t i = 0; ret == 0 && i < q->nslots; i++) {
+		if (!q->slots[i].dirty)
+			continue;
+		ret = vhdfmt_pwrite(q->fd, q->l2buf + (size_t)i * q->cluster_size,
+				    q->cluster_size, q->slots[i].l2_off);
+		q->slots[i].dirty = ret != 0;
+	}
+	if (ret == 0 && l2)
+		ret = w_sync(q);
+	if (ret == 0 && q->l1_dirty) {
+		ret = w_write_l1(q);
+		q->l1_dirty = ret != 0;
+	}
+	while (ret == 0 && q->nfrees) {
+		struct qcow2_free *f = &q->frees[q->nfrees - 1];
+
+		ret = qcow2_rc_add(q, f->off, f->n, -1);
+		q->nfrees--;
+	}
+	if (ret == 0)
+		ret = w_sync(q);
+	if (ret == 0)
+		q->need_sync = false;
+	return ret;
+}
+
+int qcow2_flush(struct qcow2 *q)
+{
+	int ret;
+
+	pthread_mutex_lock(&q->lock);
+	ret = qcow2_flush_locked(q);
+	pthread_mutex_unlock(&q->lock);
+	return ret;
+}
