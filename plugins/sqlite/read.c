@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: MIT */
+/* sqlite: the read path (reader connections on the worker pool), the
+ * checks every request passes, and submit(). */
+#include "sqlite.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* --- I/O ----------------------------------------------------------------------- */
+
+/* A SQLite failure on the I/O path, as a result. */
+int sq_io_error(struct sq_layer *l, sqlite3 *db, int rc)
+{
+	dc_debug("sqlite: %s: %s", l->path, sqlite3_errmsg(db));
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_READONLY:
+		return DC_E_READ_ONLY;
+	default:
+		return DC_E_IO;
+	}
+}
+
+static bool sq_range_ok(const struct sq_layer *l, uint64_t sector, uint64_t count)
+{
+	return sector <= l->count && count <= l->count - sector;
+}
+
+bool sq_is_zero(const uint8_t *p, size_t n)
+{
+	/* Sectors are 8-byte multiples; most data fails on the first word. */
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t v;
+
+		memcpy(&v, p + i, 8);
+		if (v)
+			return false;
+	}
+	return true;
+}
+
+/* Advance a buffer view by `len` bytes. */
+void sq_buf_advance(struct dc_buf *b, size_t len)
+{
+	*b = dc_buf_sub(b, len, b->len - len);
+}
+
+/* The next sector of a view: in place when contiguous, else copied to tmp. */
+const uint8_t *sq_buf_sector(const struct dc_buf *b, size_t ss, uint8_t *tmp)
+{
+	if (b->iovcnt > 0 && b->iov[0].iov_len - b->skip >= ss)
+		return (const uint8_t *)b->iov[0].iov_base + b->skip;
+	dc_buf_copy_from(b, 0, tmp, ss);
+	return tmp;
+}
+
+/* A reader keeps its read transaction across requests while the writer has
+ * committed nothing since it began: the snapshot is still the newest, and each
+ * read saves the locking (and file size check) of starting a transaction. A
+ * read submitted after a write completed always sees it: the writer counts the
+ * commit before completing the write. */
+static void sq_reader_begin(struct sq_layer *l, struct sq_conn *c)
+{
+	uint64_t gen = atomic_load(&l->gen), now = sq_now_ns();
+
+	if (c->in_txn && c->txn_gen == gen && now - c->txn_time < SQ_SNAPSHOT_NS)
+		return;
+	sq_reader_end(c);
+	if (sq_step(c, SQ_BEGIN_READ) == SQLITE_OK) {
+		c->in_txn = true;
+		c->txn_gen = gen;
+		c->txn_time = now;
+	}
+}
+
+/* Release the snapshots of idle readers that are out of date, so they do not
+ * hold back checkpoints. */
+void sq_readers_release(struct sq_layer *l)
+{
+	uint64_t gen = atomic_load(&l->gen);
+
+	pthread_mutex_lock(&l->rlock);
+	for (struct sq_conn *c = l->idle; c; c = c->next_idle)
+		if (c->in_txn && c->txn_gen != gen)
+			sq_reader_end(c);
+	pthread_mutex_unlock(&l->rlock);
+}
+
+static int sq_read(struct sq_layer *l, struct dc_req *req)
+{
+	uint64_t n = req->buf.len / l->ss, next = req->sector, run = req->sector;
+	struct dc_buf rest = req->buf;
+	struct sq_conn *c;
+	sqlite3_stmt *st;
+	int rc, ret = 0;
+
+	if (req->buf.len % l->ss)
+		return DC_E_INVALID_INPUT;
+	if (!sq_range_ok(l, req->sector, n))
+		return DC_E_ILLEGAL_BLOCK;
+	if (n == 0)
+		return 0;
+	c = sq_reader_get(l);
+	if (!c)
+		return DC_E_IO;
+	sq_reader_begin(l, c);
+	st = c->st[SQ_READ];
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)req->sector);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)(req->sector + n));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t s = (uint64_t)sqlite3_column_int64(st, 0);
+		int type = sqlite3_column_type(st, 1);
+
+		if (s < next || s >= req->sector + n) {
+			ret = DC_E_IO;
+			break;
+		}
+		/* Rows come in order: close the marked run at a gap. */
+		if (s != next) {
+			if (req->marker && next > run)
+				dc_marker_set(req->marker, run, next - run);
+			else if (!req->marker)
+				dc_buf_zero(&rest, 0, (s - next) * l->ss);
+			run = s;
+			sq_buf_advance(&rest, (s - next) * l->ss);
+		}
+		if (type == SQLITE_NULL) {
+			dc_buf_zero(&rest, 0, l->ss);
+		} else if (type == SQLITE_BLOB &&
+			   sqlite3_column_bytes(st, 1) == (int)l->ss) {
+			dc_buf_copy_to(&rest, 0, sqlite3_column_blob(st, 1), l->ss);
+		} else {
+			dc_debug("sqlite: %s: sector %llu holds %d bytes, expected %u",
+				 l->path, (unsigned long long)s,
+				 sqlite3_column_bytes(st, 1), l->ss);
+			ret = DC_E_IO;
+			break;
+		}
+		next = s + 1;
+		if (next < req->sector + n)
+			sq_buf_advance(&rest, l->ss);
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		ret = sq_io_error(l, c->db, rc);
+	sqlite3_reset(st);
+	if (ret)
+		sq_reader_end(c);
+	sq_reader_put(l, c);
+	if (ret == 0) {
+		if (req->marker && next > run)
+			dc_marker_set(req->marker, run, next - run);
+		else if (!req->marker && next < req->sector + n)
+			dc_buf_zero(&rest, 0, (req->sector + n - next) * l->ss);
+	}
+	return ret;
+}
+
+static void sq_read_job(void *arg)
+{
+	struct dc_req *req = arg;
+	struct sq_rctx *rc = req->ctx;
+
+	/* The last thing the job does: the disk may be closed after it. */
+	dc_complete(req, sq_read(rc->l, req));
+}
+
+/* Refuse what needs no SQL; returns 1 for a request the writer must run. */
+static int sq_check(struct sq_layer *l, struct dc_req *req)
+{
+	uint64_t n = req->count;
+
+	switch (req->op) {
+	case DC_OP_WRITE:
+		if (req->buf.len % l->ss)
+			return DC_E_INVALID_INPUT;
+		n = req->buf.len / l->ss;
+		if (!sq_range_ok(l, req->sector, n))
+			return DC_E_ILLEGAL_BLOCK;
+		/* A read cache is read-only except for population. */
+		if (!l->writer || (l->logical_ro && !(req->flags & DC_IO_NO_OVERWRITE)))
+			return DC_E_READ_ONLY;
+		return n ? 1 : 0;
+	case DC_OP_UNMAP:
+		if (!sq_range_ok(l, req->sector, n))
+			return DC_E_ILLEGAL_BLOCK;
+		if (!l->writer || l->logical_ro)
+			return DC_E_READ_ONLY;
+		/* An empty range never reaches SQL (OpenVMM's count == 0 underflow). */
+		return n ? 1 : 0;
+	case DC_OP_FLUSH:
+		return l->writer ? 1 : 0;
+	default:
+		return DC_E_UNSUPPORTED;
+	}
+}
+
+void sq_submit(void *inst, struct dc_req *req)
+{
+	struct sq_layer *l = inst;
+	struct sq_rctx *rc = req->ctx;
+	bool start;
+	int r;
+
+	rc->l = l;
+	rc->next = NULL;
+	if (req->op == DC_OP_READ) {
+		if (dc_pool_run(sq_read_job, req) < 0)
+			dc_complete_detail(req, DC_E_IO, ENOMEM);
+		return;
+	}
+	r = sq_check(l, req);
+	if (r <= 0) {
+		dc_complete(req, r);
+		return;
+	}
+	pthread_mutex_lock(&l->qlock);
+	if (l->qhead)
+		((struct sq_rctx *)l->qtail->ctx)->next = req;
+	else
+		l->qhead = req;
+	l->qtail = req;
+	start = !l->qactive;
+	l->qactive = true;
+	pthread_mutex_unlock(&l->qlock);
+	if (start && dc_pool_run(sq_writer_job, l) < 0) {
+		/* No worker: run the queue here rather than strand it. */
+		sq_writer_job(l);
+	}
+}
