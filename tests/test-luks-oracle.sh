@@ -2,12 +2,15 @@
 # SPDX-License-Identifier: MIT
 # luks against implementations nobody here wrote. Volumes are made by
 # `cryptsetup luksFormat` (LUKS1 and LUKS2; PBKDF2, Argon2i, Argon2id; 512- and
-# 4096-byte sectors; 256- and 512-bit keys) with a known volume key, and by
-# `qemu-img create -f luks`. Then:
+# 4096-byte sectors; 256- and 512-bit keys; aes-xts-plain64, aes-xts-plain,
+# aes-cbc-essiv:sha256, aes-cbc-plain64) with a known volume key, and by
+# `qemu-img create -f luks` (XTS, and CBC with ESSIV). Then:
 #  - data written through luks: is decrypted from the raw payload by
-#    python3-cryptography's AES-XTS (tweak = data unit index, little-endian) at
-#    the payload offset `cryptsetup luksDump` reports, and data encrypted by
-#    python3-cryptography into the payload reads back through luks:;
+#    python3-cryptography's AES-XTS (tweak = data unit index, little-endian) or
+#    AES-CBC (IV = that index, or with ESSIV the index encrypted by AES-256-ECB
+#    under SHA-256 of the volume key, hashlib's) at the payload offset
+#    `cryptsetup luksDump` reports, and data encrypted by python3-cryptography
+#    into the payload reads back through luks:;
 #  - data written by qemu-io through qemu's luks driver reads back through
 #    luks:, and after luks: writes, `qemu-img convert` (qemu's LUKS1 reader)
 #    gives exactly what luks: reads, on qemu's and on cryptsetup's LUKS1 images;
@@ -33,6 +36,8 @@ fi
 oracle_workdir luks-oracle
 
 HAVE_QEMU="$have_qemu" oracle_python <<'EOF'
+import hashlib
+
 rng = random.Random(0x1075)
 
 PASS = b"oracle passphrase"
@@ -58,6 +63,26 @@ def spec(path):
     return "luks;passphrase-file=%s:file:%s" % (pw_line, path)
 
 
+def cbc(key, unit, data, enc, essiv):
+    """AES-CBC of one data unit with dm-crypt's plain64 or essiv:sha256 IV."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    iv = unit.to_bytes(16, "little")
+    if essiv:
+        ecb = Cipher(algorithms.AES(hashlib.sha256(key).digest()), modes.ECB())
+        iv = ecb.encryptor().update(iv)
+    c = Cipher(algorithms.AES(key), modes.CBC(iv))
+    op = c.encryptor() if enc else c.decryptor()
+    return op.update(data) + op.finalize()
+
+
+def unit_crypt(args, key, unit, data, enc):
+    """The cipher the luksFormat arguments chose, on one data unit."""
+    cipher = args[args.index("--cipher") + 1] if "--cipher" in args else "aes-xts-plain64"
+    if cipher.startswith("aes-cbc-"):
+        return cbc(key, unit, data, enc, cipher == "aes-cbc-essiv:sha256")
+    return xts(key, unit, data, enc)
+
+
 # --- cryptsetup volumes, checked with python3-cryptography --------------------
 
 cheap_pbkdf2 = ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"]
@@ -81,6 +106,16 @@ volumes = [
     ("luks2-default-header", 20, 64, ["--type", "luks2", "--pbkdf", "argon2id",
                                       "--pbkdf-memory", "32768", "--pbkdf-parallel", "2",
                                       "--pbkdf-force-iterations", "4"]),
+    # cryptsetup's LUKS1 default for years; with LUKS2 and 4 KiB sectors the
+    # IV counts 4 KiB units (iv_large_sectors), as for XTS.
+    ("luks1-cbc-essiv", 4, 32, ["--type", "luks1", "--cipher", "aes-cbc-essiv:sha256",
+                                "--key-size", "256"] + cheap_pbkdf2),
+    ("luks2-cbc-essiv-4096", 3, 32, ["--type", "luks2", "--cipher",
+                                     "aes-cbc-essiv:sha256", "--key-size", "256",
+                                     "--sector-size", "4096"] + cheap_pbkdf2 + small2),
+    ("luks1-cbc-plain64-aes128", 4, 16, ["--type", "luks1", "--cipher",
+                                         "aes-cbc-plain64", "--key-size", "128"]
+     + cheap_pbkdf2),
 ]
 
 for name, mib, key_bytes, args in volumes:
@@ -110,7 +145,7 @@ for name, mib, key_bytes, args in volumes:
             written[s + i] = data[i * us:(i + 1) * us]
     d.close()
     raw_ok = all(
-        xts(key, s, pread(path, off + s * us, us), False) == pt
+        unit_crypt(args, key, s, pread(path, off + s * us, us), False) == pt
         for s, pt in written.items())
     check(raw_ok, "%s: python3-cryptography does not decrypt what luks: wrote" % name)
     check(pread(path, 0, off) == header, "%s: the header changed" % name)
@@ -119,7 +154,7 @@ for name, mib, key_bytes, args in volumes:
     fresh = {}
     for s in rng.sample([x for x in range(d.count) if x not in written], 12):
         pt = os.urandom(us)
-        pwrite(path, off + s * us, xts(key, s, pt, True))
+        pwrite(path, off + s * us, unit_crypt(args, key, s, pt, True))
         fresh[s] = pt
     d = Disk(spec(path))
     check(all(d.read(s, 1) == pt for s, pt in fresh.items()),
@@ -176,7 +211,7 @@ def luks_whole(path):
     return data
 
 
-def qemu_create_luks(path, size):
+def qemu_create_luks(path, size, opts=""):
     """qemu-img create -f luks, retrying its one timing step. cryptsetup takes
     fixed iteration counts (--pbkdf-force-iterations above: no benchmark runs),
     but qemu-img has no such option: it always measures PBKDF2 first
@@ -186,7 +221,7 @@ def qemu_create_luks(path, size):
     a run of 32768 iterations: 1 to 4 runs in 100 here, idle or loaded. Only
     that failure is retried; any other ends the test."""
     cmd = ["qemu-img", "create", "-q", "-f", "luks", "--object",
-           "secret,id=s0,file=" + pw_raw, "-o", "key-secret=s0,iter-time=10",
+           "secret,id=s0,file=" + pw_raw, "-o", "key-secret=s0,iter-time=10" + opts,
            path, size]
     for attempt in range(1, 11):
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -200,34 +235,49 @@ def qemu_create_luks(path, size):
     sys.exit("command failed: %s\n%s" % (" ".join(cmd), out))
 
 
-if os.environ["HAVE_QEMU"]:
-    q = os.path.join(work, "qemu.img")
-    qemu_create_luks(q, "4M")
+def qemu_both_ways(q, name):
+    """qemu-io writes, luks: reads; luks: writes, qemu-io and qemu-img read."""
     patterns = [(0xab, 0, 65536), (0x5c, 1 << 20, 4096), (0x11, (4 << 20) - 8192, 8192)]
     for byte, off, n in patterns:
         run("qemu-io", *qemu_opts(q), "-c", "write -P 0x%02x %d %d" % (byte, off, n))
     d = Disk(spec(q))
     check(d.ss == 512 and d.count == 8192,
-          "qemu image: %d x %d, expected 8192 x 512" % (d.count, d.ss))
+          "%s: %d x %d, expected 8192 x 512" % (name, d.count, d.ss))
     for byte, off, n in patterns:
         check(d.read(off // 512, n // 512) == bytes([byte]) * n,
-              "qemu image: luks: does not read qemu-io's 0x%02x at %d" % (byte, off))
+              "%s: luks: does not read qemu-io's 0x%02x at %d" % (name, byte, off))
     # luks: writes; qemu reads the same bytes everywhere.
     d.write(2048, bytes([0xcd]) * 65536)
     d.write(5000, os.urandom(512 * 7))
     d.close()
     out = run("qemu-io", *qemu_opts(q), "-c", "read -P 0xcd %d 65536" % (2048 * 512))
     check("Pattern verification failed" not in out,
-          "qemu image: qemu-io does not read luks:'s 0xcd")
-    check(qemu_raw(q, os.path.join(work, "qemu.raw")) == luks_whole(q),
-          "qemu image: qemu-img convert and luks: disagree")
+          "%s: qemu-io does not read luks:'s 0xcd" % name)
+    check(qemu_raw(q, q + ".raw") == luks_whole(q),
+          "%s: qemu-img convert and luks: disagree" % name)
+
+
+if os.environ["HAVE_QEMU"]:
+    q = os.path.join(work, "qemu.img")
+    qemu_create_luks(q, "4M")
+    qemu_both_ways(q, "qemu image")
     print("ok: qemu-img LUKS1 image, both directions")
 
-    # cryptsetup's LUKS1 volume (written through luks: above) through qemu.
-    c = os.path.join(work, "luks1-pbkdf2-512.img")
-    check(qemu_raw(c, os.path.join(work, "c.raw")) == luks_whole(c),
-          "cryptsetup LUKS1 image: qemu-img convert and luks: disagree")
-    print("ok: cryptsetup LUKS1 image read by qemu")
+    # qemu's AES-256-CBC with ESSIV (SHA-256), as cryptsetup names it.
+    q = os.path.join(work, "qemu-cbc-essiv.img")
+    qemu_create_luks(q, "4M", ",cipher-mode=cbc,ivgen-alg=essiv")
+    dump = run("cryptsetup", "luksDump", q)
+    check(re.search(r"Cipher mode:\s*cbc-essiv:sha256", dump) is not None,
+          "qemu cbc image: cryptsetup luksDump shows no cbc-essiv:sha256:\n" + dump)
+    qemu_both_ways(q, "qemu cbc-essiv image")
+    print("ok: qemu-img LUKS1 aes-cbc-essiv:sha256 image, both directions")
+
+    # cryptsetup's LUKS1 volumes (written through luks: above) through qemu.
+    for name in ("luks1-pbkdf2-512", "luks1-cbc-essiv", "luks1-cbc-plain64-aes128"):
+        c = os.path.join(work, name + ".img")
+        check(qemu_raw(c, c + ".raw") == luks_whole(c),
+              "cryptsetup %s image: qemu-img convert and luks: disagree" % name)
+        print("ok: cryptsetup %s image read by qemu" % name)
 
 # --- 512-byte units in 4 KiB sectors (loop device) ---------------------------
 

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* xts.h outside a disk: xts_crypt_buf() against OpenSSL's AES-XTS (the unit
  * number as a 16-byte little-endian tweak, dm-crypt's plain64) for both key
- * sizes and several unit sizes, the round trip in place, and the secret
- * helpers (zeroed memory, comparison, key files that are not regular files). */
+ * sizes and several unit sizes, the round trip in place; xts_crypt_units() in
+ * CBC mode against OpenSSL's AES-CBC with dm-crypt's plain64, plain and
+ * essiv:sha256 IVs; and the secret helpers (zeroed memory, comparison, key
+ * files that are not regular files). */
 #include "xts/xts.h"
 
 #include "check-run.h"
@@ -77,6 +79,81 @@ START_TEST(matches_openssl)
 }
 END_TEST
 
+/* OpenSSL's AES-CBC, one unit at a time; with essiv (a 32-byte key) the IV
+ * is the unit number encrypted by AES-256-ECB under it. */
+static void openssl_cbc(uint32_t key_len, const uint8_t *key, const uint8_t *essiv,
+			uint64_t first, uint32_t unit, uint8_t *out, const uint8_t *in,
+			size_t len)
+{
+	EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+	const EVP_CIPHER *cipher = key_len == 16 ? EVP_aes_128_cbc() :
+				   key_len == 24 ? EVP_aes_192_cbc() :
+						   EVP_aes_256_cbc();
+	int outl;
+
+	ck_assert_ptr_nonnull(c);
+	for (size_t off = 0; off < len; off += unit) {
+		uint8_t iv[16] = { 0 }, eiv[16];
+		uint64_t n = first + off / unit;
+
+		for (int i = 0; i < 8; i++)
+			iv[i] = (uint8_t)(n >> (8 * i));
+		if (essiv) {
+			ck_assert_int_eq(EVP_EncryptInit_ex(c, EVP_aes_256_ecb(), NULL,
+							    essiv, NULL),
+					 1);
+			EVP_CIPHER_CTX_set_padding(c, 0);
+			ck_assert_int_eq(EVP_EncryptUpdate(c, eiv, &outl, iv, 16), 1);
+			memcpy(iv, eiv, 16);
+		}
+		ck_assert_int_eq(EVP_EncryptInit_ex(c, cipher, NULL, key, iv), 1);
+		EVP_CIPHER_CTX_set_padding(c, 0);
+		ck_assert_int_eq(
+			EVP_EncryptUpdate(c, out + off, &outl, in + off, (int)unit), 1);
+		ck_assert_int_eq(outl, (int)unit);
+	}
+	EVP_CIPHER_CTX_free(c);
+}
+
+START_TEST(cbc_matches_openssl)
+{
+	static const uint32_t keys[] = { 16, 24, 32 };
+	size_t len = 3 * 4096;
+	uint8_t key[32], essiv[32], *in = malloc(len), *ours = malloc(len),
+				    *ref = malloc(len);
+	uint64_t first = (UINT64_C(1) << 32) + 5; /* plain: the IV wraps */
+
+	ck_assert(in && ours && ref);
+	fill(key, sizeof(key), 3);
+	fill(in, len, 4);
+	ck_assert_int_eq(EVP_Digest(key, 32, essiv, NULL, EVP_sha256(), NULL), 1);
+	for (size_t k = 0; k < 3; k++) {
+		for (int iv = 0; iv < 3; iv++) { /* plain64, plain, essiv */
+			struct xts_disk d = { .key_len = keys[k],
+					      .key = key,
+					      .mode = XTS_MODE_CBC,
+					      .iv32 = iv == 1,
+					      .essiv_len = iv == 2 ? 32 : 0,
+					      .essiv_key = iv == 2 ? essiv : NULL };
+			uint32_t unit = k == 1 ? 4096 : 512;
+
+			ck_assert_int_eq(
+				xts_crypt_units(&d, 1, first, unit, ours, in, len), 0);
+			openssl_cbc(keys[k], key, iv == 2 ? essiv : NULL,
+				    iv == 1 ? first & UINT32_MAX : first, unit, ref, in,
+				    len);
+			ck_assert_mem_eq(ours, ref, len);
+			ck_assert_int_eq(
+				xts_crypt_units(&d, 0, first, unit, ours, ours, len), 0);
+			ck_assert_mem_eq(ours, in, len);
+		}
+	}
+	free(in);
+	free(ours);
+	free(ref);
+}
+END_TEST
+
 START_TEST(bad_arguments)
 {
 	uint8_t key[64] = { 1 }, buf[512] = { 0 };
@@ -84,6 +161,15 @@ START_TEST(bad_arguments)
 	ck_assert_int_eq(xts_crypt_buf(48, key, 1, 0, 512, buf, buf, sizeof(buf)), -EIO);
 	ck_assert_int_eq(xts_crypt_buf(64, key, 1, 0, 512, buf, buf, 100), -EIO);
 	ck_assert_int_eq(xts_crypt_buf(64, key, 1, 0, 0, buf, buf, 0), -EIO);
+	/* CBC keys are one AES key; an ESSIV key too. */
+	struct xts_disk d = { .key_len = 64, .key = key, .mode = XTS_MODE_CBC };
+	ck_assert_int_eq(xts_crypt_units(&d, 1, 0, 512, buf, buf, sizeof(buf)), -EIO);
+	d.key_len = 32;
+	d.essiv_len = 20;
+	d.essiv_key = key;
+	ck_assert_int_eq(xts_crypt_units(&d, 1, 0, 512, buf, buf, sizeof(buf)), -EIO);
+	d.essiv_len = 32;
+	ck_assert_int_eq(xts_crypt_units(&d, 1, 0, 512, buf, buf, sizeof(buf)), 0);
 }
 END_TEST
 
@@ -111,7 +197,8 @@ END_TEST
 
 int main(void)
 {
-	const TTest *const tests[] = { matches_openssl, bad_arguments, secrets, NULL };
+	const TTest *const tests[] = { matches_openssl, cbc_matches_openssl,
+				       bad_arguments, secrets, NULL };
 
 	return common_check_run("xts", tests);
 }

@@ -23,8 +23,9 @@ struct xts_unit {
 	struct xts_unit *next;	   /* free list */
 	struct xts_unit *all_next; /* every unit of the pool, for queue_close */
 	gcry_cipher_hd_t h;
-	uint8_t *bounce; /* a data unit that straddles iovec segments */
-	uint8_t *stage;	 /* write units: the ciphertext going down */
+	gcry_cipher_hd_t essiv; /* ESSIV's AES-ECB, or NULL */
+	uint8_t *bounce;	/* a data unit that straddles iovec segments */
+	uint8_t *stage;		/* write units: the ciphertext going down */
 	size_t stage_cap;
 	struct iovec iov;
 };
@@ -58,10 +59,27 @@ static void xts_gcry_init(void)
 	xts_gcry_ok = gcry_check_version(GCRYPT_VERSION) != NULL;
 }
 
-/* A handle for AES-XTS with key_len bytes of key, or NULL (and why in dc_error). */
-static gcry_cipher_hd_t xts_handle(uint32_t key_len, const uint8_t *key)
+/* The AES variant for a key of len bytes (XTS keys are two AES keys), or 0. */
+static int xts_algo(int gmode, uint32_t len)
 {
-	int algo = key_len == 32 ? GCRY_CIPHER_AES128 : GCRY_CIPHER_AES256;
+	if (gmode == GCRY_CIPHER_MODE_XTS)
+		return len == 32 ? GCRY_CIPHER_AES128 :
+		       len == 64 ? GCRY_CIPHER_AES256 :
+				   0;
+	return len == 16 ? GCRY_CIPHER_AES128 :
+	       len == 24 ? GCRY_CIPHER_AES192 :
+	       len == 32 ? GCRY_CIPHER_AES256 :
+			   0;
+}
+
+/* A handle for AES in libgcrypt's mode gmode (XTS, CBC, or ECB for ESSIV) with
+ * key_len bytes of key, or NULL (and why in dc_error). */
+static gcry_cipher_hd_t xts_handle(int gmode, uint32_t key_len, const uint8_t *key)
+{
+	const char *name = gmode == GCRY_CIPHER_MODE_XTS ? "XTS" :
+			   gmode == GCRY_CIPHER_MODE_CBC ? "CBC" :
+							   "ESSIV";
+	int algo = xts_algo(gmode, key_len);
 	gcry_cipher_hd_t h;
 	gcry_error_t e;
 
@@ -71,27 +89,49 @@ static gcry_cipher_hd_t xts_handle(uint32_t key_len, const uint8_t *key)
 			 GCRYPT_VERSION);
 		return NULL;
 	}
-	if (key_len != 32 && key_len != 64) {
-		dc_error("XTS key of %u bytes: expected 32 or 64", key_len);
+	if (!algo) {
+		dc_error("%s key of %u bytes: expected %s", name, key_len,
+			 gmode == GCRY_CIPHER_MODE_XTS ? "32 or 64" : "16, 24 or 32");
 		return NULL;
 	}
-	e = gcry_cipher_open(&h, algo, GCRY_CIPHER_MODE_XTS, 0);
+	e = gcry_cipher_open(&h, algo, gmode, 0);
 	if (e) {
-		dc_error("libgcrypt: AES-XTS: %s", gcry_strerror(e));
+		dc_error("libgcrypt: AES-%s: %s", name, gcry_strerror(e));
 		return NULL;
 	}
 	e = gcry_cipher_setkey(h, key, key_len);
 	if (e) {
 		gcry_cipher_close(h);
-		dc_error("libgcrypt refused the XTS key: %s", gcry_strerror(e));
+		dc_error("libgcrypt refused the %s key: %s", name, gcry_strerror(e));
 		return NULL;
 	}
 	return h;
 }
 
+/* d's data cipher and, with ESSIV, its IV cipher: 0 or -EIO (after dc_error). */
+static int xts_handles(const struct xts_disk *d, gcry_cipher_hd_t *h,
+		       gcry_cipher_hd_t *essiv)
+{
+	*essiv = NULL;
+	*h = xts_handle(d->mode == XTS_MODE_CBC ? GCRY_CIPHER_MODE_CBC :
+						  GCRY_CIPHER_MODE_XTS,
+			d->key_len, d->key);
+	if (!*h)
+		return -EIO;
+	if (!d->essiv_len)
+		return 0;
+	*essiv = xts_handle(GCRY_CIPHER_MODE_ECB, d->essiv_len, d->essiv_key);
+	if (*essiv)
+		return 0;
+	gcry_cipher_close(*h);
+	*h = NULL;
+	return -EIO;
+}
+
 static void xts_unit_free(struct xts_unit *u)
 {
 	gcry_cipher_close(u->h); /* libgcrypt wipes the key schedule */
+	gcry_cipher_close(u->essiv);
 	free(u->bounce);
 	free(u->stage);
 	free(u);
@@ -106,8 +146,7 @@ static struct xts_unit *xts_unit_new(const struct xts_disk *d, struct xts_pool *
 		dc_error("out of memory for a cipher unit");
 		return NULL;
 	}
-	u->h = xts_handle(d->key_len, d->key);
-	if (!u->h) {
+	if (xts_handles(d, &u->h, &u->essiv) < 0) {
 		xts_unit_free(u);
 		return NULL;
 	}
@@ -177,38 +216,54 @@ static void xts_give(struct xts_ctx *c)
 
 /* --- Data units ------------------------------------------------------------ */
 
-static int xts_one(gcry_cipher_hd_t h, int enc, uint64_t unit, uint8_t *out,
-		   const uint8_t *in, size_t len)
+/* One data unit. The IV (XTS: the tweak) is the unit number, little-endian,
+ * or with ESSIV that block encrypted with the ESSIV key. */
+static int xts_one(gcry_cipher_hd_t h, gcry_cipher_hd_t essiv, int enc, uint64_t unit,
+		   uint8_t *out, const uint8_t *in, size_t len)
 {
-	uint8_t iv[16] = { 0 }; /* the unit number, little-endian */
-	gcry_error_t e;
+	uint8_t iv[16] = { 0 };
+	gcry_error_t e = 0;
 
 	put_le64(iv, unit);
 	if (out == in) /* libgcrypt's way of saying "in place" */
 		in = NULL;
-	e = gcry_cipher_setiv(h, iv, sizeof(iv));
+	if (essiv)
+		e = gcry_cipher_encrypt(essiv, iv, sizeof(iv), NULL, 0);
+	if (!e)
+		e = gcry_cipher_setiv(h, iv, sizeof(iv));
 	if (!e)
 		e = enc ? gcry_cipher_encrypt(h, out, len, in, in ? len : 0) :
 			  gcry_cipher_decrypt(h, out, len, in, in ? len : 0);
 	return e ? -EIO : 0;
 }
 
+int xts_crypt_units(const struct xts_disk *d, int enc, uint64_t first_unit,
+		    uint32_t unit_size, uint8_t *out, const uint8_t *in, size_t len)
+{
+	gcry_cipher_hd_t h, essiv;
+	int rc = 0;
+
+	if (!unit_size || len % unit_size || unit_size % 16)
+		return -EIO;
+	if (xts_handles(d, &h, &essiv) < 0)
+		return -EIO;
+	for (size_t off = 0; !rc && off < len; off += unit_size) {
+		uint64_t unit = first_unit + off / unit_size;
+
+		rc = xts_one(h, essiv, enc, d->iv32 ? unit & UINT32_MAX : unit, out + off,
+			     in + off, unit_size);
+	}
+	gcry_cipher_close(h);
+	gcry_cipher_close(essiv);
+	return rc;
+}
+
 int xts_crypt_buf(uint32_t key_len, const uint8_t *key, int enc, uint64_t first_unit,
 		  uint32_t unit_size, uint8_t *out, const uint8_t *in, size_t len)
 {
-	gcry_cipher_hd_t h;
-	int rc = 0;
+	const struct xts_disk d = { .key_len = key_len, .key = key };
 
-	if (!unit_size || len % unit_size)
-		return -EIO;
-	h = xts_handle(key_len, key);
-	if (!h)
-		return -EIO;
-	for (size_t off = 0; !rc && off < len; off += unit_size)
-		rc = xts_one(h, enc, first_unit + off / unit_size, out + off, in + off,
-			     unit_size);
-	gcry_cipher_close(h);
-	return rc;
+	return xts_crypt_units(&d, enc, first_unit, unit_size, out, in, len);
 }
 
 /* Sectors [first, first + n) of req: a read (no stage) is decrypted in the
@@ -241,12 +296,12 @@ static int xts_run(const struct xts_disk *d, struct xts_unit *u, struct dc_req *
 			return -EIO;
 		p = (uint8_t *)iov->iov_base + off;
 		if (iov->iov_len - off >= us) {
-			rc = xts_one(u->h, enc, tweak, out ? out : p, p, us);
+			rc = xts_one(u->h, u->essiv, enc, tweak, out ? out : p, p, us);
 		} else {
 			/* The unit spans segments: work on a copy. */
 			dc_buf_copy_from(&b, k * us, u->bounce, us);
-			rc = xts_one(u->h, enc, tweak, out ? out : u->bounce, u->bounce,
-				     us);
+			rc = xts_one(u->h, u->essiv, enc, tweak, out ? out : u->bounce,
+				     u->bounce, us);
 			if (!rc && !out)
 				dc_buf_copy_to(&b, k * us, u->bounce, us);
 		}

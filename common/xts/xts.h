@@ -19,7 +19,12 @@
  * has no VAES code for XTS; libgcrypt sets a tweak in a few dozen and runs XTS
  * on VAES/AVX2 where the CPU has it: twice the throughput at 512-byte units
  * (docs/performance.md). The ciphertext is the same; the tests check it
- * against OpenSSL (python3-cryptography) and cryptsetup. */
+ * against OpenSSL (python3-cryptography) and cryptsetup.
+ *
+ * The same path runs AES-CBC (luks: cryptsetup's LUKS1 default for years,
+ * aes-cbc-essiv:sha256, and aes-cbc-plain64): each data unit is one CBC chain
+ * whose IV is the unit index as above, or with ESSIV that index encrypted by
+ * AES-ECB under essiv_key (the hash of the volume key), as dm-crypt does. */
 #ifndef DISKCORE_COMMON_XTS_H
 #define DISKCORE_COMMON_XTS_H
 
@@ -37,17 +42,25 @@
 #define XTS_SPLIT_DEFAULT (1024 * 1024)
 #define XTS_PIECE_MIN (64 * 1024)
 
+enum xts_mode {
+	XTS_MODE_XTS = 0, /* AES-XTS */
+	XTS_MODE_CBC,	  /* AES-CBC, one chain per data unit */
+};
+
 struct xts_disk {
-	uint32_t key_len;      /* 32: AES-128-XTS, 64: AES-256-XTS */
-	const uint8_t *key;    /* the owner's locked copy, valid until close */
-	uint32_t sector_size;  /* this disk's */
-	uint32_t unit_shift;   /* sector_size >> unit_shift = one data unit */
-	uint32_t child_shift;  /* sector_size >> child_shift = a child sector */
-	uint64_t child_offset; /* child sectors before the first data sector */
-	unsigned threads;      /* most pieces one request is split into */
-	uint64_t split;	       /* requests of at least this many bytes may be split */
-	bool iv32;	       /* "plain" IV: the tweak is the unit index mod 2^32
+	uint32_t key_len;	  /* XTS 32: AES-128, 64: AES-256; CBC 16, 24 or 32 */
+	const uint8_t *key;	  /* the owner's locked copy, valid until close */
+	uint32_t sector_size;	  /* this disk's */
+	uint32_t unit_shift;	  /* sector_size >> unit_shift = one data unit */
+	uint32_t child_shift;	  /* sector_size >> child_shift = a child sector */
+	uint64_t child_offset;	  /* child sectors before the first data sector */
+	unsigned threads;	  /* most pieces one request is split into */
+	uint64_t split;		  /* requests of at least this many bytes may be split */
+	bool iv32;		  /* "plain" IV: the tweak is the unit index mod 2^32
 				* (cryptsetup's aes-xts-plain), not plain64 */
+	enum xts_mode mode;	  /* zero: XTS */
+	uint32_t essiv_len;	  /* ESSIV: 16, 24 or 32 bytes of essiv_key; 0: none */
+	const uint8_t *essiv_key; /* the owner's locked copy, valid until close */
 };
 
 struct xts_unit;
@@ -91,6 +104,9 @@ void xts_plugin_submit(void *inst, struct dc_req *req);
  * Returns 0 or -EIO. */
 int xts_crypt_buf(uint32_t key_len, const uint8_t *key, int enc, uint64_t first_unit,
 		  uint32_t unit_size, uint8_t *out, const uint8_t *in, size_t len);
+/* The same with d's cipher, key, IV and ESSIV (its geometry is not used). */
+int xts_crypt_units(const struct xts_disk *d, int enc, uint64_t first_unit,
+		    uint32_t unit_size, uint8_t *out, const uint8_t *in, size_t len);
 
 /* Memory for secrets: page-granular, locked (best effort), kept out of core
  * dumps, zeroed. xts_secret_free() wipes it first. NULL when out of memory. */

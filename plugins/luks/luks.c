@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* luks: a LUKS1 or LUKS2 volume on the inner disk, read and written as dm-crypt
  * maps it after `cryptsetup open`: the payload starts at the header's payload
- * offset, is encrypted with aes-xts-plain64 in data units of the volume's sector
- * size (512 for LUKS1, the segment's sector_size for LUKS2), each tweaked with
- * its index from the start of the payload (iv_large_sectors for 4 KiB units).
+ * offset, is encrypted (aes-xts-plain64, aes-cbc-essiv:sha256 and the others
+ * luks_cipher.c lists) in data units of the volume's sector size (512 for
+ * LUKS1, the segment's sector_size for LUKS2), each tweaked with its index from
+ * the start of the payload (iv_large_sectors for 4 KiB units).
  *
  * Opening follows the LUKS1 and LUKS2 on-disk format specifications: a key slot
  * is unlocked by deriving a key from the passphrase (PBKDF2, Argon2i or
@@ -175,6 +176,7 @@ static void luks_close(void *inst)
 	if (!d)
 		return;
 	xts_secret_free(d->vkey, d->vkey_len);
+	luks_cipher_free(d->essiv_key);
 	free(d->secret_path);
 	free(d);
 }
@@ -326,6 +328,8 @@ static int luks_unlock_volume(struct luks_disk *d, struct luks_hdr *h, int want)
 static int luks_geometry(struct luks_disk *d, const struct luks_hdr *h,
 			 struct dc_info *info)
 {
+	int rc;
+
 	d->version = h->version;
 	d->luks_ss = h->sector_size;
 	d->offset = h->offset;
@@ -334,7 +338,9 @@ static int luks_geometry(struct luks_disk *d, const struct luks_hdr *h,
 	memcpy(d->uuid, h->uuid, sizeof(d->uuid));
 
 	/* A disk sector is the larger of an encryption unit and a child sector. */
-	luks_cipher_setup(&d->x, h->cipher, d->vkey, d->vkey_len);
+	rc = luks_cipher_setup(&d->x, h->cipher, d->vkey, d->vkey_len, &d->essiv_key);
+	if (rc)
+		return rc;
 	d->x.sector_size = d->luks_ss > d->child_ss ? d->luks_ss : d->child_ss;
 	d->x.unit_shift = (uint32_t)__builtin_ctz(d->x.sector_size / d->luks_ss);
 	d->x.child_shift = (uint32_t)__builtin_ctz(d->x.sector_size / d->child_ss);
@@ -428,7 +434,7 @@ static const struct dc_form luks_forms[] = {
 	  .child = DC_CHILD_ONE,
 	  .flags = 0,
 	  .syntax = "luks;keyfile=PATH|passphrase-file=PATH[;slot=N]:SPEC",
-	  .help = "a LUKS1 or LUKS2 volume (aes-xts-plain64) on SPEC",
+	  .help = "a LUKS1 or LUKS2 volume (AES-XTS or AES-CBC) on SPEC",
 	  .options = luks_options },
 	{ 0 },
 };
@@ -437,16 +443,18 @@ DC_PLUGIN(luks_plugin) = {
 	.kind = DC_KIND_DECORATOR,
 	.name = "luks",
 	.version = "0.1.0",
-	.summary = "LUKS1 and LUKS2 volumes (aes-xts-plain64), as cryptsetup opens them",
+	.summary = "LUKS1 and LUKS2 volumes (AES-XTS, AES-CBC-ESSIV), as cryptsetup opens "
+		   "them",
 	.usage =
 		"luks;keyfile=PATH:SPEC  or  luks;passphrase-file=PATH:SPEC\n"
 		"  Opens the LUKS1 or LUKS2 header at the start of SPEC and reads and\n"
 		"  writes the payload behind it, as dm-crypt does after cryptsetup open.\n"
 		"  keyfile=PATH: the whole file is the passphrase (cryptsetup --key-file);\n"
 		"  passphrase-file=PATH: its first line is. slot=N tries only that key\n"
-		"  slot. Key slots: PBKDF2, Argon2i, Argon2id. Data: aes-xts-plain64 (or\n"
-		"  aes-xts-plain, the 32-bit IV) with\n"
-		"  256- or 512-bit keys, 512- to 4096-byte sectors. The disk's sector is\n"
+		"  slot. Key slots: PBKDF2, Argon2i, Argon2id. Data: aes-xts-plain64 or\n"
+		"  aes-xts-plain (256- or 512-bit keys), aes-cbc-essiv:sha256,\n"
+		"  aes-cbc-plain64 or aes-cbc-plain (128- to 256-bit keys); 512- to\n"
+		"  4096-byte sectors. The disk's sector is\n"
 		"  the larger of the LUKS sector and SPEC's; its size is SPEC's minus the\n"
 		"  payload offset. The header is never written. Flush, unmap and\n"
 		"  persistent reservations pass through; eject does not.",

@@ -90,6 +90,7 @@ struct luks_disk {
 	struct dc_node *child;
 	uint8_t *vkey; /* locked memory */
 	uint32_t vkey_len;
+	uint8_t *essiv_key; /* locked memory; NULL unless the cipher uses ESSIV */
 	uint32_t child_ss;
 	uint32_t luks_ss;
 	uint64_t offset; /* payload, bytes */
@@ -151,9 +152,12 @@ int luks_pbkdf2(const char *hash, const uint8_t *pass, size_t plen, const uint8_
 int luks_cipher(const char *spec, uint32_t key_len, const char *what);
 /* Whether spec is supported at all, before a key size is known. */
 bool luks_cipher_known(const char *spec);
-/* Sets up x (its key included) for spec; luks_cipher() accepted it. */
-void luks_cipher_setup(struct xts_disk *x, const char *spec, const uint8_t *key,
-		       uint32_t key_len);
+/* Sets up x for spec with the key (kept by the caller); *essiv gets the
+ * ESSIV key x points to (NULL when the spec has none), freed with
+ * luks_cipher_free(). luks_cipher() accepted spec and key_len. */
+int luks_cipher_setup(struct xts_disk *x, const char *spec, const uint8_t *key,
+		      uint32_t key_len, uint8_t **essiv);
+void luks_cipher_free(uint8_t *essiv);
 /* En- or decrypt a key slot's area (units of LUKS_AREA_SECTOR from 0). */
 int luks_cipher_area(const char *spec, const uint8_t *key, uint32_t key_len, int enc,
 		     uint8_t *out, const uint8_t *in, size_t len);
