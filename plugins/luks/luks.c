@@ -398,45 +398,33 @@ static int luks_open(const struct dc_open_args *a, void **inst, struct dc_info *
 static void luks_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct luks_disk *d = inst;
-	char buf[32];
 
 	kv(arg, "version", d->version == 1 ? "LUKS1" : "LUKS2");
 	kv(arg, "uuid", d->uuid);
 	kv(arg, "cipher", d->cipher_name);
-	snprintf(buf, sizeof(buf), "%u", d->vkey_len * 8);
-	kv(arg, "key_bits", buf);
-	snprintf(buf, sizeof(buf), "%u", d->luks_ss);
-	kv(arg, "sector_size", buf);
-	snprintf(buf, sizeof(buf), "%d", d->slot);
-	kv(arg, "key_slot", buf);
+	dc_kv_u64(kv, arg, "key_bits", d->vkey_len * 8);
+	dc_kv_u64(kv, arg, "sector_size", d->luks_ss);
+	dc_kv_printf(kv, arg, "key_slot", "%d", d->slot);
 	kv(arg, "kdf", luks_kdf_names[d->kdf]);
-	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)d->offset);
-	kv(arg, "payload_offset", buf);
+	dc_kv_u64(kv, arg, "payload_offset", d->offset);
 	kv(arg, d->secret_is_keyfile ? "key_file" : "passphrase_file", d->secret_path);
 }
 
 static const struct dc_option luks_options[] = {
-	{ .name = "keyfile",
-	  .type = DC_OPT_STRING,
-	  .help = "file whose whole content is the passphrase (cryptsetup --key-file)" },
-	{ .name = "passphrase-file",
-	  .type = DC_OPT_STRING,
-	  .help = "file whose first line (without the newline) is the passphrase" },
-	{ .name = "slot",
-	  .type = DC_OPT_UINT,
-	  .help = "try only this key slot (default: every active slot)" },
-	{ 0 },
+	DC_OPTION_STRING(
+		"keyfile",
+		"file whose whole content is the passphrase (cryptsetup --key-file)"),
+	DC_OPTION_STRING("passphrase-file",
+			 "file whose first line (without the newline) is the passphrase"),
+	DC_OPTION_UINT("slot", "try only this key slot (default: every active slot)"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form luks_forms[] = {
-	{ .name = "luks",
-	  .nfields = 0,
-	  .child = DC_CHILD_ONE,
-	  .flags = 0,
-	  .syntax = "luks;keyfile=PATH|passphrase-file=PATH[;slot=N]:SPEC",
-	  .help = "a LUKS1 or LUKS2 volume (AES-XTS or AES-CBC) on SPEC",
-	  .options = luks_options },
-	{ 0 },
+	DC_FORM("luks", 0, DC_CHILD_ONE,
+		"luks;keyfile=PATH|passphrase-file=PATH[;slot=N]:SPEC",
+		"a LUKS1 or LUKS2 volume (AES-XTS or AES-CBC) on SPEC", luks_options),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(luks_plugin) = {
