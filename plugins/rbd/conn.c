@@ -121,7 +121,8 @@ static int rbd_connect_error(struct rbd_inst *in, int r)
 			       "%s: no key for client.%s: no keyring found (%s); "
 			       "give ;keyring=PATH",
 			       t->shown, who,
-			       t->keyring ? t->keyring : "the default paths");
+			       t->keyring ? t->keyring :
+					    "the configuration's keyring paths");
 	case -EACCES:
 	case -EPERM:
 		return dc_fail(r,
