@@ -366,8 +366,7 @@ DC_PLUGIN(rbd_plugin) = {
 		 "  (the image header is watched). FUA is a write then a flush.",
 	.forms = rbd_forms,
 	.ctx_size = sizeof(struct rbd_rctx),
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.open = rbd_open_inst,
 	.close = rbd_close_inst,
 	.submit = rbd_submit,
