@@ -531,10 +531,8 @@ static void blob_describe(void *inst, dc_kv_fn kv, void *arg)
 
 	kv(arg, "url", b->display);
 	kv(arg, "kind", b->kind == BLOB_VHD1 ? "vhd1" : "flat");
-	snprintf(v, sizeof(v), "%llu", (unsigned long long)b->blob_size);
-	kv(arg, "blob_size", v);
-	snprintf(v, sizeof(v), "%llu", (unsigned long long)b->disk_size);
-	kv(arg, "disk_size", v);
+	dc_kv_u64(kv, arg, "blob_size", b->blob_size);
+	dc_kv_u64(kv, arg, "disk_size", b->disk_size);
 	kv(arg, "blob_type",
 	   b->blob_type[0] ? b->blob_type :
 	   b->azure	   ? "unknown" :
@@ -548,36 +546,31 @@ static void blob_describe(void *inst, dc_kv_fn kv, void *arg)
 
 		for (size_t i = 0; i < b->npages; i++)
 			bytes += b->pages[i].end - b->pages[i].start;
-		snprintf(v, sizeof(v), "%zu (%llu bytes)", b->npages,
-			 (unsigned long long)bytes);
-		kv(arg, "page_ranges", v);
+		dc_kv_printf(kv, arg, "page_ranges", "%zu (%llu bytes)", b->npages,
+			     (unsigned long long)bytes);
 	}
-	snprintf(v, sizeof(v), "%u", b->connections);
-	kv(arg, "connections", v);
-	snprintf(v, sizeof(v), "%ld ms, %u retries, split %llu", b->timeout_ms,
-		 b->retries, (unsigned long long)b->split);
-	kv(arg, "policy", v);
+	dc_kv_printf(kv, arg, "connections", "%u", b->connections);
+	dc_kv_printf(kv, arg, "policy", "%ld ms, %u retries, split %llu", b->timeout_ms,
+		     b->retries, (unsigned long long)b->split);
 	kv(arg, "if_match", b->etag[0] ? "yes" : "no (no strong ETag)");
 	if (atomic_load(&b->no_ranges)) {
-		snprintf(v, sizeof(v),
-			 "not supported by the server: reads take their bytes out of "
-			 "the whole blob (%llu bytes), %s",
-			 (unsigned long long)b->blob_size,
-			 atomic_load(&b->whole) ? "held in memory" : "not held yet");
-		kv(arg, "ranges", v);
+		dc_kv_printf(kv, arg, "ranges",
+			     "not supported by the server: reads take their bytes out of "
+			     "the whole blob (%llu bytes), %s",
+			     (unsigned long long)b->blob_size,
+			     atomic_load(&b->whole) ? "held in memory" : "not held yet");
 	}
 	if (b->ra) {
-		snprintf(v, sizeof(v), "%llu bytes x %u windows, %llu hits",
-			 (unsigned long long)b->ra, BLOB_RA_WINDOWS,
-			 (unsigned long long)atomic_load(&b->nra_hits));
-		kv(arg, "readahead", v);
+		dc_kv_printf(kv, arg, "readahead", "%llu bytes x %u windows, %llu hits",
+			     (unsigned long long)b->ra, BLOB_RA_WINDOWS,
+			     (unsigned long long)atomic_load(&b->nra_hits));
 	}
-	snprintf(v, sizeof(v), "%llu requests, %llu retries, %llu errors, %llu bytes",
-		 (unsigned long long)atomic_load(&b->nreq),
-		 (unsigned long long)atomic_load(&b->nretry),
-		 (unsigned long long)atomic_load(&b->nerr),
-		 (unsigned long long)atomic_load(&b->nbytes));
-	kv(arg, "stats", v);
+	dc_kv_printf(kv, arg, "stats",
+		     "%llu requests, %llu retries, %llu errors, %llu bytes",
+		     (unsigned long long)atomic_load(&b->nreq),
+		     (unsigned long long)atomic_load(&b->nretry),
+		     (unsigned long long)atomic_load(&b->nerr),
+		     (unsigned long long)atomic_load(&b->nbytes));
 	pthread_mutex_lock(&b->msg_lock);
 	snprintf(v, sizeof(v), "%s", b->last_error);
 	pthread_mutex_unlock(&b->msg_lock);

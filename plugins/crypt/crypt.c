@@ -175,14 +175,11 @@ static int crypt_open(const struct dc_open_args *a, void **inst, struct dc_info 
 static void crypt_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct crypt_disk *d = inst;
-	char buf[32];
 
 	kv(arg, "cipher", CRYPT_CIPHER);
 	kv(arg, "key_file", d->key_path);
-	snprintf(buf, sizeof(buf), "%u", d->x.sector_size);
-	kv(arg, "data_unit", buf);
-	snprintf(buf, sizeof(buf), "%u", d->x.threads);
-	kv(arg, "threads", buf);
+	dc_kv_printf(kv, arg, "data_unit", "%u", d->x.sector_size);
+	dc_kv_printf(kv, arg, "threads", "%u", d->x.threads);
 }
 
 static const struct dc_option crypt_options[] = {

@@ -123,13 +123,10 @@ static void delay_close(void *inst)
 static void delay_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct delay_disk *d = inst;
-	char buf[32];
 
-	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)d->delay_ms);
-	kv(arg, "delay_ms", buf);
+	dc_kv_u64(kv, arg, "delay_ms", d->delay_ms);
 	if (d->has_p99) {
-		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)d->p99_ms);
-		kv(arg, "p99_ms", buf);
+		dc_kv_u64(kv, arg, "p99_ms", d->p99_ms);
 	}
 }
 

@@ -228,14 +228,11 @@ static void fault_describe(void *inst, dc_kv_fn kv, void *arg)
 	struct fault_disk *d = inst;
 	char key[32], val[32];
 
-	snprintf(val, sizeof(val), "%llu", (unsigned long long)d->seed);
-	kv(arg, "seed", val);
+	dc_kv_u64(kv, arg, "seed", d->seed);
 	if (d->hang_ms) {
-		snprintf(val, sizeof(val), "%llu", (unsigned long long)d->hang_ms);
-		kv(arg, "hang_ms", val);
+		dc_kv_u64(kv, arg, "hang_ms", d->hang_ms);
 	}
-	snprintf(val, sizeof(val), "%llu", (unsigned long long)atomic_load(&d->held));
-	kv(arg, "held", val);
+	dc_kv_u64(kv, arg, "held", atomic_load(&d->held));
 	for (unsigned i = 0; i < d->nrules; i++) {
 		struct fault_rule *r = &d->rules[i];
 

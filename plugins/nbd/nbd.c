@@ -358,26 +358,22 @@ static void nbd_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct nbd_inst *in = inst;
 	struct nbd_handle *h = in->primary->h;
-	char v[64];
 
 	kv(arg, "uri", in->shown);
 	kv(arg, "protocol", nbd_get_protocol(h) ? nbd_get_protocol(h) : "?");
-	kv(arg, "tls", nbd_get_tls_negotiated(h) == 1 ? "yes" : "no");
-	snprintf(v, sizeof(v), "%llu", (unsigned long long)in->size);
-	kv(arg, "export-bytes", v);
+	dc_kv_bool(kv, arg, "tls", nbd_get_tls_negotiated(h) == 1);
+	dc_kv_u64(kv, arg, "export-bytes", in->size);
 	if (in->tail) {
-		snprintf(v, sizeof(v), "%llu", (unsigned long long)in->tail);
-		kv(arg, "ignored-tail-bytes", v);
+		dc_kv_u64(kv, arg, "ignored-tail-bytes", in->tail);
 	}
-	snprintf(v, sizeof(v), "%lld/%lld/%lld", (long long)in->bs_min,
-		 (long long)in->bs_pref, (long long)in->bs_max);
-	kv(arg, "block-size-min/pref/max", v);
-	snprintf(v, sizeof(v), "%s%s%s%s", in->can_flush ? "flush " : "",
-		 in->can_fua ? "fua " : "", in->can_trim ? "trim " : "",
-		 in->multi_conn ? "multi-conn" : "");
-	kv(arg, "server-flags", v);
-	snprintf(v, sizeof(v), "%u", in->multi_conn ? in->max_conns : 1);
-	kv(arg, "max-connections", v);
+	dc_kv_printf(kv, arg, "block-size-min/pref/max", "%lld/%lld/%lld",
+		     (long long)in->bs_min, (long long)in->bs_pref,
+		     (long long)in->bs_max);
+	dc_kv_printf(kv, arg, "server-flags", "%s%s%s%s", in->can_flush ? "flush " : "",
+		     in->can_fua ? "fua " : "", in->can_trim ? "trim " : "",
+		     in->multi_conn ? "multi-conn" : "");
+	dc_kv_printf(kv, arg, "max-connections", "%u",
+		     in->multi_conn ? in->max_conns : 1);
 }
 
 static const struct dc_option nbd_options[] = {

@@ -192,7 +192,7 @@ static void prwrap_describe(void *inst, dc_kv_fn kv, void *arg)
 	kv(arg, "registered_key", key);
 	kv(arg, "reservation", prwrap_type_name(type));
 	kv(arg, "generation", gen);
-	kv(arg, "ptpl", ptpl ? "yes" : "no");
+	dc_kv_bool(kv, arg, "ptpl", ptpl);
 }
 
 static const struct dc_form prwrap_forms[] = {

@@ -709,13 +709,9 @@ static int ram_resize(void *inst, uint64_t n)
 static void ram_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct ram *r = inst;
-	char v[32];
 
-	snprintf(v, sizeof(v), "%llu",
-		 (unsigned long long)atomic_load(&r->committed) * r->sector_size);
-	kv(arg, "committed_size", v);
-	snprintf(v, sizeof(v), "%llu", (unsigned long long)atomic_load(&r->zero_after));
-	kv(arg, "zero_after", v);
+	dc_kv_u64(kv, arg, "committed_size", atomic_load(&r->committed) * r->sector_size);
+	dc_kv_u64(kv, arg, "zero_after", atomic_load(&r->zero_after));
 }
 
 DC_PLUGIN(ram_plugin) = {
