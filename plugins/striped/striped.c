@@ -426,35 +426,25 @@ static int striped_open(const struct dc_open_args *a, void **inst, struct dc_inf
 static void striped_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct striped_disk *d = inst;
-	char buf[64];
 
-	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)d->chunk_bytes);
-	kv(arg, "chunk", buf);
-	snprintf(buf, sizeof(buf), "%u", d->n);
-	kv(arg, "members", buf);
-	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)d->member_sectors);
-	kv(arg, "member_sectors", buf);
+	dc_kv_u64(kv, arg, "chunk", d->chunk_bytes);
+	dc_kv_u64(kv, arg, "members", d->n);
+	dc_kv_u64(kv, arg, "member_sectors", d->member_sectors);
 }
 
 static const struct dc_option striped_options[] = {
-	{ .name = "chunk",
-	  .type = DC_OPT_SIZE,
-	  .help = "stripe unit (default 128K; a multiple of the sector size)" },
-	{ .name = "sectors",
-	  .type = DC_OPT_UINT,
-	  .help = "logical sector count (default: all; a multiple of members x chunk)" },
-	{ 0 },
+	DC_OPTION_SIZE("chunk",
+		       "stripe unit (default 128K; a multiple of the sector size)"),
+	DC_OPTION_UINT(
+		"sectors",
+		"logical sector count (default: all; a multiple of members x chunk)"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form striped_forms[] = {
-	{ .name = "striped",
-	  .nfields = 0,
-	  .child = DC_CHILD_LIST,
-	  .flags = 0,
-	  .syntax = STRIPED_SYNTAX,
-	  .help = "RAID 0 across member disks of equal size",
-	  .options = striped_options },
-	{ 0 },
+	DC_FORM("striped", 0, DC_CHILD_LIST, STRIPED_SYNTAX,
+		"RAID 0 across member disks of equal size", striped_options),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(striped_plugin) = {
@@ -472,8 +462,7 @@ DC_PLUGIN(striped_plugin) = {
 	"  eject go to every member. No persistent reservations.",
 	.forms = striped_forms,
 	.ctx_size = sizeof(struct striped_ctx),
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP) | DC_OP_BIT(DC_OP_EJECT),
+	.ops = DC_OPS_RW | DC_OP_BIT(DC_OP_EJECT),
 	.open = striped_open,
 	.close = striped_close,
 	.submit = striped_submit,
