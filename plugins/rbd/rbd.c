@@ -1,155 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* rbd:POOL/IMAGE[@SNAP] -- a Ceph RBD image through librbd's asynchronous API
- * (docs/spec-strings.md, "rbd"). librbd completes requests on its own
- * threads; dc_complete() from there is handed to the queue's thread by the
- * core, so the plugin keeps no per-queue state. */
+ * (docs/spec-strings.md, "rbd"): opening, size and resize, describe(), the
+ * descriptor. The data path is io.c, the reaping of completions reap.c. */
 #include "rbd.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define RBD_SHIFT 9
-/* Segments passed to rbd_aio_readv/writev from the request's scratch; a
- * buffer in more pieces goes through one bounce buffer. */
-#define RBD_MAX_IOV 16
-
-struct rbd_rctx {
-	struct dc_req *req;
-	struct rbd_inst *in;
-	void *bounce;
-	size_t len;
-	bool fua_flush; /* the write is done; the flush that makes it FUA runs */
-	struct iovec iov[RBD_MAX_IOV];
-};
-
-static void rbd_done(rbd_completion_t c, void *arg);
-
-static void rbd_finish(struct rbd_rctx *r, ssize_t ret)
-{
-	struct dc_req *req = r->req;
-
-	if (ret >= 0 && req->op == DC_OP_READ) {
-		/* A read beyond the end of an image shrunk meanwhile is short:
-		 * what is past the end reads as zero. */
-		if ((size_t)ret < r->len) {
-			if (r->bounce)
-				memset((char *)r->bounce + ret, 0, r->len - (size_t)ret);
-			else
-				dc_buf_zero(&req->buf, (size_t)ret, r->len - (size_t)ret);
-		}
-		if (r->bounce)
-			dc_buf_copy_to(&req->buf, 0, r->bounce, r->len);
-	}
-	free(r->bounce);
-	r->bounce = NULL;
-	if (ret < 0)
-		dc_complete_detail(req, DC_E_IO, (int)-ret);
-	else
-		dc_complete(req, 0);
-}
-
-/* A FUA write: the data is written; a flush makes it stable before the
- * request completes (librbd's cache may hold it until then). */
-static void rbd_fua_flush(struct rbd_rctx *r)
-{
-	rbd_completion_t c;
-	int ret;
-
-	r->fua_flush = true;
-	ret = rbd_aio_create_completion(r, rbd_done, &c);
-	if (ret < 0) {
-		rbd_finish(r, ret);
-		return;
-	}
-	ret = rbd_aio_flush(r->in->image, c);
-	if (ret < 0) {
-		rbd_aio_release(c);
-		rbd_finish(r, ret);
-	}
-}
-
-/* On a librbd thread. */
-static void rbd_done(rbd_completion_t c, void *arg)
-{
-	struct rbd_rctx *r = arg;
-	ssize_t ret = rbd_aio_get_return_value(c);
-
-	rbd_aio_release(c);
-	if (ret >= 0 && r->req->op == DC_OP_WRITE && (r->req->flags & DC_IO_FUA) &&
-	    !r->fua_flush) {
-		rbd_fua_flush(r);
-		return;
-	}
-	rbd_finish(r, ret);
-}
-
-/* The request's buffer as rbd's iovecs, or a bounce buffer. */
-static int rbd_iov(struct rbd_rctx *r, int *iovcnt)
-{
-	struct dc_req *req = r->req;
-	int n = dc_buf_iov(&req->buf, r->iov, RBD_MAX_IOV);
-
-	if (n > 0) {
-		*iovcnt = n;
-		return 0;
-	}
-	r->bounce = malloc(r->len);
-	if (!r->bounce)
-		return -ENOMEM;
-	if (req->op == DC_OP_WRITE)
-		dc_buf_copy_from(&req->buf, 0, r->bounce, r->len);
-	r->iov[0].iov_base = r->bounce;
-	r->iov[0].iov_len = r->len;
-	*iovcnt = 1;
-	return 0;
-}
-
-static void rbd_submit(void *inst, struct dc_req *req)
-{
-	struct rbd_inst *in = inst;
-	struct rbd_rctx *r = req->ctx;
-	uint64_t off = req->sector << RBD_SHIFT;
-	rbd_completion_t c;
-	int ret, iovcnt = 0;
-
-	r->req = req;
-	r->in = in;
-	r->bounce = NULL;
-	r->len = (size_t)req->count << RBD_SHIFT;
-	r->fua_flush = false;
-	if (req->op == DC_OP_READ || req->op == DC_OP_WRITE) {
-		ret = rbd_iov(r, &iovcnt);
-		if (ret < 0) {
-			dc_complete_detail(req, DC_E_IO, -ret);
-			return;
-		}
-	}
-	ret = rbd_aio_create_completion(r, rbd_done, &c);
-	if (ret < 0) {
-		rbd_finish(r, ret);
-		return;
-	}
-	switch (req->op) {
-	case DC_OP_READ:
-		ret = rbd_aio_readv(in->image, r->iov, iovcnt, off, c);
-		break;
-	case DC_OP_WRITE:
-		ret = rbd_aio_writev(in->image, r->iov, iovcnt, off, c);
-		break;
-	case DC_OP_UNMAP:
-		ret = rbd_aio_discard(in->image, off, r->len, c);
-		break;
-	default:
-		ret = rbd_aio_flush(in->image, c);
-		break;
-	}
-	if (ret < 0) {
-		rbd_aio_release(c);
-		rbd_finish(r, ret);
-	}
-}
 
 static uint64_t rbd_sector_count(void *inst)
 {
@@ -195,7 +53,9 @@ static void rbd_close_inst(void *inst)
 	/* Waits for a notification callback still running. */
 	if (in->watching)
 		rbd_update_unwatch(in->image, in->watch_handle);
+	rbd_reaper_stop(in);
 	rbd_disconnect(in);
+	pthread_mutex_destroy(&in->qlock);
 	rbd_target_free(&in->t);
 	free(in);
 }
@@ -234,6 +94,8 @@ static int rbd_open_inst(const struct dc_open_args *a, void **inst, struct dc_in
 	if (!in)
 		return dc_fail(-ENOMEM, "out of memory");
 	in->node = a->node;
+	in->efd = in->ctl_fd = -1;
+	pthread_mutex_init(&in->qlock, NULL);
 	err = rbd_target_parse(a, &in->t);
 	if (err)
 		goto fail;
@@ -243,6 +105,8 @@ static int rbd_open_inst(const struct dc_open_args *a, void **inst, struct dc_in
 		err = rbd_open_image(in);
 	if (!err)
 		err = rbd_probe(in, info);
+	if (!err)
+		err = rbd_reaper_start(in);
 	if (err)
 		goto fail;
 	/* A snapshot never changes size; the image's header is watched. */
@@ -369,7 +233,10 @@ DC_PLUGIN(rbd_plugin) = {
 	.ops = DC_OPS_RW,
 	.open = rbd_open_inst,
 	.close = rbd_close_inst,
+	.queue_open = rbd_queue_open,
+	.queue_close = rbd_queue_close,
 	.submit = rbd_submit,
+	.queue_poll = rbd_queue_poll,
 	.sector_count = rbd_sector_count,
 	.describe = rbd_describe,
 	.resize = rbd_resize_image,
