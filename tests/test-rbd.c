@@ -267,6 +267,72 @@ START_TEST(exclusive_lock_two_writers)
 }
 END_TEST
 
+/* Submit n requests of one 4 KiB buffer each (bufs, sectors i * 8) on a
+ * queue driven by dc_queue_wait(), and wait for all of them (20 s at most). */
+static void tr_driven(dc_queue *q, uint32_t op, uint8_t *bufs, int n)
+{
+	struct iovec iov[64];
+	int done = 0;
+	uint64_t deadline = h_now_ms() + 20000;
+
+	ck_assert_int_le(n, 64);
+	for (int i = 0; i < n; i++) {
+		struct dc_io io = {
+			.op = op, .sector = (uint64_t)i * 8, .iov = &iov[i], .iovcnt = 1
+		};
+
+		iov[i].iov_base = bufs + (size_t)i * 4096;
+		iov[i].iov_len = 4096;
+		ck_assert_int_eq(dc_submit(q, &io), 0);
+	}
+	while (done < n) {
+		struct dc_completion c[64];
+		int k;
+
+		ck_assert_msg(h_now_ms() < deadline, "%d of %d requests done after 20 s",
+			      done, n);
+		ck_assert_int_ge(dc_queue_wait(q, 100), 0);
+		k = dc_queue_reap(q, c, 64);
+		for (int i = 0; i < k; i++)
+			ck_assert_int_eq(c[i].result, 0);
+		done += k;
+	}
+}
+
+/* A queue driven by dc_queue_wait() reaps rbd's completions on its own
+ * thread (rbd is its one poller); a blocking call on another queue meanwhile
+ * still completes (the plugin's reaper serves queues that are not driven). */
+START_TEST(driven_queue)
+{
+	char *spec;
+	uint8_t *bufs = h_alloc(32 * 4096), *got = h_alloc(4096);
+	dc_queue *q;
+	dc_disk *d;
+
+	tr_create("driven", "4M");
+	spec = tr_spec("driven");
+	d = h_open(spec, 0);
+	ck_assert_int_eq(dc_queue_open(d, DC_QUEUE_POLL, &q), 0);
+	ck_assert_uint_eq(dc_queue_pollers(q), 1);
+	ck_assert_int_ge(dc_queue_wait(q, 0), 0);
+	for (int i = 0; i < 32; i++)
+		h_fill(bufs + (size_t)i * 4096, 4096, 40 + (uint64_t)i);
+	tr_driven(q, DC_OP_WRITE, bufs, 32);
+	ck_assert_int_eq(dc_read(d, 8, got, 4096), 0);
+	ck_assert_int_eq(h_check(got, 4096, 41), -1);
+	memset(bufs, 0, 32 * 4096);
+	tr_driven(q, DC_OP_READ, bufs, 32);
+	for (int i = 0; i < 32; i++)
+		ck_assert_int_eq(h_check(bufs + (size_t)i * 4096, 4096, 40 + (uint64_t)i),
+				 -1);
+	dc_queue_close(q);
+	dc_close(d);
+	free(bufs);
+	free(got);
+	free(spec);
+}
+END_TEST
+
 START_TEST(errors_name_the_fault)
 {
 	uint64_t t0;
@@ -344,6 +410,7 @@ int main(void)
 			    sizeof(tr_resize_chains) / sizeof(tr_resize_chains[0]));
 	tcase_add_test(tc, dc_resize_resizes_image);
 	tcase_add_test(tc, exclusive_lock_two_writers);
+	tcase_add_test(tc, driven_queue);
 	tcase_add_test(tc, errors_name_the_fault);
 	suite_add_tcase(s, tc);
 	return h_run(s);
