@@ -381,6 +381,39 @@ static bool is_row_id(const char *s)
 	       s[1] <= '9' && s[2] >= '0' && s[2] <= '9';
 }
 
+/* Every test a row's Tests cell names exists: "NAME" a tests/test-NAME.c or
+ * .sh, "NAME:CASE" a START_TEST(CASE) in tests/test-NAME.c. */
+static void check_tests_cell(const char *src, const char *id, const char *cell_text)
+{
+	char *list = strdup(cell_text), *tok, *save = NULL;
+
+	ck_assert_ptr_nonnull(list);
+	for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		char *colon = strchr(tok, ':'), *path;
+
+		if (colon)
+			*colon = '\0';
+		path = h_fmt("%s/tests/test-%s.c", src, tok);
+		if (colon) {
+			size_t len;
+			char *text = h_read_file(path, &len), *want;
+
+			want = h_fmt("START_TEST(%s)", colon + 1);
+			ck_assert_msg(strstr(text, want), "row %s: %s has no %s", id,
+				      path, want);
+			free(want);
+			free(text);
+		} else if (access(path, F_OK) != 0) {
+			free(path);
+			path = h_fmt("%s/tests/test-%s.sh", src, tok);
+			ck_assert_msg(access(path, F_OK) == 0, "row %s: no test %s", id,
+				      tok);
+		}
+		free(path);
+	}
+	free(list);
+}
+
 START_TEST(doc_agrees)
 {
 	const char *src = getenv("DISKCORE_SOURCE_ROOT");
@@ -394,7 +427,7 @@ START_TEST(doc_agrees)
 	for (line = strtok_r(text, "\n", &save); line;
 	     line = strtok_r(NULL, "\n", &save)) {
 		char *id = line[0] == '|' ? cell(line, 1) : NULL;
-		char *spec, *open, *want;
+		char *spec, *open, *tests, *want;
 		size_t i;
 
 		if (!is_row_id(id)) {
@@ -403,6 +436,9 @@ START_TEST(doc_agrees)
 		}
 		spec = cell(line, 2);
 		open = cell(line, 3);
+		tests = cell(line, 6);
+		ck_assert_msg(spec && open && tests, "row %s: not 6 cells", id);
+		check_tests_cell(src, id, tests);
 		ndoc++;
 		for (i = 0; i < NROWS && strcmp(rows[i].id, id); i++)
 			;
@@ -418,6 +454,7 @@ START_TEST(doc_agrees)
 		free(want);
 		free(spec);
 		free(open);
+		free(tests);
 		free(id);
 	}
 	for (size_t i = 0; i < NROWS; i++)
