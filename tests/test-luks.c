@@ -600,6 +600,185 @@ START_TEST(unsupported_cipher)
 }
 END_TEST
 
+/* --- Untrusted headers: limits checked before any work (issue 19) ---------- */
+
+/* A hostile header is refused at once: no key derivation runs. */
+#define TL_FAST_MS 2000
+
+/* Opening path with the test passphrase and the options opts (";..." or "")
+ * fails quickly with a message containing want. */
+static void tl_refused_fast(const char *want, const char *opts, const char *path)
+{
+	uint64_t t0 = h_now_ms();
+
+	h_open_fails(0, 0, want, "luks;passphrase-file=%s%s:file:%s", tl_pass, opts,
+		     path);
+	ck_assert_msg(h_now_ms() - t0 < TL_FAST_MS, "refusing %s took %llu ms", want,
+		      (unsigned long long)(h_now_ms() - t0));
+}
+
+START_TEST(limit_argon2_memory)
+{
+	char *path = tl_clone(TL_LUKS2_4K);
+	dc_disk *d;
+
+	/* 4 GiB of Argon2 memory: over the 1 GiB default. */
+	tl_luks2_edit(path, "\"memory\":64", "\"memory\":4194304");
+	tl_refused_fast("no usable key slot (key slot 0: argon2id wants 4194304 KiB of "
+			"memory, over pbkdf-memory-max (1048576 KiB): raise it with "
+			";pbkdf-memory-max=SIZE)",
+			"", path);
+	tl_refused_fast("over pbkdf-memory-max (2097152 KiB)", ";pbkdf-memory-max=2G",
+			path);
+	h_open_fails(0, 0, "key slot 0: argon2id wants 4194304 KiB",
+		     "luks;passphrase-file=%s;slot=0:file:%s", tl_pass, path);
+	/* The option sets the limit both ways. */
+	tl_refused_fast("argon2id wants 64 KiB of memory, over pbkdf-memory-max (32 KiB)",
+			";pbkdf-memory-max=32K", TL_LUKS2_4K->path);
+	d = h_openf(0, "luks;passphrase-file=%s;pbkdf-memory-max=64K:file:%s", tl_pass,
+		    TL_LUKS2_4K->path);
+	dc_close(d);
+	h_open_fails(0, 0, "pbkdf-memory-max=4096: expected at least 8K",
+		     "luks;passphrase-file=%s;pbkdf-memory-max=4096:file:%s", tl_pass,
+		     TL_LUKS2_4K->path);
+	free(path);
+}
+END_TEST
+
+START_TEST(limit_argon2_work)
+{
+	char *path = tl_clone(TL_LUKS2_4K);
+	dc_disk *d;
+
+	/* 64 KiB four times is 256 KiB of work. */
+	tl_refused_fast("argon2id fills 64 KiB 4 times, over pbkdf-work-max (128 KiB in "
+			"all): raise it with ;pbkdf-work-max=SIZE",
+			";pbkdf-work-max=128K", TL_LUKS2_4K->path);
+	d = h_openf(0, "luks;passphrase-file=%s;pbkdf-work-max=256K:file:%s", tl_pass,
+		    TL_LUKS2_4K->path);
+	dc_close(d);
+	/* Four billion passes; a thousand threads. */
+	tl_luks2_edit(path, "\"time\":4", "\"time\":4000000000");
+	tl_refused_fast("argon2id fills 64 KiB 4000000000 times, over pbkdf-work-max "
+			"(16777216 KiB in all)",
+			"", path);
+	tl_copy(TL_LUKS2_4K->path, path);
+	tl_luks2_edit(path, "\"cpus\":1", "\"cpus\":1000");
+	tl_refused_fast("argon2id wants 1000 threads; at most 64 run here", "", path);
+	free(path);
+}
+END_TEST
+
+START_TEST(limit_pbkdf2_iterations)
+{
+	char *path = tl_clone(TL_LUKS2);
+	uint8_t be[4] = { 0x7f, 0xff, 0xff, 0xff };
+	dc_disk *d;
+
+	/* Both key slots of TL_LUKS2 at 2^31 - 1 iterations (digest: 1000). */
+	tl_luks2_edit(
+		path,
+		"\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000",
+		"\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":2147483647");
+	tl_refused_fast(
+		"no usable key slot (key slot 0: 2147484647 PBKDF2 iterations (key "
+		"slot and digest), over pbkdf-iterations-max (32000000 in all): "
+		"raise it with ;pbkdf-iterations-max=N)",
+		"", path);
+	/* LUKS1: a key slot's count, then the digest's. */
+	tl_copy(TL_LUKS1->path, path);
+	h_pwrite_file(path, 208 + 4, be, 4);
+	tl_refused_fast("key slot 0: 2147484647 PBKDF2 iterations", "", path);
+	tl_copy(TL_LUKS1->path, path);
+	h_pwrite_file(path, 164, be, 4);
+	tl_refused_fast("key slot 0: 2147484647 PBKDF2 iterations", "", path);
+	/* Summed over the slots tried: slot 0 (2000) leaves too little for 1. */
+	h_open_fails(0, 0,
+		     "no key slot matches the key file (tried key slot 0; skipped key "
+		     "slot 1: 2000 PBKDF2 iterations (key slot and digest), over "
+		     "pbkdf-iterations-max (3000 in all, 2000 spent on other slots)",
+		     "luks;keyfile=%s;pbkdf-iterations-max=3000:file:%s", tl_keyfile,
+		     TL_LUKS2->path);
+	d = h_openf(0, "luks;keyfile=%s;pbkdf-iterations-max=4000:file:%s", tl_keyfile,
+		    TL_LUKS2->path);
+	dc_close(d);
+	d = h_openf(0, "luks;keyfile=%s;slot=1;pbkdf-iterations-max=2000:file:%s",
+		    tl_keyfile, TL_LUKS2->path);
+	dc_close(d);
+	free(path);
+}
+END_TEST
+
+/* Big-endian 64-bit v at off in path. */
+static void tl_put_be64(const char *path, off_t off, uint64_t v)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(v >> (56 - 8 * i));
+	h_pwrite_file(path, off, b, 8);
+}
+
+START_TEST(limit_luks2_header_size)
+{
+	char *path = tl_clone(TL_LUKS2);
+
+	/* 8 MiB is no size LUKS2 allows (both copies say so). */
+	tl_put_be64(path, 8, 8 * MIB);
+	tl_put_be64(path, 16 * KIB + 8, 8 * MIB);
+	tl_refused_fast("corrupt LUKS2 header: the primary header's size 8388608 is not "
+			"one the LUKS2 specification allows (16 KiB to 4 MiB, a power "
+			"of two)",
+			"", path);
+	/* 4 MiB is, but not in a 2 MiB file. */
+	tl_put_be64(path, 8, 4 * MIB);
+	tl_put_be64(path, 16 * KIB + 8, 4 * MIB);
+	tl_refused_fast("the primary header (4194304 bytes at 0) ends beyond the inner "
+			"disk (2097152 bytes)",
+			"", path);
+	free(path);
+}
+END_TEST
+
+START_TEST(limit_keyslot_area)
+{
+	char *path = tl_clone(TL_LUKS2);
+	uint8_t be[4];
+
+	/* LUKS2: a key slot area (and the data) past the end of the file. */
+	tl_luks2_edit(path, "\"keyslots_size\":\"524288\"",
+		      "\"keyslots_size\":\"16777216\"");
+	tl_luks2_edit(path, "\"offset\":\"1048576\"", "\"offset\":\"33554432\"");
+	tl_luks2_edit(path, "\"offset\":\"32768\"", "\"offset\":\"8388608\"");
+	tl_refused_fast("corrupt LUKS header: key slot 0's key material (258048 bytes at "
+			"8388608) lies beyond the end of the inner disk (2097152 bytes)",
+			"", path);
+	/* LUKS1: the same (payload at 512 MiB, key material at 256 MiB). */
+	tl_copy(TL_LUKS1->path, path);
+	memcpy(be, "\x00\x10\x00\x00", 4);
+	h_pwrite_file(path, 104, be, 4);
+	memcpy(be, "\x00\x08\x00\x00", 4);
+	h_pwrite_file(path, 208 + 40, be, 4);
+	tl_refused_fast("key slot 0's key material (256000 bytes at 268435456) lies "
+			"beyond the end of the inner disk (3145728 bytes)",
+			"", path);
+	free(path);
+}
+END_TEST
+
+START_TEST(limit_luks2_counts)
+{
+	char *path = tl_clone(TL_LUKS2);
+
+	tl_luks2_edit(path, "\"digests\":{",
+		      "\"digests\":{\"8\":{},\"9\":{},\"10\":{},\"11\":{},\"12\":{},"
+		      "\"13\":{},\"14\":{},\"15\":{},");
+	tl_refused_fast("corrupt LUKS2 header: 9 digests; LUKS2 allows at most 8", "",
+			path);
+	free(path);
+}
+END_TEST
+
 /* --- Forwarding ------------------------------------------------------------ */
 
 START_TEST(ops_forwarded)
@@ -711,6 +890,12 @@ int main(void)
 	tcase_add_test(tc, luks2_checksum);
 	tcase_add_test(tc, luks2_bad_json);
 	tcase_add_test(tc, unsupported_cipher);
+	tcase_add_test(tc, limit_argon2_memory);
+	tcase_add_test(tc, limit_argon2_work);
+	tcase_add_test(tc, limit_pbkdf2_iterations);
+	tcase_add_test(tc, limit_luks2_header_size);
+	tcase_add_test(tc, limit_keyslot_area);
+	tcase_add_test(tc, limit_luks2_counts);
 	tcase_add_test(tc, ops_forwarded);
 	tcase_add_test(tc, read_only);
 	suite_add_tcase(s, tc);

@@ -216,6 +216,21 @@ static int luks_check(struct luks_disk *d, const struct luks_hdr *h)
 
 	if (!luks_cipher_known(h->cipher))
 		return -ENOTSUP;
+	/* Key material is read whole: it must lie inside the inner disk. */
+	for (unsigned i = 0; i < h->nslots; i++) {
+		const struct luks_slot *s = &h->slot[i];
+
+		if (s->active && !s->skip[0] &&
+		    (s->area_offset > bytes || s->area_size > bytes - s->area_offset)) {
+			dc_error("corrupt LUKS header: key slot %u's key material (%llu "
+				 "bytes at %llu) lies beyond the end of the inner disk "
+				 "(%llu bytes)",
+				 i, (unsigned long long)s->area_size,
+				 (unsigned long long)s->area_offset,
+				 (unsigned long long)bytes);
+			return -EINVAL;
+		}
+	}
 	if (h->offset % d->child_ss) {
 		dc_error("payload offset %llu is not a multiple of the inner disk's "
 			 "%u-byte sectors",
@@ -301,7 +316,7 @@ static int luks_args(const struct dc_open_args *a, struct luks_disk **out, int *
 	d->secret_is_keyfile = keyfile != NULL;
 	d->slot = -1;
 	*out = d;
-	return 0;
+	return luks_limits_parse(a, &d->lim);
 }
 
 /* The header, then the passphrase, then the key slot it opens. */
@@ -314,8 +329,10 @@ static int luks_unlock_volume(struct luks_disk *d, struct luks_hdr *h, int want)
 	rc = luks_header(d, h);
 	if (!rc)
 		rc = luks_check(d, h);
-	if (!rc)
+	if (!rc) {
+		luks_limits_apply(&d->lim, h);
 		rc = luks_secret_load(d, &pass, &plen, &pcap);
+	}
 	if (!rc)
 		rc = luks_unlock(d, h, want, pass, plen);
 	xts_secret_free(pass, pcap);
@@ -377,10 +394,11 @@ static int luks_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	struct luks_hdr *h;
 	int want, rc;
 
+	d = NULL;
 	rc = luks_args(a, &d, &want);
+	*inst = d;
 	if (rc)
 		return rc;
-	*inst = d;
 	d->child = dc_node_child(a->node, 0);
 	d->child_ss = info->sector_size;
 	h = calloc(1, sizeof(*h));
@@ -417,6 +435,13 @@ static const struct dc_option luks_options[] = {
 	DC_OPTION_STRING("passphrase-file",
 			 "file whose first line (without the newline) is the passphrase"),
 	DC_OPTION_UINT("slot", "try only this key slot (default: every active slot)"),
+	DC_OPTION_SIZE("pbkdf-memory-max",
+		       "most Argon2 memory a key slot may ask for (default 1G)"),
+	DC_OPTION_SIZE("pbkdf-work-max", "most Argon2 memory times passes an open "
+					 "spends, over the slots it tries (default 16G)"),
+	DC_OPTION_UINT("pbkdf-iterations-max",
+		       "most PBKDF2 iterations an open spends, over the slots it tries "
+		       "(default 32000000)"),
 	DC_OPTIONS_END,
 };
 

@@ -31,6 +31,7 @@
 #define LUKS_STRIPES_MAX 65536
 #define LUKS_ARGON2_MEM_MAX (4u * 1024 * 1024) /* KiB, cryptsetup's limit */
 #define LUKS_SECRET_MAX (8u * 1024 * 1024)     /* cryptsetup's key file limit */
+#define LUKS_ARGON2_CPUS_MAX 64u	       /* threads one Argon2 slot may ask */
 
 enum luks_kdf_type { LUKS_PBKDF2 = 1, LUKS_ARGON2I, LUKS_ARGON2ID };
 
@@ -48,9 +49,9 @@ struct luks_kdf {
 
 struct luks_slot {
 	bool active;
-	char skip[96]; /* why this active slot cannot be tried */
-	int priority;  /* LUKS2: 0 only when asked for, 1 normal, 2 first */
-	int digest;    /* index in luks_hdr.digest, -1: not bound to the segment */
+	char skip[200]; /* why this active slot cannot be tried */
+	int priority;	/* LUKS2: 0 only when asked for, 1 normal, 2 first */
+	int digest;	/* index in luks_hdr.digest, -1: not bound to the segment */
 	struct luks_kdf kdf;
 	char af_hash[LUKS_NAME_LEN];
 	uint32_t stripes;
@@ -85,6 +86,14 @@ struct luks_hdr {
 	unsigned ndigests;
 };
 
+/* What an open may spend on key derivation (luks_limits.c); as a cost, what
+ * one slot takes. */
+struct luks_limits {
+	uint64_t memory;     /* Argon2 bytes of one slot */
+	uint64_t work;	     /* Argon2 bytes times passes, summed */
+	uint64_t iterations; /* PBKDF2 iterations, summed */
+};
+
 struct luks_disk {
 	struct xts_disk x; /* first: the xts callbacks take the instance */
 	struct dc_node *child;
@@ -102,6 +111,7 @@ struct luks_disk {
 	char uuid[40];
 	char *secret_path;
 	bool secret_is_keyfile;
+	struct luks_limits lim;
 };
 
 /* A reason kept aside while another header copy is tried. */
@@ -146,6 +156,18 @@ int luks_unlock(struct luks_disk *d, const struct luks_hdr *h, int want,
 /* PBKDF2 with an OpenSSL hash name (dc_error() when it fails). */
 int luks_pbkdf2(const char *hash, const uint8_t *pass, size_t plen, const uint8_t *salt,
 		size_t slen, uint32_t iter, uint8_t *out, size_t outlen);
+
+/* luks_limits.c: the spec's pbkdf-*-max options (or the defaults) into lim;
+ * whether slot s fits in what lim leaves after spent (if not, why says why);
+ * what trying s adds to spent; and every slot over the limits on its own
+ * marked as skipped, before any work. */
+int luks_limits_parse(const struct dc_open_args *a, struct luks_limits *lim);
+bool luks_slot_fits(const struct luks_limits *lim, const struct luks_limits *spent,
+		    const struct luks_hdr *h, const struct luks_slot *s, char *why,
+		    size_t len);
+void luks_slot_spend(struct luks_limits *spent, const struct luks_hdr *h,
+		     const struct luks_slot *s);
+void luks_limits_apply(const struct luks_limits *lim, struct luks_hdr *h);
 
 /* luks_cipher.c: 0 if a cipher spec with a key of key_len bytes is one the data
  * path runs (dc_error() naming `what` if not). */

@@ -25,12 +25,21 @@ static int luks2_binary(const uint8_t *bin, uint64_t off, const char *which,
 	memset(h, 0, sizeof(*h));
 	h->version = 2;
 	h->seqid = b.seqid;
+	/* The size decides the JSON area's allocation: only the sizes the
+	 * specification allows, 16 KiB to 4 MiB in powers of two. */
 	if (b.hdr_size < LUKS2_HDR_MIN || b.hdr_size > LUKS2_HDR_MAX ||
-	    !luks_power_of_two(b.hdr_size) || b.hdr_offset != off)
-		return luks_bad(
-			w, -EINVAL,
-			"corrupt LUKS2 header: %s header size %llu or offset %llu", which,
-			(unsigned long long)b.hdr_size, (unsigned long long)b.hdr_offset);
+	    !luks_power_of_two(b.hdr_size))
+		return luks_bad(w, -EINVAL,
+				"corrupt LUKS2 header: the %s header's size %llu is not "
+				"one the LUKS2 specification allows (16 KiB to 4 MiB, a "
+				"power of two)",
+				which, (unsigned long long)b.hdr_size);
+	if (b.hdr_offset != off)
+		return luks_bad(w, -EINVAL,
+				"corrupt LUKS2 header: the %s header at %llu says it is "
+				"at %llu",
+				which, (unsigned long long)off,
+				(unsigned long long)b.hdr_offset);
 	h->hdr_size = (uint32_t)b.hdr_size;
 	if (!luks_field(alg, b.checksum_alg, 32) || !luks_field(h->uuid, b.uuid, 40))
 		return luks_bad(w, -EINVAL,
@@ -115,6 +124,12 @@ static int luks2_load(struct luks_disk *d, uint64_t off, struct luks_hdr *h,
 	rc = luks2_binary(bin, off, which, h, alg, w);
 	if (rc)
 		return rc;
+	if (h->hdr_size > luks_child_bytes(d) - off)
+		return luks_bad(w, -EINVAL,
+				"corrupt LUKS2 header: the %s header (%u bytes at %llu) "
+				"ends beyond the inner disk (%llu bytes)",
+				which, h->hdr_size, (unsigned long long)off,
+				(unsigned long long)luks_child_bytes(d));
 	buf = malloc(h->hdr_size + 1);
 	if (!buf)
 		return luks_bad(w, -ENOMEM, "out of memory");

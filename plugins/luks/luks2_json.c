@@ -176,10 +176,15 @@ static int luks2_keyslot(struct json_object *o, int id, struct luks_slot *s,
 		 !luks_ju64(area, "size", &s->area_size) ||
 		 !luks_jname(area, "encryption", s->area_cipher, sizeof(s->area_cipher)))
 		bad = "area";
+	/* The stripes decide how much key material is read and merged. */
 	if (bad)
 		return luks_bad(w, -EINVAL,
-				"corrupt LUKS2 header: keyslot %d has no valid \"%s\"",
-				id, bad);
+				"corrupt LUKS2 header: keyslot %d has no valid \"%s\"%s",
+				id, bad,
+				strcmp(bad, "af") ? "" :
+						    " (type luks1, a hash and 1 to "
+						    "65536 stripes; cryptsetup writes "
+						    "4000)");
 	s->active = true;
 	s->digest = -1;
 	if (strcmp(luks_jstr(area, "type"), "raw") != 0) {
@@ -353,6 +358,26 @@ static int luks2_layout(const struct luks_hdr *h, uint64_t ks_size, struct luks_
 	return 0;
 }
 
+/* The LUKS2 specification's maxima, before anything is looked at. */
+static int luks2_counts(struct json_object *slots, struct json_object *digests,
+			struct luks_why *w)
+{
+	int ns = json_object_object_length(slots);
+	int nd = json_object_object_length(digests);
+
+	if (ns > LUKS_SLOTS)
+		return luks_bad(w, -EINVAL,
+				"corrupt LUKS2 header: %d keyslots; LUKS2 allows at most "
+				"%d",
+				ns, LUKS_SLOTS);
+	if (nd > LUKS_DIGESTS)
+		return luks_bad(
+			w, -EINVAL,
+			"corrupt LUKS2 header: %d digests; LUKS2 allows at most %d", nd,
+			LUKS_DIGESTS);
+	return 0;
+}
+
 int luks2_json(struct json_object *root, struct luks_hdr *h, struct luks_why *w)
 {
 	struct json_object *slots = luks_jget(root, "keyslots", json_type_object);
@@ -366,7 +391,9 @@ int luks2_json(struct json_object *root, struct luks_hdr *h, struct luks_why *w)
 		return luks_bad(w, -EINVAL,
 				"corrupt LUKS2 header: the JSON area lacks keyslots, "
 				"segments, digests or config");
-	rc = luks2_config(config, h, &ks_size, w);
+	rc = luks2_counts(slots, digests, w);
+	if (!rc)
+		rc = luks2_config(config, h, &ks_size, w);
 	if (!rc)
 		rc = luks2_segment(segs, h, w);
 	if (rc)

@@ -180,79 +180,115 @@ out:
 	return rc;
 }
 
+/* What one pass over the slots found. */
+struct luks_tries {
+	char tried[LUKS_SLOTS * 4]; /* "0, 3" */
+	char skipped[240];	    /* the first slot not tried, and why */
+	size_t used;
+	struct luks_limits spent;
+};
+
+static void luks_skipped(struct luks_tries *t, unsigned i, const char *why)
+{
+	if (!t->skipped[0])
+		snprintf(t->skipped, sizeof(t->skipped), "key slot %u: %s", i, why);
+}
+
+/* Try the slots of priority prio (or the one asked for) within the limits: 1
+ * when one opened, 0 when none did, or -errno. */
+static int luks_try_slots(struct luks_disk *d, const struct luks_hdr *h, int want,
+			  int prio, const uint8_t *pass, size_t plen,
+			  struct luks_tries *t)
+{
+	char why[sizeof(h->slot[0].skip)];
+	int rc;
+
+	for (unsigned i = 0; i < h->nslots; i++) {
+		const struct luks_slot *s = &h->slot[i];
+		bool asked = want >= 0 && (int)i == want && prio == 2;
+		bool any = want < 0 && s->active && s->digest >= 0 && s->priority == prio;
+
+		/* Priority 0 ("ignore") slots open only when asked for. */
+		if (!asked && !any)
+			continue;
+		if (s->skip[0]) {
+			luks_skipped(t, i, s->skip);
+			continue;
+		}
+		if (!luks_slot_fits(&d->lim, &t->spent, h, s, why, sizeof(why))) {
+			luks_skipped(t, i, why);
+			continue;
+		}
+		luks_slot_spend(&t->spent, h, s);
+		rc = luks_try_slot(d, h, i, pass, plen);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			d->slot = (int)i;
+			d->kdf = s->kdf.type;
+			return 1;
+		}
+		t->used += (size_t)snprintf(t->tried + t->used,
+					    sizeof(t->tried) - t->used, "%s%u",
+					    t->used ? ", " : "", i);
+	}
+	return 0;
+}
+
+/* Whether slot want can be tried at all (dc_error() if not). */
+static int luks_wanted(const struct luks_hdr *h, int want)
+{
+	if ((unsigned)want >= h->nslots || !h->slot[want].active) {
+		dc_error("key slot %d is not in use (LUKS%d has %u slots)", want,
+			 h->version, h->nslots);
+		return -ENOENT;
+	}
+	if (h->slot[want].digest < 0) {
+		dc_error("key slot %d does not unlock the data segment", want);
+		return -ENOENT;
+	}
+	if (h->slot[want].skip[0]) {
+		dc_error("key slot %d: %s", want, h->slot[want].skip);
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
 /* Try the slots the passphrase may open: the one asked for, or every active
  * slot bound to the segment, high priority first. */
 int luks_unlock(struct luks_disk *d, const struct luks_hdr *h, int want,
 		const uint8_t *pass, size_t plen)
 {
-	char tried[LUKS_SLOTS * 4] = "", skipped[160] = "";
+	struct luks_tries t = { .used = 0 };
 	unsigned ignored = 0;
-	size_t used = 0;
-	int rc;
+	int rc = want >= 0 ? luks_wanted(h, want) : 0;
 
-	if (want >= 0) {
-		if ((unsigned)want >= h->nslots || !h->slot[want].active) {
-			dc_error("key slot %d is not in use (LUKS%d has %u slots)", want,
-				 h->version, h->nslots);
-			return -ENOENT;
-		}
-		if (h->slot[want].digest < 0) {
-			dc_error("key slot %d does not unlock the data segment", want);
-			return -ENOENT;
-		}
-		if (h->slot[want].skip[0]) {
-			dc_error("key slot %d: %s", want, h->slot[want].skip);
-			return -ENOTSUP;
-		}
-	}
+	if (rc)
+		return rc;
 	for (unsigned i = 0; i < h->nslots; i++)
 		ignored += h->slot[i].active && h->slot[i].digest >= 0 &&
 			   h->slot[i].priority == 0;
-	for (int prio = 2; prio >= 1; prio--) {
-		for (unsigned i = 0; i < h->nslots; i++) {
-			const struct luks_slot *s = &h->slot[i];
-			bool asked = want >= 0 && (int)i == want && prio == 2;
-			bool any = want < 0 && s->active && s->digest >= 0 &&
-				   s->priority == prio;
-
-			/* Priority 0 ("ignore") slots open only when asked for. */
-			if (!asked && !any)
-				continue;
-			if (s->skip[0]) {
-				if (!skipped[0])
-					snprintf(skipped, sizeof(skipped),
-						 "key slot %u: %s", i, s->skip);
-				continue;
-			}
-			rc = luks_try_slot(d, h, i, pass, plen);
-			if (rc < 0)
-				return rc;
-			if (rc == 1) {
-				d->slot = (int)i;
-				d->kdf = s->kdf.type;
-				return 0;
-			}
-			used += (size_t)snprintf(tried + used, sizeof(tried) - used,
-						 "%s%u", used ? ", " : "", i);
-		}
-	}
-	if (!used && skipped[0]) {
-		dc_error("no usable key slot (%s)", skipped);
+	for (int prio = 2; prio >= 1 && rc == 0; prio--)
+		rc = luks_try_slots(d, h, want, prio, pass, plen, &t);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	if (!t.used && t.skipped[0]) {
+		dc_error("no usable key slot (%s)", t.skipped);
 		return -ENOTSUP;
 	}
-	if (!used && want < 0 && ignored) {
+	if (!t.used && want < 0 && ignored) {
 		dc_error("every key slot that unlocks the data segment has priority "
 			 "\"ignore\": name one with slot=N");
 		return -ENOENT;
 	}
-	if (!used) {
+	if (!t.used) {
 		dc_error("no active key slot unlocks the data segment");
 		return -ENOENT;
 	}
 	dc_error("no key slot matches the %s (tried key slot%s %s%s%s)",
 		 d->secret_is_keyfile ? "key file" : "passphrase",
-		 strchr(tried, ',') ? "s" : "", tried, skipped[0] ? "; skipped " : "",
-		 skipped);
+		 strchr(t.tried, ',') ? "s" : "", t.tried,
+		 t.skipped[0] ? "; skipped " : "", t.skipped);
 	return -EACCES;
 }
 
