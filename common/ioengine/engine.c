@@ -223,6 +223,12 @@ static int ioe_blocking(struct ioe_req *r)
 	return -EINVAL;
 }
 
+int ioe_execute(struct ioe_file *f, struct ioe_req *r)
+{
+	r->f = f;
+	return ioe_blocking(r);
+}
+
 static void ioe_pool_job(void *arg)
 {
 	struct ioe_req *r = arg;

@@ -100,6 +100,10 @@ int ioe_queue_poll(struct ioe_queue *q, int wake_fd, int timeout_ms);
 /* Start r on q, from q's thread. */
 void ioe_submit(struct ioe_queue *q, struct ioe_req *r);
 
+/* Run r on the calling thread with blocking calls (as the pool does); returns
+ * what done would get. For a plugin's io() callback. */
+int ioe_execute(struct ioe_file *f, struct ioe_req *r);
+
 /* Run fn(arg) on the engine thread whenever fd is readable, from now until
  * ioe_watch_del() returns (which may be called from fn itself); keeps the
  * thread running. NULL after dc_error() when it cannot. */

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* file: a raw image file or block device, with blocking preadv/pwritev run on the
- * core's worker pool.
+/* file: a raw image file or block device, its data I/O through the shared
+ * file engine (common/ioengine: io_uring, one ring per queue, or blocking calls
+ * on the worker pool where io_uring is unavailable; describe() says which).
  *
  * Differences from OpenVMM's FileDisk (docs/openvmm-compat.md §2.1): transfers go
  * straight into the request's buffers and loop until complete; a read that meets EOF
  * early (the file shrank) fails instead of returning zeroes; read-only is enforced here;
  * FUA uses RWF_DSYNC; unmap punches holes when the filesystem can. */
+#include "ioengine/ioengine.h"
+
 #include <diskcore/plugin.h>
 
 #include <errno.h>
@@ -35,11 +38,18 @@ struct file_disk {
 	bool read_only;
 	bool blockdev;
 	bool created;
+	struct ioe_file *io;
+};
+
+/* A request's scratch. */
+struct file_rq {
+	struct ioe_req io; /* first: the engine's done callback finds r */
+	struct dc_req *req;
 };
 
 /* Fold an errno into a result. Errnos that share a value with a DC_E_* class
  * would be read as that class, so they become DC_E_IO with the errno as detail. */
-static int file_errno(struct dc_req *req, int err)
+static int file_errno(int err, int *detail)
 {
 	switch (err) {
 	case EFAULT:
@@ -54,12 +64,33 @@ static int file_errno(struct dc_req *req, int err)
 	case ECANCELED:
 	case ENOTTY:
 	case EOPNOTSUPP:
-		req->detail = err;
+		*detail = err;
 		return DC_E_IO;
 	default:
-		req->detail = err;
+		*detail = err;
 		return -err;
 	}
+}
+
+/* What the engine's res means for a request of op. */
+static int file_result(uint8_t op, int res, int *detail)
+{
+	*detail = 0;
+	if (res == IOE_EOF) {
+		/* EOF inside the disk: the file shrank under us. */
+		*detail = op == IOE_WRITE ? ENOSPC : ENODATA;
+		return DC_E_IO;
+	}
+	return res < 0 ? file_errno(-res, detail) : 0;
+}
+
+/* The engine finished r (any thread: only complete here). */
+static void file_io_done(struct ioe_req *io, int res)
+{
+	struct file_rq *r = (struct file_rq *)io;
+	int detail, result = file_result(io->op, res, &detail);
+
+	dc_complete_detail(r->req, result, detail);
 }
 
 /* Byte range of [sector, sector + count) if it lies inside the disk. */
@@ -76,12 +107,14 @@ static bool file_range(const struct file_disk *f, uint64_t sector, uint64_t coun
 	return *off <= f->size && *len <= f->size - *off;
 }
 
-static int file_rw(struct file_disk *f, struct dc_req *req)
+/* What preparing a request decided (else a result to complete with). */
+enum { FILE_ENGINE = 1 };
+
+static int file_rw(struct file_disk *f, struct file_rq *r)
 {
+	struct dc_req *req = r->req;
 	bool write = req->op == DC_OP_WRITE;
-	size_t align = f->direct ? f->align : 0;
 	uint64_t off, len;
-	ssize_t n;
 
 	if (write && f->read_only)
 		return DC_E_READ_ONLY;
@@ -91,24 +124,17 @@ static int file_rw(struct file_disk *f, struct dc_req *req)
 		return DC_E_ILLEGAL_BLOCK;
 	if (len == 0)
 		return 0;
-
-	if (write)
-		n = dc_buf_pwrite(f->fd, &req->buf, off, align,
-				  req->flags & DC_IO_FUA ? RWF_DSYNC : 0);
-	else
-		n = dc_buf_pread(f->fd, &req->buf, off, align);
-	if (n < 0)
-		return file_errno(req, (int)-n);
-	if ((uint64_t)n < len) {
-		/* EOF inside the disk: the file shrank under us. */
-		req->detail = write ? ENOSPC : ENODATA;
-		return DC_E_IO;
-	}
-	return 0;
+	r->io.op = write ? IOE_WRITE : IOE_READ;
+	r->io.fua = write && (req->flags & DC_IO_FUA);
+	r->io.off = off;
+	r->io.buf = req->buf;
+	return FILE_ENGINE;
 }
 
-static int file_unmap(struct file_disk *f, struct dc_req *req)
+/* Unmap: a block device discards, a file has holes punched. */
+static int file_unmap(struct file_disk *f, struct file_rq *r)
 {
+	struct dc_req *req = r->req;
 	uint64_t off, len;
 
 	if (f->read_only)
@@ -117,36 +143,72 @@ static int file_unmap(struct file_disk *f, struct dc_req *req)
 		return DC_E_ILLEGAL_BLOCK;
 	if (len == 0 || f->unmap == DC_UNMAP_IGNORED)
 		return 0;
-	if (f->blockdev) {
-		uint64_t range[2] = { off, len };
-
-		if (ioctl(f->fd, BLKDISCARD, range) < 0)
-			return file_errno(req, errno);
-		return 0;
-	}
-	if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-		      (off_t)len) < 0)
-		return file_errno(req, errno);
-	return 0;
+	r->io.op = f->blockdev ? IOE_DISCARD : IOE_PUNCH;
+	r->io.off = off;
+	r->io.len = len;
+	return FILE_ENGINE;
 }
 
-static int file_io(void *inst, struct dc_req *req)
+/* Check req and describe it to the engine: FILE_ENGINE, or a result. */
+static int file_prepare(struct file_disk *f, struct file_rq *r, struct dc_req *req)
 {
-	struct file_disk *f = inst;
-
+	r->req = req;
+	r->io.done = file_io_done;
 	switch (req->op) {
 	case DC_OP_READ:
 	case DC_OP_WRITE:
-		return file_rw(f, req);
+		return file_rw(f, r);
 	case DC_OP_FLUSH:
-		if (fdatasync(f->fd) < 0)
-			return file_errno(req, errno);
-		return 0;
+		r->io.op = IOE_FLUSH;
+		return FILE_ENGINE;
 	case DC_OP_UNMAP:
-		return file_unmap(f, req);
+		return file_unmap(f, r);
 	default:
 		return DC_E_UNSUPPORTED;
 	}
+}
+
+static void file_submit(void *inst, struct dc_req *req)
+{
+	struct file_rq *r = req->ctx;
+	int rc = file_prepare(inst, r, req);
+
+	if (rc == FILE_ENGINE)
+		ioe_submit(req->qctx, &r->io);
+	else
+		dc_complete(req, rc);
+}
+
+/* The same request, blocking on the calling thread. The core calls submit();
+ * io() is the plugin's synchronous entry for a host that calls it directly. */
+static int file_io(void *inst, struct dc_req *req)
+{
+	struct file_disk *f = inst;
+	struct file_rq r = { 0 };
+	int rc = file_prepare(f, &r, req);
+
+	if (rc != FILE_ENGINE)
+		return rc;
+	return file_result(r.io.op, ioe_execute(f->io, &r.io), &req->detail);
+}
+
+static int file_queue_open(void *inst, void **qctx)
+{
+	struct file_disk *f = inst;
+
+	return ioe_queue_open(f->io, (struct ioe_queue **)qctx);
+}
+
+static void file_queue_close(void *inst, void *qctx)
+{
+	(void)inst;
+	ioe_queue_close(qctx);
+}
+
+static int file_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
+{
+	(void)inst;
+	return ioe_queue_poll(qctx, wake_fd, timeout_ms);
 }
 
 /* Read a number from /sys/dev/block/MAJ:MIN/queue/NAME; 0 if unreadable. */
@@ -269,6 +331,7 @@ static void file_close(void *inst)
 {
 	struct file_disk *f = inst;
 
+	ioe_file_close(f->io);
 	if (f->fd >= 0)
 		close(f->fd);
 	free(f->path);
@@ -282,18 +345,12 @@ static bool file_has_suffix(const char *path, const char *suffix)
 	return a >= b && strcasecmp(path + a - b, suffix) == 0;
 }
 
-static int file_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
+/* The spec's path and options, before anything is opened. */
+static int file_check_args(const struct dc_open_args *a, bool *want,
+			   uint64_t *create_size)
 {
-	struct file_disk *f;
-	uint64_t create_size = 0;
-	bool want, created;
-	struct stat st;
-	int ret;
-
-	if (a->nfields < 1 || !a->fields[0][0]) {
-		dc_error("missing path (expected file:PATH)");
-		return -EINVAL;
-	}
+	if (a->nfields < 1 || !a->fields[0][0])
+		return dc_fail(-EINVAL, "missing path (expected file:PATH)");
 	/* A CD/DVD image is read-only media (OpenVMM refuses it the same way;
 	 * docs/spec-strings.md, "Format by extension"). */
 	if (!a->read_only && file_has_suffix(a->fields[0], ".iso"))
@@ -302,14 +359,51 @@ static int file_open(const struct dc_open_args *a, void **inst, struct dc_info *
 			       "read-only, or put a writable layer above it "
 			       "(memdiff:%s)",
 			       a->fields[0], a->fields[0]);
-	want = dc_opt_num(a, "create", &create_size);
-	if (want && (create_size == 0 || create_size % 512 ||
-		     create_size > (uint64_t)INT64_MAX)) {
-		dc_error("%s: create=%llu: expected a size that is a non-zero multiple "
-			 "of 512 bytes",
-			 a->fields[0], (unsigned long long)create_size);
-		return -EINVAL;
+	*want = dc_opt_num(a, "create", create_size);
+	if (*want && (*create_size == 0 || *create_size % 512 ||
+		      *create_size > (uint64_t)INT64_MAX))
+		return dc_fail(-EINVAL,
+			       "%s: create=%llu: expected a size that is a non-zero "
+			       "multiple of 512 bytes",
+			       a->fields[0], (unsigned long long)*create_size);
+	return 0;
+}
+
+/* What the file or device is: its size and sectors, unmap, and the engine
+ * that will do its I/O (on this file's final alignment). */
+static int file_probe(struct file_disk *f, struct dc_info *info)
+{
+	struct stat st;
+	int ret;
+
+	if (fstat(f->fd, &st) < 0)
+		return dc_fail(-errno, "%s: stat failed: %s", f->path, strerror(errno));
+	memset(info, 0, sizeof(*info));
+	info->optimal_unmap_sectors = 1;
+	if (S_ISBLK(st.st_mode)) {
+		f->blockdev = true;
+		ret = file_probe_blockdev(f, &st, info);
+		if (ret)
+			return ret;
+	} else if (S_ISREG(st.st_mode)) {
+		file_probe_regular(f, &st, info);
+	} else {
+		return dc_fail(-EINVAL, "%s: not a regular file or block device",
+			       f->path);
 	}
+	return ioe_file_open(f->fd, f->direct, f->align, IOE_AUTO, &f->io);
+}
+
+static int file_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
+{
+	struct file_disk *f;
+	uint64_t create_size = 0;
+	bool want, created;
+	int ret;
+
+	ret = file_check_args(a, &want, &create_size);
+	if (ret)
+		return ret;
 	f = calloc(1, sizeof(*f));
 	if (!f || !(f->path = strdup(a->fields[0]))) {
 		free(f);
@@ -331,26 +425,9 @@ static int file_open(const struct dc_open_args *a, void **inst, struct dc_info *
 			goto fail;
 		}
 	}
-	if (fstat(f->fd, &st) < 0) {
-		ret = -errno;
-		dc_error("%s: stat failed: %s", f->path, strerror(errno));
+	ret = file_probe(f, info);
+	if (ret)
 		goto fail;
-	}
-
-	memset(info, 0, sizeof(*info));
-	info->optimal_unmap_sectors = 1;
-	if (S_ISBLK(st.st_mode)) {
-		f->blockdev = true;
-		ret = file_probe_blockdev(f, &st, info);
-		if (ret)
-			goto fail;
-	} else if (S_ISREG(st.st_mode)) {
-		file_probe_regular(f, &st, info);
-	} else {
-		dc_error("%s: not a regular file or block device", f->path);
-		ret = -EINVAL;
-		goto fail;
-	}
 	if (want && !created && f->size != create_size) {
 		dc_error("%s: exists with %llu bytes, not the %llu of create= (it was "
 			 "opened, not replaced: add ;overwrite to replace it)",
@@ -384,6 +461,7 @@ static void file_describe(void *inst, dc_kv_fn kv, void *arg)
 	kv(arg, "size", size);
 	if (f->created)
 		kv(arg, "created", "yes");
+	kv(arg, "io", ioe_file_describe(f->io));
 }
 
 static const struct dc_option file_options[] = {
@@ -415,7 +493,7 @@ DC_PLUGIN(file_plugin) = {
 	.kind = DC_KIND_BACKEND,
 	.name = "file",
 	.version = "0.1.0",
-	.summary = "raw image file or block device (blocking I/O on the worker pool)",
+	.summary = "raw image file or block device (io_uring, else the worker pool)",
 	.usage = "file:PATH[;direct][;create=SIZE[;overwrite]]\n"
 		 "  Sectors are 512 bytes (a block device's own logical size; with\n"
 		 "  ;direct, at least the filesystem's O_DIRECT offset alignment).\n"
@@ -423,13 +501,19 @@ DC_PLUGIN(file_plugin) = {
 		 "  (reads back zeroes) when the filesystem supports it, else it is\n"
 		 "  ignored; on a block device it discards. create=SIZE makes a\n"
 		 "  missing file; an existing one opens unchanged (;overwrite\n"
-		 "  replaces it); a read-only open never creates one.",
+		 "  replaces it); a read-only open never creates one.\n"
+		 "  I/O runs on io_uring (a ring per queue); where io_uring is\n"
+		 "  unavailable, or DISKCORE_IO_ENGINE=pool, on the worker pool.",
 	.forms = file_forms,
-	.ctx_size = 0,
+	.ctx_size = sizeof(struct file_rq),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
 	       DC_OP_BIT(DC_OP_UNMAP),
 	.open = file_open,
 	.close = file_close,
+	.queue_open = file_queue_open,
+	.queue_close = file_queue_close,
+	.queue_poll = file_queue_poll,
+	.submit = file_submit,
 	.io = file_io,
 	.describe = file_describe,
 };
