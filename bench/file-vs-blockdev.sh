@@ -1,0 +1,109 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The file engine (common/ioengine) as file: uses it, against blockdev: and
+# fio on the same 1 GiB file of random data, 4 KiB random reads at queue depth
+# 32, one thread, alternating round by round (docs/performance.md, "The file
+# engine"):
+#
+#  1. page-cached: diskctl bench file:F, blockdev:F, and file:F with the engine
+#     forced onto the worker pool (DISKCORE_IO_ENGINE=pool, the fallback);
+#     the figure is requests per CPU-second, target file:/blockdev: >= 0.8;
+#  2. O_DIRECT: diskctl bench 'file:F;direct' against fio --ioengine=io_uring
+#     --direct=1 --iodepth=32, IOPS, target >= 1.0 (blockdev;direct beside).
+#
+#   BUILD=/path/to/builddir bench/file-vs-blockdev.sh
+#
+# Environment: BUILD or DISKCTL, BENCH_DIR (where the file goes; not tmpfs,
+# it must take O_DIRECT; default /var/tmp), ROUNDS (3), SECS (2, per run),
+# NICE (run every side at that priority), KEEP=1 keeps the file.
+set -eu
+. "$(dirname "$0")/common.sh"
+bench_find_diskctl
+bench_need fio python3
+
+DIR=${BENCH_DIR:-/var/tmp}
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-2}
+FILE="$DIR/diskcore-bench-file-1g.img"
+OUT=$(mktemp -d)
+cleanup() {
+	rm -rf "$OUT"
+	[ "${KEEP:-0}" = 1 ] || rm -f "$FILE"
+}
+trap cleanup EXIT INT TERM
+
+if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" -ne 1073741824 ]; then
+	echo "creating $FILE (1 GiB of random data)..." >&2
+	head -c 1G /dev/urandom >"$FILE.tmp"
+	mv "$FILE.tmp" "$FILE"
+	sync "$FILE"
+fi
+
+# "IOPS PER_CPU" of one diskctl bench run on spec $1 (more env in $2).
+diskctl_run() {
+	# shellcheck disable=SC2086
+	bench_run env ${2:-} "$DISKCTL" bench --rw randread --bs 4k --qd 32 --time "$SECS" --ro \
+		--json "$1" >"$OUT/d" || exit 1
+	bench_json "$OUT/d" '"%d %d" % (round(d["iops"]), round(d["iops_per_cpu_second"]))'
+}
+
+# "IOPS PER_CPU" of one fio run, O_DIRECT on io_uring at queue depth 32.
+fio_run() {
+	bench_run fio --name=bench --filename="$FILE" --readonly --ioengine=io_uring \
+		--direct=1 --rw=randread --bs=4k --iodepth=32 --numjobs=1 --time_based \
+		--runtime="$SECS" --output-format=json >"$OUT/f" 2>"$OUT/fe" ||
+		{ cat "$OUT/fe" >&2; exit 1; }
+	bench_json "$OUT/f" '"%d %d" % (round(d["jobs"][0]["read"]["iops"]), round(d["jobs"][0]["read"]["iops"] * 100 / max(d["jobs"][0]["usr_cpu"] + d["jobs"][0]["sys_cpu"], 1e-9)))'
+}
+
+# Page-cache the whole file for the buffered rows.
+cat "$FILE" >/dev/null
+r=1
+while [ "$r" -le "$ROUNDS" ]; do
+	echo "round $r/$ROUNDS..." >&2
+	bench_record file "$(diskctl_run "file:$FILE")"
+	bench_record bdev "$(diskctl_run "blockdev:$FILE")"
+	bench_record pool "$(diskctl_run "file:$FILE" DISKCORE_IO_ENGINE=pool)"
+	bench_record fio "$(fio_run)"
+	bench_record dfile "$(diskctl_run "file:$FILE;direct")"
+	bench_record dbdev "$(diskctl_run "blockdev:$FILE;direct")"
+	r=$((r + 1))
+done
+
+med() {
+	# shellcheck disable=SC2046
+	bench_median $(cat "$OUT/$1")
+}
+
+# table KIND TITLE HEAD: one table of $OUT/KIND.* rows.
+table() {
+	echo "$2"
+	echo
+	bench_header "$ROUNDS" "$3"
+	# shellcheck disable=SC2046
+	{
+		bench_row "diskctl file:F (page cache)" $(cat "$OUT/$1.file")
+		bench_row "diskctl blockdev:F (page cache)" $(cat "$OUT/$1.bdev")
+		bench_row "diskctl file:F, DISKCORE_IO_ENGINE=pool" $(cat "$OUT/$1.pool")
+		bench_row "fio io_uring --direct=1" $(cat "$OUT/$1.fio")
+		bench_row "diskctl file:F;direct" $(cat "$OUT/$1.dfile")
+		bench_row "diskctl blockdev:F;direct" $(cat "$OUT/$1.dbdev")
+	}
+	echo
+}
+
+bench_machine
+echo "file: $FILE (1 GiB); ${SECS}s per run, 4 KiB random reads, QD32, one thread${NICE:+, nice $NICE}"
+echo
+table iops "IOPS:" IOPS
+table cpu "Requests per CPU-second:" "requests / CPU-s"
+echo "ratio file:/blockdev: per CPU-second, page cache (target >= 0.8): $(bench_ratio "$(med cpu.file)" "$(med cpu.bdev)")"
+echo "ratio file:/blockdev: IOPS, page cache:                          $(bench_ratio "$(med iops.file)" "$(med iops.bdev)")"
+echo "ratio pool/io_uring file: per CPU-second, page cache:            $(bench_ratio "$(med cpu.pool)" "$(med cpu.file)")"
+echo "ratio file:;direct/fio IOPS (target >= 1.0):                     $(bench_ratio "$(med iops.dfile)" "$(med iops.fio)")"
+echo "ratio file:;direct/fio per CPU-second:                           $(bench_ratio "$(med cpu.dfile)" "$(med cpu.fio)")"
+echo
+echo "commands:"
+echo "  diskctl bench --rw randread --bs 4k --qd 32 --time $SECS --ro --json 'file:F' | 'blockdev:F' | 'file:F;direct' | 'blockdev:F;direct'"
+echo "  DISKCORE_IO_ENGINE=pool diskctl bench ... 'file:F'"
+echo "  fio --name=bench --filename=F --readonly --ioengine=io_uring --direct=1 --rw=randread --bs=4k --iodepth=32 --numjobs=1 --time_based --runtime=$SECS"
