@@ -617,13 +617,14 @@ static int reg_listdir(const char *dir, char ***out, size_t *count)
 
 /* dir/name, where an earlier directory holds a file of that name: the same
  * file (a symlink) is the same plugin; another file is never loaded, and is
- * listed as not used. */
+ * listed as not used, with a warning. */
 static int reg_find_again(struct reg_list *l, const struct reg_found *first,
 			  const char *dir, const char *name)
 {
 	const char *used = first->path, *used_real = first->real;
 	char real[PATH_MAX], *kind;
 	struct reg_found *f;
+	struct stat st;
 
 	f = reg_list_add(l, dir, name); /* may move first */
 	if (!f)
@@ -632,6 +633,13 @@ static int reg_find_again(struct reg_list *l, const struct reg_found *first,
 		l->n--;
 		free(f->path);
 		return reg_find(l, dir, name);
+	}
+	/* A shadowed FORM.so link is an alias of a shadowed plugin, which is
+	 * listed under its own name: once is enough. */
+	if (lstat(f->path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		l->n--;
+		free(f->path);
+		return 0;
 	}
 	f->err = -EEXIST;
 	f->why = reg_fmt("plugin %s: not used: %s, earlier on the search path, has "

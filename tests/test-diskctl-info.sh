@@ -70,5 +70,39 @@ assert d["chain"][0]["details"]["path"].endswith("/" + want), d["chain"][0]
 check "... escaped, not raw, in the text" has '\\u00ff\\u00fe' "$T/out"
 run plugins --json
 check "plugins --json is still valid JSON" json "$T/out"
+# Control characters, DEL, a quote and a backslash are escaped too.
+name=$(printf 'ctl-\001\037\177-"\\-\t.img')
+truncate -s 1M "$T/$name"
+run info --json "file:$T/$name"
+check "info --json of a path with control characters is valid JSON" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+assert d["spec"].endswith("/ctl-\x01\x1f\x7f-\"\\-\t.img"), ascii(d["spec"])
+' "$T/out"
+check "... with no raw control byte in the text" "$PY" -c '
+import sys
+t = open(sys.argv[1], "rb").read()
+assert not any(b < 0x20 and b != 0x0a or b == 0x7f for b in t), t
+' "$T/out"
+
+# plugins --json: a plugin directory whose name holds 0xFF (the search path
+# and every plugin's path are strings of it).
+ram=$DISKCORE_BUILD_ROOT/plugins/ram/ram.so
+pdir=$T/$(printf 'plug-\377')
+mkdir -m 0755 "$pdir"
+chmod 0755 "$T"
+cp "$ram" "$pdir/ram.so"
+chmod 0755 "$pdir/ram.so"
+ln -s ram.so "$pdir/mem.so"
+DISKCORE_PLUGIN_PATH=$pdir "$DISKCTL" plugins --json >"$T/out" 2>"$T/err"
+check "plugins --json with a 0xFF byte in the search path succeeds" [ $? -eq 0 ]
+check "... and is valid JSON, 0xFF as \u00ff" "$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1], encoding="utf-8"))
+assert d["search_path"].endswith("/plug-\u00ff"), ascii(d["search_path"])
+assert d["plugins"][0]["path"].endswith("/plug-\u00ff/ram.so"), d["plugins"][0]
+' "$T/out"
+DISKCORE_PLUGIN_PATH=$pdir "$DISKCTL" info --json mem:1M >"$T/out" 2>"$T/err"
+check "info --json through that plugin is valid JSON" json "$T/out"
 
 finish

@@ -413,6 +413,9 @@ START_TEST(test_duplicate_foreach)
 
 	pa = install(a, "good", NULL);
 	pb = install(b, "good", NULL);
+	/* An alias link in each: the shadowed one is not listed again. */
+	ck_assert_int_eq(symlink("good.so", path_of(a, "alias")), 0);
+	ck_assert_int_eq(symlink("good.so", path_of(b, "alias")), 0);
 	snprintf(path, sizeof(path), "%s:%s", a, b);
 	use_path(path);
 	ck_assert_int_eq(dc_plugins_foreach(visit, &s), 0);
