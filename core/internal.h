@@ -159,6 +159,11 @@ int dc__layered_open(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 /* The core's layered-disk plugin descriptor (kind backend, children = layers). */
 extern const struct dc_plugin dc__layered_plugin;
 
+/* --- map.c: the allocation map ------------------------------------------ */
+
+/* The layered disk reports which of its layers answered the current query. */
+void dc__map_set_layer(uint32_t layer);
+
 /* --- pool.c: worker pool and timers ------------------------------------- */
 
 int dc__pool_submit(void (*fn)(void *arg), void *arg);

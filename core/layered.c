@@ -481,6 +481,41 @@ static int layered_resize(void *inst, uint64_t new_sector_count)
 	return rc;
 }
 
+/* Walk the layers top-down as a read does: the first layer that holds the
+ * start of the run answers, each layer above it bounding the run to what
+ * it lacks; what no layer holds reads as zero. */
+static int layered_extents(void *inst, struct dc_node *node, uint64_t sector,
+			   uint64_t count, uint64_t *run)
+{
+	struct layered *ld = inst;
+	uint64_t n = count, r;
+
+	(void)node;
+	for (unsigned i = 0; i < ld->nlayers; i++) {
+		struct layered_layer *L = &ld->layers[i];
+		int rc;
+
+		if (i > 0) {
+			if (sector >= L->visible)
+				break;
+			if (n > L->visible - sector)
+				n = L->visible - sector;
+		}
+		rc = dc_node_extents(L->node, sector, n, &r);
+		if (rc < 0)
+			return rc;
+		if (!(rc & DC_EXTENT_ABSENT)) {
+			*run = r;
+			dc__map_set_layer(i);
+			return rc;
+		}
+		n = r;
+	}
+	*run = n;
+	dc__map_set_layer(DC_EXTENT_NO_LAYER);
+	return DC_EXTENT_HOLE | DC_EXTENT_ZERO;
+}
+
 static void layered_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct layered *ld = inst;
@@ -530,6 +565,7 @@ const struct dc_plugin dc__layered_plugin = {
 	.sector_count = layered_sector_count,
 	.describe = layered_describe,
 	.resize = layered_resize,
+	.extents = layered_extents,
 };
 
 /* --- construction --------------------------------------------------------- */

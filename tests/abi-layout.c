@@ -71,6 +71,13 @@ static void consumer_structs(void)
 	FIELD(dc_completion, detail);
 	FIELD(dc_completion, reserved);
 
+	STRUCT(dc_extent, "fixed");
+	FIELD(dc_extent, offset);
+	FIELD(dc_extent, length);
+	FIELD(dc_extent, flags);
+	FIELD(dc_extent, layer);
+	FIELD(dc_extent, reserved);
+
 	STRUCT(dc_io, "fixed");
 	FIELD(dc_io, op);
 	FIELD(dc_io, flags);
@@ -179,6 +186,7 @@ static void plugin_structs(void)
 	FIELD(dc_plugin, describe);
 	FIELD(dc_plugin, resize);
 	FIELD(dc_plugin, queue_poll);
+	FIELD(dc_plugin, extents);
 }
 
 static void consumer_consts(void)

@@ -43,7 +43,7 @@ extern "C" {
 /** The ABI this header describes: major = soname (libdiskcore.so.1), minor =
  *  symbol-version node (DISKCORE_1.0). docs/abi.md. */
 #define DC_VERSION_MAJOR 1
-#define DC_VERSION_MINOR 0
+#define DC_VERSION_MINOR 1
 #define DC_VERSION(major, minor) (((uint32_t)(major) << 16) | (uint32_t)(minor))
 
 typedef struct dc_disk dc_disk;
@@ -335,6 +335,38 @@ int dc_wait_resize(dc_disk *disk, uint64_t known_count, int timeout_ms, uint64_t
 int dc_resize_fd(dc_disk *disk);
 /** Ask the disk to change size (layers that support it, e.g. mem:). */
 int dc_resize(dc_disk *disk, uint64_t new_sector_count);
+
+/* --- Allocation map (ABI 1.1) ------------------------------------------ */
+
+/** Extent flags; the same bits as NBD's base:allocation context. */
+#define DC_EXTENT_HOLE (1u << 0) /**< no storage is allocated behind it */
+#define DC_EXTENT_ZERO (1u << 1) /**< it reads as zeroes */
+/** dc_extent.layer when no layer of the chain holds the extent. */
+#define DC_EXTENT_NO_LAYER UINT32_MAX
+
+/** One run of bytes with the same allocation status and origin. */
+struct dc_extent {
+	uint64_t offset; /**< bytes from the start of the disk */
+	uint64_t length; /**< bytes */
+	uint32_t flags;  /**< DC_EXTENT_*; 0: data */
+	/** Which layer of the chain's layered disk holds it, 0 the top
+	 *  (dc_describe() names them: "layer0", ...); DC_EXTENT_NO_LAYER when
+	 *  no layer does (it reads as zero); 0 for a chain without layers. */
+	uint32_t layer;
+	uint64_t reserved; /**< zero */
+};
+
+typedef int (*dc_extent_fn)(void *arg, const struct dc_extent *e);
+/**
+ * Map the allocation of bytes [offset, offset + length) (clipped to the
+ * disk's size): call fn for each extent in order, adjacent extents with the
+ * same flags and layer merged; the first and last are clipped to the range.
+ * A plugin that cannot tell reports data, so a copy that skips only holes
+ * and zeroes is always safe (docs/abi.md, "Allocation map"). Runs on the
+ * calling thread, alongside I/O on the disk's queues; it may block on
+ * metadata reads. Returns 0, what fn returned if not 0, or -errno.
+ */
+int dc_map(dc_disk *disk, uint64_t offset, uint64_t length, dc_extent_fn fn, void *arg);
 
 /* --- Plugins and specs -------------------------------------------------- */
 

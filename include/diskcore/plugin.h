@@ -70,7 +70,7 @@ extern "C" {
 /* The plugin ABI version. Major: soname of libdiskcore (libdiskcore.so.1);
  * minor: the symbol-version node (DISKCORE_1.0, ...). See docs/abi.md. */
 #define DC_ABI_MAJOR 1
-#define DC_ABI_MINOR 0
+#define DC_ABI_MINOR 1
 
 /** The one symbol a plugin exports. Plugins of the pre-release ABI exported
  *  "diskcore_plugin_init"; the core names them and refuses them. */
@@ -357,6 +357,21 @@ struct dc_plugin {
 	 */
 	int (*queue_poll)(void *inst, void *qctx, int wake_fd, int timeout_ms);
 
+	/**
+	 * ABI 1.1. Allocation, for dc_map(): describe the run of this node's
+	 * sectors that starts at `sector` (count >= 1 sectors at most, inside
+	 * the live size): set *run to its length (1..count) and return its
+	 * flags: 0 for data, DC_EXTENT_ZERO (reads as zeroes), DC_EXTENT_HOLE
+	 * (no storage behind it), and for a layer DC_EXTENT_ABSENT (the layer
+	 * does not hold it; it reads from the layers below); or -errno after
+	 * dc_error(). Runs on dc_map()'s thread, concurrently with I/O.
+	 * NULL: everything is data held here -- also for a decorator, whose
+	 * data may not be its child's (crypt); one that passes data through
+	 * unchanged sets dc_extents_passthrough.
+	 */
+	int (*extents)(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+		       uint64_t *run);
+
 	/* Appending a field: add it here, bump DC_ABI_MINOR, and make zero mean
 	 * "not provided" (an older plugin's descriptor is zero-filled past its
 	 * struct_size). docs/abi.md. */
@@ -410,6 +425,17 @@ uint64_t dc_node_sector_count(struct dc_node *node);
 void dc_node_notify_resize(struct dc_node *node);
 /** Blocking I/O on a child from a control path (open, flush in close). */
 int dc_node_execute(struct dc_node *node, const struct dc_io *io);
+
+/** extents() of a layer: the run is not in this layer (ABI 1.1). */
+#define DC_EXTENT_ABSENT (1u << 8)
+/** The allocation of a node's sectors, as its extents() would report it
+ *  (recursing through its children): for a plugin that reports its child's
+ *  allocation changed (crypt drops DC_EXTENT_ZERO). ABI 1.1. */
+int dc_node_extents(struct dc_node *node, uint64_t sector, uint64_t count, uint64_t *run);
+/** An extents() for decorators whose data is child 0's, sector for sector
+ *  (delay, fault, prwrap). ABI 1.1. */
+int dc_extents_passthrough(void *inst, struct dc_node *node, uint64_t sector,
+			   uint64_t count, uint64_t *run);
 
 /** Finish a request. result is 0 or a DC_E_* / -errno value. Any thread: off
  *  the queue's thread the rest of the completion (the parent's done callback,

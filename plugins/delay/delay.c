@@ -160,4 +160,5 @@ DC_PLUGIN(delay_plugin) = {
 	.close = delay_close,
 	.submit = delay_submit,
 	.describe = delay_describe,
+	.extents = dc_extents_passthrough,
 };

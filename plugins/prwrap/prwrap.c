@@ -222,4 +222,5 @@ DC_PLUGIN(prwrap_plugin) = {
 	.close = prwrap_close,
 	.submit = prwrap_submit,
 	.describe = prwrap_describe,
+	.extents = dc_extents_passthrough,
 };

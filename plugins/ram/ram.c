@@ -706,6 +706,57 @@ static int ram_resize(void *inst, uint64_t n)
 	return 0;
 }
 
+/* Present sectors are data; the rest is absent (read from below), except at
+ * or past zero_after, where the layer holds zeroes. Chunks under an index
+ * block never made are skipped a block at a time. */
+static int ram_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+		       uint64_t *run)
+{
+	struct ram *r = inst;
+	uint64_t spc = UINT64_C(1) << r->spc_shift, s = sector, end = sector + count;
+	uint64_t za = atomic_load_explicit(&r->zero_after, memory_order_relaxed);
+	int present = -1;
+
+	(void)node;
+	while (s < end) {
+		uint64_t ci = s >> r->spc_shift, base = ci << r->spc_shift;
+		unsigned first = (unsigned)(s - base);
+		unsigned last = end - base < spc ? (unsigned)(end - base) : (unsigned)spc;
+		struct ram_slot *sl = ram_slot(r, ci);
+		uint64_t w[RAM_PWORDS] = { 0 };
+		unsigned q;
+
+		if (!sl && present != 1) {
+			uint64_t next = ((ci >> RAM_L2_SHIFT) + 1) << RAM_L2_SHIFT
+							       << r->spc_shift;
+
+			present = 0;
+			s = next < end ? next : end;
+			continue;
+		}
+		if (sl && atomic_load_explicit(&sl->data, memory_order_acquire))
+			for (unsigned k = 0; k < RAM_PWORDS; k++)
+				w[k] = atomic_load_explicit(&sl->present[k],
+							    memory_order_acquire);
+		if (present < 0)
+			present = bitmap_test(w, first);
+		q = ram_find(w, first, last, !present);
+		s = base + q;
+		if (q < last)
+			break;
+	}
+	if (present) {
+		*run = s - sector;
+		return 0;
+	}
+	if (sector >= za) {
+		*run = s - sector;
+		return DC_EXTENT_HOLE | DC_EXTENT_ZERO;
+	}
+	*run = (s < za ? s : za) - sector;
+	return DC_EXTENT_ABSENT;
+}
+
 static void ram_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct ram *r = inst;
@@ -734,4 +785,5 @@ DC_PLUGIN(ram_plugin) = {
 	.attach = ram_attach,
 	.describe = ram_describe,
 	.resize = ram_resize,
+	.extents = ram_extents,
 };
