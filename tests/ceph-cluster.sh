@@ -51,8 +51,8 @@ stop() {
 # A free TCP port on 127.0.0.1 for the monitor: one nobody listens on (ports
 # the OSD binds come from its own range, 6800-7300, where it skips used ones).
 free_port() {
-	local p i
-	for i in $(seq 1 100); do
+	local p
+	for _ in $(seq 1 100); do
 		p=$((20000 + RANDOM % 30000))
 		grep -qi ":$(printf %04X "$p") " /proc/net/tcp /proc/net/tcp6 2>/dev/null ||
 			{ echo "$p"; return 0; }
