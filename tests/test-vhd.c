@@ -201,6 +201,22 @@ START_TEST(vhd_concurrent_allocation)
 }
 END_TEST
 
+/* One dynamic VHD opened twice in this process (OpenVMM's IDE disk): both
+ * handles write at once, and qemu-img reads the result (vt_two_opens()). */
+START_TEST(vhd_two_opens)
+{
+	char *path = h_tmppath(".vhd");
+	char *spec = h_fmt("vhd:%s", path);
+
+	if (!h_have_program("qemu-img"))
+		h_skip("qemu-img is not installed");
+	vt_create("vhd", path, "create=4M;block=16K");
+	vt_two_opens(spec, path, "vpc", 40, 5);
+	free(spec);
+	free(path);
+}
+END_TEST
+
 /* A fixed VHD opens through the vhd plugin too, and file:X.vhd picks the vhd
  * plugin for every type. */
 START_TEST(vhd_fixed_and_file_dispatch)
@@ -943,6 +959,7 @@ int main(void)
 	tcase_add_test(tc, vhd_create_dynamic);
 	tcase_add_test(tc, vhd_dynamic_read_write);
 	tcase_add_test(tc, vhd_concurrent_allocation);
+	tcase_add_test(tc, vhd_two_opens);
 	tcase_add_test(tc, vhd_fixed_and_file_dispatch);
 	tcase_add_test(tc, vhd_file_create_is_fixed);
 	tcase_add_test(tc, vhd_diff_basic);

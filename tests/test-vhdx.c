@@ -338,6 +338,22 @@ START_TEST(vhdx_read_write_4096)
 }
 END_TEST
 
+/* One dynamic VHDX opened twice in this process (OpenVMM's IDE disk): both
+ * handles write at once, and qemu-img checks and reads the result. */
+START_TEST(vhdx_two_opens)
+{
+	char *path = h_tmppath(".vhdx");
+	char *spec = h_fmt("vhdx:%s", path);
+
+	if (!h_have_program("qemu-img"))
+		h_skip("qemu-img is not installed");
+	vt_create("vhdx", path, "create=16M;block=1M");
+	vt_two_opens(spec, path, "vhdx", 200, 25);
+	free(spec);
+	free(path);
+}
+END_TEST
+
 /* Eight threads allocate the same blocks at once. */
 START_TEST(vhdx_concurrent_allocation)
 {
@@ -1297,6 +1313,7 @@ int main(void)
 	tcase_add_test(tc, vhdx_read_write_512);
 	tcase_add_test(tc, vhdx_read_write_4096);
 	tcase_add_test(tc, vhdx_concurrent_allocation);
+	tcase_add_test(tc, vhdx_two_opens);
 	tcase_add_test(tc, vhdx_fixed);
 	tcase_add_test(tc, vhdx_file_dispatch);
 	tcase_add_test(tc, vhdx_create_errors);

@@ -4,11 +4,13 @@
 
 #include <diskcore/plugin.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void vt_create(const char *form, const char *path, const char *fmt, ...)
 {
@@ -112,6 +114,89 @@ void vt_concurrent_writes(const char *spec, uint64_t stride, uint64_t count, boo
 			ck_assert_int_lt(h_check(buf, len, sector), 0);
 		}
 	dc_close(d);
+	free(buf);
+}
+
+/* Another process opening spec writable is refused by the image's flock. */
+static void vt_other_process_refused(const char *spec)
+{
+	const char *root = getenv("DISKCORE_BUILD_ROOT");
+	char *out = h_tmppath(".out");
+
+	ck_assert_ptr_nonnull(root);
+	ck_assert_int_eq(h_sh("! %s/tools/diskctl info --rw '%s' >%s 2>&1 && "
+			      "grep -q 'in use' %s; rc=$?; cat %s; exit $rc",
+			      root, spec, out, out, out),
+			 0);
+	unlink(out);
+	free(out);
+}
+
+/* qemu-img reads the image as a fresh open of spec does, byte for byte. */
+static void vt_qemu_same(const char *spec, const char *path, const char *qemu_fmt)
+{
+	char *raw = h_tmppath(".raw");
+	dc_disk *d = h_open(spec, DC_OPEN_READ_ONLY);
+	uint64_t len = dc_sector_count(d) * 512;
+	uint8_t *buf = h_alloc(len), *q;
+	size_t qlen;
+
+	if (!strcmp(qemu_fmt, "vhdx"))
+		ck_assert_int_eq(h_sh("qemu-img check -q -f vhdx '%s'", path), 0);
+	ck_assert_int_eq(
+		h_sh("qemu-img convert -f %s -O raw '%s' '%s'", qemu_fmt, path, raw), 0);
+	ck_assert_int_eq(dc_read(d, 0, buf, len), 0);
+	q = h_read_file(raw, &qlen);
+	ck_assert_uint_eq(qlen, len);
+	ck_assert_msg(memcmp(q, buf, len) == 0, "qemu-img reads other bytes");
+	dc_close(d);
+	unlink(raw);
+	free(q);
+	free(buf);
+	free(raw);
+}
+
+void vt_two_opens(const char *spec, const char *path, const char *qemu_fmt,
+		  uint64_t stride, uint64_t count)
+{
+	size_t len = (size_t)count * 512;
+	uint8_t *buf = h_alloc(len);
+	dc_disk *d[2] = { h_open(spec, 0), h_open(spec, 0) }, *r;
+	struct vt_writer t[8];
+	pthread_t th[8];
+
+	for (int i = 0; i < 8; i++) {
+		t[i] = (struct vt_writer){ d[i % 2], stride, count, i % 4 == 3, i };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, vt_writer, &t[i]), 0);
+	}
+	r = h_open(spec, DC_OPEN_READ_ONLY);
+	vt_other_process_refused(spec);
+	for (int i = 0; i < 8; i++) {
+		void *ret;
+
+		pthread_join(th[i], &ret);
+		ck_assert_ptr_null(ret);
+	}
+	/* Every write is visible through the read-only open too. */
+	for (int i = 0; i < 64; i++)
+		for (int id = 0; id < 8; id++) {
+			uint64_t sector = (uint64_t)i * stride + (uint64_t)id * count;
+
+			ck_assert_int_eq(dc_read(r, sector, buf, len), 0);
+			ck_assert_int_lt(h_check(buf, len, sector), 0);
+		}
+	ck_assert_int_eq(dc_write(r, 0, buf, 512, 0), DC_E_READ_ONLY);
+	/* The first close leaves the second handle working. */
+	dc_close(d[0]);
+	vt_write(d[1], 64 * stride, count, 64 * stride);
+	dc_close(d[1]);
+	dc_close(r);
+	vt_qemu_same(spec, path, qemu_fmt);
+	r = h_open(spec, DC_OPEN_READ_ONLY);
+	ck_assert_int_eq(dc_read(r, 64 * stride, buf, len), 0);
+	ck_assert_int_lt(h_check(buf, len, 64 * stride), 0);
+	h_open_fails(0, -EBUSY, "open read-only in this process", "%s", spec);
+	dc_close(r);
 	free(buf);
 }
 

@@ -29,6 +29,16 @@ void vt_put(dc_disk *d, uint8_t *model, uint64_t sector, uint64_t count, uint64_
 void vt_concurrent_writes(const char *spec, uint64_t stride, uint64_t count, bool flush,
 			  uint32_t open_flags);
 
+/* One image, two opens in this process (docs/spec-strings.md, "One image, two
+ * opens"): spec (an existing image at path, that qemu-img reads as qemu_fmt)
+ * opened writable twice, eight threads writing through both handles at once
+ * as vt_concurrent_writes() lays them out; meanwhile a read-only open here
+ * shares the instance and another process is refused. After both close,
+ * qemu-img (check for vhdx, convert for both) reads the same bytes as a
+ * fresh open. Then a writable open after a read-only one is refused. */
+void vt_two_opens(const char *spec, const char *path, const char *qemu_fmt,
+		  uint64_t stride, uint64_t count);
+
 /* The describe() output of a disk's chain: "plugin=NAME\n" for each element,
  * then its "key=value\n" lines. Free with free(). */
 char *vt_describe(dc_disk *d);

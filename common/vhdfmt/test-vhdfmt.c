@@ -2,7 +2,8 @@
 /* vhdfmt: every on-disk layout against its struct, the VHD footer and dynamic
  * header and the VHDX header at their specified byte offsets, checksums and
  * the checks in their order, CHS geometry, and the file helpers (full-length
- * I/O, zeroing, GUIDs, the lock). */
+ * I/O, zeroing, GUIDs, the lock, the table of shared opens). */
+#include "vhdfmt/share.h"
 #include "vhdfmt/vhd_format.h"
 #include "vhdfmt/vhdx_format.h"
 
@@ -268,11 +269,57 @@ START_TEST(relpaths)
 }
 END_TEST
 
+/* The share table: a second open of one file finds the first (and takes a
+ * reference), a writable one after a read-only one is refused, the last put
+ * says so, and a file not in the table is locked against other opens. */
+START_TEST(share_table)
+{
+	char path[] = "/tmp/vhdfmt-share-XXXXXX";
+	int fd = mkstemp(path), fd2 = open(path, O_RDWR), fd3 = open(path, O_RDWR);
+	struct vhdfmt_share a = { 0 }, ro = { 0 }, *found;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(fd2, 0);
+	ck_assert_int_ge(fd3, 0);
+	vhdfmt_share_lock();
+	ck_assert_int_eq(vhdfmt_share_claim(fd, path, false, &found), 0);
+	ck_assert_ptr_null(found);
+	ck_assert_int_eq(vhdfmt_share_add(&a, fd, false), 0);
+	ck_assert_int_eq(vhdfmt_share_claim(fd2, path, false, &found), 0);
+	ck_assert_ptr_eq(found, &a);
+	ck_assert_int_eq(vhdfmt_share_claim(fd2, path, true, &found), 0);
+	ck_assert_ptr_eq(found, &a);
+	ck_assert_uint_eq(a.refs, 3);
+	vhdfmt_share_unlock();
+	ck_assert(!vhdfmt_share_put(&a));
+	ck_assert(!vhdfmt_share_put(&a));
+	ck_assert(vhdfmt_share_put(&a));
+	/* Out of the table: the flock of fd (still open) refuses fd2. */
+	vhdfmt_share_lock();
+	ck_assert_int_eq(vhdfmt_share_claim(fd2, path, true, &found), -EWOULDBLOCK);
+	vhdfmt_share_unlock();
+	close(fd);
+	vhdfmt_share_lock();
+	ck_assert_int_eq(vhdfmt_share_claim(fd2, path, true, &found), 0);
+	ck_assert_ptr_null(found);
+	ck_assert_int_eq(vhdfmt_share_add(&ro, fd2, true), 0);
+	ck_assert_int_eq(vhdfmt_share_claim(fd3, path, false, &found), -EBUSY);
+	vhdfmt_share_unlock();
+	ck_assert(vhdfmt_share_put(&ro));
+	/* Never added: the put is the last. */
+	ck_assert(vhdfmt_share_put(&(struct vhdfmt_share){ 0 }));
+	close(fd2);
+	close(fd3);
+	unlink(path);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *const tests[] = {
-		layouts,      vhd_footer,   vhd_dyn_header, vhd_geometry, vhdx_header,
-		vhdx_records, file_helpers, guids,	    relpaths,	  NULL,
+		layouts,     vhd_footer,   vhd_dyn_header, vhd_geometry,
+		vhdx_header, vhdx_records, file_helpers,   guids,
+		relpaths,    share_table,  NULL,
 	};
 
 	return common_check_run("vhdfmt", tests);

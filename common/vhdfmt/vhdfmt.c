@@ -3,6 +3,8 @@
  * existing images (see vhdfmt.h). */
 #include "vhdfmt.h"
 
+#include "share.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -365,10 +367,12 @@ int vhdfmt_check_existing(const char *path, uint64_t want_size, uint64_t size,
 }
 
 int vhdfmt_open(const struct dc_open_args *a, const char *path, bool want,
-		const char *parent, vhdfmt_parent_fn parent_of, bool *created)
+		const char *parent, vhdfmt_parent_fn parent_of, bool *created,
+		struct vhdfmt_share **found)
 {
 	int fd, ret;
 
+	*found = NULL;
 	if (want && dc_opt_flag(a, "overwrite")) {
 		ret = vhdfmt_overwrite_guard(path, parent, parent_of);
 		if (ret)
@@ -377,8 +381,8 @@ int vhdfmt_open(const struct dc_open_args *a, const char *path, bool want,
 	fd = dc_create_open(a, path, O_NONBLOCK | (want ? O_CREAT : 0), created);
 	if (fd < 0)
 		return fd;
-	ret = vhdfmt_lock(fd, path, a->read_only);
-	if (ret) {
+	ret = vhdfmt_share_claim(fd, path, a->read_only, found);
+	if (ret || *found) {
 		close(fd);
 		return ret;
 	}

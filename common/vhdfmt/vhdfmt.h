@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct vhdfmt_share;
+
 /* The deepest parent chain accepted: the core's layer limit. */
 #define VHDFMT_MAX_CHAIN 64
 
@@ -102,10 +104,13 @@ int vhdfmt_check_existing(const char *path, uint64_t want_size, uint64_t size,
 /* The start of vhd's and vhdx's open, in this order: with create= or parent=
  * (want) and ;overwrite, refuse to empty an image the chain above parent runs
  * through; open the file, creating it when wanted (dc_create_open(); *created
- * says whether it did); lock it. O_NONBLOCK: a FIFO must not hang the open
- * before the image is parsed and refused (regular files ignore the flag).
- * Returns the fd, or -errno after a message. */
+ * says whether it did); then, the share table held (share.h), either find the
+ * instance this process has open for it (*found, the fd closed, and 0
+ * returned) or lock it. O_NONBLOCK: a FIFO must not hang the open before the
+ * image is parsed and refused (regular files ignore the flag).
+ * Returns the fd, 0 with *found, or -errno after a message. */
 int vhdfmt_open(const struct dc_open_args *a, const char *path, bool want,
-		const char *parent, vhdfmt_parent_fn parent_of, bool *created);
+		const char *parent, vhdfmt_parent_fn parent_of, bool *created,
+		struct vhdfmt_share **found);
 
 #endif

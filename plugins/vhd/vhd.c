@@ -14,10 +14,8 @@
 
 /* --- Open, attach, close ---------------------------------------------------------- */
 
-static void vhd_close(void *inst)
+static void vhd_free(struct vhd_img *v)
 {
-	struct vhd_img *v = inst;
-
 	if (v->fd >= 0) {
 		if (!v->read_only && !v->fixed)
 			vhd_trim(v);
@@ -38,6 +36,15 @@ static void vhd_close(void *inst)
 	free(v->dir);
 	free(v->path);
 	free(v);
+}
+
+/* The last close of an image this process has open (share.h) closes it. */
+static void vhd_close(void *inst)
+{
+	struct vhd_img *v = inst;
+
+	if (vhdfmt_share_put(&v->share))
+		vhd_free(v);
 }
 
 /* A writable open puts back a damaged footer or footer copy. */
@@ -118,8 +125,11 @@ static void vhd_fill_info(struct vhd_img *v, struct dc_info *info)
 	v->info = *info;
 }
 
-static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
+/* vhd_open() with the share table held. */
+static int vhd_open_locked(const struct dc_open_args *a, void **inst,
+			   struct dc_info *info)
 {
+	struct vhdfmt_share *found;
 	struct vhd_create c;
 	struct vhd_img *v;
 	bool want, created;
@@ -141,7 +151,17 @@ static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	ret = vhd_create_opts(a, v->path, &c, &want);
 	if (ret)
 		goto fail;
-	v->fd = vhdfmt_open(a, v->path, want, c.parent, vhd_parent_of, &created);
+	v->fd = vhdfmt_open(a, v->path, want, c.parent, vhd_parent_of, &created, &found);
+	if (found) {
+		struct vhd_img *o = VHDFMT_SHARE_OF(found, struct vhd_img);
+		int err = want ? vhd_check_existing(o, &c) : 0;
+
+		vhd_free(v);
+		err = vhdfmt_share_join(found, err, &o->info, a->read_only, info);
+		if (err == 0)
+			*inst = o;
+		return err;
+	}
 	if (v->fd < 0) {
 		ret = v->fd;
 		goto fail;
@@ -158,26 +178,35 @@ static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 		ret = vhd_load(v);
 	if (ret == 0 && want && !created)
 		ret = vhd_check_existing(v, &c);
+	if (ret == 0)
+		ret = vhdfmt_share_add(&v->share, v->fd, v->read_only);
 	if (ret)
 		goto fail;
 	vhd_fill_info(v, info);
 	*inst = v;
 	return 0;
 fail:
-	vhd_close(v);
+	vhd_free(v);
 	return ret;
 }
 
+static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
+{
+	return vhdfmt_share_open(vhd_open_locked, a, inst, info);
+}
+
+/* Every open of a shared instance asks; the parent is resolved once. */
 static int vhd_lower_spec(void *inst, char *buf, size_t len)
 {
 	struct vhd_img *v = inst;
-	int ret;
+	int ret = 0;
 
 	if (!v->diff)
 		return 0;
-	free(v->parent_path);
-	v->parent_path = NULL;
-	ret = vhd_find_parent(v->fd, &v->m, v->path, v->dir, &v->parent_path);
+	pthread_mutex_lock(&v->lock);
+	if (!v->parent_path)
+		ret = vhd_find_parent(v->fd, &v->m, v->path, v->dir, &v->parent_path);
+	pthread_mutex_unlock(&v->lock);
 	if (ret)
 		return ret;
 	return vhdfmt_lower_spec("vhd", v->path, v->fd, v->parent_path, vhd_parent_of,
@@ -187,9 +216,11 @@ static int vhd_lower_spec(void *inst, char *buf, size_t len)
 static int vhd_attach(void *inst, const struct dc_info *lower, struct dc_info *info)
 {
 	struct vhd_img *v = inst;
+	uint32_t ro = info->flags & DC_INFO_READ_ONLY; /* this open's, when shared */
 	char want[37], got[37];
 
 	*info = v->info;
+	info->flags |= ro;
 	if (!v->diff)
 		return 0;
 	if (!lower) {

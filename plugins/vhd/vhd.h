@@ -45,6 +45,7 @@
 #ifndef DISKCORE_PLUGIN_VHD_H
 #define DISKCORE_PLUGIN_VHD_H
 
+#include "vhdfmt/share.h"
 #include "vhdfmt/vhd_format.h"
 
 #include <pthread.h>
@@ -83,6 +84,7 @@ struct vhd_meta {
 };
 
 struct vhd_img {
+	struct vhdfmt_share share; /* this process's opens of the image */
 	int fd;
 	char *path;
 	char *dir; /* directory of the image, absolute */

@@ -10,6 +10,7 @@
  * reported as respected; the image is locked (flock) as vhd: locks it; create=
  * never replaces an existing file (dc_create_open()). Unmap is a no-op
  * ("ignored"), as upstream. */
+#include "vhdfmt/share.h"
 #include "vhdfmt/vhd_format.h"
 
 #include <errno.h>
@@ -22,12 +23,14 @@
 #include <unistd.h>
 
 struct vhd1_disk {
+	struct vhdfmt_share share; /* this process's opens of the image (share.h) */
 	int fd;
 	char *path;
 	uint64_t size; /* disk bytes: the footer's current size */
 	uint8_t uid[16];
 	bool read_only;
 	bool created;
+	struct dc_info info; /* the first open's; a second one shares it */
 };
 
 /* Byte range of [sector, sector + count) when it lies inside the disk. */
@@ -151,18 +154,57 @@ static int vhd1_validate(struct vhd1_disk *v, uint64_t file_len)
 	return 0;
 }
 
-static void vhd1_close(void *inst)
+static void vhd1_free(struct vhd1_disk *v)
 {
-	struct vhd1_disk *v = inst;
-
 	if (v->fd >= 0)
 		close(v->fd);
 	free(v->path);
 	free(v);
 }
 
-static int vhd1_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
+/* The last close of an image this process has open closes it. */
+static void vhd1_close(void *inst)
 {
+	struct vhd1_disk *v = inst;
+
+	if (vhdfmt_share_put(&v->share))
+		vhd1_free(v);
+}
+
+static void vhd1_fill_info(struct vhd1_disk *v, struct dc_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->sector_count = v->size / VHD_SECTOR;
+	info->sector_size = VHD_SECTOR;
+	info->physical_sector_size = VHD_SECTOR;
+	info->optimal_unmap_sectors = 1;
+	info->unmap_behavior = DC_UNMAP_IGNORED;
+	info->flags = DC_INFO_HAS_DISK_ID |
+		      (v->read_only ? DC_INFO_READ_ONLY : DC_INFO_FUA_RESPECTED);
+	memcpy(info->disk_id, v->uid, sizeof(info->disk_id));
+	snprintf(info->disk_type, sizeof(info->disk_type), "vhd1");
+	v->info = *info;
+}
+
+/* create=SIZE, if given: a non-zero multiple of 512. */
+static int vhd1_create_opt(const struct dc_open_args *a, uint64_t *size, bool *want)
+{
+	*want = dc_opt_num(a, "create", size);
+	if (*want && (*size == 0 || *size % VHD_SECTOR ||
+		      *size > (uint64_t)INT64_MAX - VHD_SECTOR)) {
+		dc_error("%s: create=%llu: expected a size that is a non-zero multiple "
+			 "of 512 bytes",
+			 a->fields[0], (unsigned long long)*size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* vhd1_open() with the share table held. */
+static int vhd1_open_locked(const struct dc_open_args *a, void **inst,
+			    struct dc_info *info)
+{
+	struct vhdfmt_share *found;
 	struct vhd1_disk *v;
 	uint64_t create_size = 0;
 	bool want, created;
@@ -173,14 +215,9 @@ static int vhd1_open(const struct dc_open_args *a, void **inst, struct dc_info *
 		dc_error("missing path (expected vhd1:PATH)");
 		return -EINVAL;
 	}
-	want = dc_opt_num(a, "create", &create_size);
-	if (want && (create_size == 0 || create_size % VHD_SECTOR ||
-		     create_size > (uint64_t)INT64_MAX - VHD_SECTOR)) {
-		dc_error("%s: create=%llu: expected a size that is a non-zero multiple "
-			 "of 512 bytes",
-			 a->fields[0], (unsigned long long)create_size);
-		return -EINVAL;
-	}
+	ret = vhd1_create_opt(a, &create_size, &want);
+	if (ret)
+		return ret;
 	v = calloc(1, sizeof(*v));
 	if (!v || !(v->path = strdup(a->fields[0]))) {
 		free(v);
@@ -194,8 +231,21 @@ static int vhd1_open(const struct dc_open_args *a, void **inst, struct dc_info *
 		goto fail;
 	}
 	/* vhd:'s lock: a fixed VHD opens through vhd1: or vhd:, and two writers
-	 * must exclude each other whichever plugin each uses. */
-	ret = vhdfmt_lock(v->fd, v->path, v->read_only);
+	 * must exclude each other whichever plugin each uses; an image this
+	 * plugin has open already is that instance. */
+	ret = vhdfmt_share_claim(v->fd, v->path, v->read_only, &found);
+	if (ret == 0 && found) {
+		struct vhd1_disk *o = VHDFMT_SHARE_OF(found, struct vhd1_disk);
+
+		vhd1_free(v);
+		ret = want ? vhdfmt_check_existing(o->path, create_size, o->size, NULL,
+						   NULL) :
+			     0;
+		ret = vhdfmt_share_join(found, ret, &o->info, a->read_only, info);
+		if (ret == 0)
+			*inst = o;
+		return ret;
+	}
 	if (ret == 0 && created) {
 		ret = vhd1_create(v, create_size);
 		if (ret)
@@ -216,24 +266,21 @@ static int vhd1_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	ret = vhd1_validate(v, (uint64_t)st.st_size);
 	if (ret == 0 && want && !created)
 		ret = vhdfmt_check_existing(v->path, create_size, v->size, NULL, NULL);
+	if (ret == 0)
+		ret = vhdfmt_share_add(&v->share, v->fd, v->read_only);
 	if (ret)
 		goto fail;
-
-	memset(info, 0, sizeof(*info));
-	info->sector_count = v->size / VHD_SECTOR;
-	info->sector_size = VHD_SECTOR;
-	info->physical_sector_size = VHD_SECTOR;
-	info->optimal_unmap_sectors = 1;
-	info->unmap_behavior = DC_UNMAP_IGNORED;
-	info->flags = DC_INFO_HAS_DISK_ID |
-		      (v->read_only ? DC_INFO_READ_ONLY : DC_INFO_FUA_RESPECTED);
-	memcpy(info->disk_id, v->uid, sizeof(info->disk_id));
-	snprintf(info->disk_type, sizeof(info->disk_type), "vhd1");
+	vhd1_fill_info(v, info);
 	*inst = v;
 	return 0;
 fail:
-	vhd1_close(v);
+	vhd1_free(v);
 	return ret;
+}
+
+static int vhd1_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
+{
+	return vhdfmt_share_open(vhd1_open_locked, a, inst, info);
 }
 
 static void vhd1_describe(void *inst, dc_kv_fn kv, void *arg)

@@ -582,10 +582,13 @@ static int vhdx_io(void *inst, struct dc_req *req)
 
 /* --- Open, attach, close --------------------------------------------------------------- */
 
+/* The last close of an image this process has open (share.h) closes it. */
 static void vhdx_close(void *inst)
 {
 	struct vhdx *v = inst;
 
+	if (!vhdfmt_share_put(&v->share))
+		return;
 	if (v->fd >= 0 && !v->ro && v->session) {
 		pthread_mutex_lock(&v->lock);
 		/* A failed commit leaves LogGuid set: the next open replays. */
@@ -596,8 +599,31 @@ static void vhdx_close(void *inst)
 	vhdx_free(v);
 }
 
-static int vhdx_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
+static void vhdx_fill_info(struct vhdx *v, struct dc_info *info)
 {
+	memset(info, 0, sizeof(*info));
+	info->sector_count = v->disk_size >> v->ss_shift;
+	info->sector_size = v->lss;
+	info->physical_sector_size = v->pss < v->lss ? v->lss : v->pss;
+	if (v->leave_alloc && !v->diff) {
+		info->optimal_unmap_sectors = 1;
+		info->unmap_behavior = DC_UNMAP_IGNORED;
+	} else {
+		info->optimal_unmap_sectors = v->spb;
+		info->unmap_behavior = DC_UNMAP_ZEROES;
+	}
+	info->flags = DC_INFO_HAS_DISK_ID | DC_INFO_FUA_RESPECTED |
+		      (v->ro ? DC_INFO_READ_ONLY : 0);
+	memcpy(info->disk_id, v->page83, 16);
+	snprintf(info->disk_type, sizeof(info->disk_type), "vhdx");
+	v->info = *info;
+}
+
+/* vhdx_open() with the share table held. */
+static int vhdx_open_locked(const struct dc_open_args *a, void **inst,
+			    struct dc_info *info)
+{
+	struct vhdfmt_share *found;
 	struct vhdx_create c;
 	struct vhdx *v;
 	bool want, created;
@@ -615,7 +641,17 @@ static int vhdx_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	ret = vhdx_create_opts(a, v->path, &c, &want);
 	if (ret)
 		goto fail;
-	v->fd = vhdfmt_open(a, v->path, want, c.parent, vhdx_parent_of, &created);
+	v->fd = vhdfmt_open(a, v->path, want, c.parent, vhdx_parent_of, &created, &found);
+	if (found) {
+		struct vhdx *o = VHDFMT_SHARE_OF(found, struct vhdx);
+		int err = want ? vhdx_check_existing(o, &c) : 0;
+
+		vhdx_free(v);
+		err = vhdfmt_share_join(found, err, &o->info, a->read_only, info);
+		if (err == 0)
+			*inst = o;
+		return err;
+	}
 	if (v->fd < 0) {
 		ret = v->fd;
 		goto fail;
@@ -645,24 +681,11 @@ static int vhdx_open(const struct dc_open_args *a, void **inst, struct dc_info *
 		ret = vhdx_load_bat(v);
 	if (ret == 0 && want && !created)
 		ret = vhdx_check_existing(v, &c);
+	if (ret == 0)
+		ret = vhdfmt_share_add(&v->share, v->fd, v->ro);
 	if (ret)
 		goto fail;
-	memset(info, 0, sizeof(*info));
-	info->sector_count = v->disk_size >> v->ss_shift;
-	info->sector_size = v->lss;
-	info->physical_sector_size = v->pss < v->lss ? v->lss : v->pss;
-	if (v->leave_alloc && !v->diff) {
-		info->optimal_unmap_sectors = 1;
-		info->unmap_behavior = DC_UNMAP_IGNORED;
-	} else {
-		info->optimal_unmap_sectors = v->spb;
-		info->unmap_behavior = DC_UNMAP_ZEROES;
-	}
-	info->flags = DC_INFO_HAS_DISK_ID | DC_INFO_FUA_RESPECTED |
-		      (v->ro ? DC_INFO_READ_ONLY : 0);
-	memcpy(info->disk_id, v->page83, 16);
-	snprintf(info->disk_type, sizeof(info->disk_type), "vhdx");
-	v->info = *info;
+	vhdx_fill_info(v, info);
 	*inst = v;
 	return 0;
 fail:
@@ -670,19 +693,27 @@ fail:
 	return ret;
 }
 
+static int vhdx_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
+{
+	return vhdfmt_share_open(vhdx_open_locked, a, inst, info);
+}
+
 static int vhdx_lower_spec(void *inst, char *buf, size_t len)
 {
 	struct vhdx *v = inst;
-	int ret;
+	int ret = 0;
 
 	if (!v->diff)
 		return 0;
-	free(v->parent_path);
-	v->parent_path = NULL;
-	ret = vhdx_resolve_parent(v, true, &v->parent_path, v->parent_page83);
+	/* Every open of a shared instance asks; the parent is resolved once. */
+	pthread_mutex_lock(&v->lock);
+	if (!v->parent_known)
+		ret = vhdx_resolve_parent(v, true, &v->parent_path, v->parent_page83);
+	if (ret == 0)
+		v->parent_known = true;
+	pthread_mutex_unlock(&v->lock);
 	if (ret)
 		return ret;
-	v->parent_known = true;
 	return vhdfmt_lower_spec("vhdx", v->path, v->fd, v->parent_path, vhdx_parent_of,
 				 buf, len);
 }
@@ -690,9 +721,11 @@ static int vhdx_lower_spec(void *inst, char *buf, size_t len)
 static int vhdx_attach(void *inst, const struct dc_info *lower, struct dc_info *info)
 {
 	struct vhdx *v = inst;
+	uint32_t ro = info->flags & DC_INFO_READ_ONLY; /* this open's, when shared */
 	char want[39], got[39];
 
 	*info = v->info;
+	info->flags |= ro;
 	if (!v->diff)
 		return 0;
 	if (!lower || !v->parent_known) {

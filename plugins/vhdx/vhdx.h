@@ -11,6 +11,7 @@
 #ifndef DISKCORE_VHDX_H
 #define DISKCORE_VHDX_H
 
+#include "vhdfmt/share.h"
 #include "vhdfmt/vhdfmt.h"
 #include "vhdfmt/vhdx_format.h"
 
@@ -64,6 +65,7 @@ struct vhdx_sbc {
 };
 
 struct vhdx {
+	struct vhdfmt_share share; /* this process's opens of the image */
 	int fd;
 	char *path;
 	char *dir; /* the image's directory, absolute */

@@ -12,6 +12,7 @@
 #include "../../common/utf16/utf16.c"
 #include "../../common/bitmap/bitmap.c"
 #include "../../common/vhdfmt/vhdfmt.c"
+#include "../../common/vhdfmt/share.c"
 #include "../../common/vhdfmt/vhd_format.c"
 
 #include <sys/mman.h>

@@ -4,6 +4,7 @@
 #include "../../plugins/vhd1/vhd1.c"
 #include "../../common/endian/layout.c"
 #include "../../common/vhdfmt/vhdfmt.c"
+#include "../../common/vhdfmt/share.c"
 #include "../../common/vhdfmt/vhd_format.c"
 
 #include <sys/mman.h>
