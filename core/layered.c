@@ -20,6 +20,7 @@
 #include <string.h>
 
 #define LAYERED_MAX_LAYERS 64
+#define LAYERED_DEFAULT_PARENTS 16
 #define LAYERED_INLINE_WORDS 16 /* bitmap kept in the request: 1024 sectors */
 #define LAYERED_SPEC_MAX 4096
 #define LAYERED_LAYER_FLAGS (DC_IO_NO_OVERWRITE | DC_IO_NEXT_IS_ZERO)
@@ -584,14 +585,36 @@ static uint32_t layered_merge_unmap(uint32_t acc, uint32_t layer, bool must_zero
 /* Collect the layers top to bottom, opening each with the resolver's
  * read-only rule (§4.2): a layer is read-only iff the disk is and it is not a
  * read cache; below any layer that is not write-through, everything is. */
+/* How many parents an image chain may name (an untrusted image picks them,
+ * docs/security.md): 16, or DISKCORE_MAX_PARENTS up to the layer limit. */
+static int layered_max_parents(unsigned *out)
+{
+	const char *v = secure_getenv("DISKCORE_MAX_PARENTS");
+	char *end;
+	unsigned long n;
+
+	*out = LAYERED_DEFAULT_PARENTS;
+	if (!v || !*v)
+		return 0;
+	n = strtoul(v, &end, 10);
+	if (*end || n == 0 || n >= LAYERED_MAX_LAYERS)
+		return dc_fail(-EINVAL, "DISKCORE_MAX_PARENTS=%s: expected 1 to %d", v,
+			       LAYERED_MAX_LAYERS - 1);
+	*out = (unsigned)n;
+	return 0;
+}
+
 static int layered_collect(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 			   struct layered_layer *cfg, unsigned *ncfg,
 			   struct dc_spec **owned, unsigned *nowned)
 {
 	struct dc_spec *cur = s;
 	bool ro = read_only;
-	int rc;
+	unsigned parents = 0, max_parents;
+	int rc = layered_max_parents(&max_parents);
 
+	if (rc < 0)
+		return rc;
 	while (cur) {
 		struct dc_node *node;
 		uint32_t flags;
@@ -650,6 +673,13 @@ static int layered_collect(struct dc_disk *disk, struct dc_spec *s, bool read_on
 			dc__error_pop_prefix();
 			if (rc < 0)
 				return rc;
+			if (rc == 1 && ++parents > max_parents)
+				return dc_fail(-ELOOP,
+					       "'%s' names more than %u parent images in a "
+					       "chain (is an image its own ancestor?); "
+					       "DISKCORE_MAX_PARENTS raises the limit, up to %d "
+					       "(docs/security.md)",
+					       s->text, max_parents, LAYERED_MAX_LAYERS - 1);
 			if (rc == 1) {
 				buf[sizeof(buf) - 1] = '\0';
 				rc = dc__spec_parse(buf, &ps);

@@ -459,7 +459,22 @@ START_TEST(test_lower_spec_chain)
 	ck_assert_int_eq(dc_read(d, 9, buf, 512), 0);
 	expect_sector(d, 9, 0, buf);
 	dc_close(d);
-	tl_open_fails("tchain:100", 0, -ELOOP, "more than 64 layers");
+	/* An image names its parent: at most 16 parents unless the host
+	 * raises the limit (docs/security.md). */
+	d = tl_open_ok("tchain:15", 0);
+	ck_assert_uint_eq(tl_describe_num(d, "layered", 0, "layers"), 17);
+	dc_close(d);
+	tl_open_fails("tchain:16", 0, -ELOOP, "more than 16 parent images");
+	tl_open_fails("tchain:100", 0, -ELOOP, "DISKCORE_MAX_PARENTS raises the limit");
+	setenv("DISKCORE_MAX_PARENTS", "40", 1);
+	d = tl_open_ok("tchain:39", 0);
+	dc_close(d);
+	tl_open_fails("tchain:40", 0, -ELOOP, "more than 40 parent images");
+	setenv("DISKCORE_MAX_PARENTS", "63", 1);
+	tl_open_fails("tchain:100", 0, -ELOOP, "more than 6");
+	setenv("DISKCORE_MAX_PARENTS", "64", 1);
+	tl_open_fails("tchain:1", 0, -EINVAL, "DISKCORE_MAX_PARENTS=64: expected 1 to 63");
+	unsetenv("DISKCORE_MAX_PARENTS");
 }
 END_TEST
 
