@@ -333,6 +333,54 @@ START_TEST(driven_queue)
 }
 END_TEST
 
+/* dc_map() collects extents here. */
+struct tr_map {
+	int n;
+	struct dc_extent e[8];
+};
+
+static int tr_map_cb(void *arg, const struct dc_extent *e)
+{
+	struct tr_map *m = arg;
+
+	if (m->n == 8)
+		return -E2BIG;
+	m->e[m->n++] = *e;
+	return 0;
+}
+
+/* The allocation map comes from librbd's object map: objects never written
+ * are holes that read as zero, written ones data (whole 4 MiB objects). */
+START_TEST(map_reports_holes)
+{
+	char *spec;
+	uint8_t *buf = h_alloc(4096);
+	struct tr_map m = { 0 };
+	dc_disk *d;
+
+	tr_create("map", "16M");
+	spec = tr_spec("map");
+	d = h_open(spec, 0);
+	h_fill(buf, 4096, 9);
+	ck_assert_int_eq(dc_write(d, 0, buf, 4096, 0), 0);
+	ck_assert_int_eq(dc_write(d, 12 * MIB / 512 + 8, buf, 4096, 0), 0);
+	ck_assert_int_eq(dc_map(d, 0, 16 * MIB, tr_map_cb, &m), 0);
+	ck_assert_int_eq(m.n, 3);
+	ck_assert_uint_eq(m.e[0].offset, 0);
+	ck_assert_uint_eq(m.e[0].length, 4 * MIB);
+	ck_assert_uint_eq(m.e[0].flags, 0);
+	ck_assert_uint_eq(m.e[1].offset, 4 * MIB);
+	ck_assert_uint_eq(m.e[1].length, 8 * MIB);
+	ck_assert_uint_eq(m.e[1].flags, DC_EXTENT_HOLE | DC_EXTENT_ZERO);
+	ck_assert_uint_eq(m.e[2].offset, 12 * MIB);
+	ck_assert_uint_eq(m.e[2].length, 4 * MIB);
+	ck_assert_uint_eq(m.e[2].flags, 0);
+	dc_close(d);
+	free(buf);
+	free(spec);
+}
+END_TEST
+
 START_TEST(errors_name_the_fault)
 {
 	uint64_t t0;
@@ -411,6 +459,7 @@ int main(void)
 	tcase_add_test(tc, dc_resize_resizes_image);
 	tcase_add_test(tc, exclusive_lock_two_writers);
 	tcase_add_test(tc, driven_queue);
+	tcase_add_test(tc, map_reports_holes);
 	tcase_add_test(tc, errors_name_the_fault);
 	suite_add_tcase(s, tc);
 	return h_run(s);

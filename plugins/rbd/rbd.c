@@ -240,4 +240,5 @@ DC_PLUGIN(rbd_plugin) = {
 	.sector_count = rbd_sector_count,
 	.describe = rbd_describe,
 	.resize = rbd_resize_image,
+	.extents = rbd_extents,
 };

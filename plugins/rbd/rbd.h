@@ -76,6 +76,10 @@ void rbd_submit(void *inst, struct dc_req *req);
 /* Finish the request of a completion librbd queued (any thread). */
 void rbd_io_done(rbd_completion_t c);
 
+/* map.c: extents() */
+int rbd_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+		uint64_t *run);
+
 /* reap.c */
 int rbd_reaper_start(struct rbd_inst *in);
 void rbd_reaper_stop(struct rbd_inst *in);
