@@ -287,14 +287,12 @@ fail:
 static void bdev_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct bdev *b = inst;
-	char v[64];
 
 	kv(arg, "path", b->path);
 	kv(arg, "type", b->blk ? "block device" : "regular file");
-	kv(arg, "direct", b->direct ? "yes" : "no");
+	dc_kv_bool(kv, arg, "direct", b->direct);
 	if (b->blk) {
-		snprintf(v, sizeof(v), "%u:%u", major(b->rdev), minor(b->rdev));
-		kv(arg, "device", v);
+		dc_kv_printf(kv, arg, "device", "%u:%u", major(b->rdev), minor(b->rdev));
 		kv(arg, "resize", b->watched ? "kernel uevents" : "not watched");
 		kv(arg, "pr",
 		   !b->pr  ? "no" :
@@ -305,21 +303,14 @@ static void bdev_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option bdev_options[] = {
-	{ .name = "direct",
-	  .type = DC_OPT_FLAG,
-	  .help = "open with O_DIRECT (bypass the page cache)" },
-	{ 0 },
+	DC_OPTION_FLAG("direct", "open with O_DIRECT (bypass the page cache)"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form bdev_forms[] = {
-	{ .name = "blockdev",
-	  .nfields = 1,
-	  .child = DC_CHILD_NONE,
-	  .flags = 0,
-	  .syntax = "blockdev:PATH[;direct]",
-	  .help = "a Linux block device or regular file through io_uring",
-	  .options = bdev_options },
-	{ 0 },
+	DC_FORM("blockdev", 1, DC_CHILD_NONE, "blockdev:PATH[;direct]",
+		"a Linux block device or regular file through io_uring", bdev_options),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(bdev_plugin) = {
@@ -338,8 +329,7 @@ DC_PLUGIN(bdev_plugin) = {
 		 "  Needs io_uring (Linux 5.6+, kernel.io_uring_disabled=0).",
 	.forms = bdev_forms,
 	.ctx_size = sizeof(struct bdev_rq),
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP) | DC_OP_BIT(DC_OP_EJECT) | DC_OPS_PR,
+	.ops = DC_OPS_RW | DC_OP_BIT(DC_OP_EJECT) | DC_OPS_PR,
 	.open = bdev_open,
 	.close = bdev_close,
 	.queue_open = bdev_queue_open,

@@ -452,41 +452,29 @@ fail:
 static void file_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct file_disk *f = inst;
-	char size[32];
 
 	kv(arg, "path", f->path);
-	kv(arg, "direct", f->direct ? "yes" : "no");
+	dc_kv_bool(kv, arg, "direct", f->direct);
 	kv(arg, "type", f->blockdev ? "block device" : "regular file");
-	snprintf(size, sizeof(size), "%llu", (unsigned long long)f->size);
-	kv(arg, "size", size);
+	dc_kv_u64(kv, arg, "size", f->size);
 	if (f->created)
 		kv(arg, "created", "yes");
 	kv(arg, "io", ioe_file_describe(f->io));
 }
 
 static const struct dc_option file_options[] = {
-	{ .name = "direct",
-	  .type = DC_OPT_FLAG,
-	  .help = "open with O_DIRECT (bypass the page cache)" },
-	{ .name = "create",
-	  .type = DC_OPT_SIZE,
-	  .help = "create a missing file of SIZE bytes of zeroes (an existing one "
-		  "opens unchanged)" },
-	{ .name = "overwrite",
-	  .type = DC_OPT_FLAG,
-	  .help = "with create=: replace an existing file" },
-	{ 0 },
+	DC_OPTION_FLAG("direct", "open with O_DIRECT (bypass the page cache)"),
+	DC_OPTION_SIZE("create",
+		       "create a missing file of SIZE bytes of zeroes (an existing one "
+		       "opens unchanged)"),
+	DC_OPTION_FLAG("overwrite", "with create=: replace an existing file"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form file_forms[] = {
-	{ .name = "file",
-	  .nfields = 1,
-	  .child = DC_CHILD_NONE,
-	  .flags = 0,
-	  .syntax = "file:PATH[;direct][;create=SIZE[;overwrite]]",
-	  .help = "a raw image file or block device",
-	  .options = file_options },
-	{ 0 },
+	DC_FORM("file", 1, DC_CHILD_NONE, "file:PATH[;direct][;create=SIZE[;overwrite]]",
+		"a raw image file or block device", file_options),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(file_plugin) = {
@@ -506,8 +494,7 @@ DC_PLUGIN(file_plugin) = {
 		 "  unavailable, or DISKCORE_IO_ENGINE=pool, on the worker pool.",
 	.forms = file_forms,
 	.ctx_size = sizeof(struct file_rq),
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.open = file_open,
 	.close = file_close,
 	.queue_open = file_queue_open,

@@ -275,7 +275,7 @@ static int sq_attach(void *inst, const struct dc_info *lower, struct dc_info *in
 static void sq_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct sq_layer *l = inst;
-	char num[32];
+	unsigned nreaders;
 
 	if (l->path)
 		kv(arg, "path", l->path);
@@ -283,66 +283,46 @@ static void sq_describe(void *inst, dc_kv_fn kv, void *arg)
 		kv(arg, "cache_root", l->cache_root);
 		kv(arg, "key", l->key ? l->key : "(disk id of the disk below)");
 	}
-	snprintf(num, sizeof(num), "%llu", (unsigned long long)l->count);
-	kv(arg, "sector_count", num);
-	snprintf(num, sizeof(num), "%u", l->ss);
-	kv(arg, "sector_size", num);
-	kv(arg, "logically_read_only", l->logical_ro ? "yes" : "no");
+	dc_kv_u64(kv, arg, "sector_count", l->count);
+	dc_kv_u64(kv, arg, "sector_size", l->ss);
+	dc_kv_bool(kv, arg, "logically_read_only", l->logical_ro);
 	kv(arg, "journal", "wal");
 	if (l->created)
 		kv(arg, "created", "yes");
 	pthread_mutex_lock(&l->rlock);
-	snprintf(num, sizeof(num), "%u", l->nreaders);
+	nreaders = l->nreaders;
 	pthread_mutex_unlock(&l->rlock);
-	kv(arg, "reader_connections", num);
+	dc_kv_u64(kv, arg, "reader_connections", nreaders);
 	kv(arg, "sqlite_version", sqlite3_libversion());
 }
 
 static const struct dc_option sq_sql_options[] = {
-	{ .name = "create",
-	  .type = DC_OPT_SIZE,
-	  .help = "create a missing database of SIZE bytes (an existing one opens "
-		  "unchanged)" },
-	{ .name = "overwrite",
-	  .type = DC_OPT_FLAG,
-	  .help = "with create=: replace an existing database" },
-	{ 0 },
+	DC_OPTION_SIZE("create",
+		       "create a missing database of SIZE bytes (an existing one opens "
+		       "unchanged)"),
+	DC_OPTION_FLAG("overwrite", "with create=: replace an existing database"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_option sq_diff_options[] = {
-	{ .name = "create",
-	  .type = DC_OPT_FLAG,
-	  .help = "create a missing database sized from the disk below (an existing "
-		  "one opens unchanged)" },
-	{ .name = "overwrite",
-	  .type = DC_OPT_FLAG,
-	  .help = "with create: replace an existing database" },
-	{ 0 },
+	DC_OPTION_FLAG("create",
+		       "create a missing database sized from the disk below (an existing "
+		       "one opens unchanged)"),
+	DC_OPTION_FLAG("overwrite", "with create: replace an existing database"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form sq_forms[] = {
-	{ .name = "sql",
-	  .nfields = 1,
-	  .child = DC_CHILD_NONE,
-	  .flags = 0,
-	  .syntax = "sql:PATH[;create=SIZE[;overwrite]]",
-	  .help = "a disk in a SQLite database (OpenVMM's .dbhd format)",
-	  .options = sq_sql_options },
-	{ .name = "sqldiff",
-	  .nfields = 1,
-	  .child = DC_CHILD_ONE,
-	  .flags = 0,
-	  .syntax = "sqldiff:PATH[;create[;overwrite]]:SPEC",
-	  .help = "a persistent diff layer in a SQLite database over SPEC",
-	  .options = sq_diff_options },
-	{ .name = "autocache",
-	  .nfields = 1,
-	  .child = DC_CHILD_ONE,
-	  .flags = DC_FORM_READ_CACHE,
-	  .syntax = "autocache:[KEY]:SPEC",
-	  .help = "a persistent read cache over SPEC in $DISKCORE_AUTO_CACHE_PATH/KEY",
-	  .options = NULL },
-	{ 0 },
+	DC_FORM("sql", 1, DC_CHILD_NONE, "sql:PATH[;create=SIZE[;overwrite]]",
+		"a disk in a SQLite database (OpenVMM's .dbhd format)", sq_sql_options),
+	DC_FORM("sqldiff", 1, DC_CHILD_ONE, "sqldiff:PATH[;create[;overwrite]]:SPEC",
+		"a persistent diff layer in a SQLite database over SPEC",
+		sq_diff_options),
+	DC_FORM_FLAGS(
+		"autocache", 1, DC_CHILD_ONE, DC_FORM_READ_CACHE, "autocache:[KEY]:SPEC",
+		"a persistent read cache over SPEC in $DISKCORE_AUTO_CACHE_PATH/KEY",
+		NULL),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(sq_plugin) = {
@@ -364,8 +344,7 @@ DC_PLUGIN(sq_plugin) = {
 		"  sync the WAL; unmap reads back zeroes.",
 	.forms = sq_forms,
 	.ctx_size = sizeof(struct sq_rctx),
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.open = sq_open,
 	.close = sq_close,
 	.submit = sq_submit,
