@@ -176,5 +176,6 @@ int ctl_bench(int argc, char **argv);
 int ctl_create(int argc, char **argv);
 int ctl_convert(int argc, char **argv);
 int ctl_compare(int argc, char **argv);
+int ctl_map(int argc, char **argv);
 
 #endif

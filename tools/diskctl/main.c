@@ -105,6 +105,19 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "  --bs SIZE     chunk size, a power of two (default 1M)\n"
 	  "  --qd N        chunks of each disk in flight (default 16)\n",
 	  ctl_compare },
+	{ "map", "show where a disk's data, zeroes and holes are, and which layer holds them",
+	  "map [--json] [--start OFFSET] [--length LEN] SPEC\n\n"
+	  "Open SPEC read-only and print its extents in order: start and length in\n"
+	  "bytes, the kind, and the layer of the chain that holds them (0 is the\n"
+	  "top; '-' where no layer does and the bytes read as zero).\n"
+	  "Kinds: data; zero (reads as zeroes); hole (no storage, reads as zeroes);\n"
+	  "unallocated (no storage here, but not known to read as zero: below\n"
+	  "crypt). What a plugin cannot tell is shown as data.\n\n"
+	  "  --json          one JSON array of {start, length, data, zero, hole,\n"
+	  "                  layer, layer_spec}\n"
+	  "  --start OFFSET  begin at this byte (default 0)\n"
+	  "  --length LEN    map this many bytes (default: to the end)\n",
+	  ctl_map },
 	{ "bench", "measure IOPS, throughput and latency",
 	  "bench [--rw read|write|randread|randwrite] [--bs SIZE] [--qd N]\n"
 	  "             [--time SEC | --count N] [--threads N] [--ro] [--poll] [--no-wait]\n"
