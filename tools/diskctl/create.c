@@ -80,6 +80,8 @@ static const char *ctl_kind_by_extension(const char *path, size_t len)
 		return "vhdx";
 	if (len >= 5 && !strncasecmp(path + len - 5, ".vmgs", 5))
 		return "vhd1"; /* a VM guest state file is a fixed VHD */
+	if (len >= 6 && !strncasecmp(path + len - 6, ".qcow2", 6))
+		return "qcow2";
 	return "file";
 }
 
@@ -159,10 +161,11 @@ bool ctl_target_exists(const struct ctl_target *t)
 	return lstat(t->path, &st) == 0;
 }
 
-/* --parent as a path for parent=: "vhd:X", "vhdx:X", "file:X" or a path. */
+/* --parent as a path for parent=: "vhd:X", "vhdx:X", "qcow2:X", "file:X" or
+ * a path. */
 static const char *ctl_parent_path(const char *parent)
 {
-	static const char *const kinds[] = { "file:", "vhd:", "vhd1:", "vhdx:" };
+	static const char *const kinds[] = { "file:", "vhd:", "vhd1:", "vhdx:", "qcow2:" };
 
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		if (!strncmp(parent, kinds[i], strlen(kinds[i])))
@@ -175,7 +178,7 @@ static const char *ctl_create_refusal(const struct ctl_create *c,
 				      const struct ctl_target *t)
 {
 	if (c->parent && !t->parent_opt && !t->create_flag)
-		return "makes no differencing image (vhd:, vhdx: and sqldiff: do)";
+		return "makes no differencing image (vhd:, vhdx:, qcow2: and sqldiff: do)";
 	if (c->parent && t->has_inner)
 		return "the spec names the disk below already: leave out --parent";
 	if (!c->parent && t->create_flag && !t->has_inner)

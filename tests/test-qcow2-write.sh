@@ -1,0 +1,262 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# qcow2 writing against qemu-img, the reference implementation: images diskcore
+# writes must pass `qemu-img check` (exit status 0) and `qemu-img compare`
+# with a raw file that had the same writes.
+#  - random writes, partial and whole clusters, for clusters of 512 B, 4 KiB,
+#    64 KiB and 2 MiB, v2 (compat=0.10) and v3, over a raw backing file
+#    (copy-on-write of partial clusters), a qcow2 backing chain, extended L2
+#    (partial subclusters), refcount_bits 1 to 64 (refcount blocks and the
+#    refcount table grown), compressed clusters rewritten;
+#  - unmaps (diskctl cp --sparse) over allocated clusters and a backing file;
+#  - several threads writing at once (diskctl bench randwrite);
+#  - diskctl create qcow2: (with --parent) and convert to qcow2;
+#  - kill -9 during allocating writes: qemu-img check finds no corruption
+#    (leaks allowed), every write that was flushed reads back, and the image
+#    opens for writing again.
+set -eu
+# shellcheck source=tests/oracle-lib.sh
+. "$(dirname "$0")/oracle-lib.sh"
+
+: "${DISKCORE_BUILD_ROOT:?run through meson test}"
+D="$DISKCORE_BUILD_ROOT/tools/diskctl"
+[ -x "$D" ] || oracle_skip "$D was not built"
+oracle_need_tools qemu-utils qemu-img qemu-io
+oracle_need_plugin qcow2 "zlib"
+oracle_need_plugin file "always built"
+PY=/usr/bin/python3
+[ -x "$PY" ] || oracle_skip "python3 is needed to draw the random writes"
+oracle_workdir qcow2-write
+W=$work
+fails=0
+n=0
+
+ok() {
+	n=$((n + 1))
+	echo "ok $n - $1"
+}
+bad() {
+	n=$((n + 1))
+	fails=$((fails + 1))
+	echo "not ok $n - $1"
+}
+
+# ops SEED COUNT DISK_SECTORS MAX_SECTORS: "SECTOR COUNT" lines, random.
+ops() {
+	"$PY" -c 'import random, sys
+r = random.Random(int(sys.argv[1]))
+disk, mx = int(sys.argv[3]), int(sys.argv[4])
+for _ in range(int(sys.argv[2])):
+    c = r.randint(1, mx)
+    print(r.randrange(0, disk - c + 1), c)' "$@"
+}
+
+# scribble SPEC REF SEED COUNT MAX: COUNT random writes of up to MAX sectors,
+# through diskctl to SPEC and with dd to the raw file REF.
+scribble() {
+	sectors=$(($(stat -c %s "$2") / 512))
+	ops "$3" "$4" "$sectors" "$5" >"$W/ops"
+	while read -r s c; do
+		head -c $((c * 512)) /dev/urandom >"$W/chunk"
+		"$D" write "$1" "$s" --file "$W/chunk" >/dev/null 2>"$W/err" || {
+			echo "# write $s+$c: $(cat "$W/err")"
+			return 1
+		}
+		dd if="$W/chunk" of="$2" bs=512 seek="$s" conv=notrunc status=none
+	done <"$W/ops"
+}
+
+# verify NAME IMG REF: qemu-img check is clean and the image equals REF.
+verify() {
+	if ! qemu-img check -q "$2" >"$W/check" 2>&1; then
+		bad "$1: qemu-img check: $(head -5 "$W/check")"
+	elif ! qemu-img compare -q -f qcow2 -F raw "$2" "$3" >"$W/cmp" 2>&1; then
+		bad "$1: qemu-img compare: $(cat "$W/cmp") $(qemu-img compare -f qcow2 -F raw "$2" "$3" 2>&1 | head -2)"
+	else
+		ok "$1"
+	fi
+}
+
+# case NAME SIZE MAX CREATE-OPTIONS [BACKING-RAW]: a qemu-img image (over a
+# copy of BACKING-RAW's content when given), random writes, verify.
+case_() {
+	name=$1 size=$2 max=$3 opts=$4 back=${5:-}
+	img="$W/$name.qcow2"
+	ref="$W/$name.ref"
+	if [ -n "$back" ]; then
+		qemu-img create -q -f qcow2 -o "$opts" -b "$(basename "$back")" -F raw "$img" "$size"
+		cp "$back" "$ref"
+		truncate -s "$size" "$ref"
+	else
+		qemu-img create -q -f qcow2 -o "$opts" "$img" "$size"
+		truncate -s "$size" "$ref"
+	fi
+	if scribble "qcow2:$img" "$ref" "$(printf %s "$name" | cksum | cut -d' ' -f1)" 30 "$max"; then
+		verify "$name: random writes" "$img" "$ref"
+	else
+		bad "$name: random writes"
+	fi
+}
+
+head -c 4M /dev/urandom >"$W/base.raw"
+
+# --- cluster sizes, versions, backing files ---
+case_ c512-v3 2M 24 cluster_size=512
+case_ c512-v2 2M 24 cluster_size=512,compat=0.10
+case_ c4k-v3 4M 40 cluster_size=4k
+case_ c64k-v2 4M 300 cluster_size=64k,compat=0.10
+case_ c64k-v3 4M 300 cluster_size=64k
+case_ c2M-v3 8M 2000 cluster_size=2M
+case_ c4k-backing 4M 40 cluster_size=4k "$W/base.raw"
+case_ c64k-backing 4M 300 cluster_size=64k "$W/base.raw"
+case_ c64k-v2-backing 4M 300 cluster_size=64k,compat=0.10 "$W/base.raw"
+case_ c2M-backing 4M 2000 cluster_size=2M "$W/base.raw"
+case_ extl2 4M 300 cluster_size=64k,extended_l2=on
+case_ extl2-backing 4M 300 cluster_size=64k,extended_l2=on "$W/base.raw"
+for rb in 1 2 4 8 16 32 64; do
+	case_ "refcount$rb" 3M 64 "cluster_size=512,refcount_bits=$rb"
+done
+
+# --- a qcow2 chain: writes to the top copy from two layers below ---
+qemu-img create -q -f qcow2 -o cluster_size=4k -b base.raw -F raw "$W/mid.qcow2" 4M
+qemu-io -f qcow2 -c 'write -P 0x6d 100k 300k' -c 'write -z 1M 64k' "$W/mid.qcow2" >/dev/null
+qemu-img create -q -f qcow2 -o cluster_size=64k -b mid.qcow2 -F qcow2 "$W/top.qcow2" 4M
+qemu-img convert -O raw "$W/top.qcow2" "$W/top.ref"
+if scribble "qcow2:$W/top.qcow2" "$W/top.ref" 7 30 200; then
+	verify "a qcow2 chain 3 deep: copy-on-write from both layers below" "$W/top.qcow2" "$W/top.ref"
+else
+	bad "a qcow2 chain 3 deep"
+fi
+
+# --- compressed clusters rewritten ---
+qemu-img convert -q -c -O qcow2 -o cluster_size=64k "$W/base.raw" "$W/comp.qcow2"
+cp "$W/base.raw" "$W/comp.ref"
+if scribble "qcow2:$W/comp.qcow2" "$W/comp.ref" 11 30 200; then
+	verify "compressed clusters rewritten on write" "$W/comp.qcow2" "$W/comp.ref"
+else
+	bad "compressed clusters rewritten on write"
+fi
+
+# --- unmaps: zero chunks of the source are unmapped on the qcow2 ---
+for c in c64k-v3 c64k-backing extl2-backing c512-v2; do
+	ref="$W/$c.ref"
+	dd if=/dev/zero of="$ref" bs=64k seek=3 count=7 conv=notrunc status=none
+	dd if=/dev/zero of="$ref" bs=4k seek=301 count=5 conv=notrunc status=none
+	before=$(qemu-img map --output=json "$W/$c.qcow2" | grep -c '"data": true' || true)
+	if "$D" cp -q --sparse --bs 64K "file:$ref" "qcow2:$W/$c.qcow2" 2>"$W/err"; then
+		verify "$c: unmapped ranges read as zero" "$W/$c.qcow2" "$ref"
+	else
+		bad "$c: cp --sparse: $(cat "$W/err")"
+	fi
+	after=$(qemu-img map --output=json "$W/$c.qcow2" | grep -c '"data": true' || true)
+	echo "# $c: data extents $before before the unmaps, $after after"
+done
+
+# --- several threads allocating at once ---
+qemu-img create -q -f qcow2 -o cluster_size=64k -b base.raw -F raw "$W/mt.qcow2" 4M
+if "$D" bench --rw randwrite --bs 4K --qd 16 --threads 4 --count 4000 "qcow2:$W/mt.qcow2" \
+	>"$W/bench" 2>&1 && qemu-img check -q "$W/mt.qcow2" >"$W/check" 2>&1; then
+	ok "4 threads of random 4K writes over a backing file: qemu-img check clean"
+else
+	bad "4 threads of random writes: $(cat "$W/bench" "$W/check" | tail -5)"
+fi
+
+# --- diskctl create and convert ---
+if "$D" create -q "qcow2:$W/new.qcow2" 5M && "$D" write "qcow2:$W/new.qcow2" 9 \
+	--pattern 0x42 --count 100 >/dev/null && qemu-img check -q "$W/new.qcow2" &&
+	qemu-io -f qcow2 -c 'read -P 0x42 4608 51200' -c 'read -P 0 0 4608' "$W/new.qcow2" |
+	grep -q "^read 51200/51200"; then
+	ok "diskctl create qcow2: makes an image qemu-img reads"
+else
+	bad "diskctl create qcow2:"
+fi
+if "$D" create -q --parent "$W/base.raw" "qcow2:$W/child.qcow2" &&
+	[ "$(qemu-img info --output=json "$W/child.qcow2" | grep -c '"backing-filename": "base.raw"')" = 1 ] &&
+	qemu-img compare -q -F raw "$W/child.qcow2" "$W/base.raw"; then
+	ok "diskctl create --parent: a qcow2 over a raw backing file"
+else
+	bad "diskctl create --parent: $(qemu-img info "$W/child.qcow2" 2>&1 | tail -3)"
+fi
+if "$D" convert -q "file:$W/base.raw" "qcow2:$W/conv.qcow2" 2>"$W/err" &&
+	qemu-img check -q "$W/conv.qcow2" && qemu-img compare -q -F raw "$W/conv.qcow2" "$W/base.raw"; then
+	ok "diskctl convert raw to qcow2"
+else
+	bad "diskctl convert raw to qcow2: $(cat "$W/err")"
+fi
+for cs in 512 2M; do
+	if "$D" create -q "qcow2:$W/n$cs.qcow2;cluster=$cs" 3M && truncate -s 3M "$W/n$cs.ref" &&
+		scribble "qcow2:$W/n$cs.qcow2" "$W/n$cs.ref" 5 20 64; then
+		verify "a new image with $cs-byte clusters" "$W/n$cs.qcow2" "$W/n$cs.ref"
+	else
+		bad "a new image with $cs-byte clusters"
+	fi
+done
+
+# --- kill -9 during allocating writes ---
+# A writer loop: each diskctl write flushes before it exits 0, and the loop
+# then logs it; the writes never overlap. Killed at a random moment.
+qemu-img create -q -f qcow2 -o cluster_size=512,refcount_bits=2 -b base.raw -F raw \
+	"$W/crash.qcow2" 8M
+cat >"$W/writer.sh" <<EOF
+i=0
+while [ \$i -lt 300 ]; do
+	s=\$((i * 48 + (i * 37) % 16))
+	head -c 16384 /dev/urandom >"$W/c\$i"
+	"$D" write "qcow2:$W/crash.qcow2" "\$s" --file "$W/c\$i" >/dev/null 2>&1 || exit 1
+	echo "\$i \$s" >>"$W/done"
+	i=\$((i + 1))
+done
+EOF
+: >"$W/done"
+setsid sh "$W/writer.sh" &
+wpid=$!
+# Killed once a random number of writes are done: inside the next one's life.
+want=$(shuf -i 5-250 -n 1)
+end=$(($(date +%s) + 60))
+while [ "$(wc -l <"$W/done")" -lt "$want" ] && [ "$(date +%s)" -lt "$end" ]; do
+	sleep 0.01
+done
+kill -KILL "-$wpid" 2>/dev/null || true
+wait "$wpid" 2>/dev/null || true
+rc=0
+qemu-img check "$W/crash.qcow2" >"$W/check" 2>&1 || rc=$?
+if [ "$rc" -eq 0 ] || [ "$rc" -eq 3 ]; then
+	ok "kill -9 mid-write: qemu-img check finds no corruption (exit $rc, $(wc -l <"$W/done") writes done)"
+else
+	bad "kill -9 mid-write: qemu-img check exit $rc: $(head -5 "$W/check")"
+fi
+qemu-img convert -O raw "$W/crash.qcow2" "$W/crash.raw"
+lost=0
+while read -r i s; do
+	dd if="$W/crash.raw" of="$W/got" bs=512 skip="$s" count=32 status=none
+	cmp -s "$W/got" "$W/c$i" || lost=$((lost + 1))
+done <"$W/done"
+if [ "$lost" -eq 0 ]; then
+	ok "kill -9 mid-write: every flushed write reads back"
+else
+	bad "kill -9 mid-write: $lost flushed writes lost"
+fi
+if "$D" write "qcow2:$W/crash.qcow2" 0 --pattern 7 --count 3 >/dev/null 2>"$W/err" &&
+	qemu-img check -q "$W/crash.qcow2" >/dev/null 2>&1 || [ $? -eq 3 ]; then
+	ok "kill -9 mid-write: the image opens for writing again"
+else
+	bad "kill -9 mid-write: reopening: $(cat "$W/err")"
+fi
+# One process with writes in flight, killed mid-run.
+qemu-img create -q -f qcow2 -o cluster_size=4k "$W/crash2.qcow2" 4M
+"$D" bench --rw randwrite --bs 4K --qd 32 --threads 2 --time 10 "qcow2:$W/crash2.qcow2" \
+	>/dev/null 2>&1 &
+bpid=$!
+sleep "0.$(shuf -i 3-9 -n 1)"
+kill -9 "$bpid" 2>/dev/null || true
+wait "$bpid" 2>/dev/null || true
+rc=0
+qemu-img check "$W/crash2.qcow2" >"$W/check" 2>&1 || rc=$?
+if [ "$rc" -eq 0 ] || [ "$rc" -eq 3 ]; then
+	ok "kill -9 with 64 writes in flight: no corruption (exit $rc)"
+else
+	bad "kill -9 with 64 writes in flight: qemu-img check exit $rc: $(head -5 "$W/check")"
+fi
+
+echo "1..$n"
+[ "$fails" -eq 0 ]
