@@ -175,6 +175,8 @@ static const struct row rows[] = {
 	      "is not a multiple of the sector size 512", NULL),
 	OPENS("L06", "prwrap:mem:1M", "rw", "prwrap layered ram", MIB, 512, 512, FUA | PR,
 	      UNSPEC, "prwrap", hook_resize),
+	OPENS("L07", "memdiff:file:raw.img", "rw, opened twice", "layered ram file", MIB,
+	      512, 512, FUA, UNSPEC, NULL, hook_two_opens),
 
 	/* §4.7 SQLite layers */
 	OPENS("L10", "sql:db.dbhd", "rw", "layered sqlite", MIB, 512, 512, FUA, Z,
@@ -203,6 +205,9 @@ static const struct row rows[] = {
 	      "sqlite"),
 	FAILS("L23", "autocache:mykey:file:raw.img", "ro, no cache env", -EINVAL,
 	      "no cache directory", "sqlite"),
+	OPENS("L24", "autocache:envkey:file:raw.img", "ro, only OPENVMM_AUTO_CACHE_PATH",
+	      "layered sqlite file", MIB, 512, 512, RO | FUA, Z, "sqlite",
+	      hook_openvmm_cache),
 
 	/* §5.1 Grammar */
 	FAILS("G01", "", "rw", -EINVAL, "empty spec", NULL),
