@@ -16,6 +16,10 @@
  * The volume key lives in locked memory and is wiped at close; the passphrase is
  * wiped as soon as a slot opens. The data path is common/xts, shared with crypt.
  *
+ * The header is untrusted input: sizes, counts and offsets are checked before
+ * they are used, and what key derivation may cost is bounded (luks_limits.c,
+ * docs/spec-strings.md#luks).
+ *
  * This file is the plugin: the spec, open and close, I/O. The headers are
  * luks1.c, luks2.c and luks2_json.c; key slots luks_keyslot.c; ciphers
  * luks_cipher.c (luks.h says what each offers). */

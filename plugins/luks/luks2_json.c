@@ -216,7 +216,11 @@ static int luks2_keyslot(struct json_object *o, int id, struct luks_slot *s,
 			 luks_shown(luks_jstr(kdf, "type")));
 	else if (rc)
 		return luks_bad(w, rc,
-				"corrupt LUKS2 header: keyslot %d has no valid kdf", id);
+				"corrupt LUKS2 header: keyslot %d has no valid kdf "
+				"(pbkdf2: a hash, 1 to 2147483647 iterations; argon2: "
+				"time 1 or more, memory 8 to 4194304 KiB, cpus 1 to "
+				"16777215; and a salt)",
+				id);
 	return 0;
 }
 
