@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/* The shared conformance suite (tests/conformance.h) over writable qcow2
+ * images: new ones diskcore makes (create=, with 64 KiB and 512-byte
+ * clusters), and ones qemu-img makes (read-only, version 2, extended L2,
+ * 1-bit refcounts, over a raw backing file of random data), plus memdiff:
+ * over qcow2. test-qcow2-write.sh checks the images diskcore writes
+ * with qemu-img; this checks the disk's behaviour. */
+#include "conformance.h"
+#include "harness.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* prepare: replace the @TMP@ file with a qcow2 image qemu-img makes with the
+ * options in arg; "backing" first writes a raw backing file of random data
+ * next to it. */
+static int tq_prepare(const char *path, uint64_t size, void *arg)
+{
+	const char *opts = arg;
+
+	if (!strcmp(opts, "backing"))
+		return h_sh("head -c %llu /dev/urandom >'%s.base' && qemu-img create -q -f "
+			    "qcow2 -o cluster_size=4k -b \"$(basename '%s.base')\" -F raw "
+			    "'%s' %llu",
+			    (unsigned long long)size, path, path, path,
+			    (unsigned long long)size) == 0 ?
+			       0 :
+			       -EIO;
+	return h_sh("qemu-img create -q -f qcow2 -o '%s' '%s' %llu", opts, path,
+		    (unsigned long long)size) == 0 ?
+		       0 :
+		       -EIO;
+}
+
+static void tq_add(Suite *s, const char *name, const char *tmpl, const char *opts,
+		   uint32_t flags)
+{
+	struct conformance_opts *o = calloc(1, sizeof(*o));
+
+	o->open_flags = flags;
+	o->prepare = tq_prepare;
+	o->arg = (void *)opts;
+	conformance_add_opts(s, name, tmpl, o);
+}
+
+int main(void)
+{
+	Suite *s = suite_create("qcow2");
+	if (!h_have_plugin("qcow2")) {
+		fprintf(stderr, "skip: the qcow2 plugin was not built (it needs zlib)\n");
+		return 77;
+	}
+	conformance_add(s, "qcow2-new", "qcow2:@NEW.qcow2@;create=1M");
+	conformance_add(s, "qcow2-new-512", "qcow2:@NEW.qcow2@;create=1M;cluster=512");
+	if (h_have_program("qemu-img")) {
+		const char *img = "qcow2:@TMP:2M.qcow2@";
+
+		tq_add(s, "qcow2-ro", img, "cluster_size=64k", DC_OPEN_READ_ONLY);
+		tq_add(s, "qcow2-v2", img, "compat=0.10,cluster_size=4k", 0);
+		tq_add(s, "qcow2-extl2", img, "extended_l2=on,cluster_size=16k", 0);
+		tq_add(s, "qcow2-refcount1", img, "refcount_bits=1,cluster_size=512", 0);
+		tq_add(s, "qcow2-backing", img, "backing", 0);
+		tq_add(s, "memdiff-qcow2", "memdiff:qcow2:@TMP:2M.qcow2@", "backing", 0);
+	} else {
+		fprintf(stderr, "note: no qemu-img: the cases over its images not run\n");
+	}
+	return h_run(s);
+}
