@@ -65,18 +65,52 @@ static int ctl_cp_submit(struct ctl_cp *cp, struct ctl_cp_slot *s, enum ctl_cp_s
 	return rc;
 }
 
+static int ctl_cp_first_extent(void *arg, const struct dc_extent *e)
+{
+	struct ctl_cp *cp = arg;
+
+	cp->map_off = e->offset;
+	cp->map_end = e->offset + e->length;
+	cp->map_zero = e->flags & DC_EXTENT_ZERO;
+	return 1; /* one is enough */
+}
+
+/* Does SRC say that [off, off + len) reads as zeroes? Then the chunk need
+ * not be read. One dc_map() query per extent; an error only means "read it". */
+static bool ctl_cp_known_zero(struct ctl_cp *cp, uint64_t off, size_t len)
+{
+	if (off < cp->map_off || off >= cp->map_end) {
+		cp->map_end = 0;
+		if (dc_map(cp->src, off, cp->total - off, ctl_cp_first_extent, cp) != 1)
+			return false;
+	}
+	return cp->map_zero && off + len <= cp->map_end;
+}
+
 /* Give an idle slot the next chunk, unless done, failed or interrupted: so
  * after an interruption, once the chunks in flight finish, DST holds exactly
- * SRC's first cp->next bytes. */
+ * SRC's first cp->next bytes. A chunk SRC says is zeroes is not read: it is
+ * skipped, unmapped or written as zeroes as a read of zeroes would be. */
 static void ctl_cp_start(struct ctl_cp *cp, struct ctl_cp_slot *s, size_t chunk)
 {
-	if (cp->err || cp->next >= cp->total || ctl_signal()) {
-		s->state = CTL_CP_IDLE;
-		return;
+	for (;;) {
+		if (cp->err || cp->next >= cp->total || ctl_signal()) {
+			s->state = CTL_CP_IDLE;
+			return;
+		}
+		s->off = cp->next;
+		s->len = cp->total - cp->next < chunk ? cp->total - cp->next : chunk;
+		cp->next += s->len;
+		if (cp->zeroes == CTL_ZEROES_WRITE || !ctl_cp_known_zero(cp, s->off, s->len))
+			break;
+		if (cp->zeroes != CTL_ZEROES_SKIP) {
+			memset(s->buf, 0, s->len);
+			ctl_cp_submit(cp, s, cp->can_unmap ? CTL_CP_UNMAP : CTL_CP_WRITE);
+			return;
+		}
+		cp->skipped += s->len;
+		cp->done += s->len;
 	}
-	s->off = cp->next;
-	s->len = cp->total - cp->next < chunk ? cp->total - cp->next : chunk;
-	cp->next += s->len;
 	ctl_cp_submit(cp, s, CTL_CP_READ);
 }
 

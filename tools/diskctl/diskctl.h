@@ -118,6 +118,10 @@ struct ctl_cp {
 	dc_queue *sq, *dq;
 	uint32_t sss, dss; /* sector sizes */
 	uint64_t total, next, done, unmapped, skipped;
+	/* SRC's allocation around cp->next (dc_map): [map_off, map_end) reads
+	 * as zeroes when map_zero; map_end 0 before the first query. */
+	uint64_t map_off, map_end;
+	bool map_zero;
 	bool can_unmap, progress;
 	int err;
 	uint64_t start_ns, last_draw_ns;
