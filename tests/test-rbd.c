@@ -9,10 +9,13 @@
 #include "conformance.h"
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define MIB (1024 * 1024)
@@ -405,6 +408,25 @@ START_TEST(errors_name_the_fault)
 		     "rbd:%s/conf;mon=127.0.0.1:1;keyring=%s;timeout=1", tr_pool,
 		     getenv("RBD_KEYRING"));
 	ck_assert_uint_lt(h_now_ms() - t0, 5000);
+	/* A monitor address that accepts connections and never answers (a
+	 * socket nobody accepts on): the same bounded failure. */
+	{
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		socklen_t len = sizeof(sa);
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		ck_assert_int_eq(listen(fd, 8), 0);
+		ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+		t0 = h_now_ms();
+		h_open_fails(0, -ETIMEDOUT, "no monitor answered within 1 s",
+			     "rbd:%s/conf;mon=127.0.0.1:%u;keyring=%s;timeout=1", tr_pool,
+			     ntohs(sa.sin_port), getenv("RBD_KEYRING"));
+		ck_assert_uint_lt(h_now_ms() - t0, 5000);
+		close(fd);
+	}
 }
 END_TEST
 
