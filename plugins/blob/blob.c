@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* blob: a read-only disk over HTTP(S) or Azure Blob storage, with libcurl
- * (reference openvmm-storage.md §2.4, made stricter and faster).
+ * (docs/openvmm-compat.md, made stricter and faster).
  *
  *	blob:flat:URL[;opt...]	the blob is the disk (a partial last sector is dropped)
  *	blob:vhd1:URL[;opt...]	the blob is a fixed VHD; its footer is checked and hidden
