@@ -42,6 +42,17 @@ check "info --rw of an image another process holds fails" [ "$rc" -eq 1 ]
 check "... without the old hint to use --ro" sh -c "! grep -q -- '--ro' '$T/err'"
 check "... and the image is byte-identical" [ "$(sum "$T/held.vhd")" = "$before" ]
 
+# map opens read-only too (issue 15 item 4); a writer's exclusive lock still
+# keeps both out (there is no --force-share yet, docs/diskctl.md).
+flock -s "$T/held.vhd" "$DISKCTL" map "vhd:$T/held.vhd" >"$T/out" 2>"$T/err"
+rc=$?
+check "map of an image another reader holds succeeds" [ "$rc" -eq 0 ]
+check "... and the image is byte-identical" [ "$(sum "$T/held.vhd")" = "$before" ]
+flock -x "$T/held.vhd" "$DISKCTL" info "vhd:$T/held.vhd" >"$T/out" 2>"$T/err"
+rc=$?
+check "info of an image a writer holds fails" [ "$rc" -eq 1 ]
+check "... saying it is locked for writing" has "locked for writing" "$T/err"
+
 # Read-only never creates: a create= spec for a missing file fails plainly.
 run info "file:$T/new.img;create=1M"
 check "info with create= of a missing file fails" [ "$rc" -eq 1 ]
