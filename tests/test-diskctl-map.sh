@@ -47,6 +47,35 @@ check "--start/--length: valid JSON" json "$T/out"
 check "--start/--length: clipped to the range" \
 	"$PY" -c 'import json,sys; e=json.load(open(sys.argv[1])); assert e[0]["start"]==4096 and sum(x["length"] for x in e)==8192, e' "$T/out"
 
+# nbd: base:allocation from a real server agrees with nbdinfo --map.
+if command -v nbdkit >/dev/null && command -v nbdinfo >/dev/null &&
+	[ -f "$DISKCORE_BUILD_ROOT/plugins/nbd/nbd.so" ]; then
+	nbdkit -f -U "$T/nbd.sock" memory 64M &
+	nbdpid=$!
+	i=0
+	while [ ! -S "$T/nbd.sock" ] && [ $i -lt 100 ]; do
+		i=$((i + 1))
+		sleep 0.05 # waiting for the socket, with a bound
+	done
+	U="nbd+unix:///?socket=$T/nbd.sock"
+	run write "nbd:$U" 2048 --pattern 0x11 --count 128
+	check "nbd: write 64K at 1M" [ "$rc" -eq 0 ]
+	run map --json "nbd:$U"
+	nbdinfo --map --json "$U" >"$T/nbdinfo.json"
+	check "nbd: diskctl map agrees with nbdinfo --map" "$PY" - "$T/out" "$T/nbdinfo.json" <<'PY'
+import json, sys
+ours = [(e["start"], e["length"], (1 if e["hole"] else 0) | (2 if e["zero"] else 0))
+        for e in json.load(open(sys.argv[1]))]
+theirs = [(e["offset"], e["length"], e["type"]) for e in json.load(open(sys.argv[2]))]
+assert ours == theirs, (ours, theirs)
+assert (1048576, 65536, 0) in ours, ours
+PY
+	kill "$nbdpid"
+	wait "$nbdpid" 2>/dev/null
+else
+	fail "nbd: nbdkit, nbdinfo and the nbd plugin are installed by scripts/setup.sh"
+fi
+
 run map "file:$T/missing.img"
 check "a disk that does not open: exit 1" [ "$rc" -eq 1 ]
 check "... with the core's message" has "missing.img" "$T/err"

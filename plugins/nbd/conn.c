@@ -149,6 +149,17 @@ void nbd_conn_kick(struct nbd_conn *c)
 		dc_debug("nbd: wake: %s", strerror(errno));
 }
 
+bool nbd_conn_drive(struct nbd_conn *c, int timeout_ms)
+{
+	bool woken;
+
+	if (__atomic_load_n(&c->reaper_started, __ATOMIC_ACQUIRE))
+		return false;
+	conn_step(c, -1, timeout_ms, &woken);
+	conn_finish(c);
+	return true;
+}
+
 static int conn_errno(int fallback)
 {
 	int e = nbd_get_errno();
@@ -173,6 +184,8 @@ struct nbd_conn *nbd_conn_open(const char *uri, const char *shown_uri, int *err)
 	nbd_set_handle_name(c->h, "diskcore-nbd");
 	/* The URI is the operator's spec: its tls-psk-file= may name a file. */
 	nbd_set_uri_allow_local_file(c->h, true);
+	/* For dc_map(); a server without it still connects. */
+	nbd_add_meta_context(c->h, LIBNBD_CONTEXT_BASE_ALLOCATION);
 	if (nbd_connect_uri(c->h, uri) < 0) {
 		*err = conn_errno(ECONNREFUSED);
 		dc_error("cannot connect to %s: %s", shown_uri, nbd_get_error());

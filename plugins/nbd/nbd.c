@@ -376,6 +376,28 @@ static void nbd_describe(void *inst, dc_kv_fn kv, void *arg)
 		     in->multi_conn ? in->max_conns : 1);
 }
 
+static int nbd_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+		       uint64_t *run)
+{
+	struct nbd_inst *in = inst;
+	uint64_t bytes = 0;
+	uint32_t flags = 0;
+	int rc;
+
+	(void)node;
+	rc = nbd_map_query(in->primary, sector << in->shift, count << in->shift, &flags,
+			   &bytes);
+	if (rc < 0)
+		return rc;
+	*run = bytes >> in->shift;
+	if (rc == 1 || *run == 0) {
+		/* Cannot tell, or a run shorter than a sector: data. */
+		*run = rc == 1 ? count : 1;
+		return 0;
+	}
+	return (int)flags;
+}
+
 static const struct dc_option nbd_options[] = {
 	DC_OPTION_UINT(
 		"connections",
@@ -411,4 +433,5 @@ DC_PLUGIN(nbd_plugin) = {
 	.submit = nbd_submit,
 	.queue_poll = nbd_queue_poll,
 	.describe = nbd_describe,
+	.extents = nbd_extents,
 };

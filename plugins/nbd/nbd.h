@@ -7,6 +7,7 @@
 #include <libnbd.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /* A finished request waiting for the reaper to complete it once libnbd's lock
  * is released: dc_complete() may run the consumer's callback and its next
@@ -40,6 +41,16 @@ void nbd_conn_kick(struct nbd_conn *c);
 int nbd_conn_poll(struct nbd_conn *c, int wake_fd, int timeout_ms);
 /* From a completion callback: have the reaper finish d after libnbd returns. */
 void nbd_conn_defer(struct nbd_conn *c, struct nbd_done *d);
+
+/* For a thread waiting for a reply once a queue drives the connection (its
+ * reaper stopped): move the socket on for up to timeout_ms and return true;
+ * false, doing nothing, while the reaper runs. */
+bool nbd_conn_drive(struct nbd_conn *c, int timeout_ms);
+/* The base:allocation status of the bytes at offset (len at most): 0 with
+ * *flags (DC_EXTENT_*) and *run bytes, 1 when the server cannot tell (data),
+ * or -errno after dc_error(). */
+int nbd_map_query(struct nbd_conn *c, uint64_t offset, uint64_t len, uint32_t *flags,
+		  uint64_t *run);
 
 /* uri with the password of its user info replaced by "***", in buf. */
 const char *nbd_redact_uri(const char *uri, char *buf, size_t len);
