@@ -451,7 +451,8 @@ static const struct dc_option luks_options[] = {
 
 static const struct dc_form luks_forms[] = {
 	DC_FORM("luks", 0, DC_CHILD_ONE,
-		"luks;keyfile=PATH|passphrase-file=PATH[;slot=N]:SPEC",
+		"luks;keyfile=PATH|passphrase-file=PATH[;slot=N][;pbkdf-memory-max=SIZE]"
+		"[;pbkdf-work-max=SIZE][;pbkdf-iterations-max=N]:SPEC",
 		"a LUKS1 or LUKS2 volume (AES-XTS or AES-CBC) on SPEC", luks_options),
 	DC_FORMS_END,
 };
@@ -474,7 +475,11 @@ DC_PLUGIN(luks_plugin) = {
 		"  4096-byte sectors. The disk's sector is\n"
 		"  the larger of the LUKS sector and SPEC's; its size is SPEC's minus the\n"
 		"  payload offset. The header is never written. Flush, unmap and\n"
-		"  persistent reservations pass through; eject does not.",
+		"  persistent reservations pass through; eject does not.\n"
+		"  The header is untrusted: pbkdf-memory-max=SIZE (default 1G),\n"
+		"  pbkdf-work-max=SIZE (Argon2 memory x passes, 16G) and\n"
+		"  pbkdf-iterations-max=N (PBKDF2, 32000000) bound what opening may\n"
+		"  spend on key derivation; a key slot over them is not tried.",
 	.forms = luks_forms,
 	.ctx_size = sizeof(struct xts_ctx),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_UNMAP),
