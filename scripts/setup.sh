@@ -17,7 +17,7 @@ build_pkgs=(meson ninja-build pkg-config gcc clang-14 libclang-rt-14-dev
 oracle_pkgs=(qemu-utils qemu-block-extra fio python3 python3-cryptography
 	libvhdi-utils python3-libvhdi cryptsetup-bin nginx-light libnbd-bin
 	sqlite3 curl openssl util-linux gnutls-bin
-	ceph-mon ceph-osd ceph-common)
+	ceph-mon ceph-osd ceph-common groff-base man-db)
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then

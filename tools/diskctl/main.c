@@ -25,9 +25,10 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  ctl_info },
 	{ "plugins", "list the plugins on the search path",
 	  "plugins [--json]\n\n"
-	  "Load every plugin file on the search path ($DISKCORE_PLUGIN_PATH, then the\n"
-	  "built-in directory) and print its name, kind, version, summary, usage and\n"
-	  "spec forms with their options; files that were refused say why.\n\n"
+	  "Load every plugin file on the search path ($DISKCORE_PLUGIN_PATH, which\n"
+	  "replaces the built-in directory; an empty element stands for it) and\n"
+	  "print its name, kind, version, summary, usage and spec forms with their\n"
+	  "options; files that were refused say why.\n\n"
 	  "  --json   print one JSON object\n",
 	  ctl_plugins },
 	{ "cp", "copy one disk to another",
