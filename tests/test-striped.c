@@ -433,6 +433,47 @@ START_TEST(unmap_behavior_fold)
 }
 END_TEST
 
+struct ts_map {
+	int n;
+	struct dc_extent e[8];
+};
+
+static int ts_map_add(void *arg, const struct dc_extent *e)
+{
+	struct ts_map *m = arg;
+
+	ck_assert_int_lt(m->n, 8);
+	m->e[m->n++] = *e;
+	return 0;
+}
+
+/* dc_map() through striped: each run is the member's allocation where the
+ * chunk lies (written chunks are data, the rest holes reading as zero). */
+START_TEST(extents_follow_members)
+{
+	dc_disk *d = ts_open("striped;chunk=4K:[mem:1M,mem:1M]");
+	uint8_t *buf = h_alloc(8 * KIB);
+	struct ts_map m = { 0 };
+
+	h_fill(buf, 8 * KIB, 5);
+	/* Chunk 1 (member 1) and the first half of chunk 2 (member 0). */
+	ck_assert_int_eq(dc_write(d, 8, buf, 6 * KIB, 0), 0);
+	ck_assert_int_eq(dc_map(d, 0, 2 * MIB, ts_map_add, &m), 0);
+	ck_assert_int_eq(m.n, 3);
+	ck_assert_uint_eq(m.e[0].offset, 0);
+	ck_assert_uint_eq(m.e[0].length, 4 * KIB);
+	ck_assert_uint_eq(m.e[0].flags, DC_EXTENT_HOLE | DC_EXTENT_ZERO);
+	ck_assert_uint_eq(m.e[1].offset, 4 * KIB);
+	ck_assert_uint_eq(m.e[1].length, 6 * KIB);
+	ck_assert_uint_eq(m.e[1].flags, 0);
+	ck_assert_uint_eq(m.e[2].offset, 10 * KIB);
+	ck_assert_uint_eq(m.e[2].length, 2 * MIB - 10 * KIB);
+	ck_assert_uint_eq(m.e[2].flags, DC_EXTENT_HOLE | DC_EXTENT_ZERO);
+	dc_close(d);
+	free(buf);
+}
+END_TEST
+
 /* A member whose unmap is ignored is not asked; the others still are. */
 START_TEST(unmap_skips_ignoring_member)
 {
@@ -629,6 +670,7 @@ int main(void)
 	tcase_add_test(tc, metadata_merge);
 	tcase_add_test(tc, unmap_skips_ignoring_member);
 	tcase_add_test(tc, unmap_behavior_fold);
+	tcase_add_test(tc, extents_follow_members);
 	tcase_add_test(tc, ops_forwarding);
 	tcase_add_test(tc, describe_layout);
 	tcase_add_test(tc, member_error_is_io);

@@ -274,6 +274,21 @@ static void striped_submit(void *inst, struct dc_req *req)
 	}
 }
 
+/* The allocation of a run: the member's, within the chunk the run starts in
+ * (the next chunk is on another member). */
+static int striped_extents(void *inst, struct dc_node *node, uint64_t sector,
+			   uint64_t count, uint64_t *run)
+{
+	struct striped_disk *d = inst;
+	uint64_t chunk = sector / d->per_chunk, off = sector % d->per_chunk;
+	uint64_t n = d->per_chunk - off;
+
+	(void)node;
+	return dc_node_extents(d->members[chunk % d->n],
+			       chunk / d->n * d->per_chunk + off, n < count ? n : count,
+			       run);
+}
+
 /* --- Open ------------------------------------------------------------------ */
 
 static void striped_close(void *inst)
@@ -467,4 +482,5 @@ DC_PLUGIN(striped_plugin) = {
 	.close = striped_close,
 	.submit = striped_submit,
 	.describe = striped_describe,
+	.extents = striped_extents,
 };
