@@ -775,6 +775,23 @@ START_TEST(limit_luks2_counts)
 		      "\"13\":{},\"14\":{},\"15\":{},");
 	tl_refused_fast("corrupt LUKS2 header: 9 digests; LUKS2 allows at most 8", "",
 			path);
+	/* 33 keyslots (TL_LUKS2 has two): more than LUKS2's 32. */
+	tl_copy(TL_LUKS2->path, path);
+	{
+		char more[31 * 12 + 16] = "\"keyslots\":{", *p = more + strlen(more);
+
+		for (int i = 2; i <= 32; i++)
+			p += sprintf(p, "\"%d\":{},", i);
+		tl_luks2_edit(path, "\"keyslots\":{", more);
+	}
+	tl_refused_fast("corrupt LUKS2 header: 33 keyslots; LUKS2 allows at most 32", "",
+			path);
+	/* A second data segment. */
+	tl_copy(TL_LUKS2->path, path);
+	tl_luks2_edit(path, "\"segments\":{", "\"segments\":{\"1\":{},");
+	tl_refused_fast("2 data segments (an interrupted re-encryption?): only one "
+			"segment \"0\" is supported",
+			"", path);
 	free(path);
 }
 END_TEST
