@@ -43,6 +43,7 @@ serve() {
 uri() { echo "nbd+unix:///?socket=$T/$1.sock"; }
 TO="timeout 60"
 head -c $((8 << 20)) /dev/urandom >"$T/rand"
+head -c $((1 << 20)) /dev/urandom >"$T/r1"
 
 # --- plain: what nbdinfo sees, nbdcopy and qemu-img both ways ---------------
 truncate -s 64M "$T/base.img"
@@ -69,6 +70,49 @@ check "qemu-img convert -n into the plugin" \
 	$TO qemu-img convert -n -f raw -O raw "$T/sparse.raw" "$(uri plain)"
 check "qemu-img compare after zeroing" $TO qemu-img compare -q -f raw -F raw \
 	"$T/sparse.raw" "$(uri plain)"
+
+# --- base:allocation: nbdinfo --map agrees with diskctl map -------------------
+# extents JSON...: "offset length flags" lines (1 hole, 2 zero), adjacent ones
+# of one kind merged, from nbdinfo --map --json or diskctl map --json
+extents() {
+	/usr/bin/python3 -c '
+import json, sys
+d, out = json.load(open(sys.argv[1])), []
+for e in d:
+    k = e["type"] if "type" in e else e["hole"] * 1 + e["zero"] * 2
+    o = e.get("offset", e.get("start"))
+    if out and out[-1][2] == k and out[-1][0] + out[-1][1] == o:
+        out[-1][1] += e["length"]
+    else:
+        out.append([o, e["length"], k])
+for o, n, k in out:
+    print(o, n, k)' "$1"
+}
+qemu-img create -q -f qcow2 "$T/m.qcow2" 16M
+qemu-io -f qcow2 -c 'write -P 1 4M 1M' -c 'write -z 8M 1M' -c 'write -P 2 12M 64k' \
+	"$T/m.qcow2" >/dev/null
+serve map -r -- "qcow2:$T/m.qcow2" readonly=true || exit 1
+$TO nbdinfo --map --json "$(uri map)" >"$T/map.nbd.json" 2>&1
+"$DISKCTL" map --json "qcow2:$T/m.qcow2" >"$T/map.dc.json" 2>&1
+extents "$T/map.nbd.json" >"$T/map.nbd"
+extents "$T/map.dc.json" >"$T/map.dc"
+check "nbdinfo --map: data, zero and hole extents" \
+	sh -c "grep -qx '4194304 1048576 0' '$T/map.nbd' && grep -qx '8388608 1048576 2' '$T/map.nbd' &&
+	grep -qx '0 4194304 3' '$T/map.nbd'"
+check "nbdinfo --map agrees with diskctl map" cmp -s "$T/map.nbd" "$T/map.dc"
+$TO qemu-img convert -f raw -O qcow2 "$(uri map)" "$T/map.copy.qcow2"
+qemu-img map --output=json "$T/map.copy.qcow2" >"$T/map.copy.json"
+check "qemu-img's copy through the plugin is sparse (only 1 MiB + 64 KiB of data)" \
+	/usr/bin/python3 -c 'import json, sys
+n = sum(e["length"] for e in json.load(open(sys.argv[1])) if e["data"])
+sys.exit(n != 1048576 + 65536)' "$T/map.copy.json"
+check "  and the same disk" $TO qemu-img compare -q "$T/map.copy.qcow2" "$T/m.qcow2"
+serve mapmem -- "memdiff:file:$T/base.img" || exit 1
+$TO nbdcopy "$T/r1" "$(uri mapmem)" 2>/dev/null
+$TO nbdinfo --map --json "$(uri mapmem)" >"$T/mapmem.json" 2>&1
+extents "$T/mapmem.json" >"$T/mapmem"
+check "memdiff over a file: the written MiB is data, the rest data of the file" \
+	grep -qx "0 $((64 << 20)) 0" "$T/mapmem"
 
 # --- a read-only server (nbdkit -r) ------------------------------------------
 cp "$T/rand" "$T/ro.img"
@@ -147,7 +191,6 @@ if $TO nbdinfo "nbds+unix://alice@/?socket=$T/psk.sock&tls-psk-file=$T/wrong.psk
 else
 	ok "PSK: a wrong key is refused"
 fi
-head -c $((1 << 20)) /dev/urandom >"$T/r1"
 check "nbdcopy into the plugin over TLS (PSK)" $TO nbdcopy "$T/r1" "$PSKURI"
 $TO nbdcopy "$PSKURI" "$T/psk.back"
 check "nbdcopy back over TLS (PSK)" sh -c "cmp -s -n 1048576 '$T/psk.back' '$T/r1' &&

@@ -210,6 +210,47 @@ static int dcn_can_multi_conn(void *h)
 	return 1; /* one shared disk: see the comment at the top */
 }
 
+/* base:allocation from the chain's allocation map (dc_map: layers, dynamic
+ * formats, holes in files); DC_EXTENT_HOLE and _ZERO are NBD's bits. */
+static int dcn_can_extents(void *h)
+{
+	(void)h;
+	return 1;
+}
+
+struct dcn_map {
+	struct nbdkit_extents *out;
+	bool one;
+};
+
+static int dcn_extent(void *arg, const struct dc_extent *e)
+{
+	struct dcn_map *m = arg;
+
+	if (nbdkit_add_extent(m->out, e->offset, e->length,
+			      e->flags & (DC_EXTENT_HOLE | DC_EXTENT_ZERO)))
+		return 2; /* nbdkit set the error */
+	return m->one;	  /* 1 stops: with REQ_ONE the first extent is enough */
+}
+
+static int dcn_extents(void *h, uint32_t count, uint64_t offset, uint32_t flags,
+		       struct nbdkit_extents *extents)
+{
+	struct dcn_map m = { extents, flags & NBDKIT_FLAG_REQ_ONE };
+	int rc;
+
+	(void)h;
+	rc = dc_map(dcn_disk, offset, count, dcn_extent, &m);
+	if (rc == 2)
+		return -1;
+	if (rc < 0) {
+		nbdkit_set_error(rc == -ENOMEM ? ENOMEM : EIO);
+		nbdkit_error("diskcore: map: %s", dc_last_error());
+		return -1;
+	}
+	return 0;
+}
+
 static void dcn_dump_plugin(void)
 {
 	uint32_t v = dc_version();
@@ -244,6 +285,8 @@ static struct nbdkit_plugin plugin = {
 	.can_zero = dcn_can_zero,
 	.can_fast_zero = dcn_can_fast_zero,
 	.can_multi_conn = dcn_can_multi_conn,
+	.can_extents = dcn_can_extents,
+	.extents = dcn_extents,
 	.pread = dcn_pread,
 	.pwrite = dcn_pwrite,
 	.flush = dcn_flush,

@@ -1,0 +1,118 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# NBD servers on the same RAM-backed 1 GiB file, copied in and out by nbdcopy:
+#   diskctl serve file:F                       (the built-in server)
+#   nbdkit file F                              (nbdkit's own file plugin)
+#   nbdkit diskcore file:F                     (the chain through the nbdkit plugin)
+# alternating, ROUNDS each, unix sockets; MiB/s per run and the medians' ratios.
+#
+#   BUILD=/path/to/builddir bench/serve-vs-nbdkit.sh
+#
+# Environment: BUILD or DISKCTL, BENCH_DIR (default /dev/shm: RAM-backed, so the
+# servers and not a disk are measured), ROUNDS (5), SIZE_MIB (1024), KEEP=1
+# keeps the files. Needs nbdkit, nbdcopy (libnbd-bin) and, for the third row,
+# the nbdkit plugin built (nbdkit-plugin-dev).
+set -eu
+. "$(dirname "$0")/common.sh"
+bench_find_diskctl
+bench_need nbdkit nbdcopy
+
+DIR=${BENCH_DIR:-/dev/shm}
+ROUNDS=${ROUNDS:-5}
+SIZE_MIB=${SIZE_MIB:-1024}
+FILE="$DIR/diskcore-bench-serve.img"
+SRC="$DIR/diskcore-bench-serve.src"
+PLUGIN="$(dirname "$(dirname "$DISKCTL")")/tools/nbdkit-plugin/nbdkit-diskcore-plugin.so"
+OUT=$(mktemp -d)
+PIDS=""
+cleanup() {
+	for p in $PIDS; do kill "$p" 2>/dev/null || :; done
+	for p in $PIDS; do wait "$p" 2>/dev/null || :; done
+	rm -rf "$OUT"
+	[ "${KEEP:-0}" = 1 ] || rm -f "$FILE" "$SRC"
+}
+trap cleanup EXIT INT TERM
+
+if [ "$(stat -c %s "$SRC" 2>/dev/null || echo 0)" -ne $((SIZE_MIB << 20)) ]; then
+	echo "creating $SRC ($SIZE_MIB MiB of random data)..." >&2
+	head -c $((SIZE_MIB << 20)) /dev/urandom >"$SRC"
+fi
+cp "$SRC" "$FILE"
+
+# wait_sock PATH: until the socket exists, at most 10 s
+wait_sock() {
+	i=0
+	while [ ! -S "$1" ]; do
+		[ $i -ge 200 ] && { echo "error: no server on $1" >&2; exit 1; }
+		sleep 0.05
+		i=$((i + 1))
+	done
+}
+bench_run "$DISKCTL" serve --unix "$OUT/serve.sock" "file:$FILE" 2>"$OUT/serve.log" &
+PIDS="$PIDS $!"
+bench_run nbdkit -f -U "$OUT/nbdkit.sock" file "$FILE" 2>"$OUT/nbdkit.log" &
+PIDS="$PIDS $!"
+SERVERS="serve nbdkit"
+if [ -f "$PLUGIN" ]; then
+	bench_run nbdkit -f -U "$OUT/plugin.sock" "$PLUGIN" "file:$FILE" \
+		2>"$OUT/plugin.log" &
+	PIDS="$PIDS $!"
+	SERVERS="$SERVERS plugin"
+else
+	echo "note: $PLUGIN not built: the plugin row is left out" >&2
+fi
+for s in $SERVERS; do wait_sock "$OUT/$s.sock"; done
+
+# mibs CMD...: MiB/s of one run of CMD moving SIZE_MIB MiB
+mibs() {
+	t0=$(date +%s.%N)
+	bench_run "$@" || { echo "error: $* failed" >&2; exit 1; }
+	t1=$(date +%s.%N)
+	awk -v a="$t0" -v b="$t1" -v m="$SIZE_MIB" 'BEGIN { printf "%.0f\n", m / (b - a) }'
+}
+
+r=1
+while [ "$r" -le "$ROUNDS" ]; do
+	echo "round $r/$ROUNDS..." >&2
+	for s in $SERVERS; do
+		u="nbd+unix:///?socket=$OUT/$s.sock"
+		mibs nbdcopy "$u" null: >>"$OUT/read.$s"
+		mibs nbdcopy "$SRC" "$u" >>"$OUT/write.$s"
+	done
+	r=$((r + 1))
+done
+
+name() {
+	case $1 in
+	serve) echo "diskctl serve file:F" ;;
+	nbdkit) echo "nbdkit file F" ;;
+	plugin) echo "nbdkit diskcore file:F" ;;
+	esac
+}
+med() {
+	# shellcheck disable=SC2046
+	bench_median $(cat "$OUT/$1.$2")
+}
+bench_machine
+echo "file: $FILE ($SIZE_MIB MiB), nbdcopy defaults (multi-conn: 4 connections, 64 requests of 256 KiB)"
+for op in read write; do
+	echo
+	bench_header "$ROUNDS" "nbdcopy $op, MiB/s"
+	for s in $SERVERS; do
+		# shellcheck disable=SC2046
+		bench_row "$(name "$s")" $(cat "$OUT/$op.$s")
+	done
+done
+echo
+for op in read write; do
+	echo "ratio diskctl serve / nbdkit file, $op: $(bench_ratio "$(med "$op" serve)" "$(med "$op" nbdkit)")"
+	case " $SERVERS " in *" plugin "*)
+		echo "ratio diskctl serve / nbdkit diskcore, $op: $(bench_ratio "$(med "$op" serve)" "$(med "$op" plugin)")"
+		echo "ratio nbdkit diskcore / nbdkit file, $op: $(bench_ratio "$(med "$op" plugin)" "$(med "$op" nbdkit)")" ;;
+	esac
+done
+echo
+echo "commands:"
+echo "  diskctl serve --unix S file:F;  nbdkit -f -U S file F;  nbdkit -f -U S nbdkit-diskcore-plugin.so file:F"
+echo "  read:  nbdcopy 'nbd+unix:///?socket=S' null:"
+echo "  write: nbdcopy SRC 'nbd+unix:///?socket=S'"
