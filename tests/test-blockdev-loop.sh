@@ -66,7 +66,15 @@ for line in sys.stdin:
 lib.dc_close(disk)
 EOF
 
-coproc WAITER { python3 "$TMP/waiter.py" "$LIB" "delay:0:blockdev:$DEV"; }
+# A ThreadSanitizer build: its runtime cannot arrive by dlopen() (static TLS),
+# so the real interpreter (not a pyenv shim) starts with it preloaded.
+PY=python3
+PRELOAD=${LD_PRELOAD:-}
+if [ "${DISKCORE_SANITIZED:-}" = thread ]; then
+	PY=$(python3 -c 'import sys; print(sys.executable)')
+	PRELOAD=$(ldd "$LIB" | awk '$1 ~ /^libtsan\.so/ && $3 ~ /^\// { print $3; exit }')
+fi
+coproc WAITER { LD_PRELOAD="$PRELOAD" "$PY" "$TMP/waiter.py" "$LIB" "delay:0:blockdev:$DEV"; }
 read -r -u "${WAITER[0]}" word count rest || { echo "FAIL: the waiter died" >&2; exit 1; }
 [ "$word" = ready ] || { echo "FAIL: open: $word $count ${rest:-}" >&2; exit 1; }
 [ "$count" = 2048 ] || { echo "FAIL: expected 2048 sectors, got $count" >&2; exit 1; }
