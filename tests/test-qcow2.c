@@ -34,6 +34,43 @@ static int tq_prepare(const char *path, uint64_t size, void *arg)
 		       -EIO;
 }
 
+/* Growing: 512-byte clusters, so the L1 table outgrows its cluster and moves;
+ * data written before and after survives, and qemu-img agrees. */
+START_TEST(qcow2_grow)
+{
+	char *path = h_tmppath(".qcow2");
+	dc_disk *d = h_openf(0, "qcow2:%s;create=1M;cluster=512", path);
+	uint8_t buf[4096], got[4096];
+
+	h_fill(buf, sizeof(buf), 1);
+	ck_assert_int_eq(dc_write(d, 2040, buf, sizeof(buf), 0), 0);
+	ck_assert_int_eq(dc_resize(d, 9 * 2048), 0);
+	ck_assert_uint_eq(dc_sector_count(d), 9 * 2048);
+	ck_assert_int_eq(dc_write(d, 9 * 2048 - 8, buf, sizeof(buf), 0), 0);
+	ck_assert_int_ne(dc_resize(d, 2048), 0); /* shrinking is refused */
+	ck_assert_int_eq(dc_read(d, 2040, got, sizeof(got)), 0);
+	ck_assert_mem_eq(buf, got, sizeof(buf));
+	ck_assert_int_eq(dc_flush(d), 0);
+	dc_close(d);
+	if (h_have_program("qemu-img")) {
+		ck_assert_int_eq(h_sh("qemu-img check -q '%s'", path), 0);
+		ck_assert_int_eq(
+			h_sh("qemu-img info '%s' | grep -q 'virtual size: 9 MiB'", path),
+			0);
+		ck_assert_int_eq(
+			h_sh("qemu-io -f qcow2 -c 'read -P 0 1044480 4096' '%s' | "
+			     "grep -q 'Pattern verification failed'",
+			     path),
+			0);
+	}
+	d = h_openf(DC_OPEN_READ_ONLY, "qcow2:%s", path);
+	ck_assert_int_eq(dc_read(d, 9 * 2048 - 8, got, sizeof(got)), 0);
+	ck_assert_mem_eq(buf, got, sizeof(buf));
+	dc_close(d);
+	free(path);
+}
+END_TEST
+
 static void tq_add(Suite *s, const char *name, const char *tmpl, const char *opts,
 		   uint32_t flags)
 {
@@ -66,5 +103,9 @@ int main(void)
 	} else {
 		fprintf(stderr, "note: no qemu-img: the cases over its images not run\n");
 	}
+	TCase *tc = tcase_create("qcow2-grow");
+
+	tcase_add_test(tc, qcow2_grow);
+	suite_add_tcase(s, tc);
 	return h_run(s);
 }

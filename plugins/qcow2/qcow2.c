@@ -235,6 +235,7 @@ static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info 
 	if (!q)
 		return dc_fail(-ENOMEM, "out of memory");
 	q->writable = !a->read_only;
+	q->node = a->node;
 	q->path = strdup(a->fields[0]);
 	ret = q->path ? qcow2_options(a, q, &cache) : dc_fail(-ENOMEM, "out of memory");
 	if (ret == 0)
@@ -320,14 +321,6 @@ static int qcow2_io(void *inst, struct dc_req *req)
 	}
 }
 
-static void qcow2_kv_num(dc_kv_fn kv, void *arg, const char *key, uint64_t v)
-{
-	char buf[32];
-
-	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
-	kv(arg, key, buf);
-}
-
 static void qcow2_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct qcow2 *q = inst;
@@ -336,11 +329,11 @@ static void qcow2_describe(void *inst, dc_kv_fn kv, void *arg)
 
 	kv(arg, "path", q->path);
 	kv(arg, "format", q->h.version == 2 ? "qcow2 v2 (compat=0.10)" : "qcow2 v3");
-	qcow2_kv_num(kv, arg, "virtual size", q->h.size);
-	qcow2_kv_num(kv, arg, "cluster size", q->cluster_size);
+	dc_kv_u64(kv, arg, "virtual size", q->h.size);
+	dc_kv_u64(kv, arg, "cluster size", q->cluster_size);
 	if (q->extl2)
-		qcow2_kv_num(kv, arg, "subcluster size (extended L2)", q->sc_size);
-	qcow2_kv_num(kv, arg, "L2 cache bytes", q->l2_cache_bytes);
+		dc_kv_u64(kv, arg, "subcluster size (extended L2)", q->sc_size);
+	dc_kv_u64(kv, arg, "L2 cache bytes", q->l2_cache_bytes);
 	kv(arg, "compression type", q->h.compression == QCOW2_ZSTD ? "zstd" : "zlib");
 	if (q->backing) {
 		kv(arg, "backing file", q->backing);
@@ -354,7 +347,7 @@ static void qcow2_describe(void *inst, dc_kv_fn kv, void *arg)
 		   "yes (refcounts may be stale; data reads are unaffected)");
 	if (q->h.incompat & QCOW2_INCOMPAT_CORRUPT)
 		kv(arg, "corrupt", "yes (marked by QEMU)");
-	qcow2_kv_num(kv, arg, "internal snapshots", q->nsnap);
+	dc_kv_u64(kv, arg, "internal snapshots", q->nsnap);
 	buf[0] = '\0';
 	for (uint32_t i = 0; i < q->nsnap && n < sizeof(buf); i++)
 		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? ", " : "",
@@ -365,10 +358,9 @@ static void qcow2_describe(void *inst, dc_kv_fn kv, void *arg)
 		char key[32];
 
 		snprintf(key, sizeof(key), "snapshot %u", i + 1);
-		snprintf(buf, sizeof(buf), "id %s, name %s, disk size %llu",
-			 q->snaps[i].id, q->snaps[i].name,
-			 (unsigned long long)q->snaps[i].size);
-		kv(arg, key, buf);
+		dc_kv_printf(kv, arg, key, "id %s, name %s, disk size %llu",
+			     q->snaps[i].id, q->snaps[i].name,
+			     (unsigned long long)q->snaps[i].size);
 	}
 	if (q->snapshot)
 		kv(arg, "snapshot opened", q->snapshot);
@@ -378,43 +370,28 @@ static void qcow2_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 static const struct dc_option qcow2_options_decl[] = {
-	{ .name = "l2-cache",
-	  .type = DC_OPT_SIZE,
-	  .help = "bytes of L2 tables kept in memory (default: the whole disk's, up to "
-		  "4M; at least one table)" },
-	{ .name = "parents",
-	  .type = DC_OPT_STRING,
-	  .help = "'beneath' (default): a backing file must lie inside the image's "
-		  "directory; 'any': follow it anywhere" },
-	{ .name = "create",
-	  .type = DC_OPT_SIZE,
-	  .help = "make a new image of this virtual size when PATH does not exist" },
-	{ .name = "cluster",
-	  .type = DC_OPT_SIZE,
-	  .help = "cluster size of a new image, 512 to 2M (default 64K)" },
-	{ .name = "parent",
-	  .type = DC_OPT_STRING,
-	  .help = "make a new image over this backing file (qcow2, raw, vhd, vhdx), "
-		  "sized as it" },
-	{ .name = "overwrite",
-	  .type = DC_OPT_FLAG,
-	  .help = "with create= or parent=: replace an existing file" },
-	{ .name = "snapshot",
-	  .type = DC_OPT_STRING,
-	  .help = "open this internal snapshot (name or id), read-only" },
-	{ 0 },
+	DC_OPTION_SIZE("l2-cache", "bytes of L2 tables kept in memory (default: the "
+				   "whole disk's, up to 4M; at least one table)"),
+	DC_OPTION_STRING("parents", "'beneath' (default): a backing file must lie inside "
+				    "the image's directory; 'any': follow it anywhere"),
+	DC_OPTION_SIZE("create", "make a new image of this virtual size when PATH does "
+				 "not exist"),
+	DC_OPTION_SIZE("cluster", "cluster size of a new image, 512 to 2M (default 64K)"),
+	DC_OPTION_STRING("parent", "make a new image over this backing file (qcow2, raw, "
+				   "vhd, vhdx), sized as it"),
+	DC_OPTION_FLAG("overwrite", "with create= or parent=: replace an existing file"),
+	DC_OPTION_STRING("snapshot",
+			 "open this internal snapshot (name or id), read-only"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form qcow2_forms[] = {
-	{ .name = "qcow2",
-	  .nfields = 1,
-	  .child = DC_CHILD_NONE,
-	  .flags = 0,
-	  .syntax = "qcow2:PATH[;create=SIZE][;cluster=SIZE][;parent=PATH][;overwrite]"
-		    "[;snapshot=NAME][;l2-cache=SIZE][;parents=any]",
-	  .help = "a qcow2 image, v2 or v3, read-write (a backing chain opens as layers)",
-	  .options = qcow2_options_decl },
-	{ 0 },
+	DC_FORM("qcow2", 1, DC_CHILD_NONE,
+		"qcow2:PATH[;create=SIZE][;cluster=SIZE][;parent=PATH][;overwrite]"
+		"[;snapshot=NAME][;l2-cache=SIZE][;parents=any]",
+		"a qcow2 image, v2 or v3, read-write (a backing chain opens as layers)",
+		qcow2_options_decl),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(qcow2_plugin) = {
@@ -436,12 +413,14 @@ DC_PLUGIN(qcow2_plugin) = {
 		 "  files and writing images that hold internal snapshots are refused.",
 	.forms = qcow2_forms,
 	.ctx_size = 0,
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.open = qcow2_open,
 	.close = qcow2_close,
 	.io = qcow2_io,
 	.attach = qcow2_attach,
 	.lower_spec = qcow2_lower_spec,
 	.describe = qcow2_describe,
+	.resize = qcow2_resize,
+	.sector_count = qcow2_sector_count,
+	.extents = qcow2_extents,
 };

@@ -129,6 +129,7 @@ struct qcow2 {
 	struct qcow2_snap *snaps;
 	uint32_t nsnap;
 	const char *snapshot; /* the snapshot opened (read-only), or NULL */
+	struct dc_node *node;
 	bool writable;
 
 	/* The L2 cache: nslots tables, looked up by offset under lock. */
@@ -228,6 +229,12 @@ int qcow2_set_dirty(struct qcow2 *q, bool dirty);
 /* below.c: the layer below for copy-on-write, opened on first use. */
 int qcow2_below_read(struct qcow2 *q, uint64_t goff, uint8_t *buf, size_t len);
 void qcow2_below_close(struct qcow2 *q);
+
+/* resize.c: dc_resize() (grow only), the live size, dc_map()'s extents. */
+int qcow2_resize(void *inst, uint64_t new_sector_count);
+uint64_t qcow2_sector_count(void *inst);
+int qcow2_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+		  uint64_t *run);
 
 /* qcow2.c: load an image (header, L1, L2 cache) from q->path. */
 int qcow2_load(struct qcow2 *q, uint64_t cache);

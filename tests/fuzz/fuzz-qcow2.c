@@ -14,6 +14,7 @@
 #include "../../plugins/qcow2/qcow2.c"
 #include "../../plugins/qcow2/read.c"
 #include "../../plugins/qcow2/refcount.c"
+#include "../../plugins/qcow2/resize.c"
 #include "../../plugins/qcow2/write.c"
 #include "../../common/endian/layout.c"
 #include "../../common/vhdfmt/vhdfmt.c"
