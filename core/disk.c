@@ -36,8 +36,11 @@ DC_EXPORT int dc_open(const char *spec, uint32_t flags, dc_disk **out)
 	pthread_condattr_t ca;
 	int rc;
 
-	if (!spec || !out || (flags & ~DC_OPEN_READ_ONLY))
+	if (!spec || !out || (flags & ~(DC_OPEN_READ_ONLY | DC_OPEN_FORCE_SHARE)))
 		return dc_fail(-EINVAL, "dc_open: invalid arguments");
+	if ((flags & DC_OPEN_FORCE_SHARE) && !(flags & DC_OPEN_READ_ONLY))
+		return dc_fail(-EINVAL, "dc_open: DC_OPEN_FORCE_SHARE needs DC_OPEN_READ_ONLY "
+					"(a writer must hold its locks)");
 	*out = NULL;
 	d = calloc(1, sizeof(*d));
 	if (!d)
@@ -50,6 +53,7 @@ DC_EXPORT int dc_open(const char *spec, uint32_t flags, dc_disk **out)
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&d->implicit_lock, NULL);
 	d->serial = atomic_fetch_add(&disk_serial, 1) + 1;
+	d->open_flags = flags;
 	d->resize_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (d->resize_fd < 0) {
 		rc = dc_fail(-errno, "dc_open: eventfd: %s", strerror(errno));

@@ -104,6 +104,7 @@ enum { DC_IREQ_TOP = 0, DC_IREQ_EMBEDDED = 1, DC_IREQ_HEAP = 2 };
 
 struct dc_disk {
 	struct dc_node *top;
+	uint32_t open_flags;         /* DC_OPEN_* */
 	struct dc_info info;         /* snapshot at open */
 	unsigned sector_shift;
 	uint64_t max_sector;         /* INT64_MAX >> sector_shift */

@@ -172,6 +172,7 @@ int dc__node_create(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 		.nopts = s->nopts,
 		.read_only = read_only,
 		.nchildren = nchildren,
+		.force_share = disk->open_flags & DC_OPEN_FORCE_SHARE,
 	};
 	struct dc_node *n =
 		node_new(disk, s->plugin, s->form, s->text, children, nchildren);

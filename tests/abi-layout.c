@@ -159,6 +159,7 @@ static void plugin_structs(void)
 	FIELD(dc_open_args, nopts);
 	FIELD(dc_open_args, read_only);
 	FIELD(dc_open_args, nchildren);
+	FIELD(dc_open_args, force_share);
 
 	/* The entry reports its size; the core copies that much. */
 	STRUCT(dc_plugin, "append");

@@ -207,6 +207,10 @@ uint32_t dc_version(void);
 /* --- Opening disks ------------------------------------------------------ */
 
 #define DC_OPEN_READ_ONLY (1u << 0)
+/** With DC_OPEN_READ_ONLY only (ABI 1.1): open images without the locks
+ *  that keep out writers of other processes, to look at an image a VMM has
+ *  open (`diskctl info -U`). What is read may be changing underneath. */
+#define DC_OPEN_FORCE_SHARE (1u << 1)
 
 /** Open the chain a spec string describes, e.g. "delay:1:memdiff:file:/x.img".
  *  Returns 0 and sets *out, or -errno with dc_last_error() set. */

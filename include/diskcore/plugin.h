@@ -258,6 +258,9 @@ struct dc_open_args {
 	uint32_t nopts;
 	bool read_only;
 	uint32_t nchildren; /**< children, opened before this plugin */
+	/** ABI 1.1: the consumer opened with DC_OPEN_FORCE_SHARE (read_only is
+	 *  then true): take no lock that would keep a writer out. */
+	bool force_share;
 };
 
 typedef void (*dc_kv_fn)(void *arg, const char *key, const char *value);

@@ -226,10 +226,11 @@ int ctl_info(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "ro", no_argument, NULL, 'r' },
 		{ "rw", no_argument, NULL, 'w' },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	bool json = false;
+	bool json = false, share = false;
 	/* Looking never writes: read-only unless asked (an image another
 	 * process holds open read-only can be looked at too). */
 	uint32_t flags = DC_OPEN_READ_ONLY;
@@ -239,16 +240,27 @@ int ctl_info(int argc, char **argv)
 	dc_disk *d;
 	int c, rc;
 
-	while ((c = ctl_getopt(argc, argv, "h", lo)) != -1) {
+	while ((c = ctl_getopt(argc, argv, "hU", lo)) != -1) {
 		if (c == 'j')
 			json = true;
 		else if (c == 'r')
 			flags = DC_OPEN_READ_ONLY;
 		else if (c == 'w')
 			flags = 0;
+		else if (c == 'U')
+			share = true;
 	}
 	ctl_operands(argc, argv, 1, 1, "SPEC");
 	spec = argv[optind];
+	if (share && !(flags & DC_OPEN_READ_ONLY))
+		ctl_usage(
+			"--force-share reads without locks: it cannot be used with --rw");
+	if (share) {
+		flags |= DC_OPEN_FORCE_SHARE;
+		ctl_err("warning: --force-share: not locking '%s'; a writer may be "
+			"changing it, so what is shown may be inconsistent",
+			spec);
+	}
 	d = ctl_open(spec, flags);
 	if (!d)
 		return CTL_EXIT_FAIL;

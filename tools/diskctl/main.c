@@ -13,7 +13,7 @@ const struct ctl_cmd *ctl_current;
 
 static const struct ctl_cmd ctl_cmds[] = {
 	{ "info", "show a disk's metadata and its chain",
-	  "info [--json] [--rw] SPEC\n\n"
+	  "info [--json] [--rw] [-U|--force-share] SPEC\n\n"
 	  "Open SPEC read-only and print its metadata (size, sector sizes, read-only,\n"
 	  "FUA, unmap behaviour, disk id, type) and every element of the chain with\n"
 	  "the details its plugin describes.\n\n"
@@ -21,7 +21,10 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "           not part of valid UTF-8 is written as \\u00XX, XX its value)\n"
 	  "  --rw     open read-write, so that create= or ;overwrite in SPEC may\n"
 	  "           make or replace an image ('diskctl create' says it plainer)\n"
-	  "  --ro     open read-only (the default; the last of --ro and --rw counts)\n",
+	  "  --ro     open read-only (the default; the last of --ro and --rw counts)\n"
+	  "  -U, --force-share\n"
+	  "           take no image locks, to look at an image a VMM holds open\n"
+	  "           (with a warning: it may be changing underneath)\n",
 	  ctl_info },
 	{ "plugins", "list the plugins on the search path",
 	  "plugins [--json]\n\n"
@@ -106,8 +109,9 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "  --bs SIZE     chunk size, a power of two (default 1M)\n"
 	  "  --qd N        chunks of each disk in flight (default 16)\n",
 	  ctl_compare },
-	{ "map", "show where a disk's data, zeroes and holes are, and which layer holds them",
-	  "map [--json] [--start OFFSET] [--length LEN] SPEC\n\n"
+	{ "map",
+	  "show where a disk's data, zeroes and holes are, and which layer holds them",
+	  "map [--json] [--start OFFSET] [--length LEN] [-U|--force-share] SPEC\n\n"
 	  "Open SPEC read-only and print its extents in order: start and length in\n"
 	  "bytes, the kind, and the layer of the chain that holds them (0 is the\n"
 	  "top; '-' where no layer does and the bytes read as zero).\n"
@@ -117,7 +121,8 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "  --json          one JSON array of {start, length, data, zero, hole,\n"
 	  "                  layer, layer_spec}\n"
 	  "  --start OFFSET  begin at this byte (default 0)\n"
-	  "  --length LEN    map this many bytes (default: to the end)\n",
+	  "  --length LEN    map this many bytes (default: to the end)\n"
+	  "  -U, --force-share  take no image locks (a writer may be changing it)\n",
 	  ctl_map },
 	{ "bench", "measure IOPS, throughput and latency",
 	  "bench [--rw read|write|randread|randwrite] [--bs SIZE] [--qd N]\n"

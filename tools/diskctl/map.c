@@ -87,16 +87,21 @@ int ctl_map(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "start", required_argument, NULL, 's' },
 		{ "length", required_argument, NULL, 'l' },
+		{ "force-share", no_argument, NULL, 'U' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct ctl_map m = { .layered_depth = -1 };
 	uint64_t start = 0, length = UINT64_MAX;
+	uint32_t flags = DC_OPEN_READ_ONLY;
 	dc_disk *d;
 	int c, rc;
 
-	while ((c = ctl_getopt(argc, argv, "", opts)) != -1) {
+	while ((c = ctl_getopt(argc, argv, "U", opts)) != -1) {
 		switch (c) {
+		case 'U':
+			flags |= DC_OPEN_FORCE_SHARE;
+			break;
 		case 'j':
 			m.json = true;
 			break;
@@ -109,7 +114,11 @@ int ctl_map(int argc, char **argv)
 		}
 	}
 	ctl_operands(argc, argv, 1, 1, "SPEC");
-	d = ctl_open(argv[optind], DC_OPEN_READ_ONLY);
+	if (flags & DC_OPEN_FORCE_SHARE)
+		ctl_err("warning: --force-share: not locking '%s'; a writer may be "
+			"changing it, so the map may be out of date",
+			argv[optind]);
+	d = ctl_open(argv[optind], flags);
 	if (!d)
 		return CTL_EXIT_FAIL;
 	dc_describe(d, ctl_map_describe, &m);
