@@ -174,8 +174,8 @@ def handshake_checks():
     greet(s)
     option(s, 99, b"xyz")
     check("unknown option: ERR_UNSUP", opt_reply(s)[1] == 0x80000001)
-    option(s, 8)
-    check("structured replies: ERR_UNSUP", opt_reply(s)[1] == 0x80000001)
+    option(s, 8, b"x")
+    check("structured replies with data: ERR_INVALID", opt_reply(s)[1] == 0x80000003)
     option(s, 6, b"\0\0\0\x09ab")
     check("INFO with a bad name length: ERR_INVALID", opt_reply(s)[1] == 0x80000003)
     option(s, 6, struct.pack(">I", 3) + b"zzz" + struct.pack(">H", 0))
@@ -294,6 +294,64 @@ def rw_checks():
     s.close()
 
 
+def meta_query(opt, *queries):
+    d = struct.pack(">II", 0, len(queries))
+    for q in queries:
+        d += struct.pack(">I", len(q)) + q
+    return d
+
+
+def chunk(s):
+    """One structured reply chunk: flags, type, handle, payload."""
+    magic, flags, typ, handle, n = struct.unpack(">IHHQI", recvall(s, 20))
+    assert magic == 0x668E33EF
+    return flags, typ, handle, recvall(s, n)
+
+
+def structured_checks():
+    s = connect()
+    greet(s)
+    option(s, 10, meta_query(10, b"base:allocation"))
+    check("SET_META_CONTEXT before STRUCTURED_REPLY: ERR_INVALID",
+          opt_reply(s)[1] == 0x80000003)
+    option(s, 8)
+    check("STRUCTURED_REPLY: ACK", opt_reply(s)[1] == 1)
+    option(s, 9, meta_query(9))
+    _, typ, d = opt_reply(s)
+    check("LIST_META_CONTEXT: base:allocation", typ == 4 and d[4:] == b"base:allocation")
+    check("... then ACK", opt_reply(s)[1] == 1)
+    option(s, 10, meta_query(10, b"qemu:dirty-bitmap:x", b"base:allocation"))
+    _, typ, d = opt_reply(s)
+    ctx = struct.unpack(">I", d[:4])[0] if typ == 4 else None
+    check("SET_META_CONTEXT: base:allocation, unknown contexts ignored",
+          typ == 4 and d[4:] == b"base:allocation" and opt_reply(s)[1] == 1)
+    go(s)
+    req(s, READ, 0, 4096, 1)
+    flags, typ, h, d = chunk(s)
+    check("structured read: one OFFSET_DATA chunk, DONE",
+          (flags, typ, h) == (1, 1, 1) and len(d) == 8 + 4096 and d[:8] == bytes(8))
+    req(s, READ, size, 512, 2)
+    flags, typ, h, d = chunk(s)
+    check("structured read past the end: ERROR chunk with EINVAL",
+          (flags, typ, h) == (1, 0x8001, 2) and struct.unpack(">I", d[:4])[0] == EINVAL)
+    req(s, 7, 0, size, 3)
+    flags, typ, h, d = chunk(s)
+    descs = [struct.unpack(">II", d[i:i + 8]) for i in range(4, len(d), 8)]
+    check("BLOCK_STATUS: the context id, descriptors within the request",
+          (flags, typ, h) == (1, 5, 3) and struct.unpack(">I", d[:4])[0] == ctx
+          and descs and sum(n for n, _ in descs) <= size and all(n for n, _ in descs))
+    req(s, 7, 0, size, 4, flags=8)
+    flags, typ, h, d = chunk(s)
+    check("BLOCK_STATUS with REQ_ONE: one descriptor", typ == 5 and len(d) == 12)
+    check("BLOCK_STATUS of 0 bytes: EINVAL", call(s, 7, 0, 0)[0] == EINVAL)
+    check("BLOCK_STATUS past the end: EINVAL", call(s, 7, size - 512, 1024)[0] == EINVAL)
+    s.close()
+
+    s = session()  # no meta context: no block status
+    check("BLOCK_STATUS without a context: EINVAL", call(s, 7, 0, 512)[0] == EINVAL)
+    s.close()
+
+
 def ro_checks():
     s = session()
     check("read-only: write is EPERM", call(s, WRITE, 0, 512, data=b"x" * 512)[0] == EPERM)
@@ -357,6 +415,7 @@ try:
         file_checks()
     else:
         rw_checks() if mode == "rw" else ro_checks()
+        structured_checks()
 except (OSError, EOFError, AssertionError, RuntimeError, struct.error) as e:
     check("client ran to the end (%s: %s)" % (type(e).__name__, e), False)
 sys.exit(1 if fails else 0)
@@ -518,6 +577,33 @@ if start tcp --port 0 --export disk0 mem:1M; then
 else
 	fail "serve --port 0 starts"
 fi
+# --- base:allocation: nbdinfo --map agrees with diskctl map -------------------
+# Both as "offset length flags" (1 hole, 2 zero), adjacent runs of a kind merged.
+merge() { awk '$1 == o + n && $3 == k { n += $2; next }
+	NR > 1 && n { print o, n, k } { o = $1; n = $2; k = $3 } END { if (n) print o, n, k }'; }
+qemu-img create -q -f qcow2 "$T/map.qcow2" 16M
+qemu-io -f qcow2 -c 'write -P 1 4M 1M' -c 'write -z 8M 1M' -c 'write -P 2 12M 64k' \
+	"$T/map.qcow2" >/dev/null
+if start map --ro --unix "$T/map.sock" "qcow2:$T/map.qcow2"; then
+	$TO nbdinfo --map "$(uri map)" 2>&1 | awk '{ print $1, $2, $3 }' | merge >"$T/map.nbd"
+	"$DISKCTL" map "qcow2:$T/map.qcow2" 2>&1 | awk 'NR > 1 {
+		print $1, $2, ($3 == "hole" ? 3 : $3 == "zero" ? 2 : $3 == "data" ? 0 : 1) }' |
+		merge >"$T/map.dc"
+	check "nbdinfo --map: data, zero and hole" sh -c "grep -qx '4194304 1048576 0' '$T/map.nbd' &&
+		grep -qx '8388608 1048576 2' '$T/map.nbd' && grep -qx '0 4194304 3' '$T/map.nbd'"
+	check "nbdinfo --map agrees with diskctl map" cmp -s "$T/map.nbd" "$T/map.dc"
+	$TO qemu-img convert -f raw -O qcow2 "$(uri map)" "$T/map.copy.qcow2"
+	check "qemu-img convert from serve is sparse (data only where written)" \
+		sh -c "[ \$(qemu-img map '$T/map.copy.qcow2' | grep -c '^0x') -eq 2 ]"
+	check "  and the same disk" $TO qemu-img compare -q "$T/map.copy.qcow2" "$T/map.qcow2"
+	$TO nbdcopy "$(uri map)" "$T/map.raw"
+	check "nbdcopy (structured reads, zeroes skipped) copies the disk" \
+		$TO qemu-img compare -q "$T/map.raw" "$T/map.qcow2"
+	stop
+else
+	fail "serve --ro qcow2: starts"
+fi
+
 # --- only loopback addresses without --insecure-listen ------------------------
 $TO "$DISKCTL" serve --port 0 --bind 0.0.0.0 mem:1M 2>"$T/err"
 check "--bind 0.0.0.0 refused (exit 1)" [ $? -eq 1 ]

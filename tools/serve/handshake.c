@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * diskctl serve: the fixed newstyle handshake. EXPORT_NAME, INFO, GO, LIST and
- * ABORT are understood; everything else (structured replies, meta contexts,
- * STARTTLS) is answered "unsupported", so transmission uses simple replies.
+ * diskctl serve: the fixed newstyle handshake. EXPORT_NAME, INFO, GO, LIST,
+ * ABORT, STRUCTURED_REPLY and the meta context options (one context:
+ * base:allocation) are understood; anything else (STARTTLS, ...) is answered
+ * "unsupported".
  */
 #include "serve-int.h"
 
@@ -105,6 +106,64 @@ static int serve_opt_info(struct serve_conn *c, uint32_t opt, const uint8_t *d,
 	return opt == NBD_OPT_GO;
 }
 
+/* Does query q (ql bytes) name base:allocation? LIST also takes "base:",
+ * the whole namespace. */
+static bool serve_meta_match(const uint8_t *q, uint32_t ql, bool list)
+{
+	static const char name[] = SERVE_META_ALLOC;
+
+	if (ql == sizeof(name) - 1 && !memcmp(q, name, ql))
+		return true;
+	return list && ql == 5 && !memcmp(q, "base:", 5);
+}
+
+/* NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: export name, query
+ * count, queries. SET replaces the selection (none selected when no query
+ * matches); LIST without queries lists every context. */
+static int serve_opt_meta(struct serve_conn *c, uint32_t opt, const uint8_t *d,
+			  uint32_t len)
+{
+	bool list = opt == NBD_OPT_LIST_META_CONTEXT, want = false;
+	uint32_t namelen, nq, pos;
+	uint8_t r[4 + sizeof(SERVE_META_ALLOC)];
+
+	if (!list) {
+		c->meta_alloc = false;
+		if (!c->structured)
+			return serve_opt_error(c, opt, NBD_REP_ERR_INVALID,
+					       "negotiate structured replies first");
+	}
+	if (len < 8 || (namelen = serve_get32(d)) > len - 8)
+		return serve_opt_error(c, opt, NBD_REP_ERR_INVALID, "malformed request");
+	if (!serve_name_ok(c->srv, d + 4, namelen))
+		return serve_opt_error(c, opt, NBD_REP_ERR_UNKNOWN, "no such export");
+	nq = serve_get32(d + 4 + namelen);
+	pos = 8 + namelen;
+	want = list && !nq;
+	for (uint32_t i = 0; i < nq; i++) {
+		uint32_t ql;
+
+		if (len - pos < 4 || (ql = serve_get32(d + pos)) > len - pos - 4)
+			return serve_opt_error(c, opt, NBD_REP_ERR_INVALID,
+					       "query runs past the option");
+		want |= serve_meta_match(d + pos + 4, ql, list);
+		pos += 4 + ql;
+	}
+	if (pos != len)
+		return serve_opt_error(c, opt, NBD_REP_ERR_INVALID,
+				       "bytes after the last query");
+	if (want) {
+		/* LIST: the id is meaningless, 0 */
+		serve_put32(r, list ? 0 : SERVE_META_ALLOC_ID);
+		memcpy(r + 4, SERVE_META_ALLOC, sizeof(SERVE_META_ALLOC) - 1);
+		if (serve_opt_reply(c, opt, NBD_REP_META_CONTEXT, r,
+				    (uint32_t)sizeof(r) - 1))
+			return -1;
+	}
+	c->meta_alloc = !list && want;
+	return serve_opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+}
+
 static int serve_opt_list(struct serve_conn *c, uint32_t opt, uint32_t len)
 {
 	const char *name = c->srv->export_name;
@@ -145,8 +204,17 @@ static int serve_option(struct serve_conn *c, uint32_t opt, uint32_t len)
 	case NBD_OPT_INFO:
 	case NBD_OPT_GO:
 		return serve_opt_info(c, opt, c->optbuf, len);
+	case NBD_OPT_STRUCTURED_REPLY:
+		if (len)
+			return serve_opt_error(c, opt, NBD_REP_ERR_INVALID,
+					       "STRUCTURED_REPLY takes no data");
+		c->structured = true;
+		return serve_opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+	case NBD_OPT_LIST_META_CONTEXT:
+	case NBD_OPT_SET_META_CONTEXT:
+		return serve_opt_meta(c, opt, c->optbuf, len);
 	default:
-		/* STARTTLS, STRUCTURED_REPLY, meta contexts, ...: not offered. */
+		/* STARTTLS, ...: not offered. */
 		return serve_opt_reply(c, opt, NBD_REP_ERR_UNSUP, NULL, 0);
 	}
 }

@@ -31,6 +31,46 @@ void serve_reply(struct serve_conn *c, uint64_t handle, uint32_t err, const void
 	serve_sendv(c, iov, !err && len ? 2 : 1);
 }
 
+/* One structured reply chunk, the last of its reply: header, p, data. */
+void serve_chunk(struct serve_conn *c, uint64_t handle, uint16_t type, const void *p,
+		 size_t plen, const void *data, size_t len)
+{
+	uint8_t h[20];
+	struct iovec iov[3] = {
+		{ .iov_base = h, .iov_len = sizeof(h) },
+		{ .iov_base = (void *)p, .iov_len = plen },
+		{ .iov_base = (void *)data, .iov_len = len },
+	};
+
+	serve_put32(h, NBD_STRUCTURED_REPLY_MAGIC);
+	serve_put16(h + 4, NBD_REPLY_FLAG_DONE);
+	serve_put16(h + 6, type);
+	serve_put64(h + 8, handle);
+	serve_put32(h + 16, (uint32_t)(plen + len));
+	serve_sendv(c, iov, 3);
+}
+
+/* A read's reply: once structured replies were negotiated, a read must not
+ * get a simple reply, errors included. */
+void serve_reply_read(struct serve_conn *c, uint64_t handle, uint32_t err, uint64_t off,
+		      const void *data, size_t len)
+{
+	uint8_t p[8];
+
+	if (!c->structured) {
+		serve_reply(c, handle, err, data, len);
+	} else if (err) {
+		serve_put32(p, err);
+		serve_put16(p + 4, 0); /* no message */
+		serve_chunk(c, handle, NBD_REPLY_TYPE_ERROR, p, 6, NULL, 0);
+	} else if (!len) {
+		serve_chunk(c, handle, NBD_REPLY_TYPE_NONE, NULL, 0, NULL, 0);
+	} else {
+		serve_put64(p, off);
+		serve_chunk(c, handle, NBD_REPLY_TYPE_OFFSET_DATA, p, 8, data, len);
+	}
+}
+
 uint32_t serve_nbd_error(int result, int detail, uint16_t cmd)
 {
 	bool write = cmd == NBD_CMD_WRITE || cmd == NBD_CMD_WRITE_ZEROES;
@@ -180,10 +220,11 @@ void serve_req_free(struct serve_conn *c, struct serve_req *r)
 /* Reply and forget the request. */
 void serve_finish(struct serve_conn *c, struct serve_req *r, uint32_t err)
 {
-	bool data = r->cmd == NBD_CMD_READ && !err;
-
-	serve_reply(c, r->handle, err, data ? (uint8_t *)r->buf + r->skip : NULL,
-		    data ? r->len : 0);
+	if (r->cmd == NBD_CMD_READ)
+		serve_reply_read(c, r->handle, err, r->off, (uint8_t *)r->buf + r->skip,
+				 err ? 0 : r->len);
+	else
+		serve_reply(c, r->handle, err, NULL, 0);
 	serve_req_free(c, r);
 }
 

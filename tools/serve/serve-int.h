@@ -25,6 +25,7 @@
 #define NBD_OPT_REPLY_MAGIC UINT64_C(0x3e889045565a9)
 #define NBD_REQUEST_MAGIC UINT32_C(0x25609513)
 #define NBD_SIMPLE_REPLY_MAGIC UINT32_C(0x67446698)
+#define NBD_STRUCTURED_REPLY_MAGIC UINT32_C(0x668e33ef)
 
 /* handshake flags (server) and client flags */
 #define NBD_FLAG_FIXED_NEWSTYLE (1u << 0)
@@ -48,11 +49,15 @@ enum {
 	NBD_OPT_LIST = 3,
 	NBD_OPT_INFO = 6,
 	NBD_OPT_GO = 7,
+	NBD_OPT_STRUCTURED_REPLY = 8,
+	NBD_OPT_LIST_META_CONTEXT = 9,
+	NBD_OPT_SET_META_CONTEXT = 10,
 };
 
 #define NBD_REP_ACK UINT32_C(1)
 #define NBD_REP_SERVER UINT32_C(2)
 #define NBD_REP_INFO UINT32_C(3)
+#define NBD_REP_META_CONTEXT UINT32_C(4)
 #define NBD_REP_ERR_UNSUP UINT32_C(0x80000001)
 #define NBD_REP_ERR_INVALID UINT32_C(0x80000003)
 #define NBD_REP_ERR_UNKNOWN UINT32_C(0x80000006)
@@ -71,10 +76,25 @@ enum {
 	NBD_CMD_FLUSH = 3,
 	NBD_CMD_TRIM = 4,
 	NBD_CMD_WRITE_ZEROES = 6,
+	NBD_CMD_BLOCK_STATUS = 7,
 };
 #define NBD_CMD_FLAG_FUA (1u << 0)
 #define NBD_CMD_FLAG_NO_HOLE (1u << 1)
+#define NBD_CMD_FLAG_REQ_ONE (1u << 3)
 #define NBD_CMD_FLAG_FAST_ZERO (1u << 4)
+
+/* structured replies */
+#define NBD_REPLY_FLAG_DONE (1u << 0)
+enum {
+	NBD_REPLY_TYPE_NONE = 0,
+	NBD_REPLY_TYPE_OFFSET_DATA = 1,
+	NBD_REPLY_TYPE_BLOCK_STATUS = 5,
+	NBD_REPLY_TYPE_ERROR = (1 << 15) + 1,
+};
+/* The one metadata context, base:allocation, and its id on the wire. */
+#define SERVE_META_ALLOC "base:allocation"
+#define SERVE_META_ALLOC_ID 1u
+#define SERVE_MAX_EXTENTS 512 /* descriptors per block status reply */
 
 /* error values on the wire (fixed by the protocol, not the host's errno) */
 #define NBD_EPERM 1
@@ -131,8 +151,10 @@ struct serve_conn {
 	int qfd;
 	uint8_t *optbuf; /* during the handshake only */
 	bool no_zeroes;
-	bool closing; /* read no more requests */
-	bool broken;  /* the socket failed: replies are dropped */
+	bool structured; /* NBD_OPT_STRUCTURED_REPLY was acknowledged */
+	bool meta_alloc; /* base:allocation was selected */
+	bool closing;	 /* read no more requests */
+	bool broken;	 /* the socket failed: replies are dropped */
 	unsigned inflight;
 	size_t buf_bytes; /* capacity of every buffer held, in flight or idle */
 	/* Idle request buffers: reusing them avoids an mmap, page faults and an
@@ -193,6 +215,10 @@ struct serve_req *serve_req_new(struct serve_conn *c, const struct serve_req *hd
 void serve_req_free(struct serve_conn *c, struct serve_req *r);
 void serve_reply(struct serve_conn *c, uint64_t handle, uint32_t err, const void *data,
 		 size_t len);
+void serve_chunk(struct serve_conn *c, uint64_t handle, uint16_t type, const void *p,
+		 size_t plen, const void *data, size_t len);
+void serve_reply_read(struct serve_conn *c, uint64_t handle, uint32_t err, uint64_t off,
+		      const void *data, size_t len);
 void serve_finish(struct serve_conn *c, struct serve_req *r, uint32_t err);
 uint32_t serve_nbd_error(int result, int detail, uint16_t cmd);
 int serve_submit(struct serve_conn *c, struct serve_req *r, uint32_t op, uint32_t flags,

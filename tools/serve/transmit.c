@@ -43,17 +43,17 @@ static void serve_cmd_read(struct serve_conn *c, const struct serve_req *h)
 	 * without a payload, and for reads with structured replies). */
 	if (h->flags & ~NBD_CMD_FLAG_FUA || h->len > SERVE_MAX_REQ ||
 	    !serve_in_range(s, h->off, h->len)) {
-		serve_reply(c, h->handle, NBD_EINVAL, NULL, 0);
+		serve_reply_read(c, h->handle, NBD_EINVAL, h->off, NULL, 0);
 		return;
 	}
 	if (!h->len) {
-		serve_reply(c, h->handle, 0, NULL, 0);
+		serve_reply_read(c, h->handle, 0, h->off, NULL, 0);
 		return;
 	}
 	n = serve_widen(s, h, &skip);
 	r = serve_req_new(c, h, n);
 	if (!r) {
-		serve_reply(c, h->handle, NBD_ENOMEM, NULL, 0);
+		serve_reply_read(c, h->handle, NBD_ENOMEM, h->off, NULL, 0);
 		return;
 	}
 	r->skip = skip;
@@ -256,6 +256,51 @@ static void serve_cmd_flush(struct serve_conn *c, const struct serve_req *h)
 	serve_start(c, r, serve_submit(c, r, DC_OP_FLUSH, 0, 0, 0, NULL, 0));
 }
 
+/* Block status descriptors being collected from dc_map(). */
+struct serve_extents {
+	uint8_t *p; /* context id, then (length, flags) pairs */
+	unsigned n, max;
+};
+
+static int serve_extent(void *arg, const struct dc_extent *e)
+{
+	struct serve_extents *x = arg;
+
+	/* Within one request, so a length fits in 32 bits; the flags are
+	 * NBD_STATE_HOLE and NBD_STATE_ZERO. */
+	serve_put32(x->p + 4 + 8 * x->n, (uint32_t)e->length);
+	serve_put32(x->p + 8 + 8 * x->n, e->flags & (DC_EXTENT_HOLE | DC_EXTENT_ZERO));
+	return ++x->n == x->max; /* 1 stops: the reply may cover less */
+}
+
+/* NBD_CMD_BLOCK_STATUS for base:allocation, from the chain's allocation map
+ * (synchronously: dc_map() runs on the calling thread). */
+static void serve_cmd_block_status(struct serve_conn *c, const struct serve_req *h)
+{
+	uint8_t p[4 + 8 * SERVE_MAX_EXTENTS];
+	struct serve_extents x = { p, 0, SERVE_MAX_EXTENTS };
+	int rc;
+
+	if (!c->meta_alloc || h->flags & ~(NBD_CMD_FLAG_REQ_ONE | NBD_CMD_FLAG_FUA) ||
+	    !h->len || !serve_in_range(c->srv, h->off, h->len)) {
+		serve_reply(c, h->handle, NBD_EINVAL, NULL, 0);
+		return;
+	}
+	if (h->flags & NBD_CMD_FLAG_REQ_ONE)
+		x.max = 1;
+	serve_put32(p, SERVE_META_ALLOC_ID);
+	rc = dc_map(c->srv->disk, h->off, h->len, serve_extent, &x);
+	if (rc < 0 || !x.n) {
+		if (c->srv->verbose)
+			serve_log(c, "block status: %s",
+				  rc < 0 ? dc_last_error() : "empty");
+		serve_reply(c, h->handle, NBD_EIO, NULL, 0);
+		return;
+	}
+	serve_chunk(c, h->handle, NBD_REPLY_TYPE_BLOCK_STATUS, p, 4 + 8 * (size_t)x.n,
+		    NULL, 0);
+}
+
 /* Read one request from the socket and start it. */
 static void serve_request(struct serve_conn *c)
 {
@@ -293,6 +338,9 @@ static void serve_request(struct serve_conn *c)
 		break;
 	case NBD_CMD_TRIM:
 		serve_cmd_trim(c, &h);
+		break;
+	case NBD_CMD_BLOCK_STATUS:
+		serve_cmd_block_status(c, &h);
 		break;
 	default:
 		if (c->srv->verbose)
