@@ -340,12 +340,18 @@ static int ram_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	if (!r->lazy) {
 		uint64_t size;
 
-		if (a->nfields < 1 || dc_parse_size(a->fields[0], &size) < 0) {
-			dc_error("size '%s' is invalid: expected a decimal number of "
-				 "bytes with an optional K, M, G or T suffix (e.g. 1G)",
-				 a->nfields ? a->fields[0] : "");
+		rc = a->nfields < 1 ? -EINVAL : dc_parse_size(a->fields[0], &size);
+		if (rc < 0) {
+			/* dc_parse_size() says what is wrong and what it accepts,
+			 * after "invalid size 'X': ". */
+			const char *m = a->nfields ? dc_last_error() : NULL;
+			const char *why = m && strstr(m, "': ") ? strstr(m, "': ") + 3 : "";
+			char text[256];
+
+			snprintf(text, sizeof(text), "size '%s' is invalid: %s",
+				 a->nfields ? a->fields[0] : "", why);
 			ram_close(r);
-			return -EINVAL;
+			return dc_fail(-EINVAL, "%s", text);
 		}
 		rc = ram_setup(r, size, r->opt_sector ? r->opt_sector : 512);
 		if (rc < 0) {
