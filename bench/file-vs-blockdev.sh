@@ -50,17 +50,18 @@ diskctl_run() {
 # "IOPS PER_CPU" of one fio run, O_DIRECT on io_uring at queue depth 32.
 fio_run() {
 	bench_run fio --name=bench --filename="$FILE" --readonly --ioengine=io_uring \
-		--direct=1 --rw=randread --bs=4k --iodepth=32 --numjobs=1 --time_based \
+		--direct=1 --invalidate=0 --rw=randread --bs=4k --iodepth=32 --numjobs=1 --time_based \
 		--runtime="$SECS" --output-format=json >"$OUT/f" 2>"$OUT/fe" ||
 		{ cat "$OUT/fe" >&2; exit 1; }
 	bench_json "$OUT/f" '"%d %d" % (round(d["jobs"][0]["read"]["iops"]), round(d["jobs"][0]["read"]["iops"] * 100 / max(d["jobs"][0]["usr_cpu"] + d["jobs"][0]["sys_cpu"], 1e-9)))'
 }
 
-# Page-cache the whole file for the buffered rows.
-cat "$FILE" >/dev/null
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
 	echo "round $r/$ROUNDS..." >&2
+	# The whole file in the page cache for the buffered rows (fio is told
+	# not to drop it, but memory pressure may have).
+	cat "$FILE" >/dev/null
 	bench_record file "$(diskctl_run "file:$FILE")"
 	bench_record bdev "$(diskctl_run "blockdev:$FILE")"
 	bench_record pool "$(diskctl_run "file:$FILE" DISKCORE_IO_ENGINE=pool)"
@@ -106,4 +107,4 @@ echo
 echo "commands:"
 echo "  diskctl bench --rw randread --bs 4k --qd 32 --time $SECS --ro --json 'file:F' | 'blockdev:F' | 'file:F;direct' | 'blockdev:F;direct'"
 echo "  DISKCORE_IO_ENGINE=pool diskctl bench ... 'file:F'"
-echo "  fio --name=bench --filename=F --readonly --ioengine=io_uring --direct=1 --rw=randread --bs=4k --iodepth=32 --numjobs=1 --time_based --runtime=$SECS"
+echo "  fio --name=bench --filename=F --readonly --ioengine=io_uring --direct=1 --invalidate=0 --rw=randread --bs=4k --iodepth=32 --numjobs=1 --time_based --runtime=$SECS"
