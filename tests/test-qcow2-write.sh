@@ -11,6 +11,8 @@
 #  - unmaps (diskctl cp --sparse) over allocated clusters and a backing file;
 #  - several threads writing at once (diskctl bench randwrite);
 #  - diskctl create qcow2: (with --parent) and convert to qcow2;
+#  - a dirty image with lazy refcounts and a corrupt-marked one are refused
+#    for writing; a clean close leaves the dirty bit clear, a kill -9 set;
 #  - kill -9 during allocating writes: qemu-img check finds no corruption
 #    (leaks allowed), every write that was flushed reads back, and the image
 #    opens for writing again.
@@ -192,6 +194,40 @@ for cs in 512 2M; do
 	fi
 done
 
+# --- images a writer must not touch as they are ---
+# setbit IMG BIT: set incompatible feature bit BIT (big-endian field at 72).
+setbit() {
+	"$PY" -c 'import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(72); v = struct.unpack(">Q", f.read(8))[0] | (1 << int(sys.argv[2]))
+    f.seek(72); f.write(struct.pack(">Q", v))' "$@"
+}
+refused_write() {
+	if "$D" write "qcow2:$2" 0 --pattern 1 --count 1 >/dev/null 2>"$W/err"; then
+		bad "$1: the write was taken"
+	elif grep -q "$3" "$W/err"; then
+		ok "$1"
+	else
+		bad "$1: $(cat "$W/err")"
+	fi
+}
+qemu-img create -q -f qcow2 -o lazy_refcounts=on "$W/lazy.qcow2" 1M
+setbit "$W/lazy.qcow2" 0
+refused_write "a dirty image with lazy refcounts is refused for writing" "$W/lazy.qcow2" \
+	"run .qemu-img check -r all"
+qemu-img create -q -f qcow2 "$W/corrupt.qcow2" 1M
+setbit "$W/corrupt.qcow2" 1
+refused_write "a QEMU-marked corrupt image is refused for writing" "$W/corrupt.qcow2" \
+	"QEMU marked the image corrupt"
+qemu-img create -q -f qcow2 "$W/clean.qcow2" 1M
+"$D" write "qcow2:$W/clean.qcow2" 0 --pattern 1 --count 1 >/dev/null
+if qemu-img info "$W/clean.qcow2" | grep -q "corrupt: false" &&
+	[ "$(od -An -tx1 -j79 -N1 "$W/clean.qcow2" | tr -d ' ')" = 00 ]; then
+	ok "a clean close leaves the dirty bit clear"
+else
+	bad "a clean close leaves the dirty bit clear"
+fi
+
 # --- kill -9 during allocating writes ---
 # A writer loop: each diskctl write flushes before it exits 0, and the loop
 # then logs it; the writes never overlap. Killed at a random moment.
@@ -250,6 +286,11 @@ bpid=$!
 sleep "0.$(shuf -i 3-9 -n 1)"
 kill -9 "$bpid" 2>/dev/null || true
 wait "$bpid" 2>/dev/null || true
+if [ "$(od -An -tx1 -j79 -N1 "$W/crash2.qcow2" | tr -d ' ')" = 01 ]; then
+	ok "kill -9 with writes in flight: the dirty bit is left set"
+else
+	bad "kill -9 with writes in flight: the dirty bit is not set"
+fi
 rc=0
 qemu-img check "$W/crash2.qcow2" >"$W/check" 2>&1 || rc=$?
 if [ "$rc" -eq 0 ] || [ "$rc" -eq 3 ]; then
