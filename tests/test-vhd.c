@@ -385,7 +385,8 @@ START_TEST(vhd_diff_chain)
 }
 END_TEST
 
-/* The relative locator finds a moved pair; the absolute one a moved child. */
+/* The relative locator finds a moved pair; the absolute one a moved child
+ * when the spec allows it to leave the child's directory. */
 START_TEST(vhd_diff_locators)
 {
 	char *dir = h_tmpsubdir(), *dir2 = h_tmpsubdir(), *moved;
@@ -419,7 +420,14 @@ START_TEST(vhd_diff_locators)
 		char *other = h_tmpsubdir(), *c3 = h_fmt("%s/c3.vhd", other);
 
 		ck_assert_int_eq(rename(child, c3), 0);
-		d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", c3);
+		/* Its absolute locator leaves its directory: followed only when
+		 * the spec opts in, or names the parent. */
+		h_open_fails(DC_OPEN_READ_ONLY, -EPERM, "leaves the image's directory",
+			     "vhd:%s", c3);
+		d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s;parents=any", c3);
+		vt_check(d, model, 0, 4096);
+		dc_close(d);
+		d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s;parent=%s", c3, base);
 		vt_check(d, model, 0, 4096);
 		dc_close(d);
 		free(c3);

@@ -635,10 +635,13 @@ START_TEST(vhdx_diff_relative)
 	dc_close(d);
 	vt_create("vhdx", c2, "parent=%s", child);
 	tx_locator_has(c2, "..\\child.vhdx");
-	/* Moving the directory breaks every absolute path. */
+	/* Moving the directory breaks every absolute path. c2's relative path
+	 * climbs out of its directory: followed only when the spec opts in. */
 	ck_assert_int_eq(rename(dir, moved), 0);
 	p = h_fmt("%s/sub/c2.vhdx", moved);
-	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", p);
+	h_open_fails(DC_OPEN_READ_ONLY, -EPERM, "locator ../child.vhdx leaves", "vhdx:%s",
+		     p);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhdx:%s;parents=any", p);
 	vt_check(d, model, 0, 4096);
 	desc = vt_describe(d);
 	free(p);
@@ -681,10 +684,13 @@ START_TEST(vhdx_diff_bad_parent)
 	vt_create("vhdx", base, "create=2M;block=1M");
 	vt_create("vhdx", child, "parent=%s", base);
 	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", child));
-	/* Found through the absolute path when the relative one breaks. */
+	/* Found through the absolute path when the relative one breaks, when
+	 * the spec lets it leave the child's directory. */
 	ck_assert_int_eq(mkdir(moved, 0700), 0);
 	ck_assert_int_eq(rename(child, mchild), 0);
-	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s", mchild));
+	h_open_fails(DC_OPEN_READ_ONLY, -EPERM, "leaves the image's directory", "vhdx:%s",
+		     mchild);
+	dc_close(h_openf(DC_OPEN_READ_ONLY, "vhdx:%s;parents=any", mchild));
 	ck_assert_int_eq(rename(mchild, child), 0);
 	/* Writing the parent changes its DataWriteGuid: the link breaks. */
 	tx_img_open(&m, base);

@@ -33,9 +33,9 @@ void vt_concurrent_writes(const char *spec, uint64_t stride, uint64_t count, boo
  * opens"): spec (an existing image at path, that qemu-img reads as qemu_fmt)
  * opened writable twice, eight threads writing through both handles at once
  * as vt_concurrent_writes() lays them out; meanwhile a read-only open here
- * shares the instance and another process is refused. After both close,
- * qemu-img (check for vhdx, convert for both) reads the same bytes as a
- * fresh open. Then a writable open after a read-only one is refused. */
+ * and another process are refused. After both close, qemu-img (check for
+ * vhdx, convert for both) reads the same bytes as a fresh open; then two
+ * read-only opens share, and a writable one beside them is refused. */
 void vt_two_opens(const char *spec, const char *path, const char *qemu_fmt,
 		  uint64_t stride, uint64_t count);
 

@@ -46,10 +46,21 @@ int vhdfmt_share_claim(int fd, const char *path, bool read_only,
 	e = vhdfmt_share_find(&st);
 	if (!e)
 		return vhdfmt_lock(fd, path, read_only);
+	/* Modes must match, as flock's would: a writable open beside a read-only
+	 * one would change a parent underneath a live chain, or an image under
+	 * a reader that expects it not to change. */
 	if (e->read_only && !read_only) {
 		vhdfmt_err("%s: the image is open read-only in this process (a read-only "
 			   "open, or a lower layer of a chain), so it cannot also be "
 			   "opened writable; close the read-only open first",
+			   path);
+		return -EBUSY;
+	}
+	if (!e->read_only && read_only) {
+		vhdfmt_err("%s: the image is open writable in this process, so it cannot "
+			   "also be opened read-only (as a lower layer of a chain, it "
+			   "would change underneath it); open it writable, or close the "
+			   "writable open first",
 			   path);
 		return -EBUSY;
 	}

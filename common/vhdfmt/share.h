@@ -37,8 +37,9 @@ void vhdfmt_share_unlock(void);
 
 /* Table held, the image just opened as fd: when this process has it open
  * already, *found is that instance's entry with one more reference (the
- * caller closes fd and returns the instance); a writable open of an image
- * open read-only here is refused (-EBUSY). Otherwise *found is NULL and fd is
+ * caller closes fd and returns the instance) when the modes match: a
+ * writable open of an image open read-only here, or the reverse, is refused
+ * (-EBUSY), as flock refuses it between processes. Otherwise *found is NULL and fd is
  * locked (vhdfmt_lock: shared when read-only, exclusive when writable), which
  * refuses an image another process holds. Returns 0, or -errno after a
  * message. */

@@ -340,10 +340,8 @@ int vhdfmt_overwrite_guard(const char *path, const char *parent,
 }
 
 int vhdfmt_check_existing(const char *path, uint64_t want_size, uint64_t size,
-			  const char *want_parent, const char *parent)
+			  const char *want_parent, const char *why_not)
 {
-	struct stat a, b;
-
 	if (want_size && want_size != size) {
 		vhdfmt_err(
 			"%s: exists with a virtual size of %llu bytes, not the %llu of "
@@ -352,18 +350,40 @@ int vhdfmt_check_existing(const char *path, uint64_t want_size, uint64_t size,
 			path, (unsigned long long)size, (unsigned long long)want_size);
 		return -EEXIST;
 	}
-	if (!want_parent)
+	if (!want_parent || !why_not)
 		return 0;
-	if (!parent || stat(parent, &a) < 0 || stat(want_parent, &b) < 0 ||
-	    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
-		vhdfmt_err("%s: exists and is not a differencing image over %s (%s; it "
-			   "was opened, not replaced: add ;overwrite to replace it)",
-			   path, want_parent,
-			   parent ? "its parent is another file" :
-				    "it is not one, or its parent cannot be found");
-		return -EEXIST;
+	vhdfmt_err("%s: exists and is not a differencing image over %s (%s; it was "
+		   "opened, not replaced: add ;overwrite to replace it)",
+		   path, want_parent, why_not);
+	return -EEXIST;
+}
+
+int vhdfmt_parents_opt(const struct dc_open_args *a, const char *path, bool *any)
+{
+	const char *p = dc_opt_str(a, "parents");
+
+	*any = p && strcmp(p, "any") == 0;
+	if (p && !*any && strcmp(p, "beneath") != 0) {
+		vhdfmt_err("%s: parents=%s: expected 'any' or 'beneath'", path, p);
+		return -EINVAL;
 	}
 	return 0;
+}
+
+int vhdfmt_lower_spec_any(const char *form, const char *path, int fd, const char *parent,
+			  vhdfmt_parent_fn parent_of, bool any, char *buf, size_t len)
+{
+	int ret = vhdfmt_lower_spec(form, path, fd, parent, parent_of, buf, len);
+	size_t n;
+
+	if (ret != 1 || !any)
+		return ret;
+	n = strlen(buf);
+	if (snprintf(buf + n, len - n, ";parents=any") >= (int)(len - n)) {
+		vhdfmt_err("%s: the parent's path is too long for a spec", path);
+		return -ENAMETOOLONG;
+	}
+	return 1;
 }
 
 int vhdfmt_open(const struct dc_open_args *a, const char *path, bool want,

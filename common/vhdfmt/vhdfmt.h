@@ -96,10 +96,21 @@ int vhdfmt_overwrite_guard(const char *path, const char *parent,
 /* create= or parent= named an image that exists, so dc_create_open() opened it
  * unchanged: refuse it (-EEXIST after a message) unless it is what they
  * describe. want_size: create='s size (0: none), size: the image's virtual
- * size; want_parent: parent= as given (NULL: none), parent: the parent the
- * image names (NULL: it has none, or it cannot be found). */
+ * size; want_parent: parent= as given (NULL: none); why_not: NULL when the
+ * image is a differencing image whose parent parent= names (the plugin
+ * checked the parent's id), else why it is not ("it is not one", ...). */
 int vhdfmt_check_existing(const char *path, uint64_t want_size, uint64_t size,
-			  const char *want_parent, const char *parent);
+			  const char *want_parent, const char *why_not);
+
+/* ;parents=any|beneath (default beneath): whether the parent locators stored
+ * in the image may lead out of its directory (common/parentpath).
+ * -EINVAL after a message for another value. */
+int vhdfmt_parents_opt(const struct dc_open_args *a, const char *path, bool *any);
+
+/* vhdfmt_lower_spec(), and with ;parents=any (any) the permission goes down
+ * the chain with the parent's spec. */
+int vhdfmt_lower_spec_any(const char *form, const char *path, int fd, const char *parent,
+			  vhdfmt_parent_fn parent_of, bool any, char *buf, size_t len);
 
 /* The start of vhd's and vhdx's open, in this order: with create= or parent=
  * (want) and ;overwrite, refuse to empty an image the chain above parent runs

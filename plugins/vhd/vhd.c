@@ -149,9 +149,13 @@ static int vhd_open_locked(const struct dc_open_args *a, void **inst,
 	pthread_mutex_init(&v->lock, NULL);
 	v->read_only = a->read_only;
 	ret = vhd_create_opts(a, v->path, &c, &want);
+	if (ret == 0)
+		ret = vhdfmt_parents_opt(a, v->path, &v->parents_any);
 	if (ret)
 		goto fail;
-	v->fd = vhdfmt_open(a, v->path, want, c.parent, vhd_parent_of, &created, &found);
+	v->fd = vhdfmt_open(a, v->path, want, c.parent,
+			    v->parents_any ? vhd_parent_of_any : vhd_parent_of, &created,
+			    &found);
 	if (found) {
 		struct vhd_img *o = VHDFMT_SHARE_OF(found, struct vhd_img);
 		int err = want ? vhd_check_existing(o, &c) : 0;
@@ -170,6 +174,13 @@ static int vhd_open_locked(const struct dc_open_args *a, void **inst,
 		ret = vhd_create(v, &c);
 		if (ret) {
 			unlink(v->path);
+			goto fail;
+		}
+		/* The parent parent= named, not what the new locators say. */
+		if (c.parent && !(v->parent_path = realpath(c.parent, NULL))) {
+			ret = -errno;
+			vhdfmt_err("%s: parent %s: %s", v->path, c.parent,
+				   strerror(errno));
 			goto fail;
 		}
 	}
@@ -195,7 +206,8 @@ static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	return vhdfmt_share_open(vhd_open_locked, a, inst, info);
 }
 
-/* Every open of a shared instance asks; the parent is resolved once. */
+/* Every open of a shared instance asks; the parent is resolved once (or was
+ * named by parent=). The parent opens as what the child declares, a VHD. */
 static int vhd_lower_spec(void *inst, char *buf, size_t len)
 {
 	struct vhd_img *v = inst;
@@ -205,12 +217,15 @@ static int vhd_lower_spec(void *inst, char *buf, size_t len)
 		return 0;
 	pthread_mutex_lock(&v->lock);
 	if (!v->parent_path)
-		ret = vhd_find_parent(v->fd, &v->m, v->path, v->dir, &v->parent_path);
+		ret = vhd_find_parent(v->fd, &v->m, v->path, v->dir, v->parents_any,
+				      &v->parent_path);
 	pthread_mutex_unlock(&v->lock);
-	if (ret)
-		return ret;
-	return vhdfmt_lower_spec("vhd", v->path, v->fd, v->parent_path, vhd_parent_of,
-				 buf, len);
+	if (ret == 0)
+		ret = vhdfmt_lower_spec_any("vhd", v->path, v->fd, v->parent_path,
+					    v->parents_any ? vhd_parent_of_any :
+							     vhd_parent_of,
+					    v->parents_any, buf, len);
+	return ret;
 }
 
 static int vhd_attach(void *inst, const struct dc_info *lower, struct dc_info *info)
@@ -294,7 +309,11 @@ static const struct dc_option vhd_options[] = {
 	{ .name = "parent",
 	  .type = DC_OPT_STRING,
 	  .help = "create a missing file as a differencing VHD over the parent image "
-		  "PATH; an existing one opens unchanged" },
+		  "PATH; an existing child opens over PATH (checked by unique id)" },
+	{ .name = "parents",
+	  .type = DC_OPT_STRING,
+	  .help = "'beneath' (default): a parent locator is followed only inside "
+		  "the child's directory; 'any': anywhere" },
 	{ .name = "overwrite",
 	  .type = DC_OPT_FLAG,
 	  .help = "with create= or parent=: replace an existing file" },
@@ -319,8 +338,9 @@ DC_PLUGIN(vhd_plugin) = {
 	.summary = "fixed, dynamic and differencing VHD images (read-write)",
 	.usage = "vhd:PATH[;create=SIZE[;block=SIZE]]  vhd:PATH;parent=BASE.vhd\n"
 		 "  A VHD image of any type. A differencing image opens its parent\n"
-		 "  (found through its W2ru/W2ku locators, relative first) read-only\n"
-		 "  as the layer below, after checking the parent's unique id.\n"
+		 "  (found through its W2ru/W2ku locators, relative first, inside the\n"
+		 "  child's directory unless ;parents=any; or named by ;parent=PATH)\n"
+		 "  read-only as a VHD layer below, after checking its unique id.\n"
 		 "  Writes allocate blocks in a crash-safe order; flush makes them\n"
 		 "  durable. create=SIZE makes a dynamic image (file:X.vhd;create=SIZE\n"
 		 "  a fixed one, as OpenVMM); parent=BASE makes a differencing child.\n"

@@ -93,7 +93,8 @@ struct vhd_img {
 	bool fixed, diff;
 	struct vhd_meta m;
 	struct dc_info info;
-	char *parent_path; /* as resolved by lower_spec() */
+	char *parent_path; /* as resolved by lower_spec(), or named by parent= */
+	bool parents_any;  /* ;parents=any: locators may lead anywhere */
 
 	pthread_mutex_t lock; /* BAT, bitmaps, queues, allocation, footer */
 	uint32_t *bat;	      /* bat_bytes / 4 entries, host order, authoritative */
@@ -141,12 +142,21 @@ int vhd_load_bat(struct vhd_img *v);
 /* vhd_parent.c */
 /* The directory of an absolute path, malloc'd. */
 char *vhd_dirname(const char *abs);
-/* Resolve the parent of the differencing image (fd, m) in directory dir into
- * a malloc'd real path. */
+/* Resolve the parent of the differencing image (fd, m) whose directory is dir
+ * (real) into a malloc'd real path: relative locators first, then absolute
+ * ones, then the header's parent name, each opened under the rule of
+ * common/parentpath (any: the spec's ;parents=any). A candidate whose unique
+ * id matches wins; else the first one that opens (attach() then reports the
+ * mismatch). -EPERM when the rule refused what would have been followed,
+ * naming the locator and the rule; -ENOENT when nothing was found. */
 int vhd_find_parent(int fd, const struct vhd_meta *m, const char *path, const char *dir,
-		    char **out);
-/* vhdfmt_parent_fn: the parent of the VHD at path (open as fd). */
+		    bool any, char **out);
+/* The unique id of the VHD open as fd (path for messages), if it is one. */
+int vhd_peek_uid(int fd, const char *path, uint8_t uid[16]);
+/* vhdfmt_parent_fn: the parent of the VHD at path (open as fd), under the
+ * default rule, or with ;parents=any. */
 char *vhd_parent_of(int fd, const char *path);
+char *vhd_parent_of_any(int fd, const char *path);
 
 /* vhd_io.c */
 int vhd_io(void *inst, struct dc_req *req);

@@ -216,19 +216,55 @@ int vhd_create(struct vhd_img *v, const struct vhd_create *c)
 }
 
 /* create= or parent= named an image that exists: it must be what they say. */
+/* Why the image at parent cannot be the parent of v (into why), or NULL when
+ * it can: it is a VHD with the unique id v expects. *real: its real path. */
+static const char *vhd_named_parent(struct vhd_img *v, const char *parent, char *why,
+				    size_t len, char **real)
+{
+	uint8_t uid[16];
+	char got[37], want[37];
+	int fd;
+
+	*real = realpath(parent, NULL);
+	fd = *real ? open(*real, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
+	if (fd < 0) {
+		snprintf(why, len, "it cannot be opened: %s", strerror(errno));
+		return why;
+	}
+	if (vhd_peek_uid(fd, *real, uid) < 0) {
+		snprintf(why, len, "it is not a VHD");
+	} else if (memcmp(uid, v->m.dh.parent_uid, 16) != 0) {
+		vhdfmt_uid_str(uid, got);
+		vhdfmt_uid_str(v->m.dh.parent_uid, want);
+		snprintf(why, len, "its unique id is %s, the image expects %s", got,
+			 want);
+	} else {
+		why = NULL;
+	}
+	close(fd);
+	return why;
+}
+
 int vhd_check_existing(struct vhd_img *v, const struct vhd_create *c)
 {
-	char *parent = NULL;
+	const char *why_not = NULL;
+	char why[160], *real = NULL;
 	int ret;
 
-	if (c->parent && v->diff) {
-		vhdfmt_quiet(1);
-		vhd_find_parent(v->fd, &v->m, v->path, v->dir, &parent);
-		vhdfmt_quiet(-1);
-	}
+	if (c->parent)
+		why_not = v->diff ? vhd_named_parent(v, c->parent, why, sizeof(why),
+						     &real) :
+				    "it is not one";
 	ret = vhdfmt_check_existing(v->path, c->size, v->m.f.current_size, c->parent,
-				    parent);
-	free(parent);
+				    why_not);
+	/* parent= names the parent of an existing child: it, not the locators. */
+	pthread_mutex_lock(&v->lock);
+	if (ret == 0 && real && !v->parent_path) {
+		v->parent_path = real;
+		real = NULL;
+	}
+	pthread_mutex_unlock(&v->lock);
+	free(real);
 	return ret;
 }
 

@@ -639,9 +639,13 @@ static int vhdx_open_locked(const struct dc_open_args *a, void **inst,
 		return -ENOMEM;
 	}
 	ret = vhdx_create_opts(a, v->path, &c, &want);
+	if (ret == 0)
+		ret = vhdfmt_parents_opt(a, v->path, &v->parents_any);
 	if (ret)
 		goto fail;
-	v->fd = vhdfmt_open(a, v->path, want, c.parent, vhdx_parent_of, &created, &found);
+	v->fd = vhdfmt_open(a, v->path, want, c.parent,
+			    v->parents_any ? vhdx_parent_of_any : vhdx_parent_of,
+			    &created, &found);
 	if (found) {
 		struct vhdx *o = VHDFMT_SHARE_OF(found, struct vhdx);
 		int err = want ? vhdx_check_existing(o, &c) : 0;
@@ -705,17 +709,20 @@ static int vhdx_lower_spec(void *inst, char *buf, size_t len)
 
 	if (!v->diff)
 		return 0;
-	/* Every open of a shared instance asks; the parent is resolved once. */
+	/* Every open of a shared instance asks; the parent is resolved once (or
+	 * was named by parent=). It opens as what the child declares, a VHDX. */
 	pthread_mutex_lock(&v->lock);
 	if (!v->parent_known)
 		ret = vhdx_resolve_parent(v, true, &v->parent_path, v->parent_page83);
 	if (ret == 0)
 		v->parent_known = true;
 	pthread_mutex_unlock(&v->lock);
-	if (ret)
-		return ret;
-	return vhdfmt_lower_spec("vhdx", v->path, v->fd, v->parent_path, vhdx_parent_of,
-				 buf, len);
+	if (ret == 0)
+		ret = vhdfmt_lower_spec_any("vhdx", v->path, v->fd, v->parent_path,
+					    v->parents_any ? vhdx_parent_of_any :
+							     vhdx_parent_of,
+					    v->parents_any, buf, len);
+	return ret;
 }
 
 static int vhdx_attach(void *inst, const struct dc_info *lower, struct dc_info *info)
@@ -813,7 +820,12 @@ static const struct dc_option vhdx_options[] = {
 	{ .name = "parent",
 	  .type = DC_OPT_STRING,
 	  .help = "create a missing file as a differencing VHDX over the parent image "
-		  "PATH; an existing one opens unchanged" },
+		  "PATH; an existing child opens over PATH (checked by its "
+		  "DataWriteGuid)" },
+	{ .name = "parents",
+	  .type = DC_OPT_STRING,
+	  .help = "'beneath' (default): a parent locator is followed only inside "
+		  "the child's directory; 'any': anywhere" },
 	{ .name = "overwrite",
 	  .type = DC_OPT_FLAG,
 	  .help = "with create= or parent=: replace an existing file" },
@@ -840,8 +852,10 @@ DC_PLUGIN(vhdx_plugin) = {
 	.usage = "vhdx:PATH[;create=SIZE[;block=SIZE][;sector=512|4096][;fixed]]\n"
 		 "vhdx:PATH;parent=BASE.vhdx\n"
 		 "  A VHDX image ([MS-VHDX]). A differencing image opens its parent\n"
-		 "  (relative_path first) read-only as the layer below, after checking\n"
-		 "  the parent's DataWriteGuid against parent_linkage. Metadata changes\n"
+		 "  (relative_path first, inside the child's directory unless\n"
+		 "  ;parents=any; or named by ;parent=PATH) read-only as a VHDX layer\n"
+		 "  below, after checking the parent's DataWriteGuid against\n"
+		 "  parent_linkage. Metadata changes\n"
 		 "  go through the image's log; a log left by a crash is replayed at\n"
 		 "  open (in memory when read-only). New images: dynamic, 32M blocks,\n"
 		 "  512-byte logical and 4096-byte physical sectors unless told.\n"

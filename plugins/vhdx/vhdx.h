@@ -113,7 +113,8 @@ struct vhdx {
 	struct vhdx_sbc **sbc; /* per chunk, NULL until used */
 
 	struct dc_info info;
-	char *parent_path;	   /* as resolved by lower_spec() */
+	char *parent_path;	   /* as resolved by lower_spec(), or named by parent= */
+	bool parents_any;	   /* ;parents=any: locators may lead anywhere */
 	uint8_t parent_page83[16]; /* the parent lower_spec() checked */
 	bool parent_known;
 };
@@ -192,13 +193,18 @@ struct vhdx *vhdx_new(const char *path, bool ro);
 void vhdx_free(struct vhdx *v);
 /* Everything up to the BAT: identifier, headers, log, regions, metadata. */
 int vhdx_parse(struct vhdx *v);
-/* Parse the image at path up to its metadata (read-only, unlocked; with quiet,
- * without messages). */
+/* Parse the image at path (or open as fd) up to its metadata (read-only,
+ * unlocked; with quiet, without messages). */
 int vhdx_peek(const char *path, bool quiet, struct vhdx **out);
-/* v's parent (with check: its DataWriteGuid matches the linkage) and its id. */
+int vhdx_peek_fd(int fd, const char *path, bool quiet, struct vhdx **out);
+/* v's parent (with check: its DataWriteGuid matches the linkage) and its id,
+ * under the rule of common/parentpath (v->parents_any). -EPERM when the rule
+ * refused, naming the locator path. */
 int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t page83[16]);
-/* vhdfmt_parent_fn for vhdfmt_check_chain(): the parent of the VHDX at path. */
+/* vhdfmt_parent_fn for vhdfmt_check_chain(): the parent of the VHDX at path,
+ * under the default rule, or with ;parents=any. */
 char *vhdx_parent_of(int fd, const char *path);
+char *vhdx_parent_of_any(int fd, const char *path);
 
 /* vhdx_create.c */
 /* The options; the image they describe, written into the empty file v->fd

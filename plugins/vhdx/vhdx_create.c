@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -229,11 +230,17 @@ static int vhdx_create_child(struct vhdx *v, struct vhdx_create *c, uint8_t page
 	if (!c->has_block)
 		c->block = p->block_size;
 	memcpy(page83, p->page83, 16); /* virtual-disk metadata is inherited */
+	/* The parent parent= named, not what the new locator says. */
+	memcpy(v->parent_page83, p->page83, 16);
 	rel = vhdfmt_relpath(dir, real);
 	if (!rel || vhdx_make_locator(loc, 65536, p->hdr.data_write, rel, real, loclen)) {
 		vhdfmt_err("%s: parent path %s is not valid UTF-8 or is too long",
 			   v->path, real);
 		ret = -EINVAL;
+	} else {
+		v->parent_path = real;
+		real = NULL;
+		v->parent_known = true;
 	}
 out:
 	if (p)
@@ -265,20 +272,53 @@ int vhdx_create(struct vhdx *v, struct vhdx_create *c)
 	return ret;
 }
 
+/* Why the image at parent cannot be the parent of v (into why), or NULL when
+ * it can: a VHDX whose DataWriteGuid matches v's linkage. Then v's parent is
+ * it, whatever the locator says. */
+static const char *vhdx_named_parent(struct vhdx *v, const char *parent, char *why,
+				     size_t len)
+{
+	char *real = realpath(parent, NULL), got[39], want[39];
+	struct vhdx *p = NULL;
+
+	if (!real || vhdx_peek(real, true, &p) < 0) {
+		snprintf(why, len, "%s", real ? "it is not a VHDX" : strerror(errno));
+		free(real);
+		return why;
+	}
+	if (memcmp(p->hdr.data_write, v->linkage, 16) != 0 &&
+	    !(v->has_linkage2 && !memcmp(p->hdr.data_write, v->linkage2, 16))) {
+		vhdx_guid_str(p->hdr.data_write, got);
+		vhdx_guid_str(v->linkage, want);
+		snprintf(why, len,
+			 "its DataWriteGuid is %s, the image's parent_linkage %s", got,
+			 want);
+		free(real);
+		vhdx_free(p);
+		return why;
+	}
+	pthread_mutex_lock(&v->lock);
+	if (!v->parent_known) {
+		v->parent_path = real;
+		real = NULL;
+		memcpy(v->parent_page83, p->page83, 16);
+		v->parent_known = true;
+	}
+	pthread_mutex_unlock(&v->lock);
+	free(real);
+	vhdx_free(p);
+	return NULL;
+}
+
 int vhdx_check_existing(struct vhdx *v, const struct vhdx_create *c)
 {
-	char *parent = NULL;
-	uint8_t id[16];
-	int ret;
+	const char *why_not = NULL;
+	char why[160];
 
-	if (c->parent && v->diff) {
-		vhdfmt_quiet(1);
-		vhdx_resolve_parent(v, false, &parent, id);
-		vhdfmt_quiet(-1);
-	}
-	ret = vhdfmt_check_existing(v->path, c->size, v->disk_size, c->parent, parent);
-	free(parent);
-	return ret;
+	if (c->parent)
+		why_not = v->diff ? vhdx_named_parent(v, c->parent, why, sizeof(why)) :
+				    "it is not one";
+	return vhdfmt_check_existing(v->path, c->size, v->disk_size, c->parent, why_not);
 }
 
 int vhdx_create_opts(const struct dc_open_args *a, const char *path,

@@ -4,6 +4,7 @@
  * ([MS-VHDX] 2.2.3, 2.6); vhdx_create.c makes new images. */
 #include "vhdx.h"
 
+#include "parentpath/parentpath.h"
 #include "utf16/utf16.h"
 
 #include <ctype.h>
@@ -587,7 +588,7 @@ struct vhdx *vhdx_new(const char *path, bool ro)
 	return v;
 }
 
-int vhdx_peek(const char *path, bool quiet, struct vhdx **out)
+int vhdx_peek_fd(int fd, const char *path, bool quiet, struct vhdx **out)
 {
 	struct vhdx *v = vhdx_new(path, true);
 	int ret;
@@ -597,16 +598,15 @@ int vhdx_peek(const char *path, bool quiet, struct vhdx **out)
 		return -ENOMEM;
 	}
 	vhdfmt_quiet(quiet);
-	v->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* may be a FIFO */
+	v->fd = fd;
 	v->dir = vhdfmt_dirname(path);
-	if (v->fd < 0 || !v->dir) {
+	if (!v->dir) {
 		ret = -errno;
 		vhdfmt_err("%s: %s", path, strerror(errno));
 	} else {
 		ret = vhdx_parse(v);
 	}
 	vhdfmt_quiet(-(int)quiet);
-	close(v->fd);
 	v->fd = -1;
 	if (ret)
 		vhdx_free(v);
@@ -615,78 +615,114 @@ int vhdx_peek(const char *path, bool quiet, struct vhdx **out)
 	return ret;
 }
 
+int vhdx_peek(const char *path, bool quiet, struct vhdx **out)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* may be a FIFO */
+	int ret;
+
+	if (fd < 0) {
+		ret = -errno;
+		if (!quiet)
+			vhdfmt_err("%s: %s", path, strerror(errno));
+		return ret;
+	}
+	ret = vhdx_peek_fd(fd, path, quiet, out);
+	close(fd);
+	return ret;
+}
+
 /* --- Parent chains ------------------------------------------------------------------ */
 
-/* A locator path as a path on this system, or NULL if it cannot be one. */
-static char *vhdx_here(const char *dir, const char *val, bool relative)
+/* A locator path with '/' separators, or NULL if it cannot name a file here
+ * (relative_path must be relative, the absolute key absolute). */
+static char *vhdx_here(const char *val, bool relative)
 {
-	char *p = strdup(val), *out = NULL;
+	char *p = strdup(val);
 
 	if (!p)
 		return NULL;
 	for (char *c = p; *c; c++)
 		if (*c == '\\')
 			*c = '/';
-	if (relative && p[0] != '/') {
-		if (asprintf(&out, "%s/%s", dir, p) < 0)
-			out = NULL;
-	} else if (!relative && p[0] == '/') {
-		out = strdup(p);
+	if ((p[0] == '/') != !relative) {
+		free(p);
+		return NULL;
 	}
-	free(p);
-	return out;
+	return p;
 }
 
-/* Find v's parent: relative_path, then the absolute path this plugin stores
- * (volume_path and absolute_win32_path name Windows volumes). With check, the
- * parent's DataWriteGuid must match parent_linkage or parent_linkage2. */
-int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t page83[16])
-{
-	const char *vals[2] = { v->loc_rel, v->loc_abs };
-	char tried[1024] = "", *bad = NULL, want[39], got[39];
+/* What the search for a parent found (see vhdx_resolve_parent()). */
+struct vhdx_search {
+	char *bad; /* a parent whose DataWriteGuid does not match */
 	uint8_t bad_dw[16];
+	const char *refused; /* a locator path the rule refused */
+	int refused_err;
+	char tried[1024];
+};
 
-	*out = NULL;
-	for (int i = 0; i < 2; i++) {
-		char *cand = vals[i] ? vhdx_here(v->dir, vals[i], i == 0) : NULL, *real;
-		struct vhdx *p = NULL;
-		size_t tl = strlen(tried);
+/* Candidate cand: opened under the rule and parsed. 1 when it is the parent
+ * (its real path and page 83 id out), 0 when not, -errno when out of memory. */
+static int vhdx_try(const struct vhdx *v, struct vhdx_search *s, const char *cand,
+		    bool check, char **out, uint8_t page83[16])
+{
+	int fd = parentpath_open(v->dir, cand,
+				 v->parents_any ? PARENTPATH_ANY : PARENTPATH_BENEATH);
+	size_t tl = strlen(s->tried);
+	struct vhdx *p = NULL;
+	char *real;
+	int ret = 0;
 
-		if (!cand)
-			continue;
-		snprintf(tried + tl, sizeof(tried) - tl, "%s%s", tl ? ", " : "", cand);
-		real = realpath(cand, NULL);
-		free(cand);
-		if (!real || vhdx_peek(real, true, &p) < 0) {
-			free(real);
-			continue;
+	snprintf(s->tried + tl, sizeof(s->tried) - tl, "%s%s", tl ? ", " : "", cand);
+	if (fd < 0) {
+		if (parentpath_refused(fd) && !s->refused) {
+			s->refused = cand;
+			s->refused_err = fd;
 		}
-		if (!check || !memcmp(p->hdr.data_write, v->linkage, 16) ||
-		    (v->has_linkage2 && !memcmp(p->hdr.data_write, v->linkage2, 16))) {
-			memcpy(page83, p->page83, 16);
-			vhdx_free(p);
-			free(bad);
-			*out = real;
-			return 0;
-		}
-		if (!bad) {
-			bad = real;
-			memcpy(bad_dw, p->hdr.data_write, 16);
-		} else {
-			free(real);
-		}
-		vhdx_free(p);
+		return 0;
 	}
-	if (bad) {
+	real = parentpath_fd_path(fd);
+	if (!real || vhdx_peek_fd(fd, real, true, &p) < 0) {
+		free(real);
+		close(fd);
+		return 0;
+	}
+	close(fd);
+	if (!check || !memcmp(p->hdr.data_write, v->linkage, 16) ||
+	    (v->has_linkage2 && !memcmp(p->hdr.data_write, v->linkage2, 16))) {
+		memcpy(page83, p->page83, 16);
+		*out = real;
+		ret = 1;
+	} else if (!s->bad) {
+		s->bad = real;
+		memcpy(s->bad_dw, p->hdr.data_write, 16);
+	} else {
+		free(real);
+	}
+	vhdx_free(p);
+	return ret;
+}
+
+/* Why no parent was found, as a message; the error. */
+static int vhdx_not_found(const struct vhdx *v, const struct vhdx_search *s)
+{
+	char want[39], got[39];
+
+	if (s->bad) {
 		vhdx_guid_str(v->linkage, want);
-		vhdx_guid_str(bad_dw, got);
+		vhdx_guid_str(s->bad_dw, got);
 		vhdfmt_err("%s: parent %s has DataWriteGuid %s, but this image's "
 			   "parent_linkage is %s (the parent was modified or replaced)",
-			   v->path, bad, got, want);
-		free(bad);
+			   v->path, s->bad, got, want);
 		return -EINVAL;
 	}
-	if (!tried[0])
+	if (s->refused) {
+		vhdfmt_err("%s: the parent locator %s %s; a parent is followed only "
+			   "inside the child's directory %s unless the spec says "
+			   ";parents=any or names it with ;parent=PATH",
+			   v->path, s->refused, parentpath_why(s->refused_err), v->dir);
+		return -EPERM;
+	}
+	if (!s->tried[0])
 		vhdfmt_err(
 			"%s: the parent locator has no path usable here (relative_path "
 			"or " VHDX_KEY_ABS "; volume_path/absolute_win32_path: %s)",
@@ -696,21 +732,60 @@ int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t pa
 				       "none");
 	else
 		vhdfmt_err("%s: parent image not found or not a valid VHDX (tried %s)",
-			   v->path, tried);
+			   v->path, s->tried);
 	return -ENOENT;
 }
 
-char *vhdx_parent_of(int fd, const char *path)
+/* Find v's parent: relative_path, then the absolute path this plugin stores
+ * (volume_path and absolute_win32_path name Windows volumes), each opened
+ * under the rule of common/parentpath (inside v's directory unless
+ * ;parents=any). With check, the parent's DataWriteGuid must match
+ * parent_linkage or parent_linkage2. */
+int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t page83[16])
+{
+	const char *vals[2] = { v->loc_rel, v->loc_abs };
+	char *cands[2] = { NULL, NULL };
+	struct vhdx_search s = { .tried = "" };
+	int ret = 0;
+
+	*out = NULL;
+	for (int i = 0; i < 2 && ret == 0; i++) {
+		cands[i] = vals[i] ? vhdx_here(vals[i], i == 0) : NULL;
+		if (cands[i])
+			ret = vhdx_try(v, &s, cands[i], check, out, page83);
+	}
+	if (ret == 0)
+		ret = vhdx_not_found(v, &s);
+	else if (ret == 1)
+		ret = 0;
+	free(s.bad);
+	free(cands[0]);
+	free(cands[1]);
+	return ret;
+}
+
+/* The parent of the VHDX at path, under the default rule or any. */
+static char *vhdx_parent_under(int fd, const char *path, bool any)
 {
 	struct vhdx *p = NULL;
 	char *next = NULL;
 	uint8_t id[16];
 
-	(void)fd; /* vhdx_peek() opens path itself */
-	if (vhdx_peek(path, true, &p) == 0) {
+	if (vhdx_peek_fd(fd, path, true, &p) == 0) {
+		p->parents_any = any;
 		if (p->diff && vhdx_resolve_parent(p, false, &next, id) < 0)
 			next = NULL;
 		vhdx_free(p);
 	}
 	return next;
+}
+
+char *vhdx_parent_of(int fd, const char *path)
+{
+	return vhdx_parent_under(fd, path, false);
+}
+
+char *vhdx_parent_of_any(int fd, const char *path)
+{
+	return vhdx_parent_under(fd, path, true);
 }

@@ -13,6 +13,7 @@
 #include "../../common/bitmap/bitmap.c"
 #include "../../common/vhdfmt/vhdfmt.c"
 #include "../../common/vhdfmt/share.c"
+#include "../../common/parentpath/parentpath.c"
 #include "../../common/vhdfmt/vhd_format.c"
 
 #include <sys/mman.h>
