@@ -12,7 +12,12 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+/* The reaper looks at the controller's health and the deadlines every tick
+ * while commands are in flight; an idle tick catches a command submitted
+ * while it slept (waking it on every idle-to-busy edge would cost a system
+ * call per command at queue depth 1). */
 #define REAPER_TICK_MS 50
+#define REAPER_IDLE_TICK_MS 1000
 #define AER_RETRIES 3
 
 struct admin_wait {
@@ -250,7 +255,7 @@ static void *reaper(void *arg)
 
 	while (!atomic_load(&c->stopping)) {
 		bool busy = atomic_load(&c->busy) != 0;
-		int tick = no_irq ? 1 : busy ? REAPER_TICK_MS : -1;
+		int tick = no_irq ? 1 : busy ? REAPER_TICK_MS : REAPER_IDLE_TICK_MS;
 		uint64_t v;
 
 		if (poll(p, n, tick) < 0 && errno != EINTR)
@@ -263,7 +268,7 @@ static void *reaper(void *arg)
 			nvme_qp_reap(c->io[i]);
 		if (atomic_load(&c->aen_pending))
 			handle_aen(c);
-		if (busy && !atomic_load(&c->dead))
+		if (atomic_load(&c->busy) && !atomic_load(&c->dead))
 			check_health(c);
 	}
 	return NULL;
