@@ -753,6 +753,64 @@ START_TEST(no_io_uring)
 }
 END_TEST
 
+/* The io value a file node describes, into arg (a 256-byte buffer). */
+static int tb_io_visit(void *arg, int depth, const char *plugin, const char *form,
+		       const struct dc_info *info, const char *key, const char *value)
+{
+	(void)depth;
+	(void)form;
+	(void)info;
+	if (!strcmp(plugin, "file") && key && !strcmp(key, "io"))
+		snprintf(arg, 256, "%s", value);
+	return 0;
+}
+
+/* In a child without io_uring: file: opens on the worker pool, says so, and
+ * moves data. Returns 0, or which step failed. */
+static int tb_file_fallback(const char *spec)
+{
+	char io[256] = "", *buf = malloc(8192), *back = malloc(8192);
+	dc_disk *d = NULL;
+	int rc = tb_deny_io_uring();
+
+	/* The refused io_uring decides here, not a forced pool (blockdev-pool). */
+	unsetenv("DISKCORE_IO_ENGINE");
+	if (rc || !buf || !back)
+		return 10;
+	if (dc_open(spec, 0, &d))
+		return 11;
+	dc_describe(d, tb_io_visit, io);
+	if (strcmp(io, "worker pool (io_uring_queue_init: Operation not permitted)"))
+		return 12;
+	h_fill(buf, 8192, 5);
+	if (dc_write(d, 8, buf, 8192, DC_IO_FUA) || dc_flush(d) ||
+	    dc_read(d, 8, back, 8192) || memcmp(buf, back, 8192))
+		return 13;
+	dc_close(d);
+	free(buf);
+	free(back);
+	return 0;
+}
+
+/* Where blockdev: refuses to open, file: falls back to the worker pool. */
+START_TEST(file_without_io_uring)
+{
+	char *path = h_tmpfile(MIB, NULL);
+	char *spec = h_fmt("file:%s", path);
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(tb_file_fallback(spec));
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "file: without io_uring: step %d failed", WEXITSTATUS(status));
+	free(spec);
+	free(path);
+}
+END_TEST
+
 /* --- Loop devices (root) ------------------------------------------------------------ */
 
 static char *tb_loop_spec(const char *opts)
@@ -976,6 +1034,7 @@ int main(void)
 	tcase_add_test(tc, file_queue_wait);
 	tcase_add_test(tc, file_queue_wait_chain);
 	tcase_add_test(tc, no_io_uring);
+	tcase_add_test(tc, file_without_io_uring);
 	suite_add_tcase(s, tc);
 
 	if (geteuid() == 0)

@@ -18,9 +18,10 @@
 
 #ifndef IOE_HAVE_URING
 /* Built without liburing: every file takes the pool. */
-static int ioe_ring_probe(bool *can_fallocate)
+static int ioe_ring_probe(bool *can_fallocate, char *why, size_t len)
 {
 	(void)can_fallocate;
+	snprintf(why, len, "built without liburing");
 	return dc_fail(-ENOSYS, "built without liburing");
 }
 #define ioe_thread_get() NULL
@@ -36,6 +37,7 @@ int ioe_file_open(int fd, bool direct, size_t align, enum ioe_mode mode,
 {
 	struct ioe_file *f = calloc(1, sizeof(*f));
 	const char *env = getenv("DISKCORE_IO_ENGINE");
+	char why[128];
 	int rc = 0;
 
 	if (!f)
@@ -47,13 +49,12 @@ int ioe_file_open(int fd, bool direct, size_t align, enum ioe_mode mode,
 	if (f->fallback_ok && env && !strcmp(env, "pool")) {
 		snprintf(f->mode, sizeof(f->mode),
 			 "worker pool (DISKCORE_IO_ENGINE=pool)");
-	} else if ((rc = ioe_ring_probe(&f->can_fallocate)) < 0) {
+	} else if ((rc = ioe_ring_probe(&f->can_fallocate, why, sizeof(why))) < 0) {
 		if (!f->fallback_ok) {
 			free(f);
 			return rc;
 		}
-		/* The probe's message says why; keep it for describe(). */
-		snprintf(f->mode, sizeof(f->mode), "worker pool (%s)", dc_last_error());
+		snprintf(f->mode, sizeof(f->mode), "worker pool (%s)", why);
 	} else if (!(f->t = ioe_thread_get())) {
 		free(f);
 		return -ENOMEM;

@@ -115,7 +115,7 @@ void ioe_thread_retry(struct ioe_thread *t, struct ioe_queue *q);
 void ioe_thread_bury(struct ioe_thread *t, struct ioe_queue *q);
 
 /* ring.c (io_uring) */
-int ioe_ring_probe(bool *can_fallocate);
+int ioe_ring_probe(bool *can_fallocate, char *why, size_t len);
 int ioe_ring_queue_open(struct ioe_queue *q);
 void ioe_ring_queue_close(struct ioe_queue *q);
 void ioe_ring_destroy(struct ioe_queue *q);

@@ -3,21 +3,14 @@
  * pool), completions reaped by the engine thread and by a driven poll:
  * scattered writes read back, short reads at the end of the file, more
  * requests than a ring holds, O_DIRECT with unaligned buffers, flush, punch,
- * and a watch on the engine thread. */
+ * and a watch on the engine thread. (The fallback when io_uring is refused is
+ * tested end to end in tests/test-blockdev.c, file_without_io_uring.) */
 #include "ioengine.h"
 
 #include "check-run.h"
 
 #include <check.h>
-#include <errno.h>
 #include <fcntl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -224,49 +217,6 @@ START_TEST(uring_only)
 }
 END_TEST
 
-/* io_uring_setup refused (seccomp, as a container profile or
- * kernel.io_uring_disabled=2 would): IOE_AUTO takes the pool and says why,
- * IOE_URING fails with the kernel's errno. In a child, which the filter
- * stays in. */
-static int t_deny_and_open(void)
-{
-	struct sock_filter flt[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = { .len = sizeof(flt) / sizeof(flt[0]), .filter = flt };
-	struct ioe_file *f;
-
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
-		return 10;
-	if (ioe_file_open(0, false, 0, IOE_URING, &f) != -EPERM)
-		return 11;
-	if (ioe_file_open(0, false, 0, IOE_AUTO, &f) != 0)
-		return 12;
-	if (ioe_file_uring(f) ||
-	    !strstr(ioe_file_describe(f), "worker pool (io_uring_queue_init"))
-		return 13;
-	ioe_file_close(f);
-	return 0;
-}
-
-START_TEST(seccomp_fallback)
-{
-	int status;
-	pid_t pid = fork();
-
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
-		_exit(t_deny_and_open());
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "child exited with %d", WEXITSTATUS(status));
-}
-END_TEST
-
 static void t_watch_fn(void *arg)
 {
 	eventfd_t v;
@@ -292,8 +242,8 @@ END_TEST
 int main(void)
 {
 	const TTest *const tests[] = {
-		uring_thread, uring_driven,	uring_direct, pool, pool_driven_direct,
-		uring_only,   seccomp_fallback, watch,	      NULL
+		uring_thread,	    uring_driven, uring_direct, pool,
+		pool_driven_direct, uring_only,	  watch,	NULL
 	};
 
 	return common_check_run("ioengine", tests);

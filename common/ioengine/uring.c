@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -54,8 +55,9 @@ static int ioe_ring_init(struct io_uring *ring, unsigned entries, unsigned cq)
 	return rc;
 }
 
-/* io_uring must exist and know the opcodes we use; FALLOCATE is optional. */
-int ioe_ring_probe(bool *can_fallocate)
+/* io_uring must exist and know the opcodes we use; FALLOCATE is optional.
+ * On failure, why says what failed (for describe()) and dc_error() too. */
+int ioe_ring_probe(bool *can_fallocate, char *why, size_t len)
 {
 	static const uint8_t need[] = { IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_READ,
 					IORING_OP_WRITE, IORING_OP_FSYNC };
@@ -63,18 +65,23 @@ int ioe_ring_probe(bool *can_fallocate)
 	struct io_uring ring;
 	int rc = ioe_ring_init(&ring, 4, 8);
 
-	if (rc < 0)
+	if (rc < 0) {
+		snprintf(why, len, "io_uring_queue_init: %s", strerror(-rc));
 		return rc;
+	}
 	p = io_uring_get_probe_ring(&ring);
 	ioe_ring_exit(&ring);
-	if (!p)
+	if (!p) {
+		snprintf(why, len, "io_uring cannot probe its operations");
 		return dc_fail(
 			-ENOSYS,
 			"io_uring: cannot probe the supported operations (kernel too "
 			"old? 5.6 or later is needed)");
+	}
 	for (size_t i = 0; i < sizeof(need); i++) {
 		if (!io_uring_opcode_supported(p, need[i])) {
 			io_uring_free_probe(p);
+			snprintf(why, len, "io_uring lacks operation %u", need[i]);
 			return dc_fail(
 				-ENOSYS,
 				"io_uring: operation %u not supported (kernel too old? "
