@@ -19,7 +19,8 @@
  *
  * A request's done callback runs exactly once, on the queue's thread, the
  * engine thread or a pool worker: it may only do what is allowed off the
- * queue's thread (dc_complete(), dc_child_submit(); plugin.h, "Threads"). */
+ * queue's thread (dc_complete(), dc_child_submit(), ioe_submit(); plugin.h,
+ * "Threads"), and takes a lock for state it shares with other requests. */
 #ifndef DISKCORE_COMMON_IOENGINE_H
 #define DISKCORE_COMMON_IOENGINE_H
 
@@ -97,7 +98,9 @@ void ioe_queue_close(struct ioe_queue *q);
 /* The plugin's queue_poll() (plugin.h): submit, wait, reap on this thread. */
 int ioe_queue_poll(struct ioe_queue *q, int wake_fd, int timeout_ms);
 
-/* Start r on q, from q's thread. */
+/* Start r on q: from q's thread (the plugin's submit() or a child's done
+ * callback), or from a done callback on any thread, to chain the next step
+ * of a request (an allocating write's metadata after its data). */
 void ioe_submit(struct ioe_queue *q, struct ioe_req *r);
 
 /* Run r on the calling thread with blocking calls (as the pool does); returns
