@@ -437,6 +437,41 @@ else
 	fail "serve (budget) starts"
 fi
 
+# --- memory with 1 and with 16 clients at once ---------------------------------
+# The peak RSS (VmHWM) of a fresh server over a file while N nbdcopy clients
+# read it at once: each connection stays within its buffer budget (96 MiB).
+head -c 64M /dev/urandom >"$T/rss.img"
+# peak N: "IDLE PEAK" in KiB
+peak() {
+	start "rss$1" --unix "$T/rss$1.sock" --max-connections 32 "file:$T/rss.img" || return 1
+	idle=$(awk '/^VmRSS/ { print $2 }' "/proc/$SRV/status")
+	pids=""
+	i=0
+	while [ $i -lt "$1" ]; do
+		$TO nbdcopy --connections=1 "$(uri "rss$1")" null: &
+		pids="$pids $!"
+		i=$((i + 1))
+	done
+	for p in $pids; do wait "$p" || echo "# nbdcopy $p failed" >&2; done
+	hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$SRV/status")
+	stop "$SRV"
+	echo "$idle $hwm"
+}
+one=$(peak 1)
+sixteen=$(peak 16)
+echo "# idle and peak RSS (KiB): 1 client: $one; 16 clients: $sixteen"
+up1=$(echo "$one" | awk '{ print $2 - $1 }')
+up16=$(echo "$sixteen" | awk '{ print $2 - $1 }')
+if [ -n "${DISKCORE_SANITIZED:-}" ]; then
+	ok "16 clients: RSS within the budget # SKIP sanitized build"
+else
+	check "1 client: at most 96 MiB above idle ($up1 KiB)" [ "$up1" -le $((96 * 1024)) ]
+	check "16 clients: at most 16 x 96 MiB above idle ($up16 KiB)" \
+		[ "$up16" -le $((16 * 96 * 1024)) ]
+	check "16 clients: each costs at most twice what one alone does" \
+		[ $((up16 / 16)) -le $((2 * up1 + 4096)) ]
+fi
+
 # --- the socket path: live, stale, owned ------------------------------------
 S="$T/live.sock"
 if start live --unix "$S" mem:1M; then
