@@ -21,6 +21,7 @@
 
 #define QCOW2_RCT_MASK (~0x1ffull) /* a table entry's offset bits */
 #define QCOW2_MAX_RCT_BYTES (64u << 20)
+#define QCOW2_ALLOC_SLACK 65536u /* clusters */
 
 static uint64_t rc_entry_get(const uint8_t *b, uint64_t i, unsigned bits)
 {
@@ -185,6 +186,13 @@ static int rc_new_block(struct qcow2 *q, uint64_t rb)
 
 	if (!b)
 		return -ENOMEM;
+	if (rb == 0) {
+		/* The header's cluster is always counted: a table without a
+		 * first block is corrupt. */
+		free(b);
+		dc_debug("qcow2: %s: the refcount table has no first block", q->path);
+		return -EIO;
+	}
 	rc_entry_set(b, 0, q->rc_bits, 1, &at);
 	ret = vhdfmt_pwrite(q->fd, b, q->cluster_size, off);
 	if (ret == 0 && fdatasync(q->fd) < 0)
@@ -388,6 +396,16 @@ int qcow2_alloc(struct qcow2 *q, uint64_t n, uint64_t *off)
 
 	while (run < n) {
 		uint64_t i = c + run;
+
+		/* Counted clusters past the end of the file: only a crash between
+		 * a refcount write and the data leaves a few; many is corruption
+		 * (and a scan without end). */
+		if (i > q->file_size / q->cluster_size + QCOW2_ALLOC_SLACK) {
+			dc_debug("qcow2: %s: refcounts claim clusters far past the end "
+				 "of the file",
+				 q->path);
+			return -EIO;
+		}
 
 		ret = rc_cover(q, i, 1);
 		if (ret == 0)

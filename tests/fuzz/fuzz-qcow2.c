@@ -2,7 +2,8 @@
 /* libFuzzer target: the qcow2 plugin's header, extension, snapshot, L1 and L2
  * parsing and its reads (plain, zero, compressed and subcluster mappings) on
  * an image made of the input, opened read-only; lower_spec() resolves the
- * backing file an input names. The plugin and the common/ code it links are
+ * backing file an input names. Then the same image opened writable: writes,
+ * an unmap and a flush reach allocation and the refcount code. The plugin and the common/ code it links are
  * compiled in; core services come from libdiskcore. Seeds: tests/fuzz/corpus/
  * qcow2 (small images qemu-img made). */
 #include "../../plugins/qcow2/backing.c"
@@ -17,11 +18,48 @@
 #include "../../plugins/qcow2/resize.c"
 #include "../../plugins/qcow2/write.c"
 #include "../../common/endian/layout.c"
+#include "../../common/vhdfmt/share.c"
 #include "../../common/vhdfmt/vhdfmt.c"
 
 #include <sys/mman.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The same image opened writable: partial and whole-cluster writes at the
+ * start, middle and end (allocation, refcounts, copy-on-write), an unmap and
+ * a flush, over whatever tables the input holds. */
+static void fuzz_write(struct dc_open_args *a)
+{
+	static uint8_t buf[8 * 512];
+	struct iovec iov = { buf, sizeof(buf) };
+	struct dc_req req = { .buf = { .iov = &iov, .iovcnt = 1 } };
+	struct dc_info info;
+	void *inst = NULL;
+	uint64_t at[4];
+
+	a->read_only = false;
+	if (qcow2_plugin.open(a, &inst, &info) != 0)
+		return;
+	at[0] = 0;
+	at[1] = 3;
+	at[2] = info.sector_count / 2;
+	at[3] = info.sector_count > 8 ? info.sector_count - 8 : 0;
+	memset(buf, 0x5a, sizeof(buf));
+	for (unsigned i = 0; i < 4 && info.sector_count >= 8; i++) {
+		req.op = DC_OP_WRITE;
+		req.sector = at[i];
+		req.count = i == 1 ? 1 : 8;
+		req.buf.len = req.count * 512;
+		qcow2_plugin.io(inst, &req);
+	}
+	req.op = DC_OP_UNMAP;
+	req.sector = 0;
+	req.count = info.sector_count;
+	qcow2_plugin.io(inst, &req);
+	req.op = DC_OP_FLUSH;
+	qcow2_plugin.io(inst, &req);
+	qcow2_plugin.close(inst);
+}
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t buf[8 * 512];
@@ -64,6 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			qcow2_plugin.io(inst, &req);
 		}
 		qcow2_plugin.close(inst);
+		fuzz_write(&a);
 	}
 	close(fd);
 	return 0;
