@@ -25,6 +25,7 @@ static void disk_free(struct dc_disk *d)
 	pthread_mutex_destroy(&d->resizing);
 	pthread_cond_destroy(&d->resize_cond);
 	pthread_mutex_destroy(&d->implicit_lock);
+	pthread_mutex_destroy(&d->nodes_lock);
 	free(d->nodes);
 	free(d);
 }
@@ -52,6 +53,7 @@ DC_EXPORT int dc_open(const char *spec, uint32_t flags, dc_disk **out)
 	pthread_cond_init(&d->resize_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&d->implicit_lock, NULL);
+	pthread_mutex_init(&d->nodes_lock, NULL);
 	d->serial = atomic_fetch_add(&disk_serial, 1) + 1;
 	d->open_flags = flags;
 	d->resize_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -108,7 +108,8 @@ struct dc_disk {
 	struct dc_info info;         /* snapshot at open */
 	unsigned sector_shift;
 	uint64_t max_sector;         /* INT64_MAX >> sector_shift */
-	struct dc_node **nodes;      /* every node, top first */
+	struct dc_node **nodes;      /* every node, top first; changes under nodes_lock */
+	pthread_mutex_t nodes_lock;
 	unsigned nnodes;
 	uint64_t serial;
 	/* dc_resize() calls one at a time (plugin.h: resize() never overlaps). */

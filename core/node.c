@@ -41,17 +41,36 @@ static int node_validate(struct dc_node *n)
 	return 0;
 }
 
+/* disk->nodes changes under nodes_lock: a plugin's own thread may call
+ * dc_node_notify_resize() while the chain is still opening or closing. */
 static int node_add(struct dc_disk *disk, struct dc_node *n)
 {
-	struct dc_node **nodes =
-		realloc(disk->nodes, (disk->nnodes + 1) * sizeof(*nodes));
+	struct dc_node **nodes;
+	int rc = 0;
 
-	if (!nodes)
-		return -ENOMEM;
-	disk->nodes = nodes;
-	n->index = disk->nnodes;
-	nodes[disk->nnodes++] = n;
-	return 0;
+	pthread_mutex_lock(&disk->nodes_lock);
+	nodes = realloc(disk->nodes, (disk->nnodes + 1) * sizeof(*nodes));
+	if (nodes) {
+		disk->nodes = nodes;
+		n->index = disk->nnodes;
+		nodes[disk->nnodes++] = n;
+	} else {
+		rc = -ENOMEM;
+	}
+	pthread_mutex_unlock(&disk->nodes_lock);
+	return rc;
+}
+
+static void node_forget(struct dc_node *n)
+{
+	struct dc_disk *d = n->disk;
+
+	pthread_mutex_lock(&d->nodes_lock);
+	if (d->nnodes && d->nodes[d->nnodes - 1] == n)
+		d->nnodes--;
+	else if (d->nodes[n->index] == n)
+		d->nodes[n->index] = NULL;
+	pthread_mutex_unlock(&d->nodes_lock);
 }
 
 /* Fail closed (plugin.h): a flag that promises an op survives only where the
@@ -149,12 +168,7 @@ static struct dc_node *node_new(struct dc_disk *disk, const struct dc_plugin *p,
 /* Forget a node that never opened: its children stay with the caller. */
 static void node_discard(struct dc_node *n)
 {
-	struct dc_disk *d = n->disk;
-
-	if (d->nnodes && d->nodes[d->nnodes - 1] == n)
-		d->nnodes--;
-	else
-		d->nodes[n->index] = NULL;
+	node_forget(n);
 	free(n->children);
 	free(n->label);
 	free(n);
@@ -232,12 +246,13 @@ void dc__node_close(struct dc_node *n)
 {
 	if (!n)
 		return;
+	/* Out of the disk's list first: a resize notification from a child's
+	 * thread must not ask this node's closed instance for its size. */
+	node_forget(n);
 	if (n->plugin->close)
 		n->plugin->close(n->inst);
 	for (unsigned i = 0; i < n->nchildren; i++)
 		dc__node_close(n->children[i]);
-	if (n->disk->nodes[n->index] == n)
-		n->disk->nodes[n->index] = NULL;
 	free(n->children);
 	free(n->label);
 	free(n);
@@ -313,10 +328,12 @@ DC_EXPORT void dc_node_notify_resize(struct dc_node *n)
 	/* Every node belongs to one disk; the whole chain above sees the live count
 	 * through its sector_count callbacks, so refreshing what the request
 	 * guard reads and waking the disk's waiters is the forwarding. */
+	pthread_mutex_lock(&d->nodes_lock);
 	for (unsigned i = 0; i < d->nnodes; i++)
 		if (d->nodes[i])
 			atomic_store(&d->nodes[i]->live,
 				     dc__node_live_count(d->nodes[i]));
+	pthread_mutex_unlock(&d->nodes_lock);
 	pthread_mutex_lock(&d->resize_lock);
 	d->resize_epoch++;
 	pthread_cond_broadcast(&d->resize_cond);
