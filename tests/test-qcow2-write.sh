@@ -3,8 +3,8 @@
 # qcow2 writing against qemu-img, the reference implementation: images diskcore
 # writes must pass `qemu-img check` (exit status 0) and `qemu-img compare`
 # with a raw file that had the same writes.
-#  - random writes, partial and whole clusters, for clusters of 512 B, 4 KiB,
-#    64 KiB and 2 MiB, v2 (compat=0.10) and v3, over a raw backing file
+#  - random writes, partial and whole clusters, for every cluster size from
+#    512 B to 2 MiB, v2 (compat=0.10) and v3, over a raw backing file
 #    (copy-on-write of partial clusters), a qcow2 backing chain, extended L2
 #    (partial subclusters), refcount_bits 1 to 64 (refcount blocks and the
 #    refcount table grown), compressed clusters rewritten;
@@ -115,6 +115,10 @@ case_ c64k-v2-backing 4M 300 cluster_size=64k,compat=0.10 "$W/base.raw"
 case_ c2M-backing 4M 2000 cluster_size=2M "$W/base.raw"
 case_ extl2 4M 300 cluster_size=64k,extended_l2=on
 case_ extl2-backing 4M 300 cluster_size=64k,extended_l2=on "$W/base.raw"
+# Every other cluster size, over the backing file.
+for cs in 1k 2k 8k 16k 32k 128k 256k 512k 1M; do
+	case_ "c$cs" 4M 160 "cluster_size=$cs" "$W/base.raw"
+done
 for rb in 1 2 4 8 16 32 64; do
 	case_ "refcount$rb" 3M 64 "cluster_size=512,refcount_bits=$rb"
 done
