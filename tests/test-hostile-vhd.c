@@ -441,7 +441,8 @@ END_TEST
 
 /* A live chain keeps its parent locked shared: another process cannot open it
  * writable, one that reads still can; in this process a writable open of the
- * parent is refused, and so is a chain over a parent open writable. */
+ * parent is refused, and so is a chain over a parent open writable. A forced
+ * share (diskctl info -U) reads even the writable child, taking no lock. */
 START_TEST(hostile_parent_locked)
 {
 	const char *f = hv_form[_i], *root = getenv("DISKCORE_BUILD_ROOT");
@@ -459,6 +460,13 @@ START_TEST(hostile_parent_locked)
 			 0);
 	ck_assert_int_eq(h_sh("%s/tools/diskctl info '%s:%s' >/dev/null", root, f, base),
 			 0);
+	/* The writable child itself: only a read that takes no lock (-U). */
+	ck_assert_int_ne(
+		h_sh("%s/tools/diskctl info '%s:%s' >/dev/null 2>&1", root, f, child), 0);
+	ck_assert_int_eq(h_sh("%s/tools/diskctl info -U '%s:%s' >/dev/null 2>&1", root, f,
+			      child),
+			 0);
+	dc_close(h_openf(DC_OPEN_READ_ONLY | DC_OPEN_FORCE_SHARE, "%s:%s", f, child));
 	h_open_fails(0, -EBUSY, "open read-only in this process", "%s:%s", f, base);
 	dc_close(c);
 	w = h_openf(0, "%s:%s", f, base);

@@ -401,6 +401,9 @@ int vhdfmt_open(const struct dc_open_args *a, const char *path, bool want,
 	fd = dc_create_open(a, path, O_NONBLOCK | (want ? O_CREAT : 0), created);
 	if (fd < 0)
 		return fd;
+	/* --force-share: no lock, and an instance of its own (share.h). */
+	if (a->force_share)
+		return fd;
 	ret = vhdfmt_share_claim(fd, path, a->read_only, found);
 	if (ret || *found) {
 		close(fd);

@@ -117,7 +117,8 @@ int vhdfmt_lower_spec_any(const char *form, const char *path, int fd, const char
  * through; open the file, creating it when wanted (dc_create_open(); *created
  * says whether it did); then, the share table held (share.h), either find the
  * instance this process has open for it (*found, the fd closed, and 0
- * returned) or lock it. O_NONBLOCK: a FIFO must not hang the open before the
+ * returned) or lock it. A force_share open (DC_OPEN_FORCE_SHARE) takes no lock
+ * and shares nothing: the caller must not vhdfmt_share_add() it. O_NONBLOCK: a FIFO must not hang the open before the
  * image is parsed and refused (regular files ignore the flag).
  * Returns the fd, 0 with *found, or -errno after a message. */
 int vhdfmt_open(const struct dc_open_args *a, const char *path, bool want,

@@ -189,7 +189,7 @@ static int vhd_open_locked(const struct dc_open_args *a, void **inst,
 		ret = vhd_load(v);
 	if (ret == 0 && want && !created)
 		ret = vhd_check_existing(v, &c);
-	if (ret == 0)
+	if (ret == 0 && !a->force_share)
 		ret = vhdfmt_share_add(&v->share, v->fd, v->read_only);
 	if (ret)
 		goto fail;
@@ -267,7 +267,7 @@ static int vhd_attach(void *inst, const struct dc_info *lower, struct dc_info *i
 static void vhd_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct vhd_img *v = inst;
-	char buf[64];
+	char id[37];
 	uint64_t n = 0;
 
 	kv(arg, "path", v->path);
@@ -275,60 +275,51 @@ static void vhd_describe(void *inst, dc_kv_fn kv, void *arg)
 	   v->fixed ? "fixed VHD" :
 	   v->diff  ? "differencing VHD" :
 		      "dynamic VHD");
-	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v->m.f.current_size);
-	kv(arg, "virtual size", buf);
-	vhdfmt_uid_str(v->m.f.unique_id, buf);
-	kv(arg, "unique id", buf);
+	dc_kv_u64(kv, arg, "virtual size", v->m.f.current_size);
+	vhdfmt_uid_str(v->m.f.unique_id, id);
+	kv(arg, "unique id", id);
 	if (!v->fixed) {
-		snprintf(buf, sizeof(buf), "%u", v->m.block_size);
-		kv(arg, "block size", buf);
+		dc_kv_u64(kv, arg, "block size", v->m.block_size);
 		for (uint32_t i = 0; i < v->m.nblocks; i++)
 			n += vhd_bat_get(v, i) != VHD_UNALLOC;
-		snprintf(buf, sizeof(buf), "%llu of %u", (unsigned long long)n,
-			 v->m.nblocks);
-		kv(arg, "allocated blocks", buf);
+		dc_kv_printf(kv, arg, "allocated blocks", "%llu of %u",
+			     (unsigned long long)n, v->m.nblocks);
 	}
 	if (v->diff) {
-		vhdfmt_uid_str(v->m.dh.parent_uid, buf);
-		kv(arg, "parent unique id", buf);
+		vhdfmt_uid_str(v->m.dh.parent_uid, id);
+		kv(arg, "parent unique id", id);
 		if (v->parent_path)
 			kv(arg, "parent", v->parent_path);
+		kv(arg, "parent locators",
+		   v->parents_any ? "followed anywhere (;parents=any)" :
+				    "followed inside the image's directory");
 	}
 	if (v->created)
-		kv(arg, "created", "yes");
+		dc_kv_bool(kv, arg, "created", true);
 }
 
 static const struct dc_option vhd_options[] = {
-	{ .name = "create",
-	  .type = DC_OPT_SIZE,
-	  .help = "create a missing file as a dynamic VHD of SIZE bytes (file:X.vhd: a "
-		  "fixed one); an existing one opens unchanged" },
-	{ .name = "block",
-	  .type = DC_OPT_SIZE,
-	  .help = "block size of a new image (default 2M)" },
-	{ .name = "parent",
-	  .type = DC_OPT_STRING,
-	  .help = "create a missing file as a differencing VHD over the parent image "
-		  "PATH; an existing child opens over PATH (checked by unique id)" },
-	{ .name = "parents",
-	  .type = DC_OPT_STRING,
-	  .help = "'beneath' (default): a parent locator is followed only inside "
-		  "the child's directory; 'any': anywhere" },
-	{ .name = "overwrite",
-	  .type = DC_OPT_FLAG,
-	  .help = "with create= or parent=: replace an existing file" },
-	{ 0 },
+	DC_OPTION_SIZE("create", "create a missing file as a dynamic VHD of SIZE bytes "
+				 "(file:X.vhd: a fixed one); an existing one opens "
+				 "unchanged"),
+	DC_OPTION_SIZE("block", "block size of a new image (default 2M)"),
+	DC_OPTION_STRING("parent",
+			 "create a missing file as a differencing VHD over the parent "
+			 "image PATH; an existing child opens over PATH (checked by "
+			 "unique id)"),
+	DC_OPTION_STRING("parents", "'beneath' (default): a parent locator is followed "
+				    "only inside the child's directory; 'any': "
+				    "anywhere"),
+	DC_OPTION_FLAG("overwrite", "with create= or parent=: replace an existing file"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form vhd_forms[] = {
-	{ .name = "vhd",
-	  .nfields = 1,
-	  .child = DC_CHILD_NONE,
-	  .flags = 0,
-	  .syntax = "vhd:PATH[;create=SIZE[;block=SIZE]|;parent=PATH][;overwrite]",
-	  .help = "a fixed, dynamic or differencing VHD (a chain opens as layers)",
-	  .options = vhd_options },
-	{ 0 },
+	DC_FORM("vhd", 1, DC_CHILD_NONE,
+		"vhd:PATH[;create=SIZE[;block=SIZE]|;parent=PATH][;overwrite]",
+		"a fixed, dynamic or differencing VHD (a chain opens as layers)",
+		vhd_options),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(vhd_plugin) = {
@@ -350,8 +341,7 @@ DC_PLUGIN(vhd_plugin) = {
 		 "  (flock) while open.",
 	.forms = vhd_forms,
 	.ctx_size = 0,
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.open = vhd_open,
 	.close = vhd_close,
 	.io = vhd_io,

@@ -233,7 +233,9 @@ static int vhd1_open_locked(const struct dc_open_args *a, void **inst,
 	/* vhd:'s lock: a fixed VHD opens through vhd1: or vhd:, and two writers
 	 * must exclude each other whichever plugin each uses; an image this
 	 * plugin has open already is that instance. */
-	ret = vhdfmt_share_claim(v->fd, v->path, v->read_only, &found);
+	found = NULL;
+	ret = a->force_share ? 0 :
+			       vhdfmt_share_claim(v->fd, v->path, v->read_only, &found);
 	if (ret == 0 && found) {
 		struct vhd1_disk *o = VHDFMT_SHARE_OF(found, struct vhd1_disk);
 
@@ -266,7 +268,7 @@ static int vhd1_open_locked(const struct dc_open_args *a, void **inst,
 	ret = vhd1_validate(v, (uint64_t)st.st_size);
 	if (ret == 0 && want && !created)
 		ret = vhdfmt_check_existing(v->path, create_size, v->size, NULL, NULL);
-	if (ret == 0)
+	if (ret == 0 && !a->force_share)
 		ret = vhdfmt_share_add(&v->share, v->fd, v->read_only);
 	if (ret)
 		goto fail;
@@ -286,38 +288,28 @@ static int vhd1_open(const struct dc_open_args *a, void **inst, struct dc_info *
 static void vhd1_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct vhd1_disk *v = inst;
-	char buf[40];
+	char id[37];
 
 	kv(arg, "path", v->path);
 	kv(arg, "format", "fixed VHD");
-	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v->size);
-	kv(arg, "virtual size", buf);
-	vhdfmt_uid_str(v->uid, buf);
-	kv(arg, "unique id", buf);
+	dc_kv_u64(kv, arg, "virtual size", v->size);
+	vhdfmt_uid_str(v->uid, id);
+	kv(arg, "unique id", id);
 	if (v->created)
-		kv(arg, "created", "yes");
+		dc_kv_bool(kv, arg, "created", true);
 }
 
 static const struct dc_option vhd1_options[] = {
-	{ .name = "create",
-	  .type = DC_OPT_SIZE,
-	  .help = "create a missing file as a fixed VHD of SIZE bytes of zeroes (an "
-		  "existing one opens unchanged)" },
-	{ .name = "overwrite",
-	  .type = DC_OPT_FLAG,
-	  .help = "with create=: replace an existing file" },
-	{ 0 },
+	DC_OPTION_SIZE("create", "create a missing file as a fixed VHD of SIZE bytes of "
+				 "zeroes (an existing one opens unchanged)"),
+	DC_OPTION_FLAG("overwrite", "with create=: replace an existing file"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form vhd1_forms[] = {
-	{ .name = "vhd1",
-	  .nfields = 1,
-	  .child = DC_CHILD_NONE,
-	  .flags = 0,
-	  .syntax = "vhd1:PATH[;create=SIZE[;overwrite]]",
-	  .help = "a fixed VHD (raw data and a 512-byte footer)",
-	  .options = vhd1_options },
-	{ 0 },
+	DC_FORM("vhd1", 1, DC_CHILD_NONE, "vhd1:PATH[;create=SIZE[;overwrite]]",
+		"a fixed VHD (raw data and a 512-byte footer)", vhd1_options),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(vhd1_plugin) = {
@@ -335,8 +327,7 @@ DC_PLUGIN(vhd1_plugin) = {
 		 "  Sectors are 512 bytes; unmap is ignored; FUA uses RWF_DSYNC.",
 	.forms = vhd1_forms,
 	.ctx_size = 0,
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.open = vhd1_open,
 	.close = vhd1_close,
 	.io = vhd1_io,

@@ -685,7 +685,7 @@ static int vhdx_open_locked(const struct dc_open_args *a, void **inst,
 		ret = vhdx_load_bat(v);
 	if (ret == 0 && want && !created)
 		ret = vhdx_check_existing(v, &c);
-	if (ret == 0)
+	if (ret == 0 && !a->force_share)
 		ret = vhdfmt_share_add(&v->share, v->fd, v->ro);
 	if (ret)
 		goto fail;
@@ -762,7 +762,7 @@ static void vhdx_describe(void *inst, dc_kv_fn kv, void *arg)
 	static const char *const logs[] = { "clean", "replayed at open",
 					    "replayed in memory (read-only open)" };
 	struct vhdx *v = inst;
-	char buf[64];
+	char id[39];
 	uint64_t n = 0;
 
 	kv(arg, "path", v->path);
@@ -770,78 +770,62 @@ static void vhdx_describe(void *inst, dc_kv_fn kv, void *arg)
 	   v->diff	  ? "differencing VHDX" :
 	   v->leave_alloc ? "fixed VHDX" :
 			    "dynamic VHDX");
-	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v->disk_size);
-	kv(arg, "virtual size", buf);
-	snprintf(buf, sizeof(buf), "%u", v->block_size);
-	kv(arg, "block size", buf);
-	snprintf(buf, sizeof(buf), "%u", v->lss);
-	kv(arg, "logical sector size", buf);
-	snprintf(buf, sizeof(buf), "%u", v->pss);
-	kv(arg, "physical sector size", buf);
-	vhdx_guid_str(v->page83, buf);
-	kv(arg, "disk id (page 83)", buf);
+	dc_kv_u64(kv, arg, "virtual size", v->disk_size);
+	dc_kv_u64(kv, arg, "block size", v->block_size);
+	dc_kv_u64(kv, arg, "logical sector size", v->lss);
+	dc_kv_u64(kv, arg, "physical sector size", v->pss);
+	vhdx_guid_str(v->page83, id);
+	kv(arg, "disk id (page 83)", id);
 	for (uint64_t b = 0; b < v->nblocks; b++) {
 		unsigned st = VHDX_BAT_STATE(vhdx_bat_get(v, vhdx_pidx(v, b)));
 
 		n += st == VHDX_PB_FULL || st == VHDX_PB_PARTIAL;
 	}
-	snprintf(buf, sizeof(buf), "%llu of %llu", (unsigned long long)n,
-		 (unsigned long long)v->nblocks);
-	kv(arg, "allocated blocks", buf);
+	dc_kv_printf(kv, arg, "allocated blocks", "%llu of %llu", (unsigned long long)n,
+		     (unsigned long long)v->nblocks);
 	kv(arg, "log", logs[v->log_state]);
 	kv(arg, "unmap",
 	   v->leave_alloc && !v->diff ?
 		   "ignored (fixed image)" :
 		   "whole blocks to PAYLOAD_BLOCK_ZERO, parts zeroed; reads zero");
 	if (v->diff) {
-		vhdx_guid_str(v->linkage, buf);
-		kv(arg, "parent linkage", buf);
+		vhdx_guid_str(v->linkage, id);
+		kv(arg, "parent linkage", id);
 		if (v->parent_path)
 			kv(arg, "parent", v->parent_path);
+		kv(arg, "parent locators",
+		   v->parents_any ? "followed anywhere (;parents=any)" :
+				    "followed inside the image's directory");
 	}
 	if (v->created)
-		kv(arg, "created", "yes");
+		dc_kv_bool(kv, arg, "created", true);
 }
 
 static const struct dc_option vhdx_options[] = {
-	{ .name = "create",
-	  .type = DC_OPT_SIZE,
-	  .help = "create a missing file as a dynamic VHDX of SIZE bytes; an existing "
-		  "one opens unchanged" },
-	{ .name = "block",
-	  .type = DC_OPT_SIZE,
-	  .help = "block size of a new image, 1M to 256M (default 32M; a child: its parent's)" },
-	{ .name = "sector",
-	  .type = DC_OPT_UINT,
-	  .help = "logical sector size of a new image: 512 or 4096" },
-	{ .name = "fixed",
-	  .type = DC_OPT_FLAG,
-	  .help = "with create=: a fixed (fully allocated) image" },
-	{ .name = "parent",
-	  .type = DC_OPT_STRING,
-	  .help = "create a missing file as a differencing VHDX over the parent image "
-		  "PATH; an existing child opens over PATH (checked by its "
-		  "DataWriteGuid)" },
-	{ .name = "parents",
-	  .type = DC_OPT_STRING,
-	  .help = "'beneath' (default): a parent locator is followed only inside "
-		  "the child's directory; 'any': anywhere" },
-	{ .name = "overwrite",
-	  .type = DC_OPT_FLAG,
-	  .help = "with create= or parent=: replace an existing file" },
-	{ 0 },
+	DC_OPTION_SIZE("create", "create a missing file as a dynamic VHDX of SIZE bytes; "
+				 "an existing one opens unchanged"),
+	DC_OPTION_SIZE("block", "block size of a new image, 1M to 256M (default 32M; a "
+				"child: its parent's)"),
+	DC_OPTION_UINT("sector", "logical sector size of a new image: 512 or 4096"),
+	DC_OPTION_FLAG("fixed", "with create=: a fixed (fully allocated) image"),
+	DC_OPTION_STRING("parent",
+			 "create a missing file as a differencing VHDX over the parent "
+			 "image PATH; an existing child opens over PATH (checked by its "
+			 "DataWriteGuid)"),
+	DC_OPTION_STRING("parents", "'beneath' (default): a parent locator is followed "
+				    "only inside the child's directory; 'any': "
+				    "anywhere"),
+	DC_OPTION_FLAG("overwrite", "with create= or parent=: replace an existing file"),
+	DC_OPTIONS_END,
 };
 
 static const struct dc_form vhdx_forms[] = {
-	{ .name = "vhdx",
-	  .nfields = 1,
-	  .child = DC_CHILD_NONE,
-	  .flags = 0,
-	  .syntax =
-		  "vhdx:PATH[;create=SIZE[;block=SIZE][;sector=N][;fixed]|;parent=PATH][;overwrite]",
-	  .help = "a fixed, dynamic or differencing VHDX (a chain opens as layers)",
-	  .options = vhdx_options },
-	{ 0 },
+	DC_FORM("vhdx", 1, DC_CHILD_NONE,
+		"vhdx:PATH[;create=SIZE[;block=SIZE][;sector=N][;fixed]|;parent=PATH][;"
+		"overwrite]",
+		"a fixed, dynamic or differencing VHDX (a chain opens as layers)",
+		vhdx_options),
+	DC_FORMS_END,
 };
 
 DC_PLUGIN(vhdx_plugin) = {
@@ -866,8 +850,7 @@ DC_PLUGIN(vhdx_plugin) = {
 		 "  fixed images ignore it. The image is locked (flock) while open.",
 	.forms = vhdx_forms,
 	.ctx_size = 0,
-	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
-	       DC_OP_BIT(DC_OP_UNMAP),
+	.ops = DC_OPS_RW,
 	.open = vhdx_open,
 	.close = vhdx_close,
 	.io = vhdx_io,
