@@ -121,7 +121,10 @@ enum {
 #define SERVE_ZERO_IOVS (SERVE_MAX_REQ / SERVE_ZERO_CHUNK)
 #define SERVE_ALIGN 4096 /* buffers suit O_DIRECT backends */
 #define SERVE_REAP 32
-#define SERVE_CACHE 16 /* idle buffers kept per connection */
+/* Idle buffers kept per connection: as many as requests in flight, so a
+ * client that keeps 64 requests busy (nbdcopy) reuses every buffer instead of
+ * faulting fresh pages in for most of its reads. */
+#define SERVE_CACHE SERVE_MAX_INFLIGHT
 #define SERVE_CACHE_BYTES (32u << 20)
 #define SERVE_MIN_BUF (64u << 10)
 
