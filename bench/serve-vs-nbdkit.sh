@@ -48,20 +48,28 @@ wait_sock() {
 		i=$((i + 1))
 	done
 }
-bench_run "$DISKCTL" serve --unix "$OUT/serve.sock" "file:$FILE" 2>"$OUT/serve.log" &
-PIDS="$PIDS $!"
-bench_run nbdkit -f -U "$OUT/nbdkit.sock" file "$FILE" 2>"$OUT/nbdkit.log" &
-PIDS="$PIDS $!"
+"$DISKCTL" serve --unix "$OUT/serve.sock" "file:$FILE" 2>"$OUT/serve.log" &
+echo $! >"$OUT/pid.serve"
+nbdkit -f -U "$OUT/nbdkit.sock" file "$FILE" 2>"$OUT/nbdkit.log" &
+echo $! >"$OUT/pid.nbdkit"
 SERVERS="serve nbdkit"
 if [ -f "$PLUGIN" ]; then
-	bench_run nbdkit -f -U "$OUT/plugin.sock" "$PLUGIN" "file:$FILE" \
+	nbdkit -f -U "$OUT/plugin.sock" "$PLUGIN" "file:$FILE" \
 		2>"$OUT/plugin.log" &
-	PIDS="$PIDS $!"
+	echo $! >"$OUT/pid.plugin"
 	SERVERS="$SERVERS plugin"
 else
 	echo "note: $PLUGIN not built: the plugin row is left out" >&2
 fi
-for s in $SERVERS; do wait_sock "$OUT/$s.sock"; done
+for s in $SERVERS; do
+	PIDS="$PIDS $(cat "$OUT/pid.$s")"
+	wait_sock "$OUT/$s.sock"
+done
+
+# ticks SERVER: user + system clock ticks the server process has used so far
+ticks() {
+	awk '{ print $14 + $15 }' "/proc/$(cat "$OUT/pid.$1")/stat"
+}
 
 # mibs CMD...: MiB/s of one run of CMD moving SIZE_MIB MiB
 mibs() {
@@ -76,8 +84,17 @@ while [ "$r" -le "$ROUNDS" ]; do
 	echo "round $r/$ROUNDS..." >&2
 	for s in $SERVERS; do
 		u="nbd+unix:///?socket=$OUT/$s.sock"
-		mibs nbdcopy "$u" null: >>"$OUT/read.$s"
-		mibs nbdcopy "$SRC" "$u" >>"$OUT/write.$s"
+		for op in read write; do
+			c0=$(ticks "$s")
+			if [ $op = read ]; then
+				mibs nbdcopy "$u" null: >>"$OUT/read.$s"
+			else
+				mibs nbdcopy "$SRC" "$u" >>"$OUT/write.$s"
+			fi
+			# the server's CPU milliseconds for the run
+			echo "$c0 $(ticks "$s") $(getconf CLK_TCK)" |
+				awk '{ printf "%.0f\n", ($2 - $1) * 1000 / $3 }' >>"$OUT/cpu$op.$s"
+		done
 	done
 	r=$((r + 1))
 done
@@ -103,9 +120,18 @@ for op in read write; do
 		bench_row "$(name "$s")" $(cat "$OUT/$op.$s")
 	done
 done
+for op in read write; do
+	echo
+	bench_header "$ROUNDS" "server CPU ms (user + system), $op"
+	for s in $SERVERS; do
+		# shellcheck disable=SC2046
+		bench_row "$(name "$s")" $(cat "$OUT/cpu$op.$s")
+	done
+done
 echo
 for op in read write; do
 	echo "ratio diskctl serve / nbdkit file, $op: $(bench_ratio "$(med "$op" serve)" "$(med "$op" nbdkit)")"
+	echo "server CPU per GiB, nbdkit file / diskctl serve, $op: $(bench_ratio "$(med "cpu$op" nbdkit)" "$(med "cpu$op" serve)")"
 	case " $SERVERS " in *" plugin "*)
 		echo "ratio diskctl serve / nbdkit diskcore, $op: $(bench_ratio "$(med "$op" serve)" "$(med "$op" plugin)")"
 		echo "ratio nbdkit diskcore / nbdkit file, $op: $(bench_ratio "$(med "$op" plugin)" "$(med "$op" nbdkit)")" ;;
