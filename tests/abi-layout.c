@@ -78,6 +78,12 @@ static void consumer_structs(void)
 	FIELD(dc_extent, layer);
 	FIELD(dc_extent, reserved);
 
+	STRUCT(dc_check_result, "fixed");
+	FIELD(dc_check_result, corruptions);
+	FIELD(dc_check_result, leaks);
+	FIELD(dc_check_result, checked);
+	FIELD(dc_check_result, reserved);
+
 	STRUCT(dc_io, "fixed");
 	FIELD(dc_io, op);
 	FIELD(dc_io, flags);
@@ -188,6 +194,7 @@ static void plugin_structs(void)
 	FIELD(dc_plugin, resize);
 	FIELD(dc_plugin, queue_poll);
 	FIELD(dc_plugin, extents);
+	FIELD(dc_plugin, check);
 }
 
 static void consumer_consts(void)

@@ -372,6 +372,35 @@ typedef int (*dc_extent_fn)(void *arg, const struct dc_extent *e);
  */
 int dc_map(dc_disk *disk, uint64_t offset, uint64_t length, dc_extent_fn fn, void *arg);
 
+/* --- Consistency check (ABI 1.1) --------------------------------------- */
+
+/** What a check found. */
+enum dc_check_kind {
+	DC_CHECK_CORRUPT = 1, /**< inconsistent metadata: data may be wrong or lost */
+	DC_CHECK_LEAK = 2,    /**< space allocated that nothing uses: harmless */
+	DC_CHECK_NOTE = 3,    /**< information (what was checked, a warning) */
+};
+
+struct dc_check_result {
+	uint64_t corruptions; /**< DC_CHECK_CORRUPT reports */
+	uint64_t leaks;	      /**< DC_CHECK_LEAK reports */
+	uint32_t checked;     /**< elements of the chain that checked themselves */
+	uint32_t reserved[3]; /**< zero */
+};
+
+/** One finding: the spec element it is about, its kind, and what it is. */
+typedef void (*dc_check_fn)(void *arg, const char *element, uint32_t kind,
+			    const char *message);
+/**
+ * Check the metadata of every element of the chain that can check itself
+ * (image formats: their allocation tables, logs, refcounts, databases),
+ * reporting each finding to fn (may be NULL) and the totals in *out. Reads
+ * only; open the disk read-only to be sure nothing else writes meanwhile.
+ * Returns 0 when every check ran (whatever it found; see *out), or -errno
+ * when one could not run (the image could not be read).
+ */
+int dc_check(dc_disk *disk, dc_check_fn fn, void *arg, struct dc_check_result *out);
+
 /* --- Plugins and specs -------------------------------------------------- */
 
 /** Parse a SIZE ("1G", "512K", "1024", "4MB") as the spec grammar defines it. */

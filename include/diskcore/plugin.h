@@ -264,6 +264,22 @@ struct dc_open_args {
 };
 
 typedef void (*dc_kv_fn)(void *arg, const char *key, const char *value);
+/** A check() finding: kind is a DC_CHECK_* (diskcore.h). */
+typedef void (*dc_check_report_fn)(void *arg, uint32_t kind, const char *message);
+
+static inline void dc_check_printf(dc_check_report_fn report, void *arg, uint32_t kind,
+				   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static inline void dc_check_printf(dc_check_report_fn report, void *arg, uint32_t kind,
+				   const char *fmt, ...)
+{
+	char m[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m, sizeof(m), fmt, ap);
+	va_end(ap);
+	report(arg, kind, m);
+}
 
 /* Typed describe() helpers: one line per detail. A value longer than the
  * buffer is cut (describe() output is for people, not parsers of paths). */
@@ -374,6 +390,15 @@ struct dc_plugin {
 	 */
 	int (*extents)(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
 		       uint64_t *run);
+
+	/**
+	 * ABI 1.1. dc_check(): check this instance's metadata, calling report
+	 * once per finding (DC_CHECK_*; dc_check_printf() formats one).
+	 * Return 0 when the check ran, whatever it found, or -errno after
+	 * dc_error() when it could not. Runs on dc_check()'s thread, alongside
+	 * I/O; reads only. NULL: nothing to check.
+	 */
+	int (*check)(void *inst, dc_check_report_fn report, void *arg);
 
 	/* Appending a field: add it here, bump DC_ABI_MINOR, and make zero mean
 	 * "not provided" (an older plugin's descriptor is zero-filled past its

@@ -28,7 +28,8 @@
 
 struct tl {
 	struct dc_node *node;
-	bool leaf, pattern, mul, cache_ok, ro, async, unmapall, chain;
+	bool leaf, pattern, mul, cache_ok, ro, async, unmapall, chain, checkfail;
+	uint64_t corrupt, leaks;
 	uint64_t every, seed, size, chain_n;
 	uint32_t ss, phys, unmap, opt_unmap, fua, has_id;
 	uint64_t count;
@@ -55,6 +56,9 @@ static const struct dc_option tl_opts[] = {
 	DC_OPTION_FLAG("mul", "the multiplicative pattern of OpenVMM's cache test"),
 	DC_OPTION_FLAG("async", "complete on the worker pool"),
 	DC_OPTION_FLAG("unmapall", "drop unmapped sectors even if next is not zero"),
+	DC_OPTION_UINT("corrupt", "check(): report N corruptions"),
+	DC_OPTION_UINT("leaks", "check(): report N leaks"),
+	DC_OPTION_FLAG("checkfail", "check(): fail as if the image could not be read"),
 	DC_OPTIONS_END,
 };
 
@@ -169,6 +173,9 @@ static int tl_open(const struct dc_open_args *a, void **inst, struct dc_info *in
 	t->ro = dc_opt_flag(a, "ro");
 	t->async = dc_opt_flag(a, "async");
 	t->unmapall = dc_opt_flag(a, "unmapall");
+	t->checkfail = dc_opt_flag(a, "checkfail");
+	dc_opt_num(a, "corrupt", &t->corrupt);
+	dc_opt_num(a, "leaks", &t->leaks);
 	t->fua = !dc_opt_flag(a, "nofua");
 	t->ss = dc_opt_num(a, "sector", &v) ? (uint32_t)v : 0;
 	t->phys = dc_opt_num(a, "phys", &v) ? (uint32_t)v : 0;
@@ -348,6 +355,22 @@ static uint64_t tl_sector_count(void *inst)
 	return ((struct tl *)inst)->count;
 }
 
+static int tl_check(void *inst, dc_check_report_fn report, void *arg)
+{
+	struct tl *t = inst;
+
+	if (t->checkfail)
+		return dc_fail(-EIO, "cannot read the metadata (checkfail)");
+	dc_check_printf(report, arg, DC_CHECK_NOTE, "%llu sectors",
+			(unsigned long long)t->count);
+	for (uint64_t i = 0; i < t->corrupt; i++)
+		dc_check_printf(report, arg, DC_CHECK_CORRUPT, "corruption %llu",
+				(unsigned long long)i);
+	for (uint64_t i = 0; i < t->leaks; i++)
+		dc_check_printf(report, arg, DC_CHECK_LEAK, "leak %llu", (unsigned long long)i);
+	return 0;
+}
+
 static void tl_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct tl *t = inst;
@@ -387,4 +410,5 @@ DC_PLUGIN(tl_plugin) = {
 	.attach = tl_attach,
 	.lower_spec = tl_lower_spec,
 	.describe = tl_describe,
+	.check = tl_check,
 };

@@ -181,5 +181,6 @@ int ctl_create(int argc, char **argv);
 int ctl_convert(int argc, char **argv);
 int ctl_compare(int argc, char **argv);
 int ctl_map(int argc, char **argv);
+int ctl_check(int argc, char **argv);
 
 #endif

@@ -109,6 +109,18 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "  --bs SIZE     chunk size, a power of two (default 1M)\n"
 	  "  --qd N        chunks of each disk in flight (default 16)\n",
 	  ctl_compare },
+	{ "check", "check the metadata of every image in a chain",
+	  "check [--json] [-q] [-U|--force-share] SPEC\n\n"
+	  "Open SPEC read-only and let every element that can (image formats:\n"
+	  "allocation tables, logs, refcounts, databases) check its metadata;\n"
+	  "print each finding as 'KIND: ELEMENT: MESSAGE' and a summary.\n"
+	  "Exit status, as qemu-img check: 0 no errors, 2 corruptions, 3 leaks\n"
+	  "only, 63 no element can check itself, 1 the check could not run.\n\n"
+	  "  --json           one JSON object: findings, checked, corruptions, leaks\n"
+	  "  -q, --quiet      print corruptions and leaks only\n"
+	  "  -U, --force-share  take no image locks (findings may be false while\n"
+	  "                   a writer changes the image)\n",
+	  ctl_check },
 	{ "map",
 	  "show where a disk's data, zeroes and holes are, and which layer holds them",
 	  "map [--json] [--start OFFSET] [--length LEN] [-U|--force-share] SPEC\n\n"

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * diskctl check: the consistency of every image in a chain (dc_check), with
+ * qemu-img check's exit status: 0 clean, 2 corruptions, 3 leaks only, 63 when
+ * no element of the chain can check itself, 1 when a check could not run.
+ */
+#include "diskctl.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#define CTL_CHECK_CORRUPT 2
+#define CTL_CHECK_LEAKS 3
+#define CTL_CHECK_UNSUPPORTED 63
+
+struct ctl_check {
+	bool json, quiet;
+	size_t n;
+};
+
+static const char *ctl_check_kind(uint32_t kind)
+{
+	switch (kind) {
+	case DC_CHECK_CORRUPT:
+		return "corruption";
+	case DC_CHECK_LEAK:
+		return "leak";
+	}
+	return "note";
+}
+
+static void ctl_check_found(void *arg, const char *element, uint32_t kind,
+			    const char *message)
+{
+	struct ctl_check *c = arg;
+
+	if (c->json) {
+		printf("%s\n    {\"element\": ", c->n ? "," : "");
+		ctl_json_str(stdout, element);
+		printf(", \"kind\": \"%s\", \"message\": ", ctl_check_kind(kind));
+		ctl_json_str(stdout, message);
+		printf("}");
+	} else if (!c->quiet || kind != DC_CHECK_NOTE) {
+		printf("%s: %s: %s\n", ctl_check_kind(kind), element, message);
+	}
+	c->n++;
+}
+
+int ctl_check(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "force-share", no_argument, NULL, 'U' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct ctl_check c = { 0 };
+	struct dc_check_result r;
+	uint32_t flags = DC_OPEN_READ_ONLY;
+	const char *spec;
+	dc_disk *d;
+	int ch, rc, status;
+
+	while ((ch = ctl_getopt(argc, argv, "qU", opts)) != -1) {
+		if (ch == 'j')
+			c.json = true;
+		else if (ch == 'q')
+			c.quiet = true;
+		else if (ch == 'U')
+			flags |= DC_OPEN_FORCE_SHARE;
+	}
+	ctl_operands(argc, argv, 1, 1, "SPEC");
+	spec = argv[optind];
+	if (flags & DC_OPEN_FORCE_SHARE)
+		ctl_err("warning: --force-share: not locking '%s'; a writer may be changing "
+			"it, so findings may be false",
+			spec);
+	d = ctl_open(spec, flags);
+	if (!d)
+		return CTL_EXIT_FAIL;
+	if (c.json)
+		printf("{\"findings\": [");
+	rc = dc_check(d, ctl_check_found, &c, &r);
+	dc_close(d);
+	if (rc < 0) {
+		if (c.json)
+			printf("%s]}\n", c.n ? "\n  " : "");
+		ctl_err("%s: the check could not run: %s", spec, ctl_last_error(rc));
+		return CTL_EXIT_FAIL;
+	}
+	status = r.corruptions ? CTL_CHECK_CORRUPT :
+		 r.leaks       ? CTL_CHECK_LEAKS :
+		 r.checked     ? 0 :
+				 CTL_CHECK_UNSUPPORTED;
+	if (c.json) {
+		printf("%s], \"checked\": %" PRIu32 ", \"corruptions\": %" PRIu64
+		       ", \"leaks\": %" PRIu64 "}\n",
+		       c.n ? "\n  " : "", r.checked, r.corruptions, r.leaks);
+	} else if (!c.quiet) {
+		if (!r.checked)
+			printf("no element of '%s' can check itself (raw data has no "
+			       "metadata to check)\n",
+			       spec);
+		else if (!r.corruptions && !r.leaks)
+			printf("no errors were found (%" PRIu32 " element%s checked)\n",
+			       r.checked, r.checked == 1 ? "" : "s");
+		else
+			printf("%" PRIu64 " corruption%s, %" PRIu64 " leak%s\n",
+			       r.corruptions, r.corruptions == 1 ? "" : "s", r.leaks,
+			       r.leaks == 1 ? "" : "s");
+	}
+	return status;
+}
