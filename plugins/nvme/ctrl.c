@@ -234,28 +234,36 @@ static void check_health(struct nvme_ctrl *c)
 		nvme_ctrl_fail(c, ETIMEDOUT);
 }
 
-static void *reaper(void *arg)
+/* The eventfds to sleep on: the kick, the admin queue's vector, and those of
+ * the queue pairs that some queue does not reap itself. */
+static unsigned reaper_fds(struct nvme_ctrl *c, struct pollfd *p)
 {
-	struct nvme_ctrl *c = arg;
-	struct pollfd p[NVME_MAX_QUEUES + 2];
 	unsigned n = 0;
 
 	p[n++] = (struct pollfd){ .fd = c->kick_fd, .events = POLLIN };
 	for (unsigned i = 0; i <= c->nio; i++) {
-		int fd = i ? c->io[i - 1]->irq_fd : c->admin.irq_fd;
-		bool seen = fd < 0;
+		struct nvme_qp *qp = i ? c->io[i - 1] : &c->admin;
+		bool seen = qp->irq_fd < 0 || (i && nvme_qp_polled(qp));
 
 		for (unsigned j = 0; j < n && !seen; j++)
-			seen = p[j].fd == fd;
+			seen = p[j].fd == qp->irq_fd;
 		if (!seen)
-			p[n++] = (struct pollfd){ .fd = fd, .events = POLLIN };
+			p[n++] = (struct pollfd){ .fd = qp->irq_fd, .events = POLLIN };
 	}
+	return n;
+}
+
+static void *reaper(void *arg)
+{
+	struct nvme_ctrl *c = arg;
+	struct pollfd p[NVME_MAX_QUEUES + 2];
 	/* Without interrupts (no MSI-X) the rings are looked at every ms. */
 	bool no_irq = c->admin.irq_fd < 0;
 
 	while (!atomic_load(&c->stopping)) {
 		bool busy = atomic_load(&c->busy) != 0;
 		int tick = no_irq ? 1 : busy ? REAPER_TICK_MS : REAPER_IDLE_TICK_MS;
+		unsigned n = reaper_fds(c, p);
 		uint64_t v;
 
 		if (poll(p, n, tick) < 0 && errno != EINTR)
@@ -265,7 +273,8 @@ static void *reaper(void *arg)
 				v = 0;
 		nvme_qp_reap(&c->admin);
 		for (unsigned i = 0; i < c->nio; i++)
-			nvme_qp_reap(c->io[i]);
+			if (!nvme_qp_polled(c->io[i]))
+				nvme_qp_reap(c->io[i]);
 		if (atomic_load(&c->aen_pending))
 			handle_aen(c);
 		if (atomic_load(&c->busy) && !atomic_load(&c->dead))

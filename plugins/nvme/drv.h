@@ -72,12 +72,14 @@ struct nvme_qp {
 	uint64_t dma_iova;
 	size_t dma_len;
 	struct nvme_rctx *pend_head, *pend_tail;
-	atomic_uint users; /* diskcore queues on it */
+	atomic_uint users;   /* diskcore queues on it */
+	atomic_uint pollers; /* those driven by dc_queue_wait() (queue_poll) */
 };
 
 /* A diskcore queue's state: the queue pair it uses. */
 struct nvme_q {
 	struct nvme_qp *qp;
+	bool polling; /* queue_poll() was called: its thread reaps */
 };
 
 struct nvme_ctrl {
@@ -143,6 +145,8 @@ int nvme_qp_reap(struct nvme_qp *qp);
 void nvme_qp_fail_locked(struct nvme_qp *qp, int detail, struct nvme_rctx **done);
 bool nvme_qp_expired_locked(struct nvme_qp *qp, uint64_t now);
 void nvme_complete_list(struct nvme_rctx *done);
+/* Every queue on qp reaps on its own thread: the reaper leaves it alone. */
+bool nvme_qp_polled(struct nvme_qp *qp);
 uint64_t nvme_now_ns(void);
 
 /* io.c */

@@ -236,8 +236,6 @@ int nvme_ctrl_start(struct nvme_ctrl *c)
 	struct nvme_dev *d = c->dev;
 	int rc;
 
-	c->kick_fd = -1;
-	pthread_cond_init(&c->admin_cv, NULL);
 	rc = d->ops->enable_bus_master(d);
 	if (rc)
 		return rc;
@@ -286,6 +284,10 @@ void nvme_ctrl_stop(struct nvme_ctrl *c)
 		if (wait_csts(c, NVME_CSTS_SHST_MASK, NVME_CSTS_SHST_DONE,
 			      "shutting down (CC.SHN)"))
 			dc_debug("nvme %s: %s", c->dev->name, dc_last_error());
+	} else if (c->admin.slots) {
+		/* Failed: disable it, so it stops reaching the memory freed below. */
+		nvme_wr32(c->dev, NVME_REG_CC,
+			  nvme_rd32(c->dev, NVME_REG_CC) & ~NVME_CC_EN);
 	}
 	for (unsigned i = 0; i < c->nio; i++) {
 		nvme_qp_destroy(c->io[i]);

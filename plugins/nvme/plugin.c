@@ -62,6 +62,8 @@ int nvme_drv_open(const struct dc_open_args *a, struct nvme_dev *dev, void **ins
 		return dc_fail(-ENOMEM, "out of memory");
 	}
 	c->dev = dev;
+	c->kick_fd = -1;
+	pthread_cond_init(&c->admin_cv, NULL);
 	c->node = a->node;
 	c->read_only = a->read_only;
 	rc = options(a, c);
@@ -120,6 +122,8 @@ void nvme_queue_close(void *inst, void *qctx)
 	struct nvme_q *q = qctx;
 
 	(void)inst;
+	if (q->polling)
+		atomic_fetch_sub(&q->qp->pollers, 1);
 	atomic_fetch_sub(&q->qp->users, 1);
 	free(q);
 }
@@ -131,24 +135,34 @@ uint64_t nvme_sector_count(void *inst)
 	return atomic_load(&c->nsze);
 }
 
+/* Reap, and before sleeping drain the interrupt's eventfd and look again, so
+ * a completion that raced the drain is not slept through. */
 int nvme_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
 {
 	struct nvme_q *q = qctx;
 	struct pollfd p[2] = { { .fd = q->qp->irq_fd, .events = POLLIN },
 			       { .fd = wake_fd, .events = POLLIN } };
 	uint64_t v;
-	int n = nvme_qp_reap(q->qp);
+	int n;
 
 	(void)inst;
+	if (!q->polling) {
+		q->polling = true;
+		atomic_fetch_add(&q->qp->pollers, 1);
+	}
+	n = nvme_qp_reap(q->qp);
 	if (n || timeout_ms == 0)
 		return n;
+	if (p[0].fd >= 0 && read(p[0].fd, &v, sizeof(v)) > 0) {
+		n = nvme_qp_reap(q->qp);
+		if (n)
+			return n;
+	}
 	/* Without an interrupt the ring is looked at every millisecond. */
-	if (q->qp->irq_fd < 0 && (timeout_ms < 0 || timeout_ms > 1))
+	if (p[0].fd < 0 && (timeout_ms < 0 || timeout_ms > 1))
 		timeout_ms = 1;
 	if (poll(p, 2, timeout_ms) < 0 && errno != EINTR)
 		return -errno;
-	if (p[0].revents & POLLIN && read(p[0].fd, &v, sizeof(v)) < 0)
-		v = 0;
 	return nvme_qp_reap(q->qp);
 }
 

@@ -161,8 +161,13 @@ void nvme_qp_ring(struct nvme_qp *qp)
 {
 	if (qp->sq_tail == qp->sq_rung)
 		return;
-	/* The entries must be visible before the doorbell. */
-	atomic_thread_fence(memory_order_seq_cst);
+		/* The entries must be visible before the doorbell: x86 keeps stores
+	 * in order (the compiler must too); elsewhere a full barrier. */
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__ __volatile__("" ::: "memory");
+#else
+	__sync_synchronize();
+#endif
 	nvme_wr32(qp->c->dev, qp->sq_db, qp->sq_tail);
 	qp->sq_rung = qp->sq_tail;
 }
@@ -283,6 +288,13 @@ void nvme_qp_fail_locked(struct nvme_qp *qp, int detail, struct nvme_rctx **done
 		}
 		nvme_slot_put(qp, s);
 	}
+}
+
+bool nvme_qp_polled(struct nvme_qp *qp)
+{
+	unsigned users = atomic_load(&qp->users);
+
+	return users && atomic_load(&qp->pollers) == users;
 }
 
 bool nvme_qp_expired_locked(struct nvme_qp *qp, uint64_t now)
