@@ -55,6 +55,71 @@ START_TEST(write_readback_flush)
 }
 END_TEST
 
+/* Many reads in flight through real MSI-X: on a queue driven by
+ * dc_queue_wait() (the driver reaps on this thread) and on a callback queue
+ * (its reaper thread does), two queue pairs. */
+#define NREQ 64
+
+static void reads_in_flight(uint32_t qflags)
+{
+	char *s2 = h_fmt("%s;queues=2;depth=16", spec);
+	dc_disk *d = h_open(s2, 0);
+	uint8_t *w = h_alloc(NREQ * 4096), *r = h_alloc(NREQ * 4096);
+	struct iovec iov[NREQ];
+	struct dc_completion c[NREQ];
+	struct h_count k = H_COUNT_INIT;
+	uint64_t deadline = h_now_ms() + 60000;
+	int got = 0;
+	dc_queue *q;
+
+	h_fill(w, NREQ * 4096, qflags + 7);
+	ck_assert_int_eq(dc_write(d, 0, w, NREQ * 4096, 0), 0);
+	ck_assert_int_eq(dc_queue_open(d, qflags, &q), 0);
+	if (qflags)
+		ck_assert_int_ge(dc_queue_wait(q, 0), 0);
+	for (int i = 0; i < NREQ; i++) {
+		struct dc_io io = { .op = DC_OP_READ,
+				    .sector = 8u * i,
+				    .iov = &iov[i],
+				    .iovcnt = 1,
+				    .cb = qflags ? NULL : h_count_cb,
+				    .user_data = &k };
+
+		iov[i] = (struct iovec){ r + 4096u * i, 4096 };
+		ck_assert_int_eq(dc_submit(q, &io), 0);
+	}
+	if (qflags) {
+		while (got < NREQ && h_now_ms() < deadline) {
+			ck_assert_int_ge(dc_queue_wait(q, 1000), 0);
+			got += dc_queue_reap(q, c + got, NREQ - got);
+		}
+		ck_assert_int_eq(got, NREQ);
+		for (int i = 0; i < NREQ; i++)
+			ck_assert_int_eq(c[i].result, 0);
+	} else {
+		h_count_wait(&k, NREQ, 60000);
+		ck_assert_uint_eq(k.failed, 0);
+	}
+	ck_assert_int_eq(memcmp(r, w, NREQ * 4096), 0);
+	dc_queue_close(q);
+	dc_close(d);
+	free(w);
+	free(r);
+	free(s2);
+}
+
+START_TEST(reads_queue_wait)
+{
+	reads_in_flight(DC_QUEUE_POLL);
+}
+END_TEST
+
+START_TEST(reads_callback)
+{
+	reads_in_flight(0);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	Suite *s = suite_create("nvme-vm");
@@ -74,7 +139,10 @@ int main(int argc, char **argv)
 	dc_describe(d, print_kv, NULL);
 	dc_close(d);
 	tcase_add_test(tc, write_readback_flush);
+	tcase_add_test(tc, reads_queue_wait);
+	tcase_add_test(tc, reads_callback);
 	suite_add_tcase(s, tc);
 	conformance_add(s, "nvme-vfio", spec);
+	conformance_add(s, "nvme-vfio-4q", h_fmt("%s;queues=4;depth=8", spec));
 	return h_run(s);
 }
