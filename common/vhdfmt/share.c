@@ -109,20 +109,25 @@ int vhdfmt_share_join(struct vhdfmt_share *e, int err, const struct dc_info *bas
 	return 0;
 }
 
-bool vhdfmt_share_put(struct vhdfmt_share *e)
+void vhdfmt_share_close(struct vhdfmt_share *e, void (*fin)(struct vhdfmt_share *e))
 {
-	bool last;
-
 	vhdfmt_share_lock();
-	last = e->refs <= 1;
-	if (e->refs && --e->refs == 0) {
-		for (struct vhdfmt_share **p = &vhdfmt_share_list; *p; p = &(*p)->next) {
-			if (*p == e) {
-				*p = e->next;
-				break;
-			}
+	if (e->refs > 1) {
+		e->refs--;
+		vhdfmt_share_unlock();
+		return;
+	}
+	for (struct vhdfmt_share **p = &vhdfmt_share_list; e->refs && *p;
+	     p = &(*p)->next) {
+		if (*p == e) {
+			*p = e->next;
+			break;
 		}
 	}
+	e->refs = 0;
+	/* Under the table, until the fd and its flock are gone: an open of the
+	 * image on another thread meanwhile waits for it, instead of meeting the
+	 * flock of an instance it can no longer find. */
+	fin(e);
 	vhdfmt_share_unlock();
-	return last;
 }

@@ -60,8 +60,8 @@ int vhdfmt_share_open(int (*fn)(const struct dc_open_args *a, void **inst,
 int vhdfmt_share_join(struct vhdfmt_share *e, int err, const struct dc_info *base,
 		      bool read_only, struct dc_info *info);
 
-/* Drop a reference (takes the table). True when it was the last one, or the
- * entry was never added: the caller then closes the instance. */
-bool vhdfmt_share_put(struct vhdfmt_share *e);
+/* Drop a reference (takes the table). The last one, or an entry never
+ * added, runs fin(e) (the instance's flush and close) with the table held. */
+void vhdfmt_share_close(struct vhdfmt_share *e, void (*fin)(struct vhdfmt_share *e));
 
 #endif

@@ -270,8 +270,16 @@ START_TEST(relpaths)
 END_TEST
 
 /* The share table: a second open of one file finds the first (and takes a
- * reference), one of the other mode is refused, the last put
+ * reference), one of the other mode is refused, the last close
  * says so, and a file not in the table is locked against other opens. */
+static unsigned share_fins;
+
+static void share_fin(struct vhdfmt_share *e)
+{
+	ck_assert_uint_eq(e->refs, 0);
+	share_fins++;
+}
+
 START_TEST(share_table)
 {
 	char path[] = "/tmp/vhdfmt-share-XXXXXX";
@@ -290,8 +298,10 @@ START_TEST(share_table)
 	ck_assert_int_eq(vhdfmt_share_claim(fd2, path, true, &found), -EBUSY);
 	ck_assert_uint_eq(a.refs, 2);
 	vhdfmt_share_unlock();
-	ck_assert(!vhdfmt_share_put(&a));
-	ck_assert(vhdfmt_share_put(&a));
+	vhdfmt_share_close(&a, share_fin);
+	ck_assert_uint_eq(share_fins, 0);
+	vhdfmt_share_close(&a, share_fin);
+	ck_assert_uint_eq(share_fins, 1);
 	/* Out of the table: the flock of fd (still open) refuses fd2. */
 	vhdfmt_share_lock();
 	ck_assert_int_eq(vhdfmt_share_claim(fd2, path, true, &found), -EWOULDBLOCK);
@@ -303,9 +313,11 @@ START_TEST(share_table)
 	ck_assert_int_eq(vhdfmt_share_add(&ro, fd2, true), 0);
 	ck_assert_int_eq(vhdfmt_share_claim(fd3, path, false, &found), -EBUSY);
 	vhdfmt_share_unlock();
-	ck_assert(vhdfmt_share_put(&ro));
-	/* Never added: the put is the last. */
-	ck_assert(vhdfmt_share_put(&(struct vhdfmt_share){ 0 }));
+	vhdfmt_share_close(&ro, share_fin);
+	ck_assert_uint_eq(share_fins, 2);
+	/* Never added: the close is the last. */
+	vhdfmt_share_close(&(struct vhdfmt_share){ 0 }, share_fin);
+	ck_assert_uint_eq(share_fins, 3);
 	close(fd2);
 	close(fd3);
 	unlink(path);

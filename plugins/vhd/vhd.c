@@ -38,13 +38,17 @@ static void vhd_free(struct vhd_img *v)
 	free(v);
 }
 
+static void vhd_fin(struct vhdfmt_share *e)
+{
+	vhd_free(VHDFMT_SHARE_OF(e, struct vhd_img));
+}
+
 /* The last close of an image this process has open (share.h) closes it. */
 static void vhd_close(void *inst)
 {
 	struct vhd_img *v = inst;
 
-	if (vhdfmt_share_put(&v->share))
-		vhd_free(v);
+	vhdfmt_share_close(&v->share, vhd_fin);
 }
 
 /* A writable open puts back a damaged footer or footer copy. */

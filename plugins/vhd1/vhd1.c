@@ -162,13 +162,17 @@ static void vhd1_free(struct vhd1_disk *v)
 	free(v);
 }
 
+static void vhd1_fin(struct vhdfmt_share *e)
+{
+	vhd1_free(VHDFMT_SHARE_OF(e, struct vhd1_disk));
+}
+
 /* The last close of an image this process has open closes it. */
 static void vhd1_close(void *inst)
 {
 	struct vhd1_disk *v = inst;
 
-	if (vhdfmt_share_put(&v->share))
-		vhd1_free(v);
+	vhdfmt_share_close(&v->share, vhd1_fin);
 }
 
 static void vhd1_fill_info(struct vhd1_disk *v, struct dc_info *info)

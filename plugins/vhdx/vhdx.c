@@ -582,13 +582,10 @@ static int vhdx_io(void *inst, struct dc_req *req)
 
 /* --- Open, attach, close --------------------------------------------------------------- */
 
-/* The last close of an image this process has open (share.h) closes it. */
-static void vhdx_close(void *inst)
+static void vhdx_fin(struct vhdfmt_share *e)
 {
-	struct vhdx *v = inst;
+	struct vhdx *v = VHDFMT_SHARE_OF(e, struct vhdx);
 
-	if (!vhdfmt_share_put(&v->share))
-		return;
 	if (v->fd >= 0 && !v->ro && v->session) {
 		pthread_mutex_lock(&v->lock);
 		/* A failed commit leaves LogGuid set: the next open replays. */
@@ -597,6 +594,14 @@ static void vhdx_close(void *inst)
 		pthread_mutex_unlock(&v->lock);
 	}
 	vhdx_free(v);
+}
+
+/* The last close of an image this process has open (share.h) closes it. */
+static void vhdx_close(void *inst)
+{
+	struct vhdx *v = inst;
+
+	vhdfmt_share_close(&v->share, vhdx_fin);
 }
 
 static void vhdx_fill_info(struct vhdx *v, struct dc_info *info)
