@@ -18,6 +18,20 @@ for t in nbdkit nbdinfo nbdcopy qemu-img certtool psktool timeout cmp; do
 done
 
 tap_tmpdir nbdkit-plugin
+# Under a sanitizer build nbdkit, which is not instrumented, loads the
+# instrumented plugin: its runtimes must come first, so they are preloaded into
+# nbdkit (tests/oracle-lib.sh says why), with leak detection off there only.
+# $NBDKIT is the command (words: env execs nbdkit, so $! is nbdkit's pid),
+# $SA_ENV the same environment as systemd-socket-activate options.
+NBDKIT=nbdkit
+SA_ENV=""
+if [ -n "${DISKCORE_SANITIZED:-}" ]; then
+	pre=$(ldd "$PLUGIN" | awk '$1 ~ /^lib(asan|ubsan)\.so/ && $3 ~ /^\// { print $3 }' |
+		paste -sd: -)
+	noleak="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+	NBDKIT="env LD_PRELOAD=$pre ASAN_OPTIONS=$noleak nbdkit"
+	SA_ENV="-E LD_PRELOAD=$pre -E ASAN_OPTIONS=$noleak"
+fi
 # wait_for FILE: until FILE exists (a pidfile, a socket), at most 10 s
 wait_for() {
 	i=0
@@ -34,8 +48,8 @@ serve() {
 	opts=""
 	while [ "$1" != "--" ]; do opts="$opts $1"; shift; done
 	shift
-	# shellcheck disable=SC2086 # opts are words
-	nbdkit -f -U "$T/$name.sock" -P "$T/$name.pid" $opts "$PLUGIN" "$@" \
+	# shellcheck disable=SC2086 # opts and $NBDKIT are words
+	$NBDKIT -f -U "$T/$name.sock" -P "$T/$name.pid" $opts "$PLUGIN" "$@" \
 		2>"$T/$name.log" &
 	PIDS="$PIDS $!"
 	wait_for "$T/$name.pid" || { cat "$T/$name.log" >&2; return 1; }
@@ -132,7 +146,8 @@ serve named -- "spec=file:$T/new1.img;create=4M" || exit 1
 check "spec=SPEC with ;create=4M" sh -c "nbdinfo --size '$(uri named)' | grep -qx $((4 << 20))"
 serve magic -- "file:$T/new2.img;create=2M" || exit 1
 check "bare SPEC containing '='" sh -c "nbdinfo --size '$(uri magic)' | grep -qx $((2 << 20))"
-$TO nbdkit -f -U "$T/bad.sock" "$PLUGIN" "memdiff:nosuch:x" 2>"$T/bad.log"
+# shellcheck disable=SC2086
+$TO $NBDKIT -f -U "$T/bad.sock" "$PLUGIN" "memdiff:nosuch:x" 2>"$T/bad.log"
 rc=$?
 check "bad spec: nbdkit exits 1 ($rc) with the chain's message" \
 	sh -c "[ $rc -eq 1 ] && grep -q \"invalid disk kind 'nosuch'\" '$T/bad.log'"
@@ -205,7 +220,8 @@ check "qemu-img convert over TLS (PSK)" cmp -s "$T/psk.qemu" "$T/psk.back"
 SA="$T/sa.sock"
 if command -v systemd-socket-activate >/dev/null; then
 	how=systemd-socket-activate
-	systemd-socket-activate -l "$SA" -E DISKCORE_PLUGIN_PATH \
+	# shellcheck disable=SC2086 # the -E options are words
+	systemd-socket-activate -l "$SA" -E DISKCORE_PLUGIN_PATH $SA_ENV \
 		nbdkit -f "$PLUGIN" "memdiff:file:$T/ro.img" 2>"$T/sa.log" &
 else
 	# The protocol of sd_listen_fds(3): fd 3, LISTEN_FDS=1, LISTEN_PID = us.
@@ -216,7 +232,7 @@ s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.bind(sys.argv[1]); s.listen(16)
 os.dup2(s.fileno(), 3); os.set_inheritable(3, True)
 os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
-os.execvp(sys.argv[2], sys.argv[2:])' "$SA" nbdkit -f "$PLUGIN" \
+os.execvp(sys.argv[2], sys.argv[2:])' "$SA" $NBDKIT -f "$PLUGIN" \
 		"memdiff:file:$T/ro.img" 2>"$T/sa.log" &
 fi
 PIDS="$PIDS $!"
