@@ -74,12 +74,16 @@ END_TEST
 static void tq_add(Suite *s, const char *name, const char *tmpl, const char *opts,
 		   uint32_t flags)
 {
-	struct conformance_opts *o = calloc(1, sizeof(*o));
+	/* Kept for the suite's life (each case reads them when it runs). */
+	static struct conformance_opts o[8];
+	static unsigned n;
 
-	o->open_flags = flags;
-	o->prepare = tq_prepare;
-	o->arg = (void *)opts;
-	conformance_add_opts(s, name, tmpl, o);
+	if (n >= 8)
+		abort();
+	o[n] = (struct conformance_opts){ .open_flags = flags,
+					  .prepare = tq_prepare,
+					  .arg = (void *)opts };
+	conformance_add_opts(s, name, tmpl, &o[n++]);
 }
 
 int main(void)
