@@ -12,6 +12,7 @@
 #include <string.h>
 
 static const char *spec;
+static char spec4q[256];
 
 static int print_kv(void *arg, int depth, const char *plugin, const char *form,
 		    const struct dc_info *info, const char *key, const char *value)
@@ -122,8 +123,8 @@ END_TEST
 
 int main(int argc, char **argv)
 {
-	Suite *s = suite_create("nvme-vm");
-	TCase *tc = tcase_create("nvme-vfio-rw");
+	Suite *s;
+	TCase *tc;
 	dc_disk *d;
 
 	if (argc != 2) {
@@ -131,18 +132,23 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	spec = argv[1];
-	/* Bring-up once outside the suite, so a set-up failure is one clear line. */
+	/* Bring-up once outside the suite, so a set-up failure is one clear
+	 * line (on stderr: a sanitizer's exit would lose buffered stdout). */
 	if (dc_open(spec, DC_OPEN_READ_ONLY, &d) < 0) {
-		printf("open %s: %s\n", spec, dc_last_error());
+		fprintf(stderr, "open %s: %s\n", spec, dc_last_error());
 		return 1;
 	}
 	dc_describe(d, print_kv, NULL);
 	dc_close(d);
+	fflush(stdout); /* not again from every forked test */
+	s = suite_create("nvme-vm");
+	tc = tcase_create("nvme-vfio-rw");
 	tcase_add_test(tc, write_readback_flush);
 	tcase_add_test(tc, reads_queue_wait);
 	tcase_add_test(tc, reads_callback);
 	suite_add_tcase(s, tc);
 	conformance_add(s, "nvme-vfio", spec);
-	conformance_add(s, "nvme-vfio-4q", h_fmt("%s;queues=4;depth=8", spec));
+	snprintf(spec4q, sizeof(spec4q), "%s;queues=4;depth=8", spec);
+	conformance_add(s, "nvme-vfio-4q", spec4q);
 	return h_run(s);
 }
