@@ -299,6 +299,34 @@ START_TEST(fault_timeout)
 }
 END_TEST
 
+START_TEST(fault_in_queue_wait)
+{
+	/* The queue pair is reaped by its queue's thread only; the reaper still
+	 * watches the controller and fails the request, which wakes the wait. */
+	dc_disk *d = h_open("nvme-emu:1M;cfs=2", 0);
+	uint8_t b[4096] = { 0 };
+	struct iovec iov = { b, sizeof(b) };
+	struct dc_io io = { .op = DC_OP_READ, .iov = &iov, .iovcnt = 1 };
+	struct dc_completion c[2];
+	uint64_t deadline = h_now_ms() + WAIT_MS;
+	int got = 0;
+	dc_queue *q;
+
+	ck_assert_int_eq(dc_queue_open(d, DC_QUEUE_POLL, &q), 0);
+	ck_assert_int_ge(dc_queue_wait(q, 0), 0);
+	ck_assert_int_eq(dc_submit(q, &io), 0);
+	ck_assert_int_eq(dc_submit(q, &io), 0);
+	while (got < 2 && h_now_ms() < deadline) {
+		ck_assert_int_ge(dc_queue_wait(q, 100), 0);
+		got += dc_queue_reap(q, c + got, 2 - got);
+	}
+	ck_assert_int_eq(got, 2);
+	ck_assert_int_eq(c[0].result + c[1].result, DC_E_IO); /* one ok, one failed */
+	dc_queue_close(q);
+	dc_close(d);
+}
+END_TEST
+
 START_TEST(fault_bad_cid)
 {
 	dc_disk *d = h_open("nvme-emu:1M;badcid=2", 0);
@@ -526,6 +554,7 @@ int main(void)
 	tcase_add_test(tc, fault_fatal_status);
 	tcase_add_test(tc, fault_surprise_removal);
 	tcase_add_test(tc, fault_timeout);
+	tcase_add_test(tc, fault_in_queue_wait);
 	tcase_add_test(tc, fault_bad_cid);
 	tcase_add_test(tc, aer_resize);
 	tcase_add_test(tc, aer_failed_then_resize);
