@@ -7,7 +7,9 @@
 # build tree's RUNPATHs still resolve), the VFIO modules of kernel KVER with
 # modules.dep, and tests/vm/init as /init.
 set -eu
-out=$1 kver=$2 prog=$3 plugdir=$4
+out=$1 kver=$2
+# Absolute, as the guest sees them at / (RUNPATHs are relative to them).
+prog=$(realpath -s "$3") plugdir=$(realpath -s "$4")
 here=$(cd "$(dirname "$0")" && pwd)
 mods=/lib/modules/$kver
 root=$(mktemp -d /tmp/nvme-vm-root.XXXXXX)
@@ -16,8 +18,10 @@ trap 'rm -rf "$root"' EXIT
 bb=$(command -v busybox)
 mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root$mods"
 cp "$bb" "$root/bin/busybox"
-file -L "$root/bin/busybox" 2>/dev/null | grep -q 'statically linked' ||
-	{ echo "mkinitramfs: $bb is not statically linked (busybox-static)" >&2; exit 1; }
+if ldd "$bb" >/dev/null 2>&1; then
+	echo "mkinitramfs: $bb is not statically linked (install busybox-static)" >&2
+	exit 1
+fi
 
 # A file and, recursively through ldd, the libraries and loader it needs.
 copy_with_libs() {
