@@ -3,6 +3,7 @@
 #include "xts.h"
 
 #include "endian/byteorder.h"
+#include "vaes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,14 +19,20 @@
 /* Pause loops a writer waits for its other pieces before sleeping (~0.1 ms). */
 #define XTS_SPIN 20000
 
-/* One keyed cipher handle, with what a request needs beside it. */
+/* A keyed cipher: XTS on VAES where the CPU has it (vaes.h), else libgcrypt. */
+struct xts_cipher {
+	gcry_cipher_hd_t h;
+	gcry_cipher_hd_t essiv;	 /* ESSIV's AES-ECB, or NULL */
+	struct xts_vaes_key *vk; /* instead of h, or NULL */
+};
+
+/* One keyed cipher, with what a request needs beside it. */
 struct xts_unit {
 	struct xts_unit *next;	   /* free list */
 	struct xts_unit *all_next; /* every unit of the pool, for queue_close */
-	gcry_cipher_hd_t h;
-	gcry_cipher_hd_t essiv; /* ESSIV's AES-ECB, or NULL */
-	uint8_t *bounce;	/* a data unit that straddles iovec segments */
-	uint8_t *stage;		/* write units: the ciphertext going down */
+	struct xts_cipher c;
+	uint8_t *bounce; /* a data unit that straddles iovec segments */
+	uint8_t *stage;	 /* write units: the ciphertext going down */
 	size_t stage_cap;
 	struct iovec iov;
 };
@@ -44,12 +51,13 @@ void xts_defaults(struct xts_disk *d)
 		     ncpu > XTS_MAX_PIECES ? XTS_MAX_PIECES :
 					     (unsigned)ncpu;
 	d->split = XTS_SPLIT_DEFAULT;
+	d->generic = getenv("DISKCORE_XTS_GENERIC") != NULL;
 }
 
 /* --- Cipher units ---------------------------------------------------------- */
 
 static pthread_once_t xts_gcry_once = PTHREAD_ONCE_INIT;
-static bool xts_gcry_ok;
+static bool xts_gcry_ok, xts_vaes_ok;
 
 /* libgcrypt wants its version checked once before first use; that also sets
  * it up. A library must not finish the application's initialisation, so this
@@ -57,6 +65,7 @@ static bool xts_gcry_ok;
 static void xts_gcry_init(void)
 {
 	xts_gcry_ok = gcry_check_version(GCRYPT_VERSION) != NULL;
+	xts_vaes_ok = xts_vaes_usable();
 }
 
 /* The AES variant for a key of len bytes (XTS keys are two AES keys), or 0. */
@@ -108,30 +117,48 @@ static gcry_cipher_hd_t xts_handle(int gmode, uint32_t key_len, const uint8_t *k
 	return h;
 }
 
-/* d's data cipher and, with ESSIV, its IV cipher: 0 or -EIO (after dc_error). */
-static int xts_handles(const struct xts_disk *d, gcry_cipher_hd_t *h,
-		       gcry_cipher_hd_t *essiv)
+static void xts_cipher_close(struct xts_cipher *c)
 {
-	*essiv = NULL;
-	*h = xts_handle(d->mode == XTS_MODE_CBC ? GCRY_CIPHER_MODE_CBC :
-						  GCRY_CIPHER_MODE_XTS,
-			d->key_len, d->key);
-	if (!*h)
+	gcry_cipher_close(c->h); /* libgcrypt wipes the key schedule */
+	gcry_cipher_close(c->essiv);
+	if (c->vk)
+		xts_vaes_wipe(c->vk);
+	free(c->vk);
+	*c = (struct xts_cipher){ 0 };
+}
+
+/* d's data cipher and, with ESSIV, its IV cipher: 0 or -EIO (after dc_error). */
+static int xts_cipher_open(const struct xts_disk *d, struct xts_cipher *c)
+{
+	*c = (struct xts_cipher){ 0 };
+	pthread_once(&xts_gcry_once, xts_gcry_init);
+	if (d->mode == XTS_MODE_XTS && !d->essiv_len && !d->generic && xts_vaes_ok &&
+	    (d->key_len == 32 || d->key_len == 64)) {
+		c->vk = aligned_alloc(64, sizeof(*c->vk));
+		if (!c->vk) {
+			dc_error("out of memory for a key schedule");
+			return -EIO;
+		}
+		xts_vaes_setkey(c->vk, d->key, d->key_len);
+		return 0;
+	}
+	c->h = xts_handle(d->mode == XTS_MODE_CBC ? GCRY_CIPHER_MODE_CBC :
+						    GCRY_CIPHER_MODE_XTS,
+			  d->key_len, d->key);
+	if (!c->h)
 		return -EIO;
 	if (!d->essiv_len)
 		return 0;
-	*essiv = xts_handle(GCRY_CIPHER_MODE_ECB, d->essiv_len, d->essiv_key);
-	if (*essiv)
+	c->essiv = xts_handle(GCRY_CIPHER_MODE_ECB, d->essiv_len, d->essiv_key);
+	if (c->essiv)
 		return 0;
-	gcry_cipher_close(*h);
-	*h = NULL;
+	xts_cipher_close(c);
 	return -EIO;
 }
 
 static void xts_unit_free(struct xts_unit *u)
 {
-	gcry_cipher_close(u->h); /* libgcrypt wipes the key schedule */
-	gcry_cipher_close(u->essiv);
+	xts_cipher_close(&u->c);
 	free(u->bounce);
 	free(u->stage);
 	free(u);
@@ -146,7 +173,7 @@ static struct xts_unit *xts_unit_new(const struct xts_disk *d, struct xts_pool *
 		dc_error("out of memory for a cipher unit");
 		return NULL;
 	}
-	if (xts_handles(d, &u->h, &u->essiv) < 0) {
+	if (xts_cipher_open(d, &u->c) < 0) {
 		xts_unit_free(u);
 		return NULL;
 	}
@@ -237,24 +264,39 @@ static int xts_one(gcry_cipher_hd_t h, gcry_cipher_hd_t essiv, int enc, uint64_t
 	return e ? -EIO : 0;
 }
 
+/* n consecutive units from in to out (which may be in), the first numbered
+ * unit0. */
+static int xts_units(const struct xts_disk *d, const struct xts_cipher *c, int enc,
+		     uint64_t unit0, uint32_t us, uint64_t n, uint8_t *out,
+		     const uint8_t *in)
+{
+	if (c->vk) {
+		xts_vaes_units(c->vk, enc, unit0, d->iv32, us, n, out, in);
+		return 0;
+	}
+	for (uint64_t k = 0; k < n; k++) {
+		uint64_t unit = unit0 + k;
+		int rc = xts_one(c->h, c->essiv, enc, d->iv32 ? unit & UINT32_MAX : unit,
+				 out + k * us, in + k * us, us);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 int xts_crypt_units(const struct xts_disk *d, int enc, uint64_t first_unit,
 		    uint32_t unit_size, uint8_t *out, const uint8_t *in, size_t len)
 {
-	gcry_cipher_hd_t h, essiv;
-	int rc = 0;
+	struct xts_cipher c;
+	int rc;
 
 	if (!unit_size || len % unit_size || unit_size % 16)
 		return -EIO;
-	if (xts_handles(d, &h, &essiv) < 0)
+	if (xts_cipher_open(d, &c) < 0)
 		return -EIO;
-	for (size_t off = 0; !rc && off < len; off += unit_size) {
-		uint64_t unit = first_unit + off / unit_size;
-
-		rc = xts_one(h, essiv, enc, d->iv32 ? unit & UINT32_MAX : unit, out + off,
-			     in + off, unit_size);
-	}
-	gcry_cipher_close(h);
-	gcry_cipher_close(essiv);
+	rc = xts_units(d, &c, enc, first_unit, unit_size, len / unit_size, out, in);
+	xts_cipher_close(&c);
 	return rc;
 }
 
@@ -281,10 +323,9 @@ static int xts_run(const struct xts_disk *d, struct xts_unit *u, struct dc_req *
 
 	if (stage)
 		stage += first * ss;
-	for (uint64_t k = 0; k < units; k++) {
-		uint8_t *out = stage ? stage + k * us : NULL;
-		uint64_t tweak = d->iv32 ? (unit0 + k) & UINT32_MAX : unit0 + k;
+	for (uint64_t k = 0; k < units;) {
 		uint8_t *p;
+		uint64_t m;
 		int rc;
 
 		while (left > 0 && off >= iov->iov_len) {
@@ -295,19 +336,26 @@ static int xts_run(const struct xts_disk *d, struct xts_unit *u, struct dc_req *
 		if (left == 0)
 			return -EIO;
 		p = (uint8_t *)iov->iov_base + off;
-		if (iov->iov_len - off >= us) {
-			rc = xts_one(u->h, u->essiv, enc, tweak, out ? out : p, p, us);
+		m = (iov->iov_len - off) / us;
+		if (m > units - k)
+			m = units - k;
+		if (m) {
+			/* The units that lie whole in this segment, in one go. */
+			rc = xts_units(d, &u->c, enc, unit0 + k, us, m,
+				       stage ? stage + k * us : p, p);
 		} else {
-			/* The unit spans segments: work on a copy. */
+			/* A unit spans segments: work on a copy. */
+			m = 1;
 			dc_buf_copy_from(&b, k * us, u->bounce, us);
-			rc = xts_one(u->h, u->essiv, enc, tweak, out ? out : u->bounce,
-				     u->bounce, us);
-			if (!rc && !out)
+			rc = xts_units(d, &u->c, enc, unit0 + k, us, 1,
+				       stage ? stage + k * us : u->bounce, u->bounce);
+			if (!rc && !stage)
 				dc_buf_copy_to(&b, k * us, u->bounce, us);
 		}
 		if (rc)
 			return rc;
-		off += us;
+		off += m * us;
+		k += m;
 	}
 	return 0;
 }

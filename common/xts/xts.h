@@ -14,12 +14,14 @@
  * once, a staging buffer that only grows): the hot path does not allocate.
  * Large requests are split across the core's worker pool.
  *
- * The cipher is libgcrypt's AES-XTS. OpenSSL 3.0 (Debian 12) spends about 900
- * instructions re-initialising an EVP context for each data unit's tweak and
- * has no VAES code for XTS; libgcrypt sets a tweak in a few dozen and runs XTS
- * on VAES/AVX2 where the CPU has it: twice the throughput at 512-byte units
- * (docs/performance.md). The ciphertext is the same; the tests check it
- * against OpenSSL (python3-cryptography) and cryptsetup.
+ * XTS runs on vaes.c where the CPU has VAES and VPCLMULQDQ: all the units of
+ * an iovec segment in one call, their tweaks encrypted eight at a time. Else
+ * it is libgcrypt's AES-XTS, one call per unit (a tweak costs it a serial AES
+ * and its call overhead: a fifth of the time at 512-byte units). OpenSSL 3.0
+ * (Debian 12) spends about 900 instructions re-initialising an EVP context
+ * for each unit's tweak. Figures: docs/performance.md. The ciphertext is the
+ * same; the tests check it against OpenSSL (python3-cryptography) and
+ * cryptsetup.
  *
  * The same path runs AES-CBC (luks: cryptsetup's LUKS1 default for years,
  * aes-cbc-essiv:sha256, and aes-cbc-plain64): each data unit is one CBC chain
@@ -61,6 +63,9 @@ struct xts_disk {
 	enum xts_mode mode;	  /* zero: XTS */
 	uint32_t essiv_len;	  /* ESSIV: 16, 24 or 32 bytes of essiv_key; 0: none */
 	const uint8_t *essiv_key; /* the owner's locked copy, valid until close */
+	bool generic;		  /* libgcrypt even where vaes.c could run; set by
+				   * xts_defaults() when DISKCORE_XTS_GENERIC is
+				   * in the environment (benchmarks, tests) */
 };
 
 struct xts_unit;
@@ -84,7 +89,8 @@ struct xts_ctx {
 	struct xts_piece piece[XTS_MAX_PIECES];
 };
 
-/* Threads: the CPU count capped at XTS_MAX_PIECES; split: XTS_SPLIT_DEFAULT. */
+/* Threads: the CPU count capped at XTS_MAX_PIECES; split: XTS_SPLIT_DEFAULT;
+ * generic: DISKCORE_XTS_GENERIC set. */
 void xts_defaults(struct xts_disk *d);
 
 /* The queue_open and queue_close callbacks of a plugin whose instance starts
