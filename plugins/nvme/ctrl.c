@@ -221,10 +221,10 @@ static void check_health(struct nvme_ctrl *c)
 	uint64_t now = nvme_now_ns();
 	bool expired = false;
 
-	if (csts == UINT32_MAX)
-		return nvme_ctrl_fail(c, ENOTCONN);
-	if (csts & NVME_CSTS_CFS)
-		return nvme_ctrl_fail(c, EIO);
+	if (csts == UINT32_MAX || (csts & NVME_CSTS_CFS)) {
+		nvme_ctrl_fail(c, csts == UINT32_MAX ? ENOTCONN : EIO);
+		return;
+	}
 	for (unsigned i = 0; i < c->nio && !expired; i++) {
 		pthread_mutex_lock(&c->io[i]->lock);
 		expired = nvme_qp_expired_locked(c->io[i], now);

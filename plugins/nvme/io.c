@@ -247,28 +247,43 @@ static int pr_caps(struct nvme_ctrl *c, struct dc_pr_caps *caps)
 	return 0;
 }
 
+/* What completes without a command: -1 when one is needed. */
+static int answer_now(struct nvme_ctrl *c, struct dc_req *req, int *detail)
+{
+	*detail = 0;
+	if (atomic_load(&c->ns_gone)) {
+		*detail = ENODEV;
+		return DC_E_IO;
+	}
+	if ((req->op == DC_OP_FLUSH && !c->vwc) ||
+	    (req->op == DC_OP_UNMAP && req->count == 0))
+		return 0;
+	if (req->op >= DC_OP_PR_CAPS && !c->rescap)
+		return DC_E_UNSUPPORTED;
+	if (req->op == DC_OP_PR_CAPS)
+		return pr_caps(c, req->pr->caps);
+	return -1;
+}
+
 void nvme_submit(void *inst, struct dc_req *req)
 {
 	struct nvme_ctrl *c = inst;
 	struct nvme_q *q = req->qctx;
 	struct nvme_qp *qp = q ? q->qp : c->io[0];
 	struct nvme_rctx *rc = req->ctx;
+	int detail, now = answer_now(c, req, &detail);
 
+	if (now != -1) {
+		dc_complete_detail(req, now, detail);
+		return;
+	}
 	memset(rc, 0, sizeof(*rc));
 	rc->req = req;
-	if (atomic_load(&c->ns_gone))
-		return dc_complete_detail(req, DC_E_IO, ENODEV);
-	if ((req->op == DC_OP_FLUSH && !c->vwc) ||
-	    (req->op == DC_OP_UNMAP && req->count == 0))
-		return dc_complete(req, 0);
-	if (req->op >= DC_OP_PR_CAPS && !c->rescap)
-		return dc_complete(req, DC_E_UNSUPPORTED);
-	if (req->op == DC_OP_PR_CAPS)
-		return dc_complete(req, pr_caps(c, req->pr->caps));
 	pthread_mutex_lock(&qp->lock);
 	if (atomic_load(&c->dead)) {
 		pthread_mutex_unlock(&qp->lock);
-		return dc_complete_detail(req, DC_E_IO, atomic_load(&c->dead_detail));
+		dc_complete_detail(req, DC_E_IO, atomic_load(&c->dead_detail));
+		return;
 	}
 	if (!qp->pend_head)
 		while (!rc->issued_all && issue_one(qp, rc))
