@@ -269,8 +269,10 @@ static void *reaper(void *arg)
 		if (poll(p, n, tick) < 0 && errno != EINTR)
 			break;
 		for (unsigned j = 0; j < n; j++)
-			if (p[j].revents & POLLIN && read(p[j].fd, &v, sizeof(v)) < 0)
-				v = 0;
+			if (p[j].revents & POLLIN && read(p[j].fd, &v, sizeof(v)) > 0 &&
+			    j > 0)
+				atomic_fetch_add_explicit(&c->irqs, 1,
+							  memory_order_relaxed);
 		nvme_qp_reap(&c->admin);
 		for (unsigned i = 0; i < c->nio; i++)
 			if (!nvme_qp_polled(c->io[i]))

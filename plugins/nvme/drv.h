@@ -114,6 +114,7 @@ struct nvme_ctrl {
 	atomic_bool ns_gone;
 	atomic_uint busy;     /* commands in flight, all queues */
 	atomic_uint bad_cids; /* completions that matched no command */
+	atomic_uint irqs;     /* interrupts seen (eventfd reads) */
 	atomic_uint resizes;
 	/* Events and the reaper thread. */
 	pthread_cond_t admin_cv;

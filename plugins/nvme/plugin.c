@@ -154,6 +154,7 @@ int nvme_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
 	if (n || timeout_ms == 0)
 		return n;
 	if (p[0].fd >= 0 && read(p[0].fd, &v, sizeof(v)) > 0) {
+		atomic_fetch_add_explicit(&q->qp->c->irqs, 1, memory_order_relaxed);
 		n = nvme_qp_reap(q->qp);
 		if (n)
 			return n;
@@ -199,6 +200,7 @@ void nvme_describe(void *inst, dc_kv_fn kv, void *arg)
 	dc_kv_u64(kv, arg, "command-timeout-ms", c->timeout_ns / 1000000);
 	dc_kv_u64(kv, arg, "resizes", atomic_load(&c->resizes));
 	dc_kv_u64(kv, arg, "dropped-completions", atomic_load(&c->bad_cids));
+	dc_kv_u64(kv, arg, "interrupts", atomic_load(&c->irqs));
 	kv(arg, "state",
 	   atomic_load(&c->dead)    ? "failed" :
 	   atomic_load(&c->ns_gone) ? "namespace removed" :
