@@ -257,6 +257,70 @@ START_TEST(data_in_payload_only)
 }
 END_TEST
 
+/* --- Allocation map ------------------------------------------------------- */
+
+struct tl_map {
+	struct dc_extent e[4];
+	int n;
+};
+
+static int tl_collect(void *arg, const struct dc_extent *e)
+{
+	struct tl_map *m = arg;
+
+	ck_assert_int_lt(m->n, 4);
+	m->e[m->n++] = *e;
+	return 0;
+}
+
+static void tl_expect(const struct tl_map *m, int i, uint64_t off, uint64_t len,
+		      uint32_t flags)
+{
+	ck_assert_int_lt(i, m->n);
+	ck_assert_msg(
+		m->e[i].offset == off && m->e[i].length == len && m->e[i].flags == flags,
+		"extent %d: %llu+%llu flags %u, expected %llu+%llu flags %u", i,
+		(unsigned long long)m->e[i].offset, (unsigned long long)m->e[i].length,
+		m->e[i].flags, (unsigned long long)off, (unsigned long long)len, flags);
+}
+
+/* A fresh volume over a sparse qcow2 image (file: reports no holes) maps as
+ * one hole past the header, not as zeroes (zeroes below are noise above);
+ * a written range is data, at the payload's offset in the image. With
+ * 4096-byte LUKS sectors a sector is eight of qcow2's. */
+START_TEST(map_holes_and_data)
+{
+	const struct tl_image *im = _i ? TL_LUKS2_4K : TL_LUKS2;
+	char *raw = tl_format(8 * MIB, im->args, im->key_bytes),
+	     *qcow = h_tmppath(".qcow2");
+	uint64_t size = 8 * MIB - im->offset;
+	uint8_t *buf = h_alloc(64 * KIB);
+	struct tl_map m = { 0 };
+	dc_disk *d;
+
+	ck_assert_ptr_nonnull(raw);
+	ck_assert_int_eq(h_sh("qemu-img convert -O qcow2 %s %s", raw, qcow), 0);
+	d = h_openf(0, "luks;passphrase-file=%s:qcow2:%s", tl_pass, qcow);
+	ck_assert_uint_eq(dc_sector_count(d) * im->sector, size);
+	ck_assert_int_eq(dc_map(d, 0, size, tl_collect, &m), 0);
+	ck_assert_int_eq(m.n, 1);
+	tl_expect(&m, 0, 0, size, DC_EXTENT_HOLE);
+
+	h_fill(buf, 64 * KIB, 3);
+	ck_assert_int_eq(dc_write(d, MIB / im->sector, buf, 64 * KIB, 0), 0);
+	m.n = 0;
+	ck_assert_int_eq(dc_map(d, 0, size, tl_collect, &m), 0);
+	ck_assert_int_eq(m.n, 3);
+	tl_expect(&m, 0, 0, MIB, DC_EXTENT_HOLE);
+	tl_expect(&m, 1, MIB, 64 * KIB, 0);
+	tl_expect(&m, 2, MIB + 64 * KIB, size - MIB - 64 * KIB, DC_EXTENT_HOLE);
+	dc_close(d);
+	free(buf);
+	free(qcow);
+	free(raw);
+}
+END_TEST
+
 /* Each data unit is tweaked with its own index: equal plaintext in two units
  * gives different ciphertext, and moving ciphertext moves garbage. */
 START_TEST(units_tweaked_by_index)
@@ -915,6 +979,8 @@ int main(void)
 	tcase_add_test(tc, limit_luks2_counts);
 	tcase_add_test(tc, ops_forwarded);
 	tcase_add_test(tc, read_only);
+	if (h_have_program("qemu-img"))
+		tcase_add_loop_test(tc, map_holes_and_data, 0, 2);
 	suite_add_tcase(s, tc);
 
 	for (size_t i = 0; i < TL_NIMAGES; i++) {

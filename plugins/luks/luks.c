@@ -162,6 +162,30 @@ static void luks_submit(void *inst, struct dc_req *req)
 	dc_child_submit(req, child, dc_child_done_complete);
 }
 
+/* Allocation is the inner disk's behind the header (the payload starts
+ * child_offset inner sectors in), one of our sectors to 1 << child_shift of
+ * its; inner zeroes decrypt to noise, so nothing here reads as zero, and a
+ * sector whose inner sectors differ is data. */
+static int luks_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+			uint64_t *run)
+{
+	struct luks_disk *d = inst;
+	unsigned shift = d->x.child_shift;
+	uint64_t crun;
+	int rc = dc_node_extents(dc_node_child(node, 0),
+				 (sector << shift) + d->x.child_offset, count << shift,
+				 &crun);
+
+	if (rc < 0)
+		return rc;
+	if (crun >> shift == 0) {
+		*run = 1;
+		return 0;
+	}
+	*run = crun >> shift;
+	return rc & ~(int)DC_EXTENT_ZERO;
+}
+
 static int luks_resize(void *inst, uint64_t new_sector_count)
 {
 	(void)inst;
@@ -492,4 +516,5 @@ DC_PLUGIN(luks_plugin) = {
 	.sector_count = luks_sector_count,
 	.describe = luks_describe,
 	.resize = luks_resize,
+	.extents = luks_extents,
 };
