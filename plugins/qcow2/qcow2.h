@@ -155,7 +155,10 @@ struct qcow2 {
 	uint64_t rct_cap;      /* entries the refcount table holds */
 	uint64_t *rct;	       /* the refcount table, host order */
 	uint8_t **rcb;	       /* loaded refcount blocks, by table index */
-	uint64_t free_hint;    /* no free cluster below this index */
+	uint8_t *rcd;	       /* 1: rcb[i] changed since written */
+	uint64_t *rc_dirty;    /* the changed blocks' indexes */
+	uint32_t nrc_dirty, rc_dirty_cap;
+	uint64_t free_hint; /* no free cluster below this index */
 	struct qcow2_free *frees;
 	uint32_t nfrees, frees_cap;
 
@@ -212,8 +215,10 @@ int qcow2_read_map(struct qcow2 *q, const struct qcow2_map *m, uint64_t goff,
 int qcow2_rc_load(struct qcow2 *q);
 void qcow2_rc_free(struct qcow2 *q);
 int qcow2_rc_get(struct qcow2 *q, uint64_t ci, uint64_t *val);
-/* Add delta to the refcount of the clusters [ci, ci+n), on disk. */
+/* Add delta to the refcount of the clusters [ci, ci+n), in memory. */
 int qcow2_rc_add(struct qcow2 *q, uint64_t ci, uint64_t n, int delta);
+/* Write the refcount blocks changed in memory. */
+int qcow2_rc_write(struct qcow2 *q);
 /* n free clusters in a row, refcount 1, the file grown over them: *off. */
 int qcow2_alloc(struct qcow2 *q, uint64_t n, uint64_t *off);
 

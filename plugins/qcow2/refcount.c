@@ -4,9 +4,10 @@
  * first use and kept in memory. Entries of any width (refcount_bits 1 to 64,
  * sub-byte entries least significant first, as QEMU packs them).
  *
- * Every change is written to the file at once; write.c syncs before any L2
- * or L1 entry that relies on it reaches the disk, so a crash can only leak
- * clusters (refcount above the references), never under-count. A new
+ * A changed block is written by qcow2_rc_write(), which write.c's flush runs
+ * before the sync that precedes writing any L2 or L1 entry that relies on it,
+ * so a crash can only leak clusters (refcount above the references), never
+ * under-count. A new
  * refcount block is synced before the table entry that names it is written;
  * a grown table is synced before the header names it. All under q->lock. */
 #include "qcow2.h"
@@ -99,8 +100,9 @@ int qcow2_rc_load(struct qcow2 *q)
 	q->rct_cap = bytes / 8;
 	q->rct = calloc(q->rct_cap ? q->rct_cap : 1, sizeof(*q->rct));
 	q->rcb = calloc(q->rct_cap ? q->rct_cap : 1, sizeof(*q->rcb));
+	q->rcd = calloc(q->rct_cap ? q->rct_cap : 1, 1);
 	raw = malloc(bytes ? bytes : 1);
-	if (!q->rct || !q->rcb || !raw) {
+	if (!q->rct || !q->rcb || !q->rcd || !raw) {
 		free(raw);
 		return dc_fail(-ENOMEM, "out of memory for the refcount table");
 	}
@@ -119,6 +121,8 @@ void qcow2_rc_free(struct qcow2 *q)
 	for (uint64_t i = 0; q->rcb && i < q->rct_cap; i++)
 		free(q->rcb[i]);
 	free(q->rcb);
+	free(q->rcd);
+	free(q->rc_dirty);
 	free(q->rct);
 	free(q->frees);
 	q->rcb = NULL;
@@ -260,7 +264,7 @@ static int rc_grow(struct qcow2 *q, uint64_t need)
 	uint64_t cs = q->cluster_size, per_tab = cs / 8, cap, p, t, nb, k = 0, at;
 	uint64_t old_off = q->h.refcount_off, old_n = q->h.refcount_clusters;
 	uint64_t *rct;
-	uint8_t **rcb, *raw, hdr[12];
+	uint8_t **rcb, *rcd, *raw, hdr[12];
 	int ret;
 
 	cap = q->rct_cap * 2 > need + 1 ? q->rct_cap * 2 : need + 1;
@@ -272,19 +276,24 @@ static int rc_grow(struct qcow2 *q, uint64_t need)
 		return -EFBIG;
 	rct = calloc(cap, sizeof(*rct));
 	rcb = calloc(cap, sizeof(*rcb));
+	rcd = calloc(cap, 1);
 	raw = calloc(t, cs);
-	if (!rct || !rcb || !raw) {
+	if (!rct || !rcb || !rcd || !raw) {
 		free(rct);
 		free(rcb);
+		free(rcd);
 		free(raw);
 		return -ENOMEM;
 	}
 	memcpy(rct, q->rct, q->rct_cap * sizeof(*rct));
 	memcpy(rcb, q->rcb, q->rct_cap * sizeof(*rcb));
+	memcpy(rcd, q->rcd, q->rct_cap);
 	free(q->rct);
 	free(q->rcb);
+	free(q->rcd);
 	q->rct = rct;
 	q->rcb = rcb;
+	q->rcd = rcd;
 	q->rct_cap = cap;
 	for (uint64_t rb = p / q->rc_per_block; rb <= (p + t + nb - 1) / q->rc_per_block;
 	     rb++) {
@@ -345,6 +354,41 @@ static int rc_cover(struct qcow2 *q, uint64_t ci, uint64_t n)
 	return ret;
 }
 
+/* Block rb changed in memory: written by the next qcow2_rc_write(). */
+static int rc_mark(struct qcow2 *q, uint64_t rb)
+{
+	if (q->rcd[rb])
+		return 0;
+	if (q->nrc_dirty == q->rc_dirty_cap) {
+		uint32_t cap = q->rc_dirty_cap ? q->rc_dirty_cap * 2 : 64;
+		uint64_t *d = realloc(q->rc_dirty, cap * sizeof(*d));
+
+		if (!d)
+			return -ENOMEM;
+		q->rc_dirty = d;
+		q->rc_dirty_cap = cap;
+	}
+	q->rc_dirty[q->nrc_dirty++] = rb;
+	q->rcd[rb] = 1;
+	return 0;
+}
+
+int qcow2_rc_write(struct qcow2 *q)
+{
+	int ret = 0;
+
+	while (ret == 0 && q->nrc_dirty) {
+		uint64_t rb = q->rc_dirty[q->nrc_dirty - 1];
+
+		ret = vhdfmt_pwrite(q->fd, q->rcb[rb], q->cluster_size, q->rct[rb]);
+		if (ret == 0) {
+			q->rcd[rb] = 0;
+			q->nrc_dirty--;
+		}
+	}
+	return ret;
+}
+
 int qcow2_rc_add(struct qcow2 *q, uint64_t ci, uint64_t n, int delta)
 {
 	uint64_t max = q->rc_bits == 64 ? UINT64_MAX : (1ull << q->rc_bits) - 1;
@@ -354,8 +398,7 @@ int qcow2_rc_add(struct qcow2 *q, uint64_t ci, uint64_t n, int delta)
 		ret = rc_cover(q, ci, n);
 	while (ret == 0 && n) {
 		uint64_t rb = ci / q->rc_per_block, i = ci % q->rc_per_block;
-		uint64_t k = q->rc_per_block - i < n ? q->rc_per_block - i : n, lo = 0,
-			 hi = 0, v;
+		uint64_t k = q->rc_per_block - i < n ? q->rc_per_block - i : n, at, v;
 		uint8_t *b;
 
 		ret = rc_block(q, rb, &b);
@@ -374,12 +417,9 @@ int qcow2_rc_add(struct qcow2 *q, uint64_t ci, uint64_t n, int delta)
 		}
 		for (uint64_t j = 0; j < k; j++) {
 			v = rc_entry_get(b, i + j, q->rc_bits) + (uint64_t)(int64_t)delta;
-			rc_entry_set(b, i + j, q->rc_bits, v, &hi);
-			if (j == 0)
-				lo = hi;
+			rc_entry_set(b, i + j, q->rc_bits, v, &at);
 		}
-		hi += q->rc_bits >= 8 ? q->rc_bits / 8 : 1;
-		ret = vhdfmt_pwrite(q->fd, b + lo, hi - lo, q->rct[rb] + lo);
+		ret = rc_mark(q, rb);
 		if (delta < 0 && ci < q->free_hint)
 			q->free_hint = ci;
 		q->need_sync = true;

@@ -43,6 +43,8 @@ static int qcow2_grow_l1(struct qcow2 *q, uint32_t n)
 		ret = vhdfmt_pwrite(q->fd, raw, clusters * cs, off);
 	}
 	if (ret == 0)
+		ret = qcow2_rc_write(q); /* its clusters counted before it is named */
+	if (ret == 0)
 		ret = qcow2_sync(q);
 	if (ret == 0) {
 		put_be32(hdr, n);

@@ -16,9 +16,9 @@
  * Crash safety (the order QEMU's refcount rules need): refcount increments
  * and data reach the disk before any L2 entry naming them; an L2 table before
  * the L1 entry naming it; a cluster's refcount drops only once no L2 entry on
- * disk names it. So a flush is: fdatasync (data, refcounts), write the dirty
- * L2 tables, fdatasync, write the L1 table and the deferred refcount
- * decrements, fdatasync. A crash loses only unflushed writes and leaks
+ * disk names it. So a flush is: write the changed refcount blocks, fdatasync
+ * (data, refcounts), write the dirty L2 tables, fdatasync, write the L1 table
+ * and the refcount blocks the deferred decrements change, fdatasync. A crash loses only unflushed writes and leaks
  * clusters at worst. The dirty bit (v3) is set while the image is open
  * writable and cleared on a clean close. */
 #include "qcow2.h"
@@ -454,9 +454,11 @@ int qcow2_flush_locked(struct qcow2 *q)
 
 	for (uint32_t i = 0; i < q->nslots; i++)
 		l2 |= q->slots[i].dirty;
-	if (!q->need_sync && !l2 && !q->l1_dirty && !q->nfrees)
+	if (!q->need_sync && !l2 && !q->l1_dirty && !q->nfrees && !q->nrc_dirty)
 		return 0;
-	ret = w_sync(q);
+	ret = qcow2_rc_write(q);
+	if (ret == 0)
+		ret = w_sync(q);
 	for (uint32_t i = 0; ret == 0 && i < q->nslots; i++) {
 		if (!q->slots[i].dirty)
 			continue;
@@ -476,6 +478,8 @@ int qcow2_flush_locked(struct qcow2 *q)
 		ret = qcow2_rc_add(q, f->off, f->n, -1);
 		q->nfrees--;
 	}
+	if (ret == 0)
+		ret = qcow2_rc_write(q);
 	if (ret == 0)
 		ret = w_sync(q);
 	if (ret == 0)
