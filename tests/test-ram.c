@@ -172,6 +172,49 @@ START_TEST(test_unmap_mem)
 }
 END_TEST
 
+/* dc_map() callback: the one extent expected. */
+static int prealloc_extent(void *arg, const struct dc_extent *e)
+{
+	struct dc_extent *one = arg;
+
+	ck_assert_uint_eq(one->length, 0);
+	*one = *e;
+	return 0;
+}
+
+/* ;prealloc makes the memory at open but nothing present: zeroes read back,
+ * nothing is committed or mapped as data until written; unmap still drops;
+ * a memdiff over a pattern still shows the pattern; a disk larger than the
+ * machine is refused. */
+START_TEST(test_prealloc)
+{
+	dc_disk *d = tl_open_ok("mem:1M;prealloc", 0);
+	struct dc_extent e = { 0 };
+
+	expect_zero(d, 0, 2048);
+	ck_assert_uint_eq(tl_describe_num(d, "mem", 0, "committed_size"), 0);
+	ck_assert_int_eq(dc_map(d, 0, MIB, prealloc_extent, &e), 0);
+	ck_assert_uint_eq(e.length, MIB);
+	ck_assert_uint_eq(e.flags, DC_EXTENT_HOLE | DC_EXTENT_ZERO);
+	tl_write_pattern(d, 100, 300, 5);
+	expect_pattern(d, 100, 300, 5);
+	expect_zero(d, 0, 100);
+	expect_zero(d, 400, 1648);
+	ck_assert_uint_eq(tl_describe_num(d, "mem", 0, "committed_size"), 300 * 512);
+	ck_assert_int_eq(dc_unmap(d, 100, 300, 0), 0);
+	expect_zero(d, 0, 2048);
+	dc_close(d);
+
+	d = tl_open_ok("memdiff;prealloc:tpat:1M", 0);
+	expect_pattern(d, 0, 2048, 0);
+	tl_write_pattern(d, 8, 8, 6);
+	expect_pattern(d, 8, 8, 6);
+	expect_pattern(d, 16, 2032, 0);
+	dc_close(d);
+	tl_open_fails("mem:1024T;prealloc", 0, 0, "more than the machine's memory");
+}
+END_TEST
+
 START_TEST(test_4096_sector_write_read)
 {
 	dc_disk *d = tl_open_ok("mem:1M;sector=4096", 0);
@@ -608,6 +651,7 @@ int main(void)
 	tcase_add_test(tc, test_resize_mem);
 	tcase_add_test(tc, test_unmap);
 	tcase_add_test(tc, test_unmap_mem);
+	tcase_add_test(tc, test_prealloc);
 	tcase_add_test(tc, test_4096_sector_write_read);
 	tcase_add_test(tc, test_sector_count_4096);
 	tcase_add_test(tc, test_invalid_sector_size);

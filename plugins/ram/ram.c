@@ -7,6 +7,10 @@
  * transparent huge pages: random reads over a large disk then miss the TLB far
  * less (about 1.5x faster over 1 GiB on the project's VM).
  *
+ * A first write into a chunk costs the kernel's zeroing of fresh pages, most
+ * of its time (docs/performance.md). ;prealloc pays that at open instead: a
+ * chunk behind every slot, faulted in, none of it present until written.
+ *
  * Readers take no lock: a writer copies the data in first and then publishes
  * the presence bits with release ordering. Writers to one chunk serialise on a
  * striped mutex, so that write-no-overwrite can test and fill as one step.
@@ -24,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define RAM_CHUNK_SHIFT 16
 #define RAM_CHUNK (1u << RAM_CHUNK_SHIFT)
@@ -53,6 +58,7 @@ struct ram {
 	struct dc_node *node;
 	bool lazy; /* memdiff: size taken from the layer below at attach */
 	bool read_only;
+	bool prealloc;	     /* ;prealloc: every chunk made and faulted in at open */
 	uint32_t opt_sector; /* ;sector=N, 0 when not given */
 	uint32_t sector_size;
 	unsigned shift;	    /* log2(sector_size) */
@@ -85,6 +91,9 @@ static const struct dc_option ram_options[] = {
 		"sector",
 		"logical sector size in bytes, a power of two from 512 (default: 512, or "
 		"for memdiff the size of the layer below)"),
+	DC_OPTION_FLAG("prealloc",
+		       "allocate and fault in all of the disk's memory at open, so that "
+		       "first writes cost what overwrites do"),
 	DC_OPTIONS_END,
 };
 
@@ -157,8 +166,10 @@ static struct ram_slot *ram_slot_get(struct ram *r, uint64_t ci)
 	return &l2[ci & (RAM_L2N - 1)];
 }
 
-/* A 2 MiB-aligned mapping, so that it can be backed by one huge page. */
-static uint8_t *ram_arena_map(void)
+/* A 2 MiB-aligned mapping, so that it can be backed by one huge page; with
+ * populate, faulted in now (the kernel zeroes fresh pages: most of what a
+ * first write costs, docs/performance.md). */
+static uint8_t *ram_arena_map(bool populate)
 {
 	uint8_t *p = mmap(NULL, 2 * RAM_ARENA, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -172,6 +183,9 @@ static uint8_t *ram_arena_map(void)
 	munmap(p + head + RAM_ARENA, RAM_ARENA - head);
 	p += head;
 	madvise(p, RAM_ARENA, MADV_HUGEPAGE); /* a hint: fine if refused */
+	if (populate && madvise(p, RAM_ARENA, MADV_POPULATE_WRITE) < 0)
+		for (size_t off = 0; off < RAM_ARENA; off += 4096) /* before 5.14 */
+			p[off] = 0;
 	return p;
 }
 
@@ -188,7 +202,7 @@ static uint8_t *ram_chunk_alloc(struct ram *r)
 	if (!r->arena_cur || r->arena_used == RAM_ARENA / RAM_CHUNK) {
 		struct ram_arena *a = malloc(sizeof(*a));
 
-		if (!a || !(a->base = ram_arena_map())) {
+		if (!a || !(a->base = ram_arena_map(r->prealloc))) {
 			free(a);
 			goto out;
 		}
@@ -211,6 +225,35 @@ static void ram_chunk_free(struct ram *r, uint8_t *p)
 	*(void **)p = r->free_chunks;
 	r->free_chunks = p;
 	pthread_mutex_unlock(&r->alloc_lock);
+}
+
+/* ;prealloc: a chunk behind every slot, its memory faulted in; they stay
+ * not present (reading zeroes) until written. Refused past the machine's
+ * memory rather than left to the OOM killer. */
+static int ram_prealloc(struct ram *r)
+{
+	uint64_t count = atomic_load(&r->sector_count);
+	uint64_t n = (count + (UINT64_C(1) << r->spc_shift) - 1) >> r->spc_shift;
+	uint64_t phys =
+		(uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+
+	if (n > phys / RAM_CHUNK)
+		return dc_fail(-ENOMEM,
+			       "prealloc: %llu bytes is more than the machine's memory "
+			       "(%llu bytes)",
+			       (unsigned long long)(count << r->shift),
+			       (unsigned long long)phys);
+	for (uint64_t ci = 0; ci < n; ci++) {
+		struct ram_slot *sl = ram_slot_get(r, ci);
+		uint8_t *p = sl ? ram_chunk_alloc(r) : NULL;
+
+		if (!p)
+			return dc_fail(-ENOMEM,
+				       "prealloc: out of memory after %llu bytes",
+				       (unsigned long long)ci * RAM_CHUNK);
+		atomic_store_explicit(&sl->data, p, memory_order_release);
+	}
+	return 0;
 }
 
 static uint64_t ram_nl1(const struct ram *r, uint64_t sectors)
@@ -327,6 +370,7 @@ static int ram_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	r->node = a->node;
 	r->read_only = a->read_only;
 	r->lazy = strcmp(a->form, "memdiff") == 0;
+	r->prealloc = dc_opt_flag(a, "prealloc");
 	if (dc_opt_num(a, "sector", &v)) {
 		if (v < 512 || v > RAM_CHUNK || (v & (v - 1))) {
 			dc_error("sector size %llu is invalid: expected a power of two "
@@ -345,7 +389,8 @@ static int ram_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 			/* dc_parse_size() says what is wrong and what it accepts,
 			 * after "invalid size 'X': ". */
 			const char *m = a->nfields ? dc_last_error() : NULL;
-			const char *why = m && strstr(m, "': ") ? strstr(m, "': ") + 3 : "";
+			const char *why = m && strstr(m, "': ") ? strstr(m, "': ") + 3 :
+								  "";
 			char text[256];
 
 			snprintf(text, sizeof(text), "size '%s' is invalid: %s",
@@ -354,6 +399,8 @@ static int ram_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 			return dc_fail(-EINVAL, "%s", text);
 		}
 		rc = ram_setup(r, size, r->opt_sector ? r->opt_sector : 512);
+		if (rc == 0 && r->prealloc)
+			rc = ram_prealloc(r);
 		if (rc < 0) {
 			ram_close(r);
 			return rc;
@@ -388,6 +435,8 @@ static int ram_attach(void *inst, const struct dc_info *lower, struct dc_info *i
 			       (unsigned long long)lower->sector_count,
 			       lower->sector_size);
 	rc = ram_setup(r, len, ss);
+	if (rc == 0 && r->prealloc)
+		rc = ram_prealloc(r);
 	if (rc < 0)
 		return rc;
 	ram_fill_info(r, info);
@@ -559,7 +608,7 @@ static void ram_drop(struct ram *r, struct ram_slot *sl, const uint64_t *m)
 		atomic_fetch_sub_explicit(&r->committed, removed, memory_order_relaxed);
 	/* Give the memory back; readers racing with this unmap may see
 	 * zeroes, which is a valid result for them. */
-	if (removed && !left && data)
+	if (removed && !left && data && !r->prealloc)
 		madvise(data, RAM_CHUNK, MADV_DONTNEED);
 }
 
@@ -733,8 +782,8 @@ static int ram_extents(void *inst, struct dc_node *node, uint64_t sector, uint64
 		unsigned q;
 
 		if (!sl && present != 1) {
-			uint64_t next = ((ci >> RAM_L2_SHIFT) + 1) << RAM_L2_SHIFT
-							       << r->spc_shift;
+			uint64_t next = ((ci >> RAM_L2_SHIFT) + 1)
+					<< RAM_L2_SHIFT << r->spc_shift;
 
 			present = 0;
 			s = next < end ? next : end;
@@ -780,7 +829,9 @@ DC_PLUGIN(ram_plugin) = {
 		 "writes in RAM over SPEC, which is opened read-only; it takes its size\n"
 		 "and sector size from SPEC. Unmap drops sectors only where the layer\n"
 		 "below is known to be zero or the range reaches the end of the disk.\n"
-		 "dc_resize() changes the size of the top RAM layer.",
+		 "dc_resize() changes the size of the top RAM layer. ;prealloc faults\n"
+		 "all of the memory in at open (refused past the machine's memory), so\n"
+		 "that first writes cost what overwrites do; unmap then keeps it.",
 	.forms = ram_forms,
 	.ctx_size = 0,
 	.ops = DC_OPS_RW,
