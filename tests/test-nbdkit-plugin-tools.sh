@@ -128,6 +128,34 @@ extents "$T/mapmem.json" >"$T/mapmem"
 check "memdiff over a file: the written MiB is data, the rest data of the file" \
 	grep -qx "0 $((64 << 20)) 0" "$T/mapmem"
 
+# --- daemon mode (fork, pidfile) over a chain whose element starts a thread ----
+# The chain opens after nbdkit forked (.after_fork): nbd:'s reaper thread would
+# not survive the fork otherwise. The daemon serves nbd: -> the first server,
+# and is stopped here, before that server.
+if [ -f "$DISKCORE_BUILD_ROOT/plugins/nbd/nbd.so" ]; then
+	# shellcheck disable=SC2086
+	$TO $NBDKIT -U "$T/daemon.sock" -P "$T/daemon.pid" "$PLUGIN" \
+		"memdiff:nbd:$(uri plain)" 2>"$T/daemon.log" >/dev/null
+	check "daemon mode: nbdkit forks and exits 0" [ $? -eq 0 ]
+	if wait_for "$T/daemon.pid"; then
+		dpid=$(cat "$T/daemon.pid")
+		PIDS="$PIDS $dpid"
+		$TO nbdcopy "$(uri daemon)" "$T/daemon.back"
+		check "daemon mode: memdiff:nbd: reads the first server's data" \
+			cmp -s "$T/daemon.back" "$T/sparse.raw"
+		kill "$dpid"
+		i=0
+		while kill -0 "$dpid" 2>/dev/null && [ $i -lt 200 ]; do
+			sleep 0.05
+			i=$((i + 1))
+		done
+		check "daemon mode: SIGTERM stops it" sh -c "! kill -0 $dpid 2>/dev/null"
+		kill -9 "$dpid" 2>/dev/null
+	else
+		fail "daemon mode: the pidfile appears"
+	fi
+fi
+
 # --- a read-only server (nbdkit -r) ------------------------------------------
 cp "$T/rand" "$T/ro.img"
 serve ro -r -- "file:$T/ro.img" readonly=true || exit 1

@@ -101,14 +101,14 @@ static int dcn_after_fork(void)
 	return 0;
 }
 
-/* Every connection has ended. */
+/* Every connection has ended. No flush of our own: clients flush what they
+ * need kept, and one here would open a queue, which for nbd: means a new
+ * connection to a server that may be stopping too (and never answer). */
 static void dcn_cleanup(void)
 {
 	if (!dcn_disk)
 		return;
 	dcn_io_fini();
-	if (!(dcn_info.flags & DC_INFO_READ_ONLY) && dc_flush(dcn_disk) < 0)
-		nbdkit_error("diskcore: final flush failed");
 	dc_close(dcn_disk);
 	dcn_disk = NULL;
 }
