@@ -222,7 +222,9 @@ int qcow2_rc_write(struct qcow2 *q);
 /* n free clusters in a row, refcount 1, the file grown over them: *off. */
 int qcow2_alloc(struct qcow2 *q, uint64_t n, uint64_t *off);
 
-/* write.c: writes, unmaps, flush; the header's dirty bit. */
+/* write.c: writes, unmaps, flush; the header's dirty bit. qcow2_room():
+ * room for element n of the array *arr of *cap elements (doubled). */
+int qcow2_room(void **arr, uint32_t *cap, uint32_t n, size_t elem);
 int qcow2_write(struct qcow2 *q, struct dc_req *req);
 int qcow2_unmap(struct qcow2 *q, struct dc_req *req);
 /* Whether unmapped sectors read as zero (version 3, or nothing below). */

@@ -359,15 +359,9 @@ static int rc_mark(struct qcow2 *q, uint64_t rb)
 {
 	if (q->rcd[rb])
 		return 0;
-	if (q->nrc_dirty == q->rc_dirty_cap) {
-		uint32_t cap = q->rc_dirty_cap ? q->rc_dirty_cap * 2 : 64;
-		uint64_t *d = realloc(q->rc_dirty, cap * sizeof(*d));
-
-		if (!d)
-			return -ENOMEM;
-		q->rc_dirty = d;
-		q->rc_dirty_cap = cap;
-	}
+	if (qcow2_room((void **)&q->rc_dirty, &q->rc_dirty_cap, q->nrc_dirty,
+		       sizeof(*q->rc_dirty)))
+		return -ENOMEM;
 	q->rc_dirty[q->nrc_dirty++] = rb;
 	q->rcd[rb] = 1;
 	return 0;

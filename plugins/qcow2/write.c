@@ -59,6 +59,21 @@ int qcow2_set_dirty(struct qcow2 *q, bool dirty)
 
 /* --- busy clusters and deferred frees (under lock) ------------------------- */
 
+int qcow2_room(void **arr, uint32_t *cap, uint32_t n, size_t elem)
+{
+	uint32_t c = *cap ? *cap * 2 : 16;
+	void *a;
+
+	if (n < *cap)
+		return 0;
+	a = realloc(*arr, (size_t)c * elem);
+	if (!a)
+		return -ENOMEM;
+	*arr = a;
+	*cap = c;
+	return 0;
+}
+
 static bool w_busy(const struct qcow2 *q, uint64_t ci)
 {
 	for (uint32_t i = 0; i < q->nbusy; i++)
@@ -75,15 +90,8 @@ static void w_wait(struct qcow2 *q, uint64_t ci)
 
 static int w_busy_add(struct qcow2 *q, uint64_t ci)
 {
-	if (q->nbusy == q->busy_cap) {
-		uint32_t cap = q->busy_cap ? q->busy_cap * 2 : 16;
-		uint64_t *b = realloc(q->busy, cap * sizeof(*b));
-
-		if (!b)
-			return -ENOMEM;
-		q->busy = b;
-		q->busy_cap = cap;
-	}
+	if (qcow2_room((void **)&q->busy, &q->busy_cap, q->nbusy, sizeof(*q->busy)))
+		return -ENOMEM;
 	q->busy[q->nbusy++] = ci;
 	return 0;
 }
@@ -116,15 +124,8 @@ static int w_defer_free(struct qcow2 *q, uint64_t entry)
 	} else {
 		return 0;
 	}
-	if (q->nfrees == q->frees_cap) {
-		uint32_t cap = q->frees_cap ? q->frees_cap * 2 : 64;
-		struct qcow2_free *f = realloc(q->frees, cap * sizeof(*f));
-
-		if (!f)
-			return -ENOMEM;
-		q->frees = f;
-		q->frees_cap = cap;
-	}
+	if (qcow2_room((void **)&q->frees, &q->frees_cap, q->nfrees, sizeof(*q->frees)))
+		return -ENOMEM;
 	q->frees[q->nfrees++] = (struct qcow2_free){ first, last - first + 1 };
 	return 0;
 }
