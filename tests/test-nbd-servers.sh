@@ -150,8 +150,9 @@ check "serve: nbdcopy reads it" cmp -s -n $((64 * 512)) "$T/d.raw" "$T/a5"
 check "serve: flush via cp" dc cp -q "nbd:$(uri src)" "$D"
 
 # --- the server killed mid-copy: errors, no hang (one connection, so the
-# reads in flight are on the connection that dies) --------------------------
-nbdkit_start slow --filter=log --filter=delay memory 64M rdelay=500ms \
+# reads in flight are on the connection that dies; a pattern, not an empty
+# memory disk, which cp would map as holes and not read) ---------------------
+nbdkit_start slow --filter=log --filter=delay pattern 64M rdelay=500ms \
 	logfile="$T/slow.trace" || exit 1
 timeout 30 "$DISKCTL" cp -q "nbd:$(uri slow);connections=1" "mem:64M" 2>"$T/kill.err" &
 CP=$!

@@ -461,7 +461,7 @@ int dc_node_execute(struct dc_node *node, const struct dc_io *io);
  *  allocation changed (crypt drops DC_EXTENT_ZERO). ABI 1.1. */
 int dc_node_extents(struct dc_node *node, uint64_t sector, uint64_t count, uint64_t *run);
 /** An extents() for decorators whose data is child 0's, sector for sector
- *  (delay, fault, prwrap). ABI 1.1. */
+ *  (delay, prwrap; not fault, whose reads must happen). ABI 1.1. */
 int dc_extents_passthrough(void *inst, struct dc_node *node, uint64_t sector,
 			   uint64_t count, uint64_t *run);
 

@@ -291,5 +291,4 @@ DC_PLUGIN(fault_plugin) = {
 	.queue_close = fault_queue_close,
 	.submit = fault_submit,
 	.describe = fault_describe,
-	.extents = dc_extents_passthrough,
 };
