@@ -44,6 +44,8 @@ check "an NVMe function was found" grep -aq "NVME-VM: function " "$T/console"
 check "unbound: the error names the sysfs binding commands" \
 	grep -aq "NVME-VM: unbound refused: .*driver_override.*drivers_probe" "$T/console"
 check "bound to vfio-pci" grep -aq "NVME-VM: bound to vfio-pci" "$T/console"
+check "unprivileged: the error says not permitted" \
+	grep -aq "NVME-VM: unprivileged refused: .*/dev/vfio/.*not permitted" "$T/console"
 check "describe shows the controller" grep -aq "describe nvme: model = QEMU NVMe Ctrl" "$T/console"
 check "conformance and write/read-back/flush pass" grep -aq "NVME-VM: result rc=0 " "$T/console"
 check "no failed checks" grep -aqE "100%: Checks: [0-9]+, Failures: 0, Errors: 0" "$T/console"

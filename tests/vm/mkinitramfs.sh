@@ -13,6 +13,7 @@ prog=$(realpath -s "$3") plugdir=$(realpath -s "$4")
 here=$(cd "$(dirname "$0")" && pwd)
 mods=/lib/modules/$kver
 root=$(mktemp -d /tmp/nvme-vm-root.XXXXXX)
+chmod 755 "$root" # the guest's /, which another user must traverse
 trap 'rm -rf "$root"' EXIT
 
 bb=$(command -v busybox)
