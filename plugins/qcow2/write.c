@@ -292,11 +292,15 @@ static int w_cluster(struct qcow2 *q, uint64_t goff, const struct dc_buf *src)
 {
 	uint64_t cmask = q->cluster_size - 1, ci = goff >> q->h.cluster_bits;
 	struct w_alloc w = { .base = goff & ~cmask, .in = goff & cmask, .len = src->len };
-	bool fresh;
+	bool fresh, zero;
 	uint8_t *ent;
 	uint32_t slot;
 	int ret;
 
+	/* A whole cluster of zeroes becomes a zero cluster (version 3); looked
+	 * at before taking the lock. */
+	zero = !q->extl2 && q->h.version >= 3 && w.len == q->cluster_size &&
+	       dc_buf_is_zero(src, 0, w.len);
 	pthread_mutex_lock(&q->lock);
 	w_wait(q, ci);
 	ret = w_l2(q, goff, true, &ent, &slot);
@@ -309,9 +313,7 @@ static int w_cluster(struct qcow2 *q, uint64_t goff, const struct dc_buf *src)
 		pthread_mutex_unlock(&q->lock);
 		return vhdfmt_xfer(q->fd, src, w.host + w.in, true, 0);
 	}
-	/* A whole cluster of zeroes becomes a zero cluster (version 3). */
-	if (!q->extl2 && q->h.version >= 3 && w.len == q->cluster_size &&
-	    dc_buf_is_zero(src, 0, w.len)) {
+	if (zero) {
 		ret = w_set(q, goff, QCOW2_L2_ZERO, 0, w.old, true);
 		goto out;
 	}
