@@ -4,6 +4,8 @@
 # against `openssl speed -evp aes-256-xts -bytes 65536` (one core, one call per
 # 64 KiB), alternating round by round. With 512-byte sectors crypt runs 128
 # data units per request, each with its own tweak; with 4096-byte sectors 16.
+# The rows marked "libgcrypt" run with DISKCORE_XTS_GENERIC=1: libgcrypt's
+# XTS, one call per unit, instead of common/xts/vaes.c (xts.h).
 #
 #   BUILD=/path/to/builddir bench/crypt-vs-openssl.sh
 #
@@ -33,15 +35,20 @@ openssl_run() {
 }
 
 # "MB/s MB/s-per-CPU-second" of one diskctl run: $1 read|write, $2 sector
-# size, $3 threads.
+# size, $3 threads, $4 1 for libgcrypt's XTS.
 diskctl_run() {
+	if [ "$4" = 1 ]; then
+		export DISKCORE_XTS_GENERIC=1
+	else
+		unset DISKCORE_XTS_GENERIC
+	fi
 	bench_run "$DISKCTL" bench --rw "$1" --bs 64k --qd 8 --threads "$3" --time "$SECS" \
 		--prefill --json "crypt:xts-aes-256:$KEY:mem:256M;sector=$2" >"$OUT/d" ||
 		exit 1
 	bench_json "$OUT/d" '"%d %d" % (round(d["mb_per_s"]), round(d["iops_per_cpu_second"] * d["bs"] / 1e6))'
 }
 
-ROWS="r512 w512 r4096 w4096 r512t2 w512t2 r4096t2 w4096t2"
+ROWS="r512 w512 r4096 w4096 r512t2 w512t2 r4096t2 w4096t2 r512g w512g r4096g w4096g"
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
 	echo "round $r/$ROUNDS..." >&2
@@ -49,11 +56,13 @@ while [ "$r" -le "$ROUNDS" ]; do
 	bench_record ossl "$v $v"
 	for row in $ROWS; do
 		rw="read"
-		case $row in w*) rw=write ;; esac
+		case $row in w*) rw="write" ;; esac
 		ss=$(echo "$row" | sed 's/^[rw]\([0-9]*\).*/\1/')
 		t=1
 		case $row in *t2) t=2 ;; esac
-		bench_record "$row" "$(diskctl_run "$rw" "$ss" "$t")"
+		g=0
+		case $row in *g) g=1 ;; esac
+		bench_record "$row" "$(diskctl_run "$rw" "$ss" "$t" "$g")"
 	done
 	r=$((r + 1))
 done
@@ -61,6 +70,7 @@ done
 name() {
 	case $1 in
 	ossl) echo "openssl speed -evp aes-256-xts, 64 KiB" ;;
+	r*g | w*g) echo "crypt $(echo "$1" | cut -c1 | sed 's/r/read/;s/w/write/'), $(echo "$1" | sed 's/^[rw]\([0-9]*\).*/\1/') B sectors, libgcrypt" ;;
 	r*t2 | w*t2) echo "crypt $(echo "$1" | cut -c1 | sed 's/r/read/;s/w/write/'), $(echo "$1" | sed 's/^[rw]\([0-9]*\).*/\1/') B sectors, 2 threads" ;;
 	*) echo "crypt $(echo "$1" | cut -c1 | sed 's/r/read/;s/w/write/'), $(echo "$1" | sed 's/^[rw]\([0-9]*\).*/\1/') B sectors" ;;
 	esac
@@ -85,7 +95,7 @@ table cpu "MB/s per CPU-second (openssl: per user CPU-second, as it reports):" \
 table iops "MB/s (wall clock):" "MB/s"
 # shellcheck disable=SC2046
 o=$(bench_median $(cat "$OUT/cpu.ossl"))
-for row in r512 w512 r4096 w4096; do
+for row in r512 w512 r4096 w4096 r512g w512g r4096g w4096g; do
 	# shellcheck disable=SC2046
 	echo "ratio $(name "$row") / openssl, per CPU-s: $(bench_ratio "$(bench_median $(cat "$OUT/cpu.$row"))" "$o")"
 done
