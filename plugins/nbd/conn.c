@@ -14,7 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
+
+/* Long enough for TLS over a slow link, short enough that a dead server
+ * does not look like a hang. */
+#define NBD_CONNECT_TIMEOUT_S 30
 
 const char *nbd_redact_uri(const char *uri, char *buf, size_t len)
 {
@@ -167,6 +172,44 @@ static int conn_errno(int fallback)
 	return -(e > 0 ? e : fallback);
 }
 
+/* Connect and negotiate within NBD_CONNECT_TIMEOUT_S: a server that accepts
+ * but never answers must fail the open, not hang it. 0 or -errno. */
+static int conn_connect(struct nbd_handle *h, const char *uri, const char *shown_uri)
+{
+	struct timespec start, now;
+	int left_ms, rc;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	if (nbd_aio_connect_uri(h, uri) < 0) {
+		rc = conn_errno(ECONNREFUSED);
+		return dc_fail(rc, "cannot connect to %s: %s", shown_uri,
+			       nbd_get_error());
+	}
+	while (nbd_aio_is_connecting(h) == 1) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left_ms = NBD_CONNECT_TIMEOUT_S * 1000 -
+			  (int)((now.tv_sec - start.tv_sec) * 1000 +
+				(now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left_ms <= 0)
+			return dc_fail(
+				-ETIMEDOUT,
+				"cannot connect to %s: no NBD handshake within %d s",
+				shown_uri, NBD_CONNECT_TIMEOUT_S);
+		if (nbd_poll(h, left_ms) < 0) {
+			rc = conn_errno(ECONNREFUSED);
+			return dc_fail(rc, "cannot connect to %s: %s", shown_uri,
+				       nbd_get_error());
+		}
+	}
+	if (nbd_aio_is_ready(h) != 1) {
+		rc = conn_errno(ECONNREFUSED);
+		return dc_fail(rc, "cannot connect to %s: %s", shown_uri,
+			       nbd_get_error() ? nbd_get_error() :
+						 "the handshake failed");
+	}
+	return 0;
+}
+
 struct nbd_conn *nbd_conn_open(const char *uri, const char *shown_uri, int *err)
 {
 	struct nbd_conn *c = calloc(1, sizeof(*c));
@@ -186,11 +229,9 @@ struct nbd_conn *nbd_conn_open(const char *uri, const char *shown_uri, int *err)
 	nbd_set_uri_allow_local_file(c->h, true);
 	/* For dc_map(); a server without it still connects. */
 	nbd_add_meta_context(c->h, LIBNBD_CONTEXT_BASE_ALLOCATION);
-	if (nbd_connect_uri(c->h, uri) < 0) {
-		*err = conn_errno(ECONNREFUSED);
-		dc_error("cannot connect to %s: %s", shown_uri, nbd_get_error());
+	*err = conn_connect(c->h, uri, shown_uri);
+	if (*err)
 		goto fail;
-	}
 	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (c->wake_fd < 0) {
 		*err = dc_fail(-errno, "eventfd: %s", strerror(errno));
