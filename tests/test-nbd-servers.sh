@@ -176,4 +176,23 @@ rc=$?
 check "killed server under bench: fails ($rc), no hang" sh -c "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
 check "killed server under bench: ENOTCONN" grep -q "ENOTCONN" "$T/bench.out"
 
+# --- a server that accepts and never answers: the open fails in time ------------
+/usr/bin/python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(4)
+conns = [s.accept()[0] for _ in range(2)]
+time.sleep(30)
+' "$T/silent.sock" &
+PIDS="$PIDS $!"
+wait_for "$T/silent.sock"
+start=$(date +%s)
+dc info "nbd:nbd+unix:///?socket=$T/silent.sock;timeout=2" >/dev/null 2>"$T/silent.err"
+rc=$?
+took=$(($(date +%s) - start))
+check "silent server: the open fails ($rc), not a hang (${took}s)" \
+	sh -c "[ $rc -eq 1 ] && [ $took -le 10 ]"
+check "silent server: the error says no handshake came" has "no NBD handshake within 2 s" "$T/silent.err"
+
 tap_done

@@ -17,10 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Long enough for TLS over a slow link, short enough that a dead server
- * does not look like a hang. */
-#define NBD_CONNECT_TIMEOUT_S 30
-
 const char *nbd_redact_uri(const char *uri, char *buf, size_t len)
 {
 	const char *auth = strstr(uri, "://");
@@ -172,9 +168,10 @@ static int conn_errno(int fallback)
 	return -(e > 0 ? e : fallback);
 }
 
-/* Connect and negotiate within NBD_CONNECT_TIMEOUT_S: a server that accepts
+/* Connect and negotiate within timeout_s: a server that accepts
  * but never answers must fail the open, not hang it. 0 or -errno. */
-static int conn_connect(struct nbd_handle *h, const char *uri, const char *shown_uri)
+static int conn_connect(struct nbd_handle *h, const char *uri, const char *shown_uri,
+			unsigned timeout_s)
 {
 	struct timespec start, now;
 	int left_ms, rc;
@@ -187,14 +184,14 @@ static int conn_connect(struct nbd_handle *h, const char *uri, const char *shown
 	}
 	while (nbd_aio_is_connecting(h) == 1) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		left_ms = NBD_CONNECT_TIMEOUT_S * 1000 -
+		left_ms = (int)timeout_s * 1000 -
 			  (int)((now.tv_sec - start.tv_sec) * 1000 +
 				(now.tv_nsec - start.tv_nsec) / 1000000);
 		if (left_ms <= 0)
 			return dc_fail(
 				-ETIMEDOUT,
-				"cannot connect to %s: no NBD handshake within %d s",
-				shown_uri, NBD_CONNECT_TIMEOUT_S);
+				"cannot connect to %s: no NBD handshake within %u s",
+				shown_uri, timeout_s);
 		if (nbd_poll(h, left_ms) < 0) {
 			rc = conn_errno(ECONNREFUSED);
 			return dc_fail(rc, "cannot connect to %s: %s", shown_uri,
@@ -210,7 +207,8 @@ static int conn_connect(struct nbd_handle *h, const char *uri, const char *shown
 	return 0;
 }
 
-struct nbd_conn *nbd_conn_open(const char *uri, const char *shown_uri, int *err)
+struct nbd_conn *nbd_conn_open(const char *uri, const char *shown_uri, unsigned timeout_s,
+			       int *err)
 {
 	struct nbd_conn *c = calloc(1, sizeof(*c));
 
@@ -229,7 +227,7 @@ struct nbd_conn *nbd_conn_open(const char *uri, const char *shown_uri, int *err)
 	nbd_set_uri_allow_local_file(c->h, true);
 	/* For dc_map(); a server without it still connects. */
 	nbd_add_meta_context(c->h, LIBNBD_CONTEXT_BASE_ALLOCATION);
-	*err = conn_connect(c->h, uri, shown_uri);
+	*err = conn_connect(c->h, uri, shown_uri, timeout_s);
 	if (*err)
 		goto fail;
 	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -16,6 +16,9 @@
 
 #define NBD_DEFAULT_CONNS 4
 #define NBD_MAX_CONNS 64
+/* Long enough for TLS over a slow link, short enough that a server that
+ * accepts and never answers fails the open instead of hanging it. */
+#define NBD_DEFAULT_TIMEOUT_S 30
 /* The NBD protocol's safe payload when the server states no maximum. */
 #define NBD_DEFAULT_MAX_IO (32u << 20)
 /* Trim lengths are 32-bit on the wire. */
@@ -27,6 +30,7 @@ struct nbd_inst {
 	struct nbd_conn *primary;
 	pthread_mutex_t lock; /* nconns: queue_open/close run on any thread */
 	unsigned nconns, max_conns;
+	unsigned timeout_s; /* to connect and negotiate */
 	bool multi_conn, can_fua, can_flush, can_trim, read_only;
 	unsigned shift;
 	uint64_t max_io; /* bytes per read/write command */
@@ -204,7 +208,7 @@ static int nbd_queue_open(void *inst, void **qctx)
 		pthread_mutex_unlock(&in->lock);
 	}
 	if (own) {
-		q->conn = nbd_conn_open(in->uri, in->shown, &err);
+		q->conn = nbd_conn_open(in->uri, in->shown, in->timeout_s, &err);
 		if (!q->conn) {
 			pthread_mutex_lock(&in->lock);
 			in->nconns--;
@@ -321,7 +325,7 @@ static int nbd_probe(struct nbd_inst *in, const struct dc_open_args *a,
 static int nbd_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
 	struct nbd_inst *in = calloc(1, sizeof(*in));
-	uint64_t conns = NBD_DEFAULT_CONNS;
+	uint64_t conns = NBD_DEFAULT_CONNS, timeout;
 	int err;
 
 	if (!in)
@@ -340,8 +344,17 @@ static int nbd_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 		goto fail;
 	}
 	in->max_conns = (unsigned)conns;
+	in->timeout_s = NBD_DEFAULT_TIMEOUT_S;
+	if (dc_opt_num(a, "timeout", &timeout)) {
+		if (timeout < 1 || timeout > 3600) {
+			err = dc_fail(-EINVAL, "timeout=%llu: must be 1 to 3600 seconds",
+				      (unsigned long long)timeout);
+			goto fail;
+		}
+		in->timeout_s = (unsigned)timeout;
+	}
 	in->nconns = 1; /* the primary */
-	in->primary = nbd_conn_open(in->uri, in->shown, &err);
+	in->primary = nbd_conn_open(in->uri, in->shown, in->timeout_s, &err);
 	if (!in->primary)
 		goto fail;
 	err = nbd_probe(in, a, info);
@@ -402,6 +415,8 @@ static const struct dc_option nbd_options[] = {
 	DC_OPTION_UINT(
 		"connections",
 		"connections at most, one per queue, when the server offers multi-conn (default 4)"),
+	DC_OPTION_UINT("timeout",
+		       "seconds to connect and negotiate, per connection (default 30)"),
 	DC_OPTIONS_END,
 };
 
@@ -417,7 +432,7 @@ DC_PLUGIN(nbd_plugin) = {
 	.name = "nbd",
 	.version = "0.1.0",
 	.summary = "disk on an NBD server (libnbd, asynchronous)",
-	.usage = "nbd:URI[;connections=N]\n"
+	.usage = "nbd:URI[;connections=N][;timeout=SECONDS]\n"
 		 "  URI: nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH,\n"
 		 "  nbds:// with TLS. One connection per queue up to N when the\n"
 		 "  server offers multi-conn, else one shared. FUA, flush and trim\n"

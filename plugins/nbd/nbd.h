@@ -26,9 +26,11 @@ struct nbd_conn {
 	bool reaper_started;
 };
 
-/* Connect to uri (shown as shown_uri in errors) and start the reaper.
- * Returns the connection or NULL after dc_error(); *err gets -errno. */
-struct nbd_conn *nbd_conn_open(const char *uri, const char *shown_uri, int *err);
+/* Connect to uri (shown as shown_uri in errors), negotiating within
+ * timeout_s seconds, and start the reaper. Returns the connection or NULL
+ * after dc_error(); *err gets -errno. */
+struct nbd_conn *nbd_conn_open(const char *uri, const char *shown_uri, unsigned timeout_s,
+			       int *err);
 /* Stop the reaper, disconnect and free. The caller has no request in flight. */
 void nbd_conn_close(struct nbd_conn *c);
 /* After issuing a command from a thread other than the reaper: wake the reaper
