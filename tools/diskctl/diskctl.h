@@ -182,5 +182,7 @@ int ctl_convert(int argc, char **argv);
 int ctl_compare(int argc, char **argv);
 int ctl_map(int argc, char **argv);
 int ctl_check(int argc, char **argv);
+int ctl_resize(int argc, char **argv);
+int ctl_commit(int argc, char **argv);
 
 #endif

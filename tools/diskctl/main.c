@@ -136,6 +136,31 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "  --length LEN    map this many bytes (default: to the end)\n"
 	  "  -U, --force-share  take no image locks (a writer may be changing it)\n",
 	  ctl_map },
+	{ "resize", "change a disk's size",
+	  "resize [--shrink] [-q] SPEC [+|-]SIZE\n\n"
+	  "Open SPEC read-write and change its size to SIZE bytes (or by SIZE,\n"
+	  "with + or -) through the chain's resize (mem:, qcow2: grows, rbd:;\n"
+	  "'diskctl plugins' says which kinds can), then flush and print the new\n"
+	  "size. SIZE must be a whole number of sectors. Shrinking drops what lies\n"
+	  "past the new end and is refused without --shrink (as qemu-img resize).\n\n"
+	  "  --shrink     allow making the disk smaller (a warning says how much\n"
+	  "               data is dropped)\n"
+	  "  -q, --quiet  print nothing on success\n",
+	  ctl_resize },
+	{ "commit", "merge the top layer of a differencing chain into its parent",
+	  "commit [-q] [--bs SIZE] [--qd N] SPEC\n\n"
+	  "Copy what the top layer of SPEC holds (a vhd: or vhdx: child, the\n"
+	  "sqldiff: layer of sqldiff:PATH:LOWER) into the layer below it, opened\n"
+	  "writable on its own, then flush it, as qemu-img commit -d: the top\n"
+	  "layer is left as it was (a vhd: or sqldiff: child reads the same over\n"
+	  "the new parent; a vhdx: child no longer opens, as its parent changed).\n"
+	  "SPEC is read without locks, the parent is locked for writing. SIGINT,\n"
+	  "SIGTERM or an error stops it, saying how far it got; a chain that\n"
+	  "still opens reads the same, so it can be run again.\n\n"
+	  "  -q, --quiet  print nothing on success\n"
+	  "  --bs SIZE    chunk size, a power of two (default 1M)\n"
+	  "  --qd N       chunks in flight (default 16)\n",
+	  ctl_commit },
 	{ "bench", "measure IOPS, throughput and latency",
 	  "bench [--rw read|write|randread|randwrite] [--bs SIZE] [--qd N]\n"
 	  "             [--time SEC | --count N] [--threads N] [--ro] [--poll] [--no-wait]\n"
