@@ -125,4 +125,17 @@ int vhdfmt_open(const struct dc_open_args *a, const char *path, bool want,
 		const char *parent, vhdfmt_parent_fn parent_of, bool *created,
 		struct vhdfmt_share **found);
 
+/* extents() over fixed-size blocks of 2^spb_shift sectors: fn gives the
+ * flags of the run at sector o of block b (*len: its length, at most n, set
+ * to n before the call) or -errno; runs of the same flags merge across
+ * blocks. Returns the flags of [sector, sector + *run). */
+typedef int (*vhdfmt_block_run_fn)(void *ctx, uint64_t b, uint32_t o, uint32_t n,
+				   uint32_t *len);
+int vhdfmt_extents(void *ctx, unsigned spb_shift, uint64_t sector, uint64_t count,
+		   vhdfmt_block_run_fn fn, uint64_t *run);
+/* check(): the note on a differencing image's parent, as resolving it went
+ * (ret < 0: it did not; any: under ;parents=any). */
+void vhdfmt_check_parent(dc_check_report_fn rep, void *arg, int ret, const char *parent,
+			 bool any);
+
 #endif

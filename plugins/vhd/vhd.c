@@ -352,4 +352,6 @@ DC_PLUGIN(vhd_plugin) = {
 	.attach = vhd_attach,
 	.lower_spec = vhd_lower_spec,
 	.describe = vhd_describe,
+	.extents = vhd_extents,
+	.check = vhd_check,
 };

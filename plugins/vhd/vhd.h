@@ -138,6 +138,8 @@ int vhd_parse(int fd, const char *path, struct vhd_meta *m);
 /* Load the BAT and check every allocated block against the file, the metadata
  * and the other blocks. */
 int vhd_load_bat(struct vhd_img *v);
+/* The end of the header, the BAT and the parent locators' data. */
+uint64_t vhd_meta_end(const struct vhd_meta *m);
 
 /* vhd_parent.c */
 /* The directory of an absolute path, malloc'd. */
@@ -162,6 +164,12 @@ char *vhd_parent_of_any(int fd, const char *path);
 int vhd_io(void *inst, struct dc_req *req);
 /* Close: make queued metadata durable, move the footer back to the end. */
 void vhd_trim(struct vhd_img *v);
+/* extents(): the BAT, and a differencing image's bitmaps, under the I/O lock. */
+int vhd_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+		uint64_t *run);
+
+/* vhd_check.c: check(): footers, unreferenced space, the parent. */
+int vhd_check(void *inst, dc_check_report_fn report, void *arg);
 
 /* vhd_create.c */
 int vhd_create_opts(const struct dc_open_args *a, const char *path, struct vhd_create *c,

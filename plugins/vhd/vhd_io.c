@@ -482,3 +482,48 @@ void vhd_trim(struct vhd_img *v)
 	    ftruncate(v->fd, (off_t)(at + VHD_FOOTER_SIZE)) == 0)
 		v->footer_off = at;
 }
+
+/* --- Allocation map ----------------------------------------------------------------- */
+
+/* The flags and length (at most n) of the run at sector o of block b. An
+ * unallocated block reads as zero, or from the parent of a differencing
+ * image; in an allocated one a plain image's data counts whatever the bitmap
+ * says (vhd_read_block), a differencing image's bits decide. */
+static int vhd_block_run(void *ctx, uint64_t b, uint32_t o, uint32_t n, uint32_t *len)
+{
+	struct vhd_img *v = ctx;
+	uint32_t e = vhd_bat_get(v, (uint32_t)b);
+	bool set = false;
+	uint8_t *bm;
+	int ret;
+
+	if (e == VHD_UNALLOC)
+		return v->diff ? DC_EXTENT_ABSENT : DC_EXTENT_HOLE | DC_EXTENT_ZERO;
+	if (!v->diff || __atomic_load_n(&v->bm[b], __ATOMIC_ACQUIRE) == VHD_BM_FULL)
+		return 0;
+	pthread_mutex_lock(&v->lock);
+	ret = vhd_bm_get(v, (uint32_t)b, &bm);
+	if (ret == 0) {
+		set = vhd_bit(bm, o);
+		for (*len = 1; *len < n && vhd_bit(bm, o + *len) == set; (*len)++)
+			;
+	}
+	pthread_mutex_unlock(&v->lock);
+	if (ret < 0)
+		return dc_fail(ret, "%s: cannot read the bitmap of block %llu: %s",
+			       v->path, (unsigned long long)b, strerror(-ret));
+	return set ? 0 : DC_EXTENT_ABSENT;
+}
+
+int vhd_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+		uint64_t *run)
+{
+	struct vhd_img *v = inst;
+
+	(void)node;
+	if (v->fixed) {
+		*run = count;
+		return 0;
+	}
+	return vhdfmt_extents(v, v->m.spb_shift, sector, count, vhd_block_run, run);
+}

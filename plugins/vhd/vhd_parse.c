@@ -337,7 +337,7 @@ static int vhd_check_disjoint(const struct vhd_img *v, const uint32_t *sorted, u
 }
 
 /* The end of the header, the BAT and the parent locators' data. */
-static uint64_t vhd_meta_end(const struct vhd_meta *m)
+uint64_t vhd_meta_end(const struct vhd_meta *m)
 {
 	uint64_t end = m->bat_off + m->bat_bytes;
 

@@ -303,6 +303,45 @@ static void vhd1_describe(void *inst, dc_kv_fn kv, void *arg)
 		dc_kv_bool(kv, arg, "created", true);
 }
 
+/* check(): the footer read again from the file's end, as open checked it. */
+static int vhd1_check(void *inst, dc_check_report_fn rep, void *arg)
+{
+	struct vhd1_disk *v = inst;
+	uint8_t buf[VHD_FOOTER_SIZE];
+	struct vhd_footer f;
+	struct stat st;
+	uint64_t len;
+	int ret;
+
+	if (fstat(v->fd, &st) < 0)
+		return dc_fail(-errno, "%s: %s", v->path, strerror(errno));
+	len = (uint64_t)st.st_size;
+	if (len < VHD_FOOTER_SIZE + v->size) {
+		dc_check_printf(rep, arg, DC_CHECK_CORRUPT,
+				"the file (%llu bytes) is shorter than the disk and its "
+				"footer",
+				(unsigned long long)len);
+		return 0;
+	}
+	ret = vhdfmt_pread(v->fd, buf, sizeof(buf), len - VHD_FOOTER_SIZE);
+	if (ret < 0)
+		return dc_fail(ret, "%s: cannot read the footer: %s", v->path,
+			       strerror(-ret));
+	if (vhdfmt_footer_decode(buf, &f) != VHDFMT_OK || f.disk_type != VHD_TYPE_FIXED ||
+	    f.current_size != v->size)
+		dc_check_printf(
+			rep, arg, DC_CHECK_CORRUPT,
+			"the last 512 bytes are no longer a valid fixed VHD footer "
+			"for a disk of %llu bytes",
+			(unsigned long long)v->size);
+	else if (len - VHD_FOOTER_SIZE > v->size)
+		dc_check_printf(rep, arg, DC_CHECK_NOTE,
+				"%llu bytes between the disk's end and the footer are "
+				"unused",
+				(unsigned long long)(len - VHD_FOOTER_SIZE - v->size));
+	return 0;
+}
+
 static const struct dc_option vhd1_options[] = {
 	DC_OPTION_SIZE("create", "create a missing file as a fixed VHD of SIZE bytes of "
 				 "zeroes (an existing one opens unchanged)"),
@@ -336,4 +375,5 @@ DC_PLUGIN(vhd1_plugin) = {
 	.close = vhd1_close,
 	.io = vhd1_io,
 	.describe = vhd1_describe,
+	.check = vhd1_check,
 };

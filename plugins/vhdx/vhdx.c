@@ -862,4 +862,6 @@ DC_PLUGIN(vhdx_plugin) = {
 	.attach = vhdx_attach,
 	.lower_spec = vhdx_lower_spec,
 	.describe = vhdx_describe,
+	.extents = vhdx_extents,
+	.check = vhdx_check,
 };

@@ -251,4 +251,13 @@ int vhdx_bits_get(struct vhdx *v, uint64_t s, uint32_t n, uint64_t *out);
 /* Set (or clear) the bits of sectors [s, s+n) and queue their sectors. */
 int vhdx_bits_put(struct vhdx *v, uint64_t s, uint32_t n, bool set);
 
+/* vhdx_map.c */
+/* extents(): block states and bitmaps, as the reads see them. */
+int vhdx_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+		 uint64_t *run);
+/* vhdx_check.c */
+/* check(): header and region table copies, the log, unreferenced space, the
+ * parent. */
+int vhdx_check(void *inst, dc_check_report_fn report, void *arg);
+
 #endif
