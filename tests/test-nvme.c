@@ -134,6 +134,64 @@ START_TEST(io_unmap)
 }
 END_TEST
 
+/* Unmap by DSM, by Write Zeroes (deallocating only when DLFEAT allows it:
+ * the emulator refuses the bit otherwise), or not at all. */
+struct unmap_case {
+	const char *spec;
+	unsigned behavior;
+	const char *how;
+	bool zeroes;
+};
+
+START_TEST(io_unmap_commands)
+{
+	static const struct unmap_case cases[] = {
+		{ "nvme-emu:40M", DC_UNMAP_UNSPECIFIED, "dsm deallocate", true },
+		{ "nvme-emu:40M;wz;dlfeat=9", DC_UNMAP_UNSPECIFIED, "dsm deallocate",
+		  true },
+		{ "nvme-emu:40M;nodsm;wz", DC_UNMAP_ZEROES, "write zeroes", true },
+		{ "nvme-emu:40M;nodsm;wz;dlfeat=8", DC_UNMAP_ZEROES, "write zeroes",
+		  true },
+		{ "nvme-emu:40M;nodsm;wz;dlfeat=9", DC_UNMAP_ZEROES,
+		  "write zeroes, deallocating", true },
+		{ "nvme-emu:40M;nodsm;wz;dlfeat=9;sector=4096", DC_UNMAP_ZEROES,
+		  "write zeroes, deallocating", true },
+		{ "nvme-emu:40M;nodsm", DC_UNMAP_IGNORED, "no", false },
+		{ "nvme-emu:40M;nodsm;dlfeat=9", DC_UNMAP_IGNORED, "no", false },
+	};
+	uint8_t *w = h_alloc(1u << 20), *r = h_alloc(1u << 20);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct unmap_case *k = &cases[i];
+		dc_disk *d = h_open(k->spec, 0);
+		uint32_t ss = dc_sector_size(d);
+		uint64_t last = dc_sector_count(d) - 1; /* > 65536 blocks at 512 */
+		struct dc_info info;
+		struct h_desc t;
+
+		dc_get_info(d, &info);
+		ck_assert_msg(info.unmap_behavior == k->behavior, "%s: %u", k->spec,
+			      info.unmap_behavior);
+		ck_assert_str_eq(desc(d, "unmap", &t), k->how);
+		h_fill(w, 1u << 20, i + 1);
+		ck_assert_int_eq(dc_write(d, 0, w, 1u << 20, 0), 0);
+		ck_assert_int_eq(dc_write(d, last, w, ss, 0), 0);
+		ck_assert_int_eq(dc_unmap(d, 1, last - 1, 0), 0);
+		ck_assert_int_eq(dc_read(d, 0, r, 1u << 20), 0);
+		ck_assert_int_eq(memcmp(r, w, ss), 0);
+		if (k->zeroes)
+			ck_assert_int_eq(h_check_zero(r + ss, (1u << 20) - ss), -1);
+		else
+			ck_assert_int_eq(memcmp(r + ss, w + ss, (1u << 20) - ss), 0);
+		ck_assert_int_eq(dc_read(d, last, r, ss), 0);
+		ck_assert_int_eq(memcmp(r, w, ss), 0);
+		dc_close(d);
+	}
+	free(w);
+	free(r);
+}
+END_TEST
+
 struct status_case {
 	unsigned status;
 	int result;
@@ -551,6 +609,7 @@ int main(void)
 	tcase_add_test(tc, bringup_refusals);
 	tcase_add_test(tc, io_roundtrip);
 	tcase_add_test(tc, io_unmap);
+	tcase_add_test(tc, io_unmap_commands);
 	tcase_add_test(tc, io_status_mapping);
 	tcase_add_test(tc, pr_commands);
 	tcase_add_test(tc, fault_fatal_status);
@@ -570,5 +629,6 @@ int main(void)
 	conformance_add(s, "nvme-emu-4k", "nvme-emu:1M;sector=4096");
 	conformance_add(s, "nvme-emu-small",
 			"nvme-emu:1M;mdts=1;depth=4;grant=1;vectors=1");
+	conformance_add(s, "nvme-emu-wz", "nvme-emu:1M;nodsm;wz;dlfeat=9");
 	return h_run(s);
 }

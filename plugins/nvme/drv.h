@@ -100,7 +100,9 @@ struct nvme_ctrl {
 	/* Identify Namespace. */
 	_Atomic uint64_t nsze;
 	uint32_t shift; /* log2 of the sector size */
-	uint8_t flbas, nlbaf, nsfeat, rescap;
+	uint8_t flbas, nlbaf, nsfeat, rescap, dlfeat;
+	uint8_t unmap_cmd; /* NVME_CMD_DSM, NVME_CMD_WRITE_ZEROES or 0: none */
+	uint32_t wz_flags; /* NVME_WZ_DEAC when deallocating reads zeroes */
 	uint16_t npdg;
 	uint32_t max_xfer; /* bytes per READ/WRITE */
 	/* Queues. */

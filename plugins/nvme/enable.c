@@ -103,6 +103,23 @@ static int identify_ctrl(struct nvme_ctrl *c)
 	return 0;
 }
 
+/* Unmap is DSM deallocate when the controller has it (advisory: contents
+ * unspecified); otherwise Write Zeroes, which always reads back zeroes, with
+ * the Deallocate bit only when deallocated blocks read as zeroes. */
+static void choose_unmap(struct nvme_ctrl *c)
+{
+	c->wz_flags = 0;
+	if (c->oncs & NVME_ONCS_DSM) {
+		c->unmap_cmd = NVME_CMD_DSM;
+	} else if (c->oncs & NVME_ONCS_WRITE_ZEROES) {
+		c->unmap_cmd = NVME_CMD_WRITE_ZEROES;
+		if (NVME_DLFEAT_READ_ZERO(c->dlfeat) && NVME_DLFEAT_WZ_DEAC(c->dlfeat))
+			c->wz_flags = NVME_WZ_DEAC;
+	} else {
+		c->unmap_cmd = 0;
+	}
+}
+
 static int identify_ns(struct nvme_ctrl *c)
 {
 	uint8_t id[NVME_PAGE];
@@ -144,6 +161,8 @@ static int identify_ns(struct nvme_ctrl *c)
 			       c->dev->name, c->nsid, 1u << (lbads & 31), lbads);
 	c->shift = lbads;
 	c->rescap = (c->oncs & NVME_ONCS_RESERVATIONS) ? id[NVME_IDN_RESCAP] : 0;
+	c->dlfeat = id[NVME_IDN_DLFEAT];
+	choose_unmap(c);
 	if (c->nsfeat & (1u << 4))
 		c->npdg = (uint16_t)(id[NVME_IDN_NPDG] | id[NVME_IDN_NPDG + 1] << 8) + 1;
 	atomic_store(&c->nsze, nsze);

@@ -53,6 +53,7 @@
 #define NVME_CMD_FLUSH 0x00
 #define NVME_CMD_WRITE 0x01
 #define NVME_CMD_READ 0x02
+#define NVME_CMD_WRITE_ZEROES 0x08
 #define NVME_CMD_DSM 0x09
 #define NVME_CMD_RSV_REGISTER 0x0d
 #define NVME_CMD_RSV_REPORT 0x0e
@@ -61,6 +62,7 @@
 
 #define NVME_RW_FUA (1u << 30)
 #define NVME_DSM_AD (1u << 2)
+#define NVME_WZ_DEAC (1u << 25) /* Write Zeroes may deallocate */
 
 /* ONCS bits (Identify Controller). */
 #define NVME_ONCS_DSM (1u << 2)
@@ -127,8 +129,14 @@ _Static_assert(sizeof(struct nvme_cqe) == 16, "CQE is 16 bytes");
 #define NVME_IDN_NLBAF 25
 #define NVME_IDN_FLBAS 26
 #define NVME_IDN_RESCAP 31
+#define NVME_IDN_DLFEAT 33
 #define NVME_IDN_NPDG 68
 #define NVME_IDN_LBAF 128 /* 4 bytes each: MS (16), LBADS (8), RP (2) */
+
+/* DLFEAT: deallocated blocks read as zeroes (bits 2:0 = 1); Write Zeroes
+ * honours its Deallocate bit (bit 3). */
+#define NVME_DLFEAT_READ_ZERO(d) (((d)&7u) == 1)
+#define NVME_DLFEAT_WZ_DEAC(d) (((d) >> 3) & 1u)
 
 /* Reservation report header (extended, EDS=1) and registrant entries. */
 #define NVME_RSV_HDR 64

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* diskcore requests as NVMe commands: READ/WRITE split at the largest
  * transfer (MDTS, capped by the slot's bounce buffer), FLUSH, DSM deallocate
- * for unmap, the reservation commands; and the completion status mapped to
+ * or Write Zeroes for unmap, the reservation commands; and the completion status mapped to
  * DC_E_* (docs/spec-strings.md, "nvme"). */
 #include "drv.h"
 
@@ -71,12 +71,34 @@ static void rw_cmd(struct nvme_ctrl *c, struct nvme_rctx *rc, struct nvme_slot *
 	rc->issued_all = rc->off == req->buf.len;
 }
 
-static void unmap_cmd(struct nvme_rctx *rc, struct nvme_slot *s, struct nvme_sqe *e)
+/* Write Zeroes: no data, at most 65536 blocks (NLB is 16 bits). */
+static void wz_cmd(struct nvme_ctrl *c, struct nvme_rctx *rc, struct nvme_sqe *e)
+{
+	struct dc_req *req = rc->req;
+	uint64_t left = req->count - rc->off;
+	uint32_t n = left < 65536 ? (uint32_t)left : 65536;
+	uint64_t slba = req->sector + rc->off;
+
+	e->opc = NVME_CMD_WRITE_ZEROES;
+	e->cdw10 = (uint32_t)slba;
+	e->cdw11 = (uint32_t)(slba >> 32);
+	e->cdw12 = (n - 1) | c->wz_flags;
+	rc->off += n;
+	rc->issued_all = rc->off == req->count;
+}
+
+static void unmap_cmd(struct nvme_ctrl *c, struct nvme_rctx *rc, struct nvme_slot *s,
+		      struct nvme_sqe *e)
 {
 	struct dc_req *req = rc->req;
 	uint64_t left = req->count - rc->off;
 	uint32_t n = left < UINT32_MAX ? (uint32_t)left : UINT32_MAX;
 	uint64_t slba = req->sector + rc->off;
+
+	if (c->unmap_cmd == NVME_CMD_WRITE_ZEROES) {
+		wz_cmd(c, rc, e);
+		return;
+	}
 	uint32_t range[4] = { 0, htole32(n), htole32((uint32_t)slba),
 			      htole32((uint32_t)(slba >> 32)) };
 
@@ -164,7 +186,7 @@ static bool issue_one(struct nvme_qp *qp, struct nvme_rctx *rc)
 		rc->issued_all = true;
 		break;
 	case DC_OP_UNMAP:
-		unmap_cmd(rc, s, &e);
+		unmap_cmd(c, rc, s, &e);
 		break;
 	default:
 		pr_cmd(rc, s, &e);
@@ -256,7 +278,7 @@ static int answer_now(struct nvme_ctrl *c, struct dc_req *req, int *detail)
 		return DC_E_IO;
 	}
 	if ((req->op == DC_OP_FLUSH && !c->vwc) ||
-	    (req->op == DC_OP_UNMAP && req->count == 0))
+	    (req->op == DC_OP_UNMAP && (req->count == 0 || !c->unmap_cmd)))
 		return 0;
 	if (req->op >= DC_OP_PR_CAPS && !c->rescap)
 		return DC_E_UNSUPPORTED;

@@ -80,8 +80,9 @@ int nvme_drv_open(const struct dc_open_args *a, struct nvme_dev *dev, void **ins
 	/* As OpenVMM's NvmeDisk: 4 KiB unless the blocks are larger. */
 	info->physical_sector_size = info->sector_size > 4096 ? info->sector_size : 4096;
 	info->optimal_unmap_sectors = c->npdg;
-	info->unmap_behavior = (c->oncs & NVME_ONCS_DSM) ? DC_UNMAP_UNSPECIFIED :
-							   DC_UNMAP_IGNORED;
+	info->unmap_behavior = c->unmap_cmd == NVME_CMD_DSM ? DC_UNMAP_UNSPECIFIED :
+			       c->unmap_cmd		    ? DC_UNMAP_ZEROES :
+							      DC_UNMAP_IGNORED;
 	info->flags = DC_INFO_FUA_RESPECTED | (c->rescap ? DC_INFO_PR : 0) |
 		      (a->read_only ? DC_INFO_READ_ONLY : 0);
 	snprintf(info->disk_type, sizeof(info->disk_type), "nvme");
@@ -193,6 +194,11 @@ void nvme_describe(void *inst, dc_kv_fn kv, void *arg)
 		     (c->oncs & NVME_ONCS_DSM) ? " dsm" : "",
 		     (c->oncs & NVME_ONCS_WRITE_ZEROES) ? " write-zeroes" : "",
 		     (c->oncs & NVME_ONCS_RESERVATIONS) ? " reservations" : "");
+	kv(arg, "unmap",
+	   c->unmap_cmd == NVME_CMD_DSM ? "dsm deallocate" :
+	   !c->unmap_cmd		? "no" :
+	   c->wz_flags			? "write zeroes, deallocating" :
+					  "write zeroes");
 	if (c->rescap)
 		dc_kv_printf(kv, arg, "reservations", "rescap %#x", c->rescap);
 	else

@@ -109,6 +109,7 @@ static void identify(struct emu *e, const struct nvme_sqe *c, uint8_t *id, uint1
 		id[NVME_IDC_NN] = 1;
 		put16(id + NVME_IDC_ONCS,
 		      (uint16_t)((e->cfg.dsm ? NVME_ONCS_DSM : 0) |
+				 (e->cfg.wz ? NVME_ONCS_WRITE_ZEROES : 0) |
 				 (e->cfg.rsv ? NVME_ONCS_RESERVATIONS : 0)));
 		id[NVME_IDC_VWC] = e->cfg.vwc;
 	} else if (cns == 0 && c->nsid == 1) {
@@ -121,6 +122,7 @@ static void identify(struct emu *e, const struct nvme_sqe *c, uint8_t *id, uint1
 		id[NVME_IDN_NLBAF] = 1;
 		id[NVME_IDN_FLBAS] = e->shift == 9 ? 0 : 1;
 		id[NVME_IDN_RESCAP] = e->cfg.rsv ? 0x7f : 0;
+		id[NVME_IDN_DLFEAT] = e->cfg.dlfeat;
 		/* Format 0: 512-byte blocks, format 1: 4 KiB; metadata on request. */
 		put16(id + NVME_IDN_LBAF, e->cfg.metadata ? 8 : 0);
 		id[NVME_IDN_LBAF + 2] = 9;

@@ -24,6 +24,8 @@ struct emu_cfg {
 	unsigned mdts;	/* 0: no limit */
 	unsigned nvec;	/* interrupt vectors */
 	bool vwc, dsm, rsv;
+	bool wz;	  /* Write Zeroes (ONCS bit 3) */
+	uint8_t dlfeat;	  /* Identify Namespace DLFEAT */
 	bool metadata;	  /* the namespace's LBA format carries 8 bytes of metadata */
 	bool noready;	  /* CSTS.RDY never rises */
 	bool rsvconflict; /* reads and writes end in a reservation conflict */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The emulated controller's NVM command set over its RAM namespace: READ,
  * WRITE (MDTS enforced, so the driver's splitting is checked), FLUSH, DSM
- * deallocate, and the reservation commands for one host. */
+ * deallocate, Write Zeroes, and the reservation commands for one host. */
 #include "emu.h"
 
 #include <endian.h>
@@ -44,6 +44,21 @@ static uint16_t dsm(struct emu *e, const struct nvme_sqe *c)
 		if (c->cdw11 & NVME_DSM_AD)
 			memset(e->data + (slba << e->shift), 0, nlb << e->shift);
 	}
+	return 0;
+}
+
+/* Write Zeroes: the Deallocate bit is refused unless DLFEAT offers it, so a
+ * driver that sets it regardless fails the test. */
+static uint16_t write_zeroes(struct emu *e, const struct nvme_sqe *c)
+{
+	uint64_t slba = c->cdw10 | (uint64_t)c->cdw11 << 32;
+	uint64_t nlb = (c->cdw12 & 0xffff) + 1;
+
+	if ((c->cdw12 & NVME_WZ_DEAC) && !NVME_DLFEAT_WZ_DEAC(e->cfg.dlfeat))
+		return NVME_SC_INVALID_FIELD;
+	if (slba >= e->nsze || nlb > e->nsze - slba)
+		return NVME_SC_LBA_RANGE;
+	memset(e->data + (slba << e->shift), 0, nlb << e->shift);
 	return 0;
 }
 
@@ -164,6 +179,9 @@ bool emu_io(struct emu *e, uint16_t sqid, const struct nvme_sqe *c, uint16_t *st
 		break;
 	case NVME_CMD_DSM:
 		*st = e->cfg.dsm ? dsm(e, c) : NVME_SC_INVALID_OPCODE;
+		break;
+	case NVME_CMD_WRITE_ZEROES:
+		*st = e->cfg.wz ? write_zeroes(e, c) : NVME_SC_INVALID_OPCODE;
 		break;
 	case NVME_CMD_RSV_REGISTER:
 	case NVME_CMD_RSV_ACQUIRE:
