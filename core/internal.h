@@ -62,7 +62,7 @@ struct dc_spec {
 int dc__spec_parse(const char *spec, struct dc_spec **out);
 void dc__spec_free(struct dc_spec *s);
 
-/* --- req.c / disk.c: nodes, requests, queues ---------------------------- */
+/* --- node.c / req.c / exec.c: nodes, requests ---------------------------- */
 
 struct dc_layered;
 
@@ -144,7 +144,7 @@ int dc__node_wrap(struct dc_disk *disk, const struct dc_plugin *p, void *inst,
 void dc__node_seal(struct dc_node *n);
 /* Close a node and its children (calls the plugin's close). */
 void dc__node_close(struct dc_node *n);
-/* Close the implicit per-thread queues of the blocking calls (req.c). */
+/* Close the implicit per-thread queues of the blocking calls (exec.c). */
 void dc__implicit_free(struct dc_disk *d);
 /* Dispatch a request to the plugin of its node, honouring ops/passthrough. */
 void dc__dispatch(struct dc_ireq *r);

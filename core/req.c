@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The request engine: queues, request slots, dispatch to plugins, completion.
+ * The request engine: request slots, dispatch to plugins, completion, child
+ * requests and dc_submit(). The queues they run on are queue.c's (queue.h).
  *
  * A request slot for node N holds the core's request, N's scratch (ctx_size) and,
  * when N has exactly one child, an embedded slot for that child, recursively. So a
@@ -11,52 +12,10 @@
  * Slots go back to their queue through a lock-free list that completing threads
  * push to and the submitting thread drains wholesale, so completion on a worker or
  * timer thread needs no lock.
- *
- * Threads (plugin.h): plugin callbacks of a queue run on the queue's thread, one
- * at a time. A completion or child submission made elsewhere is pushed onto the
- * queue's hand-off list; the queue's thread runs it. A DC_QUEUE_POLL queue's
- * thread is its consumer, woken through the eventfd. A callback queue has no
- * thread to wake, so it is handed over: whoever finds it idle (the `busy` flag)
- * becomes its thread until the hand-off list is empty.
  */
-#include "internal.h"
+#include "queue.h"
 
-#include <linux/futex.h>
-#include <poll.h>
-#include <sched.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/eventfd.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-struct dc_queue {
-	struct dc_disk *disk;
-	uint32_t flags;
-	void **qctx;			       /* per node index */
-	bool *qctx_open;		       /* which qctx slots were opened */
-	struct dc_ireq *free_local;	       /* q's thread's alone (queue_claim) */
-	_Atomic(struct dc_ireq *) free_remote; /* pushed by completing threads */
-	atomic_uint inflight;
-	/* Work that reached q off its thread: any thread pushes, q's thread
-	 * takes the whole list. */
-	_Atomic(struct dc_ireq *) handoff;
-	atomic_bool busy;  /* callback queues: some thread is q's thread now */
-	atomic_uint users; /* threads inside a hand-off: close waits for them */
-	/* DC_QUEUE_POLL: every field below is q's thread's alone, but efd and
-	 * signaled, which other threads raise. */
-	int efd;
-	atomic_bool signaled;		       /* efd may be readable */
-	struct dc_ireq *done_head, *done_tail; /* delivered, not yet reaped */
-	/* dc_queue_wait(): the one node that reaps on the waiting thread (NULL
-	 * when none does, or several: a thread cannot sleep in several rings,
-	 * so their own reapers stay in charge). */
-	struct dc_node *poller;
-	bool driven;	    /* dc_queue_wait() has been called */
-	bool fd_given;	    /* dc_queue_fd() has been called */
-	bool in_call;	    /* inside dc_queue_reap()/dc_queue_wait() */
-	unsigned delivered; /* deliveries since the current call began */
-};
 
 #define CONSUMER_FLAGS (DC_IO_FUA | DC_IO_BLOCK_LEVEL_ONLY)
 /* How many consumer callbacks may nest on one thread before further
@@ -66,11 +25,6 @@ struct dc_queue {
 #define DELIVER_DEPTH_MAX 4
 
 static DC_TLS int deliver_depth;
-/* The queue whose callbacks this thread runs now (innermost). */
-static DC_TLS struct dc_queue *cur_q;
-
-/* What a hand-off item asks of the queue's thread. */
-enum { HAND_FINISH = 0, HAND_DISPATCH = 1 };
 
 /* --- Slots ------------------------------------------------------------------ */
 
@@ -179,30 +133,6 @@ static inline struct dc_ireq *ireq(struct dc_req *r)
 	return (struct dc_ireq *)r;
 }
 
-static void slot_init(struct dc_ireq *r, struct dc_node *node, struct dc_queue *q)
-{
-	r->pub.node = node;
-	r->pub.inst = node->inst;
-	r->pub.ctx = (char *)r + node->ctx_off;
-	r->pub.qctx = q->qctx[node->index];
-	r->pub.marker = NULL;
-	r->pub.result = 0;
-	r->pub.detail = 0;
-	r->queue = q;
-	atomic_store_explicit(&r->embedded_busy, false, memory_order_relaxed);
-}
-
-static void slot_push_remote(struct dc_queue *q, struct dc_ireq *r)
-{
-	struct dc_ireq *head =
-		atomic_load_explicit(&q->free_remote, memory_order_relaxed);
-
-	do {
-		r->next = head;
-	} while (!atomic_compare_exchange_weak_explicit(
-		&q->free_remote, &head, r, memory_order_release, memory_order_relaxed));
-}
-
 static struct dc_ireq *slot_get(struct dc_queue *q)
 {
 	struct dc_ireq *r = q->free_local;
@@ -220,385 +150,6 @@ static struct dc_ireq *slot_get(struct dc_queue *q)
 	}
 	q->free_local = r->next;
 	return r;
-}
-
-/* --- Queues ----------------------------------------------------------------- */
-
-static void queue_close_qctx(struct dc_queue *q)
-{
-	for (unsigned i = 0; i < q->disk->nnodes; i++) {
-		struct dc_node *n = q->disk->nodes[i];
-
-		if (q->qctx_open[i] && n->plugin->queue_close)
-			n->plugin->queue_close(n->inst, q->qctx[i]);
-		q->qctx_open[i] = false;
-	}
-}
-
-/* Open per-queue plugin state for node and its subtree. */
-static int queue_open_subtree(struct dc_queue *q, struct dc_node *n)
-{
-	int rc;
-
-	for (unsigned i = 0; i < n->nchildren; i++) {
-		rc = queue_open_subtree(q, n->children[i]);
-		if (rc < 0)
-			return rc;
-	}
-	if (n->plugin->queue_open && !q->qctx_open[n->index]) {
-		dc__error_push_prefix(n->plugin->name);
-		rc = n->plugin->queue_open(n->inst, &q->qctx[n->index]);
-		dc__error_pop_prefix();
-		if (rc < 0)
-			return rc;
-		q->qctx_open[n->index] = true;
-	}
-	return 0;
-}
-
-static struct dc_queue *queue_new(struct dc_disk *disk, uint32_t flags)
-{
-	struct dc_queue *q = calloc(1, sizeof(*q));
-
-	if (!q)
-		return NULL;
-	q->disk = disk;
-	q->flags = flags;
-	q->efd = -1;
-	q->qctx = calloc(disk->nnodes, sizeof(*q->qctx));
-	q->qctx_open = calloc(disk->nnodes, sizeof(*q->qctx_open));
-	if (!q->qctx || !q->qctx_open) {
-		free(q->qctx);
-		free(q->qctx_open);
-		free(q);
-		return NULL;
-	}
-	return q;
-}
-
-static void queue_drain(struct dc_queue *q);
-
-static void queue_free(struct dc_queue *q)
-{
-	struct dc_ireq *r, *next;
-
-	/* A thread that handed q its last completion may still be on its way
-	 * out of q (releasing it, waking efd). */
-	struct dc_queue *saved = cur_q;
-
-	while (atomic_load(&q->users))
-		sched_yield();
-	/* A plugin may give up requests it holds when its queue closes (fault:'s
-	 * hangs): they complete here, on q's thread, children's plugins first
-	 * (node index order puts children before parents). */
-	cur_q = q;
-	q->in_call = true;
-	queue_close_qctx(q);
-	queue_drain(q);
-	q->in_call = false;
-	cur_q = saved;
-	for (r = q->done_head; r; r = next) {
-		next = r->next;
-		free(r);
-	}
-	r = atomic_exchange(&q->free_remote, NULL);
-	for (; r; r = next) {
-		next = r->next;
-		free(r);
-	}
-	for (r = q->free_local; r; r = next) {
-		next = r->next;
-		free(r);
-	}
-	if (q->efd >= 0)
-		close(q->efd);
-	free(q->qctx);
-	free(q->qctx_open);
-	free(q);
-}
-
-DC_EXPORT int dc_queue_open(dc_disk *disk, uint32_t flags, dc_queue **out)
-{
-	struct dc_queue *q;
-	int rc;
-
-	if (!disk || !out || (flags & ~DC_QUEUE_POLL))
-		return dc_fail(-EINVAL, "dc_queue_open: invalid arguments");
-	q = queue_new(disk, flags);
-	if (!q)
-		return dc_fail(-ENOMEM, "dc_queue_open: out of memory");
-	if (flags & DC_QUEUE_POLL) {
-		q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (q->efd < 0) {
-			rc = -errno;
-			queue_free(q);
-			return dc_fail(rc, "dc_queue_open: eventfd: %s", strerror(-rc));
-		}
-	}
-	rc = queue_open_subtree(q, disk->top);
-	if (rc < 0) {
-		queue_free(q);
-		return rc;
-	}
-	if (flags & DC_QUEUE_POLL) {
-		unsigned n = 0;
-
-		for (unsigned i = 0; i < disk->nnodes; i++)
-			if (disk->nodes[i]->plugin->queue_poll && n++ == 0)
-				q->poller = disk->nodes[i];
-		if (n > 1)
-			q->poller = NULL;
-	}
-	*out = q;
-	return 0;
-}
-
-DC_EXPORT void dc_queue_close(dc_queue *q)
-{
-	if (q)
-		queue_free(q);
-}
-
-DC_EXPORT int dc_queue_fd(dc_queue *q)
-{
-	if (q->efd < 0)
-		return -EINVAL;
-	/* A driven ring does not signal efd: a consumer sleeping on it would
-	 * never wake. The two ways of waiting exclude each other. */
-	if (q->poller && q->driven)
-		return -EBUSY;
-	q->fd_given = true;
-	return q->efd;
-}
-
-DC_EXPORT unsigned dc_queue_inflight(dc_queue *q)
-{
-	return atomic_load(&q->inflight);
-}
-
-/* Make efd readable. The flag is set after the write, so a reader that misses
- * it leaves at most one spurious wakeup, which its next look clears. */
-static void queue_signal(struct dc_queue *q)
-{
-	eventfd_write(q->efd, 1);
-	atomic_store(&q->signaled, true);
-}
-
-/* Clear efd unless nothing was written since the last clear (no system call
- * then). */
-static int queue_unsignal(struct dc_queue *q)
-{
-	uint64_t v;
-
-	if (atomic_exchange(&q->signaled, false) && read(q->efd, &v, sizeof(v)) < 0 &&
-	    errno != EAGAIN)
-		return -errno;
-	return 0;
-}
-
-DC_EXPORT unsigned dc_queue_pollers(dc_queue *q)
-{
-	return q->poller != NULL;
-}
-
-/* --- The queue's thread --------------------------------------------------- */
-
-static void deliver(struct dc_ireq *r);
-
-/* Run one item on q's thread: finish a completion, or dispatch a request. */
-static void run_item(struct dc_ireq *r)
-{
-	if (r->hand == HAND_DISPATCH)
-		dc__dispatch(r);
-	else if (r->kind == DC_IREQ_TOP)
-		deliver(r);
-	else
-		r->done(&r->parent->pub, &r->pub);
-}
-
-/* Run everything handed to q, oldest first, until nothing is left. */
-static void queue_drain(struct dc_queue *q)
-{
-	struct dc_ireq *r, *fifo, *next;
-
-	while (atomic_load_explicit(&q->handoff, memory_order_relaxed)) {
-		r = atomic_exchange_explicit(&q->handoff, NULL, memory_order_acquire);
-		for (fifo = NULL; r; r = next) {
-			next = r->next;
-			r->next = fifo;
-			fifo = r;
-		}
-		for (; fifo; fifo = next) {
-			next = fifo->next; /* run_item may recycle fifo */
-			run_item(fifo);
-		}
-	}
-}
-
-/* Callback queues: run first (may be NULL) and whatever is handed over
- * meanwhile as q's thread, then give q up. The caller set busy. A hand-off
- * that raced with the release finds busy clear and takes q itself, or is
- * seen by the look after it (both sides are sequentially consistent). */
-static void queue_run(struct dc_queue *q, struct dc_ireq *first)
-{
-	struct dc_queue *saved = cur_q;
-
-	cur_q = q;
-	if (first)
-		dc__dispatch(first);
-	do {
-		queue_drain(q);
-		atomic_store(&q->busy, false);
-	} while (atomic_load(&q->handoff) && !atomic_exchange(&q->busy, true));
-	cur_q = saved;
-}
-
-/* Off q's thread: give r to it (to finish or to dispatch). */
-static void queue_handoff(struct dc_queue *q, struct dc_ireq *r, uint8_t hand)
-{
-	struct dc_ireq *head;
-
-	r->hand = hand;
-	atomic_fetch_add(&q->users, 1);
-	head = atomic_load_explicit(&q->handoff, memory_order_relaxed);
-	do {
-		r->next = head;
-	} while (!atomic_compare_exchange_weak(&q->handoff, &head, r));
-	if (q->flags & DC_QUEUE_POLL) {
-		/* The first item wakes the consumer; it takes the whole list. */
-		if (!head)
-			queue_signal(q);
-	} else if (!atomic_exchange(&q->busy, true)) {
-		queue_run(q, NULL);
-	}
-	atomic_fetch_sub_explicit(&q->users, 1, memory_order_release);
-}
-
-/* How a submission reaches q. INSIDE: this thread is q's thread (a polled
- * queue's consumer, or a callback resubmitting); TOOK: it took an idle
- * callback queue; ELSEWHERE: another thread runs q's callbacks, and a
- * callback of q may be submitting there at the same time, so only q's thread
- * may touch q's local slot list. */
-enum { CLAIM_INSIDE, CLAIM_TOOK, CLAIM_ELSEWHERE };
-
-static int queue_claim(struct dc_queue *q)
-{
-	if (q->flags & DC_QUEUE_POLL || cur_q == q)
-		return CLAIM_INSIDE;
-	return atomic_exchange(&q->busy, true) ? CLAIM_ELSEWHERE : CLAIM_TOOK;
-}
-
-/* Dispatch a top-level request of q as its claim allows. */
-static void queue_submit(struct dc_queue *q, struct dc_ireq *r, int claim)
-{
-	struct dc_queue *saved = cur_q;
-
-	r->hand = HAND_DISPATCH;
-	if (claim == CLAIM_INSIDE) {
-		cur_q = q;
-		dc__dispatch(r);
-		cur_q = saved;
-	} else if (claim == CLAIM_TOOK) {
-		queue_run(q, r);
-	} else {
-		/* Another thread runs q's callbacks: it dispatches r too. */
-		queue_handoff(q, r, HAND_DISPATCH);
-	}
-}
-
-DC_EXPORT int dc_queue_wait(dc_queue *q, int timeout_ms)
-{
-	struct dc_queue *saved = cur_q;
-	int rc = 0, n;
-
-	if (!(q->flags & DC_QUEUE_POLL) || q->in_call || cur_q == q)
-		return -EINVAL;
-	if (q->poller && q->fd_given)
-		return -EBUSY; /* see dc_queue_fd() */
-	q->driven = true;
-	cur_q = q;
-	q->in_call = true;
-	q->delivered = 0;
-	queue_drain(q);
-	{
-		/* Sleep only with nothing to report: nothing delivered by
-		 * this call or waiting to be reaped, nothing handed over since
-		 * the drain (efd is cleared first, so a later hand-off wakes
-		 * the sleep). */
-		bool sleep = timeout_ms != 0 && !q->delivered && !q->done_head;
-
-		if (sleep) {
-			queue_unsignal(q);
-			sleep = !atomic_load(&q->handoff);
-		}
-		if (q->poller) {
-			/* One call: the element reaps, and sleeps only if it
-			 * found nothing; the rest of the chain wakes it
-			 * through efd. */
-			struct dc_node *p = q->poller;
-
-			rc = p->plugin->queue_poll(p->inst, q->qctx[p->index], q->efd,
-						   sleep ? timeout_ms : 0);
-		} else if (sleep) {
-			struct pollfd pfd = { .fd = q->efd, .events = POLLIN };
-
-			if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
-				rc = -errno;
-		}
-	}
-	queue_drain(q);
-	n = (int)q->delivered;
-	q->in_call = false;
-	cur_q = saved;
-	return rc < 0 && !n ? rc : n;
-}
-
-DC_EXPORT int dc_queue_reap(dc_queue *q, struct dc_completion *out, int max)
-{
-	struct dc_queue *saved = cur_q;
-	struct dc_ireq *r;
-	int n = 0, rc;
-
-	if (!(q->flags & DC_QUEUE_POLL) || max < 0)
-		return -EINVAL;
-	/* Clear the eventfd first: a hand-off after this re-arms it. */
-	rc = queue_unsignal(q);
-	if (rc < 0)
-		return rc;
-	if (!q->in_call) {
-		cur_q = q;
-		q->in_call = true;
-		queue_drain(q);
-		q->in_call = false;
-		cur_q = saved;
-	}
-	while (n < max && (r = q->done_head)) {
-		q->done_head = r->next;
-		out[n] = (struct dc_completion){
-			.user_data = r->user_data,
-			.result = r->pub.result,
-			.detail = r->pub.detail,
-		};
-		n++;
-		slot_push_remote(q, r);
-	}
-	/* Reaped is delivered: inflight == 0 means the queue may be closed. */
-	if (atomic_fetch_sub_explicit(&q->inflight, n, memory_order_release) ==
-		    (unsigned)n &&
-	    n) {
-		/* The last one: a thread that handed it over may still be
-		 * between its eventfd write and its flag (queue_signal); let
-		 * it finish, then clear, so an idle queue's fd is not left
-		 * readable. */
-		while (atomic_load(&q->users))
-			sched_yield();
-		queue_unsignal(q);
-	}
-	if (!q->done_head)
-		q->done_tail = NULL;
-	else
-		queue_signal(q); /* more left: stay readable */
-	return n;
 }
 
 /* --- Completion ------------------------------------------------------------- */
@@ -621,7 +172,7 @@ static void deliver_one(struct dc_ireq *r)
 			/* Outside reap and wait (an inline completion in
 			 * dc_submit) the consumer learns of it through efd. */
 			if (!q->done_head && !q->in_call)
-				queue_signal(q);
+				dc__queue_signal(q);
 			if (q->done_tail)
 				q->done_tail->next = r;
 			else
@@ -638,11 +189,11 @@ static void deliver_one(struct dc_ireq *r)
 
 /* On q's thread. Too deep: the queue's own drain delivers it later, from a
  * frame that is not inside a callback (the drain of a callback queue's
- * queue_run(), or the consumer's next reap or wait). */
-static void deliver(struct dc_ireq *r)
+ * dc__queue_run(), or the consumer's next reap or wait). */
+void dc__deliver(struct dc_ireq *r)
 {
 	if (deliver_depth >= DELIVER_DEPTH_MAX) {
-		queue_handoff(r->queue, r, HAND_FINISH);
+		dc__queue_handoff(r->queue, r, HAND_FINISH);
 		return;
 	}
 	deliver_depth++;
@@ -675,10 +226,10 @@ static void complete_known(struct dc_ireq *r, int result, int detail)
 {
 	r->pub.result = result;
 	r->pub.detail = detail;
-	if (r->queue != cur_q)
-		queue_handoff(r->queue, r, HAND_FINISH);
+	if (r->queue != dc__cur_q)
+		dc__queue_handoff(r->queue, r, HAND_FINISH);
 	else if (r->kind == DC_IREQ_TOP)
-		deliver(r);
+		dc__deliver(r);
 	else
 		r->done(&r->parent->pub, &r->pub);
 }
@@ -831,8 +382,8 @@ DC_EXPORT void dc_child_submit(struct dc_req *parent, struct dc_req *child,
 
 	(void)parent;
 	c->done = done;
-	if (c->queue != cur_q)
-		queue_handoff(c->queue, c, HAND_DISPATCH);
+	if (c->queue != dc__cur_q)
+		dc__queue_handoff(c->queue, c, HAND_DISPATCH);
 	else
 		dc__dispatch(c);
 }
@@ -885,7 +436,7 @@ DC_EXPORT int dc_submit(dc_queue *q, const struct dc_io *io)
 	}
 	if (!r) {
 		if (claim == CLAIM_TOOK)
-			queue_run(q, NULL); /* gives q up again */
+			dc__queue_run(q, NULL); /* gives q up again */
 		return -ENOMEM;
 	}
 	slot_init(r, d->top, q);
@@ -902,296 +453,4 @@ DC_EXPORT int dc_submit(dc_queue *q, const struct dc_io *io)
 	atomic_fetch_add_explicit(&q->inflight, 1, memory_order_relaxed);
 	queue_submit(q, r, claim);
 	return 0;
-}
-
-/* --- Blocking calls ----------------------------------------------------------- */
-
-/* state: 0 pending, 1 done, 2 the waiter sleeps (only then is a wake needed,
- * so an inline completion costs no system call). */
-struct sync_wait {
-	atomic_int state;
-	int result;
-	int detail;
-};
-
-static void sync_done(const struct dc_completion *c)
-{
-	struct sync_wait *w = c->user_data;
-
-	w->result = c->result;
-	w->detail = c->detail;
-	if (atomic_exchange_explicit(&w->state, 1, memory_order_acq_rel) == 2)
-		syscall(SYS_futex, &w->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-static int sync_wait(struct sync_wait *w, int *detail)
-{
-	int expect = 0;
-
-	if (atomic_compare_exchange_strong(&w->state, &expect, 2) || expect == 2) {
-		while (atomic_load_explicit(&w->state, memory_order_acquire) == 2)
-			syscall(SYS_futex, &w->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL,
-				0);
-	}
-	if (detail)
-		*detail = w->detail;
-	return w->result;
-}
-
-struct dc_implicit {
-	pthread_t thread;
-	struct dc_queue *q;
-	struct dc_implicit *next;
-};
-
-static __thread struct {
-	uint64_t serial;
-	struct dc_queue *q;
-} implicit_cache;
-
-static struct dc_queue *implicit_queue(struct dc_disk *d)
-{
-	pthread_t self = pthread_self();
-	struct dc_implicit *im;
-	struct dc_queue *q = NULL;
-
-	if (implicit_cache.serial == d->serial)
-		return implicit_cache.q;
-	pthread_mutex_lock(&d->implicit_lock);
-	for (im = d->implicit; im; im = im->next) {
-		if (pthread_equal(im->thread, self)) {
-			q = im->q;
-			break;
-		}
-	}
-	if (!q) {
-		im = calloc(1, sizeof(*im));
-		if (im && dc_queue_open(d, 0, &q) == 0) {
-			im->thread = self;
-			im->q = q;
-			im->next = d->implicit;
-			d->implicit = im;
-		} else {
-			free(im);
-			q = NULL;
-		}
-	}
-	pthread_mutex_unlock(&d->implicit_lock);
-	if (q) {
-		implicit_cache.serial = d->serial;
-		implicit_cache.q = q;
-	}
-	return q;
-}
-
-void dc__implicit_free(struct dc_disk *d)
-{
-	struct dc_implicit *im, *next;
-
-	for (im = d->implicit; im; im = next) {
-		next = im->next;
-		dc_queue_close(im->q);
-		free(im);
-	}
-	d->implicit = NULL;
-	if (implicit_cache.serial == d->serial)
-		implicit_cache.serial = 0;
-}
-
-DC_EXPORT int dc_execute(dc_disk *disk, const struct dc_io *io, int *detail)
-{
-	struct dc_queue *q = implicit_queue(disk);
-	struct sync_wait w = { 0 };
-	struct dc_io copy = *io;
-	int rc;
-
-	if (!q)
-		return -ENOMEM;
-	copy.cb = sync_done;
-	copy.user_data = &w;
-	rc = dc_submit(q, &copy);
-	if (rc < 0)
-		return rc;
-	return sync_wait(&w, detail);
-}
-
-/* Blocking I/O straight to a node, for plugins on their control path (reading a
- * header at open). A private queue covers the node's subtree. */
-DC_EXPORT int dc_node_execute(struct dc_node *node, const struct dc_io *io)
-{
-	struct dc_disk *d = node->disk;
-	struct dc_queue *q;
-	struct dc_ireq *r;
-	struct sync_wait w = { 0 };
-	size_t len = 0;
-	int rc;
-
-	if (!io || io->op >= DC_OP__COUNT)
-		return -EINVAL;
-	for (int i = 0; i < io->iovcnt; i++)
-		len += io->iov[i].iov_len;
-	if (len & (node->info.sector_size - 1))
-		return -EINVAL;
-	/* Nodes may still be opening: size the qctx table for every node so far. */
-	q = calloc(1, sizeof(*q));
-	if (!q)
-		return -ENOMEM;
-	q->disk = d;
-	q->efd = -1;
-	q->qctx = calloc(d->nnodes, sizeof(*q->qctx));
-	q->qctx_open = calloc(d->nnodes, sizeof(*q->qctx_open));
-	r = malloc(node->slot_size);
-	rc = -ENOMEM;
-	if (!q->qctx || !q->qctx_open || !r)
-		goto out;
-	rc = queue_open_subtree(q, node);
-	if (rc < 0)
-		goto out;
-	slot_init(r, node, q);
-	r->kind = DC_IREQ_TOP;
-	r->pub.op = io->op;
-	r->pub.flags = io->flags;
-	r->pub.sector = io->sector;
-	r->pub.count = io->op == DC_OP_UNMAP ? io->count : len / node->info.sector_size;
-	r->pub.buf = (struct dc_buf){ .iov = io->iov, .iovcnt = io->iovcnt, .len = len };
-	r->pub.pr = io->pr;
-	r->cb = sync_done;
-	r->user_data = &w;
-	r->parent = NULL;
-	atomic_fetch_add(&q->inflight, 1);
-	queue_submit(q, r, queue_claim(q)); /* a private queue: always taken */
-	rc = sync_wait(&w, NULL);
-	r = NULL; /* delivered: the slot is on q's free list */
-out:
-	free(r);
-	queue_free(q);
-	return rc;
-}
-
-static int exec_rw(dc_disk *d, uint32_t op, uint64_t sector, const struct iovec *iov,
-		   int iovcnt, uint32_t flags)
-{
-	struct dc_io io = {
-		.op = op,
-		.flags = flags,
-		.sector = sector,
-		.iov = iov,
-		.iovcnt = iovcnt,
-	};
-
-	return dc_execute(d, &io, NULL);
-}
-
-DC_EXPORT int dc_read(dc_disk *d, uint64_t sector, void *buf, size_t len)
-{
-	struct iovec iov = { buf, len };
-
-	return exec_rw(d, DC_OP_READ, sector, &iov, 1, 0);
-}
-
-DC_EXPORT int dc_write(dc_disk *d, uint64_t sector, const void *buf, size_t len,
-		       uint32_t flags)
-{
-	struct iovec iov = { (void *)buf, len };
-
-	return exec_rw(d, DC_OP_WRITE, sector, &iov, 1, flags);
-}
-
-DC_EXPORT int dc_readv(dc_disk *d, uint64_t sector, const struct iovec *iov, int iovcnt)
-{
-	return exec_rw(d, DC_OP_READ, sector, iov, iovcnt, 0);
-}
-
-DC_EXPORT int dc_writev(dc_disk *d, uint64_t sector, const struct iovec *iov, int iovcnt,
-			uint32_t flags)
-{
-	return exec_rw(d, DC_OP_WRITE, sector, iov, iovcnt, flags);
-}
-
-DC_EXPORT int dc_flush(dc_disk *d)
-{
-	struct dc_io io = { .op = DC_OP_FLUSH };
-
-	return dc_execute(d, &io, NULL);
-}
-
-DC_EXPORT int dc_unmap(dc_disk *d, uint64_t sector, uint64_t count, uint32_t flags)
-{
-	struct dc_io io = {
-		.op = DC_OP_UNMAP, .sector = sector, .count = count, .flags = flags
-	};
-
-	return dc_execute(d, &io, NULL);
-}
-
-DC_EXPORT int dc_eject(dc_disk *d)
-{
-	struct dc_io io = { .op = DC_OP_EJECT };
-
-	return dc_execute(d, &io, NULL);
-}
-
-static int exec_pr(dc_disk *d, uint32_t op, struct dc_pr_args *pr)
-{
-	struct dc_io io = { .op = op, .pr = pr };
-
-	return dc_execute(d, &io, NULL);
-}
-
-DC_EXPORT int dc_pr_caps(dc_disk *d, struct dc_pr_caps *caps)
-{
-	struct dc_pr_args pr = { .caps = caps };
-
-	return exec_pr(d, DC_OP_PR_CAPS, &pr);
-}
-
-DC_EXPORT int dc_pr_report(dc_disk *d, struct dc_pr_report *report)
-{
-	struct dc_pr_args pr = { .report = report };
-
-	return exec_pr(d, DC_OP_PR_REPORT, &pr);
-}
-
-DC_EXPORT int dc_pr_register(dc_disk *d, const uint64_t *current_key, uint64_t new_key,
-			     int ptpl)
-{
-	struct dc_pr_args pr = {
-		.key = current_key ? *current_key : 0,
-		.ignore_key = !current_key,
-		.new_key = new_key,
-		.ptpl = (int8_t)ptpl,
-	};
-
-	return exec_pr(d, DC_OP_PR_REGISTER, &pr);
-}
-
-DC_EXPORT int dc_pr_reserve(dc_disk *d, uint64_t key, uint32_t type)
-{
-	struct dc_pr_args pr = { .key = key, .type = type };
-
-	return exec_pr(d, DC_OP_PR_RESERVE, &pr);
-}
-
-DC_EXPORT int dc_pr_release(dc_disk *d, uint64_t key, uint32_t type)
-{
-	struct dc_pr_args pr = { .key = key, .type = type };
-
-	return exec_pr(d, DC_OP_PR_RELEASE, &pr);
-}
-
-DC_EXPORT int dc_pr_clear(dc_disk *d, uint64_t key)
-{
-	struct dc_pr_args pr = { .key = key };
-
-	return exec_pr(d, DC_OP_PR_CLEAR, &pr);
-}
-
-DC_EXPORT int dc_pr_preempt(dc_disk *d, uint64_t key, uint64_t preempt_key, uint32_t type,
-			    bool abort)
-{
-	struct dc_pr_args pr = {
-		.key = key, .new_key = preempt_key, .type = type, .abort = abort
-	};
-
-	return exec_pr(d, DC_OP_PR_PREEMPT, &pr);
 }
