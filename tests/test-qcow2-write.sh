@@ -305,5 +305,85 @@ else
 	bad "kill -9 with 64 writes in flight: qemu-img check exit $rc: $(head -5 "$W/check")"
 fi
 
+# diskctl check against qemu-img check, on the same images: both exit 0
+# (clean), 3 (leaks only) or 2 (corruption).
+# patch_rc IMG WHICH VALUE: set the 16-bit refcount of cluster 0 (WHICH=hdr)
+# or of the first data cluster of L1 entry 0 (WHICH=data) to VALUE; with
+# WHICH=l2: move that data cluster's L2 entry 512 bytes (misaligned).
+patch_rc() {
+	"$PY" - "$@" <<'PYEOF'
+import struct, sys
+path, which, val = sys.argv[1], sys.argv[2], int(sys.argv[3])
+f = open(path, "r+b")
+h = f.read(104)
+cb = struct.unpack(">I", h[20:24])[0]
+l1 = struct.unpack(">Q", h[40:48])[0]
+rct = struct.unpack(">Q", h[48:56])[0]
+assert struct.unpack(">I", h[96:100])[0] == 4
+cs = 1 << cb
+f.seek(l1)
+l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+f.seek(l2)
+tab = f.read(cs)
+i = next(i for i in range(cs // 8) if struct.unpack(">Q", tab[8*i:8*i+8])[0] & 0x00fffffffffffe00)
+e = struct.unpack(">Q", tab[8*i:8*i+8])[0]
+if which == "l2":
+    f.seek(l2 + 8 * i)
+    f.write(struct.pack(">Q", e + 512))
+    sys.exit(0)
+ci = 0 if which == "hdr" else (e & 0x00fffffffffffe00) >> cb
+per = cs // 2
+f.seek(rct + 8 * (ci // per))
+rb = struct.unpack(">Q", f.read(8))[0]
+f.seek(rb + 2 * (ci % per))
+f.write(struct.pack(">H", val))
+PYEOF
+}
+# checkboth NAME IMG WANT: qemu-img check and diskctl check both exit WANT.
+checkboth() {
+	qrc=0 drc=0
+	qemu-img check "$2" >"$W/qcheck" 2>&1 || qrc=$?
+	"$D" check "qcow2:$2" >"$W/dcheck" 2>&1 || drc=$?
+	if [ "$qrc" -eq "$3" ] && [ "$drc" -eq "$3" ]; then
+		ok "check: $1: qemu-img check and diskctl check exit $3"
+	else
+		bad "check: $1: qemu-img exit $qrc, diskctl exit $drc (want $3): $(head -3 "$W/qcheck") / $(head -4 "$W/dcheck")"
+	fi
+}
+qemu-img create -q -f qcow2 "$W/ck.qcow2" 4M
+qemu-io -f qcow2 -c "write -P 1 0 300k" -c "write -P 2 2M 64k" "$W/ck.qcow2" >/dev/null
+checkboth "qemu-made image" "$W/ck.qcow2" 0
+qemu-img snapshot -c s1 "$W/ck.qcow2"
+qemu-io -f qcow2 -c "write -P 3 64k 64k" "$W/ck.qcow2" >/dev/null
+checkboth "qemu-made image with a snapshot" "$W/ck.qcow2" 0
+qemu-img convert -c -O qcow2 -o cluster_size=4k "$W/ck.qcow2" "$W/ckz.qcow2"
+checkboth "compressed 4K clusters" "$W/ckz.qcow2" 0
+qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=128k,refcount_bits=1 "$W/ckx.qcow2" 4M
+qemu-io -f qcow2 -c "write -P 4 4k 8k" "$W/ckx.qcow2" >/dev/null
+checkboth "extended L2, refcount_bits=1" "$W/ckx.qcow2" 0
+"$D" create -q "qcow2:$W/ckd.qcow2;cluster=4k" 8M
+"$D" write "qcow2:$W/ckd.qcow2" 3 --pattern 0x42 --count 200 >/dev/null
+checkboth "diskcore-made image" "$W/ckd.qcow2" 0
+checkboth "kill -9 with writes in flight" "$W/crash2.qcow2" \
+	"$(qemu-img check "$W/crash2.qcow2" >/dev/null 2>&1 && echo 0 || echo $?)"
+ql=$(grep -c "^Leaked cluster" "$W/qcheck" || true)
+dl=$(grep -c "^leak: " "$W/dcheck" || true)
+if [ "$ql" -eq "$dl" ]; then
+	ok "check: kill -9 with writes in flight: the same $ql leaked clusters"
+else
+	bad "check: kill -9 with writes in flight: qemu-img finds $ql leaks, diskctl $dl"
+fi
+cp "$W/ckd.qcow2" "$W/ckl.qcow2"
+patch_rc "$W/ckl.qcow2" hdr 2
+checkboth "the header's refcount patched up to 2 (a leak)" "$W/ckl.qcow2" 3
+cp "$W/ckd.qcow2" "$W/ckc.qcow2"
+patch_rc "$W/ckc.qcow2" data 0
+checkboth "a used data cluster's refcount patched to 0" "$W/ckc.qcow2" 2
+grep -q "refcount 0 below its 1 references" "$W/dcheck" ||
+	bad "check: the finding names the refcount: $(head -3 "$W/dcheck")"
+cp "$W/ckd.qcow2" "$W/cka.qcow2"
+patch_rc "$W/cka.qcow2" l2 0
+checkboth "a misaligned L2 entry" "$W/cka.qcow2" 2
+
 echo "1..$n"
 [ "$fails" -eq 0 ]

@@ -376,6 +376,7 @@ static int qcow2_read_snapshots(struct qcow2 *q)
 			return ret;
 		off += (elen + 7) & ~7ull;
 	}
+	q->snaps_len = off - q->h.snapshots_off;
 	return 0;
 corrupt:
 	vhdfmt_err("%s: corrupt qcow2 snapshot table: entry %u runs past the end of "

@@ -423,4 +423,5 @@ DC_PLUGIN(qcow2_plugin) = {
 	.resize = qcow2_resize,
 	.sector_count = qcow2_sector_count,
 	.extents = qcow2_extents,
+	.check = qcow2_check,
 };

@@ -128,6 +128,7 @@ struct qcow2 {
 	bool parents_any;
 	struct qcow2_snap *snaps;
 	uint32_t nsnap;
+	uint64_t snaps_len;   /* bytes of the snapshot table */
 	const char *snapshot; /* the snapshot opened (read-only), or NULL */
 	struct dc_node *node;
 	bool writable;
@@ -215,6 +216,8 @@ int qcow2_read_map(struct qcow2 *q, const struct qcow2_map *m, uint64_t goff,
 int qcow2_rc_load(struct qcow2 *q);
 void qcow2_rc_free(struct qcow2 *q);
 int qcow2_rc_get(struct qcow2 *q, uint64_t ci, uint64_t *val);
+/* Entry i of refcount block b, entries of bits bits. */
+uint64_t qcow2_rc_entry(const uint8_t *b, uint64_t i, unsigned bits);
 /* Add delta to the refcount of the clusters [ci, ci+n), in memory. */
 int qcow2_rc_add(struct qcow2 *q, uint64_t ci, uint64_t n, int delta);
 /* Write the refcount blocks changed in memory. */
@@ -251,6 +254,9 @@ int qcow2_resolve_backing(struct qcow2 *q);
 /* parent_of for vhdfmt's chain check: the backing file of the qcow2 image at
  * path open as fd, as a malloc'd real path; NULL when none. */
 char *qcow2_parent_of(int fd, const char *path);
+
+/* check.c: dc_check()'s walk of the metadata on disk (ABI 1.1). */
+int qcow2_check(void *inst, dc_check_report_fn report, void *arg);
 
 void qcow2_free(struct qcow2 *q);
 

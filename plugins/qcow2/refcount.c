@@ -24,7 +24,7 @@
 #define QCOW2_MAX_RCT_BYTES (64u << 20)
 #define QCOW2_ALLOC_SLACK 65536u /* clusters */
 
-static uint64_t rc_entry_get(const uint8_t *b, uint64_t i, unsigned bits)
+uint64_t qcow2_rc_entry(const uint8_t *b, uint64_t i, unsigned bits)
 {
 	unsigned per;
 
@@ -167,7 +167,7 @@ int qcow2_rc_get(struct qcow2 *q, uint64_t ci, uint64_t *val)
 	uint8_t *b;
 	int ret = rc_block(q, ci / q->rc_per_block, &b);
 
-	*val = ret == 0 && b ? rc_entry_get(b, ci % q->rc_per_block, q->rc_bits) : 0;
+	*val = ret == 0 && b ? qcow2_rc_entry(b, ci % q->rc_per_block, q->rc_bits) : 0;
 	return ret;
 }
 
@@ -401,7 +401,7 @@ int qcow2_rc_add(struct qcow2 *q, uint64_t ci, uint64_t n, int delta)
 		if (!b)
 			return -EIO; /* freeing a cluster no block counts */
 		for (uint64_t j = 0; j < k; j++) {
-			v = rc_entry_get(b, i + j, q->rc_bits);
+			v = qcow2_rc_entry(b, i + j, q->rc_bits);
 			if ((delta < 0 && v == 0) || (delta > 0 && v == max)) {
 				dc_debug("qcow2: %s: refcount of cluster %llu would "
 					 "wrap",
@@ -410,7 +410,8 @@ int qcow2_rc_add(struct qcow2 *q, uint64_t ci, uint64_t n, int delta)
 			}
 		}
 		for (uint64_t j = 0; j < k; j++) {
-			v = rc_entry_get(b, i + j, q->rc_bits) + (uint64_t)(int64_t)delta;
+			v = qcow2_rc_entry(b, i + j, q->rc_bits) +
+			    (uint64_t)(int64_t)delta;
 			rc_entry_set(b, i + j, q->rc_bits, v, &at);
 		}
 		ret = rc_mark(q, rb);

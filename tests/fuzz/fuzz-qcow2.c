@@ -2,12 +2,13 @@
 /* libFuzzer target: the qcow2 plugin's header, extension, snapshot, L1 and L2
  * parsing and its reads (plain, zero, compressed and subcluster mappings) on
  * an image made of the input, opened read-only; lower_spec() resolves the
- * backing file an input names. Then the same image opened writable: writes,
+ * backing file an input names; check() walks its L1/L2 and refcount tables. Then the same image opened writable: writes,
  * an unmap and a flush reach allocation and the refcount code. The plugin and the common/ code it links are
  * compiled in; core services come from libdiskcore. Seeds: tests/fuzz/corpus/
  * qcow2 (small images qemu-img made). */
 #include "../../plugins/qcow2/backing.c"
 #include "../../plugins/qcow2/below.c"
+#include "../../plugins/qcow2/check.c"
 #include "../../plugins/qcow2/compress.c"
 #include "../../plugins/qcow2/create.c"
 #include "../../plugins/qcow2/header.c"
@@ -60,6 +61,13 @@ static void fuzz_write(struct dc_open_args *a)
 	qcow2_plugin.io(inst, &req);
 	qcow2_plugin.close(inst);
 }
+static void fuzz_report(void *arg, uint32_t kind, const char *message)
+{
+	(void)arg;
+	(void)kind;
+	(void)message;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static uint8_t buf[8 * 512];
@@ -95,6 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		};
 
 		qcow2_plugin.lower_spec(inst, spec, sizeof(spec));
+		qcow2_plugin.check(inst, fuzz_report, NULL);
 		for (uint64_t s = 0; s + 8 <= info.sector_count && s < (step << 9);
 		     s += step) {
 			bits[0] = 0;
