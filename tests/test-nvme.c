@@ -192,6 +192,78 @@ START_TEST(io_unmap_commands)
 }
 END_TEST
 
+/* Data pointers: PRPs unless the controller has SGLs; with ;sglonly the
+ * emulator refuses PRPs on I/O commands, so every path below used SGLs. */
+START_TEST(io_sgl_describe)
+{
+	struct h_desc t;
+	dc_disk *d = h_open("nvme-emu:1M", 0);
+
+	ck_assert_str_eq(desc(d, "data-pointers", &t), "prp (SGLS 0)");
+	dc_close(d);
+	d = h_open("nvme-emu:1M;sgl", 0);
+	ck_assert_str_eq(desc(d, "data-pointers", &t), "sgl (SGLS 0x1)");
+	dc_close(d);
+}
+END_TEST
+
+START_TEST(io_sgl_roundtrip)
+{
+	roundtrip("nvme-emu:1M;sglonly", 4096);
+	roundtrip("nvme-emu:1M;sglonly", 512);
+	roundtrip("nvme-emu:1M;sglonly", 1u << 20); /* split at 128 KiB */
+	roundtrip("nvme-emu:1M;sglonly;mdts=1;depth=4", 65536);
+	roundtrip("nvme-emu:2M;sglonly;sector=4096", 8192);
+}
+END_TEST
+
+/* Page-aligned and unaligned iovecs, few and many (up to 200) segments of
+ * odd lengths, written and read back in different cuts, PRPs and SGLs. */
+static void iov_cut(uint8_t *base, size_t total, int nseg, size_t skew, struct iovec *iov)
+{
+	size_t off = 0;
+
+	for (int i = 0; i < nseg; i++) {
+		size_t len = i == nseg - 1 ? total - off : total / nseg - (size_t)(i % 7);
+
+		iov[i].iov_base = base + off + skew;
+		iov[i].iov_len = len;
+		off += len;
+	}
+}
+
+static const char *const iov_specs[] = { "nvme-emu:4M", "nvme-emu:4M;sglonly",
+					 "nvme-emu:4M;sglonly;mdts=1" };
+
+START_TEST(io_iovecs)
+{
+	static const int nsegs[] = { 1, 3, 17, 200 };
+	static const size_t skews[] = { 0, 1, 4093 };
+	size_t total = 256 * 1024;
+	dc_disk *d = h_open(iov_specs[_i], 0);
+	uint8_t *w = h_alloc(total + 8192), *r = h_alloc(total + 8192);
+	struct iovec wi[200], ri[200];
+
+	for (size_t k = 0; k < sizeof(skews) / sizeof(skews[0]); k++)
+		for (size_t n = 0; n < sizeof(nsegs) / sizeof(nsegs[0]); n++) {
+			uint64_t sector = (k * 4 + n) * (total / 512);
+			int rn = nsegs[(n + 1) % 4];
+
+			h_fill(w + skews[k], total, k * 10 + n + 1);
+			memset(r, 0, total + 8192);
+			iov_cut(w, total, nsegs[n], skews[k], wi);
+			iov_cut(r, total, rn, skews[(k + 1) % 3], ri);
+			ck_assert_int_eq(dc_writev(d, sector, wi, nsegs[n], 0), 0);
+			ck_assert_int_eq(dc_readv(d, sector, ri, rn), 0);
+			ck_assert_int_eq(
+				memcmp(r + skews[(k + 1) % 3], w + skews[k], total), 0);
+		}
+	free(w);
+	free(r);
+	dc_close(d);
+}
+END_TEST
+
 struct status_case {
 	unsigned status;
 	int result;
@@ -232,9 +304,12 @@ START_TEST(io_status_mapping)
 }
 END_TEST
 
+/* PRPs, and SGLs the emulator insists on for the keys and the report. */
+static const char *const pr_specs[] = { "nvme-emu:1M", "nvme-emu:1M;sglonly" };
+
 START_TEST(pr_commands)
 {
-	dc_disk *d = h_open("nvme-emu:1M", 0);
+	dc_disk *d = h_open(pr_specs[_i], 0);
 	struct dc_pr_caps caps;
 	struct dc_pr_controller ctl[4];
 	struct dc_pr_report rep = { .max_controllers = 4, .controllers = ctl };
@@ -610,8 +685,11 @@ int main(void)
 	tcase_add_test(tc, io_roundtrip);
 	tcase_add_test(tc, io_unmap);
 	tcase_add_test(tc, io_unmap_commands);
+	tcase_add_test(tc, io_sgl_describe);
+	tcase_add_test(tc, io_sgl_roundtrip);
+	tcase_add_loop_test(tc, io_iovecs, 0, 3);
 	tcase_add_test(tc, io_status_mapping);
-	tcase_add_test(tc, pr_commands);
+	tcase_add_loop_test(tc, pr_commands, 0, 2);
 	tcase_add_test(tc, fault_fatal_status);
 	tcase_add_test(tc, fault_surprise_removal);
 	tcase_add_test(tc, fault_timeout);
@@ -630,5 +708,6 @@ int main(void)
 	conformance_add(s, "nvme-emu-small",
 			"nvme-emu:1M;mdts=1;depth=4;grant=1;vectors=1");
 	conformance_add(s, "nvme-emu-wz", "nvme-emu:1M;nodsm;wz;dlfeat=9");
+	conformance_add(s, "nvme-emu-sgl", "nvme-emu:1M;sglonly");
 	return h_run(s);
 }

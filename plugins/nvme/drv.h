@@ -97,6 +97,8 @@ struct nvme_ctrl {
 	uint16_t oncs;
 	uint8_t vwc;
 	uint32_t nn;
+	uint32_t sgls;
+	bool use_sgl; /* I/O data pointers are SGL descriptors, not PRPs */
 	/* Identify Namespace. */
 	_Atomic uint64_t nsze;
 	uint32_t shift; /* log2 of the sector size */

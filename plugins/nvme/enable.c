@@ -100,6 +100,8 @@ static int identify_ctrl(struct nvme_ctrl *c)
 	c->nn = le32toh(*(uint32_t *)(id + NVME_IDC_NN));
 	c->oncs = (uint16_t)(id[NVME_IDC_ONCS] | id[NVME_IDC_ONCS + 1] << 8);
 	c->vwc = id[NVME_IDC_VWC] & 1;
+	c->sgls = le32toh(*(uint32_t *)(id + NVME_IDC_SGLS));
+	c->use_sgl = NVME_SGLS_SUPPORTED(c->sgls);
 	return 0;
 }
 

@@ -61,6 +61,12 @@
 #define NVME_CMD_RSV_RELEASE 0x15
 
 #define NVME_RW_FUA (1u << 30)
+/* CDW0 PSDT (flags bits 7:6) 01b: the data pointer is an SGL descriptor;
+ * byte 15 of a descriptor is its type (bits 7:4) and subtype (3:0). */
+#define NVME_PSDT_SGL (1u << 6)
+#define NVME_PSDT(flags) (((flags) >> 6) & 3u)
+#define NVME_SGL_DATA_BLOCK 0x00
+#define NVME_SGLS_SUPPORTED(s) (((s)&3u) != 0) /* 01b any, 10b dword-aligned */
 #define NVME_DSM_AD (1u << 2)
 #define NVME_WZ_DEAC (1u << 25) /* Write Zeroes may deallocate */
 
@@ -101,6 +107,8 @@ _Static_assert(sizeof(struct nvme_cqe) == 16, "CQE is 16 bytes");
 #define NVME_SC_DATA_TRANSFER 0x004
 #define NVME_SC_INTERNAL 0x006
 #define NVME_SC_INVALID_NS 0x00b
+#define NVME_SC_SGL_LENGTH 0x00f
+#define NVME_SC_SGL_TYPE 0x011
 #define NVME_SC_PREEMPT_ABORT 0x01b
 #define NVME_SC_LBA_RANGE 0x080
 #define NVME_SC_CAPACITY 0x081
@@ -122,6 +130,7 @@ _Static_assert(sizeof(struct nvme_cqe) == 16, "CQE is 16 bytes");
 #define NVME_IDC_NN 516
 #define NVME_IDC_ONCS 520
 #define NVME_IDC_VWC 525
+#define NVME_IDC_SGLS 536 /* 4 bytes */
 
 /* Identify Namespace (CNS 0). */
 #define NVME_IDN_NSZE 0

@@ -190,6 +190,8 @@ void nvme_describe(void *inst, dc_kv_fn kv, void *arg)
 	dc_kv_printf(kv, arg, "mdts", "%u (%u KiB per command)", c->mdts,
 		     c->max_xfer / 1024);
 	dc_kv_bool(kv, arg, "volatile-write-cache", c->vwc);
+	dc_kv_printf(kv, arg, "data-pointers", "%s (SGLS %#x)",
+		     c->use_sgl ? "sgl" : "prp", c->sgls);
 	dc_kv_printf(kv, arg, "oncs", "%#x%s%s%s", c->oncs,
 		     (c->oncs & NVME_ONCS_DSM) ? " dsm" : "",
 		     (c->oncs & NVME_ONCS_WRITE_ZEROES) ? " write-zeroes" : "",

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Queue pairs: a submission and a completion ring in DMA memory, and one
  * command slot per SQ entry (less one: a full ring is never ambiguous), each
- * with its own bounce buffer and PRP list. The CID is the slot's index with a
+ * with its own bounce buffer and PRP list (none with SGLs). The CID is the slot's index with a
  * sequence number above it, so a completion whose CID matches no command in
  * flight (a stale or corrupt one) is counted and dropped, not trusted. */
 #include "drv.h"
@@ -26,10 +26,9 @@ static size_t page_round(size_t n)
 	return (n + NVME_PAGE - 1) & ~(size_t)(NVME_PAGE - 1);
 }
 
-static void slots_layout(struct nvme_qp *qp, uint32_t slot_bytes, size_t ring_bytes)
+static void slots_layout(struct nvme_qp *qp, uint32_t slot_bytes, size_t ring_bytes,
+			 bool lists)
 {
-	bool lists = slot_bytes > 2 * NVME_PAGE;
-
 	for (unsigned i = 0; i < qp->nslots; i++) {
 		struct nvme_slot *s = &qp->slots[i];
 		size_t boff = ring_bytes + (size_t)i * slot_bytes;
@@ -61,6 +60,8 @@ int nvme_qp_init(struct nvme_ctrl *c, struct nvme_qp *qp, uint16_t qid, uint16_t
 	size_t ring_bytes =
 		sq_bytes + page_round((size_t)depth * sizeof(struct nvme_cqe));
 	uint32_t stride = 4u << c->dstrd;
+	/* PRP lists only where PRPs describe buffers past two pages. */
+	bool lists = slot_bytes > 2 * NVME_PAGE && !(qid && c->use_sgl);
 	int rc;
 
 	memset(qp, 0, sizeof(*qp));
@@ -76,7 +77,7 @@ int nvme_qp_init(struct nvme_ctrl *c, struct nvme_qp *qp, uint16_t qid, uint16_t
 	qp->cq_db = qp->sq_db + stride;
 	qp->irq_fd = c->dev->ops->irq_fd(c->dev, vec);
 	qp->dma_len = ring_bytes + (size_t)qp->nslots * slot_bytes;
-	if (slot_bytes > 2 * NVME_PAGE)
+	if (lists)
 		qp->dma_len += (size_t)qp->nslots * NVME_PAGE;
 	qp->slots = calloc(qp->nslots, sizeof(*qp->slots));
 	qp->freelist = calloc(qp->nslots, sizeof(*qp->freelist));
@@ -92,7 +93,7 @@ int nvme_qp_init(struct nvme_ctrl *c, struct nvme_qp *qp, uint16_t qid, uint16_t
 	qp->cq = (struct nvme_cqe *)(qp->dma + sq_bytes);
 	qp->sq_iova = qp->dma_iova;
 	qp->cq_iova = qp->dma_iova + sq_bytes;
-	slots_layout(qp, slot_bytes, ring_bytes);
+	slots_layout(qp, slot_bytes, ring_bytes, lists);
 	pthread_mutex_init(&qp->lock, NULL);
 	return 0;
 fail:
@@ -141,7 +142,13 @@ void nvme_slot_put(struct nvme_qp *qp, struct nvme_slot *s)
 void nvme_qp_push(struct nvme_qp *qp, struct nvme_slot *s, struct nvme_sqe *sqe)
 {
 	sqe->cid = (uint16_t)(s->index | (s->seq << NVME_CID_SLOT_BITS));
-	if (s->len) {
+	if (s->len && qp->qid && qp->c->use_sgl) {
+		/* The bounce buffer is contiguous in IOVA: one Data Block
+		 * descriptor, no list. Admin commands keep PRPs (PCIe). */
+		sqe->flags |= NVME_PSDT_SGL;
+		sqe->prp1 = s->buf_iova;
+		sqe->prp2 = s->len | (uint64_t)NVME_SGL_DATA_BLOCK << 56;
+	} else if (s->len) {
 		sqe->prp1 = s->buf_iova;
 		if (s->len > 2 * NVME_PAGE)
 			sqe->prp2 = s->list_iova;

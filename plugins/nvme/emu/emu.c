@@ -112,6 +112,7 @@ static void identify(struct emu *e, const struct nvme_sqe *c, uint8_t *id, uint1
 				 (e->cfg.wz ? NVME_ONCS_WRITE_ZEROES : 0) |
 				 (e->cfg.rsv ? NVME_ONCS_RESERVATIONS : 0)));
 		id[NVME_IDC_VWC] = e->cfg.vwc;
+		id[NVME_IDC_SGLS] = e->cfg.sgl;
 	} else if (cns == 0 && c->nsid == 1) {
 		uint64_t nsze = htole64(e->nsze);
 
@@ -252,10 +253,14 @@ static void run_sq(struct emu *e, uint16_t qid)
 
 		if (++q->head == q->size)
 			q->head = 0;
-		if (qid == 0)
+		if (qid == 0 && NVME_PSDT(c.flags)) {
+			st = NVME_SC_INVALID_FIELD; /* PCIe admin commands: PRPs only */
+			post = true;
+		} else if (qid == 0) {
 			post = admin(e, &c, &st, &dw0);
-		else
+		} else {
 			post = faults(e, qid, &c) && emu_io(e, qid, &c, &st);
+		}
 		if (post)
 			emu_post(e, qid, c.cid, st, dw0);
 	}

@@ -26,6 +26,8 @@ struct emu_cfg {
 	bool vwc, dsm, rsv;
 	bool wz;	  /* Write Zeroes (ONCS bit 3) */
 	uint8_t dlfeat;	  /* Identify Namespace DLFEAT */
+	bool sgl;	  /* SGLs for NVM commands (SGLS 01b) */
+	bool sglonly;	  /* and PRPs refused on I/O commands */
 	bool metadata;	  /* the namespace's LBA format carries 8 bytes of metadata */
 	bool noready;	  /* CSTS.RDY never rises */
 	bool rsvconflict; /* reads and writes end in a reservation conflict */

@@ -7,6 +7,35 @@
 #include <endian.h>
 #include <string.h>
 
+/* An I/O command's data: PRPs, or with PSDT 01b (when SGLs are advertised)
+ * one SGL Data Block descriptor at least len bytes long. Returns a status. */
+static uint16_t xfer(struct emu *e, const struct nvme_sqe *c, void *buf, size_t len,
+		     bool from_host)
+{
+	uint8_t id = (uint8_t)(c->prp2 >> 56);
+
+	if (NVME_PSDT(c->flags) == 0) {
+		if (e->cfg.sglonly)
+			return NVME_SC_INVALID_FIELD;
+		return emu_dma(c->prp1, c->prp2, buf, len, from_host) ?
+			       NVME_SC_DATA_TRANSFER :
+			       0;
+	}
+	if (NVME_PSDT(c->flags) != 1 || !e->cfg.sgl)
+		return NVME_SC_INVALID_FIELD;
+	if (id != NVME_SGL_DATA_BLOCK || (c->prp2 & 0x00ffffff00000000ull))
+		return NVME_SC_SGL_TYPE;
+	if ((uint32_t)c->prp2 < len)
+		return NVME_SC_SGL_LENGTH;
+	if (!c->prp1)
+		return NVME_SC_DATA_TRANSFER;
+	if (from_host)
+		memcpy(buf, (void *)(uintptr_t)c->prp1, len);
+	else
+		memcpy((void *)(uintptr_t)c->prp1, buf, len);
+	return 0;
+}
+
 static uint16_t rw(struct emu *e, const struct nvme_sqe *c)
 {
 	uint64_t slba = c->cdw10 | (uint64_t)c->cdw11 << 32;
@@ -22,18 +51,17 @@ static uint16_t rw(struct emu *e, const struct nvme_sqe *c)
 		return NVME_SC_RSV_CONFLICT;
 	if (e->cfg.err_status && e->cfg.err_lba >= slba && e->cfg.err_lba < slba + nlb)
 		return e->cfg.err_status;
-	if (emu_dma(c->prp1, c->prp2, at, len, c->opc == NVME_CMD_WRITE))
-		return NVME_SC_DATA_TRANSFER;
-	return 0;
+	return xfer(e, c, at, len, c->opc == NVME_CMD_WRITE);
 }
 
 static uint16_t dsm(struct emu *e, const struct nvme_sqe *c)
 {
 	uint32_t r[4 * 256];
 	unsigned n = (c->cdw10 & 0xff) + 1;
+	uint16_t st = xfer(e, c, r, n * 16, true);
 
-	if (emu_dma(c->prp1, c->prp2, r, n * 16, true))
-		return NVME_SC_DATA_TRANSFER;
+	if (st)
+		return st;
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t nlb = le32toh(r[4 * i + 1]);
 		uint64_t slba = le32toh(r[4 * i + 2]) | (uint64_t)le32toh(r[4 * i + 3])
@@ -142,19 +170,21 @@ static uint16_t rsv_report(struct emu *e, const struct nvme_sqe *c)
 	memcpy(b + NVME_RSV_HDR + 8, &key, 8);
 	if (len > sizeof(b))
 		len = sizeof(b);
-	return emu_dma(c->prp1, c->prp2, b, len, false) ? NVME_SC_DATA_TRANSFER : 0;
+	return xfer(e, c, b, len, false);
 }
 
 static uint16_t rsv(struct emu *e, const struct nvme_sqe *c)
 {
 	uint64_t k[2];
+	uint16_t st;
 
 	if (!e->cfg.rsv)
 		return NVME_SC_INVALID_OPCODE;
 	if (c->opc == NVME_CMD_RSV_REPORT)
 		return rsv_report(e, c);
-	if (emu_dma(c->prp1, c->prp2, k, c->opc == NVME_CMD_RSV_RELEASE ? 8 : 16, true))
-		return NVME_SC_DATA_TRANSFER;
+	st = xfer(e, c, k, c->opc == NVME_CMD_RSV_RELEASE ? 8 : 16, true);
+	if (st)
+		return st;
 	if (c->opc == NVME_CMD_RSV_REGISTER)
 		return rsv_register(e, k, c->cdw10);
 	if (c->opc == NVME_CMD_RSV_ACQUIRE)
