@@ -114,4 +114,13 @@ struct ioe_watch;
 struct ioe_watch *ioe_watch_add(int fd, void (*fn)(void *arg), void *arg);
 void ioe_watch_del(struct ioe_watch *w);
 
+/* extents() (plugin.h, ABI 1.1) of a regular file fd with 1 << shift byte
+ * sectors, from lseek(SEEK_DATA/SEEK_HOLE): the run of [sector, sector +
+ * count) that starts at sector in *run, and DC_EXTENT_HOLE | DC_EXTENT_ZERO
+ * for a hole or 0 for data. A sector that holds any data is data; a file
+ * system that cannot tell says data. A block device (device) is all data:
+ * what a discard leaves is the device's business. Reads only the layout. */
+int ioe_file_extents(int fd, bool device, unsigned shift, uint64_t sector, uint64_t count,
+		     uint64_t *run);
+
 #endif

@@ -239,11 +239,54 @@ START_TEST(watch)
 }
 END_TEST
 
+/* ioe_file_extents(): holes and data of a sparse file, sectors that data
+ * only partly fills count as data. */
+START_TEST(extents)
+{
+	char *path = t_tmpfile();
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	uint64_t run;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, FILE_SIZE), 0);
+	ck_assert_int_eq(pwrite(fd, "x", 1, 64 << 10), 1);
+	ck_assert_int_eq(pwrite(fd, "y", 1, (1 << 20) + 100), 1);
+	ck_assert_int_eq(ioe_file_extents(fd, false, 9, 0, 4096, &run),
+			 DC_EXTENT_HOLE | DC_EXTENT_ZERO);
+	ck_assert_uint_eq(run, 128);
+	ck_assert_int_eq(ioe_file_extents(fd, false, 9, 128, 3968, &run), 0);
+	ck_assert_uint_ge(run, 1);
+	ck_assert_uint_le(run, 128); /* up to the filesystem's block */
+	ck_assert_int_eq(ioe_file_extents(fd, false, 9, 128 + run, 3968 - run, &run),
+			 DC_EXTENT_HOLE | DC_EXTENT_ZERO);
+	/* 64 KiB sectors: the one holding byte 64K is data, the first a hole. */
+	ck_assert_int_eq(ioe_file_extents(fd, false, 16, 0, 32, &run),
+			 DC_EXTENT_HOLE | DC_EXTENT_ZERO);
+	ck_assert_uint_eq(run, 1);
+	ck_assert_int_eq(ioe_file_extents(fd, false, 16, 1, 31, &run), 0);
+	ck_assert_uint_eq(run, 1);
+	/* 1 MiB sectors: data part-way into each is data. */
+	ck_assert_int_eq(ioe_file_extents(fd, false, 20, 0, 2, &run), 0);
+	ck_assert_uint_eq(run, 1);
+	ck_assert_int_eq(ioe_file_extents(fd, false, 20, 1, 1, &run), 0);
+	ck_assert_uint_eq(run, 1);
+	/* Past the last data: a hole to the end of the range. */
+	ck_assert_int_eq(ioe_file_extents(fd, false, 9, 2056, 2040, &run),
+			 DC_EXTENT_HOLE | DC_EXTENT_ZERO);
+	ck_assert_uint_eq(run, 2040);
+	ck_assert_int_eq(ioe_file_extents(fd, true, 9, 0, 4096, &run), 0);
+	ck_assert_uint_eq(run, 4096);
+	close(fd);
+	unlink(path);
+	free(path);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *const tests[] = {
-		uring_thread,	    uring_driven, uring_direct, pool,
-		pool_driven_direct, uring_only,	  watch,	NULL
+		uring_thread, uring_driven, uring_direct, pool, pool_driven_direct,
+		uring_only,   watch,	    extents,	  NULL
 	};
 
 	return common_check_run("ioengine", tests);

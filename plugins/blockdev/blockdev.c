@@ -284,6 +284,16 @@ fail:
 	return rc;
 }
 
+/* Allocation (ABI 1.1): a regular file's holes; a device is data. */
+static int bdev_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+			uint64_t *run)
+{
+	struct bdev *b = inst;
+
+	(void)node;
+	return ioe_file_extents(b->fd, b->blk, b->shift, sector, count, run);
+}
+
 static void bdev_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct bdev *b = inst;
@@ -338,4 +348,5 @@ DC_PLUGIN(bdev_plugin) = {
 	.submit = bdev_submit,
 	.sector_count = bdev_sector_count,
 	.describe = bdev_describe,
+	.extents = bdev_extents,
 };

@@ -449,6 +449,16 @@ fail:
 	return ret;
 }
 
+/* Allocation (ABI 1.1): a regular file's holes; a device is data. */
+static int file_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+			uint64_t *run)
+{
+	struct file_disk *f = inst;
+
+	(void)node;
+	return ioe_file_extents(f->fd, f->blockdev, f->shift, sector, count, run);
+}
+
 static void file_describe(void *inst, dc_kv_fn kv, void *arg)
 {
 	struct file_disk *f = inst;
@@ -503,4 +513,5 @@ DC_PLUGIN(file_plugin) = {
 	.submit = file_submit,
 	.io = file_io,
 	.describe = file_describe,
+	.extents = file_extents,
 };
