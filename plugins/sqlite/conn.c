@@ -11,6 +11,9 @@
 static const char *const sq_stmt_sql[SQ_NSTMT] = {
 	[SQ_READ] = "SELECT sector, data FROM sectors WHERE sector >= ?1 AND sector < ?2 "
 		    "ORDER BY sector",
+	/* Which rows hold sectors, and which of them are zero (NULL). */
+	[SQ_MAP] = "SELECT sector, data IS NULL FROM sectors WHERE sector >= ?1 AND "
+		   "sector < ?2 ORDER BY sector",
 	[SQ_BEGIN_READ] = "BEGIN",
 	[SQ_COMMIT] = "COMMIT",
 	[SQ_BEGIN] = "BEGIN IMMEDIATE",

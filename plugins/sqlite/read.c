@@ -159,6 +159,54 @@ static int sq_read(struct sq_layer *l, struct dc_req *req)
 	return ret;
 }
 
+/* Allocation (ABI 1.1): rows are what the layer holds, data or, for a NULL
+ * row, zeroes; sectors without a row are ABSENT (they read from below; the
+ * core makes them a hole at the bottom). On a reader, beside the I/O. */
+int sq_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+	       uint64_t *run)
+{
+	struct sq_layer *l = inst;
+	uint64_t next = sector;
+	struct sq_conn *c;
+	sqlite3_stmt *st;
+	int rc, zero = -1, ret;
+
+	(void)node;
+	c = sq_reader_get(l);
+	if (!c)
+		return dc_fail(-EIO, "%s: no reader connection", l->path);
+	sq_reader_begin(l, c);
+	st = c->st[SQ_MAP];
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)sector);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)(sector + count));
+	/* Rows come in order: the run ends at the first gap or change. */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t s = (uint64_t)sqlite3_column_int64(st, 0);
+		int z = sqlite3_column_int(st, 1);
+
+		if (s != next || (zero >= 0 && z != zero))
+			break;
+		zero = z;
+		next = s + 1;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		ret = dc_fail(-EIO, "%s: %s", l->path, sqlite3_errmsg(c->db));
+	} else if (zero < 0) {
+		/* No row at sector: absent up to the next row, if any. */
+		*run = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) - sector :
+					  count;
+		ret = DC_EXTENT_ABSENT;
+	} else {
+		*run = next - sector;
+		ret = zero ? DC_EXTENT_ZERO : 0;
+	}
+	sqlite3_reset(st);
+	if (ret < 0)
+		sq_reader_end(c);
+	sq_reader_put(l, c);
+	return ret;
+}
+
 static void sq_read_job(void *arg)
 {
 	struct dc_req *req = arg;

@@ -350,4 +350,6 @@ DC_PLUGIN(sq_plugin) = {
 	.submit = sq_submit,
 	.attach = sq_attach,
 	.describe = sq_describe,
+	.extents = sq_extents,
+	.check = sq_check_db,
 };

@@ -54,6 +54,7 @@ enum sq_form { SQ_SQL, SQ_DIFF, SQ_AUTO };
 /* Prepared statements. Reader connections prepare the first SQ_NREADER. */
 enum {
 	SQ_READ,
+	SQ_MAP,
 	SQ_BEGIN_READ,
 	SQ_COMMIT,
 	SQ_NREADER,
@@ -158,6 +159,11 @@ void sq_buf_advance(struct dc_buf *b, size_t len);
 const uint8_t *sq_buf_sector(const struct dc_buf *b, size_t ss, uint8_t *tmp);
 void sq_readers_release(struct sq_layer *l);
 void sq_submit(void *inst, struct dc_req *req);
+int sq_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
+	       uint64_t *run);
+
+/* check.c: check() (integrity, schema, meta, sector rows) */
+int sq_check_db(void *inst, dc_check_report_fn report, void *arg);
 
 /* write.c: the writer job (group commit) and checkpoints */
 int sq_wal_hook(void *arg, sqlite3 *db, const char *name, int frames);
