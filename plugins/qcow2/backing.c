@@ -4,20 +4,17 @@
  * raw, vpc, vhdx); without one, only a file whose magic says qcow2 is taken
  * (probing raw would let a guest's data choose the format). The path, relative
  * to the image's directory or absolute, must stay inside that directory
- * (openat2 RESOLVE_BENEATH) unless the spec says ;parents=any. */
+ * unless the spec says ;parents=any: common/parentpath's rule. */
 #include "qcow2.h"
 
 #include "endian/byteorder.h"
+#include "parentpath/parentpath.h"
 #include "vhdfmt/vhdfmt.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/openat2.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 /* The spec form for a backing format, NULL for one diskcore cannot open. */
@@ -34,101 +31,25 @@ static const char *qcow2_form_of(const char *fmt)
 	return NULL;
 }
 
-/* The real path of an open fd, malloc'd. */
-static char *qcow2_fd_path(int fd)
-{
-	char link[64], buf[4096];
-	ssize_t n;
-
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	n = readlink(link, buf, sizeof(buf) - 1);
-	if (n <= 0 || n >= (ssize_t)sizeof(buf) - 1)
-		return NULL;
-	buf[n] = '\0';
-	return strdup(buf);
-}
-
-/* Open name (relative to dirfd) without leaving the directory: RESOLVE_BENEATH
- * refuses "..", absolute symlinks and links that climb out (-EXDEV). */
-static int qcow2_open_beneath(int dirfd, const char *name)
-{
-	struct open_how how = {
-		.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK,
-		.resolve = RESOLVE_BENEATH,
-	};
-	long fd = syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
-	char *dir, *joined = NULL, *real = NULL;
-	int ret;
-
-	if (fd >= 0 || errno != ENOSYS)
-		return fd < 0 ? -errno : (int)fd;
-	/* A kernel before 5.6: resolve, then check the prefix (racy against a
-	 * rename meanwhile, which openat2 is not). */
-	dir = qcow2_fd_path(dirfd);
-	if (dir && asprintf(&joined, "%s/%s", dir, name) >= 0)
-		real = realpath(joined, NULL);
-	if (!real)
-		ret = dir && joined ? -errno : -ENOMEM;
-	else if (strncmp(real, dir, strlen(dir)) != 0 || real[strlen(dir)] != '/')
-		ret = -EXDEV;
-	else if ((ret = open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
-		ret = -errno;
-	free(real);
-	free(joined);
-	free(dir);
-	return ret;
-}
-
-/* The backing file, open read-only: fd, or -errno after a message. */
+/* The backing file, open read-only under the parent rule of
+ * common/parentpath (docs/security.md): fd, or -errno after a message. */
 static int qcow2_open_backing(struct qcow2 *q)
 {
-	size_t dl = strlen(q->dir);
-	const char *rel = q->backing;
-	int dirfd, fd;
+	int fd = parentpath_open(q->dir, q->backing,
+				 q->parents_any ? PARENTPATH_ANY : PARENTPATH_BENEATH);
 
-	if (q->parents_any) {
-		if (q->backing[0] == '/')
-			fd = open(q->backing, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-		else {
-			dirfd = open(q->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-			fd = dirfd < 0 ? -1 :
-					 openat(dirfd, rel,
-						O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-			if (dirfd >= 0) {
-				int e = errno;
-
-				close(dirfd);
-				errno = e;
-			}
-		}
-		fd = fd < 0 ? -errno : fd;
-	} else {
-		/* An absolute name inside the image's directory is taken as the
-		 * relative one it spells. */
-		if (rel[0] == '/') {
-			if (strncmp(rel, q->dir, dl) != 0 || rel[dl] != '/')
-				goto escapes;
-			rel += dl + 1;
-		}
-		dirfd = open(q->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-		if (dirfd < 0)
-			fd = -errno;
-		else {
-			fd = qcow2_open_beneath(dirfd, rel);
-			close(dirfd);
-		}
-		if (fd == -EXDEV || fd == -ELOOP)
-			goto escapes;
+	if (fd >= 0)
+		return fd;
+	if (parentpath_refused(fd)) {
+		vhdfmt_err("%s: the backing file %s %s; a backing file outside the "
+			   "image's directory %s is followed only when the spec says "
+			   ";parents=any",
+			   q->path, q->backing, parentpath_why(fd), q->dir);
+		return -EPERM;
 	}
-	if (fd < 0)
-		vhdfmt_err("%s: cannot open the backing file %s: %s", q->path, q->backing,
-			   strerror(-fd));
+	vhdfmt_err("%s: cannot open the backing file %s: %s", q->path, q->backing,
+		   strerror(-fd));
 	return fd;
-escapes:
-	vhdfmt_err("%s: the backing file %s lies outside the image's directory %s; "
-		   "add ;parents=any to the spec to follow it",
-		   q->path, q->backing, q->dir);
-	return -EPERM;
 }
 
 int qcow2_resolve_backing(struct qcow2 *q)
@@ -165,7 +86,7 @@ int qcow2_resolve_backing(struct qcow2 *q)
 		}
 	}
 	if (ret == 0) {
-		q->parent = qcow2_fd_path(fd);
+		q->parent = parentpath_fd_path(fd);
 		if (!q->parent) {
 			vhdfmt_err("%s: cannot resolve the backing file %s", q->path,
 				   q->backing);

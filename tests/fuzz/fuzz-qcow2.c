@@ -19,6 +19,7 @@
 #include "../../plugins/qcow2/resize.c"
 #include "../../plugins/qcow2/write.c"
 #include "../../common/endian/layout.c"
+#include "../../common/parentpath/parentpath.c"
 #include "../../common/vhdfmt/share.c"
 #include "../../common/vhdfmt/vhdfmt.c"
 
