@@ -37,11 +37,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
 
-if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" -ne 1073741824 ]; then
-	echo "creating $FILE (1 GiB of random data)..." >&2
-	head -c 1G /dev/urandom >"$FILE.tmp"
-	mv "$FILE.tmp" "$FILE"
-fi
+bench_random_file "$FILE"
 chmod 644 "$FILE"
 
 # nginx on a free port, serving $FILE as /disk.img.

@@ -44,12 +44,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" -ne 1073741824 ]; then
-	echo "creating $FILE (1 GiB of random data)..." >&2
-	head -c 1G /dev/urandom >"$FILE.tmp"
-	mv "$FILE.tmp" "$FILE"
-	sync "$FILE"
-fi
+bench_random_file "$FILE"
 
 # IOPS of one fio run on $1 with $2 jobs (queue depth $3, default 32).
 fio_iops() {
@@ -110,11 +105,6 @@ while [ "$r" -le "$ROUNDS" ]; do
 	r=$((r + 1))
 done
 
-med() {
-	# shellcheck disable=SC2086
-	bench_median $1
-}
-
 bench_machine
 echo "file: $FILE (1 GiB)${LOOPDEV:+, loop device: $LOOPDEV (--direct-io=on)};" \
 	"${SECS}s per fio/diskctl run, $COUNT requests per qemu-img run${NICE:+, nice $NICE}"
@@ -141,23 +131,23 @@ echo
 	done
 }
 echo
-echo "ratio diskctl/fio, file:          $(bench_ratio "$(med "$f_dc")" "$(med "$f_fio")")"
-echo "ratio diskctl/qemu-img, file:     $(bench_ratio "$(med "$f_dc")" "$(med "$f_qemu")")"
+echo "ratio diskctl/fio, file:          $(bench_ratio "$(bench_median "$f_dc")" "$(bench_median "$f_fio")")"
+echo "ratio diskctl/qemu-img, file:     $(bench_ratio "$(bench_median "$f_dc")" "$(bench_median "$f_qemu")")"
 if [ -n "$LOOPDEV" ]; then
-	echo "ratio diskctl/fio, loop:          $(bench_ratio "$(med "$l_dc")" "$(med "$l_fio")")"
-	echo "ratio diskctl/qemu-img, loop:     $(bench_ratio "$(med "$l_dc")" "$(med "$l_qemu")")"
+	echo "ratio diskctl/fio, loop:          $(bench_ratio "$(bench_median "$l_dc")" "$(bench_median "$l_fio")")"
+	echo "ratio diskctl/qemu-img, loop:     $(bench_ratio "$(bench_median "$l_dc")" "$(bench_median "$l_qemu")")"
 fi
-echo "ratio diskctl --no-wait/fio, file: $(bench_ratio "$(med "$f_nw")" "$(med "$f_fio")")"
-echo "ratio diskctl/fio, 2 threads:     $(bench_ratio "$(med "$t_dc")" "$(med "$t_fio")")"
-echo "ratio --no-wait/fio, 2 threads:   $(bench_ratio "$(med "$t_nw")" "$(med "$t_fio")")"
+echo "ratio diskctl --no-wait/fio, file: $(bench_ratio "$(bench_median "$f_nw")" "$(bench_median "$f_fio")")"
+echo "ratio diskctl/fio, 2 threads:     $(bench_ratio "$(bench_median "$t_dc")" "$(bench_median "$t_fio")")"
+echo "ratio --no-wait/fio, 2 threads:   $(bench_ratio "$(bench_median "$t_nw")" "$(bench_median "$t_fio")")"
 a=""; b=""; c=""
 for qd in $QDS; do
 	eval "a=\$q${qd}_dc; b=\$q${qd}_fio; c=\$q${qd}_nw"
-	echo "ratio diskctl/fio, QD$qd:           $(bench_ratio "$(med "$a")" "$(med "$b")")" \
-		"(--no-wait $(bench_ratio "$(med "$c")" "$(med "$b")"))"
+	echo "ratio diskctl/fio, QD$qd:           $(bench_ratio "$(bench_median "$a")" "$(bench_median "$b")")" \
+		"(--no-wait $(bench_ratio "$(bench_median "$c")" "$(bench_median "$b")"))"
 done
-echo "scaling 1 -> 2 threads: diskctl $(bench_ratio "$(med "$t_dc")" "$(med "$f_dc")")," \
-	"fio $(bench_ratio "$(med "$t_fio")" "$(med "$f_fio")")"
+echo "scaling 1 -> 2 threads: diskctl $(bench_ratio "$(bench_median "$t_dc")" "$(bench_median "$f_dc")")," \
+	"fio $(bench_ratio "$(bench_median "$t_fio")" "$(bench_median "$f_fio")")"
 echo
 echo "commands:"
 echo "  fio --name=bench --filename=F --readonly --ioengine=io_uring --direct=1 --rw=randread --bs=4k --iodepth=32|QD --numjobs=1|2 --group_reporting --time_based --runtime=$SECS"

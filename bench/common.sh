@@ -62,10 +62,16 @@ bench_record() {
 	echo "$2" | cut -d' ' -f2 >>"$OUT/cpu.$1"
 }
 
-# Median of the numbers given as arguments.
+# Median of the numbers given as arguments, or as one space-separated list.
 bench_median() {
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-		END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+	echo "$@" | tr ' ' '\n' | sort -g | awk 'NF { v[++n] = $1 }
+		END { if (!n) print ""; else if (n % 2) print v[(n + 1) / 2]; else print (v[n / 2] + v[n / 2 + 1]) / 2 }'
+}
+
+# bench_med NAME: the median of the numbers in $OUT/NAME (one a line).
+bench_med() {
+	# shellcheck disable=SC2046
+	bench_median $(cat "$OUT/$1")
 }
 
 # ratio A B: A / B with two decimals.
@@ -95,6 +101,56 @@ bench_header() {
 		gsub(" ", "-", rule)
 		print head; print rule
 	}'
+}
+
+# bench_table KIND TITLE HEAD [LABEL NAME]...: TITLE, then a table of rounds
+# headed HEAD with a row LABEL of the numbers in $OUT/KIND.NAME for each pair.
+bench_table() {
+	kind=$1
+	echo "$2"
+	echo
+	bench_header "$ROUNDS" "$3"
+	shift 3
+	while [ $# -ge 2 ]; do
+		# shellcheck disable=SC2046
+		bench_row "$1" $(cat "$OUT/$kind.$2")
+		shift 2
+	done
+	echo
+}
+
+# bench_random_file FILE: a 1 GiB file of random data, made unless FILE is one
+# already (a file of another size is replaced). KEEP=1 keeps it for the next run.
+bench_random_file() {
+	if [ "$(stat -c %s "$1" 2>/dev/null || echo 0)" -ne 1073741824 ]; then
+		echo "creating $1 (1 GiB of random data)..." >&2
+		head -c 1G /dev/urandom >"$1.tmp"
+		mv "$1.tmp" "$1"
+		sync "$1"
+	fi
+}
+
+# Requests per CPU-second of a run of $COUNT requests whose /usr/bin/time
+# -f "%U %S" output is in $OUT/t.
+bench_per_cpu() {
+	awk -v n="$COUNT" '{ c = $1 + $2 } END { printf "%.0f\n", (c > 0 ? n / c : 0) }' "$OUT/t"
+}
+
+# bench_qemu_img ARG...: "IOPS PER_CPU" of qemu-img bench -c $COUNT ARG...
+bench_qemu_img() {
+	/usr/bin/time -f "%U %S" -o "$OUT/t" qemu-img bench -c "$COUNT" "$@" >"$OUT/q" 2>&1 ||
+		{ cat "$OUT/q" >&2; exit 1; }
+	secs=$(sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p' "$OUT/q")
+	echo "$(awk -v n="$COUNT" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')" \
+		"$(bench_per_cpu)"
+}
+
+# bench_diskctl ARG...: "IOPS PER_CPU" of diskctl bench --count $COUNT --json
+# ARG..., the CPU time of the process as /usr/bin/time measures it.
+bench_diskctl() {
+	/usr/bin/time -f "%U %S" -o "$OUT/t" "$DISKCTL" bench --count "$COUNT" --json "$@" \
+		>"$OUT/d" || exit 1
+	echo "$(bench_json "$OUT/d" 'round(d["iops"])')" "$(bench_per_cpu)"
 }
 
 bench_machine() {

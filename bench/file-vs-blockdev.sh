@@ -32,12 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" -ne 1073741824 ]; then
-	echo "creating $FILE (1 GiB of random data)..." >&2
-	head -c 1G /dev/urandom >"$FILE.tmp"
-	mv "$FILE.tmp" "$FILE"
-	sync "$FILE"
-fi
+bench_random_file "$FILE"
 
 # "IOPS PER_CPU" of one diskctl bench run on spec $1 (more env in $2).
 diskctl_run() {
@@ -71,26 +66,15 @@ while [ "$r" -le "$ROUNDS" ]; do
 	r=$((r + 1))
 done
 
-med() {
-	# shellcheck disable=SC2046
-	bench_median $(cat "$OUT/$1")
-}
-
 # table KIND TITLE HEAD: one table of $OUT/KIND.* rows.
 table() {
-	echo "$2"
-	echo
-	bench_header "$ROUNDS" "$3"
-	# shellcheck disable=SC2046
-	{
-		bench_row "diskctl file:F (page cache)" $(cat "$OUT/$1.file")
-		bench_row "diskctl blockdev:F (page cache)" $(cat "$OUT/$1.bdev")
-		bench_row "diskctl file:F, DISKCORE_IO_ENGINE=pool" $(cat "$OUT/$1.pool")
-		bench_row "fio io_uring --direct=1" $(cat "$OUT/$1.fio")
-		bench_row "diskctl file:F;direct" $(cat "$OUT/$1.dfile")
-		bench_row "diskctl blockdev:F;direct" $(cat "$OUT/$1.dbdev")
-	}
-	echo
+	bench_table "$1" "$2" "$3" \
+		"diskctl file:F (page cache)" file \
+		"diskctl blockdev:F (page cache)" bdev \
+		"diskctl file:F, DISKCORE_IO_ENGINE=pool" pool \
+		"fio io_uring --direct=1" fio \
+		"diskctl file:F;direct" dfile \
+		"diskctl blockdev:F;direct" dbdev
 }
 
 bench_machine
@@ -98,11 +82,11 @@ echo "file: $FILE (1 GiB); ${SECS}s per run, 4 KiB random reads, QD32, one threa
 echo
 table iops "IOPS:" IOPS
 table cpu "Requests per CPU-second:" "requests / CPU-s"
-echo "ratio file:/blockdev: per CPU-second, page cache (target >= 0.8): $(bench_ratio "$(med cpu.file)" "$(med cpu.bdev)")"
-echo "ratio file:/blockdev: IOPS, page cache:                          $(bench_ratio "$(med iops.file)" "$(med iops.bdev)")"
-echo "ratio pool/io_uring file: per CPU-second, page cache:            $(bench_ratio "$(med cpu.pool)" "$(med cpu.file)")"
-echo "ratio file:;direct/fio IOPS (target >= 1.0):                     $(bench_ratio "$(med iops.dfile)" "$(med iops.fio)")"
-echo "ratio file:;direct/fio per CPU-second:                           $(bench_ratio "$(med cpu.dfile)" "$(med cpu.fio)")"
+echo "ratio file:/blockdev: per CPU-second, page cache (target >= 0.8): $(bench_ratio "$(bench_med cpu.file)" "$(bench_med cpu.bdev)")"
+echo "ratio file:/blockdev: IOPS, page cache:                          $(bench_ratio "$(bench_med iops.file)" "$(bench_med iops.bdev)")"
+echo "ratio pool/io_uring file: per CPU-second, page cache:            $(bench_ratio "$(bench_med cpu.pool)" "$(bench_med cpu.file)")"
+echo "ratio file:;direct/fio IOPS (target >= 1.0):                     $(bench_ratio "$(bench_med iops.dfile)" "$(bench_med iops.fio)")"
+echo "ratio file:;direct/fio per CPU-second:                           $(bench_ratio "$(bench_med cpu.dfile)" "$(bench_med cpu.fio)")"
 echo
 echo "commands:"
 echo "  diskctl bench --rw randread --bs 4k --qd 32 --time $SECS --ro --json 'file:F' | 'blockdev:F' | 'file:F;direct' | 'blockdev:F;direct'"

@@ -31,33 +31,16 @@ STEP=$((4096 * 40009))
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"; [ "${KEEP:-0}" = 1 ] || rm -f "$FILE"' EXIT INT TERM
 
-if [ "$(stat -c %s "$FILE" 2>/dev/null || echo 0)" -ne 1073741824 ]; then
-	echo "creating $FILE (1 GiB of random data)..." >&2
-	head -c 1G /dev/urandom >"$FILE.tmp"
-	mv "$FILE.tmp" "$FILE"
-	sync "$FILE"
-fi
-
-# Requests per CPU-second of the run whose /usr/bin/time output is in $OUT/t.
-per_cpu() {
-	awk -v n="$COUNT" '{ c = $1 + $2 } END { printf "%.0f\n", (c > 0 ? n / c : 0) }' "$OUT/t"
-}
+bench_random_file "$FILE"
 
 # "IOPS PER_CPU" of one qemu-img bench run with step $1.
 qemu_run() {
-	/usr/bin/time -f "%U %S" -o "$OUT/t" qemu-img bench -f raw -t none -i "$AIO" \
-		-c "$COUNT" -d 32 -s 4k -S "$1" "$FILE" >"$OUT/q" 2>&1 ||
-		{ cat "$OUT/q" >&2; exit 1; }
-	secs=$(sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p' "$OUT/q")
-	echo "$(awk -v n="$COUNT" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')" \
-		"$(per_cpu)"
+	bench_qemu_img -f raw -t none -i "$AIO" -d 32 -s 4k -S "$1" "$FILE"
 }
 
 # "IOPS PER_CPU" of one diskctl bench run with --rw $1.
 diskctl_run() {
-	/usr/bin/time -f "%U %S" -o "$OUT/t" "$DISKCTL" bench --rw "$1" --bs 4k --qd 32 \
-		--count "$COUNT" --ro --json "file:$FILE;direct" >"$OUT/d" || exit 1
-	echo "$(bench_json "$OUT/d" 'round(d["iops"])')" "$(per_cpu)"
+	bench_diskctl --rw "$1" --bs 4k --qd 32 --ro "file:$FILE;direct"
 }
 
 r=1
@@ -70,25 +53,15 @@ while [ "$r" -le "$ROUNDS" ]; do
 	r=$((r + 1))
 done
 
-# table KIND TITLE: one table of $OUT/KIND.* rows.
+# table KIND TITLE HEAD: one table of $OUT/KIND.* rows, then the ratios.
 table() {
-	echo "$2"
-	echo
-	bench_header "$ROUNDS" "$3"
-	# shellcheck disable=SC2046
-	{
-		bench_row "qemu-img bench -t none, sequential" $(cat "$OUT/$1.q_seq")
-		bench_row "diskctl bench file:;direct --rw read" $(cat "$OUT/$1.d_seq")
-		bench_row "qemu-img bench -t none, step 4K*40009" $(cat "$OUT/$1.q_rnd")
-		bench_row "diskctl bench file:;direct --rw randread" $(cat "$OUT/$1.d_rnd")
-	}
-	echo
-	# shellcheck disable=SC2046
-	echo "ratio diskctl/qemu-img, sequential: $(bench_ratio \
-		"$(bench_median $(cat "$OUT/$1.d_seq"))" "$(bench_median $(cat "$OUT/$1.q_seq"))")"
-	# shellcheck disable=SC2046
-	echo "ratio diskctl/qemu-img, scattered:  $(bench_ratio \
-		"$(bench_median $(cat "$OUT/$1.d_rnd"))" "$(bench_median $(cat "$OUT/$1.q_rnd"))")"
+	bench_table "$1" "$2" "$3" \
+		"qemu-img bench -t none, sequential" q_seq \
+		"diskctl bench file:;direct --rw read" d_seq \
+		"qemu-img bench -t none, step 4K*40009" q_rnd \
+		"diskctl bench file:;direct --rw randread" d_rnd
+	echo "ratio diskctl/qemu-img, sequential: $(bench_ratio "$(bench_med "$1.d_seq")" "$(bench_med "$1.q_seq")")"
+	echo "ratio diskctl/qemu-img, scattered:  $(bench_ratio "$(bench_med "$1.d_rnd")" "$(bench_med "$1.q_rnd")")"
 	echo
 }
 

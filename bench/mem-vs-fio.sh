@@ -57,22 +57,13 @@ done
 
 # table KIND TITLE HEAD: one table of $OUT/KIND.* rows.
 table() {
-	echo "$2"
-	echo
-	bench_header "$ROUNDS" "$3"
-	# shellcheck disable=SC2046
-	{
-		bench_row "fio psync, tmpfs file" $(cat "$OUT/$1.fio")
-		bench_row "diskctl bench mem:1G --qd 1" $(cat "$OUT/$1.d1")
-		bench_row "diskctl bench mem:1G --qd 32" $(cat "$OUT/$1.d32")
-	}
-	echo
-	# shellcheck disable=SC2046
-	f=$(bench_median $(cat "$OUT/$1.fio"))
-	# shellcheck disable=SC2046
-	echo "ratio diskctl qd1/fio:  $(bench_ratio "$(bench_median $(cat "$OUT/$1.d1"))" "$f")"
-	# shellcheck disable=SC2046
-	echo "ratio diskctl qd32/fio: $(bench_ratio "$(bench_median $(cat "$OUT/$1.d32"))" "$f")"
+	bench_table "$1" "$2" "$3" \
+		"fio psync, tmpfs file" fio \
+		"diskctl bench mem:1G --qd 1" d1 \
+		"diskctl bench mem:1G --qd 32" d32
+	f=$(bench_med "$1.fio")
+	echo "ratio diskctl qd1/fio:  $(bench_ratio "$(bench_med "$1.d1")" "$f")"
+	echo "ratio diskctl qd32/fio: $(bench_ratio "$(bench_med "$1.d32")" "$f")"
 	echo
 }
 

@@ -40,26 +40,14 @@ fi
 # Warm the page cache for both sides alike.
 cat "$IMG" >/dev/null
 
-per_cpu() {
-	awk -v n="$COUNT" '{ c = $1 + $2 } END { printf "%.0f\n", (c > 0 ? n / c : 0) }' "$OUT/t"
-}
-
 # "IOPS PER_CPU" of one qemu-img bench run.
 qemu_run() {
-	/usr/bin/time -f "%U %S" -o "$OUT/t" qemu-img bench -f qcow2 -t "$CACHE" \
-		-i io_uring -c "$COUNT" -d 32 -s 4k -S "$STEP" "$IMG" >"$OUT/q" 2>&1 ||
-		{ cat "$OUT/q" >&2; exit 1; }
-	secs=$(sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p' "$OUT/q")
-	echo "$(awk -v n="$COUNT" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')" \
-		"$(per_cpu)"
+	bench_qemu_img -f qcow2 -t "$CACHE" -i io_uring -d 32 -s 4k -S "$STEP" "$IMG"
 }
 
 # "IOPS PER_CPU" of one diskctl bench run.
 diskctl_run() {
-	/usr/bin/time -f "%U %S" -o "$OUT/t" "$DISKCTL" bench --rw randread \
-		--bs 4k --qd 32 --threads "$THREADS" --count "$COUNT" --ro --json \
-		"qcow2:$IMG" >"$OUT/d" || exit 1
-	echo "$(bench_json "$OUT/d" 'round(d["iops"])')" "$(per_cpu)"
+	bench_diskctl --rw randread --bs 4k --qd 32 --threads "$THREADS" --ro "qcow2:$IMG"
 }
 
 r=1
@@ -70,19 +58,12 @@ while [ "$r" -le "$ROUNDS" ]; do
 	r=$((r + 1))
 done
 
+# table KIND TITLE HEAD: one table of $OUT/KIND.* rows, then the ratio.
 table() {
-	echo "$2"
-	echo
-	bench_header "$ROUNDS" "$3"
-	# shellcheck disable=SC2046
-	{
-		bench_row "qemu-img bench -f qcow2 -i io_uring" $(cat "$OUT/$1.q")
-		bench_row "diskctl bench qcow2: --rw randread" $(cat "$OUT/$1.d")
-	}
-	echo
-	# shellcheck disable=SC2046
-	echo "ratio diskctl/qemu-img: $(bench_ratio \
-		"$(bench_median $(cat "$OUT/$1.d"))" "$(bench_median $(cat "$OUT/$1.q"))")"
+	bench_table "$1" "$2" "$3" \
+		"qemu-img bench -f qcow2 -i io_uring" q \
+		"diskctl bench qcow2: --rw randread" d
+	echo "ratio diskctl/qemu-img: $(bench_ratio "$(bench_med "$1.d")" "$(bench_med "$1.q")")"
 	echo
 }
 

@@ -106,10 +106,6 @@ name() {
 	plugin) echo "nbdkit diskcore file:F" ;;
 	esac
 }
-med() {
-	# shellcheck disable=SC2046
-	bench_median $(cat "$OUT/$1.$2")
-}
 bench_machine
 echo "file: $FILE ($SIZE_MIB MiB), nbdcopy defaults (multi-conn: 4 connections, 64 requests of 256 KiB)"
 for op in read write; do
@@ -130,11 +126,11 @@ for op in read write; do
 done
 echo
 for op in read write; do
-	echo "ratio diskctl serve / nbdkit file, $op: $(bench_ratio "$(med "$op" serve)" "$(med "$op" nbdkit)")"
-	echo "server CPU per GiB, nbdkit file / diskctl serve, $op: $(bench_ratio "$(med "cpu$op" nbdkit)" "$(med "cpu$op" serve)")"
+	echo "ratio diskctl serve / nbdkit file, $op: $(bench_ratio "$(bench_med "$op.serve")" "$(bench_med "$op.nbdkit")")"
+	echo "server CPU per GiB, nbdkit file / diskctl serve, $op: $(bench_ratio "$(bench_med "cpu$op.nbdkit")" "$(bench_med "cpu$op.serve")")"
 	case " $SERVERS " in *" plugin "*)
-		echo "ratio diskctl serve / nbdkit diskcore, $op: $(bench_ratio "$(med "$op" serve)" "$(med "$op" plugin)")"
-		echo "ratio nbdkit diskcore / nbdkit file, $op: $(bench_ratio "$(med "$op" plugin)" "$(med "$op" nbdkit)")" ;;
+		echo "ratio diskctl serve / nbdkit diskcore, $op: $(bench_ratio "$(bench_med "$op.serve")" "$(bench_med "$op.plugin")")"
+		echo "ratio nbdkit diskcore / nbdkit file, $op: $(bench_ratio "$(bench_med "$op.plugin")" "$(bench_med "$op.nbdkit")")" ;;
 	esac
 done
 echo

@@ -205,11 +205,6 @@ while [ "$r" -le "$ROUNDS" ]; do
 	r=$((r + 1))
 done
 
-med() {
-	# shellcheck disable=SC2086
-	bench_median $1
-}
-
 bench_machine
 echo "members: FA, FB = 768 MiB files on ext4 on $LOOP_A ($DEV_A) and $LOOP_B ($DEV_B)," \
 	"loop devices over $IMG_A and $IMG_B (loop direct I/O" \
@@ -231,22 +226,22 @@ echo
 	bench_row "uncapped: diskctl striped:[file:FA,file:FB]" $uf2
 }
 echo
-echo "striped / one member, capped, file:      $(bench_ratio "$(med "$cf2")" "$(med "$cf1")")"
-echo "striped / one member, capped, blockdev:  $(bench_ratio "$(med "$cb2")" "$(med "$cb1")")"
+echo "striped / one member, capped, file:      $(bench_ratio "$(bench_median "$cf2")" "$(bench_median "$cf1")")"
+echo "striped / one member, capped, blockdev:  $(bench_ratio "$(bench_median "$cb2")" "$(bench_median "$cb1")")"
 if [ "$FIO" = 1 ]; then
-	echo "fio FA and FB / fio FA, capped:          $(bench_ratio "$(med "$fo2")" "$(med "$fo1")")"
-	echo "striped file: / fio FA and FB, capped:   $(bench_ratio "$(med "$cf2")" "$(med "$fo2")")"
+	echo "fio FA and FB / fio FA, capped:          $(bench_ratio "$(bench_median "$fo2")" "$(bench_median "$fo1")")"
+	echo "striped file: / fio FA and FB, capped:   $(bench_ratio "$(bench_median "$cf2")" "$(bench_median "$fo2")")"
 fi
-echo "one member / cap (file:):                $(bench_ratio "$(med "$cf1")" "$CAP")"
-echo "striped / one member, uncapped, file:    $(bench_ratio "$(med "$uf2")" "$(med "$uf1")")"
+echo "one member / cap (file:):                $(bench_ratio "$(bench_median "$cf1")" "$CAP")"
+echo "striped / one member, uncapped, file:    $(bench_ratio "$(bench_median "$uf2")" "$(bench_median "$uf1")")"
 # The capped comparison is about the stripe only when the machine has room for
 # both caps at once, and when one member does reach its cap.
-if awk -v u="$(med "$uf2")" -v c="$CAP" 'BEGIN { exit !(u < 2.2 * c) }'; then
-	echo "warning: uncapped, the stripe does only $(med "$uf2") IOPS, below" \
+if awk -v u="$(bench_median "$uf2")" -v c="$CAP" 'BEGIN { exit !(u < 2.2 * c) }'; then
+	echo "warning: uncapped, the stripe does only $(bench_median "$uf2") IOPS, below" \
 		"2.2 x CAP: the machine, not the caps, limits it; lower CAP" >&2
 fi
-if awk -v m="$(med "$cf1")" -v c="$CAP" 'BEGIN { exit !(m < 0.9 * c) }'; then
-	echo "warning: one member reaches only $(med "$cf1") of its cap $CAP; lower CAP" >&2
+if awk -v m="$(bench_median "$cf1")" -v c="$CAP" 'BEGIN { exit !(m < 0.9 * c) }'; then
+	echo "warning: one member reaches only $(bench_median "$cf1") of its cap $CAP; lower CAP" >&2
 fi
 echo
 echo "commands (A, B: the loop devices; FA, FB: the member files on them; capped:"

@@ -11,6 +11,22 @@ total_pass=0
 total_fail=0
 summaries=()
 
+# sanitized_setup DIR OPTION...: configure a sanitizer build with gcc (reusing
+# DIR when it is one, wiping it when its options cannot be changed in place)
+# and forget its last results.
+sanitized_setup() {
+	local dir=$1
+	shift
+	if [ -f "$dir/meson-private/coredata.dat" ]; then
+		meson setup --reconfigure "$dir" "$@" ||
+			CC=gcc meson setup --wipe "$dir" "$@"
+	else
+		rm -rf "$dir"
+		CC=gcc meson setup "$dir" "$@"
+	fi
+	rm -f "$dir/meson-logs/testlog.json"
+}
+
 # Add the results of one meson test run (its testlog.json) to the totals.
 tally() {
 	local name=$1 log=$2/meson-logs/testlog.json counts pass fail skip
@@ -56,16 +72,7 @@ tally build build
 # on, so dlopen'ed plugins and programs built out of tree against this
 # libdiskcore (tests/test-out-of-tree.sh) resolve it without extra flags; such a
 # program loads the runtime after libc, hence verify_asan_link_order=0 below.
-# shellcheck disable=SC2054 # the comma is part of the meson option
-asan_opts=(-Db_sanitize=address,undefined -Dbuildtype=debug)
-if [ -f build-asan/meson-private/coredata.dat ]; then
-	meson setup --reconfigure build-asan "${asan_opts[@]}" ||
-		CC=gcc meson setup --wipe build-asan "${asan_opts[@]}"
-else
-	rm -rf build-asan
-	CC=gcc meson setup build-asan "${asan_opts[@]}"
-fi
-rm -f build-asan/meson-logs/testlog.json
+sanitized_setup build-asan -Db_sanitize=address,undefined -Dbuildtype=debug
 # Leaks fail the run; one-time allocations inside system libraries are
 # suppressed in scripts/lsan.supp, never our own code.
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:exitcode=23:verify_asan_link_order=0:check_initialization_order=1:strict_init_order=1"
@@ -101,15 +108,7 @@ esac
 # delay/crypt chains (docs/reliability.md, "ThreadSanitizer"). Any report
 # fails its test (exitcode=66); scripts/tsan.supp names system libraries
 # only. DISKCORE_SANITIZED=thread (tests/meson.build) scales the iterations.
-tsan_opts=(-Db_sanitize=thread -Dbuildtype=debugoptimized)
-if [ -f build-tsan/meson-private/coredata.dat ]; then
-	meson setup --reconfigure build-tsan "${tsan_opts[@]}" ||
-		CC=gcc meson setup --wipe build-tsan "${tsan_opts[@]}"
-else
-	rm -rf build-tsan
-	CC=gcc meson setup build-tsan "${tsan_opts[@]}"
-fi
-rm -f build-tsan/meson-logs/testlog.json
+sanitized_setup build-tsan -Db_sanitize=thread -Dbuildtype=debugoptimized
 if ninja -C build-tsan; then
 	# Only the names this build defines (a test whose file is absent is
 	# not); --list prints "project[:suite] / name".
