@@ -217,6 +217,56 @@ END_TEST
 
 /* A fixed VHD opens through the vhd plugin too, and file:X.vhd picks the vhd
  * plugin for every type. */
+/* dc_resize() grows a dynamic VHD within its BAT's room (8M with 2M blocks:
+ * one 512-byte BAT sector, 128 blocks, 256M); qemu-img reads the new size and
+ * the data on both sides of the old end. Growing past the room, shrinking,
+ * and fixed images are refused, the image unchanged. */
+START_TEST(vhd_resize_grow)
+{
+	char *path = h_tmppath(".vhd"), *fixed = h_tmppath(".vhd");
+	uint64_t at = (60 << 20) / 512;
+	uint8_t buf[4096];
+	dc_disk *d;
+
+	vt_create("vhd", path, "create=8M");
+	d = h_openf(0, "vhd:%s", path);
+	vt_write(d, 100, 8, 51);
+	ck_assert_int_eq(dc_read(d, at, buf, 512), DC_E_ILLEGAL_BLOCK);
+	ck_assert_int_eq(dc_resize(d, (64 << 20) / 512), 0);
+	ck_assert_uint_eq(dc_sector_count(d), (64 << 20) / 512);
+	vt_write(d, at, 8, 52);
+	ck_assert_int_eq(dc_resize(d, (256 << 20) / 512 + 1), -ENOSPC);
+	ck_assert_int_eq(dc_resize(d, (32 << 20) / 512), -EOPNOTSUPP);
+	ck_assert_uint_eq(dc_sector_count(d), (64 << 20) / 512);
+	dc_close(d);
+
+	ck_assert_int_eq(
+		h_sh("qemu-img info -f vpc '%s' | grep -q '^virtual size: 64 MiB'", path),
+		0);
+	ck_assert_int_eq(h_sh("qemu-img convert -f vpc -O raw '%s' '%s.raw'", path, path),
+			 0);
+	d = h_openf(DC_OPEN_READ_ONLY, "file:%s.raw", path);
+	ck_assert_int_eq(dc_read(d, 100, buf, sizeof(buf)), 0);
+	ck_assert_int_lt(h_check(buf, sizeof(buf), 51), 0);
+	ck_assert_int_eq(dc_read(d, at, buf, sizeof(buf)), 0);
+	ck_assert_int_lt(h_check(buf, sizeof(buf), 52), 0);
+	dc_close(d);
+	d = h_openf(DC_OPEN_READ_ONLY, "vhd:%s", path);
+	ck_assert_uint_eq(dc_sector_count(d), (64 << 20) / 512);
+	ck_assert_int_eq(dc_read(d, at, buf, sizeof(buf)), 0);
+	ck_assert_int_lt(h_check(buf, sizeof(buf), 52), 0);
+	dc_close(d);
+
+	d = h_openf(0, "vhd1:%s;create=1M", fixed);
+	dc_close(d);
+	d = h_openf(0, "vhd:%s", fixed);
+	ck_assert_int_eq(dc_resize(d, 4096), -EOPNOTSUPP);
+	dc_close(d);
+	free(fixed);
+	free(path);
+}
+END_TEST
+
 START_TEST(vhd_fixed_and_file_dispatch)
 {
 	char *fixed = h_tmppath(".vhd"), *dyn = h_tmppath(".vhd");
@@ -967,6 +1017,7 @@ int main(void)
 	tcase_add_test(tc, vhd_concurrent_allocation);
 	tcase_add_test(tc, vhd_two_opens);
 	tcase_add_test(tc, vhd_fixed_and_file_dispatch);
+	tcase_add_test(tc, vhd_resize_grow);
 	tcase_add_test(tc, vhd_file_create_is_fixed);
 	tcase_add_test(tc, vhd_diff_basic);
 	tcase_add_test(tc, vhd_diff_chain);

@@ -324,12 +324,58 @@ START_TEST(share_table)
 }
 END_TEST
 
+/* Blocks of 8 sectors: 0 and 1 holes, 2 data, 3 split at sector 5 (data then
+ * absent), 4 absent, 5 an error. */
+static int fake_run(void *ctx, uint64_t b, uint32_t o, uint32_t n, uint32_t *len)
+{
+	(void)ctx;
+	switch (b) {
+	case 0:
+	case 1:
+		return DC_EXTENT_HOLE | DC_EXTENT_ZERO;
+	case 2:
+		return 0;
+	case 3:
+		if (o < 5) {
+			*len = 5 - o < n ? 5 - o : n;
+			return 0;
+		}
+		return DC_EXTENT_ABSENT;
+	case 4:
+		return DC_EXTENT_ABSENT;
+	default:
+		return -EIO;
+	}
+}
+
+START_TEST(extents_walk)
+{
+	uint64_t run = 0;
+
+	/* Merged across blocks 0 and 1, from the middle of block 0. */
+	ck_assert_int_eq(vhdfmt_extents(NULL, 3, 3, 40, fake_run, &run),
+			 DC_EXTENT_HOLE | DC_EXTENT_ZERO);
+	ck_assert_uint_eq(run, 13);
+	/* Block 2 and the first 5 sectors of block 3. */
+	ck_assert_int_eq(vhdfmt_extents(NULL, 3, 16, 40, fake_run, &run), 0);
+	ck_assert_uint_eq(run, 13);
+	/* The rest of block 3 and block 4; the error of block 5 is not reached. */
+	ck_assert_int_eq(vhdfmt_extents(NULL, 3, 29, 11, fake_run, &run),
+			 (int)DC_EXTENT_ABSENT);
+	ck_assert_uint_eq(run, 11);
+	/* Cut at count, inside a block. */
+	ck_assert_int_eq(vhdfmt_extents(NULL, 3, 17, 2, fake_run, &run), 0);
+	ck_assert_uint_eq(run, 2);
+	ck_assert_int_eq(vhdfmt_extents(NULL, 3, 40, 8, fake_run, &run), -EIO);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *const tests[] = {
 		layouts,     vhd_footer,   vhd_dyn_header, vhd_geometry,
 		vhdx_header, vhdx_records, file_helpers,   guids,
-		relpaths,    share_table,  NULL,
+		relpaths,    share_table,  extents_walk,   NULL,
 	};
 
 	return common_check_run("vhdfmt", tests);

@@ -354,4 +354,6 @@ DC_PLUGIN(vhd_plugin) = {
 	.describe = vhd_describe,
 	.extents = vhd_extents,
 	.check = vhd_check,
+	.resize = vhd_resize,
+	.sector_count = vhd_sector_count,
 };

@@ -171,6 +171,10 @@ int vhd_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t coun
 /* vhd_check.c: check(): footers, unreferenced space, the parent. */
 int vhd_check(void *inst, dc_check_report_fn report, void *arg);
 
+/* vhd_resize.c: grow a dynamic image within its BAT's room; the live size. */
+int vhd_resize(void *inst, uint64_t new_sector_count);
+uint64_t vhd_sector_count(void *inst);
+
 /* vhd_create.c */
 int vhd_create_opts(const struct dc_open_args *a, const char *path, struct vhd_create *c,
 		    bool *want);

@@ -32,7 +32,8 @@ static void vhd_gap(struct vhd_img *v, uint64_t from, uint64_t to, dc_check_repo
 static int vhd_check_leaks(struct vhd_img *v, dc_check_report_fn rep, void *arg)
 {
 	uint64_t tsize = v->m.bitmap_bytes + (uint64_t)v->m.block_size, prev, end;
-	uint64_t *off = malloc((v->m.nblocks ? v->m.nblocks : 1) * sizeof(*off));
+	/* The BAT's room, not nblocks: resize() may grow that meanwhile. */
+	uint64_t *off = malloc((v->m.bat_bytes / 4 + 1) * sizeof(*off));
 	uint32_t n = 0;
 
 	if (!off)

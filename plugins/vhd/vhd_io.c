@@ -256,7 +256,7 @@ fail:
 
 static bool vhd_range(const struct vhd_img *v, uint64_t sector, uint64_t count)
 {
-	uint64_t n = v->m.f.current_size / VHD_SECTOR;
+	uint64_t n = __atomic_load_n(&v->m.f.current_size, __ATOMIC_ACQUIRE) / VHD_SECTOR;
 
 	return sector <= n && count <= n - sector;
 }

@@ -360,8 +360,9 @@ int vhd_load_bat(struct vhd_img *v)
 
 	raw = malloc(m->bat_bytes);
 	v->bat = malloc(nent * sizeof(*v->bat));
-	v->bm = calloc(m->nblocks ? m->nblocks : 1, sizeof(*v->bm));
-	v->dirty_bits = calloc((m->nblocks + 63) / 64 + 1, sizeof(*v->dirty_bits));
+	/* As many as the BAT has room for: resize() grows into them. */
+	v->bm = calloc(nent ? nent : 1, sizeof(*v->bm));
+	v->dirty_bits = calloc((nent + 63) / 64 + 1, sizeof(*v->dirty_bits));
 	v->bat_dirty = calloc(m->bat_bytes / VHD_SECTOR / 64 + 1, sizeof(*v->bat_dirty));
 	sorted = malloc((m->max_entries ? m->max_entries : 1) * sizeof(*sorted));
 	if (!raw || !v->bat || !v->bm || !v->dirty_bits || !v->bat_dirty || !sorted) {
