@@ -134,7 +134,11 @@ static int xts_cipher_open(const struct xts_disk *d, struct xts_cipher *c)
 	pthread_once(&xts_gcry_once, xts_gcry_init);
 	if (d->mode == XTS_MODE_XTS && !d->essiv_len && !d->generic && xts_vaes_ok &&
 	    (d->key_len == 32 || d->key_len == 64)) {
-		c->vk = aligned_alloc(64, sizeof(*c->vk));
+		void *p;
+
+		/* Cache-line aligned: the schedules are read every round. */
+		if (posix_memalign(&p, 64, sizeof(*c->vk)) == 0)
+			c->vk = p;
 		if (!c->vk) {
 			dc_error("out of memory for a key schedule");
 			return -EIO;
