@@ -3,7 +3,8 @@
 # sqlite's extents() and check() (ABI 1.1) through diskctl: map names the
 # layer of a sqldiff: chain each extent comes from; check finds a clean
 # database clean (exit 0) and one broken with the sqlite3 shell corrupt
-# (exit 2), naming each problem.
+# (exit 2), naming each problem; resize grows and shrinks a database (a
+# shrink drops the rows past the end).
 set -u
 # shellcheck source=tests/test-diskctl-lib.sh
 . "$(dirname "$0")/test-diskctl-lib.sh"
@@ -56,5 +57,25 @@ cp "$B" "$T/text.db"
 sqlite3 "$T/text.db" "UPDATE sectors SET data = CAST(data AS TEXT) WHERE sector = 7;"
 run check --json "sql:$T/text.db"
 check "a text sector row: valid JSON, one corruption" "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["corruptions"]==1, r' "$T/out"
+
+# resize(): the meta row follows, a shrink drops the rows past the end.
+R="$T/resize.db"
+run write "sql:$R;create=1M" 0 --pattern 0x5a --count 2048
+run resize "sql:$R" 2M
+check "resize 1M to 2M: exit 0" [ "$rc" -eq 0 ]
+check "... the meta row says 4096 sectors" \
+	[ "$(sqlite3 "$R" "SELECT json_extract(metadata, '\$.sector_count') FROM meta")" = 4096 ]
+run write "sql:$R" 4000 --pattern 0x11 --count 96
+check "... a write at the new end" [ "$rc" -eq 0 ]
+run resize --shrink "sql:$R" 512K
+check "shrink to 512K: exit 0" [ "$rc" -eq 0 ]
+check "... the rows past the end are gone" \
+	[ "$(sqlite3 "$R" "SELECT count(*), max(sector) FROM sectors")" = "1024|1023" ]
+run check "sql:$R"
+check "... and it checks clean" [ "$rc" -eq 0 ]
+run info --json "sql:$R"
+check "... a reopen sees 512K" has '"bytes": 524288' "$T/out"
+run resize "sql:$R" 0
+check "resize to 0: refused" [ "$rc" -ne 0 ]
 
 finish

@@ -24,8 +24,8 @@ static sqlite3_stmt *sq_chk_prepare(struct sq_chk *k, const char *sql)
 	sqlite3_stmt *st = NULL;
 
 	if (sqlite3_prepare_v2(k->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		dc_check_printf(k->report, k->arg, DC_CHECK_CORRUPT, "%s: %s: %s",
-				k->l->path, sql, sqlite3_errmsg(k->db));
+		dc_check_printf(k->report, k->arg, DC_CHECK_CORRUPT, "%s: %s", sql,
+				sqlite3_errmsg(k->db));
 		return NULL;
 	}
 	return st;
@@ -43,7 +43,7 @@ static void sq_chk_integrity(struct sq_chk *k)
 
 		if (m && strcmp(m, "ok"))
 			dc_check_printf(k->report, k->arg, DC_CHECK_CORRUPT,
-					"%s: integrity_check: %s", k->l->path, m);
+					"integrity_check: %s", m);
 	}
 	sqlite3_finalize(st);
 }
@@ -79,17 +79,15 @@ static bool sq_chk_schema(struct sq_chk *k)
 		sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_ROW) {
 			dc_check_printf(k->report, k->arg, DC_CHECK_CORRUPT,
-					"%s: table %s has no column %s", k->l->path,
-					c->table, c->name);
+					"table %s has no column %s", c->table, c->name);
 			ok = false;
 		} else if (!(type = (const char *)sqlite3_column_text(st, 0)) ||
 			   sqlite3_stricmp(type, c->type) ||
 			   sqlite3_column_int(st, 1) != c->notnull ||
 			   sqlite3_column_int(st, 2) != c->pk) {
 			dc_check_printf(k->report, k->arg, DC_CHECK_CORRUPT,
-					"%s: column %s.%s is not %s%s%s", k->l->path,
-					c->table, c->name, c->type,
-					c->notnull ? " NOT NULL" : "",
+					"column %s.%s is not %s%s%s", c->table, c->name,
+					c->type, c->notnull ? " NOT NULL" : "",
 					c->pk ? " PRIMARY KEY" : "");
 			ok = false;
 		}
@@ -108,7 +106,6 @@ static void sq_chk_meta(struct sq_chk *k)
 		   "json_type(metadata, '$.sector_size'), "
 		   "json_extract(metadata, '$.sector_size'), "
 		   "json_type(metadata, '$.logically_read_only') FROM meta");
-	const char *path = k->l->path;
 	int rows = 0;
 
 	if (!st)
@@ -124,25 +121,23 @@ static void sq_chk_meta(struct sq_chk *k)
 			continue;
 		if (!sqlite3_column_int(st, 0))
 			dc_check_printf(k->report, k->arg, DC_CHECK_CORRUPT,
-					"%s: the meta row is not JSON", path);
+					"the meta row is not JSON");
 		else if (!ct || strcmp(ct, "integer") || !st2 || strcmp(st2, "integer") ||
 			 !rt || (strcmp(rt, "true") && strcmp(rt, "false")))
 			dc_check_printf(
 				k->report, k->arg, DC_CHECK_CORRUPT,
-				"%s: the meta row lacks an integer sector_count "
-				"and sector_size, or a boolean logically_read_only",
-				path);
+				"the meta row lacks an integer sector_count "
+				"and sector_size, or a boolean logically_read_only");
 		else if (count <= 0 || ss <= 0 || ss > UINT32_MAX ||
 			 !sq_size_ok((uint64_t)count, (uint32_t)ss))
-			dc_check_printf(
-				k->report, k->arg, DC_CHECK_CORRUPT,
-				"%s: the meta row says %lld sectors of %lld bytes", path,
-				(long long)count, (long long)ss);
+			dc_check_printf(k->report, k->arg, DC_CHECK_CORRUPT,
+					"the meta row says %lld sectors of %lld bytes",
+					(long long)count, (long long)ss);
 	}
 	sqlite3_finalize(st);
 	if (rows != 1)
 		dc_check_printf(k->report, k->arg, DC_CHECK_CORRUPT,
-				"%s: the meta table has %d rows, not 1", path, rows);
+				"the meta table has %d rows, not 1", rows);
 }
 
 /* Rows that select (sector, what is wrong with it) are corruptions: the
@@ -159,14 +154,14 @@ static void sq_chk_rows(struct sq_chk *k, const char *sql, const char *what)
 	while (sqlite3_step(st) == SQLITE_ROW)
 		if (++n <= SQ_CHECK_LIST)
 			dc_check_printf(k->report, k->arg, DC_CHECK_CORRUPT,
-					"%s: sector %lld %s", k->l->path,
+					"sector %lld %s",
 					(long long)sqlite3_column_int64(st, 0),
 					(const char *)sqlite3_column_text(st, 1));
 	sqlite3_finalize(st);
 	if (n > SQ_CHECK_LIST)
 		dc_check_printf(k->report, k->arg, DC_CHECK_CORRUPT,
-				"%s: %llu sector rows %s in all", k->l->path,
-				(unsigned long long)n, what);
+				"%llu sector rows %s in all", (unsigned long long)n,
+				what);
 }
 
 int sq_check_db(void *inst, dc_check_report_fn report, void *arg)
@@ -202,7 +197,7 @@ int sq_check_db(void *inst, dc_check_report_fn report, void *arg)
 			"of the wrong length");
 	}
 	dc_check_printf(report, arg, DC_CHECK_NOTE,
-			"%s: SQLite integrity, schema, meta and sector rows checked",
+			"SQLite integrity, schema, meta and sector rows of %s checked",
 			l->path);
 	sq_exec(k.db, "COMMIT");
 	sqlite3_close(k.db);

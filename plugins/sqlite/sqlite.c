@@ -350,6 +350,8 @@ DC_PLUGIN(sq_plugin) = {
 	.submit = sq_submit,
 	.attach = sq_attach,
 	.describe = sq_describe,
+	.sector_count = sq_sector_count,
+	.resize = sq_resize,
 	.extents = sq_extents,
 	.check = sq_check_db,
 };

@@ -105,7 +105,7 @@ struct sq_layer {
 	int claim_fd;	/* the empty file dc_create_open() made, until formatted */
 	int lock_fd;	/* holds a shared flock: ;overwrite waits for no one */
 	uint32_t ss;
-	uint64_t count;
+	_Atomic uint64_t count; /* resize() changes it */
 
 	struct sq_conn *writer;	  /* NULL when read-only; used by the writer job only */
 	atomic_uint_fast64_t gen; /* commits by the writer */
@@ -161,6 +161,10 @@ void sq_readers_release(struct sq_layer *l);
 void sq_submit(void *inst, struct dc_req *req);
 int sq_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
 	       uint64_t *run);
+
+/* resize.c: resize() and the live size */
+int sq_resize(void *inst, uint64_t n);
+uint64_t sq_sector_count(void *inst);
 
 /* check.c: check() (integrity, schema, meta, sector rows) */
 int sq_check_db(void *inst, dc_check_report_fn report, void *arg);

@@ -41,9 +41,14 @@ static int sq_put_sectors(struct sq_layer *l, struct dc_req *req, sqlite3_stmt *
 /* The SQL of one write-type request, inside the writer's open transaction. */
 static int sq_apply(struct sq_layer *l, struct sq_conn *w, struct dc_req *req)
 {
+	uint64_t n = req->op == DC_OP_WRITE ? req->buf.len / l->ss : req->count;
+	uint64_t count = l->count;
 	sqlite3_stmt *st;
 	int rc;
 
+	/* A shrink (resize.c) may have come between submit()'s checks and now. */
+	if (req->op != DC_OP_FLUSH && (req->sector > count || n > count - req->sector))
+		return SQLITE_RANGE;
 	switch (req->op) {
 	case DC_OP_WRITE:
 		st = w->st[req->flags & DC_IO_NO_OVERWRITE ? SQ_PUT_NEW : SQ_PUT];
