@@ -108,15 +108,13 @@ rand_run() {
 	bench_json "$OUT/d" 'round(d["iops"])'
 }
 
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	curl_run >>"$OUT/curl"
 	diskctl_cp_run >>"$OUT/cp"
 	rand_run 1 >>"$OUT/qd1"
 	rand_run 32 >>"$OUT/qd32"
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 cmp -s "$RAW" "$FILE" || { echo "error: the last diskctl copy differs from the file" >&2; exit 1; }
 
 name_cp="diskctl cp blob:flat:URL out.raw"

@@ -82,9 +82,7 @@ t_nw=""
 for qd in $QDS; do
 	eval "q${qd}_fio=''; q${qd}_dc=''; q${qd}_nw=''"
 done
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	f_fio="$f_fio $(fio_iops "$FILE" 1)"
 	f_qemu="$f_qemu $(qemu_iops "$FILE")"
 	f_dc="$f_dc $(diskctl_iops "$FILE" 1)"
@@ -102,8 +100,8 @@ while [ "$r" -le "$ROUNDS" ]; do
 		eval "q${qd}_dc=\"\$q${qd}_dc $(diskctl_iops "$FILE" 1 "$qd")\""
 		eval "q${qd}_nw=\"\$q${qd}_nw $(diskctl_iops "$FILE" 1 "$qd" --no-wait)\""
 	done
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 
 bench_machine
 echo "file: $FILE (1 GiB)${LOOPDEV:+, loop device: $LOOPDEV (--direct-io=on)};" \

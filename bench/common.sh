@@ -55,6 +55,16 @@ bench_json() {
 	"${PYTHON:-python3}" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
 }
 
+# bench_rounds FUNCTION: run FUNCTION ROUNDS times, saying which round on stderr.
+bench_rounds() {
+	r=1
+	while [ "$r" -le "$ROUNDS" ]; do
+		echo "round $r/$ROUNDS..." >&2
+		"$1"
+		r=$((r + 1))
+	done
+}
+
 # bench_record ROW "IOPS PER_CPU": append one round's results to $OUT/iops.ROW and
 # $OUT/cpu.ROW ($OUT is the calling script's scratch directory).
 bench_record() {

@@ -28,15 +28,13 @@ trap 'rm -rf "$OUT"' EXIT INT TERM
 cc -O2 -I"$SRC/common" -I"$SRC/include" -o "$OUT/crypt-units" "$SRC/bench/crypt-units.c" \
 	"$LIB" $(pkg-config --cflags --libs libgcrypt libcrypto)
 
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	bench_run "$OUT/crypt-units" "$SECS" | while read -r unit name v; do
 		echo "$v" >>"$OUT/v.$name.$unit"
 		echo "$unit $name" >>"$OUT/rows"
 	done
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 
 bench_machine
 echo "MB per CPU-second, AES-256-XTS decryption of 64 KiB in cache, $SECS s per option:"

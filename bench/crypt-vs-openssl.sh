@@ -49,9 +49,7 @@ diskctl_run() {
 }
 
 ROWS="r512 w512 r4096 w4096 r512t2 w512t2 r4096t2 w4096t2 r512g w512g r4096g w4096g"
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	v=$(openssl_run)
 	bench_record ossl "$v $v"
 	for row in $ROWS; do
@@ -64,8 +62,8 @@ while [ "$r" -le "$ROUNDS" ]; do
 		case $row in *g) g=1 ;; esac
 		bench_record "$row" "$(diskctl_run "$rw" "$ss" "$t" "$g")"
 	done
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 
 name() {
 	case $1 in

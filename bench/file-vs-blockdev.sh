@@ -51,9 +51,7 @@ fio_run() {
 	bench_json "$OUT/f" '"%d %d" % (round(d["jobs"][0]["read"]["iops"]), round(d["jobs"][0]["read"]["iops"] * 100 / max(d["jobs"][0]["usr_cpu"] + d["jobs"][0]["sys_cpu"], 1e-9)))'
 }
 
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	# The whole file in the page cache for the buffered rows (fio is told
 	# not to drop it, but memory pressure may have).
 	cat "$FILE" >/dev/null
@@ -63,8 +61,8 @@ while [ "$r" -le "$ROUNDS" ]; do
 	bench_record fio "$(fio_run)"
 	bench_record dfile "$(diskctl_run "file:$FILE;direct")"
 	bench_record dbdev "$(diskctl_run "blockdev:$FILE;direct")"
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 
 # table KIND TITLE HEAD: one table of $OUT/KIND.* rows.
 table() {

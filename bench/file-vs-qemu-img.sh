@@ -43,15 +43,13 @@ diskctl_run() {
 	bench_diskctl --rw "$1" --bs 4k --qd 32 --ro "file:$FILE;direct"
 }
 
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	bench_record q_seq "$(qemu_run 4096)"
 	bench_record d_seq "$(diskctl_run read)"
 	bench_record q_rnd "$(qemu_run $STEP)"
 	bench_record d_rnd "$(diskctl_run randread)"
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 
 # table KIND TITLE HEAD: one table of $OUT/KIND.* rows, then the ratios.
 table() {

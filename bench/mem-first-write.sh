@@ -28,14 +28,12 @@ run() {
 	bench_json "$OUT/d" '"%d %d" % (round(d["mb_per_s"]), round(d["iops_per_cpu_second"] * d["bs"] / 1e6))'
 }
 
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	bench_record first "$(run "mem:$SIZE" "")"
 	bench_record prealloc "$(run "mem:$SIZE;prealloc" "")"
 	bench_record over "$(run "mem:$SIZE" --prefill)"
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 
 name() {
 	case $1 in

@@ -46,14 +46,12 @@ diskctl_run() {
 	bench_json "$OUT/d" '"%d %d" % (round(d["iops"]), round(d["iops_per_cpu_second"]))'
 }
 
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	bench_record fio "$(fio_run)"
 	bench_record d1 "$(diskctl_run 1)"
 	bench_record d32 "$(diskctl_run 32)"
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 
 # table KIND TITLE HEAD: one table of $OUT/KIND.* rows.
 table() {

@@ -50,13 +50,11 @@ diskctl_run() {
 	bench_diskctl --rw randread --bs 4k --qd 32 --threads "$THREADS" --ro "qcow2:$IMG"
 }
 
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	bench_record q "$(qemu_run)"
 	bench_record d "$(diskctl_run)"
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 
 # table KIND TITLE HEAD: one table of $OUT/KIND.* rows, then the ratio.
 table() {

@@ -58,15 +58,13 @@ rbd_run() {
 }
 
 OPS=
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	res=$(diskctl_run)
 	bench_record diskctl "$res"
 	[ -n "$OPS" ] || OPS=$(bench_json "$OUT/d" 'd["requests"]')
 	bench_record rbd "$(rbd_run "$OPS")"
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 
 name_d="diskctl bench rbd: 4K randread QD32${MODE:+ $MODE}"
 name_r="rbd bench read rand 4K io-threads 32"

@@ -79,9 +79,7 @@ mibs() {
 	awk -v a="$t0" -v b="$t1" -v m="$SIZE_MIB" 'BEGIN { printf "%.0f\n", m / (b - a) }'
 }
 
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	for s in $SERVERS; do
 		u="nbd+unix:///?socket=$OUT/$s.sock"
 		for op in read write; do
@@ -96,8 +94,8 @@ while [ "$r" -le "$ROUNDS" ]; do
 				awk '{ printf "%.0f\n", ($2 - $1) * 1000 / $3 }' >>"$OUT/cpu$op.$s"
 		done
 	done
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 
 name() {
 	case $1 in

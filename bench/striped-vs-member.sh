@@ -189,9 +189,7 @@ B_ONE="blockdev:$LOOP_A;direct"
 B_TWO="striped:[blockdev:$LOOP_A;direct,blockdev:$LOOP_B;direct]"
 
 cf1=""; cf2=""; cb1=""; cb2=""; fo1=""; fo2=""; uf1=""; uf2=""
-r=1
-while [ "$r" -le "$ROUNDS" ]; do
-	echo "round $r/$ROUNDS..." >&2
+one_round() {
 	cf1="$cf1 $(diskctl_iops capped "$F_ONE")"
 	cf2="$cf2 $(diskctl_iops capped "$F_TWO")"
 	cb1="$cb1 $(diskctl_iops capped "$B_ONE")"
@@ -202,8 +200,8 @@ while [ "$r" -le "$ROUNDS" ]; do
 	fi
 	uf1="$uf1 $(diskctl_iops uncapped "$F_ONE")"
 	uf2="$uf2 $(diskctl_iops uncapped "$F_TWO")"
-	r=$((r + 1))
-done
+}
+bench_rounds one_round
 
 bench_machine
 echo "members: FA, FB = 768 MiB files on ext4 on $LOOP_A ($DEV_A) and $LOOP_B ($DEV_B)," \
