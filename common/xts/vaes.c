@@ -139,6 +139,14 @@ VAES_INLINE __m256i vaes_mulxb(__m256i t, int n, __m256i poly)
 							 poly, 0x00));
 }
 
+/* The tweaks of the next VAES_WIDE blocks from those of the last. */
+VAES_INLINE void vaes_step(__m256i *y, __m256i poly)
+{
+	VAES_UNROLL
+	for (int i = 0; i < VAES_NY; i++)
+		y[i] = vaes_mulxb(y[i], VAES_WIDE / 8, poly);
+}
+
 /* --- Data ------------------------------------------------------------------ */
 
 /* The AES rounds of VAES_NY registers at once (data or tweaks): independent
@@ -176,15 +184,32 @@ VAES_INLINE __m128i vaes_rounds1(__m128i x, const __m256i *rk, unsigned rounds, 
 	return _mm_aesdeclast_si128(x, _mm256_castsi256_si128(rk[rounds]));
 }
 
+/* VAES_WIDE blocks from in to out, tweaked with y[] two by two. */
+VAES_INLINE void vaes_wide(const __m256i *rk, unsigned rounds, int enc, const __m256i *y,
+			   uint8_t *out, const uint8_t *in)
+{
+	__m256i x[VAES_NY];
+
+	VAES_UNROLL
+	for (int i = 0; i < VAES_NY; i++)
+		x[i] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)in + i),
+					y[i]);
+	vaes_rounds(x, rk, rounds, enc);
+	VAES_UNROLL
+	for (int i = 0; i < VAES_NY; i++)
+		_mm256_storeu_si256((__m256i *)out + i, _mm256_xor_si256(x[i], y[i]));
+}
+
 /* One unit of nblk blocks whose first tweak (already encrypted) is t:
- * VAES_WIDE blocks per loop, their tweaks in y[] two by two, each pair times
- * x^VAES_WIDE for the next loop; what is left (units that are not a multiple
- * of VAES_WIDE blocks) one block at a time. */
+ * VAES_WIDE blocks at a time, their tweaks in y[] two by two, stepped by
+ * x^VAES_WIDE only before a loop that uses them (a 512-byte unit runs two:
+ * a step after the last would cost 8%); what is left (units that are not a
+ * multiple of VAES_WIDE blocks) one block at a time. */
 VAES_INLINE void vaes_unit(const __m256i *rk, unsigned rounds, int enc, __m128i t,
 			   uint8_t *out, const uint8_t *in, size_t nblk)
 {
 	const __m256i poly = _mm256_set1_epi64x(0x87);
-	__m256i y[VAES_NY], x[VAES_NY];
+	__m256i y[VAES_NY];
 	__m128i rest[VAES_WIDE];
 	size_t b = 0;
 
@@ -197,22 +222,16 @@ VAES_INLINE void vaes_unit(const __m256i *rk, unsigned rounds, int enc, __m128i 
 	VAES_UNROLL
 	for (int i = 4; i < VAES_NY; i++)
 		y[i] = vaes_mulxb(y[i - 4], 1, poly);
-	for (; b + VAES_WIDE <= nblk; b += VAES_WIDE) {
-		const __m256i *src = (const __m256i *)(in + b * 16);
-		__m256i *dst = (__m256i *)(out + b * 16);
-
-		VAES_UNROLL
-		for (int i = 0; i < VAES_NY; i++)
-			x[i] = _mm256_xor_si256(_mm256_loadu_si256(src + i), y[i]);
-		vaes_rounds(x, rk, rounds, enc);
-		VAES_UNROLL
-		for (int i = 0; i < VAES_NY; i++) {
-			_mm256_storeu_si256(dst + i, _mm256_xor_si256(x[i], y[i]));
-			y[i] = vaes_mulxb(y[i], VAES_WIDE / 8, poly);
+	if (nblk >= VAES_WIDE) {
+		vaes_wide(rk, rounds, enc, y, out, in);
+		for (b = VAES_WIDE; b + VAES_WIDE <= nblk; b += VAES_WIDE) {
+			vaes_step(y, poly);
+			vaes_wide(rk, rounds, enc, y, out + b * 16, in + b * 16);
 		}
+		if (b == nblk)
+			return;
+		vaes_step(y, poly);
 	}
-	if (b == nblk)
-		return;
 	memcpy(rest, y, sizeof(rest));
 	for (size_t i = 0; b < nblk; b++, i++) {
 		__m128i v = _mm_loadu_si128((const __m128i *)(in + b * 16));
