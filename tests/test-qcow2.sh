@@ -152,6 +152,80 @@ for ct in zlib zstd; do
 	done
 done
 
+# --- compressed clusters an image cannot talk past (docs/security.md) ---
+# zpatch IMG MODE [STREAM]: the L2 entry of a compressed cluster patched.
+# bomb: the first one now names a raw deflate stream (or the file STREAM) of
+# two clusters of 'A' appended to the file; huge: the last one (nearest the end of the file) gets the largest
+# compressed size its entry can say, which runs past the end of the file.
+zpatch() {
+	"$PY" - "$@" <<'PYEOF'
+import struct, sys, zlib
+path, mode = sys.argv[1], sys.argv[2]
+f = open(path, "r+b")
+h = f.read(48)
+cb = struct.unpack(">I", h[20:24])[0]
+l1n = struct.unpack(">I", h[36:40])[0]
+l1o = struct.unpack(">Q", h[40:48])[0]
+cs, shift = 1 << cb, 62 - (cb - 8)
+f.seek(l1o)
+l1 = struct.unpack(">%dQ" % l1n, f.read(8 * l1n))
+ents = []
+for l2 in (e & 0x00fffffffffffe00 for e in l1 if e & 0x00fffffffffffe00):
+    f.seek(l2)
+    t = struct.unpack(">%dQ" % (cs // 8), f.read(cs))
+    ents += [(l2 + 8 * i, e) for i, e in enumerate(t) if e & (1 << 62)]
+at, e = min(ents, key=lambda x: x[1] & ((1 << shift) - 1)) if mode == "bomb" else \
+    max(ents, key=lambda x: x[1] & ((1 << shift) - 1))
+if mode == "bomb":
+    c = zlib.compressobj(9, zlib.DEFLATED, -12)
+    z = open(sys.argv[3], "rb").read() if len(sys.argv) > 3 else \
+        c.compress(b"A" * (2 * cs)) + c.flush()
+    end = f.seek(0, 2)
+    off = (end + 511) & ~511
+    f.write(b"\0" * (off - end) + z + b"\0" * (-len(z) % 512))
+    e = (1 << 62) | (((len(z) + 511) // 512 - 1) << shift) | off
+else:
+    e |= ((1 << (cb - 8)) - 1) << shift
+f.seek(at)
+f.write(struct.pack(">Q", e))
+PYEOF
+}
+zimg="$W/zzlib64k.qcow2"
+qemu-img convert -O raw "$zimg" "$W/zref.raw"
+cp "$zimg" "$W/zbomb.qcow2"
+zpatch "$W/zbomb.qcow2" bomb
+rc=0
+DISKCORE_DEBUG=1 timeout 60 "$D" cp -q --no-sparse "qcow2:$W/zbomb.qcow2" "file:$W/got.raw" \
+	>/dev/null 2>"$W/err" || rc=$?
+if [ "$rc" -eq 1 ] && grep -q "inflates past one cluster (65536 bytes): refused" "$W/err"; then
+	ok "a compressed cluster that inflates to two clusters is an I/O error, named"
+else
+	bad "a compressed cluster that inflates to two clusters: status $rc: $(grep -v '^diskcore: loaded' "$W/err" | head -3)"
+fi
+if [ -e "$W/zzstd64k.qcow2" ] && command -v zstd >/dev/null; then
+	head -c 131072 /dev/zero | tr '\0' A | zstd -q -c >"$W/bomb.zst"
+	cp "$W/zzstd64k.qcow2" "$W/zbomb.qcow2"
+	zpatch "$W/zbomb.qcow2" bomb "$W/bomb.zst"
+	rc=0
+	DISKCORE_DEBUG=1 timeout 60 "$D" cp -q --no-sparse "qcow2:$W/zbomb.qcow2" \
+		"file:$W/got.raw" >/dev/null 2>"$W/err" || rc=$?
+	if [ "$rc" -eq 1 ] && grep -q "inflates past one cluster" "$W/err"; then
+		ok "a zstd frame that inflates to two clusters is an I/O error, named"
+	else
+		bad "a zstd frame of two clusters: status $rc: $(grep -v '^diskcore: loaded' "$W/err" | head -3)"
+	fi
+fi
+cp "$zimg" "$W/zhuge.qcow2"
+zpatch "$W/zhuge.qcow2" huge
+rm -f "$W/got.raw"
+truncate -s "$(stat -c %s "$W/zref.raw")" "$W/got.raw"
+if timeout 60 "$D" cp -q --no-sparse "qcow2:$W/zhuge.qcow2" "file:$W/got.raw" 2>"$W/err" &&
+	cmp -s "$W/zref.raw" "$W/got.raw"; then
+	ok "a compressed size past the end of the file is bounded by it (reads unchanged)"
+else
+	bad "a compressed size past the end of the file: $(cat "$W/err")"
+fi
+
 # --- backing chains: relative names, 3 deep, the format probed or named ---
 qemu-img create -q -f qcow2 -b base.raw -F raw "$W/mid.qcow2" 6M
 qio "$W/mid.qcow2" 'write -P 0x71 0 1M' 'write -z 2M 4k'

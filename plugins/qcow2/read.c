@@ -56,6 +56,11 @@ static int qcow2_read_compressed(struct qcow2 *q, const struct qcow2_map *m,
 			q->zc_off = m->off;
 			out = NULL;
 			pthread_mutex_unlock(&q->lock);
+		} else if (ret == -EFBIG) {
+			dc_debug("qcow2: %s: compressed cluster at %llu (%llu bytes) "
+				 "inflates past one cluster (%u bytes): refused",
+				 q->path, (unsigned long long)m->off,
+				 (unsigned long long)m->clen, q->cluster_size);
 		} else {
 			dc_debug("qcow2: %s: compressed cluster at %llu (%llu bytes) "
 				 "does not decompress: %d",
@@ -65,7 +70,7 @@ static int qcow2_read_compressed(struct qcow2 *q, const struct qcow2_map *m,
 	}
 	free(src);
 	free(out);
-	return ret == -ENODATA || ret == -ENOTSUP ? -EIO : ret;
+	return ret == -ENODATA || ret == -ENOTSUP || ret == -EFBIG ? -EIO : ret;
 }
 
 static int qcow2_read_data(struct qcow2 *q, const struct qcow2_map *m,

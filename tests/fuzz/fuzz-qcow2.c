@@ -2,10 +2,12 @@
 /* libFuzzer target: the qcow2 plugin's header, extension, snapshot, L1 and L2
  * parsing and its reads (plain, zero, compressed and subcluster mappings) on
  * an image made of the input, opened read-only; lower_spec() resolves the
- * backing file an input names; check() walks its L1/L2 and refcount tables. Then the same image opened writable: writes,
- * an unmap and a flush reach allocation and the refcount code. The plugin and the common/ code it links are
- * compiled in; core services come from libdiskcore. Seeds: tests/fuzz/corpus/
- * qcow2 (small images qemu-img made). */
+ * backing file an input names; check() walks its L1/L2 and refcount tables.
+ * Then the same image opened writable: writes, an unmap and a flush reach
+ * allocation and the refcount code. The plugin and the common/ code it links
+ * are compiled in; core services come from libdiskcore. Seeds:
+ * tests/fuzz/corpus/qcow2 (small images qemu-img made; the two ending in
+ * -bomb name a compressed cluster that inflates past its cluster). */
 #include "../../plugins/qcow2/backing.c"
 #include "../../plugins/qcow2/below.c"
 #include "../../plugins/qcow2/check.c"
