@@ -14,60 +14,63 @@ struct ctl_plugins {
 	unsigned refused;
 };
 
+/* names[v], or other when v has no name there (a plugin built against a
+ * later ABI may carry values this diskctl does not know). */
+static const char *ctl_enum_name(const char *const *names, size_t n, uint32_t v,
+				 const char *other)
+{
+	return v < n && names[v] ? names[v] : other;
+}
+
+#define CTL_ENUM_NAME(names, v, other) \
+	ctl_enum_name(names, sizeof(names) / sizeof((names)[0]), v, other)
+
 static const char *ctl_kind_name(uint32_t k)
 {
-	switch (k) {
-	case DC_KIND_BACKEND:
-		return "backend";
-	case DC_KIND_DECORATOR:
-		return "decorator";
-	case DC_KIND_LAYER:
-		return "layer";
-	}
-	return "unknown";
+	static const char *const names[] = {
+		[DC_KIND_BACKEND] = "backend",
+		[DC_KIND_DECORATOR] = "decorator",
+		[DC_KIND_LAYER] = "layer",
+	};
+
+	return CTL_ENUM_NAME(names, k, "unknown");
+}
+
+/* An option type's name and the syntax of its value in a form's usage. */
+static const struct {
+	const char *name, *syntax;
+} ctl_opt_types[] = {
+	[DC_OPT_FLAG] = { "flag", "" },
+	[DC_OPT_STRING] = { "string", "=TEXT" },
+	[DC_OPT_SIZE] = { "size", "=SIZE" },
+	[DC_OPT_UINT] = { "uint", "=N" },
+};
+
+static bool ctl_opt_known(uint32_t t)
+{
+	return t < sizeof(ctl_opt_types) / sizeof(ctl_opt_types[0]) &&
+	       ctl_opt_types[t].name;
 }
 
 static const char *ctl_opt_type(uint32_t t)
 {
-	switch (t) {
-	case DC_OPT_FLAG:
-		return "flag";
-	case DC_OPT_STRING:
-		return "string";
-	case DC_OPT_SIZE:
-		return "size";
-	case DC_OPT_UINT:
-		return "uint";
-	}
-	return "unknown";
+	return ctl_opt_known(t) ? ctl_opt_types[t].name : "unknown";
 }
 
 static const char *ctl_opt_syntax(uint32_t t)
 {
-	switch (t) {
-	case DC_OPT_FLAG:
-		return "";
-	case DC_OPT_STRING:
-		return "=TEXT";
-	case DC_OPT_SIZE:
-		return "=SIZE";
-	case DC_OPT_UINT:
-		return "=N";
-	}
-	return "=?";
+	return ctl_opt_known(t) ? ctl_opt_types[t].syntax : "=?";
 }
 
 static const char *ctl_child_name(uint32_t c)
 {
-	switch (c) {
-	case DC_CHILD_NONE:
-		return "none";
-	case DC_CHILD_ONE:
-		return "one";
-	case DC_CHILD_LIST:
-		return "list";
-	}
-	return "unknown";
+	static const char *const names[] = {
+		[DC_CHILD_NONE] = "none",
+		[DC_CHILD_ONE] = "one",
+		[DC_CHILD_LIST] = "list",
+	};
+
+	return CTL_ENUM_NAME(names, c, "unknown");
 }
 
 /* Print multi-line text with each line indented. */
