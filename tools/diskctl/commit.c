@@ -284,11 +284,16 @@ static bool ctl_commit_reopens(const struct ctl_commit *m, const char *then)
 static void ctl_commit_stopped(const struct ctl_commit *m)
 {
 	uint64_t low = m->low == UINT64_MAX ? m->done : m->low;
+	const char *why = m->err ? "stopped by the error" : "interrupted";
 
-	ctl_err("%s: %" PRIu64 " of %" PRIu64 " bytes of the top layer were "
-		"written to '%s' (all of it below byte %" PRIu64 ")",
-		m->err ? "stopped by the error" : "interrupted", m->done, m->total,
-		m->parent, low);
+	if (!m->done)
+		ctl_err("%s: nothing of the top layer (%" PRIu64 " bytes) was written to "
+			"'%s'",
+			why, m->total, m->parent);
+	else
+		ctl_err("%s: %" PRIu64 " of %" PRIu64 " bytes of the top layer were "
+			"written to '%s' (all of it below byte %" PRIu64 ")",
+			why, m->done, m->total, m->parent, low);
 	if (ctl_commit_reopens(m, "it still holds all its data"))
 		ctl_err("'%s' is unchanged and the chain reads the same, so "
 			"'diskctl commit' can be run again",

@@ -139,10 +139,10 @@ static const struct ctl_cmd ctl_cmds[] = {
 	{ "resize", "change a disk's size",
 	  "resize [--shrink] [-q] SPEC [+|-]SIZE\n\n"
 	  "Open SPEC read-write and change its size to SIZE bytes (or by SIZE,\n"
-	  "with + or -) through the chain's resize (mem:, qcow2: grows, rbd:;\n"
-	  "'diskctl plugins' says which kinds can), then flush and print the new\n"
-	  "size. SIZE must be a whole number of sectors. Shrinking drops what lies\n"
-	  "past the new end and is refused without --shrink (as qemu-img resize).\n\n"
+	  "with + or -) through the chain's resize (mem:, sql:, rbd:, and qcow2:\n"
+	  "and vhd: growing), then flush and print the new size. SIZE must be a\n"
+	  "whole number of sectors. Shrinking drops what lies past the new end\n"
+	  "and is refused without --shrink (as qemu-img resize).\n\n"
 	  "  --shrink     allow making the disk smaller (a warning says how much\n"
 	  "               data is dropped)\n"
 	  "  -q, --quiet  print nothing on success\n",
