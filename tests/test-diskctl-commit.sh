@@ -28,6 +28,7 @@ put() {
 		patch "$2" "$3" "$4" "$5"
 }
 # committed N: the summary says N bytes were committed
+# shellcheck disable=SC2317 # called through check
 committed() { has "^committed $1 bytes " "$T/out"; }
 
 # --- VHD: a dynamic base by qemu-img, a child by diskctl create --parent ------

@@ -102,6 +102,7 @@ if [ -f "$DISKCORE_BUILD_ROOT/plugins/rbd/rbd.so" ] && command -v ceph-mon >/dev
 	src=$(cd "$(dirname "$0")/.." && pwd)
 	trap '"$src/tests/ceph-cluster.sh" stop "$T/ceph" >/dev/null; rm -rf "$T"' EXIT
 	if "$src/tests/ceph-cluster.sh" start "$T/ceph" 8M >"$T/ceph.log" 2>&1; then
+		# shellcheck source=/dev/null # written by ceph-cluster.sh
 		. "$T/ceph/env"
 		R="rbd:$RBD_POOL/$RBD_IMAGE;conf=$CEPH_CONF;keyring=$RBD_KEYRING"
 		rbdsize() {
