@@ -919,6 +919,68 @@ START_TEST(concurrent_writers_and_checkpoints)
 }
 END_TEST
 
+static int sqt_count_extent(void *arg, const struct dc_extent *e)
+{
+	(void)e;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* resize() while writers run below the smallest size and dc_map() runs
+ * beside them: every write lands, the meta row follows each resize, a shrink
+ * drops the rows past the end, and the database checks clean. */
+START_TEST(resize_under_writes)
+{
+	static const uint64_t sizes[] = { 8192, 3072, 6144, 2560, 4096 };
+	char *db = h_tmppath(".dbhd");
+	struct sqt_writer w[SQT_WRITERS];
+	pthread_t th[SQT_WRITERS];
+	struct dc_check_result cr;
+	uint8_t buf[SS] = { 1 };
+	dc_disk *d;
+
+	sqt_make_db(db, SQT_BLOCKS * 8 * SS);
+	d = h_openf(0, "sql:%s", db);
+	for (int t = 0; t < SQT_WRITERS; t++) {
+		w[t] = (struct sqt_writer){ .disk = d, .t = t };
+		ck_assert_int_eq(pthread_create(&th[t], NULL, sqt_writer_thread, &w[t]),
+				 0);
+	}
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		int n = 0;
+
+		ck_assert_int_eq(dc_resize(d, sizes[i]), 0);
+		ck_assert_uint_eq(dc_sector_count(d), sizes[i]);
+		ck_assert_int_eq(dc_write(d, sizes[i] - 1, buf, SS, 0), 0);
+		ck_assert_int_eq(dc_map(d, 0, UINT64_MAX, sqt_count_extent, &n), 0);
+		ck_assert_int_ge(n, 1);
+	}
+	for (int t = 0; t < SQT_WRITERS; t++) {
+		pthread_join(th[t], NULL);
+		ck_assert_msg(w[t].failed == 0, "writer %d: %d requests failed", t,
+			      w[t].failed);
+	}
+	ck_assert_int_ne(dc_write(d, 4096, buf, SS, 0), 0);
+	sqt_expect(d, 0, SQT_BLOCKS * 8, (uint64_t)SQT_PASSES * 100000);
+	dc_close(d);
+	ck_assert_str_eq(sqt_query(db, "SELECT json_extract(metadata, "
+				       "'$.sector_count') FROM meta;"),
+			 "4096");
+	/* The threads' 2048, and the last sector of each size that no later
+	 * shrink dropped: 2559 and 4095. */
+	ck_assert_str_eq(sqt_query(db, "SELECT count(*), max(sector) FROM sectors;"),
+			 "2050|4095");
+	d = h_openf(DC_OPEN_READ_ONLY, "sql:%s", db);
+	ck_assert_uint_eq(dc_sector_count(d), 4096);
+	ck_assert_int_eq(dc_check(d, NULL, NULL, &cr), 0);
+	ck_assert_uint_eq(cr.corruptions, 0);
+	ck_assert_uint_eq(cr.checked, 1);
+	dc_close(d);
+	sqt_integrity(db);
+	free(db);
+}
+END_TEST
+
 /* Readers keep a snapshot between reads, but an idle disk lets it go, so
  * another process can checkpoint and truncate the WAL. */
 START_TEST(snapshot_released_when_idle)
@@ -1488,6 +1550,7 @@ int main(int argc, char **argv)
 	tc = tcase_create("concurrency");
 	tcase_add_test(tc, concurrent_reads_see_whole_writes);
 	tcase_add_test(tc, concurrent_writers_and_checkpoints);
+	tcase_add_test(tc, resize_under_writes);
 	tcase_add_test(tc, snapshot_released_when_idle);
 	suite_add_tcase(s, tc);
 
