@@ -886,6 +886,24 @@ static void *sqt_writer_thread(void *arg)
 	return NULL;
 }
 
+static void sqt_writers_start(dc_disk *d, struct sqt_writer *w, pthread_t *th)
+{
+	for (int t = 0; t < SQT_WRITERS; t++) {
+		w[t] = (struct sqt_writer){ .disk = d, .t = t };
+		ck_assert_int_eq(pthread_create(&th[t], NULL, sqt_writer_thread, &w[t]),
+				 0);
+	}
+}
+
+static void sqt_writers_join(struct sqt_writer *w, pthread_t *th)
+{
+	for (int t = 0; t < SQT_WRITERS; t++) {
+		pthread_join(th[t], NULL);
+		ck_assert_msg(w[t].failed == 0, "writer %d: %d requests failed", t,
+			      w[t].failed);
+	}
+}
+
 START_TEST(concurrent_writers_and_checkpoints)
 {
 	char *db = h_tmppath(".dbhd");
@@ -896,16 +914,8 @@ START_TEST(concurrent_writers_and_checkpoints)
 
 	sqt_make_db(db, SQT_BLOCKS * 8 * SS);
 	d = h_openf(0, "sql:%s", db);
-	for (int t = 0; t < SQT_WRITERS; t++) {
-		w[t] = (struct sqt_writer){ .disk = d, .t = t };
-		ck_assert_int_eq(pthread_create(&th[t], NULL, sqt_writer_thread, &w[t]),
-				 0);
-	}
-	for (int t = 0; t < SQT_WRITERS; t++) {
-		pthread_join(th[t], NULL);
-		ck_assert_msg(w[t].failed == 0, "writer %d: %d requests failed", t,
-			      w[t].failed);
-	}
+	sqt_writers_start(d, w, th);
+	sqt_writers_join(w, th);
 	sqt_expect(d, 0, SQT_BLOCKS * 8, (uint64_t)SQT_PASSES * 100000);
 	dc_close(d);
 	ck_assert_msg(access(wal, F_OK) != 0, "%s remains after close", wal);
@@ -941,11 +951,7 @@ START_TEST(resize_under_writes)
 
 	sqt_make_db(db, SQT_BLOCKS * 8 * SS);
 	d = h_openf(0, "sql:%s", db);
-	for (int t = 0; t < SQT_WRITERS; t++) {
-		w[t] = (struct sqt_writer){ .disk = d, .t = t };
-		ck_assert_int_eq(pthread_create(&th[t], NULL, sqt_writer_thread, &w[t]),
-				 0);
-	}
+	sqt_writers_start(d, w, th);
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		int n = 0;
 
@@ -955,11 +961,7 @@ START_TEST(resize_under_writes)
 		ck_assert_int_eq(dc_map(d, 0, UINT64_MAX, sqt_count_extent, &n), 0);
 		ck_assert_int_ge(n, 1);
 	}
-	for (int t = 0; t < SQT_WRITERS; t++) {
-		pthread_join(th[t], NULL);
-		ck_assert_msg(w[t].failed == 0, "writer %d: %d requests failed", t,
-			      w[t].failed);
-	}
+	sqt_writers_join(w, th);
 	ck_assert_int_ne(dc_write(d, 4096, buf, SS, 0), 0);
 	sqt_expect(d, 0, SQT_BLOCKS * 8, (uint64_t)SQT_PASSES * 100000);
 	dc_close(d);
