@@ -39,7 +39,7 @@ want() { printf '%s\n' "$@" | sort >"$T/want"; cmp -s "$T/want" "$T/got"; }
 has_all() { for w; do grep -qxF -- "$w" "$T/got" || return 1; done; }
 
 complete_line "$prog c"
-check "diskctl c<TAB>: cp, create, convert, compare, check" want cp create convert compare check
+check "diskctl c<TAB>: cp, create, convert, compare, check, commit" want cp create convert compare check commit
 "$DISKCTL" --help | sed -n '/^commands:/,/^$/s/^  \([a-z]*\) .*/\1/p' | sort >"$T/cmds"
 complete_line "$prog "
 check "diskctl <TAB>: every command of diskctl --help" cmp -s "$T/cmds" "$T/got"
