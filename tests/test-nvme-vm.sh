@@ -47,6 +47,9 @@ check "bound to vfio-pci" grep -aq "NVME-VM: bound to vfio-pci" "$T/console"
 check "unprivileged: the error says not permitted" \
 	grep -aq "NVME-VM: unprivileged refused: .*/dev/vfio/.*not permitted" "$T/console"
 check "describe shows the controller" grep -aq "describe nvme: model = QEMU NVMe Ctrl" "$T/console"
+# QEMU's NVMe advertises SGLs (SGLS): the I/O commands above used them.
+check "describe says SGLs are the data pointers" \
+	grep -aq "describe nvme: data-pointers = sgl " "$T/console"
 check "conformance and write/read-back/flush pass" grep -aq "NVME-VM: result rc=0 " "$T/console"
 check "no failed checks" grep -aqE "100%: Checks: [0-9]+, Failures: 0, Errors: 0" "$T/console"
 if [ "$fails" -ne 0 ]; then

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* diskcore requests as NVMe commands: READ/WRITE split at the largest
  * transfer (MDTS, capped by the slot's bounce buffer), FLUSH, DSM deallocate
- * or Write Zeroes for unmap, the reservation commands; and the completion status mapped to
- * DC_E_* (docs/spec-strings.md, "nvme"). */
+ * or Write Zeroes for unmap, the reservation commands; and the completion
+ * status mapped to DC_E_* (docs/spec-strings.md, "nvme"). */
 #include "drv.h"
 
 #include <endian.h>

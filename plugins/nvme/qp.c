@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Queue pairs: a submission and a completion ring in DMA memory, and one
  * command slot per SQ entry (less one: a full ring is never ambiguous), each
- * with its own bounce buffer and PRP list (none with SGLs). The CID is the slot's index with a
- * sequence number above it, so a completion whose CID matches no command in
- * flight (a stale or corrupt one) is counted and dropped, not trusted. */
+ * with its own bounce buffer and PRP list (none with SGLs). The CID is the
+ * slot's index with a sequence number above it, so a completion whose CID
+ * matches no command in flight (a stale or corrupt one) is counted and
+ * dropped, not trusted. */
 #include "drv.h"
 
 #include <errno.h>
