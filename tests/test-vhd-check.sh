@@ -9,7 +9,8 @@
 #    exit 3;
 #  - a damaged footer copy (VHD) or header copy (VHDX) is a corruption: exit 2;
 #  - BAT entries past the end or two at the same block are refused at open
-#    (the plugins never read through them): exit 1, naming the entry.
+#    (the plugins never read through them): exit 1, naming the entry;
+#  - images grown with diskctl resize stay clean, qemu-img reads the new size.
 set -u
 # shellcheck source=tests/test-diskctl-lib.sh
 . "$(dirname "$0")/test-diskctl-lib.sh"
@@ -76,6 +77,27 @@ dcheck "VHD with a damaged footer copy" 2 "vhd:$T/copy.vhd"
 cp "$T/q.vhdx" "$T/hdr.vhdx"
 patch "$T/hdr.vhdx" $((128 * 1024 + 100)) ffff
 dcheck "VHDX with a damaged header copy" 2 "vhdx:$T/hdr.vhdx"
+
+# Grown with diskctl resize (dc_resize) within the BAT's room: qemu-img
+# reads the new size (a qemu-made VPC sized by CHS, too) and the data on both
+# sides of the old end, and both checks stay clean.
+cp "$T/q.vhd" "$T/grow.vhd"
+cp "$T/q.vhdx" "$T/grow.vhdx"
+for img in grow.vhd:vpc grow.vhdx:vhdx; do
+	f=${img%%:*} q=${img#*:} fmt=${f##*.}
+	run resize "$fmt:$T/$f" 100M
+	check "$f: diskctl resize 100M" [ "$rc" -eq 0 ]
+	check "$f: qemu-img reads 100 MiB" [ "$(qsize "$q" "$T/$f")" -eq 104857600 ]
+	qemu-io -f "$q" -c "write -P 0x33 90M 1M" "$T/$f" >/dev/null
+	check "$f: qemu-io reads both sides of the old end" \
+		sh -c "qemu-io -f $q -c 'read -P 0x22 5M 3M' -c 'read -P 0x33 90M 1M' '$T/$f' | grep -c '^read' | grep -qx 2"
+	dcheck "$f grown" 0 "$fmt:$T/$f"
+done
+check "grown VHDX: qemu-img check is clean" qcheck vhdx "$T/grow.vhdx"
+run resize --shrink "vhd:$T/grow.vhd" 50M
+check "shrinking a VHD is refused" has "cannot shrink" "$T/err"
+run resize "vhd:$T/grow.vhd" 20G
+check "growing past the BAT's room is refused" has "would have to move" "$T/err"
 
 # BAT entries past the end, or two at one block: refused at open.
 bat=$("$PY" -c 'import sys, struct

@@ -340,6 +340,38 @@ END_TEST
 
 /* One dynamic VHDX opened twice in this process (OpenVMM's IDE disk): both
  * handles write at once, and qemu-img checks and reads the result. */
+/* dc_resize() grows a dynamic VHDX within its BAT region (1 MiB here: room
+ * for far more than 1G of 32M blocks); the size item goes through the log.
+ * qemu-img check is clean, info reads the new size, convert the data on both
+ * sides of the old end. Shrinking and fixed images are refused. */
+START_TEST(vhdx_resize_grow)
+{
+	char *path = h_tmppath(".vhdx"), *fixed = h_tmppath(".vhdx");
+	uint64_t at = (900 << 20) / 512;
+	dc_disk *d;
+
+	vt_create("vhdx", path, "create=64M");
+	d = h_openf(0, "vhdx:%s", path);
+	vt_write(d, 100, 8, 61);
+	ck_assert_int_eq(dc_resize(d, (1024 << 20) / 512), 0);
+	ck_assert_uint_eq(dc_sector_count(d), (1024 << 20) / 512);
+	vt_write(d, at, 8, 62);
+	ck_assert_int_eq(dc_resize(d, (32 << 20) / 512), -EOPNOTSUPP);
+	ck_assert_uint_eq(dc_sector_count(d), (1024 << 20) / 512);
+	dc_close(d);
+
+	ck_assert_int_eq(h_sh("qemu-img check -q -f vhdx '%s'", path), 0);
+	vt_qemu_grown("vhdx", path, "vhdx", "1 GiB", (1024 << 20) / 512, at, 61, 62);
+
+	vt_create("vhdx", fixed, "create=4M;fixed");
+	d = h_openf(0, "vhdx:%s", fixed);
+	ck_assert_int_eq(dc_resize(d, 16384), -EOPNOTSUPP);
+	dc_close(d);
+	free(fixed);
+	free(path);
+}
+END_TEST
+
 START_TEST(vhdx_two_opens)
 {
 	char *path = h_tmppath(".vhdx");
@@ -1318,6 +1350,7 @@ int main(void)
 	tcase_add_test(tc, vhdx_read_write_4096);
 	tcase_add_test(tc, vhdx_concurrent_allocation);
 	tcase_add_test(tc, vhdx_two_opens);
+	tcase_add_test(tc, vhdx_resize_grow);
 	tcase_add_test(tc, vhdx_fixed);
 	tcase_add_test(tc, vhdx_file_dispatch);
 	tcase_add_test(tc, vhdx_create_errors);

@@ -261,3 +261,35 @@ unsigned vt_marked(const uint64_t *bits, unsigned from, unsigned to)
 		n += bits[i / 64] >> (i % 64) & 1;
 	return n;
 }
+
+/* The seeds of vt_qemu_grown() in d. */
+static void vt_grown_reads(dc_disk *d, uint64_t at, uint64_t s1, uint64_t s2)
+{
+	uint8_t buf[4096];
+
+	ck_assert_int_eq(dc_read(d, 100, buf, sizeof(buf)), 0);
+	ck_assert_int_lt(h_check(buf, sizeof(buf), s1), 0);
+	ck_assert_int_eq(dc_read(d, at, buf, sizeof(buf)), 0);
+	ck_assert_int_lt(h_check(buf, sizeof(buf), s2), 0);
+}
+
+void vt_qemu_grown(const char *form, const char *path, const char *qemu_fmt,
+		   const char *qsize, uint64_t sectors, uint64_t at, uint64_t s1,
+		   uint64_t s2)
+{
+	dc_disk *d;
+
+	ck_assert_int_eq(h_sh("qemu-img info -f %s '%s' | grep -q '^virtual size: %s'",
+			      qemu_fmt, path, qsize),
+			 0);
+	ck_assert_int_eq(h_sh("qemu-img convert -f %s -O raw '%s' '%s.raw'", qemu_fmt,
+			      path, path),
+			 0);
+	d = h_openf(DC_OPEN_READ_ONLY, "file:%s.raw", path);
+	vt_grown_reads(d, at, s1, s2);
+	dc_close(d);
+	d = h_openf(DC_OPEN_READ_ONLY, "%s:%s", form, path);
+	ck_assert_uint_eq(dc_sector_count(d), sectors);
+	vt_grown_reads(d, at, s1, s2);
+	dc_close(d);
+}

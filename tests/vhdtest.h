@@ -39,6 +39,13 @@ void vt_concurrent_writes(const char *spec, uint64_t stride, uint64_t count, boo
 void vt_two_opens(const char *spec, const char *path, const char *qemu_fmt,
 		  uint64_t stride, uint64_t count);
 
+/* After a resize to `sectors`: qemu-img info (qemu_fmt) says `qsize` (as it
+ * prints it, "64 MiB"), and qemu-img's raw conversion and a fresh read-only
+ * open of FORM:path hold 4 KiB of h_fill(s1) at sector 100 and of s2 at at. */
+void vt_qemu_grown(const char *form, const char *path, const char *qemu_fmt,
+		   const char *qsize, uint64_t sectors, uint64_t at, uint64_t s1,
+		   uint64_t s2);
+
 /* The describe() output of a disk's chain: "plugin=NAME\n" for each element,
  * then its "key=value\n" lines. Free with free(). */
 char *vt_describe(dc_disk *d);

@@ -115,6 +115,17 @@ int vhd_resize(void *inst, uint64_t n)
 		f = v->m.f;
 		f.current_size = size;
 		f.geometry = vhdfmt_geometry(size);
+		/* Readers that size a VHD by its geometry (Virtual PC, and qemu
+		 * for creators other than Hyper-V's) would read a size CHS
+		 * cannot express as smaller: say Hyper-V's creator, which
+		 * means current_size, as new images here do. */
+		if ((uint64_t)(f.geometry >> 16) * ((f.geometry >> 8) & 0xff) *
+			    (f.geometry & 0xff) * VHD_SECTOR !=
+		    size) {
+			f.creator_app = VHD_CODE('w', 'i', 'n', ' ');
+			f.creator_version = 0x000a0000;
+			f.creator_os = VHD_CODE('W', 'i', '2', 'k');
+		}
 		ret = vhd_resize_write(v, &f, nblocks);
 		if (ret < 0)
 			dc_error("%s: cannot write the new size: %s", v->path,
@@ -124,6 +135,9 @@ int vhd_resize(void *inst, uint64_t n)
 		/* Blocks first: once the size shows, requests reach them. */
 		__atomic_store_n(&v->m.nblocks, nblocks, __ATOMIC_RELEASE);
 		v->m.f.geometry = f.geometry;
+		v->m.f.creator_app = f.creator_app;
+		v->m.f.creator_version = f.creator_version;
+		v->m.f.creator_os = f.creator_os;
 		v->m.f.checksum = f.checksum;
 		__atomic_store_n(&v->m.f.current_size, size, __ATOMIC_RELEASE);
 		v->info.sector_count = n;

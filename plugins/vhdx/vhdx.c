@@ -197,7 +197,9 @@ static int vhdx_load_bat(struct vhdx *v)
 
 	v->bat = malloc(v->nbat_mem * sizeof(*v->bat));
 	v->bat_dirty = calloc(v->nbat_mem / 512 / 8 + 1, 1);
-	v->sbc = calloc(v->nchunks + 1, sizeof(*v->sbc));
+	/* Chunks for every entry kept (resize() may grow into them). */
+	v->sbc =
+		calloc(v->nbat_mem / ((uint64_t)v->chunk_ratio + 1) + 2, sizeof(*v->sbc));
 	if (!raw || !v->bat || !v->bat_dirty || !v->sbc)
 		goto out;
 	ret = vhdx_pread(v, raw, v->nbat_mem * 8, v->bat_off);
@@ -422,7 +424,7 @@ direct:
 
 static bool vhdx_range(const struct vhdx *v, uint64_t sector, uint64_t count)
 {
-	uint64_t n = v->disk_size >> v->ss_shift;
+	uint64_t n = __atomic_load_n(&v->disk_size, __ATOMIC_ACQUIRE) >> v->ss_shift;
 
 	return sector <= n && count <= n - sector;
 }
@@ -864,4 +866,6 @@ DC_PLUGIN(vhdx_plugin) = {
 	.describe = vhdx_describe,
 	.extents = vhdx_extents,
 	.check = vhdx_check,
+	.resize = vhdx_resize,
+	.sector_count = vhdx_sector_count,
 };

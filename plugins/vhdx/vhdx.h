@@ -95,7 +95,9 @@ struct vhdx {
 	uint64_t nblocks;  /* payload blocks */
 	uint64_t nchunks;  /* sector bitmap blocks */
 	uint64_t nbat;	   /* BAT entries the disk needs */
-	uint64_t nbat_mem; /* entries kept: nbat rounded up to whole 4 KiB sectors */
+	uint64_t nbat_mem; /* entries kept: nbat rounded up to whole 4 KiB sectors,
+			    * or the BAT region's first MiB if more (room to grow) */
+	uint64_t size_off; /* file offset of the virtual disk size item */
 	uint32_t spb;	   /* sectors per block */
 	unsigned spb_shift, ss_shift;
 	uint64_t *bat; /* host order; entries change under lock, atomically */
@@ -111,6 +113,7 @@ struct vhdx {
 	uint64_t *keys;	    /* queued 4 KiB sectors, see vhdx_key_*() */
 	size_t nkeys, keys_cap;
 	struct vhdx_sbc **sbc; /* per chunk, NULL until used */
+	uint8_t *meta_sec;     /* the VHDX_KEY_META sector queued, or NULL */
 
 	struct dc_info info;
 	char *parent_path;	   /* as resolved by lower_spec(), or named by parent= */
@@ -125,8 +128,10 @@ enum vhdx_log_state {
 	VHDX_LOG_IN_MEMORY, /* read-only: replayed over reads */
 };
 
-/* A queued metadata sector: a BAT sector, or a sector of a bitmap block. */
+/* A queued metadata sector: a BAT sector, a sector of a bitmap block, or
+ * (resize) the metadata region's sector at this file offset, from meta_sec. */
 #define VHDX_KEY_SB (UINT64_C(1) << 63)
+#define VHDX_KEY_META (UINT64_C(1) << 62)
 static inline uint64_t vhdx_key_sb(uint64_t chunk, unsigned idx)
 {
 	return VHDX_KEY_SB | chunk << 8 | idx;
@@ -255,6 +260,11 @@ int vhdx_bits_put(struct vhdx *v, uint64_t s, uint32_t n, bool set);
 /* extents(): block states and bitmaps, as the reads see them. */
 int vhdx_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
 		 uint64_t *run);
+/* vhdx_resize.c */
+/* resize(): grow a dynamic image within its BAT region; the live size. */
+int vhdx_resize(void *inst, uint64_t new_sector_count);
+uint64_t vhdx_sector_count(void *inst);
+
 /* vhdx_check.c */
 /* check(): header and region table copies, the log, unreferenced space, the
  * parent. */

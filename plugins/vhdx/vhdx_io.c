@@ -115,7 +115,10 @@ int vhdx_fix_end(struct vhdx *v)
 
 void vhdx_key_done(struct vhdx *v, uint64_t key)
 {
-	if (key & VHDX_KEY_SB) {
+	if (key & VHDX_KEY_META) {
+		free(v->meta_sec);
+		v->meta_sec = NULL;
+	} else if (key & VHDX_KEY_SB) {
 		uint64_t c = (key & ~VHDX_KEY_SB) >> 8;
 		unsigned idx = key & 0xff;
 
@@ -154,6 +157,11 @@ void vhdx_bat_set(struct vhdx *v, uint64_t i, uint64_t e)
 
 int vhdx_key_sector(struct vhdx *v, uint64_t key, uint8_t *out, uint64_t *off)
 {
+	if (key & VHDX_KEY_META) {
+		*off = key & ~VHDX_KEY_META;
+		memcpy(out, v->meta_sec, VHDX_LSEC);
+		return 0;
+	}
 	if (key & VHDX_KEY_SB) {
 		uint64_t c = (key & ~VHDX_KEY_SB) >> 8;
 		unsigned idx = key & 0xff;

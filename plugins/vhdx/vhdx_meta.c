@@ -461,6 +461,8 @@ static int vhdx_parse_metadata(struct vhdx *v)
 			ret = -ENOMEM;
 			goto out;
 		}
+		if (known == VHDX_MI_SIZE)
+			v->size_off = v->meta_off + off;
 		ret = vhdx_pread(v, val[known], l, v->meta_off + off);
 		if (ret < 0) {
 			vhdfmt_err("%s: cannot read metadata item '%s': %s", v->path,
@@ -538,6 +540,10 @@ int vhdx_parse(struct vhdx *v)
 		return -EINVAL;
 	}
 	v->nbat_mem = vhdfmt_round_up(v->nbat, VHDX_LSEC / 8);
+	/* Room for resize() to grow into, within a bounded read at open. */
+	if (v->nbat_mem < VHDX_MB / 8 && v->bat_len / 8 > v->nbat_mem)
+		v->nbat_mem = (v->bat_len < VHDX_MB ? v->bat_len : VHDX_MB) / VHDX_LSEC *
+			      (VHDX_LSEC / 8);
 	return 0;
 }
 
@@ -555,6 +561,7 @@ void vhdx_free(struct vhdx *v)
 		}
 		free(v->sbc);
 	}
+	free(v->meta_sec);
 	vhdx_ovl_free(v);
 	pthread_mutex_destroy(&v->lock);
 	free(v->bat);
