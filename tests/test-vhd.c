@@ -221,6 +221,22 @@ END_TEST
  * one 512-byte BAT sector, 128 blocks, 256M); qemu-img reads the new size and
  * the data on both sides of the old end. Growing past the room, shrinking,
  * and fixed images are refused, the image unchanged. */
+/* extents() beside writes that allocate blocks and set bitmap bits of a
+ * differencing child (4 KiB writes, 1 MiB apart) and flush. */
+START_TEST(vhd_map_during_writes)
+{
+	char *base = h_tmppath(".vhd"), *child = h_tmppath(".vhd"), *spec;
+
+	vt_create("vhd", base, "create=128M;block=1M");
+	vt_create("vhd", child, "parent=%s", base);
+	spec = h_fmt("vhd:%s", child);
+	vt_map_during_writes(spec, 2048, 8);
+	free(spec);
+	free(child);
+	free(base);
+}
+END_TEST
+
 START_TEST(vhd_resize_grow)
 {
 	char *path = h_tmppath(".vhd"), *fixed = h_tmppath(".vhd");
@@ -1003,6 +1019,7 @@ int main(void)
 	tcase_add_test(tc, vhd_two_opens);
 	tcase_add_test(tc, vhd_fixed_and_file_dispatch);
 	tcase_add_test(tc, vhd_resize_grow);
+	tcase_add_test(tc, vhd_map_during_writes);
 	tcase_add_test(tc, vhd_file_create_is_fixed);
 	tcase_add_test(tc, vhd_diff_basic);
 	tcase_add_test(tc, vhd_diff_chain);

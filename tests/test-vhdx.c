@@ -344,6 +344,22 @@ END_TEST
  * for far more than 1G of 32M blocks); the size item goes through the log.
  * qemu-img check is clean, info reads the new size, convert the data on both
  * sides of the old end. Shrinking and fixed images are refused. */
+/* extents() beside writes that allocate blocks and set bitmap bits of a
+ * differencing child (4 KiB writes, 1 MiB apart) and flush. */
+START_TEST(vhdx_map_during_writes)
+{
+	char *base = h_tmppath(".vhdx"), *child = h_tmppath(".vhdx"), *spec;
+
+	vt_create("vhdx", base, "create=128M;block=1M");
+	vt_create("vhdx", child, "parent=%s", base);
+	spec = h_fmt("vhdx:%s", child);
+	vt_map_during_writes(spec, 2048, 8);
+	free(spec);
+	free(child);
+	free(base);
+}
+END_TEST
+
 START_TEST(vhdx_resize_grow)
 {
 	char *path = h_tmppath(".vhdx"), *fixed = h_tmppath(".vhdx");
@@ -1351,6 +1367,7 @@ int main(void)
 	tcase_add_test(tc, vhdx_concurrent_allocation);
 	tcase_add_test(tc, vhdx_two_opens);
 	tcase_add_test(tc, vhdx_resize_grow);
+	tcase_add_test(tc, vhdx_map_during_writes);
 	tcase_add_test(tc, vhdx_fixed);
 	tcase_add_test(tc, vhdx_file_dispatch);
 	tcase_add_test(tc, vhdx_create_errors);

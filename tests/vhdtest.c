@@ -117,6 +117,84 @@ void vt_concurrent_writes(const char *spec, uint64_t stride, uint64_t count, boo
 	free(buf);
 }
 
+struct vt_map_walk {
+	uint64_t next;	/* where the next extent must start */
+	uint64_t start; /* checked range: data in layer 0 */
+	uint64_t len;
+	bool covered;
+};
+
+static int vt_map_fn(void *arg, const struct dc_extent *e)
+{
+	struct vt_map_walk *w = arg;
+
+	ck_assert_uint_eq(e->offset, w->next);
+	ck_assert_uint_gt(e->length, 0);
+	w->next += e->length;
+	if (e->offset <= w->start && w->start + w->len <= e->offset + e->length)
+		w->covered = e->flags == 0 && e->layer == 0;
+	return 0;
+}
+
+struct vt_mapper {
+	dc_disk *d;
+	int *done; /* writers finished */
+	unsigned maps;
+};
+
+/* Map the whole disk, again and again, until the writers are done. */
+static void *vt_mapper(void *arg)
+{
+	struct vt_mapper *m = arg;
+	uint64_t size = dc_sector_count(m->d) * 512;
+
+	while (__atomic_load_n(m->done, __ATOMIC_ACQUIRE) < 4 || m->maps == 0) {
+		struct vt_map_walk w = { 0 };
+
+		if (dc_map(m->d, 0, size, vt_map_fn, &w) != 0 || w.next != size)
+			return (void *)1;
+		m->maps++;
+	}
+	return NULL;
+}
+
+void vt_map_during_writes(const char *spec, uint64_t stride, uint64_t count)
+{
+	struct vt_writer t[4];
+	struct vt_mapper m;
+	pthread_t th[4], mt;
+	dc_disk *d = h_open(spec, 0);
+	int done = 0;
+	void *r;
+
+	m = (struct vt_mapper){ d, &done, 0 };
+	ck_assert_int_eq(pthread_create(&mt, NULL, vt_mapper, &m), 0);
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct vt_writer){ d, stride, count, i == 0, i };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, vt_writer, &t[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], &r);
+		ck_assert_ptr_null(r);
+		__atomic_add_fetch(&done, 1, __ATOMIC_RELEASE);
+	}
+	pthread_join(mt, &r);
+	ck_assert_ptr_null(r);
+	ck_assert_uint_gt(m.maps, 0);
+	for (int i = 0; i < 64; i++)
+		for (int id = 0; id < 4; id++) {
+			struct vt_map_walk w = { .start = (i * stride + id * count) * 512,
+						 .len = count * 512 };
+
+			ck_assert_int_eq(
+				dc_map(d, 0, dc_sector_count(d) * 512, vt_map_fn, &w), 0);
+			ck_assert_msg(w.covered,
+				      "write at sector %llu is not data of layer 0",
+				      (unsigned long long)(w.start / 512));
+		}
+	dc_close(d);
+}
+
 /* Another process opening spec writable is refused by the image's flock. */
 static void vt_other_process_refused(const char *spec)
 {

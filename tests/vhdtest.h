@@ -29,6 +29,11 @@ void vt_put(dc_disk *d, uint8_t *model, uint64_t sector, uint64_t count, uint64_
 void vt_concurrent_writes(const char *spec, uint64_t stride, uint64_t count, bool flush,
 			  uint32_t open_flags);
 
+/* While four threads write as vt_concurrent_writes() lays them out (one
+ * flushing), another maps the whole disk of spec over and over (dc_map:
+ * extents() beside the I/O path); then every write is data of layer 0. */
+void vt_map_during_writes(const char *spec, uint64_t stride, uint64_t count);
+
 /* One image, two opens in this process (docs/spec-strings.md, "One image, two
  * opens"): spec (an existing image at path, that qemu-img reads as qemu_fmt)
  * opened writable twice, eight threads writing through both handles at once
