@@ -174,8 +174,8 @@ static int crypt_open(const struct dc_open_args *a, void **inst, struct dc_info 
 
 /* Allocation is the child's, except that sectors of zeroes below decrypt to
  * noise: nothing here reads as zero. */
-static int crypt_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
-			 uint64_t *run)
+static int crypt_extents(void *inst, struct dc_node *node, uint64_t sector,
+			 uint64_t count, uint64_t *run)
 {
 	int rc = dc_extents_passthrough(inst, node, sector, count, run);
 
@@ -213,8 +213,8 @@ DC_PLUGIN(crypt_plugin) = {
 	.kind = DC_KIND_DECORATOR,
 	.name = "crypt",
 	.version = "0.1.0",
-	.summary =
-		"XTS-AES-256 disk encryption (libgcrypt), compatible with aes-xts-plain64",
+	.summary = "XTS-AES-256 disk encryption (VAES, else libgcrypt), compatible with "
+		   "aes-xts-plain64",
 	.usage =
 		"crypt:xts-aes-256:KEYFILE:SPEC\n"
 		"  Encrypts SPEC with AES-256 in XTS mode. KEYFILE holds exactly 64 raw\n"
