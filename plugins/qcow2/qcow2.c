@@ -49,6 +49,7 @@ static void qcow2_close(void *inst)
 	if (q->writable && qcow2_flush(q) == 0)
 		qcow2_set_dirty(q, false);
 	qcow2_below_close(q);
+	qcow2_aio_close(q);
 	qcow2_free(q);
 	pthread_mutex_destroy(&q->lock);
 	pthread_mutex_destroy(&q->below_lock);
@@ -216,6 +217,7 @@ static struct qcow2 *qcow2_new(void)
 	if (!q)
 		return NULL;
 	q->fd = -1;
+	q->aio_fd = -1;
 	q->zc_off = UINT64_MAX;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_mutex_init(&q->below_lock, NULL);
@@ -242,6 +244,8 @@ static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info 
 		ret = qcow2_open_file(a, q);
 	if (ret == 0)
 		ret = qcow2_load(q, cache);
+	if (ret == 0)
+		ret = qcow2_aio_open(q);
 	if (ret) {
 		q->writable = false; /* nothing to flush or mark clean */
 		qcow2_close(q);
@@ -303,7 +307,7 @@ static int qcow2_attach(void *inst, const struct dc_info *lower, struct dc_info 
 	return 0;
 }
 
-static int qcow2_io(void *inst, struct dc_req *req)
+int qcow2_io(void *inst, struct dc_req *req)
 {
 	struct qcow2 *q = inst;
 
@@ -334,6 +338,7 @@ static void qcow2_describe(void *inst, dc_kv_fn kv, void *arg)
 	if (q->extl2)
 		dc_kv_u64(kv, arg, "subcluster size (extended L2)", q->sc_size);
 	dc_kv_u64(kv, arg, "L2 cache bytes", q->l2_cache_bytes);
+	kv(arg, "io", q->ioe ? qcow2_aio_describe(q) : "worker pool");
 	kv(arg, "compression type", q->h.compression == QCOW2_ZSTD ? "zstd" : "zlib");
 	if (q->backing) {
 		kv(arg, "backing file", q->backing);
@@ -412,10 +417,14 @@ DC_PLUGIN(qcow2_plugin) = {
 		 "  internal snapshot read-only. Encrypted images, external data\n"
 		 "  files and writing images that hold internal snapshots are refused.",
 	.forms = qcow2_forms,
-	.ctx_size = 0,
+	.ctx_size = sizeof(struct qcow2_rq),
 	.ops = DC_OPS_RW,
 	.open = qcow2_open,
 	.close = qcow2_close,
+	.submit = qcow2_submit,
+	.queue_open = qcow2_queue_open,
+	.queue_close = qcow2_queue_close,
+	.queue_poll = qcow2_queue_poll,
 	.io = qcow2_io,
 	.attach = qcow2_attach,
 	.lower_spec = qcow2_lower_spec,

@@ -8,6 +8,8 @@
 
 #include <diskcore/plugin.h>
 
+#include "ioengine/ioengine.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -163,6 +165,9 @@ struct qcow2 {
 	struct qcow2_free *frees;
 	uint32_t nfrees, frees_cap;
 
+	struct ioe_file *ioe; /* data reads (aio.c), on aio_fd */
+	int aio_fd;
+
 	/* The layer below, read for copy-on-write (below.c). */
 	pthread_mutex_t below_lock;
 	struct qcow2_below *below;
@@ -204,6 +209,10 @@ int qcow2_decompress(enum qcow2_ctype type, const uint8_t *src, size_t slen, uin
 
 /* read.c: the blocking read of a request. */
 int qcow2_read(struct qcow2 *q, struct dc_req *req);
+/* Grow a data mapping m of n bytes at goff over the mappings that continue
+ * it in the file, up to max bytes. */
+uint64_t qcow2_extend_data(struct qcow2 *q, const struct qcow2_map *m, uint64_t goff,
+			   uint64_t n, uint64_t max);
 /* Guest bytes [goff, goff+len) into buf as this image and its backing chain
  * hold them (zeroes past the disk's end): the copy-on-write source. */
 int qcow2_read_buf(struct qcow2 *q, uint64_t goff, uint8_t *buf, size_t len);
@@ -257,6 +266,23 @@ char *qcow2_parent_of(int fd, const char *path);
 
 /* check.c: dc_check()'s walk of the metadata on disk (ABI 1.1). */
 int qcow2_check(void *inst, dc_check_report_fn report, void *arg);
+
+/* aio.c: submit() and its queues; reads of data clusters through the file
+ * engine, the rest through io() on the worker pool. */
+struct qcow2_rq {
+	struct ioe_req io; /* first: the done callback finds the request */
+	struct dc_req *req;
+	struct qcow2 *q;
+};
+int qcow2_aio_open(struct qcow2 *q);
+void qcow2_aio_close(struct qcow2 *q);
+const char *qcow2_aio_describe(const struct qcow2 *q);
+void qcow2_submit(void *inst, struct dc_req *req);
+int qcow2_queue_open(void *inst, void **qctx);
+void qcow2_queue_close(void *inst, void *qctx);
+int qcow2_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms);
+/* qcow2.c: one request, blocking (the plugin's io()). */
+int qcow2_io(void *inst, struct dc_req *req);
 
 void qcow2_free(struct qcow2 *q);
 

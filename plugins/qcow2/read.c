@@ -88,8 +88,8 @@ static int qcow2_read_data(struct qcow2 *q, const struct qcow2_map *m,
 /* Grow a data mapping m of n bytes at goff over the following mappings that
  * continue it in the file, up to max bytes: one pread for a run of clusters
  * the image laid out in order. */
-static uint64_t qcow2_extend_data(struct qcow2 *q, const struct qcow2_map *m,
-				  uint64_t goff, uint64_t n, uint64_t max)
+uint64_t qcow2_extend_data(struct qcow2 *q, const struct qcow2_map *m, uint64_t goff,
+			   uint64_t n, uint64_t max)
 {
 	struct qcow2_map next;
 
