@@ -309,7 +309,8 @@ fi
 # (clean), 3 (leaks only) or 2 (corruption).
 # patch_rc IMG WHICH VALUE: set the 16-bit refcount of cluster 0 (WHICH=hdr)
 # or of the first data cluster of L1 entry 0 (WHICH=data) to VALUE; with
-# WHICH=l2: move that data cluster's L2 entry 512 bytes (misaligned).
+# WHICH=l2: move that data cluster's L2 entry 512 bytes (misaligned); with
+# WHICH=copied: clear its copied flag (refcount 1 says it must be set).
 patch_rc() {
 	"$PY" - "$@" <<'PYEOF'
 import struct, sys
@@ -327,9 +328,9 @@ f.seek(l2)
 tab = f.read(cs)
 i = next(i for i in range(cs // 8) if struct.unpack(">Q", tab[8*i:8*i+8])[0] & 0x00fffffffffffe00)
 e = struct.unpack(">Q", tab[8*i:8*i+8])[0]
-if which == "l2":
+if which in ("l2", "copied"):
     f.seek(l2 + 8 * i)
-    f.write(struct.pack(">Q", e + 512))
+    f.write(struct.pack(">Q", e + 512 if which == "l2" else e & ~(1 << 63)))
     sys.exit(0)
 ci = 0 if which == "hdr" else (e & 0x00fffffffffffe00) >> cb
 per = cs // 2
@@ -384,6 +385,9 @@ grep -q "refcount 0 below its 1 references" "$W/dcheck" ||
 cp "$W/ckd.qcow2" "$W/cka.qcow2"
 patch_rc "$W/cka.qcow2" l2 0
 checkboth "a misaligned L2 entry" "$W/cka.qcow2" 2
+cp "$W/ckd.qcow2" "$W/ckf.qcow2"
+patch_rc "$W/ckf.qcow2" copied 0
+checkboth "an L2 entry without the copied flag over refcount 1" "$W/ckf.qcow2" 2
 
 echo "1..$n"
 [ "$fails" -eq 0 ]

@@ -108,8 +108,10 @@ static void ck_l2_entries(struct ck *c, uint64_t l2_off)
 	}
 }
 
-/* An L1 table (the active one, or a snapshot's) and what it references. */
-static int ck_l1(struct ck *c, uint64_t l1_off, uint32_t l1_size, const char *what)
+/* An L1 table (the active one, or a snapshot's) and what it references;
+ * with keep, the table as read (raw) is handed back there. */
+static int ck_l1(struct ck *c, uint64_t l1_off, uint32_t l1_size, const char *what,
+		 uint8_t **keep)
 {
 	struct qcow2 *q = c->q;
 	uint64_t bytes = (uint64_t)l1_size * 8;
@@ -133,7 +135,10 @@ static int ck_l1(struct ck *c, uint64_t l1_off, uint32_t l1_size, const char *wh
 		if (ret == 0)
 			ck_l2_entries(c, l2);
 	}
-	free(l1);
+	if (keep && ret == 0)
+		*keep = l1;
+	else
+		free(l1);
 	return ret;
 }
 
@@ -204,17 +209,71 @@ static int ck_compare(struct ck *c, const uint64_t *rct, uint64_t n)
 			if (ret)
 				return ret;
 		}
-		for (uint64_t j = 0; j < per && rb * per + j < c->nclust; j++)
-			ck_compare_one(c, rb * per + j,
-				       have ? qcow2_rc_entry(c->buf, j, bits) : 0);
+		for (uint64_t j = 0; j < per && rb * per + j < c->nclust; j++) {
+			uint64_t ci = rb * per + j,
+				 v = have ? qcow2_rc_entry(c->buf, j, bits) : 0;
+
+			ck_compare_one(c, ci, v);
+			/* From here on use[] holds the stored refcount. */
+			c->use[ci] = v < UINT32_MAX ? (uint32_t)v : UINT32_MAX;
+		}
 	}
 	return 0;
+}
+
+/* The active tables' COPIED flags (a writer overwrites in place what it
+ * says has refcount 1): set exactly when the stored refcount is 1. */
+static bool ck_copied_ok(struct ck *c, uint64_t e, uint64_t host)
+{
+	uint64_t ci = host >> c->q->h.cluster_bits;
+
+	return ci >= c->nclust || !(e & QCOW2_COPIED) == (c->use[ci] != 1);
+}
+
+static int ck_copied(struct ck *c, const uint8_t *l1, uint32_t l1_size)
+{
+	struct qcow2 *q = c->q;
+	int ret = 0;
+
+	for (uint32_t i = 0; ret == 0 && i < l1_size; i++) {
+		uint64_t e1 = get_be64(l1 + 8 * (size_t)i), l2 = e1 & QCOW2_OFFSET_MASK;
+
+		if (!l2 || (l2 & (q->cluster_size - 1)) ||
+		    !ck_inside(c, l2, q->cluster_size))
+			continue;
+		if (!ck_copied_ok(c, e1, l2))
+			ck_find(c, DC_CHECK_CORRUPT,
+				"L1 entry %u: the copied flag disagrees with the L2 "
+				"table's refcount %u",
+				i, c->use[l2 >> q->h.cluster_bits]);
+		ret = vhdfmt_pread(q->fd, c->buf, q->cluster_size, l2);
+		for (uint32_t j = 0; ret == 0 && j < q->l2_entries; j++) {
+			uint64_t e = get_be64(c->buf + ((size_t)j << q->entry_shift)),
+				 host = e & QCOW2_OFFSET_MASK;
+
+			if (e & QCOW2_L2_COMPRESSED) {
+				if (e & QCOW2_COPIED)
+					ck_find(c, DC_CHECK_CORRUPT,
+						"L2 table at %llu, entry %u: a compressed "
+						"cluster with the copied flag",
+						(unsigned long long)l2, j);
+			} else if (host && !(host & (q->cluster_size - 1)) &&
+				   !ck_copied_ok(c, e, host)) {
+				ck_find(c, DC_CHECK_CORRUPT,
+					"L2 table at %llu, entry %u: the copied flag "
+					"disagrees with the cluster's refcount %u",
+					(unsigned long long)l2, j,
+					c->use[host >> q->h.cluster_bits]);
+			}
+		}
+	}
+	return ret;
 }
 
 static int ck_walk(struct ck *c)
 {
 	struct qcow2 *q = c->q;
-	uint8_t raw[12];
+	uint8_t raw[12], *l1 = NULL;
 	uint64_t *rct = NULL, n;
 	int ret;
 
@@ -223,17 +282,20 @@ static int ck_walk(struct ck *c)
 	ret = vhdfmt_pread(q->fd, raw, sizeof(raw), 36);
 	ck_use(c, 0, q->cluster_size);
 	if (ret == 0)
-		ret = ck_l1(c, get_be64(raw + 4), get_be32(raw), "active L1 table");
+		ret = ck_l1(c, get_be64(raw + 4), get_be32(raw), "active L1 table", &l1);
 	if (ret == 0 && q->nsnap && ck_inside(c, q->h.snapshots_off, q->snaps_len))
 		ck_use(c, q->h.snapshots_off, q->snaps_len);
 	for (uint32_t i = 0; ret == 0 && i < q->nsnap; i++)
 		ret = ck_l1(c, q->snaps[i].l1_off, q->snaps[i].l1_size,
-			    "snapshot L1 table");
+			    "snapshot L1 table", NULL);
 	if (ret == 0)
 		ret = ck_rc_tables(c, &rct, &n);
 	if (ret == 0)
 		ret = ck_compare(c, rct, n);
+	if (ret == 0 && l1)
+		ret = ck_copied(c, l1, get_be32(raw));
 	free(rct);
+	free(l1);
 	return ret;
 }
 
