@@ -5,6 +5,7 @@
  * by x in GF(2^128) modulo x^128 + x^7 + x^2 + x + 1, little-endian. */
 #include "vaes.h"
 
+#include <cpuid.h>
 #include <errno.h>
 #include <immintrin.h>
 #include <string.h>
@@ -24,9 +25,15 @@
 
 bool xts_vaes_usable(void)
 {
+	unsigned a, b, c, d;
+
+	/* VAES and VPCLMULQDQ from CPUID leaf 7 (ECX bits 9 and 10): clang 14
+	 * has no __builtin_cpu_supports() names for them. */
+	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(c & (1u << 9)) ||
+	    !(c & (1u << 10)))
+		return false;
 	__builtin_cpu_init();
-	return __builtin_cpu_supports("aes") && __builtin_cpu_supports("avx2") &&
-	       __builtin_cpu_supports("vaes") && __builtin_cpu_supports("vpclmulqdq");
+	return __builtin_cpu_supports("aes") && __builtin_cpu_supports("avx2");
 }
 
 /* --- Key schedule ---------------------------------------------------------- */
@@ -129,15 +136,14 @@ VAES_INLINE __m256i vaes_mulxk(__m256i t, int k, __m256i poly)
 		_mm256_clmulepi64_epi128(_mm256_bsrli_epi128(out, 8), poly, 0x00));
 }
 
-/* Each lane times x^(8 * n) for n = 1 or 2 (a constant), cheaper than
- * vaes_mulxk(): a shift by n bytes, the bytes shifted out reduced by one
- * carry-less multiply (8n + 7 bits: nothing to fold again). */
-VAES_INLINE __m256i vaes_mulxb(__m256i t, int n, __m256i poly)
-{
-	return _mm256_xor_si256(_mm256_bslli_epi128(t, n),
-				_mm256_clmulepi64_epi128(_mm256_bsrli_epi128(t, 16 - n),
-							 poly, 0x00));
-}
+/* Each lane times x^(8 * n) for n = 1 or 2, cheaper than vaes_mulxk(): a
+ * shift by n bytes, the bytes shifted out reduced by one carry-less multiply
+ * (8n + 7 bits: nothing to fold again). A macro: the byte shifts take
+ * immediates, which an inline function's parameter is not at -O0. */
+#define vaes_mulxb(t, n, poly)                                                        \
+	_mm256_xor_si256(_mm256_bslli_epi128((t), (n)),                               \
+			 _mm256_clmulepi64_epi128(_mm256_bsrli_epi128((t), 16 - (n)), \
+						  (poly), 0x00))
 
 /* The tweaks of the next VAES_WIDE blocks from those of the last. */
 VAES_INLINE void vaes_step(__m256i *y, __m256i poly)
