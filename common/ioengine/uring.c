@@ -96,6 +96,12 @@ int ioe_ring_probe(bool *can_fallocate, char *why, size_t len)
 
 void ioe_ring_destroy(struct ioe_queue *q)
 {
+	/* The kernel tears a ring down asynchronously, and a registered file
+	 * lives until it has: unregistering first (it waits) means the image
+	 * is no longer held -- its space freed, its locks released -- once
+	 * the disk is closed, not some time after the process exits. */
+	if (q->sqe_flags & IOSQE_FIXED_FILE)
+		io_uring_unregister_files(&q->ring);
 	ioe_ring_exit(&q->ring);
 	if (q->efd >= 0)
 		close(q->efd);
