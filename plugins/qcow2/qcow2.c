@@ -175,7 +175,8 @@ int qcow2_load(struct qcow2 *q, uint64_t cache)
 			return dc_fail(-errno, "%s: %s", q->path, strerror(errno));
 		q->file_size = (uint64_t)st.st_size;
 	}
-	ret = vhdfmt_lock(q->fd, q->path, !q->writable);
+	/* A force-share open looks at an image a writer may hold: no lock. */
+	ret = q->force_share ? 0 : vhdfmt_lock(q->fd, q->path, !q->writable);
 	if (ret == 0)
 		ret = qcow2_read_header(q);
 #ifndef QCOW2_HAVE_ZSTD
@@ -237,6 +238,7 @@ static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info 
 	if (!q)
 		return dc_fail(-ENOMEM, "out of memory");
 	q->writable = !a->read_only;
+	q->force_share = a->read_only && a->force_share;
 	q->node = a->node;
 	q->path = strdup(a->fields[0]);
 	ret = q->path ? qcow2_options(a, q, &cache) : dc_fail(-ENOMEM, "out of memory");

@@ -134,6 +134,7 @@ struct qcow2 {
 	const char *snapshot; /* the snapshot opened (read-only), or NULL */
 	struct dc_node *node;
 	bool writable;
+	bool force_share; /* DC_OPEN_FORCE_SHARE: read-only, no lock taken */
 
 	/* The L2 cache: nslots tables, looked up by offset under lock. */
 	pthread_mutex_t lock;
