@@ -41,7 +41,7 @@ uint32_t vhdfmt_checksum(const uint8_t *buf, size_t len, size_t csum_off)
 }
 
 /* The checks of an encoded structure: cookie, then checksum, then version. */
-static enum vhdfmt_status vhd_check(const struct vhd_struct *t, const uint8_t *buf)
+static enum vhdfmt_status vhd_struct_check(const struct vhd_struct *t, const uint8_t *buf)
 {
 	if (memcmp(buf, t->cookie, 8) != 0)
 		return VHDFMT_BAD_COOKIE;
@@ -69,14 +69,14 @@ enum vhdfmt_status vhdfmt_footer_decode(const uint8_t buf[VHD_FOOTER_SIZE],
 					struct vhd_footer *f)
 {
 	vhd_footer_decode(f, buf);
-	return vhd_check(&vhd_footer_fmt, buf);
+	return vhd_struct_check(&vhd_footer_fmt, buf);
 }
 
 enum vhdfmt_status vhdfmt_dyn_decode(const uint8_t buf[VHD_HEADER_SIZE],
 				     struct vhd_dyn_header *h)
 {
 	vhd_dyn_header_decode(h, buf);
-	return vhd_check(&vhd_dyn_fmt, buf);
+	return vhd_struct_check(&vhd_dyn_fmt, buf);
 }
 
 void vhdfmt_footer_encode(struct vhd_footer *f, uint8_t buf[VHD_FOOTER_SIZE])

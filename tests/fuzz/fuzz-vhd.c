@@ -8,6 +8,8 @@
 #include "../../plugins/vhd/vhd_parent.c"
 #include "../../plugins/vhd/vhd_io.c"
 #include "../../plugins/vhd/vhd_create.c"
+#include "../../plugins/vhd/vhd_check.c"
+#include "../../plugins/vhd/vhd_resize.c"
 #include "../../common/endian/layout.c"
 #include "../../common/utf16/utf16.c"
 #include "../../common/bitmap/bitmap.c"
@@ -15,6 +17,7 @@
 #include "../../common/vhdfmt/share.c"
 #include "../../common/parentpath/parentpath.c"
 #include "../../common/vhdfmt/vhd_format.c"
+#include "../../common/vhdfmt/map.c"
 
 #include <sys/mman.h>
 

@@ -17,6 +17,9 @@
 #include "../../plugins/vhdx/vhdx_log.c"
 #include "../../plugins/vhdx/vhdx_create.c"
 #include "../../plugins/vhdx/vhdx_io.c"
+#include "../../plugins/vhdx/vhdx_check.c"
+#include "../../plugins/vhdx/vhdx_map.c"
+#include "../../plugins/vhdx/vhdx_resize.c"
 #include "../../common/endian/layout.c"
 #include "../../common/utf16/utf16.c"
 #include "../../common/bitmap/bitmap.c"
@@ -26,6 +29,7 @@
 #include "../../common/vhdfmt/vhd_format.c"
 #include "../../common/crc32c/crc32c.c"
 #include "../../common/vhdfmt/vhdx_format.c"
+#include "../../common/vhdfmt/map.c"
 
 #include <sys/mman.h>
 
