@@ -76,6 +76,40 @@ else
 	fail "nbd: nbdkit, nbdinfo and the nbd plugin are installed by scripts/setup.sh"
 fi
 
+# qcow2 made by qemu-img, over a qcow2 backing file: the same extents as
+# qemu-img map, and each allocated extent's layer is qemu's depth.
+if [ -f "$DISKCORE_BUILD_ROOT/plugins/qcow2/qcow2.so" ] && command -v qemu-img >/dev/null; then
+	qemu-img create -q -f qcow2 "$T/qb.qcow2" 16M
+	qemu-io -f qcow2 -c 'write -P 1 4M 1M' -c 'write -P 3 14M 1M' "$T/qb.qcow2" >/dev/null
+	qemu-img create -q -f qcow2 -b qb.qcow2 -F qcow2 "$T/qt.qcow2"
+	qemu-io -f qcow2 -c 'write -z 8M 1M' -c 'write -P 2 12M 64k' -c 'write -P 4 4M 64k' \
+		"$T/qt.qcow2" >/dev/null
+	qemu-img map --output=json "$T/qt.qcow2" >"$T/qmap.json"
+	run map --json "qcow2:$T/qt.qcow2"
+	check "qcow2 chain: diskctl map agrees with qemu-img map (and layer = depth)" \
+		"$PY" - "$T/out" "$T/qmap.json" <<'PY'
+import json, sys
+def merge(xs):
+    out = []
+    for x in xs:
+        if out and out[-1][2:] == x[2:] and out[-1][0] + out[-1][1] == x[0]:
+            out[-1] = (out[-1][0], out[-1][1] + x[1]) + x[2:]
+        else:
+            out.append(x)
+    return out
+ours = merge([(e["start"], e["length"], e["data"], e["zero"],
+               e["layer"] if e["layer"] is not None else -1)
+              for e in json.load(open(sys.argv[1]))])
+theirs = merge([(e["start"], e["length"], e["data"], e["zero"],
+                 e["depth"] if e["present"] else -1)
+                for e in json.load(open(sys.argv[2]))])
+assert ours == theirs, (ours, theirs)
+assert any(x[4] == 1 for x in ours) and any(x[4] == 0 for x in ours), ours
+PY
+else
+	fail "qcow2: the plugin and qemu-img are installed by scripts/setup.sh"
+fi
+
 run map "file:$T/missing.img"
 check "a disk that does not open: exit 1" [ "$rc" -eq 1 ]
 check "... with the core's message" has "missing.img" "$T/err"
