@@ -31,8 +31,6 @@ struct ctl_commit_slot {
 struct ctl_commit {
 	const char *spec;
 	char *parent; /* layer 1's spec */
-	unsigned nlayers;
-	int layered_depth; /* of the outermost layered disk; -1 until seen */
 	dc_disk *src, *dst;
 	dc_queue *sq, *dq;
 	uint32_t sss, dss;
@@ -44,25 +42,6 @@ struct ctl_commit {
 	uint64_t bad; /* the first byte of the lowest chunk that failed */
 	int err;
 };
-
-/* Layer 1's spec: the second child of the first layered disk visited. */
-static int ctl_commit_describe(void *arg, int depth, const char *plugin, const char *form,
-			       const struct dc_info *info, const char *key,
-			       const char *value)
-{
-	struct ctl_commit *m = arg;
-
-	(void)form;
-	(void)info;
-	if (!key && m->layered_depth < 0 && !strcmp(plugin, "layered"))
-		m->layered_depth = depth;
-	else if (key && !strcmp(key, "spec") && m->layered_depth >= 0 &&
-		 depth == m->layered_depth + 1 && m->nlayers++ == 1)
-		m->parent = ctl_strdup(value);
-	else if (!key && m->layered_depth >= 0 && depth <= m->layered_depth)
-		m->layered_depth = INT32_MAX; /* past it: stop collecting */
-	return 0;
-}
 
 /* Keep the extents layer 0 holds (zeroes too: the parent must read them). */
 static int ctl_commit_extent(void *arg, const struct dc_extent *e)
@@ -206,13 +185,17 @@ static int ctl_commit_copy(struct ctl_commit *m, unsigned nslots, size_t chunk)
 /* Open the chain, its layer 1 and the queues; 0, or -1 (reported). */
 static int ctl_commit_open(struct ctl_commit *m)
 {
+	struct ctl_layers layers;
 	uint64_t dbytes;
 	int rc;
 
 	m->src = ctl_open(m->spec, DC_OPEN_READ_ONLY | DC_OPEN_FORCE_SHARE);
 	if (!m->src)
 		return -1;
-	dc_describe(m->src, ctl_commit_describe, m);
+	ctl_layers_get(m->src, &layers);
+	if (layers.n > 1)
+		m->parent = ctl_strdup(layers.spec[1]);
+	ctl_layers_free(&layers);
 	if (!m->parent) {
 		ctl_err("'%s' has no lower layer to commit into: commit merges the top "
 			"layer of a differencing chain (a vhd: or vhdx: child, "
@@ -311,7 +294,7 @@ int ctl_commit(int argc, char **argv)
 	};
 	/* cp's options, the same defaults; cp.chunk/qd/quiet are read here. */
 	struct ctl_cp cp = { .chunk = 1 << 20, .qd = 16 };
-	struct ctl_commit m = { .layered_depth = -1, .bad = UINT64_MAX };
+	struct ctl_commit m = { .bad = UINT64_MAX };
 	uint64_t t0;
 	double secs;
 	bool orphaned;

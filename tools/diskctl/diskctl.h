@@ -98,6 +98,18 @@ void ctl_queues_wait(dc_queue *const *qs, int n, int timeout_ms);
 void ctl_catch_signals(void);
 int ctl_signal(void);
 
+/* The spec of each layer of a disk's outermost layered disk, top first, as
+ * dc_describe() names them (the layers are its children); n is 0 for a
+ * chain without layers. */
+#define CTL_MAX_LAYERS 64
+struct ctl_layers {
+	char *spec[CTL_MAX_LAYERS];
+	unsigned n;
+	int depth; /* of the layered disk while collecting; -1 until seen */
+};
+void ctl_layers_get(dc_disk *d, struct ctl_layers *l);
+void ctl_layers_free(struct ctl_layers *l);
+
 /* --- copying (cp.c) -------------------------------------------------------- */
 
 /* What an all-zero chunk of SRC becomes on DST. */

@@ -11,35 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CTL_MAP_MAX_LAYERS 64
-
 struct ctl_map {
 	bool json;
 	size_t count;
-	/* The spec of each layer of the outermost layered disk, top first. */
-	char *layer[CTL_MAP_MAX_LAYERS];
-	unsigned nlayers;
-	int layered_depth; /* depth of that layered disk; -1 until seen */
+	struct ctl_layers layers; /* names the extents' layers */
 };
-
-/* Note the layers' specs: the children of the first layered disk visited. */
-static int ctl_map_describe(void *arg, int depth, const char *plugin, const char *form,
-			    const struct dc_info *info, const char *key,
-			    const char *value)
-{
-	struct ctl_map *m = arg;
-
-	(void)form;
-	(void)info;
-	if (!key && m->layered_depth < 0 && !strcmp(plugin, "layered"))
-		m->layered_depth = depth;
-	else if (key && !strcmp(key, "spec") && m->layered_depth >= 0 &&
-		 depth == m->layered_depth + 1 && m->nlayers < CTL_MAP_MAX_LAYERS)
-		m->layer[m->nlayers++] = ctl_strdup(value);
-	else if (!key && m->layered_depth >= 0 && depth <= m->layered_depth)
-		m->layered_depth = INT32_MAX; /* past it: stop collecting */
-	return 0;
-}
 
 static const char *ctl_map_kind(uint32_t flags)
 {
@@ -51,7 +27,7 @@ static const char *ctl_map_kind(uint32_t flags)
 static int ctl_map_print(void *arg, const struct dc_extent *e)
 {
 	struct ctl_map *m = arg;
-	const char *layer = e->layer < m->nlayers ? m->layer[e->layer] : NULL;
+	const char *layer = e->layer < m->layers.n ? m->layers.spec[e->layer] : NULL;
 
 	if (m->json) {
 		printf("%s\n  {\"start\": %" PRIu64 ", \"length\": %" PRIu64
@@ -91,7 +67,7 @@ int ctl_map(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct ctl_map m = { .layered_depth = -1 };
+	struct ctl_map m = { 0 };
 	uint64_t start = 0, length = UINT64_MAX;
 	uint32_t flags = DC_OPEN_READ_ONLY;
 	dc_disk *d;
@@ -121,7 +97,7 @@ int ctl_map(int argc, char **argv)
 	d = ctl_open(argv[optind], flags);
 	if (!d)
 		return CTL_EXIT_FAIL;
-	dc_describe(d, ctl_map_describe, &m);
+	ctl_layers_get(d, &m.layers);
 	if (m.json)
 		printf("[");
 	else
@@ -131,8 +107,7 @@ int ctl_map(int argc, char **argv)
 		printf("%s]\n", m.count ? "\n" : "");
 	if (rc < 0)
 		ctl_err("%s: %s", argv[optind], ctl_last_error(rc));
-	for (unsigned i = 0; i < m.nlayers; i++)
-		free(m.layer[i]);
+	ctl_layers_free(&m.layers);
 	dc_close(d);
 	return rc < 0 ? CTL_EXIT_FAIL : 0;
 }

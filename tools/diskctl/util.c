@@ -407,3 +407,35 @@ int ctl_signal(void)
 {
 	return ctl_sig;
 }
+
+static int ctl_layers_visit(void *arg, int depth, const char *plugin, const char *form,
+			    const struct dc_info *info, const char *key,
+			    const char *value)
+{
+	struct ctl_layers *l = arg;
+
+	(void)form;
+	(void)info;
+	if (!key && l->depth < 0 && !strcmp(plugin, "layered"))
+		l->depth = depth;
+	else if (key && !strcmp(key, "spec") && l->depth >= 0 && depth == l->depth + 1 &&
+		 l->n < CTL_MAX_LAYERS)
+		l->spec[l->n++] = ctl_strdup(value);
+	else if (!key && l->depth >= 0 && depth <= l->depth)
+		l->depth = INT32_MAX; /* past it: stop collecting */
+	return 0;
+}
+
+void ctl_layers_get(dc_disk *d, struct ctl_layers *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->depth = -1;
+	dc_describe(d, ctl_layers_visit, l);
+}
+
+void ctl_layers_free(struct ctl_layers *l)
+{
+	for (unsigned i = 0; i < l->n; i++)
+		free(l->spec[i]);
+	l->n = 0;
+}
