@@ -20,9 +20,23 @@ check() { name=$1; shift; if "$@"; then ok "$name"; else fail "$name"; fi; }
 run() { "$DISKCTL" "$@" >"$T/out" 2>"$T/err"; rc=$?; }
 has() { grep -q -- "$1" "$2"; }
 
+# A server that does not exit within 10 s of SIGTERM is killed, and said so:
+# nbdkit with TLS under an AddressSanitizer preload can deadlock in libc's
+# locale lock from p11-kit's exit-time destructor, outside our code.
 tap_cleanup() {
 	for p in $PIDS; do kill "$p" 2>/dev/null; done
-	for p in $PIDS; do wait "$p" 2>/dev/null; done
+	for p in $PIDS; do
+		i=0
+		while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do
+			i=$((i + 1))
+			sleep 0.1 # waiting for it to exit, with a bound
+		done
+		if kill -0 "$p" 2>/dev/null; then
+			echo "# pid $p did not exit within 10 s of SIGTERM: killed" >&2
+			kill -9 "$p" 2>/dev/null
+		fi
+		wait "$p" 2>/dev/null
+	done
 	if command -v tap_cleanup_hook >/dev/null 2>&1; then
 		tap_cleanup_hook
 	fi
