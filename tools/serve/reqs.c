@@ -19,15 +19,20 @@
 void serve_reply(struct serve_conn *c, uint64_t handle, uint32_t err, const void *data,
 		 size_t len)
 {
-	uint8_t h[16];
+	uint8_t *h = c->batch + 16 * (size_t)c->nbatch;
 	struct iovec iov[2] = {
-		{ .iov_base = h, .iov_len = sizeof(h) },
+		{ .iov_base = h, .iov_len = 16 },
 		{ .iov_base = (void *)data, .iov_len = len },
 	};
 
 	serve_put32(h, NBD_SIMPLE_REPLY_MAGIC);
 	serve_put32(h + 4, err);
 	serve_put64(h + 8, handle);
+	if (c->batching && (err || !len)) {
+		if (++c->nbatch == SERVE_REAP)
+			serve_batch_flush(c);
+		return;
+	}
 	serve_sendv(c, iov, !err && len ? 2 : 1);
 }
 
@@ -319,10 +324,13 @@ void serve_reap(struct serve_conn *c)
 	struct dc_completion done[SERVE_REAP];
 	int n;
 
+	c->batching = true;
 	while ((n = dc_queue_reap(c->q, done, SERVE_REAP)) > 0)
 		for (int i = 0; i < n; i++)
 			serve_complete(c, done[i].user_data, done[i].result,
 				       done[i].detail);
+	c->batching = false;
+	serve_batch_flush(c);
 }
 
 /* Wait until at most keep requests of this connection are left, sending replies. */

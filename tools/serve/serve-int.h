@@ -167,6 +167,12 @@ struct serve_conn {
 	int ncache;
 	size_t cache_bytes;
 
+	/* Simple replies without data held while serve_reap() runs, sent in one
+	 * sendmsg(): one wake-up of the client for a batch of write replies. */
+	bool batching;
+	unsigned nbatch;
+	uint8_t batch[SERVE_REAP * 16];
+
 	bool transmitting; /* lock: the handshake is over */
 	bool finished;	   /* lock: serve_conn_run() returned */
 
@@ -207,6 +213,7 @@ uint64_t serve_get64(const uint8_t *p);
 int serve_recv(struct serve_conn *c, void *buf, size_t n);
 int serve_skip(struct serve_conn *c, uint64_t n);
 int serve_sendv(struct serve_conn *c, struct iovec *iov, int iovcnt);
+int serve_batch_flush(struct serve_conn *c);
 int serve_send(struct serve_conn *c, const void *buf, size_t n);
 
 /* handshake.c: 0 to enter transmission, -1 to drop the connection. */

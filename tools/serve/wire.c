@@ -65,8 +65,11 @@ int serve_recv(struct serve_conn *c, void *buf, size_t n)
 {
 	uint8_t *p = buf;
 
+	/* MSG_WAITALL: a payload that a unix socket delivers in pieces comes
+	 * back from one call, not one read() (and one return to user space)
+	 * per piece (docs/performance.md, "NBD servers"). */
 	while (n) {
-		ssize_t r = read(c->fd, p, n);
+		ssize_t r = recv(c->fd, p, n, MSG_WAITALL);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -93,11 +96,24 @@ int serve_skip(struct serve_conn *c, uint64_t n)
 	return 0;
 }
 
+/* Send the batched replies, ahead of anything sent after them. */
+int serve_batch_flush(struct serve_conn *c)
+{
+	struct iovec iov = { .iov_base = c->batch, .iov_len = (size_t)c->nbatch * 16 };
+
+	if (!c->nbatch)
+		return 0;
+	c->nbatch = 0; /* before the send, which would flush again */
+	return serve_sendv(c, &iov, 1);
+}
+
 /* Send all of iov; a failure marks the connection broken (later sends are dropped). */
 int serve_sendv(struct serve_conn *c, struct iovec *iov, int iovcnt)
 {
 	struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
 
+	if (c->nbatch && serve_batch_flush(c))
+		return -1;
 	if (c->broken)
 		return -1;
 	while (m.msg_iovlen) {
