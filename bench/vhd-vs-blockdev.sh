@@ -1,0 +1,88 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# vhd1: (fixed VHD) and vhd: (dynamic VHD, every block allocated) on the file
+# engine (common/ioengine) against blockdev: on a raw file of the same 1 GiB
+# of random data: 4 KiB random reads at queue depth 32, one thread,
+# page-cached, alternating round by round (docs/performance.md, "vhd1: and
+# vhd: on the engine"). The figure is requests per CPU-second; target
+# vhd1:/blockdev: and vhd:/blockdev: >= 0.8. The same images with the engine
+# forced onto the worker pool (DISKCORE_IO_ENGINE=pool, the fallback) beside.
+#
+#   BUILD=/path/to/builddir bench/vhd-vs-blockdev.sh
+#
+# Environment: BUILD or DISKCTL, BENCH_DIR (where the files go; default
+# /var/tmp), ROUNDS (3), SECS (2, per run), NICE (run every side at that
+# priority), KEEP=1 keeps the files.
+set -eu
+. "$(dirname "$0")/common.sh"
+bench_find_diskctl
+bench_need qemu-img python3
+
+DIR=${BENCH_DIR:-/var/tmp}
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-2}
+RAW="$DIR/diskcore-bench-vhd-1g.img"
+FIX="$DIR/diskcore-bench-vhd-fixed.vhd"
+DYN="$DIR/diskcore-bench-vhd-dynamic.vhd"
+OUT=$(mktemp -d)
+cleanup() {
+	rm -rf "$OUT"
+	[ "${KEEP:-0}" = 1 ] || rm -f "$RAW" "$FIX" "$DYN"
+}
+trap cleanup EXIT INT TERM
+
+bench_random_file "$RAW"
+for sub in fixed dynamic; do
+	img=$FIX
+	[ "$sub" = dynamic ] && img=$DYN
+	if [ ! -s "$img" ] || [ "$img" -ot "$RAW" ]; then
+		echo "creating $img (qemu-img convert -O vpc -o subformat=$sub)..." >&2
+		qemu-img convert -f raw -O vpc -o subformat=$sub "$RAW" "$img"
+	fi
+done
+
+# "IOPS PER_CPU" of one diskctl bench run on spec $1 (more env in $2).
+diskctl_run() {
+	# shellcheck disable=SC2086
+	bench_run env ${2:-} "$DISKCTL" bench --rw randread --bs 4k --qd 32 --time "$SECS" --ro \
+		--json "$1" >"$OUT/d" || exit 1
+	bench_json "$OUT/d" '"%d %d" % (round(d["iops"]), round(d["iops_per_cpu_second"]))'
+}
+
+one_round() {
+	cat "$RAW" "$FIX" "$DYN" >/dev/null
+	bench_record bdev "$(diskctl_run "blockdev:$RAW")"
+	bench_record vhd1 "$(diskctl_run "vhd1:$FIX")"
+	bench_record vhdfix "$(diskctl_run "vhd:$FIX")"
+	bench_record vhd "$(diskctl_run "vhd:$DYN")"
+	bench_record vhd1pool "$(diskctl_run "vhd1:$FIX" DISKCORE_IO_ENGINE=pool)"
+	bench_record vhdpool "$(diskctl_run "vhd:$DYN" DISKCORE_IO_ENGINE=pool)"
+}
+bench_rounds one_round
+
+table() {
+	bench_table "$1" "$2" "$3" \
+		"diskctl blockdev:RAW" bdev \
+		"diskctl vhd1:FIXED" vhd1 \
+		"diskctl vhd:FIXED" vhdfix \
+		"diskctl vhd:DYNAMIC" vhd \
+		"diskctl vhd1:FIXED, DISKCORE_IO_ENGINE=pool" vhd1pool \
+		"diskctl vhd:DYNAMIC, DISKCORE_IO_ENGINE=pool" vhdpool
+}
+
+bench_machine
+echo "images: 1 GiB of random data as raw, fixed VHD and dynamic VHD (qemu-img convert);" \
+	"${SECS}s per run, 4 KiB random reads, QD32, one thread, page cache${NICE:+, nice $NICE}"
+echo
+table iops "IOPS:" IOPS
+table cpu "Requests per CPU-second:" "requests / CPU-s"
+b=$(bench_med cpu.bdev)
+echo "ratio vhd1:/blockdev: per CPU-second (target >= 0.8):    $(bench_ratio "$(bench_med cpu.vhd1)" "$b")"
+echo "ratio vhd:fixed/blockdev: per CPU-second:                $(bench_ratio "$(bench_med cpu.vhdfix)" "$b")"
+echo "ratio vhd:dynamic/blockdev: per CPU-second (target >= 0.8): $(bench_ratio "$(bench_med cpu.vhd)" "$b")"
+echo "ratio vhd:dynamic pool/engine per CPU-second:            $(bench_ratio "$(bench_med cpu.vhdpool)" "$(bench_med cpu.vhd)")"
+echo
+echo "commands:"
+echo "  qemu-img convert -f raw -O vpc -o subformat=fixed|dynamic RAW IMG"
+echo "  diskctl bench --rw randread --bs 4k --qd 32 --time $SECS --ro --json 'blockdev:RAW' | 'vhd1:FIXED' | 'vhd:FIXED' | 'vhd:DYNAMIC'"
+echo "  DISKCORE_IO_ENGINE=pool diskctl bench ... 'vhd1:FIXED' | 'vhd:DYNAMIC'"
