@@ -442,19 +442,6 @@ static int vhdx_begin_change(struct vhdx *v)
 	return ret;
 }
 
-static int vhdx_flush(struct vhdx *v)
-{
-	int ret = 0;
-
-	pthread_mutex_lock(&v->lock);
-	if (v->nkeys)
-		ret = vhdx_log_commit(v);
-	else if (fdatasync(v->fd) < 0)
-		ret = -errno;
-	pthread_mutex_unlock(&v->lock);
-	return ret;
-}
-
 static int vhdx_rw(struct vhdx *v, struct dc_req *req)
 {
 	bool write = req->op == DC_OP_WRITE;
@@ -582,6 +569,20 @@ static int vhdx_io(void *inst, struct dc_req *req)
 	}
 }
 
+/* submit(): the file engine where no metadata changes (vhdx_aio.c), else
+ * the blocking io() on the worker pool. */
+static void vhdx_submit(void *inst, struct dc_req *req)
+{
+	struct vhdx_rq *r = req->ctx;
+
+	r->req = req;
+	r->v = inst;
+	r->retry_fn = vhdx_io;
+	if ((req->op == DC_OP_READ || req->op == DC_OP_WRITE) && vhdx_aio_submit(inst, r))
+		return;
+	vhdx_aio_to_pool(r, vhdx_io);
+}
+
 /* --- Open, attach, close --------------------------------------------------------------- */
 
 static void vhdx_fin(struct vhdfmt_share *e)
@@ -595,6 +596,7 @@ static void vhdx_fin(struct vhdfmt_share *e)
 			vhdx_log_close(v);
 		pthread_mutex_unlock(&v->lock);
 	}
+	vhdx_aio_close(v);
 	vhdx_free(v);
 }
 
@@ -692,6 +694,8 @@ static int vhdx_open_locked(const struct dc_open_args *a, void **inst,
 		ret = vhdx_load_bat(v);
 	if (ret == 0 && want && !created)
 		ret = vhdx_check_existing(v, &c);
+	if (ret == 0)
+		ret = vhdx_aio_open(v);
 	if (ret == 0 && !a->force_share)
 		ret = vhdfmt_share_add(&v->share, v->fd, v->ro);
 	if (ret)
@@ -700,6 +704,7 @@ static int vhdx_open_locked(const struct dc_open_args *a, void **inst,
 	*inst = v;
 	return 0;
 fail:
+	vhdx_aio_close(v);
 	vhdx_free(v);
 	return ret;
 }
@@ -791,6 +796,7 @@ static void vhdx_describe(void *inst, dc_kv_fn kv, void *arg)
 	dc_kv_printf(kv, arg, "allocated blocks", "%llu of %llu", (unsigned long long)n,
 		     (unsigned long long)v->nblocks);
 	kv(arg, "log", logs[v->log_state]);
+	kv(arg, "io", vhdx_aio_describe(v));
 	kv(arg, "unmap",
 	   v->leave_alloc && !v->diff ?
 		   "ignored (fixed image)" :
@@ -856,10 +862,14 @@ DC_PLUGIN(vhdx_plugin) = {
 		 "  Unmap frees whole blocks (PAYLOAD_BLOCK_ZERO) and zeroes parts;\n"
 		 "  fixed images ignore it. The image is locked (flock) while open.",
 	.forms = vhdx_forms,
-	.ctx_size = 0,
+	.ctx_size = sizeof(struct vhdx_rq),
 	.ops = DC_OPS_RW,
 	.open = vhdx_open,
 	.close = vhdx_close,
+	.submit = vhdx_submit,
+	.queue_open = vhdx_queue_open,
+	.queue_close = vhdx_queue_close,
+	.queue_poll = vhdx_queue_poll,
 	.io = vhdx_io,
 	.attach = vhdx_attach,
 	.lower_spec = vhdx_lower_spec,

@@ -7,10 +7,12 @@
  *          -> vhdx_log.c    headers, log replay, log writes
  *               -> vhdx_io.c     replayed reads, zeroing, the queue of
  *                                metadata sectors the log writes
+ *     -> vhdx_aio.c     data I/O on the file engine, flush (-> vhdx_log.c)
  * Layouts and rules are from [MS-VHDX]; nothing here is exported (plugins.map). */
 #ifndef DISKCORE_VHDX_H
 #define DISKCORE_VHDX_H
 
+#include "ioengine/ioengine.h"
 #include "vhdfmt/share.h"
 #include "vhdfmt/vhdfmt.h"
 #include "vhdfmt/vhdx_format.h"
@@ -67,6 +69,8 @@ struct vhdx_sbc {
 struct vhdx {
 	struct vhdfmt_share share; /* this process's opens of the image */
 	int fd;
+	int aio_fd;	      /* the engine's description of the file (vhdx_aio.c) */
+	struct ioe_file *ioe; /* data I/O that changes no metadata, on aio_fd */
 	char *path;
 	char *dir; /* the image's directory, absolute */
 	bool ro;
@@ -255,6 +259,32 @@ void vhdx_key_done(struct vhdx *v, uint64_t key);
 int vhdx_bits_get(struct vhdx *v, uint64_t s, uint32_t n, uint64_t *out);
 /* Set (or clear) the bits of sectors [s, s+n) and queue their sectors. */
 int vhdx_bits_put(struct vhdx *v, uint64_t s, uint32_t n, bool set);
+
+/* vhdx_aio.c */
+/* A request's scratch (ctx_size). */
+struct vhdx_rq {
+	struct ioe_req io; /* first: the engine's done callback finds r */
+	struct dc_req *req;
+	struct vhdx *v;
+	/* The blocking path (vhdx.c's io()): what a read that met the end of
+	 * the file does again; and what the pool job runs. */
+	int (*retry_fn)(void *inst, struct dc_req *req);
+	int (*pool_fn)(void *inst, struct dc_req *req);
+};
+/* The engine on a description of its own, and its release; describe()'s text. */
+int vhdx_aio_open(struct vhdx *v);
+void vhdx_aio_close(struct vhdx *v);
+const char *vhdx_aio_describe(const struct vhdx *v);
+/* Start r (r->req, r->v, r->retry_fn set) on the engine, or finish it inline;
+ * false: the blocking path must take it. */
+bool vhdx_aio_submit(struct vhdx *v, struct vhdx_rq *r);
+/* Finish r->req on the worker pool with fn. */
+void vhdx_aio_to_pool(struct vhdx_rq *r, int (*fn)(void *inst, struct dc_req *req));
+/* Flush: queued metadata through the log, else fdatasync (takes the lock). */
+int vhdx_flush(struct vhdx *v);
+int vhdx_queue_open(void *inst, void **qctx);
+void vhdx_queue_close(void *inst, void *qctx);
+int vhdx_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms);
 
 /* vhdx_map.c */
 /* extents(): block states and bitmaps, as the reads see them. */

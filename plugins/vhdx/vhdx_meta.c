@@ -585,6 +585,7 @@ struct vhdx *vhdx_new(const char *path, bool ro)
 	if (!v)
 		return NULL;
 	v->fd = -1;
+	v->aio_fd = -1;
 	v->ro = ro;
 	pthread_mutex_init(&v->lock, NULL);
 	v->path = strdup(path);
