@@ -20,6 +20,7 @@
 #include "../../plugins/vhdx/vhdx_check.c"
 #include "../../plugins/vhdx/vhdx_map.c"
 #include "../../plugins/vhdx/vhdx_resize.c"
+#include "../../plugins/vhdx/vhdx_aio.c"
 #include "../../common/endian/layout.c"
 #include "../../common/utf16/utf16.c"
 #include "../../common/bitmap/bitmap.c"
@@ -30,6 +31,7 @@
 #include "../../common/crc32c/crc32c.c"
 #include "../../common/vhdfmt/vhdx_format.c"
 #include "../../common/vhdfmt/map.c"
+#include "ioe-none.h"
 
 #include <sys/mman.h>
 
