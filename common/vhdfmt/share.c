@@ -109,13 +109,15 @@ int vhdfmt_share_join(struct vhdfmt_share *e, int err, const struct dc_info *bas
 	return 0;
 }
 
-void vhdfmt_share_close(struct vhdfmt_share *e, void (*fin)(struct vhdfmt_share *e))
+/* Drop a reference; true for the last one, which returns with the table
+ * held: the caller runs its fin, then unlocks. */
+static bool vhdfmt_share_drop(struct vhdfmt_share *e)
 {
 	vhdfmt_share_lock();
 	if (e->refs > 1) {
 		e->refs--;
 		vhdfmt_share_unlock();
-		return;
+		return false;
 	}
 	for (struct vhdfmt_share **p = &vhdfmt_share_list; e->refs && *p;
 	     p = &(*p)->next) {
@@ -125,9 +127,24 @@ void vhdfmt_share_close(struct vhdfmt_share *e, void (*fin)(struct vhdfmt_share 
 		}
 	}
 	e->refs = 0;
-	/* Under the table, until the fd and its flock are gone: an open of the
-	 * image on another thread meanwhile waits for it, instead of meeting the
-	 * flock of an instance it can no longer find. */
-	fin(e);
-	vhdfmt_share_unlock();
+	return true;
+}
+
+/* fin runs under the table, until the fd and its flock are gone: an open of
+ * the image on another thread meanwhile waits for it, instead of meeting the
+ * flock of an instance it can no longer find. */
+void vhdfmt_share_close(struct vhdfmt_share *e, void (*fin)(struct vhdfmt_share *e))
+{
+	if (vhdfmt_share_drop(e)) {
+		fin(e);
+		vhdfmt_share_unlock();
+	}
+}
+
+void vhdfmt_share_close_inst(void *inst, void (*fin)(void *inst))
+{
+	if (vhdfmt_share_drop(inst)) {
+		fin(inst);
+		vhdfmt_share_unlock();
+	}
 }

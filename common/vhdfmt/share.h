@@ -63,5 +63,11 @@ int vhdfmt_share_join(struct vhdfmt_share *e, int err, const struct dc_info *bas
 /* Drop a reference (takes the table). The last one, or an entry never
  * added, runs fin(e) (the instance's flush and close) with the table held. */
 void vhdfmt_share_close(struct vhdfmt_share *e, void (*fin)(struct vhdfmt_share *e));
+/* The same as a plugin's close() when its instance inst begins with its
+ * entry (VHDFMT_SHARE_FIRST): fin(inst) frees it. */
+void vhdfmt_share_close_inst(void *inst, void (*fin)(void *inst));
+#define VHDFMT_SHARE_FIRST(type)                                        \
+	_Static_assert(offsetof(type, share) == 0, #type " must begin " \
+							 "with its share entry")
 
 #endif

@@ -2,13 +2,16 @@
 /* vhdfmt: every on-disk layout against its struct, the VHD footer and dynamic
  * header and the VHDX header at their specified byte offsets, checksums and
  * the checks in their order, CHS geometry, and the file helpers (full-length
- * I/O, zeroing, GUIDs, the lock, the table of shared opens). */
+ * I/O, zeroing, GUIDs, the lock, the table of shared opens, the file
+ * engine's own description and results). */
+#include "vhdfmt/aio.h"
 #include "vhdfmt/share.h"
 #include "vhdfmt/vhd_format.h"
 #include "vhdfmt/vhdx_format.h"
 
 #include "check-run.h"
 #include "crc32c/crc32c.h"
+#include "ioengine/ioengine.h"
 
 #include <check.h>
 #include <errno.h>
@@ -229,6 +232,37 @@ START_TEST(file_helpers)
 }
 END_TEST
 
+/* The engine's description is another one: the image's lock does not cover
+ * it, writes through it reach the file, and a read-only one cannot write. */
+START_TEST(engine_reopen)
+{
+	char path[256], buf[4];
+	int fd = tmpfile_fd(path), rw, ro;
+
+	ck_assert_int_eq(vhdfmt_lock(fd, path, false), 0);
+	rw = vhdfmt_reopen(fd, path, false);
+	ro = vhdfmt_reopen(fd, path, true);
+	ck_assert_int_ge(rw, 0);
+	ck_assert_int_ge(ro, 0);
+	ck_assert_int_ne(rw, fd);
+	ck_assert_int_eq(vhdfmt_lock(rw, path, true), -EWOULDBLOCK);
+	ck_assert_int_eq(vhdfmt_pwrite(rw, "wxyz", 4, 512), 0);
+	ck_assert_int_eq(vhdfmt_pread(fd, buf, 4, 512), 0);
+	ck_assert_mem_eq(buf, "wxyz", 4);
+	ck_assert_int_eq(vhdfmt_pwrite(ro, "abcd", 4, 0), -EBADF);
+	ck_assert_int_eq(vhdfmt_reopen(-1, path, true), -ENOENT);
+	close(ro);
+	close(rw);
+	close(fd);
+	unlink(path);
+
+	ck_assert_int_eq(vhdfmt_engine_errno(0, false), 0);
+	ck_assert_int_eq(vhdfmt_engine_errno(IOE_EOF, false), -ENODATA);
+	ck_assert_int_eq(vhdfmt_engine_errno(IOE_EOF, true), -ENOSPC);
+	ck_assert_int_eq(vhdfmt_engine_errno(-EIO, true), -EIO);
+}
+END_TEST
+
 START_TEST(guids)
 {
 	static const uint8_t g[16] = { 0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66,
@@ -373,9 +407,9 @@ END_TEST
 int main(void)
 {
 	const TTest *const tests[] = {
-		layouts,     vhd_footer,   vhd_dyn_header, vhd_geometry,
-		vhdx_header, vhdx_records, file_helpers,   guids,
-		relpaths,    share_table,  extents_walk,   NULL,
+		layouts,      vhd_footer,    vhd_dyn_header, vhd_geometry, vhdx_header,
+		vhdx_records, file_helpers,  guids,	     relpaths,	   share_table,
+		extents_walk, engine_reopen, NULL,
 	};
 
 	return common_check_run("vhdfmt", tests);

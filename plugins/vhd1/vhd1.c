@@ -2,14 +2,18 @@
 /* vhd1: a fixed VHD (raw data followed by a 512-byte footer), as OpenVMM's
  * Vhd1Disk (docs/openvmm-compat.md §2.2): the same validation order, the
  * disk id is the footer's unique id, and the footer lies past the disk's last
- * sector, so no request can read or overwrite it. Blocking preadv/pwritev on the
- * core's worker pool.
+ * sector, so no request can read or overwrite it. Reads, writes and flushes go
+ * to the file engine (common/ioengine: io_uring, one ring per queue, or
+ * blocking calls on the worker pool where io_uring is unavailable; describe()
+ * says which).
  *
  * Differences from OpenVMM, on purpose: short transfers are retried; writes to a
  * read-only open fail with "read only"; FUA writes use RWF_DSYNC, so FUA is
  * reported as respected; the image is locked (flock) as vhd: locks it; create=
  * never replaces an existing file (dc_create_open()). Unmap is a no-op
  * ("ignored"), as upstream. */
+#include "ioengine/ioengine.h"
+#include "vhdfmt/aio.h"
 #include "vhdfmt/share.h"
 #include "vhdfmt/vhd_format.h"
 
@@ -28,9 +32,19 @@ struct vhd1_disk {
 	char *path;
 	uint64_t size; /* disk bytes: the footer's current size */
 	uint8_t uid[16];
+	int aio_fd;	      /* the engine's description of the file (aio.h) */
+	struct ioe_file *ioe; /* the data I/O */
 	bool read_only;
 	bool created;
 	struct dc_info info; /* the first open's; a second one shares it */
+};
+
+VHDFMT_SHARE_FIRST(struct vhd1_disk);
+
+/* A request's scratch. */
+struct vhd1_rq {
+	struct ioe_req io; /* first: the engine's done callback finds r */
+	struct dc_req *req;
 };
 
 /* Byte range of [sector, sector + count) when it lies inside the disk. */
@@ -44,11 +58,15 @@ static bool vhd1_range(const struct vhd1_disk *v, uint64_t sector, uint64_t coun
 	return *off <= v->size && *len <= v->size - *off;
 }
 
-static int vhd1_io(void *inst, struct dc_req *req)
+/* What preparing a request decided (else a result to complete with). */
+enum { VHD1_ENGINE = 1 };
+
+/* Check req and describe it to the engine in io: VHD1_ENGINE, or a result.
+ * The range check keeps the footer out of reach. */
+static int vhd1_prepare(struct vhd1_disk *v, struct dc_req *req, struct ioe_req *io)
 {
-	struct vhd1_disk *v = inst;
 	bool write = req->op == DC_OP_WRITE;
-	uint64_t off, len, count;
+	uint64_t off, len;
 
 	switch (req->op) {
 	case DC_OP_READ:
@@ -59,24 +77,92 @@ static int vhd1_io(void *inst, struct dc_req *req)
 			return DC_E_INVALID_INPUT;
 		if (!vhd1_range(v, req->sector, req->buf.len / VHD_SECTOR, &off, &len))
 			return DC_E_ILLEGAL_BLOCK;
-		return vhdfmt_result(req, vhdfmt_xfer(v->fd, &req->buf, off, write,
-						      write && (req->flags & DC_IO_FUA) ?
-							      RWF_DSYNC :
-							      0));
+		if (len == 0)
+			return 0;
+		io->op = write ? IOE_WRITE : IOE_READ;
+		io->fua = write && (req->flags & DC_IO_FUA);
+		io->off = off;
+		io->buf = req->buf;
+		return VHD1_ENGINE;
 	case DC_OP_FLUSH:
 		if (v->read_only)
 			return 0;
-		return vhdfmt_result(req, fdatasync(v->fd) < 0 ? -errno : 0);
+		io->op = IOE_FLUSH;
+		return VHD1_ENGINE;
 	case DC_OP_UNMAP:
-		count = req->count;
 		if (v->read_only)
 			return DC_E_READ_ONLY;
-		if (!vhd1_range(v, req->sector, count, &off, &len))
+		if (!vhd1_range(v, req->sector, req->count, &off, &len))
 			return DC_E_ILLEGAL_BLOCK;
 		return 0;
 	default:
 		return DC_E_UNSUPPORTED;
 	}
+}
+
+/* The engine finished r (any thread: only complete here). */
+static void vhd1_io_done(struct ioe_req *io, int res)
+{
+	struct vhd1_rq *r = (struct vhd1_rq *)io;
+
+	vhdfmt_complete(r->req, vhdfmt_engine_errno(res, io->op == IOE_WRITE));
+}
+
+static void vhd1_submit(void *inst, struct dc_req *req)
+{
+	struct vhd1_rq *r = req->ctx;
+	int rc;
+
+	r->req = req;
+	r->io.done = vhd1_io_done;
+	rc = vhd1_prepare(inst, req, &r->io);
+	if (rc == VHD1_ENGINE)
+		ioe_submit(req->qctx, &r->io);
+	else
+		dc_complete(req, rc);
+}
+
+/* The same request, blocking on the calling thread: for a host that calls
+ * io() directly (the core calls submit()). */
+static int vhd1_io(void *inst, struct dc_req *req)
+{
+	struct vhd1_disk *v = inst;
+	struct ioe_req io = { 0 };
+	int rc = vhd1_prepare(v, req, &io);
+
+	if (rc != VHD1_ENGINE)
+		return rc;
+	if (io.op == IOE_FLUSH)
+		return vhdfmt_result(req, fdatasync(v->fd) < 0 ? -errno : 0);
+	return vhdfmt_result(req, vhdfmt_xfer(v->fd, &io.buf, io.off, io.op == IOE_WRITE,
+					      io.fua ? RWF_DSYNC : 0));
+}
+
+static int vhd1_engine_open(struct vhd1_disk *v)
+{
+	v->aio_fd = vhdfmt_reopen(v->fd, v->path, v->read_only);
+	if (v->aio_fd < 0)
+		return v->aio_fd;
+	return ioe_file_open(v->aio_fd, false, 0, IOE_AUTO, &v->ioe);
+}
+
+static int vhd1_queue_open(void *inst, void **qctx)
+{
+	struct vhd1_disk *v = inst;
+
+	return ioe_queue_open(v->ioe, (struct ioe_queue **)qctx);
+}
+
+static void vhd1_queue_close(void *inst, void *qctx)
+{
+	(void)inst;
+	ioe_queue_close(qctx);
+}
+
+static int vhd1_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
+{
+	(void)inst;
+	return ioe_queue_poll(qctx, wake_fd, timeout_ms);
 }
 
 /* create=SIZE: SIZE bytes of zeroes with a new fixed footer appended (OpenVMM's
@@ -154,25 +240,23 @@ static int vhd1_validate(struct vhd1_disk *v, uint64_t file_len)
 	return 0;
 }
 
-static void vhd1_free(struct vhd1_disk *v)
+static void vhd1_free(void *inst)
 {
+	struct vhd1_disk *v = inst;
+
+	ioe_file_close(v->ioe);
+	if (v->aio_fd >= 0)
+		close(v->aio_fd);
 	if (v->fd >= 0)
 		close(v->fd);
 	free(v->path);
 	free(v);
 }
 
-static void vhd1_fin(struct vhdfmt_share *e)
-{
-	vhd1_free(VHDFMT_SHARE_OF(e, struct vhd1_disk));
-}
-
 /* The last close of an image this process has open closes it. */
 static void vhd1_close(void *inst)
 {
-	struct vhd1_disk *v = inst;
-
-	vhdfmt_share_close(&v->share, vhd1_fin);
+	vhdfmt_share_close_inst(inst, vhd1_free);
 }
 
 static void vhd1_fill_info(struct vhd1_disk *v, struct dc_info *info)
@@ -229,6 +313,7 @@ static int vhd1_open_locked(const struct dc_open_args *a, void **inst,
 		return -ENOMEM;
 	}
 	v->read_only = a->read_only;
+	v->aio_fd = -1;
 	v->fd = dc_create_open(a, v->path, want ? O_CREAT : 0, &created);
 	if (v->fd < 0) {
 		ret = v->fd;
@@ -272,6 +357,8 @@ static int vhd1_open_locked(const struct dc_open_args *a, void **inst,
 	ret = vhd1_validate(v, (uint64_t)st.st_size);
 	if (ret == 0 && want && !created)
 		ret = vhdfmt_check_existing(v->path, create_size, v->size, NULL, NULL);
+	if (ret == 0)
+		ret = vhd1_engine_open(v);
 	if (ret == 0 && !a->force_share)
 		ret = vhdfmt_share_add(&v->share, v->fd, v->read_only);
 	if (ret)
@@ -301,6 +388,7 @@ static void vhd1_describe(void *inst, dc_kv_fn kv, void *arg)
 	kv(arg, "unique id", id);
 	if (v->created)
 		dc_kv_bool(kv, arg, "created", true);
+	kv(arg, "io", ioe_file_describe(v->ioe));
 }
 
 /* check(): the footer read again from the file's end, as open checked it. */
@@ -367,12 +455,18 @@ DC_PLUGIN(vhd1_plugin) = {
 		 "  missing file SIZE bytes of zeroes and a footer with a random unique\n"
 		 "  id; an existing one opens unchanged (;overwrite replaces it).\n"
 		 "  The image is locked (flock) while open, as vhd: locks it.\n"
-		 "  Sectors are 512 bytes; unmap is ignored; FUA uses RWF_DSYNC.",
+		 "  Sectors are 512 bytes; unmap is ignored; FUA uses RWF_DSYNC.\n"
+		 "  I/O runs on io_uring (a ring per queue); where io_uring is\n"
+		 "  unavailable, or DISKCORE_IO_ENGINE=pool, on the worker pool.",
 	.forms = vhd1_forms,
-	.ctx_size = 0,
+	.ctx_size = sizeof(struct vhd1_rq),
 	.ops = DC_OPS_RW,
 	.open = vhd1_open,
 	.close = vhd1_close,
+	.queue_open = vhd1_queue_open,
+	.queue_close = vhd1_queue_close,
+	.queue_poll = vhd1_queue_poll,
+	.submit = vhd1_submit,
 	.io = vhd1_io,
 	.describe = vhd1_describe,
 	.check = vhd1_check,

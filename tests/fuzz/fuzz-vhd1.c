@@ -6,6 +6,8 @@
 #include "../../common/vhdfmt/vhdfmt.c"
 #include "../../common/vhdfmt/share.c"
 #include "../../common/vhdfmt/vhd_format.c"
+#include "../../common/vhdfmt/aio.c"
+#include "ioe-none.h"
 
 #include <sys/mman.h>
 
