@@ -636,6 +636,48 @@ START_TEST(test_concurrent)
 }
 END_TEST
 
+/* A disk of 64 MiB or more streams runs of 32 KiB or more into its memory
+ * (plugins/ram/stream.h): gathered from segments of odd lengths, so the
+ * copy starts unaligned and crosses segments mid-vector; one run covers a
+ * whole chunk, one starts mid-chunk, one leaves a chunk's neighbours alone. */
+START_TEST(test_stream_writes)
+{
+	static const size_t seg[] = { 7, 33000, 1, 24000, 8528, 64 * 1024 };
+	dc_disk *d = tl_open_ok("mem:96M", 0);
+	size_t total = 0, off = 0;
+	struct iovec iov[6];
+	uint8_t *src, *got;
+
+	for (unsigned i = 0; i < 6; i++)
+		total += seg[i];
+	ck_assert_uint_eq(total % 512, 0);
+	src = h_alloc(total);
+	got = h_alloc(total + 1024);
+	h_fill(src, total, 99);
+	for (unsigned i = 0; i < 6; i++) {
+		iov[i] = (struct iovec){ .iov_base = src + off, .iov_len = seg[i] };
+		off += seg[i];
+	}
+	for (uint64_t at = 0; at < 3; at++) {
+		/* sector 0 (a whole chunk), 129 (mid-chunk), 100000 (deep) */
+		uint64_t s = at == 0 ? 0 : at == 1 ? 129 : 100000;
+
+		ck_assert_int_eq(dc_writev(d, s, iov, 6, 0), 0);
+		ck_assert_int_eq(dc_read(d, s, got, total), 0);
+		ck_assert_msg(h_check(got, total, 99) < 0, "run at %llu",
+			      (unsigned long long)s);
+	}
+	/* The sectors around the deep run were never written. */
+	ck_assert_int_eq(dc_read(d, 100000 - 1, got, 512), 0);
+	ck_assert_int_lt(h_check_zero(got, 512), 0);
+	ck_assert_int_eq(dc_read(d, 100000 + total / 512, got, 512), 0);
+	ck_assert_int_lt(h_check_zero(got, 512), 0);
+	free(src);
+	free(got);
+	dc_close(d);
+}
+END_TEST
+
 /* --- main ---------------------------------------------------------------- */
 
 int main(void)
@@ -661,6 +703,7 @@ int main(void)
 	tcase_add_test(tc, test_info);
 	tcase_add_test(tc, test_read_only);
 	tcase_add_test(tc, test_sparse_large);
+	tcase_add_test(tc, test_stream_writes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("layer");

@@ -20,6 +20,7 @@
  * hides whatever lies below instead of exposing stale data.
  */
 #include "bitmap/bitmap.h"
+#include "stream.h"
 
 #include <diskcore/plugin.h>
 #include <pthread.h>
@@ -517,6 +518,8 @@ static int ram_write(struct ram *r, struct dc_req *req, bool overwrite)
 {
 	uint64_t spc = UINT64_C(1) << r->spc_shift;
 	uint64_t s = req->sector, end = req->sector + req->count, added = 0;
+	bool stream = (atomic_load_explicit(&r->sector_count, memory_order_relaxed)
+		       << r->shift) >= RAM_STREAM_DISK;
 	int rc = 0;
 
 	if (ram_out_of_range(r, req->sector, req->count))
@@ -551,9 +554,8 @@ static int ram_write(struct ram *r, struct dc_req *req, bool overwrite)
 		}
 		ram_mask(m, first, last);
 		if (overwrite) {
-			dc_buf_copy_from(&req->buf, off,
-					 data + ((size_t)first << r->shift),
-					 (size_t)(last - first) << r->shift);
+			ram_copy_from(&req->buf, off, data + ((size_t)first << r->shift),
+				      (size_t)(last - first) << r->shift, stream);
 		} else {
 			uint64_t w[RAM_PWORDS];
 			unsigned pos = first;
@@ -566,11 +568,10 @@ static int ram_write(struct ram *r, struct dc_req *req, bool overwrite)
 			while ((pos = ram_find(w, pos, last, false)) < last) {
 				unsigned q = ram_find(w, pos, last, true);
 
-				dc_buf_copy_from(&req->buf,
-						 off + ((size_t)(pos - first)
-							<< r->shift),
-						 data + ((size_t)pos << r->shift),
-						 (size_t)(q - pos) << r->shift);
+				ram_copy_from(&req->buf,
+					      off + ((size_t)(pos - first) << r->shift),
+					      data + ((size_t)pos << r->shift),
+					      (size_t)(q - pos) << r->shift, stream);
 				pos = q;
 			}
 		}
