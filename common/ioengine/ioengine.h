@@ -98,6 +98,14 @@ void ioe_queue_close(struct ioe_queue *q);
 /* The plugin's queue_poll() (plugin.h): submit, wait, reap on this thread. */
 int ioe_queue_poll(struct ioe_queue *q, int wake_fd, int timeout_ms);
 
+/* A plugin whose queues are engine queues on its one file f: its
+ * queue_open() is one line, ioe_plugin_queue_open(f, qctx); the other two
+ * are these functions themselves (.queue_close = ioe_plugin_queue_close,
+ * .queue_poll = ioe_plugin_queue_poll; inst is not used). */
+int ioe_plugin_queue_open(struct ioe_file *f, void **qctx);
+void ioe_plugin_queue_close(void *inst, void *qctx);
+int ioe_plugin_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms);
+
 /* Start r on q: from q's thread (the plugin's submit() or a child's done
  * callback), or from a done callback on any thread, to chain the next step
  * of a request (an allocating write's metadata after its data). */

@@ -124,14 +124,10 @@ static void t_many(struct ioe_queue *q, bool driven)
 	free(back);
 }
 
-static void t_one_mode(bool pool, bool driven, bool direct)
+/* The engine on fd, in the mode asked for (pool: DISKCORE_IO_ENGINE=pool). */
+static struct ioe_file *t_engine(int fd, bool pool, bool direct)
 {
-	char *path = t_tmpfile(), *buf;
 	struct ioe_file *f;
-	struct ioe_queue *q;
-	struct iovec iov;
-	struct tio t;
-	int fd = open(path, O_RDWR | (direct ? O_DIRECT : 0));
 
 	ck_assert_int_ge(fd, 0);
 	if (pool)
@@ -140,6 +136,18 @@ static void t_one_mode(bool pool, bool driven, bool direct)
 	unsetenv("DISKCORE_IO_ENGINE");
 	ck_assert_int_eq(ioe_file_uring(f), !pool);
 	ck_assert_ptr_nonnull(strstr(ioe_file_describe(f), pool ? "pool" : "io_uring"));
+	return f;
+}
+
+static void t_one_mode(bool pool, bool driven, bool direct)
+{
+	char *path = t_tmpfile(), *buf;
+	int fd = open(path, O_RDWR | (direct ? O_DIRECT : 0));
+	struct ioe_file *f = t_engine(fd, pool, direct);
+	struct ioe_queue *q;
+	struct iovec iov;
+	struct tio t;
+
 	ck_assert_int_eq(ioe_queue_open(f, &q), 0);
 	if (driven)
 		ck_assert_int_ge(ioe_queue_poll(q, -1, 0), 0);
@@ -282,11 +290,66 @@ START_TEST(extents)
 }
 END_TEST
 
+/* The plugin callbacks: a queue opened, driven and closed through them, in
+ * both modes, carries a write and its read-back. */
+static void t_callbacks(bool pool)
+{
+	char *path = t_tmpfile(), out[BLK], in[BLK] = { 0 };
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	struct ioe_file *f = t_engine(fd, pool, false);
+	struct iovec iov[2] = { { out, BLK }, { in, BLK } };
+	struct timespec end, now;
+	struct tio t;
+	void *qctx;
+
+	ck_assert_int_eq(ioe_plugin_queue_open(f, &qctx), 0);
+	/* Driven from the start, as the core drives a queue_poll() plugin. */
+	ck_assert_int_ge(ioe_plugin_queue_poll(NULL, qctx, -1, 0), 0);
+	memset(out, 0xc3, BLK);
+	for (int i = 0; i < 2; i++) {
+		memset(&t, 0, sizeof(t));
+		t.r.op = i ? IOE_READ : IOE_WRITE;
+		t.r.off = BLK;
+		t.r.buf = (struct dc_buf){ .iov = &iov[i], .iovcnt = 1, .len = BLK };
+		t.r.done = t_done_fn;
+		t.res = -EINPROGRESS;
+		atomic_store(&t_done, 0);
+		ioe_submit(qctx, &t.r);
+		clock_gettime(CLOCK_MONOTONIC, &end);
+		end.tv_sec += 10;
+		while (atomic_load(&t_done) < 1) {
+			ck_assert_int_ge(ioe_plugin_queue_poll(NULL, qctx, -1, 100), 0);
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			ck_assert_int_lt(now.tv_sec, end.tv_sec);
+		}
+		ck_assert_int_eq(t.res, 0);
+	}
+	ck_assert(memcmp(out, in, BLK) == 0);
+	ioe_plugin_queue_close(NULL, qctx);
+	ioe_file_close(f);
+	close(fd);
+	unlink(path);
+	free(path);
+}
+
+START_TEST(callbacks_uring)
+{
+	t_callbacks(false);
+}
+END_TEST
+
+START_TEST(callbacks_pool)
+{
+	t_callbacks(true);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *const tests[] = {
-		uring_thread, uring_driven, uring_direct, pool, pool_driven_direct,
-		uring_only,   watch,	    extents,	  NULL
+		uring_thread,	    uring_driven,   uring_direct, pool,
+		pool_driven_direct, uring_only,	    watch,	  extents,
+		callbacks_uring,    callbacks_pool, NULL
 	};
 
 	return common_check_run("ioengine", tests);

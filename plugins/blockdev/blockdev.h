@@ -56,8 +56,6 @@ void bdev_rq_done(struct bdev_rq *r);
 uint64_t bdev_sector_count(void *inst);
 void bdev_submit(void *inst, struct dc_req *req);
 int bdev_queue_open(void *inst, void **qctx);
-void bdev_queue_close(void *inst, void *qctx);
-int bdev_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms);
 
 /* uevent.c: the resize watcher */
 void bdev_watch(struct bdev *b);

@@ -187,19 +187,5 @@ void bdev_submit(void *inst, struct dc_req *req)
 
 int bdev_queue_open(void *inst, void **qctx)
 {
-	struct bdev *b = inst;
-
-	return ioe_queue_open(b->io, (struct ioe_queue **)qctx);
-}
-
-void bdev_queue_close(void *inst, void *qctx)
-{
-	(void)inst;
-	ioe_queue_close(qctx);
-}
-
-int bdev_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
-{
-	(void)inst;
-	return ioe_queue_poll(qctx, wake_fd, timeout_ms);
+	return ioe_plugin_queue_open(((struct bdev *)inst)->io, qctx);
 }

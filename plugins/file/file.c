@@ -194,21 +194,7 @@ static int file_io(void *inst, struct dc_req *req)
 
 static int file_queue_open(void *inst, void **qctx)
 {
-	struct file_disk *f = inst;
-
-	return ioe_queue_open(f->io, (struct ioe_queue **)qctx);
-}
-
-static void file_queue_close(void *inst, void *qctx)
-{
-	(void)inst;
-	ioe_queue_close(qctx);
-}
-
-static int file_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
-{
-	(void)inst;
-	return ioe_queue_poll(qctx, wake_fd, timeout_ms);
+	return ioe_plugin_queue_open(((struct file_disk *)inst)->io, qctx);
 }
 
 /* Read a number from /sys/dev/block/MAJ:MIN/queue/NAME; 0 if unreadable. */
@@ -508,8 +494,8 @@ DC_PLUGIN(file_plugin) = {
 	.open = file_open,
 	.close = file_close,
 	.queue_open = file_queue_open,
-	.queue_close = file_queue_close,
-	.queue_poll = file_queue_poll,
+	.queue_close = ioe_plugin_queue_close,
+	.queue_poll = ioe_plugin_queue_poll,
 	.submit = file_submit,
 	.io = file_io,
 	.describe = file_describe,
