@@ -10,6 +10,7 @@
 
 #include <diskcore/plugin.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +143,20 @@ static void fault_errno_list(char *buf, size_t size)
 				      fault_errnos[i].name);
 }
 
+/* A parse error, naming the rule it is in. */
+static int rule_fail(const struct fault_rule *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static int rule_fail(const struct fault_rule *r, const char *fmt, ...)
+{
+	char msg[1024]; /* the longest message dc_fail() keeps */
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return dc_fail(-EINVAL, "rule \"%s\": %s", r->text, msg);
+}
+
 static int fault_op(const struct fault_rule *r, const char *s, size_t len, uint64_t *ops)
 {
 	for (size_t i = 0; i < sizeof(fault_ops) / sizeof(fault_ops[0]); i++)
@@ -150,10 +165,10 @@ static int fault_op(const struct fault_rule *r, const char *s, size_t len, uint6
 			*ops = fault_ops[i].ops;
 			return 0;
 		}
-	return dc_fail(-EINVAL,
-		       "rule \"%s\": unknown operation \"%.*s\": expected read, write, "
-		       "flush, unmap or any",
-		       r->text, (int)len, s);
+	return rule_fail(
+		r,
+		"unknown operation \"%.*s\": expected read, write, flush, unmap or any",
+		(int)len, s);
 }
 
 static int fault_errno(const struct fault_rule *r, const char *s, size_t len, int *err)
@@ -167,8 +182,7 @@ static int fault_errno(const struct fault_rule *r, const char *s, size_t len, in
 			return 0;
 		}
 	fault_errno_list(list, sizeof(list));
-	return dc_fail(-EINVAL, "rule \"%s\": unknown errno \"%.*s\": accepted: %s",
-		       r->text, (int)len, s, list);
+	return rule_fail(r, "unknown errno \"%.*s\": accepted: %s", (int)len, s, list);
 }
 
 /* What follows '=' in hang=OP and delay=OP/MS, or ERRNO after an op. */
@@ -178,7 +192,7 @@ static int fault_head(struct fault_rule *r, const char *head, size_t len)
 	size_t llen, rlen;
 
 	if (!eq)
-		return dc_fail(-EINVAL, "rule \"%s\": expected " FAULT_SYNTAX, r->text);
+		return rule_fail(r, "expected " FAULT_SYNTAX);
 	llen = (size_t)(eq - head);
 	rhs = eq + 1;
 	rlen = len - llen - 1;
@@ -190,19 +204,16 @@ static int fault_head(struct fault_rule *r, const char *head, size_t len)
 		r->action = FAULT_DELAY;
 		slash = memchr(rhs, '/', rlen);
 		if (!slash)
-			return dc_fail(
-				-EINVAL,
-				"rule \"%s\": expected delay=OP/MS@WHEN (MS in whole "
-				"milliseconds)",
-				r->text);
+			return rule_fail(
+				r,
+				"expected delay=OP/MS@WHEN (MS in whole milliseconds)");
 		if (!fault_uint(slash + 1, rlen - (size_t)(slash - rhs) - 1, &r->ms) ||
 		    r->ms > FAULT_MAX_MS)
-			return dc_fail(
-				-EINVAL,
-				"rule \"%s\": delay \"%.*s\" is not whole milliseconds "
-				"from 0 to %u",
-				r->text, (int)(rlen - (size_t)(slash - rhs) - 1),
-				slash + 1, FAULT_MAX_MS);
+			return rule_fail(
+				r,
+				"delay \"%.*s\" is not whole milliseconds from 0 to %u",
+				(int)(rlen - (size_t)(slash - rhs) - 1), slash + 1,
+				FAULT_MAX_MS);
 		return fault_op(r, rhs, (size_t)(slash - rhs), &r->ops);
 	}
 	r->action = FAULT_ERROR;
@@ -218,20 +229,18 @@ static int fault_when(struct fault_rule *r, const char *w, size_t len)
 	if (len && w[len - 1] == '%') {
 		r->when = FAULT_RATE;
 		if (!fault_rate(w, len, &r->rate))
-			return dc_fail(
-				-EINVAL,
-				"rule \"%s\": rate \"%.*s\" is not a percentage from "
-				"0%% to 100%% (at most %d decimals)",
-				r->text, (int)len, w, FAULT_RATE_DECIMALS);
+			return rule_fail(
+				r,
+				"rate \"%.*s\" is not a percentage from 0%% to 100%% "
+				"(at most %d decimals)",
+				(int)len, w, FAULT_RATE_DECIMALS);
 		return 0;
 	}
 	if (len >= 6 && !memcmp(w, "after=", 6)) {
 		r->when = FAULT_AFTER;
 		if (!fault_uint(w + 6, len - 6, &r->after))
-			return dc_fail(-EINVAL,
-				       "rule \"%s\": after= needs a request count, not "
-				       "\"%.*s\"",
-				       r->text, (int)(len - 6), w + 6);
+			return rule_fail(r, "after= needs a request count, not \"%.*s\"",
+					 (int)(len - 6), w + 6);
 		return 0;
 	}
 	if (len >= 8 && !memcmp(w, "sectors=", 8)) {
@@ -240,23 +249,21 @@ static int fault_when(struct fault_rule *r, const char *w, size_t len)
 		if (!dash || !fault_uint(w + 8, (size_t)(dash - w) - 8, &r->first) ||
 		    !fault_uint(dash + 1, len - (size_t)(dash - w) - 1, &r->last) ||
 		    r->first > r->last)
-			return dc_fail(
-				-EINVAL,
-				"rule \"%s\": sectors= needs FIRST-LAST sector numbers "
-				"with FIRST <= LAST, not \"%.*s\"",
-				r->text, (int)(len - 8), w + 8);
+			return rule_fail(
+				r,
+				"sectors= needs FIRST-LAST sector numbers with FIRST <= "
+				"LAST, not \"%.*s\"",
+				(int)(len - 8), w + 8);
 		if (r->ops == DC_OP_BIT(DC_OP_FLUSH))
-			return dc_fail(
-				-EINVAL,
-				"rule \"%s\": a flush has no sectors: sectors= applies "
-				"to read, write, unmap and any",
-				r->text);
+			return rule_fail(
+				r, "a flush has no sectors: sectors= applies to read, "
+				   "write, unmap and any");
 		return 0;
 	}
-	return dc_fail(-EINVAL,
-		       "rule \"%s\": unknown WHEN \"%.*s\": expected a rate such as 5%%, "
-		       "after=N or sectors=A-B",
-		       r->text, (int)len, w);
+	return rule_fail(r,
+			 "unknown WHEN \"%.*s\": expected a rate such as 5%%, after=N "
+			 "or sectors=A-B",
+			 (int)len, w);
 }
 
 static int fault_rule(struct fault_rule *r, const char *s, size_t len)
@@ -270,11 +277,8 @@ static int fault_rule(struct fault_rule *r, const char *s, size_t len)
 	atomic_init(&r->injected, 0);
 	at = memchr(s, '@', len);
 	if (!at)
-		return dc_fail(
-			-EINVAL,
-			"rule \"%s\": missing @WHEN (a rate such as 5%%, after=N or "
-			"sectors=A-B)",
-			r->text);
+		return rule_fail(
+			r, "missing @WHEN (a rate such as 5%%, after=N or sectors=A-B)");
 	if (fault_head(r, s, (size_t)(at - s)) < 0)
 		return -EINVAL;
 	return fault_when(r, at + 1, len - (size_t)(at - s) - 1);

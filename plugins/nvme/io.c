@@ -111,10 +111,14 @@ static void unmap_cmd(struct nvme_ctrl *c, struct nvme_rctx *rc, struct nvme_slo
 	rc->issued_all = rc->off == req->count;
 }
 
-static void pr_keys(struct nvme_slot *s, uint64_t a, uint64_t b, uint32_t len)
+/* A reservation command whose data is one or two keys (len bytes). */
+static void pr_keys(struct nvme_slot *s, struct nvme_sqe *e, uint8_t opc, uint32_t cdw10,
+		    uint64_t a, uint64_t b, uint32_t len)
 {
 	uint64_t k[2] = { htole64(a), htole64(b) };
 
+	e->opc = opc;
+	e->cdw10 = cdw10;
 	memcpy(s->buf, k, sizeof(k));
 	s->len = len;
 }
@@ -131,30 +135,26 @@ static void pr_cmd(struct nvme_rctx *rc, struct nvme_slot *s, struct nvme_sqe *e
 							       2;
 		uint32_t cptpl = p->ptpl < 0 ? 0 : p->ptpl ? 3 : 2;
 
-		e->opc = NVME_CMD_RSV_REGISTER;
-		e->cdw10 = action | (p->ignore_key ? 1u << 3 : 0) | cptpl << 30;
-		pr_keys(s, p->key, p->new_key, 16);
+		pr_keys(s, e, NVME_CMD_RSV_REGISTER,
+			action | (p->ignore_key ? 1u << 3 : 0) | cptpl << 30, p->key,
+			p->new_key, 16);
 		break;
 	}
 	case DC_OP_PR_RESERVE:
-		e->opc = NVME_CMD_RSV_ACQUIRE;
-		e->cdw10 = rtype;
-		pr_keys(s, p->key, 0, 16);
+	case DC_OP_PR_PREEMPT: {
+		/* Acquire action: 0 acquire, 1 preempt, 2 preempt and abort. */
+		bool preempt = rc->req->op == DC_OP_PR_PREEMPT;
+		uint32_t racqa = preempt ? (p->abort ? 2u : 1u) : 0;
+
+		pr_keys(s, e, NVME_CMD_RSV_ACQUIRE, rtype | racqa, p->key,
+			preempt ? p->new_key : 0, 16);
 		break;
-	case DC_OP_PR_PREEMPT:
-		e->opc = NVME_CMD_RSV_ACQUIRE;
-		e->cdw10 = rtype | (p->abort ? 2u : 1u);
-		pr_keys(s, p->key, p->new_key, 16);
-		break;
+	}
 	case DC_OP_PR_RELEASE:
-		e->opc = NVME_CMD_RSV_RELEASE;
-		e->cdw10 = rtype;
-		pr_keys(s, p->key, 0, 8);
-		break;
 	case DC_OP_PR_CLEAR:
-		e->opc = NVME_CMD_RSV_RELEASE;
-		e->cdw10 = 1;
-		pr_keys(s, p->key, 0, 8);
+		/* Release action 1 clears (and carries no type). */
+		pr_keys(s, e, NVME_CMD_RSV_RELEASE,
+			rc->req->op == DC_OP_PR_CLEAR ? 1 : rtype, p->key, 0, 8);
 		break;
 	default: /* DC_OP_PR_REPORT: the extended data structure, one page */
 		e->opc = NVME_CMD_RSV_REPORT;

@@ -31,13 +31,5 @@ static const struct dc_form nvme_forms[] = {
 	DC_FORMS_END,
 };
 
-DC_PLUGIN(nvme_plugin) = {
-	.kind = DC_KIND_BACKEND,
-	.name = "nvme",
-	.version = "1.0",
-	.summary = "user-mode NVMe driver over VFIO",
-	.forms = nvme_forms,
-	.ops = DC_OPS_RW | DC_OPS_PR,
-	.open = nvme_open,
-	NVME_PLUGIN_CALLBACKS,
-};
+NVME_DC_PLUGIN(nvme_plugin, "nvme", "user-mode NVMe driver over VFIO", nvme_forms,
+	       nvme_open);

@@ -31,9 +31,25 @@ static bool prwrap_type_valid(uint32_t type)
 	return type >= DC_PR_WRITE_EXCLUSIVE && type <= DC_PR_EXCLUSIVE_ACCESS_ALL_REGS;
 }
 
+/* What RESERVE, RELEASE and PREEMPT check first: a valid type, asked by the
+ * registrant, and no reservation of another type (else mismatch). */
+static int prwrap_holder(const struct prwrap_disk *d, const struct dc_pr_args *pr,
+			 int mismatch)
+{
+	if (!prwrap_type_valid(pr->type))
+		return DC_E_INVALID_INPUT;
+	if (!d->key || pr->key != d->key)
+		return DC_E_RESERVATION_CONFLICT;
+	if (d->type && d->type != pr->type)
+		return mismatch;
+	return 0;
+}
+
 /* Caller holds the lock. Returns the result of the op. */
 static int prwrap_do(struct prwrap_disk *d, uint32_t op, struct dc_pr_args *pr)
 {
+	int rc;
+
 	switch (op) {
 	case DC_OP_PR_CAPS:
 		if (!pr->caps)
@@ -76,23 +92,15 @@ static int prwrap_do(struct prwrap_disk *d, uint32_t op, struct dc_pr_args *pr)
 		d->generation++;
 		return 0;
 	case DC_OP_PR_RESERVE:
-		if (!prwrap_type_valid(pr->type))
-			return DC_E_INVALID_INPUT;
-		if (!d->key || pr->key != d->key)
-			return DC_E_RESERVATION_CONFLICT;
-		if (d->type && d->type != pr->type)
-			return DC_E_RESERVATION_CONFLICT;
-		d->type = pr->type;
-		return 0;
+		rc = prwrap_holder(d, pr, DC_E_RESERVATION_CONFLICT);
+		if (!rc)
+			d->type = pr->type;
+		return rc;
 	case DC_OP_PR_RELEASE:
-		if (!prwrap_type_valid(pr->type))
-			return DC_E_INVALID_INPUT;
-		if (!d->key || pr->key != d->key)
-			return DC_E_RESERVATION_CONFLICT;
-		if (d->type && d->type != pr->type)
-			return DC_E_INVALID_INPUT;
-		d->type = 0;
-		return 0;
+		rc = prwrap_holder(d, pr, DC_E_INVALID_INPUT);
+		if (!rc)
+			d->type = 0;
+		return rc;
 	case DC_OP_PR_CLEAR:
 		if (!d->key || pr->key != d->key)
 			return DC_E_RESERVATION_CONFLICT;
@@ -103,11 +111,10 @@ static int prwrap_do(struct prwrap_disk *d, uint32_t op, struct dc_pr_args *pr)
 	case DC_OP_PR_PREEMPT:
 		/* With one registrant, the only key there is to preempt is our own;
 		 * abort has nothing else to abort. */
-		if (!prwrap_type_valid(pr->type))
-			return DC_E_INVALID_INPUT;
-		if (!d->key || pr->key != d->key)
-			return DC_E_RESERVATION_CONFLICT;
-		if (pr->new_key != d->key || (d->type && d->type != pr->type))
+		rc = prwrap_holder(d, pr, DC_E_INVALID_INPUT);
+		if (rc)
+			return rc;
+		if (pr->new_key != d->key)
 			return DC_E_INVALID_INPUT;
 		d->type = 0;
 		d->generation++;

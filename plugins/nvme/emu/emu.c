@@ -15,6 +15,15 @@
 #define E(d) ((struct emu *)(d))
 #define PAGE 4096u
 
+/* One stretch of a transfer between buf and host memory at addr. */
+static void emu_dma_seg(uint8_t *b, uint64_t addr, size_t n, bool from_host)
+{
+	if (from_host)
+		memcpy(b, (void *)(uintptr_t)addr, n);
+	else
+		memcpy((void *)(uintptr_t)addr, b, n);
+}
+
 int emu_dma(uint64_t prp1, uint64_t prp2, void *buf, size_t len, bool from_host)
 {
 	uint8_t *b = buf;
@@ -25,10 +34,7 @@ int emu_dma(uint64_t prp1, uint64_t prp2, void *buf, size_t len, bool from_host)
 		return -EFAULT;
 	if (first > len)
 		first = len;
-	if (from_host)
-		memcpy(b, (void *)(uintptr_t)prp1, first);
-	else
-		memcpy((void *)(uintptr_t)prp1, b, first);
+	emu_dma_seg(b, prp1, first, from_host);
 	len -= first;
 	b += first;
 	if (len > PAGE)
@@ -39,10 +45,7 @@ int emu_dma(uint64_t prp1, uint64_t prp2, void *buf, size_t len, bool from_host)
 
 		if (!page || (page & (PAGE - 1)))
 			return -EFAULT;
-		if (from_host)
-			memcpy(b, (void *)(uintptr_t)page, n);
-		else
-			memcpy((void *)(uintptr_t)page, b, n);
+		emu_dma_seg(b, page, n, from_host);
 		len -= n;
 		b += n;
 	}

@@ -98,13 +98,6 @@ static const struct dc_form emu_forms[] = {
 	DC_FORMS_END,
 };
 
-DC_PLUGIN(emu_plugin) = {
-	.kind = DC_KIND_BACKEND,
-	.name = "nvme-emu",
-	.version = "1.0",
-	.summary = "the nvme driver over an emulated controller, for tests",
-	.forms = emu_forms,
-	.ops = DC_OPS_RW | DC_OPS_PR,
-	.open = emu_open,
-	NVME_PLUGIN_CALLBACKS,
-};
+NVME_DC_PLUGIN(emu_plugin, "nvme-emu",
+	       "the nvme driver over an emulated controller, for tests", emu_forms,
+	       emu_open);
