@@ -332,14 +332,9 @@ static void t_callbacks(bool pool)
 	free(path);
 }
 
-START_TEST(callbacks_uring)
+START_TEST(callbacks)
 {
 	t_callbacks(false);
-}
-END_TEST
-
-START_TEST(callbacks_pool)
-{
 	t_callbacks(true);
 }
 END_TEST
@@ -347,9 +342,8 @@ END_TEST
 int main(void)
 {
 	const TTest *const tests[] = {
-		uring_thread,	    uring_driven,   uring_direct, pool,
-		pool_driven_direct, uring_only,	    watch,	  extents,
-		callbacks_uring,    callbacks_pool, NULL
+		uring_thread, uring_driven, uring_direct, pool,	     pool_driven_direct,
+		uring_only,   watch,	    extents,	  callbacks, NULL
 	};
 
 	return common_check_run("ioengine", tests);
