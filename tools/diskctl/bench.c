@@ -48,7 +48,7 @@ enum ctl_rw { CTL_READ, CTL_WRITE, CTL_RANDREAD, CTL_RANDWRITE };
 struct ctl_bench {
 	const char *spec;
 	dc_disk *disk;
-	enum ctl_rw rw;
+	int rw; /* enum ctl_rw (an int: --rw is parsed into it) */
 	uint64_t bs, qd, nthreads, count, nblocks;
 	uint64_t spb; /* sectors per block */
 	double seconds;
@@ -464,7 +464,8 @@ static int ctl_bench_prefill(struct ctl_bench *b)
 	return rc;
 }
 
-static const char *const ctl_rw_names[] = { "read", "write", "randread", "randwrite" };
+static const char *const ctl_rw_names[] = { "read", "write", "randread", "randwrite",
+					    NULL };
 
 static const char *ctl_bench_mode(const struct ctl_bench *b)
 {
@@ -547,88 +548,51 @@ struct ctl_bench_opts {
 	bool json, timed, ro, prefill, no_wait;
 };
 
-static enum ctl_rw ctl_bench_arg_rw(const char *s)
-{
-	for (unsigned i = 0; i < 4; i++)
-		if (!strcmp(s, ctl_rw_names[i]))
-			return (enum ctl_rw)i;
-	ctl_usage("--rw: '%s' is not read, write, randread or randwrite", s);
-}
+struct ctl_bench_args {
+	struct ctl_bench b;
+	struct ctl_bench_opts o;
+};
 
-static double ctl_bench_arg_time(const char *s)
-{
-	char *end;
-	double v;
+#define CTL_BENCH_AT(m) offsetof(struct ctl_bench_args, m)
 
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || *end || !(v > 0) || v > 1e6)
-		ctl_usage("--time: '%s' is not a positive number of seconds", s);
-	return v;
-}
+const struct ctl_opt ctl_bench_opts[] = {
+	CTL_OPT("rw", 0, CTL_OPT_ENUM, struct ctl_bench_args, b.rw, "MODE",
+		"workload (default randread)", .names = ctl_rw_names),
+	CTL_OPT("bs", 0, CTL_OPT_SIZE, struct ctl_bench_args, b.bs, "SIZE",
+		"request size, a multiple of the sector size (default 4K)", .min = 1,
+		.max = 1u << 30),
+	CTL_OPT("qd", 0, CTL_OPT_UINT, struct ctl_bench_args, b.qd, "N",
+		"requests in flight per thread (default 32)", .min = 1, .max = 65536),
+	CTL_OPT("time", 0, CTL_OPT_SECONDS, struct ctl_bench_args, b.seconds, "SEC",
+		"run this long (default 5)", .max = 1000000),
+	CTL_OPT("count", 0, CTL_OPT_UINT, struct ctl_bench_args, b.count, "N",
+		"run N requests in all instead", .min = 1, .max = UINT64_MAX),
+	CTL_OPT("threads", 0, CTL_OPT_UINT, struct ctl_bench_args, b.nthreads, "N",
+		"submitting threads (default 1)", .min = 1, .max = 1024),
+	CTL_OPT("ro", 0, CTL_OPT_TRUE, struct ctl_bench_args, o.ro, NULL,
+		"open read-only"),
+	CTL_OPT("poll", 0, CTL_OPT_TRUE, struct ctl_bench_args, b.poll_mode, NULL,
+		"reap completions with dc_queue_reap() instead of taking\n"
+		"callbacks"),
+	CTL_OPT("no-wait", 0, CTL_OPT_TRUE, struct ctl_bench_args, o.no_wait, NULL,
+		"never drive the queues with dc_queue_wait(); by default a\n"
+		"chain that can reap on the submitting thread (blockdev)\n"
+		"is driven by it, and the rest wait on the queue's eventfd"),
+	CTL_OPT("prefill", 0, CTL_OPT_TRUE, struct ctl_bench_args, o.prefill, NULL,
+		"first write data over the whole disk (not timed)"),
+	CTL_OPT("json", 0, CTL_OPT_TRUE, struct ctl_bench_args, o.json, NULL,
+		"print one JSON object"),
+	{ 0 },
+};
 
 /* Parse the options into b and o, checking how they combine. */
-static void ctl_bench_args(int argc, char **argv, struct ctl_bench *b,
-			   struct ctl_bench_opts *o)
+static void ctl_bench_args(int argc, char **argv, struct ctl_bench_args *a)
 {
-	static const struct option lo[] = {
-		{ "rw", required_argument, NULL, 'w' },
-		{ "bs", required_argument, NULL, 'b' },
-		{ "qd", required_argument, NULL, 'd' },
-		{ "time", required_argument, NULL, 't' },
-		{ "count", required_argument, NULL, 'c' },
-		{ "threads", required_argument, NULL, 'T' },
-		{ "ro", no_argument, NULL, 'r' },
-		{ "poll", no_argument, NULL, 'p' },
-		{ "no-wait", no_argument, NULL, 'W' },
-		{ "prefill", no_argument, NULL, 'P' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	int c;
+	struct ctl_bench *b = &a->b;
+	struct ctl_bench_opts *o = &a->o;
 
-	while ((c = ctl_getopt(argc, argv, "h", lo)) != -1) {
-		switch (c) {
-		case 'w':
-			b->rw = ctl_bench_arg_rw(optarg);
-			break;
-		case 'b':
-			b->bs = ctl_arg_size("--bs", optarg);
-			if (b->bs == 0 || b->bs > (1u << 30))
-				ctl_usage("--bs must be from 1 sector to 1G");
-			break;
-		case 'd':
-			b->qd = ctl_arg_u64("--qd", optarg, 1, 65536);
-			break;
-		case 't':
-			b->seconds = ctl_bench_arg_time(optarg);
-			o->timed = true;
-			break;
-		case 'c':
-			b->count = ctl_arg_u64("--count", optarg, 1, UINT64_MAX);
-			break;
-		case 'T':
-			b->nthreads = ctl_arg_u64("--threads", optarg, 1, 1024);
-			break;
-		case 'r':
-			o->ro = true;
-			break;
-		case 'p':
-			b->poll_mode = true;
-			break;
-		case 'W':
-			o->no_wait = true;
-			break;
-		case 'P':
-			o->prefill = true;
-			break;
-		case 'j':
-			o->json = true;
-			break;
-		}
-	}
-	ctl_operands(argc, argv, 1, 1, "SPEC");
+	b->spec = ctl_parse(argc, argv, a, NULL)[0];
+	o->timed = b->seconds > 0;
 	if (o->timed && b->count)
 		ctl_usage("give --time or --count, not both");
 	if (!o->timed && !b->count)
@@ -637,7 +601,6 @@ static void ctl_bench_args(int argc, char **argv, struct ctl_bench *b,
 		ctl_usage("--ro with a write workload");
 	if (o->ro && o->prefill)
 		ctl_usage("--prefill writes the disk; it cannot go with --ro");
-	b->spec = argv[optind];
 }
 
 /* Open the disk and size the workload; 0, or -1 (reported, disk closed). */
@@ -765,28 +728,30 @@ static int ctl_bench_errors(const struct ctl_bench *b, const struct ctl_bthread 
 
 int ctl_bench(int argc, char **argv)
 {
-	struct ctl_bench b = { .rw = CTL_RANDREAD, .bs = 4096, .qd = 32, .nthreads = 1 };
-	struct ctl_bench_opts o = { 0 };
+	struct ctl_bench_args a = {
+		.b = { .rw = CTL_RANDREAD, .bs = 4096, .qd = 32, .nthreads = 1 }
+	};
+	struct ctl_bench *b = &a.b;
 	struct ctl_bthread *ts;
 	int rc;
 
-	ctl_bench_args(argc, argv, &b, &o);
-	if (ctl_bench_open(&b, &o) < 0)
+	ctl_bench_args(argc, argv, &a);
+	if (ctl_bench_open(b, &a.o) < 0)
 		return CTL_EXIT_FAIL;
 	ctl_ticks_calibrate();
-	ts = ctl_xalloc(b.nthreads * sizeof(*ts));
-	for (unsigned i = 0; i < b.nthreads; i++)
-		ctl_bench_thread_init(&b, &ts[i], i);
-	ctl_bench_go(&b, ts);
-	rc = ctl_bench_errors(&b, ts);
+	ts = ctl_xalloc(b->nthreads * sizeof(*ts));
+	for (unsigned i = 0; i < b->nthreads; i++)
+		ctl_bench_thread_init(b, &ts[i], i);
+	ctl_bench_go(b, ts);
+	rc = ctl_bench_errors(b, ts);
 	if (!rc)
-		ctl_bench_report(&b, ts, o.json);
-	for (unsigned i = 0; i < b.nthreads; i++) {
-		for (uint64_t j = 0; j < b.qd; j++)
+		ctl_bench_report(b, ts, a.o.json);
+	for (unsigned i = 0; i < b->nthreads; i++) {
+		for (uint64_t j = 0; j < b->qd; j++)
 			free(ts[i].slots[j].iov.iov_base);
 		free(ts[i].slots);
 	}
 	free(ts);
-	dc_close(b.disk);
+	dc_close(b->disk);
 	return rc;
 }

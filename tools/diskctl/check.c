@@ -14,7 +14,7 @@
 #define CTL_CHECK_UNSUPPORTED 63
 
 struct ctl_check {
-	bool json, quiet;
+	bool json, quiet, share;
 	size_t n;
 };
 
@@ -46,37 +46,27 @@ static void ctl_check_found(void *arg, const char *element, uint32_t kind,
 	c->n++;
 }
 
+const struct ctl_opt ctl_check_opts[] = {
+	CTL_OPT("json", 0, CTL_OPT_TRUE, struct ctl_check, json, NULL,
+		"one JSON object: findings, checked, corruptions, leaks"),
+	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_check, quiet, NULL,
+		"print corruptions and leaks only"),
+	CTL_OPT("force-share", 'U', CTL_OPT_TRUE, struct ctl_check, share, NULL,
+		"take no image locks (findings may be false while\n"
+		"a writer changes the image)"),
+	{ 0 },
+};
+
 int ctl_check(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "force-share", no_argument, NULL, 'U' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
 	struct ctl_check c = { 0 };
 	struct dc_check_result r;
-	uint32_t flags = DC_OPEN_READ_ONLY;
-	const char *spec;
+	const char *spec = ctl_parse(argc, argv, &c, NULL)[0];
 	dc_disk *d;
-	int ch, rc, status;
+	int rc, status;
 
-	while ((ch = ctl_getopt(argc, argv, "qU", opts)) != -1) {
-		if (ch == 'j')
-			c.json = true;
-		else if (ch == 'q')
-			c.quiet = true;
-		else if (ch == 'U')
-			flags |= DC_OPEN_FORCE_SHARE;
-	}
-	ctl_operands(argc, argv, 1, 1, "SPEC");
-	spec = argv[optind];
-	if (flags & DC_OPEN_FORCE_SHARE)
-		ctl_err("warning: --force-share: not locking '%s'; a writer may be changing "
-			"it, so findings may be false",
-			spec);
-	d = ctl_open(spec, flags);
+	d = ctl_open(spec, DC_OPEN_READ_ONLY | ctl_force_share(c.share, spec,
+							       "findings may be false"));
 	if (!d)
 		return CTL_EXIT_FAIL;
 	if (c.json)

@@ -31,6 +31,7 @@ struct ctl_cmp {
 	uint64_t total, next, chunk, qd;
 	uint64_t diff; /* the first byte that differs; total when none */
 	int err;
+	bool strict, quiet;
 };
 
 /* The first index where a and b differ, or len. */
@@ -179,22 +180,22 @@ static void ctl_cmp_close(struct ctl_cmp *c)
 }
 
 /* Print the answer; the exit status. */
-static int ctl_cmp_report(const struct ctl_cmp *c, bool strict, bool quiet)
+static int ctl_cmp_report(const struct ctl_cmp *c)
 {
 	bool sizes = c->size[0] != c->size[1];
 	uint64_t diff = c->diff,
 		 smaller = c->size[0] < c->size[1] ? c->size[0] : c->size[1];
 
 	/* --strict: a size difference is a difference where the smaller ends. */
-	if (sizes && strict && smaller < diff)
+	if (sizes && c->strict && smaller < diff)
 		diff = smaller;
-	if (quiet)
+	if (c->quiet)
 		return diff < c->total ? 1 : 0;
 	if (sizes)
 		printf("sizes differ: '%s' is %" PRIu64 " bytes, '%s' %" PRIu64
 		       " bytes%s\n",
 		       c->spec[0], c->size[0], c->spec[1], c->size[1],
-		       strict ? "" : "; the larger must hold zeroes past the smaller");
+		       c->strict ? "" : "; the larger must hold zeroes past the smaller");
 	if (diff < c->total) {
 		printf("differ at byte %" PRIu64 " (sector %" PRIu64 " of 512 bytes)\n",
 		       diff, diff / 512);
@@ -204,39 +205,27 @@ static int ctl_cmp_report(const struct ctl_cmp *c, bool strict, bool quiet)
 	return 0;
 }
 
+const struct ctl_opt ctl_compare_opts[] = {
+	CTL_OPT("strict", 's', CTL_OPT_TRUE, struct ctl_cmp, strict, NULL,
+		"disks of different sizes differ, at the smaller's end"),
+	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_cmp, quiet, NULL,
+		"print nothing; the exit status says"),
+	CTL_OPTS_CHUNKS(struct ctl_cmp, "chunks of each disk in flight (default 16)"),
+	{ 0 },
+};
+
 int ctl_compare(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "strict", no_argument, NULL, 's' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "bs", required_argument, NULL, 'b' },
-		{ "qd", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
 	struct ctl_cmp c = { .chunk = 1 << 20, .qd = 16 };
-	bool strict = false, quiet = false;
-	int o, rc = CTL_CMP_ERROR;
+	char **ops = ctl_parse(argc, argv, &c, NULL);
+	int rc = CTL_CMP_ERROR;
 
-	while ((o = ctl_getopt(argc, argv, "hqs", lo)) != -1) {
-		if (o == 's')
-			strict = true;
-		else if (o == 'q')
-			quiet = true;
-		else if (o == 'b')
-			c.chunk = ctl_arg_size("--bs", optarg);
-		else if (o == 'd')
-			c.qd = ctl_arg_u64("--qd", optarg, 1, 1024);
-	}
-	ctl_operands(argc, argv, 2, 2, "A and B");
-	if (c.chunk < 512 || c.chunk > (1u << 30) || (c.chunk & (c.chunk - 1)))
-		ctl_usage("--bs must be a power of two from 512 to 1G");
-	c.spec[0] = argv[optind];
-	c.spec[1] = argv[optind + 1];
+	c.spec[0] = ops[0];
+	c.spec[1] = ops[1];
 	if (ctl_cmp_open(&c) == 0) {
 		ctl_cmp_run(&c);
 		if (!c.err)
-			rc = ctl_cmp_report(&c, strict, quiet);
+			rc = ctl_cmp_report(&c);
 	}
 	ctl_cmp_close(&c);
 	return rc;

@@ -29,28 +29,27 @@ static dc_disk *ctl_convert_dst(const char *spec, dc_disk *src, bool *fresh)
 	return ctl_create_open(&c);
 }
 
+const struct ctl_opt ctl_convert_opts[] = {
+	CTL_OPT("sparse", 0, CTL_OPT_TRUE, struct ctl_cp, sparse, NULL,
+		"an all-zero chunk is not written to a DST made here (it\n"
+		"reads zeroes already, and a dynamic image stays small); on\n"
+		"an existing DST it is unmapped where DST's unmapped\n"
+		"sectors read as zero, else written"),
+	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_cp, quiet, NULL,
+		"no progress bar, no summary"),
+	CTL_OPTS_CHUNKS(struct ctl_cp, "chunks in flight (default 16)"),
+	{ 0 },
+};
+
 int ctl_convert(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "sparse", no_argument, NULL, 's' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "bs", required_argument, NULL, 'b' },
-		{ "qd", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
 	struct ctl_cp cp = { .zeroes = CTL_ZEROES_WRITE, .chunk = 1 << 20, .qd = 16 };
-	bool sparse = false, fresh;
-	int c, rc = CTL_EXIT_FAIL;
+	char **ops = ctl_parse(argc, argv, &cp, NULL);
+	bool fresh;
+	int rc = CTL_EXIT_FAIL;
 
-	while ((c = ctl_getopt(argc, argv, "hq", lo)) != -1)
-		if (c == 's')
-			sparse = true;
-		else
-			ctl_cp_option(&cp, c);
-	ctl_operands(argc, argv, 2, 2, "SRC and DST");
-	cp.src_spec = argv[optind];
-	cp.dst_spec = argv[optind + 1];
+	cp.src_spec = ops[0];
+	cp.dst_spec = ops[1];
 	ctl_catch_signals();
 	cp.src = ctl_open(cp.src_spec, DC_OPEN_READ_ONLY);
 	if (!cp.src)
@@ -59,7 +58,7 @@ int ctl_convert(int argc, char **argv)
 	if (!cp.dst)
 		goto out;
 	/* A new image reads zeroes already: its zero chunks need no I/O. */
-	if (sparse)
+	if (cp.sparse)
 		cp.zeroes = fresh ? CTL_ZEROES_SKIP : CTL_ZEROES_UNMAP;
 	rc = ctl_cp_run_report(&cp, "converted", "it is incomplete");
 	if (rc == CTL_EXIT_FAIL)

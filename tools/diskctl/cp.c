@@ -57,6 +57,8 @@ static int ctl_cp_submit(struct ctl_cp *cp, struct ctl_cp_slot *s, enum ctl_cp_s
 	rc = dc_submit(q, &io);
 	if (rc < 0) {
 		s->state = CTL_CP_IDLE;
+		if (s->off < cp->bad)
+			cp->bad = s->off;
 		ctl_err("submit to '%s': %s",
 			st == CTL_CP_READ ? cp->src_spec : cp->dst_spec, dc_strerror(rc));
 		if (!cp->err)
@@ -81,27 +83,43 @@ static bool ctl_cp_known_zero(struct ctl_cp *cp, uint64_t off, size_t len)
 {
 	if (off < cp->map_off || off >= cp->map_end) {
 		cp->map_end = 0;
-		if (dc_map(cp->src, off, cp->total - off, ctl_cp_first_extent, cp) != 1)
+		if (dc_map(cp->src, off, cp->size - off, ctl_cp_first_extent, cp) != 1)
 			return false;
 	}
 	return cp->map_zero && off + len <= cp->map_end;
 }
 
+/* The next chunk of the ranges into s; false when all are handed out. */
+static bool ctl_cp_next(struct ctl_cp *cp, struct ctl_cp_slot *s, size_t chunk)
+{
+	const struct ctl_range *r;
+
+	if (cp->cur == cp->nranges)
+		return false;
+	r = &cp->ranges[cp->cur];
+	s->off = r->off + cp->pos;
+	s->len = r->len - cp->pos < chunk ? r->len - cp->pos : chunk;
+	cp->pos += s->len;
+	if (cp->pos == r->len) {
+		cp->cur++;
+		cp->pos = 0;
+	}
+	return true;
+}
+
 /* Give an idle slot the next chunk, unless done, failed or interrupted: so
- * after an interruption, once the chunks in flight finish, DST holds exactly
- * SRC's first cp->next bytes. A chunk SRC says is zeroes is not read: it is
- * skipped, unmapped or written as zeroes as a read of zeroes would be. */
+ * after an interruption, once the chunks in flight finish, DST holds all of
+ * the ranges before the next chunk. A chunk SRC says is zeroes is not read:
+ * it is skipped, unmapped or written as zeroes as a read of zeroes would be. */
 static void ctl_cp_start(struct ctl_cp *cp, struct ctl_cp_slot *s, size_t chunk)
 {
 	for (;;) {
-		if (cp->err || cp->next >= cp->total || ctl_signal()) {
+		if (cp->err || ctl_signal() || !ctl_cp_next(cp, s, chunk)) {
 			s->state = CTL_CP_IDLE;
 			return;
 		}
-		s->off = cp->next;
-		s->len = cp->total - cp->next < chunk ? cp->total - cp->next : chunk;
-		cp->next += s->len;
-		if (cp->zeroes == CTL_ZEROES_WRITE || !ctl_cp_known_zero(cp, s->off, s->len))
+		if (cp->zeroes == CTL_ZEROES_WRITE ||
+		    !ctl_cp_known_zero(cp, s->off, s->len))
 			break;
 		if (cp->zeroes != CTL_ZEROES_SKIP) {
 			memset(s->buf, 0, s->len);
@@ -130,6 +148,8 @@ static void ctl_cp_complete(struct ctl_cp *cp, const struct dc_completion *c,
 	if (c->result < 0) {
 		if (!cp->err)
 			cp->err = c->result;
+		if (s->off < cp->bad)
+			cp->bad = s->off;
 		ctl_err_io(c->result, c->detail,
 			   "%s '%s' at byte %" PRIu64 " (%zu bytes)", ctl_cp_names[st],
 			   st == CTL_CP_READ ? cp->src_spec : cp->dst_spec, s->off,
@@ -176,17 +196,15 @@ static void ctl_cp_draw(struct ctl_cp *cp, bool final)
 		fprintf(stderr, "\n");
 }
 
-static int ctl_cp_run(struct ctl_cp *cp, unsigned nslots, size_t chunk)
+/* Run the slots until none is busy. */
+static void ctl_cp_loop(struct ctl_cp *cp, struct ctl_cp_slot *slots, unsigned nslots)
 {
-	struct ctl_cp_slot *slots = ctl_xalloc(nslots * sizeof(*slots));
 	struct dc_completion comps[32];
 	dc_queue *qs[2] = { cp->sq, cp->dq };
 	unsigned busy;
 
 	for (unsigned i = 0; i < nslots; i++)
-		slots[i].buf = ctl_aligned(chunk);
-	for (unsigned i = 0; i < nslots; i++)
-		ctl_cp_start(cp, &slots[i], chunk);
+		ctl_cp_start(cp, &slots[i], cp->chunk);
 	for (;;) {
 		int got = 0;
 
@@ -194,7 +212,7 @@ static int ctl_cp_run(struct ctl_cp *cp, unsigned nslots, size_t chunk)
 			int n = dc_queue_reap(qs[qi], comps, 32);
 
 			for (int i = 0; i < n; i++)
-				ctl_cp_complete(cp, &comps[i], chunk);
+				ctl_cp_complete(cp, &comps[i], cp->chunk);
 			got += n > 0 ? n : 0;
 		}
 		ctl_cp_draw(cp, false);
@@ -207,53 +225,85 @@ static int ctl_cp_run(struct ctl_cp *cp, unsigned nslots, size_t chunk)
 			break;
 		ctl_queues_wait(qs, 2, 100);
 	}
-	for (unsigned i = 0; i < nslots; i++)
-		free(slots[i].buf);
-	free(slots);
-	return cp->err;
 }
 
-/* Check that DST can take SRC and open a polled queue on each; 0, or -1
- * (reported). */
-static int ctl_cp_prepare(struct ctl_cp *cp)
+/* Sector sizes, sizes and the chunk (at least a sector of each disk). */
+static void ctl_cp_geometry(struct ctl_cp *cp)
 {
-	struct dc_info si, di;
-	uint64_t dbytes;
-	int rc;
+	struct dc_info di;
 
-	dc_get_info(cp->src, &si);
 	dc_get_info(cp->dst, &di);
-	cp->sss = si.sector_size;
+	cp->sss = dc_sector_size(cp->src);
 	cp->dss = di.sector_size;
-	cp->total = dc_sector_count(cp->src) * cp->sss;
-	dbytes = dc_sector_count(cp->dst) * cp->dss;
-	if (dbytes < cp->total) {
-		ctl_err("destination '%s' is %" PRIu64
-			" bytes, smaller than the source '%s'"
-			" (%" PRIu64 " bytes); make it at least as large",
-			cp->dst_spec, dbytes, cp->src_spec, cp->total);
-		return -1;
-	}
-	if (cp->total % cp->dss) {
-		ctl_err("source size %" PRIu64 " is not a multiple of the destination's "
-			"%" PRIu32 "-byte sectors",
-			cp->total, cp->dss);
-		return -1;
-	}
+	cp->size = dc_sector_count(cp->src) * cp->sss;
 	if (cp->chunk < cp->sss)
 		cp->chunk = cp->sss;
 	if (cp->chunk < cp->dss)
 		cp->chunk = cp->dss;
 	cp->can_unmap = di.unmap_behavior == DC_UNMAP_ZEROES;
+}
+
+int ctl_cp_run(struct ctl_cp *cp)
+{
+	unsigned nslots = (unsigned)cp->qd;
+	struct ctl_cp_slot *slots;
+	int rc;
+
+	ctl_cp_geometry(cp);
+	if (!cp->ranges) {
+		cp->whole = (struct ctl_range){ 0, cp->size };
+		cp->ranges = &cp->whole;
+		cp->nranges = 1;
+	}
+	cp->total = 0;
+	for (size_t i = 0; i < cp->nranges; i++)
+		cp->total += cp->ranges[i].len;
+	cp->cur = cp->pos = 0;
+	cp->bad = UINT64_MAX;
 	rc = dc_queue_open(cp->src, DC_QUEUE_POLL, &cp->sq);
 	if (rc < 0) {
 		ctl_err("queue on '%s': %s", cp->src_spec, ctl_last_error(rc));
-		return -1;
+		return rc;
 	}
 	rc = dc_queue_open(cp->dst, DC_QUEUE_POLL, &cp->dq);
 	if (rc < 0) {
 		ctl_err("queue on '%s': %s", cp->dst_spec, ctl_last_error(rc));
 		dc_queue_close(cp->sq);
+		return rc;
+	}
+	slots = ctl_xalloc(nslots * sizeof(*slots));
+	for (unsigned i = 0; i < nslots; i++)
+		slots[i].buf = ctl_aligned(cp->chunk);
+	ctl_cp_loop(cp, slots, nslots);
+	for (unsigned i = 0; i < nslots; i++)
+		free(slots[i].buf);
+	free(slots);
+	dc_queue_close(cp->sq);
+	dc_queue_close(cp->dq);
+	cp->low = cp->cur < cp->nranges ? cp->ranges[cp->cur].off + cp->pos : UINT64_MAX;
+	if (cp->bad < cp->low)
+		cp->low = cp->bad;
+	return cp->err;
+}
+
+/* Check that DST can take all of SRC; 0, or -1 (reported). */
+static int ctl_cp_check(struct ctl_cp *cp)
+{
+	uint64_t dbytes;
+
+	ctl_cp_geometry(cp);
+	dbytes = dc_sector_count(cp->dst) * cp->dss;
+	if (dbytes < cp->size) {
+		ctl_err("destination '%s' is %" PRIu64
+			" bytes, smaller than the source '%s'"
+			" (%" PRIu64 " bytes); make it at least as large",
+			cp->dst_spec, dbytes, cp->src_spec, cp->size);
+		return -1;
+	}
+	if (cp->size % cp->dss) {
+		ctl_err("source size %" PRIu64 " is not a multiple of the destination's "
+			"%" PRIu32 "-byte sectors",
+			cp->size, cp->dss);
 		return -1;
 	}
 	return 0;
@@ -265,13 +315,11 @@ static int ctl_cp_copy(struct ctl_cp *cp)
 {
 	int rc;
 
-	if (ctl_cp_prepare(cp) < 0)
+	if (ctl_cp_check(cp) < 0)
 		return -1;
 	cp->progress = !cp->quiet && isatty(STDERR_FILENO);
 	cp->start_ns = ctl_now_ns();
-	rc = ctl_cp_run(cp, (unsigned)cp->qd, cp->chunk);
-	dc_queue_close(cp->sq);
-	dc_queue_close(cp->dq);
+	rc = ctl_cp_run(cp);
 	/* Interrupted too: what was written is made durable. */
 	if (!rc)
 		rc = ctl_flush(cp->dst, cp->dst_spec);
@@ -323,57 +371,27 @@ int ctl_cp_run_report(struct ctl_cp *cp, const char *verb, const char *left)
 	return CTL_EXIT_FAIL;
 }
 
-bool ctl_cp_option(struct ctl_cp *cp, int c)
-{
-	switch (c) {
-	case 'q':
-		cp->quiet = true;
-		return true;
-	case 'b':
-		cp->chunk = ctl_arg_size("--bs", optarg);
-		if (cp->chunk < 512 || cp->chunk > (1u << 30) ||
-		    (cp->chunk & (cp->chunk - 1)))
-			ctl_usage("--bs must be a power of two from 512 to 1G");
-		return true;
-	case 'd':
-		cp->qd = ctl_arg_u64("--qd", optarg, 1, 1024);
-		return true;
-	}
-	return false;
-}
-
-static void ctl_cp_args(int argc, char **argv, struct ctl_cp *cp)
-{
-	static const struct option lo[] = {
-		{ "sparse", no_argument, NULL, 's' },
-		{ "no-sparse", no_argument, NULL, 'S' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "bs", required_argument, NULL, 'b' },
-		{ "qd", required_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	int c;
-
-	while ((c = ctl_getopt(argc, argv, "hq", lo)) != -1) {
-		if (c == 's')
-			cp->zeroes = CTL_ZEROES_UNMAP;
-		else if (c == 'S')
-			cp->zeroes = CTL_ZEROES_WRITE;
-		else
-			ctl_cp_option(cp, c);
-	}
-	ctl_operands(argc, argv, 2, 2, "SRC and DST");
-	cp->src_spec = argv[optind];
-	cp->dst_spec = argv[optind + 1];
-}
+const struct ctl_opt ctl_cp_opts[] = {
+	CTL_OPT("sparse", 0, CTL_OPT_TRUE, struct ctl_cp, sparse, NULL,
+		"all-zero chunks are unmapped on DST when DST's unmapped\n"
+		"sectors read as zero (the default)"),
+	CTL_OPT("no-sparse", 0, CTL_OPT_FALSE, struct ctl_cp, sparse, NULL,
+		"write every chunk"),
+	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_cp, quiet, NULL,
+		"no progress bar, no summary"),
+	CTL_OPTS_CHUNKS(struct ctl_cp, "chunks in flight (default 16)"),
+	{ 0 },
+};
 
 int ctl_cp(int argc, char **argv)
 {
-	struct ctl_cp cp = { .zeroes = CTL_ZEROES_UNMAP, .chunk = 1 << 20, .qd = 16 };
+	struct ctl_cp cp = { .sparse = true, .chunk = 1 << 20, .qd = 16 };
+	char **ops = ctl_parse(argc, argv, &cp, NULL);
 	int rc = CTL_EXIT_FAIL;
 
-	ctl_cp_args(argc, argv, &cp);
+	cp.src_spec = ops[0];
+	cp.dst_spec = ops[1];
+	cp.zeroes = cp.sparse ? CTL_ZEROES_UNMAP : CTL_ZEROES_WRITE;
 	ctl_catch_signals();
 	cp.src = ctl_open(cp.src_spec, DC_OPEN_READ_ONLY);
 	if (!cp.src)

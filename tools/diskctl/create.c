@@ -282,45 +282,46 @@ out:
 	return d;
 }
 
+struct ctl_create_args {
+	struct ctl_create c;
+	bool quiet;
+};
+
+const struct ctl_opt ctl_create_opts[] = {
+	CTL_OPT("parent", 0, CTL_OPT_STRING, struct ctl_create_args, c.parent, "PARENT",
+		"make a differencing image over PARENT"),
+	CTL_OPT("overwrite", 0, CTL_OPT_TRUE, struct ctl_create_args, c.overwrite, NULL,
+		"replace an existing file (not one another open holds)"),
+	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_create_args, quiet, NULL,
+		"print nothing on success"),
+	{ 0 },
+};
+
 int ctl_create(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "parent", required_argument, NULL, 'p' },
-		{ "overwrite", no_argument, NULL, 'o' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	struct ctl_create c = { 0 };
-	bool quiet = false;
+	struct ctl_create_args a = { 0 };
+	struct ctl_create *c = &a.c;
+	int n;
+	char **ops = ctl_parse(argc, argv, &a, &n);
 	char hb[32];
 	dc_disk *d;
-	int o, rc;
+	int rc;
 
-	while ((o = ctl_getopt(argc, argv, "hq", lo)) != -1) {
-		if (o == 'p')
-			c.parent = optarg;
-		else if (o == 'o')
-			c.overwrite = true;
-		else if (o == 'q')
-			quiet = true;
-	}
-	ctl_operands(argc, argv, 1, 2, "SPEC");
-	c.spec = argv[optind];
-	if (argc - optind == 2) {
-		c.size = ctl_arg_size("SIZE", argv[optind + 1]);
-		if (!c.size)
+	c->spec = ops[0];
+	if (n == 2) {
+		c->size = ctl_arg_size("SIZE", ops[1]);
+		if (!c->size)
 			ctl_usage("SIZE must not be 0");
 	}
-	d = ctl_create_open(&c);
+	d = ctl_create_open(c);
 	if (!d)
 		return CTL_EXIT_FAIL;
-	rc = ctl_flush(d, c.spec);
-	if (!rc && !quiet) {
+	rc = ctl_flush(d, c->spec);
+	if (!rc && !a.quiet) {
 		uint64_t bytes = dc_sector_count(d) * dc_sector_size(d);
 
 		ctl_human_bytes(bytes, hb, sizeof(hb));
-		printf("created %s: %" PRIu64 " bytes (%s)\n", c.spec, bytes, hb);
+		printf("created %s: %" PRIu64 " bytes (%s)\n", c->spec, bytes, hb);
 	}
 	dc_close(d);
 	return rc < 0 ? CTL_EXIT_FAIL : 0;

@@ -12,7 +12,6 @@
 
 #include <diskcore/diskcore.h>
 
-#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,15 +22,79 @@
 #define CTL_EXIT_USAGE 2
 #define CTL_ALIGN 4096
 
+/*
+ * A subcommand's options, one row each: what getopt_long is given, what the
+ * value is parsed into and what --help says about it all come from this
+ * table (ctl_parse(), ctl_help()), so the usage text cannot drift from the
+ * parsing. A value goes to the member at .off of the subcommand's argument
+ * struct (the args ctl_parse() is given).
+ */
+enum ctl_opt_kind {
+	CTL_OPT_TRUE,	 /* no argument: the bool becomes true */
+	CTL_OPT_FALSE,	 /* no argument: the bool becomes false */
+	CTL_OPT_UINT,	 /* uint64_t, an integer in min..max */
+	CTL_OPT_SIZE,	 /* uint64_t, a SIZE in min..max (a power of two: pow2) */
+	CTL_OPT_STRING,	 /* const char *, the argument itself */
+	CTL_OPT_ENUM,	 /* int, the index of the argument in names */
+	CTL_OPT_SECONDS, /* double, a positive number up to max */
+};
+
+struct ctl_opt {
+	const char *name; /* the long name, without "--" */
+	char letter;	  /* the short option, or 0 */
+	enum ctl_opt_kind kind;
+	size_t off;		  /* of the value in the argument struct */
+	const char *arg;	  /* the argument's name in the usage (not TRUE/FALSE) */
+	const char *help;	  /* lines separated by '\n' */
+	uint64_t min, max;	  /* UINT, SIZE; max for SECONDS */
+	const char *const *names; /* ENUM, ending with NULL */
+	bool pow2;		  /* SIZE */
+};
+
+/* A row: option N_ (short L_, or 0) of kind K_ into member M_ of struct T_,
+ * its argument named A_ (NULL for a flag); more members (.min = 1, ...) may
+ * follow. */
+#define CTL_OPT(n_, l_, k_, T_, m_, a_, h_, ...)                                     \
+	{                                                                            \
+		.name = (n_), .letter = (l_), .kind = (k_), .off = offsetof(T_, m_), \
+		.arg = (a_), .help = (h_), __VA_ARGS__                               \
+	}
+
+/* --bs and --qd as cp, convert, compare and commit read them, into the
+ * uint64_t members chunk and qd of T. */
+#define CTL_OPTS_CHUNKS(T, qd_help)                                                     \
+	CTL_OPT("bs", 0, CTL_OPT_SIZE, T, chunk, "SIZE",                                \
+		"chunk size, a power of two (default 1M)", .min = 512, .max = 1u << 30, \
+		.pow2 = true),                                                          \
+		CTL_OPT("qd", 0, CTL_OPT_UINT, T, qd, "N", qd_help, .min = 1,           \
+			.max = 1024)
+
+/* A subcommand's entry point: argv[0] is its name. Returns the exit status. */
+typedef int ctl_run_fn(int argc, char **argv);
+
 struct ctl_cmd {
 	const char *name;
 	const char *summary;
-	const char *usage; /* full --help text after the "usage:" line */
-	int (*run)(int argc, char **argv);
+	const char *operands; /* after the options in the usage line: "SRC DST" */
+	int min, max;	      /* how many operands */
+	const char *missing;  /* "missing SRC and DST" names them so */
+	/* The --help text between usage and options; without opts (serve,
+	 * which parses its own), all of it after "usage: diskctl ". */
+	const char *about;
+	const struct ctl_opt *opts; /* ends with a row of zeroes */
+	ctl_run_fn *run;
 };
 
 /* The subcommand running, for messages ("diskctl cp: ..."). */
 extern const struct ctl_cmd *ctl_current;
+
+/* The subcommands and their options, each in its own file. */
+ctl_run_fn ctl_info, ctl_plugins, ctl_cp, ctl_read, ctl_write, ctl_create, ctl_convert,
+	ctl_compare, ctl_check, ctl_map, ctl_resize, ctl_commit, ctl_bench;
+extern const struct ctl_opt ctl_info_opts[], ctl_plugins_opts[], ctl_cp_opts[],
+	ctl_read_opts[], ctl_write_opts[], ctl_create_opts[], ctl_convert_opts[],
+	ctl_compare_opts[], ctl_check_opts[], ctl_map_opts[], ctl_resize_opts[],
+	ctl_commit_opts[], ctl_bench_opts[];
 
 /* --- messages (util.c) ----------------------------------------------------- */
 
@@ -61,12 +124,11 @@ uint64_t ctl_now_ns(void);
 
 /* --- arguments (util.c) ---------------------------------------------------- */
 
-/* Parse a subcommand's options (getopt_long; options may follow operands).
- * Handles --help and errors; returns the option character, or -1 at the end. */
-int ctl_getopt(int argc, char **argv, const char *shortopts,
-	       const struct option *longopts);
-/* Exit with a usage error unless min..max operands follow the options. */
-void ctl_operands(int argc, char **argv, int min, int max, const char *what);
+/* Parse the running subcommand's options (ctl_current->opts; they may
+ * follow operands) into args, and check its operand count: --help prints the
+ * usage and exits 0, a wrong option or count exits 2. Returns the operands;
+ * *n (may be NULL) gets how many. */
+char **ctl_parse(int argc, char **argv, void *args, int *n);
 /* A plain non-negative integer (decimal, or 0x hex); no sign, no junk. */
 bool ctl_parse_u64(const char *s, uint64_t *out);
 uint64_t ctl_arg_u64(const char *what, const char *s, uint64_t min, uint64_t max);
@@ -84,6 +146,9 @@ const char *ctl_bool(bool b);
 
 /* Open a spec, reporting the core's message on failure. */
 dc_disk *ctl_open(const char *spec, uint32_t flags);
+/* -U, --force-share: DC_OPEN_FORCE_SHARE when share, with a warning that a
+ * writer may be changing SPEC, so RISK; 0 otherwise. */
+uint32_t ctl_force_share(bool share, const char *spec, const char *risk);
 /* One blocking request (buf NULL: a flush); *detail gets the completion's
  * errno detail (DC_E_IO). Returns 0 or the DC_E_* result. */
 int ctl_io(dc_disk *d, uint32_t op, uint64_t sector, void *buf, size_t len,
@@ -119,19 +184,35 @@ enum ctl_zeroes {
 	CTL_ZEROES_SKIP,  /* nothing: DST is new, and reads zeroes already */
 };
 
+/* A run of bytes to copy. */
+struct ctl_range {
+	uint64_t off, len;
+};
+
 struct ctl_cp {
 	/* the caller's */
 	const char *src_spec, *dst_spec;
 	dc_disk *src, *dst;
 	uint64_t chunk, qd; /* chunk size, chunks in flight */
 	enum ctl_zeroes zeroes;
-	bool quiet; /* no progress bar, no summary */
+	bool quiet;  /* no progress bar, no summary */
+	bool sparse; /* --sparse, for the caller to turn into zeroes */
+	/* What to copy, in order (to the same offsets of DST); NULL: all of SRC. */
+	const struct ctl_range *ranges;
+	size_t nranges;
 	/* the engine's */
 	dc_queue *sq, *dq;
 	uint32_t sss, dss; /* sector sizes */
-	uint64_t total, next, done, unmapped, skipped;
-	/* SRC's allocation around cp->next (dc_map): [map_off, map_end) reads
-	 * as zeroes when map_zero; map_end 0 before the first query. */
+	uint64_t size;	   /* SRC's bytes */
+	uint64_t total, done, unmapped, skipped;
+	struct ctl_range whole; /* the range when ranges is NULL */
+	size_t cur;		/* the next chunk starts pos bytes into ranges[cur] */
+	uint64_t pos;
+	/* After ctl_cp_run(): every byte of the ranges below it is on DST. */
+	uint64_t low;
+	uint64_t bad; /* the first byte of the lowest chunk that failed */
+	/* SRC's allocation around the next chunk (dc_map): [map_off, map_end)
+	 * reads as zeroes when map_zero; map_end 0 before the first query. */
 	uint64_t map_off, map_end;
 	bool map_zero;
 	bool can_unmap, progress;
@@ -140,8 +221,10 @@ struct ctl_cp {
 	double secs;
 };
 
-/* --bs, --qd and -q, the options cp and convert share; false for others. */
-bool ctl_cp_option(struct ctl_cp *cp, int c);
+/* Copy cp->ranges of SRC to DST with cp->qd chunks in flight on a polled
+ * queue of each, until done, the first error or a signal; DST is not
+ * flushed. 0, or the first error (reported). */
+int ctl_cp_run(struct ctl_cp *cp);
 /* Copy SRC to DST (a progress bar on a terminal) and flush DST, then say
  * so: "VERB N bytes ..." on stdout, or after SIGINT/SIGTERM how much of SRC
  * DST holds, and LEFT (what that leaves). Returns the exit status: 0, 1
@@ -180,21 +263,5 @@ struct ctl_create {
 /* Make the image and open it read-write; NULL when refused (reported). An
  * existing file is refused unless c->overwrite. */
 dc_disk *ctl_create_open(const struct ctl_create *c);
-
-/* --- subcommands ----------------------------------------------------------- */
-
-int ctl_info(int argc, char **argv);
-int ctl_plugins(int argc, char **argv);
-int ctl_cp(int argc, char **argv);
-int ctl_read(int argc, char **argv);
-int ctl_write(int argc, char **argv);
-int ctl_bench(int argc, char **argv);
-int ctl_create(int argc, char **argv);
-int ctl_convert(int argc, char **argv);
-int ctl_compare(int argc, char **argv);
-int ctl_map(int argc, char **argv);
-int ctl_check(int argc, char **argv);
-int ctl_resize(int argc, char **argv);
-int ctl_commit(int argc, char **argv);
 
 #endif

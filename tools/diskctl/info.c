@@ -20,8 +20,6 @@ static const char *ctl_unmap_name(uint32_t b)
 	return "unknown";
 }
 
-/* Open a spec, reporting the core's message on failure. */
-
 struct ctl_elem {
 	int depth;
 	char *plugin;
@@ -220,47 +218,43 @@ static void ctl_info_human(const char *spec, const struct dc_info *in,
 	}
 }
 
+struct ctl_info_args {
+	bool json, rw, share;
+};
+
+const struct ctl_opt ctl_info_opts[] = {
+	CTL_OPT("json", 0, CTL_OPT_TRUE, struct ctl_info_args, json, NULL,
+		"print one JSON object; strings are valid UTF-8 (a\n"
+		"byte that is not part of valid UTF-8 is written as\n"
+		"\\u00XX, XX its value)"),
+	CTL_OPT("rw", 0, CTL_OPT_TRUE, struct ctl_info_args, rw, NULL,
+		"open read-write, so that create= or ;overwrite in SPEC may\n"
+		"make or replace an image ('diskctl create' says it plainer)"),
+	CTL_OPT("ro", 0, CTL_OPT_FALSE, struct ctl_info_args, rw, NULL,
+		"open read-only (the default; the last of --ro and\n"
+		"--rw counts)"),
+	CTL_OPT("force-share", 'U', CTL_OPT_TRUE, struct ctl_info_args, share, NULL,
+		"take no image locks, to look at an image a VMM holds open\n"
+		"(with a warning: it may be changing underneath)"),
+	{ 0 },
+};
+
 int ctl_info(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "ro", no_argument, NULL, 'r' },
-		{ "rw", no_argument, NULL, 'w' },
-		{ "force-share", no_argument, NULL, 'U' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	bool json = false, share = false;
-	/* Looking never writes: read-only unless asked (an image another
-	 * process holds open read-only can be looked at too). */
-	uint32_t flags = DC_OPEN_READ_ONLY;
+	struct ctl_info_args a = { 0 };
 	struct ctl_chain ch = { 0 };
 	struct dc_info in;
-	const char *spec;
+	const char *spec = ctl_parse(argc, argv, &a, NULL)[0];
+	/* Looking never writes: read-only unless asked (an image another
+	 * process holds open read-only can be looked at too). */
+	uint32_t flags = a.rw ? 0 : DC_OPEN_READ_ONLY;
 	dc_disk *d;
-	int c, rc;
+	int rc;
 
-	while ((c = ctl_getopt(argc, argv, "hU", lo)) != -1) {
-		if (c == 'j')
-			json = true;
-		else if (c == 'r')
-			flags = DC_OPEN_READ_ONLY;
-		else if (c == 'w')
-			flags = 0;
-		else if (c == 'U')
-			share = true;
-	}
-	ctl_operands(argc, argv, 1, 1, "SPEC");
-	spec = argv[optind];
-	if (share && !(flags & DC_OPEN_READ_ONLY))
+	if (a.share && a.rw)
 		ctl_usage(
 			"--force-share reads without locks: it cannot be used with --rw");
-	if (share) {
-		flags |= DC_OPEN_FORCE_SHARE;
-		ctl_err("warning: --force-share: not locking '%s'; a writer may be "
-			"changing it, so what is shown may be inconsistent",
-			spec);
-	}
+	flags |= ctl_force_share(a.share, spec, "what is shown may be inconsistent");
 	d = ctl_open(spec, flags);
 	if (!d)
 		return CTL_EXIT_FAIL;
@@ -273,7 +267,7 @@ int ctl_info(int argc, char **argv)
 		dc_close(d);
 		return CTL_EXIT_FAIL;
 	}
-	if (json)
+	if (a.json)
 		ctl_info_json(spec, &in, &ch);
 	else
 		ctl_info_human(spec, &in, &ch);

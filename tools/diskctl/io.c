@@ -38,27 +38,29 @@ static void ctl_hexdump(const unsigned char *p, size_t len, uint64_t base)
 	}
 }
 
+struct ctl_read_args {
+	bool raw;
+};
+
+const struct ctl_opt ctl_read_opts[] = {
+	CTL_OPT("hex", 0, CTL_OPT_FALSE, struct ctl_read_args, raw, NULL,
+		"a hex dump (the default)"),
+	CTL_OPT("raw", 0, CTL_OPT_TRUE, struct ctl_read_args, raw, NULL,
+		"the bytes themselves"),
+	{ 0 },
+};
+
 int ctl_read(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "hex", no_argument, NULL, 'x' },
-		{ "raw", no_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	bool raw = false;
-	uint64_t sector, count, ss, done = 0;
-	const char *spec;
+	struct ctl_read_args a = { 0 };
+	char **ops = ctl_parse(argc, argv, &a, NULL);
+	const char *spec = ops[0];
+	uint64_t sector = ctl_arg_u64("SECTOR", ops[1], 0, UINT64_MAX),
+		 count = ctl_arg_u64("COUNT", ops[2], 0, UINT64_MAX), ss, done = 0;
 	unsigned char *buf;
 	dc_disk *d;
-	int c, rc = 0;
+	int rc = 0;
 
-	while ((c = ctl_getopt(argc, argv, "h", lo)) != -1)
-		raw = c == 'r';
-	ctl_operands(argc, argv, 3, 3, "SPEC SECTOR COUNT");
-	spec = argv[optind];
-	sector = ctl_arg_u64("SECTOR", argv[optind + 1], 0, UINT64_MAX);
-	count = ctl_arg_u64("COUNT", argv[optind + 2], 0, UINT64_MAX);
 	d = ctl_open(spec, DC_OPEN_READ_ONLY);
 	if (!d)
 		return CTL_EXIT_FAIL;
@@ -78,7 +80,7 @@ int ctl_read(int argc, char **argv)
 				   spec, sector + done, n, dc_sector_count(d));
 			break;
 		}
-		if (raw)
+		if (a.raw)
 			fwrite(buf, 1, n * ss, stdout);
 		else
 			ctl_hexdump(buf, n * ss, (sector + done) * ss);
@@ -158,51 +160,43 @@ static unsigned char *ctl_write_file(const char *file, uint64_t ss, size_t *len)
 	return buf;
 }
 
+struct ctl_write_args {
+	const char *pattern, *count, *file;
+	bool fua;
+};
+
+const struct ctl_opt ctl_write_opts[] = {
+	CTL_OPT("pattern", 0, CTL_OPT_STRING, struct ctl_write_args, pattern, "BYTE",
+		"fill the sectors with BYTE (0..255, or 0xNN)"),
+	CTL_OPT("count", 0, CTL_OPT_STRING, struct ctl_write_args, count, "N",
+		"write N sectors of --pattern"),
+	CTL_OPT("file", 0, CTL_OPT_STRING, struct ctl_write_args, file, "F",
+		"write F's bytes ('-': stdin)"),
+	CTL_OPT("fua", 0, CTL_OPT_TRUE, struct ctl_write_args, fua, NULL,
+		"write with force unit access"),
+	{ 0 },
+};
+
 int ctl_write(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "pattern", required_argument, NULL, 'p' },
-		{ "count", required_argument, NULL, 'c' },
-		{ "file", required_argument, NULL, 'f' },
-		{ "fua", no_argument, NULL, 'F' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	const char *pattern = NULL, *file = NULL, *count_s = NULL, *spec;
-	uint64_t sector, ss, count = 0, byte = 0;
-	uint32_t flags = 0;
+	struct ctl_write_args a = { 0 };
+	char **ops = ctl_parse(argc, argv, &a, NULL);
+	const char *spec = ops[0], *pattern = a.pattern, *file = a.file;
+	uint64_t sector = ctl_arg_u64("SECTOR", ops[1], 0, UINT64_MAX), ss, count = 0,
+		 byte = 0;
 	unsigned char *buf;
 	size_t len;
 	dc_disk *d;
-	int c, rc, detail;
+	int rc, detail;
 
-	while ((c = ctl_getopt(argc, argv, "h", lo)) != -1) {
-		switch (c) {
-		case 'p':
-			pattern = optarg;
-			break;
-		case 'c':
-			count_s = optarg;
-			break;
-		case 'f':
-			file = optarg;
-			break;
-		case 'F':
-			flags |= DC_IO_FUA;
-			break;
-		}
-	}
-	ctl_operands(argc, argv, 2, 2, "SPEC SECTOR");
-	spec = argv[optind];
-	sector = ctl_arg_u64("SECTOR", argv[optind + 1], 0, UINT64_MAX);
 	if (!!pattern == !!file)
 		ctl_usage("give either --pattern BYTE --count N or --file F");
-	if (pattern && !count_s)
+	if (pattern && !a.count)
 		ctl_usage("--pattern needs --count N (sectors)");
-	if (file && count_s)
+	if (file && a.count)
 		ctl_usage("--count goes with --pattern, not --file");
-	if (count_s)
-		count = ctl_arg_u64("--count", count_s, 1, UINT32_MAX);
+	if (a.count)
+		count = ctl_arg_u64("--count", a.count, 1, UINT32_MAX);
 	if (pattern)
 		byte = ctl_arg_u64("--pattern", pattern, 0, 255);
 	d = ctl_open(spec, 0);
@@ -215,7 +209,7 @@ int ctl_write(int argc, char **argv)
 		dc_close(d);
 		return CTL_EXIT_FAIL;
 	}
-	rc = ctl_io(d, DC_OP_WRITE, sector, buf, len, flags, &detail);
+	rc = ctl_io(d, DC_OP_WRITE, sector, buf, len, a.fua ? DC_IO_FUA : 0, &detail);
 	if (rc < 0)
 		ctl_err_io(rc, detail,
 			   "write '%s' sectors %" PRIu64 "+%" PRIu64 " (disk has %" PRIu64

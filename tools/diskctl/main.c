@@ -1,65 +1,47 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * diskctl: the command-line front end of diskcore, and its reference consumer
- * (diskctl.h). This file dispatches to the subcommands and holds their help.
+ * (diskctl.h). This file dispatches to the subcommands and holds their help;
+ * each subcommand's file holds its table of options (the rest of the help).
  */
 #include "diskctl.h"
 
 #include "../serve.h"
 
+#include <getopt.h>
 #include <string.h>
 
 const struct ctl_cmd *ctl_current;
 
 static const struct ctl_cmd ctl_cmds[] = {
-	{ "info", "show a disk's metadata and its chain",
-	  "info [--json] [--rw] [-U|--force-share] SPEC\n\n"
+	{ "info", "show a disk's metadata and its chain", "SPEC", 1, 1, "SPEC",
 	  "Open SPEC read-only and print its metadata (size, sector sizes, read-only,\n"
 	  "FUA, unmap behaviour, disk id, type) and every element of the chain with\n"
-	  "the details its plugin describes.\n\n"
-	  "  --json   print one JSON object; strings are valid UTF-8 (a byte that is\n"
-	  "           not part of valid UTF-8 is written as \\u00XX, XX its value)\n"
-	  "  --rw     open read-write, so that create= or ;overwrite in SPEC may\n"
-	  "           make or replace an image ('diskctl create' says it plainer)\n"
-	  "  --ro     open read-only (the default; the last of --ro and --rw counts)\n"
-	  "  -U, --force-share\n"
-	  "           take no image locks, to look at an image a VMM holds open\n"
-	  "           (with a warning: it may be changing underneath)\n",
-	  ctl_info },
-	{ "plugins", "list the plugins on the search path",
-	  "plugins [--json]\n\n"
+	  "the details its plugin describes.\n",
+	  ctl_info_opts, ctl_info },
+	{ "plugins", "list the plugins on the search path", NULL, 0, 0, "",
 	  "Load every plugin file on the search path ($DISKCORE_PLUGIN_PATH, which\n"
 	  "replaces the built-in directory; an empty element stands for it) and\n"
 	  "print its name, kind, version, summary, usage and spec forms with their\n"
-	  "options; files that were refused say why.\n\n"
-	  "  --json   print one JSON object\n",
-	  ctl_plugins },
-	{ "cp", "copy one disk to another",
-	  "cp [--sparse|--no-sparse] [-q] [--bs SIZE] [--qd N] SRC DST\n\n"
+	  "options; files that were refused say why.\n",
+	  ctl_plugins_opts, ctl_plugins },
+	{ "cp", "copy one disk to another", "SRC DST", 2, 2, "SRC and DST",
 	  "Copy every sector of SRC (opened read-only) to the start of DST, which\n"
 	  "must be at least as large. DST is flushed at the end. SIGINT or SIGTERM\n"
 	  "stops the copy cleanly and says how much of SRC DST holds (exit status\n"
-	  "128 + the signal's number).\n\n"
-	  "  --sparse      all-zero chunks are unmapped on DST when DST's unmapped\n"
-	  "                sectors read as zero (the default)\n"
-	  "  --no-sparse   write every chunk\n"
-	  "  -q, --quiet   no progress bar, no summary\n"
-	  "  --bs SIZE     chunk size, a power of two (default 1M)\n"
-	  "  --qd N        chunks in flight (default 16)\n",
-	  ctl_cp },
-	{ "read", "dump sectors",
-	  "read SPEC SECTOR COUNT [--hex|--raw]\n\n"
+	  "128 + the signal's number).\n",
+	  ctl_cp_opts, ctl_cp },
+	{ "read", "dump sectors", "SPEC SECTOR COUNT", 3, 3, "SPEC SECTOR COUNT",
 	  "Read COUNT sectors from SECTOR and print them as a hex dump (xxd style,\n"
 	  "offsets in bytes from the start of the disk) or as raw bytes.\n",
-	  ctl_read },
-	{ "write", "write sectors",
-	  "write SPEC SECTOR [--pattern BYTE --count N | --file F] [--fua]\n\n"
-	  "Write N sectors filled with BYTE (0..255, or 0xNN), or the contents of\n"
-	  "file F ('-' for stdin; a multiple of the sector size) at SECTOR, then flush.\n\n"
-	  "  --fua   write with force unit access\n",
-	  ctl_write },
+	  ctl_read_opts, ctl_read },
+	{ "write", "write sectors", "SPEC SECTOR", 2, 2, "SPEC SECTOR",
+	  "Write N sectors filled with BYTE (--pattern BYTE --count N), or the\n"
+	  "contents of file F (--file F, a multiple of the sector size) at SECTOR,\n"
+	  "then flush.\n",
+	  ctl_write_opts, ctl_write },
 	{ "create", "make a new image: raw, VHD, VHDX, SQLite, differencing",
-	  "create [--parent PARENT] [--overwrite] [-q] SPEC [SIZE]\n\n"
+	  "SPEC [SIZE]", 1, 2, "SPEC",
 	  "Make the image SPEC names, SIZE bytes of zeroes, through the options its\n"
 	  "plugin declares for creating ('diskctl plugins' lists them). The kind\n"
 	  "picks the format; options in SPEC shape it:\n"
@@ -73,13 +55,10 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "left out): vhd: and vhdx: over an image of their own format (a path,\n"
 	  "relative to the current directory, or vhd:PATH / vhdx:PATH; the child\n"
 	  "stores where it is relative to itself, and absolute), sqldiff:X.dbhd over\n"
-	  "any spec. An existing file is never replaced without --overwrite.\n\n"
-	  "  --parent PARENT  make a differencing image over PARENT\n"
-	  "  --overwrite      replace an existing file (not one another open holds)\n"
-	  "  -q, --quiet      print nothing on success\n",
-	  ctl_create },
-	{ "convert", "copy a disk into a new image of any format",
-	  "convert [--sparse] [-q] [--bs SIZE] [--qd N] SRC DST\n\n"
+	  "any spec. An existing file is never replaced without --overwrite.\n",
+	  ctl_create_opts, ctl_create },
+	{ "convert", "copy a disk into a new image of any format", "SRC DST", 2, 2,
+	  "SRC and DST",
 	  "Copy every sector of SRC (opened read-only) to DST. When DST's file does\n"
 	  "not exist it is made first, as 'diskctl create DST SIZE' makes it, with\n"
 	  "SRC's size (and SRC's sector size where DST's format has a choice), so\n"
@@ -88,67 +67,41 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "shows on a terminal. SIGINT or SIGTERM stops the copy cleanly: the\n"
 	  "chunks in flight finish, DST is flushed, and the message says how much\n"
 	  "of SRC it holds (it is incomplete); the exit status is then 128 + the\n"
-	  "signal's number (130 for SIGINT).\n\n"
-	  "  --sparse      an all-zero chunk is not written to a DST made here (it\n"
-	  "                reads zeroes already, and a dynamic image stays small); on\n"
-	  "                an existing DST it is unmapped where DST's unmapped\n"
-	  "                sectors read as zero, else written\n"
-	  "  -q, --quiet   no progress bar, no summary\n"
-	  "  --bs SIZE     chunk size, a power of two (default 1M)\n"
-	  "  --qd N        chunks in flight (default 16)\n",
-	  ctl_convert },
-	{ "compare", "say whether two disks hold the same bytes",
-	  "compare [-s|--strict] [-q] [--bs SIZE] [--qd N] A B\n\n"
+	  "signal's number (130 for SIGINT).\n",
+	  ctl_convert_opts, ctl_convert },
+	{ "compare", "say whether two disks hold the same bytes", "A B", 2, 2, "A and B",
 	  "Read A and B (read-only) and print 'identical: N bytes', or 'differ at\n"
 	  "byte N' with the first byte that differs. Disks of different sizes\n"
 	  "compare equal when the larger holds only zeroes past the end of the\n"
 	  "smaller (as qemu-img compare). Exit status: 0 identical, 1 different,\n"
-	  "2 an error (or wrong usage), as qemu-img compare.\n\n"
-	  "  -s, --strict  disks of different sizes differ, at the smaller's end\n"
-	  "  -q, --quiet   print nothing; the exit status says\n"
-	  "  --bs SIZE     chunk size, a power of two (default 1M)\n"
-	  "  --qd N        chunks of each disk in flight (default 16)\n",
-	  ctl_compare },
-	{ "check", "check the metadata of every image in a chain",
-	  "check [--json] [-q] [-U|--force-share] SPEC\n\n"
+	  "2 an error (or wrong usage), as qemu-img compare.\n",
+	  ctl_compare_opts, ctl_compare },
+	{ "check", "check the metadata of every image in a chain", "SPEC", 1, 1, "SPEC",
 	  "Open SPEC read-only and let every element that can (image formats:\n"
 	  "allocation tables, logs, refcounts, databases) check its metadata;\n"
 	  "print each finding as 'KIND: ELEMENT: MESSAGE' and a summary.\n"
 	  "Exit status, as qemu-img check: 0 no errors, 2 corruptions, 3 leaks\n"
-	  "only, 63 no element can check itself, 1 the check could not run.\n\n"
-	  "  --json           one JSON object: findings, checked, corruptions, leaks\n"
-	  "  -q, --quiet      print corruptions and leaks only\n"
-	  "  -U, --force-share  take no image locks (findings may be false while\n"
-	  "                   a writer changes the image)\n",
-	  ctl_check },
+	  "only, 63 no element can check itself, 1 the check could not run.\n",
+	  ctl_check_opts, ctl_check },
 	{ "map",
 	  "show where a disk's data, zeroes and holes are, and which layer holds them",
-	  "map [--json] [--start OFFSET] [--length LEN] [-U|--force-share] SPEC\n\n"
+	  "SPEC", 1, 1, "SPEC",
 	  "Open SPEC read-only and print its extents in order: start and length in\n"
 	  "bytes, the kind, and the layer of the chain that holds them (0 is the\n"
 	  "top; '-' where no layer does and the bytes read as zero).\n"
 	  "Kinds: data; zero (reads as zeroes); hole (no storage, reads as zeroes);\n"
 	  "unallocated (no storage here, but not known to read as zero: below\n"
-	  "crypt). What a plugin cannot tell is shown as data.\n\n"
-	  "  --json          one JSON array of {start, length, data, zero, hole,\n"
-	  "                  layer, layer_spec}\n"
-	  "  --start OFFSET  begin at this byte (default 0)\n"
-	  "  --length LEN    map this many bytes (default: to the end)\n"
-	  "  -U, --force-share  take no image locks (a writer may be changing it)\n",
-	  ctl_map },
-	{ "resize", "change a disk's size",
-	  "resize [--shrink] [-q] SPEC [+|-]SIZE\n\n"
+	  "crypt). What a plugin cannot tell is shown as data.\n",
+	  ctl_map_opts, ctl_map },
+	{ "resize", "change a disk's size", "SPEC [+|-]SIZE", 2, 2, "SPEC and SIZE",
 	  "Open SPEC read-write and change its size to SIZE bytes (or by SIZE,\n"
 	  "with + or -) through the chain's resize (mem:, sql:, rbd:, and qcow2:\n"
 	  "and vhd: growing), then flush and print the new size. SIZE must be a\n"
 	  "whole number of sectors. Shrinking drops what lies past the new end\n"
-	  "and is refused without --shrink (as qemu-img resize).\n\n"
-	  "  --shrink     allow making the disk smaller (a warning says how much\n"
-	  "               data is dropped)\n"
-	  "  -q, --quiet  print nothing on success\n",
-	  ctl_resize },
-	{ "commit", "merge the top layer of a differencing chain into its parent",
-	  "commit [-q] [--bs SIZE] [--qd N] SPEC\n\n"
+	  "and is refused without --shrink (as qemu-img resize).\n",
+	  ctl_resize_opts, ctl_resize },
+	{ "commit", "merge the top layer of a differencing chain into its parent", "SPEC",
+	  1, 1, "SPEC",
 	  "Copy what the top layer of SPEC holds (a vhd: or vhdx: child, the\n"
 	  "sqldiff: layer of sqldiff:PATH:LOWER) into the layer below it, opened\n"
 	  "writable on its own, then flush it, as qemu-img commit -d: the top\n"
@@ -156,34 +109,16 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "the new parent; a vhdx: child no longer opens, as its parent changed).\n"
 	  "SPEC is read without locks, the parent is locked for writing. SIGINT,\n"
 	  "SIGTERM or an error stops it, saying how far it got; a chain that\n"
-	  "still opens reads the same, so it can be run again.\n\n"
-	  "  -q, --quiet  print nothing on success\n"
-	  "  --bs SIZE    chunk size, a power of two (default 1M)\n"
-	  "  --qd N       chunks in flight (default 16)\n",
-	  ctl_commit },
-	{ "bench", "measure IOPS, throughput and latency",
-	  "bench [--rw read|write|randread|randwrite] [--bs SIZE] [--qd N]\n"
-	  "             [--time SEC | --count N] [--threads N] [--ro] [--poll] [--no-wait]\n"
-	  "             [--prefill] [--json] SPEC\n\n"
+	  "still opens reads the same, so it can be run again.\n",
+	  ctl_commit_opts, ctl_commit },
+	{ "bench", "measure IOPS, throughput and latency", "SPEC", 1, 1, "SPEC",
 	  "Keep QD requests of BS bytes in flight on each of N threads (one queue each)\n"
 	  "and print IOPS, MB/s (10^6 bytes) and latency percentiles. Random offsets\n"
-	  "are aligned to BS. Write workloads overwrite the disk.\n\n"
-	  "  --rw MODE     workload (default randread)\n"
-	  "  --bs SIZE     request size, a multiple of the sector size (default 4K)\n"
-	  "  --qd N        requests in flight per thread (default 32)\n"
-	  "  --time SEC    run this long (default 5)\n"
-	  "  --count N     run N requests in all instead\n"
-	  "  --threads N   submitting threads (default 1)\n"
-	  "  --ro          open read-only\n"
-	  "  --poll        reap completions with dc_queue_reap() instead of taking\n"
-	  "                callbacks\n"
-	  "  --no-wait     never drive the queues with dc_queue_wait(); by default a\n"
-	  "                chain that can reap on the submitting thread (blockdev)\n"
-	  "                is driven by it, and the rest wait on the queue's eventfd\n"
-	  "  --prefill     first write data over the whole disk (not timed)\n"
-	  "  --json        print one JSON object\n",
-	  ctl_bench },
-	{ "serve", SERVE_SUMMARY, SERVE_USAGE, serve_main }, /* tools/serve/ */
+	  "are aligned to BS. Write workloads overwrite the disk. Give --time or\n"
+	  "--count, not both.\n",
+	  ctl_bench_opts, ctl_bench },
+	{ "serve", SERVE_SUMMARY, NULL, 0, 0, NULL, SERVE_USAGE, NULL,
+	  serve_main }, /* tools/serve/ */
 };
 
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

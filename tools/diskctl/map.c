@@ -12,7 +12,8 @@
 #include <string.h>
 
 struct ctl_map {
-	bool json;
+	bool json, share;
+	uint64_t start, length;
 	size_t count;
 	struct ctl_layers layers; /* names the extents' layers */
 };
@@ -57,44 +58,29 @@ static int ctl_map_print(void *arg, const struct dc_extent *e)
 	return 0;
 }
 
+const struct ctl_opt ctl_map_opts[] = {
+	CTL_OPT("json", 0, CTL_OPT_TRUE, struct ctl_map, json, NULL,
+		"one JSON array of {start, length, data, zero, hole,\n"
+		"layer, layer_spec}"),
+	CTL_OPT("start", 0, CTL_OPT_SIZE, struct ctl_map, start, "OFFSET",
+		"begin at this byte (default 0)", .min = 0, .max = UINT64_MAX),
+	CTL_OPT("length", 0, CTL_OPT_SIZE, struct ctl_map, length, "LEN",
+		"map this many bytes (default: to the end)", .min = 0, .max = UINT64_MAX),
+	CTL_OPT("force-share", 'U', CTL_OPT_TRUE, struct ctl_map, share, NULL,
+		"take no image locks (a writer may be changing it)"),
+	{ 0 },
+};
+
 int ctl_map(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "start", required_argument, NULL, 's' },
-		{ "length", required_argument, NULL, 'l' },
-		{ "force-share", no_argument, NULL, 'U' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	struct ctl_map m = { 0 };
-	uint64_t start = 0, length = UINT64_MAX;
-	uint32_t flags = DC_OPEN_READ_ONLY;
+	struct ctl_map m = { .length = UINT64_MAX };
+	const char *spec = ctl_parse(argc, argv, &m, NULL)[0];
 	dc_disk *d;
-	int c, rc;
+	int rc;
 
-	while ((c = ctl_getopt(argc, argv, "U", opts)) != -1) {
-		switch (c) {
-		case 'U':
-			flags |= DC_OPEN_FORCE_SHARE;
-			break;
-		case 'j':
-			m.json = true;
-			break;
-		case 's':
-			start = ctl_arg_size("--start", optarg);
-			break;
-		case 'l':
-			length = ctl_arg_size("--length", optarg);
-			break;
-		}
-	}
-	ctl_operands(argc, argv, 1, 1, "SPEC");
-	if (flags & DC_OPEN_FORCE_SHARE)
-		ctl_err("warning: --force-share: not locking '%s'; a writer may be "
-			"changing it, so the map may be out of date",
-			argv[optind]);
-	d = ctl_open(argv[optind], flags);
+	d = ctl_open(spec,
+		     DC_OPEN_READ_ONLY | ctl_force_share(m.share, spec,
+							 "the map may be out of date"));
 	if (!d)
 		return CTL_EXIT_FAIL;
 	ctl_layers_get(d, &m.layers);
@@ -102,11 +88,11 @@ int ctl_map(int argc, char **argv)
 		printf("[");
 	else
 		printf("%-20s %-20s %-12s %s\n", "start", "length", "kind", "layer");
-	rc = dc_map(d, start, length, ctl_map_print, &m);
+	rc = dc_map(d, m.start, m.length, ctl_map_print, &m);
 	if (m.json)
 		printf("%s]\n", m.count ? "\n" : "");
 	if (rc < 0)
-		ctl_err("%s: %s", argv[optind], ctl_last_error(rc));
+		ctl_err("%s: %s", spec, ctl_last_error(rc));
 	ctl_layers_free(&m.layers);
 	dc_close(d);
 	return rc < 0 ? CTL_EXIT_FAIL : 0;

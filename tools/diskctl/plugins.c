@@ -182,21 +182,19 @@ static int ctl_plugins_cb(void *arg, const char *path, const struct dc_plugin *p
 	return 0;
 }
 
+const struct ctl_opt ctl_plugins_opts[] = {
+	CTL_OPT("json", 0, CTL_OPT_TRUE, struct ctl_plugins, json, NULL,
+		"print one JSON object"),
+	{ 0 },
+};
+
 int ctl_plugins(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
 	struct ctl_plugins st = { 0 };
 	const char *path;
-	int c, rc;
+	int rc;
 
-	while ((c = ctl_getopt(argc, argv, "h", lo)) != -1)
-		if (c == 'j')
-			st.json = true;
-	ctl_operands(argc, argv, 0, 0, "");
+	ctl_parse(argc, argv, &st, NULL);
 	path = dc_plugin_path();
 	if (st.json) {
 		printf("{\"search_path\": ");

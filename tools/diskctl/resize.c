@@ -67,36 +67,36 @@ static int ctl_resize_shrink(dc_disk *d, const char *spec, uint64_t old, uint64_
 	return 0;
 }
 
+struct ctl_resize_args {
+	bool shrink, quiet;
+};
+
+const struct ctl_opt ctl_resize_opts[] = {
+	CTL_OPT("shrink", 0, CTL_OPT_TRUE, struct ctl_resize_args, shrink, NULL,
+		"allow making the disk smaller (a warning says how much\n"
+		"data is dropped)"),
+	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_resize_args, quiet, NULL,
+		"print nothing on success"),
+	{ 0 },
+};
+
 int ctl_resize(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "shrink", no_argument, NULL, 's' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
-	bool shrink = false, quiet = false;
+	struct ctl_resize_args a = { 0 };
+	char **ops = ctl_parse(argc, argv, &a, NULL);
+	const char *spec = ops[0];
 	uint64_t old, size;
-	const char *spec;
 	uint32_t ss;
 	dc_disk *d;
 	char hb[32];
 	int c, rc = CTL_EXIT_FAIL;
 
-	while ((c = ctl_getopt(argc, argv, "q", opts)) != -1) {
-		if (c == 's')
-			shrink = true;
-		else if (c == 'q')
-			quiet = true;
-	}
-	ctl_operands(argc, argv, 2, 2, "SPEC and SIZE");
-	spec = argv[optind];
 	d = ctl_open(spec, 0);
 	if (!d)
 		return CTL_EXIT_FAIL;
 	ss = dc_sector_size(d);
 	old = dc_sector_count(d) * ss;
-	size = ctl_resize_target(argv[optind + 1], old);
+	size = ctl_resize_target(ops[1], old);
 	if (size == 0 || size % ss) {
 		ctl_err("SIZE %" PRIu64 " is not a whole, non-zero number of the "
 			"%" PRIu32 "-byte sectors of '%s' (%" PRIu64 " would be)",
@@ -104,12 +104,12 @@ int ctl_resize(int argc, char **argv)
 		goto out;
 	}
 	if (size == old) {
-		if (!quiet)
+		if (!a.quiet)
 			printf("'%s' is already %" PRIu64 " bytes\n", spec, size);
 		rc = 0;
 		goto out;
 	}
-	if (size < old && ctl_resize_shrink(d, spec, old, size, shrink) < 0)
+	if (size < old && ctl_resize_shrink(d, spec, old, size, a.shrink) < 0)
 		goto out;
 	c = dc_resize(d, size / ss);
 	if (c < 0) {
@@ -118,7 +118,7 @@ int ctl_resize(int argc, char **argv)
 	}
 	rc = ctl_flush(d, spec) < 0 ? CTL_EXIT_FAIL : 0;
 	size = dc_sector_count(d) * ss;
-	if (!rc && !quiet) {
+	if (!rc && !a.quiet) {
 		ctl_human_bytes(size, hb, sizeof(hb));
 		printf("resized '%s' from %" PRIu64 " to %" PRIu64 " bytes (%s)\n", spec,
 		       old, size, hb);

@@ -4,6 +4,7 @@
 #include "diskctl.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -13,11 +14,6 @@
 #include <unistd.h>
 
 /* --- messages -------------------------------------------------------------- */
-
-void ctl_help(const struct ctl_cmd *c, FILE *f)
-{
-	fprintf(f, "usage: diskctl %s", c->usage);
-}
 
 void ctl_usage(const char *fmt, ...)
 {
@@ -137,40 +133,6 @@ uint64_t ctl_now_ns(void)
 
 /* --- arguments ------------------------------------------------------------- */
 
-int ctl_getopt(int argc, char **argv, const char *shortopts,
-	       const struct option *longopts)
-{
-	char opts[16];
-	int c;
-
-	/* A leading ':' makes getopt report a missing argument as ':'. */
-	snprintf(opts, sizeof(opts), ":%s", shortopts);
-	opterr = 0;
-	c = getopt_long(argc, argv, opts, longopts, NULL);
-	if (c == 'h') {
-		ctl_help(ctl_current, stdout);
-		exit(0);
-	}
-	if (c == '?') {
-		if (optopt)
-			ctl_usage("unknown option '-%c'", optopt);
-		ctl_usage("unknown option '%s'", argv[optind - 1]);
-	}
-	if (c == ':')
-		ctl_usage("option '%s' needs an argument", argv[optind - 1]);
-	return c;
-}
-
-void ctl_operands(int argc, char **argv, int min, int max, const char *what)
-{
-	int n = argc - optind;
-
-	if (n < min)
-		ctl_usage("missing %s", what);
-	if (n > max)
-		ctl_usage("unexpected argument '%s'", argv[optind + max]);
-}
-
 bool ctl_parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
@@ -207,6 +169,245 @@ uint64_t ctl_arg_size(const char *what, const char *s)
 	if (!s || !*s || dc_parse_size(s, &v) < 0)
 		ctl_usage("%s: '%s' is not a size (e.g. 4096, 4K, 1M)", what, s ? s : "");
 	return v;
+}
+
+/* --- options: parsing and usage from one table ---------------------------- */
+
+#define CTL_MAX_OPTS 24
+#define CTL_OPT_VAL 256 /* getopt_long's value for row i: CTL_OPT_VAL + i */
+
+static bool ctl_opt_has_arg(const struct ctl_opt *o)
+{
+	return o->kind != CTL_OPT_TRUE && o->kind != CTL_OPT_FALSE;
+}
+
+/* 1G, 4K or 512: a bound as a user would type it. */
+static const char *ctl_size_text(uint64_t v, char *buf, size_t len)
+{
+	static const char units[] = "KMGTPE";
+	int u = -1;
+
+	while (v && v % 1024 == 0 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%" PRIu64 "%.*s", v, u >= 0, u >= 0 ? &units[u] : "");
+	return buf;
+}
+
+static int ctl_arg_enum(const char *what, const char *s, const char *const *names)
+{
+	char list[256] = "";
+	size_t n = 0, at = 0;
+
+	for (; names[n]; n++)
+		if (!strcmp(s, names[n]))
+			return (int)n;
+	for (size_t i = 0; i < n; i++)
+		at += snprintf(list + at, at < sizeof(list) ? sizeof(list) - at : 0,
+			       "%s%s",
+			       i == 0	  ? "" :
+			       i + 1 == n ? " or " :
+					    ", ",
+			       names[i]);
+	ctl_usage("%s: '%s' is not %s", what, s, list);
+}
+
+static double ctl_arg_seconds(const char *what, const char *s, uint64_t max)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end || !(v > 0) || v > (double)max)
+		ctl_usage("%s: '%s' is not a positive number of seconds", what, s);
+	return v;
+}
+
+/* Store row o's value, parsed from arg, into args. */
+static void ctl_opt_store(const struct ctl_opt *o, void *args, const char *arg)
+{
+	void *p = (char *)args + o->off;
+	char what[48], lo[24], hi[24];
+	uint64_t v;
+
+	snprintf(what, sizeof(what), "--%s", o->name);
+	switch (o->kind) {
+	case CTL_OPT_TRUE:
+	case CTL_OPT_FALSE:
+		*(bool *)p = o->kind == CTL_OPT_TRUE;
+		break;
+	case CTL_OPT_UINT:
+		*(uint64_t *)p = ctl_arg_u64(what, arg, o->min, o->max);
+		break;
+	case CTL_OPT_SIZE:
+		v = ctl_arg_size(what, arg);
+		if (v < o->min || v > o->max || (o->pow2 && (v & (v - 1))))
+			ctl_usage("%s must be %sfrom %s to %s", what,
+				  o->pow2 ? "a power of two " : "",
+				  ctl_size_text(o->min, lo, sizeof(lo)),
+				  ctl_size_text(o->max, hi, sizeof(hi)));
+		*(uint64_t *)p = v;
+		break;
+	case CTL_OPT_STRING:
+		*(const char **)p = arg;
+		break;
+	case CTL_OPT_ENUM:
+		*(int *)p = ctl_arg_enum(what, arg, o->names);
+		break;
+	case CTL_OPT_SECONDS:
+		*(double *)p = ctl_arg_seconds(what, arg, o->max);
+		break;
+	}
+}
+
+/* getopt_long's tables for cmd's rows; the number of rows. */
+static size_t ctl_opt_tables(const struct ctl_cmd *cmd, struct option *lo,
+			     char *shortopts)
+{
+	const struct ctl_opt *o = cmd->opts;
+	size_t n = 0, k = 0;
+
+	/* ':' first: a missing argument is reported as ':'. */
+	shortopts[k++] = ':';
+	shortopts[k++] = 'h';
+	for (; o && o[n].name && n < CTL_MAX_OPTS; n++) {
+		lo[n] = (struct option){ o[n].name,
+					 ctl_opt_has_arg(&o[n]) ? required_argument :
+								  no_argument,
+					 NULL, CTL_OPT_VAL + (int)n };
+		if (o[n].letter) {
+			shortopts[k++] = o[n].letter;
+			if (ctl_opt_has_arg(&o[n]))
+				shortopts[k++] = ':';
+		}
+	}
+	lo[n] = (struct option){ "help", no_argument, NULL, 'h' };
+	lo[n + 1] = (struct option){ 0 };
+	shortopts[k] = '\0';
+	return n;
+}
+
+char **ctl_parse(int argc, char **argv, void *args, int *nargs)
+{
+	const struct ctl_cmd *cmd = ctl_current;
+	struct option lo[CTL_MAX_OPTS + 2];
+	char shortopts[2 * CTL_MAX_OPTS + 3];
+	size_t n = ctl_opt_tables(cmd, lo, shortopts);
+	int c, left;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, shortopts, lo, NULL)) != -1) {
+		if (c == 'h') {
+			ctl_help(cmd, stdout);
+			exit(0);
+		}
+		if (c == '?') {
+			if (optopt > 0 && optopt < CTL_OPT_VAL)
+				ctl_usage("unknown option '-%c'", optopt);
+			ctl_usage("unknown option '%s'", argv[optind - 1]);
+		}
+		if (c == ':')
+			ctl_usage("option '%s' needs an argument", argv[optind - 1]);
+		for (size_t i = 0; c < CTL_OPT_VAL && i < n; i++)
+			if (cmd->opts[i].letter == c)
+				c = CTL_OPT_VAL + (int)i;
+		ctl_opt_store(&cmd->opts[c - CTL_OPT_VAL], args, optarg);
+	}
+	left = argc - optind;
+	if (left < cmd->min)
+		ctl_usage("missing %s", cmd->missing);
+	if (left > cmd->max)
+		ctl_usage("unexpected argument '%s'", argv[optind + cmd->max]);
+	if (nargs)
+		*nargs = left;
+	return argv + optind;
+}
+
+/* The usage line: each option in brackets, then the operands, wrapped
+ * under the command's name. */
+static void ctl_help_synopsis(const struct ctl_cmd *c, FILE *f)
+{
+	int indent = fprintf(f, "usage: diskctl %s", c->name), col = indent;
+	char item[160];
+
+	for (const struct ctl_opt *o = c->opts; o && o->name; o++) {
+		int k = snprintf(item, sizeof(item), " [");
+
+		if (o->letter)
+			k += snprintf(item + k, sizeof(item) - k, "-%c|", o->letter);
+		k += snprintf(item + k, sizeof(item) - k, "--%s", o->name);
+		for (const char *const *e = o->names; e && *e; e++)
+			k += snprintf(item + k, sizeof(item) - k, "%c%s",
+				      e == o->names ? ' ' : '|', *e);
+		if (ctl_opt_has_arg(o) && !o->names)
+			k += snprintf(item + k, sizeof(item) - k, " %s", o->arg);
+		snprintf(item + k, sizeof(item) - k, "]");
+		if (col + (int)strlen(item) > 79)
+			col = fprintf(f, "\n%*s", indent, "") - 1;
+		col += fprintf(f, "%s", item);
+	}
+	if (c->operands && col + 1 + (int)strlen(c->operands) > 79)
+		fprintf(f, "\n%*s", indent, "");
+	fprintf(f, "%s%s\n", c->operands ? " " : "", c->operands ? c->operands : "");
+}
+
+/* "-q, --quiet" or "--bs SIZE", as the option list shows it; its length. */
+static int ctl_opt_label(const struct ctl_opt *o, char *buf, size_t len)
+{
+	int k = 0;
+
+	if (o->letter)
+		k = snprintf(buf, len, "-%c, ", o->letter);
+	return k + snprintf(buf + k, len - k, "--%s%s%s", o->name,
+			    ctl_opt_has_arg(o) ? " " : "",
+			    ctl_opt_has_arg(o) ? o->arg : "");
+}
+
+/* "  -q, --quiet   help", the help's further lines under its first; a
+ * label too long for the column has the help on the next line. */
+static void ctl_help_options(const struct ctl_opt *opts, FILE *f)
+{
+	char label[64];
+	int col = 0;
+
+	for (const struct ctl_opt *o = opts; o->name; o++) {
+		int k = ctl_opt_label(o, label, sizeof(label));
+
+		if (k > col && k <= 18)
+			col = k;
+	}
+	col += 4; /* two spaces before the label, two after */
+	for (const struct ctl_opt *o = opts; o->name; o++) {
+		int k = ctl_opt_label(o, label, sizeof(label)) + 2;
+
+		fprintf(f, "  %s", label);
+		if (k + 2 > col)
+			fprintf(f, "\n%*s", col, "");
+		else
+			fprintf(f, "%*s", col - k, "");
+		for (const char *h = o->help; *h; h++) {
+			fputc(*h, f);
+			if (*h == '\n')
+				fprintf(f, "%*s", col, "");
+		}
+		fputc('\n', f);
+	}
+}
+
+void ctl_help(const struct ctl_cmd *c, FILE *f)
+{
+	if (!c->opts) {
+		fprintf(f, "usage: diskctl %s", c->about);
+		return;
+	}
+	ctl_help_synopsis(c, f);
+	fprintf(f, "\n%s", c->about);
+	if (c->opts->name) {
+		fputc('\n', f);
+		ctl_help_options(c->opts, f);
+	}
 }
 
 /* --- output ---------------------------------------------------------------- */
@@ -330,6 +531,16 @@ dc_disk *ctl_open(const char *spec, uint32_t flags)
 		return NULL;
 	}
 	return d;
+}
+
+uint32_t ctl_force_share(bool share, const char *spec, const char *risk)
+{
+	if (!share)
+		return 0;
+	ctl_err("warning: --force-share: not locking '%s'; a writer may be changing it, "
+		"so %s",
+		spec, risk);
+	return DC_OPEN_FORCE_SHARE;
 }
 
 int ctl_io(dc_disk *d, uint32_t op, uint64_t sector, void *buf, size_t len,
