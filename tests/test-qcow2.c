@@ -2,8 +2,8 @@
 /* The shared conformance suite (tests/conformance.h) over writable qcow2
  * images: new ones diskcore makes (create=, with 64 KiB and 512-byte
  * clusters), and ones qemu-img makes (read-only, version 2, extended L2,
- * 1-bit refcounts, over a raw backing file of random data), plus memdiff:
- * over qcow2. test-qcow2-write.sh checks the images diskcore writes
+ * 1-bit refcounts, over a raw backing file of random data, preallocated,
+ * with an internal snapshot sharing every cluster), plus memdiff: over qcow2. test-qcow2-write.sh checks the images diskcore writes
  * with qemu-img; this checks the disk's behaviour. */
 #include "conformance.h"
 #include "harness.h"
@@ -26,6 +26,16 @@ static int tq_prepare(const char *path, uint64_t size, void *arg)
 			    "'%s' %llu",
 			    (unsigned long long)size, path, path, path,
 			    (unsigned long long)size) == 0 ?
+			       0 :
+			       -EIO;
+	/* "snap:OPTS": an image of OPTS filled by qemu-io, then snapshotted,
+	 * so every cluster the suite writes is shared (copy on write). */
+	if (!strncmp(opts, "snap:", 5))
+		return h_sh("qemu-img create -q -f qcow2 -o '%s' '%s' %llu && qemu-io -f "
+			    "qcow2 -c 'write -P 0x5a 0 %llu' '%s' >/dev/null && "
+			    "qemu-img snapshot -c s1 '%s'",
+			    opts + 5, path, (unsigned long long)size,
+			    (unsigned long long)size, path, path) == 0 ?
 			       0 :
 			       -EIO;
 	return h_sh("qemu-img create -q -f qcow2 -o '%s' '%s' %llu", opts, path,
@@ -75,10 +85,10 @@ static void tq_add(Suite *s, const char *name, const char *tmpl, const char *opt
 		   uint32_t flags)
 {
 	/* Kept for the suite's life (each case reads them when it runs). */
-	static struct conformance_opts o[8];
+	static struct conformance_opts o[12];
 	static unsigned n;
 
-	if (n >= 8)
+	if (n >= 12)
 		abort();
 	o[n] = (struct conformance_opts){ .open_flags = flags,
 					  .prepare = tq_prepare,
@@ -103,6 +113,12 @@ int main(void)
 		tq_add(s, "qcow2-extl2", img, "extended_l2=on,cluster_size=16k", 0);
 		tq_add(s, "qcow2-refcount1", img, "refcount_bits=1,cluster_size=512", 0);
 		tq_add(s, "qcow2-backing", img, "backing", 0);
+		/* Every cluster allocated: writes go in place (the file engine). */
+		tq_add(s, "qcow2-prealloc", img, "preallocation=metadata,cluster_size=4k",
+		       0);
+		tq_add(s, "qcow2-snapshot", img, "snap:cluster_size=4k", 0);
+		tq_add(s, "qcow2-snapshot-extl2", img,
+		       "snap:extended_l2=on,cluster_size=64k", 0);
 		tq_add(s, "memdiff-qcow2", "memdiff:qcow2:@TMP:2M.qcow2@", "backing", 0);
 	} else {
 		fprintf(stderr, "note: no qemu-img: the cases over its images not run\n");

@@ -1,18 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /* qcow2 submit(): a read that one run of data clusters holds whole, inside
- * the file, goes to the asynchronous file engine (common/ioengine; io_uring
- * where the kernel allows) straight from the queue's thread; everything else
- * (compressed, zero or unallocated parts, a read that meets the end of the
- * file, writes, unmaps, flushes) runs the blocking io() on the core's worker
- * pool, as before. Mapping may read an L2 table on a cache miss: metadata
- * blocks only then (issue 17). */
+ * the file, and a write wholly inside clusters it can overwrite in place
+ * (refcount 1, not compressed or zero, subclusters allocated; cached L2
+ * table) go to the asynchronous file engine (common/ioengine; io_uring where
+ * the kernel allows) straight from the queue's thread; everything else
+ * (compressed, zero or unallocated parts, allocating and copy-on-write
+ * writes, a read that meets the end of the file, unmaps, flushes) runs the
+ * blocking io() on the core's worker pool. Mapping a read may read an L2
+ * table on a cache miss: metadata blocks only then (issue 17).
+ *
+ * An in-place write in flight is registered by guest cluster (q->infl) under
+ * the lock that mapped it; a pool writer that would move, free or copy one of
+ * those clusters waits for it (write.c, w_wait()), and new writes of such a
+ * cluster go to the pool meanwhile, so the engine never writes a cluster
+ * that is being freed, reused or copied. */
 #include "qcow2.h"
 
+#include "endian/byteorder.h"
 #include "vhdfmt/vhdfmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -25,10 +35,10 @@ int qcow2_aio_open(struct qcow2 *q)
 	int ret;
 
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", q->fd);
-	q->aio_fd = open(self, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	q->aio_fd =
+		open(self, (q->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
 	if (q->aio_fd < 0)
-		return dc_fail(-errno, "%s: cannot reopen for reading: %s", q->path,
-			       strerror(errno));
+		return dc_fail(-errno, "%s: cannot reopen: %s", q->path, strerror(errno));
 	ret = ioe_file_open(q->aio_fd, false, 0, IOE_AUTO, &q->ioe);
 	if (ret) {
 		close(q->aio_fd);
@@ -45,6 +55,35 @@ void qcow2_aio_close(struct qcow2 *q)
 	if (q->aio_fd >= 0)
 		close(q->aio_fd);
 	q->aio_fd = -1;
+	free(q->infl);
+	q->infl = NULL;
+}
+
+int qcow2_infl_add(struct qcow2 *q, uint64_t c0, uint64_t c1, const void *owner)
+{
+	if (qcow2_room((void **)&q->infl, &q->infl_cap, q->ninfl, sizeof(*q->infl)))
+		return -ENOMEM;
+	q->infl[q->ninfl++] = (struct qcow2_infl){ c0, c1, owner };
+	return 0;
+}
+
+void qcow2_infl_del(struct qcow2 *q, const void *owner)
+{
+	for (uint32_t i = 0; i < q->ninfl; i++)
+		if (q->infl[i].owner == owner) {
+			q->infl[i] = q->infl[--q->ninfl];
+			break;
+		}
+	if (q->nbusy)
+		pthread_cond_broadcast(&q->busy_cond);
+}
+
+bool qcow2_infl_has(const struct qcow2 *q, uint64_t ci)
+{
+	for (uint32_t i = 0; i < q->ninfl; i++)
+		if (ci >= q->infl[i].c0 && ci < q->infl[i].c1)
+			return true;
+	return false;
 }
 
 const char *qcow2_aio_describe(const struct qcow2 *q)
@@ -57,6 +96,19 @@ static void qcow2_io_done(struct ioe_req *io, int res)
 	struct qcow2_rq *r = (struct qcow2_rq *)io;
 
 	dc_complete(r->req, vhdfmt_result(r->req, res == IOE_EOF ? -ENODATA : res));
+}
+
+static void qcow2_write_done(struct ioe_req *io, int res)
+{
+	struct qcow2_rq *r = (struct qcow2_rq *)io;
+	struct qcow2 *q = r->q;
+
+	pthread_mutex_lock(&q->lock);
+	qcow2_infl_del(q, r);
+	/* Set once the data is written: a flush after this must sync it. */
+	q->need_sync = true;
+	pthread_mutex_unlock(&q->lock);
+	dc_complete(r->req, vhdfmt_result(r->req, res == IOE_EOF ? -EIO : res));
 }
 
 static void qcow2_pool_fn(void *arg)
@@ -83,11 +135,68 @@ static bool qcow2_direct_read(struct qcow2 *q, struct dc_req *req, uint64_t *off
 	       m.off + len <= __atomic_load_n(&q->file_size, __ATOMIC_RELAXED);
 }
 
+/* The host offset of guest cluster ci's data when [in, in+len) of it can be
+ * written in place now, from the cached tables only (a miss goes to the
+ * pool, which reads the table); 0 if not. *clean: the L1 and L2 entries are
+ * on disk, so RWF_DSYNC alone makes the write durable. Under lock. */
+static uint64_t qcow2_place(struct qcow2 *q, uint64_t ci, uint64_t in, uint64_t len,
+			    bool *clean)
+{
+	unsigned l2_bits = q->h.cluster_bits - q->entry_shift;
+	uint64_t l1i = ci >> l2_bits, l2i = ci & (q->l2_entries - 1), l1e, e, bm = 0;
+	uint8_t *tab;
+	uint32_t slot;
+
+	if (l1i >= q->h.l1_size || qcow2_busy(q, ci))
+		return 0;
+	l1e = q->l1[l1i];
+	if (!(l1e & QCOW2_COPIED) ||
+	    qcow2_l2_peek(q, l1e & QCOW2_OFFSET_MASK, &tab, &slot) != 0)
+		return 0;
+	tab += l2i << q->entry_shift;
+	e = get_be64(tab);
+	if (q->extl2)
+		bm = get_be64(tab + 8);
+	if (!qcow2_in_place(q, e, bm, in, len) ||
+	    (e & QCOW2_OFFSET_MASK & (q->cluster_size - 1)))
+		return 0;
+	*clean = *clean && !q->slots[slot].dirty && !q->l1_dirty;
+	return e & QCOW2_OFFSET_MASK;
+}
+
+/* Whether req writes in place one run of clusters contiguous in the file:
+ * then registered in flight, its host offset in *off, *clean as above. */
+static bool qcow2_direct_write(struct qcow2 *q, struct qcow2_rq *r, uint64_t *off,
+			       bool *clean)
+{
+	uint64_t goff = r->req->sector * 512, len = r->req->buf.len, cs = q->cluster_size;
+	uint64_t c0 = goff >> q->h.cluster_bits, ci = c0, done = 0, host;
+	bool ok = len != 0;
+
+	*clean = true;
+	*off = 0;
+	pthread_mutex_lock(&q->lock);
+	while (ok && done < len) {
+		uint64_t in = (goff + done) & (cs - 1), n = cs - in;
+
+		n = n < len - done ? n : len - done;
+		host = qcow2_place(q, ci, in, n, clean);
+		ok = host &&
+		     (done == 0 ? (*off = host + in, true) : host + in == *off + done);
+		done += n;
+		ci++;
+	}
+	ok = ok && *off + len <= q->file_size && qcow2_infl_add(q, c0, ci, r) == 0;
+	pthread_mutex_unlock(&q->lock);
+	return ok;
+}
+
 void qcow2_submit(void *inst, struct dc_req *req)
 {
 	struct qcow2 *q = inst;
 	struct qcow2_rq *r = req->ctx;
 	uint64_t off;
+	bool clean;
 
 	r->req = req;
 	r->q = q;
@@ -99,6 +208,23 @@ void qcow2_submit(void *inst, struct dc_req *req)
 		};
 		ioe_submit(req->qctx, &r->io);
 		return;
+	}
+	if (req->op == DC_OP_WRITE && req->qctx && q->writable &&
+	    qcow2_direct_write(q, r, &off, &clean)) {
+		/* FUA: RWF_DSYNC is enough once the mapping is on disk; else
+		 * the pool writes and flushes metadata too. */
+		r->io = (struct ioe_req){ .op = IOE_WRITE,
+					  .fua = (req->flags & DC_IO_FUA) != 0,
+					  .off = off,
+					  .buf = req->buf,
+					  .done = qcow2_write_done };
+		if (!r->io.fua || clean) {
+			ioe_submit(req->qctx, &r->io);
+			return;
+		}
+		pthread_mutex_lock(&q->lock);
+		qcow2_infl_del(q, r);
+		pthread_mutex_unlock(&q->lock);
 	}
 	if (dc_pool_run(qcow2_pool_fn, r) != 0)
 		dc_complete(req, DC_E_IO);

@@ -270,33 +270,77 @@ static int ck_copied(struct ck *c, const uint8_t *l1, uint32_t l1_size)
 	return ret;
 }
 
-static int ck_walk(struct ck *c)
+/* The references of everything but the refcount structures: the header,
+ * the active L1 table (kept in *l1, *l1_size entries) and the snapshots'. */
+static int ck_refs(struct ck *c, uint8_t **l1, uint32_t *l1_size)
 {
 	struct qcow2 *q = c->q;
-	uint8_t raw[12], *l1 = NULL;
-	uint64_t *rct = NULL, n;
+	uint8_t raw[12];
 	int ret;
 
 	/* The active L1 as the header on disk names it (q->h holds the
 	 * snapshot's when one is open). */
+	*l1 = NULL;
 	ret = vhdfmt_pread(q->fd, raw, sizeof(raw), 36);
 	ck_use(c, 0, q->cluster_size);
+	*l1_size = get_be32(raw);
 	if (ret == 0)
-		ret = ck_l1(c, get_be64(raw + 4), get_be32(raw), "active L1 table", &l1);
+		ret = ck_l1(c, get_be64(raw + 4), *l1_size, "active L1 table", l1);
 	if (ret == 0 && q->nsnap && ck_inside(c, q->h.snapshots_off, q->snaps_len))
 		ck_use(c, q->h.snapshots_off, q->snaps_len);
 	for (uint32_t i = 0; ret == 0 && i < q->nsnap; i++)
 		ret = ck_l1(c, q->snaps[i].l1_off, q->snaps[i].l1_size,
 			    "snapshot L1 table", NULL);
+	return ret;
+}
+
+static int ck_walk(struct ck *c)
+{
+	uint8_t *l1 = NULL;
+	uint64_t *rct = NULL, n;
+	uint32_t l1_size;
+	int ret = ck_refs(c, &l1, &l1_size);
+
 	if (ret == 0)
 		ret = ck_rc_tables(c, &rct, &n);
 	if (ret == 0)
 		ret = ck_compare(c, rct, n);
 	if (ret == 0 && l1)
-		ret = ck_copied(c, l1, get_be32(raw));
+		ret = ck_copied(c, l1, l1_size);
 	free(rct);
 	free(l1);
 	return ret;
+}
+
+static void ck_quiet(void *arg, uint32_t kind, const char *msg)
+{
+	(void)arg;
+	(void)kind;
+	(void)msg;
+}
+
+int qcow2_count_refs(struct qcow2 *q, uint64_t fsize, uint32_t **use, uint64_t *nclust)
+{
+	struct ck c = { .q = q, .report = ck_quiet, .fsize = fsize };
+	uint8_t *l1 = NULL;
+	uint32_t l1_size;
+	int ret;
+
+	c.nclust = (fsize + q->cluster_size - 1) >> q->h.cluster_bits;
+	c.use = calloc(c.nclust + 1, sizeof(*c.use));
+	c.buf = malloc(q->cluster_size);
+	ret = c.use && c.buf ? ck_refs(&c, &l1, &l1_size) : -ENOMEM;
+	free(l1);
+	free(c.buf);
+	if (ret == 0 && c.found[DC_CHECK_CORRUPT & 3])
+		ret = -EUCLEAN;
+	if (ret) {
+		free(c.use);
+		return ret;
+	}
+	*use = c.use;
+	*nclust = c.nclust;
+	return 0;
 }
 
 static void ck_flags(struct ck *c)

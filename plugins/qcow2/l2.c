@@ -139,11 +139,8 @@ static int qcow2_l2_victim(struct qcow2 *q, uint32_t *victim)
 	return 0;
 }
 
-int qcow2_l2_get(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot)
+int qcow2_l2_peek(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot)
 {
-	uint32_t victim;
-	int ret;
-
 	for (uint32_t i = 0; i < q->nslots; i++) {
 		if (q->slots[i].l2_off == l2_off) {
 			q->slots[i].used = ++q->clock;
@@ -152,6 +149,16 @@ int qcow2_l2_get(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot
 			return 0;
 		}
 	}
+	return -ENOENT;
+}
+
+int qcow2_l2_get(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot)
+{
+	uint32_t victim;
+	int ret;
+
+	if (qcow2_l2_peek(q, l2_off, tab, slot) == 0)
+		return 0;
 	ret = qcow2_l2_victim(q, &victim);
 	if (ret)
 		return ret;

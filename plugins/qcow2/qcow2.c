@@ -144,18 +144,18 @@ static int qcow2_check_writable(struct qcow2 *q)
 			       "`qemu-img check -r all` first",
 			       q->path);
 	if ((q->h.incompat & QCOW2_INCOMPAT_DIRTY) &&
-	    (q->h.compat & QCOW2_COMPAT_LAZY_REFCOUNTS))
-		return dc_fail(-EROFS,
-			       "%s: the image was not closed cleanly and uses "
-			       "lazy refcounts, so its refcounts need rebuilding: "
-			       "run `qemu-img check -r all %s` first",
-			       q->path, q->path);
-	if (q->nsnap)
-		return dc_fail(-EROFS,
-			       "%s: the image has %u internal snapshots; writing "
-			       "one is not supported (open it read-only, or put "
-			       "memdiff: above it)",
-			       q->path, q->nsnap);
+	    (q->h.compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) {
+		/* Its refcounts may be anything: rebuilt, as QEMU does. */
+		int ret = qcow2_repair(q);
+
+		if (ret)
+			return dc_fail(
+				-EROFS,
+				"%s: the image was not closed cleanly and uses "
+				"lazy refcounts, and rebuilding its refcounts "
+				"failed (%s): run `qemu-img check -r all %s` first",
+				q->path, strerror(-ret), q->path);
+	}
 	return 0;
 }
 
@@ -414,10 +414,11 @@ DC_PLUGIN(qcow2_plugin) = {
 		 "  vhdx); it must lie inside the image's directory unless\n"
 		 "  ;parents=any. Writes allocate clusters with refcounts kept\n"
 		 "  on disk, copy partial clusters from the backing file, and rewrite\n"
-		 "  compressed clusters; unmap makes zero clusters. create= makes a\n"
-		 "  new v3 image, parent= one over a backing file; snapshot= opens an\n"
-		 "  internal snapshot read-only. Encrypted images, external data\n"
-		 "  files and writing images that hold internal snapshots are refused.",
+		 "  compressed clusters; unmap makes zero clusters. Clusters internal\n"
+		 "  snapshots share are copied on write. create= makes a new v3\n"
+		 "  image, parent= one over a backing file; snapshot= opens an\n"
+		 "  internal snapshot read-only. Encrypted images and external data\n"
+		 "  files are refused.",
 	.forms = qcow2_forms,
 	.ctx_size = sizeof(struct qcow2_rq),
 	.ops = DC_OPS_RW,

@@ -103,6 +103,13 @@ struct qcow2_free {
 
 struct qcow2_below;
 
+/* Guest clusters [c0, c1) an in-place data write is writing (aio.c): a
+ * writer that moves, frees or rewrites one of them waits for it first. */
+struct qcow2_infl {
+	uint64_t c0, c1;
+	const void *owner;
+};
+
 struct qcow2_snap {
 	char *name;
 	char *id;
@@ -166,7 +173,10 @@ struct qcow2 {
 	struct qcow2_free *frees;
 	uint32_t nfrees, frees_cap;
 
-	struct ioe_file *ioe; /* data reads (aio.c), on aio_fd */
+	struct qcow2_infl *infl; /* in-place data writes in flight (aio.c) */
+	uint32_t ninfl, infl_cap;
+
+	struct ioe_file *ioe; /* data I/O (aio.c), on aio_fd */
 	int aio_fd;
 
 	/* The layer below, read for copy-on-write (below.c). */
@@ -195,6 +205,8 @@ int qcow2_l2_cache_init(struct qcow2 *q, uint64_t bytes);
 /* The cached L2 table at l2_off, read on a miss (a dirty victim is flushed
  * first); under lock. */
 int qcow2_l2_get(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot);
+/* The cached L2 table at l2_off without reading: -ENOENT on a miss. */
+int qcow2_l2_peek(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot);
 /* A new, zeroed, dirty L2 table at l2_off in the cache; under lock. */
 int qcow2_l2_new(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot);
 /* Map guest byte offset goff (inside the disk): fills *m. -errno on a read
@@ -226,12 +238,16 @@ int qcow2_read_map(struct qcow2 *q, const struct qcow2_map *m, uint64_t goff,
 int qcow2_rc_load(struct qcow2 *q);
 void qcow2_rc_free(struct qcow2 *q);
 int qcow2_rc_get(struct qcow2 *q, uint64_t ci, uint64_t *val);
-/* Entry i of refcount block b, entries of bits bits. */
+/* Entry i of refcount block b, entries of bits bits; and setting it. */
 uint64_t qcow2_rc_entry(const uint8_t *b, uint64_t i, unsigned bits);
+void qcow2_rc_entry_put(uint8_t *b, uint64_t i, unsigned bits, uint64_t v);
 /* Add delta to the refcount of the clusters [ci, ci+n), in memory. */
 int qcow2_rc_add(struct qcow2 *q, uint64_t ci, uint64_t n, int delta);
 /* Write the refcount blocks changed in memory. */
 int qcow2_rc_write(struct qcow2 *q);
+/* Name the refcount table of clusters clusters at off (written) in the
+ * header: synced before and after. */
+int qcow2_rc_name_table(struct qcow2 *q, uint64_t off, uint64_t clusters);
 /* n free clusters in a row, refcount 1, the file grown over them: *off. */
 int qcow2_alloc(struct qcow2 *q, uint64_t n, uint64_t *off);
 
@@ -245,6 +261,13 @@ bool qcow2_unmap_zeroes(const struct qcow2 *q);
 int qcow2_flush(struct qcow2 *q);
 int qcow2_flush_locked(struct qcow2 *q);
 int qcow2_set_dirty(struct qcow2 *q, bool dirty);
+/* Whether a write of [in, in+len) of a cluster whose L2 entry is e (bitmap
+ * bm) can go straight to the cluster it names: data, refcount 1 (COPIED), not
+ * compressed, not zero, its subclusters allocated. */
+bool qcow2_in_place(const struct qcow2 *q, uint64_t e, uint64_t bm, uint64_t in,
+		    uint64_t len);
+/* Whether guest cluster ci is being allocated (a writer holds it). */
+bool qcow2_busy(const struct qcow2 *q, uint64_t ci);
 
 /* below.c: the layer below for copy-on-write, opened on first use. */
 int qcow2_below_read(struct qcow2 *q, uint64_t goff, uint8_t *buf, size_t len);
@@ -267,15 +290,29 @@ char *qcow2_parent_of(int fd, const char *path);
 
 /* check.c: dc_check()'s walk of the metadata on disk (ABI 1.1). */
 int qcow2_check(void *inst, dc_check_report_fn report, void *arg);
+/* check.c: what each of the *nclust clusters of the first fsize bytes of the
+ * file is referenced by (header, L1 and L2 tables of the active image and of
+ * the snapshots, snapshot table; not the refcount structures), in *use
+ * (malloc'd). -EUCLEAN when a table is misplaced. */
+int qcow2_count_refs(struct qcow2 *q, uint64_t fsize, uint32_t **use, uint64_t *nclust);
 
-/* aio.c: submit() and its queues; reads of data clusters through the file
- * engine, the rest through io() on the worker pool. */
+/* repair.c: rebuild the refcounts (and COPIED flags) of an image left dirty
+ * with lazy refcounts, before a writable open loads them. */
+int qcow2_repair(struct qcow2 *q);
+
+/* aio.c: submit() and its queues; reads of data clusters and in-place
+ * writes through the file engine, the rest through io() on the worker pool. */
 struct qcow2_rq {
 	struct ioe_req io; /* first: the done callback finds the request */
 	struct dc_req *req;
 	struct qcow2 *q;
 };
 int qcow2_aio_open(struct qcow2 *q);
+/* In-place writes in flight (under lock): register guest clusters [c0, c1)
+ * for owner, drop owner's, and whether ci has one. */
+int qcow2_infl_add(struct qcow2 *q, uint64_t c0, uint64_t c1, const void *owner);
+void qcow2_infl_del(struct qcow2 *q, const void *owner);
+bool qcow2_infl_has(const struct qcow2 *q, uint64_t ci);
 void qcow2_aio_close(struct qcow2 *q);
 const char *qcow2_aio_describe(const struct qcow2 *q);
 void qcow2_submit(void *inst, struct dc_req *req);

@@ -75,6 +75,13 @@ static void rc_entry_set(uint8_t *b, uint64_t i, unsigned bits, uint64_t v, uint
 	}
 }
 
+void qcow2_rc_entry_put(uint8_t *b, uint64_t i, unsigned bits, uint64_t v)
+{
+	uint64_t at;
+
+	rc_entry_set(b, i, bits, v, &at);
+}
+
 static void rc_file_grew(struct qcow2 *q, uint64_t end)
 {
 	if (end > q->file_size)
@@ -257,6 +264,24 @@ static int rc_grow_place(struct qcow2 *q, uint64_t *cap, uint64_t *p, uint64_t *
 	}
 }
 
+int qcow2_rc_name_table(struct qcow2 *q, uint64_t off, uint64_t clusters)
+{
+	uint8_t hdr[12];
+	int ret = fdatasync(q->fd) < 0 ? -errno : 0;
+
+	put_be64(hdr, off);
+	put_be32(hdr + 8, (uint32_t)clusters);
+	if (ret == 0)
+		ret = vhdfmt_pwrite(q->fd, hdr, sizeof(hdr), QCOW2_HDR_RCT_OFF);
+	if (ret == 0 && fdatasync(q->fd) < 0)
+		ret = -errno;
+	if (ret == 0) {
+		q->h.refcount_off = off;
+		q->h.refcount_clusters = (uint32_t)clusters;
+	}
+	return ret;
+}
+
 /* Grow the refcount table to hold entry need (QEMU's layout rules: the new
  * table is contiguous; the old one is freed once the header names the new). */
 static int rc_grow(struct qcow2 *q, uint64_t need)
@@ -264,7 +289,7 @@ static int rc_grow(struct qcow2 *q, uint64_t need)
 	uint64_t cs = q->cluster_size, per_tab = cs / 8, cap, p, t, nb, k = 0, at;
 	uint64_t old_off = q->h.refcount_off, old_n = q->h.refcount_clusters;
 	uint64_t *rct;
-	uint8_t **rcb, *rcd, *raw, hdr[12];
+	uint8_t **rcb, *rcd, *raw;
 	int ret;
 
 	cap = q->rct_cap * 2 > need + 1 ? q->rct_cap * 2 : need + 1;
@@ -322,20 +347,11 @@ static int rc_grow(struct qcow2 *q, uint64_t need)
 	if (ret == 0)
 		ret = vhdfmt_pwrite(q->fd, raw, t * cs, p * cs);
 	free(raw);
-	if (ret == 0 && fdatasync(q->fd) < 0)
-		ret = -errno;
+	if (ret == 0)
+		ret = qcow2_rc_name_table(q, p * cs, t);
 	if (ret)
 		return ret;
 	rc_file_grew(q, (p + t + nb) * cs);
-	put_be64(hdr, p * cs);
-	put_be32(hdr + 8, (uint32_t)t);
-	ret = vhdfmt_pwrite(q->fd, hdr, sizeof(hdr), QCOW2_HDR_RCT_OFF);
-	if (ret == 0 && fdatasync(q->fd) < 0)
-		ret = -errno;
-	if (ret)
-		return ret;
-	q->h.refcount_off = p * cs;
-	q->h.refcount_clusters = (uint32_t)t;
 	return qcow2_rc_add(q, old_off / cs, old_n, -1);
 }
 

@@ -80,6 +80,12 @@ int qcow2_resize(void *inst, uint64_t new_sector_count)
 			       "bytes)",
 			       q->path, (unsigned long long)size,
 			       (unsigned long long)q->h.size);
+	/* A version 2 snapshot records no disk size: QEMU refuses this too. */
+	if (q->nsnap && q->h.version < 3)
+		return dc_fail(-ENOTSUP,
+			       "%s: a version 2 image with internal snapshots cannot "
+			       "be resized",
+			       q->path);
 	per_l1 = (uint64_t)q->l2_entries * q->cluster_size;
 	need = (size + per_l1 - 1) / per_l1;
 	if (need * 8 > QCOW2_MAX_L1_BYTES || size > (1ull << 56))

@@ -74,18 +74,12 @@ int qcow2_room(void **arr, uint32_t *cap, uint32_t n, size_t elem)
 	return 0;
 }
 
-static bool w_busy(const struct qcow2 *q, uint64_t ci)
+bool qcow2_busy(const struct qcow2 *q, uint64_t ci)
 {
 	for (uint32_t i = 0; i < q->nbusy; i++)
 		if (q->busy[i] == ci)
 			return true;
 	return false;
-}
-
-static void w_wait(struct qcow2 *q, uint64_t ci)
-{
-	while (w_busy(q, ci))
-		pthread_cond_wait(&q->busy_cond, &q->lock);
 }
 
 static int w_busy_add(struct qcow2 *q, uint64_t ci)
@@ -94,6 +88,29 @@ static int w_busy_add(struct qcow2 *q, uint64_t ci)
 		return -ENOMEM;
 	q->busy[q->nbusy++] = ci;
 	return 0;
+}
+
+static void w_busy_del(struct qcow2 *q, uint64_t ci);
+
+/* Until guest cluster ci is nobody's: not being allocated, and no in-place
+ * write (aio.c) in flight to it. While those drain, ci is marked busy so the
+ * queue's thread sends new writes of it to the pool, where they wait here. */
+static void w_wait(struct qcow2 *q, uint64_t ci)
+{
+	for (;;) {
+		while (qcow2_busy(q, ci))
+			pthread_cond_wait(&q->busy_cond, &q->lock);
+		if (!qcow2_infl_has(q, ci))
+			return;
+		if (w_busy_add(q, ci) != 0) {
+			pthread_cond_wait(&q->busy_cond, &q->lock);
+			continue;
+		}
+		while (qcow2_infl_has(q, ci))
+			pthread_cond_wait(&q->busy_cond, &q->lock);
+		w_busy_del(q, ci);
+		return;
+	}
 }
 
 static void w_busy_del(struct qcow2 *q, uint64_t ci)
@@ -130,6 +147,48 @@ static int w_defer_free(struct qcow2 *q, uint64_t entry)
 	return 0;
 }
 
+/* L1 entry l1i names an L2 table an internal snapshot shares (COPIED
+ * clear): the active table becomes a copy of it (refcount 1), the shared one
+ * loses this reference at the next flush, after the L1 entry naming the copy
+ * is on disk. The data clusters' refcounts stay: each table still names
+ * them once (QEMU's counting), and each is copied on its first write. A table
+ * whose refcount is already 1 is only flagged. Under lock. */
+static int w_l2_cow(struct qcow2 *q, uint64_t l1i, uint8_t **tab, uint32_t *slot)
+{
+	uint64_t old = q->l1[l1i] & QCOW2_OFFSET_MASK, rc, nl2;
+	uint8_t *src, *copy;
+	uint32_t s;
+	int ret = qcow2_rc_get(q, old / q->cluster_size, &rc);
+
+	if (ret == 0 && rc == 1) {
+		q->l1[l1i] |= QCOW2_COPIED;
+		q->l1_dirty = true;
+		return qcow2_l2_get(q, old, tab, slot);
+	}
+	if (ret == 0)
+		ret = qcow2_l2_get(q, old, &src, &s);
+	if (ret)
+		return ret;
+	copy = malloc(q->cluster_size);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, src, q->cluster_size);
+	/* Nothing writes the shared table: its slot is clean, and must not
+	 * answer for the offset once that is freed and reused. */
+	q->slots[s].l2_off = 0;
+	ret = qcow2_alloc(q, 1, &nl2);
+	if (ret == 0)
+		ret = qcow2_l2_new(q, nl2, tab, slot);
+	if (ret == 0) {
+		memcpy(*tab, copy, q->cluster_size);
+		q->l1[l1i] = nl2 | QCOW2_COPIED;
+		q->l1_dirty = true;
+		ret = w_defer_free(q, old);
+	}
+	free(copy);
+	return ret;
+}
+
 /* The L2 entry of guest offset goff, for writing; alloc: make an L2 table
  * when the L1 entry has none (else *ent is NULL then). Under lock. */
 static int w_l2(struct qcow2 *q, uint64_t goff, bool alloc, uint8_t **ent, uint32_t *slot)
@@ -154,13 +213,17 @@ static int w_l2(struct qcow2 *q, uint64_t goff, bool alloc, uint8_t **ent, uint3
 			return ret;
 		q->l1[l1i] = l2_off | QCOW2_COPIED;
 		q->l1_dirty = true;
-	} else if (!(q->l1[l1i] & QCOW2_COPIED) || (l2_off & (q->cluster_size - 1)) ||
-		   l2_off > q->file_size || q->file_size - l2_off < q->cluster_size) {
+	} else if ((l2_off & (q->cluster_size - 1)) || l2_off > q->file_size ||
+		   q->file_size - l2_off < q->cluster_size) {
 		dc_debug("qcow2: %s: L1 entry %llu (0x%016llx) cannot be written "
-			 "(shared or outside the file)",
+			 "(outside the file)",
 			 q->path, (unsigned long long)l1i,
 			 (unsigned long long)q->l1[l1i]);
 		return -EIO;
+	} else if (!(q->l1[l1i] & QCOW2_COPIED)) {
+		ret = w_l2_cow(q, l1i, &tab, slot);
+		if (ret)
+			return ret;
 	} else {
 		ret = qcow2_l2_get(q, l2_off, &tab, slot);
 		if (ret)
@@ -273,9 +336,8 @@ static int w_data(struct qcow2 *q, const struct w_alloc *w, const struct dc_buf 
 	return ret;
 }
 
-/* Whether the write can go straight to the cluster the entry names. */
-static bool w_in_place(const struct qcow2 *q, uint64_t e, uint64_t bm, uint64_t in,
-		       uint64_t len)
+bool qcow2_in_place(const struct qcow2 *q, uint64_t e, uint64_t bm, uint64_t in,
+		    uint64_t len)
 {
 	uint64_t mask;
 
@@ -309,9 +371,18 @@ static int w_cluster(struct qcow2 *q, uint64_t goff, const struct dc_buf *src)
 	w.old = get_be64(ent);
 	w.old_bm = q->extl2 ? get_be64(ent + 8) : 0;
 	w.host = w.old & QCOW2_OFFSET_MASK;
-	if (w_in_place(q, w.old, w.old_bm, w.in, w.len)) {
+	if (qcow2_in_place(q, w.old, w.old_bm, w.in, w.len)) {
+		/* Registered as the engine's in-place writes are, so no writer
+		 * rewrites the cluster under it. */
+		ret = qcow2_infl_add(q, ci, ci + 1, &w);
+		if (ret)
+			goto out;
 		pthread_mutex_unlock(&q->lock);
-		return vhdfmt_xfer(q->fd, src, w.host + w.in, true, 0);
+		ret = vhdfmt_xfer(q->fd, src, w.host + w.in, true, 0);
+		pthread_mutex_lock(&q->lock);
+		qcow2_infl_del(q, &w);
+		q->need_sync = true; /* the next flush syncs this data */
+		goto out;
 	}
 	if (zero) {
 		ret = w_set(q, goff, QCOW2_L2_ZERO, 0, w.old, true);

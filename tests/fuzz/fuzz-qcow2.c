@@ -19,6 +19,7 @@
 #include "../../plugins/qcow2/qcow2.c"
 #include "../../plugins/qcow2/read.c"
 #include "../../plugins/qcow2/refcount.c"
+#include "../../plugins/qcow2/repair.c"
 #include "../../plugins/qcow2/resize.c"
 #include "../../plugins/qcow2/write.c"
 #include "../../common/endian/layout.c"
