@@ -14,8 +14,11 @@
 
 /* --- Open, attach, close ---------------------------------------------------------- */
 
-static void vhd_free(struct vhd_img *v)
+static void vhd_free(void *inst)
 {
+	struct vhd_img *v = inst;
+
+	vhd_aio_close(v);
 	if (v->fd >= 0) {
 		if (!v->read_only && !v->fixed)
 			vhd_trim(v);
@@ -38,17 +41,12 @@ static void vhd_free(struct vhd_img *v)
 	free(v);
 }
 
-static void vhd_fin(struct vhdfmt_share *e)
-{
-	vhd_free(VHDFMT_SHARE_OF(e, struct vhd_img));
-}
+VHDFMT_SHARE_FIRST(struct vhd_img);
 
 /* The last close of an image this process has open (share.h) closes it. */
 static void vhd_close(void *inst)
 {
-	struct vhd_img *v = inst;
-
-	vhdfmt_share_close(&v->share, vhd_fin);
+	vhdfmt_share_close_inst(inst, vhd_free);
 }
 
 /* A writable open puts back a damaged footer or footer copy. */
@@ -150,6 +148,7 @@ static int vhd_open_locked(const struct dc_open_args *a, void **inst,
 		return -ENOMEM;
 	}
 	v->fd = -1;
+	v->aio_fd = -1;
 	pthread_mutex_init(&v->lock, NULL);
 	v->read_only = a->read_only;
 	ret = vhd_create_opts(a, v->path, &c, &want);
@@ -193,6 +192,8 @@ static int vhd_open_locked(const struct dc_open_args *a, void **inst,
 		ret = vhd_load(v);
 	if (ret == 0 && want && !created)
 		ret = vhd_check_existing(v, &c);
+	if (ret == 0)
+		ret = vhd_aio_open(v);
 	if (ret == 0 && !a->force_share)
 		ret = vhdfmt_share_add(&v->share, v->fd, v->read_only);
 	if (ret)
@@ -300,6 +301,7 @@ static void vhd_describe(void *inst, dc_kv_fn kv, void *arg)
 	}
 	if (v->created)
 		dc_kv_bool(kv, arg, "created", true);
+	kv(arg, "io", ioe_file_describe(v->ioe));
 }
 
 static const struct dc_option vhd_options[] = {
@@ -342,12 +344,19 @@ DC_PLUGIN(vhd_plugin) = {
 		 "  Both make a missing file only; an existing one opens unchanged\n"
 		 "  (;overwrite replaces it), and a read-only open never creates.\n"
 		 "  Sectors are 512 bytes; unmap is ignored; the image is locked\n"
-		 "  (flock) while open.",
+		 "  (flock) while open. Data I/O that changes no metadata runs on\n"
+		 "  io_uring (a ring per queue; the worker pool where io_uring is\n"
+		 "  unavailable, or DISKCORE_IO_ENGINE=pool); allocation and flush\n"
+		 "  on the worker pool.",
 	.forms = vhd_forms,
-	.ctx_size = 0,
+	.ctx_size = sizeof(struct vhd_rq),
 	.ops = DC_OPS_RW,
 	.open = vhd_open,
 	.close = vhd_close,
+	.queue_open = vhd_queue_open,
+	.queue_close = ioe_plugin_queue_close,
+	.queue_poll = ioe_plugin_queue_poll,
+	.submit = vhd_submit,
 	.io = vhd_io,
 	.attach = vhd_attach,
 	.lower_spec = vhd_lower_spec,

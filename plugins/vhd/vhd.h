@@ -6,6 +6,8 @@
  *   vhd_parse.c   footers, dynamic header, parent locator entries, the BAT
  *   vhd_parent.c  finding a differencing image's parent
  *   vhd_io.c      reads, writes, bitmaps, block allocation, flush, close trim
+ *   vhd_aio.c     submit(): what changes no metadata on the file engine,
+ *                 the rest of vhd_io.c on the worker pool
  *   vhd_create.c  what create= and parent= ask for, writing new images
  *
  * Layout of a dynamic or differencing image: a copy of the footer at offset 0, the
@@ -45,6 +47,7 @@
 #ifndef DISKCORE_PLUGIN_VHD_H
 #define DISKCORE_PLUGIN_VHD_H
 
+#include "ioengine/ioengine.h"
 #include "vhdfmt/share.h"
 #include "vhdfmt/vhd_format.h"
 
@@ -86,6 +89,8 @@ struct vhd_meta {
 struct vhd_img {
 	struct vhdfmt_share share; /* this process's opens of the image */
 	int fd;
+	int aio_fd;	      /* the engine's description of the file (vhdfmt/aio.h) */
+	struct ioe_file *ioe; /* the data I/O that changes no metadata */
 	char *path;
 	char *dir; /* directory of the image, absolute */
 	bool read_only;
@@ -107,6 +112,13 @@ struct vhd_img {
 	uint64_t data_end; /* end of the highest structure or block */
 	uint64_t footer_off;
 	uint64_t junk_end; /* below this, space outside blocks may hold old bytes */
+};
+
+/* A request's scratch. */
+struct vhd_rq {
+	struct ioe_req io; /* first: the engine's done callback finds r */
+	struct dc_req *req;
+	struct vhd_img *v;
 };
 
 /* A block whose every sector bit is set (no memory kept for it). */
@@ -167,6 +179,13 @@ void vhd_trim(struct vhd_img *v);
 /* extents(): the BAT, and a differencing image's bitmaps, under the I/O lock. */
 int vhd_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
 		uint64_t *run);
+
+/* vhd_aio.c: the engine on a description of its own; submit() and
+ * queue_open() (the other queue callbacks are ioe_plugin_queue_*). */
+int vhd_aio_open(struct vhd_img *v);
+void vhd_aio_close(struct vhd_img *v);
+void vhd_submit(void *inst, struct dc_req *req);
+int vhd_queue_open(void *inst, void **qctx);
 
 /* vhd_check.c: check(): footers, unreferenced space, the parent. */
 int vhd_check(void *inst, dc_check_report_fn report, void *arg);

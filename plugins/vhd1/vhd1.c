@@ -148,21 +148,7 @@ static int vhd1_engine_open(struct vhd1_disk *v)
 
 static int vhd1_queue_open(void *inst, void **qctx)
 {
-	struct vhd1_disk *v = inst;
-
-	return ioe_queue_open(v->ioe, (struct ioe_queue **)qctx);
-}
-
-static void vhd1_queue_close(void *inst, void *qctx)
-{
-	(void)inst;
-	ioe_queue_close(qctx);
-}
-
-static int vhd1_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
-{
-	(void)inst;
-	return ioe_queue_poll(qctx, wake_fd, timeout_ms);
+	return ioe_plugin_queue_open(((struct vhd1_disk *)inst)->ioe, qctx);
 }
 
 /* create=SIZE: SIZE bytes of zeroes with a new fixed footer appended (OpenVMM's
@@ -464,8 +450,8 @@ DC_PLUGIN(vhd1_plugin) = {
 	.open = vhd1_open,
 	.close = vhd1_close,
 	.queue_open = vhd1_queue_open,
-	.queue_close = vhd1_queue_close,
-	.queue_poll = vhd1_queue_poll,
+	.queue_close = ioe_plugin_queue_close,
+	.queue_poll = ioe_plugin_queue_poll,
 	.submit = vhd1_submit,
 	.io = vhd1_io,
 	.describe = vhd1_describe,

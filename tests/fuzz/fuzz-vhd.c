@@ -10,6 +10,7 @@
 #include "../../plugins/vhd/vhd_create.c"
 #include "../../plugins/vhd/vhd_check.c"
 #include "../../plugins/vhd/vhd_resize.c"
+#include "../../plugins/vhd/vhd_aio.c"
 #include "../../common/endian/layout.c"
 #include "../../common/utf16/utf16.c"
 #include "../../common/bitmap/bitmap.c"
@@ -18,6 +19,9 @@
 #include "../../common/parentpath/parentpath.c"
 #include "../../common/vhdfmt/vhd_format.c"
 #include "../../common/vhdfmt/map.c"
+#include "../../common/vhdfmt/aio.c"
+#include "../../common/ioengine/callbacks.c"
+#include "ioe-none.h"
 
 #include <sys/mman.h>
 
