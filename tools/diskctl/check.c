@@ -18,16 +18,11 @@ struct ctl_check {
 	size_t n;
 };
 
-static const char *ctl_check_kind(uint32_t kind)
-{
-	switch (kind) {
-	case DC_CHECK_CORRUPT:
-		return "corruption";
-	case DC_CHECK_LEAK:
-		return "leak";
-	}
-	return "note";
-}
+static const char *const ctl_check_kinds[] = {
+	[DC_CHECK_CORRUPT] = "corruption",
+	[DC_CHECK_LEAK] = "leak",
+	[DC_CHECK_NOTE] = "note",
+};
 
 static void ctl_check_found(void *arg, const char *element, uint32_t kind,
 			    const char *message)
@@ -37,23 +32,22 @@ static void ctl_check_found(void *arg, const char *element, uint32_t kind,
 	if (c->json) {
 		printf("%s\n    {\"element\": ", c->n ? "," : "");
 		ctl_json_str(stdout, element);
-		printf(", \"kind\": \"%s\", \"message\": ", ctl_check_kind(kind));
+		printf(", \"kind\": \"%s\", \"message\": ",
+		       CTL_ENUM_NAME(ctl_check_kinds, kind, "note"));
 		ctl_json_str(stdout, message);
 		printf("}");
 	} else if (!c->quiet || kind != DC_CHECK_NOTE) {
-		printf("%s: %s: %s\n", ctl_check_kind(kind), element, message);
+		printf("%s: %s: %s\n", CTL_ENUM_NAME(ctl_check_kinds, kind, "note"),
+		       element, message);
 	}
 	c->n++;
 }
 
 const struct ctl_opt ctl_check_opts[] = {
-	CTL_OPT("json", 0, CTL_OPT_TRUE, struct ctl_check, json, NULL,
-		"one JSON object: findings, checked, corruptions, leaks"),
-	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_check, quiet, NULL,
-		"print corruptions and leaks only"),
-	CTL_OPT("force-share", 'U', CTL_OPT_TRUE, struct ctl_check, share, NULL,
-		"take no image locks (findings may be false while\n"
-		"a writer changes the image)"),
+	CTL_OPT_JSON(struct ctl_check,
+		     "one JSON object: findings, checked, corruptions, leaks"),
+	CTL_OPT_QUIET(struct ctl_check, "print corruptions and leaks only"),
+	CTL_OPT_FORCE_SHARE(struct ctl_check),
 	{ 0 },
 };
 

@@ -148,8 +148,7 @@ static void ctl_commit_stopped(const struct ctl_commit *m, bool failed)
 }
 
 const struct ctl_opt ctl_commit_opts[] = {
-	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_cp, quiet, NULL,
-		"print nothing on success"),
+	CTL_OPT_QUIET(struct ctl_cp, "print nothing on success"),
 	CTL_OPTS_CHUNKS(struct ctl_cp, "chunks in flight (default 16)"),
 	{ 0 },
 };
@@ -176,7 +175,7 @@ static int ctl_commit_copy(struct ctl_commit *m)
 
 int ctl_commit(int argc, char **argv)
 {
-	struct ctl_commit m = { .cp = { .chunk = 1 << 20, .qd = 16 } };
+	struct ctl_commit m = { .cp = { CTL_CHUNKS_DEFAULT } };
 	uint64_t t0;
 	double secs;
 	bool orphaned;

@@ -208,15 +208,14 @@ static int ctl_cmp_report(const struct ctl_cmp *c)
 const struct ctl_opt ctl_compare_opts[] = {
 	CTL_OPT("strict", 's', CTL_OPT_TRUE, struct ctl_cmp, strict, NULL,
 		"disks of different sizes differ, at the smaller's end"),
-	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_cmp, quiet, NULL,
-		"print nothing; the exit status says"),
+	CTL_OPT_QUIET(struct ctl_cmp, "print nothing; the exit status says"),
 	CTL_OPTS_CHUNKS(struct ctl_cmp, "chunks of each disk in flight (default 16)"),
 	{ 0 },
 };
 
 int ctl_compare(int argc, char **argv)
 {
-	struct ctl_cmp c = { .chunk = 1 << 20, .qd = 16 };
+	struct ctl_cmp c = { CTL_CHUNKS_DEFAULT };
 	char **ops = ctl_parse(argc, argv, &c, NULL);
 	int rc = CTL_CMP_ERROR;
 

@@ -377,30 +377,43 @@ const struct ctl_opt ctl_cp_opts[] = {
 		"sectors read as zero (the default)"),
 	CTL_OPT("no-sparse", 0, CTL_OPT_FALSE, struct ctl_cp, sparse, NULL,
 		"write every chunk"),
-	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_cp, quiet, NULL,
-		"no progress bar, no summary"),
+	CTL_OPT_QUIET(struct ctl_cp, "no progress bar, no summary"),
 	CTL_OPTS_CHUNKS(struct ctl_cp, "chunks in flight (default 16)"),
 	{ 0 },
 };
 
-int ctl_cp(int argc, char **argv)
+int ctl_cp_main(int argc, char **argv, struct ctl_cp *cp,
+		dc_disk *(*open_dst)(struct ctl_cp *cp), const char *verb,
+		const char *left)
 {
-	struct ctl_cp cp = { .sparse = true, .chunk = 1 << 20, .qd = 16 };
-	char **ops = ctl_parse(argc, argv, &cp, NULL);
+	char **ops = ctl_parse(argc, argv, cp, NULL);
 	int rc = CTL_EXIT_FAIL;
 
-	cp.src_spec = ops[0];
-	cp.dst_spec = ops[1];
-	cp.zeroes = cp.sparse ? CTL_ZEROES_UNMAP : CTL_ZEROES_WRITE;
+	cp->src_spec = ops[0];
+	cp->dst_spec = ops[1];
 	ctl_catch_signals();
-	cp.src = ctl_open(cp.src_spec, DC_OPEN_READ_ONLY);
-	if (!cp.src)
+	cp->src = ctl_open(cp->src_spec, DC_OPEN_READ_ONLY);
+	if (!cp->src)
 		return CTL_EXIT_FAIL;
-	cp.dst = ctl_open(cp.dst_spec, 0);
-	if (cp.dst) {
-		rc = ctl_cp_run_report(&cp, "copied", "the rest of it was not written");
-		dc_close(cp.dst);
+	cp->dst = open_dst(cp);
+	if (cp->dst) {
+		rc = ctl_cp_run_report(cp, verb, left);
+		dc_close(cp->dst);
 	}
-	dc_close(cp.src);
+	dc_close(cp->src);
 	return rc;
+}
+
+static dc_disk *ctl_cp_dst(struct ctl_cp *cp)
+{
+	cp->zeroes = cp->sparse ? CTL_ZEROES_UNMAP : CTL_ZEROES_WRITE;
+	return ctl_open(cp->dst_spec, 0);
+}
+
+int ctl_cp(int argc, char **argv)
+{
+	struct ctl_cp cp = { .sparse = true, CTL_CHUNKS_DEFAULT };
+
+	return ctl_cp_main(argc, argv, &cp, ctl_cp_dst, "copied",
+			   "the rest of it was not written");
 }

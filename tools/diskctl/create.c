@@ -292,8 +292,7 @@ const struct ctl_opt ctl_create_opts[] = {
 		"make a differencing image over PARENT"),
 	CTL_OPT("overwrite", 0, CTL_OPT_TRUE, struct ctl_create_args, c.overwrite, NULL,
 		"replace an existing file (not one another open holds)"),
-	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_create_args, quiet, NULL,
-		"print nothing on success"),
+	CTL_OPT_QUIET(struct ctl_create_args, "print nothing on success"),
 	{ 0 },
 };
 

@@ -60,8 +60,18 @@ struct ctl_opt {
 		.arg = (a_), .help = (h_), __VA_ARGS__                               \
 	}
 
+/* The options several subcommands take, into members named json, quiet and
+ * share of T. */
+#define CTL_OPT_JSON(T, help) CTL_OPT("json", 0, CTL_OPT_TRUE, T, json, NULL, help)
+#define CTL_OPT_QUIET(T, help) CTL_OPT("quiet", 'q', CTL_OPT_TRUE, T, quiet, NULL, help)
+#define CTL_OPT_FORCE_SHARE(T)                                                \
+	CTL_OPT("force-share", 'U', CTL_OPT_TRUE, T, share, NULL,             \
+		"take no image locks, to look at an image a VMM holds open\n" \
+		"(with a warning: it may be changing underneath)")
+
 /* --bs and --qd as cp, convert, compare and commit read them, into the
- * uint64_t members chunk and qd of T. */
+ * uint64_t members chunk and qd of T; CTL_CHUNKS_DEFAULT initializes them. */
+#define CTL_CHUNKS_DEFAULT .chunk = 1 << 20, .qd = 16
 #define CTL_OPTS_CHUNKS(T, qd_help)                                                     \
 	CTL_OPT("bs", 0, CTL_OPT_SIZE, T, chunk, "SIZE",                                \
 		"chunk size, a power of two (default 1M)", .min = 512, .max = 1u << 30, \
@@ -141,6 +151,12 @@ void ctl_human_bytes(uint64_t n, char *buf, size_t len);
 /* s as a JSON string (null for NULL). */
 void ctl_json_str(FILE *f, const char *s);
 const char *ctl_bool(bool b);
+/* names[v], or other when v has no name there (a plugin or core built
+ * against a later ABI may carry values this diskctl does not know). */
+const char *ctl_enum_name(const char *const *names, size_t n, uint32_t v,
+			  const char *other);
+#define CTL_ENUM_NAME(names, v, other) \
+	ctl_enum_name(names, sizeof(names) / sizeof((names)[0]), v, other)
 
 /* --- disks (util.c) -------------------------------------------------------- */
 
@@ -230,6 +246,12 @@ int ctl_cp_run(struct ctl_cp *cp);
  * DST holds, and LEFT (what that leaves). Returns the exit status: 0, 1
  * failed (reported), 128 + the signal's number. */
 int ctl_cp_run_report(struct ctl_cp *cp, const char *verb, const char *left);
+/* cp's and convert's body: parse the options into cp and take SRC and DST,
+ * open SRC read-only and DST with open_dst (which also sets cp->zeroes),
+ * then ctl_cp_run_report(). */
+int ctl_cp_main(int argc, char **argv, struct ctl_cp *cp,
+		dc_disk *(*open_dst)(struct ctl_cp *cp), const char *verb,
+		const char *left);
 
 /* --- creating images (create.c) ------------------------------------------- */
 

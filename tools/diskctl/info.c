@@ -7,18 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *ctl_unmap_name(uint32_t b)
-{
-	switch (b) {
-	case DC_UNMAP_UNSPECIFIED:
-		return "unspecified";
-	case DC_UNMAP_IGNORED:
-		return "ignored";
-	case DC_UNMAP_ZEROES:
-		return "zeroes";
-	}
-	return "unknown";
-}
+static const char *const ctl_unmap_names[] = {
+	[DC_UNMAP_UNSPECIFIED] = "unspecified",
+	[DC_UNMAP_IGNORED] = "ignored",
+	[DC_UNMAP_ZEROES] = "zeroes",
+};
 
 struct ctl_elem {
 	int depth;
@@ -128,8 +121,9 @@ static void ctl_info_json_info(const struct dc_info *in, uint64_t sectors)
 	       sectors, in->sector_size, sectors * in->sector_size,
 	       in->physical_sector_size, ctl_bool(in->flags & DC_INFO_READ_ONLY),
 	       ctl_bool(in->flags & DC_INFO_FUA_RESPECTED),
-	       ctl_unmap_name(in->unmap_behavior), in->optimal_unmap_sectors,
-	       ctl_bool(in->flags & DC_INFO_PR), ctl_bool(in->flags & DC_INFO_EJECT));
+	       CTL_ENUM_NAME(ctl_unmap_names, in->unmap_behavior, "unknown"),
+	       in->optimal_unmap_sectors, ctl_bool(in->flags & DC_INFO_PR),
+	       ctl_bool(in->flags & DC_INFO_EJECT));
 	if (in->flags & DC_INFO_HAS_DISK_ID) {
 		ctl_disk_id_hex(in, id);
 		printf("\"%s\"", id);
@@ -188,7 +182,8 @@ static void ctl_info_human(const char *spec, const struct dc_info *in,
 	printf("FUA respected:         %s\n",
 	       in->flags & DC_INFO_FUA_RESPECTED ? "yes" : "no");
 	printf("unmap:                 %s (optimal %" PRIu32 " sectors)\n",
-	       ctl_unmap_name(in->unmap_behavior), in->optimal_unmap_sectors);
+	       CTL_ENUM_NAME(ctl_unmap_names, in->unmap_behavior, "unknown"),
+	       in->optimal_unmap_sectors);
 	printf("persistent reserv.:    %s\n", in->flags & DC_INFO_PR ? "yes" : "no");
 	printf("eject:                 %s\n", in->flags & DC_INFO_EJECT ? "yes" : "no");
 	if (in->flags & DC_INFO_HAS_DISK_ID) {
@@ -223,19 +218,17 @@ struct ctl_info_args {
 };
 
 const struct ctl_opt ctl_info_opts[] = {
-	CTL_OPT("json", 0, CTL_OPT_TRUE, struct ctl_info_args, json, NULL,
-		"print one JSON object; strings are valid UTF-8 (a\n"
-		"byte that is not part of valid UTF-8 is written as\n"
-		"\\u00XX, XX its value)"),
+	CTL_OPT_JSON(struct ctl_info_args,
+		     "print one JSON object; strings are valid UTF-8 (a\n"
+		     "byte that is not part of valid UTF-8 is written as\n"
+		     "\\u00XX, XX its value)"),
 	CTL_OPT("rw", 0, CTL_OPT_TRUE, struct ctl_info_args, rw, NULL,
 		"open read-write, so that create= or ;overwrite in SPEC may\n"
 		"make or replace an image ('diskctl create' says it plainer)"),
 	CTL_OPT("ro", 0, CTL_OPT_FALSE, struct ctl_info_args, rw, NULL,
 		"open read-only (the default; the last of --ro and\n"
 		"--rw counts)"),
-	CTL_OPT("force-share", 'U', CTL_OPT_TRUE, struct ctl_info_args, share, NULL,
-		"take no image locks, to look at an image a VMM holds open\n"
-		"(with a warning: it may be changing underneath)"),
+	CTL_OPT_FORCE_SHARE(struct ctl_info_args),
 	{ 0 },
 };
 

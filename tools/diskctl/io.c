@@ -38,25 +38,51 @@ static void ctl_hexdump(const unsigned char *p, size_t len, uint64_t base)
 	}
 }
 
-struct ctl_read_args {
-	bool raw;
+/* read's and write's options and their SPEC and SECTOR. */
+struct ctl_io_args {
+	bool raw, fua;
+	const char *pattern, *count, *file;
+	const char *spec;
+	uint64_t sector;
 };
 
+/* Parse the options and SPEC SECTOR; the operands. */
+static char **ctl_io_args(int argc, char **argv, struct ctl_io_args *a)
+{
+	char **ops = ctl_parse(argc, argv, a, NULL);
+
+	a->spec = ops[0];
+	a->sector = ctl_arg_u64("SECTOR", ops[1], 0, UINT64_MAX);
+	return ops;
+}
+
 const struct ctl_opt ctl_read_opts[] = {
-	CTL_OPT("hex", 0, CTL_OPT_FALSE, struct ctl_read_args, raw, NULL,
+	CTL_OPT("hex", 0, CTL_OPT_FALSE, struct ctl_io_args, raw, NULL,
 		"a hex dump (the default)"),
-	CTL_OPT("raw", 0, CTL_OPT_TRUE, struct ctl_read_args, raw, NULL,
+	CTL_OPT("raw", 0, CTL_OPT_TRUE, struct ctl_io_args, raw, NULL,
 		"the bytes themselves"),
+	{ 0 },
+};
+
+const struct ctl_opt ctl_write_opts[] = {
+	CTL_OPT("pattern", 0, CTL_OPT_STRING, struct ctl_io_args, pattern, "BYTE",
+		"fill the sectors with BYTE (0..255, or 0xNN)"),
+	CTL_OPT("count", 0, CTL_OPT_STRING, struct ctl_io_args, count, "N",
+		"write N sectors of --pattern"),
+	CTL_OPT("file", 0, CTL_OPT_STRING, struct ctl_io_args, file, "F",
+		"write F's bytes ('-': stdin)"),
+	CTL_OPT("fua", 0, CTL_OPT_TRUE, struct ctl_io_args, fua, NULL,
+		"write with force unit access"),
 	{ 0 },
 };
 
 int ctl_read(int argc, char **argv)
 {
-	struct ctl_read_args a = { 0 };
-	char **ops = ctl_parse(argc, argv, &a, NULL);
-	const char *spec = ops[0];
-	uint64_t sector = ctl_arg_u64("SECTOR", ops[1], 0, UINT64_MAX),
-		 count = ctl_arg_u64("COUNT", ops[2], 0, UINT64_MAX), ss, done = 0;
+	struct ctl_io_args a = { 0 };
+	uint64_t count =
+		ctl_arg_u64("COUNT", ctl_io_args(argc, argv, &a)[2], 0, UINT64_MAX);
+	const char *spec = a.spec;
+	uint64_t sector = a.sector, ss, done = 0;
 	unsigned char *buf;
 	dc_disk *d;
 	int rc = 0;
@@ -160,35 +186,21 @@ static unsigned char *ctl_write_file(const char *file, uint64_t ss, size_t *len)
 	return buf;
 }
 
-struct ctl_write_args {
-	const char *pattern, *count, *file;
-	bool fua;
-};
-
-const struct ctl_opt ctl_write_opts[] = {
-	CTL_OPT("pattern", 0, CTL_OPT_STRING, struct ctl_write_args, pattern, "BYTE",
-		"fill the sectors with BYTE (0..255, or 0xNN)"),
-	CTL_OPT("count", 0, CTL_OPT_STRING, struct ctl_write_args, count, "N",
-		"write N sectors of --pattern"),
-	CTL_OPT("file", 0, CTL_OPT_STRING, struct ctl_write_args, file, "F",
-		"write F's bytes ('-': stdin)"),
-	CTL_OPT("fua", 0, CTL_OPT_TRUE, struct ctl_write_args, fua, NULL,
-		"write with force unit access"),
-	{ 0 },
-};
-
 int ctl_write(int argc, char **argv)
 {
-	struct ctl_write_args a = { 0 };
-	char **ops = ctl_parse(argc, argv, &a, NULL);
-	const char *spec = ops[0], *pattern = a.pattern, *file = a.file;
-	uint64_t sector = ctl_arg_u64("SECTOR", ops[1], 0, UINT64_MAX), ss, count = 0,
-		 byte = 0;
+	struct ctl_io_args a = { 0 };
+	const char *spec, *pattern = NULL, *file = NULL;
+	uint64_t sector, ss, count = 0, byte = 0;
 	unsigned char *buf;
 	size_t len;
 	dc_disk *d;
 	int rc, detail;
 
+	ctl_io_args(argc, argv, &a);
+	spec = a.spec;
+	sector = a.sector;
+	pattern = a.pattern;
+	file = a.file;
 	if (!!pattern == !!file)
 		ctl_usage("give either --pattern BYTE --count N or --file F");
 	if (pattern && !a.count)

@@ -59,15 +59,14 @@ static int ctl_map_print(void *arg, const struct dc_extent *e)
 }
 
 const struct ctl_opt ctl_map_opts[] = {
-	CTL_OPT("json", 0, CTL_OPT_TRUE, struct ctl_map, json, NULL,
-		"one JSON array of {start, length, data, zero, hole,\n"
-		"layer, layer_spec}"),
+	CTL_OPT_JSON(struct ctl_map,
+		     "one JSON array of {start, length, data, zero, hole,\n"
+		     "layer, layer_spec}"),
 	CTL_OPT("start", 0, CTL_OPT_SIZE, struct ctl_map, start, "OFFSET",
 		"begin at this byte (default 0)", .min = 0, .max = UINT64_MAX),
 	CTL_OPT("length", 0, CTL_OPT_SIZE, struct ctl_map, length, "LEN",
 		"map this many bytes (default: to the end)", .min = 0, .max = UINT64_MAX),
-	CTL_OPT("force-share", 'U', CTL_OPT_TRUE, struct ctl_map, share, NULL,
-		"take no image locks (a writer may be changing it)"),
+	CTL_OPT_FORCE_SHARE(struct ctl_map),
 	{ 0 },
 };
 

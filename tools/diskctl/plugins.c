@@ -14,27 +14,11 @@ struct ctl_plugins {
 	unsigned refused;
 };
 
-/* names[v], or other when v has no name there (a plugin built against a
- * later ABI may carry values this diskctl does not know). */
-static const char *ctl_enum_name(const char *const *names, size_t n, uint32_t v,
-				 const char *other)
-{
-	return v < n && names[v] ? names[v] : other;
-}
-
-#define CTL_ENUM_NAME(names, v, other) \
-	ctl_enum_name(names, sizeof(names) / sizeof((names)[0]), v, other)
-
-static const char *ctl_kind_name(uint32_t k)
-{
-	static const char *const names[] = {
-		[DC_KIND_BACKEND] = "backend",
-		[DC_KIND_DECORATOR] = "decorator",
-		[DC_KIND_LAYER] = "layer",
-	};
-
-	return CTL_ENUM_NAME(names, k, "unknown");
-}
+static const char *const ctl_kind_names[] = {
+	[DC_KIND_BACKEND] = "backend",
+	[DC_KIND_DECORATOR] = "decorator",
+	[DC_KIND_LAYER] = "layer",
+};
 
 /* An option type's name and the syntax of its value in a form's usage. */
 static const struct {
@@ -62,16 +46,11 @@ static const char *ctl_opt_syntax(uint32_t t)
 	return ctl_opt_known(t) ? ctl_opt_types[t].syntax : "=?";
 }
 
-static const char *ctl_child_name(uint32_t c)
-{
-	static const char *const names[] = {
-		[DC_CHILD_NONE] = "none",
-		[DC_CHILD_ONE] = "one",
-		[DC_CHILD_LIST] = "list",
-	};
-
-	return CTL_ENUM_NAME(names, c, "unknown");
-}
+static const char *const ctl_child_names[] = {
+	[DC_CHILD_NONE] = "none",
+	[DC_CHILD_ONE] = "one",
+	[DC_CHILD_LIST] = "list",
+};
 
 /* Print multi-line text with each line indented. */
 static void ctl_indented(const char *text, int ind)
@@ -95,7 +74,8 @@ static void ctl_plugin_json(const char *path, const struct dc_plugin *p)
 	ctl_json_str(stdout, path);
 	printf(", \"name\": ");
 	ctl_json_str(stdout, p->name);
-	printf(", \"kind\": \"%s\", \"version\": ", ctl_kind_name(p->kind));
+	printf(", \"kind\": \"%s\", \"version\": ",
+	       CTL_ENUM_NAME(ctl_kind_names, p->kind, "unknown"));
 	ctl_json_str(stdout, p->version);
 	printf(", \"abi\": \"%u.%u\", \"summary\": ", p->abi_major, p->abi_minor);
 	ctl_json_str(stdout, p->summary);
@@ -111,7 +91,7 @@ static void ctl_plugin_json(const char *path, const struct dc_plugin *p)
 		ctl_json_str(stdout, f->help);
 		printf(", \"fields\": %" PRIu32 ", \"child\": \"%s\", \"read_cache\": %s"
 		       ", \"write_through\": %s, \"options\": [",
-		       f->nfields, ctl_child_name(f->child),
+		       f->nfields, CTL_ENUM_NAME(ctl_child_names, f->child, "unknown"),
 		       ctl_bool(f->flags & DC_FORM_READ_CACHE),
 		       ctl_bool(f->flags & DC_FORM_WRITE_THROUGH));
 		for (const struct dc_option *o = f->options; o && o->name; o++) {
@@ -129,7 +109,8 @@ static void ctl_plugin_json(const char *path, const struct dc_plugin *p)
 static void ctl_plugin_human(const char *path, const struct dc_plugin *p)
 {
 	printf("%s %s (%s%s)\n", p->name ? p->name : "(unnamed)",
-	       p->version ? p->version : "?", ctl_kind_name(p->kind),
+	       p->version ? p->version : "?",
+	       CTL_ENUM_NAME(ctl_kind_names, p->kind, "unknown"),
 	       !p->submit && p->io ? ", blocking" : "");
 	printf("  file:    %s\n", path);
 	if (p->summary)
@@ -183,8 +164,7 @@ static int ctl_plugins_cb(void *arg, const char *path, const struct dc_plugin *p
 }
 
 const struct ctl_opt ctl_plugins_opts[] = {
-	CTL_OPT("json", 0, CTL_OPT_TRUE, struct ctl_plugins, json, NULL,
-		"print one JSON object"),
+	CTL_OPT_JSON(struct ctl_plugins, "print one JSON object"),
 	{ 0 },
 };
 

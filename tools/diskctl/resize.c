@@ -75,8 +75,7 @@ const struct ctl_opt ctl_resize_opts[] = {
 	CTL_OPT("shrink", 0, CTL_OPT_TRUE, struct ctl_resize_args, shrink, NULL,
 		"allow making the disk smaller (a warning says how much\n"
 		"data is dropped)"),
-	CTL_OPT("quiet", 'q', CTL_OPT_TRUE, struct ctl_resize_args, quiet, NULL,
-		"print nothing on success"),
+	CTL_OPT_QUIET(struct ctl_resize_args, "print nothing on success"),
 	{ 0 },
 };
 

@@ -469,6 +469,10 @@ static size_t ctl_utf8_len(const unsigned char *p)
  * value, so the output stays valid and the byte can still be read off. */
 void ctl_json_str(FILE *f, const char *s)
 {
+	/* Escaped by a letter: quote, backslash, newline, tab, return. */
+	static const char ctl_json_escapes[] = "\"\\\n\t\r";
+	const char *esc;
+
 	if (!s) {
 		fputs("null", f);
 		return;
@@ -486,30 +490,21 @@ void ctl_json_str(FILE *f, const char *s)
 			p += n - 1;
 			continue;
 		}
-		switch (*p) {
-		case '"':
-			fputs("\\\"", f);
-			break;
-		case '\\':
-			fputs("\\\\", f);
-			break;
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		case '\r':
-			fputs("\\r", f);
-			break;
-		default:
-			if (*p < 0x20 || *p == 0x7f)
-				fprintf(f, "\\u%04x", *p);
-			else
-				fputc(*p, f);
-		}
+		esc = strchr(ctl_json_escapes, *p); /* *p is not the NUL */
+		if (esc)
+			fprintf(f, "\\%c", "\"\\ntr"[esc - ctl_json_escapes]);
+		else if (*p < 0x20 || *p == 0x7f)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
 	}
 	fputc('"', f);
+}
+
+const char *ctl_enum_name(const char *const *names, size_t n, uint32_t v,
+			  const char *other)
+{
+	return v < n && names[v] ? names[v] : other;
 }
 
 const char *ctl_bool(bool b)
