@@ -265,19 +265,28 @@ START_TEST(vhdx_aio_differencing)
 }
 END_TEST
 
-/* In a child process: allocate a block with a plain write, then a FUA write
- * inside it (an engine write), then exit without a flush or close. */
-static int va_fua_child(const char *spec)
+/* In a child process: make the image (spec, over base when it is set), allocate
+ * a block with a plain write, then a FUA write inside it (an engine write),
+ * then exit without a flush or close. */
+static int va_fua_child(const char *spec, const char *base)
 {
 	uint8_t a[16 * 512], b[8 * 512];
 	dc_disk *w = NULL;
+	char *s;
 
 	h_fill(a, sizeof(a), 1);
 	h_fill(b, sizeof(b), 2);
-	if (dc_open(spec, 0, &w)) {
-		fprintf(stderr, "%s: %s\n", spec, dc_last_error());
-		return 2;
+	if (base) {
+		s = h_fmt("vhdx:%s;create=8M;block=1M", base);
+		if (dc_open(s, 0, &w))
+			return 1;
+		dc_close(w);
+		free(s);
 	}
+	s = base ? h_fmt("%s;parent=%s", spec, base) :
+		   h_fmt("%s;create=8M;block=1M", spec);
+	if (dc_open(s, 0, &w))
+		return 2;
 	/* The first write of an open renews DataWriteGuid (the pool path). */
 	if (dc_write(w, 4096, a, sizeof(a), 0) || dc_flush(w))
 		return 3;
@@ -291,37 +300,36 @@ static int va_fua_child(const char *spec)
  * block) and a differencing one (partially present, its bits in memory). */
 START_TEST(vhdx_aio_fua_after_allocation)
 {
-	char *dyn = h_tmppath(".vhdx"), *base = h_tmppath(".vhdx");
-	char *child = h_tmppath(".vhdx"), *spec;
+	char *path[2] = { h_tmppath(".vhdx"), h_tmppath(".vhdx") };
+	char *base = h_tmppath(".vhdx"), *spec[2];
 	uint8_t want[16 * 512], got[16 * 512];
 	int status;
 	pid_t pid;
 	dc_disk *d;
 
-	vt_create("vhdx", dyn, "create=8M;block=1M");
-	vt_create("vhdx", base, "create=8M;block=1M");
-	vt_create("vhdx", child, "parent=%s", base);
+	/* The core's threads do not survive fork: both children run before this
+	 * process opens anything. */
 	for (int i = 0; i < 2; i++) {
-		spec = h_fmt("vhdx:%s", i ? child : dyn);
-		/* The core's threads do not survive fork: the child opens first. */
+		spec[i] = h_fmt("vhdx:%s", path[i]);
 		pid = fork();
 		ck_assert_int_ge(pid, 0);
 		if (pid == 0)
-			_exit(va_fua_child(spec));
+			_exit(va_fua_child(spec[i], i ? base : NULL));
 		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 		ck_assert_int_eq(WEXITSTATUS(status), 0);
-		h_fill(want, sizeof(want), 1);
-		h_fill(want + 8 * 512, 8 * 512, 2);
-		d = h_open(spec, DC_OPEN_READ_ONLY);
+	}
+	h_fill(want, sizeof(want), 1);
+	h_fill(want + 8 * 512, 8 * 512, 2);
+	for (int i = 0; i < 2; i++) {
+		d = h_open(spec[i], DC_OPEN_READ_ONLY);
 		ck_assert_int_eq(dc_read(d, 2048, got, sizeof(got)), 0);
 		ck_assert_msg(memcmp(got, want, sizeof(got)) == 0,
-			      "%s: the FUA write is lost after the crash", spec);
+			      "%s: the FUA write is lost after the crash", spec[i]);
 		dc_close(d);
-		free(spec);
+		free(spec[i]);
+		free(path[i]);
 	}
-	free(child);
 	free(base);
-	free(dyn);
 }
 END_TEST
 
