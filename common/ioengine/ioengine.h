@@ -131,4 +131,14 @@ void ioe_watch_del(struct ioe_watch *w);
 int ioe_file_extents(int fd, bool device, unsigned shift, uint64_t sector, uint64_t count,
 		     uint64_t *run);
 
+/* The O_DIRECT geometry of the regular file fd: *shift the log2 of its
+ * sector (9, or the filesystem's O_DIRECT offset alignment up to 64 KiB) and
+ * *align the buffer alignment (at least a sector). Without direct: 9 and 512. */
+void ioe_file_dio_align(int fd, bool direct, unsigned *shift, size_t *align);
+
+/* Whether holes can be punched in the regular file fd of size bytes: the
+ * unmap granule in 1 << shift byte sectors (blksize, st_blksize, rounded
+ * down, at least 1), or 0 when the filesystem cannot (or fd is read-only). */
+uint32_t ioe_file_punch_granule(int fd, uint64_t size, uint64_t blksize, unsigned shift);
+
 #endif

@@ -339,11 +339,44 @@ START_TEST(callbacks)
 }
 END_TEST
 
+/* The file probes: O_DIRECT geometry (512-byte sectors without direct; with
+ * it, a power-of-two sector up to 64 KiB and a buffer alignment of at least
+ * that), and hole punching (this filesystem punches; a read-only fd cannot). */
+START_TEST(probe)
+{
+	char *path = t_tmpfile();
+	int fd = open(path, O_RDWR | O_CLOEXEC), dfd = open(path, O_RDWR | O_DIRECT),
+	    rfd = open(path, O_RDONLY | O_CLOEXEC);
+	unsigned shift;
+	size_t align;
+
+	ck_assert(fd >= 0 && dfd >= 0 && rfd >= 0);
+	ioe_file_dio_align(fd, false, &shift, &align);
+	ck_assert_uint_eq(shift, 9);
+	ck_assert_uint_eq(align, 512);
+	ioe_file_dio_align(dfd, true, &shift, &align);
+	ck_assert_uint_ge(shift, 9);
+	ck_assert_uint_le(shift, 16);
+	ck_assert_uint_ge(align, 1u << shift);
+	ck_assert_uint_eq(align & (align - 1), 0);
+	ck_assert_uint_eq(ioe_file_punch_granule(fd, FILE_SIZE, 4096, 9), 8);
+	ck_assert_uint_eq(ioe_file_punch_granule(fd, FILE_SIZE, 256, 9), 1);
+	ck_assert_uint_eq(ioe_file_punch_granule(rfd, FILE_SIZE, 4096, 9), 0);
+	ck_assert_int_eq(lseek(fd, 0, SEEK_END), FILE_SIZE); /* the probe left it */
+	close(fd);
+	close(dfd);
+	close(rfd);
+	unlink(path);
+	free(path);
+}
+END_TEST
+
 int main(void)
 {
 	const TTest *const tests[] = {
-		uring_thread, uring_driven, uring_direct, pool,	     pool_driven_direct,
-		uring_only,   watch,	    extents,	  callbacks, NULL
+		uring_thread,	    uring_driven, uring_direct, pool,
+		pool_driven_direct, uring_only,	  watch,	extents,
+		callbacks,	    probe,	  NULL
 	};
 
 	return common_check_run("ioengine", tests);

@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <linux/nvme_ioctl.h>
 #include <linux/pr.h>
@@ -165,27 +164,7 @@ static int bdev_probe_file(struct bdev *b, const struct stat *st, struct dc_info
 {
 	uint64_t bytes = (uint64_t)st->st_size;
 
-	b->shift = 9;
-	b->align = 512;
-	if (b->direct) {
-		struct statx stx;
-
-		/* O_DIRECT offsets (hence sectors) and buffers as the
-		 * filesystem needs them. */
-		if (statx(b->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
-		    (stx.stx_mask & STATX_DIOALIGN)) {
-			if (bdev_pow2(stx.stx_dio_offset_align) &&
-			    stx.stx_dio_offset_align > 512 &&
-			    stx.stx_dio_offset_align <= 65536)
-				b->shift =
-					(unsigned)__builtin_ctz(stx.stx_dio_offset_align);
-			if (bdev_pow2(stx.stx_dio_mem_align) &&
-			    stx.stx_dio_mem_align > b->align)
-				b->align = stx.stx_dio_mem_align;
-		}
-		if (b->align < (1u << b->shift))
-			b->align = 1u << b->shift;
-	}
+	ioe_file_dio_align(b->fd, b->direct, &b->shift, &b->align);
 	if (bytes & ((1u << b->shift) - 1))
 		return dc_fail(-EINVAL,
 			       "%s: size %llu is not a multiple of the %u-byte sector",
@@ -196,16 +175,10 @@ static int bdev_probe_file(struct bdev *b, const struct stat *st, struct dc_info
 							     (1u << b->shift) ?
 					     (uint32_t)st->st_blksize :
 					     1u << b->shift;
-	/* Punching a hole at the end changes nothing and tells whether the
-	 * filesystem can (docs/openvmm-compat.md §2.5). */
-	info->unmap_behavior = DC_UNMAP_IGNORED;
-	if (!b->read_only && fallocate(b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				       (off_t)bytes, 1) == 0) {
-		uint64_t gran = (uint64_t)st->st_blksize >> b->shift;
-
-		b->gran = gran ? (uint32_t)gran : 1;
-		info->unmap_behavior = DC_UNMAP_ZEROES;
-	}
+	if (!b->read_only)
+		b->gran = ioe_file_punch_granule(b->fd, bytes, (uint64_t)st->st_blksize,
+						 b->shift);
+	info->unmap_behavior = b->gran ? DC_UNMAP_ZEROES : DC_UNMAP_IGNORED;
 	return 0;
 }
 

@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,41 +259,20 @@ static int file_probe_blockdev(struct file_disk *f, const struct stat *st,
 static void file_probe_regular(struct file_disk *f, const struct stat *st,
 			       struct dc_info *info)
 {
+	uint32_t gran = 0;
+
 	f->size = (uint64_t)st->st_size;
-	f->shift = 9;
-	f->align = 512;
-#ifdef STATX_DIOALIGN
-	if (f->direct) {
-		struct statx stx;
-
-		/* Honour the filesystem's O_DIRECT alignment: offsets (hence the
-		 * logical sector) and buffers. */
-		if (statx(f->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
-		    (stx.stx_mask & STATX_DIOALIGN)) {
-			int s = file_log2(stx.stx_dio_offset_align);
-
-			if (s > 9 && s <= 16)
-				f->shift = (unsigned)s;
-			if (stx.stx_dio_mem_align > f->align &&
-			    file_log2(stx.stx_dio_mem_align) > 0)
-				f->align = stx.stx_dio_mem_align;
-		}
-	}
-#endif
-	if (f->align < (1u << f->shift))
-		f->align = 1u << f->shift;
+	ioe_file_dio_align(f->fd, f->direct, &f->shift, &f->align);
 	info->physical_sector_size = FILE_PHYSICAL_SECTOR > (1u << f->shift) ?
 					     FILE_PHYSICAL_SECTOR :
 					     1u << f->shift;
-	/* Punching a hole just past the end changes nothing, and tells whether
-	 * the filesystem can (the probe OpenVMM's Linux blockdev path uses). */
 	f->unmap = DC_UNMAP_IGNORED;
-	if (!f->read_only && fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				       (off_t)f->size, 1) == 0) {
-		uint64_t gran = (uint64_t)st->st_blksize >> f->shift;
-
+	if (!f->read_only)
+		gran = ioe_file_punch_granule(f->fd, f->size, (uint64_t)st->st_blksize,
+					      f->shift);
+	if (gran) {
 		f->unmap = DC_UNMAP_ZEROES;
-		info->optimal_unmap_sectors = gran ? (uint32_t)gran : 1;
+		info->optimal_unmap_sectors = gran;
 	}
 }
 
