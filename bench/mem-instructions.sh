@@ -26,7 +26,7 @@ count() {
 		>"$OUT/log.$1" 2>&1 || { cat "$OUT/log.$1" >&2; exit 1; }
 	callgrind_annotate --threshold=100 --auto=no "$OUT/cg.$1" 2>/dev/null | awk '
 		/PROGRAM TOTALS/ { gsub(",", "", $1); total = $1 }
-		/diskctl\.c:/ { gsub(",", "", $1); tool += $1 }
+		/tools\/diskctl\/[a-z_]+\.c:/ { gsub(",", "", $1); tool += $1 }
 		/memmove|memcpy/ { gsub(",", "", $1); copy += $1 }
 		END { print total, tool + 0, copy + 0 }'
 }

@@ -51,11 +51,25 @@ DC_EXPORT struct dc_buf dc_buf_sub(const struct dc_buf *b, size_t off, size_t le
 		}                                                        \
 	} while (0)
 
+/* Where [off, off+len) lies in the view's first segment, or NULL: most
+ * buffers are one segment, and a copy into one needs no walk. */
+static inline char *buf_flat(const struct dc_buf *b, size_t off, size_t len)
+{
+	if (b->iovcnt > 0 && b->skip + off + len <= b->iov[0].iov_len)
+		return (char *)b->iov[0].iov_base + b->skip + off;
+	return NULL;
+}
+
 DC_EXPORT void dc_buf_copy_to(const struct dc_buf *b, size_t off, const void *src,
 			      size_t len)
 {
 	const char *p = src;
+	char *flat = buf_flat(b, off, len);
 
+	if (flat) {
+		memcpy(flat, src, len);
+		return;
+	}
 	BUF_WALK(b, off, len, seg, n, {
 		memcpy(seg, p, n);
 		p += n;
@@ -65,7 +79,12 @@ DC_EXPORT void dc_buf_copy_to(const struct dc_buf *b, size_t off, const void *sr
 DC_EXPORT void dc_buf_copy_from(const struct dc_buf *b, size_t off, void *dst, size_t len)
 {
 	char *p = dst;
+	const char *flat = buf_flat(b, off, len);
 
+	if (flat) {
+		memcpy(dst, flat, len);
+		return;
+	}
 	BUF_WALK(b, off, len, seg, n, {
 		memcpy(p, seg, n);
 		p += n;

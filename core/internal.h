@@ -80,6 +80,7 @@ struct dc_node {
 	size_t slot_size;            /* bytes of a request addressed to this node */
 	size_t ctx_off;              /* offset of ctx within the slot */
 	size_t embed_size;           /* child slot embedded at the end (0: none) */
+	uint64_t fwd_ops;            /* DC_OP_BIT()s forwarded in place to children[0] */
 	unsigned shift;              /* log2 of info.sector_size */
 	_Atomic uint64_t live;       /* live sector count, refreshed on resize */
 	uint32_t op_flags[DC_OP_UNMAP + 1]; /* request flags each op may carry */
@@ -90,6 +91,7 @@ struct dc_node {
 struct dc_ireq {
 	struct dc_req pub;
 	struct dc_ireq *parent;
+	struct dc_node *home;        /* the node the request was addressed to */
 	dc_child_done_fn done;
 	struct dc_queue *queue;
 	struct dc_ireq *next;        /* free lists, completion lists */

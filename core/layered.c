@@ -848,6 +848,13 @@ int dc__layered_open(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 		rc = dc__node_wrap(disk, &dc__layered_plugin, ld, &info, s->text, nodes,
 				   n, out);
 	}
+	/* One layer, nothing below: what it lacks reads as zero, which such a
+	 * layer fills itself; the layered disk then only forwards. Unmap still
+	 * walks (it tells the layer that nothing lies below). */
+	if (rc == 0 && n == 1 && cfg[0].is_layer && !cfg[0].read_cache &&
+	    (cfg[0].node->plugin->layer_flags & DC_LAYER_FILLS_ZERO))
+		(*out)->fwd_ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) |
+				  DC_OP_BIT(DC_OP_FLUSH);
 	for (unsigned i = 0; i < nowned; i++)
 		dc__spec_free(owned[i]);
 	if (rc < 0) {

@@ -128,6 +128,11 @@ static void node_layout(struct dc_node *n)
 		if (n->children[i]->slot_size > n->embed_size)
 			n->embed_size = n->children[i]->slot_size;
 	n->slot_size += n->embed_size;
+	/* A request forwarded unchanged needs no child request: it moves down
+	 * in its own slot, which the embedded room makes big enough (req.c). */
+	n->fwd_ops = n->embed_size && n->children[0]->shift == n->shift ?
+			     n->plugin->passthrough_ops & ~n->plugin->ops :
+			     0;
 }
 
 static struct dc_node *node_new(struct dc_disk *disk, const struct dc_plugin *p,

@@ -69,6 +69,7 @@ void dc__deliver(struct dc_ireq *r);
 
 static inline void slot_init(struct dc_ireq *r, struct dc_node *node, struct dc_queue *q)
 {
+	r->home = node;
 	r->pub.node = node;
 	r->pub.inst = node->inst;
 	r->pub.ctx = (char *)r + node->ctx_off;

@@ -224,6 +224,8 @@ static bool result_known(int result)
 /* Finish r with a result already in the DC_E_* set. */
 static void complete_known(struct dc_ireq *r, int result, int detail)
 {
+	/* A forwarded request goes back as the node its parent addressed. */
+	r->pub.node = r->home;
 	r->pub.result = result;
 	r->pub.detail = detail;
 	if (r->queue != dc__cur_q)
@@ -246,7 +248,10 @@ DC_EXPORT void dc_complete_detail(struct dc_req *req, int result, int detail)
 
 DC_EXPORT void dc_complete(struct dc_req *req, int result)
 {
-	dc_complete_detail(req, result, 0);
+	if (result == 0)
+		complete_known(ireq(req), 0, 0);
+	else
+		dc_complete_detail(req, result, 0);
 }
 
 /* --- Dispatch --------------------------------------------------------------- */
@@ -309,10 +314,39 @@ static inline int req_guard(struct dc_node *n, const struct dc_req *r)
 	return n->info.flags & DC_INFO_READ_ONLY ? DC_E_READ_ONLY : 1;
 }
 
+/* Readdress r, in its own slot, to n's only child: what a level that forwards
+ * an op unchanged costs is this and a guard, not a child request and a
+ * completion. The slot fits: it has room for n's embedded child slot. */
+static inline struct dc_node *forward(struct dc_ireq *r, struct dc_node *n)
+{
+	struct dc_node *c = n->children[0];
+
+	r->pub.node = c;
+	r->pub.inst = c->inst;
+	r->pub.ctx = (char *)r + c->ctx_off;
+	r->pub.qctx = r->queue->qctx[c->index];
+	r->pub.marker = NULL;
+	return c;
+}
+
+/* req_guard() for a request forwarded from n's parent: it passed there, and
+ * n has the parent's sector size (node.c forwards only then) and accepts its
+ * flags, so what is left is n's own live size and read-only state. */
+static inline int fwd_guard(struct dc_node *n, const struct dc_req *r)
+{
+	if (r->op > DC_OP_UNMAP || r->op == DC_OP_FLUSH)
+		return 1;
+	if (r->sector + r->count > atomic_load_explicit(&n->live, memory_order_relaxed))
+		return DC_E_ILLEGAL_BLOCK;
+	if (r->op != DC_OP_READ && (n->info.flags & DC_INFO_READ_ONLY))
+		return DC_E_READ_ONLY;
+	return 1;
+}
+
 void dc__dispatch(struct dc_ireq *r)
 {
 	struct dc_node *n = r->pub.node;
-	const struct dc_plugin *p = n->plugin;
+	const struct dc_plugin *p;
 	uint64_t bit = DC_OP_BIT(r->pub.op);
 	int g = req_guard(n, &r->pub);
 
@@ -320,6 +354,15 @@ void dc__dispatch(struct dc_ireq *r)
 		dc_complete(&r->pub, g);
 		return;
 	}
+	while (n->fwd_ops & bit) {
+		n = forward(r, n);
+		g = fwd_guard(n, &r->pub);
+		if (g <= 0) {
+			dc_complete(&r->pub, g);
+			return;
+		}
+	}
+	p = n->plugin;
 	if (p->ops & bit) {
 		if (p->submit) {
 			p->submit(n->inst, &r->pub);

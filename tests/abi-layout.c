@@ -195,6 +195,7 @@ static void plugin_structs(void)
 	FIELD(dc_plugin, queue_poll);
 	FIELD(dc_plugin, extents);
 	FIELD(dc_plugin, check);
+	FIELD(dc_plugin, layer_flags);
 }
 
 static void consumer_consts(void)

@@ -43,7 +43,7 @@ extern "C" {
 /** The ABI this header describes: major = soname (libdiskcore.so.1), minor =
  *  symbol-version node (DISKCORE_1.0). docs/abi.md. */
 #define DC_VERSION_MAJOR 1
-#define DC_VERSION_MINOR 1
+#define DC_VERSION_MINOR 2
 #define DC_VERSION(major, minor) (((uint32_t)(major) << 16) | (uint32_t)(minor))
 
 typedef struct dc_disk dc_disk;

@@ -70,7 +70,7 @@ extern "C" {
 /* The plugin ABI version. Major: soname of libdiskcore (libdiskcore.so.1);
  * minor: the symbol-version node (DISKCORE_1.0, ...). See docs/abi.md. */
 #define DC_ABI_MAJOR 1
-#define DC_ABI_MINOR 1
+#define DC_ABI_MINOR 2
 
 /** The one symbol a plugin exports. Plugins of the pre-release ABI exported
  *  "diskcore_plugin_init"; the core names them and refuses them. */
@@ -230,6 +230,12 @@ struct dc_marker {
 /** Layer-only request flags (the core sets them; plain disks never see them). */
 #define DC_IO_NO_OVERWRITE (1u << 16) /**< write: only sectors not yet present */
 #define DC_IO_NEXT_IS_ZERO (1u << 17) /**< unmap: everything below reads as zero */
+
+/** dc_plugin.layer_flags (ABI 1.2). DC_LAYER_FILLS_ZERO: a read without a
+ *  marker (req->marker NULL) fills every sector, those the layer does not hold
+ *  with zeroes. A disk of this one layer then hands it reads, writes and
+ *  flushes as they come, without the layered disk's per-request work. */
+#define DC_LAYER_FILLS_ZERO (1u << 0)
 
 struct dc_req {
 	uint32_t op;	/**< enum dc_op */
@@ -399,6 +405,9 @@ struct dc_plugin {
 	 * I/O; reads only. NULL: nothing to check.
 	 */
 	int (*check)(void *inst, dc_check_report_fn report, void *arg);
+
+	/** ABI 1.2. DC_LAYER_* promises of a layer plugin; 0 for others. */
+	uint32_t layer_flags;
 
 	/* Appending a field: add it here, bump DC_ABI_MINOR, and make zero mean
 	 * "not provided" (an older plugin's descriptor is zero-filled past its

@@ -823,6 +823,7 @@ static void ram_describe(void *inst, dc_kv_fn kv, void *arg)
 
 DC_PLUGIN(ram_plugin) = {
 	.kind = DC_KIND_LAYER,
+	.layer_flags = DC_LAYER_FILLS_ZERO,
 	.name = "ram",
 	.version = "0.1.0",
 	.summary = "RAM disk and RAM diff layers (mem:, memdiff:)",

@@ -327,6 +327,7 @@ static const struct dc_form sq_forms[] = {
 
 DC_PLUGIN(sq_plugin) = {
 	.kind = DC_KIND_LAYER,
+	.layer_flags = DC_LAYER_FILLS_ZERO,
 	.name = "sqlite",
 	.version = "0.1.0",
 	.summary =
