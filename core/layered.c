@@ -674,12 +674,13 @@ static int layered_collect(struct dc_disk *disk, struct dc_spec *s, bool read_on
 			if (rc < 0)
 				return rc;
 			if (rc == 1 && ++parents > max_parents)
-				return dc_fail(-ELOOP,
-					       "'%s' names more than %u parent images in a "
-					       "chain (is an image its own ancestor?); "
-					       "DISKCORE_MAX_PARENTS raises the limit, up to %d "
-					       "(docs/security.md)",
-					       s->text, max_parents, LAYERED_MAX_LAYERS - 1);
+				return dc_fail(
+					-ELOOP,
+					"'%s' names more than %u parent images in a "
+					"chain (is an image its own ancestor?); "
+					"DISKCORE_MAX_PARENTS raises the limit, up to %d "
+					"(docs/security.md)",
+					s->text, max_parents, LAYERED_MAX_LAYERS - 1);
 			if (rc == 1) {
 				buf[sizeof(buf) - 1] = '\0';
 				rc = dc__spec_parse(buf, &ps);
