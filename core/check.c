@@ -49,8 +49,8 @@ DC_EXPORT int dc_check(dc_disk *d, dc_check_fn fn, void *arg, struct dc_check_re
 		rc = n->plugin->check(n->inst, check_report, &w);
 		dc__error_pop_prefix();
 		if (rc > 0)
-			rc = dc_fail(-EIO, "plugin '%s': check() returned %d", n->plugin->name,
-				     rc);
+			rc = dc_fail(-EIO, "plugin '%s': check() returned %d",
+				     n->plugin->name, rc);
 		w.out->checked++;
 	}
 	pthread_mutex_unlock(&d->nodes_lock);

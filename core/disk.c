@@ -40,8 +40,9 @@ DC_EXPORT int dc_open(const char *spec, uint32_t flags, dc_disk **out)
 	if (!spec || !out || (flags & ~(DC_OPEN_READ_ONLY | DC_OPEN_FORCE_SHARE)))
 		return dc_fail(-EINVAL, "dc_open: invalid arguments");
 	if ((flags & DC_OPEN_FORCE_SHARE) && !(flags & DC_OPEN_READ_ONLY))
-		return dc_fail(-EINVAL, "dc_open: DC_OPEN_FORCE_SHARE needs DC_OPEN_READ_ONLY "
-					"(a writer must hold its locks)");
+		return dc_fail(-EINVAL,
+			       "dc_open: DC_OPEN_FORCE_SHARE needs DC_OPEN_READ_ONLY "
+			       "(a writer must hold its locks)");
 	*out = NULL;
 	d = calloc(1, sizeof(*d));
 	if (!d)

@@ -12,7 +12,7 @@
  * __tls_get_addr (the few bytes come from glibc's static TLS surplus, which
  * also serves a libdiskcore loaded with dlopen). */
 #define DC_TLS __thread __attribute__((tls_model("initial-exec")))
-#define DC_ALIGN_UP(x, a) (((x) + (a) - 1) & ~((size_t)(a) - 1))
+#define DC_ALIGN_UP(x, a) (((x) + (a)-1) & ~((size_t)(a)-1))
 #define DC_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /* --- error.c: thread-local control-path messages ------------------------ */
@@ -46,8 +46,8 @@ struct dc_spec {
 	const struct dc_form *form;
 	const char *written; /* the kind as written when it differs from form->name:
 				"file" for a path dispatched by extension */
-	char *text;        /* this element's whole spec text, from its kind on */
-	size_t pos;        /* byte offset of this element in the full spec */
+	char *text;	     /* this element's whole spec text, from its kind on */
+	size_t pos;	     /* byte offset of this element in the full spec */
 	char **fields;
 	uint32_t nfields;
 	struct dc_optval *opts;
@@ -68,36 +68,36 @@ struct dc_layered;
 
 struct dc_node {
 	const struct dc_plugin *plugin;
-	const struct dc_form *form;  /* NULL for core nodes */
-	char *label;                 /* spec element text, for messages and describe */
+	const struct dc_form *form; /* NULL for core nodes */
+	char *label;		    /* spec element text, for messages and describe */
 	void *inst;
-	struct dc_info info;         /* snapshot after open/attach */
+	struct dc_info info; /* snapshot after open/attach */
 	struct dc_node **children;
 	unsigned nchildren;
 	struct dc_node *parent;
 	struct dc_disk *disk;
-	unsigned index;              /* position in disk->nodes: qctx slot */
-	size_t slot_size;            /* bytes of a request addressed to this node */
-	size_t ctx_off;              /* offset of ctx within the slot */
-	size_t embed_size;           /* child slot embedded at the end (0: none) */
-	uint64_t fwd_ops;            /* DC_OP_BIT()s forwarded in place to children[0] */
-	unsigned shift;              /* log2 of info.sector_size */
-	_Atomic uint64_t live;       /* live sector count, refreshed on resize */
+	unsigned index;	       /* position in disk->nodes: qctx slot */
+	size_t slot_size;      /* bytes of a request addressed to this node */
+	size_t ctx_off;	       /* offset of ctx within the slot */
+	size_t embed_size;     /* child slot embedded at the end (0: none) */
+	uint64_t fwd_ops;      /* DC_OP_BIT()s forwarded in place to children[0] */
+	unsigned shift;	       /* log2 of info.sector_size */
+	_Atomic uint64_t live; /* live sector count, refreshed on resize */
 	uint32_t op_flags[DC_OP_UNMAP + 1]; /* request flags each op may carry */
-	uint64_t max_sector;         /* INT64_MAX >> shift: the representable limit */
+	uint64_t max_sector; /* INT64_MAX >> shift: the representable limit */
 };
 
 /* A request as the core keeps it; `pub` is what plugins see. */
 struct dc_ireq {
 	struct dc_req pub;
 	struct dc_ireq *parent;
-	struct dc_node *home;        /* the node the request was addressed to */
+	struct dc_node *home; /* the node the request was addressed to */
 	dc_child_done_fn done;
 	struct dc_queue *queue;
-	struct dc_ireq *next;        /* free lists, completion lists */
-	uint8_t kind;                /* DC_IREQ_* */
-	uint8_t hand;                /* queued for the queue's thread: HAND_* */
-	atomic_bool embedded_busy;   /* the embedded child slot is taken */
+	struct dc_ireq *next;	   /* free lists, completion lists */
+	uint8_t kind;		   /* DC_IREQ_* */
+	uint8_t hand;		   /* queued for the queue's thread: HAND_* */
+	atomic_bool embedded_busy; /* the embedded child slot is taken */
 	/* Top-level requests only. */
 	dc_complete_fn cb;
 	void *user_data;
@@ -106,11 +106,11 @@ enum { DC_IREQ_TOP = 0, DC_IREQ_EMBEDDED = 1, DC_IREQ_HEAP = 2 };
 
 struct dc_disk {
 	struct dc_node *top;
-	uint32_t open_flags;         /* DC_OPEN_* */
-	struct dc_info info;         /* snapshot at open */
+	uint32_t open_flags; /* DC_OPEN_* */
+	struct dc_info info; /* snapshot at open */
 	unsigned sector_shift;
-	uint64_t max_sector;         /* INT64_MAX >> sector_shift */
-	struct dc_node **nodes;      /* every node, top first; changes under nodes_lock */
+	uint64_t max_sector;	/* INT64_MAX >> sector_shift */
+	struct dc_node **nodes; /* every node, top first; changes under nodes_lock */
 	pthread_mutex_t nodes_lock;
 	unsigned nnodes;
 	uint64_t serial;
@@ -134,13 +134,11 @@ int dc__node_open(struct dc_disk *disk, struct dc_spec *s, bool read_only,
  * plugin's open() with the element's fields and options. Layers are created
  * with no children; the layered disk attaches them afterwards. */
 int dc__node_create(struct dc_disk *disk, struct dc_spec *s, bool read_only,
-		    struct dc_node **children, unsigned nchildren,
-		    struct dc_node **out);
+		    struct dc_node **children, unsigned nchildren, struct dc_node **out);
 /* Make a node for an instance the core created itself (the layered disk). */
 int dc__node_wrap(struct dc_disk *disk, const struct dc_plugin *p, void *inst,
 		  const struct dc_info *info, const char *label,
-		  struct dc_node **children, unsigned nchildren,
-		  struct dc_node **out);
+		  struct dc_node **children, unsigned nchildren, struct dc_node **out);
 /* Settle a node's metadata once it is final: fail-closed info flags, request
  * guard geometry (disk.c). */
 void dc__node_seal(struct dc_node *n);

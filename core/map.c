@@ -30,7 +30,8 @@ DC_EXPORT int dc_node_extents(struct dc_node *n, uint64_t sector, uint64_t count
 	int rc;
 
 	if (count == 0 || sector >= live)
-		return dc_fail(-EINVAL, "allocation query of sectors %llu+%llu outside %llu",
+		return dc_fail(-EINVAL,
+			       "allocation query of sectors %llu+%llu outside %llu",
 			       (unsigned long long)sector, (unsigned long long)count,
 			       (unsigned long long)live);
 	if (count > live - sector)
@@ -48,11 +49,12 @@ DC_EXPORT int dc_node_extents(struct dc_node *n, uint64_t sector, uint64_t count
 	if (n->plugin->kind == DC_KIND_LAYER)
 		allowed |= DC_EXTENT_ABSENT;
 	if (*run == 0 || *run > count || (rc & ~allowed))
-		return dc_fail(-EIO,
-			       "plugin '%s' answered an allocation query with a run of %llu "
-			       "sectors (asked for at most %llu) and flags 0x%x",
-			       n->plugin->name, (unsigned long long)*run,
-			       (unsigned long long)count, (unsigned)rc);
+		return dc_fail(
+			-EIO,
+			"plugin '%s' answered an allocation query with a run of %llu "
+			"sectors (asked for at most %llu) and flags 0x%x",
+			n->plugin->name, (unsigned long long)*run,
+			(unsigned long long)count, (unsigned)rc);
 	return rc;
 }
 

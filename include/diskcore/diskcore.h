@@ -352,7 +352,7 @@ int dc_resize(dc_disk *disk, uint64_t new_sector_count);
 struct dc_extent {
 	uint64_t offset; /**< bytes from the start of the disk */
 	uint64_t length; /**< bytes */
-	uint32_t flags;  /**< DC_EXTENT_*; 0: data */
+	uint32_t flags;	 /**< DC_EXTENT_*; 0: data */
 	/** Which layer of the chain's layered disk holds it, 0 the top
 	 *  (dc_describe() names them: "layer0", ...); DC_EXTENT_NO_LAYER when
 	 *  no layer does (it reads as zero); 0 for a chain without layers. */

@@ -274,7 +274,8 @@ typedef void (*dc_kv_fn)(void *arg, const char *key, const char *value);
 typedef void (*dc_check_report_fn)(void *arg, uint32_t kind, const char *message);
 
 static inline void dc_check_printf(dc_check_report_fn report, void *arg, uint32_t kind,
-				   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+				   const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 static inline void dc_check_printf(dc_check_report_fn report, void *arg, uint32_t kind,
 				   const char *fmt, ...)
 {
