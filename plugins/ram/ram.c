@@ -469,6 +469,16 @@ static void ram_gap(struct ram *r, struct dc_req *req, uint64_t s, uint64_t e,
 	dc_marker_set(req->marker, s, e - s);
 }
 
+/* Whether [first, last) lies in one word of w and all its bits are set. */
+static inline bool ram_word_full(const uint64_t *w, unsigned first, unsigned last)
+{
+	unsigned n = last - first;
+
+	return first >> 6 == (last - 1) >> 6 &&
+	       ((w[first >> 6] >> (first & 63)) | ~(~UINT64_C(0) >> (64 - n))) ==
+		       ~UINT64_C(0);
+}
+
 static int ram_read(struct ram *r, struct dc_req *req)
 {
 	uint64_t spc = UINT64_C(1) << r->spc_shift;
@@ -492,6 +502,17 @@ static int ram_read(struct ram *r, struct dc_req *req)
 			for (unsigned k = 0; k < RAM_PWORDS; k++)
 				w[k] = atomic_load_explicit(&sl->present[k],
 							    memory_order_acquire);
+		/* Most reads: every sector present, within one word of bits. */
+		if (data && ram_word_full(w, first, last)) {
+			dc_buf_copy_to(&req->buf,
+				       (base + first - req->sector) << r->shift,
+				       data + ((size_t)first << r->shift),
+				       (size_t)(last - first) << r->shift);
+			if (req->marker)
+				dc_marker_set(req->marker, base + first, last - first);
+			s = base + last;
+			continue;
+		}
 		while (pos < last) {
 			unsigned q = ram_find(w, pos, last, false);
 
