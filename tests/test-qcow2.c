@@ -9,6 +9,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,95 @@ START_TEST(qcow2_grow)
 }
 END_TEST
 
+/* In-place writes (the file engine, from the queue's thread) racing
+ * allocating ones into the same extended-L2 clusters, on one queue: 64 KiB
+ * clusters of 2 KiB subclusters, the even ones allocated; each 4 KiB is
+ * written as [0,1K) (in place), [1K,3K) (allocating: it copies the rest of
+ * both subclusters, [0,1K) among them, so it must wait for that in-place
+ * write) and [3K,4K), all at once in a shuffled order. Every byte must be the
+ * last written, and qemu-img check clean. */
+#define TQ_CLUSTERS 16
+#define TQ_PIECES (TQ_CLUSTERS * 16 * 3)
+
+static void tq_race_submit(dc_queue *q, uint8_t *data, int *order, int *done)
+{
+	static const uint32_t at[3] = { 0, 1024, 3072 }, len[3] = { 1024, 2048, 1024 };
+	struct iovec iov[TQ_PIECES];
+	int sent = 0, finished = 0;
+
+	while (finished < TQ_PIECES) {
+		struct dc_completion cq[16];
+		struct pollfd pfd = { .fd = dc_queue_fd(q), .events = POLLIN };
+		int n;
+
+		for (; sent < TQ_PIECES && sent - finished < 64; sent++) {
+			int p = order[sent];
+			uint64_t off = (uint64_t)p / 3 * 4096 + at[p % 3];
+
+			iov[p] = (struct iovec){ data + off, len[p % 3] };
+			struct dc_io io = { .op = DC_OP_WRITE,
+					    .sector = off / 512,
+					    .iov = &iov[p],
+					    .iovcnt = 1,
+					    .user_data = &done[p] };
+			ck_assert_int_eq(dc_submit(q, &io), 0);
+		}
+		n = dc_queue_reap(q, cq, 16);
+		if (n == 0) {
+			ck_assert_int_eq(poll(&pfd, 1, 30000), 1);
+			continue;
+		}
+		for (int k = 0; k < n; k++) {
+			ck_assert_int_eq(cq[k].result, 0);
+			(*(int *)cq[k].user_data)++;
+		}
+		finished += n;
+	}
+}
+
+START_TEST(qcow2_inplace_race)
+{
+	char *path = h_tmppath(".qcow2");
+	size_t size = TQ_CLUSTERS * 65536;
+	uint8_t *data = h_alloc(size), *got = h_alloc(size);
+	int order[TQ_PIECES], done[TQ_PIECES] = { 0 };
+	dc_queue *q;
+	dc_disk *d;
+
+	if (!h_have_program("qemu-io"))
+		return;
+	ck_assert_int_eq(
+		h_sh("qemu-img create -q -f qcow2 -o cluster_size=64k,extended_l2=on "
+		     "'%s' %zu && for o in $(seq 0 4096 %zu); do echo \"write -P 7 $o "
+		     "2k\"; done | qemu-io -f qcow2 '%s' >/dev/null",
+		     path, size, size - 1, path),
+		0);
+	h_fill(data, size, 42);
+	srand(7);
+	for (int i = 0; i < TQ_PIECES; i++)
+		order[i] = i;
+	for (int i = TQ_PIECES - 1; i > 0; i--) {
+		int j = rand() % (i + 1), t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+	d = h_openf(0, "qcow2:%s", path);
+	ck_assert_int_eq(dc_queue_open(d, DC_QUEUE_POLL, &q), 0);
+	tq_race_submit(q, data, order, done);
+	dc_queue_close(q);
+	for (int i = 0; i < TQ_PIECES; i++)
+		ck_assert_int_eq(done[i], 1);
+	ck_assert_int_eq(dc_read(d, 0, got, size), 0);
+	ck_assert_int_eq(memcmp(data, got, size), 0);
+	dc_close(d);
+	ck_assert_int_eq(h_sh("qemu-img check -q '%s'", path), 0);
+	free(data);
+	free(got);
+	free(path);
+}
+END_TEST
+
 static void tq_add(Suite *s, const char *name, const char *tmpl, const char *opts,
 		   uint32_t flags)
 {
@@ -126,6 +216,7 @@ int main(void)
 	TCase *tc = tcase_create("qcow2-grow");
 
 	tcase_add_test(tc, qcow2_grow);
+	tcase_add_test(tc, qcow2_inplace_race);
 	suite_add_tcase(s, tc);
 	return h_run(s);
 }
