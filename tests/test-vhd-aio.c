@@ -29,8 +29,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define VR_SIZE (16u << 20)
-#define VR_BLOCK 65536u
+#define VR_SIZE (16u << 20) /* VR_OPTS */
+#define VR_BLOCK 65536u	    /* VR_OPTS */
 #define VR_SPB (VR_BLOCK / 512)
 #define VR_NBLOCKS (VR_SIZE / VR_BLOCK)
 #define VR_SLOT 8	  /* sectors a request moves */
@@ -236,15 +236,50 @@ static void vr_check_all(const char *spec, bool diff)
 	dc_close(d);
 }
 
-/* In a child process: fill the whole disk with junk stamps, allocating every
- * block, and exit without a flush: the BAT on disk never names them, so the
- * next open finds their space free but not empty. */
-static int vr_junk_child(const char *spec)
+/* An image a child process makes (fork: see vr_fork): path, over base (a
+ * differencing child) when base is set. */
+struct vr_setup {
+	const char *path, *base;
+	const char *opts; /* create= options of the image, or of base */
+};
+
+/* Open setup's image writable, making it (and base, stamped with
+ * VR_PARENT_TID when fill) first. */
+static dc_disk *vr_make(const struct vr_setup *su, bool fill)
+{
+	uint8_t *buf = fill ? malloc(VR_SIZE) : NULL;
+	dc_disk *d = NULL;
+	char spec[4096];
+	int rc;
+
+	if (su->base) {
+		snprintf(spec, sizeof(spec), "vhd:%s;%s", su->base, su->opts);
+		if (dc_open(spec, 0, &d) || (fill && !buf))
+			return NULL;
+		if (fill)
+			iod_stamp(buf, 512, 0, VR_SIZE / 512, VR_PARENT_TID, 1);
+		rc = fill ? dc_write(d, 0, buf, VR_SIZE, 0) : 0;
+		dc_close(d);
+		d = NULL;
+		if (rc)
+			return NULL;
+		snprintf(spec, sizeof(spec), "vhd:%s;parent=%s", su->path, su->base);
+	} else {
+		snprintf(spec, sizeof(spec), "vhd:%s;%s", su->path, su->opts);
+	}
+	free(buf);
+	return dc_open(spec, 0, &d) ? NULL : d;
+}
+
+/* In a child process: make the image, fill the whole disk with junk stamps,
+ * allocating every block, and exit without a flush: the BAT on disk never
+ * names them, so the next open finds their space free but not empty. */
+static int vr_junk_child(const struct vr_setup *su)
 {
 	uint8_t *buf = malloc(VR_BLOCK * 4);
-	dc_disk *w = NULL;
+	dc_disk *w = vr_make(su, true);
 
-	if (!buf || dc_open(spec, 0, &w))
+	if (!buf || !w)
 		return 2;
 	for (uint64_t s = 0; s < VR_SIZE / 512; s += VR_SPB * 4) {
 		iod_stamp(buf, 512, s, VR_SPB * 4, VR_JUNK_TID, 1);
@@ -254,30 +289,34 @@ static int vr_junk_child(const char *spec)
 	return 0;
 }
 
-static void vr_fork(int (*fn)(const char *spec), const char *spec)
+/* Run fn(su) in a child process. The core's threads do not survive fork
+ * (nor does ThreadSanitizer let them): the test process has opened nothing
+ * yet when it forks. */
+static void vr_fork(int (*fn)(const struct vr_setup *su), const struct vr_setup *su)
 {
 	int status;
-	/* The core's threads do not survive fork: the child opens first. */
 	pid_t pid = fork();
 
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
-		_exit(fn(spec));
+		_exit(fn(su));
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "%s: the child failed (status %d)", spec, status);
+		      "%s: the child failed (status %d)", su->path, status);
 }
 
-static void vr_race(const char *spec, const char *path, bool diff)
+static void vr_race(const struct vr_setup *su)
 {
+	char *spec = h_fmt("vhd:%s", su->path);
+	bool diff = su->base != NULL;
 	struct vr_thread th[3];
 	int writing = 1;
 	struct stat st;
 	dc_disk *d;
 
 	memset(vr_seq, 0, sizeof(vr_seq));
-	vr_fork(vr_junk_child, spec);
-	ck_assert_int_eq(stat(path, &st), 0);
+	vr_fork(vr_junk_child, su);
+	ck_assert_int_eq(stat(su->path, &st), 0);
 	ck_assert_uint_ge((uint64_t)st.st_size, VR_SIZE);
 	d = h_open(spec, 0);
 	for (unsigned i = 0; i < 3; i++) {
@@ -298,15 +337,17 @@ static void vr_race(const char *spec, const char *path, bool diff)
 	ck_assert_int_eq(dc_flush(d), 0);
 	dc_close(d);
 	vr_check_all(spec, diff);
+	free(spec);
 }
+
+#define VR_OPTS "create=16M;block=64K"
 
 START_TEST(vhd_aio_dynamic)
 {
-	char *path = h_tmppath(".vhd"), *spec = h_fmt("vhd:%s", path);
+	char *path = h_tmppath(".vhd");
+	struct vr_setup su = { .path = path, .opts = VR_OPTS };
 
-	vt_create("vhd", path, "create=%u;block=%u", VR_SIZE, VR_BLOCK);
-	vr_race(spec, path, false);
-	free(spec);
+	vr_race(&su);
 	free(path);
 }
 END_TEST
@@ -314,34 +355,25 @@ END_TEST
 START_TEST(vhd_aio_differencing)
 {
 	char *base = h_tmppath(".vhd"), *child = h_tmppath(".vhd");
-	char *spec = h_fmt("vhd:%s", child);
-	uint8_t *buf = h_alloc(VR_SIZE);
-	dc_disk *d;
+	struct vr_setup su = { .path = child, .base = base, .opts = VR_OPTS };
 
-	vt_create("vhd", base, "create=%u;block=%u", VR_SIZE, VR_BLOCK);
-	d = h_openf(0, "vhd:%s", base);
-	iod_stamp(buf, 512, 0, VR_SIZE / 512, VR_PARENT_TID, 1);
-	ck_assert_int_eq(dc_write(d, 0, buf, VR_SIZE, 0), 0);
-	dc_close(d);
-	free(buf);
-	vt_create("vhd", child, "parent=%s", base);
-	vr_race(spec, child, true);
-	free(spec);
+	vr_race(&su);
 	free(child);
 	free(base);
 }
 END_TEST
 
-/* In a child process: allocate a block, write inside it again (the engine's
- * write: its bits are set), flush, exit without closing. */
-static int vr_flush_child(const char *spec)
+/* In a child process: make the image, allocate a block, write inside it
+ * again (the engine's write: its bits are set), flush, exit without
+ * closing. */
+static int vr_flush_child(const struct vr_setup *su)
 {
 	uint8_t a[16 * 512], b[8 * 512];
-	dc_disk *w = NULL;
+	dc_disk *w = vr_make(su, false);
 
 	h_fill(a, sizeof(a), 1);
 	h_fill(b, sizeof(b), 2);
-	if (dc_open(spec, 0, &w))
+	if (!w)
 		return 2;
 	if (dc_write(w, 2048, a, sizeof(a), 0) ||
 	    dc_write(w, 2048 + 4, b, sizeof(b), 0) || dc_flush(w))
@@ -353,17 +385,20 @@ START_TEST(vhd_aio_flush_after_allocation)
 {
 	char *dyn = h_tmppath(".vhd"), *base = h_tmppath(".vhd");
 	char *child = h_tmppath(".vhd"), *spec;
+	const struct vr_setup su[2] = {
+		{ .path = dyn, .opts = "create=8M" },
+		{ .path = child, .base = base, .opts = "create=8M" },
+	};
 	uint8_t want[16 * 512], got[16 * 512];
 	dc_disk *d;
 
-	vt_create("vhd", dyn, "create=8M");
-	vt_create("vhd", base, "create=8M");
-	vt_create("vhd", child, "parent=%s", base);
+	/* Both children first: nothing opens here before the last fork. */
+	for (int i = 0; i < 2; i++)
+		vr_fork(vr_flush_child, &su[i]);
+	h_fill(want, sizeof(want), 1);
+	h_fill(want + 4 * 512, 8 * 512, 2);
 	for (int i = 0; i < 2; i++) {
-		spec = h_fmt("vhd:%s", i ? child : dyn);
-		vr_fork(vr_flush_child, spec);
-		h_fill(want, sizeof(want), 1);
-		h_fill(want + 4 * 512, 8 * 512, 2);
+		spec = h_fmt("vhd:%s", su[i].path);
 		d = h_open(spec, DC_OPEN_READ_ONLY);
 		ck_assert_int_eq(dc_read(d, 2048, got, sizeof(got)), 0);
 		ck_assert_msg(memcmp(got, want, sizeof(got)) == 0,
