@@ -282,9 +282,9 @@ bool vhdx_aio_submit(struct vhdx *v, struct vhdx_rq *r);
 void vhdx_aio_to_pool(struct vhdx_rq *r, int (*fn)(void *inst, struct dc_req *req));
 /* Flush: queued metadata through the log, else fdatasync (takes the lock). */
 int vhdx_flush(struct vhdx *v);
+/* queue_open(); queue_close() and queue_poll() are the engine's
+ * (ioe_plugin_queue_close/poll). */
 int vhdx_queue_open(void *inst, void **qctx);
-void vhdx_queue_close(void *inst, void *qctx);
-int vhdx_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms);
 
 /* vhdx_map.c */
 /* extents(): block states and bitmaps, as the reads see them. */

@@ -207,19 +207,5 @@ bool vhdx_aio_submit(struct vhdx *v, struct vhdx_rq *r)
 
 int vhdx_queue_open(void *inst, void **qctx)
 {
-	struct vhdx *v = inst;
-
-	return ioe_queue_open(v->ioe, (struct ioe_queue **)qctx);
-}
-
-void vhdx_queue_close(void *inst, void *qctx)
-{
-	(void)inst;
-	ioe_queue_close(qctx);
-}
-
-int vhdx_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
-{
-	(void)inst;
-	return ioe_queue_poll(qctx, wake_fd, timeout_ms);
+	return ioe_plugin_queue_open(((struct vhdx *)inst)->ioe, qctx);
 }

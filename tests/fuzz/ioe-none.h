@@ -46,6 +46,23 @@ int ioe_queue_poll(struct ioe_queue *q, int wake_fd, int timeout_ms)
 	return -ENOSYS;
 }
 
+int ioe_plugin_queue_open(struct ioe_file *f, void **qctx)
+{
+	(void)f, (void)qctx;
+	return -ENOSYS;
+}
+
+void ioe_plugin_queue_close(void *inst, void *qctx)
+{
+	(void)inst, (void)qctx;
+}
+
+int ioe_plugin_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
+{
+	(void)inst, (void)qctx, (void)wake_fd, (void)timeout_ms;
+	return -ENOSYS;
+}
+
 void ioe_submit(struct ioe_queue *q, struct ioe_req *r)
 {
 	(void)q, (void)r;
