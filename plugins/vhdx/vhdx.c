@@ -38,6 +38,10 @@
  * in memory over every read. Freed space is never reused within one open, so a
  * write racing an unmap of the same block can only be lost, never misplaced.
  *
+ * I/O: submit() hands reads and writes of sectors already present in this file
+ * to the file engine from the queue's thread (vhdx_aio.c says why that is safe
+ * beside the rest); everything else runs the blocking io() below on the pool.
+ *
  * Unmap: a whole block goes to PAYLOAD_BLOCK_ZERO (reads zero in every reader;
  * a differencing image whose parent reads zero there frees it to NOT_PRESENT);
  * a partial block is zeroed in place (hole punched), or for an absent block of

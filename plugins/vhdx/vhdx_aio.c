@@ -142,15 +142,18 @@ static bool vhdx_bits_cached(struct vhdx *v, uint64_t s, uint32_t n)
 	return true;
 }
 
-/* Partially present block pi: are sectors [s, s + n) all here? Only when the
- * lock is free and their bitmap sectors are in memory. */
-static bool vhdx_partial_here(struct vhdx *v, uint64_t pi, uint64_t s, uint32_t n)
+/* Partially present block pi, whose entry was e: are sectors [s, s + n) all
+ * here? Only when the lock is free and their bitmap sectors are in memory.
+ * The entry must still be e: an unmap and a new allocation meanwhile would
+ * pair the new bits with the old place. */
+static bool vhdx_partial_here(struct vhdx *v, uint64_t pi, uint64_t e, uint64_t s,
+			      uint32_t n)
 {
 	bool here;
 
 	if (pthread_mutex_trylock(&v->lock) != 0)
 		return false;
-	here = VHDX_BAT_STATE(v->bat[pi]) == VHDX_PB_PARTIAL && vhdx_bits_cached(v, s, n);
+	here = v->bat[pi] == e && vhdx_bits_cached(v, s, n);
 	pthread_mutex_unlock(&v->lock);
 	return here;
 }
@@ -184,7 +187,7 @@ bool vhdx_aio_submit(struct vhdx *v, struct vhdx_rq *r)
 	e = vhdx_bat_get(v, vhdx_pidx(v, b));
 	st = VHDX_BAT_STATE(e);
 	if (st == VHDX_PB_PARTIAL &&
-	    !vhdx_partial_here(v, vhdx_pidx(v, b), req->sector, (uint32_t)count))
+	    !vhdx_partial_here(v, vhdx_pidx(v, b), e, req->sector, (uint32_t)count))
 		return false;
 	if (st != VHDX_PB_FULL && st != VHDX_PB_PARTIAL) {
 		if (write)
