@@ -77,34 +77,48 @@ static int ctl_cp_first_extent(void *arg, const struct dc_extent *e)
 	return 1; /* one is enough */
 }
 
-/* Does SRC say that [off, off + len) reads as zeroes? Then the chunk need
- * not be read. One dc_map() query per extent; an error only means "read it". */
-static bool ctl_cp_known_zero(struct ctl_cp *cp, uint64_t off, size_t len)
+/* SRC's extent at off, as dc_map() tells it: one query per extent, kept in
+ * cp->map_*; false when SRC cannot say (the chunk is then read). */
+static bool ctl_cp_extent(struct ctl_cp *cp, uint64_t off)
 {
-	if (off < cp->map_off || off >= cp->map_end) {
-		cp->map_end = 0;
-		if (dc_map(cp->src, off, cp->size - off, ctl_cp_first_extent, cp) != 1)
-			return false;
-	}
-	return cp->map_zero && off + len <= cp->map_end;
+	if (off >= cp->map_off && off < cp->map_end)
+		return true;
+	cp->map_end = 0;
+	return dc_map(cp->src, off, cp->size - off, ctl_cp_first_extent, cp) == 1 &&
+	       off >= cp->map_off && off < cp->map_end;
 }
 
-/* The next chunk of the ranges into s; false when all are handed out. */
+/* The next chunk of the ranges into s; false when all are handed out. Where
+ * zeroes need not be written, a chunk ends where SRC's extent does (on a
+ * sector of DST), so that a zero run is skipped unread and data is never
+ * read with zeroes around it. */
 static bool ctl_cp_next(struct ctl_cp *cp, struct ctl_cp_slot *s, size_t chunk)
 {
 	const struct ctl_range *r;
+	uint64_t end;
 
 	if (cp->cur == cp->nranges)
 		return false;
 	r = &cp->ranges[cp->cur];
 	s->off = r->off + cp->pos;
 	s->len = r->len - cp->pos < chunk ? r->len - cp->pos : chunk;
+	if (cp->zeroes != CTL_ZEROES_WRITE && ctl_cp_extent(cp, s->off)) {
+		end = cp->map_end - (cp->map_end - r->off) % cp->dss;
+		if (end > s->off && end < s->off + s->len)
+			s->len = end - s->off;
+	}
 	cp->pos += s->len;
 	if (cp->pos == r->len) {
 		cp->cur++;
 		cp->pos = 0;
 	}
 	return true;
+}
+
+/* Does SRC say the chunk in s reads as zeroes? Then it need not be read. */
+static bool ctl_cp_known_zero(const struct ctl_cp *cp, const struct ctl_cp_slot *s)
+{
+	return cp->map_zero && s->off >= cp->map_off && s->off + s->len <= cp->map_end;
 }
 
 /* Give an idle slot the next chunk, unless done, failed or interrupted: so
@@ -118,8 +132,7 @@ static void ctl_cp_start(struct ctl_cp *cp, struct ctl_cp_slot *s, size_t chunk)
 			s->state = CTL_CP_IDLE;
 			return;
 		}
-		if (cp->zeroes == CTL_ZEROES_WRITE ||
-		    !ctl_cp_known_zero(cp, s->off, s->len))
+		if (cp->zeroes == CTL_ZEROES_WRITE || !ctl_cp_known_zero(cp, s))
 			break;
 		if (cp->zeroes != CTL_ZEROES_SKIP) {
 			memset(s->buf, 0, s->len);
