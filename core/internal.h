@@ -39,6 +39,20 @@ int dc__registry_lookup(const char *name, const struct dc_plugin **plugin,
 /* Find a form in a plugin's descriptor. */
 const struct dc_form *dc__plugin_form(const struct dc_plugin *p, const char *name);
 
+/* --- loader.c: loading one plugin file ---------------------------------- */
+
+/* Check, dlopen and validate the plugin file at real (a resolved path) into
+ * desc. Returns 0, or -errno with the refusal in *why (NULL: out of memory). */
+int dc__plugin_load(const char *real, struct dc_plugin *desc, char **why);
+/* Whether dir and every directory above it may hold plugin's file: owned by
+ * root or by us and writable by nobody else (sticky directories allowed);
+ * else the reason in *why. */
+bool dc__plugin_dir_trusted(const char *plugin, const char *dir, char **why);
+/* Plugin and form names: [a-z0-9-]+, at most 63 bytes. */
+bool dc__plugin_name_ok(const char *s);
+/* A formatted, malloc'd string (NULL when out of memory). */
+char *dc__strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* --- spec.c: spec-string parsing ---------------------------------------- */
 
 struct dc_spec {

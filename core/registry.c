@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Plugin discovery and trust. A spec form F is served by F.so in the first
+/* Plugin discovery. A spec form F is served by F.so in the first
  * directory of the search path that holds one (a plugin's alias forms are
  * FORM.so symlinks): a lookup never loads a file that is not named after the
  * form, nor an F.so that an earlier directory shadows. Before dlopen the file, its directory
@@ -9,18 +9,12 @@
 #include "config.h"
 
 #include <dirent.h>
-#include <dlfcn.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* Bounds on descriptor lists, so an unterminated array is refused, not walked. */
-#define REG_MAX_FORMS 64
-#define REG_MAX_OPTIONS 64
-#define REG_MAX_NAME 63
 
 /* One plugin file, keyed by its real path, loaded or refused. */
 struct reg_entry {
@@ -61,37 +55,6 @@ struct reg_pathstr {
 static struct reg_pathstr *reg_paths;
 
 static const char *reg_path_locked(void);
-
-/* Plugin and form names: [a-z0-9-]+; option names may also hold '_'. */
-static bool reg_word_ok(const char *s, bool underscore)
-{
-	size_t n = 0;
-
-	if (!s)
-		return false;
-	for (; s[n]; n++)
-		if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') ||
-		      s[n] == '-' || (underscore && s[n] == '_')))
-			return false;
-	return n > 0 && n <= REG_MAX_NAME;
-}
-
-static bool reg_name_ok(const char *s)
-{
-	return reg_word_ok(s, false);
-}
-
-static char *__attribute__((format(printf, 1, 2))) reg_fmt(const char *fmt, ...)
-{
-	char *s = NULL;
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
 
 static void reg_dirs_free(struct reg_dirs *d)
 {
@@ -158,267 +121,6 @@ static int reg_dirs_get(struct reg_dirs *d)
 	return r;
 }
 
-/* Owned by root or by us, and writable by nobody else. `what` names the
- * object when it is not the plugin file itself ("directory /d is "). */
-static bool reg_check_owner(const char *plugin, const char *what, const struct stat *st,
-			    char **why)
-{
-	if (st->st_uid != 0 && st->st_uid != geteuid())
-		*why = reg_fmt("plugin %s: %sowned by uid %u, expected root or uid %u",
-			       plugin, what, (unsigned)st->st_uid, (unsigned)geteuid());
-	else if (st->st_mode & (S_IWGRP | S_IWOTH))
-		*why = reg_fmt("plugin %s: %swritable by group or others (mode %04o)",
-			       plugin, what, (unsigned)(st->st_mode & 07777));
-	else
-		return true;
-	return false;
-}
-
-/* The directory of a plugin and every directory above it, checked like the
- * plugin itself: whoever can rename an ancestor can swap the plugin. A sticky
- * directory (/tmp) may be writable by all: others cannot rename our entries. */
-static bool reg_check_dir(const char *plugin, const char *dir, char **why)
-{
-	char what[PATH_MAX + 32], path[PATH_MAX];
-	struct stat st;
-	size_t len = strlen(dir);
-
-	if (len >= sizeof(path)) {
-		*why = reg_fmt("plugin %s: directory name too long", plugin);
-		return false;
-	}
-	memcpy(path, dir, len + 1);
-	for (;;) {
-		if (stat(path, &st) < 0) {
-			*why = reg_fmt("plugin %s: cannot stat directory %s: %s", plugin,
-				       path, strerror(errno));
-			return false;
-		}
-		snprintf(what, sizeof(what), "directory %s is ", path);
-		if (!(st.st_mode & S_ISVTX) && !reg_check_owner(plugin, what, &st, why))
-			return false;
-		if ((st.st_mode & S_ISVTX) && st.st_uid != 0 && st.st_uid != geteuid() &&
-		    !reg_check_owner(plugin, what, &st, why))
-			return false;
-		if (len <= 1)
-			return true;
-		/* Up one level: strip the last component. */
-		while (len > 1 && path[len - 1] != '/')
-			len--;
-		while (len > 1 && path[len - 1] == '/')
-			len--;
-		path[len] = '\0';
-	}
-}
-
-static const char *const reg_op_names[DC_OP__COUNT] = {
-	"read",	     "write",	    "flush",	  "unmap",	"eject",    "pr-caps",
-	"pr-report", "pr-register", "pr-reserve", "pr-release", "pr-clear", "pr-preempt",
-};
-
-/* The masks must agree with the callbacks (plugin.h, "Fail closed"). */
-static char *reg_validate_ops(const char *path, const struct dc_plugin *p)
-{
-	const uint64_t known = DC_OP_BIT(DC_OP__COUNT) - 1;
-	uint64_t both = p->ops & p->passthrough_ops;
-	bool children = false;
-
-	for (const struct dc_form *f = p->forms; f->name; f++)
-		children = children || f->child != DC_CHILD_NONE;
-	if ((p->ops | p->passthrough_ops) & ~known)
-		return reg_fmt("plugin %s: ops name op bit %d, which this core does "
-			       "not know",
-			       path,
-			       __builtin_ctzll((p->ops | p->passthrough_ops) & ~known));
-	if (both)
-		return reg_fmt("plugin %s: op '%s' is both handled and passed through",
-			       path, reg_op_names[__builtin_ctzll(both)]);
-	if (p->ops && !p->submit && !p->io)
-		return reg_fmt("plugin %s: handles op '%s' but has neither a submit "
-			       "nor an io callback",
-			       path, reg_op_names[__builtin_ctzll(p->ops)]);
-	if (!p->ops && (p->submit || p->io))
-		return reg_fmt("plugin %s: has a submit or io callback but handles "
-			       "no op (ops is 0)",
-			       path);
-	if (p->passthrough_ops && !children)
-		return reg_fmt("plugin %s: passes op '%s' through but no form of it "
-			       "has a child",
-			       path, reg_op_names[__builtin_ctzll(p->passthrough_ops)]);
-	if ((p->ops & DC_OPS_PR) && (p->ops & DC_OPS_PR) != DC_OPS_PR)
-		return reg_fmt("plugin %s: handles some persistent-reservation ops "
-			       "but not '%s'",
-			       path, reg_op_names[__builtin_ctzll(~p->ops & DC_OPS_PR)]);
-	if (p->queue_poll && !p->submit)
-		return reg_fmt("plugin %s: has queue_poll but no submit callback", path);
-	if (!p->queue_open != !p->queue_close)
-		return reg_fmt("plugin %s: queue_open and queue_close come in pairs",
-			       path);
-	if (p->kind == DC_KIND_LAYER && !(p->ops & DC_OP_BIT(DC_OP_READ)))
-		return reg_fmt("plugin %s: a layer must handle 'read'", path);
-	return NULL;
-}
-
-/* Check the descriptor the core copied; returns a refusal or NULL. */
-static char *reg_validate(const char *path, const struct dc_plugin *p)
-{
-	const struct dc_form *f;
-	const struct dc_option *o;
-	unsigned i, j;
-
-	if (!reg_name_ok(p->name))
-		return reg_fmt("plugin %s: invalid plugin name '%s' (expected "
-			       "[a-z0-9-]+)",
-			       path, p->name ? p->name : "(null)");
-	if (p->kind < DC_KIND_BACKEND || p->kind > DC_KIND_LAYER)
-		return reg_fmt("plugin %s: invalid kind %u", path, p->kind);
-	if (!p->forms || !p->forms[0].name)
-		return reg_fmt("plugin %s: claims no spec forms", path);
-	for (i = 0, f = p->forms; f->name; i++, f++) {
-		if (i == REG_MAX_FORMS)
-			return reg_fmt("plugin %s: more than %d forms (is the list "
-				       "NULL-terminated?)",
-				       path, REG_MAX_FORMS);
-		if (!reg_name_ok(f->name))
-			return reg_fmt("plugin %s: form %u: invalid name '%s' "
-				       "(expected [a-z0-9-]+)",
-				       path, i + 1, f->name);
-		if (f->child > DC_CHILD_LIST)
-			return reg_fmt("plugin %s: form '%s': invalid child value %u",
-				       path, f->name, f->child);
-		if (f->flags &
-		    ~(DC_FORM_READ_CACHE | DC_FORM_WRITE_THROUGH | DC_FORM_TAIL_OPTIONS))
-			return reg_fmt("plugin %s: form '%s': unknown flags %#x", path,
-				       f->name, f->flags);
-		if ((f->flags & DC_FORM_TAIL_OPTIONS) && f->child != DC_CHILD_NONE)
-			return reg_fmt("plugin %s: form '%s': tail options need a leaf "
-				       "form",
-				       path, f->name);
-		if (f->reserved[0] || f->reserved[1])
-			return reg_fmt("plugin %s: form '%s': reserved fields are not "
-				       "zero",
-				       path, f->name);
-		for (j = 0, o = f->options; o && o->name; j++, o++) {
-			if (j == REG_MAX_OPTIONS)
-				return reg_fmt("plugin %s: form '%s': more than %d "
-					       "options",
-					       path, f->name, REG_MAX_OPTIONS);
-			if (!reg_word_ok(o->name, true))
-				return reg_fmt("plugin %s: form '%s': invalid option "
-					       "name '%s'",
-					       path, f->name, o->name);
-			if (o->type < DC_OPT_FLAG || o->type > DC_OPT_UINT)
-				return reg_fmt("plugin %s: form '%s': option '%s' has "
-					       "invalid type %u",
-					       path, f->name, o->name, o->type);
-			if (o->reserved[0] || o->reserved[1])
-				return reg_fmt("plugin %s: form '%s': option '%s': "
-					       "reserved fields are not zero",
-					       path, f->name, o->name);
-		}
-	}
-	if (!p->open)
-		return reg_fmt("plugin %s: no open callback", path);
-	if (!p->submit && !p->io)
-		return reg_fmt("plugin %s: neither a submit nor an io callback", path);
-	return reg_validate_ops(path, p);
-}
-
-/* Trust checks, dlopen, entry call, validation. Sets e->why and e->err on
- * refusal. A library once opened is never closed: its code may have run. */
-static void reg_open(struct reg_entry *e)
-{
-	const struct dc_plugin *(*entry)(struct dc_plugin_abi *);
-	struct dc_plugin_abi abi = { 0 };
-	const struct dc_plugin *d;
-	const size_t min_size = offsetof(struct dc_plugin, open) + sizeof(void *);
-	struct stat st;
-	char *dir;
-	bool ok;
-	void *h;
-
-	e->err = -EPERM;
-	if (stat(e->real, &st) < 0) {
-		e->err = -errno;
-		e->why = reg_fmt("plugin %s: %s", e->real, strerror(errno));
-		return;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		e->why = reg_fmt("plugin %s: not a regular file", e->real);
-		return;
-	}
-	if (!reg_check_owner(e->real, "", &st, &e->why))
-		return;
-	dir = strdup(e->real);
-	if (!dir) {
-		e->err = -ENOMEM;
-		return;
-	}
-	*strrchr(dir, '/') = '\0';
-	ok = reg_check_dir(e->real, dir[0] ? dir : "/", &e->why);
-	free(dir);
-	if (!ok)
-		return;
-
-	e->err = -ENOEXEC;
-	h = dlopen(e->real, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		e->why = reg_fmt("plugin %s: cannot load: %s", e->real, dlerror());
-		return;
-	}
-	entry = (const struct dc_plugin *(*)(struct dc_plugin_abi *))dlsym(
-		h, DC_PLUGIN_ENTRY_NAME);
-	if (!entry && dlsym(h, "diskcore_plugin_init")) {
-		/* Its forms table and thread rules differ: loading it would be
-		 * undefined behaviour, not compatibility (docs/abi.md). */
-		e->why = reg_fmt("plugin %s: built against the pre-release plugin ABI "
-				 "(diskcore 0.x); rebuild it against diskcore %d.%d",
-				 e->real, DC_ABI_MAJOR, DC_ABI_MINOR);
-		return;
-	}
-	if (!entry) {
-		e->why = reg_fmt("plugin %s: no entry symbol " DC_PLUGIN_ENTRY_NAME,
-				 e->real);
-		return;
-	}
-	d = entry(&abi);
-	if (!d) {
-		e->why = reg_fmt("plugin %s: " DC_PLUGIN_ENTRY_NAME
-				 " returned no descriptor",
-				 e->real);
-		return;
-	}
-	if (abi.abi_major != DC_ABI_MAJOR) {
-		e->why = reg_fmt("plugin %s: built for ABI %u.x, this core speaks %u.x",
-				 e->real, abi.abi_major, DC_ABI_MAJOR);
-		return;
-	}
-	if (abi.abi_minor > DC_ABI_MINOR) {
-		e->why = reg_fmt("plugin %s: built for ABI %u.%u, newer than this "
-				 "core's %u.%u",
-				 e->real, abi.abi_major, abi.abi_minor, DC_ABI_MAJOR,
-				 DC_ABI_MINOR);
-		return;
-	}
-	if (abi.struct_size < min_size) {
-		e->why = reg_fmt("plugin %s: malformed descriptor (struct_size %u, "
-				 "at least %zu expected)",
-				 e->real, abi.struct_size, min_size);
-		return;
-	}
-	/* An older plugin's descriptor is shorter: the rest stays zero. */
-	memcpy(&e->desc, d,
-	       abi.struct_size < sizeof(e->desc) ? abi.struct_size : sizeof(e->desc));
-	e->desc.struct_size = abi.struct_size;
-	e->desc.abi_major = abi.abi_major;
-	e->desc.abi_minor = abi.abi_minor;
-	if ((e->why = reg_validate(e->real, &e->desc)))
-		return;
-	e->err = 0;
-	dc_debug("loaded plugin %s (%s %s)", e->real, e->desc.name,
-		 e->desc.version ? e->desc.version : "");
-}
-
 /* The cached entry for a real path, loading it on first use. Lock held. */
 static struct reg_entry *reg_load(const char *real)
 {
@@ -432,7 +134,7 @@ static struct reg_entry *reg_load(const char *real)
 		free(e);
 		return NULL;
 	}
-	reg_open(e);
+	e->err = dc__plugin_load(e->real, &e->desc, &e->why);
 	if (e->err && !e->why) {
 		free(e->real);
 		free(e);
@@ -475,7 +177,7 @@ static struct reg_found *reg_list_add(struct reg_list *l, const char *dir,
 	}
 	f = &l->v[l->n];
 	memset(f, 0, sizeof(*f));
-	f->path = reg_fmt("%s/%s", dir, name);
+	f->path = dc__strfmt("%s/%s", dir, name);
 	if (!f->path)
 		return NULL;
 	l->n++;
@@ -491,16 +193,17 @@ static int reg_check_siblings(const char *dir, const char *path, const char *rea
 	char other[PATH_MAX];
 
 	for (const struct dc_form *f = p->forms; f->name; f++) {
-		char *sib = reg_fmt("%s/%s.so", dir, f->name);
+		char *sib = dc__strfmt("%s/%s.so", dir, f->name);
 		bool clash;
 
 		if (!sib)
 			return -ENOMEM;
 		clash = realpath(sib, other) && strcmp(other, real) != 0;
 		if (clash)
-			*why = reg_fmt("two plugins in %s claim '%s': %s and %s; remove "
-				       "one of them",
-				       dir, f->name, sib, path);
+			*why = dc__strfmt(
+				"two plugins in %s claim '%s': %s and %s; remove "
+				"one of them",
+				dir, f->name, sib, path);
 		free(sib);
 		if (clash)
 			return *why ? -EEXIST : -ENOMEM;
@@ -520,10 +223,10 @@ static int reg_find(struct reg_list *l, const char *dir, const char *name)
 		return -ENOMEM;
 	if (!realpath(f->path, real)) {
 		f->err = -errno;
-		f->why = reg_fmt("plugin %s: %s", f->path, strerror(errno));
+		f->why = dc__strfmt("plugin %s: %s", f->path, strerror(errno));
 	} else if (!(f->real = strdup(real))) {
 		return -ENOMEM;
-	} else if (!reg_check_dir(f->path, dir, &f->why)) {
+	} else if (!dc__plugin_dir_trusted(f->path, dir, &f->why)) {
 		f->err = -EPERM;
 	} else if (!(f->entry = reg_load(real))) {
 		return -ENOMEM;
@@ -642,9 +345,9 @@ static int reg_find_again(struct reg_list *l, const struct reg_found *first,
 		return 0;
 	}
 	f->err = -EEXIST;
-	f->why = reg_fmt("plugin %s: not used: %s, earlier on the search path, has "
-			 "its name",
-			 f->path, used);
+	f->why = dc__strfmt("plugin %s: not used: %s, earlier on the search path, has "
+			    "its name",
+			    f->path, used);
 	kind = strndup(name, strlen(name) - 3);
 	if (!f->why || !kind) {
 		free(kind);
@@ -752,14 +455,14 @@ static int reg_lookup_direct(const struct reg_dirs *dirs, const char *name,
 			     const struct reg_entry **out)
 {
 	struct reg_list l = { 0 };
-	char *file = reg_fmt("%s.so", name), real[PATH_MAX];
+	char *file = dc__strfmt("%s.so", name), real[PATH_MAX];
 	size_t i;
 	int r = 0;
 
 	if (!file)
 		return -ENOMEM;
 	for (i = 0; i < dirs->n && r == 0; i++) {
-		char *path = reg_fmt("%s/%s", dirs->v[i], file);
+		char *path = dc__strfmt("%s/%s", dirs->v[i], file);
 		struct stat st;
 
 		if (!path)
@@ -802,7 +505,7 @@ int dc__registry_lookup(const char *name, const struct dc_plugin **plugin,
 	pthread_mutex_lock(&reg_lock);
 	r = reg_dirs_get(&dirs);
 	/* Only a well-formed name may become a file name. */
-	if (r == 0 && reg_name_ok(name))
+	if (r == 0 && dc__plugin_name_ok(name))
 		r = reg_lookup_direct(&dirs, name, &found);
 	if (r == 0)
 		r = reg_unknown(name ? name : "", &dirs);
