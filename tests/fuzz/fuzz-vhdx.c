@@ -31,6 +31,7 @@
 #include "../../common/crc32c/crc32c.c"
 #include "../../common/vhdfmt/vhdx_format.c"
 #include "../../common/vhdfmt/map.c"
+#include "../../common/ioengine/callbacks.c"
 #include "ioe-none.h"
 
 #include <sys/mman.h>

@@ -2,7 +2,8 @@
 /* For a fuzz target that compiles a plugin in and calls its io() only, never
  * submit(): the file engine's entry points as stubs, so that neither the
  * engine nor liburing is built into the target. ioe_file_open() succeeds with
- * no file; queues cannot open. Include once, after the plugin's sources. */
+ * no file; queues cannot open. Include once, after the plugin's sources
+ * (and common/ioengine/callbacks.c, which calls these). */
 #ifndef DISKCORE_FUZZ_IOE_NONE_H
 #define DISKCORE_FUZZ_IOE_NONE_H
 
@@ -43,23 +44,6 @@ void ioe_queue_close(struct ioe_queue *q)
 int ioe_queue_poll(struct ioe_queue *q, int wake_fd, int timeout_ms)
 {
 	(void)q, (void)wake_fd, (void)timeout_ms;
-	return -ENOSYS;
-}
-
-int ioe_plugin_queue_open(struct ioe_file *f, void **qctx)
-{
-	(void)f, (void)qctx;
-	return -ENOSYS;
-}
-
-void ioe_plugin_queue_close(void *inst, void *qctx)
-{
-	(void)inst, (void)qctx;
-}
-
-int ioe_plugin_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
-{
-	(void)inst, (void)qctx, (void)wake_fd, (void)timeout_ms;
 	return -ENOSYS;
 }
 
