@@ -361,11 +361,41 @@ static void ram_close(void *inst)
 	free(r);
 }
 
+/* mem:'s size field, in bytes. */
+static int ram_parse_size(const struct dc_open_args *a, uint64_t *size)
+{
+	const char *m, *why;
+	char text[256];
+
+	if (a->nfields >= 1 && dc_parse_size(a->fields[0], size) == 0)
+		return 0;
+	/* dc_parse_size() says what is wrong and what it accepts, after
+	 * "invalid size 'X': ". */
+	m = a->nfields ? dc_last_error() : NULL;
+	why = m && strstr(m, "': ") ? strstr(m, "': ") + 3 : "";
+	snprintf(text, sizeof(text), "size '%s' is invalid: %s",
+		 a->nfields ? a->fields[0] : "", why);
+	return dc_fail(-EINVAL, "%s", text);
+}
+
+/* Size the disk (mem: at open, memdiff: at attach), make its memory if
+ * ;prealloc asks, and describe it. */
+static int ram_size(struct ram *r, uint64_t size, uint32_t ss, struct dc_info *info)
+{
+	int rc = ram_setup(r, size, ss);
+
+	if (rc == 0 && r->prealloc)
+		rc = ram_prealloc(r);
+	if (rc == 0)
+		ram_fill_info(r, info);
+	return rc;
+}
+
 static int ram_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
 	struct ram *r = calloc(1, sizeof(*r));
-	uint64_t v;
-	int rc;
+	uint64_t v, size;
+	int rc = 0;
 
 	if (!r)
 		return dc_fail(-ENOMEM, "out of memory");
@@ -378,41 +408,21 @@ static int ram_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	r->lazy = strcmp(a->form, "memdiff") == 0;
 	r->prealloc = dc_opt_flag(a, "prealloc");
 	if (dc_opt_num(a, "sector", &v)) {
-		if (v < 512 || v > RAM_CHUNK || (v & (v - 1))) {
-			dc_error("sector size %llu is invalid: expected a power of two "
-				 "from 512 to %u",
-				 (unsigned long long)v, RAM_CHUNK);
-			ram_close(r);
-			return -EINVAL;
-		}
+		if (v < 512 || v > RAM_CHUNK || (v & (v - 1)))
+			rc = dc_fail(-EINVAL,
+				     "sector size %llu is invalid: expected a power of "
+				     "two from 512 to %u",
+				     (unsigned long long)v, RAM_CHUNK);
 		r->opt_sector = (uint32_t)v;
 	}
-	if (!r->lazy) {
-		uint64_t size;
-
-		rc = a->nfields < 1 ? -EINVAL : dc_parse_size(a->fields[0], &size);
-		if (rc < 0) {
-			/* dc_parse_size() says what is wrong and what it accepts,
-			 * after "invalid size 'X': ". */
-			const char *m = a->nfields ? dc_last_error() : NULL;
-			const char *why = m && strstr(m, "': ") ? strstr(m, "': ") + 3 :
-								  "";
-			char text[256];
-
-			snprintf(text, sizeof(text), "size '%s' is invalid: %s",
-				 a->nfields ? a->fields[0] : "", why);
-			ram_close(r);
-			return dc_fail(-EINVAL, "%s", text);
-		}
-		rc = ram_setup(r, size, r->opt_sector ? r->opt_sector : 512);
-		if (rc == 0 && r->prealloc)
-			rc = ram_prealloc(r);
-		if (rc < 0) {
-			ram_close(r);
-			return rc;
-		}
+	if (rc == 0 && r->lazy)
+		ram_fill_info(r, info); /* sized at attach */
+	else if (rc == 0 && (rc = ram_parse_size(a, &size)) == 0)
+		rc = ram_size(r, size, r->opt_sector ? r->opt_sector : 512, info);
+	if (rc < 0) {
+		ram_close(r);
+		return rc;
 	}
-	ram_fill_info(r, info);
 	*inst = r;
 	return 0;
 }
@@ -421,14 +431,11 @@ static int ram_attach(void *inst, const struct dc_info *lower, struct dc_info *i
 {
 	struct ram *r = inst;
 	uint64_t len;
-	uint32_t ss;
-	int rc;
 
 	if (!r->lazy)
 		return 0;
 	if (atomic_load(&r->idx)) /* attached already */
 		return 0;
-	ss = r->opt_sector ? r->opt_sector : lower ? lower->sector_size : 512;
 	if (!lower)
 		return dc_fail(
 			-EINVAL,
@@ -440,13 +447,7 @@ static int ram_attach(void *inst, const struct dc_info *lower, struct dc_info *i
 			       "the layer below is too large (%llu sectors of %u bytes)",
 			       (unsigned long long)lower->sector_count,
 			       lower->sector_size);
-	rc = ram_setup(r, len, ss);
-	if (rc == 0 && r->prealloc)
-		rc = ram_prealloc(r);
-	if (rc < 0)
-		return rc;
-	ram_fill_info(r, info);
-	return 0;
+	return ram_size(r, len, r->opt_sector ? r->opt_sector : lower->sector_size, info);
 }
 
 static bool ram_out_of_range(struct ram *r, uint64_t sector, uint64_t count)
@@ -484,6 +485,18 @@ static inline bool ram_word_full(const uint64_t *w, unsigned first, unsigned las
 		       ~UINT64_C(0);
 }
 
+/* Sectors [from, to) of the chunk at sector base are present in data: into
+ * the request's buffer, marked as this layer's. */
+static inline void ram_copy_out(struct ram *r, struct dc_req *req, const uint8_t *data,
+				uint64_t base, unsigned from, unsigned to)
+{
+	dc_buf_copy_to(&req->buf, (base + from - req->sector) << r->shift,
+		       data + ((size_t)from << r->shift),
+		       (size_t)(to - from) << r->shift);
+	if (req->marker)
+		dc_marker_set(req->marker, base + from, to - from);
+}
+
 static int ram_read(struct ram *r, struct dc_req *req)
 {
 	uint64_t spc = UINT64_C(1) << r->spc_shift;
@@ -509,12 +522,7 @@ static int ram_read(struct ram *r, struct dc_req *req)
 							    memory_order_acquire);
 		/* Most reads: every sector present, within one word of bits. */
 		if (data && ram_word_full(w, first, last)) {
-			dc_buf_copy_to(&req->buf,
-				       (base + first - req->sector) << r->shift,
-				       data + ((size_t)first << r->shift),
-				       (size_t)(last - first) << r->shift);
-			if (req->marker)
-				dc_marker_set(req->marker, base + first, last - first);
+			ram_copy_out(r, req, data, base, first, last);
 			s = base + last;
 			continue;
 		}
@@ -522,12 +530,7 @@ static int ram_read(struct ram *r, struct dc_req *req)
 			unsigned q = ram_find(w, pos, last, false);
 
 			if (q > pos) {
-				dc_buf_copy_to(&req->buf,
-					       (base + pos - req->sector) << r->shift,
-					       data + ((size_t)pos << r->shift),
-					       (size_t)(q - pos) << r->shift);
-				if (req->marker)
-					dc_marker_set(req->marker, base + pos, q - pos);
+				ram_copy_out(r, req, data, base, pos, q);
 				pos = q;
 				continue;
 			}
@@ -861,7 +864,6 @@ DC_PLUGIN(ram_plugin) = {
 		 "all of the memory in at open (refused past the machine's memory), so\n"
 		 "that first writes cost what overwrites do; unmap then keeps it.",
 	.forms = ram_forms,
-	.ctx_size = 0,
 	.ops = DC_OPS_RW,
 	.open = ram_open,
 	.close = ram_close,
