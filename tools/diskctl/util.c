@@ -184,14 +184,14 @@ static bool ctl_opt_has_arg(const struct ctl_opt *o)
 /* 1G, 4K or 512: a bound as a user would type it. */
 static const char *ctl_size_text(uint64_t v, char *buf, size_t len)
 {
-	static const char units[] = "KMGTPE";
-	int u = -1;
+	static const char *const units[] = { "", "K", "M", "G", "T", "P", "E" };
+	unsigned u = 0;
 
-	while (v && v % 1024 == 0 && u < 5) {
+	while (v && v % 1024 == 0 && u + 1 < sizeof(units) / sizeof(units[0])) {
 		v /= 1024;
 		u++;
 	}
-	snprintf(buf, len, "%" PRIu64 "%.*s", v, u >= 0, u >= 0 ? &units[u] : "");
+	snprintf(buf, len, "%" PRIu64 "%s", v, units[u]);
 	return buf;
 }
 
