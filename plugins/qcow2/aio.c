@@ -10,7 +10,7 @@
  * table on a cache miss: metadata blocks only then (issue 17).
  *
  * An in-place write in flight is registered by guest cluster (q->infl) under
- * the lock that mapped it; a pool writer that would move, free or copy one of
+ * the lock that mapped it, and its completion takes only q->infl_lock; a pool writer that would move, free or copy one of
  * those clusters waits for it (write.c, w_wait()), and new writes of such a
  * cluster go to the pool meanwhile, so the engine never writes a cluster
  * that is being freed, reused or copied. */
@@ -61,29 +61,74 @@ void qcow2_aio_close(struct qcow2 *q)
 
 int qcow2_infl_add(struct qcow2 *q, uint64_t c0, uint64_t c1, const void *owner)
 {
+	int ret = 0;
+
+	pthread_mutex_lock(&q->infl_lock);
 	if (qcow2_room((void **)&q->infl, &q->infl_cap, q->ninfl, sizeof(*q->infl)))
-		return -ENOMEM;
-	q->infl[q->ninfl++] = (struct qcow2_infl){ c0, c1, owner };
-	return 0;
+		ret = -ENOMEM;
+	else
+		q->infl[q->ninfl++] = (struct qcow2_infl){ c0, c1, owner };
+	pthread_mutex_unlock(&q->infl_lock);
+	return ret;
 }
 
 void qcow2_infl_del(struct qcow2 *q, const void *owner)
 {
+	uint32_t waiters;
+
+	/* The data is written: the next flush must sync it. */
+	__atomic_store_n(&q->data_dirty, true, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&q->infl_lock);
 	for (uint32_t i = 0; i < q->ninfl; i++)
 		if (q->infl[i].owner == owner) {
 			q->infl[i] = q->infl[--q->ninfl];
 			break;
 		}
-	if (q->nbusy)
+	waiters = q->infl_waiters;
+	pthread_mutex_unlock(&q->infl_lock);
+	/* A waiter counted itself before looking, under lock, and holds lock
+	 * until it sleeps: this broadcast cannot come between. */
+	if (waiters) {
+		pthread_mutex_lock(&q->lock);
 		pthread_cond_broadcast(&q->busy_cond);
+		pthread_mutex_unlock(&q->lock);
+	}
 }
 
-bool qcow2_infl_has(const struct qcow2 *q, uint64_t ci)
+static bool qcow2_infl_covers(const struct qcow2 *q, uint64_t ci)
 {
 	for (uint32_t i = 0; i < q->ninfl; i++)
 		if (ci >= q->infl[i].c0 && ci < q->infl[i].c1)
 			return true;
 	return false;
+}
+
+bool qcow2_infl_has(struct qcow2 *q, uint64_t ci)
+{
+	bool has;
+
+	pthread_mutex_lock(&q->infl_lock);
+	has = qcow2_infl_covers(q, ci);
+	pthread_mutex_unlock(&q->infl_lock);
+	return has;
+}
+
+void qcow2_infl_wait(struct qcow2 *q, uint64_t ci)
+{
+	for (;;) {
+		bool has;
+
+		pthread_mutex_lock(&q->infl_lock);
+		has = qcow2_infl_covers(q, ci);
+		q->infl_waiters += has;
+		pthread_mutex_unlock(&q->infl_lock);
+		if (!has)
+			return;
+		pthread_cond_wait(&q->busy_cond, &q->lock);
+		pthread_mutex_lock(&q->infl_lock);
+		q->infl_waiters--;
+		pthread_mutex_unlock(&q->infl_lock);
+	}
 }
 
 const char *qcow2_aio_describe(const struct qcow2 *q)
@@ -103,11 +148,7 @@ static void qcow2_write_done(struct ioe_req *io, int res)
 	struct qcow2_rq *r = (struct qcow2_rq *)io;
 	struct qcow2 *q = r->q;
 
-	pthread_mutex_lock(&q->lock);
 	qcow2_infl_del(q, r);
-	/* Set once the data is written: a flush after this must sync it. */
-	q->need_sync = true;
-	pthread_mutex_unlock(&q->lock);
 	dc_complete(r->req, vhdfmt_result(r->req, res == IOE_EOF ? -EIO : res));
 }
 
@@ -186,6 +227,8 @@ static bool qcow2_direct_write(struct qcow2 *q, struct qcow2_rq *r, uint64_t *of
 		done += n;
 		ci++;
 	}
+	/* Registered before lock is dropped: no pool writer sees the clusters
+	 * free of it in between. */
 	ok = ok && *off + len <= q->file_size && qcow2_infl_add(q, c0, ci, r) == 0;
 	pthread_mutex_unlock(&q->lock);
 	return ok;
@@ -222,9 +265,7 @@ void qcow2_submit(void *inst, struct dc_req *req)
 			ioe_submit(req->qctx, &r->io);
 			return;
 		}
-		pthread_mutex_lock(&q->lock);
 		qcow2_infl_del(q, r);
-		pthread_mutex_unlock(&q->lock);
 	}
 	if (dc_pool_run(qcow2_pool_fn, r) != 0)
 		dc_complete(req, DC_E_IO);

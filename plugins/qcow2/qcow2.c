@@ -53,6 +53,7 @@ static void qcow2_close(void *inst)
 	qcow2_free(q);
 	pthread_mutex_destroy(&q->lock);
 	pthread_mutex_destroy(&q->below_lock);
+	pthread_mutex_destroy(&q->infl_lock);
 	pthread_cond_destroy(&q->busy_cond);
 	free(q);
 }
@@ -222,6 +223,7 @@ static struct qcow2 *qcow2_new(void)
 	q->zc_off = UINT64_MAX;
 	pthread_mutex_init(&q->lock, NULL);
 	pthread_mutex_init(&q->below_lock, NULL);
+	pthread_mutex_init(&q->infl_lock, NULL);
 	pthread_cond_init(&q->busy_cond, NULL);
 	return q;
 }

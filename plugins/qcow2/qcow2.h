@@ -173,8 +173,14 @@ struct qcow2 {
 	struct qcow2_free *frees;
 	uint32_t nfrees, frees_cap;
 
-	struct qcow2_infl *infl; /* in-place data writes in flight (aio.c) */
-	uint32_t ninfl, infl_cap;
+	/* In-place data writes in flight (aio.c): added under lock and
+	 * infl_lock, removed under infl_lock alone (a completion never waits
+	 * for lock, which a flush holds across fdatasync); infl_waiters: pool
+	 * writers waiting for some to finish, who need a broadcast. */
+	pthread_mutex_t infl_lock;
+	struct qcow2_infl *infl;
+	uint32_t ninfl, infl_cap, infl_waiters;
+	bool data_dirty; /* atomic: in-place data written since the last flush */
 
 	struct ioe_file *ioe; /* data I/O (aio.c), on aio_fd */
 	int aio_fd;
@@ -308,11 +314,13 @@ struct qcow2_rq {
 	struct qcow2 *q;
 };
 int qcow2_aio_open(struct qcow2 *q);
-/* In-place writes in flight (under lock): register guest clusters [c0, c1)
- * for owner, drop owner's, and whether ci has one. */
+/* In-place writes in flight: register guest clusters [c0, c1) for owner
+ * (under lock); drop owner's once its data is written (not under lock); wait
+ * until none covers ci (under lock). */
 int qcow2_infl_add(struct qcow2 *q, uint64_t c0, uint64_t c1, const void *owner);
 void qcow2_infl_del(struct qcow2 *q, const void *owner);
-bool qcow2_infl_has(const struct qcow2 *q, uint64_t ci);
+void qcow2_infl_wait(struct qcow2 *q, uint64_t ci);
+bool qcow2_infl_has(struct qcow2 *q, uint64_t ci);
 void qcow2_aio_close(struct qcow2 *q);
 const char *qcow2_aio_describe(const struct qcow2 *q);
 void qcow2_submit(void *inst, struct dc_req *req);

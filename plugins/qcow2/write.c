@@ -103,11 +103,10 @@ static void w_wait(struct qcow2 *q, uint64_t ci)
 		if (!qcow2_infl_has(q, ci))
 			return;
 		if (w_busy_add(q, ci) != 0) {
-			pthread_cond_wait(&q->busy_cond, &q->lock);
+			qcow2_infl_wait(q, ci);
 			continue;
 		}
-		while (qcow2_infl_has(q, ci))
-			pthread_cond_wait(&q->busy_cond, &q->lock);
+		qcow2_infl_wait(q, ci);
 		w_busy_del(q, ci);
 		return;
 	}
@@ -379,10 +378,8 @@ static int w_cluster(struct qcow2 *q, uint64_t goff, const struct dc_buf *src)
 			goto out;
 		pthread_mutex_unlock(&q->lock);
 		ret = vhdfmt_xfer(q->fd, src, w.host + w.in, true, 0);
-		pthread_mutex_lock(&q->lock);
 		qcow2_infl_del(q, &w);
-		q->need_sync = true; /* the next flush syncs this data */
-		goto out;
+		return ret;
 	}
 	if (zero) {
 		ret = w_set(q, goff, QCOW2_L2_ZERO, 0, w.old, true);
@@ -528,6 +525,9 @@ int qcow2_flush_locked(struct qcow2 *q)
 
 	for (uint32_t i = 0; i < q->nslots; i++)
 		l2 |= q->slots[i].dirty;
+	/* Taken before the sync below: data written after it marks again. */
+	if (__atomic_exchange_n(&q->data_dirty, false, __ATOMIC_ACQ_REL))
+		q->need_sync = true;
 	if (!q->need_sync && !l2 && !q->l1_dirty && !q->nfrees && !q->nrc_dirty)
 		return 0;
 	ret = qcow2_rc_write(q);
