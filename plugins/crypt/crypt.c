@@ -210,7 +210,7 @@ static const struct dc_form crypt_forms[] = {
 };
 
 DC_PLUGIN(crypt_plugin) = {
-	.kind = DC_KIND_DECORATOR,
+	XTS_PLUGIN_FIELDS,
 	.name = "crypt",
 	.version = "0.1.0",
 	.summary = "XTS-AES-256 disk encryption (VAES, else libgcrypt), compatible with "
@@ -226,13 +226,10 @@ DC_PLUGIN(crypt_plugin) = {
 		"  unspecified data. Options: ;threads=N caps how many threads one large\n"
 		"  request is split across, ;split=SIZE is the smallest request split.",
 	.forms = crypt_forms,
-	.ctx_size = sizeof(struct xts_ctx),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE),
 	.passthrough_ops = DC_OP_BIT(DC_OP_FLUSH) | DC_OP_BIT(DC_OP_UNMAP) | DC_OPS_PR,
 	.open = crypt_open,
 	.close = crypt_close,
-	.queue_open = xts_queue_open,
-	.queue_close = xts_queue_close,
 	.submit = xts_plugin_submit,
 	.describe = crypt_describe,
 	.extents = crypt_extents,

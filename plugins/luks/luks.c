@@ -482,7 +482,7 @@ static const struct dc_form luks_forms[] = {
 };
 
 DC_PLUGIN(luks_plugin) = {
-	.kind = DC_KIND_DECORATOR,
+	XTS_PLUGIN_FIELDS,
 	.name = "luks",
 	.version = "0.1.0",
 	.summary = "LUKS1 and LUKS2 volumes (AES-XTS, AES-CBC-ESSIV), as cryptsetup opens "
@@ -505,13 +505,10 @@ DC_PLUGIN(luks_plugin) = {
 		"  pbkdf-iterations-max=N (PBKDF2, 32000000) bound what opening may\n"
 		"  spend on key derivation; a key slot over them is not tried.",
 	.forms = luks_forms,
-	.ctx_size = sizeof(struct xts_ctx),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_UNMAP),
 	.passthrough_ops = DC_OP_BIT(DC_OP_FLUSH) | DC_OPS_PR,
 	.open = luks_open,
 	.close = luks_close,
-	.queue_open = xts_queue_open,
-	.queue_close = xts_queue_close,
 	.submit = luks_submit,
 	.sector_count = luks_sector_count,
 	.describe = luks_describe,
