@@ -16,6 +16,7 @@
  * (clients that honour the minimum block size never do that).
  */
 #include "dcnbdkit.h"
+#include "../serve/nbd-errno.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -117,27 +118,12 @@ static struct dcn_tq *dcn_queue(void)
 	return t;
 }
 
+/* nbdkit turns ENOTSUP into NBD_ENOTSUP and EPERM into NBD_EPERM; everything
+ * else is the mapping diskctl serve uses. */
 int dcn_errno(int result, int detail, bool write)
 {
-	switch (result) {
-	case DC_E_ILLEGAL_BLOCK:
-		return write ? ENOSPC : EINVAL;
-	case DC_E_INVALID_INPUT:
-		return EINVAL;
-	case DC_E_UNSUPPORTED:
-		return EOPNOTSUPP;
-	case DC_E_READ_ONLY:
-		return EROFS; /* nbdkit sends NBD_EPERM */
-	case -ENOMEM:
-		return ENOMEM;
-	case DC_E_IO:
-		if (detail == ENOSPC || detail == EDQUOT || detail == EFBIG)
-			return ENOSPC;
-		return EIO;
-	default:
-		/* nbdkit turns an errno it does not know into EINVAL: say EIO. */
-		return EIO;
-	}
+	return result == DC_E_UNSUPPORTED ? EOPNOTSUPP :
+					    nbd_dc_errno(result, detail, write);
 }
 
 /* One request, waited for on this thread's queue. Returns 0 or a DC_E_* result

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* What every connection advertises, from the disk's metadata. */
 int serve_srv_init(struct serve_srv *s, dc_disk *disk, bool ro, const char *export_name)
@@ -49,6 +50,22 @@ void serve_srv_fini(struct serve_srv *s)
 	pthread_mutex_destroy(&s->lock);
 }
 
+/* A unix socket's reply data waits in the sender's buffer (212992 bytes by
+ * default): a 256 KiB read reply would put the connection's one thread to
+ * sleep in sendmsg() until the client has read part of it. A larger buffer
+ * lets the thread go on with the next request (docs/performance.md, "NBD
+ * servers"); the kernel caps it at net.core.wmem_max. TCP sizes its own. */
+static void serve_sndbuf(struct serve_conn *c)
+{
+	struct sockaddr_storage a;
+	socklen_t len = sizeof(a);
+	int n = SERVE_SNDBUF;
+
+	if (getsockname(c->fd, (struct sockaddr *)&a, &len) == 0 &&
+	    a.ss_family == AF_UNIX)
+		setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &n, sizeof(n));
+}
+
 void serve_conn_run(struct serve_conn *c)
 {
 	struct serve_srv *s = c->srv;
@@ -69,6 +86,7 @@ void serve_conn_run(struct serve_conn *c)
 	pthread_mutex_lock(&s->lock);
 	c->transmitting = true;
 	pthread_mutex_unlock(&s->lock);
+	serve_sndbuf(c);
 
 	/* The queue only now: abandoned handshakes cost no queue. */
 	rc = dc_queue_open(s->disk, DC_QUEUE_POLL, &c->q);
@@ -76,10 +94,20 @@ void serve_conn_run(struct serve_conn *c)
 		serve_log(c, "queue: %s", dc_last_error());
 		return;
 	}
-	c->qfd = dc_queue_fd(c->q);
-	if (s->verbose)
-		serve_log(c, "transmission");
-	serve_transmit(c);
+	/* A backend that can reap on this thread (io_uring) saves a thread hop
+	 * per request when driven; otherwise completions come through the fd. */
+	if (dc_queue_pollers(c->q) && dc_queue_wait(c->q, 0) >= 0)
+		rc = -1;
+	else
+		rc = dc_queue_fd(c->q);
+	if (rc < -1) {
+		serve_log(c, "queue fd: %s", strerror(-rc));
+	} else {
+		c->qfd = rc;
+		if (s->verbose)
+			serve_log(c, "transmission%s", rc < 0 ? " (driven queue)" : "");
+		serve_transmit(c);
+	}
 	dc_queue_close(c->q);
 	c->q = NULL;
 	serve_bufs_free(c);

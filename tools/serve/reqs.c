@@ -9,10 +9,12 @@
  * pipelining large requests and not reading the replies.
  */
 #include "serve-int.h"
+#include "nbd-errno.h"
 
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define SERVE_BUF_STEP (1u << 20)
 
@@ -76,29 +78,16 @@ void serve_reply_read(struct serve_conn *c, uint64_t handle, uint32_t err, uint6
 	}
 }
 
+/* The wire's error values are Linux's errno values (the NBD protocol took
+ * them from Linux), so the shared errno mapping is the wire value. */
+_Static_assert(EPERM == NBD_EPERM && EIO == NBD_EIO && ENOMEM == NBD_ENOMEM &&
+		       EINVAL == NBD_EINVAL && ENOSPC == NBD_ENOSPC,
+	       "NBD error values are Linux errno values");
+
 uint32_t serve_nbd_error(int result, int detail, uint16_t cmd)
 {
-	bool write = cmd == NBD_CMD_WRITE || cmd == NBD_CMD_WRITE_ZEROES;
-
-	switch (result) {
-	case 0:
-		return 0;
-	case DC_E_ILLEGAL_BLOCK:
-		return write ? NBD_ENOSPC : NBD_EINVAL;
-	case DC_E_INVALID_INPUT:
-	case DC_E_UNSUPPORTED:
-		return NBD_EINVAL;
-	case DC_E_READ_ONLY:
-		return NBD_EPERM;
-	case -ENOMEM:
-		return NBD_ENOMEM;
-	case DC_E_IO:
-		if (detail == ENOSPC || detail == EDQUOT || detail == EFBIG)
-			return NBD_ENOSPC;
-		return NBD_EIO;
-	default:
-		return NBD_EIO;
-	}
+	return (uint32_t)nbd_dc_errno(
+		result, detail, cmd == NBD_CMD_WRITE || cmd == NBD_CMD_WRITE_ZEROES);
 }
 
 /* Powers of two up to a step, whole steps above: little waste, good reuse. */
@@ -123,13 +112,26 @@ static void serve_cache_drop(struct serve_conn *c, int i)
 	c->cache_cap[i] = c->cache_cap[c->ncache];
 }
 
-/* Wait for completions of this connection and handle them. */
-static int serve_wait_one(struct serve_conn *c)
+/* Wait up to timeout_ms (-1: no limit) for completions of this connection and
+ * handle them (reply, start a request's next step). 0, or -1 when the wait
+ * failed. */
+int serve_wait(struct serve_conn *c, int timeout_ms)
 {
 	struct pollfd p = { .fd = c->qfd, .events = POLLIN };
+	int rc;
 
-	if (poll(&p, 1, -1) < 0 && errno != EINTR)
-		return -1; /* cannot happen with a valid fd; do not spin */
+	if (c->qfd < 0) {
+		/* Driven: this call also hands the requests submitted since the
+		 * last one to the backend. */
+		rc = dc_queue_wait(c->q, timeout_ms);
+		if (rc < 0 && rc != -EINTR) {
+			serve_log(c, "wait: %s", strerror(-rc));
+			return -1;
+		}
+	} else if (poll(&p, 1, timeout_ms) < 0 && errno != EINTR) {
+		serve_log(c, "poll: %s", strerror(errno));
+		return -1;
+	}
 	serve_reap(c);
 	return 0;
 }
@@ -164,7 +166,7 @@ static void *serve_buf_get(struct serve_conn *c, size_t n, size_t *cap)
 			continue;
 		}
 		/* Over budget with everything in flight: let some complete. */
-		if (serve_wait_one(c))
+		if (serve_wait(c, -1))
 			break;
 	}
 	while (c->ncache && c->buf_bytes + need > SERVE_CONN_BUF_BYTES)
@@ -233,15 +235,16 @@ void serve_finish(struct serve_conn *c, struct serve_req *r, uint32_t err)
 	serve_req_free(c, r);
 }
 
+/* Submit r's next disk operation; its data (iovcnt 0: none) is r->iov. */
 int serve_submit(struct serve_conn *c, struct serve_req *r, uint32_t op, uint32_t flags,
-		 uint64_t sector, uint64_t count, const struct iovec *iov, int iovcnt)
+		 uint64_t sector, uint64_t count, int iovcnt)
 {
 	struct dc_io io = {
 		.op = op,
 		.flags = flags,
 		.sector = sector,
 		.count = count,
-		.iov = iov,
+		.iov = iovcnt ? r->iov : NULL,
 		.iovcnt = iovcnt,
 		.user_data = r,
 	};
@@ -269,8 +272,7 @@ int serve_zero_next(struct serve_conn *c, struct serve_req *r)
 		bytes -= k;
 	}
 	return serve_submit(c, r, DC_OP_WRITE,
-			    r->flags & NBD_CMD_FLAG_FUA ? DC_IO_FUA : 0, sector, 0,
-			    r->iov, n);
+			    r->flags & NBD_CMD_FLAG_FUA ? DC_IO_FUA : 0, sector, 0, n);
 }
 
 /* A finished disk operation: chain the next step or reply. */
@@ -303,7 +305,7 @@ static void serve_complete(struct serve_conn *c, struct serve_req *r, int result
 	}
 	if (!result && r->then_flush) {
 		r->then_flush = false;
-		rc = serve_submit(c, r, DC_OP_FLUSH, 0, 0, 0, NULL, 0);
+		rc = serve_submit(c, r, DC_OP_FLUSH, 0, 0, 0, 0);
 		goto submitted;
 	}
 	serve_finish(c, r, serve_nbd_error(result, detail, r->cmd));
@@ -336,6 +338,6 @@ void serve_reap(struct serve_conn *c)
 /* Wait until at most keep requests of this connection are left, sending replies. */
 void serve_drain(struct serve_conn *c, unsigned keep)
 {
-	while (c->inflight > keep && !serve_wait_one(c))
+	while (c->inflight > keep && !serve_wait(c, -1))
 		;
 }

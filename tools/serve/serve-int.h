@@ -43,15 +43,17 @@
 #define NBD_FLAG_CAN_MULTI_CONN (1u << 8)
 #define NBD_FLAG_SEND_FAST_ZERO (1u << 11)
 
+/* Options, info types and commands: runs of consecutive numbers, each run
+ * starting at its value in the protocol. */
 enum {
 	NBD_OPT_EXPORT_NAME = 1,
-	NBD_OPT_ABORT = 2,
-	NBD_OPT_LIST = 3,
+	NBD_OPT_ABORT,
+	NBD_OPT_LIST,
 	NBD_OPT_INFO = 6,
-	NBD_OPT_GO = 7,
-	NBD_OPT_STRUCTURED_REPLY = 8,
-	NBD_OPT_LIST_META_CONTEXT = 9,
-	NBD_OPT_SET_META_CONTEXT = 10,
+	NBD_OPT_GO,
+	NBD_OPT_STRUCTURED_REPLY,
+	NBD_OPT_LIST_META_CONTEXT,
+	NBD_OPT_SET_META_CONTEXT,
 };
 
 #define NBD_REP_ACK UINT32_C(1)
@@ -62,21 +64,16 @@ enum {
 #define NBD_REP_ERR_INVALID UINT32_C(0x80000003)
 #define NBD_REP_ERR_UNKNOWN UINT32_C(0x80000006)
 
-enum {
-	NBD_INFO_EXPORT = 0,
-	NBD_INFO_NAME = 1,
-	NBD_INFO_DESCRIPTION = 2,
-	NBD_INFO_BLOCK_SIZE = 3,
-};
+enum { NBD_INFO_EXPORT, NBD_INFO_NAME, NBD_INFO_DESCRIPTION, NBD_INFO_BLOCK_SIZE };
 
 enum {
-	NBD_CMD_READ = 0,
-	NBD_CMD_WRITE = 1,
-	NBD_CMD_DISC = 2,
-	NBD_CMD_FLUSH = 3,
-	NBD_CMD_TRIM = 4,
+	NBD_CMD_READ,
+	NBD_CMD_WRITE,
+	NBD_CMD_DISC,
+	NBD_CMD_FLUSH,
+	NBD_CMD_TRIM,
 	NBD_CMD_WRITE_ZEROES = 6,
-	NBD_CMD_BLOCK_STATUS = 7,
+	NBD_CMD_BLOCK_STATUS,
 };
 #define NBD_CMD_FLAG_FUA (1u << 0)
 #define NBD_CMD_FLAG_NO_HOLE (1u << 1)
@@ -121,12 +118,19 @@ enum {
 #define SERVE_ZERO_IOVS (SERVE_MAX_REQ / SERVE_ZERO_CHUNK)
 #define SERVE_ALIGN 4096 /* buffers suit O_DIRECT backends */
 #define SERVE_REAP 32
+#define SERVE_REQ_HDR 28 /* a request header's bytes */
+/* A driven queue (transmit.c): requests read before the chain is given them,
+ * and how long a wait for completions may keep requests waiting on the
+ * socket. */
+#define SERVE_BURST 8
+#define SERVE_DRIVEN_WAIT_MS 1
 /* Idle buffers kept per connection: as many as requests in flight, so a
  * client that keeps 64 requests busy (nbdcopy) reuses every buffer instead of
  * faulting fresh pages in for most of its reads. */
 #define SERVE_CACHE SERVE_MAX_INFLIGHT
 #define SERVE_CACHE_BYTES (32u << 20)
 #define SERVE_MIN_BUF (64u << 10)
+#define SERVE_SNDBUF (4 << 20) /* a unix socket's send buffer (conn.c) */
 
 /* --- state ---------------------------------------------------------------- */
 
@@ -151,7 +155,7 @@ struct serve_conn {
 	unsigned id;
 	int fd;
 	dc_queue *q;
-	int qfd;
+	int qfd;	 /* dc_queue_fd(), or -1 when q is driven by dc_queue_wait() */
 	uint8_t *optbuf; /* during the handshake only */
 	bool no_zeroes;
 	bool structured; /* NBD_OPT_STRUCTURED_REPLY was acknowledged */
@@ -211,6 +215,8 @@ uint16_t serve_get16(const uint8_t *p);
 uint32_t serve_get32(const uint8_t *p);
 uint64_t serve_get64(const uint8_t *p);
 int serve_recv(struct serve_conn *c, void *buf, size_t n);
+int serve_recv_nowait(struct serve_conn *c, void *buf, size_t n);
+int serve_wait_socket(struct serve_conn *c);
 int serve_skip(struct serve_conn *c, uint64_t n);
 int serve_sendv(struct serve_conn *c, struct iovec *iov, int iovcnt);
 int serve_batch_flush(struct serve_conn *c);
@@ -232,10 +238,11 @@ void serve_reply_read(struct serve_conn *c, uint64_t handle, uint32_t err, uint6
 void serve_finish(struct serve_conn *c, struct serve_req *r, uint32_t err);
 uint32_t serve_nbd_error(int result, int detail, uint16_t cmd);
 int serve_submit(struct serve_conn *c, struct serve_req *r, uint32_t op, uint32_t flags,
-		 uint64_t sector, uint64_t count, const struct iovec *iov, int iovcnt);
+		 uint64_t sector, uint64_t count, int iovcnt);
 int serve_zero_next(struct serve_conn *c, struct serve_req *r);
 void serve_start(struct serve_conn *c, struct serve_req *r, int rc);
 void serve_reap(struct serve_conn *c);
+int serve_wait(struct serve_conn *c, int timeout_ms);
 void serve_drain(struct serve_conn *c, unsigned keep);
 void serve_bufs_free(struct serve_conn *c);
 

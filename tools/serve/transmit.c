@@ -59,8 +59,7 @@ static void serve_cmd_read(struct serve_conn *c, const struct serve_req *h)
 	r->skip = skip;
 	r->iov[0] = (struct iovec){ .iov_base = r->buf, .iov_len = n };
 	serve_start(c, r,
-		    serve_submit(c, r, DC_OP_READ, 0, (h->off - skip) / s->ss, 0, r->iov,
-				 1));
+		    serve_submit(c, r, DC_OP_READ, 0, (h->off - skip) / s->ss, 0, 1));
 }
 
 /* Fill the bytes of r->buf around the client's data from the disk (RMW). */
@@ -138,7 +137,7 @@ static void serve_zero_aligned(struct serve_conn *c, const struct serve_req *h)
 		r->then_flush = h->flags & NBD_CMD_FLAG_FUA;
 		r->zcur = r->zend;
 		rc = serve_submit(c, r, DC_OP_UNMAP, 0, h->off / s->ss, h->len / s->ss,
-				  NULL, 0);
+				  0);
 	} else {
 		rc = serve_zero_next(c, r);
 	}
@@ -205,8 +204,7 @@ static void serve_cmd_write(struct serve_conn *c, const struct serve_req *h)
 	}
 	r->iov[0] = (struct iovec){ .iov_base = r->buf, .iov_len = n };
 	serve_start(c, r,
-		    serve_submit(c, r, DC_OP_WRITE, fua, (h->off - skip) / s->ss, 0,
-				 r->iov, 1));
+		    serve_submit(c, r, DC_OP_WRITE, fua, (h->off - skip) / s->ss, 0, 1));
 }
 
 static void serve_cmd_trim(struct serve_conn *c, const struct serve_req *h)
@@ -236,8 +234,7 @@ static void serve_cmd_trim(struct serve_conn *c, const struct serve_req *h)
 		return;
 	}
 	r->then_flush = h->flags & NBD_CMD_FLAG_FUA;
-	serve_start(c, r,
-		    serve_submit(c, r, DC_OP_UNMAP, 0, first, end - first, NULL, 0));
+	serve_start(c, r, serve_submit(c, r, DC_OP_UNMAP, 0, first, end - first, 0));
 }
 
 static void serve_cmd_flush(struct serve_conn *c, const struct serve_req *h)
@@ -253,7 +250,7 @@ static void serve_cmd_flush(struct serve_conn *c, const struct serve_req *h)
 		serve_reply(c, h->handle, NBD_ENOMEM, NULL, 0);
 		return;
 	}
-	serve_start(c, r, serve_submit(c, r, DC_OP_FLUSH, 0, 0, 0, NULL, 0));
+	serve_start(c, r, serve_submit(c, r, DC_OP_FLUSH, 0, 0, 0, 0));
 }
 
 /* Block status descriptors being collected from dc_map(). */
@@ -301,16 +298,11 @@ static void serve_cmd_block_status(struct serve_conn *c, const struct serve_req 
 		    NULL, 0);
 }
 
-/* Read one request from the socket and start it. */
-static void serve_request(struct serve_conn *c)
+/* Start the request whose 28-byte header is b. */
+static void serve_request(struct serve_conn *c, const uint8_t *b)
 {
 	struct serve_req h = { 0 };
-	uint8_t b[28];
 
-	if (serve_recv(c, b, sizeof(b))) {
-		c->closing = true; /* client went away (maybe mid-header) */
-		return;
-	}
 	if (serve_get32(b) != NBD_REQUEST_MAGIC) {
 		serve_log(c, "bad request magic 0x%08" PRIx32 ", dropped",
 			  serve_get32(b));
@@ -350,8 +342,12 @@ static void serve_request(struct serve_conn *c)
 	}
 }
 
-void serve_transmit(struct serve_conn *c)
+/* The chain's completions arrive through dc_queue_fd(): sleep on it and the
+ * socket together. */
+static void serve_transmit_fd(struct serve_conn *c)
 {
+	uint8_t b[SERVE_REQ_HDR];
+
 	while (!c->closing || c->inflight) {
 		struct pollfd p[2] = {
 			{ .fd = c->qfd, .events = POLLIN },
@@ -369,7 +365,54 @@ void serve_transmit(struct serve_conn *c)
 		}
 		if (p[0].revents)
 			serve_reap(c);
-		if (more && p[1].revents)
-			serve_request(c);
+		if (!more || !p[1].revents)
+			continue;
+		if (serve_recv(c, b, sizeof(b)))
+			c->closing = true; /* client went away (maybe mid-header) */
+		else
+			serve_request(c, b);
 	}
+}
+
+/* A queue driven by dc_queue_wait() (docs/serve.md, "Threads"): the chain's
+ * backend reaps on this thread, so a completion crosses no thread. One call
+ * cannot sleep on the ring and the socket at once: requests waiting on the
+ * socket are read first, a burst at a time, and the wait for completions is
+ * capped at SERVE_DRIVEN_WAIT_MS while more requests could be read. */
+static void serve_transmit_driven(struct serve_conn *c)
+{
+	uint8_t b[SERVE_REQ_HDR];
+
+	while (!c->closing || c->inflight) {
+		bool more = !c->closing && c->inflight < SERVE_MAX_INFLIGHT;
+		int got = 0, rc = 0;
+
+		while (more && got < SERVE_BURST &&
+		       (rc = serve_recv_nowait(c, b, sizeof(b))) > 0) {
+			serve_request(c, b);
+			got++;
+			more = !c->closing && c->inflight < SERVE_MAX_INFLIGHT;
+		}
+		if (rc < 0)
+			c->closing = true; /* client went away (maybe mid-header) */
+		if (!c->inflight) {
+			/* Nothing in flight: only the socket can bring work. */
+			if (more && !got && serve_wait_socket(c))
+				c->closing = true;
+			continue;
+		}
+		if (serve_wait(c, got ? 0 : more ? SERVE_DRIVEN_WAIT_MS : -1)) {
+			c->closing = true;
+			serve_drain(c, 0);
+			break;
+		}
+	}
+}
+
+void serve_transmit(struct serve_conn *c)
+{
+	if (c->qfd >= 0)
+		serve_transmit_fd(c);
+	else
+		serve_transmit_driven(c);
 }

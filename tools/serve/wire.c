@@ -5,6 +5,7 @@
 #include "endian/byteorder.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -77,6 +78,34 @@ int serve_recv(struct serve_conn *c, void *buf, size_t n)
 			return -1;
 		p += r;
 		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* Start reading n bytes if any have arrived, without sleeping for the first:
+ * 1 when all n were read, 0 when none were waiting, -1 on end of stream or
+ * error. */
+int serve_recv_nowait(struct serve_conn *c, void *buf, size_t n)
+{
+	ssize_t r = recv(c->fd, buf, n, MSG_DONTWAIT);
+
+	if (r < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+	if (r == 0 || ((size_t)r < n && serve_recv(c, (uint8_t *)buf + r, n - (size_t)r)))
+		return -1;
+	return 1;
+}
+
+/* Sleep until the socket has something to read: 0, or -1 when poll fails. */
+int serve_wait_socket(struct serve_conn *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+	while (poll(&p, 1, -1) < 0) {
+		if (errno != EINTR) {
+			serve_log(c, "poll: %s", strerror(errno));
+			return -1;
+		}
 	}
 	return 0;
 }
