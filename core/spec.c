@@ -51,20 +51,12 @@ DC_EXPORT int dc_parse_size(const char *s, uint64_t *out)
 		len--;
 	}
 	if (len) {
-		switch (s[len - 1] | 0x20) {
-		case 'k':
-			mult = UINT64_C(1) << 10;
-			break;
-		case 'm':
-			mult = UINT64_C(1) << 20;
-			break;
-		case 'g':
-			mult = UINT64_C(1) << 30;
-			break;
-		case 't':
-			mult = UINT64_C(1) << 40;
-			break;
-		}
+		/* k, m, g, t: 1024 to the power of 1 to 4. */
+		static const char units[] = "kmgt";
+		const char *unit = strchr(units, s[len - 1] | 0x20);
+
+		if (unit && *unit)
+			mult = UINT64_C(1) << (10 * (unit - units + 1));
 		if (mult != 1)
 			len--;
 		else if (binary)
