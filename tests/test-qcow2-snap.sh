@@ -145,7 +145,7 @@ qemu-img create -q -f qcow2 -o lazy_refcounts=on,cluster_size=4k "$img" 8M
 # that abort() never runs.
 (
 	ulimit -c 0
-	exec qemu-io --image-opts -c "write -P 0x55 0 6M" -c "write -P 0x66 1M 64k" -c abort \
+	qemu-io --image-opts -c "write -P 0x55 0 6M" -c "write -P 0x66 1M 64k" -c abort \
 		"driver=qcow2,file.filename=$img,l2-cache-size=8k" >/dev/null 2>&1
 ) 2>/dev/null || true
 if od -An -tx1 -j79 -N1 "$img" | grep -q 01; then
