@@ -30,6 +30,42 @@ for c in info plugins cp read write bench serve; do
 	run "$c" --help
 	check "$c --help exits 0" [ "$rc" -eq 0 ]
 done
+# Every option a command's --help lists is one its parser takes: each, with
+# a value of the kind its argument names, goes through to a later --help
+# (exit 0), where a parser without it would stop with a usage error (exit 2).
+sample() {
+	case $1 in
+	SIZE | OFFSET | LEN) echo 4K ;;
+	N | BYTE | SEC) echo 1 ;;
+	MODE) echo read ;;
+	*) echo x ;;
+	esac
+}
+for c in $(sed -n 's/^  \([a-z]*\)  .*/\1/p' "$T/help"); do
+	[ "$c" = serve ] && continue
+	"$DISKCTL" "$c" --help >"$T/chelp"
+	bad=""
+	nopts=0
+	while read -r opt arg; do
+		nopts=$((nopts + 1))
+		case $arg in
+		[A-Z]*) set -- "$opt" "$(sample "$arg")" ;;
+		*) set -- "$opt" ;;
+		esac
+		"$DISKCTL" "$c" "$@" --help >/dev/null 2>&1 || bad="$bad $*"
+	done <<EOF
+$(sed -n 's/^  \(-[a-zA-Z], \)\{0,1\}\(--[a-z][a-z0-9-]*\)\( [A-Z]*\)\{0,1\}.*/\2\3/p' "$T/chelp")
+EOF
+	check "$c: the parser takes each of the $nopts options its --help lists${bad:+ (not:$bad)}" \
+		[ -z "$bad" -a "$nopts" -gt 0 ]
+	run "$c" -h
+	check "$c -h prints the usage" has "^usage: diskctl $c " "$T/out"
+done
+run cp --bs 3000 mem:1M mem:1M
+check "a --bs that is no power of two: exit 2" [ "$rc" -eq 2 ]
+check "... saying what it must be" has "power of two from 512 to 1G" "$T/err"
+run bench --json=x mem:1M
+check "a flag given a value: exit 2, named" sh -c "[ $rc -eq 2 ] && grep -q -- \"'--json=x'\" '$T/err'"
 run nosuchcommand
 check "unknown command exits 2" [ "$rc" -eq 2 ]
 run
