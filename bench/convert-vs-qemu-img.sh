@@ -20,6 +20,7 @@
 # Environment: BUILD or DISKCTL, BENCH_DIR (default /var/tmp), ROUNDS (5),
 # KEEP=1 keeps the sources for the next run.
 set -eu
+# shellcheck source=bench/common.sh
 . "$(dirname "$0")/common.sh"
 bench_find_diskctl
 bench_need qemu-img /usr/bin/time
@@ -123,7 +124,7 @@ table() {
 
 bench_machine
 echo "source: 512 MiB, 384 MiB of random data in 8 MiB runs, every fourth run a hole;"
-echo "$(qemu-img --version | head -1)"
+qemu-img --version | head -1
 echo
 table wall "Wall clock (s):"
 table cpu "CPU (user + system of the process, s):"
