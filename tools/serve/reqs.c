@@ -146,7 +146,9 @@ static void *serve_buf_get(struct serve_conn *c, size_t n, size_t *cap)
 	for (;;) {
 		int best = -1;
 
-		for (int i = 0; i < c->ncache; i++)
+		/* Newest first among equals: the buffer last freed is the one
+		 * most likely still in the CPU's cache. */
+		for (int i = c->ncache - 1; i >= 0; i--)
 			if (c->cache_cap[i] >= n &&
 			    (best < 0 || c->cache_cap[i] < c->cache_cap[best]))
 				best = i;

@@ -130,7 +130,7 @@ enum {
 #define SERVE_CACHE SERVE_MAX_INFLIGHT
 #define SERVE_CACHE_BYTES (32u << 20)
 #define SERVE_MIN_BUF (64u << 10)
-#define SERVE_SNDBUF (4 << 20) /* a unix socket's send buffer (conn.c) */
+#define SERVE_SNDBUF (1 << 20) /* a unix socket's send buffer (conn.c) */
 
 /* --- state ---------------------------------------------------------------- */
 
