@@ -36,21 +36,6 @@ DC_EXPORT struct dc_buf dc_buf_sub(const struct dc_buf *b, size_t off, size_t le
 	return s;
 }
 
-/* Walk the view's segments over [off, off+len), calling fn on each piece. */
-#define BUF_WALK(b, off, len, seg, seglen, body)                         \
-	do {                                                             \
-		size_t in_, left_ = (len);                               \
-		int i_ = buf_seek((b), (off), &in_);                     \
-		for (; left_ && i_ < (b)->iovcnt; i_++, in_ = 0) {       \
-			size_t seglen = (b)->iov[i_].iov_len - in_;      \
-			char *seg = (char *)(b)->iov[i_].iov_base + in_; \
-			if (seglen > left_)                              \
-				seglen = left_;                          \
-			body;                                            \
-			left_ -= seglen;                                 \
-		}                                                        \
-	} while (0)
-
 /* Where [off, off+len) lies in the view's first segment, or NULL: most
  * buffers are one segment, and a copy into one needs no walk. */
 static inline char *buf_flat(const struct dc_buf *b, size_t off, size_t len)
@@ -60,16 +45,34 @@ static inline char *buf_flat(const struct dc_buf *b, size_t off, size_t len)
 	return NULL;
 }
 
+/* Run body on each piece (seg, seglen) of the view over [off, off+len). */
+#define BUF_WALK(b, off, len, seg, seglen, body)                          \
+	do {                                                              \
+		size_t in_, left_ = (len);                                \
+		char *flat_ = left_ ? buf_flat((b), (off), left_) : NULL; \
+		int i_;                                                   \
+		if (flat_) {                                              \
+			char *seg = flat_;                                \
+			size_t seglen = left_;                            \
+			body;                                             \
+			break;                                            \
+		}                                                         \
+		i_ = buf_seek((b), (off), &in_);                          \
+		for (; left_ && i_ < (b)->iovcnt; i_++, in_ = 0) {        \
+			size_t seglen = (b)->iov[i_].iov_len - in_;       \
+			char *seg = (char *)(b)->iov[i_].iov_base + in_;  \
+			if (seglen > left_)                               \
+				seglen = left_;                           \
+			body;                                             \
+			left_ -= seglen;                                  \
+		}                                                         \
+	} while (0)
+
 DC_EXPORT void dc_buf_copy_to(const struct dc_buf *b, size_t off, const void *src,
 			      size_t len)
 {
 	const char *p = src;
-	char *flat = buf_flat(b, off, len);
 
-	if (flat) {
-		memcpy(flat, src, len);
-		return;
-	}
 	BUF_WALK(b, off, len, seg, n, {
 		memcpy(seg, p, n);
 		p += n;
@@ -79,12 +82,7 @@ DC_EXPORT void dc_buf_copy_to(const struct dc_buf *b, size_t off, const void *sr
 DC_EXPORT void dc_buf_copy_from(const struct dc_buf *b, size_t off, void *dst, size_t len)
 {
 	char *p = dst;
-	const char *flat = buf_flat(b, off, len);
 
-	if (flat) {
-		memcpy(dst, flat, len);
-		return;
-	}
 	BUF_WALK(b, off, len, seg, n, {
 		memcpy(p, seg, n);
 		p += n;
