@@ -16,6 +16,15 @@
  * new fd (close-on-exec), or -errno after a message. */
 int vhdfmt_reopen(int fd, const char *path, bool read_only);
 
+/* The file engine (IOE_AUTO) on a new description (vhdfmt_reopen) of the
+ * image open as fd: *aio_fd and *ioe, both closed by vhdfmt_engine_close()
+ * (and set to -1 and NULL on failure). Returns 0, or -errno after a
+ * message. In aio_open.c: a user links common/ioengine. */
+struct ioe_file;
+int vhdfmt_engine_open(int fd, const char *path, bool read_only, int *aio_fd,
+		       struct ioe_file **ioe);
+void vhdfmt_engine_close(int *aio_fd, struct ioe_file **ioe);
+
 /* An engine result (0, IOE_EOF or -errno) as a -errno: the file ending inside
  * the range is -ENODATA for a read, -ENOSPC for a write (vhdfmt_xfer()). */
 int vhdfmt_engine_errno(int res, bool write);

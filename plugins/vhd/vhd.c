@@ -3,6 +3,8 @@
  * lower_spec, describe, close (the format and its order of writes: vhd.h). */
 #include "vhd.h"
 
+#include "vhdfmt/aio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,7 +20,7 @@ static void vhd_free(void *inst)
 {
 	struct vhd_img *v = inst;
 
-	vhd_aio_close(v);
+	vhdfmt_engine_close(&v->aio_fd, &v->ioe);
 	if (v->fd >= 0) {
 		if (!v->read_only && !v->fixed)
 			vhd_trim(v);
@@ -193,7 +195,8 @@ static int vhd_open_locked(const struct dc_open_args *a, void **inst,
 	if (ret == 0 && want && !created)
 		ret = vhd_check_existing(v, &c);
 	if (ret == 0)
-		ret = vhd_aio_open(v);
+		ret = vhdfmt_engine_open(v->fd, v->path, v->read_only, &v->aio_fd,
+					 &v->ioe);
 	if (ret == 0 && !a->force_share)
 		ret = vhdfmt_share_add(&v->share, v->fd, v->read_only);
 	if (ret)

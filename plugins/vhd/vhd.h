@@ -180,10 +180,8 @@ void vhd_trim(struct vhd_img *v);
 int vhd_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
 		uint64_t *run);
 
-/* vhd_aio.c: the engine on a description of its own; submit() and
- * queue_open() (the other queue callbacks are ioe_plugin_queue_*). */
-int vhd_aio_open(struct vhd_img *v);
-void vhd_aio_close(struct vhd_img *v);
+/* vhd_aio.c: submit() and queue_open() (the other queue callbacks are
+ * ioe_plugin_queue_*). */
 void vhd_submit(void *inst, struct dc_req *req);
 int vhd_queue_open(void *inst, void **qctx);
 

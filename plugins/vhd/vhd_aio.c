@@ -31,23 +31,6 @@
 #include <string.h>
 #include <unistd.h>
 
-int vhd_aio_open(struct vhd_img *v)
-{
-	v->aio_fd = vhdfmt_reopen(v->fd, v->path, v->read_only);
-	if (v->aio_fd < 0)
-		return v->aio_fd;
-	return ioe_file_open(v->aio_fd, false, 0, IOE_AUTO, &v->ioe);
-}
-
-void vhd_aio_close(struct vhd_img *v)
-{
-	ioe_file_close(v->ioe);
-	v->ioe = NULL;
-	if (v->aio_fd >= 0)
-		close(v->aio_fd);
-	v->aio_fd = -1;
-}
-
 static void vhd_aio_done(struct ioe_req *io, int res)
 {
 	struct vhd_rq *r = (struct vhd_rq *)io;

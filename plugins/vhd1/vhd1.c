@@ -138,14 +138,6 @@ static int vhd1_io(void *inst, struct dc_req *req)
 					      io.fua ? RWF_DSYNC : 0));
 }
 
-static int vhd1_engine_open(struct vhd1_disk *v)
-{
-	v->aio_fd = vhdfmt_reopen(v->fd, v->path, v->read_only);
-	if (v->aio_fd < 0)
-		return v->aio_fd;
-	return ioe_file_open(v->aio_fd, false, 0, IOE_AUTO, &v->ioe);
-}
-
 static int vhd1_queue_open(void *inst, void **qctx)
 {
 	return ioe_plugin_queue_open(((struct vhd1_disk *)inst)->ioe, qctx);
@@ -230,9 +222,7 @@ static void vhd1_free(void *inst)
 {
 	struct vhd1_disk *v = inst;
 
-	ioe_file_close(v->ioe);
-	if (v->aio_fd >= 0)
-		close(v->aio_fd);
+	vhdfmt_engine_close(&v->aio_fd, &v->ioe);
 	if (v->fd >= 0)
 		close(v->fd);
 	free(v->path);
@@ -344,7 +334,8 @@ static int vhd1_open_locked(const struct dc_open_args *a, void **inst,
 	if (ret == 0 && want && !created)
 		ret = vhdfmt_check_existing(v->path, create_size, v->size, NULL, NULL);
 	if (ret == 0)
-		ret = vhd1_engine_open(v);
+		ret = vhdfmt_engine_open(v->fd, v->path, v->read_only, &v->aio_fd,
+					 &v->ioe);
 	if (ret == 0 && !a->force_share)
 		ret = vhdfmt_share_add(&v->share, v->fd, v->read_only);
 	if (ret)

@@ -20,6 +20,7 @@
 #include "../../common/vhdfmt/vhd_format.c"
 #include "../../common/vhdfmt/map.c"
 #include "../../common/vhdfmt/aio.c"
+#include "../../common/vhdfmt/aio_open.c"
 #include "../../common/ioengine/callbacks.c"
 #include "ioe-none.h"
 

@@ -7,6 +7,7 @@
 #include "../../common/vhdfmt/share.c"
 #include "../../common/vhdfmt/vhd_format.c"
 #include "../../common/vhdfmt/aio.c"
+#include "../../common/vhdfmt/aio_open.c"
 #include "../../common/ioengine/callbacks.c"
 #include "ioe-none.h"
 
