@@ -27,10 +27,6 @@
 
 #include "vhdfmt/aio.h"
 
-#include <errno.h>
-#include <string.h>
-#include <unistd.h>
-
 static void vhd_aio_done(struct ioe_req *io, int res)
 {
 	struct vhd_rq *r = (struct vhd_rq *)io;
