@@ -4,7 +4,7 @@
  *
  * Storage is a two-level table of 64 KiB chunks, allocated on first write, each
  * with a presence bitmap. Chunks are carved out of 2 MiB arenas, each faulted
- * in whole when it is made (ram_arena_map() says which pages and why).
+ * in whole when it is made (arena.c says on which pages and why).
  *
  * A first write into a chunk costs the kernel's zeroing of fresh pages, most
  * of its time (docs/performance.md). ;prealloc pays that at open instead: a
@@ -19,6 +19,7 @@
  * marked, so that after a shrink, or an unmap that reaches the end, the layer
  * hides whatever lies below instead of exposing stale data.
  */
+#include "arena.h"
 #include "bitmap/bitmap.h"
 #include "stream.h"
 
@@ -37,7 +38,6 @@
 #define RAM_L2_SHIFT 10
 #define RAM_L2N (1u << RAM_L2_SHIFT) /* chunk slots per second-level block */
 #define RAM_NLOCKS 64
-#define RAM_ARENA (UINT64_C(2) << 20)
 
 struct ram_slot {
 	_Atomic(uint8_t *) data;
@@ -79,6 +79,7 @@ struct ram {
 	struct ram_arena *arenas;
 	uint8_t *arena_cur;
 	unsigned arena_used;
+	struct ram_arenas arena_src;
 	void *free_chunks;
 };
 
@@ -167,34 +168,6 @@ static struct ram_slot *ram_slot_get(struct ram *r, uint64_t ci)
 	return &l2[ci & (RAM_L2N - 1)];
 }
 
-/* A 2 MiB-aligned arena, faulted in at once: one call instead of a fault per
- * page. With huge, backed by huge pages (;prealloc, paid at open): random
- * reads then miss the TLB less (about 1.25x the 4 KiB reads per CPU-second
- * over 1 GiB). The lazy default takes small pages: in a VM that reports free
- * memory to its host, a fresh huge page is memory the host must fault in
- * again, and first writes into huge pages ran at a tenth of the speed of
- * small ones (docs/performance.md). */
-static uint8_t *ram_arena_map(bool huge)
-{
-	uint8_t *p = mmap(NULL, 2 * RAM_ARENA, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	uintptr_t head;
-
-	if (p == MAP_FAILED)
-		return NULL;
-	head = (RAM_ARENA - ((uintptr_t)p & (RAM_ARENA - 1))) & (RAM_ARENA - 1);
-	if (head)
-		munmap(p, head);
-	munmap(p + head + RAM_ARENA, RAM_ARENA - head);
-	p += head;
-	/* Hints: fine if refused. */
-	madvise(p, RAM_ARENA, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-	if (madvise(p, RAM_ARENA, MADV_POPULATE_WRITE) < 0)
-		for (size_t off = 0; off < RAM_ARENA; off += 4096) /* before 5.14 */
-			p[off] = 0;
-	return p;
-}
-
 static uint8_t *ram_chunk_alloc(struct ram *r)
 {
 	uint8_t *p = NULL;
@@ -208,7 +181,7 @@ static uint8_t *ram_chunk_alloc(struct ram *r)
 	if (!r->arena_cur || r->arena_used == RAM_ARENA / RAM_CHUNK) {
 		struct ram_arena *a = malloc(sizeof(*a));
 
-		if (!a || !(a->base = ram_arena_map(r->prealloc))) {
+		if (!a || !(a->base = ram_arena_take(&r->arena_src))) {
 			free(a);
 			goto out;
 		}
@@ -351,7 +324,7 @@ static void ram_close(void *inst)
 		struct ram_arena *a = r->arenas;
 
 		r->arenas = a->next;
-		munmap(a->base, RAM_ARENA);
+		ram_arena_unmap(a->base);
 		free(a);
 	}
 	pthread_mutex_destroy(&r->alloc_lock);
@@ -402,6 +375,7 @@ static int ram_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	for (unsigned i = 0; i < RAM_NLOCKS; i++)
 		pthread_mutex_init(&r->locks[i], NULL);
 	pthread_mutex_init(&r->alloc_lock, NULL);
+	ram_arenas_init(&r->arena_src);
 	pthread_mutex_init(&r->index_lock, NULL);
 	r->node = a->node;
 	r->read_only = a->read_only;
@@ -848,6 +822,8 @@ static void ram_describe(void *inst, dc_kv_fn kv, void *arg)
 
 	dc_kv_u64(kv, arg, "committed_size", atomic_load(&r->committed) * r->sector_size);
 	dc_kv_u64(kv, arg, "zero_after", atomic_load(&r->zero_after));
+	dc_kv_printf(kv, arg, "arenas", "%u on huge pages, %u on small pages",
+		     atomic_load(&r->arena_src.huge), atomic_load(&r->arena_src.small));
 }
 
 DC_PLUGIN(ram_plugin) = {
