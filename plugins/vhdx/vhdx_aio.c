@@ -26,41 +26,20 @@
  * for an allocation or a log flush. */
 #include "vhdx.h"
 
+#include "vhdfmt/aio.h"
+
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <string.h>
 #include <unistd.h>
 
-/* The engine gets a file description of its own: a ring may hold its files
- * briefly after the process exits, and the image's lock (flock, on v->fd's
- * description) must not outlive the process with it. */
+/* The engine on a description of its own (common/vhdfmt/aio.h says why). */
 int vhdx_aio_open(struct vhdx *v)
 {
-	char self[64];
-	int ret;
-
-	snprintf(self, sizeof(self), "/proc/self/fd/%d", v->fd);
-	v->aio_fd = open(self, (v->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	if (v->aio_fd < 0) {
-		ret = -errno;
-		vhdfmt_err("%s: cannot reopen for the file engine: %s", v->path,
-			   strerror(errno));
-		return ret;
-	}
-	ret = ioe_file_open(v->aio_fd, false, 0, IOE_AUTO, &v->ioe);
-	if (ret)
-		vhdx_aio_close(v);
-	return ret;
+	return vhdfmt_engine_open(v->fd, v->path, v->ro, &v->aio_fd, &v->ioe);
 }
 
 void vhdx_aio_close(struct vhdx *v)
 {
-	ioe_file_close(v->ioe);
-	v->ioe = NULL;
-	if (v->aio_fd >= 0)
-		close(v->aio_fd);
-	v->aio_fd = -1;
+	vhdfmt_engine_close(&v->aio_fd, &v->ioe);
 }
 
 const char *vhdx_aio_describe(const struct vhdx *v)
@@ -84,8 +63,12 @@ int vhdx_flush(struct vhdx *v)
 static void vhdx_pool_job(void *arg)
 {
 	struct vhdx_rq *r = arg;
+	int rc;
 
-	dc_complete(r->req, r->pool_fn(r->v, r->req));
+	/* As the core runs io(): an errno left in req->detail is the detail. */
+	r->req->detail = 0;
+	rc = r->pool_fn(r->v, r->req);
+	dc_complete_detail(r->req, rc, r->req->detail);
 }
 
 /* Finish req on the worker pool with fn: the blocking path. */
@@ -117,7 +100,7 @@ static void vhdx_aio_done(struct ioe_req *io, int res)
 		vhdx_aio_to_pool(r, vhdx_fua_flush);
 		return;
 	}
-	dc_complete(r->req, vhdfmt_result(r->req, res));
+	vhdfmt_complete(r->req, res);
 }
 
 /* Every sector of [s, s + n) has its bit set in a cached bitmap sector. */

@@ -31,6 +31,8 @@
 #include "../../common/crc32c/crc32c.c"
 #include "../../common/vhdfmt/vhdx_format.c"
 #include "../../common/vhdfmt/map.c"
+#include "../../common/vhdfmt/aio.c"
+#include "../../common/vhdfmt/aio_open.c"
 #include "../../common/ioengine/callbacks.c"
 #include "ioe-none.h"
 
