@@ -122,6 +122,9 @@ table() {
 	echo
 }
 
+bench_machine
+echo "image: $IMG (qcow2, 64 KiB clusters), $COUNT requests per run"
+echo
 table iops "IOPS:" IOPS
 table cpu "Requests per CPU-second (user + system time of the process):" "requests / CPU-s"
 if [ "$CONVERT" = 1 ]; then
