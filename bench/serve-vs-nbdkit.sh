@@ -11,7 +11,9 @@
 # Environment: BUILD or DISKCTL, BENCH_DIR (default /dev/shm: RAM-backed, so the
 # servers and not a disk are measured), ROUNDS (5), SIZE_MIB (1024), KEEP=1
 # keeps the files. Needs nbdkit, nbdcopy (libnbd-bin) and, for the third row,
-# the nbdkit plugin built (nbdkit-plugin-dev).
+# the nbdkit plugin built (nbdkit-plugin-dev). DISKCTL_B=/other/diskctl adds a
+# row for a second build of diskctl serve (an A/B of two versions in one run),
+# with DISKCTL_B_PLUGINS as its DISKCORE_PLUGIN_PATH when it needs its own.
 set -eu
 . "$(dirname "$0")/common.sh"
 bench_find_diskctl
@@ -53,6 +55,12 @@ echo $! >"$OUT/pid.serve"
 nbdkit -f -U "$OUT/nbdkit.sock" file "$FILE" 2>"$OUT/nbdkit.log" &
 echo $! >"$OUT/pid.nbdkit"
 SERVERS="serve nbdkit"
+if [ -n "${DISKCTL_B:-}" ]; then
+	env ${DISKCTL_B_PLUGINS:+DISKCORE_PLUGIN_PATH="$DISKCTL_B_PLUGINS"} \
+		"$DISKCTL_B" serve --unix "$OUT/serveb.sock" "file:$FILE" 2>"$OUT/serveb.log" &
+	echo $! >"$OUT/pid.serveb"
+	SERVERS="$SERVERS serveb"
+fi
 if [ -f "$PLUGIN" ]; then
 	nbdkit -f -U "$OUT/plugin.sock" "$PLUGIN" "file:$FILE" \
 		2>"$OUT/plugin.log" &
@@ -102,6 +110,7 @@ name() {
 	serve) echo "diskctl serve file:F" ;;
 	nbdkit) echo "nbdkit file F" ;;
 	plugin) echo "nbdkit diskcore file:F" ;;
+	serveb) echo "diskctl serve file:F (B)" ;;
 	esac
 }
 bench_machine
@@ -126,6 +135,10 @@ echo
 for op in read write; do
 	echo "ratio diskctl serve / nbdkit file, $op: $(bench_ratio "$(bench_med "$op.serve")" "$(bench_med "$op.nbdkit")")"
 	echo "server CPU per GiB, nbdkit file / diskctl serve, $op: $(bench_ratio "$(bench_med "cpu$op.nbdkit")" "$(bench_med "cpu$op.serve")")"
+	case " $SERVERS " in *" serveb "*)
+		echo "ratio diskctl serve (B) / nbdkit file, $op: $(bench_ratio "$(bench_med "$op.serveb")" "$(bench_med "$op.nbdkit")")"
+		echo "server CPU per GiB, nbdkit file / diskctl serve (B), $op: $(bench_ratio "$(bench_med "cpu$op.nbdkit")" "$(bench_med "cpu$op.serveb")")" ;;
+	esac
 	case " $SERVERS " in *" plugin "*)
 		echo "ratio diskctl serve / nbdkit diskcore, $op: $(bench_ratio "$(bench_med "$op.serve")" "$(bench_med "$op.plugin")")"
 		echo "ratio nbdkit diskcore / nbdkit file, $op: $(bench_ratio "$(bench_med "$op.plugin")" "$(bench_med "$op.nbdkit")")" ;;
