@@ -520,6 +520,23 @@ else
 	fail "serve file: starts"
 fi
 
+# --- a driven queue (file: on io_uring) with completions from another thread --
+# delay: completes on its timer thread, which must wake the connection's thread
+# inside dc_queue_wait() (docs/serve.md, "How it works"); nbdcopy keeps 64
+# requests in flight on each of its connections.
+head -c 8M /dev/urandom >"$T/rand8"
+truncate -s 8M "$T/driven.img"
+if start driven --unix "$T/driven.sock" "delay:1:file:$T/driven.img"; then
+	$TO nbdcopy "$T/rand8" "$(uri driven)"
+	check "driven: nbdcopy writes through delay:1:file:" cmp -s "$T/rand8" "$T/driven.img"
+	$TO nbdcopy "$(uri driven)" "$T/driven.out"
+	check "driven: nbdcopy reads it back" cmp -s "$T/rand8" "$T/driven.out"
+	stop
+	check "driven server exits 0" [ $? -eq 0 ]
+else
+	fail "serve delay:1:file: starts"
+fi
+
 # --- read-only --------------------------------------------------------------
 cp "$T/file.img" "$T/ro-before.img"
 if start ro --ro --unix "$T/ro.sock" "file:$T/file.img"; then
