@@ -212,6 +212,23 @@ START_TEST(test_prealloc)
 	expect_pattern(d, 16, 2032, 0);
 	dc_close(d);
 	tl_open_fails("mem:1024T;prealloc", 0, 0, "more than the machine's memory");
+
+	/* 5 MiB of chunks in 2 MiB arenas: three, on whichever pages were cheap
+	 * (plugins/ram/arena.c). */
+	d = tl_open_ok("mem:5M;prealloc", 0);
+	{
+		struct h_desc t;
+		unsigned huge = 99, small = 99;
+
+		h_describe(d, "ram", &t);
+		ck_assert_ptr_nonnull(h_desc_get(&t, "arenas"));
+		ck_assert_int_eq(sscanf(h_desc_get(&t, "arenas"),
+					"%u on huge pages, %u on small pages", &huge,
+					&small),
+				 2);
+		ck_assert_uint_eq(huge + small, 3);
+	}
+	dc_close(d);
 }
 END_TEST
 
