@@ -41,7 +41,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 bench_random_file "$SRC"
 
-# start_server SPEC: a server on $OUT/s.sock, waited for (10 s at the most).
+# start_server SPEC: a server on $OUT/s.sock, waited for (60 s at the most:
+# ;prealloc faults 1 GiB in before it listens).
 start_server() {
 	rm -f "$OUT/s.sock"
 	# Not through bench_run: $! must be the server itself (kill, /proc stat).
@@ -53,7 +54,7 @@ start_server() {
 	PID=$!
 	i=0
 	while [ ! -S "$OUT/s.sock" ]; do
-		if [ $i -ge 200 ] || ! kill -0 "$PID" 2>/dev/null; then
+		if [ $i -ge 1200 ] || ! kill -0 "$PID" 2>/dev/null; then
 			echo "error: no server for $1:" >&2
 			cat "$OUT/serve.log" >&2
 			exit 1
@@ -108,9 +109,9 @@ table() {
 table iops "MiB/s (wall clock):" "nbdcopy into, MiB/s"
 table cpu "Server CPU ms (user + system) per GiB:" "nbdcopy into, CPU ms"
 file=$(bench_med iops.file)
-echo "ratio mem:1G first writes / file:, MiB/s: $(bench_ratio "$(bench_med iops.mem)" "$file")"
-echo "ratio mem:1G overwrites / file:, MiB/s: $(bench_ratio "$(bench_med iops.over)" "$file")"
-echo "ratio mem:1G;prealloc / file:, MiB/s: $(bench_ratio "$(bench_med iops.pre)" "$file")"
+for row in "mem=mem:1G first writes" "over=mem:1G overwrites" "pre=mem:1G;prealloc"; do
+	echo "ratio ${row#*=} / file:, MiB/s: $(bench_ratio "$(bench_med "iops.${row%%=*}")" "$file")"
+done
 echo "ratio server CPU, file: / mem:1G first writes: $(bench_ratio "$(bench_med cpu.file)" "$(bench_med cpu.mem)")"
 echo
 echo "commands:"
