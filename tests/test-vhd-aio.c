@@ -7,7 +7,7 @@
  *  - A writer allocates every block of an image whose free space holds junk
  *    (blocks a crash left out of the BAT), then overwrites what it wrote and
  *    fills a second slot of each block, while two readers on queues of their
- *    own read everywhere: each sector must read as before the write
+ *    own read everywhere (4 KiB, and every 4th read across three blocks): each sector must read as before the write
  *    (zeroes, or the parent's stamp) or as a write made it, never junk or a
  *    stale sector. On a dynamic image and on a differencing child of a
  *    stamped parent (partial bitmaps). Then everything again after a
@@ -33,7 +33,9 @@
 #define VR_BLOCK 65536u	    /* VR_OPTS */
 #define VR_SPB (VR_BLOCK / 512)
 #define VR_NBLOCKS (VR_SIZE / VR_BLOCK)
-#define VR_SLOT 8	  /* sectors a request moves */
+#define VR_SLOT 8		       /* sectors a write moves, and most reads */
+#define VR_LONG (2 * VR_SPB + VR_SLOT) /* every 4th read: across 3 blocks */
+#define VR_LONG_BLOCKS 3
 #define VR_WRITER_TID 1	  /* the stamp of the writer's data */
 #define VR_PARENT_TID 99  /* the stamp the parent holds everywhere */
 #define VR_JUNK_TID 77	  /* what the crashed open left in the free space */
@@ -62,29 +64,43 @@ static bool vr_sector_ok(const uint8_t *p, uint64_t sector, bool diff, char *why
 
 /* Per slot: odd while a write of it is in flight, bumped at its submission
  * and completion. A read that overlapped a write of its slot may hold a mix
- * of both (the page cache copies without the writer's lock): only the
- * sectors that no write touches are checked then. */
+ * of both (the page cache copies without the writer's lock): its sectors of
+ * that slot are not checked. */
 static unsigned vr_seq[VR_NBLOCKS][2];
 
-/* The slot sector lies in, as &vr_seq[b][which]; NULL for none. Requests
- * are slot-aligned, so a read covers one slot whole or none of one. */
-static unsigned *vr_seq_of(uint64_t sector)
+/* Which slot of its block sector lies in (0, 1), or -1 for none. */
+static int vr_which(uint64_t sector)
 {
 	uint32_t b = (uint32_t)(sector / VR_SPB);
 
 	for (int which = 0; which < 2; which++)
 		if (sector - vr_slot(b, which) < VR_SLOT)
-			return &vr_seq[b][which];
-	return NULL;
+			return which;
+	return -1;
 }
 
 struct vr_req {
 	struct iovec iov;
 	uint8_t *buf;
 	uint64_t sector;
-	unsigned *seq; /* the slot's counter */
-	unsigned seen; /* its value when the read was submitted */
+	uint32_t count;
+	/* A read: vr_seq of the slots of the blocks it covers when it was
+	 * submitted. */
+	unsigned seen[VR_LONG_BLOCKS][2];
 };
+
+/* Whether sector of r's read may be torn: its slot was written meanwhile. */
+static bool vr_torn(const struct vr_req *r, uint64_t sector)
+{
+	uint32_t b = (uint32_t)(sector / VR_SPB), i = b - (uint32_t)(r->sector / VR_SPB);
+	int which = vr_which(sector);
+	unsigned seen;
+
+	if (which < 0)
+		return false;
+	seen = r->seen[i][which];
+	return (seen & 1) || __atomic_load_n(&vr_seq[b][which], __ATOMIC_SEQ_CST) != seen;
+}
 
 struct vr_thread {
 	dc_disk *disk;
@@ -116,8 +132,8 @@ static int vr_next_write(struct vr_thread *t, struct vr_req *r, struct dc_io *io
 	t->issued++;
 	t->inflight++;
 	r->sector = vr_slot(n < VR_NBLOCKS ? n : (n - VR_NBLOCKS) / 2, which);
-	r->seq = vr_seq_of(r->sector);
-	__atomic_add_fetch(r->seq, 1, __ATOMIC_SEQ_CST);
+	r->count = VR_SLOT;
+	__atomic_add_fetch(&vr_seq[r->sector / VR_SPB][which], 1, __ATOMIC_SEQ_CST);
 	iod_stamp(r->buf, 512, r->sector, VR_SLOT, VR_WRITER_TID, gen);
 	io->op = DC_OP_WRITE;
 	return IOD_SUBMIT;
@@ -138,15 +154,22 @@ static int vr_next(void *arg, unsigned i, struct dc_io *io)
 	} else {
 		if (!__atomic_load_n(t->writing, __ATOMIC_ACQUIRE) && t->reads > 64)
 			return IOD_END;
-		t->reads++;
-		r->sector = h_mix64(t->rng++) % (VR_SIZE / 512 / VR_SLOT) * VR_SLOT;
-		r->seq = vr_seq_of(r->sector);
-		r->seen = r->seq ? __atomic_load_n(r->seq, __ATOMIC_SEQ_CST) : 0;
-		memset(r->buf, 0xa5, VR_SLOT * 512);
+		r->count = t->reads++ % 4 == 3 ? VR_LONG : VR_SLOT;
+		r->sector = h_mix64(t->rng++) %
+			    ((VR_SIZE / 512 - r->count) / VR_SLOT + 1) * VR_SLOT;
+		for (uint32_t i = 0; i < VR_LONG_BLOCKS; i++)
+			for (int w = 0; w < 2; w++)
+				r->seen[i][w] =
+					r->sector / VR_SPB + i < VR_NBLOCKS ?
+						__atomic_load_n(
+							&vr_seq[r->sector / VR_SPB + i][w],
+							__ATOMIC_SEQ_CST) :
+						0;
+		memset(r->buf, 0xa5, (size_t)r->count * 512);
 		io->op = DC_OP_READ;
 	}
 	io->sector = r->sector;
-	r->iov = (struct iovec){ r->buf, VR_SLOT * 512 };
+	r->iov = (struct iovec){ r->buf, (size_t)r->count * 512 };
 	io->iov = &r->iov;
 	io->iovcnt = 1;
 	return IOD_SUBMIT;
@@ -160,7 +183,8 @@ static int vr_done(void *arg, unsigned i, const struct dc_completion *c)
 
 	if (t->writer) {
 		t->inflight--;
-		__atomic_add_fetch(r->seq, 1, __ATOMIC_SEQ_CST);
+		__atomic_add_fetch(&vr_seq[r->sector / VR_SPB][vr_which(r->sector)], 1,
+				   __ATOMIC_SEQ_CST);
 	}
 	if (c->result) {
 		snprintf(t->err, sizeof(t->err), "%s: %s of sector %llu failed: %s",
@@ -168,12 +192,9 @@ static int vr_done(void *arg, unsigned i, const struct dc_completion *c)
 			 (unsigned long long)r->sector, dc_strerror(c->result));
 		return -1;
 	}
-	/* A read that met a write of its slot may hold torn sectors. */
-	if (!t->writer && r->seq &&
-	    ((r->seen & 1) || __atomic_load_n(r->seq, __ATOMIC_SEQ_CST) != r->seen))
-		return 0;
-	for (unsigned s = 0; !t->writer && s < VR_SLOT; s++)
-		if (!vr_sector_ok(r->buf + s * 512, r->sector + s, t->diff, why,
+	for (unsigned s = 0; !t->writer && s < r->count; s++)
+		if (!vr_torn(r, r->sector + s) &&
+		    !vr_sector_ok(r->buf + s * 512, r->sector + s, t->diff, why,
 				  sizeof(why))) {
 			snprintf(t->err, sizeof(t->err), "%s: read of sector %llu: %s",
 				 iod_mode_name[t->mode],
@@ -188,10 +209,10 @@ static const struct iod_ops vr_ops = { .next = vr_next, .done = vr_done };
 static void *vr_main(void *arg)
 {
 	struct vr_thread *t = arg;
-	uint8_t *bufs = h_alloc((size_t)IOD_QD_MAX * VR_SLOT * 512);
+	uint8_t *bufs = h_alloc((size_t)IOD_QD_MAX * VR_LONG * 512);
 
 	for (unsigned i = 0; i < IOD_QD_MAX; i++)
-		t->req[i].buf = bufs + (size_t)i * VR_SLOT * 512;
+		t->req[i].buf = bufs + (size_t)i * VR_LONG * 512;
 	if (iod_run(t->disk, t->mode, IOD_QD_MAX, &vr_ops, t, VR_STALL_MS, t->err,
 		    sizeof(t->err)) < 0 &&
 	    !t->err[0])

@@ -119,7 +119,18 @@ struct vhd_rq {
 	struct ioe_req io; /* first: the engine's done callback finds r */
 	struct dc_req *req;
 	struct vhd_img *v;
+	/* A request across blocks: its engine parts, how many are still in
+	 * flight, the first error (atomic). */
+	struct vhd_aio_io *parts;
+	int pending, err;
 };
+
+/* One part of a request across blocks on the engine (vhd_aio.c). */
+struct vhd_aio_io {
+	struct ioe_req io; /* first: the engine's done callback finds it */
+	struct vhd_rq *r;
+};
+#define VHD_AIO_PARTS 8 /* blocks a request may span and still take the engine */
 
 /* A block whose every sector bit is set (no memory kept for it). */
 extern uint8_t vhd_bm_full_marker;
