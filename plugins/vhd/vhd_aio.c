@@ -5,14 +5,16 @@
  * thread; everything else runs the blocking vhd_io() on the core's worker
  * pool, in the crash-safe order vhd.h describes.
  *
- * Taken here: every read, write and flush of a fixed image; a read inside one
- * allocated block whose sectors are all present (a plain dynamic image's
- * data always counts; a differencing image's bitmap says present); a write
- * inside one allocated block whose bitmap bits are all set already (neither
- * FUA, whose block may wait for the next flush's metadata, nor no-overwrite);
- * a read inside one unallocated block, finished inline (zeroes, or nothing
- * for the parent). Allocation, bitmap updates, flush and requests across
- * blocks take the pool.
+ * Taken here: every read, write and flush of a fixed image. Of a dynamic or
+ * differencing image, a read or write whose part in each block (up to
+ * VHD_AIO_PARTS blocks; one engine request a block) is: for a read, in an
+ * allocated block with all its sectors present (a plain dynamic image's data
+ * always counts; a differencing image's bitmap says present), or in an
+ * unallocated one (zeroes, or nothing for the parent, filled in here); for a
+ * write, in an allocated block whose bitmap bits are all set already (not
+ * FUA, whose block may wait for the next flush's metadata, nor
+ * no-overwrite). Allocation, bitmap updates, flush and every request with a
+ * part that needs one of them take the pool.
  *
  * Why the unlocked map is safe: an allocation writes the block's bitmap and
  * data before it publishes the BAT entry (release; vhd_alloc), and data
