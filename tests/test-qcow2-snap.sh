@@ -146,8 +146,8 @@ qemu-img create -q -f qcow2 -o lazy_refcounts=on,cluster_size=4k "$img" 8M
 (
 	ulimit -c 0
 	qemu-io --image-opts -c "write -P 0x55 0 6M" -c "write -P 0x66 1M 64k" -c abort \
-		"driver=qcow2,file.filename=$img,l2-cache-size=8k" >/dev/null 2>&1
-) 2>/dev/null || true
+		"driver=qcow2,file.filename=$img,l2-cache-size=8k" >/dev/null 2>&1 || true
+) 2>/dev/null
 if od -An -tx1 -j79 -N1 "$img" | grep -q 01; then
 	qemu-img convert -O raw "$img" "$W/abort.ref"
 	repaired "lazy refcounts, qemu-io aborted mid-run: rebuilt" "$img" "$W/abort.ref" any
