@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -65,6 +66,8 @@ struct dc_queue *dc__queue_new(struct dc_disk *disk, uint32_t flags)
 	q->disk = disk;
 	q->flags = flags;
 	q->efd = -1;
+	q->ep = -1;
+	q->ep_fd = -1;
 	q->qctx = calloc(disk->nnodes, sizeof(*q->qctx));
 	q->qctx_open = calloc(disk->nnodes, sizeof(*q->qctx_open));
 	if (!q->qctx || !q->qctx_open) {
@@ -112,6 +115,8 @@ void dc__queue_free(struct dc_queue *q)
 	}
 	if (q->efd >= 0)
 		close(q->efd);
+	if (q->ep >= 0)
+		close(q->ep);
 	free(q->qctx);
 	free(q->qctx_open);
 	free(q);
@@ -272,15 +277,69 @@ void dc__queue_handoff(struct dc_queue *q, struct dc_ireq *r, uint8_t hand)
 	atomic_fetch_sub_explicit(&q->users, 1, memory_order_release);
 }
 
+/* dc_queue_wait_fd(): the consumer's fd (or none, -1) joins efd in an epoll
+ * set, which from then on is what every wait sleeps on. */
+static int queue_ep_set(dc_queue *q, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	if (q->ep < 0) {
+		int ep = epoll_create1(EPOLL_CLOEXEC);
+
+		if (ep < 0)
+			return -errno;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, q->efd, &ev) < 0) {
+			int err = -errno;
+
+			close(ep);
+			return err;
+		}
+		q->ep = ep;
+		/* A poller that armed a wait on efd between calls (a ring)
+		 * sees it fire once and arms the next on ep. */
+		if (q->driven)
+			dc__queue_signal(q);
+	}
+	if (fd == q->ep_fd)
+		return 0;
+	if (q->ep_fd >= 0)
+		epoll_ctl(q->ep, EPOLL_CTL_DEL, q->ep_fd, NULL);
+	q->ep_fd = -1;
+	if (fd >= 0) {
+		if (epoll_ctl(q->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+			return -errno;
+		q->ep_fd = fd;
+	}
+	return 0;
+}
+
+static int queue_wait(dc_queue *q, int fd, int timeout_ms);
+
 DC_EXPORT int dc_queue_wait(dc_queue *q, int timeout_ms)
 {
+	return queue_wait(q, -1, timeout_ms);
+}
+
+DC_EXPORT int dc_queue_wait_fd(dc_queue *q, int fd, int timeout_ms)
+{
+	return queue_wait(q, fd, timeout_ms);
+}
+
+static int queue_wait(dc_queue *q, int fd, int timeout_ms)
+{
 	struct dc_queue *saved = dc__cur_q;
-	int rc = 0, n;
+	int rc = 0, n, wake;
 
 	if (!(q->flags & DC_QUEUE_POLL) || q->in_call || dc__cur_q == q)
 		return -EINVAL;
 	if (q->poller && q->fd_given)
 		return -EBUSY; /* see dc_queue_fd() */
+	if (fd >= 0 || q->ep >= 0) {
+		rc = queue_ep_set(q, fd);
+		if (rc < 0)
+			return rc;
+	}
+	wake = q->ep >= 0 ? q->ep : q->efd;
 	q->driven = true;
 	dc__cur_q = q;
 	q->in_call = true;
@@ -303,10 +362,10 @@ DC_EXPORT int dc_queue_wait(dc_queue *q, int timeout_ms)
 			 * through efd. */
 			struct dc_node *p = q->poller;
 
-			rc = p->plugin->queue_poll(p->inst, q->qctx[p->index], q->efd,
+			rc = p->plugin->queue_poll(p->inst, q->qctx[p->index], wake,
 						   sleep ? timeout_ms : 0);
 		} else if (sleep) {
-			struct pollfd pfd = { .fd = q->efd, .events = POLLIN };
+			struct pollfd pfd = { .fd = wake, .events = POLLIN };
 
 			if (poll(&pfd, 1, timeout_ms) < 0 && errno != EINTR)
 				rc = -errno;

@@ -34,6 +34,8 @@ struct dc_queue {
 	struct dc_node *poller;
 	bool driven;	    /* dc_queue_wait() has been called */
 	bool fd_given;	    /* dc_queue_fd() has been called */
+	int ep;		    /* dc_queue_wait_fd(): epoll of efd and ep_fd, or -1 */
+	int ep_fd;	    /* the consumer's fd in ep, or -1 */
 	bool in_call;	    /* inside dc_queue_reap()/dc_queue_wait() */
 	unsigned delivered; /* deliveries since the current call began */
 };

@@ -650,6 +650,66 @@ START_TEST(file_queue_wait)
 }
 END_TEST
 
+/* dc_queue_wait_fd(): one wait for the ring and another fd. A readable fd
+ * ends the wait with no completion; a completion ends it with the fd quiet;
+ * a queue already driven on its eventfd (the ring armed on it) wakes for the
+ * fd too. Each wait is bounded: a missed wake fails by the clock, not a hang. */
+static int wf_wait(dc_queue *q, int fd, uint64_t *ms)
+{
+	uint64_t t0 = h_now_ns();
+	int rc = dc_queue_wait_fd(q, fd, 10000);
+
+	*ms = (h_now_ns() - t0) / 1000000;
+	return rc;
+}
+
+START_TEST(file_queue_wait_fd)
+{
+	char *path = h_tmpfile(TW_BLOCKS * PAGE, NULL);
+	char *spec = h_fmt("blockdev:%s", path);
+	dc_disk *d = h_open(spec, 0);
+	char *buf = h_alloc(PAGE), byte = 'x';
+	struct iovec iov = { buf, PAGE };
+	struct dc_io io = { .op = DC_OP_READ, .iov = &iov, .iovcnt = 1 };
+	struct dc_completion c;
+	uint64_t ms;
+	dc_queue *q;
+	int p[2];
+
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+	ck_assert_int_eq(dc_queue_open(d, DC_QUEUE_POLL, &q), 0);
+	ck_assert_uint_eq(dc_queue_pollers(q), 1);
+	/* Driven first: the ring keeps a wait armed on the queue's eventfd. */
+	ck_assert_int_eq(dc_queue_wait(q, 0), 0);
+	ck_assert_int_eq(write(p[1], &byte, 1), 1);
+	ck_assert_int_eq(wf_wait(q, p[0], &ms), 0);
+	ck_assert_msg(ms < 5000, "a readable fd took %llu ms to end the wait",
+		      (unsigned long long)ms);
+	ck_assert_int_eq(read(p[0], &byte, 1), 1);
+	/* The fd is quiet: a read ends the wait by completing. */
+	ck_assert_int_eq(dc_submit(q, &io), 0);
+	while (dc_queue_reap(q, &c, 1) == 0) {
+		ck_assert_int_ge(wf_wait(q, p[0], &ms), 0);
+		ck_assert_msg(ms < 5000, "a completion took %llu ms to end the wait",
+			      (unsigned long long)ms);
+	}
+	ck_assert_int_eq(c.result, 0);
+	/* The fd again, now that it is registered; then plain waits ignore it. */
+	ck_assert_int_eq(write(p[1], &byte, 1), 1);
+	ck_assert_int_eq(wf_wait(q, p[0], &ms), 0);
+	ck_assert_uint_lt(ms, 5000);
+	ck_assert_int_eq(dc_queue_wait(q, 0), 0);
+	ck_assert_int_eq(dc_queue_wait_fd(q, -1, 0), 0);
+	dc_queue_close(q);
+	dc_close(d);
+	close(p[0]);
+	close(p[1]);
+	free(buf);
+	free(spec);
+	free(path);
+}
+END_TEST
+
 /* A decorator that submits to blockdev from its timer thread while the
  * consumer's thread sleeps in the ring; and a chain with no poller. */
 START_TEST(file_queue_wait_chain)
@@ -1032,6 +1092,7 @@ int main(void)
 	tcase_add_test(tc, file_eject_pr);
 	tcase_add_test(tc, file_deep_queue);
 	tcase_add_test(tc, file_queue_wait);
+	tcase_add_test(tc, file_queue_wait_fd);
 	tcase_add_test(tc, file_queue_wait_chain);
 	tcase_add_test(tc, no_io_uring);
 	tcase_add_test(tc, file_without_io_uring);

@@ -300,6 +300,15 @@ unsigned dc_queue_inflight(dc_queue *q);
  * dc_queue_fd() readable: its return value says they are there.
  */
 int dc_queue_wait(dc_queue *q, int timeout_ms);
+/**
+ * ABI 1.2. dc_queue_wait() that also returns when fd becomes readable, so one
+ * thread can drive q and serve a socket (or any pollable fd) without a
+ * timeout to look at it: it returns the number of q's requests it completed,
+ * 0 when it woke for fd (or the timeout passed); fd -1: dc_queue_wait().
+ * The fd stays registered with q until a later call names another; closing
+ * it first is the caller's to avoid (pass -1 before closing it).
+ */
+int dc_queue_wait_fd(dc_queue *q, int fd, int timeout_ms);
 /** How many elements of q's chain reap inside dc_queue_wait() on the calling
  *  thread: 1, or 0 when none can, or several could (one thread cannot sleep
  *  in several rings; their own threads reap). With 0, dc_queue_wait() sleeps

@@ -113,9 +113,9 @@ static void serve_cache_drop(struct serve_conn *c, int i)
 }
 
 /* Wait up to timeout_ms (-1: no limit) for completions of this connection and
- * handle them (reply, start a request's next step). 0, or -1 when the wait
- * failed. */
-int serve_wait(struct serve_conn *c, int timeout_ms)
+ * handle them (reply, start a request's next step); a driven queue's wait also
+ * ends when fd (-1: none) is readable. 0, or -1 when the wait failed. */
+int serve_wait_fd(struct serve_conn *c, int fd, int timeout_ms)
 {
 	struct pollfd p = { .fd = c->qfd, .events = POLLIN };
 	int rc;
@@ -123,7 +123,7 @@ int serve_wait(struct serve_conn *c, int timeout_ms)
 	if (c->qfd < 0) {
 		/* Driven: this call also hands the requests submitted since the
 		 * last one to the backend. */
-		rc = dc_queue_wait(c->q, timeout_ms);
+		rc = dc_queue_wait_fd(c->q, fd, timeout_ms);
 		if (rc < 0 && rc != -EINTR) {
 			serve_log(c, "wait: %s", strerror(-rc));
 			return -1;
@@ -134,6 +134,11 @@ int serve_wait(struct serve_conn *c, int timeout_ms)
 	}
 	serve_reap(c);
 	return 0;
+}
+
+int serve_wait(struct serve_conn *c, int timeout_ms)
+{
+	return serve_wait_fd(c, -1, timeout_ms);
 }
 
 /* A buffer of at least n bytes: the smallest idle one that fits, or a new one

@@ -119,11 +119,8 @@ enum {
 #define SERVE_ALIGN 4096 /* buffers suit O_DIRECT backends */
 #define SERVE_REAP 32
 #define SERVE_REQ_HDR 28 /* a request header's bytes */
-/* A driven queue (transmit.c): requests read before the chain is given them,
- * and how long a wait for completions may keep requests waiting on the
- * socket. */
+/* A driven queue (transmit.c): requests read before the chain is given them. */
 #define SERVE_BURST 8
-#define SERVE_DRIVEN_WAIT_MS 1
 /* Idle buffers kept per connection: as many as requests in flight, so a
  * client that keeps 64 requests busy (nbdcopy) reuses every buffer instead of
  * faulting fresh pages in for most of its reads. */
@@ -243,6 +240,7 @@ int serve_zero_next(struct serve_conn *c, struct serve_req *r);
 void serve_start(struct serve_conn *c, struct serve_req *r, int rc);
 void serve_reap(struct serve_conn *c);
 int serve_wait(struct serve_conn *c, int timeout_ms);
+int serve_wait_fd(struct serve_conn *c, int fd, int timeout_ms);
 void serve_drain(struct serve_conn *c, unsigned keep);
 void serve_bufs_free(struct serve_conn *c);
 

@@ -374,11 +374,11 @@ static void serve_transmit_fd(struct serve_conn *c)
 	}
 }
 
-/* A queue driven by dc_queue_wait() (docs/serve.md, "Threads"): the chain's
- * backend reaps on this thread, so a completion crosses no thread. One call
- * cannot sleep on the ring and the socket at once: requests waiting on the
- * socket are read first, a burst at a time, and the wait for completions is
- * capped at SERVE_DRIVEN_WAIT_MS while more requests could be read. */
+/* A queue driven by dc_queue_wait_fd() (docs/serve.md, "Threads"): the
+ * chain's backend reaps on this thread, so a completion crosses no thread,
+ * and the same wait ends when the socket brings requests while there is room
+ * for more. Requests waiting on the socket are read first, a burst at a
+ * time. */
 static void serve_transmit_driven(struct serve_conn *c)
 {
 	uint8_t b[SERVE_REQ_HDR];
@@ -401,7 +401,7 @@ static void serve_transmit_driven(struct serve_conn *c)
 				c->closing = true;
 			continue;
 		}
-		if (serve_wait(c, got ? 0 : more ? SERVE_DRIVEN_WAIT_MS : -1)) {
+		if (serve_wait_fd(c, more ? c->fd : -1, got ? 0 : -1)) {
 			c->closing = true;
 			serve_drain(c, 0);
 			break;
