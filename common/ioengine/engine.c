@@ -18,7 +18,7 @@
 
 #ifndef IOE_HAVE_URING
 /* Built without liburing: every file takes the pool. */
-static int ioe_ring_probe(bool *can_fallocate, char *why, size_t len)
+int ioe_ring_probe(bool *can_fallocate, char *why, size_t len)
 {
 	(void)can_fallocate;
 	snprintf(why, len, "built without liburing");
