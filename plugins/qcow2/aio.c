@@ -160,17 +160,18 @@ static void qcow2_pool_fn(void *arg)
 }
 
 /* Whether req reads one run of data clusters inside the file: its host
- * offset in *off. */
+ * offset in *off. Without waiting for the image lock: when it is taken (a
+ * flush syncing, an allocation) the request goes to the pool. */
 static bool qcow2_direct_read(struct qcow2 *q, struct dc_req *req, uint64_t *off)
 {
 	uint64_t goff = req->sector * 512, len = req->buf.len, n;
 	struct qcow2_map m;
 
-	if (len == 0 || qcow2_map(q, goff, &m) != 0 || m.kind != QCOW2_DATA)
+	if (len == 0 || qcow2_map_nowait(q, goff, &m) != 0 || m.kind != QCOW2_DATA)
 		return false;
 	n = m.len < len ? m.len : len;
 	if (n < len)
-		n = qcow2_extend_data(q, &m, goff, n, len);
+		n = qcow2_extend_data(q, &m, goff, n, len, true);
 	*off = m.off;
 	return n == len &&
 	       m.off + len <= __atomic_load_n(&q->file_size, __ATOMIC_RELAXED);
@@ -216,7 +217,9 @@ static bool qcow2_direct_write(struct qcow2 *q, struct qcow2_rq *r, uint64_t *of
 
 	*clean = true;
 	*off = 0;
-	pthread_mutex_lock(&q->lock);
+	/* The queue's thread never waits behind a pool writer or a flush. */
+	if (pthread_mutex_trylock(&q->lock))
+		return false;
 	while (ok && done < len) {
 		uint64_t in = (goff + done) & (cs - 1), n = cs - in;
 
@@ -273,19 +276,5 @@ void qcow2_submit(void *inst, struct dc_req *req)
 
 int qcow2_queue_open(void *inst, void **qctx)
 {
-	struct qcow2 *q = inst;
-
-	return ioe_queue_open(q->ioe, (struct ioe_queue **)qctx);
-}
-
-void qcow2_queue_close(void *inst, void *qctx)
-{
-	(void)inst;
-	ioe_queue_close(qctx);
-}
-
-int qcow2_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms)
-{
-	(void)inst;
-	return ioe_queue_poll(qctx, wake_fd, timeout_ms);
+	return ioe_plugin_queue_open(((struct qcow2 *)inst)->ioe, qctx);
 }

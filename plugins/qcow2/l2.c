@@ -188,7 +188,10 @@ int qcow2_l2_new(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot
 	return 0;
 }
 
-int qcow2_map(struct qcow2 *q, uint64_t goff, struct qcow2_map *m)
+/* nowait: for the queue's thread, which must not sleep behind a pool writer
+ * or a flush holding the lock across fdatasync: -EAGAIN when it is taken. A
+ * miss in the L2 cache still reads the table (docs/spec-strings.md, qcow2). */
+static int qcow2_map_at(struct qcow2 *q, uint64_t goff, struct qcow2_map *m, bool nowait)
 {
 	unsigned l2_bits = q->h.cluster_bits - q->entry_shift;
 	uint64_t l1i = goff >> (q->h.cluster_bits + l2_bits);
@@ -202,7 +205,10 @@ int qcow2_map(struct qcow2 *q, uint64_t goff, struct qcow2_map *m)
 				 .len = span - (goff & (span - 1)) };
 	if (l1i >= q->h.l1_size)
 		return 0;
-	pthread_mutex_lock(&q->lock);
+	if (!nowait)
+		pthread_mutex_lock(&q->lock);
+	else if (pthread_mutex_trylock(&q->lock))
+		return -EAGAIN;
 	l2_off = q->l1[l1i] & QCOW2_OFFSET_MASK;
 	if (!l2_off) {
 		pthread_mutex_unlock(&q->lock);
@@ -230,4 +236,14 @@ int qcow2_map(struct qcow2 *q, uint64_t goff, struct qcow2_map *m)
 		dc_debug("qcow2: %s: corrupt L2 entry 0x%016llx for guest offset %llu",
 			 q->path, (unsigned long long)entry, (unsigned long long)goff);
 	return ret;
+}
+
+int qcow2_map(struct qcow2 *q, uint64_t goff, struct qcow2_map *m)
+{
+	return qcow2_map_at(q, goff, m, false);
+}
+
+int qcow2_map_nowait(struct qcow2 *q, uint64_t goff, struct qcow2_map *m)
+{
+	return qcow2_map_at(q, goff, m, true);
 }

@@ -218,6 +218,9 @@ int qcow2_l2_new(struct qcow2 *q, uint64_t l2_off, uint8_t **tab, uint32_t *slot
 /* Map guest byte offset goff (inside the disk): fills *m. -errno on a read
  * error or a corrupt entry (after a debug message). */
 int qcow2_map(struct qcow2 *q, uint64_t goff, struct qcow2_map *m);
+/* qcow2_map() that does not wait for the image lock: -EAGAIN when it is
+ * taken (a pool writer, a flush syncing). */
+int qcow2_map_nowait(struct qcow2 *q, uint64_t goff, struct qcow2_map *m);
 /* Decode one L2 entry (and its bitmap, extended L2) for guest offset goff. */
 int qcow2_decode_l2(const struct qcow2 *q, uint64_t entry, uint64_t bitmap, uint64_t goff,
 		    struct qcow2_map *m);
@@ -229,9 +232,9 @@ int qcow2_decompress(enum qcow2_ctype type, const uint8_t *src, size_t slen, uin
 /* read.c: the blocking read of a request. */
 int qcow2_read(struct qcow2 *q, struct dc_req *req);
 /* Grow a data mapping m of n bytes at goff over the mappings that continue
- * it in the file, up to max bytes. */
+ * it in the file, up to max bytes (nowait: through qcow2_map_nowait()). */
 uint64_t qcow2_extend_data(struct qcow2 *q, const struct qcow2_map *m, uint64_t goff,
-			   uint64_t n, uint64_t max);
+			   uint64_t n, uint64_t max, bool nowait);
 /* Guest bytes [goff, goff+len) into buf as this image and its backing chain
  * hold them (zeroes past the disk's end): the copy-on-write source. */
 int qcow2_read_buf(struct qcow2 *q, uint64_t goff, uint8_t *buf, size_t len);
@@ -325,8 +328,6 @@ void qcow2_aio_close(struct qcow2 *q);
 const char *qcow2_aio_describe(const struct qcow2 *q);
 void qcow2_submit(void *inst, struct dc_req *req);
 int qcow2_queue_open(void *inst, void **qctx);
-void qcow2_queue_close(void *inst, void *qctx);
-int qcow2_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms);
 /* qcow2.c: one request, blocking (the plugin's io()). */
 int qcow2_io(void *inst, struct dc_req *req);
 

@@ -89,11 +89,13 @@ static int qcow2_read_data(struct qcow2 *q, const struct qcow2_map *m,
  * continue it in the file, up to max bytes: one pread for a run of clusters
  * the image laid out in order. */
 uint64_t qcow2_extend_data(struct qcow2 *q, const struct qcow2_map *m, uint64_t goff,
-			   uint64_t n, uint64_t max)
+			   uint64_t n, uint64_t max, bool nowait)
 {
+	int (*map)(struct qcow2 *, uint64_t, struct qcow2_map *) =
+		nowait ? qcow2_map_nowait : qcow2_map;
 	struct qcow2_map next;
 
-	while (n < max && qcow2_map(q, goff + n, &next) == 0 && next.kind == QCOW2_DATA &&
+	while (n < max && map(q, goff + n, &next) == 0 && next.kind == QCOW2_DATA &&
 	       next.off == m->off + n)
 		n += next.len < max - n ? next.len : max - n;
 	return n;
@@ -113,7 +115,7 @@ int qcow2_read(struct qcow2 *q, struct dc_req *req)
 			return vhdfmt_result(req, ret);
 		n = m.len < total - done ? m.len : total - done;
 		if (m.kind == QCOW2_DATA)
-			n = qcow2_extend_data(q, &m, pos + done, n, total - done);
+			n = qcow2_extend_data(q, &m, pos + done, n, total - done, false);
 		sub = dc_buf_sub(&req->buf, done, n);
 		switch (m.kind) {
 		case QCOW2_UNALLOC:

@@ -26,47 +26,12 @@
 #include "../../common/parentpath/parentpath.c"
 #include "../../common/vhdfmt/share.c"
 #include "../../common/vhdfmt/vhdfmt.c"
+#include "../../common/ioengine/callbacks.c"
+#include "ioe-none.h"
 
 #include <sys/mman.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The target calls io() only, never submit(): the file engine (and liburing)
- * stays out of it. */
-int ioe_file_open(int fd, bool direct, size_t align, enum ioe_mode mode,
-		  struct ioe_file **out)
-{
-	(void)fd, (void)direct, (void)align, (void)mode;
-	*out = NULL;
-	return 0;
-}
-void ioe_file_close(struct ioe_file *f)
-{
-	(void)f;
-}
-const char *ioe_file_describe(const struct ioe_file *f)
-{
-	(void)f;
-	return "none";
-}
-int ioe_queue_open(struct ioe_file *f, struct ioe_queue **out)
-{
-	(void)f, (void)out;
-	return -ENOSYS;
-}
-void ioe_queue_close(struct ioe_queue *q)
-{
-	(void)q;
-}
-int ioe_queue_poll(struct ioe_queue *q, int wake_fd, int timeout_ms)
-{
-	(void)q, (void)wake_fd, (void)timeout_ms;
-	return -ENOSYS;
-}
-void ioe_submit(struct ioe_queue *q, struct ioe_req *r)
-{
-	(void)q, (void)r;
-}
 
 /* The same image opened writable: partial and whole-cluster writes at the
  * start, middle and end (allocation, refcounts, copy-on-write), an unmap and
