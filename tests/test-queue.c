@@ -149,7 +149,7 @@ START_TEST(queue_poll_eventfd)
 	int seen[QUEUE_N] = { 0 };
 	struct iovec iov[QUEUE_N];
 	uint8_t *bufs = h_alloc(QUEUE_N * 512);
-	int done = 0;
+	int done = 0, empty = 0;
 
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(dc_queue_reap(q, comp, 8), 0);
@@ -173,10 +173,15 @@ START_TEST(queue_poll_eventfd)
 			      "%s: eventfd not readable with %d of %d completions "
 			      "outstanding",
 			      queue_specs[_i], QUEUE_N - done, QUEUE_N);
-		/* Reap a few at a time: the fd must stay readable while any are left. */
+		/* Reap a few at a time: the fd must stay readable while any are left.
+		 * A completion drained before its signal lands leaves one wakeup
+		 * with nothing to reap (diskcore.h, dc_queue_fd): at most one per
+		 * completion. */
 		n = dc_queue_reap(q, comp, 3);
-		ck_assert_msg(n > 0, "%s: eventfd readable but nothing to reap",
-			      queue_specs[_i]);
+		empty += n == 0;
+		ck_assert_msg(empty <= QUEUE_N,
+			      "%s: eventfd readable %d times with nothing to reap",
+			      queue_specs[_i], empty);
 		for (int k = 0; k < n; k++) {
 			int idx = (int)((int *)comp[k].user_data - seen);
 

@@ -250,7 +250,9 @@ int dc_queue_open(dc_disk *disk, uint32_t flags, dc_queue **out);
 void dc_queue_close(dc_queue *q);
 /** An eventfd that becomes readable when a DC_QUEUE_POLL queue has completions;
  *  -EINVAL for a queue without DC_QUEUE_POLL, -EBUSY once dc_queue_wait() drives
- *  q (dc_queue_pollers() > 0): the two ways of waiting exclude each other. */
+ *  q (dc_queue_pollers() > 0): the two ways of waiting exclude each other. A
+ *  completion that a reap took before its signal arrived leaves the fd readable
+ *  once with nothing to reap; the next dc_queue_reap() clears it. */
 int dc_queue_fd(dc_queue *q);
 /** Take up to max completions; returns how many (0 when none). Never blocks. */
 int dc_queue_reap(dc_queue *q, struct dc_completion *out, int max);
