@@ -10,6 +10,7 @@ root=$PWD
 total_pass=0
 total_fail=0
 summaries=()
+rm -f failures.log
 
 # sanitized_setup DIR OPTION...: configure a sanitizer build with gcc (reusing
 # DIR when it is one, wiping it when its options cannot be changed in place)
@@ -35,24 +36,39 @@ tally() {
 		total_fail=$((total_fail + 1))
 		return
 	fi
-	counts=$(python3 - "$log" <<'PY'
+	counts=$(python3 - "$log" "$name" "$root/failures.log" <<'PY'
 import json, sys
 ok = bad = skip = 0
-for line in open(sys.argv[1]):
-    if not line.strip():
-        continue
-    r = json.loads(line).get("result", "")
-    if r in ("OK", "EXPECTEDFAIL"):
-        ok += 1
-    elif r == "SKIP":
-        skip += 1
-    else:
-        bad += 1
-print(ok, bad, skip)
+names = []
+with open(sys.argv[3], "a") as out:
+    for line in open(sys.argv[1]):
+        if not line.strip():
+            continue
+        t = json.loads(line)
+        r = t.get("result", "")
+        if r in ("OK", "EXPECTEDFAIL"):
+            ok += 1
+        elif r == "SKIP":
+            skip += 1
+        else:
+            bad += 1
+            names.append(t.get("name", "?"))
+            # The CI record keeps only the end of the output: keep the
+            # end of each failed test's log for the final summary.
+            text = (t.get("stdout") or "") + (t.get("stderr") or "")
+            tail = "\n".join(text.splitlines()[-40:])
+            out.write(f"==== {sys.argv[2]} / {t.get('name')}: {r} "
+                      f"(exit {t.get('returncode')}, {t.get('duration', 0):.1f} s)\n"
+                      f"{tail}\n")
+print(ok, bad, skip, ",".join(names) or "-")
 PY
-) || counts="0 1 0"
-	read -r pass fail skip <<<"$counts"
-	summaries+=("$name: $pass passed, $fail failed, $skip skipped")
+) || counts="0 1 0 -"
+	read -r pass fail skip failed <<<"$counts"
+	if [ "$failed" = "-" ]; then
+		summaries+=("$name: $pass passed, $fail failed, $skip skipped")
+	else
+		summaries+=("$name: $pass passed, $fail failed ($failed), $skip skipped")
+	fi
 	total_pass=$((total_pass + pass))
 	total_fail=$((total_fail + fail))
 }
@@ -127,6 +143,11 @@ fi
 tally build-tsan build-tsan
 
 echo
+if [ -s failures.log ]; then
+	echo "The end of each failed test's log (all of it: meson-logs/testlog.txt):"
+	cat failures.log
+	echo
+fi
 printf '%s\n' "${summaries[@]}"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]
