@@ -26,6 +26,64 @@ bench_find_diskctl() {
 	fi
 }
 
+# bench_init TOOL...: the start of every script: find diskctl, check that each
+# TOOL is installed, make the scratch directory $OUT, and clean up at exit
+# (bench_exit). Servers a script starts go into $PIDS. The settings the
+# scripts share get their defaults: DIR (where the files go: $BENCH_DIR, else
+# /var/tmp), ROUNDS (3) and SECS (2, per run); a script whose defaults differ
+# sets BENCH_DIR, ROUNDS or SECS first.
+bench_init() {
+	bench_find_diskctl
+	bench_need "$@"
+	DIR=${BENCH_DIR:-/var/tmp}
+	ROUNDS=${ROUNDS:-3}
+	SECS=${SECS:-2}
+	OUT=$(mktemp -d)
+	PIDS=""
+	BENCH_SCRATCH=""
+	BENCH_INPUTS=""
+	trap bench_exit EXIT INT TERM
+}
+
+# bench_scratch FILE...: files removed at exit. bench_inputs FILE...: input
+# files removed at exit unless KEEP=1 (the next run reuses them).
+bench_scratch() {
+	for f; do BENCH_SCRATCH="$BENCH_SCRATCH$f
+"; done
+}
+bench_inputs() {
+	for f; do BENCH_INPUTS="$BENCH_INPUTS$f
+"; done
+}
+
+# bench_rm LIST: remove the files of a newline-separated list.
+bench_rm() {
+	printf '%s' "$1" | while IFS= read -r f; do rm -f -- "$f"; done
+}
+
+# At exit: the script's bench_at_exit hook if it has one, the servers in
+# $PIDS stopped, then $OUT and the files named above removed.
+bench_exit() {
+	if command -v bench_at_exit >/dev/null 2>&1; then
+		bench_at_exit
+	fi
+	for p in $PIDS; do kill "$p" 2>/dev/null || :; done
+	for p in $PIDS; do wait "$p" 2>/dev/null || :; done
+	rm -rf "$OUT"
+	bench_rm "$BENCH_SCRATCH"
+	[ "${KEEP:-0}" = 1 ] || bench_rm "$BENCH_INPUTS"
+}
+
+# bench_wait_sock PATH: until the socket exists, at most 10 s.
+bench_wait_sock() {
+	i=0
+	while [ ! -S "$1" ]; do
+		[ $i -ge 200 ] && { echo "error: no server on $1" >&2; exit 1; }
+		sleep 0.05
+		i=$((i + 1))
+	done
+}
+
 # The system python starts fast; a pyenv shim first in PATH takes seconds.
 if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ]; then
 	PYTHON=/usr/bin/python3
@@ -87,6 +145,12 @@ bench_med() {
 # ratio A B: A / B with two decimals.
 bench_ratio() {
 	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "n/a" }'
+}
+
+# bench_say_ratio TEXT A B: TEXT, then the ratio of the medians of $OUT/A and
+# $OUT/B.
+bench_say_ratio() {
+	echo "$1 $(bench_ratio "$(bench_med "$2")" "$(bench_med "$3")")"
 }
 
 # A table row: NAME then the per-round values, then the median.
@@ -161,6 +225,16 @@ bench_diskctl() {
 	/usr/bin/time -f "%U %S" -o "$OUT/t" "$DISKCTL" bench --count "$COUNT" --json "$@" \
 		>"$OUT/d" || exit 1
 	echo "$(bench_json "$OUT/d" 'round(d["iops"])')" "$(bench_per_cpu)"
+}
+
+# bench_randread SPEC [ENV]: "IOPS PER_CPU" of one diskctl bench run of 4 KiB
+# random reads at queue depth 32 for $SECS seconds on SPEC (read-only), with
+# the environment assignments ENV (space-separated) set.
+bench_randread() {
+	# shellcheck disable=SC2086
+	bench_run env ${2:-} "$DISKCTL" bench --rw randread --bs 4k --qd 32 --time "$SECS" --ro \
+		--json "$1" >"$OUT/d" || exit 1
+	bench_json "$OUT/d" '"%d %d" % (round(d["iops"]), round(d["iops_per_cpu_second"]))'
 }
 
 bench_machine() {

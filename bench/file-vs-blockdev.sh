@@ -18,19 +18,10 @@
 # NICE (run every side at that priority), KEEP=1 keeps the file.
 set -eu
 . "$(dirname "$0")/common.sh"
-bench_find_diskctl
-bench_need fio python3
+bench_init fio python3
 
-DIR=${BENCH_DIR:-/var/tmp}
-ROUNDS=${ROUNDS:-3}
-SECS=${SECS:-2}
 FILE="$DIR/diskcore-bench-file-1g.img"
-OUT=$(mktemp -d)
-cleanup() {
-	rm -rf "$OUT"
-	[ "${KEEP:-0}" = 1 ] || rm -f "$FILE"
-}
-trap cleanup EXIT INT TERM
+bench_inputs "$FILE"
 
 bench_random_file "$FILE"
 

@@ -19,17 +19,13 @@
 # from /usr/bin/time), which moves less than IOPS when the machine is busy.
 set -eu
 . "$(dirname "$0")/common.sh"
-bench_find_diskctl
-bench_need qemu-img python3 /usr/bin/time
+bench_init qemu-img python3 /usr/bin/time
 
-DIR=${BENCH_DIR:-/var/tmp}
-ROUNDS=${ROUNDS:-3}
 COUNT=${COUNT:-200000}
 AIO=${AIO:-threads}
 FILE="$DIR/diskcore-bench-1g.img"
 STEP=$((4096 * 40009))
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"; [ "${KEEP:-0}" = 1 ] || rm -f "$FILE"' EXIT INT TERM
+bench_inputs "$FILE"
 
 bench_random_file "$FILE"
 
@@ -58,8 +54,8 @@ table() {
 		"diskctl bench file:;direct --rw read" d_seq \
 		"qemu-img bench -t none, step 4K*40009" q_rnd \
 		"diskctl bench file:;direct --rw randread" d_rnd
-	echo "ratio diskctl/qemu-img, sequential: $(bench_ratio "$(bench_med "$1.d_seq")" "$(bench_med "$1.q_seq")")"
-	echo "ratio diskctl/qemu-img, scattered:  $(bench_ratio "$(bench_med "$1.d_rnd")" "$(bench_med "$1.q_rnd")")"
+	bench_say_ratio "ratio diskctl/qemu-img, sequential:" "$1.d_seq" "$1.q_seq"
+	bench_say_ratio "ratio diskctl/qemu-img, scattered: " "$1.d_rnd" "$1.q_rnd"
 	echo
 }
 

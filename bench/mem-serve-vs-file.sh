@@ -16,14 +16,13 @@
 # keeps the source file, NICE. Needs nbdcopy (libnbd-bin).
 set -eu
 . "$(dirname "$0")/common.sh"
-bench_find_diskctl
-bench_need nbdcopy
+BENCH_DIR=${BENCH_DIR:-/dev/shm}
+bench_init nbdcopy
 
-DIR=${BENCH_DIR:-/dev/shm}
-ROUNDS=${ROUNDS:-3}
 SRC="$DIR/diskcore-bench-memserve.src"
 DST="$DIR/diskcore-bench-memserve.img"
-OUT=$(mktemp -d)
+bench_scratch "$DST"
+bench_inputs "$SRC"
 PID=""
 stop_server() {
 	if [ -n "$PID" ]; then
@@ -32,13 +31,9 @@ stop_server() {
 	fi
 	PID=""
 }
-cleanup() {
+bench_at_exit() {
 	stop_server
-	rm -rf "$OUT"
-	rm -f "$DST"
-	[ "${KEEP:-0}" = 1 ] || rm -f "$SRC"
 }
-trap cleanup EXIT INT TERM
 bench_random_file "$SRC"
 
 # start_server SPEC: a server on $OUT/s.sock, waited for (60 s at the most:

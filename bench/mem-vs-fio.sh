@@ -16,15 +16,12 @@
 # when the machine is busy and is the per-core figure.
 set -eu
 . "$(dirname "$0")/common.sh"
-bench_find_diskctl
-bench_need fio python3
+SECS=${SECS:-5}
+bench_init fio python3
 
 SHM=${SHM:-/dev/shm}
-ROUNDS=${ROUNDS:-3}
-SECS=${SECS:-5}
 FILE="$SHM/diskcore-bench-fio"
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"; rm -f "$FILE"' EXIT INT TERM
+bench_scratch "$FILE"
 
 if [ "$(stat -f -c %T "$SHM")" != tmpfs ]; then
 	echo "error: $SHM is not tmpfs (set SHM=)" >&2

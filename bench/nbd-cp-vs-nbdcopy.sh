@@ -18,34 +18,22 @@
 # the random source file.
 set -eu
 . "$(dirname "$0")/common.sh"
-bench_find_diskctl
-bench_need nbdkit nbdcopy
-
 ROUNDS=${ROUNDS:-5}
+bench_init nbdkit nbdcopy
+
 CONNS=${CONNS:-4}
 QD=${QD:-64}
 SRC=/dev/shm/diskcore-bench-nbdcp.src
 DST=/dev/shm/diskcore-bench-nbdcp.dst
-OUT=$(mktemp -d)
-PID=""
-cleanup() {
-	[ -z "$PID" ] || { kill "$PID" 2>/dev/null || :; wait "$PID" 2>/dev/null || :; }
-	rm -rf "$OUT" "$DST"
-	[ "${KEEP:-0}" = 1 ] || rm -f "$SRC"
-}
-trap cleanup EXIT INT TERM
+bench_scratch "$DST"
+bench_inputs "$SRC"
 
 bench_random_file "$SRC"
 rm -f "$DST"
 fallocate -l 1G "$DST"
 nbdkit -f -U "$OUT/s.sock" memory 1G 2>"$OUT/nbdkit.log" &
-PID=$!
-i=0
-while [ ! -S "$OUT/s.sock" ]; do
-	[ $i -ge 200 ] && { echo "error: nbdkit did not start" >&2; exit 1; }
-	sleep 0.05
-	i=$((i + 1))
-done
+PIDS=$!
+bench_wait_sock "$OUT/s.sock"
 URI="nbd+unix:///?socket=$OUT/s.sock"
 nbdcopy "$SRC" "$URI"
 

@@ -12,14 +12,11 @@
 # Environment: BUILD or DISKCTL, N (requests, 50000), SPEC (nvme-emu:64M), QD (32).
 set -eu
 . "$(dirname "$0")/common.sh"
-bench_find_diskctl
-bench_need valgrind callgrind_annotate
+bench_init valgrind callgrind_annotate
 
 N=${N:-50000}
 QD=${QD:-32}
 SPEC=${SPEC:-nvme-emu:64M}
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT INT TERM
 
 # count REQUESTS: "total driver emulator memcpy libc" instruction counts.
 count() {

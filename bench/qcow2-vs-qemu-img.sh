@@ -29,11 +29,8 @@
 # locality, which is what random reads measure (diskctl --rw randread).
 set -eu
 . "$(dirname "$0")/common.sh"
-bench_find_diskctl
-bench_need qemu-img python3 /usr/bin/time
+bench_init qemu-img python3 /usr/bin/time
 
-DIR=${BENCH_DIR:-/var/tmp}
-ROUNDS=${ROUNDS:-3}
 COUNT=${COUNT:-200000}
 CACHE=${CACHE:-writeback}
 THREADS=${THREADS:-1}
@@ -42,11 +39,11 @@ STEP=$((4096 * 40009))
 DST_DIR=${DST_DIR:-/dev/shm}
 CONVERT=${CONVERT:-1}
 WRITES=${WRITES:-1}
-OUT=$(mktemp -d)
 DST="$DST_DIR/diskcore-bench-convert.$$.raw"
 RAW="$DIR/diskcore-bench-1g.raw"
 WIMG="$DIR/diskcore-bench-1g-w.$$.qcow2"
-trap 'rm -rf "$OUT" "$DST" "$WIMG"; [ "${KEEP:-0}" = 1 ] || rm -f "$IMG" "$RAW"' EXIT INT TERM
+bench_scratch "$DST" "$WIMG"
+bench_inputs "$IMG" "$RAW"
 
 if ! qemu-img info "$IMG" 2>/dev/null | grep -q 'virtual size: 1 GiB'; then
 	echo "creating $IMG (1 GiB of random data as qcow2)..." >&2
@@ -116,9 +113,9 @@ table() {
 	bench_table "$k" "$t" "$h" \
 		"qemu-img bench -f qcow2 -i io_uring" q \
 		"diskctl bench qcow2: --rw randread" d "$@"
-	echo "ratio diskctl/qemu-img, reads: $(bench_ratio "$(bench_med "$k.d")" "$(bench_med "$k.q")")"
+	bench_say_ratio "ratio diskctl/qemu-img, reads:" "$k.d" "$k.q"
 	[ "$WRITES" != 1 ] ||
-		echo "ratio diskctl/qemu-img, writes: $(bench_ratio "$(bench_med "$k.dw")" "$(bench_med "$k.qw")")"
+		bench_say_ratio "ratio diskctl/qemu-img, writes:" "$k.dw" "$k.qw"
 	echo
 }
 
@@ -139,9 +136,9 @@ if [ "$CONVERT" = 1 ]; then
 			"diskctl convert (flushes)" d \
 			"raw source: qemu-img convert -t writeback" qr \
 			"raw source: diskctl convert file:" dr
-		echo "ratio diskctl/qemu-img -t writeback: $(bench_ratio "$(bench_med "$k.d")" "$(bench_med "$k.q")")"
-		echo "ratio diskctl/qemu-img default: $(bench_ratio "$(bench_med "$k.d")" "$(bench_med "$k.u")")"
-		echo "ratio diskctl/qemu-img, raw source: $(bench_ratio "$(bench_med "$k.dr")" "$(bench_med "$k.qr")")"
+		bench_say_ratio "ratio diskctl/qemu-img -t writeback:" "$k.d" "$k.q"
+		bench_say_ratio "ratio diskctl/qemu-img default:" "$k.d" "$k.u"
+		bench_say_ratio "ratio diskctl/qemu-img, raw source:" "$k.dr" "$k.qr"
 		echo
 	done
 fi

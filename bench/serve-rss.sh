@@ -15,15 +15,12 @@
 # Environment: BUILD or DISKCTL, BENCH_DIR (/dev/shm), SIZE_MIB (256).
 set -eu
 . "$(dirname "$0")/common.sh"
-bench_find_diskctl
-bench_need nbdcopy
+BENCH_DIR=${BENCH_DIR:-/dev/shm}
+bench_init nbdcopy
 
-DIR=${BENCH_DIR:-/dev/shm}
 SIZE_MIB=${SIZE_MIB:-256}
 FILE="$DIR/diskcore-bench-rss.img"
-OUT=$(mktemp -d)
-SRV=""
-trap '[ -n "$SRV" ] && kill "$SRV" 2>/dev/null; rm -rf "$OUT" "$FILE"' EXIT INT TERM
+bench_scratch "$FILE"
 head -c $((SIZE_MIB << 20)) /dev/urandom >"$FILE"
 
 cat >"$OUT/greedy.py" <<'PYEOF'
@@ -67,7 +64,8 @@ run() {
 	rm -f "$sock"
 	"$DISKCTL" serve --unix "$sock" --max-connections 32 "file:$FILE" 2>"$OUT/log" &
 	SRV=$!
-	while [ ! -S "$sock" ]; do sleep 0.02; done
+	PIDS=$SRV
+	bench_wait_sock "$sock"
 	base=$(awk '/^VmRSS/ { print $2 }' "/proc/$SRV/status")
 	pids=""
 	i=0
@@ -84,7 +82,7 @@ run() {
 	peak=$(awk '/^VmHWM/ { print $2 }' "/proc/$SRV/status")
 	kill "$SRV"
 	wait "$SRV" || :
-	SRV=""
+	PIDS=""
 	echo "$base $peak"
 }
 

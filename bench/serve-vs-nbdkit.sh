@@ -16,24 +16,15 @@
 # with DISKCTL_B_PLUGINS as its DISKCORE_PLUGIN_PATH when it needs its own.
 set -eu
 . "$(dirname "$0")/common.sh"
-bench_find_diskctl
-bench_need nbdkit nbdcopy
-
-DIR=${BENCH_DIR:-/dev/shm}
+BENCH_DIR=${BENCH_DIR:-/dev/shm}
 ROUNDS=${ROUNDS:-5}
+bench_init nbdkit nbdcopy
+
 SIZE_MIB=${SIZE_MIB:-1024}
 FILE="$DIR/diskcore-bench-serve.img"
 SRC="$DIR/diskcore-bench-serve.src"
 PLUGIN="$(dirname "$(dirname "$DISKCTL")")/tools/nbdkit-plugin/nbdkit-diskcore-plugin.so"
-OUT=$(mktemp -d)
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null || :; done
-	for p in $PIDS; do wait "$p" 2>/dev/null || :; done
-	rm -rf "$OUT"
-	[ "${KEEP:-0}" = 1 ] || rm -f "$FILE" "$SRC"
-}
-trap cleanup EXIT INT TERM
+bench_inputs "$FILE" "$SRC"
 
 if [ "$(stat -c %s "$SRC" 2>/dev/null || echo 0)" -ne $((SIZE_MIB << 20)) ]; then
 	echo "creating $SRC ($SIZE_MIB MiB of random data)..." >&2
@@ -41,15 +32,6 @@ if [ "$(stat -c %s "$SRC" 2>/dev/null || echo 0)" -ne $((SIZE_MIB << 20)) ]; the
 fi
 cp "$SRC" "$FILE"
 
-# wait_sock PATH: until the socket exists, at most 10 s
-wait_sock() {
-	i=0
-	while [ ! -S "$1" ]; do
-		[ $i -ge 200 ] && { echo "error: no server on $1" >&2; exit 1; }
-		sleep 0.05
-		i=$((i + 1))
-	done
-}
 "$DISKCTL" serve --unix "$OUT/serve.sock" "file:$FILE" 2>"$OUT/serve.log" &
 echo $! >"$OUT/pid.serve"
 nbdkit -f -U "$OUT/nbdkit.sock" file "$FILE" 2>"$OUT/nbdkit.log" &
@@ -71,7 +53,7 @@ else
 fi
 for s in $SERVERS; do
 	PIDS="$PIDS $(cat "$OUT/pid.$s")"
-	wait_sock "$OUT/$s.sock"
+	bench_wait_sock "$OUT/$s.sock"
 done
 
 # ticks SERVER: user + system clock ticks the server process has used so far
@@ -115,20 +97,19 @@ name() {
 }
 bench_machine
 echo "file: $FILE ($SIZE_MIB MiB), nbdcopy defaults (multi-conn: 4 connections, 64 requests of 256 KiB)"
-for op in read write; do
-	echo
-	bench_header "$ROUNDS" "nbdcopy $op, MiB/s"
-	for s in $SERVERS; do
-		# shellcheck disable=SC2046
-		bench_row "$(name "$s")" $(cat "$OUT/$op.$s")
-	done
-done
-for op in read write; do
-	echo
-	bench_header "$ROUNDS" "server CPU ms (user + system), $op"
-	for s in $SERVERS; do
-		# shellcheck disable=SC2046
-		bench_row "$(name "$s")" $(cat "$OUT/cpu$op.$s")
+# The MiB/s tables, then the server CPU ones ($OUT/cpuread.*, cpuwrite.*).
+for kind in "" cpu; do
+	for op in read write; do
+		echo
+		if [ -z "$kind" ]; then
+			bench_header "$ROUNDS" "nbdcopy $op, MiB/s"
+		else
+			bench_header "$ROUNDS" "server CPU ms (user + system), $op"
+		fi
+		for s in $SERVERS; do
+			# shellcheck disable=SC2046
+			bench_row "$(name "$s")" $(cat "$OUT/$kind$op.$s")
+		done
 	done
 done
 echo

@@ -18,22 +18,13 @@
 # priority), KEEP=1 keeps the files.
 set -eu
 . "$(dirname "$0")/common.sh"
-bench_find_diskctl
-bench_need qemu-img python3
+bench_init qemu-img python3
 
-DIR=${BENCH_DIR:-/var/tmp}
-ROUNDS=${ROUNDS:-3}
-SECS=${SECS:-2}
 RAW="$DIR/diskcore-bench-vhd-1g.img"
 FIX="$DIR/diskcore-bench-vhd-fixed.vhd"
 DYN="$DIR/diskcore-bench-vhd-dynamic.vhd"
 OWN="$DIR/diskcore-bench-vhd-aligned.vhd"
-OUT=$(mktemp -d)
-cleanup() {
-	rm -rf "$OUT"
-	[ "${KEEP:-0}" = 1 ] || rm -f "$RAW" "$FIX" "$DYN" "$OWN"
-}
-trap cleanup EXIT INT TERM
+bench_inputs "$RAW" "$FIX" "$DYN" "$OWN"
 
 bench_random_file "$RAW"
 for sub in fixed dynamic; do
@@ -50,23 +41,15 @@ if [ ! -s "$OWN" ] || [ "$OWN" -ot "$RAW" ]; then
 	"$DISKCTL" convert -q "blockdev:$RAW" "vhd:$OWN"
 fi
 
-# "IOPS PER_CPU" of one diskctl bench run on spec $1 (more env in $2).
-diskctl_run() {
-	# shellcheck disable=SC2086
-	bench_run env ${2:-} "$DISKCTL" bench --rw randread --bs 4k --qd 32 --time "$SECS" --ro \
-		--json "$1" >"$OUT/d" || exit 1
-	bench_json "$OUT/d" '"%d %d" % (round(d["iops"]), round(d["iops_per_cpu_second"]))'
-}
-
 one_round() {
 	cat "$RAW" "$FIX" "$DYN" "$OWN" >/dev/null
-	bench_record bdev "$(diskctl_run "blockdev:$RAW")"
-	bench_record vhd1 "$(diskctl_run "vhd1:$FIX")"
-	bench_record vhdfix "$(diskctl_run "vhd:$FIX")"
-	bench_record vhd "$(diskctl_run "vhd:$DYN")"
-	bench_record vhdown "$(diskctl_run "vhd:$OWN")"
-	bench_record vhd1pool "$(diskctl_run "vhd1:$FIX" DISKCORE_IO_ENGINE=pool)"
-	bench_record vhdpool "$(diskctl_run "vhd:$DYN" DISKCORE_IO_ENGINE=pool)"
+	bench_record bdev "$(bench_randread "blockdev:$RAW")"
+	bench_record vhd1 "$(bench_randread "vhd1:$FIX")"
+	bench_record vhdfix "$(bench_randread "vhd:$FIX")"
+	bench_record vhd "$(bench_randread "vhd:$DYN")"
+	bench_record vhdown "$(bench_randread "vhd:$OWN")"
+	bench_record vhd1pool "$(bench_randread "vhd1:$FIX" DISKCORE_IO_ENGINE=pool)"
+	bench_record vhdpool "$(bench_randread "vhd:$DYN" DISKCORE_IO_ENGINE=pool)"
 }
 bench_rounds one_round
 
@@ -87,12 +70,11 @@ echo "images: 1 GiB of random data as raw, fixed VHD and dynamic VHD (qemu-img c
 echo
 table iops "IOPS:" IOPS
 table cpu "Requests per CPU-second:" "requests / CPU-s"
-b=$(bench_med cpu.bdev)
-echo "ratio vhd1:/blockdev: per CPU-second (target >= 0.8):    $(bench_ratio "$(bench_med cpu.vhd1)" "$b")"
-echo "ratio vhd:fixed/blockdev: per CPU-second:                $(bench_ratio "$(bench_med cpu.vhdfix)" "$b")"
-echo "ratio vhd:dynamic/blockdev: per CPU-second (target >= 0.8): $(bench_ratio "$(bench_med cpu.vhd)" "$b")"
-echo "ratio vhd:dynamic (diskctl convert)/blockdev: per CPU-second: $(bench_ratio "$(bench_med cpu.vhdown)" "$b")"
-echo "ratio vhd:dynamic pool/engine per CPU-second:            $(bench_ratio "$(bench_med cpu.vhdpool)" "$(bench_med cpu.vhd)")"
+bench_say_ratio "ratio vhd1:/blockdev: per CPU-second (target >= 0.8):   " cpu.vhd1 cpu.bdev
+bench_say_ratio "ratio vhd:fixed/blockdev: per CPU-second:               " cpu.vhdfix cpu.bdev
+bench_say_ratio "ratio vhd:dynamic/blockdev: per CPU-second (target >= 0.8):" cpu.vhd cpu.bdev
+bench_say_ratio "ratio vhd:dynamic (diskctl convert)/blockdev: per CPU-second:" cpu.vhdown cpu.bdev
+bench_say_ratio "ratio vhd:dynamic pool/engine per CPU-second:           " cpu.vhdpool cpu.vhd
 echo
 echo "commands:"
 echo "  qemu-img convert -f raw -O vpc -o subformat=fixed|dynamic RAW IMG; diskctl convert blockdev:RAW vhd:ALIGNED"

@@ -17,20 +17,11 @@
 # priority), KEEP=1 keeps the files.
 set -eu
 . "$(dirname "$0")/common.sh"
-bench_find_diskctl
-bench_need qemu-img python3
+bench_init qemu-img python3
 
-DIR=${BENCH_DIR:-/var/tmp}
-ROUNDS=${ROUNDS:-3}
-SECS=${SECS:-2}
 RAW="$DIR/diskcore-bench-vhdx-1g.img"
 IMG="$DIR/diskcore-bench-vhdx-dynamic.vhdx"
-OUT=$(mktemp -d)
-cleanup() {
-	rm -rf "$OUT"
-	[ "${KEEP:-0}" = 1 ] || rm -f "$RAW" "$IMG"
-}
-trap cleanup EXIT INT TERM
+bench_inputs "$RAW" "$IMG"
 
 bench_random_file "$RAW"
 if [ ! -s "$IMG" ] || [ -n "$(find "$RAW" -newer "$IMG")" ]; then
@@ -38,21 +29,13 @@ if [ ! -s "$IMG" ] || [ -n "$(find "$RAW" -newer "$IMG")" ]; then
 	qemu-img convert -f raw -O vhdx "$RAW" "$IMG"
 fi
 
-# "IOPS PER_CPU" of one diskctl bench run on spec $1 (more env in $2).
-diskctl_run() {
-	# shellcheck disable=SC2086
-	bench_run env ${2:-} "$DISKCTL" bench --rw randread --bs 4k --qd 32 --time "$SECS" --ro \
-		--json "$1" >"$OUT/d" || exit 1
-	bench_json "$OUT/d" '"%d %d" % (round(d["iops"]), round(d["iops_per_cpu_second"]))'
-}
-
 one_round() {
 	cat "$RAW" "$IMG" >/dev/null
-	bench_record bdev "$(diskctl_run "blockdev:$RAW")"
-	bench_record vhdx "$(diskctl_run "vhdx:$IMG")"
-	bench_record pool "$(diskctl_run "vhdx:$IMG" DISKCORE_IO_ENGINE=pool)"
+	bench_record bdev "$(bench_randread "blockdev:$RAW")"
+	bench_record vhdx "$(bench_randread "vhdx:$IMG")"
+	bench_record pool "$(bench_randread "vhdx:$IMG" DISKCORE_IO_ENGINE=pool)"
 	if [ -n "${BEFORE:-}" ]; then
-		bench_record before "$(diskctl_run "vhdx:$IMG" \
+		bench_record before "$(bench_randread "vhdx:$IMG" \
 			"DISKCORE_PLUGIN_PATH=$BEFORE:$DISKCORE_PLUGIN_PATH")"
 	fi
 }
@@ -75,11 +58,10 @@ echo "files: 1 GiB of random data as raw and as a dynamic VHDX (qemu-img convert
 echo
 table iops "IOPS:" IOPS
 table cpu "Requests per CPU-second:" "requests / CPU-s"
-b=$(bench_med cpu.bdev)
-echo "ratio vhdx:/blockdev: per CPU-second (target >= 0.8): $(bench_ratio "$(bench_med cpu.vhdx)" "$b")"
-echo "ratio vhdx: pool/engine per CPU-second:              $(bench_ratio "$(bench_med cpu.pool)" "$(bench_med cpu.vhdx)")"
+bench_say_ratio "ratio vhdx:/blockdev: per CPU-second (target >= 0.8):" cpu.vhdx cpu.bdev
+bench_say_ratio "ratio vhdx: pool/engine per CPU-second:             " "cpu.pool" "cpu.vhdx"
 if [ -n "${BEFORE:-}" ]; then
-	echo "ratio vhdx: BEFORE/engine per CPU-second:            $(bench_ratio "$(bench_med cpu.before)" "$(bench_med cpu.vhdx)")"
+	bench_say_ratio "ratio vhdx: BEFORE/engine per CPU-second:           " "cpu.before" "cpu.vhdx"
 fi
 echo
 echo "commands:"
