@@ -105,6 +105,11 @@ int ioe_queue_poll(struct ioe_queue *q, int wake_fd, int timeout_ms);
 int ioe_plugin_queue_open(struct ioe_file *f, void **qctx);
 void ioe_plugin_queue_close(void *inst, void *qctx);
 int ioe_plugin_queue_poll(void *inst, void *qctx, int wake_fd, int timeout_ms);
+/* Those three in a descriptor, the first by DC_CALLBACKS' convention:
+ * IOE_PLUGIN_QUEUES(vhd) sets .queue_open = vhd_queue_open and the other two. */
+#define IOE_PLUGIN_QUEUES(prefix)                                                 \
+	.queue_open = prefix##_queue_open, .queue_close = ioe_plugin_queue_close, \
+	.queue_poll = ioe_plugin_queue_poll
 
 /* Start r on q: from q's thread (the plugin's submit() or a child's done
  * callback), or from a done callback on any thread, to chain the next step

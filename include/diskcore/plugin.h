@@ -197,6 +197,14 @@ struct dc_form {
 	{            \
 		0    \
 	}
+/**
+ * The form list of a descriptor written in place, terminator included (a C
+ * compound literal with static storage; C only, C++ keeps a named array):
+ *
+ *     .forms = DC_FORMS(DC_FORM("delay", 1, DC_CHILD_ONE, "delay:MS:SPEC",
+ *                               "adds MS ms of latency", delay_options)),
+ */
+#define DC_FORMS(...) ((const struct dc_form[]){ __VA_ARGS__, DC_FORMS_END })
 
 /** An option as given in the spec, validated against the form's declaration. */
 struct dc_optval {
@@ -414,6 +422,64 @@ struct dc_plugin {
 	 * "not provided" (an older plugin's descriptor is zero-filled past its
 	 * struct_size). docs/abi.md. */
 };
+
+/*
+ * Descriptor one-liners. They expand to designated initialisers, so a
+ * descriptor written with them has the same layout and ABI as one written
+ * field by field, and the two styles mix:
+ *
+ *     DC_PLUGIN(delay_plugin) = {
+ *             DC_ABOUT(DC_KIND_DECORATOR, "delay", "0.1.0", "adds latency"),
+ *             .forms = DC_FORMS(DC_FORM(...)),
+ *             .ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE),
+ *             DC_CALLBACKS(delay, open, close, submit, describe),
+ *             .extents = dc_extents_passthrough,
+ *     };
+ */
+
+/** The four header fields: kind (enum dc_kind), name, version, summary. */
+#define DC_ABOUT(kind_, name_, version_, summary_) \
+	.kind = (kind_), .name = (name_), .version = (version_), .summary = (summary_)
+
+/**
+ * Callbacks named by convention: DC_CALLBACKS(delay, open, submit) is
+ * `.open = delay_open, .submit = delay_submit`. One to 20 field names of
+ * struct dc_plugin; a callback named otherwise is set as usual beside it.
+ * The compiler checks each name: one that is not a field has "no member
+ * named", a function of the wrong type is an incompatible pointer, and a
+ * field also set elsewhere in the descriptor trips -Woverride-init (-Wextra).
+ */
+#define DC_CALLBACKS(prefix, ...)                                                     \
+	DC__CB_GLUE(DC__CB, DC__CB_COUNT(__VA_ARGS__, 20, 19, 18, 17, 16, 15, 14, 13, \
+					 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1))      \
+	(prefix, __VA_ARGS__)
+/* DC_CALLBACKS' machinery: count the names, then one step per name. */
+#define DC__CB_COUNT(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, \
+		     _16, _17, _18, _19, _20, n, ...)                                  \
+	n
+#define DC__CB_GLUE(a, b) DC__CB_GLUE2(a, b)
+#define DC__CB_GLUE2(a, b) a##b
+#define DC__CB(p, f) .f = p##_##f
+#define DC__CB1(p, f) DC__CB(p, f)
+#define DC__CB2(p, f, ...) DC__CB(p, f), DC__CB1(p, __VA_ARGS__)
+#define DC__CB3(p, f, ...) DC__CB(p, f), DC__CB2(p, __VA_ARGS__)
+#define DC__CB4(p, f, ...) DC__CB(p, f), DC__CB3(p, __VA_ARGS__)
+#define DC__CB5(p, f, ...) DC__CB(p, f), DC__CB4(p, __VA_ARGS__)
+#define DC__CB6(p, f, ...) DC__CB(p, f), DC__CB5(p, __VA_ARGS__)
+#define DC__CB7(p, f, ...) DC__CB(p, f), DC__CB6(p, __VA_ARGS__)
+#define DC__CB8(p, f, ...) DC__CB(p, f), DC__CB7(p, __VA_ARGS__)
+#define DC__CB9(p, f, ...) DC__CB(p, f), DC__CB8(p, __VA_ARGS__)
+#define DC__CB10(p, f, ...) DC__CB(p, f), DC__CB9(p, __VA_ARGS__)
+#define DC__CB11(p, f, ...) DC__CB(p, f), DC__CB10(p, __VA_ARGS__)
+#define DC__CB12(p, f, ...) DC__CB(p, f), DC__CB11(p, __VA_ARGS__)
+#define DC__CB13(p, f, ...) DC__CB(p, f), DC__CB12(p, __VA_ARGS__)
+#define DC__CB14(p, f, ...) DC__CB(p, f), DC__CB13(p, __VA_ARGS__)
+#define DC__CB15(p, f, ...) DC__CB(p, f), DC__CB14(p, __VA_ARGS__)
+#define DC__CB16(p, f, ...) DC__CB(p, f), DC__CB15(p, __VA_ARGS__)
+#define DC__CB17(p, f, ...) DC__CB(p, f), DC__CB16(p, __VA_ARGS__)
+#define DC__CB18(p, f, ...) DC__CB(p, f), DC__CB17(p, __VA_ARGS__)
+#define DC__CB19(p, f, ...) DC__CB(p, f), DC__CB18(p, __VA_ARGS__)
+#define DC__CB20(p, f, ...) DC__CB(p, f), DC__CB19(p, __VA_ARGS__)
 
 /* --- Core services for plugins ------------------------------------------ */
 

@@ -135,30 +135,22 @@ static const struct dc_option delay_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form delay_forms[] = {
-	DC_FORM("delay", 1, DC_CHILD_ONE, "delay:MS[;p99=MS]:SPEC",
-		"adds MS milliseconds of latency to every read and write", delay_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(delay_plugin) = {
-	.kind = DC_KIND_DECORATOR,
-	.name = "delay",
-	.version = "0.1.0",
-	.summary = "adds latency to reads and writes (non-blocking, timer based)",
+	DC_ABOUT(DC_KIND_DECORATOR, "delay", "0.1.0",
+		 "adds latency to reads and writes (non-blocking, timer based)"),
 	.usage = "delay:MS[;p99=MS]:SPEC\n"
 		 "  Every read and write waits MS milliseconds before it is passed to\n"
 		 "  SPEC; with ;p99=MS, every 100th waits the p99 value instead. No\n"
 		 "  thread sleeps: requests wait on the core's timer. Flush, unmap,\n"
 		 "  eject and persistent-reservation commands pass through undelayed.",
-	.forms = delay_forms,
+	.forms = DC_FORMS(
+		DC_FORM("delay", 1, DC_CHILD_ONE, "delay:MS[;p99=MS]:SPEC",
+			"adds MS milliseconds of latency to every read and write",
+			delay_options)),
 	.ctx_size = sizeof(struct delay_ctx),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE),
 	.passthrough_ops = DC_OP_BIT(DC_OP_FLUSH) | DC_OP_BIT(DC_OP_UNMAP) |
 			   DC_OP_BIT(DC_OP_EJECT) | DC_OPS_PR,
-	.open = delay_open,
-	.close = delay_close,
-	.submit = delay_submit,
-	.describe = delay_describe,
+	DC_CALLBACKS(delay, open, close, submit, describe),
 	.extents = dc_extents_passthrough,
 };
