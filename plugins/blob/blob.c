@@ -623,18 +623,9 @@ static const struct dc_option blob_options_decl[] = {
 #define BLOB_FORM_FLAGS 0u
 #endif
 
-static const struct dc_form blob_forms[] = {
-	DC_FORM_FLAGS("blob", 2, DC_CHILD_NONE, BLOB_FORM_FLAGS, "blob:flat|vhd1:URL",
-		      "read-only disk over HTTP(S) or Azure Blob storage",
-		      blob_options_decl),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(blob_plugin) = {
-	.kind = DC_KIND_BACKEND,
-	.name = "blob",
-	.version = "0.1.0",
-	.summary = "read-only disk over HTTP(S) and Azure Blob storage (libcurl)",
+	DC_ABOUT(DC_KIND_BACKEND, "blob", "0.1.0",
+		 "read-only disk over HTTP(S) and Azure Blob storage (libcurl)"),
 	.usage = "blob:flat:URL serves the blob as a raw disk; blob:vhd1:URL serves a "
 		 "fixed VHD, hiding its footer and taking the disk id from it.\n"
 		 "Reads are Range GETs: a 206 must carry exactly the bytes asked for; "
@@ -645,11 +636,10 @@ DC_PLUGIN(blob_plugin) = {
 		 "to write (memdiff:blob:flat:URL).\n"
 		 "Azure: SAS URLs work as they are; Shared Key auth with ;sharedkey=FILE "
 		 "or DISKCORE_AZURE_KEY=ACCOUNT:BASE64KEY. TLS peers are always verified.",
-	.forms = blob_forms,
+	.forms = DC_FORMS(DC_FORM_FLAGS(
+		"blob", 2, DC_CHILD_NONE, BLOB_FORM_FLAGS, "blob:flat|vhd1:URL",
+		"read-only disk over HTTP(S) or Azure Blob storage", blob_options_decl)),
 	.ctx_size = sizeof(struct blob_rctx),
 	.ops = DC_OPS_RW,
-	.open = blob_open,
-	.close = blob_close,
-	.submit = blob_submit,
-	.describe = blob_describe,
+	DC_CALLBACKS(blob, open, close, submit, describe),
 };

@@ -290,17 +290,9 @@ static const struct dc_option bdev_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form bdev_forms[] = {
-	DC_FORM("blockdev", 1, DC_CHILD_NONE, "blockdev:PATH[;direct]",
-		"a Linux block device or regular file through io_uring", bdev_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(bdev_plugin) = {
-	.kind = DC_KIND_BACKEND,
-	.name = "blockdev",
-	.version = "0.1.0",
-	.summary = "Linux block device or file through io_uring (resize, unmap, PR)",
+	DC_ABOUT(DC_KIND_BACKEND, "blockdev", "0.1.0",
+		 "Linux block device or file through io_uring (resize, unmap, PR)"),
 	.usage = "blockdev:PATH[;direct]\n"
 		 "  Devices: sector sizes, FUA and discard granularity from sysfs; the\n"
 		 "  size follows online resizes (kernel uevents); unmap discards\n"
@@ -310,16 +302,11 @@ DC_PLUGIN(bdev_plugin) = {
 		 "  punches holes (reads back zeroes) when the filesystem can.\n"
 		 "  One io_uring per queue; FUA writes use RWF_DSYNC; flush is fdatasync.\n"
 		 "  Needs io_uring (Linux 5.6+, kernel.io_uring_disabled=0).",
-	.forms = bdev_forms,
+	.forms = DC_FORMS(DC_FORM("blockdev", 1, DC_CHILD_NONE, "blockdev:PATH[;direct]",
+				  "a Linux block device or regular file through io_uring",
+				  bdev_options)),
 	.ctx_size = sizeof(struct bdev_rq),
 	.ops = DC_OPS_RW | DC_OP_BIT(DC_OP_EJECT) | DC_OPS_PR,
-	.open = bdev_open,
-	.close = bdev_close,
-	.queue_open = bdev_queue_open,
-	.queue_close = ioe_plugin_queue_close,
-	.queue_poll = ioe_plugin_queue_poll,
-	.submit = bdev_submit,
-	.sector_count = bdev_sector_count,
-	.describe = bdev_describe,
-	.extents = bdev_extents,
+	DC_CALLBACKS(bdev, open, close, submit, sector_count, describe, extents),
+	IOE_PLUGIN_QUEUES(bdev),
 };

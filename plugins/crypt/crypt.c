@@ -201,14 +201,6 @@ static const struct dc_option crypt_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form crypt_forms[] = {
-	DC_FORM("crypt", 2, DC_CHILD_ONE,
-		"crypt[;threads=N][;split=SIZE]:xts-aes-256:KEYFILE:SPEC",
-		"XTS-AES-256 encryption (dm-crypt aes-xts-plain64), 64-byte key file",
-		crypt_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(crypt_plugin) = {
 	XTS_PLUGIN_FIELDS,
 	.name = "crypt",
@@ -225,12 +217,13 @@ DC_PLUGIN(crypt_plugin) = {
 		"  reservations pass through; eject does not. Unmapped sectors read as\n"
 		"  unspecified data. Options: ;threads=N caps how many threads one large\n"
 		"  request is split across, ;split=SIZE is the smallest request split.",
-	.forms = crypt_forms,
+	.forms = DC_FORMS(DC_FORM(
+		"crypt", 2, DC_CHILD_ONE,
+		"crypt[;threads=N][;split=SIZE]:xts-aes-256:KEYFILE:SPEC",
+		"XTS-AES-256 encryption (dm-crypt aes-xts-plain64), 64-byte key file",
+		crypt_options)),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE),
 	.passthrough_ops = DC_OP_BIT(DC_OP_FLUSH) | DC_OP_BIT(DC_OP_UNMAP) | DC_OPS_PR,
-	.open = crypt_open,
-	.close = crypt_close,
+	DC_CALLBACKS(crypt, open, close, describe, extents),
 	.submit = xts_plugin_submit,
-	.describe = crypt_describe,
-	.extents = crypt_extents,
 };

@@ -259,19 +259,9 @@ static const struct dc_option fault_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form fault_forms[] = {
-	DC_FORM("fault", 1, DC_CHILD_ONE,
-		"fault:RULE[,RULE...][;seed=N][;hang-ms=N]:SPEC",
-		"injects errors, hangs and delays into requests, as rules say",
-		fault_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(fault_plugin) = {
-	.kind = DC_KIND_DECORATOR,
-	.name = "fault",
-	.version = "0.1.0",
-	.summary = "fault injection: errors, hangs and delays by rule (tests)",
+	DC_ABOUT(DC_KIND_DECORATOR, "fault", "0.1.0",
+		 "fault injection: errors, hangs and delays by rule (tests)"),
 	.usage = "fault:RULE[,RULE...][;seed=N][;hang-ms=N]:SPEC\n"
 		 "  RULE is OP=ERRNO@WHEN (complete with -ERRNO), hang=OP@WHEN (hold\n"
 		 "  the request) or delay=OP/MS@WHEN (complete MS ms late). OP: read,\n"
@@ -281,14 +271,13 @@ DC_PLUGIN(fault_plugin) = {
 		 "  '+' inside a striped list). The first rule that fires decides;\n"
 		 "  other requests pass to SPEC unchanged. A hung request fails with\n"
 		 "  ETIMEDOUT after hang-ms, or with ECANCELED when its queue closes.",
-	.forms = fault_forms,
+	.forms = DC_FORMS(
+		DC_FORM("fault", 1, DC_CHILD_ONE,
+			"fault:RULE[,RULE...][;seed=N][;hang-ms=N]:SPEC",
+			"injects errors, hangs and delays into requests, as rules say",
+			fault_options)),
 	.ctx_size = sizeof(struct fault_ctx),
 	.ops = DC_OPS_RW,
 	.passthrough_ops = DC_OP_BIT(DC_OP_EJECT) | DC_OPS_PR,
-	.open = fault_open,
-	.close = fault_close,
-	.queue_open = fault_queue_open,
-	.queue_close = fault_queue_close,
-	.submit = fault_submit,
-	.describe = fault_describe,
+	DC_CALLBACKS(fault, open, close, queue_open, queue_close, submit, describe),
 };

@@ -473,14 +473,6 @@ static const struct dc_option luks_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form luks_forms[] = {
-	DC_FORM("luks", 0, DC_CHILD_ONE,
-		"luks;keyfile=PATH|passphrase-file=PATH[;slot=N][;pbkdf-memory-max=SIZE]"
-		"[;pbkdf-work-max=SIZE][;pbkdf-iterations-max=N]:SPEC",
-		"a LUKS1 or LUKS2 volume (AES-XTS or AES-CBC) on SPEC", luks_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(luks_plugin) = {
 	XTS_PLUGIN_FIELDS,
 	.name = "luks",
@@ -504,14 +496,12 @@ DC_PLUGIN(luks_plugin) = {
 		"  pbkdf-work-max=SIZE (Argon2 memory x passes, 16G) and\n"
 		"  pbkdf-iterations-max=N (PBKDF2, 32000000) bound what opening may\n"
 		"  spend on key derivation; a key slot over them is not tried.",
-	.forms = luks_forms,
+	.forms = DC_FORMS(DC_FORM(
+		"luks", 0, DC_CHILD_ONE,
+		"luks;keyfile=PATH|passphrase-file=PATH[;slot=N][;pbkdf-memory-max=SIZE]"
+		"[;pbkdf-work-max=SIZE][;pbkdf-iterations-max=N]:SPEC",
+		"a LUKS1 or LUKS2 volume (AES-XTS or AES-CBC) on SPEC", luks_options)),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_UNMAP),
 	.passthrough_ops = DC_OP_BIT(DC_OP_FLUSH) | DC_OPS_PR,
-	.open = luks_open,
-	.close = luks_close,
-	.submit = luks_submit,
-	.sector_count = luks_sector_count,
-	.describe = luks_describe,
-	.resize = luks_resize,
-	.extents = luks_extents,
+	DC_CALLBACKS(luks, open, close, submit, sector_count, describe, resize, extents),
 };

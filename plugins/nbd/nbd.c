@@ -420,33 +420,21 @@ static const struct dc_option nbd_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form nbd_forms[] = {
-	DC_FORM_FLAGS("nbd", 1, DC_CHILD_NONE, DC_FORM_TAIL_OPTIONS, "nbd:URI",
-		      "a disk on an NBD server (nbd://, nbd+unix://, nbds://)",
-		      nbd_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(nbd_plugin) = {
-	.kind = DC_KIND_BACKEND,
-	.name = "nbd",
-	.version = "0.1.0",
-	.summary = "disk on an NBD server (libnbd, asynchronous)",
+	DC_ABOUT(DC_KIND_BACKEND, "nbd", "0.1.0",
+		 "disk on an NBD server (libnbd, asynchronous)"),
 	.usage = "nbd:URI[;connections=N][;timeout=SECONDS]\n"
 		 "  URI: nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH,\n"
 		 "  nbds:// with TLS. One connection per queue up to N when the\n"
 		 "  server offers multi-conn, else one shared. FUA, flush and trim\n"
 		 "  as the server offers them; no reconnect: when the server goes\n"
 		 "  away, requests fail with an I/O error.",
-	.forms = nbd_forms,
+	.forms = DC_FORMS(DC_FORM_FLAGS(
+		"nbd", 1, DC_CHILD_NONE, DC_FORM_TAIL_OPTIONS, "nbd:URI",
+		"a disk on an NBD server (nbd://, nbd+unix://, nbds://)", nbd_options)),
 	.ctx_size = sizeof(struct nbd_rctx),
 	.ops = DC_OPS_RW,
-	.open = nbd_open,
+	DC_CALLBACKS(nbd, open, queue_open, queue_close, submit, describe, queue_poll,
+		     extents),
 	.close = nbd_close_inst,
-	.queue_open = nbd_queue_open,
-	.queue_close = nbd_queue_close,
-	.submit = nbd_submit,
-	.queue_poll = nbd_queue_poll,
-	.describe = nbd_describe,
-	.extents = nbd_extents,
 };

@@ -202,17 +202,9 @@ static void prwrap_describe(void *inst, dc_kv_fn kv, void *arg)
 	dc_kv_bool(kv, arg, "ptpl", ptpl);
 }
 
-static const struct dc_form prwrap_forms[] = {
-	DC_FORM("prwrap", 0, DC_CHILD_ONE, "prwrap:SPEC",
-		"in-memory SCSI persistent reservations over SPEC (testing)", NULL),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(prwrap_plugin) = {
-	.kind = DC_KIND_DECORATOR,
-	.name = "prwrap",
-	.version = "0.1.0",
-	.summary = "in-memory SCSI persistent reservations (one registrant, for tests)",
+	DC_ABOUT(DC_KIND_DECORATOR, "prwrap", "0.1.0",
+		 "in-memory SCSI persistent reservations (one registrant, for tests)"),
 	.usage = "prwrap:SPEC\n"
 		 "  Emulates persistent reservations in memory, as OpenVMM's prwrap:\n"
 		 "  a single registrant; write-exclusive, exclusive-access and their\n"
@@ -220,14 +212,13 @@ DC_PLUGIN(prwrap_plugin) = {
 		 "  not kept (state lives as long as the disk is open). Reservations are\n"
 		 "  not enforced on I/O. Reads, writes, flush, unmap and eject pass\n"
 		 "  through to SPEC.",
-	.forms = prwrap_forms,
+	.forms = DC_FORMS(DC_FORM(
+		"prwrap", 0, DC_CHILD_ONE, "prwrap:SPEC",
+		"in-memory SCSI persistent reservations over SPEC (testing)", NULL)),
 	.ops = DC_OPS_PR,
 	.passthrough_ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) |
 			   DC_OP_BIT(DC_OP_FLUSH) | DC_OP_BIT(DC_OP_UNMAP) |
 			   DC_OP_BIT(DC_OP_EJECT),
-	.open = prwrap_open,
-	.close = prwrap_close,
-	.submit = prwrap_submit,
-	.describe = prwrap_describe,
+	DC_CALLBACKS(prwrap, open, close, submit, describe),
 	.extents = dc_extents_passthrough,
 };

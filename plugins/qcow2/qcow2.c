@@ -394,20 +394,9 @@ static const struct dc_option qcow2_options_decl[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form qcow2_forms[] = {
-	DC_FORM("qcow2", 1, DC_CHILD_NONE,
-		"qcow2:PATH[;create=SIZE][;cluster=SIZE][;parent=PATH][;overwrite]"
-		"[;snapshot=NAME][;l2-cache=SIZE][;parents=any]",
-		"a qcow2 image, v2 or v3, read-write (a backing chain opens as layers)",
-		qcow2_options_decl),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(qcow2_plugin) = {
-	.kind = DC_KIND_LAYER,
-	.name = "qcow2",
-	.version = "0.2.0",
-	.summary = "QEMU qcow2 images, version 2 and 3, read-write",
+	DC_ABOUT(DC_KIND_LAYER, "qcow2", "0.2.0",
+		 "QEMU qcow2 images, version 2 and 3, read-write"),
 	.usage = "qcow2:PATH[;create=SIZE][;cluster=SIZE][;parent=PATH][;snapshot=NAME]\n"
 		 "  A qcow2 image: any cluster size from 512 B to 2 MiB, extended L2\n"
 		 "  entries (subclusters), zero clusters, zlib or zstd compressed\n"
@@ -421,21 +410,15 @@ DC_PLUGIN(qcow2_plugin) = {
 		 "  image, parent= one over a backing file; snapshot= opens an\n"
 		 "  internal snapshot read-only. Encrypted images and external data\n"
 		 "  files are refused.",
-	.forms = qcow2_forms,
+	.forms = DC_FORMS(DC_FORM(
+		"qcow2", 1, DC_CHILD_NONE,
+		"qcow2:PATH[;create=SIZE][;cluster=SIZE][;parent=PATH][;overwrite]"
+		"[;snapshot=NAME][;l2-cache=SIZE][;parents=any]",
+		"a qcow2 image, v2 or v3, read-write (a backing chain opens as layers)",
+		qcow2_options_decl)),
 	.ctx_size = sizeof(struct qcow2_rq),
 	.ops = DC_OPS_RW,
-	.open = qcow2_open,
-	.close = qcow2_close,
-	.submit = qcow2_submit,
-	.queue_open = qcow2_queue_open,
-	.queue_close = ioe_plugin_queue_close,
-	.queue_poll = ioe_plugin_queue_poll,
-	.io = qcow2_io,
-	.attach = qcow2_attach,
-	.lower_spec = qcow2_lower_spec,
-	.describe = qcow2_describe,
-	.resize = qcow2_resize,
-	.sector_count = qcow2_sector_count,
-	.extents = qcow2_extents,
-	.check = qcow2_check,
+	DC_CALLBACKS(qcow2, open, close, submit, io, sector_count, attach, lower_spec,
+		     describe, resize, extents, check),
+	IOE_PLUGIN_QUEUES(qcow2),
 };

@@ -210,35 +210,23 @@ static const struct dc_option rbd_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form rbd_forms[] = {
-	DC_FORM_FLAGS(
-		"rbd", 1, DC_CHILD_NONE, DC_FORM_TAIL_OPTIONS,
-		"rbd:POOL[/NAMESPACE]/IMAGE[@SNAP][;conf=PATH][;id=USER][;keyring=PATH]"
-		"[;mon=ADDR][;timeout=N]",
-		"a Ceph RBD image or snapshot (librbd)", rbd_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(rbd_plugin) = {
-	.kind = DC_KIND_BACKEND,
-	.name = "rbd",
-	.version = "0.1.0",
-	.summary = "Ceph RBD image through librbd's asynchronous API",
+	DC_ABOUT(DC_KIND_BACKEND, "rbd", "0.1.0",
+		 "Ceph RBD image through librbd's asynchronous API"),
 	.usage = "rbd:POOL[/NAMESPACE]/IMAGE[@SNAP][;conf=PATH][;id=USER][;keyring=PATH]"
 		 "[;mon=ADDR][;timeout=N]\n"
 		 "  A snapshot opens read-only. Resizes by any client are seen at once\n"
 		 "  (the image header is watched). FUA is a write then a flush.",
-	.forms = rbd_forms,
+	.forms = DC_FORMS(DC_FORM_FLAGS(
+		"rbd", 1, DC_CHILD_NONE, DC_FORM_TAIL_OPTIONS,
+		"rbd:POOL[/NAMESPACE]/IMAGE[@SNAP][;conf=PATH][;id=USER][;keyring=PATH]"
+		"[;mon=ADDR][;timeout=N]",
+		"a Ceph RBD image or snapshot (librbd)", rbd_options)),
 	.ctx_size = sizeof(struct rbd_rctx),
 	.ops = DC_OPS_RW,
+	DC_CALLBACKS(rbd, queue_open, queue_close, submit, sector_count, describe,
+		     queue_poll, extents),
 	.open = rbd_open_inst,
 	.close = rbd_close_inst,
-	.queue_open = rbd_queue_open,
-	.queue_close = rbd_queue_close,
-	.submit = rbd_submit,
-	.queue_poll = rbd_queue_poll,
-	.sector_count = rbd_sector_count,
-	.describe = rbd_describe,
 	.resize = rbd_resize_image,
-	.extents = rbd_extents,
 };

@@ -312,26 +312,11 @@ static const struct dc_option sq_diff_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form sq_forms[] = {
-	DC_FORM("sql", 1, DC_CHILD_NONE, "sql:PATH[;create=SIZE[;overwrite]]",
-		"a disk in a SQLite database (OpenVMM's .dbhd format)", sq_sql_options),
-	DC_FORM("sqldiff", 1, DC_CHILD_ONE, "sqldiff:PATH[;create[;overwrite]]:SPEC",
-		"a persistent diff layer in a SQLite database over SPEC",
-		sq_diff_options),
-	DC_FORM_FLAGS(
-		"autocache", 1, DC_CHILD_ONE, DC_FORM_READ_CACHE, "autocache:[KEY]:SPEC",
-		"a persistent read cache over SPEC in $DISKCORE_AUTO_CACHE_PATH/KEY",
-		NULL),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(sq_plugin) = {
-	.kind = DC_KIND_LAYER,
+	DC_ABOUT(
+		DC_KIND_LAYER, "sqlite", "0.1.0",
+		"persistent sparse layer in a SQLite database (sql:, sqldiff:, autocache:)"),
 	.layer_flags = DC_LAYER_FILLS_ZERO,
-	.name = "sqlite",
-	.version = "0.1.0",
-	.summary =
-		"persistent sparse layer in a SQLite database (sql:, sqldiff:, autocache:)",
 	.usage =
 		"sql:PATH[;create=SIZE]       a disk of its own (512-byte sectors)\n"
 		"sqldiff:PATH[;create]:SPEC   a diff layer over SPEC, sized from it\n"
@@ -343,16 +328,22 @@ DC_PLUGIN(sq_plugin) = {
 		"  missing one is made and an existing one opens unchanged (;overwrite\n"
 		"  replaces it); a read-only open never creates one. Flush and FUA\n"
 		"  sync the WAL; unmap reads back zeroes.",
-	.forms = sq_forms,
+	.forms = DC_FORMS(
+		DC_FORM("sql", 1, DC_CHILD_NONE, "sql:PATH[;create=SIZE[;overwrite]]",
+			"a disk in a SQLite database (OpenVMM's .dbhd format)",
+			sq_sql_options),
+		DC_FORM("sqldiff", 1, DC_CHILD_ONE,
+			"sqldiff:PATH[;create[;overwrite]]:SPEC",
+			"a persistent diff layer in a SQLite database over SPEC",
+			sq_diff_options),
+		DC_FORM_FLAGS(
+			"autocache", 1, DC_CHILD_ONE, DC_FORM_READ_CACHE,
+			"autocache:[KEY]:SPEC",
+			"a persistent read cache over SPEC in $DISKCORE_AUTO_CACHE_PATH/KEY",
+			NULL)),
 	.ctx_size = sizeof(struct sq_rctx),
 	.ops = DC_OPS_RW,
-	.open = sq_open,
-	.close = sq_close,
-	.submit = sq_submit,
-	.attach = sq_attach,
-	.describe = sq_describe,
-	.sector_count = sq_sector_count,
-	.resize = sq_resize,
-	.extents = sq_extents,
+	DC_CALLBACKS(sq, open, close, submit, sector_count, attach, describe, resize,
+		     extents),
 	.check = sq_check_db,
 };

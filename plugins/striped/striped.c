@@ -456,17 +456,9 @@ static const struct dc_option striped_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form striped_forms[] = {
-	DC_FORM("striped", 0, DC_CHILD_LIST, STRIPED_SYNTAX,
-		"RAID 0 across member disks of equal size", striped_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(striped_plugin) = {
-	.kind = DC_KIND_BACKEND,
-	.name = "striped",
-	.version = "0.1.0",
-	.summary = "stripes (RAID 0) across member disks",
+	DC_ABOUT(DC_KIND_BACKEND, "striped", "0.1.0",
+		 "stripes (RAID 0) across member disks"),
 	.usage = STRIPED_SYNTAX
 	"\n"
 	"  Chunk i of the disk is on member i mod N. Members must have the same\n"
@@ -475,12 +467,10 @@ DC_PLUGIN(striped_plugin) = {
 	"  in full; a member's error fails the request as an I/O error (the\n"
 	"  member's index is in the DISKCORE_DEBUG output). Flush, unmap and\n"
 	"  eject go to every member. No persistent reservations.",
-	.forms = striped_forms,
+	.forms = DC_FORMS(DC_FORM("striped", 0, DC_CHILD_LIST, STRIPED_SYNTAX,
+				  "RAID 0 across member disks of equal size",
+				  striped_options)),
 	.ctx_size = sizeof(struct striped_ctx),
 	.ops = DC_OPS_RW | DC_OP_BIT(DC_OP_EJECT),
-	.open = striped_open,
-	.close = striped_close,
-	.submit = striped_submit,
-	.describe = striped_describe,
-	.extents = striped_extents,
+	DC_CALLBACKS(striped, open, close, submit, describe, extents),
 };
