@@ -323,19 +323,9 @@ static const struct dc_option vhd_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form vhd_forms[] = {
-	DC_FORM("vhd", 1, DC_CHILD_NONE,
-		"vhd:PATH[;create=SIZE[;block=SIZE]|;parent=PATH][;overwrite]",
-		"a fixed, dynamic or differencing VHD (a chain opens as layers)",
-		vhd_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(vhd_plugin) = {
-	.kind = DC_KIND_LAYER,
-	.name = "vhd",
-	.version = "0.1.0",
-	.summary = "fixed, dynamic and differencing VHD images (read-write)",
+	DC_ABOUT(DC_KIND_LAYER, "vhd", "0.1.0",
+		 "fixed, dynamic and differencing VHD images (read-write)"),
 	.usage = "vhd:PATH[;create=SIZE[;block=SIZE]]  vhd:PATH;parent=BASE.vhd\n"
 		 "  A VHD image of any type. A differencing image opens its parent\n"
 		 "  (found through its W2ru/W2ku locators, relative first, inside the\n"
@@ -351,21 +341,14 @@ DC_PLUGIN(vhd_plugin) = {
 		 "  io_uring (a ring per queue; the worker pool where io_uring is\n"
 		 "  unavailable, or DISKCORE_IO_ENGINE=pool); allocation and flush\n"
 		 "  on the worker pool.",
-	.forms = vhd_forms,
+	.forms = DC_FORMS(
+		DC_FORM("vhd", 1, DC_CHILD_NONE,
+			"vhd:PATH[;create=SIZE[;block=SIZE]|;parent=PATH][;overwrite]",
+			"a fixed, dynamic or differencing VHD (a chain opens as layers)",
+			vhd_options)),
 	.ctx_size = sizeof(struct vhd_rq),
 	.ops = DC_OPS_RW,
-	.open = vhd_open,
-	.close = vhd_close,
-	.queue_open = vhd_queue_open,
-	.queue_close = ioe_plugin_queue_close,
-	.queue_poll = ioe_plugin_queue_poll,
-	.submit = vhd_submit,
-	.io = vhd_io,
-	.attach = vhd_attach,
-	.lower_spec = vhd_lower_spec,
-	.describe = vhd_describe,
-	.extents = vhd_extents,
-	.check = vhd_check,
-	.resize = vhd_resize,
-	.sector_count = vhd_sector_count,
+	DC_CALLBACKS(vhd, open, close, submit, io, sector_count, attach, lower_spec,
+		     describe, resize, extents, check),
+	IOE_PLUGIN_QUEUES(vhd),
 };

@@ -414,17 +414,9 @@ static const struct dc_option vhd1_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form vhd1_forms[] = {
-	DC_FORM("vhd1", 1, DC_CHILD_NONE, "vhd1:PATH[;create=SIZE[;overwrite]]",
-		"a fixed VHD (raw data and a 512-byte footer)", vhd1_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(vhd1_plugin) = {
-	.kind = DC_KIND_BACKEND,
-	.name = "vhd1",
-	.version = "0.1.0",
-	.summary = "fixed VHD image (OpenVMM's Vhd1Disk)",
+	DC_ABOUT(DC_KIND_BACKEND, "vhd1", "0.1.0",
+		 "fixed VHD image (OpenVMM's Vhd1Disk)"),
 	.usage = "vhd1:PATH[;create=SIZE[;overwrite]]\n"
 		 "  A fixed VHD: the footer is checked (cookie, checksum, version,\n"
 		 "  type fixed, size) and is never readable or writable through the\n"
@@ -435,16 +427,12 @@ DC_PLUGIN(vhd1_plugin) = {
 		 "  Sectors are 512 bytes; unmap is ignored; FUA uses RWF_DSYNC.\n"
 		 "  I/O runs on io_uring (a ring per queue); where io_uring is\n"
 		 "  unavailable, or DISKCORE_IO_ENGINE=pool, on the worker pool.",
-	.forms = vhd1_forms,
+	.forms = DC_FORMS(DC_FORM("vhd1", 1, DC_CHILD_NONE,
+				  "vhd1:PATH[;create=SIZE[;overwrite]]",
+				  "a fixed VHD (raw data and a 512-byte footer)",
+				  vhd1_options)),
 	.ctx_size = sizeof(struct vhd1_rq),
 	.ops = DC_OPS_RW,
-	.open = vhd1_open,
-	.close = vhd1_close,
-	.queue_open = vhd1_queue_open,
-	.queue_close = ioe_plugin_queue_close,
-	.queue_poll = ioe_plugin_queue_poll,
-	.submit = vhd1_submit,
-	.io = vhd1_io,
-	.describe = vhd1_describe,
-	.check = vhd1_check,
+	DC_CALLBACKS(vhd1, open, close, submit, io, describe, check),
+	IOE_PLUGIN_QUEUES(vhd1),
 };

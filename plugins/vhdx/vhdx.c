@@ -836,20 +836,9 @@ static const struct dc_option vhdx_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form vhdx_forms[] = {
-	DC_FORM("vhdx", 1, DC_CHILD_NONE,
-		"vhdx:PATH[;create=SIZE[;block=SIZE][;sector=N][;fixed]|;parent=PATH][;"
-		"overwrite]",
-		"a fixed, dynamic or differencing VHDX (a chain opens as layers)",
-		vhdx_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(vhdx_plugin) = {
-	.kind = DC_KIND_LAYER,
-	.name = "vhdx",
-	.version = "0.1.0",
-	.summary = "fixed, dynamic and differencing VHDX images (read-write)",
+	DC_ABOUT(DC_KIND_LAYER, "vhdx", "0.1.0",
+		 "fixed, dynamic and differencing VHDX images (read-write)"),
 	.usage = "vhdx:PATH[;create=SIZE[;block=SIZE][;sector=512|4096][;fixed]]\n"
 		 "vhdx:PATH;parent=BASE.vhdx\n"
 		 "  A VHDX image ([MS-VHDX]). A differencing image opens its parent\n"
@@ -865,21 +854,15 @@ DC_PLUGIN(vhdx_plugin) = {
 		 "  never creates.\n"
 		 "  Unmap frees whole blocks (PAYLOAD_BLOCK_ZERO) and zeroes parts;\n"
 		 "  fixed images ignore it. The image is locked (flock) while open.",
-	.forms = vhdx_forms,
+	.forms = DC_FORMS(DC_FORM(
+		"vhdx", 1, DC_CHILD_NONE,
+		"vhdx:PATH[;create=SIZE[;block=SIZE][;sector=N][;fixed]|;parent=PATH][;"
+		"overwrite]",
+		"a fixed, dynamic or differencing VHDX (a chain opens as layers)",
+		vhdx_options)),
 	.ctx_size = sizeof(struct vhdx_rq),
 	.ops = DC_OPS_RW,
-	.open = vhdx_open,
-	.close = vhdx_close,
-	.submit = vhdx_submit,
-	.queue_open = vhdx_queue_open,
-	.queue_close = ioe_plugin_queue_close,
-	.queue_poll = ioe_plugin_queue_poll,
-	.io = vhdx_io,
-	.attach = vhdx_attach,
-	.lower_spec = vhdx_lower_spec,
-	.describe = vhdx_describe,
-	.extents = vhdx_extents,
-	.check = vhdx_check,
-	.resize = vhdx_resize,
-	.sector_count = vhdx_sector_count,
+	DC_CALLBACKS(vhdx, open, close, submit, io, sector_count, attach, lower_spec,
+		     describe, resize, extents, check),
+	IOE_PLUGIN_QUEUES(vhdx),
 };
