@@ -553,20 +553,13 @@ const struct dc_plugin dc__layered_plugin = {
 	.struct_size = sizeof(struct dc_plugin),
 	.abi_major = DC_ABI_MAJOR,
 	.abi_minor = DC_ABI_MINOR,
-	.kind = DC_KIND_BACKEND,
-	.name = "layered",
-	.version = "0.1.0",
-	.summary = "layers read top to bottom; writes to the top layer",
+	DC_ABOUT(DC_KIND_BACKEND, "layered", "0.1.0",
+		 "layers read top to bottom; writes to the top layer"),
 	.forms = layered_forms,
 	.ctx_size = sizeof(struct layered_rctx),
 	.ops = DC_OP_BIT(DC_OP_READ) | DC_OP_BIT(DC_OP_WRITE) | DC_OP_BIT(DC_OP_FLUSH) |
 	       DC_OP_BIT(DC_OP_UNMAP),
-	.close = layered_close,
-	.submit = layered_submit,
-	.sector_count = layered_sector_count,
-	.describe = layered_describe,
-	.resize = layered_resize,
-	.extents = layered_extents,
+	DC_CALLBACKS(layered, close, submit, sector_count, describe, resize, extents),
 };
 
 /* --- construction --------------------------------------------------------- */

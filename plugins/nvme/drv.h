@@ -185,23 +185,15 @@ extern const struct dc_option nvme_common_options[];
 					  "controller (default 30000)")
 /* The descriptor of nvme.so and of the test plugin nvme-emu.so: one driver,
  * so all but the name, summary, forms and opener is the same. */
-#define NVME_DC_PLUGIN(var, name_, summary_, forms_, open_) \
-	DC_PLUGIN(var) = {                                  \
-		.kind = DC_KIND_BACKEND,                    \
-		.name = name_,                              \
-		.version = "1.0",                           \
-		.summary = summary_,                        \
-		.forms = forms_,                            \
-		.ops = DC_OPS_RW | DC_OPS_PR,               \
-		.ctx_size = sizeof(struct nvme_rctx),       \
-		.open = open_,                              \
-		.close = nvme_close,                        \
-		.queue_open = nvme_queue_open,              \
-		.queue_close = nvme_queue_close,            \
-		.submit = nvme_submit,                      \
-		.sector_count = nvme_sector_count,          \
-		.describe = nvme_describe,                  \
-		.queue_poll = nvme_queue_poll,              \
+#define NVME_DC_PLUGIN(var, name_, summary_, forms_, open_)                              \
+	DC_PLUGIN(var) = {                                                               \
+		DC_ABOUT(DC_KIND_BACKEND, name_, "1.0", summary_),                       \
+		.forms = forms_,                                                         \
+		.ops = DC_OPS_RW | DC_OPS_PR,                                            \
+		.ctx_size = sizeof(struct nvme_rctx),                                    \
+		.open = open_,                                                           \
+		DC_CALLBACKS(nvme, close, queue_open, queue_close, submit, sector_count, \
+			     describe, queue_poll),                                      \
 	}
 void nvme_close(void *inst);
 int nvme_queue_open(void *inst, void **qctx);

@@ -23,13 +23,10 @@ static int nvme_open(const struct dc_open_args *a, void **inst, struct dc_info *
 	return nvme_drv_open(a, dev, inst, info);
 }
 
-static const struct dc_form nvme_forms[] = {
-	DC_FORM("nvme", 1, DC_CHILD_NONE,
-		"nvme:PCI_ADDRESS[;nsid=N][;queues=N][;depth=N][;timeout=MS]",
-		"an NVMe namespace through VFIO (the function bound to vfio-pci)",
-		nvme_common_options),
-	DC_FORMS_END,
-};
-
-NVME_DC_PLUGIN(nvme_plugin, "nvme", "user-mode NVMe driver over VFIO", nvme_forms,
+NVME_DC_PLUGIN(nvme_plugin, "nvme", "user-mode NVMe driver over VFIO",
+	       DC_FORMS(DC_FORM(
+		       "nvme", 1, DC_CHILD_NONE,
+		       "nvme:PCI_ADDRESS[;nsid=N][;queues=N][;depth=N][;timeout=MS]",
+		       "an NVMe namespace through VFIO (the function bound to vfio-pci)",
+		       nvme_common_options)),
 	       nvme_open);

@@ -92,12 +92,9 @@ static int emu_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 	return nvme_drv_open(a, dev, inst, info);
 }
 
-static const struct dc_form emu_forms[] = {
-	DC_FORM("nvme-emu", 1, DC_CHILD_NONE, "nvme-emu:SIZE[;OPTIONS]",
-		"the nvme driver over an emulated controller (tests only)", emu_options),
-	DC_FORMS_END,
-};
-
 NVME_DC_PLUGIN(emu_plugin, "nvme-emu",
-	       "the nvme driver over an emulated controller, for tests", emu_forms,
+	       "the nvme driver over an emulated controller, for tests",
+	       DC_FORMS(DC_FORM("nvme-emu", 1, DC_CHILD_NONE, "nvme-emu:SIZE[;OPTIONS]",
+				"the nvme driver over an emulated controller (tests only)",
+				emu_options)),
 	       emu_open);
