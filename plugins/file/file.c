@@ -445,17 +445,9 @@ static const struct dc_option file_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form file_forms[] = {
-	DC_FORM("file", 1, DC_CHILD_NONE, "file:PATH[;direct][;create=SIZE[;overwrite]]",
-		"a raw image file or block device", file_options),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(file_plugin) = {
-	.kind = DC_KIND_BACKEND,
-	.name = "file",
-	.version = "0.1.0",
-	.summary = "raw image file or block device (io_uring, else the worker pool)",
+	DC_ABOUT(DC_KIND_BACKEND, "file", "0.1.0",
+		 "raw image file or block device (io_uring, else the worker pool)"),
 	.usage = "file:PATH[;direct][;create=SIZE[;overwrite]]\n"
 		 "  Sectors are 512 bytes (a block device's own logical size; with\n"
 		 "  ;direct, at least the filesystem's O_DIRECT offset alignment).\n"
@@ -466,16 +458,11 @@ DC_PLUGIN(file_plugin) = {
 		 "  replaces it); a read-only open never creates one.\n"
 		 "  I/O runs on io_uring (a ring per queue); where io_uring is\n"
 		 "  unavailable, or DISKCORE_IO_ENGINE=pool, on the worker pool.",
-	.forms = file_forms,
+	.forms = DC_FORMS(DC_FORM("file", 1, DC_CHILD_NONE,
+				  "file:PATH[;direct][;create=SIZE[;overwrite]]",
+				  "a raw image file or block device", file_options)),
 	.ctx_size = sizeof(struct file_rq),
 	.ops = DC_OPS_RW,
-	.open = file_open,
-	.close = file_close,
-	.queue_open = file_queue_open,
-	.queue_close = ioe_plugin_queue_close,
-	.queue_poll = ioe_plugin_queue_poll,
-	.submit = file_submit,
-	.io = file_io,
-	.describe = file_describe,
-	.extents = file_extents,
+	DC_CALLBACKS(file, open, close, submit, io, describe, extents),
+	IOE_PLUGIN_QUEUES(file),
 };

@@ -99,15 +99,6 @@ static const struct dc_option ram_options[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form ram_forms[] = {
-	DC_FORM("mem", 1, DC_CHILD_NONE, "mem:SIZE[;sector=N]",
-		"RAM disk of SIZE bytes, zero-filled, lost on close", ram_options),
-	DC_FORM("memdiff", 0, DC_CHILD_ONE, "memdiff[;sector=N]:SPEC",
-		"RAM diff layer over SPEC: writes stay in memory, SPEC is opened read-only",
-		ram_options),
-	DC_FORMS_END,
-};
-
 /* Exactly the bits [from, to) of a chunk's presence words. */
 static void ram_mask(uint64_t *m, unsigned from, unsigned to)
 {
@@ -827,11 +818,9 @@ static void ram_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 DC_PLUGIN(ram_plugin) = {
-	.kind = DC_KIND_LAYER,
+	DC_ABOUT(DC_KIND_LAYER, "ram", "0.1.0",
+		 "RAM disk and RAM diff layers (mem:, memdiff:)"),
 	.layer_flags = DC_LAYER_FILLS_ZERO,
-	.name = "ram",
-	.version = "0.1.0",
-	.summary = "RAM disk and RAM diff layers (mem:, memdiff:)",
 	.usage = "mem:SIZE is a zero-filled RAM disk of SIZE bytes. memdiff:SPEC keeps\n"
 		 "writes in RAM over SPEC, which is opened read-only; it takes its size\n"
 		 "and sector size from SPEC. Unmap drops sectors only where the layer\n"
@@ -839,14 +828,14 @@ DC_PLUGIN(ram_plugin) = {
 		 "dc_resize() changes the size of the top RAM layer. ;prealloc faults\n"
 		 "all of the memory in at open (refused past the machine's memory), so\n"
 		 "that first writes cost what overwrites do; unmap then keeps it.",
-	.forms = ram_forms,
+	.forms = DC_FORMS(
+		DC_FORM("mem", 1, DC_CHILD_NONE, "mem:SIZE[;sector=N]",
+			"RAM disk of SIZE bytes, zero-filled, lost on close",
+			ram_options),
+		DC_FORM("memdiff", 0, DC_CHILD_ONE, "memdiff[;sector=N]:SPEC",
+			"RAM diff layer over SPEC: writes stay in memory, SPEC is opened read-only",
+			ram_options)),
 	.ops = DC_OPS_RW,
-	.open = ram_open,
-	.close = ram_close,
-	.submit = ram_submit,
-	.sector_count = ram_sector_count,
-	.attach = ram_attach,
-	.describe = ram_describe,
-	.resize = ram_resize,
-	.extents = ram_extents,
+	DC_CALLBACKS(ram, open, close, submit, sector_count, attach, describe, resize,
+		     extents),
 };
