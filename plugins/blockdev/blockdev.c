@@ -194,6 +194,11 @@ static void bdev_close(void *inst)
 	free(b);
 }
 
+static const struct dc_option bdev_options[] = {
+	DC_OPTION_FLAG("direct", "open with O_DIRECT (bypass the page cache)"),
+	DC_OPTIONS_END,
+};
+
 static int bdev_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
 	struct bdev *b;
@@ -284,11 +289,6 @@ static void bdev_describe(void *inst, dc_kv_fn kv, void *arg)
 	}
 	kv(arg, "io", ioe_file_describe(b->io));
 }
-
-static const struct dc_option bdev_options[] = {
-	DC_OPTION_FLAG("direct", "open with O_DIRECT (bypass the page cache)"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(bdev_plugin) = {
 	DC_ABOUT(DC_KIND_BACKEND, "blockdev", "0.1.0",

@@ -114,6 +114,15 @@ static void crypt_close(void *inst)
 	free(d);
 }
 
+static const struct dc_option crypt_options[] = {
+	DC_OPTION_UINT(
+		"threads",
+		"most threads one large request is split across (default: CPUs, up to 8)"),
+	DC_OPTION_SIZE("split",
+		       "requests of at least this size may be split (default 1M)"),
+	DC_OPTIONS_END,
+};
+
 static int crypt_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
 	struct crypt_disk *d;
@@ -191,15 +200,6 @@ static void crypt_describe(void *inst, dc_kv_fn kv, void *arg)
 	dc_kv_printf(kv, arg, "data_unit", "%u", d->x.sector_size);
 	dc_kv_printf(kv, arg, "threads", "%u", d->x.threads);
 }
-
-static const struct dc_option crypt_options[] = {
-	DC_OPTION_UINT(
-		"threads",
-		"most threads one large request is split across (default: CPUs, up to 8)"),
-	DC_OPTION_SIZE("split",
-		       "requests of at least this size may be split (default 1M)"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(crypt_plugin) = {
 	XTS_PLUGIN_FIELDS,

@@ -87,6 +87,11 @@ static int delay_parse_ms(const char *what, const char *s, uint64_t *out)
 	return 0;
 }
 
+static const struct dc_option delay_options[] = {
+	DC_OPTION_UINT("p99", "every 100th read or write waits this many ms instead"),
+	DC_OPTIONS_END,
+};
+
 static int delay_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
 	struct delay_disk *d;
@@ -129,11 +134,6 @@ static void delay_describe(void *inst, dc_kv_fn kv, void *arg)
 		dc_kv_u64(kv, arg, "p99_ms", d->p99_ms);
 	}
 }
-
-static const struct dc_option delay_options[] = {
-	DC_OPTION_UINT("p99", "every 100th read or write waits this many ms instead"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(delay_plugin) = {
 	DC_ABOUT(DC_KIND_DECORATOR, "delay", "0.1.0",

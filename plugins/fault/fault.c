@@ -184,6 +184,16 @@ static uint64_t fault_clock_seed(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static const struct dc_option fault_options[] = {
+	DC_OPTION_UINT(
+		"seed",
+		"seed of the rate rules' draws (default: from the clock, see info)"),
+	DC_OPTION_UINT("hang-ms",
+		       "a hung request fails with ETIMEDOUT after this many ms "
+		       "(default: when its queue closes)"),
+	DC_OPTIONS_END,
+};
+
 static int fault_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
 	struct fault_disk *d;
@@ -248,16 +258,6 @@ static void fault_describe(void *inst, dc_kv_fn kv, void *arg)
 		kv(arg, key, val);
 	}
 }
-
-static const struct dc_option fault_options[] = {
-	DC_OPTION_UINT(
-		"seed",
-		"seed of the rate rules' draws (default: from the clock, see info)"),
-	DC_OPTION_UINT("hang-ms",
-		       "a hung request fails with ETIMEDOUT after this many ms "
-		       "(default: when its queue closes)"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(fault_plugin) = {
 	DC_ABOUT(DC_KIND_DECORATOR, "fault", "0.1.0",

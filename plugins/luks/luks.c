@@ -309,6 +309,23 @@ static int luks_header(struct luks_disk *d, struct luks_hdr *h)
 	return rc;
 }
 
+static const struct dc_option luks_options[] = {
+	DC_OPTION_STRING(
+		"keyfile",
+		"file whose whole content is the passphrase (cryptsetup --key-file)"),
+	DC_OPTION_STRING("passphrase-file",
+			 "file whose first line (without the newline) is the passphrase"),
+	DC_OPTION_UINT("slot", "try only this key slot (default: every active slot)"),
+	DC_OPTION_SIZE("pbkdf-memory-max",
+		       "most Argon2 memory a key slot may ask for (default 1G)"),
+	DC_OPTION_SIZE("pbkdf-work-max", "most Argon2 memory times passes an open "
+					 "spends, over the slots it tries (default 16G)"),
+	DC_OPTION_UINT("pbkdf-iterations-max",
+		       "most PBKDF2 iterations an open spends, over the slots it tries "
+		       "(default 32000000)"),
+	DC_OPTIONS_END,
+};
+
 /* The spec's options into a new instance (*inst, freed by luks_close). */
 static int luks_args(const struct dc_open_args *a, struct luks_disk **out, int *want)
 {
@@ -455,23 +472,6 @@ static void luks_describe(void *inst, dc_kv_fn kv, void *arg)
 	dc_kv_u64(kv, arg, "payload_offset", d->offset);
 	kv(arg, d->secret_is_keyfile ? "key_file" : "passphrase_file", d->secret_path);
 }
-
-static const struct dc_option luks_options[] = {
-	DC_OPTION_STRING(
-		"keyfile",
-		"file whose whole content is the passphrase (cryptsetup --key-file)"),
-	DC_OPTION_STRING("passphrase-file",
-			 "file whose first line (without the newline) is the passphrase"),
-	DC_OPTION_UINT("slot", "try only this key slot (default: every active slot)"),
-	DC_OPTION_SIZE("pbkdf-memory-max",
-		       "most Argon2 memory a key slot may ask for (default 1G)"),
-	DC_OPTION_SIZE("pbkdf-work-max", "most Argon2 memory times passes an open "
-					 "spends, over the slots it tries (default 16G)"),
-	DC_OPTION_UINT("pbkdf-iterations-max",
-		       "most PBKDF2 iterations an open spends, over the slots it tries "
-		       "(default 32000000)"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(luks_plugin) = {
 	XTS_PLUGIN_FIELDS,

@@ -322,6 +322,15 @@ static int nbd_probe(struct nbd_inst *in, const struct dc_open_args *a,
 	return 0;
 }
 
+static const struct dc_option nbd_options[] = {
+	DC_OPTION_UINT(
+		"connections",
+		"connections at most, one per queue, when the server offers multi-conn (default 4)"),
+	DC_OPTION_UINT("timeout",
+		       "seconds to connect and negotiate, per connection (default 30)"),
+	DC_OPTIONS_END,
+};
+
 static int nbd_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
 	struct nbd_inst *in = calloc(1, sizeof(*in));
@@ -410,15 +419,6 @@ static int nbd_extents(void *inst, struct dc_node *node, uint64_t sector, uint64
 	}
 	return (int)flags;
 }
-
-static const struct dc_option nbd_options[] = {
-	DC_OPTION_UINT(
-		"connections",
-		"connections at most, one per queue, when the server offers multi-conn (default 4)"),
-	DC_OPTION_UINT("timeout",
-		       "seconds to connect and negotiate, per connection (default 30)"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(nbd_plugin) = {
 	DC_ABOUT(DC_KIND_BACKEND, "nbd", "0.1.0",

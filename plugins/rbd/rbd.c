@@ -9,6 +9,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The spec's options, which conn.c reads. */
+static const struct dc_option rbd_options[] = {
+	DC_OPTION_STRING("conf",
+			 "ceph.conf to read (default: $CEPH_CONF, /etc/ceph/ceph.conf)"),
+	DC_OPTION_STRING("id", "client id, without 'client.' (default admin)"),
+	DC_OPTION_STRING("keyring", "keyring file holding the client's key"),
+	DC_OPTION_STRING("mon",
+			 "monitor address(es), instead of or over the configuration's"),
+	DC_OPTION_UINT("timeout",
+		       "seconds to reach the monitors before the open fails (default 10)"),
+	DC_OPTIONS_END,
+};
+
 static uint64_t rbd_sector_count(void *inst)
 {
 	struct rbd_inst *in = inst;
@@ -197,18 +210,6 @@ static void rbd_describe(void *inst, dc_kv_fn kv, void *arg)
 	dc_kv_u64(kv, arg, "resize-events",
 		  __atomic_load_n(&in->resize_events, __ATOMIC_RELAXED));
 }
-
-static const struct dc_option rbd_options[] = {
-	DC_OPTION_STRING("conf",
-			 "ceph.conf to read (default: $CEPH_CONF, /etc/ceph/ceph.conf)"),
-	DC_OPTION_STRING("id", "client id, without 'client.' (default admin)"),
-	DC_OPTION_STRING("keyring", "keyring file holding the client's key"),
-	DC_OPTION_STRING("mon",
-			 "monitor address(es), instead of or over the configuration's"),
-	DC_OPTION_UINT("timeout",
-		       "seconds to reach the monitors before the open fails (default 10)"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(rbd_plugin) = {
 	DC_ABOUT(DC_KIND_BACKEND, "rbd", "0.1.0",

@@ -159,6 +159,22 @@ static struct sq_layer *sq_layer_new(void)
 	return l;
 }
 
+static const struct dc_option sq_sql_options[] = {
+	DC_OPTION_SIZE("create",
+		       "create a missing database of SIZE bytes (an existing one opens "
+		       "unchanged)"),
+	DC_OPTION_FLAG("overwrite", "with create=: replace an existing database"),
+	DC_OPTIONS_END,
+};
+
+static const struct dc_option sq_diff_options[] = {
+	DC_OPTION_FLAG("create",
+		       "create a missing database sized from the disk below (an existing "
+		       "one opens unchanged)"),
+	DC_OPTION_FLAG("overwrite", "with create: replace an existing database"),
+	DC_OPTIONS_END,
+};
+
 /* sql:PATH and sqldiff:PATH: open the database, or claim the file for one
  * that is formatted now (sql:) or at attach (sqldiff:). */
 static int sq_open_file(struct sq_layer *l, const struct dc_open_args *a)
@@ -295,22 +311,6 @@ static void sq_describe(void *inst, dc_kv_fn kv, void *arg)
 	dc_kv_u64(kv, arg, "reader_connections", nreaders);
 	kv(arg, "sqlite_version", sqlite3_libversion());
 }
-
-static const struct dc_option sq_sql_options[] = {
-	DC_OPTION_SIZE("create",
-		       "create a missing database of SIZE bytes (an existing one opens "
-		       "unchanged)"),
-	DC_OPTION_FLAG("overwrite", "with create=: replace an existing database"),
-	DC_OPTIONS_END,
-};
-
-static const struct dc_option sq_diff_options[] = {
-	DC_OPTION_FLAG("create",
-		       "create a missing database sized from the disk below (an existing "
-		       "one opens unchanged)"),
-	DC_OPTION_FLAG("overwrite", "with create: replace an existing database"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(sq_plugin) = {
 	DC_ABOUT(

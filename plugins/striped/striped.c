@@ -362,6 +362,15 @@ static int striped_members(struct striped_disk *d, struct dc_node *node,
 	return 0;
 }
 
+static const struct dc_option striped_options[] = {
+	DC_OPTION_SIZE("chunk",
+		       "stripe unit (default 128K; a multiple of the sector size)"),
+	DC_OPTION_UINT(
+		"sectors",
+		"logical sector count (default: all; a multiple of members x chunk)"),
+	DC_OPTIONS_END,
+};
+
 static int striped_geometry(struct striped_disk *d, const struct dc_open_args *a)
 {
 	uint64_t stripe, total, logic;
@@ -446,15 +455,6 @@ static void striped_describe(void *inst, dc_kv_fn kv, void *arg)
 	dc_kv_u64(kv, arg, "members", d->n);
 	dc_kv_u64(kv, arg, "member_sectors", d->member_sectors);
 }
-
-static const struct dc_option striped_options[] = {
-	DC_OPTION_SIZE("chunk",
-		       "stripe unit (default 128K; a multiple of the sector size)"),
-	DC_OPTION_UINT(
-		"sectors",
-		"logical sector count (default: all; a multiple of members x chunk)"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(striped_plugin) = {
 	DC_ABOUT(DC_KIND_BACKEND, "striped", "0.1.0",
