@@ -58,6 +58,22 @@ static void qcow2_close(void *inst)
 	free(q);
 }
 
+static const struct dc_option qcow2_options_decl[] = {
+	DC_OPTION_SIZE("l2-cache", "bytes of L2 tables kept in memory (default: the "
+				   "whole disk's, up to 4M; at least one table)"),
+	DC_OPTION_STRING("parents", "'beneath' (default): a backing file must lie inside "
+				    "the image's directory; 'any': follow it anywhere"),
+	DC_OPTION_SIZE("create", "make a new image of this virtual size when PATH does "
+				 "not exist"),
+	DC_OPTION_SIZE("cluster", "cluster size of a new image, 512 to 2M (default 64K)"),
+	DC_OPTION_STRING("parent", "make a new image over this backing file (qcow2, raw, "
+				   "vhd, vhdx), sized as it"),
+	DC_OPTION_FLAG("overwrite", "with create= or parent=: replace an existing file"),
+	DC_OPTION_STRING("snapshot",
+			 "open this internal snapshot (name or id), read-only"),
+	DC_OPTIONS_END,
+};
+
 static int qcow2_options(const struct dc_open_args *a, struct qcow2 *q, uint64_t *cache)
 {
 	const char *p = dc_opt_str(a, "parents");
@@ -377,22 +393,6 @@ static void qcow2_describe(void *inst, dc_kv_fn kv, void *arg)
 	   q->writable ? "yes (refcounts kept, dirty bit set while open)" :
 			 "no (opened read-only)");
 }
-
-static const struct dc_option qcow2_options_decl[] = {
-	DC_OPTION_SIZE("l2-cache", "bytes of L2 tables kept in memory (default: the "
-				   "whole disk's, up to 4M; at least one table)"),
-	DC_OPTION_STRING("parents", "'beneath' (default): a backing file must lie inside "
-				    "the image's directory; 'any': follow it anywhere"),
-	DC_OPTION_SIZE("create", "make a new image of this virtual size when PATH does "
-				 "not exist"),
-	DC_OPTION_SIZE("cluster", "cluster size of a new image, 512 to 2M (default 64K)"),
-	DC_OPTION_STRING("parent", "make a new image over this backing file (qcow2, raw, "
-				   "vhd, vhdx), sized as it"),
-	DC_OPTION_FLAG("overwrite", "with create= or parent=: replace an existing file"),
-	DC_OPTION_STRING("snapshot",
-			 "open this internal snapshot (name or id), read-only"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(qcow2_plugin) = {
 	DC_ABOUT(DC_KIND_LAYER, "qcow2", "0.2.0",
