@@ -2,6 +2,7 @@
 /* vhdfmt aio: the file engine on a description of its own (aio.h). Apart
  * from aio.c so that what links only those helpers needs no engine. */
 #include "aio.h"
+#include "open.h"
 
 #include "ioengine/ioengine.h"
 
@@ -20,6 +21,14 @@ int vhdfmt_engine_open(int fd, const char *path, bool read_only, int *aio_fd,
 	if (ret)
 		vhdfmt_engine_close(aio_fd, ioe);
 	return ret;
+}
+
+int vhdfmt_open_engine(const struct vhdfmt_open_ops *ops, void *inst, bool read_only)
+{
+	return vhdfmt_engine_open(*VHDFMT_AT(inst, ops->fd_off, int),
+				  *VHDFMT_AT(inst, ops->path_off, char *), read_only,
+				  VHDFMT_AT(inst, ops->aio_fd_off, int),
+				  VHDFMT_AT(inst, ops->ioe_off, struct ioe_file *));
 }
 
 void vhdfmt_engine_close(int *aio_fd, struct ioe_file **ioe)

@@ -3,8 +3,9 @@
  * header and the VHDX header at their specified byte offsets, checksums and
  * the checks in their order, CHS geometry, and the file helpers (full-length
  * I/O, zeroing, GUIDs, the lock, the table of shared opens, the file
- * engine's own description and results). */
+ * engine's own description and results), and the plugins' open() steps. */
 #include "vhdfmt/aio.h"
+#include "vhdfmt/open.h"
 #include "vhdfmt/share.h"
 #include "vhdfmt/vhd_format.h"
 #include "vhdfmt/vhdx_format.h"
@@ -358,6 +359,154 @@ START_TEST(share_table)
 }
 END_TEST
 
+/* vhdfmt_image_open() with a toy format: the image is a file holding "toy";
+ * opts is whether the open may create it, and create fails when told to. */
+struct toy {
+	struct vhdfmt_share share;
+	int fd, aio_fd;
+	struct ioe_file *ioe;
+	char *path;
+	struct dc_info info;
+	bool read_only;
+};
+VHDFMT_SHARE_FIRST(struct toy);
+
+struct toy_opts {
+	bool create, fail_create;
+};
+static unsigned toy_checks;
+
+static void toy_init(void *inst, bool read_only)
+{
+	((struct toy *)inst)->read_only = read_only;
+}
+
+static void toy_free(void *inst)
+{
+	struct toy *t = inst;
+
+	if (t->fd >= 0)
+		close(t->fd);
+	free(t->path);
+	free(t);
+}
+
+static int toy_open_opts(void *inst, const struct dc_open_args *a, void *opts,
+			 struct vhdfmt_want *w)
+{
+	(void)inst;
+	(void)a;
+	w->create = ((struct toy_opts *)opts)->create;
+	return 0;
+}
+
+static int toy_check_existing(void *inst, const void *opts)
+{
+	(void)inst;
+	(void)opts;
+	toy_checks++;
+	return 0;
+}
+
+static int toy_create(void *inst, void *opts)
+{
+	if (((struct toy_opts *)opts)->fail_create)
+		return -EIO;
+	return vhdfmt_pwrite(((struct toy *)inst)->fd, "toy", 3, 0);
+}
+
+static int toy_load(void *inst, const void *opts, bool created)
+{
+	char buf[3];
+
+	(void)opts;
+	(void)created;
+	if (vhdfmt_pread(((struct toy *)inst)->fd, buf, 3, 0) || memcmp(buf, "toy", 3))
+		return -EINVAL;
+	return 0;
+}
+
+static void toy_fill_info(void *inst, struct dc_info *info)
+{
+	struct toy *t = inst;
+
+	memset(info, 0, sizeof(*info));
+	info->sector_count = 1;
+	info->flags = t->read_only ? DC_INFO_READ_ONLY : 0;
+	t->info = *info;
+}
+
+/* No engine: this test does not link common/ioengine; the plugins' tests
+ * cover vhdfmt_open_engine(). */
+static int toy_engine(const struct vhdfmt_open_ops *ops, void *inst, bool read_only)
+{
+	(void)ops;
+	(void)inst;
+	(void)read_only;
+	return 0;
+}
+
+static const struct vhdfmt_open_ops toy_open_ops = {
+	.form = "toy",
+	.size = sizeof(struct toy),
+	.path_off = offsetof(struct toy, path),
+	.fd_off = offsetof(struct toy, fd),
+	.aio_fd_off = offsetof(struct toy, aio_fd),
+	.ioe_off = offsetof(struct toy, ioe),
+	.info_off = offsetof(struct toy, info),
+	.init = toy_init,
+	.free = toy_free,
+	.options = toy_open_opts,
+	.check = toy_check_existing,
+	.create = toy_create,
+	.load = toy_load,
+	.info = toy_fill_info,
+	.engine = toy_engine,
+};
+
+START_TEST(image_open)
+{
+	char path[] = "/tmp/vhdfmt-open-XXXXXX";
+	const char *fields[] = { path };
+	struct dc_open_args a = { .struct_size = sizeof(a),
+				  .fields = fields,
+				  .nfields = 1 };
+	struct toy_opts o = { .create = true, .fail_create = true };
+	struct dc_info info;
+	void *t1, *t2;
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	unlink(path);
+	/* A failed create leaves no file behind. */
+	ck_assert_int_eq(vhdfmt_image_open(&toy_open_ops, &o, &a, &t1, &info), -EIO);
+	ck_assert_int_ne(access(path, F_OK), 0);
+	o.fail_create = false;
+	ck_assert_int_eq(vhdfmt_image_open(&toy_open_ops, &o, &a, &t1, &info), 0);
+	ck_assert_uint_eq(info.sector_count, 1);
+	ck_assert_uint_eq(toy_checks, 0);
+	/* The second open of one image is the first instance, checked against
+	 * its create=, and read-only when it asks to be. */
+	a.read_only = true;
+	ck_assert_int_eq(vhdfmt_image_open(&toy_open_ops, &o, &a, &t2, &info), -EBUSY);
+	a.read_only = false;
+	ck_assert_int_eq(vhdfmt_image_open(&toy_open_ops, &o, &a, &t2, &info), 0);
+	ck_assert_ptr_eq(t1, t2);
+	ck_assert_uint_eq(toy_checks, 1);
+	ck_assert_uint_eq(((struct toy *)t1)->share.refs, 2);
+	vhdfmt_share_close_inst(t2, toy_free);
+	vhdfmt_share_close_inst(t1, toy_free);
+	/* Not the format, and no path. */
+	ck_assert_int_eq(truncate(path, 0), 0);
+	o.create = false;
+	ck_assert_int_eq(vhdfmt_image_open(&toy_open_ops, &o, &a, &t1, &info), -EINVAL);
+	a.nfields = 0;
+	ck_assert_int_eq(vhdfmt_image_open(&toy_open_ops, &o, &a, &t1, &info), -EINVAL);
+	unlink(path);
+}
+END_TEST
+
 /* Blocks of 8 sectors: 0 and 1 holes, 2 data, 3 split at sector 5 (data then
  * absent), 4 absent, 5 an error. */
 static int fake_run(void *ctx, uint64_t b, uint32_t o, uint32_t n, uint32_t *len)
@@ -409,7 +558,7 @@ int main(void)
 	const TTest *const tests[] = {
 		layouts,      vhd_footer,    vhd_dyn_header, vhd_geometry, vhdx_header,
 		vhdx_records, file_helpers,  guids,	     relpaths,	   share_table,
-		extents_walk, engine_reopen, NULL,
+		extents_walk, engine_reopen, image_open,     NULL,
 	};
 
 	return common_check_run("vhdfmt", tests);

@@ -226,7 +226,7 @@ void vhdfmt_err(const char *fmt, ...)
 /* --- Parent chains ------------------------------------------------------------- */
 
 int vhdfmt_check_chain(const char *path, dev_t dev, ino_t ino, const char *parent,
-		       vhdfmt_parent_fn parent_of)
+		       vhdfmt_parent_fn parent_of, bool any)
 {
 	struct {
 		dev_t dev;
@@ -266,7 +266,7 @@ int vhdfmt_check_chain(const char *path, dev_t dev, ino_t ino, const char *paren
 			seen[n].dev = st.st_dev;
 			seen[n++].ino = st.st_ino;
 			vhdfmt_quiet(1);
-			next = parent_of(fd, cur);
+			next = parent_of(fd, cur, any);
 			vhdfmt_quiet(-1);
 		}
 		close(fd);
@@ -278,7 +278,7 @@ int vhdfmt_check_chain(const char *path, dev_t dev, ino_t ino, const char *paren
 }
 
 int vhdfmt_lower_spec(const char *form, const char *path, int fd, const char *parent,
-		      vhdfmt_parent_fn parent_of, char *buf, size_t len)
+		      vhdfmt_parent_fn parent_of, bool any, char *buf, size_t len)
 {
 	struct stat st;
 	int ret, n;
@@ -291,7 +291,7 @@ int vhdfmt_lower_spec(const char *form, const char *path, int fd, const char *pa
 	}
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	ret = vhdfmt_check_chain(path, st.st_dev, st.st_ino, parent, parent_of);
+	ret = vhdfmt_check_chain(path, st.st_dev, st.st_ino, parent, parent_of, any);
 	if (ret)
 		return ret;
 	n = snprintf(buf, len, "%s:%s", form, parent);
@@ -320,7 +320,7 @@ int vhdfmt_lock(int fd, const char *path, bool read_only)
 }
 
 int vhdfmt_overwrite_guard(const char *path, const char *parent,
-			   vhdfmt_parent_fn parent_of)
+			   vhdfmt_parent_fn parent_of, bool any)
 {
 	struct stat st;
 	char *real;
@@ -331,7 +331,7 @@ int vhdfmt_overwrite_guard(const char *path, const char *parent,
 	real = realpath(parent, NULL);
 	if (!real)
 		return 0; /* reported when the parent is read */
-	ret = vhdfmt_check_chain(path, st.st_dev, st.st_ino, real, parent_of);
+	ret = vhdfmt_check_chain(path, st.st_dev, st.st_ino, real, parent_of, any);
 	free(real);
 	if (ret)
 		vhdfmt_err("%s: refusing to overwrite it: the parent %s depends on it",
@@ -373,7 +373,7 @@ int vhdfmt_parents_opt(const struct dc_open_args *a, const char *path, bool *any
 int vhdfmt_lower_spec_any(const char *form, const char *path, int fd, const char *parent,
 			  vhdfmt_parent_fn parent_of, bool any, char *buf, size_t len)
 {
-	int ret = vhdfmt_lower_spec(form, path, fd, parent, parent_of, buf, len);
+	int ret = vhdfmt_lower_spec(form, path, fd, parent, parent_of, any, buf, len);
 	size_t n;
 
 	if (ret != 1 || !any)
@@ -386,19 +386,18 @@ int vhdfmt_lower_spec_any(const char *form, const char *path, int fd, const char
 	return 1;
 }
 
-int vhdfmt_open(const struct dc_open_args *a, const char *path, bool want,
-		const char *parent, vhdfmt_parent_fn parent_of, bool *created,
-		struct vhdfmt_share **found)
+int vhdfmt_open(const struct dc_open_args *a, const char *path,
+		const struct vhdfmt_want *w, bool *created, struct vhdfmt_share **found)
 {
 	int fd, ret;
 
 	*found = NULL;
-	if (want && dc_opt_flag(a, "overwrite")) {
-		ret = vhdfmt_overwrite_guard(path, parent, parent_of);
+	if (w->create && dc_opt_flag(a, "overwrite")) {
+		ret = vhdfmt_overwrite_guard(path, w->parent, w->parent_of, w->any);
 		if (ret)
 			return ret;
 	}
-	fd = dc_create_open(a, path, O_NONBLOCK | (want ? O_CREAT : 0), created);
+	fd = dc_create_open(a, path, O_NONBLOCK | (w->create ? O_CREAT : 0), created);
 	if (fd < 0)
 		return fd;
 	/* --force-share: no lock, and an instance of its own (share.h). */

@@ -62,10 +62,19 @@ void vhdfmt_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Enter (+1) or leave (-1) a quiet stretch on this thread; they nest. */
 void vhdfmt_quiet(int delta);
 
-/* The parent of the image at path, open read-only (and non-blocking) as fd: a
- * malloc'd real path, or NULL when it has none or it cannot be found. Called
- * inside a quiet stretch. */
-typedef char *(*vhdfmt_parent_fn)(int fd, const char *path);
+/* The parent of the image at path, open read-only (and non-blocking) as fd,
+ * found under the rule of common/parentpath (any: ;parents=any): a malloc'd
+ * real path, or NULL when it has none or it cannot be found. Called inside a
+ * quiet stretch. */
+typedef char *(*vhdfmt_parent_fn)(int fd, const char *path, bool any);
+
+/* What an image open's options ask of its start (vhdfmt_open()). */
+struct vhdfmt_want {
+	bool create;		    /* create= or parent=: make a missing file */
+	const char *parent;	    /* parent= as given, or NULL */
+	vhdfmt_parent_fn parent_of; /* the chain walk of ;overwrite's guard */
+	bool any;		    /* ;parents=any */
+};
 
 /* Walk the parent chain up from parent, the parent of the image whose file is
  * dev/ino, asking parent_of for each next link. A loop, or a chain deeper than
@@ -73,14 +82,14 @@ typedef char *(*vhdfmt_parent_fn)(int fd, const char *path);
  * that cannot be opened or parsed ends the walk with 0: opening it as a layer
  * reports what is wrong with it. */
 int vhdfmt_check_chain(const char *path, dev_t dev, ino_t ino, const char *parent,
-		       vhdfmt_parent_fn parent_of);
+		       vhdfmt_parent_fn parent_of, bool any);
 
 /* The end of a differencing image's lower_spec(), once its parent resolved to
  * the real path parent: refuse a path a spec cannot hold, check the chain above
  * the image (path, open as fd), and write "form:parent" into buf (len bytes).
  * Returns 1, or -errno after a message. */
 int vhdfmt_lower_spec(const char *form, const char *path, int fd, const char *parent,
-		      vhdfmt_parent_fn parent_of, char *buf, size_t len);
+		      vhdfmt_parent_fn parent_of, bool any, char *buf, size_t len);
 
 /* Lock an open image (flock, never waiting): shared for a read-only open,
  * exclusive for a writable one, so no two opens write one image and none reads
@@ -91,7 +100,7 @@ int vhdfmt_lock(int fd, const char *path, bool read_only);
  * at path when the chain above parent runs through it. A guard against a
  * mistake, run before dc_create_open() empties the file. */
 int vhdfmt_overwrite_guard(const char *path, const char *parent,
-			   vhdfmt_parent_fn parent_of);
+			   vhdfmt_parent_fn parent_of, bool any);
 
 /* create= or parent= named an image that exists, so dc_create_open() opened it
  * unchanged: refuse it (-EEXIST after a message) unless it is what they
@@ -112,8 +121,8 @@ int vhdfmt_parents_opt(const struct dc_open_args *a, const char *path, bool *any
 int vhdfmt_lower_spec_any(const char *form, const char *path, int fd, const char *parent,
 			  vhdfmt_parent_fn parent_of, bool any, char *buf, size_t len);
 
-/* The start of vhd's and vhdx's open, in this order: with create= or parent=
- * (want) and ;overwrite, refuse to empty an image the chain above parent runs
+/* The start of an image plugin's open (open.h), in this order: with create=
+ * or parent= (w) and ;overwrite, refuse to empty an image the chain above parent runs
  * through; open the file, creating it when wanted (dc_create_open(); *created
  * says whether it did); then, the share table held (share.h), either find the
  * instance this process has open for it (*found, the fd closed, and 0
@@ -121,9 +130,8 @@ int vhdfmt_lower_spec_any(const char *form, const char *path, int fd, const char
  * and shares nothing: the caller must not vhdfmt_share_add() it. O_NONBLOCK: a FIFO must not hang the open before the
  * image is parsed and refused (regular files ignore the flag).
  * Returns the fd, 0 with *found, or -errno after a message. */
-int vhdfmt_open(const struct dc_open_args *a, const char *path, bool want,
-		const char *parent, vhdfmt_parent_fn parent_of, bool *created,
-		struct vhdfmt_share **found);
+int vhdfmt_open(const struct dc_open_args *a, const char *path,
+		const struct vhdfmt_want *w, bool *created, struct vhdfmt_share **found);
 
 /* extents() over fixed-size blocks of 2^spb_shift sectors: fn gives the
  * flags of the run at sector o of block b (*len: its length, at most n, set

@@ -97,11 +97,13 @@ int qcow2_resolve_backing(struct qcow2 *q)
 	return ret;
 }
 
-char *qcow2_parent_of(int fd, const char *path)
+char *qcow2_parent_of(int fd, const char *path, bool any)
 {
 	struct qcow2 q = { .path = (char *)path, .fd = fd };
 	struct stat st;
 	char *parent = NULL;
+
+	(void)any;
 
 	q.dir = vhdfmt_dirname(path);
 	if (q.dir && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {

@@ -287,7 +287,6 @@ static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info 
 static int qcow2_lower_spec(void *inst, char *buf, size_t len)
 {
 	struct qcow2 *q = inst;
-	size_t n;
 	int ret;
 
 	if (!q->backing)
@@ -297,18 +296,11 @@ static int qcow2_lower_spec(void *inst, char *buf, size_t len)
 	ret = qcow2_resolve_backing(q);
 	if (ret)
 		return ret;
-	ret = vhdfmt_lower_spec(q->parent_form, q->path, q->fd, q->parent,
-				qcow2_parent_of, buf, len);
-	/* The permission to leave the directory goes down the chain with it. */
-	if (ret == 1 && q->parents_any && strcmp(q->parent_form, "qcow2") == 0) {
-		n = strlen(buf);
-		if (snprintf(buf + n, len - n, ";parents=any") >= (int)(len - n))
-			return dc_fail(
-				-ENAMETOOLONG,
-				"%s: the backing file's path is too long for a spec",
-				q->path);
-	}
-	return ret;
+	/* The permission to leave the directory goes down the chain with it,
+	 * to a qcow2 backing file (other formats have no such option). */
+	return vhdfmt_lower_spec_any(
+		q->parent_form, q->path, q->fd, q->parent, qcow2_parent_of,
+		q->parents_any && strcmp(q->parent_form, "qcow2") == 0, buf, len);
 }
 
 static int qcow2_attach(void *inst, const struct dc_info *lower, struct dc_info *info)

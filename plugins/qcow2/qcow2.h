@@ -294,8 +294,9 @@ int qcow2_load(struct qcow2 *q, uint64_t cache);
 /* backing.c: resolve the backing file into q->parent and q->parent_form. */
 int qcow2_resolve_backing(struct qcow2 *q);
 /* parent_of for vhdfmt's chain check: the backing file of the qcow2 image at
- * path open as fd, as a malloc'd real path; NULL when none. */
-char *qcow2_parent_of(int fd, const char *path);
+ * path open as fd, as a malloc'd real path; NULL when none. Any backing file,
+ * wherever it is (any is not asked): the check only looks for loops. */
+char *qcow2_parent_of(int fd, const char *path, bool any);
 
 /* check.c: dc_check()'s walk of the metadata on disk (ABI 1.1). */
 int qcow2_check(void *inst, dc_check_report_fn report, void *arg);

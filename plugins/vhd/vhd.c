@@ -4,6 +4,7 @@
 #include "vhd.h"
 
 #include "vhdfmt/aio.h"
+#include "vhdfmt/open.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -96,10 +97,21 @@ static int vhd_set_dir(struct vhd_img *v)
 }
 
 /* Parse the image and load its BAT; a writable open repairs the footers. */
-static int vhd_load(struct vhd_img *v)
+static int vhd_load(void *inst, const void *opts, bool created)
 {
-	int ret = vhd_parse(v->fd, v->path, &v->m);
+	const struct vhd_create *c = opts;
+	struct vhd_img *v = inst;
+	int ret;
 
+	/* The parent parent= named, not what the new locators say. */
+	if (created && c->parent && !(v->parent_path = realpath(c->parent, NULL))) {
+		ret = -errno;
+		vhdfmt_err("%s: parent %s: %s", v->path, c->parent, strerror(-ret));
+		return ret;
+	}
+	ret = vhd_set_dir(v);
+	if (ret == 0)
+		ret = vhd_parse(v->fd, v->path, &v->m);
 	if (ret)
 		return ret;
 	v->fixed = v->m.f.disk_type == VHD_TYPE_FIXED;
@@ -114,8 +126,10 @@ static int vhd_load(struct vhd_img *v)
 	return ret;
 }
 
-static void vhd_fill_info(struct vhd_img *v, struct dc_info *info)
+static void vhd_fill_info(void *inst, struct dc_info *info)
 {
+	struct vhd_img *v = inst;
+
 	memset(info, 0, sizeof(*info));
 	info->sector_count = v->m.f.current_size / VHD_SECTOR;
 	info->sector_size = VHD_SECTOR;
@@ -129,90 +143,34 @@ static void vhd_fill_info(struct vhd_img *v, struct dc_info *info)
 	v->info = *info;
 }
 
-/* vhd_open() with the share table held. */
-static int vhd_open_locked(const struct dc_open_args *a, void **inst,
-			   struct dc_info *info)
+static void vhd_init(void *inst, bool read_only)
 {
-	struct vhdfmt_share *found;
-	struct vhd_create c;
-	struct vhd_img *v;
-	bool want, created;
-	int ret;
+	struct vhd_img *v = inst;
 
-	if (a->nfields < 1 || !a->fields[0][0]) {
-		vhdfmt_err("missing path (expected vhd:PATH)");
-		return -EINVAL;
-	}
-	v = calloc(1, sizeof(*v));
-	if (!v || !(v->path = strdup(a->fields[0]))) {
-		free(v);
-		vhdfmt_err("out of memory");
-		return -ENOMEM;
-	}
-	v->fd = -1;
-	v->aio_fd = -1;
 	pthread_mutex_init(&v->lock, NULL);
-	v->read_only = a->read_only;
-	ret = vhd_create_opts(a, v->path, &c, &want);
+	v->read_only = read_only;
+}
+
+/* create=, parent= (vhd_create.c) and parents=. */
+static int vhd_open_opts(void *inst, const struct dc_open_args *a, void *opts,
+			 struct vhdfmt_want *w)
+{
+	struct vhd_create *c = opts;
+	struct vhd_img *v = inst;
+	int ret = vhd_create_opts(a, v->path, c, &w->create);
+
 	if (ret == 0)
 		ret = vhdfmt_parents_opt(a, v->path, &v->parents_any);
-	if (ret)
-		goto fail;
-	v->fd = vhdfmt_open(a, v->path, want, c.parent,
-			    v->parents_any ? vhd_parent_of_any : vhd_parent_of, &created,
-			    &found);
-	if (found) {
-		struct vhd_img *o = VHDFMT_SHARE_OF(found, struct vhd_img);
-		int err = want ? vhd_check_existing(o, &c) : 0;
-
-		vhd_free(v);
-		err = vhdfmt_share_join(found, err, &o->info, a->read_only, info);
-		if (err == 0)
-			*inst = o;
-		return err;
+	if (ret == 0) {
+		w->parent = c->parent;
+		w->parent_of = vhd_parent_of;
+		w->any = v->parents_any;
 	}
-	if (v->fd < 0) {
-		ret = v->fd;
-		goto fail;
-	}
-	if (created) {
-		ret = vhd_create(v, &c);
-		if (ret) {
-			unlink(v->path);
-			goto fail;
-		}
-		/* The parent parent= named, not what the new locators say. */
-		if (c.parent && !(v->parent_path = realpath(c.parent, NULL))) {
-			ret = -errno;
-			vhdfmt_err("%s: parent %s: %s", v->path, c.parent,
-				   strerror(errno));
-			goto fail;
-		}
-	}
-	ret = vhd_set_dir(v);
-	if (ret == 0)
-		ret = vhd_load(v);
-	if (ret == 0 && want && !created)
-		ret = vhd_check_existing(v, &c);
-	if (ret == 0)
-		ret = vhdfmt_engine_open(v->fd, v->path, v->read_only, &v->aio_fd,
-					 &v->ioe);
-	if (ret == 0 && !a->force_share)
-		ret = vhdfmt_share_add(&v->share, v->fd, v->read_only);
-	if (ret)
-		goto fail;
-	vhd_fill_info(v, info);
-	*inst = v;
-	return 0;
-fail:
-	vhd_free(v);
 	return ret;
 }
 
-static int vhd_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
-{
-	return vhdfmt_share_open(vhd_open_locked, a, inst, info);
-}
+/* open(): the steps of common/vhdfmt/open.h. */
+VHDFMT_OPEN(vhd, struct vhd_img, struct vhd_create);
 
 /* Every open of a shared instance asks; the parent is resolved once (or was
  * named by parent=). The parent opens as what the child declares, a VHD. */
@@ -230,9 +188,7 @@ static int vhd_lower_spec(void *inst, char *buf, size_t len)
 	pthread_mutex_unlock(&v->lock);
 	if (ret == 0)
 		ret = vhdfmt_lower_spec_any("vhd", v->path, v->fd, v->parent_path,
-					    v->parents_any ? vhd_parent_of_any :
-							     vhd_parent_of,
-					    v->parents_any, buf, len);
+					    vhd_parent_of, v->parents_any, buf, len);
 	return ret;
 }
 

@@ -180,8 +180,7 @@ int vhd_find_parent(int fd, const struct vhd_meta *m, const char *path, const ch
 int vhd_peek_uid(int fd, const char *path, uint8_t uid[16]);
 /* vhdfmt_parent_fn: the parent of the VHD at path (open as fd), under the
  * default rule, or with ;parents=any. */
-char *vhd_parent_of(int fd, const char *path);
-char *vhd_parent_of_any(int fd, const char *path);
+char *vhd_parent_of(int fd, const char *path, bool any);
 
 /* vhd_io.c */
 int vhd_io(void *inst, struct dc_req *req);
@@ -206,9 +205,10 @@ uint64_t vhd_sector_count(void *inst);
 /* vhd_create.c */
 int vhd_create_opts(const struct dc_open_args *a, const char *path, struct vhd_create *c,
 		    bool *want);
-/* Write the new image into the empty file dc_create_open() made. */
-int vhd_create(struct vhd_img *v, const struct vhd_create *c);
+/* Write the new image into the empty file dc_create_open() made (inst: a
+ * struct vhd_img, opts: its struct vhd_create; vhdfmt/open.h). */
+int vhd_create(void *inst, void *opts);
 /* create= or parent= named an image that exists: it must be what they say. */
-int vhd_check_existing(struct vhd_img *v, const struct vhd_create *c);
+int vhd_check_existing(void *inst, const void *opts);
 
 #endif

@@ -198,8 +198,10 @@ out:
 }
 
 /* Write the new image into the empty file dc_create_open() made. */
-int vhd_create(struct vhd_img *v, const struct vhd_create *c)
+int vhd_create(void *inst, void *opts)
 {
+	const struct vhd_create *c = opts;
+	struct vhd_img *v = inst;
 	int ret;
 
 	if (c->type == VHD_TYPE_FIXED) {
@@ -245,8 +247,10 @@ static const char *vhd_named_parent(struct vhd_img *v, const char *parent, char 
 	return why;
 }
 
-int vhd_check_existing(struct vhd_img *v, const struct vhd_create *c)
+int vhd_check_existing(void *inst, const void *opts)
 {
+	const struct vhd_create *c = opts;
+	struct vhd_img *v = inst;
 	const char *why_not = NULL;
 	char why[160], *real = NULL;
 	int ret;

@@ -186,8 +186,8 @@ done:
 }
 
 /* The parent of the VHD at path (open as fd), if it is a differencing image
- * whose parent can be found under rule. */
-static char *vhd_parent_under(int fd, const char *path, bool any)
+ * whose parent can be found under the rule (any). */
+char *vhd_parent_of(int fd, const char *path, bool any)
 {
 	struct vhd_meta *m = malloc(sizeof(*m));
 	char *next = NULL, *dir = NULL;
@@ -199,14 +199,4 @@ static char *vhd_parent_under(int fd, const char *path, bool any)
 	free(dir);
 	free(m);
 	return next;
-}
-
-char *vhd_parent_of(int fd, const char *path)
-{
-	return vhd_parent_under(fd, path, false);
-}
-
-char *vhd_parent_of_any(int fd, const char *path)
-{
-	return vhd_parent_under(fd, path, true);
 }

@@ -14,6 +14,7 @@
  * ("ignored"), as upstream. */
 #include "ioengine/ioengine.h"
 #include "vhdfmt/aio.h"
+#include "vhdfmt/open.h"
 #include "vhdfmt/share.h"
 #include "vhdfmt/vhd_format.h"
 
@@ -145,8 +146,10 @@ static int vhd1_queue_open(void *inst, void **qctx)
 
 /* create=SIZE: SIZE bytes of zeroes with a new fixed footer appended (OpenVMM's
  * create_disk_type + make_fixed), into the empty file dc_create_open() made. */
-static int vhd1_create(struct vhd1_disk *v, uint64_t size)
+static int vhd1_create(void *inst, void *opts)
 {
+	uint64_t size = *(const uint64_t *)opts;
+	struct vhd1_disk *v = inst;
 	int ret = vhdfmt_write_fixed(v->fd, size);
 
 	if (ret < 0) {
@@ -235,8 +238,10 @@ static void vhd1_close(void *inst)
 	vhdfmt_share_close_inst(inst, vhd1_free);
 }
 
-static void vhd1_fill_info(struct vhd1_disk *v, struct dc_info *info)
+static void vhd1_fill_info(void *inst, struct dc_info *info)
 {
+	struct vhd1_disk *v = inst;
+
 	memset(info, 0, sizeof(*info));
 	info->sector_count = v->size / VHD_SECTOR;
 	info->sector_size = VHD_SECTOR;
@@ -264,94 +269,52 @@ static int vhd1_create_opt(const struct dc_open_args *a, uint64_t *size, bool *w
 	return 0;
 }
 
-/* vhd1_open() with the share table held. */
-static int vhd1_open_locked(const struct dc_open_args *a, void **inst,
-			    struct dc_info *info)
+static void vhd1_init(void *inst, bool read_only)
 {
-	struct vhdfmt_share *found;
-	struct vhd1_disk *v;
-	uint64_t create_size = 0;
-	bool want, created;
+	((struct vhd1_disk *)inst)->read_only = read_only;
+}
+
+/* create= (opts: its size). No parent: vhdfmt_open() guards nothing. */
+static int vhd1_open_opts(void *inst, const struct dc_open_args *a, void *opts,
+			  struct vhdfmt_want *w)
+{
+	(void)inst;
+	*(uint64_t *)opts = 0;
+	return vhd1_create_opt(a, opts, &w->create);
+}
+
+static int vhd1_check_existing(void *inst, const void *opts)
+{
+	struct vhd1_disk *v = inst;
+
+	return vhdfmt_check_existing(v->path, *(const uint64_t *)opts, v->size, NULL,
+				     NULL);
+}
+
+static int vhd1_load(void *inst, const void *opts, bool created)
+{
+	struct vhd1_disk *v = inst;
 	struct stat st;
-	int ret;
 
-	if (a->nfields < 1 || !a->fields[0][0]) {
-		dc_error("missing path (expected vhd1:PATH)");
-		return -EINVAL;
-	}
-	ret = vhd1_create_opt(a, &create_size, &want);
-	if (ret)
-		return ret;
-	v = calloc(1, sizeof(*v));
-	if (!v || !(v->path = strdup(a->fields[0]))) {
-		free(v);
-		dc_error("out of memory");
-		return -ENOMEM;
-	}
-	v->read_only = a->read_only;
-	v->aio_fd = -1;
-	v->fd = dc_create_open(a, v->path, want ? O_CREAT : 0, &created);
-	if (v->fd < 0) {
-		ret = v->fd;
-		goto fail;
-	}
-	/* vhd:'s lock: a fixed VHD opens through vhd1: or vhd:, and two writers
-	 * must exclude each other whichever plugin each uses; an image this
-	 * plugin has open already is that instance. */
-	found = NULL;
-	ret = a->force_share ? 0 :
-			       vhdfmt_share_claim(v->fd, v->path, v->read_only, &found);
-	if (ret == 0 && found) {
-		struct vhd1_disk *o = VHDFMT_SHARE_OF(found, struct vhd1_disk);
-
-		vhd1_free(v);
-		ret = want ? vhdfmt_check_existing(o->path, create_size, o->size, NULL,
-						   NULL) :
-			     0;
-		ret = vhdfmt_share_join(found, ret, &o->info, a->read_only, info);
-		if (ret == 0)
-			*inst = o;
-		return ret;
-	}
-	if (ret == 0 && created) {
-		ret = vhd1_create(v, create_size);
-		if (ret)
-			unlink(v->path);
-	}
-	if (ret)
-		goto fail;
+	(void)opts;
+	(void)created;
 	if (fstat(v->fd, &st) < 0) {
-		ret = -errno;
-		dc_error("%s: stat failed: %s", v->path, strerror(errno));
-		goto fail;
+		int err = errno;
+
+		dc_error("%s: stat failed: %s", v->path, strerror(err));
+		return -err;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		ret = -EINVAL;
 		dc_error("%s: not a regular file", v->path);
-		goto fail;
+		return -EINVAL;
 	}
-	ret = vhd1_validate(v, (uint64_t)st.st_size);
-	if (ret == 0 && want && !created)
-		ret = vhdfmt_check_existing(v->path, create_size, v->size, NULL, NULL);
-	if (ret == 0)
-		ret = vhdfmt_engine_open(v->fd, v->path, v->read_only, &v->aio_fd,
-					 &v->ioe);
-	if (ret == 0 && !a->force_share)
-		ret = vhdfmt_share_add(&v->share, v->fd, v->read_only);
-	if (ret)
-		goto fail;
-	vhd1_fill_info(v, info);
-	*inst = v;
-	return 0;
-fail:
-	vhd1_free(v);
-	return ret;
+	return vhd1_validate(v, (uint64_t)st.st_size);
 }
 
-static int vhd1_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
-{
-	return vhdfmt_share_open(vhd1_open_locked, a, inst, info);
-}
+/* open(): the steps of common/vhdfmt/open.h, with vhd:'s lock: a fixed VHD opens
+ * through vhd1: or vhd:, and two writers must exclude each other whichever
+ * plugin each uses; an image this plugin has open already is that instance. */
+VHDFMT_OPEN(vhd1, struct vhd1_disk, uint64_t);
 
 static void vhd1_describe(void *inst, dc_kv_fn kv, void *arg)
 {

@@ -51,6 +51,7 @@
 #include "vhdx.h"
 
 #include "bitmap/bitmap.h"
+#include "vhdfmt/open.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -600,7 +601,6 @@ static void vhdx_fin(struct vhdfmt_share *e)
 			vhdx_log_close(v);
 		pthread_mutex_unlock(&v->lock);
 	}
-	vhdx_aio_close(v);
 	vhdx_free(v);
 }
 
@@ -612,8 +612,10 @@ static void vhdx_close(void *inst)
 	vhdfmt_share_close(&v->share, vhdx_fin);
 }
 
-static void vhdx_fill_info(struct vhdx *v, struct dc_info *info)
+static void vhdx_fill_info(void *inst, struct dc_info *info)
 {
+	struct vhdx *v = inst;
+
 	memset(info, 0, sizeof(*info));
 	info->sector_count = v->disk_size >> v->ss_shift;
 	info->sector_size = v->lss;
@@ -632,59 +634,36 @@ static void vhdx_fill_info(struct vhdx *v, struct dc_info *info)
 	v->info = *info;
 }
 
-/* vhdx_open() with the share table held. */
-static int vhdx_open_locked(const struct dc_open_args *a, void **inst,
-			    struct dc_info *info)
+/* create=, parent= (vhdx_create.c) and parents=. */
+static int vhdx_open_opts(void *inst, const struct dc_open_args *a, void *opts,
+			  struct vhdfmt_want *w)
 {
-	struct vhdfmt_share *found;
-	struct vhdx_create c;
-	struct vhdx *v;
-	bool want, created;
-	int ret;
+	struct vhdx_create *c = opts;
+	struct vhdx *v = inst;
+	int ret = vhdx_create_opts(a, v->path, c, &w->create);
 
-	if (a->nfields < 1 || !a->fields[0][0]) {
-		vhdfmt_err("missing path (expected vhdx:PATH)");
-		return -EINVAL;
-	}
-	v = vhdx_new(a->fields[0], a->read_only);
-	if (!v) {
-		vhdfmt_err("out of memory");
-		return -ENOMEM;
-	}
-	ret = vhdx_create_opts(a, v->path, &c, &want);
 	if (ret == 0)
 		ret = vhdfmt_parents_opt(a, v->path, &v->parents_any);
-	if (ret)
-		goto fail;
-	v->fd = vhdfmt_open(a, v->path, want, c.parent,
-			    v->parents_any ? vhdx_parent_of_any : vhdx_parent_of,
-			    &created, &found);
-	if (found) {
-		struct vhdx *o = VHDFMT_SHARE_OF(found, struct vhdx);
-		int err = want ? vhdx_check_existing(o, &c) : 0;
+	if (ret == 0) {
+		w->parent = c->parent;
+		w->parent_of = vhdx_parent_of;
+		w->any = v->parents_any;
+	}
+	return ret;
+}
 
-		vhdx_free(v);
-		err = vhdfmt_share_join(found, err, &o->info, a->read_only, info);
-		if (err == 0)
-			*inst = o;
-		return err;
-	}
-	if (v->fd < 0) {
-		ret = v->fd;
-		goto fail;
-	}
-	if (created) {
-		ret = vhdx_create(v, &c);
-		if (ret) {
-			unlink(v->path);
-			goto fail;
-		}
-	}
+/* Headers, log, regions, metadata and the BAT. */
+static int vhdx_load(void *inst, const void *opts, bool created)
+{
+	struct vhdx *v = inst;
+	int ret;
+
+	(void)opts;
+	(void)created;
 	v->dir = vhdfmt_dirname(v->path);
 	if (!v->dir) {
-		ret = -ENOMEM;
 		vhdfmt_err("%s: cannot resolve the image's directory", v->path);
-		goto fail;
+		return -ENOMEM;
 	}
 	ret = vhdx_parse(v);
 	if (ret == 0 && !v->ro && !v->hdr.log_len) {
@@ -696,27 +675,11 @@ static int vhdx_open_locked(const struct dc_open_args *a, void **inst,
 	}
 	if (ret == 0)
 		ret = vhdx_load_bat(v);
-	if (ret == 0 && want && !created)
-		ret = vhdx_check_existing(v, &c);
-	if (ret == 0)
-		ret = vhdx_aio_open(v);
-	if (ret == 0 && !a->force_share)
-		ret = vhdfmt_share_add(&v->share, v->fd, v->ro);
-	if (ret)
-		goto fail;
-	vhdx_fill_info(v, info);
-	*inst = v;
-	return 0;
-fail:
-	vhdx_aio_close(v);
-	vhdx_free(v);
 	return ret;
 }
 
-static int vhdx_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
-{
-	return vhdfmt_share_open(vhdx_open_locked, a, inst, info);
-}
+/* open(): the steps of common/vhdfmt/open.h. */
+VHDFMT_OPEN(vhdx, struct vhdx, struct vhdx_create);
 
 static int vhdx_lower_spec(void *inst, char *buf, size_t len)
 {
@@ -735,9 +698,7 @@ static int vhdx_lower_spec(void *inst, char *buf, size_t len)
 	pthread_mutex_unlock(&v->lock);
 	if (ret == 0)
 		ret = vhdfmt_lower_spec_any("vhdx", v->path, v->fd, v->parent_path,
-					    v->parents_any ? vhdx_parent_of_any :
-							     vhdx_parent_of,
-					    v->parents_any, buf, len);
+					    vhdx_parent_of, v->parents_any, buf, len);
 	return ret;
 }
 

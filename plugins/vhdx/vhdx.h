@@ -197,9 +197,11 @@ struct vhdx_create {
 void vhdx_guid_str(const uint8_t g[16], char out[39]);
 /* A GUID constant (text as above) in its stored form. */
 void vhdx_guid_bin(const char *s, uint8_t *out);
-/* An instance for path (no file open yet), and its release. */
+/* An instance for path (no file open yet), the rest of one once its path
+ * is set, and the release of either (the fds and the engine closed). */
 struct vhdx *vhdx_new(const char *path, bool ro);
-void vhdx_free(struct vhdx *v);
+void vhdx_init(void *inst, bool ro);
+void vhdx_free(void *inst);
 /* Everything up to the BAT: identifier, headers, log, regions, metadata. */
 int vhdx_parse(struct vhdx *v);
 /* Parse the image at path (or open as fd) up to its metadata (read-only,
@@ -212,8 +214,7 @@ int vhdx_peek_fd(int fd, const char *path, bool quiet, struct vhdx **out);
 int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t page83[16]);
 /* vhdfmt_parent_fn for vhdfmt_check_chain(): the parent of the VHDX at path,
  * under the default rule, or with ;parents=any. */
-char *vhdx_parent_of(int fd, const char *path);
-char *vhdx_parent_of_any(int fd, const char *path);
+char *vhdx_parent_of(int fd, const char *path, bool any);
 
 /* vhdx_create.c */
 /* The options; the image they describe, written into the empty file v->fd
@@ -221,8 +222,9 @@ char *vhdx_parent_of_any(int fd, const char *path);
  * or parent= named (it must be what they describe). */
 int vhdx_create_opts(const struct dc_open_args *a, const char *path,
 		     struct vhdx_create *c, bool *want);
-int vhdx_create(struct vhdx *v, struct vhdx_create *c);
-int vhdx_check_existing(struct vhdx *v, const struct vhdx_create *c);
+/* (inst: a struct vhdx, opts: its struct vhdx_create; vhdfmt/open.h) */
+int vhdx_create(void *inst, void *opts);
+int vhdx_check_existing(void *inst, const void *opts);
 
 /* vhdx_log.c */
 /* Read both headers and pick the current one. */
@@ -272,8 +274,6 @@ struct vhdx_rq {
 	int (*pool_fn)(void *inst, struct dc_req *req);
 };
 /* The engine on a description of its own, and its release; describe()'s text. */
-int vhdx_aio_open(struct vhdx *v);
-void vhdx_aio_close(struct vhdx *v);
 const char *vhdx_aio_describe(const struct vhdx *v);
 /* Start r (r->req, r->v, r->retry_fn set) on the engine, or finish it inline;
  * false: the blocking path must take it. */

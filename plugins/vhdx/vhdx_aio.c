@@ -31,17 +31,6 @@
 #include <errno.h>
 #include <unistd.h>
 
-/* The engine on a description of its own (common/vhdfmt/aio.h says why). */
-int vhdx_aio_open(struct vhdx *v)
-{
-	return vhdfmt_engine_open(v->fd, v->path, v->ro, &v->aio_fd, &v->ioe);
-}
-
-void vhdx_aio_close(struct vhdx *v)
-{
-	vhdfmt_engine_close(&v->aio_fd, &v->ioe);
-}
-
 const char *vhdx_aio_describe(const struct vhdx *v)
 {
 	return v->ioe ? ioe_file_describe(v->ioe) : "worker pool";

@@ -251,8 +251,10 @@ out:
 	return ret;
 }
 
-int vhdx_create(struct vhdx *v, struct vhdx_create *c)
+int vhdx_create(void *inst, void *opts)
 {
+	struct vhdx_create *c = opts;
+	struct vhdx *v = inst;
 	uint8_t page83[16], *loc = NULL;
 	uint32_t loclen = 0;
 	int ret;
@@ -310,8 +312,10 @@ static const char *vhdx_named_parent(struct vhdx *v, const char *parent, char *w
 	return NULL;
 }
 
-int vhdx_check_existing(struct vhdx *v, const struct vhdx_create *c)
+int vhdx_check_existing(void *inst, const void *opts)
 {
+	const struct vhdx_create *c = opts;
+	struct vhdx *v = inst;
 	const char *why_not = NULL;
 	char why[160];
 

@@ -5,6 +5,7 @@
 #include "vhdx.h"
 
 #include "parentpath/parentpath.h"
+#include "vhdfmt/aio.h"
 #include "utf16/utf16.h"
 
 #include <ctype.h>
@@ -549,8 +550,11 @@ int vhdx_parse(struct vhdx *v)
 
 /* --- Instances, peeking at other images ------------------------------------------- */
 
-void vhdx_free(struct vhdx *v)
+void vhdx_free(void *inst)
 {
+	struct vhdx *v = inst;
+
+	vhdfmt_engine_close(&v->aio_fd, &v->ioe);
 	if (v->fd >= 0)
 		close(v->fd);
 	if (v->sbc) {
@@ -578,6 +582,14 @@ void vhdx_free(struct vhdx *v)
 	free(v);
 }
 
+void vhdx_init(void *inst, bool ro)
+{
+	struct vhdx *v = inst;
+
+	v->ro = ro;
+	pthread_mutex_init(&v->lock, NULL);
+}
+
 struct vhdx *vhdx_new(const char *path, bool ro)
 {
 	struct vhdx *v = calloc(1, sizeof(*v));
@@ -586,8 +598,7 @@ struct vhdx *vhdx_new(const char *path, bool ro)
 		return NULL;
 	v->fd = -1;
 	v->aio_fd = -1;
-	v->ro = ro;
-	pthread_mutex_init(&v->lock, NULL);
+	vhdx_init(v, ro);
 	v->path = strdup(path);
 	if (!v->path) {
 		vhdx_free(v);
@@ -773,7 +784,7 @@ int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t pa
 }
 
 /* The parent of the VHDX at path, under the default rule or any. */
-static char *vhdx_parent_under(int fd, const char *path, bool any)
+char *vhdx_parent_of(int fd, const char *path, bool any)
 {
 	struct vhdx *p = NULL;
 	char *next = NULL;
@@ -786,14 +797,4 @@ static char *vhdx_parent_under(int fd, const char *path, bool any)
 		vhdx_free(p);
 	}
 	return next;
-}
-
-char *vhdx_parent_of(int fd, const char *path)
-{
-	return vhdx_parent_under(fd, path, false);
-}
-
-char *vhdx_parent_of_any(int fd, const char *path)
-{
-	return vhdx_parent_under(fd, path, true);
 }
