@@ -161,19 +161,20 @@ static const char *dcn_export_description(void *h)
 	return description;
 }
 
-static bool dcn_writable(void *handle)
+/* can_write and can_zero: this connection may write. */
+static int dcn_writable(void *handle)
 {
 	const struct dcn_handle *h = handle;
 
 	return !h->readonly && !(dcn_info.flags & DC_INFO_READ_ONLY);
 }
 
-static int dcn_can_write(void *h)
-{
-	return dcn_writable(h);
-}
-
-static int dcn_can_flush(void *h)
+/* can_flush; can_fast_zero (a fast zero is one done by unmap, io.c; otherwise
+ * ENOTSUP at once); can_multi_conn (one shared disk: see the comment at the
+ * top); can_extents (base:allocation from the chain's allocation map, dc_map:
+ * layers, dynamic formats, holes in files; DC_EXTENT_HOLE and _ZERO are NBD's
+ * bits). */
+static int dcn_yes(void *h)
 {
 	(void)h;
 	return 1;
@@ -190,32 +191,6 @@ static int dcn_can_fua(void *h)
 static int dcn_can_trim(void *h)
 {
 	return dcn_writable(h) && dcn_info.unmap_behavior != DC_UNMAP_IGNORED;
-}
-
-static int dcn_can_zero(void *h)
-{
-	return dcn_writable(h);
-}
-
-/* A fast zero is one done by unmap (io.c); otherwise ENOTSUP at once. */
-static int dcn_can_fast_zero(void *h)
-{
-	(void)h;
-	return 1;
-}
-
-static int dcn_can_multi_conn(void *h)
-{
-	(void)h;
-	return 1; /* one shared disk: see the comment at the top */
-}
-
-/* base:allocation from the chain's allocation map (dc_map: layers, dynamic
- * formats, holes in files); DC_EXTENT_HOLE and _ZERO are NBD's bits. */
-static int dcn_can_extents(void *h)
-{
-	(void)h;
-	return 1;
 }
 
 struct dcn_map {
@@ -278,14 +253,14 @@ static struct nbdkit_plugin plugin = {
 	.get_size = dcn_get_size,
 	.block_size = dcn_block_size,
 	.export_description = dcn_export_description,
-	.can_write = dcn_can_write,
-	.can_flush = dcn_can_flush,
+	.can_write = dcn_writable,
+	.can_flush = dcn_yes,
 	.can_fua = dcn_can_fua,
 	.can_trim = dcn_can_trim,
-	.can_zero = dcn_can_zero,
-	.can_fast_zero = dcn_can_fast_zero,
-	.can_multi_conn = dcn_can_multi_conn,
-	.can_extents = dcn_can_extents,
+	.can_zero = dcn_writable,
+	.can_fast_zero = dcn_yes,
+	.can_multi_conn = dcn_yes,
+	.can_extents = dcn_yes,
 	.extents = dcn_extents,
 	.pread = dcn_pread,
 	.pwrite = dcn_pwrite,
