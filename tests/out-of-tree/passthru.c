@@ -147,24 +147,13 @@ static void pt_describe(void *inst, dc_kv_fn kv, void *arg)
 	kv(arg, "queues_open", buf);
 }
 
-static const struct dc_form pt_forms[] = {
-	DC_FORM("passthru", 0, DC_CHILD_ONE, "passthru:SPEC",
-		"passes every request to SPEC, counting them per queue", NULL),
-	DC_FORMS_END,
-};
-
 DC_PLUGIN(passthru_plugin) = {
-	.kind = DC_KIND_DECORATOR,
-	.name = "passthru",
-	.version = "1.0",
-	.summary = "example out-of-tree decorator: forwards and counts requests",
-	.forms = pt_forms,
+	DC_ABOUT(DC_KIND_DECORATOR, "passthru", "1.0",
+		 "example out-of-tree decorator: forwards and counts requests"),
+	.forms = DC_FORMS(DC_FORM("passthru", 0, DC_CHILD_ONE, "passthru:SPEC",
+				  "passes every request to SPEC, counting them per queue",
+				  NULL)),
 	.ops = DC_OPS_RW,
 	.passthrough_ops = DC_OP_BIT(DC_OP_EJECT) | DC_OPS_PR,
-	.open = pt_open,
-	.close = pt_close,
-	.queue_open = pt_queue_open,
-	.queue_close = pt_queue_close,
-	.submit = pt_submit,
-	.describe = pt_describe,
+	DC_CALLBACKS(pt, open, close, queue_open, queue_close, submit, describe),
 };
