@@ -191,13 +191,7 @@ END_TEST
 /* Many threads allocating in the same blocks at once. */
 START_TEST(vhd_concurrent_allocation)
 {
-	char *path = h_tmppath(".vhd");
-	char *spec = h_fmt("vhd:%s", path);
-
-	vt_create("vhd", path, "create=1M;block=4K");
-	vt_concurrent_writes(spec, 16, 2, false, 0);
-	free(spec);
-	free(path);
+	vt_concurrent_writes("vhd", "create=1M;block=4K", 16, 2, false, 0);
 }
 END_TEST
 
@@ -205,38 +199,22 @@ END_TEST
  * handles write at once, and qemu-img reads the result (vt_two_opens()). */
 START_TEST(vhd_two_opens)
 {
-	char *path = h_tmppath(".vhd");
-	char *spec = h_fmt("vhd:%s", path);
-
-	vt_create("vhd", path, "create=4M;block=16K");
-	vt_two_opens(spec, path, "vpc", 40, 5);
-	free(spec);
-	free(path);
+	vt_two_opens("vhd", "create=4M;block=16K", "vpc", 40, 5);
 }
 END_TEST
 
-/* A fixed VHD opens through the vhd plugin too, and file:X.vhd picks the vhd
- * plugin for every type. */
-/* dc_resize() grows a dynamic VHD within its BAT's room (8M with 2M blocks:
- * one 512-byte BAT sector, 128 blocks, 256M); qemu-img reads the new size and
- * the data on both sides of the old end. Growing past the room, shrinking,
- * and fixed images are refused, the image unchanged. */
 /* extents() beside writes that allocate blocks and set bitmap bits of a
  * differencing child (4 KiB writes, 1 MiB apart) and flush. */
 START_TEST(vhd_map_during_writes)
 {
-	char *base = h_tmppath(".vhd"), *child = h_tmppath(".vhd"), *spec;
-
-	vt_create("vhd", base, "create=128M;block=1M");
-	vt_create("vhd", child, "parent=%s", base);
-	spec = h_fmt("vhd:%s", child);
-	vt_map_during_writes(spec, 2048, 8);
-	free(spec);
-	free(child);
-	free(base);
+	vt_map_during_writes("vhd", "create=128M;block=1M", 2048, 8);
 }
 END_TEST
 
+/* dc_resize() grows a dynamic VHD within its BAT's room (8M with 2M blocks:
+ * one 512-byte BAT sector, 128 blocks, 256M); qemu-img reads the new size and
+ * the data on both sides of the old end. Growing past the room, shrinking,
+ * and fixed images are refused, the image unchanged. */
 START_TEST(vhd_resize_grow)
 {
 	char *path = h_tmppath(".vhd"), *fixed = h_tmppath(".vhd");
@@ -268,6 +246,8 @@ START_TEST(vhd_resize_grow)
 }
 END_TEST
 
+/* A fixed VHD opens through the vhd plugin too, and file:X.vhd picks the vhd
+ * plugin for every type. */
 START_TEST(vhd_fixed_and_file_dispatch)
 {
 	char *fixed = h_tmppath(".vhd"), *dyn = h_tmppath(".vhd");

@@ -338,28 +338,18 @@ START_TEST(vhdx_read_write_4096)
 }
 END_TEST
 
-/* One dynamic VHDX opened twice in this process (OpenVMM's IDE disk): both
- * handles write at once, and qemu-img checks and reads the result. */
-/* dc_resize() grows a dynamic VHDX within its BAT region (1 MiB here: room
- * for far more than 1G of 32M blocks); the size item goes through the log.
- * qemu-img check is clean, info reads the new size, convert the data on both
- * sides of the old end. Shrinking and fixed images are refused. */
 /* extents() beside writes that allocate blocks and set bitmap bits of a
  * differencing child (4 KiB writes, 1 MiB apart) and flush. */
 START_TEST(vhdx_map_during_writes)
 {
-	char *base = h_tmppath(".vhdx"), *child = h_tmppath(".vhdx"), *spec;
-
-	vt_create("vhdx", base, "create=128M;block=1M");
-	vt_create("vhdx", child, "parent=%s", base);
-	spec = h_fmt("vhdx:%s", child);
-	vt_map_during_writes(spec, 2048, 8);
-	free(spec);
-	free(child);
-	free(base);
+	vt_map_during_writes("vhdx", "create=128M;block=1M", 2048, 8);
 }
 END_TEST
 
+/* dc_resize() grows a dynamic VHDX within its BAT region (1 MiB here: room
+ * for far more than 1G of 32M blocks); the size item goes through the log.
+ * qemu-img check is clean, info reads the new size, convert the data on both
+ * sides of the old end. Shrinking and fixed images are refused. */
 START_TEST(vhdx_resize_grow)
 {
 	char *path = h_tmppath(".vhdx"), *fixed = h_tmppath(".vhdx");
@@ -388,28 +378,19 @@ START_TEST(vhdx_resize_grow)
 }
 END_TEST
 
+/* One dynamic VHDX opened twice in this process (OpenVMM's IDE disk): both
+ * handles write at once, and qemu-img checks and reads the result. */
 START_TEST(vhdx_two_opens)
 {
-	char *path = h_tmppath(".vhdx");
-	char *spec = h_fmt("vhdx:%s", path);
-
-	vt_create("vhdx", path, "create=16M;block=1M");
-	vt_two_opens(spec, path, "vhdx", 200, 25);
-	free(spec);
-	free(path);
+	vt_two_opens("vhdx", "create=16M;block=1M", "vhdx", 200, 25);
 }
 END_TEST
 
 /* Eight threads allocate the same blocks at once. */
 START_TEST(vhdx_concurrent_allocation)
 {
-	char *path = h_tmppath(".vhdx");
-	char *spec = h_fmt("vhdx:%s", path);
-
-	vt_create("vhdx", path, "create=128M;block=1M");
-	vt_concurrent_writes(spec, 4096, 4, true, DC_OPEN_READ_ONLY);
-	free(spec);
-	free(path);
+	vt_concurrent_writes("vhdx", "create=128M;block=1M", 4096, 4, true,
+			     DC_OPEN_READ_ONLY);
 }
 END_TEST
 

@@ -85,36 +85,73 @@ static void *vt_writer(void *arg)
 	return ret;
 }
 
-void vt_concurrent_writes(const char *spec, uint64_t stride, uint64_t count, bool flush,
-			  uint32_t open_flags)
+/* A new image at a temporary path (*path), made by form's plugin with opts:
+ * its spec "FORM:PATH". */
+static char *vt_new(const char *form, const char *opts, char **path)
 {
-	size_t len = (size_t)count * 512;
-	uint8_t *buf = h_alloc(len);
-	struct vt_writer t[8];
-	pthread_t th[8];
-	dc_disk *d = h_open(spec, 0);
+	*path = h_tmppath(strcmp(form, "vhdx") ? ".vhd" : ".vhdx");
+	vt_create(form, *path, "%s", opts);
+	return h_fmt("%s:%s", form, *path);
+}
 
-	for (int i = 0; i < 8; i++) {
-		t[i] = (struct vt_writer){ d, stride, count, flush, i };
+/* Start n writers (threads th, state t): writer id on d[id % nd], flushing
+ * when bit id of flush is set. */
+static void vt_start_writers(struct vt_writer *t, pthread_t *th, int n, dc_disk **d,
+			     int nd, uint64_t stride, uint64_t count, unsigned flush)
+{
+	for (int i = 0; i < n; i++) {
+		t[i] = (struct vt_writer){ d[i % nd], stride, count, flush >> i & 1, i };
 		ck_assert_int_eq(pthread_create(&th[i], NULL, vt_writer, &t[i]), 0);
 	}
-	for (int i = 0; i < 8; i++) {
+}
+
+/* Wait for n writers; each must have succeeded. done (if not NULL) counts
+ * them as they finish. */
+static void vt_join_writers(pthread_t *th, int n, int *done)
+{
+	for (int i = 0; i < n; i++) {
 		void *r;
 
 		pthread_join(th[i], &r);
 		ck_assert_ptr_null(r);
+		if (done)
+			__atomic_add_fetch(done, 1, __ATOMIC_RELEASE);
 	}
-	dc_close(d);
-	d = h_open(spec, open_flags);
+}
+
+/* The writes of eight writers read back, writer id's through d[(id + 1) % nd]
+ * (with two handles: each reads what the other wrote). */
+static void vt_check_writers(dc_disk **d, int nd, uint64_t stride, uint64_t count)
+{
+	size_t len = (size_t)count * 512;
+	uint8_t *buf = h_alloc(len);
+
 	for (int i = 0; i < 64; i++)
 		for (int id = 0; id < 8; id++) {
 			uint64_t sector = (uint64_t)i * stride + (uint64_t)id * count;
 
-			ck_assert_int_eq(dc_read(d, sector, buf, len), 0);
+			ck_assert_int_eq(dc_read(d[(id + 1) % nd], sector, buf, len), 0);
 			ck_assert_int_lt(h_check(buf, len, sector), 0);
 		}
-	dc_close(d);
 	free(buf);
+}
+
+void vt_concurrent_writes(const char *form, const char *opts, uint64_t stride,
+			  uint64_t count, bool flush, uint32_t open_flags)
+{
+	char *path, *spec = vt_new(form, opts, &path);
+	dc_disk *d = h_open(spec, 0);
+	struct vt_writer t[8];
+	pthread_t th[8];
+
+	vt_start_writers(t, th, 8, &d, 1, stride, count, flush ? 0xff : 0);
+	vt_join_writers(th, 8, NULL);
+	dc_close(d);
+	d = h_open(spec, open_flags);
+	vt_check_writers(&d, 1, stride, count);
+	dc_close(d);
+	free(spec);
+	free(path);
 }
 
 struct vt_map_walk {
@@ -158,26 +195,27 @@ static void *vt_mapper(void *arg)
 	return NULL;
 }
 
-void vt_map_during_writes(const char *spec, uint64_t stride, uint64_t count)
+void vt_map_during_writes(const char *form, const char *base_opts, uint64_t stride,
+			  uint64_t count)
 {
+	char *base, *child, *spec = vt_new(form, base_opts, &base);
 	struct vt_writer t[4];
 	struct vt_mapper m;
 	pthread_t th[4], mt;
-	dc_disk *d = h_open(spec, 0);
+	dc_disk *d;
 	int done = 0;
 	void *r;
 
+	free(spec);
+	spec = h_fmt("parent=%s", base);
+	free(vt_new(form, spec, &child));
+	free(spec);
+	spec = h_fmt("%s:%s", form, child);
+	d = h_open(spec, 0);
 	m = (struct vt_mapper){ d, &done, 0 };
 	ck_assert_int_eq(pthread_create(&mt, NULL, vt_mapper, &m), 0);
-	for (int i = 0; i < 4; i++) {
-		t[i] = (struct vt_writer){ d, stride, count, i == 0, i };
-		ck_assert_int_eq(pthread_create(&th[i], NULL, vt_writer, &t[i]), 0);
-	}
-	for (int i = 0; i < 4; i++) {
-		pthread_join(th[i], &r);
-		ck_assert_ptr_null(r);
-		__atomic_add_fetch(&done, 1, __ATOMIC_RELEASE);
-	}
+	vt_start_writers(t, th, 4, &d, 1, stride, count, 1);
+	vt_join_writers(th, 4, &done);
 	pthread_join(mt, &r);
 	ck_assert_ptr_null(r);
 	ck_assert_uint_gt(m.maps, 0);
@@ -193,6 +231,9 @@ void vt_map_during_writes(const char *spec, uint64_t stride, uint64_t count)
 				      (unsigned long long)(w.start / 512));
 		}
 	dc_close(d);
+	free(spec);
+	free(child);
+	free(base);
 }
 
 /* Another process opening spec writable is refused by the image's flock. */
@@ -234,36 +275,22 @@ static void vt_qemu_same(const char *spec, const char *path, const char *qemu_fm
 	free(raw);
 }
 
-void vt_two_opens(const char *spec, const char *path, const char *qemu_fmt,
+void vt_two_opens(const char *form, const char *opts, const char *qemu_fmt,
 		  uint64_t stride, uint64_t count)
 {
+	char *path, *spec = vt_new(form, opts, &path);
 	size_t len = (size_t)count * 512;
 	uint8_t *buf = h_alloc(len);
 	dc_disk *d[2] = { h_open(spec, 0), h_open(spec, 0) }, *r;
 	struct vt_writer t[8];
 	pthread_t th[8];
 
-	for (int i = 0; i < 8; i++) {
-		t[i] = (struct vt_writer){ d[i % 2], stride, count, i % 4 == 3, i };
-		ck_assert_int_eq(pthread_create(&th[i], NULL, vt_writer, &t[i]), 0);
-	}
+	vt_start_writers(t, th, 8, d, 2, stride, count, 0x88);
 	h_open_fails(DC_OPEN_READ_ONLY, -EBUSY, "open writable in this process", "%s",
 		     spec);
 	vt_other_process_refused(spec);
-	for (int i = 0; i < 8; i++) {
-		void *ret;
-
-		pthread_join(th[i], &ret);
-		ck_assert_ptr_null(ret);
-	}
-	/* Each handle reads what the other wrote. */
-	for (int i = 0; i < 64; i++)
-		for (int id = 0; id < 8; id++) {
-			uint64_t sector = (uint64_t)i * stride + (uint64_t)id * count;
-
-			ck_assert_int_eq(dc_read(d[(id + 1) % 2], sector, buf, len), 0);
-			ck_assert_int_lt(h_check(buf, len, sector), 0);
-		}
+	vt_join_writers(th, 8, NULL);
+	vt_check_writers(d, 2, stride, count);
 	/* The first close leaves the second handle working. */
 	dc_close(d[0]);
 	vt_write(d[1], 64 * stride, count, 64 * stride);
@@ -276,6 +303,8 @@ void vt_two_opens(const char *spec, const char *path, const char *qemu_fmt,
 	dc_close(h_open(spec, DC_OPEN_READ_ONLY));
 	dc_close(r);
 	free(buf);
+	free(spec);
+	free(path);
 }
 
 static int vt_describe_visit(void *arg, int depth, const char *plugin, const char *form,

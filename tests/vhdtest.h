@@ -22,26 +22,30 @@ void vt_check(dc_disk *d, const uint8_t *model, uint64_t sector, uint64_t count)
 /* The same write to the disk and to its model. */
 void vt_put(dc_disk *d, uint8_t *model, uint64_t sector, uint64_t count, uint64_t seed);
 
-/* Eight threads write at once through one open of spec (an existing image):
- * 64 writes each of count 512-byte sectors, write i of thread id at sector
- * i * stride + id * count, with a flush after every 16th when asked. Then a
- * fresh open (open_flags) must read every write back. */
-void vt_concurrent_writes(const char *spec, uint64_t stride, uint64_t count, bool flush,
-			  uint32_t open_flags);
+/* Eight threads write at once through one open of a new image (form's
+ * plugin, created with opts at a temporary path): 64 writes each of count
+ * 512-byte sectors, write i of thread id at sector i * stride + id * count,
+ * with a flush after every 16th when asked. Then a fresh open (open_flags)
+ * must read every write back. */
+void vt_concurrent_writes(const char *form, const char *opts, uint64_t stride,
+			  uint64_t count, bool flush, uint32_t open_flags);
 
 /* While four threads write as vt_concurrent_writes() lays them out (one
- * flushing), another maps the whole disk of spec over and over (dc_map:
- * extents() beside the I/O path); then every write is data of layer 0. */
-void vt_map_during_writes(const char *spec, uint64_t stride, uint64_t count);
+ * flushing) into a new differencing child (form's plugin) of a new base
+ * (created with base_opts), another maps the whole disk over and over
+ * (dc_map: extents() beside the I/O path); then every write is data of
+ * layer 0. */
+void vt_map_during_writes(const char *form, const char *base_opts, uint64_t stride,
+			  uint64_t count);
 
 /* One image, two opens in this process (docs/spec-strings.md, "One image, two
- * opens"): spec (an existing image at path, that qemu-img reads as qemu_fmt)
- * opened writable twice, eight threads writing through both handles at once
+ * opens"): a new image (form's plugin, created with opts; qemu-img reads it as
+ * qemu_fmt) opened writable twice, eight threads writing through both handles at once
  * as vt_concurrent_writes() lays them out; meanwhile a read-only open here
  * and another process are refused. After both close, qemu-img (check for
  * vhdx, convert for both) reads the same bytes as a fresh open; then two
  * read-only opens share, and a writable one beside them is refused. */
-void vt_two_opens(const char *spec, const char *path, const char *qemu_fmt,
+void vt_two_opens(const char *form, const char *opts, const char *qemu_fmt,
 		  uint64_t stride, uint64_t count);
 
 /* After a resize to `sectors`: qemu-img info (qemu_fmt) says `qsize` (as it
