@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* RAM disk arenas (arena.h).
+/* RAM disk arenas and chunks (arena.h).
  *
  * An arena is faulted in whole when it is made: one call instead of a fault
  * per page. Huge pages while they are cheap: random reads then miss the TLB
@@ -10,26 +10,55 @@
  * (docs/performance.md). After a huge arena that cost more CPU than a small
  * one would, the next RAM_SMALL_RUN take small pages, then a huge one is tried
  * again. The thread's CPU time is measured: a thread descheduled meanwhile
- * does not count as slow. */
+ * does not count as slow.
+ *
+ * Faulting in is most of a first write's cost, so it must not be serialised:
+ * with one arena carved by every thread, all writers waited while one faulted
+ * in the next (docs/performance.md, "mem: first writes in parallel"). Each
+ * thread carves from its own lane, so they fault in side by side. A lane
+ * holds up to one arena not yet carved: on a disk of RAM_LANE_DISK or more,
+ * at most RAM_LANES arenas (16 MiB) beyond what was written; smaller disks
+ * have one lane. */
 #include "arena.h"
 
+#include <stdbool.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
 
 #define RAM_HUGE_SLOW_NS 2000000 /* CPU to fault in a huge arena: too slow */
 #define RAM_SMALL_RUN 64	 /* small-page arenas before huge is tried again */
+#define RAM_LANE_DISK (UINT64_C(64) << 20)
 
-void ram_arenas_init(struct ram_arenas *a)
+struct ram_arena {
+	struct ram_arena *next;
+	uint8_t *base;
+};
+
+/* 1 + this thread's lane number; 0 until it first allocates. */
+static _Thread_local unsigned ram_thread_lane;
+static atomic_uint ram_lane_next;
+
+void ram_alloc_init(struct ram_alloc *a)
 {
-	a->small_left = 0;
+	pthread_mutex_init(&a->lock, NULL);
+	a->arenas = NULL;
+	a->free = NULL;
+	atomic_init(&a->nfree, 0);
+	a->nlanes = 1;
+	atomic_init(&a->small_left, 0);
 	atomic_init(&a->huge, 0);
 	atomic_init(&a->small, 0);
+	for (unsigned i = 0; i < RAM_LANES; i++) {
+		pthread_mutex_init(&a->lanes[i].lock, NULL);
+		a->lanes[i].cur = NULL;
+		a->lanes[i].used = 0;
+	}
 }
 
-void ram_arena_unmap(uint8_t *p)
+void ram_alloc_size(struct ram_alloc *a, uint64_t disk_bytes)
 {
-	if (p)
-		munmap(p, RAM_ARENA);
+	a->nlanes = disk_bytes >= RAM_LANE_DISK ? RAM_LANES : 1;
 }
 
 static uint8_t *ram_arena_map(bool huge)
@@ -61,23 +90,97 @@ static uint64_t ram_cpu_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-static uint8_t *ram_arena_make(struct ram_arenas *a)
+/* A new arena, faulted in, on the list that close unmaps; NULL: none. */
+static uint8_t *ram_arena_make(struct ram_alloc *a)
 {
+	struct ram_arena *n = malloc(sizeof(*n));
+	unsigned left = atomic_load_explicit(&a->small_left, memory_order_relaxed);
 	uint64_t t0 = ram_cpu_ns();
-	bool huge = a->small_left == 0;
-	uint8_t *p = ram_arena_map(huge);
+	bool huge;
 
-	if (!p)
+	if (!n)
 		return NULL;
-	if (!huge)
-		a->small_left--;
-	else if (ram_cpu_ns() - t0 > RAM_HUGE_SLOW_NS)
-		a->small_left = RAM_SMALL_RUN;
+	/* Lanes make arenas concurrently: take one of the small run, if any. */
+	while (left && !atomic_compare_exchange_weak_explicit(
+			       &a->small_left, &left, left - 1, memory_order_relaxed,
+			       memory_order_relaxed))
+		;
+	huge = left == 0;
+	n->base = ram_arena_map(huge);
+	if (!n->base) {
+		free(n);
+		return NULL;
+	}
+	if (huge && ram_cpu_ns() - t0 > RAM_HUGE_SLOW_NS)
+		atomic_store_explicit(&a->small_left, RAM_SMALL_RUN,
+				      memory_order_relaxed);
 	atomic_fetch_add_explicit(huge ? &a->huge : &a->small, 1, memory_order_relaxed);
+	pthread_mutex_lock(&a->lock);
+	n->next = a->arenas;
+	a->arenas = n;
+	pthread_mutex_unlock(&a->lock);
+	return n->base;
+}
+
+static struct ram_lane *ram_lane(struct ram_alloc *a)
+{
+	if (a->nlanes == 1)
+		return &a->lanes[0];
+	if (!ram_thread_lane)
+		ram_thread_lane = 1 + atomic_fetch_add_explicit(&ram_lane_next, 1,
+								memory_order_relaxed) %
+					      RAM_LANES;
+	return &a->lanes[(ram_thread_lane - 1) % a->nlanes];
+}
+
+uint8_t *ram_chunk_alloc(struct ram_alloc *a)
+{
+	struct ram_lane *l;
+	uint8_t *p = NULL;
+
+	if (atomic_load_explicit(&a->nfree, memory_order_relaxed)) {
+		pthread_mutex_lock(&a->lock);
+		if ((p = a->free)) {
+			a->free = *(void **)p;
+			atomic_fetch_sub_explicit(&a->nfree, 1, memory_order_relaxed);
+		}
+		pthread_mutex_unlock(&a->lock);
+		if (p)
+			return p;
+	}
+	l = ram_lane(a);
+	pthread_mutex_lock(&l->lock);
+	if (!l->cur || l->used == RAM_ARENA / RAM_CHUNK) {
+		l->cur = ram_arena_make(a);
+		l->used = 0;
+	}
+	if (l->cur)
+		p = l->cur + (size_t)l->used++ * RAM_CHUNK;
+	pthread_mutex_unlock(&l->lock);
 	return p;
 }
 
-uint8_t *ram_arena_take(struct ram_arenas *a)
+void ram_chunk_free(struct ram_alloc *a, uint8_t *p)
 {
-	return ram_arena_make(a);
+	if (!p)
+		return;
+	pthread_mutex_lock(&a->lock);
+	*(void **)p = a->free;
+	a->free = p;
+	atomic_fetch_add_explicit(&a->nfree, 1, memory_order_relaxed);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void ram_alloc_destroy(struct ram_alloc *a)
+{
+	while (a->arenas) {
+		struct ram_arena *n = a->arenas;
+
+		a->arenas = n->next;
+		munmap(n->base, RAM_ARENA);
+		free(n);
+	}
+	pthread_mutex_destroy(&a->lock);
+	for (unsigned i = 0; i < RAM_LANES; i++)
+		pthread_mutex_destroy(&a->lanes[i].lock);
 }

@@ -32,8 +32,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define RAM_CHUNK_SHIFT 16
-#define RAM_CHUNK (1u << RAM_CHUNK_SHIFT)
 #define RAM_PWORDS (RAM_CHUNK / 512 / 64) /* presence words per chunk */
 #define RAM_L2_SHIFT 10
 #define RAM_L2N (1u << RAM_L2_SHIFT) /* chunk slots per second-level block */
@@ -74,18 +72,7 @@ struct ram {
 	 * otherwise cost a walk of its whole index. */
 	atomic_uint_fast64_t l1_hi;
 	pthread_mutex_t locks[RAM_NLOCKS];
-	/* Chunk allocator: arenas, the one being carved, and freed chunks. */
-	pthread_mutex_t alloc_lock;
-	struct ram_arena *arenas;
-	uint8_t *arena_cur;
-	unsigned arena_used;
-	struct ram_arenas arena_src;
-	void *free_chunks;
-};
-
-struct ram_arena {
-	struct ram_arena *next;
-	uint8_t *base;
+	struct ram_alloc alloc;
 };
 
 static const struct dc_option ram_options[] = {
@@ -159,44 +146,6 @@ static struct ram_slot *ram_slot_get(struct ram *r, uint64_t ci)
 	return &l2[ci & (RAM_L2N - 1)];
 }
 
-static uint8_t *ram_chunk_alloc(struct ram *r)
-{
-	uint8_t *p = NULL;
-
-	pthread_mutex_lock(&r->alloc_lock);
-	if (r->free_chunks) {
-		p = r->free_chunks;
-		r->free_chunks = *(void **)p;
-		goto out;
-	}
-	if (!r->arena_cur || r->arena_used == RAM_ARENA / RAM_CHUNK) {
-		struct ram_arena *a = malloc(sizeof(*a));
-
-		if (!a || !(a->base = ram_arena_take(&r->arena_src))) {
-			free(a);
-			goto out;
-		}
-		a->next = r->arenas;
-		r->arenas = a;
-		r->arena_cur = a->base;
-		r->arena_used = 0;
-	}
-	p = r->arena_cur + (size_t)r->arena_used++ * RAM_CHUNK;
-out:
-	pthread_mutex_unlock(&r->alloc_lock);
-	return p;
-}
-
-static void ram_chunk_free(struct ram *r, uint8_t *p)
-{
-	if (!p)
-		return;
-	pthread_mutex_lock(&r->alloc_lock);
-	*(void **)p = r->free_chunks;
-	r->free_chunks = p;
-	pthread_mutex_unlock(&r->alloc_lock);
-}
-
 /* ;prealloc: a chunk behind every slot, its memory faulted in; they stay
  * not present (reading zeroes) until written. Refused past the machine's
  * memory rather than left to the OOM killer. */
@@ -215,7 +164,7 @@ static int ram_prealloc(struct ram *r)
 			       (unsigned long long)phys);
 	for (uint64_t ci = 0; ci < n; ci++) {
 		struct ram_slot *sl = ram_slot_get(r, ci);
-		uint8_t *p = sl ? ram_chunk_alloc(r) : NULL;
+		uint8_t *p = sl ? ram_chunk_alloc(&r->alloc) : NULL;
 
 		if (!p)
 			return dc_fail(-ENOMEM,
@@ -283,6 +232,7 @@ static int ram_setup(struct ram *r, uint64_t size, uint32_t ss)
 			       (unsigned long long)size);
 	atomic_store(&r->sector_count, count);
 	atomic_store(&r->zero_after, count);
+	ram_alloc_size(&r->alloc, size);
 	return 0;
 }
 
@@ -311,14 +261,7 @@ static void ram_close(void *inst)
 		next = idx->retired;
 		free(idx);
 	}
-	while (r->arenas) {
-		struct ram_arena *a = r->arenas;
-
-		r->arenas = a->next;
-		ram_arena_unmap(a->base);
-		free(a);
-	}
-	pthread_mutex_destroy(&r->alloc_lock);
+	ram_alloc_destroy(&r->alloc);
 	pthread_mutex_destroy(&r->index_lock);
 	for (unsigned i = 0; i < RAM_NLOCKS; i++)
 		pthread_mutex_destroy(&r->locks[i]);
@@ -365,8 +308,7 @@ static int ram_open(const struct dc_open_args *a, void **inst, struct dc_info *i
 		return dc_fail(-ENOMEM, "out of memory");
 	for (unsigned i = 0; i < RAM_NLOCKS; i++)
 		pthread_mutex_init(&r->locks[i], NULL);
-	pthread_mutex_init(&r->alloc_lock, NULL);
-	ram_arenas_init(&r->arena_src);
+	ram_alloc_init(&r->alloc);
 	pthread_mutex_init(&r->index_lock, NULL);
 	r->node = a->node;
 	r->read_only = a->read_only;
@@ -538,7 +480,7 @@ static int ram_write(struct ram *r, struct dc_req *req, bool overwrite)
 		pthread_mutex_lock(lock);
 		data = atomic_load_explicit(&sl->data, memory_order_relaxed);
 		if (!data) {
-			data = ram_chunk_alloc(r);
+			data = ram_chunk_alloc(&r->alloc);
 			if (!data) {
 				pthread_mutex_unlock(lock);
 				rc = -ENOMEM;
@@ -743,7 +685,7 @@ static int ram_resize(void *inst, uint64_t n)
 				ram_drop(r, &l2[j], m);
 				if (start < n)
 					continue;
-				ram_chunk_free(r, atomic_load(&l2[j].data));
+				ram_chunk_free(&r->alloc, atomic_load(&l2[j].data));
 				atomic_store(&l2[j].data, NULL);
 			}
 			/* The emptied block stays (freed at close): a request in
@@ -814,7 +756,7 @@ static void ram_describe(void *inst, dc_kv_fn kv, void *arg)
 	dc_kv_u64(kv, arg, "committed_size", atomic_load(&r->committed) * r->sector_size);
 	dc_kv_u64(kv, arg, "zero_after", atomic_load(&r->zero_after));
 	dc_kv_printf(kv, arg, "arenas", "%u on huge pages, %u on small pages",
-		     atomic_load(&r->arena_src.huge), atomic_load(&r->arena_src.small));
+		     atomic_load(&r->alloc.huge), atomic_load(&r->alloc.small));
 }
 
 DC_PLUGIN(ram_plugin) = {
