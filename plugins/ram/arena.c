@@ -29,9 +29,13 @@
 #define RAM_HUGE_SLOW_NS 2000000 /* CPU to fault in a huge arena: too slow */
 #define RAM_SMALL_RUN 64	 /* small-page arenas before huge is tried again */
 #define RAM_LANE_DISK (UINT64_C(64) << 20)
+/* Address space reserved at a time, arenas carved from it: one mmap for 32
+ * arenas, not an mmap, two munmaps and an madvise each, all of which wait for
+ * every other thread's fault-in to finish (they take mmap_lock to write). */
+#define RAM_REGION (UINT64_C(64) << 20)
 
-struct ram_arena {
-	struct ram_arena *next;
+struct ram_region {
+	struct ram_region *next;
 	uint8_t *base;
 };
 
@@ -42,7 +46,8 @@ static atomic_uint ram_lane_next;
 void ram_alloc_init(struct ram_alloc *a)
 {
 	pthread_mutex_init(&a->lock, NULL);
-	a->arenas = NULL;
+	a->regions = NULL;
+	a->carve[0] = a->carve[1] = a->carve_end[0] = a->carve_end[1] = NULL;
 	a->free = NULL;
 	atomic_init(&a->nfree, 0);
 	a->nlanes = 1;
@@ -61,9 +66,10 @@ void ram_alloc_size(struct ram_alloc *a, uint64_t disk_bytes)
 	a->nlanes = disk_bytes >= RAM_LANE_DISK ? RAM_LANES : 1;
 }
 
-static uint8_t *ram_arena_map(bool huge)
+/* A region of RAM_REGION bytes, RAM_ARENA-aligned, nothing faulted in. */
+static uint8_t *ram_region_map(bool huge)
 {
-	uint8_t *p = mmap(NULL, 2 * RAM_ARENA, PROT_READ | PROT_WRITE,
+	uint8_t *p = mmap(NULL, RAM_REGION + RAM_ARENA, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	uintptr_t head;
 
@@ -72,14 +78,44 @@ static uint8_t *ram_arena_map(bool huge)
 	head = (RAM_ARENA - ((uintptr_t)p & (RAM_ARENA - 1))) & (RAM_ARENA - 1);
 	if (head)
 		munmap(p, head);
-	munmap(p + head + RAM_ARENA, RAM_ARENA - head);
+	munmap(p + head + RAM_REGION, RAM_ARENA - head);
 	p += head;
-	/* Hints: fine if refused. */
-	madvise(p, RAM_ARENA, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	/* A hint: fine if refused. */
+	madvise(p, RAM_REGION, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	return p;
+}
+
+/* The next arena of the region on huge (or small) pages, not faulted in. */
+static uint8_t *ram_arena_carve(struct ram_alloc *a, bool huge)
+{
+	uint8_t *p = NULL;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->carve[huge] == a->carve_end[huge]) {
+		struct ram_region *g = malloc(sizeof(*g));
+
+		if (g && (g->base = ram_region_map(huge))) {
+			g->next = a->regions;
+			a->regions = g;
+			a->carve[huge] = g->base;
+			a->carve_end[huge] = g->base + RAM_REGION;
+		} else {
+			free(g);
+		}
+	}
+	if (a->carve[huge] != a->carve_end[huge]) {
+		p = a->carve[huge];
+		a->carve[huge] += RAM_ARENA;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return p;
+}
+
+static void ram_arena_fault(uint8_t *p)
+{
 	if (madvise(p, RAM_ARENA, MADV_POPULATE_WRITE) < 0)
 		for (size_t off = 0; off < RAM_ARENA; off += 4096) /* before 5.14 */
 			p[off] = 0;
-	return p;
 }
 
 static uint64_t ram_cpu_ns(void)
@@ -90,36 +126,29 @@ static uint64_t ram_cpu_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/* A new arena, faulted in, on the list that close unmaps; NULL: none. */
+/* A new arena, faulted in; NULL: none. */
 static uint8_t *ram_arena_make(struct ram_alloc *a)
 {
-	struct ram_arena *n = malloc(sizeof(*n));
 	unsigned left = atomic_load_explicit(&a->small_left, memory_order_relaxed);
-	uint64_t t0 = ram_cpu_ns();
+	uint64_t t0;
+	uint8_t *p;
 	bool huge;
 
-	if (!n)
-		return NULL;
 	/* Lanes make arenas concurrently: take one of the small run, if any. */
 	while (left && !atomic_compare_exchange_weak_explicit(
 			       &a->small_left, &left, left - 1, memory_order_relaxed,
 			       memory_order_relaxed))
 		;
 	huge = left == 0;
-	n->base = ram_arena_map(huge);
-	if (!n->base) {
-		free(n);
+	if (!(p = ram_arena_carve(a, huge)))
 		return NULL;
-	}
+	t0 = ram_cpu_ns();
+	ram_arena_fault(p);
 	if (huge && ram_cpu_ns() - t0 > RAM_HUGE_SLOW_NS)
 		atomic_store_explicit(&a->small_left, RAM_SMALL_RUN,
 				      memory_order_relaxed);
 	atomic_fetch_add_explicit(huge ? &a->huge : &a->small, 1, memory_order_relaxed);
-	pthread_mutex_lock(&a->lock);
-	n->next = a->arenas;
-	a->arenas = n;
-	pthread_mutex_unlock(&a->lock);
-	return n->base;
+	return p;
 }
 
 static struct ram_lane *ram_lane(struct ram_alloc *a)
@@ -173,12 +202,12 @@ void ram_chunk_free(struct ram_alloc *a, uint8_t *p)
 
 void ram_alloc_destroy(struct ram_alloc *a)
 {
-	while (a->arenas) {
-		struct ram_arena *n = a->arenas;
+	while (a->regions) {
+		struct ram_region *g = a->regions;
 
-		a->arenas = n->next;
-		munmap(n->base, RAM_ARENA);
-		free(n);
+		a->regions = g->next;
+		munmap(g->base, RAM_REGION);
+		free(g);
 	}
 	pthread_mutex_destroy(&a->lock);
 	for (unsigned i = 0; i < RAM_LANES; i++)

@@ -14,7 +14,7 @@
 #define RAM_ARENA (UINT64_C(2) << 20)
 #define RAM_LANES 8
 
-struct ram_arena;
+struct ram_region;
 
 /* An arena being carved. Each thread carves from a lane of its own (as far
  * as there are lanes), so that faulting in a new arena holds up no other
@@ -27,8 +27,9 @@ struct ram_lane {
 };
 
 struct ram_alloc {
-	pthread_mutex_t lock; /* arenas, free */
-	struct ram_arena *arenas;
+	pthread_mutex_t lock; /* regions, carve, free */
+	struct ram_region *regions;
+	uint8_t *carve[2], *carve_end[2]; /* [huge]: the next arena to carve */
 	void *free; /* chunks given back by a shrink, linked through their data */
 	atomic_uint nfree;
 	unsigned nlanes;
@@ -43,7 +44,7 @@ void ram_alloc_size(struct ram_alloc *a, uint64_t disk_bytes);
 /* A chunk of RAM_CHUNK bytes, faulted in, or NULL. Thread-safe. */
 uint8_t *ram_chunk_alloc(struct ram_alloc *a);
 void ram_chunk_free(struct ram_alloc *a, uint8_t *p);
-/* Unmaps every arena. */
+/* Unmaps all of the disk's memory. */
 void ram_alloc_destroy(struct ram_alloc *a);
 
 #endif
