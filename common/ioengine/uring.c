@@ -29,22 +29,25 @@ static void ioe_ring_exit(struct io_uring *ring)
 	pthread_mutex_unlock(&ioe_ring_lock);
 }
 
+/* Every ring asks for COOP_TASKRUN (5.19): the completion work io_uring
+ * queues for the submitting thread waits for that thread's next entry into
+ * the kernel (its wait for completions, mostly) instead of interrupting it
+ * where it runs, as fio's rings do. SUBMIT_ALL is 5.18. An older kernel
+ * refuses either with EINVAL: try without. */
 static int ioe_ring_init(struct io_uring *ring, unsigned entries, unsigned cq)
 {
-	struct io_uring_params p = {
-		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
-			 IORING_SETUP_SUBMIT_ALL,
-		.cq_entries = cq,
-	};
-	int rc;
+	static const unsigned drop[] = { 0, IORING_SETUP_COOP_TASKRUN,
+					 IORING_SETUP_SUBMIT_ALL };
+	unsigned flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+			 IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+	int rc = -EINVAL;
 
 	pthread_mutex_lock(&ioe_ring_lock);
-	rc = io_uring_queue_init_params(entries, ring, &p);
-	if (rc == -EINVAL) {
-		/* SUBMIT_ALL is 5.18+. */
-		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
-		p.cq_entries = cq;
+	for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]) && rc == -EINVAL; i++) {
+		struct io_uring_params p = { .cq_entries = cq };
+
+		flags &= ~drop[i];
+		p.flags = flags;
 		rc = io_uring_queue_init_params(entries, ring, &p);
 	}
 	pthread_mutex_unlock(&ioe_ring_lock);
