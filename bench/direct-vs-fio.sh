@@ -16,7 +16,8 @@
 # priority ($NICE), alternating which goes first round by round. CPU time is
 # measured the same way for both, from outside (/usr/bin/time: user + system
 # of every thread, io_uring's workers included; fio's own usr_cpu/sys_cpu
-# count only its job thread), and divides the requests each tool reports.
+# count only its job thread), less what each tool costs to start and exit
+# (measured once, runs of 32 requests), and divides the requests each reports.
 #
 #   BUILD=/path/to/builddir bench/direct-vs-fio.sh
 #
@@ -52,25 +53,44 @@ pinned() {
 	bench_run /usr/bin/time -f "%U %S" -o "$OUT/t" "$@"
 }
 
-# "IOPS PER_CPU" from a request count and $OUT/t.
+# "IOPS PER_CPU" from IOPS, a request count and the CPU seconds of the tool's
+# start and exit ($3, subtracted), with the run's time in $OUT/t.
 per_cpu() {
-	awk -v n="$2" -v iops="$1" '{ c = $1 + $2 } END { printf "%.0f %.0f\n", iops, (c > 0 ? n / c : 0) }' "$OUT/t"
+	awk -v iops="$1" -v n="$2" -v b="$3" '{ c = $1 + $2 - b } END { printf "%.0f %.0f\n", iops, (c > 0 ? n / c : 0) }' "$OUT/t"
 }
 
+# diskctl_run F [ARG...]: one run on F (ARG... instead of --time $SECS).
 diskctl_run() {
-	pinned "$DISKCTL" bench --rw randread --bs 4k --qd 32 --time "$SECS" --ro --json \
-		"file:$1;direct" >"$OUT/d" || exit 1
+	f=$1
+	shift
+	[ $# -gt 0 ] || set -- --time "$SECS"
+	pinned "$DISKCTL" bench --rw randread --bs 4k --qd 32 "$@" --ro --json \
+		"file:$f;direct" >"$OUT/d" || exit 1
 	# shellcheck disable=SC2046
-	per_cpu $(bench_json "$OUT/d" '"%d %d" % (round(d["iops"]), d["requests"])')
+	per_cpu $(bench_json "$OUT/d" '"%d %d" % (round(d["iops"]), d["requests"])') "${BASE_D:-0}"
 }
 
 fio_run() {
-	pinned fio --name=bench --filename="$1" --readonly --ioengine=io_uring --direct=1 \
-		--invalidate=0 --rw=randread --bs=4k --iodepth=32 --numjobs=1 --time_based \
-		--runtime="$SECS" --output-format=json >"$OUT/f" 2>"$OUT/fe" ||
+	f=$1
+	shift
+	[ $# -gt 0 ] || set -- --time_based --runtime="$SECS"
+	pinned fio --name=bench --filename="$f" --readonly --ioengine=io_uring --direct=1 \
+		--invalidate=0 --rw=randread --bs=4k --iodepth=32 --numjobs=1 "$@" \
+		--output-format=json >"$OUT/f" 2>"$OUT/fe" ||
 		{ cat "$OUT/fe" >&2; exit 1; }
 	# shellcheck disable=SC2046
-	per_cpu $(bench_json "$OUT/f" '"%d %d" % (round(d["jobs"][0]["read"]["iops"]), d["jobs"][0]["read"]["total_ios"])')
+	per_cpu $(bench_json "$OUT/f" '"%d %d" % (round(d["jobs"][0]["read"]["iops"]), d["jobs"][0]["read"]["total_ios"])') "${BASE_F:-0}"
+}
+
+# fixed_cpu RUN F ARG...: the median CPU seconds of three runs of 32 requests,
+# what the tool costs whatever it runs (fio: ~0.15 s to start its job process).
+fixed_cpu() {
+	v=
+	for _ in 1 2 3; do
+		"$1" "$2" "$3" >/dev/null
+		v="$v $(awk '{ print $1 + $2 }' "$OUT/t")"
+	done
+	bench_median "$v"
 }
 
 # The file or device of target $1.
@@ -98,6 +118,10 @@ for t in $TARGETS; do
 	*) echo "error: unknown target $t" >&2; exit 1 ;;
 	esac
 done
+
+first=$(target_path "${TARGETS%% *}")
+BASE_D=$(fixed_cpu diskctl_run "$first" "--count=32")
+BASE_F=$(fixed_cpu fio_run "$first" "--number_ios=32")
 
 ROUND=0
 one_round() {
@@ -133,7 +157,9 @@ table() {
 
 bench_machine
 echo "4 KiB random reads, QD32, one thread, ${SECS}s per run, ${ROUNDS} rounds;" \
-	"pinned to CPU ${CPU:-none}${NICE:+, nice $NICE}; CPU = user + system of the whole process (/usr/bin/time)"
+	"pinned to CPU ${CPU:-none}${NICE:+, nice $NICE}"
+echo "CPU = user + system of the whole process (/usr/bin/time) less its start and exit" \
+	"(a run of 32 requests: diskctl ${BASE_D}s, fio ${BASE_F}s)"
 for t in $TARGETS; do echo "  $t: $(label "$t")"; done
 echo
 table iops "IOPS:" IOPS

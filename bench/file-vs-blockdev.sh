@@ -10,6 +10,9 @@
 #     the figure is requests per CPU-second, target file:/blockdev: >= 0.8;
 #  2. O_DIRECT: diskctl bench 'file:F;direct' against fio --ioengine=io_uring
 #     --direct=1 --iodepth=32, IOPS, target >= 1.0 (blockdev;direct beside).
+#     The VM's disk bounds both here; bench/direct-vs-fio.sh repeats the
+#     pair pinned to one CPU on RAM-backed O_DIRECT targets as well, where
+#     the software is what is measured.
 #
 #   BUILD=/path/to/builddir bench/file-vs-blockdev.sh
 #
