@@ -151,6 +151,22 @@ static void vhd_init(void *inst, bool read_only)
 	v->read_only = read_only;
 }
 
+static const struct dc_option vhd_options[] = {
+	DC_OPTION_SIZE("create", "create a missing file as a dynamic VHD of SIZE bytes "
+				 "(file:X.vhd: a fixed one); an existing one opens "
+				 "unchanged"),
+	DC_OPTION_SIZE("block", "block size of a new image (default 2M)"),
+	DC_OPTION_STRING("parent",
+			 "create a missing file as a differencing VHD over the parent "
+			 "image PATH; an existing child opens over PATH (checked by "
+			 "unique id)"),
+	DC_OPTION_STRING("parents", "'beneath' (default): a parent locator is followed "
+				    "only inside the child's directory; 'any': "
+				    "anywhere"),
+	DC_OPTION_FLAG("overwrite", "with create= or parent=: replace an existing file"),
+	DC_OPTIONS_END,
+};
+
 /* create=, parent= (vhd_create.c) and parents=. */
 static int vhd_open_opts(void *inst, const struct dc_open_args *a, void *opts,
 			 struct vhdfmt_want *w)
@@ -262,22 +278,6 @@ static void vhd_describe(void *inst, dc_kv_fn kv, void *arg)
 		dc_kv_bool(kv, arg, "created", true);
 	kv(arg, "io", ioe_file_describe(v->ioe));
 }
-
-static const struct dc_option vhd_options[] = {
-	DC_OPTION_SIZE("create", "create a missing file as a dynamic VHD of SIZE bytes "
-				 "(file:X.vhd: a fixed one); an existing one opens "
-				 "unchanged"),
-	DC_OPTION_SIZE("block", "block size of a new image (default 2M)"),
-	DC_OPTION_STRING("parent",
-			 "create a missing file as a differencing VHD over the parent "
-			 "image PATH; an existing child opens over PATH (checked by "
-			 "unique id)"),
-	DC_OPTION_STRING("parents", "'beneath' (default): a parent locator is followed "
-				    "only inside the child's directory; 'any': "
-				    "anywhere"),
-	DC_OPTION_FLAG("overwrite", "with create= or parent=: replace an existing file"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(vhd_plugin) = {
 	DC_ABOUT(DC_KIND_LAYER, "vhd", "0.1.0",

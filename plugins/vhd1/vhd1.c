@@ -255,6 +255,13 @@ static void vhd1_fill_info(void *inst, struct dc_info *info)
 	v->info = *info;
 }
 
+static const struct dc_option vhd1_options[] = {
+	DC_OPTION_SIZE("create", "create a missing file as a fixed VHD of SIZE bytes of "
+				 "zeroes (an existing one opens unchanged)"),
+	DC_OPTION_FLAG("overwrite", "with create=: replace an existing file"),
+	DC_OPTIONS_END,
+};
+
 /* create=SIZE, if given: a non-zero multiple of 512. */
 static int vhd1_create_opt(const struct dc_open_args *a, uint64_t *size, bool *want)
 {
@@ -369,13 +376,6 @@ static int vhd1_check(void *inst, dc_check_report_fn rep, void *arg)
 				(unsigned long long)(len - VHD_FOOTER_SIZE - v->size));
 	return 0;
 }
-
-static const struct dc_option vhd1_options[] = {
-	DC_OPTION_SIZE("create", "create a missing file as a fixed VHD of SIZE bytes of "
-				 "zeroes (an existing one opens unchanged)"),
-	DC_OPTION_FLAG("overwrite", "with create=: replace an existing file"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(vhd1_plugin) = {
 	DC_ABOUT(DC_KIND_BACKEND, "vhd1", "0.1.0",

@@ -634,6 +634,24 @@ static void vhdx_fill_info(void *inst, struct dc_info *info)
 	v->info = *info;
 }
 
+static const struct dc_option vhdx_options[] = {
+	DC_OPTION_SIZE("create", "create a missing file as a dynamic VHDX of SIZE bytes; "
+				 "an existing one opens unchanged"),
+	DC_OPTION_SIZE("block", "block size of a new image, 1M to 256M (default 32M; a "
+				"child: its parent's)"),
+	DC_OPTION_UINT("sector", "logical sector size of a new image: 512 or 4096"),
+	DC_OPTION_FLAG("fixed", "with create=: a fixed (fully allocated) image"),
+	DC_OPTION_STRING("parent",
+			 "create a missing file as a differencing VHDX over the parent "
+			 "image PATH; an existing child opens over PATH (checked by its "
+			 "DataWriteGuid)"),
+	DC_OPTION_STRING("parents", "'beneath' (default): a parent locator is followed "
+				    "only inside the child's directory; 'any': "
+				    "anywhere"),
+	DC_OPTION_FLAG("overwrite", "with create= or parent=: replace an existing file"),
+	DC_OPTIONS_END,
+};
+
 /* create=, parent= (vhdx_create.c) and parents=. */
 static int vhdx_open_opts(void *inst, const struct dc_open_args *a, void *opts,
 			  struct vhdfmt_want *w)
@@ -778,24 +796,6 @@ static void vhdx_describe(void *inst, dc_kv_fn kv, void *arg)
 	if (v->created)
 		dc_kv_bool(kv, arg, "created", true);
 }
-
-static const struct dc_option vhdx_options[] = {
-	DC_OPTION_SIZE("create", "create a missing file as a dynamic VHDX of SIZE bytes; "
-				 "an existing one opens unchanged"),
-	DC_OPTION_SIZE("block", "block size of a new image, 1M to 256M (default 32M; a "
-				"child: its parent's)"),
-	DC_OPTION_UINT("sector", "logical sector size of a new image: 512 or 4096"),
-	DC_OPTION_FLAG("fixed", "with create=: a fixed (fully allocated) image"),
-	DC_OPTION_STRING("parent",
-			 "create a missing file as a differencing VHDX over the parent "
-			 "image PATH; an existing child opens over PATH (checked by its "
-			 "DataWriteGuid)"),
-	DC_OPTION_STRING("parents", "'beneath' (default): a parent locator is followed "
-				    "only inside the child's directory; 'any': "
-				    "anywhere"),
-	DC_OPTION_FLAG("overwrite", "with create= or parent=: replace an existing file"),
-	DC_OPTIONS_END,
-};
 
 DC_PLUGIN(vhdx_plugin) = {
 	DC_ABOUT(DC_KIND_LAYER, "vhdx", "0.1.0",
