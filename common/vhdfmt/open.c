@@ -92,6 +92,11 @@ static int vhdfmt_open_locked(const struct vhdfmt_open_ops *ops, void *opts,
 		return -ENOMEM;
 	}
 	ret = ops->options(v, a, opts, &w);
+	if (ret == 0 && ops->parent_of) {
+		ret = vhdfmt_parents_opt(a, a->fields[0], &w.any);
+		w.parent_of = ops->parent_of;
+		*VHDFMT_AT(v, ops->any_off, bool) = w.any;
+	}
 	if (ret == 0)
 		ret = vhdfmt_open(a, a->fields[0], &w, &created, &found);
 	if (found) {

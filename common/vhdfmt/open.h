@@ -28,7 +28,7 @@ struct vhdfmt_open_ops {
 	void (*init)(void *inst, bool read_only);
 	/* Free an instance, open or partly open (its fds and engine closed). */
 	void (*free)(void *inst);
-	/* The open's options: into opts (and the instance), and *w. */
+	/* The open's options (all but ;parents=): into opts, and *w. */
 	int (*options)(void *inst, const struct dc_open_args *a, void *opts,
 		       struct vhdfmt_want *w);
 	/* create= or parent= (in opts) against the image open as inst. */
@@ -41,6 +41,11 @@ struct vhdfmt_open_ops {
 	void (*info)(void *inst, struct dc_info *info);
 	/* Open the data engine: vhdfmt_open_engine(). */
 	int (*engine)(const struct vhdfmt_open_ops *ops, void *inst, bool read_only);
+	/* A format with differencing images: the walk up its chain, and where
+	 * the instance keeps ;parents=any (bool), which the open parses. NULL:
+	 * no parents. */
+	vhdfmt_parent_fn parent_of;
+	size_t any_off;
 };
 
 /* The member of type at offset off of an instance. */
@@ -58,10 +63,11 @@ int vhdfmt_image_open(const struct vhdfmt_open_ops *ops, void *opts,
 
 /* The open() p_open of plugin p, instance type t, whose open's options go
  * into an o: vhdfmt_image_open() with the ops p_open_ops, which the members
- * named above and the functions p_init, p_free, p_open_opts,
- * p_check_existing, p_create, p_load and p_fill_info make. The instance
- * begins with its share entry (checked). */
-#define VHDFMT_OPEN(p, t, o)                                                   \
+ * named above, the functions p_init, p_free, p_open_opts, p_check_existing,
+ * p_create, p_load and p_fill_info, and the initializers ... (at least one,
+ * .parent_of = NULL for none) make. The instance begins with its share entry
+ * (checked). */
+#define VHDFMT_OPEN(p, t, o, ...)                                              \
 	static const struct vhdfmt_open_ops p##_open_ops = {                   \
 		.form = #p,                                                    \
 		.size = sizeof(t),                                             \
@@ -78,6 +84,7 @@ int vhdfmt_image_open(const struct vhdfmt_open_ops *ops, void *opts,
 		.load = p##_load,                                              \
 		.info = p##_fill_info,                                         \
 		.engine = vhdfmt_open_engine,                                  \
+		__VA_ARGS__                                                    \
 	};                                                                     \
 	static int p##_open(const struct dc_open_args *a, void **inst,         \
 			    struct dc_info *info)                              \
@@ -87,5 +94,11 @@ int vhdfmt_image_open(const struct vhdfmt_open_ops *ops, void *opts,
 		return vhdfmt_image_open(&p##_open_ops, &opts, a, inst, info); \
 	}                                                                      \
 	_Static_assert(offsetof(t, share) == 0, #t " must begin with its share entry")
+
+/* VHDFMT_OPEN() of a format with differencing images: p_parent_of walks its
+ * chain, the instance's bool parents_any keeps ;parents=. */
+#define VHDFMT_OPEN_DIFF(p, t, o)                        \
+	VHDFMT_OPEN(p, t, o, .parent_of = p##_parent_of, \
+		    .any_off = offsetof(t, parents_any))
 
 #endif

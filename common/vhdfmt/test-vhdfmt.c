@@ -507,6 +507,24 @@ START_TEST(image_open)
 }
 END_TEST
 
+/* attach(): the instance's info with this open's read-only flag; a
+ * differencing image needs a parent below. */
+START_TEST(attach_start)
+{
+	struct dc_info base = { .sector_count = 8, .flags = DC_INFO_HAS_DISK_ID }, info;
+
+	info.flags = DC_INFO_READ_ONLY;
+	ck_assert_int_eq(vhdfmt_attach(&base, false, false, "x", "VHD", &info), 0);
+	ck_assert_uint_eq(info.sector_count, 8);
+	ck_assert_uint_eq(info.flags, DC_INFO_HAS_DISK_ID | DC_INFO_READ_ONLY);
+	info.flags = 0;
+	ck_assert_int_eq(vhdfmt_attach(&base, true, true, "x", "VHD", &info), 1);
+	ck_assert_uint_eq(info.flags, DC_INFO_HAS_DISK_ID);
+	ck_assert_int_eq(vhdfmt_attach(&base, true, false, "x", "VHD", &info), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(dc_last_error(), "needs its parent below"));
+}
+END_TEST
+
 /* Blocks of 8 sectors: 0 and 1 holes, 2 data, 3 split at sector 5 (data then
  * absent), 4 absent, 5 an error. */
 static int fake_run(void *ctx, uint64_t b, uint32_t o, uint32_t n, uint32_t *len)
@@ -558,7 +576,7 @@ int main(void)
 	const TTest *const tests[] = {
 		layouts,      vhd_footer,    vhd_dyn_header, vhd_geometry, vhdx_header,
 		vhdx_records, file_helpers,  guids,	     relpaths,	   share_table,
-		extents_walk, engine_reopen, image_open,     NULL,
+		extents_walk, engine_reopen, image_open,     attach_start, NULL,
 	};
 
 	return common_check_run("vhdfmt", tests);

@@ -386,6 +386,22 @@ int vhdfmt_lower_spec_any(const char *form, const char *path, int fd, const char
 	return 1;
 }
 
+int vhdfmt_attach(const struct dc_info *base, bool diff, bool below, const char *path,
+		  const char *what, struct dc_info *info)
+{
+	uint32_t ro = info->flags & DC_INFO_READ_ONLY; /* this open's */
+
+	*info = *base;
+	info->flags |= ro;
+	if (!diff)
+		return 0;
+	if (!below) {
+		vhdfmt_err("%s: a differencing %s needs its parent below it", path, what);
+		return -EINVAL;
+	}
+	return 1;
+}
+
 int vhdfmt_open(const struct dc_open_args *a, const char *path,
 		const struct vhdfmt_want *w, bool *created, struct vhdfmt_share **found)
 {

@@ -116,6 +116,14 @@ int vhdfmt_check_existing(const char *path, uint64_t want_size, uint64_t size,
  * -EINVAL after a message for another value. */
 int vhdfmt_parents_opt(const struct dc_open_args *a, const char *path, bool *any);
 
+/* The start of a differencing format's attach(): info becomes the instance's
+ * (base), read-only when this open is (a shared instance's opens differ).
+ * Returns 1 when a differencing image (diff) has a parent below (below) for
+ * the plugin to check next, 0 when it is no differencing image, and -EINVAL
+ * after a message about path (a what: "VHD") without a parent below. */
+int vhdfmt_attach(const struct dc_info *base, bool diff, bool below, const char *path,
+		  const char *what, struct dc_info *info);
+
 /* vhdfmt_lower_spec(), and with ;parents=any (any) the permission goes down
  * the chain with the parent's spec. */
 int vhdfmt_lower_spec_any(const char *form, const char *path, int fd, const char *parent,

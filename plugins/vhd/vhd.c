@@ -167,26 +167,8 @@ static const struct dc_option vhd_options[] = {
 	DC_OPTIONS_END,
 };
 
-/* create=, parent= (vhd_create.c) and parents=. */
-static int vhd_open_opts(void *inst, const struct dc_open_args *a, void *opts,
-			 struct vhdfmt_want *w)
-{
-	struct vhd_create *c = opts;
-	struct vhd_img *v = inst;
-	int ret = vhd_create_opts(a, v->path, c, &w->create);
-
-	if (ret == 0)
-		ret = vhdfmt_parents_opt(a, v->path, &v->parents_any);
-	if (ret == 0) {
-		w->parent = c->parent;
-		w->parent_of = vhd_parent_of;
-		w->any = v->parents_any;
-	}
-	return ret;
-}
-
 /* open(): the steps of common/vhdfmt/open.h. */
-VHDFMT_OPEN(vhd, struct vhd_img, struct vhd_create);
+VHDFMT_OPEN_DIFF(vhd, struct vhd_img, struct vhd_create);
 
 /* Every open of a shared instance asks; the parent is resolved once (or was
  * named by parent=). The parent opens as what the child declares, a VHD. */
@@ -211,17 +193,11 @@ static int vhd_lower_spec(void *inst, char *buf, size_t len)
 static int vhd_attach(void *inst, const struct dc_info *lower, struct dc_info *info)
 {
 	struct vhd_img *v = inst;
-	uint32_t ro = info->flags & DC_INFO_READ_ONLY; /* this open's, when shared */
+	int ret = vhdfmt_attach(&v->info, v->diff, lower, v->path, "VHD", info);
 	char want[37], got[37];
 
-	*info = v->info;
-	info->flags |= ro;
-	if (!v->diff)
-		return 0;
-	if (!lower) {
-		vhdfmt_err("%s: a differencing VHD needs its parent below it", v->path);
-		return -EINVAL;
-	}
+	if (ret <= 0)
+		return ret;
 	vhdfmt_uid_str(v->m.dh.parent_uid, want);
 	if (!(lower->flags & DC_INFO_HAS_DISK_ID)) {
 		vhdfmt_err("%s: the layer below has no unique id; expected the parent %s",

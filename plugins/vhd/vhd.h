@@ -49,6 +49,7 @@
 
 #include "ioengine/ioengine.h"
 #include "vhdfmt/share.h"
+#include "vhdfmt/vhdfmt.h"
 #include "vhdfmt/vhd_format.h"
 
 #include <pthread.h>
@@ -203,8 +204,10 @@ int vhd_resize(void *inst, uint64_t new_sector_count);
 uint64_t vhd_sector_count(void *inst);
 
 /* vhd_create.c */
-int vhd_create_opts(const struct dc_open_args *a, const char *path, struct vhd_create *c,
-		    bool *want);
+/* create= and parent= (vhdfmt/open.h's options(): inst a struct vhd_img, opts
+ * its struct vhd_create). */
+int vhd_open_opts(void *inst, const struct dc_open_args *a, void *opts,
+		  struct vhdfmt_want *w);
 /* Write the new image into the empty file dc_create_open() made (inst: a
  * struct vhd_img, opts: its struct vhd_create; vhdfmt/open.h). */
 int vhd_create(void *inst, void *opts);

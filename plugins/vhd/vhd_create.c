@@ -273,17 +273,19 @@ int vhd_check_existing(void *inst, const void *opts)
 }
 
 /* What the options ask to create, if anything. */
-int vhd_create_opts(const struct dc_open_args *a, const char *path, struct vhd_create *c,
-		    bool *want)
+int vhd_open_opts(void *inst, const struct dc_open_args *a, void *opts,
+		  struct vhdfmt_want *w)
 {
+	const char *path = ((struct vhd_img *)inst)->path;
+	struct vhd_create *c = opts;
 	uint64_t size = 0, block = VHD_DEFAULT_BLOCK;
 	bool has_size = dc_opt_num(a, "create", &size);
 	bool has_block = dc_opt_num(a, "block", &block);
 
 	memset(c, 0, sizeof(*c));
-	c->parent = dc_opt_str(a, "parent");
-	*want = has_size || c->parent;
-	if (!*want) {
+	w->parent = c->parent = dc_opt_str(a, "parent");
+	w->create = has_size || c->parent;
+	if (!w->create) {
 		if (has_block) {
 			vhdfmt_err(
 				"%s: block= applies only when creating (create= or parent=)",

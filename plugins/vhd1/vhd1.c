@@ -321,7 +321,7 @@ static int vhd1_load(void *inst, const void *opts, bool created)
 /* open(): the steps of common/vhdfmt/open.h, with vhd:'s lock: a fixed VHD opens
  * through vhd1: or vhd:, and two writers must exclude each other whichever
  * plugin each uses; an image this plugin has open already is that instance. */
-VHDFMT_OPEN(vhd1, struct vhd1_disk, uint64_t);
+VHDFMT_OPEN(vhd1, struct vhd1_disk, uint64_t, .parent_of = NULL);
 
 static void vhd1_describe(void *inst, dc_kv_fn kv, void *arg)
 {

@@ -652,24 +652,6 @@ static const struct dc_option vhdx_options[] = {
 	DC_OPTIONS_END,
 };
 
-/* create=, parent= (vhdx_create.c) and parents=. */
-static int vhdx_open_opts(void *inst, const struct dc_open_args *a, void *opts,
-			  struct vhdfmt_want *w)
-{
-	struct vhdx_create *c = opts;
-	struct vhdx *v = inst;
-	int ret = vhdx_create_opts(a, v->path, c, &w->create);
-
-	if (ret == 0)
-		ret = vhdfmt_parents_opt(a, v->path, &v->parents_any);
-	if (ret == 0) {
-		w->parent = c->parent;
-		w->parent_of = vhdx_parent_of;
-		w->any = v->parents_any;
-	}
-	return ret;
-}
-
 /* Headers, log, regions, metadata and the BAT. */
 static int vhdx_load(void *inst, const void *opts, bool created)
 {
@@ -697,7 +679,7 @@ static int vhdx_load(void *inst, const void *opts, bool created)
 }
 
 /* open(): the steps of common/vhdfmt/open.h. */
-VHDFMT_OPEN(vhdx, struct vhdx, struct vhdx_create);
+VHDFMT_OPEN_DIFF(vhdx, struct vhdx, struct vhdx_create);
 
 static int vhdx_lower_spec(void *inst, char *buf, size_t len)
 {
@@ -723,17 +705,12 @@ static int vhdx_lower_spec(void *inst, char *buf, size_t len)
 static int vhdx_attach(void *inst, const struct dc_info *lower, struct dc_info *info)
 {
 	struct vhdx *v = inst;
-	uint32_t ro = info->flags & DC_INFO_READ_ONLY; /* this open's, when shared */
+	int ret = vhdfmt_attach(&v->info, v->diff, lower && v->parent_known, v->path,
+				"VHDX", info);
 	char want[39], got[39];
 
-	*info = v->info;
-	info->flags |= ro;
-	if (!v->diff)
-		return 0;
-	if (!lower || !v->parent_known) {
-		vhdfmt_err("%s: a differencing VHDX needs its parent below it", v->path);
-		return -EINVAL;
-	}
+	if (ret <= 0)
+		return ret;
 	if (lower->sector_size != v->lss) {
 		vhdfmt_err("%s: the parent has %u-byte sectors, this image %u", v->path,
 			   lower->sector_size, v->lss);

@@ -217,12 +217,12 @@ int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t pa
 char *vhdx_parent_of(int fd, const char *path, bool any);
 
 /* vhdx_create.c */
-/* The options; the image they describe, written into the empty file v->fd
- * that dc_create_open() made; and the check of an existing image that create=
- * or parent= named (it must be what they describe). */
-int vhdx_create_opts(const struct dc_open_args *a, const char *path,
-		     struct vhdx_create *c, bool *want);
-/* (inst: a struct vhdx, opts: its struct vhdx_create; vhdfmt/open.h) */
+/* The options (create=, parent=); the image they describe, written into the
+ * empty file v->fd that dc_create_open() made; and the check of an existing
+ * image that create= or parent= named (it must be what they describe). Steps
+ * of vhdfmt/open.h: inst is a struct vhdx, opts its struct vhdx_create. */
+int vhdx_open_opts(void *inst, const struct dc_open_args *a, void *opts,
+		   struct vhdfmt_want *w);
 int vhdx_create(void *inst, void *opts);
 int vhdx_check_existing(void *inst, const void *opts);
 

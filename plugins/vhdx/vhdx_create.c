@@ -325,9 +325,11 @@ int vhdx_check_existing(void *inst, const void *opts)
 	return vhdfmt_check_existing(v->path, c->size, v->disk_size, c->parent, why_not);
 }
 
-int vhdx_create_opts(const struct dc_open_args *a, const char *path,
-		     struct vhdx_create *c, bool *want)
+int vhdx_open_opts(void *inst, const struct dc_open_args *a, void *opts,
+		   struct vhdfmt_want *w)
 {
+	const char *path = ((struct vhdx *)inst)->path;
+	struct vhdx_create *c = opts;
 	uint64_t size = 0, block = VHDX_DEFAULT_BLOCK, lss = 512;
 	bool has_size = dc_opt_num(a, "create", &size);
 	bool has_lss = dc_opt_num(a, "sector", &lss);
@@ -335,9 +337,9 @@ int vhdx_create_opts(const struct dc_open_args *a, const char *path,
 	memset(c, 0, sizeof(*c));
 	c->has_block = dc_opt_num(a, "block", &block);
 	c->fixed = dc_opt_flag(a, "fixed");
-	c->parent = dc_opt_str(a, "parent");
-	*want = has_size || c->parent;
-	if (!*want) {
+	w->parent = c->parent = dc_opt_str(a, "parent");
+	w->create = has_size || c->parent;
+	if (!w->create) {
 		if (c->has_block || has_lss || c->fixed) {
 			vhdfmt_err(
 				"%s: block=, sector= and fixed apply only when creating "
