@@ -38,11 +38,6 @@ static const struct dc_option td_opts[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form td_forms[] = {
-	DC_FORM("tdisk", 1, DC_CHILD_NONE, "tdisk:SIZE", "test disk", td_opts),
-	DC_FORMS_END,
-};
-
 static void td_close(void *inst)
 {
 	struct td *t = inst;
@@ -161,14 +156,9 @@ static void td_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 DC_PLUGIN(td_plugin) = {
-	.kind = DC_KIND_BACKEND,
-	.name = "tdisk",
-	.version = "0",
-	.summary = "in-memory test disk (tests only)",
-	.forms = td_forms,
+	DC_ABOUT(DC_KIND_BACKEND, "tdisk", "0", "in-memory test disk (tests only)"),
+	.forms = DC_FORMS(DC_FORM("tdisk", 1, DC_CHILD_NONE, "tdisk:SIZE", "test disk",
+				  td_opts)),
 	.ops = DC_OPS_RW,
-	.open = td_open,
-	.close = td_close,
-	.submit = td_submit,
-	.describe = td_describe,
+	DC_CALLBACKS(td, open, close, submit, describe),
 };

@@ -62,25 +62,6 @@ static const struct dc_option tl_opts[] = {
 	DC_OPTIONS_END,
 };
 
-static const struct dc_form tl_forms[] = {
-	DC_FORM("tlay", 0, DC_CHILD_ONE, "tlay:SPEC", "test layer", tl_opts),
-	DC_FORM_FLAGS("tcache", 0, DC_CHILD_ONE, DC_FORM_READ_CACHE, "tcache:SPEC",
-		      "test read cache", tl_opts),
-	DC_FORM_FLAGS("twt", 0, DC_CHILD_ONE, DC_FORM_WRITE_THROUGH, "twt:SPEC",
-		      "test write-through layer", tl_opts),
-	DC_FORM("tpatdiff", 0, DC_CHILD_ONE, "tpatdiff:SPEC", "test pattern layer",
-		tl_opts),
-	DC_FORM("tpat", 1, DC_CHILD_NONE, "tpat:SIZE", "test pattern bottom layer",
-		tl_opts),
-	DC_FORM("tbase", 1, DC_CHILD_NONE, "tbase:SIZE", "test empty bottom layer",
-		tl_opts),
-	DC_FORM_FLAGS("twt0", 1, DC_CHILD_NONE, DC_FORM_WRITE_THROUGH, "twt0:SIZE",
-		      "write-through bottom layer", tl_opts),
-	DC_FORM("tchain", 1, DC_CHILD_NONE, "tchain:N", "layer with a lower_spec chain",
-		tl_opts),
-	DC_FORMS_END,
-};
-
 static void tl_fill_pattern(const struct tl *t, uint64_t s, uint8_t *out)
 {
 	if (t->mul) {
@@ -367,7 +348,8 @@ static int tl_check(void *inst, dc_check_report_fn report, void *arg)
 		dc_check_printf(report, arg, DC_CHECK_CORRUPT, "corruption %llu",
 				(unsigned long long)i);
 	for (uint64_t i = 0; i < t->leaks; i++)
-		dc_check_printf(report, arg, DC_CHECK_LEAK, "leak %llu", (unsigned long long)i);
+		dc_check_printf(report, arg, DC_CHECK_LEAK, "leak %llu",
+				(unsigned long long)i);
 	return 0;
 }
 
@@ -396,19 +378,25 @@ static void tl_describe(void *inst, dc_kv_fn kv, void *arg)
 }
 
 DC_PLUGIN(tl_plugin) = {
-	.kind = DC_KIND_LAYER,
-	.name = "tlayer",
-	.version = "0",
-	.summary = "configurable test layers (tests only)",
-	.forms = tl_forms,
+	DC_ABOUT(DC_KIND_LAYER, "tlayer", "0", "configurable test layers (tests only)"),
+	.forms = DC_FORMS(
+		DC_FORM("tlay", 0, DC_CHILD_ONE, "tlay:SPEC", "test layer", tl_opts),
+		DC_FORM_FLAGS("tcache", 0, DC_CHILD_ONE, DC_FORM_READ_CACHE,
+			      "tcache:SPEC", "test read cache", tl_opts),
+		DC_FORM_FLAGS("twt", 0, DC_CHILD_ONE, DC_FORM_WRITE_THROUGH, "twt:SPEC",
+			      "test write-through layer", tl_opts),
+		DC_FORM("tpatdiff", 0, DC_CHILD_ONE, "tpatdiff:SPEC",
+			"test pattern layer", tl_opts),
+		DC_FORM("tpat", 1, DC_CHILD_NONE, "tpat:SIZE",
+			"test pattern bottom layer", tl_opts),
+		DC_FORM("tbase", 1, DC_CHILD_NONE, "tbase:SIZE",
+			"test empty bottom layer", tl_opts),
+		DC_FORM_FLAGS("twt0", 1, DC_CHILD_NONE, DC_FORM_WRITE_THROUGH,
+			      "twt0:SIZE", "write-through bottom layer", tl_opts),
+		DC_FORM("tchain", 1, DC_CHILD_NONE, "tchain:N",
+			"layer with a lower_spec chain", tl_opts)),
 	.ctx_size = sizeof(void *),
 	.ops = DC_OPS_RW,
-	.open = tl_open,
-	.close = tl_close,
-	.submit = tl_submit,
-	.sector_count = tl_sector_count,
-	.attach = tl_attach,
-	.lower_spec = tl_lower_spec,
-	.describe = tl_describe,
-	.check = tl_check,
+	DC_CALLBACKS(tl, open, close, submit, sector_count, attach, lower_spec, describe,
+		     check),
 };
