@@ -653,6 +653,66 @@ START_TEST(test_concurrent)
 }
 END_TEST
 
+/* A disk of 64 MiB or more carves chunks in lanes, one per thread
+ * (plugins/ram/arena.h): writers faulting in arenas side by side get chunks
+ * that are theirs alone, whatever arena they come from; what was never
+ * written reads as zero; each lane holds at most one arena not yet used up. */
+#define LANE_THREADS 4
+#define LANE_CHUNKS 768 /* of 64 KiB: the first 48 MiB of mem:64M */
+
+struct lane_arg {
+	dc_disk *d;
+	unsigned id;
+	int failures;
+};
+
+static void *lane_writer(void *arg)
+{
+	struct lane_arg *a = arg;
+	uint8_t *buf = h_alloc(64 * 1024);
+
+	for (uint64_t ci = a->id; ci < LANE_CHUNKS; ci += LANE_THREADS) {
+		tl_pat_fill(buf, ci * 128, 128, 512, a->id + 1);
+		if (dc_write(a->d, ci * 128, buf, 64 * 1024, 0))
+			a->failures++;
+	}
+	free(buf);
+	return NULL;
+}
+
+START_TEST(test_lanes)
+{
+	dc_disk *d = tl_open_ok("mem:64M", 0);
+	pthread_t th[LANE_THREADS];
+	struct lane_arg a[LANE_THREADS];
+	unsigned huge = 0, small = 0;
+	struct h_desc t;
+
+	for (unsigned i = 0; i < LANE_THREADS; i++) {
+		a[i] = (struct lane_arg){ .d = d, .id = i };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, lane_writer, &a[i]), 0);
+	}
+	for (unsigned i = 0; i < LANE_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(a[i].failures, 0);
+	}
+	for (uint64_t ci = 0; ci < LANE_CHUNKS; ci++)
+		expect_pattern(d, ci * 128, 128, (uint32_t)(ci % LANE_THREADS) + 1);
+	for (uint64_t ci = LANE_CHUNKS; ci < 1024; ci += 32)
+		expect_zero(d, ci * 128, 32 * 128);
+	ck_assert_uint_eq(tl_describe_num(d, "mem", 0, "committed_size"),
+			  (uint64_t)LANE_CHUNKS * 64 * 1024);
+	h_describe(d, "ram", &t);
+	ck_assert_int_eq(sscanf(h_desc_get(&t, "arenas"),
+				"%u on huge pages, %u on small pages", &huge, &small),
+			 2);
+	/* 48 MiB in 2 MiB arenas, plus at most one partly carved per lane. */
+	ck_assert_uint_ge(huge + small, 24);
+	ck_assert_uint_le(huge + small, 24 + 8);
+	dc_close(d);
+}
+END_TEST
+
 /* A disk of 64 MiB or more streams runs of 32 KiB or more into its memory
  * (plugins/ram/stream.h): gathered from segments of odd lengths, so the
  * copy starts unaligned and crosses segments mid-vector; one run covers a
@@ -732,6 +792,7 @@ int main(void)
 
 	tc = tcase_create("concurrent");
 	tcase_add_test(tc, test_concurrent);
+	tcase_add_test(tc, test_lanes);
 	suite_add_tcase(s, tc);
 
 	conformance_add(s, "mem", "mem:1M");
