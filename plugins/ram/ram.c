@@ -450,6 +450,28 @@ static int ram_read(struct ram *r, struct dc_req *req)
 	return 0;
 }
 
+/* The chunk behind sl, made if there is none, with lock held on return
+ * (NULL and not held: out of memory). A new chunk is made before the lock is
+ * taken: making it may fault in an arena (~1 ms), which must not hold up the
+ * writers of the other chunks under that lock. A writer that lost the race
+ * to fill sl gives its chunk back. */
+static uint8_t *ram_chunk_lock(struct ram *r, struct ram_slot *sl, pthread_mutex_t *lock)
+{
+	uint8_t *data = atomic_load_explicit(&sl->data, memory_order_relaxed);
+	uint8_t *made = data ? NULL : ram_chunk_alloc(&r->alloc);
+
+	pthread_mutex_lock(lock);
+	data = atomic_load_explicit(&sl->data, memory_order_relaxed);
+	if (!data && made) {
+		atomic_store_explicit(&sl->data, made, memory_order_release);
+		return made;
+	}
+	ram_chunk_free(&r->alloc, made);
+	if (!data)
+		pthread_mutex_unlock(lock);
+	return data;
+}
+
 static int ram_write(struct ram *r, struct dc_req *req, bool overwrite)
 {
 	uint64_t spc = UINT64_C(1) << r->spc_shift;
@@ -477,16 +499,9 @@ static int ram_write(struct ram *r, struct dc_req *req, bool overwrite)
 			rc = -ENOMEM;
 			break;
 		}
-		pthread_mutex_lock(lock);
-		data = atomic_load_explicit(&sl->data, memory_order_relaxed);
-		if (!data) {
-			data = ram_chunk_alloc(&r->alloc);
-			if (!data) {
-				pthread_mutex_unlock(lock);
-				rc = -ENOMEM;
-				break;
-			}
-			atomic_store_explicit(&sl->data, data, memory_order_release);
+		if (!(data = ram_chunk_lock(r, sl, lock))) {
+			rc = -ENOMEM;
+			break;
 		}
 		ram_mask(m, first, last);
 		if (overwrite) {
