@@ -31,12 +31,15 @@
 #define RAM_LANE_DISK (UINT64_C(64) << 20)
 /* Address space reserved at a time, arenas carved from it: one mmap for 32
  * arenas, not an mmap, two munmaps and an madvise each, all of which wait for
- * every other thread's fault-in to finish (they take mmap_lock to write). */
+ * every other thread's fault-in to finish (they take mmap_lock to write). A
+ * smaller disk reserves its size (where overcommit is strict, address space
+ * counts as memory). */
 #define RAM_REGION (UINT64_C(64) << 20)
 
 struct ram_region {
 	struct ram_region *next;
 	uint8_t *base;
+	size_t size;
 };
 
 /* 1 + this thread's lane number; 0 until it first allocates. */
@@ -51,6 +54,7 @@ void ram_alloc_init(struct ram_alloc *a)
 	a->free = NULL;
 	atomic_init(&a->nfree, 0);
 	a->nlanes = 1;
+	a->region = RAM_ARENA;
 	atomic_init(&a->small_left, 0);
 	atomic_init(&a->huge, 0);
 	atomic_init(&a->small, 0);
@@ -64,12 +68,15 @@ void ram_alloc_init(struct ram_alloc *a)
 void ram_alloc_size(struct ram_alloc *a, uint64_t disk_bytes)
 {
 	a->nlanes = disk_bytes >= RAM_LANE_DISK ? RAM_LANES : 1;
+	a->region = disk_bytes >= RAM_REGION ?
+			    RAM_REGION :
+			    (disk_bytes + RAM_ARENA - 1) & ~(RAM_ARENA - 1);
 }
 
-/* A region of RAM_REGION bytes, RAM_ARENA-aligned, nothing faulted in. */
-static uint8_t *ram_region_map(bool huge)
+/* A region of size bytes, RAM_ARENA-aligned, nothing faulted in. */
+static uint8_t *ram_region_map(size_t size, bool huge)
 {
-	uint8_t *p = mmap(NULL, RAM_REGION + RAM_ARENA, PROT_READ | PROT_WRITE,
+	uint8_t *p = mmap(NULL, size + RAM_ARENA, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	uintptr_t head;
 
@@ -78,10 +85,10 @@ static uint8_t *ram_region_map(bool huge)
 	head = (RAM_ARENA - ((uintptr_t)p & (RAM_ARENA - 1))) & (RAM_ARENA - 1);
 	if (head)
 		munmap(p, head);
-	munmap(p + head + RAM_REGION, RAM_ARENA - head);
+	munmap(p + head + size, RAM_ARENA - head);
 	p += head;
 	/* A hint: fine if refused. */
-	madvise(p, RAM_REGION, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	madvise(p, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 	return p;
 }
 
@@ -94,11 +101,12 @@ static uint8_t *ram_arena_carve(struct ram_alloc *a, bool huge)
 	if (a->carve[huge] == a->carve_end[huge]) {
 		struct ram_region *g = malloc(sizeof(*g));
 
-		if (g && (g->base = ram_region_map(huge))) {
+		if (g && (g->base = ram_region_map(a->region, huge))) {
+			g->size = a->region;
 			g->next = a->regions;
 			a->regions = g;
 			a->carve[huge] = g->base;
-			a->carve_end[huge] = g->base + RAM_REGION;
+			a->carve_end[huge] = g->base + g->size;
 		} else {
 			free(g);
 		}
@@ -206,7 +214,7 @@ void ram_alloc_destroy(struct ram_alloc *a)
 		struct ram_region *g = a->regions;
 
 		a->regions = g->next;
-		munmap(g->base, RAM_REGION);
+		munmap(g->base, g->size);
 		free(g);
 	}
 	pthread_mutex_destroy(&a->lock);

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define RAM_CHUNK_SHIFT 16
@@ -33,6 +34,7 @@ struct ram_alloc {
 	void *free; /* chunks given back by a shrink, linked through their data */
 	atomic_uint nfree;
 	unsigned nlanes;
+	size_t region;		 /* address space to reserve at a time */
 	atomic_uint small_left;	 /* arenas still to make on small pages */
 	atomic_uint huge, small; /* arenas made on each, for describe */
 	struct ram_lane lanes[RAM_LANES];
