@@ -181,8 +181,7 @@ DC_EXPORT unsigned dc_queue_inflight(dc_queue *q)
 	return atomic_load(&q->inflight);
 }
 
-/* Make efd readable. The flag is set after the write, so a reader that misses
- * it leaves at most one spurious wakeup, which its next look clears. */
+/* Make efd readable. The flag is set after the write; see queue_unsignal(). */
 void dc__queue_signal(struct dc_queue *q)
 {
 	eventfd_write(q->efd, 1);
@@ -190,13 +189,17 @@ void dc__queue_signal(struct dc_queue *q)
 }
 
 /* Clear efd unless nothing was written since the last clear (no system call
- * then). */
+ * then). A hand-off between its write and its flag (users > 0) may already
+ * have made efd readable: read then too. Skipping that read left efd readable
+ * with the flag clear until the other thread ran again, and a consumer that
+ * polls efd spun through empty reaps meanwhile (seen under load). Now each
+ * write costs at most one wakeup with nothing to reap. */
 static int queue_unsignal(struct dc_queue *q)
 {
 	uint64_t v;
 
-	if (atomic_exchange(&q->signaled, false) && read(q->efd, &v, sizeof(v)) < 0 &&
-	    errno != EAGAIN)
+	if ((atomic_exchange(&q->signaled, false) || atomic_load(&q->users)) &&
+	    read(q->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return -errno;
 	return 0;
 }
