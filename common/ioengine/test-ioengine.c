@@ -200,6 +200,13 @@ START_TEST(uring_direct)
 }
 END_TEST
 
+/* Driven and O_DIRECT: the driver hands refills to the kernel early. */
+START_TEST(uring_driven_direct)
+{
+	t_one_mode(false, true, true);
+}
+END_TEST
+
 START_TEST(pool)
 {
 	t_one_mode(true, false, false);
@@ -374,9 +381,9 @@ END_TEST
 int main(void)
 {
 	const TTest *const tests[] = {
-		uring_thread,	    uring_driven, uring_direct, pool,
-		pool_driven_direct, uring_only,	  watch,	extents,
-		callbacks,	    probe,	  NULL
+		uring_thread, uring_driven,	  uring_direct, uring_driven_direct,
+		pool,	      pool_driven_direct, uring_only,	watch,
+		extents,      callbacks,	  probe,	NULL
 	};
 
 	return common_check_run("ioengine", tests);
