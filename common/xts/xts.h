@@ -107,9 +107,9 @@ void xts_plugin_submit(void *inst, struct dc_req *req);
 
 /* The fields of such a plugin's struct dc_plugin that the XTS path sets: a
  * decorator with a struct xts_ctx per request and a pool per queue. */
-#define XTS_PLUGIN_FIELDS                                              \
-	.kind = DC_KIND_DECORATOR, .ctx_size = sizeof(struct xts_ctx), \
-	.queue_open = xts_queue_open, .queue_close = xts_queue_close
+#define XTS_PLUGIN_FIELDS                                                 \
+	.ctx_size = sizeof(struct xts_ctx), .queue_open = xts_queue_open, \
+	.queue_close = xts_queue_close
 
 /* One-shot: en- or decrypt len bytes of consecutive units of unit_size bytes,
  * the first tweaked with first_unit, with a key of key_len (32 or 64) bytes.

@@ -203,10 +203,9 @@ static void crypt_describe(void *inst, dc_kv_fn kv, void *arg)
 
 DC_PLUGIN(crypt_plugin) = {
 	XTS_PLUGIN_FIELDS,
-	.name = "crypt",
-	.version = "0.1.0",
-	.summary = "XTS-AES-256 disk encryption (VAES, else libgcrypt), compatible with "
-		   "aes-xts-plain64",
+	DC_ABOUT(DC_KIND_DECORATOR, "crypt", "0.1.0",
+		 "XTS-AES-256 disk encryption (VAES, else libgcrypt), compatible with "
+		 "aes-xts-plain64"),
 	.usage =
 		"crypt:xts-aes-256:KEYFILE:SPEC\n"
 		"  Encrypts SPEC with AES-256 in XTS mode. KEYFILE holds exactly 64 raw\n"

@@ -475,10 +475,9 @@ static void luks_describe(void *inst, dc_kv_fn kv, void *arg)
 
 DC_PLUGIN(luks_plugin) = {
 	XTS_PLUGIN_FIELDS,
-	.name = "luks",
-	.version = "0.1.0",
-	.summary = "LUKS1 and LUKS2 volumes (AES-XTS, AES-CBC-ESSIV), as cryptsetup opens "
-		   "them",
+	DC_ABOUT(DC_KIND_DECORATOR, "luks", "0.1.0",
+		 "LUKS1 and LUKS2 volumes (AES-XTS, AES-CBC-ESSIV), as cryptsetup opens "
+		 "them"),
 	.usage =
 		"luks;keyfile=PATH:SPEC  or  luks;passphrase-file=PATH:SPEC\n"
 		"  Opens the LUKS1 or LUKS2 header at the start of SPEC and reads and\n"
