@@ -13,12 +13,15 @@
 # page cache's dirty pages written back (sync) before each run; the sources
 # stay cached. Wall clock and CPU (user + system of the process, from
 # /usr/bin/time), medians of ROUNDS; the ratios are qemu-img / diskctl, so
-# above 1 diskctl is faster.
+# above 1 diskctl is faster. The last lines give the target's ratios (issue
+# 16: >= 1.2 wall) with met / not met.
 #
 #   BUILD=/path/to/builddir bench/convert-vs-qemu-img.sh
 #
 # Environment: BUILD or DISKCTL, BENCH_DIR (default /var/tmp), ROUNDS (5),
-# KEEP=1 keeps the sources for the next run.
+# KEEP=1 keeps the sources for the next run, AB=1 adds diskctl with
+# DISKCORE_IO_COPY=0 (the file engine without its copy mode: writes on
+# io_uring's workers, no early writeback) to the same rounds.
 set -eu
 # shellcheck source=bench/common.sh
 . "$(dirname "$0")/common.sh"
@@ -65,6 +68,9 @@ q_x2r() { timed q_x2r "$DST.raw" qemu-img convert -t writeback -f vhdx -O raw "$
 d_x2r() { timed d_x2r "$DST.raw" "$DISKCTL" convert -q --sparse "vhdx:$SRCX" "file:$DST.raw"; }
 q_r2x() { timed q_r2x "$DST.vhdx" qemu-img convert -t writeback -f raw -O vhdx "$SRC" "$DST.vhdx"; }
 d_r2x() { timed d_r2x "$DST.vhdx" "$DISKCTL" convert -q --sparse "file:$SRC" "vhdx:$DST.vhdx"; }
+# The same without the engine's copy mode (AB=1).
+o_x2r() { timed o_x2r "$DST.raw" env DISKCORE_IO_COPY=0 "$DISKCTL" convert -q --sparse "vhdx:$SRCX" "file:$DST.raw"; }
+o_r2x() { timed o_r2x "$DST.vhdx" env DISKCORE_IO_COPY=0 "$DISKCTL" convert -q --sparse "file:$SRC" "vhdx:$DST.vhdx"; }
 
 # Once, not timed: diskctl's images hold the source's bytes.
 d_x2r
@@ -82,6 +88,9 @@ while [ "$r" -le "$ROUNDS" ]; do
 		q_x2r; d_x2r; q_r2x; d_r2x
 	else
 		d_x2r; q_x2r; d_r2x; q_r2x
+	fi
+	if [ "${AB:-0}" = 1 ]; then
+		o_x2r; o_r2x
 	fi
 	r=$((r + 1))
 done
@@ -116,6 +125,10 @@ table() {
 	row "diskctl convert vhdx -> raw" "$1.d_x2r"
 	row "qemu-img convert raw -> vhdx" "$1.q_r2x"
 	row "diskctl convert raw -> vhdx" "$1.d_r2x"
+	if [ "${AB:-0}" = 1 ]; then
+		row "diskctl vhdx -> raw, IO_COPY=0" "$1.o_x2r"
+		row "diskctl raw -> vhdx, IO_COPY=0" "$1.o_r2x"
+	fi
 	echo
 	echo "ratio qemu-img/diskctl, vhdx -> raw: $(bench_ratio "$(bench_med "$1.q_x2r")" "$(bench_med "$1.d_x2r")")"
 	echo "ratio qemu-img/diskctl, raw -> vhdx: $(bench_ratio "$(bench_med "$1.q_r2x")" "$(bench_med "$1.d_r2x")")"
@@ -128,8 +141,23 @@ qemu-img --version | head -1
 echo
 table wall "Wall clock (s):"
 table cpu "CPU (user + system of the process, s):"
+# verdict DIR: the wall ratio of DIR against the target, and the CPU ratio.
+verdict() {
+	w=$(bench_ratio "$(bench_med "wall.q_$1")" "$(bench_med "wall.d_$1")")
+	c=$(bench_ratio "$(bench_med "cpu.q_$1")" "$(bench_med "cpu.d_$1")")
+	m=$(awk -v r="$w" 'BEGIN { print (r >= 1.2 ? "met" : "not met") }')
+	echo "  $2: wall $w ($m), CPU $c"
+}
+echo "target: diskctl convert >= 1.2x qemu-img convert -t writeback, wall clock"
+echo "(ratio qemu-img / diskctl of the medians of $ROUNDS rounds):"
+verdict x2r "vhdx -> raw"
+verdict r2x "raw -> vhdx"
+echo
 echo "commands:"
 echo "  qemu-img convert -t writeback -f vhdx -O raw SRC.vhdx DST.raw"
 echo "  diskctl convert -q --sparse vhdx:SRC.vhdx file:DST.raw"
 echo "  qemu-img convert -t writeback -f raw -O vhdx SRC.raw DST.vhdx"
 echo "  diskctl convert -q --sparse file:SRC.raw vhdx:DST.vhdx"
+if [ "${AB:-0}" = 1 ]; then
+	echo "  DISKCORE_IO_COPY=0 diskctl convert ... (the same two, without the copy mode)"
+fi

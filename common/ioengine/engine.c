@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* ioengine: choosing the mode at open, queues, requests, and the worker-pool
  * path (blocking calls on the core's pool) used when io_uring is unavailable
- * or DISKCORE_IO_ENGINE=pool asks for it. */
+ * or DISKCORE_IO_ENGINE=pool asks for it; and the copy mode a copy tool asks
+ * for (DISKCORE_IO_COPY, ioe_copy_write). */
 #include "internal.h"
 
 #include <errno.h>
@@ -36,7 +37,8 @@ int ioe_file_open(int fd, bool direct, size_t align, enum ioe_mode mode,
 		  struct ioe_file **out)
 {
 	struct ioe_file *f = calloc(1, sizeof(*f));
-	const char *env = getenv("DISKCORE_IO_ENGINE");
+	const char *env = getenv("DISKCORE_IO_ENGINE"),
+		   *copy = getenv("DISKCORE_IO_COPY");
 	char why[128];
 	int rc = 0;
 
@@ -46,6 +48,8 @@ int ioe_file_open(int fd, bool direct, size_t align, enum ioe_mode mode,
 	f->direct = direct;
 	f->align = direct ? align : 0;
 	f->fallback_ok = mode == IOE_AUTO;
+	/* O_DIRECT writes are asynchronous on io_uring: they keep the ring. */
+	f->copy = !direct && copy && *copy && strcmp(copy, "0") != 0;
 	if (f->fallback_ok && env && !strcmp(env, "pool")) {
 		snprintf(f->mode, sizeof(f->mode),
 			 "worker pool (DISKCORE_IO_ENGINE=pool)");
@@ -62,6 +66,10 @@ int ioe_file_open(int fd, bool direct, size_t align, enum ioe_mode mode,
 		f->uring = true;
 		snprintf(f->mode, sizeof(f->mode), "io_uring, one ring per queue");
 	}
+	if (f->copy)
+		strncat(f->mode,
+			"; buffered writes on the caller's thread (DISKCORE_IO_COPY)",
+			sizeof(f->mode) - strlen(f->mode) - 1);
 	*out = f;
 	return 0;
 }
@@ -243,6 +251,36 @@ static void ioe_to_pool(struct ioe_req *r)
 		r->done(r, -ENOMEM);
 }
 
+/* --- The copy mode ------------------------------------------------------------ */
+
+/* A buffered write of the copy mode, on the submitting thread. Neither ext4
+ * nor tmpfs takes RWF_NOWAIT buffered writes, so io_uring would hand every
+ * one to a worker thread of its own: a wake-up and a thread switch a write
+ * (docs/performance.md, "convert against qemu-img"). A copy tool whose loop
+ * submits (diskctl cp, convert, commit) can afford to block there; a VMM's
+ * queue thread cannot, so this is only ever asked for by the process
+ * (DISKCORE_IO_COPY=1 when a file is opened), never by default.
+ *
+ * Every IOE_KICK bytes it also starts writeback of the file's dirty pages
+ * (sync_file_range without waiting), so the device writes while the copy
+ * goes on and the flush at the end waits for the last few MiB only, not for
+ * the whole image. */
+static int ioe_copy_write(struct ioe_file *f, struct ioe_req *r)
+{
+	uint64_t n;
+	int res = ioe_blocking(r);
+
+	n = atomic_fetch_add_explicit(&f->unkicked, r->buf.len, memory_order_relaxed) +
+	    r->buf.len;
+	if (n >= IOE_KICK &&
+	    atomic_compare_exchange_strong_explicit(
+		    &f->unkicked, &n, 0, memory_order_relaxed, memory_order_relaxed))
+		/* A hint: what fails here fails again, and is reported, at the
+		 * flush. */
+		(void)sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	return res;
+}
+
 void ioe_submit(struct ioe_queue *q, struct ioe_req *r)
 {
 	struct ioe_file *f = q->f;
@@ -251,6 +289,10 @@ void ioe_submit(struct ioe_queue *q, struct ioe_req *r)
 	r->f = f;
 	r->bounce = NULL;
 	r->heap = NULL;
+	if (f->copy && r->op == IOE_WRITE) {
+		r->done(r, ioe_copy_write(f, r));
+		return;
+	}
 	if (q->pool || r->op == IOE_DISCARD ||
 	    (r->op == IOE_PUNCH && !f->can_fallocate)) {
 		ioe_to_pool(r);

@@ -15,6 +15,8 @@
 #define IOE_SQ_ENTRIES 128
 #define IOE_CQ_ENTRIES 256
 #define IOE_RETRIES 8
+/* The copy mode starts writeback every IOE_KICK bytes written to a file. */
+#define IOE_KICK (4u << 20)
 
 /* What the engine thread's epoll finds: a ring, a watch, its control fd. */
 struct ioe_src {
@@ -54,7 +56,11 @@ struct ioe_file {
 	bool fallback_ok;   /* a queue whose ring cannot be made uses the pool */
 	bool can_fallocate; /* IORING_OP_FALLOCATE */
 	size_t align;
-	struct ioe_thread *t; /* io_uring only */
+	/* DISKCORE_IO_COPY (engine.c, ioe_copy_write): buffered writes run on
+	 * the submitting thread and start the file's writeback as they go. */
+	bool copy;
+	_Atomic uint64_t unkicked; /* bytes written since writeback was started */
+	struct ioe_thread *t;	   /* io_uring only */
 	char mode[160];
 };
 

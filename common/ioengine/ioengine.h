@@ -7,6 +7,10 @@
  * and knows the operations used (io_uring_queue_init fails under seccomp or
  * kernel.io_uring_disabled), else the worker pool running blocking calls.
  * DISKCORE_IO_ENGINE=pool forces the pool for files that accept it.
+ * DISKCORE_IO_COPY=1 (set by diskctl cp, convert and commit; never for a VMM)
+ * runs buffered writes on the submitting thread, their done callback inside
+ * ioe_submit(), and starts writeback as they go (engine.c, ioe_copy_write):
+ * the submitter blocks for the write.
  *
  * On io_uring each consumer queue gets a ring. ioe_submit() runs on the
  * queue's thread (the plugin's submit()), prepares an SQE and never enters

@@ -219,6 +219,78 @@ START_TEST(pool_driven_direct)
 }
 END_TEST
 
+/* The copy mode (DISKCORE_IO_COPY=1): a buffered write is done before
+ * ioe_submit() returns, on io_uring and on the pool; 6 MiB of them (past
+ * the writeback kick) read back through the queue. An O_DIRECT file and
+ * DISKCORE_IO_COPY=0 keep the asynchronous path. */
+static void t_copy(bool pool, bool driven)
+{
+	char *path = t_tmpfile(), *data = malloc(BLK * 64), *back = malloc(BLK * 64);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	struct ioe_file *f;
+	struct ioe_queue *q;
+	struct iovec iov = { data, BLK * 64 };
+	struct tio t;
+
+	setenv("DISKCORE_IO_COPY", "1", 1);
+	f = t_engine(fd, pool, false);
+	unsetenv("DISKCORE_IO_COPY");
+	ck_assert_ptr_nonnull(strstr(ioe_file_describe(f), "DISKCORE_IO_COPY"));
+	ck_assert_int_eq(ioe_queue_open(f, &q), 0);
+	if (driven)
+		ck_assert_int_ge(ioe_queue_poll(q, -1, 0), 0);
+	for (int i = 0; i < 24; i++) {
+		memset(data, 'a' + i, BLK * 64);
+		memset(&t, 0, sizeof(t));
+		t.r.op = IOE_WRITE;
+		t.r.off = (uint64_t)i * BLK * 64;
+		t.r.buf = (struct dc_buf){ .iov = &iov, .iovcnt = 1, .len = BLK * 64 };
+		t.r.done = t_done_fn;
+		t.res = -EINPROGRESS;
+		atomic_store(&t_done, 0);
+		ioe_submit(q, &t.r);
+		ck_assert_int_eq(atomic_load(&t_done), 1);
+		ck_assert_int_eq(t.res, 0);
+	}
+	iov.iov_base = back;
+	for (int i = 0; i < 24; i++) {
+		t_rw(q, driven, &t, IOE_READ, (uint64_t)i * BLK * 64, &iov, 1, BLK * 64);
+		ck_assert_int_eq(t.res, 0);
+		ck_assert(back[0] == 'a' + i && back[BLK * 64 - 1] == 'a' + i);
+	}
+	t_rw(q, driven, &t, IOE_FLUSH, 0, NULL, 0, 0);
+	ck_assert_int_eq(t.res, 0);
+	ioe_queue_close(q);
+	ioe_file_close(f);
+	close(fd);
+	unlink(path);
+	free(path);
+	free(data);
+	free(back);
+}
+
+START_TEST(copy_mode)
+{
+	struct ioe_file *f;
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	t_copy(false, false);
+	t_copy(false, true);
+	t_copy(true, false);
+	/* Not asked for, or for an O_DIRECT file: no copy mode. */
+	setenv("DISKCORE_IO_COPY", "0", 1);
+	f = t_engine(fd, false, false);
+	ck_assert_ptr_null(strstr(ioe_file_describe(f), "DISKCORE_IO_COPY"));
+	ioe_file_close(f);
+	setenv("DISKCORE_IO_COPY", "1", 1);
+	f = t_engine(fd, false, true);
+	unsetenv("DISKCORE_IO_COPY");
+	ck_assert_ptr_null(strstr(ioe_file_describe(f), "DISKCORE_IO_COPY"));
+	ioe_file_close(f);
+	close(fd);
+}
+END_TEST
+
 /* IOE_URING ignores the forced pool. */
 START_TEST(uring_only)
 {
@@ -383,7 +455,8 @@ int main(void)
 	const TTest *const tests[] = {
 		uring_thread, uring_driven,	  uring_direct, uring_driven_direct,
 		pool,	      pool_driven_direct, uring_only,	watch,
-		extents,      callbacks,	  probe,	NULL
+		extents,      callbacks,	  probe,	copy_mode,
+		NULL
 	};
 
 	return common_check_run("ioengine", tests);

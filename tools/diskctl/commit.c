@@ -184,6 +184,8 @@ int ctl_commit(int argc, char **argv)
 
 	m.spec = ctl_parse(argc, argv, &m.cp, NULL)[0];
 	ctl_catch_signals();
+	/* The file engine's copy mode, as for cp (ctl_cp_main says why). */
+	setenv("DISKCORE_IO_COPY", "1", 0);
 	if (ctl_commit_open(&m) < 0)
 		goto out;
 	t0 = ctl_now_ns();

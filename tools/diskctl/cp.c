@@ -3,7 +3,9 @@
  * many chunks in flight, stopping cleanly on SIGINT or SIGTERM. */
 #include "diskctl.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -209,34 +211,67 @@ static void ctl_cp_draw(struct ctl_cp *cp, bool final)
 		fprintf(stderr, "\n");
 }
 
-/* Run the slots until none is busy. */
-static void ctl_cp_loop(struct ctl_cp *cp, struct ctl_cp_slot *slots, unsigned nslots)
+/* Reap both queues; returns how many completions were handled. */
+static int ctl_cp_reap(struct ctl_cp *cp, dc_queue *const *qs)
 {
 	struct dc_completion comps[32];
+	int got = 0;
+
+	for (int qi = 0; qi < 2; qi++) {
+		int n = dc_queue_reap(qs[qi], comps, 32);
+
+		for (int i = 0; i < n; i++)
+			ctl_cp_complete(cp, &comps[i], cp->chunk);
+		got += n > 0 ? n : 0;
+	}
+	return got;
+}
+
+/* A driven SRC queue's wait, which also ends when DST's fd (dfd) is readable;
+ * it hands the reads submitted since the last call to SRC. */
+static void ctl_cp_wait(struct ctl_cp *cp, int dfd, int timeout_ms)
+{
+	int rc = dc_queue_wait_fd(cp->sq, dfd, timeout_ms);
+
+	if (rc < 0 && rc != -EINTR) {
+		if (!cp->err) {
+			ctl_err("waiting on '%s': %s", cp->src_spec, dc_strerror(rc));
+			cp->err = rc;
+		}
+		/* It returned without sleeping; the chunks in flight still have
+		 * to be waited for. */
+		poll(NULL, 0, 10);
+	}
+}
+
+/* Run the slots until none is busy. When an element of SRC's chain can reap
+ * on this thread (a file on io_uring), SRC's queue is driven: its reads run
+ * inside the wait's system call, none of their completions crosses a
+ * thread, and DST's completions wake the same wait through DST's fd. With
+ * the engine's copy mode (ctl_cp_main) DST's writes complete inside
+ * dc_submit(), so a chunk is read and written without a thread hand-off. */
+static void ctl_cp_loop(struct ctl_cp *cp, struct ctl_cp_slot *slots, unsigned nslots)
+{
 	dc_queue *qs[2] = { cp->sq, cp->dq };
-	unsigned busy;
+	int dfd = dc_queue_fd(cp->dq);
+	bool drive = dfd >= 0 && dc_queue_pollers(cp->sq) &&
+		     dc_queue_wait(cp->sq, 0) >= 0;
 
 	for (unsigned i = 0; i < nslots; i++)
 		ctl_cp_start(cp, &slots[i], cp->chunk);
 	for (;;) {
-		int got = 0;
+		int got = ctl_cp_reap(cp, qs);
+		unsigned busy = 0;
 
-		for (int qi = 0; qi < 2; qi++) {
-			int n = dc_queue_reap(qs[qi], comps, 32);
-
-			for (int i = 0; i < n; i++)
-				ctl_cp_complete(cp, &comps[i], cp->chunk);
-			got += n > 0 ? n : 0;
-		}
 		ctl_cp_draw(cp, false);
-		if (got)
-			continue;
-		busy = 0;
-		for (unsigned i = 0; i < nslots; i++)
-			busy += slots[i].state != CTL_CP_IDLE;
-		if (!busy)
+		for (unsigned i = 0; i < nslots && !got && !busy; i++)
+			busy = slots[i].state != CTL_CP_IDLE;
+		if (!got && !busy)
 			break;
-		ctl_queues_wait(qs, 2, 100);
+		if (drive)
+			ctl_cp_wait(cp, dfd, got ? 0 : 100);
+		else if (!got)
+			ctl_queues_wait(qs, 2, 100);
 	}
 }
 
@@ -405,6 +440,12 @@ int ctl_cp_main(int argc, char **argv, struct ctl_cp *cp,
 	cp->src_spec = ops[0];
 	cp->dst_spec = ops[1];
 	ctl_catch_signals();
+	/* The file engine's copy mode for the disks opened below (ioengine.h,
+	 * DISKCORE_IO_COPY): buffered writes run in dc_submit() on this
+	 * thread, which only this loop waits on, and start writeback as they
+	 * go, so the flush at the end has little left to write. A caller's
+	 * DISKCORE_IO_COPY=0 keeps the default. */
+	setenv("DISKCORE_IO_COPY", "1", 0);
 	cp->src = ctl_open(cp->src_spec, DC_OPEN_READ_ONLY);
 	if (!cp->src)
 		return CTL_EXIT_FAIL;
