@@ -170,6 +170,7 @@ for t in $TARGETS; do
 		"$(bench_ratio "$(bench_med "cpu.d$t")" "$(bench_med "cpu.f$t")")"
 done
 echo
+pin=${CPU:+taskset -c $CPU }
 echo "commands (F = the target's file or device):"
-echo "  taskset -c ${CPU:-any} diskctl bench --rw randread --bs 4k --qd 32 --time $SECS --ro --json 'file:F;direct'"
-echo "  taskset -c ${CPU:-any} fio --name=bench --filename=F --readonly --ioengine=io_uring --direct=1 --invalidate=0 --rw=randread --bs=4k --iodepth=32 --numjobs=1 --time_based --runtime=$SECS --output-format=json"
+echo "  ${pin}diskctl bench --rw randread --bs 4k --qd 32 --time $SECS --ro --json 'file:F;direct'"
+echo "  ${pin}fio --name=bench --filename=F --readonly --ioengine=io_uring --direct=1 --invalidate=0 --rw=randread --bs=4k --iodepth=32 --numjobs=1 --time_based --runtime=$SECS --output-format=json"
