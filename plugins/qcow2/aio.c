@@ -59,78 +59,6 @@ void qcow2_aio_close(struct qcow2 *q)
 	q->infl = NULL;
 }
 
-int qcow2_infl_add(struct qcow2 *q, uint64_t c0, uint64_t c1, const void *owner)
-{
-	int ret = 0;
-
-	pthread_mutex_lock(&q->infl_lock);
-	if (qcow2_room((void **)&q->infl, &q->infl_cap, q->ninfl, sizeof(*q->infl)))
-		ret = -ENOMEM;
-	else
-		q->infl[q->ninfl++] = (struct qcow2_infl){ c0, c1, owner };
-	pthread_mutex_unlock(&q->infl_lock);
-	return ret;
-}
-
-void qcow2_infl_del(struct qcow2 *q, const void *owner)
-{
-	uint32_t waiters;
-
-	/* The data is written: the next flush must sync it. */
-	__atomic_store_n(&q->data_dirty, true, __ATOMIC_RELEASE);
-	pthread_mutex_lock(&q->infl_lock);
-	for (uint32_t i = 0; i < q->ninfl; i++)
-		if (q->infl[i].owner == owner) {
-			q->infl[i] = q->infl[--q->ninfl];
-			break;
-		}
-	waiters = q->infl_waiters;
-	pthread_mutex_unlock(&q->infl_lock);
-	/* A waiter counted itself before looking, under lock, and holds lock
-	 * until it sleeps: this broadcast cannot come between. */
-	if (waiters) {
-		pthread_mutex_lock(&q->lock);
-		pthread_cond_broadcast(&q->busy_cond);
-		pthread_mutex_unlock(&q->lock);
-	}
-}
-
-static bool qcow2_infl_covers(const struct qcow2 *q, uint64_t ci)
-{
-	for (uint32_t i = 0; i < q->ninfl; i++)
-		if (ci >= q->infl[i].c0 && ci < q->infl[i].c1)
-			return true;
-	return false;
-}
-
-bool qcow2_infl_has(struct qcow2 *q, uint64_t ci)
-{
-	bool has;
-
-	pthread_mutex_lock(&q->infl_lock);
-	has = qcow2_infl_covers(q, ci);
-	pthread_mutex_unlock(&q->infl_lock);
-	return has;
-}
-
-void qcow2_infl_wait(struct qcow2 *q, uint64_t ci)
-{
-	for (;;) {
-		bool has;
-
-		pthread_mutex_lock(&q->infl_lock);
-		has = qcow2_infl_covers(q, ci);
-		q->infl_waiters += has;
-		pthread_mutex_unlock(&q->infl_lock);
-		if (!has)
-			return;
-		pthread_cond_wait(&q->busy_cond, &q->lock);
-		pthread_mutex_lock(&q->infl_lock);
-		q->infl_waiters--;
-		pthread_mutex_unlock(&q->infl_lock);
-	}
-}
-
 const char *qcow2_aio_describe(const struct qcow2 *q)
 {
 	return ioe_file_describe(q->ioe);
@@ -150,6 +78,25 @@ static void qcow2_write_done(struct ioe_req *io, int res)
 
 	qcow2_infl_del(q, r);
 	dc_complete(r->req, vhdfmt_result(r->req, res == IOE_EOF ? -EIO : res));
+}
+
+/* The blocking io(): one request on the worker pool. */
+int qcow2_io(void *inst, struct dc_req *req)
+{
+	struct qcow2 *q = inst;
+
+	switch (req->op) {
+	case DC_OP_READ:
+		return qcow2_read(q, req);
+	case DC_OP_WRITE:
+		return qcow2_write(q, req);
+	case DC_OP_UNMAP:
+		return qcow2_unmap(q, req);
+	case DC_OP_FLUSH:
+		return q->writable ? vhdfmt_result(req, qcow2_flush(q)) : 0;
+	default:
+		return DC_E_UNSUPPORTED;
+	}
 }
 
 static void qcow2_pool_fn(void *arg)

@@ -122,6 +122,9 @@ int qcow2_below_read(struct qcow2 *q, uint64_t goff, uint8_t *buf, size_t len)
 	ret = below_get(q, &b);
 	if (ret)
 		return ret;
+	/* The one recursion between this plugin's files (docs/architecture.md):
+	 * read.c reads the layer below here, and a qcow2 backing image is read
+	 * through read.c again, one level down its chain per call. */
 	if (b->img)
 		return qcow2_read_buf(b->img, goff, buf, len);
 	/* Past the end of a shorter backing file reads as zeroes. */

@@ -2,9 +2,10 @@
 /* qcow2: QEMU copy-on-write images (version 2 and 3) as a layer of the core's
  * layered disk. A backing file becomes the layer below, as a differencing
  * VHD's parent does; sectors this image does not hold fall through to it.
- * This file: options, open, close, describe and the descriptor (header.c,
- * l2.c, read.c, compress.c, backing.c read; write.c, refcount.c and below.c
- * write; create.c makes new images). */
+ * This file: options, open, close, describe and the descriptor (image.c
+ * loads an image; header.c, l2.c, read.c, compress.c, backing.c read;
+ * write.c, refcount.c, meta.c and below.c write; create.c makes new
+ * images). */
 #include "qcow2.h"
 
 #include "vhdfmt/vhdfmt.h"
@@ -16,30 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define QCOW2_DEFAULT_L2_CACHE (4ull << 20)
-
-void qcow2_free(struct qcow2 *q)
-{
-	if (q->fd >= 0)
-		close(q->fd);
-	for (uint32_t i = 0; i < q->nsnap; i++) {
-		free(q->snaps[i].name);
-		free(q->snaps[i].id);
-	}
-	free(q->snaps);
-	free(q->path);
-	free(q->dir);
-	free(q->l1);
-	free(q->backing);
-	free(q->backing_fmt);
-	free(q->parent);
-	free(q->slots);
-	free(q->l2buf);
-	free(q->zc_buf);
-	free(q->busy);
-	qcow2_rc_free(q);
-}
 
 static void qcow2_close(void *inst)
 {
@@ -117,115 +94,6 @@ static int qcow2_open_file(const struct dc_open_args *a, struct qcow2 *q)
 		return dc_fail(-EINVAL, "%s: not a regular file", q->path);
 	q->file_size = (uint64_t)st.st_size;
 	return 0;
-}
-
-/* Use snapshot q->snapshot (a name, else an id) instead of the active L1. */
-static int qcow2_pick_snapshot(struct qcow2 *q)
-{
-	const struct qcow2_snap *sn = NULL;
-
-	for (uint32_t i = 0; i < q->nsnap && !sn; i++)
-		if (strcmp(q->snaps[i].name, q->snapshot) == 0)
-			sn = &q->snaps[i];
-	for (uint32_t i = 0; i < q->nsnap && !sn; i++)
-		if (strcmp(q->snaps[i].id, q->snapshot) == 0)
-			sn = &q->snaps[i];
-	if (!sn)
-		return dc_fail(-ENOENT,
-			       "%s: no internal snapshot named '%s' (diskctl info "
-			       "lists them)",
-			       q->path, q->snapshot);
-	if ((uint64_t)sn->l1_size * 8 > QCOW2_MAX_L1_BYTES ||
-	    (sn->l1_off & (q->cluster_size - 1)) || sn->l1_off > q->file_size ||
-	    (uint64_t)sn->l1_size * 8 > q->file_size - sn->l1_off)
-		return dc_fail(-EINVAL,
-			       "%s: corrupt snapshot '%s': its L1 table is not "
-			       "inside the file",
-			       q->path, q->snapshot);
-	q->h.l1_off = sn->l1_off;
-	q->h.l1_size = sn->l1_size;
-	if (sn->size)
-		q->h.size = sn->size;
-	/* Its L1 table must still cover its disk. */
-	if ((uint64_t)q->h.l1_size * q->l2_entries * q->cluster_size < q->h.size)
-		q->h.size = (uint64_t)q->h.l1_size * q->l2_entries * q->cluster_size;
-	return 0;
-}
-
-/* What a writable open needs of the image (docs/spec-strings.md, "qcow2"). */
-static int qcow2_check_writable(struct qcow2 *q)
-{
-	if (q->h.incompat & QCOW2_INCOMPAT_CORRUPT)
-		return dc_fail(-EROFS,
-			       "%s: QEMU marked the image corrupt; repair it with "
-			       "`qemu-img check -r all` first",
-			       q->path);
-	if ((q->h.incompat & QCOW2_INCOMPAT_DIRTY) &&
-	    (q->h.compat & QCOW2_COMPAT_LAZY_REFCOUNTS)) {
-		/* Its refcounts may be anything: rebuilt, as QEMU does. */
-		int ret = qcow2_repair(q);
-
-		if (ret)
-			return dc_fail(
-				-EROFS,
-				"%s: the image was not closed cleanly and uses "
-				"lazy refcounts, and rebuilding its refcounts "
-				"failed (%s): run `qemu-img check -r all %s` first",
-				q->path, strerror(-ret), q->path);
-	}
-	return 0;
-}
-
-int qcow2_load(struct qcow2 *q, uint64_t cache)
-{
-	int ret = 0;
-
-	q->dir = vhdfmt_dirname(q->path);
-	if (!q->dir)
-		return dc_fail(-ENOMEM, "%s: cannot resolve the image's directory",
-			       q->path);
-	if (q->fd < 0) {
-		struct stat st;
-
-		q->fd = open(q->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-		if (q->fd < 0 || fstat(q->fd, &st) < 0)
-			return dc_fail(-errno, "%s: %s", q->path, strerror(errno));
-		q->file_size = (uint64_t)st.st_size;
-	}
-	/* A force-share open looks at an image a writer may hold: no lock. */
-	ret = q->force_share ? 0 : vhdfmt_lock(q->fd, q->path, !q->writable);
-	if (ret == 0)
-		ret = qcow2_read_header(q);
-#ifndef QCOW2_HAVE_ZSTD
-	if (ret == 0 && q->h.compression == QCOW2_ZSTD)
-		ret = dc_fail(-ENOTSUP,
-			      "%s: the image's clusters are compressed with zstd, and "
-			      "this build of the qcow2 plugin has no zstd",
-			      q->path);
-#endif
-	if (ret == 0 && q->snapshot)
-		ret = qcow2_pick_snapshot(q);
-	if (ret == 0 && q->writable)
-		ret = qcow2_check_writable(q);
-	if (ret == 0 && !cache) {
-		/* Enough for the whole disk, up to the default. */
-		uint64_t all = (uint64_t)q->h.l1_size * q->cluster_size;
-
-		cache = all < QCOW2_DEFAULT_L2_CACHE ? all : QCOW2_DEFAULT_L2_CACHE;
-	}
-	if (ret == 0)
-		ret = qcow2_l1_load(q);
-	if (ret == 0)
-		ret = qcow2_l2_cache_init(q, cache);
-	if (ret == 0 && q->writable)
-		ret = qcow2_rc_load(q);
-	if (ret == 0 && q->writable) {
-		ret = qcow2_set_dirty(q, true);
-		if (ret)
-			dc_error("%s: cannot mark the image in use: %s", q->path,
-				 strerror(-ret));
-	}
-	return ret;
 }
 
 static struct qcow2 *qcow2_new(void)
@@ -317,24 +185,6 @@ static int qcow2_attach(void *inst, const struct dc_info *lower, struct dc_info 
 			       "%s: the backing layer has %u-byte sectors; qcow2 has 512",
 			       q->path, lower->sector_size);
 	return 0;
-}
-
-int qcow2_io(void *inst, struct dc_req *req)
-{
-	struct qcow2 *q = inst;
-
-	switch (req->op) {
-	case DC_OP_READ:
-		return qcow2_read(q, req);
-	case DC_OP_WRITE:
-		return qcow2_write(q, req);
-	case DC_OP_UNMAP:
-		return qcow2_unmap(q, req);
-	case DC_OP_FLUSH:
-		return q->writable ? vhdfmt_result(req, qcow2_flush(q)) : 0;
-	default:
-		return DC_E_UNSUPPORTED;
-	}
 }
 
 static void qcow2_describe(void *inst, dc_kv_fn kv, void *arg)

@@ -2,7 +2,11 @@
 /* qcow2: QEMU copy-on-write images, version 2 and 3, read-only, as a layer of
  * the core's layered disk (docs/spec-strings.md, "qcow2"). What the files of
  * this plugin share: the decoded header, the L2 cache and the entry points of
- * each file (header.c, l2.c, compress.c, read.c, backing.c, qcow2.c). */
+ * each file. The files call one way, top to bottom (docs/architecture.md):
+ * qcow2.c (the plugin glue); aio.c; resize.c, write.c; read.c with below.c
+ * (a qcow2 backing image is read through image.c and read.c again: the one
+ * recursion); backing.c, image.c, repair.c, check.c; l2.c, meta.c,
+ * refcount.c, infl.c; create.c, header.c, compress.c. */
 #ifndef DISKCORE_PLUGIN_QCOW2_H
 #define DISKCORE_PLUGIN_QCOW2_H
 
@@ -260,16 +264,11 @@ int qcow2_rc_name_table(struct qcow2 *q, uint64_t off, uint64_t clusters);
 /* n free clusters in a row, refcount 1, the file grown over them: *off. */
 int qcow2_alloc(struct qcow2 *q, uint64_t n, uint64_t *off);
 
-/* write.c: writes, unmaps, flush; the header's dirty bit. qcow2_room():
- * room for element n of the array *arr of *cap elements (doubled). */
-int qcow2_room(void **arr, uint32_t *cap, uint32_t n, size_t elem);
+/* write.c: writes and unmaps. */
 int qcow2_write(struct qcow2 *q, struct dc_req *req);
 int qcow2_unmap(struct qcow2 *q, struct dc_req *req);
 /* Whether unmapped sectors read as zero (version 3, or nothing below). */
 bool qcow2_unmap_zeroes(const struct qcow2 *q);
-int qcow2_flush(struct qcow2 *q);
-int qcow2_flush_locked(struct qcow2 *q);
-int qcow2_set_dirty(struct qcow2 *q, bool dirty);
 /* Whether a write of [in, in+len) of a cluster whose L2 entry is e (bitmap
  * bm) can go straight to the cluster it names: data, refcount 1 (COPIED), not
  * compressed, not zero, its subclusters allocated. */
@@ -288,8 +287,16 @@ uint64_t qcow2_sector_count(void *inst);
 int qcow2_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
 		  uint64_t *run);
 
-/* qcow2.c: load an image (header, L1, L2 cache) from q->path. */
+/* image.c: load an image (header, L1, L2 cache) from q->path; free what
+ * it holds (not q itself, its locks or the layer below). */
 int qcow2_load(struct qcow2 *q, uint64_t cache);
+void qcow2_free(struct qcow2 *q);
+
+/* meta.c: the metadata changed in memory to disk (qcow2_flush_locked():
+ * under lock); the header's dirty bit. */
+int qcow2_flush(struct qcow2 *q);
+int qcow2_flush_locked(struct qcow2 *q);
+int qcow2_set_dirty(struct qcow2 *q, bool dirty);
 
 /* backing.c: resolve the backing file into q->parent and q->parent_form. */
 int qcow2_resolve_backing(struct qcow2 *q);
@@ -318,6 +325,15 @@ struct qcow2_rq {
 	struct qcow2 *q;
 };
 int qcow2_aio_open(struct qcow2 *q);
+void qcow2_aio_close(struct qcow2 *q);
+const char *qcow2_aio_describe(const struct qcow2 *q);
+void qcow2_submit(void *inst, struct dc_req *req);
+int qcow2_queue_open(void *inst, void **qctx);
+/* One request, blocking (the plugin's io()). */
+int qcow2_io(void *inst, struct dc_req *req);
+
+/* infl.c: room for element n of the array *arr of *cap elements (doubled). */
+int qcow2_room(void **arr, uint32_t *cap, uint32_t n, size_t elem);
 /* In-place writes in flight: register guest clusters [c0, c1) for owner
  * (under lock); drop owner's once its data is written (not under lock); wait
  * until none covers ci (under lock). */
@@ -325,13 +341,5 @@ int qcow2_infl_add(struct qcow2 *q, uint64_t c0, uint64_t c1, const void *owner)
 void qcow2_infl_del(struct qcow2 *q, const void *owner);
 void qcow2_infl_wait(struct qcow2 *q, uint64_t ci);
 bool qcow2_infl_has(struct qcow2 *q, uint64_t ci);
-void qcow2_aio_close(struct qcow2 *q);
-const char *qcow2_aio_describe(const struct qcow2 *q);
-void qcow2_submit(void *inst, struct dc_req *req);
-int qcow2_queue_open(void *inst, void **qctx);
-/* qcow2.c: one request, blocking (the plugin's io()). */
-int qcow2_io(void *inst, struct dc_req *req);
-
-void qcow2_free(struct qcow2 *q);
 
 #endif

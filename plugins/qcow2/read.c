@@ -148,6 +148,8 @@ int qcow2_read_map(struct qcow2 *q, const struct qcow2_map *m, uint64_t goff,
 
 	switch (m->kind) {
 	case QCOW2_UNALLOC:
+		/* below.c reads a qcow2 backing image through this file again:
+		 * the backing chain's recursion (docs/architecture.md). */
 		return qcow2_below_read(q, goff, buf, len);
 	case QCOW2_ZERO:
 		memset(buf, 0, len);
