@@ -2,7 +2,9 @@
 /* luks's internal interface: what its files share. luks.c is the plugin (spec,
  * open, I/O); luks1.c and luks2.c/luks2_json.c read the two header versions
  * into one struct luks_hdr; luks_keyslot.c turns a passphrase into the volume
- * key; luks_cipher.c maps a cipher spec onto the data path (common/xts). */
+ * key; luks_cipher.c maps a cipher spec onto the data path (common/xts);
+ * luks_util.c holds the helpers below them all (messages, reads of the inner
+ * disk). */
 #ifndef DISKCORE_PLUGINS_LUKS_H
 #define DISKCORE_PLUGINS_LUKS_H
 
@@ -134,7 +136,7 @@ static inline bool luks_power_of_two(uint64_t v)
 	return v && !(v & (v - 1));
 }
 
-/* luks.c: the inner disk's size, and len bytes at off of it (any alignment;
+/* luks_util.c: the inner disk's size, and len bytes at off of it (any alignment;
  * dc_error() when it fails, naming `what`). */
 uint64_t luks_child_bytes(const struct luks_disk *d);
 int luks_read(struct luks_disk *d, uint64_t off, void *buf, size_t len, const char *what);
