@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* sqlite: connections, their prepared statements, and the pool of
- * read-only connections with the timer that ends idle snapshots. */
+ * read-only connections with the timer that ends idle snapshots; below both
+ * I/O paths, so the helpers they share (errors, buffer views) live here too. */
 #include "sqlite.h"
 
 #include <errno.h>
@@ -182,6 +183,19 @@ void sq_handle_put(struct sq_handle *h, bool closing)
 	}
 }
 
+/* Release the snapshots of idle readers that are out of date, so they do not
+ * hold back checkpoints. */
+void sq_readers_release(struct sq_layer *l)
+{
+	uint64_t gen = atomic_load(&l->gen);
+
+	pthread_mutex_lock(&l->rlock);
+	for (struct sq_conn *c = l->idle; c; c = c->next_idle)
+		if (c->in_txn && c->txn_gen != gen)
+			sq_reader_end(c);
+	pthread_mutex_unlock(&l->rlock);
+}
+
 /* End the snapshots of all idle readers; no release timer is armed after. */
 static void sq_readers_end_idle(struct sq_layer *l)
 {
@@ -229,4 +243,50 @@ void sq_reader_put(struct sq_layer *l, struct sq_conn *c)
 		sq_readers_end_idle(l);
 		sq_handle_put(l->handle, false);
 	}
+}
+
+/* --- Helpers of both I/O paths ------------------------------------------------- */
+
+/* A SQLite failure on the I/O path, as a result. */
+int sq_io_error(struct sq_layer *l, sqlite3 *db, int rc)
+{
+	dc_debug("sqlite: %s: %s", l->path, sqlite3_errmsg(db));
+	switch (rc & 0xff) {
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_READONLY:
+		return DC_E_READ_ONLY;
+	default:
+		return DC_E_IO;
+	}
+}
+
+bool sq_is_zero(const uint8_t *p, size_t n)
+{
+	/* Sectors are 8-byte multiples; most data fails on the first word. */
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t v;
+
+		memcpy(&v, p + i, 8);
+		if (v)
+			return false;
+	}
+	return true;
+}
+
+/* Advance a buffer view by `len` bytes. */
+void sq_buf_advance(struct dc_buf *b, size_t len)
+{
+	*b = dc_buf_sub(b, len, b->len - len);
+}
+
+/* The next sector of a view: in place when contiguous, else copied to tmp. */
+const uint8_t *sq_buf_sector(const struct dc_buf *b, size_t ss, uint8_t *tmp)
+{
+	if (b->iovcnt > 0 && b->iov[0].iov_len - b->skip >= ss)
+		return (const uint8_t *)b->iov[0].iov_base + b->skip;
+	dc_buf_copy_from(b, 0, tmp, ss);
+	return tmp;
 }

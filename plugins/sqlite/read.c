@@ -9,53 +9,9 @@
 
 /* --- I/O ----------------------------------------------------------------------- */
 
-/* A SQLite failure on the I/O path, as a result. */
-int sq_io_error(struct sq_layer *l, sqlite3 *db, int rc)
-{
-	dc_debug("sqlite: %s: %s", l->path, sqlite3_errmsg(db));
-	switch (rc & 0xff) {
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_READONLY:
-		return DC_E_READ_ONLY;
-	default:
-		return DC_E_IO;
-	}
-}
-
 static bool sq_range_ok(const struct sq_layer *l, uint64_t sector, uint64_t count)
 {
 	return sector <= l->count && count <= l->count - sector;
-}
-
-bool sq_is_zero(const uint8_t *p, size_t n)
-{
-	/* Sectors are 8-byte multiples; most data fails on the first word. */
-	for (size_t i = 0; i < n; i += 8) {
-		uint64_t v;
-
-		memcpy(&v, p + i, 8);
-		if (v)
-			return false;
-	}
-	return true;
-}
-
-/* Advance a buffer view by `len` bytes. */
-void sq_buf_advance(struct dc_buf *b, size_t len)
-{
-	*b = dc_buf_sub(b, len, b->len - len);
-}
-
-/* The next sector of a view: in place when contiguous, else copied to tmp. */
-const uint8_t *sq_buf_sector(const struct dc_buf *b, size_t ss, uint8_t *tmp)
-{
-	if (b->iovcnt > 0 && b->iov[0].iov_len - b->skip >= ss)
-		return (const uint8_t *)b->iov[0].iov_base + b->skip;
-	dc_buf_copy_from(b, 0, tmp, ss);
-	return tmp;
 }
 
 /* A reader keeps its read transaction across requests while the writer has
@@ -75,19 +31,6 @@ static void sq_reader_begin(struct sq_layer *l, struct sq_conn *c)
 		c->txn_gen = gen;
 		c->txn_time = now;
 	}
-}
-
-/* Release the snapshots of idle readers that are out of date, so they do not
- * hold back checkpoints. */
-void sq_readers_release(struct sq_layer *l)
-{
-	uint64_t gen = atomic_load(&l->gen);
-
-	pthread_mutex_lock(&l->rlock);
-	for (struct sq_conn *c = l->idle; c; c = c->next_idle)
-		if (c->in_txn && c->txn_gen != gen)
-			sq_reader_end(c);
-	pthread_mutex_unlock(&l->rlock);
 }
 
 static int sq_read(struct sq_layer *l, struct dc_req *req)

@@ -129,7 +129,7 @@ struct sq_layer {
 	struct sq_handle *handle;
 };
 
-/* conn.c: connections and the reader pool */
+/* conn.c: connections, the reader pool, and helpers of both I/O paths */
 void sq_conn_close(struct sq_conn *c);
 int sq_exec(sqlite3 *db, const char *sql);
 int sq_conn_open(const char *path, bool writer, struct sq_conn **out);
@@ -139,6 +139,11 @@ struct sq_conn *sq_reader_get(struct sq_layer *l);
 uint64_t sq_now_ns(void);
 void sq_handle_put(struct sq_handle *h, bool closing);
 void sq_reader_put(struct sq_layer *l, struct sq_conn *c);
+int sq_io_error(struct sq_layer *l, sqlite3 *db, int rc);
+bool sq_is_zero(const uint8_t *p, size_t n);
+void sq_buf_advance(struct dc_buf *b, size_t len);
+const uint8_t *sq_buf_sector(const struct dc_buf *b, size_t ss, uint8_t *tmp);
+void sq_readers_release(struct sq_layer *l);
 
 /* db.c: the schema, opening and creating database files */
 bool sq_exists(const char *path);
@@ -153,11 +158,6 @@ int sq_check_fit(const struct sq_layer *l, const struct dc_info *lower, const ch
 int sq_auto_attach(struct sq_layer *l, const struct dc_info *lower);
 
 /* read.c: the read path, request checks, submit() */
-int sq_io_error(struct sq_layer *l, sqlite3 *db, int rc);
-bool sq_is_zero(const uint8_t *p, size_t n);
-void sq_buf_advance(struct dc_buf *b, size_t len);
-const uint8_t *sq_buf_sector(const struct dc_buf *b, size_t ss, uint8_t *tmp);
-void sq_readers_release(struct sq_layer *l);
 void sq_submit(void *inst, struct dc_req *req);
 int sq_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
 	       uint64_t *run);
