@@ -18,6 +18,7 @@
 #define NVME_ADMIN_DEPTH 32u
 #define NVME_MAX_QUEUES 64u
 #define NVME_CID_SLOT_BITS 10 /* CID = slot | sequence << 10 */
+#define NVME_CID_SLOT_MASK ((1u << NVME_CID_SLOT_BITS) - 1)
 
 struct nvme_ctrl;
 struct nvme_slot;
@@ -142,17 +143,19 @@ void nvme_slot_put(struct nvme_qp *qp, struct nvme_slot *s);
 /* Fill the SQE's CID and PRPs for s (len bytes of its buffer), queue it. */
 void nvme_qp_push(struct nvme_qp *qp, struct nvme_slot *s, struct nvme_sqe *sqe);
 void nvme_qp_ring(struct nvme_qp *qp);
+/* Fail every command and pending request; locked. */
+void nvme_qp_fail_locked(struct nvme_qp *qp, int detail, struct nvme_rctx **done);
+bool nvme_qp_expired_locked(struct nvme_qp *qp, uint64_t now);
+/* Every queue on qp reaps on its own thread: the reaper leaves it alone. */
+bool nvme_qp_polled(struct nvme_qp *qp);
+uint64_t nvme_now_ns(void);
+
+/* reap.c */
 /* Take the finished commands; requests that finished go on *done. Locked. */
 int nvme_qp_reap_locked(struct nvme_qp *qp, struct nvme_rctx **done);
 /* Reap and complete outside the lock; returns requests completed. */
 int nvme_qp_reap(struct nvme_qp *qp);
-/* Fail every command and pending request; locked. */
-void nvme_qp_fail_locked(struct nvme_qp *qp, int detail, struct nvme_rctx **done);
-bool nvme_qp_expired_locked(struct nvme_qp *qp, uint64_t now);
 void nvme_complete_list(struct nvme_rctx *done);
-/* Every queue on qp reaps on its own thread: the reaper leaves it alone. */
-bool nvme_qp_polled(struct nvme_qp *qp);
-uint64_t nvme_now_ns(void);
 
 /* io.c */
 void nvme_io_issue_locked(struct nvme_qp *qp);

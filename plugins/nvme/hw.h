@@ -87,6 +87,8 @@ struct nvme_sqe {
 	uint32_t cdw10, cdw11, cdw12, cdw13, cdw14, cdw15;
 } __attribute__((packed));
 
+/* Not packed: every field is aligned already, and status is loaded atomically
+ * through its address (clang refuses that on a packed member). */
 struct nvme_cqe {
 	uint32_t dw0;
 	uint32_t dw1;
@@ -94,7 +96,7 @@ struct nvme_cqe {
 	uint16_t sqid;
 	uint16_t cid;
 	uint16_t status; /* bit 0: phase; bits 1-8 SC, 9-11 SCT, 15 DNR */
-} __attribute__((packed));
+};
 
 _Static_assert(sizeof(struct nvme_sqe) == 64, "SQE is 64 bytes");
 _Static_assert(sizeof(struct nvme_cqe) == 16, "CQE is 16 bytes");
