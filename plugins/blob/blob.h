@@ -5,13 +5,22 @@
  *	blob.c		options, open, the read path (planning pieces), describe,
  *			the descriptor
  *	http.c		one request's transport: response headers, request headers,
- *			curl handles, the strict checks of a ranged GET, backoff
+ *			curl handles, the strict checks of a ranged GET
  *	worker.c	the I/O thread: a curl multi handle driven from epoll,
  *			connection slots, retries on the core's timer
  *	ctl.c		blocking requests made while opening: HEAD and redirects,
  *			a GET into memory, a checked ranged read
- *	azure.c		Azure Blob storage: detection, SAS, Shared Key, page lists
+ *	azure.c		Azure Blob storage: detection, SAS, the Shared Key, page
+ *			lists
+ *	sharedkey.c	the Shared Key signature of one request (http.c adds it)
  *	readahead.c	read-ahead windows for sequential small reads
+ *	util.c		helpers below all the others: status texts, retryable
+ *			failures, URLs, backoff, numbers
+ *
+ * Calls run one way: blob.c on top; azure.c above ctl.c, readahead.c above
+ * worker.c; ctl.c and worker.c above http.c, which is above sharedkey.c;
+ * util.c below all. The worker hands a finished read-ahead load back through
+ * blob_xfer.loaded.
  */
 #ifndef DISKCORE_BLOB_H
 #define DISKCORE_BLOB_H
@@ -108,7 +117,11 @@ struct blob_xfer {
 	struct blob_xfer *next; /* pending list */
 	struct blob_disk *b;
 	struct blob_rctx *rc; /* NULL: a read-ahead window */
-	struct dc_buf buf;    /* where the body goes */
+	/* rc NULL: the window's completion, set by readahead.c. Read-ahead sits
+	 * above the worker (it enqueues loads), so the worker calls it back
+	 * through this pointer rather than by name. */
+	void (*loaded)(struct blob_disk *b, struct blob_xfer *x, int result);
+	struct dc_buf buf; /* where the body goes */
 	uint64_t off, len, got;
 	unsigned attempt;
 	enum blob_fail fail;
@@ -215,7 +228,7 @@ struct blob_disk {
 	char last_error[BLOB_MSG];
 };
 
-/* http.c */
+/* util.c */
 const char *blob_status_text(long status);
 bool blob_status_retryable(long status);
 bool blob_curl_retryable(CURLcode c);
@@ -226,6 +239,8 @@ int blob_url_parts(const char *url, char **scheme, char **host, char **path,
 void blob_set_last_error(struct blob_disk *b, const char *msg);
 uint64_t blob_backoff_ms(uint64_t *rng, unsigned attempt);
 bool blob_parse_u64(const char *s, const char *end, uint64_t *out);
+
+/* http.c */
 void blob_resp_reset(struct blob_resp *r);
 int blob_headers(const struct blob_disk *b, const char *verb, const char *url,
 		 uint64_t off, uint64_t len, bool if_match, struct blob_hdrs *h);
@@ -260,17 +275,19 @@ int blob_head(struct blob_disk *b, CURL *e, char *errbuf);
 int blob_ctl_read(struct blob_disk *b, CURL *e, char *errbuf, void *dst, uint64_t off,
 		  uint64_t len);
 
-/* azure.c */
-void blob_detect_azure(struct blob_disk *b, bool flag);
-int blob_auth_setup(struct blob_disk *b, const struct dc_open_args *a);
+/* sharedkey.c: "Authorization: SharedKey ACCOUNT:SIGNATURE" for a request
+ * without a body. */
 int blob_sharedkey_header(const struct blob_disk *b, const char *verb, const char *url,
 			  const char *range, const char *if_match, const char *date,
 			  char *out, size_t outlen);
+
+/* azure.c */
+void blob_detect_azure(struct blob_disk *b, bool flag);
+int blob_auth_setup(struct blob_disk *b, const struct dc_open_args *a);
 int blob_pagelist(struct blob_disk *b, CURL *e, char *errbuf);
 
 /* readahead.c */
 bool blob_ra_read(struct blob_disk *b, struct dc_req *req, uint64_t off, uint64_t len);
-void blob_ra_loaded(struct blob_disk *b, struct blob_xfer *x, int result);
 void blob_ra_free(struct blob_disk *b);
 
 #endif

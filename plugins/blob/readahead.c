@@ -17,7 +17,7 @@ static void blob_ra_copy(const struct blob_ra_win *w, struct dc_req *req)
 }
 
 /* A window load finished (I/O thread): serve or fail its waiters. */
-void blob_ra_loaded(struct blob_disk *b, struct blob_xfer *x, int result)
+static void blob_ra_loaded(struct blob_disk *b, struct blob_xfer *x, int result)
 {
 	struct blob_ra_win *w =
 		(struct blob_ra_win *)((char *)x - offsetof(struct blob_ra_win, x));
@@ -76,6 +76,7 @@ static struct blob_ra_win *blob_ra_start(struct blob_disk *b, uint64_t woff,
 	w->iov.iov_len = (size_t)w->len;
 	memset(&w->x, 0, sizeof(w->x));
 	w->x.b = b;
+	w->x.loaded = blob_ra_loaded;
 	w->x.off = woff;
 	w->x.len = w->len;
 	w->x.buf.iov = &w->iov;

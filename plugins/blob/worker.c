@@ -46,7 +46,7 @@ static void blob_piece_done(struct blob_disk *b, struct blob_xfer *x, int result
 	int expected = 0;
 
 	if (!rc) {
-		blob_ra_loaded(b, x, result);
+		x->loaded(b, x, result);
 		return;
 	}
 	if (result) {
