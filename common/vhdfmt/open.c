@@ -5,9 +5,35 @@
 #include "share.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+int vhdfmt_open(const struct dc_open_args *a, const char *path,
+		const struct vhdfmt_want *w, bool *created, struct vhdfmt_share **found)
+{
+	int fd, ret;
+
+	*found = NULL;
+	if (w->create && dc_opt_flag(a, "overwrite")) {
+		ret = vhdfmt_overwrite_guard(path, w->parent, w->parent_of, w->any);
+		if (ret)
+			return ret;
+	}
+	fd = dc_create_open(a, path, O_NONBLOCK | (w->create ? O_CREAT : 0), created);
+	if (fd < 0)
+		return fd;
+	/* --force-share: no lock, and an instance of its own (share.h). */
+	if (a->force_share)
+		return fd;
+	ret = vhdfmt_share_claim(fd, path, a->read_only, found);
+	if (ret || *found) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
 
 /* A new instance of the image at path: zeroed, path copied, fds -1. */
 static void *vhdfmt_open_alloc(const struct vhdfmt_open_ops *ops, const char *path,

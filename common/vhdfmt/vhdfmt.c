@@ -3,8 +3,6 @@
  * existing images (see vhdfmt.h). */
 #include "vhdfmt.h"
 
-#include "share.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -400,29 +398,4 @@ int vhdfmt_attach(const struct dc_info *base, bool diff, bool below, const char 
 		return -EINVAL;
 	}
 	return 1;
-}
-
-int vhdfmt_open(const struct dc_open_args *a, const char *path,
-		const struct vhdfmt_want *w, bool *created, struct vhdfmt_share **found)
-{
-	int fd, ret;
-
-	*found = NULL;
-	if (w->create && dc_opt_flag(a, "overwrite")) {
-		ret = vhdfmt_overwrite_guard(path, w->parent, w->parent_of, w->any);
-		if (ret)
-			return ret;
-	}
-	fd = dc_create_open(a, path, O_NONBLOCK | (w->create ? O_CREAT : 0), created);
-	if (fd < 0)
-		return fd;
-	/* --force-share: no lock, and an instance of its own (share.h). */
-	if (a->force_share)
-		return fd;
-	ret = vhdfmt_share_claim(fd, path, a->read_only, found);
-	if (ret || *found) {
-		close(fd);
-		return ret;
-	}
-	return fd;
 }

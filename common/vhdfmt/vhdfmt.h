@@ -15,8 +15,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-struct vhdfmt_share;
-
 /* The deepest parent chain accepted: the core's layer limit. */
 #define VHDFMT_MAX_CHAIN 64
 
@@ -68,7 +66,7 @@ void vhdfmt_quiet(int delta);
  * quiet stretch. */
 typedef char *(*vhdfmt_parent_fn)(int fd, const char *path, bool any);
 
-/* What an image open's options ask of its start (vhdfmt_open()). */
+/* What an image open's options ask of its start (vhdfmt_open(), open.h). */
 struct vhdfmt_want {
 	bool create;		    /* create= or parent=: make a missing file */
 	const char *parent;	    /* parent= as given, or NULL */
@@ -128,18 +126,6 @@ int vhdfmt_attach(const struct dc_info *base, bool diff, bool below, const char 
  * the chain with the parent's spec. */
 int vhdfmt_lower_spec_any(const char *form, const char *path, int fd, const char *parent,
 			  vhdfmt_parent_fn parent_of, bool any, char *buf, size_t len);
-
-/* The start of an image plugin's open (open.h), in this order: with create=
- * or parent= (w) and ;overwrite, refuse to empty an image the chain above parent runs
- * through; open the file, creating it when wanted (dc_create_open(); *created
- * says whether it did); then, the share table held (share.h), either find the
- * instance this process has open for it (*found, the fd closed, and 0
- * returned) or lock it. A force_share open (DC_OPEN_FORCE_SHARE) takes no lock
- * and shares nothing: the caller must not vhdfmt_share_add() it. O_NONBLOCK: a FIFO must not hang the open before the
- * image is parsed and refused (regular files ignore the flag).
- * Returns the fd, 0 with *found, or -errno after a message. */
-int vhdfmt_open(const struct dc_open_args *a, const char *path,
-		const struct vhdfmt_want *w, bool *created, struct vhdfmt_share **found);
 
 /* extents() over fixed-size blocks of 2^spb_shift sectors: fn gives the
  * flags of the run at sector o of block b (*len: its length, at most n, set

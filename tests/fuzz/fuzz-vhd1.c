@@ -5,6 +5,7 @@
 #include "../../common/endian/layout.c"
 #include "../../common/vhdfmt/vhdfmt.c"
 #include "../../common/vhdfmt/share.c"
+#include "../../common/vhdfmt/open.c"
 #include "../../common/vhdfmt/vhd_format.c"
 #include "../../common/vhdfmt/aio.c"
 #include "../../common/vhdfmt/aio_open.c"

@@ -26,6 +26,7 @@
 #include "../../common/bitmap/bitmap.c"
 #include "../../common/vhdfmt/vhdfmt.c"
 #include "../../common/vhdfmt/share.c"
+#include "../../common/vhdfmt/open.c"
 #include "../../common/parentpath/parentpath.c"
 #include "../../common/vhdfmt/vhd_format.c"
 #include "../../common/crc32c/crc32c.c"
