@@ -50,9 +50,11 @@ struct bdev_rq {
 	int result, detail;
 };
 
-/* io.c: requests */
+/* rq.c: a request's result and completion */
 void bdev_rq_errno(struct bdev_rq *r, int err);
 void bdev_rq_done(struct bdev_rq *r);
+
+/* io.c: requests */
 uint64_t bdev_sector_count(void *inst);
 void bdev_submit(void *inst, struct dc_req *req);
 int bdev_queue_open(void *inst, void **qctx);
