@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The emulated controller's registers, rings, DMA (IOVA == address, PRP
- * lists walked as a device would) and admin command set. */
+/* The emulated controller's registers, rings and admin command set. */
 #include "emu.h"
 
 #include <diskcore/plugin.h>
@@ -13,44 +12,6 @@
 #include <unistd.h>
 
 #define E(d) ((struct emu *)(d))
-#define PAGE 4096u
-
-/* One stretch of a transfer between buf and host memory at addr. */
-static void emu_dma_seg(uint8_t *b, uint64_t addr, size_t n, bool from_host)
-{
-	if (from_host)
-		memcpy(b, (void *)(uintptr_t)addr, n);
-	else
-		memcpy((void *)(uintptr_t)addr, b, n);
-}
-
-int emu_dma(uint64_t prp1, uint64_t prp2, void *buf, size_t len, bool from_host)
-{
-	uint8_t *b = buf;
-	size_t first = PAGE - (prp1 & (PAGE - 1));
-	const uint64_t *list = NULL;
-
-	if (!prp1)
-		return -EFAULT;
-	if (first > len)
-		first = len;
-	emu_dma_seg(b, prp1, first, from_host);
-	len -= first;
-	b += first;
-	if (len > PAGE)
-		list = (const uint64_t *)(uintptr_t)prp2;
-	for (unsigned k = 0; len; k++) {
-		uint64_t page = list ? list[k] : prp2;
-		size_t n = len < PAGE ? len : PAGE;
-
-		if (!page || (page & (PAGE - 1)))
-			return -EFAULT;
-		emu_dma_seg(b, page, n, from_host);
-		len -= n;
-		b += n;
-	}
-	return 0;
-}
 
 void emu_post(struct emu *e, uint16_t sqid, uint16_t cid, uint16_t status, uint32_t dw0)
 {

@@ -15,6 +15,7 @@
 
 #define EMU_MAX_Q 17 /* the admin queue and up to 16 I/O queues */
 #define EMU_MAX_AER 4
+#define PAGE 4096u /* the host memory page PRPs point into */
 
 struct emu_cfg {
 	uint64_t bytes;
@@ -82,11 +83,12 @@ struct emu {
 
 int emu_create(const struct emu_cfg *cfg, struct nvme_dev **out);
 
-/* emu.c, for emu_io.c */
+/* emu.c */
 void emu_post(struct emu *e, uint16_t sqid, uint16_t cid, uint16_t status, uint32_t dw0);
-int emu_dma(uint64_t prp1, uint64_t prp2, void *buf, size_t len, bool to_dev);
 void emu_resize(struct emu *e, uint64_t bytes);
-/* emu_io.c: an NVM command; returns false when it must not complete. */
+/* emu_io.c, for emu.c: a transfer through PRPs; an NVM command, which returns
+ * false when it must not complete. */
+int emu_dma(uint64_t prp1, uint64_t prp2, void *buf, size_t len, bool to_dev);
 bool emu_io(struct emu *e, uint16_t sqid, const struct nvme_sqe *c, uint16_t *st);
 
 #endif

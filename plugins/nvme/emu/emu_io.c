@@ -1,11 +1,51 @@
 /* SPDX-License-Identifier: MIT */
-/* The emulated controller's NVM command set over its RAM namespace: READ,
- * WRITE (MDTS enforced, so the driver's splitting is checked), FLUSH, DSM
- * deallocate, Write Zeroes, and the reservation commands for one host. */
+/* The emulated controller's DMA (IOVA == address, PRP lists walked as a
+ * device would), which its admin commands (emu.c) use too, and its NVM
+ * command set over its RAM namespace: READ, WRITE (MDTS enforced, so the
+ * driver's splitting is checked), FLUSH, DSM deallocate, Write Zeroes, and
+ * the reservation commands for one host. */
 #include "emu.h"
 
 #include <endian.h>
+#include <errno.h>
 #include <string.h>
+
+/* One stretch of a transfer between buf and host memory at addr. */
+static void emu_dma_seg(uint8_t *b, uint64_t addr, size_t n, bool from_host)
+{
+	if (from_host)
+		memcpy(b, (void *)(uintptr_t)addr, n);
+	else
+		memcpy((void *)(uintptr_t)addr, b, n);
+}
+
+int emu_dma(uint64_t prp1, uint64_t prp2, void *buf, size_t len, bool from_host)
+{
+	uint8_t *b = buf;
+	size_t first = PAGE - (prp1 & (PAGE - 1));
+	const uint64_t *list = NULL;
+
+	if (!prp1)
+		return -EFAULT;
+	if (first > len)
+		first = len;
+	emu_dma_seg(b, prp1, first, from_host);
+	len -= first;
+	b += first;
+	if (len > PAGE)
+		list = (const uint64_t *)(uintptr_t)prp2;
+	for (unsigned k = 0; len; k++) {
+		uint64_t page = list ? list[k] : prp2;
+		size_t n = len < PAGE ? len : PAGE;
+
+		if (!page || (page & (PAGE - 1)))
+			return -EFAULT;
+		emu_dma_seg(b, page, n, from_host);
+		len -= n;
+		b += n;
+	}
+	return 0;
+}
 
 /* An I/O command's data: PRPs, or with PSDT 01b (when SGLs are advertised)
  * one SGL Data Block descriptor at least len bytes long. Returns a status. */
