@@ -300,7 +300,17 @@ static unsigned serve_parse_timeout(const char *arg)
 	return (unsigned)(v * 1000 + 0.5);
 }
 
-int serve_main(int argc, char **argv)
+/* The command line of diskctl serve. */
+struct serve_args {
+	const char *spec, *port, *bind_addr, *export_name;
+	const char *unix_path;
+	unsigned max_conns, timeout_ms;
+	bool once, ro, insecure, verbose;
+};
+
+/* Parse argv into a; wrong usage exits 2 (serve_usage). Returns false after
+ * --help. */
+static bool serve_parse_args(int argc, char **argv, struct serve_args *a)
 {
 	enum { OPT_MAX_CONNS = 256, OPT_TIMEOUT, OPT_INSECURE };
 	static const struct option lo[] = {
@@ -317,31 +327,20 @@ int serve_main(int argc, char **argv)
 		{ "insecure-listen", no_argument, NULL, OPT_INSECURE },
 		{ 0 },
 	};
-	const char *port = NULL, *bind_addr = NULL, *export_name = "";
-	struct serve_unix u = { 0 };
-	struct serve_srv s = { 0 };
-	struct serve_loop l = {
-		.s = &s,
-		.max_conns = SERVE_DEF_MAX_CONNS,
-		.timeout_ms = SERVE_DEF_TIMEOUT_MS,
-	};
-	bool once = false, ro = false, insecure = false;
-	dc_disk *disk;
-	sigset_t sigs;
-	int c, rc, lfd, sfd;
 	char *end;
+	int c;
 
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":hv", lo, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			printf("usage: diskctl %s", SERVE_USAGE);
-			return 0;
+			return false;
 		case 'r':
-			ro = true;
+			a->ro = true;
 			break;
 		case 'u':
-			u.path = optarg;
+			a->unix_path = optarg;
 			break;
 		case 'p':
 			errno = 0;
@@ -349,30 +348,30 @@ int serve_main(int argc, char **argv)
 			    errno)
 				serve_usage("--port '%s': expected a number 0..65535",
 					    optarg);
-			port = optarg;
+			a->port = optarg;
 			break;
 		case 'b':
-			bind_addr = optarg;
+			a->bind_addr = optarg;
 			break;
 		case 'e':
 			if (strlen(optarg) > 4096)
 				serve_usage("--export: a name is at most 4096 bytes");
-			export_name = optarg;
+			a->export_name = optarg;
 			break;
 		case 'o':
-			once = true;
+			a->once = true;
 			break;
 		case 'v':
-			s.verbose = true;
+			a->verbose = true;
 			break;
 		case OPT_MAX_CONNS:
-			l.max_conns = serve_parse_conns(optarg);
+			a->max_conns = serve_parse_conns(optarg);
 			break;
 		case OPT_TIMEOUT:
-			l.timeout_ms = serve_parse_timeout(optarg);
+			a->timeout_ms = serve_parse_timeout(optarg);
 			break;
 		case OPT_INSECURE:
-			insecure = true;
+			a->insecure = true;
 			break;
 		case ':':
 			serve_usage("option '%s' needs an argument", argv[optind - 1]);
@@ -386,10 +385,34 @@ int serve_main(int argc, char **argv)
 		serve_usage("missing SPEC");
 	if (argc - optind > 1)
 		serve_usage("unexpected argument '%s'", argv[optind + 1]);
-	if (!u.path == !port)
+	if (!a->unix_path == !a->port)
 		serve_usage("give exactly one of --unix PATH and --port N");
-	if (bind_addr && !port)
+	if (a->bind_addr && !a->port)
 		serve_usage("--bind needs --port");
+	a->spec = argv[optind];
+	return true;
+}
+
+int serve_main(int argc, char **argv)
+{
+	struct serve_args a = {
+		.export_name = "",
+		.max_conns = SERVE_DEF_MAX_CONNS,
+		.timeout_ms = SERVE_DEF_TIMEOUT_MS,
+	};
+	struct serve_unix u = { 0 };
+	struct serve_srv s = { 0 };
+	struct serve_loop l = { .s = &s };
+	dc_disk *disk;
+	sigset_t sigs;
+	int rc, lfd, sfd;
+
+	if (!serve_parse_args(argc, argv, &a))
+		return 0;
+	u.path = a.unix_path;
+	s.verbose = a.verbose;
+	l.max_conns = a.max_conns;
+	l.timeout_ms = a.timeout_ms;
 
 	/* Before any thread exists (the core's pool too), so they all inherit it. */
 	sigemptyset(&sigs);
@@ -399,12 +422,12 @@ int serve_main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	rc = dc_open(argv[optind], ro ? DC_OPEN_READ_ONLY : 0, &disk);
+	rc = dc_open(a.spec, a.ro ? DC_OPEN_READ_ONLY : 0, &disk);
 	if (rc < 0) {
 		serve_log(NULL, "%s", *dc_last_error() ? dc_last_error() : strerror(-rc));
 		return 1;
 	}
-	if (serve_srv_init(&s, disk, ro, export_name)) {
+	if (serve_srv_init(&s, disk, a.ro, a.export_name)) {
 		serve_log(NULL, "setup: out of memory");
 		dc_close(disk);
 		return 1;
@@ -419,8 +442,8 @@ int serve_main(int argc, char **argv)
 	}
 
 	lfd = u.path ? serve_listen_unix(&u) :
-		       serve_listen_tcp(bind_addr ? bind_addr : "127.0.0.1", port,
-					insecure);
+		       serve_listen_tcp(a.bind_addr ? a.bind_addr : "127.0.0.1", a.port,
+					a.insecure);
 	rc = 1;
 	if (lfd >= 0) {
 		serve_log(NULL, "export '%s': %" PRIu64 " bytes, %s%s", s.export_name,
@@ -428,7 +451,7 @@ int serve_main(int argc, char **argv)
 		if (s.verbose)
 			serve_log(NULL, "at most %u connections, handshake timeout %u ms",
 				  l.max_conns, l.timeout_ms);
-		serve_run(&l, lfd, sfd, once, &u);
+		serve_run(&l, lfd, sfd, a.once, &u);
 		rc = 0;
 	}
 	if (!s.ro && dc_flush(disk) < 0) {
