@@ -1,5 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* ioengine internals: the engine thread, rings, the pool path. */
+/* ioengine internals: the engine thread, rings, the pool path. Calls between
+ * the files run one way, down: engine.c (the API, the pool path) > uring.c
+ * (rings made and closed, the driven poll) > ring.c (submission, reaping) >
+ * thread.c (the engine thread, an epoll loop over sources) > req.c (a
+ * request's buffers, its end). The thread calls back up through pointers the
+ * rings set: struct ioe_src's ready, struct ioe_queue's destroy. */
 #ifndef DISKCORE_COMMON_IOENGINE_INTERNAL_H
 #define DISKCORE_COMMON_IOENGINE_INTERNAL_H
 
@@ -96,6 +101,9 @@ struct ioe_queue {
 	int efd;	  /* eventfd: completions posted, or a flush wanted */
 	struct ioe_list parked;
 	struct ioe_queue *next; /* thread->dead or thread->retry */
+	/* ioe_ring_destroy(), for the engine thread (below uring.c), which
+	 * destroys a queue closed on it once its batch ends. */
+	void (*destroy)(struct ioe_queue *q);
 #endif
 };
 
@@ -105,10 +113,11 @@ struct ioe_queue {
 #define IOE_POKE_TAG(q) ((struct ioe_req *)&(q)->poke_armed)
 #endif
 
-/* engine.c */
+/* req.c */
 void ioe_finish(struct ioe_req *r, int res);
 int ioe_prepare_rw(struct ioe_req *r);
 
+#ifdef IOE_HAVE_URING
 /* thread.c */
 struct ioe_thread *ioe_thread_get(void);
 void ioe_thread_put(struct ioe_thread *t);
@@ -120,17 +129,19 @@ bool ioe_thread_del(struct ioe_thread *t, int fd);
 void ioe_thread_retry(struct ioe_thread *t, struct ioe_queue *q);
 void ioe_thread_bury(struct ioe_thread *t, struct ioe_queue *q);
 
-/* ring.c (io_uring) */
-int ioe_ring_probe(bool *can_fallocate, char *why, size_t len);
-int ioe_ring_queue_open(struct ioe_queue *q);
-void ioe_ring_queue_close(struct ioe_queue *q);
-void ioe_ring_destroy(struct ioe_queue *q);
+/* ring.c */
 void ioe_ring_start(struct ioe_queue *q, struct ioe_req *r);
 void ioe_ring_reap(struct ioe_queue *q, struct ioe_list *done);
 void ioe_ring_unpark(struct ioe_queue *q);
 void ioe_ring_deliver(struct ioe_queue *q, struct ioe_list *done);
 void ioe_ring_kick(struct ioe_queue *q);
-int ioe_ring_poll(struct ioe_queue *q, int wake_fd, int timeout_ms);
 void ioe_frames_init(void);
 
+/* uring.c */
+int ioe_ring_probe(bool *can_fallocate, char *why, size_t len);
+int ioe_ring_queue_open(struct ioe_queue *q);
+void ioe_ring_queue_close(struct ioe_queue *q);
+void ioe_ring_destroy(struct ioe_queue *q);
+int ioe_ring_poll(struct ioe_queue *q, int wake_fd, int timeout_ms);
+#endif
 #endif

@@ -50,7 +50,9 @@ static int ioe_thread_between(struct ioe_thread *t)
 		pthread_mutex_lock(&q->lock);
 		q->on_retry = false;
 		pthread_mutex_unlock(&q->lock);
-		ioe_ring_kick(q);
+		/* The ring's ready is ioe_ring_kick() (set by uring.c): the
+		 * rings sit above this thread (internal.h). */
+		q->src.ready(&q->src);
 	}
 	/* No ring or watch from an earlier epoll_wait or retry list is held
 	 * any more (queue close and ioe_watch_del() wait for this). */
@@ -67,7 +69,7 @@ static int ioe_thread_between(struct ioe_thread *t)
 	pthread_mutex_unlock(&t->lock);
 	while ((q = dead)) {
 		dead = q->next;
-		ioe_ring_destroy(q);
+		q->destroy(q);
 	}
 	while (wdead) {
 		struct ioe_watch *w = wdead;
@@ -149,7 +151,6 @@ struct ioe_thread *ioe_thread_get(void)
 {
 	struct ioe_thread *t;
 
-	ioe_frames_init();
 	pthread_mutex_lock(&ioe_life);
 	if (!ioe_cur) {
 		ioe_cur = ioe_thread_start();

@@ -121,12 +121,15 @@ static void ioe_ring_ready(struct ioe_src *s)
 int ioe_ring_queue_open(struct ioe_queue *q)
 {
 	struct ioe_file *f = q->f;
-	int rc = ioe_ring_init(&q->ring, IOE_SQ_ENTRIES, IOE_CQ_ENTRIES);
+	int rc;
 
+	ioe_frames_init(); /* before any ring starts or delivers a request */
+	rc = ioe_ring_init(&q->ring, IOE_SQ_ENTRIES, IOE_CQ_ENTRIES);
 	if (rc < 0)
 		return rc;
 	q->efd = -1;
 	q->src.ready = ioe_ring_ready;
+	q->destroy = ioe_ring_destroy;
 	/* Two CQEs stay free for the polls that wake a driven ring. */
 	q->max_inflight = q->ring.cq.ring_entries - 2;
 	ioe_list_init(&q->parked);
