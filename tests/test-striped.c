@@ -617,18 +617,20 @@ START_TEST(all_members_awaited)
 END_TEST
 
 /* Member I/O is issued at once: four chunks on four members that each take
- * 100 ms finish together, well before the 400 ms one after another would take. */
+ * 250 ms finish together, well before the 1000 ms one after another would
+ * take. The bound sits halfway, leaving a loaded (sanitized) machine 500 ms of
+ * scheduling delay before it could be mistaken for serial I/O. */
 START_TEST(members_concurrent)
 {
-	dc_disk *d = ts_open("striped;chunk=4K:[delay:100:mem:1M,delay:100:mem:1M,"
-			     "delay:100:mem:1M,delay:100:mem:1M]");
+	dc_disk *d = ts_open("striped;chunk=4K:[delay:250:mem:1M,delay:250:mem:1M,"
+			     "delay:250:mem:1M,delay:250:mem:1M]");
 	uint8_t *buf = h_alloc(16 * KIB);
 	uint64_t t0 = ts_now_ms(), ms;
 
 	ck_assert_int_eq(dc_read(d, 0, buf, 16 * KIB), 0);
 	ms = ts_now_ms() - t0;
-	ck_assert_uint_ge(ms, 100);
-	ck_assert_msg(ms < 350, "4 concurrent 100 ms member reads took %llu ms",
+	ck_assert_uint_ge(ms, 250);
+	ck_assert_msg(ms < 750, "4 concurrent 250 ms member reads took %llu ms",
 		      (unsigned long long)ms);
 	dc_close(d);
 	free(buf);
