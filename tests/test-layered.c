@@ -473,7 +473,8 @@ START_TEST(test_lower_spec_chain)
 	setenv("DISKCORE_MAX_PARENTS", "63", 1);
 	tl_open_fails("tchain:100", 0, -ELOOP, "more than 6");
 	setenv("DISKCORE_MAX_PARENTS", "64", 1);
-	tl_open_fails("tchain:1", 0, -EINVAL, "DISKCORE_MAX_PARENTS=64: expected 1 to 63");
+	tl_open_fails("tchain:1", 0, -EINVAL,
+		      "DISKCORE_MAX_PARENTS=64: expected 1 to 63");
 	unsetenv("DISKCORE_MAX_PARENTS");
 }
 END_TEST

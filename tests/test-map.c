@@ -25,20 +25,22 @@ static int collect(void *arg, const struct dc_extent *e)
 static void map(dc_disk *d, uint64_t off, uint64_t len, struct emap *m)
 {
 	memset(m, 0, sizeof(*m));
-	ck_assert_msg(dc_map(d, off, len, collect, m) == 0, "dc_map: %s", dc_last_error());
+	ck_assert_msg(dc_map(d, off, len, collect, m) == 0, "dc_map: %s",
+		      dc_last_error());
 }
 
-static void expect(const struct emap *m, int i, uint64_t off, uint64_t len, uint32_t flags,
-		   uint32_t layer)
+static void expect(const struct emap *m, int i, uint64_t off, uint64_t len,
+		   uint32_t flags, uint32_t layer)
 {
 	ck_assert_int_lt(i, m->n);
-	ck_assert_msg(m->e[i].offset == off && m->e[i].length == len &&
-			      m->e[i].flags == flags && m->e[i].layer == layer,
-		      "extent %d: %llu+%llu flags %u layer %u, expected %llu+%llu flags %u "
-		      "layer %u",
-		      i, (unsigned long long)m->e[i].offset,
-		      (unsigned long long)m->e[i].length, m->e[i].flags, m->e[i].layer,
-		      (unsigned long long)off, (unsigned long long)len, flags, layer);
+	ck_assert_msg(
+		m->e[i].offset == off && m->e[i].length == len &&
+			m->e[i].flags == flags && m->e[i].layer == layer,
+		"extent %d: %llu+%llu flags %u layer %u, expected %llu+%llu flags %u "
+		"layer %u",
+		i, (unsigned long long)m->e[i].offset, (unsigned long long)m->e[i].length,
+		m->e[i].flags, m->e[i].layer, (unsigned long long)off,
+		(unsigned long long)len, flags, layer);
 }
 
 static void put(dc_disk *d, uint64_t off, size_t len, uint8_t v)

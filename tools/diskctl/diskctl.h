@@ -72,11 +72,11 @@ struct ctl_opt {
 /* --bs and --qd as cp, convert, compare and commit read them, into the
  * uint64_t members chunk and qd of T; CTL_CHUNKS_DEFAULT initializes them. */
 #define CTL_CHUNKS_DEFAULT .chunk = 256 << 10, .qd = 16
-#define CTL_OPTS_CHUNKS(T, qd_help)                                                     \
-	CTL_OPT("bs", 0, CTL_OPT_SIZE, T, chunk, "SIZE",                                \
-		"chunk size, a power of two (default 256K)", .min = 512, .max = 1u << 30, \
-		.pow2 = true),                                                          \
-		CTL_OPT("qd", 0, CTL_OPT_UINT, T, qd, "N", qd_help, .min = 1,           \
+#define CTL_OPTS_CHUNKS(T, qd_help)                                           \
+	CTL_OPT("bs", 0, CTL_OPT_SIZE, T, chunk, "SIZE",                      \
+		"chunk size, a power of two (default 256K)", .min = 512,      \
+		.max = 1u << 30, .pow2 = true),                               \
+		CTL_OPT("qd", 0, CTL_OPT_UINT, T, qd, "N", qd_help, .min = 1, \
 			.max = 1024)
 
 /* A subcommand's entry point: argv[0] is its name. Returns the exit status. */
