@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build tools and the libraries plugins link.
-build_pkgs=(meson ninja-build pkg-config gcc clang-14 libclang-rt-14-dev
+build_pkgs=(meson ninja-build pkg-config gcc clang-14 libclang-rt-14-dev clang-format-14
 	liburing-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev libudev-dev check
 	libargon2-dev libjson-c-dev libgcrypt20-dev libexpat1-dev zlib1g-dev libzstd-dev libnbd-dev nbdkit
 	nbdkit-plugin-dev librbd-dev)

@@ -119,6 +119,19 @@ else
 	total_fail=$((total_fail + 1))
 fi
 
+# The sources are formatted with the repo's .clang-format (clang-format 14).
+if command -v clang-format-14 >/dev/null; then
+	if git ls-files -z '*.c' '*.h' | xargs -0 clang-format-14 --dry-run -Werror \
+		>clang-format.log 2>&1; then
+		summaries+=("format: every .c and .h file as .clang-format says")
+		total_pass=$((total_pass + 1))
+	else
+		grep 'error:' clang-format.log | head -20 >>failures.log
+		summaries+=("format: FAILED (clang-format-14 -i the files printed above)")
+		total_fail=$((total_fail + 1))
+	fi
+fi
+
 # 4. Fuzz for a bounded time (libFuzzer, clang): the image formats, the NBD
 # server, the spec parser, the layered disk, LUKS headers and SQLite tables;
 # 15 s per target keeps the stage near 3 minutes (DISKCORE_FUZZ_SECONDS).
