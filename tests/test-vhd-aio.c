@@ -6,12 +6,11 @@
  *
  *  - A writer allocates every block of an image whose free space holds junk
  *    (blocks a crash left out of the BAT), then overwrites what it wrote and
- *    fills a second slot of each block, while two readers on queues of their
- *    own read everywhere (4 KiB, and every 4th read across three blocks): each sector must read as before the write
- *    (zeroes, or the parent's stamp) or as a write made it, never junk or a
- *    stale sector. On a dynamic image and on a differencing child of a
- *    stamped parent (partial bitmaps). Then everything again after a
- *    reopen.
+ *    fills a second slot of each block, while two readers on queues of their own read
+ *    everywhere (4 KiB, and every 4th read across three blocks): each sector must read as
+ *    before the write (zeroes, or the parent's stamp) or as a write made it, never junk
+ *    or a stale sector. On a dynamic image and on a differencing child of a stamped
+ *    parent (partial bitmaps). Then everything again after a reopen.
  *  - A write on the engine into a block allocated since the last flush,
  *    then a flush and a crash (the process exits without closing): both
  *    writes survive.

@@ -18,8 +18,8 @@
 
 struct vhdfmt_share;
 
-/* A format's part. The instance begins with its share entry and has the members the *_off name; opts is the
- * plugin's scratch for the open's options. */
+/* A format's part. The instance begins with its share entry and has the members the *_off
+ * name; opts is the plugin's scratch for the open's options. */
 struct vhdfmt_open_ops {
 	const char *form; /* "vhd": "missing path (expected vhd:PATH)" */
 	size_t size;	  /* of the instance */
@@ -53,15 +53,15 @@ struct vhdfmt_open_ops {
 /* The member of type at offset off of an instance. */
 #define VHDFMT_AT(inst, off, type) ((type *)(void *)((char *)(inst) + (off)))
 
-/* The start of vhdfmt_image_open(), in this order: with create=
- * or parent= (w) and ;overwrite, refuse to empty an image the chain above parent runs
- * through; open the file, creating it when wanted (dc_create_open(); *created
- * says whether it did); then, the share table held (share.h), either find the
- * instance this process has open for it (*found, the fd closed, and 0
- * returned) or lock it. A force_share open (DC_OPEN_FORCE_SHARE) takes no lock
- * and shares nothing: the caller must not vhdfmt_share_add() it. O_NONBLOCK: a FIFO must not hang the open before the
- * image is parsed and refused (regular files ignore the flag).
- * Returns the fd, 0 with *found, or -errno after a message. */
+/* The start of vhdfmt_image_open(), in this order: with create= or parent= (w) and
+ * ;overwrite, refuse to empty an image the chain above parent runs through; open the
+ * file, creating it when wanted (dc_create_open(); *created says whether it did); then,
+ * the share table held (share.h), either find the instance this process has open for it
+ * (*found, the fd closed, and 0 returned) or lock it. A force_share open
+ * (DC_OPEN_FORCE_SHARE) takes no lock and shares nothing: the caller must not
+ * vhdfmt_share_add() it. O_NONBLOCK: a FIFO must not hang the open before the image is
+ * parsed and refused (regular files ignore the flag). Returns the fd, 0 with *found, or
+ * -errno after a message. */
 int vhdfmt_open(const struct dc_open_args *a, const char *path,
 		const struct vhdfmt_want *w, bool *created, struct vhdfmt_share **found);
 

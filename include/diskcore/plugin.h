@@ -6,9 +6,9 @@
  * A plugin is a shared object that exports one symbol, DC_PLUGIN_ENTRY, which
  * reports the size of `struct dc_plugin` and the ABI version the plugin was
  * built against, and returns its descriptor; DC_PLUGIN() defines both. The
- * core copies what the plugin's descriptor holds and zero-fills the rest, so
- * fields are only ever appended (docs/abi.md has the rules). A plugin links libdiskcore (pkg-config diskcore), so it loads in a
- * host that opened libdiskcore with RTLD_LOCAL.
+ * core copies what the plugin's descriptor holds and zero-fills the rest, so fields are
+ * only ever appended (docs/abi.md has the rules). A plugin links libdiskcore (pkg-config
+ * diskcore), so it loads in a host that opened libdiskcore with RTLD_LOCAL.
  *
  * Kinds:
  *  - backend:   a leaf disk (file, blockdev, blob, nvme) or a disk over a list of

@@ -24,9 +24,9 @@
  * (which may hold a SAS signature). A 200 is a server without range support:
  * its body must be the whole blob, and up to BLOB_WHOLE_MAX the read takes its
  * bytes out of it; the instance then stops splitting reads and keeps the first
- * whole body in memory for every later read. 5xx answers, 429 and connection failures are retried with
- * exponential backoff and jitter, a bounded number of times; every request has a
- * timeout. When the server gave a strong ETag, reads carry If-Match, so a blob
+ * whole body in memory for every later read. 5xx answers, 429 and connection failures are
+ * retried with exponential backoff and jitter, a bounded number of times; every request
+ * has a timeout. When the server gave a strong ETag, reads carry If-Match, so a blob
  * that changed after open fails reads instead of mixing two versions (page
  * ranges are listed once, at open: the blob is expected not to change).
  * With ";readahead=SIZE", sequential small reads are served from a few windows

@@ -9,10 +9,10 @@
  * blocking io() on the core's worker pool. Mapping a read may read an L2
  * table on a cache miss: metadata blocks only then (issue 17).
  *
- * An in-place write in flight is registered by guest cluster (q->infl) under
- * the lock that mapped it, and its completion takes only q->infl_lock; a pool writer that would move, free or copy one of
- * those clusters waits for it (write.c, w_wait()), and new writes of such a
- * cluster go to the pool meanwhile, so the engine never writes a cluster
+ * An in-place write in flight is registered by guest cluster (q->infl) under the lock
+ * that mapped it, and its completion takes only q->infl_lock; a pool writer that would
+ * move, free or copy one of those clusters waits for it (write.c, w_wait()), and new
+ * writes of such a cluster go to the pool meanwhile, so the engine never writes a cluster
  * that is being freed, reused or copied. */
 #include "qcow2.h"
 

@@ -9,8 +9,8 @@
  * image (two writers of one VHD's block table corrupt it), and each open
  * would pay the chain's set-up (LUKS key derivation) again. Sharing also
  * makes multi-conn true: a flush on any connection is a flush of the one disk.
- * The open is in .after_fork. Read-only is then per connection: the handle keeps nbdkit's readonly flag
- * (-r, or a filter) and .can_write answers for that connection; the chain
+ * The open is in .after_fork. Read-only is then per connection: the handle keeps nbdkit's
+ * readonly flag (-r, or a filter) and .can_write answers for that connection; the chain
  * itself is opened writable unless readonly=true, or unless it cannot be
  * (then read-only, logged).
  */
