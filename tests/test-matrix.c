@@ -96,7 +96,8 @@ static char *mx_spec(const struct mx_chain *c, unsigned i, uint64_t mb, bool bel
 {
 	char *rest, *s, *a, *path;
 
-	if (i == c->n)
+	/* (The second test bounds the recursion for the compiler.) */
+	if (i == c->n || i >= sizeof(c->elem))
 		return mx_bottom_spec(c->bottom, mb);
 	switch (c->elem[i]) {
 	case MX_STRIPED:

@@ -269,7 +269,7 @@ static int vhdx_alloc_space(struct vhdx *v, uint64_t len, uint64_t *off)
 static int vhdx_alloc_block(struct vhdx *v, uint64_t b, uint32_t o, uint32_t n,
 			    const struct dc_buf *sub, int rwf, unsigned st)
 {
-	uint64_t c = b / v->chunk_ratio, s0 = b << v->spb_shift, off, sb;
+	uint64_t c = b / v->chunk_ratio, s0 = b << v->spb_shift, off = 0, sb = 0;
 	bool part = v->diff && st == VHDX_PB_NOT_PRESENT &&
 		    !(o == 0 && n == vhdx_block_secs(v, b));
 	int ret;
