@@ -171,7 +171,9 @@ int ctl_io(dc_disk *d, uint32_t op, uint64_t sector, void *buf, size_t len,
 	   uint32_t flags, int *detail);
 /* Flush, treating a chain with nothing to flush as success. */
 int ctl_flush(dc_disk *d, const char *spec);
-/* Wait until one of n (at most 4) DC_QUEUE_POLL queues may have completions. */
+/* Wait until one of n (at most 4) DC_QUEUE_POLL queues may have completions.
+ * Only a wait: reap each queue dry (dc_queue_reap() returns 0) before it,
+ * and reap after it, which clears the queues' eventfds. */
 void ctl_queues_wait(dc_queue *const *qs, int n, int timeout_ms);
 
 /* Catch SIGINT and SIGTERM: ctl_signal() then says which came (0: none), and

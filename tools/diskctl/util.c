@@ -563,25 +563,17 @@ int ctl_flush(dc_disk *d, const char *spec)
 	return rc;
 }
 
-/* The caller reaps each queue dry before waiting, so a wakeup is never lost:
- * a completion after the last reap has already signalled its eventfd. */
+/* Only polls: the caller's next dc_queue_reap() clears a queue's eventfd
+ * (diskcore.h, dc_queue_fd), and it reaps each queue dry before waiting, so
+ * a wakeup is never lost: a completion after the last reap has signalled
+ * the eventfd again. */
 void ctl_queues_wait(dc_queue *const *qs, int n, int timeout_ms)
 {
 	struct pollfd pfd[4];
-	uint64_t v;
 
-	for (int i = 0; i < n; i++) {
-		pfd[i].fd = dc_queue_fd(qs[i]);
-		pfd[i].events = POLLIN;
-		pfd[i].revents = 0;
-	}
-	if (poll(pfd, n, timeout_ms) <= 0)
-		return;
 	for (int i = 0; i < n; i++)
-		if (pfd[i].revents & POLLIN) {
-			ssize_t r = read(pfd[i].fd, &v, sizeof(v));
-			(void)r;
-		}
+		pfd[i] = (struct pollfd){ .fd = dc_queue_fd(qs[i]), .events = POLLIN };
+	poll(pfd, (nfds_t)n, timeout_ms);
 }
 
 /* --- signals --------------------------------------------------------------- */
