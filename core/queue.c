@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 DC_TLS struct dc_queue *dc__cur_q;
+/* The queue whose elements' queue_open() this thread runs (dc_queue_flags). */
+static DC_TLS struct dc_queue *dc__opening_q;
 
 /* --- Queues ----------------------------------------------------------------- */
 
@@ -47,8 +49,12 @@ int dc__queue_open_subtree(struct dc_queue *q, struct dc_node *n)
 			return rc;
 	}
 	if (n->plugin->queue_open && !q->qctx_open[n->index]) {
+		struct dc_queue *saved = dc__opening_q;
+
 		dc__error_push_prefix(n->plugin->name);
+		dc__opening_q = q;
 		rc = n->plugin->queue_open(n->inst, &q->qctx[n->index]);
+		dc__opening_q = saved;
 		dc__error_pop_prefix();
 		if (rc < 0)
 			return rc;
@@ -122,12 +128,19 @@ void dc__queue_free(struct dc_queue *q)
 	free(q);
 }
 
+DC_EXPORT uint32_t dc_queue_flags(void)
+{
+	const struct dc_queue *q = dc__opening_q ? dc__opening_q : dc__cur_q;
+
+	return q ? q->flags : 0;
+}
+
 DC_EXPORT int dc_queue_open(dc_disk *disk, uint32_t flags, dc_queue **out)
 {
 	struct dc_queue *q;
 	int rc;
 
-	if (!disk || !out || (flags & ~DC_QUEUE_POLL))
+	if (!disk || !out || (flags & ~(DC_QUEUE_POLL | DC_QUEUE_THREAD)))
 		return dc_fail(-EINVAL, "dc_queue_open: invalid arguments");
 	q = dc__queue_new(disk, flags);
 	if (!q)

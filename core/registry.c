@@ -521,6 +521,15 @@ int dc__registry_lookup(const char *name, const struct dc_plugin **plugin,
 	return r;
 }
 
+DC_EXPORT int dc_plugin_lookup(const char *form, const struct dc_plugin **out)
+{
+	const struct dc_form *f;
+
+	if (!form || !out)
+		return dc_fail(-EINVAL, "dc_plugin_lookup: invalid arguments");
+	return dc__registry_lookup(form, out, &f);
+}
+
 const struct dc_form *dc__plugin_form(const struct dc_plugin *p, const char *name)
 {
 	const struct dc_form *f;

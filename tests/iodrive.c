@@ -11,7 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-const char *const iod_mode_name[IOD__MODES] = { "callback", "poll-fd", "wait" };
+const char *const iod_mode_name[IOD__MODES] = { "callback", "poll-fd", "wait",
+						"wait-thread" };
 
 struct iod_state;
 
@@ -189,9 +190,10 @@ static int iod_run_poll(struct iod_state *s, int stall_ms)
 {
 	struct dc_completion c[IOD_QD_MAX];
 	uint64_t last = h_now_ms();
+	bool wait = s->mode == IOD_WAIT || s->mode == IOD_WAIT_THREAD;
 	int fd = -1, rc;
 
-	if (s->mode == IOD_WAIT) {
+	if (wait) {
 		/* Drive the queue from the start (diskcore.h, dc_queue_wait). */
 		rc = dc_queue_wait(s->q, 0);
 		if (rc < 0) {
@@ -221,8 +223,7 @@ static int iod_run_poll(struct iod_state *s, int stall_ms)
 					 stall_ms, s->inflight);
 				return -2;
 			}
-			rc = s->mode == IOD_WAIT ? dc_queue_wait(s->q, 100) :
-						   poll(&p, 1, 100);
+			rc = wait ? dc_queue_wait(s->q, 100) : poll(&p, 1, 100);
 			if (rc < 0) {
 				iod_fail(s, "waiting for completions: %d", rc);
 				return -2;
@@ -260,7 +261,11 @@ int iod_run(dc_disk *d, enum iod_mode mode, unsigned qd, const struct iod_ops *o
 
 	for (unsigned i = 0; i < IOD_QD_MAX; i++)
 		s.tag[i] = (struct iod_tag){ &s, i };
-	rc = dc_queue_open(d, mode == IOD_CALLBACK ? 0 : DC_QUEUE_POLL, &s.q);
+	rc = dc_queue_open(d,
+			   mode == IOD_CALLBACK	   ? 0 :
+			   mode == IOD_WAIT_THREAD ? DC_QUEUE_POLL | DC_QUEUE_THREAD :
+						     DC_QUEUE_POLL,
+			   &s.q);
 	if (rc < 0) {
 		snprintf(err, errlen, "dc_queue_open = %d: %s", rc, dc_last_error());
 		return -1;

@@ -11,11 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The three consumer modes (diskcore.h, "Threads"). */
+/* The three consumer modes (diskcore.h, "Threads"), the last also on a
+ * queue bound to its thread. */
 enum iod_mode {
-	IOD_CALLBACK = 0, /* dc_io.cb; the callback submits the next request */
-	IOD_POLL_FD = 1,  /* DC_QUEUE_POLL, poll() on dc_queue_fd(), dc_queue_reap() */
-	IOD_WAIT = 2,	  /* DC_QUEUE_POLL, dc_queue_wait() and dc_queue_reap() */
+	IOD_CALLBACK = 0,    /* dc_io.cb; the callback submits the next request */
+	IOD_POLL_FD = 1,     /* DC_QUEUE_POLL, poll() on dc_queue_fd(), dc_queue_reap() */
+	IOD_WAIT = 2,	     /* DC_QUEUE_POLL, dc_queue_wait() and dc_queue_reap() */
+	IOD_WAIT_THREAD = 3, /* IOD_WAIT on a DC_QUEUE_THREAD queue */
 	IOD__MODES
 };
 extern const char *const iod_mode_name[IOD__MODES];

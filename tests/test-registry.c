@@ -356,6 +356,31 @@ static bool mapped(const char *path)
 	return found;
 }
 
+/* dc_plugin_lookup() loads the form's file and nothing else, and says what
+ * is installed when nothing claims a form. */
+START_TEST(test_lookup_loads_one)
+{
+	char *d = tmp_dir(), *good, *other;
+	const struct dc_plugin *p = NULL;
+
+	good = install(d, "good", NULL);
+	other = install(d, "old", NULL);
+	use_path(d);
+	ck_assert_int_eq(dc_plugin_lookup("good", &p), 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert(mapped(good));
+	ck_assert(!mapped(other));
+	p = NULL;
+	ck_assert_int_eq(dc_plugin_lookup("nosuch", &p), -ENOENT);
+	ck_assert_ptr_null(p);
+	ck_assert(strstr(dc_last_error(), "invalid disk kind 'nosuch'; known kinds: "));
+	ck_assert(strstr(dc_last_error(), "good"));
+	ck_assert_int_eq(dc_plugin_lookup("../good", &p), -ENOENT);
+	ck_assert_int_eq(dc_plugin_lookup(NULL, &p), -EINVAL);
+	ck_assert_int_eq(dc_plugin_lookup("good", NULL), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_duplicate_first_wins)
 {
 	/* dup.so in two directories, different files: the first on the path
@@ -718,6 +743,7 @@ static Suite *registry_suite(void)
 	TCase *tc = tcase_create("load");
 
 	tcase_add_test(tc, test_good_loads);
+	tcase_add_test(tc, test_lookup_loads_one);
 	tcase_add_test(tc, test_never_scanned);
 	tcase_add_test(tc, test_old_descriptor_loads);
 	tcase_add_test(tc, test_symlink_same_plugin);

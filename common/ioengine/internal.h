@@ -97,6 +97,8 @@ struct ioe_queue {
 	bool driven;	  /* the consumer's thread polls (dc_queue_wait) */
 	bool wake_armed;  /* a poll on the core's wake fd is in the ring */
 	bool poke_armed;  /* a poll on efd is in the ring (driven rings) */
+	bool bound;	  /* DC_QUEUE_THREAD | DC_QUEUE_POLL: on its opener's thread */
+	bool single;	  /* the ring is its driver's alone (uring.c, rq_own) */
 	pthread_t driver; /* the thread that polls a driven ring */
 	int efd;	  /* eventfd: completions posted, or a flush wanted */
 	struct ioe_list parked;

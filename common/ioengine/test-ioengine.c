@@ -5,7 +5,7 @@
  * requests than a ring holds, O_DIRECT with unaligned buffers, flush, punch,
  * and a watch on the engine thread. (The fallback when io_uring is refused is
  * tested end to end in tests/test-blockdev.c, file_without_io_uring.) */
-#include "ioengine.h"
+#include "internal.h"
 
 #include "check-run.h"
 
@@ -61,8 +61,8 @@ static void t_wait(struct ioe_queue *q, bool driven, int n)
 	}
 }
 
-static void t_rw(struct ioe_queue *q, bool driven, struct tio *t, int op, uint64_t off,
-		 const struct iovec *iov, int iovcnt, size_t len)
+static void t_req(struct tio *t, int op, uint64_t off, const struct iovec *iov,
+		  int iovcnt, size_t len)
 {
 	memset(t, 0, sizeof(*t));
 	t->r.op = (uint8_t)op;
@@ -71,6 +71,12 @@ static void t_rw(struct ioe_queue *q, bool driven, struct tio *t, int op, uint64
 	t->r.buf = (struct dc_buf){ .iov = iov, .iovcnt = iovcnt, .len = len };
 	t->r.done = t_done_fn;
 	atomic_store(&t_done, 0);
+}
+
+static void t_rw(struct ioe_queue *q, bool driven, struct tio *t, int op, uint64_t off,
+		 const struct iovec *iov, int iovcnt, size_t len)
+{
+	t_req(t, op, off, iov, iovcnt, len);
 	ioe_submit(q, &t->r);
 	t_wait(q, driven, 1);
 }
@@ -139,6 +145,10 @@ static struct ioe_file *t_engine(int fd, bool pool, bool direct)
 	return f;
 }
 
+/* Queues opened by t_one_mode() are bound to their thread, as a core queue
+ * opened with DC_QUEUE_THREAD | DC_QUEUE_POLL is (uring.c, rq_own). */
+static bool t_bound;
+
 static void t_one_mode(bool pool, bool driven, bool direct)
 {
 	char *path = t_tmpfile(), *buf;
@@ -149,8 +159,11 @@ static void t_one_mode(bool pool, bool driven, bool direct)
 	struct tio t;
 
 	ck_assert_int_eq(ioe_queue_open(f, &q), 0);
+	q->bound = t_bound;
 	if (driven)
 		ck_assert_int_ge(ioe_queue_poll(q, -1, 0), 0);
+	/* Driven from the start: the ring became the thread's own (6.1+). */
+	ck_assert_int_eq(q->single, t_bound && driven && !pool);
 	t_many(q, driven);
 
 	/* Unaligned for O_DIRECT: bounced. A read across the end is short. */
@@ -204,6 +217,67 @@ END_TEST
 START_TEST(uring_driven_direct)
 {
 	t_one_mode(false, true, true);
+}
+END_TEST
+
+/* A bound queue driven from the start, buffered and O_DIRECT. */
+START_TEST(uring_single)
+{
+	t_bound = true;
+	t_one_mode(false, true, false);
+	t_one_mode(false, true, true);
+	t_bound = false;
+}
+END_TEST
+
+static void *t_submit_thread(void *arg)
+{
+	void **a = arg;
+
+	ioe_submit(a[0], a[1]);
+	return NULL;
+}
+
+/* A bound queue with a request in flight at its first drive keeps its
+ * shared ring; on an owned ring, a request from another thread (a timer's)
+ * waits for the owner, which submits it; closing unregisters the file. */
+START_TEST(uring_single_edges)
+{
+	char *path = t_tmpfile(), buf[BLK];
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	struct ioe_file *f = t_engine(fd, false, false);
+	struct iovec iov = { buf, BLK };
+	struct ioe_queue *q;
+	struct tio t;
+	pthread_t th;
+	void *a[2];
+
+	ck_assert_int_eq(ioe_queue_open(f, &q), 0);
+	q->bound = true;
+	t_rw(q, true, &t, IOE_READ, 0, &iov, 1, BLK);
+	ck_assert(!q->single);
+	ioe_queue_close(q);
+
+	ck_assert_int_eq(ioe_queue_open(f, &q), 0);
+	q->bound = true;
+	ck_assert_int_ge(ioe_queue_poll(q, -1, 0), 0);
+	ck_assert(q->single);
+	memset(buf, 0x33, BLK);
+	t_req(&t, IOE_WRITE, 0, &iov, 1, BLK);
+	a[0] = q;
+	a[1] = &t.r;
+	ck_assert_int_eq(pthread_create(&th, NULL, t_submit_thread, a), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	t_wait(q, true, 1);
+	ck_assert_int_eq(t.res, 0);
+	ck_assert(q->sqe_flags & IOSQE_FIXED_FILE);
+	ioe_queue_close(q);
+	ioe_file_close(f);
+	ck_assert_int_eq(pread(fd, buf, BLK, 0), BLK);
+	ck_assert(buf[0] == 0x33 && buf[BLK - 1] == 0x33);
+	close(fd);
+	unlink(path);
+	free(path);
 }
 END_TEST
 
@@ -456,7 +530,7 @@ int main(void)
 		uring_thread, uring_driven,	  uring_direct, uring_driven_direct,
 		pool,	      pool_driven_direct, uring_only,	watch,
 		extents,      callbacks,	  probe,	copy_mode,
-		NULL
+		uring_single, uring_single_edges, NULL
 	};
 
 	return common_check_run("ioengine", tests);

@@ -128,6 +128,8 @@ int ioe_ring_queue_open(struct ioe_queue *q)
 	if (rc < 0)
 		return rc;
 	q->efd = -1;
+	q->bound = (dc_queue_flags() & (DC_QUEUE_THREAD | DC_QUEUE_POLL)) ==
+		   (DC_QUEUE_THREAD | DC_QUEUE_POLL);
 	q->src.ready = ioe_ring_ready;
 	q->destroy = ioe_ring_destroy;
 	/* Two CQEs stay free for the polls that wake a driven ring. */
@@ -160,6 +162,12 @@ int ioe_ring_queue_open(struct ioe_queue *q)
  * last epoll batch: wait for that batch to end before freeing. */
 void ioe_ring_queue_close(struct ioe_queue *q)
 {
+	/* Only the owner of a single-issuer ring may unregister its file, and
+	 * the engine thread may be the one that frees q. */
+	if (q->single && (q->sqe_flags & IOSQE_FIXED_FILE)) {
+		io_uring_unregister_files(&q->ring);
+		q->sqe_flags = 0;
+	}
 	if (ioe_thread_del(q->f->t, q->efd))
 		ioe_thread_bury(q->f->t, q);
 	else
@@ -206,6 +214,56 @@ static int rq_wait(struct ioe_queue *q, int wake_fd, int timeout_ms,
 	return rc < 0 ? rc : 0;
 }
 
+/* The first drive of a bound queue, with nothing in flight yet (diskcore.h:
+ * dc_queue_wait(q, 0) before the first request): the ring is replaced by one
+ * that only this thread enters, and whose completions run when it waits
+ * (SINGLE_ISSUER and DEFER_TASKRUN, Linux 6.1) rather than as task work at
+ * every return to user space. Its efd is not registered: a driven ring polls
+ * it. A kernel that refuses keeps the ring there is. Under q->lock. */
+static void rq_own(struct ioe_queue *q)
+{
+	struct io_uring_params p = {
+		.cq_entries = IOE_CQ_ENTRIES,
+		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+			 IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+			 IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+	};
+	struct io_uring ring, old;
+	int rc;
+
+	if (!q->bound || q->inflight || q->unsubmitted || q->parked.head)
+		return;
+	pthread_mutex_lock(&ioe_ring_lock);
+	rc = io_uring_queue_init_params(IOE_SQ_ENTRIES, &ring, &p);
+	pthread_mutex_unlock(&ioe_ring_lock);
+	if (rc < 0) {
+		dc_debug("ioengine: keeping a shared ring: %s", strerror(-rc));
+		return;
+	}
+	old = q->ring;
+	q->ring = ring;
+	if (q->sqe_flags & IOSQE_FIXED_FILE)
+		io_uring_unregister_files(&old);
+	if (io_uring_register_files(&q->ring, &q->f->fd, 1) == 0) {
+		q->file = 0;
+		q->sqe_flags = IOSQE_FIXED_FILE;
+	} else {
+		q->file = q->f->fd;
+		q->sqe_flags = 0;
+	}
+	ioe_ring_exit(&old);
+	q->max_inflight = q->ring.cq.ring_entries - 2;
+	q->single = true;
+}
+
+/* A single-issuer ring posts completions only when its owner enters the
+ * kernel for them; the kernel flags the ring when some wait. */
+static void rq_get_events(struct ioe_queue *q)
+{
+	if (q->single && (IO_URING_READ_ONCE(*q->ring.sq.kflags) & IORING_SQ_TASKRUN))
+		io_uring_get_events(&q->ring);
+}
+
 /* dc_queue_wait() on the consumer's thread: the ring becomes driven (the
  * engine thread is no longer told about its completions). A wake from the
  * core (wake_fd) arrives as a poll completion in the ring. */
@@ -221,8 +279,10 @@ int ioe_ring_poll(struct ioe_queue *q, int wake_fd, int timeout_ms)
 		/* Only the polling thread touches a driven ring's queues; the
 		 * engine thread still takes q->lock in ioe_ring_kick and leaves. */
 		io_uring_cq_eventfd_toggle(&q->ring, false);
+		rq_own(q);
 	}
 	q->driver = pthread_self();
+	rq_get_events(q);
 	ioe_ring_reap(q, &done);
 	ioe_ring_unpark(q);
 	if (!done.head && timeout_ms != 0) {

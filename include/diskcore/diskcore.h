@@ -43,7 +43,7 @@ extern "C" {
 /** The ABI this header describes: major = soname (libdiskcore.so.1), minor =
  *  symbol-version node (DISKCORE_1.0). docs/abi.md. */
 #define DC_VERSION_MAJOR 1
-#define DC_VERSION_MINOR 2
+#define DC_VERSION_MINOR 3
 #define DC_VERSION(major, minor) (((uint32_t)(major) << 16) | (uint32_t)(minor))
 
 typedef struct dc_disk dc_disk;
@@ -241,6 +241,14 @@ int dc_describe(dc_disk *disk, dc_describe_fn visit, void *arg);
 /** Completions are collected and signalled through dc_queue_fd() instead of
  *  calling dc_io.cb; take them with dc_queue_reap(). */
 #define DC_QUEUE_POLL (1u << 0)
+/** ABI 1.3. The queue stays on the thread that opens it: every call on it,
+ *  dc_queue_close() included, comes from that thread. Elements may then bind
+ *  kernel state to the thread: with DC_QUEUE_POLL and dc_queue_wait() from the
+ *  first request, a backend on io_uring reaps in a single-issuer ring that
+ *  runs completions only when the thread waits (less kernel work per request;
+ *  docs/performance.md, "O_DIRECT against fio"). Without the flag a queue may
+ *  move between threads whose calls do not overlap. */
+#define DC_QUEUE_THREAD (1u << 1)
 
 int dc_queue_open(dc_disk *disk, uint32_t flags, dc_queue **out);
 /** Close a queue; every request submitted on it must have completed, but for
@@ -423,6 +431,12 @@ struct dc_plugin;
 typedef int (*dc_plugin_visit_fn)(void *arg, const char *path,
 				  const struct dc_plugin *plugin, const char *why);
 int dc_plugins_foreach(dc_plugin_visit_fn visit, void *arg);
+/** ABI 1.3. The plugin that serves spec form `form` ("qcow2", "memdiff"),
+ *  found as dc_open() finds it: only that form's file is loaded. Returns 0
+ *  with *out set; -ENOENT when no plugin on the path claims the form, or the
+ *  refusal's -errno when its file was refused (dc_last_error() says which, and
+ *  lists the kinds installed). */
+int dc_plugin_lookup(const char *form, const struct dc_plugin **out);
 /** The plugin directories searched, colon-separated (env first, then built-in). */
 const char *dc_plugin_path(void);
 

@@ -70,7 +70,7 @@ extern "C" {
 /* The plugin ABI version. Major: soname of libdiskcore (libdiskcore.so.1);
  * minor: the symbol-version node (DISKCORE_1.0, ...). See docs/abi.md. */
 #define DC_ABI_MAJOR 1
-#define DC_ABI_MINOR 2
+#define DC_ABI_MINOR 3
 
 /** The one symbol a plugin exports. Plugins of the pre-release ABI exported
  *  "diskcore_plugin_init"; the core names them and refuses them. */
@@ -592,6 +592,11 @@ int dc_pool_run(void (*fn)(void *arg), void *arg);
 /** Run fn(arg) on the core's timer thread after delay_ns (never on the caller);
  *  the same rules as dc_pool_run(). */
 int dc_timer_after(uint64_t delay_ns, void (*fn)(void *arg), void *arg);
+/** ABI 1.3. The DC_QUEUE_* flags of the consumer queue this thread runs a
+ *  callback for (queue_open(), submit(), queue_poll(), a child's done); 0
+ *  outside one. A queue_open() that sees DC_QUEUE_THREAD may bind kernel
+ *  state to the calling thread (diskcore.h). */
+uint32_t dc_queue_flags(void);
 
 #ifdef __cplusplus
 }

@@ -406,7 +406,10 @@ static void *ctl_bench_thread(void *arg)
 {
 	struct ctl_bthread *t = arg;
 	struct ctl_bench *b = t->b;
-	int rc = dc_queue_open(b->disk, b->poll_mode || b->wait_mode ? DC_QUEUE_POLL : 0,
+	/* Each queue lives and dies on its own thread. */
+	int rc = dc_queue_open(b->disk,
+			       DC_QUEUE_THREAD |
+				       (b->poll_mode || b->wait_mode ? DC_QUEUE_POLL : 0),
 			       &t->q);
 
 	if (rc < 0) {
