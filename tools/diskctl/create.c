@@ -88,6 +88,7 @@ static const char *ctl_kind_by_extension(const char *path, size_t len)
 int ctl_target_parse(const char *spec, struct ctl_target *t, bool report)
 {
 	struct ctl_form_caps caps = { 0 };
+	const struct dc_plugin *plugin;
 	const char *p = spec, *path;
 	size_t klen, plen;
 	bool bare;
@@ -115,12 +116,18 @@ int ctl_target_parse(const char *spec, struct ctl_target *t, bool report)
 	caps.kind = t->kind;
 	if (!strcmp(t->kind, "file"))
 		caps.kind = ctl_kind_by_extension(path, plen);
-	dc_plugins_foreach(ctl_caps_visit, &caps);
+	/* Only the kind's plugin is loaded (rbd's would pull in Ceph); every
+	 * plugin only to name the makers in an error. */
+	if (dc_plugin_lookup(caps.kind, &plugin) == 0)
+		ctl_caps_visit(&caps, NULL, plugin, NULL);
 	if (!caps.found || !(caps.create_size || caps.create_flag || caps.parent)) {
-		if (report)
+		caps.makers[0] = '\0';
+		if (report) {
+			dc_plugins_foreach(ctl_caps_visit, &caps);
 			ctl_err("'%s': %s: images cannot be created (kinds that create: %s)",
 				spec, caps.kind,
 				caps.makers[0] ? caps.makers : "none installed");
+		}
 		return -1;
 	}
 	if (caps.child != DC_CHILD_NONE)
