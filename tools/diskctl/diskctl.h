@@ -34,9 +34,9 @@ enum ctl_opt_kind {
 	CTL_OPT_FALSE,	 /* no argument: the bool becomes false */
 	CTL_OPT_UINT,	 /* uint64_t, an integer in min..max */
 	CTL_OPT_SIZE,	 /* uint64_t, a SIZE in min..max (a power of two: pow2) */
-	CTL_OPT_STRING,	 /* const char *, the argument itself */
+	CTL_OPT_STRING,	 /* const char *, the argument itself (of at most max bytes) */
 	CTL_OPT_ENUM,	 /* int, the index of the argument in names */
-	CTL_OPT_SECONDS, /* double, a positive number up to max */
+	CTL_OPT_SECONDS, /* double, a positive number up to max (or 0: zero) */
 };
 
 struct ctl_opt {
@@ -46,9 +46,10 @@ struct ctl_opt {
 	size_t off;		  /* of the value in the argument struct */
 	const char *arg;	  /* the argument's name in the usage (not TRUE/FALSE) */
 	const char *help;	  /* lines separated by '\n' */
-	uint64_t min, max;	  /* UINT, SIZE; max for SECONDS */
+	uint64_t min, max;	  /* UINT, SIZE; max for SECONDS, STRING (0: any) */
 	const char *const *names; /* ENUM, ending with NULL */
 	bool pow2;		  /* SIZE */
+	bool zero;		  /* SECONDS: 0 too, for an option's "never" */
 };
 
 /* A row: option N_ (short L_, or 0) of kind K_ into member M_ of struct T_,
@@ -88,8 +89,9 @@ struct ctl_cmd {
 	const char *operands; /* after the options in the usage line: "SRC DST" */
 	int min, max;	      /* how many operands */
 	const char *missing;  /* "missing SRC and DST" names them so */
-	/* The --help text between usage and options; without opts (serve,
-	 * which parses its own), all of it after "usage: diskctl ". */
+	/* The --help text between usage and options; without opts (a row
+	 * whose command installs its own, serve's), all of it after "usage:
+	 * diskctl ". */
 	const char *about;
 	const struct ctl_opt *opts; /* ends with a row of zeroes */
 	ctl_run_fn *run;

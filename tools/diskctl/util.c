@@ -141,7 +141,8 @@ bool ctl_parse_u64(const char *s, uint64_t *out)
 	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
 		return false;
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	/* Not base 0: a leading zero is no octal ("--port 010" is 10). */
+	v = strtoull(s, &end, s[0] == '0' && (s[1] == 'x' || s[1] == 'X') ? 16 : 10);
 	if (errno || *end)
 		return false;
 	*out = v;
@@ -213,16 +214,22 @@ static int ctl_arg_enum(const char *what, const char *s, const char *const *name
 	ctl_usage("%s: '%s' is not %s", what, s, list);
 }
 
-static double ctl_arg_seconds(const char *what, const char *s, uint64_t max)
+/* Digits with an optional fraction (or exponent): no sign, no blank, no
+ * "inf". Up to max; above 0, or with zero from 0. */
+static double ctl_arg_seconds(const char *what, const char *s, uint64_t max, bool zero)
 {
 	char *end;
 	double v;
 
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || *end || !(v > 0) || v > (double)max)
-		ctl_usage("%s: '%s' is not a positive number of seconds", what, s);
-	return v;
+	if (((*s >= '0' && *s <= '9') || *s == '.') && end != s && !*end && !errno &&
+	    v <= (double)max && (zero ? v >= 0 : v > 0))
+		return v;
+	if (zero)
+		ctl_usage("%s: '%s' is not a number of seconds from 0 to %" PRIu64, what,
+			  s, max);
+	ctl_usage("%s: '%s' is not a positive number of seconds", what, s);
 }
 
 /* Store row o's value, parsed from arg, into args. */
@@ -251,13 +258,16 @@ static void ctl_opt_store(const struct ctl_opt *o, void *args, const char *arg)
 		*(uint64_t *)p = v;
 		break;
 	case CTL_OPT_STRING:
+		if (o->max && strlen(arg) > o->max)
+			ctl_usage("%s: %s is at most %" PRIu64 " bytes", what, o->arg,
+				  o->max);
 		*(const char **)p = arg;
 		break;
 	case CTL_OPT_ENUM:
 		*(int *)p = ctl_arg_enum(what, arg, o->names);
 		break;
 	case CTL_OPT_SECONDS:
-		*(double *)p = ctl_arg_seconds(what, arg, o->max);
+		*(double *)p = ctl_arg_seconds(what, arg, o->max, o->zero);
 		break;
 	}
 }
