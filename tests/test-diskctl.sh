@@ -36,13 +36,12 @@ done
 sample() {
 	case $1 in
 	SIZE | OFFSET | LEN) echo 4K ;;
-	N | BYTE | SEC) echo 1 ;;
+	N | BYTE | SEC | SECS) echo 1 ;;
 	MODE) echo read ;;
 	*) echo x ;;
 	esac
 }
 for c in $(sed -n 's/^  \([a-z]*\)  .*/\1/p' "$T/help"); do
-	[ "$c" = serve ] && continue
 	"$DISKCTL" "$c" --help >"$T/chelp"
 	bad=""
 	nopts=0
@@ -66,6 +65,10 @@ check "a --bs that is no power of two: exit 2" [ "$rc" -eq 2 ]
 check "... saying what it must be" has "power of two from 512 to 1G" "$T/err"
 run bench --json=x mem:1M
 check "a flag given a value: exit 2, named" sh -c "[ $rc -eq 2 ] && grep -q -- \"'--json=x'\" '$T/err'"
+run read mem:1M 010 1
+check "a number with a leading zero is decimal, not octal (sector 10)" has "^00001400:" "$T/out"
+run read mem:1M 0x10 1
+check "... and 0x is hex (sector 16)" has "^00002000:" "$T/out"
 run nosuchcommand
 check "unknown command exits 2" [ "$rc" -eq 2 ]
 run

@@ -432,6 +432,46 @@ check "a bad spec exits 1" [ $? -eq 1 ]
 check "... with the core's message" has "nosuchplugin" "$T/err"
 "$DISKCTL" serve --help >"$T/out"
 check "serve --help" has "usage: diskctl serve" "$T/out"
+"$DISKCTL" help serve >"$T/help"
+check "'diskctl help serve' prints the same" cmp -s "$T/out" "$T/help"
+# refused MESSAGE ARGS...: serve ARGS exits 2 (wrong usage), saying MESSAGE
+refused() {
+	msg=$1
+	shift
+	"$DISKCTL" serve "$@" >/dev/null 2>"$T/err"
+	rc=$?
+	check "refused, exit 2 ($rc): $msg" \
+		sh -c "[ $rc -eq 2 ] && grep -qF -- \"\$1\" '$T/err' && grep -q 'serve --help' '$T/err'" \
+		- "$msg"
+}
+x=$T/x.sock
+refused "--port: 70000 is out of range (0..65535)" --port 70000 mem:1M
+refused "--port: '-1' is not a non-negative integer" --port -1 mem:1M
+refused "--port: '80x' is not a non-negative integer" --port 80x mem:1M
+refused "--handshake-timeout: '-1' is not a number of seconds from 0 to 86400" \
+	--unix "$x" --handshake-timeout -1 mem:1M
+refused "--handshake-timeout: '86401' is not a number of seconds from 0 to 86400" \
+	--unix "$x" --handshake-timeout 86401 mem:1M
+refused "--max-connections: 0 is out of range (1..4096)" --unix "$x" --max-connections 0 mem:1M
+refused "unknown option '--no-such-option'" --unix "$x" --no-such-option mem:1M
+refused "unknown option '-x'" --unix "$x" -x mem:1M
+refused "option '--port' needs an argument" --unix "$x" mem:1M --port
+refused "--export: NAME is at most 4096 bytes" --unix "$x" --export "$(pattern 141 4097)" mem:1M
+refused "--bind needs --port" --unix "$x" --bind 127.0.0.1 mem:1M
+refused "missing SPEC" --unix "$x"
+refused "unexpected argument 'mem:2M'" --unix "$x" mem:1M mem:2M
+# What is accepted arrives: 0 turns the handshake timeout off, fractions count.
+for secs in 0:0 0.25:250; do
+	if start opts -v --unix "$T/opts.sock" --max-connections 3 \
+		--handshake-timeout "${secs%:*}" mem:1M; then
+		check "--handshake-timeout ${secs%:*}: ${secs#*:} ms" \
+			has "at most 3 connections, handshake timeout ${secs#*:} ms" "$T/opts.log"
+		stop
+		check "... and the server exits 0" [ $? -eq 0 ]
+	else
+		fail "serve --handshake-timeout ${secs%:*} starts"
+	fi
+done
 
 # --- mem:64M: nbdinfo, qemu-io, qemu-img, nbdcopy --------------------------
 S=$(uri mem)

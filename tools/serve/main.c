@@ -10,10 +10,10 @@
  * abandoned connections cannot hold the slots for ever.
  */
 #include "../serve.h"
+#include "../diskctl/diskctl.h"
 #include "serve-int.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -31,7 +31,7 @@
 
 #define SERVE_DEF_MAX_CONNS 16
 #define SERVE_MAX_MAX_CONNS 4096
-#define SERVE_DEF_TIMEOUT_MS 10000
+#define SERVE_DEF_TIMEOUT 10.0 /* seconds */
 #define SERVE_ACCEPT_BATCH 64  /* accepts per loop turn: signals stay prompt */
 #define SERVE_EMFILE_PAUSE 100 /* ms without accepting when out of descriptors */
 
@@ -259,160 +259,107 @@ static void serve_run(struct serve_loop *l, int lfd, int sfd, bool once,
 
 /* --- command line --------------------------------------------------------- */
 
-__attribute__((noreturn, format(printf, 1, 2))) static void serve_usage(const char *fmt,
-									...)
-{
-	va_list ap;
-
-	fprintf(stderr, "diskctl serve: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'diskctl serve --help'.\n");
-	exit(2);
-}
-
-static unsigned serve_parse_conns(const char *arg)
-{
-	unsigned long v;
-	char *end;
-
-	errno = 0;
-	v = strtoul(arg, &end, 10);
-	if (*arg < '0' || *arg > '9' || *end || errno || !v || v > SERVE_MAX_MAX_CONNS)
-		serve_usage("--max-connections '%s': expected a number 1..%d", arg,
-			    SERVE_MAX_MAX_CONNS);
-	return (unsigned)v;
-}
-
-/* Seconds, fractions allowed; 0 turns the timeout off. */
-static unsigned serve_parse_timeout(const char *arg)
-{
-	double v;
-	char *end;
-
-	errno = 0;
-	v = strtod(arg, &end);
-	if (*arg < '0' || *arg > '9' || *end || errno || !(v >= 0 && v <= 86400))
-		serve_usage("--handshake-timeout '%s': expected seconds, 0..86400", arg);
-	if (v > 0 && v < 0.001)
-		v = 0.001;
-	return (unsigned)(v * 1000 + 0.5);
-}
+#define SERVE_NO_PORT UINT64_MAX /* --port not given (out of its range) */
 
 /* The command line of diskctl serve. */
 struct serve_args {
-	const char *spec, *port, *bind_addr, *export_name;
-	const char *unix_path;
-	unsigned max_conns, timeout_ms;
+	const char *unix_path, *bind_addr, *export_name;
+	uint64_t port, max_conns;
+	double timeout; /* the handshake's, seconds; 0: none */
 	bool once, ro, insecure, verbose;
 };
 
-/* Parse argv into a; wrong usage exits 2 (serve_usage). Returns false after
- * --help. */
-static bool serve_parse_args(int argc, char **argv, struct serve_args *a)
-{
-	enum { OPT_MAX_CONNS = 256, OPT_TIMEOUT, OPT_INSECURE };
-	static const struct option lo[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "ro", no_argument, NULL, 'r' },
-		{ "unix", required_argument, NULL, 'u' },
-		{ "port", required_argument, NULL, 'p' },
-		{ "bind", required_argument, NULL, 'b' },
-		{ "export", required_argument, NULL, 'e' },
-		{ "once", no_argument, NULL, 'o' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
-		{ "handshake-timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ "insecure-listen", no_argument, NULL, OPT_INSECURE },
-		{ 0 },
-	};
-	char *end;
-	int c;
+const struct ctl_opt serve_opts[] = {
+	CTL_OPT("unix", 0, CTL_OPT_STRING, struct serve_args, unix_path, "PATH",
+		"listen on a unix socket (nbd+unix:///?socket=PATH);\n"
+		"refused while another server answers on PATH, replaced\n"
+		"if stale"),
+	CTL_OPT("port", 0, CTL_OPT_UINT, struct serve_args, port, "N",
+		"listen on TCP port N (0: any free port, printed on stderr)",
+		.max = 65535),
+	CTL_OPT("bind", 0, CTL_OPT_STRING, struct serve_args, bind_addr, "ADDR",
+		"TCP address to listen on (default 127.0.0.1); only\n"
+		"loopback addresses: there is no TLS (nbdkit's diskcore\n"
+		"plugin has it)"),
+	CTL_OPT("insecure-listen", 0, CTL_OPT_TRUE, struct serve_args, insecure, NULL,
+		"allow a --bind address that is not loopback"),
+	CTL_OPT("export", 0, CTL_OPT_STRING, struct serve_args, export_name, "NAME",
+		"the export's name (default \"\"; \"\" is always accepted)", .max = 4096),
+	CTL_OPT("ro", 0, CTL_OPT_TRUE, struct serve_args, ro, NULL,
+		"open SPEC read-only and export it read-only"),
+	CTL_OPT("max-connections", 0, CTL_OPT_UINT, struct serve_args, max_conns, "N",
+		"serve at most N connections at once (default 16); more\n"
+		"are closed as soon as they arrive",
+		.min = 1, .max = SERVE_MAX_MAX_CONNS),
+	CTL_OPT("handshake-timeout", 0, CTL_OPT_SECONDS, struct serve_args, timeout,
+		"SECS",
+		"close a connection that has not finished the handshake\n"
+		"after SECS seconds (default 10; 0: never)",
+		.max = 86400, .zero = true),
+	CTL_OPT("once", 0, CTL_OPT_TRUE, struct serve_args, once, NULL,
+		"serve one connection, then exit"),
+	CTL_OPT("verbose", 'v', CTL_OPT_TRUE, struct serve_args, verbose, NULL,
+		"also log connections and refused options"),
+	{ 0 },
+};
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hv", lo, NULL)) != -1) {
-		switch (c) {
-		case 'h':
-			printf("usage: diskctl %s", SERVE_USAGE);
-			return false;
-		case 'r':
-			a->ro = true;
-			break;
-		case 'u':
-			a->unix_path = optarg;
-			break;
-		case 'p':
-			errno = 0;
-			if (strtoul(optarg, &end, 10) > 65535 || *end || !*optarg ||
-			    errno)
-				serve_usage("--port '%s': expected a number 0..65535",
-					    optarg);
-			a->port = optarg;
-			break;
-		case 'b':
-			a->bind_addr = optarg;
-			break;
-		case 'e':
-			if (strlen(optarg) > 4096)
-				serve_usage("--export: a name is at most 4096 bytes");
-			a->export_name = optarg;
-			break;
-		case 'o':
-			a->once = true;
-			break;
-		case 'v':
-			a->verbose = true;
-			break;
-		case OPT_MAX_CONNS:
-			a->max_conns = serve_parse_conns(optarg);
-			break;
-		case OPT_TIMEOUT:
-			a->timeout_ms = serve_parse_timeout(optarg);
-			break;
-		case OPT_INSECURE:
-			a->insecure = true;
-			break;
-		case ':':
-			serve_usage("option '%s' needs an argument", argv[optind - 1]);
-		default:
-			if (optopt)
-				serve_usage("unknown option '-%c'", optopt);
-			serve_usage("unknown option '%s'", argv[optind - 1]);
-		}
-	}
-	if (argc - optind < 1)
-		serve_usage("missing SPEC");
-	if (argc - optind > 1)
-		serve_usage("unexpected argument '%s'", argv[optind + 1]);
-	if (!a->unix_path == !a->port)
-		serve_usage("give exactly one of --unix PATH and --port N");
-	if (a->bind_addr && !a->port)
-		serve_usage("--bind needs --port");
-	a->spec = argv[optind];
-	return true;
+/* serve's row for ctl_parse() and ctl_help(), until diskctl's table of
+ * commands (tools/diskctl/main.c) holds serve_opts itself. */
+static const struct ctl_cmd serve_cmd = {
+	.name = "serve",
+	.summary = SERVE_SUMMARY,
+	.operands = "SPEC",
+	.min = 1,
+	.max = 1,
+	.missing = "SPEC",
+	.about = SERVE_ABOUT,
+	.opts = serve_opts,
+	.run = serve_main,
+};
+
+/* Parse argv into a; wrong usage exits 2, --help 0 (ctl_parse()). */
+static void serve_parse_args(int argc, char **argv, struct serve_args *a,
+			     const char **spec)
+{
+	ctl_current = &serve_cmd;
+	*spec = ctl_parse(argc, argv, a, NULL)[0];
+	if (!a->unix_path == (a->port == SERVE_NO_PORT))
+		ctl_usage("give exactly one of --unix PATH and --port N");
+	if (a->bind_addr && a->port == SERVE_NO_PORT)
+		ctl_usage("--bind needs --port");
+}
+
+/* Milliseconds; a positive timeout stays one. */
+static unsigned serve_timeout_ms(double secs)
+{
+	if (secs > 0 && secs < 0.001)
+		return 1;
+	return (unsigned)(secs * 1000 + 0.5);
 }
 
 int serve_main(int argc, char **argv)
 {
 	struct serve_args a = {
 		.export_name = "",
+		.port = SERVE_NO_PORT,
 		.max_conns = SERVE_DEF_MAX_CONNS,
-		.timeout_ms = SERVE_DEF_TIMEOUT_MS,
+		.timeout = SERVE_DEF_TIMEOUT,
 	};
 	struct serve_unix u = { 0 };
 	struct serve_srv s = { 0 };
 	struct serve_loop l = { .s = &s };
+	const char *spec;
+	char port[8];
 	dc_disk *disk;
 	sigset_t sigs;
 	int rc, lfd, sfd;
 
-	if (!serve_parse_args(argc, argv, &a))
-		return 0;
+	serve_parse_args(argc, argv, &a, &spec);
+	snprintf(port, sizeof(port), "%" PRIu64, a.port);
 	u.path = a.unix_path;
 	s.verbose = a.verbose;
-	l.max_conns = a.max_conns;
-	l.timeout_ms = a.timeout_ms;
+	l.max_conns = (unsigned)a.max_conns;
+	l.timeout_ms = serve_timeout_ms(a.timeout);
 
 	/* Before any thread exists (the core's pool too), so they all inherit it. */
 	sigemptyset(&sigs);
@@ -422,7 +369,7 @@ int serve_main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	rc = dc_open(a.spec, a.ro ? DC_OPEN_READ_ONLY : 0, &disk);
+	rc = dc_open(spec, a.ro ? DC_OPEN_READ_ONLY : 0, &disk);
 	if (rc < 0) {
 		serve_log(NULL, "%s", *dc_last_error() ? dc_last_error() : strerror(-rc));
 		return 1;
@@ -442,7 +389,7 @@ int serve_main(int argc, char **argv)
 	}
 
 	lfd = u.path ? serve_listen_unix(&u) :
-		       serve_listen_tcp(a.bind_addr ? a.bind_addr : "127.0.0.1", a.port,
+		       serve_listen_tcp(a.bind_addr ? a.bind_addr : "127.0.0.1", port,
 					a.insecure);
 	rc = 1;
 	if (lfd >= 0) {
