@@ -575,9 +575,6 @@ static uint32_t layered_merge_unmap(uint32_t acc, uint32_t layer, bool must_zero
 	return DC_UNMAP_UNSPECIFIED;
 }
 
-/* Collect the layers top to bottom, opening each with the resolver's
- * read-only rule (§4.2): a layer is read-only iff the disk is and it is not a
- * read cache; below any layer that is not write-through, everything is. */
 /* How many parents an image chain may name (an untrusted image picks them,
  * docs/security.md): 16, or DISKCORE_MAX_PARENTS up to the layer limit. */
 static int layered_max_parents(unsigned *out)
@@ -597,6 +594,67 @@ static int layered_max_parents(unsigned *out)
 	return 0;
 }
 
+/* Open the layer `cur` into *L: read-only if ro, unless it is a read cache. */
+static int layered_open_layer(struct dc_disk *disk, struct dc_spec *cur, bool ro,
+			      struct layered_layer *L)
+{
+	uint32_t flags = cur->form->flags;
+	struct dc_node *node;
+	int rc = dc__node_create(disk, cur, ro && !(flags & DC_FORM_READ_CACHE), NULL, 0,
+				 &node);
+
+	if (rc < 0)
+		return rc;
+	*L = (struct layered_layer){
+		.node = node,
+		.read_cache = flags & DC_FORM_READ_CACHE,
+		.write_through = flags & DC_FORM_WRITE_THROUGH,
+		.is_layer = true,
+	};
+	return 0;
+}
+
+/* The parent image the opened layer `node` names (its lower_spec), parsed into
+ * *next and kept in owned[] until the open ends; *next is NULL when it names
+ * none. *parents counts them along the chain below `top`. */
+static int layered_parent_spec(const struct dc_spec *top, struct dc_node *node,
+			       unsigned *parents, unsigned max_parents,
+			       struct dc_spec **owned, unsigned *nowned,
+			       struct dc_spec **next)
+{
+	char buf[LAYERED_SPEC_MAX];
+	struct dc_spec *ps;
+	int rc;
+
+	*next = NULL;
+	if (!node->plugin->lower_spec)
+		return 0;
+	dc__error_push_prefix(layered_name(node));
+	rc = node->plugin->lower_spec(node->inst, buf, sizeof(buf));
+	dc__error_pop_prefix();
+	if (rc < 0)
+		return rc;
+	if (rc == 1 && ++*parents > max_parents)
+		return dc_fail(-ELOOP,
+			       "'%s' names more than %u parent images in a "
+			       "chain (is an image its own ancestor?); "
+			       "DISKCORE_MAX_PARENTS raises the limit, up to %d "
+			       "(docs/security.md)",
+			       top->text, max_parents, LAYERED_MAX_LAYERS - 1);
+	if (rc != 1)
+		return 0;
+	buf[sizeof(buf) - 1] = '\0';
+	rc = dc__spec_parse(buf, &ps);
+	if (rc < 0)
+		return rc;
+	owned[(*nowned)++] = ps;
+	*next = ps;
+	return 0;
+}
+
+/* Collect the layers top to bottom, opening each with the resolver's
+ * read-only rule (§4.2): a layer is read-only iff the disk is and it is not a
+ * read cache; below any layer that is not write-through, everything is. */
 static int layered_collect(struct dc_disk *disk, struct dc_spec *s, bool read_only,
 			   struct layered_layer *cfg, unsigned *ncfg,
 			   struct dc_spec **owned, unsigned *nowned)
@@ -610,7 +668,6 @@ static int layered_collect(struct dc_disk *disk, struct dc_spec *s, bool read_on
 		return rc;
 	while (cur) {
 		struct dc_node *node;
-		uint32_t flags;
 		unsigned i = *ncfg;
 
 		if (i == LAYERED_MAX_LAYERS)
@@ -628,19 +685,11 @@ static int layered_collect(struct dc_disk *disk, struct dc_spec *s, bool read_on
 			(*ncfg)++;
 			return 0;
 		}
-		flags = cur->form->flags;
-		rc = dc__node_create(disk, cur, ro && !(flags & DC_FORM_READ_CACHE), NULL,
-				     0, &node);
+		rc = layered_open_layer(disk, cur, ro, &cfg[i]);
 		if (rc < 0)
 			return rc;
-		cfg[i] = (struct layered_layer){
-			.node = node,
-			.read_cache = flags & DC_FORM_READ_CACHE,
-			.write_through = flags & DC_FORM_WRITE_THROUGH,
-			.is_layer = true,
-		};
 		(*ncfg)++;
-		if (!(flags & DC_FORM_WRITE_THROUGH))
+		if (!cfg[i].write_through)
 			ro = true;
 		if (cur->form->child == DC_CHILD_ONE) {
 			if (cur->nchildren != 1 || !cur->children[0])
@@ -656,33 +705,10 @@ static int layered_collect(struct dc_disk *disk, struct dc_spec *s, bool read_on
 				       "layer form '%s' takes a list; a layer sits "
 				       "over one inner spec",
 				       cur->form->name);
-		cur = NULL;
-		if (node->plugin->lower_spec) {
-			char buf[LAYERED_SPEC_MAX];
-			struct dc_spec *ps;
-
-			dc__error_push_prefix(layered_name(node));
-			rc = node->plugin->lower_spec(node->inst, buf, sizeof(buf));
-			dc__error_pop_prefix();
-			if (rc < 0)
-				return rc;
-			if (rc == 1 && ++parents > max_parents)
-				return dc_fail(
-					-ELOOP,
-					"'%s' names more than %u parent images in a "
-					"chain (is an image its own ancestor?); "
-					"DISKCORE_MAX_PARENTS raises the limit, up to %d "
-					"(docs/security.md)",
-					s->text, max_parents, LAYERED_MAX_LAYERS - 1);
-			if (rc == 1) {
-				buf[sizeof(buf) - 1] = '\0';
-				rc = dc__spec_parse(buf, &ps);
-				if (rc < 0)
-					return rc;
-				owned[(*nowned)++] = ps;
-				cur = ps;
-			}
-		}
+		rc = layered_parent_spec(s, cfg[i].node, &parents, max_parents, owned,
+					 nowned, &cur);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
