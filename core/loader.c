@@ -220,20 +220,13 @@ static char *plugin_validate(const char *path, const struct dc_plugin *p)
 	return plugin_validate_ops(path, p);
 }
 
-/* Trust checks, dlopen, entry call and validation of the plugin file at real
- * (a resolved path), into desc: the core's copy of its descriptor. Returns 0,
- * or -errno with the refusal in *why (left NULL only when out of memory). A
- * library once opened is never closed: its code may have run. */
-int dc__plugin_load(const char *real, struct dc_plugin *desc, char **why)
+/* The trust checks on the plugin file at real: a regular file, owned as
+ * plugin_owner_ok() wants, in a trusted directory. */
+static int plugin_file_trusted(const char *real, char **why)
 {
-	const struct dc_plugin *(*entry)(struct dc_plugin_abi *);
-	struct dc_plugin_abi abi = { 0 };
-	const struct dc_plugin *d;
-	const size_t min_size = offsetof(struct dc_plugin, open) + sizeof(void *);
 	struct stat st;
 	char *dir;
 	bool ok;
-	void *h;
 
 	if (stat(real, &st) < 0) {
 		int err = errno;
@@ -253,17 +246,22 @@ int dc__plugin_load(const char *real, struct dc_plugin *desc, char **why)
 	*strrchr(dir, '/') = '\0';
 	ok = dc__plugin_dir_trusted(real, dir[0] ? dir : "/", why);
 	free(dir);
-	if (!ok)
-		return -EPERM;
+	return ok ? 0 : -EPERM;
+}
 
-	h = dlopen(real, RTLD_NOW | RTLD_LOCAL);
+typedef const struct dc_plugin *(*plugin_entry_fn)(struct dc_plugin_abi *);
+
+/* dlopen the plugin file at real and find its entry point. */
+static int plugin_entry(const char *real, plugin_entry_fn *entry, char **why)
+{
+	void *h = dlopen(real, RTLD_NOW | RTLD_LOCAL);
+
 	if (!h) {
 		*why = dc__strfmt("plugin %s: cannot load: %s", real, dlerror());
 		return -ENOEXEC;
 	}
-	entry = (const struct dc_plugin *(*)(struct dc_plugin_abi *))dlsym(
-		h, DC_PLUGIN_ENTRY_NAME);
-	if (!entry && dlsym(h, "diskcore_plugin_init")) {
+	*entry = (plugin_entry_fn)dlsym(h, DC_PLUGIN_ENTRY_NAME);
+	if (!*entry && dlsym(h, "diskcore_plugin_init")) {
 		/* Its forms table and thread rules differ: loading it would be
 		 * undefined behaviour, not compatibility (docs/abi.md). */
 		*why = dc__strfmt("plugin %s: built against the pre-release plugin ABI "
@@ -271,31 +269,61 @@ int dc__plugin_load(const char *real, struct dc_plugin *desc, char **why)
 				  real, DC_ABI_MAJOR, DC_ABI_MINOR);
 		return -ENOEXEC;
 	}
-	if (!entry) {
+	if (!*entry) {
 		*why = dc__strfmt("plugin %s: no entry symbol " DC_PLUGIN_ENTRY_NAME,
 				  real);
 		return -ENOEXEC;
 	}
-	d = entry(&abi);
+	return 0;
+}
+
+/* What the entry call returned: a descriptor, for an ABI this core speaks, at
+ * least as long as its fields up to open. */
+static int plugin_abi_ok(const char *real, const struct dc_plugin *d,
+			 const struct dc_plugin_abi *abi, char **why)
+{
+	const size_t min_size = offsetof(struct dc_plugin, open) + sizeof(void *);
+
 	if (!d)
 		*why = dc__strfmt("plugin %s: " DC_PLUGIN_ENTRY_NAME
 				  " returned no descriptor",
 				  real);
-	else if (abi.abi_major != DC_ABI_MAJOR)
+	else if (abi->abi_major != DC_ABI_MAJOR)
 		*why = dc__strfmt("plugin %s: built for ABI %u.x, this core speaks %u.x",
-				  real, abi.abi_major, DC_ABI_MAJOR);
-	else if (abi.abi_minor > DC_ABI_MINOR)
+				  real, abi->abi_major, DC_ABI_MAJOR);
+	else if (abi->abi_minor > DC_ABI_MINOR)
 		*why = dc__strfmt("plugin %s: built for ABI %u.%u, newer than this "
 				  "core's %u.%u",
-				  real, abi.abi_major, abi.abi_minor, DC_ABI_MAJOR,
+				  real, abi->abi_major, abi->abi_minor, DC_ABI_MAJOR,
 				  DC_ABI_MINOR);
-	else if (abi.struct_size < min_size)
+	else if (abi->struct_size < min_size)
 		*why = dc__strfmt("plugin %s: malformed descriptor (struct_size %u, "
 				  "at least %zu expected)",
-				  real, abi.struct_size, min_size);
-	if (!d || abi.abi_major != DC_ABI_MAJOR || abi.abi_minor > DC_ABI_MINOR ||
-	    abi.struct_size < min_size)
-		return -ENOEXEC;
+				  real, abi->struct_size, min_size);
+	else
+		return 0;
+	return -ENOEXEC;
+}
+
+/* Trust checks, dlopen, entry call and validation of the plugin file at real
+ * (a resolved path), into desc: the core's copy of its descriptor. Returns 0,
+ * or -errno with the refusal in *why (left NULL only when out of memory). A
+ * library once opened is never closed: its code may have run. */
+int dc__plugin_load(const char *real, struct dc_plugin *desc, char **why)
+{
+	struct dc_plugin_abi abi = { 0 };
+	const struct dc_plugin *d;
+	plugin_entry_fn entry = NULL;
+	int rc = plugin_file_trusted(real, why);
+
+	if (rc == 0)
+		rc = plugin_entry(real, &entry, why);
+	if (rc < 0)
+		return rc;
+	d = entry(&abi);
+	rc = plugin_abi_ok(real, d, &abi, why);
+	if (rc < 0)
+		return rc;
 	/* An older plugin's descriptor is shorter: the rest stays zero. */
 	memset(desc, 0, sizeof(*desc));
 	memcpy(desc, d,
