@@ -23,12 +23,9 @@ int vhdfmt_engine_open(int fd, const char *path, bool read_only, int *aio_fd,
 	return ret;
 }
 
-int vhdfmt_open_engine(const struct vhdfmt_open_ops *ops, void *inst, bool read_only)
+int vhdfmt_open_engine(struct vhdfmt_image *img, bool read_only)
 {
-	return vhdfmt_engine_open(*VHDFMT_AT(inst, ops->fd_off, int),
-				  *VHDFMT_AT(inst, ops->path_off, char *), read_only,
-				  VHDFMT_AT(inst, ops->aio_fd_off, int),
-				  VHDFMT_AT(inst, ops->ioe_off, struct ioe_file *));
+	return vhdfmt_engine_open(img->fd, img->path, read_only, &img->aio_fd, &img->ioe);
 }
 
 void vhdfmt_engine_close(int *aio_fd, struct ioe_file **ioe)

@@ -36,22 +36,22 @@ int vhdfmt_open(const struct dc_open_args *a, const char *path,
 }
 
 /* A new instance of the image at path: zeroed, path copied, fds -1. */
-static void *vhdfmt_open_alloc(const struct vhdfmt_open_ops *ops, const char *path,
-			       bool read_only)
+static struct vhdfmt_image *vhdfmt_open_alloc(const struct vhdfmt_open_ops *ops,
+					      const char *path, bool read_only)
 {
-	void *v = calloc(1, ops->size);
+	struct vhdfmt_image *img = calloc(1, ops->size);
 	char *copy = strdup(path);
 
-	if (!v || !copy) {
-		free(v);
+	if (!img || !copy) {
+		free(img);
 		free(copy);
 		return NULL;
 	}
-	*VHDFMT_AT(v, ops->path_off, char *) = copy;
-	*VHDFMT_AT(v, ops->fd_off, int) = -1;
-	*VHDFMT_AT(v, ops->aio_fd_off, int) = -1;
-	ops->init(v, read_only);
-	return v;
+	img->path = copy;
+	img->fd = -1;
+	img->aio_fd = -1;
+	ops->init(img, read_only);
+	return img;
 }
 
 /* A second open of an image this process has open (found): the instance it
@@ -61,40 +61,39 @@ static int vhdfmt_open_join(const struct vhdfmt_open_ops *ops, const void *opts,
 			    const struct dc_open_args *a, void **inst,
 			    struct dc_info *info)
 {
-	void *o = found; /* the instance begins with its entry */
-	int ret = want ? ops->check(o, opts) : 0;
+	struct vhdfmt_image *img = vhdfmt_image_of(found);
+	int ret = want ? ops->check(img, opts) : 0;
 
-	ret = vhdfmt_share_join(found, ret, VHDFMT_AT(o, ops->info_off, struct dc_info),
-				a->read_only, info);
+	ret = vhdfmt_share_join(found, ret, &img->info, a->read_only, info);
 	if (ret == 0)
-		*inst = o;
+		*inst = img;
 	return ret;
 }
 
-/* The rest of the open of a new instance v, its file open (or not) as fd. */
+/* The rest of the open of a new instance img, its file open (or not). */
 static int vhdfmt_open_load(const struct vhdfmt_open_ops *ops, void *opts,
-			    const struct vhdfmt_want *w, bool created, void *v,
-			    const struct dc_open_args *a, struct dc_info *info)
+			    const struct vhdfmt_want *w, bool created,
+			    struct vhdfmt_image *img, const struct dc_open_args *a,
+			    struct dc_info *info)
 {
-	int fd = *VHDFMT_AT(v, ops->fd_off, int);
 	int ret;
 
 	if (created) {
-		ret = ops->create(v, opts);
+		ret = ops->create(img, opts);
 		if (ret) {
 			unlink(a->fields[0]);
 			return ret;
 		}
 	}
-	ret = ops->load(v, opts, created);
+	ret = ops->load(img, opts, created);
 	if (ret == 0 && w->create && !created)
-		ret = ops->check(v, opts);
+		ret = ops->check(img, opts);
 	if (ret == 0)
-		ret = ops->engine(ops, v, a->read_only);
+		ret = ops->engine(img, a->read_only);
 	if (ret == 0 && !a->force_share)
-		ret = vhdfmt_share_add(v, fd, a->read_only);
+		ret = vhdfmt_share_add(&img->share, img->fd, a->read_only);
 	if (ret == 0)
-		ops->info(v, info);
+		ops->info(img, info);
 	return ret;
 }
 
@@ -104,40 +103,40 @@ static int vhdfmt_open_locked(const struct vhdfmt_open_ops *ops, void *opts,
 {
 	struct vhdfmt_want w = { 0 };
 	struct vhdfmt_share *found = NULL;
+	struct vhdfmt_image *img;
 	bool created = false;
-	void *v;
 	int ret;
 
 	if (a->nfields < 1 || !a->fields[0][0]) {
 		vhdfmt_err("missing path (expected %s:PATH)", ops->form);
 		return -EINVAL;
 	}
-	v = vhdfmt_open_alloc(ops, a->fields[0], a->read_only);
-	if (!v) {
+	img = vhdfmt_open_alloc(ops, a->fields[0], a->read_only);
+	if (!img) {
 		vhdfmt_err("out of memory");
 		return -ENOMEM;
 	}
-	ret = ops->options(v, a, opts, &w);
+	ret = ops->options(img, a, opts, &w);
 	if (ret == 0 && ops->parent_of) {
 		ret = vhdfmt_parents_opt(a, a->fields[0], &w.any);
 		w.parent_of = ops->parent_of;
-		*VHDFMT_AT(v, ops->any_off, bool) = w.any;
+		img->parents_any = w.any;
 	}
 	if (ret == 0)
 		ret = vhdfmt_open(a, a->fields[0], &w, &created, &found);
 	if (found) {
-		ops->free(v);
+		ops->free(img);
 		return vhdfmt_open_join(ops, opts, w.create, found, a, inst, info);
 	}
 	if (ret >= 0) {
-		*VHDFMT_AT(v, ops->fd_off, int) = ret;
-		ret = vhdfmt_open_load(ops, opts, &w, created, v, a, info);
+		img->fd = ret;
+		ret = vhdfmt_open_load(ops, opts, &w, created, img, a, info);
 	}
 	if (ret) {
-		ops->free(v);
+		ops->free(img);
 		return ret;
 	}
-	*inst = v;
+	*inst = img;
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 #ifndef DISKCORE_COMMON_VHDFMT_OPEN_H
 #define DISKCORE_COMMON_VHDFMT_OPEN_H
 
+#include "share.h"
 #include "vhdfmt.h"
 
 #include <diskcore/plugin.h>
@@ -16,17 +17,40 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct vhdfmt_share;
+struct ioe_file;
 
-/* A format's part. The instance begins with its share entry and has the members the *_off
- * name; opts is the plugin's scratch for the open's options. */
+/* What every image instance begins with (its first member, img): the fields
+ * the open sets and reads. The share entry comes first, so the instance is
+ * also its entry (share.h). */
+struct vhdfmt_image {
+	struct vhdfmt_share share; /* this process's opens of the image */
+	char *path;
+	int fd;
+	int aio_fd;	      /* the engine's description of the file (aio.h) */
+	struct ioe_file *ioe; /* the data I/O that changes no metadata */
+	struct dc_info info;  /* the first open's; a second one shares it */
+	bool parents_any;     /* ;parents=any: locators may lead anywhere */
+};
+
+_Static_assert(offsetof(struct vhdfmt_image, share) == 0,
+	       "an image begins with its share entry");
+
+/* The image whose share entry e is. */
+static inline struct vhdfmt_image *vhdfmt_image_of(struct vhdfmt_share *e)
+{
+	return (struct vhdfmt_image *)(void *)e;
+}
+
+/* An instance type must begin with its struct vhdfmt_image img. */
+#define VHDFMT_IMAGE_FIRST(type) \
+	_Static_assert(offsetof(type, img) == 0, #type " must begin with its image")
+
+/* A format's part. The instance (size bytes) begins with its image; opts is
+ * the plugin's scratch for the open's options. */
 struct vhdfmt_open_ops {
 	const char *form; /* "vhd": "missing path (expected vhd:PATH)" */
 	size_t size;	  /* of the instance */
-	/* char *path, int fd, the data engine (int aio_fd, struct ioe_file
-	 * *ioe: aio.h), struct dc_info info */
-	size_t path_off, fd_off, aio_fd_off, ioe_off, info_off;
-	/* The rest of a new instance (zeroed, path set, fds -1). */
+	/* The rest of a new instance (zeroed, image path set, fds -1). */
 	void (*init)(void *inst, bool read_only);
 	/* Free an instance, open or partly open (its fds and engine closed). */
 	void (*free)(void *inst);
@@ -39,19 +63,14 @@ struct vhdfmt_open_ops {
 	int (*create)(void *inst, void *opts);
 	/* Parse the image and load what I/O needs (created: this open made it). */
 	int (*load)(void *inst, const void *opts, bool created);
-	/* The instance's info, also kept at info_off for a second open. */
+	/* The instance's info, also kept in its image for a second open. */
 	void (*info)(void *inst, struct dc_info *info);
 	/* Open the data engine: vhdfmt_open_engine(). */
-	int (*engine)(const struct vhdfmt_open_ops *ops, void *inst, bool read_only);
-	/* A format with differencing images: the walk up its chain, and where
-	 * the instance keeps ;parents=any (bool), which the open parses. NULL:
-	 * no parents. */
+	int (*engine)(struct vhdfmt_image *img, bool read_only);
+	/* A format with differencing images: the walk up its chain; the open
+	 * parses ;parents= into the image's parents_any. NULL: no parents. */
 	vhdfmt_parent_fn parent_of;
-	size_t any_off;
 };
-
-/* The member of type at offset off of an instance. */
-#define VHDFMT_AT(inst, off, type) ((type *)(void *)((char *)(inst) + (off)))
 
 /* The start of vhdfmt_image_open(), in this order: with create= or parent= (w) and
  * ;overwrite, refuse to empty an image the chain above parent runs through; open the
@@ -65,9 +84,9 @@ struct vhdfmt_open_ops {
 int vhdfmt_open(const struct dc_open_args *a, const char *path,
 		const struct vhdfmt_want *w, bool *created, struct vhdfmt_share **found);
 
-/* vhdfmt_engine_open() (aio.h) into the instance's aio_fd and ioe. In
+/* vhdfmt_engine_open() (aio.h) into the image's aio_fd and ioe. In
  * aio_open.c: a user links common/ioengine. */
-int vhdfmt_open_engine(const struct vhdfmt_open_ops *ops, void *inst, bool read_only);
+int vhdfmt_open_engine(struct vhdfmt_image *img, bool read_only);
 
 /* The plugin's open(): ops's steps with the share table held, so that two
  * threads opening one image make one instance. Returns 0 with *inst, or
@@ -76,20 +95,14 @@ int vhdfmt_image_open(const struct vhdfmt_open_ops *ops, void *opts,
 		      const struct dc_open_args *a, void **inst, struct dc_info *info);
 
 /* The open() p_open of plugin p, instance type t, whose open's options go
- * into an o: vhdfmt_image_open() with the ops p_open_ops, which the members
- * named above, the functions p_init, p_free, p_open_opts, p_check_existing,
- * p_create, p_load and p_fill_info, and the initializers ... (at least one,
- * .parent_of = NULL for none) make. The instance begins with its share entry
- * (checked). */
+ * into an o: vhdfmt_image_open() with the ops p_open_ops, which the
+ * functions p_init, p_free, p_open_opts, p_check_existing, p_create, p_load
+ * and p_fill_info, and the initializers ... (at least one, .parent_of = NULL
+ * for none) make. The instance begins with its image (checked). */
 #define VHDFMT_OPEN(p, t, o, ...)                                              \
 	static const struct vhdfmt_open_ops p##_open_ops = {                   \
 		.form = #p,                                                    \
 		.size = sizeof(t),                                             \
-		.path_off = offsetof(t, path),                                 \
-		.fd_off = offsetof(t, fd),                                     \
-		.aio_fd_off = offsetof(t, aio_fd),                             \
-		.ioe_off = offsetof(t, ioe),                                   \
-		.info_off = offsetof(t, info),                                 \
 		.init = p##_init,                                              \
 		.free = p##_free,                                              \
 		.options = p##_open_opts,                                      \
@@ -107,12 +120,10 @@ int vhdfmt_image_open(const struct vhdfmt_open_ops *ops, void *opts,
                                                                                \
 		return vhdfmt_image_open(&p##_open_ops, &opts, a, inst, info); \
 	}                                                                      \
-	_Static_assert(offsetof(t, share) == 0, #t " must begin with its share entry")
+	VHDFMT_IMAGE_FIRST(t)
 
 /* VHDFMT_OPEN() of a format with differencing images: p_parent_of walks its
- * chain, the instance's bool parents_any keeps ;parents=. */
-#define VHDFMT_OPEN_DIFF(p, t, o)                        \
-	VHDFMT_OPEN(p, t, o, .parent_of = p##_parent_of, \
-		    .any_off = offsetof(t, parents_any))
+ * chain. */
+#define VHDFMT_OPEN_DIFF(p, t, o) VHDFMT_OPEN(p, t, o, .parent_of = p##_parent_of)
 
 #endif

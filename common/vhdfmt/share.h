@@ -27,9 +27,6 @@ struct vhdfmt_share {
 	struct vhdfmt_share *next;
 };
 
-/* The instance (of type, whose member `share` e is) an entry belongs to. */
-#define VHDFMT_SHARE_OF(e, type) ((type *)(void *)((char *)(e)-offsetof(type, share)))
-
 /* Hold the table across a whole open(), so that two threads opening one image
  * make one instance, never two. */
 void vhdfmt_share_lock(void);
@@ -64,10 +61,8 @@ int vhdfmt_share_join(struct vhdfmt_share *e, int err, const struct dc_info *bas
  * added, runs fin(e) (the instance's flush and close) with the table held. */
 void vhdfmt_share_close(struct vhdfmt_share *e, void (*fin)(struct vhdfmt_share *e));
 /* The same as a plugin's close() when its instance inst begins with its
- * entry (VHDFMT_SHARE_FIRST): fin(inst) frees it. */
+ * entry (as one that begins with its struct vhdfmt_image does, open.h):
+ * fin(inst) frees it. */
 void vhdfmt_share_close_inst(void *inst, void (*fin)(void *inst));
-#define VHDFMT_SHARE_FIRST(type)                                        \
-	_Static_assert(offsetof(type, share) == 0, #type " must begin " \
-							 "with its share entry")
 
 #endif

@@ -362,14 +362,10 @@ END_TEST
 /* vhdfmt_image_open() with a toy format: the image is a file holding "toy";
  * opts is whether the open may create it, and create fails when told to. */
 struct toy {
-	struct vhdfmt_share share;
-	int fd, aio_fd;
-	struct ioe_file *ioe;
-	char *path;
-	struct dc_info info;
+	struct vhdfmt_image img;
 	bool read_only;
 };
-VHDFMT_SHARE_FIRST(struct toy);
+VHDFMT_IMAGE_FIRST(struct toy);
 
 struct toy_opts {
 	bool create, fail_create;
@@ -385,9 +381,9 @@ static void toy_free(void *inst)
 {
 	struct toy *t = inst;
 
-	if (t->fd >= 0)
-		close(t->fd);
-	free(t->path);
+	if (t->img.fd >= 0)
+		close(t->img.fd);
+	free(t->img.path);
 	free(t);
 }
 
@@ -412,7 +408,7 @@ static int toy_create(void *inst, void *opts)
 {
 	if (((struct toy_opts *)opts)->fail_create)
 		return -EIO;
-	return vhdfmt_pwrite(((struct toy *)inst)->fd, "toy", 3, 0);
+	return vhdfmt_pwrite(((struct toy *)inst)->img.fd, "toy", 3, 0);
 }
 
 static int toy_load(void *inst, const void *opts, bool created)
@@ -421,7 +417,8 @@ static int toy_load(void *inst, const void *opts, bool created)
 
 	(void)opts;
 	(void)created;
-	if (vhdfmt_pread(((struct toy *)inst)->fd, buf, 3, 0) || memcmp(buf, "toy", 3))
+	if (vhdfmt_pread(((struct toy *)inst)->img.fd, buf, 3, 0) ||
+	    memcmp(buf, "toy", 3))
 		return -EINVAL;
 	return 0;
 }
@@ -433,15 +430,14 @@ static void toy_fill_info(void *inst, struct dc_info *info)
 	memset(info, 0, sizeof(*info));
 	info->sector_count = 1;
 	info->flags = t->read_only ? DC_INFO_READ_ONLY : 0;
-	t->info = *info;
+	t->img.info = *info;
 }
 
 /* No engine: this test does not link common/ioengine; the plugins' tests
  * cover vhdfmt_open_engine(). */
-static int toy_engine(const struct vhdfmt_open_ops *ops, void *inst, bool read_only)
+static int toy_engine(struct vhdfmt_image *img, bool read_only)
 {
-	(void)ops;
-	(void)inst;
+	(void)img;
 	(void)read_only;
 	return 0;
 }
@@ -449,11 +445,6 @@ static int toy_engine(const struct vhdfmt_open_ops *ops, void *inst, bool read_o
 static const struct vhdfmt_open_ops toy_open_ops = {
 	.form = "toy",
 	.size = sizeof(struct toy),
-	.path_off = offsetof(struct toy, path),
-	.fd_off = offsetof(struct toy, fd),
-	.aio_fd_off = offsetof(struct toy, aio_fd),
-	.ioe_off = offsetof(struct toy, ioe),
-	.info_off = offsetof(struct toy, info),
 	.init = toy_init,
 	.free = toy_free,
 	.options = toy_open_opts,
@@ -494,7 +485,7 @@ START_TEST(image_open)
 	ck_assert_int_eq(vhdfmt_image_open(&toy_open_ops, &o, &a, &t2, &info), 0);
 	ck_assert_ptr_eq(t1, t2);
 	ck_assert_uint_eq(toy_checks, 1);
-	ck_assert_uint_eq(((struct toy *)t1)->share.refs, 2);
+	ck_assert_uint_eq(((struct toy *)t1)->img.share.refs, 2);
 	vhdfmt_share_close_inst(t2, toy_free);
 	vhdfmt_share_close_inst(t1, toy_free);
 	/* Not the format, and no path. */

@@ -21,11 +21,11 @@ static void vhd_free(void *inst)
 {
 	struct vhd_img *v = inst;
 
-	vhdfmt_engine_close(&v->aio_fd, &v->ioe);
-	if (v->fd >= 0) {
+	vhdfmt_engine_close(&v->img.aio_fd, &v->img.ioe);
+	if (v->img.fd >= 0) {
 		if (!v->read_only && !v->fixed)
 			vhd_trim(v);
-		close(v->fd);
+		close(v->img.fd);
 	}
 	if (v->bm) {
 		for (uint32_t i = 0; i < v->m.nblocks; i++)
@@ -40,11 +40,9 @@ static void vhd_free(void *inst)
 	free(v->bat);
 	free(v->parent_path);
 	free(v->dir);
-	free(v->path);
+	free(v->img.path);
 	free(v);
 }
-
-VHDFMT_SHARE_FIRST(struct vhd_img);
 
 /* The last close of an image this process has open (share.h) closes it. */
 static void vhd_close(void *inst)
@@ -59,18 +57,19 @@ static int vhd_repair(struct vhd_img *v)
 
 	if (!v->m.end_ok) {
 		v->footer_off = vhdfmt_round_up(v->m.file_size, VHD_SECTOR);
-		ret = vhdfmt_pwrite(v->fd, v->m.footer_raw, VHD_FOOTER_SIZE,
+		ret = vhdfmt_pwrite(v->img.fd, v->m.footer_raw, VHD_FOOTER_SIZE,
 				    v->footer_off);
 		v->junk_end = v->footer_off + VHD_FOOTER_SIZE;
 	}
 	if (ret == 0 && !v->m.copy_ok)
-		ret = vhdfmt_pwrite(v->fd, v->m.footer_raw, VHD_FOOTER_SIZE, 0);
-	if (ret == 0 && fdatasync(v->fd) < 0)
+		ret = vhdfmt_pwrite(v->img.fd, v->m.footer_raw, VHD_FOOTER_SIZE, 0);
+	if (ret == 0 && fdatasync(v->img.fd) < 0)
 		ret = -errno;
 	if (ret < 0)
-		vhdfmt_err("%s: cannot repair the footer: %s", v->path, strerror(-ret));
+		vhdfmt_err("%s: cannot repair the footer: %s", v->img.path,
+			   strerror(-ret));
 	else
-		dc_debug("%s: footer repaired", v->path);
+		dc_debug("%s: footer repaired", v->img.path);
 	return ret;
 }
 
@@ -78,16 +77,16 @@ static int vhd_repair(struct vhd_img *v)
  * not resolve (an fd of a deleted file) still has the directory it names. */
 static int vhd_set_dir(struct vhd_img *v)
 {
-	char *real = realpath(v->path, NULL);
+	char *real = realpath(v->img.path, NULL);
 
-	if (!real && v->path[0] != '/') {
+	if (!real && v->img.path[0] != '/') {
 		char cwd[PATH_MAX];
 
 		if (getcwd(cwd, sizeof(cwd)) &&
-		    asprintf(&real, "%s/%s", cwd, v->path) < 0)
+		    asprintf(&real, "%s/%s", cwd, v->img.path) < 0)
 			real = NULL;
 	}
-	v->dir = vhd_dirname(real ? real : v->path);
+	v->dir = vhd_dirname(real ? real : v->img.path);
 	free(real);
 	if (!v->dir) {
 		vhdfmt_err("out of memory");
@@ -106,12 +105,12 @@ static int vhd_load(void *inst, const void *opts, bool created)
 	/* The parent parent= named, not what the new locators say. */
 	if (created && c->parent && !(v->parent_path = realpath(c->parent, NULL))) {
 		ret = -errno;
-		vhdfmt_err("%s: parent %s: %s", v->path, c->parent, strerror(-ret));
+		vhdfmt_err("%s: parent %s: %s", v->img.path, c->parent, strerror(-ret));
 		return ret;
 	}
 	ret = vhd_set_dir(v);
 	if (ret == 0)
-		ret = vhd_parse(v->fd, v->path, &v->m);
+		ret = vhd_parse(v->img.fd, v->img.path, &v->m);
 	if (ret)
 		return ret;
 	v->fixed = v->m.f.disk_type == VHD_TYPE_FIXED;
@@ -140,7 +139,7 @@ static void vhd_fill_info(void *inst, struct dc_info *info)
 		      (v->read_only ? DC_INFO_READ_ONLY : 0);
 	memcpy(info->disk_id, v->m.f.unique_id, sizeof(info->disk_id));
 	snprintf(info->disk_type, sizeof(info->disk_type), "vhd");
-	v->info = *info;
+	v->img.info = *info;
 }
 
 static void vhd_init(void *inst, bool read_only)
@@ -181,19 +180,19 @@ static int vhd_lower_spec(void *inst, char *buf, size_t len)
 		return 0;
 	pthread_mutex_lock(&v->lock);
 	if (!v->parent_path)
-		ret = vhd_find_parent(v->fd, &v->m, v->path, v->dir, v->parents_any,
-				      &v->parent_path);
+		ret = vhd_find_parent(v->img.fd, &v->m, v->img.path, v->dir,
+				      v->img.parents_any, &v->parent_path);
 	pthread_mutex_unlock(&v->lock);
 	if (ret == 0)
-		ret = vhdfmt_lower_spec_any("vhd", v->path, v->fd, v->parent_path,
-					    vhd_parent_of, v->parents_any, buf, len);
+		ret = vhdfmt_lower_spec_any("vhd", v->img.path, v->img.fd, v->parent_path,
+					    vhd_parent_of, v->img.parents_any, buf, len);
 	return ret;
 }
 
 static int vhd_attach(void *inst, const struct dc_info *lower, struct dc_info *info)
 {
 	struct vhd_img *v = inst;
-	int ret = vhdfmt_attach(&v->info, v->diff, lower, v->path, "VHD", info);
+	int ret = vhdfmt_attach(&v->img.info, v->diff, lower, v->img.path, "VHD", info);
 	char want[37], got[37];
 
 	if (ret <= 0)
@@ -201,20 +200,21 @@ static int vhd_attach(void *inst, const struct dc_info *lower, struct dc_info *i
 	vhdfmt_uid_str(v->m.dh.parent_uid, want);
 	if (!(lower->flags & DC_INFO_HAS_DISK_ID)) {
 		vhdfmt_err("%s: the layer below has no unique id; expected the parent %s",
-			   v->path, want);
+			   v->img.path, want);
 		return -EINVAL;
 	}
 	if (memcmp(lower->disk_id, v->m.dh.parent_uid, 16) != 0) {
 		vhdfmt_uid_str(lower->disk_id, got);
 		vhdfmt_err("%s: parent %s has unique id %s, but this image expects %s "
 			   "(the parent was replaced or modified)",
-			   v->path, v->parent_path ? v->parent_path : "below", got, want);
+			   v->img.path, v->parent_path ? v->parent_path : "below", got,
+			   want);
 		return -EINVAL;
 	}
 	if (lower->sector_size != VHD_SECTOR) {
 		vhdfmt_err(
 			"%s: the parent has %u-byte sectors; VHD sectors are 512 bytes",
-			v->path, lower->sector_size);
+			v->img.path, lower->sector_size);
 		return -EINVAL;
 	}
 	return 0;
@@ -226,7 +226,7 @@ static void vhd_describe(void *inst, dc_kv_fn kv, void *arg)
 	char id[37];
 	uint64_t n = 0;
 
-	kv(arg, "path", v->path);
+	kv(arg, "path", v->img.path);
 	kv(arg, "format",
 	   v->fixed ? "fixed VHD" :
 	   v->diff  ? "differencing VHD" :
@@ -247,12 +247,12 @@ static void vhd_describe(void *inst, dc_kv_fn kv, void *arg)
 		if (v->parent_path)
 			kv(arg, "parent", v->parent_path);
 		kv(arg, "parent locators",
-		   v->parents_any ? "followed anywhere (;parents=any)" :
-				    "followed inside the image's directory");
+		   v->img.parents_any ? "followed anywhere (;parents=any)" :
+					"followed inside the image's directory");
 	}
 	if (v->created)
 		dc_kv_bool(kv, arg, "created", true);
-	kv(arg, "io", ioe_file_describe(v->ioe));
+	kv(arg, "io", ioe_file_describe(v->img.ioe));
 }
 
 DC_PLUGIN(vhd_plugin) = {

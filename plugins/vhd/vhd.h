@@ -48,7 +48,7 @@
 #define DISKCORE_PLUGIN_VHD_H
 
 #include "ioengine/ioengine.h"
-#include "vhdfmt/share.h"
+#include "vhdfmt/open.h"
 #include "vhdfmt/vhdfmt.h"
 #include "vhdfmt/vhd_format.h"
 
@@ -88,19 +88,13 @@ struct vhd_meta {
 };
 
 struct vhd_img {
-	struct vhdfmt_share share; /* this process's opens of the image */
-	int fd;
-	int aio_fd;	      /* the engine's description of the file (vhdfmt/aio.h) */
-	struct ioe_file *ioe; /* the data I/O that changes no metadata */
-	char *path;
-	char *dir; /* directory of the image, absolute */
+	struct vhdfmt_image img; /* first: the file, its engine, its opens */
+	char *dir;		 /* directory of the image, absolute */
 	bool read_only;
 	bool created;
 	bool fixed, diff;
 	struct vhd_meta m;
-	struct dc_info info;
 	char *parent_path; /* as resolved by lower_spec(), or named by parent= */
-	bool parents_any;  /* ;parents=any: locators may lead anywhere */
 
 	pthread_mutex_t lock; /* BAT, bitmaps, queues, allocation, footer */
 	uint32_t *bat;	      /* bat_bytes / 4 entries, host order, authoritative */

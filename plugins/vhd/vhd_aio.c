@@ -280,5 +280,5 @@ void vhd_submit(void *inst, struct dc_req *req)
 
 int vhd_queue_open(void *inst, void **qctx)
 {
-	return ioe_plugin_queue_open(((struct vhd_img *)inst)->ioe, qctx);
+	return ioe_plugin_queue_open(((struct vhd_img *)inst)->img.ioe, qctx);
 }

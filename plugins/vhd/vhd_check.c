@@ -37,7 +37,7 @@ static int vhd_check_leaks(struct vhd_img *v, dc_check_report_fn rep, void *arg)
 	uint32_t n = 0;
 
 	if (!off)
-		return dc_fail(-ENOMEM, "%s: out of memory", v->path);
+		return dc_fail(-ENOMEM, "%s: out of memory", v->img.path);
 	pthread_mutex_lock(&v->lock);
 	for (uint32_t i = 0; i < v->m.nblocks; i++)
 		if (v->bat[i] != VHD_UNALLOC)
@@ -69,8 +69,10 @@ static void vhd_check_parent(struct vhd_img *v, dc_check_report_fn rep, void *ar
 	if (v->parent_path)
 		p = strdup(v->parent_path);
 	pthread_mutex_unlock(&v->lock);
-	ret = p ? 0 : vhd_find_parent(v->fd, &v->m, v->path, v->dir, v->parents_any, &p);
-	vhdfmt_check_parent(rep, arg, ret, p, v->parents_any);
+	ret = p ? 0 :
+		  vhd_find_parent(v->img.fd, &v->m, v->img.path, v->dir,
+				  v->img.parents_any, &p);
+	vhdfmt_check_parent(rep, arg, ret, p, v->img.parents_any);
 	free(p);
 }
 

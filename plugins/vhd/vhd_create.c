@@ -205,12 +205,12 @@ int vhd_create(void *inst, void *opts)
 	int ret;
 
 	if (c->type == VHD_TYPE_FIXED) {
-		ret = vhdfmt_write_fixed(v->fd, c->size);
+		ret = vhdfmt_write_fixed(v->img.fd, c->size);
 		if (ret < 0)
-			vhdfmt_err("%s: cannot write a fixed VHD: %s", v->path,
+			vhdfmt_err("%s: cannot write a fixed VHD: %s", v->img.path,
 				   strerror(-ret));
 	} else {
-		ret = vhd_create_dynamic(v->path, v->fd, c);
+		ret = vhd_create_dynamic(v->img.path, v->img.fd, c);
 	}
 	if (ret == 0)
 		v->created = true;
@@ -259,7 +259,7 @@ int vhd_check_existing(void *inst, const void *opts)
 		why_not = v->diff ? vhd_named_parent(v, c->parent, why, sizeof(why),
 						     &real) :
 				    "it is not one";
-	ret = vhdfmt_check_existing(v->path, c->size, v->m.f.current_size, c->parent,
+	ret = vhdfmt_check_existing(v->img.path, c->size, v->m.f.current_size, c->parent,
 				    why_not);
 	/* parent= names the parent of an existing child: it, not the locators. */
 	pthread_mutex_lock(&v->lock);
@@ -276,7 +276,7 @@ int vhd_check_existing(void *inst, const void *opts)
 int vhd_open_opts(void *inst, const struct dc_open_args *a, void *opts,
 		  struct vhdfmt_want *w)
 {
-	const char *path = ((struct vhd_img *)inst)->path;
+	const char *path = ((struct vhd_img *)inst)->img.path;
 	struct vhd_create *c = opts;
 	uint64_t size = 0, block = VHD_DEFAULT_BLOCK;
 	bool has_size = dc_opt_num(a, "create", &size);

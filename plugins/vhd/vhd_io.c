@@ -47,7 +47,7 @@ static int vhd_bm_get(struct vhd_img *v, uint32_t b, uint8_t **out)
 		bm = malloc(v->m.bitmap_bytes);
 		if (!bm)
 			return -ENOMEM;
-		ret = vhdfmt_pread(v->fd, bm, v->m.bitmap_bytes,
+		ret = vhdfmt_pread(v->img.fd, bm, v->m.bitmap_bytes,
 				   vhd_block_off(v->bat[b]));
 		if (ret < 0) {
 			free(bm);
@@ -100,7 +100,8 @@ static int vhd_write_bat_sector(struct vhd_img *v, uint64_t sec)
 
 	for (uint32_t i = 0; i < VHD_SECTOR / 4; i++)
 		put_be32(buf + 4 * i, v->bat[sec * (VHD_SECTOR / 4) + i]);
-	return vhdfmt_pwrite(v->fd, buf, sizeof(buf), v->m.bat_off + sec * VHD_SECTOR);
+	return vhdfmt_pwrite(v->img.fd, buf, sizeof(buf),
+			     v->m.bat_off + sec * VHD_SECTOR);
 }
 
 /* Write the queued bitmaps and BAT sectors (lock held), after the data they
@@ -113,7 +114,7 @@ static int vhd_write_queued(struct vhd_img *v)
 	int ret = 0;
 
 	if (v->ndirty || v->nbat_dirty) {
-		if (fdatasync(v->fd) < 0)
+		if (fdatasync(v->img.fd) < 0)
 			return -errno;
 		for (uint32_t i = 0; i < v->ndirty; i++) {
 			uint32_t b = v->dirty[i];
@@ -127,7 +128,7 @@ static int vhd_write_queued(struct vhd_img *v)
 				bm = ones;
 			}
 			if (ret == 0)
-				ret = vhdfmt_pwrite(v->fd, bm, v->m.bitmap_bytes,
+				ret = vhdfmt_pwrite(v->img.fd, bm, v->m.bitmap_bytes,
 						    vhd_block_off(v->bat[b]));
 			if (ret == 0)
 				v->dirty_bits[b / 64] &= ~(1ull << (b % 64));
@@ -155,7 +156,7 @@ static int vhd_sync_locked(struct vhd_img *v)
 {
 	int ret = vhd_write_queued(v);
 
-	if (ret == 0 && fdatasync(v->fd) < 0)
+	if (ret == 0 && fdatasync(v->img.fd) < 0)
 		ret = -errno;
 	return ret;
 }
@@ -177,7 +178,7 @@ static int vhd_zero_below(struct vhd_img *v, uint64_t off, uint64_t len, uint64_
 {
 	if (off >= limit)
 		return 0;
-	return vhdfmt_zero(v->fd, off, off + len < limit ? len : limit - off);
+	return vhdfmt_zero(v->img.fd, off, off + len < limit ? len : limit - off);
 }
 
 /* Allocate block b holding the request's sectors [o, o+n) (lock held); see the
@@ -193,7 +194,7 @@ static int vhd_alloc(struct vhd_img *v, uint32_t b, uint32_t o, uint32_t n,
 
 	if (start / VHD_SECTOR >= VHD_UNALLOC) {
 		dc_debug("%s: no room for block %u: VHD block offsets are 32-bit sectors",
-			 v->path, b);
+			 v->img.path, b);
 		return -ENOSPC;
 	}
 	bm = malloc(bmb);
@@ -208,15 +209,15 @@ static int vhd_alloc(struct vhd_img *v, uint32_t b, uint32_t o, uint32_t n,
 		if (room > (64u << 20))
 			room = tsize > (64u << 20) ? tsize : (64u << 20);
 		nf = vhdfmt_round_up(start + room, VHD_SECTOR);
-		ret = vhdfmt_pwrite(v->fd, v->m.footer_raw, VHD_FOOTER_SIZE, nf);
-		if (ret == 0 && fdatasync(v->fd) < 0)
+		ret = vhdfmt_pwrite(v->img.fd, v->m.footer_raw, VHD_FOOTER_SIZE, nf);
+		if (ret == 0 && fdatasync(v->img.fd) < 0)
 			ret = -errno;
 		if (ret < 0)
 			goto fail;
 		v->footer_off = nf;
 		if (old >= v->junk_end && old + VHD_FOOTER_SIZE > start + bmb &&
 		    old < end)
-			ret = vhdfmt_zero(v->fd, old, VHD_FOOTER_SIZE);
+			ret = vhdfmt_zero(v->img.fd, old, VHD_FOOTER_SIZE);
 	}
 	/* Space that held something before (blocks whose BAT update a crash
 	 * lost, footers) must read as zero in the new block. */
@@ -228,9 +229,9 @@ static int vhd_alloc(struct vhd_img *v, uint32_t b, uint32_t o, uint32_t n,
 	if (v->diff)
 		for (uint32_t i = o; i < o + n; i++)
 			bm[i >> 3] |= (uint8_t)(0x80u >> (i & 7));
-	ret = vhdfmt_pwrite(v->fd, bm, bmb, start);
+	ret = vhdfmt_pwrite(v->img.fd, bm, bmb, start);
 	if (ret == 0)
-		ret = vhdfmt_xfer(v->fd, data, start + bmb + (uint64_t)o * VHD_SECTOR,
+		ret = vhdfmt_xfer(v->img.fd, data, start + bmb + (uint64_t)o * VHD_SECTOR,
 				  true, 0);
 	if (ret < 0)
 		goto fail;
@@ -288,7 +289,7 @@ static int vhd_read_block(struct vhd_img *v, struct dc_req *req, uint64_t sector
 	bm = __atomic_load_n(&v->bm[b], __ATOMIC_ACQUIRE);
 	if (!v->diff || bm == VHD_BM_FULL) {
 		/* A plain dynamic image's data is what counts, as in other readers. */
-		ret = vhdfmt_xfer(v->fd, sub, base, false, 0);
+		ret = vhdfmt_xfer(v->img.fd, sub, base, false, 0);
 		if (ret == 0)
 			vhd_mark(req, sector, n);
 		return ret;
@@ -321,7 +322,7 @@ static int vhd_read_block(struct vhd_img *v, struct dc_req *req, uint64_t sector
 				continue;
 			}
 			part = dc_buf_sub(sub, at, (size_t)(j - i) * VHD_SECTOR);
-			ret = vhdfmt_xfer(v->fd, &part, base + at, false, 0);
+			ret = vhdfmt_xfer(v->img.fd, &part, base + at, false, 0);
 			if (ret < 0)
 				return ret;
 			vhd_mark(req, sector + done + i, j - i);
@@ -353,7 +354,7 @@ static int vhd_write_block(struct vhd_img *v, uint32_t b, uint32_t o, uint32_t n
 	base = vhd_block_off(e) + v->m.bitmap_bytes + (uint64_t)o * VHD_SECTOR;
 	bm = __atomic_load_n(&v->bm[b], __ATOMIC_ACQUIRE);
 	if (bm == VHD_BM_FULL)
-		return no_overwrite ? 0 : vhdfmt_xfer(v->fd, sub, base, true, 0);
+		return no_overwrite ? 0 : vhdfmt_xfer(v->img.fd, sub, base, true, 0);
 
 	pthread_mutex_lock(&v->lock);
 	ret = vhd_bm_get(v, b, &bm);
@@ -365,11 +366,11 @@ static int vhd_write_block(struct vhd_img *v, uint32_t b, uint32_t o, uint32_t n
 		if (all) {
 			/* Bits never clear again: no lock needed for the data. */
 			pthread_mutex_unlock(&v->lock);
-			return vhdfmt_xfer(v->fd, sub, base, true, 0);
+			return vhdfmt_xfer(v->img.fd, sub, base, true, 0);
 		}
 		/* Data before bits; under the lock so that a no-overwrite write
 		 * cannot slip stale data in between. */
-		ret = vhdfmt_xfer(v->fd, sub, base, true, 0);
+		ret = vhdfmt_xfer(v->img.fd, sub, base, true, 0);
 		if (ret == 0)
 			ret = vhd_bm_set(v, b, o, n);
 	}
@@ -385,7 +386,8 @@ static int vhd_write_block(struct vhd_img *v, uint32_t b, uint32_t o, uint32_t n
 			;
 		part = dc_buf_sub(sub, (size_t)i * VHD_SECTOR,
 				  (size_t)(j - i) * VHD_SECTOR);
-		ret = vhdfmt_xfer(v->fd, &part, base + (uint64_t)i * VHD_SECTOR, true, 0);
+		ret = vhdfmt_xfer(v->img.fd, &part, base + (uint64_t)i * VHD_SECTOR, true,
+				  0);
 		if (ret == 0)
 			ret = vhd_bm_set(v, b, o + i, j - i);
 		bm = v->bm[b];
@@ -411,7 +413,7 @@ static int vhd_rw(struct vhd_img *v, struct dc_req *req)
 	if (count == 0)
 		return 0;
 	if (v->fixed) {
-		ret = vhdfmt_xfer(v->fd, &req->buf, sector * VHD_SECTOR, write,
+		ret = vhdfmt_xfer(v->img.fd, &req->buf, sector * VHD_SECTOR, write,
 				  write && (req->flags & DC_IO_FUA) ? RWF_DSYNC : 0);
 		if (ret == 0 && !write)
 			vhd_mark(req, sector, count);
@@ -451,7 +453,7 @@ int vhd_io(void *inst, struct dc_req *req)
 		if (v->read_only)
 			return 0;
 		if (v->fixed)
-			return vhdfmt_result(req, fdatasync(v->fd) < 0 ? -errno : 0);
+			return vhdfmt_result(req, fdatasync(v->img.fd) < 0 ? -errno : 0);
 		return vhdfmt_result(req, vhd_sync(v));
 	case DC_OP_UNMAP:
 		if (v->read_only)
@@ -476,10 +478,10 @@ void vhd_trim(struct vhd_img *v)
 	/* One sync makes the metadata and the footer's new copy durable. */
 	if (vhd_write_queued(v) < 0)
 		return;
-	if (move && vhdfmt_pwrite(v->fd, v->m.footer_raw, VHD_FOOTER_SIZE, at) < 0)
+	if (move && vhdfmt_pwrite(v->img.fd, v->m.footer_raw, VHD_FOOTER_SIZE, at) < 0)
 		move = false;
-	if (fdatasync(v->fd) == 0 && move &&
-	    ftruncate(v->fd, (off_t)(at + VHD_FOOTER_SIZE)) == 0)
+	if (fdatasync(v->img.fd) == 0 && move &&
+	    ftruncate(v->img.fd, (off_t)(at + VHD_FOOTER_SIZE)) == 0)
 		v->footer_off = at;
 }
 
@@ -511,7 +513,7 @@ static int vhd_block_run(void *ctx, uint64_t b, uint32_t o, uint32_t n, uint32_t
 	pthread_mutex_unlock(&v->lock);
 	if (ret < 0)
 		return dc_fail(ret, "%s: cannot read the bitmap of block %llu: %s",
-			       v->path, (unsigned long long)b, strerror(-ret));
+			       v->img.path, (unsigned long long)b, strerror(-ret));
 	return set ? 0 : DC_EXTENT_ABSENT;
 }
 

@@ -297,11 +297,11 @@ static int vhd_check_block(const struct vhd_img *v, uint64_t i, uint64_t off,
 	int ret;
 
 	snprintf(what, sizeof(what), "block %llu", (unsigned long long)i);
-	ret = vhd_check_range(v->path, m, what, off, tsize);
+	ret = vhd_check_range(v->img.path, m, what, off, tsize);
 	if (ret)
 		return ret;
 	if (vhdfmt_overlap(off, tsize, m->bat_off, m->bat_bytes)) {
-		vhdfmt_err("%s: block %llu at offset %llu overlaps the BAT", v->path,
+		vhdfmt_err("%s: block %llu at offset %llu overlaps the BAT", v->img.path,
 			   (unsigned long long)i, (unsigned long long)off);
 		return -EINVAL;
 	}
@@ -310,7 +310,7 @@ static int vhd_check_block(const struct vhd_img *v, uint64_t i, uint64_t off,
 		    vhdfmt_overlap(off, tsize, m->dh.loc[l].offset, m->dh.loc[l].len)) {
 			vhdfmt_err("%s: block %llu at offset %llu overlaps parent "
 				   "locator %d",
-				   v->path, (unsigned long long)i,
+				   v->img.path, (unsigned long long)i,
 				   (unsigned long long)off, l);
 			return -EINVAL;
 		}
@@ -326,7 +326,7 @@ static int vhd_check_disjoint(const struct vhd_img *v, const uint32_t *sorted, u
 		if (vhd_block_off(sorted[i - 1]) + tsize > vhd_block_off(sorted[i])) {
 			vhdfmt_err("%s: blocks at offsets %llu and %llu overlap (blocks "
 				   "are %llu bytes with their bitmap)",
-				   v->path,
+				   v->img.path,
 				   (unsigned long long)vhd_block_off(sorted[i - 1]),
 				   (unsigned long long)vhd_block_off(sorted[i]),
 				   (unsigned long long)tsize);
@@ -366,14 +366,14 @@ int vhd_load_bat(struct vhd_img *v)
 	v->bat_dirty = calloc(m->bat_bytes / VHD_SECTOR / 64 + 1, sizeof(*v->bat_dirty));
 	sorted = malloc((m->max_entries ? m->max_entries : 1) * sizeof(*sorted));
 	if (!raw || !v->bat || !v->bm || !v->dirty_bits || !v->bat_dirty || !sorted) {
-		vhdfmt_err("%s: out of memory for a BAT of %u entries", v->path,
+		vhdfmt_err("%s: out of memory for a BAT of %u entries", v->img.path,
 			   m->max_entries);
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = vhdfmt_pread(v->fd, raw, m->bat_bytes, m->bat_off);
+	ret = vhdfmt_pread(v->img.fd, raw, m->bat_bytes, m->bat_off);
 	if (ret < 0) {
-		vhdfmt_err("%s: cannot read the BAT: %s", v->path, strerror(-ret));
+		vhdfmt_err("%s: cannot read the BAT: %s", v->img.path, strerror(-ret));
 		goto out;
 	}
 	v->data_end = vhd_meta_end(m);

@@ -22,11 +22,11 @@ static int vhd_resize_check(struct vhd_img *v, uint64_t size, uint32_t nblocks)
 	uint64_t cap = v->m.bat_bytes / 4;
 
 	if (v->read_only)
-		return dc_fail(-EROFS, "%s: open read-only", v->path);
+		return dc_fail(-EROFS, "%s: open read-only", v->img.path);
 	if (v->fixed || v->diff)
 		return dc_fail(-EOPNOTSUPP,
 			       "%s: only a dynamic VHD grows (a %s image does not: %s)",
-			       v->path, v->fixed ? "fixed" : "differencing",
+			       v->img.path, v->fixed ? "fixed" : "differencing",
 			       v->fixed ? "its data would have to move the footer" :
 					  "its size is its parent's");
 	if (size < v->m.f.current_size)
@@ -34,19 +34,19 @@ static int vhd_resize_check(struct vhd_img *v, uint64_t size, uint32_t nblocks)
 			-EOPNOTSUPP,
 			"%s: cannot shrink from %llu to %llu bytes (blocks would be "
 			"lost); a VHD grows only",
-			v->path, (unsigned long long)v->m.f.current_size,
+			v->img.path, (unsigned long long)v->m.f.current_size,
 			(unsigned long long)size);
 	if (size > VHD_MAX_DYNAMIC)
 		return dc_fail(-EINVAL,
 			       "%s: %llu bytes: a dynamic VHD holds at most 2040 GiB",
-			       v->path, (unsigned long long)size);
+			       v->img.path, (unsigned long long)size);
 	if (nblocks > cap)
 		return dc_fail(
 			-ENOSPC,
 			"%s: %llu bytes need %u blocks of %u bytes, but the BAT has "
 			"room for %llu; it would have to move, which is not supported "
 			"(convert to a new image instead)",
-			v->path, (unsigned long long)size, nblocks, v->m.block_size,
+			v->img.path, (unsigned long long)size, nblocks, v->m.block_size,
 			(unsigned long long)cap);
 	for (uint64_t i = v->m.nblocks; i < nblocks; i++)
 		if (v->bat[i] != VHD_UNALLOC)
@@ -54,7 +54,7 @@ static int vhd_resize_check(struct vhd_img *v, uint64_t size, uint32_t nblocks)
 				-EINVAL,
 				"%s: BAT entry %llu past the disk's end is in use; "
 				"refusing to grow over it",
-				v->path, (unsigned long long)i);
+				v->img.path, (unsigned long long)i);
 	return 0;
 }
 
@@ -71,23 +71,23 @@ static int vhd_resize_write(struct vhd_img *v, struct vhd_footer *f, uint32_t nb
 
 		h.max_entries = nblocks;
 		vhdfmt_dyn_encode(&h, buf);
-		ret = vhdfmt_pwrite(v->fd, buf, VHD_HEADER_SIZE, v->m.header_off);
+		ret = vhdfmt_pwrite(v->img.fd, buf, VHD_HEADER_SIZE, v->m.header_off);
 		if (ret == 0)
 			v->m.dh.max_entries = v->m.max_entries = nblocks;
 	}
 	memset(buf, 0, VHD_FOOTER_SIZE);
 	if (ret == 0)
-		ret = vhdfmt_pwrite(v->fd, buf, VHD_FOOTER_SIZE, 0);
-	if (ret == 0 && fdatasync(v->fd) < 0)
+		ret = vhdfmt_pwrite(v->img.fd, buf, VHD_FOOTER_SIZE, 0);
+	if (ret == 0 && fdatasync(v->img.fd) < 0)
 		ret = -errno;
 	vhdfmt_footer_encode(f, buf);
 	if (ret == 0)
-		ret = vhdfmt_pwrite(v->fd, buf, VHD_FOOTER_SIZE, v->footer_off);
-	if (ret == 0 && fdatasync(v->fd) < 0)
+		ret = vhdfmt_pwrite(v->img.fd, buf, VHD_FOOTER_SIZE, v->footer_off);
+	if (ret == 0 && fdatasync(v->img.fd) < 0)
 		ret = -errno;
 	if (ret == 0)
-		ret = vhdfmt_pwrite(v->fd, buf, VHD_FOOTER_SIZE, 0);
-	if (ret == 0 && fdatasync(v->fd) < 0)
+		ret = vhdfmt_pwrite(v->img.fd, buf, VHD_FOOTER_SIZE, 0);
+	if (ret == 0 && fdatasync(v->img.fd) < 0)
 		ret = -errno;
 	if (ret == 0)
 		memcpy(v->m.footer_raw, buf, VHD_FOOTER_SIZE);
@@ -104,7 +104,7 @@ int vhd_resize(void *inst, uint64_t n)
 
 	if (n == 0 || n > VHD_MAX_DYNAMIC / VHD_SECTOR)
 		return dc_fail(-EINVAL, "%s: %llu sectors: a dynamic VHD holds 1 to %llu",
-			       v->path, (unsigned long long)n,
+			       v->img.path, (unsigned long long)n,
 			       (unsigned long long)(VHD_MAX_DYNAMIC / VHD_SECTOR));
 	/* A fixed image has no blocks (vhd_resize_check() refuses it). */
 	nblocks = v->fixed ? 0 :
@@ -128,7 +128,7 @@ int vhd_resize(void *inst, uint64_t n)
 		}
 		ret = vhd_resize_write(v, &f, nblocks);
 		if (ret < 0)
-			dc_error("%s: cannot write the new size: %s", v->path,
+			dc_error("%s: cannot write the new size: %s", v->img.path,
 				 strerror(-ret));
 	}
 	if (ret == 0 && size != v->m.f.current_size) {
@@ -140,7 +140,7 @@ int vhd_resize(void *inst, uint64_t n)
 		v->m.f.creator_os = f.creator_os;
 		v->m.f.checksum = f.checksum;
 		__atomic_store_n(&v->m.f.current_size, size, __ATOMIC_RELEASE);
-		v->info.sector_count = n;
+		v->img.info.sector_count = n;
 	}
 	pthread_mutex_unlock(&v->lock);
 	return ret;

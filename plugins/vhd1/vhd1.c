@@ -15,7 +15,6 @@
 #include "ioengine/ioengine.h"
 #include "vhdfmt/aio.h"
 #include "vhdfmt/open.h"
-#include "vhdfmt/share.h"
 #include "vhdfmt/vhd_format.h"
 
 #include <errno.h>
@@ -28,19 +27,12 @@
 #include <unistd.h>
 
 struct vhd1_disk {
-	struct vhdfmt_share share; /* this process's opens of the image (share.h) */
-	int fd;
-	char *path;
-	uint64_t size; /* disk bytes: the footer's current size */
+	struct vhdfmt_image img; /* first: the file, its engine, its opens (open.h) */
+	uint64_t size;		 /* disk bytes: the footer's current size */
 	uint8_t uid[16];
-	int aio_fd;	      /* the engine's description of the file (aio.h) */
-	struct ioe_file *ioe; /* the data I/O */
 	bool read_only;
 	bool created;
-	struct dc_info info; /* the first open's; a second one shares it */
 };
-
-VHDFMT_SHARE_FIRST(struct vhd1_disk);
 
 /* A request's scratch. */
 struct vhd1_rq {
@@ -134,14 +126,15 @@ static int vhd1_io(void *inst, struct dc_req *req)
 	if (rc != VHD1_ENGINE)
 		return rc;
 	if (io.op == IOE_FLUSH)
-		return vhdfmt_result(req, fdatasync(v->fd) < 0 ? -errno : 0);
-	return vhdfmt_result(req, vhdfmt_xfer(v->fd, &io.buf, io.off, io.op == IOE_WRITE,
-					      io.fua ? RWF_DSYNC : 0));
+		return vhdfmt_result(req, fdatasync(v->img.fd) < 0 ? -errno : 0);
+	return vhdfmt_result(req,
+			     vhdfmt_xfer(v->img.fd, &io.buf, io.off, io.op == IOE_WRITE,
+					 io.fua ? RWF_DSYNC : 0));
 }
 
 static int vhd1_queue_open(void *inst, void **qctx)
 {
-	return ioe_plugin_queue_open(((struct vhd1_disk *)inst)->ioe, qctx);
+	return ioe_plugin_queue_open(((struct vhd1_disk *)inst)->img.ioe, qctx);
 }
 
 /* create=SIZE: SIZE bytes of zeroes with a new fixed footer appended (OpenVMM's
@@ -150,10 +143,10 @@ static int vhd1_create(void *inst, void *opts)
 {
 	uint64_t size = *(const uint64_t *)opts;
 	struct vhd1_disk *v = inst;
-	int ret = vhdfmt_write_fixed(v->fd, size);
+	int ret = vhdfmt_write_fixed(v->img.fd, size);
 
 	if (ret < 0) {
-		dc_error("%s: cannot write a %llu-byte fixed VHD: %s", v->path,
+		dc_error("%s: cannot write a %llu-byte fixed VHD: %s", v->img.path,
 			 (unsigned long long)size, strerror(-ret));
 		return ret;
 	}
@@ -171,12 +164,12 @@ static int vhd1_validate(struct vhd1_disk *v, uint64_t file_len)
 	if (file_len < VHD_FOOTER_SIZE || file_len % VHD_SECTOR) {
 		dc_error("%s: invalid file size %llu: a fixed VHD is a multiple of 512 "
 			 "bytes and at least its 512-byte footer",
-			 v->path, (unsigned long long)file_len);
+			 v->img.path, (unsigned long long)file_len);
 		return -EINVAL;
 	}
-	ret = vhdfmt_pread(v->fd, buf, sizeof(buf), file_len - VHD_FOOTER_SIZE);
+	ret = vhdfmt_pread(v->img.fd, buf, sizeof(buf), file_len - VHD_FOOTER_SIZE);
 	if (ret < 0) {
-		dc_error("%s: cannot read the footer: %s", v->path, strerror(-ret));
+		dc_error("%s: cannot read the footer: %s", v->img.path, strerror(-ret));
 		return ret;
 	}
 	switch (vhdfmt_footer_decode(buf, &f)) {
@@ -185,24 +178,24 @@ static int vhd1_validate(struct vhd1_disk *v, uint64_t file_len)
 	case VHDFMT_BAD_COOKIE:
 		dc_error("%s: invalid footer cookie: the last 512 bytes do not start "
 			 "with \"conectix\" (not a fixed VHD)",
-			 v->path);
+			 v->img.path);
 		return -EINVAL;
 	case VHDFMT_BAD_CHECKSUM:
-		dc_error("%s: invalid footer checksum 0x%08x, expected 0x%08x", v->path,
-			 f.checksum,
+		dc_error("%s: invalid footer checksum 0x%08x, expected 0x%08x",
+			 v->img.path, f.checksum,
 			 vhdfmt_checksum(buf, sizeof(buf), VHD_FOOTER_CHECKSUM_OFF));
 		return -EINVAL;
 	case VHDFMT_BAD_VERSION:
 		dc_error("%s: unsupported file format version 0x%08x, expected "
 			 "0x00010000",
-			 v->path, f.version);
+			 v->img.path, f.version);
 		return -EINVAL;
 	}
 	if (f.disk_type != VHD_TYPE_FIXED) {
 		dc_error(
 			"%s: not a fixed VHD (disk type %u%s); vhd1 opens fixed VHDs only, "
 			"use vhd:PATH for dynamic and differencing ones",
-			v->path, f.disk_type,
+			v->img.path, f.disk_type,
 			f.disk_type == VHD_TYPE_DYNAMIC ? ", dynamic" :
 			f.disk_type == VHD_TYPE_DIFF	? ", differencing" :
 							  "");
@@ -212,7 +205,7 @@ static int vhd1_validate(struct vhd1_disk *v, uint64_t file_len)
 		dc_error(
 			"%s: invalid disk size %llu: expected a multiple of 512 of at most "
 			"%llu (the file without its footer)",
-			v->path, (unsigned long long)f.current_size,
+			v->img.path, (unsigned long long)f.current_size,
 			(unsigned long long)(file_len - VHD_FOOTER_SIZE));
 		return -EINVAL;
 	}
@@ -225,10 +218,10 @@ static void vhd1_free(void *inst)
 {
 	struct vhd1_disk *v = inst;
 
-	vhdfmt_engine_close(&v->aio_fd, &v->ioe);
-	if (v->fd >= 0)
-		close(v->fd);
-	free(v->path);
+	vhdfmt_engine_close(&v->img.aio_fd, &v->img.ioe);
+	if (v->img.fd >= 0)
+		close(v->img.fd);
+	free(v->img.path);
 	free(v);
 }
 
@@ -252,7 +245,7 @@ static void vhd1_fill_info(void *inst, struct dc_info *info)
 		      (v->read_only ? DC_INFO_READ_ONLY : DC_INFO_FUA_RESPECTED);
 	memcpy(info->disk_id, v->uid, sizeof(info->disk_id));
 	snprintf(info->disk_type, sizeof(info->disk_type), "vhd1");
-	v->info = *info;
+	v->img.info = *info;
 }
 
 static const struct dc_option vhd1_options[] = {
@@ -294,7 +287,7 @@ static int vhd1_check_existing(void *inst, const void *opts)
 {
 	struct vhd1_disk *v = inst;
 
-	return vhdfmt_check_existing(v->path, *(const uint64_t *)opts, v->size, NULL,
+	return vhdfmt_check_existing(v->img.path, *(const uint64_t *)opts, v->size, NULL,
 				     NULL);
 }
 
@@ -305,14 +298,14 @@ static int vhd1_load(void *inst, const void *opts, bool created)
 
 	(void)opts;
 	(void)created;
-	if (fstat(v->fd, &st) < 0) {
+	if (fstat(v->img.fd, &st) < 0) {
 		int err = errno;
 
-		dc_error("%s: stat failed: %s", v->path, strerror(err));
+		dc_error("%s: stat failed: %s", v->img.path, strerror(err));
 		return -err;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		dc_error("%s: not a regular file", v->path);
+		dc_error("%s: not a regular file", v->img.path);
 		return -EINVAL;
 	}
 	return vhd1_validate(v, (uint64_t)st.st_size);
@@ -328,14 +321,14 @@ static void vhd1_describe(void *inst, dc_kv_fn kv, void *arg)
 	struct vhd1_disk *v = inst;
 	char id[37];
 
-	kv(arg, "path", v->path);
+	kv(arg, "path", v->img.path);
 	kv(arg, "format", "fixed VHD");
 	dc_kv_u64(kv, arg, "virtual size", v->size);
 	vhdfmt_uid_str(v->uid, id);
 	kv(arg, "unique id", id);
 	if (v->created)
 		dc_kv_bool(kv, arg, "created", true);
-	kv(arg, "io", ioe_file_describe(v->ioe));
+	kv(arg, "io", ioe_file_describe(v->img.ioe));
 }
 
 /* check(): the footer read again from the file's end, as open checked it. */
@@ -348,8 +341,8 @@ static int vhd1_check(void *inst, dc_check_report_fn rep, void *arg)
 	uint64_t len;
 	int ret;
 
-	if (fstat(v->fd, &st) < 0)
-		return dc_fail(-errno, "%s: %s", v->path, strerror(errno));
+	if (fstat(v->img.fd, &st) < 0)
+		return dc_fail(-errno, "%s: %s", v->img.path, strerror(errno));
 	len = (uint64_t)st.st_size;
 	if (len < VHD_FOOTER_SIZE + v->size) {
 		dc_check_printf(rep, arg, DC_CHECK_CORRUPT,
@@ -358,9 +351,9 @@ static int vhd1_check(void *inst, dc_check_report_fn rep, void *arg)
 				(unsigned long long)len);
 		return 0;
 	}
-	ret = vhdfmt_pread(v->fd, buf, sizeof(buf), len - VHD_FOOTER_SIZE);
+	ret = vhdfmt_pread(v->img.fd, buf, sizeof(buf), len - VHD_FOOTER_SIZE);
 	if (ret < 0)
-		return dc_fail(ret, "%s: cannot read the footer: %s", v->path,
+		return dc_fail(ret, "%s: cannot read the footer: %s", v->img.path,
 			       strerror(-ret));
 	if (vhdfmt_footer_decode(buf, &f) != VHDFMT_OK || f.disk_type != VHD_TYPE_FIXED ||
 	    f.current_size != v->size)

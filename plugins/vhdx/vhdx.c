@@ -121,7 +121,7 @@ static int vhdx_check_spans(struct vhdx *v, struct vhdx_span *sp, size_t n)
 			vhdfmt_err(
 				"%s: %s at offset %llu (+%llu) lies past the end of the "
 				"file (%llu bytes)",
-				v->path, a, (unsigned long long)sp[i].off,
+				v->img.path, a, (unsigned long long)sp[i].off,
 				(unsigned long long)sp[i].len,
 				(unsigned long long)v->file_size);
 			return -EINVAL;
@@ -129,8 +129,8 @@ static int vhdx_check_spans(struct vhdx *v, struct vhdx_span *sp, size_t n)
 		if (i && sp[i - 1].off + sp[i - 1].len > sp[i].off) {
 			vhdx_span_what(&sp[i - 1], a, sizeof(a));
 			vhdx_span_what(&sp[i], b, sizeof(b));
-			vhdfmt_err("%s: %s overlaps %s (at offset %llu)", v->path, a, b,
-				   (unsigned long long)sp[i].off);
+			vhdfmt_err("%s: %s overlaps %s (at offset %llu)", v->img.path, a,
+				   b, (unsigned long long)sp[i].off);
 			return -EINVAL;
 		}
 		if (sp[i].off + sp[i].len > v->file_end)
@@ -154,7 +154,7 @@ static int vhdx_check_entry(const struct vhdx *v, uint64_t i, bool sb, unsigned 
 	if (!sb && (st == 4 || st == 5)) {
 		vhdfmt_err("%s: BAT entry %llu (payload block %llu) has state %u, which "
 			   "[MS-VHDX] reserves (payload states are 0-3, 6 and 7)",
-			   v->path, (unsigned long long)i,
+			   v->img.path, (unsigned long long)i,
 			   (unsigned long long)(i - i / cr1), st);
 		return -EINVAL;
 	}
@@ -167,7 +167,7 @@ static int vhdx_check_entry(const struct vhdx *v, uint64_t i, bool sb, unsigned 
 	if (bad) {
 		vhdfmt_err("%s: BAT entry %llu has state %u, which is invalid for a %s "
 			   "entry of a%s image%s",
-			   v->path, (unsigned long long)i, st,
+			   v->img.path, (unsigned long long)i, st,
 			   sb ? "sector bitmap" : "payload",
 			   v->diff ? " differencing" : " non-differencing",
 			   st == VHDX_PB_PARTIAL ? " (or its chunk has no bitmap)" : "");
@@ -209,7 +209,7 @@ static int vhdx_load_bat(struct vhdx *v)
 		goto out;
 	ret = vhdx_pread(v, raw, v->nbat_mem * 8, v->bat_off);
 	if (ret < 0) {
-		vhdfmt_err("%s: cannot read the BAT: %s", v->path, strerror(-ret));
+		vhdfmt_err("%s: cannot read the BAT: %s", v->img.path, strerror(-ret));
 		goto out;
 	}
 	for (uint64_t i = 0; i < v->nbat_mem; i++)
@@ -239,7 +239,7 @@ static int vhdx_load_bat(struct vhdx *v)
 	v->file_end = vhdfmt_round_up(v->file_end, VHDX_MB);
 out:
 	if (ret == -ENOMEM)
-		vhdfmt_err("%s: out of memory for a BAT of %llu entries", v->path,
+		vhdfmt_err("%s: out of memory for a BAT of %llu entries", v->img.path,
 			   (unsigned long long)v->nbat);
 	free(sp);
 	free(raw);
@@ -256,7 +256,7 @@ static int vhdx_alloc_space(struct vhdx *v, uint64_t len, uint64_t *off)
 		return ret;
 	if (v->file_end + len > VHDX_MAX_FILE)
 		return -ENOSPC;
-	if (ftruncate(v->fd, (off_t)(v->file_end + len)) < 0)
+	if (ftruncate(v->img.fd, (off_t)(v->file_end + len)) < 0)
 		return -errno;
 	*off = v->file_end;
 	v->file_end += len;
@@ -283,8 +283,8 @@ static int vhdx_alloc_block(struct vhdx *v, uint64_t b, uint32_t o, uint32_t n,
 	}
 	ret = vhdx_alloc_space(v, v->block_size, &off);
 	if (ret == 0 && sub)
-		ret = vhdfmt_xfer(v->fd, sub, off + ((uint64_t)o << v->ss_shift), true,
-				  rwf);
+		ret = vhdfmt_xfer(v->img.fd, sub, off + ((uint64_t)o << v->ss_shift),
+				  true, rwf);
 	/* Bits left over from an earlier life of the block must go. */
 	if (ret == 0 && part)
 		ret = vhdx_bits_put(v, s0, vhdx_block_secs(v, b), false);
@@ -407,7 +407,7 @@ static int vhdx_write_block(struct vhdx *v, uint64_t b, uint32_t o, uint32_t n,
 		if (ret == 0 && !all) {
 			/* Data before bits; under the lock, so nothing else sets
 			 * bits over data not yet written. */
-			ret = vhdfmt_xfer(v->fd, sub,
+			ret = vhdfmt_xfer(v->img.fd, sub,
 					  VHDX_BAT_OFF(e) + ((uint64_t)o << v->ss_shift),
 					  true, rwf);
 			if (ret == 0)
@@ -423,7 +423,7 @@ static int vhdx_write_block(struct vhdx *v, uint64_t b, uint32_t o, uint32_t n,
 direct:
 	/* Present sectors never become absent while a write is possible,
 	 * except through unmap, whose space is never reused. */
-	return vhdfmt_xfer(v->fd, sub, VHDX_BAT_OFF(e) + ((uint64_t)o << v->ss_shift),
+	return vhdfmt_xfer(v->img.fd, sub, VHDX_BAT_OFF(e) + ((uint64_t)o << v->ss_shift),
 			   true, rwf);
 }
 
@@ -501,7 +501,7 @@ static int vhdx_unmap_block(struct vhdx *v, uint64_t b, bool next_zero)
 	vhdx_bat_set(v, pi, to);
 	/* The space is never reused in this open; give it back to the host. */
 	if (present)
-		vhdx_zero_file(v->fd, VHDX_BAT_OFF(e), v->block_size);
+		vhdx_zero_file(v->img.fd, VHDX_BAT_OFF(e), v->block_size);
 	return 0;
 }
 
@@ -514,7 +514,7 @@ static int vhdx_unmap_part(struct vhdx *v, uint64_t b, uint32_t o, uint32_t n,
 	int ret = 0;
 
 	if (st == VHDX_PB_FULL || st == VHDX_PB_PARTIAL) {
-		ret = vhdx_zero_file(v->fd,
+		ret = vhdx_zero_file(v->img.fd,
 				     VHDX_BAT_OFF(e) + ((uint64_t)o << v->ss_shift),
 				     (uint64_t)n << v->ss_shift);
 		/* Zeroes in this file, not the parent's data. */
@@ -590,11 +590,11 @@ static void vhdx_submit(void *inst, struct dc_req *req)
 
 /* --- Open, attach, close --------------------------------------------------------------- */
 
-static void vhdx_fin(struct vhdfmt_share *e)
+static void vhdx_fin(void *inst)
 {
-	struct vhdx *v = VHDFMT_SHARE_OF(e, struct vhdx);
+	struct vhdx *v = inst;
 
-	if (v->fd >= 0 && !v->ro && v->session) {
+	if (v->img.fd >= 0 && !v->ro && v->session) {
 		pthread_mutex_lock(&v->lock);
 		/* A failed commit leaves LogGuid set: the next open replays. */
 		if (vhdx_log_commit(v) == 0)
@@ -607,9 +607,7 @@ static void vhdx_fin(struct vhdfmt_share *e)
 /* The last close of an image this process has open (share.h) closes it. */
 static void vhdx_close(void *inst)
 {
-	struct vhdx *v = inst;
-
-	vhdfmt_share_close(&v->share, vhdx_fin);
+	vhdfmt_share_close_inst(inst, vhdx_fin);
 }
 
 static void vhdx_fill_info(void *inst, struct dc_info *info)
@@ -631,7 +629,7 @@ static void vhdx_fill_info(void *inst, struct dc_info *info)
 		      (v->ro ? DC_INFO_READ_ONLY : 0);
 	memcpy(info->disk_id, v->page83, 16);
 	snprintf(info->disk_type, sizeof(info->disk_type), "vhdx");
-	v->info = *info;
+	v->img.info = *info;
 }
 
 static const struct dc_option vhdx_options[] = {
@@ -660,9 +658,9 @@ static int vhdx_load(void *inst, const void *opts, bool created)
 
 	(void)opts;
 	(void)created;
-	v->dir = vhdfmt_dirname(v->path);
+	v->dir = vhdfmt_dirname(v->img.path);
 	if (!v->dir) {
-		vhdfmt_err("%s: cannot resolve the image's directory", v->path);
+		vhdfmt_err("%s: cannot resolve the image's directory", v->img.path);
 		return -ENOMEM;
 	}
 	ret = vhdx_parse(v);
@@ -670,7 +668,7 @@ static int vhdx_load(void *inst, const void *opts, bool created)
 		vhdfmt_err(
 			"%s: the image has no log, so it cannot be written safely; open "
 			"it read-only",
-			v->path);
+			v->img.path);
 		ret = -EROFS;
 	}
 	if (ret == 0)
@@ -697,23 +695,24 @@ static int vhdx_lower_spec(void *inst, char *buf, size_t len)
 		v->parent_known = true;
 	pthread_mutex_unlock(&v->lock);
 	if (ret == 0)
-		ret = vhdfmt_lower_spec_any("vhdx", v->path, v->fd, v->parent_path,
-					    vhdx_parent_of, v->parents_any, buf, len);
+		ret = vhdfmt_lower_spec_any("vhdx", v->img.path, v->img.fd,
+					    v->parent_path, vhdx_parent_of,
+					    v->img.parents_any, buf, len);
 	return ret;
 }
 
 static int vhdx_attach(void *inst, const struct dc_info *lower, struct dc_info *info)
 {
 	struct vhdx *v = inst;
-	int ret = vhdfmt_attach(&v->info, v->diff, lower && v->parent_known, v->path,
-				"VHDX", info);
+	int ret = vhdfmt_attach(&v->img.info, v->diff, lower && v->parent_known,
+				v->img.path, "VHDX", info);
 	char want[39], got[39];
 
 	if (ret <= 0)
 		return ret;
 	if (lower->sector_size != v->lss) {
-		vhdfmt_err("%s: the parent has %u-byte sectors, this image %u", v->path,
-			   lower->sector_size, v->lss);
+		vhdfmt_err("%s: the parent has %u-byte sectors, this image %u",
+			   v->img.path, lower->sector_size, v->lss);
 		return -EINVAL;
 	}
 	if (!(lower->flags & DC_INFO_HAS_DISK_ID) ||
@@ -722,7 +721,8 @@ static int vhdx_attach(void *inst, const struct dc_info *lower, struct dc_info *
 		vhdx_guid_str(lower->disk_id, got);
 		vhdfmt_err("%s: the layer below has disk id %s, not the parent %s (%s) "
 			   "whose linkage was checked",
-			   v->path, lower->flags & DC_INFO_HAS_DISK_ID ? got : "(none)",
+			   v->img.path,
+			   lower->flags & DC_INFO_HAS_DISK_ID ? got : "(none)",
 			   v->parent_path, want);
 		return -EINVAL;
 	}
@@ -737,7 +737,7 @@ static void vhdx_describe(void *inst, dc_kv_fn kv, void *arg)
 	char id[39];
 	uint64_t n = 0;
 
-	kv(arg, "path", v->path);
+	kv(arg, "path", v->img.path);
 	kv(arg, "format",
 	   v->diff	  ? "differencing VHDX" :
 	   v->leave_alloc ? "fixed VHDX" :
@@ -767,8 +767,8 @@ static void vhdx_describe(void *inst, dc_kv_fn kv, void *arg)
 		if (v->parent_path)
 			kv(arg, "parent", v->parent_path);
 		kv(arg, "parent locators",
-		   v->parents_any ? "followed anywhere (;parents=any)" :
-				    "followed inside the image's directory");
+		   v->img.parents_any ? "followed anywhere (;parents=any)" :
+					"followed inside the image's directory");
 	}
 	if (v->created)
 		dc_kv_bool(kv, arg, "created", true);

@@ -13,7 +13,7 @@
 #define DISKCORE_VHDX_H
 
 #include "ioengine/ioengine.h"
-#include "vhdfmt/share.h"
+#include "vhdfmt/open.h"
 #include "vhdfmt/vhdfmt.h"
 #include "vhdfmt/vhdx_format.h"
 
@@ -67,12 +67,8 @@ struct vhdx_sbc {
 };
 
 struct vhdx {
-	struct vhdfmt_share share; /* this process's opens of the image */
-	int fd;
-	int aio_fd;	      /* the engine's description of the file (vhdx_aio.c) */
-	struct ioe_file *ioe; /* data I/O that changes no metadata, on aio_fd */
-	char *path;
-	char *dir; /* the image's directory, absolute */
+	struct vhdfmt_image img; /* first: the file, its engine (vhdx_aio.c), its opens */
+	char *dir;		 /* the image's directory, absolute */
 	bool ro;
 	bool created;
 	uint64_t file_size; /* as the (replayed) image sees it */
@@ -119,9 +115,7 @@ struct vhdx {
 	struct vhdx_sbc **sbc; /* per chunk, NULL until used */
 	uint8_t *meta_sec;     /* the VHDX_KEY_META sector queued, or NULL */
 
-	struct dc_info info;
 	char *parent_path;	   /* as resolved by lower_spec(), or named by parent= */
-	bool parents_any;	   /* ;parents=any: locators may lead anywhere */
 	uint8_t parent_page83[16]; /* the parent lower_spec() checked */
 	bool parent_known;
 };
@@ -209,7 +203,7 @@ int vhdx_parse(struct vhdx *v);
 int vhdx_peek(const char *path, bool quiet, struct vhdx **out);
 int vhdx_peek_fd(int fd, const char *path, bool quiet, struct vhdx **out);
 /* v's parent (with check: its DataWriteGuid matches the linkage) and its id,
- * under the rule of common/parentpath (v->parents_any). -EPERM when the rule
+ * under the rule of common/parentpath (v->img.parents_any). -EPERM when the rule
  * refused, naming the locator path. */
 int vhdx_resolve_parent(const struct vhdx *v, bool check, char **out, uint8_t page83[16]);
 /* vhdfmt_parent_fn for vhdfmt_check_chain(): the parent of the VHDX at path,
@@ -218,7 +212,7 @@ char *vhdx_parent_of(int fd, const char *path, bool any);
 
 /* vhdx_create.c */
 /* The options (create=, parent=); the image they describe, written into the
- * empty file v->fd that dc_create_open() made; and the check of an existing
+ * empty file v->img.fd that dc_create_open() made; and the check of an existing
  * image that create= or parent= named (it must be what they describe). Steps
  * of vhdfmt/open.h: inst is a struct vhdx, opts its struct vhdx_create. */
 int vhdx_open_opts(void *inst, const struct dc_open_args *a, void *opts,

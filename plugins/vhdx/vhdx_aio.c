@@ -33,7 +33,7 @@
 
 const char *vhdx_aio_describe(const struct vhdx *v)
 {
-	return v->ioe ? ioe_file_describe(v->ioe) : "worker pool";
+	return v->img.ioe ? ioe_file_describe(v->img.ioe) : "worker pool";
 }
 
 int vhdx_flush(struct vhdx *v)
@@ -43,7 +43,7 @@ int vhdx_flush(struct vhdx *v)
 	pthread_mutex_lock(&v->lock);
 	if (v->nkeys)
 		ret = vhdx_log_commit(v);
-	else if (fdatasync(v->fd) < 0)
+	else if (fdatasync(v->img.fd) < 0)
 		ret = -errno;
 	pthread_mutex_unlock(&v->lock);
 	return ret;
@@ -182,5 +182,5 @@ bool vhdx_aio_submit(struct vhdx *v, struct vhdx_rq *r)
 
 int vhdx_queue_open(void *inst, void **qctx)
 {
-	return ioe_plugin_queue_open(((struct vhdx *)inst)->ioe, qctx);
+	return ioe_plugin_queue_open(((struct vhdx *)inst)->img.ioe, qctx);
 }

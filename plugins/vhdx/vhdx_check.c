@@ -19,7 +19,7 @@ static int vhdx_check_copies(struct vhdx *v, dc_check_report_fn rep, void *arg)
 	int ret = 0;
 
 	if (!buf)
-		return dc_fail(-ENOMEM, "%s: out of memory", v->path);
+		return dc_fail(-ENOMEM, "%s: out of memory", v->img.path);
 	for (int i = 0; i < 2 && ret == 0; i++) {
 		ret = vhdx_pread(v, buf, VHDX_LSEC, VHDX_HDR_OFF(i));
 		if (ret == 0 && !vhdxfmt_header_decode(buf, &h))
@@ -40,7 +40,7 @@ static int vhdx_check_copies(struct vhdx *v, dc_check_report_fn rep, void *arg)
 	}
 	free(buf);
 	if (ret < 0)
-		return dc_fail(ret, "%s: cannot read the headers: %s", v->path,
+		return dc_fail(ret, "%s: cannot read the headers: %s", v->img.path,
 			       strerror(-ret));
 	return 0;
 }
@@ -68,7 +68,7 @@ static int vhdx_check_leaks(struct vhdx *v, dc_check_report_fn rep, void *arg)
 	bool after_block = false;
 
 	if (!sp)
-		return dc_fail(-ENOMEM, "%s: out of memory", v->path);
+		return dc_fail(-ENOMEM, "%s: out of memory", v->img.path);
 	sp[n++] = (struct vhdx_cspan){ 0, VHDX_MB, false };
 	sp[n++] = (struct vhdx_cspan){ v->hdr.log_off, v->hdr.log_len, false };
 	sp[n++] = (struct vhdx_cspan){ v->bat_off, v->bat_len, false };
@@ -126,7 +126,7 @@ static void vhdx_check_parent(struct vhdx *v, dc_check_report_fn rep, void *arg)
 	char *p = NULL;
 	int ret = vhdx_resolve_parent(v, true, &p, page83);
 
-	vhdfmt_check_parent(rep, arg, ret, p, v->parents_any);
+	vhdfmt_check_parent(rep, arg, ret, p, v->img.parents_any);
 	free(p);
 }
 

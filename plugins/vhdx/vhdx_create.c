@@ -212,13 +212,13 @@ static int vhdx_create_child(struct vhdx *v, struct vhdx_create *c, uint8_t page
 
 	if (!real) {
 		ret = -errno;
-		vhdfmt_err("%s: parent %s: %s", v->path, c->parent, strerror(errno));
+		vhdfmt_err("%s: parent %s: %s", v->img.path, c->parent, strerror(errno));
 		goto out;
 	}
-	dir = vhdfmt_dirname(v->path);
+	dir = vhdfmt_dirname(v->img.path);
 	if (!dir) {
 		ret = -errno;
-		vhdfmt_err("%s: its directory: %s", v->path, strerror(errno));
+		vhdfmt_err("%s: its directory: %s", v->img.path, strerror(errno));
 		goto out;
 	}
 	ret = vhdx_peek(real, false, &p);
@@ -235,7 +235,7 @@ static int vhdx_create_child(struct vhdx *v, struct vhdx_create *c, uint8_t page
 	rel = vhdfmt_relpath(dir, real);
 	if (!rel || vhdx_make_locator(loc, 65536, p->hdr.data_write, rel, real, loclen)) {
 		vhdfmt_err("%s: parent path %s is not valid UTF-8 or is too long",
-			   v->path, real);
+			   v->img.path, real);
 		ret = -EINVAL;
 	} else {
 		v->parent_path = real;
@@ -268,7 +268,7 @@ int vhdx_create(void *inst, void *opts)
 	if (ret == -ENOMEM)
 		vhdfmt_err("out of memory");
 	if (ret == 0)
-		ret = vhdx_write_new(v->fd, v->path, c, page83, loc, loclen);
+		ret = vhdx_write_new(v->img.fd, v->img.path, c, page83, loc, loclen);
 	v->created = ret == 0;
 	free(loc);
 	return ret;
@@ -322,13 +322,14 @@ int vhdx_check_existing(void *inst, const void *opts)
 	if (c->parent)
 		why_not = v->diff ? vhdx_named_parent(v, c->parent, why, sizeof(why)) :
 				    "it is not one";
-	return vhdfmt_check_existing(v->path, c->size, v->disk_size, c->parent, why_not);
+	return vhdfmt_check_existing(v->img.path, c->size, v->disk_size, c->parent,
+				     why_not);
 }
 
 int vhdx_open_opts(void *inst, const struct dc_open_args *a, void *opts,
 		   struct vhdfmt_want *w)
 {
-	const char *path = ((struct vhdx *)inst)->path;
+	const char *path = ((struct vhdx *)inst)->img.path;
 	struct vhdx_create *c = opts;
 	uint64_t size = 0, block = VHDX_DEFAULT_BLOCK, lss = 512;
 	bool has_size = dc_opt_num(a, "create", &size);

@@ -41,14 +41,14 @@ int vhdx_pread(struct vhdx *v, void *buf, size_t len, uint64_t off)
 	int ret = 0;
 
 	if (!v->novl)
-		return vhdfmt_pread(v->fd, buf, len, off);
+		return vhdfmt_pread(v->img.fd, buf, len, off);
 	/* The replay may have extended the file: past its real end is zeroes. */
 	if (off >= v->real_size)
 		got = 0;
 	else if (len > v->real_size - off)
 		got = (size_t)(v->real_size - off);
 	if (got)
-		ret = vhdfmt_pread(v->fd, buf, got, off);
+		ret = vhdfmt_pread(v->img.fd, buf, got, off);
 	if (ret < 0)
 		return ret;
 	memset((uint8_t *)buf + got, 0, len - got);
@@ -62,7 +62,7 @@ int vhdx_read_buf(struct vhdx *v, const struct dc_buf *b, uint64_t off)
 	int ret;
 
 	if (!v->novl)
-		return vhdfmt_xfer(v->fd, b, off, false, 0);
+		return vhdfmt_xfer(v->img.fd, b, off, false, 0);
 	bounce = malloc(b->len ? b->len : 1);
 	if (!bounce)
 		return -ENOMEM;
@@ -106,7 +106,7 @@ int vhdx_fix_end(struct vhdx *v)
 {
 	if (v->end_fixed)
 		return 0;
-	if (v->real_size != v->file_end && ftruncate(v->fd, (off_t)v->file_end) < 0)
+	if (v->real_size != v->file_end && ftruncate(v->img.fd, (off_t)v->file_end) < 0)
 		return -errno;
 	v->real_size = v->file_size = v->file_end;
 	v->end_fixed = true;

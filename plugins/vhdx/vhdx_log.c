@@ -20,10 +20,10 @@ int vhdx_read_headers(struct vhdx *v)
 	int ret, cur;
 
 	for (int i = 0; i < 2; i++) {
-		ret = vhdfmt_pread(v->fd, raw[i], VHDX_LSEC, VHDX_HDR_OFF(i));
+		ret = vhdfmt_pread(v->img.fd, raw[i], VHDX_LSEC, VHDX_HDR_OFF(i));
 		if (ret < 0) {
-			vhdfmt_err("%s: cannot read the header at %u KiB: %s", v->path,
-				   64 + 64 * i, strerror(-ret));
+			vhdfmt_err("%s: cannot read the header at %u KiB: %s",
+				   v->img.path, 64 + 64 * i, strerror(-ret));
 			return ret;
 		}
 		ok[i] = vhdxfmt_header_decode(raw[i], &h[i]);
@@ -32,35 +32,36 @@ int vhdx_read_headers(struct vhdx *v)
 		vhdfmt_err(
 			"%s: no valid VHDX header: both copies (at 64 and 128 KiB) have "
 			"a bad signature or CRC-32C checksum",
-			v->path);
+			v->img.path);
 		return -EINVAL;
 	}
 	if (ok[0] && ok[1] && h[0].seq == h[1].seq &&
 	    memcmp(raw[0] + 8, raw[1] + 8, VHDX_LSEC - 8) != 0) {
 		vhdfmt_err("%s: both headers have sequence number %llu but differ; "
 			   "neither is current",
-			   v->path, (unsigned long long)h[0].seq);
+			   v->img.path, (unsigned long long)h[0].seq);
 		return -EINVAL;
 	}
 	cur = !ok[0] || (ok[1] && h[1].seq > h[0].seq);
 	if (!ok[!cur])
-		dc_debug("%s: header %d is damaged; using header %d", v->path, !cur + 1,
-			 cur + 1);
+		dc_debug("%s: header %d is damaged; using header %d", v->img.path,
+			 !cur + 1, cur + 1);
 	v->hdr = h[cur];
 	v->hdr_slot = cur;
 	if (v->hdr.version != 1) {
-		vhdfmt_err("%s: VHDX version %u, expected 1", v->path, v->hdr.version);
+		vhdfmt_err("%s: VHDX version %u, expected 1", v->img.path,
+			   v->hdr.version);
 		return -EINVAL;
 	}
 	if (v->hdr.log_version != 0 && !vhdx_guid_zero(v->hdr.log_guid)) {
 		vhdfmt_err("%s: log version %u, expected 0 (the log needs replay)",
-			   v->path, v->hdr.log_version);
+			   v->img.path, v->hdr.log_version);
 		return -EINVAL;
 	}
 	if (v->hdr.log_len == 0)
 		return 0;
 	if (v->hdr.log_len > VHDX_MAX_LOG) {
-		vhdfmt_err("%s: a log of %u bytes; at most %u are supported", v->path,
+		vhdfmt_err("%s: a log of %u bytes; at most %u are supported", v->img.path,
 			   v->hdr.log_len, VHDX_MAX_LOG);
 		return -EINVAL;
 	}
@@ -69,7 +70,8 @@ int vhdx_read_headers(struct vhdx *v)
 	    v->hdr.log_len > v->real_size - v->hdr.log_off) {
 		vhdfmt_err("%s: the log (%u bytes at offset %llu) is not 1 MiB-aligned "
 			   "inside the file of %llu bytes",
-			   v->path, v->hdr.log_len, (unsigned long long)v->hdr.log_off,
+			   v->img.path, v->hdr.log_len,
+			   (unsigned long long)v->hdr.log_off,
 			   (unsigned long long)v->real_size);
 		return -EINVAL;
 	}
@@ -84,8 +86,8 @@ static int vhdx_write_header(struct vhdx *v)
 
 	h.seq++;
 	vhdxfmt_header_encode(&h, buf);
-	ret = vhdfmt_pwrite(v->fd, buf, sizeof(buf), VHDX_HDR_OFF(slot));
-	if (ret == 0 && fdatasync(v->fd) < 0)
+	ret = vhdfmt_pwrite(v->img.fd, buf, sizeof(buf), VHDX_HDR_OFF(slot));
+	if (ret == 0 && fdatasync(v->img.fd) < 0)
 		ret = -errno;
 	if (ret < 0)
 		return ret;
@@ -132,10 +134,10 @@ struct vhdx_lent {
 static int vhdx_log_read(struct vhdx *v, uint8_t *buf, uint64_t pos, uint64_t len)
 {
 	uint64_t l = v->hdr.log_len, first = len < l - pos ? len : l - pos;
-	int ret = vhdfmt_pread(v->fd, buf, first, v->hdr.log_off + pos);
+	int ret = vhdfmt_pread(v->img.fd, buf, first, v->hdr.log_off + pos);
 
 	if (ret == 0 && first < len)
-		ret = vhdfmt_pread(v->fd, buf + first, len - first, v->hdr.log_off);
+		ret = vhdfmt_pread(v->img.fd, buf + first, len - first, v->hdr.log_off);
 	return ret;
 }
 
@@ -358,7 +360,7 @@ static int vhdx_log_none(struct vhdx *v)
 
 	dc_debug("%s: LogGuid is set but the log holds no valid entry; nothing to "
 		 "replay",
-		 v->path);
+		 v->img.path);
 	if (v->ro)
 		return 0;
 	memset(v->hdr.log_guid, 0, 16);
@@ -366,7 +368,7 @@ static int vhdx_log_none(struct vhdx *v)
 	if (ret == 0 && !v->session)
 		ret = vhdx_update_headers(v);
 	if (ret < 0)
-		vhdfmt_err("%s: cannot replay the log: %s", v->path, strerror(-ret));
+		vhdfmt_err("%s: cannot replay the log: %s", v->img.path, strerror(-ret));
 	return ret;
 }
 
@@ -379,12 +381,12 @@ static int vhdx_log_apply(struct vhdx *v, uint64_t end)
 
 	for (size_t i = 0; ret == 0 && i < v->novl; i++)
 		ret = v->ovl[i].data ?
-			      vhdfmt_pwrite(v->fd, v->ovl[i].data, v->ovl[i].len,
+			      vhdfmt_pwrite(v->img.fd, v->ovl[i].data, v->ovl[i].len,
 					    v->ovl[i].off) :
-			      vhdx_zero_file(v->fd, v->ovl[i].off, v->ovl[i].len);
-	if (ret == 0 && end > v->real_size && ftruncate(v->fd, (off_t)end) < 0)
+			      vhdx_zero_file(v->img.fd, v->ovl[i].off, v->ovl[i].len);
+	if (ret == 0 && end > v->real_size && ftruncate(v->img.fd, (off_t)end) < 0)
 		ret = -errno;
-	if (ret == 0 && fdatasync(v->fd) < 0)
+	if (ret == 0 && fdatasync(v->img.fd) < 0)
 		ret = -errno;
 	if (ret == 0) {
 		memset(v->hdr.log_guid, 0, 16);
@@ -395,7 +397,7 @@ static int vhdx_log_apply(struct vhdx *v, uint64_t end)
 		v->real_size = v->file_size = end;
 	v->log_state = VHDX_LOG_REPLAYED;
 	if (ret < 0)
-		vhdfmt_err("%s: cannot replay the log: %s", v->path, strerror(-ret));
+		vhdfmt_err("%s: cannot replay the log: %s", v->img.path, strerror(-ret));
 	return ret;
 }
 
@@ -410,12 +412,12 @@ int vhdx_log_open(struct vhdx *v)
 		return 0;
 	if (v->hdr.log_len == 0) {
 		vhdfmt_err("%s: the header names a log (LogGuid set) of length 0",
-			   v->path);
+			   v->img.path);
 		return -EINVAL;
 	}
 	ret = vhdx_log_find(v, &act, &n);
 	if (ret < 0) {
-		vhdfmt_err("%s: out of memory scanning the log", v->path);
+		vhdfmt_err("%s: out of memory scanning the log", v->img.path);
 		return ret;
 	}
 	if (!n) {
@@ -426,7 +428,7 @@ int vhdx_log_open(struct vhdx *v)
 	if (head->flushed > v->real_size) {
 		vhdfmt_err("%s: the file is truncated: %llu bytes, but the log says at "
 			   "least %llu were written",
-			   v->path, (unsigned long long)v->real_size,
+			   v->img.path, (unsigned long long)v->real_size,
 			   (unsigned long long)head->flushed);
 		free(act);
 		return -EINVAL;
@@ -435,7 +437,7 @@ int vhdx_log_open(struct vhdx *v)
 	ret = vhdx_log_collect(v, act, n, &v->ovl, &v->novl);
 	free(act);
 	if (ret < 0) {
-		vhdfmt_err("%s: cannot read the log: %s", v->path, strerror(-ret));
+		vhdfmt_err("%s: cannot read the log: %s", v->img.path, strerror(-ret));
 		return ret;
 	}
 	for (size_t i = 0; i < v->novl; i++)
@@ -443,8 +445,8 @@ int vhdx_log_open(struct vhdx *v)
 			end = v->ovl[i].off + v->ovl[i].len;
 	if (!v->ro)
 		return vhdx_log_apply(v, end);
-	dc_debug("%s: replaying %zu log updates in memory (opened read-only)", v->path,
-		 v->novl);
+	dc_debug("%s: replaying %zu log updates in memory (opened read-only)",
+		 v->img.path, v->novl);
 	if (end > v->file_size)
 		v->file_size = end;
 	v->log_state = VHDX_LOG_IN_MEMORY;
@@ -510,16 +512,16 @@ static int vhdx_log_round(struct vhdx *v, size_t n, uint8_t *ent, uint8_t *raw)
 		return ret;
 	/* The entry before the header names its LogGuid: until then it is not
 	 * part of the log, and the header's LogGuid is zero (replayed at open). */
-	ret = vhdfmt_pwrite(v->fd, ent, len, v->hdr.log_off + pos);
-	if (ret == 0 && fdatasync(v->fd) < 0)
+	ret = vhdfmt_pwrite(v->img.fd, ent, len, v->hdr.log_off + pos);
+	if (ret == 0 && fdatasync(v->img.fd) < 0)
 		ret = -errno;
 	if (ret == 0 && !v->log_live) {
 		ret = vhdx_update_headers(v);
 		v->log_live = ret == 0;
 	}
 	for (size_t i = 0; ret == 0 && i < n; i++)
-		ret = vhdfmt_pwrite(v->fd, raw + i * VHDX_LSEC, VHDX_LSEC, off[i]);
-	if (ret == 0 && fdatasync(v->fd) < 0)
+		ret = vhdfmt_pwrite(v->img.fd, raw + i * VHDX_LSEC, VHDX_LSEC, off[i]);
+	if (ret == 0 && fdatasync(v->img.fd) < 0)
 		ret = -errno;
 	if (ret < 0)
 		return ret;
@@ -542,7 +544,7 @@ int vhdx_log_commit(struct vhdx *v)
 	if (ret < 0)
 		return ret;
 	/* The data the new metadata points at first. */
-	if (fdatasync(v->fd) < 0)
+	if (fdatasync(v->img.fd) < 0)
 		return -errno;
 	ent = malloc((1 + max) * VHDX_LSEC + max * sizeof(uint64_t));
 	raw = malloc(max * VHDX_LSEC);

@@ -73,7 +73,7 @@ static int vhdx_block_run(void *ctx, uint64_t b, uint32_t o, uint32_t n, uint32_
 		if (f < 0)
 			return dc_fail(
 				f, "%s: cannot read the sector bitmap of block %llu: %s",
-				v->path, (unsigned long long)b, strerror(-f));
+				v->img.path, (unsigned long long)b, strerror(-f));
 		return f;
 	}
 }

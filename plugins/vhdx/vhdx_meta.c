@@ -81,12 +81,12 @@ static int vhdx_check_region(struct vhdx *v, const char *what, uint64_t off, uin
 		vhdfmt_err(
 			"%s: %s (%llu bytes at offset %llu) is not a 1 MiB-aligned range "
 			"inside the file of %llu bytes",
-			v->path, what, (unsigned long long)len, (unsigned long long)off,
-			(unsigned long long)v->file_size);
+			v->img.path, what, (unsigned long long)len,
+			(unsigned long long)off, (unsigned long long)v->file_size);
 		return -EINVAL;
 	}
 	if (v->hdr.log_len && vhdfmt_overlap(off, len, v->hdr.log_off, v->hdr.log_len)) {
-		vhdfmt_err("%s: %s at offset %llu overlaps the log", v->path, what,
+		vhdfmt_err("%s: %s at offset %llu overlaps the log", v->img.path, what,
 			   (unsigned long long)off);
 		return -EINVAL;
 	}
@@ -105,7 +105,7 @@ static int vhdx_region_entry(struct vhdx *v, const uint8_t *rt, uint32_t i)
 	vhdx_guid_str(e.guid, gs);
 	for (uint32_t k = 0; k < i; k++) {
 		if (!memcmp(ents + sizeof(e) * k, e.guid, 16)) {
-			vhdfmt_err("%s: region %s is listed twice", v->path, gs);
+			vhdfmt_err("%s: region %s is listed twice", v->img.path, gs);
 			return -EINVAL;
 		}
 	}
@@ -118,7 +118,7 @@ static int vhdx_region_entry(struct vhdx *v, const uint8_t *rt, uint32_t i)
 	} else if (e.flags & 1) {
 		vhdfmt_err("%s: unknown region %s is marked required; refusing to open "
 			   "an image this implementation cannot understand",
-			   v->path, gs);
+			   v->img.path, gs);
 		return -EINVAL;
 	} else {
 		uint64_t *x = realloc(v->xreg, (v->nxreg + 1) * 2 * sizeof(*x));
@@ -136,12 +136,12 @@ static int vhdx_region_entry(struct vhdx *v, const uint8_t *rt, uint32_t i)
 static int vhdx_regions_disjoint(struct vhdx *v)
 {
 	if (!v->bat_len || !v->meta_len) {
-		vhdfmt_err("%s: the region table lacks the %s region", v->path,
+		vhdfmt_err("%s: the region table lacks the %s region", v->img.path,
 			   v->bat_len ? "metadata" : "BAT");
 		return -EINVAL;
 	}
 	if (vhdfmt_overlap(v->bat_off, v->bat_len, v->meta_off, v->meta_len)) {
-		vhdfmt_err("%s: the BAT and metadata regions overlap", v->path);
+		vhdfmt_err("%s: the BAT and metadata regions overlap", v->img.path);
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < v->nxreg; i++) {
@@ -151,7 +151,7 @@ static int vhdx_regions_disjoint(struct vhdx *v)
 		    vhdfmt_overlap(o, l, v->meta_off, v->meta_len)) {
 			vhdfmt_err(
 				"%s: a region at offset %llu overlaps the BAT or metadata",
-				v->path, (unsigned long long)o);
+				v->img.path, (unsigned long long)o);
 			return -EINVAL;
 		}
 	}
@@ -178,12 +178,12 @@ static int vhdx_parse_regions(struct vhdx *v)
 			if (n <= VHDX_MAX_TABLE_ENTRIES)
 				break;
 		}
-		dc_debug("%s: region table %d is damaged", v->path, copy + 1);
+		dc_debug("%s: region table %d is damaged", v->img.path, copy + 1);
 	}
 	if (copy == 2) {
 		vhdfmt_err("%s: no valid region table: both copies (at 192 and 256 KiB) "
 			   "have a bad signature, checksum or entry count",
-			   v->path);
+			   v->img.path);
 		goto out;
 	}
 	ret = 0;
@@ -205,8 +205,8 @@ static int vhdx_loc_pair(struct vhdx *v, const char *key, char *val)
 		bool two = key[14] == '2';
 
 		if (!vhdx_guid_parse(val, two ? v->linkage2 : v->linkage)) {
-			vhdfmt_err("%s: parent locator: %s '%s' is not a GUID", v->path,
-				   key, val);
+			vhdfmt_err("%s: parent locator: %s '%s' is not a GUID",
+				   v->img.path, key, val);
 			free(val);
 			return -EINVAL;
 		}
@@ -250,14 +250,15 @@ static int vhdx_loc_strings(struct vhdx *v, const uint8_t *p, uint32_t len, uint
 	if (!e.key_off || !e.value_off || !e.key_len || !e.value_len || e.key_off > len ||
 	    e.key_len > len - e.key_off || e.value_off > len ||
 	    e.value_len > len - e.value_off) {
-		vhdfmt_err("%s: parent locator entry %u lies outside the item", v->path,
-			   i);
+		vhdfmt_err("%s: parent locator entry %u lies outside the item",
+			   v->img.path, i);
 		return -EINVAL;
 	}
 	*key = vhdx_from16(p + e.key_off, e.key_len);
 	*val = vhdx_from16(p + e.value_off, e.value_len);
 	if (!*key || !*val) {
-		vhdfmt_err("%s: parent locator entry %u is not valid UTF-16", v->path, i);
+		vhdfmt_err("%s: parent locator entry %u is not valid UTF-16", v->img.path,
+			   i);
 		goto fail;
 	}
 	for (uint32_t k = 0; k < i; k++) {
@@ -265,8 +266,8 @@ static int vhdx_loc_strings(struct vhdx *v, const uint8_t *p, uint32_t len, uint
 
 		if (o.key_len == e.key_len &&
 		    !memcmp(p + o.key_off, p + e.key_off, e.key_len)) {
-			vhdfmt_err("%s: parent locator key '%s' appears twice", v->path,
-				   *key);
+			vhdfmt_err("%s: parent locator key '%s' appears twice",
+				   v->img.path, *key);
 			goto fail;
 		}
 	}
@@ -291,12 +292,12 @@ static int vhdx_parse_locator(struct vhdx *v, const uint8_t *p, uint32_t len)
 	if (len < sizeof(h) || strcmp(gs, VHDX_G_LOC_TYPE) != 0) {
 		vhdfmt_err(
 			"%s: the parent locator is not of the VHDX type " VHDX_G_LOC_TYPE,
-			v->path);
+			v->img.path);
 		return -EINVAL;
 	}
 	if (sizeof(h) + sizeof(struct vhdx_locator_entry) * (uint64_t)h.count > len) {
 		vhdfmt_err("%s: the parent locator's %u entries do not fit its %u bytes",
-			   v->path, h.count, len);
+			   v->img.path, h.count, len);
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < h.count; i++) {
@@ -312,7 +313,7 @@ static int vhdx_parse_locator(struct vhdx *v, const uint8_t *p, uint32_t len)
 			return ret;
 	}
 	if (!linkage) {
-		vhdfmt_err("%s: the parent locator has no parent_linkage", v->path);
+		vhdfmt_err("%s: the parent locator has no parent_linkage", v->img.path);
 		return -EINVAL;
 	}
 	return 0;
@@ -337,7 +338,7 @@ static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 	if (bs < VHDX_MB || bs > 256 * VHDX_MB || (bs & (bs - 1))) {
 		vhdfmt_err("%s: block size %u: expected a power of two from 1 MiB to "
 			   "256 MiB",
-			   v->path, bs);
+			   v->img.path, bs);
 		return -EINVAL;
 	}
 	v->block_size = bs;
@@ -349,14 +350,14 @@ static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 		vhdfmt_err(
 			"%s: sector sizes %u (logical) and %u (physical): each must be "
 			"512 or 4096",
-			v->path, v->lss, v->pss);
+			v->img.path, v->lss, v->pss);
 		return -EINVAL;
 	}
 	v->disk_size = ds.size;
 	if (!v->disk_size || v->disk_size % v->lss || v->disk_size > VHDX_MAX_DISK) {
 		vhdfmt_err("%s: virtual disk size %llu: expected a non-zero multiple of "
 			   "the %u-byte sector of at most 64 TiB",
-			   v->path, (unsigned long long)v->disk_size, v->lss);
+			   v->img.path, (unsigned long long)v->disk_size, v->lss);
 		return -EINVAL;
 	}
 	memcpy(v->page83, val[VHDX_MI_PAGE83], 16);
@@ -365,7 +366,7 @@ static int vhdx_meta_values(struct vhdx *v, uint8_t *const val[VHDX_MI_COUNT],
 	if (!val[VHDX_MI_LOC]) {
 		vhdfmt_err(
 			"%s: a differencing image (HasParent) without a parent locator",
-			v->path);
+			v->img.path);
 		return -EINVAL;
 	}
 	return vhdx_parse_locator(v, val[VHDX_MI_LOC], len[VHDX_MI_LOC]);
@@ -394,14 +395,15 @@ static int vhdx_meta_check(struct vhdx *v, const uint8_t *tbl, uint32_t i, int *
 				 e.off > v->meta_len || e.len > v->meta_len - e.off) {
 		vhdfmt_err("%s: metadata item %s (%u bytes at %u) lies outside the "
 			   "metadata region",
-			   v->path, gs, e.len, e.off);
+			   v->img.path, gs, e.len, e.off);
 		return -EINVAL;
 	}
 	for (uint32_t k = 0; k < i; k++) {
 		struct vhdx_meta_entry o = vhdx_meta_at(tbl, k);
 
 		if (e.len && o.len && vhdfmt_overlap(e.off, e.len, o.off, o.len)) {
-			vhdfmt_err("%s: metadata items %u and %u overlap", v->path, k, i);
+			vhdfmt_err("%s: metadata items %u and %u overlap", v->img.path, k,
+				   i);
 			return -EINVAL;
 		}
 	}
@@ -411,7 +413,7 @@ static int vhdx_meta_check(struct vhdx *v, const uint8_t *tbl, uint32_t i, int *
 	if (*known < 0 && (e.flags & 4)) {
 		vhdfmt_err("%s: unknown metadata item %s is marked required; refusing to "
 			   "open an image this implementation cannot understand",
-			   v->path, gs);
+			   v->img.path, gs);
 		return -EINVAL;
 	}
 	return 0;
@@ -425,7 +427,7 @@ static int vhdx_parse_metadata(struct vhdx *v)
 	int ret = -EINVAL;
 
 	if (!tbl || vhdx_pread(v, tbl, VHDX_META_TABLE, v->meta_off) < 0) {
-		vhdfmt_err("%s: cannot read the metadata table", v->path);
+		vhdfmt_err("%s: cannot read the metadata table", v->img.path);
 		ret = tbl ? -EIO : -ENOMEM;
 		goto out;
 	}
@@ -433,7 +435,7 @@ static int vhdx_parse_metadata(struct vhdx *v)
 	if (memcmp(t.signature, "metadata", 8) != 0 || t.count > VHDX_MAX_TABLE_ENTRIES) {
 		vhdfmt_err("%s: the metadata region has no valid table (signature or %u "
 			   "entries)",
-			   v->path, t.count);
+			   v->img.path, t.count);
 		goto out;
 	}
 	for (uint32_t i = 0; i < t.count; i++) {
@@ -446,13 +448,13 @@ static int vhdx_parse_metadata(struct vhdx *v)
 		if (known < 0)
 			continue;
 		if (val[known]) {
-			vhdfmt_err("%s: metadata item '%s' appears twice", v->path,
+			vhdfmt_err("%s: metadata item '%s' appears twice", v->img.path,
 				   vhdx_items[known].name);
 			goto out;
 		}
 		if (vhdx_items[known].len ? l != vhdx_items[known].len : l < 20) {
 			vhdfmt_err("%s: metadata item '%s' is %u bytes long; expected %u",
-				   v->path, vhdx_items[known].name, l,
+				   v->img.path, vhdx_items[known].name, l,
 				   vhdx_items[known].len ? vhdx_items[known].len : 20);
 			goto out;
 		}
@@ -466,7 +468,7 @@ static int vhdx_parse_metadata(struct vhdx *v)
 			v->size_off = v->meta_off + off;
 		ret = vhdx_pread(v, val[known], l, v->meta_off + off);
 		if (ret < 0) {
-			vhdfmt_err("%s: cannot read metadata item '%s': %s", v->path,
+			vhdfmt_err("%s: cannot read metadata item '%s': %s", v->img.path,
 				   vhdx_items[known].name, strerror(-ret));
 			goto out;
 		}
@@ -474,8 +476,8 @@ static int vhdx_parse_metadata(struct vhdx *v)
 	}
 	for (int k = 0; k < VHDX_MI_LOC; k++) {
 		if (!val[k]) {
-			vhdfmt_err("%s: required metadata item '%s' is missing", v->path,
-				   vhdx_items[k].name);
+			vhdfmt_err("%s: required metadata item '%s' is missing",
+				   v->img.path, vhdx_items[k].name);
 			goto out;
 		}
 	}
@@ -494,16 +496,16 @@ int vhdx_parse(struct vhdx *v)
 	struct stat st;
 	int ret;
 
-	if (fstat(v->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		vhdfmt_err("%s: not a regular file", v->path);
+	if (fstat(v->img.fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		vhdfmt_err("%s: not a regular file", v->img.path);
 		return -EINVAL;
 	}
 	v->real_size = v->file_size = (uint64_t)st.st_size;
-	if (v->file_size < VHDX_MB || vhdfmt_pread(v->fd, sig, 8, 0) < 0 ||
+	if (v->file_size < VHDX_MB || vhdfmt_pread(v->img.fd, sig, 8, 0) < 0 ||
 	    memcmp(sig, "vhdxfile", 8) != 0) {
 		vhdfmt_err("%s: not a VHDX image (no \"vhdxfile\" identifier, or shorter "
 			   "than its 1 MiB header section)",
-			   v->path);
+			   v->img.path);
 		return -EINVAL;
 	}
 	ret = vhdx_read_headers(v);
@@ -511,7 +513,7 @@ int vhdx_parse(struct vhdx *v)
 		ret = vhdx_log_open(v);
 	if (ret)
 		return ret;
-	if (!v->novl && fstat(v->fd, &st) == 0)
+	if (!v->novl && fstat(v->img.fd, &st) == 0)
 		v->real_size = v->file_size = (uint64_t)st.st_size;
 	ret = vhdx_parse_regions(v);
 	if (ret == 0)
@@ -529,14 +531,14 @@ int vhdx_parse(struct vhdx *v)
 	if (v->nbat > VHDX_MAX_ENTRIES) {
 		vhdfmt_err("%s: the BAT has %llu entries; at most %llu are supported (a "
 			   "larger block size needs fewer)",
-			   v->path, (unsigned long long)v->nbat,
+			   v->img.path, (unsigned long long)v->nbat,
 			   (unsigned long long)VHDX_MAX_ENTRIES);
 		return -EINVAL;
 	}
 	if (v->bat_len < v->nbat * 8) {
 		vhdfmt_err("%s: the BAT region (%llu bytes) is too small for the %llu "
 			   "entries a disk of %llu bytes needs",
-			   v->path, (unsigned long long)v->bat_len,
+			   v->img.path, (unsigned long long)v->bat_len,
 			   (unsigned long long)v->nbat, (unsigned long long)v->disk_size);
 		return -EINVAL;
 	}
@@ -554,9 +556,9 @@ void vhdx_free(void *inst)
 {
 	struct vhdx *v = inst;
 
-	vhdfmt_engine_close(&v->aio_fd, &v->ioe);
-	if (v->fd >= 0)
-		close(v->fd);
+	vhdfmt_engine_close(&v->img.aio_fd, &v->img.ioe);
+	if (v->img.fd >= 0)
+		close(v->img.fd);
 	if (v->sbc) {
 		for (uint64_t c = 0; c < v->nchunks; c++) {
 			for (unsigned i = 0; v->sbc[c] && i < VHDX_SB_SECS; i++)
@@ -578,7 +580,7 @@ void vhdx_free(void *inst)
 	free(v->loc_vol);
 	free(v->parent_path);
 	free(v->dir);
-	free(v->path);
+	free(v->img.path);
 	free(v);
 }
 
@@ -596,11 +598,11 @@ struct vhdx *vhdx_new(const char *path, bool ro)
 
 	if (!v)
 		return NULL;
-	v->fd = -1;
-	v->aio_fd = -1;
+	v->img.fd = -1;
+	v->img.aio_fd = -1;
 	vhdx_init(v, ro);
-	v->path = strdup(path);
-	if (!v->path) {
+	v->img.path = strdup(path);
+	if (!v->img.path) {
 		vhdx_free(v);
 		return NULL;
 	}
@@ -617,7 +619,7 @@ int vhdx_peek_fd(int fd, const char *path, bool quiet, struct vhdx **out)
 		return -ENOMEM;
 	}
 	vhdfmt_quiet(quiet);
-	v->fd = fd;
+	v->img.fd = fd;
 	v->dir = vhdfmt_dirname(path);
 	if (!v->dir) {
 		ret = -errno;
@@ -626,7 +628,7 @@ int vhdx_peek_fd(int fd, const char *path, bool quiet, struct vhdx **out)
 		ret = vhdx_parse(v);
 	}
 	vhdfmt_quiet(-(int)quiet);
-	v->fd = -1;
+	v->img.fd = -1;
 	if (ret)
 		vhdx_free(v);
 	else
@@ -684,8 +686,8 @@ struct vhdx_search {
 static int vhdx_try(const struct vhdx *v, struct vhdx_search *s, const char *cand,
 		    bool check, char **out, uint8_t page83[16])
 {
-	int fd = parentpath_open(v->dir, cand,
-				 v->parents_any ? PARENTPATH_ANY : PARENTPATH_BENEATH);
+	int fd = parentpath_open(
+		v->dir, cand, v->img.parents_any ? PARENTPATH_ANY : PARENTPATH_BENEATH);
 	size_t tl = strlen(s->tried);
 	struct vhdx *p = NULL;
 	char *real;
@@ -731,27 +733,28 @@ static int vhdx_not_found(const struct vhdx *v, const struct vhdx_search *s)
 		vhdx_guid_str(s->bad_dw, got);
 		vhdfmt_err("%s: parent %s has DataWriteGuid %s, but this image's "
 			   "parent_linkage is %s (the parent was modified or replaced)",
-			   v->path, s->bad, got, want);
+			   v->img.path, s->bad, got, want);
 		return -EINVAL;
 	}
 	if (s->refused) {
 		vhdfmt_err("%s: the parent locator %s %s; a parent is followed only "
 			   "inside the child's directory %s unless the spec says "
 			   ";parents=any or names it with ;parent=PATH",
-			   v->path, s->refused, parentpath_why(s->refused_err), v->dir);
+			   v->img.path, s->refused, parentpath_why(s->refused_err),
+			   v->dir);
 		return -EPERM;
 	}
 	if (!s->tried[0])
 		vhdfmt_err(
 			"%s: the parent locator has no path usable here (relative_path "
 			"or " VHDX_KEY_ABS "; volume_path/absolute_win32_path: %s)",
-			v->path,
+			v->img.path,
 			v->loc_win32 ? v->loc_win32 :
 			v->loc_vol   ? v->loc_vol :
 				       "none");
 	else
 		vhdfmt_err("%s: parent image not found or not a valid VHDX (tried %s)",
-			   v->path, s->tried);
+			   v->img.path, s->tried);
 	return -ENOENT;
 }
 
@@ -791,7 +794,7 @@ char *vhdx_parent_of(int fd, const char *path, bool any)
 	uint8_t id[16];
 
 	if (vhdx_peek_fd(fd, path, true, &p) == 0) {
-		p->parents_any = any;
+		p->img.parents_any = any;
 		if (p->diff && vhdx_resolve_parent(p, false, &next, id) < 0)
 			next = NULL;
 		vhdx_free(p);

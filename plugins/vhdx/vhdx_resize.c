@@ -24,18 +24,18 @@ static int vhdx_resize_check(struct vhdx *v, uint64_t size, uint64_t nbat)
 	uint64_t last = v->nblocks - 1, e = v->bat[vhdx_pidx(v, last)];
 
 	if (v->ro)
-		return dc_fail(-EROFS, "%s: open read-only", v->path);
+		return dc_fail(-EROFS, "%s: open read-only", v->img.path);
 	if (v->diff || v->leave_alloc)
 		return dc_fail(-EOPNOTSUPP,
 			       "%s: only a dynamic VHDX grows (a %s image does not: %s)",
-			       v->path, v->diff ? "differencing" : "fixed",
+			       v->img.path, v->diff ? "differencing" : "fixed",
 			       v->diff ? "its size is its parent's" :
 					 "its new blocks would have to be allocated");
 	if (size < v->disk_size)
 		return dc_fail(
 			-EOPNOTSUPP,
 			"%s: cannot shrink from %llu to %llu bytes; a VHDX grows only",
-			v->path, (unsigned long long)v->disk_size,
+			v->img.path, (unsigned long long)v->disk_size,
 			(unsigned long long)size);
 	if (nbat > v->nbat_mem)
 		return dc_fail(
@@ -43,7 +43,7 @@ static int vhdx_resize_check(struct vhdx *v, uint64_t size, uint64_t nbat)
 			"%s: %llu bytes need %llu BAT entries, but the BAT region has "
 			"room for %llu here; it would have to move, which is not "
 			"supported (convert to a new image instead)",
-			v->path, (unsigned long long)size, (unsigned long long)nbat,
+			v->img.path, (unsigned long long)size, (unsigned long long)nbat,
 			(unsigned long long)v->nbat_mem);
 	for (uint64_t i = v->nbat; i < nbat; i++)
 		if (v->bat[i])
@@ -51,7 +51,7 @@ static int vhdx_resize_check(struct vhdx *v, uint64_t size, uint64_t nbat)
 				-EINVAL,
 				"%s: BAT entry %llu past the disk's end is in use; "
 				"refusing to grow over it",
-				v->path, (unsigned long long)i);
+				v->img.path, (unsigned long long)i);
 	/* The old last block may be short in the file (vhdx.c accepts that):
 	 * growing would expose space that may belong to something else. */
 	if (v->disk_size % v->block_size &&
@@ -60,11 +60,11 @@ static int vhdx_resize_check(struct vhdx *v, uint64_t size, uint64_t nbat)
 			-EOPNOTSUPP,
 			"%s: the last block is partly outside the disk and allocated; "
 			"growing would expose what follows it in the file",
-			v->path);
+			v->img.path);
 	if (v->size_off / VHDX_LSEC != (v->size_off + 7) / VHDX_LSEC)
 		return dc_fail(-EOPNOTSUPP,
 			       "%s: the virtual disk size item straddles a 4 KiB sector",
-			       v->path);
+			       v->img.path);
 	return 0;
 }
 
@@ -113,7 +113,7 @@ int vhdx_resize(void *inst, uint64_t n)
 
 	if (n == 0 || n > VHDX_MAX_DISK >> v->ss_shift)
 		return dc_fail(-EINVAL, "%s: %llu sectors: a VHDX holds 1 to %llu",
-			       v->path, (unsigned long long)n,
+			       v->img.path, (unsigned long long)n,
 			       (unsigned long long)(VHDX_MAX_DISK >> v->ss_shift));
 	size = n << v->ss_shift;
 	nblocks = (size + v->block_size - 1) / v->block_size;
@@ -124,7 +124,7 @@ int vhdx_resize(void *inst, uint64_t n)
 	if (ret == 0 && size != v->disk_size) {
 		ret = vhdx_resize_log(v, size);
 		if (ret < 0)
-			dc_error("%s: cannot write the new size: %s", v->path,
+			dc_error("%s: cannot write the new size: %s", v->img.path,
 				 strerror(-ret));
 	}
 	if (ret == 0 && size != v->disk_size) {
@@ -133,7 +133,7 @@ int vhdx_resize(void *inst, uint64_t n)
 		v->nchunks = nchunks;
 		v->nbat = nbat;
 		__atomic_store_n(&v->disk_size, size, __ATOMIC_RELEASE);
-		v->info.sector_count = n;
+		v->img.info.sector_count = n;
 	}
 	pthread_mutex_unlock(&v->lock);
 	return ret;
