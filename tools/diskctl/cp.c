@@ -308,12 +308,13 @@ int ctl_cp_run(struct ctl_cp *cp)
 		cp->total += cp->ranges[i].len;
 	cp->cur = cp->pos = 0;
 	cp->bad = UINT64_MAX;
-	rc = dc_queue_open(cp->src, DC_QUEUE_POLL, &cp->sq);
+	/* Both queues live and die on this thread. */
+	rc = dc_queue_open(cp->src, DC_QUEUE_POLL | DC_QUEUE_THREAD, &cp->sq);
 	if (rc < 0) {
 		ctl_err("queue on '%s': %s", cp->src_spec, ctl_last_error(rc));
 		return rc;
 	}
-	rc = dc_queue_open(cp->dst, DC_QUEUE_POLL, &cp->dq);
+	rc = dc_queue_open(cp->dst, DC_QUEUE_POLL | DC_QUEUE_THREAD, &cp->dq);
 	if (rc < 0) {
 		ctl_err("queue on '%s': %s", cp->dst_spec, ctl_last_error(rc));
 		dc_queue_close(cp->sq);

@@ -86,13 +86,10 @@ typedef int ctl_run_fn(int argc, char **argv);
 struct ctl_cmd {
 	const char *name;
 	const char *summary;
-	const char *operands; /* after the options in the usage line: "SRC DST" */
-	int min, max;	      /* how many operands */
-	const char *missing;  /* "missing SRC and DST" names them so */
-	/* The --help text between usage and options; without opts (a row
-	 * whose command installs its own, serve's), all of it after "usage:
-	 * diskctl ". */
-	const char *about;
+	const char *operands;	    /* after the options in the usage line: "SRC DST" */
+	int min, max;		    /* how many operands */
+	const char *missing;	    /* "missing SRC and DST" names them so */
+	const char *about;	    /* the --help text between usage and options */
 	const struct ctl_opt *opts; /* ends with a row of zeroes */
 	ctl_run_fn *run;
 };

@@ -117,7 +117,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "are aligned to BS. Write workloads overwrite the disk. Give --time or\n"
 	  "--count, not both.\n",
 	  ctl_bench_opts, ctl_bench },
-	{ "serve", SERVE_SUMMARY, NULL, 0, 0, NULL, SERVE_USAGE, NULL,
+	{ "serve", SERVE_SUMMARY, "SPEC", 1, 1, "SPEC", SERVE_ABOUT, serve_opts,
 	  serve_main }, /* tools/serve/ */
 };
 

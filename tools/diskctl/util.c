@@ -408,10 +408,6 @@ static void ctl_help_options(const struct ctl_opt *opts, FILE *f)
 
 void ctl_help(const struct ctl_cmd *c, FILE *f)
 {
-	if (!c->opts) {
-		fprintf(f, "usage: diskctl %s", c->about);
-		return;
-	}
 	ctl_help_synopsis(c, f);
 	fprintf(f, "\n%s", c->about);
 	if (c->opts->name) {

@@ -88,8 +88,9 @@ void serve_conn_run(struct serve_conn *c)
 	pthread_mutex_unlock(&s->lock);
 	serve_sndbuf(c);
 
-	/* The queue only now: abandoned handshakes cost no queue. */
-	rc = dc_queue_open(s->disk, DC_QUEUE_POLL, &c->q);
+	/* The queue only now: abandoned handshakes cost no queue. It lives
+	 * and dies on this thread. */
+	rc = dc_queue_open(s->disk, DC_QUEUE_POLL | DC_QUEUE_THREAD, &c->q);
 	if (rc < 0) {
 		serve_log(c, "queue: %s", dc_last_error());
 		return;

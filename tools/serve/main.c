@@ -303,25 +303,10 @@ const struct ctl_opt serve_opts[] = {
 	{ 0 },
 };
 
-/* serve's row for ctl_parse() and ctl_help(), until diskctl's table of
- * commands (tools/diskctl/main.c) holds serve_opts itself. */
-static const struct ctl_cmd serve_cmd = {
-	.name = "serve",
-	.summary = SERVE_SUMMARY,
-	.operands = "SPEC",
-	.min = 1,
-	.max = 1,
-	.missing = "SPEC",
-	.about = SERVE_ABOUT,
-	.opts = serve_opts,
-	.run = serve_main,
-};
-
 /* Parse argv into a; wrong usage exits 2, --help 0 (ctl_parse()). */
 static void serve_parse_args(int argc, char **argv, struct serve_args *a,
 			     const char **spec)
 {
-	ctl_current = &serve_cmd;
 	*spec = ctl_parse(argc, argv, a, NULL)[0];
 	if (!a->unix_path == (a->port == SERVE_NO_PORT))
 		ctl_usage("give exactly one of --unix PATH and --port N");
