@@ -30,12 +30,14 @@ static void job_count(void *arg)
 }
 
 /* In the child: a pool job and a timer both run within 10 s. Exit codes, not
- * assertions: the child is not the process Check waits for. */
+ * assertions: the child is not the process Check waits for. SIGALRM ends a
+ * child that deadlocks on a lock a parent's thread held at the fork. */
 static void pool_fork_child(void)
 {
 	struct timespec ts;
 	int rc = 0;
 
+	alarm(20);
 	pthread_mutex_lock(&lock);
 	ran = 0;
 	if (dc_pool_run(job_count, NULL) || dc_timer_after(1000 * 1000, job_count, NULL))
@@ -65,7 +67,9 @@ START_TEST(pool_after_fork)
 	if (pid == 0)
 		pool_fork_child();
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status));
+	ck_assert_msg(WIFEXITED(status),
+		      "the child died of signal %d (SIGALRM: a deadlock)",
+		      WTERMSIG(status));
 	ck_assert_int_eq(WEXITSTATUS(status), 0);
 }
 END_TEST
