@@ -90,11 +90,11 @@ static char *qcow2_strndup(const uint8_t *p, size_t n)
 	return s;
 }
 
-/* The version-independent fields, the geometry and every offset. */
-static int qcow2_check_hdr(struct qcow2 *q, const struct qcow2_hdr *r, size_t len)
+/* The magic and the version: r into q->h, with the fields version 3 added as
+ * a version 2 image implies them. */
+static int qcow2_check_version(struct qcow2 *q, const struct qcow2_hdr *r, size_t len)
 {
 	struct qcow2_hdr *h = &q->h;
-	uint64_t csize, per_l1, need;
 
 	if (len < QCOW2_V2_HDR_LEN || r->magic != QCOW2_MAGIC) {
 		vhdfmt_err("%s: not a qcow2 image (no QFI\\xfb magic)", q->path);
@@ -107,7 +107,6 @@ static int qcow2_check_hdr(struct qcow2 *q, const struct qcow2_hdr *r, size_t le
 	}
 	*h = *r;
 	if (r->version == 2) {
-		/* Version 3's fields, as a version 2 image implies them. */
 		h->incompat = h->compat = h->autoclear = 0;
 		h->refcount_order = 4;
 		h->header_len = QCOW2_V2_HDR_LEN;
@@ -118,6 +117,16 @@ static int qcow2_check_hdr(struct qcow2 *q, const struct qcow2_hdr *r, size_t le
 	} else if (h->header_len <= QCOW2_V3_HDR_MIN) {
 		h->compression = 0;
 	}
+	return 0;
+}
+
+/* The cluster size, the header's length, the refcount width and encryption;
+ * then the cluster geometry q keeps (L2 entries, subclusters). */
+static int qcow2_check_geometry(struct qcow2 *q, size_t len)
+{
+	struct qcow2_hdr *h = &q->h;
+	uint64_t csize;
+
 	if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS ||
 	    h->cluster_bits > QCOW2_MAX_CLUSTER_BITS) {
 		vhdfmt_err("%s: corrupt qcow2 header: cluster_bits %u is outside 9-21 "
@@ -126,7 +135,7 @@ static int qcow2_check_hdr(struct qcow2 *q, const struct qcow2_hdr *r, size_t le
 		return -EINVAL;
 	}
 	csize = 1ull << h->cluster_bits;
-	if (h->header_len < (r->version == 3 ? QCOW2_V3_HDR_MIN : QCOW2_V2_HDR_LEN) ||
+	if (h->header_len < (h->version == 3 ? QCOW2_V3_HDR_MIN : QCOW2_V2_HDR_LEN) ||
 	    h->header_len % 8 || h->header_len > csize || h->header_len > len) {
 		vhdfmt_err("%s: corrupt qcow2 header: header_length %u", q->path,
 			   h->header_len);
@@ -157,7 +166,15 @@ static int qcow2_check_hdr(struct qcow2 *q, const struct qcow2_hdr *r, size_t le
 			   q->path, q->cluster_size);
 		return -EINVAL;
 	}
-	/* The virtual size and the L1 table: every entry inside the file. */
+	return 0;
+}
+
+/* The virtual size and the L1 table: every entry inside the file. */
+static int qcow2_check_l1(struct qcow2 *q)
+{
+	const struct qcow2_hdr *h = &q->h;
+	uint64_t csize = q->cluster_size, per_l1, need;
+
 	if (h->size > (1ull << 56)) {
 		vhdfmt_err("%s: corrupt qcow2 header: virtual size %llu is too large",
 			   q->path, (unsigned long long)h->size);
@@ -186,6 +203,16 @@ static int qcow2_check_hdr(struct qcow2 *q, const struct qcow2_hdr *r, size_t le
 			   q->path, (unsigned long long)h->l1_off);
 		return -EINVAL;
 	}
+	return 0;
+}
+
+/* The backing file's name inside the header's cluster, and the snapshot
+ * table inside the file. */
+static int qcow2_check_backing_snaps(struct qcow2 *q, size_t len)
+{
+	const struct qcow2_hdr *h = &q->h;
+	uint64_t csize = q->cluster_size;
+
 	if (h->backing_off &&
 	    (h->backing_len > QCOW2_MAX_BACKING_NAME || h->backing_off > len ||
 	     h->backing_len > len - h->backing_off)) {
@@ -207,6 +234,21 @@ static int qcow2_check_hdr(struct qcow2 *q, const struct qcow2_hdr *r, size_t le
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* The header r (len bytes of it read) into q->h, checked in this order: the
+ * version, the geometry, the L1 table, the backing name and snapshots. */
+static int qcow2_check_hdr(struct qcow2 *q, const struct qcow2_hdr *r, size_t len)
+{
+	int ret = qcow2_check_version(q, r, len);
+
+	if (ret == 0)
+		ret = qcow2_check_geometry(q, len);
+	if (ret == 0)
+		ret = qcow2_check_l1(q);
+	if (ret == 0)
+		ret = qcow2_check_backing_snaps(q, len);
+	return ret;
 }
 
 /* The name the feature table gives an incompatible bit, into out. */
