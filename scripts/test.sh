@@ -169,7 +169,7 @@ if ninja -C build-tsan; then
 	# not); --list prints "project[:suite] / name".
 	tsan_tests=()
 	tsan_known=$(meson test -C build-tsan --list 2>/dev/null | sed 's|^.* / ||')
-	for t in concurrency queue matrix model delay crypt striped blockdev tsan-bench vhd-aio vhdx-aio qcow2 serve ram common-ioengine; do
+	for t in concurrency queue matrix model delay crypt striped blockdev tsan-bench vhd-aio vhdx-aio qcow2 serve ram common-ioengine file file-pool; do
 		if grep -qx "$t" <<<"$tsan_known"; then
 			tsan_tests+=("$t")
 		fi
