@@ -147,6 +147,18 @@ bench_ratio() {
 	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "n/a" }'
 }
 
+# bench_paired A B: the per-round ratios of $OUT/A to $OUT/B (round i against
+# round i, run back to back), as "MEDIAN MIN MAX" with two decimals. A drift
+# over the rounds (a VM disk warming up) moves both sides of a pair alike,
+# where it can tip a ratio of medians.
+bench_paired() {
+	# shellcheck disable=SC2046
+	set -- $(paste -d' ' "$OUT/$1" "$OUT/$2" | awk '$2 > 0 { printf "%.4f ", $1 / $2 }')
+	[ $# -gt 0 ] || { echo "n/a n/a n/a"; return; }
+	printf '%.2f %s\n' "$(bench_median "$@")" \
+		"$(echo "$@" | tr ' ' '\n' | sort -g | awk 'NF { v[++n] = $1 } END { printf "%.2f %.2f", v[1], v[n] }')"
+}
+
 # bench_say_ratio TEXT A B: TEXT, then the ratio of the medians of $OUT/A and
 # $OUT/B.
 bench_say_ratio() {

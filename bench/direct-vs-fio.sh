@@ -164,10 +164,14 @@ for t in $TARGETS; do echo "  $t: $(label "$t")"; done
 echo
 table iops "IOPS:" IOPS
 table cpu "Requests per CPU-second:" "requests / CPU-s"
+echo "ratios file:;direct/fio: of the medians; and paired, the median (lowest-highest)"
+echo "of the rounds' ratios, each round's two runs back to back"
 for t in $TARGETS; do
-	printf 'ratio file:;direct/fio, %-6s IOPS (target >= 1.0): %s   per CPU-second: %s\n' "$t" \
-		"$(bench_ratio "$(bench_med "iops.d$t")" "$(bench_med "iops.f$t")")" \
-		"$(bench_ratio "$(bench_med "cpu.d$t")" "$(bench_med "cpu.f$t")")"
+	# shellcheck disable=SC2046
+	set -- $(bench_paired "iops.d$t" "iops.f$t") $(bench_paired "cpu.d$t" "cpu.f$t")
+	printf '  %-6s IOPS (target >= 1.0): %s, paired %s (%s-%s)   per CPU-second: %s, paired %s\n' \
+		"$t" "$(bench_ratio "$(bench_med "iops.d$t")" "$(bench_med "iops.f$t")")" \
+		"$1" "$2" "$3" "$(bench_ratio "$(bench_med "cpu.d$t")" "$(bench_med "cpu.f$t")")" "$4"
 done
 echo
 pin=${CPU:+taskset -c $CPU }
