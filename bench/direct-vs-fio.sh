@@ -12,6 +12,10 @@
 #  loop   a loop device (losetup --direct-io=off) over the tmpfs file: a
 #         block device completing asynchronously, bound by the loop worker.
 #
+# A third run per target is diskctl with DISKCORE_IO_ENGINE=uring-shared:
+# the same binary without the single-issuer ring a DC_QUEUE_THREAD queue
+# (diskctl bench's) otherwise gets, what that ring is worth.
+#
 # Both tools run pinned to the same CPU (taskset -c $CPU) at the same
 # priority ($NICE), alternating which goes first round by round. CPU time is
 # measured the same way for both, from outside (/usr/bin/time: user + system
@@ -59,12 +63,13 @@ per_cpu() {
 	awk -v iops="$1" -v n="$2" -v b="$3" '{ c = $1 + $2 - b } END { printf "%.0f %.0f\n", iops, (c > 0 ? n / c : 0) }' "$OUT/t"
 }
 
-# diskctl_run F [ARG...]: one run on F (ARG... instead of --time $SECS).
+# diskctl_run F [ARG...]: one run on F (ARG... instead of --time $SECS), in
+# the engine mode $ENGINE (DISKCORE_IO_ENGINE; empty: the default).
 diskctl_run() {
 	f=$1
 	shift
 	[ $# -gt 0 ] || set -- --time "$SECS"
-	pinned "$DISKCTL" bench --rw randread --bs 4k --qd 32 "$@" --ro --json \
+	pinned env ${ENGINE:+DISKCORE_IO_ENGINE=$ENGINE} "$DISKCTL" bench --rw randread --bs 4k --qd 32 "$@" --ro --json \
 		"file:$f;direct" >"$OUT/d" || exit 1
 	# shellcheck disable=SC2046
 	per_cpu $(bench_json "$OUT/d" '"%d %d" % (round(d["iops"]), d["requests"])') "${BASE_D:-0}"
@@ -131,7 +136,9 @@ one_round() {
 		if [ $((ROUND % 2)) = 1 ]; then
 			bench_record "d$t" "$(diskctl_run "$p")"
 			bench_record "f$t" "$(fio_run "$p")"
+			bench_record "s$t" "$(ENGINE=uring-shared diskctl_run "$p")"
 		else
+			bench_record "s$t" "$(ENGINE=uring-shared diskctl_run "$p")"
 			bench_record "f$t" "$(fio_run "$p")"
 			bench_record "d$t" "$(diskctl_run "$p")"
 		fi
@@ -150,7 +157,8 @@ label() {
 table() {
 	set -- "$1" "$2" "$3"
 	for t in $TARGETS; do
-		set -- "$@" "diskctl file:;direct, $t" "d$t" "fio io_uring, $t" "f$t"
+		set -- "$@" "diskctl file:;direct, $t" "d$t" "fio io_uring, $t" "f$t" \
+			"diskctl, shared rings, $t" "s$t"
 	done
 	bench_table "$@"
 }
@@ -172,6 +180,12 @@ for t in $TARGETS; do
 	printf '  %-6s IOPS (target >= 1.0): %s, paired %s (%s-%s)   per CPU-second: %s, paired %s\n' \
 		"$t" "$(bench_ratio "$(bench_med "iops.d$t")" "$(bench_med "iops.f$t")")" \
 		"$1" "$2" "$3" "$(bench_ratio "$(bench_med "cpu.d$t")" "$(bench_med "cpu.f$t")")" "$4"
+done
+echo "its own ring against shared rings (DISKCORE_IO_ENGINE=uring-shared), paired:"
+for t in $TARGETS; do
+	# shellcheck disable=SC2046
+	set -- $(bench_paired "iops.d$t" "iops.s$t") $(bench_paired "cpu.d$t" "cpu.s$t")
+	printf '  %-6s IOPS %s (%s-%s)   per CPU-second %s (%s-%s)\n' "$t" "$@"
 done
 echo
 pin=${CPU:+taskset -c $CPU }

@@ -63,7 +63,12 @@ int ioe_file_open(int fd, bool direct, size_t align, enum ioe_mode mode,
 		return -ENOMEM;
 	} else {
 		f->uring = true;
-		snprintf(f->mode, sizeof(f->mode), "io_uring, one ring per queue");
+		/* uring-shared: no queue gets a ring of its thread's own (the
+		 * A/B in docs/performance.md, and a way out should a kernel's
+		 * DEFER_TASKRUN misbehave). */
+		f->shared = env && !strcmp(env, "uring-shared");
+		snprintf(f->mode, sizeof(f->mode), "io_uring, one ring per queue%s",
+			 f->shared ? " (DISKCORE_IO_ENGINE=uring-shared)" : "");
 	}
 	if (f->copy)
 		strncat(f->mode,

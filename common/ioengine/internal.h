@@ -64,6 +64,7 @@ struct ioe_file {
 	/* DISKCORE_IO_COPY (engine.c, ioe_copy_write): buffered writes run on
 	 * the submitting thread and start the file's writeback as they go. */
 	bool copy;
+	bool shared; /* DISKCORE_IO_ENGINE=uring-shared: no single-issuer rings */
 	_Atomic uint64_t unkicked; /* bytes written since writeback was started */
 	struct ioe_thread *t;	   /* io_uring only */
 	char mode[160];

@@ -240,7 +240,8 @@ static void *t_submit_thread(void *arg)
 
 /* A bound queue with a request in flight at its first drive keeps its
  * shared ring; on an owned ring, a request from another thread (a timer's)
- * waits for the owner, which submits it; closing unregisters the file. */
+ * waits for the owner, which submits it; DISKCORE_IO_ENGINE=uring-shared
+ * keeps every ring shared. */
 START_TEST(uring_single_edges)
 {
 	char *path = t_tmpfile(), buf[BLK];
@@ -275,6 +276,20 @@ START_TEST(uring_single_edges)
 	ioe_file_close(f);
 	ck_assert_int_eq(pread(fd, buf, BLK, 0), BLK);
 	ck_assert(buf[0] == 0x33 && buf[BLK - 1] == 0x33);
+
+	/* DISKCORE_IO_ENGINE=uring-shared: bound and driven, still shared. */
+	setenv("DISKCORE_IO_ENGINE", "uring-shared", 1);
+	f = t_engine(fd, false, false);
+	unsetenv("DISKCORE_IO_ENGINE");
+	ck_assert_ptr_nonnull(strstr(ioe_file_describe(f), "uring-shared"));
+	ck_assert_int_eq(ioe_queue_open(f, &q), 0);
+	q->bound = true;
+	ck_assert_int_ge(ioe_queue_poll(q, -1, 0), 0);
+	ck_assert(!q->single);
+	t_rw(q, true, &t, IOE_READ, 0, &iov, 1, BLK);
+	ck_assert_int_eq(t.res, 0);
+	ioe_queue_close(q);
+	ioe_file_close(f);
 	close(fd);
 	unlink(path);
 	free(path);

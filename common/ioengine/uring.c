@@ -231,7 +231,7 @@ static void rq_own(struct ioe_queue *q)
 	struct io_uring ring, old;
 	int rc;
 
-	if (!q->bound || q->inflight || q->unsubmitted || q->parked.head)
+	if (!q->bound || q->f->shared || q->inflight || q->unsubmitted || q->parked.head)
 		return;
 	pthread_mutex_lock(&ioe_ring_lock);
 	rc = io_uring_queue_init_params(IOE_SQ_ENTRIES, &ring, &p);
