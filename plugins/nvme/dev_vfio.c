@@ -3,12 +3,12 @@
  * descriptors, BAR0 mapped (or read and written through the device fd when
  * the region cannot be mapped), config space for Bus Master, DMA memory
  * mapped into the IOMMU at IOVAs handed out upwards, and MSI-X vectors as
- * eventfds. Each set-up failure says what to do about it. */
-#include "dev.h"
+ * eventfds. Each set-up failure says what to do about it; the checks that
+ * need no container are vfio_setup.c's. */
+#include "vfio.h"
 
 #include <diskcore/plugin.h>
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
@@ -20,7 +20,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <dirent.h>
 #include <fcntl.h>
 
 #define VFIO_IOVA_BASE (UINT64_C(1) << 32)
@@ -166,114 +165,33 @@ static const struct nvme_dev_ops vfio_ops = {
 	.close = v_close,
 };
 
-/* "DDDD:BB:DD.F": what sysfs names the function. */
-static bool bdf_valid(const char *s)
+/* The group (its node opened first, as QEMU does, so that a missing or
+ * forbidden node is reported before the container), then the container. */
+static int open_group(struct vfio_dev *v, const struct nvme_vfio_roots *r,
+		      const char *bdf, int group)
 {
-	unsigned dom, bus, dev, fn;
-	char end;
-
-	return strlen(s) == 12 &&
-	       sscanf(s, "%4x:%2x:%2x.%1x%c", &dom, &bus, &dev, &fn, &end) == 4 &&
-	       dev < 32 && fn < 8;
-}
-
-static int check_driver(const char *bdf)
-{
-	char link[PATH_MAX], path[PATH_MAX], unbind[PATH_MAX + 64] = "";
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", bdf);
-	n = readlink(path, link, sizeof(link) - 1);
-	link[n < 0 ? 0 : n] = 0;
-	if (n > 0 && !strcmp(basename(link), "vfio-pci"))
-		return 0;
-	if (n > 0)
-		snprintf(unbind, sizeof(unbind), "echo %s > %s/unbind; ", bdf, path);
-	return dc_fail(
-		-ENODEV,
-		"%s is bound to %s, not to vfio-pci; bind it with: modprobe "
-		"vfio-pci; echo vfio-pci > /sys/bus/pci/devices/%s/driver_override; "
-		"%secho %s > /sys/bus/pci/drivers_probe",
-		bdf, n > 0 ? basename(link) : "no driver", bdf, unbind, bdf);
-}
-
-/* The other functions of the group, with their drivers, for the message. */
-static void group_members(int group, const char *bdf, char *out, size_t len)
-{
-	char path[PATH_MAX];
-	DIR *dir;
-	struct dirent *e;
-	size_t used = 0;
-
-	out[0] = 0;
-	snprintf(path, sizeof(path), "/sys/kernel/iommu_groups/%d/devices", group);
-	dir = opendir(path);
-	if (!dir)
-		return;
-	while ((e = readdir(dir)) && used + 1 < len) {
-		char link[PATH_MAX] = "", drv[PATH_MAX + 300];
-		ssize_t n;
-
-		if (e->d_name[0] == '.' || !strcmp(e->d_name, bdf))
-			continue;
-		snprintf(drv, sizeof(drv), "%s/%s/driver", path, e->d_name);
-		n = readlink(drv, link, sizeof(link) - 1);
-		link[n < 0 ? 0 : n] = 0;
-		used += (size_t)snprintf(out + used, len - used, "%s%s (%s)",
-					 used ? ", " : "", e->d_name,
-					 n > 0 ? basename(link) : "no driver");
-		if (used >= len)
-			used = len - 1;
-	}
-	closedir(dir);
-}
-
-static int open_group(struct vfio_dev *v, const char *bdf)
-{
-	char link[PATH_MAX], path[PATH_MAX], others[1024];
 	struct vfio_group_status st = { .argsz = sizeof(st) };
-	ssize_t n;
-	int group;
+	char path[PATH_MAX];
+	int fd = nvme_vfio_open_group(r, group);
 
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", bdf);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n < 0)
-		return dc_fail(
-			-ENODEV,
-			"%s is in no IOMMU group: no IOMMU is enabled (boot with "
-			"intel_iommu=on or amd_iommu=on; in a VM, give it an emulated "
-			"IOMMU)",
-			bdf);
-	link[n] = 0;
-	group = atoi(basename(link));
-	v->container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return fd;
+	v->group = fd;
+	if (ioctl(v->group, VFIO_GROUP_GET_STATUS, &st) < 0)
+		return dc_fail(-errno, "%s/vfio/%d: not a VFIO group: %s", r->dev, group,
+			       strerror(errno));
+	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE))
+		return nvme_vfio_not_viable(r, bdf, group);
+	snprintf(path, sizeof(path), "%s/vfio/vfio", r->dev);
+	v->container = open(path, O_RDWR | O_CLOEXEC);
 	if (v->container < 0)
-		return dc_fail(-errno, "/dev/vfio/vfio: %s%s", strerror(errno),
+		return dc_fail(-errno, "%s: %s%s", path, strerror(errno),
 			       errno == ENOENT ? " (modprobe vfio-pci)" :
 			       errno == EACCES ? ": not permitted (run as root)" :
 						 "");
 	if (ioctl(v->container, VFIO_GET_API_VERSION) != VFIO_API_VERSION ||
 	    ioctl(v->container, VFIO_CHECK_EXTENSION, VFIO_TYPE1_IOMMU) <= 0)
 		return dc_fail(-ENODEV, "%s: VFIO has no type1 IOMMU here", bdf);
-	snprintf(path, sizeof(path), "/dev/vfio/%d", group);
-	v->group = open(path, O_RDWR | O_CLOEXEC);
-	if (v->group < 0)
-		return dc_fail(-errno, "%s: %s%s", path, strerror(errno),
-			       errno == EACCES || errno == EPERM ?
-				       ": not permitted (run as root, or give this user "
-				       "the group's device node)" :
-			       errno == EBUSY ?
-				       ": the group is in use by another process" :
-				       "");
-	if (ioctl(v->group, VFIO_GROUP_GET_STATUS, &st) < 0 ||
-	    !(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
-		group_members(group, bdf, others, sizeof(others));
-		return dc_fail(
-			-EBUSY,
-			"IOMMU group %d of %s is not viable: every device in it must "
-			"be bound to vfio-pci or to no driver; the others are: %s",
-			group, bdf, others[0] ? others : "(none listed)");
-	}
 	if (ioctl(v->group, VFIO_GROUP_SET_CONTAINER, &v->container) < 0)
 		return dc_fail(-errno, "%s: cannot attach group %d to a container: %s",
 			       bdf, group, strerror(errno));
@@ -351,11 +269,11 @@ static int setup_irqs(struct vfio_dev *v, unsigned want)
 	return 0;
 }
 
-int nvme_vfio_open(const char *bdf, unsigned want_vec, struct nvme_dev **out)
+int nvme_vfio_open_at(const struct nvme_vfio_roots *r, const char *bdf, unsigned want_vec,
+		      struct nvme_dev **out)
 {
 	struct vfio_dev *v = calloc(1, sizeof(*v));
-	char path[PATH_MAX];
-	int rc;
+	int rc, group = -1;
 
 	if (!v)
 		return dc_fail(-ENOMEM, "out of memory");
@@ -366,18 +284,9 @@ int nvme_vfio_open(const char *bdf, unsigned want_vec, struct nvme_dev **out)
 		v->irq[i] = -1;
 	v->next_iova = VFIO_IOVA_BASE;
 	pthread_mutex_init(&v->iova_lock, NULL);
-	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", bdf);
-	if (!bdf_valid(bdf))
-		rc = dc_fail(-EINVAL,
-			     "'%s' is not a PCI address (DDDD:BB:DD.F, as in "
-			     "0000:00:03.0)",
-			     bdf);
-	else if (access(path, F_OK) < 0)
-		rc = dc_fail(-ENOENT, "no PCI device %s (%s is missing)", bdf, path);
-	else
-		rc = check_driver(bdf);
+	rc = nvme_vfio_check(r, bdf, &group);
 	if (!rc)
-		rc = open_group(v, bdf);
+		rc = open_group(v, r, bdf, group);
 	if (!rc) {
 		v->device = ioctl(v->group, VFIO_GROUP_GET_DEVICE_FD, bdf);
 		if (v->device < 0)
@@ -394,4 +303,9 @@ int nvme_vfio_open(const char *bdf, unsigned want_vec, struct nvme_dev **out)
 	}
 	*out = &v->d;
 	return 0;
+}
+
+int nvme_vfio_open(const char *bdf, unsigned want_vec, struct nvme_dev **out)
+{
+	return nvme_vfio_open_at(&nvme_vfio_real_roots, bdf, want_vec, out);
 }
