@@ -17,6 +17,7 @@
 
 #include <diskcore/plugin.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <grp.h>
 #include <limits.h>
 #include <stdio.h>
@@ -29,10 +30,24 @@
 #define ADDR "0000:00:03.0"
 
 struct tree {
-	char *root;
 	char sys[PATH_MAX], dev[PATH_MAX];
 	struct nvme_vfio_roots r;
 };
+
+/* printf into the next of a ring of buffers: valid for 15 more calls, and
+ * nothing to free (the ASan run checks for leaks). */
+static const char *__attribute__((format(printf, 1, 2))) P(const char *fmt, ...)
+{
+	static char ring[16][PATH_MAX];
+	static unsigned next;
+	char *buf = ring[next++ % 16];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, PATH_MAX, fmt, ap);
+	va_end(ap);
+	return buf;
+}
 
 /* mkdir -p, each directory 0755 whatever the umask (the unprivileged case
  * walks the tree as another user). */
@@ -66,17 +81,19 @@ static void link_at(const char *target, const char *path)
 /* An empty system: no functions, no IOMMU groups, an empty /dev/vfio. */
 static void tree_init(struct tree *t)
 {
-	t->root = h_tmpsubdir();
+	char *root = h_tmpsubdir();
+
 	ck_assert_int_eq(chmod(h_tmpdir(), 0755), 0);
-	ck_assert_int_eq(chmod(t->root, 0755), 0);
-	snprintf(t->sys, sizeof(t->sys), "%s/sys", t->root);
-	snprintf(t->dev, sizeof(t->dev), "%s/dev", t->root);
+	ck_assert_int_eq(chmod(root, 0755), 0);
+	snprintf(t->sys, sizeof(t->sys), "%s/sys", root);
+	snprintf(t->dev, sizeof(t->dev), "%s/dev", root);
+	free(root);
 	t->r.sys = t->sys;
 	t->r.dev = t->dev;
-	mkdirs(h_fmt("%s/bus/pci/devices", t->sys));
-	mkdirs(h_fmt("%s/devices/pci0000:00", t->sys));
-	mkdirs(h_fmt("%s/kernel/iommu_groups", t->sys));
-	mkdirs(h_fmt("%s/vfio", t->dev));
+	mkdirs(P("%s/bus/pci/devices", t->sys));
+	mkdirs(P("%s/devices/pci0000:00", t->sys));
+	mkdirs(P("%s/kernel/iommu_groups", t->sys));
+	mkdirs(P("%s/vfio", t->dev));
 }
 
 /* Function `addr` of PCI class `cls`, in IOMMU group `group` (-1: none),
@@ -84,24 +101,24 @@ static void tree_init(struct tree *t)
 static void add_fn(struct tree *t, const char *addr, const char *cls, int group,
 		   const char *driver)
 {
-	char *dir = h_fmt("%s/devices/pci0000:00/%s", t->sys, addr);
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s", P("%s/devices/pci0000:00/%s", t->sys, addr));
 
 	mkdirs(dir);
-	h_write_file(h_fmt("%s/class", dir), cls, strlen(cls), 0644);
-	link_at(h_fmt("../../../devices/pci0000:00/%s", addr),
-		h_fmt("%s/bus/pci/devices/%s", t->sys, addr));
+	h_write_file(P("%s/class", dir), cls, strlen(cls), 0644);
+	link_at(P("../../../devices/pci0000:00/%s", addr),
+		P("%s/bus/pci/devices/%s", t->sys, addr));
 	if (driver) {
-		mkdirs(h_fmt("%s/bus/pci/drivers/%s", t->sys, driver));
-		link_at(h_fmt("../../../bus/pci/drivers/%s", driver),
-			h_fmt("%s/driver", dir));
+		mkdirs(P("%s/bus/pci/drivers/%s", t->sys, driver));
+		link_at(P("../../../bus/pci/drivers/%s", driver), P("%s/driver", dir));
 	}
 	if (group >= 0) {
-		mkdirs(h_fmt("%s/kernel/iommu_groups/%d/devices", t->sys, group));
-		link_at(h_fmt("../../../kernel/iommu_groups/%d", group),
-			h_fmt("%s/iommu_group", dir));
-		link_at(h_fmt("../../../../devices/pci0000:00/%s", addr),
-			h_fmt("%s/kernel/iommu_groups/%d/devices/%s", t->sys, group,
-			      addr));
+		mkdirs(P("%s/kernel/iommu_groups/%d/devices", t->sys, group));
+		link_at(P("../../../kernel/iommu_groups/%d", group),
+			P("%s/iommu_group", dir));
+		link_at(P("../../../../devices/pci0000:00/%s", addr),
+			P("%s/kernel/iommu_groups/%d/devices/%s", t->sys, group, addr));
 	}
 }
 
@@ -117,15 +134,14 @@ static void expect(const struct tree *t, const char *addr, int rc, const char *w
 
 static const char *bind_hint(const struct tree *t, const char *driver)
 {
-	return h_fmt(ADDR " is bound to %s, not to vfio-pci; bind it with: modprobe "
-			  "vfio-pci; echo vfio-pci > %s/bus/pci/devices/" ADDR
-			  "/driver_override; %secho " ADDR " > %s/bus/pci/drivers_probe",
-		     driver ? driver : "no driver", t->sys,
-		     driver ? h_fmt("echo " ADDR " > %s/bus/pci/devices/" ADDR
-				    "/driver/unbind; ",
-				    t->sys) :
-			      "",
-		     t->sys);
+	return P(ADDR " is bound to %s, not to vfio-pci; bind it with: modprobe "
+		      "vfio-pci; echo vfio-pci > %s/bus/pci/devices/" ADDR
+		      "/driver_override; %secho " ADDR " > %s/bus/pci/drivers_probe",
+		 driver ? driver : "no driver", t->sys,
+		 driver ? P("echo " ADDR " > %s/bus/pci/devices/" ADDR "/driver/unbind; ",
+			    t->sys) :
+			  "",
+		 t->sys);
 }
 
 START_TEST(bad_address)
@@ -149,8 +165,8 @@ START_TEST(no_device)
 
 	tree_init(&t);
 	expect(&t, ADDR, -ENOENT,
-	       h_fmt("no PCI device " ADDR " (%s/bus/pci/devices/" ADDR " is missing)",
-		     t.sys));
+	       P("no PCI device " ADDR " (%s/bus/pci/devices/" ADDR " is missing)",
+		 t.sys));
 	/* nvme.so's own roots are the real ones. */
 	ck_assert_str_eq(nvme_vfio_real_roots.sys, "/sys");
 	ck_assert_str_eq(nvme_vfio_real_roots.dev, "/dev");
@@ -175,7 +191,7 @@ START_TEST(no_iommu)
 	add_fn(&t, ADDR, "0x010802\n", -1, "nvme");
 	expect(&t, ADDR, -ENODEV, want);
 	/* Without kernel/iommu_groups at all, as on a kernel built without it. */
-	ck_assert_int_eq(rmdir(h_fmt("%s/kernel/iommu_groups", t.sys)), 0);
+	ck_assert_int_eq(rmdir(P("%s/kernel/iommu_groups", t.sys)), 0);
 	expect(&t, ADDR, -ENODEV, want);
 }
 END_TEST
@@ -253,9 +269,9 @@ START_TEST(group_node_missing)
 	add_fn(&t, "0000:00:1c.0", "0x060400\n", 7, "pcieport");
 	add_fn(&t, "0000:00:1c.1", "0x060400\n", 7, "shpchp");
 	expect(&t, ADDR, -ENOENT,
-	       h_fmt("%s/vfio/7: No such file or directory: the group's device node "
-		     "is missing (in a container, pass it in with /dev/vfio/vfio)",
-		     t.dev));
+	       P("%s/vfio/7: No such file or directory: the group's device node "
+		 "is missing (in a container, pass it in with /dev/vfio/vfio)",
+		 t.dev));
 }
 END_TEST
 
@@ -270,7 +286,7 @@ START_TEST(group_node_not_permitted)
 
 	tree_init(&t);
 	add_fn(&t, ADDR, "0x010802\n", 7, "vfio-pci");
-	h_write_file(h_fmt("%s/vfio/7", t.dev), "", 0, geteuid() ? 0 : 0600);
+	h_write_file(P("%s/vfio/7", t.dev), "", 0, geteuid() ? 0 : 0600);
 	ck_assert_int_eq(pipe(fds), 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
@@ -296,10 +312,10 @@ START_TEST(group_node_not_permitted)
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		      "child status %#x (2: could not become nobody)", status);
 	ck_assert_int_eq(rc, -EACCES);
-	ck_assert_str_eq(msg, h_fmt("%s/vfio/7: Permission denied: not permitted (run "
-				    "as root, or give this user the group's device "
-				    "node)",
-				    t.dev));
+	ck_assert_str_eq(msg, P("%s/vfio/7: Permission denied: not permitted (run "
+				"as root, or give this user the group's device "
+				"node)",
+				t.dev));
 }
 END_TEST
 
@@ -312,10 +328,9 @@ START_TEST(not_a_group)
 
 	tree_init(&t);
 	add_fn(&t, ADDR, "0x010802\n", 7, "vfio-pci");
-	h_write_file(h_fmt("%s/vfio/7", t.dev), "", 0, 0600);
+	h_write_file(P("%s/vfio/7", t.dev), "", 0, 0600);
 	expect(&t, ADDR, -ENOTTY,
-	       h_fmt("%s/vfio/7: not a VFIO group: Inappropriate ioctl for device",
-		     t.dev));
+	       P("%s/vfio/7: not a VFIO group: Inappropriate ioctl for device", t.dev));
 }
 END_TEST
 
