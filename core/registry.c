@@ -394,8 +394,42 @@ static bool reg_claims(const struct reg_entry *e, const char *form)
 	return e && !e->err && dc__plugin_form(&e->desc, form);
 }
 
+/* Drop from names (dir's .so files) each file that a FORM.so link beside it
+ * points to: that is the plugin's own file (ram.so for mem.so and
+ * memdiff.so), named after the plugin rather than a form it serves. */
+static void reg_drop_link_targets(const char *dir, char **names, size_t *n)
+{
+	bool *target = calloc(*n ? *n : 1, sizeof(*target));
+	char link[PATH_MAX];
+	size_t i, j, k;
+
+	if (!target)
+		return; /* the list only names a few more */
+	for (i = 0; i < *n; i++) {
+		char *path = dc__strfmt("%s/%s", dir, names[i]);
+		ssize_t len = path ? readlink(path, link, sizeof(link) - 1) : -1;
+
+		free(path);
+		if (len <= 0)
+			continue;
+		link[len] = '\0';
+		for (j = 0; j < *n; j++)
+			if (j != i && !strcmp(link, names[j]))
+				target[j] = true;
+	}
+	for (i = k = 0; i < *n; i++) {
+		if (target[i])
+			free(names[i]);
+		else
+			names[k++] = names[i];
+	}
+	*n = k;
+	free(target);
+}
+
 /* "invalid disk kind 'foo'; known kinds: a, b, c". The kinds are the FORM.so
- * names on the path: nothing is loaded to say so. */
+ * names on the path, less the plugins' own files that links point to:
+ * nothing is loaded to say so. */
 static int reg_unknown(const char *name, const struct reg_dirs *dirs)
 {
 	char **kinds = NULL, **names;
@@ -409,6 +443,7 @@ static int reg_unknown(const char *name, const struct reg_dirs *dirs)
 	for (i = 0; i < dirs->n; i++) {
 		if (reg_listdir(dirs->v[i], &names, &n) < 0)
 			goto out;
+		reg_drop_link_targets(dirs->v[i], names, &n);
 		for (j = 0; j < n; j++) {
 			char **k = realloc(kinds, (nk + 1) * sizeof(*kinds));
 

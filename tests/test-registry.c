@@ -654,6 +654,25 @@ START_TEST(test_unknown_kind_lists_known)
 }
 END_TEST
 
+START_TEST(test_unknown_kind_lists_aliases)
+{
+	/* ram.so serves mem and memdiff through links: the list names those,
+	 * not the plugin's own file. */
+	const char *root = getenv("DISKCORE_BUILD_ROOT");
+	char *ram = fmt("%s/plugins/ram/ram.so", root), *d = tmp_dir();
+
+	if (access(ram, R_OK) != 0)
+		return; /* the ram plugin is always built; nothing to check without */
+	install_from(ram, d, "ram");
+	ck_assert_int_eq(symlink("ram.so", path_of(d, "mem")), 0);
+	ck_assert_int_eq(symlink("ram.so", path_of(d, "memdiff")), 0);
+	install(d, "good", NULL);
+	use_path(d);
+	open_fails("ram:1M", -ENOENT,
+		   "invalid disk kind 'ram'; known kinds: good, mem, memdiff");
+}
+END_TEST
+
 static int visit_stop(void *arg, const char *path, const struct dc_plugin *p,
 		      const char *why)
 {
@@ -749,6 +768,7 @@ static Suite *registry_suite(void)
 	tcase_add_test(tc, test_symlink_same_plugin);
 	tcase_add_test(tc, test_foreach);
 	tcase_add_test(tc, test_unknown_kind_lists_known);
+	tcase_add_test(tc, test_unknown_kind_lists_aliases);
 	tcase_add_test(tc, test_relative_entries_ignored);
 	tcase_add_test(tc, test_path_replaces_default);
 	tcase_add_test(tc, test_concurrent_lookups);
