@@ -12,6 +12,8 @@
 #include "vhdfmt/vhdfmt.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -119,4 +121,28 @@ char *qcow2_parent_of(int fd, const char *path, bool any)
 	q.path = NULL;
 	qcow2_free(&q);
 	return parent;
+}
+
+int qcow2_check_existing(const struct dc_open_args *a, struct qcow2 *q)
+{
+	const char *parent = dc_opt_str(a, "parent"), *why_not = NULL;
+	char why[PATH_MAX + 64], *real;
+	uint64_t size = 0;
+	int ret;
+
+	dc_opt_num(a, "create", &size);
+	if (parent && !q->backing) {
+		why_not = "it has no backing file";
+	} else if (parent) {
+		ret = qcow2_resolve_backing(q);
+		if (ret)
+			return ret;
+		real = realpath(parent, NULL);
+		if (!real || strcmp(real, q->parent) != 0) {
+			snprintf(why, sizeof(why), "its backing file is %s", q->parent);
+			why_not = why;
+		}
+		free(real);
+	}
+	return vhdfmt_check_existing(q->path, size, q->h.size, parent, why_not);
 }

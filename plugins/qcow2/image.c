@@ -96,7 +96,7 @@ static int qcow2_check_writable(struct qcow2 *q)
 	return 0;
 }
 
-int qcow2_load(struct qcow2 *q, uint64_t cache)
+int qcow2_load_header(struct qcow2 *q)
 {
 	int ret = 0;
 
@@ -125,7 +125,14 @@ int qcow2_load(struct qcow2 *q, uint64_t cache)
 #endif
 	if (ret == 0 && q->snapshot)
 		ret = qcow2_pick_snapshot(q);
-	if (ret == 0 && q->writable)
+	return ret;
+}
+
+int qcow2_load_tables(struct qcow2 *q, uint64_t cache)
+{
+	int ret = 0;
+
+	if (q->writable)
 		ret = qcow2_check_writable(q);
 	if (ret == 0 && !cache) {
 		/* Enough for the whole disk, up to the default. */
@@ -146,4 +153,11 @@ int qcow2_load(struct qcow2 *q, uint64_t cache)
 				 strerror(-ret));
 	}
 	return ret;
+}
+
+int qcow2_load(struct qcow2 *q, uint64_t cache)
+{
+	int ret = qcow2_load_header(q);
+
+	return ret ? ret : qcow2_load_tables(q, cache);
 }

@@ -69,19 +69,20 @@ static int qcow2_options(const struct dc_open_args *a, struct qcow2 *q, uint64_t
 
 /* The image file, opened (and made, when the options ask) by the core's
  * rule for creating plugins (plugin.h, dc_create_open()). */
-static int qcow2_open_file(const struct dc_open_args *a, struct qcow2 *q)
+static int qcow2_open_file(const struct dc_open_args *a, struct qcow2 *q, bool *created)
 {
-	bool make = dc_opt_str(a, "create") || dc_opt_str(a, "parent"), created = false;
+	bool make = dc_opt_str(a, "create") || dc_opt_str(a, "parent");
 	struct stat st;
 	int ret;
 
-	q->fd = dc_create_open(a, q->path, O_NONBLOCK | (make ? O_CREAT : 0), &created);
+	*created = false;
+	q->fd = dc_create_open(a, q->path, O_NONBLOCK | (make ? O_CREAT : 0), created);
 	if (q->fd < 0) {
 		ret = q->fd;
 		q->fd = -1;
 		return ret;
 	}
-	if (created) {
+	if (*created) {
 		ret = qcow2_create(a, q->path, q->fd);
 		if (ret) {
 			unlink(q->path);
@@ -114,6 +115,7 @@ static struct qcow2 *qcow2_new(void)
 
 static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
+	bool created, made = dc_opt_str(a, "create") || dc_opt_str(a, "parent");
 	struct qcow2 *q;
 	uint64_t cache;
 	int ret;
@@ -129,9 +131,15 @@ static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info 
 	q->path = strdup(a->fields[0]);
 	ret = q->path ? qcow2_options(a, q, &cache) : dc_fail(-ENOMEM, "out of memory");
 	if (ret == 0)
-		ret = qcow2_open_file(a, q);
+		ret = qcow2_open_file(a, q, &created);
 	if (ret == 0)
-		ret = qcow2_load(q, cache);
+		ret = qcow2_load_header(q);
+	/* Before the tables load: a writable load marks the image in use. */
+	if (ret == 0 && made && !created)
+		ret = qcow2_check_existing(a, q);
+	if (ret == 0)
+		ret = qcow2_load_tables(q, cache);
+	q->created = ret == 0 && created;
 	if (ret == 0)
 		ret = qcow2_aio_open(q);
 	if (ret) {
@@ -214,6 +222,8 @@ static void qcow2_describe(void *inst, dc_kv_fn kv, void *arg)
 		   "yes (refcounts may be stale; data reads are unaffected)");
 	if (q->h.incompat & QCOW2_INCOMPAT_CORRUPT)
 		kv(arg, "corrupt", "yes (marked by QEMU)");
+	if (q->created)
+		dc_kv_bool(kv, arg, "created", true);
 	dc_kv_u64(kv, arg, "internal snapshots", q->nsnap);
 	buf[0] = '\0';
 	for (uint32_t i = 0; i < q->nsnap && n < sizeof(buf); i++)

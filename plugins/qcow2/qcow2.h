@@ -145,6 +145,7 @@ struct qcow2 {
 	const char *snapshot; /* the snapshot opened (read-only), or NULL */
 	struct dc_node *node;
 	bool writable;
+	bool created;	  /* this open made the image */
 	bool force_share; /* DC_OPEN_FORCE_SHARE: read-only, no lock taken */
 
 	/* The L2 cache: nslots tables, looked up by offset under lock. */
@@ -208,6 +209,9 @@ void qcow2_encode_hdr(uint8_t *raw, const struct qcow2_hdr *h);
 /* create.c: write a new image into the empty file fd, as the options of a
  * (create=SIZE, cluster=SIZE, parent=PATH) ask; -errno after a message. */
 int qcow2_create(const struct dc_open_args *a, const char *path, int fd);
+/* An existing image opened with create= or parent=: is it what they
+ * describe (docs/spec-strings.md, Creating images)? 0, or -EEXIST. */
+int qcow2_check_existing(const struct dc_open_args *a, struct qcow2 *q);
 
 /* l2.c: the L1 table and the L2 cache. */
 int qcow2_l1_load(struct qcow2 *q);
@@ -287,8 +291,12 @@ uint64_t qcow2_sector_count(void *inst);
 int qcow2_extents(void *inst, struct dc_node *node, uint64_t sector, uint64_t count,
 		  uint64_t *run);
 
-/* image.c: load an image (header, L1, L2 cache) from q->path; free what
- * it holds (not q itself, its locks or the layer below). */
+/* image.c: load an image (header, L1, L2 cache) from q->path, in two steps
+ * or at once; free what it holds (not q itself, its locks or the layer
+ * below). The header step writes nothing; a writable table load marks the
+ * image in use. */
+int qcow2_load_header(struct qcow2 *q);
+int qcow2_load_tables(struct qcow2 *q, uint64_t cache);
 int qcow2_load(struct qcow2 *q, uint64_t cache);
 void qcow2_free(struct qcow2 *q);
 
