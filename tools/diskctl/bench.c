@@ -579,7 +579,8 @@ const struct ctl_opt ctl_bench_opts[] = {
 		"callbacks"),
 	CTL_OPT("no-wait", 0, CTL_OPT_TRUE, struct ctl_bench_args, o.no_wait, NULL,
 		"never drive the queues with dc_queue_wait(); by default a\n"
-		"chain that can reap on the submitting thread (blockdev)\n"
+		"chain that can reap on the submitting thread (an io_uring\n"
+		"backend: file, blockdev, the image formats, nbd, rbd, nvme)\n"
 		"is driven by it, and the rest wait on the queue's eventfd"),
 	CTL_OPT("prefill", 0, CTL_OPT_TRUE, struct ctl_bench_args, o.prefill, NULL,
 		"first write data over the whole disk (not timed)"),

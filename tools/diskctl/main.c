@@ -40,7 +40,7 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "contents of file F (--file F, a multiple of the sector size) at SECTOR,\n"
 	  "then flush.\n",
 	  ctl_write_opts, ctl_write },
-	{ "create", "make a new image: raw, VHD, VHDX, SQLite, differencing",
+	{ "create", "make a new image: raw, VHD, VHDX, qcow2, SQLite, differencing",
 	  "SPEC [SIZE]", 1, 2, "SPEC",
 	  "Make the image SPEC names, SIZE bytes of zeroes, through the options its\n"
 	  "plugin declares for creating ('diskctl plugins' lists them). The kind\n"
@@ -50,12 +50,14 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  "                       a fixed one\n"
 	  "  vhdx:X.vhdx          dynamic VHDX (;block=SIZE, ;sector=4096); with\n"
 	  "                       ;fixed a fixed one\n"
+	  "  qcow2:X.qcow2        qcow2 v3 (;cluster=SIZE)\n"
 	  "  sql:X.dbhd           a disk in SQLite (OpenVMM's .dbhd)\n"
 	  "With --parent, a differencing image over PARENT, of its size (SIZE may be\n"
 	  "left out): vhd: and vhdx: over an image of their own format (a path,\n"
 	  "relative to the current directory, or vhd:PATH / vhdx:PATH; the child\n"
-	  "stores where it is relative to itself, and absolute), sqldiff:X.dbhd over\n"
-	  "any spec. An existing file is never replaced without --overwrite.\n",
+	  "stores where it is relative to itself, and absolute), qcow2: over a\n"
+	  "qcow2, raw, VHD or VHDX file, sqldiff:X.dbhd over any spec. An existing\n"
+	  "file is never replaced without --overwrite.\n",
 	  ctl_create_opts, ctl_create },
 	{ "convert", "copy a disk into a new image of any format", "SRC DST", 2, 2,
 	  "SRC and DST",
@@ -95,15 +97,15 @@ static const struct ctl_cmd ctl_cmds[] = {
 	  ctl_map_opts, ctl_map },
 	{ "resize", "change a disk's size", "SPEC [+|-]SIZE", 2, 2, "SPEC and SIZE",
 	  "Open SPEC read-write and change its size to SIZE bytes (or by SIZE,\n"
-	  "with + or -) through the chain's resize (mem:, sql:, rbd:, and qcow2:\n"
-	  "and vhd: growing), then flush and print the new size. SIZE must be a\n"
-	  "whole number of sectors. Shrinking drops what lies past the new end\n"
-	  "and is refused without --shrink (as qemu-img resize).\n",
+	  "with + or -) through the chain's resize (mem:, sql:, rbd:; qcow2:,\n"
+	  "vhd: and vhdx: growing), then flush and print the new size. SIZE must\n"
+	  "be a whole number of sectors. Shrinking drops what lies past the new\n"
+	  "end and is refused without --shrink (as qemu-img resize).\n",
 	  ctl_resize_opts, ctl_resize },
 	{ "commit", "merge the top layer of a differencing chain into its parent", "SPEC",
 	  1, 1, "SPEC",
-	  "Copy what the top layer of SPEC holds (a vhd: or vhdx: child, the\n"
-	  "sqldiff: layer of sqldiff:PATH:LOWER) into the layer below it, opened\n"
+	  "Copy what the top layer of SPEC holds (a vhd:, vhdx: or qcow2: child,\n"
+	  "the sqldiff: layer of sqldiff:PATH:LOWER) into the layer below it, opened\n"
 	  "writable on its own, then flush it, as qemu-img commit -d: the top\n"
 	  "layer is left as it was (a vhd: or sqldiff: child reads the same over\n"
 	  "the new parent; a vhdx: child no longer opens, as its parent changed).\n"

@@ -374,7 +374,7 @@ static void serve_transmit_fd(struct serve_conn *c)
 	}
 }
 
-/* A queue driven by dc_queue_wait_fd() (docs/serve.md, "Threads"): the
+/* A queue driven by dc_queue_wait_fd() (docs/serve.md, "How it works"): the
  * chain's backend reaps on this thread, so a completion crosses no thread,
  * and the same wait ends when the socket brings requests while there is room
  * for more. Requests waiting on the socket are read first, a burst at a
