@@ -156,6 +156,11 @@ done
 # their leaks are the C tests' to find under ASan. -entropic=0 for them too: the threads' coverage
 # varies from run to run and entropic scheduling spends its time on it.
 dclib="$out/lib"
+# That build's UBSan checks recover (meson's b_sanitize adds no
+# -fno-sanitize-recover): without halt_on_error a report in the core or a
+# plugin would only be printed and the run would pass.
+UBSAN_OPTIONS=${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}halt_on_error=1:print_stacktrace=1
+export UBSAN_OPTIONS
 # shellcheck disable=SC2054 # the comma is part of the meson option
 if { [ -f "$dclib/build.ninja" ] ||
 	CC="$cc" meson setup "$dclib" "$src" -Db_sanitize=address,undefined \
