@@ -130,6 +130,16 @@ static void t_many(struct ioe_queue *q, bool driven)
 	free(back);
 }
 
+/* Close q, its engine and the temporary file at path (t_tmpfile). */
+static void t_end(struct ioe_queue *q, struct ioe_file *f, int fd, char *path)
+{
+	ioe_queue_close(q);
+	ioe_file_close(f);
+	close(fd);
+	unlink(path);
+	free(path);
+}
+
 /* The engine on fd, in the mode asked for (pool: DISKCORE_IO_ENGINE=pool). */
 static struct ioe_file *t_engine(int fd, bool pool, bool direct)
 {
@@ -187,11 +197,7 @@ static void t_one_mode(bool pool, bool driven, bool direct)
 	ck_assert_int_eq(t.res, 0);
 	ck_assert(buf[1] == 0 && buf[2 * BLK] == 0);
 
-	ioe_queue_close(q);
-	ioe_file_close(f);
-	close(fd);
-	unlink(path);
-	free(path);
+	t_end(q, f, fd, path);
 	free(buf);
 }
 
@@ -288,11 +294,7 @@ START_TEST(uring_single_edges)
 	ck_assert(!q->single);
 	t_rw(q, true, &t, IOE_READ, 0, &iov, 1, BLK);
 	ck_assert_int_eq(t.res, 0);
-	ioe_queue_close(q);
-	ioe_file_close(f);
-	close(fd);
-	unlink(path);
-	free(path);
+	t_end(q, f, fd, path);
 }
 END_TEST
 
@@ -349,11 +351,7 @@ static void t_copy(bool pool, bool driven)
 	}
 	t_rw(q, driven, &t, IOE_FLUSH, 0, NULL, 0, 0);
 	ck_assert_int_eq(t.res, 0);
-	ioe_queue_close(q);
-	ioe_file_close(f);
-	close(fd);
-	unlink(path);
-	free(path);
+	t_end(q, f, fd, path);
 	free(data);
 	free(back);
 }

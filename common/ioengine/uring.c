@@ -34,6 +34,19 @@ static void ioe_ring_exit(struct io_uring *ring)
  * the kernel (its wait for completions, mostly) instead of interrupting it
  * where it runs, as fio's rings do. SUBMIT_ALL is 5.18. An older kernel
  * refuses either with EINVAL: try without. */
+/* One ring, made under ioe_ring_lock. */
+static int ioe_ring_make(struct io_uring *ring, unsigned entries, unsigned cq,
+			 unsigned flags)
+{
+	struct io_uring_params p = { .cq_entries = cq, .flags = flags };
+	int rc;
+
+	pthread_mutex_lock(&ioe_ring_lock);
+	rc = io_uring_queue_init_params(entries, ring, &p);
+	pthread_mutex_unlock(&ioe_ring_lock);
+	return rc;
+}
+
 static int ioe_ring_init(struct io_uring *ring, unsigned entries, unsigned cq)
 {
 	static const unsigned drop[] = { 0, IORING_SETUP_COOP_TASKRUN,
@@ -42,15 +55,10 @@ static int ioe_ring_init(struct io_uring *ring, unsigned entries, unsigned cq)
 			 IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
 	int rc = -EINVAL;
 
-	pthread_mutex_lock(&ioe_ring_lock);
 	for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]) && rc == -EINVAL; i++) {
-		struct io_uring_params p = { .cq_entries = cq };
-
 		flags &= ~drop[i];
-		p.flags = flags;
-		rc = io_uring_queue_init_params(entries, ring, &p);
+		rc = ioe_ring_make(ring, entries, cq, flags);
 	}
-	pthread_mutex_unlock(&ioe_ring_lock);
 	if (rc < 0)
 		dc_error("io_uring_queue_init: %s (is io_uring disabled? see "
 			 "/proc/sys/kernel/io_uring_disabled)",
@@ -112,6 +120,16 @@ void ioe_ring_destroy(struct ioe_queue *q)
 	free(q);
 }
 
+/* A registered file saves a file table lookup per request; without one the
+ * ring takes the fd. */
+static void ioe_ring_register_file(struct ioe_queue *q)
+{
+	bool fixed = io_uring_register_files(&q->ring, &q->f->fd, 1) == 0;
+
+	q->file = fixed ? 0 : q->f->fd;
+	q->sqe_flags = fixed ? IOSQE_FIXED_FILE : 0;
+}
+
 static void ioe_ring_ready(struct ioe_src *s)
 {
 	ioe_ring_kick((struct ioe_queue *)s);
@@ -136,13 +154,7 @@ int ioe_ring_queue_open(struct ioe_queue *q)
 	q->max_inflight = q->ring.cq.ring_entries - 2;
 	ioe_list_init(&q->parked);
 	pthread_mutex_init(&q->lock, NULL);
-	/* A registered file saves a file table lookup per request. */
-	if (io_uring_register_files(&q->ring, &f->fd, 1) == 0) {
-		q->file = 0;
-		q->sqe_flags = IOSQE_FIXED_FILE;
-	} else {
-		q->file = f->fd;
-	}
+	ioe_ring_register_file(q);
 	/* One eventfd both for the kernel (a CQE was posted) and for submitters
 	 * (please flush); edge-triggered, so it is never read. */
 	q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -222,20 +234,16 @@ static int rq_wait(struct ioe_queue *q, int wake_fd, int timeout_ms,
  * it. A kernel that refuses keeps the ring there is. Under q->lock. */
 static void rq_own(struct ioe_queue *q)
 {
-	struct io_uring_params p = {
-		.cq_entries = IOE_CQ_ENTRIES,
-		.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
-			 IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
-			 IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
-	};
 	struct io_uring ring, old;
 	int rc;
 
 	if (!q->bound || q->f->shared || q->inflight || q->unsubmitted || q->parked.head)
 		return;
-	pthread_mutex_lock(&ioe_ring_lock);
-	rc = io_uring_queue_init_params(IOE_SQ_ENTRIES, &ring, &p);
-	pthread_mutex_unlock(&ioe_ring_lock);
+	rc = ioe_ring_make(&ring, IOE_SQ_ENTRIES, IOE_CQ_ENTRIES,
+			   IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+				   IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER |
+				   IORING_SETUP_DEFER_TASKRUN |
+				   IORING_SETUP_TASKRUN_FLAG);
 	if (rc < 0) {
 		dc_debug("ioengine: keeping a shared ring: %s", strerror(-rc));
 		return;
@@ -244,13 +252,7 @@ static void rq_own(struct ioe_queue *q)
 	q->ring = ring;
 	if (q->sqe_flags & IOSQE_FIXED_FILE)
 		io_uring_unregister_files(&old);
-	if (io_uring_register_files(&q->ring, &q->f->fd, 1) == 0) {
-		q->file = 0;
-		q->sqe_flags = IOSQE_FIXED_FILE;
-	} else {
-		q->file = q->f->fd;
-		q->sqe_flags = 0;
-	}
+	ioe_ring_register_file(q);
 	ioe_ring_exit(&old);
 	q->max_inflight = q->ring.cq.ring_entries - 2;
 	q->single = true;

@@ -67,11 +67,11 @@ static int qcow2_options(const struct dc_open_args *a, struct qcow2 *q, uint64_t
 	return 0;
 }
 
-/* The image file, opened (and made, when the options ask) by the core's
- * rule for creating plugins (plugin.h, dc_create_open()). */
-static int qcow2_open_file(const struct dc_open_args *a, struct qcow2 *q, bool *created)
+/* The image file, opened (and made, when make: a's create= or parent=) by
+ * the core's rule for creating plugins (plugin.h, dc_create_open()). */
+static int qcow2_open_file(const struct dc_open_args *a, struct qcow2 *q, bool make,
+			   bool *created)
 {
-	bool make = dc_opt_str(a, "create") || dc_opt_str(a, "parent");
 	struct stat st;
 	int ret;
 
@@ -115,7 +115,7 @@ static struct qcow2 *qcow2_new(void)
 
 static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info *info)
 {
-	bool created, made = dc_opt_str(a, "create") || dc_opt_str(a, "parent");
+	bool created, make = dc_opt_str(a, "create") || dc_opt_str(a, "parent");
 	struct qcow2 *q;
 	uint64_t cache;
 	int ret;
@@ -131,11 +131,11 @@ static int qcow2_open(const struct dc_open_args *a, void **inst, struct dc_info 
 	q->path = strdup(a->fields[0]);
 	ret = q->path ? qcow2_options(a, q, &cache) : dc_fail(-ENOMEM, "out of memory");
 	if (ret == 0)
-		ret = qcow2_open_file(a, q, &created);
+		ret = qcow2_open_file(a, q, make, &created);
 	if (ret == 0)
 		ret = qcow2_load_header(q);
 	/* Before the tables load: a writable load marks the image in use. */
-	if (ret == 0 && made && !created)
+	if (ret == 0 && make && !created)
 		ret = qcow2_check_existing(a, q);
 	if (ret == 0)
 		ret = qcow2_load_tables(q, cache);
