@@ -324,17 +324,16 @@ void ioe_ring_kick(struct ioe_queue *q)
 
 /* O_DIRECT requests go to a device, which may complete a whole batch at once
  * and then sit idle until the next arrives. A thread that enters this ring
- * itself (its driver, or the engine thread in a delivery) and refills it
- * hands the kernel every IOE_EARLY_SUBMIT new SQEs rather than all at its
- * next wait, so the device starts on the first while the rest are prepared
+ * itself (its driver, or the engine thread in a delivery) hands each refill
+ * to the kernel as it is made, as fio does, rather than in batches: a virtio
+ * disk starts on each request as it arrives, and the requests a batch holds
+ * back cost more device time than the system calls it saves
  * (docs/performance.md, "O_DIRECT against fio"). Buffered requests mostly
  * complete inside the submission: they keep one io_uring_enter per burst.
  * Under q->lock. */
-#define IOE_EARLY_SUBMIT 8
-
 static bool rq_early(struct ioe_queue *q)
 {
-	return q->f->direct && q->unsubmitted >= IOE_EARLY_SUBMIT &&
+	return q->f->direct && q->unsubmitted &&
 	       (q->driven || ioe_thread_is_self(q->f->t));
 }
 
