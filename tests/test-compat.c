@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,8 +411,36 @@ static bool is_row_id(const char *s)
 	       s[1] <= '9' && s[2] >= '0' && s[2] <= '9';
 }
 
+/* Whether test program NAME has START_TEST(CASE): in tests/test-NAME.c or in
+ * one of the tests/NAME-*.c files it is split into. */
+static bool program_has_case(const char *src, const char *name, const char *tcase)
+{
+	char *pattern = h_fmt("%s/tests/%s-*.c", src, name);
+	char *want = h_fmt("START_TEST(%s)", tcase);
+	bool found = false;
+	glob_t g = { 0 };
+
+	if (glob(pattern, 0, NULL, &g) != 0)
+		g.gl_pathc = 0;
+	/* The split-off files, then the program's own file. */
+	for (size_t i = 0; i <= g.gl_pathc && !found; i++) {
+		char *path = i < g.gl_pathc ? strdup(g.gl_pathv[i]) :
+					      h_fmt("%s/tests/test-%s.c", src, name);
+		size_t len;
+		char *text = h_read_file(path, &len);
+
+		found = strstr(text, want) != NULL;
+		free(text);
+		free(path);
+	}
+	globfree(&g);
+	free(pattern);
+	free(want);
+	return found;
+}
+
 /* Every test a row's Tests cell names exists: "NAME" a tests/test-NAME.c or
- * .sh, "NAME:CASE" a START_TEST(CASE) in tests/test-NAME.c. */
+ * .sh, "NAME:CASE" a START_TEST(CASE) in test program NAME. */
 static void check_tests_cell(const char *src, const char *id, const char *cell_text)
 {
 	char *list = strdup(cell_text), *tok, *save = NULL;
@@ -420,19 +449,15 @@ static void check_tests_cell(const char *src, const char *id, const char *cell_t
 	for (tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
 		char *colon = strchr(tok, ':'), *path;
 
-		if (colon)
-			*colon = '\0';
-		path = h_fmt("%s/tests/test-%s.c", src, tok);
 		if (colon) {
-			size_t len;
-			char *text = h_read_file(path, &len), *want;
-
-			want = h_fmt("START_TEST(%s)", colon + 1);
-			ck_assert_msg(strstr(text, want), "row %s: %s has no %s", id,
-				      path, want);
-			free(want);
-			free(text);
-		} else if (access(path, F_OK) != 0) {
+			*colon = '\0';
+			ck_assert_msg(program_has_case(src, tok, colon + 1),
+				      "row %s: test program %s has no START_TEST(%s)", id,
+				      tok, colon + 1);
+			continue;
+		}
+		path = h_fmt("%s/tests/test-%s.c", src, tok);
+		if (access(path, F_OK) != 0) {
 			free(path);
 			path = h_fmt("%s/tests/test-%s.sh", src, tok);
 			ck_assert_msg(access(path, F_OK) == 0, "row %s: no test %s", id,

@@ -10,7 +10,7 @@
 #    parent set explicitly (qemu-img ignores VHD parents). libvhdi 20210425
 #    treats the sectors after a run of present sectors, up to the end of that
 #    bitmap byte, as present too, so chain writes here are 4 KiB-aligned (an
-#    exact per-sector check of the bitmap is in test-vhd.c); and it returns the
+#    exact per-sector check of the bitmap is in vhd-diff.c); and it returns the
 #    parent's data for a read that spans blocks of a child, so it reads in
 #    pieces that never do.
 # The disk is driven through libdiskcore by ctypes (tests/oracle-lib.sh).
