@@ -159,6 +159,34 @@ bench_paired() {
 		"$(echo "$@" | tr ' ' '\n' | sort -g | awk 'NF { v[++n] = $1 } END { printf "%.2f %.2f", v[1], v[n] }')"
 }
 
+# bench_paired_ci A B: a 95% interval for the median of the per-round ratios
+# of $OUT/A to $OUT/B (bench_paired), as "LOW HIGH" with two decimals: the
+# 2.5th and 97.5th percentiles of the medians of 2000 resamples (bootstrap,
+# fixed seed, so the same rounds always give the same interval). An interval
+# that holds 1.0 says the two are level on this machine, whatever the median.
+bench_paired_ci() {
+	paste -d' ' "$OUT/$1" "$OUT/$2" | awk '
+		function isort(a, n,   i, j, t) {
+			for (i = 2; i <= n; i++)
+				for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
+					t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
+				}
+		}
+		$2 > 0 { r[++n] = $1 / $2 }
+		END {
+			if (n < 2) { print "n/a n/a"; exit }
+			srand(1)
+			for (b = 1; b <= 2000; b++) {
+				for (i = 1; i <= n; i++)
+					s[i] = r[int(rand() * n) + 1]
+				isort(s, n)
+				m[b] = n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
+			}
+			isort(m, 2000)
+			printf "%.2f %.2f\n", m[50], m[1951]
+		}'
+}
+
 # bench_say_ratio TEXT A B: TEXT, then the ratio of the medians of $OUT/A and
 # $OUT/B.
 bench_say_ratio() {

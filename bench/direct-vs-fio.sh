@@ -173,13 +173,17 @@ echo
 table iops "IOPS:" IOPS
 table cpu "Requests per CPU-second:" "requests / CPU-s"
 echo "ratios file:;direct/fio: of the medians; and paired, the median (lowest-highest)"
-echo "of the rounds' ratios, each round's two runs back to back"
+echo "of the rounds' ratios, each round's two runs back to back, with a 95% interval"
+echo "for that median (bench_paired_ci): above, level or below fio"
 for t in $TARGETS; do
 	# shellcheck disable=SC2046
-	set -- $(bench_paired "iops.d$t" "iops.f$t") $(bench_paired "cpu.d$t" "cpu.f$t")
-	printf '  %-6s IOPS (target >= 1.0): %s, paired %s (%s-%s)   per CPU-second: %s, paired %s\n' \
+	set -- $(bench_paired "iops.d$t" "iops.f$t") $(bench_paired_ci "iops.d$t" "iops.f$t") \
+		$(bench_paired "cpu.d$t" "cpu.f$t")
+	verdict=$(awk -v lo="$4" -v hi="$5" 'BEGIN { print (lo > 1 ? "above" : hi < 1 ? "below" : "level") }')
+	printf '  %-6s IOPS (target >= 1.0): %s, paired %s (%s-%s), 95%% %s-%s: %s   per CPU-second: %s, paired %s\n' \
 		"$t" "$(bench_ratio "$(bench_med "iops.d$t")" "$(bench_med "iops.f$t")")" \
-		"$1" "$2" "$3" "$(bench_ratio "$(bench_med "cpu.d$t")" "$(bench_med "cpu.f$t")")" "$4"
+		"$1" "$2" "$3" "$4" "$5" "$verdict" \
+		"$(bench_ratio "$(bench_med "cpu.d$t")" "$(bench_med "cpu.f$t")")" "$6"
 done
 echo "its own ring against shared rings (DISKCORE_IO_ENGINE=uring-shared), paired:"
 for t in $TARGETS; do
