@@ -147,13 +147,18 @@ bench_ratio() {
 	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "n/a" }'
 }
 
+# bench_pair_ratios A B: round i of $OUT/A over round i of $OUT/B, one a line.
+bench_pair_ratios() {
+	paste -d' ' "$OUT/$1" "$OUT/$2" | awk '$2 > 0 { printf "%.4f\n", $1 / $2 }'
+}
+
 # bench_paired A B: the per-round ratios of $OUT/A to $OUT/B (round i against
 # round i, run back to back), as "MEDIAN MIN MAX" with two decimals. A drift
 # over the rounds (a VM disk warming up) moves both sides of a pair alike,
 # where it can tip a ratio of medians.
 bench_paired() {
 	# shellcheck disable=SC2046
-	set -- $(paste -d' ' "$OUT/$1" "$OUT/$2" | awk '$2 > 0 { printf "%.4f ", $1 / $2 }')
+	set -- $(bench_pair_ratios "$1" "$2")
 	[ $# -gt 0 ] || { echo "n/a n/a n/a"; return; }
 	printf '%.2f %s\n' "$(bench_median "$@")" \
 		"$(echo "$@" | tr ' ' '\n' | sort -g | awk 'NF { v[++n] = $1 } END { printf "%.2f %.2f", v[1], v[n] }')"
@@ -165,26 +170,25 @@ bench_paired() {
 # fixed seed, so the same rounds always give the same interval). An interval
 # that holds 1.0 says the two are level on this machine, whatever the median.
 bench_paired_ci() {
-	paste -d' ' "$OUT/$1" "$OUT/$2" | awk '
+	bench_pair_ratios "$1" "$2" | awk '
 		function isort(a, n,   i, j, t) {
 			for (i = 2; i <= n; i++)
 				for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
 					t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
 				}
 		}
-		$2 > 0 { r[++n] = $1 / $2 }
+		{ r[++n] = $1 }
 		END {
-			if (n < 2) { print "n/a n/a"; exit }
+			if (n < 2) exit
 			srand(1)
 			for (b = 1; b <= 2000; b++) {
 				for (i = 1; i <= n; i++)
 					s[i] = r[int(rand() * n) + 1]
 				isort(s, n)
-				m[b] = n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
+				print n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
 			}
-			isort(m, 2000)
-			printf "%.2f %.2f\n", m[50], m[1951]
-		}'
+		}' | sort -g | awk 'NR == 50 { lo = $1 } NR == 1951 { hi = $1 }
+		END { if (NR < 2000) print "n/a n/a"; else printf "%.2f %.2f\n", lo, hi }'
 }
 
 # bench_say_ratio TEXT A B: TEXT, then the ratio of the medians of $OUT/A and

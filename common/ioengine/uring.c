@@ -29,11 +29,6 @@ static void ioe_ring_exit(struct io_uring *ring)
 	pthread_mutex_unlock(&ioe_ring_lock);
 }
 
-/* Every ring asks for COOP_TASKRUN (5.19): the completion work io_uring
- * queues for the submitting thread waits for that thread's next entry into
- * the kernel (its wait for completions, mostly) instead of interrupting it
- * where it runs, as fio's rings do. SUBMIT_ALL is 5.18. An older kernel
- * refuses either with EINVAL: try without. */
 /* One ring, made under ioe_ring_lock. */
 static int ioe_ring_make(struct io_uring *ring, unsigned entries, unsigned cq,
 			 unsigned flags)
@@ -47,6 +42,11 @@ static int ioe_ring_make(struct io_uring *ring, unsigned entries, unsigned cq,
 	return rc;
 }
 
+/* Every ring asks for COOP_TASKRUN (5.19): the completion work io_uring
+ * queues for the submitting thread waits for that thread's next entry into
+ * the kernel (its wait for completions, mostly) instead of interrupting it
+ * where it runs, as fio's rings do. SUBMIT_ALL is 5.18. An older kernel
+ * refuses either with EINVAL: try without. */
 static int ioe_ring_init(struct io_uring *ring, unsigned entries, unsigned cq)
 {
 	static const unsigned drop[] = { 0, IORING_SETUP_COOP_TASKRUN,
